@@ -1,0 +1,83 @@
+"""Monitor and control messages between the DAQ and its clients (the console, scripts).
+
+This module imports nothing heavy (msgpack and numpy only) so that the console can use it on a
+machine without the DAQ. Messages are msgpack maps; numpy arrays travel as ``{"dtype", "shape",
+"data"}`` maps of raw little-endian bytes. Never pickle.
+
+Sockets (ZeroMQ), defaults on the DAQ host:
+
+- monitor: PUB on ``tcp://*:5556``; multipart ``[topic, payload]``. Topic ``monitor`` at >= 5 Hz
+  (rates, counters, losses, histograms, see :func:`monitor_message`); topic ``image`` each time the
+  live reconstruction publishes an image (see :func:`image_message`).
+- control: REP on ``tcp://*:5557``; request ``{"cmd": "start" | "stop" | "status", "settings":
+  {...}}``, reply ``{"ok": bool, "error": str | None, "state": str, "run": str | None}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+
+SCHEMA_VERSION = 1
+MONITOR_TOPIC = b"monitor"
+IMAGE_TOPIC = b"image"
+DEFAULT_MONITOR_PORT = 5556
+DEFAULT_CONTROL_PORT = 5557
+
+#: Run states reported in ``state``.
+STATES = ("idle", "starting", "running", "stopping", "stopped", "failed")
+
+
+def pack(message: dict[str, Any]) -> bytes:
+    """Serialise a message (msgpack, binary-safe)."""
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def unpack(payload: bytes) -> dict[str, Any]:
+    """Parse a message; raises ``ValueError`` on bytes that are not a msgpack map."""
+    try:
+        message = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated exception types
+        raise ValueError(f"not a monitor/control message: {exc}") from None
+    if not isinstance(message, dict):
+        raise ValueError("not a monitor/control message: expected a map")
+    return message
+
+
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """A numpy array as a msgpack-friendly map."""
+    a = np.ascontiguousarray(array)
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes()}
+
+
+def decode_array(obj: dict[str, Any]) -> np.ndarray:
+    """The inverse of :func:`encode_array` (a read-only view of the message's bytes)."""
+    return np.frombuffer(obj["data"], dtype=np.dtype(obj["dtype"])).reshape(obj["shape"])
+
+
+def monitor_message(**fields: Any) -> dict[str, Any]:
+    """A monitor document. Fields the DAQ fills (rates in counts/s, sizes in bytes, times in s):
+
+    ``run`` (run directory or None), ``state``, ``elapsed_s``, ``duration_s``, ``scanner``,
+    ``rates`` {singles, prompts, delayeds, necr} cps, ``boards`` [{board, singles_cps, frames_ok,
+    frames_bad, seq_gaps, bytes_skipped, watermark_s}], ``totals`` {singles, prompts, delayeds,
+    frames, events_journaled}, ``losses`` {name: count} (every loss anywhere, zero when none),
+    ``queues`` {name: fill 0..1}, ``disk`` {journal_bytes, free_bytes}, ``energy_window_kev``,
+    ``energy_hist`` {edges_kev: [lo, hi], counts: array}, ``dt_hist`` {range_ps: [lo, hi], counts:
+    array}, ``hitmap`` array (rings x crystals per ring), ``sinogram`` array, ``message`` (a plain
+    warning for the operator, or "").
+    """
+    return {"type": "monitor", "v": SCHEMA_VERSION, **fields}
+
+
+def image_message(image: np.ndarray, *, voxel_mm: tuple[float, float, float],
+                  origin_mm: tuple[float, float, float], events: int, iteration: int
+                  ) -> dict[str, Any]:
+    """A reconstructed image ([x, y, z] float32) with its geometry and the events it used."""
+    return {
+        "type": "image", "v": SCHEMA_VERSION, "image": encode_array(image.astype(np.float32)),
+        "voxel_mm": list(voxel_mm), "origin_mm": list(origin_mm), "events": int(events),
+        "iteration": int(iteration),
+    }
