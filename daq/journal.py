@@ -1,0 +1,213 @@
+"""The run journal: raw frames exactly as received, appended in checksummed blocks.
+
+The journal is the record of truth of a run: it is written before anything else touches the data,
+so a run can always be replayed or recovered from it. A block is::
+
+    offset size  field
+    0      4     magic b"BPJ1"
+    4      2     stream id (u16, little-endian): which receiver (board link) the bytes came from
+    6      2     reserved (0)
+    8      4     payload length in bytes (u32)
+    12     8     receive time, ns since the journal was opened (u64, monotonic clock)
+    20     4     CRC-32 (zlib) of the payload
+    24     4     CRC-32 (zlib) of bytes 0..23 (the header itself)
+    28     n     payload: the bytes read from the link, unmodified
+
+Blocks are buffered in memory and flushed to the operating system at least every
+``flush_interval_s`` (0.25 s by default): a ``kill -9`` loses at most that much. ``fsync`` runs every
+``fsync_interval_s`` for power loss. A reader stops at a truncated tail (a killed writer) and skips a
+corrupt block by searching for the next magic, counting what it skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hw.errors import UserError
+
+MAGIC = b"BPJ1"
+_HEADER = struct.Struct("<4sHHIQII")
+HEADER_BYTES = _HEADER.size
+MAX_BLOCK_BYTES = 64 << 20
+
+
+class JournalError(UserError):
+    """The journal cannot be written (disk full, permissions) or read (missing file)."""
+
+
+class JournalWriter:
+    """Append blocks to a journal file; thread-safe; flushes on a timer as well as on size."""
+
+    def __init__(self, path: str | Path, flush_interval_s: float = 0.25,
+                 fsync_interval_s: float = 2.0, buffer_bytes: int = 4 << 20) -> None:
+        self.path = Path(path)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise JournalError(f"cannot create journal {self.path}: {exc.strerror}") from None
+        self._t0 = time.monotonic_ns()
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._buffer_bytes = buffer_bytes
+        self.flush_interval_s, self.fsync_interval_s = flush_interval_s, fsync_interval_s
+        self.bytes_written = os.fstat(self._fd).st_size
+        self.blocks = 0
+        self.error: str | None = None
+        self._last_fsync = time.monotonic()
+        self._stop = threading.Event()
+        self._timer = threading.Thread(target=self._flush_loop, name="journal-flush", daemon=True)
+        self._timer.start()
+
+    def append(self, stream: int, payload: bytes | bytearray | memoryview) -> None:
+        """Append one block. Raises :class:`JournalError` if the disk refused earlier writes."""
+        data = bytes(payload)
+        if not data:
+            return
+        if self.error:
+            raise JournalError(self.error)
+        header = _header(stream, data, time.monotonic_ns() - self._t0)
+        with self._lock:
+            self._buf += header
+            self._buf += data
+            self.blocks += 1
+            if len(self._buf) >= self._buffer_bytes:
+                self._flush_locked()
+        if self.error:
+            raise JournalError(self.error)
+
+    def flush(self, fsync: bool = False) -> None:
+        """Hand buffered blocks to the operating system (and to the disk with ``fsync``)."""
+        with self._lock:
+            self._flush_locked()
+            if fsync and not self.error:
+                os.fsync(self._fd)
+                self._last_fsync = time.monotonic()
+        if self.error:
+            raise JournalError(self.error)
+
+    def _flush_locked(self) -> None:
+        if not self._buf or self.error:
+            return
+        view = memoryview(self._buf)
+        written = 0
+        try:
+            while written < len(view):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            # Keep only whole blocks on disk: cut the partial block so the journal stays readable.
+            self.error = f"journal {self.path}: write failed ({exc.strerror}); acquisition stopped"
+            self._truncate_to_whole_blocks()
+        finally:
+            view.release()
+        self.bytes_written += written
+        del self._buf[:written]
+
+    def _truncate_to_whole_blocks(self) -> None:
+        size = os.fstat(self._fd).st_size
+        good = 0
+        for offset, _stream, _t, payload in _scan(self.path, strict=False):
+            good = offset + HEADER_BYTES + len(payload)
+        if good < size:
+            os.ftruncate(self._fd, good)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            with self._lock:
+                self._flush_locked()
+                if not self.error and time.monotonic() - self._last_fsync > self.fsync_interval_s:
+                    os.fsync(self._fd)
+                    self._last_fsync = time.monotonic()
+
+    def close(self) -> None:
+        """Flush, fsync and close. Raises :class:`JournalError` if the last write failed."""
+        self._stop.set()
+        self._timer.join()
+        try:
+            self.flush(fsync=True)
+        finally:
+            os.close(self._fd)
+
+
+def _header(stream: int, payload: bytes, t_ns: int) -> bytes:
+    head = _HEADER.pack(MAGIC, stream, 0, len(payload), t_ns, zlib.crc32(payload), 0)
+    return head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+
+
+@dataclass
+class JournalStats:
+    """What reading a journal found: good blocks, corrupt ones and a truncated tail."""
+
+    blocks: int = 0
+    bytes: int = 0
+    corrupt_blocks: int = 0
+    bytes_skipped: int = 0
+    truncated_tail_bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def read_journal(path: str | Path, stats: JournalStats | None = None
+                 ) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(stream, receive_time_ns, payload)`` of every intact block, in file order.
+
+    Corrupt blocks are skipped (counted in ``stats``); a truncated tail ends the iteration.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise JournalError(f"journal {p} does not exist")
+    stats = stats if stats is not None else JournalStats()
+    for _offset, stream, t_ns, payload in _scan(p, strict=True, stats=stats):
+        stats.blocks += 1
+        stats.bytes += len(payload)
+        yield stream, t_ns, payload
+
+
+def _scan(path: Path, strict: bool, stats: JournalStats | None = None,
+          read_bytes: int = 16 << 20) -> Iterator[tuple[int, int, int, bytes]]:
+    """Walk the blocks of a journal, streaming it in ``read_bytes`` pieces."""
+    stats = stats if stats is not None else JournalStats()
+    with open(path, "rb") as fh:
+        buf, base, pos, eof = bytearray(), 0, 0, False
+
+        def have(k: int) -> bool:
+            nonlocal buf, base, pos, eof
+            while len(buf) - pos < k and not eof:
+                if pos:
+                    del buf[:pos]
+                    base, pos = base + pos, 0
+                more = fh.read(max(read_bytes, k))
+                eof = not more
+                buf += more
+            return len(buf) - pos >= k
+
+        while have(HEADER_BYTES):
+            magic, stream, _res, length, t_ns, crc, hcrc = _HEADER.unpack_from(buf, pos)
+            header_ok = (magic == MAGIC and length <= MAX_BLOCK_BYTES
+                         and zlib.crc32(buf[pos:pos + HEADER_BYTES - 4]) == hcrc)
+            if header_ok and not have(HEADER_BYTES + length):
+                break  # a block cut short by a killed writer: the tail
+            if header_ok:
+                payload = bytes(buf[pos + HEADER_BYTES:pos + HEADER_BYTES + length])
+                if zlib.crc32(payload) == crc:
+                    yield base + pos, stream, t_ns, payload
+                    pos += HEADER_BYTES + length
+                    continue
+            start = base + pos
+            nxt = buf.find(MAGIC, pos + 1)
+            while nxt < 0 and not eof:
+                pos = max(pos, len(buf) - len(MAGIC))
+                have(len(buf) - pos + 1)
+                nxt = buf.find(MAGIC, pos)
+            pos = len(buf) if nxt < 0 else nxt
+            if strict:
+                stats.corrupt_blocks += 1
+                stats.bytes_skipped += base + pos - start
+                stats.problems.append(
+                    f"corrupt journal block at byte {start}: skipped {base + pos - start} bytes")
+        stats.truncated_tail_bytes = len(buf) - pos
