@@ -174,7 +174,8 @@ def _register(hist: np.ndarray, ok: np.ndarray, iterations: int = 2) -> np.ndarr
 def _aligned_sum(norm: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Sum of spectra each moved back by its shift (linear interpolation)."""
     x = np.arange(norm.shape[1], dtype=np.float64)
-    return sum(np.interp(x + s, x, row, left=0, right=0) for row, s in zip(norm, shifts, strict=True))
+    pairs = zip(norm, shifts, strict=True)
+    return sum(np.interp(x + s, x, row, left=0, right=0) for row, s in pairs)
 
 
 def _photopeak_code(hist: np.ndarray, ok: np.ndarray, shifts: np.ndarray, edges: np.ndarray,

@@ -14,9 +14,9 @@ so a run can always be replayed or recovered from it. A block is::
     28     n     payload: the bytes read from the link, unmodified
 
 Blocks are buffered in memory and flushed to the operating system at least every
-``flush_interval_s`` (0.25 s by default): a ``kill -9`` loses at most that much. ``fsync`` runs every
-``fsync_interval_s`` for power loss. A reader stops at a truncated tail (a killed writer) and skips a
-corrupt block by searching for the next magic, counting what it skipped.
+``flush_interval_s`` (0.25 s by default): a ``kill -9`` loses at most that much. ``fsync`` runs
+every ``fsync_interval_s`` for power loss. A reader stops at a truncated tail (a killed writer) and
+skips a corrupt block by searching for the next magic, counting what it skipped.
 """
 
 from __future__ import annotations

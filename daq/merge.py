@@ -2,7 +2,8 @@
 
 Each board sends its events in its own time order, and a STATUS heartbeat with its clock counter at
 least every few ms. The merger holds events until every live board has reported a time (its
-*watermark*: the latest event or heartbeat time) at or beyond them, then releases them in time order.
+*watermark*: the latest event or heartbeat time) at or beyond them, then releases them in time
+order.
 
 A board whose watermark has not advanced for ``quiet_timeout_s`` of wall-clock time (default 1 s) no
 longer holds the others back. If it later sends events older than what was already released, those

@@ -1,0 +1,225 @@
+"""A live acquisition: receivers -> journal -> decoder -> time merge -> sorter -> list-mode.
+
+Threads:
+
+- one **receiver** per source (board link): read bytes, append them to the journal (first, always),
+  decode them (numba, nogil) and hand the events to the processor over a bounded queue. A full
+  queue blocks the receiver, which is back-pressure towards the link (ZeroMQ's high-water mark),
+  never a silent drop;
+- the **processor**: time merge, calibration, coincidence sorting, list-mode writing, histograms;
+- the **live reconstruction** (optional, :mod:`daq.live`): fed through a queue that drops (and
+  counts) chunks when the reconstruction cannot keep up, so it never slows the journal;
+- the **monitor publisher** (optional, :mod:`daq.monitor`).
+
+The run ends when its duration is reached, when every board sent its run-stop marker or its
+stream ended, on :meth:`Acquisition.stop`, or on an error (a full disk, a lost link), whose one-line
+reason goes into the stop document. Whatever the reason, the journal written so far is flushed and
+stays readable.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from daq.calibration import Calibration
+from daq.journal import JournalError, JournalWriter
+from daq.listmode import ListModeWriter
+from daq.processor import Processor, SortSettings
+from daq.rundir import RunDir
+from daq.sources import Source
+from hw import wire
+from hw.errors import UserError
+from hw.scanner import Scanner
+
+
+@dataclass
+class StreamState:
+    """One receiver's link: what arrived, what the decoder made of it."""
+
+    describe: str
+    bytes: int = 0
+    ended: bool = False
+    error: str | None = None
+    decoder_stats: dict[str, int] = field(default_factory=dict)
+    boards_stopped: set[int] = field(default_factory=set)
+
+
+class Acquisition:
+    """Acquire from ``sources`` into ``run`` until stopped; see the module docstring."""
+
+    def __init__(self, run: RunDir, scanner: Scanner, sources: list[Source],
+                 sort: SortSettings, calibration: Calibration, duration_s: float | None = None,
+                 settings: dict[str, Any] | None = None, no_data_timeout_s: float = 15.0,
+                 quiet_timeout_s: float = 1.0, queue_chunks: int = 256,
+                 on_coincidences: Callable[[np.ndarray], None] | None = None) -> None:
+        self.run, self.scanner, self.sources = run, scanner, sources
+        self.duration_s, self.no_data_timeout_s = duration_s, no_data_timeout_s
+        self.calibration = calibration
+        self.journal = JournalWriter(run.journal)
+        self.processor = Processor(scanner, calibration, sort, None, quiet_timeout_s,
+                                   on_coincidences)
+        header = {"scanner": scanner.name, "scanner_digest": scanner.digest,
+                  **{k: v for k, v in self.processor.settings.items()}}
+        self.listmode = ListModeWriter(run.listmode, header)
+        self.processor.writer = self.listmode
+        self.streams = [StreamState(s.describe) for s in sources]
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self.reason = ""
+        self.started_at = 0.0
+        self.stopped_at: float | None = None
+        self._first_data_at: float | None = None
+        self._threads: list[threading.Thread] = []
+        run.start_document(scanner.name, scanner.digest, {
+            **(settings or {}), "sources": [s.describe for s in sources],
+            "duration_s": duration_s, "sort": self.processor.settings,
+        }, calibration.describe())
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> Acquisition:
+        """Start the receiver and processor threads."""
+        self.started_at = time.monotonic()
+        for i, source in enumerate(self.sources):
+            t = threading.Thread(target=self._receive, args=(i, source), name=f"rx-{i}",
+                                 daemon=True)
+            self._threads.append(t)
+        self._threads.append(threading.Thread(target=self._process, name="processor", daemon=True))
+        for t in self._threads:
+            t.start()
+        threading.Thread(target=self._watch, name="run-watch", daemon=True).start()
+        return self
+
+    def stop(self, reason: str = "stop command") -> None:
+        """Ask the run to end (idempotent); :meth:`wait` returns once it has."""
+        if not self._stop.is_set():
+            self.reason = self.reason or reason
+            self._stop.set()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait for the run to end and its files to be closed; True if it has."""
+        return self._done.wait(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    @property
+    def elapsed_s(self) -> float:
+        end = self.stopped_at or time.monotonic()
+        return end - self.started_at if self.started_at else 0.0
+
+    # ------------------------------------------------------------------ threads
+
+    def _receive(self, index: int, source: Source) -> None:
+        state = self.streams[index]
+        decoder = wire.Decoder(self.scanner)
+        try:
+            while not self._stop.is_set():
+                data = source.read(0.05)
+                if data is None:
+                    break
+                if not data:
+                    continue
+                if self._first_data_at is None:
+                    self._first_data_at = time.monotonic()
+                self.journal.append(index, data)
+                state.bytes += len(data)
+                raw = decoder.feed(data)
+                state.decoder_stats = decoder.stats.as_dict()
+                state.boards_stopped = decoder.boards_stopped()
+                self._put((raw, decoder.watermarks()))
+                if state.boards_stopped and state.boards_stopped >= decoder.boards_seen():
+                    break
+        except (JournalError, UserError) as exc:
+            state.error = str(exc)
+            self.stop(f"error: {exc}")
+        finally:
+            state.ended = True
+            source.close()
+
+    def _put(self, item: tuple) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        self._queue.put(item)  # stopping: the processor drains everything
+
+    def _process(self) -> None:
+        receivers = self._threads[:-1]
+        while True:
+            try:
+                raw, marks = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if all(not t.is_alive() for t in receivers):
+                    break
+                continue
+            self.processor.consume(raw, marks)
+
+    def _watch(self) -> None:
+        """End the run on duration, end of every stream, or no data at all."""
+        while not self._stop.wait(0.05):
+            now = time.monotonic()
+            if self.duration_s is not None and self._first_data_at is not None \
+                    and now - self._first_data_at >= self.duration_s:
+                self.stop("duration reached")
+            elif all(s.ended for s in self.streams):
+                self.stop("end of stream")
+            elif self._first_data_at is None and now - self.started_at > self.no_data_timeout_s:
+                names = ", ".join(s.describe for s in self.streams)
+                self.stop(f"error: no data from {names} within {self.no_data_timeout_s:g} s: "
+                          "is the digitizer (or petdaq emulate) running and the address right?")
+        for t in self._threads:
+            t.join()
+        self.stopped_at = time.monotonic()
+        self._close()
+        self._done.set()
+
+    def _close(self) -> None:
+        self.processor.finish()
+        self.listmode.close()
+        try:
+            self.journal.close()
+        except JournalError as exc:
+            self.reason = f"error: {exc}"
+        self.run.stop_document(self.reason, self.counts(), self.losses(),
+                               streams=[vars(s) | {"boards_stopped": sorted(s.boards_stopped)}
+                                        for s in self.streams],
+                               elapsed_s=round(self.elapsed_s, 3))
+
+    # ------------------------------------------------------------------ reporting
+
+    def counts(self) -> dict[str, int]:
+        """Totals so far: bytes, frames, events, singles, prompts, delayeds."""
+        c = self.processor.counters
+        frames = sum(s.decoder_stats.get("frames_ok", 0) for s in self.streams)
+        return {"bytes": sum(s.bytes for s in self.streams), "frames": frames,
+                "events_decoded": sum(s.decoder_stats.get("events", 0) for s in self.streams),
+                "singles": c.singles, "prompts": c.prompts, "delayeds": c.delayeds,
+                "journal_bytes": self.journal.bytes_written}
+
+    def losses(self) -> dict[str, int]:
+        """Every loss anywhere, by name (zero when none)."""
+        stat = lambda k: sum(s.decoder_stats.get(k, 0) for s in self.streams)  # noqa: E731
+        return {"frames_bad": stat("frames_bad"), "seq_gaps": stat("seq_gaps"),
+                "bytes_skipped": stat("bytes_skipped"),
+                "late_events": self.processor.late_events,
+                "firmware_fifo_overflows": stat("fifo_overflows")}
+
+    def queue_fill(self) -> float:
+        """How full the receivers -> processor queue is (0..1)."""
+        return self._queue.qsize() / self._queue.maxsize
+
+    def disk_free_bytes(self) -> int:
+        return shutil.disk_usage(self.run.path).free

@@ -1,0 +1,198 @@
+"""The DAQ's sub-commands: scanners, acquire, run, serve, calibrate, replay, sort, recover, info,
+export. Thin over :mod:`daq.session`, :mod:`daq.replay` and :mod:`daq.calibration`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from daq import calibration, session
+from daq.processor import SortSettings
+from daq.rundir import RunDir, utc_now
+from hw.errors import UserError
+from hw.progress import Progress
+from hw.scanner import builtin_scanners, load_scanner
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register the DAQ's sub-commands."""
+    p = sub.add_parser("scanners", help="list the built-in scanners, or show one")
+    p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    p.add_argument("name", nargs="?", help="scanner name or .toml path (with show)")
+    p.set_defaults(func=cmd_scanners)
+
+    p = sub.add_parser("run", help="emulate + acquire + sort + reconstruct in one (the demo)")
+    session.add_emulation_options(p)
+    _out_options(p)
+    _sort_options(p)
+    session.add_live_options(p)
+    p.set_defaults(func=session.cmd_run)
+
+    p = sub.add_parser("acquire", help="acquire from digitizer boards into a run directory")
+    p.add_argument("--from", dest="sources", action="append", required=True, metavar="SOURCE",
+                   help="tcp://host:port, ipc://..., /dev/ttyUSB0, pty:/dev/pts/N, socket://..., "
+                        "or a .frames file; once per board link")
+    p.add_argument("--scanner", default="bedside-brain")
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: until the "
+                   "boards send their run-stop markers or Ctrl-C)")
+    p.add_argument("--baud", type=int, default=3_000_000, help="serial baud rate")
+    _out_options(p)
+    _sort_options(p)
+    session.add_live_options(p)
+    p.set_defaults(func=session.cmd_acquire)
+
+    p = sub.add_parser("serve", help="run the DAQ service: control and monitor sockets, runs "
+                       "started from the console")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (* for all)")
+    p.add_argument("--monitor-port", type=int, default=5556)
+    p.add_argument("--control-port", type=int, default=5557)
+    _out_options(p, with_name=False)
+    p.set_defaults(func=session.cmd_serve)
+
+    p = sub.add_parser("calibrate", help="derive the per-crystal gain table from a calibration run")
+    p.add_argument("run", help="run directory of the calibration acquisition")
+    p.add_argument("--method", choices=["photopeak", "lu176"], default="photopeak",
+                   help="photopeak: 511 keV source in the FOV; lu176: no source, the crystals' own "
+                        "Lu-176 activity (relative gains)")
+    p.add_argument("--no-save", action="store_true", help="report only, store nothing")
+    p.set_defaults(func=cmd_calibrate)
+
+    for name, text in (("replay", "re-run the pipeline from a run's journal with other settings"),
+                       ("sort", "re-sort a run's singles into coincidences (no reconstruction)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run", help="run directory")
+        p.add_argument("--out", type=Path, default=None,
+                       help="new run directory (default: RUN/replay-<time>)")
+        _sort_options(p)
+        p.set_defaults(func=cmd_replay, recon=name == "replay")
+
+    p = sub.add_parser("recover", help="rebuild a killed run (metadata, coincidences, image) from "
+                       "its journal")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--no-recon", dest="recon", action="store_false")
+    p.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser("info", help="summarise a run in a few lines")
+    p.add_argument("run", help="run directory")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("export", help="export a run's list-mode data")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--petsird", type=Path, required=True, metavar="FILE",
+                   help="write PETSIRD list-mode (binary) to FILE")
+    p.set_defaults(func=cmd_export)
+
+
+def _out_options(p: argparse.ArgumentParser, with_name: bool = True) -> None:
+    p.add_argument("--out", type=Path, default=Path("runs"), help="folder of run directories")
+    if with_name:
+        p.add_argument("--name", default=None, help="run directory name (default: run-<time>)")
+
+
+def _sort_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("coincidence sorting (defaults from the scanner)")
+    g.add_argument("--window-ps", type=int, default=None, help="coincidence window, ps")
+    g.add_argument("--delay-ps", type=int, default=None, help="delayed window offset, ps (0: none)")
+    g.add_argument("--energy-window", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="energy window, keV")
+    g.add_argument("--policy", default="takeAllGoods", help="multiple-coincidence policy")
+    g.add_argument("--min-sector-difference", type=int, default=None)
+
+
+def sort_settings(args: argparse.Namespace) -> SortSettings:
+    """Sorting settings from the command line."""
+    return SortSettings(window_ps=args.window_ps, delay_ps=args.delay_ps,
+                        energy_window_kev=tuple(args.energy_window) if args.energy_window else None,
+                        policy=args.policy, min_sector_difference=args.min_sector_difference)
+
+
+def cmd_scanners(args: argparse.Namespace) -> int:
+    if args.action == "show":
+        print(load_scanner(args.name or "bedside-brain").summary())
+        return 0
+    for name in builtin_scanners():
+        s = load_scanner(name)
+        print(f"{name:18s} {s.kind.upper():5s} {s.n_crystals:6d} crystals  {s.description}")
+    return 0
+
+
+def _run_scanner(run: RunDir):
+    meta = run.read()
+    return load_scanner((meta.get("start") or {}).get("scanner", "bedside-brain"))
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from daq.replay import decode_journal
+
+    run = RunDir.open(args.run)
+    scanner = _run_scanner(run)
+    raw = decode_journal(run.journal, scanner)
+    cal, report = calibration.derive(raw, scanner, args.method, created_utc=utc_now(),
+                                     from_run=str(run.path))
+    print(f"calibrated {report['calibrated']} of {report['crystals']} crystals "
+          f"({args.method}, median {report['median_counts']:.0f} counts/crystal), "
+          f"gain spread {100 * report['gain_rms']:.1f} % RMS")
+    if report["too_few_counts"]:
+        print(f"warning: {report['too_few_counts']} crystals had too few counts: gain left nominal")
+    if not args.no_save:
+        print(f"stored {cal.save()}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from daq.replay import replay_journal
+
+    run = RunDir.open(args.run)
+    scanner = _run_scanner(run)
+    out = RunDir.create(args.out or run.path, None if args.out else
+                        "replay-" + utc_now().replace(":", "")[:17])
+    cal = calibration.current(scanner)
+    progress = Progress(f"replay {run.path.name}", unit="bytes")
+    result = replay_journal(run.journal, scanner, cal, sort_settings(args), out.listmode,
+                            progress=lambda done, total: progress.update(done))
+    progress.close(result["counts"]["bytes"])
+    out.start_document(scanner.name, scanner.digest, {"replay_of": str(run.path),
+                       "sort": sort_settings(args).resolved(scanner)}, cal.describe())
+    out.stop_document("replayed from journal", result["counts"], result["losses"])
+    if args.recon:
+        session.final_image(out, scanner)
+    session.print_summary(out)
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from daq.replay import recover
+
+    run = RunDir.open(args.run)
+    if not run.journal.is_file():
+        raise UserError(f"{run.path} has no journal to recover from")
+    scanner = _run_scanner(run)
+    meta = run.read()
+    sort = SortSettings(**{k: v for k, v in ((meta.get("start") or {}).get("settings", {})
+                                             .get("sort", {})).items()
+                           if k in SortSettings.__dataclass_fields__})
+    progress = Progress(f"recover {run.path.name}", unit="bytes")
+    result = recover(run, scanner, calibration.current(scanner), sort,
+                     progress=lambda done, total: progress.update(done))
+    progress.close(result["counts"]["bytes"])
+    for problem in result["problems"]:
+        print(f"warning: {problem}")
+    if args.recon:
+        session.final_image(run, scanner)
+    session.print_summary(run)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    session.print_summary(RunDir.open(args.run))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from daq.petsird_export import export_petsird
+
+    run = RunDir.open(args.run)
+    n = export_petsird(run, _run_scanner(run), args.petsird)
+    print(f"wrote {n} prompts to {args.petsird} (PETSIRD)")
+    return 0
+

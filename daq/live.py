@@ -1,0 +1,76 @@
+"""The live image: a reconstruction thread updated every few seconds from all events so far.
+
+Coincidences reach it through a bounded queue that never blocks the sorter: when the
+reconstruction cannot keep up, whole chunks are dropped from the *live* image and counted
+(``recon_dropped_events``, published on the monitor stream). The list-mode file always has every
+coincidence, and the final image is reconstructed from it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from hw.scanner import Scanner
+
+
+class LiveImage:
+    """Run :class:`recon.LiveRecon` on a background thread; ``latest`` is the newest image."""
+
+    def __init__(self, scanner: Scanner, interval_s: float = 2.0, tof: bool = True,
+                 on_image: Callable[[object, int, int], None] | None = None,
+                 queue_chunks: int = 64) -> None:
+        import recon
+
+        self.recon = recon.LiveRecon(scanner, tof=tof)
+        self.interval_s, self.on_image = interval_s, on_image
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
+        self.dropped_events = 0
+        self.events = 0
+        self.updates = 0
+        self.latest = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="live-recon", daemon=True)
+        self._thread.start()
+
+    def offer(self, coinc: np.ndarray) -> None:
+        """Hand a chunk of coincidences over; drops (and counts) it if the queue is full."""
+        try:
+            self._queue.put_nowait(coinc)
+        except queue.Full:
+            self.dropped_events += int(coinc.size)
+
+    def queue_fill(self) -> float:
+        """How full the hand-over queue is (0..1)."""
+        return self._queue.qsize() / self._queue.maxsize
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self.recon.add(chunk)
+            self.events += int(chunk.size)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._update()
+
+    def _update(self) -> None:
+        self._drain()
+        if self.events == 0:
+            return
+        self.latest = self.recon.update()
+        self.updates += 1
+        if self.on_image is not None:
+            self.on_image(self.latest, self.events, self.updates)
+
+    def close(self) -> None:
+        """Stop the thread after a last update with everything queued."""
+        self._stop.set()
+        self._thread.join()
+        self._update()
