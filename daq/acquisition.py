@@ -24,7 +24,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,11 +45,23 @@ class StreamState:
     """One receiver's link: what arrived, what the decoder made of it."""
 
     describe: str
+    decoder: wire.Decoder
     bytes: int = 0
     ended: bool = False
     error: str | None = None
-    decoder_stats: dict[str, int] = field(default_factory=dict)
-    boards_stopped: set[int] = field(default_factory=set)
+
+    @property
+    def boards_stopped(self) -> set[int]:
+        """Boards of this link that sent their run-stop marker."""
+        return {m.board for m in self.decoder.markers if m.kind == "stop"}
+
+    def report(self) -> dict[str, object]:
+        """Counters of this link for the stop document and the monitor."""
+        stats = self.decoder.stats
+        fifo = sum(b.status.fifo_overflows for b in stats.boards.values() if b.status)
+        return {"source": self.describe, "bytes": self.bytes, "ended": self.ended,
+                "error": self.error, "boards_stopped": sorted(self.boards_stopped),
+                "fifo_overflows": fifo, **stats.as_dict()}
 
 
 class Acquisition:
@@ -70,7 +82,7 @@ class Acquisition:
                   **{k: v for k, v in self.processor.settings.items()}}
         self.listmode = ListModeWriter(run.listmode, header)
         self.processor.writer = self.listmode
-        self.streams = [StreamState(s.describe) for s in sources]
+        self.streams = [StreamState(s.describe, wire.Decoder(scanner)) for s in sources]
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -122,7 +134,7 @@ class Acquisition:
 
     def _receive(self, index: int, source: Source) -> None:
         state = self.streams[index]
-        decoder = wire.Decoder(self.scanner)
+        decoder = state.decoder
         try:
             while not self._stop.is_set():
                 data = source.read(0.05)
@@ -135,10 +147,9 @@ class Acquisition:
                 self.journal.append(index, data)
                 state.bytes += len(data)
                 raw = decoder.feed(data)
-                state.decoder_stats = decoder.stats.as_dict()
-                state.boards_stopped = decoder.boards_stopped()
-                self._put((raw, decoder.watermarks()))
-                if state.boards_stopped and state.boards_stopped >= decoder.boards_seen():
+                self._put((raw, decoder.watermarks_ps))
+                stopped = state.boards_stopped
+                if stopped and stopped >= set(decoder.watermarks_ps):
                     break
         except (JournalError, UserError) as exc:
             state.error = str(exc)
@@ -158,6 +169,7 @@ class Acquisition:
 
     def _process(self) -> None:
         receivers = self._threads[:-1]
+        failed = False
         while True:
             try:
                 raw, marks = self._queue.get(timeout=0.1)
@@ -165,7 +177,14 @@ class Acquisition:
                 if all(not t.is_alive() for t in receivers):
                     break
                 continue
-            self.processor.consume(raw, marks)
+            if failed:
+                continue  # keep draining so the receivers finish journaling
+            try:
+                self.processor.consume(raw, marks)
+            except OSError as exc:
+                failed = True
+                self.stop(f"error: cannot write {self.run.listmode}: {exc}; the journal has "
+                          "every event (petdaq recover)")
 
     def _watch(self) -> None:
         """End the run on duration, end of every stream, or no data at all."""
@@ -187,15 +206,18 @@ class Acquisition:
         self._done.set()
 
     def _close(self) -> None:
-        self.processor.finish()
-        self.listmode.close()
+        try:
+            self.processor.finish()
+            self.listmode.close()
+        except OSError as exc:
+            self.reason = self.reason if self.reason.startswith("error") else (
+                f"error: cannot write {self.run.listmode}: {exc}")
         try:
             self.journal.close()
         except JournalError as exc:
             self.reason = f"error: {exc}"
         self.run.stop_document(self.reason, self.counts(), self.losses(),
-                               streams=[vars(s) | {"boards_stopped": sorted(s.boards_stopped)}
-                                        for s in self.streams],
+                               streams=[s.report() for s in self.streams],
                                elapsed_s=round(self.elapsed_s, 3))
 
     # ------------------------------------------------------------------ reporting
@@ -203,19 +225,21 @@ class Acquisition:
     def counts(self) -> dict[str, int]:
         """Totals so far: bytes, frames, events, singles, prompts, delayeds."""
         c = self.processor.counters
-        frames = sum(s.decoder_stats.get("frames_ok", 0) for s in self.streams)
-        return {"bytes": sum(s.bytes for s in self.streams), "frames": frames,
-                "events_decoded": sum(s.decoder_stats.get("events", 0) for s in self.streams),
+        reports = [s.report() for s in self.streams]
+        return {"bytes": sum(s.bytes for s in self.streams),
+                "frames": sum(r["frames_ok"] for r in reports),
+                "events_decoded": sum(r["events"] for r in reports),
                 "singles": c.singles, "prompts": c.prompts, "delayeds": c.delayeds,
                 "journal_bytes": self.journal.bytes_written}
 
     def losses(self) -> dict[str, int]:
         """Every loss anywhere, by name (zero when none)."""
-        stat = lambda k: sum(s.decoder_stats.get(k, 0) for s in self.streams)  # noqa: E731
-        return {"frames_bad": stat("frames_bad"), "seq_gaps": stat("seq_gaps"),
-                "bytes_skipped": stat("bytes_skipped"),
+        reports = [s.report() for s in self.streams]
+        total = lambda k: sum(r[k] for r in reports)  # noqa: E731
+        return {"frames_bad": total("frames_bad"), "seq_gaps": total("seq_gaps"),
+                "bytes_skipped": total("bytes_skipped"), "bad_channel": total("bad_channel"),
                 "late_events": self.processor.late_events,
-                "firmware_fifo_overflows": stat("fifo_overflows")}
+                "firmware_fifo_overflows": total("fifo_overflows")}
 
     def queue_fill(self) -> float:
         """How full the receivers -> processor queue is (0..1)."""

@@ -40,7 +40,7 @@ def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, so
         for stream, _t_ns, payload in read_journal(journal, stats):
             decoder = decoders.setdefault(stream, wire.Decoder(scanner))
             raw = decoder.feed(payload)
-            processor.consume(raw, decoder.watermarks())
+            processor.consume(raw, decoder.watermarks_ps)
             done += len(payload)
             if progress is not None:
                 progress(done, size)
