@@ -171,10 +171,11 @@ class Acquisition:
         receivers = self._threads[:-1]
         failed = False
         while True:
+            receivers_done = all(not t.is_alive() for t in receivers)
             try:
                 raw, marks = self._queue.get(timeout=0.1)
             except queue.Empty:
-                if all(not t.is_alive() for t in receivers):
+                if receivers_done:  # checked before the get: nothing can follow
                     break
                 continue
             if failed:

@@ -22,10 +22,14 @@ class LiveImage:
 
     def __init__(self, scanner: Scanner, interval_s: float = 2.0, tof: bool = True,
                  on_image: Callable[[object, int, int], None] | None = None,
-                 queue_chunks: int = 64) -> None:
-        import recon
+                 queue_chunks: int = 64, reconstructor: object | None = None) -> None:
+        """``reconstructor`` (default :class:`recon.LiveRecon`) has ``add(coinc)`` and
+        ``update() -> Image``."""
+        if reconstructor is None:
+            import recon
 
-        self.recon = recon.LiveRecon(scanner, tof=tof)
+            reconstructor = recon.LiveRecon(scanner, tof=tof)
+        self.recon = reconstructor
         self.interval_s, self.on_image = interval_s, on_image
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
         self.dropped_events = 0

@@ -1,0 +1,263 @@
+"""The live DAQ pipeline: links -> journal -> decoder -> merge -> sorter -> list-mode, nothing lost.
+
+Transport tests with wire-encoded board streams (tests/boardstream.py); physics comes from the
+emulator in the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+from boardstream import board_events, board_messages, quantised
+
+from daq import calibration
+from daq.acquisition import Acquisition
+from daq.emulated import free_port_block
+from daq.listmode import read_listmode
+from daq.processor import SortSettings
+from daq.replay import decode_journal
+from daq.rundir import RunDir
+from daq.sources import SerialSource, ZmqSource, open_source
+from hw import wire
+from hw.errors import UserError
+
+
+def _push_boards(endpoints: list[str], streams: list[list[bytes]], ready: threading.Event) -> None:
+    ctx = zmq.Context.instance()
+    socks = []
+    for ep in endpoints:
+        s = ctx.socket(zmq.PUSH)
+        s.setsockopt(zmq.SNDHWM, 100)
+        s.bind(ep)
+        socks.append(s)
+    ready.set()
+    for parts in zip(*streams, strict=True):
+        for s, msg in zip(socks, parts, strict=True):
+            s.send(msg)  # blocks at the high-water mark: back-pressure, never a drop
+    for s in socks:
+        s.close(linger=5000)
+
+
+def _acquire(tmp_path: Path, scanner, sources, **kw) -> Acquisition:
+    run = RunDir.create(tmp_path, "run")
+    return Acquisition(run, scanner, sources, SortSettings(),
+                       calibration.Calibration.nominal(scanner), **kw)
+
+
+def test_zmq_boards_are_journaled_decoded_and_merged_without_loss(tmp_path: Path, brain) -> None:
+    n = 20_000
+    events = [board_events(brain, b, n, 2e6, seed=1) for b in range(brain.n_boards)]
+    streams = [board_messages(brain, b, e) for b, e in enumerate(events)]
+    base = free_port_block(brain.n_boards)
+    endpoints = [f"tcp://127.0.0.1:{base + b}" for b in range(brain.n_boards)]
+    ready = threading.Event()
+    sender = threading.Thread(target=_push_boards, args=(endpoints, streams, ready))
+    sender.start()
+    ready.wait(5)
+    acq = _acquire(tmp_path, brain, [ZmqSource(e) for e in endpoints]).start()
+    assert acq.wait(60)
+    sender.join()
+    meta = acq.run.read()
+    stop = meta["stop"]
+    sent_frames = sum(wire.frames_for(n) + 2 + -(-n // (16 * 256)) for _ in range(brain.n_boards))
+    assert stop["reason"] == "end of stream"
+    assert stop["counts"]["frames"] == sent_frames
+    assert stop["counts"]["singles"] == n * brain.n_boards
+    assert all(v == 0 for v in stop["losses"].values()), stop["losses"]
+    # the journal holds exactly what was sent, and decodes to the sent events
+    journaled = decode_journal(acq.run.journal, brain)
+    expected = quantised(np.concatenate(events), brain)
+    expected = expected[np.argsort(expected["t"], kind="stable")]
+    assert np.array_equal(np.sort(journaled["t"]), expected["t"])
+    assert np.array_equal(np.sort(journaled["crystal"]), np.sort(expected["crystal"]))
+    coinc, header = read_listmode(acq.run.listmode)
+    assert coinc.size == stop["counts"]["prompts"] + stop["counts"]["delayeds"]
+    assert header["window_ps"] == brain.acquisition["coincidence_window_ps"]
+    assert meta["start"]["calibration"]["method"] == "nominal"
+
+
+def _corrupt(messages: list[bytes], rng: np.random.Generator) -> tuple[bytes, int]:
+    """Join messages with garbage between them and some frames damaged; returns the bytes and
+    how many frames were damaged."""
+    out, damaged = bytearray(), 0
+    for msg in messages:
+        frames = msg.split(b"\x00")[:-1]
+        for f in frames:
+            f = bytearray(f)
+            if rng.random() < 0.05:
+                f[int(rng.integers(0, len(f)))] ^= 0x10
+                damaged += 1
+            out += f + b"\x00"
+        if rng.random() < 0.3:
+            out += rng.integers(1, 256, int(rng.integers(1, 40)), dtype=np.uint8).tobytes()
+            out += b"\x00"
+    return bytes(out), damaged
+
+
+@pytest.mark.parametrize("baud", [115_200 * 8, None], ids=["921600-baud", "raw-pty"])
+def test_serial_pty_with_corrupt_bytes(tmp_path: Path, brain, baud) -> None:
+    """Every intact frame arrives through a real pty pair; damaged ones are counted."""
+    import termios
+    import tty
+
+    rng = np.random.default_rng(5)
+    n = 5_000 if baud else 40_000
+    raw = board_events(brain, 0, n, 1e6, seed=2)
+    data, damaged = _corrupt(board_messages(brain, 0, raw, frames_per_message=4), rng)
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    if baud:
+        attrs = termios.tcgetattr(slave)
+        attrs[4] = attrs[5] = termios.B921600
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    path = os.ttyname(slave)
+    acq = _acquire(tmp_path, brain, [SerialSource(path, baudrate=baud or 3_000_000)],
+                   duration_s=None).start()
+
+    def write() -> None:
+        for i in range(0, len(data), 4096):
+            os.write(master, data[i:i + 4096])
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join()
+    assert acq.wait(60)
+    os.close(master)
+    os.close(slave)
+    stop = acq.run.read()["stop"]
+    stream = stop["streams"][0]
+    assert stop["reason"] == "end of stream"
+    assert stream["frames_bad"] >= damaged > 0
+    # every intact frame's events arrived: the decoded events are exactly the sent ones minus
+    # those of the damaged frames (256 per frame at most)
+    assert n - 256 * damaged <= stop["counts"]["singles"] <= n
+    journaled = decode_journal(acq.run.journal, brain)
+    sent = set(quantised(raw, brain)["t"].tolist())
+    assert set(journaled["t"].tolist()) <= sent
+
+
+def test_a_slow_live_consumer_never_slows_the_journal(tmp_path: Path, brain) -> None:
+    """Back-pressure: a reconstruction that cannot keep up loses live chunks (counted), the
+    journal and the list-mode file lose nothing."""
+    from daq.live import LiveImage
+
+    class SlowRecon:
+        def add(self, coinc: np.ndarray) -> None:
+            time.sleep(0.5)
+
+        def update(self):
+            return None
+
+    live = LiveImage(brain, interval_s=0.01, queue_chunks=2, reconstructor=SlowRecon())
+
+    n = 30_000
+    events = [board_events(brain, b, n, 5e6, seed=3) for b in range(brain.n_boards)]
+    # make coincidences plentiful: copy board 0's times onto board 2 (opposite sectors)
+    events[2]["t"] = events[0]["t"] + 100
+    events[0]["adc"] = events[2]["adc"] = 1022
+    streams = [board_messages(brain, b, e, frames_per_message=1) for b, e in enumerate(events)]
+    base = free_port_block(brain.n_boards)
+    endpoints = [f"tcp://127.0.0.1:{base + b}" for b in range(brain.n_boards)]
+    ready = threading.Event()
+    sender = threading.Thread(target=_push_boards, args=(endpoints, streams, ready))
+    sender.start()
+    ready.wait(5)
+    acq = _acquire(tmp_path, brain, [ZmqSource(e) for e in endpoints],
+                   on_coincidences=live.offer).start()
+    assert acq.wait(60)
+    sender.join()
+    live.close()
+    stop = acq.run.read()["stop"]
+    assert stop["counts"]["singles"] == n * brain.n_boards
+    assert stop["counts"]["prompts"] > 10_000
+    assert live.dropped_events > 0
+    assert live.events + live.dropped_events == stop["counts"]["prompts"] + stop["counts"]["delayeds"]
+    coinc, _ = read_listmode(acq.run.listmode)
+    assert coinc.size == stop["counts"]["prompts"] + stop["counts"]["delayeds"]
+
+
+def test_wrong_endpoint_ends_the_run_with_a_clear_reason(tmp_path: Path, brain) -> None:
+    port = free_port_block(1)
+    acq = _acquire(tmp_path, brain, [ZmqSource(f"tcp://127.0.0.1:{port}")],
+                   no_data_timeout_s=0.5).start()
+    assert acq.wait(10)
+    reason = acq.run.read()["stop"]["reason"]
+    assert reason.startswith("error: no data from tcp://127.0.0.1:") and "address right" in reason
+
+
+def test_bad_sources_and_existing_run_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="serial device /dev/ttyNOPE0 does not exist"):
+        open_source("/dev/ttyNOPE0")
+    with pytest.raises(UserError, match="cannot read from 'nowhere'"):
+        open_source("nowhere")
+    with pytest.raises(UserError, match="cannot connect to tcp://bad"):
+        open_source("tcp://bad")
+    RunDir.create(tmp_path, "r1")
+    with pytest.raises(UserError, match="already exists"):
+        RunDir.create(tmp_path, "r1")
+
+
+def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "daq", *args], capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    for args, text in [
+        (["scanners", "show", "no-such-scanner"], "unknown scanner 'no-such-scanner'"),
+        (["acquire", "--from", "/dev/ttyNOPE0", "--out", str(tmp_path)],
+         "serial device /dev/ttyNOPE0 does not exist"),
+        (["recover", str(tmp_path / "missing")], "does not exist"),
+        (["info", str(tmp_path)], "is not a run directory"),
+    ]:
+        r = _cli(*args)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip() == f"petdaq: error: {r.stderr.strip()[15:]}"
+        assert text in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sigkill_mid_run_then_recover_keeps_every_journaled_event(tmp_path: Path, brain) -> None:
+    """kill -9 the DAQ mid-run; `petdaq recover` rebuilds the run from its journal."""
+    n = 400_000
+    events = [board_events(brain, b, n, 1e6, seed=4) for b in range(brain.n_boards)]
+    streams = [board_messages(brain, b, e, frames_per_message=4) for b, e in enumerate(events)]
+    base = free_port_block(brain.n_boards)
+    endpoints = [f"tcp://127.0.0.1:{base + b}" for b in range(brain.n_boards)]
+    ready = threading.Event()
+    sender = threading.Thread(target=_push_boards, args=(endpoints, streams, ready), daemon=True)
+    sender.start()
+    ready.wait(5)
+    args = ["acquire", "--out", str(tmp_path), "--name", "killed", "--no-recon"]
+    for e in endpoints:
+        args += ["--from", e]
+    proc = subprocess.Popen([sys.executable, "-m", "daq", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    run = RunDir(tmp_path / "killed")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if run.journal.is_file() and run.journal.stat().st_size > 2_000_000:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert run.read()["stop"] is None  # killed: no stop document
+    journaled = decode_journal(run.journal, brain)
+    assert 0 < journaled.size < n * brain.n_boards
+    r = _cli("recover", str(run.path), "--no-recon")
+    assert r.returncode == 0, r.stderr
+    stop = run.read()["stop"]
+    assert stop["reason"] == "recovered from journal"
+    assert stop["counts"]["singles"] == journaled.size
+    sent = np.concatenate([quantised(e, brain) for e in events])
+    assert np.isin(journaled["t"], sent["t"]).all()
+    coinc, _ = read_listmode(run.listmode)
+    assert coinc.size == stop["counts"]["prompts"] + stop["counts"]["delayeds"]
