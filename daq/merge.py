@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from coincidence import sort_nearly_sorted
 from hw.dtypes import RAW_DTYPE
 
 
@@ -82,7 +83,7 @@ class TimeMerger:
             self._pending = [events[~ready]]
         if out.size == 0:
             return out
-        out = out[np.argsort(out["t"], kind="stable")]
+        out = sort_nearly_sorted(out)  # boards' runs merged in O(n log boards)
         self.released_until_ps = max(self.released_until_ps, int(out["t"][-1]))
         self.released_events += out.size
         return out
