@@ -16,8 +16,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/petdaq run
 
+# The tests, then the benchmarks (JSON kept in bench-results/) and their same-run ratio check.
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest --ignore=tests/benchmarks
+	mkdir -p bench-results
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest tests/benchmarks -q --benchmark-enable \
+		--benchmark-json=bench-results/ci.json
+	$(BIN)/python -m daq.benchcheck bench-results/ci.json
 
 bench: $(STAMP)
 	$(BIN)/petdaq bench
