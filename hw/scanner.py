@@ -87,7 +87,7 @@ class Digitizer:
     @property
     def clock_period_ps(self) -> int:
         """Coarse clock period in integer ps."""
-        return int(round(1e6 / self.clock_mhz))
+        return round(1e6 / self.clock_mhz)
 
     @property
     def tdc_lsb_ps(self) -> float:

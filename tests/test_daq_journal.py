@@ -90,7 +90,7 @@ def test_full_disk_is_one_clear_error_and_the_journal_stays_readable(tiny_disk: 
     path = tiny_disk / "j.bpj"
     w = JournalWriter(path, buffer_bytes=8 << 10)
     written = []
-    with pytest.raises(JournalError, match="write failed.*No space left"):
+    with pytest.raises(JournalError, match=r"write failed.*No space left"):
         for stream, payload in _blocks(10_000, seed=3):
             w.append(stream, payload)
             written.append((stream, payload))
