@@ -1,0 +1,188 @@
+"""The console's left column: scan settings with Start/Stop, and the run status panel."""
+
+from __future__ import annotations
+
+import functools
+
+from pyqtgraph.Qt import QtCore, QtWidgets
+
+from gui import text
+from gui.views import MonitorView
+
+#: Offered in the nuclide box (the box also takes any name the DAQ's emulator knows).
+NUCLIDES = ("F-18", "C-11", "Ga-68", "Cu-64", "Tc-99m", "I-123", "Lu-177")
+#: The phantoms offered in the phantom box (it also takes any name the emulator knows).
+PHANTOMS = ("cylinder", "nema-iq", "hoffman", "point")
+DEFAULT_WINDOW_KEV = (435.0, 585.0)
+
+
+@functools.lru_cache(maxsize=16)
+def scanner_defaults(name: str) -> tuple[tuple[float, float], tuple[int, int]] | None:
+    """(default energy window keV, (module rings, modules per ring)) of a scanner model, or
+    None when the name is not one this machine knows (a remote DAQ may know more)."""
+    from hw import UserError, load_scanner
+
+    try:
+        s = load_scanner(name)
+    except UserError:
+        return None
+    lo, hi = s.acquisition["energy_window_kev"]
+    return (float(lo), float(hi)), (s.n_module_rings, s.n_modules)
+
+
+def _combo(items: tuple[str, ...] | list[str], current: str) -> QtWidgets.QComboBox:
+    box = QtWidgets.QComboBox()
+    box.setEditable(True)
+    box.addItems(list(items))
+    box.setCurrentText(current)
+    return box
+
+
+def _spin(lo: float, hi: float, value: float, suffix: str, decimals: int,
+          step: float) -> QtWidgets.QDoubleSpinBox:
+    spin = QtWidgets.QDoubleSpinBox()
+    spin.setRange(lo, hi)
+    spin.setDecimals(decimals)
+    spin.setSingleStep(step)
+    spin.setSuffix(suffix)
+    spin.setValue(value)
+    spin.setKeyboardTracking(False)
+    return spin
+
+
+class RunControls(QtWidgets.QGroupBox):
+    """Scanner, phantom, nuclide, activity, duration and energy window of the next scan."""
+
+    start_clicked = QtCore.Signal()
+    stop_clicked = QtCore.Signal()
+    window_edited = QtCore.Signal(float, float)
+    """The operator typed an energy window (keV)."""
+
+    def __init__(self, scanners: list[str]) -> None:
+        super().__init__("Scan")
+        self.scanner = _combo(scanners, "bedside-brain")
+        self.phantom = _combo(PHANTOMS, "cylinder")
+        self.nuclide = _combo(NUCLIDES, "F-18")
+        self.activity = _spin(0.01, 100000.0, 20.0, " MBq", 2, 1.0)
+        self.duration = _spin(1.0, 86400.0, 60.0, " s", 0, 10.0)
+        self.window_lo = _spin(1.0, 2000.0, DEFAULT_WINDOW_KEV[0], " keV", 0, 5.0)
+        self.window_hi = _spin(1.0, 2000.0, DEFAULT_WINDOW_KEV[1], " keV", 0, 5.0)
+        self.start_button = QtWidgets.QPushButton("Start scan")
+        self.start_button.setObjectName("start")
+        self.stop_button = QtWidgets.QPushButton("Stop")
+        self.stop_button.setObjectName("stop")
+
+        form = QtWidgets.QFormLayout()
+        form.addRow("Scanner", self.scanner)
+        form.addRow("Phantom", self.phantom)
+        form.addRow("Nuclide", self.nuclide)
+        form.addRow("Activity", self.activity)
+        form.addRow("Duration", self.duration)
+        window = QtWidgets.QHBoxLayout()
+        window.addWidget(self.window_lo, 1)
+        window.addWidget(QtWidgets.QLabel("to"))
+        window.addWidget(self.window_hi, 1)
+        form.addRow("Energy", window)
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.start_button, 2)
+        buttons.addWidget(self.stop_button, 1)
+        form.addRow(buttons)
+        self.setLayout(form)
+
+        self.start_button.clicked.connect(self.start_clicked)
+        self.stop_button.clicked.connect(self.stop_clicked)
+        self.window_lo.valueChanged.connect(self._typed_window)
+        self.window_hi.valueChanged.connect(self._typed_window)
+
+    def energy_window(self) -> tuple[float, float]:
+        lo, hi = self.window_lo.value(), self.window_hi.value()
+        return (lo, hi) if lo <= hi else (hi, lo)
+
+    def set_energy_window(self, lo: float, hi: float) -> None:
+        """Show a window (keV) without echoing it back as an edit."""
+        for spin, v in ((self.window_lo, lo), (self.window_hi, hi)):
+            spin.blockSignals(True)
+            spin.setValue(v)
+            spin.blockSignals(False)
+
+    def _typed_window(self) -> None:
+        self.window_edited.emit(*self.energy_window())
+
+    def settings(self) -> dict:
+        """The ``settings`` map of a start command."""
+        lo, hi = self.energy_window()
+        return {"scanner": self.scanner.currentText().strip(),
+                "phantom": self.phantom.currentText().strip(),
+                "nuclide": self.nuclide.currentText().strip(),
+                "activity_mbq": self.activity.value(), "duration_s": self.duration.value(),
+                "energy_window_kev": [lo, hi]}
+
+    def set_buttons(self, *, can_start: bool, can_stop: bool) -> None:
+        self.start_button.setEnabled(can_start)
+        self.stop_button.setEnabled(can_stop)
+
+
+class RunStatus(QtWidgets.QGroupBox):
+    """State, run, elapsed time, rates, counts, losses, journal size and free disk."""
+
+    ROWS = (("state", "State"), ("run", "Run"), ("scanner", "Scanner"),
+            ("elapsed", "Elapsed"), ("singles", "Singles"), ("prompts", "Prompts"),
+            ("delayeds", "Delayeds"), ("necr", "NECR"), ("events", "Events journaled"),
+            ("losses", "Losses"), ("journal", "Journal"), ("free", "Free disk"),
+            ("queues", "Queue fill (max)"), ("boards", "Boards"))
+
+    def __init__(self) -> None:
+        super().__init__("Run status")
+        form = QtWidgets.QFormLayout()
+        form.setLabelAlignment(QtCore.Qt.AlignmentFlag.AlignLeft)
+        self.values: dict[str, QtWidgets.QLabel] = {}
+        for key, title in self.ROWS:
+            label = QtWidgets.QLabel(text.MISSING)
+            label.setProperty("role", "value")
+            label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+            name = QtWidgets.QLabel(title)
+            name.setProperty("role", "key")
+            form.addRow(name, label)
+            self.values[key] = label
+        self.values["run"].setWordWrap(True)
+        self.setLayout(form)
+
+    def show_state(self, state: str | None) -> None:
+        self.values["state"].setText(state.upper() if state else text.MISSING)
+
+    def show(self, v: MonitorView) -> None:
+        """Fill every row from one monitor view; what it lacks reads "-"."""
+        t = v.totals
+        self._put("run", v.run or text.MISSING)
+        self._put("scanner", v.scanner or text.MISSING)
+        elapsed = text.clock(v.elapsed_s)
+        if v.duration_s is not None:
+            elapsed += f" / {text.clock(v.duration_s)}"
+        self._put("elapsed", elapsed)
+        for name in ("singles", "prompts", "delayeds"):
+            self._put(name, f"{text.si(v.rates.get(name), 'cps')}   "
+                            f"(total {text.count(t.get(name))})")
+        self._put("necr", text.si(v.rates.get("necr"), "cps"))
+        self._put("events", text.count(t.get("events_journaled")))
+        lost = v.lost
+        if not v.losses:
+            self._put("losses", text.MISSING)
+        elif lost:
+            self._put("losses", ", ".join(f"{k} {text.count(n)}" for k, n in lost.items()))
+        else:
+            self._put("losses", "none")
+        self.values["losses"].setStyleSheet("color: #ff6b5a;" if lost else "")
+        self._put("journal", text.size(v.journal_bytes))
+        self._put("free", text.size(v.free_bytes))
+        queues = f"{100 * max(v.queues.values()):.0f} %" if v.queues else text.MISSING
+        self._put("queues", queues)
+        if v.boards:
+            ok = sum(1 for b in v.boards
+                     if not b.get("frames_bad") and not b.get("seq_gaps")
+                     and not b.get("bytes_skipped"))
+            self._put("boards", f"{ok} of {len(v.boards)} clean")
+        else:
+            self._put("boards", text.MISSING)
+
+    def _put(self, key: str, value: str) -> None:
+        self.values[key].setText(value)

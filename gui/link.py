@@ -1,0 +1,302 @@
+"""The console's two ZeroMQ links to the DAQ, each served by its own thread (no Qt here).
+
+- :class:`MonitorFeed` subscribes to the monitor stream. Its thread receives every message,
+  appends every rate sample to the strip-chart history (data is never skipped), and keeps only
+  the latest monitor and image message for display, decoded into views (display frames are
+  skipped when the GUI is slower than the stream). The GUI thread calls :meth:`MonitorFeed.take`.
+- :class:`ControlClient` sends run commands on a REQ socket with timeouts, re-creating the
+  socket after a timeout, and polls ``status`` between commands, so a dead DAQ never blocks the
+  window and a restarted one is found again.
+
+Messages are msgpack through :mod:`daq.messages`; never pickle.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+
+from daq.messages import IMAGE_TOPIC, MONITOR_TOPIC, pack, unpack
+from gui.views import RATE_NAMES, ImageView, MonitorView, image_view, monitor_view, rate_sample
+
+_POLL_MS = 50
+
+
+@dataclass
+class FeedCounters:
+    """What the subscriber has seen since it started."""
+
+    monitors: int = 0
+    images: int = 0
+    malformed: int = 0
+    """Messages that could not be used at all, or had unusable fields."""
+    skipped: int = 0
+    """Display frames (monitor or image) replaced by a newer one before the GUI drew them."""
+    last_malformed: str = ""
+    last_message_at: float | None = None
+    """time.time() of the latest message of any kind (s since the epoch)."""
+
+
+@dataclass
+class FeedUpdate:
+    """What :meth:`MonitorFeed.take` returns: new views (None when nothing new) and history."""
+
+    monitor: MonitorView | None
+    image: ImageView | None
+    history_t: np.ndarray
+    """Receive times of the rate samples (time.time(), s)."""
+    history: dict[str, np.ndarray]
+    """Rate name -> counts/s per sample, NaN where the message lacked it."""
+    counters: FeedCounters
+
+
+class RateHistory:
+    """A fixed-capacity ring of (time, singles, prompts, delayeds, necr) samples."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data = np.full((capacity, 1 + len(RATE_NAMES)), math.nan)
+        self._next = 0
+        self._full = False
+
+    def append(self, t: float, rates: tuple[float, ...]) -> None:
+        self._data[self._next] = (t, *rates)
+        self._next = (self._next + 1) % len(self._data)
+        self._full = self._full or self._next == 0
+
+    def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Samples in arrival order (copies)."""
+        d = np.roll(self._data, -self._next, axis=0) if self._full else self._data[:self._next]
+        return d[:, 0].copy(), {name: d[:, i + 1].copy() for i, name in enumerate(RATE_NAMES)}
+
+
+class MonitorFeed:
+    """Subscriber thread on the DAQ's monitor PUB socket (topics ``monitor`` and ``image``)."""
+
+    def __init__(self, endpoint: str, *, history: int = 6000,
+                 context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self._context = context or zmq.Context.instance()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._history = RateHistory(history)
+        self._counters = FeedCounters()
+        self._monitor: MonitorView | None = None
+        self._image: ImageView | None = None
+        self._thread = threading.Thread(target=self._run, name="console-monitor", daemon=True)
+
+    def start(self) -> MonitorFeed:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def take(self) -> FeedUpdate:
+        """The views that arrived since the last call (or None), and the whole rate history."""
+        with self._lock:
+            monitor, image = self._monitor, self._image
+            self._monitor = self._image = None
+            t, history = self._history.arrays()
+            counters = FeedCounters(**vars(self._counters))
+        return FeedUpdate(monitor, image, t, history, counters)
+
+    # ---------------------------------------------------------------- subscriber thread
+
+    def _run(self) -> None:
+        sock = self._context.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 10000)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        sock.setsockopt(zmq.SUBSCRIBE, MONITOR_TOPIC)
+        sock.setsockopt(zmq.SUBSCRIBE, IMAGE_TOPIC)
+        sock.connect(self.endpoint)
+        try:
+            while not self._stop.is_set():
+                if sock.poll(_POLL_MS):
+                    self._drain(sock)
+        finally:
+            sock.close(linger=0)
+
+    def _drain(self, sock: zmq.Socket) -> None:
+        """Receive everything queued; decode only the latest monitor and image message."""
+        latest: dict[bytes, tuple[dict[str, Any], float]] = {}
+        superseded = 0
+        for _ in range(10000):  # bounded, so a flood cannot starve the views of the latest
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            now = time.time()
+            message, problem = self._parse(parts)
+            with self._lock:
+                self._counters.last_message_at = now
+                if problem:
+                    self._counters.malformed += 1
+                    self._counters.last_malformed = problem
+                    continue
+                topic = parts[0]
+                if topic == MONITOR_TOPIC:
+                    self._counters.monitors += 1
+                    self._history.append(now, rate_sample(message))
+                else:
+                    self._counters.images += 1
+            superseded += topic in latest
+            latest[topic] = (message, now)
+        views: dict[bytes, Any] = {}
+        problems: list[str] = []
+        if MONITOR_TOPIC in latest:
+            views[MONITOR_TOPIC] = monitor_view(*latest[MONITOR_TOPIC])
+            problems += views[MONITOR_TOPIC].problems
+        if IMAGE_TOPIC in latest:
+            views[IMAGE_TOPIC] = image_view(*latest[IMAGE_TOPIC])
+            if views[IMAGE_TOPIC] is None:
+                problems.append("image")
+        with self._lock:
+            self._counters.skipped += superseded
+            if problems:
+                self._counters.malformed += 1
+                self._counters.last_malformed = "unusable field(s): " + ", ".join(problems)
+            if views.get(MONITOR_TOPIC) is not None:
+                self._counters.skipped += self._monitor is not None
+                self._monitor = views[MONITOR_TOPIC]
+            if views.get(IMAGE_TOPIC) is not None:
+                self._counters.skipped += self._image is not None
+                self._image = views[IMAGE_TOPIC]
+
+    @staticmethod
+    def _parse(parts: list[bytes]) -> tuple[dict[str, Any], str]:
+        """(message, "") or ({}, why it is malformed)."""
+        if len(parts) != 2:
+            return {}, f"{len(parts)}-part message"
+        topic, payload = parts
+        if topic not in (MONITOR_TOPIC, IMAGE_TOPIC):
+            return {}, f"unknown topic {topic[:20]!r}"
+        try:
+            message = unpack(payload)
+        except ValueError as exc:
+            return {}, str(exc)
+        expected = topic.decode()
+        if message.get("type", expected) != expected:
+            return {}, f"{expected} topic carrying a {message.get('type')!r} message"
+        return message, ""
+
+
+@dataclass
+class Reply:
+    """The outcome of one control request."""
+
+    request: dict[str, Any]
+    reply: dict[str, Any] | None
+    """The DAQ's reply map, or None when it did not answer in time or answered garbage."""
+    error: str = ""
+    """Why ``reply`` is None, or the DAQ's own error text when it refused the command."""
+    at: float = field(default_factory=time.time)
+
+    @property
+    def ok(self) -> bool:
+        return self.reply is not None and bool(self.reply.get("ok"))
+
+
+class ControlClient:
+    """REQ client thread: run commands in order, and ``status`` every ``status_every_s``."""
+
+    def __init__(self, endpoint: str, *, timeout_s: float = 1.5, status_every_s: float = 1.0,
+                 context: zmq.Context | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.status_every_s = status_every_s
+        self.timeouts = 0
+        """Requests the DAQ did not answer in time (each re-creates the socket)."""
+        self.last_reply_at: float | None = None
+        """time.time() of the latest reply."""
+        self._clock = clock
+        self._context = context or zmq.Context.instance()
+        self._requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._replies: queue.Queue[Reply] = queue.Queue()
+        self._stop = threading.Event()
+        self._sock: zmq.Socket | None = None
+        self._thread = threading.Thread(target=self._run, name="console-control", daemon=True)
+
+    def start(self) -> ControlClient:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def request(self, message: dict[str, Any]) -> None:
+        """Queue a command; its :class:`Reply` comes out of :meth:`take_replies`."""
+        self._requests.put(message)
+
+    def take_replies(self) -> list[Reply]:
+        """Replies (command and status) that arrived since the last call, oldest first."""
+        out = []
+        while True:
+            try:
+                out.append(self._replies.get_nowait())
+            except queue.Empty:
+                return out
+
+    # ---------------------------------------------------------------- client thread
+
+    def _run(self) -> None:
+        next_status = self._clock()
+        try:
+            while not self._stop.is_set():
+                wait = max(0.0, next_status - self._clock())
+                try:
+                    request = self._requests.get(timeout=min(wait, 0.1))
+                except queue.Empty:
+                    if self._clock() < next_status:
+                        continue
+                    request = {"cmd": "status"}
+                    next_status = self._clock() + self.status_every_s
+                self._replies.put(self._exchange(request))
+        finally:
+            self._drop_socket()
+
+    def _exchange(self, request: dict[str, Any]) -> Reply:
+        if self._sock is None:
+            self._sock = self._context.socket(zmq.REQ)
+            ms = int(self.timeout_s * 1000)
+            self._sock.setsockopt(zmq.LINGER, 0)
+            self._sock.setsockopt(zmq.SNDTIMEO, ms)
+            self._sock.setsockopt(zmq.RCVTIMEO, ms)
+            self._sock.connect(self.endpoint)
+        deadline = self._clock() + self.timeout_s
+        try:
+            self._sock.send(pack(request))
+            while not self._sock.poll(_POLL_MS):
+                if self._stop.is_set() or self._clock() > deadline:
+                    raise zmq.Again()
+            payload = self._sock.recv()
+        except zmq.ZMQError:
+            self.timeouts += 1
+            self._drop_socket()  # a REQ socket that missed its reply cannot send again
+            return Reply(request, None, f"no reply from the DAQ within {self.timeout_s:g} s")
+        try:
+            reply = unpack(payload)
+        except ValueError as exc:
+            return Reply(request, None, str(exc))
+        self.last_reply_at = time.time()
+        error = reply.get("error")
+        return Reply(request, reply, error if isinstance(error, str) else "")
+
+    def _drop_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None

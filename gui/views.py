@@ -1,0 +1,246 @@
+"""Display-ready views of monitor and image messages, built off the GUI thread.
+
+The console's subscriber thread turns every received message into one of these plain objects:
+arrays decoded, histogram edges laid out, display levels and the maximum-intensity projection
+computed. The GUI thread only hands them to pyqtgraph. Parsing is tolerant: a missing or
+ill-typed field becomes ``None`` (shown as "-") and is listed in ``problems``; nothing here
+raises on a bad message.
+
+Units: rates in counts/s, times in s, sizes in bytes, energies in keV, time differences in ps,
+image geometry in mm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from daq.messages import decode_array
+
+RATE_NAMES = ("singles", "prompts", "delayeds", "necr")
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not a real number (bools are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _numbers(value: Any) -> dict[str, float]:
+    """The numeric entries of a map (others dropped); {} when ``value`` is not a map."""
+    if not isinstance(value, dict):
+        return {}
+    out = {}
+    for key, v in value.items():
+        x = number(v)
+        if x is not None:
+            out[str(key)] = x
+    return out
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    """A (lo, hi) pair of finite numbers with lo < hi, or None."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    lo, hi = number(value[0]), number(value[1])
+    if lo is None or hi is None or not lo < hi:
+        return None
+    return lo, hi
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def display_levels(a: np.ndarray, upper_percentile: float = 99.9) -> tuple[float, float]:
+    """Colour levels (lo, hi) for an image of counts or activity: min (or 0) to a high
+    percentile, so that one hot pixel does not blacken the rest."""
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo = min(0.0, float(finite.min()))
+    k = min(finite.size - 1, int(finite.size * upper_percentile / 100.0))
+    hi = float(np.partition(finite.ravel(), k)[k])
+    if hi <= lo:
+        hi = float(finite.max())
+    return lo, hi if hi > lo else lo + 1.0
+
+
+@dataclass
+class Histogram:
+    """A 1-D histogram ready to draw: ``edges`` (n + 1) and ``counts`` (n), float64."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+
+
+@dataclass
+class MonitorView:
+    """One monitor message, parsed. ``None`` marks a field that was missing or unusable."""
+
+    received_at: float
+    """time.time() when the subscriber received it (s since the epoch)."""
+    run: str | None = None
+    state: str | None = None
+    scanner: str | None = None
+    message: str | None = None
+    elapsed_s: float | None = None
+    duration_s: float | None = None
+    rates: dict[str, float] = field(default_factory=dict)
+    totals: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
+    queues: dict[str, float] = field(default_factory=dict)
+    boards: list[dict[str, float]] = field(default_factory=list)
+    journal_bytes: float | None = None
+    free_bytes: float | None = None
+    energy_window_kev: tuple[float, float] | None = None
+    energy: Histogram | None = None
+    dt: Histogram | None = None
+    hitmap: np.ndarray | None = None
+    hitmap_levels: tuple[float, float] = (0.0, 1.0)
+    sinogram: np.ndarray | None = None
+    sinogram_levels: tuple[float, float] = (0.0, 1.0)
+    problems: list[str] = field(default_factory=list)
+    """Fields present but unusable (wrong type, undecodable array)."""
+
+    @property
+    def lost(self) -> dict[str, float]:
+        """The non-zero entries of ``losses``."""
+        return {k: v for k, v in self.losses.items() if v != 0}
+
+
+@dataclass
+class ImageView:
+    """One reconstructed image: the [x, y, z] volume and what is needed to show it."""
+
+    received_at: float
+    volume: np.ndarray
+    """float32 [x, y, z]."""
+    mip: np.ndarray
+    """Maximum-intensity projection along y (anterior view): [x, z]."""
+    levels: tuple[float, float]
+    voxel_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float]
+    """Centre of voxel [0, 0, 0] (mm)."""
+    events: float | None = None
+    iteration: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def corner_mm(self) -> np.ndarray:
+        """The outer corner of voxel [0, 0, 0] (mm)."""
+        return np.asarray(self.origin_mm) - 0.5 * np.asarray(self.voxel_mm)
+
+    def extent_mm(self) -> np.ndarray:
+        """Size of the volume along x, y, z (mm)."""
+        return np.asarray(self.volume.shape) * np.asarray(self.voxel_mm)
+
+
+def _array(message: dict[str, Any], key: str, ndim: int, problems: list[str]) -> np.ndarray | None:
+    """Decode ``message[key]`` as a finite float array of ``ndim`` dimensions, else None."""
+    obj = message.get(key)
+    if obj is None:
+        return None
+    try:
+        a = decode_array(obj)
+    except Exception:  # any malformed encoding: the view must survive it
+        problems.append(key)
+        return None
+    if a.ndim != ndim or a.size == 0 or a.dtype.kind not in "iuf":
+        problems.append(key)
+        return None
+    return np.nan_to_num(a.astype(np.float64 if ndim == 1 else np.float32), nan=0.0)
+
+
+def _histogram(message: dict[str, Any], key: str, range_key: str,
+               problems: list[str]) -> Histogram | None:
+    obj = message.get(key)
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        problems.append(key)
+        return None
+    span = _pair(obj.get(range_key))
+    counts = _array(obj, "counts", 1, problems)
+    if span is None or counts is None:
+        if span is None:
+            problems.append(f"{key}.{range_key}")
+        return None
+    return Histogram(np.linspace(span[0], span[1], counts.size + 1), counts)
+
+
+def _image2d(message: dict[str, Any], key: str, problems: list[str]
+             ) -> tuple[np.ndarray | None, tuple[float, float]]:
+    a = _array(message, key, 2, problems)
+    return (a, display_levels(a)) if a is not None else (None, (0.0, 1.0))
+
+
+def monitor_view(message: dict[str, Any], received_at: float) -> MonitorView:
+    """Parse a monitor message (see :func:`daq.messages.monitor_message`)."""
+    problems: list[str] = []
+    disk = message.get("disk") if isinstance(message.get("disk"), dict) else {}
+    boards = message.get("boards")
+    hitmap, hitmap_levels = _image2d(message, "hitmap", problems)
+    sinogram, sinogram_levels = _image2d(message, "sinogram", problems)
+    view = MonitorView(
+        received_at=received_at,
+        run=_text(message.get("run")),
+        state=_text(message.get("state")),
+        scanner=_text(message.get("scanner")),
+        message=_text(message.get("message")),
+        elapsed_s=number(message.get("elapsed_s")),
+        duration_s=number(message.get("duration_s")),
+        rates=_numbers(message.get("rates")),
+        totals=_numbers(message.get("totals")),
+        losses=_numbers(message.get("losses")),
+        queues=_numbers(message.get("queues")),
+        boards=[_numbers(b) for b in boards if isinstance(b, dict)]
+        if isinstance(boards, list) else [],
+        journal_bytes=number(disk.get("journal_bytes")),
+        free_bytes=number(disk.get("free_bytes")),
+        energy_window_kev=_pair(message.get("energy_window_kev")),
+        energy=_histogram(message, "energy_hist", "edges_kev", problems),
+        dt=_histogram(message, "dt_hist", "range_ps", problems),
+        hitmap=hitmap, hitmap_levels=hitmap_levels,
+        sinogram=sinogram, sinogram_levels=sinogram_levels,
+        problems=problems,
+    )
+    for key in ("rates", "totals", "losses", "queues", "disk"):
+        if key in message and not isinstance(message[key], dict):
+            problems.append(key)
+    return view
+
+
+def rate_sample(message: dict[str, Any]) -> tuple[float, float, float, float]:
+    """(singles, prompts, delayeds, necr) in counts/s from a monitor message; NaN where absent."""
+    rates = _numbers(message.get("rates"))
+    return tuple(rates.get(name, math.nan) for name in RATE_NAMES)  # type: ignore[return-value]
+
+
+def _triple(value: Any, default: float) -> tuple[float, float, float] | None:
+    if value is None:
+        return (default,) * 3
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        return None
+    xs = tuple(number(v) for v in value)
+    return None if None in xs else xs  # type: ignore[return-value]
+
+
+def image_view(message: dict[str, Any], received_at: float) -> ImageView | None:
+    """Parse an image message (see :func:`daq.messages.image_message`); None if unusable."""
+    problems: list[str] = []
+    volume = _array(message, "image", 3, problems)
+    voxel = _triple(message.get("voxel_mm"), 1.0)
+    origin = _triple(message.get("origin_mm"), 0.0)
+    if volume is None or voxel is None or origin is None or min(voxel) <= 0:
+        return None
+    return ImageView(
+        received_at=received_at, volume=volume, mip=volume.max(axis=1),
+        levels=display_levels(volume, 99.95), voxel_mm=voxel, origin_mm=origin,
+        events=number(message.get("events")), iteration=number(message.get("iteration")),
+        problems=problems,
+    )

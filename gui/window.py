@@ -1,0 +1,310 @@
+"""The console window: wires the DAQ links to the views and keeps the operator informed.
+
+A QTimer (default 20 Hz) takes the latest decoded views from the subscriber thread and the
+control replies, updates what changed, scrolls the strip chart, and re-evaluates the warning
+banner. The GUI thread never decodes a message; the achieved display rate is measured
+(:attr:`ConsoleWindow.refresh_hz`) and shown in the status bar.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from pathlib import Path
+
+from pyqtgraph.Qt import QtCore, QtWidgets
+
+from gui import text, theme
+from gui.controls import RunControls, RunStatus, scanner_defaults
+from gui.images import ImagePanel
+from gui.link import ControlClient, FeedCounters, MonitorFeed, Reply
+from gui.local_daq import LocalDaq
+from gui.plots import AcquisitionPlots
+from gui.views import MonitorView
+
+LOW_DISK_BYTES = 1e9
+ACTIVE_STATES = ("starting", "running", "stopping")
+
+
+class RefreshMeter:
+    """Display frames per second over the last ``span_s`` seconds."""
+
+    def __init__(self, span_s: float = 2.0) -> None:
+        self.span_s = span_s
+        self._ticks: collections.deque[float] = collections.deque()
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._ticks.append(now)
+        while self._ticks and self._ticks[0] < now - self.span_s:
+            self._ticks.popleft()
+
+    @property
+    def hz(self) -> float:
+        if len(self._ticks) < 2:
+            return 0.0
+        return (len(self._ticks) - 1) / (self._ticks[-1] - self._ticks[0])
+
+
+class ConsoleWindow(QtWidgets.QMainWindow):
+    """The technologist's console attached to the DAQ at ``host``."""
+
+    def __init__(self, host: str, monitor_port: int, control_port: int, *,
+                 local_daq: LocalDaq | None = None, refresh_hz: float = 20.0,
+                 stale_s: float = 3.0) -> None:
+        super().__init__()
+        from hw import builtin_scanners
+
+        self.monitor_endpoint = f"tcp://{host}:{monitor_port}"
+        self.control_endpoint = f"tcp://{host}:{control_port}"
+        self.local_daq = local_daq
+        self.stale_s = stale_s
+        self.setWindowTitle(f"petdaq console \u2014 {host}")
+        self.resize(1680, 1000)
+
+        self.banner = QtWidgets.QLabel()
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.hide()
+        self.controls = RunControls(builtin_scanners())
+        self.status = RunStatus()
+        self.log = QtWidgets.QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(500)
+        self.plots = AcquisitionPlots()
+        self.images = ImagePanel()
+
+        left = QtWidgets.QVBoxLayout()
+        left.addWidget(self.controls)
+        left.addWidget(self.status)
+        events = QtWidgets.QGroupBox("Events")
+        QtWidgets.QVBoxLayout(events).addWidget(self.log)
+        left.addWidget(events, 1)
+        column = QtWidgets.QWidget()
+        column.setLayout(left)
+        column.setFixedWidth(380)
+        views = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        views.addWidget(self.plots)
+        views.addWidget(self.images)
+        views.setSizes([560, 440])
+        body = QtWidgets.QHBoxLayout()
+        body.addWidget(column)
+        body.addWidget(views, 1)
+        outer = QtWidgets.QVBoxLayout()
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addWidget(self.banner)
+        outer.addLayout(body, 1)
+        central = QtWidgets.QWidget()
+        central.setLayout(outer)
+        self.setCentralWidget(central)
+        self.status_line = QtWidgets.QLabel()
+        self.statusBar().addPermanentWidget(self.status_line, 1)
+
+        self.controls.start_clicked.connect(self.start_run)
+        self.controls.stop_clicked.connect(self.stop_run)
+        self.controls.window_edited.connect(self._window_typed)
+        self.controls.scanner.currentTextChanged.connect(self._scanner_chosen)
+        self.plots.window_dragged.connect(self._window_dragged)
+        self._scanner_chosen(self.controls.scanner.currentText())
+
+        self.latest: MonitorView | None = None
+        """The latest monitor view shown."""
+        self.counters = FeedCounters()
+        self.responding = False
+        self.state: str | None = None
+        self.frames = 0
+        """Display frames drawn so far."""
+        self._state_at = 0.0
+        self._run: str | None = None
+        self._started_at = time.time()
+        self._form_touched = False
+        self._pending: collections.Counter[str] = collections.Counter()
+        self._command_error = ""
+        self._meter = RefreshMeter()
+        self._closed = False
+
+        self.feed = MonitorFeed(self.monitor_endpoint).start()
+        self.control = ControlClient(self.control_endpoint).start()
+        self.timer = QtCore.QTimer(self)
+        self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start(max(1, round(1000 / refresh_hz)))
+        self._note(f"console attached to {self.monitor_endpoint} (monitor), "
+                   f"{self.control_endpoint} (control)")
+        self._show_health()
+
+    # ---------------------------------------------------------------- public
+
+    @property
+    def refresh_hz(self) -> float:
+        """Display frames per second achieved over the last 2 s."""
+        return self._meter.hz
+
+    def start_run(self) -> None:
+        """Send ``start`` with the settings in the Scan box (energy window included)."""
+        settings = self.controls.settings()
+        self._send({"cmd": "start", "settings": settings})
+        self._note("start requested: " + ", ".join(f"{k} {v}" for k, v in settings.items()))
+
+    def stop_run(self) -> None:
+        self._send({"cmd": "stop"})
+        self._note("stop requested")
+
+    def banner_text(self) -> str:
+        """The warnings shown to the operator ("" when all is well)."""
+        return self.banner.text()
+
+    def save_screenshot(self, path: str | Path) -> bool:
+        """Write a PNG of the window; False if Qt could not write it."""
+        return self.grab().save(str(path), "PNG")
+
+    def shutdown(self) -> None:
+        """Stop the timer and links, and the local DAQ if this console started it."""
+        if self._closed:
+            return
+        self._closed = True
+        self.timer.stop()
+        self.feed.close()
+        self.control.close()
+        if self.local_daq is not None:
+            self.local_daq.stop()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.shutdown()
+        super().closeEvent(event)
+
+    # ---------------------------------------------------------------- the display frame
+
+    def refresh(self) -> None:
+        """One display frame: latest views in, strip chart scrolled, health re-evaluated."""
+        now = time.time()
+        update = self.feed.take()
+        self.counters = update.counters
+        for reply in self.control.take_replies():
+            self._on_reply(reply)
+        if update.monitor is not None:
+            self._on_monitor(update.monitor)
+        if update.image is not None:
+            self.images.show(update.image)
+        self.plots.show_rates(update.history_t, update.history, now)
+        self._show_health(now)
+        self.frames += 1
+        self._meter.tick()
+
+    def _on_monitor(self, v: MonitorView) -> None:
+        self.latest = v
+        self.status.show(v)
+        defaults = scanner_defaults(v.scanner) if v.scanner else None
+        self.plots.show_monitor(v, defaults[1] if defaults else None)
+        self._set_state(v.state, v.received_at)
+        if v.run != self._run and v.run:
+            self._note(f"run {v.run}")
+        self._run = v.run
+        if not self._form_touched:
+            self._form_touched = True
+            if v.scanner:
+                self.controls.scanner.setCurrentText(v.scanner)
+            if v.energy_window_kev:
+                self._show_window(*v.energy_window_kev)
+
+    def _on_reply(self, r: Reply) -> None:
+        cmd = str(r.request.get("cmd"))
+        if r.reply is not None and isinstance(r.reply.get("state"), str):
+            self._set_state(r.reply["state"], r.at)
+        if cmd == "status":
+            return
+        self._pending[cmd] -= 1
+        if r.ok:
+            self._command_error = ""
+            run = r.reply.get("run") if r.reply else None
+            self._note(f"{cmd} accepted" + (f": run {run}" if run else ""))
+        else:
+            self._command_error = f"{cmd.capitalize()} failed: {r.error or 'refused by the DAQ'}"
+            self._note(self._command_error)
+
+    def _set_state(self, state: str | None, at: float) -> None:
+        if at < self._state_at:
+            return
+        self._state_at = at
+        if state != self.state:
+            self._note(f"DAQ state {state or '-'}")
+        self.state = state
+
+    # ---------------------------------------------------------------- health and banner
+
+    def _show_health(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        contacts = [t for t in (self.counters.last_message_at, self.control.last_reply_at) if t]
+        last = max(contacts, default=None)
+        responding = last is not None and now - last <= self.stale_s
+        if responding != self.responding:
+            self._note("DAQ answering" if responding else "DAQ not responding")
+            self.responding = responding
+        red, amber = [], []
+        if not responding:
+            since = last if last is not None else self._started_at
+            red.append(f"DAQ not responding since {text.wall(since)} - reconnecting...")
+        if self.local_daq is not None and self.local_daq.exit_code() is not None:
+            red.append(f"local DAQ stopped (exit code {self.local_daq.exit_code()}): "
+                       f"{self.local_daq.last_words() or 'no message'}")
+        v = self.latest
+        if v is not None and v.lost:
+            red.append("DATA LOST: " + ", ".join(f"{k} {text.count(n)}"
+                                                  for k, n in v.lost.items()))
+        if self._command_error:
+            red.append(self._command_error)
+        if v is not None and v.free_bytes is not None and v.free_bytes < LOW_DISK_BYTES:
+            amber.append(f"Disk low: {text.size(v.free_bytes)} free")
+        if v is not None and v.message:
+            amber.append(v.message)
+        self._set_banner(red, amber)
+
+        active = self.state in ACTIVE_STATES
+        self.controls.set_buttons(
+            can_start=responding and not active and not self._pending["start"],
+            can_stop=responding and self.state in ("starting", "running"))
+        if not responding:
+            self.status.values["state"].setText("NO CONTACT")
+        else:
+            self.status.show_state(self.state)
+        c = self.counters
+        self.status_line.setText(
+            f"display {self.refresh_hz:.1f} frames/s  \u00b7  monitor messages {c.monitors}  "
+            f"\u00b7  images {c.images}  \u00b7  display frames skipped {c.skipped}  \u00b7  "
+            f"malformed {c.malformed}" + (f" ({c.last_malformed})" if c.malformed else "")
+            + f"  \u00b7  {self.monitor_endpoint}")
+
+    def _set_banner(self, red: list[str], amber: list[str]) -> None:
+        message = "     |     ".join(red + amber)
+        if message == self.banner.text() and self.banner.isVisible() == bool(message):
+            return
+        self.banner.setText(message)
+        self.banner.setStyleSheet(f"background: {theme.WARNING if red else theme.CAUTION};")
+        self.banner.setVisible(bool(message))
+
+    # ---------------------------------------------------------------- form
+
+    def _send(self, request: dict) -> None:
+        self._pending[request["cmd"]] += 1
+        self.control.request(request)
+
+    def _note(self, line: str) -> None:
+        self.log.appendPlainText(f"{text.wall(time.time())}  {line}")
+
+    def _scanner_chosen(self, name: str) -> None:
+        """A scanner picked: its default energy window becomes the next run's."""
+        defaults = scanner_defaults(name.strip())
+        if defaults is not None:
+            self._show_window(*defaults[0])
+
+    def _show_window(self, lo: float, hi: float) -> None:
+        self.controls.set_energy_window(lo, hi)
+        self.plots.set_energy_window(lo, hi)
+
+    def _window_dragged(self, lo: float, hi: float) -> None:
+        self._form_touched = True
+        self.controls.set_energy_window(lo, hi)
+
+    def _window_typed(self, lo: float, hi: float) -> None:
+        self._form_touched = True
+        self.plots.set_energy_window(lo, hi)

@@ -1,0 +1,473 @@
+"""The console against a stand-in DAQ (a PUB and a REP socket in a thread), offscreen.
+
+The stand-in publishes realistic monitor and image messages built with ``daq.messages`` and
+answers control commands like the DAQ service; the end-to-end tests with the real DAQ are in
+test_gui_live.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from daq.messages import (
+    IMAGE_TOPIC,
+    MONITOR_TOPIC,
+    encode_array,
+    image_message,
+    monitor_message,
+    pack,
+    unpack,
+)
+from gui import text
+from gui.link import ControlClient, MonitorFeed
+from gui.local_daq import free_port
+from gui.views import display_levels, image_view, monitor_view
+from hw.errors import UserError
+
+# --------------------------------------------------------------------------- stand-in DAQ
+
+
+def _spectrum(rng: np.random.Generator, n: float) -> np.ndarray:
+    """An LYSO PET energy spectrum (0-1024 keV, 4 keV bins): 511 keV photopeak at 11.5 %
+    FWHM, Compton continuum up to the 340 keV edge, Lu-176 background."""
+    e = np.arange(256) * 4.0 + 2.0
+    peak = np.exp(-0.5 * ((e - 511) / (0.115 * 511 / 2.355)) ** 2)
+    compton = 0.25 * (e < 340) * (0.5 + e / 680)
+    lu = 0.05 * np.exp(-e / 400)
+    shape = peak + compton + lu
+    return rng.poisson(n * shape / shape.sum()).astype(np.uint32)
+
+
+def _phantom(iteration: int, rng: np.random.Generator) -> np.ndarray:
+    """A 64 x 64 x 24 cylinder with two hot spheres; noise falls with the iteration."""
+    x, y, z = np.meshgrid(np.arange(64) - 31.5, np.arange(64) - 31.5, np.arange(24) - 11.5,
+                          indexing="ij")
+    img = (x**2 + y**2 < 25**2).astype(np.float32)
+    img += 3 * ((x - 10) ** 2 + y**2 + z**2 < 5**2) + 2 * ((x + 8) ** 2 + (y - 8) ** 2 < 4**2)
+    return np.clip(img * (1 + rng.normal(0, 0.5 / iteration, img.shape)), 0, None)
+
+
+class FakeDaq:
+    """PUB + REP on free ports: monitor at ``hz``, an image every second, run control."""
+
+    def __init__(self, monitor_port: int | None = None, control_port: int | None = None,
+                 hz: float = 10.0) -> None:
+        self.monitor_port = monitor_port or free_port()
+        self.control_port = control_port or free_port()
+        self.hz = hz
+        self.requests: list[dict] = []
+        self.state = "idle"
+        self.settings: dict = {}
+        self.extra: dict = {}
+        """Fields merged into every monitor message (a test sets losses, disk, ...)."""
+        self.raw: list[list[bytes]] = []
+        """Multipart messages to publish verbatim once (malformed ones)."""
+        self.published = 0
+        self._stop = threading.Event()
+        self._ctx = zmq.Context()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._started = time.monotonic()
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._ctx.term()
+
+    def _serve(self) -> None:
+        pub = self._ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.bind(f"tcp://127.0.0.1:{self.monitor_port}")
+        rep = self._ctx.socket(zmq.REP)
+        rep.setsockopt(zmq.LINGER, 0)
+        rep.bind(f"tcp://127.0.0.1:{self.control_port}")
+        rng = np.random.default_rng(1)
+        next_pub = next_image = time.monotonic()
+        iteration = 0
+        try:
+            while not self._stop.is_set():
+                if rep.poll(5):
+                    rep.send(pack(self._answer(unpack(rep.recv()))))
+                now = time.monotonic()
+                while self.raw:
+                    pub.send_multipart(self.raw.pop(0))
+                if now >= next_pub:
+                    next_pub = now + 1 / self.hz
+                    pub.send_multipart([MONITOR_TOPIC, pack(self._monitor(rng, now))])
+                    self.published += 1
+                if now >= next_image:
+                    next_image = now + 1.0
+                    iteration += 1
+                    msg = image_message(_phantom(iteration, rng), voxel_mm=(4.0, 4.0, 4.0),
+                                        origin_mm=(-126.0, -126.0, -46.0),
+                                        events=iteration * 400_000, iteration=iteration)
+                    pub.send_multipart([IMAGE_TOPIC, pack(msg)])
+        finally:
+            pub.close(0)
+            rep.close(0)
+
+    def _answer(self, request: dict) -> dict:
+        self.requests.append(request)
+        cmd = request.get("cmd")
+        if cmd == "start":
+            if self.state == "running":
+                return {"ok": False, "error": "a run is already running", "state": self.state,
+                        "run": "runs/fake-1"}
+            self.state, self.settings = "running", request.get("settings", {})
+            self._started = time.monotonic()
+        elif cmd == "stop":
+            self.state = "stopped"
+        return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1"}
+
+    def _monitor(self, rng: np.random.Generator, now: float) -> dict:
+        elapsed = now - self._started
+        singles = 1.2e6 * (1 + 0.02 * rng.standard_normal())
+        prompts, delayeds = 0.12 * singles, 0.025 * singles
+        trues = prompts - delayeds
+        e = np.arange(40) * 100 - 1950.0
+        dt = rng.poisson(2000 * np.exp(-0.5 * (e / 150) ** 2) + 40).astype(np.uint32)
+        hitmap = rng.poisson(200 * (1.2 + np.sin(np.arange(256) / 40.7))[None, :]
+                             * np.ones((48, 1))).astype(np.uint32)
+        r = np.arange(160) - 79.5
+        sino = np.sqrt(np.clip(60**2 - (r[None, :] - 20 * np.sin(np.arange(128) / 128 * np.pi
+                                                                    )[:, None]) ** 2, 0, None))
+        msg = monitor_message(
+            run="runs/fake-1", state=self.state, elapsed_s=elapsed, duration_s=60.0,
+            scanner="bedside-brain",
+            rates={"singles": singles, "prompts": prompts, "delayeds": delayeds,
+                   "necr": trues**2 / prompts},
+            boards=[{"board": b, "singles_cps": singles / 4, "frames_ok": 100, "frames_bad": 0,
+                     "seq_gaps": 0, "bytes_skipped": 0, "watermark_s": elapsed}
+                    for b in range(4)],
+            totals={"singles": int(singles * elapsed), "prompts": int(prompts * elapsed),
+                    "delayeds": int(delayeds * elapsed), "frames": 1000,
+                    "events_journaled": int(singles * elapsed)},
+            losses={"frames_bad": 0, "display_dropped": 0},
+            queues={"sorter": 0.1, "recon": 0.3},
+            disk={"journal_bytes": int(singles * elapsed * 8), "free_bytes": 120e9},
+            energy_window_kev=[435.0, 585.0],
+            energy_hist={"edges_kev": [0.0, 1024.0],
+                         "counts": encode_array(_spectrum(rng, 1e5 * (1 + elapsed)))},
+            dt_hist={"range_ps": [-2000.0, 2000.0], "counts": encode_array(dt)},
+            hitmap=encode_array(hitmap), sinogram=encode_array(sino.astype(np.float32)),
+            message="")
+        msg.update(self.extra)
+        return msg
+
+
+@pytest.fixture
+def fake_daq():
+    daq = FakeDaq()
+    yield daq
+    daq.close()
+
+
+@pytest.fixture
+def console(qtbot, fake_daq):
+    from pyqtgraph.Qt import QtWidgets
+
+    from gui import theme
+    from gui.window import ConsoleWindow
+
+    theme.apply(QtWidgets.QApplication.instance())
+    window = ConsoleWindow("127.0.0.1", fake_daq.monitor_port, fake_daq.control_port,
+                           stale_s=1.5)
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.shutdown()
+
+
+def _wait_monitor(qtbot, console, predicate, timeout=5000):
+    qtbot.waitUntil(lambda: console.latest is not None and predicate(console.latest),
+                    timeout=timeout)
+
+
+# --------------------------------------------------------------------------- views and text
+
+
+def test_monitor_view_tolerates_missing_and_wrong_fields():
+    empty = monitor_view({}, 0.0)
+    assert empty.state is None and empty.rates == {} and empty.energy is None
+    assert empty.hitmap is None and empty.problems == [] and empty.lost == {}
+    bad = monitor_view({"rates": [1, 2], "state": 3, "elapsed_s": "x", "energy_window_kev":
+                        [600, 400], "hitmap": {"dtype": "<f4", "shape": [5, 5], "data": b"12"},
+                        "energy_hist": {"edges_kev": [0, 1000], "counts": "nope"},
+                        "losses": {"frames_bad": 3, "gaps": 0, "note": "x"}}, 0.0)
+    assert bad.state is None and bad.elapsed_s is None and bad.energy_window_kev is None
+    assert set(bad.problems) == {"rates", "hitmap", "counts"}
+    assert bad.lost == {"frames_bad": 3.0}
+    assert image_view({"image": encode_array(np.zeros((4, 4)))}, 0.0) is None
+    assert image_view({}, 0.0) is None
+
+
+def test_histogram_edges_and_image_geometry():
+    counts = np.arange(10, dtype=np.uint32)
+    v = monitor_view({"dt_hist": {"range_ps": [-500, 500], "counts": encode_array(counts)}}, 0)
+    assert v.dt is not None and v.dt.edges[0] == -500 and v.dt.edges[-1] == 500
+    assert len(v.dt.edges) == 11 and v.dt.counts.tolist() == counts.tolist()
+    vol = np.zeros((8, 6, 4), np.float32)
+    vol[2, 3, 1] = 5.0
+    im = image_view(image_message(vol, voxel_mm=(2, 2, 3), origin_mm=(-7, -5, -4.5), events=9,
+                                  iteration=2), 1.0)
+    assert im is not None and im.mip.shape == (8, 4) and im.mip[2, 1] == 5.0
+    assert im.corner_mm().tolist() == [-8, -6, -6] and im.extent_mm().tolist() == [16, 12, 12]
+
+
+def test_display_levels_ignore_a_single_hot_pixel():
+    a = np.ones(100_000, np.float32)
+    a[0] = 1e6
+    assert display_levels(a) == (0.0, 1.0)
+    assert display_levels(np.zeros(5)) == (0.0, 1.0)
+    assert display_levels(np.full(5, np.nan)) == (0.0, 1.0)
+
+
+def test_text_units():
+    assert text.si(1.234e6, "cps") == "1.23 Mcps"
+    assert text.si(950, "cps") == "950 cps"
+    assert text.si(None, "cps") == "-"
+    assert text.size(1.5e9) == "1.50 GB" and text.size(12) == "12 B"
+    assert text.clock(75) == "1:15" and text.clock(3725) == "1:02:05"
+    assert text.count(1234567) == "1\u2009234\u2009567"
+
+
+# --------------------------------------------------------------------------- links
+
+
+def test_feed_keeps_every_rate_sample_and_only_the_latest_view():
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    feed = MonitorFeed(f"tcp://127.0.0.1:{port}").start()
+    try:
+        deadline = time.monotonic() + 5
+        while feed.take().counters.monitors == 0:  # the subscription takes a moment
+            assert time.monotonic() < deadline
+            pub.send_multipart([MONITOR_TOPIC, pack(monitor_message(rates={"singles": 1.0}))])
+            time.sleep(0.05)
+        before = feed.take()
+        n0 = len(before.history_t)
+        for i in range(200):
+            pub.send_multipart([MONITOR_TOPIC, pack(monitor_message(
+                rates={"singles": 1000.0 + i, "prompts": 10.0}, state="running"))])
+        deadline = time.monotonic() + 5
+        got = []
+        while True:
+            u = feed.take()
+            if u.monitor is not None:
+                got.append(u.monitor)
+            if len(u.history_t) >= n0 + 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        singles = u.history["singles"][n0:]
+        assert singles.tolist() == [1000.0 + i for i in range(200)]  # no sample lost
+        assert np.isnan(u.history["necr"][n0:]).all()  # absent rate: NaN, not 0
+        assert got[-1].rates["singles"] == 1199.0  # the latest view is shown
+        assert len(got) < 200 and u.counters.skipped > 0  # older display frames skipped
+        assert u.counters.monitors == before.counters.monitors + 200
+    finally:
+        feed.close()
+        pub.close(0)
+        ctx.term()
+
+
+def test_control_client_never_blocks_and_finds_a_late_daq():
+    port = free_port()
+    client = ControlClient(f"tcp://127.0.0.1:{port}", timeout_s=0.3,
+                           status_every_s=0.1).start()
+    ctx = zmq.Context()
+    try:
+        t0 = time.monotonic()
+        replies = []
+        while not replies:
+            replies = client.take_replies()
+            time.sleep(0.02)
+        assert time.monotonic() - t0 < 2.0
+        assert replies[0].reply is None and "no reply" in replies[0].error
+        assert client.timeouts >= 1
+        rep = ctx.socket(zmq.REP)
+        rep.bind(f"tcp://127.0.0.1:{port}")
+        client.request({"cmd": "start", "settings": {"scanner": "bedside-brain"}})
+        seen = []
+        while not seen and time.monotonic() - t0 < 10:
+            if rep.poll(100):
+                req = unpack(rep.recv())
+                rep.send(pack({"ok": True, "error": None, "state": "running", "run": "r1"}))
+                if req["cmd"] == "start":
+                    seen.append(req)
+        assert seen and seen[0]["settings"] == {"scanner": "bedside-brain"}
+        deadline = time.monotonic() + 5
+        ok = []
+        while not ok and time.monotonic() < deadline:
+            ok = [r for r in client.take_replies() if r.request["cmd"] == "start"]
+            time.sleep(0.02)
+        assert ok and ok[0].ok and ok[0].reply["run"] == "r1"
+        rep.close(0)
+    finally:
+        client.close()
+        ctx.term()
+
+
+# --------------------------------------------------------------------------- the window
+
+
+def test_console_shows_live_rates_histograms_and_image(qtbot, console, fake_daq):
+    _wait_monitor(qtbot, console, lambda v: v.rates.get("singles", 0) > 0)
+    qtbot.waitUntil(lambda: console.images.updates >= 1, timeout=5000)
+    assert "Mcps" in console.status.values["singles"].text()
+    assert console.status.values["free"].text() == "120.00 GB"
+    assert console.status.values["losses"].text() == "none"
+    x, y = console.plots.energy_curve.getData()
+    assert y is not None and y.max() > 0 and x[0] == 0 and x[-1] == 1024
+    assert console.plots.hitmap_image.image.shape == (256, 48)  # crystals across, rings up
+    assert console.plots.module_grid.getData()[0].size > 0  # 16 modules x 3 module rings
+    assert console.images.items["transverse"].image.shape == (64, 64)
+    assert console.images.items["mip"].image.shape == (64, 24)
+    assert console.responding and console.banner_text() == ""
+    qtbot.waitUntil(lambda: console.refresh_hz >= 10, timeout=5000)
+
+
+def test_start_and_stop_send_the_form_and_the_dragged_window(qtbot, console, fake_daq):
+    from pyqtgraph.Qt import QtCore
+
+    _wait_monitor(qtbot, console, lambda v: True)
+    qtbot.waitUntil(console.controls.start_button.isEnabled, timeout=5000)
+    c = console.controls
+    c.phantom.setCurrentText("nema-iq")
+    c.nuclide.setCurrentText("Ga-68")
+    c.activity.setValue(35.5)
+    c.duration.setValue(120)
+    console.plots.window_region.setRegion((400.0, 650.0))  # as a drag does
+    assert c.energy_window() == (400.0, 650.0)
+    qtbot.mouseClick(c.start_button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: fake_daq.state == "running", timeout=5000)
+    start = next(r for r in fake_daq.requests if r["cmd"] == "start")
+    assert start["settings"] == {"scanner": "bedside-brain", "phantom": "nema-iq",
+                                 "nuclide": "Ga-68", "activity_mbq": 35.5, "duration_s": 120.0,
+                                 "energy_window_kev": [400.0, 650.0]}
+    qtbot.waitUntil(lambda: c.stop_button.isEnabled() and not c.start_button.isEnabled(),
+                    timeout=5000)
+    qtbot.mouseClick(c.stop_button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: fake_daq.state == "stopped", timeout=5000)
+    qtbot.waitUntil(lambda: console.status.values["state"].text() == "STOPPED", timeout=5000)
+    assert "stop accepted" in console.log.toPlainText()
+
+
+def test_refused_start_is_shown(qtbot, console, fake_daq):
+    _wait_monitor(qtbot, console, lambda v: True)
+    fake_daq.state = "running"  # started elsewhere; the console sends start anyway
+    console.start_run()
+    qtbot.waitUntil(lambda: "Start failed: a run is already running" in console.banner_text(),
+                    timeout=5000)
+
+
+def test_losses_low_disk_and_operator_message_raise_the_banner(qtbot, console, fake_daq):
+    _wait_monitor(qtbot, console, lambda v: True)
+    fake_daq.extra = {"losses": {"frames_bad": 0, "seq_gaps": 3},
+                      "disk": {"journal_bytes": 5e9, "free_bytes": 0.4e9},
+                      "message": "board 2 clock drift"}
+    qtbot.waitUntil(lambda: "DATA LOST: seq_gaps 3" in console.banner_text(), timeout=5000)
+    banner = console.banner_text()
+    assert "Disk low: 400.00 MB free" in banner and "board 2 clock drift" in banner
+    assert console.status.values["losses"].text() == "seq_gaps 3"
+    fake_daq.extra = {}
+    qtbot.waitUntil(lambda: console.banner_text() == "", timeout=5000)
+
+
+def test_missing_fields_read_dash_and_malformed_messages_are_counted(qtbot, console, fake_daq):
+    _wait_monitor(qtbot, console, lambda v: True)
+    fake_daq.extra = {"rates": {}, "disk": None, "totals": "garbage", "hitmap": None}
+    _wait_monitor(qtbot, console, lambda v: "singles" not in v.rates)
+    assert console.status.values["singles"].text().startswith("-")
+    assert console.status.values["free"].text() == "-"
+    fake_daq.raw += [[MONITOR_TOPIC, b"\xc1 not msgpack"], [b"monitorX", pack({})],
+                     [IMAGE_TOPIC, pack({"type": "image", "image": "broken"})],
+                     [MONITOR_TOPIC]]
+    qtbot.waitUntil(lambda: console.counters.malformed >= 4, timeout=5000)
+    assert "malformed" in console.status_line.text()
+    assert console.responding  # and the window lives on
+
+
+def test_dead_daq_is_shown_and_a_restarted_one_reattached(qtbot, console, fake_daq):
+    _wait_monitor(qtbot, console, lambda v: True)
+    fake_daq.close()
+    qtbot.waitUntil(lambda: "DAQ not responding since" in console.banner_text(), timeout=6000)
+    assert "reconnecting..." in console.banner_text()
+    assert not console.controls.start_button.isEnabled()
+    assert console.status.values["state"].text() == "NO CONTACT"
+    n = console.counters.monitors
+    again = FakeDaq(fake_daq.monitor_port, fake_daq.control_port)
+    try:
+        qtbot.waitUntil(lambda: console.counters.monitors > n and console.banner_text() == "",
+                        timeout=10000)
+        assert console.log.toPlainText().count("DAQ answering") == 2
+    finally:
+        again.close()
+
+
+def test_clicking_a_view_moves_the_slices(qtbot, console, fake_daq):
+    qtbot.waitUntil(lambda: console.images.updates >= 1, timeout=5000)
+    panel = console.images
+    assert panel.cursor_index().tolist() == [32, 32, 12]  # centre (rounded)
+    panel.cursor_mm[:] = (-86.0, 10.0, 2.0)  # what a click at x = -86 mm, y = 10 mm does
+    panel._draw()
+    assert panel.cursor_index().tolist() == [10, 34, 12]
+    assert "x = -86.0 mm" in panel.plots["sagittal"].titleLabel.text
+    assert panel.auto_levels.isChecked()
+    panel.lut.region.setRegion((0.0, 0.5))  # the operator drags the level control
+    assert not panel.auto_levels.isChecked()
+    assert panel.items["coronal"].levels.tolist() == [0.0, 0.5]
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    from gui.cli import add_commands
+
+    parser = argparse.ArgumentParser(prog="petdaq")
+    add_commands(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--after", "3"], "--after needs --screenshot"),
+    (["--monitor-port", "70000"], "--monitor-port 70000"),
+    (["--screenshot", "/no/such/dir/x.png"], "folder /no/such/dir does not exist"),
+    (["--screenshot", "x.png", "--after", "-1"], "cannot be negative"),
+])
+def test_console_option_mistakes_are_one_line_user_errors(argv, message):
+    args = _parse(["console", *argv])
+    with pytest.raises(UserError, match=message):
+        args.func(args)
+
+
+def test_screenshot_option_saves_the_window(qtbot, fake_daq, tmp_path):
+    from pyqtgraph.Qt import QtGui
+
+    path = tmp_path / "console.png"
+    args = _parse(["console", "--connect", "127.0.0.1", "--monitor-port",
+                   str(fake_daq.monitor_port), "--control-port", str(fake_daq.control_port),
+                   "--screenshot", str(path), "--after", "2"])
+    assert args.func(args) == 0
+    image = QtGui.QImage(str(path))
+    assert image.width() >= 1600 and image.height() >= 900
+    colours = {image.pixel(x, y) for x in range(0, image.width(), 37)
+               for y in range(0, image.height(), 37)}
+    assert len(colours) > 50  # plots drawn, not a blank window
+
+
+def test_axis_ranges_move_in_round_steps():
+    from gui.plots import decade_ticks, nice_ceiling
+
+    assert [nice_ceiling(x) for x in (0.9, 1.0, 2100, 3001, 7000, 9e5)] == \
+        [1.0, 1.0, 3000, 4000, 8000, 1e6]
+    major, minor = decade_ticks(3, 6)
+    assert [label for _, label in major] == ["1 k", "10 k", "100 k", "1 M"]
+    assert len(minor) == 3 * 8 and all(label == "" for _, label in minor)
