@@ -16,6 +16,7 @@ decoded ``t' = coarse*P + ((fine*P) >> tdc_bits)`` so that ``0 <= t - t' < P/2**
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -23,7 +24,7 @@ import numba
 import numpy as np
 
 from hw._cobs import cobs_decode, cobs_put, find_zero, load_u64, max_encoded_len
-from hw._crc import CRC_INIT, as_bytes_array, crc32, crc32_update, crc_bytes, crc_word
+from hw._crc import CRC_INIT, as_bytes_array, crc32, crc32_update, crc_bytes, crc_word, crc_words
 from hw.dtypes import RAW_DTYPE
 from hw.scanner import Scanner
 
@@ -110,8 +111,13 @@ def _pack_frame(ftype: int, board: int, seq: int, words: np.ndarray, n_words: in
     code_pos, pos, code = pos, pos + 1, 1
     pos, code_pos, code = cobs_put(out, pos, code_pos, code, h0, 8)
     pos, code_pos, code = cobs_put(out, pos, code_pos, code, h1, 4)
-    for j in range(n_words):
-        v = words[j]
+    for j in range(0, n_words - 1, 2):
+        v, u = words[j], words[j + 1]
+        reg = crc_words(reg, v, u)
+        pos, code_pos, code = cobs_put(out, pos, code_pos, code, v, 8)
+        pos, code_pos, code = cobs_put(out, pos, code_pos, code, u, 8)
+    if n_words % 2:
+        v = words[n_words - 1]
         reg = crc_word(reg, v)
         pos, code_pos, code = cobs_put(out, pos, code_pos, code, v, 8)
     pos, code_pos, code = cobs_put(out, pos, code_pos, code, reg ^ 0xFFFFFFFF, 4)
@@ -146,9 +152,10 @@ def _split_time(t: int, period_ps: int, inv_period: float, tdc_bits: int) -> tup
 @numba.njit(nogil=True, cache=True)
 def _encode_events(t: np.ndarray, crystal: np.ndarray, adc: np.ndarray, board: int,
                    first_seq: int, period_ps: int, tdc_bits: int, counter_bits: int,
-                   crystal_channel: np.ndarray, crystal_board: np.ndarray, use_map: bool,
-                   out: np.ndarray) -> tuple[int, int, int]:
-    """Encode events into EVENTS frames in ``out``.
+                   channel_of: np.ndarray, use_map: bool, out: np.ndarray
+                   ) -> tuple[int, int, int]:
+    """Encode events into EVENTS frames in ``out``; with ``use_map``, ``crystal`` are global
+    crystal ids and ``channel_of[crystal]`` their channel on ``board`` (-1: another board's).
 
     Returns (bytes written, error, index): error 0 none, 1 negative time, 2 channel (or crystal)
     out of range, 3 crystal of another board, 4 ADC code out of range; index the bad event.
@@ -168,11 +175,11 @@ def _encode_events(t: np.ndarray, crystal: np.ndarray, adc: np.ndarray, board: i
                 return pos, 1, i
             c = np.int64(crystal[i])
             if use_map:
-                if c < 0 or c >= crystal_channel.size:
+                if c < 0 or c >= channel_of.size:
                     return pos, 2, i
-                if crystal_board[c] != board:
+                ch = np.int64(channel_of[c])
+                if ch < 0:
                     return pos, 3, i
-                ch = np.int64(crystal_channel[c])
             else:
                 ch = c
             if ch < 0 or ch > MAX_CHANNEL:
@@ -219,6 +226,19 @@ def _output_buffer(n_bytes: int) -> np.ndarray:
     return buf
 
 
+_channel_tables: weakref.WeakKeyDictionary[Scanner, dict[int, np.ndarray]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _channels_on(scanner: Scanner, board: int) -> np.ndarray:
+    """(n_crystals,) int16: each crystal's channel if ``board`` reads it, else -1 (cached)."""
+    tables = _channel_tables.setdefault(scanner, {})
+    if board not in tables:
+        tables[board] = np.where(scanner.crystal_board == board, scanner.crystal_channel,
+                                 -1).astype(np.int16)
+    return tables[board]
+
+
 def _check_board(board: int) -> int:
     if not 0 <= int(board) < _N_BOARD_IDS:
         raise ValueError(f"board id {board} does not fit 16 bits")
@@ -243,16 +263,13 @@ def encode(raw: np.ndarray, *, board: int, first_seq: int, scanner: Scanner | No
     """
     board = _check_board(board)
     clock = WireClock.of(scanner)
-    if scanner is None:
-        cmap_channel = cmap_board = np.zeros(0, np.int32)
-    else:
-        cmap_channel, cmap_board = scanner.crystal_channel, scanner.crystal_board
+    channel_of = np.zeros(0, np.int16) if scanner is None else _channels_on(scanner, board)
     n = raw.size
     out = _output_buffer(n * 8 + frames_for(n) * (MAX_FRAME_BYTES - 8 * EVENTS_PER_FRAME))
     nbytes, err, i = _encode_events(
         raw["t"], raw["crystal"], raw["adc"], board, int(first_seq) & 0xFFFFFFFF,
-        clock.period_ps, clock.tdc_bits, clock.counter_bits, cmap_channel, cmap_board,
-        scanner is not None, out)
+        clock.period_ps, clock.tdc_bits, clock.counter_bits, channel_of, scanner is not None,
+        out)
     if err:
         ev = raw[i]
         detail = _ENCODE_ERRORS[err].format(t=ev["t"], c=ev["crystal"], a=ev["adc"], board=board)
@@ -549,7 +566,8 @@ class Decoder:
     Without one, ``crystal`` is the channel and the clock is :data:`DEFAULT_CLOCK`.
 
     Each board's coarse counter is unwrapped with the half-range rule against the last counter
-    seen in any frame of that board, starting from 0 (counters are reset at run start).
+    seen in any frame of that board, starting from 0 (counters are reset at run start): make one
+    decoder per run. A decoder is not thread-safe: feed it from one thread at a time.
     """
 
     def __init__(self, scanner: Scanner | None = None) -> None:
@@ -631,6 +649,9 @@ class Decoder:
     def stats(self) -> DecoderStats:
         """A snapshot of the counters, with per-board details."""
         s = self._stats.tolist()
+        markers: dict[int, list[RunMarker]] = {}
+        for m in self.markers:
+            markers.setdefault(m.board, []).append(m)
         boards = {}
         for b in sorted(self._boards[: s[_S_NBOARDS]].tolist()):
             r = self._board[b].tolist()
@@ -640,7 +661,7 @@ class Decoder:
                 board=b, frames=r[_B_ACCEPTED], events=r[_B_EVENTS],
                 seq_gaps=r[_B_SPAN] - r[_B_ACCEPTED], duplicates=r[_B_DUPS],
                 bad_channel=r[_B_BADCH], watermark_ps=r[_B_WM], status_frames=r[_B_ST_COUNT],
-                status=status, markers=[m for m in self.markers if m.board == b])
+                status=status, markers=markers.get(b, []))
         return DecoderStats(
             frames_ok=s[_S_OK], frames_bad=s[_S_BAD], bytes_skipped=s[_S_SKIPPED],
             seq_gaps=sum(v.seq_gaps for v in boards.values()), events=s[_S_EVENTS],
