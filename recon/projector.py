@@ -1,0 +1,270 @@
+"""List-mode PET projector: Joseph's method with an optional TOF kernel, in numba.
+
+Why Joseph and not Siddon: Joseph's method steps plane by plane along the LOR's main axis and
+interpolates bilinearly in the other two, so every step costs the same fixed work (4 voxels, no
+branches, no sorting of crossing parameters) and consecutive steps touch neighbouring memory; it
+is smooth (no aliasing with the voxel grid as LORs move by a fraction of a voxel, which matters for
+list-mode data where every event has its own continuous LOR) and it is the reference projector of
+the field (parallelproj). Siddon's exact intersection lengths need a variable number of steps and
+a merge of three crossing sequences per LOR, which is slower for the same accuracy at 2 mm voxels.
+
+Conventions:
+
+- images are ``[x, y, z]`` float32 on a :class:`recon.grid.Grid`; the kernels work on a copy with
+  one voxel of zero padding on every side (``pad``/``unpad``), which makes the bilinear
+  interpolation at the grid's edges branch-free; the padding is never part of a result;
+- the forward projection of an event is the line integral (mm x image units) of the image along
+  the segment between the two LOR endpoints (crystal points of :func:`recon.lors.lor_endpoints`);
+  with TOF it is weighted by a Gaussian of ``sigma_mm`` (1/mm, normalised over its truncation at
+  ``nsigma``) centred ``tof_mm`` from the LOR midpoint towards crystal_a;
+- :meth:`Projector.back` is the exact adjoint (the same weights, scattered).
+
+The TOF Gaussian along the arithmetic sequence of steps is evaluated by a two-term multiplicative
+recurrence (no ``exp`` per step). Forward projection runs one event per iteration of a ``prange``;
+back projection gives each thread its own padded image buffer, summed at the end, so there are no
+write races. Set the number of threads with :func:`recon.threads.set_threads`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from hw.errors import UserError
+from hw.scanner import Scanner
+from recon.grid import Grid
+from recon.lors import LORs, lor_endpoints, tof_sigma_mm
+from recon.threads import apply_threads, get_threads
+
+#: TOF kernel truncation, in standard deviations.
+TOF_NSIGMA = 3.0
+#: Keeps the bilinear interpolation one rounding error away from the padding's far edge.
+_EDGE = 1e-4
+_ONE = np.float32(1.0)
+
+
+def pad(array: np.ndarray) -> np.ndarray:
+    """[x, y, z] -> a float32 copy with one zero voxel on every side."""
+    return np.pad(np.asarray(array, np.float32), 1)
+
+
+def unpad(padded: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`pad` (a view)."""
+    return padded[1:-1, 1:-1, 1:-1]
+
+
+class Projector:
+    """Forward and back projection of list-mode events on ``grid``.
+
+    ``endpoints`` (N, 3) mm are the LOR endpoints of every crystal; ``sigma_mm`` the TOF position
+    resolution (standard deviation, mm), 0 for non-TOF.
+    """
+
+    def __init__(self, grid: Grid, endpoints: np.ndarray, sigma_mm: float = 0.0,
+                 nsigma: float = TOF_NSIGMA) -> None:
+        if sigma_mm < 0 or nsigma <= 0:
+            raise UserError(f"TOF sigma must be >= 0 mm and nsigma > 0, got {sigma_mm}, {nsigma}")
+        self.grid = grid
+        self.endpoints = np.ascontiguousarray(endpoints, np.float32)
+        self.sigma_mm = float(sigma_mm)
+        self.nsigma = float(nsigma)
+        self._shape = np.array(grid.shape, np.int64)
+        self._origin = np.array(grid.origin_mm, np.float64)
+        self._voxel = np.array(grid.voxel_mm, np.float64)
+
+    @classmethod
+    def for_scanner(cls, scanner: Scanner, grid: Grid, tof: bool = True) -> Projector:
+        """The projector of ``scanner``'s crystals (mean-DOI endpoints), TOF from its CTR."""
+        return cls(grid, lor_endpoints(scanner), tof_sigma_mm(scanner) if tof else 0.0)
+
+    @property
+    def tof(self) -> bool:
+        return self.sigma_mm > 0
+
+    def _check(self, padded: np.ndarray) -> None:
+        want = tuple(n + 2 for n in self.grid.shape)
+        if padded.shape != want or padded.dtype != np.float32 or not padded.flags.c_contiguous:
+            raise UserError(f"padded image must be C-contiguous float32 {want}, "
+                            f"got {padded.dtype} {padded.shape}")
+
+    def forward_padded(self, padded: np.ndarray, lors: LORs) -> np.ndarray:
+        """(n,) float32 projections of a padded image (see :func:`pad`)."""
+        self._check(padded)
+        out = np.empty(len(lors), np.float32)
+        apply_threads()
+        _forward(padded.reshape(-1), self._shape, self._origin, self._voxel, self.endpoints,
+                 lors.crystal_a, lors.crystal_b, lors.tof_mm, self.sigma_mm, self.nsigma, out)
+        return out
+
+    def back_padded(self, values: np.ndarray, lors: LORs, out: np.ndarray | None = None
+                    ) -> np.ndarray:
+        """Add the back projection of ``values`` (n,) into a padded image (new when None)."""
+        if out is None:
+            out = np.zeros(tuple(n + 2 for n in self.grid.shape), np.float32)
+        self._check(out)
+        values = np.ascontiguousarray(values, np.float32)
+        if values.shape != (len(lors),):
+            raise UserError(f"back projection needs one value per event ({len(lors)}), "
+                            f"got {values.shape}")
+        apply_threads()
+        _back(values, self._shape, self._origin, self._voxel, self.endpoints, lors.crystal_a,
+              lors.crystal_b, lors.tof_mm, self.sigma_mm, self.nsigma, get_threads(),
+              out.reshape(-1))
+        return out
+
+    def forward(self, image: np.ndarray, lors: LORs) -> np.ndarray:
+        """(n,) float32 line integrals (mm x image units) of ``image`` [x, y, z]."""
+        if tuple(image.shape) != self.grid.shape:
+            raise UserError(f"image shape {image.shape} is not the grid's {self.grid.shape}")
+        return self.forward_padded(pad(image), lors)
+
+    def back(self, values: np.ndarray, lors: LORs) -> np.ndarray:
+        """[x, y, z] float32: the adjoint of :meth:`forward` applied to ``values``."""
+        return np.ascontiguousarray(unpad(self.back_padded(values, lors)))
+
+
+# ------------------------------------------------------------------------------------ kernels
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _clip(lo, hi, a, b, tm_lo, tm_hi):
+    """Intersect [lo, hi] with the plane indices m where tm_lo <= a + b m <= tm_hi."""
+    if b == 0.0:
+        if a < tm_lo or a > tm_hi:
+            return 1.0, 0.0
+        return lo, hi
+    ma = (tm_lo - a) / b
+    mb = (tm_hi - a) / b
+    if ma > mb:
+        ma, mb = mb, ma
+    return max(lo, ma), min(hi, mb)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _ray(ends, a, b, tof, shape, origin, voxel, sigma, nsigma):
+    """Joseph set-up of one LOR.
+
+    Returns (m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step): plane indices m_lo..m_hi along
+    the main axis k; the padded continuous indices along the other axes i1, i2 are A + B m; the
+    TOF weight at m_lo is g, multiplied by r (itself multiplied by q) at each step; ``step`` is the
+    path length (mm) per plane. m_lo > m_hi when the LOR misses the grid.
+    """
+    p0 = (np.float64(ends[a, 0]), np.float64(ends[a, 1]), np.float64(ends[a, 2]))
+    d = (ends[b, 0] - p0[0], ends[b, 1] - p0[1], ends[b, 2] - p0[2])
+    length = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    r0 = abs(d[0]) / voxel[0]
+    r1 = abs(d[1]) / voxel[1]
+    r2 = abs(d[2]) / voxel[2]
+    if r0 >= r1 and r0 >= r2:
+        k, i1, i2 = 0, 1, 2
+    elif r1 >= r2:
+        k, i1, i2 = 1, 0, 2
+    else:
+        k, i1, i2 = 2, 0, 1
+    if length == 0.0:
+        return 1, 0, k, i1, i2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+    # plane m (voxel centre origin[k] + m voxel[k]) is at LOR parameter t = t0 + tm m
+    t0 = (origin[k] - p0[k]) / d[k]
+    tm = voxel[k] / d[k]
+    lo, hi = _clip(0.0, shape[k] - 1.0, t0, tm, 0.0, 1.0)
+    A1 = (p0[i1] + t0 * d[i1] - origin[i1]) / voxel[i1] + 1.0
+    B1 = tm * d[i1] / voxel[i1]
+    lo, hi = _clip(lo, hi, A1, B1, 0.0, shape[i1] + 1.0 - _EDGE)
+    A2 = (p0[i2] + t0 * d[i2] - origin[i2]) / voxel[i2] + 1.0
+    B2 = tm * d[i2] / voxel[i2]
+    lo, hi = _clip(lo, hi, A2, B2, 0.0, shape[i2] + 1.0 - _EDGE)
+    g, r, q = 1.0, 1.0, 1.0
+    if sigma > 0.0:
+        # position towards crystal a: s = (0.5 - t) length; keep |s - tof| <= nsigma sigma
+        half = nsigma * sigma / length
+        lo, hi = _clip(lo, hi, t0, tm, 0.5 - tof / length - half, 0.5 - tof / length + half)
+    m_lo = math.ceil(lo)
+    m_hi = math.floor(hi)
+    if sigma > 0.0 and m_lo <= m_hi:
+        inv = 0.5 / (sigma * sigma)
+        u = (0.5 - t0 - tm * m_lo) * length - tof
+        du = -tm * length
+        norm = 1.0 / (math.sqrt(2.0 * math.pi) * sigma * math.erf(nsigma / math.sqrt(2.0)))
+        g = norm * math.exp(-u * u * inv)
+        r = math.exp(-(2.0 * u * du + du * du) * inv)
+        q = math.exp(-2.0 * du * du * inv)
+    return m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, abs(tm) * length
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True, parallel=True)
+def _forward(img, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, out):
+    strides = _strides(shape)
+    for i in numba.prange(ca.size):
+        m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step = _ray(
+            ends, ca[i], cb[i], tof[i], shape, origin, voxel, sigma, nsigma)
+        # float32 and unsigned indices in the inner loop: a third faster than float64 with
+        # numba's negative-index wrap-around, and the same weights in _back (exact adjoint)
+        sk, s1, s2 = strides[k], strides[i1], strides[i2]
+        a1, b1, a2, b2 = np.float32(A1), np.float32(B1), np.float32(A2), np.float32(B2)
+        g32, r32, q32 = np.float32(g), np.float32(r), np.float32(q)
+        acc = np.float32(0.0)
+        for m in range(m_lo, m_hi + 1):
+            f1 = a1 + b1 * np.float32(m)
+            f2 = a2 + b2 * np.float32(m)
+            j1 = np.uint64(f1)
+            j2 = np.uint64(f2)
+            w1 = f1 - np.float32(j1)
+            w2 = f2 - np.float32(j2)
+            base = np.uint64(m + 1) * sk + j1 * s1 + j2 * s2
+            v = ((_ONE - w1) * ((_ONE - w2) * img[base] + w2 * img[base + s2])
+                 + w1 * ((_ONE - w2) * img[base + s1] + w2 * img[base + s1 + s2]))
+            acc += g32 * v
+            g32 *= r32
+            r32 *= q32
+        out[i] = acc * np.float32(step)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True, parallel=True)
+def _back(values, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, n_threads, out):
+    strides = _strides(shape)
+    n = ca.size
+    # one padded buffer per chunk and one chunk per thread: no write races, no thread ids
+    n_chunks = max(1, min(n, n_threads))
+    buffers = np.zeros((n_chunks, out.size), np.float32)
+    for c in numba.prange(n_chunks):
+        buf = buffers[c]
+        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+            if values[i] == 0.0:
+                continue
+            m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step = _ray(
+                ends, ca[i], cb[i], tof[i], shape, origin, voxel, sigma, nsigma)
+            sk, s1, s2 = strides[k], strides[i1], strides[i2]
+            a1, b1, a2, b2 = np.float32(A1), np.float32(B1), np.float32(A2), np.float32(B2)
+            g32, r32, q32 = np.float32(g), np.float32(r), np.float32(q)
+            val = values[i] * np.float32(step)
+            for m in range(m_lo, m_hi + 1):
+                f1 = a1 + b1 * np.float32(m)
+                f2 = a2 + b2 * np.float32(m)
+                j1 = np.uint64(f1)
+                j2 = np.uint64(f2)
+                w1 = f1 - np.float32(j1)
+                w2 = f2 - np.float32(j2)
+                base = np.uint64(m + 1) * sk + j1 * s1 + j2 * s2
+                c1 = val * g32 * (_ONE - w1)
+                c2 = val * g32 * w1
+                buf[base] += c1 * (_ONE - w2)
+                buf[base + s2] += c1 * w2
+                buf[base + s1] += c2 * (_ONE - w2)
+                buf[base + s1 + s2] += c2 * w2
+                g32 *= r32
+                r32 *= q32
+    for j in numba.prange(out.size):
+        acc = out[j]
+        for c in range(n_chunks):
+            acc += buffers[c, j]
+        out[j] = acc
+
+
+@numba.njit(nogil=True, cache=True)
+def _strides(shape):
+    """Strides (in voxels, unsigned) of the padded [x, y, z] image."""
+    p1 = np.uint64(shape[1] + 2)
+    p2 = np.uint64(shape[2] + 2)
+    return (p1 * p2, p2, np.uint64(1))
