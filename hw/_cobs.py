@@ -14,6 +14,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 if sys.byteorder != "little":  # the word kernels read and write little-endian words natively
@@ -21,6 +22,7 @@ if sys.byteorder != "little":  # the word kernels read and write little-endian w
 
 ONES = 0x0101010101010101
 HIGHS = -0x7F7F7F7F7F7F7F80  # 0x8080808080808080 as int64
+LOWS = 0x7F7F7F7F7F7F7F7F
 
 
 def max_encoded_len(n: int) -> int:
@@ -64,6 +66,12 @@ def has_zero_byte(v: int) -> bool:
     return ((v - ONES) & ~v & HIGHS) != 0
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def zero_bytes(v: int) -> int:
+    """Bit 7 of each byte of the result is set exactly where ``v`` has a 0x00 byte."""
+    return ~(((v & LOWS) + LOWS) | v | LOWS)
+
+
 @numba.njit(nogil=True, cache=True)
 def find_zero(buf: np.ndarray, start: int) -> int:
     """Index of the first 0x00 in ``buf[start:]``, or ``buf.size`` when there is none."""
@@ -84,9 +92,20 @@ def cobs_put(out: np.ndarray, pos: int, code_pos: int, code: int, v: int, n_byte
     State: ``pos`` next free byte of ``out``, ``code_pos`` where the open block's code byte goes,
     ``code`` 1 + the data bytes of the open block. Returns the new state.
     """
-    if n_bytes == 8 and code <= 0xF6 and not has_zero_byte(v):
+    if n_bytes == 8 and code <= 0xF6:
+        # The open block cannot fill up within these 8 bytes: write them as they are; each
+        # 0x00 among them closes a block and its place becomes the next block's code byte.
         store_u64(out, pos, v)
-        return pos + 8, code_pos, code + 8
+        start = 0
+        zeros = zero_bytes(v)
+        while zeros:
+            z = trailing_zeros(zeros) >> 3
+            out[code_pos] = code + z - start
+            code_pos = pos + z
+            code = 1
+            start = z + 1
+            zeros &= zeros - 1
+        return pos + 8, code_pos, code + 8 - start
     for b in range(n_bytes):
         byte = (v >> (8 * b)) & 0xFF
         if byte == 0:
