@@ -1,0 +1,176 @@
+"""``sort`` (one call on all singles) and ``Sorter`` (fed chunk by chunk): the same coincidences.
+
+The semantics are in ``coincidence/SEMANTICS.md``. The streaming sorter keeps the singles whose
+windows cannot be closed yet (a window needs every single up to t0 + window, plus the delay when
+delayeds are searched), so windows and delayed windows that straddle chunk boundaries come out
+exactly as in one call on the concatenation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coincidence import search, timeorder
+from coincidence.settings import Settings, resolve
+from hw.dtypes import COINC_DTYPE, SINGLE_DTYPE
+from hw.errors import UserError
+from hw.scanner import Scanner
+
+_END_OF_STREAM = np.iinfo(np.int64).max
+_BLOCK = 1 << 16  # singles per kernel call when a big chunk is in order
+
+
+def _fields(singles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not isinstance(singles, np.ndarray) or singles.ndim != 1:
+        raise UserError("singles must be a 1-D numpy array of hw.SINGLE_DTYPE, "
+                        f"got {type(singles).__name__}")
+    names = singles.dtype.names or ()
+    if not all(f in names for f in SINGLE_DTYPE.names):
+        raise UserError(f"singles must have fields t, crystal, energy (hw.SINGLE_DTYPE), got "
+                        f"dtype {singles.dtype}")
+    t, c, e = singles["t"], singles["crystal"], singles["energy"]
+    if not (np.issubdtype(t.dtype, np.integer) and np.issubdtype(c.dtype, np.integer)):
+        raise UserError(f"singles 't' (ps) and 'crystal' must be integers, got dtype {singles.dtype}")
+    return t, c, e
+
+
+class Sorter:
+    """Streaming coincidence sorter: ``feed`` chunks of singles in time order, then ``flush``.
+
+    The concatenation of every ``feed`` output and the ``flush`` output equals one
+    :func:`sort` call on the concatenated singles, however the stream is chunked. A chunk may
+    be out of order within itself (it is sorted), but no single may be earlier than a single of
+    an earlier chunk (equal times are fine): merge the boards' streams first
+    (:func:`coincidence.merge_sorted`). ``flush`` ends the stream; the next ``feed`` starts a new
+    one. Not thread-safe; the kernels release the GIL.
+    """
+
+    def __init__(self, *, scanner: Scanner, window_ps: int | None = None,
+                 energy_window_kev: tuple[float, float] | None = None,
+                 policy: str = "takeAllGoods", delay_ps: int | None = None,
+                 min_sector_difference: int | None = None,
+                 max_ring_difference: int | None = None, mode: str = "single-window") -> None:
+        self.settings: Settings = resolve(
+            scanner, window_ps=window_ps, energy_window_kev=energy_window_kev, policy=policy,
+            delay_ps=delay_ps, min_sector_difference=min_sector_difference,
+            max_ring_difference=max_ring_difference, mode=mode)
+        self.scanner = scanner
+        self._module = np.ascontiguousarray(scanner.crystal_module, np.int32)
+        self._ring = np.ascontiguousarray(scanner.crystal_ring, np.int32)
+        self._reset()
+
+    def _reset(self) -> None:
+        # reused buffers: energy-windowed singles not used up yet in [lo, hi), in time order,
+        # then search.PAD sentinel times
+        self._t = np.full(search.PAD, _END_OF_STREAM, np.int64)
+        self._c = np.zeros(search.PAD, np.int32)
+        self._e = np.zeros(search.PAD, np.float32)
+        self._lo = self._hi = 0
+        self._t_last: int | None = None
+
+    def feed(self, singles: np.ndarray) -> np.ndarray:
+        """Add a chunk of singles (hw.SINGLE_DTYPE); return the coincidences now complete."""
+        return _trimmed(*self._feed(singles, _new_output(singles.size), 0))
+
+    def flush(self) -> np.ndarray:
+        """Close every open window (end of stream) and return the remaining coincidences."""
+        out = _trimmed(*self._search(_END_OF_STREAM, _new_output(self._hi - self._lo), 0))
+        self._reset()
+        return out
+
+    def _feed(self, singles: np.ndarray, out: np.ndarray, n_out: int) -> tuple[np.ndarray, int]:
+        t, _, _ = _fields(singles)
+        if t.size > _BLOCK and timeorder.in_time_order(t):
+            # in cache-sized blocks: the same result, faster
+            for k in range(0, t.size, _BLOCK):
+                out, n_out = self._feed(singles[k: k + _BLOCK], out, n_out)
+            return out, n_out
+        self._append(singles)
+        if self._t_last is None:
+            return out, n_out
+        return self._search(self._t_last, out, n_out)
+
+    def _append(self, singles: np.ndarray) -> None:
+        t_in, c_in, e_in = _fields(singles)
+        lo, hi = self.settings.energy_window_kev
+        n_old = self._hi - self._lo
+        pending = slice(self._lo, self._hi)
+        if n_old + t_in.size + search.PAD > self._t.size:
+            size = max(n_old + t_in.size + search.PAD, 2 * self._t.size)
+            t, c, e = np.empty(size, np.int64), np.empty(size, np.int32), np.empty(size, np.float32)
+        else:
+            t, c, e = self._t, self._c, self._e
+        t[:n_old], c[:n_old], e[:n_old] = self._t[pending], self._c[pending], self._e[pending]
+        self._t, self._c, self._e = t, c, e
+        self._lo, self._hi = 0, n_old
+        end, bad, ordered, early = search.accept(
+            t_in, c_in, e_in, lo, hi, self.scanner.n_crystals, t, c, e, n_old, 4 * t_in.size)
+        if bad:
+            i = int(np.flatnonzero((c_in < 0) | (c_in >= self.scanner.n_crystals))[0])
+            raise UserError(f"single {i} has crystal id {int(c_in[i])}, outside 0.."
+                            f"{self.scanner.n_crystals - 1} of scanner '{self.scanner.name}'")
+        if early < _END_OF_STREAM:
+            raise UserError(
+                f"a single at t={early} ps comes after singles up to t={self._t_last} ps were "
+                "fed: chunks must follow each other in time (merge the boards' streams first: "
+                "coincidence.merge_sorted)")
+        t[end: end + search.PAD] = _END_OF_STREAM
+        if not ordered:
+            perm = timeorder.order(t[:end], c[:end])
+            t[:end], c[:end], e[:end] = t[perm], c[perm], e[perm]
+        self._hi = end
+        if end > n_old:
+            self._t_last = int(t[end - 1])
+
+    def _search(self, t_limit: int, out: np.ndarray, n_out: int) -> tuple[np.ndarray, int]:
+        """Close the windows whose horizon is at most ``t_limit``, writing to ``out[n_out:]``
+        (grown as needed); drop the singles no later window can use."""
+        s = self.settings
+        live = slice(self._lo, self._hi + search.PAD)
+        t, c, e = self._t[live], self._c[live], self._e[live]
+        start = 0
+        while True:
+            start, n_out, full = search.search(
+                t, c, e, self._module, self._ring, self.scanner.n_modules,
+                s.window_ps, -1 if s.delay_ps is None else s.delay_ps, s.min_sector_difference,
+                -1 if s.max_ring_difference is None else s.max_ring_difference, s.policy_code,
+                s.multi_window, start, t_limit, out, n_out)
+            if not full:
+                break
+            bigger = np.empty(2 * out.size, COINC_DTYPE)
+            _bytes(bigger)[: n_out * COINC_DTYPE.itemsize] = _bytes(out)[: n_out * COINC_DTYPE.itemsize]
+            out = bigger
+        self._lo += start
+        return out, n_out
+
+
+def _bytes(records: np.ndarray) -> np.ndarray:
+    """A byte view (numpy copies packed records field by field, slowly; bytes at memcpy speed)."""
+    return records.view(np.uint8)
+
+
+def _new_output(n_singles: int) -> np.ndarray:
+    return np.empty(max(1024, n_singles // 4), COINC_DTYPE)
+
+
+def _trimmed(out: np.ndarray, n_out: int) -> np.ndarray:
+    out.resize(n_out, refcheck=False)
+    return out
+
+
+def sort(singles: np.ndarray, *, scanner: Scanner, window_ps: int | None = None,
+         energy_window_kev: tuple[float, float] | None = None, policy: str = "takeAllGoods",
+         delay_ps: int | None = None, min_sector_difference: int | None = None,
+         max_ring_difference: int | None = None, mode: str = "single-window") -> np.ndarray:
+    """Sort singles (hw.SINGLE_DTYPE, any order: they are time-ordered first, stably) into
+    prompt and, when ``delay_ps`` is given, delayed coincidences (hw.COINC_DTYPE).
+
+    ``window_ps``, ``energy_window_kev`` and ``min_sector_difference`` default to
+    ``scanner.acquisition``; see ``coincidence/SEMANTICS.md`` for the exact semantics and the
+    output order.
+    """
+    sorter = Sorter(scanner=scanner, window_ps=window_ps, energy_window_kev=energy_window_kev,
+                    policy=policy, delay_ps=delay_ps, min_sector_difference=min_sector_difference,
+                    max_ring_difference=max_ring_difference, mode=mode)
+    out, n_out = sorter._feed(singles, _new_output(len(singles)), 0)
+    return _trimmed(*sorter._search(_END_OF_STREAM, out, n_out))
