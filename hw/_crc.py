@@ -86,10 +86,16 @@ def crc32_update(crc: int, buf: np.ndarray, start: int, stop: int) -> int:
 
 
 def as_bytes_array(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
-    """A 1-D uint8 view of ``data`` without copying where possible."""
+    """A read-only 1-D uint8 view of ``data`` (copied only if not contiguous). Always read-only,
+    so that the kernels are compiled once for every kind of input."""
     if isinstance(data, np.ndarray):
-        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-    return np.frombuffer(data, np.uint8)
+        arr = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    else:
+        arr = np.frombuffer(data, np.uint8)
+    if arr.flags.writeable:
+        arr = arr.view()
+        arr.flags.writeable = False
+    return arr
 
 
 def crc32(data: bytes | bytearray | memoryview | np.ndarray, value: int = 0) -> int:

@@ -597,14 +597,16 @@ class Decoder:
         Never raises on bad bytes: damaged frames are counted in :attr:`stats`.
         """
         buf = as_bytes_array(data)
-        out = np.empty((self._pending.size + buf.size) // 8 + 1, RAW_DTYPE)
+        # every event takes 8 bytes or more on the wire; at least 2 rows so that the kernel
+        # always sees strided field views (one compiled version)
+        out = np.empty((self._pending.size + buf.size) // 8 + 2, RAW_DTYPE)
         k = 0
         if self._pending.size:
             z = find_zero(buf, 0)
             if z == buf.size:
                 self._hold(np.concatenate((self._pending, buf)))
                 return out[:0]
-            head, buf = np.concatenate((self._pending, buf[: z + 1])), buf[z + 1:]
+            head, buf = as_bytes_array(np.concatenate((self._pending, buf[: z + 1]))), buf[z + 1:]
             self._pending = np.zeros(0, np.uint8)
             k = self._run(head, out, k)
         k = self._run(buf, out, k)
