@@ -130,6 +130,13 @@ class Acquisition:
         end = self.stopped_at or time.monotonic()
         return end - self.started_at if self.started_at else 0.0
 
+    @property
+    def acquiring_s(self) -> float:
+        """Seconds from the first byte received to the end of the run (or now)."""
+        if self._first_data_at is None:
+            return 0.0
+        return (self.stopped_at or time.monotonic()) - self._first_data_at
+
     # ------------------------------------------------------------------ threads
 
     def _receive(self, index: int, source: Source) -> None:
@@ -147,7 +154,7 @@ class Acquisition:
                 self.journal.append(index, data)
                 state.bytes += len(data)
                 raw = decoder.feed(data)
-                self._put((raw, decoder.watermarks_ps))
+                self._put((raw, decoder.watermarks_ps, time.monotonic()))
                 stopped = state.boards_stopped
                 if stopped and stopped >= set(decoder.watermarks_ps):
                     break
@@ -173,7 +180,7 @@ class Acquisition:
         while True:
             receivers_done = all(not t.is_alive() for t in receivers)
             try:
-                raw, marks = self._queue.get(timeout=0.1)
+                raw, marks, arrived = self._queue.get(timeout=0.1)
             except queue.Empty:
                 if receivers_done:  # checked before the get: nothing can follow
                     break
@@ -181,7 +188,7 @@ class Acquisition:
             if failed:
                 continue  # keep draining so the receivers finish journaling
             try:
-                self.processor.consume(raw, marks)
+                self.processor.consume(raw, marks, arrived)
             except OSError as exc:
                 failed = True
                 self.stop(f"error: cannot write {self.run.listmode}: {exc}; the journal has "

@@ -5,8 +5,10 @@ least every few ms. The merger holds events until every live board has reported 
 *watermark*: the latest event or heartbeat time) at or beyond them, then releases them in time
 order.
 
-A board whose watermark has not advanced for ``quiet_timeout_s`` of wall-clock time (default 1 s) no
-longer holds the others back. If it later sends events older than what was already released, those
+A board whose watermark has not advanced for ``quiet_timeout_s`` (default 1 s) of *arrival* time
+no longer holds the others back. Arrival time is when the bytes were received (the receivers stamp
+them), not when the merger gets to them: a DAQ working through a backlog does not mistake a board
+for quiet. If it later sends events older than what was already released, those
 events are *late*: they are counted (``late_events``), kept in the journal (which has every byte
 received) and recovered by ``petdaq replay``; they are never silently dropped.
 """
@@ -32,6 +34,7 @@ class TimeMerger:
         self._clock = clock
         self.watermark_ps = np.full(n_boards, -1, np.int64)
         self._advanced_at = np.full(n_boards, clock())
+        self._now = 0.0
         self._pending: list[np.ndarray] = []
         self.released_until_ps = -1
         self.late_events = 0
@@ -40,21 +43,30 @@ class TimeMerger:
     def push(self, events: np.ndarray) -> None:
         """Add decoded events (any boards, any order within the chunk)."""
         if events.size:
+            t = events["t"]
+            if t.size > 1 and not bool(np.all(t[1:] >= t[:-1])):
+                events = sort_nearly_sorted(events)  # several boards' frames in one chunk
             self._pending.append(events)
 
-    def advance(self, board: int, t_ps: int) -> None:
-        """Record that ``board`` has reported everything up to ``t_ps`` (event or heartbeat)."""
+    def advance(self, board: int, t_ps: int, arrived_s: float | None = None) -> None:
+        """Record that ``board`` has reported everything up to ``t_ps`` (event or heartbeat),
+        in bytes that arrived at ``arrived_s`` (monotonic s; default now)."""
+        arrived = self._clock() if arrived_s is None else arrived_s
+        self._now = max(self._now, arrived)
         if t_ps > self.watermark_ps[board]:
             self.watermark_ps[board] = t_ps
-            self._advanced_at[board] = self._clock()
+            self._advanced_at[board] = arrived
+
+    def _arrival_now(self) -> float:
+        return self._now if self._now > 0 else self._clock()
 
     def quiet_boards(self) -> np.ndarray:
         """Boards that have not advanced for the quiet timeout (indices)."""
-        return np.flatnonzero(self._clock() - self._advanced_at > self.quiet_timeout_s)
+        return np.flatnonzero(self._arrival_now() - self._advanced_at > self.quiet_timeout_s)
 
     def safe_time_ps(self) -> int:
         """Events at or before this time can be released: min watermark over live boards."""
-        live = self._clock() - self._advanced_at <= self.quiet_timeout_s
+        live = self._arrival_now() - self._advanced_at <= self.quiet_timeout_s
         if not live.any():
             return int(self.watermark_ps.max())
         return int(self.watermark_ps[live].min())
@@ -68,22 +80,23 @@ class TimeMerger:
         return self._release(np.iinfo(np.int64).max)
 
     def _release(self, until_ps: int) -> np.ndarray:
-        if not self._pending:
+        """Every pending chunk is time-ordered: split each at ``until_ps`` (binary search),
+        merge the ready heads, keep the tails."""
+        ready, keep = [], []
+        for chunk in self._pending:
+            t = chunk["t"]
+            n_late = int(np.searchsorted(t, self.released_until_ps, side="left"))
+            split = int(np.searchsorted(t, until_ps, side="right"))
+            self.late_events += min(n_late, split) if split else n_late
+            if split > n_late:
+                ready.append(chunk[n_late:split])
+            if split < t.size:
+                keep.append(chunk[max(split, n_late):])
+        self._pending = keep
+        if not ready:
             return np.empty(0, RAW_DTYPE)
-        events = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        late = events["t"] < self.released_until_ps
-        if late.any():
-            self.late_events += int(late.sum())
-            events = events[~late]
-        ready = events["t"] <= until_ps
-        if ready.all():
-            out, self._pending = events, []
-        else:
-            out = events[ready]
-            self._pending = [events[~ready]]
-        if out.size == 0:
-            return out
-        out = sort_nearly_sorted(out)  # boards' runs merged in O(n log boards)
+        out = np.concatenate(ready) if len(ready) > 1 else ready[0].copy()
+        out = sort_nearly_sorted(out)  # the chunks' runs merged in O(n log chunks)
         self.released_until_ps = max(self.released_until_ps, int(out["t"][-1]))
         self.released_events += out.size
         return out

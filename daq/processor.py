@@ -102,12 +102,14 @@ class Processor:
         self.counters = Counters(singles_per_board=np.zeros(scanner.n_boards, np.int64))
         self._lock = threading.Lock()
 
-    def consume(self, raw: np.ndarray, watermarks_ps: dict[int, int]) -> None:
-        """Take decoded events and the boards' watermarks; process what the merge releases."""
+    def consume(self, raw: np.ndarray, watermarks_ps: dict[int, int],
+                arrived_s: float | None = None) -> None:
+        """Take decoded events and the boards' watermarks, received at ``arrived_s`` (monotonic
+        s); process what the merge releases."""
         with self._lock:
             self.merger.push(raw)
             for board, t in watermarks_ps.items():
-                self.merger.advance(board, t)
+                self.merger.advance(board, t, arrived_s)
             self._process(self.merger.pop_ready())
 
     def finish(self) -> None:
