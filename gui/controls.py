@@ -9,11 +9,17 @@ from pyqtgraph.Qt import QtCore, QtWidgets
 from gui import text
 from gui.views import MonitorView
 
-#: Offered in the nuclide box (the box also takes any name the DAQ's emulator knows).
-NUCLIDES = ("F-18", "C-11", "Ga-68", "Cu-64", "Tc-99m", "I-123", "Lu-177")
-#: The phantoms offered in the phantom box (it also takes any name the emulator knows).
-PHANTOMS = ("cylinder", "nema-iq", "hoffman", "point")
 DEFAULT_WINDOW_KEV = (435.0, 585.0)
+
+
+def choices() -> dict[str, list[str]]:
+    """The scanners, phantoms and nuclides this installation knows (the boxes also take names
+    that only a remote DAQ knows)."""
+    from emulator import nuclides, phantoms
+    from hw import builtin_scanners
+
+    return {"scanner": builtin_scanners(), "phantom": phantoms.names(),
+            "nuclide": nuclides.names()}
 
 
 @functools.lru_cache(maxsize=16)
@@ -58,11 +64,11 @@ class RunControls(QtWidgets.QGroupBox):
     window_edited = QtCore.Signal(float, float)
     """The operator typed an energy window (keV)."""
 
-    def __init__(self, scanners: list[str]) -> None:
+    def __init__(self, offered: dict[str, list[str]]) -> None:
         super().__init__("Scan")
-        self.scanner = _combo(scanners, "bedside-brain")
-        self.phantom = _combo(PHANTOMS, "cylinder")
-        self.nuclide = _combo(NUCLIDES, "F-18")
+        self.scanner = _combo(offered["scanner"], "bedside-brain")
+        self.phantom = _combo(offered["phantom"], "nema-iq")
+        self.nuclide = _combo(offered["nuclide"], "F-18")
         self.activity = _spin(0.01, 100000.0, 20.0, " MBq", 2, 1.0)
         self.duration = _spin(1.0, 86400.0, 60.0, " s", 0, 10.0)
         self.window_lo = _spin(1.0, 2000.0, DEFAULT_WINDOW_KEV[0], " keV", 0, 5.0)
@@ -129,7 +135,7 @@ class RunStatus(QtWidgets.QGroupBox):
             ("elapsed", "Elapsed"), ("singles", "Singles"), ("prompts", "Prompts"),
             ("delayeds", "Delayeds"), ("necr", "NECR"), ("events", "Events journaled"),
             ("losses", "Losses"), ("journal", "Journal"), ("free", "Free disk"),
-            ("queues", "Queue fill (max)"), ("boards", "Boards"))
+            ("queues", "Queue fill (max)"), ("boards", "Boards"), ("message", "DAQ message"))
 
     def __init__(self) -> None:
         super().__init__("Run status")
@@ -145,6 +151,8 @@ class RunStatus(QtWidgets.QGroupBox):
             form.addRow(name, label)
             self.values[key] = label
         self.values["run"].setWordWrap(True)
+        self.values["message"].setWordWrap(True)
+        self.values["message"].setStyleSheet("color: #f0b54a;")
         self.setLayout(form)
 
     def show_state(self, state: str | None) -> None:
@@ -176,13 +184,21 @@ class RunStatus(QtWidgets.QGroupBox):
         self._put("free", text.size(v.free_bytes))
         queues = f"{100 * max(v.queues.values()):.0f} %" if v.queues else text.MISSING
         self._put("queues", queues)
-        if v.boards:
-            ok = sum(1 for b in v.boards
-                     if not b.get("frames_bad") and not b.get("seq_gaps")
-                     and not b.get("bytes_skipped"))
-            self._put("boards", f"{ok} of {len(v.boards)} clean")
-        else:
-            self._put("boards", text.MISSING)
+        self._put("boards", _boards(v.boards))
+        self._put("message", v.message or text.MISSING)
 
     def _put(self, key: str, value: str) -> None:
         self.values[key].setText(value)
+
+
+def _boards(boards: list[dict[str, float]]) -> str:
+    """"4 boards, 290 k-310 kcps each", and the boards whose link had errors."""
+    if not boards:
+        return text.MISSING
+    line = f"{len(boards)} board" + ("s" if len(boards) > 1 else "")
+    rates = [b["singles_cps"] for b in boards if "singles_cps" in b]
+    if rates:
+        line += f", {text.si(min(rates), 'cps')} to {text.si(max(rates), 'cps')}"
+    bad = [str(int(b.get("board", i))) for i, b in enumerate(boards)
+           if any(b.get(k) for k in ("frames_bad", "seq_gaps", "bytes_skipped"))]
+    return line + (f"; link errors on board {', '.join(bad)}" if bad else "")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-_SERVE = "import sys; from daq.cli import main; sys.exit(main())"
 
 
 def free_port() -> int:
@@ -34,7 +33,7 @@ class LocalDaq:
         self.monitor_port = monitor_port or free_port()
         self.control_port = control_port or free_port()
         self._log = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (lives with the process)
-        command = [sys.executable, "-c", _SERVE, "serve",
+        command = [sys.executable, "-m", "daq", "serve",
                    "--monitor-port", str(self.monitor_port),
                    "--control-port", str(self.control_port), "--out", str(self.out_dir)]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log,
@@ -56,10 +55,11 @@ class LocalDaq:
         lines = [ln for ln in lines if ln]
         return lines[-1] if lines else ""
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Terminate it (SIGTERM, then SIGKILL after ``timeout_s``)."""
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop it as Ctrl-C would (a running scan is stopped and its run closed properly);
+        kill it if it has not exited after ``timeout_s``."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:

@@ -15,7 +15,7 @@ from pathlib import Path
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from gui import text, theme
-from gui.controls import RunControls, RunStatus, scanner_defaults
+from gui.controls import RunControls, RunStatus, choices, scanner_defaults
 from gui.images import ImagePanel
 from gui.link import ControlClient, FeedCounters, MonitorFeed, Reply
 from gui.local_daq import LocalDaq
@@ -53,8 +53,6 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                  local_daq: LocalDaq | None = None, refresh_hz: float = 20.0,
                  stale_s: float = 3.0) -> None:
         super().__init__()
-        from hw import builtin_scanners
-
         self.monitor_endpoint = f"tcp://{host}:{monitor_port}"
         self.control_endpoint = f"tcp://{host}:{control_port}"
         self.local_daq = local_daq
@@ -66,7 +64,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.banner.setObjectName("banner")
         self.banner.setWordWrap(True)
         self.banner.hide()
-        self.controls = RunControls(builtin_scanners())
+        self.controls = RunControls(choices())
         self.status = RunStatus()
         self.log = QtWidgets.QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -116,6 +114,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         """Display frames drawn so far."""
         self._state_at = 0.0
         self._run: str | None = None
+        self._daq_message: str | None = None
         self._started_at = time.time()
         self._form_touched = False
         self._pending: collections.Counter[str] = collections.Counter()
@@ -199,7 +198,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._set_state(v.state, v.received_at)
         if v.run != self._run and v.run:
             self._note(f"run {v.run}")
-        self._run = v.run
+        if v.message and v.message != self._daq_message:
+            self._note(f"DAQ: {v.message}")
+        self._run, self._daq_message = v.run, v.message
         if not self._form_touched:
             self._form_touched = True
             if v.scanner:
@@ -255,8 +256,6 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             red.append(self._command_error)
         if v is not None and v.free_bytes is not None and v.free_bytes < LOW_DISK_BYTES:
             amber.append(f"Disk low: {text.size(v.free_bytes)} free")
-        if v is not None and v.message:
-            amber.append(v.message)
         self._set_banner(red, amber)
 
         active = self.state in ACTIVE_STATES

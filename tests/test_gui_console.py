@@ -323,6 +323,8 @@ def test_console_shows_live_rates_histograms_and_image(qtbot, console, fake_daq)
     assert "Mcps" in console.status.values["singles"].text()
     assert console.status.values["free"].text() == "120.00 GB"
     assert console.status.values["losses"].text() == "none"
+    assert console.status.values["boards"].text().startswith("4 boards, ")
+    assert console.status.values["message"].text() == "-"
     x, y = console.plots.energy_curve.getData()
     assert y is not None and y.max() > 0 and x[0] == 0 and x[-1] == 1024
     assert console.plots.hitmap_image.image.shape == (256, 48)  # crystals across, rings up
@@ -370,12 +372,17 @@ def test_refused_start_is_shown(qtbot, console, fake_daq):
 def test_losses_low_disk_and_operator_message_raise_the_banner(qtbot, console, fake_daq):
     _wait_monitor(qtbot, console, lambda v: True)
     fake_daq.extra = {"losses": {"frames_bad": 0, "seq_gaps": 3},
+                      "boards": [{"board": 0, "singles_cps": 3e5, "seq_gaps": 0},
+                                 {"board": 1, "singles_cps": 2e5, "seq_gaps": 3}],
                       "disk": {"journal_bytes": 5e9, "free_bytes": 0.4e9},
                       "message": "board 2 clock drift"}
     qtbot.waitUntil(lambda: "DATA LOST: seq_gaps 3" in console.banner_text(), timeout=5000)
-    banner = console.banner_text()
-    assert "Disk low: 400.00 MB free" in banner and "board 2 clock drift" in banner
+    assert "Disk low: 400.00 MB free" in console.banner_text()
     assert console.status.values["losses"].text() == "seq_gaps 3"
+    assert console.status.values["message"].text() == "board 2 clock drift"
+    assert console.status.values["boards"].text() == \
+        "2 boards, 200 kcps to 300 kcps; link errors on board 1"
+    assert "DAQ: board 2 clock drift" in console.log.toPlainText()
     fake_daq.extra = {}
     qtbot.waitUntil(lambda: console.banner_text() == "", timeout=5000)
 
