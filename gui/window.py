@@ -112,6 +112,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.state: str | None = None
         self.frames = 0
         """Display frames drawn so far."""
+        self.command_replies: collections.deque[Reply] = collections.deque(maxlen=100)
+        """The latest start/stop commands and their outcomes."""
         self._state_at = 0.0
         self._run: str | None = None
         self._daq_message: str | None = None
@@ -215,6 +217,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if cmd == "status":
             return
         self._pending[cmd] -= 1
+        self.command_replies.append(r)
         if r.ok:
             self._command_error = ""
             run = r.reply.get("run") if r.reply else None

@@ -189,6 +189,27 @@ def _wait_monitor(qtbot, console, predicate, timeout=5000):
                     timeout=timeout)
 
 
+# --------------------------------------------------------------------------- Qt binding
+
+
+def test_qt_binding_keeps_reference_counts(qtbot):
+    """PySide6 6.12.0 on Python < 3.12 drops a reference to True on every signal emission, and
+    the console aborts ("deallocating True or False") after a few thousand display frames."""
+    import sys
+
+    from pyqtgraph.Qt import QtCore
+
+    class Emitter(QtCore.QObject):
+        fired = QtCore.Signal()
+
+    e = Emitter()
+    before = sys.getrefcount(True)
+    for _ in range(100):
+        e.fired.emit()
+    assert sys.getrefcount(True) >= before - 5, \
+        f"PySide6 {QtCore.qVersion()} loses references on signal emission: pin another version"
+
+
 # --------------------------------------------------------------------------- views and text
 
 
