@@ -81,7 +81,7 @@ class ListModeEM:
         self.k = min_sector_difference(scanner, k)
         self.window_ps = (window_ps if window_ps is not None
                           else scanner.acquisition.get("coincidence_window_ps"))
-        self.projector = Projector.for_scanner(scanner, self.grid, tof)
+        self.projector = Projector(scanner, self.grid, tof)
         mu = as_mu_map(mu_map, self.grid)
         self.attenuation = Attenuation(scanner, mu) if mu is not None else None
         self.sensitivity = sensitivity(scanner, self.grid, mu, sensitivity_samples, k=self.k)
@@ -169,13 +169,16 @@ def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, itera
     prompts, delayeds = split_coinc(np.asarray(coinc))
     em = ListModeEM(scanner, grid, tof, mu_map, window_ps, min_sector_difference,
                     sensitivity_samples)
-    model: RandomsEstimate | np.ndarray | None = randoms
-    randoms_total = 0.0 if randoms is None else float(np.sum(randoms, dtype=np.float64))
+    model: RandomsEstimate | np.ndarray | None = None
+    randoms_total = 0.0
     if isinstance(randoms, str):
         if randoms != "delayed":
             raise UserError(f"randoms must be None, 'delayed' or an array, got '{randoms}'")
         model = em.randoms_model(crystal_counts(LORs.from_coinc(delayeds), scanner.n_crystals))
         randoms_total = float(len(delayeds))
+    elif randoms is not None:
+        model = np.asarray(randoms, np.float32)
+        randoms_total = float(model.sum(dtype=np.float64))
     events = em.events(prompts, model)
     parts = [events.take(slice(s, None, subsets)) for s in range(subsets)]
     x = em.padded(image) if image is not None else em.initial(len(events) - randoms_total)
@@ -186,7 +189,8 @@ def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, itera
                 callback(it, s, em.image(x))
     return em.image(x, iterations=iterations, subsets=subsets, tof=em.tof, events=len(events),
                     randoms="none" if randoms is None else (
-                        randoms if isinstance(randoms, str) else "given"))
+                        randoms if isinstance(randoms, str) else "given"),
+                    attenuation=em.attenuation is not None)
 
 
 def lm_mlem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, iterations: int = 10,

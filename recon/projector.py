@@ -34,8 +34,8 @@ import numpy as np
 
 from hw.errors import UserError
 from hw.scanner import Scanner
-from recon.grid import Grid
-from recon.lors import LORs, lor_endpoints, tof_sigma_mm
+from recon.grid import Grid, default_grid
+from recon.lors import LORs, check_crystals, lor_endpoints, tof_sigma_mm
 from recon.threads import apply_threads, get_threads
 
 #: TOF kernel truncation, in standard deviations.
@@ -56,28 +56,25 @@ def unpad(padded: np.ndarray) -> np.ndarray:
 
 
 class Projector:
-    """Forward and back projection of list-mode events on ``grid``.
+    """Forward and back projection of list-mode events of ``scanner`` on ``grid`` (default:
+    :func:`recon.grid.default_grid`), TOF from the scanner's CTR when ``tof``.
 
-    ``endpoints`` (N, 3) mm are the LOR endpoints of every crystal; ``sigma_mm`` the TOF position
-    resolution (standard deviation, mm), 0 for non-TOF.
+    Events are :class:`recon.lors.LORs` or COINC_DTYPE rows. LOR endpoints are the crystals'
+    mean depth-of-interaction points (:func:`recon.lors.lor_endpoints`).
     """
 
-    def __init__(self, grid: Grid, endpoints: np.ndarray, sigma_mm: float = 0.0,
+    def __init__(self, scanner: Scanner, grid: Grid | None = None, tof: bool = True,
                  nsigma: float = TOF_NSIGMA) -> None:
-        if sigma_mm < 0 or nsigma <= 0:
-            raise UserError(f"TOF sigma must be >= 0 mm and nsigma > 0, got {sigma_mm}, {nsigma}")
-        self.grid = grid
-        self.endpoints = np.ascontiguousarray(endpoints, np.float32)
-        self.sigma_mm = float(sigma_mm)
+        if nsigma <= 0:
+            raise UserError(f"TOF truncation nsigma must be > 0, got {nsigma}")
+        self.scanner = scanner
+        self.grid = grid if grid is not None else default_grid(scanner)
+        self.endpoints = lor_endpoints(scanner)
+        self.sigma_mm = tof_sigma_mm(scanner) if tof else 0.0
         self.nsigma = float(nsigma)
-        self._shape = np.array(grid.shape, np.int64)
-        self._origin = np.array(grid.origin_mm, np.float64)
-        self._voxel = np.array(grid.voxel_mm, np.float64)
-
-    @classmethod
-    def for_scanner(cls, scanner: Scanner, grid: Grid, tof: bool = True) -> Projector:
-        """The projector of ``scanner``'s crystals (mean-DOI endpoints), TOF from its CTR."""
-        return cls(grid, lor_endpoints(scanner), tof_sigma_mm(scanner) if tof else 0.0)
+        self._shape = np.array(self.grid.shape, np.int64)
+        self._origin = np.array(self.grid.origin_mm, np.float64)
+        self._voxel = np.array(self.grid.voxel_mm, np.float64)
 
     @property
     def tof(self) -> bool:
@@ -89,18 +86,27 @@ class Projector:
             raise UserError(f"padded image must be C-contiguous float32 {want}, "
                             f"got {padded.dtype} {padded.shape}")
 
-    def forward_padded(self, padded: np.ndarray, lors: LORs) -> np.ndarray:
+    def _lors(self, events: LORs | np.ndarray) -> LORs:
+        if isinstance(events, LORs):
+            return events
+        lors = LORs.from_coinc(np.asarray(events))
+        check_crystals(lors, self.scanner.n_crystals)
+        return lors
+
+    def forward_padded(self, padded: np.ndarray, lors: LORs | np.ndarray) -> np.ndarray:
         """(n,) float32 projections of a padded image (see :func:`pad`)."""
         self._check(padded)
+        lors = self._lors(lors)
         out = np.empty(len(lors), np.float32)
         apply_threads()
         _forward(padded.reshape(-1), self._shape, self._origin, self._voxel, self.endpoints,
                  lors.crystal_a, lors.crystal_b, lors.tof_mm, self.sigma_mm, self.nsigma, out)
         return out
 
-    def back_padded(self, values: np.ndarray, lors: LORs, out: np.ndarray | None = None
-                    ) -> np.ndarray:
+    def back_padded(self, values: np.ndarray, lors: LORs | np.ndarray,
+                    out: np.ndarray | None = None) -> np.ndarray:
         """Add the back projection of ``values`` (n,) into a padded image (new when None)."""
+        lors = self._lors(lors)
         if out is None:
             out = np.zeros(tuple(n + 2 for n in self.grid.shape), np.float32)
         self._check(out)
@@ -114,13 +120,13 @@ class Projector:
               out.reshape(-1))
         return out
 
-    def forward(self, image: np.ndarray, lors: LORs) -> np.ndarray:
+    def forward(self, image: np.ndarray, lors: LORs | np.ndarray) -> np.ndarray:
         """(n,) float32 line integrals (mm x image units) of ``image`` [x, y, z]."""
         if tuple(image.shape) != self.grid.shape:
             raise UserError(f"image shape {image.shape} is not the grid's {self.grid.shape}")
         return self.forward_padded(pad(image), lors)
 
-    def back(self, values: np.ndarray, lors: LORs) -> np.ndarray:
+    def back(self, values: np.ndarray, lors: LORs | np.ndarray) -> np.ndarray:
         """[x, y, z] float32: the adjoint of :meth:`forward` applied to ``values``."""
         return np.ascontiguousarray(unpad(self.back_padded(values, lors)))
 

@@ -25,7 +25,7 @@ from hw.errors import UserError
 from hw.scanner import Scanner
 from recon.cache import cached_array
 from recon.grid import Grid, Image, array_digest
-from recon.lors import LORs, lor_endpoints, pair_weights
+from recon.lors import LORs, pair_weights
 from recon.projector import Projector, pad
 
 #: Changes whenever the sensitivity model changes, so stale cache entries are never used.
@@ -90,7 +90,7 @@ class Attenuation:
     def __init__(self, scanner: Scanner, mu_map: Image) -> None:
         if np.any(~np.isfinite(mu_map.array)) or np.any(mu_map.array < 0):
             raise UserError("mu-map must be finite and >= 0 (1/mm)")
-        self._projector = Projector(mu_map.grid, lor_endpoints(scanner), 0.0)
+        self._projector = Projector(scanner, mu_map.grid, tof=False)
         self._padded = pad(mu_map.array)
         self.digest = array_digest(mu_map.array) + mu_map.grid.key()
 
@@ -142,7 +142,7 @@ def sensitivity(scanner: Scanner, grid: Grid, mu_map: Image | np.ndarray | None 
 
 def _monte_carlo(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, samples: int,
                  seed: int, k: int) -> np.ndarray:
-    projector = Projector(grid, lor_endpoints(scanner), 0.0)
+    projector = Projector(scanner, grid, tof=False)
     rng = np.random.default_rng(seed)
     scale = valid_pair_count(scanner, k) / samples
     acc = None

@@ -32,7 +32,7 @@ def _adjoint_error(projector, lors, seed):
 
 @pytest.mark.parametrize("tof", [False, True])
 def test_adjoint_default_grid(brain, tof):
-    projector = Projector.for_scanner(brain, default_grid(brain), tof)
+    projector = Projector(brain, default_grid(brain), tof)
     lors = _random_lors(brain, 20000, 1)
     assert _adjoint_error(projector, lors, 2) < 1e-5
 
@@ -45,7 +45,7 @@ def test_adjoint_default_grid(brain, tof):
 def test_adjoint_any_grid(brain, shape, voxel, shift, tof, seed):
     """Off-centre, anisotropic, partly outside the ring: still an exact adjoint pair."""
     origin = tuple(s - (n - 1) * v / 2 for s, n, v in zip(shift, shape, voxel, strict=True))
-    projector = Projector.for_scanner(brain, Grid(shape, voxel, origin), tof)
+    projector = Projector(brain, Grid(shape, voxel, origin), tof)
     lors = _random_lors(brain, 3000, seed, tof_spread_mm=30.0)
     assert projector.forward(np.ones(shape, np.float32), lors).max() > 0
     assert _adjoint_error(projector, lors, seed + 1) < 1e-5
@@ -98,7 +98,7 @@ def test_forward_projection_matches_analytic_chords(brain, half_length):
     lors = _random_lors(brain, 20000, 5)
     ends = lor_endpoints(brain).astype(np.float64)
     chords = _chords(ends[lors.crystal_a], ends[lors.crystal_b], radius, half_length)
-    proj = Projector.for_scanner(brain, grid, tof=False).forward(image, lors)
+    proj = Projector(brain, grid, tof=False).forward(image, lors)
     long = chords > 30.0
     assert long.sum() > 3000
     assert abs(np.mean(proj[long] / chords[long] - 1)) < 0.005
@@ -121,11 +121,11 @@ def test_tof_kernel_integrates_to_the_non_tof_projection(brain):
     image = np.ones(grid.shape, np.float32)
     lors = _random_lors(brain, 5000, 6, tof_spread_mm=0.0)
     sigma = tof_sigma_mm(brain)
-    tof = Projector.for_scanner(brain, grid, tof=True).forward(image, lors)
+    tof = Projector(brain, grid, tof=True).forward(image, lors)
     # a unit image seen through a unit-area kernel centred inside the grid gives ~1 (not mm)
     assert np.median(tof[tof > 0]) == pytest.approx(1.0, abs=0.02)
     far = LORs(lors.crystal_a, lors.crystal_b, np.full(len(lors), 400.0 + 3 * sigma))
-    assert np.all(Projector.for_scanner(brain, grid, tof=True).forward(image, far) == 0)
+    assert np.all(Projector(brain, grid, tof=True).forward(image, far) == 0)
 
 
 def test_tof_kernel_peaks_towards_crystal_a(brain):
@@ -140,13 +140,13 @@ def test_tof_kernel_peaks_towards_crystal_a(brain):
     b = ring + (a - ring + brain.crystals_per_ring // 2) % brain.crystals_per_ring
     shifts = np.linspace(-100, 100, 201)
     lors = LORs(np.full(shifts.size, a), np.full(shifts.size, b), shifts)
-    resp = Projector.for_scanner(brain, grid, tof=True).forward(image, lors)
+    resp = Projector(brain, grid, tof=True).forward(image, lors)
     mid_x = (ends[a, 0] + ends[b, 0]) / 2
     assert shifts[np.argmax(resp)] == pytest.approx(20.0 - mid_x, abs=2.0)
 
 
 def test_threads_give_the_same_back_projection(brain):
-    projector = Projector.for_scanner(brain, default_grid(brain, 4.0), tof=True)
+    projector = Projector(brain, default_grid(brain, 4.0), tof=True)
     lors = _random_lors(brain, 20000, 7)
     values = np.random.default_rng(8).random(len(lors)).astype(np.float32)
     before = get_threads()
@@ -161,7 +161,7 @@ def test_threads_give_the_same_back_projection(brain):
 
 
 def test_user_mistakes_are_one_line_errors(brain):
-    projector = Projector.for_scanner(brain, default_grid(brain, 8.0), tof=False)
+    projector = Projector(brain, default_grid(brain, 8.0), tof=False)
     lors = _random_lors(brain, 10, 9)
     with pytest.raises(UserError, match="shape"):
         projector.forward(np.zeros((3, 3, 3), np.float32), lors)

@@ -1,0 +1,177 @@
+"""``petdaq recon``: reconstruct a run's (or a file's) coincidences offline. A thin layer over
+:func:`recon.lm_osem` and the exports.
+
+``RUN`` is a run directory (``coincidences.h5`` and ``run.json``, see :mod:`daq.rundir`) or a
+list-mode file: HDF5 with a ``coincidences`` dataset of ``hw.COINC_DTYPE`` (:mod:`daq.listmode`)
+or a ``.npy`` array of it (give ``--scanner`` where the file does not name one). Writes, into
+``--out`` (default ``RUN/images``): ``image.nii.gz``, ``image_mip.png``, ``image_slices/``, a
+DICOM PET series ``dicom/`` (Bq/mL when the duration is known) and with ``--report`` the figures
+of merit of the run's phantom in ``report.json`` (emulated runs name their phantom).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hw.errors import UserError
+from hw.progress import Progress
+from hw.scanner import load_scanner
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``recon`` on the ``petdaq`` sub-command parser."""
+    p = sub.add_parser("recon", help="reconstruct a run's coincidences into an image (PET)",
+                       description=__doc__.split("\n\n")[1])
+    p.add_argument("run", help="run directory, or a list-mode file (.h5 / .npy)")
+    p.add_argument("--scanner", help="scanner name or .toml (default: the run's)")
+    p.add_argument("--iterations", type=int, default=2, help="OSEM iterations (default 2)")
+    p.add_argument("--subsets", type=int, default=10, help="OSEM subsets (default 10)")
+    p.add_argument("--tof", action=argparse.BooleanOptionalAction, default=True,
+                   help="use time of flight (default on)")
+    p.add_argument("--randoms", action=argparse.BooleanOptionalAction, default=True,
+                   help="correct randoms from the delayed coincidences (default on)")
+    p.add_argument("--attenuation", action=argparse.BooleanOptionalAction, default=True,
+                   help="correct attenuation with the run's phantom mu-map, when known")
+    p.add_argument("--voxel", type=float, default=2.0, help="voxel size, mm (default 2)")
+    p.add_argument("--threads", type=int, help="threads (default: all cores)")
+    p.add_argument("--dicom", action=argparse.BooleanOptionalAction, default=True,
+                   help="write a DICOM series too (default on)")
+    p.add_argument("--report", action="store_true",
+                   help="figures of merit of the run's phantom (report.json)")
+    p.add_argument("--out", help="output folder (default RUN/images)")
+    p.set_defaults(func=cmd_recon)
+
+
+def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+    """(coincidences, list-mode header, run metadata) of a run directory or a list-mode file."""
+    from daq.listmode import read_listmode
+    from daq.rundir import LISTMODE_FILE, RunDir
+
+    p = Path(path)
+    if p.is_dir():
+        run = RunDir.open(p)
+        if not (p / LISTMODE_FILE).is_file():
+            raise UserError(f"run {p} has no {LISTMODE_FILE} (sort it first: petdaq sort)")
+        coinc, header = read_listmode(p / LISTMODE_FILE)
+        return coinc, header, run.read()
+    if p.suffix == ".npy":
+        try:
+            return np.load(p, allow_pickle=False), {}, {}
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {p}: {exc}") from None
+    if p.suffix in (".h5", ".hdf5"):
+        coinc, header = read_listmode(p)
+        return coinc, header, {}
+    raise UserError(f"{p} is neither a run directory nor a .h5 / .npy list-mode file")
+
+
+def _setting(meta: dict[str, Any], key: str) -> Any:
+    """A run setting from the start document (top level or one section down)."""
+    settings = (meta.get("start") or {}).get("settings") or {}
+    if key in settings:
+        return settings[key]
+    for value in settings.values():
+        if isinstance(value, dict) and key in value:
+            return value[key]
+    return None
+
+
+def _duration_s(coinc: np.ndarray, meta: dict[str, Any]) -> float | None:
+    stop = meta.get("stop") or {}
+    for value in (stop.get("elapsed_s"), _setting(meta, "duration_s")):
+        if value:
+            return float(value)
+    if coinc.size > 1:
+        return float(coinc["t"].max() - coinc["t"].min()) * 1e-12
+    return None
+
+
+def cmd_recon(args: argparse.Namespace) -> int:
+    import recon
+    from recon.report import phantom_report
+
+    coinc, header, meta = load_coincidences(args.run)
+    name = args.scanner or (meta.get("start") or {}).get("scanner") or header.get("scanner")
+    if not name:
+        raise UserError(f"{args.run} does not name its scanner: give --scanner")
+    scanner = load_scanner(name)
+    if args.threads is not None:
+        recon.set_threads(args.threads)
+    out = Path(args.out) if args.out else (
+        Path(args.run) / "images" if Path(args.run).is_dir() else Path(args.run).with_suffix(""))
+    out.mkdir(parents=True, exist_ok=True)
+    grid = recon.default_grid(scanner, args.voxel)
+    phantom = _phantom(meta, scanner)
+    mu = (phantom.mu_map(grid, 511.0) if args.attenuation and phantom is not None else None)
+    window = header.get("window_ps")
+    t0 = time.monotonic()
+    progress = Progress(f"recon {Path(args.run).name}", args.iterations * args.subsets,
+                        unit="subsets")
+    image = recon.lm_osem(
+        coinc, scanner, grid, args.iterations, args.subsets, args.tof,
+        "delayed" if args.randoms else None, mu,
+        callback=lambda it, sub, _img: progress.update(it * args.subsets + sub + 1),
+        window_ps=window if window and window > 0 else None)
+    progress.close(args.iterations * args.subsets)
+    image, quantified = _quantify(image, coinc, meta)
+    files = [str(p) for p in recon.save_outputs(image, out / "image")]
+    if args.dicom and quantified is not None:
+        recon.write_dicom_pet(image, out / "dicom", *quantified)
+        files.append(str(out / "dicom"))
+    if args.report:
+        if phantom is None:
+            raise UserError("--report needs a run of a known phantom (its run.json names it)")
+        report = phantom_report(image, phantom, out)
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        files.append(str(out / "report.json"))
+    print(f"reconstructed {image.meta.get('events', 0)} prompts in "
+          f"{time.monotonic() - t0:.1f} s ({image.units}): " + ", ".join(files))
+    return 0
+
+
+def _phantom(meta: dict[str, Any], scanner: Any) -> Any:
+    """The emulated phantom the run names, or None."""
+    name = _setting(meta, "phantom")
+    if not name:
+        return None
+    from emulator import phantoms
+
+    return phantoms.get(name, scanner)
+
+
+def _quantify(image: Any, coinc: np.ndarray, meta: dict[str, Any]) -> tuple[Any, Any]:
+    """The image in Bq/mL with its DICOM description when the run's duration is known (and its
+    nuclide, for decay and branching); otherwise the image in counts and None."""
+    import recon
+
+    duration = _duration_s(coinc, meta)
+    if not duration:
+        return image, None
+    nuclide_name = _setting(meta, "nuclide")
+    half_life, branching = None, 1.0
+    if nuclide_name:
+        from emulator import nuclides
+
+        nuclide = nuclides.get(nuclide_name)
+        half_life, branching = nuclide.half_life_s, nuclide.positron_fraction
+    image = recon.activity_concentration(image, duration, branching, half_life)
+    start_text = (meta.get("start") or {}).get("time_utc")
+    start = dt.datetime.fromisoformat(start_text) if start_text else dt.datetime.now(dt.UTC)
+    activity = _setting(meta, "activity_mbq")
+    rp = recon.Radiopharmaceutical(
+        nuclide_name or "unknown", half_life or 0.0, branching,
+        float(activity) * 1e6 if activity else 0.0, start)
+    corrections = tuple(c for c, on in (("RAN", image.meta.get("randoms") != "none"),
+                                        ("ATTN", image.meta.get("attenuation"))) if on)
+    acq = recon.Acquisition(start, duration, scanner=str((meta.get("start") or {}).get(
+        "scanner", "")), reconstruction=f"LM-OSEM {image.meta.get('iterations')}i"
+        f"{image.meta.get('subsets')}s{' TOF' if image.meta.get('tof') else ''}",
+        corrections=corrections, series_description="PET LM-OSEM")
+    return image, (rp, acq)

@@ -1,0 +1,44 @@
+"""From reconstructed counts to activity concentration (Bq/mL), decay-corrected to the scan start.
+
+A reconstruction holds x_j, the expected number of decays seen in voxel j over an acquisition of
+``duration_s`` (PET: annihilations, i.e. decays times the positron fraction). With decay constant
+lambda, the activity at the start A0 gives ``A0 (1 - exp(-lambda T)) / lambda`` decays in T, so
+
+    A0_j [Bq/mL] = x_j / (branching * V_j[mL] * calibration) * lambda / (1 - exp(-lambda T)).
+
+``calibration`` is the scanner's cross-calibration factor (measured over true activity, 1 when
+the system model's absolute efficiency is trusted).
+"""
+
+from __future__ import annotations
+
+import math
+
+from hw.errors import UserError
+from recon.grid import Image
+
+
+def decay_factor(duration_s: float, half_life_s: float | None) -> float:
+    """lambda T / (1 - exp(-lambda T)): activity at the start over the mean activity in T (1
+    without decay)."""
+    if half_life_s is None or half_life_s <= 0 or duration_s <= 0:
+        return 1.0
+    lt = math.log(2.0) / half_life_s * duration_s
+    return lt / -math.expm1(-lt)
+
+
+def activity_concentration(image: Image, duration_s: float, branching: float = 1.0,
+                           half_life_s: float | None = None, calibration: float = 1.0) -> Image:
+    """The counts image as Bq/mL at the scan start (see the module docstring)."""
+    if image.units != "counts":
+        raise UserError(f"activity concentration needs an image in counts, got '{image.units}'")
+    if not (duration_s > 0 and 0 < branching <= 1 and calibration > 0):
+        raise UserError("activity concentration needs duration_s > 0, 0 < branching <= 1 and "
+                        f"calibration > 0, got {duration_s}, {branching}, {calibration}")
+    volume_ml = image.grid.voxel_volume_mm3 / 1000.0
+    factor = decay_factor(duration_s, half_life_s) / (
+        duration_s * branching * volume_ml * calibration)
+    out = image.scaled(factor, "Bq/mL")
+    out.meta.update(duration_s=duration_s, branching=branching, half_life_s=half_life_s,
+                    decay_factor=decay_factor(duration_s, half_life_s), calibration=calibration)
+    return out

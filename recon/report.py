@@ -1,0 +1,94 @@
+"""Figures of merit of an image of a phantom of known geometry (``petdaq recon --report``).
+
+The phantom is anything with ``regions()`` -> {name: part} (``emulator.phantoms.Phantom``): parts
+with ``position_mm`` are point sources; parts with a ``shape`` (``centre_mm``, ``semi_axes_mm``,
+``rotation`` whose third row is the local axis) and an ``activity`` are volumes. What is reported
+depends on what the phantom holds:
+
+- point sources: NEMA NU 2 FWHM / FWTM at each;
+- ``sphere_*`` volumes in a ``background``: NEMA NU 2 hot contrast per sphere, background
+  variability (background ROIs of each sphere's size on the spheres' circle, 60 degrees apart,
+  one sphere diameter plus 10 mm above and below the spheres' plane), and the residual in a cold
+  ``lung_insert`` (cold contrast on a ROI of 60 % of its diameter);
+- a ``myocardium`` (with a ``blood_pool`` cavity): the AHA 17-segment polar map, written as
+  ``polar_map.png`` next to the report when a folder is given;
+- a single uniform ``cylinder``: NU 4 uniformity in its central 75 % (diameter and length).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recon import figures
+from recon.grid import Image
+from recon.polarmap import SEGMENT_NAMES, polar_map
+
+
+def phantom_report(image: Image, phantom: Any, folder: str | Path | None = None
+                   ) -> dict[str, Any]:
+    """A JSON-ready dict of the figures that ``phantom``'s geometry allows."""
+    regions = phantom.regions()
+    out: dict[str, Any] = {"phantom": getattr(phantom, "name", ""), "units": image.units}
+    points = {n: r for n, r in regions.items() if hasattr(r, "position_mm")}
+    if points:
+        out["resolution"] = {}
+        for name, p in points.items():
+            res = figures.point_resolution(image, p.position_mm)
+            out["resolution"][name] = {"position_mm": list(p.position_mm),
+                                       "peak_mm": list(res.peak_mm),
+                                       "fwhm_mm": list(res.fwhm_mm),
+                                       "fwtm_mm": list(res.fwtm_mm)}
+    spheres = {n: r for n, r in regions.items() if n.startswith("sphere_") and r.activity}
+    if spheres and "background" in regions:
+        out["image_quality"] = _image_quality(image, spheres, regions)
+    if "myocardium" in regions:
+        out["polar_map"] = _polar_map(image, regions, folder)
+    if set(regions) == {"cylinder"}:
+        cyl = regions["cylinder"].shape
+        a = cyl.semi_axes_mm
+        out["uniformity"] = figures.uniformity(image, cyl.centre_mm, 1.5 * min(a[0], a[1]),
+                                               1.5 * a[2])
+    return out
+
+
+def _image_quality(image: Image, spheres: dict[str, Any], regions: dict[str, Any]
+                   ) -> dict[str, Any]:
+    bkg = regions["background"]
+    centres = np.array([s.shape.centre_mm for s in spheres.values()])
+    radius = float(np.mean(np.hypot(centres[:, 0], centres[:, 1])))
+    z0 = float(np.mean(centres[:, 2]))
+    dmax = max(2 * s.shape.semi_axes_mm[0] for s in spheres.values())
+    background = figures.background_ring(radius, 6, (z0 - dmax - 10.0, z0 + dmax + 10.0))
+    hot = [(s.shape.centre_mm, 2 * s.shape.semi_axes_mm[0]) for s in spheres.values()]
+    cold = []
+    if "lung_insert" in regions:
+        lung = regions["lung_insert"].shape
+        cold.append(((lung.centre_mm[0], lung.centre_mm[1], z0), 1.2 * lung.semi_axes_mm[0]))
+    ratio = float(next(iter(spheres.values())).activity / bkg.activity)
+    rows = figures.image_quality(image, hot, cold, background, ratio)
+    return {"activity_ratio": ratio,
+            "spheres": [{"diameter_mm": r.diameter_mm, "hot": r.hot, "contrast": r.contrast,
+                         "background_variability": r.variability} for r in rows]}
+
+
+def _polar_map(image: Image, regions: dict[str, Any], folder: str | Path | None
+               ) -> dict[str, Any]:
+    myo = regions["myocardium"].shape
+    axis = np.asarray(myo.rotation)[2]
+    centre = np.asarray(myo.centre_mm)
+    cavity = regions.get("blood_pool")
+    apex = (np.asarray(cavity.shape.centre_mm) + cavity.shape.semi_axes_mm[2] * axis
+            if cavity is not None else centre + 0.8 * myo.semi_axes_mm[2] * axis)
+    base = centre - 0.6 * myo.semi_axes_mm[2] * axis
+    anterior = np.array([0.0, -1.0, 0.0])                   # LPS: anterior is -y
+    pm = polar_map(image, apex, base, anterior,
+                   radius_mm=(3.0, 1.5 * max(myo.semi_axes_mm[:2])))
+    result = {"segments": {f"{i + 1} {n}": float(v)
+                           for i, (n, v) in enumerate(zip(SEGMENT_NAMES, pm.percent, strict=True))},
+              "territories": pm.territory_means()}
+    if folder is not None:
+        result["png"] = str(pm.write_png(Path(folder) / "polar_map.png"))
+    return result
