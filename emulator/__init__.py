@@ -1,1 +1,12 @@
-"""emulator"""
+"""The detector emulator: physics from phantom to singles to the digitizers' frames.
+
+``simulate(...)`` runs a whole acquisition in memory; ``Emulator(...).run(...)`` streams it chunk
+by chunk. ``phantoms`` and ``nuclides`` hold what can be put in the scanner.
+"""
+
+from emulator import nuclides, phantoms
+from emulator.engine import Chunk, Emulator, Simulation, calibrated, simulate
+from emulator.records import COUNTERS, TRUTH_DTYPE
+
+__all__ = ["COUNTERS", "TRUTH_DTYPE", "Chunk", "Emulator", "Simulation", "calibrated",
+           "nuclides", "phantoms", "simulate"]

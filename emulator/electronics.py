@@ -1,0 +1,173 @@
+"""Front-end electronics: trigger, pile-up, dead time, time and energy resolution, digitizer.
+
+Deposits arrive in time order. A deposit at or above the trigger threshold in a module that is
+live triggers it: the module integrates for ``integration_time_ns`` (every crystal of the module
+that fires in that window gives its own single) and is then dead until ``dead_time_ns`` after the
+trigger; a paralysable module's dead time restarts at every deposit that reaches it. A deposit in
+a crystal whose single is still integrating adds its energy to it (pile-up): for PET per crystal
+(one channel per crystal), for an Anger-camera head (``pileup_per_module``) anywhere on the head.
+Deposits of a dead module are lost.
+
+A single's measured time is its trigger time plus a Gaussian of sigma CTR / (2.355 sqrt 2); its
+energy the summed deposit with a Gaussian of the scanner's FWHM at that energy. The digitizer
+quantises time to its clock and TDC and energy to ADC codes at the crystal's true gain.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from emulator import records
+from hw.scanner import Scanner
+
+_BELOW = records.COUNTERS.index("below_threshold")
+_DEAD = records.COUNTERS.index("dead_time_losses")
+_PILEUPS = records.COUNTERS.index("pileups")
+
+
+class FrontEnd(NamedTuple):
+    """The electronics' settings in integer ps and keV."""
+
+    module_of: np.ndarray   # (N,) int32 dead-time unit of each crystal
+    n_modules: int
+    integration_ps: int
+    dead_ps: int
+    paralysable: bool
+    pileup_per_module: bool
+    threshold_kev: float
+    jitter_sigma_ps: float
+    jitter_clip_ps: int
+
+
+def front_end(scanner: Scanner, threshold_kev: float) -> FrontEnd:
+    """The front end of ``scanner``: one dead-time unit per physical module (PET: sector x module
+    ring; SPECT: head)."""
+    r = scanner.response
+    unit = scanner.crystal_module_ring.astype(np.int64) * scanner.n_modules + scanner.crystal_module
+    sigma = r.ctr_ps / (2.3548 * math.sqrt(2.0))
+    return FrontEnd(
+        module_of=unit.astype(np.int32), n_modules=int(unit.max()) + 1,
+        integration_ps=round(r.integration_time_ns * 1000), dead_ps=round(r.dead_time_ns * 1000),
+        paralysable=r.dead_time_kind == "paralysable", pileup_per_module=scanner.kind == "spect",
+        threshold_kev=threshold_kev, jitter_sigma_ps=sigma,
+        jitter_clip_ps=int(max(1000.0, 10.0 * sigma)),
+    )
+
+
+class State(NamedTuple):
+    """What the electronics remember between calls."""
+
+    dead_until: np.ndarray   # (modules,) int64 ps
+    window_end: np.ndarray   # (modules,) int64 ps
+    open_slot: np.ndarray    # (crystals or modules,) int64: pending single integrating there
+
+
+def initial_state(fe: FrontEnd, n_crystals: int) -> State:
+    n_open = fe.n_modules if fe.pileup_per_module else n_crystals
+    return State(np.full(fe.n_modules, np.iinfo(np.int64).min // 2, np.int64),
+                 np.full(fe.n_modules, np.iinfo(np.int64).min // 2, np.int64),
+                 np.full(n_open, -1, np.int64))
+
+
+@numba.njit(nogil=True, cache=True)
+def process(dep, n_held, out, fe, state, counters):
+    """Turn time-ordered deposits into pending singles.
+
+    ``out[:n_held]`` holds the singles still integrating from the previous call (in trigger
+    order); new singles are appended. Returns the number of singles in ``out``.
+    """
+    open_slot = state.open_slot
+    for h in range(n_held):
+        key = fe.module_of[out[h].crystal] if fe.pileup_per_module else out[h].crystal
+        open_slot[key] = h
+    n = n_held
+    for i in range(dep.size):
+        d = dep[i]
+        t = d.t
+        m = fe.module_of[d.crystal]
+        key = m if fe.pileup_per_module else d.crystal
+        slot = open_slot[key]
+        if slot >= 0:
+            if t < out[slot].t + fe.integration_ps:
+                s = out[slot]
+                s.energy += d.energy
+                if d.decay != s.decay:
+                    s.pileup = min(s.pileup + 1, 255)
+                    counters[_PILEUPS] += 1
+                if fe.paralysable:
+                    state.dead_until[m] = max(state.dead_until[m], t + fe.dead_ps)
+                continue
+            open_slot[key] = -1
+        if d.energy < fe.threshold_kev:
+            counters[_BELOW] += 1
+            continue
+        if t >= state.window_end[m]:
+            if t < state.dead_until[m]:
+                counters[_DEAD] += 1
+                if fe.paralysable:
+                    state.dead_until[m] = t + fe.dead_ps
+                continue
+            state.window_end[m] = t + fe.integration_ps
+            state.dead_until[m] = t + fe.dead_ps
+        elif fe.paralysable:
+            state.dead_until[m] = max(state.dead_until[m], t + fe.dead_ps)
+        s = out[n]
+        s.decay, s.photon, s.kind, s.scatters = d.decay, d.photon, d.kind, d.scatters
+        s.x, s.y, s.z = d.x, d.y, d.z
+        s.energy = d.energy
+        s.t = t
+        s.pileup = 0
+        s.crystal = d.crystal
+        jitter = fe.jitter_sigma_ps * np.random.standard_normal()
+        jitter = min(max(jitter, -fe.jitter_clip_ps), fe.jitter_clip_ps)
+        s.t_meas = t + round(jitter)
+        open_slot[key] = n
+        n += 1
+    for h in range(n):
+        key = fe.module_of[out[h].crystal] if fe.pileup_per_module else out[h].crystal
+        open_slot[key] = -1
+    return n
+
+
+class Digitizer(NamedTuple):
+    """Per-crystal gain and the digitizer's quantisation."""
+
+    gains: np.ndarray        # (N,) true relative gain
+    kev_per_code: float
+    max_code: int
+    period_ps: int
+    tdc_bits: int
+    board_of: np.ndarray     # (N,) int32
+
+
+def digitizer(scanner: Scanner) -> Digitizer:
+    d = scanner.digitizer
+    return Digitizer(gains=scanner.crystal_gains(), kev_per_code=d.kev_per_adc_code,
+                     max_code=(1 << d.adc_bits) - 1, period_ps=d.clock_period_ps,
+                     tdc_bits=d.tdc_bits, board_of=scanner.crystal_board)
+
+
+def quantise_time(t_ps: np.ndarray, period_ps: int, tdc_bits: int) -> np.ndarray:
+    """The time (int64 ps) a digitizer reports for true times ``t_ps``: the coarse clock count
+    plus the TDC's fraction of a period, ``coarse * period + (fine * period) >> tdc_bits``."""
+    t = np.asarray(t_ps, dtype=np.int64)
+    coarse = t // period_ps
+    fine = ((t - coarse * period_ps) << tdc_bits) // period_ps
+    return coarse * period_ps + ((fine * period_ps) >> tdc_bits)
+
+
+def adc_codes(energy_kev: np.ndarray, crystal: np.ndarray, dig: Digitizer) -> np.ndarray:
+    """ADC codes of measured energies (keV) in crystals at their true gains, clipped to the
+    ADC's range."""
+    code = np.rint(energy_kev * dig.gains[crystal] / dig.kev_per_code)
+    return np.clip(code, 0, dig.max_code).astype(np.uint16)
+
+
+def measured_energy(true_kev: np.ndarray, fwhm_kev: np.ndarray,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Deposited energies (keV) smeared by a Gaussian of the given FWHM, not below zero."""
+    return np.maximum(true_kev + fwhm_kev / 2.3548 * rng.standard_normal(true_kev.size), 0.0)

@@ -1,0 +1,274 @@
+"""The emulator: a scanner with a phantom in it, producing the digitizer's events over time.
+
+Simulated time is cut into fixed *slices* (about ``slice_decays`` decays each, set by the activity,
+not by how the output is chunked), each seeded from (seed, slice index): the same seed gives the
+same events whatever the chunk length. In a slice: decay times and positions, the photons'
+physics into crystal deposits, the scanner's Lu-176 decays, then the electronics (pile-up and
+dead time carried over from slice to slice) and the digitizer. Events come out time-ordered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emulator import electronics, lu176, nuclides, pet, phantoms, records, sampling
+from emulator.media import crystal_table, water_table
+from emulator.physics import seed as seed_kernels
+from emulator.ring import ring_of
+from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE
+from hw.errors import UserError
+from hw.scanner import Scanner, load_scanner
+
+#: Default trigger threshold (keV of deposited energy).
+THRESHOLD_KEV = 50.0
+_MIN_SLICE_S, _MAX_SLICE_S = 1e-6, 1.0
+
+
+@dataclass
+class Chunk:
+    """Events with ``t`` in [t_start_ps, t_stop_ps), time-ordered over all boards."""
+
+    t_start_ps: int
+    t_stop_ps: int
+    raw: np.ndarray
+    """RAW_DTYPE: t ps as the digitizer quantised it, global crystal, ADC code."""
+    board: np.ndarray
+    """(n,) int32: the board each event came from."""
+    truth: np.ndarray | None = None
+    """TRUTH_DTYPE aligned with ``raw`` when truth is kept."""
+
+    @property
+    def raw_per_board(self) -> list[np.ndarray]:
+        """Each board's events, in that board's time order."""
+        n = int(self.board.max()) + 1 if self.board.size else 0
+        return [self.raw[self.board == b] for b in range(max(n, self.n_boards))]
+
+    n_boards: int = 0
+
+
+def _check_activity(activity_mbq: float) -> float:
+    value = float(activity_mbq)
+    if not math.isfinite(value) or value < 0:
+        raise UserError(f"activity must be a finite number of MBq >= 0, got {activity_mbq}")
+    return value
+
+
+class Emulator:
+    """A scanner, a phantom filled with a nuclide, and the electronics that read it out.
+
+    ``run(duration_s, chunk_s)`` yields :class:`Chunk` s of events, memory-bounded; counters of
+    what happened are in ``counters`` (names in :data:`emulator.records.COUNTERS`).
+    """
+
+    def __init__(self, scanner: Scanner | str = "bedside-brain",
+                 phantom: str | phantoms.Phantom = "point", nuclide: str = "F-18",
+                 activity_mbq: float = 1.0, seed: int = 0, *, truth: bool = False,
+                 threshold_kev: float = THRESHOLD_KEV, intrinsic: bool = True,
+                 slice_decays: int = 1 << 17) -> None:
+        self.scanner = scanner if isinstance(scanner, Scanner) else load_scanner(scanner)
+        self.activity_mbq = _check_activity(activity_mbq)
+        self.nuclide = nuclides.get(nuclide)
+        self.phantom = phantoms.get(phantom, self.scanner)
+        self.seed = int(seed)
+        self.truth = bool(truth)
+        if self.scanner.kind != "pet":
+            raise UserError(f"scanner '{self.scanner.name}' is {self.scanner.kind}; "
+                            "the emulator models PET rings")
+        self._packed = self.phantom.packed()
+        self._water = water_table()
+        self._crystal = crystal_table(self.scanner.material)
+        self._ring = ring_of(self.scanner)
+        self._lines = self.nuclide.lines()
+        self._range = self.nuclide.positron_range()
+        self._efficiency = self.scanner.response.crystal_efficiency
+        self._fe = electronics.front_end(self.scanner, threshold_kev)
+        self._dig = electronics.digitizer(self.scanner)
+        self._beta = lu176.beta_inverse_cdf()
+        n = self.scanner.n_crystals
+        volume = n * lu176.crystal_volume_cm3(self.scanner)
+        self.lu176_bq = self.scanner.material.lu176_bq_per_cm3 * volume if intrinsic else 0.0
+        total = self.activity_mbq * 1e6 + self.lu176_bq
+        slice_s = min(max(slice_decays / total, _MIN_SLICE_S), _MAX_SLICE_S) if total else \
+            _MAX_SLICE_S
+        self.slice_ps = round(slice_s * 1e12)
+        self.counters = dict.fromkeys(records.COUNTERS, 0)
+
+    # ------------------------------------------------------------------ public
+
+    def run(self, duration_s: float, chunk_s: float = 0.1, start_s: float = 0.0
+            ) -> Iterator[Chunk]:
+        """Emulate ``duration_s`` seconds from ``start_s`` (the activity is the given one at
+        t = 0 and decays from there), yielding the events chunk by chunk, ``chunk_s`` long."""
+        if not duration_s > 0 or not chunk_s > 0 or start_s < 0:
+            raise UserError(f"duration and chunk must be > 0 s and start >= 0 s, got "
+                            f"{duration_s}, {chunk_s}, {start_s}")
+        self.counters = dict.fromkeys(records.COUNTERS, 0)
+        counters = np.zeros(len(records.COUNTERS), np.int64)
+        start_ps = round(start_s * 1e12)
+        end_ps = start_ps + round(duration_s * 1e12)
+        chunk_ps = max(1, round(chunk_s * 1e12))
+        state = electronics.initial_state(self._fe, self.scanner.n_crystals)
+        carry = np.zeros(0, records.DEPOSIT_DTYPE)
+        held = np.zeros(0, records.PENDING_DTYPE)
+        done_raw: list[np.ndarray] = []
+        done_truth: list[np.ndarray] = []
+        chunk_start = start_ps
+        n_slices = -(-(end_ps - start_ps) // self.slice_ps)
+        for k in range(n_slices):
+            t_a = start_ps + k * self.slice_ps
+            t_b = min(t_a + self.slice_ps, end_ps)
+            last = k == n_slices - 1
+            raw, truth, carry, held, bound = self._slice(k, t_a, t_b, last, carry, held, state,
+                                                         counters)
+            done_raw.append(raw)
+            done_truth.append(truth)
+            while chunk_start < end_ps and (last or bound - self._dig.period_ps >=
+                                            chunk_start + chunk_ps):
+                chunk_stop = min(chunk_start + chunk_ps, end_ps)
+                yield self._cut(chunk_start, chunk_stop, done_raw, done_truth)
+                chunk_start = chunk_stop
+            self._publish(counters)
+        self._publish(counters)
+
+    # ------------------------------------------------------------------ internals
+
+    def _publish(self, counters: np.ndarray) -> None:
+        self.counters = {name: int(v) for name, v in zip(records.COUNTERS, counters,
+                                                         strict=True)}
+
+    def _cut(self, t0: int, t1: int, done_raw: list[np.ndarray], done_truth: list[np.ndarray]
+             ) -> Chunk:
+        raw = np.concatenate(done_raw) if len(done_raw) > 1 else done_raw[0]
+        truth = np.concatenate(done_truth) if len(done_truth) > 1 else done_truth[0]
+        n = int(np.searchsorted(raw["t"], t1, side="left"))
+        done_raw[:] = [raw[n:]]
+        done_truth[:] = [truth[n:]]
+        out = raw[:n]
+        return Chunk(t0, t1, out, self._dig.board_of[out["crystal"]],
+                     truth[:n] if self.truth else None, n_boards=self.scanner.n_boards)
+
+    def _deposits(self, kernel, first_id: int, args: tuple, n_items: int, per_item: float,
+                  counters: np.ndarray) -> np.ndarray:
+        dep = np.empty(int(n_items * per_item) + 256, records.DEPOSIT_DTYPE)
+        start, n_dep = 0, 0
+        while True:
+            start, n_dep = kernel(*args[:2], first_id, start, *args[2:], dep, n_dep, counters,
+                                  *pet.work_arrays(self._packed.layers.shape[0]))
+            if start >= n_items:
+                return dep[:n_dep]
+            dep = np.concatenate([dep, np.empty(dep.size, records.DEPOSIT_DTYPE)])
+
+    def _slice(self, k: int, t_a: int, t_b: int, last: bool, carry: np.ndarray,
+               held: np.ndarray, state: electronics.State, counters: np.ndarray):
+        seed_kernels(int(np.random.SeedSequence([self.seed, k]).generate_state(1)[0] >> 1))
+        rng = np.random.default_rng([self.seed, k, 1])
+        c = records.COUNTERS
+        # the source
+        lam = self.nuclide.decay_constant_per_s
+        rate = self.activity_mbq * 1e6 * math.exp(-lam * t_a * 1e-12)
+        mean = rate * (t_b - t_a) * 1e-12
+        times = np.empty(int(mean + 10 * math.sqrt(mean) + 64), np.int64)
+        times = times[:sampling.decay_times(t_a, t_b - t_a, rate, lam, times)]
+        pos = np.empty((times.size, 3))
+        sampling.positions(self._packed, pos)
+        first = counters[c.index("decays")]
+        counters[c.index("decays")] += times.size
+        src = self._deposits(pet.decays, first, (
+            times, pos, self.nuclide.positron_fraction, self._range, self._lines,
+            self._packed.layers, self._water, self._ring, self._crystal, self._efficiency),
+            times.size, 2.0, counters)
+        # the crystals' Lu-176
+        mean = self.lu176_bq * (t_b - t_a) * 1e-12
+        lu_times = np.empty(int(mean + 10 * math.sqrt(mean) + 64), np.int64)
+        lu_times = lu_times[:sampling.decay_times(t_a, t_b - t_a, self.lu176_bq, 0.0, lu_times)]
+        cry = lu176.crystals_of(lu_times.size, self.scanner.n_crystals)
+        first = records.LU176_ID_BASE + counters[c.index("lu176_decays")]
+        counters[c.index("lu176_decays")] += lu_times.size
+        lu = self._deposits(lu176.decays, first, (
+            lu_times, cry, self._ring, self._crystal, self._efficiency, self._beta),
+            lu_times.size, 2.0, counters)
+        # electronics, up to the end of the slice
+        dep = np.concatenate([carry, src, lu])
+        dep = dep[np.argsort(dep["t"], kind="stable")]
+        n_now = int(np.searchsorted(dep["t"], t_b, side="left"))
+        now, carry = dep[:n_now], (dep[:0] if last else dep[n_now:])
+        out = np.empty(held.size + now.size, records.PENDING_DTYPE)
+        out[:held.size] = held
+        n = electronics.process(now, held.size, out, self._fe, state, counters)
+        out = out[:n]
+        bound = t_b if last else t_b - self._fe.integration_ps - self._fe.jitter_clip_ps
+        final = out["t_meas"] < bound
+        released, held = out[final], out[~final] if not last else out[:0]
+        released = released[np.argsort(released["t_meas"], kind="stable")]
+        counters[c.index("singles")] += released.size
+        return (*self._digitise(released, rng), carry, held, bound)
+
+    def _digitise(self, pending: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        raw = np.empty(pending.size, RAW_DTYPE)
+        raw["t"] = electronics.quantise_time(pending["t_meas"], self._dig.period_ps,
+                                             self._dig.tdc_bits)
+        raw["crystal"] = pending["crystal"]
+        e_true = pending["energy"].astype(np.float64)
+        measured = electronics.measured_energy(e_true, self.scanner.response.fwhm_kev(e_true),
+                                               rng)
+        raw["adc"] = electronics.adc_codes(measured, pending["crystal"], self._dig)
+        truth = np.empty(pending.size, records.TRUTH_DTYPE)
+        for name in records.TRUTH_DTYPE.names:
+            truth[name] = pending[name]
+        return raw, truth
+
+
+def calibrated(raw: np.ndarray, scanner: Scanner) -> np.ndarray:
+    """Singles (keV) of raw events as a perfect energy calibration gives them:
+    adc x kev_per_adc_code / true gain."""
+    out = np.empty(raw.size, SINGLE_DTYPE)
+    out["t"] = raw["t"]
+    out["crystal"] = raw["crystal"]
+    gains = scanner.crystal_gains()
+    out["energy"] = raw["adc"] * scanner.digitizer.kev_per_adc_code / gains[raw["crystal"]]
+    return out
+
+
+@dataclass
+class Simulation:
+    """A whole emulated acquisition in memory (see :func:`simulate`)."""
+
+    scanner: Scanner
+    raw: np.ndarray
+    """RAW_DTYPE, all boards merged, time-ordered."""
+    board: np.ndarray
+    truth: np.ndarray | None
+    counters: dict[str, int]
+    duration_s: float
+    start_s: float = 0.0
+    _singles: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def raw_per_board(self) -> list[np.ndarray]:
+        """Each board's events in its time order."""
+        return [self.raw[self.board == b] for b in range(self.scanner.n_boards)]
+
+    @property
+    def singles(self) -> np.ndarray:
+        """SINGLE_DTYPE, aligned with ``raw``, energies from the true gains."""
+        if self._singles is None:
+            self._singles = calibrated(self.raw, self.scanner)
+        return self._singles
+
+
+def simulate(scanner: Scanner | str = "bedside-brain", phantom: str | phantoms.Phantom = "point",
+             nuclide: str = "F-18", activity_mbq: float = 1.0, duration_s: float = 1.0,
+             seed: int = 0, truth: bool = False, start_s: float = 0.0,
+             **options: float) -> Simulation:
+    """Emulate a whole acquisition in memory; ``options`` go to :class:`Emulator`."""
+    emu = Emulator(scanner, phantom, nuclide, activity_mbq, seed, truth=truth, **options)
+    chunks = list(emu.run(duration_s, chunk_s=duration_s, start_s=start_s))
+    raw = np.concatenate([ch.raw for ch in chunks])
+    board = np.concatenate([ch.board for ch in chunks])
+    tr = np.concatenate([ch.truth for ch in chunks]) if truth else None
+    return Simulation(emu.scanner, raw, board, tr, emu.counters, duration_s, start_s)

@@ -1,0 +1,132 @@
+"""Decays of a positron emitter (or any gamma emitter) seen by a PET ring: numba kernels.
+
+For each decay: with the nuclide's positron fraction, a positron travels its range and
+annihilates into two 511 keV photons, back to back up to a 0.5 deg FWHM acollinearity (2-D
+Gaussian); each prompt gamma line is emitted with its yield. Every photon flies through the
+phantom (:mod:`emulator.flight`) and into the ring (:mod:`emulator.ring`); each crystal it leaves
+energy in becomes a deposit, kept with the crystal efficiency.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from emulator import records
+from emulator.flight import fly, work_size
+from emulator.physics import isotropic
+from emulator.ring import MAX_HITS, TIME_PER_MM_PS, track
+
+#: Acollinearity: sigma (rad) of each of the two transverse angles, 0.5 deg FWHM.
+ACOLLINEARITY_SIGMA = math.radians(0.5) / 2.3548
+ANNIHILATION_KEV = 510.998950
+
+_PHOTONS = records.COUNTERS.index("photons")
+_ABSORBED = records.COUNTERS.index("photons_absorbed")
+_SCATTERED = records.COUNTERS.index("photons_scattered")
+_ESCAPED = records.COUNTERS.index("photons_escaped")
+_DEPOSITS = records.COUNTERS.index("deposits")
+_REJECTED = records.COUNTERS.index("deposits_rejected")
+
+
+def work_arrays(n_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scratch of the photon kernels (flight work, crystal hits), allocated once per call."""
+    return np.empty(work_size(n_layers)), np.empty((MAX_HITS, 3))
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y, z, efficiency,
+               counters):
+    """Append a photon's crystal deposits to ``dep``, each kept with the crystal efficiency."""
+    for q in range(n_hits):
+        counters[_DEPOSITS] += 1
+        if np.random.random() >= efficiency:
+            counters[_REJECTED] += 1
+            continue
+        r = dep[n_dep]
+        r.t = t0 + int(hits[q, 2] * TIME_PER_MM_PS + 0.5)
+        r.crystal = int(hits[q, 0])
+        r.energy = hits[q, 1]
+        r.decay = decay
+        r.photon = photon
+        r.kind = kind
+        r.scatters = min(scatters, 255)
+        r.x, r.y, r.z = x, y, z
+        n_dep += 1
+    return n_dep
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _photon(layers, water, ring, crystal, efficiency, px, py, pz, ux, uy, uz, energy, t0, decay,
+            photon, kind, dep, n_dep, counters, work, hits):
+    counters[_PHOTONS] += 1
+    energy, qx, qy, qz, ux, uy, uz, path, scatters = fly(layers, water, px, py, pz, ux, uy, uz,
+                                                         energy, work)
+    if scatters:
+        counters[_SCATTERED] += 1
+    if energy <= 0.0:
+        counters[_ABSORBED] += 1
+        return n_dep
+    n_hits = track(ring, crystal, qx, qy, qz, ux, uy, uz, energy, path, -1, -1, hits)
+    if n_hits == 0:
+        counters[_ESCAPED] += 1
+    return write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, px, py, pz,
+                      efficiency, counters)
+
+
+@numba.njit(nogil=True, cache=True)
+def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers, water, ring,
+           crystal, efficiency, dep, n_dep, counters, work, hits):
+    """Simulate decays ``start..`` (times ps, positions mm) into deposits ``dep[n_dep:]``.
+
+    Stops before a decay whose photons might overflow ``dep``; returns (next decay, n_dep).
+    """
+    c_range, k1, k2 = prange
+    n_lines = lines.shape[0]
+    per_decay = (2 + n_lines) * MAX_HITS
+    # the photons of one decay: x, y, z, ux, uy, uz, keV, photon id, kind
+    ph = np.empty((2 + n_lines, 9))
+    for i in range(start, times.size):
+        if n_dep + per_decay > dep.size:
+            return i, n_dep
+        x, y, z = pos[i, 0], pos[i, 1], pos[i, 2]
+        n_ph = 0
+        if np.random.random() < positron_fraction:
+            k = k1 if np.random.random() < c_range else k2
+            r = -math.log((1.0 - np.random.random()) * (1.0 - np.random.random())) / k
+            dx, dy, dz = isotropic()
+            ux, uy, uz = isotropic()
+            # two unit vectors across u, for the acollinearity
+            if abs(uz) < 0.9:
+                nrm = math.sqrt(ux * ux + uy * uy)
+                e1x, e1y, e1z = -uy / nrm, ux / nrm, 0.0
+            else:
+                nrm = math.sqrt(uy * uy + uz * uz)
+                e1x, e1y, e1z = 0.0, -uz / nrm, uy / nrm
+            e2x, e2y, e2z = uy * e1z - uz * e1y, uz * e1x - ux * e1z, ux * e1y - uy * e1x
+            a1 = ACOLLINEARITY_SIGMA * np.random.standard_normal()
+            a2 = ACOLLINEARITY_SIGMA * np.random.standard_normal()
+            vx = -ux + a1 * e1x + a2 * e2x
+            vy = -uy + a1 * e1y + a2 * e2y
+            vz = -uz + a1 * e1z + a2 * e2z
+            nrm = math.sqrt(vx * vx + vy * vy + vz * vz)
+            for p in range(2):
+                ph[p, 0], ph[p, 1], ph[p, 2] = x + r * dx, y + r * dy, z + r * dz
+                ph[p, 6], ph[p, 7], ph[p, 8] = ANNIHILATION_KEV, p, records.ANNIHILATION
+            ph[0, 3], ph[0, 4], ph[0, 5] = ux, uy, uz
+            ph[1, 3], ph[1, 4], ph[1, 5] = vx / nrm, vy / nrm, vz / nrm
+            n_ph = 2
+        for q in range(n_lines):
+            if np.random.random() < lines[q, 1]:
+                ph[n_ph, 0], ph[n_ph, 1], ph[n_ph, 2] = x, y, z
+                ph[n_ph, 3], ph[n_ph, 4], ph[n_ph, 5] = isotropic()
+                ph[n_ph, 6], ph[n_ph, 7], ph[n_ph, 8] = lines[q, 0], 2 + q, records.GAMMA
+                n_ph += 1
+        for p in range(n_ph):
+            n_dep = _photon(layers, water, ring, crystal, efficiency, ph[p, 0], ph[p, 1],
+                            ph[p, 2], ph[p, 3], ph[p, 4], ph[p, 5], ph[p, 6], times[i],
+                            first_id + i, int(ph[p, 7]), int(ph[p, 8]), dep, n_dep, counters,
+                            work, hits)
+    return times.size, n_dep

@@ -1,0 +1,32 @@
+"""Phantoms: activity and attenuation of the object in the scanner.
+
+``get(name, scanner)`` builds a built-in phantom sized to the scanner; ``names()`` lists them.
+A :class:`Phantom` exposes its regions (``regions()``), maps of attenuation (``mu_map``) and
+activity (``activity_map``), and packs itself for the emulator's kernels.
+"""
+
+from __future__ import annotations
+
+from emulator.phantoms.library import BUILDERS
+from emulator.phantoms.model import LineSource, Phantom, PointSource, Region
+from emulator.phantoms.shapes import Shape, cylinder, ellipsoid, sphere
+from hw.errors import UserError
+from hw.scanner import Scanner
+
+__all__ = ["LineSource", "Phantom", "PointSource", "Region", "Shape", "cylinder", "ellipsoid",
+           "get", "names", "sphere"]
+
+
+def names() -> list[str]:
+    """Names of the built-in phantoms."""
+    return list(BUILDERS)
+
+
+def get(name: str | Phantom, scanner: Scanner) -> Phantom:
+    """The built-in phantom ``name`` sized to ``scanner`` (a :class:`Phantom` passes through)."""
+    if isinstance(name, Phantom):
+        return name
+    builder = BUILDERS.get(str(name).strip().lower())
+    if builder is None:
+        raise UserError(f"unknown phantom '{name}': known phantoms are {', '.join(BUILDERS)}")
+    return builder(scanner)

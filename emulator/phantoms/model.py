@@ -1,0 +1,187 @@
+"""A phantom: regions of activity and attenuation painted in order, plus point and line sources.
+
+Regions are painted in order: at a point, the activity concentration (relative, per mm3) is that
+of the last region containing it that defines an activity, and the density (relative to water)
+that of the last containing region defining a density; outside every region it is air (zero). A
+region's ``None`` activity or density inherits what lies under it, so that (for example) hot rods
+do not change the attenuation and an attenuating shell does not change the activity.
+
+Point and line sources have zero volume; each carries a ``fraction`` of the phantom's total
+activity, the regions share the rest in proportion to concentration x volume.
+
+Coordinates are scanner mm (LPS patient frame: +x patient left, +y posterior, +z superior).
+Grids follow ``recon.grid.Grid``: arrays indexed ``[x, y, z]``, ``origin_mm`` is voxel [0, 0, 0]'s
+centre.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from emulator.media import mu_water
+from emulator.phantoms.shapes import ROW, Shape, pack_row
+from hw.errors import UserError
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """A named shape with a relative activity concentration and/or a density (water = 1)."""
+
+    name: str
+    shape: Shape
+    activity: float | None = None
+    density: float | None = None
+
+
+@dataclass(frozen=True)
+class PointSource:
+    name: str
+    position_mm: tuple[float, float, float]
+    fraction: float = 1.0
+
+
+@dataclass(frozen=True)
+class LineSource:
+    name: str
+    start_mm: tuple[float, float, float]
+    stop_mm: tuple[float, float, float]
+    fraction: float = 1.0
+
+
+class PackedPhantom(NamedTuple):
+    """The phantom as arrays for the numba kernels (see :func:`Phantom.packed`)."""
+
+    shapes: np.ndarray        # (R, ROW) every region's packed shape (shapes.pack_row)
+    layers: np.ndarray        # (L, ROW + 1) attenuating regions in painter's order: packed
+    #                           shape rows (shapes.pack_row) with the density in the last column
+    vol_region: np.ndarray    # (V,) region index of each region with activity > 0
+    vol_cdf: np.ndarray       # (V,) cumulative activity x volume, last = 1
+    over_ptr: np.ndarray      # (V + 1,) CSR into over_idx
+    over_idx: np.ndarray      # later activity-defining regions overlapping the region
+    src_kind: np.ndarray      # (S + 1,) 0 point, 1 line, 2 the regions
+    src_a: np.ndarray         # (S + 1, 3)
+    src_b: np.ndarray         # (S + 1, 3)
+    src_cdf: np.ndarray       # (S + 1,) cumulative activity fractions
+
+
+@dataclass(frozen=True, eq=False)
+class Phantom:
+    """Activity and attenuation of an object in the scanner."""
+
+    name: str
+    description: str
+    parts: tuple[Region, ...] = ()
+    sources: tuple[PointSource | LineSource, ...] = ()
+
+    def __post_init__(self) -> None:
+        total = sum(s.fraction for s in self.sources)
+        volumetric = any((r.activity or 0.0) > 0 for r in self.parts)
+        if any(s.fraction < 0 for s in self.sources) or total > 1.0 + 1e-9 or (
+                not volumetric and not self.sources):
+            raise UserError(f"phantom '{self.name}': source fractions must be >= 0 and sum to at "
+                            "most 1, and the phantom needs some activity")
+
+    def regions(self) -> dict[str, Region | PointSource | LineSource]:
+        """Every named part (regions and sources) by name, for figures of merit."""
+        return {p.name: p for p in (*self.parts, *self.sources)}
+
+    # ------------------------------------------------------------------ maps
+
+    def _paint(self, attribute: str, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        points = np.stack(np.broadcast_arrays(x, y, z), axis=-1)
+        flat = points.reshape(-1, 3)
+        out = np.zeros(flat.shape[0])
+        for region in self.parts:
+            value = getattr(region, attribute)
+            if value is not None:
+                out[region.shape.contains(flat)] = value
+        return out.reshape(points.shape[:-1])
+
+    def density_at(self, points_mm: np.ndarray) -> np.ndarray:
+        """Density relative to water at points (N, 3)."""
+        p = np.atleast_2d(points_mm)
+        return self._paint("density", p[:, 0], p[:, 1], p[:, 2])
+
+    def activity_at(self, points_mm: np.ndarray) -> np.ndarray:
+        """Relative activity concentration of the regions at points (N, 3)."""
+        p = np.atleast_2d(points_mm)
+        return self._paint("activity", p[:, 0], p[:, 1], p[:, 2])
+
+    def mu_map(self, grid: Any = None, energy_kev: float = 511.0, *,
+               shape: tuple[int, int, int] | None = None,
+               voxel_mm: float | tuple[float, float, float] | None = None,
+               origin_mm: tuple[float, float, float] | None = None) -> np.ndarray:
+        """Linear attenuation (1/mm, float32, indexed [x, y, z]) at the voxel centres of ``grid``
+        (anything with ``shape``, ``voxel_mm``, ``origin_mm``) or of the grid given by ``shape``
+        and ``voxel_mm`` (``origin_mm`` defaults to a grid centred on the scanner)."""
+        x, y, z = _centres(grid, shape, voxel_mm, origin_mm)
+        return (self._paint("density", x, y, z) * float(mu_water(energy_kev))).astype(np.float32)
+
+    def activity_map(self, grid: Any = None, *, shape: tuple[int, int, int] | None = None,
+                     voxel_mm: float | tuple[float, float, float] | None = None,
+                     origin_mm: tuple[float, float, float] | None = None) -> np.ndarray:
+        """Relative activity concentration of the regions (float32, [x, y, z]) at the voxel
+        centres, on the same grid conventions as :meth:`mu_map` (point and line sources are not
+        drawn)."""
+        x, y, z = _centres(grid, shape, voxel_mm, origin_mm)
+        return self._paint("activity", x, y, z).astype(np.float32)
+
+    # ------------------------------------------------------------------ kernels
+
+    def packed(self) -> PackedPhantom:
+        """The phantom as flat arrays for the transport and sampling kernels."""
+        parts = self.parts
+        n = len(parts)
+        shapes = np.array([pack_row(r.shape) for r in parts], dtype=np.float64).reshape(n, ROW)
+        layers = np.array([np.append(shapes[i], r.density) for i, r in enumerate(parts)
+                           if r.density is not None], dtype=np.float64).reshape(-1, ROW + 1)
+        vol = [i for i, r in enumerate(parts) if (r.activity or 0.0) > 0]
+        weight = np.array([parts[i].activity * parts[i].shape.volume_mm3 for i in vol])
+        cdf = np.cumsum(weight) / weight.sum() if vol else np.zeros(0)
+        boxes = np.array([r.shape.bounding_box() for r in parts]).reshape(n, 2, 3)
+        defines = np.array([r.activity is not None for r in parts], dtype=bool)
+        ptr, idx = [0], []
+        for i in vol:
+            overlap = np.all((boxes[:, 0] <= boxes[i, 1]) & (boxes[i, 0] <= boxes[:, 1]), axis=1)
+            later = np.flatnonzero(overlap & defines & (np.arange(n) > i))
+            idx.extend(later.tolist())
+            ptr.append(len(idx))
+        kinds, a, b, frac = [], [], [], []
+        for s in self.sources:
+            line = isinstance(s, LineSource)
+            kinds.append(1 if line else 0)
+            a.append(s.start_mm if line else s.position_mm)
+            b.append(s.stop_mm if line else s.position_mm)
+            frac.append(s.fraction)
+        if vol:
+            kinds.append(2)
+            a.append((0.0, 0.0, 0.0))
+            b.append((0.0, 0.0, 0.0))
+            frac.append(max(0.0, 1.0 - sum(frac)))
+        src_cdf = np.cumsum(frac) / np.sum(frac)
+        return PackedPhantom(
+            shapes=shapes, layers=layers,
+            vol_region=np.array(vol, dtype=np.int64), vol_cdf=cdf.astype(np.float64),
+            over_ptr=np.array(ptr, dtype=np.int64), over_idx=np.array(idx, dtype=np.int64),
+            src_kind=np.array(kinds, dtype=np.int64),
+            src_a=np.array(a, dtype=np.float64).reshape(-1, 3),
+            src_b=np.array(b, dtype=np.float64).reshape(-1, 3), src_cdf=src_cdf,
+        )
+
+
+def _centres(grid: Any, shape: tuple[int, int, int] | None,
+             voxel_mm: float | tuple[float, float, float] | None,
+             origin_mm: tuple[float, float, float] | None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if grid is not None:
+        shape, voxel_mm, origin_mm = grid.shape, grid.voxel_mm, grid.origin_mm
+    if shape is None or voxel_mm is None:
+        raise UserError("a map needs a grid, or shape and voxel_mm")
+    n = np.asarray(shape, dtype=np.int64)
+    v = np.broadcast_to(np.asarray(voxel_mm, dtype=np.float64), (3,))
+    o = -(n - 1) / 2.0 * v if origin_mm is None else np.asarray(origin_mm, dtype=np.float64)
+    axes = [o[k] + v[k] * np.arange(n[k]) for k in range(3)]
+    return axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]

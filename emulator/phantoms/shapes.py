@@ -1,0 +1,175 @@
+"""Solid shapes of the phantoms: ellipsoids (spheres) and elliptic cylinders, in scanner mm.
+
+A shape maps scanner coordinates to its local unit shape: ``q = rotation @ (p - centre) /
+semi_axes``; the unit ellipsoid is ``|q| <= 1`` and the unit cylinder ``qx^2 + qy^2 <= 1, |qz| <= 1``
+(its axis is the local z). ``rotation``'s rows are the shape's local axes in scanner coordinates.
+The numba functions below work on packed shapes: a phantom's arrays, or rows of floats.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+ELLIPSOID = 0
+CYLINDER = 1
+_KINDS = {"ellipsoid": ELLIPSOID, "cylinder": CYLINDER}
+
+
+@dataclass(frozen=True, eq=False)
+class Shape:
+    """An ellipsoid or an elliptic cylinder (lengths mm)."""
+
+    kind: str
+    centre_mm: tuple[float, float, float]
+    semi_axes_mm: tuple[float, float, float]
+    """Ellipsoid: the three semi-axes. Cylinder: the two semi-axes of the cross-section and half
+    the length."""
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    @property
+    def code(self) -> int:
+        return _KINDS[self.kind]
+
+    @property
+    def volume_mm3(self) -> float:
+        a, b, c = self.semi_axes_mm
+        return (4.0 / 3.0 if self.kind == "ellipsoid" else 2.0) * math.pi * a * b * c
+
+    def local(self, points_mm: np.ndarray) -> np.ndarray:
+        """Points (N, 3) in the shape's unit coordinates."""
+        p = np.asarray(points_mm, dtype=np.float64) - np.asarray(self.centre_mm)
+        return (p @ self.rotation.T) / np.asarray(self.semi_axes_mm)
+
+    def contains(self, points_mm: np.ndarray) -> np.ndarray:
+        """Boolean mask of the points (N, 3) inside the shape."""
+        q = self.local(np.atleast_2d(points_mm))
+        if self.kind == "ellipsoid":
+            return np.einsum("ij,ij->i", q, q) <= 1.0
+        return (q[:, 0] ** 2 + q[:, 1] ** 2 <= 1.0) & (np.abs(q[:, 2]) <= 1.0)
+
+    def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) corners (mm) of an axis-aligned box enclosing the shape."""
+        ax = np.asarray(self.semi_axes_mm)
+        half = np.abs(self.rotation.T * ax[None, :]).sum(axis=1)
+        c = np.asarray(self.centre_mm)
+        return c - half, c + half
+
+
+def sphere(centre_mm: tuple[float, float, float], diameter_mm: float) -> Shape:
+    r = diameter_mm / 2.0
+    return Shape("ellipsoid", tuple(map(float, centre_mm)), (r, r, r))
+
+
+def ellipsoid(centre_mm: tuple[float, float, float], semi_axes_mm: tuple[float, float, float],
+              rotation: np.ndarray | None = None) -> Shape:
+    return Shape("ellipsoid", tuple(map(float, centre_mm)), tuple(map(float, semi_axes_mm)),
+                 np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64))
+
+
+def cylinder(centre_mm: tuple[float, float, float], diameter_mm: float | tuple[float, float],
+             length_mm: float, rotation: np.ndarray | None = None) -> Shape:
+    """A cylinder along z (or along the third row of ``rotation``); an elliptic one when
+    ``diameter_mm`` is a pair."""
+    dx, dy = (diameter_mm, diameter_mm) if np.isscalar(diameter_mm) else diameter_mm
+    return Shape("cylinder", tuple(map(float, centre_mm)), (dx / 2.0, dy / 2.0, length_mm / 2.0),
+                 np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64))
+
+
+def rotation_to(axis: tuple[float, float, float]) -> np.ndarray:
+    """A rotation whose third row (the local z axis) is the unit vector along ``axis``."""
+    w = np.asarray(axis, dtype=np.float64)
+    w = w / np.linalg.norm(w)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(w[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    u = np.cross(helper, w)
+    u /= np.linalg.norm(u)
+    return np.stack([u, np.cross(w, u), w])
+
+
+# --------------------------------------------------------------------------- numba kernels
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def unit_contains(kind, qx, qy, qz):
+    if kind == ELLIPSOID:
+        return qx * qx + qy * qy + qz * qz <= 1.0
+    return qx * qx + qy * qy <= 1.0 and abs(qz) <= 1.0
+
+
+#: A packed shape is a row of ROW floats: kind, centre (3), M = diag(1 / semi-axes) @ rotation
+#: (9, row-major: scanner -> unit coordinates), M^-1 (9: unit -> scanner).
+ROW = 22
+
+
+def pack_row(shape: Shape) -> np.ndarray:
+    """The shape as one row of floats for the kernels."""
+    m = np.asarray(shape.rotation) / np.asarray(shape.semi_axes_mm)[:, None]
+    return np.concatenate([[shape.code], shape.centre_mm, m.ravel(),
+                           np.linalg.inv(m).ravel()]).astype(np.float64)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def to_unit(g, q, x, y, z):
+    """Unit coordinates of the point (x, y, z) mm in the shape of row ``q`` of ``g``."""
+    dx, dy, dz = x - g[q, 1], y - g[q, 2], z - g[q, 3]
+    return (g[q, 4] * dx + g[q, 5] * dy + g[q, 6] * dz,
+            g[q, 7] * dx + g[q, 8] * dy + g[q, 9] * dz,
+            g[q, 10] * dx + g[q, 11] * dy + g[q, 12] * dz)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def from_unit(g, q, qx, qy, qz):
+    """Scanner coordinates (mm) of the unit-shape point q of row ``q`` of ``g``."""
+    return (g[q, 1] + g[q, 13] * qx + g[q, 14] * qy + g[q, 15] * qz,
+            g[q, 2] + g[q, 16] * qx + g[q, 17] * qy + g[q, 18] * qz,
+            g[q, 3] + g[q, 19] * qx + g[q, 20] * qy + g[q, 21] * qz)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def row_contains(g, q, x, y, z):
+    """Whether the point (x, y, z) mm lies inside the shape of row ``q`` of ``g``."""
+    qx, qy, qz = to_unit(g, q, x, y, z)
+    return unit_contains(g[q, 0], qx, qy, qz)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def ray_interval(g, q, px, py, pz, ux, uy, uz):
+    """(t_in, t_out) of the line p + t u inside the shape packed in row ``q`` of ``g`` (t in mm
+    when |u| = 1); t_in > t_out when the line misses it."""
+    qx, qy, qz = to_unit(g, q, px, py, pz)
+    vx = g[q, 4] * ux + g[q, 5] * uy + g[q, 6] * uz
+    vy = g[q, 7] * ux + g[q, 8] * uy + g[q, 9] * uz
+    vz = g[q, 10] * ux + g[q, 11] * uy + g[q, 12] * uz
+    if g[q, 0] == ELLIPSOID:
+        a = vx * vx + vy * vy + vz * vz
+        b = qx * vx + qy * vy + qz * vz
+        c = qx * qx + qy * qy + qz * qz - 1.0
+        disc = b * b - a * c
+        if disc < 0.0:
+            return np.inf, -np.inf
+        s = math.sqrt(disc)
+        return (-b - s) / a, (-b + s) / a
+    a = vx * vx + vy * vy
+    c = qx * qx + qy * qy - 1.0
+    if a == 0.0:
+        if c > 0.0:
+            return np.inf, -np.inf
+        t0, t1 = -np.inf, np.inf
+    else:
+        b = qx * vx + qy * vy
+        disc = b * b - a * c
+        if disc < 0.0:
+            return np.inf, -np.inf
+        s = math.sqrt(disc)
+        t0, t1 = (-b - s) / a, (-b + s) / a
+    if vz == 0.0:
+        if abs(qz) > 1.0:
+            return np.inf, -np.inf
+        return t0, t1
+    za, zb = (-1.0 - qz) / vz, (1.0 - qz) / vz
+    if za > zb:
+        za, zb = zb, za
+    return max(t0, za), min(t1, zb)

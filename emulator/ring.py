@@ -1,0 +1,299 @@
+"""A PET ring as the photon sees it: flat modules of crystal arrays, and photon tracking in them.
+
+Each module is a box: depth ``d`` (0 at the front face, at ``radius`` from the axis) by width
+``s`` (tangential) by ``z`` (one module ring). Its crystals fill cells of one pitch, centred in
+them; what lies between crystals (reflector) does not stop photons. A photon is followed through
+the crystals it crosses (3-D cell walk), interacts where an exponential optical depth runs out
+(parallax follows), is photo-absorbed with the material's photo-electric fraction or
+Compton-scatters (Klein-Nishina) and is followed on, into neighbouring crystals and modules. Each
+crystal's deposits of one photon are summed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS, klein_nishina, rotate
+from hw.scanner import Scanner
+
+#: Below this energy (keV) a photon deposits what it has left where it is.
+CUTOFF_KEV = 10.0
+#: The most crystals one photon's deposits are kept apart in.
+MAX_HITS = 8
+
+
+class Ring(NamedTuple):
+    """Module geometry of a PET scanner, mm."""
+
+    n_sec: int
+    n_mr: int
+    ct: int
+    ca: int
+    pitch_t: float
+    pitch_a: float
+    margin_t: float      # (pitch - crystal size) / 2
+    margin_a: float
+    depth: float
+    radius: float
+    half_w: float
+    r_max: float
+    mr_z0: tuple[float, ...]    # low z edge of each module ring's crystal cells
+    mr_len: float
+    cos_sec: tuple[float, ...]  # direction of each sector's axis
+    sin_sec: tuple[float, ...]
+    per_ring: int
+
+
+def ring_of(scanner: Scanner) -> Ring:
+    """The module geometry of a PET scanner, checked against its crystal centres."""
+    n_sec, n_mr = scanner.n_modules, scanner.n_module_rings
+    ct, ca = scanner.crystals_per_ring // n_sec, scanner.n_rings // n_mr
+    c = scanner.crystal_centres
+    pitch_t = float(np.linalg.norm(c[1] - c[0])) if ct > 1 else scanner.crystal_size_mm[0]
+    pitch_a = float(c[scanner.crystals_per_ring, 2] - c[0, 2]) if ca > 1 else \
+        scanner.crystal_size_mm[1]
+    size_t, size_a, depth = scanner.crystal_size_mm
+    z_first = c[np.arange(n_mr) * ca * scanner.crystals_per_ring, 2]
+    phi = 2.0 * np.pi * np.arange(n_sec) / n_sec
+    ring = Ring(
+        n_sec=n_sec, n_mr=n_mr, ct=ct, ca=ca, pitch_t=pitch_t, pitch_a=pitch_a,
+        margin_t=(pitch_t - size_t) / 2, margin_a=(pitch_a - size_a) / 2, depth=depth,
+        radius=scanner.ring_radius_mm, half_w=ct * pitch_t / 2,
+        r_max=math.hypot(scanner.ring_radius_mm + depth, ct * pitch_t / 2),
+        mr_z0=tuple(float(v) for v in z_first - pitch_a / 2), mr_len=ca * pitch_a,
+        cos_sec=tuple(float(v) for v in np.cos(phi)), sin_sec=tuple(float(v) for v in np.sin(phi)),
+        per_ring=scanner.crystals_per_ring,
+    )
+    predicted = crystal_centres(ring)
+    if not np.allclose(predicted, c, atol=1e-6):
+        raise ValueError(f"scanner {scanner.name}: crystal layout is not a ring of flat modules")
+    return ring
+
+
+def crystal_centres(ring: Ring) -> np.ndarray:
+    """(N, 3) crystal centres of the ring model, in the scanner's crystal numbering."""
+    n = ring.per_ring * ring.n_mr * ring.ca
+    idx = np.arange(n)
+    row, tang = idx // ring.per_ring, idx % ring.per_ring
+    sec, i = tang // ring.ct, tang % ring.ct
+    k, j = row // ring.ca, row % ring.ca
+    d = ring.radius + ring.depth / 2
+    s = (i + 0.5) * ring.pitch_t - ring.half_w
+    cos, sin = np.asarray(ring.cos_sec)[sec], np.asarray(ring.sin_sec)[sec]
+    x = d * cos - s * sin
+    y = d * sin + s * cos
+    z = np.asarray(ring.mr_z0)[k] + (j + 0.5) * ring.pitch_a
+    return np.stack([x, y, z], axis=1)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _slab(p, inv_u, lo, hi):
+    """(t0, t1) where lo <= p + t u <= hi, given 1/u (inf for u = 0)."""
+    if math.isinf(inv_u):
+        if lo <= p <= hi:
+            return -np.inf, np.inf
+        return np.inf, -np.inf
+    a, b = (lo - p) * inv_u, (hi - p) * inv_u
+    return (a, b) if a < b else (b, a)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _inv(u):
+    return 1.0 / u if u != 0.0 else np.inf
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _prism(g, m, px, py, ux, uy):
+    """(t0, t1) of the line inside sector m's module prism (depth x width, any z)."""
+    c, s = g.cos_sec[m], g.sin_sec[m]
+    a0, a1 = _slab(px * c + py * s - g.radius, _inv(ux * c + uy * s), 0.0, g.depth)
+    b0, b1 = _slab(-px * s + py * c, _inv(-ux * s + uy * c), -g.half_w, g.half_w)
+    return max(a0, b0), min(a1, b1)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def module_box(g, m, k, px, py, pz, ux, uy, uz):
+    """(t0, t1) of the line p + t u inside module (sector m, module ring k)."""
+    t0, t1 = _prism(g, m, px, py, ux, uy)
+    z0 = g.mr_z0[k]
+    c0, c1 = _slab(pz, _inv(uz), z0, z0 + g.mr_len)
+    return max(t0, c0), min(t1, c1)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _sector(g, x, y):
+    dphi = 2.0 * math.pi / g.n_sec
+    return math.floor(math.atan2(y, x) / dphi + 0.5) % g.n_sec
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
+    """The first module ahead of p along u other than (ex_m, ex_k): (m, k, t_in, t_out), m = -1
+    when the photon leaves the ring."""
+    a = ux * ux + uy * uy
+    if a < 1e-18:
+        return -1, -1, 0.0, 0.0
+    b = px * ux + py * uy
+    rr = px * px + py * py
+    disc_o = b * b - a * (rr - g.r_max * g.r_max)
+    if disc_o <= 0.0:
+        return -1, -1, 0.0, 0.0
+    so = math.sqrt(disc_o)
+    to0, to1 = (-b - so) / a, (-b + so) / a
+    if to1 <= 0.0:
+        return -1, -1, 0.0, 0.0
+    lo = max(to0, 0.0)
+    z_lo, z_hi = g.mr_z0[0], g.mr_z0[g.n_mr - 1] + g.mr_len
+    za, zb = pz + lo * uz, pz + to1 * uz
+    if (za > z_hi and zb > z_hi) or (za < z_lo and zb < z_lo):
+        return -1, -1, 0.0, 0.0
+    inv_uz = _inv(uz)
+    # the ray is in the annulus radius .. r_max on up to two stretches
+    ta0, tb0, ta1, tb1 = lo, to1, 1.0, 0.0
+    disc_i = b * b - a * (rr - g.radius * g.radius)
+    if disc_i > 0.0:
+        si = math.sqrt(disc_i)
+        ta0, tb0, ta1, tb1 = lo, (-b - si) / a, max((-b + si) / a, 0.0), to1
+    step = 1 if px * uy - py * ux > 0.0 else -1
+    for q in range(2):
+        ta, tb = (ta0, tb0) if q == 0 else (ta1, tb1)
+        if tb <= ta:
+            continue
+        m = _sector(g, px + ta * ux, py + ta * uy)
+        m_end = _sector(g, px + tb * ux, py + tb * uy)
+        for _ in range(g.n_sec):
+            p0, p1 = _prism(g, m, px, py, ux, uy)
+            if p1 > p0 and p1 > 1e-9:
+                best_k, best_t, best_out = -1, np.inf, 0.0
+                for k in range(g.n_mr):
+                    if m == ex_m and k == ex_k:
+                        continue
+                    z0 = g.mr_z0[k]
+                    c0, c1 = _slab(pz, inv_uz, z0, z0 + g.mr_len)
+                    t0, t1 = max(p0, c0), min(p1, c1)
+                    if t1 > t0 and t1 > 1e-9 and t0 < best_t:
+                        best_k, best_t, best_out = k, max(t0, 0.0), t1
+                if best_k >= 0:
+                    return m, best_k, best_t, best_out
+            if m == m_end:
+                break
+            m = (m + step) % g.n_sec
+    return -1, -1, 0.0, 0.0
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _walk(g, m, k, px, py, pz, ux, uy, uz, t_exit, tau, mu):
+    """Walk the crystal cells of module (m, k) from p (inside it) up to ``t_exit``, spending the
+    optical depth ``tau`` in crystal at attenuation ``mu``. Returns (crystal, t) of the
+    interaction, or (-1, t_exit)."""
+    c, s = g.cos_sec[m], g.sin_sec[m]
+    sp, us = -px * s + py * c + g.half_w, -ux * s + uy * c
+    ap, ua = pz - g.mr_z0[k], uz
+    inv_s, inv_a = _inv(us), _inv(ua)
+    i = min(max(math.floor(sp / g.pitch_t), 0), g.ct - 1)
+    j = min(max(math.floor(ap / g.pitch_a), 0), g.ca - 1)
+    di = 1 if us > 0.0 else -1
+    dj = 1 if ua > 0.0 else -1
+    t_s = ((i + (1 if us > 0.0 else 0)) * g.pitch_t - sp) * inv_s if us != 0.0 else np.inf
+    t_a = ((j + (1 if ua > 0.0 else 0)) * g.pitch_a - ap) * inv_a if ua != 0.0 else np.inf
+    dt_s, dt_a = g.pitch_t * abs(inv_s), g.pitch_a * abs(inv_a)
+    size_t = g.pitch_t - 2.0 * g.margin_t
+    size_a = g.pitch_a - 2.0 * g.margin_a
+    need = tau / mu
+    tc = 0.0
+    while True:
+        tn = min(t_s, t_a, t_exit)
+        lo_s = i * g.pitch_t + g.margin_t
+        lo_a = j * g.pitch_a + g.margin_a
+        s0, s1 = _slab(sp, inv_s, lo_s, lo_s + size_t)
+        a0, a1 = _slab(ap, inv_a, lo_a, lo_a + size_a)
+        c0, c1 = max(tc, s0, a0), min(tn, s1, a1)
+        if c1 > c0:
+            if need <= c1 - c0:
+                return (k * g.ca + j) * g.per_ring + m * g.ct + i, c0 + need
+            need -= c1 - c0
+        if tn >= t_exit:
+            return -1, t_exit
+        if t_s <= t_a:
+            i += di
+            tc = t_s
+            t_s += dt_s
+        else:
+            j += dj
+            tc = t_a
+            t_a += dt_a
+        if i < 0 or i >= g.ct or j < 0 or j >= g.ca:
+            return -1, t_exit
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def track(g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
+    """Follow a photon into and through the ring. ``table`` is the crystal's (keV, 2) table of
+    mu and photo-electric fraction; ``m, k`` the module p lies in (-1 when outside the ring);
+    ``path`` the distance (mm) already travelled since emission.
+
+    Fills ``hits`` (MAX_HITS, 3) with the per-crystal deposits (crystal, keV, path mm at the
+    first deposit there) and returns their number (0 when the photon escapes).
+    """
+    n = 0
+    inside = m >= 0
+    ex_m, ex_k = -1, -1
+    t_out = 0.0
+    if inside:
+        t_out = module_box(g, m, k, px, py, pz, ux, uy, uz)[1]
+    for _ in range(64):
+        if not inside:
+            m, k, t_in, t_out = find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k)
+            if m < 0:
+                return n
+            px += t_in * ux
+            py += t_in * uy
+            pz += t_in * uz
+            path += t_in
+            t_out -= t_in
+            inside = True
+        e_idx = min(int(energy), table.shape[0] - 1)
+        tau = -math.log(1.0 - np.random.random())
+        crystal, t = _walk(g, m, k, px, py, pz, ux, uy, uz, t_out, tau, table[e_idx, 0])
+        px += t * ux
+        py += t * uy
+        pz += t * uz
+        path += t
+        if crystal < 0:
+            inside = False
+            ex_m, ex_k = m, k
+            continue
+        if np.random.random() < table[e_idx, 1]:
+            deposit = energy
+            energy = 0.0
+        else:
+            scattered, cos_t = klein_nishina(energy)
+            deposit = energy - scattered
+            energy = scattered
+            ux, uy, uz = rotate(ux, uy, uz, cos_t, 2.0 * math.pi * np.random.random())
+            if energy < CUTOFF_KEV:
+                deposit += energy
+                energy = 0.0
+        slot = n
+        for q in range(n):
+            if hits[q, 0] == crystal:
+                slot = q
+                break
+        if slot == n:
+            if n == MAX_HITS:
+                slot = n - 1
+            else:
+                hits[n, 0], hits[n, 1], hits[n, 2] = crystal, 0.0, path
+                n += 1
+        hits[slot, 1] += deposit
+        if energy <= 0.0:
+            return n
+        t_out = module_box(g, m, k, px, py, pz, ux, uy, uz)[1]
+    return n
+
+
+TIME_PER_MM_PS = 1.0 / SPEED_OF_LIGHT_MM_PER_PS
