@@ -65,12 +65,18 @@ def _hit_crystals(p, u, sign, phi, per_module, pitch_t, ring_z, radius, half_t, 
     return crystal, dist
 
 
-def sample_coinc(scanner: Scanner, points: np.ndarray, rng: np.random.Generator,
-                 t_step_ps: int = 1000) -> np.ndarray:
-    """COINC_DTYPE prompts of annihilations at ``points`` (n, 3) mm; undetected ones dropped."""
-    n = len(points)
+def isotropic(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` unit vectors, uniform on the sphere."""
     u = rng.standard_normal((n, 3))
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    return u / np.linalg.norm(u, axis=1, keepdims=True)
+
+
+def sample_coinc(scanner: Scanner, points: np.ndarray, rng: np.random.Generator,
+                 directions: np.ndarray | None = None, t_step_ps: int = 1000) -> np.ndarray:
+    """COINC_DTYPE prompts of annihilations at ``points`` (n, 3) mm along ``directions`` (n, 3)
+    unit vectors (isotropic when None); undetected ones dropped."""
+    n = len(points)
+    u = isotropic(rng, n) if directions is None else directions
     phi, per_module, pitch_t, ring_z = _ring_layout(scanner)
     geometry = (phi, per_module, pitch_t, ring_z,
                 scanner.ring_radius_mm + mean_interaction_depth_mm(scanner),
@@ -109,6 +115,21 @@ def points_in_cylinder(rng: np.random.Generator, n: int, radius_mm: float, lengt
     phi = 2 * np.pi * rng.random(n)
     z = length_mm * (rng.random(n) - 0.5)
     return np.asarray(centre, float) + np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+@pytest.fixture(scope="session")
+def recon_cache(tmp_path_factory):
+    """Sensitivity images cached in one folder for the whole session, not in ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.getbasetemp() / "recon-cache"
+    old = os.environ.get("BEDSIDE_PET_CACHE")
+    os.environ["BEDSIDE_PET_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("BEDSIDE_PET_CACHE", None)
+    else:
+        os.environ["BEDSIDE_PET_CACHE"] = old
 
 
 # ------------------------------------------------------------------------- tests of the sampler
