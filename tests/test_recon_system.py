@@ -1,0 +1,147 @@
+"""The system model: valid pairs, the Monte-Carlo sensitivity against exact enumeration, its
+symmetrisation and disk cache; the fan-sum randoms estimate."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from hw import load_scanner
+from recon.grid import Grid, default_grid
+from recon.lors import LORs, pair_weights
+from recon.projector import Projector
+from recon.randoms import RandomsEstimate, crystal_counts, fan_sum_factors
+from recon.system import (
+    fov_mask,
+    sample_pairs,
+    sensitivity,
+    valid_module_pairs,
+    valid_pair_count,
+)
+
+TINY = """
+name = "tiny"
+description = "8 modules of 4 x 3 crystals, for exact enumeration"
+kind = "pet"
+[geometry]
+modules_per_ring = 8
+module_rings = 1
+crystals_per_module = [4, 3]
+crystal_pitch_mm = [4.0, 4.0]
+crystal_size_mm = [3.8, 3.8, 10.0]
+ring_radius_mm = 40.0
+transaxial_fov_mm = 50.0
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    brain_toml = (resources.files("hw") / "scanners" / "bedside-brain.toml").read_text()
+    rest = brain_toml[brain_toml.index("[material]"):]
+    path = tmp_path_factory.mktemp("tiny") / "tiny.toml"
+    path.write_text(TINY + rest)
+    return load_scanner(str(path))
+
+
+def _all_valid_pairs(scanner, k):
+    a, b = np.triu_indices(scanner.n_crystals, 1)
+    ok = scanner.sector_difference(a, b) >= k
+    return LORs(a[ok], b[ok], np.zeros(ok.sum(), np.float32))
+
+
+@pytest.mark.parametrize("k", [0, 2, 3])
+def test_valid_pair_count_is_exact(tiny, k):
+    assert valid_pair_count(tiny, k) == len(_all_valid_pairs(tiny, k))
+
+
+def test_sampled_pairs_are_uniform_over_valid_pairs(tiny):
+    pairs = sample_pairs(tiny, 200_000, np.random.default_rng(1), 2)
+    assert np.all(tiny.sector_difference(pairs.crystal_a, pairs.crystal_b) >= 2)
+    key = np.minimum(pairs.crystal_a, pairs.crystal_b) * tiny.n_crystals + np.maximum(
+        pairs.crystal_a, pairs.crystal_b)
+    counts = np.bincount(key, minlength=tiny.n_crystals ** 2)
+    counts = counts[counts > 0]
+    assert counts.size == valid_pair_count(tiny, 2)
+    expected = 200_000 / counts.size
+    assert counts.std() / expected < 1.5 / np.sqrt(expected)    # Poisson scatter, not a bias
+
+
+def test_monte_carlo_sensitivity_is_unbiased(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("BEDSIDE_PET_CACHE", str(tmp_path))
+    grid = default_grid(tiny, 2.0)
+    exact_pairs = _all_valid_pairs(tiny, 2)
+    proj = Projector(tiny, grid, tof=False)
+    exact = proj.back(pair_weights(tiny, exact_pairs, grid.voxel_volume_mm3), exact_pairs)
+    exact[~fov_mask(tiny, grid)] = 0
+    mc = sensitivity(tiny, grid, samples=400_000, seed=3)
+    central = exact > 0.3 * exact.max()
+    ratio = mc[central].sum() / exact[central].sum()
+    assert ratio == pytest.approx(1.0, abs=0.01)
+    rel = np.abs(mc[central] / exact[central] - 1)
+    assert np.median(rel) < 0.03
+
+
+def test_sensitivity_cache_and_symmetry(brain, tmp_path, monkeypatch):
+    monkeypatch.setenv("BEDSIDE_PET_CACHE", str(tmp_path))
+    grid = default_grid(brain, 6.0)
+    first = sensitivity(brain, grid, samples=300_000)
+    files = list(tmp_path.glob("sensitivity-*.npy"))
+    assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
+    again = sensitivity(brain, grid, samples=300_000)
+    np.testing.assert_array_equal(first, again)
+    # symmetric under the scanner's and the grid's shared symmetries
+    np.testing.assert_allclose(first, first[:, ::-1, :], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(first, first[:, :, ::-1], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(first, np.rot90(first, 1, axes=(0, 1)), rtol=1e-5, atol=1e-12)
+    # a different setting is a different entry; an unwritable cache only disables caching
+    sensitivity(brain, grid, samples=200_000)
+    assert len(list(tmp_path.glob("sensitivity-*.npy"))) == 2
+    monkeypatch.setenv("BEDSIDE_PET_CACHE", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a folder")
+    np.testing.assert_array_equal(sensitivity(brain, grid, samples=300_000), first)
+
+
+def test_off_centre_grid_is_not_symmetrised(brain, tmp_path, monkeypatch):
+    monkeypatch.setenv("BEDSIDE_PET_CACHE", str(tmp_path))
+    grid = Grid((10, 10, 6), (6.0, 6.0, 6.0), (3.0, -20.0, -10.0))
+    s = sensitivity(brain, grid, samples=200_000)
+    assert s.shape == grid.shape and s.max() > 0
+
+
+def test_fan_sum_randoms_recover_singles_products(brain):
+    """Delayeds drawn with probability s_a s_b among valid pairs: the fan-sum estimate finds
+    R_ab = s_a s_b far better than a per-LOR count could, and keeps the total."""
+    rng = np.random.default_rng(4)
+    k = brain.acquisition["min_sector_difference"]
+    singles = np.exp(0.3 * rng.standard_normal(brain.n_crystals))        # crystal rates
+    pairs = sample_pairs(brain, 3_000_000, rng, k)
+    accept = rng.random(len(pairs)) < (singles[pairs.crystal_a] * singles[pairs.crystal_b]
+                                       / singles.max() ** 2)
+    delayed = pairs.take(np.nonzero(accept)[0][:400_000])
+    counts = crystal_counts(delayed, brain.n_crystals)
+    est = RandomsEstimate(fan_sum_factors(counts, brain, k), None, tof=False)
+    probe = sample_pairs(brain, 100_000, rng, k)
+    r = est.per_event(probe).astype(np.float64)
+    truth = singles[probe.crystal_a] * singles[probe.crystal_b]
+    truth *= len(delayed) / (truth.mean() * valid_pair_count(brain, k))
+    assert r.sum() == pytest.approx(truth.sum(), rel=0.02)
+    # the error is that of the two crystals' fan sums (~65 delayeds each here), not of one LOR's
+    # count (~0.005 delayeds: 1400 % error)
+    fan_noise = np.sqrt(np.mean(1 / counts[probe.crystal_a] + 1 / counts[probe.crystal_b]))
+    assert np.sqrt(np.mean((r / truth - 1) ** 2)) < 1.2 * fan_noise
+    assert abs(np.mean(r / truth) - 1) < 0.02
+    # the total over all valid pairs is the delayed count
+    factors = est.factors
+    module_sums = np.bincount(brain.crystal_module, weights=factors, minlength=brain.n_modules)
+    total = factors @ (valid_module_pairs(brain, k) @ module_sums)[brain.crystal_module] / 2
+    assert total == pytest.approx(len(delayed), rel=1e-3)
+    few = probe.take(slice(0, 10))
+    tof = RandomsEstimate(est.factors, 4000, tof=True).per_event(few)
+    assert np.allclose(tof, est.per_event(few) / (0.299792458 * 4000), rtol=1e-5)
+
+
+def test_fan_sum_without_delayeds_is_zero(brain):
+    f = fan_sum_factors(np.zeros(brain.n_crystals), brain, 2)
+    assert not f.any()
