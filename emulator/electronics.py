@@ -160,6 +160,18 @@ def quantise_time(t_ps: np.ndarray, period_ps: int, tdc_bits: int) -> np.ndarray
     return coarse * period_ps + ((fine * period_ps) >> tdc_bits)
 
 
+def wire_time(t_ps: np.ndarray, period_ps: int, tdc_bits: int) -> np.ndarray:
+    """The earliest true time that the digitizer reports as ``t_ps`` (a :func:`quantise_time`
+    value): the time to hand the wire encoder so that the receiver decodes exactly ``t_ps``.
+    (Decoded times are not themselves fixed points of the encoder: ``fine * P >> tdc_bits``
+    rounds down.)"""
+    t = np.asarray(t_ps, dtype=np.int64)
+    coarse = t // period_ps
+    rest = t - coarse * period_ps
+    fine = -((-rest << tdc_bits) // period_ps)                  # ceil(rest * 2^bits / P)
+    return coarse * period_ps + (-((-fine * period_ps) >> tdc_bits))  # + ceil(fine P / 2^bits)
+
+
 def adc_codes(energy_kev: np.ndarray, crystal: np.ndarray, dig: Digitizer) -> np.ndarray:
     """ADC codes of measured energies (keV) in crystals at their true gains, clipped to the
     ADC's range."""

@@ -36,7 +36,7 @@ def work_arrays(n_layers: int) -> tuple[np.ndarray, np.ndarray]:
     return np.empty(work_size(n_layers)), np.empty((MAX_HITS, 3))
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y, z, efficiency,
                counters):
     """Append a photon's crystal deposits to ``dep``, each kept with the crystal efficiency."""
@@ -58,7 +58,7 @@ def write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y
     return n_dep
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def _photon(layers, water, ring, crystal, efficiency, px, py, pz, ux, uy, uz, energy, t0, decay,
             photon, kind, dep, n_dep, counters, work, hits):
     counters[_PHOTONS] += 1

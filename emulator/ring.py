@@ -115,7 +115,7 @@ def _prism(g, m, px, py, ux, uy):
     return max(a0, b0), min(a1, b1)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def module_box(g, m, k, px, py, pz, ux, uy, uz):
     """(t0, t1) of the line p + t u inside module (sector m, module ring k)."""
     t0, t1 = _prism(g, m, px, py, ux, uy)
@@ -130,7 +130,7 @@ def _sector(g, x, y):
     return math.floor(math.atan2(y, x) / dphi + 0.5) % g.n_sec
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
     """The first module ahead of p along u other than (ex_m, ex_k): (m, k, t_in, t_out), m = -1
     when the photon leaves the ring."""
@@ -185,7 +185,7 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
     return -1, -1, 0.0, 0.0
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def _walk(g, m, k, px, py, pz, ux, uy, uz, t_exit, tau, mu):
     """Walk the crystal cells of module (m, k) from p (inside it) up to ``t_exit``, spending the
     optical depth ``tau`` in crystal at attenuation ``mu``. Returns (crystal, t) of the
@@ -230,7 +230,7 @@ def _walk(g, m, k, px, py, pz, ux, uy, uz, t_exit, tau, mu):
             return -1, t_exit
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@numba.njit(nogil=True, cache=True)
 def track(g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
     """Follow a photon into and through the ring. ``table`` is the crystal's (keV, 2) table of
     mu and photo-electric fraction; ``m, k`` the module p lies in (-1 when outside the ring);
