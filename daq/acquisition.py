@@ -36,6 +36,7 @@ from daq.processor import Processor, SortSettings
 from daq.rundir import RunDir
 from daq.sources import Source
 from hw import wire
+from hw.dtypes import RAW_DTYPE
 from hw.errors import UserError
 from hw.scanner import Scanner
 
@@ -49,6 +50,14 @@ class StreamState:
     bytes: int = 0
     ended: bool = False
     error: str | None = None
+    idle_since: float | None = None
+    """When the link's reads started coming back empty (None while bytes flow)."""
+
+    def idle_boards(self, now: float, timeout_s: float) -> list[int]:
+        """The boards of this link if it has been silent (or ended) for ``timeout_s``."""
+        if self.ended or (self.idle_since is not None and now - self.idle_since > timeout_s):
+            return list(self.decoder.watermarks_ps)
+        return []
 
     @property
     def boards_stopped(self) -> set[int]:
@@ -70,7 +79,7 @@ class Acquisition:
     def __init__(self, run: RunDir, scanner: Scanner, sources: list[Source],
                  sort: SortSettings, calibration: Calibration, duration_s: float | None = None,
                  settings: dict[str, Any] | None = None, no_data_timeout_s: float = 15.0,
-                 quiet_timeout_s: float = 1.0, queue_chunks: int = 256,
+                 quiet_timeout_s: float = 3.0, queue_chunks: int = 256,
                  on_coincidences: Callable[[np.ndarray], None] | None = None) -> None:
         self.run, self.scanner, self.sources = run, scanner, sources
         self.duration_s, self.no_data_timeout_s = duration_s, no_data_timeout_s
@@ -83,6 +92,8 @@ class Acquisition:
         self.listmode = ListModeWriter(run.listmode, header)
         self.processor.writer = self.listmode
         self.streams = [StreamState(s.describe, wire.Decoder(scanner)) for s in sources]
+        self.quiet_timeout_s = quiet_timeout_s
+        self._no_events = np.empty(0, RAW_DTYPE)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -148,13 +159,15 @@ class Acquisition:
                 if data is None:
                     break
                 if not data:
+                    state.idle_since = state.idle_since or time.monotonic()
                     continue
+                state.idle_since = None
                 if self._first_data_at is None:
                     self._first_data_at = time.monotonic()
                 self.journal.append(index, data)
                 state.bytes += len(data)
                 raw = decoder.feed(data)
-                self._put((raw, decoder.watermarks_ps, time.monotonic()))
+                self._put((raw, decoder.watermarks_ps))
                 stopped = state.boards_stopped
                 if stopped and stopped >= set(decoder.watermarks_ps):
                     break
@@ -180,19 +193,28 @@ class Acquisition:
         while True:
             receivers_done = all(not t.is_alive() for t in receivers)
             try:
-                raw, marks, arrived = self._queue.get(timeout=0.1)
+                raw, marks = self._queue.get(timeout=0.1)
             except queue.Empty:
                 if receivers_done:  # checked before the get: nothing can follow
                     break
-                continue
+                raw, marks = self._no_events, {}  # re-check quiet boards
             if failed:
                 continue  # keep draining so the receivers finish journaling
             try:
-                self.processor.consume(raw, marks, arrived)
+                self.processor.consume(raw, marks, self._idle_boards())
             except OSError as exc:
                 failed = True
                 self.stop(f"error: cannot write {self.run.listmode}: {exc}; the journal has "
                           "every event (petdaq recover)")
+
+    def _idle_boards(self) -> list[int]:
+        """Boards whose link has been silent for the quiet timeout while another link was not:
+        when every link is silent (the sender stalled, or the machine is busy), nobody is."""
+        now = time.monotonic()
+        idle = [s.idle_boards(now, self.quiet_timeout_s) for s in self.streams]
+        if all(idle):
+            return []
+        return [b for boards in idle for b in boards]
 
     def _watch(self) -> None:
         """End the run on duration, end of every stream, or no data at all."""

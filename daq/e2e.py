@@ -72,54 +72,59 @@ def run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float) -> d
             "reason": stop["reason"], "sender_seconds": sent["seconds"]}
 
 
+def _send_board(sock, scanner: Scanner, board: int, events: np.ndarray, span: int,
+                deadline: float, out: dict[str, int]) -> None:
+    """One board: its recording again and again, shifted in time, until ``deadline``."""
+    sock.send(wire.encode_marker(wire.RUN_START, board=board, seq=0, t_ps=0, run=1,
+                                 scanner=scanner))
+    seq, frames, sent, k = 1, 1, 0, 0
+    while time.monotonic() < deadline:
+        for start in range(0, events.size, MESSAGE_EVENTS):
+            chunk = events[start:start + MESSAGE_EVENTS].copy()
+            chunk["t"] += k * span
+            msg = wire.encode(chunk, board=board, first_seq=seq, scanner=scanner)
+            nf = wire.frames_for(chunk.size)
+            sent += chunk.size
+            msg += wire.encode_status(board=board, seq=seq + nf, t_ps=int(chunk["t"][-1]),
+                                      events_sent=sent, fifo_overflows=0, scanner=scanner)
+            seq, frames = seq + nf + 1, frames + nf + 1
+            sock.send(msg, copy=False)
+        k += 1
+    sock.send(wire.encode_marker(wire.RUN_STOP, board=board, seq=seq, t_ps=(k + 1) * span,
+                                 run=1, scanner=scanner))
+    out.update(frames=frames + 1, events=sent)
+
+
 def _send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: float
           ) -> dict[str, Any]:
+    """Every board on its own thread and PUSH socket, as independent digitizer boards."""
+    import threading
+
     import zmq
 
     ctx = zmq.Context.instance()
-    socks = []
-    for b in range(scanner.n_boards):
+    span = max(int(t["t"][-1]) for t in template if t.size) + 1
+    results: list[dict[str, int]] = [{} for _ in template]
+    socks, threads = [], []
+    t0 = time.monotonic()
+    for b, events in enumerate(template):
         sock = ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.SNDHWM, 16)
         sock.setsockopt(zmq.LINGER, -1)
         sock.bind(f"tcp://127.0.0.1:{base + b}")
         socks.append(sock)
-    span = max(int(t["t"][-1]) for t in template if t.size) + 1
-    seq = [0] * scanner.n_boards
-    frames = events = 0
-    for b, sock in enumerate(socks):
-        sock.send(wire.encode_marker(wire.RUN_START, board=b, seq=0, t_ps=0, run=1,
-                                     scanner=scanner))
-        seq[b] = 1
-        frames += 1
-    t0 = time.monotonic()
-    k = 0
-    while time.monotonic() - t0 < seconds:
-        for start in range(0, max(t.size for t in template), MESSAGE_EVENTS):
-            for b, sock in enumerate(socks):
-                chunk = template[b][start:start + MESSAGE_EVENTS].copy()
-                if not chunk.size:
-                    continue
-                chunk["t"] += k * span
-                msg = wire.encode(chunk, board=b, first_seq=seq[b], scanner=scanner)
-                nf = wire.frames_for(chunk.size)
-                msg += wire.encode_status(board=b, seq=seq[b] + nf, t_ps=int(chunk["t"][-1]),
-                                          events_sent=events, fifo_overflows=0, scanner=scanner)
-                seq[b] += nf + 1
-                frames += nf + 1
-                events += chunk.size
-                sock.send(msg, copy=False)
-        k += 1
-    end_t = (k + 1) * span
-    for b, sock in enumerate(socks):
-        sock.send(wire.encode_marker(wire.RUN_STOP, board=b, seq=seq[b], t_ps=end_t, run=1,
-                                     scanner=scanner))
-        frames += 1
+        threads.append(threading.Thread(target=_send_board, args=(
+            sock, scanner, b, events, span, t0 + seconds, results[b])))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
     for sock in socks:
         sock.close()
-    elapsed = time.monotonic() - t0
     ctx.term()
-    return {"frames": frames, "events": events, "seconds": elapsed, "loops": k}
+    return {"frames": sum(r["frames"] for r in results),
+            "events": sum(r["events"] for r in results), "seconds": elapsed}
 
 
 def _main(argv: list[str]) -> int:

@@ -5,18 +5,19 @@ least every few ms. The merger holds events until every live board has reported 
 *watermark*: the latest event or heartbeat time) at or beyond them, then releases them in time
 order.
 
-A board whose watermark has not advanced for ``quiet_timeout_s`` (default 1 s) of *arrival* time
-no longer holds the others back. Arrival time is when the bytes were received (the receivers stamp
-them), not when the merger gets to them: a DAQ working through a backlog does not mistake a board
-for quiet. If it later sends events older than what was already released, those
-events are *late*: they are counted (``late_events``), kept in the journal (which has every byte
-received) and recovered by ``petdaq replay``; they are never silently dropped.
+A board stops holding the others back when it is *quiet*: its link has delivered no bytes at all
+for ``quiet_timeout_s`` (3 s by default; the receivers know: their reads come back empty), or it has never been
+seen while the other boards have sent ``quiet_timeout_s`` of data time. A link that is merely
+behind (bytes waiting in its socket while the DAQ works through a backlog) is not quiet, so a busy
+DAQ never mistakes a slow board for a dead one. If a quiet board later sends events older than
+what was already released, those events are *late*: they are counted (``late_events``), kept in
+the journal (which has every byte received) and recovered by ``petdaq replay``; they are never
+silently dropped.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Collection
 
 import numpy as np
 
@@ -27,14 +28,10 @@ from hw.dtypes import RAW_DTYPE
 class TimeMerger:
     """Merge RAW_DTYPE chunks from ``n_boards`` boards into time order."""
 
-    def __init__(self, n_boards: int, quiet_timeout_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, n_boards: int, quiet_timeout_s: float = 3.0) -> None:
         self.n_boards = n_boards
-        self.quiet_timeout_s = quiet_timeout_s
-        self._clock = clock
+        self.unseen_after_ps = int(quiet_timeout_s * 1e12)
         self.watermark_ps = np.full(n_boards, -1, np.int64)
-        self._advanced_at = np.full(n_boards, clock())
-        self._now = 0.0
         self._pending: list[np.ndarray] = []
         self.released_until_ps = -1
         self.late_events = 0
@@ -48,32 +45,26 @@ class TimeMerger:
                 events = sort_nearly_sorted(events)  # several boards' frames in one chunk
             self._pending.append(events)
 
-    def advance(self, board: int, t_ps: int, arrived_s: float | None = None) -> None:
-        """Record that ``board`` has reported everything up to ``t_ps`` (event or heartbeat),
-        in bytes that arrived at ``arrived_s`` (monotonic s; default now)."""
-        arrived = self._clock() if arrived_s is None else arrived_s
-        self._now = max(self._now, arrived)
+    def advance(self, board: int, t_ps: int) -> None:
+        """Record that ``board`` has reported everything up to ``t_ps`` (event or heartbeat)."""
         if t_ps > self.watermark_ps[board]:
             self.watermark_ps[board] = t_ps
-            self._advanced_at[board] = arrived
 
-    def _arrival_now(self) -> float:
-        return self._now if self._now > 0 else self._clock()
-
-    def quiet_boards(self) -> np.ndarray:
-        """Boards that have not advanced for the quiet timeout (indices)."""
-        return np.flatnonzero(self._arrival_now() - self._advanced_at > self.quiet_timeout_s)
-
-    def safe_time_ps(self) -> int:
-        """Events at or before this time can be released: min watermark over live boards."""
-        live = self._arrival_now() - self._advanced_at <= self.quiet_timeout_s
+    def safe_time_ps(self, idle_boards: Collection[int] = ()) -> int:
+        """Events at or before this time can be released: the minimum watermark over the boards
+        that are neither idle (their link silent, as the caller knows) nor unseen for long."""
+        wm = self.watermark_ps
+        live = wm >= 0
+        if wm.max() < self.unseen_after_ps:
+            live |= wm < 0  # early in the run a board not yet seen still holds the others
+        live[list(idle_boards)] = False
         if not live.any():
-            return int(self.watermark_ps.max())
-        return int(self.watermark_ps[live].min())
+            return int(wm.max())
+        return int(wm[live].min())
 
-    def pop_ready(self) -> np.ndarray:
+    def pop_ready(self, idle_boards: Collection[int] = ()) -> np.ndarray:
         """Release the time-ordered events at or before the safe time (late ones counted apart)."""
-        return self._release(self.safe_time_ps())
+        return self._release(self.safe_time_ps(idle_boards))
 
     def flush(self) -> np.ndarray:
         """Release everything still held (end of run)."""

@@ -9,7 +9,7 @@ writer it is given.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,12 +90,13 @@ class Processor:
     """Turn decoded events into coincidences, in time order, chunk by chunk. Thread-safe."""
 
     def __init__(self, scanner: Scanner, calibration: Calibration, sort: SortSettings,
-                 writer: ListModeWriter | None, quiet_timeout_s: float = 1.0,
+                 writer: ListModeWriter | None, quiet_timeout_s: float = 3.0,
                  on_coincidences: Callable[[np.ndarray], None] | None = None) -> None:
         self.scanner, self.calibration = scanner, calibration
         self.settings = sort.resolved(scanner)
         self.sorter = coincidence.Sorter(scanner=scanner, **self.settings)
         self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s)
+        self.quiet_timeout_s = quiet_timeout_s
         self.writer = writer
         self.on_coincidences = on_coincidences
         self.hist = Histograms.for_scanner(scanner, self.settings["window_ps"])
@@ -103,14 +104,14 @@ class Processor:
         self._lock = threading.Lock()
 
     def consume(self, raw: np.ndarray, watermarks_ps: dict[int, int],
-                arrived_s: float | None = None) -> None:
-        """Take decoded events and the boards' watermarks, received at ``arrived_s`` (monotonic
-        s); process what the merge releases."""
+                idle_boards: Collection[int] = ()) -> None:
+        """Take decoded events and the boards' watermarks; process what the merge releases.
+        ``idle_boards``: boards whose link has been silent for the quiet timeout."""
         with self._lock:
             self.merger.push(raw)
             for board, t in watermarks_ps.items():
-                self.merger.advance(board, t, arrived_s)
-            self._process(self.merger.pop_ready())
+                self.merger.advance(board, t)
+            self._process(self.merger.pop_ready(idle_boards))
 
     def finish(self) -> None:
         """End of run: release everything held, flush the sorter, flush the list-mode file."""

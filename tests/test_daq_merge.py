@@ -9,14 +9,6 @@ from daq.merge import TimeMerger
 from hw.dtypes import RAW_DTYPE
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _board(times: np.ndarray, crystal: int) -> np.ndarray:
     a = np.zeros(times.size, RAW_DTYPE)
     a["t"], a["crystal"] = np.sort(times), crystal
@@ -41,21 +33,29 @@ def test_interleaved_boards_come_out_in_time_order() -> None:
     assert np.array_equal(np.sort(merged["t"]), np.sort(np.concatenate(boards)["t"]))
 
 
-def test_quiet_board_stalls_only_for_the_timeout_then_its_late_events_are_counted() -> None:
-    clock = Clock()
-    m = TimeMerger(2, quiet_timeout_s=1.0, clock=clock)
+def test_an_idle_board_stalls_the_others_only_until_its_link_is_silent() -> None:
+    m = TimeMerger(2, quiet_timeout_s=1.0)
     m.push(_board(np.arange(0, 1000, 10), 0))
     m.advance(0, 990)
-    assert m.pop_ready().size == 0  # board 1 has said nothing yet: hold
-    clock.now = 1.5  # board 1 quiet for longer than the timeout
+    m.advance(1, 500)
+    assert m.pop_ready()["t"].max() == 500  # board 1 has only reported up to 500 ps
     m.advance(0, 1000)
-    assert m.pop_ready().size == 100
-    assert list(m.quiet_boards()) == [1]
+    assert m.pop_ready().size == 0  # board 1 is behind but its link is not silent: wait
+    assert m.pop_ready(idle_boards=[1]).size == 49  # its link went silent: go on without it
     m.push(_board(np.array([5, 2000]), 1))  # board 1 wakes up with one stale event
     m.advance(1, 2000)
     m.advance(0, 3000)
     out = m.pop_ready()
     assert m.late_events == 1 and out["t"].tolist() == [2000]
+
+
+def test_a_board_never_seen_holds_the_others_only_for_the_timeout_in_data_time() -> None:
+    m = TimeMerger(2, quiet_timeout_s=1.0)
+    m.push(_board(np.arange(0, 2 * 10**12, 10**9), 0))
+    m.advance(0, 5 * 10**11)
+    assert m.pop_ready().size == 0  # board 1 may still start
+    m.advance(0, 2 * 10**12)
+    assert m.pop_ready().size == 2000  # 1 s of data without board 1: it is not there
 
 
 def test_counter_wrap_scale_times_merge_over_hours() -> None:
