@@ -23,6 +23,7 @@ import numpy as np
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner
+from recon.system import DEFAULT_SAMPLES
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +42,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="correct attenuation with the run's phantom mu-map, when known")
     p.add_argument("--voxel", type=float, default=2.0, help="voxel size, mm (default 2)")
     p.add_argument("--threads", type=int, help="threads (default: all cores)")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help="Monte-Carlo LORs of the sensitivity image, computed once per scanner "
+                        f"and grid and cached (default {DEFAULT_SAMPLES:,})")
     p.add_argument("--dicom", action=argparse.BooleanOptionalAction, default=True,
                    help="write a DICOM series too (default on)")
     p.add_argument("--report", action="store_true",
@@ -118,7 +122,7 @@ def cmd_recon(args: argparse.Namespace) -> int:
         coinc, scanner, grid, args.iterations, args.subsets, args.tof,
         "delayed" if args.randoms else None, mu,
         callback=lambda it, sub, _img: progress.update(it * args.subsets + sub + 1),
-        window_ps=window if window and window > 0 else None)
+        window_ps=window if window and window > 0 else None, sensitivity_samples=args.samples)
     progress.close(args.iterations * args.subsets)
     image, quantified = _quantify(image, coinc, meta)
     files = [str(p) for p in recon.save_outputs(image, out / "image")]

@@ -1,0 +1,73 @@
+"""``petdaq recon``: a run directory in, images, a DICOM series and a report out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pydicom
+import pytest
+from test_recon_sampler import recon_cache, sample_coinc  # noqa: F401
+
+from hw.errors import UserError
+from recon import cli, read_nifti
+
+pytestmark = pytest.mark.usefixtures("recon_cache")
+
+
+def _parse(*argv):
+    parser = argparse.ArgumentParser(prog="petdaq")
+    cli.add_commands(parser.add_subparsers())
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture(scope="module")
+def point_run(brain, tmp_path_factory):
+    """A run directory as the DAQ writes it, of an emulated point source at the centre."""
+    from daq.listmode import ListModeWriter
+    from daq.rundir import RunDir
+
+    rng = np.random.default_rng(9)
+    coinc = sample_coinc(brain, np.zeros((120_000, 3)), rng)
+    run = RunDir.create(tmp_path_factory.mktemp("runs"), "point")
+    writer = ListModeWriter(run.listmode, {"scanner": brain.name, "window_ps": 4000})
+    writer.append(coinc)
+    writer.close()
+    run.start_document(brain.name, brain.digest, {"emulator": {
+        "phantom": "point", "nuclide": "F-18", "activity_mbq": 1.0, "duration_s": 10.0}}, {})
+    run.stop_document("duration reached", {"prompts": len(coinc)}, {}, elapsed_s=10.0)
+    return run.path
+
+
+def test_recon_a_run_with_report(point_run):
+    args = _parse("recon", str(point_run), "--iterations", "2", "--subsets", "4", "--voxel",
+                  "4", "--report", "--samples", "1000000")
+    assert args.func(args) == 0
+    out = point_run / "images"
+    image = read_nifti(out / "image.nii.gz")
+    assert image.units == "Bq/mL" and image.array.shape == (60, 60, 39)
+    assert (out / "image_mip.png").is_file() and any((out / "image_slices").iterdir())
+    ds = pydicom.dcmread(sorted((out / "dicom").glob("*.dcm"))[0])
+    assert ds.Units == "BQML" and ds.RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife
+    report = json.loads((out / "report.json").read_text())
+    res = report["resolution"]["point"]
+    assert np.all(np.abs(np.array(res["peak_mm"])) <= 4.0)
+    assert all(0 < w < 12 for w in res["fwhm_mm"])
+
+
+def test_recon_a_bare_file_needs_a_scanner(brain, tmp_path):
+    coinc = sample_coinc(brain, np.zeros((2000, 3)), np.random.default_rng(1))
+    np.save(tmp_path / "c.npy", coinc)
+    args = _parse("recon", str(tmp_path / "c.npy"), "--iterations", "1", "--voxel", "8")
+    with pytest.raises(UserError, match="--scanner"):
+        args.func(args)
+    args = _parse("recon", str(tmp_path / "c.npy"), "--scanner", "bedside-brain",
+                  "--iterations", "1", "--subsets", "1", "--voxel", "8", "--no-tof",
+                  "--samples", "200000",
+                  "--out", str(tmp_path / "out"))
+    assert args.func(args) == 0
+    assert (tmp_path / "out" / "image.nii.gz").is_file()
+    with pytest.raises(UserError, match="neither"):
+        args = _parse("recon", str(tmp_path / "missing.txt"))
+        args.func(args)
