@@ -1,0 +1,165 @@
+"""``petdaq emulate`` and ``petdaq count-rate``: the emulator's sub-commands.
+
+The DAQ's CLI registers them with :func:`add_commands`; every user mistake raises
+:class:`hw.errors.UserError` (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from emulator import nuclides, phantoms
+from emulator.engine import Emulator
+from emulator.firmware import packer
+from emulator.output import Sent, replay, transmit
+from emulator.sinks import open_sink
+from hw.errors import UserError
+from hw.progress import Progress
+from hw.scanner import load_scanner
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``emulate`` and ``count-rate``."""
+    p = sub.add_parser("emulate", help="emulate the scanner: physics -> digitizer frames -> a "
+                       "transport (ZeroMQ, serial, pty, file)")
+    p.add_argument("--scanner", default="bedside-brain", help="built-in name or .toml path")
+    p.add_argument("--phantom", default="nema-iq", help="see --list")
+    p.add_argument("--nuclide", default="F-18", help="see --list")
+    p.add_argument("--activity-mbq", type=float, default=20.0, help="activity at t = 0 (MBq)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--to", default=None, metavar="SINK",
+                   help="tcp://host:port (board b at port + b), ipc://path, pty, a serial device "
+                        "or pyserial URL (comma-separated: one per board), or a frames file path "
+                        "({board} in it: one file per board)")
+    p.add_argument("--truth", default=None, metavar="FILE.h5",
+                   help="write every single's truth to this HDF5 file")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same events)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", default=True,
+                      help="send frames when their time has come (default)")
+    pace.add_argument("--fast", dest="realtime", action="store_false",
+                      help="send as fast as the transport takes them")
+    p.add_argument("--firmware", choices=["numba", "c"], default="numba",
+                   help="frame packer: hw.wire's numba encoder or the firmware's C packer")
+    p.add_argument("--heartbeat-ms", type=float, default=10.0,
+                   help="emulated time between each board's STATUS heartbeats (ms)")
+    p.add_argument("--baud", type=int, default=3_000_000, help="serial baud rate")
+    p.add_argument("--replay", default=None, metavar="FILE.frames",
+                   help="send a recorded frames file instead of emulating (as fast as possible)")
+    p.add_argument("--list", action="store_true", help="list the phantoms and nuclides and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_emulate)
+
+    p = sub.add_parser("count-rate", help="count-rate study: trues, scatters, randoms and NECR "
+                       "against activity (CSV and PNG)")
+    p.add_argument("--scanner", default="bedside-brain")
+    p.add_argument("--phantom", default="nu2-scatter")
+    p.add_argument("--nuclide", default="F-18")
+    p.add_argument("--activities-mbq", type=float, nargs="+", default=None,
+                   help="activities to emulate (default: 5 .. 1000 MBq, log-spaced)")
+    p.add_argument("--decays", type=float, default=3e6,
+                   help="decays emulated per activity (sets each point's duration)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("count-rate"),
+                   help="folder for count_rate.csv and count_rate.png")
+    p.set_defaults(func=cmd_count_rate)
+
+
+def _print_list(scanner_name: str) -> None:
+    scanner = load_scanner(scanner_name)
+    print(f"phantoms (sized for {scanner.name}):")
+    for name in phantoms.names():
+        print(f"  {name:12s} {phantoms.get(name, scanner).description}")
+    print("nuclides:")
+    for name in nuclides.names():
+        n = nuclides.get(name)
+        half = n.half_life_s
+        shown = f"{half / 3600:.2f} h" if half >= 3600 else f"{half / 60:.1f} min"
+        what = [f"beta+ {100 * n.positron_fraction:.1f} %"] if n.is_positron_emitter else []
+        what += [f"{e:g} keV ({100 * y:.1f} %)" for e, y in zip(n.gamma_kev, n.gamma_yield,
+                                                                  strict=True)]
+        print(f"  {name:12s} T1/2 {shown}, {', '.join(what)}")
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    if args.list:
+        _print_list(args.scanner)
+        return 0
+    if args.to is None:
+        raise UserError("emulate needs --to: tcp://host:port, ipc://path, pty, a serial device "
+                        "or URL, or a frames file path")
+    scanner = load_scanner(args.scanner)
+    if args.replay is not None:
+        return _replay(args, scanner)
+    if not (math.isfinite(args.duration) and args.duration > 0):
+        raise UserError(f"--duration must be a positive number of seconds, got {args.duration}")
+    if not args.heartbeat_ms > 0:
+        raise UserError(f"--heartbeat-ms must be > 0, got {args.heartbeat_ms}")
+    emu = Emulator(scanner, args.phantom, args.nuclide, args.activity_mbq, args.seed,
+                   truth=args.truth is not None)
+    pack = packer(args.firmware, scanner)
+    writer = None
+    if args.truth is not None:
+        from emulator.truthfile import TruthWriter
+
+        writer = TruthWriter(args.truth, {
+            "scanner": scanner.name, "scanner_digest": scanner.digest, "phantom": args.phantom,
+            "nuclide": emu.nuclide.name, "activity_mbq": emu.activity_mbq, "seed": args.seed,
+            "duration_s": args.duration})
+    sink = open_sink(args.to, scanner.n_boards, args.baud)
+    try:
+        if not args.quiet or args.to == "pty":
+            for b, endpoint in enumerate(sink.endpoints):
+                print(f"board {b}: {endpoint}", flush=True)
+        progress = Progress("emulate", unit="singles", enabled=not args.quiet)
+
+        def on_chunk(chunk, sent: Sent) -> None:
+            if writer is not None:
+                writer.append(chunk)
+            late = f", {sent.late_s:.1f} s behind real time" if sent.late_s > 0.5 else ""
+            progress.update(sent.events, f"t {chunk.t_stop_ps * 1e-12:.2f}/{args.duration:g} s"
+                                         f"{late}")
+
+        chunks = emu.run(args.duration, chunk_s=args.heartbeat_ms * 1e-3)
+        sent = transmit(chunks, sink, scanner, pack, realtime=args.realtime, on_chunk=on_chunk)
+        progress.close(sent.events, f"{sent.frames} frames, {sent.bytes / 1e6:.1f} MB in "
+                                    f"{sent.seconds:.1f} s")
+    finally:
+        sink.close()
+        if writer is not None:
+            writer.close(emu.counters)
+    return 0
+
+
+def _replay(args: argparse.Namespace, scanner) -> int:
+    if not Path(args.replay).is_file():
+        raise UserError(f"frames file {args.replay} does not exist")
+    sink = open_sink(args.to, scanner.n_boards, args.baud)
+    try:
+        if not args.quiet or args.to == "pty":
+            for b, endpoint in enumerate(sink.endpoints):
+                print(f"board {b}: {endpoint}", flush=True)
+        sent = replay(args.replay, sink, scanner.n_boards)
+    finally:
+        sink.close()
+    if not args.quiet:
+        print(f"replayed {sent.events} events in {sent.frames} frames ({sent.bytes / 1e6:.1f} MB) "
+              f"in {sent.seconds:.2f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_count_rate(args: argparse.Namespace) -> int:
+    from emulator import countrate
+
+    scanner = load_scanner(args.scanner)
+    result = countrate.study(scanner, args.activities_mbq, phantom=args.phantom,
+                             nuclide=args.nuclide, decays=args.decays, seed=args.seed,
+                             progress=Progress("count-rate", unit="points"))
+    csv, png = countrate.save(result, args.out)
+    peak = result.peak()
+    print(f"peak NECR {peak['necr_cps'] / 1e3:.1f} kcps at {peak['activity_mbq']:g} MBq; "
+          f"{csv}, {png}")
+    return 0

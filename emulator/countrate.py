@@ -1,0 +1,169 @@
+"""Count-rate study: trues, scatters, randoms and NECR against activity (NEMA NU 2 style).
+
+Each activity is emulated with truth; the singles go through the product's coincidence sorter
+(the scanner's energy window, coincidence window, delayed window and sector cut); each prompt is
+classified from the truth of its two singles: *true* (one decay, neither photon scattered in the
+phantom), *scatter* (one decay, a photon scattered), *random* (two decays). NECR = T^2 / (T + S +
+R) with R the random prompts (NECR_d uses the delayed-window estimate instead). The plot is drawn
+with pyqtgraph (offscreen).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import coincidence
+from emulator.engine import simulate
+from hw.errors import UserError
+from hw.progress import Progress
+from hw.scanner import Scanner
+
+#: Default sweep (MBq), log-spaced.
+DEFAULT_ACTIVITIES_MBQ = (5.0, 10.0, 20.0, 40.0, 70.0, 100.0, 150.0, 200.0, 300.0, 450.0, 650.0,
+                          1000.0)
+COLUMNS = ("activity_mbq", "duration_s", "singles_cps", "prompts_cps", "trues_cps",
+           "scatters_cps", "randoms_cps", "delayeds_cps", "necr_cps", "necr_delayed_cps",
+           "scatter_fraction", "dead_time_loss")
+
+
+def classify(singles: np.ndarray, truth: np.ndarray, coinc: np.ndarray, n_crystals: int
+             ) -> tuple[int, int, int]:
+    """(trues, scatters, randoms) among ``coinc`` (prompts), from the truth of their singles
+    (found by time and crystal among ``singles``, which ``truth`` is aligned with)."""
+    keys = singles["t"].astype(np.int64) * n_crystals + singles["crystal"]
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+
+    def index(t: np.ndarray, crystal: np.ndarray) -> np.ndarray:
+        k = t.astype(np.int64) * n_crystals + crystal
+        i = np.minimum(np.searchsorted(sorted_keys, k), sorted_keys.size - 1)
+        if not np.array_equal(sorted_keys[i], k):
+            raise ValueError("a coincidence's single is not among the singles")
+        return order[i]
+
+    a = index(coinc["t"], coinc["crystal_a"])
+    b = index(coinc["t"] + coinc["dt"], coinc["crystal_b"])
+    same = truth["decay"][a] == truth["decay"][b]
+    scattered = (truth["scatters"][a] > 0) | (truth["scatters"][b] > 0)
+    return int((same & ~scattered).sum()), int((same & scattered).sum()), int((~same).sum())
+
+
+@dataclass
+class CountRate:
+    """The study's table, one row per activity."""
+
+    scanner: str
+    phantom: str
+    nuclide: str
+    settings: dict[str, Any]
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([r[name] for r in self.rows])
+
+    def peak(self) -> dict[str, float]:
+        """The row of the highest NECR."""
+        return max(self.rows, key=lambda r: r["necr_cps"])
+
+
+def measure(scanner: Scanner, activity_mbq: float, duration_s: float, *,
+            phantom: str = "nu2-scatter", nuclide: str = "F-18", seed: int = 0
+            ) -> dict[str, float]:
+    """One point of the study (rates in counts per second)."""
+    sim = simulate(scanner, phantom, nuclide, activity_mbq, duration_s, seed=seed, truth=True)
+    acq = scanner.acquisition
+    coinc = coincidence.sort(sim.singles, scanner=scanner, delay_ps=acq["delay_ps"])
+    prompts = coinc[coinc["delayed"] == 0]
+    t, s, r = classify(sim.singles, sim.truth, prompts, scanner.n_crystals)
+    d = int(np.count_nonzero(coinc["delayed"]))
+    p = prompts.size
+    c = sim.counters
+    return {
+        "activity_mbq": activity_mbq, "duration_s": duration_s,
+        "singles_cps": sim.raw.size / duration_s, "prompts_cps": p / duration_s,
+        "trues_cps": t / duration_s, "scatters_cps": s / duration_s,
+        "randoms_cps": r / duration_s, "delayeds_cps": d / duration_s,
+        "necr_cps": t * t / p / duration_s if p else 0.0,
+        "necr_delayed_cps": t * t / (t + s + d) / duration_s if t + s + d else 0.0,
+        "scatter_fraction": s / (t + s) if t + s else 0.0,
+        "dead_time_loss": c["dead_time_losses"] / max(1, c["deposits"] - c["deposits_rejected"]),
+    }
+
+
+def study(scanner: Scanner, activities_mbq: Sequence[float] | None = None,
+          duration_s: float | None = None, *, phantom: str = "nu2-scatter",
+          nuclide: str = "F-18", decays: float = 3e6, seed: int = 0,
+          progress: Progress | None = None) -> CountRate:
+    """Sweep ``activities_mbq``; each point lasts ``duration_s``, or ``decays / activity``."""
+    activities = list(activities_mbq or DEFAULT_ACTIVITIES_MBQ)
+    if not activities or min(activities) <= 0:
+        raise UserError(f"count-rate activities must be > 0 MBq, got {activities}")
+    if duration_s is not None and not duration_s > 0:
+        raise UserError(f"count-rate duration must be > 0 s, got {duration_s}")
+    acq = scanner.acquisition
+    result = CountRate(scanner.name, phantom, nuclide, {
+        "energy_window_kev": list(acq["energy_window_kev"]),
+        "coincidence_window_ps": acq["coincidence_window_ps"], "delay_ps": acq["delay_ps"],
+        "min_sector_difference": acq["min_sector_difference"], "policy": "takeAllGoods"})
+    for k, a in enumerate(sorted(activities)):
+        seconds = duration_s if duration_s is not None else decays / (a * 1e6)
+        result.rows.append(measure(scanner, a, seconds, phantom=phantom, nuclide=nuclide,
+                                   seed=seed + k))
+        if progress is not None:
+            progress.update(k + 1, f"{a:g} MBq: NECR {result.rows[-1]['necr_cps'] / 1e3:.1f} kcps")
+    if progress is not None:
+        progress.close(len(activities))
+    return result
+
+
+def save(result: CountRate, folder: str | Path) -> tuple[Path, Path]:
+    """Write ``count_rate.csv`` and ``count_rate.png`` into ``folder``."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {folder}: {exc.strerror}") from None
+    csv_path = folder / "count_rate.csv"
+    with csv_path.open("w", newline="") as fh:
+        fh.write(f"# {result.scanner}, {result.phantom}, {result.nuclide}, "
+                 f"{result.settings}\n")
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in result.rows:
+            writer.writerow({k: f"{row[k]:.6g}" for k in COLUMNS})
+    png_path = folder / "count_rate.png"
+    plot(result, png_path)
+    return csv_path, png_path
+
+
+def plot(result: CountRate, path: Path) -> None:
+    """Trues, scatters, randoms and NECR (kcps) against activity (MBq), as a PNG."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import pyqtgraph as pg
+    import pyqtgraph.exporters
+
+    pg.mkQApp()
+    pg.setConfigOptions(antialias=True, background="w", foreground="k")
+    win = pg.GraphicsLayoutWidget()
+    win.resize(900, 600)
+    ax = win.addPlot(title=f"{result.scanner}: count rates, {result.phantom} ({result.nuclide})")
+    ax.addLegend(offset=(10, 10))
+    ax.showGrid(x=True, y=True, alpha=0.3)
+    ax.setLabel("bottom", "activity", units="MBq")
+    ax.setLabel("left", "rate (kcps)")
+    a = result.column("activity_mbq")
+    for name, colour in (("trues_cps", "b"), ("scatters_cps", "g"), ("randoms_cps", "r"),
+                         ("necr_cps", "k")):
+        ax.plot(a, result.column(name) / 1e3, pen=pg.mkPen(colour, width=2), symbol="o",
+                symbolSize=6, symbolBrush=colour, name=name.replace("_cps", "").upper()
+                if name == "necr_cps" else name.replace("_cps", ""))
+    exporter = pyqtgraph.exporters.ImageExporter(ax)
+    exporter.parameters()["width"] = 1200
+    exporter.export(str(path))

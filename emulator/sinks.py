@@ -1,0 +1,185 @@
+"""Where the digitizer boards' frames go: ZeroMQ PUSH, serial lines (device, pty, pyserial URL),
+or a frames file. Every board is its own stream.
+
+``open_sink(spec, n_boards)``:
+
+=============================  =================================================================
+``tcp://host:port``            one PUSH socket per board, bound at port + board (bounded SNDHWM:
+                               a slow DAQ holds the emulator back, nothing is dropped)
+``ipc://path``                 one PUSH per board at ``path`` (board 0) and ``path-<board>``
+``pty``                        one pseudo-terminal pair per board; the DAQ opens ``pty:<device>``
+``/dev/ttyX`` or a URL         a serial device or pyserial URL (``socket://``, ``rfc2217://``,
+                               ``loop://``): all boards' frames on that line (each frame carries its
+                               board id), or one line per board given as a comma-separated list
+``PATH``                       a frames file with every board's frames in time order, or one file
+                               per board when PATH contains ``{board}``
+=============================  =================================================================
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+import termios
+import time
+import tty
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import serial
+import zmq
+
+from hw.errors import UserError
+
+SERIAL_URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://", "alt://", "hwgrep://")
+#: Messages a PUSH socket queues per board before the emulator waits for the DAQ.
+SEND_HWM = 256
+
+
+class Sink(Protocol):
+    """A set of per-board byte streams."""
+
+    endpoints: list[str]
+    """What the DAQ connects to, per board (for messages and ``--from``)."""
+
+    def send(self, board: int, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ZmqSink:
+    """One bound PUSH socket per board."""
+
+    def __init__(self, endpoints: list[str], hwm: int = SEND_HWM, linger_ms: int = 10_000
+                 ) -> None:
+        self.endpoints = endpoints
+        ctx = zmq.Context.instance()
+        self._socks: list[zmq.Socket] = []
+        for endpoint in endpoints:
+            sock = ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.SNDHWM, hwm)
+            sock.setsockopt(zmq.LINGER, linger_ms)
+            sock.setsockopt(zmq.SNDBUF, 8 << 20)
+            try:
+                sock.bind(endpoint)
+            except zmq.ZMQError as exc:
+                sock.close(0)
+                self.close(0)
+                if exc.errno == errno.EADDRINUSE:
+                    raise UserError(f"cannot send to {endpoint}: the address is already in use "
+                                    "(another emulator or program holds it)") from None
+                raise UserError(f"cannot send to {endpoint}: {exc}") from None
+            self._socks.append(sock)
+
+    def send(self, board: int, data: bytes) -> None:
+        self._socks[board].send(data, copy=len(data) < 65536)
+
+    def close(self, linger_ms: int | None = None) -> None:
+        for sock in self._socks:
+            sock.close(linger_ms)
+        self._socks = []
+
+
+class StreamSink:
+    """Byte streams (files, serial ports, pty masters): board b writes to ``streams[route[b]]``."""
+
+    def __init__(self, streams: list[BinaryIO], route: list[int], endpoints: list[str],
+                 keep: list[int] | None = None) -> None:
+        self.endpoints = endpoints
+        self._streams, self._route = streams, route
+        self._keep = keep or []          # pty slave descriptors held open until the end
+
+    def send(self, board: int, data: bytes) -> None:
+        stream = self._streams[self._route[board]]
+        view = memoryview(data)
+        while view:                       # unbuffered streams (pty) may take part of it
+            view = view[stream.write(view) or 0:]
+
+    def close(self, drain_timeout_s: float = 10.0) -> None:
+        for s in self._streams:
+            s.flush()
+        # a pty loses what its reader has not taken when the master closes: wait for it
+        deadline = time.monotonic() + drain_timeout_s
+        while self._keep and any(_queued(fd) for fd in self._keep) and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+        for s in self._streams:
+            s.close()
+        for fd in self._keep:
+            os.close(fd)
+        self._streams, self._keep = [], []
+
+
+def _queued(fd: int) -> int:
+    """Bytes waiting in a terminal's input queue."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def _zmq(spec: str, n_boards: int) -> ZmqSink:
+    if spec.startswith("tcp://"):
+        host, _, port = spec[6:].rpartition(":")
+        if not port.isdigit() or not host:
+            raise UserError(f"--to {spec}: expected tcp://host:port")
+        endpoints = [f"tcp://{host}:{int(port) + b}" for b in range(n_boards)]
+    else:
+        endpoints = [spec if b == 0 else f"{spec}-{b}" for b in range(n_boards)]
+    return ZmqSink(endpoints)
+
+
+def _pty(n_boards: int) -> StreamSink:
+    streams, keep, names = [], [], []
+    for _ in range(n_boards):
+        master, slave = os.openpty()
+        tty.setraw(slave)                     # bytes as they are: no echo, no line editing
+        streams.append(os.fdopen(master, "wb", buffering=0))
+        keep.append(slave)
+        names.append(f"pty:{os.ttyname(slave)}")
+    return StreamSink(streams, list(range(n_boards)), names, keep)
+
+
+def _serial(ports: list[str], n_boards: int, baudrate: int) -> StreamSink:
+    if len(ports) not in (1, n_boards):
+        raise UserError(f"--to: give one serial line for all boards or one per board "
+                        f"({n_boards}), got {len(ports)}")
+    streams = []
+    for port in ports:
+        try:
+            streams.append(serial.serial_for_url(port, baudrate=baudrate, write_timeout=None))
+        except (serial.SerialException, ValueError) as exc:
+            for s in streams:
+                s.close()
+            if not port.startswith(SERIAL_URL_SCHEMES) and not Path(port).exists():
+                raise UserError(f"serial device {port} does not exist") from None
+            raise UserError(f"cannot open serial line {port}: {exc}") from None
+    route = [0] * n_boards if len(ports) == 1 else list(range(n_boards))
+    return StreamSink(streams, route, [ports[r] for r in route])
+
+
+def _files(spec: str, n_boards: int) -> StreamSink:
+    paths = [Path(spec.format(board=b)) for b in range(n_boards)] if "{board}" in spec \
+        else [Path(spec)]
+    streams = []
+    for path in paths:
+        try:
+            streams.append(path.open("wb"))
+        except OSError as exc:
+            raise UserError(f"cannot write frames file {path}: {exc.strerror}") from None
+    route = list(range(n_boards)) if len(paths) > 1 else [0] * n_boards
+    return StreamSink(streams, route, [str(paths[r]) for r in route])
+
+
+def open_sink(spec: str, n_boards: int, baudrate: int = 3_000_000) -> Sink:
+    """The per-board streams named by ``spec`` (see the module docstring)."""
+    if spec.startswith(("tcp://", "ipc://")):
+        return _zmq(spec, n_boards)
+    if spec == "pty":
+        return _pty(n_boards)
+    parts = spec.split(",")
+    if all(p.startswith(SERIAL_URL_SCHEMES) or p.startswith("/dev/") for p in parts):
+        return _serial(parts, n_boards, baudrate)
+    if "://" in spec:
+        raise UserError(f"--to {spec}: unknown scheme (tcp://, ipc://, pty, a serial device or "
+                        "pyserial URL, or a file path)")
+    return _files(spec, n_boards)
