@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emulator import electronics, lu176, nuclides, pet, phantoms, records, sampling
-from emulator.media import crystal_table, water_table
+from emulator import electronics, lu176, nuclides, pet, phantoms, records, sampling, spect
+from emulator.media import TABLE_KEV, crystal_table, water_table
+from emulator.physics import rayleigh_norms
 from emulator.physics import seed as seed_kernels
 from emulator.ring import ring_of
 from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE
@@ -75,13 +76,16 @@ class Emulator:
         self.phantom = phantoms.get(phantom, self.scanner)
         self.seed = int(seed)
         self.truth = bool(truth)
-        if self.scanner.kind != "pet":
-            raise UserError(f"scanner '{self.scanner.name}' is {self.scanner.kind}; "
-                            "the emulator models PET rings")
         self._packed = self.phantom.packed()
         self._water = water_table()
         self._crystal = crystal_table(self.scanner.material)
-        self._ring = ring_of(self.scanner)
+        if self.scanner.kind == "pet":
+            self._ring = ring_of(self.scanner)
+            self.history_weight = 1
+        else:
+            self._heads = spect.heads_of(self.scanner)
+            self._norms = rayleigh_norms(TABLE_KEV)
+            self.history_weight = spect.history_weight(self.scanner)
         self._lines = self.nuclide.lines()
         self._range = self.nuclide.positron_range()
         self._efficiency = self.scanner.response.crystal_efficiency
@@ -90,8 +94,9 @@ class Emulator:
         self._beta = lu176.beta_inverse_cdf()
         n = self.scanner.n_crystals
         volume = n * lu176.crystal_volume_cm3(self.scanner)
-        self.lu176_bq = self.scanner.material.lu176_bq_per_cm3 * volume if intrinsic else 0.0
-        total = self.activity_mbq * 1e6 + self.lu176_bq
+        self.lu176_bq = self.scanner.material.lu176_bq_per_cm3 * volume \
+            if intrinsic and self.scanner.kind == "pet" else 0.0
+        total = self.activity_mbq * 1e6 / self.history_weight + self.lu176_bq
         slice_s = min(max(slice_decays / total, _MIN_SLICE_S), _MAX_SLICE_S) if total else \
             _MAX_SLICE_S
         self.slice_ps = round(slice_s * 1e12)
@@ -117,6 +122,8 @@ class Emulator:
         done_raw: list[np.ndarray] = []
         done_truth: list[np.ndarray] = []
         chunk_start = start_ps
+        if self.scanner.kind == "spect":
+            self._view = (start_ps, max(1, round((end_ps - start_ps) / self._heads.views)))
         n_slices = -(-(end_ps - start_ps) // self.slice_ps)
         for k in range(n_slices):
             t_a = start_ps + k * self.slice_ps
@@ -151,13 +158,20 @@ class Emulator:
         return Chunk(t0, t1, out, self._dig.board_of[out["crystal"]],
                      truth[:n] if self.truth else None, n_boards=self.scanner.n_boards)
 
+    def _spread_ps(self, rate: float) -> float:
+        """SPECT: the time over which one history's detected photons (different decays) are
+        spread, 64 mean history spacings but at most 1 % of a view."""
+        spacing = 1e12 / rate if rate > 0 else 0.0
+        return min(64.0 * spacing, 0.01 * self._view[1])
+
     def _deposits(self, kernel, first_id: int, args: tuple, n_items: int, per_item: float,
-                  counters: np.ndarray) -> np.ndarray:
-        dep = np.empty(int(n_items * per_item) + 256, records.DEPOSIT_DTYPE)
+                  counters: np.ndarray, work: int = 2) -> np.ndarray:
+        dep = np.empty(int(n_items * per_item) + 1024, records.DEPOSIT_DTYPE)
+        scratch = pet.work_arrays(self._packed.layers.shape[0])[:work]
         start, n_dep = 0, 0
         while True:
             start, n_dep = kernel(*args[:2], first_id, start, *args[2:], dep, n_dep, counters,
-                                  *pet.work_arrays(self._packed.layers.shape[0]))
+                                  *scratch)
             if start >= n_items:
                 return dep[:n_dep]
             dep = np.concatenate([dep, np.empty(dep.size, records.DEPOSIT_DTYPE)])
@@ -167,30 +181,41 @@ class Emulator:
         seed_kernels(int(np.random.SeedSequence([self.seed, k]).generate_state(1)[0] >> 1))
         rng = np.random.default_rng([self.seed, k, 1])
         c = records.COUNTERS
-        # the source
+        # the source (SPECT: histories, each standing for history_weight decays)
         lam = self.nuclide.decay_constant_per_s
-        rate = self.activity_mbq * 1e6 * math.exp(-lam * t_a * 1e-12)
+        rate = self.activity_mbq * 1e6 * math.exp(-lam * t_a * 1e-12) / self.history_weight
         mean = rate * (t_b - t_a) * 1e-12
         times = np.empty(int(mean + 10 * math.sqrt(mean) + 64), np.int64)
         times = times[:sampling.decay_times(t_a, t_b - t_a, rate, lam, times)]
         pos = np.empty((times.size, 3))
         sampling.positions(self._packed, pos)
-        first = counters[c.index("decays")]
-        counters[c.index("decays")] += times.size
-        src = self._deposits(pet.decays, first, (
-            times, pos, self.nuclide.positron_fraction, self._range, self._lines,
-            self._packed.layers, self._water, self._ring, self._crystal, self._efficiency),
-            times.size, 2.0, counters)
+        first = counters[c.index("histories")]
+        counters[c.index("histories")] += times.size
+        counters[c.index("decays")] += times.size * self.history_weight
+        common = (times, pos, self.nuclide.positron_fraction, self._range, self._lines,
+                  self._packed.layers, self._water)
+        if self.scanner.kind == "pet":
+            src = self._deposits(pet.decays, first, (
+                *common, self._ring, self._crystal, self._efficiency), times.size, 2.0,
+                counters)
+        else:
+            src = self._deposits(spect.decays, first, (
+                *common, self._heads, self._crystal, self._efficiency, self._norms,
+                self.history_weight, self._spread_ps(rate), *self._view),
+                times.size, 1.0, counters, work=1)
         # the crystals' Lu-176
-        mean = self.lu176_bq * (t_b - t_a) * 1e-12
-        lu_times = np.empty(int(mean + 10 * math.sqrt(mean) + 64), np.int64)
-        lu_times = lu_times[:sampling.decay_times(t_a, t_b - t_a, self.lu176_bq, 0.0, lu_times)]
-        cry = lu176.crystals_of(lu_times.size, self.scanner.n_crystals)
-        first = records.LU176_ID_BASE + counters[c.index("lu176_decays")]
-        counters[c.index("lu176_decays")] += lu_times.size
-        lu = self._deposits(lu176.decays, first, (
-            lu_times, cry, self._ring, self._crystal, self._efficiency, self._beta),
-            lu_times.size, 2.0, counters)
+        lu = src[:0]
+        if self.lu176_bq > 0:
+            mean = self.lu176_bq * (t_b - t_a) * 1e-12
+            lu_times = np.empty(int(mean + 10 * math.sqrt(mean) + 64), np.int64)
+            lu_times = lu_times[:sampling.decay_times(t_a, t_b - t_a, self.lu176_bq, 0.0,
+                                                      lu_times)]
+            cry = lu176.crystals_of(lu_times.size, self.scanner.n_crystals)
+            first = records.LU176_ID_BASE + counters[c.index("lu176_decays")]
+            counters[c.index("lu176_decays")] += lu_times.size
+            lu = self._deposits(lu176.decays, first, (
+                lu_times, cry, self._ring, self._crystal, self._efficiency, self._beta),
+                lu_times.size, 2.0, counters)
         # electronics, up to the end of the slice
         dep = np.concatenate([carry, src, lu])
         dep = dep[np.argsort(dep["t"], kind="stable")]

@@ -41,6 +41,7 @@ PENDING_DTYPE = np.dtype([*TRUTH_DTYPE.descr, ("t_meas", np.int64), ("crystal", 
 #: The emulator's bookkeeping, in the order of its counters array.
 COUNTERS = (
     "decays",               # decays of the source
+    "histories",            # SPECT: simulated histories (each stands for several decays)
     "lu176_decays",         # intrinsic decays in the crystals
     "photons",              # photons emitted (annihilation, gamma, Lu-176 cascade)
     "photons_absorbed",     # photo-electrically absorbed in the phantom
