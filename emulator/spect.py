@@ -164,8 +164,8 @@ def _camera(hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0, y0
         return n_dep
     cx = cx / total + hd.intrinsic_sigma * np.random.standard_normal()
     cy = cy / total + hd.intrinsic_sigma * np.random.standard_normal()
-    col = int(math.floor(cx / hd.pixel + hd.columns / 2.0))
-    row = int(math.floor(cy / hd.pixel + hd.rows / 2.0))
+    col = math.floor(cx / hd.pixel + hd.columns / 2.0)
+    row = math.floor(cy / hd.pixel + hd.rows / 2.0)
     if col < 0 or col >= hd.columns or row < 0 or row >= hd.rows:
         return n_dep
     r = dep[n_dep]
