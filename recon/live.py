@@ -117,7 +117,7 @@ class LiveRecon:
         additive = (self.em.randoms_model(delayed).per_event(lors) if self.randoms
                     else np.zeros(len(lors), np.float32))
         events = Events(lors, np.ascontiguousarray(cols["w"][pick]), additive)
-        self.em.update(self._x, events, len(events) / n)
+        self.em.update(self._x, self.em.in_lor_order(events), len(events) / n)
         self.updates += 1
         return self.image
 

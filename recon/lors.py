@@ -128,3 +128,55 @@ def _pair_weights(ca, cb, ends, normals, scale, out):
         cos_b = abs(dx * normals[b, 0] + dy * normals[b, 1] + dz * normals[b, 2])
         # cos_a cos_b / d^2 with unnormalised direction: divide by |d|^2 once more
         out[i] = scale * cos_a * cos_b / (d2 * d2)
+
+
+#: Cells of :func:`lor_order`: transaxial angle bins over 180 degrees, and the size (mm) of the
+#: radial-offset and axial-position bins.
+ORDER_ANGLES = 64
+ORDER_BIN_MM = 8.0
+
+
+def lor_order(lors: LORs, endpoints: np.ndarray) -> np.ndarray:
+    """(n,) int64 permutation that puts events in LOR-space order (transaxial angle, radial
+    offset, axial position of the midpoint), stable within a cell.
+
+    A projector walks an image along each LOR; consecutive events that are nearly the same line
+    touch the same cache lines, so on events in this order the projector runs about twice as fast
+    as on events in acquisition order (whose consecutive LORs are unrelated). The EM update is a
+    sum over events, so the order changes nothing but rounding. Counting sort: O(n).
+    """
+    reach = float(np.abs(endpoints).max()) + ORDER_BIN_MM
+    return _lor_order(endpoints, lors.crystal_a, lors.crystal_b, ORDER_ANGLES, ORDER_BIN_MM,
+                      reach)
+
+
+@numba.njit(nogil=True, cache=True)
+def _lor_order(ends, ca, cb, n_angles, bin_mm, reach):
+    n = ca.size
+    n_off = int(2 * reach / bin_mm) + 1
+    key = np.empty(n, np.int64)
+    for i in range(n):
+        a, b = ca[i], cb[i]
+        dx = ends[b, 0] - ends[a, 0]
+        dy = ends[b, 1] - ends[a, 1]
+        if dy < 0.0 or (dy == 0.0 and dx < 0.0):     # fold the direction into [0, pi)
+            dx, dy = -dx, -dy
+        phi = np.arctan2(dy, dx)
+        mx = 0.5 * (ends[a, 0] + ends[b, 0])
+        my = 0.5 * (ends[a, 1] + ends[b, 1])
+        mz = 0.5 * (ends[a, 2] + ends[b, 2])
+        offset = (mx * dy - my * dx) / max(np.sqrt(dx * dx + dy * dy), 1e-12)
+        k_phi = min(int(phi / np.pi * n_angles), n_angles - 1)
+        k_off = min(max(int((offset + reach) / bin_mm), 0), n_off - 1)
+        k_z = min(max(int((mz + reach) / bin_mm), 0), n_off - 1)
+        key[i] = (k_phi * n_off + k_off) * n_off + k_z
+    counts = np.zeros(n_angles * n_off * n_off + 1, np.int64)
+    for i in range(n):
+        counts[key[i] + 1] += 1
+    for j in range(1, counts.size):
+        counts[j] += counts[j - 1]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[counts[key[i]]] = i
+        counts[key[i]] += 1
+    return order

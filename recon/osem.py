@@ -7,8 +7,10 @@ The list-mode EM update over a subset S of the events (a fraction f of them) is
 
 with the notation of :mod:`recon.system` (``s`` the sensitivity, ``r`` the randoms). Subsets are
 taken by event order, interleaved (subset k holds events k, k + S, k + 2S, ...), so every subset
-spans the whole acquisition. The image unit is *counts*: expected annihilations per voxel over the
-acquisition (see :func:`recon.quant.activity_concentration` for Bq/mL).
+spans the whole acquisition; within a subset the events are put in LOR-space order, which doubles
+the projector's speed (:func:`recon.lors.lor_order`). The image unit is *counts*: expected
+annihilations per voxel over the acquisition (see :func:`recon.quant.activity_concentration` for
+Bq/mL).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from hw.dtypes import COINC_DTYPE
 from hw.errors import UserError
 from hw.scanner import Scanner
 from recon.grid import Grid, Image, default_grid
-from recon.lors import LORs, check_crystals
+from recon.lors import LORs, check_crystals, lor_order
 from recon.projector import Projector, pad, unpad
 from recon.randoms import RandomsEstimate, crystal_counts, fan_sum_factors, randoms_per_mm
 from recon.system import (
@@ -116,6 +118,10 @@ class ListModeEM:
                 additive = additive * np.float32(randoms_per_mm(self.window_ps))
         return Events(lors, weights, additive)
 
+    def in_lor_order(self, events: Events) -> Events:
+        """The events reordered for the projector's caches (:func:`recon.lors.lor_order`)."""
+        return events.take(lor_order(events.lors, self.projector.endpoints))
+
     def initial(self, expected_counts: float) -> np.ndarray:
         """A padded uniform image whose expected total counts are ``expected_counts``."""
         x = (self._sens > 0).astype(np.float32)
@@ -180,7 +186,7 @@ def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, itera
         model = np.asarray(randoms, np.float32)
         randoms_total = float(model.sum(dtype=np.float64))
     events = em.events(prompts, model)
-    parts = [events.take(slice(s, None, subsets)) for s in range(subsets)]
+    parts = [em.in_lor_order(events.take(slice(s, None, subsets))) for s in range(subsets)]
     x = em.padded(image) if image is not None else em.initial(len(events) - randoms_total)
     for it in range(iterations):
         for s, part in enumerate(parts):

@@ -25,7 +25,7 @@ from hw.errors import UserError
 from hw.scanner import Scanner
 from recon.cache import cached_array
 from recon.grid import Grid, Image, array_digest
-from recon.lors import LORs, pair_weights
+from recon.lors import LORs, lor_order, pair_weights
 from recon.projector import Projector, pad
 
 #: Changes whenever the sensitivity model changes, so stale cache entries are never used.
@@ -148,6 +148,7 @@ def _monte_carlo(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, 
     acc = None
     for start in range(0, samples, CHUNK):
         lors = sample_pairs(scanner, min(CHUNK, samples - start), rng, k)
+        lors = lors.take(lor_order(lors, projector.endpoints))
         w = event_weights(scanner, grid, lors, attenuation) * np.float32(scale)
         acc = projector.back_padded(w, lors, acc)
     sens = np.ascontiguousarray(acc[1:-1, 1:-1, 1:-1], np.float64)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from hw.errors import UserError
 from recon.grid import Grid, default_grid
-from recon.lors import LORs, lor_endpoints, tof_sigma_mm
+from recon.lors import LORs, lor_endpoints, lor_order, tof_sigma_mm
 from recon.projector import Projector
 from recon.system import sample_pairs
 from recon.threads import get_threads, max_threads, set_threads
@@ -169,3 +169,19 @@ def test_user_mistakes_are_one_line_errors(brain):
         projector.back(np.zeros(3, np.float32), lors)
     with pytest.raises(UserError, match="threads"):
         set_threads(max_threads() + 1)
+
+
+def test_lor_order_is_a_permutation_that_groups_neighbouring_lors(brain):
+    lors = _random_lors(brain, 50000, 10)
+    order = lor_order(lors, lor_endpoints(brain))
+    assert np.array_equal(np.sort(order), np.arange(len(lors)))
+    projector = Projector(brain, default_grid(brain, 4.0), tof=True)
+    image = np.random.default_rng(3).random(projector.grid.shape).astype(np.float32)
+    np.testing.assert_array_equal(projector.forward(image, lors.take(order)),
+                                  projector.forward(image, lors)[order])
+    ends = lor_endpoints(brain)
+    d = ends[lors.crystal_b] - ends[lors.crystal_a]
+    phi = np.mod(np.arctan2(d[:, 1], d[:, 0]), np.pi)
+    # consecutive events in LOR order are nearly parallel; in acquisition order they are not
+    step = lambda p: np.median(np.abs(np.diff(p)))  # noqa: E731
+    assert step(phi[order]) < 0.05 * step(phi)
