@@ -144,26 +144,40 @@ def save(result: CountRate, folder: str | Path) -> tuple[Path, Path]:
 
 
 def plot(result: CountRate, path: Path) -> None:
-    """Trues, scatters, randoms and NECR (kcps) against activity (MBq), as a PNG."""
+    """Count rates against activity as a PNG: trues, scatters, randoms and prompts (log-log) and
+    the NECR (linear, with its peak marked)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import pyqtgraph as pg
     import pyqtgraph.exporters
 
-    pg.mkQApp()
+    app = pg.mkQApp()
     pg.setConfigOptions(antialias=True, background="w", foreground="k")
     win = pg.GraphicsLayoutWidget()
-    win.resize(900, 600)
-    ax = win.addPlot(title=f"{result.scanner}: count rates, {result.phantom} ({result.nuclide})")
-    ax.addLegend(offset=(10, 10))
-    ax.showGrid(x=True, y=True, alpha=0.3)
-    ax.setLabel("bottom", "activity", units="MBq")
-    ax.setLabel("left", "rate (kcps)")
+    win.resize(1400, 600)
     a = result.column("activity_mbq")
-    for name, colour in (("trues_cps", "b"), ("scatters_cps", "g"), ("randoms_cps", "r"),
-                         ("necr_cps", "k")):
-        ax.plot(a, result.column(name) / 1e3, pen=pg.mkPen(colour, width=2), symbol="o",
-                symbolSize=6, symbolBrush=colour, name=name.replace("_cps", "").upper()
-                if name == "necr_cps" else name.replace("_cps", ""))
-    exporter = pyqtgraph.exporters.ImageExporter(ax)
-    exporter.parameters()["width"] = 1200
+    title = f"{result.scanner}, {result.phantom} ({result.nuclide})"
+    rates = win.addPlot(title=f"count rates: {title}")
+    rates.setLogMode(x=True, y=True)
+    necr = win.addPlot(title="noise-equivalent count rate")
+    for ax, y, corner in ((rates, "rate (kcps)", (10, 10)), (necr, "NECR (kcps)", (-10, -10))):
+        ax.addLegend(offset=corner)
+        ax.showGrid(x=True, y=True, alpha=0.3)
+        ax.setLabel("bottom", "activity (MBq)")
+        ax.setLabel("left", y)
+    for name, colour in (("prompts_cps", "m"), ("trues_cps", "b"), ("scatters_cps", "g"),
+                         ("randoms_cps", "r")):
+        ax_y = np.maximum(result.column(name) / 1e3, 1e-3)
+        rates.plot(a, ax_y, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=6,
+                   symbolBrush=colour, name=name.replace("_cps", ""))
+    necr.plot(a, result.column("necr_cps") / 1e3, pen=pg.mkPen("k", width=2), symbol="o",
+              symbolSize=6, symbolBrush="k", name="NECR = T^2 / (T + S + R)")
+    peak = result.peak()
+    necr.plot([peak["activity_mbq"]], [peak["necr_cps"] / 1e3], pen=None, symbol="star",
+              symbolSize=16, symbolBrush="r",
+              name=f"peak {peak['necr_cps'] / 1e3:.1f} kcps at {peak['activity_mbq']:g} MBq")
+    win.show()                                   # lays the plots out (offscreen platform)
+    app.processEvents()
+    exporter = pyqtgraph.exporters.ImageExporter(win.scene())
+    exporter.parameters()["width"] = 1400
     exporter.export(str(path))
+    win.close()
