@@ -22,7 +22,7 @@ class EmulatorSettings:
     scanner: str = "bedside-brain"
     phantom: str = "nema-iq"
     nuclide: str = "F-18"
-    activity_mbq: float = 20.0
+    activity_mbq: float = 1.0
     duration_s: float = 10.0
     seed: int = 1
     realtime: bool = True

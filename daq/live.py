@@ -14,21 +14,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hw.scanner import Scanner
-
 
 class LiveImage:
-    """Run :class:`recon.LiveRecon` on a background thread; ``latest`` is the newest image."""
+    """Run a live reconstruction on a background thread; ``latest`` is the newest image."""
 
-    def __init__(self, scanner: Scanner, interval_s: float = 2.0, tof: bool = True,
+    def __init__(self, reconstructor: object, interval_s: float = 2.0,
                  on_image: Callable[[object, int, int], None] | None = None,
-                 queue_chunks: int = 64, reconstructor: object | None = None) -> None:
-        """``reconstructor`` (default :class:`recon.LiveRecon`) has ``add(coinc)`` and
+                 queue_chunks: int = 64) -> None:
+        """``reconstructor`` (a :class:`recon.LiveRecon`) has ``add(coinc)`` and
         ``update() -> Image``."""
-        if reconstructor is None:
-            import recon
-
-            reconstructor = recon.LiveRecon(scanner, tof=tof)
         self.recon = reconstructor
         self.interval_s, self.on_image = interval_s, on_image
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)

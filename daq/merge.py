@@ -6,8 +6,8 @@ least every few ms. The merger holds events until every live board has reported 
 order.
 
 A board stops holding the others back when it is *quiet*: its link has delivered no bytes at all
-for ``quiet_timeout_s`` (3 s by default; the receivers know: their reads come back empty), or it has never been
-seen while the other boards have sent ``quiet_timeout_s`` of data time. A link that is merely
+for ``quiet_timeout_s`` (3 s by default; the receivers know: their reads come back empty), or it
+has never been seen while the other boards have sent ``quiet_timeout_s`` of data time. A link that is merely
 behind (bytes waiting in its socket while the DAQ works through a backlog) is not quiet, so a busy
 DAQ never mistakes a slow board for a dead one. If a quiet board later sends events older than
 what was already released, those events are *late*: they are counted (``late_events``), kept in

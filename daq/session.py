@@ -36,8 +36,15 @@ class Session:
                  publisher: MonitorPublisher | None = None, live_recon: bool = True,
                  recon_interval_s: float = 2.0, tof: bool = True) -> None:
         self.scanner, self.publisher = scanner, publisher
-        self.live = (LiveImage(scanner, recon_interval_s, tof, on_image=self._publish_image)
-                     if live_recon and scanner.kind == "pet" else None)
+        self.live = None
+        if live_recon and scanner.kind == "pet":
+            import recon
+
+            resolved = sort.resolved(scanner)
+            self.live = LiveImage(recon.LiveRecon(
+                scanner, tof=tof, window_ps=resolved["window_ps"],
+                min_sector_difference=resolved["min_sector_difference"]),
+                recon_interval_s, on_image=self._publish_image)
         self.acq = Acquisition(run, scanner, sources, sort, calibration.current(scanner),
                                duration_s, settings,
                                on_coincidences=self.live.offer if self.live else None)
@@ -224,9 +231,11 @@ def final_image(run: RunDir, scanner: Scanner) -> Path:
     import recon
     from daq.listmode import read_listmode
 
-    coinc, _header = read_listmode(run.listmode)
+    coinc, header = read_listmode(run.listmode)
     t0 = time.monotonic()
-    image = recon.lm_osem(coinc, scanner, tof=True, randoms="delayed")
+    image = recon.lm_osem(coinc, scanner, tof=True, randoms="delayed",
+                          window_ps=header["window_ps"],
+                          min_sector_difference=header["min_sector_difference"])
     paths = recon.save_outputs(image, run.images / "image")
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2)})
