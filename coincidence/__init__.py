@@ -15,10 +15,12 @@ chunk; the same output for any chunking). Exact semantics (also in ``coincidence
    pair in (a, b) order on ties): ``takeAllGoods`` every good pair; ``takeWinnerOfGoods`` the best
    good pair; ``takeWinnerIfIsGood`` the winner if good; ``takeWinnerIfAllAreGoods`` the winner if
    all pairs are good; ``killAll`` nothing; ``killAllIfMultipleGoods`` the good pair if exactly one.
-6. Delayed window (``delay_ps=D >= W``): each window's singles that pair (single-window: all of
-   them; multi-window: the opener) ``p`` pair with the singles x having
-   ``t_p + D <= t_x < t0 + D + W``; same good rule and policy on these pairs; flagged ``delayed``.
-   With takeAllGoods the delayed count is an unbiased estimate of the random prompts.
+6. Delayed window (``delay_ps=D >= W``): the singles in ``[t0 + D, t0 + D + W)``. Its delayed
+   pairs are (p, x): p a single that pairs in the window (single-window: each; multi-window: the
+   opener), x a delayed single with ``t_x - D >= t_p``. The policy is applied to the delayed pairs
+   together with the window's own pairs (single-window: and the pairs of delayed singles); the
+   kept delayed pairs are output, flagged ``delayed``. With takeAllGoods their count is an
+   unbiased estimate of the random prompts.
 7. ``crystal_a`` is the earlier single; ``t = t_a``; ``dt = t_b - t_a >= 0`` (delayeds:
    ``t_b - D - t_a`` in ``[0, W)``).
 8. Output ordered by single a's position, prompts before delayeds, then by single b: t never

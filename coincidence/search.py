@@ -85,58 +85,64 @@ def _good(ca, cb, module, ring, n_modules, min_sd, max_rd):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _partners(delayed, p, j, lo, hi, t, delay):
-    """The range of p's partners: later members (p, j), or delayed singles [lo', hi) with
-    t >= t_p + delay, lo' found from ``lo`` (returned for the next member)."""
-    if not delayed:
-        return p + 1, j
+def _first_delayed(p, lo, hi, t, delay):
+    """The first of the delayed singles [lo, hi) with t >= t_p + delay (search from ``lo``)."""
     tp = t[p] + delay
     while lo < hi and t[lo] < tp:
         lo += 1
-    return lo, hi
+    return lo
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _choose(policy, delayed, i, last_member, j, dq, hi, t, delay, crystal, energy,
+def _visit(st, a, b, crystal, energy, module, ring, n_modules, min_sd, max_rd):
+    """Fold candidate pair (a, b) into the policy's tally ``st``: (pairs, goods, first good a,
+    b, winner a, b, sum, good, best good a, b, sum). Strict > keeps the first of equal sums."""
+    n, n_good, ga, gb, wa, wb, w_sum, w_good, bga, bgb, bg_sum = st
+    g = _good(crystal[a], crystal[b], module, ring, n_modules, min_sd, max_rd)
+    s = np.float64(energy[a]) + np.float64(energy[b])
+    if wa < 0 or s > w_sum:
+        wa, wb, w_sum, w_good = a, b, s, g
+    if g:
+        if n_good == 0:
+            ga, gb = a, b
+        if bga < 0 or s > bg_sum:
+            bga, bgb, bg_sum = a, b, s
+    return n + 1, n_good + g, ga, gb, wa, wb, w_sum, w_good, bga, bgb, bg_sum
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _choose(policy, delayed, multi, i, last_member, j, dq, hi, t, delay, crystal, energy,
             module, ring, n_modules, min_sd, max_rd):
-    """The one pair (a, b) that a winner policy keeps among a window's prompt (or delayed)
-    candidates, or (-1, -1). Candidates are enumerated by a, then b; one candidate is kept if
-    good; with two or more the policy decides; the winner has the largest summed energy (the
-    first such pair on ties)."""
-    n = 0
-    n_good = 0
-    good_a = good_b = -1
-    best_a = best_b = -1
-    best_sum = 0.0
-    best_is_good = False
-    bestg_a = bestg_b = -1
-    bestg_sum = 0.0
+    """The one pair (a, b) that a winner policy keeps, or (-1, -1).
+
+    Prompts (``delayed`` False): among the window's own pairs. Delayed window: among the own
+    pairs, the delayed pairs (p, x) and, in single-window mode, the pairs of delayed singles;
+    the caller keeps the result only if it is a delayed pair. Candidates come in (a, b) order;
+    one candidate is kept if good; with two or more the policy decides."""
+    st = (0, 0, -1, -1, -1, -1, 0.0, False, -1, -1, 0.0)
     lo = dq
     for p in range(i, last_member):
-        q0, q1 = _partners(delayed, p, j, lo, hi, t, delay)
-        lo = q0
-        for q in range(q0, q1):
-            g = _good(crystal[p], crystal[q], module, ring, n_modules, min_sd, max_rd)
-            s = np.float64(energy[p]) + np.float64(energy[q])
-            n += 1
-            if best_a < 0 or s > best_sum:
-                best_a, best_b, best_sum, best_is_good = p, q, s, g
-            if g:
-                n_good += 1
-                if good_a < 0:
-                    good_a, good_b = p, q
-                if bestg_a < 0 or s > bestg_sum:
-                    bestg_a, bestg_b, bestg_sum = p, q, s
+        for q in range(p + 1, j):
+            st = _visit(st, p, q, crystal, energy, module, ring, n_modules, min_sd, max_rd)
+        if delayed:
+            lo = _first_delayed(p, lo, hi, t, delay)
+            for x in range(lo, hi):
+                st = _visit(st, p, x, crystal, energy, module, ring, n_modules, min_sd, max_rd)
+    if delayed and not multi:
+        for x in range(dq, hi):
+            for y in range(x + 1, hi):
+                st = _visit(st, x, y, crystal, energy, module, ring, n_modules, min_sd, max_rd)
+    n, n_good, ga, gb, wa, wb, _, w_good, bga, bgb, _ = st
     keep_first_good = n == 1 or policy == KILL_ALL_IF_MULTIPLE_GOODS
     if keep_first_good and n_good == 1:
-        return good_a, good_b
+        return ga, gb
     if not keep_first_good and policy == TAKE_WINNER_OF_GOODS:
-        return bestg_a, bestg_b
+        return bga, bgb
     if not keep_first_good and (
-        (policy == TAKE_WINNER_IF_IS_GOOD and best_is_good)
+        (policy == TAKE_WINNER_IF_IS_GOOD and w_good)
         or (policy == TAKE_WINNER_IF_ALL_ARE_GOODS and n_good == n)
     ):
-        return best_a, best_b
+        return wa, wb
     return -1, -1
 
 
@@ -164,7 +170,7 @@ def _emit_all_goods(out, n_out, search_delayed, i, last_member, j, dq, hi, t, de
                 _write(out, n_out, p, q, t, crystal, energy, 0, 0)
                 n_out += 1
         if search_delayed:
-            lo, _ = _partners(True, p, j, lo, hi, t, delay)
+            lo = _first_delayed(p, lo, hi, t, delay)
             for q in range(lo, hi):
                 if _good(cp, crystal[q], module, ring, n_modules, min_sd, max_rd):
                     _write(out, n_out, p, q, t, crystal, energy, delay, 1)
@@ -221,12 +227,14 @@ def search(t, crystal, energy, module, ring, n_modules, window, delay, min_sd, m
                                         delay, crystal, energy, module, ring, n_modules, min_sd,
                                         max_rd)
             else:
-                pa, pb = _choose(policy, False, i, last_member, j, dq, hi, t, delay, crystal,
-                                 energy, module, ring, n_modules, min_sd, max_rd)
+                pa, pb = _choose(policy, False, multi, i, last_member, j, dq, hi, t, delay,
+                                 crystal, energy, module, ring, n_modules, min_sd, max_rd)
                 da, db = -1, -1
-                if search_delayed:
-                    da, db = _choose(policy, True, i, last_member, j, dq, hi, t, delay, crystal,
-                                     energy, module, ring, n_modules, min_sd, max_rd)
+                if hi > dq:
+                    da, db = _choose(policy, True, multi, i, last_member, j, dq, hi, t, delay,
+                                     crystal, energy, module, ring, n_modules, min_sd, max_rd)
+                    if not da < j <= db:  # the window's own pair or two delayed singles
+                        da, db = -1, -1
                 if pa >= 0 and (da < 0 or pa <= da):
                     _write(out, n_out, pa, pb, t, crystal, energy, 0, 0)
                     n_out += 1

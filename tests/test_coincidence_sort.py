@@ -67,9 +67,11 @@ def reference(singles, *, window, energy_window, policy, delay, msd, mrd, mode):
         prompts = [(p, q) for p in pairing for q in members if q > p]
         rows += [(a, b, 0) for a, b in policy_keeps(prompts)]
         if delay is not None:
-            delayed = [(p, x) for p in pairing for x in range(n)
-                       if s[p][0] + delay <= s[x][0] < s[o][0] + delay + window]
-            rows += [(a, b, 1) for a, b in policy_keeps(delayed)]
+            late = [x for x in range(n) if s[o][0] + delay <= s[x][0] < s[o][0] + delay + window]
+            delayed = [(p, x) for p in pairing for x in late if s[p][0] + delay <= s[x][0]]
+            among_late = [(x, y) for x in late for y in late if x < y]
+            candidates = sorted(prompts + delayed + (among_late if mode == "single-window" else []))
+            rows += [(a, b, 1) for a, b in policy_keeps(candidates) if (a, b) in delayed]
     rows.sort(key=lambda r: (r[0], r[2], r[1]))
     out = np.zeros(len(rows), COINC_DTYPE)
     for k, (a, b, flag) in enumerate(rows):
