@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emulator import electronics, lu176, nuclides, pet, phantoms, records, sampling, spect
+from emulator.blocks import BlockRunner
 from emulator.media import TABLE_KEV, crystal_table, water_table
 from emulator.physics import rayleigh_norms
 from emulator.physics import seed as seed_kernels
@@ -69,7 +70,7 @@ class Emulator:
                  phantom: str | phantoms.Phantom = "point", nuclide: str = "F-18",
                  activity_mbq: float = 1.0, seed: int = 0, *, truth: bool = False,
                  threshold_kev: float = THRESHOLD_KEV, intrinsic: bool = True,
-                 slice_decays: int = 1 << 17) -> None:
+                 slice_decays: int = 1 << 17, threads: int | None = None) -> None:
         self.scanner = scanner if isinstance(scanner, Scanner) else load_scanner(scanner)
         self.activity_mbq = _check_activity(activity_mbq)
         self.nuclide = nuclides.get(nuclide)
@@ -101,6 +102,7 @@ class Emulator:
             _MAX_SLICE_S
         self.slice_ps = round(slice_s * 1e12)
         self.counters = dict.fromkeys(records.COUNTERS, 0)
+        self._blocks = BlockRunner(threads)
 
     # ------------------------------------------------------------------ public
 
@@ -164,58 +166,51 @@ class Emulator:
         spacing = 1e12 / rate if rate > 0 else 0.0
         return min(64.0 * spacing, 0.01 * self._view[1])
 
-    def _deposits(self, kernel, first_id: int, args: tuple, n_items: int, per_item: float,
-                  counters: np.ndarray, work: int = 2) -> np.ndarray:
-        dep = np.empty(int(n_items * per_item) + 1024, records.DEPOSIT_DTYPE)
-        scratch = pet.work_arrays(self._packed.layers.shape[0])[:work]
-        start, n_dep = 0, 0
-        while True:
-            start, n_dep = kernel(*args[:2], first_id, start, *args[2:], dep, n_dep, counters,
-                                  *scratch)
-            if start >= n_items:
-                return dep[:n_dep]
-            dep = np.concatenate([dep, np.empty(dep.size, records.DEPOSIT_DTYPE)])
-
     def _slice(self, k: int, t_a: int, t_b: int, last: bool, carry: np.ndarray,
                held: np.ndarray, state: electronics.State, counters: np.ndarray):
-        seed_kernels(int(np.random.SeedSequence([self.seed, k]).generate_state(1)[0] >> 1))
+        seeds = np.random.SeedSequence([self.seed, k]).generate_state(2) >> 1
         rng = np.random.default_rng([self.seed, k, 1])
         c = records.COUNTERS
-        # the source (SPECT: histories, each standing for history_weight decays)
+        n_layers = self._packed.layers.shape[0]
+        # decay times of the source (SPECT: histories, each standing for history_weight
+        # decays) and of the crystals' Lu-176
+        seed_kernels(int(seeds[0]))
         lam = self.nuclide.decay_constant_per_s
         rate = self.activity_mbq * 1e6 * math.exp(-lam * t_a * 1e-12) / self.history_weight
-        mean = rate * (t_b - t_a) * 1e-12
-        times = np.empty(int(mean + 10 * math.sqrt(mean) + 64), np.int64)
-        times = times[:sampling.decay_times(t_a, t_b - t_a, rate, lam, times)]
-        pos = np.empty((times.size, 3))
-        sampling.positions(self._packed, pos)
+        times = _decay_times(t_a, t_b, rate, lam)
+        lu_times = _decay_times(t_a, t_b, self.lu176_bq, 0.0)
+        # the photons, in blocks (threads)
         first = counters[c.index("histories")]
         counters[c.index("histories")] += times.size
         counters[c.index("decays")] += times.size * self.history_weight
-        common = (times, pos, self.nuclide.positron_fraction, self._range, self._lines,
-                  self._packed.layers, self._water)
+
+        def positions(n: int) -> np.ndarray:
+            pos = np.empty((n, 3))
+            sampling.positions(self._packed, pos)
+            return pos
+
+        common = (self.nuclide.positron_fraction, self._range, self._lines, self._packed.layers,
+                  self._water)
         if self.scanner.kind == "pet":
-            src = self._deposits(pet.decays, first, (
-                *common, self._ring, self._crystal, self._efficiency), times.size, 2.0,
-                counters)
+            src, n = self._blocks.run([self.seed, k, 2], times, first, positions, pet.decays, (
+                *common, self._ring, self._crystal, self._efficiency),
+                lambda: pet.work_arrays(n_layers), 2.0)
         else:
-            src = self._deposits(spect.decays, first, (
+            src, n = self._blocks.run([self.seed, k, 2], times, first, positions, spect.decays, (
                 *common, self._heads, self._crystal, self._efficiency, self._norms,
                 self.history_weight, self._spread_ps(rate), *self._view),
-                times.size, 1.0, counters, work=1)
-        # the crystals' Lu-176
+                lambda: pet.work_arrays(n_layers)[:1], 1.0)
+        counters += n
         lu = src[:0]
-        if self.lu176_bq > 0:
-            mean = self.lu176_bq * (t_b - t_a) * 1e-12
-            lu_times = np.empty(int(mean + 10 * math.sqrt(mean) + 64), np.int64)
-            lu_times = lu_times[:sampling.decay_times(t_a, t_b - t_a, self.lu176_bq, 0.0,
-                                                      lu_times)]
-            cry = lu176.crystals_of(lu_times.size, self.scanner.n_crystals)
+        if lu_times.size:
             first = records.LU176_ID_BASE + counters[c.index("lu176_decays")]
             counters[c.index("lu176_decays")] += lu_times.size
-            lu = self._deposits(lu176.decays, first, (
-                lu_times, cry, self._ring, self._crystal, self._efficiency, self._beta),
-                lu_times.size, 2.0, counters)
+            lu, n = self._blocks.run(
+                [self.seed, k, 3], lu_times, first,
+                lambda m: lu176.crystals_of(m, self.scanner.n_crystals), lu176.decays,
+                (self._ring, self._crystal, self._efficiency, self._beta),
+                lambda: pet.work_arrays(n_layers), 2.0)
+            counters += n
         # electronics, up to the end of the slice
         dep = np.concatenate([carry, src, lu])
         dep = dep[np.argsort(dep["t"], kind="stable")]
@@ -223,6 +218,7 @@ class Emulator:
         now, carry = dep[:n_now], (dep[:0] if last else dep[n_now:])
         out = np.empty(held.size + now.size, records.PENDING_DTYPE)
         out[:held.size] = held
+        seed_kernels(int(seeds[1]))
         n = electronics.process(now, held.size, out, self._fe, state, counters)
         out = out[:n]
         bound = t_b if last else t_b - self._fe.integration_ps - self._fe.jitter_clip_ps
@@ -246,6 +242,13 @@ class Emulator:
         for name in records.TRUTH_DTYPE.names:
             truth[name] = pending[name]
         return raw, truth
+
+
+def _decay_times(t_a: int, t_b: int, rate_bq: float, lam_per_s: float) -> np.ndarray:
+    """Sorted decay times (int64 ps) in [t_a, t_b) of a source of ``rate_bq`` at t_a."""
+    mean = rate_bq * (t_b - t_a) * 1e-12
+    times = np.empty(int(mean + 10 * math.sqrt(mean) + 64), np.int64)
+    return times[:sampling.decay_times(t_a, t_b - t_a, rate_bq, lam_per_s, times)]
 
 
 def calibrated(raw: np.ndarray, scanner: Scanner) -> np.ndarray:
