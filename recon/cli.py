@@ -45,6 +45,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                    help="Monte-Carlo LORs of the sensitivity image, computed once per scanner "
                         f"and grid and cached (default {DEFAULT_SAMPLES:,})")
+    p.add_argument("--calibration", type=float, default=1.0,
+                   help="cross-calibration factor, reconstructed counts per true annihilation "
+                        "(recon.quant.calibration_factor; default 1: the system model as is)")
     p.add_argument("--dicom", action=argparse.BooleanOptionalAction, default=True,
                    help="write a DICOM series too (default on)")
     p.add_argument("--report", action="store_true",
@@ -124,7 +127,7 @@ def cmd_recon(args: argparse.Namespace) -> int:
         callback=lambda it, sub, _img: progress.update(it * args.subsets + sub + 1),
         window_ps=window if window and window > 0 else None, sensitivity_samples=args.samples)
     progress.close(args.iterations * args.subsets)
-    image, quantified = _quantify(image, coinc, meta)
+    image, quantified = _quantify(image, coinc, meta, args.calibration)
     files = [str(p) for p in recon.save_outputs(image, out / "image")]
     if args.dicom and quantified is not None:
         recon.write_dicom_pet(image, out / "dicom", *quantified)
@@ -150,7 +153,8 @@ def _phantom(meta: dict[str, Any], scanner: Any) -> Any:
     return phantoms.get(name, scanner)
 
 
-def _quantify(image: Any, coinc: np.ndarray, meta: dict[str, Any]) -> tuple[Any, Any]:
+def _quantify(image: Any, coinc: np.ndarray, meta: dict[str, Any], calibration: float
+              ) -> tuple[Any, Any]:
     """The image in Bq/mL with its DICOM description when the run's duration is known (and its
     nuclide, for decay and branching); otherwise the image in counts and None."""
     import recon
@@ -165,7 +169,7 @@ def _quantify(image: Any, coinc: np.ndarray, meta: dict[str, Any]) -> tuple[Any,
 
         nuclide = nuclides.get(nuclide_name)
         half_life, branching = nuclide.half_life_s, nuclide.positron_fraction
-    image = recon.activity_concentration(image, duration, branching, half_life)
+    image = recon.activity_concentration(image, duration, branching, half_life, calibration)
     start_text = (meta.get("start") or {}).get("time_utc")
     start = dt.datetime.fromisoformat(start_text) if start_text else dt.datetime.now(dt.UTC)
     activity = _setting(meta, "activity_mbq")

@@ -149,7 +149,7 @@ def _clip(lo, hi, a, b, tm_lo, tm_hi):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def _ray(ends, a, b, tof, shape, origin, voxel, sigma, nsigma):
+def _ray(ends, a, b, tof, shape, origin, voxel, sigma, nsigma, norm):
     """Joseph set-up of one LOR.
 
     Returns (m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step): plane indices m_lo..m_hi along
@@ -192,7 +192,6 @@ def _ray(ends, a, b, tof, shape, origin, voxel, sigma, nsigma):
         inv = 0.5 / (sigma * sigma)
         u = (0.5 - t0 - tm * m_lo) * length - tof
         du = -tm * length
-        norm = 1.0 / (math.sqrt(2.0 * math.pi) * sigma * math.erf(nsigma / math.sqrt(2.0)))
         g = norm * math.exp(-u * u * inv)
         r = math.exp(-(2.0 * u * du + du * du) * inv)
         q = math.exp(-2.0 * du * du * inv)
@@ -202,9 +201,10 @@ def _ray(ends, a, b, tof, shape, origin, voxel, sigma, nsigma):
 @numba.njit(nogil=True, cache=True, fastmath=True, parallel=True)
 def _forward(img, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, out):
     strides = _strides(shape)
+    norm = _tof_norm(sigma, nsigma)
     for i in numba.prange(ca.size):
         m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step = _ray(
-            ends, ca[i], cb[i], tof[i], shape, origin, voxel, sigma, nsigma)
+            ends, ca[i], cb[i], tof[i], shape, origin, voxel, sigma, nsigma, norm)
         # float32 and unsigned indices in the inner loop: a third faster than float64 with
         # numba's negative-index wrap-around, and the same weights in _back (exact adjoint)
         sk, s1, s2 = strides[k], strides[i1], strides[i2]
@@ -230,6 +230,7 @@ def _forward(img, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, out):
 @numba.njit(nogil=True, cache=True, fastmath=True, parallel=True)
 def _back(values, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, n_threads, out):
     strides = _strides(shape)
+    norm = _tof_norm(sigma, nsigma)
     n = ca.size
     # one padded buffer per chunk and one chunk per thread: no write races, no thread ids
     n_chunks = max(1, min(n, n_threads))
@@ -240,7 +241,7 @@ def _back(values, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, n_thre
             if values[i] == 0.0:
                 continue
             m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step = _ray(
-                ends, ca[i], cb[i], tof[i], shape, origin, voxel, sigma, nsigma)
+                ends, ca[i], cb[i], tof[i], shape, origin, voxel, sigma, nsigma, norm)
             sk, s1, s2 = strides[k], strides[i1], strides[i2]
             a1, b1, a2, b2 = np.float32(A1), np.float32(B1), np.float32(A2), np.float32(B2)
             g32, r32, q32 = np.float32(g), np.float32(r), np.float32(q)
@@ -266,6 +267,14 @@ def _back(values, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, n_thre
         for c in range(n_chunks):
             acc += buffers[c, j]
         out[j] = acc
+
+
+@numba.njit(nogil=True, cache=True)
+def _tof_norm(sigma, nsigma):
+    """1 / the integral of the Gaussian truncated at nsigma (1 without TOF)."""
+    if sigma <= 0.0:
+        return 1.0
+    return 1.0 / (math.sqrt(2.0 * math.pi) * sigma * math.erf(nsigma / math.sqrt(2.0)))
 
 
 @numba.njit(nogil=True, cache=True)

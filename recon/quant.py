@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from hw.errors import UserError
 from recon.grid import Image
 
@@ -42,3 +44,15 @@ def activity_concentration(image: Image, duration_s: float, branching: float = 1
     out.meta.update(duration_s=duration_s, branching=branching, half_life_s=half_life_s,
                     decay_factor=decay_factor(duration_s, half_life_s), calibration=calibration)
     return out
+
+
+def calibration_factor(image: Image, annihilations: float) -> float:
+    """Cross-calibration from a scan of a source of known activity: the reconstructed counts
+    (attenuation-corrected, whole source inside the image) over the true number of annihilations
+    (decays x branching) during the scan. Divide by it (``calibration=``) to quantify: it holds
+    what the system model leaves out (energy-window acceptance, dead time, inter-crystal
+    scatter)."""
+    if image.units != "counts" or not annihilations > 0:
+        raise UserError("a calibration needs an image in counts and annihilations > 0, got "
+                        f"'{image.units}' and {annihilations}")
+    return float(image.array.sum(dtype=np.float64)) / float(annihilations)
