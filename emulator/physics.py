@@ -28,11 +28,14 @@ def seed(value):
 
 @numba.njit(nogil=True, cache=True, inline="always")
 def isotropic():
-    """A direction uniform on the sphere."""
-    cz = 2.0 * np.random.random() - 1.0
-    sz = math.sqrt(max(0.0, 1.0 - cz * cz))
-    phi = 2.0 * math.pi * np.random.random()
-    return sz * math.cos(phi), sz * math.sin(phi), cz
+    """A direction uniform on the sphere (Marsaglia 1972: no trigonometry)."""
+    while True:
+        a = 2.0 * np.random.random() - 1.0
+        b = 2.0 * np.random.random() - 1.0
+        s = a * a + b * b
+        if s < 1.0:
+            f = 2.0 * math.sqrt(1.0 - s)
+            return a * f, b * f, 1.0 - 2.0 * s
 
 
 @numba.njit(nogil=True, cache=True, inline="always")

@@ -125,9 +125,29 @@ def module_box(g, m, k, px, py, pz, ux, uy, uz):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _sector(g, x, y):
-    dphi = 2.0 * math.pi / g.n_sec
-    return math.floor(math.atan2(y, x) / dphi + 0.5) % g.n_sec
+def _angle(x, y):
+    """atan2(y, x) to about 2e-4 rad (a polynomial on the octant, no libm call)."""
+    ax, ay = abs(x), abs(y)
+    a = min(ax, ay) / max(ax, ay, 1e-300)
+    s = a * a
+    r = ((-0.0464964749 * s + 0.15931422) * s - 0.327622764) * s * a + a
+    if ay > ax:
+        r = 0.5 * math.pi - r
+    if x < 0.0:
+        r = math.pi - r
+    return -r if y < 0.0 else r
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _sector(g, x, y, step):
+    """The sector around the point (x, y); when the point lies within 1e-3 of a sector
+    boundary, the sector before it in the direction ``step`` (so no module is skipped)."""
+    f = _angle(x, y) / (2.0 * math.pi / g.n_sec) + 0.5
+    m = math.floor(f)
+    frac = f - m
+    if (step > 0 and frac < 1e-3) or (step < 0 and frac > 1.0 - 1e-3):
+        m -= step
+    return m % g.n_sec
 
 
 @numba.njit(nogil=True, cache=True)
@@ -163,8 +183,8 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
         ta, tb = (ta0, tb0) if q == 0 else (ta1, tb1)
         if tb <= ta:
             continue
-        m = _sector(g, px + ta * ux, py + ta * uy)
-        m_end = _sector(g, px + tb * ux, py + tb * uy)
+        m = _sector(g, px + ta * ux, py + ta * uy, step)
+        m_end = _sector(g, px + tb * ux, py + tb * uy, -step)
         for _ in range(g.n_sec):
             p0, p1 = _prism(g, m, px, py, ux, uy)
             if p1 > p0 and p1 > 1e-9:
