@@ -138,6 +138,8 @@ def _save_curves_png(path, nontof, tof):
     plot.addLegend()
     plot.setLabel("bottom", "OSEM iteration (4 subsets)")
     plot.setLabel("left", "hot contrast recovery Q_H")
+    plot.getAxis("left").enableAutoSIPrefix(False)
+    plot.setYRange(0, 1)
     it = np.arange(1, len(tof) + 1)
     for curves, colour, name in ((nontof, "b", "non-TOF"), (tof, "r", "TOF")):
         for k, style in ((0, pg.QtCore.Qt.PenStyle.DotLine),
