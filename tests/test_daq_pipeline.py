@@ -177,6 +177,7 @@ def test_a_slow_live_consumer_never_slows_the_journal(tmp_path: Path, brain) -> 
     sender.join()
     live.close()
     stop = acq.run.read()["stop"]
+    assert not any(stop["losses"].values()), stop["losses"]
     assert stop["counts"]["singles"] == n * brain.n_boards
     assert stop["counts"]["prompts"] > 10_000
     assert live.dropped_events > 0
