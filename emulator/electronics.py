@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from emulator import records
+from emulator.jit import kernel
 from hw.scanner import Scanner
 
 _BELOW = records.COUNTERS.index("below_threshold")
@@ -73,7 +73,7 @@ def initial_state(fe: FrontEnd, n_crystals: int) -> State:
                  np.full(n_open, -1, np.int64))
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def process(dep, n_held, out, fe, state, counters):
     """Turn time-ordered deposits into pending singles.
 

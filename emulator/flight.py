@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from emulator.jit import inline, kernel
 from emulator.phantoms.shapes import ROW, ray_interval
 from emulator.physics import klein_nishina, rayleigh_cos, rotate
 
@@ -30,7 +30,7 @@ def work_size(n_layers: int) -> int:
     return 4 * n_layers + 2
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def _insert(values, offset, n, v):
     """Insert ``v`` into the sorted ``values[offset:offset + n]``; returns n + 1."""
     w = n
@@ -41,7 +41,7 @@ def _insert(values, offset, n, v):
     return n + 1
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def path_through(layers, px, py, pz, ux, uy, uz, work):
     """Each layer's entry/exit distance ahead of p (``work[:L]``, ``work[L:2L]``, inf where
     missed) and the sorted boundaries (``work[2L:]``); returns the number of boundaries."""
@@ -59,7 +59,7 @@ def path_through(layers, px, py, pz, ux, uy, uz, work):
     return nb
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def _density(layers, work, t):
     n_l = layers.shape[0]
     for q in range(n_l - 1, -1, -1):
@@ -68,7 +68,7 @@ def _density(layers, work, t):
     return 0.0
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def optical_depth(layers, mu_water, px, py, pz, ux, uy, uz, work):
     """Line integral of mu (dimensionless) from p to infinity along u at water attenuation
     ``mu_water`` (1/mm)."""
@@ -82,7 +82,7 @@ def optical_depth(layers, mu_water, px, py, pz, ux, uy, uz, work):
     return total * mu_water
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def next_interaction(layers, mu_water, px, py, pz, ux, uy, uz, work):
     """Distance (mm) to the next interaction along u, or -1 when the photon leaves the phantom."""
     nb = path_through(layers, px, py, pz, ux, uy, uz, work)
@@ -102,7 +102,7 @@ def next_interaction(layers, mu_water, px, py, pz, ux, uy, uz, work):
     return -1.0
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def interact(water, energy, ux, uy, uz):
     """One interaction in water: (energy after keV, direction after); energy 0 when absorbed."""
     e_idx = min(int(energy), water.shape[0] - 1)
@@ -119,7 +119,7 @@ def interact(water, energy, ux, uy, uz):
     return energy, ux, uy, uz
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def fly(layers, water, px, py, pz, ux, uy, uz, energy, work):
     """Follow a photon through the phantom until it leaves it or is absorbed.
 

@@ -9,10 +9,10 @@ so they can leave energy in other crystals at the same time (intrinsic coinciden
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from emulator import records
+from emulator.jit import kernel
 from emulator.pet import write_hits
 from emulator.physics import isotropic
 from emulator.ring import MAX_HITS, track
@@ -50,7 +50,7 @@ def crystal_volume_cm3(scanner: Scanner) -> float:
     return a * b * c * 1e-3
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def decays(times, crystals, first_id, start, ring, crystal, efficiency, beta_icdf, dep, n_dep,
            counters, work, hits):
     """Lu-176 decays ``start..`` at ``times`` (ps) in ``crystals`` into deposits ``dep[n_dep:]``;
@@ -99,7 +99,7 @@ def decays(times, crystals, first_id, start, ring, crystal, efficiency, beta_icd
     return times.size, n_dep
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def crystals_of(n, n_crystals):
     """``n`` crystals drawn uniformly (all crystals have the same volume)."""
     out = np.empty(n, np.int32)

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from emulator.electronics import wire_time
 from emulator.engine import Chunk
 from emulator.firmware import Packer
+from emulator.jit import kernel
 from emulator.sinks import Sink
 from hw import wire
 from hw.errors import UserError
@@ -116,7 +116,7 @@ def transmit(chunks: Iterable[Chunk], sink: Sink, scanner: Scanner, packer: Pack
 # --------------------------------------------------------------------------- replay
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _frame_heads(buf, ends):
     """Board, type and payload words of each frame ending (0x00) at ``ends``: the first 12
     bytes COBS-decoded. -1 board for a frame too short to hold a header."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
 from emulator import records
 from emulator.flight import fly, work_size
+from emulator.jit import kernel
 from emulator.physics import isotropic
 from emulator.ring import MAX_HITS, TIME_PER_MM_PS, track
 
@@ -36,7 +36,7 @@ def work_arrays(n_layers: int) -> tuple[np.ndarray, np.ndarray]:
     return np.empty(work_size(n_layers)), np.empty((MAX_HITS, 3))
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y, z, efficiency,
                counters):
     """Append a photon's crystal deposits to ``dep``, each kept with the crystal efficiency."""
@@ -58,7 +58,7 @@ def write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y
     return n_dep
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _photon(layers, water, ring, crystal, efficiency, px, py, pz, ux, uy, uz, energy, t0, decay,
             photon, kind, dep, n_dep, counters, work, hits):
     counters[_PHOTONS] += 1
@@ -76,7 +76,7 @@ def _photon(layers, water, ring, crystal, efficiency, px, py, pz, ux, uy, uz, en
                       efficiency, counters)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers, water, ring,
            crystal, efficiency, dep, n_dep, counters, work, hits):
     """Simulate decays ``start..`` (times ps, positions mm) into deposits ``dep[n_dep:]``.

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from emulator.jit import inline, kernel
 
 ELECTRON_KEV = 510.998950
 SPEED_OF_LIGHT_MM_PER_PS = 0.299792458
@@ -20,13 +21,13 @@ _HC_KEV_ANGSTROM = 12.398
 _X0_WATER = 0.6
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def seed(value):
     """Seed numba's generator of this thread."""
     np.random.seed(value)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def isotropic():
     """A direction uniform on the sphere (Marsaglia 1972: no trigonometry)."""
     while True:
@@ -38,7 +39,7 @@ def isotropic():
             return a * f, b * f, 1.0 - 2.0 * s
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def rotate(ux, uy, uz, cos_t, phi):
     """The direction at polar angle acos(cos_t) and azimuth ``phi`` about (ux, uy, uz)."""
     sin_t = math.sqrt(max(0.0, 1.0 - cos_t * cos_t))
@@ -54,7 +55,7 @@ def rotate(ux, uy, uz, cos_t, phi):
     return vx / n, vy / n, vz / n
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def klein_nishina(energy):
     """Sample a Compton scattering of a photon of ``energy`` keV on a free electron.
 
@@ -78,7 +79,7 @@ def klein_nishina(energy):
             return eps * energy, 1.0 - onecost
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def klein_nishina_pdf(energy, cos_t):
     """Angular density of Compton scattering, per steradian (integrates to 1 over 4 pi)."""
     k = energy / ELECTRON_KEV
@@ -91,7 +92,7 @@ def klein_nishina_pdf(energy, cos_t):
     return 0.5 * ds / (math.pi * sigma)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def rayleigh_cos(energy):
     """cos theta of a coherent scattering in water: Thomson x a form factor F^2 = (1 +
     x^2/x0^2)^-4 with x = sin(theta/2)/lambda, sampled in x^2 and accepted on Thomson."""
@@ -106,7 +107,7 @@ def rayleigh_cos(energy):
             return cos_t
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def rayleigh_pdf(energy, cos_t, norm):
     """Angular density of :func:`rayleigh_cos` per steradian; ``norm`` from
     :func:`rayleigh_norms` at ``int(energy)``."""

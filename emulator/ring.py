@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
+from emulator.jit import inline, kernel
 from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS, klein_nishina, rotate
 from hw.scanner import Scanner
 
@@ -90,7 +90,7 @@ def crystal_centres(ring: Ring) -> np.ndarray:
     return np.stack([x, y, z], axis=1)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def _slab(p, inv_u, lo, hi):
     """(t0, t1) where lo <= p + t u <= hi, given 1/u (inf for u = 0)."""
     if math.isinf(inv_u):
@@ -101,12 +101,12 @@ def _slab(p, inv_u, lo, hi):
     return (a, b) if a < b else (b, a)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def _inv(u):
     return 1.0 / u if u != 0.0 else np.inf
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def _prism(g, m, px, py, ux, uy):
     """(t0, t1) of the line inside sector m's module prism (depth x width, any z)."""
     c, s = g.cos_sec[m], g.sin_sec[m]
@@ -115,7 +115,7 @@ def _prism(g, m, px, py, ux, uy):
     return max(a0, b0), min(a1, b1)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def module_box(g, m, k, px, py, pz, ux, uy, uz):
     """(t0, t1) of the line p + t u inside module (sector m, module ring k)."""
     t0, t1 = _prism(g, m, px, py, ux, uy)
@@ -124,7 +124,7 @@ def module_box(g, m, k, px, py, pz, ux, uy, uz):
     return max(t0, c0), min(t1, c1)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def _angle(x, y):
     """atan2(y, x) to about 2e-4 rad (a polynomial on the octant, no libm call)."""
     ax, ay = abs(x), abs(y)
@@ -138,7 +138,7 @@ def _angle(x, y):
     return -r if y < 0.0 else r
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def _sector(g, x, y, step):
     """The sector around the point (x, y); when the point lies within 1e-3 of a sector
     boundary, the sector before it in the direction ``step`` (so no module is skipped)."""
@@ -150,7 +150,7 @@ def _sector(g, x, y, step):
     return m % g.n_sec
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
     """The first module ahead of p along u other than (ex_m, ex_k): (m, k, t_in, t_out), m = -1
     when the photon leaves the ring."""
@@ -205,7 +205,7 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
     return -1, -1, 0.0, 0.0
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _walk(g, m, k, px, py, pz, ux, uy, uz, t_exit, tau, mu):
     """Walk the crystal cells of module (m, k) from p (inside it) up to ``t_exit``, spending the
     optical depth ``tau`` in crystal at attenuation ``mu``. Returns (crystal, t) of the
@@ -250,7 +250,7 @@ def _walk(g, m, k, px, py, pz, ux, uy, uz, t_exit, tau, mu):
             return -1, t_exit
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def track(g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
     """Follow a photon into and through the ring. ``table`` is the crystal's (keV, 2) table of
     mu and photo-electric fraction; ``m, k`` the module p lies in (-1 when outside the ring);

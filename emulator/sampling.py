@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from emulator.jit import inline, kernel
 from emulator.phantoms.shapes import CYLINDER, from_unit, row_contains
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def decay_times(t0_ps, length_ps, rate0_bq, lam_per_s, out):
     """Fill ``out`` with the sorted decay times (int64 ps) in [t0, t0 + length) of a source
     whose activity is ``rate0_bq`` at t0 and decays with ``lam_per_s``; returns their number
@@ -41,7 +41,7 @@ def decay_times(t0_ps, length_ps, rate0_bq, lam_per_s, out):
     return n
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def _in_unit(kind):
     """A point uniform in the unit ball (ellipsoid) or unit cylinder."""
     while True:
@@ -56,7 +56,7 @@ def _in_unit(kind):
                 return x, y, z
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def _pick(cdf):
     """An index drawn with the probabilities of the cumulative ``cdf`` (last entry 1)."""
     u = np.random.random()
@@ -69,7 +69,7 @@ def _pick(cdf):
     return min(np.searchsorted(cdf, u, side="right"), n - 1)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def positions(pk, out):
     """Fill ``out`` (n, 3) with decay positions (mm) drawn from the packed phantom ``pk``."""
     for i in range(out.shape[0]):

@@ -23,11 +23,11 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from emulator import records
 from emulator.flight import interact, next_interaction, optical_depth
+from emulator.jit import kernel
 from emulator.physics import (
     ELECTRON_KEV,
     isotropic,
@@ -101,7 +101,7 @@ def view_of(t_ps: np.ndarray, duration_s: float, views_per_head: int, start_s: f
     return np.clip(v, 0, views_per_head - 1)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _poisson(mean):
     """A Poisson count of small ``mean`` (inversion)."""
     u = np.random.random()
@@ -114,7 +114,7 @@ def _poisson(mean):
     return n
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _camera(hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0, y0, z0,
             efficiency, dep, n_dep, counters):
     """One photon through the holes of head h into its crystal: (n_dep after)."""
@@ -180,7 +180,7 @@ def _camera(hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0, y0
     return n_dep + 1
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _force(hd, layers, water, crystal, norms, weight, view, vx, vy, vz, ux, uy, uz, energy,
            vertex, t0, spread_ps, decay, n_ev, photon, scatters, x0, y0, z0, efficiency, dep,
            n_dep, counters, work):
@@ -221,7 +221,7 @@ def _force(hd, layers, water, crystal, norms, weight, view, vx, vy, vz, ux, uy, 
     return n_dep, n_ev
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers, water, heads,
            crystal, efficiency, norms, weight, spread_ps, run_start_ps, view_ps, dep, n_dep,
            counters, work):

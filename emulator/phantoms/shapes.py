@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
+
+from emulator.jit import inline
 
 ELLIPSOID = 0
 CYLINDER = 1
@@ -92,7 +93,7 @@ def rotation_to(axis: tuple[float, float, float]) -> np.ndarray:
 # --------------------------------------------------------------------------- numba kernels
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def unit_contains(kind, qx, qy, qz):
     if kind == ELLIPSOID:
         return qx * qx + qy * qy + qz * qz <= 1.0
@@ -111,7 +112,7 @@ def pack_row(shape: Shape) -> np.ndarray:
                            np.linalg.inv(m).ravel()]).astype(np.float64)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def to_unit(g, q, x, y, z):
     """Unit coordinates of the point (x, y, z) mm in the shape of row ``q`` of ``g``."""
     dx, dy, dz = x - g[q, 1], y - g[q, 2], z - g[q, 3]
@@ -120,7 +121,7 @@ def to_unit(g, q, x, y, z):
             g[q, 10] * dx + g[q, 11] * dy + g[q, 12] * dz)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def from_unit(g, q, qx, qy, qz):
     """Scanner coordinates (mm) of the unit-shape point q of row ``q`` of ``g``."""
     return (g[q, 1] + g[q, 13] * qx + g[q, 14] * qy + g[q, 15] * qz,
@@ -128,14 +129,14 @@ def from_unit(g, q, qx, qy, qz):
             g[q, 3] + g[q, 19] * qx + g[q, 20] * qy + g[q, 21] * qz)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def row_contains(g, q, x, y, z):
     """Whether the point (x, y, z) mm lies inside the shape of row ``q`` of ``g``."""
     qx, qy, qz = to_unit(g, q, x, y, z)
     return unit_contains(g[q, 0], qx, qy, qz)
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline
 def ray_interval(g, q, px, py, pz, ux, uy, uz):
     """(t_in, t_out) of the line p + t u inside the shape packed in row ``q`` of ``g`` (t in mm
     when |u| = 1); t_in > t_out when the line misses it."""

@@ -1,0 +1,107 @@
+"""Throughput of the emulator: full-physics singles generation and the replay of a frames file.
+
+Generation: bedside-brain, the brain phantom filled with 20 MBq of F-18, 20 ms of acquisition
+(~0.4 M decays, ~0.4 M singles with the crystals' Lu-176), everything from decay to ADC code
+(phantom scatter, crystal tracking, pile-up, dead time, digitizer); on one thread and on all the
+machine's cores. Replay: a recorded frames file of the same scan (100 ms, ~1.9 M events) read and
+sent frame by frame to each board's ZeroMQ PUSH socket (tcp loopback, a PULL per board drained in
+a thread), no re-simulation. ``extra_info["events_per_s"]`` from the median round.
+Run: ``.venv/bin/python -m pytest tests/benchmarks/test_bench_emulator.py --benchmark-enable``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zmq
+
+import emulator
+from emulator import firmware, output, sinks
+from emulator.blocks import default_threads
+
+ACTIVITY_MBQ = 20.0
+DURATION_S = 0.02
+
+
+def record(benchmark, events: int) -> None:
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:
+        return
+    benchmark.extra_info.update(events=events, events_per_s=events / stats.stats.median,
+                                events_per_s_best=events / stats.stats.min)
+
+
+@pytest.mark.parametrize("threads", [1, default_threads()], ids=["one-core", "all-cores"])
+def test_bench_full_physics_singles(benchmark, brain, threads):
+    emulator.simulate(brain, "brain", "F-18", 1.0, 0.002, seed=1, threads=threads)  # compile
+
+    def generate():
+        return emulator.simulate(brain, "brain", "F-18", ACTIVITY_MBQ, DURATION_S, seed=3,
+                                 threads=threads)
+
+    sim = benchmark.pedantic(generate, rounds=3, warmup_rounds=0)
+    assert sim.raw.size > 0.5 * ACTIVITY_MBQ * 1e6 * DURATION_S
+    benchmark.extra_info["threads"] = threads
+    record(benchmark, sim.raw.size)
+
+
+@pytest.fixture(scope="module")
+def recording(brain, tmp_path_factory):
+    path = tmp_path_factory.mktemp("replay") / "brain.frames"
+    emu = emulator.Emulator(brain, "brain", "F-18", ACTIVITY_MBQ, seed=5)
+    sink = sinks.open_sink(str(path), brain.n_boards)
+    sent = output.transmit(emu.run(0.1, chunk_s=0.01), sink, brain,
+                           firmware.packer("numba", brain), realtime=False)
+    sink.close()
+    return path, sent
+
+
+def test_bench_replay_frames_file(benchmark, brain, recording):
+    from daq.emulated import free_port_block
+
+    path, recorded = recording
+    base = free_port_block(brain.n_boards)
+    sink = sinks.open_sink(f"tcp://127.0.0.1:{base}", brain.n_boards)
+    ctx = zmq.Context.instance()
+    pulls = []
+    for b in range(brain.n_boards):
+        s = ctx.socket(zmq.PULL)
+        s.connect(f"tcp://127.0.0.1:{base + b}")
+        pulls.append(s)
+    received = [0]
+    more = threading.Condition()
+    stop = threading.Event()
+
+    def drain() -> None:
+        poller = zmq.Poller()
+        for s in pulls:
+            poller.register(s, zmq.POLLIN)
+        while not stop.is_set():
+            for s, _ in poller.poll(50):
+                n = len(s.recv(copy=False))
+                with more:
+                    received[0] += n
+                    more.notify()
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+
+    def replay():
+        with more:
+            received[0] = 0
+        sent = output.replay(path, sink, brain.n_boards)
+        with more:
+            more.wait_for(lambda: received[0] >= sent.bytes, timeout=60)
+        return sent
+
+    try:
+        sent = benchmark.pedantic(replay, rounds=5, warmup_rounds=1)
+    finally:
+        stop.set()
+        thread.join(5)
+        sink.close(0)
+        for s in pulls:
+            s.close(0)
+    assert sent.events == recorded.events and received[0] == sent.bytes
+    record(benchmark, sent.events)
