@@ -40,16 +40,14 @@ class Chunk:
     """RAW_DTYPE: t ps as the digitizer quantised it, global crystal, ADC code."""
     board: np.ndarray
     """(n,) int32: the board each event came from."""
+    n_boards: int
     truth: np.ndarray | None = None
     """TRUTH_DTYPE aligned with ``raw`` when truth is kept."""
 
     @property
     def raw_per_board(self) -> list[np.ndarray]:
         """Each board's events, in that board's time order."""
-        n = int(self.board.max()) + 1 if self.board.size else 0
-        return [self.raw[self.board == b] for b in range(max(n, self.n_boards))]
-
-    n_boards: int = 0
+        return [self.raw[self.board == b] for b in range(self.n_boards)]
 
 
 def _check_activity(activity_mbq: float) -> float:
@@ -157,8 +155,8 @@ class Emulator:
         done_raw[:] = [raw[n:]]
         done_truth[:] = [truth[n:]]
         out = raw[:n]
-        return Chunk(t0, t1, out, self._dig.board_of[out["crystal"]],
-                     truth[:n] if self.truth else None, n_boards=self.scanner.n_boards)
+        return Chunk(t0, t1, out, self._dig.board_of[out["crystal"]], self.scanner.n_boards,
+                     truth[:n] if self.truth else None)
 
     def _spread_ps(self, rate: float) -> float:
         """SPECT: the time over which one history's detected photons (different decays) are
@@ -238,9 +236,10 @@ class Emulator:
         measured = electronics.measured_energy(e_true, self.scanner.response.fwhm_kev(e_true),
                                                rng)
         raw["adc"] = electronics.adc_codes(measured, pending["crystal"], self._dig)
-        truth = np.empty(pending.size, records.TRUTH_DTYPE)
-        for name in records.TRUTH_DTYPE.names:
-            truth[name] = pending[name]
+        truth = np.empty(pending.size if self.truth else 0, records.TRUTH_DTYPE)
+        if self.truth:
+            for name in records.TRUTH_DTYPE.names:
+                truth[name] = pending[name]
         return raw, truth
 
 
