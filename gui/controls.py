@@ -133,7 +133,8 @@ class RunStatus(QtWidgets.QGroupBox):
 
     ROWS = (("state", "State"), ("run", "Run"), ("scanner", "Scanner"),
             ("elapsed", "Elapsed"), ("singles", "Singles"), ("prompts", "Prompts"),
-            ("delayeds", "Delayeds"), ("necr", "NECR"), ("events", "Events journaled"),
+            ("delayeds", "Delayeds"), ("necr", "NECR"), ("decoded", "Events decoded"),
+            ("journaled", "Events journaled"),
             ("losses", "Losses"), ("journal", "Journal"), ("free", "Free disk"),
             ("queues", "Queue fill (max)"), ("boards", "Boards"), ("message", "DAQ message"))
 
@@ -171,7 +172,8 @@ class RunStatus(QtWidgets.QGroupBox):
             self._put(name, f"{text.si(v.rates.get(name), 'cps')}   "
                             f"(total {text.count(t.get(name))})")
         self._put("necr", text.si(v.rates.get("necr"), "cps"))
-        self._put("events", text.count(t.get("events_journaled")))
+        self._put("decoded", text.count(t.get("events_decoded")))
+        self._put("journaled", text.count(t.get("events_journaled")))
         lost = v.lost
         if not v.losses:
             self._put("losses", text.MISSING)

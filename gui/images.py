@@ -2,7 +2,9 @@
 anterior maximum-intensity projection, sharing one colour table and level control.
 
 Clicking in any view moves the cursor (the slices follow). Levels follow each new image while
-"Auto levels" is ticked; dragging the level control unticks it.
+"Auto levels" is ticked; dragging the level control unticks it. The MIP, brighter than any
+slice, is shown at the same levels scaled by the ratio of its own automatic levels to the
+slices'.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class ImagePanel(QtWidgets.QWidget):
             levels = im.levels if self.auto_levels.isChecked() else self.levels()
             for name, (title, (a, b), _) in VIEWS.items():
                 item = self.items[name]
-                item.setImage(slices[name], autoLevels=False, levels=levels)
+                item.setImage(slices[name], autoLevels=False, levels=self._levels_of(name, levels))
                 item.setRect(QtCore.QRectF(corner[a], corner[b], extent[a], extent[b]))
                 vline, hline = self.crosshairs[name]
                 vline.setValue(centre[a])
@@ -138,11 +140,18 @@ class ImagePanel(QtWidgets.QWidget):
             if name != "transverse":
                 item.setLookupTable(lut)
 
+    def _levels_of(self, view: str, levels: tuple[float, float]) -> tuple[float, float]:
+        im = self.image
+        if view != "mip" or im is None or im.levels[1] <= 0:
+            return levels
+        scale = im.mip_levels[1] / im.levels[1]
+        return levels[0] * scale, levels[1] * scale
+
     def _levels_moved(self) -> None:
         levels = self.levels()
         for name, item in self.items.items():
             if name != "transverse":
-                item.setLevels(levels)
+                item.setLevels(self._levels_of(name, levels))
         if not self._programmatic:
             self.auto_levels.setChecked(False)
 

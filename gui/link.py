@@ -209,13 +209,19 @@ class Reply:
 
 
 class ControlClient:
-    """REQ client thread: run commands in order, and ``status`` every ``status_every_s``."""
+    """REQ client thread: run commands in order, and ``status`` every ``status_every_s``.
 
-    def __init__(self, endpoint: str, *, timeout_s: float = 1.5, status_every_s: float = 1.0,
-                 context: zmq.Context | None = None,
+    A ``status`` that gets no reply within ``timeout_s`` marks the DAQ as silent; a command
+    (start, stop) may take the DAQ longer (``command_timeout_s``: a start creates the run and
+    starts the digitizers before it answers).
+    """
+
+    def __init__(self, endpoint: str, *, timeout_s: float = 1.5, command_timeout_s: float = 20.0,
+                 status_every_s: float = 1.0, context: zmq.Context | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
+        self.command_timeout_s = command_timeout_s
         self.status_every_s = status_every_s
         self.timeouts = 0
         """Requests the DAQ did not answer in time (each re-creates the socket)."""
@@ -272,12 +278,13 @@ class ControlClient:
     def _exchange(self, request: dict[str, Any]) -> Reply:
         if self._sock is None:
             self._sock = self._context.socket(zmq.REQ)
-            ms = int(self.timeout_s * 1000)
             self._sock.setsockopt(zmq.LINGER, 0)
-            self._sock.setsockopt(zmq.SNDTIMEO, ms)
-            self._sock.setsockopt(zmq.RCVTIMEO, ms)
             self._sock.connect(self.endpoint)
-        deadline = self._clock() + self.timeout_s
+        timeout = self.timeout_s if request.get("cmd") == "status" else self.command_timeout_s
+        ms = round(timeout * 1000)
+        self._sock.setsockopt(zmq.SNDTIMEO, ms)
+        self._sock.setsockopt(zmq.RCVTIMEO, ms)
+        deadline = self._clock() + timeout
         try:
             self._sock.send(pack(request))
             while not self._sock.poll(_POLL_MS):
@@ -287,7 +294,7 @@ class ControlClient:
         except zmq.ZMQError:
             self.timeouts += 1
             self._drop_socket()  # a REQ socket that missed its reply cannot send again
-            return Reply(request, None, f"no reply from the DAQ within {self.timeout_s:g} s")
+            return Reply(request, None, f"no reply from the DAQ within {timeout:g} s")
         try:
             reply = unpack(payload)
         except ValueError as exc:

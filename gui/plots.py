@@ -55,6 +55,8 @@ def _image_plot(layout: pg.GraphicsLayout, title: str, bottom: str, left: str,
                 colormap: str) -> tuple[pg.PlotItem, pg.ImageItem]:
     p = _plot(layout, title, bottom, left)
     p.showGrid(x=False, y=False)
+    for name in ("left", "bottom"):
+        p.getAxis(name).enableAutoSIPrefix(False)
     item = pg.ImageItem(axisOrder="col-major")
     item.setColorMap(pg.colormap.get(colormap))
     p.addItem(item)

@@ -124,6 +124,9 @@ class ImageView:
     mip: np.ndarray
     """Maximum-intensity projection along y (anterior view): [x, z]."""
     levels: tuple[float, float]
+    """Display levels of the slices."""
+    mip_levels: tuple[float, float]
+    """Display levels of the MIP (brighter than any slice)."""
     voxel_mm: tuple[float, float, float]
     origin_mm: tuple[float, float, float]
     """Centre of voxel [0, 0, 0] (mm)."""
@@ -238,9 +241,10 @@ def image_view(message: dict[str, Any], received_at: float) -> ImageView | None:
     origin = _triple(message.get("origin_mm"), 0.0)
     if volume is None or voxel is None or origin is None or min(voxel) <= 0:
         return None
+    mip = volume.max(axis=1)
     return ImageView(
-        received_at=received_at, volume=volume, mip=volume.max(axis=1),
-        levels=display_levels(volume, 99.95), voxel_mm=voxel, origin_mm=origin,
+        received_at=received_at, volume=volume, mip=mip, levels=display_levels(volume, 99.95),
+        mip_levels=display_levels(mip, 99.5), voxel_mm=voxel, origin_mm=origin,
         events=number(message.get("events")), iteration=number(message.get("iteration")),
         problems=problems,
     )

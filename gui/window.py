@@ -232,6 +232,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._state_at = at
         if state != self.state:
             self._note(f"DAQ state {state or '-'}")
+            self._command_error = ""  # a command's outcome shows in the state from now on
         self.state = state
 
     # ---------------------------------------------------------------- health and banner

@@ -451,6 +451,10 @@ def test_clicking_a_view_moves_the_slices(qtbot, console, fake_daq):
     panel.lut.region.setRegion((0.0, 0.5))  # the operator drags the level control
     assert not panel.auto_levels.isChecked()
     assert panel.items["coronal"].levels.tolist() == [0.0, 0.5]
+    im = panel.image
+    assert im.mip_levels[1] > im.levels[1] * 0.99  # a MIP is at least as bright as its slices
+    scale = im.mip_levels[1] / im.levels[1]
+    assert panel.items["mip"].levels.tolist() == pytest.approx([0.0, 0.5 * scale])
 
 
 # --------------------------------------------------------------------------- command line
