@@ -402,7 +402,7 @@ def test_losses_low_disk_and_operator_message_raise_the_banner(qtbot, console, f
     assert console.status.values["losses"].text() == "seq_gaps 3"
     assert console.status.values["message"].text() == "board 2 clock drift"
     assert console.status.values["boards"].text() == \
-        "2 boards, 200 kcps to 300 kcps; link errors on board 1"
+        "2 boards, 200 k\u2013300 kcps; link errors on board 1"
     assert "DAQ: board 2 clock drift" in console.log.toPlainText()
     fake_daq.extra = {}
     qtbot.waitUntil(lambda: console.banner_text() == "", timeout=5000)
