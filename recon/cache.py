@@ -41,6 +41,7 @@ def cached_array(key: str, compute: Callable[[], np.ndarray], prefix: str = "arr
     try:
         with os.fdopen(fd, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
+        os.chmod(tmp, 0o644)                      # mkstemp makes it private
         os.replace(tmp, path)
     except OSError:
         Path(tmp).unlink(missing_ok=True)
