@@ -11,6 +11,7 @@ with pyqtgraph (offscreen).
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -164,6 +165,9 @@ def plot(result: CountRate, path: Path) -> None:
         ax.showGrid(x=True, y=True, alpha=0.3)
         ax.setLabel("bottom", "activity (MBq)")
         ax.setLabel("left", y)
+    decades = [v * 10.0**e for e in range(-1, 5) for v in (1, 2, 5)]
+    shown = [v for v in decades if a.min() / 1.5 <= v <= a.max() * 1.5]
+    rates.getAxis("bottom").setTicks([[(math.log10(v), f"{v:g}") for v in shown], []])
     for name, colour in (("prompts_cps", "m"), ("trues_cps", "b"), ("scatters_cps", "g"),
                          ("randoms_cps", "r")):
         ax_y = np.maximum(result.column(name) / 1e3, 1e-3)
