@@ -84,6 +84,17 @@ def _print_list(scanner_name: str) -> None:
         print(f"  {name:12s} T1/2 {shown}, {', '.join(what)}")
 
 
+def _announce(endpoints: list[str], quiet: bool) -> None:
+    """Tell the DAQ where each board's stream goes (a pty's device exists only now)."""
+    if quiet:
+        return
+    if len(set(endpoints)) == 1:
+        print(f"boards 0-{len(endpoints) - 1}: {endpoints[0]}", flush=True)
+        return
+    for b, endpoint in enumerate(endpoints):
+        print(f"board {b}: {endpoint}", flush=True)
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     if args.list:
         _print_list(args.scanner)
@@ -111,9 +122,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
             "duration_s": args.duration})
     sink = open_sink(args.to, scanner.n_boards, args.baud)
     try:
-        if not args.quiet or args.to == "pty":
-            for b, endpoint in enumerate(sink.endpoints):
-                print(f"board {b}: {endpoint}", flush=True)
+        _announce(sink.endpoints, args.quiet and args.to != "pty")
         progress = Progress("emulate", unit="singles", enabled=not args.quiet)
 
         def on_chunk(chunk, sent: Sent) -> None:
@@ -139,9 +148,7 @@ def _replay(args: argparse.Namespace, scanner) -> int:
         raise UserError(f"frames file {args.replay} does not exist")
     sink = open_sink(args.to, scanner.n_boards, args.baud)
     try:
-        if not args.quiet or args.to == "pty":
-            for b, endpoint in enumerate(sink.endpoints):
-                print(f"board {b}: {endpoint}", flush=True)
+        _announce(sink.endpoints, args.quiet and args.to != "pty")
         sent = replay(args.replay, sink, scanner.n_boards)
     finally:
         sink.close()
