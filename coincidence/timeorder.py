@@ -1,11 +1,15 @@
-"""Time order for nearly time-ordered events: several boards' streams, merged.
+"""Time order for nearly time-ordered events: several boards' streams, interleaved or not.
 
 *Time order* here is the sorter's canonical order: by ``t``, ties broken by ``crystal``, then by
-position in the input (stable). The kernel detects the input's ascending runs (a board's frame, a
-whole board's stream) and merges them with a small heap that only ever holds the runs that overlap
-in time: a run is opened when the heap's smallest head is later than the earliest start of the runs
-not yet opened (a suffix minimum). On k interleaved streams this costs O(n log k), and O(n) on input
-that is already in order; any input is still sorted correctly, in O(n log n) at worst.
+position in the input (stable); the same as ``np.lexsort((crystal, t))``.
+
+The kernel finds the input's runs of non-decreasing t (a board's frame, a whole board's stream),
+deals them onto a few *piles*, each pile in order (a run goes onto the pile whose last time is
+the latest one not after the run's first: a board's frames find their board's pile again),
+merges the piles pairwise on (t, position), branch-free and from both ends at once, then puts
+equal times in crystal order. Boards' streams interleaved frame by frame cost O(n log k) for k
+piles (about the number of boards); only int32 positions are allocated. Input that needs more
+than 32 piles (far from ordered) is left to ``np.lexsort``.
 
 Works on any structured array with integer fields ``t`` and ``crystal`` (``hw.RAW_DTYPE``,
 ``hw.SINGLE_DTYPE``).
@@ -20,46 +24,7 @@ import numpy as np
 
 from hw.errors import UserError
 
-_LATEST = np.iinfo(np.int64).max
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _before(t1: int, c1: int, r1: int, t2: int, c2: int, r2: int) -> bool:
-    """Lexicographic (t, crystal, run) order."""
-    if t1 != t2:
-        return t1 < t2
-    if c1 != c2:
-        return c1 < c2
-    return r1 < r2
-
-
-@numba.njit(nogil=True, cache=True)
-def _sift_down(ht, hc, hr, size, k):
-    while True:
-        child = 2 * k + 1
-        if child >= size:
-            return
-        if child + 1 < size and _before(ht[child + 1], hc[child + 1], hr[child + 1],
-                                        ht[child], hc[child], hr[child]):
-            child += 1
-        if not _before(ht[child], hc[child], hr[child], ht[k], hc[k], hr[k]):
-            return
-        ht[k], ht[child] = ht[child], ht[k]
-        hc[k], hc[child] = hc[child], hc[k]
-        hr[k], hr[child] = hr[child], hr[k]
-        k = child
-
-
-@numba.njit(nogil=True, cache=True)
-def _sift_up(ht, hc, hr, k):
-    while k > 0:
-        parent = (k - 1) // 2
-        if not _before(ht[k], hc[k], hr[k], ht[parent], hc[parent], hr[parent]):
-            return
-        ht[k], ht[parent] = ht[parent], ht[k]
-        hc[k], hc[parent] = hc[parent], hc[k]
-        hr[k], hr[parent] = hr[parent], hr[k]
-        k = parent
+MAX_PILES = 32
 
 
 @numba.njit(nogil=True, cache=True)
@@ -71,84 +36,120 @@ def in_time_order(t: np.ndarray) -> bool:
     return not disorder
 
 
-@numba.njit(nogil=True, cache=True)
-def order(t: np.ndarray, crystal: np.ndarray) -> np.ndarray:
-    """The permutation that puts (t, crystal) in time order (stable): a run-detecting k-way merge.
+@numba.njit(nogil=True, cache=True, inline="always")
+def _after(t1, i1, t2, i2):
+    """(t, position) order."""
+    return (t1 > t2) | ((t1 == t2) & (i1 > i2))
 
-    Equal to ``np.lexsort((crystal, t))``.
-    """
-    n = t.size
-    n_runs = 1 if n else 0
-    for i in range(1, n):
-        if t[i] < t[i - 1] or (t[i] == t[i - 1] and crystal[i] < crystal[i - 1]):
-            n_runs += 1
-    perm = np.empty(n, np.int64)
-    if n_runs <= 1:
-        for i in range(n):
-            perm[i] = i
-        return perm
-    start = np.empty(n_runs + 1, np.int64)
-    r = 0
-    start[0] = 0
-    for i in range(1, n):
-        if t[i] < t[i - 1] or (t[i] == t[i - 1] and crystal[i] < crystal[i - 1]):
-            r += 1
-            start[r] = i
-    start[n_runs] = n
-    # earliest (t, crystal) among the runs r.. (each run's earliest event is its first)
-    min_t = np.empty(n_runs, np.int64)
-    min_c = np.empty(n_runs, np.int64)
-    min_t[n_runs - 1] = t[start[n_runs - 1]]
-    min_c[n_runs - 1] = crystal[start[n_runs - 1]]
-    for r in range(n_runs - 2, -1, -1):
-        s = start[r]
-        if _before(t[s], crystal[s], 0, min_t[r + 1], min_c[r + 1], 1):
-            min_t[r], min_c[r] = t[s], crystal[s]
-        else:
-            min_t[r], min_c[r] = min_t[r + 1], min_c[r + 1]
-    head = start[:n_runs].copy()
-    ht = np.empty(n_runs, np.int64)
-    hc = np.empty(n_runs, np.int64)
-    hr = np.empty(n_runs, np.int64)
-    size = 0
-    next_run = 0
-    k = 0
-    while k < n:
-        # open runs until nothing unopened can come before the heap's smallest head
-        while next_run < n_runs and (
-            size == 0 or _before(min_t[next_run], min_c[next_run], n_runs, ht[0], hc[0], hr[0])
-        ):
-            s = start[next_run]
-            ht[size], hc[size], hr[size] = t[s], crystal[s], next_run
-            size += 1
-            _sift_up(ht, hc, hr, size - 1)
-            next_run += 1
-        # emit from the smallest run while it stays before every other candidate
-        r = hr[0]
-        bound_t, bound_c, bound_r = _LATEST, _LATEST, n_runs
-        for child in (1, 2):
-            if child < size and _before(ht[child], hc[child], hr[child],
-                                        bound_t, bound_c, bound_r):
-                bound_t, bound_c, bound_r = ht[child], hc[child], hr[child]
-        if next_run < n_runs and _before(min_t[next_run], min_c[next_run], n_runs,
-                                         bound_t, bound_c, bound_r):
-            bound_t, bound_c, bound_r = min_t[next_run], min_c[next_run], n_runs
-        i, end = head[r], start[r + 1]
-        perm[k] = i
+
+@numba.njit(nogil=True, cache=True)
+def _merge(t, idx, a, m, b, out):
+    """Merge the positions idx[a:m] and idx[m:b], each in (t[idx], idx) order, into out[a:b],
+    branch-free and from both ends at once (two independent chains of loads)."""
+    i, j, k = a, m, a  # front: the earliest left
+    i2, j2, k2 = m - 1, b - 1, b - 1  # back: the latest left
+    while i <= i2 and j <= j2:
+        xi, xj = idx[i], idx[j]
+        ti, tj = t[xi], t[xj]
+        take_j = _after(ti, xi, tj, xj)
+        out[k] = xj if take_j else xi
+        j += take_j
+        i += 1 - take_j
         k += 1
-        i += 1
-        while i < end and _before(t[i], crystal[i], r, bound_t, bound_c, bound_r):
-            perm[k] = i
-            k += 1
-            i += 1
-        head[r] = i
-        if i < end:
-            ht[0], hc[0] = t[i], crystal[i]
-        else:
-            size -= 1
-            ht[0], hc[0], hr[0] = ht[size], hc[size], hr[size]
-        _sift_down(ht, hc, hr, size, 0)
-    return perm
+        xi, xj = idx[i2], idx[j2]
+        ti, tj = t[xi], t[xj]
+        take_i = _after(ti, xi, tj, xj)
+        out[k2] = xi if take_i else xj
+        i2 -= take_i
+        j2 -= 1 - take_i
+        k2 -= 1
+    # one side is used up: the other's rest fills the middle
+    lo, hi = (i, i2) if i <= i2 else (j, j2)
+    out[k: k2 + 1] = idx[lo: hi + 1]
+
+
+@numba.njit(nogil=True, cache=True)
+def _order(t, crystal, perm):
+    """Fill ``perm`` (int32 or int64, size n) with the time-order permutation; False when the
+    input needs more than MAX_PILES piles (then the caller uses a general sort)."""
+    n = t.size
+    n_runs = 1
+    for i in range(1, n):
+        n_runs += t[i] < t[i - 1]
+    # deal the runs (by t) onto piles: the one with the latest last time not after the run's
+    # first; a pile is a chain of runs (first_run, next_run)
+    run_start = np.zeros(n_runs + 1, np.int64)
+    next_run = np.full(n_runs, -1, np.int64)
+    first_run = np.empty(MAX_PILES, np.int64)
+    last_run = np.empty(MAX_PILES, np.int64)
+    tail = np.empty(MAX_PILES, np.int64)
+    n_piles = 0
+    r = 0
+    run_start[n_runs] = n
+    for i in range(1, n + 1):
+        if i == n or t[i] < t[i - 1]:
+            head = t[run_start[r]]
+            best = -1
+            for p in range(n_piles):
+                if tail[p] <= head and (best < 0 or tail[p] > tail[best]):
+                    best = p
+            if best < 0:
+                if n_piles == MAX_PILES:
+                    return False
+                best = n_piles
+                n_piles += 1
+                first_run[best] = r
+            else:
+                next_run[last_run[best]] = r
+            last_run[best] = r
+            tail[best] = t[i - 1]
+            if i < n:
+                r += 1
+                run_start[r] = i
+    # the piles' positions one pile after the other, then pairwise merges until one is left
+    bounds = np.zeros(n_piles + 1, np.int64)
+    k = 0
+    for p in range(n_piles):
+        r = first_run[p]
+        while r >= 0:
+            for i in range(run_start[r], run_start[r + 1]):
+                perm[k] = i
+                k += 1
+            r = next_run[r]
+        bounds[p + 1] = k
+    src, dst = perm, np.empty_like(perm)
+    while bounds.size > 2:
+        m = bounds.size - 1
+        merged = np.empty((m + 1) // 2 + 1, np.int64)
+        for q in range(0, m, 2):
+            a = bounds[q]
+            if q + 1 < m:
+                _merge(t, src, a, bounds[q + 1], bounds[q + 2], dst)
+            else:
+                dst[a: bounds[m]] = src[a: bounds[m]]
+            merged[q // 2] = a
+        merged[-1] = n
+        bounds = merged
+        src, dst = dst, src
+    if src is not perm:
+        perm[:] = src
+    # equal times: by crystal, stably (ties are few; perm is nearly in order, reads stay local)
+    for k in range(1, n):
+        a, b = perm[k - 1], perm[k]
+        if t[b] == t[a] and crystal[b] < crystal[a]:
+            m = k
+            while m > 0 and t[perm[m - 1]] == t[b] and crystal[perm[m - 1]] > crystal[b]:
+                perm[m] = perm[m - 1]
+                m -= 1
+            perm[m] = b
+    return True
+
+
+def order(t: np.ndarray, crystal: np.ndarray) -> np.ndarray:
+    """The permutation that puts events (t, crystal) in time order: ``np.lexsort((crystal, t))``,
+    fast on nearly ordered input (int32 indices below 2**31 events)."""
+    perm = np.empty(t.size, np.int32 if t.size < 2**31 else np.int64)
+    return perm if _order(t, crystal, perm) else np.lexsort((crystal, t))
 
 
 def _check(events: np.ndarray, what: str) -> None:
@@ -160,18 +161,17 @@ def _check(events: np.ndarray, what: str) -> None:
 
 def sort_nearly_sorted(events: np.ndarray) -> np.ndarray:
     """A time-ordered copy of ``events`` (by t, then crystal, stable); fast when the input is
-    made of long ascending runs, e.g. boards' frames interleaved as they arrived."""
+    made of a few interleaved ordered streams, e.g. boards' frames as they arrived."""
     events = np.asarray(events)
     _check(events, "events")
-    perm = order(events["t"], events["crystal"])
-    return events[perm]
+    return events[order(events["t"], events["crystal"])]
 
 
 def merge_sorted(streams: Sequence[np.ndarray]) -> np.ndarray:
     """Merge several time-ordered streams (one per board) into one time-ordered array.
 
     Same result as :func:`sort_nearly_sorted` on their concatenation (streams that are not quite
-    in order are still sorted correctly, just more slowly). All streams must share one dtype.
+    in order are still sorted correctly). All streams must share one dtype.
     """
     arrays = [np.asarray(s) for s in streams]
     if not arrays:
@@ -180,4 +180,6 @@ def merge_sorted(streams: Sequence[np.ndarray]) -> np.ndarray:
         _check(a, "each stream")
         if a.dtype != arrays[0].dtype:
             raise UserError(f"streams must share one dtype, got {arrays[0].dtype} and {a.dtype}")
-    return sort_nearly_sorted(np.concatenate(arrays))
+    # concatenated as bytes: numpy copies packed records field by field, slowly
+    joined = np.concatenate([np.ascontiguousarray(a).view(np.uint8) for a in arrays])
+    return sort_nearly_sorted(joined.view(arrays[0].dtype))
