@@ -52,10 +52,12 @@ class StreamState:
     error: str | None = None
     idle_since: float | None = None
     """When the link's reads started coming back empty (None while bytes flow)."""
+    drained: bool = False
+    """The link has ended and the processor has taken its last events."""
 
     def idle_boards(self, now: float, timeout_s: float) -> list[int]:
-        """The boards of this link if it has been silent (or ended) for ``timeout_s``."""
-        if self.ended or (self.idle_since is not None and now - self.idle_since > timeout_s):
+        """The boards of this link if it has been silent for ``timeout_s``, or is drained."""
+        if self.drained or (self.idle_since is not None and now - self.idle_since > timeout_s):
             return list(self.decoder.watermarks_ps)
         return []
 
@@ -167,7 +169,7 @@ class Acquisition:
                 self.journal.append(index, data)
                 state.bytes += len(data)
                 raw = decoder.feed(data)
-                self._put((raw, decoder.watermarks_ps))
+                self._put((raw, decoder.watermarks_ps, None))
                 stopped = state.boards_stopped
                 if stopped and stopped >= set(decoder.watermarks_ps):
                     break
@@ -177,6 +179,7 @@ class Acquisition:
         finally:
             state.ended = True
             source.close()
+            self._put((self._no_events, {}, state))  # after this, the link's boards are done
 
     def _put(self, item: tuple) -> None:
         while not self._stop.is_set():
@@ -193,11 +196,13 @@ class Acquisition:
         while True:
             receivers_done = all(not t.is_alive() for t in receivers)
             try:
-                raw, marks = self._queue.get(timeout=0.1)
+                raw, marks, ended = self._queue.get(timeout=0.1)
             except queue.Empty:
                 if receivers_done:  # checked before the get: nothing can follow
                     break
-                raw, marks = self._no_events, {}  # re-check quiet boards
+                raw, marks, ended = self._no_events, {}, None  # re-check quiet boards
+            if ended is not None:
+                ended.drained = True
             if failed:
                 continue  # keep draining so the receivers finish journaling
             try:

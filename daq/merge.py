@@ -30,7 +30,7 @@ class TimeMerger:
 
     def __init__(self, n_boards: int, quiet_timeout_s: float = 3.0) -> None:
         self.n_boards = n_boards
-        self.unseen_after_ps = int(quiet_timeout_s * 1e12)
+        self.unseen_after_ps = quiet_timeout_s * 1e12
         self.watermark_ps = np.full(n_boards, -1, np.int64)
         self._pending: list[np.ndarray] = []
         self.released_until_ps = -1
