@@ -70,7 +70,8 @@ class Sorter:
 
     def feed(self, singles: np.ndarray) -> np.ndarray:
         """Add a chunk of singles (hw.SINGLE_DTYPE); return the coincidences now complete."""
-        return _trimmed(*self._feed(singles, _new_output(singles.size), 0))
+        t, _, _ = _fields(singles)
+        return _trimmed(*self._feed(singles, _new_output(t.size), 0))
 
     def flush(self) -> np.ndarray:
         """Close every open window (end of stream) and return the remaining coincidences."""
@@ -172,5 +173,6 @@ def sort(singles: np.ndarray, *, scanner: Scanner, window_ps: int | None = None,
     sorter = Sorter(scanner=scanner, window_ps=window_ps, energy_window_kev=energy_window_kev,
                     policy=policy, delay_ps=delay_ps, min_sector_difference=min_sector_difference,
                     max_ring_difference=max_ring_difference, mode=mode)
-    out, n_out = sorter._feed(singles, _new_output(len(singles)), 0)
+    t, _, _ = _fields(singles)
+    out, n_out = sorter._feed(singles, _new_output(t.size), 0)
     return _trimmed(*sorter._search(_END_OF_STREAM, out, n_out))

@@ -254,5 +254,7 @@ def test_crystal_outside_the_scanner_is_named():
 def test_not_singles_and_spect_scanner_are_refused():
     with pytest.raises(UserError, match="SINGLE_DTYPE"):
         coincidence.sort(np.zeros(3), scanner=SCANNER)
+    with pytest.raises(UserError, match="SINGLE_DTYPE"):
+        coincidence.Sorter(scanner=SCANNER).feed([(0, 1, 511.0)])
     with pytest.raises(UserError, match="needs a PET scanner"):
         coincidence.sort(np.zeros(1, SINGLE_DTYPE), scanner=load_scanner("spect-dual-head"))
