@@ -137,9 +137,8 @@ class Bench:
         return self.results
 
     def _sorter(self) -> None:
-        from coincidence.baseline import numpy_take_all_goods
-
         import coincidence
+        from coincidence.baseline import numpy_take_all_goods
 
         s, singles = self.scanner, self.singles
         acq = s.acquisition
@@ -151,8 +150,10 @@ class Bench:
         self.add("coincidence sort, takeAllGoods + delayed", singles.size, best_time(
             lambda: coincidence.sort(singles, delay_ps=acq["delay_ps"], **kw), self.repeats),
             "EXPLORER ~2.5 M/s per thread, PETsys ~15 M/s", chain=True)
+        args = (s.crystal_module, s.n_modules, acq["coincidence_window_ps"],
+                acq["energy_window_kev"], acq["delay_ps"], acq["min_sector_difference"])
         self.add("NumPy sorter, same semantics (baseline)", singles.size, best_time(
-            lambda: numpy_take_all_goods(singles, delay_ps=acq["delay_ps"], **kw), 1))
+            lambda: numpy_take_all_goods(singles, *args), 1))
 
     def _recon(self) -> None:
         import recon

@@ -28,16 +28,20 @@ class Ratio:
     floor: float
 
 
-#: Benchmarks are named by the test function (pytest-benchmark's ``name``).
+#: Benchmarks by their full pytest-benchmark name (test function and parameters).
 RATIOS = (
     Ratio("wire decoder vs memory copy", "test_bench_decode", "test_bench_memcpy_baseline",
           0.004),
     Ratio("wire encoder vs memory copy", "test_bench_encode", "test_bench_memcpy_baseline",
           0.004),
-    Ratio("sorter vs NumPy sorter", "test_bench_sort_take_all_goods_delayed",
-          "test_bench_numpy_baseline", 2.0),
-    Ratio("time merge vs np.argsort", "test_bench_sort_nearly_sorted",
-          "test_bench_argsort_baseline", 1.0),
+    Ratio("sorter vs NumPy sorter", "test_bench_sort[takeAllGoods-delayed]",
+          "test_bench_numpy_baseline_take_all_goods_with_delays", 2.0),
+    Ratio("time order vs np.argsort (quick)", "test_bench_sort_nearly_sorted",
+          "test_bench_numpy_time_order[argsort-quick]", 0.8),
+    Ratio("calibration vs memory copy", "test_bench_calibration", "test_bench_memcpy_baseline",
+          0.002),
+    Ratio("projector non-TOF vs NumPy time order", "test_bench_forward_back[nontof-lor-1]",
+          "test_bench_numpy_time_order[argsort-quick]", 0.002),
 )
 
 
@@ -51,9 +55,7 @@ def events_per_s(bench: dict) -> float:
 
 def check(report: dict, ratios: tuple[Ratio, ...] = RATIOS) -> list[str]:
     """The failed ratios (empty when all pass), one line each."""
-    by_name: dict[str, dict] = {}
-    for b in report.get("benchmarks", []):
-        by_name[b["name"].split("[")[0]] = b
+    by_name = {b["name"]: b for b in report.get("benchmarks", [])}
     failures = []
     for r in ratios:
         missing = [n for n in (r.stage, r.baseline) if n not in by_name]
@@ -68,7 +70,7 @@ def check(report: dict, ratios: tuple[Ratio, ...] = RATIOS) -> list[str]:
 
 def table(report: dict, ratios: tuple[Ratio, ...] = RATIOS) -> str:
     """The ratios of a report as text lines."""
-    by_name = {b["name"].split("[")[0]: b for b in report.get("benchmarks", [])}
+    by_name = {b["name"]: b for b in report.get("benchmarks", [])}
     lines = []
     for r in ratios:
         if r.stage in by_name and r.baseline in by_name:
