@@ -1,0 +1,57 @@
+"""CI's benchmark regression check trips on a deliberately slowed kernel, and only then."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from daq.bench import best_time
+from daq.benchcheck import RATIOS, check, main
+from hw import RAW_DTYPE, wire
+
+DECODER_RATIO = tuple(r for r in RATIOS if r.stage == "test_bench_decode")
+
+
+def _report(frames: bytes, n: int, decode) -> dict:
+    """A pytest-benchmark-like report of the decoder and the memory-copy baseline, measured now."""
+    t_dec = best_time(lambda: decode(frames), 3)
+    t_copy = best_time(lambda: bytes(memoryview(frames)), 3)
+    return {"benchmarks": [
+        {"name": "test_bench_decode", "extra_info": {"events_per_s": n / t_dec}},
+        {"name": "test_bench_memcpy_baseline", "extra_info": {"events_per_s": n / t_copy}},
+    ]}
+
+
+@pytest.fixture(scope="module")
+def frames(brain) -> tuple[bytes, int]:
+    rng = np.random.default_rng(1)
+    n = 500_000
+    raw = np.zeros(n, RAW_DTYPE)
+    raw["t"] = np.cumsum(rng.exponential(2e5, n)).astype(np.int64)
+    raw["crystal"] = rng.choice(np.flatnonzero(brain.crystal_board == 0), n)
+    raw["adc"] = 1000
+    return wire.encode(raw, board=0, first_seq=0, scanner=brain), n
+
+
+def test_the_real_decoder_passes(frames, brain) -> None:
+    data, n = frames
+    wire.Decoder(brain).feed(data[:5000])
+    assert check(_report(data, n, lambda f: wire.Decoder(brain).feed(f)), DECODER_RATIO) == []
+
+
+def test_a_slowed_decoder_fails_the_check(frames, brain) -> None:
+    data, n = frames
+
+    def slowed(f: bytes) -> np.ndarray:
+        time.sleep(0.5)  # the injected regression
+        return wire.Decoder(brain).feed(f)
+
+    failures = check(_report(data, n, slowed), DECODER_RATIO)
+    assert len(failures) == 1 and "regression" in failures[0]
+
+
+def test_a_missing_benchmark_fails_and_the_cli_says_so(tmp_path) -> None:
+    assert any("did not run" in f for f in check({"benchmarks": []}))
+    assert main([str(tmp_path / "none.json")]) == 2
