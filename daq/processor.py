@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 
 import coincidence
+from coincidence import histograms
 from daq.calibration import Calibration
 from daq.listmode import ListModeWriter
 from daq.merge import TimeMerger
 from hw.scanner import Scanner
 
 ENERGY_HIST_KEV = (0.0, 1000.0)
+"""Range of the monitor's energy spectrum (the kernel bins [0, 1000) keV)."""
 ENERGY_BINS = 250
 DT_BINS = 101
 
@@ -54,19 +56,25 @@ class SortSettings:
 
 @dataclass
 class Histograms:
-    """What the monitor shows, accumulated over the run (and reset by the publisher for rates)."""
+    """What the monitor shows, accumulated over the run (coincidence.histograms kernels)."""
 
     energy: np.ndarray
+    """Singles spectrum over ENERGY_HIST_KEV."""
     dt: np.ndarray
+    """Prompts' signed time differences over dt_range_ps."""
     hitmap: np.ndarray
-    """Singles per crystal (global index)."""
+    """Singles per crystal: [crystal ring, crystal in ring] (PET), [row, head x column] (SPECT)."""
+    sinogram: np.ndarray | None
+    """Prompts' transaxial LORs [angle, radial] (PET)."""
     dt_range_ps: tuple[int, int]
 
     @classmethod
     def for_scanner(cls, scanner: Scanner, window_ps: int) -> Histograms:
+        pet = scanner.kind == "pet"
         return cls(
             energy=np.zeros(ENERGY_BINS, np.int64), dt=np.zeros(DT_BINS, np.int64),
-            hitmap=np.zeros(scanner.n_crystals, np.int64),
+            hitmap=np.zeros((scanner.n_rings, scanner.crystals_per_ring), np.int64),
+            sinogram=np.zeros(histograms.sinogram_shape(scanner), np.int64) if pet else None,
             dt_range_ps=(-window_ps, window_ps),
         )
 
@@ -137,17 +145,18 @@ class Processor:
         delayed = coinc["delayed"].astype(bool)
         self.counters.delayeds += int(delayed.sum())
         self.counters.prompts += int(coinc.size - delayed.sum())
-        prompts = coinc[~delayed]
-        lo, hi = self.hist.dt_range_ps
-        self.hist.dt += np.histogram(prompts["dt"], DT_BINS, (lo, hi))[0]
+        histograms.accumulate_dt(coinc, self.hist.dt, self.hist.dt_range_ps[1])
+        if self.hist.sinogram is not None:
+            histograms.accumulate_sinogram(coinc, self.scanner, self.hist.sinogram)
         if self.writer is not None:
             self.writer.append(coinc)
         if self.on_coincidences is not None:
             self.on_coincidences(coinc)
 
     def _accumulate_singles(self, singles: np.ndarray) -> None:
-        self.hist.energy += np.histogram(singles["energy"], ENERGY_BINS, ENERGY_HIST_KEV)[0]
-        self.hist.hitmap += np.bincount(singles["crystal"], minlength=self.hist.hitmap.size)
+        histograms.accumulate_energy(singles["energy"], self.hist.energy, ENERGY_HIST_KEV[1])
+        if self.scanner.kind == "pet":
+            histograms.accumulate_hit_map(singles["crystal"], self.hist.hitmap)
 
     @property
     def late_events(self) -> int:

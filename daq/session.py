@@ -88,9 +88,6 @@ class Session:
             warning = "LOSSES: " + ", ".join(f"{k} {v}" for k, v in losses.items() if v)
         if free < LOW_DISK_BYTES:
             warning = (warning + "; " if warning else "") + f"disk low: {free / 1e9:.2f} GB free"
-        hitmap = proc.hist.hitmap
-        if self.scanner.kind == "pet":
-            hitmap = hitmap.reshape(self.scanner.n_rings, self.scanner.crystals_per_ring)
         return messages.monitor_message(
             run=str(acq.run.path), state="running" if acq.running else "stopped",
             elapsed_s=acq.elapsed_s, duration_s=acq.duration_s, scanner=self.scanner.name,
@@ -107,7 +104,7 @@ class Session:
             energy_window_kev=list(proc.settings["energy_window_kev"]),
             message=warning,
             **histogram_fields(proc.hist.energy, ENERGY_HIST_KEV, proc.hist.dt,
-                               proc.hist.dt_range_ps, hitmap, proc.sinogram()),
+                               proc.hist.dt_range_ps, proc.hist.hitmap, proc.hist.sinogram),
         )
 
 
