@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from daq import calibration, messages
 from daq.acquisition import Acquisition
 from daq.emulated import EmulatorSettings, start_emulator
@@ -230,7 +232,10 @@ def final_image(run: RunDir, scanner: Scanner) -> Path:
 
     coinc, header = read_listmode(run.listmode)
     t0 = time.monotonic()
-    image = recon.lm_osem(coinc, scanner, tof=True, randoms="delayed",
+    # few counts: fewer subsets, so that each update still sees enough events (less noise)
+    subsets = int(np.clip(np.count_nonzero(coinc["delayed"] == 0) // 500_000, 1, 10))
+    image = recon.lm_osem(coinc, scanner, iterations=3, subsets=subsets, tof=True,
+                          randoms="delayed",
                           window_ps=header["window_ps"],
                           min_sector_difference=header["min_sector_difference"])
     paths = recon.save_outputs(image, run.images / "image")

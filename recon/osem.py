@@ -39,6 +39,10 @@ from recon.system import (
 Callback = Callable[[int, int, Image], None]
 
 
+SENSITIVITY_FLOOR = 0.05
+"""Voxels with a sensitivity below this fraction of the maximum are outside the FOV."""
+
+
 @dataclass(frozen=True)
 class Events:
     """Prompts ready for EM: their LORs, ``weights`` w_i AF_i and ``additive`` r_i."""
@@ -86,7 +90,12 @@ class ListModeEM:
         self.projector = Projector(scanner, self.grid, tof)
         mu = as_mu_map(mu_map, self.grid)
         self.attenuation = Attenuation(scanner, mu) if mu is not None else None
-        self.sensitivity = sensitivity(scanner, self.grid, mu, sensitivity_samples, k=self.k)
+        sens = sensitivity(scanner, self.grid, mu, sensitivity_samples, k=self.k)
+        # Voxels the scanner barely sees (the axial ends, the FOV's rim) have a small and, from
+        # the Monte-Carlo estimate, noisy sensitivity: EM would amplify their noise into hot
+        # spots. They are left out of the reconstructed field of view.
+        self.sensitivity = np.where(sens >= SENSITIVITY_FLOOR * sens.max(), sens, 0).astype(
+            sens.dtype)
         self._sens = pad(self.sensitivity)
 
     @property
