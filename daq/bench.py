@@ -94,7 +94,6 @@ class Bench:
 
     def run(self, progress: Callable[[str], None] = lambda s: None) -> list[StageResult]:
         """Every stage, in the order of the chain."""
-        from coincidence import sort_nearly_sorted
         from daq.calibration import Calibration
         from hw import wire
 
@@ -121,10 +120,11 @@ class Bench:
             lambda: [bytes(memoryview(f)) for f in frames], self.repeats))
 
         progress("merge")
-        interleaved = np.concatenate([b[i::8] for i in range(8) for b in boards])
-        self.add("time merge of 4 boards", n, best_time(
-            lambda: sort_nearly_sorted(interleaved), self.repeats), chain=True)
-        self.add("np.argsort stable (baseline)", n, best_time(
+        frames_in_order = arrival_order(boards)
+        self.add("time merge of 4 boards (watermark merger)", n, best_time(
+            lambda: merge_frames(frames_in_order, len(boards)), self.repeats), chain=True)
+        interleaved = np.concatenate([f for _b, f in frames_in_order])
+        self.add("np.argsort stable of the same (baseline)", n, best_time(
             lambda: np.argsort(interleaved["t"], kind="stable"), self.repeats))
 
         progress("calibration")
@@ -159,6 +159,11 @@ class Bench:
         import recon
 
         prompts = self.coinc[self.coinc["delayed"] == 0]
+        live = recon.LiveRecon(self.scanner)
+        live.add(self.coinc)
+        live.update()
+        self.add("LM-OSEM update (TOF, randoms, all events)", prompts.size,
+                 best_time(live.update, self.repeats))
         for tof in (False, True):
             proj = recon.Projector(self.scanner, recon.default_grid(self.scanner), tof=tof)
             ones = np.ones(proj.grid.shape, np.float32)
@@ -179,6 +184,31 @@ class Bench:
         self.results.append(res)
         self.e2e = result
         return res
+
+
+def arrival_order(boards: list[np.ndarray], frame: int = 16384) -> list[tuple[int, np.ndarray]]:
+    """The boards' streams cut in messages of ``frame`` events (what a receiver reads at once:
+    64 wire frames), (board, message) in the order they arrive (by their last event)."""
+    frames = [(b, events[k:k + frame]) for b, events in enumerate(boards)
+              for k in range(0, events.size, frame)]
+    frames.sort(key=lambda bf: int(bf[1]["t"][-1]))
+    return frames
+
+
+def merge_frames(frames: list[tuple[int, np.ndarray]], n_boards: int, batch: int = 4
+                 ) -> np.ndarray:
+    """Push frames through a :class:`daq.merge.TimeMerger` in batches, as the processor does."""
+    from daq.merge import TimeMerger
+
+    m = TimeMerger(n_boards)
+    out = []
+    for i in range(0, len(frames), batch):
+        for board, f in frames[i:i + batch]:
+            m.push(f)
+            m.advance(board, int(f["t"][-1]))
+        out.append(m.pop_ready())
+    out.append(m.flush())
+    return np.concatenate(out)
 
 
 def format_table(results: list[StageResult], info: dict[str, Any]) -> str:

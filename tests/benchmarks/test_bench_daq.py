@@ -11,8 +11,8 @@ import pytest
 
 import emulator
 from coincidence import histograms
+from daq.bench import arrival_order, merge_frames
 from daq.calibration import Calibration
-from daq.merge import TimeMerger
 
 
 def record(benchmark, events: int) -> None:
@@ -35,24 +35,9 @@ def test_bench_calibration(benchmark, brain, sim):
 
 
 def test_bench_time_merge_four_boards(benchmark, sim):
-    """Each board's stream cut in 256-event frames arriving in frame order, merged."""
-    boards = sim.raw_per_board
-    frames = [b[k:k + 256] for b in boards for k in range(0, b.size, 256)]
-    frames.sort(key=lambda f: int(f["t"][-1]))
-
-    def merge():
-        m = TimeMerger(len(boards))
-        out = []
-        for i in range(0, len(frames), 64):
-            for f in frames[i:i + 64]:
-                m.push(f)
-            for b, events in enumerate(boards):
-                m.advance(b, int(events["t"][min(events.size - 1, (i + 64) * 64)]))
-            out.append(m.pop_ready())
-        out.append(m.flush())
-        return np.concatenate(out)
-
-    merged = benchmark(merge)
+    """Each board's stream cut in messages of 64 frames, arriving in order, merged."""
+    frames = arrival_order(sim.raw_per_board)
+    merged = benchmark(merge_frames, frames, len(sim.raw_per_board))
     assert merged.size == sim.raw.size and np.all(np.diff(merged["t"]) >= 0)
     record(benchmark, sim.raw.size)
 
