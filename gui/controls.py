@@ -151,7 +151,6 @@ class RunStatus(QtWidgets.QGroupBox):
             name.setProperty("role", "key")
             form.addRow(name, label)
             self.values[key] = label
-        self.values["run"].setWordWrap(True)
         self.values["message"].setWordWrap(True)
         self.values["message"].setStyleSheet("color: #f0b54a;")
         self.setLayout(form)
@@ -162,7 +161,8 @@ class RunStatus(QtWidgets.QGroupBox):
     def show(self, v: MonitorView) -> None:
         """Fill every row from one monitor view; what it lacks reads "-"."""
         t = v.totals
-        self._put("run", v.run or text.MISSING)
+        self._put("run", text.leaf(v.run))
+        self.values["run"].setToolTip(v.run or "")
         self._put("scanner", v.scanner or text.MISSING)
         elapsed = text.clock(v.elapsed_s)
         if v.duration_s is not None:

@@ -23,6 +23,7 @@ VIEWS = {
     "sagittal": ("Sagittal", (1, 2), ("y (mm)", "z (mm)")),
     "mip": ("MIP (anterior)", (0, 2), ("x (mm)", "z (mm)")),
 }
+DEFAULT_FILTER_FWHM_MM = 5.0
 _CROSSHAIR = pg.mkPen("#4aa3ff90", width=1, style=QtCore.Qt.PenStyle.DashLine)
 
 
@@ -34,9 +35,22 @@ class ImagePanel(QtWidgets.QWidget):
         self.info = QtWidgets.QLabel("Reconstructed image: none yet")
         self.auto_levels = QtWidgets.QCheckBox("Auto levels")
         self.auto_levels.setChecked(True)
+        self.filter_fwhm = QtWidgets.QDoubleSpinBox()
+        self.filter_fwhm.setRange(0.0, 30.0)
+        self.filter_fwhm.setDecimals(1)
+        self.filter_fwhm.setSingleStep(1.0)
+        self.filter_fwhm.setSuffix(" mm FWHM")
+        self.filter_fwhm.setSpecialValueText("off")
+        self.filter_fwhm.setKeyboardTracking(False)
+        self.filter_fwhm.setValue(DEFAULT_FILTER_FWHM_MM)
+        self.filter_fwhm.setToolTip("Gaussian smoothing of the displayed image only "
+                                    "(the run's images are stored as reconstructed)")
         header = QtWidgets.QHBoxLayout()
         header.setContentsMargins(6, 0, 6, 0)
         header.addWidget(self.info, 1)
+        header.addWidget(QtWidgets.QLabel("Display filter"))
+        header.addWidget(self.filter_fwhm)
+        header.addSpacing(12)
         header.addWidget(self.auto_levels)
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.ci.setSpacing(4)

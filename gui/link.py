@@ -3,7 +3,8 @@
 - :class:`MonitorFeed` subscribes to the monitor stream. Its thread receives every message,
   appends every rate sample to the strip-chart history (data is never skipped), and keeps only
   the latest monitor and image message for display, decoded into views (display frames are
-  skipped when the GUI is slower than the stream). The GUI thread calls :meth:`MonitorFeed.take`.
+  skipped when the GUI is slower than the stream), the image smoothed by the display filter.
+  The GUI thread calls :meth:`MonitorFeed.take`.
 - :class:`ControlClient` sends run commands on a REQ socket with timeouts, re-creating the
   socket after a timeout, and polls ``status`` between commands, so a dead DAQ never blocks the
   window and a restarted one is found again.
@@ -90,6 +91,9 @@ class MonitorFeed:
         self._counters = FeedCounters()
         self._monitor: MonitorView | None = None
         self._image: ImageView | None = None
+        self._last_image: tuple[dict[str, Any], float] | None = None
+        self._filter_fwhm_mm = 0.0
+        self._refilter = threading.Event()
         self._thread = threading.Thread(target=self._run, name="console-monitor", daemon=True)
 
     def start(self) -> MonitorFeed:
@@ -100,6 +104,12 @@ class MonitorFeed:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+
+    def set_display_filter(self, fwhm_mm: float) -> None:
+        """Smooth images for display with a Gaussian of ``fwhm_mm`` (0: none), from the image
+        on screen onwards."""
+        self._filter_fwhm_mm = max(0.0, float(fwhm_mm))
+        self._refilter.set()
 
     def take(self) -> FeedUpdate:
         """The views that arrived since the last call (or None), and the whole rate history."""
@@ -125,6 +135,9 @@ class MonitorFeed:
             while not self._stop.is_set():
                 if sock.poll(_POLL_MS):
                     self._drain(sock)
+                if self._refilter.is_set():
+                    self._refilter.clear()
+                    self._filter_last_image()
         finally:
             sock.close(linger=0)
 
@@ -159,7 +172,8 @@ class MonitorFeed:
             views[MONITOR_TOPIC] = monitor_view(*latest[MONITOR_TOPIC])
             problems += views[MONITOR_TOPIC].problems
         if IMAGE_TOPIC in latest:
-            views[IMAGE_TOPIC] = image_view(*latest[IMAGE_TOPIC])
+            self._last_image = latest[IMAGE_TOPIC]
+            views[IMAGE_TOPIC] = image_view(*latest[IMAGE_TOPIC], self._filter_fwhm_mm)
             if views[IMAGE_TOPIC] is None:
                 problems.append("image")
         with self._lock:
@@ -173,6 +187,14 @@ class MonitorFeed:
             if views.get(IMAGE_TOPIC) is not None:
                 self._counters.skipped += self._image is not None
                 self._image = views[IMAGE_TOPIC]
+
+    def _filter_last_image(self) -> None:
+        if self._last_image is None:
+            return
+        view = image_view(*self._last_image, self._filter_fwhm_mm)
+        if view is not None:
+            with self._lock:
+                self._image = view
 
     @staticmethod
     def _parse(parts: list[bytes]) -> tuple[dict[str, Any], str]:

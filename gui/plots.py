@@ -153,7 +153,7 @@ class AcquisitionPlots(pg.GraphicsLayoutWidget):
         values = values[np.isfinite(values)]
         if values.size:
             lo = math.floor(math.log10(values.min()))
-            hi = max(lo + 1, math.ceil(math.log10(values.max())))
+            hi = max(lo + 1, math.ceil(math.log10(values.max()) + 0.15))  # headroom
             if (lo, hi) != self._decades:
                 self._decades = (lo, hi)
                 self.rates.setYRange(lo, hi, padding=0.03)

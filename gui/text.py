@@ -44,3 +44,10 @@ def clock(seconds: float | None) -> str:
 def wall(t: float) -> str:
     """Local wall-clock time HH:MM:SS of a time.time() value."""
     return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+def leaf(path: str | None) -> str:
+    """The last component of a run directory path: "/data/runs/run-1" -> "run-1"."""
+    if not path:
+        return MISSING
+    return path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or path

@@ -124,12 +124,16 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._meter = RefreshMeter()
         self._closed = False
 
-        self.feed = MonitorFeed(self.monitor_endpoint).start()
+        self.feed = MonitorFeed(self.monitor_endpoint)
+        self.feed.set_display_filter(self.images.filter_fwhm.value())
+        self.images.filter_fwhm.valueChanged.connect(self.feed.set_display_filter)
+        self.feed.start()
         self.control = ControlClient(self.control_endpoint).start()
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self.refresh)
         self.timer.start(max(1, round(1000 / refresh_hz)))
+        self.controls.start_button.setFocus()
         self._note(f"console attached to {self.monitor_endpoint} (monitor), "
                    f"{self.control_endpoint} (control)")
         self._show_health()
@@ -199,7 +203,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.plots.show_monitor(v, defaults[1] if defaults else None)
         self._set_state(v.state, v.received_at)
         if v.run != self._run and v.run:
-            self._note(f"run {v.run}")
+            self._note(f"run {v.run}")  # the full path once, in the log
         if v.message and v.message != self._daq_message:
             self._note(f"DAQ: {v.message}")
         self._run, self._daq_message = v.run, v.message
@@ -221,7 +225,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if r.ok:
             self._command_error = ""
             run = r.reply.get("run") if r.reply else None
-            self._note(f"{cmd} accepted" + (f": run {run}" if run else ""))
+            self._note(f"{cmd} accepted" + (f": run {text.leaf(run)}" if run else ""))
         else:
             self._command_error = f"{cmd.capitalize()} failed: {r.error or 'refused by the DAQ'}"
             self._note(self._command_error)

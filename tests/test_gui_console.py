@@ -241,6 +241,22 @@ def test_histogram_edges_and_image_geometry():
     assert im.corner_mm().tolist() == [-8, -6, -6] and im.extent_mm().tolist() == [16, 12, 12]
 
 
+def test_display_filter_is_a_gaussian_of_the_asked_fwhm():
+    from gui.views import gaussian_filter
+
+    point = np.zeros((41, 41, 31), np.float32)
+    point[20, 20, 15] = 1000.0
+    smooth = gaussian_filter(point, 6.0, (1.5, 1.5, 2.0))
+    assert smooth.sum() == pytest.approx(1000.0, rel=1e-4)  # counts kept
+    profile = smooth[:, 20, 15]
+    above = np.flatnonzero(profile >= profile.max() / 2)
+    fwhm_bins = above[-1] - above[0] + 1  # 4 bins of 1.5 mm = 6 mm (sampled)
+    assert 3 <= fwhm_bins <= 5
+    sigma_z = np.sqrt((smooth[20, 20] * (np.arange(31) - 15) ** 2).sum() / smooth[20, 20].sum())
+    assert sigma_z * 2.0 * 2.3548 == pytest.approx(6.0, rel=0.05)  # FWHM along z, in mm
+    assert gaussian_filter(point, 0.1, (2, 2, 2)).tolist() == point.tolist()
+
+
 def test_display_levels_ignore_a_single_hot_pixel():
     a = np.ones(100_000, np.float32)
     a[0] = 1e6
@@ -256,6 +272,8 @@ def test_text_units():
     assert text.size(1.5e9) == "1.50 GB" and text.size(12) == "12 B"
     assert text.clock(75) == "1:15" and text.clock(3725) == "1:02:05"
     assert text.count(1234567) == "1\u2009234\u2009567"
+    assert text.leaf("/data/runs/run-20261122-1/") == "run-20261122-1"
+    assert text.leaf("C:\\runs\\run-2") == "run-2" and text.leaf(None) == "-"
 
 
 # --------------------------------------------------------------------------- links
@@ -343,6 +361,7 @@ def test_console_shows_live_rates_histograms_and_image(qtbot, console, fake_daq)
     qtbot.waitUntil(lambda: console.images.updates >= 1, timeout=5000)
     assert "Mcps" in console.status.values["singles"].text()
     assert console.status.values["free"].text() == "120.00 GB"
+    assert console.status.values["run"].text() == "fake-1"
     assert console.status.values["losses"].text() == "none"
     assert console.status.values["boards"].text().startswith("4 boards, ")
     assert console.status.values["message"].text() == "-"
@@ -442,6 +461,9 @@ def test_dead_daq_is_shown_and_a_restarted_one_reattached(qtbot, console, fake_d
 def test_clicking_a_view_moves_the_slices(qtbot, console, fake_daq):
     qtbot.waitUntil(lambda: console.images.updates >= 1, timeout=5000)
     panel = console.images
+    assert panel.image.filter_fwhm_mm == 5.0
+    panel.filter_fwhm.setValue(0.0)  # "off": the image on screen is shown as reconstructed
+    qtbot.waitUntil(lambda: panel.image.filter_fwhm_mm == 0.0, timeout=3000)
     assert panel.cursor_index().tolist() == [32, 32, 12]  # centre (rounded)
     panel.cursor_mm[:] = (-86.0, 10.0, 2.0)  # what a click at x = -86 mm, y = 10 mm does
     panel._draw()

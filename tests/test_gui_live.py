@@ -1,0 +1,150 @@
+"""The console on the real DAQ: ``petdaq serve`` as a child process (as ``petdaq console``
+without --connect starts it), emulated scans started and stopped from the window, offscreen.
+
+Saves docs/console.png (a screenshot mid-acquisition) and measures the console's refresh rate
+while the DAQ takes >= 1 M singles/s.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyqtgraph.Qt import QtCore, QtWidgets
+
+from gui import theme
+from gui.local_daq import LocalDaq, free_port
+from gui.window import ConsoleWindow
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+LEFT = QtCore.Qt.MouseButton.LeftButton
+
+
+@pytest.fixture
+def console(qtbot, tmp_path):
+    theme.apply(QtWidgets.QApplication.instance())
+    daq = LocalDaq(tmp_path / "runs")
+    window = ConsoleWindow(daq.host, daq.monitor_port, daq.control_port, local_daq=daq)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.responding, timeout=60_000)
+    yield window
+    window.shutdown()
+    assert daq.exit_code() == 0, daq.last_words()
+
+
+def _start_scan(qtbot, console, *, phantom: str, activity_mbq: float, duration_s: float
+                ) -> None:
+    c = console.controls
+    c.scanner.setCurrentText("bedside-brain")
+    c.phantom.setCurrentText(phantom)
+    c.nuclide.setCurrentText("F-18")
+    c.activity.setValue(activity_mbq)
+    c.duration.setValue(duration_s)
+    qtbot.waitUntil(c.start_button.isEnabled, timeout=10_000)
+    qtbot.mouseClick(c.start_button, LEFT)
+    qtbot.waitUntil(lambda: console.state == "running", timeout=30_000)
+
+
+def _stop_scan(qtbot, console) -> None:
+    c = console.controls
+    qtbot.waitUntil(c.stop_button.isEnabled, timeout=10_000)
+    qtbot.mouseClick(c.stop_button, LEFT)
+    qtbot.waitUntil(lambda: console.state == "stopped", timeout=30_000)
+
+
+def _head_to_background(image) -> float:
+    """Mean activity inside the head (r < 60 mm of the axis, central 60 mm axially) over the mean
+    outside it (r > 100 mm): >> 1 when the phantom is visibly reconstructed."""
+    nx, ny, nz = image.volume.shape
+    x, y, z = (np.asarray(image.origin_mm)[:, None] + np.arange(max(nx, ny, nz))[None, :]
+               * np.asarray(image.voxel_mm)[:, None])
+    r = np.hypot(*np.meshgrid(x[:nx], y[:ny], indexing="ij"))
+    central = np.abs(z[:nz]) < 30
+    v = image.volume[:, :, central].mean(axis=2)
+    return float(v[r < 60].mean() / max(v[r > 100].mean(), 1e-9 * v.max()))
+
+
+@pytest.mark.slow
+def test_scan_started_watched_and_stopped_from_the_window(qtbot, console):
+    _start_scan(qtbot, console, phantom="brain", activity_mbq=20.0, duration_s=300.0)
+    start = next(r for r in console.command_replies if r.request["cmd"] == "start")
+    assert start.ok and start.request["settings"]["energy_window_kev"] == [435.0, 585.0]
+    t0 = time.monotonic()
+    qtbot.waitUntil(lambda: console.latest is not None
+                    and console.latest.rates.get("singles", 0) > 0
+                    and console.latest.rates.get("prompts", 0) > 0, timeout=15_000)
+    print(f"non-zero rates {time.monotonic() - t0:.1f} s after the run started")
+    v = console.latest
+    assert v.energy is not None and v.energy.counts.sum() > 0
+    assert v.dt is not None and v.dt.counts.sum() > 0
+    assert v.hitmap is not None and v.hitmap.sum() > 0
+    assert v.sinogram is not None and v.sinogram.sum() > 0
+    qtbot.waitUntil(lambda: console.images.updates >= 2, timeout=60_000)
+    first = console.images.image
+    qtbot.waitUntil(lambda: console.images.image.events >= 150_000, timeout=90_000)
+    image = console.images.image
+    assert image is not first and image.events > first.events  # the image view updates
+    contrast = _head_to_background(image)
+    print(f"image of {image.events:.0f} events after {time.monotonic() - t0:.0f} s, "
+          f"head/background {contrast:.1f}")
+    assert contrast > 5.0
+    qtbot.waitUntil(lambda: not console.status.values["singles"].text().startswith("0 "),
+                    timeout=10_000)  # a moment the DAQ's rate meter saw events arrive
+    DOCS.mkdir(exist_ok=True)
+    assert console.save_screenshot(DOCS / "console.png")
+    _stop_scan(qtbot, console)
+    assert console.latest.elapsed_s < 300.0
+    assert console.banner_text() == ""
+
+
+@pytest.fixture(scope="module")
+def frames_file(tmp_path_factory):
+    """6 s of a NEMA IQ phantom at 1.5 MBq (about 2.7 M singles/s) recorded by the emulator."""
+    path = tmp_path_factory.mktemp("frames") / "nema-iq.frames"
+    subprocess.run([sys.executable, "-m", "daq", "emulate", "--fast", "--duration", "6",
+                    "--activity-mbq", "1.5", "--phantom", "nema-iq", "--to", str(path),
+                    "--quiet"], check=True, timeout=300)
+    return path
+
+
+@pytest.mark.slow
+def test_refresh_rate_while_the_daq_takes_a_million_singles_per_second(qtbot, frames_file,
+                                                                       tmp_path):
+    """The console attached (--connect) to ``petdaq acquire`` reading recorded frames as fast
+    as the DAQ can take them: the DAQ's singles rate and the console's display rate, measured
+    over the same seconds."""
+    theme.apply(QtWidgets.QApplication.instance())
+    monitor_port = free_port()
+    console = ConsoleWindow("127.0.0.1", monitor_port, free_port())
+    qtbot.addWidget(console)
+    console.show()
+    daq = subprocess.Popen([sys.executable, "-m", "daq", "acquire", "--from", str(frames_file),
+                            "--monitor-port", str(monitor_port), "--out", str(tmp_path)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    samples = []
+    try:
+        deadline = time.monotonic() + 120
+        while daq.poll() is None and time.monotonic() < deadline:
+            qtbot.wait(100)
+            v = console.latest
+            if v is not None and v.state == "running" and "singles" in v.totals:
+                samples.append((time.monotonic(), console.frames, v.totals["singles"],
+                                v.elapsed_s))
+        assert daq.wait(60) == 0, daq.stderr.read()
+    finally:
+        console.shutdown()
+        if daq.poll() is None:
+            daq.kill()
+    (t0, f0, n0, e0), (t1, f1, n1, e1) = samples[0], samples[-1]
+    singles_per_s = (n1 - n0) / (e1 - e0)
+    hz = (f1 - f0) / (t1 - t0)
+    print(f"console refresh {hz:.1f} frames/s over {t1 - t0:.1f} s while the DAQ took "
+          f"{singles_per_s / 1e6:.2f} M singles/s")
+    assert t1 - t0 >= 2.0
+    assert singles_per_s >= 1e6
+    assert hz >= 10.0
