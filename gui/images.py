@@ -69,6 +69,9 @@ class ImagePanel(QtWidgets.QWidget):
             p.setLabel("left", left)
             p.setAspectLocked(True)
             p.setMenuEnabled(False)
+            p.setRange(xRange=(-150, 150), yRange=(-150, 150))  # until the first image
+            for axis in ("left", "bottom"):
+                p.getAxis(axis).enableAutoSIPrefix(False)
             item = pg.ImageItem(axisOrder="col-major")
             p.addItem(item)
             lines = (pg.InfiniteLine(angle=90, pen=_CROSSHAIR),

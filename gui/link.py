@@ -38,7 +38,7 @@ class FeedCounters:
     monitors: int = 0
     images: int = 0
     malformed: int = 0
-    """Messages that could not be used at all, or had unusable fields."""
+    """Messages that could not be used at all, and shown views that had unusable fields."""
     skipped: int = 0
     """Display frames (monitor or image) replaced by a newer one before the GUI drew them."""
     last_malformed: str = ""
@@ -166,27 +166,33 @@ class MonitorFeed:
                     self._counters.images += 1
             superseded += topic in latest
             latest[topic] = (message, now)
-        views: dict[bytes, Any] = {}
+        self._make_views(latest, superseded)
+
+    def _make_views(self, latest: dict[bytes, tuple[dict[str, Any], float]],
+                    superseded: int) -> None:
+        """Decode the latest monitor and image message into the views the GUI takes next."""
+        monitor = image = None
         problems: list[str] = []
         if MONITOR_TOPIC in latest:
-            views[MONITOR_TOPIC] = monitor_view(*latest[MONITOR_TOPIC])
-            problems += views[MONITOR_TOPIC].problems
+            monitor = monitor_view(*latest[MONITOR_TOPIC])
+            problems += monitor.problems
         if IMAGE_TOPIC in latest:
-            self._last_image = latest[IMAGE_TOPIC]
-            views[IMAGE_TOPIC] = image_view(*latest[IMAGE_TOPIC], self._filter_fwhm_mm)
-            if views[IMAGE_TOPIC] is None:
+            image = image_view(*latest[IMAGE_TOPIC], self._filter_fwhm_mm)
+            if image is None:
                 problems.append("image")
+            else:
+                self._last_image = latest[IMAGE_TOPIC]
         with self._lock:
             self._counters.skipped += superseded
             if problems:
                 self._counters.malformed += 1
                 self._counters.last_malformed = "unusable field(s): " + ", ".join(problems)
-            if views.get(MONITOR_TOPIC) is not None:
+            if monitor is not None:
                 self._counters.skipped += self._monitor is not None
-                self._monitor = views[MONITOR_TOPIC]
-            if views.get(IMAGE_TOPIC) is not None:
+                self._monitor = monitor
+            if image is not None:
                 self._counters.skipped += self._image is not None
-                self._image = views[IMAGE_TOPIC]
+                self._image = image
 
     def _filter_last_image(self) -> None:
         if self._last_image is None:

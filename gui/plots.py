@@ -109,8 +109,9 @@ class AcquisitionPlots(pg.GraphicsLayoutWidget):
         self.sinogram, self.sinogram_image = _image_plot(self.ci, "Sinogram", "radial bin",
                                                          "view", "CET-L1")
         self.dt = _plot(self.ci, "Time difference (TOF)", "\u0394t (ps)", "coincidences")
-        for p in (self.energy, self.dt):
+        for p, span in ((self.energy, (0.0, 1000.0)), (self.dt, (-2000.0, 2000.0))):
             p.enableAutoRange(x=False, y=False)
+            p.setXRange(*span, padding=0.02)
         self.dt_curve = self.dt.plot(stepMode="center", fillLevel=0, name="dt",
                                      pen=pg.mkPen("#e69f00", width=1.5), brush=(230, 159, 0, 60))
         self._grid_key: tuple | None = None

@@ -72,29 +72,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.plots = AcquisitionPlots()
         self.images = ImagePanel()
 
-        left = QtWidgets.QVBoxLayout()
-        left.addWidget(self.controls)
-        left.addWidget(self.status)
-        events = QtWidgets.QGroupBox("Events")
-        QtWidgets.QVBoxLayout(events).addWidget(self.log)
-        left.addWidget(events, 1)
-        column = QtWidgets.QWidget()
-        column.setLayout(left)
-        column.setFixedWidth(380)
-        views = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
-        views.addWidget(self.plots)
-        views.addWidget(self.images)
-        views.setSizes([560, 440])
-        body = QtWidgets.QHBoxLayout()
-        body.addWidget(column)
-        body.addWidget(views, 1)
-        outer = QtWidgets.QVBoxLayout()
-        outer.setContentsMargins(4, 4, 4, 4)
-        outer.addWidget(self.banner)
-        outer.addLayout(body, 1)
-        central = QtWidgets.QWidget()
-        central.setLayout(outer)
-        self.setCentralWidget(central)
+        self.setCentralWidget(self._layout())
         self.status_line = QtWidgets.QLabel()
         self.statusBar().addPermanentWidget(self.status_line, 1)
 
@@ -137,6 +115,33 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._note(f"console attached to {self.monitor_endpoint} (monitor), "
                    f"{self.control_endpoint} (control)")
         self._show_health()
+
+    def _layout(self) -> QtWidgets.QWidget:
+        """Banner across the top; scan form, run status and event log on the left; the
+        acquisition views above the image views on the right."""
+        left = QtWidgets.QVBoxLayout()
+        left.addWidget(self.controls)
+        left.addWidget(self.status)
+        events = QtWidgets.QGroupBox("Events")
+        QtWidgets.QVBoxLayout(events).addWidget(self.log)
+        left.addWidget(events, 1)
+        column = QtWidgets.QWidget()
+        column.setLayout(left)
+        column.setFixedWidth(380)
+        views = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        views.addWidget(self.plots)
+        views.addWidget(self.images)
+        views.setSizes([560, 440])
+        body = QtWidgets.QHBoxLayout()
+        body.addWidget(column)
+        body.addWidget(views, 1)
+        outer = QtWidgets.QVBoxLayout()
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addWidget(self.banner)
+        outer.addLayout(body, 1)
+        central = QtWidgets.QWidget()
+        central.setLayout(outer)
+        return central
 
     # ---------------------------------------------------------------- public
 
