@@ -81,7 +81,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.controls.window_edited.connect(self._window_typed)
         self.controls.scanner.currentTextChanged.connect(self._scanner_chosen)
         self.plots.window_dragged.connect(self._window_dragged)
-        self._scanner_chosen(self.controls.scanner.currentText())
+        self._propose_window(self.controls.scanner.currentText())
 
         self.latest: MonitorView | None = None
         """The latest monitor view shown."""
@@ -304,8 +304,12 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.log.appendPlainText(f"{text.wall(time.time())}  {line}")
 
     def _scanner_chosen(self, name: str) -> None:
-        """A scanner picked: its default energy window becomes the next run's."""
-        defaults = scanner_defaults(name.strip())
+        self._form_touched = True
+        self._propose_window(name)
+
+    def _propose_window(self, scanner: str) -> None:
+        """The scanner's default energy window becomes the next run's (if it is known here)."""
+        defaults = scanner_defaults(scanner.strip())
         if defaults is not None:
             self._show_window(*defaults[0])
 

@@ -401,6 +401,32 @@ def test_start_and_stop_send_the_form_and_the_dragged_window(qtbot, console, fak
     assert "stop accepted" in console.log.toPlainText()
 
 
+def test_choosing_a_scanner_proposes_its_energy_window(qtbot, console):
+    console.controls.scanner.setCurrentText("spect-dual-head")
+    assert console.controls.energy_window() == (126.0, 154.0)  # Tc-99m photopeak, 20 %
+    assert console.plots.energy_window() == (126.0, 154.0)
+    console.controls.window_lo.setValue(120.0)  # typed: the region follows
+    assert console.plots.energy_window() == (120.0, 154.0)
+    console.controls.scanner.setCurrentText("my-own-scanner")  # unknown here: window kept
+    assert console.controls.settings()["energy_window_kev"] == [120.0, 154.0]
+    assert console.controls.settings()["scanner"] == "my-own-scanner"
+
+
+def test_attaching_to_a_running_scan_fills_the_form_from_it(qtbot, fake_daq):
+    from gui.window import ConsoleWindow
+
+    fake_daq.extra = {"scanner": "small-animal", "energy_window_kev": [425.0, 650.0]}
+    window = ConsoleWindow("127.0.0.1", fake_daq.monitor_port, fake_daq.control_port)
+    qtbot.addWidget(window)
+    try:
+        qtbot.waitUntil(lambda: window.latest is not None, timeout=5000)
+        assert window.controls.scanner.currentText() == "small-animal"
+        assert window.controls.energy_window() == (425.0, 650.0)
+        assert [line.value() for line in window.plots.daq_window] == [425.0, 650.0]
+    finally:
+        window.shutdown()
+
+
 def test_refused_start_is_shown(qtbot, console, fake_daq):
     _wait_monitor(qtbot, console, lambda v: True)
     fake_daq.state = "running"  # started elsewhere; the console sends start anyway
