@@ -93,6 +93,7 @@ class AcquisitionPlots(pg.GraphicsLayoutWidget):
             hoverBrush=(255, 200, 60, 70), pen=pg.mkPen("#ffc83c", width=2))
         self.window_region.setZValue(10)
         self.energy.addItem(self.window_region)
+        # the window the DAQ sorts with now (dashed), next to the one the next run will use
         self.daq_window = [pg.InfiniteLine(angle=90, pen=pg.mkPen("#ffffff", width=1,
                                                                   style=QtCore.Qt.PenStyle.DashLine))
                            for _ in range(2)]
@@ -107,7 +108,7 @@ class AcquisitionPlots(pg.GraphicsLayoutWidget):
         self.module_grid = pg.PlotCurveItem(pen=pg.mkPen("#ffffff80", width=1), connect="pairs")
         self.hitmap.addItem(self.module_grid)
         self.sinogram, self.sinogram_image = _image_plot(self.ci, "Sinogram", "radial bin",
-                                                         "view", "CET-L1")
+                                                         "angle bin (0\u2013180\u00b0)", "CET-L1")
         self.dt = _plot(self.ci, "Time difference (TOF)", "\u0394t (ps)", "coincidences")
         for p, span in ((self.energy, (0.0, 1000.0)), (self.dt, (-2000.0, 2000.0))):
             p.enableAutoRange(x=False, y=False)
