@@ -98,8 +98,9 @@ class ImagePanel(QtWidgets.QWidget):
         """Show a new image; the cursor stays where it was unless the geometry changed."""
         old = self.image
         self.image = image
-        if old is None or old.volume.shape != image.volume.shape \
-                or old.voxel_mm != image.voxel_mm or old.origin_mm != image.origin_mm:
+        new_geometry = old is None or old.volume.shape != image.volume.shape \
+            or old.voxel_mm != image.voxel_mm or old.origin_mm != image.origin_mm
+        if new_geometry:
             self.cursor_mm = np.asarray(image.origin_mm) + 0.5 * (
                 np.asarray(image.volume.shape) - 1) * np.asarray(image.voxel_mm)
         nx, ny, nz = image.volume.shape
@@ -109,6 +110,9 @@ class ImagePanel(QtWidgets.QWidget):
             f"{image.voxel_mm[0]:g} mm, updated {text.wall(image.received_at)}")
         self.updates += 1
         self._draw()
+        if new_geometry:  # frame the volume; the operator's zoom is kept afterwards
+            for p in self.plots.values():
+                p.vb.autoRange(padding=0.02)
 
     def cursor_index(self) -> np.ndarray:
         """The voxel [i, j, k] under the cursor."""
