@@ -142,12 +142,13 @@ class Processor:
     def _emit(self, coinc: np.ndarray) -> None:
         if coinc.size == 0:
             return
-        delayed = coinc["delayed"].astype(bool)
-        self.counters.delayeds += int(delayed.sum())
-        self.counters.prompts += int(coinc.size - delayed.sum())
+        # histograms first: a monitor snapshot that shows these counts also shows their histograms
         histograms.accumulate_dt(coinc, self.hist.dt, self.hist.dt_range_ps[1])
         if self.hist.sinogram is not None:
             histograms.accumulate_sinogram(coinc, self.scanner, self.hist.sinogram)
+        delayed = coinc["delayed"].astype(bool)
+        self.counters.delayeds += int(delayed.sum())
+        self.counters.prompts += int(coinc.size - delayed.sum())
         if self.writer is not None:
             self.writer.append(coinc)
         if self.on_coincidences is not None:

@@ -31,7 +31,8 @@ from hw import wire
 from hw.errors import UserError
 
 
-def _push_boards(endpoints: list[str], streams: list[list[bytes]], ready: threading.Event) -> None:
+def _push_boards(endpoints: list[str], streams: list[list[bytes]], ready: threading.Event,
+                 pace_s: float = 0.0) -> None:
     ctx = zmq.Context.instance()
     socks = []
     for ep in endpoints:
@@ -43,6 +44,7 @@ def _push_boards(endpoints: list[str], streams: list[list[bytes]], ready: thread
     for parts in zip(*streams, strict=True):
         for s, msg in zip(socks, parts, strict=True):
             s.send(msg)  # blocks at the high-water mark: back-pressure, never a drop
+        time.sleep(pace_s)
     for s in socks:
         s.close(linger=5000)
 
@@ -168,7 +170,8 @@ def test_a_slow_live_consumer_never_slows_the_journal(tmp_path: Path, brain) -> 
     base = free_port_block(brain.n_boards)
     endpoints = [f"tcp://127.0.0.1:{base + b}" for b in range(brain.n_boards)]
     ready = threading.Event()
-    sender = threading.Thread(target=_push_boards, args=(endpoints, streams, ready))
+    # paced like boards (a message per ms), so the DAQ hands over many small chunks
+    sender = threading.Thread(target=_push_boards, args=(endpoints, streams, ready, 0.001))
     sender.start()
     ready.wait(5)
     acq = _acquire(tmp_path, brain, [ZmqSource(e) for e in endpoints],

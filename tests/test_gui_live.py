@@ -79,11 +79,10 @@ def test_scan_started_watched_and_stopped_from_the_window(qtbot, console):
                     and console.latest.rates.get("singles", 0) > 0
                     and console.latest.rates.get("prompts", 0) > 0, timeout=15_000)
     print(f"non-zero rates {time.monotonic() - t0:.1f} s after the run started")
-    v = console.latest
-    assert v.energy is not None and v.energy.counts.sum() > 0
-    assert v.dt is not None and v.dt.counts.sum() > 0
-    assert v.hitmap is not None and v.hitmap.sum() > 0
-    assert v.sinogram is not None and v.sinogram.sum() > 0
+    qtbot.waitUntil(lambda: all(h is not None and h.sum() > 0 for h in (
+        console.latest.energy and console.latest.energy.counts,
+        console.latest.dt and console.latest.dt.counts,
+        console.latest.hitmap, console.latest.sinogram)), timeout=15_000)
     qtbot.waitUntil(lambda: console.images.updates >= 2, timeout=60_000)
     first = console.images.image
     qtbot.waitUntil(lambda: console.images.image.events >= 150_000, timeout=90_000)
