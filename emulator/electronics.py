@@ -24,10 +24,6 @@ from emulator import records
 from emulator.jit import kernel
 from hw.scanner import Scanner
 
-_BELOW = records.COUNTERS.index("below_threshold")
-_DEAD = records.COUNTERS.index("dead_time_losses")
-_PILEUPS = records.COUNTERS.index("pileups")
-
 
 class FrontEnd(NamedTuple):
     """The electronics' settings in integer ps and keV."""
@@ -97,17 +93,17 @@ def process(dep, n_held, out, fe, state, counters):
                 s.energy += d.energy
                 if d.decay != s.decay:
                     s.pileup = min(s.pileup + 1, 255)
-                    counters[_PILEUPS] += 1
+                    counters[records.PILEUPS] += 1
                 if fe.paralysable:
                     state.dead_until[m] = max(state.dead_until[m], t + fe.dead_ps)
                 continue
             open_slot[key] = -1
         if d.energy < fe.threshold_kev:
-            counters[_BELOW] += 1
+            counters[records.BELOW_THRESHOLD] += 1
             continue
         if t >= state.window_end[m]:
             if t < state.dead_until[m]:
-                counters[_DEAD] += 1
+                counters[records.DEAD_TIME_LOSSES] += 1
                 if fe.paralysable:
                     state.dead_until[m] = t + fe.dead_ps
                 continue

@@ -19,10 +19,7 @@ import numpy as np
 
 from emulator.jit import inline, kernel
 from emulator.phantoms.shapes import ROW, ray_interval
-from emulator.physics import klein_nishina, rayleigh_cos, rotate
-
-#: Photons below this energy (keV) are absorbed where they are.
-CUTOFF_KEV = 10.0
+from emulator.physics import CUTOFF_KEV, klein_nishina, rayleigh_cos, rotate
 
 
 def work_size(n_layers: int) -> int:

@@ -25,9 +25,6 @@ _Z_DAUGHTER = 72
 _ELECTRON_KEV = 510.998950
 _ALPHA = 1.0 / 137.036
 
-_PHOTONS = records.COUNTERS.index("photons")
-_ESCAPED = records.COUNTERS.index("photons_escaped")
-
 
 def beta_inverse_cdf(n: int = 4096) -> np.ndarray:
     """Kinetic energies (keV) at n equally spaced quantiles of the allowed beta spectrum
@@ -87,11 +84,11 @@ def decays(times, crystals, first_id, start, ring, crystal, efficiency, beta_icd
             if np.random.random() >= CASCADE[q, 1]:
                 local += CASCADE[q, 0]
                 continue
-            counters[_PHOTONS] += 1
+            counters[records.PHOTONS] += 1
             ux, uy, uz = isotropic()
             n_hits = track(g, crystal, x, y, z, ux, uy, uz, CASCADE[q, 0], 0.0, m, k, hits)
             if n_hits == 0:
-                counters[_ESCAPED] += 1
+                counters[records.ESCAPED] += 1
             n_dep = write_hits(dep, n_dep, n_hits, hits, t0, decay, 1 + q, records.LU176, 0, x,
                                y, z, efficiency, counters)
         if kept:

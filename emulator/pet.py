@@ -23,13 +23,6 @@ from emulator.ring import MAX_HITS, TIME_PER_MM_PS, track
 ACOLLINEARITY_SIGMA = math.radians(0.5) / 2.3548
 ANNIHILATION_KEV = 510.998950
 
-_PHOTONS = records.COUNTERS.index("photons")
-_ABSORBED = records.COUNTERS.index("photons_absorbed")
-_SCATTERED = records.COUNTERS.index("photons_scattered")
-_ESCAPED = records.COUNTERS.index("photons_escaped")
-_DEPOSITS = records.COUNTERS.index("deposits")
-_REJECTED = records.COUNTERS.index("deposits_rejected")
-
 
 def work_arrays(n_layers: int) -> tuple[np.ndarray, np.ndarray]:
     """Scratch of the photon kernels (flight work, crystal hits), allocated once per call."""
@@ -41,9 +34,9 @@ def write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y
                counters):
     """Append a photon's crystal deposits to ``dep``, each kept with the crystal efficiency."""
     for q in range(n_hits):
-        counters[_DEPOSITS] += 1
+        counters[records.DEPOSITS] += 1
         if np.random.random() >= efficiency:
-            counters[_REJECTED] += 1
+            counters[records.REJECTED] += 1
             continue
         r = dep[n_dep]
         r.t = t0 + int(hits[q, 2] * TIME_PER_MM_PS + 0.5)
@@ -61,17 +54,17 @@ def write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y
 @kernel
 def _photon(layers, water, ring, crystal, efficiency, px, py, pz, ux, uy, uz, energy, t0, decay,
             photon, kind, dep, n_dep, counters, work, hits):
-    counters[_PHOTONS] += 1
+    counters[records.PHOTONS] += 1
     energy, qx, qy, qz, ux, uy, uz, path, scatters = fly(layers, water, px, py, pz, ux, uy, uz,
                                                          energy, work)
     if scatters:
-        counters[_SCATTERED] += 1
+        counters[records.SCATTERED] += 1
     if energy <= 0.0:
-        counters[_ABSORBED] += 1
+        counters[records.ABSORBED] += 1
         return n_dep
     n_hits = track(ring, crystal, qx, qy, qz, ux, uy, uz, energy, path, -1, -1, hits)
     if n_hits == 0:
-        counters[_ESCAPED] += 1
+        counters[records.ESCAPED] += 1
     return write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, px, py, pz,
                       efficiency, counters)
 

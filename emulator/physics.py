@@ -13,6 +13,9 @@ import numpy as np
 
 from emulator.jit import inline, kernel
 
+CUTOFF_KEV = 10.0
+"""Photons below this energy (keV) are absorbed where they are."""
+
 ELECTRON_KEV = 510.998950
 SPEED_OF_LIGHT_MM_PER_PS = 0.299792458
 #: keV x Angstrom: wavelength = HC / E
@@ -77,6 +80,21 @@ def klein_nishina(energy):
         sint2 = onecost * (2.0 - onecost)
         if 1.0 - eps * sint2 / (1.0 + epssq) >= np.random.random():
             return eps * energy, 1.0 - onecost
+
+
+@inline
+def crystal_interaction(energy, photo_fraction, ux, uy, uz):
+    """One interaction of a photon of ``energy`` keV in a detector crystal: photo-electric
+    absorption with probability ``photo_fraction``, else a Compton scatter (Klein-Nishina) that
+    leaves the electron's energy and turns the photon; a photon left below CUTOFF_KEV is absorbed
+    on the spot. Returns (energy deposited keV, photon energy after keV (0: gone), direction)."""
+    if np.random.random() < photo_fraction:
+        return energy, 0.0, ux, uy, uz
+    scattered, cos_t = klein_nishina(energy)
+    ux, uy, uz = rotate(ux, uy, uz, cos_t, 2.0 * math.pi * np.random.random())
+    if scattered < CUTOFF_KEV:
+        return energy, 0.0, ux, uy, uz
+    return energy - scattered, scattered, ux, uy, uz
 
 
 @kernel

@@ -54,3 +54,7 @@ COUNTERS = (
     "pileups",              # deposits of another decay summed into a single
     "singles",              # singles digitised
 )
+
+#: Indices into the counters array, for the kernels.
+(DECAYS, HISTORIES, LU176_DECAYS, PHOTONS, ABSORBED, SCATTERED, ESCAPED, DEPOSITS, REJECTED,
+ BELOW_THRESHOLD, DEAD_TIME_LOSSES, PILEUPS, SINGLES) = range(len(COUNTERS))

@@ -17,11 +17,10 @@ from typing import NamedTuple
 import numpy as np
 
 from emulator.jit import inline, kernel
-from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS, klein_nishina, rotate
+from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS, crystal_interaction
 from hw.scanner import Scanner
 
 #: Below this energy (keV) a photon deposits what it has left where it is.
-CUTOFF_KEV = 10.0
 #: The most crystals one photon's deposits are kept apart in.
 MAX_HITS = 8
 
@@ -287,17 +286,7 @@ def track(g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
             inside = False
             ex_m, ex_k = m, k
             continue
-        if np.random.random() < table[e_idx, 1]:
-            deposit = energy
-            energy = 0.0
-        else:
-            scattered, cos_t = klein_nishina(energy)
-            deposit = energy - scattered
-            energy = scattered
-            ux, uy, uz = rotate(ux, uy, uz, cos_t, 2.0 * math.pi * np.random.random())
-            if energy < CUTOFF_KEV:
-                deposit += energy
-                energy = 0.0
+        deposit, energy, ux, uy, uz = crystal_interaction(energy, table[e_idx, 1], ux, uy, uz)
         slot = n
         for q in range(n):
             if hits[q, 0] == crystal:

@@ -30,11 +30,10 @@ from emulator.flight import interact, next_interaction, optical_depth
 from emulator.jit import kernel
 from emulator.physics import (
     ELECTRON_KEV,
+    crystal_interaction,
     isotropic,
-    klein_nishina,
     klein_nishina_pdf,
     rayleigh_pdf,
-    rotate,
 )
 from hw.scanner import Scanner
 
@@ -42,12 +41,6 @@ from hw.scanner import Scanner
 NAI_INTRINSIC_FWHM_MM = 3.6
 #: A history's expected detections at the emission point stay below this (sets k).
 MAX_EMISSION_MEAN = 0.25
-
-_PHOTONS = records.COUNTERS.index("photons")
-_ABSORBED = records.COUNTERS.index("photons_absorbed")
-_SCATTERED = records.COUNTERS.index("photons_scattered")
-_DEPOSITS = records.COUNTERS.index("deposits")
-_REJECTED = records.COUNTERS.index("deposits_rejected")
 
 
 class Heads(NamedTuple):
@@ -135,21 +128,11 @@ def _camera(hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0, y0
     total, cx, cy = 0.0, 0.0, 0.0
     for _ in range(32):
         e_idx = min(int(energy), crystal.shape[0] - 1)
-        if np.random.random() < crystal[e_idx, 1]:
-            left = energy
-            energy = 0.0
-        else:
-            scattered, cos_t = klein_nishina(energy)
-            left = energy - scattered
-            energy = scattered
-            ux, uy, uz = rotate(ux, uy, uz, cos_t, 2.0 * math.pi * np.random.random())
+        left, energy, ux, uy, uz = crystal_interaction(energy, crystal[e_idx, 1], ux, uy, uz)
         total += left
         cx += left * qx
         cy += left * qy
-        if energy < 10.0:
-            total += energy
-            cx += energy * qx
-            cy += energy * qy
+        if energy == 0.0:
             break
         step = -math.log(1.0 - np.random.random()) / crystal[min(int(energy),
                                                                  crystal.shape[0] - 1), 0]
@@ -158,9 +141,9 @@ def _camera(hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0, y0
             break
         qx += step * ux
         qy += step * uy
-    counters[_DEPOSITS] += 1
+    counters[records.DEPOSITS] += 1
     if total <= 0.0 or np.random.random() >= efficiency:
-        counters[_REJECTED] += 1
+        counters[records.REJECTED] += 1
         return n_dep
     cx = cx / total + hd.intrinsic_sigma * np.random.standard_normal()
     cy = cy / total + hd.intrinsic_sigma * np.random.standard_normal()
@@ -256,7 +239,7 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
         decay = 64 * (first_id + i)
         n_ev = 0
         for p in range(n_ph):
-            counters[_PHOTONS] += 1
+            counters[records.PHOTONS] += 1
             photon = p if p < first_line else 2 + (p - first_line)
             qx, qy, qz = (px, py, pz) if p < first_line else (x, y, z)
             ex, ey, ez = qx, qy, qz
@@ -278,9 +261,9 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
                                      counters, work)
                 energy, ux, uy, uz = interact(water, energy, ux, uy, uz)
                 if energy <= 0.0:
-                    counters[_ABSORBED] += 1
+                    counters[records.ABSORBED] += 1
                     break
                 scatters += 1
             if scatters:
-                counters[_SCATTERED] += 1
+                counters[records.SCATTERED] += 1
     return times.size, n_dep
