@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import zmq
@@ -78,25 +78,17 @@ class RateHistory:
         return d[:, 0].copy(), {name: d[:, i + 1].copy() for i, name in enumerate(RATE_NAMES)}
 
 
-class MonitorFeed:
-    """Subscriber thread on the DAQ's monitor PUB socket (topics ``monitor`` and ``image``)."""
+class _Worker:
+    """A daemon thread running ``_run`` until :meth:`close` sets ``_stop``."""
 
-    def __init__(self, endpoint: str, *, history: int = 6000,
-                 context: zmq.Context | None = None) -> None:
-        self.endpoint = endpoint
-        self._context = context or zmq.Context.instance()
-        self._lock = threading.Lock()
+    def __init__(self, name: str) -> None:
         self._stop = threading.Event()
-        self._history = RateHistory(history)
-        self._counters = FeedCounters()
-        self._monitor: MonitorView | None = None
-        self._image: ImageView | None = None
-        self._last_image: tuple[dict[str, Any], float] | None = None
-        self._filter_fwhm_mm = 0.0
-        self._refilter = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="console-monitor", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> MonitorFeed:
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -104,6 +96,24 @@ class MonitorFeed:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+
+
+class MonitorFeed(_Worker):
+    """Subscriber thread on the DAQ's monitor PUB socket (topics ``monitor`` and ``image``)."""
+
+    def __init__(self, endpoint: str, *, history: int = 6000,
+                 context: zmq.Context | None = None) -> None:
+        super().__init__("console-monitor")
+        self.endpoint = endpoint
+        self._context = context or zmq.Context.instance()
+        self._lock = threading.Lock()
+        self._history = RateHistory(history)
+        self._counters = FeedCounters()
+        self._monitor: MonitorView | None = None
+        self._image: ImageView | None = None
+        self._last_image: tuple[dict[str, Any], float] | None = None
+        self._filter_fwhm_mm = 0.0
+        self._refilter = threading.Event()
 
     def set_display_filter(self, fwhm_mm: float) -> None:
         """Smooth images for display with a Gaussian of ``fwhm_mm`` (0: none), from the image
@@ -236,7 +246,7 @@ class Reply:
         return self.reply is not None and bool(self.reply.get("ok"))
 
 
-class ControlClient:
+class ControlClient(_Worker):
     """REQ client thread: run commands in order, and ``status`` every ``status_every_s``.
 
     A ``status`` that gets no reply within ``timeout_s`` marks the DAQ as silent; a command
@@ -247,6 +257,7 @@ class ControlClient:
     def __init__(self, endpoint: str, *, timeout_s: float = 1.5, command_timeout_s: float = 20.0,
                  status_every_s: float = 1.0, context: zmq.Context | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__("console-control")
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.command_timeout_s = command_timeout_s
@@ -259,18 +270,7 @@ class ControlClient:
         self._context = context or zmq.Context.instance()
         self._requests: queue.Queue[dict[str, Any]] = queue.Queue()
         self._replies: queue.Queue[Reply] = queue.Queue()
-        self._stop = threading.Event()
         self._sock: zmq.Socket | None = None
-        self._thread = threading.Thread(target=self._run, name="console-control", daemon=True)
-
-    def start(self) -> ControlClient:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
 
     def request(self, message: dict[str, Any]) -> None:
         """Queue a command; its :class:`Reply` comes out of :meth:`take_replies`."""
