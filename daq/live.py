@@ -16,7 +16,7 @@ import numpy as np
 
 
 class LiveImage:
-    """Run a live reconstruction on a background thread; ``latest`` is the newest image."""
+    """Run a live reconstruction on a background thread, handing each new image to ``on_image``."""
 
     def __init__(self, reconstructor: object, interval_s: float = 2.0,
                  on_image: Callable[[object, int, int], None] | None = None,
@@ -29,7 +29,6 @@ class LiveImage:
         self.dropped_events = 0
         self.events = 0
         self.updates = 0
-        self.latest = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="live-recon", daemon=True)
         self._thread.start()
@@ -62,10 +61,10 @@ class LiveImage:
         self._drain()
         if self.events == 0:
             return
-        self.latest = self.recon.update()
+        image = self.recon.update()
         self.updates += 1
         if self.on_image is not None:
-            self.on_image(self.latest, self.events, self.updates)
+            self.on_image(image, self.events, self.updates)
 
     def close(self) -> None:
         """Stop the thread after a last update with everything queued."""

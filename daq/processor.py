@@ -40,18 +40,14 @@ class SortSettings:
     mode: str = "single-window"
 
     def resolved(self, scanner: Scanner) -> dict[str, Any]:
-        """Concrete settings for ``scanner`` (keyword arguments of :func:`coincidence.sort`)."""
-        acq = scanner.acquisition
-        return {
-            "window_ps": int(self.window_ps or acq["coincidence_window_ps"]),
-            "delay_ps": int(acq["delay_ps"] if self.delay_ps is None else self.delay_ps) or None,
-            "energy_window_kev": tuple(self.energy_window_kev or acq["energy_window_kev"]),
-            "policy": self.policy,
-            "min_sector_difference": int(acq["min_sector_difference"]
-                                         if self.min_sector_difference is None
-                                         else self.min_sector_difference),
-            "mode": self.mode,
-        }
+        """Checked settings for ``scanner`` (:func:`coincidence.resolve`, keyword arguments of
+        :func:`coincidence.sort`). The one DAQ difference: the delayed window is on by default,
+        at the scanner's delay (``delay_ps=0`` turns it off)."""
+        delay = scanner.acquisition["delay_ps"] if self.delay_ps is None else self.delay_ps
+        return coincidence.resolve(
+            scanner, window_ps=self.window_ps, energy_window_kev=self.energy_window_kev,
+            policy=self.policy, delay_ps=delay or None,
+            min_sector_difference=self.min_sector_difference, mode=self.mode).as_dict()
 
 
 @dataclass
@@ -104,7 +100,6 @@ class Processor:
         self.settings = sort.resolved(scanner)
         self.sorter = coincidence.Sorter(scanner=scanner, **self.settings)
         self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s)
-        self.quiet_timeout_s = quiet_timeout_s
         self.writer = writer
         self.on_coincidences = on_coincidences
         self.hist = Histograms.for_scanner(scanner, self.settings["window_ps"])
