@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rates import record
 
 import coincidence
 import emulator
@@ -27,14 +28,6 @@ ACTIVITY_MBQ, DURATION_S = 20.0, 0.05
 DELAY_PS = 100_000
 WINDOW_PS = 4_000
 FRAME = 256  # events per board frame in the interleaved stream
-
-
-def record(benchmark, events: int) -> None:
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:
-        return
-    benchmark.extra_info.update(events=events, events_per_s=events / stats.stats.median,
-                                events_per_s_best=events / stats.stats.min)
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rates import record
 
 import emulator
 from coincidence import histograms
 from daq.bench import arrival_order, merge_frames
 from daq.calibration import Calibration
-
-
-def record(benchmark, events: int) -> None:
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None:
-        benchmark.extra_info.update(events=events, events_per_s=events / stats.stats.median)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import threading
 
 import pytest
 import zmq
+from rates import record
 
 import emulator
 from emulator import firmware, output, sinks
@@ -22,14 +23,6 @@ from emulator.blocks import default_threads
 
 ACTIVITY_MBQ = 20.0
 DURATION_S = 0.02
-
-
-def record(benchmark, events: int) -> None:
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:
-        return
-    benchmark.extra_info.update(events=events, events_per_s=events / stats.stats.median,
-                                events_per_s_best=events / stats.stats.min)
 
 
 @pytest.mark.parametrize("threads", [1, default_threads()], ids=["one-core", "all-cores"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rates import record
 
 from hw import COINC_DTYPE, SPEED_OF_LIGHT_MM_PER_PS
 from recon import LiveRecon, Projector, default_grid, set_threads
@@ -62,17 +63,6 @@ def threads():
     set_threads(before)
 
 
-def record(benchmark, n_events: int, threads: int) -> None:
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:
-        return
-    t = stats.stats.median
-    benchmark.extra_info.update(events=n_events, threads=threads, seconds=t,
-                                events_per_s=n_events / t,
-                                events_per_s_per_thread=n_events / t / threads,
-                                events_per_s_best=n_events / stats.stats.min)
-
-
 @pytest.mark.parametrize("n_threads", THREADS)
 @pytest.mark.parametrize("order", ["lor", "acquisition"])
 @pytest.mark.parametrize("tof", [False, True], ids=["nontof", "tof"])
@@ -92,7 +82,7 @@ def test_bench_forward_back(benchmark, brain, coinc, tof, order, n_threads, thre
 
     out = benchmark.pedantic(forward_back, rounds=ROUNDS, warmup_rounds=1)
     assert np.isfinite(out).all() and out.max() > 0
-    record(benchmark, N_EVENTS, n_threads)
+    record(benchmark, N_EVENTS, threads=n_threads)
 
 
 def test_bench_osem_update(benchmark, brain, coinc, threads):
@@ -106,7 +96,7 @@ def test_bench_osem_update(benchmark, brain, coinc, threads):
     out = benchmark.pedantic(lambda: em.update(x0.copy(), events, 0.1), rounds=ROUNDS,
                              warmup_rounds=1)
     assert np.isfinite(out).all()
-    record(benchmark, N_EVENTS, get_threads())
+    record(benchmark, N_EVENTS, threads=get_threads())
 
 
 def test_bench_live_update(benchmark, brain, coinc, threads):
@@ -124,7 +114,7 @@ def test_bench_live_update(benchmark, brain, coinc, threads):
 
     image = benchmark.pedantic(step, rounds=ROUNDS, warmup_rounds=0)
     assert image.meta["events"] >= 2 * N_EVENTS
-    record(benchmark, N_EVENTS, get_threads())
+    record(benchmark, N_EVENTS, threads=get_threads())
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
         benchmark.extra_info["within_1_s"] = bool(stats.stats.median < 1.0)
@@ -145,7 +135,7 @@ def test_bench_spect_forward_back(benchmark, threads):
     out = benchmark.pedantic(lambda: proj.back(proj.forward(x)), rounds=3, warmup_rounds=0)
     assert out.max() > 0
     pixels = int(np.prod(proj.shape))
-    record(benchmark, pixels, get_threads())
+    record(benchmark, pixels, threads=get_threads())
 
 
 def test_bench_nifti_dicom_round_trip(benchmark, brain, tmp_path):
@@ -170,4 +160,4 @@ def test_bench_nifti_dicom_round_trip(benchmark, brain, tmp_path):
     nii, dcm = benchmark.pedantic(round_trip, rounds=3, warmup_rounds=0)
     np.testing.assert_array_equal(nii.array, image.array)
     assert np.abs(dcm.array - image.array).max() <= 1e4 / 32767
-    record(benchmark, int(np.prod(grid.shape)), 1)
+    record(benchmark, int(np.prod(grid.shape)), threads=1)

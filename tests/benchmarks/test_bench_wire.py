@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rates import record
 
 from hw import RAW_DTYPE, wire
 
@@ -35,24 +36,13 @@ def frames(events, brain) -> bytes:
     return wire.encode(events, board=BOARD, first_seq=0, scanner=brain)
 
 
-def record(benchmark, n_events: int, n_bytes: int) -> None:
-    """Throughput figures of the median round (nothing when benchmarks are disabled)."""
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:
-        return
-    t = stats.stats.median
-    benchmark.extra_info.update(events=n_events, bytes=n_bytes, events_per_s=n_events / t,
-                                mb_per_s=n_bytes / t / 1e6,
-                                events_per_s_best=n_events / stats.stats.min)
-
-
 def test_bench_encode(benchmark, events, frames, brain):
     wire.encode(events[:300], board=BOARD, first_seq=0, scanner=brain)  # compiled before timing
     out = benchmark.pedantic(wire.encode, args=(events,),
                              kwargs={"board": BOARD, "first_seq": 0, "scanner": brain},
                              rounds=ROUNDS, warmup_rounds=1)
     assert out == frames
-    record(benchmark, events.size, len(frames))
+    record(benchmark, events.size, n_bytes=len(frames))
 
 
 def test_bench_decode(benchmark, events, frames, brain):
@@ -67,18 +57,18 @@ def test_bench_decode(benchmark, events, frames, brain):
     out = benchmark.pedantic(decode, setup=fresh_decoder, rounds=ROUNDS, warmup_rounds=1)
     assert out.size == events.size
     np.testing.assert_array_equal(out["crystal"], events["crystal"])
-    record(benchmark, events.size, len(frames))
+    record(benchmark, events.size, n_bytes=len(frames))
 
 
 def test_bench_memcpy_baseline(benchmark, events, frames):
     """Copying the encoded buffer once (bytes -> bytes): the floor any decoder pays."""
     out = benchmark.pedantic(lambda: bytes(memoryview(frames)), rounds=ROUNDS, warmup_rounds=1)
     assert len(out) == len(frames)
-    record(benchmark, events.size, len(frames))
+    record(benchmark, events.size, n_bytes=len(frames))
 
 
 def test_bench_crc32(benchmark, frames):
     """CRC-32 of the whole encoded buffer (``hw.wire.crc32``, for the DAQ journal)."""
     wire.crc32(frames[:100])
     benchmark.pedantic(wire.crc32, args=(frames,), rounds=ROUNDS, warmup_rounds=1)
-    record(benchmark, N_EVENTS, len(frames))
+    record(benchmark, N_EVENTS, n_bytes=len(frames))
