@@ -20,12 +20,13 @@ def _blocks(n: int, seed: int = 0) -> list[tuple[int, bytes]]:
     return [(int(rng.integers(0, 4)), rng.bytes(int(rng.integers(1, 3000)))) for _ in range(n)]
 
 
+def _write(path: Path, blocks: list[tuple[int, bytes]]) -> None:
+    _write(path, blocks)
+
+
 def test_every_block_reads_back(tmp_path: Path) -> None:
     blocks = _blocks(500)
-    w = JournalWriter(tmp_path / "j.bpj")
-    for stream, payload in blocks:
-        w.append(stream, payload)
-    w.close()
+    _write(tmp_path / "j.bpj", blocks)
     got = [(s, p) for s, _t, p in read_journal(tmp_path / "j.bpj")]
     assert got == blocks
 
@@ -33,10 +34,7 @@ def test_every_block_reads_back(tmp_path: Path) -> None:
 def test_corrupt_block_is_skipped_and_counted(tmp_path: Path) -> None:
     blocks = _blocks(200, seed=1)
     path = tmp_path / "j.bpj"
-    w = JournalWriter(path)
-    for stream, payload in blocks:
-        w.append(stream, payload)
-    w.close()
+    _write(path, blocks)
     data = bytearray(path.read_bytes())
     # flip a payload byte of block 100
     offset = sum(HEADER_BYTES + len(p) for _, p in blocks[:100]) + HEADER_BYTES + 3
@@ -52,10 +50,7 @@ def test_corrupt_block_is_skipped_and_counted(tmp_path: Path) -> None:
 def test_truncated_tail_of_a_killed_writer(tmp_path: Path) -> None:
     blocks = _blocks(50, seed=2)
     path = tmp_path / "j.bpj"
-    w = JournalWriter(path)
-    for stream, payload in blocks:
-        w.append(stream, payload)
-    w.close()
+    _write(path, blocks)
     path.write_bytes(path.read_bytes()[:-7])
     stats = JournalStats()
     got = [(s, p) for s, _t, p in read_journal(path, stats)]

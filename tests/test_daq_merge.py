@@ -15,19 +15,24 @@ def _board(times: np.ndarray, crystal: int) -> np.ndarray:
     return a
 
 
+def _merge_in_chunks(boards: list[np.ndarray], chunk: int) -> tuple[np.ndarray, TimeMerger]:
+    """Chunks arrive board by board, as from one link per board; each advances its board."""
+    m = TimeMerger(len(boards))
+    out = []
+    for start in range(0, max(b.size for b in boards), chunk):
+        for b, events in enumerate(boards):
+            part = events[start:start + chunk]
+            m.push(part)
+            m.advance(b, int(part["t"][-1]))
+            out.append(m.pop_ready())
+    out.append(m.flush())
+    return np.concatenate(out), m
+
+
 def test_interleaved_boards_come_out_in_time_order() -> None:
     rng = np.random.default_rng(0)
     boards = [_board(rng.integers(0, 10**9, 5000), b) for b in range(4)]
-    m = TimeMerger(4)
-    out = []
-    for start in range(0, 5000, 500):  # chunks arrive board by board, as from four links
-        for b, events in enumerate(boards):
-            chunk = events[start:start + 500]
-            m.push(chunk)
-            m.advance(b, int(chunk["t"][-1]))
-            out.append(m.pop_ready())
-    out.append(m.flush())
-    merged = np.concatenate(out)
+    merged, m = _merge_in_chunks(boards, 500)
     assert merged.size == 20000 and m.late_events == 0
     assert np.all(np.diff(merged["t"]) >= 0)
     assert np.array_equal(np.sort(merged["t"]), np.sort(np.concatenate(boards)["t"]))
@@ -63,14 +68,5 @@ def test_counter_wrap_scale_times_merge_over_hours() -> None:
     rng = np.random.default_rng(3)
     hours = 3 * 3600 * 10**12
     boards = [_board(rng.integers(0, hours, 20000), b) for b in range(3)]
-    m = TimeMerger(3)
-    out = []
-    for start in range(0, 20000, 1000):
-        for b, events in enumerate(boards):
-            chunk = events[start:start + 1000]
-            m.push(chunk)
-            m.advance(b, int(chunk["t"][-1]))
-        out.append(m.pop_ready())
-    out.append(m.flush())
-    merged = np.concatenate(out)
+    merged, _ = _merge_in_chunks(boards, 1000)
     assert merged.size == 60000 and np.all(np.diff(merged["t"]) >= 0)
