@@ -21,7 +21,10 @@ def _blocks(n: int, seed: int = 0) -> list[tuple[int, bytes]]:
 
 
 def _write(path: Path, blocks: list[tuple[int, bytes]]) -> None:
-    _write(path, blocks)
+    w = JournalWriter(path)
+    for stream, payload in blocks:
+        w.append(stream, payload)
+    w.close()
 
 
 def test_every_block_reads_back(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ def _board(times: np.ndarray, crystal: int) -> np.ndarray:
 
 
 def _merge_in_chunks(boards: list[np.ndarray], chunk: int) -> tuple[np.ndarray, TimeMerger]:
-    """Chunks arrive board by board, as from one link per board; each advances its board."""
+    """Chunks arrive board by board, as from one link per board; each advances its board; the
+    merger releases after every round."""
     m = TimeMerger(len(boards))
     out = []
     for start in range(0, max(b.size for b in boards), chunk):
@@ -24,7 +25,7 @@ def _merge_in_chunks(boards: list[np.ndarray], chunk: int) -> tuple[np.ndarray, 
             part = events[start:start + chunk]
             m.push(part)
             m.advance(b, int(part["t"][-1]))
-            out.append(m.pop_ready())
+        out.append(m.pop_ready())
     out.append(m.flush())
     return np.concatenate(out), m
 
