@@ -3,8 +3,7 @@
 Every block is seeded from (seed, slice, stream, block), samples its own decay positions (or
 crystals) and runs the photon kernel into its own deposit buffer, so the result does not depend
 on how many threads run the blocks or in which order. The kernels release the GIL (nogil), so the
-threads run in parallel; numba's random generator has one state per thread, seeded at the start
-of each block in the thread that runs it.
+threads run in parallel; each block draws from its own generator state (:mod:`emulator.rng`).
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from emulator import records
-from emulator.physics import seed as seed_kernels
+from emulator import records, rng
 
 #: Decays (or histories) per block.
 BLOCK = 8192
@@ -46,26 +44,25 @@ class BlockRunner:
             self._pool = _POOLS[self.threads]
 
     def run(self, key: list[int], times: np.ndarray, first_id: int,
-            sample: Callable[[int], np.ndarray], kernel: Callable, args: tuple,
+            sample: Callable[[np.ndarray, int], np.ndarray], kernel: Callable, args: tuple,
             work: Callable[[], tuple], per_item: float) -> tuple[np.ndarray, np.ndarray]:
         """Deposits of every block, in block order, and the counters summed over blocks.
 
-        ``kernel(times, items, first_id, start, *args, dep, n_dep, counters, *work())`` with
-        ``items = sample(n)`` drawn right after the block's seed.
+        ``kernel(times, items, first_id, start, *args, dep, n_dep, counters, rs, *work())``
+        with ``items = sample(rs, n)`` drawn first from the block's generator ``rs``.
         """
         n_blocks = math.ceil(times.size / BLOCK)
-        seeds = np.random.SeedSequence(key).generate_state(max(n_blocks, 1))
 
         def block(b: int) -> tuple[np.ndarray, np.ndarray]:
             lo, hi = b * BLOCK, min((b + 1) * BLOCK, times.size)
             cap = int((hi - lo) * per_item) + 1024
             while True:
-                seed_kernels(int(seeds[b] >> 1))
-                items = sample(hi - lo)
+                rs = rng.state([*key, b])
+                items = sample(rs, hi - lo)
                 counters = np.zeros(len(records.COUNTERS), np.int64)
                 dep = np.empty(cap, records.DEPOSIT_DTYPE)
                 done, n = kernel(times[lo:hi], items, first_id + lo, 0, *args, dep, 0, counters,
-                                 *work())
+                                 rs, *work())
                 if done == hi - lo:
                     return dep[:n], counters
                 cap *= 2                   # the block overflowed: run it again with more room

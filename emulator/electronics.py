@@ -22,6 +22,7 @@ import numpy as np
 
 from emulator import records
 from emulator.jit import kernel
+from emulator.rng import normal
 from hw.scanner import Scanner
 
 
@@ -70,7 +71,7 @@ def initial_state(fe: FrontEnd, n_crystals: int) -> State:
 
 
 @kernel
-def process(dep, n_held, out, fe, state, counters):
+def process(dep, n_held, out, fe, state, counters, rs):
     """Turn time-ordered deposits into pending singles.
 
     ``out[:n_held]`` holds the singles still integrating from the previous call (in trigger
@@ -118,7 +119,7 @@ def process(dep, n_held, out, fe, state, counters):
         s.t = t
         s.pileup = 0
         s.crystal = d.crystal
-        jitter = fe.jitter_sigma_ps * np.random.standard_normal()
+        jitter = fe.jitter_sigma_ps * normal(rs)
         jitter = min(max(jitter, -fe.jitter_clip_ps), fe.jitter_clip_ps)
         s.t_meas = t + round(jitter)
         open_slot[key] = n

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emulator import electronics, lu176, nuclides, pet, phantoms, records, sampling, spect
+from emulator import electronics, lu176, nuclides, pet, phantoms, records, rng, sampling, spect
 from emulator.blocks import BlockRunner
 from emulator.media import TABLE_KEV, crystal_table, water_table
 from emulator.physics import rayleigh_norms
-from emulator.physics import seed as seed_kernels
 from emulator.ring import ring_of
 from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE
 from hw.errors import UserError
@@ -166,25 +165,23 @@ class Emulator:
 
     def _slice(self, k: int, t_a: int, t_b: int, last: bool, carry: np.ndarray,
                held: np.ndarray, state: electronics.State, counters: np.ndarray):
-        seeds = np.random.SeedSequence([self.seed, k]).generate_state(2) >> 1
-        rng = np.random.default_rng([self.seed, k, 1])
+        rs = rng.state([self.seed, k, 0])
         c = records.COUNTERS
         n_layers = self._packed.layers.shape[0]
         # decay times of the source (SPECT: histories, each standing for history_weight
         # decays) and of the crystals' Lu-176
-        seed_kernels(int(seeds[0]))
         lam = self.nuclide.decay_constant_per_s
         rate = self.activity_mbq * 1e6 * math.exp(-lam * t_a * 1e-12) / self.history_weight
-        times = _decay_times(t_a, t_b, rate, lam)
-        lu_times = _decay_times(t_a, t_b, self.lu176_bq, 0.0)
+        times = _decay_times(rs, t_a, t_b, rate, lam)
+        lu_times = _decay_times(rs, t_a, t_b, self.lu176_bq, 0.0)
         # the photons, in blocks (threads)
         first = counters[c.index("histories")]
         counters[c.index("histories")] += times.size
         counters[c.index("decays")] += times.size * self.history_weight
 
-        def positions(n: int) -> np.ndarray:
+        def positions(block_rs: np.ndarray, n: int) -> np.ndarray:
             pos = np.empty((n, 3))
-            sampling.positions(self._packed, pos)
+            sampling.positions(block_rs, self._packed, pos)
             return pos
 
         common = (self.nuclide.positron_fraction, self._range, self._lines, self._packed.layers,
@@ -205,7 +202,7 @@ class Emulator:
             counters[c.index("lu176_decays")] += lu_times.size
             lu, n = self._blocks.run(
                 [self.seed, k, 3], lu_times, first,
-                lambda m: lu176.crystals_of(m, self.scanner.n_crystals), lu176.decays,
+                lambda block_rs, m: lu176.crystals_of(block_rs, m, self.scanner.n_crystals), lu176.decays,
                 (self._ring, self._crystal, self._efficiency, self._beta),
                 lambda: pet.work_arrays(n_layers), 2.0)
             counters += n
@@ -216,17 +213,17 @@ class Emulator:
         now, carry = dep[:n_now], (dep[:0] if last else dep[n_now:])
         out = np.empty(held.size + now.size, records.PENDING_DTYPE)
         out[:held.size] = held
-        seed_kernels(int(seeds[1]))
-        n = electronics.process(now, held.size, out, self._fe, state, counters)
+        n = electronics.process(now, held.size, out, self._fe, state, counters, rs)
         out = out[:n]
         bound = t_b if last else t_b - self._fe.integration_ps - self._fe.jitter_clip_ps
         final = out["t_meas"] < bound
         released, held = out[final], out[~final] if not last else out[:0]
         released = released[np.argsort(released["t_meas"], kind="stable")]
         counters[c.index("singles")] += released.size
-        return (*self._digitise(released, rng), carry, held, bound)
+        return (*self._digitise(released, np.random.default_rng([self.seed, k, 1])), carry, held,
+                bound)
 
-    def _digitise(self, pending: np.ndarray, rng: np.random.Generator
+    def _digitise(self, pending: np.ndarray, gen: np.random.Generator
                   ) -> tuple[np.ndarray, np.ndarray]:
         raw = np.empty(pending.size, RAW_DTYPE)
         raw["t"] = electronics.quantise_time(pending["t_meas"], self._dig.period_ps,
@@ -234,7 +231,7 @@ class Emulator:
         raw["crystal"] = pending["crystal"]
         e_true = pending["energy"].astype(np.float64)
         measured = electronics.measured_energy(e_true, self.scanner.response.fwhm_kev(e_true),
-                                               rng)
+                                               gen)
         raw["adc"] = electronics.adc_codes(measured, pending["crystal"], self._dig)
         truth = np.empty(pending.size if self.truth else 0, records.TRUTH_DTYPE)
         if self.truth:
@@ -243,11 +240,12 @@ class Emulator:
         return raw, truth
 
 
-def _decay_times(t_a: int, t_b: int, rate_bq: float, lam_per_s: float) -> np.ndarray:
+def _decay_times(rs: np.ndarray, t_a: int, t_b: int, rate_bq: float, lam_per_s: float
+                 ) -> np.ndarray:
     """Sorted decay times (int64 ps) in [t_a, t_b) of a source of ``rate_bq`` at t_a."""
     mean = rate_bq * (t_b - t_a) * 1e-12
     times = np.empty(int(mean + 10 * math.sqrt(mean) + 64), np.int64)
-    return times[:sampling.decay_times(t_a, t_b - t_a, rate_bq, lam_per_s, times)]
+    return times[:sampling.decay_times(rs, t_a, t_b - t_a, rate_bq, lam_per_s, times)]
 
 
 def calibrated(raw: np.ndarray, scanner: Scanner) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 from emulator.jit import inline, kernel
 from emulator.phantoms.shapes import ROW, ray_interval
 from emulator.physics import CUTOFF_KEV, klein_nishina, rayleigh_cos, rotate
+from emulator.rng import exponential, uniform
 
 
 def work_size(n_layers: int) -> int:
@@ -80,13 +81,13 @@ def optical_depth(layers, mu_water, px, py, pz, ux, uy, uz, work):
 
 
 @inline
-def next_interaction(layers, mu_water, px, py, pz, ux, uy, uz, work):
+def next_interaction(rs, layers, mu_water, px, py, pz, ux, uy, uz, work):
     """Distance (mm) to the next interaction along u, or -1 when the photon leaves the phantom."""
     nb = path_through(layers, px, py, pz, ux, uy, uz, work)
     if nb == 0:
         return -1.0
     base = 2 * layers.shape[0]
-    tau = -math.log(1.0 - np.random.random())
+    tau = exponential(rs)
     for b in range(nb - 1):
         a, c = work[base + b], work[base + b + 1]
         if c <= a:
@@ -100,24 +101,24 @@ def next_interaction(layers, mu_water, px, py, pz, ux, uy, uz, work):
 
 
 @inline
-def interact(water, energy, ux, uy, uz):
+def interact(rs, water, energy, ux, uy, uz):
     """One interaction in water: (energy after keV, direction after); energy 0 when absorbed."""
     e_idx = min(int(energy), water.shape[0] - 1)
-    r = np.random.random()
+    r = uniform(rs)
     if r < water[e_idx, 1]:
         return 0.0, ux, uy, uz
     if r < water[e_idx, 1] + water[e_idx, 2]:
-        cos_t = rayleigh_cos(energy)
+        cos_t = rayleigh_cos(rs, energy)
     else:
-        energy, cos_t = klein_nishina(energy)
+        energy, cos_t = klein_nishina(rs, energy)
         if energy < CUTOFF_KEV:
             return 0.0, ux, uy, uz
-    ux, uy, uz = rotate(ux, uy, uz, cos_t, 2.0 * math.pi * np.random.random())
+    ux, uy, uz = rotate(ux, uy, uz, cos_t, 2.0 * math.pi * uniform(rs))
     return energy, ux, uy, uz
 
 
 @inline
-def fly(layers, water, px, py, pz, ux, uy, uz, energy, work):
+def fly(rs, layers, water, px, py, pz, ux, uy, uz, energy, work):
     """Follow a photon through the phantom until it leaves it or is absorbed.
 
     Returns (energy keV, 0 when absorbed; position; direction; path mm; scatterings).
@@ -125,7 +126,7 @@ def fly(layers, water, px, py, pz, ux, uy, uz, energy, work):
     path = 0.0
     scatters = 0
     while True:
-        d = next_interaction(layers, water[min(int(energy), water.shape[0] - 1), 0], px, py, pz,
+        d = next_interaction(rs, layers, water[min(int(energy), water.shape[0] - 1), 0], px, py, pz,
                              ux, uy, uz, work)
         if d < 0.0:
             break
@@ -133,7 +134,7 @@ def fly(layers, water, px, py, pz, ux, uy, uz, energy, work):
         py += d * uy
         pz += d * uz
         path += d
-        energy, ux, uy, uz = interact(water, energy, ux, uy, uz)
+        energy, ux, uy, uz = interact(rs, water, energy, ux, uy, uz)
         if energy <= 0.0:
             break
         scatters += 1

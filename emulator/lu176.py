@@ -16,6 +16,7 @@ from emulator.jit import kernel
 from emulator.pet import write_hits
 from emulator.physics import isotropic
 from emulator.ring import MAX_HITS, track
+from emulator.rng import uniform
 from hw.scanner import Scanner
 
 BETA_END_POINT_KEV = 593.0
@@ -49,7 +50,7 @@ def crystal_volume_cm3(scanner: Scanner) -> float:
 
 @kernel
 def decays(times, crystals, first_id, start, ring, crystal, efficiency, beta_icdf, dep, n_dep,
-           counters, work, hits):
+           counters, rs, work, hits):
     """Lu-176 decays ``start..`` at ``times`` (ps) in ``crystals`` into deposits ``dep[n_dep:]``;
     returns (next decay, n_dep) like :func:`emulator.pet.decays`."""
     g = ring
@@ -64,12 +65,12 @@ def decays(times, crystals, first_id, start, ring, crystal, efficiency, beta_icd
         row, tang = c // g.per_ring, c % g.per_ring
         m, it = tang // g.ct, tang % g.ct
         k, j = row // g.ca, row % g.ca
-        s = it * g.pitch_t + g.margin_t + size_t * np.random.random() - g.half_w
-        d = g.radius + g.depth * np.random.random()
+        s = it * g.pitch_t + g.margin_t + size_t * uniform(rs) - g.half_w
+        d = g.radius + g.depth * uniform(rs)
         x = d * g.cos_sec[m] - s * g.sin_sec[m]
         y = d * g.sin_sec[m] + s * g.cos_sec[m]
-        z = g.mr_z0[k] + j * g.pitch_a + g.margin_a + size_a * np.random.random()
-        u = np.random.random() * nq
+        z = g.mr_z0[k] + j * g.pitch_a + g.margin_a + size_a * uniform(rs)
+        u = uniform(rs) * nq
         b = int(u)
         local = beta_icdf[b] + (u - b) * (beta_icdf[min(b + 1, nq)] - beta_icdf[b])
         decay = first_id + i
@@ -77,19 +78,19 @@ def decays(times, crystals, first_id, start, ring, crystal, efficiency, beta_icd
         local_hit[0, 0] = c
         local_hit[0, 1] = local
         first = n_dep
-        n_dep = write_hits(dep, n_dep, 1, local_hit, t0, decay, 0, records.LU176, 0, x, y, z,
+        n_dep = write_hits(rs, dep, n_dep, 1, local_hit, t0, decay, 0, records.LU176, 0, x, y, z,
                            efficiency, counters)
         kept = n_dep > first
         for q in range(CASCADE.shape[0]):
-            if np.random.random() >= CASCADE[q, 1]:
+            if uniform(rs) >= CASCADE[q, 1]:
                 local += CASCADE[q, 0]
                 continue
             counters[records.PHOTONS] += 1
-            ux, uy, uz = isotropic()
-            n_hits = track(g, crystal, x, y, z, ux, uy, uz, CASCADE[q, 0], 0.0, m, k, hits)
+            ux, uy, uz = isotropic(rs)
+            n_hits = track(rs, g, crystal, x, y, z, ux, uy, uz, CASCADE[q, 0], 0.0, m, k, hits)
             if n_hits == 0:
                 counters[records.ESCAPED] += 1
-            n_dep = write_hits(dep, n_dep, n_hits, hits, t0, decay, 1 + q, records.LU176, 0, x,
+            n_dep = write_hits(rs, dep, n_dep, n_hits, hits, t0, decay, 1 + q, records.LU176, 0, x,
                                y, z, efficiency, counters)
         if kept:
             dep[first].energy = local
@@ -97,10 +98,10 @@ def decays(times, crystals, first_id, start, ring, crystal, efficiency, beta_icd
 
 
 @kernel
-def crystals_of(n, n_crystals):
+def crystals_of(rs, n, n_crystals):
     """``n`` crystals drawn uniformly (all crystals have the same volume)."""
     out = np.empty(n, np.int32)
     for i in range(n):
-        out[i] = min(int(np.random.random() * n_crystals), n_crystals - 1)
+        out[i] = min(int(uniform(rs) * n_crystals), n_crystals - 1)
     return out
 

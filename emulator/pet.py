@@ -18,6 +18,7 @@ from emulator.flight import fly, work_size
 from emulator.jit import kernel
 from emulator.physics import isotropic
 from emulator.ring import MAX_HITS, TIME_PER_MM_PS, track
+from emulator.rng import normal, uniform
 
 #: Acollinearity: sigma (rad) of each of the two transverse angles, 0.5 deg FWHM.
 ACOLLINEARITY_SIGMA = math.radians(0.5) / 2.3548
@@ -30,12 +31,12 @@ def work_arrays(n_layers: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @kernel
-def write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y, z, efficiency,
+def write_hits(rs, dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y, z, efficiency,
                counters):
     """Append a photon's crystal deposits to ``dep``, each kept with the crystal efficiency."""
     for q in range(n_hits):
         counters[records.DEPOSITS] += 1
-        if np.random.random() >= efficiency:
+        if uniform(rs) >= efficiency:
             counters[records.REJECTED] += 1
             continue
         r = dep[n_dep]
@@ -52,26 +53,26 @@ def write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y
 
 
 @kernel
-def _photon(layers, water, ring, crystal, efficiency, px, py, pz, ux, uy, uz, energy, t0, decay,
+def _photon(rs, layers, water, ring, crystal, efficiency, px, py, pz, ux, uy, uz, energy, t0, decay,
             photon, kind, dep, n_dep, counters, work, hits):
     counters[records.PHOTONS] += 1
-    energy, qx, qy, qz, ux, uy, uz, path, scatters = fly(layers, water, px, py, pz, ux, uy, uz,
+    energy, qx, qy, qz, ux, uy, uz, path, scatters = fly(rs, layers, water, px, py, pz, ux, uy, uz,
                                                          energy, work)
     if scatters:
         counters[records.SCATTERED] += 1
     if energy <= 0.0:
         counters[records.ABSORBED] += 1
         return n_dep
-    n_hits = track(ring, crystal, qx, qy, qz, ux, uy, uz, energy, path, -1, -1, hits)
+    n_hits = track(rs, ring, crystal, qx, qy, qz, ux, uy, uz, energy, path, -1, -1, hits)
     if n_hits == 0:
         counters[records.ESCAPED] += 1
-    return write_hits(dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, px, py, pz,
+    return write_hits(rs, dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, px, py, pz,
                       efficiency, counters)
 
 
 @kernel
 def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers, water, ring,
-           crystal, efficiency, dep, n_dep, counters, work, hits):
+           crystal, efficiency, dep, n_dep, counters, rs, work, hits):
     """Simulate decays ``start..`` (times ps, positions mm) into deposits ``dep[n_dep:]``.
 
     Stops before a decay whose photons might overflow ``dep``; returns (next decay, n_dep).
@@ -86,11 +87,11 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
             return i, n_dep
         x, y, z = pos[i, 0], pos[i, 1], pos[i, 2]
         n_ph = 0
-        if np.random.random() < positron_fraction:
-            k = k1 if np.random.random() < c_range else k2
-            r = -math.log((1.0 - np.random.random()) * (1.0 - np.random.random())) / k
-            dx, dy, dz = isotropic()
-            ux, uy, uz = isotropic()
+        if uniform(rs) < positron_fraction:
+            k = k1 if uniform(rs) < c_range else k2
+            r = -math.log((1.0 - uniform(rs)) * (1.0 - uniform(rs))) / k
+            dx, dy, dz = isotropic(rs)
+            ux, uy, uz = isotropic(rs)
             # two unit vectors across u, for the acollinearity
             if abs(uz) < 0.9:
                 nrm = math.sqrt(ux * ux + uy * uy)
@@ -99,8 +100,8 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
                 nrm = math.sqrt(uy * uy + uz * uz)
                 e1x, e1y, e1z = 0.0, -uz / nrm, uy / nrm
             e2x, e2y, e2z = uy * e1z - uz * e1y, uz * e1x - ux * e1z, ux * e1y - uy * e1x
-            a1 = ACOLLINEARITY_SIGMA * np.random.standard_normal()
-            a2 = ACOLLINEARITY_SIGMA * np.random.standard_normal()
+            a1 = ACOLLINEARITY_SIGMA * normal(rs)
+            a2 = ACOLLINEARITY_SIGMA * normal(rs)
             vx = -ux + a1 * e1x + a2 * e2x
             vy = -uy + a1 * e1y + a2 * e2y
             vz = -uz + a1 * e1z + a2 * e2z
@@ -112,13 +113,13 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
             ph[1, 3], ph[1, 4], ph[1, 5] = vx / nrm, vy / nrm, vz / nrm
             n_ph = 2
         for q in range(n_lines):
-            if np.random.random() < lines[q, 1]:
+            if uniform(rs) < lines[q, 1]:
                 ph[n_ph, 0], ph[n_ph, 1], ph[n_ph, 2] = x, y, z
-                ph[n_ph, 3], ph[n_ph, 4], ph[n_ph, 5] = isotropic()
+                ph[n_ph, 3], ph[n_ph, 4], ph[n_ph, 5] = isotropic(rs)
                 ph[n_ph, 6], ph[n_ph, 7], ph[n_ph, 8] = lines[q, 0], 2 + q, records.GAMMA
                 n_ph += 1
         for p in range(n_ph):
-            n_dep = _photon(layers, water, ring, crystal, efficiency, ph[p, 0], ph[p, 1],
+            n_dep = _photon(rs, layers, water, ring, crystal, efficiency, ph[p, 0], ph[p, 1],
                             ph[p, 2], ph[p, 3], ph[p, 4], ph[p, 5], ph[p, 6], times[i],
                             first_id + i, int(ph[p, 7]), int(ph[p, 8]), dep, n_dep, counters,
                             work, hits)

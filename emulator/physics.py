@@ -1,8 +1,7 @@
 """Photon interaction physics for the numba kernels: directions, Compton (Klein-Nishina) and
 coherent (Rayleigh) scattering. Energies keV, directions unit vectors, lengths mm.
 
-Random numbers come from numba's per-thread generator (``np.random`` inside the kernels), which
-the engine seeds at the start of every slice of simulated time, so runs are deterministic.
+Random numbers come from the generator state ``rs`` the caller passes (:mod:`emulator.rng`).
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import math
 import numpy as np
 
 from emulator.jit import inline, kernel
+from emulator.rng import uniform
 
 CUTOFF_KEV = 10.0
 """Photons below this energy (keV) are absorbed where they are."""
@@ -24,18 +24,12 @@ _HC_KEV_ANGSTROM = 12.398
 _X0_WATER = 0.6
 
 
-@kernel
-def seed(value):
-    """Seed numba's generator of this thread."""
-    np.random.seed(value)
-
-
 @inline
-def isotropic():
+def isotropic(rs):
     """A direction uniform on the sphere (Marsaglia 1972: no trigonometry)."""
     while True:
-        a = 2.0 * np.random.random() - 1.0
-        b = 2.0 * np.random.random() - 1.0
+        a = 2.0 * uniform(rs) - 1.0
+        b = 2.0 * uniform(rs) - 1.0
         s = a * a + b * b
         if s < 1.0:
             f = 2.0 * math.sqrt(1.0 - s)
@@ -59,7 +53,7 @@ def rotate(ux, uy, uz, cos_t, phi):
 
 
 @kernel
-def klein_nishina(energy):
+def klein_nishina(rs, energy):
     """Sample a Compton scattering of a photon of ``energy`` keV on a free electron.
 
     Returns (scattered energy keV, cos theta). Geant4's G4KleinNishinaCompton sampling.
@@ -70,28 +64,28 @@ def klein_nishina(energy):
     alpha1 = -math.log(eps0)
     alpha2 = 0.5 * (1.0 - eps0sq)
     while True:
-        if alpha1 > (alpha1 + alpha2) * np.random.random():
-            eps = math.exp(-alpha1 * np.random.random())
+        if alpha1 > (alpha1 + alpha2) * uniform(rs):
+            eps = math.exp(-alpha1 * uniform(rs))
             epssq = eps * eps
         else:
-            epssq = eps0sq + (1.0 - eps0sq) * np.random.random()
+            epssq = eps0sq + (1.0 - eps0sq) * uniform(rs)
             eps = math.sqrt(epssq)
         onecost = (1.0 - eps) / (eps * k)
         sint2 = onecost * (2.0 - onecost)
-        if 1.0 - eps * sint2 / (1.0 + epssq) >= np.random.random():
+        if 1.0 - eps * sint2 / (1.0 + epssq) >= uniform(rs):
             return eps * energy, 1.0 - onecost
 
 
 @inline
-def crystal_interaction(energy, photo_fraction, ux, uy, uz):
+def crystal_interaction(rs, energy, photo_fraction, ux, uy, uz):
     """One interaction of a photon of ``energy`` keV in a detector crystal: photo-electric
     absorption with probability ``photo_fraction``, else a Compton scatter (Klein-Nishina) that
     leaves the electron's energy and turns the photon; a photon left below CUTOFF_KEV is absorbed
     on the spot. Returns (energy deposited keV, photon energy after keV (0: gone), direction)."""
-    if np.random.random() < photo_fraction:
+    if uniform(rs) < photo_fraction:
         return energy, 0.0, ux, uy, uz
-    scattered, cos_t = klein_nishina(energy)
-    ux, uy, uz = rotate(ux, uy, uz, cos_t, 2.0 * math.pi * np.random.random())
+    scattered, cos_t = klein_nishina(rs, energy)
+    ux, uy, uz = rotate(ux, uy, uz, cos_t, 2.0 * math.pi * uniform(rs))
     if scattered < CUTOFF_KEV:
         return energy, 0.0, ux, uy, uz
     return energy - scattered, scattered, ux, uy, uz
@@ -111,7 +105,7 @@ def klein_nishina_pdf(energy, cos_t):
 
 
 @kernel
-def rayleigh_cos(energy):
+def rayleigh_cos(rs, energy):
     """cos theta of a coherent scattering in water: Thomson x a form factor F^2 = (1 +
     x^2/x0^2)^-4 with x = sin(theta/2)/lambda, sampled in x^2 and accepted on Thomson."""
     lam = _HC_KEV_ANGSTROM / energy
@@ -119,9 +113,9 @@ def rayleigh_cos(energy):
     a = 1.0 / (_X0_WATER * _X0_WATER)
     cmax = 1.0 - (1.0 + a * umax) ** -3
     while True:
-        u = ((1.0 - cmax * np.random.random()) ** (-1.0 / 3.0) - 1.0) / a
+        u = ((1.0 - cmax * uniform(rs)) ** (-1.0 / 3.0) - 1.0) / a
         cos_t = 1.0 - 2.0 * lam * lam * u
-        if 2.0 * np.random.random() <= 1.0 + cos_t * cos_t:
+        if 2.0 * uniform(rs) <= 1.0 + cos_t * cos_t:
             return cos_t
 
 

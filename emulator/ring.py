@@ -18,6 +18,7 @@ import numpy as np
 
 from emulator.jit import inline, kernel
 from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS, crystal_interaction
+from emulator.rng import exponential
 from hw.scanner import Scanner
 
 #: Below this energy (keV) a photon deposits what it has left where it is.
@@ -250,7 +251,7 @@ def _walk(g, m, k, px, py, pz, ux, uy, uz, t_exit, tau, mu):
 
 
 @kernel
-def track(g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
+def track(rs, g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
     """Follow a photon into and through the ring. ``table`` is the crystal's (keV, 2) table of
     mu and photo-electric fraction; ``m, k`` the module p lies in (-1 when outside the ring);
     ``path`` the distance (mm) already travelled since emission.
@@ -276,7 +277,7 @@ def track(g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
             t_out -= t_in
             inside = True
         e_idx = min(int(energy), table.shape[0] - 1)
-        tau = -math.log(1.0 - np.random.random())
+        tau = exponential(rs)
         crystal, t = _walk(g, m, k, px, py, pz, ux, uy, uz, t_out, tau, table[e_idx, 0])
         px += t * ux
         py += t * uy
@@ -286,7 +287,7 @@ def track(g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
             inside = False
             ex_m, ex_k = m, k
             continue
-        deposit, energy, ux, uy, uz = crystal_interaction(energy, table[e_idx, 1], ux, uy, uz)
+        deposit, energy, ux, uy, uz = crystal_interaction(rs, energy, table[e_idx, 1], ux, uy, uz)
         slot = n
         for q in range(n):
             if hits[q, 0] == crystal:

@@ -13,10 +13,11 @@ import numpy as np
 
 from emulator.jit import inline, kernel
 from emulator.phantoms.shapes import CYLINDER, from_unit, row_contains
+from emulator.rng import exponential, uniform
 
 
 @kernel
-def decay_times(t0_ps, length_ps, rate0_bq, lam_per_s, out):
+def decay_times(rs, t0_ps, length_ps, rate0_bq, lam_per_s, out):
     """Fill ``out`` with the sorted decay times (int64 ps) in [t0, t0 + length) of a source
     whose activity is ``rate0_bq`` at t0 and decays with ``lam_per_s``; returns their number
     (at most ``out.size``)."""
@@ -26,7 +27,7 @@ def decay_times(t0_ps, length_ps, rate0_bq, lam_per_s, out):
     cum = 0.0
     n = 0
     while n < out.size:
-        cum += -math.log(1.0 - np.random.random())
+        cum += exponential(rs)
         if lam_per_s > 0.0:
             arg = lam_per_s * cum / rate0_bq
             if arg >= 1.0:
@@ -42,24 +43,24 @@ def decay_times(t0_ps, length_ps, rate0_bq, lam_per_s, out):
 
 
 @inline
-def _in_unit(kind):
+def _in_unit(rs, kind):
     """A point uniform in the unit ball (ellipsoid) or unit cylinder."""
     while True:
-        x = 2.0 * np.random.random() - 1.0
-        y = 2.0 * np.random.random() - 1.0
+        x = 2.0 * uniform(rs) - 1.0
+        y = 2.0 * uniform(rs) - 1.0
         if kind == CYLINDER:
             if x * x + y * y <= 1.0:
-                return x, y, 2.0 * np.random.random() - 1.0
+                return x, y, 2.0 * uniform(rs) - 1.0
         else:
-            z = 2.0 * np.random.random() - 1.0
+            z = 2.0 * uniform(rs) - 1.0
             if x * x + y * y + z * z <= 1.0:
                 return x, y, z
 
 
 @inline
-def _pick(cdf):
+def _pick(rs, cdf):
     """An index drawn with the probabilities of the cumulative ``cdf`` (last entry 1)."""
-    u = np.random.random()
+    u = uniform(rs)
     n = cdf.size
     if n <= 16:
         for i in range(n - 1):
@@ -70,23 +71,23 @@ def _pick(cdf):
 
 
 @kernel
-def positions(pk, out):
+def positions(rs, pk, out):
     """Fill ``out`` (n, 3) with decay positions (mm) drawn from the packed phantom ``pk``."""
     for i in range(out.shape[0]):
-        s = _pick(pk.src_cdf)
+        s = _pick(rs, pk.src_cdf)
         kind = pk.src_kind[s]
         if kind == 0:
             out[i, 0], out[i, 1], out[i, 2] = pk.src_a[s, 0], pk.src_a[s, 1], pk.src_a[s, 2]
             continue
         if kind == 1:
-            f = np.random.random()
+            f = uniform(rs)
             for c in range(3):
                 out[i, c] = pk.src_a[s, c] + f * (pk.src_b[s, c] - pk.src_a[s, c])
             continue
         while True:
-            v = _pick(pk.vol_cdf)
+            v = _pick(rs, pk.vol_cdf)
             r = pk.vol_region[v]
-            qx, qy, qz = _in_unit(pk.shapes[r, 0])
+            qx, qy, qz = _in_unit(rs, pk.shapes[r, 0])
             x, y, z = from_unit(pk.shapes, r, qx, qy, qz)
             covered = False
             for q in range(pk.over_ptr[v], pk.over_ptr[v + 1]):

@@ -35,6 +35,7 @@ from emulator.physics import (
     klein_nishina_pdf,
     rayleigh_pdf,
 )
+from emulator.rng import exponential, normal, uniform
 from hw.scanner import Scanner
 
 #: Intrinsic spatial resolution (FWHM mm) of an Anger camera (DOMAIN.md: NaI, 3.6 mm).
@@ -95,9 +96,9 @@ def view_of(t_ps: np.ndarray, duration_s: float, views_per_head: int, start_s: f
 
 
 @kernel
-def _poisson(mean):
+def _poisson(rs, mean):
     """A Poisson count of small ``mean`` (inversion)."""
-    u = np.random.random()
+    u = uniform(rs)
     p = math.exp(-mean)
     n, cdf = 0, p
     while u > cdf and n < 64:
@@ -108,19 +109,19 @@ def _poisson(mean):
 
 
 @kernel
-def _camera(hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0, y0, z0,
+def _camera(rs, hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0, y0, z0,
             efficiency, dep, n_dep, counters):
     """One photon through the holes of head h into its crystal: (n_dep after)."""
     # the holes: radial angle with density ~ (1 - x) x on x = theta / theta_max (the median of
     # three uniforms), azimuth uniform; the photon reaches the crystal displaced accordingly
-    a, bb, c = np.random.random(), np.random.random(), np.random.random()
+    a, bb, c = uniform(rs), uniform(rs), uniform(rs)
     x = max(min(a, bb), min(max(a, bb), c))
-    psi = 2.0 * math.pi * np.random.random()
+    psi = 2.0 * math.pi * uniform(rs)
     reach = (b + hd.l_eff) * hd.theta_max * x
     ps, pz = s + reach * math.cos(psi), z + reach * math.sin(psi)
     # the crystal slab: depth along the head's inward normal, photon entering straight
     e_idx = min(int(energy), crystal.shape[0] - 1)
-    depth = -math.log(1.0 - np.random.random()) / crystal[e_idx, 0]
+    depth = exponential(rs) / crystal[e_idx, 0]
     if depth > hd.thickness:
         return n_dep
     ux, uy, uz = 0.0, 0.0, 1.0                 # (across, along z, into the crystal)
@@ -128,13 +129,13 @@ def _camera(hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0, y0
     total, cx, cy = 0.0, 0.0, 0.0
     for _ in range(32):
         e_idx = min(int(energy), crystal.shape[0] - 1)
-        left, energy, ux, uy, uz = crystal_interaction(energy, crystal[e_idx, 1], ux, uy, uz)
+        left, energy, ux, uy, uz = crystal_interaction(rs, energy, crystal[e_idx, 1], ux, uy, uz)
         total += left
         cx += left * qx
         cy += left * qy
         if energy == 0.0:
             break
-        step = -math.log(1.0 - np.random.random()) / crystal[min(int(energy),
+        step = exponential(rs) / crystal[min(int(energy),
                                                                  crystal.shape[0] - 1), 0]
         qz += step * uz
         if qz < 0.0 or qz > hd.thickness:
@@ -142,11 +143,11 @@ def _camera(hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0, y0
         qx += step * ux
         qy += step * uy
     counters[records.DEPOSITS] += 1
-    if total <= 0.0 or np.random.random() >= efficiency:
+    if total <= 0.0 or uniform(rs) >= efficiency:
         counters[records.REJECTED] += 1
         return n_dep
-    cx = cx / total + hd.intrinsic_sigma * np.random.standard_normal()
-    cy = cy / total + hd.intrinsic_sigma * np.random.standard_normal()
+    cx = cx / total + hd.intrinsic_sigma * normal(rs)
+    cy = cy / total + hd.intrinsic_sigma * normal(rs)
     col = math.floor(cx / hd.pixel + hd.columns / 2.0)
     row = math.floor(cy / hd.pixel + hd.rows / 2.0)
     if col < 0 or col >= hd.columns or row < 0 or row >= hd.rows:
@@ -164,7 +165,7 @@ def _camera(hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0, y0
 
 
 @kernel
-def _force(hd, layers, water, crystal, norms, weight, view, vx, vy, vz, ux, uy, uz, energy,
+def _force(rs, hd, layers, water, crystal, norms, weight, view, vx, vy, vz, ux, uy, uz, energy,
            vertex, t0, spread_ps, decay, n_ev, photon, scatters, x0, y0, z0, efficiency, dep,
            n_dep, counters, work):
     """Forced detection from one vertex (``vertex`` 0: emission, isotropic; 1: a scattering
@@ -195,9 +196,9 @@ def _force(hd, layers, water, crystal, norms, weight, view, vx, vy, vz, ux, uy, 
             mu = water[min(int(e_out), water.shape[0] - 1), 0]
             tau = optical_depth(layers, mu, vx, vy, vz, rx, ry, 0.0, work)
             mean = weight * density * hd.four_pi_g * math.exp(-tau)
-            for _ in range(_poisson(mean)):
-                t = t0 + int(spread_ps * np.random.random())
-                n_dep = _camera(hd, crystal, h, e_out, b, s, vz, t, decay + min(n_ev, 63),
+            for _ in range(_poisson(rs, mean)):
+                t = t0 + int(spread_ps * uniform(rs))
+                n_dep = _camera(rs, hd, crystal, h, e_out, b, s, vz, t, decay + min(n_ev, 63),
                                 photon, scatters + vertex, x0, y0, z0, efficiency, dep, n_dep,
                                 counters)
                 n_ev += 1
@@ -207,7 +208,7 @@ def _force(hd, layers, water, crystal, norms, weight, view, vx, vy, vz, ux, uy, 
 @kernel
 def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers, water, heads,
            crystal, efficiency, norms, weight, spread_ps, run_start_ps, view_ps, dep, n_dep,
-           counters, work):
+           counters, rs, work):
     """Histories ``start..`` (times ps, positions mm), each standing for ``weight`` decays, into
     deposits ``dep[n_dep:]``; returns (next history, n_dep) like :func:`emulator.pet.decays`.
     A history's detected photons get decay ids ``64 * (first_id + i) + 0..63``."""
@@ -221,19 +222,19 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
         x, y, z = pos[i, 0], pos[i, 1], pos[i, 2]
         n_ph = 0
         px, py, pz = x, y, z
-        if np.random.random() < positron_fraction:
-            k = k1 if np.random.random() < c_range else k2
-            r = -math.log((1.0 - np.random.random()) * (1.0 - np.random.random())) / k
-            dx, dy, dz = isotropic()
+        if uniform(rs) < positron_fraction:
+            k = k1 if uniform(rs) < c_range else k2
+            r = -math.log((1.0 - uniform(rs)) * (1.0 - uniform(rs))) / k
+            dx, dy, dz = isotropic(rs)
             px, py, pz = x + r * dx, y + r * dy, z + r * dz
-            ux, uy, uz = isotropic()
+            ux, uy, uz = isotropic(rs)
             ph[0, 0], ph[0, 1], ph[0, 2], ph[0, 3] = ux, uy, uz, ELECTRON_KEV
             ph[1, 0], ph[1, 1], ph[1, 2], ph[1, 3] = -ux, -uy, -uz, ELECTRON_KEV
             n_ph = 2
         first_line = n_ph
         for q in range(n_lines):
-            if np.random.random() < lines[q, 1]:
-                ph[n_ph, 0], ph[n_ph, 1], ph[n_ph, 2] = isotropic()
+            if uniform(rs) < lines[q, 1]:
+                ph[n_ph, 0], ph[n_ph, 1], ph[n_ph, 2] = isotropic(rs)
                 ph[n_ph, 3] = lines[q, 0]
                 n_ph += 1
         decay = 64 * (first_id + i)
@@ -244,22 +245,22 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
             qx, qy, qz = (px, py, pz) if p < first_line else (x, y, z)
             ex, ey, ez = qx, qy, qz
             ux, uy, uz, energy = ph[p, 0], ph[p, 1], ph[p, 2], ph[p, 3]
-            n_dep, n_ev = _force(heads, layers, water, crystal, norms, weight, view, qx, qy, qz,
+            n_dep, n_ev = _force(rs, heads, layers, water, crystal, norms, weight, view, qx, qy, qz,
                                  ux, uy, uz, energy, 0, times[i], spread_ps, decay, n_ev,
                                  photon, 0, ex, ey, ez, efficiency, dep, n_dep, counters, work)
             scatters = 0
             while n_dep + 64 <= dep.size:
-                d = next_interaction(layers, water[min(int(energy), water.shape[0] - 1), 0],
+                d = next_interaction(rs, layers, water[min(int(energy), water.shape[0] - 1), 0],
                                      qx, qy, qz, ux, uy, uz, work)
                 if d < 0.0:
                     break
                 qx, qy, qz = qx + d * ux, qy + d * uy, qz + d * uz
                 # the scattered photon's expected detections from here, before it moves on
-                n_dep, n_ev = _force(heads, layers, water, crystal, norms, weight, view, qx, qy,
+                n_dep, n_ev = _force(rs, heads, layers, water, crystal, norms, weight, view, qx, qy,
                                      qz, ux, uy, uz, energy, 1, times[i], spread_ps, decay,
                                      n_ev, photon, scatters, ex, ey, ez, efficiency, dep, n_dep,
                                      counters, work)
-                energy, ux, uy, uz = interact(water, energy, ux, uy, uz)
+                energy, ux, uy, uz = interact(rs, water, energy, ux, uy, uz)
                 if energy <= 0.0:
                     counters[records.ABSORBED] += 1
                     break

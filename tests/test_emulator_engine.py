@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import emulator
-from emulator import electronics, records
+from emulator import electronics, records, rng
 from emulator.ring import crystal_centres, ring_of
 from hw import load_scanner
 from hw.errors import UserError
@@ -110,7 +110,7 @@ def _electronics(scanner, dep, threshold=50.0):
     state = electronics.initial_state(fe, scanner.n_crystals)
     out = np.zeros(dep.size, records.PENDING_DTYPE)
     counters = np.zeros(len(records.COUNTERS), np.int64)
-    n = electronics.process(dep, 0, out, fe, state, counters)
+    n = electronics.process(dep, 0, out, fe, state, counters, rng.state(0))
     return out[:n], dict(zip(records.COUNTERS, counters, strict=True))
 
 

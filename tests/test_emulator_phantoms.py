@@ -9,7 +9,7 @@ import pytest
 
 from emulator import nuclides, phantoms, sampling
 from emulator.media import mu_water
-from emulator.physics import seed
+from emulator.rng import state
 from hw import load_scanner
 from hw.errors import UserError
 
@@ -50,9 +50,8 @@ def test_nema_iq_regions_maps_and_sampling(brain):
     i, j = round(c[0] / 2 + 49.5), round(c[1] / 2 + 49.5)
     assert act[i, j, 5] == 4.0 and act[50, 50, 5] == 0.0
     # decay positions follow the concentrations: the 37 mm sphere's share of the activity
-    seed(5)
     pos = np.empty((400_000, 3))
-    sampling.positions(ph.packed(), pos)
+    sampling.positions(state(5), ph.packed(), pos)
     volume = {n: r.shape.volume_mm3 for n, r in regions.items()}
     spheres = sum(volume[f"sphere_{d}"] for d in (10, 13, 17, 22, 28, 37))
     warm = volume["background"] - volume["lung_insert"] - spheres
