@@ -13,6 +13,8 @@ columns + column`` with ``row`` along z.
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -190,9 +192,16 @@ class Scanner:
     source: str = ""
     """Where the definition came from (file path)."""
     digest: str = ""
-    """SHA-256 of the definition file: identifies the model for caches."""
+    """SHA-256 of the definition file: identifies the model for caches and energy calibrations.
+    The ``[quantification]`` table is left out: it is a calibration result, not part of the
+    model, and measuring it again must not orphan the stored gain tables or cached images."""
     channel_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))
     """(n_boards, max_channel + 1) int32: global crystal of (board, channel), -1 where none."""
+    counts_per_annihilation: float = 1.0
+    """PET cross-calibration, ``[quantification] counts_per_annihilation``: reconstructed counts
+    per true annihilation, which :func:`recon.quant.activity_concentration` divides out to give
+    Bq/mL (measured by ``python -m recon.calibrate``; 1.0, the system model as is, when the file
+    has none)."""
 
     @property
     def n_crystals(self) -> int:
@@ -278,7 +287,18 @@ def load_scanner(name_or_path: str | Path = "bedside-brain") -> Scanner:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScannerError(f"scanner file {source}: not valid TOML ({exc})") from None
-    return _build(data, source, hashlib.sha256(text.encode()).hexdigest())
+    return _build(data, source, definition_digest(text))
+
+
+#: The ``[quantification]`` table with the blank lines before it, up to the next table.
+_QUANTIFICATION = re.compile(r"(?:^[ \t]*\n)*^\[quantification\][^\n]*(?:\n|$)"
+                             r"(?:(?![ \t]*\[)[^\n]*(?:\n|$))*", re.MULTILINE)
+
+
+def definition_digest(text: str) -> str:
+    """:attr:`Scanner.digest` of a definition's text: SHA-256 of it without its
+    ``[quantification]`` table."""
+    return hashlib.sha256(_QUANTIFICATION.sub("", text).encode()).hexdigest()
 
 
 def _read_definition(name: str) -> tuple[str, str]:
@@ -402,7 +422,7 @@ def _build(data: dict[str, Any], source: str, digest: str) -> Scanner:
     common = dict(
         name=top.text("name"), description=top.text("description", default=""), kind=kind,
         material=mat, response=response, digitizer=digitizer, acquisition=acquisition,
-        source=source, digest=digest,
+        source=source, digest=digest, counts_per_annihilation=_counts_per_annihilation(top),
     )
     if kind == "pet":
         scanner = _ring(geo, digitizer, common)
@@ -432,6 +452,18 @@ def _channel_map(board: np.ndarray, channel: np.ndarray, n_boards: int) -> np.nd
     cmap = np.full((n_boards, int(channel.max()) + 1), -1, np.int32)
     cmap[board, channel] = np.arange(board.size, dtype=np.int32)
     return cmap
+
+
+def _counts_per_annihilation(top: _Keys) -> float:
+    """The optional ``[quantification] counts_per_annihilation`` (default 1.0)."""
+    if not top.has("quantification"):
+        return 1.0
+    q = top.table("quantification")
+    value = q.number("counts_per_annihilation", default=1.0)
+    if not math.isfinite(value):
+        raise q._fail("counts_per_annihilation", f"must be a finite number > 0 (reconstructed "
+                      f"counts per true annihilation), got {value!r}")
+    return value
 
 
 def _ring(geo: _Keys, digitizer: Digitizer, common: dict[str, Any]) -> Scanner:

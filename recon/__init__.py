@@ -8,7 +8,8 @@ Pure array code on ``hw`` dtypes, no I/O besides the exports and the sensitivity
   :mod:`recon.osem`; :class:`LiveRecon` (real time): :mod:`recon.live`; the projector:
   :mod:`recon.projector`; sensitivity: :mod:`recon.system`;
 - :func:`spect_osem`, :func:`tew_scatter`: :mod:`recon.spect`;
-- :func:`activity_concentration` (Bq/mL): :mod:`recon.quant`; NIfTI / DICOM:
+- :func:`activity_concentration` (Bq/mL): :mod:`recon.quant`, with the scanner's cross-calibration
+  measured by :mod:`recon.calibrate` (``python -m recon.calibrate SCANNER``); NIfTI / DICOM:
   :mod:`recon.export`; PNG: :mod:`recon.png`; NEMA figures: :mod:`recon.figures`; the AHA polar
   map: :mod:`recon.polarmap`;
 - :func:`set_threads`: :mod:`recon.threads`.

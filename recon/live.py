@@ -1,13 +1,19 @@
 """Real-time list-mode reconstruction: an image that grows while the run acquires.
 
-The DAQ feeds coincidence chunks with :meth:`LiveRecon.add` (cheap: the events' detection
-weights are computed once, on arrival) and calls :meth:`LiveRecon.update` every few seconds. An
+The DAQ feeds coincidence chunks with :meth:`LiveRecon.add` (cheap: what an event needs for every
+later update, its detection weight and its cell of LOR space for the projector's order, is computed
+once, on arrival, into append-only columns) and calls :meth:`LiveRecon.update` every few seconds. An
 update is one OSEM sub-iteration over a subset of *all* prompts so far, warm-started from the
 previous image: with N prompts and a budget of B events per update, the events are split by event
 order into ceil(N / B) interleaved subsets and the updates visit them in turn, so an update costs at
 most B events whatever the run length, and every event keeps contributing. Before each update the
 previous image is scaled by N / N_previous (the image counts expected annihilations over the
 acquisition so far, which grows with it). Randoms come from the delayeds so far (fan-sum estimate).
+
+An update copies no event: it sorts the indices of its subset by LOR cell (a counting sort of the
+stored cells) and hands them, with the randoms as per-crystal factors, to the EM kernel
+(:meth:`recon.projector.Projector.em_back_padded`: forward projection, ratio and back projection
+without per-event arrays, in blocks taken by all threads in turn).
 
 At the stop, :meth:`finish` runs full passes over all events (about N / 1 M seconds per pass on
 two cores), or the caller simply takes :attr:`image`, which is never older than one update.
@@ -18,14 +24,14 @@ from __future__ import annotations
 import math
 import threading
 
+import numba
 import numpy as np
 
 from hw.errors import UserError
-from hw.scanner import Scanner
+from hw.scanner import SPEED_OF_LIGHT_MM_PER_PS, Scanner
 from recon.grid import Grid, Image
-from recon.lors import LORs, check_crystals
-from recon.osem import Events, ListModeEM, split_coinc
-from recon.randoms import crystal_counts
+from recon.lors import LORs, check_crystals, lor_cells, n_lor_cells, order_by_cell
+from recon.osem import ListModeEM, split_coinc
 from recon.system import DEFAULT_SAMPLES, event_weights
 
 
@@ -49,6 +55,45 @@ class _Column:
         return self._data[:self.size]
 
 
+def _split(coinc: np.ndarray, n_crystals: int) -> tuple[LORs, np.ndarray]:
+    """The prompts of COINC_DTYPE rows as LORs and the delayeds' per-crystal counts (fan sums,
+    :func:`recon.randoms.crystal_counts`), in one pass over the rows; UserError on a foreign
+    dtype or a crystal the scanner does not have."""
+    split_coinc(coinc[:0])                            # raises UserError on a foreign dtype
+    n = coinc.size
+    a, b = np.empty(n, np.int32), np.empty(n, np.int32)
+    tof = np.empty(n, np.float32)
+    delayed = np.zeros(n_crystals, np.int64)
+    kept, ok, bad = _split_rows(coinc, np.float32(SPEED_OF_LIGHT_MM_PER_PS / 2.0), a, b, tof,
+                                delayed)
+    if not ok:                                        # the one-line error of check_crystals
+        check_crystals(LORs(np.array([bad]), np.array([bad]), np.zeros(1)), n_crystals)
+    return LORs(a[:kept], b[:kept], tof[:kept]), delayed
+
+
+@numba.njit(nogil=True, cache=True)
+def _split_rows(coinc, half_c, a, b, tof, delayed):
+    """Prompts into a, b, tof and delayeds' crystals counted: (prompts, True, 0), or
+    (_, False, crystal) at the first crystal number out of range."""
+    n_crystals = delayed.size
+    kept = 0
+    for i in range(coinc.size):
+        ca, cb = coinc[i].crystal_a, coinc[i].crystal_b
+        if ca < 0 or ca >= n_crystals:
+            return kept, False, ca
+        if cb < 0 or cb >= n_crystals:
+            return kept, False, cb
+        if coinc[i].delayed == 0:
+            a[kept] = ca
+            b[kept] = cb
+            tof[kept] = np.float32(coinc[i].dt) * half_c
+            kept += 1
+        else:
+            delayed[ca] += 1
+            delayed[cb] += 1
+    return kept, True, 0
+
+
 class LiveRecon:
     """Incremental LM-OSEM (see the module docstring). ``max_events_per_update`` bounds the cost of
     one :meth:`update`; the other arguments are those of :class:`recon.osem.ListModeEM`."""
@@ -66,7 +111,9 @@ class LiveRecon:
         self.randoms = randoms
         self.max_events_per_update = int(max_events_per_update)
         self._columns = {"a": _Column(np.int32), "b": _Column(np.int32),
-                         "tof": _Column(np.float32), "w": _Column(np.float32)}
+                         "tof": _Column(np.float32), "w": _Column(np.float32),
+                         "cell": _Column(np.int32)}
+        self._n_cells = n_lor_cells(self.em.projector.endpoints)
         self._delayed = np.zeros(scanner.n_crystals, np.int64)
         self._lock = threading.Lock()
         self._x: np.ndarray | None = None
@@ -84,17 +131,14 @@ class LiveRecon:
 
     def add(self, coinc: np.ndarray) -> None:
         """Take a chunk of COINC_DTYPE coincidences (prompts and delayeds)."""
-        prompts, delayeds = split_coinc(np.asarray(coinc))
-        lors = LORs.from_coinc(prompts)
-        check_crystals(lors, self.em.scanner.n_crystals)
+        lors, delayed = _split(np.asarray(coinc), self.em.scanner.n_crystals)
         weights = event_weights(self.em.scanner, self.grid, lors, self.em.attenuation)
-        d = LORs.from_coinc(delayeds)
-        check_crystals(d, self.em.scanner.n_crystals)
+        cells = lor_cells(lors, self.em.projector.endpoints)
         with self._lock:
             for key, values in (("a", lors.crystal_a), ("b", lors.crystal_b),
-                                ("tof", lors.tof_mm), ("w", weights)):
+                                ("tof", lors.tof_mm), ("w", weights), ("cell", cells)):
                 self._columns[key].extend(values)
-            self._delayed += crystal_counts(d, self.em.scanner.n_crystals)
+            self._delayed += delayed
 
     def update(self) -> Image:
         """One subset update over the events so far; returns the new image."""
@@ -111,13 +155,14 @@ class LiveRecon:
             self._x *= np.float32(n / self._n_at_x)
         self._n_at_x = n
         n_subsets = math.ceil(n / self.max_events_per_update)
-        pick = slice(self._turn % n_subsets, n, n_subsets)
+        order = order_by_cell(cols["cell"], self._n_cells, self._turn % n_subsets, n_subsets)
         self._turn += 1
-        lors = LORs(cols["a"][pick], cols["b"][pick], cols["tof"][pick])
-        additive = (self.em.randoms_model(delayed).per_event(lors) if self.randoms
-                    else np.zeros(len(lors), np.float32))
-        events = Events(lors, np.ascontiguousarray(cols["w"][pick]), additive)
-        self.em.update(self._x, self.em.in_lor_order(events), len(events) / n)
+        factors = None
+        if self.randoms and delayed.any():
+            model = self.em.randoms_model(delayed)
+            factors = (model.factors * np.sqrt(model.per_mm)).astype(np.float32)
+        self.em.update_lors(self._x, LORs(cols["a"], cols["b"], cols["tof"]), cols["w"],
+                            len(order) / n, crystal_randoms=factors, order=order)
         self.updates += 1
         return self.image
 

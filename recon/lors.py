@@ -75,10 +75,15 @@ class LORs:
             raise UserError("LORs: crystal_a, crystal_b and tof_mm must have the same length")
 
     @classmethod
-    def from_coinc(cls, coinc: np.ndarray) -> LORs:
-        """LORs of COINC_DTYPE rows (prompts or delayeds alike; ``dt = t_b - t_a`` ps)."""
-        tof = coinc["dt"].astype(np.float32) * np.float32(SPEED_OF_LIGHT_MM_PER_PS / 2.0)
-        return cls(coinc["crystal_a"], coinc["crystal_b"], tof)
+    def from_coinc(cls, coinc: np.ndarray, where: np.ndarray | None = None) -> LORs:
+        """LORs of COINC_DTYPE rows (prompts or delayeds alike; ``dt = t_b - t_a`` ps); only
+        the rows where the boolean mask ``where`` is true when given (copying just the fields
+        needed, not whole rows)."""
+        def field(name: str) -> np.ndarray:
+            return coinc[name] if where is None else coinc[name][where]
+
+        tof = field("dt").astype(np.float32) * np.float32(SPEED_OF_LIGHT_MM_PER_PS / 2.0)
+        return cls(field("crystal_a"), field("crystal_b"), tof)
 
     def __len__(self) -> int:
         return int(self.crystal_a.size)
@@ -145,17 +150,38 @@ def lor_order(lors: LORs, endpoints: np.ndarray) -> np.ndarray:
     as on events in acquisition order (whose consecutive LORs are unrelated). The EM update is a
     sum over events, so the order changes nothing but rounding. Counting sort: O(n).
     """
-    reach = float(np.abs(endpoints).max()) + ORDER_BIN_MM
-    return _lor_order(endpoints, lors.crystal_a, lors.crystal_b, ORDER_ANGLES, ORDER_BIN_MM,
-                      reach)
+    return order_by_cell(lor_cells(lors, endpoints), n_lor_cells(endpoints))
 
 
-@numba.njit(nogil=True, cache=True)
-def _lor_order(ends, ca, cb, n_angles, bin_mm, reach):
-    n = ca.size
+def _reach(endpoints: np.ndarray) -> float:
+    return float(np.abs(endpoints).max()) + ORDER_BIN_MM
+
+
+def n_lor_cells(endpoints: np.ndarray) -> int:
+    """Number of cells of :func:`lor_cells`."""
+    n_off = int(2 * _reach(endpoints) / ORDER_BIN_MM) + 1
+    return ORDER_ANGLES * n_off * n_off
+
+
+def lor_cells(lors: LORs, endpoints: np.ndarray) -> np.ndarray:
+    """(n,) int32: each event's cell of LOR space (:func:`lor_order`), 0..n_lor_cells - 1."""
+    out = np.empty(len(lors), np.int32)
+    _lor_cells(endpoints, lors.crystal_a, lors.crystal_b, ORDER_ANGLES, ORDER_BIN_MM,
+               _reach(endpoints), out)
+    return out
+
+
+def order_by_cell(cells: np.ndarray, n_cells: int, start: int = 0, step: int = 1) -> np.ndarray:
+    """(m,) int64 indices ``start, start + step, ...`` into ``cells``, sorted by cell (stable)."""
+    if step < 1 or start < 0:
+        raise UserError(f"order_by_cell needs start >= 0 and step >= 1, got {start}, {step}")
+    return _order_by_cell(np.ascontiguousarray(cells, np.int32), n_cells, start, step)
+
+
+@numba.njit(nogil=True, cache=True, parallel=True)
+def _lor_cells(ends, ca, cb, n_angles, bin_mm, reach, key):
     n_off = int(2 * reach / bin_mm) + 1
-    key = np.empty(n, np.int64)
-    for i in range(n):
+    for i in numba.prange(ca.size):
         a, b = ca[i], cb[i]
         dx = ends[b, 0] - ends[a, 0]
         dy = ends[b, 1] - ends[a, 1]
@@ -170,13 +196,19 @@ def _lor_order(ends, ca, cb, n_angles, bin_mm, reach):
         k_off = min(max(int((offset + reach) / bin_mm), 0), n_off - 1)
         k_z = min(max(int((mz + reach) / bin_mm), 0), n_off - 1)
         key[i] = (k_phi * n_off + k_off) * n_off + k_z
-    counts = np.zeros(n_angles * n_off * n_off + 1, np.int64)
-    for i in range(n):
-        counts[key[i] + 1] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _order_by_cell(key, n_cells, start, step):
+    m = max(0, (key.size - start + step - 1) // step)
+    counts = np.zeros(n_cells + 1, np.int64)
+    for t in range(m):
+        counts[key[start + t * step] + 1] += 1
     for j in range(1, counts.size):
         counts[j] += counts[j - 1]
-    order = np.empty(n, np.int64)
-    for i in range(n):
+    order = np.empty(m, np.int64)
+    for t in range(m):
+        i = start + t * step
         order[counts[key[i]]] = i
         counts[key[i]] += 1
     return order

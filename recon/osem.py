@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from hw.dtypes import COINC_DTYPE
@@ -97,6 +98,8 @@ class ListModeEM:
         self.sensitivity = np.where(sens >= SENSITIVITY_FLOOR * sens.max(), sens, 0).astype(
             sens.dtype)
         self._sens = pad(self.sensitivity)
+        self._inv_sens = np.divide(1.0, self._sens, out=np.zeros_like(self._sens),
+                                   where=self._sens > 0)
 
     @property
     def tof(self) -> bool:
@@ -149,20 +152,33 @@ class ListModeEM:
 
     def update(self, x: np.ndarray, events: Events, fraction: float) -> np.ndarray:
         """One EM sub-iteration over ``events`` (a ``fraction`` of all), in place on padded x."""
-        if len(events) == 0:
+        return self.update_lors(x, events.lors, events.weights, fraction, events.additive)
+
+    def update_lors(self, x: np.ndarray, lors: LORs, weights: np.ndarray, fraction: float,
+                    additive: np.ndarray | None = None,
+                    crystal_randoms: np.ndarray | None = None,
+                    order: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`update` over the events ``order`` (indices; default all) of ``lors`` with their
+        ``weights`` and additive term (``additive`` per event and/or ``crystal_randoms[a] *
+        crystal_randoms[b]``, see :meth:`recon.projector.Projector.em_back_padded`)."""
+        if (len(lors) if order is None else len(order)) == 0:
             return x
-        ybar = events.weights * self.projector.forward_padded(x, events.lors) + events.additive
-        ratio = np.divide(events.weights, ybar, out=np.zeros_like(ybar), where=ybar > 0)
-        back = self.projector.back_padded(ratio, events.lors)
-        scale = np.divide(back, self._sens * np.float32(fraction), out=np.zeros_like(back),
-                          where=self._sens > 0)
-        x *= scale
+        back = self.projector.em_back_padded(x, lors, weights, additive, crystal_randoms, order)
+        _em_multiply(x.reshape(-1), back.reshape(-1), self._inv_sens.reshape(-1),
+                     np.float32(1.0 / fraction))
         return x
 
     def image(self, x: np.ndarray, **meta: object) -> Image:
         """The padded working image as an :class:`Image` (a copy) in counts."""
         return Image(np.ascontiguousarray(unpad(x)), self.grid.voxel_mm, self.grid.origin_mm,
                      "counts", dict(meta))
+
+
+@numba.njit(nogil=True, cache=True, parallel=True, fastmath=True)
+def _em_multiply(x, back, inv_sens, inv_fraction):
+    """x *= back / (fraction * sensitivity), zero where the sensitivity is."""
+    for j in numba.prange(x.size):
+        x[j] *= back[j] * inv_sens[j] * inv_fraction
 
 
 def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, iterations: int = 2,

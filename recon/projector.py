@@ -28,6 +28,7 @@ write races. Set the number of threads with :func:`recon.threads.set_threads`.
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
@@ -36,10 +37,14 @@ from hw.errors import UserError
 from hw.scanner import Scanner
 from recon.grid import Grid, default_grid
 from recon.lors import LORs, check_crystals, lor_endpoints, tof_sigma_mm
-from recon.threads import apply_threads, get_threads
+from recon.threads import apply_threads, get_threads, parallel_blocks
 
 #: TOF kernel truncation, in standard deviations.
 TOF_NSIGMA = 3.0
+#: Events per block of the block-parallel EM kernel (:meth:`Projector.em_back_padded`): the unit
+#: of work a thread takes; and per sub-block inside it (forward, then back, while in cache).
+EM_BLOCK = 32768
+_SUB = 4096
 #: Keeps the bilinear interpolation one rounding error away from the padding's far edge.
 _EDGE = 1e-4
 _ONE = np.float32(1.0)
@@ -75,6 +80,9 @@ class Projector:
         self._shape = np.array(self.grid.shape, np.int64)
         self._origin = np.array(self.grid.origin_mm, np.float64)
         self._voxel = np.array(self.grid.voxel_mm, np.float64)
+        self._norm = float(_tof_norm(self.sigma_mm, self.nsigma))
+        self._buffers = np.zeros((0, 0), np.float32)
+        self._buffers_lock = threading.Lock()
 
     @property
     def tof(self) -> bool:
@@ -118,6 +126,66 @@ class Projector:
         _back(values, self._shape, self._origin, self._voxel, self.endpoints, lors.crystal_a,
               lors.crystal_b, lors.tof_mm, self.sigma_mm, self.nsigma, get_threads(),
               out.reshape(-1))
+        return out
+
+    def em_back_padded(self, padded: np.ndarray, lors: LORs, weights: np.ndarray,
+                       additive: np.ndarray | None = None,
+                       crystal_randoms: np.ndarray | None = None,
+                       order: np.ndarray | None = None, out: np.ndarray | None = None
+                       ) -> np.ndarray:
+        """The list-mode EM back projection ``A^T (w / (w A x + r))`` of a padded image ``x``,
+        added into ``out`` (a new padded image when None), which is returned: the forward
+        projection, the ratio and the back projection of :meth:`forward_padded` and
+        :meth:`back_padded` (same weights) in one kernel, without any per-event array.
+
+        ``weights`` w (n,); the additive term r of event i is ``additive[i]`` (n,) plus
+        ``crystal_randoms[a] * crystal_randoms[b]`` (one factor per crystal), either may be None.
+        ``order``: indices of the events to use, in this order (default: all, as given).
+
+        Work: blocks of :data:`EM_BLOCK` events taken in turn by :func:`recon.threads.get_threads`
+        threads (:func:`recon.threads.parallel_blocks`), each into its own image buffer (no write
+        races), summed at the end. Inside a block, sub-blocks of 4096 events are gathered
+        (``order``), forward projected keeping each ray's set-up, and back projected while the
+        voxels they touched are still in cache.
+        """
+        self._check(padded)
+        n = len(lors)
+        weights = _events_array(weights, n, "weights")
+        additive = (np.zeros(0, np.float32) if additive is None
+                    else _events_array(additive, n, "additive"))
+        factors = (np.zeros(0, np.float32) if crystal_randoms is None
+                   else np.ascontiguousarray(crystal_randoms, np.float32))
+        if factors.size not in (0, self.scanner.n_crystals):
+            raise UserError(f"crystal_randoms needs one factor per crystal "
+                            f"({self.scanner.n_crystals}), got {factors.size}")
+        index = (np.zeros(0, np.int64) if order is None
+                 else np.ascontiguousarray(order, np.int64))
+        if index.size and not (int(index.min()) >= 0 and int(index.max()) < n):
+            raise UserError(f"order must index the {n} events, got {index.min()}..{index.max()}")
+        if out is None:
+            out = np.zeros(tuple(k + 2 for k in self.grid.shape), np.float32)
+        self._check(out)
+        count = n if order is None else index.size
+        n_blocks = max(1, -(-count // EM_BLOCK))
+        n_workers = max(1, min(get_threads(), n_blocks))
+        with self._buffers_lock:
+            if self._buffers.shape[0] < n_workers:
+                self._buffers = np.zeros((n_workers, out.size), np.float32)
+            buffers = self._buffers
+            used = np.zeros(n_workers, np.bool_)
+
+            def work(worker: int, block: int) -> None:
+                clear = not used[worker]
+                used[worker] = True
+                _em_block(padded.reshape(-1), buffers[worker], clear, index,
+                          block * EM_BLOCK, min(count, (block + 1) * EM_BLOCK),
+                          lors.crystal_a, lors.crystal_b, lors.tof_mm, weights, additive,
+                          factors, self._shape, self._origin, self._voxel, self.endpoints,
+                          self.sigma_mm, self.nsigma, self._norm)
+
+            parallel_blocks(n_blocks, work, n_workers)
+            apply_threads()
+            _add_rows(buffers, np.flatnonzero(used), out.reshape(-1))
         return out
 
     def forward(self, image: np.ndarray, lors: LORs | np.ndarray) -> np.ndarray:
@@ -267,6 +335,129 @@ def _back(values, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, n_thre
         for c in range(n_chunks):
             acc += buffers[c, j]
         out[j] = acc
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _em_block(img, buf, clear, index, lo, hi, ca, cb, tof, weights, additive, factors, shape,
+              origin, voxel, ends, sigma, nsigma, norm):
+    """Events lo..hi-1 (positions in ``index``, or event numbers when it is empty) into ``buf``:
+    A^T (w / (w A img + r)), in sub-blocks of _SUB events: gather the sub-block's events into
+    local arrays (a tight loop whose cache misses overlap, where the projection loops would wait
+    for each), forward project them keeping each ray's set-up, then back project the ratios with
+    the same set-up and the weights of _forward / _back."""
+    if clear:
+        buf[:] = 0.0
+    strides = _strides(shape)
+    sub = _SUB
+    ga = np.empty(sub, np.int32)
+    gb = np.empty(sub, np.int32)
+    gt = np.empty(sub, np.float32)
+    gw = np.empty(sub, np.float32)
+    gr = np.empty(sub, np.float32)
+    m_lo_ = np.empty(sub, np.int32)
+    m_hi_ = np.empty(sub, np.int32)
+    axis = np.empty(sub, np.int32)
+    ray = np.empty((sub, 7), np.float32)
+    ratio = np.empty(sub, np.float32)
+    for s0 in range(lo, hi, sub):
+        n = min(sub, hi - s0)
+        for t in range(n):
+            i = index[s0 + t] if index.size > 0 else s0 + t
+            ga[t] = ca[i]
+            gb[t] = cb[i]
+            gt[t] = tof[i]
+            gw[t] = weights[i]
+            gr[t] = additive[i] if additive.size > 0 else np.float32(0.0)
+        if factors.size > 0:
+            for t in range(n):
+                gr[t] += factors[ga[t]] * factors[gb[t]]
+        # forward projections and ratios w / (w Ax + r) * step (the back projection's weight)
+        for t in range(n):
+            ratio[t] = 0.0
+            m_hi_[t] = -1
+            m_lo_[t] = 0
+            w = gw[t]
+            if not w > 0.0:
+                continue
+            m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step = _ray(
+                ends, ga[t], gb[t], gt[t], shape, origin, voxel, sigma, nsigma, norm)
+            sk, s1, s2 = strides[k], strides[i1], strides[i2]
+            a1, b1, a2, b2 = np.float32(A1), np.float32(B1), np.float32(A2), np.float32(B2)
+            g32, r32, q32 = np.float32(g), np.float32(r), np.float32(q)
+            m_lo_[t] = m_lo
+            m_hi_[t] = m_hi
+            axis[t] = k
+            ray[t, 0] = a1
+            ray[t, 1] = b1
+            ray[t, 2] = a2
+            ray[t, 3] = b2
+            ray[t, 4] = g32
+            ray[t, 5] = r32
+            ray[t, 6] = q32
+            acc = np.float32(0.0)
+            for m in range(m_lo, m_hi + 1):
+                f1 = a1 + b1 * np.float32(m)
+                f2 = a2 + b2 * np.float32(m)
+                j1 = np.uint64(f1)
+                j2 = np.uint64(f2)
+                w1 = f1 - np.float32(j1)
+                w2 = f2 - np.float32(j2)
+                base = np.uint64(m + 1) * sk + j1 * s1 + j2 * s2
+                v = ((_ONE - w1) * ((_ONE - w2) * img[base] + w2 * img[base + s2])
+                     + w1 * ((_ONE - w2) * img[base + s1] + w2 * img[base + s1 + s2]))
+                acc += g32 * v
+                g32 *= r32
+                r32 *= q32
+            step32 = np.float32(step)
+            ybar = w * acc * step32 + gr[t]
+            if ybar > 0.0:
+                ratio[t] = w / ybar * step32
+        # back projections of the ratios along the same rays
+        for t in range(n):
+            val = ratio[t]
+            if val == 0.0:
+                continue
+            k = axis[t]
+            if k == 0:
+                sk, s1, s2 = strides[0], strides[1], strides[2]
+            elif k == 1:
+                sk, s1, s2 = strides[1], strides[0], strides[2]
+            else:
+                sk, s1, s2 = strides[2], strides[0], strides[1]
+            a1, b1, a2, b2 = ray[t, 0], ray[t, 1], ray[t, 2], ray[t, 3]
+            g32, r32, q32 = ray[t, 4] * val, ray[t, 5], ray[t, 6]
+            for m in range(m_lo_[t], m_hi_[t] + 1):
+                f1 = a1 + b1 * np.float32(m)
+                f2 = a2 + b2 * np.float32(m)
+                j1 = np.uint64(f1)
+                j2 = np.uint64(f2)
+                w1 = f1 - np.float32(j1)
+                w2 = f2 - np.float32(j2)
+                base = np.uint64(m + 1) * sk + j1 * s1 + j2 * s2
+                c1 = g32 * (_ONE - w1)
+                c2 = g32 * w1
+                buf[base] += c1 * (_ONE - w2)
+                buf[base + s2] += c1 * w2
+                buf[base + s1] += c2 * (_ONE - w2)
+                buf[base + s1 + s2] += c2 * w2
+                g32 *= r32
+                r32 *= q32
+
+
+@numba.njit(nogil=True, cache=True, parallel=True)
+def _add_rows(buffers, rows, out):
+    for j in numba.prange(out.size):
+        acc = out[j]
+        for r in rows:
+            acc += buffers[r, j]
+        out[j] = acc
+
+
+def _events_array(values: np.ndarray, n: int, name: str) -> np.ndarray:
+    values = np.ascontiguousarray(values, np.float32)
+    if values.shape != (n,):
+        raise UserError(f"{name} needs one value per event ({n}), got shape {values.shape}")
+    return values
 
 
 @numba.njit(nogil=True, cache=True)

@@ -6,8 +6,10 @@ lambda, the activity at the start A0 gives ``A0 (1 - exp(-lambda T)) / lambda`` 
 
     A0_j [Bq/mL] = x_j / (branching * V_j[mL] * calibration) * lambda / (1 - exp(-lambda T)).
 
-``calibration`` is the scanner's cross-calibration factor (measured over true activity, 1 when
-the system model's absolute efficiency is trusted).
+``calibration`` is the scanner's cross-calibration factor, reconstructed counts per true
+annihilation: :attr:`hw.scanner.Scanner.counts_per_annihilation` (its TOML's ``[quantification]``,
+measured on an emulated uniform cylinder by :mod:`recon.calibrate`), which ``petdaq recon`` and the
+DAQ's final image use by default; 1 when the system model's absolute efficiency is trusted.
 """
 
 from __future__ import annotations

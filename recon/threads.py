@@ -1,17 +1,28 @@
-"""How many threads the reconstruction kernels use.
+"""How many threads the reconstruction kernels use, and the thread pool of the block-parallel ones.
 
 numba's thread count is a per-calling-thread setting, so :func:`set_threads` records the choice and
 every public entry point applies it (:func:`apply_threads`) in the thread it runs in: a DAQ that
 reconstructs in a worker thread gets the same setting as the main thread.
+
+:func:`parallel_blocks` runs ``nogil`` numba kernels over blocks of work on that many threads (the
+calling thread and a shared pool), each thread taking the next block when it is done with its
+last: unlike a static split (numba's ``prange``), a thread that the OS deschedules (a busy machine)
+takes fewer blocks instead of stalling the whole call.
 """
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
 from hw.errors import UserError
 
 _threads: int | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def max_threads() -> int:
@@ -36,3 +47,50 @@ def get_threads() -> int:
 def apply_threads() -> None:
     """Apply the chosen thread count to the calling thread (cheap; call before a kernel)."""
     numba.set_num_threads(get_threads())
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, max_threads() - 1), thread_name_prefix="recon")
+        return _pool
+
+
+def parallel_blocks(n_blocks: int, work: Callable[[int, int], None],
+                    n_threads: int | None = None) -> int:
+    """Call ``work(worker, block)`` once for every block in ``range(n_blocks)``, on ``n_threads``
+    threads (default :func:`get_threads`): the calling thread is worker 0, the others come from a
+    shared pool, and each takes the next block as soon as it is free. ``work`` should spend its
+    time in ``nogil`` code. Returns the number of workers (0..n-1 are the worker ids used);
+    re-raises the first exception of any worker after all have stopped."""
+    n = max(1, min(get_threads() if n_threads is None else int(n_threads), n_blocks))
+    blocks = iter(range(n_blocks))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def run(worker: int) -> None:
+        while not failed.is_set():
+            with lock:
+                block = next(blocks, None)
+            if block is None:
+                return
+            try:
+                work(worker, block)
+            except BaseException:
+                failed.set()
+                raise
+
+    futures = [_executor().submit(run, w) for w in range(1, n)]
+    error: BaseException | None = None
+    try:
+        run(0)
+    except BaseException as exc:
+        error = exc
+    for f in futures:
+        exc = f.exception()
+        if error is None and exc is not None:
+            error = exc
+    if error is not None:
+        raise error
+    return n

@@ -99,6 +99,48 @@ def test_malformed_definitions_name_the_key(tmp_path: Path, old: str, new: str,
         load_scanner(str(_variant(tmp_path, old, new)))
 
 
+def _quantification_line() -> str:
+    src = Path(load_scanner("bedside-brain").source).read_text()
+    return next(line for line in src.splitlines() if line.startswith("counts_per_annihilation"))
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("0", "must be > 0"), ("-0.5", "must be > 0"), ("inf", "must be a finite number > 0"),
+    ('"high"', "must be a number"),
+])
+def test_quantification_factor_must_be_a_positive_number(tmp_path: Path, value: str,
+                                                         message: str) -> None:
+    path = _variant(tmp_path, _quantification_line(), f"counts_per_annihilation = {value}")
+    with pytest.raises(ScannerError,
+                       match=f"key 'quantification.counts_per_annihilation' {message}"):
+        load_scanner(str(path))
+
+
+def test_quantification_factor_is_measured_for_pet_and_defaults_to_one(tmp_path: Path) -> None:
+    for name in ("bedside-brain", "small-animal"):
+        assert 0.1 < load_scanner(name).counts_per_annihilation < 1.0
+    assert load_scanner("spect-dual-head").counts_per_annihilation == 1.0
+    bare = _variant(tmp_path, _quantification_line(), "")
+    assert load_scanner(str(bare)).counts_per_annihilation == 1.0
+    bare.write_text(bare.read_text().replace("[quantification]", ""))
+    assert load_scanner(str(bare)).counts_per_annihilation == 1.0
+
+
+def test_digest_leaves_out_the_quantification_table(tmp_path: Path) -> None:
+    """A new cross-calibration keeps the model's digest (its energy calibrations and cached
+    sensitivity images stay valid); any other change makes a new one."""
+    brain = load_scanner("bedside-brain")
+    line = _quantification_line()
+    recalibrated = load_scanner(str(_variant(tmp_path, line, "counts_per_annihilation = 0.7")))
+    assert recalibrated.counts_per_annihilation == 0.7 and recalibrated.digest == brain.digest
+    src = Path(brain.source).read_text()
+    without = src[:src.index("[quantification]")].rstrip("\n") + "\n"
+    (tmp_path / "without.toml").write_text(without)
+    assert load_scanner(str(tmp_path / "without.toml")).digest == brain.digest
+    changed = load_scanner(str(_variant(tmp_path, "ctr_ps = 350.0", "ctr_ps = 351.0")))
+    assert changed.digest != brain.digest
+
+
 def test_missing_file() -> None:
     with pytest.raises(ScannerError, match="does not exist"):
         load_scanner("/no/such/scanner.toml")

@@ -56,6 +56,29 @@ def test_recon_a_run_with_report(point_run):
     assert all(0 < w < 12 for w in res["fwhm_mm"])
 
 
+def test_recon_quantifies_with_the_scanners_calibration_by_default(brain, point_run, tmp_path):
+    """Bq/mL by default with the scanner's [quantification] counts_per_annihilation: the image is
+    the one of --calibration 1 divided by it."""
+    images = {}
+    for name, extra in (("default", ()), ("one", ("--calibration", "1"))):
+        args = _parse("recon", str(point_run), "--iterations", "1", "--voxel", "4",
+                      "--samples", "1000000", "--no-dicom", "--out", str(tmp_path / name), *extra)
+        assert args.func(args) == 0
+        images[name] = read_nifti(tmp_path / name / "image.nii.gz")
+    assert images["default"].units == images["one"].units == "Bq/mL"
+    ratio = images["one"].array.sum(dtype=np.float64) / images["default"].array.sum(
+        dtype=np.float64)
+    assert ratio == pytest.approx(brain.counts_per_annihilation, rel=1e-4)
+
+
+def test_default_subsets_keep_enough_events_per_subset(brain):
+    coinc = np.zeros(230_000, [("delayed", np.uint8)])
+    coinc["delayed"][:30_000] = 1
+    assert cli.default_subsets(coinc) == 4
+    assert cli.default_subsets(coinc[:40_000]) == 1
+    assert cli.default_subsets(np.zeros(5_000_000, coinc.dtype)) == 10
+
+
 def test_recon_a_bare_file_needs_a_scanner(brain, tmp_path):
     coinc = sample_coinc(brain, np.zeros((2000, 3)), np.random.default_rng(1))
     np.save(tmp_path / "c.npy", coinc)

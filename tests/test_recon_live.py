@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from test_recon_sampler import points_in_sphere, recon_cache, sample_coinc  # noqa: F401
 
+from hw import COINC_DTYPE
 from hw.errors import UserError
 from recon.grid import Grid
 from recon.live import LiveRecon
 from recon.lors import crystal_efficiency
 from recon.osem import lm_mlem
+from recon.system import sample_pairs
 
 pytestmark = pytest.mark.usefixtures("recon_cache")
 
@@ -37,6 +39,34 @@ def test_live_with_every_event_in_one_update_is_mlem(brain, blob):
     np.testing.assert_allclose(image.array, reference.array, rtol=1e-4,
                                atol=1e-5 * float(reference.array.max()))
     assert image.meta["events"] == len(blob) and live.updates == 3
+
+
+def test_live_with_randoms_and_attenuation_is_mlem_too(brain, blob):
+    """Delayeds (fan-sum randoms, per-crystal factors in the kernel) and a mu-map: still the
+    LM-MLEM of the same data, chunk boundaries and subsets notwithstanding."""
+    rng = np.random.default_rng(22)
+    n_r = len(blob) // 4
+    randoms = []
+    for delayed in (0, 1):
+        lors = sample_pairs(brain, n_r, rng, brain.acquisition["min_sector_difference"])
+        r = np.zeros(n_r, COINC_DTYPE)
+        r["crystal_a"], r["crystal_b"] = lors.crystal_a, lors.crystal_b
+        r["dt"] = rng.integers(0, brain.acquisition["coincidence_window_ps"], n_r)
+        r["delayed"] = delayed
+        randoms.append(r)
+    data = np.concatenate([blob, *randoms])[rng.permutation(len(blob) + 2 * n_r)]
+    x, y, z = GRID.centres_mm()
+    mu = np.where(x ** 2 + y ** 2 + z ** 2 <= 20.0 ** 2, 0.0096, 0.0).astype(np.float32)
+    live = LiveRecon(brain, GRID, tof=True, randoms=True, mu_map=mu, sensitivity_samples=SAMPLES)
+    for chunk in np.array_split(data, 5):
+        live.add(chunk)
+    for _ in range(2):
+        image = live.update()
+    reference = lm_mlem(data, brain, GRID, iterations=2, tof=True, randoms="delayed", mu_map=mu,
+                        sensitivity_samples=SAMPLES)
+    np.testing.assert_allclose(image.array, reference.array, rtol=1e-3,
+                               atol=1e-4 * float(reference.array.max()))
+    assert live.n_delayeds == n_r
 
 
 def test_live_grows_with_the_data_and_bounds_each_update(brain, blob):
@@ -88,3 +118,10 @@ def test_live_rejects_bad_input(brain):
     live = LiveRecon(brain, GRID, sensitivity_samples=SAMPLES)
     with pytest.raises(UserError, match="field"):
         live.add(np.zeros(4, [("t", np.int64)]))
+    bad = np.zeros(3, COINC_DTYPE)
+    bad["crystal_b"] = 1
+    bad["delayed"][2] = 1
+    bad["crystal_a"][2] = brain.n_crystals
+    with pytest.raises(UserError, match=f"crystal {brain.n_crystals}"):
+        live.add(bad)
+    assert live.n_prompts == 0 and live.n_delayeds == 0

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hw.errors import UserError
 from recon.grid import Grid, default_grid
 from recon.lors import LORs, lor_endpoints, lor_order, tof_sigma_mm
-from recon.projector import Projector
+from recon.projector import Projector, pad, unpad
 from recon.system import sample_pairs
 from recon.threads import get_threads, max_threads, set_threads
 
@@ -160,6 +160,48 @@ def test_threads_give_the_same_back_projection(brain):
     np.testing.assert_allclose(one, many, rtol=1e-5, atol=1e-6 * float(one.max()))
 
 
+def _em_reference(projector, x, lors, w, additive, factors, order):
+    """A^T (w / (w A x + r)) the long way: separate forward and back projections."""
+    sub = lors.take(order)
+    ybar = (w[order] * projector.forward(x, sub) + additive[order]
+            + factors[sub.crystal_a] * factors[sub.crystal_b])
+    ratio = np.divide(w[order], ybar, out=np.zeros_like(ybar), where=ybar > 0)
+    return projector.back(ratio.astype(np.float32), sub)
+
+
+@pytest.mark.parametrize("tof", [False, True])
+def test_em_kernel_is_the_back_projection_of_the_forward_ratio(brain, tof):
+    """The one-pass EM kernel (blocks on all threads, gathered through ``order``, randoms per
+    event and per crystal) = back(w / (w forward(x) + r)); 1 thread = all threads."""
+    projector = Projector(brain, default_grid(brain, 3.0), tof)
+    lors = _random_lors(brain, 90_000, 11)      # several blocks
+    rng = np.random.default_rng(12)
+    x = rng.random(projector.grid.shape).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, len(lors)).astype(np.float32)
+    w[::97] = 0
+    scale = float(projector.forward(x, lors.take(slice(0, 1000))).mean())
+    additive = (rng.random(len(lors)) * 0.3 * scale).astype(np.float32)
+    factors = (rng.random(brain.n_crystals) * np.sqrt(0.2 * scale)).astype(np.float32)
+    order = rng.permutation(len(lors))[:80_000]
+    expected = _em_reference(projector, x, lors, w, additive, factors, order)
+    before = get_threads()
+    try:
+        got = {}
+        for n in sorted({1, max_threads()}):
+            set_threads(n)
+            got[n] = unpad(projector.em_back_padded(pad(x), lors, w, additive, factors, order))
+    finally:
+        set_threads(before)
+    for image in got.values():
+        np.testing.assert_allclose(image, expected, rtol=2e-4, atol=1e-6 * float(expected.max()))
+    # no order: every event as given; randoms per crystal only
+    everything = projector.em_back_padded(pad(x), lors, w, crystal_randoms=factors)
+    expected = _em_reference(projector, x, lors, w, np.zeros_like(w), factors,
+                             np.arange(len(lors)))
+    np.testing.assert_allclose(unpad(everything), expected, rtol=2e-4,
+                               atol=1e-6 * float(expected.max()))
+
+
 def test_user_mistakes_are_one_line_errors(brain):
     projector = Projector(brain, default_grid(brain, 8.0), tof=False)
     lors = _random_lors(brain, 10, 9)
@@ -169,6 +211,14 @@ def test_user_mistakes_are_one_line_errors(brain):
         projector.back(np.zeros(3, np.float32), lors)
     with pytest.raises(UserError, match="threads"):
         set_threads(max_threads() + 1)
+    x = pad(np.zeros(projector.grid.shape, np.float32))
+    with pytest.raises(UserError, match="weights"):
+        projector.em_back_padded(x, lors, np.ones(3, np.float32))
+    with pytest.raises(UserError, match="order"):
+        projector.em_back_padded(x, lors, np.ones(10, np.float32), order=np.array([0, 10]))
+    with pytest.raises(UserError, match="crystal_randoms"):
+        projector.em_back_padded(x, lors, np.ones(10, np.float32),
+                                 crystal_randoms=np.ones(5, np.float32))
 
 
 def test_lor_order_is_a_permutation_that_groups_neighbouring_lors(brain):
