@@ -2,14 +2,19 @@
 
 Threads:
 
-- one **receiver** per source (board link): read bytes, append them to the journal (first, always),
-  decode them (numba, nogil) and hand the events to the processor over a bounded queue. A full
-  queue blocks the receiver, which is back-pressure towards the link (ZeroMQ's high-water mark),
-  never a silent drop;
-- the **processor**: time merge, calibration, coincidence sorting, list-mode writing, histograms;
+- one **receiver** per source (board link): read bytes (ZeroMQ: up to 64 messages, left in
+  ZeroMQ's buffers), append them to the journal (first, always; one block, written from those
+  buffers), decode them message by message (numba, nogil) and hand the events to the processor
+  over a bounded queue. A full queue blocks the receiver, which is back-pressure towards the link
+  (ZeroMQ's high-water mark), never a silent drop;
+- the **processor**: time merge, calibration and histograms (one numba pass), coincidence
+  sorting, list-mode writing;
 - the **live reconstruction** (optional, :mod:`daq.live`): fed through a queue that drops (and
   counts) chunks when the reconstruction cannot keep up, so it never slows the journal;
 - the **monitor publisher** (optional, :mod:`daq.monitor`).
+
+Every thread clocks its CPU time, split into the parts of its loop (:mod:`daq.cpu`); the split is
+in the stop document (``cpu``) and in :attr:`Acquisition.cpu_split`.
 
 The run ends when its duration is reached, when every board sent its run-stop marker or its
 stream ended, on :meth:`Acquisition.stop`, or on an error (a full disk, a lost link), whose one-line
@@ -30,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from daq.calibration import Calibration
+from daq.cpu import CpuMeter, ThreadClock
 from daq.journal import JournalError, JournalWriter
 from daq.listmode import ListModeWriter
 from daq.processor import Processor, SortSettings
@@ -75,6 +81,16 @@ class StreamState:
                 "fifo_overflows": fifo, **stats.as_dict()}
 
 
+def _read(source: Source, timeout_s: float) -> list | None:
+    """What a source has (as buffers, :func:`daq.sources` ``read_parts`` where it has it);
+    ``[]`` for nothing yet, None at the end of the stream."""
+    read_parts = getattr(source, "read_parts", None)
+    if read_parts is not None:
+        return read_parts(timeout_s)
+    data = source.read(timeout_s)
+    return None if data is None else [data] if data else []
+
+
 class Acquisition:
     """Acquire from ``sources`` into ``run`` until stopped; see the module docstring."""
 
@@ -82,11 +98,15 @@ class Acquisition:
                  sort: SortSettings, calibration: Calibration, duration_s: float | None = None,
                  settings: dict[str, Any] | None = None, no_data_timeout_s: float = 15.0,
                  quiet_timeout_s: float = 3.0, queue_chunks: int = 256,
-                 on_coincidences: Callable[[np.ndarray], None] | None = None) -> None:
+                 on_coincidences: Callable[[np.ndarray], None] | None = None,
+                 cpu: CpuMeter | None = None) -> None:
+        """``cpu``: the meter this run's threads clock themselves on (a new one by default;
+        a session passes its own so that the live image and the monitor are in the split)."""
         self.run, self.scanner, self.sources = run, scanner, sources
+        self.cpu = cpu or CpuMeter()
         self.duration_s, self.no_data_timeout_s = duration_s, no_data_timeout_s
         self.calibration = calibration
-        self.journal = JournalWriter(run.journal)
+        self.journal = JournalWriter(run.journal, cpu=self.cpu)
         self.processor = Processor(scanner, calibration, sort, None, quiet_timeout_s,
                                    on_coincidences)
         header = {"scanner": scanner.name, "scanner_digest": scanner.digest,
@@ -102,8 +122,13 @@ class Acquisition:
         self.reason = ""
         self.started_at = 0.0
         self.stopped_at: float | None = None
+        self.processed_at: float | None = None
+        """When the last event was through the merge and the sorter (after the threads ended,
+        the events still held for a slower board are released then)."""
         self._first_data_at: float | None = None
         self._threads: list[threading.Thread] = []
+        self.cpu_split: dict[str, Any] | None = None
+        """The run's CPU split (:meth:`daq.cpu.CpuMeter.report`) once it has ended."""
         run.start_document(scanner.name, scanner.digest, {
             **(settings or {}), "sources": [s.describe for s in sources],
             "duration_s": duration_s, "sort": self.processor.settings,
@@ -150,28 +175,44 @@ class Acquisition:
             return 0.0
         return (self.stopped_at or time.monotonic()) - self._first_data_at
 
+    @property
+    def processing_s(self) -> float:
+        """Seconds from the first byte received until every event had been merged and sorted
+        (the end-to-end throughput's time; or now)."""
+        if self._first_data_at is None:
+            return 0.0
+        return (self.processed_at or time.monotonic()) - self._first_data_at
+
     # ------------------------------------------------------------------ threads
 
     def _receive(self, index: int, source: Source) -> None:
         state = self.streams[index]
         decoder = state.decoder
+        clock = self.cpu.clock(f"receiver {index}")
         try:
             while not self._stop.is_set():
-                data = source.read(0.05)
-                if data is None:
+                parts = _read(source, 0.05)
+                clock.lap("read")
+                if parts is None:
                     break
-                if not data:
+                if not parts:
                     state.idle_since = state.idle_since or time.monotonic()
                     continue
                 state.idle_since = None
                 if self._first_data_at is None:
                     self._first_data_at = time.monotonic()
-                self.journal.append(index, data)
-                state.bytes += len(data)
-                raw = decoder.feed(data)
-                self._put((raw, decoder.watermarks_ps, None))
+                self.journal.append(index, parts)
+                clock.lap("journal")
+                state.bytes += sum(len(p) for p in parts)
+                # part by part: small outputs, whose memory is reused (a fresh 10 MB array
+                # would cost as many page faults as the decoding costs time)
+                raw = [decoder.feed(p) for p in parts]
+                marks = decoder.watermarks_ps
+                clock.lap("decode")
+                self._put((raw, marks, None))
+                clock.lap("hand-over")
                 stopped = state.boards_stopped
-                if stopped and stopped >= set(decoder.watermarks_ps):
+                if stopped and stopped >= set(marks):
                     break
         except (JournalError, UserError) as exc:
             state.error = str(exc)
@@ -180,6 +221,7 @@ class Acquisition:
             state.ended = True
             source.close()
             self._put((self._no_events, {}, state))  # after this, the link's boards are done
+            clock.close()
 
     def _put(self, item: tuple) -> None:
         while not self._stop.is_set():
@@ -193,6 +235,7 @@ class Acquisition:
     def _process(self) -> None:
         receivers = self._threads[:-1]
         failed = False
+        clock = self.cpu.clock("processor")
         while True:
             receivers_done = all(not t.is_alive() for t in receivers)
             try:
@@ -201,16 +244,20 @@ class Acquisition:
                 if receivers_done:  # checked before the get: nothing can follow
                     break
                 raw, marks, ended = self._no_events, {}, None  # re-check quiet boards
+            finally:
+                # waiting before the first byte is the run starting, not a starved processor
+                clock.lap("wait" if self._first_data_at is not None else "before the first data")
             if ended is not None:
                 ended.drained = True
             if failed:
                 continue  # keep draining so the receivers finish journaling
             try:
-                self.processor.consume(raw, marks, self._idle_boards())
+                self.processor.consume(raw, marks, self._idle_boards(), clock)
             except OSError as exc:
                 failed = True
                 self.stop(f"error: cannot write {self.run.listmode}: {exc}; the journal has "
                           "every event (petdaq recover)")
+        clock.close()
 
     def _idle_boards(self) -> list[int]:
         """Boards whose link has been silent for the quiet timeout while another link was not:
@@ -223,6 +270,7 @@ class Acquisition:
 
     def _watch(self) -> None:
         """End the run on duration, end of every stream, or no data at all."""
+        clock = self.cpu.clock("run watch")
         while not self._stop.wait(0.05):
             now = time.monotonic()
             if self.duration_s is not None and self._first_data_at is not None \
@@ -237,23 +285,30 @@ class Acquisition:
         for t in self._threads:
             t.join()
         self.stopped_at = time.monotonic()
-        self._close()
+        clock.lap("watch")
+        self._close(clock)
+        clock.close("close")
         self._done.set()
 
-    def _close(self) -> None:
+    def _close(self, clock: ThreadClock) -> None:
         try:
             self.processor.finish()
+            self.processed_at = time.monotonic()
+            clock.lap("close: last merge and sort")
             self.listmode.close()
+            clock.lap("close: list-mode file")
         except OSError as exc:
             self.reason = self.reason if self.reason.startswith("error") else (
                 f"error: cannot write {self.run.listmode}: {exc}")
         try:
             self.journal.close()
+            clock.lap("close: journal fsync")
         except JournalError as exc:
             self.reason = f"error: {exc}"
+        self.cpu_split = self.cpu.report()
         self.run.stop_document(self.reason, self.counts(), self.losses(),
                                streams=[s.report() for s in self.streams],
-                               elapsed_s=round(self.elapsed_s, 3))
+                               elapsed_s=round(self.elapsed_s, 3), cpu=self.cpu_split)
 
     # ------------------------------------------------------------------ reporting
 

@@ -8,7 +8,8 @@ Baselines measured in the same run (a memory copy, ``np.argsort``) give ratios t
 on the machine's load. The end-to-end figure is a real chain: the emulator in a child process
 replays the acquisition's frames to ZeroMQ as fast as it can, the DAQ journals, decodes, merges,
 calibrates and sorts them; it counts only if nothing was lost (frames sent == frames journaled,
-sequence gaps 0).
+sequence gaps 0). Below the table, the chain's measured CPU split: CPU seconds of every DAQ
+thread (and of the parts of its loop), of the sender, of the whole machine, and what limited it.
 
 ``--quick`` (~20 s) and ``--full`` (several minutes) change the amount of data.
 """
@@ -122,7 +123,8 @@ class Bench:
         progress("merge")
         frames_in_order = arrival_order(boards)
         self.add("time merge of 4 boards (watermark merger)", n, best_time(
-            lambda: merge_frames(frames_in_order, len(boards)), self.repeats), chain=True)
+            lambda: merge_frames(frames_in_order, len(boards), collect=False), self.repeats),
+            chain=True)
         interleaved = np.concatenate([f for _b, f in frames_in_order])
         self.add("np.argsort stable of the same (baseline)", n, best_time(
             lambda: np.argsort(interleaved["t"], kind="stable"), self.repeats))
@@ -174,7 +176,8 @@ class Bench:
                      "parallelproj ~0.1-0.3 M LOR/s on 2 cores")
 
     def end_to_end(self, seconds: float) -> StageResult:
-        """The emulator (child process, frame replay) -> ZeroMQ -> DAQ chain, zero loss."""
+        """The emulator (child process, frame replay) -> ZeroMQ -> DAQ chain, zero loss; its
+        CPU split (per thread and per part, :mod:`daq.cpu`) is in ``self.e2e["cpu"]``."""
         from daq.e2e import run_chain
 
         result = run_chain(self.scanner, self.boards, seconds)
@@ -195,20 +198,28 @@ def arrival_order(boards: list[np.ndarray], frame: int = 16384) -> list[tuple[in
     return frames
 
 
-def merge_frames(frames: list[tuple[int, np.ndarray]], n_boards: int, batch: int = 4
-                 ) -> np.ndarray:
-    """Push frames through a :class:`daq.merge.TimeMerger` in batches, as the processor does."""
+def merge_frames(frames: list[tuple[int, np.ndarray]], n_boards: int, batch: int = 4,
+                 collect: bool = True) -> np.ndarray | int:
+    """Push frames through a :class:`daq.merge.TimeMerger` in batches, as the processor does
+    (``release``: the merged events in the merger's work buffers). Returns the merged events
+    (``collect``: a copy of each release) or just how many (the processor's path: no copy)."""
     from daq.merge import TimeMerger
+    from hw.dtypes import RAW_DTYPE
 
     m = TimeMerger(n_boards)
-    out = []
-    for i in range(0, len(frames), batch):
+    out: list[np.ndarray] = []
+    n = 0
+    for i in range(0, len(frames) + batch, batch):
         for board, f in frames[i:i + batch]:
             m.push(f)
             m.advance(board, int(f["t"][-1]))
-        out.append(m.pop_ready())
-    out.append(m.flush())
-    return np.concatenate(out)
+        t, crystal, adc = m.release(final=i >= len(frames))
+        n += t.size
+        if collect:
+            raw = np.empty(t.size, RAW_DTYPE)
+            raw["t"], raw["crystal"], raw["adc"] = t, crystal, adc
+            out.append(raw)
+    return np.concatenate(out) if collect else n
 
 
 def format_table(results: list[StageResult], info: dict[str, Any]) -> str:
@@ -221,8 +232,9 @@ def format_table(results: list[StageResult], info: dict[str, Any]) -> str:
     chain = [r for r in results if r.chain]
     if chain:
         slowest = min(chain, key=lambda r: r.events_per_s)
-        lines.append(f"bottleneck of the chain: {slowest.stage} "
-                     f"({slowest.events_per_s / 1e6:.1f} M events/s)")
+        lines.append(f"slowest stage of the chain timed alone: {slowest.stage} "
+                     f"({slowest.events_per_s / 1e6:.1f} M events/s; the chain's own bottleneck "
+                     "is under its CPU split)")
     return "\n".join(lines)
 
 
@@ -239,7 +251,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                           "stages": [asdict(r) for r in bench.results],
                           "end_to_end": bench.e2e}, indent=2))
     else:
+        from daq.e2e import format_cpu
+
         print(format_table(bench.results, info))
+        print(f"\nCPU split of the end-to-end chain ({bench.e2e['singles']} singles, "
+              f"{bench.e2e['seconds']:.1f} s):")
+        print("\n".join(format_cpu(bench.e2e["cpu"], bench.e2e["singles"])))
     return 0
 
 

@@ -13,7 +13,8 @@ so a run can always be replayed or recovered from it. A block is::
     24     4     CRC-32 (zlib) of bytes 0..23 (the header itself)
     28     n     payload: the bytes read from the link, unmodified
 
-Blocks are buffered in memory and flushed to the operating system at least every
+Blocks are buffered in memory (the received buffers themselves: no copy) and handed to the
+operating system in one ``writev`` when they reach ``buffer_bytes`` and at least every
 ``flush_interval_s`` (0.25 s by default): a ``kill -9`` loses at most that much. ``fsync`` runs
 every ``fsync_interval_s`` for power loss. A reader stops at a truncated tail (a killed writer) and
 skips a corrupt block by searching for the next magic, counting what it skipped.
@@ -26,16 +27,23 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hw.errors import UserError
+
+if TYPE_CHECKING:
+    from daq.cpu import CpuMeter
 
 MAGIC = b"BPJ1"
 _HEADER = struct.Struct("<4sHHIQII")
 HEADER_BYTES = _HEADER.size
 MAX_BLOCK_BYTES = 64 << 20
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
+
+Buffer = bytes | bytearray | memoryview
 
 
 class JournalError(UserError):
@@ -46,14 +54,19 @@ class JournalWriter:
     """Append blocks to a journal file; thread-safe; flushes on a timer as well as on size."""
 
     def __init__(self, path: str | Path, flush_interval_s: float = 0.25,
-                 fsync_interval_s: float = 2.0, buffer_bytes: int = 4 << 20) -> None:
+                 fsync_interval_s: float = 2.0, buffer_bytes: int = 4 << 20,
+                 cpu: CpuMeter | None = None) -> None:
+        """``cpu``: a meter the flush thread clocks its CPU time on (:mod:`daq.cpu`)."""
         self.path = Path(path)
+        self._cpu = cpu
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise JournalError(f"cannot create journal {self.path}: {exc.strerror}") from None
         self._t0 = time.monotonic_ns()
-        self._buf = bytearray()
+        self._pending: list[bytes | memoryview] = []
+        """Blocks not yet written: headers and payloads as they were handed over (no copy)."""
+        self._pending_bytes = 0
         self._lock = threading.Lock()
         self._buffer_bytes = buffer_bytes
         self.flush_interval_s, self.fsync_interval_s = flush_interval_s, fsync_interval_s
@@ -65,19 +78,34 @@ class JournalWriter:
         self._timer = threading.Thread(target=self._flush_loop, name="journal-flush", daemon=True)
         self._timer.start()
 
-    def append(self, stream: int, payload: bytes | bytearray | memoryview) -> None:
-        """Append one block. Raises :class:`JournalError` if the disk refused earlier writes."""
-        data = bytes(payload)
-        if not data:
-            return
+    def append(self, stream: int, payload: Buffer | Sequence[Buffer]) -> None:
+        """Append one block: ``payload``, or the concatenation of a sequence of pieces (what one
+        read of a link gave, e.g. several ZeroMQ messages). Raises :class:`JournalError` if the
+        disk refused earlier writes.
+
+        The pieces are not copied: they are written (``writev``) from where they are, so they
+        must not change afterwards (bytes and ZeroMQ frames do not; a bytearray or a writable
+        view is copied)."""
+        pieces = [_frozen(p) for p in (payload if isinstance(payload, list | tuple)
+                                       else (payload,))]
         if self.error:
             raise JournalError(self.error)
-        header = _header(stream, data, time.monotonic_ns() - self._t0)
+        t_ns = time.monotonic_ns() - self._t0
+        blocks = []
+        for block in _blocks(pieces):
+            crc = 0
+            for p in block:
+                crc = zlib.crc32(p, crc)
+            blocks.append((_header(stream, sum(len(p) for p in block), crc, t_ns), block))
+        if not blocks:
+            return
         with self._lock:
-            self._buf += header
-            self._buf += data
-            self.blocks += 1
-            if len(self._buf) >= self._buffer_bytes:
+            for header, block in blocks:
+                self._pending.append(header)
+                self._pending += block
+                self._pending_bytes += HEADER_BYTES + sum(len(p) for p in block)
+                self.blocks += 1
+            if self._pending_bytes >= self._buffer_bytes:
                 self._flush_locked()
         if self.error:
             raise JournalError(self.error)
@@ -93,21 +121,24 @@ class JournalWriter:
             raise JournalError(self.error)
 
     def _flush_locked(self) -> None:
-        if not self._buf or self.error:
+        if not self._pending or self.error:
             return
-        view = memoryview(self._buf)
-        written = 0
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        written, i = 0, 0  # i: the first piece not written whole
         try:
-            while written < len(view):
-                written += os.write(self._fd, view[written:])
+            while i < len(pending):
+                n = os.writev(self._fd, pending[i:i + _IOV_MAX])
+                written += n
+                while i < len(pending) and n >= len(pending[i]):
+                    n -= len(pending[i])
+                    i += 1
+                if n:  # a piece went out in part: its rest goes next
+                    pending[i] = memoryview(pending[i])[n:]
         except OSError as exc:
             # Keep only whole blocks on disk: cut the partial block so the journal stays readable.
             self.error = f"journal {self.path}: write failed ({exc.strerror}); acquisition stopped"
             self._truncate_to_whole_blocks()
-        finally:
-            view.release()
         self.bytes_written += written
-        del self._buf[:written]
 
     def _truncate_to_whole_blocks(self) -> None:
         size = os.fstat(self._fd).st_size
@@ -118,12 +149,15 @@ class JournalWriter:
             os.ftruncate(self._fd, good)
 
     def _flush_loop(self) -> None:
+        clock = self._cpu.clock("journal flush") if self._cpu is not None else None
         while not self._stop.wait(self.flush_interval_s):
             with self._lock:
                 self._flush_locked()
                 if not self.error and time.monotonic() - self._last_fsync > self.fsync_interval_s:
                     os.fsync(self._fd)
                     self._last_fsync = time.monotonic()
+        if clock is not None:
+            clock.close("flush")
 
     def close(self) -> None:
         """Flush, fsync and close. Raises :class:`JournalError` if the last write failed."""
@@ -135,9 +169,40 @@ class JournalWriter:
             os.close(self._fd)
 
 
-def _header(stream: int, payload: bytes, t_ns: int) -> bytes:
-    head = _HEADER.pack(MAGIC, stream, 0, len(payload), t_ns, zlib.crc32(payload), 0)
+def _header(stream: int, length: int, crc: int, t_ns: int) -> bytes:
+    """A block header for a payload of ``length`` bytes whose CRC-32 is ``crc``."""
+    head = _HEADER.pack(MAGIC, stream, 0, length, t_ns, crc, 0)
     return head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+
+
+def _blocks(pieces: list[bytes | memoryview], limit: int = MAX_BLOCK_BYTES
+            ) -> Iterator[list[bytes | memoryview]]:
+    """The pieces grouped into blocks of at most ``limit`` bytes (a longer piece is cut; the
+    stream of bytes is the same), empty pieces left out."""
+    block: list[bytes | memoryview] = []
+    size = 0
+    for piece in pieces:
+        start = 0
+        while start < len(piece):
+            if size == limit:
+                yield block
+                block, size = [], 0
+            take = min(len(piece) - start, limit - size)
+            block.append(piece if take == len(piece) else memoryview(piece)[start:start + take])
+            size += take
+            start += take
+    if block:
+        yield block
+
+
+def _frozen(piece: Buffer) -> bytes | memoryview:
+    """``piece`` as bytes or a read-only byte view: as is when it cannot change, else a copy."""
+    if isinstance(piece, bytes):
+        return piece
+    view = memoryview(piece)
+    if not view.readonly:
+        return view.tobytes()
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 @dataclass

@@ -11,8 +11,12 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from daq.cpu import CpuMeter, ThreadClock
 
 
 class LiveImage:
@@ -20,10 +24,13 @@ class LiveImage:
 
     def __init__(self, reconstructor: object, interval_s: float = 2.0,
                  on_image: Callable[[object, int, int], None] | None = None,
-                 queue_chunks: int = 64) -> None:
+                 queue_chunks: int = 64, cpu: CpuMeter | None = None) -> None:
         """``reconstructor`` (a :class:`recon.LiveRecon`) has ``add(coinc)`` and
-        ``update() -> Image``."""
+        ``update() -> Image``. ``cpu``: a meter the thread clocks its CPU time on (the run's,
+        :mod:`daq.cpu`; the reconstruction's own worker threads are outside it)."""
         self.recon = reconstructor
+        self._cpu = cpu
+        self._clock: ThreadClock | None = None
         self.interval_s, self.on_image = interval_s, on_image
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
         self.dropped_events = 0
@@ -54,17 +61,27 @@ class LiveImage:
             self.events += int(chunk.size)
 
     def _loop(self) -> None:
+        self._clock = self._cpu.clock("live recon") if self._cpu is not None else None
         while not self._stop.wait(self.interval_s):
             self._update()
+        if self._clock is not None:
+            self._clock.close()
+
+    def _lap(self, part: str) -> None:
+        if self._clock is not None and not self._clock.closed:
+            self._clock.lap(part)
 
     def _update(self) -> None:
         self._drain()
+        self._lap("add events")
         if self.events == 0:
             return
         image = self.recon.update()
+        self._lap("update image")
         self.updates += 1
         if self.on_image is not None:
             self.on_image(image, self.events, self.updates)
+            self._lap("publish image")
 
     def close(self) -> None:
         """Stop the thread after a last update with everything queued."""

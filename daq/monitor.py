@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
 
 from daq import messages
 from hw.errors import UserError
+
+if TYPE_CHECKING:
+    from daq.cpu import CpuMeter
 
 
 class MonitorPublisher:
@@ -69,16 +72,21 @@ def necr(prompts_cps: float, delayeds_cps: float) -> float:
 class MonitorLoop:
     """Publish ``snapshot()`` every ``interval_s`` on a background thread until closed."""
 
-    def __init__(self, publisher: MonitorPublisher, snapshot: Any, interval_s: float = 0.2
-                 ) -> None:
+    def __init__(self, publisher: MonitorPublisher, snapshot: Any, interval_s: float = 0.2,
+                 cpu: CpuMeter | None = None) -> None:
+        """``cpu``: a meter the thread clocks its CPU time on (the run's, :mod:`daq.cpu`)."""
         self.publisher, self.snapshot, self.interval_s = publisher, snapshot, interval_s
+        self._cpu = cpu
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        clock = self._cpu.clock("monitor") if self._cpu is not None else None
         while not self._stop.wait(self.interval_s):
             self.publisher.send(messages.MONITOR_TOPIC, self.snapshot())
+        if clock is not None:
+            clock.close("publish")
 
     def close(self) -> None:
         self._stop.set()

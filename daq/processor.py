@@ -13,19 +13,25 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba
 import numpy as np
 
 import coincidence
 from coincidence import histograms
 from daq.calibration import Calibration
+from daq.cpu import ThreadClock
 from daq.listmode import ListModeWriter
 from daq.merge import TimeMerger
+from hw.dtypes import SINGLE_DTYPE
+from hw.errors import UserError
 from hw.scanner import Scanner
 
 ENERGY_HIST_KEV = (0.0, 1000.0)
 """Range of the monitor's energy spectrum (the kernel bins [0, 1000) keV)."""
 ENERGY_BINS = 250
 DT_BINS = 101
+_SCRATCH_MAX_EVENTS = 1 << 23
+"""A work buffer of singles up to this size is kept for the next chunk."""
 
 
 @dataclass
@@ -105,34 +111,49 @@ class Processor:
         self.hist = Histograms.for_scanner(scanner, self.settings["window_ps"])
         self.counters = Counters(singles_per_board=np.zeros(scanner.n_boards, np.int64))
         self._lock = threading.Lock()
+        self._scale = np.ascontiguousarray(
+            (calibration.kev_per_adc_code / calibration.gains).astype(np.float32))
+        self._crystal_board = np.ascontiguousarray(scanner.crystal_board, np.int64)
+        self._singles: np.ndarray | None = None
+        self._no_hits = np.zeros(0, np.int64)
+        self._clock: ThreadClock | None = None
 
-    def consume(self, raw: np.ndarray, watermarks_ps: dict[int, int],
-                idle_boards: Collection[int] = ()) -> None:
-        """Take decoded events and the boards' watermarks; process what the merge releases.
-        ``idle_boards``: boards whose link has been silent for the quiet timeout."""
+    def consume(self, raw: np.ndarray | list[np.ndarray], watermarks_ps: dict[int, int],
+                idle_boards: Collection[int] = (), clock: ThreadClock | None = None) -> None:
+        """Take decoded events (an array, or a list of them) and the boards' watermarks; process
+        what the merge releases. ``idle_boards``: boards whose link has been silent for the
+        quiet timeout. ``clock``: the calling thread's CPU clock, lapped after each stage
+        (merge, calibrate, sort...)."""
         with self._lock:
-            self.merger.push(raw)
+            self._clock = clock
+            for events in raw if isinstance(raw, list) else (raw,):
+                self.merger.push(events)
             for board, t in watermarks_ps.items():
                 self.merger.advance(board, t)
-            self._process(self.merger.pop_ready(idle_boards))
+            ready = self.merger.release(idle_boards)
+            self._lap("merge")
+            self._process(ready)
+            self._clock = None
 
     def finish(self) -> None:
         """End of run: release everything held, flush the sorter, flush the list-mode file."""
         with self._lock:
-            self._process(self.merger.flush())
+            self._process(self.merger.release(final=True))
             self._emit(self.sorter.flush())
             if self.writer is not None:
                 self.writer.flush()
 
-    def _process(self, events: np.ndarray) -> None:
-        if events.size == 0:
+    def _process(self, events: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Released events (t, crystal, adc: :meth:`TimeMerger.release`) -> coincidences."""
+        n = events[0].size
+        if n == 0:
             return
-        singles = self.calibration.apply(events)
-        self.counters.released += events.size
-        self.counters.singles_per_board += np.bincount(
-            self.scanner.crystal_board[events["crystal"]], minlength=self.scanner.n_boards)
-        self._accumulate_singles(singles)
-        self._emit(self.sorter.feed(singles))
+        singles = self._calibrated(*events)
+        self._lap("calibrate + histograms")
+        self.counters.released += n
+        coinc = self.sorter.feed(singles)
+        self._lap("sort")
+        self._emit(coinc)
 
     def _emit(self, coinc: np.ndarray) -> None:
         if coinc.size == 0:
@@ -144,17 +165,66 @@ class Processor:
         delayed = coinc["delayed"].astype(bool)
         self.counters.delayeds += int(delayed.sum())
         self.counters.prompts += int(coinc.size - delayed.sum())
+        self._lap("coincidence histograms")
         if self.writer is not None:
             self.writer.append(coinc)
+            self._lap("list-mode write")
         if self.on_coincidences is not None:
             self.on_coincidences(coinc)
+            self._lap("live hand-over")
 
-    def _accumulate_singles(self, singles: np.ndarray) -> None:
-        histograms.accumulate_energy(singles["energy"], self.hist.energy, ENERGY_HIST_KEV[1])
-        if self.scanner.kind == "pet":
-            histograms.accumulate_hit_map(singles["crystal"], self.hist.hitmap)
+    def _lap(self, part: str) -> None:
+        if self._clock is not None:
+            self._clock.lap(part)
+
+    def _calibrated(self, t: np.ndarray, crystal: np.ndarray, adc: np.ndarray) -> np.ndarray:
+        """Calibrated singles (``calibration.apply``) with, in the same pass, the singles per
+        board, the energy spectrum and the hit map (the numbers of
+        ``coincidence.histograms.accumulate_energy`` and ``accumulate_hit_map``). The singles
+        are in a work buffer that the next call reuses: the sorter copies what it keeps."""
+        n = t.size
+        if self._singles is None or self._singles.size < n:
+            self._singles = np.empty(max(n + n // 2, 1 << 16), SINGLE_DTYPE)  # room to grow
+        singles = self._singles[:n]
+        if n > _SCRATCH_MAX_EVENTS:
+            self._singles = None
+        hits = self.hist.hitmap.reshape(-1) if self.scanner.kind == "pet" else self._no_hits
+        bad = _calibrate_and_count(
+            t, crystal, adc, self._scale,
+            self._crystal_board, singles["t"], singles["crystal"], singles["energy"],
+            self.counters.singles_per_board, self.hist.energy, float(ENERGY_HIST_KEV[1]), hits)
+        if bad >= 0:
+            raise UserError(f"event {bad} has crystal id {int(crystal[bad])}, outside "
+                            f"0..{self.scanner.n_crystals - 1} of scanner '{self.scanner.name}'")
+        return singles
 
     @property
     def late_events(self) -> int:
         return self.merger.late_events
 
+
+@numba.njit(nogil=True, cache=True)
+def _calibrate_and_count(t, crystal, adc, scale, crystal_board, out_t, out_crystal, out_energy,
+                         per_board, spectrum, e_max, hits):
+    """One pass over the released events: ``energy = float32(adc) * scale[crystal]`` (as
+    :meth:`Calibration.apply`), singles per board, the energy spectrum over [0, e_max) and the
+    hit map (``hits``: the flat [ring, crystal in ring] map, empty for none), binned as
+    :mod:`coincidence.histograms` does. Returns the first event whose crystal id is outside the
+    scanner (its and later events are left out), else -1."""
+    n_crystals = scale.size
+    n_bins = spectrum.size
+    with_hits = hits.size > 0
+    for i in range(t.size):
+        c = crystal[i]
+        if c < 0 or c >= n_crystals:
+            return i
+        e = np.float32(adc[i]) * scale[c]
+        out_t[i] = t[i]
+        out_crystal[i] = c
+        out_energy[i] = e
+        per_board[crystal_board[c]] += 1
+        if e >= 0 and e < e_max:
+            spectrum[min(int(e * (n_bins / e_max)), n_bins - 1)] += 1
+        if with_hits:
+            hits[c] += 1
+    return -1

@@ -17,6 +17,7 @@ import numpy as np
 
 from daq import calibration, messages
 from daq.acquisition import Acquisition
+from daq.cpu import CpuMeter
 from daq.emulated import EmulatorSettings, start_emulator
 from daq.live import LiveImage
 from daq.monitor import MonitorLoop, MonitorPublisher, RateMeter, histogram_fields, necr
@@ -38,6 +39,8 @@ class Session:
                  publisher: MonitorPublisher | None = None, live_recon: bool = True,
                  recon_interval_s: float = 2.0, tof: bool = True) -> None:
         self.scanner, self.publisher = scanner, publisher
+        self.cpu = CpuMeter()
+        """The run's CPU split: acquisition threads, live image, monitor (:mod:`daq.cpu`)."""
         self.live = None
         if live_recon and scanner.kind == "pet":
             import recon
@@ -46,10 +49,11 @@ class Session:
             self.live = LiveImage(recon.LiveRecon(
                 scanner, tof=tof, window_ps=resolved["window_ps"],
                 min_sector_difference=resolved["min_sector_difference"]),
-                recon_interval_s, on_image=self._publish_image)
+                recon_interval_s, on_image=self._publish_image, cpu=self.cpu)
         self.acq = Acquisition(run, scanner, sources, sort, calibration.current(scanner),
                                duration_s, settings,
-                               on_coincidences=self.live.offer if self.live else None)
+                               on_coincidences=self.live.offer if self.live else None,
+                               cpu=self.cpu)
         self._meter = RateMeter()
 
     def start(self) -> Session:
@@ -199,7 +203,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _acquire_with_progress(session: Session, emulator: Any) -> None:
     progress = Progress("acquire", unit="singles")
-    loop = MonitorLoop(session.publisher, session.snapshot) if session.publisher else None
+    loop = (MonitorLoop(session.publisher, session.snapshot, cpu=session.cpu)
+            if session.publisher else None)
     session.start()
     try:
         while session.acq.running:
@@ -229,6 +234,7 @@ def final_image(run: RunDir, scanner: Scanner) -> Path:
     """Reconstruct the run's list-mode data; NIfTI + PNG slices and MIP in RUN/images."""
     import recon
     from daq.listmode import read_listmode
+    from recon.cli import quantify
 
     coinc, header = read_listmode(run.listmode)
     t0 = time.monotonic()
@@ -238,6 +244,7 @@ def final_image(run: RunDir, scanner: Scanner) -> Path:
                           randoms="delayed",
                           window_ps=header["window_ps"],
                           min_sector_difference=header["min_sector_difference"])
+    image, _ = quantify(image, coinc, run.read(), scanner.counts_per_annihilation)  # Bq/mL
     paths = recon.save_outputs(image, run.images / "image")
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2)})

@@ -2,7 +2,9 @@
 
 Every source has ``read(timeout_s) -> bytes | None``: the bytes that arrived (possibly ``b""`` when
 nothing came within the timeout), or ``None`` at the end of the stream (end of file). ``describe``
-names it for messages. :func:`open_source` turns a ``--from`` specification into a source:
+names it for messages. A source may also have ``read_parts(timeout_s) -> list``: the same bytes as
+several buffers, not joined (ZeroMQ: one per message, without a copy). :func:`open_source` turns
+a ``--from`` specification into a source:
 
 ==========================  ==========================================================
 ``tcp://host:port``         ZeroMQ PULL connected to a digitizer's PUSH (also ``ipc://``)
@@ -58,15 +60,21 @@ class ZmqSource:
         self._poller.register(self._sock, zmq.POLLIN)
 
     def read(self, timeout_s: float) -> bytes:
+        return b"".join(self.read_parts(timeout_s))
+
+    def read_parts(self, timeout_s: float) -> list[memoryview]:
+        """The messages waiting (up to 64: one journal block), each as a read-only view of
+        ZeroMQ's own buffer: no copy (the journal writes them from there, the decoder reads them
+        there)."""
         if not self._poller.poll(int(timeout_s * 1000)):
-            return b""
-        parts = [self._sock.recv()]
-        while len(parts) < 64:  # drain what is queued, in one journal block
+            return []
+        parts = [self._sock.recv(copy=False).buffer.toreadonly()]
+        while len(parts) < 64:  # drain what is queued
             try:
-                parts.append(self._sock.recv(zmq.NOBLOCK))
+                parts.append(self._sock.recv(zmq.NOBLOCK, copy=False).buffer.toreadonly())
             except zmq.Again:
                 break
-        return b"".join(parts)
+        return parts
 
     def close(self) -> None:
         self._sock.close()

@@ -125,3 +125,23 @@ while True:
     got = [int.from_bytes(p[:4], "little") for _s, _t, p in read_journal(path)]
     assert got == list(range(len(got)))
     assert len(got) >= 1000
+
+
+def test_a_read_of_several_pieces_is_one_block_and_buffers_are_not_copied(tmp_path: Path) -> None:
+    """A receiver's read (several ZeroMQ messages) goes in as one block, its pieces written as
+    they are; a writable buffer is copied (it could change before the flush); a piece beyond the
+    largest block is split across blocks with the same bytes."""
+    from daq import journal
+
+    path = tmp_path / "j.bpj"
+    w = JournalWriter(path)
+    scratch = bytearray(b"mutable")
+    w.append(0, [b"abc", memoryview(b"defg"), b"", scratch])
+    scratch[:] = b"CHANGED"
+    w.append(1, b"single")
+    w.close()
+    blocks = [(s, p) for s, _t, p in read_journal(path)]
+    assert blocks == [(0, b"abcdefgmutable"), (1, b"single")]
+    pieces = [b"x" * 5, b"y" * 12, b"z" * 3]
+    split = [b"".join(bytes(p) for p in blk) for blk in journal._blocks(pieces, limit=8)]
+    assert split == [b"xxxxxyyy", b"yyyyyyyy", b"yzzz"]

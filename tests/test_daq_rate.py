@@ -39,12 +39,13 @@ def test_zero_loss_at_rate_for_30_s(brain) -> None:
     """Emulated acquisition replayed by a child process over ZeroMQ tcp loopback into the DAQ,
     sustained >= 30 s: frames sent == frames journaled, sequence gaps 0, nothing lost."""
     import emulator
-    from daq.e2e import run_chain
+    from daq.e2e import format_cpu, run_chain
 
     sim = emulator.simulate(brain, "nu2-scatter", "F-18", 40.0, 0.05, seed=5)
     result = run_chain(brain, sim.raw_per_board, 30.0)
     print(f"\nend to end: {result['singles_per_s'] / 1e6:.2f} M singles/s over "
           f"{result['seconds']:.1f} s, {result['singles']} singles, losses {result['losses']}")
+    print("\n".join(format_cpu(result["cpu"], result["singles"])))
     assert result["seconds"] >= 30.0
     assert result["frames_sent"] == result["frames_journaled"]
     assert result["seq_gaps"] == 0

@@ -103,9 +103,10 @@ def test_scan_started_watched_and_stopped_from_the_window(qtbot, console):
 
 @pytest.fixture(scope="module")
 def frames_file(tmp_path_factory):
-    """6 s of a NEMA IQ phantom at 1.5 MBq (about 2.7 M singles/s) recorded by the emulator."""
+    """15 s of a NEMA IQ phantom at 1.5 MBq (about 2.7 M singles/s) recorded by the emulator:
+    enough for the DAQ (10-17 M singles/s from a file) to run for the 2 s the test measures."""
     path = tmp_path_factory.mktemp("frames") / "nema-iq.frames"
-    subprocess.run([sys.executable, "-m", "daq", "emulate", "--fast", "--duration", "6",
+    subprocess.run([sys.executable, "-m", "daq", "emulate", "--fast", "--duration", "15",
                     "--activity-mbq", "1.5", "--phantom", "nema-iq", "--to", str(path),
                     "--quiet"], check=True, timeout=300)
     return path

@@ -1,0 +1,202 @@
+"""Where a run's CPU time goes: seconds per thread, and per part of each thread's work.
+
+Measured, not estimated: each DAQ thread reads its own CPU clock (``time.thread_time()``,
+CLOCK_THREAD_CPUTIME_ID: user + system time of that thread only) when it starts, between the
+parts of its loop (:meth:`ThreadClock.lap`) and when it ends; a thread still running at the
+report is read through its clock id (``pthread_getcpuclockid``). Each clock also keeps the
+thread's kernel time and minor page faults (``getrusage(RUSAGE_THREAD)``). Threads the DAQ does
+not run itself (ZeroMQ's I/O thread, the main thread) are read from
+``/proc/self/task/<tid>/stat`` (utime + stime, in clock ticks) at the start and the end. The
+process total is ``time.process_time()`` over the same interval: the threads sum to at most the
+total, and ``other_s`` is what no thread accounted for (threads that came and went without a
+clock).
+
+A CPU second is not a wall second: a thread that waits for the GIL, for a core or for data does
+not run. A clock therefore also keeps wall time per part, and ``busy`` (CPU / wall over the
+thread's life) tells a thread that is always working (about 1) from one that mostly waits; a
+thread with work waiting (little wall time in its ``wait`` part) and ``busy`` well below 1 is
+short of CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None)
+
+
+def _usage(who: int | None) -> tuple[float, int]:
+    """(system CPU seconds, minor page faults) of the calling thread or of the process."""
+    if who is None:
+        return 0.0, 0
+    r = resource.getrusage(who)
+    return r.ru_stime, r.ru_minflt
+
+
+def task_cpu_s() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of every live thread of this process: {tid: (name, s)}.
+
+    Empty where ``/proc`` is not there (not Linux)."""
+    out: dict[int, tuple[str, float]] = {}
+    base = Path("/proc/self/task")
+    try:
+        tids = os.listdir(base)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            stat = (base / tid / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        # "tid (name) state ..." -- the name may hold spaces and parentheses
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) * _TICK_S)
+    return out
+
+
+class ThreadClock:
+    """One thread's CPU (and wall) time, split into named parts: call :meth:`lap` after each
+    part, :meth:`close` when the thread ends. Made and used by that thread only."""
+
+    def __init__(self, meter: CpuMeter, name: str) -> None:
+        self.meter, self.name = meter, name
+        self.tid = threading.get_native_id()
+        self.ident = threading.get_ident()
+        self.closed = False
+        self._cpu0 = self._cpu = time.thread_time()
+        self._wall0 = self._wall = time.perf_counter()
+        self._sys0, self._faults0 = _usage(_RUSAGE_THREAD)
+        self._sys = self._faults = 0.0
+        self._last_faults = self._faults0
+        self.parts: dict[str, float] = {}
+        self.wall_parts: dict[str, float] = {}
+        self.fault_parts: dict[str, int] = {}
+
+    def lap(self, part: str) -> None:
+        """Charge the time (and the page faults) since the last lap, or the start, to
+        ``part``."""
+        cpu, wall = time.thread_time(), time.perf_counter()
+        _, faults = _usage(_RUSAGE_THREAD)
+        self.parts[part] = self.parts.get(part, 0.0) + cpu - self._cpu
+        self.wall_parts[part] = self.wall_parts.get(part, 0.0) + wall - self._wall
+        self.fault_parts[part] = self.fault_parts.get(part, 0) + faults - self._last_faults
+        self._cpu, self._wall, self._last_faults = cpu, wall, faults
+
+    def close(self, part: str = "other") -> None:
+        """The thread ends: charge the rest to ``part`` and hand the totals to the meter."""
+        self.lap(part)
+        sys_s, faults = _usage(_RUSAGE_THREAD)
+        self._sys, self._faults = sys_s - self._sys0, faults - self._faults0
+        self.closed = True
+
+    def summary(self) -> dict[str, Any]:
+        """This thread's totals; for a thread still running, its CPU clock read now."""
+        cpu, wall = self._cpu - self._cpu0, self._wall - self._wall0
+        if not self.closed:
+            try:
+                cpu = time.clock_gettime(time.pthread_getcpuclockid(self.ident)) - self._cpu0
+                wall = time.perf_counter() - self._wall0
+            except (OSError, AttributeError):
+                pass  # it ended meanwhile: its last lap stands
+        return {"tid": self.tid, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+                "busy": round(cpu / wall, 3) if wall > 0 else 0.0,
+                "system_s": round(self._sys, 3), "page_faults": int(self._faults),
+                "parts": {k: round(v, 3) for k, v in self.parts.items()},
+                "wall_parts": {k: round(v, 3) for k, v in self.wall_parts.items()},
+                "page_fault_parts": dict(self.fault_parts)}
+
+
+class CpuMeter:
+    """The CPU split of one process over an interval: made at the start, :meth:`report` at the
+    end. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._wall0 = time.perf_counter()
+        self._cpu0 = time.process_time()
+        self._sys0, self._faults0 = _usage(resource.RUSAGE_SELF)
+        self._tasks0 = task_cpu_s()
+        self._main_tid = os.getpid()
+        self._comm = self._tasks0.get(self._main_tid, ("", 0.0))[0]
+        self._lock = threading.Lock()
+        self._clocks: list[ThreadClock] = []
+
+    def clock(self, name: str) -> ThreadClock:
+        """A clock for the calling thread (call at the thread's start)."""
+        clk = ThreadClock(self, name)
+        with self._lock:
+            self._clocks.append(clk)
+        return clk
+
+    def report(self) -> dict[str, Any]:
+        """``process_cpu_s`` and ``wall_s`` over the interval, ``cores`` (CPU / wall), ``threads``
+        (each clocked thread: cpu_s, wall_s, busy, parts), ``native`` (threads not clocked,
+        e.g. ZeroMQ's I/O thread, by name, from /proc), ``other_s`` (the rest)."""
+        wall = time.perf_counter() - self._wall0
+        cpu = time.process_time() - self._cpu0
+        sys_s, faults = _usage(resource.RUSAGE_SELF)
+        with self._lock:
+            clocks = list(self._clocks)
+        threads: dict[str, dict[str, Any]] = {}
+        for clk in clocks:
+            name, k = clk.name, 1
+            while name in threads:
+                k += 1
+                name = f"{clk.name}#{k}"
+            threads[name] = clk.summary()
+        clocked = {clk.tid for clk in clocks}
+        native: dict[str, float] = {}
+        for tid, (name, s) in task_cpu_s().items():
+            if tid in clocked:
+                continue
+            before = self._tasks0.get(tid)
+            used = s - (before[1] if before is not None else 0.0)
+            label = "main" if tid == self._main_tid else (
+                "unclocked Python threads" if name == self._comm else name)
+            native[label] = native.get(label, 0.0) + max(used, 0.0)
+        accounted = sum(t["cpu_s"] for t in threads.values()) + sum(native.values())
+        return {"wall_s": round(wall, 3), "process_cpu_s": round(cpu, 3),
+                "cores": round(cpu / wall, 3) if wall > 0 else 0.0,
+                "system_s": round(sys_s - self._sys0, 3),
+                "page_faults": int(faults - self._faults0),
+                "threads": threads, "native": {k: round(v, 3) for k, v in native.items()},
+                "other_s": round(max(cpu - accounted, 0.0), 3)}
+
+
+def format_split(report: dict[str, Any], title: str) -> list[str]:
+    """A CPU report as text lines: one per thread, its parts in brackets."""
+    lines = [f"{title}: {report['process_cpu_s']:.1f} CPU s over {report['wall_s']:.1f} s "
+             f"({report['cores']:.2f} cores; kernel {report['system_s']:.1f} s, "
+             f"{report['page_faults'] / 1e6:.2f} M page faults)"]
+    for name, t in report["threads"].items():
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(
+            t["parts"].items(), key=lambda kv: -kv[1]) if v >= 0.05)
+        kernel = f"  kernel {t['system_s']:.1f}" if t.get("system_s", 0) >= 0.05 else ""
+        lines.append(f"  {name:14s} {t['cpu_s']:7.1f} s  busy {t['busy']:4.2f}{kernel}"
+                     + (f"  [{parts}]" if parts else ""))
+    for name, s in report["native"].items():
+        if s >= 0.05:
+            lines.append(f"  {name:14s} {s:7.1f} s")
+    if report["other_s"] >= 0.05:
+        lines.append(f"  {'other':14s} {report['other_s']:7.1f} s")
+    return lines
+
+
+def machine_cpu_s() -> dict[str, float] | None:
+    """The whole machine's CPU seconds so far (every core, every process; ``/proc/stat``):
+    ``busy``, ``idle`` (idle + iowait), ``steal`` (taken by the hypervisor: a virtual machine's
+    cores are not always there) and the ``wall`` clock; None where it is not there."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    ticks = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
+    idle, steal = ticks[3] + ticks[4], ticks[7]
+    return {"busy": (sum(ticks) - idle - steal) * _TICK_S, "idle": idle * _TICK_S,
+            "steal": steal * _TICK_S, "wall": time.perf_counter()}

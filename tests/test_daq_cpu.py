@@ -1,0 +1,101 @@
+"""The CPU split of the DAQ is a measurement: every thread's CPU seconds (and their parts), the
+process total they fit in, the sender and the whole machine. Not timed: plausibility only."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from boardstream import board_events
+
+from daq.cpu import CpuMeter, format_split, task_cpu_s
+
+
+def _spin(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    x = 0
+    while time.thread_time() < end:
+        x += 1
+
+
+def _check_split(split: dict, tolerance_s: float = 0.05) -> None:
+    """Non-negative, parts within their thread, threads within the process."""
+    assert split["process_cpu_s"] >= 0 and split["wall_s"] > 0
+    assert split["system_s"] >= 0 and split["page_faults"] >= 0
+    for name, t in split["threads"].items():
+        assert t["cpu_s"] >= 0 and t["wall_s"] >= 0, name
+        assert all(v >= -1e-6 for v in t["parts"].values()), name
+        assert sum(t["parts"].values()) <= t["cpu_s"] + 1e-3 * len(t["parts"]), name  # rounding
+        assert 0 <= t["busy"] <= 1.05, name
+    assert all(v >= 0 for v in split["native"].values())
+    clocked = sum(t["cpu_s"] for t in split["threads"].values())
+    # /proc counts in clock ticks: one tick of slack per native thread
+    assert clocked + sum(split["native"].values()) <= (
+        split["process_cpu_s"] + tolerance_s + 0.01 * len(split["native"]))
+    assert split["other_s"] >= 0
+
+
+def test_thread_clocks_split_the_process_cpu() -> None:
+    meter = CpuMeter()
+
+    def work(name: str, seconds: float) -> None:
+        clock = meter.clock(name)
+        _spin(seconds)
+        clock.lap("spin")
+        time.sleep(0.1)  # waiting is wall time, not CPU
+        clock.lap("sleep")
+        clock.close()
+
+    threads = [threading.Thread(target=work, args=(f"worker {k}", 0.2 * (k + 1)))
+               for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    split = meter.report()
+    _check_split(split)
+    w0, w1 = split["threads"]["worker 0"], split["threads"]["worker 1"]
+    assert 0.15 <= w0["parts"]["spin"] <= 0.4 and 0.35 <= w1["parts"]["spin"] <= 0.6
+    assert w0["parts"]["sleep"] < 0.05 and w0["wall_parts"]["sleep"] >= 0.09
+    assert split["process_cpu_s"] >= w0["cpu_s"] + w1["cpu_s"] - 0.01
+    lines = format_split(split, "test")
+    assert lines[0].startswith("test:") and any("worker 1" in line for line in lines)
+
+
+def test_proc_task_times_name_this_process_threads() -> None:
+    tasks = task_cpu_s()
+    assert tasks and all(s >= 0 for _name, s in tasks.values())
+    assert threading.get_native_id() in tasks
+
+
+def test_the_end_to_end_chain_reports_its_cpu_split(brain) -> None:
+    """A short chain (synthetic boards): every DAQ thread is in the split with its parts, they
+    fit in the DAQ process's CPU, the sender's split and the machine's are there, and the
+    bottleneck line names something measured."""
+    from daq.e2e import bottleneck, format_cpu, run_chain
+
+    template = [board_events(brain, b, 40000, 2e6, seed=3) for b in range(brain.n_boards)]
+    result = run_chain(brain, template, 1.5)
+    assert result["zero_loss"], result
+    cpu = result["cpu"]
+    daq = cpu["daq"]
+    _check_split(daq)
+    names = set(daq["threads"])
+    assert {f"receiver {b}" for b in range(brain.n_boards)} <= names
+    assert {"processor", "journal flush", "run watch"} <= names
+    for b in range(brain.n_boards):
+        parts = daq["threads"][f"receiver {b}"]["parts"]
+        assert {"read", "journal", "decode", "hand-over"} <= set(parts)
+    assert {"merge", "calibrate + histograms", "sort"} <= set(daq["threads"]["processor"]["parts"])
+    assert daq["process_cpu_s"] > 0 and daq["threads"]["processor"]["cpu_s"] > 0
+    _check_split(cpu["sender"])
+    assert {f"board {b}" for b in range(brain.n_boards)} <= set(cpu["sender"]["threads"])
+    machine = cpu["machine"]
+    if machine is not None:  # Linux
+        assert machine["cores"] >= 1 and 0 <= machine["busy_cores"] <= machine["cores"] + 0.1
+    text = "\n".join(format_cpu(cpu, result["singles"]))
+    assert "DAQ process" in text and "processor" in text and "bottleneck:" in text
+    assert bottleneck(cpu)
+    assert result["run"] is None  # the run directory (journal) is not left behind
+    assert np.isfinite(result["singles_per_s"]) and result["singles_per_s"] > 0

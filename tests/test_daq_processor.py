@@ -1,0 +1,69 @@
+"""The DAQ's processing stage: merged, calibrated, histogrammed and sorted in one pass per chunk,
+with the numbers of the stand-alone functions (Calibration.apply, coincidence.histograms,
+coincidence.sort)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import coincidence
+from coincidence import histograms
+from daq.calibration import Calibration
+from daq.processor import ENERGY_HIST_KEV, Processor, SortSettings
+from hw.dtypes import RAW_DTYPE
+from hw.errors import UserError
+
+
+def _boards(scanner, n: int, seed: int) -> list[np.ndarray]:
+    """Each board's time-ordered raw events, 20 Mcps in all, ADC codes around the photopeak."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for b in range(scanner.n_boards):
+        a = np.zeros(n, RAW_DTYPE)
+        a["t"] = np.cumsum(rng.exponential(5e4 * scanner.n_boards, n)).astype(np.int64) // 100 * 100
+        a["crystal"] = rng.choice(np.flatnonzero(scanner.crystal_board == b), n)
+        a["adc"] = rng.integers(50, 1400, n)
+        out.append(a)
+    return out
+
+
+def test_one_pass_processing_has_the_numbers_of_the_separate_stages(brain) -> None:
+    rng = np.random.default_rng(4)
+    gains = rng.uniform(0.8, 1.2, brain.n_crystals)
+    cal = Calibration(brain.name, brain.digest, gains, brain.digitizer.kev_per_adc_code, "test")
+    boards = _boards(brain, 40000, seed=5)
+    coinc = []
+    proc = Processor(brain, cal, SortSettings(), None, on_coincidences=coinc.append)
+    for start in range(0, 40000, 7000):  # board by board, as the receivers hand them over
+        for b, events in enumerate(boards):
+            part = events[start:start + 7000]
+            proc.consume(part, {b: int(part["t"][-1])})
+    proc.finish()
+
+    raw = np.concatenate(boards)
+    singles = cal.apply(raw[np.lexsort((raw["crystal"], raw["t"]))])
+    energy = np.zeros_like(proc.hist.energy)
+    histograms.accumulate_energy(singles["energy"], energy, ENERGY_HIST_KEV[1])
+    hitmap = np.zeros_like(proc.hist.hitmap)
+    histograms.accumulate_hit_map(singles["crystal"], hitmap)
+    assert np.array_equal(proc.hist.energy, energy)
+    assert np.array_equal(proc.hist.hitmap, hitmap)
+    assert np.array_equal(proc.counters.singles_per_board,
+                          np.bincount(brain.crystal_board[raw["crystal"]],
+                                      minlength=brain.n_boards))
+    expected = coincidence.sort(singles, scanner=brain, **proc.settings)
+    got = np.concatenate(coinc)
+    assert got.size == expected.size > 0
+    assert np.array_equal(got, expected)
+    assert proc.counters.prompts + proc.counters.delayeds == expected.size
+
+
+def test_a_crystal_outside_the_scanner_is_a_clear_error(brain) -> None:
+    proc = Processor(brain, Calibration.nominal(brain), SortSettings(), None)
+    bad = np.zeros(3, RAW_DTYPE)
+    bad["t"] = [1, 2, 3]
+    bad["crystal"] = [0, brain.n_crystals, 1]
+    with pytest.raises(UserError, match="outside"):
+        proc.consume(bad, {0: 10})
+        proc.finish()
