@@ -99,16 +99,18 @@ class Acquisition:
                  settings: dict[str, Any] | None = None, no_data_timeout_s: float = 15.0,
                  quiet_timeout_s: float = 3.0, queue_chunks: int = 256,
                  on_coincidences: Callable[[np.ndarray], None] | None = None,
-                 cpu: CpuMeter | None = None) -> None:
+                 cpu: CpuMeter | None = None, scan_duration_s: float | None = None) -> None:
         """``cpu``: the meter this run's threads clock themselves on (a new one by default;
-        a session passes its own so that the live image and the monitor are in the split)."""
+        a session passes its own so that the live image and the monitor are in the split).
+        ``scan_duration_s``: the planned scan time (s) that a SPECT gantry's views share
+        (``duration_s`` by default, for a run that ends at the end of its stream)."""
         self.run, self.scanner, self.sources = run, scanner, sources
         self.cpu = cpu or CpuMeter()
         self.duration_s, self.no_data_timeout_s = duration_s, no_data_timeout_s
         self.calibration = calibration
         self.journal = JournalWriter(run.journal, cpu=self.cpu)
         self.processor = Processor(scanner, calibration, sort, None, quiet_timeout_s,
-                                   on_coincidences)
+                                   on_coincidences, scan_duration_s or duration_s)
         header = {"scanner": scanner.name, "scanner_digest": scanner.digest,
                   **{k: v for k, v in self.processor.settings.items()}}
         self.listmode = ListModeWriter(run.listmode, header)
@@ -294,6 +296,7 @@ class Acquisition:
         try:
             self.processor.finish()
             self.processed_at = time.monotonic()
+            self.processor.save_projections(self.run.path)
             clock.lap("close: last merge and sort")
             self.listmode.close()
             clock.lap("close: list-mode file")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from daq import calibration, session
 from daq.processor import SortSettings
@@ -121,6 +122,13 @@ def _run_scanner(run: RunDir):
     return load_scanner((meta.get("start") or {}).get("scanner", "bedside-brain"))
 
 
+def _scan_duration_s(meta: dict[str, Any]) -> float | None:
+    """A run's planned scan time (s) from its start document (``--duration``, or the emulated
+    scan's), which a SPECT run's gantry views share; None if it has none."""
+    settings = (meta.get("start") or {}).get("settings") or {}
+    return settings.get("duration_s") or (settings.get("emulator") or {}).get("duration_s")
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from daq.replay import decode_journal
 
@@ -149,10 +157,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cal = calibration.current(scanner)
     progress = Progress(f"replay {run.path.name}", unit="bytes")
     result = replay_journal(run.journal, scanner, cal, sort_settings(args), out.listmode,
-                            progress=lambda done, total: progress.update(done))
+                            progress=lambda done, total: progress.update(done),
+                            scan_duration_s=_scan_duration_s(run.read()))
     progress.close(result["counts"]["bytes"])
     out.start_document(scanner.name, scanner.digest, {"replay_of": str(run.path),
-                       "sort": sort_settings(args).resolved(scanner)}, cal.describe())
+                       "sort": result["settings"]}, cal.describe())
     out.stop_document("replayed from journal", result["counts"], result["losses"])
     if args.recon:
         session.final_image(out, scanner)
@@ -173,7 +182,8 @@ def cmd_recover(args: argparse.Namespace) -> int:
                            if k in SortSettings.__dataclass_fields__})
     progress = Progress(f"recover {run.path.name}", unit="bytes")
     result = recover(run, scanner, calibration.current(scanner), sort,
-                     progress=lambda done, total: progress.update(done))
+                     progress=lambda done, total: progress.update(done),
+                     scan_duration_s=_scan_duration_s(meta))
     progress.close(result["counts"]["bytes"])
     for problem in result["problems"]:
         print(f"warning: {problem}")

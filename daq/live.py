@@ -1,8 +1,10 @@
 """The live image: a reconstruction thread updated every few seconds from all events so far.
 
-Coincidences reach it through a bounded queue that never blocks the sorter: when the
-reconstruction cannot keep up, whole chunks are dropped from the *live* image and counted
-(``recon_dropped_events``, published on the monitor stream). The list-mode file always has every
+Coincidences reach it through a queue bounded in events that never blocks the sorter; the thread
+takes them in as they come (``add``: cheap, per event) and runs an image update every interval.
+Only when the reconstruction cannot keep up (an add or an update longer than the queue's worth of
+data) are whole chunks dropped from the *live* image, and counted (``recon_dropped_events``,
+published on the monitor stream). The list-mode file always has every
 coincidence, and the final image is reconstructed from it.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,15 +27,20 @@ class LiveImage:
 
     def __init__(self, reconstructor: object, interval_s: float = 2.0,
                  on_image: Callable[[object, int, int], None] | None = None,
-                 queue_chunks: int = 64, cpu: CpuMeter | None = None) -> None:
+                 max_pending_events: int = 4_000_000, cpu: CpuMeter | None = None) -> None:
         """``reconstructor`` (a :class:`recon.LiveRecon`) has ``add(coinc)`` and
-        ``update() -> Image``. ``cpu``: a meter the thread clocks its CPU time on (the run's,
+        ``update() -> Image``; ``interval_s``: seconds between image updates;
+        ``max_pending_events``: coincidences handed over and not yet added beyond which chunks
+        are dropped. ``cpu``: a meter the thread clocks its CPU time on (the run's,
         :mod:`daq.cpu`; the reconstruction's own worker threads are outside it)."""
         self.recon = reconstructor
         self._cpu = cpu
         self._clock: ThreadClock | None = None
         self.interval_s, self.on_image = interval_s, on_image
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
+        self.max_pending_events = max_pending_events
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending = 0
+        self._lock = threading.Lock()
         self.dropped_events = 0
         self.events = 0
         self.updates = 0
@@ -42,14 +50,22 @@ class LiveImage:
 
     def offer(self, coinc: np.ndarray) -> None:
         """Hand a chunk of coincidences over; drops (and counts) it if the queue is full."""
-        try:
-            self._queue.put_nowait(coinc)
-        except queue.Full:
-            self.dropped_events += int(coinc.size)
+        with self._lock:
+            if self._pending + coinc.size > self.max_pending_events:
+                self.dropped_events += int(coinc.size)
+                return
+            self._pending += int(coinc.size)
+        self._queue.put(coinc)
 
     def queue_fill(self) -> float:
         """How full the hand-over queue is (0..1)."""
-        return self._queue.qsize() / self._queue.maxsize
+        return self._pending / self.max_pending_events
+
+    def _add(self, chunk: np.ndarray) -> None:
+        self.recon.add(chunk)
+        self.events += int(chunk.size)
+        with self._lock:
+            self._pending -= int(chunk.size)
 
     def _drain(self) -> None:
         while True:
@@ -57,13 +73,20 @@ class LiveImage:
                 chunk = self._queue.get_nowait()
             except queue.Empty:
                 return
-            self.recon.add(chunk)
-            self.events += int(chunk.size)
+            self._add(chunk)
 
     def _loop(self) -> None:
         self._clock = self._cpu.clock("live recon") if self._cpu is not None else None
-        while not self._stop.wait(self.interval_s):
-            self._update()
+        due = time.monotonic() + self.interval_s
+        while not self._stop.is_set():
+            try:
+                self._add(self._queue.get(timeout=min(0.1, max(0.0, due - time.monotonic()))))
+                self._lap("add events")
+            except queue.Empty:
+                pass
+            if time.monotonic() >= due:
+                self._update()
+                due = time.monotonic() + self.interval_s
         if self._clock is not None:
             self._clock.close()
 

@@ -93,17 +93,18 @@ class MonitorLoop:
         self._thread.join()
 
 
-def histogram_fields(energy: np.ndarray, energy_range_kev: tuple[float, float], dt: np.ndarray,
-                     dt_range_ps: tuple[int, int], hitmap: np.ndarray,
+def histogram_fields(energy: np.ndarray, energy_range_kev: tuple[float, float],
+                     dt: np.ndarray | None, dt_range_ps: tuple[int, int], hitmap: np.ndarray,
                      sinogram: np.ndarray | None) -> dict[str, Any]:
-    """The histogram part of a monitor message."""
+    """The histogram part of a monitor message (``dt`` and ``sinogram``: PET only)."""
     out: dict[str, Any] = {
         "energy_hist": {"edges_kev": list(energy_range_kev),
                         "counts": messages.encode_array(energy.astype(np.uint32))},
-        "dt_hist": {"range_ps": list(dt_range_ps),
-                    "counts": messages.encode_array(dt.astype(np.uint32))},
         "hitmap": messages.encode_array(hitmap.astype(np.uint32)),
     }
+    if dt is not None:
+        out["dt_hist"] = {"range_ps": list(dt_range_ps),
+                          "counts": messages.encode_array(dt.astype(np.uint32))}
     if sinogram is not None:
         out["sinogram"] = messages.encode_array(sinogram.astype(np.float32))
     return out

@@ -1,5 +1,8 @@
 """The DAQ's processing stage: decoded events -> time merge -> calibration -> sorter -> list-mode.
 
+For a SPECT scanner the projection stage (:mod:`daq.projections`) stands where the sorter stands:
+the calibrated singles are counted into energy-windowed projections per gantry view.
+
 One :class:`Processor` serves the live acquisition (fed by receiver threads) and the offline
 replay/recovery (fed from the journal): the same code makes the same coincidences from the same
 bytes. It also keeps the counters and the monitor's histograms; it does no I/O but the list-mode
@@ -11,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -22,6 +26,7 @@ from daq.calibration import Calibration
 from daq.cpu import ThreadClock
 from daq.listmode import ListModeWriter
 from daq.merge import TimeMerger
+from daq.projections import ProjectionStage
 from hw.dtypes import SINGLE_DTYPE
 from hw.errors import UserError
 from hw.scanner import Scanner
@@ -62,10 +67,12 @@ class Histograms:
 
     energy: np.ndarray
     """Singles spectrum over ENERGY_HIST_KEV."""
-    dt: np.ndarray
-    """Prompts' signed time differences over dt_range_ps."""
+    dt: np.ndarray | None
+    """Prompts' signed time differences over dt_range_ps (PET)."""
     hitmap: np.ndarray
     """Singles per crystal: [crystal ring, crystal in ring] (PET), [row, head x column] (SPECT)."""
+    hit_cell: np.ndarray
+    """Each crystal's index in the flattened hit map."""
     sinogram: np.ndarray | None
     """Prompts' transaxial LORs [angle, radial] (PET)."""
     dt_range_ps: tuple[int, int]
@@ -74,11 +81,26 @@ class Histograms:
     def for_scanner(cls, scanner: Scanner, window_ps: int) -> Histograms:
         pet = scanner.kind == "pet"
         return cls(
-            energy=np.zeros(ENERGY_BINS, np.int64), dt=np.zeros(DT_BINS, np.int64),
+            energy=np.zeros(ENERGY_BINS, np.int64),
+            dt=np.zeros(DT_BINS, np.int64) if pet else None,
             hitmap=np.zeros((scanner.n_rings, scanner.crystals_per_ring), np.int64),
+            hit_cell=_hit_cells(scanner),
             sinogram=np.zeros(histograms.sinogram_shape(scanner), np.int64) if pet else None,
             dt_range_ps=(-window_ps, window_ps),
         )
+
+
+def _hit_cells(scanner: Scanner) -> np.ndarray:
+    """Crystal id -> flat hit-map index: the id itself for PET (ring-major); SPECT pixels
+    (``head * rows * columns + row * columns + column``) go to [row, head * columns + column]."""
+    ids = np.arange(scanner.n_crystals, dtype=np.int64)
+    if scanner.kind == "pet":
+        return ids
+    rows, per_row = scanner.n_rings, scanner.crystals_per_ring
+    columns = per_row // scanner.n_modules
+    head, rest = np.divmod(ids, rows * columns)
+    row, column = np.divmod(rest, columns)
+    return np.ascontiguousarray(row * per_row + head * columns + column)
 
 
 @dataclass
@@ -101,10 +123,18 @@ class Processor:
 
     def __init__(self, scanner: Scanner, calibration: Calibration, sort: SortSettings,
                  writer: ListModeWriter | None, quiet_timeout_s: float = 3.0,
-                 on_coincidences: Callable[[np.ndarray], None] | None = None) -> None:
+                 on_coincidences: Callable[[np.ndarray], None] | None = None,
+                 scan_duration_s: float | None = None) -> None:
+        """``scan_duration_s``: the planned scan time (s), which a SPECT scanner's gantry views
+        share (:class:`daq.projections.ProjectionStage`); PET ignores it."""
         self.scanner, self.calibration = scanner, calibration
-        self.settings = sort.resolved(scanner)
-        self.sorter = coincidence.Sorter(scanner=scanner, **self.settings)
+        self.stage: coincidence.Sorter | ProjectionStage
+        if scanner.kind == "spect":
+            self.stage = ProjectionStage(scanner, scan_duration_s)
+            self.settings = self.stage.settings
+        else:
+            self.settings = sort.resolved(scanner)
+            self.stage = coincidence.Sorter(scanner=scanner, **self.settings)
         self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s)
         self.writer = writer
         self.on_coincidences = on_coincidences
@@ -115,7 +145,6 @@ class Processor:
             (calibration.kev_per_adc_code / calibration.gains).astype(np.float32))
         self._crystal_board = np.ascontiguousarray(scanner.crystal_board, np.int64)
         self._singles: np.ndarray | None = None
-        self._no_hits = np.zeros(0, np.int64)
         self._clock: ThreadClock | None = None
 
     def consume(self, raw: np.ndarray | list[np.ndarray], watermarks_ps: dict[int, int],
@@ -139,9 +168,17 @@ class Processor:
         """End of run: release everything held, flush the sorter, flush the list-mode file."""
         with self._lock:
             self._process(self.merger.release(final=True))
-            self._emit(self.sorter.flush())
+            self._emit(self.stage.flush())
             if self.writer is not None:
                 self.writer.flush()
+
+    def save_projections(self, directory: Path) -> Path | None:
+        """SPECT: write the projections into ``directory`` (:meth:`ProjectionStage.save`) and
+        return the file; PET: nothing to write, None."""
+        if isinstance(self.stage, ProjectionStage):
+            with self._lock:
+                return self.stage.save(directory)
+        return None
 
     def _process(self, events: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         """Released events (t, crystal, adc: :meth:`TimeMerger.release`) -> coincidences."""
@@ -151,8 +188,8 @@ class Processor:
         singles = self._calibrated(*events)
         self._lap("calibrate + histograms")
         self.counters.released += n
-        coinc = self.sorter.feed(singles)
-        self._lap("sort")
+        coinc = self.stage.feed(singles)
+        self._lap("sort" if self.scanner.kind == "pet" else "projections")
         self._emit(coinc)
 
     def _emit(self, coinc: np.ndarray) -> None:
@@ -188,11 +225,11 @@ class Processor:
         singles = self._singles[:n]
         if n > _SCRATCH_MAX_EVENTS:
             self._singles = None
-        hits = self.hist.hitmap.reshape(-1) if self.scanner.kind == "pet" else self._no_hits
         bad = _calibrate_and_count(
             t, crystal, adc, self._scale,
             self._crystal_board, singles["t"], singles["crystal"], singles["energy"],
-            self.counters.singles_per_board, self.hist.energy, float(ENERGY_HIST_KEV[1]), hits)
+            self.counters.singles_per_board, self.hist.energy, float(ENERGY_HIST_KEV[1]),
+            self.hist.hitmap.reshape(-1), self.hist.hit_cell)
         if bad >= 0:
             raise UserError(f"event {bad} has crystal id {int(crystal[bad])}, outside "
                             f"0..{self.scanner.n_crystals - 1} of scanner '{self.scanner.name}'")
@@ -205,15 +242,14 @@ class Processor:
 
 @numba.njit(nogil=True, cache=True)
 def _calibrate_and_count(t, crystal, adc, scale, crystal_board, out_t, out_crystal, out_energy,
-                         per_board, spectrum, e_max, hits):
+                         per_board, spectrum, e_max, hits, hit_cell):
     """One pass over the released events: ``energy = float32(adc) * scale[crystal]`` (as
     :meth:`Calibration.apply`), singles per board, the energy spectrum over [0, e_max) and the
-    hit map (``hits``: the flat [ring, crystal in ring] map, empty for none), binned as
+    hit map (``hits``: the flat map, ``hit_cell``: each crystal's index in it), binned as
     :mod:`coincidence.histograms` does. Returns the first event whose crystal id is outside the
     scanner (its and later events are left out), else -1."""
     n_crystals = scale.size
     n_bins = spectrum.size
-    with_hits = hits.size > 0
     for i in range(t.size):
         c = crystal[i]
         if c < 0 or c >= n_crystals:
@@ -225,6 +261,5 @@ def _calibrate_and_count(t, crystal, adc, scale, crystal_board, out_t, out_cryst
         per_board[crystal_board[c]] += 1
         if e >= 0 and e < e_max:
             spectrum[min(int(e * (n_bins / e_max)), n_bins - 1)] += 1
-        if with_hits:
-            hits[c] += 1
+        hits[hit_cell[c]] += 1
     return -1

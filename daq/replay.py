@@ -25,12 +25,15 @@ from hw.scanner import Scanner
 
 
 def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, sort: SortSettings,
-                   listmode: Path, progress: Callable[[int, int], None] | None = None
-                   ) -> dict[str, Any]:
-    """Decode, merge and sort every event of ``journal`` into ``listmode``; returns the counts."""
+                   listmode: Path, progress: Callable[[int, int], None] | None = None,
+                   scan_duration_s: float | None = None) -> dict[str, Any]:
+    """Decode, merge and sort every event of ``journal`` into ``listmode`` (SPECT: bin them
+    into projections beside it; ``scan_duration_s``, the scan time that the gantry's views
+    share); returns the counts, losses and the settings used."""
     stats = JournalStats()
     decoders: dict[int, wire.Decoder] = {}
-    processor = Processor(scanner, calibration, sort, None, quiet_timeout_s=float("inf"))
+    processor = Processor(scanner, calibration, sort, None, quiet_timeout_s=float("inf"),
+                          scan_duration_s=scan_duration_s)
     header = {"scanner": scanner.name, "scanner_digest": scanner.digest, **processor.settings}
     writer = ListModeWriter(listmode, header)
     processor.writer = writer
@@ -45,6 +48,7 @@ def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, so
             if progress is not None:
                 progress(done, size)
         processor.finish()
+        processor.save_projections(listmode.parent)
     finally:
         writer.close()
     decoded = [d.stats.as_dict() for d in decoders.values()]
@@ -60,6 +64,7 @@ def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, so
               "seq_gaps": sum(d["seq_gaps"] for d in decoded),
               "late_events": processor.late_events}
     return {"counts": counts, "losses": losses, "problems": stats.problems,
+            "settings": processor.settings,
             "singles_per_board": np.asarray(c.singles_per_board).tolist()}
 
 
@@ -73,12 +78,15 @@ def decode_journal(journal: Path, scanner: Scanner) -> np.ndarray:
 
 
 def recover(run: RunDir, scanner: Scanner, calibration: Calibration, sort: SortSettings,
-            progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Rebuild a killed run's coincidences and stop document from its journal."""
-    result = replay_journal(run.journal, scanner, calibration, sort, run.listmode, progress)
+            progress: Callable[[int, int], None] | None = None,
+            scan_duration_s: float | None = None) -> dict[str, Any]:
+    """Rebuild a killed run's coincidences (SPECT: projections) and stop document from its
+    journal."""
+    result = replay_journal(run.journal, scanner, calibration, sort, run.listmode, progress,
+                            scan_duration_s)
     meta = run.read()
     if not meta.get("start"):
-        run.start_document(scanner.name, scanner.digest, {"sort": sort.resolved(scanner)},
+        run.start_document(scanner.name, scanner.digest, {"sort": result["settings"]},
                            calibration.describe())
     run.stop_document("recovered from journal", result["counts"], result["losses"],
                       previous_stop=meta.get("stop"), problems=result["problems"])

@@ -115,7 +115,8 @@ class DaqService:
         run = RunDir.create(self.out_dir)
         self._emulator, endpoints = start_emulator(emu, scanner.n_boards)
         self.session = Session(run, scanner, [open_source(e) for e in endpoints], sort, None,
-                               {"emulator": emu.as_dict()}, self.publisher, self.live_recon)
+                               {"emulator": emu.as_dict()}, self.publisher, self.live_recon,
+                               scan_duration_s=emu.duration_s)
         self._last_run = str(run.path)
         self.session.start()
         self._finisher = threading.Thread(target=self._finish, args=(self.session, scanner),
@@ -127,8 +128,8 @@ class DaqService:
         if self._emulator is not None and self._emulator.poll() is None:
             self._emulator.terminate()
             self._emulator.wait(10)
-        stop = session.finish()
-        if self.live_recon and scanner.kind == "pet" and stop["counts"]["prompts"]:
+        session.finish()
+        if self.live_recon:
             final_image(session.acq.run, scanner)
 
     def close(self) -> None:

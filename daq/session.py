@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from daq import calibration, messages
 from daq.acquisition import Acquisition
 from daq.cpu import CpuMeter
@@ -37,7 +35,11 @@ class Session:
     def __init__(self, run: RunDir, scanner: Scanner, sources: list[Source], sort: SortSettings,
                  duration_s: float | None, settings: dict[str, Any],
                  publisher: MonitorPublisher | None = None, live_recon: bool = True,
-                 recon_interval_s: float = 2.0, tof: bool = True) -> None:
+                 recon_interval_s: float = 2.0, tof: bool = True,
+                 scan_duration_s: float | None = None) -> None:
+        """``duration_s``: when the acquisition stops (None: at the end of the stream);
+        ``scan_duration_s``: the planned scan time, for a SPECT gantry (``duration_s`` by
+        default)."""
         self.scanner, self.publisher = scanner, publisher
         self.cpu = CpuMeter()
         """The run's CPU split: acquisition threads, live image, monitor (:mod:`daq.cpu`)."""
@@ -53,7 +55,7 @@ class Session:
         self.acq = Acquisition(run, scanner, sources, sort, calibration.current(scanner),
                                duration_s, settings,
                                on_coincidences=self.live.offer if self.live else None,
-                               cpu=self.cpu)
+                               cpu=self.cpu, scan_duration_s=scan_duration_s)
         self._meter = RateMeter()
 
     def start(self) -> Session:
@@ -159,7 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         session = Session(run, scanner, [open_source(e) for e in endpoints],
                           sort_settings(args), None, {"emulator": emu.as_dict()},
-                          _publisher(args), args.recon, args.recon_interval, args.tof)
+                          _publisher(args), args.recon, args.recon_interval, args.tof,
+                          scan_duration_s=args.duration)
         print(f"run {run.path}: {scanner.name}, {args.phantom}, {args.nuclide} "
               f"{args.activity_mbq:g} MBq, {args.duration:g} s", file=sys.stderr)
         _acquire_with_progress(session, proc)
@@ -224,27 +227,39 @@ def _acquire_with_progress(session: Session, emulator: Any) -> None:
 
 def _finish_run(run: RunDir, scanner: Scanner, recon: bool) -> int:
     stop = run.read()["stop"]
-    if recon and scanner.kind == "pet" and stop["counts"]["prompts"]:
+    if recon:
         final_image(run, scanner)
     print_summary(run)
     return 1 if stop["reason"].startswith("error") else 0
 
 
-def final_image(run: RunDir, scanner: Scanner) -> Path:
-    """Reconstruct the run's list-mode data; NIfTI + PNG slices and MIP in RUN/images."""
+def final_image(run: RunDir, scanner: Scanner) -> Path | None:
+    """Reconstruct the run's list-mode data (SPECT: its projections, :func:`daq.projections.
+    spect_image`); NIfTI + PNG slices and MIP in RUN/images. None when the run has no prompts
+    (SPECT: no singles) to reconstruct."""
     import recon
     from daq.listmode import read_listmode
-    from recon.cli import quantify
+    from recon.cli import default_subsets, quantify, run_phantom
 
+    meta = run.read()
+    counts = (meta.get("stop") or {}).get("counts") or {}
+    if scanner.kind == "spect":
+        from daq.projections import spect_image
+
+        return spect_image(run, scanner) if counts.get("singles") else None
+    if not counts.get("prompts"):
+        return None
     coinc, header = read_listmode(run.listmode)
     t0 = time.monotonic()
-    # few counts: fewer subsets, so that each update still sees enough events (less noise)
-    subsets = int(np.clip(np.count_nonzero(coinc["delayed"] == 0) // 500_000, 1, 10))
-    image = recon.lm_osem(coinc, scanner, iterations=3, subsets=subsets, tof=True,
+    grid = recon.default_grid(scanner)
+    phantom = run_phantom(meta, scanner)  # an emulated run: its attenuation is known
+    image = recon.lm_osem(coinc, scanner, grid, iterations=3, subsets=default_subsets(coinc),
+                          tof=True,
                           randoms="delayed",
+                          mu_map=None if phantom is None else phantom.mu_map(grid, 511.0),
                           window_ps=header["window_ps"],
                           min_sector_difference=header["min_sector_difference"])
-    image, _ = quantify(image, coinc, run.read(), scanner.counts_per_annihilation)  # Bq/mL
+    image, _ = quantify(image, coinc, meta, scanner.counts_per_annihilation)  # Bq/mL
     paths = recon.save_outputs(image, run.images / "image")
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2)})

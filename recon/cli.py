@@ -118,7 +118,7 @@ def cmd_recon(args: argparse.Namespace) -> int:
         Path(args.run) / "images" if Path(args.run).is_dir() else Path(args.run).with_suffix(""))
     out.mkdir(parents=True, exist_ok=True)
     grid = recon.default_grid(scanner, args.voxel)
-    phantom = _phantom(meta, scanner)
+    phantom = run_phantom(meta, scanner)
     mu = (phantom.mu_map(grid, 511.0) if args.attenuation and phantom is not None else None)
     window = header.get("window_ps")
     t0 = time.monotonic()
@@ -162,8 +162,9 @@ def default_subsets(coinc: np.ndarray, most: int = 10) -> int:
     return int(np.clip(prompts // EVENTS_PER_SUBSET, 1, most))
 
 
-def _phantom(meta: dict[str, Any], scanner: Any) -> Any:
-    """The emulated phantom the run names, or None."""
+def run_phantom(meta: dict[str, Any], scanner: Any) -> Any:
+    """The emulated phantom the run names (:class:`emulator.phantoms.Phantom`), or None for a
+    run from real detectors. ``meta``: the run's metadata (:meth:`daq.rundir.RunDir.read`)."""
     name = _setting(meta, "phantom")
     if not name:
         return None

@@ -51,26 +51,48 @@ def to_grey(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
     return np.clip(np.rint(255.0 * v / top), 0, 255).astype(np.uint8)
 
 
+#: The display's white level: this percentile of the positive values, so that a few noisy
+#: voxels (the low-sensitivity end slices of a short scan) do not leave the rest black.
+WHITE_PERCENTILE = 99.5
+#: Pictures are magnified (whole pixels, nearest neighbour) to at least this many pixels across.
+MIN_PICTURE_PX = 256
+
+
+def display_max(values: np.ndarray) -> float:
+    """The white level of ``values`` (:data:`WHITE_PERCENTILE` of the positive ones; 0 if none)."""
+    positive = np.asarray(values)[np.asarray(values) > 0]
+    return float(np.percentile(positive, WHITE_PERCENTILE)) if positive.size else 0.0
+
+
+def magnified(picture: np.ndarray) -> np.ndarray:
+    """``picture`` with each pixel repeated to reach :data:`MIN_PICTURE_PX` on its longer side."""
+    k = max(1, -(-MIN_PICTURE_PX // max(picture.shape)))
+    return np.repeat(np.repeat(picture, k, axis=0), k, axis=1)
+
+
 def axial_picture(image: Image, k: int, vmax: float | None = None) -> np.ndarray:
-    """Slice k as a grey picture [y, x]."""
+    """Slice k as a grey picture [y, x], one pixel per voxel."""
     return to_grey(image.array[:, :, k].T, vmax)
 
 
 def mip_picture(image: Image) -> np.ndarray:
-    """Coronal maximum-intensity projection [z (superior up), x]."""
-    return to_grey(image.array.max(axis=1).T[::-1])
+    """Coronal maximum-intensity projection [z (superior up), x], one pixel per voxel, white at
+    :func:`display_max`."""
+    mip = image.array.max(axis=1).T[::-1]
+    return to_grey(mip, display_max(mip))
 
 
 def write_slices(image: Image, folder: str | Path, prefix: str = "slice") -> list[Path]:
-    """One PNG per axial slice (a common grey scale: the image maximum), named by slice index."""
+    """One PNG per axial slice (a common grey scale: white at the image's :func:`display_max`),
+    named by slice index, magnified to :data:`MIN_PICTURE_PX`."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    top = float(image.array.max())
+    top = display_max(image.array)
     width = len(str(image.array.shape[2] - 1))
-    return [write_png(out / f"{prefix}_{k:0{width}d}.png", axial_picture(image, k, top))
+    return [write_png(out / f"{prefix}_{k:0{width}d}.png", magnified(axial_picture(image, k, top)))
             for k in range(image.array.shape[2])]
 
 
 def write_mip(image: Image, path: str | Path) -> Path:
-    """The coronal MIP as a PNG."""
-    return write_png(path, mip_picture(image))
+    """The coronal MIP as a PNG, magnified to :data:`MIN_PICTURE_PX`."""
+    return write_png(path, magnified(mip_picture(image)))

@@ -159,7 +159,7 @@ def test_a_slow_live_consumer_never_slows_the_journal(tmp_path: Path, brain) -> 
         def update(self):
             return None
 
-    live = LiveImage(SlowRecon(), interval_s=0.01, queue_chunks=2)
+    live = LiveImage(SlowRecon(), interval_s=0.01, max_pending_events=2_000)
 
     n = 30_000
     events = [board_events(brain, b, n, 5e6, seed=3) for b in range(brain.n_boards)]
