@@ -123,7 +123,16 @@ def test_png_files_decode(image, tmp_path):
     assert files[0].name == "image.nii.gz" and files[1].name == "image_mip.png"
     assert len(list(files[2].glob("*.png"))) == image.array.shape[2]
     mip = QImage(str(files[1]))
-    assert (mip.width(), mip.height()) == (image.array.shape[0], image.array.shape[2])
+    nx, nz = image.array.shape[0], image.array.shape[2]
+    k = -(-256 // max(nx, nz))  # magnified by whole pixels to 256 across
+    assert (mip.width(), mip.height()) == (k * nx, k * nz) and max(k * nx, k * nz) >= 256
+    # the white level ignores the hottest 0.5 %: a single hot voxel does not blacken the rest
+    hot = image.array.copy()
+    hot[0, 0, 0] = 1e3 * hot.max()
+    from recon.png import mip_picture
+
+    picture = mip_picture(type(image)(hot, image.voxel_mm, image.origin_mm, image.units))
+    assert np.count_nonzero(picture == 255) > 1 and np.median(picture[picture > 0]) > 20
 
 
 def test_activity_concentration():
