@@ -27,6 +27,29 @@ from hw.errors import UserError
 MAX_PILES = 32
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def deal_onto_pile(r, head, last_t, n_piles, first, last, tail, nxt):
+    """Patience dealing of time-ordered runs: put run ``r`` (first time ``head``, last time
+    ``last_t``) on the pile whose last time is the latest not after ``head`` (a pile is a chain
+    ``first[p]``, ``nxt[...]``, ending at ``last[p]`` with time ``tail[p]``), or on a new pile.
+    Returns the number of piles, -1 when a new one would exceed the arrays' size."""
+    best = -1
+    for p in range(n_piles):
+        if tail[p] <= head and (best < 0 or tail[p] > tail[best]):
+            best = p
+    if best < 0:
+        if n_piles == tail.size:
+            return -1
+        best = n_piles
+        n_piles += 1
+        first[best] = r
+    else:
+        nxt[last[best]] = r
+    last[best] = r
+    tail[best] = last_t
+    return n_piles
+
+
 @numba.njit(nogil=True, cache=True)
 def in_time_order(t: np.ndarray) -> bool:
     """Whether ``t`` never decreases (a branch-free pass)."""
@@ -88,21 +111,10 @@ def _order(t, crystal, perm):
     run_start[n_runs] = n
     for i in range(1, n + 1):
         if i == n or t[i] < t[i - 1]:
-            head = t[run_start[r]]
-            best = -1
-            for p in range(n_piles):
-                if tail[p] <= head and (best < 0 or tail[p] > tail[best]):
-                    best = p
-            if best < 0:
-                if n_piles == MAX_PILES:
-                    return False
-                best = n_piles
-                n_piles += 1
-                first_run[best] = r
-            else:
-                next_run[last_run[best]] = r
-            last_run[best] = r
-            tail[best] = t[i - 1]
+            n_piles = deal_onto_pile(r, t[run_start[r]], t[i - 1], n_piles, first_run,
+                                     last_run, tail, next_run)
+            if n_piles < 0:
+                return False
             if i < n:
                 r += 1
                 run_start[r] = i

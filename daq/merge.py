@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from coincidence import sort_nearly_sorted
-from coincidence.timeorder import in_time_order, order
+from coincidence.timeorder import deal_onto_pile, in_time_order, order
 from hw.dtypes import RAW_DTYPE
 
 _SCRATCH_MAX_EVENTS = 1 << 23
@@ -176,21 +176,9 @@ def _merge_chunks(t, crystal, adc, lo, out_t, out_crystal, out_adc):
     for s in range(k):
         if lo[s + 1] == lo[s]:
             continue
-        head = t[lo[s]]
-        best = -1
-        for p in range(n_piles):
-            if tail[p] <= head and (best < 0 or tail[p] > tail[best]):
-                best = p
-        if best < 0:
-            if n_piles == MAX_PILES:
-                return False
-            best = n_piles
-            n_piles += 1
-            first[best] = s
-        else:
-            nxt[last[best]] = s
-        last[best] = s
-        tail[best] = t[lo[s + 1] - 1]
+        n_piles = deal_onto_pile(s, t[lo[s]], t[lo[s + 1] - 1], n_piles, first, last, tail, nxt)
+        if n_piles < 0:
+            return False
     # each pile's cursor: its chunk, position and next time; the earliest (time, chunk) goes
     # out first, so equal times keep the chunks' order
     seg = np.empty(n_piles, np.int64)

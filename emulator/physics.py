@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from emulator.jit import inline, kernel
-from emulator.rng import uniform
+from emulator.rng import disc, uniform
 
 CUTOFF_KEV = 10.0
 """Photons below this energy (keV) are absorbed where they are."""
@@ -27,13 +27,9 @@ _X0_WATER = 0.6
 @inline
 def isotropic(rs):
     """A direction uniform on the sphere (Marsaglia 1972: no trigonometry)."""
-    while True:
-        a = 2.0 * uniform(rs) - 1.0
-        b = 2.0 * uniform(rs) - 1.0
-        s = a * a + b * b
-        if s < 1.0:
-            f = 2.0 * math.sqrt(1.0 - s)
-            return a * f, b * f, 1.0 - 2.0 * s
+    a, b, s = disc(rs)
+    f = 2.0 * math.sqrt(1.0 - s)
+    return a * f, b * f, 1.0 - 2.0 * s
 
 
 @inline

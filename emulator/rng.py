@@ -51,11 +51,18 @@ def exponential(rs):
 
 
 @inline
-def normal(rs):
-    """A standard normal variate (Marsaglia's polar method, one of the pair kept)."""
+def disc(rs):
+    """A point (a, b) uniform in the unit disc, without its centre, and its squared radius s."""
     while True:
         a = 2.0 * uniform(rs) - 1.0
         b = 2.0 * uniform(rs) - 1.0
         s = a * a + b * b
         if 0.0 < s < 1.0:
-            return a * math.sqrt(-2.0 * math.log(s) / s)
+            return a, b, s
+
+
+@inline
+def normal(rs):
+    """A standard normal variate (Marsaglia's polar method, one of the pair kept)."""
+    a, _, s = disc(rs)
+    return a * math.sqrt(-2.0 * math.log(s) / s)

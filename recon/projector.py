@@ -266,33 +266,73 @@ def _ray(ends, a, b, tof, shape, origin, voxel, sigma, nsigma, norm):
     return m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, abs(tm) * length
 
 
+@numba.njit(nogil=True, cache=True, fastmath=True, inline="always")
+def _ray32(ends, a, b, tof, shape, strides, origin, voxel, sigma, nsigma, norm):
+    """:func:`_ray` as the projection loops use it: (m_lo, m_hi, k, sk, s1, s2, a1, b1, a2, b2,
+    g, r, q, step) with the padded image's strides of the main and in-plane axes and float32
+    coefficients. Float32 and unsigned indices in the inner loops are a third faster than
+    float64 with numba's negative-index wrap-around; forward and back use the same weights
+    (exact adjoint)."""
+    m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step = _ray(
+        ends, a, b, tof, shape, origin, voxel, sigma, nsigma, norm)
+    return (m_lo, m_hi, k, strides[k], strides[i1], strides[i2], np.float32(A1),
+            np.float32(B1), np.float32(A2), np.float32(B2), np.float32(g), np.float32(r),
+            np.float32(q), step)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True, inline="always")
+def _plane_cell(m, sk, s1, s2, a1, b1, a2, b2):
+    """Where a ray crosses plane m: the padded image's index of the lower corner of the 2 x 2
+    in-plane cell, and the bilinear weights (w1, w2) of its upper neighbours."""
+    f1 = a1 + b1 * np.float32(m)
+    f2 = a2 + b2 * np.float32(m)
+    j1 = np.uint64(f1)
+    j2 = np.uint64(f2)
+    return np.uint64(m + 1) * sk + j1 * s1 + j2 * s2, f1 - np.float32(j1), f2 - np.float32(j2)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True, inline="always")
+def _ray_sum(img, m_lo, m_hi, sk, s1, s2, a1, b1, a2, b2, g, r, q):
+    """The forward projection's inner loop along one ray (float32): over planes m_lo..m_hi of
+    the ray's main axis (stride ``sk``), the bilinear sample at in-plane coordinates
+    ``a + b m`` (strides ``s1``, ``s2``) of the padded ``img``, weighted by the TOF factor
+    ``g`` that steps as ``g *= r; r *= q`` (a Gaussian by recurrence; 1 without TOF)."""
+    acc = np.float32(0.0)
+    for m in range(m_lo, m_hi + 1):
+        base, w1, w2 = _plane_cell(m, sk, s1, s2, a1, b1, a2, b2)
+        v = ((_ONE - w1) * ((_ONE - w2) * img[base] + w2 * img[base + s2])
+             + w1 * ((_ONE - w2) * img[base + s1] + w2 * img[base + s1 + s2]))
+        acc += g * v
+        g *= r
+        r *= q
+    return acc
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True, inline="always")
+def _ray_add(buf, m_lo, m_hi, sk, s1, s2, a1, b1, a2, b2, g, r, q):
+    """The adjoint of :func:`_ray_sum`: add ``g`` (the value to back project times the TOF
+    factor, stepping the same way) to the padded ``buf`` with the same bilinear weights."""
+    for m in range(m_lo, m_hi + 1):
+        base, w1, w2 = _plane_cell(m, sk, s1, s2, a1, b1, a2, b2)
+        c1 = g * (_ONE - w1)
+        c2 = g * w1
+        buf[base] += c1 * (_ONE - w2)
+        buf[base + s2] += c1 * w2
+        buf[base + s1] += c2 * (_ONE - w2)
+        buf[base + s1 + s2] += c2 * w2
+        g *= r
+        r *= q
+
+
 @numba.njit(nogil=True, cache=True, fastmath=True, parallel=True)
 def _forward(img, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, out):
     strides = _strides(shape)
     norm = _tof_norm(sigma, nsigma)
     for i in numba.prange(ca.size):
-        m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step = _ray(
-            ends, ca[i], cb[i], tof[i], shape, origin, voxel, sigma, nsigma, norm)
-        # float32 and unsigned indices in the inner loop: a third faster than float64 with
-        # numba's negative-index wrap-around, and the same weights in _back (exact adjoint)
-        sk, s1, s2 = strides[k], strides[i1], strides[i2]
-        a1, b1, a2, b2 = np.float32(A1), np.float32(B1), np.float32(A2), np.float32(B2)
-        g32, r32, q32 = np.float32(g), np.float32(r), np.float32(q)
-        acc = np.float32(0.0)
-        for m in range(m_lo, m_hi + 1):
-            f1 = a1 + b1 * np.float32(m)
-            f2 = a2 + b2 * np.float32(m)
-            j1 = np.uint64(f1)
-            j2 = np.uint64(f2)
-            w1 = f1 - np.float32(j1)
-            w2 = f2 - np.float32(j2)
-            base = np.uint64(m + 1) * sk + j1 * s1 + j2 * s2
-            v = ((_ONE - w1) * ((_ONE - w2) * img[base] + w2 * img[base + s2])
-                 + w1 * ((_ONE - w2) * img[base + s1] + w2 * img[base + s1 + s2]))
-            acc += g32 * v
-            g32 *= r32
-            r32 *= q32
-        out[i] = acc * np.float32(step)
+        m_lo, m_hi, _, sk, s1, s2, a1, b1, a2, b2, g32, r32, q32, step = _ray32(
+            ends, ca[i], cb[i], tof[i], shape, strides, origin, voxel, sigma, nsigma, norm)
+        out[i] = _ray_sum(img, m_lo, m_hi, sk, s1, s2, a1, b1, a2, b2, g32, r32, q32) \
+            * np.float32(step)
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True, parallel=True)
@@ -308,28 +348,10 @@ def _back(values, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, n_thre
         for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
             if values[i] == 0.0:
                 continue
-            m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step = _ray(
-                ends, ca[i], cb[i], tof[i], shape, origin, voxel, sigma, nsigma, norm)
-            sk, s1, s2 = strides[k], strides[i1], strides[i2]
-            a1, b1, a2, b2 = np.float32(A1), np.float32(B1), np.float32(A2), np.float32(B2)
-            g32, r32, q32 = np.float32(g), np.float32(r), np.float32(q)
-            val = values[i] * np.float32(step)
-            for m in range(m_lo, m_hi + 1):
-                f1 = a1 + b1 * np.float32(m)
-                f2 = a2 + b2 * np.float32(m)
-                j1 = np.uint64(f1)
-                j2 = np.uint64(f2)
-                w1 = f1 - np.float32(j1)
-                w2 = f2 - np.float32(j2)
-                base = np.uint64(m + 1) * sk + j1 * s1 + j2 * s2
-                c1 = val * g32 * (_ONE - w1)
-                c2 = val * g32 * w1
-                buf[base] += c1 * (_ONE - w2)
-                buf[base + s2] += c1 * w2
-                buf[base + s1] += c2 * (_ONE - w2)
-                buf[base + s1 + s2] += c2 * w2
-                g32 *= r32
-                r32 *= q32
+            m_lo, m_hi, _, sk, s1, s2, a1, b1, a2, b2, g32, r32, q32, step = _ray32(
+                ends, ca[i], cb[i], tof[i], shape, strides, origin, voxel, sigma, nsigma, norm)
+            _ray_add(buf, m_lo, m_hi, sk, s1, s2, a1, b1, a2, b2,
+                     values[i] * np.float32(step) * g32, r32, q32)
     for j in numba.prange(out.size):
         acc = out[j]
         for c in range(n_chunks):
@@ -379,11 +401,8 @@ def _em_block(img, buf, clear, index, lo, hi, ca, cb, tof, weights, additive, fa
             w = gw[t]
             if not w > 0.0:
                 continue
-            m_lo, m_hi, k, i1, i2, A1, B1, A2, B2, g, r, q, step = _ray(
-                ends, ga[t], gb[t], gt[t], shape, origin, voxel, sigma, nsigma, norm)
-            sk, s1, s2 = strides[k], strides[i1], strides[i2]
-            a1, b1, a2, b2 = np.float32(A1), np.float32(B1), np.float32(A2), np.float32(B2)
-            g32, r32, q32 = np.float32(g), np.float32(r), np.float32(q)
+            m_lo, m_hi, k, sk, s1, s2, a1, b1, a2, b2, g32, r32, q32, step = _ray32(
+                ends, ga[t], gb[t], gt[t], shape, strides, origin, voxel, sigma, nsigma, norm)
             m_lo_[t] = m_lo
             m_hi_[t] = m_hi
             axis[t] = k
@@ -394,20 +413,7 @@ def _em_block(img, buf, clear, index, lo, hi, ca, cb, tof, weights, additive, fa
             ray[t, 4] = g32
             ray[t, 5] = r32
             ray[t, 6] = q32
-            acc = np.float32(0.0)
-            for m in range(m_lo, m_hi + 1):
-                f1 = a1 + b1 * np.float32(m)
-                f2 = a2 + b2 * np.float32(m)
-                j1 = np.uint64(f1)
-                j2 = np.uint64(f2)
-                w1 = f1 - np.float32(j1)
-                w2 = f2 - np.float32(j2)
-                base = np.uint64(m + 1) * sk + j1 * s1 + j2 * s2
-                v = ((_ONE - w1) * ((_ONE - w2) * img[base] + w2 * img[base + s2])
-                     + w1 * ((_ONE - w2) * img[base + s1] + w2 * img[base + s1 + s2]))
-                acc += g32 * v
-                g32 *= r32
-                r32 *= q32
+            acc = _ray_sum(img, m_lo, m_hi, sk, s1, s2, a1, b1, a2, b2, g32, r32, q32)
             step32 = np.float32(step)
             ybar = w * acc * step32 + gr[t]
             if ybar > 0.0:
@@ -424,24 +430,8 @@ def _em_block(img, buf, clear, index, lo, hi, ca, cb, tof, weights, additive, fa
                 sk, s1, s2 = strides[1], strides[0], strides[2]
             else:
                 sk, s1, s2 = strides[2], strides[0], strides[1]
-            a1, b1, a2, b2 = ray[t, 0], ray[t, 1], ray[t, 2], ray[t, 3]
-            g32, r32, q32 = ray[t, 4] * val, ray[t, 5], ray[t, 6]
-            for m in range(m_lo_[t], m_hi_[t] + 1):
-                f1 = a1 + b1 * np.float32(m)
-                f2 = a2 + b2 * np.float32(m)
-                j1 = np.uint64(f1)
-                j2 = np.uint64(f2)
-                w1 = f1 - np.float32(j1)
-                w2 = f2 - np.float32(j2)
-                base = np.uint64(m + 1) * sk + j1 * s1 + j2 * s2
-                c1 = g32 * (_ONE - w1)
-                c2 = g32 * w1
-                buf[base] += c1 * (_ONE - w2)
-                buf[base + s2] += c1 * w2
-                buf[base + s1] += c2 * (_ONE - w2)
-                buf[base + s1 + s2] += c2 * w2
-                g32 *= r32
-                r32 *= q32
+            _ray_add(buf, m_lo_[t], m_hi_[t], sk, s1, s2, ray[t, 0], ray[t, 1], ray[t, 2],
+                     ray[t, 3], ray[t, 4] * val, ray[t, 5], ray[t, 6])
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
