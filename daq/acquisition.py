@@ -294,10 +294,10 @@ class Acquisition:
 
     def _close(self, clock: ThreadClock) -> None:
         try:
-            self.processor.finish()
+            self.processor.finish(clock)  # the last merge and sort, lapped by their names
             self.processed_at = time.monotonic()
             self.processor.save_projections(self.run.path)
-            clock.lap("close: last merge and sort")
+            clock.lap("close: list-mode flush, projections")
             self.listmode.close()
             clock.lap("close: list-mode file")
         except OSError as exc:

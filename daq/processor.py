@@ -164,13 +164,18 @@ class Processor:
             self._process(ready)
             self._clock = None
 
-    def finish(self) -> None:
-        """End of run: release everything held, flush the sorter, flush the list-mode file."""
+    def finish(self, clock: ThreadClock | None = None) -> None:
+        """End of run: release everything held, flush the sorter, flush the list-mode file.
+        ``clock``: the calling thread's CPU clock, lapped as in :meth:`consume`."""
         with self._lock:
-            self._process(self.merger.release(final=True))
+            self._clock = clock
+            ready = self.merger.release(final=True)
+            self._lap("merge")
+            self._process(ready)
             self._emit(self.stage.flush())
             if self.writer is not None:
                 self.writer.flush()
+            self._clock = None
 
     def save_projections(self, directory: Path) -> Path | None:
         """SPECT: write the projections into ``directory`` (:meth:`ProjectionStage.save`) and

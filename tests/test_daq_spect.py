@@ -63,8 +63,8 @@ def test_the_image_at_the_stop_shows_the_myocardium(tmp_path, camera, cardiac_sc
 
 def test_petdaq_run_on_the_spect_camera_bins_replays_and_reconstructs(tmp_path, camera):
     """The whole SPECT path from the command line: emulator -> DAQ (journal, calibration,
-    projections per gantry view) -> image; ``petdaq sort`` (replay without the image) rebuilds the same projections from
-    the journal."""
+    projections per gantry view) -> image; ``petdaq sort`` (replay without the image) rebuilds
+    the same projections from the journal."""
     import subprocess
     import sys
 
