@@ -179,6 +179,10 @@ def cmd_acquire(args: argparse.Namespace) -> int:
     from daq.commands import sort_settings
 
     scanner = load_scanner(args.scanner)
+    if scanner.kind == "spect":
+        from daq.projections import view_duration_ps
+
+        view_duration_ps(scanner, args.duration)  # a SPECT scan needs its duration: say so now
     sources = [open_source(s, args.baud) for s in args.sources]
     run = RunDir.create(args.out, args.name)
     session = Session(run, scanner, sources, sort_settings(args), args.duration, {},

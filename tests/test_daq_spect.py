@@ -115,3 +115,16 @@ def test_the_monitor_hit_map_shows_each_head_side_by_side(camera):
     proc.finish()
     assert proc.hist.hitmap[row, head * columns + column] == 3 and proc.hist.hitmap.sum() == 3
     assert proc.hist.dt is None and proc.counters.singles == 3
+
+
+def test_petdaq_acquire_on_the_spect_camera_without_a_duration_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "daq", "acquire", "--scanner", "spect-dual-head",
+                        "--from", "tcp://127.0.0.1:5999", "--out", str(tmp_path / "runs")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("petdaq: error: a SPECT acquisition on 'spect-dual-head' "
+                                       "needs its duration (--duration seconds)")
+    assert not (tmp_path / "runs").exists()  # nothing created
