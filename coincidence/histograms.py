@@ -29,7 +29,7 @@ from hw.scanner import Scanner
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _energy_bin(e, e_max, n_bins):
+def energy_bin(e, e_max, n_bins):
     """The bin of ``e`` over [0, e_max), or -1 (also for NaN)."""
     if e >= 0 and e < e_max:
         return min(int(e * (n_bins / e_max)), n_bins - 1)
@@ -40,7 +40,7 @@ def _energy_bin(e, e_max, n_bins):
 def _spectrum(energy, e_max, out):
     outside = 0
     for i in range(energy.size):
-        b = _energy_bin(energy[i], e_max, out.size)
+        b = energy_bin(energy[i], e_max, out.size)
         if b >= 0:
             out[b] += 1
         else:
@@ -52,7 +52,7 @@ def _spectrum(energy, e_max, out):
 def _crystal_spectra(crystal, energy, e_max, out):
     outside = 0
     for i in range(energy.size):
-        b = _energy_bin(energy[i], e_max, out.shape[1])
+        b = energy_bin(energy[i], e_max, out.shape[1])
         if b >= 0:
             out[crystal[i], b] += 1
         else:

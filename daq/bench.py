@@ -203,8 +203,7 @@ def merge_frames(frames: list[tuple[int, np.ndarray]], n_boards: int, batch: int
     """Push frames through a :class:`daq.merge.TimeMerger` in batches, as the processor does
     (``release``: the merged events in the merger's work buffers). Returns the merged events
     (``collect``: a copy of each release) or just how many (the processor's path: no copy)."""
-    from daq.merge import TimeMerger
-    from hw.dtypes import RAW_DTYPE
+    from daq.merge import TimeMerger, as_raw
 
     m = TimeMerger(n_boards)
     out: list[np.ndarray] = []
@@ -213,12 +212,10 @@ def merge_frames(frames: list[tuple[int, np.ndarray]], n_boards: int, batch: int
         for board, f in frames[i:i + batch]:
             m.push(f)
             m.advance(board, int(f["t"][-1]))
-        t, crystal, adc = m.release(final=i >= len(frames))
-        n += t.size
+        fields = m.release(final=i >= len(frames))
+        n += fields[0].size
         if collect:
-            raw = np.empty(t.size, RAW_DTYPE)
-            raw["t"], raw["crystal"], raw["adc"] = t, crystal, adc
-            out.append(raw)
+            out.append(as_raw(fields))
     return np.concatenate(out) if collect else n
 
 

@@ -200,3 +200,16 @@ def machine_cpu_s() -> dict[str, float] | None:
     idle, steal = ticks[3] + ticks[4], ticks[7]
     return {"busy": (sum(ticks) - idle - steal) * _TICK_S, "idle": idle * _TICK_S,
             "steal": steal * _TICK_S, "wall": time.perf_counter()}
+
+
+def machine_split(before: dict[str, float] | None, after: dict[str, float] | None
+                   ) -> dict[str, float] | None:
+    """Whole-machine CPU over the chain (every process, /proc/stat): busy cores of how many."""
+    if before is None or after is None:
+        return None
+    d = {k: after[k] - before[k] for k in after}
+    wall = d["wall"] if d["wall"] > 0 else 1.0
+    return {"busy_cpu_s": round(d["busy"], 2), "idle_cpu_s": round(d["idle"], 2),
+            "steal_cpu_s": round(d["steal"], 2), "wall_s": round(d["wall"], 2),
+            "cores": os.cpu_count() or 0, "busy_cores": round(d["busy"] / wall, 2),
+            "steal_cores": round(d["steal"] / wall, 2)}

@@ -13,7 +13,6 @@ sent == frames journaled, sequence gaps 0.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from daq.cpu import CpuMeter, format_split, machine_cpu_s
+from daq.cpu import CpuMeter, format_split, machine_cpu_s, machine_split
 from hw import wire
 from hw.scanner import Scanner, load_scanner
 
@@ -91,20 +90,7 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
             "note": "frames sent == journaled, seq gaps 0" if zero_loss else "LOSS",
             "reason": stop["reason"], "sender_seconds": sent["seconds"],
             "cpu": {"daq": acq.cpu_split, "sender": sent["cpu"],
-                    "machine": _machine_split(machine0, machine1)}}
-
-
-def _machine_split(before: dict[str, float] | None, after: dict[str, float] | None
-                   ) -> dict[str, float] | None:
-    """Whole-machine CPU over the chain (every process, /proc/stat): busy cores of how many."""
-    if before is None or after is None:
-        return None
-    d = {k: after[k] - before[k] for k in after}
-    wall = d["wall"] if d["wall"] > 0 else 1.0
-    return {"busy_cpu_s": round(d["busy"], 2), "idle_cpu_s": round(d["idle"], 2),
-            "steal_cpu_s": round(d["steal"], 2), "wall_s": round(d["wall"], 2),
-            "cores": os.cpu_count() or 0, "busy_cores": round(d["busy"] / wall, 2),
-            "steal_cores": round(d["steal"] / wall, 2)}
+                    "machine": machine_split(machine0, machine1)}}
 
 
 def format_cpu(cpu: dict[str, Any], singles: int) -> list[str]:

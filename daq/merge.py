@@ -75,11 +75,11 @@ class TimeMerger:
 
     def pop_ready(self, idle_boards: Collection[int] = ()) -> np.ndarray:
         """Release the time-ordered events at or before the safe time (late ones counted apart)."""
-        return _as_raw(self.release(idle_boards))
+        return as_raw(self.release(idle_boards))
 
     def flush(self) -> np.ndarray:
         """Release everything still held (end of run)."""
-        return _as_raw(self.release(final=True))
+        return as_raw(self.release(final=True))
 
     def release(self, idle_boards: Collection[int] = (), final: bool = False
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,8 +149,8 @@ class TimeMerger:
         return sum(p.size for p, _first, _last in self._pending)
 
 
-def _as_raw(fields: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """Released fields as a new RAW_DTYPE array."""
+def as_raw(fields: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Released fields (:meth:`TimeMerger.release`) as a new RAW_DTYPE array."""
     out = np.empty(fields[0].size, RAW_DTYPE)
     out["t"], out["crystal"], out["adc"] = fields
     return out

@@ -264,7 +264,8 @@ def _calibrate_and_count(t, crystal, adc, scale, crystal_board, out_t, out_cryst
         out_crystal[i] = c
         out_energy[i] = e
         per_board[crystal_board[c]] += 1
-        if e >= 0 and e < e_max:
-            spectrum[min(int(e * (n_bins / e_max)), n_bins - 1)] += 1
+        b = histograms.energy_bin(e, e_max, n_bins)
+        if b >= 0:
+            spectrum[b] += 1
         hits[hit_cell[c]] += 1
     return -1

@@ -159,8 +159,7 @@ class LiveRecon:
         self._turn += 1
         factors = None
         if self.randoms and delayed.any():
-            model = self.em.randoms_model(delayed)
-            factors = (model.factors * np.sqrt(model.per_mm)).astype(np.float32)
+            factors = self.em.randoms_model(delayed).per_crystal()
         self.em.update_lors(self._x, LORs(cols["a"], cols["b"], cols["tof"]), cols["w"],
                             len(order) / n, crystal_randoms=factors, order=order)
         self.updates += 1

@@ -75,3 +75,9 @@ class RandomsEstimate:
         """(n,) float32: expected randoms of each event's LOR (per mm of TOF position with TOF)."""
         f = self.factors
         return (f[lors.crystal_a] * f[lors.crystal_b] * self.per_mm).astype(np.float32)
+
+    def per_crystal(self) -> np.ndarray:
+        """(n_crystals,) float32 factors g with ``g[a] * g[b]`` = :meth:`per_event` of the LOR
+        (a, b): the randoms as the EM kernel takes them, without a per-event array
+        (:meth:`recon.projector.Projector.em_back_padded`)."""
+        return (self.factors * np.sqrt(self.per_mm)).astype(np.float32)

@@ -140,6 +140,8 @@ def test_fan_sum_randoms_recover_singles_products(brain):
     few = probe.take(slice(0, 10))
     tof = RandomsEstimate(est.factors, 4000, tof=True).per_event(few)
     assert np.allclose(tof, est.per_event(few) / (0.299792458 * 4000), rtol=1e-5)
+    g = RandomsEstimate(est.factors, 4000, tof=True).per_crystal()  # the EM kernel's form
+    assert np.allclose(g[few.crystal_a] * g[few.crystal_b], tof, rtol=1e-5)
 
 
 def test_fan_sum_without_delayeds_is_zero(brain):
