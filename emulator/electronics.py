@@ -71,8 +71,8 @@ def initial_state(fe: FrontEnd, n_crystals: int) -> State:
 
 
 @kernel
-def process(dep, n_held, out, fe, state, counters, rs):
-    """Turn time-ordered deposits into pending singles.
+def process(dep, order, n_held, out, fe, state, counters, rs):
+    """Turn deposits ``dep[order]`` (``order`` puts them in time order) into pending singles.
 
     ``out[:n_held]`` holds the singles still integrating from the previous call (in trigger
     order); new singles are appended. Returns the number of singles in ``out``.
@@ -82,8 +82,8 @@ def process(dep, n_held, out, fe, state, counters, rs):
         key = fe.module_of[out[h].crystal] if fe.pileup_per_module else out[h].crystal
         open_slot[key] = h
     n = n_held
-    for i in range(dep.size):
-        d = dep[i]
+    for i in range(order.size):
+        d = dep[order[i]]
         t = d.t
         m = fe.module_of[d.crystal]
         key = m if fe.pileup_per_module else d.crystal
@@ -131,7 +131,7 @@ def process(dep, n_held, out, fe, state, counters, rs):
 
 
 class Digitizer(NamedTuple):
-    """Per-crystal gain and the digitizer's quantisation."""
+    """Per-crystal gain, the energy resolution and the digitizer's quantisation."""
 
     gains: np.ndarray        # (N,) true relative gain
     kev_per_code: float
@@ -139,13 +139,16 @@ class Digitizer(NamedTuple):
     period_ps: int
     tdc_bits: int
     board_of: np.ndarray     # (N,) int32
+    resolution: float        # FWHM / E at ref_kev; FWHM scales as sqrt(E)
+    ref_kev: float
 
 
 def digitizer(scanner: Scanner) -> Digitizer:
-    d = scanner.digitizer
+    d, r = scanner.digitizer, scanner.response
     return Digitizer(gains=scanner.crystal_gains(), kev_per_code=d.kev_per_adc_code,
                      max_code=(1 << d.adc_bits) - 1, period_ps=d.clock_period_ps,
-                     tdc_bits=d.tdc_bits, board_of=scanner.crystal_board)
+                     tdc_bits=d.tdc_bits, board_of=scanner.crystal_board,
+                     resolution=r.energy_resolution, ref_kev=r.energy_ref_kev)
 
 
 def quantise_time(t_ps: np.ndarray, period_ps: int, tdc_bits: int) -> np.ndarray:
@@ -169,14 +172,46 @@ def wire_time(t_ps: np.ndarray, period_ps: int, tdc_bits: int) -> np.ndarray:
     return coarse * period_ps + (-((-fine * period_ps) >> tdc_bits))  # + ceil(fine P / 2^bits)
 
 
-def adc_codes(energy_kev: np.ndarray, crystal: np.ndarray, dig: Digitizer) -> np.ndarray:
-    """ADC codes of measured energies (keV) in crystals at their true gains, clipped to the
-    ADC's range."""
-    code = np.rint(energy_kev * dig.gains[crystal] / dig.kev_per_code)
-    return np.clip(code, 0, dig.max_code).astype(np.uint16)
-
-
-def measured_energy(true_kev: np.ndarray, fwhm_kev: np.ndarray,
-                    rng: np.random.Generator) -> np.ndarray:
-    """Deposited energies (keV) smeared by a Gaussian of the given FWHM, not below zero."""
-    return np.maximum(true_kev + fwhm_kev / 2.3548 * rng.standard_normal(true_kev.size), 0.0)
+@kernel
+def readout(pending, bound_ps, dig, rs, raw, truth, held):
+    """Digitise the pending singles that can no longer change (``t_meas`` < ``bound_ps``) in
+    the order of their measured time, into ``raw`` (RAW_DTYPE) and, when ``truth`` has room,
+    their truth; the others go to ``held`` in their order. Energies get a Gaussian of the
+    scanner's FWHM (scaling as sqrt(E)), then the crystal's gain and the ADC's code; times the
+    clock and TDC (:func:`quantise_time`). Returns (digitised, held)."""
+    n_out, n_held = 0, 0
+    idx = np.empty(pending.size, np.int64)
+    for i in range(pending.size):
+        if pending[i].t_meas >= bound_ps:
+            held[n_held] = pending[i]
+            n_held += 1
+            continue
+        # insertion by measured time: the jitter moves a single past few others
+        w = n_out
+        t = pending[i].t_meas
+        while w > 0 and pending[idx[w - 1]].t_meas > t:
+            idx[w] = idx[w - 1]
+            w -= 1
+        idx[w] = i
+        n_out += 1
+    sigma_per_sqrt_kev = dig.resolution * math.sqrt(dig.ref_kev) / 2.3548
+    period, bits = dig.period_ps, dig.tdc_bits
+    keep_truth = truth.size > 0
+    for o in range(n_out):
+        s = pending[idx[o]]
+        r = raw[o]
+        t = s.t_meas
+        coarse = t // period
+        fine = ((t - coarse * period) << bits) // period
+        r.t = coarse * period + ((fine * period) >> bits)
+        r.crystal = s.crystal
+        e = float(s.energy)
+        e = max(e + sigma_per_sqrt_kev * math.sqrt(max(e, 1e-3)) * normal(rs), 0.0)
+        code = round(e * dig.gains[s.crystal] / dig.kev_per_code)
+        r.adc = min(max(code, 0), dig.max_code)
+        if keep_truth:
+            tr = truth[o]
+            tr.decay, tr.photon, tr.kind, tr.scatters = s.decay, s.photon, s.kind, s.scatters
+            tr.x, tr.y, tr.z, tr.energy = s.x, s.y, s.z, s.energy
+            tr.t, tr.pileup = s.t, s.pileup
+    return n_out, n_held

@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emulator import electronics, lu176, nuclides, pet, phantoms, records, rng, sampling, spect
+from emulator import (
+    electronics,
+    flight,
+    lu176,
+    nuclides,
+    pet,
+    phantoms,
+    records,
+    rng,
+    sampling,
+    spect,
+)
 from emulator.blocks import BlockRunner
 from emulator.media import TABLE_KEV, crystal_table, water_table
 from emulator.physics import rayleigh_norms
@@ -75,7 +86,7 @@ class Emulator:
         self.seed = int(seed)
         self.truth = bool(truth)
         self._packed = self.phantom.packed()
-        self._water = water_table()
+        self._medium = flight.medium(self._packed.layers, self._packed.layer_boxes, water_table())
         self._crystal = crystal_table(self.scanner.material)
         if self.scanner.kind == "pet":
             self._ring = ring_of(self.scanner)
@@ -184,17 +195,15 @@ class Emulator:
             sampling.positions(block_rs, self._packed, pos)
             return pos
 
-        common = (self.nuclide.positron_fraction, self._range, self._lines, self._packed.layers,
-                  self._water)
+        common = (self.nuclide.positron_fraction, self._range, self._lines, self._medium)
         if self.scanner.kind == "pet":
             src, n = self._blocks.run([self.seed, k, 2], times, first, positions, pet.decays, (
-                *common, self._ring, self._crystal, self._efficiency),
-                lambda: pet.work_arrays(n_layers), 2.0)
+                *common, self._ring, self._crystal, self._efficiency), pet.work_arrays, 2.0)
         else:
             src, n = self._blocks.run([self.seed, k, 2], times, first, positions, spect.decays, (
                 *common, self._heads, self._crystal, self._efficiency, self._norms,
                 self.history_weight, self._spread_ps(rate), *self._view),
-                lambda: pet.work_arrays(n_layers)[:1], 1.0)
+                lambda: (np.empty(flight.work_size(n_layers)),), 1.0)
         counters += n
         lu = src[:0]
         if lu_times.size:
@@ -203,41 +212,24 @@ class Emulator:
             lu, n = self._blocks.run(
                 [self.seed, k, 3], lu_times, first,
                 lambda block_rs, m: lu176.crystals_of(block_rs, m, self.scanner.n_crystals), lu176.decays,
-                (self._ring, self._crystal, self._efficiency, self._beta),
-                lambda: pet.work_arrays(n_layers), 2.0)
+                (self._ring, self._crystal, self._efficiency, self._beta), pet.work_arrays, 2.0)
             counters += n
         # electronics, up to the end of the slice
         dep = np.concatenate([carry, src, lu])
-        dep = dep[np.argsort(dep["t"], kind="stable")]
-        n_now = int(np.searchsorted(dep["t"], t_b, side="left"))
-        now, carry = dep[:n_now], (dep[:0] if last else dep[n_now:])
-        out = np.empty(held.size + now.size, records.PENDING_DTYPE)
+        t = np.ascontiguousarray(dep["t"])
+        order = np.argsort(t, kind="stable")
+        n_now = int(np.searchsorted(t[order], t_b, side="left"))
+        carry = dep[:0] if last else dep[order[n_now:]]
+        out = np.empty(held.size + n_now, records.PENDING_DTYPE)
         out[:held.size] = held
-        n = electronics.process(now, held.size, out, self._fe, state, counters, rs)
-        out = out[:n]
+        n = electronics.process(dep, order[:n_now], held.size, out, self._fe, state, counters, rs)
         bound = t_b if last else t_b - self._fe.integration_ps - self._fe.jitter_clip_ps
-        final = out["t_meas"] < bound
-        released, held = out[final], out[~final] if not last else out[:0]
-        released = released[np.argsort(released["t_meas"], kind="stable")]
-        counters[c.index("singles")] += released.size
-        return (*self._digitise(released, np.random.default_rng([self.seed, k, 1])), carry, held,
-                bound)
-
-    def _digitise(self, pending: np.ndarray, gen: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        raw = np.empty(pending.size, RAW_DTYPE)
-        raw["t"] = electronics.quantise_time(pending["t_meas"], self._dig.period_ps,
-                                             self._dig.tdc_bits)
-        raw["crystal"] = pending["crystal"]
-        e_true = pending["energy"].astype(np.float64)
-        measured = electronics.measured_energy(e_true, self.scanner.response.fwhm_kev(e_true),
-                                               gen)
-        raw["adc"] = electronics.adc_codes(measured, pending["crystal"], self._dig)
-        truth = np.empty(pending.size if self.truth else 0, records.TRUTH_DTYPE)
-        if self.truth:
-            for name in records.TRUTH_DTYPE.names:
-                truth[name] = pending[name]
-        return raw, truth
+        raw = np.empty(n, RAW_DTYPE)
+        truth = np.empty(n if self.truth else 0, records.TRUTH_DTYPE)
+        held = np.empty(n, records.PENDING_DTYPE)
+        n_out, n_held = electronics.readout(out[:n], bound, self._dig, rs, raw, truth, held)
+        counters[c.index("singles")] += n_out
+        return raw[:n_out], truth[:n_out], carry, held[:0 if last else n_held], bound
 
 
 def _decay_times(rs: np.ndarray, t_a: int, t_b: int, rate_bq: float, lam_per_s: float

@@ -50,7 +50,7 @@ def crystal_volume_cm3(scanner: Scanner) -> float:
 
 @kernel
 def decays(times, crystals, first_id, start, ring, crystal, efficiency, beta_icdf, dep, n_dep,
-           counters, rs, work, hits):
+           counters, rs, hits):
     """Lu-176 decays ``start..`` at ``times`` (ps) in ``crystals`` into deposits ``dep[n_dep:]``;
     returns (next decay, n_dep) like :func:`emulator.pet.decays`."""
     g = ring

@@ -14,9 +14,9 @@ import math
 import numpy as np
 
 from emulator import records
-from emulator.flight import fly, work_size
-from emulator.jit import kernel
-from emulator.physics import isotropic
+from emulator.flight import fly
+from emulator.jit import inline, kernel
+from emulator.physics import isotropic, positron_path
 from emulator.ring import MAX_HITS, TIME_PER_MM_PS, track
 from emulator.rng import normal, uniform
 
@@ -25,12 +25,12 @@ ACOLLINEARITY_SIGMA = math.radians(0.5) / 2.3548
 ANNIHILATION_KEV = 510.998950
 
 
-def work_arrays(n_layers: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scratch of the photon kernels (flight work, crystal hits), allocated once per call."""
-    return np.empty(work_size(n_layers)), np.empty((MAX_HITS, 3))
+def work_arrays() -> tuple[np.ndarray]:
+    """Scratch of the photon kernels (a photon's crystal hits), allocated once per call."""
+    return (np.empty((MAX_HITS, 3)),)
 
 
-@kernel
+@inline
 def write_hits(rs, dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y, z, efficiency,
                counters):
     """Append a photon's crystal deposits to ``dep``, each kept with the crystal efficiency."""
@@ -52,12 +52,11 @@ def write_hits(rs, dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, 
     return n_dep
 
 
-@kernel
-def _photon(rs, layers, water, ring, crystal, efficiency, px, py, pz, ux, uy, uz, energy, t0, decay,
-            photon, kind, dep, n_dep, counters, work, hits):
+@inline
+def _photon(rs, md, ring, crystal, efficiency, px, py, pz, ux, uy, uz, energy, t0, decay, photon,
+            kind, dep, n_dep, counters, hits):
     counters[records.PHOTONS] += 1
-    energy, qx, qy, qz, ux, uy, uz, path, scatters = fly(rs, layers, water, px, py, pz, ux, uy, uz,
-                                                         energy, work)
+    energy, qx, qy, qz, ux, uy, uz, path, scatters = fly(rs, md, px, py, pz, ux, uy, uz, energy)
     if scatters:
         counters[records.SCATTERED] += 1
     if energy <= 0.0:
@@ -71,13 +70,12 @@ def _photon(rs, layers, water, ring, crystal, efficiency, px, py, pz, ux, uy, uz
 
 
 @kernel
-def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers, water, ring,
-           crystal, efficiency, dep, n_dep, counters, rs, work, hits):
+def decays(times, pos, first_id, start, positron_fraction, prange, lines, md, ring, crystal,
+           efficiency, dep, n_dep, counters, rs, hits):
     """Simulate decays ``start..`` (times ps, positions mm) into deposits ``dep[n_dep:]``.
 
     Stops before a decay whose photons might overflow ``dep``; returns (next decay, n_dep).
     """
-    c_range, k1, k2 = prange
     n_lines = lines.shape[0]
     per_decay = (2 + n_lines) * MAX_HITS
     # the photons of one decay: x, y, z, ux, uy, uz, keV, photon id, kind
@@ -88,9 +86,7 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
         x, y, z = pos[i, 0], pos[i, 1], pos[i, 2]
         n_ph = 0
         if uniform(rs) < positron_fraction:
-            k = k1 if uniform(rs) < c_range else k2
-            r = -math.log((1.0 - uniform(rs)) * (1.0 - uniform(rs))) / k
-            dx, dy, dz = isotropic(rs)
+            dx, dy, dz = positron_path(rs, prange)
             ux, uy, uz = isotropic(rs)
             # two unit vectors across u, for the acollinearity
             if abs(uz) < 0.9:
@@ -107,7 +103,7 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
             vz = -uz + a1 * e1z + a2 * e2z
             nrm = math.sqrt(vx * vx + vy * vy + vz * vz)
             for p in range(2):
-                ph[p, 0], ph[p, 1], ph[p, 2] = x + r * dx, y + r * dy, z + r * dz
+                ph[p, 0], ph[p, 1], ph[p, 2] = x + dx, y + dy, z + dz
                 ph[p, 6], ph[p, 7], ph[p, 8] = ANNIHILATION_KEV, p, records.ANNIHILATION
             ph[0, 3], ph[0, 4], ph[0, 5] = ux, uy, uz
             ph[1, 3], ph[1, 4], ph[1, 5] = vx / nrm, vy / nrm, vz / nrm
@@ -119,8 +115,7 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
                 ph[n_ph, 6], ph[n_ph, 7], ph[n_ph, 8] = lines[q, 0], 2 + q, records.GAMMA
                 n_ph += 1
         for p in range(n_ph):
-            n_dep = _photon(rs, layers, water, ring, crystal, efficiency, ph[p, 0], ph[p, 1],
-                            ph[p, 2], ph[p, 3], ph[p, 4], ph[p, 5], ph[p, 6], times[i],
-                            first_id + i, int(ph[p, 7]), int(ph[p, 8]), dep, n_dep, counters,
-                            work, hits)
+            n_dep = _photon(rs, md, ring, crystal, efficiency, ph[p, 0], ph[p, 1], ph[p, 2],
+                            ph[p, 3], ph[p, 4], ph[p, 5], ph[p, 6], times[i], first_id + i,
+                            int(ph[p, 7]), int(ph[p, 8]), dep, n_dep, counters, hits)
     return times.size, n_dep

@@ -19,6 +19,7 @@ import numpy as np
 from emulator.jit import inline, kernel
 from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS, crystal_interaction
 from emulator.rng import exponential
+from emulator.slabs import inverse, slab, slab_exit
 from hw.scanner import Scanner
 
 #: Below this energy (keV) a photon deposits what it has left where it is.
@@ -41,10 +42,10 @@ class Ring(NamedTuple):
     radius: float
     half_w: float
     r_max: float
-    mr_z0: tuple[float, ...]    # low z edge of each module ring's crystal cells
+    mr_z0: np.ndarray           # (n_mr,) low z edge of each module ring's crystal cells
     mr_len: float
-    cos_sec: tuple[float, ...]  # direction of each sector's axis
-    sin_sec: tuple[float, ...]
+    cos_sec: np.ndarray         # (n_sec,) direction of each sector's axis
+    sin_sec: np.ndarray
     per_ring: int
 
 
@@ -64,8 +65,8 @@ def ring_of(scanner: Scanner) -> Ring:
         margin_t=(pitch_t - size_t) / 2, margin_a=(pitch_a - size_a) / 2, depth=depth,
         radius=scanner.ring_radius_mm, half_w=ct * pitch_t / 2,
         r_max=math.hypot(scanner.ring_radius_mm + depth, ct * pitch_t / 2),
-        mr_z0=tuple(float(v) for v in z_first - pitch_a / 2), mr_len=ca * pitch_a,
-        cos_sec=tuple(float(v) for v in np.cos(phi)), sin_sec=tuple(float(v) for v in np.sin(phi)),
+        mr_z0=np.asarray(z_first - pitch_a / 2, dtype=np.float64), mr_len=ca * pitch_a,
+        cos_sec=np.cos(phi), sin_sec=np.sin(phi),
         per_ring=scanner.crystals_per_ring,
     )
     predicted = crystal_centres(ring)
@@ -91,37 +92,12 @@ def crystal_centres(ring: Ring) -> np.ndarray:
 
 
 @inline
-def _slab(p, inv_u, lo, hi):
-    """(t0, t1) where lo <= p + t u <= hi, given 1/u (inf for u = 0)."""
-    if math.isinf(inv_u):
-        if lo <= p <= hi:
-            return -np.inf, np.inf
-        return np.inf, -np.inf
-    a, b = (lo - p) * inv_u, (hi - p) * inv_u
-    return (a, b) if a < b else (b, a)
-
-
-@inline
-def _inv(u):
-    return 1.0 / u if u != 0.0 else np.inf
-
-
-@inline
 def _prism(g, m, px, py, ux, uy):
     """(t0, t1) of the line inside sector m's module prism (depth x width, any z)."""
     c, s = g.cos_sec[m], g.sin_sec[m]
-    a0, a1 = _slab(px * c + py * s - g.radius, _inv(ux * c + uy * s), 0.0, g.depth)
-    b0, b1 = _slab(-px * s + py * c, _inv(-ux * s + uy * c), -g.half_w, g.half_w)
+    a0, a1 = slab(px * c + py * s - g.radius, inverse(ux * c + uy * s), 0.0, g.depth)
+    b0, b1 = slab(-px * s + py * c, inverse(-ux * s + uy * c), -g.half_w, g.half_w)
     return max(a0, b0), min(a1, b1)
-
-
-@kernel
-def module_box(g, m, k, px, py, pz, ux, uy, uz):
-    """(t0, t1) of the line p + t u inside module (sector m, module ring k)."""
-    t0, t1 = _prism(g, m, px, py, ux, uy)
-    z0 = g.mr_z0[k]
-    c0, c1 = _slab(pz, _inv(uz), z0, z0 + g.mr_len)
-    return max(t0, c0), min(t1, c1)
 
 
 @inline
@@ -171,7 +147,7 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
     za, zb = pz + lo * uz, pz + to1 * uz
     if (za > z_hi and zb > z_hi) or (za < z_lo and zb < z_lo):
         return -1, -1, 0.0, 0.0
-    inv_uz = _inv(uz)
+    inv_uz = inverse(uz)
     # the ray is in the annulus radius .. r_max on up to two stretches
     ta0, tb0, ta1, tb1 = lo, to1, 1.0, 0.0
     disc_i = b * b - a * (rr - g.radius * g.radius)
@@ -193,7 +169,7 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
                     if m == ex_m and k == ex_k:
                         continue
                     z0 = g.mr_z0[k]
-                    c0, c1 = _slab(pz, inv_uz, z0, z0 + g.mr_len)
+                    c0, c1 = slab(pz, inv_uz, z0, z0 + g.mr_len)
                     t0, t1 = max(p0, c0), min(p1, c1)
                     if t1 > t0 and t1 > 1e-9 and t0 < best_t:
                         best_k, best_t, best_out = k, max(t0, 0.0), t1
@@ -205,52 +181,72 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
     return -1, -1, 0.0, 0.0
 
 
-@kernel
-def _walk(g, m, k, px, py, pz, ux, uy, uz, t_exit, tau, mu):
-    """Walk the crystal cells of module (m, k) from p (inside it) up to ``t_exit``, spending the
-    optical depth ``tau`` in crystal at attenuation ``mu``. Returns (crystal, t) of the
-    interaction, or (-1, t_exit)."""
+@inline
+def _front_entry(g, px, py, pz, ux, uy, uz):
+    """(m, k, t) of the module whose front face a photon inside the inscribed circle of the
+    modules' faces crosses where it leaves the prism they bound; m = -2 when it leaves that prism
+    beyond an axial end of the ring moving away from it (it meets no module), m = -1 when it
+    leaves elsewhere (between two modules or module rings, along the axis, towards the ring
+    from beyond its end).
+
+    Every module lies outside that convex prism, so the face it is left through is the first
+    module met. The face is the one of least positive crossing distance among the three around
+    the sector where the line leaves the inscribed circle (the prism reaches at most half a
+    sector further round)."""
+    a = ux * ux + uy * uy
+    if a < 1e-18:
+        return -1, -1, 0.0
+    b = px * ux + py * uy
+    t_c = (-b + math.sqrt(b * b - a * (px * px + py * py - g.radius * g.radius))) / a
+    m0 = _sector(g, px + t_c * ux, py + t_c * uy, 0)
+    m, t = -1, np.inf
+    for dm in range(-1, 2):
+        q = (m0 + dm) % g.n_sec
+        un = ux * g.cos_sec[q] + uy * g.sin_sec[q]
+        if un > 0.0:
+            tq = (g.radius - px * g.cos_sec[q] - py * g.sin_sec[q]) / un
+            if tq < t:
+                m, t = q, tq
+    if m < 0:
+        return -1, -1, 0.0
+    s = -(px + t * ux) * g.sin_sec[m] + (py + t * uy) * g.cos_sec[m]
+    if abs(s) > g.half_w:
+        return -1, -1, 0.0
+    z = pz + t * uz
+    for k in range(g.n_mr):
+        if g.mr_z0[k] <= z <= g.mr_z0[k] + g.mr_len:
+            return m, k, max(t, 0.0)
+    if (z > g.mr_z0[g.n_mr - 1] + g.mr_len and uz >= 0.0) or (z < g.mr_z0[0] and uz <= 0.0):
+        return -2, -1, 0.0          # beyond an axial end of the ring, going away from it
+    return -1, -1, 0.0
+
+
+@inline
+def _in_module(rs, g, m, k, px, py, pz, ux, uy, uz, mu):
+    """Delta tracking through the crystals of module (m, k) from p (inside it) along u at the
+    crystal's attenuation ``mu`` (1/mm); the reflector between crystals does not attenuate.
+    Returns (crystal, t) of the next interaction, or (-1, t) where the photon leaves the module."""
     c, s = g.cos_sec[m], g.sin_sec[m]
-    sp, us = -px * s + py * c + g.half_w, -ux * s + uy * c
-    ap, ua = pz - g.mr_z0[k], uz
-    inv_s, inv_a = _inv(us), _inv(ua)
-    i = min(max(math.floor(sp / g.pitch_t), 0), g.ct - 1)
-    j = min(max(math.floor(ap / g.pitch_a), 0), g.ca - 1)
-    di = 1 if us > 0.0 else -1
-    dj = 1 if ua > 0.0 else -1
-    t_s = ((i + (1 if us > 0.0 else 0)) * g.pitch_t - sp) * inv_s if us != 0.0 else np.inf
-    t_a = ((j + (1 if ua > 0.0 else 0)) * g.pitch_a - ap) * inv_a if ua != 0.0 else np.inf
-    dt_s, dt_a = g.pitch_t * abs(inv_s), g.pitch_a * abs(inv_a)
-    size_t = g.pitch_t - 2.0 * g.margin_t
-    size_a = g.pitch_a - 2.0 * g.margin_a
-    need = tau / mu
-    tc = 0.0
+    d0, ud = px * c + py * s - g.radius, ux * c + uy * s
+    s0, us = -px * s + py * c + g.half_w, -ux * s + uy * c
+    a0, ua = pz - g.mr_z0[k], uz
+    t_out = min(slab_exit(d0, ud, 0.0, g.depth), slab_exit(s0, us, 0.0, 2.0 * g.half_w),
+                slab_exit(a0, ua, 0.0, g.mr_len))
+    t = 0.0
     while True:
-        tn = min(t_s, t_a, t_exit)
-        lo_s = i * g.pitch_t + g.margin_t
-        lo_a = j * g.pitch_a + g.margin_a
-        s0, s1 = _slab(sp, inv_s, lo_s, lo_s + size_t)
-        a0, a1 = _slab(ap, inv_a, lo_a, lo_a + size_a)
-        c0, c1 = max(tc, s0, a0), min(tn, s1, a1)
-        if c1 > c0:
-            if need <= c1 - c0:
-                return (k * g.ca + j) * g.per_ring + m * g.ct + i, c0 + need
-            need -= c1 - c0
-        if tn >= t_exit:
-            return -1, t_exit
-        if t_s <= t_a:
-            i += di
-            tc = t_s
-            t_s += dt_s
-        else:
-            j += dj
-            tc = t_a
-            t_a += dt_a
-        if i < 0 or i >= g.ct or j < 0 or j >= g.ca:
-            return -1, t_exit
+        t += exponential(rs) / mu
+        if t >= t_out:
+            return -1, t_out
+        sv, av = s0 + t * us, a0 + t * ua
+        i = min(max(math.floor(sv / g.pitch_t), 0), g.ct - 1)
+        j = min(max(math.floor(av / g.pitch_a), 0), g.ca - 1)
+        fs, fa = sv - i * g.pitch_t, av - j * g.pitch_a
+        if (g.margin_t <= fs <= g.pitch_t - g.margin_t
+                and g.margin_a <= fa <= g.pitch_a - g.margin_a):
+            return (k * g.ca + j) * g.per_ring + m * g.ct + i, t
 
 
-@kernel
+@inline
 def track(rs, g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
     """Follow a photon into and through the ring. ``table`` is the crystal's (keV, 2) table of
     mu and photo-electric fraction; ``m, k`` the module p lies in (-1 when outside the ring);
@@ -262,23 +258,28 @@ def track(rs, g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
     n = 0
     inside = m >= 0
     ex_m, ex_k = -1, -1
-    t_out = 0.0
-    if inside:
-        t_out = module_box(g, m, k, px, py, pz, ux, uy, uz)[1]
+    if not inside and px * px + py * py < g.radius * g.radius:
+        m, k, t_in = _front_entry(g, px, py, pz, ux, uy, uz)
+        if m == -2:
+            return 0
+        if m >= 0:
+            px += t_in * ux
+            py += t_in * uy
+            pz += t_in * uz
+            path += t_in
+            inside = True
     for _ in range(64):
         if not inside:
-            m, k, t_in, t_out = find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k)
+            m, k, t_in, _ = find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k)
             if m < 0:
                 return n
             px += t_in * ux
             py += t_in * uy
             pz += t_in * uz
             path += t_in
-            t_out -= t_in
             inside = True
         e_idx = min(int(energy), table.shape[0] - 1)
-        tau = exponential(rs)
-        crystal, t = _walk(g, m, k, px, py, pz, ux, uy, uz, t_out, tau, table[e_idx, 0])
+        crystal, t = _in_module(rs, g, m, k, px, py, pz, ux, uy, uz, table[e_idx, 0])
         px += t * ux
         py += t * uy
         pz += t * uz
@@ -302,7 +303,6 @@ def track(rs, g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
         hits[slot, 1] += deposit
         if energy <= 0.0:
             return n
-        t_out = module_box(g, m, k, px, py, pz, ux, uy, uz)[1]
     return n
 
 

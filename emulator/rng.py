@@ -5,6 +5,10 @@ draws: one per block of decays, seeded from (seed, slice, stream, block), so run
 deterministic whatever the threads. numba's ``np.random`` costs about 13 ns a draw (a call into
 the runtime for the thread's state); this one about 1-2 ns, and the photon physics draws 10-20
 numbers a photon.
+
+Exponential and normal variates use the 256-layer ziggurat (Marsaglia & Tsang 2000) with
+numpy's 53/52-bit layout: one 64-bit draw and a table lookup almost every time (98.9 / 99.3 %),
+instead of a logarithm (about 10 ns here).
 """
 
 from __future__ import annotations
@@ -18,6 +22,39 @@ from emulator.jit import inline
 
 _TO_UNIT = 1.0 / 9007199254740992.0   # 2^-53
 
+#: Ziggurat parameters: the base strip's right edge r and each strip's area v.
+EXP_R = 7.69711747013104972
+_EXP_AREA = 0.0039496598225815571993
+NOR_R = 3.6541528853610088
+_NOR_INV_R = 1.0 / NOR_R
+_NOR_AREA = 0.00492867323399
+
+
+def ziggurat_tables(r: float, area: float, f, f_inverse, mantissa: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(k, w, f) tables of a 256-strip ziggurat for the decreasing density ``f`` (unnormalised,
+    f(0) = 1) whose strips have ``area``, the last at ``r``; ``mantissa`` = 2^bits of the
+    uniform integer the sampler draws (Marsaglia & Tsang 2000)."""
+    k = np.zeros(256, np.uint64)
+    w = np.zeros(256)
+    fv = np.zeros(256)
+    x1 = r
+    w[255], fv[255] = x1 / mantissa, f(x1)
+    k[0] = np.uint64(math.floor(x1 * fv[255] / area * mantissa))
+    w[0], fv[0] = area / fv[255] / mantissa, 1.0
+    for i in range(254, 0, -1):
+        x = f_inverse(area / x1 + fv[i + 1])
+        k[i + 1] = np.uint64(math.floor(x / x1 * mantissa))
+        w[i], fv[i] = x / mantissa, f(x)
+        x1 = x
+    return k, w, fv
+
+
+_KE, _WE, _FE = ziggurat_tables(EXP_R, _EXP_AREA, lambda x: math.exp(-x), lambda y: -math.log(y),
+                                2.0 ** 53)
+_KI, _WI, _FI = ziggurat_tables(NOR_R, _NOR_AREA, lambda x: math.exp(-0.5 * x * x),
+                                lambda y: math.sqrt(-2.0 * math.log(y)), 2.0 ** 52)
+
 
 def state(seed: int | np.ndarray | list[int]) -> np.ndarray:
     """A generator state (4 uint64, never all zero) from a seed (or a SeedSequence entropy)."""
@@ -30,8 +67,8 @@ def _rotl(x, k):
 
 
 @inline
-def uniform(rs):
-    """A float64 uniform in [0, 1) (53 random bits)."""
+def bits(rs):
+    """64 random bits (uint64)."""
     s0, s1, s2, s3 = rs[0], rs[1], rs[2], rs[3]
     result = s0 + s3
     t = s1 << uint64(17)
@@ -41,13 +78,52 @@ def uniform(rs):
     s0 ^= s3
     s2 ^= t
     rs[0], rs[1], rs[2], rs[3] = s0, s1, s2, _rotl(s3, 45)
-    return (result >> uint64(11)) * _TO_UNIT
+    return result
+
+
+@inline
+def uniform(rs):
+    """A float64 uniform in [0, 1) (53 random bits)."""
+    return (bits(rs) >> uint64(11)) * _TO_UNIT
 
 
 @inline
 def exponential(rs):
-    """An exponential variate of mean 1."""
-    return -math.log(1.0 - uniform(rs))
+    """An exponential variate of mean 1 (ziggurat)."""
+    while True:
+        ri = bits(rs) >> uint64(3)
+        idx = np.intp(ri & uint64(0xFF))
+        ri >>= uint64(8)
+        x = ri * _WE[idx]
+        if ri < _KE[idx]:
+            return x
+        if idx == 0:
+            return EXP_R - math.log(1.0 - uniform(rs))
+        if (_FE[idx - 1] - _FE[idx]) * uniform(rs) + _FE[idx] < math.exp(-x):
+            return x
+
+
+@inline
+def normal(rs):
+    """A standard normal variate (ziggurat)."""
+    while True:
+        r = bits(rs)
+        idx = np.intp(r & uint64(0xFF))
+        r >>= uint64(8)
+        rabs = (r >> uint64(1)) & uint64(0x000FFFFFFFFFFFFF)
+        x = rabs * _WI[idx]
+        if r & uint64(1):
+            x = -x
+        if rabs < _KI[idx]:
+            return x
+        if idx == 0:
+            while True:
+                xx = -_NOR_INV_R * math.log(1.0 - uniform(rs))
+                yy = -math.log(1.0 - uniform(rs))
+                if yy + yy > xx * xx:
+                    return -(NOR_R + xx) if (rabs >> uint64(8)) & uint64(1) else NOR_R + xx
+        elif (_FI[idx - 1] - _FI[idx]) * uniform(rs) + _FI[idx] < math.exp(-0.5 * x * x):
+            return x
 
 
 @inline
@@ -62,7 +138,8 @@ def disc(rs):
 
 
 @inline
-def normal(rs):
-    """A standard normal variate (Marsaglia's polar method, one of the pair kept)."""
-    a, _, s = disc(rs)
-    return a * math.sqrt(-2.0 * math.log(s) / s)
+def azimuth(rs):
+    """(cos phi, sin phi) of an angle phi uniform in [0, 2 pi), without trigonometry (the
+    doubled angle of a point uniform in the unit disc)."""
+    a, b, s = disc(rs)
+    return (a * a - b * b) / s, 2.0 * a * b / s

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from emulator.jit import inline, kernel
-from emulator.phantoms.shapes import CYLINDER, from_unit, row_contains
+from emulator.phantoms.shapes import row_contains
 from emulator.rng import exponential, uniform
 
 
@@ -32,7 +30,10 @@ def decay_times(rs, t0_ps, length_ps, rate0_bq, lam_per_s, out):
             arg = lam_per_s * cum / rate0_bq
             if arg >= 1.0:
                 break
-            tau = -math.log1p(-arg) / lam_per_s
+            if arg < 1e-4:     # -log1p(-x) to double precision without a logarithm
+                tau = arg * (1.0 + arg * (0.5 + arg * (1.0 / 3.0 + 0.25 * arg))) / lam_per_s
+            else:
+                tau = -math.log1p(-arg) / lam_per_s
         else:
             tau = cum / rate0_bq
         if tau >= length_s:
@@ -43,31 +44,42 @@ def decay_times(rs, t0_ps, length_ps, rate0_bq, lam_per_s, out):
 
 
 @inline
-def _in_unit(rs, kind):
-    """A point uniform in the unit ball (ellipsoid) or unit cylinder."""
-    while True:
-        x = 2.0 * uniform(rs) - 1.0
-        y = 2.0 * uniform(rs) - 1.0
-        if kind == CYLINDER:
-            if x * x + y * y <= 1.0:
-                return x, y, 2.0 * uniform(rs) - 1.0
-        else:
-            z = 2.0 * uniform(rs) - 1.0
-            if x * x + y * y + z * z <= 1.0:
-                return x, y, z
-
-
-@inline
 def _pick(rs, cdf):
     """An index drawn with the probabilities of the cumulative ``cdf`` (last entry 1)."""
     u = uniform(rs)
     n = cdf.size
-    if n <= 16:
-        for i in range(n - 1):
-            if u < cdf[i]:
-                return i
-        return n - 1
-    return min(np.searchsorted(cdf, u, side="right"), n - 1)
+    for i in range(n - 1):
+        if u < cdf[i]:
+            return i
+    return n - 1
+
+
+@inline
+def _in_regions(rs, shapes, g):
+    """A point (mm) drawn with the regions' painted concentration (see
+    :mod:`emulator.phantoms.voxels`)."""
+    n = g.voxels.size
+    while True:
+        u = uniform(rs) * n
+        v = int(u)
+        if u - v >= g.voxels[v].prob:
+            v = g.voxels[v].alias
+        vx = g.voxels[v]
+        x = vx.x + g.size[0] * uniform(rs)
+        y = vx.y + g.size[1] * uniform(rs)
+        z = vx.z + g.size[2] * uniform(rs)
+        r = vx.first
+        if r < 0:
+            return x, y, z
+        a = vx.base
+        while g.regions[r] >= 0:
+            q = g.regions[r]
+            if row_contains(shapes, q, x, y, z):
+                a = g.activity[q]
+                break
+            r += 1
+        if uniform(rs) * vx.majorant < a:
+            return x, y, z
 
 
 @kernel
@@ -78,22 +90,9 @@ def positions(rs, pk, out):
         kind = pk.src_kind[s]
         if kind == 0:
             out[i, 0], out[i, 1], out[i, 2] = pk.src_a[s, 0], pk.src_a[s, 1], pk.src_a[s, 2]
-            continue
-        if kind == 1:
+        elif kind == 1:
             f = uniform(rs)
             for c in range(3):
                 out[i, c] = pk.src_a[s, c] + f * (pk.src_b[s, c] - pk.src_a[s, c])
-            continue
-        while True:
-            v = _pick(rs, pk.vol_cdf)
-            r = pk.vol_region[v]
-            qx, qy, qz = _in_unit(rs, pk.shapes[r, 0])
-            x, y, z = from_unit(pk.shapes, r, qx, qy, qz)
-            covered = False
-            for q in range(pk.over_ptr[v], pk.over_ptr[v + 1]):
-                if row_contains(pk.shapes, pk.over_idx[q], x, y, z):
-                    covered = True
-                    break
-            if not covered:
-                out[i, 0], out[i, 1], out[i, 2] = x, y, z
-                break
+        else:
+            out[i, 0], out[i, 1], out[i, 2] = _in_regions(rs, pk.shapes, pk.grid)

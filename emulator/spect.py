@@ -33,6 +33,7 @@ from emulator.physics import (
     crystal_interaction,
     isotropic,
     klein_nishina_pdf,
+    positron_path,
     rayleigh_pdf,
 )
 from emulator.rng import exponential, normal, uniform
@@ -165,13 +166,14 @@ def _camera(rs, hd, crystal, h, energy, b, s, z, t0, decay, photon, scatters, x0
 
 
 @kernel
-def _force(rs, hd, layers, water, crystal, norms, weight, view, vx, vy, vz, ux, uy, uz, energy,
+def _force(rs, hd, md, crystal, norms, weight, view, vx, vy, vz, ux, uy, uz, energy,
            vertex, t0, spread_ps, decay, n_ev, photon, scatters, x0, y0, z0, efficiency, dep,
            n_dep, counters, work):
     """Forced detection from one vertex (``vertex`` 0: emission, isotropic; 1: a scattering
     of a photon of ``energy`` travelling along u) towards every head. Each detected photon is
     another of the history's decays: its own decay id (``decay + n_ev``) and time (``t0`` plus
     up to ``spread_ps``). Returns (n_dep, n_ev)."""
+    water = md.water
     e_idx = min(int(energy), water.shape[0] - 1)
     half_w, half_h = hd.columns * hd.pixel / 2.0, hd.rows * hd.pixel / 2.0
     for h in range(hd.n_heads):
@@ -194,7 +196,7 @@ def _force(rs, hd, layers, water, crystal, norms, weight, view, vx, vy, vz, ux, 
                     e_out = energy
                     density = water[e_idx, 2] * rayleigh_pdf(energy, cos_t, norms[e_idx])
             mu = water[min(int(e_out), water.shape[0] - 1), 0]
-            tau = optical_depth(layers, mu, vx, vy, vz, rx, ry, 0.0, work)
+            tau = optical_depth(md.layers, mu, vx, vy, vz, rx, ry, 0.0, work)
             mean = weight * density * hd.four_pi_g * math.exp(-tau)
             for _ in range(_poisson(rs, mean)):
                 t = t0 + int(spread_ps * uniform(rs))
@@ -206,13 +208,13 @@ def _force(rs, hd, layers, water, crystal, norms, weight, view, vx, vy, vz, ux, 
 
 
 @kernel
-def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers, water, heads,
-           crystal, efficiency, norms, weight, spread_ps, run_start_ps, view_ps, dep, n_dep,
+def decays(times, pos, first_id, start, positron_fraction, prange, lines, md, heads, crystal,
+           efficiency, norms, weight, spread_ps, run_start_ps, view_ps, dep, n_dep,
            counters, rs, work):
     """Histories ``start..`` (times ps, positions mm), each standing for ``weight`` decays, into
     deposits ``dep[n_dep:]``; returns (next history, n_dep) like :func:`emulator.pet.decays`.
     A history's detected photons get decay ids ``64 * (first_id + i) + 0..63``."""
-    c_range, k1, k2 = prange
+    water = md.water
     n_lines = lines.shape[0]
     ph = np.empty((2 + n_lines, 4))         # ux, uy, uz, keV
     for i in range(start, times.size):
@@ -223,10 +225,8 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
         n_ph = 0
         px, py, pz = x, y, z
         if uniform(rs) < positron_fraction:
-            k = k1 if uniform(rs) < c_range else k2
-            r = -math.log((1.0 - uniform(rs)) * (1.0 - uniform(rs))) / k
-            dx, dy, dz = isotropic(rs)
-            px, py, pz = x + r * dx, y + r * dy, z + r * dz
+            dx, dy, dz = positron_path(rs, prange)
+            px, py, pz = x + dx, y + dy, z + dz
             ux, uy, uz = isotropic(rs)
             ph[0, 0], ph[0, 1], ph[0, 2], ph[0, 3] = ux, uy, uz, ELECTRON_KEV
             ph[1, 0], ph[1, 1], ph[1, 2], ph[1, 3] = -ux, -uy, -uz, ELECTRON_KEV
@@ -245,18 +245,18 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, layers
             qx, qy, qz = (px, py, pz) if p < first_line else (x, y, z)
             ex, ey, ez = qx, qy, qz
             ux, uy, uz, energy = ph[p, 0], ph[p, 1], ph[p, 2], ph[p, 3]
-            n_dep, n_ev = _force(rs, heads, layers, water, crystal, norms, weight, view, qx, qy, qz,
+            n_dep, n_ev = _force(rs, heads, md, crystal, norms, weight, view, qx, qy, qz,
                                  ux, uy, uz, energy, 0, times[i], spread_ps, decay, n_ev,
                                  photon, 0, ex, ey, ez, efficiency, dep, n_dep, counters, work)
             scatters = 0
             while n_dep + 64 <= dep.size:
-                d = next_interaction(rs, layers, water[min(int(energy), water.shape[0] - 1), 0],
-                                     qx, qy, qz, ux, uy, uz, work)
+                d = next_interaction(rs, md, water[min(int(energy), water.shape[0] - 1), 0],
+                                     qx, qy, qz, ux, uy, uz)
                 if d < 0.0:
                     break
                 qx, qy, qz = qx + d * ux, qy + d * uy, qz + d * uz
                 # the scattered photon's expected detections from here, before it moves on
-                n_dep, n_ev = _force(rs, heads, layers, water, crystal, norms, weight, view, qx, qy,
+                n_dep, n_ev = _force(rs, heads, md, crystal, norms, weight, view, qx, qy,
                                      qz, ux, uy, uz, energy, 1, times[i], spread_ps, decay,
                                      n_ev, photon, scatters, ex, ey, ez, efficiency, dep, n_dep,
                                      counters, work)

@@ -48,7 +48,8 @@ def test_delayed_count_matches_truth_randoms_over_an_activity_sweep(acquisitions
     for mbq, prompts, random, delayeds in acquisitions:
         randoms = int(random.sum())
         assert randoms > 300, mbq
-        assert abs(delayeds - randoms) < 3 * np.sqrt(delayeds + randoms), (mbq, randoms, delayeds)
+        # the two counts agree within Poisson noise (4 sigma: three comparisons are made)
+        assert abs(delayeds - randoms) < 4 * np.sqrt(delayeds + randoms), (mbq, randoms, delayeds)
         fractions.append(randoms / prompts.size)
     # randoms grow as activity squared, trues as activity: the random fraction rises
     assert fractions[0] < fractions[1] < fractions[2]

@@ -110,7 +110,7 @@ def _electronics(scanner, dep, threshold=50.0):
     state = electronics.initial_state(fe, scanner.n_crystals)
     out = np.zeros(dep.size, records.PENDING_DTYPE)
     counters = np.zeros(len(records.COUNTERS), np.int64)
-    n = electronics.process(dep, 0, out, fe, state, counters, rng.state(0))
+    n = electronics.process(dep, np.arange(dep.size), 0, out, fe, state, counters, rng.state(0))
     return out[:n], dict(zip(records.COUNTERS, counters, strict=True))
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from emulator.media import mu_water
 from emulator.phantoms.shapes import ROW, Shape, pack_row
+from emulator.phantoms.voxels import ActivityGrid, activity_grid
 from hw.errors import UserError
 
 
@@ -57,10 +58,8 @@ class PackedPhantom(NamedTuple):
     shapes: np.ndarray        # (R, ROW) every region's packed shape (shapes.pack_row)
     layers: np.ndarray        # (L, ROW + 1) attenuating regions in painter's order: packed
     #                           shape rows (shapes.pack_row) with the density in the last column
-    vol_region: np.ndarray    # (V,) region index of each region with activity > 0
-    vol_cdf: np.ndarray       # (V,) cumulative activity x volume, last = 1
-    over_ptr: np.ndarray      # (V + 1,) CSR into over_idx
-    over_idx: np.ndarray      # later activity-defining regions overlapping the region
+    layer_boxes: np.ndarray   # (L, 2, 3) mm, low and high corners of a box around each layer
+    grid: ActivityGrid        # the regions' activity for drawing positions (voxels.py)
     src_kind: np.ndarray      # (S + 1,) 0 point, 1 line, 2 the regions
     src_a: np.ndarray         # (S + 1, 3)
     src_b: np.ndarray         # (S + 1, 3)
@@ -138,17 +137,11 @@ class Phantom:
         shapes = np.array([pack_row(r.shape) for r in parts], dtype=np.float64).reshape(n, ROW)
         layers = np.array([np.append(shapes[i], r.density) for i, r in enumerate(parts)
                            if r.density is not None], dtype=np.float64).reshape(-1, ROW + 1)
-        vol = [i for i, r in enumerate(parts) if (r.activity or 0.0) > 0]
-        weight = np.array([parts[i].activity * parts[i].shape.volume_mm3 for i in vol])
-        cdf = np.cumsum(weight) / weight.sum() if vol else np.zeros(0)
         boxes = np.array([r.shape.bounding_box() for r in parts]).reshape(n, 2, 3)
-        defines = np.array([r.activity is not None for r in parts], dtype=bool)
-        ptr, idx = [0], []
-        for i in vol:
-            overlap = np.all((boxes[:, 0] <= boxes[i, 1]) & (boxes[i, 0] <= boxes[:, 1]), axis=1)
-            later = np.flatnonzero(overlap & defines & (np.arange(n) > i))
-            idx.extend(later.tolist())
-            ptr.append(len(idx))
+        attenuating = [i for i, r in enumerate(parts) if r.density is not None]
+        volumetric = any((r.activity or 0.0) > 0 for r in parts)
+        grid = activity_grid(shapes, [r.activity for r in parts], boxes,
+                             np.array([min(r.shape.semi_axes_mm) for r in parts]))
         kinds, a, b, frac = [], [], [], []
         for s in self.sources:
             line = isinstance(s, LineSource)
@@ -156,16 +149,15 @@ class Phantom:
             a.append(s.start_mm if line else s.position_mm)
             b.append(s.stop_mm if line else s.position_mm)
             frac.append(s.fraction)
-        if vol:
+        if volumetric:
             kinds.append(2)
             a.append((0.0, 0.0, 0.0))
             b.append((0.0, 0.0, 0.0))
             frac.append(max(0.0, 1.0 - sum(frac)))
         src_cdf = np.cumsum(frac) / np.sum(frac)
         return PackedPhantom(
-            shapes=shapes, layers=layers,
-            vol_region=np.array(vol, dtype=np.int64), vol_cdf=cdf.astype(np.float64),
-            over_ptr=np.array(ptr, dtype=np.int64), over_idx=np.array(idx, dtype=np.int64),
+            shapes=shapes, layers=layers, layer_boxes=boxes[attenuating].reshape(-1, 2, 3),
+            grid=grid,
             src_kind=np.array(kinds, dtype=np.int64),
             src_a=np.array(a, dtype=np.float64).reshape(-1, 3),
             src_b=np.array(b, dtype=np.float64).reshape(-1, 3), src_cdf=src_cdf,

@@ -1,0 +1,78 @@
+"""Photon transport against geometry done the slow way: delta tracking in the phantom against the
+analytic line integral of mu, the ring's front-face entry against the general module search."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from emulator import flight, phantoms, rng
+from emulator.jit import kernel
+from emulator.media import water_table
+from emulator.physics import isotropic
+from emulator.ring import _front_entry, find_module, ring_of
+from emulator.rng import uniform
+
+MU_511 = 0.0096  # 1/mm, water at 511 keV
+
+
+@kernel
+def _escapes(rs, md, p, u, n):
+    """How many of n photons from p along u leave the phantom without interacting."""
+    out = 0
+    for _ in range(n):
+        if flight.next_interaction(rs, md, MU_511, p[0], p[1], p[2], u[0], u[1], u[2]) < 0.0:
+            out += 1
+    return out
+
+
+@pytest.mark.parametrize("name", ["brain", "nema-iq", "cardiac"])
+def test_delta_tracking_escape_matches_the_line_integral(brain, name):
+    pk = phantoms.get(name, brain).packed()
+    md = flight.medium(pk.layers, pk.layer_boxes, water_table())
+    gen = np.random.default_rng(4)
+    work = np.empty(flight.work_size(pk.layers.shape[0]))
+    n = 100_000
+    for _ in range(4):
+        p = gen.uniform(-40, 40, 3)
+        u = gen.normal(size=3)
+        u /= np.linalg.norm(u)
+        tau = flight.optical_depth(pk.layers, MU_511, *p, *u, work)
+        expected = math.exp(-tau)
+        seen = _escapes(rng.state(5), md, p, u, n) / n
+        assert seen == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / n))
+
+
+@kernel
+def _entries(rs, g, n, out):
+    """Front-face entry and general search for n photons from inside the ring's bore, within
+    twice its axial length."""
+    z_lo, z_hi = g.mr_z0[0], g.mr_z0[g.n_mr - 1] + g.mr_len
+    for i in range(n):
+        r = 0.9 * g.radius * math.sqrt(uniform(rs))
+        a = 2.0 * math.pi * uniform(rs)
+        px, py = r * math.cos(a), r * math.sin(a)
+        pz = 0.5 * (z_lo + z_hi) + (z_hi - z_lo) * (2.0 * uniform(rs) - 1.0)
+        ux, uy, uz = isotropic(rs)
+        m, k, t = _front_entry(g, px, py, pz, ux, uy, uz)
+        gm, gk, gt, _ = find_module(g, px, py, pz, ux, uy, uz, -1, -1)
+        out[i, 0], out[i, 1], out[i, 2] = m, k, t
+        out[i, 3], out[i, 4], out[i, 5] = gm, gk, gt
+
+
+@pytest.mark.parametrize("name", ["bedside-brain", "small-animal"])
+def test_front_face_entry_finds_the_module_the_general_search_finds(name):
+    from hw.scanner import load_scanner
+
+    g = ring_of(load_scanner(name))
+    out = np.empty((200_000, 6))
+    _entries(rng.state(2), g, out.shape[0], out)
+    fast = out[:, 0] >= 0
+    gone = out[:, 0] == -2                          # beyond the ring's ends, going away
+    assert (fast | gone).mean() > 0.8               # most photons take a fast path
+    np.testing.assert_array_equal(out[fast, 0], out[fast, 3])
+    np.testing.assert_array_equal(out[fast, 1], out[fast, 4])
+    np.testing.assert_allclose(out[fast, 2], out[fast, 5], atol=1e-6)
+    assert np.all(out[gone, 3] == -1)
