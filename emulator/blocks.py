@@ -49,28 +49,37 @@ class BlockRunner:
         """Deposits of every block, in block order, and the counters summed over blocks.
 
         ``kernel(times, items, first_id, start, *args, dep, n_dep, counters, rs, *work())``
-        with ``items = sample(rs, n)`` drawn first from the block's generator ``rs``.
+        with ``items = sample(rs, n)`` drawn first from the block's generator ``rs``. Every
+        block's items are drawn before any block's photons are followed, so that the sampler's
+        tables stay in cache while it runs.
         """
         n_blocks = math.ceil(times.size / BLOCK)
 
-        def block(b: int) -> tuple[np.ndarray, np.ndarray]:
+        def items(b: int) -> tuple[np.ndarray, np.ndarray]:
+            rs = rng.state([*key, b])
+            drawn = sample(rs, min((b + 1) * BLOCK, times.size) - b * BLOCK)
+            return drawn, rs
+
+        def block(b: int, drawn: np.ndarray, rs_after: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
             lo, hi = b * BLOCK, min((b + 1) * BLOCK, times.size)
             cap = int((hi - lo) * per_item) + 1024
             while True:
-                rs = rng.state([*key, b])
-                items = sample(rs, hi - lo)
+                rs = rs_after.copy()
                 counters = np.zeros(len(records.COUNTERS), np.int64)
                 dep = np.empty(cap, records.DEPOSIT_DTYPE)
-                done, n = kernel(times[lo:hi], items, first_id + lo, 0, *args, dep, 0, counters,
+                done, n = kernel(times[lo:hi], drawn, first_id + lo, 0, *args, dep, 0, counters,
                                  rs, *work())
                 if done == hi - lo:
                     return dep[:n], counters
                 cap *= 2                   # the block overflowed: run it again with more room
 
         if self._pool is None or n_blocks < 2:
-            parts = [block(b) for b in range(n_blocks)]
+            drawn = [items(b) for b in range(n_blocks)]
+            parts = [block(b, *drawn[b]) for b in range(n_blocks)]
         else:
-            parts = list(self._pool.map(block, range(n_blocks)))
+            drawn = list(self._pool.map(items, range(n_blocks)))
+            parts = list(self._pool.map(lambda b: block(b, *drawn[b]), range(n_blocks)))
         if not parts:
             return np.zeros(0, records.DEPOSIT_DTYPE), np.zeros(len(records.COUNTERS), np.int64)
         return (np.concatenate([p[0] for p in parts]),

@@ -126,9 +126,10 @@ def next_interaction(rs, md, mu_water, px, py, pz, ux, uy, uz):
     if mu_max <= 0.0:
         return -1.0
     t_exit = _box_exit(md, px, py, pz, ux, uy, uz)
+    mean_free_path = 1.0 / mu_max
     t = 0.0
     while True:
-        t += exponential(rs) / mu_max
+        t += exponential(rs) * mean_free_path
         if t >= t_exit:
             return -1.0
         rho = density_at(md.layers, px + t * ux, py + t * uy, pz + t * uz)

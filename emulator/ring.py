@@ -198,6 +198,9 @@ def _front_entry(g, px, py, pz, ux, uy, uz):
         return -1, -1, 0.0
     b = px * ux + py * uy
     t_c = (-b + math.sqrt(b * b - a * (px * px + py * py - g.radius * g.radius))) / a
+    z = pz + t_c * uz                   # the prism is left at least this far along
+    if (z > g.mr_z0[g.n_mr - 1] + g.mr_len and uz >= 0.0) or (z < g.mr_z0[0] and uz <= 0.0):
+        return -2, -1, 0.0
     m0 = _sector(g, px + t_c * ux, py + t_c * uy, 0)
     m, t = -1, np.inf
     for dm in range(-1, 2):

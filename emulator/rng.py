@@ -56,9 +56,31 @@ _KI, _WI, _FI = ziggurat_tables(NOR_R, _NOR_AREA, lambda x: math.exp(-0.5 * x * 
                                 lambda y: math.sqrt(-2.0 * math.log(y)), 2.0 ** 52)
 
 
-def state(seed: int | np.ndarray | list[int]) -> np.ndarray:
-    """A generator state (4 uint64, never all zero) from a seed (or a SeedSequence entropy)."""
-    return np.random.SeedSequence(seed).generate_state(4, np.uint64) | np.uint64(1)
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> tuple[int, int]:
+    """One step of SplitMix64 (Steele, Lea & Flood 2014): (next state, output)."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    z = x
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x, z ^ (z >> 31)
+
+
+def state(seed: int | list[int]) -> np.ndarray:
+    """A generator state (4 uint64, never all zero) from a seed or a key of integers (seed,
+    slice, stream, block): the key's words are mixed by SplitMix64, the seeding its authors
+    recommend for xoshiro, so that neighbouring keys give unrelated streams."""
+    x = 0
+    for word in np.atleast_1d(np.asarray(seed, dtype=object)).tolist():
+        for part in range(0, max(int(word).bit_length(), 1), 64):
+            x, _ = _splitmix64(x ^ ((int(word) >> part) & _MASK64))
+    out = []
+    for _ in range(4):
+        x, z = _splitmix64(x)
+        out.append(z)
+    return np.array(out, dtype=np.uint64) | np.uint64(1)
 
 
 @inline

@@ -82,6 +82,10 @@ class ZmqSink:
         self._socks = []
 
 
+#: How long a pty's input queue must stay empty before its master is closed (s).
+_PTY_QUIET_S = 0.1
+
+
 class StreamSink:
     """Byte streams (files, serial ports, pty masters): board b writes to ``streams[route[b]]``."""
 
@@ -100,10 +104,16 @@ class StreamSink:
     def close(self, drain_timeout_s: float = 10.0) -> None:
         for s in self._streams:
             s.flush()
-        # a pty loses what its reader has not taken when the master closes: wait for it
+        # a pty loses what its reader has not taken when the master closes: wait until its
+        # input queue has stayed empty a while (the kernel hands written bytes over to it
+        # asynchronously, so one empty look is not enough)
         deadline = time.monotonic() + drain_timeout_s
-        while self._keep and any(_queued(fd) for fd in self._keep) and \
-                time.monotonic() < deadline:
+        quiet_since = time.monotonic()
+        while self._keep and time.monotonic() < deadline:
+            if any(_queued(fd) for fd in self._keep):
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= _PTY_QUIET_S:
+                break
             time.sleep(0.01)
         for s in self._streams:
             s.close()

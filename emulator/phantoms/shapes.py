@@ -101,15 +101,14 @@ def unit_contains(kind, qx, qy, qz):
 
 
 #: A packed shape is a row of ROW floats: kind, centre (3), M = diag(1 / semi-axes) @ rotation
-#: (9, row-major: scanner -> unit coordinates), M^-1 (9: unit -> scanner).
-ROW = 22
+#: (9, row-major: scanner -> unit coordinates).
+ROW = 13
 
 
 def pack_row(shape: Shape) -> np.ndarray:
     """The shape as one row of floats for the kernels."""
     m = np.asarray(shape.rotation) / np.asarray(shape.semi_axes_mm)[:, None]
-    return np.concatenate([[shape.code], shape.centre_mm, m.ravel(),
-                           np.linalg.inv(m).ravel()]).astype(np.float64)
+    return np.concatenate([[shape.code], shape.centre_mm, m.ravel()]).astype(np.float64)
 
 
 @inline
@@ -119,14 +118,6 @@ def to_unit(g, q, x, y, z):
     return (g[q, 4] * dx + g[q, 5] * dy + g[q, 6] * dz,
             g[q, 7] * dx + g[q, 8] * dy + g[q, 9] * dz,
             g[q, 10] * dx + g[q, 11] * dy + g[q, 12] * dz)
-
-
-@inline
-def from_unit(g, q, qx, qy, qz):
-    """Scanner coordinates (mm) of the unit-shape point q of row ``q`` of ``g``."""
-    return (g[q, 1] + g[q, 13] * qx + g[q, 14] * qy + g[q, 15] * qz,
-            g[q, 2] + g[q, 16] * qx + g[q, 17] * qy + g[q, 18] * qz,
-            g[q, 3] + g[q, 19] * qx + g[q, 20] * qy + g[q, 21] * qz)
 
 
 @inline
