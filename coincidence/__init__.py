@@ -31,6 +31,7 @@ Also: :func:`merge_sorted` / :func:`sort_nearly_sorted` (time order of boards' s
 :mod:`coincidence.histograms` (energy spectra, dt histogram, hit map, sinogram).
 """
 
+import hw  # noqa: F401  (first: it configures numba's disk cache)
 from coincidence.settings import MODES, POLICIES, Settings, resolve
 from coincidence.sorter import Sorter, sort
 from coincidence.timeorder import merge_sorted, sort_nearly_sorted

@@ -75,12 +75,14 @@ def state(seed: int | list[int]) -> np.ndarray:
     x = 0
     for word in np.atleast_1d(np.asarray(seed, dtype=object)).tolist():
         for part in range(0, max(int(word).bit_length(), 1), 64):
-            x, _ = _splitmix64(x ^ ((int(word) >> part) & _MASK64))
+            # the mixed output, not the counter, carries on: keys that differ only slightly
+            # (neighbouring slices and blocks) must not meet in the same state
+            _, x = _splitmix64(x ^ ((int(word) >> part) & _MASK64))
     out = []
     for _ in range(4):
         x, z = _splitmix64(x)
         out.append(z)
-    return np.array(out, dtype=np.uint64) | np.uint64(1)
+    return np.array(out if any(out) else [1, 0, 0, 0], dtype=np.uint64)
 
 
 @inline
@@ -92,7 +94,7 @@ def _rotl(x, k):
 def bits(rs):
     """64 random bits (uint64)."""
     s0, s1, s2, s3 = rs[0], rs[1], rs[2], rs[3]
-    result = s0 + s3
+    result = _rotl(s0 + s3, 23) + s0
     t = s1 << uint64(17)
     s2 ^= s0
     s3 ^= s1

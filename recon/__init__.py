@@ -15,6 +15,7 @@ Pure array code on ``hw`` dtypes, no I/O besides the exports and the sensitivity
 - :func:`set_threads`: :mod:`recon.threads`.
 """
 
+import hw  # noqa: F401  (first: it configures numba's disk cache)
 from recon.export import (
     Acquisition,
     Radiopharmaceutical,

@@ -140,7 +140,9 @@ def test_trues_grow_linearly_and_randoms_as_activity_squared(nu2_runs, brain):
     assert hi[0] / lo[0] == pytest.approx(3.0, rel=0.08)          # trues
     assert hi[1] / lo[1] == pytest.approx(3.0, rel=0.12)          # scatters
     assert 3.0**1.7 < hi[2] / lo[2] < 3.0**2.25                   # randoms ~ A^2
-    assert hi[3] == pytest.approx(hi[2], rel=0.15)                # the delayed window sees them
+    # the delayed window sees them: counts agree within Poisson noise (a few hundred counts)
+    seconds = nu2_runs[9.0].duration_s
+    assert abs(hi[3] - hi[2]) * seconds < 3.5 * np.sqrt((hi[3] + hi[2]) * seconds)
 
 
 def test_scatter_fraction_of_the_nu2_phantom_is_in_the_published_range(nu2_runs, brain):
@@ -148,6 +150,21 @@ def test_scatter_fraction_of_the_nu2_phantom_is_in_the_published_range(nu2_runs,
     coinc = coincidence.sort(sim.singles, scanner=brain, energy_window_kev=WINDOW)
     t, s, _ = _classify(sim, coinc)
     assert 0.30 <= s / (t + s) <= 0.50
+
+
+def test_unscattered_photons_leave_a_uniform_cylinder_isotropically(brain):
+    """The directions from emission point to crystal of the singles that did not scatter in a
+    uniform water cylinder have no preferred azimuth (they once had, when neighbouring blocks of
+    decays shared a random stream)."""
+    sim = emulator.simulate(brain, "cylinder", "F-18", activity_mbq=5.0, duration_s=0.2, seed=4,
+                            truth=True, intrinsic=False)
+    tr = sim.truth
+    clean = tr["scatters"] == 0
+    crystal = brain.crystal_centres[sim.raw["crystal"][clean], :2]
+    d = crystal - np.stack([tr["x"][clean], tr["y"][clean]], axis=1)
+    counts = np.histogram(np.arctan2(d[:, 1], d[:, 0]), bins=24, range=(-np.pi, np.pi))[0]
+    chi2 = np.sum((counts - counts.mean()) ** 2 / counts.mean())
+    assert chi2 < 60                                 # 23 degrees of freedom: p ~ 3e-5
 
 
 def test_lu176_background_rate_per_cm3(brain):
