@@ -45,8 +45,9 @@ class BlockRunner:
 
     def run(self, key: list[int], times: np.ndarray, first_id: int,
             sample: Callable[[np.ndarray, int], np.ndarray], kernel: Callable, args: tuple,
-            work: Callable[[], tuple], per_item: float) -> tuple[np.ndarray, np.ndarray]:
-        """Deposits of every block, in block order, and the counters summed over blocks.
+            work: Callable[[], tuple], per_item: float) -> tuple[list[np.ndarray], np.ndarray]:
+        """Deposits of every block (a list, in block order: the caller joins them once) and the
+        counters summed over blocks.
 
         ``kernel(times, items, first_id, start, *args, dep, n_dep, counters, rs, *work())``
         with ``items = sample(rs, n)`` drawn first from the block's generator ``rs``. Every
@@ -80,7 +81,7 @@ class BlockRunner:
         else:
             drawn = list(self._pool.map(items, range(n_blocks)))
             parts = list(self._pool.map(lambda b: block(b, *drawn[b]), range(n_blocks)))
-        if not parts:
-            return np.zeros(0, records.DEPOSIT_DTYPE), np.zeros(len(records.COUNTERS), np.int64)
-        return (np.concatenate([p[0] for p in parts]),
-                np.sum([p[1] for p in parts], axis=0))
+        counters = np.zeros(len(records.COUNTERS), np.int64)
+        for p in parts:
+            counters += p[1]
+        return [p[0] for p in parts], counters

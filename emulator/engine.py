@@ -205,7 +205,7 @@ class Emulator:
                 self.history_weight, self._spread_ps(rate), *self._view),
                 lambda: (np.empty(flight.work_size(n_layers)),), 1.0)
         counters += n
-        lu = src[:0]
+        lu: list[np.ndarray] = []
         if lu_times.size:
             first = records.LU176_ID_BASE + counters[c.index("lu176_decays")]
             counters[c.index("lu176_decays")] += lu_times.size
@@ -215,10 +215,10 @@ class Emulator:
                 (self._ring, self._crystal, self._efficiency, self._beta), pet.work_arrays, 2.0)
             counters += n
         # electronics, up to the end of the slice
-        dep = np.concatenate([carry, src, lu])
+        dep = np.concatenate([carry, *src, *lu])
         t = np.ascontiguousarray(dep["t"])
         order = np.argsort(t, kind="stable")
-        n_now = int(np.searchsorted(t[order], t_b, side="left"))
+        n_now = int(np.count_nonzero(t < t_b))          # the first n_now of order
         carry = dep[:0] if last else dep[order[n_now:]]
         out = np.empty(held.size + n_now, records.PENDING_DTYPE)
         out[:held.size] = held

@@ -88,25 +88,21 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, md, ri
         if uniform(rs) < positron_fraction:
             dx, dy, dz = positron_path(rs, prange)
             ux, uy, uz = isotropic(rs)
-            # two unit vectors across u, for the acollinearity
-            if abs(uz) < 0.9:
-                nrm = math.sqrt(ux * ux + uy * uy)
-                e1x, e1y, e1z = -uy / nrm, ux / nrm, 0.0
-            else:
-                nrm = math.sqrt(uy * uy + uz * uz)
-                e1x, e1y, e1z = 0.0, -uz / nrm, uy / nrm
-            e2x, e2y, e2z = uy * e1z - uz * e1y, uz * e1x - ux * e1z, ux * e1y - uy * e1x
-            a1 = ACOLLINEARITY_SIGMA * normal(rs)
-            a2 = ACOLLINEARITY_SIGMA * normal(rs)
-            vx = -ux + a1 * e1x + a2 * e2x
-            vy = -uy + a1 * e1y + a2 * e2y
-            vz = -uz + a1 * e1z + a2 * e2z
-            nrm = math.sqrt(vx * vx + vy * vy + vz * vz)
+            # acollinearity: an isotropic 3-D Gaussian of the angular sigma, its component
+            # along u removed, is the 2-D Gaussian deviation across u
+            gx = ACOLLINEARITY_SIGMA * normal(rs)
+            gy = ACOLLINEARITY_SIGMA * normal(rs)
+            gz = ACOLLINEARITY_SIGMA * normal(rs)
+            along = gx * ux + gy * uy + gz * uz
+            vx = -ux + gx - along * ux
+            vy = -uy + gy - along * uy
+            vz = -uz + gz - along * uz
+            nrm = 1.0 / math.sqrt(vx * vx + vy * vy + vz * vz)
             for p in range(2):
                 ph[p, 0], ph[p, 1], ph[p, 2] = x + dx, y + dy, z + dz
                 ph[p, 6], ph[p, 7], ph[p, 8] = ANNIHILATION_KEV, p, records.ANNIHILATION
             ph[0, 3], ph[0, 4], ph[0, 5] = ux, uy, uz
-            ph[1, 3], ph[1, 4], ph[1, 5] = vx / nrm, vy / nrm, vz / nrm
+            ph[1, 3], ph[1, 4], ph[1, 5] = vx * nrm, vy * nrm, vz * nrm
             n_ph = 2
         for q in range(n_lines):
             if uniform(rs) < lines[q, 1]:

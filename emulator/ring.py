@@ -183,11 +183,13 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
 
 @inline
 def _front_entry(g, px, py, pz, ux, uy, uz):
-    """(m, k, t) of the module whose front face a photon inside the inscribed circle of the
-    modules' faces crosses where it leaves the prism they bound; m = -2 when it leaves that prism
-    beyond an axial end of the ring moving away from it (it meets no module), m = -1 when it
-    leaves elsewhere (between two modules or module rings, along the axis, towards the ring
-    from beyond its end).
+    """(m, k, t) of the module whose front face a photon crosses where it leaves the prism the
+    modules' faces bound, for a photon inside the inscribed circle of the faces or inside the
+    prism and heading into that circle (one leaving a module's front face for the bore); m = -2
+    when it leaves the prism beyond an axial end of the ring moving away from it (it meets no
+    module), m = -1 when this shortcut does not apply (it leaves between two modules or module
+    rings, along the axis, towards the ring from beyond its end, or from outside the circle
+    without crossing it).
 
     Every module lies outside that convex prism, so the face it is left through is the first
     module met. The face is the one of least positive crossing distance among the three around
@@ -197,7 +199,14 @@ def _front_entry(g, px, py, pz, ux, uy, uz):
     if a < 1e-18:
         return -1, -1, 0.0
     b = px * ux + py * uy
-    t_c = (-b + math.sqrt(b * b - a * (px * px + py * py - g.radius * g.radius))) / a
+    c = px * px + py * py - g.radius * g.radius
+    disc = b * b - a * c
+    if c >= 0.0:                        # outside the circle: inside the prism, heading in?
+        m_p = _sector(g, px, py, 0)
+        if b >= 0.0 or disc <= 0.0 or \
+                px * g.cos_sec[m_p] + py * g.sin_sec[m_p] > g.radius + 1e-6:
+            return -1, -1, 0.0
+    t_c = (-b + math.sqrt(disc)) / a
     z = pz + t_c * uz                   # the prism is left at least this far along
     if (z > g.mr_z0[g.n_mr - 1] + g.mr_len and uz >= 0.0) or (z < g.mr_z0[0] and uz <= 0.0):
         return -2, -1, 0.0
@@ -261,21 +270,15 @@ def track(rs, g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
     n = 0
     inside = m >= 0
     ex_m, ex_k = -1, -1
-    if not inside and px * px + py * py < g.radius * g.radius:
-        m, k, t_in = _front_entry(g, px, py, pz, ux, uy, uz)
-        if m == -2:
-            return 0
-        if m >= 0:
-            px += t_in * ux
-            py += t_in * uy
-            pz += t_in * uz
-            path += t_in
-            inside = True
     for _ in range(64):
         if not inside:
-            m, k, t_in, _ = find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k)
-            if m < 0:
+            m, k, t_in = _front_entry(g, px, py, pz, ux, uy, uz)
+            if m == -2:
                 return n
+            if m < 0:
+                m, k, t_in, _ = find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k)
+                if m < 0:
+                    return n
             px += t_in * ux
             py += t_in * uy
             pz += t_in * uz

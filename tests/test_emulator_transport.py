@@ -46,32 +46,46 @@ def test_delta_tracking_escape_matches_the_line_integral(brain, name):
 
 
 @kernel
-def _entries(rs, g, n, out):
+def _entries(rs, g, n, out, from_faces):
     """Front-face entry and general search for n photons from inside the ring's bore, within
-    twice its axial length."""
+    twice its axial length, or (``from_faces``) from the modules' front faces (leaving one)."""
     z_lo, z_hi = g.mr_z0[0], g.mr_z0[g.n_mr - 1] + g.mr_len
     for i in range(n):
-        r = 0.9 * g.radius * math.sqrt(uniform(rs))
-        a = 2.0 * math.pi * uniform(rs)
-        px, py = r * math.cos(a), r * math.sin(a)
-        pz = 0.5 * (z_lo + z_hi) + (z_hi - z_lo) * (2.0 * uniform(rs) - 1.0)
         ux, uy, uz = isotropic(rs)
+        ex = -1
+        if from_faces:
+            ex = min(int(g.n_sec * uniform(rs)), g.n_sec - 1)
+            s = g.half_w * (2.0 * uniform(rs) - 1.0)
+            c, sn = g.cos_sec[ex], g.sin_sec[ex]
+            px, py = g.radius * c - s * sn, g.radius * sn + s * c
+            pz = z_lo + (z_hi - z_lo) * uniform(rs)
+        else:
+            r = 0.9 * g.radius * math.sqrt(uniform(rs))
+            a = 2.0 * math.pi * uniform(rs)
+            px, py = r * math.cos(a), r * math.sin(a)
+            pz = 0.5 * (z_lo + z_hi) + (z_hi - z_lo) * (2.0 * uniform(rs) - 1.0)
+        ex_k = -1
+        for k in range(g.n_mr):
+            if ex >= 0 and g.mr_z0[k] <= pz <= g.mr_z0[k] + g.mr_len:
+                ex_k = k
         m, k, t = _front_entry(g, px, py, pz, ux, uy, uz)
-        gm, gk, gt, _ = find_module(g, px, py, pz, ux, uy, uz, -1, -1)
+        gm, gk, gt, _ = find_module(g, px, py, pz, ux, uy, uz, ex, ex_k)
         out[i, 0], out[i, 1], out[i, 2] = m, k, t
         out[i, 3], out[i, 4], out[i, 5] = gm, gk, gt
 
 
+@pytest.mark.parametrize("from_faces", [False, True], ids=["bore", "front-faces"])
 @pytest.mark.parametrize("name", ["bedside-brain", "small-animal"])
-def test_front_face_entry_finds_the_module_the_general_search_finds(name):
+def test_front_face_entry_finds_the_module_the_general_search_finds(name, from_faces):
     from hw.scanner import load_scanner
 
     g = ring_of(load_scanner(name))
     out = np.empty((200_000, 6))
-    _entries(rng.state(2), g, out.shape[0], out)
+    _entries(rng.state(2), g, out.shape[0], out, from_faces)
     fast = out[:, 0] >= 0
     gone = out[:, 0] == -2                          # beyond the ring's ends, going away
-    assert (fast | gone).mean() > 0.8               # most photons take a fast path
+    # most photons take a fast path (from a face: half of them head into the bore)
+    assert (fast | gone).mean() > (0.4 if from_faces else 0.8)
     np.testing.assert_array_equal(out[fast, 0], out[fast, 3])
     np.testing.assert_array_equal(out[fast, 1], out[fast, 4])
     np.testing.assert_allclose(out[fast, 2], out[fast, 5], atol=1e-6)
