@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from emulator import records
-from emulator.jit import kernel
+from emulator.jit import inline, kernel
 from emulator.rng import normal
 from hw.scanner import Scanner
 
@@ -139,8 +139,7 @@ class Digitizer(NamedTuple):
     period_ps: int
     tdc_bits: int
     board_of: np.ndarray     # (N,) int32
-    resolution: float        # FWHM / E at ref_kev; FWHM scales as sqrt(E)
-    ref_kev: float
+    fwhm_1kev: float         # energy resolution FWHM (keV) at 1 keV; it scales as sqrt(E)
 
 
 def digitizer(scanner: Scanner) -> Digitizer:
@@ -148,16 +147,30 @@ def digitizer(scanner: Scanner) -> Digitizer:
     return Digitizer(gains=scanner.crystal_gains(), kev_per_code=d.kev_per_adc_code,
                      max_code=(1 << d.adc_bits) - 1, period_ps=d.clock_period_ps,
                      tdc_bits=d.tdc_bits, board_of=scanner.crystal_board,
-                     resolution=r.energy_resolution, ref_kev=r.energy_ref_kev)
+                     fwhm_1kev=float(r.fwhm_kev(1.0)))
+
+
+@inline
+def quantised(t, period, bits):
+    """The time (int64 ps) a digitizer reports for the true time ``t``: the coarse clock count
+    plus the TDC's fraction of a period, ``coarse * period + (fine * period) >> bits``."""
+    coarse = t // period
+    fine = ((t - coarse * period) << bits) // period
+    return coarse * period + ((fine * period) >> bits)
+
+
+@kernel
+def _quantised_all(t, period, bits, out):
+    for i in range(t.size):
+        out[i] = quantised(t[i], period, bits)
 
 
 def quantise_time(t_ps: np.ndarray, period_ps: int, tdc_bits: int) -> np.ndarray:
-    """The time (int64 ps) a digitizer reports for true times ``t_ps``: the coarse clock count
-    plus the TDC's fraction of a period, ``coarse * period + (fine * period) >> tdc_bits``."""
-    t = np.asarray(t_ps, dtype=np.int64)
-    coarse = t // period_ps
-    fine = ((t - coarse * period_ps) << tdc_bits) // period_ps
-    return coarse * period_ps + ((fine * period_ps) >> tdc_bits)
+    """:func:`quantised` for an array of true times (int64 ps)."""
+    t = np.ascontiguousarray(t_ps, dtype=np.int64).ravel()
+    out = np.empty_like(t)
+    _quantised_all(t, period_ps, tdc_bits, out)
+    return out.reshape(np.shape(t_ps))
 
 
 def wire_time(t_ps: np.ndarray, period_ps: int, tdc_bits: int) -> np.ndarray:
@@ -178,7 +191,7 @@ def readout(pending, bound_ps, dig, rs, raw, truth, held):
     the order of their measured time, into ``raw`` (RAW_DTYPE) and, when ``truth`` has room,
     their truth; the others go to ``held`` in their order. Energies get a Gaussian of the
     scanner's FWHM (scaling as sqrt(E)), then the crystal's gain and the ADC's code; times the
-    clock and TDC (:func:`quantise_time`). Returns (digitised, held)."""
+    clock and TDC (:func:`quantised`). Returns (digitised, held)."""
     n_out, n_held = 0, 0
     idx = np.empty(pending.size, np.int64)
     for i in range(pending.size):
@@ -194,16 +207,13 @@ def readout(pending, bound_ps, dig, rs, raw, truth, held):
             w -= 1
         idx[w] = i
         n_out += 1
-    sigma_per_sqrt_kev = dig.resolution * math.sqrt(dig.ref_kev) / 2.3548
+    sigma_per_sqrt_kev = dig.fwhm_1kev / 2.3548
     period, bits = dig.period_ps, dig.tdc_bits
     keep_truth = truth.size > 0
     for o in range(n_out):
         s = pending[idx[o]]
         r = raw[o]
-        t = s.t_meas
-        coarse = t // period
-        fine = ((t - coarse * period) << bits) // period
-        r.t = coarse * period + ((fine * period) >> bits)
+        r.t = quantised(s.t_meas, period, bits)
         r.crystal = s.crystal
         e = float(s.energy)
         e = max(e + sigma_per_sqrt_kev * math.sqrt(max(e, 1e-3)) * normal(rs), 0.0)

@@ -2,11 +2,14 @@
 
 Each module is a box: depth ``d`` (0 at the front face, at ``radius`` from the axis) by width
 ``s`` (tangential) by ``z`` (one module ring). Its crystals fill cells of one pitch, centred in
-them; what lies between crystals (reflector) does not stop photons. A photon is followed through
-the crystals it crosses (3-D cell walk), interacts where an exponential optical depth runs out
-(parallax follows), is photo-absorbed with the material's photo-electric fraction or
-Compton-scatters (Klein-Nishina) and is followed on, into neighbouring crystals and modules. Each
-crystal's deposits of one photon are summed.
+them; what lies between crystals (reflector) does not stop photons. Inside a module a photon is
+followed by delta tracking (tentative interactions at the crystal's attenuation, the ones that
+fall in the reflector void), so it interacts at an exponential depth in crystal (parallax
+follows), is photo-absorbed with the material's photo-electric fraction or Compton-scatters
+(Klein-Nishina) and is followed on, into neighbouring crystals and modules. Each crystal's deposits
+of one photon are summed. A photon from the bore finds the module it enters in one step
+(:func:`_front_entry`); others (from beyond the ring's ends, between modules) by the general
+search (:func:`find_module`).
 """
 
 from __future__ import annotations
