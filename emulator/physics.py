@@ -74,7 +74,7 @@ def klein_nishina(rs, energy):
     """Sample a Compton scattering of a photon of ``energy`` keV on a free electron.
 
     Returns (scattered energy keV, cos theta). Kahn's rejection method (1954, as in EGS and
-    MCNP): exact, with no transcendental function, about 1.5 trials a sample.
+    MCNP): exact, with no transcendental function, 1.6-1.7 trials a sample from 30 to 511 keV.
     """
     k = energy / ELECTRON_KEV
     two_k = 2.0 * k
