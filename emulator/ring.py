@@ -185,6 +185,13 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
 
 
 @inline
+def _past_an_end(g, z, uz):
+    """Whether a photon at axial position z (mm) is beyond an axial end of the ring's modules
+    and moving away from them."""
+    return (z > g.mr_z0[g.n_mr - 1] + g.mr_len and uz >= 0.0) or (z < g.mr_z0[0] and uz <= 0.0)
+
+
+@inline
 def _front_entry(g, px, py, pz, ux, uy, uz):
     """(m, k, t) of the module whose front face a photon crosses where it leaves the prism the
     modules' faces bound, for a photon inside the inscribed circle of the faces or inside the
@@ -210,8 +217,7 @@ def _front_entry(g, px, py, pz, ux, uy, uz):
                 px * g.cos_sec[m_p] + py * g.sin_sec[m_p] > g.radius + 1e-6:
             return -1, -1, 0.0
     t_c = (-b + math.sqrt(disc)) / a
-    z = pz + t_c * uz                   # the prism is left at least this far along
-    if (z > g.mr_z0[g.n_mr - 1] + g.mr_len and uz >= 0.0) or (z < g.mr_z0[0] and uz <= 0.0):
+    if _past_an_end(g, pz + t_c * uz, uz):   # the prism is left at least this far along
         return -2, -1, 0.0
     m0 = _sector(g, px + t_c * ux, py + t_c * uy, 0)
     m, t = -1, np.inf
@@ -231,8 +237,8 @@ def _front_entry(g, px, py, pz, ux, uy, uz):
     for k in range(g.n_mr):
         if g.mr_z0[k] <= z <= g.mr_z0[k] + g.mr_len:
             return m, k, max(t, 0.0)
-    if (z > g.mr_z0[g.n_mr - 1] + g.mr_len and uz >= 0.0) or (z < g.mr_z0[0] and uz <= 0.0):
-        return -2, -1, 0.0          # beyond an axial end of the ring, going away from it
+    if _past_an_end(g, z, uz):
+        return -2, -1, 0.0
     return -1, -1, 0.0
 
 
