@@ -18,6 +18,7 @@ import numpy as np
 from emulator import (
     electronics,
     flight,
+    lanes,
     lu176,
     nuclides,
     pet,
@@ -90,6 +91,7 @@ class Emulator:
         self._crystal = crystal_table(self.scanner.material)
         if self.scanner.kind == "pet":
             self._ring = ring_of(self.scanner)
+            self._table = lanes.medium_table(water_table(), self._medium.rho_max, self._crystal)
             self.history_weight = 1
         else:
             self._heads = spect.heads_of(self.scanner)
@@ -198,7 +200,7 @@ class Emulator:
         common = (self.nuclide.positron_fraction, self._range, self._lines, self._medium)
         if self.scanner.kind == "pet":
             src, n = self._blocks.run([self.seed, k, 2], times, first, positions, pet.decays, (
-                *common, self._ring, self._crystal, self._efficiency), pet.work_arrays, 2.0)
+                *common, self._ring, self._table, self._efficiency), tuple, 2.0)
         else:
             src, n = self._blocks.run([self.seed, k, 2], times, first, positions, spect.decays, (
                 *common, self._heads, self._crystal, self._efficiency, self._norms,
@@ -212,7 +214,7 @@ class Emulator:
             lu, n = self._blocks.run(
                 [self.seed, k, 3], lu_times, first,
                 lambda block_rs, m: lu176.crystals_of(block_rs, m, self.scanner.n_crystals), lu176.decays,
-                (self._ring, self._crystal, self._efficiency, self._beta), pet.work_arrays, 2.0)
+                (self._ring, self._table, self._efficiency, self._beta, self._medium), tuple, 2.0)
             counters += n
         # electronics, up to the end of the slice
         dep = np.concatenate([carry, *src, *lu])

@@ -24,6 +24,7 @@ from emulator.jit import inline, kernel
 from emulator.phantoms.shapes import ROW, ray_interval, row_contains
 from emulator.physics import CUTOFF_KEV, deflect, klein_nishina, rayleigh_cos
 from emulator.rng import exponential, uniform
+from emulator.simd import sel, tab, vmin
 from emulator.slabs import slab_exit
 
 
@@ -103,19 +104,21 @@ def optical_depth(layers, mu_water, px, py, pz, ux, uy, uz, work):
 
 
 @inline
-def density_at(layers, x, y, z):
-    """Density (water = 1) at the point (x, y, z) mm: the last layer covering it, or air."""
-    for q in range(layers.shape[0] - 1, -1, -1):
-        if row_contains(layers, q, x, y, z):
-            return layers[q, ROW]
-    return 0.0
+def density_at(layers, n_layers, x, y, z):
+    """Density (water = 1) at the point (x, y, z) mm: the last of the first ``n_layers`` layers
+    covering it, or air. Branch-free: with a constant ``n_layers`` the SIMD lanes unroll it."""
+    rho = 0.0
+    for q in range(n_layers):
+        rho = sel(row_contains(layers, q, x, y, z), tab(layers, q * layers.shape[1] + ROW), rho)
+    return rho
 
 
 @inline
-def _box_exit(md, px, py, pz, ux, uy, uz):
+def box_exit(md, px, py, pz, ux, uy, uz):
     """Distance (mm) along u at which p leaves the medium's box (<= 0: never inside ahead)."""
-    return min(slab_exit(px, ux, md.lo[0], md.hi[0]), slab_exit(py, uy, md.lo[1], md.hi[1]),
-               slab_exit(pz, uz, md.lo[2], md.hi[2]))
+    return vmin(vmin(slab_exit(px, ux, tab(md.lo, 0), tab(md.hi, 0)),
+                     slab_exit(py, uy, tab(md.lo, 1), tab(md.hi, 1))),
+                slab_exit(pz, uz, tab(md.lo, 2), tab(md.hi, 2)))
 
 
 @inline
@@ -125,14 +128,14 @@ def next_interaction(rs, md, mu_water, px, py, pz, ux, uy, uz):
     mu_max = md.rho_max * mu_water
     if mu_max <= 0.0:
         return -1.0
-    t_exit = _box_exit(md, px, py, pz, ux, uy, uz)
+    t_exit = box_exit(md, px, py, pz, ux, uy, uz)
     mean_free_path = 1.0 / mu_max
     t = 0.0
     while True:
         t += exponential(rs) * mean_free_path
         if t >= t_exit:
             return -1.0
-        rho = density_at(md.layers, px + t * ux, py + t * uy, pz + t * uz)
+        rho = density_at(md.layers, md.layers.shape[0], px + t * ux, py + t * uy, pz + t * uz)
         if rho >= md.rho_max or uniform(rs) * md.rho_max < rho:
             return t
 

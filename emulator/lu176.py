@@ -11,12 +11,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from emulator import records
+from emulator import lanes, records
 from emulator.jit import kernel
-from emulator.pet import write_hits
+from emulator.lanes import (
+    EMPTY,
+    KIND,
+    MODULE,
+    PHOTON,
+    START,
+    START_K,
+    START_M,
+    UX,
+    UY,
+    UZ,
+    E,
+    X,
+    Y,
+    Z,
+    write_hits,
+)
 from emulator.physics import isotropic
-from emulator.ring import MAX_HITS, track
 from emulator.rng import uniform
+from emulator.simd import seed_lanes
 from hw.scanner import Scanner
 
 BETA_END_POINT_KEV = 593.0
@@ -49,18 +65,18 @@ def crystal_volume_cm3(scanner: Scanner) -> float:
 
 
 @kernel
-def decays(times, crystals, first_id, start, ring, crystal, efficiency, beta_icdf, dep, n_dep,
-           counters, rs, hits):
-    """Lu-176 decays ``start..`` at ``times`` (ps) in ``crystals`` into deposits ``dep[n_dep:]``;
-    returns (next decay, n_dep) like :func:`emulator.pet.decays`."""
+def emit(times, crystals, first_id, ring, efficiency, beta_icdf, src_f, src_i, dep, n_dep,
+         counters, rs):
+    """Lu-176 decays at ``times`` (ps) in ``crystals``: the local energy (beta and converted
+    transitions) as a deposit in the decaying crystal (photon 0, kept with the crystal
+    ``efficiency``), cascade gamma q of decay d into the source slot ``q n + d`` (photon 1 + q;
+    empty when not emitted). ``dep`` must have room for one deposit a decay; returns the new n_dep."""
     g = ring
     size_t = g.pitch_t - 2.0 * g.margin_t
     size_a = g.pitch_a - 2.0 * g.margin_a
     local_hit = np.zeros((1, 3))
     nq = beta_icdf.size - 1
-    for i in range(start, times.size):
-        if n_dep + (1 + CASCADE.shape[0]) * MAX_HITS > dep.size:
-            return i, n_dep
+    for i in range(times.size):
         c = crystals[i]
         row, tang = c // g.per_ring, c % g.per_ring
         m, it = tang // g.ct, tang % g.ct
@@ -69,32 +85,46 @@ def decays(times, crystals, first_id, start, ring, crystal, efficiency, beta_icd
         d = g.radius + g.depth * uniform(rs)
         x = d * g.cos_sec[m] - s * g.sin_sec[m]
         y = d * g.sin_sec[m] + s * g.cos_sec[m]
-        z = g.mr_z0[k] + j * g.pitch_a + g.margin_a + size_a * uniform(rs)
+        z = g.z_lo + k * g.mr_pitch + j * g.pitch_a + g.margin_a + size_a * uniform(rs)
         u = uniform(rs) * nq
         b = int(u)
         local = beta_icdf[b] + (u - b) * (beta_icdf[min(b + 1, nq)] - beta_icdf[b])
-        decay = first_id + i
-        t0 = times[i]
-        local_hit[0, 0] = c
-        local_hit[0, 1] = local
-        first = n_dep
-        n_dep = write_hits(rs, dep, n_dep, 1, local_hit, t0, decay, 0, records.LU176, 0, x, y, z,
-                           efficiency, counters)
-        kept = n_dep > first
         for q in range(CASCADE.shape[0]):
+            slot = q * times.size + i
             if uniform(rs) >= CASCADE[q, 1]:
                 local += CASCADE[q, 0]
+                src_i[START, slot] = EMPTY
                 continue
-            counters[records.PHOTONS] += 1
-            ux, uy, uz = isotropic(rs)
-            n_hits = track(rs, g, crystal, x, y, z, ux, uy, uz, CASCADE[q, 0], 0.0, m, k, hits)
-            if n_hits == 0:
-                counters[records.ESCAPED] += 1
-            n_dep = write_hits(rs, dep, n_dep, n_hits, hits, t0, decay, 1 + q, records.LU176, 0, x,
-                               y, z, efficiency, counters)
-        if kept:
-            dep[first].energy = local
-    return times.size, n_dep
+            src_f[X, slot], src_f[Y, slot], src_f[Z, slot] = x, y, z
+            src_f[UX, slot], src_f[UY, slot], src_f[UZ, slot] = isotropic(rs)
+            src_f[E, slot] = CASCADE[q, 0]
+            src_i[START, slot], src_i[START_M, slot], src_i[START_K, slot] = MODULE, m, k
+            src_i[PHOTON, slot], src_i[KIND, slot] = 1 + q, records.LU176
+        local_hit[0, 0] = c
+        local_hit[0, 1] = local
+        n_dep = write_hits(rs, dep, n_dep, 1, local_hit, times[i], first_id + i, 0, records.LU176,
+                           0, x, y, z, efficiency, counters)
+    return n_dep
+
+
+def decays(times: np.ndarray, crystals: np.ndarray, first_id: int, start: int, ring,
+           table: np.ndarray, efficiency: float, beta_icdf: np.ndarray, md,
+           dep: np.ndarray, n_dep: int, counters: np.ndarray, rs: np.ndarray) -> tuple[int, int]:
+    """Lu-176 decays at ``times`` (ps) in ``crystals`` into deposits ``dep[n_dep:]``, their
+    gammas followed through the ring on SIMD lanes (``md`` and ``table`` as for
+    :func:`emulator.pet.decays`; these photons start in a module and never enter the phantom);
+    returns (decays done, n_dep) like :func:`emulator.pet.decays`."""
+    per = CASCADE.shape[0]
+    if n_dep + times.size > dep.size:
+        return start, n_dep
+    work = lanes.scratch(per * times.size)
+    n_dep = emit(times, crystals, first_id, ring, efficiency, beta_icdf, work.src_f, work.src_i,
+                 dep, n_dep, counters, rs)
+    seed_lanes(rs, work.R)
+    n = lanes.transport(times, first_id, work.src_f, work.src_i, md,
+                        tuple(range(md.layers.shape[0])), ring, table, efficiency, work, dep,
+                        n_dep, counters, rs)
+    return (times.size, n) if n >= 0 else (start, n_dep)
 
 
 @kernel

@@ -1,10 +1,10 @@
-"""Decays of a positron emitter (or any gamma emitter) seen by a PET ring: numba kernels.
+"""Decays of a positron emitter (or any gamma emitter) seen by a PET ring.
 
 For each decay: with the nuclide's positron fraction, a positron travels its range and
 annihilates into two 511 keV photons, back to back up to a 0.5 deg FWHM acollinearity (2-D
-Gaussian); each prompt gamma line is emitted with its yield. Every photon flies through the
-phantom (:mod:`emulator.flight`) and into the ring (:mod:`emulator.ring`); each crystal it leaves
-energy in becomes a deposit, kept with the crystal efficiency.
+Gaussian); each prompt gamma line is emitted with its yield. :func:`emit` draws these photons for
+a block of decays on SIMD lanes; :func:`emulator.lanes.transport` follows them through the
+phantom and the ring into crystal deposits, kept with the crystal efficiency.
 """
 
 from __future__ import annotations
@@ -13,105 +13,109 @@ import math
 
 import numpy as np
 
-from emulator import records
-from emulator.flight import fly
+from emulator import lanes, records
 from emulator.jit import inline, kernel
-from emulator.physics import isotropic, positron_path
-from emulator.ring import MAX_HITS, TIME_PER_MM_PS, track
-from emulator.rng import normal, uniform
+from emulator.lanes import KIND, PHANTOM, PHOTON, START, START_K, START_M, UX, UY, UZ, E, X, Y, Z
+from emulator.physics import isotropic_from, normal_pair, positron_offset
+from emulator.simd import draw, get, put, seed_lanes, sel, tab, unit, unit_open
 
 #: Acollinearity: sigma (rad) of each of the two transverse angles, 0.5 deg FWHM.
 ACOLLINEARITY_SIGMA = math.radians(0.5) / 2.3548
 ANNIHILATION_KEV = 510.998950
 
 
-def work_arrays() -> tuple[np.ndarray]:
-    """Scratch of the photon kernels (a photon's crystal hits), allocated once per call."""
-    return (np.empty((MAX_HITS, 3)),)
-
-
 @inline
-def write_hits(rs, dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y, z, efficiency,
-               counters):
-    """Append a photon's crystal deposits to ``dep``, each kept with the crystal efficiency."""
-    for q in range(n_hits):
-        counters[records.DEPOSITS] += 1
-        if uniform(rs) >= efficiency:
-            counters[records.REJECTED] += 1
-            continue
-        r = dep[n_dep]
-        r.t = t0 + int(hits[q, 2] * TIME_PER_MM_PS + 0.5)
-        r.crystal = int(hits[q, 0])
-        r.energy = hits[q, 1]
-        r.decay = decay
-        r.photon = photon
-        r.kind = kind
-        r.scatters = min(scatters, 255)
-        r.x, r.y, r.z = x, y, z
-        n_dep += 1
-    return n_dep
-
-
-@inline
-def _photon(rs, md, ring, crystal, efficiency, px, py, pz, ux, uy, uz, energy, t0, decay, photon,
-            kind, dep, n_dep, counters, hits):
-    counters[records.PHOTONS] += 1
-    energy, qx, qy, qz, ux, uy, uz, path, scatters = fly(rs, md, px, py, pz, ux, uy, uz, energy)
-    if scatters:
-        counters[records.SCATTERED] += 1
-    if energy <= 0.0:
-        counters[records.ABSORBED] += 1
-        return n_dep
-    n_hits = track(rs, ring, crystal, qx, qy, qz, ux, uy, uz, energy, path, -1, -1, hits)
-    if n_hits == 0:
-        counters[records.ESCAPED] += 1
-    return write_hits(rs, dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, px, py, pz,
-                      efficiency, counters)
+def _source(src_f, src_i, slot, present, x, y, z, ux, uy, uz, energy, photon, kind):
+    """Fill a photon source slot (absent: EMPTY)."""
+    put(src_f, X, slot, x)
+    put(src_f, Y, slot, y)
+    put(src_f, Z, slot, z)
+    put(src_f, UX, slot, ux)
+    put(src_f, UY, slot, uy)
+    put(src_f, UZ, slot, uz)
+    put(src_f, E, slot, energy)
+    put(src_i, START, slot, sel(present, PHANTOM, lanes.EMPTY))
+    put(src_i, START_M, slot, -1)
+    put(src_i, START_K, slot, -1)
+    put(src_i, PHOTON, slot, photon)
+    put(src_i, KIND, slot, kind)
 
 
 @kernel
-def decays(times, pos, first_id, start, positron_fraction, prange, lines, md, ring, crystal,
-           efficiency, dep, n_dep, counters, rs, hits):
-    """Simulate decays ``start..`` (times ps, positions mm) into deposits ``dep[n_dep:]``.
-
-    Stops before a decay whose photons might overflow ``dep``; returns (next decay, n_dep).
-    """
-    n_lines = lines.shape[0]
-    per_decay = (2 + n_lines) * MAX_HITS
-    # the photons of one decay: x, y, z, ux, uy, uz, keV, photon id, kind
-    ph = np.empty((2 + n_lines, 9))
-    for i in range(start, times.size):
-        if n_dep + per_decay > dep.size:
-            return i, n_dep
-        x, y, z = pos[i, 0], pos[i, 1], pos[i, 2]
-        n_ph = 0
-        if uniform(rs) < positron_fraction:
-            dx, dy, dz = positron_path(rs, prange)
-            ux, uy, uz = isotropic(rs)
+def emit(pos, positron_fraction, prange, lines, R, src_f, src_i):
+    """The photons of the n decays at ``pos`` (n, 3) mm into source slots: photon p of decay d
+    (the annihilation pair p = 0, 1, then gamma line q as p = 2 + q) in slot p n + d, drawn on
+    the lanes' generators ``R`` (decay d on lane d mod lanes)."""
+    n, n_lanes, n_lines = pos.shape[0], R.shape[1], lines.shape[0]
+    for base in range(0, n, n_lanes):
+        for lane in range(min(n_lanes, n - base)):
+            a0, a1, a2, a3 = get(R, 0, lane), get(R, 1, lane), get(R, 2, lane), get(R, 3, lane)
+            d = base + lane
+            x, y, z = tab(pos, 3 * d), tab(pos, 3 * d + 1), tab(pos, 3 * d + 2)
+            b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b4, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b5, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            positron = unit(b0) < positron_fraction
+            dx, dy, dz = positron_offset(prange, unit(b1), unit_open(b2), unit_open(b3),
+                                         unit(b4), unit(b5))
+            x, y, z = x + dx, y + dy, z + dz
+            b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            ux, uy, uz = isotropic_from(unit(b0), unit(b1))
             # acollinearity: an isotropic 3-D Gaussian of the angular sigma, its component
             # along u removed, is the 2-D Gaussian deviation across u
-            gx = ACOLLINEARITY_SIGMA * normal(rs)
-            gy = ACOLLINEARITY_SIGMA * normal(rs)
-            gz = ACOLLINEARITY_SIGMA * normal(rs)
+            b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            gx, gy = normal_pair(unit_open(b0), unit(b1))
+            gz, _ = normal_pair(unit_open(b2), unit(b3))
+            gx, gy, gz = ACOLLINEARITY_SIGMA * gx, ACOLLINEARITY_SIGMA * gy, \
+                ACOLLINEARITY_SIGMA * gz
             along = gx * ux + gy * uy + gz * uz
-            vx = -ux + gx - along * ux
-            vy = -uy + gy - along * uy
-            vz = -uz + gz - along * uz
+            vx, vy, vz = -ux + gx - along * ux, -uy + gy - along * uy, -uz + gz - along * uz
             nrm = 1.0 / math.sqrt(vx * vx + vy * vy + vz * vz)
-            for p in range(2):
-                ph[p, 0], ph[p, 1], ph[p, 2] = x + dx, y + dy, z + dz
-                ph[p, 6], ph[p, 7], ph[p, 8] = ANNIHILATION_KEV, p, records.ANNIHILATION
-            ph[0, 3], ph[0, 4], ph[0, 5] = ux, uy, uz
-            ph[1, 3], ph[1, 4], ph[1, 5] = vx * nrm, vy * nrm, vz * nrm
-            n_ph = 2
+            _source(src_f, src_i, d, positron, x, y, z, ux, uy, uz, ANNIHILATION_KEV, 0,
+                    records.ANNIHILATION)
+            _source(src_f, src_i, n + d, positron, x, y, z, vx * nrm, vy * nrm, vz * nrm,
+                    ANNIHILATION_KEV, 1, records.ANNIHILATION)
+            put(R, 0, lane, a0)
+            put(R, 1, lane, a1)
+            put(R, 2, lane, a2)
+            put(R, 3, lane, a3)
         for q in range(n_lines):
-            if uniform(rs) < lines[q, 1]:
-                ph[n_ph, 0], ph[n_ph, 1], ph[n_ph, 2] = x, y, z
-                ph[n_ph, 3], ph[n_ph, 4], ph[n_ph, 5] = isotropic(rs)
-                ph[n_ph, 6], ph[n_ph, 7], ph[n_ph, 8] = lines[q, 0], 2 + q, records.GAMMA
-                n_ph += 1
-        for p in range(n_ph):
-            n_dep = _photon(rs, md, ring, crystal, efficiency, ph[p, 0], ph[p, 1], ph[p, 2],
-                            ph[p, 3], ph[p, 4], ph[p, 5], ph[p, 6], times[i], first_id + i,
-                            int(ph[p, 7]), int(ph[p, 8]), dep, n_dep, counters, hits)
-    return times.size, n_dep
+            for lane in range(min(n_lanes, n - base)):
+                a0, a1, a2, a3 = get(R, 0, lane), get(R, 1, lane), get(R, 2, lane), get(R, 3, lane)
+                d = base + lane
+                b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                ux, uy, uz = isotropic_from(unit(b1), unit(b2))
+                _source(src_f, src_i, (2 + q) * n + d, unit(b0) < tab(lines, 2 * q + 1),
+                        tab(pos, 3 * d), tab(pos, 3 * d + 1), tab(pos, 3 * d + 2), ux, uy, uz,
+                        tab(lines, 2 * q), 2 + q, records.GAMMA)
+                put(R, 0, lane, a0)
+                put(R, 1, lane, a1)
+                put(R, 2, lane, a2)
+                put(R, 3, lane, a3)
+
+
+def decays(times: np.ndarray, pos: np.ndarray, first_id: int, start: int,
+           positron_fraction: float, prange: tuple[float, float, float], lines: np.ndarray,
+           md, ring, table: np.ndarray, efficiency: float, dep: np.ndarray, n_dep: int,
+           counters: np.ndarray, rs: np.ndarray) -> tuple[int, int]:
+    """Simulate the decays at ``times`` (ps) and ``pos`` (n, 3) mm into deposits
+    ``dep[n_dep:]`` (``md`` the phantom's medium, ``table`` the
+    :func:`emulator.lanes.medium_table`); returns (decays done, n_dep): all of them, or none
+    when ``dep`` is too small (``start`` must be 0: a block is done whole)."""
+    per = 2 + lines.shape[0]
+    work = lanes.scratch(per * times.size)
+    seed_lanes(rs, work.R)
+    emit(pos, positron_fraction, prange, lines, work.R, work.src_f, work.src_i)
+    n = lanes.transport(times, first_id, work.src_f, work.src_i, md,
+                        tuple(range(md.layers.shape[0])), ring, table, efficiency, work, dep,
+                        n_dep, counters, rs)
+    return (times.size, n) if n >= 0 else (start, n_dep)

@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from emulator.jit import inline, kernel
-from emulator.rng import azimuth, disc, exponential, uniform
+from emulator.rng import azimuth, bits, disc, uniform
+from emulator.simd import exp, log, sel, sincos_turn, unit_open, vmax
 
 CUTOFF_KEV = 10.0
 """Photons below this energy (keV) are absorbed where they are."""
@@ -33,29 +34,54 @@ def isotropic(rs):
 
 
 @inline
-def positron_path(rs, prange):
-    """Where a positron annihilates relative to its emission (mm): the nuclide's bi-exponential
-    range model ``prange`` = (C, k1, k2) (1/mm), a radius r ~ k^2 r exp(-k r) with k = k1 with
-    probability C else k2, in a direction uniform on the sphere."""
+def isotropic_from(u1, u2):
+    """The direction uniform on the sphere given by two uniforms in [0, 1): cos theta = 1 - 2 u1
+    (Archimedes), azimuth 2 pi u2. Branch-free (SIMD lanes)."""
+    w = 1.0 - 2.0 * u1
+    r = math.sqrt(vmax(0.0, 1.0 - w * w))
+    c, s = sincos_turn(u2)
+    return r * c, r * s, w
+
+
+@inline
+def normal_pair(u1, u2):
+    """Two independent standard normal variates from a uniform u1 in (0, 1] and one u2 in
+    [0, 1) (Box & Muller 1958). Branch-free (SIMD lanes)."""
+    r = math.sqrt(-2.0 * log(u1))
+    c, s = sincos_turn(u2)
+    return r * c, r * s
+
+
+@inline
+def positron_offset(prange, u_branch, u1, u2, u3, u4):
+    """Where a positron annihilates relative to its emission (mm), from uniforms (u1, u2 in
+    (0, 1], the others in [0, 1)): the nuclide's bi-exponential range model ``prange`` = (C, k1,
+    k2) (1/mm), a radius r ~ k^2 r exp(-k r) (a sum of two exponentials over k) with k = k1 with
+    probability C else k2, in a direction uniform on the sphere. Branch-free (SIMD lanes)."""
     c_range, k1, k2 = prange
-    k = k1 if uniform(rs) < c_range else k2
-    r = (exponential(rs) + exponential(rs)) / k
-    dx, dy, dz = isotropic(rs)
+    r = -(log(u1) + log(u2)) / sel(u_branch < c_range, k1, k2)
+    dx, dy, dz = isotropic_from(u3, u4)
     return r * dx, r * dy, r * dz
 
 
 @inline
+def positron_path(rs, prange):
+    """:func:`positron_offset` drawn from the generator ``rs``."""
+    return positron_offset(prange, uniform(rs), unit_open(bits(rs)), unit_open(bits(rs)),
+                           uniform(rs), uniform(rs))
+
+
+@inline
 def rotate(ux, uy, uz, cos_t, cos_p, sin_p):
-    """The direction at polar angle acos(cos_t) and azimuth (cos_p, sin_p) about (ux, uy, uz)."""
-    sin_t = math.sqrt(max(0.0, 1.0 - cos_t * cos_t))
-    if abs(uz) > 0.99999:
-        sign = 1.0 if uz > 0 else -1.0
-        return sin_t * cos_p, sin_t * sin_p, sign * cos_t
-    r = math.sqrt(1.0 - uz * uz)
+    """The direction at polar angle acos(cos_t) and azimuth (cos_p, sin_p) about (ux, uy, uz)
+    (branch-free: the transport's SIMD lanes use it too)."""
+    sin_t = math.sqrt(vmax(0.0, 1.0 - cos_t * cos_t))
+    pole = abs(uz) > 0.99999
+    r = math.sqrt(vmax(1.0 - uz * uz, 1e-300))
     a, b = sin_t * cos_p / r, sin_t * sin_p / r
-    vx = a * ux * uz - b * uy + ux * cos_t
-    vy = a * uy * uz + b * ux + uy * cos_t
-    vz = -a * r * r + uz * cos_t
+    vx = sel(pole, sin_t * cos_p, a * ux * uz - b * uy + ux * cos_t)
+    vy = sel(pole, sin_t * sin_p, a * uy * uz + b * ux + uy * cos_t)
+    vz = sel(pole, sel(uz > 0.0, cos_t, -cos_t), -a * r * r + uz * cos_t)
     # one Newton step to unit length keeps the rounding from accumulating over scatterings
     n2 = vx * vx + vy * vy + vz * vz
     f = 1.5 - 0.5 * n2
@@ -70,26 +96,33 @@ def deflect(rs, ux, uy, uz, cos_t):
 
 
 @inline
+def kahn_trial(energy, r1, r2, r3):
+    """One trial of Kahn's rejection method (1954, as in EGS and MCNP) for a Compton scattering
+    of a photon of ``energy`` keV on a free electron, with the uniforms r1, r2, r3: (accepted,
+    scattered energy keV, cos theta). Branch-free, for the SIMD lanes as for :func:`klein_nishina`;
+    three divisions, two of them shared by trials at one energy."""
+    two_k = energy * (2.0 / ELECTRON_KEV)
+    a = 1.0 + two_k
+    first = r1 * (9.0 + two_k) <= a                  # r1 <= (1 + 2k) / (9 + 2k)
+    d = 1.0 + two_k * r2
+    inv_d = 1.0 / d
+    xi = sel(first, d, a * inv_d)                    # a: 1 + 2k r2; b: (1 + 2k) / (1 + 2k r2)
+    cos_t = 1.0 - (xi - 1.0) * (ELECTRON_KEV / energy)
+    ok = sel(first, r3 * d * d <= 4.0 * (d - 1.0), 2.0 * r3 * xi <= cos_t * cos_t * xi + 1.0)
+    return ok, sel(first, energy * inv_d, energy * d * (1.0 / a)), cos_t
+
+
+@inline
 def klein_nishina(rs, energy):
     """Sample a Compton scattering of a photon of ``energy`` keV on a free electron.
 
-    Returns (scattered energy keV, cos theta). Kahn's rejection method (1954, as in EGS and
-    MCNP): exact, with no transcendental function, 1.6-1.7 trials a sample from 30 to 511 keV.
+    Returns (scattered energy keV, cos theta). Kahn's rejection method: exact, with no
+    transcendental function, 1.6-1.7 trials a sample from 30 to 511 keV.
     """
-    k = energy / ELECTRON_KEV
-    two_k = 2.0 * k
-    branch = (1.0 + two_k) / (9.0 + two_k)
     while True:
-        r1, r2, r3 = uniform(rs), uniform(rs), uniform(rs)
-        if r1 <= branch:
-            xi = 1.0 + two_k * r2
-            if r3 * xi * xi <= 4.0 * (xi - 1.0):
-                return energy / xi, 1.0 - (xi - 1.0) / k
-        else:
-            xi = (1.0 + two_k) / (1.0 + two_k * r2)
-            cos_t = 1.0 - (xi - 1.0) / k
-            if 2.0 * r3 * xi <= cos_t * cos_t * xi + 1.0:
-                return energy / xi, cos_t
+        ok, scattered, cos_t = kahn_trial(energy, uniform(rs), uniform(rs), uniform(rs))
+        if ok:
+            return scattered, cos_t
 
 
 @inline
@@ -120,18 +153,26 @@ def klein_nishina_pdf(energy, cos_t):
     return 0.5 * ds / (math.pi * sigma)
 
 
+@inline
+def rayleigh_trial(energy, r1, r2):
+    """One trial for the cos theta of a coherent scattering in water with the uniforms r1, r2:
+    (accepted, cos theta). Thomson x a form factor F^2 = (1 + x^2/x0^2)^-4 with x =
+    sin(theta/2)/lambda, sampled in x^2 and accepted on Thomson. Branch-free."""
+    lam = _HC_KEV_ANGSTROM / energy
+    a = 1.0 / (_X0_WATER * _X0_WATER)
+    q = 1.0 + a / (lam * lam)                           # 1 + a x^2 at theta = pi
+    cmax = 1.0 - 1.0 / (q * q * q)
+    u = (exp(-log(1.0 - cmax * r1) / 3.0) - 1.0) / a
+    cos_t = 1.0 - 2.0 * lam * lam * u
+    return 2.0 * r2 <= 1.0 + cos_t * cos_t, cos_t
+
+
 @kernel
 def rayleigh_cos(rs, energy):
-    """cos theta of a coherent scattering in water: Thomson x a form factor F^2 = (1 +
-    x^2/x0^2)^-4 with x = sin(theta/2)/lambda, sampled in x^2 and accepted on Thomson."""
-    lam = _HC_KEV_ANGSTROM / energy
-    umax = 1.0 / (lam * lam)              # x^2 at theta = pi
-    a = 1.0 / (_X0_WATER * _X0_WATER)
-    cmax = 1.0 - (1.0 + a * umax) ** -3
+    """cos theta of a coherent scattering in water (:func:`rayleigh_trial` until accepted)."""
     while True:
-        u = ((1.0 - cmax * uniform(rs)) ** (-1.0 / 3.0) - 1.0) / a
-        cos_t = 1.0 - 2.0 * lam * lam * u
-        if 2.0 * uniform(rs) <= 1.0 + cos_t * cos_t:
+        ok, cos_t = rayleigh_trial(energy, uniform(rs), uniform(rs))
+        if ok:
             return cos_t
 
 

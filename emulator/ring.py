@@ -20,9 +20,9 @@ from typing import NamedTuple
 import numpy as np
 
 from emulator.jit import inline, kernel
-from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS, crystal_interaction
-from emulator.rng import exponential
-from emulator.slabs import inverse, slab, slab_exit
+from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS
+from emulator.simd import sel, tab, vmax, vmin
+from emulator.slabs import inverse, slab
 from hw.scanner import Scanner
 
 #: Below this energy (keV) a photon deposits what it has left where it is.
@@ -45,7 +45,9 @@ class Ring(NamedTuple):
     radius: float
     half_w: float
     r_max: float
-    mr_z0: np.ndarray           # (n_mr,) low z edge of each module ring's crystal cells
+    z_lo: float                 # low z edge of the first module ring's crystal cells
+    z_hi: float                 # high z edge of the last one's
+    mr_pitch: float             # from one module ring to the next (their length + the gap)
     mr_len: float
     cos_sec: np.ndarray         # (n_sec,) direction of each sector's axis
     sin_sec: np.ndarray
@@ -68,7 +70,8 @@ def ring_of(scanner: Scanner) -> Ring:
         margin_t=(pitch_t - size_t) / 2, margin_a=(pitch_a - size_a) / 2, depth=depth,
         radius=scanner.ring_radius_mm, half_w=ct * pitch_t / 2,
         r_max=math.hypot(scanner.ring_radius_mm + depth, ct * pitch_t / 2),
-        mr_z0=np.asarray(z_first - pitch_a / 2, dtype=np.float64), mr_len=ca * pitch_a,
+        z_lo=float(z_first[0] - pitch_a / 2), z_hi=float(z_first[-1] - pitch_a / 2 + ca * pitch_a),
+        mr_pitch=float(z_first[1] - z_first[0]) if n_mr > 1 else ca * pitch_a, mr_len=ca * pitch_a,
         cos_sec=np.cos(phi), sin_sec=np.sin(phi),
         per_ring=scanner.crystals_per_ring,
     )
@@ -90,7 +93,7 @@ def crystal_centres(ring: Ring) -> np.ndarray:
     cos, sin = np.asarray(ring.cos_sec)[sec], np.asarray(ring.sin_sec)[sec]
     x = d * cos - s * sin
     y = d * sin + s * cos
-    z = np.asarray(ring.mr_z0)[k] + (j + 0.5) * ring.pitch_a
+    z = ring.z_lo + k * ring.mr_pitch + (j + 0.5) * ring.pitch_a
     return np.stack([x, y, z], axis=1)
 
 
@@ -105,16 +108,20 @@ def _prism(g, m, px, py, ux, uy):
 
 @inline
 def _angle(x, y):
-    """atan2(y, x) to about 2e-4 rad (a polynomial on the octant, no libm call)."""
+    """atan2(y, x) to about 2e-4 rad (a polynomial on the octant, no libm call; branch-free)."""
     ax, ay = abs(x), abs(y)
-    a = min(ax, ay) / max(ax, ay, 1e-300)
+    a = vmin(ax, ay) / vmax(vmax(ax, ay), 1e-300)
     s = a * a
     r = ((-0.0464964749 * s + 0.15931422) * s - 0.327622764) * s * a + a
-    if ay > ax:
-        r = 0.5 * math.pi - r
-    if x < 0.0:
-        r = math.pi - r
-    return -r if y < 0.0 else r
+    r = sel(ay > ax, 0.5 * math.pi - r, r)
+    r = sel(x < 0.0, math.pi - r, r)
+    return sel(y < 0.0, -r, r)
+
+
+@inline
+def _wrap(m, n):
+    """m modulo n for m in [-n, 2n)."""
+    return sel(m < 0, m + n, sel(m >= n, m - n, m))
 
 
 @inline
@@ -122,11 +129,10 @@ def _sector(g, x, y, step):
     """The sector around the point (x, y); when the point lies within 1e-3 of a sector
     boundary, the sector before it in the direction ``step`` (so no module is skipped)."""
     f = _angle(x, y) / (2.0 * math.pi / g.n_sec) + 0.5
-    m = math.floor(f)
+    m = np.int64(math.floor(f))
     frac = f - m
-    if (step > 0 and frac < 1e-3) or (step < 0 and frac > 1.0 - 1e-3):
-        m -= step
-    return m % g.n_sec
+    m = sel(((step > 0) & (frac < 1e-3)) | ((step < 0) & (frac > 1.0 - 1e-3)), m - step, m)
+    return _wrap(m, g.n_sec)
 
 
 @kernel
@@ -146,7 +152,7 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
     if to1 <= 0.0:
         return -1, -1, 0.0, 0.0
     lo = max(to0, 0.0)
-    z_lo, z_hi = g.mr_z0[0], g.mr_z0[g.n_mr - 1] + g.mr_len
+    z_lo, z_hi = g.z_lo, g.z_hi
     za, zb = pz + lo * uz, pz + to1 * uz
     if (za > z_hi and zb > z_hi) or (za < z_lo and zb < z_lo):
         return -1, -1, 0.0, 0.0
@@ -171,7 +177,7 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
                 for k in range(g.n_mr):
                     if m == ex_m and k == ex_k:
                         continue
-                    z0 = g.mr_z0[k]
+                    z0 = g.z_lo + k * g.mr_pitch
                     c0, c1 = slab(pz, inv_uz, z0, z0 + g.mr_len)
                     t0, t1 = max(p0, c0), min(p1, c1)
                     if t1 > t0 and t1 > 1e-9 and t0 < best_t:
@@ -185,14 +191,23 @@ def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
 
 
 @inline
-def _past_an_end(g, z, uz):
+def past_an_end(g, z, uz):
     """Whether a photon at axial position z (mm) is beyond an axial end of the ring's modules
     and moving away from them."""
-    return (z > g.mr_z0[g.n_mr - 1] + g.mr_len and uz >= 0.0) or (z < g.mr_z0[0] and uz <= 0.0)
+    return ((z > g.z_hi) & (uz >= 0.0)) | ((z < g.z_lo) & (uz <= 0.0))
 
 
 @inline
-def _front_entry(g, px, py, pz, ux, uy, uz):
+def module_ring(g, z):
+    """(k, inside): the module ring k nearest the axial position z (mm), and whether z lies
+    within its crystals' cells (not in a gap between module rings or beyond an end)."""
+    k = vmin(vmax(np.int64(math.floor((z - g.z_lo) / g.mr_pitch)), 0), g.n_mr - 1)
+    z0 = g.z_lo + k * g.mr_pitch
+    return k, (z0 <= z) & (z <= z0 + g.mr_len)
+
+
+@inline
+def front_entry(g, px, py, pz, ux, uy, uz):
     """(m, k, t) of the module whose front face a photon crosses where it leaves the prism the
     modules' faces bound, for a photon inside the inscribed circle of the faces or inside the
     prism and heading into that circle (one leaving a module's front face for the bore); m = -2
@@ -204,121 +219,35 @@ def _front_entry(g, px, py, pz, ux, uy, uz):
     Every module lies outside that convex prism, so the face it is left through is the first
     module met. The face is the one of least positive crossing distance among the three around
     the sector where the line leaves the inscribed circle (the prism reaches at most half a
-    sector further round)."""
+    sector further round). Branch-free (SIMD lanes)."""
     a = ux * ux + uy * uy
-    if a < 1e-18:
-        return -1, -1, 0.0
     b = px * ux + py * uy
     c = px * px + py * py - g.radius * g.radius
     disc = b * b - a * c
-    if c >= 0.0:                        # outside the circle: inside the prism, heading in?
-        m_p = _sector(g, px, py, 0)
-        if b >= 0.0 or disc <= 0.0 or \
-                px * g.cos_sec[m_p] + py * g.sin_sec[m_p] > g.radius + 1e-6:
-            return -1, -1, 0.0
-    t_c = (-b + math.sqrt(disc)) / a
-    if _past_an_end(g, pz + t_c * uz, uz):   # the prism is left at least this far along
-        return -2, -1, 0.0
+    m_p = _sector(g, px, py, 0)
+    # outside the circle, the shortcut needs a photon inside the prism heading into the circle
+    into = (b < 0.0) & (disc > 0.0) & (
+        px * tab(g.cos_sec, m_p) + py * tab(g.sin_sec, m_p) <= g.radius + 1e-6)
+    applies = (a >= 1e-18) & ((c < 0.0) | into)
+    t_c = (-b + math.sqrt(vmax(disc, 0.0))) / vmax(a, 1e-300)
+    gone = past_an_end(g, pz + t_c * uz, uz)       # the prism is left at least this far along
     m0 = _sector(g, px + t_c * ux, py + t_c * uy, 0)
-    m, t = -1, np.inf
+    m, t = np.int64(-1), np.inf
     for dm in range(-1, 2):
-        q = (m0 + dm) % g.n_sec
-        un = ux * g.cos_sec[q] + uy * g.sin_sec[q]
-        if un > 0.0:
-            tq = (g.radius - px * g.cos_sec[q] - py * g.sin_sec[q]) / un
-            if tq < t:
-                m, t = q, tq
-    if m < 0:
-        return -1, -1, 0.0
-    s = -(px + t * ux) * g.sin_sec[m] + (py + t * uy) * g.cos_sec[m]
-    if abs(s) > g.half_w:
-        return -1, -1, 0.0
+        q = _wrap(m0 + dm, g.n_sec)
+        cq, sq = tab(g.cos_sec, q), tab(g.sin_sec, q)
+        un = ux * cq + uy * sq
+        tq = (g.radius - px * cq - py * sq) / un
+        better = (un > 0.0) & (tq < t)
+        m, t = sel(better, q, m), sel(better, tq, t)
+    mm = vmax(m, 0)
+    s = -(px + t * ux) * tab(g.sin_sec, mm) + (py + t * uy) * tab(g.cos_sec, mm)
     z = pz + t * uz
-    for k in range(g.n_mr):
-        if g.mr_z0[k] <= z <= g.mr_z0[k] + g.mr_len:
-            return m, k, max(t, 0.0)
-    if _past_an_end(g, z, uz):
-        return -2, -1, 0.0
-    return -1, -1, 0.0
-
-
-@inline
-def _in_module(rs, g, m, k, px, py, pz, ux, uy, uz, mu):
-    """Delta tracking through the crystals of module (m, k) from p (inside it) along u at the
-    crystal's attenuation ``mu`` (1/mm); the reflector between crystals does not attenuate.
-    Returns (crystal, t) of the next interaction, or (-1, t) where the photon leaves the module."""
-    c, s = g.cos_sec[m], g.sin_sec[m]
-    d0, ud = px * c + py * s - g.radius, ux * c + uy * s
-    s0, us = -px * s + py * c + g.half_w, -ux * s + uy * c
-    a0, ua = pz - g.mr_z0[k], uz
-    t_out = min(slab_exit(d0, ud, 0.0, g.depth), slab_exit(s0, us, 0.0, 2.0 * g.half_w),
-                slab_exit(a0, ua, 0.0, g.mr_len))
-    t = 0.0
-    while True:
-        t += exponential(rs) / mu
-        if t >= t_out:
-            return -1, t_out
-        sv, av = s0 + t * us, a0 + t * ua
-        i = min(max(math.floor(sv / g.pitch_t), 0), g.ct - 1)
-        j = min(max(math.floor(av / g.pitch_a), 0), g.ca - 1)
-        fs, fa = sv - i * g.pitch_t, av - j * g.pitch_a
-        if (g.margin_t <= fs <= g.pitch_t - g.margin_t
-                and g.margin_a <= fa <= g.pitch_a - g.margin_a):
-            return (k * g.ca + j) * g.per_ring + m * g.ct + i, t
-
-
-@inline
-def track(rs, g, table, px, py, pz, ux, uy, uz, energy, path, m, k, hits):
-    """Follow a photon into and through the ring. ``table`` is the crystal's (keV, 2) table of
-    mu and photo-electric fraction; ``m, k`` the module p lies in (-1 when outside the ring);
-    ``path`` the distance (mm) already travelled since emission.
-
-    Fills ``hits`` (MAX_HITS, 3) with the per-crystal deposits (crystal, keV, path mm at the
-    first deposit there) and returns their number (0 when the photon escapes).
-    """
-    n = 0
-    inside = m >= 0
-    ex_m, ex_k = -1, -1
-    for _ in range(64):
-        if not inside:
-            m, k, t_in = _front_entry(g, px, py, pz, ux, uy, uz)
-            if m == -2:
-                return n
-            if m < 0:
-                m, k, t_in, _ = find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k)
-                if m < 0:
-                    return n
-            px += t_in * ux
-            py += t_in * uy
-            pz += t_in * uz
-            path += t_in
-            inside = True
-        e_idx = min(int(energy), table.shape[0] - 1)
-        crystal, t = _in_module(rs, g, m, k, px, py, pz, ux, uy, uz, table[e_idx, 0])
-        px += t * ux
-        py += t * uy
-        pz += t * uz
-        path += t
-        if crystal < 0:
-            inside = False
-            ex_m, ex_k = m, k
-            continue
-        deposit, energy, ux, uy, uz = crystal_interaction(rs, energy, table[e_idx, 1], ux, uy, uz)
-        slot = n
-        for q in range(n):
-            if hits[q, 0] == crystal:
-                slot = q
-                break
-        if slot == n:
-            if n == MAX_HITS:
-                slot = n - 1
-            else:
-                hits[n, 0], hits[n, 1], hits[n, 2] = crystal, 0.0, path
-                n += 1
-        hits[slot, 1] += deposit
-        if energy <= 0.0:
-            return n
-    return n
+    k, in_ring = module_ring(g, z)
+    on_face = (m >= 0) & (abs(s) <= g.half_w)
+    hit = applies & ~gone & on_face & in_ring
+    away = applies & (gone | (on_face & ~in_ring & past_an_end(g, z, uz)))
+    return sel(hit, m, sel(away, -2, -1)), sel(hit, k, -1), sel(hit, vmax(t, 0.0), 0.0)
 
 
 TIME_PER_MM_PS = 1.0 / SPEED_OF_LIGHT_MM_PER_PS

@@ -20,7 +20,7 @@ from numba import uint64
 
 from emulator.jit import inline
 
-_TO_UNIT = 1.0 / 9007199254740992.0   # 2^-53
+TO_UNIT = 1.0 / 9007199254740992.0   # 2^-53
 
 #: Ziggurat parameters: the base strip's right edge r and each strip's area v.
 EXP_R = 7.69711747013104972
@@ -86,7 +86,7 @@ def state(seed: int | list[int]) -> np.ndarray:
 
 
 @inline
-def _rotl(x, k):
+def rotl(x, k):
     return (x << uint64(k)) | (x >> uint64(64 - k))
 
 
@@ -94,21 +94,21 @@ def _rotl(x, k):
 def bits(rs):
     """64 random bits (uint64)."""
     s0, s1, s2, s3 = rs[0], rs[1], rs[2], rs[3]
-    result = _rotl(s0 + s3, 23) + s0
+    result = rotl(s0 + s3, 23) + s0
     t = s1 << uint64(17)
     s2 ^= s0
     s3 ^= s1
     s1 ^= s2
     s0 ^= s3
     s2 ^= t
-    rs[0], rs[1], rs[2], rs[3] = s0, s1, s2, _rotl(s3, 45)
+    rs[0], rs[1], rs[2], rs[3] = s0, s1, s2, rotl(s3, 45)
     return result
 
 
 @inline
 def uniform(rs):
     """A float64 uniform in [0, 1) (53 random bits)."""
-    return (bits(rs) >> uint64(11)) * _TO_UNIT
+    return (bits(rs) >> uint64(11)) * TO_UNIT
 
 
 @inline

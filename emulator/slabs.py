@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from emulator.jit import inline
+from emulator.simd import sel
 
 
 @inline
@@ -27,9 +28,7 @@ def slab(p, inv_u, lo, hi):
 
 @inline
 def slab_exit(p, u, lo, hi):
-    """t at which p + t u leaves [lo, hi] (inf: never; 0: outside it, not moving along it)."""
-    if u > 0.0:
-        return (hi - p) / u
-    if u < 0.0:
-        return (lo - p) / u
-    return np.inf if lo <= p <= hi else 0.0
+    """t at which p + t u leaves [lo, hi] (inf: never; 0: outside it, not moving along it).
+    Branch-free (SIMD lanes)."""
+    still = sel((lo <= p) & (p <= hi), np.inf, 0.0)
+    return sel(u > 0.0, (hi - p) / u, sel(u < 0.0, (lo - p) / u, still))

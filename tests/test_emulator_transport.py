@@ -12,7 +12,7 @@ from emulator import flight, phantoms, rng
 from emulator.jit import kernel
 from emulator.media import water_table
 from emulator.physics import isotropic
-from emulator.ring import _front_entry, find_module, ring_of
+from emulator.ring import find_module, front_entry, ring_of
 from emulator.rng import uniform
 
 MU_511 = 0.0096  # 1/mm, water at 511 keV
@@ -49,7 +49,7 @@ def test_delta_tracking_escape_matches_the_line_integral(brain, name):
 def _entries(rs, g, n, out, from_faces):
     """Front-face entry and general search for n photons from inside the ring's bore, within
     twice its axial length, or (``from_faces``) from the modules' front faces (leaving one)."""
-    z_lo, z_hi = g.mr_z0[0], g.mr_z0[g.n_mr - 1] + g.mr_len
+    z_lo, z_hi = g.z_lo, g.z_hi
     for i in range(n):
         ux, uy, uz = isotropic(rs)
         ex = -1
@@ -66,9 +66,9 @@ def _entries(rs, g, n, out, from_faces):
             pz = 0.5 * (z_lo + z_hi) + (z_hi - z_lo) * (2.0 * uniform(rs) - 1.0)
         ex_k = -1
         for k in range(g.n_mr):
-            if ex >= 0 and g.mr_z0[k] <= pz <= g.mr_z0[k] + g.mr_len:
+            if ex >= 0 and g.z_lo + k * g.mr_pitch <= pz <= g.z_lo + k * g.mr_pitch + g.mr_len:
                 ex_k = k
-        m, k, t = _front_entry(g, px, py, pz, ux, uy, uz)
+        m, k, t = front_entry(g, px, py, pz, ux, uy, uz)
         gm, gk, gt, _ = find_module(g, px, py, pz, ux, uy, uz, ex, ex_k)
         out[i, 0], out[i, 1], out[i, 2] = m, k, t
         out[i, 3], out[i, 4], out[i, 5] = gm, gk, gt

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emulator.jit import inline
+from emulator.simd import sel, tab
 
 ELLIPSOID = 0
 CYLINDER = 1
@@ -95,9 +96,9 @@ def rotation_to(axis: tuple[float, float, float]) -> np.ndarray:
 
 @inline
 def unit_contains(kind, qx, qy, qz):
-    if kind == ELLIPSOID:
-        return qx * qx + qy * qy + qz * qz <= 1.0
-    return qx * qx + qy * qy <= 1.0 and abs(qz) <= 1.0
+    """Whether the unit coordinates lie in the unit shape of ``kind`` (branch-free)."""
+    r2 = qx * qx + qy * qy
+    return sel(kind == ELLIPSOID, r2 + qz * qz <= 1.0, (r2 <= 1.0) & (abs(qz) <= 1.0))
 
 
 #: A packed shape is a row of ROW floats: kind, centre (3), M = diag(1 / semi-axes) @ rotation
@@ -113,18 +114,20 @@ def pack_row(shape: Shape) -> np.ndarray:
 
 @inline
 def to_unit(g, q, x, y, z):
-    """Unit coordinates of the point (x, y, z) mm in the shape of row ``q`` of ``g``."""
-    dx, dy, dz = x - g[q, 1], y - g[q, 2], z - g[q, 3]
-    return (g[q, 4] * dx + g[q, 5] * dy + g[q, 6] * dz,
-            g[q, 7] * dx + g[q, 8] * dy + g[q, 9] * dz,
-            g[q, 10] * dx + g[q, 11] * dy + g[q, 12] * dz)
+    """Unit coordinates of the point (x, y, z) mm in the shape of row ``q`` of ``g`` (a
+    C-contiguous array of packed rows; read as a table, see :func:`emulator.simd.tab`)."""
+    o = q * g.shape[1]
+    dx, dy, dz = x - tab(g, o + 1), y - tab(g, o + 2), z - tab(g, o + 3)
+    return (tab(g, o + 4) * dx + tab(g, o + 5) * dy + tab(g, o + 6) * dz,
+            tab(g, o + 7) * dx + tab(g, o + 8) * dy + tab(g, o + 9) * dz,
+            tab(g, o + 10) * dx + tab(g, o + 11) * dy + tab(g, o + 12) * dz)
 
 
 @inline
 def row_contains(g, q, x, y, z):
     """Whether the point (x, y, z) mm lies inside the shape of row ``q`` of ``g``."""
     qx, qy, qz = to_unit(g, q, x, y, z)
-    return unit_contains(g[q, 0], qx, qy, qz)
+    return unit_contains(tab(g, q * g.shape[1]), qx, qy, qz)
 
 
 @inline

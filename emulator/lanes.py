@@ -1,0 +1,455 @@
+"""Photon transport for PET on SIMD lanes: the phantom and the ring's crystals.
+
+A pool of lanes (a few hundred) each holds one photon in flight. :func:`step` advances every lane
+by one event in a loop that LLVM vectorises (:mod:`emulator.simd`): in the phantom one tentative
+interaction of delta tracking (Woodcock: at the densest layer's rate inside the phantom's box,
+real with probability density / densest), in a module one tentative interaction at the crystal's
+attenuation (real when it falls in a crystal, not in the reflector between crystals). A real one
+is photo-electric absorption, coherent scattering (phantom) or Compton scattering, chosen with
+the medium's fractions at the photon's energy; Compton angles by Kahn's rejection method, two
+trials in the step. Photons that leave the phantom's box or a module find the module they enter
+next in one vectorised pass over just them (:func:`enter`, :func:`emulator.ring.front_entry`).
+Plain code (:func:`transport`) does what is rare or irregular: a coherent scattering, a Compton
+angle whose two trials failed (sampled to the end with the lane's own generator, so every law is
+exact), the general module search where the one-step entry does not apply, filing each crystal's
+deposit with its photon, writing the deposits of finished photons and refilling their lanes.
+
+Every lane draws from its own generator (xoshiro256++), seeded per block of decays, so results
+do not depend on the number of threads. Positions mm, energies keV, times ps.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import NamedTuple
+
+import numpy as np
+
+from emulator import records
+from emulator.flight import density_at
+from emulator.jit import inline, kernel
+from emulator.media import TABLE_KEV
+from emulator.physics import CUTOFF_KEV, deflect, kahn_trial, klein_nishina, rayleigh_cos, rotate
+from emulator.ring import MAX_HITS, TIME_PER_MM_PS, find_module, front_entry
+from emulator.rng import uniform
+from emulator.simd import draw, get, log, put, sel, sincos_turn, tab, unit, unit_open, vmax, vmin
+
+#: Lanes in flight (a multiple of the widest SIMD vector).
+LANES = 512
+
+# float64 lane fields: position mm, direction, energy keV, path mm since emission, in the phantom
+# the distance gone past the position by virtual events (the position stays at the last real
+# one, so that a photon leaving the phantom's box starts into the ring from inside the phantom,
+# never from a box corner that reaches into a module), and this step's deposit (keV) with the
+# path at it; FOUND_T is a row of results of :func:`enter`, indexed by the position in its list
+# of lanes (not by lane)
+X, Y, Z, UX, UY, UZ, E, PATH, TRAV, DEP_E, DEP_PATH, FOUND_T = range(12)
+N_FLOAT = 12
+# int64 lane fields: stage, module (sector, module ring; -1 in the phantom), this step's deposit
+# crystal (-1 none), the crystal of the last real interaction, the scattering left to plain code,
+# the photon's source slot, its scatterings in the phantom, the module it last left; FOUND_M and
+# FOUND_K rows of results of :func:`enter` like FOUND_T
+STAGE, M, K, DEP_C, CELL, PENDING, SRC, SCAT, EX_M, EX_K, FOUND_M, FOUND_K = range(12)
+N_INT = 12
+
+# stages: moving (the step advances them), then those plain code handles
+PHANTOM, MODULE, RING, SCATTER, SEARCH, DONE, ABSORBED, EMPTY = range(8)
+# scatterings left to plain code
+COMPTON, COHERENT = 1, 2
+
+# photon sources, one slot per possible photon: float fields X..E (the emission point is the
+# start), int fields: the stage it starts in (EMPTY: no photon), its module, photon id, kind
+SRC_FLOAT = 7
+START, START_M, START_K, PHOTON, KIND = range(5)
+SRC_INT = 5
+
+
+class Scratch(NamedTuple):
+    """The transport's working arrays (:func:`scratch`)."""
+
+    F: np.ndarray        # (N_FLOAT, LANES) float lane fields
+    I: np.ndarray        # (N_INT, LANES) int lane fields
+    R: np.ndarray        # (4, LANES) uint64 the lanes' generator states
+    hits: np.ndarray     # (LANES, MAX_HITS, 3) each lane's crystal hits: crystal, keV, path mm
+    n_hits: np.ndarray   # (LANES,) int64
+    need: np.ndarray     # (LANES,) int64 lanes looking for a module
+    todo: np.ndarray     # (LANES,) int64 lanes plain code visits after a step
+    src_f: np.ndarray    # (SRC_FLOAT, slots) photon sources
+    src_i: np.ndarray    # (SRC_INT, slots)
+
+
+_LOCAL = threading.local()
+
+
+def scratch(slots: int) -> Scratch:
+    """Working arrays with room for ``slots`` photon sources, kept per thread and reused (fresh
+    pages cost more than the transport's own work on them)."""
+    have = getattr(_LOCAL, "scratch", None)
+    if have is None or have.src_f.shape[1] < slots:
+        have = Scratch(np.zeros((N_FLOAT, LANES)), np.zeros((N_INT, LANES), np.int64),
+                       np.zeros((4, LANES), np.uint64), np.zeros((LANES, MAX_HITS, 3)),
+                       np.zeros(LANES, np.int64), np.zeros(LANES, np.int64),
+                       np.zeros(LANES, np.int64), np.zeros((SRC_FLOAT, slots)),
+                       np.zeros((SRC_INT, slots), np.int64))
+        _LOCAL.scratch = have
+    return have._replace(src_f=have.src_f[:, :slots], src_i=have.src_i[:, :slots])
+
+
+#: Columns of :func:`medium_table`: per medium (phantom, crystal) the mean free path, the
+#: photo-electric fraction and photo-electric plus coherent.
+MEDIUM_COLUMNS = 6
+
+
+def medium_table(water: np.ndarray, rho_max: float, crystal: np.ndarray) -> np.ndarray:
+    """(TABLE_KEV, 6) per-keV table the step looks up: the phantom's delta-tracking mean free
+    path (mm, 1 / (densest x mu water); 1e300 without layers), water's photo-electric fraction
+    and photo-electric plus coherent, then the crystal's mean free path, photo-electric fraction
+    (twice: no coherent scattering in the crystal)."""
+    out = np.empty((TABLE_KEV, MEDIUM_COLUMNS))
+    out[:, 0] = 1.0 / (rho_max * water[:, 0]) if rho_max > 0 else 1e300
+    out[:, 1] = water[:, 1]
+    out[:, 2] = water[:, 1] + water[:, 2]
+    out[:, 3] = 1.0 / crystal[:, 0]
+    out[:, 4] = crystal[:, 1]
+    out[:, 5] = crystal[:, 1]
+    return out
+
+
+@inline
+def write_hits(rs, dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y, z,
+               efficiency, counters):
+    """Append a photon's crystal hits to ``dep`` as deposits, each kept with the crystal
+    ``efficiency``; ``t0`` ps its emission, ``x, y, z`` mm its emission point."""
+    for q in range(n_hits):
+        counters[records.DEPOSITS] += 1
+        if uniform(rs) >= efficiency:
+            counters[records.REJECTED] += 1
+            continue
+        r = dep[n_dep]
+        r.t = t0 + int(hits[q, 2] * TIME_PER_MM_PS + 0.5)
+        r.crystal = int(hits[q, 0])
+        r.energy = hits[q, 1]
+        r.decay = decay
+        r.photon = photon
+        r.kind = kind
+        r.scatters = min(scatters, 255)
+        r.x, r.y, r.z = x, y, z
+        n_dep += 1
+    return n_dep
+
+
+@inline
+def _exit(p, inv_u, lo, hi):
+    """Distance (mm) at which p + t u leaves [lo, hi], given 1 / u (no division here)."""
+    return (sel(inv_u > 0.0, hi, lo) - p) * inv_u
+
+
+@kernel
+def step(F, I, R, n, md, layer_ids, g, table):
+    """Advance lanes [0, n) by one event (see the module docstring). ``md`` the phantom's medium
+    (:class:`emulator.flight.Medium`), ``layer_ids`` the tuple ``(0, .., layers - 1)`` (its
+    length, a compile-time constant, unrolls the loop over the layers), ``g`` the ring,
+    ``table`` the :func:`medium_table`."""
+    n_tab = table.shape[0] - 1
+    rho_max = md.rho_max
+    no_layers = rho_max <= 0.0
+    box = (tab(md.lo, 0), tab(md.lo, 1), tab(md.lo, 2), tab(md.hi, 0), tab(md.hi, 1),
+           tab(md.hi, 2))
+    for i in range(n):
+        stage = get(I, STAGE, i)
+        px, py, pz = get(F, X, i), get(F, Y, i), get(F, Z, i)
+        vx, vy, vz = get(F, UX, i), get(F, UY, i), get(F, UZ, i)
+        en, pa, trav = get(F, E, i), get(F, PATH, i), get(F, TRAV, i)
+        m, k, scat = get(I, M, i), get(I, K, i), get(I, SCAT, i)
+        a0, a1, a2, a3 = get(R, 0, i), get(R, 1, i), get(R, 2, i), get(R, 3, i)
+        in_ph, in_mod = stage == PHANTOM, stage == MODULE
+        moving = in_ph | in_mod
+        # ---------------------------------------------------------------- the medium here
+        col = MEDIUM_COLUMNS * vmin(np.int64(en), n_tab) + sel(in_ph, 0, 3)
+        mfp, pe, pe_coh = tab(table, col), tab(table, col + 1), tab(table, col + 2)
+        ix, iy, iz = 1.0 / vx, 1.0 / vy, 1.0 / vz
+        t_box = vmin(vmin(_exit(px, ix, box[0], box[3]), _exit(py, iy, box[1], box[4])),
+                     _exit(pz, iz, box[2], box[5]))
+        mm = vmax(m, 0)
+        c, s = tab(g.cos_sec, mm), tab(g.sin_sec, mm)
+        d0, i_d = px * c + py * s - g.radius, 1.0 / (vx * c + vy * s)
+        s0, us = -px * s + py * c + g.half_w, -vx * s + vy * c
+        w0 = pz - (g.z_lo + k * g.mr_pitch)
+        t_mod = vmin(vmin(_exit(d0, i_d, 0.0, g.depth), _exit(s0, 1.0 / us, 0.0, 2.0 * g.half_w)),
+                     _exit(w0, iz, 0.0, g.mr_len))
+        t_exit = sel(in_ph, t_box, t_mod)
+        # ---------------------------------------------------------------- one tentative event
+        r, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        t = sel(in_ph, trav, 0.0) - log(unit_open(r)) * mfp
+        leaves = moving & ((t >= t_exit) | (in_ph & no_layers))
+        t = sel(leaves & in_mod, vmax(t_exit, 0.0), t)
+        rho = density_at(md.layers, len(layer_ids), px + t * vx, py + t * vy, pz + t * vz)
+        r, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        dense = (rho >= rho_max) | (unit(r) * rho_max < rho)
+        sv, av = s0 + t * us, w0 + t * vz
+        ci = vmin(vmax(np.int64(math.floor(sv / g.pitch_t)), 0), g.ct - 1)
+        cj = vmin(vmax(np.int64(math.floor(av / g.pitch_a)), 0), g.ca - 1)
+        fs, fa = sv - ci * g.pitch_t, av - cj * g.pitch_a
+        in_cell = ((g.margin_t <= fs) & (fs <= g.pitch_t - g.margin_t)
+                   & (g.margin_a <= fa) & (fa <= g.pitch_a - g.margin_a))
+        real = moving & ~leaves & sel(in_ph, dense, in_cell)
+        # in a module every event moves the photon; in the phantom only a real one
+        t_move = sel(in_mod | real, t, 0.0)
+        px, py, pz = px + t_move * vx, py + t_move * vy, pz + t_move * vz
+        pa += t_move
+        put(F, TRAV, i, sel(in_ph & ~leaves & ~real, t, 0.0))
+        # ---------------------------------------------------------------- what happens there
+        r, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        u_kind = unit(r)
+        photo = real & (u_kind < pe)
+        coherent = real & ~photo & (u_kind < pe_coh)
+        compton = real & ~photo & ~coherent
+        r1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        r2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        r3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        ok1, e1, c1 = kahn_trial(en, unit(r1), unit(r2), unit(r3))
+        r1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        r2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        r3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        ok2, e2, c2 = kahn_trial(en, unit(r1), unit(r2), unit(r3))
+        scatter = compton & (ok1 | ok2)
+        e_after, cos_t = sel(ok1, e1, e2), sel(ok1, c1, c2)
+        r, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        cos_p, sin_p = sincos_turn(unit(r))
+        nx, ny, nz = rotate(vx, vy, vz, cos_t, cos_p, sin_p)
+        vx, vy, vz = sel(scatter, nx, vx), sel(scatter, ny, vy), sel(scatter, nz, vz)
+        low = e_after < CUTOFF_KEV
+        ends = photo | (scatter & low)
+        crystal_id = (k * g.ca + cj) * g.per_ring + m * g.ct + ci
+        put(I, DEP_C, i, sel(in_mod & (photo | scatter), crystal_id, -1))
+        put(I, CELL, i, crystal_id)
+        put(F, DEP_E, i, sel(ends, en, en - e_after))
+        put(F, DEP_PATH, i, pa)
+        en = sel(ends, 0.0, sel(scatter, e_after, en))
+        scat += sel(in_ph & scatter, 1, 0)
+        later = coherent | (compton & ~scatter)      # left to plain code
+        put(I, PENDING, i, sel(coherent, COHERENT, COMPTON))
+        stage = sel(leaves, RING, sel(ends, sel(in_ph, ABSORBED, DONE),
+                                      sel(later, SCATTER, stage)))
+        put(I, EX_M, i, sel(in_mod & leaves, m, get(I, EX_M, i)))
+        put(I, EX_K, i, sel(in_mod & leaves, k, get(I, EX_K, i)))
+        put(I, STAGE, i, stage)
+        put(F, X, i, px)
+        put(F, Y, i, py)
+        put(F, Z, i, pz)
+        put(F, UX, i, vx)
+        put(F, UY, i, vy)
+        put(F, UZ, i, vz)
+        put(F, E, i, en)
+        put(F, PATH, i, pa)
+        put(I, SCAT, i, scat)
+        put(R, 0, i, a0)
+        put(R, 1, i, a1)
+        put(R, 2, i, a2)
+        put(R, 3, i, a3)
+
+
+@kernel
+def enter(F, I, need, n, g):
+    """The module each of the lanes ``need[:n]`` (photons looking for one) enters next, by
+    :func:`emulator.ring.front_entry` vectorised over just these lanes: for the j-th, its sector
+    and module ring in ``I[FOUND_M, j]``, ``I[FOUND_K, j]`` (-2: none, -1: search), the distance
+    to it (mm) in ``F[FOUND_T, j]``."""
+    for j in range(n):
+        i = tab(need, j)
+        m, k, t = front_entry(g, get(F, X, i), get(F, Y, i), get(F, Z, i), get(F, UX, i),
+                              get(F, UY, i), get(F, UZ, i))
+        put(I, FOUND_M, j, m)
+        put(I, FOUND_K, j, k)
+        put(F, FOUND_T, j, t)
+
+
+@inline
+def _file(hits, n, crystal, energy, path):
+    """Add a deposit to a photon's crystal hits (summed per crystal; beyond MAX_HITS crystals
+    into the last one); returns the new count."""
+    slot = n
+    for q in range(n):
+        if hits[q, 0] == crystal:
+            slot = q
+            break
+    if slot == n:
+        if n == MAX_HITS:
+            slot = n - 1
+        else:
+            hits[n, 0], hits[n, 1], hits[n, 2] = crystal, 0.0, path
+            n += 1
+    hits[slot, 1] += energy
+    return n
+
+
+@inline
+def _move_into(F, I, i, m, k, t):
+    """Move lane i by t mm into module (m, k); m = -1: it meets none, it is done."""
+    if m < 0:
+        I[STAGE, i] = DONE
+        return
+    for a in range(3):
+        F[X + a, i] += t * F[UX + a, i]
+    F[PATH, i] += t
+    I[M, i], I[K, i], I[STAGE, i] = m, k, MODULE
+
+
+@inline
+def _scatter(F, I, hits, n_hits, R, i):
+    """The scattering the step left to lane i (a coherent one, or a Compton angle whose trials
+    failed), sampled with the lane's generator."""
+    rs = R[:, i]
+    en = F[E, i]
+    if I[PENDING, i] == COHERENT:
+        after, cos_t = en, rayleigh_cos(rs, en)
+    else:
+        after, cos_t = klein_nishina(rs, en)
+    F[UX, i], F[UY, i], F[UZ, i] = deflect(rs, F[UX, i], F[UY, i], F[UZ, i], cos_t)
+    low = after < CUTOFF_KEV
+    if I[M, i] >= 0:                     # in a crystal
+        n_hits[i] = _file(hits[i], n_hits[i], I[CELL, i], en if low else en - after,
+                          F[PATH, i])
+        I[STAGE, i] = DONE if low else MODULE
+    else:
+        I[SCAT, i] += 1
+        I[STAGE, i] = ABSORBED if low else PHANTOM
+    F[E, i] = 0.0 if low else after
+
+
+@inline
+def _load(F, I, src_f, src_i, i, slot):
+    """Put the photon of source ``slot`` into lane i."""
+    for a in range(SRC_FLOAT):
+        F[X + a, i] = src_f[a, slot]
+    F[PATH, i], F[TRAV, i] = 0.0, 0.0
+    I[STAGE, i], I[M, i], I[K, i] = src_i[START, slot], src_i[START_M, slot], src_i[START_K, slot]
+    I[SCAT, i], I[SRC, i], I[EX_M, i], I[EX_K, i] = 0, slot, -1, -1
+
+
+@kernel
+def transport(times, first_id, src_f, src_i, md, layer_ids, g, table, efficiency, work, dep,
+              n_dep, counters, rs):
+    """Follow every photon of the source slots (slot ``q`` belongs to decay ``d = q mod n`` of
+    the n at ``times``, emitted at ``times[d]`` with id ``first_id + d``) to its end, writing its
+    crystal deposits to ``dep[n_dep:]`` (each kept with the crystal ``efficiency``, from the
+    generator ``rs``). ``work`` is a :class:`Scratch` whose lane generators are seeded; ``md``,
+    ``layer_ids``, ``g`` and ``table`` as in :func:`step`. Returns the new n_dep, or -1 when
+    ``dep`` is too small.
+
+    Between steps plain code visits only the lanes that need it (a deposit to file, a stage
+    past MODULE), listed without branches."""
+    F, I, R, hits, n_hits, need, todo = (work.F, work.I, work.R, work.hits, work.n_hits,
+                                         work.need, work.todo)
+    n_run = F.shape[1]
+    for i in range(n_run):
+        I[STAGE, i], I[DEP_C, i], n_hits[i], todo[i] = EMPTY, -1, 0, i
+    nxt, n_todo, active = 0, n_run, 0
+    while True:
+        n_need = 0
+        for j in range(n_todo):
+            i = todo[j]
+            c = I[DEP_C, i]
+            if c >= 0:
+                n_hits[i] = _file(hits[i], n_hits[i], c, F[DEP_E, i], F[DEP_PATH, i])
+            if I[STAGE, i] == SCATTER:
+                _scatter(F, I, hits, n_hits, R, i)
+            if I[STAGE, i] == RING:
+                need[n_need] = i
+                n_need += 1
+            elif I[STAGE, i] >= DONE:
+                n_dep, nxt, active = _retire(times, first_id, src_f, src_i, F, I, hits, n_hits,
+                                             i, nxt, active, efficiency, dep, n_dep, counters, rs)
+                if n_dep < 0:
+                    return -1
+        enter(F, I, need, n_need, g)
+        for j in range(n_need):
+            i = need[j]
+            m = I[FOUND_M, j]
+            if m == -1:
+                m, k, t, _ = find_module(g, F[X, i], F[Y, i], F[Z, i], F[UX, i], F[UY, i],
+                                         F[UZ, i], I[EX_M, i], I[EX_K, i])
+                _move_into(F, I, i, m, k, t)
+            else:
+                _move_into(F, I, i, max(m, -1), I[FOUND_K, j], F[FOUND_T, j])
+            if I[STAGE, i] == DONE:
+                n_dep, nxt, active = _retire(times, first_id, src_f, src_i, F, I, hits, n_hits,
+                                             i, nxt, active, efficiency, dep, n_dep, counters, rs)
+                if n_dep < 0:
+                    return -1
+        if active == 0:
+            return n_dep
+        if nxt == src_i.shape[1] and active <= n_run // 2:
+            n_run = _compact(F, I, R, hits, n_hits, n_run)
+        step(F, I, R, n_run, md, layer_ids, g, table)
+        n_todo = 0
+        for i in range(n_run):
+            todo[n_todo] = i
+            n_todo += (I[DEP_C, i] >= 0) | (I[STAGE, i] > MODULE)
+
+
+@inline
+def _retire(times, first_id, src_f, src_i, F, I, hits, n_hits, i, nxt, active, efficiency, dep,
+            n_dep, counters, rs):
+    """Lane i's photon is done (or the lane empty): write its deposits, then load the next
+    photon from the sources ``nxt..``. Returns (n_dep, or -1 when ``dep`` is full; nxt;
+    active lanes)."""
+    if I[STAGE, i] != EMPTY:
+        if n_dep + MAX_HITS > dep.size:
+            return -1, nxt, active
+        n_dep = _flush(times, first_id, src_f, src_i, I, hits, n_hits, i, efficiency, dep, n_dep,
+                       counters, rs)
+        active -= 1
+    n_src = src_i.shape[1]
+    while nxt < n_src and src_i[START, nxt] == EMPTY:
+        nxt += 1
+    if nxt < n_src:
+        _load(F, I, src_f, src_i, i, nxt)
+        counters[records.PHOTONS] += 1
+        return n_dep, nxt + 1, active + 1
+    return n_dep, nxt, active
+
+
+@inline
+def _flush(times, first_id, src_f, src_i, I, hits, n_hits, i, efficiency, dep, n_dep, counters,
+           rs):
+    """Write the deposits of lane i's finished photon and count how it ended; returns n_dep."""
+    slot = I[SRC, i]
+    d = slot % times.size
+    scat = I[SCAT, i]
+    if scat > 0:
+        counters[records.SCATTERED] += 1
+    if I[STAGE, i] == ABSORBED:
+        counters[records.ABSORBED] += 1
+    elif n_hits[i] == 0:
+        counters[records.ESCAPED] += 1
+    n_dep = write_hits(rs, dep, n_dep, n_hits[i], hits[i], times[d], first_id + d,
+                       src_i[PHOTON, slot], src_i[KIND, slot], scat, src_f[X, slot],
+                       src_f[Y, slot], src_f[Z, slot], efficiency, counters)
+    n_hits[i] = 0
+    I[STAGE, i] = EMPTY
+    return n_dep
+
+
+@kernel
+def _compact(F, I, R, hits, n_hits, n_run):
+    """Move the photons in flight to the first lanes (the others are empty); returns how many
+    lanes to run, rounded up to a multiple of 8 (the rest marked empty)."""
+    w = 0
+    for i in range(n_run):
+        if I[STAGE, i] == EMPTY:
+            continue
+        if w != i:
+            F[:, w] = F[:, i]
+            I[:, w] = I[:, i]
+            R[:, w] = R[:, i]
+            hits[w] = hits[i]
+            n_hits[w] = n_hits[i]
+            I[STAGE, i] = EMPTY
+            n_hits[i] = 0
+        w += 1
+    n = min(n_run, (w + 7) // 8 * 8)
+    for i in range(w, n):
+        I[STAGE, i] = EMPTY
+    return n
