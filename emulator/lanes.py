@@ -1,4 +1,4 @@
-"""Photon transport for PET on SIMD lanes: the phantom and the ring's crystals.
+"""Photon transport for PET on SIMD lanes: the lanes' layout and their vectorised kernels.
 
 A pool of lanes (a few hundred) each holds one photon in flight. :func:`step` advances every lane
 by one event in a loop that LLVM vectorises (:mod:`emulator.simd`): in the phantom one tentative
@@ -8,14 +8,12 @@ attenuation (real when it falls in a crystal, not in the reflector between cryst
 is photo-electric absorption, coherent scattering (phantom) or Compton scattering, chosen with
 the medium's fractions at the photon's energy; Compton angles by Kahn's rejection method, two
 trials in the step. Photons that leave the phantom's box or a module find the module they enter
-next in one vectorised pass over just them (:func:`enter`, :func:`emulator.ring.front_entry`).
-Plain code (:func:`transport`) does what is rare or irregular: a coherent scattering, a Compton
-angle whose two trials failed (sampled to the end with the lane's own generator, so every law is
-exact), the general module search where the one-step entry does not apply, filing each crystal's
-deposit with its photon, writing the deposits of finished photons and refilling their lanes.
+next in one vectorised pass over just them (:func:`enter`,
+:func:`emulator.ring.front_entry`). :mod:`emulator.transport` drives the steps and does what
+is rare or irregular in plain code.
 
 Every lane draws from its own generator (xoshiro256++), seeded per block of decays, so results
-do not depend on the number of threads. Positions mm, energies keV, times ps.
+do not depend on the number of threads. Positions mm, energies keV.
 """
 
 from __future__ import annotations
@@ -26,14 +24,25 @@ from typing import NamedTuple
 
 import numpy as np
 
-from emulator import records
 from emulator.flight import density_at
 from emulator.jit import inline, kernel
 from emulator.media import TABLE_KEV
-from emulator.physics import CUTOFF_KEV, deflect, kahn_trial, klein_nishina, rayleigh_cos, rotate
-from emulator.ring import MAX_HITS, TIME_PER_MM_PS, find_module, front_entry
-from emulator.rng import uniform
-from emulator.simd import draw, get, log, put, sel, sincos_turn, tab, unit, unit_open, vmax, vmin
+from emulator.physics import CUTOFF_KEV, kahn_trial, rotate
+from emulator.ring import front_entry
+from emulator.simd import (
+    at,
+    draw,
+    get,
+    log,
+    put,
+    sel,
+    sincos_turn,
+    tab,
+    unit,
+    unit_open,
+    vmax,
+    vmin,
+)
 
 #: Lanes in flight (a multiple of the widest SIMD vector).
 LANES = 512
@@ -48,13 +57,13 @@ X, Y, Z, UX, UY, UZ, E, PATH, TRAV, DEP_E, DEP_PATH, FOUND_T = range(12)
 N_FLOAT = 12
 # int64 lane fields: stage, module (sector, module ring; -1 in the phantom), this step's deposit
 # crystal (-1 none), the crystal of the last real interaction, the scattering left to plain code,
-# the photon's source slot, its scatterings in the phantom, the module it last left; FOUND_M and
-# FOUND_K rows of results of :func:`enter` like FOUND_T
-STAGE, M, K, DEP_C, CELL, PENDING, SRC, SCAT, EX_M, EX_K, FOUND_M, FOUND_K = range(12)
-N_INT = 12
+# the photon's source slot, its scatterings in the phantom, its deposits so far, the module it
+# last left; FOUND_M and FOUND_K rows of results of :func:`enter` like FOUND_T
+(STAGE, M, K, DEP_C, CELL, PENDING, SRC, SCAT, HITS, EX_M, EX_K, FOUND_M, FOUND_K) = range(13)
+N_INT = 13
 
-# stages: moving (the step advances them), then those plain code handles
-PHANTOM, MODULE, RING, SCATTER, SEARCH, DONE, ABSORBED, EMPTY = range(8)
+# stages: moving (the step advances them), then those plain code handles, then ended
+PHANTOM, MODULE, RING, SCATTER, DONE, ABSORBED, EMPTY = range(7)
 # scatterings left to plain code
 COMPTON, COHERENT = 1, 2
 
@@ -71,29 +80,42 @@ class Scratch(NamedTuple):
     F: np.ndarray        # (N_FLOAT, LANES) float lane fields
     I: np.ndarray        # (N_INT, LANES) int lane fields
     R: np.ndarray        # (4, LANES) uint64 the lanes' generator states
-    hits: np.ndarray     # (LANES, MAX_HITS, 3) each lane's crystal hits: crystal, keV, path mm
-    n_hits: np.ndarray   # (LANES,) int64
     need: np.ndarray     # (LANES,) int64 lanes looking for a module
-    todo: np.ndarray     # (LANES,) int64 lanes plain code visits after a step
+    later: np.ndarray    # (LANES,) int64 lanes with a scattering left to plain code
+    free: np.ndarray     # (LANES,) int64 lanes whose photon ended
     src_f: np.ndarray    # (SRC_FLOAT, slots) photon sources
     src_i: np.ndarray    # (SRC_INT, slots)
+    order: np.ndarray    # (slots,) int64 the slots that hold a photon, in order
+    log_f: np.ndarray    # (2, entries) the deposits of all photons: keV, path mm
+    log_i: np.ndarray    # (3, entries) int64: source slot, crystal, scatterings in the phantom
 
 
 _LOCAL = threading.local()
 
 
-def scratch(slots: int) -> Scratch:
-    """Working arrays with room for ``slots`` photon sources, kept per thread and reused (fresh
-    pages cost more than the transport's own work on them)."""
+def scratch(slots: int, entries: int = 0) -> Scratch:
+    """Working arrays with room for ``slots`` photon sources and ``entries`` deposits (at
+    least 2 a slot), kept per thread and reused (fresh pages cost more than the transport's own
+    work on them)."""
+    entries = max(entries, 2 * slots, 4 * LANES)
     have = getattr(_LOCAL, "scratch", None)
-    if have is None or have.src_f.shape[1] < slots:
+    if have is None or have.src_f.shape[1] < slots or have.log_f.shape[1] < entries:
         have = Scratch(np.zeros((N_FLOAT, LANES)), np.zeros((N_INT, LANES), np.int64),
-                       np.zeros((4, LANES), np.uint64), np.zeros((LANES, MAX_HITS, 3)),
+                       np.zeros((4, LANES), np.uint64), np.zeros(LANES, np.int64),
                        np.zeros(LANES, np.int64), np.zeros(LANES, np.int64),
-                       np.zeros(LANES, np.int64), np.zeros((SRC_FLOAT, slots)),
-                       np.zeros((SRC_INT, slots), np.int64))
+                       np.zeros((SRC_FLOAT, slots)), np.zeros((SRC_INT, slots), np.int64),
+                       np.zeros(slots, np.int64), np.zeros((2, entries)),
+                       np.zeros((3, entries), np.int64))
         _LOCAL.scratch = have
-    return have._replace(src_f=have.src_f[:, :slots], src_i=have.src_i[:, :slots])
+    return have._replace(src_f=have.src_f[:, :slots], src_i=have.src_i[:, :slots],
+                         order=have.order[:slots])
+
+
+def grow_log() -> None:
+    """Double this thread's deposit log (after :func:`emulator.transport.transport` found it
+    too small)."""
+    have = _LOCAL.scratch
+    scratch(have.src_f.shape[1], 2 * have.log_f.shape[1])
 
 
 #: Columns of :func:`medium_table`: per medium (phantom, crystal) the mean free path, the
@@ -114,29 +136,6 @@ def medium_table(water: np.ndarray, rho_max: float, crystal: np.ndarray) -> np.n
     out[:, 4] = crystal[:, 1]
     out[:, 5] = crystal[:, 1]
     return out
-
-
-@inline
-def write_hits(rs, dep, n_dep, n_hits, hits, t0, decay, photon, kind, scatters, x, y, z,
-               efficiency, counters):
-    """Append a photon's crystal hits to ``dep`` as deposits, each kept with the crystal
-    ``efficiency``; ``t0`` ps its emission, ``x, y, z`` mm its emission point."""
-    for q in range(n_hits):
-        counters[records.DEPOSITS] += 1
-        if uniform(rs) >= efficiency:
-            counters[records.REJECTED] += 1
-            continue
-        r = dep[n_dep]
-        r.t = t0 + int(hits[q, 2] * TIME_PER_MM_PS + 0.5)
-        r.crystal = int(hits[q, 0])
-        r.energy = hits[q, 1]
-        r.decay = decay
-        r.photon = photon
-        r.kind = kind
-        r.scatters = min(scatters, 255)
-        r.x, r.y, r.z = x, y, z
-        n_dep += 1
-    return n_dep
 
 
 @inline
@@ -161,7 +160,7 @@ def step(F, I, R, n, md, layer_ids, g, table):
         px, py, pz = get(F, X, i), get(F, Y, i), get(F, Z, i)
         vx, vy, vz = get(F, UX, i), get(F, UY, i), get(F, UZ, i)
         en, pa, trav = get(F, E, i), get(F, PATH, i), get(F, TRAV, i)
-        m, k, scat = get(I, M, i), get(I, K, i), get(I, SCAT, i)
+        m, k, scat, hits = get(I, M, i), get(I, K, i), get(I, SCAT, i), get(I, HITS, i)
         a0, a1, a2, a3 = get(R, 0, i), get(R, 1, i), get(R, 2, i), get(R, 3, i)
         in_ph, in_mod = stage == PHANTOM, stage == MODULE
         moving = in_ph | in_mod
@@ -222,7 +221,9 @@ def step(F, I, R, n, md, layer_ids, g, table):
         low = e_after < CUTOFF_KEV
         ends = photo | (scatter & low)
         crystal_id = (k * g.ca + cj) * g.per_ring + m * g.ct + ci
-        put(I, DEP_C, i, sel(in_mod & (photo | scatter), crystal_id, -1))
+        deposit = in_mod & (photo | scatter)
+        put(I, DEP_C, i, sel(deposit, crystal_id, -1))
+        put(I, HITS, i, hits + sel(deposit, 1, 0))
         put(I, CELL, i, crystal_id)
         put(F, DEP_E, i, sel(ends, en, en - e_after))
         put(F, DEP_PATH, i, pa)
@@ -265,191 +266,27 @@ def enter(F, I, need, n, g):
         put(F, FOUND_T, j, t)
 
 
-@inline
-def _file(hits, n, crystal, energy, path):
-    """Add a deposit to a photon's crystal hits (summed per crystal; beyond MAX_HITS crystals
-    into the last one); returns the new count."""
-    slot = n
-    for q in range(n):
-        if hits[q, 0] == crystal:
-            slot = q
-            break
-    if slot == n:
-        if n == MAX_HITS:
-            slot = n - 1
-        else:
-            hits[n, 0], hits[n, 1], hits[n, 2] = crystal, 0.0, path
-            n += 1
-    hits[slot, 1] += energy
-    return n
-
-
-@inline
-def _move_into(F, I, i, m, k, t):
-    """Move lane i by t mm into module (m, k); m = -1: it meets none, it is done."""
-    if m < 0:
-        I[STAGE, i] = DONE
-        return
-    for a in range(3):
-        F[X + a, i] += t * F[UX + a, i]
-    F[PATH, i] += t
-    I[M, i], I[K, i], I[STAGE, i] = m, k, MODULE
-
-
-@inline
-def _scatter(F, I, hits, n_hits, R, i):
-    """The scattering the step left to lane i (a coherent one, or a Compton angle whose trials
-    failed), sampled with the lane's generator."""
-    rs = R[:, i]
-    en = F[E, i]
-    if I[PENDING, i] == COHERENT:
-        after, cos_t = en, rayleigh_cos(rs, en)
-    else:
-        after, cos_t = klein_nishina(rs, en)
-    F[UX, i], F[UY, i], F[UZ, i] = deflect(rs, F[UX, i], F[UY, i], F[UZ, i], cos_t)
-    low = after < CUTOFF_KEV
-    if I[M, i] >= 0:                     # in a crystal
-        n_hits[i] = _file(hits[i], n_hits[i], I[CELL, i], en if low else en - after,
-                          F[PATH, i])
-        I[STAGE, i] = DONE if low else MODULE
-    else:
-        I[SCAT, i] += 1
-        I[STAGE, i] = ABSORBED if low else PHANTOM
-    F[E, i] = 0.0 if low else after
-
-
-@inline
-def _load(F, I, src_f, src_i, i, slot):
-    """Put the photon of source ``slot`` into lane i."""
-    for a in range(SRC_FLOAT):
-        F[X + a, i] = src_f[a, slot]
-    F[PATH, i], F[TRAV, i] = 0.0, 0.0
-    I[STAGE, i], I[M, i], I[K, i] = src_i[START, slot], src_i[START_M, slot], src_i[START_K, slot]
-    I[SCAT, i], I[SRC, i], I[EX_M, i], I[EX_K, i] = 0, slot, -1, -1
-
-
 @kernel
-def transport(times, first_id, src_f, src_i, md, layer_ids, g, table, efficiency, work, dep,
-              n_dep, counters, rs):
-    """Follow every photon of the source slots (slot ``q`` belongs to decay ``d = q mod n`` of
-    the n at ``times``, emitted at ``times[d]`` with id ``first_id + d``) to its end, writing its
-    crystal deposits to ``dep[n_dep:]`` (each kept with the crystal ``efficiency``, from the
-    generator ``rs``). ``work`` is a :class:`Scratch` whose lane generators are seeded; ``md``,
-    ``layer_ids``, ``g`` and ``table`` as in :func:`step`. Returns the new n_dep, or -1 when
-    ``dep`` is too small.
-
-    Between steps plain code visits only the lanes that need it (a deposit to file, a stage
-    past MODULE), listed without branches."""
-    F, I, R, hits, n_hits, need, todo = (work.F, work.I, work.R, work.hits, work.n_hits,
-                                         work.need, work.todo)
-    n_run = F.shape[1]
-    for i in range(n_run):
-        I[STAGE, i], I[DEP_C, i], n_hits[i], todo[i] = EMPTY, -1, 0, i
-    nxt, n_todo, active = 0, n_run, 0
-    while True:
-        n_need = 0
-        for j in range(n_todo):
-            i = todo[j]
-            c = I[DEP_C, i]
-            if c >= 0:
-                n_hits[i] = _file(hits[i], n_hits[i], c, F[DEP_E, i], F[DEP_PATH, i])
-            if I[STAGE, i] == SCATTER:
-                _scatter(F, I, hits, n_hits, R, i)
-            if I[STAGE, i] == RING:
-                need[n_need] = i
-                n_need += 1
-            elif I[STAGE, i] >= DONE:
-                n_dep, nxt, active = _retire(times, first_id, src_f, src_i, F, I, hits, n_hits,
-                                             i, nxt, active, efficiency, dep, n_dep, counters, rs)
-                if n_dep < 0:
-                    return -1
-        enter(F, I, need, n_need, g)
-        for j in range(n_need):
-            i = need[j]
-            m = I[FOUND_M, j]
-            if m == -1:
-                m, k, t, _ = find_module(g, F[X, i], F[Y, i], F[Z, i], F[UX, i], F[UY, i],
-                                         F[UZ, i], I[EX_M, i], I[EX_K, i])
-                _move_into(F, I, i, m, k, t)
-            else:
-                _move_into(F, I, i, max(m, -1), I[FOUND_K, j], F[FOUND_T, j])
-            if I[STAGE, i] == DONE:
-                n_dep, nxt, active = _retire(times, first_id, src_f, src_i, F, I, hits, n_hits,
-                                             i, nxt, active, efficiency, dep, n_dep, counters, rs)
-                if n_dep < 0:
-                    return -1
-        if active == 0:
-            return n_dep
-        if nxt == src_i.shape[1] and active <= n_run // 2:
-            n_run = _compact(F, I, R, hits, n_hits, n_run)
-        step(F, I, R, n_run, md, layer_ids, g, table)
-        n_todo = 0
-        for i in range(n_run):
-            todo[n_todo] = i
-            n_todo += (I[DEP_C, i] >= 0) | (I[STAGE, i] > MODULE)
-
-
-@inline
-def _retire(times, first_id, src_f, src_i, F, I, hits, n_hits, i, nxt, active, efficiency, dep,
-            n_dep, counters, rs):
-    """Lane i's photon is done (or the lane empty): write its deposits, then load the next
-    photon from the sources ``nxt..``. Returns (n_dep, or -1 when ``dep`` is full; nxt;
-    active lanes)."""
-    if I[STAGE, i] != EMPTY:
-        if n_dep + MAX_HITS > dep.size:
-            return -1, nxt, active
-        n_dep = _flush(times, first_id, src_f, src_i, I, hits, n_hits, i, efficiency, dep, n_dep,
-                       counters, rs)
-        active -= 1
-    n_src = src_i.shape[1]
-    while nxt < n_src and src_i[START, nxt] == EMPTY:
-        nxt += 1
-    if nxt < n_src:
-        _load(F, I, src_f, src_i, i, nxt)
-        counters[records.PHOTONS] += 1
-        return n_dep, nxt + 1, active + 1
-    return n_dep, nxt, active
-
-
-@inline
-def _flush(times, first_id, src_f, src_i, I, hits, n_hits, i, efficiency, dep, n_dep, counters,
-           rs):
-    """Write the deposits of lane i's finished photon and count how it ended; returns n_dep."""
-    slot = I[SRC, i]
-    d = slot % times.size
-    scat = I[SCAT, i]
-    if scat > 0:
-        counters[records.SCATTERED] += 1
-    if I[STAGE, i] == ABSORBED:
-        counters[records.ABSORBED] += 1
-    elif n_hits[i] == 0:
-        counters[records.ESCAPED] += 1
-    n_dep = write_hits(rs, dep, n_dep, n_hits[i], hits[i], times[d], first_id + d,
-                       src_i[PHOTON, slot], src_i[KIND, slot], scat, src_f[X, slot],
-                       src_f[Y, slot], src_f[Z, slot], efficiency, counters)
-    n_hits[i] = 0
-    I[STAGE, i] = EMPTY
-    return n_dep
-
-
-@kernel
-def _compact(F, I, R, hits, n_hits, n_run):
-    """Move the photons in flight to the first lanes (the others are empty); returns how many
-    lanes to run, rounded up to a multiple of 8 (the rest marked empty)."""
-    w = 0
-    for i in range(n_run):
-        if I[STAGE, i] == EMPTY:
-            continue
-        if w != i:
-            F[:, w] = F[:, i]
-            I[:, w] = I[:, i]
-            R[:, w] = R[:, i]
-            hits[w] = hits[i]
-            n_hits[w] = n_hits[i]
-            I[STAGE, i] = EMPTY
-            n_hits[i] = 0
-        w += 1
-    n = min(n_run, (w + 7) // 8 * 8)
-    for i in range(w, n):
-        I[STAGE, i] = EMPTY
-    return n
+def refill(F, I, free, n, src_f, src_i, order, first):
+    """Give lane ``free[j]`` the photon of source ``order[first + j]``, j < n (vectorised:
+    the lanes are distinct)."""
+    for j in range(n):
+        i = tab(free, j)
+        q = tab(order, first + j)
+        put(F, X, i, at(src_f, X, q))
+        put(F, Y, i, at(src_f, Y, q))
+        put(F, Z, i, at(src_f, Z, q))
+        put(F, UX, i, at(src_f, UX, q))
+        put(F, UY, i, at(src_f, UY, q))
+        put(F, UZ, i, at(src_f, UZ, q))
+        put(F, E, i, at(src_f, E, q))
+        put(F, PATH, i, 0.0)
+        put(F, TRAV, i, 0.0)
+        put(I, STAGE, i, at(src_i, START, q))
+        put(I, M, i, at(src_i, START_M, q))
+        put(I, K, i, at(src_i, START_K, q))
+        put(I, SCAT, i, 0)
+        put(I, HITS, i, 0)
+        put(I, SRC, i, q)
+        put(I, EX_M, i, -1)
+        put(I, EX_K, i, -1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emulator import lanes, records
+from emulator import lanes, records, transport
 from emulator.jit import kernel
 from emulator.lanes import (
     EMPTY,
@@ -28,11 +28,11 @@ from emulator.lanes import (
     X,
     Y,
     Z,
-    write_hits,
 )
 from emulator.physics import isotropic
 from emulator.rng import uniform
 from emulator.simd import seed_lanes
+from emulator.transport import kept, record
 from hw.scanner import Scanner
 
 BETA_END_POINT_KEV = 593.0
@@ -74,7 +74,6 @@ def emit(times, crystals, first_id, ring, efficiency, beta_icdf, src_f, src_i, d
     g = ring
     size_t = g.pitch_t - 2.0 * g.margin_t
     size_a = g.pitch_a - 2.0 * g.margin_a
-    local_hit = np.zeros((1, 3))
     nq = beta_icdf.size - 1
     for i in range(times.size):
         c = crystals[i]
@@ -100,10 +99,9 @@ def emit(times, crystals, first_id, ring, efficiency, beta_icdf, src_f, src_i, d
             src_f[E, slot] = CASCADE[q, 0]
             src_i[START, slot], src_i[START_M, slot], src_i[START_K, slot] = MODULE, m, k
             src_i[PHOTON, slot], src_i[KIND, slot] = 1 + q, records.LU176
-        local_hit[0, 0] = c
-        local_hit[0, 1] = local
-        n_dep = write_hits(rs, dep, n_dep, 1, local_hit, times[i], first_id + i, 0, records.LU176,
-                           0, x, y, z, efficiency, counters)
+        if kept(rs, efficiency, counters):
+            n_dep = record(dep, n_dep, times[i], c, local, first_id + i, 0, records.LU176, 0, x, y,
+                           z)
     return n_dep
 
 
@@ -121,9 +119,10 @@ def decays(times: np.ndarray, crystals: np.ndarray, first_id: int, start: int, r
     n_dep = emit(times, crystals, first_id, ring, efficiency, beta_icdf, work.src_f, work.src_i,
                  dep, n_dep, counters, rs)
     seed_lanes(rs, work.R)
-    n = lanes.transport(times, first_id, work.src_f, work.src_i, md,
-                        tuple(range(md.layers.shape[0])), ring, table, efficiency, work, dep,
-                        n_dep, counters, rs)
+    n = transport.transport(times, first_id, md, tuple(range(md.layers.shape[0])), ring, table,
+                            efficiency, work, dep, n_dep, counters, rs)
+    if n == -2:
+        lanes.grow_log()
     return (times.size, n) if n >= 0 else (start, n_dep)
 
 

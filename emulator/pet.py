@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from emulator import lanes, records
+from emulator import lanes, records, transport
 from emulator.jit import inline, kernel
 from emulator.lanes import KIND, PHANTOM, PHOTON, START, START_K, START_M, UX, UY, UZ, E, X, Y, Z
 from emulator.physics import isotropic_from, normal_pair, positron_offset
@@ -115,7 +115,8 @@ def decays(times: np.ndarray, pos: np.ndarray, first_id: int, start: int,
     work = lanes.scratch(per * times.size)
     seed_lanes(rs, work.R)
     emit(pos, positron_fraction, prange, lines, work.R, work.src_f, work.src_i)
-    n = lanes.transport(times, first_id, work.src_f, work.src_i, md,
-                        tuple(range(md.layers.shape[0])), ring, table, efficiency, work, dep,
-                        n_dep, counters, rs)
+    n = transport.transport(times, first_id, md, tuple(range(md.layers.shape[0])), ring, table,
+                            efficiency, work, dep, n_dep, counters, rs)
+    if n == -2:
+        lanes.grow_log()
     return (times.size, n) if n >= 0 else (start, n_dep)

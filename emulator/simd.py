@@ -114,6 +114,26 @@ def tab(typingctx, table, index):
 
 
 @intrinsic
+def at(typingctx, table, row, col):
+    """``table[row, col]`` of a 2-D array (rows of contiguous values, a view of a wider array
+    too) that the loop does not write: a table lookup like :func:`tab`."""
+    if table.ndim != 2:
+        return None
+    sig = table.dtype(table, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        width = builder.sdiv(builder.extract_value(ary.strides, 0),
+                             context.get_constant(types.intp, context.get_abi_sizeof(
+                                 context.get_data_type(signature.args[0].dtype))))
+        offset = builder.add(builder.mul(args[1], width), args[2])
+        value = builder.load(builder.gep(ary.data, [offset], inbounds=True))
+        _tag(builder, value, ("t", 0))
+        return value
+    return sig, codegen
+
+
+@intrinsic
 def sel(typingctx, cond, a, b):
     """``a if cond else b`` as one select instruction (both are computed)."""
     out = typingctx.unify_types(a, b)
