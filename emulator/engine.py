@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -137,12 +139,28 @@ class Emulator:
         if self.scanner.kind == "spect":
             self._view = (start_ps, max(1, round((end_ps - start_ps) / self._heads.views)))
         n_slices = -(-(end_ps - start_ps) // self.slice_ps)
-        for k in range(n_slices):
+        # with threads, the next slice's photons are followed while this one's electronics run
+        ahead = self._blocks.threads > 1
+
+        def physics(k: int, first: int, first_lu: int) -> Future | _Physics:
             t_a = start_ps + k * self.slice_ps
-            t_b = min(t_a + self.slice_ps, end_ps)
+            args = (k, t_a, min(t_a + self.slice_ps, end_ps), first, first_lu)
+            return _AHEAD.submit(self._physics, *args) if ahead else self._physics(*args)
+
+        pending = physics(0, 0, 0)
+        first = first_lu = 0
+        for k in range(n_slices):
+            phys = pending.result() if ahead else pending
+            first, first_lu = first + phys.histories, first_lu + phys.lu176
+            if ahead and k + 1 < n_slices:
+                pending = physics(k + 1, first, first_lu)
+            counters += phys.counts
+            t_b = min(start_ps + (k + 1) * self.slice_ps, end_ps)
             last = k == n_slices - 1
-            raw, truth, carry, held, bound = self._slice(k, t_a, t_b, last, carry, held, state,
-                                                         counters)
+            raw, truth, carry, held, bound = self._electronics(phys, t_b, last, carry, held,
+                                                               state, counters)
+            if not ahead and k + 1 < n_slices:
+                pending = physics(k + 1, first, first_lu)
             done_raw.append(raw)
             done_truth.append(truth)
             while chunk_start < end_ps and (last or bound - self._dig.period_ps >=
@@ -176,10 +194,12 @@ class Emulator:
         spacing = 1e12 / rate if rate > 0 else 0.0
         return min(64.0 * spacing, 0.01 * self._view[1])
 
-    def _slice(self, k: int, t_a: int, t_b: int, last: bool, carry: np.ndarray,
-               held: np.ndarray, state: electronics.State, counters: np.ndarray):
+    def _physics(self, k: int, t_a: int, t_b: int, first: int, first_lu: int) -> _Physics:
+        """Slice k's decays in [t_a, t_b) ps and their photons' crystal deposits; ``first`` and
+        ``first_lu`` the ids of its first source and Lu-176 decays."""
         rs = rng.state([self.seed, k, 0])
         c = records.COUNTERS
+        counts = np.zeros(len(c), np.int64)
         n_layers = self._packed.layers.shape[0]
         # decay times of the source (SPECT: histories, each standing for history_weight
         # decays) and of the crystals' Lu-176
@@ -187,10 +207,8 @@ class Emulator:
         rate = self.activity_mbq * 1e6 * math.exp(-lam * t_a * 1e-12) / self.history_weight
         times = _decay_times(rs, t_a, t_b, rate, lam)
         lu_times = _decay_times(rs, t_a, t_b, self.lu176_bq, 0.0)
-        # the photons, in blocks (threads)
-        first = counters[c.index("histories")]
-        counters[c.index("histories")] += times.size
-        counters[c.index("decays")] += times.size * self.history_weight
+        counts[c.index("histories")] = times.size
+        counts[c.index("decays")] = times.size * self.history_weight
 
         def positions(block_rs: np.ndarray, n: int) -> np.ndarray:
             pos = np.empty((n, 3))
@@ -206,32 +224,51 @@ class Emulator:
                 *common, self._heads, self._crystal, self._efficiency, self._norms,
                 self.history_weight, self._spread_ps(rate), *self._view),
                 lambda: (np.empty(flight.work_size(n_layers)),), 1.0)
-        counters += n
+        counts += n
         lu: list[np.ndarray] = []
         if lu_times.size:
-            first = records.LU176_ID_BASE + counters[c.index("lu176_decays")]
-            counters[c.index("lu176_decays")] += lu_times.size
+            counts[c.index("lu176_decays")] = lu_times.size
             lu, n = self._blocks.run(
-                [self.seed, k, 3], lu_times, first,
+                [self.seed, k, 3], lu_times, records.LU176_ID_BASE + first_lu,
                 lambda block_rs, m: lu176.crystals_of(block_rs, m, self.scanner.n_crystals), lu176.decays,
                 (self._ring, self._table, self._efficiency, self._beta, self._medium), tuple, 2.0)
-            counters += n
-        # electronics, up to the end of the slice
-        dep = np.concatenate([carry, *src, *lu])
+            counts += n
+        return _Physics(rs, [*src, *lu], counts, times.size, lu_times.size)
+
+    def _electronics(self, phys: _Physics, t_b: int, last: bool, carry: np.ndarray,
+                     held: np.ndarray, state: electronics.State, counters: np.ndarray):
+        """A slice's deposits (and those carried over) through the electronics and the
+        digitizer up to the end of the slice, ``t_b`` ps."""
+        dep = np.concatenate([carry, *phys.deposits])
         t = np.ascontiguousarray(dep["t"])
         order = np.argsort(t, kind="stable")
         n_now = int(np.count_nonzero(t < t_b))          # the first n_now of order
         carry = dep[:0] if last else dep[order[n_now:]]
         out = np.empty(held.size + n_now, records.PENDING_DTYPE)
         out[:held.size] = held
+        rs = phys.rs
         n = electronics.process(dep, order[:n_now], held.size, out, self._fe, state, counters, rs)
         bound = t_b if last else t_b - self._fe.integration_ps - self._fe.jitter_clip_ps
         raw = np.empty(n, RAW_DTYPE)
         truth = np.empty(n if self.truth else 0, records.TRUTH_DTYPE)
         held = np.empty(n, records.PENDING_DTYPE)
         n_out, n_held = electronics.readout(out[:n], bound, self._dig, rs, raw, truth, held)
-        counters[c.index("singles")] += n_out
+        counters[records.COUNTERS.index("singles")] += n_out
         return raw[:n_out], truth[:n_out], carry, held[:0 if last else n_held], bound
+
+
+class _Physics(NamedTuple):
+    """A slice's physics, for its electronics."""
+
+    rs: np.ndarray                  # the slice's generator after its decay times
+    deposits: list[np.ndarray]      # DEPOSIT_DTYPE arrays
+    counts: np.ndarray              # its counters
+    histories: int
+    lu176: int
+
+
+#: Runs the next slice's physics while the electronics process this one (multi-threaded runs).
+_AHEAD = ThreadPoolExecutor(1, thread_name_prefix="emulator-ahead")
 
 
 def _decay_times(rs: np.ndarray, t_a: int, t_b: int, rate_bq: float, lam_per_s: float
