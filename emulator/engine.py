@@ -230,7 +230,7 @@ class Emulator:
             counts[c.index("lu176_decays")] = lu_times.size
             lu, n = self._blocks.run(
                 [self.seed, k, 3], lu_times, records.LU176_ID_BASE + first_lu,
-                lambda block_rs, m: lu176.crystals_of(block_rs, m, self.scanner.n_crystals), lu176.decays,
+                lambda block_rs, m: None, lu176.decays,
                 (self._ring, self._table, self._efficiency, self._beta, self._medium), tuple, 2.0)
             counts += n
         return _Physics(rs, [*src, *lu], counts, times.size, lu_times.size)

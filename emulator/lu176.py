@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from emulator import lanes, records, transport
-from emulator.jit import kernel
+from emulator.jit import inline, kernel
 from emulator.lanes import (
     EMPTY,
     KIND,
@@ -29,10 +29,8 @@ from emulator.lanes import (
     Y,
     Z,
 )
-from emulator.physics import isotropic
-from emulator.rng import uniform
-from emulator.simd import seed_lanes
-from emulator.transport import kept, record
+from emulator.physics import isotropic_from
+from emulator.simd import draw, get, put, seed_lanes, sel, tab, unit, vmin
 from hw.scanner import Scanner
 
 BETA_END_POINT_KEV = 593.0
@@ -65,72 +63,92 @@ def crystal_volume_cm3(scanner: Scanner) -> float:
 
 
 @kernel
-def emit(times, crystals, first_id, ring, efficiency, beta_icdf, src_f, src_i, dep, n_dep,
-         counters, rs):
-    """Lu-176 decays at ``times`` (ps) in ``crystals``: the local energy (beta and converted
-    transitions) as a deposit in the decaying crystal (photon 0, kept with the crystal
-    ``efficiency``), cascade gamma q of decay d into the source slot ``q n + d`` (photon 1 + q;
-    empty when not emitted). ``dep`` must have room for one deposit a decay; returns the new n_dep."""
+def emit(ring, beta_icdf, R, src_f, src_i, log_f, log_i):
+    """The n Lu-176 decays of a block (n = the slots // 4), on the lanes' generators ``R``
+    (decay d on lane d mod lanes): each in a crystal drawn uniformly (all have the same
+    volume), at a point uniform in it. Cascade gamma q of decay d goes to source slot
+    ``(1 + q) n + d`` (photon 1 + q; empty when converted instead); the local energy (beta and
+    converted transitions) is the deposit ``log[d]`` of slot d (photon 0, not transported)."""
     g = ring
+    n = src_i.shape[1] // (1 + CASCADE.shape[0])
+    n_lanes, nq = R.shape[1], beta_icdf.size - 1
     size_t = g.pitch_t - 2.0 * g.margin_t
     size_a = g.pitch_a - 2.0 * g.margin_a
-    nq = beta_icdf.size - 1
-    for i in range(times.size):
-        c = crystals[i]
-        row, tang = c // g.per_ring, c % g.per_ring
-        m, it = tang // g.ct, tang % g.ct
-        k, j = row // g.ca, row % g.ca
-        s = it * g.pitch_t + g.margin_t + size_t * uniform(rs) - g.half_w
-        d = g.radius + g.depth * uniform(rs)
-        x = d * g.cos_sec[m] - s * g.sin_sec[m]
-        y = d * g.sin_sec[m] + s * g.cos_sec[m]
-        z = g.z_lo + k * g.mr_pitch + j * g.pitch_a + g.margin_a + size_a * uniform(rs)
-        u = uniform(rs) * nq
-        b = int(u)
-        local = beta_icdf[b] + (u - b) * (beta_icdf[min(b + 1, nq)] - beta_icdf[b])
-        for q in range(CASCADE.shape[0]):
-            slot = q * times.size + i
-            if uniform(rs) >= CASCADE[q, 1]:
-                local += CASCADE[q, 0]
-                src_i[START, slot] = EMPTY
-                continue
-            src_f[X, slot], src_f[Y, slot], src_f[Z, slot] = x, y, z
-            src_f[UX, slot], src_f[UY, slot], src_f[UZ, slot] = isotropic(rs)
-            src_f[E, slot] = CASCADE[q, 0]
-            src_i[START, slot], src_i[START_M, slot], src_i[START_K, slot] = MODULE, m, k
-            src_i[PHOTON, slot], src_i[KIND, slot] = 1 + q, records.LU176
-        if kept(rs, efficiency, counters):
-            n_dep = record(dep, n_dep, times[i], c, local, first_id + i, 0, records.LU176, 0, x, y,
-                           z)
-    return n_dep
+    for base in range(0, n, n_lanes):
+        for lane in range(min(n_lanes, n - base)):
+            a0, a1, a2, a3 = get(R, 0, lane), get(R, 1, lane), get(R, 2, lane), get(R, 3, lane)
+            d = base + lane
+            b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            m = vmin(np.int64(unit(b0) * g.n_sec), g.n_sec - 1)
+            k = vmin(np.int64(unit(b1) * g.n_mr), g.n_mr - 1)
+            it = vmin(np.int64(unit(b2) * g.ct), g.ct - 1)
+            j = vmin(np.int64(unit(b3) * g.ca), g.ca - 1)
+            b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            s = it * g.pitch_t + g.margin_t + size_t * unit(b0) - g.half_w
+            r = g.radius + g.depth * unit(b1)
+            c, sn = tab(g.cos_sec, m), tab(g.sin_sec, m)
+            x, y = r * c - s * sn, r * sn + s * c
+            z = g.z_lo + k * g.mr_pitch + j * g.pitch_a + g.margin_a + size_a * unit(b2)
+            u = unit(b3) * nq
+            b = np.int64(u)
+            local = tab(beta_icdf, b) + (u - b) * (tab(beta_icdf, vmin(b + 1, nq)) -
+                                                   tab(beta_icdf, b))
+            for q in range(CASCADE.shape[0]):
+                b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                emitted = unit(b0) < CASCADE[q, 1]
+                local += sel(emitted, 0.0, CASCADE[q, 0])
+                ux, uy, uz = isotropic_from(unit(b1), unit(b2))
+                _source(src_f, src_i, (1 + q) * n + d, x, y, z, ux, uy, uz, CASCADE[q, 0],
+                        sel(emitted, MODULE, EMPTY), m, k, 1 + q)
+            _source(src_f, src_i, d, x, y, z, 0.0, 0.0, 1.0, 0.0, EMPTY, m, k, 0)
+            put(log_i, 0, d, d)
+            put(log_i, 1, d, (k * g.ca + j) * g.per_ring + m * g.ct + it)
+            put(log_i, 2, d, 0)
+            put(log_f, 0, d, local)
+            put(log_f, 1, d, 0.0)
+            put(R, 0, lane, a0)
+            put(R, 1, lane, a1)
+            put(R, 2, lane, a2)
+            put(R, 3, lane, a3)
 
 
-def decays(times: np.ndarray, crystals: np.ndarray, first_id: int, start: int, ring,
-           table: np.ndarray, efficiency: float, beta_icdf: np.ndarray, md,
-           dep: np.ndarray, n_dep: int, counters: np.ndarray, rs: np.ndarray) -> tuple[int, int]:
-    """Lu-176 decays at ``times`` (ps) in ``crystals`` into deposits ``dep[n_dep:]``, their
-    gammas followed through the ring on SIMD lanes (``md`` and ``table`` as for
-    :func:`emulator.pet.decays`; these photons start in a module and never enter the phantom);
-    returns (decays done, n_dep) like :func:`emulator.pet.decays`."""
-    per = CASCADE.shape[0]
-    if n_dep + times.size > dep.size:
-        return start, n_dep
-    work = lanes.scratch(per * times.size)
-    n_dep = emit(times, crystals, first_id, ring, efficiency, beta_icdf, work.src_f, work.src_i,
-                 dep, n_dep, counters, rs)
+@inline
+def _source(src_f, src_i, slot, x, y, z, ux, uy, uz, energy, start, m, k, photon):
+    """Fill source slot ``slot`` with a photon of the Lu-176 decay in module (m, k)."""
+    put(src_f, X, slot, x)
+    put(src_f, Y, slot, y)
+    put(src_f, Z, slot, z)
+    put(src_f, UX, slot, ux)
+    put(src_f, UY, slot, uy)
+    put(src_f, UZ, slot, uz)
+    put(src_f, E, slot, energy)
+    put(src_i, START, slot, start)
+    put(src_i, START_M, slot, m)
+    put(src_i, START_K, slot, k)
+    put(src_i, PHOTON, slot, photon)
+    put(src_i, KIND, slot, records.LU176)
+
+
+def decays(times: np.ndarray, _: None, first_id: int, start: int, ring, table: np.ndarray,
+           efficiency: float, beta_icdf: np.ndarray, md, dep: np.ndarray, n_dep: int,
+           counters: np.ndarray, rs: np.ndarray) -> tuple[int, int]:
+    """Lu-176 decays at ``times`` (ps) into deposits ``dep[n_dep:]``, their gammas followed
+    through the ring on SIMD lanes (``md`` and ``table`` as for :func:`emulator.pet.decays`;
+    these photons start in a crystal and never enter the phantom); returns (decays done, n_dep)
+    like :func:`emulator.pet.decays`."""
+    work = lanes.scratch((1 + CASCADE.shape[0]) * times.size)
     seed_lanes(rs, work.R)
+    emit(ring, beta_icdf, work.R, work.src_f, work.src_i, work.log_f, work.log_i)
     n = transport.transport(times, first_id, md, tuple(range(md.layers.shape[0])), ring, table,
-                            efficiency, work, dep, n_dep, counters, rs)
+                            efficiency, work, times.size, dep, n_dep, counters, rs)
     if n == -2:
         lanes.grow_log()
     return (times.size, n) if n >= 0 else (start, n_dep)
-
-
-@kernel
-def crystals_of(rs, n, n_crystals):
-    """``n`` crystals drawn uniformly (all crystals have the same volume)."""
-    out = np.empty(n, np.int32)
-    for i in range(n):
-        out[i] = min(int(uniform(rs) * n_crystals), n_crystals - 1)
-    return out
-

@@ -116,7 +116,7 @@ def decays(times: np.ndarray, pos: np.ndarray, first_id: int, start: int,
     seed_lanes(rs, work.R)
     emit(pos, positron_fraction, prange, lines, work.R, work.src_f, work.src_i)
     n = transport.transport(times, first_id, md, tuple(range(md.layers.shape[0])), ring, table,
-                            efficiency, work, dep, n_dep, counters, rs)
+                            efficiency, work, 0, dep, n_dep, counters, rs)
     if n == -2:
         lanes.grow_log()
     return (times.size, n) if n >= 0 else (start, n_dep)

@@ -147,14 +147,15 @@ def _compact(F, I, R, n_run):
 
 
 @kernel
-def transport(times, first_id, md, layer_ids, g, table, efficiency, work, dep, n_dep, counters,
-              rs):
+def transport(times, first_id, md, layer_ids, g, table, efficiency, work, n_log, dep, n_dep,
+              counters, rs):
     """Follow every photon of the sources in ``work`` (:class:`emulator.lanes.Scratch`: slot
     ``q`` belongs to decay ``d = q mod n`` of the n at ``times``, emitted at ``times[d]`` with id
     ``first_id + d``; the lanes' generators seeded) to its end, writing its crystal deposits to
     ``dep[n_dep:]`` (each kept with the crystal ``efficiency``, from the generator ``rs``).
-    ``md``, ``layer_ids``, ``g`` and ``table`` as in :func:`emulator.lanes.step`. Returns the
-    new n_dep; -1 when ``dep`` is too small, -2 when the deposit log is."""
+    ``md``, ``layer_ids``, ``g`` and ``table`` as in :func:`emulator.lanes.step`; the deposit
+    log holds ``n_log`` entries already. Returns the new n_dep; -1 when ``dep`` is too small,
+    -2 when the deposit log is."""
     F, I, R, order = work.F, work.I, work.R, work.order
     n_src = 0
     for q in range(order.size):
@@ -162,7 +163,7 @@ def transport(times, first_id, md, layer_ids, g, table, efficiency, work, dep, n
         n_src += work.src_i[START, q] != EMPTY
     counters[records.PHOTONS] += n_src
     I[STAGE, :] = EMPTY
-    n_run, nxt, n_log, cap = F.shape[1], 0, 0, work.log_f.shape[1]
+    n_run, nxt, cap = F.shape[1], 0, work.log_f.shape[1]
     while True:
         n_free = _ended(I, n_run, work.free, counters)
         take = min(n_free, n_src - nxt)
@@ -206,8 +207,8 @@ def _write(times, first_id, src_f, src_i, log_f, log_i, n_log, efficiency, dep, 
     grouped by photon (a counting sort on the slot, stable, so each photon's deposits stay in
     the order they happened), each photon's deposits summed per crystal (at most MAX_HITS
     crystals kept apart; beyond, into the last) with the path at the first, each kept with the
-    crystal ``efficiency``, into ``dep[n_dep:]`` decay after decay; returns n_dep, or -1 when
-    ``dep`` is too small."""
+    crystal ``efficiency``, into ``dep[n_dep:]`` slot after slot (each photon's deposits in
+    time order); returns n_dep, or -1 when ``dep`` is too small."""
     n_slots = src_i.shape[1]
     start = np.zeros(n_slots + 1, np.int64)
     for e in range(n_log):
@@ -222,8 +223,8 @@ def _write(times, first_id, src_f, src_i, log_f, log_i, n_log, efficiency, dep, 
         fill[q] += 1
     hits = np.empty((MAX_HITS, 3))
     n_decays = times.size
-    for d in range(n_decays):            # decay by decay, so the deposits come out time-ordered
-        for p in range(n_slots // n_decays):
+    for p in range(n_slots // n_decays):
+        for d in range(n_decays):
             q = p * n_decays + d
             if start[q] == start[q + 1]:
                 continue
