@@ -99,15 +99,6 @@ def emit(ring, beta_icdf, R, src_f, src_i, log_f, log_i):
             b = np.int64(u)
             local = tab(beta_icdf, b) + (u - b) * (tab(beta_icdf, vmin(b + 1, nq)) -
                                                    tab(beta_icdf, b))
-            for q in range(CASCADE.shape[0]):
-                b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-                b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-                b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-                emitted = unit(b0) < CASCADE[q, 1]
-                local += sel(emitted, 0.0, CASCADE[q, 0])
-                ux, uy, uz = isotropic_from(unit(b1), unit(b2))
-                _source(src_f, src_i, (1 + q) * n + d, x, y, z, ux, uy, uz, CASCADE[q, 0],
-                        sel(emitted, MODULE, EMPTY), m, k, 1 + q)
             _source(src_f, src_i, d, x, y, z, 0.0, 0.0, 1.0, 0.0, EMPTY, m, k, 0)
             put(log_i, 0, d, d)
             put(log_i, 1, d, (k * g.ca + j) * g.per_ring + m * g.ct + it)
@@ -118,6 +109,24 @@ def emit(ring, beta_icdf, R, src_f, src_i, log_f, log_i):
             put(R, 1, lane, a1)
             put(R, 2, lane, a2)
             put(R, 3, lane, a3)
+        for q in range(CASCADE.shape[0]):           # outside the lanes' loop, which vectorises
+            for lane in range(min(n_lanes, n - base)):
+                a0, a1, a2, a3 = get(R, 0, lane), get(R, 1, lane), get(R, 2, lane), get(R, 3, lane)
+                d = base + lane
+                b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                emitted = unit(b0) < tab(CASCADE, 2 * q + 1)
+                put(log_f, 0, d, get(log_f, 0, d) + sel(emitted, 0.0, tab(CASCADE, 2 * q)))
+                ux, uy, uz = isotropic_from(unit(b1), unit(b2))
+                _source(src_f, src_i, (1 + q) * n + d, get(src_f, X, d), get(src_f, Y, d),
+                        get(src_f, Z, d), ux, uy, uz, tab(CASCADE, 2 * q),
+                        sel(emitted, MODULE, EMPTY), get(src_i, START_M, d),
+                        get(src_i, START_K, d), 1 + q)
+                put(R, 0, lane, a0)
+                put(R, 1, lane, a1)
+                put(R, 2, lane, a2)
+                put(R, 3, lane, a3)
 
 
 @inline
