@@ -45,7 +45,7 @@ from emulator.simd import (
 )
 
 #: Lanes in flight (a multiple of the widest SIMD vector).
-LANES = 512
+LANES = 256
 
 # float64 lane fields: position mm, direction, energy keV, path mm since emission, in the phantom
 # the distance gone past the position by virtual events (the position stays at the last real
