@@ -1,5 +1,6 @@
 """A photon's flight through the phantom: attenuation, Compton and coherent scattering,
-photo-electric absorption.
+photo-electric absorption (for SPECT's scalar kernels; PET's photons fly on the SIMD lanes of
+:mod:`emulator.lanes`, which share :func:`density_at` and :func:`box_exit`).
 
 The phantom's attenuating regions are painted in order (see :mod:`emulator.phantoms.model`): at a
 point, the density is that of the last region covering it. Flights use delta (Woodcock) tracking:

@@ -268,8 +268,8 @@ def enter(F, I, need, n, g):
 
 @kernel
 def refill(F, I, free, n, src_f, src_i, order, first):
-    """Give lane ``free[j]`` the photon of source ``order[first + j]``, j < n (vectorised:
-    the lanes are distinct)."""
+    """Give lane ``free[j]`` the photon of source ``order[first + j]``, j < n (LLVM may
+    vectorise it with scatters; on AVX-512 here its cost model keeps it scalar)."""
     for j in range(n):
         i = tab(free, j)
         q = tab(order, first + j)

@@ -1,15 +1,12 @@
-"""A PET ring as the photon sees it: flat modules of crystal arrays, and photon tracking in them.
+"""A PET ring as the photon sees it: flat modules of crystal arrays, and where a photon enters one.
 
 Each module is a box: depth ``d`` (0 at the front face, at ``radius`` from the axis) by width
 ``s`` (tangential) by ``z`` (one module ring). Its crystals fill cells of one pitch, centred in
-them; what lies between crystals (reflector) does not stop photons. Inside a module a photon is
-followed by delta tracking (tentative interactions at the crystal's attenuation, the ones that
-fall in the reflector void), so it interacts at an exponential depth in crystal (parallax
-follows), is photo-absorbed with the material's photo-electric fraction or Compton-scatters
-(Klein-Nishina) and is followed on, into neighbouring crystals and modules. Each crystal's deposits
-of one photon are summed. A photon from the bore finds the module it enters in one step
-(:func:`_front_entry`); others (from beyond the ring's ends, between modules) by the general
-search (:func:`find_module`).
+them; what lies between crystals (reflector) does not stop photons (the photons inside a module
+are followed in :mod:`emulator.lanes`). A photon from the bore finds the module it enters in one
+step (:func:`front_entry`, branch-free, so the lanes vectorise it); others (from beyond the
+ring's ends, between modules, leaving a module sideways) by the general search
+(:func:`find_module`).
 """
 
 from __future__ import annotations
@@ -19,15 +16,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from emulator.jit import inline, kernel
-from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS
+from emulator.jit import inline
 from emulator.simd import sel, tab, vmax, vmin
 from emulator.slabs import inverse, slab
 from hw.scanner import Scanner
-
-#: Below this energy (keV) a photon deposits what it has left where it is.
-#: The most crystals one photon's deposits are kept apart in.
-MAX_HITS = 8
 
 
 class Ring(NamedTuple):
@@ -135,7 +127,7 @@ def _sector(g, x, y, step):
     return _wrap(m, g.n_sec)
 
 
-@kernel
+@inline
 def find_module(g, px, py, pz, ux, uy, uz, ex_m, ex_k):
     """The first module ahead of p along u other than (ex_m, ex_k): (m, k, t_in, t_out), m = -1
     when the photon leaves the ring."""
@@ -248,6 +240,3 @@ def front_entry(g, px, py, pz, ux, uy, uz):
     hit = applies & ~gone & on_face & in_ring
     away = applies & (gone | (on_face & ~in_ring & past_an_end(g, z, uz)))
     return sel(hit, m, sel(away, -2, -1)), sel(hit, k, -1), sel(hit, vmax(t, 0.0), 0.0)
-
-
-TIME_PER_MM_PS = 1.0 / SPEED_OF_LIGHT_MM_PER_PS

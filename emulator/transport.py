@@ -57,9 +57,13 @@ from emulator.lanes import (
     refill,
     step,
 )
-from emulator.physics import CUTOFF_KEV, deflect, klein_nishina, rayleigh_cos
-from emulator.ring import MAX_HITS, TIME_PER_MM_PS, find_module
+from emulator.physics import CUTOFF_KEV, SPEED_OF_LIGHT_MM_PER_PS, deflect, klein_nishina, rayleigh_cos
+from emulator.ring import find_module
 from emulator.rng import uniform
+
+#: The most crystals one photon's deposits are kept apart in (beyond, into the last).
+MAX_HITS = 8
+TIME_PER_MM_PS = 1.0 / SPEED_OF_LIGHT_MM_PER_PS
 
 
 @inline

@@ -1,14 +1,18 @@
 """The photon transport on SIMD lanes, checked photon by photon on its crystal deposits: time of
-flight against geometry, energy conservation, every photon ending once; and the same events for
-any number of threads."""
+flight against geometry, energy conservation, every photon ending once; the same events for any
+number of threads; and its kernels compiled to vector code."""
 
 from __future__ import annotations
 
+import re
+
+import numba
 import numpy as np
 import pytest
 
 import emulator
 from emulator import lanes, pet, records, rng
+from emulator.jit import FASTMATH
 from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS
 
 N_DECAYS = 8192
@@ -80,3 +84,22 @@ def test_lane_scratch_grows_for_a_longer_log():
     cap = work.log_f.shape[1]
     lanes.grow_log()
     assert lanes.scratch(100).log_f.shape[1] == 2 * cap
+
+
+@pytest.mark.parametrize("name", ["step", "enter"])
+def test_the_lane_kernels_compile_to_vector_code(brain, name):
+    """What makes the transport fast: LLVM turns each lane kernel's loop into SIMD code (vector
+    types in the optimised IR). A lookup or a call that LLVM cannot vectorise would silently
+    make it scalar again; compiled afresh here, since numba shows no code of cached kernels."""
+    emu = emulator.Emulator(brain, "brain", "F-18", 1.0, seed=1, threads=1)
+    work = lanes.scratch(64)
+    fresh = numba.njit(nogil=True, error_model="numpy", fastmath=FASTMATH)(
+        getattr(lanes, name).py_func)
+    md, g = emu._medium, emu._ring
+    args = {
+        "step": (work.F, work.I, work.R, 8, md, tuple(range(md.layers.shape[0])), g, emu._table),
+        "enter": (work.F, work.I, work.need, 0, g),
+    }[name]
+    fresh(*args)
+    ir = "".join(fresh.inspect_llvm().values())
+    assert re.search(r"<(2|4|8|16) x double>", ir), f"lanes.{name} did not vectorise"

@@ -3,8 +3,10 @@
 Generation: bedside-brain, the brain phantom filled with 20 MBq of F-18, 20 ms of acquisition
 (~0.4 M decays, ~0.4 M singles with the crystals' Lu-176), everything from decay to ADC code
 (phantom scatter, crystal tracking, pile-up, dead time, digitizer); on one thread and on all the
-machine's cores. Replay: a recorded frames file of the same scan (100 ms, ~1.9 M events) read and
-sent frame by frame to each board's ZeroMQ PUSH socket (tcp loopback, a PULL per board drained in
+machine's cores. The crystals' own Lu-176 alone (no source, 0.2 s, ~0.24 M singles, one thread):
+short photon histories that start in a crystal, where the lanes' bookkeeping weighs most.
+Replay: a recorded frames file of the same scan (100 ms, ~1.9 M events) read and sent frame by
+frame to each board's ZeroMQ PUSH socket (tcp loopback, a PULL per board drained in
 a thread), no re-simulation. ``extra_info["events_per_s"]`` from the median round.
 Run: ``.venv/bin/python -m pytest tests/benchmarks/test_bench_emulator.py --benchmark-enable``.
 """
@@ -36,6 +38,17 @@ def test_bench_full_physics_singles(benchmark, brain, threads):
     sim = benchmark.pedantic(generate, rounds=3, warmup_rounds=0)
     assert sim.raw.size > 0.5 * ACTIVITY_MBQ * 1e6 * DURATION_S
     benchmark.extra_info["threads"] = threads
+    record(benchmark, sim.raw.size)
+
+
+def test_bench_lu176_singles(benchmark, brain):
+    emulator.simulate(brain, "point", "F-18", 0.0, 0.01, seed=1, threads=1)      # compile
+
+    def generate():
+        return emulator.simulate(brain, "point", "F-18", 0.0, 0.2, seed=3, threads=1)
+
+    sim = benchmark.pedantic(generate, rounds=3, warmup_rounds=0)
+    assert sim.counters["lu176_decays"] > 100_000 and sim.counters["decays"] == 0
     record(benchmark, sim.raw.size)
 
 
