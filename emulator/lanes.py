@@ -29,10 +29,11 @@ from emulator.jit import inline, kernel
 from emulator.media import TABLE_KEV
 from emulator.physics import CUTOFF_KEV, kahn_trial, rotate
 from emulator.ring import front_entry
+from emulator.rng import draw, draw3
 from emulator.simd import (
     at,
-    draw,
     get,
+    keep,
     log,
     put,
     sel,
@@ -42,6 +43,7 @@ from emulator.simd import (
     unit_open,
     vmax,
     vmin,
+    words,
 )
 
 #: Lanes in flight (a multiple of the widest SIMD vector).
@@ -123,6 +125,24 @@ def grow_log() -> None:
 MEDIUM_COLUMNS = 6
 
 
+@inline
+def source(src_f, src_i, slot, x, y, z, ux, uy, uz, energy, start, m, k, photon, kind):
+    """Fill photon source ``slot``: start (emission) point mm, direction, energy keV, the stage
+    it starts in (EMPTY: no photon), its module (-1, -1 outside the ring), photon id and kind."""
+    put(src_f, X, slot, x)
+    put(src_f, Y, slot, y)
+    put(src_f, Z, slot, z)
+    put(src_f, UX, slot, ux)
+    put(src_f, UY, slot, uy)
+    put(src_f, UZ, slot, uz)
+    put(src_f, E, slot, energy)
+    put(src_i, START, slot, start)
+    put(src_i, START_M, slot, m)
+    put(src_i, START_K, slot, k)
+    put(src_i, PHOTON, slot, photon)
+    put(src_i, KIND, slot, kind)
+
+
 def medium_table(water: np.ndarray, rho_max: float, crystal: np.ndarray) -> np.ndarray:
     """(TABLE_KEV, 6) per-keV table the step looks up: the phantom's delta-tracking mean free
     path (mm, 1 / (densest x mu water); 1e300 without layers), water's photo-electric fraction
@@ -161,7 +181,7 @@ def step(F, I, R, n, md, layer_ids, g, table):
         vx, vy, vz = get(F, UX, i), get(F, UY, i), get(F, UZ, i)
         en, pa, trav = get(F, E, i), get(F, PATH, i), get(F, TRAV, i)
         m, k, scat, hits = get(I, M, i), get(I, K, i), get(I, SCAT, i), get(I, HITS, i)
-        a0, a1, a2, a3 = get(R, 0, i), get(R, 1, i), get(R, 2, i), get(R, 3, i)
+        a0, a1, a2, a3 = words(R, i)
         in_ph, in_mod = stage == PHANTOM, stage == MODULE
         moving = in_ph | in_mod
         # ---------------------------------------------------------------- the medium here
@@ -204,13 +224,9 @@ def step(F, I, R, n, md, layer_ids, g, table):
         photo = real & (u_kind < pe)
         coherent = real & ~photo & (u_kind < pe_coh)
         compton = real & ~photo & ~coherent
-        r1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-        r2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-        r3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        r1, r2, r3, a0, a1, a2, a3 = draw3(a0, a1, a2, a3)
         ok1, e1, c1 = kahn_trial(en, unit(r1), unit(r2), unit(r3))
-        r1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-        r2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-        r3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+        r1, r2, r3, a0, a1, a2, a3 = draw3(a0, a1, a2, a3)
         ok2, e2, c2 = kahn_trial(en, unit(r1), unit(r2), unit(r3))
         scatter = compton & (ok1 | ok2)
         e_after, cos_t = sel(ok1, e1, e2), sel(ok1, c1, c2)
@@ -245,10 +261,7 @@ def step(F, I, R, n, md, layer_ids, g, table):
         put(F, E, i, en)
         put(F, PATH, i, pa)
         put(I, SCAT, i, scat)
-        put(R, 0, i, a0)
-        put(R, 1, i, a1)
-        put(R, 2, i, a2)
-        put(R, 3, i, a3)
+        keep(R, i, a0, a1, a2, a3)
 
 
 @kernel

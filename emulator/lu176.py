@@ -12,25 +12,20 @@ from __future__ import annotations
 import numpy as np
 
 from emulator import lanes, records, transport
-from emulator.jit import inline, kernel
+from emulator.jit import kernel
 from emulator.lanes import (
     EMPTY,
-    KIND,
     MODULE,
-    PHOTON,
-    START,
     START_K,
     START_M,
-    UX,
-    UY,
-    UZ,
-    E,
     X,
     Y,
     Z,
+    source,
 )
 from emulator.physics import isotropic_from
-from emulator.simd import draw, get, put, seed_lanes, sel, tab, unit, vmin
+from emulator.rng import draw, draw3
+from emulator.simd import get, keep, put, seed_lanes, sel, tab, unit, vmin, words
 from hw.scanner import Scanner
 
 BETA_END_POINT_KEV = 593.0
@@ -76,19 +71,15 @@ def emit(ring, beta_icdf, R, src_f, src_i, log_f, log_i):
     size_a = g.pitch_a - 2.0 * g.margin_a
     for base in range(0, n, n_lanes):
         for lane in range(min(n_lanes, n - base)):
-            a0, a1, a2, a3 = get(R, 0, lane), get(R, 1, lane), get(R, 2, lane), get(R, 3, lane)
+            a0, a1, a2, a3 = words(R, lane)
             d = base + lane
-            b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b0, b1, b2, a0, a1, a2, a3 = draw3(a0, a1, a2, a3)
             b3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
             m = vmin(np.int64(unit(b0) * g.n_sec), g.n_sec - 1)
             k = vmin(np.int64(unit(b1) * g.n_mr), g.n_mr - 1)
             it = vmin(np.int64(unit(b2) * g.ct), g.ct - 1)
             j = vmin(np.int64(unit(b3) * g.ca), g.ca - 1)
-            b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b0, b1, b2, a0, a1, a2, a3 = draw3(a0, a1, a2, a3)
             b3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
             s = it * g.pitch_t + g.margin_t + size_t * unit(b0) - g.half_w
             r = g.radius + g.depth * unit(b1)
@@ -99,51 +90,26 @@ def emit(ring, beta_icdf, R, src_f, src_i, log_f, log_i):
             b = np.int64(u)
             local = tab(beta_icdf, b) + (u - b) * (tab(beta_icdf, vmin(b + 1, nq)) -
                                                    tab(beta_icdf, b))
-            _source(src_f, src_i, d, x, y, z, 0.0, 0.0, 1.0, 0.0, EMPTY, m, k, 0)
+            source(src_f, src_i, d, x, y, z, 0.0, 0.0, 1.0, 0.0, EMPTY, m, k, 0, records.LU176)
             put(log_i, 0, d, d)
             put(log_i, 1, d, (k * g.ca + j) * g.per_ring + m * g.ct + it)
             put(log_i, 2, d, 0)
             put(log_f, 0, d, local)
             put(log_f, 1, d, 0.0)
-            put(R, 0, lane, a0)
-            put(R, 1, lane, a1)
-            put(R, 2, lane, a2)
-            put(R, 3, lane, a3)
+            keep(R, lane, a0, a1, a2, a3)
         for q in range(CASCADE.shape[0]):           # outside the lanes' loop, which vectorises
             for lane in range(min(n_lanes, n - base)):
-                a0, a1, a2, a3 = get(R, 0, lane), get(R, 1, lane), get(R, 2, lane), get(R, 3, lane)
+                a0, a1, a2, a3 = words(R, lane)
                 d = base + lane
-                b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-                b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-                b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                b0, b1, b2, a0, a1, a2, a3 = draw3(a0, a1, a2, a3)
                 emitted = unit(b0) < tab(CASCADE, 2 * q + 1)
                 put(log_f, 0, d, get(log_f, 0, d) + sel(emitted, 0.0, tab(CASCADE, 2 * q)))
                 ux, uy, uz = isotropic_from(unit(b1), unit(b2))
-                _source(src_f, src_i, (1 + q) * n + d, get(src_f, X, d), get(src_f, Y, d),
-                        get(src_f, Z, d), ux, uy, uz, tab(CASCADE, 2 * q),
-                        sel(emitted, MODULE, EMPTY), get(src_i, START_M, d),
-                        get(src_i, START_K, d), 1 + q)
-                put(R, 0, lane, a0)
-                put(R, 1, lane, a1)
-                put(R, 2, lane, a2)
-                put(R, 3, lane, a3)
-
-
-@inline
-def _source(src_f, src_i, slot, x, y, z, ux, uy, uz, energy, start, m, k, photon):
-    """Fill source slot ``slot`` with a photon of the Lu-176 decay in module (m, k)."""
-    put(src_f, X, slot, x)
-    put(src_f, Y, slot, y)
-    put(src_f, Z, slot, z)
-    put(src_f, UX, slot, ux)
-    put(src_f, UY, slot, uy)
-    put(src_f, UZ, slot, uz)
-    put(src_f, E, slot, energy)
-    put(src_i, START, slot, start)
-    put(src_i, START_M, slot, m)
-    put(src_i, START_K, slot, k)
-    put(src_i, PHOTON, slot, photon)
-    put(src_i, KIND, slot, records.LU176)
+                source(src_f, src_i, (1 + q) * n + d, get(src_f, X, d), get(src_f, Y, d),
+                       get(src_f, Z, d), ux, uy, uz, tab(CASCADE, 2 * q),
+                       sel(emitted, MODULE, EMPTY), get(src_i, START_M, d),
+                       get(src_i, START_K, d), 1 + q, records.LU176)
+                keep(R, lane, a0, a1, a2, a3)
 
 
 def decays(times: np.ndarray, _: None, first_id: int, start: int, ring, table: np.ndarray,

@@ -14,31 +14,15 @@ import math
 import numpy as np
 
 from emulator import lanes, records, transport
-from emulator.jit import inline, kernel
-from emulator.lanes import KIND, PHANTOM, PHOTON, START, START_K, START_M, UX, UY, UZ, E, X, Y, Z
+from emulator.jit import kernel
+from emulator.lanes import EMPTY, PHANTOM, source
 from emulator.physics import isotropic_from, normal_pair, positron_offset
-from emulator.simd import draw, get, put, seed_lanes, sel, tab, unit, unit_open
+from emulator.rng import draw, draw3
+from emulator.simd import keep, seed_lanes, sel, tab, unit, unit_open, words
 
 #: Acollinearity: sigma (rad) of each of the two transverse angles, 0.5 deg FWHM.
 ACOLLINEARITY_SIGMA = math.radians(0.5) / 2.3548
 ANNIHILATION_KEV = 510.998950
-
-
-@inline
-def _source(src_f, src_i, slot, present, x, y, z, ux, uy, uz, energy, photon, kind):
-    """Fill a photon source slot (absent: EMPTY)."""
-    put(src_f, X, slot, x)
-    put(src_f, Y, slot, y)
-    put(src_f, Z, slot, z)
-    put(src_f, UX, slot, ux)
-    put(src_f, UY, slot, uy)
-    put(src_f, UZ, slot, uz)
-    put(src_f, E, slot, energy)
-    put(src_i, START, slot, sel(present, PHANTOM, lanes.EMPTY))
-    put(src_i, START_M, slot, -1)
-    put(src_i, START_K, slot, -1)
-    put(src_i, PHOTON, slot, photon)
-    put(src_i, KIND, slot, kind)
 
 
 @kernel
@@ -49,15 +33,11 @@ def emit(pos, positron_fraction, prange, lines, R, src_f, src_i):
     n, n_lanes, n_lines = pos.shape[0], R.shape[1], lines.shape[0]
     for base in range(0, n, n_lanes):
         for lane in range(min(n_lanes, n - base)):
-            a0, a1, a2, a3 = get(R, 0, lane), get(R, 1, lane), get(R, 2, lane), get(R, 3, lane)
+            a0, a1, a2, a3 = words(R, lane)
             d = base + lane
             x, y, z = tab(pos, 3 * d), tab(pos, 3 * d + 1), tab(pos, 3 * d + 2)
-            b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b4, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b5, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b0, b1, b2, a0, a1, a2, a3 = draw3(a0, a1, a2, a3)
+            b3, b4, b5, a0, a1, a2, a3 = draw3(a0, a1, a2, a3)
             positron = unit(b0) < positron_fraction
             dx, dy, dz = positron_offset(prange, unit(b1), unit_open(b2), unit_open(b3),
                                          unit(b4), unit(b5))
@@ -67,9 +47,7 @@ def emit(pos, positron_fraction, prange, lines, R, src_f, src_i):
             ux, uy, uz = isotropic_from(unit(b0), unit(b1))
             # acollinearity: an isotropic 3-D Gaussian of the angular sigma, its component
             # along u removed, is the 2-D Gaussian deviation across u
-            b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-            b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+            b0, b1, b2, a0, a1, a2, a3 = draw3(a0, a1, a2, a3)
             b3, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
             gx, gy = normal_pair(unit_open(b0), unit(b1))
             gz, _ = normal_pair(unit_open(b2), unit(b3))
@@ -78,29 +56,23 @@ def emit(pos, positron_fraction, prange, lines, R, src_f, src_i):
             along = gx * ux + gy * uy + gz * uz
             vx, vy, vz = -ux + gx - along * ux, -uy + gy - along * uy, -uz + gz - along * uz
             nrm = 1.0 / math.sqrt(vx * vx + vy * vy + vz * vz)
-            _source(src_f, src_i, d, positron, x, y, z, ux, uy, uz, ANNIHILATION_KEV, 0,
-                    records.ANNIHILATION)
-            _source(src_f, src_i, n + d, positron, x, y, z, vx * nrm, vy * nrm, vz * nrm,
-                    ANNIHILATION_KEV, 1, records.ANNIHILATION)
-            put(R, 0, lane, a0)
-            put(R, 1, lane, a1)
-            put(R, 2, lane, a2)
-            put(R, 3, lane, a3)
+            start = sel(positron, PHANTOM, EMPTY)
+            source(src_f, src_i, d, x, y, z, ux, uy, uz, ANNIHILATION_KEV, start, -1, -1, 0,
+                   records.ANNIHILATION)
+            source(src_f, src_i, n + d, x, y, z, vx * nrm, vy * nrm, vz * nrm, ANNIHILATION_KEV,
+                   start, -1, -1, 1, records.ANNIHILATION)
+            keep(R, lane, a0, a1, a2, a3)
         for q in range(n_lines):
             for lane in range(min(n_lanes, n - base)):
-                a0, a1, a2, a3 = get(R, 0, lane), get(R, 1, lane), get(R, 2, lane), get(R, 3, lane)
+                a0, a1, a2, a3 = words(R, lane)
                 d = base + lane
-                b0, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-                b1, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-                b2, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
+                b0, b1, b2, a0, a1, a2, a3 = draw3(a0, a1, a2, a3)
                 ux, uy, uz = isotropic_from(unit(b1), unit(b2))
-                _source(src_f, src_i, (2 + q) * n + d, unit(b0) < tab(lines, 2 * q + 1),
-                        tab(pos, 3 * d), tab(pos, 3 * d + 1), tab(pos, 3 * d + 2), ux, uy, uz,
-                        tab(lines, 2 * q), 2 + q, records.GAMMA)
-                put(R, 0, lane, a0)
-                put(R, 1, lane, a1)
-                put(R, 2, lane, a2)
-                put(R, 3, lane, a3)
+                source(src_f, src_i, (2 + q) * n + d, tab(pos, 3 * d), tab(pos, 3 * d + 1),
+                       tab(pos, 3 * d + 2), ux, uy, uz, tab(lines, 2 * q),
+                       sel(unit(b0) < tab(lines, 2 * q + 1), PHANTOM, EMPTY), -1, -1, 2 + q,
+                       records.GAMMA)
+                keep(R, lane, a0, a1, a2, a3)
 
 
 def decays(times: np.ndarray, pos: np.ndarray, first_id: int, start: int,

@@ -91,17 +91,32 @@ def rotl(x, k):
 
 
 @inline
+def draw(a, b, c, d):
+    """One xoshiro256++ step on the four state words: (64 random bits, the next words). The
+    SIMD lanes keep the words in locals while a loop body runs (:mod:`emulator.simd`)."""
+    result = rotl(a + d, 23) + a
+    t = b << uint64(17)
+    c ^= a
+    d ^= b
+    b ^= c
+    a ^= d
+    c ^= t
+    return result, a, b, c, rotl(d, 45)
+
+
+@inline
+def draw3(a, b, c, d):
+    """Three :func:`draw` steps: (three times 64 random bits, the next words)."""
+    r0, a, b, c, d = draw(a, b, c, d)
+    r1, a, b, c, d = draw(a, b, c, d)
+    r2, a, b, c, d = draw(a, b, c, d)
+    return r0, r1, r2, a, b, c, d
+
+
+@inline
 def bits(rs):
-    """64 random bits (uint64)."""
-    s0, s1, s2, s3 = rs[0], rs[1], rs[2], rs[3]
-    result = rotl(s0 + s3, 23) + s0
-    t = s1 << uint64(17)
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    rs[0], rs[1], rs[2], rs[3] = s0, s1, s2, rotl(s3, 45)
+    """64 random bits (uint64) from the state array ``rs``."""
+    result, rs[0], rs[1], rs[2], rs[3] = draw(rs[0], rs[1], rs[2], rs[3])
     return result
 
 

@@ -18,8 +18,8 @@ them:
 
 A lane buffer is a 2-D array ``(fields, lanes)`` whose lanes are contiguous (a C array or a
 view of its first lanes); ``get(buf, FIELD, i)`` reads field FIELD (a constant) of lane i. The
-random numbers of a lane are xoshiro256++ (the generator of :mod:`emulator.rng`) on four state
-words held in locals while a loop body runs (:func:`draw`).
+random numbers of a lane are xoshiro256++ (:func:`emulator.rng.draw`) on four state words held
+in locals while a loop body runs (:func:`words`, :func:`keep`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from numba import types, uint64
 from numba.extending import intrinsic
 
 from emulator.jit import inline, kernel
-from emulator.rng import TO_UNIT, rotl
+from emulator.rng import TO_UNIT
 
 _TAGS = {types.float64: "f", types.int64: "i", types.uint64: "u"}
 #: The most fields a lane buffer may have.
@@ -163,40 +163,37 @@ def vmax(a, b):
     return sel(a > b, a, b)
 
 
-@intrinsic
-def as_float(typingctx, bits):
-    """The float64 whose bits are the uint64 ``bits``."""
-    sig = types.float64(types.uint64)
+def _bitcast(source, target, doc: str):
+    """An intrinsic reinterpreting the bits of a ``source`` scalar as a ``target`` one."""
+    @intrinsic
+    def cast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(target))
+        return target(source), codegen
+    cast.__doc__ = doc
+    return cast
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return sig, codegen
 
-
-@intrinsic
-def as_bits(typingctx, x):
-    """The bits (uint64) of the float64 ``x``."""
-    sig = types.uint64(types.float64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.uint64))
-    return sig, codegen
+as_float = _bitcast(types.uint64, types.float64, "The float64 whose bits are the uint64 given.")
+as_bits = _bitcast(types.float64, types.uint64, "The bits (uint64) of the float64 given.")
 
 
 # ----------------------------------------------------------------------------- random numbers
 
 
 @inline
-def draw(a, b, c, d):
-    """One xoshiro256++ step on the state words held in locals: (64 bits, a, b, c, d)."""
-    result = rotl(a + d, 23) + a
-    t = b << uint64(17)
-    c ^= a
-    d ^= b
-    b ^= c
-    a ^= d
-    c ^= t
-    return result, a, b, c, rotl(d, 45)
+def words(R, i):
+    """The four generator words of lane i of the (4, lanes) uint64 buffer ``R``."""
+    return get(R, 0, i), get(R, 1, i), get(R, 2, i), get(R, 3, i)
+
+
+@inline
+def keep(R, i, a, b, c, d):
+    """Store lane i's generator words back into ``R``."""
+    put(R, 0, i, a)
+    put(R, 1, i, b)
+    put(R, 2, i, c)
+    put(R, 3, i, d)
 
 
 @inline

