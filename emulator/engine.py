@@ -41,6 +41,9 @@ from hw.scanner import Scanner, load_scanner
 #: Default trigger threshold (keV of deposited energy).
 THRESHOLD_KEV = 50.0
 _MIN_SLICE_S, _MAX_SLICE_S = 1e-6, 1.0
+#: Room for deposits per Lu-176 decay (the local one and its gammas' hits: 2.8 on average in
+#: bedside-brain; a block that overflows is run again with twice the room, at twice the cost).
+LU176_DEPOSITS_PER_DECAY = 4.0
 
 
 @dataclass
@@ -231,7 +234,8 @@ class Emulator:
             lu, n = self._blocks.run(
                 [self.seed, k, 3], lu_times, records.LU176_ID_BASE + first_lu,
                 lambda block_rs, m: None, lu176.decays,
-                (self._ring, self._table, self._efficiency, self._beta, self._medium), tuple, 2.0)
+                (self._ring, self._table, self._efficiency, self._beta, self._medium), tuple,
+                LU176_DEPOSITS_PER_DECAY)
             counts += n
         return _Physics(rs, [*src, *lu], counts, times.size, lu_times.size)
 

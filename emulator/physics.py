@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from emulator.jit import inline, kernel
-from emulator.rng import azimuth, bits, disc, uniform
+from emulator.rng import bits, uniform
 from emulator.simd import exp, log, sel, sincos_turn, unit_open, vmax
 
 CUTOFF_KEV = 10.0
@@ -26,14 +26,6 @@ _X0_WATER = 0.6
 
 
 @inline
-def isotropic(rs):
-    """A direction uniform on the sphere (Marsaglia 1972: no trigonometry)."""
-    a, b, s = disc(rs)
-    f = 2.0 * math.sqrt(1.0 - s)
-    return a * f, b * f, 1.0 - 2.0 * s
-
-
-@inline
 def isotropic_from(u1, u2):
     """The direction uniform on the sphere given by two uniforms in [0, 1): cos theta = 1 - 2 u1
     (Archimedes), azimuth 2 pi u2. Branch-free (SIMD lanes)."""
@@ -41,6 +33,12 @@ def isotropic_from(u1, u2):
     r = math.sqrt(vmax(0.0, 1.0 - w * w))
     c, s = sincos_turn(u2)
     return r * c, r * s, w
+
+
+@inline
+def isotropic(rs):
+    """:func:`isotropic_from` drawn from the generator ``rs``."""
+    return isotropic_from(uniform(rs), uniform(rs))
 
 
 @inline
@@ -91,7 +89,7 @@ def rotate(ux, uy, uz, cos_t, cos_p, sin_p):
 @inline
 def deflect(rs, ux, uy, uz, cos_t):
     """The direction after a scattering by polar angle acos(cos_t), azimuth uniform."""
-    cos_p, sin_p = azimuth(rs)
+    cos_p, sin_p = sincos_turn(uniform(rs))
     return rotate(ux, uy, uz, cos_t, cos_p, sin_p)
 
 

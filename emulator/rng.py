@@ -1,4 +1,4 @@
-"""Random numbers of the emulator's kernels: xoshiro256+ (Blackman & Vigna 2018), inlined.
+"""Random numbers of the emulator's kernels: xoshiro256++ (Blackman & Vigna 2018), inlined.
 
 A generator is its state, a (4,) uint64 array (``rs``) passed explicitly to every kernel that
 draws: one per block of decays, seeded from (seed, slice, stream, block), so runs are
@@ -163,22 +163,3 @@ def normal(rs):
                     return -(NOR_R + xx) if (rabs >> uint64(8)) & uint64(1) else NOR_R + xx
         elif (_FI[idx - 1] - _FI[idx]) * uniform(rs) + _FI[idx] < math.exp(-0.5 * x * x):
             return x
-
-
-@inline
-def disc(rs):
-    """A point (a, b) uniform in the unit disc, without its centre, and its squared radius s."""
-    while True:
-        a = 2.0 * uniform(rs) - 1.0
-        b = 2.0 * uniform(rs) - 1.0
-        s = a * a + b * b
-        if 0.0 < s < 1.0:
-            return a, b, s
-
-
-@inline
-def azimuth(rs):
-    """(cos phi, sin phi) of an angle phi uniform in [0, 2 pi), without trigonometry (the
-    doubled angle of a point uniform in the unit disc)."""
-    a, b, s = disc(rs)
-    return (a * a - b * b) / s, 2.0 * a * b / s

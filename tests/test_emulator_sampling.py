@@ -11,7 +11,8 @@ import pytest
 from emulator import phantoms, rng, sampling
 from emulator.jit import kernel
 from emulator.physics import deflect, klein_nishina, klein_nishina_pdf
-from emulator.rng import azimuth, exponential, normal
+from emulator.rng import exponential, normal, uniform
+from emulator.simd import sincos_turn
 
 N = 400_000
 
@@ -24,7 +25,7 @@ def _draw(rs, which, out):
         elif which == 1:
             out[i] = normal(rs)
         elif which == 2:
-            c, s = azimuth(rs)
+            c, s = sincos_turn(uniform(rs))
             out[i] = math.atan2(s, c)
         else:
             out[i] = klein_nishina(rs, float(which))[1]
