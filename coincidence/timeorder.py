@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from hw.dtypes import join
 from hw.errors import UserError
 
 MAX_PILES = 32
@@ -192,6 +193,4 @@ def merge_sorted(streams: Sequence[np.ndarray]) -> np.ndarray:
         _check(a, "each stream")
         if a.dtype != arrays[0].dtype:
             raise UserError(f"streams must share one dtype, got {arrays[0].dtype} and {a.dtype}")
-    # concatenated as bytes: numpy copies packed records field by field, slowly
-    joined = np.concatenate([np.ascontiguousarray(a).view(np.uint8) for a in arrays])
-    return sort_nearly_sorted(joined.view(arrays[0].dtype))
+    return sort_nearly_sorted(join(arrays, arrays[0].dtype))

@@ -24,7 +24,7 @@ import numpy as np
 
 from coincidence import sort_nearly_sorted
 from coincidence.timeorder import deal_onto_pile, in_time_order, order
-from hw.dtypes import RAW_DTYPE
+from hw.dtypes import RAW_DTYPE, join
 
 _SCRATCH_MAX_EVENTS = 1 << 23
 """Work buffers of releases up to this size are kept for the next release (fresh memory costs a
@@ -134,8 +134,7 @@ class TimeMerger:
         if n == 0:
             return t, crystal, adc
         # the chunks one after the other (a memory copy into the kept buffer), then the kernel
-        np.concatenate([np.ascontiguousarray(c).view(np.uint8) for c in chunks],
-                       out=flat.view(np.uint8))
+        join(chunks, RAW_DTYPE, out=flat)
         lo = np.cumsum([0] + [c.size for c in chunks], dtype=np.int64)
         ft, fc, fa = flat["t"], flat["crystal"], flat["adc"]
         if not _merge_chunks(ft, fc, fa, lo, t, crystal, adc):

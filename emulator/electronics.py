@@ -61,13 +61,17 @@ class State(NamedTuple):
     dead_until: np.ndarray   # (modules,) int64 ps
     window_end: np.ndarray   # (modules,) int64 ps
     open_slot: np.ndarray    # (crystals or modules,) int64: pending single integrating there
+    open_end: np.ndarray     # (crystals or modules,) int64 ps: when its integration ends
+
+
+_LONG_AGO = np.iinfo(np.int64).min // 2
 
 
 def initial_state(fe: FrontEnd, n_crystals: int) -> State:
     n_open = fe.n_modules if fe.pileup_per_module else n_crystals
-    return State(np.full(fe.n_modules, np.iinfo(np.int64).min // 2, np.int64),
-                 np.full(fe.n_modules, np.iinfo(np.int64).min // 2, np.int64),
-                 np.full(n_open, -1, np.int64))
+    return State(np.full(fe.n_modules, _LONG_AGO, np.int64),
+                 np.full(fe.n_modules, _LONG_AGO, np.int64),
+                 np.full(n_open, -1, np.int64), np.full(n_open, _LONG_AGO, np.int64))
 
 
 @kernel
@@ -77,28 +81,28 @@ def process(dep, order, n_held, out, fe, state, counters, rs):
     ``out[:n_held]`` holds the singles still integrating from the previous call (in trigger
     order); new singles are appended. Returns the number of singles in ``out``.
     """
-    open_slot = state.open_slot
+    open_slot, open_end = state.open_slot, state.open_end
     for h in range(n_held):
         key = fe.module_of[out[h].crystal] if fe.pileup_per_module else out[h].crystal
         open_slot[key] = h
+        open_end[key] = out[h].t + fe.integration_ps
     n = n_held
     for i in range(order.size):
         d = dep[order[i]]
         t = d.t
         m = fe.module_of[d.crystal]
         key = m if fe.pileup_per_module else d.crystal
-        slot = open_slot[key]
-        if slot >= 0:
-            if t < out[slot].t + fe.integration_ps:
-                s = out[slot]
-                s.energy += d.energy
-                if d.decay != s.decay:
-                    s.pileup = min(s.pileup + 1, 255)
-                    counters[records.PILEUPS] += 1
-                if fe.paralysable:
-                    state.dead_until[m] = max(state.dead_until[m], t + fe.dead_ps)
-                continue
-            open_slot[key] = -1
+        # (the open single's end is kept per key: reading it from ``out``, far back, would
+        # miss the cache at almost every deposit)
+        if t < open_end[key]:
+            s = out[open_slot[key]]
+            s.energy += d.energy
+            if d.decay != s.decay:
+                s.pileup = min(s.pileup + 1, 255)
+                counters[records.PILEUPS] += 1
+            if fe.paralysable:
+                state.dead_until[m] = max(state.dead_until[m], t + fe.dead_ps)
+            continue
         if d.energy < fe.threshold_kev:
             counters[records.BELOW_THRESHOLD] += 1
             continue
@@ -123,10 +127,12 @@ def process(dep, order, n_held, out, fe, state, counters, rs):
         jitter = min(max(jitter, -fe.jitter_clip_ps), fe.jitter_clip_ps)
         s.t_meas = t + round(jitter)
         open_slot[key] = n
+        open_end[key] = t + fe.integration_ps
         n += 1
     for h in range(n):
         key = fe.module_of[out[h].crystal] if fe.pileup_per_module else out[h].crystal
         open_slot[key] = -1
+        open_end[key] = _LONG_AGO
     return n
 
 

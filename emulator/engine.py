@@ -34,7 +34,7 @@ from emulator.blocks import BlockRunner
 from emulator.media import TABLE_KEV, crystal_table, water_table
 from emulator.physics import rayleigh_norms
 from emulator.ring import ring_of
-from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE
+from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE, join
 from hw.errors import UserError
 from hw.scanner import Scanner, load_scanner
 
@@ -118,6 +118,7 @@ class Emulator:
         self.slice_ps = round(slice_s * 1e12)
         self.counters = dict.fromkeys(records.COUNTERS, 0)
         self._blocks = BlockRunner(threads)
+        self._deposits = np.empty(0, records.DEPOSIT_DTYPE)     # a slice's deposits, joined
 
     # ------------------------------------------------------------------ public
 
@@ -182,8 +183,8 @@ class Emulator:
 
     def _cut(self, t0: int, t1: int, done_raw: list[np.ndarray], done_truth: list[np.ndarray]
              ) -> Chunk:
-        raw = np.concatenate(done_raw) if len(done_raw) > 1 else done_raw[0]
-        truth = np.concatenate(done_truth) if len(done_truth) > 1 else done_truth[0]
+        raw = join(done_raw, RAW_DTYPE) if len(done_raw) > 1 else done_raw[0]
+        truth = join(done_truth, records.TRUTH_DTYPE) if len(done_truth) > 1 else done_truth[0]
         n = int(np.searchsorted(raw["t"], t1, side="left"))
         done_raw[:] = [raw[n:]]
         done_truth[:] = [truth[n:]]
@@ -243,7 +244,11 @@ class Emulator:
                      held: np.ndarray, state: electronics.State, counters: np.ndarray):
         """A slice's deposits (and those carried over) through the electronics and the
         digitizer up to the end of the slice, ``t_b`` ps."""
-        dep = np.concatenate([carry, *phys.deposits])
+        parts = [carry, *phys.deposits]
+        n_dep = sum(p.size for p in parts)
+        if self._deposits.size < n_dep:       # kept: fresh pages cost more than the copy
+            self._deposits = np.empty(n_dep + n_dep // 4, records.DEPOSIT_DTYPE)
+        dep = join(parts, records.DEPOSIT_DTYPE, out=self._deposits[:n_dep])
         t = np.ascontiguousarray(dep["t"])
         order = np.argsort(t, kind="stable")
         n_now = int(np.count_nonzero(t < t_b))          # the first n_now of order
@@ -328,7 +333,7 @@ def simulate(scanner: Scanner | str = "bedside-brain", phantom: str | phantoms.P
     """Emulate a whole acquisition in memory; ``options`` go to :class:`Emulator`."""
     emu = Emulator(scanner, phantom, nuclide, activity_mbq, seed, truth=truth, **options)
     chunks = list(emu.run(duration_s, chunk_s=duration_s, start_s=start_s))
-    raw = np.concatenate([ch.raw for ch in chunks])
+    raw = join([ch.raw for ch in chunks], RAW_DTYPE)
     board = np.concatenate([ch.board for ch in chunks])
-    tr = np.concatenate([ch.truth for ch in chunks]) if truth else None
+    tr = join([ch.truth for ch in chunks], records.TRUTH_DTYPE) if truth else None
     return Simulation(emu.scanner, raw, board, tr, emu.counters, duration_s, start_s)
