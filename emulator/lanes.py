@@ -195,9 +195,16 @@ def step(F, I, R, n, md, layer_ids, g, table):
         d0, i_d = px * c + py * s - g.radius, 1.0 / (vx * c + vy * s)
         s0, us = -px * s + py * c + g.half_w, -vx * s + vy * c
         w0 = pz - (g.z_lo + k * g.mr_pitch)
-        t_mod = vmin(vmin(_exit(d0, i_d, 0.0, g.depth), _exit(s0, 1.0 / us, 0.0, 2.0 * g.half_w)),
-                     _exit(w0, iz, 0.0, g.mr_len))
+        t_d, t_w = _exit(d0, i_d, 0.0, g.depth), _exit(w0, iz, 0.0, g.mr_len)
+        t_s = _exit(s0, 1.0 / us, 0.0, 2.0 * g.half_w)
+        t_mod = vmin(vmin(t_d, t_s), t_w)
         t_exit = sel(in_ph, t_box, t_mod)
+        # a module left out through its back face (:func:`emulator.ring.backs_clear`), or
+        # through an end face of the ring, is left for good: no search for a next module
+        by_back = (i_d > 0.0) & (t_d <= t_s) & (t_d <= t_w)
+        by_end = (t_w <= t_d) & (t_w <= t_s) & (((k == g.n_mr - 1) & (vz > 0.0))
+                                                  | ((k == 0) & (vz < 0.0)))
+        gone = in_mod & (by_back | by_end)
         # ---------------------------------------------------------------- one tentative event
         r, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
         t = sel(in_ph, trav, 0.0) - log(unit_open(r)) * mfp
@@ -247,7 +254,7 @@ def step(F, I, R, n, md, layer_ids, g, table):
         scat += sel(in_ph & scatter, 1, 0)
         later = coherent | (compton & ~scatter)      # left to plain code
         put(I, PENDING, i, sel(coherent, COHERENT, COMPTON))
-        stage = sel(leaves, RING, sel(ends, sel(in_ph, ABSORBED, DONE),
+        stage = sel(leaves, sel(gone, DONE, RING), sel(ends, sel(in_ph, ABSORBED, DONE),
                                       sel(later, SCATTER, stage)))
         put(I, EX_M, i, sel(in_mod & leaves, m, get(I, EX_M, i)))
         put(I, EX_K, i, sel(in_mod & leaves, k, get(I, EX_K, i)))

@@ -67,10 +67,24 @@ def ring_of(scanner: Scanner) -> Ring:
         cos_sec=np.cos(phi), sin_sec=np.sin(phi),
         per_ring=scanner.crystals_per_ring,
     )
+    if not backs_clear(ring):
+        raise ValueError(f"scanner {scanner.name}: its modules overlap (each must lie on the "
+                         f"bore's side of every other module's back face)")
     predicted = crystal_centres(ring)
     if not np.allclose(predicted, c, atol=1e-6):
         raise ValueError(f"scanner {scanner.name}: crystal layout is not a ring of flat modules")
     return ring
+
+
+def backs_clear(ring: Ring) -> bool:
+    """Whether every module lies on the bore's side of the plane of every other module's back
+    face (true of modules that do not overlap): then a photon that leaves a module through its
+    back face, moving out, meets no module again."""
+    theta = 2.0 * np.pi * np.arange(1, ring.n_sec) / ring.n_sec
+    outer = ring.radius + ring.depth
+    reach = np.maximum(ring.radius * np.cos(theta), outer * np.cos(theta)) \
+        + ring.half_w * np.abs(np.sin(theta))
+    return bool(np.all(reach < outer - 1e-9))
 
 
 def crystal_centres(ring: Ring) -> np.ndarray:

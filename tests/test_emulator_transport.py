@@ -90,3 +90,42 @@ def test_front_face_entry_finds_the_module_the_general_search_finds(name, from_f
     np.testing.assert_array_equal(out[fast, 1], out[fast, 4])
     np.testing.assert_allclose(out[fast, 2], out[fast, 5], atol=1e-6)
     assert np.all(out[gone, 3] == -1)
+
+
+@kernel
+def _leaving_backs(rs, g, n, out):
+    """The general search for n photons leaving a module out through its back face (a random
+    point of it, a random direction outwards), or out through the ring's end faces."""
+    for i in range(n):
+        m = min(int(g.n_sec * uniform(rs)), g.n_sec - 1)
+        c, sn = g.cos_sec[m], g.sin_sec[m]
+        ux, uy, uz = isotropic(rs)
+        s = g.half_w * (2.0 * uniform(rs) - 1.0)
+        if i % 2 == 0:                                   # the back face, moving out
+            d = g.radius + g.depth
+            k = min(int(g.n_mr * uniform(rs)), g.n_mr - 1)
+            pz = g.z_lo + k * g.mr_pitch + g.mr_len * uniform(rs)
+            if ux * c + uy * sn < 0.0:
+                ux, uy = -ux, -uy
+        else:                                            # an end face, moving away
+            d = g.radius + g.depth * uniform(rs)
+            k = 0 if uniform(rs) < 0.5 else g.n_mr - 1
+            pz = g.z_lo if k == 0 else g.z_hi
+            uz = -abs(uz) if k == 0 else abs(uz)
+        px, py = d * c - s * sn, d * sn + s * c
+        out[i] = find_module(g, px, py, pz, ux, uy, uz, m, k)[0]
+
+
+@pytest.mark.parametrize("name", ["bedside-brain", "small-animal"])
+def test_a_module_left_through_its_back_or_the_ring_ends_is_left_for_good(name):
+    """What lets the lanes end such photons without the general search."""
+    from emulator.ring import backs_clear
+    from hw.scanner import load_scanner
+
+    g = ring_of(load_scanner(name))
+    assert backs_clear(g)
+    out = np.empty(200_000, np.int64)
+    _leaving_backs(rng.state(3), g, out.size, out)
+    assert np.all(out == -1)
+    # modules too wide for their ring overlap: rejected
+    assert not backs_clear(g._replace(half_w=2.0 * g.half_w))
