@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from emulator.jit import inline, kernel
-from emulator.phantoms.shapes import ROW, ray_interval, row_contains
+from emulator.phantoms.shapes import ROW, ray_interval, row_behind, row_contains
 from emulator.physics import CUTOFF_KEV, deflect, klein_nishina, rayleigh_cos
 from emulator.rng import exponential, uniform
 from emulator.simd import sel, tab, vmin
@@ -112,6 +112,17 @@ def density_at(layers, n_layers, x, y, z):
     for q in range(n_layers):
         rho = sel(row_contains(layers, q, x, y, z), tab(layers, q * layers.shape[1] + ROW), rho)
     return rho
+
+
+@inline
+def behind_all(layers, n_layers, x, y, z, ux, uy, uz):
+    """Whether the ray from the point (x, y, z) mm along u meets none of the first ``n_layers``
+    layers again (:func:`emulator.phantoms.shapes.row_behind`, a sufficient test): a photon
+    there has left the phantom. Branch-free, like :func:`density_at`."""
+    behind = True
+    for q in range(n_layers):
+        behind &= row_behind(layers, q, x, y, z, ux, uy, uz)
+    return behind
 
 
 @inline

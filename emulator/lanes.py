@@ -4,7 +4,9 @@ A pool of lanes (a few hundred) each holds one photon in flight. :func:`step` ad
 by one event in a loop that LLVM vectorises (:mod:`emulator.simd`): in the phantom one tentative
 interaction of delta tracking (Woodcock: at the densest layer's rate inside the phantom's box,
 real with probability density / densest), in a module one tentative interaction at the crystal's
-attenuation (real when it falls in a crystal, not in the reflector between crystals). A real one
+attenuation (real when it falls in a crystal, not in the reflector between crystals). A photon
+whose tentative point lies where its ray meets no layer again has left the phantom (no virtual
+events across the air in the box's corners). A real one
 is photo-electric absorption, coherent scattering (phantom) or Compton scattering, chosen with
 the medium's fractions at the photon's energy; Compton angles by Kahn's rejection method, two
 trials in the step. Photons that leave the phantom's box or a module find the module they enter
@@ -24,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from emulator.flight import density_at
+from emulator.flight import behind_all, density_at
 from emulator.jit import inline, kernel
 from emulator.media import TABLE_KEV
 from emulator.physics import CUTOFF_KEV, kahn_trial, rotate
@@ -208,9 +210,12 @@ def step(F, I, R, n, md, layer_ids, g, table):
         # ---------------------------------------------------------------- one tentative event
         r, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
         t = sel(in_ph, trav, 0.0) - log(unit_open(r)) * mfp
-        leaves = moving & ((t >= t_exit) | (in_ph & no_layers))
+        # (in the phantom: the density there, and whether the ray meets no layer from there)
+        qx, qy, qz = px + t * vx, py + t * vy, pz + t * vz
+        rho = density_at(md.layers, len(layer_ids), qx, qy, qz)
+        behind = behind_all(md.layers, len(layer_ids), qx, qy, qz, vx, vy, vz)
+        leaves = moving & ((t >= t_exit) | (in_ph & (no_layers | behind)))
         t = sel(leaves & in_mod, vmax(t_exit, 0.0), t)
-        rho = density_at(md.layers, len(layer_ids), px + t * vx, py + t * vy, pz + t * vz)
         r, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
         dense = (rho >= rho_max) | (unit(r) * rho_max < rho)
         sv, av = s0 + t * us, w0 + t * vz

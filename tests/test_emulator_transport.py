@@ -11,6 +11,7 @@ import pytest
 from emulator import flight, phantoms, rng
 from emulator.jit import kernel
 from emulator.media import water_table
+from emulator.phantoms.shapes import ray_interval, row_behind
 from emulator.physics import isotropic
 from emulator.ring import find_module, front_entry, ring_of
 from emulator.rng import uniform
@@ -129,3 +130,31 @@ def test_a_module_left_through_its_back_or_the_ring_ends_is_left_for_good(name):
     assert np.all(out == -1)
     # modules too wide for their ring overlap: rejected
     assert not backs_clear(g._replace(half_w=2.0 * g.half_w))
+
+
+@kernel
+def _behind(layers, points, dirs, out):
+    for i in range(points.shape[0]):
+        p, u = points[i], dirs[i]
+        for q in range(layers.shape[0]):
+            t0, t1 = ray_interval(layers, q, p[0], p[1], p[2], u[0], u[1], u[2])
+            out[i, q, 0] = row_behind(layers, q, p[0], p[1], p[2], u[0], u[1], u[2])
+            out[i, q, 1] = t0 <= t1 and t1 > 0.0           # the ray ahead meets the shape
+
+
+@pytest.mark.parametrize("name", ["brain", "nema-iq", "nu4-rat", "derenzo"])
+def test_a_ray_behind_every_layer_meets_none(brain, name):
+    """The lanes end a photon in the phantom where its ray is behind every layer (the air in
+    the box's corners): the test must never call a ray behind a shape that it still meets."""
+    layers = phantoms.get(name, brain).packed().layers
+    gen = np.random.default_rng(8)
+    n = 200_000
+    points = gen.uniform(-160, 160, (n, 3))
+    dirs = gen.normal(size=(n, 3))
+    dirs /= np.linalg.norm(dirs, axis=1)[:, None]
+    out = np.empty((n, layers.shape[0], 2), np.int64)
+    _behind(layers, points, dirs, out)
+    behind, meets = out[..., 0].astype(bool), out[..., 1].astype(bool)
+    assert not np.any(behind & meets)
+    # and it is not idle: most rays that miss a shape from outside are called behind it
+    assert behind.sum() > 0.5 * (~meets).sum()

@@ -131,6 +131,23 @@ def row_contains(g, q, x, y, z):
 
 
 @inline
+def row_behind(g, q, x, y, z, ux, uy, uz):
+    """Whether the ray from the point (x, y, z) mm along u never enters the shape of row ``q``
+    of ``g``: it lies outside and moves away (from an ellipsoid's centre, from a cylinder's
+    axis or beyond an end cap away from it; in unit coordinates the distance to the centre,
+    the axis or the cap's plane then only grows). A sufficient test; branch-free."""
+    qx, qy, qz = to_unit(g, q, x, y, z)
+    o = q * g.shape[1]
+    vx = tab(g, o + 4) * ux + tab(g, o + 5) * uy + tab(g, o + 6) * uz
+    vy = tab(g, o + 7) * ux + tab(g, o + 8) * uy + tab(g, o + 9) * uz
+    vz = tab(g, o + 10) * ux + tab(g, o + 11) * uy + tab(g, o + 12) * uz
+    r2, radial = qx * qx + qy * qy, qx * vx + qy * vy
+    sphere = (r2 + qz * qz > 1.0) & (radial + qz * vz >= 0.0)
+    cylinder = ((r2 > 1.0) & (radial >= 0.0)) | ((abs(qz) > 1.0) & (qz * vz >= 0.0))
+    return sel(tab(g, o) == ELLIPSOID, sphere, cylinder)
+
+
+@inline
 def ray_interval(g, q, px, py, pz, ux, uy, uz):
     """(t_in, t_out) of the line p + t u inside the shape packed in row ``q`` of ``g`` (t in mm
     when |u| = 1); t_in > t_out when the line misses it."""
