@@ -209,63 +209,58 @@ def _write(times, first_id, src_f, src_i, log_f, log_i, n_log, efficiency, dep, 
            rs):
     """The deposit log (rows: source slot, crystal, scatterings in the phantom; keV, path mm)
     grouped by photon (a counting sort on the slot, stable, so each photon's deposits stay in
-    the order they happened), each photon's deposits summed per crystal (at most MAX_HITS
-    crystals kept apart; beyond, into the last) with the path at the first, each kept with the
-    crystal ``efficiency``, into ``dep[n_dep:]`` slot after slot (each photon's deposits in
-    time order); returns n_dep, or -1 when ``dep`` is too small."""
+    the order they happened) and summed per crystal on the way (:func:`_add`), each photon's
+    crystals kept with the crystal ``efficiency``, into ``dep[n_dep:]`` slot after slot (each
+    photon's deposits in time order); returns n_dep, or -1 when ``dep`` is too small."""
     n_slots = src_i.shape[1]
     start = np.zeros(n_slots + 1, np.int64)
     for e in range(n_log):
         start[log_i[0, e] + 1] += 1
     for q in range(n_slots):
         start[q + 1] += start[q]
-    fill = start[:n_slots].copy()
-    by_photon = np.empty(n_log, np.int64)
+    # each photon's crystals (first deposit's path, summed keV), copied in photon order: the
+    # loop below then reads them in sequence (reading the log through an index missed the
+    # cache at every entry)
+    end = start[:n_slots].copy()
+    crystal, energy, path = np.empty(n_log, np.int64), np.empty(n_log), np.empty(n_log)
+    scatters = np.empty(n_log, np.int64)     # at a photon's first: its scatterings in the phantom
     for e in range(n_log):
         q = log_i[0, e]
-        by_photon[fill[q]] = e
-        fill[q] += 1
-    hits = np.empty((MAX_HITS, 3))
+        if end[q] == start[q]:
+            scatters[start[q]] = log_i[2, e]
+        end[q] = _add(crystal, energy, path, start[q], end[q], log_i[1, e], log_f[0, e],
+                      log_f[1, e])
     n_decays = times.size
     for p in range(n_slots // n_decays):
         for d in range(n_decays):
             q = p * n_decays + d
-            if start[q] == start[q + 1]:
+            a, b = start[q], end[q]
+            if a == b:
                 continue
-            n = _sum_per_crystal(log_f, log_i, by_photon, start[q], start[q + 1], hits)
-            if n_dep + n > dep.size:
+            if n_dep + (b - a) > dep.size:
                 return -1
-            for h in range(n):
+            for h in range(a, b):
                 if kept(rs, efficiency, counters):
-                    n_dep = record(dep, n_dep, times[d] + int(hits[h, 2] * TIME_PER_MM_PS + 0.5),
-                                   int(hits[h, 0]), hits[h, 1], first_id + d, src_i[PHOTON, q],
-                                   src_i[KIND, q], log_i[2, by_photon[start[q]]], src_f[X, q],
-                                   src_f[Y, q], src_f[Z, q])
+                    n_dep = record(dep, n_dep, times[d] + int(path[h] * TIME_PER_MM_PS + 0.5),
+                                   crystal[h], energy[h], first_id + d, src_i[PHOTON, q],
+                                   src_i[KIND, q], scatters[a], src_f[X, q], src_f[Y, q],
+                                   src_f[Z, q])
     return n_dep
 
 
 @inline
-def _sum_per_crystal(log_f, log_i, by_photon, a, b, hits):
-    """One photon's log entries ``by_photon[a:b]`` summed per crystal into ``hits`` (crystal,
-    keV, path mm at the first; at most MAX_HITS crystals apart, beyond into the last); returns
-    how many crystals."""
-    n = 0
-    for j in range(a, b):
-        e = by_photon[j]
-        crystal = log_i[1, e]
-        h = n
-        for s in range(n):
-            if hits[s, 0] == crystal:
-                h = s
-                break
-        if h == n:
-            if n == MAX_HITS:
-                h = n - 1
-            else:
-                hits[n, 0], hits[n, 1], hits[n, 2] = crystal, 0.0, log_f[1, e]
-                n += 1
-        hits[h, 1] += log_f[0, e]
-    return n
+def _add(crystal, energy, path, a, b, c, kev, mm):
+    """Add a deposit (crystal c, kev, path mm) to a photon's crystals ``[a, b)`` (at most
+    MAX_HITS crystals kept apart; beyond, into the last); returns the new b."""
+    for h in range(a, b):
+        if crystal[h] == c:
+            energy[h] += kev
+            return b
+    if b - a == MAX_HITS:
+        energy[b - 1] += kev
+        return b
+    crystal[b], energy[b], path[b] = c, kev, mm
+    return b + 1
 
 
 @inline
