@@ -118,7 +118,10 @@ class Emulator:
         self.slice_ps = round(slice_s * 1e12)
         self.counters = dict.fromkeys(records.COUNTERS, 0)
         self._blocks = BlockRunner(threads)
-        self._deposits = np.empty(0, records.DEPOSIT_DTYPE)     # a slice's deposits, joined
+        # a slice's deposits, joined, and its singles in the electronics: kept from slice to
+        # slice (fresh pages cost more than the copies)
+        self._deposits = np.empty(0, records.DEPOSIT_DTYPE)
+        self._pending = np.empty(0, records.PENDING_DTYPE)
 
     # ------------------------------------------------------------------ public
 
@@ -246,14 +249,16 @@ class Emulator:
         digitizer up to the end of the slice, ``t_b`` ps."""
         parts = [carry, *phys.deposits]
         n_dep = sum(p.size for p in parts)
-        if self._deposits.size < n_dep:       # kept: fresh pages cost more than the copy
+        if self._deposits.size < n_dep:
             self._deposits = np.empty(n_dep + n_dep // 4, records.DEPOSIT_DTYPE)
         dep = join(parts, records.DEPOSIT_DTYPE, out=self._deposits[:n_dep])
         t = np.ascontiguousarray(dep["t"])
         order = np.argsort(t, kind="stable")
         n_now = int(np.count_nonzero(t < t_b))          # the first n_now of order
         carry = dep[:0] if last else dep[order[n_now:]]
-        out = np.empty(held.size + n_now, records.PENDING_DTYPE)
+        if self._pending.size < held.size + n_now:
+            self._pending = np.empty(held.size + n_now + n_now // 4, records.PENDING_DTYPE)
+        out = self._pending[:held.size + n_now]
         out[:held.size] = held
         rs = phys.rs
         n = electronics.process(dep, order[:n_now], held.size, out, self._fe, state, counters, rs)
