@@ -9,7 +9,8 @@ whose tentative point lies where its ray meets no layer again has left the phant
 events across the air in the box's corners). A real one
 is photo-electric absorption, coherent scattering (phantom) or Compton scattering, chosen with
 the medium's fractions at the photon's energy; Compton angles by Kahn's rejection method, two
-trials in the step. Photons that leave the phantom's box or a module find the module they enter
+trials in the step (when both fail, the photon's next step draws two more where it is, so the
+law stays exact). Photons that leave the phantom's box or a module find the module they enter
 next in one vectorised pass over just them (:func:`enter`,
 :func:`emulator.ring.front_entry`). :mod:`emulator.transport` drives the steps and does what
 is rare or irregular in plain code.
@@ -60,16 +61,17 @@ LANES = 256
 X, Y, Z, UX, UY, UZ, E, PATH, TRAV, DEP_E, DEP_PATH, FOUND_T = range(12)
 N_FLOAT = 12
 # int64 lane fields: stage, module (sector, module ring; -1 in the phantom), this step's deposit
-# crystal (-1 none), the crystal of the last real interaction, the scattering left to plain code,
-# the photon's source slot, its scatterings in the phantom, its deposits so far, the module it
-# last left; FOUND_M and FOUND_K rows of results of :func:`enter` like FOUND_T
-(STAGE, M, K, DEP_C, CELL, PENDING, SRC, SCAT, HITS, EX_M, EX_K, FOUND_M, FOUND_K) = range(13)
+# crystal (-1 none), the crystal of the last real interaction, 1 while a Compton scattering's
+# angle is still to draw where the photon is (its Kahn trials all failed: the next step draws
+# again, without moving), the photon's source slot, its scatterings in the phantom, its deposits
+# so far, the module it last left; FOUND_M and FOUND_K rows of results of :func:`enter` like
+# FOUND_T
+(STAGE, M, K, DEP_C, CELL, AGAIN, SRC, SCAT, HITS, EX_M, EX_K, FOUND_M, FOUND_K) = range(13)
 N_INT = 13
 
-# stages: moving (the step advances them), then those plain code handles, then ended
-PHANTOM, MODULE, RING, SCATTER, DONE, ABSORBED, EMPTY = range(7)
-# scatterings left to plain code
-COMPTON, COHERENT = 1, 2
+# stages: moving (the step advances them), then those plain code handles (a photon looking for
+# its next module, a coherent scattering), then ended
+PHANTOM, MODULE, RING, COHERENT, DONE, ABSORBED, EMPTY = range(7)
 
 # photon sources, one slot per possible photon: float fields X..E (the emission point is the
 # start), int fields: the stage it starts in (EMPTY: no photon), its module, photon id, kind
@@ -85,7 +87,7 @@ class Scratch(NamedTuple):
     I: np.ndarray        # (N_INT, LANES) int lane fields
     R: np.ndarray        # (4, LANES) uint64 the lanes' generator states
     need: np.ndarray     # (LANES,) int64 lanes looking for a module
-    later: np.ndarray    # (LANES,) int64 lanes with a scattering left to plain code
+    later: np.ndarray    # (LANES,) int64 lanes with a coherent scattering left to plain code
     free: np.ndarray     # (LANES,) int64 lanes whose photon ended
     src_f: np.ndarray    # (SRC_FLOAT, slots) photon sources
     src_i: np.ndarray    # (SRC_INT, slots)
@@ -185,7 +187,8 @@ def step(F, I, R, n, md, layer_ids, g, table):
         m, k, scat, hits = get(I, M, i), get(I, K, i), get(I, SCAT, i), get(I, HITS, i)
         a0, a1, a2, a3 = words(R, i)
         in_ph, in_mod = stage == PHANTOM, stage == MODULE
-        moving = in_ph | in_mod
+        again = get(I, AGAIN, i) != 0            # only a Compton angle to draw, here
+        moving = (in_ph | in_mod) & ~again
         # ---------------------------------------------------------------- the medium here
         col = MEDIUM_COLUMNS * vmin(np.int64(en), n_tab) + sel(in_ph, 0, 3)
         mfp, pe, pe_coh = tab(table, col), tab(table, col + 1), tab(table, col + 2)
@@ -209,7 +212,7 @@ def step(F, I, R, n, md, layer_ids, g, table):
         gone = in_mod & (by_back | by_end)
         # ---------------------------------------------------------------- one tentative event
         r, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
-        t = sel(in_ph, trav, 0.0) - log(unit_open(r)) * mfp
+        t = sel(again, 0.0, sel(in_ph, trav, 0.0) - log(unit_open(r)) * mfp)
         # (in the phantom: the density there, and whether the ray meets no layer from there)
         qx, qy, qz = px + t * vx, py + t * vy, pz + t * vz
         rho = density_at(md.layers, len(layer_ids), qx, qy, qz)
@@ -224,7 +227,7 @@ def step(F, I, R, n, md, layer_ids, g, table):
         fs, fa = sv - ci * g.pitch_t, av - cj * g.pitch_a
         in_cell = ((g.margin_t <= fs) & (fs <= g.pitch_t - g.margin_t)
                    & (g.margin_a <= fa) & (fa <= g.pitch_a - g.margin_a))
-        real = moving & ~leaves & sel(in_ph, dense, in_cell)
+        real = again | (moving & ~leaves & sel(in_ph, dense, in_cell))
         # in a module every event moves the photon; in the phantom only a real one
         t_move = sel(in_mod | real, t, 0.0)
         px, py, pz = px + t_move * vx, py + t_move * vy, pz + t_move * vz
@@ -233,8 +236,8 @@ def step(F, I, R, n, md, layer_ids, g, table):
         # ---------------------------------------------------------------- what happens there
         r, a0, a1, a2, a3 = draw(a0, a1, a2, a3)
         u_kind = unit(r)
-        photo = real & (u_kind < pe)
-        coherent = real & ~photo & (u_kind < pe_coh)
+        photo = real & ~again & (u_kind < pe)
+        coherent = real & ~again & ~photo & (u_kind < pe_coh)
         compton = real & ~photo & ~coherent
         r1, r2, r3, a0, a1, a2, a3 = draw3(a0, a1, a2, a3)
         ok1, e1, c1 = kahn_trial(en, unit(r1), unit(r2), unit(r3))
@@ -257,10 +260,9 @@ def step(F, I, R, n, md, layer_ids, g, table):
         put(F, DEP_PATH, i, pa)
         en = sel(ends, 0.0, sel(scatter, e_after, en))
         scat += sel(in_ph & scatter, 1, 0)
-        later = coherent | (compton & ~scatter)      # left to plain code
-        put(I, PENDING, i, sel(coherent, COHERENT, COMPTON))
+        put(I, AGAIN, i, sel(compton & ~scatter, 1, 0))
         stage = sel(leaves, sel(gone, DONE, RING), sel(ends, sel(in_ph, ABSORBED, DONE),
-                                      sel(later, SCATTER, stage)))
+                                                        sel(coherent, COHERENT, stage)))
         put(I, EX_M, i, sel(in_mod & leaves, m, get(I, EX_M, i)))
         put(I, EX_K, i, sel(in_mod & leaves, k, get(I, EX_K, i)))
         put(I, STAGE, i, stage)
@@ -312,6 +314,7 @@ def refill(F, I, free, n, src_f, src_i, order, first):
         put(I, K, i, at(src_i, START_K, q))
         put(I, SCAT, i, 0)
         put(I, HITS, i, 0)
+        put(I, AGAIN, i, 0)
         put(I, SRC, i, q)
         put(I, EX_M, i, -1)
         put(I, EX_K, i, -1)

@@ -3,9 +3,8 @@
 Each round: the lanes whose photon has ended take the next photons from the sources
 (:func:`emulator.lanes.refill`); :func:`emulator.lanes.step` advances every lane by one event;
 a branch-free pass appends this step's crystal deposits to a log and lists the lanes that need
-plain code: a scattering the step left (a coherent one, or a Compton angle whose two trials
-failed: sampled to the end with the lane's own generator, so every law stays exact), or a
-photon looking for its next module (:func:`emulator.lanes.enter`, vectorised over just those,
+plain code: a coherent scattering (its angle from the form factor, drawn with the lane's own
+generator), or a photon looking for its next module (:func:`emulator.lanes.enter`, vectorised over just those,
 then the general module search where the one-step entry does not apply). When every photon has
 ended, the log is grouped by photon and each photon's deposits are summed per crystal into
 deposit records (:func:`_write`). Positions mm, energies keV, times ps.
@@ -19,7 +18,6 @@ from emulator import records
 from emulator.jit import inline, kernel
 from emulator.lanes import (
     ABSORBED,
-    CELL,
     COHERENT,
     DEP_C,
     DEP_E,
@@ -35,12 +33,10 @@ from emulator.lanes import (
     KIND,
     MODULE,
     PATH,
-    PENDING,
     PHANTOM,
     PHOTON,
     RING,
     SCAT,
-    SCATTER,
     SRC,
     STAGE,
     START,
@@ -57,7 +53,7 @@ from emulator.lanes import (
     refill,
     step,
 )
-from emulator.physics import CUTOFF_KEV, SPEED_OF_LIGHT_MM_PER_PS, deflect, klein_nishina, rayleigh_cos
+from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS, deflect, rayleigh_cos
 from emulator.ring import find_module
 from emulator.rng import uniform
 
@@ -76,28 +72,15 @@ def _log(work, n_log, i):
 
 
 @inline
-def _scatter(work, i, n_log):
-    """The scattering the step left to lane i, sampled with the lane's generator; returns the
-    log's length (a Compton scattering in a crystal leaves a deposit)."""
+def _coherent(work, i):
+    """The coherent scattering the step left to lane i (in the phantom: the crystals have none),
+    its angle drawn with the lane's generator from the form factor."""
     F, I = work.F, work.I
     rs = work.R[:, i]
-    en = F[E, i]
-    if I[PENDING, i] == COHERENT:
-        after, cos_t = en, rayleigh_cos(rs, en)
-    else:
-        after, cos_t = klein_nishina(rs, en)
+    cos_t = rayleigh_cos(rs, F[E, i])
     F[UX, i], F[UY, i], F[UZ, i] = deflect(rs, F[UX, i], F[UY, i], F[UZ, i], cos_t)
-    low = after < CUTOFF_KEV
-    if I[M, i] >= 0:                     # in a crystal
-        I[DEP_C, i], F[DEP_E, i], F[DEP_PATH, i] = I[CELL, i], en if low else en - after, F[PATH, i]
-        n_log = _log(work, n_log, i)
-        I[HITS, i] += 1
-        I[STAGE, i] = DONE if low else MODULE
-    else:
-        I[SCAT, i] += 1
-        I[STAGE, i] = ABSORBED if low else PHANTOM
-    F[E, i] = 0.0 if low else after
-    return n_log
+    I[SCAT, i] += 1
+    I[STAGE, i] = PHANTOM
 
 
 @inline
@@ -185,9 +168,9 @@ def transport(times, first_id, md, layer_ids, g, table, efficiency, work, n_log,
             work.need[n_need] = i
             n_need += stage == RING
             work.later[n_later] = i
-            n_later += stage == SCATTER
+            n_later += stage == COHERENT
         for j in range(n_later):
-            n_log = _scatter(work, work.later[j], n_log)
+            _coherent(work, work.later[j])
         enter(F, I, work.need, n_need, g)
         for j in range(n_need):
             i = work.need[j]

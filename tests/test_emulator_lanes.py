@@ -103,3 +103,53 @@ def test_the_lane_kernels_compile_to_vector_code(brain, name):
     fresh(*args)
     ir = "".join(fresh.inspect_llvm().values())
     assert re.search(r"<(2|4|8|16) x double>", ir), f"lanes.{name} did not vectorise"
+
+
+def test_compton_angles_on_the_lanes_follow_klein_nishina_across_retries(brain):
+    """Lanes held in a crystal with a Compton scattering to draw (``AGAIN``): each step makes two
+    Kahn trials; a lane whose trials both fail draws again in its next step, without moving.
+    The angles that come out, first trial or after retries, follow Klein-Nishina at 511 keV
+    (Kolmogorov-Smirnov), and the scattered energy is Compton's for the angle."""
+    from emulator.physics import ELECTRON_KEV, klein_nishina_pdf
+    from emulator.simd import seed_lanes
+
+    emu = emulator.Emulator(brain, "point", "F-18", 1.0, seed=1, threads=1)
+    g, md = emu._ring, emu._medium
+    work = lanes.scratch(64)
+    F, I, R, n = work.F, work.I, work.R, lanes.LANES
+    seed_lanes(rng.state(21), R)
+    u0 = np.array([0.36, -0.48, 0.8])
+    centre = brain.crystal_centres[0]
+
+    def arm(which: np.ndarray) -> None:
+        F[lanes.X:lanes.Z + 1, which] = centre[:, None]
+        F[lanes.UX:lanes.UZ + 1, which] = u0[:, None]
+        F[lanes.E, which], F[lanes.PATH, which], F[lanes.TRAV, which] = 511.0, 0.0, 0.0
+        I[lanes.STAGE, which], I[lanes.M, which], I[lanes.K, which] = lanes.MODULE, 0, 0
+        I[lanes.AGAIN, which] = 1
+
+    arm(np.arange(n))
+    cos_t, energy, retried, steps = [], [], 0, 0
+    while sum(c.size for c in cos_t) < 50_000:
+        step_again = I[lanes.AGAIN, :n].copy()
+        lanes.step(F, I, R, n, md, tuple(range(md.layers.shape[0])), g, emu._table)
+        steps += 1
+        done = I[lanes.AGAIN, :n] == 0
+        retried += np.count_nonzero(~done & (step_again == 1))
+        assert np.all(F[lanes.X:lanes.Z + 1, :n] == centre[:, None])        # never moved
+        cos_t.append(u0 @ F[lanes.UX:lanes.UZ + 1, :n][:, done])
+        energy.append(F[lanes.E, :n][done])
+        arm(np.flatnonzero(done))
+    cos_t, energy = np.concatenate(cos_t), np.concatenate(energy)
+    # both trials fail in about a sixth of the steps at 511 keV
+    assert 0.1 < retried / (steps * n) < 0.25
+    np.testing.assert_allclose(energy, 511.0 / (1.0 + 511.0 / ELECTRON_KEV * (1.0 - cos_t)),
+                               rtol=1e-9)
+    grid = np.linspace(-1.0, 1.0, 4001)
+    pdf = np.array([klein_nishina_pdf(511.0, c) for c in grid]) * 2 * np.pi
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(grid))])
+    x = np.sort(cos_t)
+    f = np.interp(x, grid, cdf)
+    k = np.arange(1, x.size + 1) / x.size
+    ks = max(np.max(k - f), np.max(f - (k - 1.0 / x.size)))
+    assert ks < 1.95 / np.sqrt(x.size)
