@@ -60,7 +60,8 @@ class State(NamedTuple):
 
     dead_until: np.ndarray   # (modules,) int64 ps
     window_end: np.ndarray   # (modules,) int64 ps
-    open_slot: np.ndarray    # (crystals or modules,) int64: pending single integrating there
+    open_slot: np.ndarray    # (crystals or modules,) int64: the pending single integrating
+    #                          there, while ``open_end`` lies ahead
     open_end: np.ndarray     # (crystals or modules,) int64 ps: when its integration ends
 
 
@@ -131,7 +132,6 @@ def process(dep, order, n_held, out, fe, state, counters, rs):
         n += 1
     for h in range(n):
         key = fe.module_of[out[h].crystal] if fe.pileup_per_module else out[h].crystal
-        open_slot[key] = -1
         open_end[key] = _LONG_AGO
     return n
 

@@ -118,10 +118,6 @@ class Emulator:
         self.slice_ps = round(slice_s * 1e12)
         self.counters = dict.fromkeys(records.COUNTERS, 0)
         self._blocks = BlockRunner(threads)
-        # a slice's deposits, joined, and its singles in the electronics: kept from slice to
-        # slice (fresh pages cost more than the copies)
-        self._deposits = np.empty(0, records.DEPOSIT_DTYPE)
-        self._pending = np.empty(0, records.PENDING_DTYPE)
 
     # ------------------------------------------------------------------ public
 
@@ -247,18 +243,12 @@ class Emulator:
                      held: np.ndarray, state: electronics.State, counters: np.ndarray):
         """A slice's deposits (and those carried over) through the electronics and the
         digitizer up to the end of the slice, ``t_b`` ps."""
-        parts = [carry, *phys.deposits]
-        n_dep = sum(p.size for p in parts)
-        if self._deposits.size < n_dep:
-            self._deposits = np.empty(n_dep + n_dep // 4, records.DEPOSIT_DTYPE)
-        dep = join(parts, records.DEPOSIT_DTYPE, out=self._deposits[:n_dep])
+        dep = join([carry, *phys.deposits], records.DEPOSIT_DTYPE)
         t = np.ascontiguousarray(dep["t"])
         order = np.argsort(t, kind="stable")
         n_now = int(np.count_nonzero(t < t_b))          # the first n_now of order
         carry = dep[:0] if last else dep[order[n_now:]]
-        if self._pending.size < held.size + n_now:
-            self._pending = np.empty(held.size + n_now + n_now // 4, records.PENDING_DTYPE)
-        out = self._pending[:held.size + n_now]
+        out = np.empty(held.size + n_now, records.PENDING_DTYPE)
         out[:held.size] = held
         rs = phys.rs
         n = electronics.process(dep, order[:n_now], held.size, out, self._fe, state, counters, rs)
@@ -267,7 +257,7 @@ class Emulator:
         truth = np.empty(n if self.truth else 0, records.TRUTH_DTYPE)
         held = np.empty(n, records.PENDING_DTYPE)
         n_out, n_held = electronics.readout(out[:n], bound, self._dig, rs, raw, truth, held)
-        counters[records.COUNTERS.index("singles")] += n_out
+        counters[records.SINGLES] += n_out
         return raw[:n_out], truth[:n_out], carry, held[:0 if last else n_held], bound
 
 

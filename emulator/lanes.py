@@ -61,13 +61,12 @@ LANES = 256
 X, Y, Z, UX, UY, UZ, E, PATH, TRAV, DEP_E, DEP_PATH, FOUND_T = range(12)
 N_FLOAT = 12
 # int64 lane fields: stage, module (sector, module ring; -1 in the phantom), this step's deposit
-# crystal (-1 none), the crystal of the last real interaction, 1 while a Compton scattering's
-# angle is still to draw where the photon is (its Kahn trials all failed: the next step draws
-# again, without moving), the photon's source slot, its scatterings in the phantom, its deposits
-# so far, the module it last left; FOUND_M and FOUND_K rows of results of :func:`enter` like
-# FOUND_T
-(STAGE, M, K, DEP_C, CELL, AGAIN, SRC, SCAT, HITS, EX_M, EX_K, FOUND_M, FOUND_K) = range(13)
-N_INT = 13
+# crystal (-1 none), 1 while a Compton scattering's angle is still to draw where the photon is
+# (its Kahn trials all failed: the next step draws again, without moving), the photon's source
+# slot, its scatterings in the phantom, its deposits so far, the module it last left; FOUND_M
+# and FOUND_K rows of results of :func:`enter` like FOUND_T
+(STAGE, M, K, DEP_C, AGAIN, SRC, SCAT, HITS, EX_M, EX_K, FOUND_M, FOUND_K) = range(12)
+N_INT = 12
 
 # stages: moving (the step advances them), then those plain code handles (a photon looking for
 # its next module, a coherent scattering), then ended
@@ -255,7 +254,6 @@ def step(F, I, R, n, md, layer_ids, g, table):
         deposit = in_mod & (photo | scatter)
         put(I, DEP_C, i, sel(deposit, crystal_id, -1))
         put(I, HITS, i, hits + sel(deposit, 1, 0))
-        put(I, CELL, i, crystal_id)
         put(F, DEP_E, i, sel(ends, en, en - e_after))
         put(F, DEP_PATH, i, pa)
         en = sel(ends, 0.0, sel(scatter, e_after, en))

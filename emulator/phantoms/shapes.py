@@ -124,6 +124,16 @@ def to_unit(g, q, x, y, z):
 
 
 @inline
+def unit_direction(g, q, ux, uy, uz):
+    """The direction u in the unit coordinates of the shape of row ``q`` of ``g`` (its
+    scanner-to-unit map, without the shift; not normalised)."""
+    o = q * g.shape[1]
+    return (tab(g, o + 4) * ux + tab(g, o + 5) * uy + tab(g, o + 6) * uz,
+            tab(g, o + 7) * ux + tab(g, o + 8) * uy + tab(g, o + 9) * uz,
+            tab(g, o + 10) * ux + tab(g, o + 11) * uy + tab(g, o + 12) * uz)
+
+
+@inline
 def row_contains(g, q, x, y, z):
     """Whether the point (x, y, z) mm lies inside the shape of row ``q`` of ``g``."""
     qx, qy, qz = to_unit(g, q, x, y, z)
@@ -137,14 +147,11 @@ def row_behind(g, q, x, y, z, ux, uy, uz):
     axis or beyond an end cap away from it; in unit coordinates the distance to the centre,
     the axis or the cap's plane then only grows). A sufficient test; branch-free."""
     qx, qy, qz = to_unit(g, q, x, y, z)
-    o = q * g.shape[1]
-    vx = tab(g, o + 4) * ux + tab(g, o + 5) * uy + tab(g, o + 6) * uz
-    vy = tab(g, o + 7) * ux + tab(g, o + 8) * uy + tab(g, o + 9) * uz
-    vz = tab(g, o + 10) * ux + tab(g, o + 11) * uy + tab(g, o + 12) * uz
+    vx, vy, vz = unit_direction(g, q, ux, uy, uz)
     r2, radial = qx * qx + qy * qy, qx * vx + qy * vy
     sphere = (r2 + qz * qz > 1.0) & (radial + qz * vz >= 0.0)
     cylinder = ((r2 > 1.0) & (radial >= 0.0)) | ((abs(qz) > 1.0) & (qz * vz >= 0.0))
-    return sel(tab(g, o) == ELLIPSOID, sphere, cylinder)
+    return sel(tab(g, q * g.shape[1]) == ELLIPSOID, sphere, cylinder)
 
 
 @inline
@@ -152,9 +159,7 @@ def ray_interval(g, q, px, py, pz, ux, uy, uz):
     """(t_in, t_out) of the line p + t u inside the shape packed in row ``q`` of ``g`` (t in mm
     when |u| = 1); t_in > t_out when the line misses it."""
     qx, qy, qz = to_unit(g, q, px, py, pz)
-    vx = g[q, 4] * ux + g[q, 5] * uy + g[q, 6] * uz
-    vy = g[q, 7] * ux + g[q, 8] * uy + g[q, 9] * uz
-    vz = g[q, 10] * ux + g[q, 11] * uy + g[q, 12] * uz
+    vx, vy, vz = unit_direction(g, q, ux, uy, uz)
     if g[q, 0] == ELLIPSOID:
         a = vx * vx + vy * vy + vz * vz
         b = qx * vx + qy * vy + qz * vz
