@@ -5,6 +5,9 @@ Generation: bedside-brain, the brain phantom filled with 20 MBq of F-18, 20 ms o
 (phantom scatter, crystal tracking, pile-up, dead time, digitizer); on one thread and on all the
 machine's cores. The crystals' own Lu-176 alone (no source, 0.2 s, ~0.24 M singles, one thread):
 short photon histories that start in a crystal, where the lanes' bookkeeping weighs most.
+The photon step alone: :func:`emulator.lanes.step` on its 256 lanes, called from compiled code
+(no Python dispatch), photons started in the brain phantom; every lane runs every branch, so a
+call costs the same wherever its photons are.
 Replay: a recorded frames file of the same scan (100 ms, ~1.9 M events) read and sent frame by
 frame to each board's ZeroMQ PUSH socket (tcp loopback, a PULL per board drained in
 a thread), no re-simulation. ``extra_info["events_per_s"]`` from the median round.
@@ -15,13 +18,16 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 import zmq
 from rates import record
 
 import emulator
-from emulator import firmware, output, sinks
+from emulator import firmware, lanes, output, rng, sampling, sinks
 from emulator.blocks import default_threads
+from emulator.jit import kernel
+from emulator.simd import seed_lanes
 
 ACTIVITY_MBQ = 20.0
 DURATION_S = 0.02
@@ -50,6 +56,35 @@ def test_bench_lu176_singles(benchmark, brain):
     sim = benchmark.pedantic(generate, rounds=3, warmup_rounds=0)
     assert sim.counters["lu176_decays"] > 100_000 and sim.counters["decays"] == 0
     record(benchmark, sim.raw.size)
+
+
+@kernel
+def _steps(calls, F, I, R, md, layer_ids, g, table):
+    for _ in range(calls):
+        lanes.step(F, I, R, F.shape[1], md, layer_ids, g, table)
+
+
+def test_bench_photon_step(benchmark, brain):
+    emu = emulator.Emulator(brain, "brain", "F-18", ACTIVITY_MBQ, seed=1, threads=1)
+    work = lanes.scratch(lanes.LANES)
+    F, I, R = work.F, work.I, work.R
+    seed_lanes(rng.state(7), R)
+    pos = np.empty((lanes.LANES, 3))
+    sampling.positions(rng.state(8), emu._packed, pos)
+    u = np.random.default_rng(9).normal(size=(3, lanes.LANES))
+    F[:] = 0.0
+    F[lanes.X:lanes.Z + 1], F[lanes.UX:lanes.UZ + 1] = pos.T, u / np.linalg.norm(u, axis=0)
+    F[lanes.E] = 511.0
+    I[:] = 0
+    I[lanes.STAGE], I[lanes.M] = lanes.PHANTOM, -1
+    md = emu._medium
+    args = (F, I, R, md, tuple(range(md.layers.shape[0])), emu._ring, emu._table)
+    _steps(1, *args)                                                       # compile
+    calls = 4000
+    benchmark.pedantic(_steps, args=(calls, *args), rounds=5, warmup_rounds=1)
+    record(benchmark, calls * lanes.LANES)
+    if "events_per_s" in benchmark.extra_info:
+        benchmark.extra_info["ns_per_lane_step"] = 1e9 / benchmark.extra_info["events_per_s"]
 
 
 @pytest.fixture(scope="module")
