@@ -6,8 +6,9 @@ Generation: bedside-brain, the brain phantom filled with 20 MBq of F-18, 20 ms o
 machine's cores. The crystals' own Lu-176 alone (no source, 0.2 s, ~0.24 M singles, one thread):
 short photon histories that start in a crystal, where the lanes' bookkeeping weighs most.
 The photon step alone: :func:`emulator.lanes.step` on its 256 lanes, called from compiled code
-(no Python dispatch), photons started in the brain phantom; every lane runs every branch, so a
-call costs the same wherever its photons are.
+(no Python dispatch), the lanes filled as the transport fills them (the photon pairs of 128
+decays in the brain phantom); every lane runs every branch, so a call costs the same wherever
+its photons are, or after they ended.
 Replay: a recorded frames file of the same scan (100 ms, ~1.9 M events) read and sent frame by
 frame to each board's ZeroMQ PUSH socket (tcp loopback, a PULL per board drained in
 a thread), no re-simulation. ``extra_info["events_per_s"]`` from the median round.
@@ -24,7 +25,7 @@ import zmq
 from rates import record
 
 import emulator
-from emulator import firmware, lanes, output, rng, sampling, sinks
+from emulator import firmware, lanes, output, pet, rng, sampling, sinks
 from emulator.blocks import default_threads
 from emulator.jit import kernel
 from emulator.simd import seed_lanes
@@ -66,19 +67,17 @@ def _steps(calls, F, I, R, md, layer_ids, g, table):
 
 def test_bench_photon_step(benchmark, brain):
     emu = emulator.Emulator(brain, "brain", "F-18", ACTIVITY_MBQ, seed=1, threads=1)
-    work = lanes.scratch(lanes.LANES)
-    F, I, R = work.F, work.I, work.R
-    seed_lanes(rng.state(7), R)
-    pos = np.empty((lanes.LANES, 3))
+    n = lanes.LANES // 2                        # decays whose photon pairs fill the lanes
+    work = lanes.scratch(2 * n)
+    pos = np.empty((n, 3))
     sampling.positions(rng.state(8), emu._packed, pos)
-    u = np.random.default_rng(9).normal(size=(3, lanes.LANES))
-    F[:] = 0.0
-    F[lanes.X:lanes.Z + 1], F[lanes.UX:lanes.UZ + 1] = pos.T, u / np.linalg.norm(u, axis=0)
-    F[lanes.E] = 511.0
-    I[:] = 0
-    I[lanes.STAGE], I[lanes.M] = lanes.PHANTOM, -1
+    seed_lanes(rng.state(7), work.R)
+    pet.emit(pos, emu.nuclide.positron_fraction, emu._range, emu._lines, work.R, work.src_f,
+             work.src_i)
+    slots = np.arange(lanes.LANES)
+    lanes.refill(work.F, work.I, slots, lanes.LANES, work.src_f, work.src_i, slots, 0)
     md = emu._medium
-    args = (F, I, R, md, tuple(range(md.layers.shape[0])), emu._ring, emu._table)
+    args = (work.F, work.I, work.R, md, tuple(range(md.layers.shape[0])), emu._ring, emu._table)
     _steps(1, *args)                                                       # compile
     calls = 4000
     benchmark.pedantic(_steps, args=(calls, *args), rounds=5, warmup_rounds=1)
