@@ -5,6 +5,11 @@ Generation: bedside-brain, the brain phantom filled with 20 MBq of F-18, 20 ms o
 (phantom scatter, crystal tracking, pile-up, dead time, digitizer); on one thread and on all the
 machine's cores. The crystals' own Lu-176 alone (no source, 0.2 s, ~0.24 M singles, one thread):
 short photon histories that start in a crystal, where the lanes' bookkeeping weighs most.
+The same scan with the photon transport free: every call of
+:func:`emulator.transport.transport` replaced by a copy of the deposits and counters that call
+made in a recorded run (the singles come out the same, checked), so what is timed is all the
+rest (decay times and positions, emission, electronics, digitizer, sorting, Python): no faster
+transport can make the scan faster than this.
 The photon step alone: :func:`emulator.lanes.step` on its 256 lanes, called from compiled code
 (no Python dispatch), the lanes filled as the transport fills them (the photon pairs of 128
 decays in the brain phantom); every lane runs every branch, so a call costs the same wherever
@@ -25,7 +30,7 @@ import zmq
 from rates import record
 
 import emulator
-from emulator import firmware, lanes, output, pet, rng, sampling, sinks
+from emulator import firmware, lanes, output, pet, rng, sampling, sinks, transport
 from emulator.blocks import default_threads
 from emulator.jit import kernel
 from emulator.simd import seed_lanes
@@ -56,6 +61,51 @@ def test_bench_lu176_singles(benchmark, brain):
 
     sim = benchmark.pedantic(generate, rounds=3, warmup_rounds=0)
     assert sim.counters["lu176_decays"] > 100_000 and sim.counters["decays"] == 0
+    record(benchmark, sim.raw.size)
+
+
+class _Recorded:
+    """Calls of the photon transport recorded in one run and replayed, in order, in the next."""
+
+    def __init__(self, real) -> None:
+        self.real, self.calls, self.next = real, [], None
+
+    def record(self, *args):
+        dep, n_dep, counters = args[9], args[10], args[11]
+        before = counters.copy()
+        n = self.real(*args)
+        made = dep[n_dep:n].view(np.uint8).copy() if n >= 0 else None     # as bytes: numpy
+        self.calls.append((n, made, counters - before))                 # copies records slowly
+        return n
+
+    def replay(self, *args):
+        dep, n_dep, counters = args[9], args[10], args[11]
+        n, deposits, counted = self.calls[self.next]
+        self.next += 1
+        if n >= 0:
+            dep[n_dep:n].view(np.uint8)[:] = deposits
+        counters += counted
+        return n
+
+
+def test_bench_full_physics_free_transport(benchmark, brain, monkeypatch):
+    def generate():
+        return emulator.simulate(brain, "brain", "F-18", ACTIVITY_MBQ, DURATION_S, seed=3,
+                                 threads=1)
+
+    emulator.simulate(brain, "brain", "F-18", 1.0, 0.002, seed=1, threads=1)  # compile
+    calls = _Recorded(transport.transport)
+    monkeypatch.setattr(transport, "transport", calls.record)
+    real = generate()
+    monkeypatch.setattr(transport, "transport", calls.replay)
+
+    def replayed():
+        calls.next = 0
+        return generate()
+
+    sim = benchmark.pedantic(replayed, rounds=3, warmup_rounds=0)
+    assert calls.next == len(calls.calls)
+    assert np.array_equal(sim.raw, real.raw) and sim.counters == real.counters
     record(benchmark, sim.raw.size)
 
 
