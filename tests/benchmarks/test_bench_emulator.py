@@ -39,15 +39,18 @@ ACTIVITY_MBQ = 20.0
 DURATION_S = 0.02
 
 
+def _brain_scan(scanner, threads: int, compile_only: bool = False) -> emulator.Simulation:
+    """The benchmarks' scan (or a short one that compiles the kernels it needs)."""
+    if compile_only:
+        return emulator.simulate(scanner, "brain", "F-18", 1.0, 0.002, seed=1, threads=threads)
+    return emulator.simulate(scanner, "brain", "F-18", ACTIVITY_MBQ, DURATION_S, seed=3,
+                             threads=threads)
+
+
 @pytest.mark.parametrize("threads", [1, default_threads()], ids=["one-core", "all-cores"])
 def test_bench_full_physics_singles(benchmark, brain, threads):
-    emulator.simulate(brain, "brain", "F-18", 1.0, 0.002, seed=1, threads=threads)  # compile
-
-    def generate():
-        return emulator.simulate(brain, "brain", "F-18", ACTIVITY_MBQ, DURATION_S, seed=3,
-                                 threads=threads)
-
-    sim = benchmark.pedantic(generate, rounds=3, warmup_rounds=0)
+    _brain_scan(brain, threads, compile_only=True)
+    sim = benchmark.pedantic(_brain_scan, args=(brain, threads), rounds=3, warmup_rounds=0)
     assert sim.raw.size > 0.5 * ACTIVITY_MBQ * 1e6 * DURATION_S
     benchmark.extra_info["threads"] = threads
     record(benchmark, sim.raw.size)
@@ -68,7 +71,7 @@ class _Recorded:
     """Calls of the photon transport recorded in one run and replayed, in order, in the next."""
 
     def __init__(self, real) -> None:
-        self.real, self.calls, self.next = real, [], None
+        self.real, self.calls, self.next = real, [], 0
 
     def record(self, *args):
         dep, n_dep, counters = args[9], args[10], args[11]
@@ -89,19 +92,15 @@ class _Recorded:
 
 
 def test_bench_full_physics_free_transport(benchmark, brain, monkeypatch):
-    def generate():
-        return emulator.simulate(brain, "brain", "F-18", ACTIVITY_MBQ, DURATION_S, seed=3,
-                                 threads=1)
-
-    emulator.simulate(brain, "brain", "F-18", 1.0, 0.002, seed=1, threads=1)  # compile
+    _brain_scan(brain, 1, compile_only=True)
     calls = _Recorded(transport.transport)
     monkeypatch.setattr(transport, "transport", calls.record)
-    real = generate()
+    real = _brain_scan(brain, 1)
     monkeypatch.setattr(transport, "transport", calls.replay)
 
     def replayed():
         calls.next = 0
-        return generate()
+        return _brain_scan(brain, 1)
 
     sim = benchmark.pedantic(replayed, rounds=3, warmup_rounds=0)
     assert calls.next == len(calls.calls)
