@@ -22,6 +22,7 @@ Run: ``.venv/bin/python -m pytest tests/benchmarks/test_bench_emulator.py --benc
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import numpy as np
@@ -67,6 +68,15 @@ def test_bench_lu176_singles(benchmark, brain):
     record(benchmark, sim.raw.size)
 
 
+_TRANSPORT_ARGS = inspect.signature(transport.transport.py_func)
+
+
+def _outputs(args: tuple) -> tuple:
+    """The deposit buffer, its fill and the counters among the arguments of a transport call."""
+    named = _TRANSPORT_ARGS.bind(*args).arguments
+    return named["dep"], named["n_dep"], named["counters"]
+
+
 class _Recorded:
     """Calls of the photon transport recorded in one run and replayed, in order, in the next."""
 
@@ -74,7 +84,7 @@ class _Recorded:
         self.real, self.calls, self.next = real, [], 0
 
     def record(self, *args):
-        dep, n_dep, counters = args[9], args[10], args[11]
+        dep, n_dep, counters = _outputs(args)
         before = counters.copy()
         n = self.real(*args)
         made = dep[n_dep:n].view(np.uint8).copy() if n >= 0 else None     # as bytes: numpy
@@ -82,7 +92,7 @@ class _Recorded:
         return n
 
     def replay(self, *args):
-        dep, n_dep, counters = args[9], args[10], args[11]
+        dep, n_dep, counters = _outputs(args)
         n, deposits, counted = self.calls[self.next]
         self.next += 1
         if n >= 0:
