@@ -180,10 +180,14 @@ def _emit_all_goods(out, n_out, search_delayed, i, last_member, j, dq, hi, t, de
 
 @numba.njit(nogil=True, cache=True)
 def search(t, crystal, energy, module, ring, n_modules, window, delay, min_sd, max_rd,
-           policy, multi, start, t_limit, out, n_out):
-    """Sort singles ``start..`` into coincidences written to ``out[n_out:]`` (COINC_DTYPE).
+           policy, multi, start, stop, t_limit, out, n_out):
+    """Sort the windows opened by singles ``start..stop - 1`` into coincidences written to
+    ``out[n_out:]`` (COINC_DTYPE).
 
-    ``t`` ends with ``PAD`` sentinels (int64 max) that are not singles.
+    ``t`` ends with ``PAD`` sentinels (int64 max) that are not singles. ``start`` must open a
+    window (the first single, or one where an earlier call stopped, or a sync point:
+    :func:`coincidence.parallel.sync_points`); the windows' members and delayed singles may lie
+    beyond ``stop``.
 
     Windows are processed in order while their search horizon (t0 + window, plus the delay when
     ``delay >= 0``) is at most ``t_limit``: every single before it must be present. Stops early,
@@ -191,7 +195,7 @@ def search(t, crystal, energy, module, ring, n_modules, window, delay, min_sd, m
     where to resume (the next window's first single), the new output count, and whether it
     stopped for room. ``max_rd < 0``: no ring cut; ``delay < 0``: no delayed window.
     """
-    n = t.size - PAD
+    n = min(t.size - PAD, stop)
     cap = out.size
     search_delayed = delay >= 0
     i = start

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from coincidence import search, timeorder
+from coincidence import parallel, search, timeorder
 from coincidence.settings import Settings, resolve
-from hw.dtypes import COINC_DTYPE, SINGLE_DTYPE
+from hw.dtypes import COINC_DTYPE, SINGLE_DTYPE, join
 from hw.errors import UserError
+from hw.pool import SERIAL, Workers
 from hw.scanner import Scanner
 
 _END_OF_STREAM = np.iinfo(np.int64).max
@@ -42,19 +43,22 @@ class Sorter:
     be out of order within itself (it is sorted), but no single may be earlier than a single of
     an earlier chunk (equal times are fine): merge the boards' streams first
     (:func:`coincidence.merge_sorted`). ``flush`` ends the stream; the next ``feed`` starts a new
-    one. Not thread-safe; the kernels release the GIL.
+    one. ``workers``: threads for big chunks (:mod:`coincidence.parallel`; the same output for
+    any number). Not thread-safe; the kernels release the GIL.
     """
 
     def __init__(self, *, scanner: Scanner, window_ps: int | None = None,
                  energy_window_kev: tuple[float, float] | None = None,
                  policy: str = "takeAllGoods", delay_ps: int | None = None,
                  min_sector_difference: int | None = None,
-                 max_ring_difference: int | None = None, mode: str = "single-window") -> None:
+                 max_ring_difference: int | None = None, mode: str = "single-window",
+                 workers: Workers | None = None) -> None:
         self.settings: Settings = resolve(
             scanner, window_ps=window_ps, energy_window_kev=energy_window_kev, policy=policy,
             delay_ps=delay_ps, min_sector_difference=min_sector_difference,
             max_ring_difference=max_ring_difference, mode=mode)
         self.scanner = scanner
+        self.workers = workers or SERIAL
         self._module = np.ascontiguousarray(scanner.crystal_module, np.int32)
         self._ring = np.ascontiguousarray(scanner.crystal_ring, np.int32)
         self._reset()
@@ -71,13 +75,23 @@ class Sorter:
     def feed(self, singles: np.ndarray) -> np.ndarray:
         """Add a chunk of singles (hw.SINGLE_DTYPE); return the coincidences now complete."""
         t, _, _ = _fields(singles)
+        if self._parallel(t.size):
+            self._append(singles)
+            return self._search_slices(self._t_last)
         return _trimmed(*self._feed(singles, _new_output(t.size), 0))
 
     def flush(self) -> np.ndarray:
         """Close every open window (end of stream) and return the remaining coincidences."""
-        out = _trimmed(*self._search(_END_OF_STREAM, _new_output(self._hi - self._lo), 0))
+        if self._parallel(self._hi - self._lo):
+            out = self._search_slices(_END_OF_STREAM)
+        else:
+            out = _trimmed(*self._search(_END_OF_STREAM, _new_output(self._hi - self._lo), 0))
         self._reset()
         return out
+
+    def _parallel(self, n: int) -> bool:
+        """Whether ``n`` singles are worth the workers."""
+        return self.workers.threads > 1 and n >= parallel.PIECE
 
     def _feed(self, singles: np.ndarray, out: np.ndarray, n_out: int) -> tuple[np.ndarray, int]:
         t, _, _ = _fields(singles)
@@ -93,17 +107,39 @@ class Sorter:
 
     def _append(self, singles: np.ndarray) -> None:
         t_in, c_in, e_in = _fields(singles)
-        lo, hi = self.settings.energy_window_kev
+        n_old = self._make_room(t_in.size)
+        t, c, e = self._t, self._c, self._e
+        end = None
+        if self._parallel(t_in.size):
+            end = parallel.accept_pieces(self.workers, t_in, c_in, e_in,
+                                         self.settings.energy_window_kev,
+                                         self.scanner.n_crystals, (t, c, e), n_old)
+        if end is None:
+            end = self._accept(t_in, c_in, e_in, n_old)
+        t[end: end + search.PAD] = _END_OF_STREAM
+        self._hi = end
+        if end > n_old:
+            self._t_last = int(t[end - 1])
+
+    def _make_room(self, n_in: int) -> int:
+        """Move the pending singles to the front of the buffers, with room for ``n_in`` more and
+        the PAD; returns how many are pending."""
         n_old = self._hi - self._lo
         pending = slice(self._lo, self._hi)
-        if n_old + t_in.size + search.PAD > self._t.size:
-            size = max(n_old + t_in.size + search.PAD, 2 * self._t.size)
+        if n_old + n_in + search.PAD > self._t.size:
+            size = max(n_old + n_in + search.PAD, 2 * self._t.size)
             t, c, e = np.empty(size, np.int64), np.empty(size, np.int32), np.empty(size, np.float32)
         else:
             t, c, e = self._t, self._c, self._e
         t[:n_old], c[:n_old], e[:n_old] = self._t[pending], self._c[pending], self._e[pending]
         self._t, self._c, self._e = t, c, e
         self._lo, self._hi = 0, n_old
+        return n_old
+
+    def _accept(self, t_in: np.ndarray, c_in: np.ndarray, e_in: np.ndarray, n_old: int) -> int:
+        """The energy window on one thread (:func:`search.accept`), any order; the new end."""
+        lo, hi = self.settings.energy_window_kev
+        t, c, e = self._t, self._c, self._e
         end, bad, ordered, early = search.accept(
             t_in, c_in, e_in, lo, hi, self.scanner.n_crystals, t, c, e, n_old, 4 * t_in.size)
         if bad:
@@ -115,39 +151,37 @@ class Sorter:
                 f"a single at t={early} ps comes after singles up to t={self._t_last} ps were "
                 "fed: chunks must follow each other in time (merge the boards' streams first: "
                 "coincidence.merge_sorted)")
-        t[end: end + search.PAD] = _END_OF_STREAM
         if not ordered:
             perm = timeorder.order(t[:end], c[:end])
             t[:end], c[:end], e[:end] = t[perm], c[perm], e[perm]
-        self._hi = end
-        if end > n_old:
-            self._t_last = int(t[end - 1])
+        return end
+
+    def _kernel_args(self) -> tuple:
+        """The search kernel's arguments before ``start`` (:func:`search.search`)."""
+        s = self.settings
+        live = slice(self._lo, self._hi + search.PAD)
+        return (self._t[live], self._c[live], self._e[live], self._module, self._ring,
+                self.scanner.n_modules, s.window_ps, -1 if s.delay_ps is None else s.delay_ps,
+                s.min_sector_difference,
+                -1 if s.max_ring_difference is None else s.max_ring_difference, s.policy_code,
+                s.multi_window)
 
     def _search(self, t_limit: int, out: np.ndarray, n_out: int) -> tuple[np.ndarray, int]:
         """Close the windows whose horizon is at most ``t_limit``, writing to ``out[n_out:]``
         (grown as needed); drop the singles no later window can use."""
-        s = self.settings
-        live = slice(self._lo, self._hi + search.PAD)
-        t, c, e = self._t[live], self._c[live], self._e[live]
-        start = 0
-        while True:
-            start, n_out, full = search.search(
-                t, c, e, self._module, self._ring, self.scanner.n_modules,
-                s.window_ps, -1 if s.delay_ps is None else s.delay_ps, s.min_sector_difference,
-                -1 if s.max_ring_difference is None else s.max_ring_difference, s.policy_code,
-                s.multi_window, start, t_limit, out, n_out)
-            if not full:
-                break
-            bigger = np.empty(2 * out.size, COINC_DTYPE)
-            _bytes(bigger)[: n_out * COINC_DTYPE.itemsize] = _bytes(out)[: n_out * COINC_DTYPE.itemsize]
-            out = bigger
+        out, n_out, start = parallel.search_range(self._kernel_args(), 0, None, t_limit, out,
+                                                  n_out)
         self._lo += start
         return out, n_out
 
-
-def _bytes(records: np.ndarray) -> np.ndarray:
-    """A byte view (numpy copies packed records field by field, slowly; bytes at memcpy speed)."""
-    return records.view(np.uint8)
+    def _search_slices(self, t_limit: int) -> np.ndarray:
+        """:meth:`_search` slice by slice on the workers (:func:`parallel.search_slices`)."""
+        s = self.settings
+        horizon = s.window_ps + (0 if s.delay_ps is None else s.delay_ps)
+        out, start = parallel.search_slices(self.workers, self._kernel_args(), t_limit, horizon,
+                                            s.window_ps, s.multi_window)
+        self._lo += start
+        return out
 
 
 def _new_output(n_singles: int) -> np.ndarray:
@@ -162,17 +196,26 @@ def _trimmed(out: np.ndarray, n_out: int) -> np.ndarray:
 def sort(singles: np.ndarray, *, scanner: Scanner, window_ps: int | None = None,
          energy_window_kev: tuple[float, float] | None = None, policy: str = "takeAllGoods",
          delay_ps: int | None = None, min_sector_difference: int | None = None,
-         max_ring_difference: int | None = None, mode: str = "single-window") -> np.ndarray:
+         max_ring_difference: int | None = None, mode: str = "single-window",
+         threads: int = 1) -> np.ndarray:
     """Sort singles (hw.SINGLE_DTYPE, any order: they are time-ordered first, stably) into
     prompt and, when ``delay_ps`` is given, delayed coincidences (hw.COINC_DTYPE).
 
     ``window_ps``, ``energy_window_kev`` and ``min_sector_difference`` default to
     ``scanner.acquisition``; see ``coincidence/SEMANTICS.md`` for the exact semantics and the
-    output order.
+    output order. ``threads``: how many threads sort (the same output for any number).
     """
-    sorter = Sorter(scanner=scanner, window_ps=window_ps, energy_window_kev=energy_window_kev,
-                    policy=policy, delay_ps=delay_ps, min_sector_difference=min_sector_difference,
-                    max_ring_difference=max_ring_difference, mode=mode)
-    t, _, _ = _fields(singles)
-    out, n_out = sorter._feed(singles, _new_output(t.size), 0)
-    return _trimmed(*sorter._search(_END_OF_STREAM, out, n_out))
+    workers = Workers(threads, "sort") if threads != 1 else SERIAL
+    try:
+        sorter = Sorter(scanner=scanner, window_ps=window_ps, energy_window_kev=energy_window_kev,
+                        policy=policy, delay_ps=delay_ps,
+                        min_sector_difference=min_sector_difference,
+                        max_ring_difference=max_ring_difference, mode=mode, workers=workers)
+        t, _, _ = _fields(singles)
+        if sorter._parallel(t.size):
+            return join([sorter.feed(singles), sorter.flush()], COINC_DTYPE)
+        out, n_out = sorter._feed(singles, _new_output(t.size), 0)
+        return _trimmed(*sorter._search(_END_OF_STREAM, out, n_out))
+    finally:
+        if workers is not SERIAL:
+            workers.close()

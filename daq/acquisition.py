@@ -4,11 +4,13 @@ Threads:
 
 - one **receiver** per source (board link): read bytes (ZeroMQ: up to 64 messages, left in
   ZeroMQ's buffers), append them to the journal (first, always; one block, written from those
-  buffers), decode them message by message (numba, nogil) and hand the events to the processor
-  over a bounded queue. A full queue blocks the receiver, which is back-pressure towards the link
-  (ZeroMQ's high-water mark), never a silent drop;
-- the **processor**: time merge, calibration and histograms (one numba pass), coincidence
-  sorting, list-mode writing;
+  buffers) and hand them to the processing thread over a queue bounded in bytes
+  (:mod:`daq.handover`). A full queue blocks the receiver, which is back-pressure towards the
+  link (ZeroMQ's high-water mark), never a silent drop;
+- the **processing** thread and its workers (``threads`` in all, :class:`hw.pool.Workers`): take
+  everything queued, decode it link by link into the time merger's store, then time merge,
+  calibration and histograms, coincidence sorting by time slices, list-mode writing
+  (:class:`daq.processor.Processor`). The output does not depend on the number of threads;
 - the **live reconstruction** (optional, :mod:`daq.live`): fed through a queue that drops (and
   counts) chunks when the reconstruction cannot keep up, so it never slows the journal;
 - the **monitor publisher** (optional, :mod:`daq.monitor`).
@@ -24,7 +26,6 @@ stays readable.
 
 from __future__ import annotations
 
-import queue
 import shutil
 import threading
 import time
@@ -36,14 +37,15 @@ import numpy as np
 
 from daq.calibration import Calibration
 from daq.cpu import CpuMeter, ThreadClock
+from daq.handover import Handover
 from daq.journal import JournalError, JournalWriter
 from daq.listmode import ListModeWriter
 from daq.processor import Processor, SortSettings
 from daq.rundir import RunDir
 from daq.sources import Source
 from hw import wire
-from hw.dtypes import RAW_DTYPE
 from hw.errors import UserError
+from hw.pool import Workers
 from hw.scanner import Scanner
 
 
@@ -70,7 +72,13 @@ class StreamState:
     @property
     def boards_stopped(self) -> set[int]:
         """Boards of this link that sent their run-stop marker."""
-        return {m.board for m in self.decoder.markers if m.kind == "stop"}
+        return {m.board for m in list(self.decoder.markers) if m.kind == "stop"}
+
+    @property
+    def all_boards_stopped(self) -> bool:
+        """Every board seen on this link has sent its run-stop marker (the receiver can end)."""
+        stopped = self.boards_stopped
+        return bool(stopped) and stopped >= set(self.decoder.watermarks_ps)
 
     def report(self) -> dict[str, object]:
         """Counters of this link for the stop document and the monitor."""
@@ -97,28 +105,31 @@ class Acquisition:
     def __init__(self, run: RunDir, scanner: Scanner, sources: list[Source],
                  sort: SortSettings, calibration: Calibration, duration_s: float | None = None,
                  settings: dict[str, Any] | None = None, no_data_timeout_s: float = 15.0,
-                 quiet_timeout_s: float = 3.0, queue_chunks: int = 256,
+                 quiet_timeout_s: float = 3.0, queue_bytes: int | None = None,
                  on_coincidences: Callable[[np.ndarray], None] | None = None,
-                 cpu: CpuMeter | None = None, scan_duration_s: float | None = None) -> None:
+                 cpu: CpuMeter | None = None, scan_duration_s: float | None = None,
+                 threads: int | None = None) -> None:
         """``cpu``: the meter this run's threads clock themselves on (a new one by default;
         a session passes its own so that the live image and the monitor are in the split).
         ``scan_duration_s``: the planned scan time (s) that a SPECT gantry's views share
-        (``duration_s`` by default, for a run that ends at the end of its stream)."""
+        (``duration_s`` by default, for a run that ends at the end of its stream).
+        ``threads``: the processing threads (None: every core)."""
         self.run, self.scanner, self.sources = run, scanner, sources
         self.cpu = cpu or CpuMeter()
         self.duration_s, self.no_data_timeout_s = duration_s, no_data_timeout_s
         self.calibration = calibration
+        self.workers = Workers(threads, "worker", clock=self.cpu.clock)
         self.journal = JournalWriter(run.journal, cpu=self.cpu)
         self.processor = Processor(scanner, calibration, sort, None, quiet_timeout_s,
-                                   on_coincidences, scan_duration_s or duration_s)
+                                   on_coincidences, scan_duration_s or duration_s,
+                                   self.workers)
         header = {"scanner": scanner.name, "scanner_digest": scanner.digest,
                   **{k: v for k, v in self.processor.settings.items()}}
         self.listmode = ListModeWriter(run.listmode, header)
         self.processor.writer = self.listmode
         self.streams = [StreamState(s.describe, wire.Decoder(scanner)) for s in sources]
         self.quiet_timeout_s = quiet_timeout_s
-        self._no_events = np.empty(0, RAW_DTYPE)
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
+        self._queue = Handover(queue_bytes) if queue_bytes else Handover()
         self._stop = threading.Event()
         self._done = threading.Event()
         self.reason = ""
@@ -133,7 +144,8 @@ class Acquisition:
         """The run's CPU split (:meth:`daq.cpu.CpuMeter.report`) once it has ended."""
         run.start_document(scanner.name, scanner.digest, {
             **(settings or {}), "sources": [s.describe for s in sources],
-            "duration_s": duration_s, "sort": self.processor.settings,
+            "duration_s": duration_s, "threads": self.workers.threads,
+            "sort": self.processor.settings,
         }, calibration.describe())
 
     # ------------------------------------------------------------------ control
@@ -145,7 +157,8 @@ class Acquisition:
             t = threading.Thread(target=self._receive, args=(i, source), name=f"rx-{i}",
                                  daemon=True)
             self._threads.append(t)
-        self._threads.append(threading.Thread(target=self._process, name="processor", daemon=True))
+        self._threads.append(threading.Thread(target=self._process, name="processing",
+                                              daemon=True))
         for t in self._threads:
             t.start()
         threading.Thread(target=self._watch, name="run-watch", daemon=True).start()
@@ -189,7 +202,6 @@ class Acquisition:
 
     def _receive(self, index: int, source: Source) -> None:
         state = self.streams[index]
-        decoder = state.decoder
         clock = self.cpu.clock(f"receiver {index}")
         try:
             while not self._stop.is_set():
@@ -199,22 +211,19 @@ class Acquisition:
                     break
                 if not parts:
                     state.idle_since = state.idle_since or time.monotonic()
+                    if state.all_boards_stopped:
+                        break
                     continue
                 state.idle_since = None
                 if self._first_data_at is None:
                     self._first_data_at = time.monotonic()
                 self.journal.append(index, parts)
                 clock.lap("journal")
-                state.bytes += sum(len(p) for p in parts)
-                # part by part: small outputs, whose memory is reused (a fresh 10 MB array
-                # would cost as many page faults as the decoding costs time)
-                raw = [decoder.feed(p) for p in parts]
-                marks = decoder.watermarks_ps
-                clock.lap("decode")
-                self._put((raw, marks, None))
+                n = sum(len(p) for p in parts)
+                state.bytes += n
+                self._queue.put((index, parts), n, self._stop.is_set)
                 clock.lap("hand-over")
-                stopped = state.boards_stopped
-                if stopped and stopped >= set(marks):
+                if state.all_boards_stopped:
                     break
         except (JournalError, UserError) as exc:
             state.error = str(exc)
@@ -222,43 +231,42 @@ class Acquisition:
         finally:
             state.ended = True
             source.close()
-            self._put((self._no_events, {}, state))  # after this, the link's boards are done
+            self._queue.put((index, None), 0)  # after this, the link's boards are done
             clock.close()
-
-    def _put(self, item: tuple) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        self._queue.put(item)  # stopping: the processor drains everything
 
     def _process(self) -> None:
         receivers = self._threads[:-1]
         failed = False
-        clock = self.cpu.clock("processor")
+        clock = self.cpu.clock("processing")
         while True:
             receivers_done = all(not t.is_alive() for t in receivers)
-            try:
-                raw, marks, ended = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if receivers_done:  # checked before the get: nothing can follow
-                    break
-                raw, marks, ended = self._no_events, {}, None  # re-check quiet boards
-            finally:
-                # waiting before the first byte is the run starting, not a starved processor
-                clock.lap("wait" if self._first_data_at is not None else "before the first data")
-            if ended is not None:
-                ended.drained = True
-            if failed:
-                continue  # keep draining so the receivers finish journaling
-            try:
-                self.processor.consume(raw, marks, self._idle_boards(), clock)
-            except OSError as exc:
-                failed = True
-                self.stop(f"error: cannot write {self.run.listmode}: {exc}; the journal has "
-                          "every event (petdaq recover)")
+            items = self._queue.take(0.1)
+            # waiting before the first byte is the run starting, not a starved processor
+            clock.lap("wait" if self._first_data_at is not None else "before the first data")
+            if not items and receivers_done:  # checked before the take: nothing can follow
+                break
+            parts: dict[int, list] = {}
+            ended = []
+            for index, data in items:
+                if data is None:
+                    ended.append(self.streams[index])
+                else:
+                    parts.setdefault(index, []).extend(data)
+            if not failed:
+                links = [(self.streams[i].decoder, p) for i, p in sorted(parts.items())]
+                try:
+                    self.processor.consume_links(links, self._idle_boards(), clock)
+                except OSError as exc:
+                    failed = True
+                    self.stop(f"error: cannot write {self.run.listmode}: {exc}; the journal "
+                              "has every event (petdaq recover)")
+                except Exception as exc:  # a bug must end the run with its reason, not hang it
+                    failed = True
+                    self.stop(f"error: processing failed ({type(exc).__name__}: {exc}); the "
+                              "journal has every event (petdaq recover)")
+            for state in ended:
+                state.drained = True
+            # failed: keep draining so the receivers finish journaling
         clock.close()
 
     def _idle_boards(self) -> list[int]:
@@ -294,7 +302,10 @@ class Acquisition:
 
     def _close(self, clock: ThreadClock) -> None:
         try:
-            self.processor.finish(clock)  # the last merge and sort, lapped by their names
+            try:
+                self.processor.finish(clock)  # the last merge and sort, lapped by their names
+            finally:
+                self.workers.close()
             self.processed_at = time.monotonic()
             self.processor.save_projections(self.run.path)
             clock.lap("close: list-mode flush, projections")
@@ -335,8 +346,8 @@ class Acquisition:
                 "firmware_fifo_overflows": total("fifo_overflows")}
 
     def queue_fill(self) -> float:
-        """How full the receivers -> processor queue is (0..1)."""
-        return self._queue.qsize() / self._queue.maxsize
+        """How full the receivers -> processing queue is (0..1)."""
+        return self._queue.fill()
 
     def disk_free_bytes(self) -> int:
         return shutil.disk_usage(self.run.path).free

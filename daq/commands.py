@@ -11,6 +11,7 @@ from daq import calibration, session
 from daq.processor import SortSettings
 from daq.rundir import RunDir, utc_now
 from hw.errors import UserError
+from hw.pool import check_threads
 from hw.progress import Progress
 from hw.scanner import builtin_scanners, load_scanner
 
@@ -27,6 +28,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _out_options(p)
     _sort_options(p)
     session.add_live_options(p)
+    session.add_threads_option(p)
     p.set_defaults(func=session.cmd_run)
 
     p = sub.add_parser("acquire", help="acquire from digitizer boards into a run directory")
@@ -40,6 +42,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _out_options(p)
     _sort_options(p)
     session.add_live_options(p)
+    session.add_threads_option(p)
     p.set_defaults(func=session.cmd_acquire)
 
     p = sub.add_parser("serve", help="run the DAQ service: control and monitor sockets, runs "
@@ -48,6 +51,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--monitor-port", type=int, default=5556)
     p.add_argument("--control-port", type=int, default=5557)
     _out_options(p, with_name=False)
+    session.add_threads_option(p)
     p.set_defaults(func=session.cmd_serve)
 
     p = sub.add_parser("calibrate", help="derive the per-crystal gain table from a calibration run")
@@ -65,12 +69,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--out", type=Path, default=None,
                        help="new run directory (default: RUN/replay-<time>)")
         _sort_options(p)
+        session.add_threads_option(p)
         p.set_defaults(func=cmd_replay, recon=name == "replay")
 
     p = sub.add_parser("recover", help="rebuild a killed run (metadata, coincidences, image) from "
                        "its journal")
     p.add_argument("run", help="run directory")
     p.add_argument("--no-recon", dest="recon", action="store_false")
+    session.add_threads_option(p)
     p.set_defaults(func=cmd_recover)
 
     p = sub.add_parser("info", help="summarise a run in a few lines")
@@ -150,6 +156,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from daq.replay import replay_journal
 
+    threads = check_threads(args.threads)
     run = RunDir.open(args.run)
     scanner = _run_scanner(run)
     out = RunDir.create(args.out or run.path, None if args.out else
@@ -158,10 +165,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     progress = Progress(f"replay {run.path.name}", unit="bytes")
     result = replay_journal(run.journal, scanner, cal, sort_settings(args), out.listmode,
                             progress=lambda done, total: progress.update(done),
-                            scan_duration_s=_scan_duration_s(run.read()))
+                            scan_duration_s=_scan_duration_s(run.read()),
+                            threads=threads)
     progress.close(result["counts"]["bytes"])
     out.start_document(scanner.name, scanner.digest, {"replay_of": str(run.path),
-                       "sort": result["settings"]}, cal.describe())
+                       "threads": threads, "sort": result["settings"]},
+                       cal.describe())
     out.stop_document("replayed from journal", result["counts"], result["losses"])
     if args.recon:
         session.final_image(out, scanner)
@@ -172,6 +181,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_recover(args: argparse.Namespace) -> int:
     from daq.replay import recover
 
+    threads = check_threads(args.threads)
     run = RunDir.open(args.run)
     if not run.journal.is_file():
         raise UserError(f"{run.path} has no journal to recover from")
@@ -183,7 +193,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     progress = Progress(f"recover {run.path.name}", unit="bytes")
     result = recover(run, scanner, calibration.current(scanner), sort,
                      progress=lambda done, total: progress.update(done),
-                     scan_duration_s=_scan_duration_s(meta))
+                     scan_duration_s=_scan_duration_s(meta), threads=threads)
     progress.close(result["counts"]["bytes"])
     for problem in result["problems"]:
         print(f"warning: {problem}")

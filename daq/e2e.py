@@ -119,13 +119,13 @@ def bottleneck(cpu: dict[str, Any]) -> str:
     threads = daq["threads"]
     name, t = max(threads.items(), key=lambda kv: kv[1]["busy"])
     part = max(t["parts"].items(), key=lambda kv: kv[1])[0] if t["parts"] else "-"
-    proc = threads.get("processor")
+    proc = threads.get("processing")
     waited = 0.0
     if proc:
         running = proc["wall_s"] - proc["wall_parts"].get("before the first data", 0.0)
         waited = proc["wall_parts"].get("wait", 0.0) / running if running > 0 else 0.0
     thread = (f"busiest DAQ thread: {name}, on a CPU {t['busy']:.0%} of the time, most in "
-              f"{part}; the processor waited for data {waited:.0%} of the time")
+              f"{part}; the processing thread waited for data {waited:.0%} of the time")
     daq_cores, sender_cores = daq["process_cpu_s"] / wall, sender["process_cpu_s"] / wall
     if machine and machine["busy_cores"] + machine["steal_cores"] >= 0.9 * machine["cores"]:
         other = max(machine["busy_cores"] - daq_cores - sender_cores, 0.0)

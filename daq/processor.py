@@ -12,7 +12,7 @@ writer it is given.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,17 @@ import numpy as np
 
 import coincidence
 from coincidence import histograms
+from coincidence.parallel import PIECE
 from daq.calibration import Calibration
 from daq.cpu import ThreadClock
+from daq.journal import Buffer
 from daq.listmode import ListModeWriter
 from daq.merge import TimeMerger
 from daq.projections import ProjectionStage
+from hw import wire
 from hw.dtypes import SINGLE_DTYPE
 from hw.errors import UserError
+from hw.pool import SERIAL, Workers
 from hw.scanner import Scanner
 
 ENERGY_HIST_KEV = (0.0, 1000.0)
@@ -63,14 +67,18 @@ class SortSettings:
 
 @dataclass
 class Histograms:
-    """What the monitor shows, accumulated over the run (coincidence.histograms kernels)."""
+    """What the monitor shows, accumulated over the run (coincidence.histograms kernels). The
+    singles' histograms are kept per worker thread (``*_parts``, summed when read): integer
+    counts, the same sums for any number of workers."""
 
-    energy: np.ndarray
-    """Singles spectrum over ENERGY_HIST_KEV."""
+    energy_parts: np.ndarray
+    """(workers, ENERGY_BINS): singles spectrum over ENERGY_HIST_KEV."""
     dt: np.ndarray | None
     """Prompts' signed time differences over dt_range_ps (PET)."""
-    hitmap: np.ndarray
-    """Singles per crystal: [crystal ring, crystal in ring] (PET), [row, head x column] (SPECT)."""
+    hitmap_parts: np.ndarray
+    """(workers, cells): singles per crystal, flattened [crystal ring, crystal in ring] (PET),
+    [row, head x column] (SPECT)."""
+    hitmap_shape: tuple[int, int]
     hit_cell: np.ndarray
     """Each crystal's index in the flattened hit map."""
     sinogram: np.ndarray | None
@@ -78,72 +86,113 @@ class Histograms:
     dt_range_ps: tuple[int, int]
 
     @classmethod
-    def for_scanner(cls, scanner: Scanner, window_ps: int) -> Histograms:
+    def for_scanner(cls, scanner: Scanner, window_ps: int, workers: int = 1) -> Histograms:
         pet = scanner.kind == "pet"
+        shape = (scanner.n_rings, scanner.crystals_per_ring)
         return cls(
-            energy=np.zeros(ENERGY_BINS, np.int64),
+            energy_parts=per_worker(workers, ENERGY_BINS),
             dt=np.zeros(DT_BINS, np.int64) if pet else None,
-            hitmap=np.zeros((scanner.n_rings, scanner.crystals_per_ring), np.int64),
+            hitmap_parts=per_worker(workers, shape[0] * shape[1]),
+            hitmap_shape=shape,
             hit_cell=_hit_cells(scanner),
             sinogram=np.zeros(histograms.sinogram_shape(scanner), np.int64) if pet else None,
             dt_range_ps=(-window_ps, window_ps),
         )
 
+    @property
+    def energy(self) -> np.ndarray:
+        """Singles spectrum over ENERGY_HIST_KEV."""
+        return self.energy_parts.sum(axis=0)
+
+    @property
+    def hitmap(self) -> np.ndarray:
+        """Singles per crystal: [crystal ring, crystal in ring] (PET), [row, head x column]
+        (SPECT)."""
+        return self.hitmap_parts.sum(axis=0).reshape(self.hitmap_shape)
+
+
+_CACHE_LINE_WORDS = 8
+
+
+def per_worker(workers: int, n: int) -> np.ndarray:
+    """(workers, n) int64 zeros whose rows never share a cache line: threads that count into
+    neighbouring rows would otherwise pass the line back and forth at every count."""
+    padded = -(-n // _CACHE_LINE_WORDS) * _CACHE_LINE_WORDS + _CACHE_LINE_WORDS
+    return np.zeros((workers, padded), np.int64)[:, :n]
+
 
 def _hit_cells(scanner: Scanner) -> np.ndarray:
     """Crystal id -> flat hit-map index: the id itself for PET (ring-major); SPECT pixels
     (``head * rows * columns + row * columns + column``) go to [row, head * columns + column]."""
-    ids = np.arange(scanner.n_crystals, dtype=np.int64)
+    ids = np.arange(scanner.n_crystals, dtype=np.int32)
     if scanner.kind == "pet":
         return ids
     rows, per_row = scanner.n_rings, scanner.crystals_per_ring
     columns = per_row // scanner.n_modules
     head, rest = np.divmod(ids, rows * columns)
     row, column = np.divmod(rest, columns)
-    return np.ascontiguousarray(row * per_row + head * columns + column)
+    return np.ascontiguousarray(row * per_row + head * columns + column, np.int32)
 
 
 @dataclass
 class Counters:
-    """Event counts of the run so far (per board where it matters)."""
+    """Event counts of the run so far; singles come from the hit map (each hit-map cell is one
+    crystal, on one board)."""
 
-    singles_per_board: np.ndarray
+    hist: Histograms
+    board_of_cell: np.ndarray
+    """Each hit-map cell's board."""
+    n_boards: int
     prompts: int = 0
     delayeds: int = 0
     released: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
     @property
+    def singles_per_board(self) -> np.ndarray:
+        hits = self.hist.hitmap_parts.sum(axis=0)
+        return np.bincount(self.board_of_cell, weights=hits,
+                           minlength=self.n_boards).astype(np.int64)
+
+    @property
     def singles(self) -> int:
-        return int(self.singles_per_board.sum())
+        return int(self.hist.hitmap_parts.sum())
 
 
 class Processor:
-    """Turn decoded events into coincidences, in time order, chunk by chunk. Thread-safe."""
+    """Turn decoded events into coincidences, in time order, chunk by chunk. Thread-safe.
+
+    ``workers`` (:class:`hw.pool.Workers`): the threads that decode, merge, calibrate and sort
+    each batch, by link and by time slice; the output does not depend on how many.
+    """
 
     def __init__(self, scanner: Scanner, calibration: Calibration, sort: SortSettings,
                  writer: ListModeWriter | None, quiet_timeout_s: float = 3.0,
                  on_coincidences: Callable[[np.ndarray], None] | None = None,
-                 scan_duration_s: float | None = None) -> None:
+                 scan_duration_s: float | None = None, workers: Workers | None = None) -> None:
         """``scan_duration_s``: the planned scan time (s), which a SPECT scanner's gantry views
         share (:class:`daq.projections.ProjectionStage`); PET ignores it."""
         self.scanner, self.calibration = scanner, calibration
+        self.workers = workers or SERIAL
         self.stage: coincidence.Sorter | ProjectionStage
         if scanner.kind == "spect":
             self.stage = ProjectionStage(scanner, scan_duration_s)
             self.settings = self.stage.settings
         else:
             self.settings = sort.resolved(scanner)
-            self.stage = coincidence.Sorter(scanner=scanner, **self.settings)
-        self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s)
+            self.stage = coincidence.Sorter(scanner=scanner, workers=self.workers,
+                                            **self.settings)
+        self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s, self.workers)
         self.writer = writer
         self.on_coincidences = on_coincidences
-        self.hist = Histograms.for_scanner(scanner, self.settings["window_ps"])
-        self.counters = Counters(singles_per_board=np.zeros(scanner.n_boards, np.int64))
+        n = self.workers.threads
+        self.hist = Histograms.for_scanner(scanner, self.settings["window_ps"], n)
+        board_of_cell = np.empty(scanner.n_crystals, np.int64)
+        board_of_cell[self.hist.hit_cell] = scanner.crystal_board
+        self.counters = Counters(self.hist, board_of_cell, scanner.n_boards)
         self._lock = threading.Lock()
         self._scale = np.ascontiguousarray(
             (calibration.kev_per_adc_code / calibration.gains).astype(np.float32))
-        self._crystal_board = np.ascontiguousarray(scanner.crystal_board, np.int64)
         self._singles: np.ndarray | None = None
         self._clock: ThreadClock | None = None
 
@@ -157,11 +206,34 @@ class Processor:
             self._clock = clock
             for events in raw if isinstance(raw, list) else (raw,):
                 self.merger.push(events)
-            for board, t in watermarks_ps.items():
-                self.merger.advance(board, t)
-            ready = self.merger.release(idle_boards)
-            self._lap("merge")
-            self._process(ready)
+            self._advance(watermarks_ps)
+            self._release(idle_boards)
+            self._clock = None
+
+    def consume_links(self, links: Sequence[tuple[wire.Decoder, Sequence[Buffer]]],
+                      idle_boards: Collection[int] = (), clock: ThreadClock | None = None
+                      ) -> None:
+        """Decode what each link received (its decoder, the byte buffers in order) straight
+        into the merger's store, one link per worker, then process what the merge releases
+        (as :meth:`consume`)."""
+        with self._lock:
+            self._clock = clock
+            sizes = [d.max_events(sum(len(memoryview(p)) for p in parts)) for d, parts in links]
+            views = self.merger.reserve(sizes)
+
+            def decode(i: int) -> int:
+                decoder, parts = links[i]
+                t, crystal, adc = views[i]
+                k = 0
+                for part in parts:
+                    k += decoder.feed_into(part, t[k:], crystal[k:], adc[k:])
+                return k
+
+            self.merger.commit(self.workers.map(decode, len(links), "decode"))
+            for decoder, _ in links:
+                self._advance(decoder.watermarks_ps)
+            self._lap("decode")
+            self._release(idle_boards)
             self._clock = None
 
     def finish(self, clock: ThreadClock | None = None) -> None:
@@ -169,9 +241,7 @@ class Processor:
         ``clock``: the calling thread's CPU clock, lapped as in :meth:`consume`."""
         with self._lock:
             self._clock = clock
-            ready = self.merger.release(final=True)
-            self._lap("merge")
-            self._process(ready)
+            self._release(final=True)
             self._emit(self.stage.flush())
             if self.writer is not None:
                 self.writer.flush()
@@ -184,6 +254,15 @@ class Processor:
             with self._lock:
                 return self.stage.save(directory)
         return None
+
+    def _advance(self, watermarks_ps: dict[int, int]) -> None:
+        for board, t in watermarks_ps.items():
+            self.merger.advance(board, t)
+
+    def _release(self, idle_boards: Collection[int] = (), final: bool = False) -> None:
+        ready = self.merger.release(idle_boards, final)
+        self._lap("merge")
+        self._process(ready)
 
     def _process(self, events: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         """Released events (t, crystal, adc: :meth:`TimeMerger.release`) -> coincidences."""
@@ -222,21 +301,31 @@ class Processor:
     def _calibrated(self, t: np.ndarray, crystal: np.ndarray, adc: np.ndarray) -> np.ndarray:
         """Calibrated singles (``calibration.apply``) with, in the same pass, the singles per
         board, the energy spectrum and the hit map (the numbers of
-        ``coincidence.histograms.accumulate_energy`` and ``accumulate_hit_map``). The singles
-        are in a work buffer that the next call reuses: the sorter copies what it keeps."""
+        ``coincidence.histograms.accumulate_energy`` and ``accumulate_hit_map``), piece by piece
+        on the workers, each into its own histograms. The singles are in a work buffer that the
+        next call reuses: the sorter copies what it keeps."""
         n = t.size
         if self._singles is None or self._singles.size < n:
             self._singles = np.empty(max(n + n // 2, 1 << 16), SINGLE_DTYPE)  # room to grow
         singles = self._singles[:n]
         if n > _SCRATCH_MAX_EVENTS:
             self._singles = None
-        bad = _calibrate_and_count(
-            t, crystal, adc, self._scale,
-            self._crystal_board, singles["t"], singles["crystal"], singles["energy"],
-            self.counters.singles_per_board, self.hist.energy, float(ENERGY_HIST_KEV[1]),
-            self.hist.hitmap.reshape(-1), self.hist.hit_cell)
-        if bad >= 0:
-            raise UserError(f"event {bad} has crystal id {int(crystal[bad])}, outside "
+        n_pieces = max(1, -(-n // PIECE)) if self.workers.threads > 1 else 1
+        bad = np.full(n_pieces, -1, np.int64)
+        h = self.hist
+
+        def piece(worker: int, k: int) -> None:
+            a, b = k * n // n_pieces, (k + 1) * n // n_pieces
+            i = _calibrate_and_count(
+                t[a:b], crystal[a:b], adc[a:b], self._scale, singles["t"][a:b],
+                singles["crystal"][a:b], singles["energy"][a:b], h.energy_parts[worker],
+                float(ENERGY_HIST_KEV[1]), h.hitmap_parts[worker], h.hit_cell)
+            bad[k] = a + i if i >= 0 else -1
+
+        self.workers.run(n_pieces, piece, "calibrate + histograms")
+        if (bad >= 0).any():
+            first = int(bad[bad >= 0].min())
+            raise UserError(f"event {first} has crystal id {int(crystal[first])}, outside "
                             f"0..{self.scanner.n_crystals - 1} of scanner '{self.scanner.name}'")
         return singles
 
@@ -246,11 +335,11 @@ class Processor:
 
 
 @numba.njit(nogil=True, cache=True)
-def _calibrate_and_count(t, crystal, adc, scale, crystal_board, out_t, out_crystal, out_energy,
-                         per_board, spectrum, e_max, hits, hit_cell):
+def _calibrate_and_count(t, crystal, adc, scale, out_t, out_crystal, out_energy, spectrum,
+                         e_max, hits, hit_cell):
     """One pass over the released events: ``energy = float32(adc) * scale[crystal]`` (as
-    :meth:`Calibration.apply`), singles per board, the energy spectrum over [0, e_max) and the
-    hit map (``hits``: the flat map, ``hit_cell``: each crystal's index in it), binned as
+    :meth:`Calibration.apply`), the energy spectrum over [0, e_max) and the hit map (``hits``:
+    the flat map, ``hit_cell``: each crystal's index in it), binned as
     :mod:`coincidence.histograms` does. Returns the first event whose crystal id is outside the
     scanner (its and later events are left out), else -1."""
     n_crystals = scale.size
@@ -263,7 +352,6 @@ def _calibrate_and_count(t, crystal, adc, scale, crystal_board, out_t, out_cryst
         out_t[i] = t[i]
         out_crystal[i] = c
         out_energy[i] = e
-        per_board[crystal_board[c]] += 1
         b = histograms.energy_bin(e, e_max, n_bins)
         if b >= 0:
             spectrum[b] += 1

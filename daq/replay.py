@@ -21,36 +21,56 @@ from daq.processor import Processor, SortSettings
 from daq.rundir import RunDir
 from hw import wire
 from hw.dtypes import RAW_DTYPE
+from hw.pool import Workers
 from hw.scanner import Scanner
+
+BATCH_BYTES = 32 << 20
+"""Journal bytes decoded and processed together (on the workers)."""
 
 
 def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, sort: SortSettings,
                    listmode: Path, progress: Callable[[int, int], None] | None = None,
-                   scan_duration_s: float | None = None) -> dict[str, Any]:
+                   scan_duration_s: float | None = None, threads: int | None = None
+                   ) -> dict[str, Any]:
     """Decode, merge and sort every event of ``journal`` into ``listmode`` (SPECT: bin them
     into projections beside it; ``scan_duration_s``, the scan time that the gantry's views
-    share); returns the counts, losses and the settings used."""
+    share) on ``threads`` threads (None: every core; the same output for any number); returns
+    the counts, losses and the settings used."""
     stats = JournalStats()
     decoders: dict[int, wire.Decoder] = {}
+    workers = Workers(threads, "replay")
     processor = Processor(scanner, calibration, sort, None, quiet_timeout_s=float("inf"),
-                          scan_duration_s=scan_duration_s)
+                          scan_duration_s=scan_duration_s, workers=workers)
     header = {"scanner": scanner.name, "scanner_digest": scanner.digest, **processor.settings}
     writer = ListModeWriter(listmode, header)
     processor.writer = writer
     size = journal.stat().st_size
     done = 0
+    batch: dict[int, list[bytes]] = {}
+    pending = 0
+
+    def process() -> None:
+        links = [(decoders.setdefault(stream, wire.Decoder(scanner)), parts)
+                 for stream, parts in sorted(batch.items())]
+        processor.consume_links(links)
+        batch.clear()
+        if progress is not None:
+            progress(done, size)
+
     try:
         for stream, _t_ns, payload in read_journal(journal, stats):
-            decoder = decoders.setdefault(stream, wire.Decoder(scanner))
-            raw = decoder.feed(payload)
-            processor.consume(raw, decoder.watermarks_ps)
+            batch.setdefault(stream, []).append(payload)
             done += len(payload)
-            if progress is not None:
-                progress(done, size)
+            pending += len(payload)
+            if pending >= BATCH_BYTES:
+                process()
+                pending = 0
+        process()
         processor.finish()
         processor.save_projections(listmode.parent)
     finally:
         writer.close()
+        workers.close()
     decoded = [d.stats.as_dict() for d in decoders.values()]
     c = processor.counters
     counts = {"journal_blocks": stats.blocks, "bytes": stats.bytes,
@@ -79,11 +99,11 @@ def decode_journal(journal: Path, scanner: Scanner) -> np.ndarray:
 
 def recover(run: RunDir, scanner: Scanner, calibration: Calibration, sort: SortSettings,
             progress: Callable[[int, int], None] | None = None,
-            scan_duration_s: float | None = None) -> dict[str, Any]:
+            scan_duration_s: float | None = None, threads: int | None = None) -> dict[str, Any]:
     """Rebuild a killed run's coincidences (SPECT: projections) and stop document from its
     journal."""
     result = replay_journal(run.journal, scanner, calibration, sort, run.listmode, progress,
-                            scan_duration_s)
+                            scan_duration_s, threads)
     meta = run.read()
     if not meta.get("start"):
         run.start_document(scanner.name, scanner.digest, {"sort": result["settings"]},

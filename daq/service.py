@@ -31,9 +31,11 @@ class DaqService:
 
     def __init__(self, out_dir: str | Path, monitor_port: int = messages.DEFAULT_MONITOR_PORT,
                  control_port: int = messages.DEFAULT_CONTROL_PORT, host: str = "127.0.0.1",
-                 live_recon: bool = True) -> None:
+                 live_recon: bool = True, threads: int | None = None) -> None:
+        """``threads``: each run's processing threads (None: every core)."""
         self.out_dir = Path(out_dir)
         self.live_recon = live_recon
+        self.threads = threads
         self._ctx = zmq.Context.instance()
         self.publisher = MonitorPublisher(f"tcp://{host}:{monitor_port}", self._ctx)
         self._rep = self._ctx.socket(zmq.REP)
@@ -116,7 +118,7 @@ class DaqService:
         self._emulator, endpoints = start_emulator(emu, scanner.n_boards)
         self.session = Session(run, scanner, [open_source(e) for e in endpoints], sort, None,
                                {"emulator": emu.as_dict()}, self.publisher, self.live_recon,
-                               scan_duration_s=emu.duration_s)
+                               scan_duration_s=emu.duration_s, threads=self.threads)
         self._last_run = str(run.path)
         self.session.start()
         self._finisher = threading.Thread(target=self._finish, args=(self.session, scanner),

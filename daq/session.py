@@ -23,6 +23,7 @@ from daq.processor import ENERGY_HIST_KEV, SortSettings
 from daq.rundir import RunDir
 from daq.sources import Source, open_source
 from hw.errors import UserError
+from hw.pool import check_threads
 from hw.progress import Progress
 from hw.scanner import Scanner, load_scanner
 
@@ -36,10 +37,10 @@ class Session:
                  duration_s: float | None, settings: dict[str, Any],
                  publisher: MonitorPublisher | None = None, live_recon: bool = True,
                  recon_interval_s: float = 2.0, tof: bool = True,
-                 scan_duration_s: float | None = None) -> None:
+                 scan_duration_s: float | None = None, threads: int | None = None) -> None:
         """``duration_s``: when the acquisition stops (None: at the end of the stream);
         ``scan_duration_s``: the planned scan time, for a SPECT gantry (``duration_s`` by
-        default)."""
+        default); ``threads``: the processing threads (None: every core)."""
         self.scanner, self.publisher = scanner, publisher
         self.cpu = CpuMeter()
         """The run's CPU split: acquisition threads, live image, monitor (:mod:`daq.cpu`)."""
@@ -55,7 +56,7 @@ class Session:
         self.acq = Acquisition(run, scanner, sources, sort, calibration.current(scanner),
                                duration_s, settings,
                                on_coincidences=self.live.offer if self.live else None,
-                               cpu=self.cpu, scan_duration_s=scan_duration_s)
+                               cpu=self.cpu, scan_duration_s=scan_duration_s, threads=threads)
         self._meter = RateMeter()
 
     def start(self) -> Session:
@@ -144,6 +145,13 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help="publish the monitor stream on tcp://*:PORT (e.g. 5556) for a console")
 
 
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: the processing threads (default: every core)."""
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads that decode, merge, calibrate and sort (default: every core; "
+                        "the output is the same for any number)")
+
+
 def _publisher(args: argparse.Namespace) -> MonitorPublisher | None:
     return MonitorPublisher(f"tcp://*:{args.monitor_port}") if args.monitor_port else None
 
@@ -153,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.activity_mbq <= 0 or args.duration <= 0:
         raise UserError("--activity-mbq and --duration must be positive")
+    threads = check_threads(args.threads)
     scanner = load_scanner(args.scanner)
     emu = EmulatorSettings(args.scanner, args.phantom, args.nuclide, args.activity_mbq,
                            args.duration, args.seed, realtime=not args.fast)
@@ -162,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         session = Session(run, scanner, [open_source(e) for e in endpoints],
                           sort_settings(args), None, {"emulator": emu.as_dict()},
                           _publisher(args), args.recon, args.recon_interval, args.tof,
-                          scan_duration_s=args.duration)
+                          scan_duration_s=args.duration, threads=threads)
         print(f"run {run.path}: {scanner.name}, {args.phantom}, {args.nuclide} "
               f"{args.activity_mbq:g} MBq, {args.duration:g} s", file=sys.stderr)
         _acquire_with_progress(session, proc)
@@ -178,6 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_acquire(args: argparse.Namespace) -> int:
     from daq.commands import sort_settings
 
+    threads = check_threads(args.threads)
     scanner = load_scanner(args.scanner)
     if scanner.kind == "spect":
         from daq.projections import view_duration_ps
@@ -186,7 +196,8 @@ def cmd_acquire(args: argparse.Namespace) -> int:
     sources = [open_source(s, args.baud) for s in args.sources]
     run = RunDir.create(args.out, args.name)
     session = Session(run, scanner, sources, sort_settings(args), args.duration, {},
-                      _publisher(args), args.recon, args.recon_interval, args.tof)
+                      _publisher(args), args.recon, args.recon_interval, args.tof,
+                      threads=threads)
     print(f"run {run.path}: acquiring from {', '.join(args.sources)}", file=sys.stderr)
     _acquire_with_progress(session, None)
     return _finish_run(run, scanner, args.recon)
@@ -196,7 +207,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from daq.service import DaqService
 
     service = DaqService(args.out, monitor_port=args.monitor_port,
-                         control_port=args.control_port, host=args.host).start()
+                         control_port=args.control_port, host=args.host,
+                         threads=check_threads(args.threads)).start()
     print(f"DAQ service: monitor tcp://{args.host}:{args.monitor_port}, control "
           f"tcp://{args.host}:{args.control_port}, runs in {args.out} (Ctrl-C to quit)",
           file=sys.stderr)

@@ -597,33 +597,47 @@ class Decoder:
         Never raises on bad bytes: damaged frames are counted in :attr:`stats`.
         """
         buf = as_bytes_array(data)
-        # every event takes 8 bytes or more on the wire; at least 2 rows so that the kernel
-        # always sees strided field views (one compiled version)
-        out = np.empty((self._pending.size + buf.size) // 8 + 2, RAW_DTYPE)
+        n = self.max_events(buf.size)
+        t, crystal, adc = np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.uint16)
+        k = self.feed_into(buf, t, crystal, adc)
+        out = np.empty(k, RAW_DTYPE)
+        out["t"], out["crystal"], out["adc"] = t[:k], crystal[:k], adc[:k]
+        return out
+
+    def max_events(self, n_bytes: int) -> int:
+        """The most events that feeding ``n_bytes`` more bytes can complete (every event takes
+        8 bytes or more on the wire)."""
+        return (self._pending.size + int(n_bytes)) // 8 + 2
+
+    def feed_into(self, data: bytes | bytearray | memoryview | np.ndarray, t: np.ndarray,
+                  crystal: np.ndarray, adc: np.ndarray) -> int:
+        """:meth:`feed` into the columns ``t`` (int64 ps), ``crystal`` (int32) and ``adc``
+        (uint16), contiguous, with room for :meth:`max_events` of ``data``; returns how many
+        events were written (a DAQ decodes into reused memory this way)."""
+        buf = as_bytes_array(data)
         k = 0
         if self._pending.size:
             z = find_zero(buf, 0)
             if z == buf.size:
                 self._hold(np.concatenate((self._pending, buf)))
-                return out[:0]
+                return 0
             head, buf = as_bytes_array(np.concatenate((self._pending, buf[: z + 1]))), buf[z + 1:]
             self._pending = np.zeros(0, np.uint8)
-            k = self._run(head, out, k)
-        k = self._run(buf, out, k)
-        return out[:k]
+            k = self._run(head, t, crystal, adc, k)
+        return self._run(buf, t, crystal, adc, k)
 
     def flush(self) -> np.ndarray:
         """End of stream: decode the held-back tail as if a delimiter followed (else count it)."""
         return self.feed(b"\x00")
 
-    def _run(self, buf: np.ndarray, out: np.ndarray, k: int) -> int:
+    def _run(self, buf: np.ndarray, out_t: np.ndarray, out_crystal: np.ndarray,
+             out_adc: np.ndarray, k: int) -> int:
         pos = 0
         while True:
             pos, k, nm, self._discarding = _decode(
                 buf, pos, self._discarding, self.clock.period_ps, self.clock.tdc_bits,
                 self.clock.counter_bits, self._cmap, self._use_map, self._board, self._window,
-                self._boards, self._stats, out["t"], out["crystal"], out["adc"], k,
-                self._markers)
+                self._boards, self._stats, out_t, out_crystal, out_adc, k, self._markers)
             for b, ftype, seq, run, t in self._markers[:nm].tolist():
                 self.markers.append(RunMarker("start" if ftype == RUN_START else "stop",
                                               b, seq, run, t))

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 
 from hw.errors import UserError
+from hw.pool import run_tasks
 
 _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
@@ -61,36 +62,8 @@ def parallel_blocks(n_blocks: int, work: Callable[[int, int], None],
                     n_threads: int | None = None) -> int:
     """Call ``work(worker, block)`` once for every block in ``range(n_blocks)``, on ``n_threads``
     threads (default :func:`get_threads`): the calling thread is worker 0, the others come from a
-    shared pool, and each takes the next block as soon as it is free. ``work`` should spend its
-    time in ``nogil`` code. Returns the number of workers (0..n-1 are the worker ids used);
-    re-raises the first exception of any worker after all have stopped."""
-    n = max(1, min(get_threads() if n_threads is None else int(n_threads), n_blocks))
-    blocks = iter(range(n_blocks))
-    lock = threading.Lock()
-    failed = threading.Event()
-
-    def run(worker: int) -> None:
-        while not failed.is_set():
-            with lock:
-                block = next(blocks, None)
-            if block is None:
-                return
-            try:
-                work(worker, block)
-            except BaseException:
-                failed.set()
-                raise
-
-    futures = [_executor().submit(run, w) for w in range(1, n)]
-    error: BaseException | None = None
-    try:
-        run(0)
-    except BaseException as exc:
-        error = exc
-    for f in futures:
-        exc = f.exception()
-        if error is None and exc is not None:
-            error = exc
-    if error is not None:
-        raise error
-    return n
+    shared pool, and each takes the next block as soon as it is free (:func:`hw.pool.run_tasks`).
+    ``work`` should spend its time in ``nogil`` code. Returns the number of workers (0..n-1 are
+    the worker ids used); re-raises the first exception of any worker after all have stopped."""
+    n = get_threads() if n_threads is None else int(n_threads)
+    return run_tasks(n_blocks, work, n, _executor() if n > 1 else None)

@@ -1,0 +1,66 @@
+"""The receivers' hand-over to the processing thread: a queue bounded in bytes, taken whole.
+
+A receiver that finds the queue full waits (back-pressure towards its link: ZeroMQ's high-water
+mark, the serial port's buffer), never drops. The processing thread takes everything waiting at
+once (up to a bound), so the busier the DAQ, the bigger the batches its workers share.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+MAX_BYTES = 256 << 20
+"""Bytes the queue holds before the receivers wait (about 30 M events on the wire)."""
+BATCH_BYTES = 16 << 20
+"""Bytes taken at most at once (about 2 M events): a batch's buffers stay allocated and reused,
+and big enough to keep every worker busy."""
+
+
+class Handover:
+    """A queue of ``(item, n_bytes)`` bounded at ``max_bytes`` (an item bigger than the bound
+    still goes in, alone)."""
+
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._items: list[Any] = []
+        self._sizes: list[int] = []
+        self._bytes = 0
+        self._cond = threading.Condition()
+
+    def put(self, item: Any, n_bytes: int, stopping: Callable[[], bool] = lambda: False) -> None:
+        """Append ``item`` once there is room, or at once when ``stopping()`` (the processing
+        thread then drains everything)."""
+        with self._cond:
+            while self._items and self._bytes + n_bytes > self.max_bytes and not stopping():
+                self._cond.wait(0.1)
+            self._items.append(item)
+            self._sizes.append(n_bytes)
+            self._bytes += n_bytes
+            self._cond.notify_all()
+
+    def take(self, timeout_s: float, max_bytes: int = BATCH_BYTES) -> list[Any]:
+        """What is waiting, in order, up to ``max_bytes`` (at least one item; ``[]`` if nothing
+        came within ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not self._items:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                self._cond.wait(left)
+            k, taken = 0, 0
+            while k < len(self._items) and (k == 0 or taken + self._sizes[k] <= max_bytes):
+                taken += self._sizes[k]
+                k += 1
+            items = self._items[:k]
+            del self._items[:k], self._sizes[:k]
+            self._bytes -= taken
+            self._cond.notify_all()
+            return items
+
+    def fill(self) -> float:
+        """How full the queue is (0..1)."""
+        return min(self._bytes / self.max_bytes, 1.0)
