@@ -88,14 +88,16 @@ class TimeMerger:
     def commit(self, counts: list[int]) -> None:
         """The first ``counts[i]`` events of each reservation are events to merge (any boards,
         in any order: each part is taken as its runs in time order, e.g. the frames of several
-        boards on one link)."""
-        rows = [self._chunks]
+        boards on one link; found by pieces on the workers)."""
+        pieces = []
         for (start, room), n in zip(self._reserved, counts, strict=True):
             if not 0 <= n <= room:
                 raise ValueError(f"commit of {n} events into a reservation of {room}")
-            if n:
-                rows.append(_runs(self._store[0], start, start + n))
-        self._chunks = np.concatenate(rows) if len(rows) > 1 else self._chunks
+            pieces += [(a, min(a + SLICE_EVENTS, start + n))
+                       for a in range(start, start + n, SLICE_EVENTS)]
+        t = self._store[0]
+        runs = self.workers.map(lambda k: _runs(t, *pieces[k]), len(pieces), "merge")
+        self._chunks = _joined_runs(t, [self._chunks, *runs])
         self._reserved = []
 
     def push(self, events: np.ndarray) -> None:
@@ -378,6 +380,22 @@ def _runs(t, start, stop):
             out[r, 0], out[r, 1], out[r, 2], out[r, 3] = a, i, t[a], t[i - 1]
             r += 1
             a = i
+    return out
+
+
+def _joined_runs(t: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
+    """Rows of ranges (start, stop, first t, last t), one list after the other, with a range
+    that continues the one before it in the store and in time joined to it."""
+    rows = np.concatenate(parts)
+    if rows.shape[0] < 2:
+        return rows
+    joins = (rows[1:, 0] == rows[:-1, 1]) & (rows[1:, 2] >= rows[:-1, 3])
+    if not joins.any():
+        return rows
+    head = np.concatenate(([True], ~joins))
+    out = rows[head].copy()
+    last = np.flatnonzero(np.concatenate((head[1:], [True])))  # the last row of each group
+    out[:, 1], out[:, 3] = rows[last, 1], rows[last, 3]
     return out
 
 

@@ -34,6 +34,7 @@ from hw.dtypes import SINGLE_DTYPE
 from hw.errors import UserError
 from hw.pool import SERIAL, Workers
 from hw.scanner import Scanner
+from hw.wire.decode import decode_streams
 
 ENERGY_HIST_KEV = (0.0, 1000.0)
 """Range of the monitor's energy spectrum (the kernel bins [0, 1000) keV)."""
@@ -214,22 +215,14 @@ class Processor:
                       idle_boards: Collection[int] = (), clock: ThreadClock | None = None
                       ) -> None:
         """Decode what each link received (its decoder, the byte buffers in order) straight
-        into the merger's store, one link per worker, then process what the merge releases
-        (as :meth:`consume`)."""
+        into the merger's store on the workers (:func:`hw.wire.decode.decode_streams`), then
+        process what the merge releases (as :meth:`consume`)."""
         with self._lock:
             self._clock = clock
             sizes = [d.max_events(sum(len(memoryview(p)) for p in parts)) for d, parts in links]
             views = self.merger.reserve(sizes)
-
-            def decode(i: int) -> int:
-                decoder, parts = links[i]
-                t, crystal, adc = views[i]
-                k = 0
-                for part in parts:
-                    k += decoder.feed_into(part, t[k:], crystal[k:], adc[k:])
-                return k
-
-            self.merger.commit(self.workers.map(decode, len(links), "decode"))
+            self.merger.commit(decode_streams([d for d, _ in links], [p for _, p in links],
+                                              views, self.workers))
             for decoder, _ in links:
                 self._advance(decoder.watermarks_ps)
             self._lap("decode")

@@ -22,7 +22,7 @@ from hw import wire
 from hw.errors import UserError
 from hw.scanner import Scanner
 
-SOURCE = Path(wire.__file__).parent / "firmware" / "bpet_wire.c"
+SOURCE = Path(wire.__file__).parent.parent / "firmware" / "bpet_wire.c"
 #: bpet_event_t with the C compiler's natural alignment (hw/firmware/bpet_wire.h).
 EVENT_DTYPE = np.dtype([("coarse", "<u4"), ("channel", "<u2"), ("adc", "<u2"), ("fine", "u1")],
                        align=True)

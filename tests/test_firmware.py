@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from hw import RAW_DTYPE, wire
 
-FIRMWARE = Path(wire.__file__).parent / "firmware"
+FIRMWARE = Path(wire.__file__).parent.parent / "firmware"
 GOLDEN = Path(__file__).parent / "golden" / "wire_v1.json"
 CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wconversion", "-Wshadow",
           "-Werror", "-shared", "-fPIC"]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hw import RAW_DTYPE, _cobs, wire
 
 GOLDEN = Path(__file__).parent / "golden" / "wire_v1.json"
-WIRE_MD = Path(wire.__file__).parent / "WIRE.md"
+WIRE_MD = Path(wire.__file__).parent.parent / "WIRE.md"
 SETTINGS = settings(max_examples=40, deadline=None)
 
 

@@ -181,3 +181,39 @@ def test_garbage_then_frames_resynchronise(seed):
     got = feed_in_pieces(dec, garbage + b"\0" + b"".join(fr.data for fr in frames), rng)
     assert got.size == sum(fr.events.size for fr in frames)
     assert dec.stats.frames_ok == 4
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), piece=st.sampled_from([1, 7, 300, 5000]),
+       cuts=st.integers(0, 5))
+def test_pieces_and_threads_give_the_same_decoding(seed, piece, cuts):
+    """A damaged multi-board stream decoded in parallel pieces of any size (on three threads),
+    fed in any slices, gives the events, markers and counters of one piece on one thread."""
+    from hw.pool import Workers
+    from hw.wire import decode
+
+    rng = np.random.default_rng(seed)
+    stream = damage(rng, make_frames(rng, 120, 3))
+    slices = sorted(rng.integers(0, len(stream) + 1, cuts).tolist())
+    bounds = list(zip([0, *slices], [*slices, len(stream)], strict=True))
+
+    def run(piece_bytes: int, workers: Workers | None) -> tuple:
+        decode.PIECE_BYTES = piece_bytes
+        dec = wire.Decoder()
+        out = []
+        for a, b in bounds:
+            n = dec.max_events(b - a)
+            cols = (np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.uint16))
+            k = dec.feed_into(stream[a:b], *cols, workers=workers)
+            out.append(np.stack([c[:k].astype(np.int64) for c in cols]))
+        out.append(np.stack([dec.flush()[f].astype(np.int64) for f in ("t", "crystal", "adc")]))
+        return (np.concatenate(out, axis=1).tolist(), dec.markers, dec.stats,
+                dec.watermarks_ps, dec.pending_bytes)
+
+    default = decode.PIECE_BYTES
+    workers = Workers(3)
+    try:
+        assert run(piece, workers) == run(1 << 30, None)
+    finally:
+        decode.PIECE_BYTES = default
+        workers.close()

@@ -1,0 +1,550 @@
+"""The decoder: any byte stream of frames back into events, surviving garbage, damaged, truncated and
+duplicated frames, and unwrapping each board's coarse counter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from hw._cobs import cobs_decode, find_zero, load_u64
+from hw._crc import as_bytes_array, crc32_update
+from hw.dtypes import RAW_DTYPE
+from hw.pool import SERIAL, Workers
+from hw.scanner import Scanner
+from hw.wire.format import (
+    CRC_BYTES,
+    EVENTS,
+    EVENTS_PER_FRAME,
+    HEADER_BYTES,
+    MAX_FRAME_BYTES,
+    RUN_START,
+    RUN_STOP,
+    SEQ_WINDOW,
+    STATUS,
+    VERSION,
+    WireClock,
+)
+
+_N_BOARD_IDS = 1 << 16
+_MAX_CHUNK = MAX_FRAME_BYTES - 1
+
+Buffer = bytes | bytearray | memoryview | np.ndarray
+Columns = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Decoded events as three arrays: t (int64 ps), crystal (int32), adc (uint16)."""
+
+# --------------------------------------------------------------------------- decoder kernel
+
+# Decoder-wide counters (Decoder._stats).
+_S_OK, _S_BAD, _S_SKIPPED, _S_EVENTS, _S_DUPS, _S_STATUS, _S_MARKERS, _S_BADCH, _S_NBOARDS = (
+    range(9))
+# Per-board state columns (Decoder._board, one row per board id).
+(_B_SEEN, _B_HIGH, _B_SPAN, _B_ACCEPTED, _B_DUPS, _B_EVENTS, _B_BADCH, _B_LAST, _B_WM,
+ _B_ST_T, _B_ST_SENT, _B_ST_OVF, _B_ST_FLAGS, _B_ST_COUNT) = range(14)
+_B_COLS = 14
+
+
+@numba.njit(nogil=True, cache=True)
+def _frame_ok(raw: np.ndarray, n: int) -> bool:
+    """Decoded frame ``raw[:n]`` is well-formed and its CRC matches (``raw``: 8 bytes slack)."""
+    if n < HEADER_BYTES + CRC_BYTES:
+        return False
+    h0 = load_u64(raw, 0)
+    h1 = load_u64(raw, 8)
+    ftype = (h0 >> 8) & 0xFF
+    nw = h1 & 0xFFFF
+    if h0 & 0xFF != VERSION or (h1 >> 16) & 0xFFFF != 0:
+        return False
+    if ftype == EVENTS:
+        if nw > EVENTS_PER_FRAME:
+            return False
+    elif ftype < EVENTS or ftype > RUN_STOP or nw != 2:
+        return False
+    if n != HEADER_BYTES + 8 * nw + CRC_BYTES:
+        return False
+    return crc32_update(0, raw, 0, n - CRC_BYTES) == load_u64(raw, n - CRC_BYTES) & 0xFFFFFFFF
+
+
+@numba.njit(nogil=True, cache=True)
+def _accept_seq(st: np.ndarray, window: np.ndarray, boards: np.ndarray, stats: np.ndarray,
+                b: int, seq: int) -> bool:
+    """Sequence bookkeeping of board ``b``; False for a frame already seen (or too old to tell).
+
+    ``span`` is newest - oldest accepted seq + 1, so the board's missing frames are span - accepted.
+    ``window`` bit k is set when seq newest - k has been accepted (k < SEQ_WINDOW).
+    """
+    if st[b, _B_SEEN] == 0:
+        st[b, _B_SEEN] = 1
+        st[b, _B_HIGH] = seq
+        st[b, _B_SPAN] = 1
+        st[b, _B_ACCEPTED] = 1
+        st[b, _B_LAST] = 0
+        st[b, _B_WM] = -1
+        window[b] = np.uint64(1)
+        boards[stats[_S_NBOARDS]] = b
+        stats[_S_NBOARDS] += 1
+        return True
+    d = (seq - st[b, _B_HIGH]) & 0xFFFFFFFF
+    if d == 0:
+        return False
+    if d < 0x80000000:  # ahead: the d - 1 frames in between are missing (for now)
+        window[b] = (window[b] << np.uint64(d)) | np.uint64(1) if d < SEQ_WINDOW else np.uint64(1)
+        st[b, _B_HIGH] = seq
+        st[b, _B_SPAN] += d
+        st[b, _B_ACCEPTED] += 1
+        return True
+    k = 0x100000000 - d  # behind by k: a late frame if not yet seen
+    if k >= SEQ_WINDOW or (window[b] >> np.uint64(k)) & np.uint64(1):
+        return False
+    window[b] |= np.uint64(1) << np.uint64(k)
+    st[b, _B_ACCEPTED] += 1
+    st[b, _B_SPAN] = max(st[b, _B_SPAN], k + 1)
+    return True
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _unwrap(last: int, counter: int, cmask: int) -> int:
+    """The unwrapped counter nearest ``last`` (half-range rule) whose low bits are ``counter``."""
+    delta = (counter - last) & cmask
+    return last + delta - (cmask + 1) if delta > cmask >> 1 else last + delta
+
+
+# Frame table columns (a row per intact frame, :func:`_scan`; F_OUT and F_LAST by :func:`_sequence`).
+(F_BOARD, F_TYPE, F_SEQ, F_NW, F_WORD, F_GOOD, F_C0, F_REL, F_REL_MAX, F_OUT, F_LAST) = range(11)
+_F_COLS = 11
+#: Bytes of a byte stream scanned as one piece (pieces are scanned and written in parallel).
+PIECE_BYTES = 1 << 20
+
+
+@numba.njit(nogil=True, cache=True)
+def _scan(buf, lo, hi, discarding, period_ps, tdc_bits, cmask, cmap, use_map, words, word0,
+          counts):
+    """Phase 1 (a piece at a time, in parallel): every 0x00-terminated chunk of
+    ``buf[lo:hi]`` (``hi`` just after a delimiter) COBS-decoded and checked. Returns the
+    piece's frame table, a row per intact frame; its payload words go to ``words`` from
+    ``word0``. An EVENTS frame's row has its first counter and its counter chain relative to
+    it (unwrapped from the first counter: the whole chain moves by whole counter periods with
+    its start, so the board's earlier frames are not needed here). ``counts`` gets the bad
+    chunks, their bytes and the marker frames. ``discarding``: the first chunk is the end of
+    an over-long one."""
+    n_chunks, pos = 0, lo
+    while pos < hi:
+        pos = find_zero(buf, pos) + 1
+        n_chunks += 1
+    frames = np.empty((n_chunks, _F_COLS), np.int64)
+    raw = np.empty(_MAX_CHUNK + 8, np.uint8)
+    n_map_boards, n_map_channels = cmap.shape
+    r, w, pos = 0, word0, lo
+    while pos < hi:
+        e = find_zero(buf, pos)
+        chunk = e - pos
+        start = pos
+        pos = e + 1
+        if discarding or chunk > _MAX_CHUNK:
+            discarding = False
+            counts[0] += 1
+            counts[1] += chunk
+            continue
+        if chunk == 0:
+            continue
+        m = cobs_decode(buf, start, e, raw)
+        if m < 0 or not _frame_ok(raw, m):
+            counts[0] += 1
+            counts[1] += chunk
+            continue
+        h0 = load_u64(raw, 0)
+        ftype = (h0 >> 8) & 0xFF
+        b = (h0 >> 16) & 0xFFFF
+        nw = load_u64(raw, 8) & 0xFFFF
+        frames[r, F_BOARD], frames[r, F_TYPE], frames[r, F_SEQ] = b, ftype, (h0 >> 32) & 0xFFFFFFFF
+        frames[r, F_NW], frames[r, F_WORD] = nw, w
+        for j in range(nw):
+            words[w + j] = load_u64(raw, HEADER_BYTES + 8 * j)
+        counts[2] += (ftype == RUN_START) | (ftype == RUN_STOP)
+        if ftype == EVENTS and nw > 0:
+            c0 = words[w] & cmask
+            u, rel_max, good = c0, np.iinfo(np.int64).min, 0
+            for j in range(nw):
+                v = words[w + j]
+                u = _unwrap(u, v, cmask)
+                rel_max = max(rel_max, (u - c0) * period_ps
+                              + ((((v >> 32) & 0xFF) * period_ps) >> tdc_bits))
+                ch = (v >> 40) & 0xFFF
+                good += (not use_map) or (b < n_map_boards and ch < n_map_channels
+                                          and cmap[b, ch] >= 0)
+            frames[r, F_C0], frames[r, F_REL], frames[r, F_REL_MAX] = c0, u - c0, rel_max
+            frames[r, F_GOOD] = good
+        w += nw
+        r += 1
+    return frames[:r]
+
+
+@numba.njit(nogil=True, cache=True)
+def _sequence(frames, row0, n_rows, words, period_ps, cmask, st, window, boards, stats,
+              markers):
+    """Phase 2 (the link's frames in order, one thread): sequence numbers (duplicates), each
+    board's counter, watermark, STATUS and run markers, exactly frame by frame; an accepted
+    EVENTS frame gets the board's counter before it (F_LAST) and its events' place in the
+    output (F_OUT; -1: nothing to write). Returns (events, markers written)."""
+    k, nm = 0, 0
+    for p in range(row0.size):
+        for r in range(row0[p], row0[p] + n_rows[p]):
+            b, ftype, seq, nw = frames[r, F_BOARD], frames[r, F_TYPE], frames[r, F_SEQ], \
+                frames[r, F_NW]
+            frames[r, F_OUT] = -1
+            if not _accept_seq(st, window, boards, stats, b, seq):
+                stats[_S_DUPS] += 1
+                st[b, _B_DUPS] += 1
+                continue
+            stats[_S_OK] += 1
+            last = st[b, _B_LAST]
+            wm = st[b, _B_WM]
+            if ftype == EVENTS:
+                if nw > 0:
+                    frames[r, F_LAST], frames[r, F_OUT] = last, k
+                    first = _unwrap(last, frames[r, F_C0], cmask)
+                    last = first + frames[r, F_REL]
+                    wm = max(wm, first * period_ps + frames[r, F_REL_MAX])
+                    good = frames[r, F_GOOD]
+                    k += good
+                    stats[_S_EVENTS] += good
+                    st[b, _B_EVENTS] += good
+                    stats[_S_BADCH] += nw - good
+                    st[b, _B_BADCH] += nw - good
+            else:
+                w0, w1 = words[frames[r, F_WORD]], words[frames[r, F_WORD] + 1]
+                last = _unwrap(last, w0, cmask)
+                t = last * period_ps
+                wm = max(wm, t)
+                if ftype == STATUS:
+                    stats[_S_STATUS] += 1
+                    st[b, _B_ST_T] = t
+                    st[b, _B_ST_SENT] = (w0 >> 32) & 0xFFFFFFFF
+                    st[b, _B_ST_OVF] = w1 & 0xFFFFFFFF
+                    st[b, _B_ST_FLAGS] = (w1 >> 32) & 0xFFFFFFFF
+                    st[b, _B_ST_COUNT] += 1
+                else:
+                    stats[_S_MARKERS] += 1
+                    markers[nm, 0] = b
+                    markers[nm, 1] = ftype
+                    markers[nm, 2] = seq
+                    markers[nm, 3] = (w0 >> 32) & 0xFFFFFFFF
+                    markers[nm, 4] = t
+                    nm += 1
+            st[b, _B_LAST] = last
+            st[b, _B_WM] = wm
+    return k, nm
+
+
+@numba.njit(nogil=True, cache=True)
+def _write(frames, row0, n_rows, words, period_ps, tdc_bits, cmask, cmap, use_map, out_t,
+           out_crystal, out_adc):
+    """Phase 3 (a piece at a time, in parallel): the events of the piece's accepted EVENTS
+    frames, unwrapped from the board's counter before each frame, at their place in the
+    output; events whose (board, channel) is not in the map are left out."""
+    n_map_boards, n_map_channels = cmap.shape
+    for r in range(row0, row0 + n_rows):
+        k = frames[r, F_OUT]
+        if k < 0:
+            continue
+        b, w, last = frames[r, F_BOARD], frames[r, F_WORD], frames[r, F_LAST]
+        for j in range(frames[r, F_NW]):
+            v = words[w + j]
+            last = _unwrap(last, v, cmask)
+            ch = (v >> 40) & 0xFFF
+            g = ch
+            if use_map:
+                g = cmap[b, ch] if b < n_map_boards and ch < n_map_channels else -1
+                if g < 0:
+                    continue
+            out_t[k] = last * period_ps + ((((v >> 32) & 0xFF) * period_ps) >> tdc_bits)
+            out_crystal[k] = g
+            out_adc[k] = (v >> 52) & 0xFFF
+            k += 1
+
+
+# --------------------------------------------------------------------------- decoder
+
+
+@dataclass(frozen=True)
+class RunMarker:
+    """A run start or stop marker as received: ``t_ps`` since run start (board clock)."""
+
+    kind: str
+    """``"start"`` or ``"stop"``."""
+    board: int
+    seq: int
+    run: int
+    t_ps: int
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """The latest STATUS heartbeat of a board."""
+
+    t_ps: int
+    """The board's counter at the heartbeat, as ps since run start."""
+    events_sent: int
+    """Events the board has sent (mod 2**32)."""
+    fifo_overflows: int
+    """Events the board's FIFO had to drop (mod 2**32)."""
+    flags: int
+
+
+@dataclass(frozen=True)
+class BoardStats:
+    """What the decoder has seen of one board."""
+
+    board: int
+    frames: int
+    """Intact frames accepted (duplicates excluded)."""
+    events: int
+    seq_gaps: int
+    """Frames missing between the oldest and newest accepted sequence numbers."""
+    duplicates: int
+    bad_channel: int
+    """Events dropped: (board, channel) not in the scanner's channel map."""
+    watermark_ps: int
+    """Latest time seen (events and heartbeats), ps since run start; -1 before any."""
+    status_frames: int
+    status: StatusReport | None
+    markers: list[RunMarker] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DecoderStats:
+    """A snapshot of a :class:`Decoder`'s counters (all since it was made)."""
+
+    frames_ok: int
+    """Intact frames accepted, any type (duplicates excluded)."""
+    frames_bad: int
+    """Non-empty 0x00-delimited chunks that were not an intact frame (damaged, truncated,
+    garbage, over-long)."""
+    bytes_skipped: int
+    """Bytes of those chunks (and of a dropped over-long tail), delimiters not counted."""
+    seq_gaps: int
+    """Frames missing, summed over boards."""
+    events: int
+    duplicates: int
+    """Intact frames dropped because their sequence number was already accepted, or lies more
+    than SEQ_WINDOW frames behind the board's newest (too old to tell)."""
+    status_frames: int
+    marker_frames: int
+    bad_channel: int
+    boards: dict[int, BoardStats]
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain counters (no per-board details), for monitor messages."""
+        return {k: v for k, v in self.__dict__.items() if k != "boards"}
+
+
+class Decoder:
+    """Stateful decoder of a byte stream of frames from one or more boards.
+
+    With a ``scanner``, events come out with the global crystal id of their (board, channel) and
+    times use its digitizer clock; an event whose (board, channel) is not in the scanner's channel
+    map is dropped and counted (``bad_channel``; the frame itself is intact and counts as ok).
+    Without one, ``crystal`` is the channel and the clock is :data:`DEFAULT_CLOCK`.
+
+    Each board's coarse counter is unwrapped with the half-range rule against the last counter
+    seen in any frame of that board, starting from 0 (counters are reset at run start): make one
+    decoder per run. A decoder is not thread-safe: feed it from one thread at a time.
+    """
+
+    def __init__(self, scanner: Scanner | None = None) -> None:
+        self.clock = WireClock.of(scanner)
+        if scanner is None:
+            self._cmap, self._use_map = np.zeros((0, 0), np.int32), False
+        else:
+            self._cmap, self._use_map = np.ascontiguousarray(scanner.channel_map, np.int32), True
+        self._board = np.zeros((_N_BOARD_IDS, _B_COLS), np.int64)
+        self._window = np.zeros(_N_BOARD_IDS, np.uint64)
+        self._boards = np.zeros(_N_BOARD_IDS, np.int64)
+        self._stats = np.zeros(9, np.int64)
+        self._words = np.zeros(0, np.int64)
+        self._pending = np.zeros(0, np.uint8)
+        self._discarding = False
+        self.markers: list[RunMarker] = []
+        """Run markers in order of arrival."""
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of an unterminated frame held back for the next feed."""
+        return int(self._pending.size)
+
+    def feed(self, data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+        """Decode ``data`` (any slice of the stream) and return the events completed (RAW_DTYPE).
+
+        Never raises on bad bytes: damaged frames are counted in :attr:`stats`.
+        """
+        buf = as_bytes_array(data)
+        n = self.max_events(buf.size)
+        t, crystal, adc = np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.uint16)
+        k = self.feed_into(buf, t, crystal, adc)
+        out = np.empty(k, RAW_DTYPE)
+        out["t"], out["crystal"], out["adc"] = t[:k], crystal[:k], adc[:k]
+        return out
+
+    def max_events(self, n_bytes: int) -> int:
+        """The most events that feeding ``n_bytes`` more bytes can complete (every event takes
+        8 bytes or more on the wire)."""
+        return (self._pending.size + int(n_bytes)) // 8 + 2
+
+    def feed_into(self, data: bytes | bytearray | memoryview | np.ndarray, t: np.ndarray,
+                  crystal: np.ndarray, adc: np.ndarray, workers: Workers | None = None) -> int:
+        """:meth:`feed` into the columns ``t`` (int64 ps), ``crystal`` (int32) and ``adc``
+        (uint16), contiguous, with room for :meth:`max_events` of ``data``; returns how many
+        events were written (a DAQ decodes into reused memory this way). ``workers``: threads
+        for a big feed (:func:`decode_streams`; the same result for any number)."""
+        return decode_streams([self], [[data]], [(t, crystal, adc)], workers)[0]
+
+    def flush(self) -> np.ndarray:
+        """End of stream: decode the held-back tail as if a delimiter followed (else count it)."""
+        return self.feed(b"\x00")
+
+    def _hold(self, tail: np.ndarray) -> None:
+        """Keep an unterminated tail, or drop it when it can no longer be a frame."""
+        if self._discarding or tail.size > _MAX_CHUNK:
+            self._stats[_S_SKIPPED] += tail.size
+            self._discarding = True
+            self._pending = np.zeros(0, np.uint8)
+        else:
+            self._pending = tail.copy()
+
+    @property
+    def watermarks_ps(self) -> dict[int, int]:
+        """Latest time seen per board (events and heartbeats), ps since run start."""
+        bs = self._boards[: self._stats[_S_NBOARDS]]
+        return dict(zip(bs.tolist(), self._board[bs, _B_WM].tolist(), strict=True))
+
+    @property
+    def stats(self) -> DecoderStats:
+        """A snapshot of the counters, with per-board details."""
+        s = self._stats.tolist()
+        markers: dict[int, list[RunMarker]] = {}
+        for m in self.markers:
+            markers.setdefault(m.board, []).append(m)
+        boards = {}
+        for b in sorted(self._boards[: s[_S_NBOARDS]].tolist()):
+            r = self._board[b].tolist()
+            status = (StatusReport(r[_B_ST_T], r[_B_ST_SENT], r[_B_ST_OVF], r[_B_ST_FLAGS])
+                      if r[_B_ST_COUNT] else None)
+            boards[b] = BoardStats(
+                board=b, frames=r[_B_ACCEPTED], events=r[_B_EVENTS],
+                seq_gaps=r[_B_SPAN] - r[_B_ACCEPTED], duplicates=r[_B_DUPS],
+                bad_channel=r[_B_BADCH], watermark_ps=r[_B_WM], status_frames=r[_B_ST_COUNT],
+                status=status, markers=markers.get(b, []))
+        return DecoderStats(
+            frames_ok=s[_S_OK], frames_bad=s[_S_BAD], bytes_skipped=s[_S_SKIPPED],
+            seq_gaps=sum(v.seq_gaps for v in boards.values()), events=s[_S_EVENTS],
+            duplicates=s[_S_DUPS], status_frames=s[_S_STATUS], marker_frames=s[_S_MARKERS],
+            bad_channel=s[_S_BADCH], boards=boards)
+
+
+class _Feed:
+    """One feed of a decoder in three phases (:func:`_scan` by pieces, :func:`_sequence`,
+    :func:`_write` by pieces): the same events and counters as decoding the bytes frame by
+    frame, for any number of pieces."""
+
+    def __init__(self, decoder: Decoder, parts: Sequence[Buffer]) -> None:
+        self.decoder = decoder
+        self.parts = [as_bytes_array(p) for p in parts]
+        if decoder._pending.size:
+            self.parts.insert(0, decoder._pending)
+            decoder._pending = np.zeros(0, np.uint8)
+        self.at = np.concatenate(([0], np.cumsum([p.size for p in self.parts]))).tolist()
+        self.buf = self.parts[0] if len(self.parts) == 1 else \
+            np.empty(self.at[-1], np.uint8) if self.parts else np.zeros(0, np.uint8)
+
+    def join(self, i: int) -> None:
+        """Copy part ``i`` into the feed's one buffer (when it has several)."""
+        if len(self.parts) > 1:
+            self.buf[self.at[i]:self.at[i + 1]] = self.parts[i]
+
+    def cut(self) -> None:
+        """Cut the bytes up to the last delimiter into pieces, each ending at a delimiter."""
+        buf = self.buf
+        self.end = _after_last_zero(buf)
+        cuts = [0]
+        while cuts[-1] + PIECE_BYTES < self.end:
+            cuts.append(find_zero(buf, cuts[-1] + PIECE_BYTES) + 1)
+        if cuts[-1] < self.end or self.end == 0:
+            cuts.append(self.end)
+        self.lo, self.hi = cuts[:-1], cuts[1:]
+        self.word0 = [lo // 8 + p for p, lo in enumerate(self.lo)]
+        d = self.decoder
+        if d._words.size < self.end // 8 + len(self.lo) + 1:
+            d._words = np.empty(self.end // 8 + len(self.lo) + 1 + (1 << 16), np.int64)
+        self.counts = np.zeros((len(self.lo), 3), np.int64)
+        self.frames: list[np.ndarray] = [np.zeros((0, _F_COLS), np.int64)] * len(self.lo)
+        self.row0 = np.zeros(0, np.int64)
+        self.table = np.zeros((0, _F_COLS), np.int64)
+        self.events = 0
+
+    @property
+    def n_pieces(self) -> int:
+        return len(self.lo)
+
+    def scan(self, p: int) -> None:
+        d, c = self.decoder, self.decoder.clock
+        self.frames[p] = _scan(self.buf, self.lo[p], self.hi[p], d._discarding and p == 0,
+                               c.period_ps, c.tdc_bits, (1 << c.counter_bits) - 1, d._cmap,
+                               d._use_map, d._words, self.word0[p], self.counts[p])
+
+    def sequence(self) -> None:
+        d, c = self.decoder, self.decoder.clock
+        self.table = np.concatenate(self.frames) if len(self.frames) > 1 else self.frames[0]
+        n_rows = np.array([f.shape[0] for f in self.frames], np.int64)
+        self.row0 = np.concatenate(([0], np.cumsum(n_rows)[:-1])).astype(np.int64)
+        markers = np.zeros((int(self.counts[:, 2].sum()), 5), np.int64)
+        self.events, nm = _sequence(self.table, self.row0, n_rows, d._words, c.period_ps,
+                                    (1 << c.counter_bits) - 1, d._board, d._window, d._boards,
+                                    d._stats, markers)
+        for b, ftype, seq, run, t in markers[:nm].tolist():
+            d.markers.append(RunMarker("start" if ftype == RUN_START else "stop", b, seq, run, t))
+
+    def write(self, p: int, columns: Columns) -> None:
+        d, c = self.decoder, self.decoder.clock
+        _write(self.table, self.row0[p], self.frames[p].shape[0], d._words, c.period_ps,
+               c.tdc_bits, (1 << c.counter_bits) - 1, d._cmap, d._use_map, *columns)
+
+    def finish(self) -> int:
+        d = self.decoder
+        d._stats[_S_BAD] += self.counts[:, 0].sum()
+        d._stats[_S_SKIPPED] += self.counts[:, 1].sum()
+        if self.end:
+            d._discarding = False
+        d._hold(self.buf[self.end:])
+        return self.events
+
+
+def decode_streams(decoders: Sequence[Decoder], parts: Sequence[Sequence[Buffer]],
+                   columns: Sequence[Columns], workers: Workers | None = None) -> list[int]:
+    """Feed each decoder its byte buffers (in order) into its columns (room for
+    :meth:`Decoder.max_events` of their bytes) on ``workers``: every stream's pieces scanned in
+    parallel, each stream's frames put in sequence (streams in parallel), the events written
+    by pieces in parallel. Returns the events written per stream."""
+    workers = workers or SERIAL
+    feeds = [_Feed(d, p) for d, p in zip(decoders, parts, strict=True)]
+    joins = [(f, i) for f in feeds for i in range(len(f.parts))]
+    workers.map(lambda i: joins[i][0].join(joins[i][1]), len(joins), "decode")
+    for f in feeds:
+        f.cut()
+    pieces = [(f, p) for f in feeds for p in range(f.n_pieces)]
+    workers.map(lambda i: pieces[i][0].scan(pieces[i][1]), len(pieces), "decode")
+    workers.map(lambda i: feeds[i].sequence(), len(feeds), "decode")
+    cols = {id(f): c for f, c in zip(feeds, columns, strict=True)}
+    workers.map(lambda i: pieces[i][0].write(pieces[i][1], cols[id(pieces[i][0])]),
+                len(pieces), "decode")
+    return [f.finish() for f in feeds]
+
+
+@numba.njit(nogil=True, cache=True)
+def _after_last_zero(buf):
+    """The position after the last 0x00 of ``buf`` (0 when there is none)."""
+    for i in range(buf.size - 1, -1, -1):
+        if buf[i] == 0:
+            return i + 1
+    return 0
