@@ -1,4 +1,4 @@
-"""The physics of a slice in fixed blocks of decays, run on a pool of threads.
+"""The physics of a slice in fixed blocks of decays, run on the emulator's workers.
 
 Every block is seeded from (seed, slice, stream, block), samples its own decay positions (or
 crystals) and runs the photon kernel into its own deposit buffer, so the result does not depend
@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from emulator import records, rng
+from hw.pool import Workers
 
 #: Decays (or histories) per block.
 BLOCK = 8192
@@ -27,21 +27,23 @@ def default_threads() -> int:
     return max(1, int(value)) if value else (os.cpu_count() or 1)
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_WORKERS: dict[int, Workers] = {}
+
+
+def workers(threads: int | None = None) -> Workers:
+    """The emulator's shared workers for ``threads`` threads (default :func:`default_threads`)."""
+    n = threads or default_threads()
+    if n not in _WORKERS:
+        _WORKERS[n] = Workers(n, "emulator")
+    return _WORKERS[n]
 
 
 class BlockRunner:
-    """Runs a photon kernel over a slice's decays block by block (on a shared pool of
-    ``threads`` threads; 1: in the calling thread)."""
+    """Runs a photon kernel over a slice's decays block by block on ``workers``."""
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or default_threads()
-        self._pool = None
-        if self.threads > 1:
-            if self.threads not in _POOLS:
-                _POOLS[self.threads] = ThreadPoolExecutor(self.threads,
-                                                          thread_name_prefix="emulator")
-            self._pool = _POOLS[self.threads]
+    def __init__(self, workers: Workers) -> None:
+        self.workers = workers
+        self.threads = workers.threads
 
     def run(self, key: list[int], times: np.ndarray, first_id: int,
             sample: Callable[[np.ndarray, int], np.ndarray], kernel: Callable, args: tuple,
@@ -75,12 +77,8 @@ class BlockRunner:
                     return dep[:n], counters
                 cap *= 2                   # the block overflowed: run it again with more room
 
-        if self._pool is None or n_blocks < 2:
-            drawn = [items(b) for b in range(n_blocks)]
-            parts = [block(b, *drawn[b]) for b in range(n_blocks)]
-        else:
-            drawn = list(self._pool.map(items, range(n_blocks)))
-            parts = list(self._pool.map(lambda b: block(b, *drawn[b]), range(n_blocks)))
+        drawn = self.workers.map(items, n_blocks)
+        parts = self.workers.map(lambda b: block(b, *drawn[b]), n_blocks)
         counters = np.zeros(len(records.COUNTERS), np.int64)
         for p in parts:
             counters += p[1]

@@ -192,12 +192,13 @@ def wire_time(t_ps: np.ndarray, period_ps: int, tdc_bits: int) -> np.ndarray:
 
 
 @kernel
-def readout(pending, bound_ps, dig, rs, raw, truth, held):
+def readout(pending, bound_ps, dig, rs, raw, truth, held, t_meas):
     """Digitise the pending singles that can no longer change (``t_meas`` < ``bound_ps``) in
-    the order of their measured time, into ``raw`` (RAW_DTYPE) and, when ``truth`` has room,
-    their truth; the others go to ``held`` in their order. Energies get a Gaussian of the
-    scanner's FWHM (scaling as sqrt(E)), then the crystal's gain and the ADC's code; times the
-    clock and TDC (:func:`quantised`). Returns (digitised, held)."""
+    the order of their measured time, into ``raw`` (RAW_DTYPE), their measured times into
+    ``t_meas`` and, when ``truth`` has room, their truth; the others go to ``held`` in their
+    order. Energies get a Gaussian of the scanner's FWHM (scaling as sqrt(E)), then the
+    crystal's gain and the ADC's code; times the clock and TDC (:func:`quantised`). Returns
+    (digitised, held)."""
     n_out, n_held = 0, 0
     idx = np.empty(pending.size, np.int64)
     for i in range(pending.size):
@@ -219,6 +220,7 @@ def readout(pending, bound_ps, dig, rs, raw, truth, held):
     for o in range(n_out):
         s = pending[idx[o]]
         r = raw[o]
+        t_meas[o] = s.t_meas
         r.t = quantised(s.t_meas, period, bits)
         r.crystal = s.crystal
         e = float(s.energy)

@@ -30,7 +30,8 @@ from emulator import (
     sampling,
     spect,
 )
-from emulator.blocks import BlockRunner
+from emulator.blocks import BlockRunner, workers
+from emulator.frontend import Bucketed, FrontEnds
 from emulator.media import TABLE_KEV, crystal_table, water_table
 from emulator.physics import rayleigh_norms
 from emulator.ring import ring_of
@@ -117,7 +118,8 @@ class Emulator:
             _MAX_SLICE_S
         self.slice_ps = round(slice_s * 1e12)
         self.counters = dict.fromkeys(records.COUNTERS, 0)
-        self._blocks = BlockRunner(threads)
+        self._workers = workers(threads)
+        self._blocks = BlockRunner(self._workers)
 
     # ------------------------------------------------------------------ public
 
@@ -133,9 +135,8 @@ class Emulator:
         start_ps = round(start_s * 1e12)
         end_ps = start_ps + round(duration_s * 1e12)
         chunk_ps = max(1, round(chunk_s * 1e12))
-        state = electronics.initial_state(self._fe, self.scanner.n_crystals)
-        carry = np.zeros(0, records.DEPOSIT_DTYPE)
-        held = np.zeros(0, records.PENDING_DTYPE)
+        fronts = FrontEnds(self._fe, self._dig, self.scanner.n_crystals, self.seed, self.truth,
+                           self._workers)
         done_raw: list[np.ndarray] = []
         done_truth: list[np.ndarray] = []
         chunk_start = start_ps
@@ -143,7 +144,7 @@ class Emulator:
             self._view = (start_ps, max(1, round((end_ps - start_ps) / self._heads.views)))
         n_slices = -(-(end_ps - start_ps) // self.slice_ps)
         # with threads, the next slice's photons are followed while this one's electronics run
-        ahead = self._blocks.threads > 1
+        ahead = self._workers.threads > 1
 
         def physics(k: int, first: int, first_lu: int) -> Future | _Physics:
             t_a = start_ps + k * self.slice_ps
@@ -160,8 +161,8 @@ class Emulator:
             counters += phys.counts
             t_b = min(start_ps + (k + 1) * self.slice_ps, end_ps)
             last = k == n_slices - 1
-            raw, truth, carry, held, bound = self._electronics(phys, t_b, last, carry, held,
-                                                               state, counters)
+            raw, truth, counts, bound = fronts.slice(k, phys.blocks, t_b, last)
+            counters += counts
             if not ahead and k + 1 < n_slices:
                 pending = physics(k + 1, first, first_lu)
             done_raw.append(raw)
@@ -237,35 +238,15 @@ class Emulator:
                 (self._ring, self._table, self._efficiency, self._beta, self._medium), tuple,
                 LU176_DEPOSITS_PER_DECAY)
             counts += n
-        return _Physics(rs, [*src, *lu], counts, times.size, lu_times.size)
-
-    def _electronics(self, phys: _Physics, t_b: int, last: bool, carry: np.ndarray,
-                     held: np.ndarray, state: electronics.State, counters: np.ndarray):
-        """A slice's deposits (and those carried over) through the electronics and the
-        digitizer up to the end of the slice, ``t_b`` ps."""
-        dep = join([carry, *phys.deposits], records.DEPOSIT_DTYPE)
-        t = np.ascontiguousarray(dep["t"])
-        order = np.argsort(t, kind="stable")
-        n_now = int(np.count_nonzero(t < t_b))          # the first n_now of order
-        carry = dep[:0] if last else dep[order[n_now:]]
-        out = np.empty(held.size + n_now, records.PENDING_DTYPE)
-        out[:held.size] = held
-        rs = phys.rs
-        n = electronics.process(dep, order[:n_now], held.size, out, self._fe, state, counters, rs)
-        bound = t_b if last else t_b - self._fe.integration_ps - self._fe.jitter_clip_ps
-        raw = np.empty(n, RAW_DTYPE)
-        truth = np.empty(n if self.truth else 0, records.TRUTH_DTYPE)
-        held = np.empty(n, records.PENDING_DTYPE)
-        n_out, n_held = electronics.readout(out[:n], bound, self._dig, rs, raw, truth, held)
-        counters[records.SINGLES] += n_out
-        return raw[:n_out], truth[:n_out], carry, held[:0 if last else n_held], bound
+        blocks = self._workers.map(lambda b: Bucketed([*src, *lu][b], self._fe),
+                                   len(src) + len(lu))
+        return _Physics(blocks, counts, times.size, lu_times.size)
 
 
 class _Physics(NamedTuple):
     """A slice's physics, for its electronics."""
 
-    rs: np.ndarray                  # the slice's generator after its decay times
-    deposits: list[np.ndarray]      # DEPOSIT_DTYPE arrays
+    blocks: list[Bucketed]          # each block's deposits by dead-time unit
     counts: np.ndarray              # its counters
     histories: int
     lu176: int
