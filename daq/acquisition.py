@@ -231,7 +231,7 @@ class Acquisition:
         finally:
             state.ended = True
             source.close()
-            self._queue.put((index, None), 0)  # after this, the link's boards are done
+            self._queue.put((index, None), 0, flush=True)  # after this, the link's boards are done
             clock.close()
 
     def _process(self) -> None:

@@ -237,8 +237,10 @@ def format_table(results: list[StageResult], info: dict[str, Any]) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     mode = "quick" if args.quick else "full" if args.full else "default"
-    bench = Bench(mode)
     say = (lambda s: None) if args.json else (lambda s: print(f"... {s}", file=sys.stderr))
+    if args.scaling:
+        return _scaling(mode, args.json, say)
+    bench = Bench(mode)
     bench.run(say)
     say("end to end")
     bench.end_to_end({"quick": 3.0, "default": 8.0, "full": 30.0}[mode])
@@ -257,12 +259,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scaling(mode: str, as_json: bool, say: Callable[[str], None]) -> int:
+    """``--scaling``: the chain and the emulator on 1, 2, 4, ... cores (:mod:`daq.scaling`)."""
+    import emulator
+    from daq import scaling
+    from hw import load_scanner
+    from hw.pool import available_cores
+
+    scanner = load_scanner("bedside-brain")
+    say("recording")
+    sim = emulator.simulate(scanner, "nu2-scatter", "F-18", ACTIVITY_MBQ, SIZES[mode], seed=7)
+    points = scaling.measure(scanner, sim.raw_per_board, mode, available_cores(), say)
+    info = machine()
+    if as_json:
+        print(json.dumps({"machine": info, "mode": mode,
+                          "scaling": [asdict(p) for p in points]}, indent=2))
+    else:
+        print(f"petdaq bench --scaling -- {info['cpu']}, {info['cores']} cores")
+        print("\n".join(scaling.format_table(points)))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``bench``."""
     p = sub.add_parser("bench", help="throughput of every stage and of the whole chain")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="less data (~20 s)")
     g.add_argument("--full", action="store_true", help="more data (several minutes)")
+    p.add_argument("--scaling", action="store_true",
+                   help="the end-to-end rate, the DAQ's CPU per event and the emulator's rate on "
+                        "1, 2, 4, ... up to every core, with the parallel efficiency")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_bench)
 

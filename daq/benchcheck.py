@@ -42,6 +42,8 @@ RATIOS = (
           0.002),
     Ratio("projector non-TOF vs NumPy time order", "test_bench_forward_back[nontof-lor-1]",
           "test_bench_numpy_time_order[argsort-quick]", 0.002),
+    Ratio("processing stage, every core vs one thread", "test_bench_processor[all]",
+          "test_bench_processor[one]", 0.8),
     Ratio("emulator vs memory copy", "test_bench_full_physics_singles[one-core]",
           "test_bench_memcpy_baseline", 2e-4),
 )

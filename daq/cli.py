@@ -16,7 +16,7 @@ from hw.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command line, with every sub-command registered."""
-    from daq import bench, commands
+    from daq import bench, commands, countrate_live
     from emulator import cli as emulator_cli
     from gui import cli as gui_cli
     from recon import cli as recon_cli
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_commands(sub)
     bench.add_commands(sub)
     emulator_cli.add_commands(sub)
+    countrate_live.extend(sub)
     recon_cli.add_commands(sub)
     gui_cli.add_commands(sub)
     return parser

@@ -8,6 +8,10 @@ sustained stream of any length with every frame distinct. The boards keep in ste
 heartbeat; a run-stop marker closes each board. ZeroMQ's high-water mark blocks the sender when
 the DAQ is behind: back-pressure, never a drop. The result counts only with zero loss: frames
 sent == frames journaled, sequence gaps 0.
+
+Paced (``realtime``), each message leaves when its last event's time has come, as from real
+boards; the sender records how far behind that schedule back-pressure held it (the DAQ's lag
+behind real time) and stops every board once it is more than ``give_up_lag_s`` behind.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,26 +35,39 @@ from hw.scanner import Scanner, load_scanner
 MESSAGE_EVENTS = 64 * wire.EVENTS_PER_FRAME
 
 
-def run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, keep: bool = False
-              ) -> dict[str, Any]:
+def run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, keep: bool = False,
+              threads: int | None = None, realtime: bool = False,
+              give_up_lag_s: float = float("inf")) -> dict[str, Any]:
     """Sustain the chain for about ``seconds``; returns rates, counts, the zero-loss check and
     the CPU split (``cpu``: the DAQ process per thread and per part of each thread's work, the
     sender process, the whole machine; :mod:`daq.cpu`).
 
     ``template``: each board's time-ordered RAW events of one recording (the emulator's
     ``raw_per_board()``). The run directory (gigabytes of journal) is removed afterwards unless
-    ``keep``.
+    ``keep``. ``threads``: the DAQ's processing threads (None: every core). ``realtime``: paced at
+    the recording's own rate (see the module docstring); ``lag_s`` is then the most the sender
+    was held behind real time and ``end_lag_s`` how long after the last frame was sent the DAQ
+    had sorted the last event.
     """
     work = Path(tempfile.mkdtemp(prefix="petdaq-e2e-"))
     try:
-        return _run_chain(scanner, template, seconds, work, keep)
+        return _run_chain(scanner, template, seconds, work, keep,
+                          _Pace(threads, realtime, give_up_lag_s))
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
 
 
+class _Pace(NamedTuple):
+    """How a chain is driven: the DAQ's threads, the sender's pacing."""
+
+    threads: int | None
+    realtime: bool
+    give_up_lag_s: float
+
+
 def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, work: Path,
-               keep: bool) -> dict[str, Any]:
+               keep: bool, pace: _Pace) -> dict[str, Any]:
     from daq import calibration
     from daq.acquisition import Acquisition
     from daq.emulated import free_port_block
@@ -62,12 +80,13 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
     report = work / "sent.json"
     sender = subprocess.Popen(
         [sys.executable, "-m", "daq.e2e", scanner.source, str(work / "template.npz"),
-         str(base), str(seconds), str(report)], stderr=subprocess.PIPE, text=True)
+         str(base), str(seconds), str(report), str(int(pace.realtime)),
+         str(pace.give_up_lag_s)], stderr=subprocess.PIPE, text=True)
     run = RunDir.create(work, "run")
     acq = Acquisition(run, scanner, [ZmqSource(f"tcp://127.0.0.1:{base + b}")
                                      for b in range(scanner.n_boards)],
                       SortSettings(), calibration.Calibration.nominal(scanner),
-                      no_data_timeout_s=60)
+                      no_data_timeout_s=60, threads=pace.threads)
     machine0 = machine_cpu_s()
     acq.start()
     acq.wait()
@@ -89,6 +108,9 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
             "journal_bytes": counts["journal_bytes"], "run": str(run.path) if keep else None,
             "note": "frames sent == journaled, seq gaps 0" if zero_loss else "LOSS",
             "reason": stop["reason"], "sender_seconds": sent["seconds"],
+            "threads": acq.workers.threads, "realtime": pace.realtime, "lag_s": sent["lag_s"],
+            "end_lag_s": (acq.processed_at or time.monotonic()) - sent["ended_at"],
+            "gave_up": sent["gave_up"],
             "cpu": {"daq": acq.cpu_split, "sender": sent["cpu"],
                     "machine": machine_split(machine0, machine1)}}
 
@@ -133,9 +155,9 @@ def bottleneck(cpu: dict[str, Any]) -> str:
                 f"busy (DAQ {daq_cores:.2f}, sender {sender_cores:.2f}, the rest {other:.2f}: "
                 f"kernel threads and other processes); {thread}")
     if waited < 0.25:
-        return (f"the DAQ's processor thread, the one serial stage: it had work waiting but a "
-                f"core only part of the time ({thread})")
-    return f"upstream of the processor (receivers, links or sender): {thread}"
+        return (f"the DAQ's processing stage (the processing thread and its workers): it had "
+                f"work waiting ({thread})")
+    return f"upstream of the processing stage (receivers, links or sender): {thread}"
 
 
 class Lockstep:
@@ -148,15 +170,17 @@ class Lockstep:
     all its events beyond the slowest board's watermark (gigabytes in a long run) and sort them
     at the end of the run."""
 
-    def __init__(self, n_boards: int, deadline: float) -> None:
+    def __init__(self, n_boards: int, deadline: float, repetitions: int | None = None) -> None:
         import threading
 
         self._cond = threading.Condition()
         self._done = [0] * n_boards
         self._started = [0] * n_boards
         self._deadline = deadline
-        self.repetitions: int | None = None
-        """How many repetitions every board sends, once the deadline has passed."""
+        self.repetitions = repetitions
+        """How many repetitions every board sends (set up front, or once the deadline has
+        passed, or when a board gives up)."""
+        self.gave_up = False
 
     def begin(self, board: int, k: int) -> bool:
         """Wait until repetition ``k`` may start; False when the board has sent them all."""
@@ -169,48 +193,125 @@ class Lockstep:
             self._started[board] = k + 1
             return True
 
+    def give_up(self) -> None:
+        """No more repetitions than those begun (a paced board fell too far behind)."""
+        with self._cond:
+            if not self.gave_up:
+                self.gave_up = True
+                self.repetitions = min(self.repetitions or max(self._started),
+                                       max(self._started))
+
     def end(self, board: int) -> None:
         with self._cond:
             self._done[board] += 1
             self._cond.notify_all()
 
 
+class Schedule:
+    """When each message leaves: as fast as the DAQ takes it, or (``realtime``) when the data
+    time of its last event has come, data time 0 being when every board is ready."""
+
+    def __init__(self, n_boards: int, realtime: bool, give_up_lag_s: float) -> None:
+        import threading
+
+        self.realtime, self.give_up_lag_s = realtime, give_up_lag_s
+        self.t0 = time.monotonic()
+        self._ready = threading.Barrier(n_boards, action=self._start)
+
+    def _start(self) -> None:
+        self.t0 = time.monotonic()
+
+    def ready(self) -> None:
+        """A board has prepared its messages: wait until every board has (the clock starts)."""
+        self._ready.wait()
+
+    def wait(self, t_ps: int) -> None:
+        if self.realtime:
+            ahead = self.t0 + t_ps * 1e-12 - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def lag_s(self, t_ps: int) -> float:
+        """How far behind its time a message that just left is (0 when not paced)."""
+        return max(time.monotonic() - self.t0 - t_ps * 1e-12, 0.0) if self.realtime else 0.0
+
+
+class _Encoder:
+    """One board's messages: its recording cut once, then each repetition shifted in time and
+    encoded (events, then a STATUS heartbeat) with the sequence numbers continuing."""
+
+    def __init__(self, scanner: Scanner, board: int, events: np.ndarray, span: int) -> None:
+        self.scanner, self.board, self.span = scanner, board, span
+        self.chunks = [events[start:start + MESSAGE_EVENTS].copy()
+                       for start in range(0, events.size, MESSAGE_EVENTS)]
+        self.seq, self.frames, self.sent = 1, 1, 0
+
+    def repetition(self, k: int, clock: Any) -> Iterator[tuple[bytes, int]]:
+        """Repetition ``k``'s messages with the data time of each one's last event (ps)."""
+        for chunk in self.chunks:
+            if k:
+                chunk["t"] += self.span
+            clock.lap("shift times")
+            seq, t_last = self.seq, int(chunk["t"][-1])
+            msg = wire.encode(chunk, board=self.board, first_seq=seq, scanner=self.scanner)
+            nf = wire.frames_for(chunk.size)
+            self.sent += chunk.size
+            msg += wire.encode_status(board=self.board, seq=seq + nf, t_ps=t_last,
+                                      events_sent=self.sent, fifo_overflows=0,
+                                      scanner=self.scanner)
+            self.seq, self.frames = seq + nf + 1, self.frames + nf + 1
+            clock.lap("encode")
+            yield msg, t_last
+
+    def state(self) -> tuple[int, int, int]:
+        """(next sequence number, frames, events) after what was encoded so far."""
+        return self.seq, self.frames, self.sent
+
+    def encoded(self, k: int, clock: Any) -> tuple[list[tuple[bytes, int]], tuple[int, int, int]]:
+        """Repetition ``k`` encoded ahead, with the state after it."""
+        return list(self.repetition(k, clock)), self.state()
+
+
 def _send_board(sock, scanner: Scanner, board: int, events: np.ndarray, span: int,
-                lockstep: Lockstep, out: dict[str, int], cpu: CpuMeter) -> None:
-    """One board: its recording again and again, shifted in time, in step with the others."""
+                lockstep: Lockstep, schedule: Schedule, out: dict[str, Any], cpu: CpuMeter
+                ) -> None:
+    """One board: its recording again and again, shifted in time, in step with the others.
+    Paced, every repetition is encoded before the clock starts (a board's encoder is hardware:
+    the stand-in's CPU must not compete with the DAQ while it is measured)."""
     clock = cpu.clock(f"board {board}")
-    # the recording cut in messages once; each repetition shifts their times in place
-    messages = [events[start:start + MESSAGE_EVENTS].copy()
-                for start in range(0, events.size, MESSAGE_EVENTS)]
+    enc = _Encoder(scanner, board, events, span)
+    ready = [enc.encoded(k, clock) for k in range(lockstep.repetitions or 0)] \
+        if schedule.realtime else None
+    schedule.ready()
     sock.send(wire.encode_marker(wire.RUN_START, board=board, seq=0, t_ps=0, run=1,
                                  scanner=scanner))
     clock.lap("prepare")
-    seq, frames, sent, k = 1, 1, 0, 0
+    k, lag, done = 0, 0.0, enc.state()
     while lockstep.begin(board, k):
         clock.lap("wait for the other boards")
-        for chunk in messages:
-            if k:
-                chunk["t"] += span
-            clock.lap("shift times")
-            msg = wire.encode(chunk, board=board, first_seq=seq, scanner=scanner)
-            nf = wire.frames_for(chunk.size)
-            sent += chunk.size
-            msg += wire.encode_status(board=board, seq=seq + nf, t_ps=int(chunk["t"][-1]),
-                                      events_sent=sent, fifo_overflows=0, scanner=scanner)
-            seq, frames = seq + nf + 1, frames + nf + 1
-            clock.lap("encode")
+        messages, after = ready[k] if ready is not None else (enc.repetition(k, clock), None)
+        for msg, t_last in messages:
+            schedule.wait(t_last)
+            clock.lap("wait for the data's time")
             sock.send(msg, copy=False)
+            lag = max(lag, schedule.lag_s(t_last))
             clock.lap("send")
+        if ready is not None:
+            ready[k] = ([], after)
+        done = after or enc.state()
+        if lag > schedule.give_up_lag_s:
+            lockstep.give_up()
         lockstep.end(board)
         k += 1
+    seq, frames, sent = done
     sock.send(wire.encode_marker(wire.RUN_STOP, board=board, seq=seq, t_ps=(k + 1) * span,
                                  run=1, scanner=scanner))
-    out.update(frames=frames + 1, events=sent)
+    out.update(frames=frames + 1, events=sent, lag_s=lag)
     clock.close("send")
 
 
-def _send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: float
-          ) -> dict[str, Any]:
+def _send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: float,
+          realtime: bool = False, give_up_lag_s: float = float("inf")) -> dict[str, Any]:
     """Every board on its own thread and PUSH socket, as independent digitizer boards."""
     import threading
 
@@ -220,10 +321,12 @@ def _send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: floa
     cpu = CpuMeter()
     ctx = zmq.Context.instance()
     span = max(int(t["t"][-1]) for t in template if t.size) + 1
-    results: list[dict[str, int]] = [{} for _ in template]
+    results: list[dict[str, Any]] = [{} for _ in template]
     socks, threads = [], []
     t0 = time.monotonic()
-    lockstep = Lockstep(len(template), t0 + seconds)
+    lockstep = Lockstep(len(template), t0 + seconds,
+                        max(1, round(seconds * 1e12 / span)) if realtime else None)
+    schedule = Schedule(len(template), realtime, give_up_lag_s)
     for b, events in enumerate(template):
         sock = ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.SNDHWM, 16)
@@ -231,19 +334,20 @@ def _send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: floa
         sock.bind(f"tcp://127.0.0.1:{base + b}")
         socks.append(sock)
         threads.append(threading.Thread(target=_send_board, args=(
-            sock, scanner, b, events, span, lockstep, results[b], cpu)))
+            sock, scanner, b, events, span, lockstep, schedule, results[b], cpu)))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.monotonic() - t0
+    ended = time.monotonic()
     split = cpu.report()  # before the context ends: its I/O thread is still there to read
     for sock in socks:
         sock.close()
     ctx.term()
     return {"frames": sum(r["frames"] for r in results),
-            "events": sum(r["events"] for r in results), "seconds": elapsed, "cpu": split,
-            "repetitions": lockstep.repetitions}
+            "events": sum(r["events"] for r in results), "seconds": ended - t0, "cpu": split,
+            "repetitions": lockstep.repetitions, "ended_at": ended,
+            "lag_s": max(r["lag_s"] for r in results), "gave_up": lockstep.gave_up}
 
 
 def _warm_up(scanner: Scanner, template: list[np.ndarray]) -> None:
@@ -257,11 +361,12 @@ def _warm_up(scanner: Scanner, template: list[np.ndarray]) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    scanner_path, template_path, base, seconds, report = argv
+    scanner_path, template_path, base, seconds, report, realtime, give_up_lag_s = argv
     scanner = load_scanner(scanner_path)
     with np.load(template_path) as z:
         template = [z[f"arr_{i}"] for i in range(len(z.files))]
-    result = _send(scanner, template, int(base), float(seconds))
+    result = _send(scanner, template, int(base), float(seconds), realtime == "1",
+                   float(give_up_lag_s))
     Path(report).write_text(json.dumps(result))
     return 0
 

@@ -17,6 +17,12 @@ MAX_BYTES = 256 << 20
 BATCH_BYTES = 16 << 20
 """Bytes taken at most at once (about 2 M events): a batch's buffers stay allocated and reused,
 and big enough to keep every worker busy."""
+MIN_BATCH_BYTES = 4 << 20
+"""Bytes a batch waits for (at most LINGER_S) when less is waiting: at the scanner's real rate
+data trickle in message by message, and many small batches cost more per event (each is a
+round of the workers) than a few larger ones."""
+LINGER_S = 0.05
+"""The longest a batch waits to grow to MIN_BATCH_BYTES (s): the live chain's added latency."""
 
 
 class Handover:
@@ -27,23 +33,30 @@ class Handover:
         self.max_bytes = max_bytes
         self._items: list[Any] = []
         self._sizes: list[int] = []
+        self._flush: list[bool] = []
+        self._flushes = 0
         self._bytes = 0
         self._cond = threading.Condition()
 
-    def put(self, item: Any, n_bytes: int, stopping: Callable[[], bool] = lambda: False) -> None:
+    def put(self, item: Any, n_bytes: int, stopping: Callable[[], bool] = lambda: False,
+            flush: bool = False) -> None:
         """Append ``item`` once there is room, or at once when ``stopping()`` (the processing
-        thread then drains everything)."""
+        thread then drains everything); ``flush``: to be taken without waiting for more."""
         with self._cond:
             while self._items and self._bytes + n_bytes > self.max_bytes and not stopping():
                 self._cond.wait(0.1)
             self._items.append(item)
             self._sizes.append(n_bytes)
+            self._flush.append(flush)
+            self._flushes += flush
             self._bytes += n_bytes
             self._cond.notify_all()
 
-    def take(self, timeout_s: float, max_bytes: int = BATCH_BYTES) -> list[Any]:
+    def take(self, timeout_s: float, max_bytes: int = BATCH_BYTES,
+             min_bytes: int = MIN_BATCH_BYTES, linger_s: float = LINGER_S) -> list[Any]:
         """What is waiting, in order, up to ``max_bytes`` (at least one item; ``[]`` if nothing
-        came within ``timeout_s``)."""
+        came within ``timeout_s``); once something is there, up to ``linger_s`` more for the
+        batch to reach ``min_bytes`` (an item put with ``flush`` ends the wait)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while not self._items:
@@ -51,12 +64,19 @@ class Handover:
                 if left <= 0:
                     return []
                 self._cond.wait(left)
+            full = time.monotonic() + linger_s
+            while self._bytes < min_bytes and not self._flushes:
+                left = full - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             k, taken = 0, 0
             while k < len(self._items) and (k == 0 or taken + self._sizes[k] <= max_bytes):
                 taken += self._sizes[k]
                 k += 1
             items = self._items[:k]
-            del self._items[:k], self._sizes[:k]
+            self._flushes -= sum(self._flush[:k])
+            del self._items[:k], self._sizes[:k], self._flush[:k]
             self._bytes -= taken
             self._cond.notify_all()
             return items

@@ -69,3 +69,52 @@ def test_bench_end_to_end_chain(benchmark, brain, sim):
         daq_cpu_ns_per_event=daq["process_cpu_s"] / result["singles"] * 1e9,
         cpu_s_per_thread={k: t["cpu_s"] for k, t in daq["threads"].items()},
         machine_busy_cores=(result["cpu"]["machine"] or {}).get("busy_cores"))
+
+
+@pytest.fixture(scope="module")
+def board_messages(brain, sim):
+    """Each board's stream encoded in messages of 64 frames, in the order they arrive."""
+    from daq.e2e import MESSAGE_EVENTS
+    from hw import wire
+
+    msgs = []
+    for b, events in enumerate(sim.raw_per_board):
+        seq = 1
+        for k in range(0, events.size, MESSAGE_EVENTS):
+            chunk = events[k:k + MESSAGE_EVENTS]
+            msgs.append((int(chunk["t"][-1]), b,
+                         wire.encode(chunk, board=b, first_seq=seq, scanner=brain)))
+            seq += wire.frames_for(chunk.size)
+    msgs.sort(key=lambda m: m[0])
+    return msgs
+
+
+@pytest.mark.parametrize("threads", ["one", "all"])
+def test_bench_processor(benchmark, brain, sim, board_messages, threads):
+    """The processing stage on 4 links' frames in batches of 16 messages (what the hand-over
+    gives at rate): decode, time merge, calibration and histograms, coincidence sort, on one
+    thread and on every core. Same-run ratio: every core over one (CI's check)."""
+    from daq.processor import Processor, SortSettings
+    from hw import wire
+    from hw.pool import Workers, available_cores
+
+    n_threads = 1 if threads == "one" else available_cores()
+    workers = Workers(n_threads, "bench")
+
+    def process() -> int:
+        p = Processor(brain, Calibration.nominal(brain), SortSettings(), None, workers=workers)
+        decoders = [wire.Decoder(brain) for _ in sim.raw_per_board]
+        for k in range(0, len(board_messages), 16):
+            links: dict[int, list[bytes]] = {}
+            for _t, b, m in board_messages[k:k + 16]:
+                links.setdefault(b, []).append(m)
+            p.consume_links([(decoders[b], v) for b, v in sorted(links.items())])
+        p.finish()
+        return p.counters.singles
+
+    try:
+        assert process() == sim.raw.size  # warm-up (compiles) and the count
+        assert benchmark(process) == sim.raw.size
+    finally:
+        workers.close()
+    record(benchmark, sim.raw.size, threads=n_threads)
