@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hw.errors import UserError
+from hw.errors import UserError, make_folder
 from hw.progress import Progress
 from hw.scanner import Scanner
 
@@ -97,10 +97,7 @@ def format_table(points: list[LivePoint], max_lag_s: float) -> list[str]:
 
 def save(points: list[LivePoint], folder: Path) -> Path:
     """``count_rate_live.csv`` in ``folder``."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {folder}: {exc.strerror}") from None
+    folder = make_folder(folder)
     path = folder / "count_rate_live.csv"
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(asdict(points[0])))

@@ -22,7 +22,7 @@ import numpy as np
 
 import coincidence
 from emulator.engine import simulate
-from hw.errors import UserError
+from hw.errors import UserError, make_folder
 from hw.progress import Progress
 from hw.scanner import Scanner
 
@@ -126,11 +126,7 @@ def study(scanner: Scanner, activities_mbq: Sequence[float] | None = None,
 
 def save(result: CountRate, folder: str | Path) -> tuple[Path, Path]:
     """Write ``count_rate.csv`` and ``count_rate.png`` into ``folder``."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {folder}: {exc.strerror}") from None
+    folder = make_folder(folder)
     csv_path = folder / "count_rate.csv"
     with csv_path.open("w", newline="") as fh:
         fh.write(f"# {result.scanner}, {result.phantom}, {result.nuclide}, "
