@@ -65,8 +65,8 @@ def measure(scanner: Scanner, activity_mbq: float, seconds: float, *, decays: fl
 
 
 def sweep(scanner: Scanner, activities_mbq: Sequence[float] | None, seconds: float,
-          progress: Progress | None = None, **kw) -> list[LivePoint]:
-    """:func:`measure` for every activity, in increasing order."""
+          progress: Progress | None = None, seed: int = 0, **kw) -> list[LivePoint]:
+    """:func:`measure` for every activity, in increasing order (the k-th with ``seed + k``)."""
     activities = sorted(activities_mbq or DEFAULT_MBQ)
     if min(activities) <= 0:
         raise UserError(f"count-rate activities must be > 0 MBq, got {activities}")
@@ -74,7 +74,7 @@ def sweep(scanner: Scanner, activities_mbq: Sequence[float] | None, seconds: flo
         raise UserError(f"count-rate --seconds must be > 0, got {seconds}")
     points = []
     for k, a in enumerate(activities):
-        points.append(measure(scanner, a, seconds, seed=kw.pop("seed", 0) + k, **kw))
+        points.append(measure(scanner, a, seconds, seed=seed + k, **kw))
         if progress is not None:
             p = points[-1]
             progress.update(k + 1, f"{a:g} MBq: {'kept up' if p.kept_up else 'behind'}, "
