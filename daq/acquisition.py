@@ -62,10 +62,17 @@ class StreamState:
     """When the link's reads started coming back empty (None while bytes flow)."""
     drained: bool = False
     """The link has ended and the processor has taken its last events."""
+    handed: int = 0
+    """Messages the receiver handed over (written by the receiver only)."""
+    decoded: int = 0
+    """Of those, messages the processing thread has decoded (written by it only)."""
 
     def idle_boards(self, now: float, timeout_s: float) -> list[int]:
-        """The boards of this link if it has been silent for ``timeout_s``, or is drained."""
-        if self.drained or (self.idle_since is not None and now - self.idle_since > timeout_s):
+        """The boards of this link if it is drained, or has been silent for ``timeout_s`` with
+        everything it received decoded (a link whose data still wait in the hand-over is not
+        silent: its boards' watermarks are behind what they sent)."""
+        silent = self.idle_since is not None and now - self.idle_since > timeout_s
+        if self.drained or (silent and self.decoded == self.handed):
             return list(self.decoder.watermarks_ps)
         return []
 
@@ -221,6 +228,7 @@ class Acquisition:
                 clock.lap("journal")
                 n = sum(len(p) for p in parts)
                 state.bytes += n
+                state.handed += 1
                 self._queue.put((index, parts), n, self._stop.is_set)
                 clock.lap("hand-over")
                 if state.all_boards_stopped:
@@ -246,12 +254,14 @@ class Acquisition:
             if not items and receivers_done:  # checked before the take: nothing can follow
                 break
             parts: dict[int, list] = {}
+            taken = [0] * len(self.streams)
             ended = []
             for index, data in items:
                 if data is None:
                     ended.append(self.streams[index])
                 else:
                     parts.setdefault(index, []).extend(data)
+                    taken[index] += 1
             if not failed:
                 links = [(self.streams[i].decoder, p) for i, p in sorted(parts.items())]
                 try:
@@ -264,6 +274,8 @@ class Acquisition:
                     failed = True
                     self.stop(f"error: processing failed ({type(exc).__name__}: {exc}); the "
                               "journal has every event (petdaq recover)")
+            for state, n in zip(self.streams, taken, strict=True):
+                state.decoded += n
             for state in ended:
                 state.drained = True
             # failed: keep draining so the receivers finish journaling

@@ -265,3 +265,20 @@ def test_sigkill_mid_run_then_recover_keeps_every_journaled_event(tmp_path: Path
     assert np.isin(journaled["t"], sent["t"]).all()
     coinc, _ = read_listmode(run.listmode)
     assert coinc.size == stop["counts"]["prompts"] + stop["counts"]["delayeds"]
+
+
+def test_a_silent_link_with_data_still_to_decode_holds_its_boards(brain) -> None:
+    """A link counts as silent (its boards no longer hold the merge back) only once the
+    processing thread has decoded everything it received: when processing lags behind the
+    receivers, a link that went quiet still has events on their way to the merge."""
+    from daq.acquisition import StreamState
+    from hw import wire
+
+    decoder = wire.Decoder(brain)
+    decoder.feed(wire.encode(board_events(brain, 2, 100, 1e6, seed=1), board=2, first_seq=0,
+                             scanner=brain))
+    state = StreamState("link", decoder, idle_since=10.0, handed=3, decoded=2)
+    assert state.idle_boards(now=20.0, timeout_s=3.0) == []
+    state.decoded = 3
+    assert state.idle_boards(now=20.0, timeout_s=3.0) == [2]
+    assert state.idle_boards(now=12.0, timeout_s=3.0) == []  # not silent long enough
