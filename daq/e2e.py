@@ -222,8 +222,9 @@ class Schedule:
         self.t0 = time.monotonic()
 
     def ready(self) -> None:
-        """A board has prepared its messages: wait until every board has (the clock starts)."""
-        self._ready.wait()
+        """A board has prepared its messages: wait until every board has (the clock starts; a
+        board that failed to get there breaks the wait for the others after 600 s)."""
+        self._ready.wait(600.0)
 
     def wait(self, t_ps: int) -> None:
         if self.realtime:

@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Singles rate (cps) of bedside-brain at its peak NECR (NU 2 scatter phantom, 150 MBq).
-PEAK_NECR_CPS = 91e6
 #: Cores of the many-core node the issue's target is set for.
 MANY_CORES = 16
 
@@ -93,6 +91,8 @@ def _acquire(threads: int, repeats: int = 3) -> list[str]:
 
 
 def _costs(points: list[Any], cores: int) -> list[str]:
+    from daq.bench import PEAK_NECR_CPS
+
     one = points[0]
     ns = min(p.daq_cpu_ns_per_event for p in points)
     lines = [f"- The DAQ costs {ns:.0f} ns of CPU per single (all its threads: receivers, "
