@@ -75,6 +75,7 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
     from daq.rundir import RunDir
     from daq.sources import ZmqSource
 
+    _warm_daq(scanner, template, pace.threads)
     np.savez(work / "template.npz", *template)
     base = free_port_block(scanner.n_boards)
     report = work / "sent.json"
@@ -113,6 +114,26 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
             "gave_up": sent["gave_up"],
             "cpu": {"daq": acq.cpu_split, "sender": sent["cpu"],
                     "machine": machine_split(machine0, machine1)}}
+
+
+def _warm_daq(scanner: Scanner, template: list[np.ndarray], threads: int | None) -> None:
+    """The DAQ's processing of one repetition of the recording, in this process, before the
+    chain is timed: on a fresh install numba compiles its kernels here (tens of seconds), which
+    must not be counted as the chain's time."""
+    from daq.calibration import Calibration
+    from daq.processor import Processor, SortSettings
+    from hw.pool import Workers
+
+    workers = Workers(threads, "warm-up")
+    try:
+        p = Processor(scanner, Calibration.nominal(scanner), SortSettings(), None,
+                      workers=workers)
+        links = [(wire.Decoder(scanner), [wire.encode(t, board=b, first_seq=0, scanner=scanner)])
+                 for b, t in enumerate(template) if t.size]
+        p.consume_links(links)
+        p.finish()
+    finally:
+        workers.close()
 
 
 def format_cpu(cpu: dict[str, Any], singles: int) -> list[str]:
