@@ -89,15 +89,16 @@ class TimeMerger:
         """The first ``counts[i]`` events of each reservation are events to merge (any boards,
         in any order: each part is taken as its runs in time order, e.g. the frames of several
         boards on one link; found by pieces on the workers)."""
-        pieces = []
-        for (start, room), n in zip(self._reserved, counts, strict=True):
+        pieces, group = [], []
+        for r, ((start, room), n) in enumerate(zip(self._reserved, counts, strict=True)):
             if not 0 <= n <= room:
                 raise ValueError(f"commit of {n} events into a reservation of {room}")
-            pieces += [(a, min(a + SLICE_EVENTS, start + n))
-                       for a in range(start, start + n, SLICE_EVENTS)]
+            cuts = range(start, start + n, SLICE_EVENTS)
+            pieces += [(a, min(a + SLICE_EVENTS, start + n)) for a in cuts]
+            group += [r] * len(cuts)
         t = self._store[0]
         runs = self.workers.map(lambda k: _runs(t, *pieces[k]), len(pieces), "merge")
-        self._chunks = _joined_runs(t, [self._chunks, *runs])
+        self._chunks = np.concatenate([self._chunks, *_joined_runs(runs, group)])
         self._reserved = []
 
     def push(self, events: np.ndarray) -> None:
@@ -249,31 +250,24 @@ def _merge_ranges(t, crystal, adc, begin, end, out_t, out_crystal, out_adc):
         s = first[p]
         seg[p], pos[p], stop[p], key[p] = s, begin[s], end[s], t[begin[s]]
     never = np.iinfo(np.int64).max
-    o = 0
-    n = out_t.size
-    while o < n:
-        # the earliest pile head b and the runner-up (time, range) in one scan
+    for o in range(out_t.size):
+        # the earliest pile head (time, range), found without branches (the piles take turns
+        # at random: a branch per pile would be mispredicted at almost every event)
         b, kb, sb = 0, key[0], seg[0]
-        k2, s2 = never, k
         for p in range(1, n_piles):
             kp, sp = key[p], seg[p]
-            if (kp < kb) | ((kp == kb) & (sp < sb)):
-                k2, s2 = kb, sb
-                b, kb, sb = p, kp, sp
-            elif (kp < k2) | ((kp == k2) & (sp < s2)):
-                k2, s2 = kp, sp
-        # the whole run of this pile that comes before every other pile's head goes at once
-        i, e = pos[b], stop[b]
-        while True:
-            out_t[o] = t[i]
-            out_crystal[o] = crystal[i]
-            out_adc[o] = adc[i]
-            o += 1
-            i += 1
-            if i == e or t[i] > k2 or (t[i] == k2 and sb > s2):
-                break
-        if i < e:
-            pos[b], key[b] = i, t[i]
+            better = (kp < kb) | ((kp == kb) & (sp < sb))
+            b = p if better else b
+            kb = kp if better else kb
+            sb = sp if better else sb
+        i = pos[b]
+        out_t[o] = kb
+        out_crystal[o] = crystal[i]
+        out_adc[o] = adc[i]
+        i += 1
+        pos[b] = i
+        if i < stop[b]:
+            key[b] = t[i]
         else:
             s = nxt[sb]
             if s >= 0:
@@ -383,19 +377,23 @@ def _runs(t, start, stop):
     return out
 
 
-def _joined_runs(t: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
-    """Rows of ranges (start, stop, first t, last t), one list after the other, with a range
-    that continues the one before it in the store and in time joined to it."""
-    rows = np.concatenate(parts)
-    if rows.shape[0] < 2:
-        return rows
-    joins = (rows[1:, 0] == rows[:-1, 1]) & (rows[1:, 2] >= rows[:-1, 3])
-    if not joins.any():
-        return rows
-    head = np.concatenate(([True], ~joins))
-    out = rows[head].copy()
-    last = np.flatnonzero(np.concatenate((head[1:], [True])))  # the last row of each group
-    out[:, 1], out[:, 3] = rows[last, 1], rows[last, 3]
+def _joined_runs(runs: list[np.ndarray], group: list[int]) -> list[np.ndarray]:
+    """Each reservation's runs (rows of start, stop, first t, last t; ``group``: each piece's
+    reservation) with a run cut at a piece boundary joined again: a run that continues the one
+    before it in the store and in time, within one reservation. Runs of different reservations
+    (another link, another batch) stay apart even when one happens to continue the other: each
+    link's runs then chain onto their own board's pile in the merge."""
+    out: list[np.ndarray] = []
+    for g in sorted(set(group)):
+        rows = np.concatenate([r for r, k in zip(runs, group, strict=True) if k == g])
+        if rows.shape[0] > 1:
+            joins = (rows[1:, 0] == rows[:-1, 1]) & (rows[1:, 2] >= rows[:-1, 3])
+            if joins.any():
+                head = np.concatenate(([True], ~joins))
+                last = np.flatnonzero(np.concatenate((head[1:], [True])))  # each group's last
+                rows, tail = rows[head].copy(), rows[last]
+                rows[:, 1], rows[:, 3] = tail[:, 1], tail[:, 3]
+        out.append(rows)
     return out
 
 

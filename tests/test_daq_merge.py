@@ -163,3 +163,23 @@ def test_release_hands_out_work_buffers_and_counts_late_events() -> None:
     m.advance(0, 200)
     t2, _, _ = m.release()
     assert t2.tolist() == [95, 96] and m.late_events == 1
+
+
+def test_each_boards_chunks_stay_on_its_own_pile_when_boards_run_at_different_rates() -> None:
+    """A board's chunk that happens to continue another board's chunk, in the store and in time,
+    is not joined to it: every board keeps one pile, and the held events merge in one pass
+    (without the general sort) however long the merge waited."""
+    from daq.merge import MAX_PILES, _merge_ranges
+
+    rng = np.random.default_rng(3)
+    sizes = [200_000, 180_000, 160_000, 120_000]  # a slower board's messages span more time
+    boards = [_board(rng.integers(0, 10**9, n), b) for b, n in enumerate(sizes)]
+    m = TimeMerger(len(boards))
+    for start in range(0, max(b.size for b in boards), 2000):  # messages of 2000 events
+        for events in boards:
+            m.push(events[start:start + 2000])
+    chunks = m._chunks
+    assert chunks.shape[0] > MAX_PILES
+    out = tuple(np.empty(m.pending_events, dt) for dt in (np.int64, np.int32, np.uint16))
+    assert _merge_ranges(*m._store, chunks[:, 0].copy(), chunks[:, 1].copy(), *out)
+    assert np.array_equal(out[0], np.sort(np.concatenate(boards)["t"]))

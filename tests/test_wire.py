@@ -455,3 +455,17 @@ def test_wire_md_worked_example_is_a_golden_vector():
     example = next(fr for fr in frames if "worked example" in fr["name"])
     text = "".join(WIRE_MD.read_text(encoding="utf-8").split()).lower()  # hex in the document may wrap lines
     assert example["hex"] in text
+
+
+def test_a_feed_of_many_short_frames_decodes_every_one():
+    """Heartbeats only (34 bytes each): many more frames per piece than full EVENTS frames, so
+    the piece's frame table grows; none is lost, the events after them still come out."""
+    n = 20_000
+    status = b"".join(wire.encode_status(board=0, seq=1 + k, t_ps=5000 * k, events_sent=0,
+                                         fifo_overflows=0) for k in range(n))
+    events = np.zeros(3, RAW_DTYPE)
+    events["t"] = 5000 * n + np.arange(3) * 5000
+    d = wire.Decoder()
+    out = d.feed(status + wire.encode(events, board=0, first_seq=n + 1))
+    assert d.stats.status_frames == n and d.stats.frames_bad == 0 and d.stats.seq_gaps == 0
+    assert out["t"].tolist() == events["t"].tolist()

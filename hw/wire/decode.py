@@ -116,6 +116,9 @@ def _unwrap(last: int, counter: int, cmask: int) -> int:
 _F_COLS = 11
 #: Bytes of a byte stream scanned as one piece (pieces are scanned and written in parallel).
 PIECE_BYTES = 1 << 20
+_TYPICAL_FRAME_BYTES = 512
+"""A piece's frame table starts with a row per this many bytes and grows when they are
+shorter (full EVENTS frames are about 2 kB)."""
 
 
 @numba.njit(nogil=True, cache=True)
@@ -129,11 +132,7 @@ def _scan(buf, lo, hi, discarding, period_ps, tdc_bits, cmask, cmap, use_map, wo
     its start, so the board's earlier frames are not needed here). ``counts`` gets the bad
     chunks, their bytes and the marker frames. ``discarding``: the first chunk is the end of
     an over-long one."""
-    n_chunks, pos = 0, lo
-    while pos < hi:
-        pos = find_zero(buf, pos) + 1
-        n_chunks += 1
-    frames = np.empty((n_chunks, _F_COLS), np.int64)
+    frames = np.empty(((hi - lo) // _TYPICAL_FRAME_BYTES + 16, _F_COLS), np.int64)
     raw = np.empty(_MAX_CHUNK + 8, np.uint8)
     n_map_boards, n_map_channels = cmap.shape
     r, w, pos = 0, word0, lo
@@ -154,6 +153,10 @@ def _scan(buf, lo, hi, discarding, period_ps, tdc_bits, cmask, cmap, use_map, wo
             counts[0] += 1
             counts[1] += chunk
             continue
+        if r == frames.shape[0]:  # more (short) frames than a piece usually holds
+            more = np.empty((2 * r, _F_COLS), np.int64)
+            more[:r] = frames
+            frames = more
         h0 = load_u64(raw, 0)
         ftype = (h0 >> 8) & 0xFF
         b = (h0 >> 16) & 0xFFFF
