@@ -1,15 +1,24 @@
 """The DAQ's sub-commands: scanners, acquire, run, serve, calibrate, replay, sort, recover, info,
-export. Thin over :mod:`daq.session`, :mod:`daq.replay` and :mod:`daq.calibration`."""
+export. Thin over :mod:`daq.runcontrol`, :mod:`daq.replay` and :mod:`daq.calibration`.
+
+``petdaq run`` starts the emulator as a child process and acquires from it; ``petdaq acquire``
+acquires from real boards; both show a progress line, reconstruct the final image from the
+list-mode file within seconds of the stop, and print a summary of the run."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from daq import calibration, session
+from daq import calibration, runcontrol
+from daq.emulated import EmulatorSettings
+from daq.monitor import MonitorLoop, MonitorPublisher
 from daq.processor import SortSettings
 from daq.rundir import RunDir, utc_now
+from daq.sources import open_source
 from hw.errors import UserError
 from hw.pool import check_threads
 from hw.progress import Progress
@@ -24,12 +33,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_scanners)
 
     p = sub.add_parser("run", help="emulate + acquire + sort + reconstruct in one (the demo)")
-    session.add_emulation_options(p)
+    add_emulation_options(p)
     _out_options(p)
     _sort_options(p)
-    session.add_live_options(p)
-    session.add_threads_option(p)
-    p.set_defaults(func=session.cmd_run)
+    add_live_options(p)
+    add_threads_option(p)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("acquire", help="acquire from digitizer boards into a run directory")
     p.add_argument("--from", dest="sources", action="append", required=True, metavar="SOURCE",
@@ -41,9 +50,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baud", type=int, default=3_000_000, help="serial baud rate")
     _out_options(p)
     _sort_options(p)
-    session.add_live_options(p)
-    session.add_threads_option(p)
-    p.set_defaults(func=session.cmd_acquire)
+    add_live_options(p)
+    add_threads_option(p)
+    p.set_defaults(func=cmd_acquire)
 
     p = sub.add_parser("serve", help="run the DAQ service: control and monitor sockets, runs "
                        "started from the console")
@@ -51,8 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--monitor-port", type=int, default=5556)
     p.add_argument("--control-port", type=int, default=5557)
     _out_options(p, with_name=False)
-    session.add_threads_option(p)
-    p.set_defaults(func=session.cmd_serve)
+    add_threads_option(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("calibrate", help="derive the per-crystal gain table from a calibration run")
     p.add_argument("run", help="run directory of the calibration acquisition")
@@ -69,14 +78,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--out", type=Path, default=None,
                        help="new run directory (default: RUN/replay-<time>)")
         _sort_options(p)
-        session.add_threads_option(p)
+        add_threads_option(p)
         p.set_defaults(func=cmd_replay, recon=name == "replay")
 
     p = sub.add_parser("recover", help="rebuild a killed run (metadata, coincidences, image) from "
                        "its journal")
     p.add_argument("run", help="run directory")
     p.add_argument("--no-recon", dest="recon", action="store_false")
-    session.add_threads_option(p)
+    add_threads_option(p)
     p.set_defaults(func=cmd_recover)
 
     p = sub.add_parser("info", help="summarise a run in a few lines")
@@ -88,6 +97,139 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--petsird", type=Path, required=True, metavar="FILE",
                    help="write PETSIRD list-mode (binary) to FILE")
     p.set_defaults(func=cmd_export)
+
+
+def add_emulation_options(p: argparse.ArgumentParser) -> None:
+    """Options that choose what ``petdaq run`` emulates."""
+    d = EmulatorSettings()
+    g = p.add_argument_group("emulated scan")
+    g.add_argument("--scanner", default=d.scanner)
+    g.add_argument("--phantom", default=d.phantom)
+    g.add_argument("--nuclide", default=d.nuclide)
+    g.add_argument("--activity-mbq", type=float, default=d.activity_mbq)
+    g.add_argument("--duration", type=float, default=d.duration_s, help="seconds")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--fast", action="store_true",
+                   help="emulate as fast as possible instead of in real time")
+
+
+def add_live_options(p: argparse.ArgumentParser) -> None:
+    """Options of the live products: image and monitor stream."""
+    g = p.add_argument_group("live image and monitor")
+    g.add_argument("--no-recon", dest="recon", action="store_false",
+                   help="no live or final image")
+    g.add_argument("--recon-interval", type=float, default=2.0, help="seconds between updates")
+    g.add_argument("--no-tof", dest="tof", action="store_false")
+    g.add_argument("--monitor-port", type=int, default=None,
+                   help="publish the monitor stream on tcp://*:PORT (e.g. 5556) for a console")
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: the processing threads (default: every core)."""
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads that decode, merge, calibrate and sort (default: every core; "
+                        "the output is the same for any number)")
+
+
+def _live(args: argparse.Namespace) -> runcontrol.LiveOptions:
+    publisher = MonitorPublisher(f"tcp://*:{args.monitor_port}") if args.monitor_port else None
+    return runcontrol.LiveOptions(args.recon, args.recon_interval, args.tof, publisher)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.activity_mbq <= 0 or args.duration <= 0:
+        raise UserError("--activity-mbq and --duration must be positive")
+    threads = check_threads(args.threads)
+    emu = EmulatorSettings(args.scanner, args.phantom, args.nuclide, args.activity_mbq,
+                           args.duration, args.seed, realtime=not args.fast)
+    load_scanner(emu.scanner)  # an unknown scanner: its error before any run directory
+    r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,
+                                  args.name)
+    print(f"run {r.run.path}: {r.scanner.name}, {args.phantom}, {args.nuclide} "
+          f"{args.activity_mbq:g} MBq, {args.duration:g} s", file=sys.stderr)
+    return _watch_and_finish(r)
+
+
+def cmd_acquire(args: argparse.Namespace) -> int:
+    threads = check_threads(args.threads)
+    scanner = load_scanner(args.scanner)
+    if scanner.kind == "spect":
+        from daq.projections import view_duration_ps
+
+        view_duration_ps(scanner, args.duration)  # a SPECT scan needs its duration: say so now
+    sources = [open_source(s, args.baud) for s in args.sources]
+    r = runcontrol.start_acquisition(args.out, scanner, sources, sort_settings(args),
+                                     _live(args), args.duration, threads, args.name)
+    print(f"run {r.run.path}: acquiring from {', '.join(args.sources)}", file=sys.stderr)
+    return _watch_and_finish(r)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from daq.service import DaqService
+
+    service = DaqService(args.out, monitor_port=args.monitor_port,
+                         control_port=args.control_port, host=args.host,
+                         threads=check_threads(args.threads)).start()
+    print(f"DAQ service: monitor tcp://{args.host}:{args.monitor_port}, control "
+          f"tcp://{args.host}:{args.control_port}, runs in {args.out} (Ctrl-C to quit)",
+          file=sys.stderr)
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        service.close()
+    return 0
+
+
+def _watch_and_finish(r: runcontrol.Run) -> int:
+    """A progress line while the run acquires (Ctrl-C stops it), then its finish
+    (:func:`runcontrol.finish`) and summary; the exit status."""
+    session = r.session
+    progress = Progress("acquire", unit="singles")
+    loop = (MonitorLoop(session.publisher, session.snapshot, cpu=session.cpu)
+            if session.publisher else None)
+    try:
+        while session.acq.running:
+            if r.emulator is not None and r.emulator.poll() not in (None, 0):
+                session.acq.stop("error: the emulator exited with status "
+                                 f"{r.emulator.returncode}")
+            c = session.acq.processor.counters
+            progress.update(c.singles, f"prompts {c.prompts}, delayeds {c.delayeds}")
+            session.acq.wait(0.2)
+    except KeyboardInterrupt:
+        session.acq.stop("interrupted (Ctrl-C)")
+    finally:
+        if loop is not None:
+            loop.close()
+        session.acq.wait()
+        progress.close(session.acq.processor.counters.singles,
+                       f"stopped: {r.run.read()['stop']['reason']}")
+        status = runcontrol.finish(r)
+    if r.emulator_error:
+        print(f"emulator: {r.emulator_error}", file=sys.stderr)
+    print_summary(r.run)
+    return status
+
+
+def print_summary(run: RunDir) -> None:
+    """A few lines about a run: what, how long, how many, what was lost, where the image is."""
+    meta = run.read()
+    start, stop = meta.get("start") or {}, meta.get("stop") or {}
+    counts, losses = stop.get("counts", {}), stop.get("losses", {})
+    elapsed = stop.get("elapsed_s") or 0
+    print(f"run      {run.path}")
+    print(f"scanner  {start.get('scanner', '?')}   started {start.get('time_utc', '?')}")
+    print(f"stopped  {stop.get('time_utc', 'never (use petdaq recover)')}   "
+          f"reason: {stop.get('reason', '-')}")
+    singles = counts.get("singles", 0)
+    rate = f" ({singles / elapsed / 1e6:.2f} M singles/s)" if elapsed else ""
+    print(f"counts   {singles} singles{rate}, {counts.get('prompts', 0)} prompts, "
+          f"{counts.get('delayeds', 0)} delayeds, {counts.get('frames', 0)} frames, "
+          f"journal {counts.get('journal_bytes', counts.get('bytes', 0)) / 1e6:.1f} MB")
+    lost = {k: v for k, v in losses.items() if v}
+    print("losses   " + (", ".join(f"{k} {v}" for k, v in lost.items()) if lost else "none"))
+    if meta.get("images"):
+        print(f"image    {', '.join(meta['images']['files'])}")
 
 
 def _out_options(p: argparse.ArgumentParser, with_name: bool = True) -> None:
@@ -173,8 +315,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                        cal.describe())
     out.stop_document("replayed from journal", result["counts"], result["losses"])
     if args.recon:
-        session.final_image(out, scanner)
-    session.print_summary(out)
+        runcontrol.final_image(out, scanner)
+    print_summary(out)
     return 0
 
 
@@ -198,13 +340,13 @@ def cmd_recover(args: argparse.Namespace) -> int:
     for problem in result["problems"]:
         print(f"warning: {problem}")
     if args.recon:
-        session.final_image(run, scanner)
-    session.print_summary(run)
+        runcontrol.final_image(run, scanner)
+    print_summary(run)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    session.print_summary(RunDir.open(args.run))
+    print_summary(RunDir.open(args.run))
     return 0
 
 

@@ -126,7 +126,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 def extend(sub: argparse._SubParsersAction) -> None:
     """Give the emulator's ``count-rate`` its ``--live`` mode (the DAQ sits above the
     emulator, so it adds itself to the command)."""
-    from daq.session import add_threads_option
+    from daq.commands import add_threads_option
 
     p = sub.choices["count-rate"]
     p.add_argument("--live", action="store_true",

@@ -1,7 +1,8 @@
 """The DAQ service (``petdaq serve``): control and monitor sockets, runs started on request.
 
 Control (ZeroMQ REP, msgpack): ``{"cmd": "start", "settings": {scanner, phantom, nuclide,
-activity_mbq, duration_s, energy_window_kev}}`` starts an emulated run; ``{"cmd": "stop"}`` stops
+activity_mbq, duration_s, energy_window_kev}}`` starts an emulated run (what the settings leave
+out: :data:`daq.messages.DEFAULT_SCAN`; a bad setting is refused with its name); ``{"cmd": "stop"}`` stops
 it; ``{"cmd": "status"}`` reports. Every reply is ``{"ok", "error", "state", "run"}``. Monitor
 (ZeroMQ PUB): the running session's monitor document at 5 Hz, or an ``idle`` document between runs
 so that a console always knows the DAQ is alive.
@@ -15,13 +16,11 @@ from typing import Any
 
 import zmq
 
-from daq import messages
-from daq.emulated import EmulatorSettings, start_emulator
+from daq import messages, runcontrol
+from daq.emulated import EmulatorSettings
 from daq.monitor import MonitorLoop, MonitorPublisher
 from daq.processor import SortSettings
-from daq.rundir import RunDir
-from daq.session import Session, final_image
-from daq.sources import open_source
+from daq.session import Session
 from hw.errors import UserError
 from hw.scanner import load_scanner
 
@@ -47,8 +46,10 @@ class DaqService:
             self._rep.close()
             raise UserError(f"cannot serve control on {host}:{control_port}: {exc}") from None
         self.session: Session | None = None
-        self._emulator = None
         self._finisher: threading.Thread | None = None
+        self._starting = self._cancel = False
+        self._failure = ""
+        """Why the last run could not start (shown until the next start)."""
         self._last_run: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="daq-control", daemon=True)
@@ -61,14 +62,19 @@ class DaqService:
 
     @property
     def state(self) -> str:
+        if self._starting:
+            return "starting"
+        if self._failure:
+            return "failed"
         if self.session is None:
             return "idle"
         return "running" if self.session.acq.running else "stopped"
 
     def _snapshot(self) -> dict[str, Any]:
         session = self.session
-        if session is None:
-            return messages.monitor_message(state="idle", run=self._last_run, message="")
+        if session is None or self._starting or self._failure:
+            return messages.monitor_message(state=self.state, run=self._last_run,
+                                            message=self._failure)
         return session.snapshot()
 
     def _serve(self) -> None:
@@ -82,60 +88,63 @@ class DaqService:
                 reply = self._handle(request)
             except (ValueError, UserError) as exc:
                 reply = {"ok": False, "error": str(exc)}
+            except Exception as exc:  # one bad request never ends the service
+                reply = {"ok": False, "error": f"request failed: {type(exc).__name__}: {exc}"}
             self._rep.send(messages.pack({"state": self.state, "run": self._last_run, **reply}))
 
-    def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _handle(self, request: Any) -> dict[str, Any]:
+        if not isinstance(request, dict):
+            return {"ok": False, "error": "a request is a map with a 'cmd' key"}
         cmd = request.get("cmd")
         if cmd == "status":
             return {"ok": True, "error": None}
         if cmd == "stop":
+            if self._starting:
+                self._cancel = True  # the run stops as soon as it has started
+                return {"ok": True, "error": None}
             if self.session is None or not self.session.acq.running:
                 return {"ok": False, "error": "no run is acquiring"}
             self.session.acq.stop("stop command")
             return {"ok": True, "error": None}
         if cmd == "start":
-            if self.session is not None and (self.session.acq.running or
-                                             (self._finisher and self._finisher.is_alive())):
+            if self._starting or (self._finisher and self._finisher.is_alive()):
                 return {"ok": False, "error": "a run is already acquiring: stop it first"}
-            self._start_run(request.get("settings") or {})
+            self._start_run(request.get("settings"))
             return {"ok": True, "error": None}
         return {"ok": False, "error": f"unknown command {cmd!r}: use start, stop or status"}
 
-    def _start_run(self, settings: dict[str, Any]) -> None:
-        emu = EmulatorSettings(
-            scanner=str(settings.get("scanner", "bedside-brain")),
-            phantom=str(settings.get("phantom", "nema-iq")),
-            nuclide=str(settings.get("nuclide", "F-18")),
-            activity_mbq=float(settings.get("activity_mbq", 20.0)),
-            duration_s=float(settings.get("duration_s", 30.0)),
-        )
-        if emu.activity_mbq <= 0 or emu.duration_s <= 0:
-            raise UserError("activity_mbq and duration_s must be positive")
-        scanner = load_scanner(emu.scanner)
-        window = settings.get("energy_window_kev")
+    def _start_run(self, settings: Any) -> None:
+        emu = EmulatorSettings.from_request(settings)
+        window = (settings or {}).get("energy_window_kev")
+        if window is not None and not (isinstance(window, (list, tuple)) and len(window) == 2
+                                       and all(isinstance(v, (int, float)) for v in window)):
+            raise UserError(f"energy_window_kev must be [low, high] in keV, got {window!r}")
         sort = SortSettings(energy_window_kev=tuple(window) if window else None)
-        run = RunDir.create(self.out_dir)
-        self._emulator, endpoints = start_emulator(emu, scanner.n_boards)
-        self.session = Session(run, scanner, [open_source(e) for e in endpoints], sort, None,
-                               {"emulator": emu.as_dict()}, self.publisher, self.live_recon,
-                               scan_duration_s=emu.duration_s, threads=self.threads)
-        self._last_run = str(run.path)
-        self.session.start()
-        self._finisher = threading.Thread(target=self._finish, args=(self.session, scanner),
-                                          daemon=True)
+        sort.resolved(load_scanner(emu.scanner))  # a window the scanner cannot use: say so now
+        self._starting, self._cancel, self._failure = True, False, ""
+        self._finisher = threading.Thread(target=self._run, args=(emu, sort), daemon=True,
+                                          name="daq-run")
         self._finisher.start()
 
-    def _finish(self, session: Session, scanner: Any) -> None:
-        session.acq.wait()
-        if self._emulator is not None and self._emulator.poll() is None:
-            self._emulator.terminate()
-            self._emulator.wait(10)
-        session.finish()
-        if self.live_recon:
-            final_image(session.acq.run, scanner)
+    def _run(self, emu: EmulatorSettings, sort: SortSettings) -> None:
+        """Start the run (the emulator first compiles its kernels: seconds, a minute on a
+        fresh install; the state is ``starting`` meanwhile), then finish it when it ends."""
+        live = runcontrol.LiveOptions(recon=self.live_recon, publisher=self.publisher)
+        try:
+            r = runcontrol.start_emulated(self.out_dir, emu, sort, live, self.threads)
+        except Exception as exc:  # the run did not start: say why, the service goes on
+            self._failure = f"the run could not start: {exc}"
+            return
+        finally:
+            self._starting = False
+        self.session, self._last_run = r.session, str(r.run.path)
+        if self._cancel:
+            r.session.acq.stop("stop command")
+        runcontrol.finish(r)
 
     def close(self) -> None:
         """Stop any run, the control thread and the monitor."""
+        self._cancel = True
         if self.session is not None and self.session.acq.running:
             self.session.acq.stop("service closed")
         if self._finisher is not None:

@@ -51,6 +51,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="send a recorded frames file instead of emulating (as fast as possible)")
     p.add_argument("--list", action="store_true", help="list the phantoms and nuclides and exit")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--ready-line", action="store_true",
+                   help="print 'ready' on stdout once the kernels are compiled and the boards "
+                        "are about to stream (for a DAQ that starts the emulator)")
     p.set_defaults(func=cmd_emulate)
 
     p = sub.add_parser("count-rate", help="count-rate study: trues, scatters, randoms and NECR "
@@ -112,6 +115,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     emu = Emulator(scanner, args.phantom, args.nuclide, args.activity_mbq, args.seed,
                    truth=args.truth is not None)
     pack = packer(args.firmware, scanner)
+    emu.warm_up(pack)  # numba compiles here on a fresh install, before any board streams
     writer = None
     if args.truth is not None:
         from emulator.truthfile import TruthWriter
@@ -123,6 +127,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     sink = open_sink(args.to, scanner.n_boards, args.baud)
     try:
         _announce(sink.endpoints, args.quiet and args.to != "pty")
+        if args.ready_line:
+            print("ready", flush=True)
         progress = Progress("emulate", unit="singles", enabled=not args.quiet)
 
         def on_chunk(chunk, sent: Sent) -> None:

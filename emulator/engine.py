@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -35,13 +35,19 @@ from emulator.frontend import Bucketed, FrontEnds
 from emulator.media import TABLE_KEV, crystal_table, water_table
 from emulator.physics import rayleigh_norms
 from emulator.ring import ring_of
+from hw import wire
 from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE, join
 from hw.errors import UserError
 from hw.scanner import Scanner, load_scanner
 
+if TYPE_CHECKING:
+    from emulator.firmware import Packer
+
 #: Default trigger threshold (keV of deposited energy).
 THRESHOLD_KEV = 50.0
 _MIN_SLICE_S, _MAX_SLICE_S = 1e-6, 1.0
+_WARM_UP_S = 1e-3
+"""Emulated time of :meth:`Emulator.warm_up` (s)."""
 #: Room for deposits per Lu-176 decay (the local one and its gammas' hits: 2.8 on average in
 #: bedside-brain; a block that overflows is run again with twice the room, at twice the cost).
 LU176_DEPOSITS_PER_DECAY = 4.0
@@ -122,6 +128,18 @@ class Emulator:
         self._blocks = BlockRunner(self._workers)
 
     # ------------------------------------------------------------------ public
+
+    def warm_up(self, pack: Packer | None = None) -> None:
+        """Emulate (and with ``pack``, a packer, encode) a moment of the scan and throw it away,
+        so that numba compiles every kernel now (seconds to a minute on a fresh install) rather
+        than while boards stream; a later :meth:`run` is the same as without it."""
+        for chunk in self.run(_WARM_UP_S, chunk_s=_WARM_UP_S):
+            if pack is not None:
+                for b, events in enumerate(chunk.raw_per_board):
+                    pack.events(events, b, 1)
+                    pack.status(b, 2, chunk.t_stop_ps, events.size)
+                    pack.marker(wire.RUN_START, b, 0, 0, 1)
+        self.counters = dict.fromkeys(records.COUNTERS, 0)
 
     def run(self, duration_s: float, chunk_s: float = 0.1, start_s: float = 0.0
             ) -> Iterator[Chunk]:

@@ -6,6 +6,7 @@ import functools
 
 from pyqtgraph.Qt import QtCore, QtWidgets
 
+from daq.messages import DEFAULT_SCAN
 from gui import text
 from gui.views import MonitorView
 
@@ -66,11 +67,12 @@ class RunControls(QtWidgets.QGroupBox):
 
     def __init__(self, offered: dict[str, list[str]]) -> None:
         super().__init__("Scan")
-        self.scanner = _combo(offered["scanner"], "bedside-brain")
-        self.phantom = _combo(offered["phantom"], "nema-iq")
-        self.nuclide = _combo(offered["nuclide"], "F-18")
-        self.activity = _spin(0.01, 100000.0, 20.0, " MBq", 2, 1.0)
-        self.duration = _spin(1.0, 86400.0, 60.0, " s", 0, 10.0)
+        d = DEFAULT_SCAN
+        self.scanner = _combo(offered["scanner"], d["scanner"])
+        self.phantom = _combo(offered["phantom"], d["phantom"])
+        self.nuclide = _combo(offered["nuclide"], d["nuclide"])
+        self.activity = _spin(0.01, 100000.0, d["activity_mbq"], " MBq", 2, 1.0)
+        self.duration = _spin(1.0, 86400.0, d["duration_s"], " s", 0, 10.0)
         self.window_lo = _spin(1.0, 2000.0, DEFAULT_WINDOW_KEV[0], " keV", 0, 5.0)
         self.window_hi = _spin(1.0, 2000.0, DEFAULT_WINDOW_KEV[1], " keV", 0, 5.0)
         self.start_button = QtWidgets.QPushButton("Start scan")

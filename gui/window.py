@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pyqtgraph.Qt import QtCore, QtWidgets
 
+from daq.messages import LOW_DISK_BYTES
 from gui import text, theme
 from gui.controls import RunControls, RunStatus, choices, scanner_defaults
 from gui.images import ImagePanel
@@ -22,7 +23,6 @@ from gui.local_daq import LocalDaq
 from gui.plots import AcquisitionPlots
 from gui.views import MonitorView
 
-LOW_DISK_BYTES = 1e9
 ACTIVE_STATES = ("starting", "running", "stopping")
 
 

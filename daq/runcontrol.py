@@ -1,0 +1,125 @@
+"""Run control: the start and the finish of a run, the same steps for the command line and the
+service (an emulated scan, or boards already streaming), and the run's final image."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from daq.emulated import EmulatorSettings, start_emulator
+from daq.monitor import MonitorPublisher
+from daq.processor import SortSettings
+from daq.rundir import RunDir
+from daq.session import Session
+from daq.sources import Source, open_source
+from hw.scanner import Scanner, load_scanner
+
+
+@dataclass
+class LiveOptions:
+    """What a run produces while it runs: the live image and the monitor stream."""
+
+    recon: bool = True
+    """A live image, and the final image at the stop (PET; SPECT: the final image only)."""
+    recon_interval_s: float = 2.0
+    tof: bool = True
+    publisher: MonitorPublisher | None = None
+
+
+@dataclass
+class Run:
+    """A run under way: its directory, its scanner, its session and (emulated) the emulator."""
+
+    run: RunDir
+    scanner: Scanner
+    session: Session
+    emulator: subprocess.Popen | None = None
+    recon: bool = True
+    emulator_error: str | None = None
+    """The emulator's last line of error output when it failed (set by :func:`finish`)."""
+
+
+def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: LiveOptions,
+                   threads: int | None = None, name: str | None = None) -> Run:
+    """Start the emulator as a child process and a session acquiring from it, in a new run
+    directory under ``out``; the emulated scan is recorded in the start document."""
+    scanner = load_scanner(emu.scanner)
+    proc, endpoints = start_emulator(emu, scanner.n_boards)  # once its kernels are compiled
+    try:
+        run = RunDir.create(out, name)
+        session = _session(run, scanner, [open_source(e) for e in endpoints], sort, live,
+                           settings={"emulator": emu.as_dict()}, threads=threads,
+                           scan_duration_s=emu.duration_s)
+    except BaseException:
+        proc.terminate()
+        raise
+    return Run(run, scanner, session.start(), proc, live.recon)
+
+
+def start_acquisition(out: Path, scanner: Scanner, sources: list[Source], sort: SortSettings,
+                      live: LiveOptions, duration_s: float | None, threads: int | None = None,
+                      name: str | None = None) -> Run:
+    """Start a session acquiring from boards (``sources``) in a new run directory."""
+    run = RunDir.create(out, name)
+    session = _session(run, scanner, sources, sort, live, settings={}, threads=threads,
+                       duration_s=duration_s)
+    return Run(run, scanner, session.start(), None, live.recon)
+
+
+def _session(run: RunDir, scanner: Scanner, sources: list[Source], sort: SortSettings,
+             live: LiveOptions, **kw) -> Session:
+    return Session(run, scanner, sources, sort=sort, publisher=live.publisher,
+                   live_recon=live.recon, recon_interval_s=live.recon_interval_s, tof=live.tof,
+                   **kw)
+
+
+def finish(r: Run) -> int:
+    """Wait for the run's acquisition to end (its duration, the end of the stream, a stop), then
+    stop the emulator, close the session (losses, stop document) and reconstruct the final
+    image. Returns the exit status: 1 when the run ended in an error, else 0."""
+    r.session.acq.wait()
+    if r.emulator is not None:
+        if r.emulator.poll() is None:
+            r.emulator.terminate()
+        _, err = r.emulator.communicate(timeout=30)
+        if r.emulator.returncode not in (0, -15) and err and err.strip():
+            r.emulator_error = err.strip().splitlines()[-1]
+    stop = r.session.finish()
+    if r.recon:
+        final_image(r.run, r.scanner)
+    return 1 if stop["reason"].startswith("error") else 0
+
+
+def final_image(run: RunDir, scanner: Scanner) -> Path | None:
+    """Reconstruct the run's list-mode data (SPECT: its projections, :func:`daq.projections.
+    spect_image`); NIfTI + PNG slices and MIP in RUN/images. None when the run has no prompts
+    (SPECT: no singles) to reconstruct."""
+    import recon
+    from daq.listmode import read_listmode
+    from recon.cli import default_subsets, quantify, run_phantom
+
+    meta = run.read()
+    counts = (meta.get("stop") or {}).get("counts") or {}
+    if scanner.kind == "spect":
+        from daq.projections import spect_image
+
+        return spect_image(run, scanner) if counts.get("singles") else None
+    if not counts.get("prompts"):
+        return None
+    coinc, header = read_listmode(run.listmode)
+    t0 = time.monotonic()
+    grid = recon.default_grid(scanner)
+    phantom = run_phantom(meta, scanner)  # an emulated run: its attenuation is known
+    image = recon.lm_osem(coinc, scanner, grid, iterations=3, subsets=default_subsets(coinc),
+                          tof=True,
+                          randoms="delayed",
+                          mu_map=None if phantom is None else phantom.mu_map(grid, 511.0),
+                          window_ps=header["window_ps"],
+                          min_sector_difference=header["min_sector_difference"])
+    image, _ = quantify(image, coinc, meta, scanner.counts_per_annihilation)  # Bq/mL
+    paths = recon.save_outputs(image, run.images / "image")
+    run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
+                       "seconds": round(time.monotonic() - t0, 2)})
+    return run.images
