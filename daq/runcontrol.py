@@ -98,7 +98,7 @@ def final_image(run: RunDir, scanner: Scanner) -> Path | None:
     (SPECT: no singles) to reconstruct."""
     import recon
     from daq.listmode import read_listmode
-    from recon.cli import default_subsets, quantify, run_phantom
+    from recon.runimage import reconstruct_run
 
     meta = run.read()
     counts = (meta.get("stop") or {}).get("counts") or {}
@@ -110,15 +110,7 @@ def final_image(run: RunDir, scanner: Scanner) -> Path | None:
         return None
     coinc, header = read_listmode(run.listmode)
     t0 = time.monotonic()
-    grid = recon.default_grid(scanner)
-    phantom = run_phantom(meta, scanner)  # an emulated run: its attenuation is known
-    image = recon.lm_osem(coinc, scanner, grid, iterations=3, subsets=default_subsets(coinc),
-                          tof=True,
-                          randoms="delayed",
-                          mu_map=None if phantom is None else phantom.mu_map(grid, 511.0),
-                          window_ps=header["window_ps"],
-                          min_sector_difference=header["min_sector_difference"])
-    image, _ = quantify(image, coinc, meta, scanner.counts_per_annihilation)  # Bq/mL
+    image = reconstruct_run(coinc, header, meta, scanner).image  # Bq/mL, as petdaq recon
     paths = recon.save_outputs(image, run.images / "image")
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2)})

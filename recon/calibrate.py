@@ -37,10 +37,10 @@ import numpy as np
 
 from hw.errors import UserError
 from hw.scanner import Scanner, load_scanner
-from recon.cli import default_subsets
 from recon.grid import Grid, default_grid
 from recon.osem import lm_osem
 from recon.quant import activity_concentration
+from recon.runimage import default_subsets
 from recon.system import DEFAULT_SAMPLES
 
 #: The phantom and nuclide of the calibration.
@@ -108,7 +108,7 @@ def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float
             subsets: int | None = None, voxel_mm: float = 2.0,
             sensitivity_samples: int = DEFAULT_SAMPLES) -> Calibration:
     """Emulate, sort and reconstruct the calibration cylinder (``petdaq recon``'s defaults:
-    ``subsets`` None is :func:`recon.cli.default_subsets`); the central region's mean in Bq/mL
+    ``subsets`` None is :func:`recon.runimage.default_subsets`); the central region's mean in Bq/mL
     with ``calibration`` against the true concentration. With ``calibration=1`` their ratio is
     the cross-calibration factor; with the scanner's stored factor it is the accuracy of the
     quantification (1 when right)."""

@@ -12,9 +12,9 @@ of merit of the run's phantom in ``report.json`` (emulated runs name their phant
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,12 @@ import numpy as np
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner
+from recon.runimage import (
+    RUN_ITERATIONS,
+    RunReconOptions,
+    default_subsets,
+    reconstruct_run,
+)
 from recon.system import DEFAULT_SAMPLES
 
 
@@ -32,7 +38,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n")[1])
     p.add_argument("run", help="run directory, or a list-mode file (.h5 / .npy)")
     p.add_argument("--scanner", help="scanner name or .toml (default: the run's)")
-    p.add_argument("--iterations", type=int, default=2, help="OSEM iterations (default 2)")
+    p.add_argument("--iterations", type=int, default=RUN_ITERATIONS,
+                   help=f"OSEM iterations (default {RUN_ITERATIONS})")
     p.add_argument("--subsets", type=int, default=None,
                    help="OSEM subsets (default: one per 50 k prompts, 1 to 10: fewer events per "
                         "subset bias list-mode OSEM low)")
@@ -82,27 +89,6 @@ def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], dic
     raise UserError(f"{p} is neither a run directory nor a .h5 / .npy list-mode file")
 
 
-def _setting(meta: dict[str, Any], key: str) -> Any:
-    """A run setting from the start document (top level or one section down)."""
-    settings = (meta.get("start") or {}).get("settings") or {}
-    if key in settings:
-        return settings[key]
-    for value in settings.values():
-        if isinstance(value, dict) and key in value:
-            return value[key]
-    return None
-
-
-def _duration_s(coinc: np.ndarray, meta: dict[str, Any]) -> float | None:
-    stop = meta.get("stop") or {}
-    for value in (stop.get("elapsed_s"), _setting(meta, "duration_s")):
-        if value:
-            return float(value)
-    if coinc.size > 1:
-        return float(coinc["t"].max() - coinc["t"].min()) * 1e-12
-    return None
-
-
 def cmd_recon(args: argparse.Namespace) -> int:
     import recon
     from recon.report import phantom_report
@@ -117,23 +103,16 @@ def cmd_recon(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (
         Path(args.run) / "images" if Path(args.run).is_dir() else Path(args.run).with_suffix(""))
     out.mkdir(parents=True, exist_ok=True)
-    grid = recon.default_grid(scanner, args.voxel)
-    phantom = run_phantom(meta, scanner)
-    mu = (phantom.mu_map(grid, 511.0) if args.attenuation and phantom is not None else None)
-    window = header.get("window_ps")
     t0 = time.monotonic()
-    subsets = args.subsets if args.subsets is not None else default_subsets(coinc)
+    options = RunReconOptions(args.iterations, args.subsets, args.tof, args.randoms,
+                              args.attenuation, args.voxel, args.samples, args.calibration)
+    subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
     progress = Progress(f"recon {Path(args.run).name}", args.iterations * subsets,
                         unit="subsets")
-    image = recon.lm_osem(
-        coinc, scanner, grid, args.iterations, subsets, args.tof,
-        "delayed" if args.randoms else None, mu,
-        callback=lambda it, sub, _img: progress.update(it * subsets + sub + 1),
-        window_ps=window if window and window > 0 else None, sensitivity_samples=args.samples)
+    made = reconstruct_run(coinc, header, meta, scanner, replace(options, subsets=subsets),
+                           callback=lambda it, sub, _img: progress.update(it * subsets + sub + 1))
     progress.close(args.iterations * subsets)
-    calibration = (args.calibration if args.calibration is not None
-                   else scanner.counts_per_annihilation)
-    image, quantified = quantify(image, coinc, meta, calibration)
+    image, quantified, phantom = made.image, made.quantified, made.phantom
     files = [str(p) for p in recon.save_outputs(image, out / "image")]
     if args.dicom and quantified is not None:
         recon.write_dicom_pet(image, out / "dicom", *quantified)
@@ -147,61 +126,3 @@ def cmd_recon(args: argparse.Namespace) -> int:
     print(f"reconstructed {image.meta.get('events', 0)} prompts in "
           f"{time.monotonic() - t0:.1f} s ({image.units}): " + ", ".join(files))
     return 0
-
-
-#: Prompts per subset of the default subset count (:func:`default_subsets`).
-EVENTS_PER_SUBSET = 50_000
-
-
-def default_subsets(coinc: np.ndarray, most: int = 10) -> int:
-    """One subset per :data:`EVENTS_PER_SUBSET` prompts, 1 to ``most``. List-mode OSEM with too
-    few events per subset is biased low (on bedside-brain's calibration cylinder, the central
-    region's mean after 2 iterations is within 2 % of the converged value from 19 k to 190 k
-    events per subset, 15 % low at 9 k), so short acquisitions get fewer subsets."""
-    prompts = int(np.count_nonzero(coinc["delayed"] == 0))
-    return int(np.clip(prompts // EVENTS_PER_SUBSET, 1, most))
-
-
-def run_phantom(meta: dict[str, Any], scanner: Any) -> Any:
-    """The emulated phantom the run names (:class:`emulator.phantoms.Phantom`), or None for a
-    run from real detectors. ``meta``: the run's metadata (:meth:`daq.rundir.RunDir.read`)."""
-    name = _setting(meta, "phantom")
-    if not name:
-        return None
-    from emulator import phantoms
-
-    return phantoms.get(name, scanner)
-
-
-def quantify(image: Any, coinc: np.ndarray, meta: dict[str, Any], calibration: float
-             ) -> tuple[Any, Any]:
-    """The image in Bq/mL with its DICOM description when the run's duration is known (and its
-    nuclide, for decay and branching); otherwise the image in counts and None. ``meta``: the
-    run's metadata (:meth:`daq.rundir.RunDir.read`); ``calibration``: the scanner's
-    :attr:`hw.scanner.Scanner.counts_per_annihilation` as a rule."""
-    import recon
-
-    duration = _duration_s(coinc, meta)
-    if not duration:
-        return image, None
-    nuclide_name = _setting(meta, "nuclide")
-    half_life, branching = None, 1.0
-    if nuclide_name:
-        from emulator import nuclides
-
-        nuclide = nuclides.get(nuclide_name)
-        half_life, branching = nuclide.half_life_s, nuclide.positron_fraction
-    image = recon.activity_concentration(image, duration, branching, half_life, calibration)
-    start_text = (meta.get("start") or {}).get("time_utc")
-    start = dt.datetime.fromisoformat(start_text) if start_text else dt.datetime.now(dt.UTC)
-    activity = _setting(meta, "activity_mbq")
-    rp = recon.Radiopharmaceutical(
-        nuclide_name or "unknown", half_life or 0.0, branching,
-        float(activity) * 1e6 if activity else 0.0, start)
-    corrections = tuple(c for c, on in (("RAN", image.meta.get("randoms") != "none"),
-                                        ("ATTN", image.meta.get("attenuation"))) if on)
-    acq = recon.Acquisition(start, duration, scanner=str((meta.get("start") or {}).get(
-        "scanner", "")), reconstruction=f"LM-OSEM {image.meta.get('iterations')}i"
-        f"{image.meta.get('subsets')}s{' TOF' if image.meta.get('tof') else ''}",
-        corrections=corrections, series_description="PET LM-OSEM")
-    return image, (rp, acq)

@@ -11,7 +11,7 @@ import pytest
 from test_recon_sampler import recon_cache, sample_coinc  # noqa: F401
 
 from hw.errors import UserError
-from recon import cli, read_nifti
+from recon import cli, read_nifti, runimage
 
 pytestmark = pytest.mark.usefixtures("recon_cache")
 
@@ -74,9 +74,9 @@ def test_recon_quantifies_with_the_scanners_calibration_by_default(brain, point_
 def test_default_subsets_keep_enough_events_per_subset(brain):
     coinc = np.zeros(230_000, [("delayed", np.uint8)])
     coinc["delayed"][:30_000] = 1
-    assert cli.default_subsets(coinc) == 4
-    assert cli.default_subsets(coinc[:40_000]) == 1
-    assert cli.default_subsets(np.zeros(5_000_000, coinc.dtype)) == 10
+    assert runimage.default_subsets(coinc) == 4
+    assert runimage.default_subsets(coinc[:40_000]) == 1
+    assert runimage.default_subsets(np.zeros(5_000_000, coinc.dtype)) == 10
 
 
 def test_recon_a_bare_file_needs_a_scanner(brain, tmp_path):
