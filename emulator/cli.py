@@ -11,11 +11,12 @@ import math
 import sys
 from pathlib import Path
 
-from emulator import nuclides, phantoms
+from emulator import phantoms
 from emulator.engine import Emulator
 from emulator.firmware import packer
 from emulator.output import Sent, replay, transmit
 from emulator.sinks import open_sink
+from hw import nuclides
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner

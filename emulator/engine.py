@@ -22,7 +22,6 @@ from emulator import (
     flight,
     lanes,
     lu176,
-    nuclides,
     pet,
     phantoms,
     records,
@@ -35,7 +34,7 @@ from emulator.frontend import Bucketed, FrontEnds
 from emulator.media import TABLE_KEV, crystal_table, water_table
 from emulator.physics import rayleigh_norms
 from emulator.ring import ring_of
-from hw import wire
+from hw import nuclides, wire
 from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE, join
 from hw.errors import UserError
 from hw.scanner import Scanner, load_scanner

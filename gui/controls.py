@@ -16,8 +16,8 @@ DEFAULT_WINDOW_KEV = (435.0, 585.0)
 def choices() -> dict[str, list[str]]:
     """The scanners, phantoms and nuclides this installation knows (the boxes also take names
     that only a remote DAQ knows)."""
-    from emulator import nuclides, phantoms
-    from hw import builtin_scanners
+    from emulator import phantoms
+    from hw import builtin_scanners, nuclides
 
     return {"scanner": builtin_scanners(), "phantom": phantoms.names(),
             "nuclide": nuclides.names()}

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hw import nuclides
 from hw.errors import UserError
 from hw.scanner import Scanner, load_scanner
 from recon.grid import Grid, default_grid
@@ -130,7 +131,7 @@ def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float
     subsets = default_subsets(coinc) if subsets is None else subsets
     image = lm_osem(coinc, scanner, grid, iterations, subsets, tof=True, randoms="delayed",
                     mu_map=phantom.mu_map(grid, 511.0), sensitivity_samples=sensitivity_samples)
-    nuclide = emulator.nuclides.get(NUCLIDE)
+    nuclide = nuclides.get(NUCLIDE)
     bq_ml = activity_concentration(image, duration_s, nuclide.positron_fraction,
                                    nuclide.half_life_s, calibration).array
     region = calibration_region(scanner, grid)

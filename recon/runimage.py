@@ -131,7 +131,7 @@ def quantify(image: Any, coinc: np.ndarray, meta: dict[str, Any], calibration: f
     nuclide_name = _setting(meta, "nuclide")
     half_life, branching = None, 1.0
     if nuclide_name:
-        from emulator import nuclides
+        from hw import nuclides
 
         nuclide = nuclides.get(nuclide_name)
         half_life, branching = nuclide.half_life_s, nuclide.positron_fraction

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -140,7 +141,8 @@ def test_pty_prints_one_device_per_board_and_carries_the_frames(brain, capsys):
     th = threading.Thread(target=emulate)
     th.start()
     paths = []
-    for _ in range(200):
+    deadline = time.monotonic() + 120  # the emulator compiles its kernels before it announces
+    while time.monotonic() < deadline:
         out = capsys.readouterr().out
         paths += [line.split("pty:")[1] for line in out.splitlines() if "pty:" in line]
         if len(paths) == brain.n_boards:

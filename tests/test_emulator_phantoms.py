@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from emulator import nuclides, phantoms, sampling
+from emulator import phantoms, sampling
 from emulator.media import mu_water
 from emulator.rng import state
-from hw import load_scanner
+from hw import load_scanner, nuclides
 from hw.errors import UserError
 
 SCANNERS = ("bedside-brain", "small-animal", "spect-dual-head")

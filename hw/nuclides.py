@@ -1,4 +1,5 @@
-"""Radionuclides: half-life, positron branching and range, prompt gamma lines.
+"""Radionuclides: half-life, positron branching and range, prompt gamma lines (physics data shared
+by the emulator, the reconstruction and the console).
 
 Half-lives and yields from the NNDC/ENSDF evaluations (rounded). The positron range is modelled as
 an isotropic 3-D displacement whose 1-D projection is the bi-exponential of Derenzo / Levin &
@@ -24,7 +25,7 @@ _F18_MEAN_RANGE_MM = 0.6
 
 @dataclass(frozen=True)
 class Nuclide:
-    """A radionuclide as the emulator needs it."""
+    """A radionuclide: its decay, its positrons and its gamma lines."""
 
     name: str
     half_life_s: float
