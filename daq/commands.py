@@ -142,7 +142,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     threads = check_threads(args.threads)
     emu = EmulatorSettings(args.scanner, args.phantom, args.nuclide, args.activity_mbq,
                            args.duration, args.seed, realtime=not args.fast)
-    load_scanner(emu.scanner)  # an unknown scanner: its error before any run directory
     r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,
                                   args.name)
     print(f"run {r.run.path}: {r.scanner.name}, {args.phantom}, {args.nuclide} "
@@ -202,8 +201,9 @@ def _watch_and_finish(r: runcontrol.Run) -> int:
         if loop is not None:
             loop.close()
         session.acq.wait()
+        stop = r.run.read().get("stop") or {}
         progress.close(session.acq.processor.counters.singles,
-                       f"stopped: {r.run.read()['stop']['reason']}")
+                       f"stopped: {stop.get('reason', '-')}")
         status = runcontrol.finish(r)
     if r.emulator_error:
         print(f"emulator: {r.emulator_error}", file=sys.stderr)

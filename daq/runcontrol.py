@@ -83,7 +83,11 @@ def finish(r: Run) -> int:
     if r.emulator is not None:
         if r.emulator.poll() is None:
             r.emulator.terminate()
-        _, err = r.emulator.communicate(timeout=30)
+        try:
+            _, err = r.emulator.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # an emulator that ignores SIGTERM
+            r.emulator.kill()
+            _, err = r.emulator.communicate()
         if r.emulator.returncode not in (0, -15) and err and err.strip():
             r.emulator_error = err.strip().splitlines()[-1]
     stop = r.session.finish()

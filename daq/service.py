@@ -2,10 +2,10 @@
 
 Control (ZeroMQ REP, msgpack): ``{"cmd": "start", "settings": {scanner, phantom, nuclide,
 activity_mbq, duration_s, energy_window_kev}}`` starts an emulated run (what the settings leave
-out: :data:`daq.messages.DEFAULT_SCAN`; a bad setting is refused with its name); ``{"cmd": "stop"}`` stops
-it; ``{"cmd": "status"}`` reports. Every reply is ``{"ok", "error", "state", "run"}``. Monitor
-(ZeroMQ PUB): the running session's monitor document at 5 Hz, or an ``idle`` document between runs
-so that a console always knows the DAQ is alive.
+out: :data:`daq.messages.DEFAULT_SCAN`; a bad setting is refused with its name);
+``{"cmd": "stop"}`` stops it; ``{"cmd": "status"}`` reports. Every reply is ``{"ok", "error",
+"state", "run"}``. Monitor (ZeroMQ PUB): the running session's monitor document at 5 Hz, or an
+``idle`` document between runs so that a console always knows the DAQ is alive.
 """
 
 from __future__ import annotations
@@ -132,12 +132,12 @@ class DaqService:
         live = runcontrol.LiveOptions(recon=self.live_recon, publisher=self.publisher)
         try:
             r = runcontrol.start_emulated(self.out_dir, emu, sort, live, self.threads)
+            self.session, self._last_run = r.session, str(r.run.path)
         except Exception as exc:  # the run did not start: say why, the service goes on
             self._failure = f"the run could not start: {exc}"
             return
         finally:
-            self._starting = False
-        self.session, self._last_run = r.session, str(r.run.path)
+            self._starting = False  # after the session is there: never "idle" in between
         if self._cancel:
             r.session.acq.stop("stop command")
         runcontrol.finish(r)

@@ -41,7 +41,7 @@ from hw.scanner import Scanner, load_scanner
 from recon.grid import Grid, default_grid
 from recon.osem import lm_osem
 from recon.quant import activity_concentration
-from recon.runimage import default_subsets
+from recon.runimage import RUN_ITERATIONS, default_subsets
 from recon.system import DEFAULT_SAMPLES
 
 #: The phantom and nuclide of the calibration.
@@ -105,7 +105,7 @@ def cylinder_concentration_bq_ml(scanner: Scanner, activity_mbq: float) -> float
 
 
 def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float = 10.0,
-            seed: int = 1, *, calibration: float = 1.0, iterations: int = 2,
+            seed: int = 1, *, calibration: float = 1.0, iterations: int = RUN_ITERATIONS,
             subsets: int | None = None, voxel_mm: float = 2.0,
             sensitivity_samples: int = DEFAULT_SAMPLES) -> Calibration:
     """Emulate, sort and reconstruct the calibration cylinder (``petdaq recon``'s defaults:
