@@ -42,6 +42,7 @@ from daq.journal import JournalError, JournalWriter
 from daq.listmode import ListModeWriter
 from daq.processor import Processor, SortSettings
 from daq.rundir import RunDir
+from daq.rundocs import ExitStatus, StopDocument
 from daq.sources import Source
 from hw import wire
 from hw.errors import UserError
@@ -115,12 +116,15 @@ class Acquisition:
                  quiet_timeout_s: float = 3.0, queue_bytes: int | None = None,
                  on_coincidences: Callable[[np.ndarray], None] | None = None,
                  cpu: CpuMeter | None = None, scan_duration_s: float | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None,
+                 on_end: Callable[[], dict[str, int]] | None = None) -> None:
         """``cpu``: the meter this run's threads clock themselves on (a new one by default;
         a session passes its own so that the live image and the monitor are in the split).
         ``scan_duration_s``: the planned scan time (s) that a SPECT gantry's views share
         (``duration_s`` by default, for a run that ends at the end of its stream).
-        ``threads``: the processing threads (None: every core)."""
+        ``threads``: the processing threads (None: every core). ``on_end``: called once the
+        last coincidences are out, before the stop document is written (a session closes its
+        live image there); the losses it returns are recorded with the acquisition's."""
         self.run, self.scanner, self.sources = run, scanner, sources
         self.cpu = cpu or CpuMeter()
         self.duration_s, self.no_data_timeout_s = duration_s, no_data_timeout_s
@@ -140,6 +144,10 @@ class Acquisition:
         self._stop = threading.Event()
         self._done = threading.Event()
         self.reason = ""
+        self.exit_status = ExitStatus.SUCCESS
+        self._on_end = on_end
+        self.stop_doc: StopDocument | None = None
+        """The stop document, once the run has ended."""
         self.started_at = 0.0
         self.stopped_at: float | None = None
         self.processed_at: float | None = None
@@ -149,7 +157,7 @@ class Acquisition:
         self._threads: list[threading.Thread] = []
         self.cpu_split: dict[str, Any] | None = None
         """The run's CPU split (:meth:`daq.cpu.CpuMeter.report`) once it has ended."""
-        run.start_document(scanner.name, scanner.digest, {
+        self.start_doc = run.new_start(scanner.name, scanner.digest, {
             **(settings or {}), "sources": [s.describe for s in sources],
             "duration_s": duration_s, "threads": self.workers.threads,
             "sort": self.processor.settings,
@@ -171,11 +179,16 @@ class Acquisition:
         threading.Thread(target=self._watch, name="run-watch", daemon=True).start()
         return self
 
-    def stop(self, reason: str = "stop command") -> None:
-        """Ask the run to end (idempotent); :meth:`wait` returns once it has."""
+    def stop(self, reason: str = "stop command", status: ExitStatus = ExitStatus.ABORT) -> None:
+        """Ask the run to end (idempotent: the first reason stays); :meth:`wait` returns once it
+        has. ``status``: how it ends (an operator's stop aborts the run)."""
         if not self._stop.is_set():
-            self.reason = self.reason or reason
+            self.reason, self.exit_status = reason, status
             self._stop.set()
+
+    def fail(self, reason: str) -> None:
+        """End the run in an error (``reason``, one line for the operator)."""
+        self.stop(f"error: {reason}", ExitStatus.FAIL)
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Wait for the run to end and its files to be closed; True if it has."""
@@ -235,7 +248,7 @@ class Acquisition:
                     break
         except (JournalError, UserError) as exc:
             state.error = str(exc)
-            self.stop(f"error: {exc}")
+            self.fail(str(exc))
         finally:
             state.ended = True
             source.close()
@@ -268,12 +281,12 @@ class Acquisition:
                     self.processor.consume_links(links, self._idle_boards(), clock)
                 except OSError as exc:
                     failed = True
-                    self.stop(f"error: cannot write {self.run.listmode}: {exc}; the journal "
-                              "has every event (petdaq recover)")
+                    self.fail(f"cannot write {self.run.listmode}: {exc}; the journal has "
+                              "every event (petdaq recover)")
                 except Exception as exc:  # a bug must end the run with its reason, not hang it
                     failed = True
-                    self.stop(f"error: processing failed ({type(exc).__name__}: {exc}); the "
-                              "journal has every event (petdaq recover)")
+                    self.fail(f"processing failed ({type(exc).__name__}: {exc}); the journal "
+                              "has every event (petdaq recover)")
             for state, n in zip(self.streams, taken, strict=True):
                 state.decoded += n
             for state in ended:
@@ -297,20 +310,22 @@ class Acquisition:
             now = time.monotonic()
             if self.duration_s is not None and self._first_data_at is not None \
                     and now - self._first_data_at >= self.duration_s:
-                self.stop("duration reached")
+                self.stop("duration reached", ExitStatus.SUCCESS)
             elif all(s.ended for s in self.streams):
-                self.stop("end of stream")
+                self.stop("end of stream", ExitStatus.SUCCESS)
             elif self._first_data_at is None and now - self.started_at > self.no_data_timeout_s:
                 names = ", ".join(s.describe for s in self.streams)
-                self.stop(f"error: no data from {names} within {self.no_data_timeout_s:g} s: "
-                          "is the digitizer (or petdaq emulate) running and the address right?")
+                self.fail(f"no data from {names} within {self.no_data_timeout_s:g} s: is the "
+                          "digitizer (or petdaq emulate) running and the address right?")
         for t in self._threads:
             t.join()
         self.stopped_at = time.monotonic()
         clock.lap("watch")
-        self._close(clock)
-        clock.close("close")
-        self._done.set()
+        try:
+            self._close(clock)
+            clock.close("close")
+        finally:
+            self._done.set()
 
     def _close(self, clock: ThreadClock) -> None:
         try:
@@ -323,18 +338,26 @@ class Acquisition:
             clock.lap("close: list-mode flush, projections")
             self.listmode.close()
             clock.lap("close: list-mode file")
-        except OSError as exc:
-            self.reason = self.reason if self.reason.startswith("error") else (
-                f"error: cannot write {self.run.listmode}: {exc}")
+        except (OSError, RuntimeError) as exc:  # h5py reports a full disk as RuntimeError
+            self._failed_at_close(f"cannot write {self.run.listmode}: {exc}")
         try:
             self.journal.close()
             clock.lap("close: journal fsync")
         except JournalError as exc:
-            self.reason = f"error: {exc}"
+            self._failed_at_close(str(exc), replace=True)
+        losses = self.losses() | (self._on_end() if self._on_end else {})
         self.cpu_split = self.cpu.report()
-        self.run.stop_document(self.reason, self.counts(), self.losses(),
-                               streams=[s.report() for s in self.streams],
-                               elapsed_s=round(self.elapsed_s, 3), cpu=self.cpu_split)
+        self.stop_doc = StopDocument(
+            self.reason, self.exit_status, self.counts(), losses,
+            elapsed_s=round(self.elapsed_s, 3),
+            details={"streams": [s.report() for s in self.streams], "cpu": self.cpu_split})
+        self.run.write_stop(self.stop_doc)
+
+    def _failed_at_close(self, reason: str, replace: bool = False) -> None:
+        """A file that could not be closed fails the run (keeping an earlier error's reason
+        unless ``replace``)."""
+        if replace or self.exit_status is not ExitStatus.FAIL:
+            self.reason, self.exit_status = f"error: {reason}", ExitStatus.FAIL
 
     # ------------------------------------------------------------------ reporting
 

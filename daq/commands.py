@@ -11,13 +11,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from daq import calibration, runcontrol
 from daq.emulated import EmulatorSettings
 from daq.monitor import MonitorLoop, MonitorPublisher
 from daq.processor import SortSettings
 from daq.rundir import RunDir, utc_now
+from daq.rundocs import ExitStatus, StopDocument
 from daq.sources import open_source
 from hw.errors import UserError
 from hw.pool import check_threads
@@ -190,8 +190,7 @@ def _watch_and_finish(r: runcontrol.Run) -> int:
     try:
         while session.acq.running:
             if r.emulator is not None and r.emulator.poll() not in (None, 0):
-                session.acq.stop("error: the emulator exited with status "
-                                 f"{r.emulator.returncode}")
+                session.acq.fail(f"the emulator exited with status {r.emulator.returncode}")
             c = session.acq.processor.counters
             progress.update(c.singles, f"prompts {c.prompts}, delayeds {c.delayeds}")
             session.acq.wait(0.2)
@@ -201,9 +200,8 @@ def _watch_and_finish(r: runcontrol.Run) -> int:
         if loop is not None:
             loop.close()
         session.acq.wait()
-        stop = r.run.read().get("stop") or {}
         progress.close(session.acq.processor.counters.singles,
-                       f"stopped: {stop.get('reason', '-')}")
+                       f"stopped: {session.acq.reason or '-'}")
         status = runcontrol.finish(r)
     if r.emulator_error:
         print(f"emulator: {r.emulator_error}", file=sys.stderr)
@@ -213,23 +211,24 @@ def _watch_and_finish(r: runcontrol.Run) -> int:
 
 def print_summary(run: RunDir) -> None:
     """A few lines about a run: what, how long, how many, what was lost, where the image is."""
-    meta = run.read()
-    start, stop = meta.get("start") or {}, meta.get("stop") or {}
-    counts, losses = stop.get("counts", {}), stop.get("losses", {})
-    elapsed = stop.get("elapsed_s") or 0
+    start, stop = run.start, run.stop
+    counts = stop.counts if stop else {}
+    elapsed = (stop.elapsed_s if stop else None) or 0
     print(f"run      {run.path}")
-    print(f"scanner  {start.get('scanner', '?')}   started {start.get('time_utc', '?')}")
-    print(f"stopped  {stop.get('time_utc', 'never (use petdaq recover)')}   "
-          f"reason: {stop.get('reason', '-')}")
+    print(f"scanner  {start.scanner if start else '?'}   "
+          f"started {start.time_utc if start else '?'}")
+    print(f"stopped  {stop.time_utc if stop else 'never (use petdaq recover)'}   " + (
+        f"{stop.exit_status.value}: {stop.reason}" if stop else ""))
     singles = counts.get("singles", 0)
     rate = f" ({singles / elapsed / 1e6:.2f} M singles/s)" if elapsed else ""
     print(f"counts   {singles} singles{rate}, {counts.get('prompts', 0)} prompts, "
           f"{counts.get('delayeds', 0)} delayeds, {counts.get('frames', 0)} frames, "
           f"journal {counts.get('journal_bytes', counts.get('bytes', 0)) / 1e6:.1f} MB")
-    lost = {k: v for k, v in losses.items() if v}
+    lost = stop.lost if stop else {}
     print("losses   " + (", ".join(f"{k} {v}" for k, v in lost.items()) if lost else "none"))
-    if meta.get("images"):
-        print(f"image    {', '.join(meta['images']['files'])}")
+    images = run.read().get("images")
+    if images:
+        print(f"image    {', '.join(images['files'])}")
 
 
 def _out_options(p: argparse.ArgumentParser, with_name: bool = True) -> None:
@@ -266,15 +265,14 @@ def cmd_scanners(args: argparse.Namespace) -> int:
 
 
 def _run_scanner(run: RunDir):
-    meta = run.read()
-    return load_scanner((meta.get("start") or {}).get("scanner", "bedside-brain"))
+    start = run.start
+    return load_scanner(start.scanner if start and start.scanner else "bedside-brain")
 
 
-def _scan_duration_s(meta: dict[str, Any]) -> float | None:
-    """A run's planned scan time (s) from its start document (``--duration``, or the emulated
-    scan's), which a SPECT run's gantry views share; None if it has none."""
-    settings = (meta.get("start") or {}).get("settings") or {}
-    return settings.get("duration_s") or (settings.get("emulator") or {}).get("duration_s")
+def _scan_duration_s(run: RunDir) -> float | None:
+    """A run's planned scan time (s), which a SPECT run's gantry views share; None if none."""
+    start = run.start
+    return start.scan_duration_s if start else None
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -307,13 +305,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     progress = Progress(f"replay {run.path.name}", unit="bytes")
     result = replay_journal(run.journal, scanner, cal, sort_settings(args), out.listmode,
                             progress=lambda done, total: progress.update(done),
-                            scan_duration_s=_scan_duration_s(run.read()),
+                            scan_duration_s=_scan_duration_s(run),
                             threads=threads)
     progress.close(result["counts"]["bytes"])
-    out.start_document(scanner.name, scanner.digest, {"replay_of": str(run.path),
-                       "threads": threads, "sort": result["settings"]},
-                       cal.describe())
-    out.stop_document("replayed from journal", result["counts"], result["losses"])
+    out.new_start(scanner.name, scanner.digest, {"replay_of": str(run.path), "threads": threads,
+                                                 "sort": result["settings"]}, cal.describe())
+    out.write_stop(StopDocument("replayed from journal", ExitStatus.SUCCESS, result["counts"],
+                                result["losses"]))
     if args.recon:
         runcontrol.final_image(out, scanner)
     print_summary(out)
@@ -328,14 +326,13 @@ def cmd_recover(args: argparse.Namespace) -> int:
     if not run.journal.is_file():
         raise UserError(f"{run.path} has no journal to recover from")
     scanner = _run_scanner(run)
-    meta = run.read()
-    sort = SortSettings(**{k: v for k, v in ((meta.get("start") or {}).get("settings", {})
-                                             .get("sort", {})).items()
+    recorded = run.start.sort if run.start else {}
+    sort = SortSettings(**{k: v for k, v in recorded.items()
                            if k in SortSettings.__dataclass_fields__})
     progress = Progress(f"recover {run.path.name}", unit="bytes")
     result = recover(run, scanner, calibration.current(scanner), sort,
                      progress=lambda done, total: progress.update(done),
-                     scan_duration_s=_scan_duration_s(meta), threads=threads)
+                     scan_duration_s=_scan_duration_s(run), threads=threads)
     progress.close(result["counts"]["bytes"])
     for problem in result["problems"]:
         print(f"warning: {problem}")

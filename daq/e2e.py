@@ -96,8 +96,8 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
     if sender.returncode != 0:
         raise RuntimeError(f"e2e sender failed: {err.strip()}")
     sent = json.loads(report.read_text())
-    stop = run.read()["stop"]
-    counts, losses = stop["counts"], stop["losses"]
+    stop = acq.stop_doc
+    counts, losses = stop.counts, stop.losses
     elapsed = acq.processing_s  # through the last merge and sort, not only the last byte
     zero_loss = (sent["events"] > 0 and counts["frames"] == sent["frames"]
                  and losses["seq_gaps"] == 0
@@ -108,7 +108,7 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
             "losses": losses, "zero_loss": zero_loss, "prompts": counts["prompts"],
             "journal_bytes": counts["journal_bytes"], "run": str(run.path) if keep else None,
             "note": "frames sent == journaled, seq gaps 0" if zero_loss else "LOSS",
-            "reason": stop["reason"], "sender_seconds": sent["seconds"],
+            "reason": stop.reason, "sender_seconds": sent["seconds"],
             "threads": acq.workers.threads, "realtime": pace.realtime, "lag_s": sent["lag_s"],
             "end_lag_s": (acq.processed_at or time.monotonic()) - sent["ended_at"],
             "gave_up": sent["gave_up"],

@@ -10,7 +10,8 @@ Sockets (ZeroMQ), defaults on the DAQ host:
   (rates, counters, losses, histograms, see :func:`monitor_message`); topic ``image`` each time the
   live reconstruction publishes an image (see :func:`image_message`).
 - control: REP on ``tcp://*:5557``; request ``{"cmd": "start" | "stop" | "status", "settings":
-  {...}}``, reply ``{"ok": bool, "error": str | None, "state": str, "run": str | None}``.
+  {...}}``, reply ``{"ok": bool, "error": str | None, "state": str, "run": str | None}``; the
+  reply to ``status`` also carries ``offer`` (:func:`offer_message`): what a start may ask for.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ DEFAULT_CONTROL_PORT = 5557
 #: The emulated scan a start request runs when its settings leave something out (also the
 #: defaults of ``petdaq run`` and of the console's scan panel): the one place they are set.
 DEFAULT_SCAN = {"scanner": "bedside-brain", "phantom": "nema-iq", "nuclide": "F-18",
-                "activity_mbq": 1.0, "duration_s": 10.0}
+                "activity_mbq": 4.0, "duration_s": 10.0}
 #: Free bytes on the run's disk below which the monitor's message warns (DAQ and console).
 LOW_DISK_BYTES = 1 << 30
 
@@ -62,6 +63,16 @@ def encode_array(array: np.ndarray) -> dict[str, Any]:
 def decode_array(obj: dict[str, Any]) -> np.ndarray:
     """The inverse of :func:`encode_array` (a read-only view of the message's bytes)."""
     return np.frombuffer(obj["data"], dtype=np.dtype(obj["dtype"])).reshape(obj["shape"])
+
+
+def offer_message(scanners: dict[str, dict[str, Any]], phantoms: list[str], nuclides: list[str]
+                  ) -> dict[str, Any]:
+    """What the DAQ can emulate, for the console's scan form: ``scanners`` {name: {``kind``
+    ("pet" | "spect"), ``energy_window_kev`` [lo, hi] (its default), ``module_grid`` [module
+    rings, modules per ring]}}, ``phantoms`` and ``nuclides`` (names), ``defaults`` (the scan a
+    start runs when its settings leave something out, :data:`DEFAULT_SCAN`)."""
+    return {"scanners": scanners, "phantoms": list(phantoms), "nuclides": list(nuclides),
+            "defaults": dict(DEFAULT_SCAN)}
 
 
 def monitor_message(**fields: Any) -> dict[str, Any]:

@@ -49,7 +49,6 @@ def _live(points: list[Any], max_lag_s: float) -> list[str]:
 
 def _acquire_rate(frames: Path, threads: int, out: Path) -> tuple[float, int, int]:
     """``petdaq acquire --from FRAMES --no-recon --threads N``: (singles/s, singles, prompts)."""
-    import json
     import shutil
     import subprocess
 
@@ -57,9 +56,11 @@ def _acquire_rate(frames: Path, threads: int, out: Path) -> tuple[float, int, in
     subprocess.run([sys.executable, "-m", "daq", "acquire", "--from", str(frames), "--no-recon",
                     "--threads", str(threads), "--out", str(out), "--name", "run"],
                    check=True, capture_output=True)
-    stop = json.loads((out / "run" / "run.json").read_text())["stop"]
-    c = stop["counts"]
-    return c["singles"] / stop["elapsed_s"], c["singles"], c["prompts"]
+    from daq.rundir import RunDir
+
+    stop = RunDir.open(out / "run").stop
+    c = stop.counts
+    return c["singles"] / stop.elapsed_s, c["singles"], c["prompts"]
 
 
 def _acquire(threads: int, repeats: int = 3) -> list[str]:

@@ -260,17 +260,17 @@ def _efficiencies(scanner: Scanner, bins: Binning, min_sd: int) -> petsird.Detec
 
 def _exam(run: RunDir) -> petsird.ExamInformation:
     """What the run records: modality, start time, UIDs derived from the run's uid."""
-    start = run.read().get("start") or {}
+    start = run.start
     exam = petsird.ExamInformation(modality="PT")
-    if start.get("uid"):
-        base = uuid.UUID(hex=start["uid"])
+    if start is not None and start.uid:
+        base = uuid.UUID(hex=start.uid)
         uid = {part: f"2.25.{uuid.uuid5(base, part).int}"
                for part in ("study", "series", "petsird", "frame-of-reference")}
         exam.study_instance_uid, exam.series_instance_uid = uid["study"], uid["series"]
         exam.sop_instance_uid = uid["petsird"]
         exam.frame_of_reference_uid = uid["frame-of-reference"]
-    if start.get("time_utc"):
-        when = datetime.fromisoformat(start["time_utc"])
+    if start is not None and start.time_utc:
+        when = datetime.fromisoformat(start.time_utc)
         ns = (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
         exam.start_of_study = petsird.DateTime(ns)
         exam.start_of_acquisition = petsird.DateTime(ns)

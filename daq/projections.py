@@ -103,7 +103,8 @@ def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int
 
 def _mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float) -> np.ndarray | None:
     """The emulated phantom's mu-map (1/mm) on ``grid``; None for a run from real heads."""
+    from daq.rundir import run_facts
     from recon.runimage import run_phantom
 
-    phantom = run_phantom(run.read(), scanner)
+    phantom = run_phantom(run_facts(run), scanner)
     return None if phantom is None else phantom.mu_map(grid, energy_kev)

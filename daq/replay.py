@@ -19,6 +19,7 @@ from daq.journal import JournalStats, read_journal
 from daq.listmode import ListModeWriter
 from daq.processor import Processor, SortSettings
 from daq.rundir import RunDir
+from daq.rundocs import ExitStatus, StopDocument
 from hw import wire
 from hw.dtypes import RAW_DTYPE
 from hw.pool import Workers
@@ -104,10 +105,13 @@ def recover(run: RunDir, scanner: Scanner, calibration: Calibration, sort: SortS
     journal."""
     result = replay_journal(run.journal, scanner, calibration, sort, run.listmode, progress,
                             scan_duration_s, threads)
-    meta = run.read()
-    if not meta.get("start"):
-        run.start_document(scanner.name, scanner.digest, {"sort": result["settings"]},
-                           calibration.describe())
-    run.stop_document("recovered from journal", result["counts"], result["losses"],
-                      previous_stop=meta.get("stop"), problems=result["problems"])
+    if run.start is None:
+        run.new_start(scanner.name, scanner.digest, {"sort": result["settings"]},
+                      calibration.describe())
+    previous = run.stop  # a run that ended in an error and was rebuilt keeps its status
+    run.write_stop(StopDocument(
+        "recovered from journal", previous.exit_status if previous else ExitStatus.ABORT,
+        result["counts"], result["losses"],
+        details={"previous_stop": previous.to_json() if previous else None,
+                 "problems": result["problems"]}))
     return result

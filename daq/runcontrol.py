@@ -11,7 +11,7 @@ from pathlib import Path
 from daq.emulated import EmulatorSettings, start_emulator
 from daq.monitor import MonitorPublisher
 from daq.processor import SortSettings
-from daq.rundir import RunDir
+from daq.rundir import RunDir, run_facts
 from daq.session import Session
 from daq.sources import Source, open_source
 from hw.scanner import Scanner, load_scanner
@@ -93,7 +93,7 @@ def finish(r: Run) -> int:
     stop = r.session.finish()
     if r.recon:
         final_image(r.run, r.scanner)
-    return 1 if stop["reason"].startswith("error") else 0
+    return 1 if stop.failed else 0
 
 
 def final_image(run: RunDir, scanner: Scanner) -> Path | None:
@@ -104,8 +104,8 @@ def final_image(run: RunDir, scanner: Scanner) -> Path | None:
     from daq.listmode import read_listmode
     from recon.runimage import reconstruct_run
 
-    meta = run.read()
-    counts = (meta.get("stop") or {}).get("counts") or {}
+    stop = run.stop
+    counts = stop.counts if stop is not None else {}
     if scanner.kind == "spect":
         from daq.projections import spect_image
 
@@ -114,7 +114,7 @@ def final_image(run: RunDir, scanner: Scanner) -> Path | None:
         return None
     coinc, header = read_listmode(run.listmode)
     t0 = time.monotonic()
-    image = reconstruct_run(coinc, header, meta, scanner).image  # Bq/mL, as petdaq recon
+    image = reconstruct_run(coinc, header, run_facts(run), scanner).image  # Bq/mL, as recon
     paths = recon.save_outputs(image, run.images / "image")
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2)})

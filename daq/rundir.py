@@ -3,7 +3,7 @@
 ::
 
     RUN/
-      run.json           start and stop documents (scanner, settings, calibration, counts, losses)
+      run.json           start and stop documents (daq.rundocs), the final image's files
       journal.bpj        raw frames as received (daq.journal): the record of truth
       coincidences.h5    list-mode prompts and delayeds (daq.listmode)
       images/            reconstructed images (NIfTI, PNG)
@@ -16,33 +16,20 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
-import uuid
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from daq.rundocs import StartDocument, StopDocument, utc_now
 from hw.errors import UserError
+
+__all__ = ["IMAGES_DIR", "JOURNAL_FILE", "LISTMODE_FILE", "RUN_FILE", "RunDir", "run_facts",
+           "utc_now"]
 
 RUN_FILE = "run.json"
 JOURNAL_FILE = "journal.bpj"
 LISTMODE_FILE = "coincidences.h5"
 IMAGES_DIR = "images"
-
-
-def software_version() -> str:
-    """The installed version of bedside-pet."""
-    try:
-        return metadata.version("bedside-pet")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def utc_now() -> str:
-    """ISO 8601 UTC timestamp with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class RunDir:
@@ -108,24 +95,49 @@ class RunDir:
         os.replace(tmp, self.meta_file)
         return doc
 
-    def start_document(self, scanner: str, scanner_digest: str, settings: dict[str, Any],
-                       calibration: dict[str, Any]) -> dict[str, Any]:
-        """Write the start document: what was asked for, with what, when."""
-        start = {
-            "uid": uuid.uuid4().hex, "run": self.path.name, "time_utc": utc_now(),
-            "scanner": scanner, "scanner_digest": scanner_digest, "settings": settings,
-            "calibration": calibration, "software": {"bedside-pet": software_version(),
-                                                     "python": platform.python_version()},
-            "host": platform.node(),
-        }
-        return self.update(start=start, stop=None)
+    def write_start(self, start: StartDocument) -> None:
+        """Write the start document (and no stop document yet)."""
+        self.update(start=start.to_json(), stop=None)
 
-    def stop_document(self, reason: str, counts: dict[str, Any], losses: dict[str, Any],
-                      **extra: Any) -> dict[str, Any]:
-        """Write the stop document: why it ended, what was counted, what was lost."""
-        stop = {"time_utc": utc_now(), "reason": reason, "counts": counts, "losses": losses,
-                **extra}
-        return self.update(stop=stop)
+    def new_start(self, scanner: str, scanner_digest: str, settings: dict[str, Any],
+                  calibration: dict[str, Any]) -> StartDocument:
+        """Write the start document of this run, starting now; returns it."""
+        start = StartDocument.new(self.path.name, scanner, scanner_digest, settings, calibration)
+        self.write_start(start)
+        return start
+
+    def write_stop(self, stop: StopDocument) -> None:
+        """Write the stop document: once, when the run has ended."""
+        self.update(stop=stop.to_json())
+
+    @property
+    def start(self) -> StartDocument | None:
+        """The start document (None if none was written)."""
+        doc = self.read().get("start")
+        return StartDocument.from_json(doc) if isinstance(doc, dict) else None
+
+    @property
+    def stop(self) -> StopDocument | None:
+        """The stop document (None while the run acquires, or after it was killed)."""
+        doc = self.read().get("stop")
+        return StopDocument.from_json(doc) if isinstance(doc, dict) else None
+
+
+def run_facts(run: RunDir) -> Any:
+    """What a reconstruction needs to know of a run (:class:`recon.runimage.RunFacts`), from its
+    start and stop documents."""
+    from recon.runimage import RunFacts
+
+    start, stop = run.start, run.stop
+    if start is None:
+        return RunFacts()
+    duration = (stop.elapsed_s if stop is not None else None) or start.scan_duration_s
+    activity = start.setting("activity_mbq")
+    return RunFacts(scanner=start.scanner, start_utc=start.time_utc or None,
+                    duration_s=float(duration) if duration else None,
+                    nuclide=start.setting("nuclide"),
+                    activity_mbq=float(activity) if activity else None,
+                    phantom=start.setting("phantom"))
 
 
 def _jsonable(value: Any) -> Any:

@@ -3,9 +3,10 @@
 Control (ZeroMQ REP, msgpack): ``{"cmd": "start", "settings": {scanner, phantom, nuclide,
 activity_mbq, duration_s, energy_window_kev}}`` starts an emulated run (what the settings leave
 out: :data:`daq.messages.DEFAULT_SCAN`; a bad setting is refused with its name);
-``{"cmd": "stop"}`` stops it; ``{"cmd": "status"}`` reports. Every reply is ``{"ok", "error",
-"state", "run"}``. Monitor (ZeroMQ PUB): the running session's monitor document at 5 Hz, or an
-``idle`` document between runs so that a console always knows the DAQ is alive.
+``{"cmd": "stop"}`` stops it; ``{"cmd": "status"}`` reports, with the ``offer`` of what a start
+may ask for (:mod:`daq.offer`). Every reply is ``{"ok", "error", "state", "run"}``. Monitor
+(ZeroMQ PUB): the running session's monitor document at 5 Hz, or an ``idle`` document between
+runs so that a console always knows the DAQ is alive.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import zmq
 from daq import messages, runcontrol
 from daq.emulated import EmulatorSettings
 from daq.monitor import MonitorLoop, MonitorPublisher
+from daq.offer import scan_offer
 from daq.processor import SortSettings
 from daq.session import Session
 from hw.errors import UserError
@@ -97,7 +99,7 @@ class DaqService:
             return {"ok": False, "error": "a request is a map with a 'cmd' key"}
         cmd = request.get("cmd")
         if cmd == "status":
-            return {"ok": True, "error": None}
+            return {"ok": True, "error": None, "offer": scan_offer()}
         if cmd == "stop":
             if self._starting:
                 self._cancel = True  # the run stops as soon as it has started

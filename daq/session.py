@@ -11,6 +11,7 @@ from daq.live import LiveImage
 from daq.monitor import MonitorPublisher, RateMeter, histogram_fields, necr
 from daq.processor import ENERGY_HIST_KEV, SortSettings
 from daq.rundir import RunDir
+from daq.rundocs import StopDocument
 from daq.sources import Source
 from hw.scanner import Scanner
 
@@ -43,22 +44,29 @@ class Session:
         self.acq = Acquisition(run, scanner, sources, sort, calibration.current(scanner),
                                duration_s, settings or {},
                                on_coincidences=self.live.offer if self.live else None,
-                               cpu=self.cpu, scan_duration_s=scan_duration_s, threads=threads)
+                               cpu=self.cpu, scan_duration_s=scan_duration_s, threads=threads,
+                               on_end=self._close_live)
         self._meter = RateMeter()
 
     def start(self) -> Session:
         self.acq.start()
         return self
 
-    def finish(self) -> dict[str, Any]:
-        """Wait for the acquisition to end, stop the live image and the monitor; the stop doc."""
+    def finish(self) -> StopDocument:
+        """Wait for the acquisition to end (its live image closed with it), publish the last
+        monitor document; the run's stop document."""
         self.acq.wait()
-        if self.live is not None:
-            self.live.close()
         if self.publisher is not None:
             self.publisher.send(messages.MONITOR_TOPIC, self.snapshot())
-        losses = self.acq.losses() | self._display_losses()
-        return self.acq.run.update(stop=self.acq.run.read()["stop"] | {"losses": losses})["stop"]
+        if self.acq.stop_doc is None:
+            raise RuntimeError(f"run {self.acq.run.path} ended without its stop document")
+        return self.acq.stop_doc
+
+    def _close_live(self) -> dict[str, int]:
+        """The live image's last update once the last coincidences are out; its losses."""
+        if self.live is not None:
+            self.live.close()
+        return self._display_losses()
 
     def _display_losses(self) -> dict[str, int]:
         return {"recon_dropped_events": self.live.dropped_events if self.live else 0}

@@ -2,47 +2,32 @@
 
 from __future__ import annotations
 
-import functools
-
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from daq.messages import DEFAULT_SCAN
 from gui import text
-from gui.views import MonitorView
+from gui.views import MonitorView, ScanOffer
 
 DEFAULT_WINDOW_KEV = (435.0, 585.0)
 
 
-def choices() -> dict[str, list[str]]:
-    """The scanners, phantoms and nuclides this installation knows (the boxes also take names
-    that only a remote DAQ knows)."""
-    from emulator import phantoms
-    from hw import builtin_scanners, nuclides
-
-    return {"scanner": builtin_scanners(), "phantom": phantoms.names(),
-            "nuclide": nuclides.names()}
-
-
-@functools.lru_cache(maxsize=16)
-def scanner_defaults(name: str) -> tuple[tuple[float, float], tuple[int, int]] | None:
-    """(default energy window keV, (module rings, modules per ring)) of a scanner model, or
-    None when the name is not one this machine knows (a remote DAQ may know more)."""
-    from hw import UserError, load_scanner
-
-    try:
-        s = load_scanner(name)
-    except UserError:
-        return None
-    lo, hi = s.acquisition["energy_window_kev"]
-    return (float(lo), float(hi)), (s.n_module_rings, s.n_modules)
-
-
-def _combo(items: tuple[str, ...] | list[str], current: str) -> QtWidgets.QComboBox:
+def _combo(current: str) -> QtWidgets.QComboBox:
+    """An editable box showing ``current`` (a remote DAQ may know names not offered)."""
     box = QtWidgets.QComboBox()
     box.setEditable(True)
-    box.addItems(list(items))
+    box.addItem(current)
     box.setCurrentText(current)
     return box
+
+
+def _offer_names(box: QtWidgets.QComboBox, names: tuple[str, ...] | list[str]) -> None:
+    """Offer ``names`` in ``box``, keeping what it shows (the operator's choice)."""
+    current = box.currentText()
+    box.blockSignals(True)
+    box.clear()
+    box.addItems(list(names))
+    box.setCurrentText(current)
+    box.blockSignals(False)
 
 
 def _spin(lo: float, hi: float, value: float, suffix: str, decimals: int,
@@ -65,12 +50,12 @@ class RunControls(QtWidgets.QGroupBox):
     window_edited = QtCore.Signal(float, float)
     """The operator typed an energy window (keV)."""
 
-    def __init__(self, offered: dict[str, list[str]]) -> None:
+    def __init__(self) -> None:
         super().__init__("Scan")
         d = DEFAULT_SCAN
-        self.scanner = _combo(offered["scanner"], d["scanner"])
-        self.phantom = _combo(offered["phantom"], d["phantom"])
-        self.nuclide = _combo(offered["nuclide"], d["nuclide"])
+        self.scanner = _combo(d["scanner"])
+        self.phantom = _combo(d["phantom"])
+        self.nuclide = _combo(d["nuclide"])
         self.activity = _spin(0.01, 100000.0, d["activity_mbq"], " MBq", 2, 1.0)
         self.duration = _spin(1.0, 86400.0, d["duration_s"], " s", 0, 10.0)
         self.window_lo = _spin(1.0, 2000.0, DEFAULT_WINDOW_KEV[0], " keV", 0, 5.0)
@@ -101,6 +86,12 @@ class RunControls(QtWidgets.QGroupBox):
         self.stop_button.clicked.connect(self.stop_clicked)
         self.window_lo.valueChanged.connect(self._typed_window)
         self.window_hi.valueChanged.connect(self._typed_window)
+
+    def offer(self, offer: ScanOffer) -> None:
+        """Offer the names the DAQ can emulate (its status reply), keeping the form's values."""
+        _offer_names(self.scanner, sorted(offer.scanners))
+        _offer_names(self.phantom, offer.phantoms)
+        _offer_names(self.nuclide, offer.nuclides)
 
     def energy_window(self) -> tuple[float, float]:
         lo, hi = self.window_lo.value(), self.window_hi.value()

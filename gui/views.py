@@ -277,3 +277,42 @@ def image_view(message: dict[str, Any], received_at: float,
         events=number(message.get("events")), iteration=number(message.get("iteration")),
         filter_fwhm_mm=filter_fwhm_mm, problems=problems,
     )
+
+
+@dataclass(frozen=True)
+class ScannerChoice:
+    """A scanner the DAQ offers: its default energy window (keV) and module grid (module rings,
+    modules per ring), which lays out the console's hit map."""
+
+    energy_window_kev: tuple[float, float] | None
+    module_grid: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class ScanOffer:
+    """What the DAQ can emulate (the ``offer`` of its status reply,
+    :func:`daq.messages.offer_message`): the console's form offers these names."""
+
+    scanners: dict[str, ScannerChoice] = field(default_factory=dict)
+    phantoms: tuple[str, ...] = ()
+    nuclides: tuple[str, ...] = ()
+
+
+def offer_view(reply: dict[str, Any] | None) -> ScanOffer | None:
+    """The offer of a status reply, or None when it has none (an older DAQ) or it is unusable."""
+    offer = (reply or {}).get("offer")
+    if not isinstance(offer, dict) or not isinstance(offer.get("scanners"), dict):
+        return None
+    scanners = {}
+    for name, about in offer["scanners"].items():
+        about = about if isinstance(about, dict) else {}
+        grid = about.get("module_grid")
+        ok_grid = (isinstance(grid, list | tuple) and len(grid) == 2
+                   and all(isinstance(v, int) and v > 0 for v in grid))
+        scanners[str(name)] = ScannerChoice(_pair(about.get("energy_window_kev")),
+                                            (int(grid[0]), int(grid[1])) if ok_grid else None)
+    return ScanOffer(scanners, _names(offer.get("phantoms")), _names(offer.get("nuclides")))
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()

@@ -16,12 +16,12 @@ from pyqtgraph.Qt import QtCore, QtWidgets
 
 from daq.messages import LOW_DISK_BYTES
 from gui import text, theme
-from gui.controls import RunControls, RunStatus, choices, scanner_defaults
+from gui.controls import RunControls, RunStatus
 from gui.images import ImagePanel
 from gui.link import ControlClient, FeedCounters, MonitorFeed, Reply
 from gui.local_daq import LocalDaq
 from gui.plots import AcquisitionPlots
-from gui.views import MonitorView
+from gui.views import MonitorView, ScanOffer, offer_view
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 
@@ -64,7 +64,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.banner.setObjectName("banner")
         self.banner.setWordWrap(True)
         self.banner.hide()
-        self.controls = RunControls(choices())
+        self.controls = RunControls()
+        self.offer = ScanOffer()
+        """What the DAQ can emulate, from its latest status reply (nothing until it answers)."""
         self.status = RunStatus()
         self.log = QtWidgets.QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -204,8 +206,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _on_monitor(self, v: MonitorView) -> None:
         self.latest = v
         self.status.show(v)
-        defaults = scanner_defaults(v.scanner) if v.scanner else None
-        self.plots.show_monitor(v, defaults[1] if defaults else None)
+        choice = self.offer.scanners.get(v.scanner or "")
+        self.plots.show_monitor(v, choice.module_grid if choice else None)
         self._set_state(v.state, v.received_at)
         if v.run != self._run and v.run:
             self._note(f"run {v.run}")  # the full path once, in the log
@@ -224,6 +226,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if r.reply is not None and isinstance(r.reply.get("state"), str):
             self._set_state(r.reply["state"], r.at)
         if cmd == "status":
+            self._take_offer(offer_view(r.reply))
             return
         self._pending[cmd] -= 1
         self.command_replies.append(r)
@@ -307,11 +310,21 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._form_touched = True
         self._propose_window(name)
 
+    def _take_offer(self, offer: ScanOffer | None) -> None:
+        """A DAQ's offer fills the form's boxes (once, and again when it changes)."""
+        if offer is None or offer == self.offer:
+            return
+        first = not self.offer.scanners
+        self.offer = offer
+        self.controls.offer(offer)
+        if first and not self._form_touched:
+            self._propose_window(self.controls.scanner.currentText())
+
     def _propose_window(self, scanner: str) -> None:
-        """The scanner's default energy window becomes the next run's (if it is known here)."""
-        defaults = scanner_defaults(scanner.strip())
-        if defaults is not None:
-            self._show_window(*defaults[0])
+        """The scanner's default energy window becomes the next run's (if the DAQ offers it)."""
+        choice = self.offer.scanners.get(scanner.strip())
+        if choice is not None and choice.energy_window_kev is not None:
+            self._show_window(*choice.energy_window_kev)
 
     def _show_window(self, lo: float, hi: float) -> None:
         self.controls.set_energy_window(lo, hi)

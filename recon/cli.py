@@ -23,8 +23,10 @@ import numpy as np
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner
+from recon.png import DISPLAY_FWHM_MM
 from recon.runimage import (
     RUN_ITERATIONS,
+    RunFacts,
     RunReconOptions,
     default_subsets,
     reconstruct_run,
@@ -62,14 +64,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="write a DICOM series too (default on)")
     p.add_argument("--report", action="store_true",
                    help="figures of merit of the run's phantom (report.json)")
+    p.add_argument("--display-fwhm", type=float, default=DISPLAY_FWHM_MM, metavar="MM",
+                   help="Gaussian FWHM (mm) that smooths the PNG pictures, not the stored image "
+                        f"(default {DISPLAY_FWHM_MM:g}; 0: none)")
     p.add_argument("--out", help="output folder (default RUN/images)")
     p.set_defaults(func=cmd_recon)
 
 
-def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
-    """(coincidences, list-mode header, run metadata) of a run directory or a list-mode file."""
+def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], RunFacts]:
+    """(coincidences, list-mode header, what the run's documents say) of a run directory or a
+    list-mode file."""
     from daq.listmode import read_listmode
-    from daq.rundir import LISTMODE_FILE, RunDir
+    from daq.rundir import LISTMODE_FILE, RunDir, run_facts
 
     p = Path(path)
     if p.is_dir():
@@ -77,15 +83,15 @@ def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], dic
         if not (p / LISTMODE_FILE).is_file():
             raise UserError(f"run {p} has no {LISTMODE_FILE} (sort it first: petdaq sort)")
         coinc, header = read_listmode(p / LISTMODE_FILE)
-        return coinc, header, run.read()
+        return coinc, header, run_facts(run)
     if p.suffix == ".npy":
         try:
-            return np.load(p, allow_pickle=False), {}, {}
+            return np.load(p, allow_pickle=False), {}, RunFacts()
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot read {p}: {exc}") from None
     if p.suffix in (".h5", ".hdf5"):
         coinc, header = read_listmode(p)
-        return coinc, header, {}
+        return coinc, header, RunFacts()
     raise UserError(f"{p} is neither a run directory nor a .h5 / .npy list-mode file")
 
 
@@ -93,8 +99,10 @@ def cmd_recon(args: argparse.Namespace) -> int:
     import recon
     from recon.report import phantom_report
 
-    coinc, header, meta = load_coincidences(args.run)
-    name = args.scanner or (meta.get("start") or {}).get("scanner") or header.get("scanner")
+    if args.display_fwhm < 0:
+        raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
+    coinc, header, facts = load_coincidences(args.run)
+    name = args.scanner or facts.scanner or header.get("scanner")
     if not name:
         raise UserError(f"{args.run} does not name its scanner: give --scanner")
     scanner = load_scanner(name)
@@ -109,11 +117,11 @@ def cmd_recon(args: argparse.Namespace) -> int:
     subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
     progress = Progress(f"recon {Path(args.run).name}", args.iterations * subsets,
                         unit="subsets")
-    made = reconstruct_run(coinc, header, meta, scanner, replace(options, subsets=subsets),
+    made = reconstruct_run(coinc, header, facts, scanner, replace(options, subsets=subsets),
                            callback=lambda it, sub, _img: progress.update(it * subsets + sub + 1))
     progress.close(args.iterations * subsets)
     image, quantified, phantom = made.image, made.quantified, made.phantom
-    files = [str(p) for p in recon.save_outputs(image, out / "image")]
+    files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
     if args.dicom and quantified is not None:
         recon.write_dicom_pet(image, out / "dicom", *quantified)
         files.append(str(out / "dicom"))

@@ -38,7 +38,7 @@ from pydicom.uid import (
 
 from hw.errors import UserError
 from recon.grid import LPS_TO_RAS, Image
-from recon.png import write_mip, write_slices
+from recon.png import DISPLAY_FWHM_MM, for_display, write_mip, write_slices
 from recon.quant import decay_factor
 
 #: SNOMED CT codes of PET radionuclides (DICOM CID 4020).
@@ -327,13 +327,16 @@ def read_dicom(paths: str | Path | Sequence[str | Path]) -> Image:
     return Image(volume, (dx, dy, dz), origin, units)
 
 
-def save_outputs(image: Image, stem: str | Path) -> list[Path]:
-    """The everyday outputs of an image: ``STEM.nii.gz``, ``STEM_mip.png`` and one PNG per axial
-    slice in ``STEM_slices/``; returns [nifti, mip, slices folder]."""
+def save_outputs(image: Image, stem: str | Path, display_fwhm_mm: float = DISPLAY_FWHM_MM
+                 ) -> list[Path]:
+    """The everyday outputs of an image: ``STEM.nii.gz`` (as reconstructed), ``STEM_mip.png``
+    and one PNG per axial slice in ``STEM_slices/`` (smoothed for display by a Gaussian of
+    ``display_fwhm_mm``, 0: not); returns [nifti, mip, slices folder]."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     nifti = write_nifti(image, stem.with_name(stem.name + ".nii.gz"))
-    mip = write_mip(image, stem.with_name(stem.name + "_mip.png"))
+    shown = for_display(image, display_fwhm_mm)
+    mip = write_mip(shown, stem.with_name(stem.name + "_mip.png"))
     slices = stem.with_name(stem.name + "_slices")
-    write_slices(image, slices)
+    write_slices(shown, slices)
     return [nifti, mip, slices]

@@ -36,6 +36,23 @@ class RunReconOptions:
     ``counts_per_annihilation``."""
 
 
+@dataclass(frozen=True)
+class RunFacts:
+    """What the reconstruction of a run needs to know of it (from its start and stop documents,
+    :func:`daq.rundir.run_facts`; all None for a bare list-mode file)."""
+
+    scanner: str = ""
+    start_utc: str | None = None
+    """ISO 8601 UTC time the acquisition started."""
+    duration_s: float | None = None
+    """Acquisition time (s): the stop document's elapsed time, else the planned duration."""
+    nuclide: str | None = None
+    activity_mbq: float | None = None
+    """Activity at the start of the scan (MBq), an emulated scan's."""
+    phantom: str | None = None
+    """The emulated phantom's name (None: a run from real detectors)."""
+
+
 @dataclass
 class RunImage:
     """A run's image (Bq/mL when the run's duration is known), its DICOM description
@@ -46,17 +63,17 @@ class RunImage:
     phantom: Any
 
 
-def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], meta: dict[str, Any],
+def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
                     scanner: Any, options: RunReconOptions = RunReconOptions(),
                     callback: Callable[[int, int, Any], None] | None = None) -> RunImage:
-    """LM-OSEM of a run's coincidences (``header``: the list-mode header; ``meta``: the run's
-    metadata, :meth:`daq.rundir.RunDir.read`) with TOF, randoms from the delayeds and the
+    """LM-OSEM of a run's coincidences (``header``: the list-mode header; ``facts``: what the
+    run's documents say of it) with TOF, randoms from the delayeds and the
     phantom's attenuation as ``options`` say, quantified in Bq/mL. ``callback(iteration,
     subset, image)`` after each subset."""
     import recon
 
     grid = recon.default_grid(scanner, options.voxel_mm)
-    phantom = run_phantom(meta, scanner)
+    phantom = run_phantom(facts, scanner)
     mu = phantom.mu_map(grid, 511.0) if options.attenuation and phantom is not None else None
     window = header.get("window_ps")
     subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
@@ -68,26 +85,13 @@ def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], meta: dict[str, A
         sensitivity_samples=options.sensitivity_samples)
     calibration = (options.calibration if options.calibration is not None
                    else scanner.counts_per_annihilation)
-    image, quantified = quantify(image, coinc, meta, calibration)
+    image, quantified = quantify(image, coinc, facts, calibration)
     return RunImage(image, quantified, phantom)
 
 
-def _setting(meta: dict[str, Any], key: str) -> Any:
-    """A run setting from the start document (top level or one section down)."""
-    settings = (meta.get("start") or {}).get("settings") or {}
-    if key in settings:
-        return settings[key]
-    for value in settings.values():
-        if isinstance(value, dict) and key in value:
-            return value[key]
-    return None
-
-
-def _duration_s(coinc: np.ndarray, meta: dict[str, Any]) -> float | None:
-    stop = meta.get("stop") or {}
-    for value in (stop.get("elapsed_s"), _setting(meta, "duration_s")):
-        if value:
-            return float(value)
+def _duration_s(coinc: np.ndarray, facts: RunFacts) -> float | None:
+    if facts.duration_s:
+        return float(facts.duration_s)
     if coinc.size > 1:
         return float(coinc["t"].max() - coinc["t"].min()) * 1e-12
     return None
@@ -106,29 +110,28 @@ def default_subsets(coinc: np.ndarray, most: int = 10) -> int:
     return int(np.clip(prompts // EVENTS_PER_SUBSET, 1, most))
 
 
-def run_phantom(meta: dict[str, Any], scanner: Any) -> Any:
+def run_phantom(facts: RunFacts, scanner: Any) -> Any:
     """The emulated phantom the run names (:class:`emulator.phantoms.Phantom`), or None for a
-    run from real detectors. ``meta``: the run's metadata (:meth:`daq.rundir.RunDir.read`)."""
-    name = _setting(meta, "phantom")
-    if not name:
+    run from real detectors."""
+    if not facts.phantom:
         return None
     from emulator import phantoms
 
-    return phantoms.get(name, scanner)
+    return phantoms.get(facts.phantom, scanner)
 
 
-def quantify(image: Any, coinc: np.ndarray, meta: dict[str, Any], calibration: float
+def quantify(image: Any, coinc: np.ndarray, facts: RunFacts, calibration: float
              ) -> tuple[Any, Any]:
     """The image in Bq/mL with its DICOM description when the run's duration is known (and its
-    nuclide, for decay and branching); otherwise the image in counts and None. ``meta``: the
-    run's metadata (:meth:`daq.rundir.RunDir.read`); ``calibration``: the scanner's
+    nuclide, for decay and branching); otherwise the image in counts and None.
+    ``calibration``: the scanner's
     :attr:`hw.scanner.Scanner.counts_per_annihilation` as a rule."""
     import recon
 
-    duration = _duration_s(coinc, meta)
+    duration = _duration_s(coinc, facts)
     if not duration:
         return image, None
-    nuclide_name = _setting(meta, "nuclide")
+    nuclide_name = facts.nuclide
     half_life, branching = None, 1.0
     if nuclide_name:
         from hw import nuclides
@@ -136,16 +139,17 @@ def quantify(image: Any, coinc: np.ndarray, meta: dict[str, Any], calibration: f
         nuclide = nuclides.get(nuclide_name)
         half_life, branching = nuclide.half_life_s, nuclide.positron_fraction
     image = recon.activity_concentration(image, duration, branching, half_life, calibration)
-    start_text = (meta.get("start") or {}).get("time_utc")
-    start = dt.datetime.fromisoformat(start_text) if start_text else dt.datetime.now(dt.UTC)
-    activity = _setting(meta, "activity_mbq")
+    start = (dt.datetime.fromisoformat(facts.start_utc) if facts.start_utc
+             else dt.datetime.now(dt.UTC))
+    activity = facts.activity_mbq
     rp = recon.Radiopharmaceutical(
         nuclide_name or "unknown", half_life or 0.0, branching,
         float(activity) * 1e6 if activity else 0.0, start)
     corrections = tuple(c for c, on in (("RAN", image.meta.get("randoms") != "none"),
                                         ("ATTN", image.meta.get("attenuation"))) if on)
-    acq = recon.Acquisition(start, duration, scanner=str((meta.get("start") or {}).get(
-        "scanner", "")), reconstruction=f"LM-OSEM {image.meta.get('iterations')}i"
-        f"{image.meta.get('subsets')}s{' TOF' if image.meta.get('tof') else ''}",
+    acq = recon.Acquisition(
+        start, duration, scanner=facts.scanner,
+        reconstruction=(f"LM-OSEM {image.meta.get('iterations')}i{image.meta.get('subsets')}s"
+                        + (" TOF" if image.meta.get("tof") else "")),
         corrections=corrections, series_description="PET LM-OSEM")
     return image, (rp, acq)

@@ -57,7 +57,7 @@ def _coincidences(scanner, n: int = 3000, seed: int = 7) -> np.ndarray:
 
 def _run(tmp_path: Path, scanner, coinc: np.ndarray, name: str = "run") -> RunDir:
     run = RunDir.create(tmp_path, name)
-    run.start_document(scanner.name, scanner.digest, {}, {})
+    run.new_start(scanner.name, scanner.digest, {}, {})
     w = ListModeWriter(run.listmode, _header(scanner.name))
     w.append(coinc)
     w.close()

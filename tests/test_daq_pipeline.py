@@ -71,7 +71,7 @@ def test_zmq_boards_are_journaled_decoded_and_merged_without_loss(tmp_path: Path
     meta = acq.run.read()
     stop = meta["stop"]
     sent_frames = sum(wire.frames_for(n) + 2 + -(-n // (16 * 256)) for _ in range(brain.n_boards))
-    assert stop["reason"] == "end of stream"
+    assert stop["reason"] == "end of stream" and stop["exit_status"] == "success"
     assert stop["counts"]["frames"] == sent_frames
     assert stop["counts"]["singles"] == n * brain.n_boards
     assert all(v == 0 for v in stop["losses"].values()), stop["losses"]
@@ -194,8 +194,10 @@ def test_wrong_endpoint_ends_the_run_with_a_clear_reason(tmp_path: Path, brain) 
     acq = _acquire(tmp_path, brain, [ZmqSource(f"tcp://127.0.0.1:{port}")],
                    no_data_timeout_s=0.5).start()
     assert acq.wait(10)
-    reason = acq.run.read()["stop"]["reason"]
-    assert reason.startswith("error: no data from tcp://127.0.0.1:") and "address right" in reason
+    stop = acq.run.stop
+    assert stop.failed and stop.exit_status == "fail"
+    assert stop.reason.startswith("error: no data from tcp://127.0.0.1:")
+    assert "address right" in stop.reason
 
 
 def test_bad_sources_and_existing_run_are_user_errors(tmp_path: Path) -> None:
@@ -259,7 +261,7 @@ def test_sigkill_mid_run_then_recover_keeps_every_journaled_event(tmp_path: Path
     r = _cli("recover", str(run.path), "--no-recon")
     assert r.returncode == 0, r.stderr
     stop = run.read()["stop"]
-    assert stop["reason"] == "recovered from journal"
+    assert stop["reason"] == "recovered from journal" and stop["exit_status"] == "abort"
     assert stop["counts"]["singles"] == journaled.size
     sent = np.concatenate([quantised(e, brain) for e in events])
     assert np.isin(journaled["t"], sent["t"]).all()

@@ -24,6 +24,7 @@ from daq.messages import (
     pack,
     unpack,
 )
+from daq.offer import scan_offer
 from gui import text
 from gui.link import ControlClient, MonitorFeed
 from gui.local_daq import free_port
@@ -123,6 +124,9 @@ class FakeDaq:
             self._started = time.monotonic()
         elif cmd == "stop":
             self.state = "stopped"
+        elif cmd == "status":
+            return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1",
+                    "offer": scan_offer()}  # what the real service offers
         return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1"}
 
     def _monitor(self, rng: np.random.Generator, now: float) -> dict:
@@ -401,7 +405,22 @@ def test_start_and_stop_send_the_form_and_the_dragged_window(qtbot, console, fak
     assert "stop accepted" in console.log.toPlainText()
 
 
+def test_the_form_offers_what_the_daq_can_emulate(qtbot, console):
+    """The console knows no scanner, phantom or nuclide of its own: the DAQ's status reply
+    offers them."""
+    from hw import builtin_scanners, nuclides
+
+    box = console.controls.scanner
+    qtbot.waitUntil(lambda: box.count() > 1, timeout=5000)
+    assert sorted(box.itemText(i) for i in range(box.count())) == sorted(builtin_scanners())
+    offered = [console.controls.nuclide.itemText(i) for i in range(console.controls.nuclide
+                                                                   .count())]
+    assert offered == list(nuclides.names()) and box.currentText() == "bedside-brain"
+    assert console.offer.scanners["bedside-brain"].module_grid is not None
+
+
 def test_choosing_a_scanner_proposes_its_energy_window(qtbot, console):
+    qtbot.waitUntil(lambda: "spect-dual-head" in console.offer.scanners, timeout=5000)
     console.controls.scanner.setCurrentText("spect-dual-head")
     assert console.controls.energy_window() == (126.0, 154.0)  # Tc-99m photopeak, 20 %
     assert console.plots.energy_window() == (126.0, 154.0)

@@ -27,6 +27,7 @@ def point_run(brain, tmp_path_factory):
     """A run directory as the DAQ writes it, of an emulated point source at the centre."""
     from daq.listmode import ListModeWriter
     from daq.rundir import RunDir
+    from daq.rundocs import ExitStatus, StopDocument
 
     rng = np.random.default_rng(9)
     coinc = sample_coinc(brain, np.zeros((120_000, 3)), rng)
@@ -34,9 +35,10 @@ def point_run(brain, tmp_path_factory):
     writer = ListModeWriter(run.listmode, {"scanner": brain.name, "window_ps": 4000})
     writer.append(coinc)
     writer.close()
-    run.start_document(brain.name, brain.digest, {"emulator": {
+    run.new_start(brain.name, brain.digest, {"emulator": {
         "phantom": "point", "nuclide": "F-18", "activity_mbq": 1.0, "duration_s": 10.0}}, {})
-    run.stop_document("duration reached", {"prompts": len(coinc)}, {}, elapsed_s=10.0)
+    run.write_stop(StopDocument("duration reached", ExitStatus.SUCCESS, {"prompts": len(coinc)},
+                                {}, elapsed_s=10.0))
     return run.path
 
 

@@ -147,3 +147,20 @@ def test_activity_concentration():
     np.testing.assert_allclose(decayed.array, start, rtol=1e-5)
     with pytest.raises(UserError):
         activity_concentration(bq, 100.0)
+
+
+def test_pictures_are_smoothed_for_display_and_the_stored_image_is_not(image, tmp_path):
+    from gui.views import gaussian_filter  # the console's display filter: the same Gaussian
+    from recon.png import DISPLAY_FWHM_MM, smoothed
+
+    rng = np.random.default_rng(4)
+    noisy = rng.poisson(5.0, (24, 20, 12)).astype(np.float32)
+    voxel = (2.0, 2.5, 3.0)
+    ours = smoothed(noisy, 6.0, voxel)
+    assert np.allclose(ours, gaussian_filter(noisy, 6.0, voxel), rtol=1e-5, atol=1e-5)
+    assert ours.std() < 0.5 * noisy.std() and abs(ours[8:-8, 8:-8, 4:-4].mean() - 5.0) < 0.3
+    assert np.array_equal(smoothed(noisy, 0.1, voxel), noisy)  # under a voxel: left alone
+    files = save_outputs(image, tmp_path / "image")
+    assert np.array_equal(read_nifti(files[0]).array, image.array)  # stored as reconstructed
+    plain = save_outputs(image, tmp_path / "plain", display_fwhm_mm=0)
+    assert files[1].read_bytes() != plain[1].read_bytes() and DISPLAY_FWHM_MM > 0
