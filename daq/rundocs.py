@@ -73,11 +73,11 @@ class StartDocument:
 
     def setting(self, key: str) -> Any:
         """A setting by name, at the top of ``settings`` or one section down (``nuclide`` is in
-        ``emulator``, ``window_ps`` in ``sort``); None when the run has none."""
-        if key in self.settings:
+        ``emulator``, ``window_ps`` in ``sort``); the first that is not None, else None."""
+        if self.settings.get(key) is not None:
             return self.settings[key]
         for value in self.settings.values():
-            if isinstance(value, dict) and key in value:
+            if isinstance(value, dict) and value.get(key) is not None:
                 return value[key]
         return None
 
@@ -89,7 +89,8 @@ class StartDocument:
     @property
     def scan_duration_s(self) -> float | None:
         """The planned scan time (s): ``--duration``, or the emulated scan's; None if none."""
-        return self.settings.get("duration_s") or self.setting("duration_s")
+        emulated = self.settings.get("emulator") or {}
+        return self.settings.get("duration_s") or emulated.get("duration_s")
 
     def to_json(self) -> dict[str, Any]:
         return {"uid": self.uid, "run": self.run, "time_utc": self.time_utc,

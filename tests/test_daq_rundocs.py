@@ -19,12 +19,13 @@ def test_start_and_stop_documents_read_back_as_written(tmp_path: Path) -> None:
     run = _run(tmp_path)
     assert run.start is None and run.stop is None
     settings = {"emulator": {"phantom": "nema-iq", "nuclide": "F-18", "activity_mbq": 2.5,
-                             "duration_s": 12.0}, "sort": {"window_ps": 4000}, "threads": 2}
+                             "duration_s": 12.0}, "sort": {"window_ps": 4000}, "threads": 2,
+                "duration_s": None}  # an emulated run: its duration is the emulator's
     start = run.new_start("bedside-brain", "abc", settings, {"method": "nominal"})
     assert run.start == start and run.stop is None and start.run == "run"
     assert start.setting("nuclide") == "F-18" and start.setting("threads") == 2
     assert start.setting("nowhere") is None and start.sort == {"window_ps": 4000}
-    assert start.scan_duration_s == 12.0
+    assert start.scan_duration_s == 12.0 and start.setting("duration_s") == 12.0
     stop = StopDocument("duration reached", ExitStatus.SUCCESS, {"singles": 10},
                         {"seq_gaps": 0, "late_events": 3}, elapsed_s=12.5,
                         details={"cpu": {"total_s": 1.0}})
@@ -69,3 +70,13 @@ def test_an_older_runs_documents_still_open(tmp_path: Path, reason: str,
     assert stop.details == {"streams": [], "cpu": {}} and stop.elapsed_s == 10.0
     assert run.start == StartDocument.from_json(OLD_RUN["start"])
     assert run.start.sort == {"window_ps": 4000} and run.start.scan_duration_s is None
+
+
+def test_petdaq_info_reads_an_older_run(tmp_path: Path, capsys) -> None:
+    from daq.commands import print_summary
+
+    run = _run(tmp_path)
+    run.meta_file.write_text(json.dumps(OLD_RUN))
+    print_summary(run)
+    out = capsys.readouterr().out
+    assert "success: duration reached" in out and "5 singles" in out and "losses   none" in out
