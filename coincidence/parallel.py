@@ -133,11 +133,13 @@ def search_range(kernel_args: tuple, first: int, stop: int | None, t_limit: int,
 
 
 def search_slices(workers: Workers, kernel_args: tuple, t_limit: int, horizon_ps: int,
-                  window_ps: int, multi: bool) -> tuple[np.ndarray, int]:
+                  window_ps: int, multi: bool, scratch: list[np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, int]:
     """:func:`search_range` from the first single up to the horizon ``t_limit``, slice by slice
     on ``workers``. ``horizon_ps``: how far a window's search reaches past its first single
-    (window, plus the delay when delayeds are searched). Returns the coincidences and where
-    the next search starts."""
+    (window, plus the delay when delayeds are searched). ``scratch``: the slices' output
+    buffers, kept from call to call (fresh memory costs page faults). Returns the coincidences
+    (a new array) and where the next search starts."""
     t = kernel_args[0]
     n = t.size - search.PAD
     # only singles whose windows close before t_limit can start a slice; the last slice runs on
@@ -147,10 +149,15 @@ def search_slices(workers: Workers, kernel_args: tuple, t_limit: int, horizon_ps
     cuts = sync_points(t, 0, bound, window_ps, multi, n_slices) if bound > 0 else \
         np.zeros(1, np.int64)
     stops = [*cuts[1:].tolist(), n]
+    scratch = [] if scratch is None else scratch
+    scratch += [np.empty(0, COINC_DTYPE)] * (len(stops) - len(scratch))
 
     def one(k: int) -> tuple[np.ndarray, int, int]:
-        out = np.empty(max(1024, (stops[k] - int(cuts[k])) // 2), COINC_DTYPE)
-        return search_range(kernel_args, int(cuts[k]), stops[k], t_limit, out, 0)
+        if scratch[k].size < 1024:
+            scratch[k] = np.empty(max(1024, (stops[k] - int(cuts[k])) // 16), COINC_DTYPE)
+        found = search_range(kernel_args, int(cuts[k]), stops[k], t_limit, scratch[k], 0)
+        scratch[k] = found[0]  # grown when it filled up
+        return found
 
     parts = workers.map(one, len(stops), "sort")
     for k in range(len(stops) - 1):

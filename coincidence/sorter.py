@@ -59,6 +59,8 @@ class Sorter:
             max_ring_difference=max_ring_difference, mode=mode)
         self.scanner = scanner
         self.workers = workers or SERIAL
+        self._slice_scratch: list[np.ndarray] = []
+        """The time slices' output buffers (:func:`parallel.search_slices`), kept."""
         self._module = np.ascontiguousarray(scanner.crystal_module, np.int32)
         self._ring = np.ascontiguousarray(scanner.crystal_ring, np.int32)
         self._reset()
@@ -179,7 +181,7 @@ class Sorter:
         s = self.settings
         horizon = s.window_ps + (0 if s.delay_ps is None else s.delay_ps)
         out, start = parallel.search_slices(self.workers, self._kernel_args(), t_limit, horizon,
-                                            s.window_ps, s.multi_window)
+                                            s.window_ps, s.multi_window, self._slice_scratch)
         self._lo += start
         return out
 

@@ -367,6 +367,8 @@ class Decoder:
         self._boards = np.zeros(_N_BOARD_IDS, np.int64)
         self._stats = np.zeros(9, np.int64)
         self._words = np.zeros(0, np.int64)
+        self._joined = np.zeros(0, np.uint8)
+        """Where a feed of several buffers is joined (kept: fresh memory costs page faults)."""
         self._pending = np.zeros(0, np.uint8)
         self._discarding = False
         self.markers: list[RunMarker] = []
@@ -406,6 +408,12 @@ class Decoder:
     def flush(self) -> np.ndarray:
         """End of stream: decode the held-back tail as if a delimiter followed (else count it)."""
         return self.feed(b"\x00")
+
+    def _join_room(self, n_bytes: int) -> np.ndarray:
+        """``n_bytes`` of the decoder's join buffer (grown by half again when too small)."""
+        if self._joined.size < n_bytes:
+            self._joined = np.empty(n_bytes + n_bytes // 2, np.uint8)
+        return self._joined[:n_bytes]
 
     def _hold(self, tail: np.ndarray) -> None:
         """Keep an unterminated tail, or drop it when it can no longer be a frame."""
@@ -459,7 +467,7 @@ class _Feed:
             decoder._pending = np.zeros(0, np.uint8)
         self.at = np.concatenate(([0], np.cumsum([p.size for p in self.parts]))).tolist()
         self.buf = self.parts[0] if len(self.parts) == 1 else \
-            np.empty(self.at[-1], np.uint8) if self.parts else np.zeros(0, np.uint8)
+            decoder._join_room(self.at[-1]) if self.parts else np.zeros(0, np.uint8)
 
     def join(self, i: int) -> None:
         """Copy part ``i`` into the feed's one buffer (when it has several)."""
