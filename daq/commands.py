@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from daq import calibration, runcontrol
+from daq import calibration, checks, runcontrol
 from daq.emulated import EmulatorSettings
+from daq.journal import check_journal
 from daq.monitor import MonitorLoop, MonitorPublisher
 from daq.processor import SortSettings
 from daq.rundir import RunDir, utc_now
@@ -121,7 +122,10 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--recon-interval", type=float, default=2.0, help="seconds between updates")
     g.add_argument("--no-tof", dest="tof", action="store_false")
     g.add_argument("--monitor-port", type=int, default=None,
-                   help="publish the monitor stream on tcp://*:PORT (e.g. 5556) for a console")
+                   help="publish the monitor stream on PORT (e.g. 5556) for a console")
+    g.add_argument("--monitor-host", default="127.0.0.1",
+                   help="interface the monitor binds (default 127.0.0.1: consoles on this "
+                        "machine only; * for every interface)")
 
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:
@@ -131,14 +135,23 @@ def add_threads_option(p: argparse.ArgumentParser) -> None:
                         "the output is the same for any number)")
 
 
+def _check_live(args: argparse.Namespace) -> None:
+    """The live options' values, before anything is created."""
+    checks.positive(args.recon_interval, "--recon-interval", "seconds")
+    if args.monitor_port is not None:
+        checks.tcp_port(args.monitor_port, "--monitor-port")
+
+
 def _live(args: argparse.Namespace) -> runcontrol.LiveOptions:
-    publisher = MonitorPublisher(f"tcp://*:{args.monitor_port}") if args.monitor_port else None
+    publisher = (MonitorPublisher(f"tcp://{args.monitor_host}:{args.monitor_port}")
+                 if args.monitor_port else None)
     return runcontrol.LiveOptions(args.recon, args.recon_interval, args.tof, publisher)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.activity_mbq <= 0 or args.duration <= 0:
-        raise UserError("--activity-mbq and --duration must be positive")
+    checks.positive(args.activity_mbq, "--activity-mbq", "MBq")
+    checks.positive(args.duration, "--duration", "seconds")
+    _check_live(args)
     threads = check_threads(args.threads)
     emu = EmulatorSettings(args.scanner, args.phantom, args.nuclide, args.activity_mbq,
                            args.duration, args.seed, realtime=not args.fast)
@@ -150,6 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_acquire(args: argparse.Namespace) -> int:
+    checks.optional_seconds(args.duration, "--duration")
+    _check_live(args)
     threads = check_threads(args.threads)
     scanner = load_scanner(args.scanner)
     if scanner.kind == "spect":
@@ -166,6 +181,8 @@ def cmd_acquire(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from daq.service import DaqService
 
+    checks.tcp_port(args.monitor_port, "--monitor-port")
+    checks.tcp_port(args.control_port, "--control-port")
     service = DaqService(args.out, monitor_port=args.monitor_port,
                          control_port=args.control_port, host=args.host,
                          threads=check_threads(args.threads)).start()
@@ -298,6 +315,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     threads = check_threads(args.threads)
     run = RunDir.open(args.run)
+    if not run.journal.is_file():
+        raise UserError(f"{run.path} has no journal to replay")
+    check_journal(run.journal)
     scanner = _run_scanner(run)
     out = RunDir.create(args.out or run.path, None if args.out else
                         "replay-" + utc_now().replace(":", "")[:17])
@@ -325,6 +345,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     run = RunDir.open(args.run)
     if not run.journal.is_file():
         raise UserError(f"{run.path} has no journal to recover from")
+    check_journal(run.journal)
     scanner = _run_scanner(run)
     recorded = run.start.sort if run.start else {}
     sort = SortSettings(**{k: v for k, v in recorded.items()

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from daq.checks import positive
 from daq.messages import DEFAULT_SCAN
 from hw.errors import UserError
 
@@ -31,14 +32,19 @@ class EmulatorSettings:
     realtime: bool = True
 
     def __post_init__(self) -> None:
+        """Refuse a scan the emulator cannot run, before anything starts."""
+        from emulator import phantoms
+        from hw import nuclides
+
         for name in ("scanner", "phantom", "nuclide"):
             if not isinstance(getattr(self, name), str):
                 raise UserError(f"{name} must be a name, got {getattr(self, name)!r}")
+        if self.phantom.strip().lower() not in phantoms.names():
+            raise UserError(f"unknown phantom '{self.phantom}': known phantoms are "
+                            f"{', '.join(phantoms.names())}")
+        nuclides.get(self.nuclide)  # an unknown name: the error names the known ones
         for name in ("activity_mbq", "duration_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise UserError(f"{name} must be a positive number, got {value!r}")
-            setattr(self, name, float(value))
+            setattr(self, name, positive(getattr(self, name), name))
 
     @classmethod
     def from_request(cls, settings: object) -> EmulatorSettings:

@@ -233,6 +233,15 @@ def read_journal(path: str | Path, stats: JournalStats | None = None
         yield stream, t_ns, payload
 
 
+def check_journal(path: str | Path) -> None:
+    """Refuse a file that holds no intact journal block (a :class:`JournalError` naming it): what
+    a replay or a recovery would read is nothing."""
+    stats = JournalStats()
+    if next(iter(read_journal(path, stats)), None) is None:
+        raise JournalError(f"{path} holds no intact journal block ({stats.bytes_skipped} bytes of "
+                        "something else): nothing to replay")
+
+
 def _scan(path: Path, strict: bool, stats: JournalStats | None = None,
           read_bytes: int = 16 << 20) -> Iterator[tuple[int, int, int, bytes]]:
     """Walk the blocks of a journal, streaming it in ``read_bytes`` pieces."""

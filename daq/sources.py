@@ -108,6 +108,19 @@ class SerialSource:
         self._port.close()
 
 
+#: Bytes at the start of a frames file that must hold an intact frame.
+CHECK_BYTES = 1 << 20
+
+
+def _has_a_frame(data: bytes) -> bool:
+    """Whether ``data`` holds at least one intact frame of the wire protocol."""
+    from hw import wire
+
+    decoder = wire.Decoder()
+    decoder.feed(data)
+    return decoder.stats.frames_ok > 0
+
+
 class FileSource:
     """A recorded frames file, read in large pieces as fast as the pipeline takes them."""
 
@@ -115,8 +128,14 @@ class FileSource:
         self.describe = str(path)
         try:
             self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+            head = self._fh.read(CHECK_BYTES)
+            self._fh.seek(0)
         except OSError as exc:
             raise UserError(f"cannot read frames file {path}: {exc.strerror}") from None
+        if not _has_a_frame(head):
+            self._fh.close()
+            raise UserError(f"{path} is not a frames file: no intact frame in its first "
+                            f"{len(head)} bytes (petdaq emulate --to FILE.frames records one)")
         self._read_bytes = read_bytes
 
     def read(self, timeout_s: float) -> bytes | None:

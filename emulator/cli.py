@@ -15,7 +15,7 @@ from emulator import phantoms
 from emulator.engine import Emulator
 from emulator.firmware import packer
 from emulator.output import Sent, replay, transmit
-from emulator.sinks import open_sink
+from emulator.sinks import check_sink, open_sink
 from hw import nuclides
 from hw.errors import UserError
 from hw.progress import Progress
@@ -107,6 +107,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         raise UserError("emulate needs --to: tcp://host:port, ipc://path, pty, a serial device "
                         "or URL, or a frames file path")
     scanner = load_scanner(args.scanner)
+    check_sink(args.to, scanner.n_boards)
     if args.replay is not None:
         return _replay(args, scanner)
     if not (math.isfinite(args.duration) and args.duration > 0):

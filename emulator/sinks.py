@@ -127,15 +127,31 @@ def _queued(fd: int) -> int:
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
+def _zmq_endpoints(spec: str, n_boards: int) -> list[str]:
+    """The boards' endpoints of a tcp:// (port + board) or ipc:// (path-board) ``spec``."""
+    if not spec.startswith("tcp://"):
+        return [spec if b == 0 else f"{spec}-{b}" for b in range(n_boards)]
+    host, _, port = spec[6:].rpartition(":")
+    if not port.isdigit() or not host:
+        raise UserError(f"--to {spec}: expected tcp://host:port")
+    if not 1 <= int(port) <= 65536 - n_boards:
+        raise UserError(f"--to {spec}: the {n_boards} boards take ports {port} to "
+                        f"{int(port) + n_boards - 1}; a TCP port is 1 to 65535")
+    return [f"tcp://{host}:{int(port) + b}" for b in range(n_boards)]
+
+
+def check_sink(spec: str, n_boards: int) -> None:
+    """Refuse a ``--to`` that cannot work before anything is emulated (the sink itself opens
+    once the emulator's kernels are compiled)."""
+    if spec.startswith(("tcp://", "ipc://")):
+        _zmq_endpoints(spec, n_boards)
+    elif "://" in spec and not spec.startswith(SERIAL_URL_SCHEMES):
+        raise UserError(f"--to {spec}: unknown scheme (tcp://, ipc://, pty, a serial device or "
+                        "pyserial URL, or a file path)")
+
+
 def _zmq(spec: str, n_boards: int) -> ZmqSink:
-    if spec.startswith("tcp://"):
-        host, _, port = spec[6:].rpartition(":")
-        if not port.isdigit() or not host:
-            raise UserError(f"--to {spec}: expected tcp://host:port")
-        endpoints = [f"tcp://{host}:{int(port) + b}" for b in range(n_boards)]
-    else:
-        endpoints = [spec if b == 0 else f"{spec}-{b}" for b in range(n_boards)]
-    return ZmqSink(endpoints)
+    return ZmqSink(_zmq_endpoints(spec, n_boards))
 
 
 def _pty(n_boards: int) -> StreamSink:

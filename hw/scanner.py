@@ -307,7 +307,13 @@ def _read_definition(name: str) -> tuple[str, str]:
         path = Path(name)
         if not path.is_file():
             raise ScannerError(f"scanner file {name} does not exist")
-        return path.read_text(), str(path)
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError:
+            raise ScannerError(f"scanner file {name} is not text (a TOML definition is "
+                               "UTF-8 text)") from None
+        except OSError as exc:
+            raise ScannerError(f"cannot read scanner file {name}: {exc.strerror}") from None
     known = builtin_scanners()
     if name not in known:
         raise ScannerError(

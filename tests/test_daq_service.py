@@ -34,8 +34,8 @@ def service(tmp_path):
 @pytest.mark.parametrize(("request_", "error"), [
     ([1, 2], "expected a map"),
     ({"cmd": "start", "settings": [1, 2]}, "settings must be a map"),
-    ({"cmd": "start", "settings": {"activity_mbq": None}}, "activity_mbq must be a positive"),
-    ({"cmd": "start", "settings": {"duration_s": -5}}, "duration_s must be a positive"),
+    ({"cmd": "start", "settings": {"activity_mbq": None}}, "activity_mbq must be a finite number > 0"),
+    ({"cmd": "start", "settings": {"duration_s": -5}}, "duration_s must be a finite number > 0"),
     ({"cmd": "start", "settings": {"energy_window_kev": 5}}, "energy_window_kev must be"),
     ({"cmd": "start", "settings": {"activity": 5}}, "unknown scan setting 'activity'"),
     ({"cmd": "start", "settings": {"scanner": "no-such"}}, "no-such"),
@@ -64,5 +64,5 @@ def test_the_emulated_scan_defaults_are_in_one_place():
     assert EmulatorSettings().as_dict() == {**messages.DEFAULT_SCAN, "seed": 1,
                                                   "realtime": True}
     assert EmulatorSettings.from_request({"activity_mbq": 5}).activity_mbq == 5.0
-    with pytest.raises(UserError, match="positive"):
+    with pytest.raises(UserError, match="finite number > 0"):
         EmulatorSettings.from_request({"activity_mbq": True})

@@ -1,0 +1,71 @@
+"""Bad command-line values: one ``petdaq: error:`` line, exit status 2, nothing created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daq.cli import main
+
+
+def _petdaq(capsys, *argv: str) -> tuple[int, str]:
+    status = main(list(argv))
+    return status, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["acquire", "--from", "tcp://127.0.0.1:5999", "--duration", "-5"],
+     "--duration must be a finite number of seconds > 0, got -5.0"),
+    (["acquire", "--from", "tcp://127.0.0.1:5999", "--duration", "nan"],
+     "--duration must be a finite number of seconds > 0, got nan"),
+    (["acquire", "--from", "tcp://127.0.0.1:5999", "--monitor-port", "99999"],
+     "--monitor-port 99999: a TCP port is 1 to 65535"),
+    (["acquire", "--from", "tcp://127.0.0.1:5999", "--recon-interval", "0"],
+     "--recon-interval must be a finite number of seconds > 0"),
+    (["run", "--activity-mbq", "nan"], "--activity-mbq must be a finite number of MBq > 0"),
+    (["run", "--duration", "inf"], "--duration must be a finite number of seconds > 0"),
+    (["run", "--phantom", "nope"], "unknown phantom 'nope': known phantoms are point"),
+    (["run", "--nuclide", "Xx-1"], "unknown nuclide 'Xx-1': known nuclides are F-18"),
+    (["serve", "--control-port", "0"], "--control-port 0: a TCP port is 1 to 65535"),
+    (["emulate", "--to", "tcp://127.0.0.1:99999"], "a TCP port is 1 to 65535"),
+    (["emulate", "--to", "tcp://127.0.0.1:65534"], "the 4 boards take ports 65534 to 65537"),
+    (["emulate", "--to", "udp://127.0.0.1:5000"], "unknown scheme"),
+])
+def test_a_bad_value_is_refused_before_anything_is_created(capsys, tmp_path: Path, argv,
+                                                           said) -> None:
+    out = tmp_path / "runs"
+    extra = ["--out", str(out)] if argv[0] in ("acquire", "run", "serve") else []
+    status, err = _petdaq(capsys, *argv, *extra)
+    assert status == 2 and err.startswith("petdaq: error: ") and said in err, err
+    assert "\n" not in err and not out.exists()
+
+
+def test_a_file_that_is_not_a_frames_file_is_refused(capsys, tmp_path: Path) -> None:
+    text = tmp_path / "notes.frames"
+    text.write_text("these are not frames\n" * 100)
+    status, err = _petdaq(capsys, "acquire", "--from", str(text), "--out", str(tmp_path / "r"))
+    assert status == 2 and "is not a frames file: no intact frame" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_replay_and_recover_refuse_a_run_without_a_usable_journal(capsys, tmp_path: Path) -> None:
+    from daq.rundir import RunDir
+
+    run = RunDir.create(tmp_path, "run")
+    run.new_start("bedside-brain", "d", {}, {})
+    status, err = _petdaq(capsys, "replay", str(run.path))
+    assert status == 2 and err == f"petdaq: error: {run.path} has no journal to replay"
+    run.journal.write_bytes(bytes(range(256)) * 400)  # no block of a journal in it
+    for command in ("replay", "recover"):
+        status, err = _petdaq(capsys, command, str(run.path))
+        assert status == 2 and "holds no intact journal block" in err, err
+    assert not list(run.path.glob("replay-*"))  # no replay folder made
+
+
+def test_a_scanner_file_that_is_not_text_is_refused(capsys, tmp_path: Path) -> None:
+    binary = tmp_path / "scanner.toml"
+    binary.write_bytes(bytes(range(128, 256)) * 20)
+    status, err = _petdaq(capsys, "scanners", "show", str(binary))
+    assert status == 2 and err == f"petdaq: error: scanner file {binary} is not text (a TOML " \
+                                  "definition is UTF-8 text)"
