@@ -376,6 +376,8 @@ class Acquisition:
         reports = [s.report() for s in self.streams]
         total = lambda k: sum(r[k] for r in reports)  # noqa: E731
         return {"frames_bad": total("frames_bad"), "seq_gaps": total("seq_gaps"),
+                "frames_out_of_sequence": total("out_of_sequence"),
+                "duplicate_frames": total("duplicates"),
                 "bytes_skipped": total("bytes_skipped"), "bad_channel": total("bad_channel"),
                 "late_events": self.processor.late_events,
                 "firmware_fifo_overflows": total("fifo_overflows")}

@@ -83,6 +83,8 @@ def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, so
               "journal_truncated_tail_bytes": stats.truncated_tail_bytes,
               "frames_bad": sum(d["frames_bad"] for d in decoded),
               "seq_gaps": sum(d["seq_gaps"] for d in decoded),
+              "frames_out_of_sequence": sum(d["out_of_sequence"] for d in decoded),
+              "duplicate_frames": sum(d["duplicates"] for d in decoded),
               "late_events": processor.late_events}
     return {"counts": counts, "losses": losses, "problems": stats.problems,
             "settings": processor.settings,

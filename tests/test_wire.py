@@ -469,3 +469,44 @@ def test_a_feed_of_many_short_frames_decodes_every_one():
     out = d.feed(status + wire.encode(events, board=0, first_seq=n + 1))
     assert d.stats.status_frames == n and d.stats.frames_bad == 0 and d.stats.seq_gaps == 0
     assert out["t"].tolist() == events["t"].tolist()
+
+
+def _frames(raw: np.ndarray, board: int, first_seq: int) -> list[bytes]:
+    return [x + b"\0" for x in wire.encode(raw, board=board, first_seq=first_seq)
+            .split(b"\0")[:-1]]
+
+
+def test_a_forged_sequence_number_costs_one_frame_never_the_boards_data():
+    rng = np.random.default_rng(12)
+    raw = random_events(rng, 256 * 40, max_gap_ps=1000)
+    good = _frames(raw, board=3, first_seq=100)
+    forged = _frames(random_events(rng, 256, max_gap_ps=1000), board=3, first_seq=2_000_000)[0]
+    dec = wire.Decoder()
+    out = dec.feed(b"".join(good[:10]) + forged + b"".join(good[10:]))
+    assert out.size == raw.size  # every real frame's events; the forged frame dropped
+    assert_decoded(out, raw, wire.DEFAULT_CLOCK)
+    s = dec.stats
+    assert (s.out_of_sequence, s.sequence_restarts, s.duplicates, s.seq_gaps) == (1, 0, 0, 0)
+
+
+@pytest.mark.parametrize("marker", [True, False])
+def test_a_board_that_restarts_its_sequence_numbers_goes_on_being_decoded(marker):
+    rng = np.random.default_rng(13)
+    before = random_events(rng, 256 * 20, max_gap_ps=1000)
+    after = random_events(rng, 256 * 20, max_gap_ps=1000)
+    after["t"] += before["t"][-1] + 1000
+    restart = wire.encode_marker(wire.RUN_START, board=1, seq=0, t_ps=int(after["t"][0]),
+                                 run=2) if marker else b""
+    first = 1 if marker else 0
+    stream = (b"".join(_frames(before, 1, 5000)) + restart
+              + b"".join(_frames(after, 1, first)))
+    dec = wire.Decoder()
+    out = dec.feed(stream)
+    s = dec.stats
+    if marker:  # the run-start marker announces it: nothing lost
+        assert_decoded(out, np.concatenate([before, after]), wire.DEFAULT_CLOCK)
+        assert (s.sequence_restarts, s.out_of_sequence) == (1, 0)
+    else:  # the first frame of the new numbers cannot be told from a stray one: counted
+        assert_decoded(out, np.concatenate([before, after[256:]]), wire.DEFAULT_CLOCK)
+        assert (s.sequence_restarts, s.out_of_sequence) == (1, 1)
+    assert (s.duplicates, s.seq_gaps) == (0, 0)

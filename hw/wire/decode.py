@@ -38,12 +38,17 @@ Columns = tuple[np.ndarray, np.ndarray, np.ndarray]
 # --------------------------------------------------------------------------- decoder kernel
 
 # Decoder-wide counters (Decoder._stats).
-_S_OK, _S_BAD, _S_SKIPPED, _S_EVENTS, _S_DUPS, _S_STATUS, _S_MARKERS, _S_BADCH, _S_NBOARDS = (
-    range(9))
+(_S_OK, _S_BAD, _S_SKIPPED, _S_EVENTS, _S_DUPS, _S_STATUS, _S_MARKERS, _S_BADCH, _S_NBOARDS,
+ _S_STRAYS, _S_RESTARTS) = range(11)
 # Per-board state columns (Decoder._board, one row per board id).
 (_B_SEEN, _B_HIGH, _B_SPAN, _B_ACCEPTED, _B_DUPS, _B_EVENTS, _B_BADCH, _B_LAST, _B_WM,
- _B_ST_T, _B_ST_SENT, _B_ST_OVF, _B_ST_FLAGS, _B_ST_COUNT) = range(14)
-_B_COLS = 14
+ _B_ST_T, _B_ST_SENT, _B_ST_OVF, _B_ST_FLAGS, _B_ST_COUNT, _B_STRAY, _B_STRAYS,
+ _B_RESTARTS) = range(17)
+_B_COLS = 17
+#: A frame this many sequence numbers or more ahead of its board's newest is not a gap but
+#: out of sequence (a forged or corrupted number, or a board that restarted).
+SEQ_JUMP = 1 << 16
+_SEQ_DUP, _SEQ_OK, _SEQ_STRAY = 0, 1, 2
 
 
 @numba.njit(nogil=True, cache=True)
@@ -69,11 +74,13 @@ def _frame_ok(raw: np.ndarray, n: int) -> bool:
 
 @numba.njit(nogil=True, cache=True)
 def _accept_seq(st: np.ndarray, window: np.ndarray, boards: np.ndarray, stats: np.ndarray,
-                b: int, seq: int) -> bool:
-    """Sequence bookkeeping of board ``b``; False for a frame already seen (or too old to tell).
+                b: int, seq: int, ftype: int) -> int:
+    """Sequence bookkeeping of board ``b``: _SEQ_OK, _SEQ_DUP (already accepted) or _SEQ_STRAY
+    (out of sequence: :func:`_restart_or_stray`).
 
-    ``span`` is newest - oldest accepted seq + 1, so the board's missing frames are span - accepted.
-    ``window`` bit k is set when seq newest - k has been accepted (k < SEQ_WINDOW).
+    ``span`` is newest - oldest accepted seq + 1 of each run of the board's numbers, so its
+    missing frames are span - accepted. ``window`` bit k is set when seq newest - k has been
+    accepted (k < SEQ_WINDOW).
     """
     if st[b, _B_SEEN] == 0:
         st[b, _B_SEEN] = 1
@@ -82,26 +89,53 @@ def _accept_seq(st: np.ndarray, window: np.ndarray, boards: np.ndarray, stats: n
         st[b, _B_ACCEPTED] = 1
         st[b, _B_LAST] = 0
         st[b, _B_WM] = -1
+        st[b, _B_STRAY] = -1
         window[b] = np.uint64(1)
         boards[stats[_S_NBOARDS]] = b
         stats[_S_NBOARDS] += 1
-        return True
+        return _SEQ_OK
     d = (seq - st[b, _B_HIGH]) & 0xFFFFFFFF
     if d == 0:
-        return False
-    if d < 0x80000000:  # ahead: the d - 1 frames in between are missing (for now)
+        return _SEQ_DUP
+    if d < SEQ_JUMP:  # ahead: the d - 1 frames in between are missing (for now)
         window[b] = (window[b] << np.uint64(d)) | np.uint64(1) if d < SEQ_WINDOW else np.uint64(1)
         st[b, _B_HIGH] = seq
         st[b, _B_SPAN] += d
         st[b, _B_ACCEPTED] += 1
-        return True
+        st[b, _B_STRAY] = -1
+        return _SEQ_OK
     k = 0x100000000 - d  # behind by k: a late frame if not yet seen
-    if k >= SEQ_WINDOW or (window[b] >> np.uint64(k)) & np.uint64(1):
-        return False
-    window[b] |= np.uint64(1) << np.uint64(k)
-    st[b, _B_ACCEPTED] += 1
-    st[b, _B_SPAN] = max(st[b, _B_SPAN], k + 1)
-    return True
+    if k < SEQ_WINDOW:
+        if (window[b] >> np.uint64(k)) & np.uint64(1):
+            return _SEQ_DUP
+        window[b] |= np.uint64(1) << np.uint64(k)
+        st[b, _B_ACCEPTED] += 1
+        st[b, _B_SPAN] = max(st[b, _B_SPAN], k + 1)
+        return _SEQ_OK
+    return _restart_or_stray(st, window, stats, b, seq, ftype)
+
+
+@numba.njit(nogil=True, cache=True)
+def _restart_or_stray(st, window, stats, b, seq, ftype):
+    """A frame far from its board's sequence (SEQ_JUMP or more ahead, SEQ_WINDOW or more
+    behind). A run-start marker, or the second of two such frames in sequence, means the board
+    restarted its numbers: a new run of them begins there (counted, no gap). A lone one (a
+    forged or corrupted number) is dropped and counted as out of sequence, and the board's
+    sequence goes on: one bad number costs at most one frame, never the board's data."""
+    if ftype == RUN_START or (st[b, _B_STRAY] >= 0
+                              and seq == (st[b, _B_STRAY] + 1) & 0xFFFFFFFF):
+        st[b, _B_HIGH] = seq
+        window[b] = np.uint64(1)
+        st[b, _B_SPAN] += 1
+        st[b, _B_ACCEPTED] += 1
+        st[b, _B_STRAY] = -1
+        st[b, _B_RESTARTS] += 1
+        stats[_S_RESTARTS] += 1
+        return _SEQ_OK
+    st[b, _B_STRAY] = seq
+    st[b, _B_STRAYS] += 1
+    stats[_S_STRAYS] += 1
+    return _SEQ_STRAY
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -197,9 +231,11 @@ def _sequence(frames, row0, n_rows, words, period_ps, cmask, st, window, boards,
             b, ftype, seq, nw = frames[r, F_BOARD], frames[r, F_TYPE], frames[r, F_SEQ], \
                 frames[r, F_NW]
             frames[r, F_OUT] = -1
-            if not _accept_seq(st, window, boards, stats, b, seq):
-                stats[_S_DUPS] += 1
-                st[b, _B_DUPS] += 1
+            verdict = _accept_seq(st, window, boards, stats, b, seq, ftype)
+            if verdict != _SEQ_OK:
+                if verdict == _SEQ_DUP:
+                    stats[_S_DUPS] += 1
+                    st[b, _B_DUPS] += 1
                 continue
             stats[_S_OK] += 1
             last = st[b, _B_LAST]
@@ -314,6 +350,9 @@ class BoardStats:
     status_frames: int
     status: StatusReport | None
     markers: list[RunMarker] = field(default_factory=list)
+    out_of_sequence: int = 0
+    """Intact frames dropped as out of sequence (:attr:`DecoderStats.out_of_sequence`)."""
+    sequence_restarts: int = 0
 
 
 @dataclass(frozen=True)
@@ -331,12 +370,17 @@ class DecoderStats:
     """Frames missing, summed over boards."""
     events: int
     duplicates: int
-    """Intact frames dropped because their sequence number was already accepted, or lies more
-    than SEQ_WINDOW frames behind the board's newest (too old to tell)."""
+    """Intact frames dropped because their sequence number was already accepted."""
     status_frames: int
     marker_frames: int
     bad_channel: int
     boards: dict[int, BoardStats]
+    out_of_sequence: int = 0
+    """Intact frames dropped because their sequence number was far from their board's (SEQ_JUMP
+    or more ahead, SEQ_WINDOW or more behind) and the next frame did not follow it."""
+    sequence_restarts: int = 0
+    """Times a board restarted its sequence numbers (a run-start marker, or two frames in
+    sequence far from the old numbers)."""
 
     def as_dict(self) -> dict[str, object]:
         """Plain counters (no per-board details), for monitor messages."""
@@ -365,7 +409,7 @@ class Decoder:
         self._board = np.zeros((_N_BOARD_IDS, _B_COLS), np.int64)
         self._window = np.zeros(_N_BOARD_IDS, np.uint64)
         self._boards = np.zeros(_N_BOARD_IDS, np.int64)
-        self._stats = np.zeros(9, np.int64)
+        self._stats = np.zeros(11, np.int64)
         self._words = np.zeros(0, np.int64)
         self._joined = np.zeros(0, np.uint8)
         """Where a feed of several buffers is joined (kept: fresh memory costs page faults)."""
@@ -446,12 +490,14 @@ class Decoder:
                 board=b, frames=r[_B_ACCEPTED], events=r[_B_EVENTS],
                 seq_gaps=r[_B_SPAN] - r[_B_ACCEPTED], duplicates=r[_B_DUPS],
                 bad_channel=r[_B_BADCH], watermark_ps=r[_B_WM], status_frames=r[_B_ST_COUNT],
-                status=status, markers=markers.get(b, []))
+                status=status, markers=markers.get(b, []), out_of_sequence=r[_B_STRAYS],
+                sequence_restarts=r[_B_RESTARTS])
         return DecoderStats(
             frames_ok=s[_S_OK], frames_bad=s[_S_BAD], bytes_skipped=s[_S_SKIPPED],
             seq_gaps=sum(v.seq_gaps for v in boards.values()), events=s[_S_EVENTS],
             duplicates=s[_S_DUPS], status_frames=s[_S_STATUS], marker_frames=s[_S_MARKERS],
-            bad_channel=s[_S_BADCH], boards=boards)
+            bad_channel=s[_S_BADCH], boards=boards, out_of_sequence=s[_S_STRAYS],
+            sequence_restarts=s[_S_RESTARTS])
 
 
 class _Feed:
