@@ -107,6 +107,11 @@ def _read(source: Source, timeout_s: float) -> list | None:
     return None if data is None else [data] if data else []
 
 
+#: Free bytes on the run's disk below which a run stops (an error): the journal, the list-mode
+#: file and the stop document are closed whole before the disk refuses a write.
+MIN_FREE_BYTES = 32 << 20
+
+
 class Acquisition:
     """Acquire from ``sources`` into ``run`` until stopped; see the module docstring."""
 
@@ -304,11 +309,17 @@ class Acquisition:
         return [b for boards in idle for b in boards]
 
     def _watch(self) -> None:
-        """End the run on duration, end of every stream, or no data at all."""
+        """End the run on duration, end of every stream, no data at all, or a disk that has
+        filled up."""
         clock = self.cpu.clock("run watch")
         while not self._stop.wait(0.05):
             now = time.monotonic()
-            if self.duration_s is not None and self._first_data_at is not None \
+            free = self.disk_free_bytes()
+            if free < MIN_FREE_BYTES:
+                self.fail(f"the disk of {self.run.path} is full ({free >> 20} MiB free, a run "
+                          f"stops below {MIN_FREE_BYTES >> 20} MiB); the journal has every event "
+                          "received so far")
+            elif self.duration_s is not None and self._first_data_at is not None \
                     and now - self._first_data_at >= self.duration_s:
                 self.stop("duration reached", ExitStatus.SUCCESS)
             elif all(s.ended for s in self.streams):
@@ -380,6 +391,7 @@ class Acquisition:
                 "duplicate_frames": total("duplicates"),
                 "bytes_skipped": total("bytes_skipped"), "bad_channel": total("bad_channel"),
                 "late_events": self.processor.late_events,
+                "journal_bytes_lost": self.journal.payload_bytes_lost,
                 "firmware_fifo_overflows": total("fifo_overflows")}
 
     def queue_fill(self) -> float:

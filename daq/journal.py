@@ -71,6 +71,10 @@ class JournalWriter:
         self._buffer_bytes = buffer_bytes
         self.flush_interval_s, self.fsync_interval_s = flush_interval_s, fsync_interval_s
         self.bytes_written = os.fstat(self._fd).st_size
+        """Bytes of the journal file on disk (after a failed write: its whole blocks)."""
+        self.payload_bytes = 0
+        """Payload bytes handed to :meth:`append` (refused ones included)."""
+        self._payload_on_disk: int | None = None
         self.blocks = 0
         self.error: str | None = None
         self._last_fsync = time.monotonic()
@@ -88,6 +92,9 @@ class JournalWriter:
         view is copied)."""
         pieces = [_frozen(p) for p in (payload if isinstance(payload, list | tuple)
                                        else (payload,))]
+        size = sum(len(p) for p in pieces)
+        with self._lock:  # receivers append from their own threads
+            self.payload_bytes += size
         if self.error:
             raise JournalError(self.error)
         t_ns = time.monotonic_ns() - self._t0
@@ -115,8 +122,7 @@ class JournalWriter:
         with self._lock:
             self._flush_locked()
             if fsync and not self.error:
-                os.fsync(self._fd)
-                self._last_fsync = time.monotonic()
+                self._fsync_locked()
         if self.error:
             raise JournalError(self.error)
 
@@ -138,15 +144,31 @@ class JournalWriter:
             # Keep only whole blocks on disk: cut the partial block so the journal stays readable.
             self.error = f"journal {self.path}: write failed ({exc.strerror}); acquisition stopped"
             self._truncate_to_whole_blocks()
+            return
         self.bytes_written += written
+
+    @property
+    def payload_bytes_lost(self) -> int:
+        """Payload bytes handed over that are not in the journal (0 unless a write failed)."""
+        return 0 if self._payload_on_disk is None else self.payload_bytes - self._payload_on_disk
+
+    def _fsync_locked(self) -> None:
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:  # the disk refused what the OS held: what is on it is unknown
+            self.error = f"journal {self.path}: fsync failed ({exc.strerror}); acquisition stopped"
+            self._truncate_to_whole_blocks()
+        self._last_fsync = time.monotonic()
 
     def _truncate_to_whole_blocks(self) -> None:
         size = os.fstat(self._fd).st_size
-        good = 0
+        good, payload_bytes = 0, 0
         for offset, _stream, _t, payload in _scan(self.path, strict=False):
             good = offset + HEADER_BYTES + len(payload)
+            payload_bytes += len(payload)
         if good < size:
             os.ftruncate(self._fd, good)
+        self.bytes_written, self._payload_on_disk = good, payload_bytes
 
     def _flush_loop(self) -> None:
         clock = self._cpu.clock("journal flush") if self._cpu is not None else None
@@ -154,8 +176,7 @@ class JournalWriter:
             with self._lock:
                 self._flush_locked()
                 if not self.error and time.monotonic() - self._last_fsync > self.fsync_interval_s:
-                    os.fsync(self._fd)
-                    self._last_fsync = time.monotonic()
+                    self._fsync_locked()
         if clock is not None:
             clock.close("flush")
 

@@ -9,6 +9,7 @@ randoms estimate or a later reader needs: ``scanner``, ``scanner_digest``, ``win
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,16 @@ class ListModeWriter:
         self._file.flush()
 
     def close(self) -> None:
-        self.flush()
-        self._file.close()
+        """Flush and close; the file is closed even when the flush fails (a full disk), and the
+        flush's error is raised then."""
+        if self._file is None:
+            return
+        try:
+            self.flush()
+        finally:
+            file, self._file, self._ds = self._file, None, None
+            with contextlib.suppress(OSError, RuntimeError):  # the flush's error says what
+                file.close()
 
 
 def read_listmode(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

@@ -30,6 +30,10 @@ RUN_FILE = "run.json"
 JOURNAL_FILE = "journal.bpj"
 LISTMODE_FILE = "coincidences.h5"
 IMAGES_DIR = "images"
+RESERVE_FILE = ".reserved-for-the-stop-document"
+#: Disk space a run holds from its start for its stop document, released to write it: a run that
+#: fills its disk still records why it ended and what it counted.
+RESERVE_BYTES = 64 << 10
 
 
 class RunDir:
@@ -48,6 +52,7 @@ class RunDir:
         try:
             path.mkdir(parents=True)
             (path / IMAGES_DIR).mkdir()
+            (path / RESERVE_FILE).write_bytes(bytes(RESERVE_BYTES))
         except OSError as exc:
             raise UserError(f"cannot create run directory {path}: {exc.strerror}") from None
         return cls(path)
@@ -107,7 +112,9 @@ class RunDir:
         return start
 
     def write_stop(self, stop: StopDocument) -> None:
-        """Write the stop document: once, when the run has ended."""
+        """Write the stop document: once, when the run has ended (in the space the run held for
+        it since its start, should the disk have filled up)."""
+        (self.path / RESERVE_FILE).unlink(missing_ok=True)
         self.update(stop=stop.to_json())
 
     @property

@@ -145,3 +145,49 @@ def test_a_read_of_several_pieces_is_one_block_and_buffers_are_not_copied(tmp_pa
     pieces = [b"x" * 5, b"y" * 12, b"z" * 3]
     split = [b"".join(bytes(p) for p in blk) for blk in journal._blocks(pieces, limit=8)]
     assert split == [b"xxxxxyyy", b"yyyyyyyy", b"yzzz"]
+
+
+def test_a_run_on_a_disk_that_fills_up_stops_failed_with_everything_closed(tmp_path: Path
+                                                                         ) -> None:
+    """``petdaq acquire`` of a recording bigger than its disk: it stops with exit status 1 once
+    the disk is nearly full, its stop document (exit status fail) says so with the journal's
+    true size, the journal reads back whole, and the list-mode file opens."""
+    from daq.acquisition import MIN_FREE_BYTES
+    from daq.listmode import read_listmode
+    from daq.rundir import RunDir
+    from hw import RAW_DTYPE, load_scanner, wire
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    size = MIN_FREE_BYTES + (8 << 20)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        brain = load_scanner("bedside-brain")
+        rng = np.random.default_rng(5)
+        frames = tmp_path / "scan.frames"
+        with open(frames, "wb") as fh:
+            for _ in range(6):
+                for b in range(brain.n_boards):
+                    raw = np.zeros(250_000, RAW_DTYPE)
+                    raw["t"] = np.cumsum(rng.integers(1, 20_000, raw.size))
+                    raw["crystal"] = rng.choice(np.flatnonzero(brain.crystal_board == b),
+                                                raw.size)
+                    raw["adc"] = rng.integers(100, 4000, raw.size)
+                    fh.write(wire.encode(raw, board=b, first_seq=1, scanner=brain))
+        assert frames.stat().st_size > size
+        r = subprocess.run([sys.executable, "-m", "daq", "acquire", "--from", str(frames),
+                            "--no-recon", "--out", str(disk), "--name", "r"],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 1, r.stderr
+        run = RunDir(disk / "r")
+        stop = run.stop
+        assert stop.failed and "is full" in stop.reason, stop.reason
+        assert stop.counts["journal_bytes"] == run.journal.stat().st_size > 0
+        assert stop.losses["journal_bytes_lost"] == 0
+        assert sum(len(p) for _s, _t, p in read_journal(run.journal)) == stop.counts["bytes"]
+        coinc, _ = read_listmode(run.listmode)
+        assert coinc.size == stop.counts["prompts"] + stop.counts["delayeds"]
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
