@@ -356,12 +356,19 @@ class Acquisition:
             clock.lap("close: journal fsync")
         except JournalError as exc:
             self._failed_at_close(str(exc), replace=True)
-        losses = self.losses() | (self._on_end() if self._on_end else {})
+        details: dict[str, Any] = {}
+        losses = self.losses()
+        if self._on_end is not None:
+            try:
+                losses |= self._on_end()
+            except Exception as exc:  # the live image's failure must not lose the stop document
+                details["live_image_error"] = f"{type(exc).__name__}: {exc}"
         self.cpu_split = self.cpu.report()
         self.stop_doc = StopDocument(
             self.reason, self.exit_status, self.counts(), losses,
             elapsed_s=round(self.elapsed_s, 3),
-            details={"streams": [s.report() for s in self.streams], "cpu": self.cpu_split})
+            details={"streams": [s.report() for s in self.streams], "cpu": self.cpu_split,
+                     **details})
         self.run.write_stop(self.stop_doc)
 
     def _failed_at_close(self, reason: str, replace: bool = False) -> None:
