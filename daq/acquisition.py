@@ -135,7 +135,7 @@ class Acquisition:
         self.duration_s, self.no_data_timeout_s = duration_s, no_data_timeout_s
         self.calibration = calibration
         self.workers = Workers(threads, "worker", clock=self.cpu.clock)
-        self.journal = JournalWriter(run.journal, cpu=self.cpu)
+        self.journal = JournalWriter(run.journal, cpu=self.cpu, min_free_bytes=MIN_FREE_BYTES)
         self.processor = Processor(scanner, calibration, sort, None, quiet_timeout_s,
                                    on_coincidences, scan_duration_s or duration_s,
                                    self.workers)

@@ -55,10 +55,13 @@ class JournalWriter:
 
     def __init__(self, path: str | Path, flush_interval_s: float = 0.25,
                  fsync_interval_s: float = 2.0, buffer_bytes: int = 4 << 20,
-                 cpu: CpuMeter | None = None) -> None:
-        """``cpu``: a meter the flush thread clocks its CPU time on (:mod:`daq.cpu`)."""
+                 cpu: CpuMeter | None = None, min_free_bytes: int = 0) -> None:
+        """``cpu``: a meter the flush thread clocks its CPU time on (:mod:`daq.cpu`).
+        ``min_free_bytes``: the journal refuses a block (an error, as a full disk) that would
+        leave less free on its disk, so that the run's other files still close whole."""
         self.path = Path(path)
         self._cpu = cpu
+        self.min_free_bytes = min_free_bytes
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
@@ -74,7 +77,10 @@ class JournalWriter:
         """Bytes of the journal file on disk (after a failed write: its whole blocks)."""
         self.payload_bytes = 0
         """Payload bytes handed to :meth:`append` (refused ones included)."""
+        self._pending_payload = 0
+        self._payload_written = 0
         self._payload_on_disk: int | None = None
+        """Payload bytes in the journal once it stopped taking blocks (None while it takes them)."""
         self.blocks = 0
         self.error: str | None = None
         self._last_fsync = time.monotonic()
@@ -107,10 +113,15 @@ class JournalWriter:
         if not blocks:
             return
         with self._lock:
+            if self.min_free_bytes and not self.error:
+                self._refuse_if_full_locked(size + HEADER_BYTES * len(blocks))
+            if self.error:
+                raise JournalError(self.error)
             for header, block in blocks:
                 self._pending.append(header)
                 self._pending += block
                 self._pending_bytes += HEADER_BYTES + sum(len(p) for p in block)
+                self._pending_payload += sum(len(p) for p in block)
                 self.blocks += 1
             if self._pending_bytes >= self._buffer_bytes:
                 self._flush_locked()
@@ -130,6 +141,7 @@ class JournalWriter:
         if not self._pending or self.error:
             return
         pending, self._pending, self._pending_bytes = self._pending, [], 0
+        payload, self._pending_payload = self._pending_payload, 0
         written, i = 0, 0  # i: the first piece not written whole
         try:
             while i < len(pending):
@@ -146,6 +158,19 @@ class JournalWriter:
             self._truncate_to_whole_blocks()
             return
         self.bytes_written += written
+        self._payload_written += payload
+
+    def _refuse_if_full_locked(self, more_bytes: int) -> None:
+        """Stop journaling (what is buffered written first) when ``more_bytes`` would leave
+        less than ``min_free_bytes`` on the disk."""
+        st = os.fstatvfs(self._fd)
+        if st.f_bavail * st.f_frsize - self._pending_bytes - more_bytes >= self.min_free_bytes:
+            return
+        self._flush_locked()
+        if not self.error:
+            self.error = (f"journal {self.path}: the disk is full (a run keeps "
+                          f"{self.min_free_bytes >> 20} MiB free); acquisition stopped")
+            self._payload_on_disk = self._payload_written
 
     @property
     def payload_bytes_lost(self) -> int:
