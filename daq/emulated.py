@@ -7,6 +7,7 @@ one ZeroMQ PULL receiver per board.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -103,7 +104,8 @@ def start_emulator(settings: EmulatorSettings, n_boards: int, host: str = "127.0
            "--phantom", settings.phantom, "--nuclide", settings.nuclide,
            "--activity-mbq", str(settings.activity_mbq), "--duration", str(settings.duration_s),
            "--seed", str(settings.seed), "--to", f"tcp://{host}:{base}", "--quiet",
-           "--ready-line", "--realtime" if settings.realtime else "--fast"]
+           "--ready-line", "--realtime" if settings.realtime else "--fast",
+           "--parent-pid", str(os.getpid())]  # it dies with the DAQ, even a killed one
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     _wait_ready(proc, ready_timeout_s)

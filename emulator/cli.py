@@ -55,6 +55,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ready-line", action="store_true",
                    help="print 'ready' on stdout once the kernels are compiled and the boards "
                         "are about to stream (for a DAQ that starts the emulator)")
+    p.add_argument("--parent-pid", type=int, default=None, metavar="PID",
+                   help="end when process PID (the DAQ that started the emulator) ends, "
+                        "however it ends (Linux)")
     p.set_defaults(func=cmd_emulate)
 
     p = sub.add_parser("count-rate", help="count-rate study: trues, scatters, randoms and NECR "
@@ -99,7 +102,22 @@ def _announce(endpoints: list[str], quiet: bool) -> None:
         print(f"board {b}: {endpoint}", flush=True)
 
 
+def _die_with_parent(pid: int) -> None:
+    """Be killed when the process that started us dies (even by SIGKILL): Linux's parent-death
+    signal, then a check that the parent had not already gone before it was set."""
+    import ctypes
+    import os
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != pid:
+        raise SystemExit(f"petdaq emulate: the process that started it ({pid}) is gone")
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
+    if args.parent_pid is not None and sys.platform.startswith("linux"):
+        _die_with_parent(args.parent_pid)
     if args.list:
         _print_list(args.scanner)
         return 0

@@ -284,3 +284,32 @@ def test_a_silent_link_with_data_still_to_decode_holds_its_boards(brain) -> None
     state.decoded = 3
     assert state.idle_boards(now=20.0, timeout_s=3.0) == [2]
     assert state.idle_boards(now=12.0, timeout_s=3.0) == []  # not silent long enough
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux /proc)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_the_emulator_dies_with_a_killed_daq(tmp_path: Path) -> None:
+    """kill -9 of ``petdaq run``: its emulator child does not live on (nor block a port)."""
+    proc = subprocess.Popen([sys.executable, "-m", "daq", "run", "--duration", "60",
+                             "--no-recon", "--out", str(tmp_path), "--name", "r"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = tmp_path / "r" / "journal.bpj"
+    deadline = time.monotonic() + 300  # the emulator compiles first on a cold cache
+    while time.monotonic() < deadline and not (journal.is_file() and journal.stat().st_size):
+        assert proc.poll() is None, "petdaq run ended early"
+        time.sleep(0.1)
+    emulators = _children(proc.pid)
+    assert emulators, "no emulator child"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in emulators):
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{p}").exists() for p in emulators)
