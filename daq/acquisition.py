@@ -162,7 +162,7 @@ class Acquisition:
         self._threads: list[threading.Thread] = []
         self.cpu_split: dict[str, Any] | None = None
         """The run's CPU split (:meth:`daq.cpu.CpuMeter.report`) once it has ended."""
-        self.start_doc = run.new_start(scanner.name, scanner.digest, {
+        run.new_start(scanner.name, scanner.digest, {
             **(settings or {}), "sources": [s.describe for s in sources],
             "duration_s": duration_s, "threads": self.workers.threads,
             "sort": self.processor.settings,

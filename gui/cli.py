@@ -35,10 +35,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def run_console(args: argparse.Namespace) -> int:
     """Check the options, then open the window; returns the exit code."""
+    from daq.checks import tcp_port
+
     for name in ("monitor_port", "control_port"):
-        port = getattr(args, name)
-        if not 0 < port < 65536:
-            raise UserError(f"--{name.replace('_', '-')} {port}: a TCP port is 1 to 65535")
+        tcp_port(getattr(args, name), f"--{name.replace('_', '-')}")
     if args.after is not None and args.screenshot is None:
         raise UserError("--after needs --screenshot PATH")
     after = 5.0 if args.after is None else args.after
