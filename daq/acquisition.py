@@ -393,7 +393,8 @@ class Acquisition:
         """Every loss anywhere, by name (zero when none)."""
         reports = [s.report() for s in self.streams]
         total = lambda k: sum(r[k] for r in reports)  # noqa: E731
-        return {"frames_bad": total("frames_bad"), "seq_gaps": total("seq_gaps"),
+        return {"frames_lost": total("seq_gaps"), "events_lost": total("events_lost"),
+                "frames_bad": total("frames_bad"),
                 "frames_out_of_sequence": total("out_of_sequence"),
                 "duplicate_frames": total("duplicates"),
                 "bytes_skipped": total("bytes_skipped"), "bad_channel": total("bad_channel"),

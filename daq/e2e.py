@@ -100,11 +100,11 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
     counts, losses = stop.counts, stop.losses
     elapsed = acq.processing_s  # through the last merge and sort, not only the last byte
     zero_loss = (sent["events"] > 0 and counts["frames"] == sent["frames"]
-                 and losses["seq_gaps"] == 0
+                 and losses["frames_lost"] == 0
                  and counts["singles"] == sent["events"] and not any(losses.values()))
     return {"singles": counts["singles"], "seconds": elapsed,
             "singles_per_s": counts["singles"] / elapsed, "frames_sent": sent["frames"],
-            "frames_journaled": counts["frames"], "seq_gaps": losses["seq_gaps"],
+            "frames_journaled": counts["frames"], "seq_gaps": losses["frames_lost"],
             "losses": losses, "zero_loss": zero_loss, "prompts": counts["prompts"],
             "journal_bytes": counts["journal_bytes"], "run": str(run.path) if keep else None,
             "note": "frames sent == journaled, seq gaps 0" if zero_loss else "LOSS",

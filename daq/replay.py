@@ -82,7 +82,8 @@ def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, so
               "journal_bytes_skipped": stats.bytes_skipped,
               "journal_truncated_tail_bytes": stats.truncated_tail_bytes,
               "frames_bad": sum(d["frames_bad"] for d in decoded),
-              "seq_gaps": sum(d["seq_gaps"] for d in decoded),
+              "frames_lost": sum(d["seq_gaps"] for d in decoded),
+              "events_lost": sum(d["events_lost"] for d in decoded),
               "frames_out_of_sequence": sum(d["out_of_sequence"] for d in decoded),
               "duplicate_frames": sum(d["duplicates"] for d in decoded),
               "late_events": processor.late_events}

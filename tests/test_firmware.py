@@ -2,7 +2,7 @@
 
 The packer is compiled with the system C compiler into a temporary shared library and driven
 through ctypes with the same events as the Python encoder; both must also reproduce the golden
-frames of tests/golden/wire_v1.json. Skipped only when no C compiler exists.
+frames of tests/golden/wire_v2.json. Skipped only when no C compiler exists.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hw import RAW_DTYPE, wire
 
 FIRMWARE = Path(wire.__file__).parent.parent / "firmware"
-GOLDEN = Path(__file__).parent / "golden" / "wire_v1.json"
+GOLDEN = Path(__file__).parent / "golden" / "wire_v2.json"
 CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Wconversion", "-Wshadow",
           "-Werror", "-shared", "-fPIC"]
 #: bpet_event_t with the C compiler's natural alignment.
@@ -187,8 +187,8 @@ def test_c_packer_rejects_bad_arguments(lib):
     ev["channel"][5], ev["adc"][7] = 4095, 4096
     assert lib.bpet_pack_events(ev.ctypes.data, 10, 0, 0, out.ptr, out.cap) == 0
     assert lib.bpet_pack_marker(wire.STATUS, 0, 0, 0, 0, out.ptr, out.cap) == 0
-    assert lib.bpet_pack_status(0, 0, 0, 0, 0, 0, out.ptr, 33) == 0
-    assert lib.bpet_pack_status(0, 0, 0, 0, 0, 0, out.ptr, 34) > 0
+    assert lib.bpet_pack_status(0, 0, 0, 0, 0, 0, out.ptr, 34) == 0
+    assert lib.bpet_pack_status(0, 0, 0, 0, 0, 0, out.ptr, 35) > 0
 
 
 def test_firmware_frames_decode_on_the_host(lib, brain):

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from hw import RAW_DTYPE, _cobs, wire
 
-GOLDEN = Path(__file__).parent / "golden" / "wire_v1.json"
+GOLDEN = Path(__file__).parent / "golden" / "wire_v2.json"
+GOLDEN_V1 = Path(__file__).parent / "golden" / "wire_v1.json"
 WIRE_MD = Path(wire.__file__).parent.parent / "WIRE.md"
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -43,9 +44,14 @@ def ref_cobs(data: bytes) -> bytes:
 
 
 def ref_frame(ftype: int, board: int, seq: int, words: list[int]) -> bytes:
-    body = struct.pack("<BBHIHH", 1, ftype, board, seq, len(words), 0)
+    body = struct.pack("<BBHIHH", 2, ftype, board, seq, len(words), 0)
     body += b"".join(struct.pack("<Q", w) for w in words)
-    return ref_cobs(body + struct.pack("<I", zlib.crc32(body))) + b"\0"
+    return b"\0" + ref_cobs(body + struct.pack("<I", zlib.crc32(body))) + b"\0"
+
+
+def frames_of(data: bytes) -> list[bytes]:
+    """The whole frames (both delimiters) of an encoded stream."""
+    return [b"\0" + x + b"\0" for x in data.split(b"\0") if x]
 
 
 def ref_split(t: np.ndarray, clock: wire.WireClock) -> tuple[np.ndarray, np.ndarray]:
@@ -157,12 +163,12 @@ def test_encode_matches_reference(seed, n, board, first_seq, max_gap_ps):
     data = wire.encode(raw, board=board, first_seq=first_seq)
     assert data == ref_encode(raw["t"], raw["crystal"], raw["adc"], board, first_seq,
                               wire.DEFAULT_CLOCK)
-    assert data.count(0) == wire.frames_for(n)
+    assert data.count(0) == 2 * wire.frames_for(n)
 
 
 def test_frames_for_and_frame_size():
     assert [wire.frames_for(n) for n in (0, 1, 256, 257, 512, 513)] == [0, 1, 1, 2, 2, 3]
-    assert wire.MAX_FRAME_BYTES == 2074
+    assert wire.MAX_FRAME_BYTES == 2075
     raw = np.zeros(256, RAW_DTYPE)  # a frame with as few zero bytes as the layout allows
     raw["t"] = (2**32 - 1) * 5000 + 4999
     raw["crystal"] = raw["adc"] = 0xFFF
@@ -324,7 +330,7 @@ def test_multi_board_stream_with_scanner(brain):
         parts.append(wire.encode(raw, board=board, first_seq=100 * board, scanner=brain))
         expected.append(raw)
     # interleave whole frames of the boards (as a multiplexing transport would)
-    frames = [[f + b"\0" for f in p.split(b"\0")[:-1]] for p in parts]
+    frames = [frames_of(p) for p in parts]
     stream = b"".join(fr[i] for i in range(3) for fr in frames)
     dec = wire.Decoder(brain)
     out = dec.feed(stream)
@@ -356,7 +362,7 @@ def test_duplicates_late_frames_and_sequence_wrap():
     rng = np.random.default_rng(8)
     raw = random_events(rng, 256 * 6, max_gap_ps=1000)
     data = wire.encode(raw, board=9, first_seq=2**32 - 3)  # seqs ..., 2**32 - 1, 0, 1, 2
-    f = [x + b"\0" for x in data.split(b"\0")[:-1]]
+    f = frames_of(data)
     dec = wire.Decoder()
     out = dec.feed(f[0] + f[2] + f[1] + f[1] + f[3] + f[0] + f[5])  # late f[1], dups, gap f[4]
     order = [0, 2, 1, 3, 5]
@@ -387,11 +393,11 @@ def test_tail_flush_and_overlong_garbage():
     raw["t"] = np.arange(5) * 10**6
     frame = wire.encode(raw, board=1, first_seq=0)
     dec = wire.Decoder()
-    assert dec.feed(frame[:-1]).size == 0 and dec.pending_bytes == len(frame) - 1
+    assert dec.feed(frame[:-1]).size == 0 and dec.pending_bytes == len(frame) - 2
     assert dec.flush().size == 5  # the sender never sent the delimiter
     assert dec.feed(frame[:20]).size == 0
     assert dec.flush().size == 0  # truncated for good
-    assert (dec.stats.frames_bad, dec.stats.bytes_skipped) == (1, 20)
+    assert (dec.stats.frames_bad, dec.stats.bytes_skipped) == (1, 19)
     garbage = b"\xaa" * 5000  # no delimiter for longer than any frame can be
     dec = wire.Decoder()
     assert dec.feed(garbage[:3000]).size == 0 and dec.pending_bytes == 0
@@ -450,6 +456,37 @@ def test_golden_vectors_python_side():
         assert (dec.stats.frames_ok, dec.stats.frames_bad) == (1, 0)
 
 
+def test_version_1_frames_still_decode():
+    """Journals recorded with version 1 (no leading delimiter, version byte 1) replay: each
+    golden v1 frame decodes to what its v2 twin decodes to, alone and as one stream."""
+    _, frames = golden_frames()
+    old = json.loads(GOLDEN_V1.read_text(encoding="utf-8"))
+    assert old["version"] == 1 and [f["name"] for f in old["frames"]] == [f["name"] for f in frames]
+    for v1, v2 in zip(old["frames"], frames, strict=True):
+        a, b = bytes.fromhex(v1["hex"]), bytes.fromhex(v2["hex"])
+        assert a[0] != 0 and b[0] == 0 and a != b[1:]
+        d1, d2 = wire.Decoder(), wire.Decoder()
+        np.testing.assert_array_equal(d1.feed(a), d2.feed(b))
+        assert d1.stats.as_dict() == d2.stats.as_dict() and d1.markers == d2.markers
+    d1, d2 = wire.Decoder(), wire.Decoder()
+    np.testing.assert_array_equal(d1.feed(b"".join(bytes.fromhex(f["hex"]) for f in old["frames"])),
+                                  d2.feed(b"".join(bytes.fromhex(f["hex"]) for f in frames)))
+    assert d1.stats == d2.stats and d1.stats.frames_bad == 0
+
+
+def test_a_frame_after_noise_or_a_cut_frame_is_kept():
+    """Version 2's leading delimiter: a frame cut short, then line noise without a 0x00, cost
+    only themselves, never the intact frame behind them; a frame that lost only its trailing
+    delimiter is still whole."""
+    raw = random_events(np.random.default_rng(5), 256 * 3, max_gap_ps=1000)
+    f = frames_of(wire.encode(raw, board=2, first_seq=0))
+    dec = wire.Decoder()
+    out = dec.feed(f[0][:700] + bytes(range(1, 200)) + f[1][:-1] + f[2])
+    assert_decoded(out, raw[256:], wire.DEFAULT_CLOCK)
+    s = dec.stats
+    assert (s.frames_ok, s.frames_bad, s.bytes_skipped) == (2, 1, 699 + 199)
+
+
 def test_wire_md_worked_example_is_a_golden_vector():
     _, frames = golden_frames()
     example = next(fr for fr in frames if "worked example" in fr["name"])
@@ -472,8 +509,7 @@ def test_a_feed_of_many_short_frames_decodes_every_one():
 
 
 def _frames(raw: np.ndarray, board: int, first_seq: int) -> list[bytes]:
-    return [x + b"\0" for x in wire.encode(raw, board=board, first_seq=first_seq)
-            .split(b"\0")[:-1]]
+    return frames_of(wire.encode(raw, board=board, first_seq=first_seq))
 
 
 def test_a_forged_sequence_number_costs_one_frame_never_the_boards_data():

@@ -1,5 +1,5 @@
 /*
- * bpet_wire.c - bedside-pet digitizer wire protocol, version 1: the frame packer.
+ * bpet_wire.c - bedside-pet digitizer wire protocol, version 2: the frame packer.
  * See bpet_wire.h for the interface and hw/WIRE.md for the format.
  *
  * The frame is never built in a buffer: header, payload and CRC bytes are streamed through a
@@ -102,8 +102,9 @@ static void begin(writer_t *w, uint8_t *out, uint8_t type, uint16_t board, uint3
                   uint16_t n_words)
 {
     w->out = out;
-    w->code_pos = 0u;
-    w->pos = 1u;
+    out[0] = 0u; /* leading delimiter: ends whatever a reset or line noise left before */
+    w->code_pos = 1u;
+    w->pos = 2u;
     w->code = 1u;
     w->crc = 0xFFFFFFFFu;
     put_field(w, BPET_WIRE_VERSION, 1u);

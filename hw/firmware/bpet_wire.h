@@ -1,14 +1,14 @@
 /*
- * bpet_wire.h - bedside-pet digitizer wire protocol, version 1: the frame packer.
+ * bpet_wire.h - bedside-pet digitizer wire protocol, version 2: the frame packer.
  *
  * Portable C99 for the digitizer's microcontroller: no allocation, no floating point, no
  * library calls, fixed-size buffers, stdint types only. The byte layout is specified in
  * hw/WIRE.md; this packer and the host's hw.wire.encode produce identical bytes (the test
  * suite checks both against each other and against golden vectors).
  *
- * Every packer writes ONE complete frame into out[0..out_cap): the COBS encoding of
- * header + payload + CRC-32, followed by the 0x00 delimiter, and returns the number of bytes
- * written (delimiter included), or 0 when an argument is out of range or out_cap is smaller
+ * Every packer writes ONE complete frame into out[0..out_cap): a 0x00 delimiter, the COBS
+ * encoding of header + payload + CRC-32 and a 0x00 delimiter, and returns the number of bytes
+ * written (delimiters included), or 0 when an argument is out of range or out_cap is smaller
  * than BPET_FRAME_BYTES_MAX(n_words) (the worst case; size buffers BPET_MAX_FRAME_BYTES).
  */
 #ifndef BPET_WIRE_H
@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define BPET_WIRE_VERSION 1u
+#define BPET_WIRE_VERSION 2u
 
 /* Frame types (byte 1). */
 #define BPET_FRAME_EVENTS 1u
@@ -37,10 +37,10 @@ extern "C" {
 
 /* Bytes before COBS of a frame with n_words payload words. */
 #define BPET_RAW_FRAME_BYTES(n_words) (BPET_HEADER_BYTES + 8u * (n_words) + BPET_CRC_BYTES)
-/* Worst-case bytes on the wire (COBS overhead and delimiter included). */
+/* Worst-case bytes on the wire (COBS overhead and both delimiters included). */
 #define BPET_FRAME_BYTES_MAX(n_words) \
-    (BPET_RAW_FRAME_BYTES(n_words) + 1u + BPET_RAW_FRAME_BYTES(n_words) / 254u + 1u)
-/* Largest frame on the wire: 2074 bytes. */
+    (BPET_RAW_FRAME_BYTES(n_words) + 1u + BPET_RAW_FRAME_BYTES(n_words) / 254u + 2u)
+/* Largest frame on the wire: 2075 bytes. */
 #define BPET_MAX_FRAME_BYTES BPET_FRAME_BYTES_MAX(BPET_EVENTS_PER_FRAME)
 
 /* One detected photon as the digitizer latches it. */

@@ -19,7 +19,8 @@ from hw.wire.format import (
     EVENTS,
     EVENTS_PER_FRAME,
     HEADER_BYTES,
-    MAX_FRAME_BYTES,
+    MAX_CHUNK_BYTES,
+    OLDEST_READ_VERSION,
     RUN_START,
     RUN_STOP,
     SEQ_WINDOW,
@@ -29,7 +30,7 @@ from hw.wire.format import (
 )
 
 _N_BOARD_IDS = 1 << 16
-_MAX_CHUNK = MAX_FRAME_BYTES - 1
+_MAX_CHUNK = MAX_CHUNK_BYTES
 
 Buffer = bytes | bytearray | memoryview | np.ndarray
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -43,8 +44,8 @@ Columns = tuple[np.ndarray, np.ndarray, np.ndarray]
 # Per-board state columns (Decoder._board, one row per board id).
 (_B_SEEN, _B_HIGH, _B_SPAN, _B_ACCEPTED, _B_DUPS, _B_EVENTS, _B_BADCH, _B_LAST, _B_WM,
  _B_ST_T, _B_ST_SENT, _B_ST_OVF, _B_ST_FLAGS, _B_ST_COUNT, _B_STRAY, _B_STRAYS,
- _B_RESTARTS) = range(17)
-_B_COLS = 17
+ _B_RESTARTS, _B_WORDS, _B_MISSING, _B_MISSING_DONE) = range(20)
+_B_COLS = 20
 #: A frame this many sequence numbers or more ahead of its board's newest is not a gap but
 #: out of sequence (a forged or corrupted number, or a board that restarted).
 SEQ_JUMP = 1 << 16
@@ -60,7 +61,7 @@ def _frame_ok(raw: np.ndarray, n: int) -> bool:
     h1 = load_u64(raw, 8)
     ftype = (h0 >> 8) & 0xFF
     nw = h1 & 0xFFFF
-    if h0 & 0xFF != VERSION or (h1 >> 16) & 0xFFFF != 0:
+    if not OLDEST_READ_VERSION <= h0 & 0xFF <= VERSION or (h1 >> 16) & 0xFFFF != 0:
         return False
     if ftype == EVENTS:
         if nw > EVENTS_PER_FRAME:
@@ -130,12 +131,23 @@ def _restart_or_stray(st, window, stats, b, seq, ftype):
         st[b, _B_ACCEPTED] += 1
         st[b, _B_STRAY] = -1
         st[b, _B_RESTARTS] += 1
+        st[b, _B_MISSING_DONE] += st[b, _B_MISSING]  # the board's counters start over too
+        st[b, _B_MISSING] = 0
+        st[b, _B_WORDS] = 0
         stats[_S_RESTARTS] += 1
         return _SEQ_OK
     st[b, _B_STRAY] = seq
     st[b, _B_STRAYS] += 1
     stats[_S_STRAYS] += 1
     return _SEQ_STRAY
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _missing(sent: int, received: int) -> int:
+    """Events a board says it sent (mod 2**32) that did not arrive: 0 when more arrived (a
+    frame sent after the heartbeat overtook it)."""
+    d = (sent - received) & 0xFFFFFFFF
+    return d if d < 0x80000000 else 0
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -246,6 +258,7 @@ def _sequence(frames, row0, n_rows, words, period_ps, cmask, st, window, boards,
                     first = _unwrap(last, frames[r, F_C0], cmask)
                     last = first + frames[r, F_REL]
                     wm = max(wm, first * period_ps + frames[r, F_REL_MAX])
+                    st[b, _B_WORDS] += nw
                     good = frames[r, F_GOOD]
                     k += good
                     stats[_S_EVENTS] += good
@@ -261,6 +274,7 @@ def _sequence(frames, row0, n_rows, words, period_ps, cmask, st, window, boards,
                     stats[_S_STATUS] += 1
                     st[b, _B_ST_T] = t
                     st[b, _B_ST_SENT] = (w0 >> 32) & 0xFFFFFFFF
+                    st[b, _B_MISSING] = _missing(st[b, _B_ST_SENT], st[b, _B_WORDS])
                     st[b, _B_ST_OVF] = w1 & 0xFFFFFFFF
                     st[b, _B_ST_FLAGS] = (w1 >> 32) & 0xFFFFFFFF
                     st[b, _B_ST_COUNT] += 1
@@ -353,6 +367,8 @@ class BoardStats:
     out_of_sequence: int = 0
     """Intact frames dropped as out of sequence (:attr:`DecoderStats.out_of_sequence`)."""
     sequence_restarts: int = 0
+    events_lost: int = 0
+    """Events the board's heartbeats say it sent that never arrived (:attr:`DecoderStats.events_lost`)."""
 
 
 @dataclass(frozen=True)
@@ -362,8 +378,9 @@ class DecoderStats:
     frames_ok: int
     """Intact frames accepted, any type (duplicates excluded)."""
     frames_bad: int
-    """Non-empty 0x00-delimited chunks that were not an intact frame (damaged, truncated,
-    garbage, over-long)."""
+    """Non-empty 0x00-delimited pieces that were not an intact frame (damaged, truncated,
+    garbage, over-long). Pieces, not frames: a burst of noise may make several, a lost frame
+    none; frames lost are :attr:`seq_gaps`."""
     bytes_skipped: int
     """Bytes of those chunks (and of a dropped over-long tail), delimiters not counted."""
     seq_gaps: int
@@ -381,6 +398,11 @@ class DecoderStats:
     sequence_restarts: int = 0
     """Times a board restarted its sequence numbers (a run-start marker, or two frames in
     sequence far from the old numbers)."""
+    events_lost: int = 0
+    """Events lost on the link, summed over boards: at each board's latest STATUS heartbeat,
+    the events it says it sent minus the event words received from it (every frame lost,
+    damaged or dropped as out of sequence before that heartbeat); per run of its sequence
+    numbers. Events sent after a board's last heartbeat cannot be counted this way."""
 
     def as_dict(self) -> dict[str, object]:
         """Plain counters (no per-board details), for monitor messages."""
@@ -491,13 +513,15 @@ class Decoder:
                 seq_gaps=r[_B_SPAN] - r[_B_ACCEPTED], duplicates=r[_B_DUPS],
                 bad_channel=r[_B_BADCH], watermark_ps=r[_B_WM], status_frames=r[_B_ST_COUNT],
                 status=status, markers=markers.get(b, []), out_of_sequence=r[_B_STRAYS],
-                sequence_restarts=r[_B_RESTARTS])
+                sequence_restarts=r[_B_RESTARTS],
+                events_lost=r[_B_MISSING_DONE] + r[_B_MISSING])
         return DecoderStats(
             frames_ok=s[_S_OK], frames_bad=s[_S_BAD], bytes_skipped=s[_S_SKIPPED],
             seq_gaps=sum(v.seq_gaps for v in boards.values()), events=s[_S_EVENTS],
             duplicates=s[_S_DUPS], status_frames=s[_S_STATUS], marker_frames=s[_S_MARKERS],
             bad_channel=s[_S_BADCH], boards=boards, out_of_sequence=s[_S_STRAYS],
-            sequence_restarts=s[_S_RESTARTS])
+            sequence_restarts=s[_S_RESTARTS],
+            events_lost=sum(v.events_lost for v in boards.values()))
 
 
 class _Feed:

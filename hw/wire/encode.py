@@ -34,8 +34,9 @@ _N_BOARD_IDS = 1 << 16
 @numba.njit(nogil=True, cache=True)
 def _pack_frame(ftype: int, board: int, seq: int, words: np.ndarray, n_words: int,
                 out: np.ndarray, pos: int) -> int:
-    """One frame of ``words[:n_words]`` (int64 holding u64), COBS-encoded with its delimiter into
-    ``out[pos:]`` (room for MAX_FRAME_BYTES needed); returns the position after it.
+    """One frame of ``words[:n_words]`` (int64 holding u64), COBS-encoded between two 0x00
+    delimiters into ``out[pos:]`` (room for MAX_FRAME_BYTES needed); returns the position
+    after it.
 
     Header, payload and CRC are streamed straight into the COBS encoding, the CRC computed on
     the way: one pass, no intermediate frame buffer.
@@ -43,7 +44,8 @@ def _pack_frame(ftype: int, board: int, seq: int, words: np.ndarray, n_words: in
     h0 = VERSION | (ftype << 8) | (board << 16) | (seq << 32)  # bytes 0-7
     h1 = n_words  # bytes 8-11: n, reserved 0
     reg = crc_bytes(crc_word(CRC_INIT, h0), h1, 4)
-    code_pos, pos, code = pos, pos + 1, 1
+    out[pos] = 0  # the leading delimiter ends whatever came before (line noise, a cut frame)
+    code_pos, pos, code = pos + 1, pos + 2, 1
     pos, code_pos, code = cobs_put(out, pos, code_pos, code, h0, 8)
     pos, code_pos, code = cobs_put(out, pos, code_pos, code, h1, 4)
     for j in range(0, n_words - 1, 2):

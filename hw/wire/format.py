@@ -7,7 +7,10 @@ from typing import NamedTuple
 from hw._cobs import max_encoded_len
 from hw.scanner import Scanner
 
-VERSION = 1
+VERSION = 2
+"""The version this product's encoder and the firmware packer write."""
+OLDEST_READ_VERSION = 1
+"""The decoder reads every version from this one to VERSION (recorded journals replay)."""
 #: Frame types (byte 1 of a frame).
 EVENTS, STATUS, RUN_START, RUN_STOP = 1, 2, 3, 4
 EVENTS_PER_FRAME = 256
@@ -17,8 +20,11 @@ MAX_CHANNEL = 0xFFF
 MAX_ADC = 0xFFF
 #: Longest frame before COBS: header, 256 events, CRC.
 MAX_RAW_FRAME_BYTES = HEADER_BYTES + 8 * EVENTS_PER_FRAME + CRC_BYTES
-#: Longest frame on the wire: COBS encoding of the longest frame plus the 0x00 delimiter.
-MAX_FRAME_BYTES = max_encoded_len(MAX_RAW_FRAME_BYTES) + 1
+#: Longest frame on the wire: the leading 0x00, the COBS encoding of the longest frame and
+#: the trailing 0x00 (version 2 frames a frame by a delimiter on each side).
+MAX_FRAME_BYTES = max_encoded_len(MAX_RAW_FRAME_BYTES) + 2
+#: Longest chunk between two delimiters that can be a frame.
+MAX_CHUNK_BYTES = max_encoded_len(MAX_RAW_FRAME_BYTES)
 #: Sequence numbers this far behind the newest of a board are told apart (late vs duplicate).
 SEQ_WINDOW = 64
 
