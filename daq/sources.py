@@ -80,14 +80,25 @@ class ZmqSource:
         self._sock.close()
 
 
+class _KeepingSerial(serial.Serial):
+    """pyserial's port without its flush of the input at open: bytes a board sent before the
+    DAQ opened the line are data (a frame survives whatever came before it, hw/WIRE.md)."""
+
+    def _reset_input_buffer(self) -> None:
+        pass
+
+
 class SerialSource:
-    """A serial line through pyserial: a device path, a pty, or a pyserial URL."""
+    """A serial line through pyserial: a device path, a pty, or a pyserial URL. What arrived
+    before the line was opened is read too."""
 
     def __init__(self, port: str, baudrate: int = 3_000_000, read_bytes: int = 1 << 16) -> None:
         self.describe = port
         self._read_bytes = read_bytes
         try:
-            self._port = serial.serial_for_url(port, baudrate=baudrate, timeout=0.05)
+            self._port = (serial.serial_for_url(port, baudrate=baudrate, timeout=0.05)
+                          if port.startswith(SERIAL_URL_SCHEMES) else
+                          _KeepingSerial(port, baudrate=baudrate, timeout=0.05))
         except (serial.SerialException, ValueError, OSError) as exc:
             if not port.startswith(SERIAL_URL_SCHEMES) and not os.path.exists(port):
                 raise UserError(f"serial device {port} does not exist") from None

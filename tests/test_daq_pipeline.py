@@ -6,6 +6,7 @@ emulator in the end-to-end tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -92,7 +93,7 @@ def _corrupt(messages: list[bytes], rng: np.random.Generator) -> tuple[bytes, in
     how many frames were damaged."""
     out, damaged = bytearray(), 0
     for msg in messages:
-        frames = msg.split(b"\x00")[:-1]
+        frames = [f for f in msg.split(b"\x00") if f]
         for f in frames:
             f = bytearray(f)
             if rng.random() < 0.05:
@@ -145,6 +146,37 @@ def test_serial_pty_with_corrupt_bytes(tmp_path: Path, brain, baud) -> None:
     journaled = decode_journal(acq.run.journal, brain)
     sent = set(quantised(raw, brain)["t"].tolist())
     assert set(journaled["t"].tolist()) <= sent
+
+
+def test_what_a_board_sent_before_the_daq_opened_its_serial_line_is_kept(tmp_path: Path,
+                                                                          brain) -> None:
+    """A board that starts streaming before the DAQ opens the line (as `petdaq emulate --to
+    pty` does): the run-start marker and the first frames, queued in the line, are decoded."""
+    import fcntl
+    import tty
+
+    raw = board_events(brain, 0, 3_000, 1e6, seed=4)
+    data = b"".join(board_messages(brain, 0, raw, frames_per_message=1))
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    flags = fcntl.fcntl(master, fcntl.F_GETFL)
+    fcntl.fcntl(master, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    early = 0  # as much as the line holds, before the DAQ is there
+    with contextlib.suppress(BlockingIOError):
+        while early < len(data):
+            early += os.write(master, data[early:early + 512])
+    assert early > 4 * wire.MAX_FRAME_BYTES  # the run-start marker and several frames
+    fcntl.fcntl(master, fcntl.F_SETFL, flags)
+    acq = _acquire(tmp_path, brain, [SerialSource(os.ttyname(slave))], duration_s=None).start()
+    os.write(master, data[early:])
+    assert acq.wait(60)
+    os.close(master)
+    os.close(slave)
+    stop = acq.run.read()["stop"]
+    stream = stop["streams"][0]
+    assert stop["counts"]["singles"] == raw.size
+    assert (stream["frames_bad"], stream["seq_gaps"], stream["events_lost"]) == (0, 0, 0)
+    assert stream["boards_stopped"] == [0] and not any(stop["losses"].values())
 
 
 def test_a_slow_live_consumer_never_slows_the_journal(tmp_path: Path, brain) -> None:
