@@ -20,6 +20,7 @@ from daq.processor import SortSettings
 from daq.rundir import RunDir, utc_now
 from daq.rundocs import ExitStatus, StopDocument
 from daq.sources import open_source
+from hw import keys
 from hw.errors import UserError
 from hw.pool import check_threads
 from hw.progress import Progress
@@ -49,6 +50,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, help="seconds (default: until the "
                    "boards send their run-stop markers or Ctrl-C)")
     p.add_argument("--baud", type=int, default=3_000_000, help="serial baud rate")
+    p.add_argument("--key-name", default="daq", metavar="NAME",
+                   help="with --keys: the DAQ's identity towards boards that need keys "
+                        "(clients/NAME.key_secret; default daq)")
     _out_options(p)
     _sort_options(p)
     add_live_options(p)
@@ -57,12 +61,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("serve", help="run the DAQ service: control and monitor sockets, runs "
                        "started from the console")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (* for all)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (* for all, with --keys)")
     p.add_argument("--monitor-port", type=int, default=5556)
     p.add_argument("--control-port", type=int, default=5557)
+    add_keys_option(p)
     _out_options(p, with_name=False)
     add_threads_option(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("keys", help="make a CURVE key folder (or add clients to one) for links "
+                       "beyond this machine")
+    p.add_argument("folder", type=Path, help="key folder (made if missing)")
+    p.add_argument("--client", action="append", default=None, metavar="NAME",
+                   help=f"a client identity to make and authorise (default: "
+                        f"{' and '.join(keys.DEFAULT_CLIENTS)}); repeatable")
+    p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("calibrate", help="derive the per-crystal gain table from a calibration run")
     p.add_argument("run", help="run directory of the calibration acquisition")
@@ -125,7 +139,15 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help="publish the monitor stream on PORT (e.g. 5556) for a console")
     g.add_argument("--monitor-host", default="127.0.0.1",
                    help="interface the monitor binds (default 127.0.0.1: consoles on this "
-                        "machine only; * for every interface)")
+                        "machine only; * for every interface, with --keys)")
+    add_keys_option(g)
+
+
+def add_keys_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--keys DIR``: the CURVE key folder of links bound beyond loopback."""
+    p.add_argument("--keys", type=Path, default=None, metavar="DIR",
+                   help="CURVE key folder (petdaq keys DIR): only its authorised clients may "
+                        "connect; needed to bind beyond 127.0.0.1")
 
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:
@@ -140,10 +162,15 @@ def _check_live(args: argparse.Namespace) -> None:
     checks.positive(args.recon_interval, "--recon-interval", "seconds")
     if args.monitor_port is not None:
         checks.tcp_port(args.monitor_port, "--monitor-port")
+        keys.needs_keys(args.monitor_host, _key_folder(args), "the monitor")
+
+
+def _key_folder(args: argparse.Namespace) -> keys.KeyFolder | None:
+    return keys.open_folder(args.keys) if args.keys is not None else None
 
 
 def _live(args: argparse.Namespace) -> runcontrol.LiveOptions:
-    publisher = (MonitorPublisher(f"tcp://{args.monitor_host}:{args.monitor_port}")
+    publisher = (MonitorPublisher.bind(args.monitor_host, args.monitor_port, _key_folder(args))
                  if args.monitor_port else None)
     return runcontrol.LiveOptions(args.recon, args.recon_interval, args.tof, publisher)
 
@@ -171,7 +198,8 @@ def cmd_acquire(args: argparse.Namespace) -> int:
         from daq.projections import view_duration_ps
 
         view_duration_ps(scanner, args.duration)  # a SPECT scan needs its duration: say so now
-    sources = [open_source(s, args.baud) for s in args.sources]
+    secure = keys.client(args.keys, args.key_name) if args.keys is not None else None
+    sources = [open_source(s, args.baud, secure) for s in args.sources]
     r = runcontrol.start_acquisition(args.out, scanner, sources, sort_settings(args),
                                      _live(args), args.duration, threads, args.name)
     print(f"run {r.run.path}: acquiring from {', '.join(args.sources)}", file=sys.stderr)
@@ -183,17 +211,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     checks.tcp_port(args.monitor_port, "--monitor-port")
     checks.tcp_port(args.control_port, "--control-port")
+    key_folder = _key_folder(args)
     service = DaqService(args.out, monitor_port=args.monitor_port,
                          control_port=args.control_port, host=args.host,
-                         threads=check_threads(args.threads)).start()
+                         threads=check_threads(args.threads), keys=key_folder).start()
+    secured = f", CURVE keys {args.keys}" if key_folder else ""
     print(f"DAQ service: monitor tcp://{args.host}:{args.monitor_port}, control "
-          f"tcp://{args.host}:{args.control_port}, runs in {args.out} (Ctrl-C to quit)",
-          file=sys.stderr)
+          f"tcp://{args.host}:{args.control_port}{secured}, runs in {args.out} "
+          f"(Ctrl-C to quit)", file=sys.stderr)
     try:
         while True:
             time.sleep(0.5)
     except KeyboardInterrupt:
         service.close()
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    folder = keys.create(args.folder, args.client or list(keys.DEFAULT_CLIENTS))
+    print(f"key folder {folder.path}: server.key (the DAQ's), authorised clients: "
+          f"{', '.join(folder.clients())}. A peer on another machine needs server.key and its "
+          f"clients/NAME.key_secret in a folder of the same layout.")
     return 0
 
 

@@ -4,12 +4,13 @@ This module imports nothing heavy (msgpack and numpy only) so that the console c
 machine without the DAQ. Messages are msgpack maps; numpy arrays travel as ``{"dtype", "shape",
 "data"}`` maps of raw little-endian bytes. Never pickle.
 
-Sockets (ZeroMQ), defaults on the DAQ host:
+Sockets (ZeroMQ), defaults on the DAQ host (127.0.0.1; beyond it only with CURVE keys,
+:mod:`hw.keys`, and a client must present an authorised key):
 
-- monitor: PUB on ``tcp://*:5556``; multipart ``[topic, payload]``. Topic ``monitor`` at >= 5 Hz
+- monitor: PUB on ``tcp://HOST:5556``; multipart ``[topic, payload]``. Topic ``monitor`` at >= 5 Hz
   (rates, counters, losses, histograms, see :func:`monitor_message`); topic ``image`` each time the
   live reconstruction publishes an image (see :func:`image_message`).
-- control: REP on ``tcp://*:5557``; request ``{"cmd": "start" | "stop" | "status", "settings":
+- control: REP on ``tcp://HOST:5557``; request ``{"cmd": "start" | "stop" | "status", "settings":
   {...}}``, reply ``{"ok": bool, "error": str | None, "state": str, "run": str | None}``; the
   reply to ``status`` also carries ``offer`` (:func:`offer_message`): what a start may ask for.
 """

@@ -16,6 +16,7 @@ import numpy as np
 import zmq
 
 from daq import messages
+from hw import keys
 from hw.errors import UserError
 
 if TYPE_CHECKING:
@@ -23,12 +24,17 @@ if TYPE_CHECKING:
 
 
 class MonitorPublisher:
-    """A PUB socket bound to ``endpoint`` (e.g. ``tcp://*:5556``)."""
+    """A PUB socket bound to ``endpoint`` (e.g. ``tcp://*:5556``); with a ``guard``, only the
+    guard's authorised keys may subscribe (CURVE)."""
 
-    def __init__(self, endpoint: str, context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, context: zmq.Context | None = None,
+                 guard: keys.Guard | None = None) -> None:
         self._sock = (context or zmq.Context.instance()).socket(zmq.PUB)
         self._sock.setsockopt(zmq.SNDHWM, 20)  # a slow subscriber loses display frames, not data
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._own_guard: keys.Guard | None = None
+        if guard is not None:
+            guard.serve(self._sock)
         try:
             self._sock.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -45,8 +51,29 @@ class MonitorPublisher:
         except zmq.Again:
             pass
 
+    @classmethod
+    def bind(cls, host: str, port: int, key_folder: keys.KeyFolder | None) -> MonitorPublisher:
+        """The monitor on ``host:port``: beyond loopback only with keys (its own context and
+        authenticator)."""
+        keys.needs_keys(host, key_folder, "the monitor")
+        if key_folder is None:
+            return cls(f"tcp://{host}:{port}")
+        context = zmq.Context()
+        guard = keys.Guard(key_folder, context)
+        try:
+            publisher = cls(f"tcp://{host}:{port}", context, guard)
+        except UserError:
+            guard.close()
+            context.term()
+            raise
+        publisher._own_guard = guard
+        return publisher
+
     def close(self) -> None:
         self._sock.close()
+        if self._own_guard is not None:  # the context and authenticator of :meth:`bind`
+            self._own_guard.close()
+            self._own_guard.context.term()
 
 
 class RateMeter:

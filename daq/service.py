@@ -24,6 +24,7 @@ from daq.offer import scan_offer
 from daq.processor import SortSettings
 from daq.session import Session
 from hw.errors import UserError
+from hw.keys import Guard, KeyFolder, needs_keys
 from hw.scanner import load_scanner
 
 
@@ -32,20 +33,32 @@ class DaqService:
 
     def __init__(self, out_dir: str | Path, monitor_port: int = messages.DEFAULT_MONITOR_PORT,
                  control_port: int = messages.DEFAULT_CONTROL_PORT, host: str = "127.0.0.1",
-                 live_recon: bool = True, threads: int | None = None) -> None:
-        """``threads``: each run's processing threads (None: every core)."""
+                 live_recon: bool = True, threads: int | None = None,
+                 keys: KeyFolder | None = None) -> None:
+        """``threads``: each run's processing threads (None: every core). ``keys``: only the
+        folder's authorised clients may connect (CURVE); needed beyond loopback."""
+        needs_keys(host, keys, "the DAQ service")
         self.out_dir = Path(out_dir)
         self.live_recon = live_recon
         self.threads = threads
-        self._ctx = zmq.Context.instance()
-        self.publisher = MonitorPublisher(f"tcp://{host}:{monitor_port}", self._ctx)
+        self._ctx = zmq.Context() if keys else zmq.Context.instance()
+        self._guard = Guard(keys, self._ctx) if keys else None
+        try:
+            self.publisher = MonitorPublisher(f"tcp://{host}:{monitor_port}", self._ctx,
+                                              self._guard)
+        except UserError:
+            self._close_guard()
+            raise
         self._rep = self._ctx.socket(zmq.REP)
         self._rep.setsockopt(zmq.LINGER, 0)
+        if self._guard is not None:
+            self._guard.serve(self._rep)
         try:
             self._rep.bind(f"tcp://{host}:{control_port}")
         except zmq.ZMQError as exc:
             self.publisher.close()
             self._rep.close()
+            self._close_guard()
             raise UserError(f"cannot serve control on {host}:{control_port}: {exc}") from None
         self.session: Session | None = None
         self._finisher: threading.Thread | None = None
@@ -158,3 +171,10 @@ class DaqService:
             self._loop.close()
         self._rep.close()
         self.publisher.close()
+        self._close_guard()
+
+    def _close_guard(self) -> None:
+        """Stop the authenticator and end the service's own context (with keys)."""
+        if self._guard is not None:
+            self._guard.close()
+            self._ctx.term()

@@ -24,6 +24,7 @@ from typing import Protocol
 import serial
 import zmq
 
+from hw import keys
 from hw.errors import UserError
 
 SERIAL_URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://", "alt://", "hwgrep://")
@@ -43,14 +44,17 @@ class Source(Protocol):
 class ZmqSource:
     """ZeroMQ PULL socket connected to one board's PUSH endpoint (bounded high-water mark)."""
 
-    def __init__(self, endpoint: str, context: zmq.Context | None = None, hwm: int = 1000
-                 ) -> None:
+    def __init__(self, endpoint: str, context: zmq.Context | None = None, hwm: int = 1000,
+                 secure: keys.Secure | None = None) -> None:
+        """``secure``: the DAQ's CURVE identity, for boards that take only authorised keys."""
         self.describe = endpoint
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.PULL)
         self._sock.setsockopt(zmq.RCVHWM, hwm)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVBUF, 8 << 20)
+        if secure is not None:
+            secure(self._sock)
         try:
             self._sock.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -157,10 +161,12 @@ class FileSource:
         self._fh.close()
 
 
-def open_source(spec: str, baudrate: int = 3_000_000) -> Source:
-    """The source a ``--from`` specification names (see the module docstring)."""
+def open_source(spec: str, baudrate: int = 3_000_000, secure: keys.Secure | None = None
+                ) -> Source:
+    """The source a ``--from`` specification names (see the module docstring); ``secure``:
+    the DAQ's CURVE identity for ZeroMQ boards that need keys."""
     if spec.startswith(ZMQ_SCHEMES):
-        return ZmqSource(spec)
+        return ZmqSource(spec, secure=secure)
     if spec.startswith("pty:"):
         return SerialSource(spec[4:], baudrate)
     if spec.startswith(SERIAL_URL_SCHEMES) or spec.startswith("/dev/"):

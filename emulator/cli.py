@@ -16,7 +16,7 @@ from emulator.engine import Emulator
 from emulator.firmware import packer
 from emulator.output import Sent, replay, transmit
 from emulator.sinks import check_sink, open_sink
-from hw import nuclides
+from hw import keys, nuclides
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner
@@ -48,6 +48,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heartbeat-ms", type=float, default=10.0,
                    help="emulated time between each board's STATUS heartbeats (ms)")
     p.add_argument("--baud", type=int, default=3_000_000, help="serial baud rate")
+    p.add_argument("--keys", default=None, metavar="DIR",
+                   help="CURVE key folder (petdaq keys): only its authorised clients may take "
+                        "the boards' events; needed for tcp:// beyond 127.0.0.1")
     p.add_argument("--replay", default=None, metavar="FILE.frames",
                    help="send a recorded frames file instead of emulating (as fast as possible)")
     p.add_argument("--list", action="store_true", help="list the phantoms and nuclides and exit")
@@ -125,9 +128,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         raise UserError("emulate needs --to: tcp://host:port, ipc://path, pty, a serial device "
                         "or URL, or a frames file path")
     scanner = load_scanner(args.scanner)
-    check_sink(args.to, scanner.n_boards)
+    key_folder = keys.open_folder(args.keys) if args.keys is not None else None
+    check_sink(args.to, scanner.n_boards, key_folder)
     if args.replay is not None:
-        return _replay(args, scanner)
+        return _replay(args, scanner, key_folder)
     if not (math.isfinite(args.duration) and args.duration > 0):
         raise UserError(f"--duration must be a positive number of seconds, got {args.duration}")
     if not args.heartbeat_ms > 0:
@@ -144,7 +148,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
             "scanner": scanner.name, "scanner_digest": scanner.digest, "phantom": args.phantom,
             "nuclide": emu.nuclide.name, "activity_mbq": emu.activity_mbq, "seed": args.seed,
             "duration_s": args.duration})
-    sink = open_sink(args.to, scanner.n_boards, args.baud)
+    sink = open_sink(args.to, scanner.n_boards, args.baud, key_folder)
     try:
         _announce(sink.endpoints, args.quiet and args.to != "pty")
         if args.ready_line:
@@ -169,10 +173,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace, scanner) -> int:
+def _replay(args: argparse.Namespace, scanner, key_folder: keys.KeyFolder | None) -> int:
     if not Path(args.replay).is_file():
         raise UserError(f"frames file {args.replay} does not exist")
-    sink = open_sink(args.to, scanner.n_boards, args.baud)
+    sink = open_sink(args.to, scanner.n_boards, args.baud, key_folder)
     try:
         _announce(sink.endpoints, args.quiet and args.to != "pty")
         sent = replay(args.replay, sink, scanner.n_boards)

@@ -31,6 +31,7 @@ from typing import BinaryIO, Protocol
 import serial
 import zmq
 
+from hw import keys
 from hw.errors import UserError
 
 SERIAL_URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://", "alt://", "hwgrep://")
@@ -50,18 +51,22 @@ class Sink(Protocol):
 
 
 class ZmqSink:
-    """One bound PUSH socket per board."""
+    """One bound PUSH socket per board; with a key folder, only its authorised clients may
+    connect (CURVE), so that no other program takes a board's events."""
 
-    def __init__(self, endpoints: list[str], hwm: int = SEND_HWM, linger_ms: int = 10_000
-                 ) -> None:
+    def __init__(self, endpoints: list[str], hwm: int = SEND_HWM, linger_ms: int = 10_000,
+                 key_folder: keys.KeyFolder | None = None) -> None:
         self.endpoints = endpoints
-        ctx = zmq.Context.instance()
+        ctx = zmq.Context() if key_folder else zmq.Context.instance()
+        self._guard = keys.Guard(key_folder, ctx) if key_folder else None
         self._socks: list[zmq.Socket] = []
         for endpoint in endpoints:
             sock = ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.SNDHWM, hwm)
             sock.setsockopt(zmq.LINGER, linger_ms)
             sock.setsockopt(zmq.SNDBUF, 8 << 20)
+            if self._guard is not None:
+                self._guard.serve(sock)
             try:
                 sock.bind(endpoint)
             except zmq.ZMQError as exc:
@@ -80,6 +85,10 @@ class ZmqSink:
         for sock in self._socks:
             sock.close(linger_ms)
         self._socks = []
+        if self._guard is not None:  # after the sockets have sent what they hold
+            self._guard.close()
+            self._guard.context.term()
+            self._guard = None
 
 
 #: How long a pty's input queue must stay empty before its master is closed (s).
@@ -140,18 +149,22 @@ def _zmq_endpoints(spec: str, n_boards: int) -> list[str]:
     return [f"tcp://{host}:{int(port) + b}" for b in range(n_boards)]
 
 
-def check_sink(spec: str, n_boards: int) -> None:
+def check_sink(spec: str, n_boards: int, key_folder: keys.KeyFolder | None = None) -> None:
     """Refuse a ``--to`` that cannot work before anything is emulated (the sink itself opens
-    once the emulator's kernels are compiled)."""
+    once the emulator's kernels are compiled): a bad endpoint, or boards reachable from other
+    machines without keys."""
     if spec.startswith(("tcp://", "ipc://")):
         _zmq_endpoints(spec, n_boards)
+        if spec.startswith("tcp://"):
+            keys.needs_keys(spec[6:].rpartition(":")[0], key_folder, "the boards' data links")
     elif "://" in spec and not spec.startswith(SERIAL_URL_SCHEMES):
         raise UserError(f"--to {spec}: unknown scheme (tcp://, ipc://, pty, a serial device or "
                         "pyserial URL, or a file path)")
 
 
-def _zmq(spec: str, n_boards: int) -> ZmqSink:
-    return ZmqSink(_zmq_endpoints(spec, n_boards))
+def _zmq(spec: str, n_boards: int, key_folder: keys.KeyFolder | None) -> ZmqSink:
+    check_sink(spec, n_boards, key_folder)
+    return ZmqSink(_zmq_endpoints(spec, n_boards), key_folder=key_folder)
 
 
 def _pty(n_boards: int) -> StreamSink:
@@ -196,10 +209,12 @@ def _files(spec: str, n_boards: int) -> StreamSink:
     return StreamSink(streams, route, [str(paths[r]) for r in route])
 
 
-def open_sink(spec: str, n_boards: int, baudrate: int = 3_000_000) -> Sink:
-    """The per-board streams named by ``spec`` (see the module docstring)."""
+def open_sink(spec: str, n_boards: int, baudrate: int = 3_000_000,
+              key_folder: keys.KeyFolder | None = None) -> Sink:
+    """The per-board streams named by ``spec`` (see the module docstring); ZeroMQ boards with
+    ``key_folder``: CURVE servers."""
     if spec.startswith(("tcp://", "ipc://")):
-        return _zmq(spec, n_boards)
+        return _zmq(spec, n_boards, key_folder)
     if spec == "pty":
         return _pty(n_boards)
     parts = spec.split(",")

@@ -9,12 +9,14 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore
 
 from gui import theme
+from gui.link import Secure
 from gui.local_daq import LocalDaq
 from gui.window import ConsoleWindow
 
 
 def run(*, host: str | None, monitor_port: int, control_port: int, out_dir: Path,
-        screenshot: Path | None = None, after_s: float = 5.0) -> int:
+        screenshot: Path | None = None, after_s: float = 5.0, secure: Secure | None = None
+        ) -> int:
     """Open the console on the DAQ at ``host`` (None: start a local one); the exit code."""
     app = pg.mkQApp("petdaq console")
     theme.apply(app)
@@ -22,7 +24,7 @@ def run(*, host: str | None, monitor_port: int, control_port: int, out_dir: Path
     if host is None:
         local = LocalDaq(out_dir)
         host, monitor_port, control_port = local.host, local.monitor_port, local.control_port
-    window = ConsoleWindow(host, monitor_port, control_port, local_daq=local)
+    window = ConsoleWindow(host, monitor_port, control_port, local_daq=local, secure=secure)
     saved = []
     if screenshot is not None:
         def shoot() -> None:

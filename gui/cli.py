@@ -24,6 +24,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help=f"the DAQ's monitor (PUB) port (default {DEFAULT_MONITOR_PORT})")
     p.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT, metavar="PORT",
                    help=f"the DAQ's control (REP) port (default {DEFAULT_CONTROL_PORT})")
+    p.add_argument("--keys", metavar="DIR",
+                   help="CURVE key folder for a DAQ that needs keys (petdaq keys): its "
+                        "server.key and this console's clients/NAME.key_secret")
+    p.add_argument("--key-name", default="console", metavar="NAME",
+                   help="this console's identity in the key folder (default console)")
     p.add_argument("--out", default="runs", metavar="DIR",
                    help="run folder of the local DAQ (without --connect; default runs)")
     p.add_argument("--screenshot", metavar="PATH",
@@ -52,6 +57,11 @@ def run_console(args: argparse.Namespace) -> int:
                             "does not exist")
     if args.connect is not None and not args.connect.strip():
         raise UserError("--connect needs a host name or address")
+    secure = None
+    if args.keys is not None:
+        from hw.keys import client
+
+        secure = client(args.keys, args.key_name)
     headless = sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
         or os.environ.get("QT_QPA_PLATFORM"))
@@ -65,4 +75,4 @@ def run_console(args: argparse.Namespace) -> int:
 
     return run(host=args.connect, monitor_port=args.monitor_port,
                control_port=args.control_port, out_dir=Path(args.out),
-               screenshot=screenshot, after_s=after)
+               screenshot=screenshot, after_s=after, secure=secure)

@@ -28,6 +28,9 @@ import zmq
 from daq.messages import IMAGE_TOPIC, MONITOR_TOPIC, pack, unpack
 from gui.views import RATE_NAMES, ImageView, MonitorView, image_view, monitor_view, rate_sample
 
+Secure = Callable[[zmq.Socket], object]
+"""What makes a socket a CURVE client of the DAQ before it connects (``hw.keys.client``)."""
+
 _POLL_MS = 50
 
 
@@ -102,9 +105,10 @@ class MonitorFeed(_Worker):
     """Subscriber thread on the DAQ's monitor PUB socket (topics ``monitor`` and ``image``)."""
 
     def __init__(self, endpoint: str, *, history: int = 6000,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, secure: Secure | None = None) -> None:
         super().__init__("console-monitor")
         self.endpoint = endpoint
+        self._secure = secure
         self._context = context or zmq.Context.instance()
         self._lock = threading.Lock()
         self._history = RateHistory(history)
@@ -140,6 +144,8 @@ class MonitorFeed(_Worker):
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         sock.setsockopt(zmq.SUBSCRIBE, MONITOR_TOPIC)
         sock.setsockopt(zmq.SUBSCRIBE, IMAGE_TOPIC)
+        if self._secure is not None:
+            self._secure(sock)
         sock.connect(self.endpoint)
         try:
             while not self._stop.is_set():
@@ -256,9 +262,11 @@ class ControlClient(_Worker):
 
     def __init__(self, endpoint: str, *, timeout_s: float = 1.5, command_timeout_s: float = 20.0,
                  status_every_s: float = 1.0, context: zmq.Context | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 secure: Secure | None = None) -> None:
         super().__init__("console-control")
         self.endpoint = endpoint
+        self._secure = secure
         self.timeout_s = timeout_s
         self.command_timeout_s = command_timeout_s
         self.status_every_s = status_every_s
@@ -307,6 +315,8 @@ class ControlClient(_Worker):
         if self._sock is None:
             self._sock = self._context.socket(zmq.REQ)
             self._sock.setsockopt(zmq.LINGER, 0)
+            if self._secure is not None:
+                self._secure(self._sock)
             self._sock.connect(self.endpoint)
         timeout = self.timeout_s if request.get("cmd") == "status" else self.command_timeout_s
         ms = round(timeout * 1000)

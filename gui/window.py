@@ -18,7 +18,7 @@ from daq.messages import LOW_DISK_BYTES
 from gui import text, theme
 from gui.controls import RunControls, RunStatus
 from gui.images import ImagePanel
-from gui.link import ControlClient, FeedCounters, MonitorFeed, Reply
+from gui.link import ControlClient, FeedCounters, MonitorFeed, Reply, Secure
 from gui.local_daq import LocalDaq
 from gui.plots import AcquisitionPlots
 from gui.views import MonitorView, ScanOffer, offer_view
@@ -51,7 +51,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     def __init__(self, host: str, monitor_port: int, control_port: int, *,
                  local_daq: LocalDaq | None = None, refresh_hz: float = 20.0,
-                 stale_s: float = 3.0) -> None:
+                 stale_s: float = 3.0, secure: Secure | None = None) -> None:
+        """``secure``: the console's CURVE identity for a DAQ that needs keys."""
         super().__init__()
         self.monitor_endpoint = f"tcp://{host}:{monitor_port}"
         self.control_endpoint = f"tcp://{host}:{control_port}"
@@ -104,11 +105,11 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._meter = RefreshMeter()
         self._closed = False
 
-        self.feed = MonitorFeed(self.monitor_endpoint)
+        self.feed = MonitorFeed(self.monitor_endpoint, secure=secure)
         self.feed.set_display_filter(self.images.filter_fwhm.value())
         self.images.filter_fwhm.valueChanged.connect(self.feed.set_display_filter)
         self.feed.start()
-        self.control = ControlClient(self.control_endpoint).start()
+        self.control = ControlClient(self.control_endpoint, secure=secure).start()
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self.refresh)

@@ -104,5 +104,6 @@ def test_hw_imports_nothing_above_it_and_the_console_only_the_daqs_message_schem
             assert all(t.split(".")[0] == "hw" for t in targets), (m, targets)
         if m.split(".")[0] == "gui":  # its choices and defaults come in the status reply
             outside = {t for t in targets if t.split(".")[0] in PACKAGES[:-1]}
-            allowed = {"daq.messages"} | ({"hw.errors", "daq.checks"} if m == "gui.cli" else set())
+            allowed = {"daq.messages"} | ({"hw.errors", "daq.checks", "hw.keys"}
+                                          if m == "gui.cli" else set())
             assert outside <= allowed, (m, outside)  # petdaq console's options are petdaq's
