@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from hw.atomic import replacing
 from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE
 from hw.errors import UserError
 from hw.scanner import Scanner
@@ -77,9 +78,10 @@ class Calibration:
         folder.mkdir(parents=True, exist_ok=True)
         stamp = self.created_utc.replace(":", "").replace("-", "")[:15]
         path = folder / f"{self.scanner}-{stamp}.npz"
-        np.savez(path, gains=self.gains, kev_per_adc_code=self.kev_per_adc_code,
-                 scanner=self.scanner, scanner_digest=self.scanner_digest, method=self.method,
-                 created_utc=self.created_utc, from_run=self.from_run)
+        with replacing(path) as tmp, tmp.open("wb") as fh:
+            np.savez(fh, gains=self.gains, kev_per_adc_code=self.kev_per_adc_code,
+                     scanner=self.scanner, scanner_digest=self.scanner_digest,
+                     method=self.method, created_utc=self.created_utc, from_run=self.from_run)
         return path
 
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hw.atomic import replacing
 from hw.errors import UserError, make_folder
 from hw.progress import Progress
 from hw.scanner import Scanner
@@ -99,7 +100,7 @@ def save(points: list[LivePoint], folder: Path) -> Path:
     """``count_rate_live.csv`` in ``folder``."""
     folder = make_folder(folder)
     path = folder / "count_rate_live.csv"
-    with path.open("w", newline="") as fh:
+    with replacing(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(asdict(points[0])))
         writer.writeheader()
         for p in points:

@@ -22,6 +22,7 @@ import numpy as np
 
 import coincidence
 from emulator.engine import simulate
+from hw.atomic import replacing
 from hw.errors import UserError, make_folder
 from hw.progress import Progress
 from hw.scanner import Scanner
@@ -128,7 +129,7 @@ def save(result: CountRate, folder: str | Path) -> tuple[Path, Path]:
     """Write ``count_rate.csv`` and ``count_rate.png`` into ``folder``."""
     folder = make_folder(folder)
     csv_path = folder / "count_rate.csv"
-    with csv_path.open("w", newline="") as fh:
+    with replacing(csv_path) as tmp, tmp.open("w", newline="") as fh:
         fh.write(f"# {result.scanner}, {result.phantom}, {result.nuclide}, "
                  f"{result.settings}\n")
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)

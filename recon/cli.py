@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from hw.atomic import replacing
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner
@@ -129,7 +130,8 @@ def cmd_recon(args: argparse.Namespace) -> int:
         if phantom is None:
             raise UserError("--report needs a run of a known phantom (its run.json names it)")
         report = phantom_report(image, phantom, out)
-        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        with replacing(out / "report.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
         files.append(str(out / "report.json"))
     print(f"reconstructed {image.meta.get('events', 0)} prompts in "
           f"{time.monotonic() - t0:.1f} s ({image.units}): " + ", ".join(files))

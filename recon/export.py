@@ -36,6 +36,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from hw.atomic import replacing
 from hw.errors import UserError
 from recon.grid import LPS_TO_RAS, Image
 from recon.png import DISPLAY_FWHM_MM, for_display, write_mip, write_slices
@@ -64,7 +65,8 @@ def write_nifti(image: Image, path: str | Path) -> Path:
     img.set_sform(image.affine_ras, code=1)
     img.set_qform(image.affine_ras, code=1)
     path = Path(path)
-    nib.save(img, path)
+    with replacing(path) as tmp:
+        nib.save(img, tmp)
     return path
 
 
@@ -235,7 +237,8 @@ def write_dicom_pet(image: Image, folder: str | Path, rp: Radiopharmaceutical,
         ds.RescaleSlope = _ds_str(slope)
         ds.PixelData = pixels.tobytes()
         path = out / f"slice_{k + 1:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
+        with replacing(path) as tmp:
+            ds.save_as(tmp, enforce_file_format=True)
         paths.append(path)
     return paths
 
@@ -287,7 +290,8 @@ def write_dicom_nm(image: Image, path: str | Path, rp: Radiopharmaceutical, acq:
     ds.PixelData = np.rint(volume / slope).astype(np.uint16).tobytes()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    with replacing(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
     return path
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.atomic import replacing
 from hw.errors import UserError
 from recon.grid import Image
 
@@ -42,7 +43,8 @@ def write_png(path: str | Path, pixels: np.ndarray) -> Path:
            + chunk(b"IHDR", struct.pack(">IIBBBBB", cols, rows, 8, colour, 0, 0, 0))
            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
     path = Path(path)
-    path.write_bytes(png)
+    with replacing(path) as tmp:
+        tmp.write_bytes(png)
     return path
 
 

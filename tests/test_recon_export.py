@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -164,3 +165,28 @@ def test_pictures_are_smoothed_for_display_and_the_stored_image_is_not(image, tm
     assert np.array_equal(read_nifti(files[0]).array, image.array)  # stored as reconstructed
     plain = save_outputs(image, tmp_path / "plain", display_fwhm_mm=0)
     assert files[1].read_bytes() != plain[1].read_bytes() and DISPLAY_FWHM_MM > 0
+
+
+def test_an_image_is_written_whole_or_not_at_all(image, tmp_path, monkeypatch):
+    """A write that fails half-way (a full disk) leaves no partial file under the final name:
+    a first write leaves nothing, a rewrite leaves the previous image as it was."""
+    import errno
+
+    def half_then_full(img, path):
+        Path(path).write_bytes(b"\x1f\x8b half an image")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    path = tmp_path / "image.nii.gz"
+    with monkeypatch.context() as m:
+        m.setattr(nib, "save", half_then_full)
+        with pytest.raises(OSError, match="No space"):
+            write_nifti(image, path)
+    assert list(tmp_path.iterdir()) == []
+    write_nifti(image, path)
+    before = path.read_bytes()
+    with monkeypatch.context() as m:
+        m.setattr(nib, "save", half_then_full)
+        with pytest.raises(OSError):
+            write_nifti(image, path)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    np.testing.assert_allclose(nib.load(path).get_fdata(), image.array, rtol=1e-6)
