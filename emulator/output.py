@@ -117,18 +117,18 @@ def transmit(chunks: Iterable[Chunk], sink: Sink, scanner: Scanner, packer: Pack
 
 
 @kernel
-def _frame_heads(buf, ends):
-    """Board, type and payload words of each frame ending (0x00) at ``ends``: the first 12
-    bytes COBS-decoded. -1 board for a frame too short to hold a header."""
+def _frame_heads(buf, starts, ends):
+    """Board, type and payload words of each frame ``buf[starts[f]:ends[f]]`` (its bytes
+    between two 0x00): the first 12 bytes COBS-decoded. -1 board for a frame too short to hold
+    a header."""
     n = ends.size
     board = np.full(n, -1, np.int64)
     ftype = np.zeros(n, np.int64)
     words = np.zeros(n, np.int64)
     head = np.zeros(12, np.uint8)
-    start = 0
     for f in range(n):
         stop = ends[f]
-        i, k = start, 0
+        i, k = starts[f], 0
         while i < stop and k < 12:
             code = int(buf[i])
             i += 1
@@ -145,14 +145,27 @@ def _frame_heads(buf, ends):
             board[f] = int(head[2]) | (int(head[3]) << 8)
             ftype[f] = head[1]
             words[f] = int(head[8]) | (int(head[9]) << 8)
-        start = stop + 1
     return board, ftype, words
+
+
+def _chunks(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The 0x00-ended chunks of ``buf`` up to the last frame: (starts, ends: the 0x00's
+    position, frame: whether the chunk holds bytes). None when no frame ends in ``buf``. Empty
+    chunks (a frame's leading 0x00, version 2) are kept: every byte is sent."""
+    ends = np.flatnonzero(buf == 0)
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    frame = ends > starts
+    if not frame.any():
+        return None
+    last = int(np.flatnonzero(frame)[-1]) + 1
+    return starts[:last], ends[:last], frame[:last]
 
 
 def replay(path: str | Path, sink: Sink, n_boards: int, *, block_bytes: int = 32 << 20,
            max_message_bytes: int = 1 << 20) -> Sent:
     """Send a recorded frames file's frames, each to its board's stream, as fast as the sink
-    takes them (no re-simulation); the boards' frames keep their order."""
+    takes them (no re-simulation); the boards' frames keep their order, and a frame's leading
+    0x00 goes with it."""
     sent = Sent()
     t0 = time.monotonic()
     try:
@@ -167,19 +180,21 @@ def replay(path: str | Path, sink: Sink, n_boards: int, *, block_bytes: int = 32
                 break
             data = tail + block if tail else block
             buf = np.frombuffer(data, np.uint8)
-            ends = np.flatnonzero(buf == 0)
-            if ends.size == 0:
+            chunks = _chunks(buf)
+            if chunks is None:
                 tail = data
                 continue
+            starts, ends, frame = chunks
             tail = data[ends[-1] + 1:]
-            board, ftype, words = _frame_heads(buf, ends)
-            if board.max() >= n_boards or board.min() < 0:
-                raise UserError(f"frames file {path}: frame of board {board.max()} (or an "
+            heads = np.flatnonzero(frame)
+            board_f, ftype, words = _frame_heads(buf, starts[heads], ends[heads])
+            if board_f.max() >= n_boards or board_f.min() < 0:
+                raise UserError(f"frames file {path}: frame of board {board_f.max()} (or an "
                                 f"unreadable frame) but the scanner has {n_boards} boards")
             sent.events += int(words[ftype == wire.EVENTS].sum())
-            sent.frames += ends.size
-            # runs of consecutive frames of one board, cut into messages
-            starts = np.concatenate([[0], ends[:-1] + 1])
+            sent.frames += heads.size
+            # an empty chunk goes with the frame after it; runs of one board cut into messages
+            board = board_f[np.searchsorted(heads, np.arange(ends.size))]
             cut = np.flatnonzero(np.diff(board)) + 1
             for a, b in zip(np.concatenate([[0], cut]), np.concatenate([cut, [board.size]]),
                             strict=True):

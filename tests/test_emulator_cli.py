@@ -15,7 +15,7 @@ import zmq
 
 from emulator import cli
 from emulator.truthfile import read_truth
-from hw import wire
+from hw import RAW_DTYPE, wire
 from hw.errors import UserError
 
 
@@ -178,6 +178,41 @@ def test_replay_sends_a_recorded_file_again(tmp_path):
     assert run(*EMULATE, "--to", str(first)) == 0
     assert run("emulate", "--replay", str(first), "--to", str(second), "--quiet") == 0
     assert second.read_bytes() == first.read_bytes()
+
+
+@pytest.mark.parametrize("block_bytes", [97, 4096, 1 << 20])
+def test_replay_sends_each_board_its_whole_frames_in_order(tmp_path, block_bytes):
+    """Version 2 frames (a 0x00 on each side) and version 1 frames of 4 boards, interleaved,
+    replayed in small blocks and messages: each board gets exactly its bytes, in order."""
+    from emulator.output import replay
+
+    rng = np.random.default_rng(9)
+    per_board: dict[int, list[bytes]] = {b: [] for b in range(4)}
+    stream = bytearray()
+    for k in range(60):
+        b = int(rng.integers(4))
+        raw = np.zeros(int(rng.integers(1, 300)), RAW_DTYPE)
+        raw["t"] = np.cumsum(rng.integers(1, 1000, raw.size))
+        frames = wire.encode(raw, board=b, first_seq=k)
+        if k % 7 == 3:  # framed as version 1 did: no leading delimiter
+            frames = b"".join(c + b"\0" for c in frames.split(b"\0") if c)
+        per_board[b].append(frames)
+        stream += frames
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.got: dict[int, bytearray] = {b: bytearray() for b in range(4)}
+
+        def send(self, board: int, data: bytes) -> None:
+            self.got[board] += data
+
+    path = tmp_path / "mixed.frames"
+    path.write_bytes(bytes(stream))
+    sink = Recorder()
+    sent = replay(path, sink, 4, block_bytes=block_bytes, max_message_bytes=300)
+    assert {b: bytes(g) for b, g in sink.got.items()} == {
+        b: b"".join(f) for b, f in per_board.items()}
+    assert sent.bytes == len(stream)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
