@@ -58,22 +58,19 @@ class MonitorPublisher:
         keys.needs_keys(host, key_folder, "the monitor")
         if key_folder is None:
             return cls(f"tcp://{host}:{port}")
-        context = zmq.Context()
-        guard = keys.Guard(key_folder, context)
+        guard = keys.Guard(key_folder)
         try:
-            publisher = cls(f"tcp://{host}:{port}", context, guard)
+            publisher = cls(f"tcp://{host}:{port}", guard.context, guard)
         except UserError:
             guard.close()
-            context.term()
             raise
         publisher._own_guard = guard
         return publisher
 
     def close(self) -> None:
         self._sock.close()
-        if self._own_guard is not None:  # the context and authenticator of :meth:`bind`
+        if self._own_guard is not None:  # the authenticator of :meth:`bind`
             self._own_guard.close()
-            self._own_guard.context.term()
 
 
 class RateMeter:

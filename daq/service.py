@@ -43,8 +43,8 @@ class DaqService:
         self.out_dir = Path(out_dir)
         self.live_recon = live_recon
         self.threads = threads
-        self._ctx = zmq.Context() if keys else zmq.Context.instance()
-        self._guard = Guard(keys, self._ctx) if keys else None
+        self._guard = Guard(keys) if keys else None
+        self._ctx = self._guard.context if self._guard else zmq.Context.instance()
         try:
             self.publisher = MonitorPublisher(f"tcp://{host}:{monitor_port}", self._ctx,
                                               self._guard)
@@ -177,10 +177,8 @@ class DaqService:
         self._close_guard()
 
     def _close_guard(self) -> None:
-        """Stop the authenticator and end the service's own context (with keys)."""
         if self._guard is not None:
             self._guard.close()
-            self._ctx.term()
 
 
 def _give_back_memory() -> None:

@@ -57,8 +57,8 @@ class ZmqSink:
     def __init__(self, endpoints: list[str], hwm: int = SEND_HWM, linger_ms: int = 10_000,
                  key_folder: keys.KeyFolder | None = None) -> None:
         self.endpoints = endpoints
-        ctx = zmq.Context() if key_folder else zmq.Context.instance()
-        self._guard = keys.Guard(key_folder, ctx) if key_folder else None
+        self._guard = keys.Guard(key_folder) if key_folder else None
+        ctx = self._guard.context if self._guard else zmq.Context.instance()
         self._socks: list[zmq.Socket] = []
         for endpoint in endpoints:
             sock = ctx.socket(zmq.PUSH)
@@ -87,7 +87,6 @@ class ZmqSink:
         self._socks = []
         if self._guard is not None:  # after the sockets have sent what they hold
             self._guard.close()
-            self._guard.context.term()
             self._guard = None
 
 

@@ -133,17 +133,18 @@ def needs_keys(host: str, keys: KeyFolder | None, what: str) -> None:
 
 
 class Guard:
-    """The ZAP authenticator of one ZeroMQ context: the context's bound sockets made CURVE
-    servers accept only the folder's authorised keys."""
+    """A ZeroMQ context of its own with a ZAP authenticator: the sockets made in
+    :attr:`context` and :meth:`serve`-d accept only the folder's authorised keys (the
+    authenticator governs its context only, so other sockets of the process are untouched)."""
 
-    def __init__(self, keys: KeyFolder, context: zmq.Context) -> None:
+    def __init__(self, keys: KeyFolder) -> None:
         self.keys = keys
-        self.context = context
         self.public, self.secret = _load(keys.server_secret, secret=True)
         if not keys.clients():
             raise UserError(f"key folder {keys.path} authorises no client "
                             f"(petdaq keys {keys.path} --client NAME)")
-        self._auth = ThreadAuthenticator(context)
+        self.context = zmq.Context()
+        self._auth = ThreadAuthenticator(self.context)
         self._auth.start()
         self._auth.configure_curve(domain="*", location=str(keys.authorized))
 
@@ -154,7 +155,9 @@ class Guard:
         return sock
 
     def close(self) -> None:
+        """Stop the authenticator and end the context (its sockets closed first)."""
         self._auth.stop()
+        self.context.term()
 
 
 Secure = Callable[[zmq.Socket], zmq.Socket]
