@@ -280,7 +280,8 @@ def print_summary(run: RunDir) -> None:
           f"{counts.get('delayeds', 0)} delayeds, {counts.get('frames', 0)} frames, "
           f"journal {counts.get('journal_bytes', counts.get('bytes', 0)) / 1e6:.1f} MB")
     lost = stop.lost if stop else {}
-    print("losses   " + (", ".join(f"{k} {v}" for k, v in lost.items()) if lost else "none"))
+    print("losses   " + ("not known: the run never stopped" if stop is None else
+                         ", ".join(f"{k} {v}" for k, v in lost.items()) if lost else "none"))
     images = run.read().get("images")
     if images:
         print(f"image    {', '.join(images['files'])}")

@@ -210,3 +210,63 @@ def test_a_run_on_a_disk_that_fills_up_stops_failed_with_everything_closed(tmp_p
         assert coinc.size == stop.counts["prompts"] + stop.counts["delayeds"]
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def _cobs_decode(chunk: bytes) -> bytes:
+    out, i = bytearray(), 0
+    while i < len(chunk):
+        code = chunk[i]
+        out += chunk[i + 1:i + code]
+        i += code
+        if code < 0xFF and i < len(chunk):
+            out.append(0)
+    return bytes(out)
+
+
+def as_version_1(stream: bytes) -> bytes:
+    """A version 2 stream as version 1 sent it: no leading 0x00, version byte 1 (new CRC)."""
+    import struct
+    import zlib
+
+    from test_wire import ref_cobs
+
+    out = bytearray()
+    for chunk in (c for c in stream.split(b"\0") if c):
+        body = b"\x01" + _cobs_decode(chunk)[1:-4]
+        out += ref_cobs(body + struct.pack("<I", zlib.crc32(body))) + b"\0"
+    return bytes(out)
+
+
+def test_a_version_1_journal_replays_to_the_coincidences_of_version_2(tmp_path: Path, brain
+                                                                       ) -> None:
+    """Journals recorded before wire version 2 replay: the same events framed as version 1
+    and as version 2 give the same coincidences, byte for byte."""
+    from boardstream import board_events, board_messages
+
+    from daq.calibration import Calibration
+    from daq.listmode import read_listmode
+    from daq.processor import SortSettings
+    from daq.replay import replay_journal
+
+    streams = [b"".join(board_messages(brain, b, board_events(brain, b, 40_000, 2e6, seed=3)))
+               for b in range(brain.n_boards)]
+    assert as_version_1(streams[0]) != streams[0]
+    results, coincidences = {}, {}
+    for version, convert in ((1, as_version_1), (2, lambda s: s)):
+        journal = tmp_path / f"v{version}.bpj"
+        w = JournalWriter(journal)
+        data = [convert(s) for s in streams]
+        for k in range(0, max(len(d) for d in data), 1 << 16):
+            for b, d in enumerate(data):
+                if d[k:k + (1 << 16)]:
+                    w.append(b, d[k:k + (1 << 16)])
+        w.close()
+        results[version] = replay_journal(journal, brain, Calibration.nominal(brain),
+                                          SortSettings(), tmp_path / f"v{version}.h5", threads=1)
+        coincidences[version] = read_listmode(tmp_path / f"v{version}.h5")[0]
+    assert coincidences[1].size > 0
+    np.testing.assert_array_equal(coincidences[1], coincidences[2])
+    assert {k: v for k, v in results[1]["counts"].items() if k != "bytes"} == {
+        k: v for k, v in results[2]["counts"].items() if k != "bytes"}
+    assert results[1]["counts"]["singles"] == 40_000 * brain.n_boards
+    assert not any(results[1]["losses"].values()), results[1]["losses"]
