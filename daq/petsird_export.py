@@ -46,7 +46,6 @@ read (29 bytes per coincidence) plus about 28 bytes per coincidence of work arra
 from __future__ import annotations
 
 import io
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -59,6 +58,7 @@ import petsird
 
 from daq.listmode import read_listmode
 from daq.rundir import RunDir
+from hw.atomic import replacing
 from hw.errors import ScannerError, UserError
 from hw.scanner import SPEED_OF_LIGHT_MM_PER_PS, Scanner
 
@@ -108,16 +108,13 @@ def export_petsird(run: RunDir, scanner: Scanner, path: Path, *, block_ms: int =
     events = encode_events(coinc, scanner, bins, block_ms)
     prefix = _header_bytes(petsird.Header(scanner=info, exam=_exam(run)))
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as fh:
+        with replacing(path) as tmp, open(tmp, "wb") as fh:
             fh.write(prefix)
             for batch in _encoded_batches(events, block_ms, with_delayed):
                 fh.write(batch)
             fh.write(b"\x00")  # end of the time-block stream
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     return int(np.count_nonzero(coinc["delayed"] == 0))
 

@@ -15,12 +15,12 @@ leaves either the old or the new document, never half of one.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from daq.rundocs import StartDocument, StopDocument, utc_now
+from hw.atomic import replacing
 from hw.errors import UserError
 
 __all__ = ["IMAGES_DIR", "JOURNAL_FILE", "LISTMODE_FILE", "RUN_FILE", "RunDir", "run_facts",
@@ -95,9 +95,8 @@ class RunDir:
     def update(self, **sections: Any) -> dict[str, Any]:
         """Merge top-level sections into run.json and rewrite it atomically."""
         doc = self.read() | sections
-        tmp = self.meta_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=2, sort_keys=False, default=_jsonable) + "\n")
-        os.replace(tmp, self.meta_file)
+        with replacing(self.meta_file) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2, sort_keys=False, default=_jsonable) + "\n")
         return doc
 
     def write_start(self, start: StartDocument) -> None:
