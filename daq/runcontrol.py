@@ -4,6 +4,7 @@ service (an emulated scan, or boards already streaming), and the run's final ima
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,21 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
     except BaseException:
         proc.terminate()
         raise
-    return Run(run, scanner, session.start(), proc, live.recon)
+    r = Run(run, scanner, session.start(), proc, live.recon)
+    threading.Thread(target=_watch_emulator, args=(r,), name="emulator-watch",
+                     daemon=True).start()
+    return r
+
+
+def _watch_emulator(r: Run) -> None:
+    """End the run in an error as soon as its emulator exits with an error (killed, crashed)
+    while the run acquires: its boards will send nothing more, not even their run stop."""
+    while not r.session.acq.wait(0.2):
+        code = r.emulator.poll()
+        if code not in (None, 0):
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            r.session.acq.fail(f"the emulator {how} during the run")
+            return
 
 
 def start_acquisition(out: Path, scanner: Scanner, sources: list[Source], sort: SortSettings,

@@ -157,7 +157,8 @@ class DaqService:
             self._starting = False  # after the session is there: never "idle" in between
         if self._cancel:
             r.session.acq.stop("stop command")
-        runcontrol.finish(r)
+        if runcontrol.finish(r):  # ended in an error: the state says failed, the reason why
+            self._failure = f"the run failed: {r.session.acq.reason.removeprefix('error: ')}"
         _give_back_memory()
 
     def close(self) -> None:

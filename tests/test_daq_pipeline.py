@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import zmq
 from boardstream import board_events, board_messages, quantised
+from processes import alive, children
 
 from daq import calibration
 from daq.acquisition import Acquisition
@@ -322,14 +323,6 @@ def test_a_silent_link_with_data_still_to_decode_holds_its_boards(brain) -> None
     assert state.idle_boards(now=12.0, timeout_s=3.0) == []  # not silent long enough
 
 
-def _children(pid: int) -> list[int]:
-    """The processes ``pid`` started (Linux /proc)."""
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        kids += [int(k) for k in (task / "children").read_text().split()]
-    return kids
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
 def test_the_emulator_dies_with_a_killed_daq(tmp_path: Path) -> None:
     """kill -9 of ``petdaq run``: its emulator child does not live on (nor block a port)."""
@@ -341,11 +334,11 @@ def test_the_emulator_dies_with_a_killed_daq(tmp_path: Path) -> None:
     while time.monotonic() < deadline and not (journal.is_file() and journal.stat().st_size):
         assert proc.poll() is None, "petdaq run ended early"
         time.sleep(0.1)
-    emulators = _children(proc.pid)
+    emulators = children(proc.pid)
     assert emulators, "no emulator child"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in emulators):
+    while time.monotonic() < deadline and any(alive(p) for p in emulators):
         time.sleep(0.05)
-    assert not any(Path(f"/proc/{p}").exists() for p in emulators)
+    assert not any(alive(p) for p in emulators)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
 import msgpack
 import pytest
 import zmq
+from processes import alive, children
 
 from daq import messages
+from daq.acquisition import Acquisition
 from daq.emulated import EmulatorSettings, free_port_block
+from daq.rundir import RunDir
 from daq.service import DaqService
+from daq.session import Session
 from hw.errors import UserError
 
 
@@ -66,3 +78,61 @@ def test_the_emulated_scan_defaults_are_in_one_place():
     assert EmulatorSettings.from_request({"activity_mbq": 5}).activity_mbq == 5.0
     with pytest.raises(UserError, match="finite number > 0"):
         EmulatorSettings.from_request({"activity_mbq": True})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child processes: Linux /proc")
+def test_a_run_whose_emulator_dies_ends_failed_and_the_service_goes_on(service):
+    """The emulator killed mid-run: the run stops in an error that names it, its files closed,
+    and the service answers (state ``failed``) and can start again."""
+    ask, out = service
+    settings = {"duration_s": 120, "activity_mbq": 2}
+    assert ask(messages.pack({"cmd": "start", "settings": settings}))["ok"] is True
+    deadline = time.monotonic() + 300  # the emulator compiles first on a cold cache
+    journals: list[Path] = []
+    while not any(j.stat().st_size for j in journals):
+        assert time.monotonic() < deadline, "the run never received data"
+        time.sleep(0.1)
+        journals = list(out.glob("*/journal.bpj"))
+    emulators = [p for p in children(os.getpid())
+                 if b"emulate" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(emulators) == 1
+    os.kill(emulators[0], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while (status := ask(messages.pack({"cmd": "status"})))["state"] != "failed":
+        assert time.monotonic() < deadline, f"still {status['state']}"
+        time.sleep(0.1)
+    stop = RunDir(journals[0].parent).stop
+    assert stop.failed and "the emulator was killed by signal 9" in stop.reason
+    assert not alive(emulators[0])
+    again = ask(messages.pack({"cmd": "start", "settings": {"activity_mbq": "x"}}))
+    assert again["ok"] is False and again["state"] == "failed"  # refused, and still serving
+
+
+def _held(kind: type) -> int:
+    gc.collect()
+    return sum(isinstance(o, kind) for o in gc.get_objects())
+
+
+def test_a_flood_of_starts_and_stops_holds_no_memory_of_past_runs(service):
+    """Start/stop pairs as fast as a client can send them: every accepted start is a whole run
+    (a stop document), none is left running, and the service holds no past run's acquisition,
+    session or thread (what made 8 000 pairs grow it to 888 MB)."""
+    ask, out = service
+    accepted, threads = 0, None
+    for _ in range(4):
+        for _ in range(200):  # most of these starts meet a run that is still starting
+            accepted += ask(messages.pack({"cmd": "start", "settings": {"duration_s": 5,
+                                                                        "activity_mbq": 1}}))["ok"]
+            ask(messages.pack({"cmd": "stop"}))
+        deadline = time.monotonic() + 300
+        while ask(messages.pack({"cmd": "status"}))["state"] in ("starting", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        while any(t.name == "daq-run" for t in threading.enumerate()):
+            time.sleep(0.05)
+        assert _held(Acquisition) <= 1 and _held(Session) <= 1  # the last run, for its state
+        threads = threads or threading.active_count()
+        assert threading.active_count() <= threads
+    runs = sorted(out.iterdir())
+    assert 4 <= len(runs) == accepted
+    assert all(RunDir(r).stop is not None for r in runs)
