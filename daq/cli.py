@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from emulator import cli as emulator_cli
     from gui import cli as gui_cli
     from recon import cli as recon_cli
+    from recon.kinetics import cli as kinetics_cli
 
     parser = argparse.ArgumentParser(
         prog="petdaq",
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator_cli.add_commands(sub)
     countrate_live.extend(sub)
     recon_cli.add_commands(sub)
+    kinetics_cli.add_commands(sub)
     gui_cli.add_commands(sub)
     return parser
 

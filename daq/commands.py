@@ -25,6 +25,7 @@ from hw.errors import UserError
 from hw.pool import check_threads
 from hw.progress import Progress
 from hw.scanner import builtin_scanners, load_scanner
+from hw.study import Study
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +37,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("run", help="emulate + acquire + sort + reconstruct in one (the demo)")
     add_emulation_options(p)
+    add_study_options(p)
     _out_options(p)
     _sort_options(p)
     add_live_options(p)
@@ -53,6 +55,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key-name", default="daq", metavar="NAME",
                    help="with --keys: the DAQ's identity towards boards that need keys "
                         "(clients/NAME.key_secret; default daq)")
+    add_study_options(p)
     _out_options(p)
     _sort_options(p)
     add_live_options(p)
@@ -124,8 +127,33 @@ def add_emulation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--activity-mbq", type=float, default=d.activity_mbq)
     g.add_argument("--duration", type=float, default=d.duration_s, help="seconds")
     g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--kinetic-time-scale", type=float, default=d.kinetic_time_scale,
+                   metavar="S", help="a kinetic phantom's model runs S times faster than the "
+                   "acquisition (60: an hour of kinetics in a minute; default 1)")
     g.add_argument("--fast", action="store_true",
                    help="emulate as fast as possible instead of in real time")
+
+
+def add_study_options(p: argparse.ArgumentParser) -> None:
+    """The study's options (:class:`hw.study.Study`): SUV, DICOM and BIDS need them."""
+    g = p.add_argument_group("study (SUV, DICOM and BIDS need it; nothing is guessed)")
+    g.add_argument("--patient-id", default=None, help="patient id or anonymised id")
+    g.add_argument("--weight-kg", type=float, default=None, help="patient weight (kg)")
+    g.add_argument("--height-m", type=float, default=None, help="patient height (m)")
+    g.add_argument("--injected-mbq", type=float, default=None,
+                   help="injected activity (MBq) at the injection time (an emulated kinetic "
+                        "phantom: its --activity-mbq)")
+    g.add_argument("--injection-time", default=None, metavar="ISO8601",
+                   help="injection time, e.g. 2026-11-24T09:30:00Z (an emulated kinetic "
+                        "phantom: the scan's start)")
+    g.add_argument("--tracer", default=None, help="radiopharmaceutical, e.g. FDG")
+
+
+def study_of(args: argparse.Namespace) -> Study:
+    """The study the command line gives."""
+    return Study(patient_id=args.patient_id, weight_kg=args.weight_kg, height_m=args.height_m,
+                 injected_mbq=args.injected_mbq, injection_time_utc=args.injection_time,
+                 radiopharmaceutical=args.tracer)
 
 
 def add_live_options(p: argparse.ArgumentParser) -> None:
@@ -180,10 +208,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     checks.positive(args.duration, "--duration", "seconds")
     _check_live(args)
     threads = check_threads(args.threads)
+    study = study_of(args)
     emu = EmulatorSettings(args.scanner, args.phantom, args.nuclide, args.activity_mbq,
-                           args.duration, args.seed, realtime=not args.fast)
+                           args.duration, args.seed, realtime=not args.fast,
+                           kinetic_time_scale=args.kinetic_time_scale)
     r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,
-                                  args.name)
+                                  args.name, study)
     print(f"run {r.run.path}: {r.scanner.name}, {args.phantom}, {args.nuclide} "
           f"{args.activity_mbq:g} MBq, {args.duration:g} s", file=sys.stderr)
     return _watch_and_finish(r)
@@ -193,6 +223,7 @@ def cmd_acquire(args: argparse.Namespace) -> int:
     checks.optional_seconds(args.duration, "--duration")
     _check_live(args)
     threads = check_threads(args.threads)
+    study = study_of(args)
     scanner = load_scanner(args.scanner)
     if scanner.kind == "spect":
         from daq.projections import view_duration_ps
@@ -201,7 +232,7 @@ def cmd_acquire(args: argparse.Namespace) -> int:
     secure = keys.client(args.keys, args.key_name) if args.keys is not None else None
     sources = [open_source(s, args.baud, secure) for s in args.sources]
     r = runcontrol.start_acquisition(args.out, scanner, sources, sort_settings(args),
-                                     _live(args), args.duration, threads, args.name)
+                                     _live(args), args.duration, threads, args.name, study)
     print(f"run {r.run.path}: acquiring from {', '.join(args.sources)}", file=sys.stderr)
     return _watch_and_finish(r)
 
@@ -272,6 +303,9 @@ def print_summary(run: RunDir) -> None:
           f"started {start.time_utc if start else '?'}")
     print(f"stopped  {stop.time_utc if stop else 'never (use petdaq recover)'}   " + (
         f"{stop.exit_status.value}: {stop.reason}" if stop else ""))
+    study = start.settings.get("study") if start else None
+    if study:
+        print("study    " + ", ".join(f"{k} {v}" for k, v in study.items()))
     singles = counts.get("singles", 0)
     rate = f" ({singles / elapsed / 1e6:.2f} M singles/s)" if elapsed else ""
     print(f"counts   {singles} singles{rate}, {counts.get('prompts', 0)} prompts, "

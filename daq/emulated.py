@@ -31,6 +31,8 @@ class EmulatorSettings:
     duration_s: float = DEFAULT_SCAN["duration_s"]
     seed: int = 1
     realtime: bool = True
+    kinetic_time_scale: float = DEFAULT_SCAN["kinetic_time_scale"]
+    """A kinetic phantom's model minutes per minute of acquisition."""
 
     def __post_init__(self) -> None:
         """Refuse a scan the emulator cannot run, before anything starts."""
@@ -44,7 +46,7 @@ class EmulatorSettings:
             raise UserError(f"unknown phantom '{self.phantom}': known phantoms are "
                             f"{', '.join(phantoms.names())}")
         nuclides.get(self.nuclide)  # an unknown name: the error names the known ones
-        for name in ("activity_mbq", "duration_s"):
+        for name in ("activity_mbq", "duration_s", "kinetic_time_scale"):
             setattr(self, name, positive(getattr(self, name), name))
 
     @classmethod
@@ -55,11 +57,13 @@ class EmulatorSettings:
             settings = {}
         if not isinstance(settings, dict):
             raise UserError(f"settings must be a map, got {type(settings).__name__}")
-        known = {"scanner", "phantom", "nuclide", "activity_mbq", "duration_s"}
-        unknown = sorted(set(settings) - known - {"energy_window_kev"})
+        known = {"scanner", "phantom", "nuclide", "activity_mbq", "duration_s",
+                 "kinetic_time_scale"}
+        others = {"energy_window_kev", "study"}
+        unknown = sorted(set(settings) - known - others)
         if unknown:
             raise UserError(f"unknown scan setting {unknown[0]!r}: use "
-                            f"{', '.join(sorted(known | {'energy_window_kev'}))}")
+                            f"{', '.join(sorted(known | others))}")
         return cls(**{k: v for k, v in settings.items() if k in known})
 
     def as_dict(self) -> dict[str, object]:
@@ -104,6 +108,7 @@ def start_emulator(settings: EmulatorSettings, n_boards: int, host: str = "127.0
            "--phantom", settings.phantom, "--nuclide", settings.nuclide,
            "--activity-mbq", str(settings.activity_mbq), "--duration", str(settings.duration_s),
            "--seed", str(settings.seed), "--to", f"tcp://{host}:{base}", "--quiet",
+           "--kinetic-time-scale", str(settings.kinetic_time_scale),
            "--ready-line", "--realtime" if settings.realtime else "--fast",
            "--parent-pid", str(os.getpid())]  # it dies with the DAQ, even a killed one
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

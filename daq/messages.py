@@ -31,7 +31,7 @@ DEFAULT_CONTROL_PORT = 5557
 #: The emulated scan a start request runs when its settings leave something out (also the
 #: defaults of ``petdaq run`` and of the console's scan panel): the one place they are set.
 DEFAULT_SCAN = {"scanner": "bedside-brain", "phantom": "nema-iq", "nuclide": "F-18",
-                "activity_mbq": 4.0, "duration_s": 10.0}
+                "activity_mbq": 4.0, "duration_s": 10.0, "kinetic_time_scale": 1.0}
 #: Free bytes on the run's disk below which the monitor's message warns (DAQ and console).
 LOW_DISK_BYTES = 1 << 30
 

@@ -3,6 +3,7 @@ service (an emulated scan, or boards already streaming), and the run's final ima
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 import time
@@ -16,6 +17,7 @@ from daq.rundir import RunDir, run_facts
 from daq.session import Session
 from daq.sources import Source, open_source
 from hw.scanner import Scanner, load_scanner
+from hw.study import Study
 
 
 @dataclass
@@ -43,16 +45,26 @@ class Run:
 
 
 def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: LiveOptions,
-                   threads: int | None = None, name: str | None = None) -> Run:
+                   threads: int | None = None, name: str | None = None,
+                   study: Study | None = None) -> Run:
     """Start the emulator as a child process and a session acquiring from it, in a new run
-    directory under ``out``; the emulated scan is recorded in the start document."""
+    directory under ``out``; the emulated scan and the study are recorded in the start
+    document (a kinetic phantom's injection: its activity, at the scan's start)."""
+    from emulator import phantoms
+
+    study = study or Study()
     scanner = load_scanner(emu.scanner)
+    kinetic = phantoms.get(emu.phantom, scanner).kinetics is not None
+    if kinetic and study.injected_mbq is None:
+        study = dataclasses.replace(study, injected_mbq=emu.activity_mbq)
     proc, endpoints = start_emulator(emu, scanner.n_boards)  # once its kernels are compiled
     try:
         run = RunDir.create(out, name)
         session = _session(run, scanner, [open_source(e) for e in endpoints], sort, live,
-                           settings={"emulator": emu.as_dict()}, threads=threads,
-                           scan_duration_s=emu.duration_s)
+                           settings={"emulator": emu.as_dict(), "study": study.to_json()},
+                           threads=threads, scan_duration_s=emu.duration_s)
+        if kinetic and study.injection_time_utc is None:  # the emulator injects at its t = 0
+            _record_injection_at_start(run)
     except BaseException:
         proc.terminate()
         raise
@@ -73,13 +85,21 @@ def _watch_emulator(r: Run) -> None:
             return
 
 
+def _record_injection_at_start(run: RunDir) -> None:
+    start = run.start
+    study = {**start.settings.get("study", {}), "injection_time_utc": start.time_utc}
+    run.write_start(dataclasses.replace(start, settings={**start.settings, "study": study}))
+
+
 def start_acquisition(out: Path, scanner: Scanner, sources: list[Source], sort: SortSettings,
                       live: LiveOptions, duration_s: float | None, threads: int | None = None,
-                      name: str | None = None) -> Run:
-    """Start a session acquiring from boards (``sources``) in a new run directory."""
+                      name: str | None = None, study: Study | None = None) -> Run:
+    """Start a session acquiring from boards (``sources``) in a new run directory; the study
+    is recorded in the start document."""
     run = RunDir.create(out, name)
-    session = _session(run, scanner, sources, sort, live, settings={}, threads=threads,
-                       duration_s=duration_s)
+    study = study or Study()
+    session = _session(run, scanner, sources, sort, live, settings={"study": study.to_json()},
+                       threads=threads, duration_s=duration_s)
     return Run(run, scanner, session.start(), None, live.recon)
 
 

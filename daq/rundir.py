@@ -22,6 +22,7 @@ from typing import Any
 from daq.rundocs import StartDocument, StopDocument, utc_now
 from hw.atomic import replacing
 from hw.errors import UserError
+from hw.study import Study
 
 __all__ = ["IMAGES_DIR", "JOURNAL_FILE", "LISTMODE_FILE", "RUN_FILE", "RunDir", "run_facts",
            "utc_now"]
@@ -137,13 +138,20 @@ def run_facts(run: RunDir) -> Any:
     start, stop = run.start, run.stop
     if start is None:
         return RunFacts()
-    duration = (stop.elapsed_s if stop is not None else None) or start.scan_duration_s
+    elapsed = stop.elapsed_s if stop is not None else None
+    emulated = (start.settings.get("emulator") or {}).get("duration_s")
+    # an emulated scan's events span its emulated time however fast it was emulated, or less
+    # when it was stopped early
+    duration = (min(emulated, elapsed) if emulated and elapsed else
+                emulated or elapsed or start.scan_duration_s)
     activity = start.setting("activity_mbq")
     return RunFacts(scanner=start.scanner, start_utc=start.time_utc or None,
                     duration_s=float(duration) if duration else None,
                     nuclide=start.setting("nuclide"),
                     activity_mbq=float(activity) if activity else None,
-                    phantom=start.setting("phantom"))
+                    phantom=start.setting("phantom"),
+                    study=Study.from_json(start.settings.get("study")),
+                    kinetic_time_scale=float(start.setting("kinetic_time_scale") or 1.0))
 
 
 def _jsonable(value: Any) -> Any:

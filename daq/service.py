@@ -1,8 +1,9 @@
 """The DAQ service (``petdaq serve``): control and monitor sockets, runs started on request.
 
 Control (ZeroMQ REP, msgpack): ``{"cmd": "start", "settings": {scanner, phantom, nuclide,
-activity_mbq, duration_s, energy_window_kev}}`` starts an emulated run (what the settings leave
-out: :data:`daq.messages.DEFAULT_SCAN`; a bad setting is refused with its name);
+activity_mbq, duration_s, kinetic_time_scale, energy_window_kev, study}}`` starts an emulated
+run (what the settings leave out: :data:`daq.messages.DEFAULT_SCAN`; ``study``: the fields of
+:class:`hw.study.Study`; a bad setting is refused with its name);
 ``{"cmd": "stop"}`` stops it; ``{"cmd": "status"}`` reports, with the ``offer`` of what a start
 may ask for (:mod:`daq.offer`). Every reply is ``{"ok", "error", "state", "run"}``. Monitor
 (ZeroMQ PUB): the running session's monitor document at 5 Hz, or an ``idle`` document between
@@ -28,6 +29,7 @@ from daq.session import Session
 from hw.errors import UserError
 from hw.keys import Guard, KeyFolder, needs_keys
 from hw.scanner import load_scanner
+from hw.study import Study
 
 
 class DaqService:
@@ -138,17 +140,19 @@ class DaqService:
             raise UserError(f"energy_window_kev must be [low, high] in keV, got {window!r}")
         sort = SortSettings(energy_window_kev=tuple(window) if window else None)
         sort.resolved(load_scanner(emu.scanner))  # a window the scanner cannot use: say so now
+        study = Study.from_json((settings or {}).get("study"))
         self._starting, self._cancel, self._failure = True, False, ""
-        self._finisher = threading.Thread(target=self._run, args=(emu, sort), daemon=True,
-                                          name="daq-run")
+        self._finisher = threading.Thread(target=self._run, args=(emu, sort, study),
+                                          daemon=True, name="daq-run")
         self._finisher.start()
 
-    def _run(self, emu: EmulatorSettings, sort: SortSettings) -> None:
+    def _run(self, emu: EmulatorSettings, sort: SortSettings, study: Study) -> None:
         """Start the run (the emulator first compiles its kernels: seconds, a minute on a
         fresh install; the state is ``starting`` meanwhile), then finish it when it ends."""
         live = runcontrol.LiveOptions(recon=self.live_recon, publisher=self.publisher)
         try:
-            r = runcontrol.start_emulated(self.out_dir, emu, sort, live, self.threads)
+            r = runcontrol.start_emulated(self.out_dir, emu, sort, live, self.threads,
+                                          study=study)
             self.session, self._last_run = r.session, str(r.run.path)
         except Exception as exc:  # the run did not start: say why, the service goes on
             self._failure = f"the run could not start: {exc}"

@@ -29,7 +29,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scanner", default="bedside-brain", help="built-in name or .toml path")
     p.add_argument("--phantom", default="nema-iq", help="see --list")
     p.add_argument("--nuclide", default="F-18", help="see --list")
-    p.add_argument("--activity-mbq", type=float, default=20.0, help="activity at t = 0 (MBq)")
+    p.add_argument("--activity-mbq", type=float, default=20.0,
+                   help="activity at t = 0 (MBq); of a kinetic phantom, the injected activity")
+    p.add_argument("--kinetic-time-scale", type=float, default=1.0, metavar="S",
+                   help="a kinetic phantom's model runs S times faster than the acquisition "
+                        "(60: an hour of kinetics in a minute; default 1)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds")
     p.add_argument("--to", default=None, metavar="SINK",
                    help="tcp://host:port (board b at port + b), ipc://path, pty, a serial device "
@@ -136,8 +140,11 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         raise UserError(f"--duration must be a positive number of seconds, got {args.duration}")
     if not args.heartbeat_ms > 0:
         raise UserError(f"--heartbeat-ms must be > 0, got {args.heartbeat_ms}")
+    if not (math.isfinite(args.kinetic_time_scale) and args.kinetic_time_scale > 0):
+        raise UserError(f"--kinetic-time-scale must be a number > 0, got "
+                        f"{args.kinetic_time_scale}")
     emu = Emulator(scanner, args.phantom, args.nuclide, args.activity_mbq, args.seed,
-                   truth=args.truth is not None)
+                   truth=args.truth is not None, kinetic_time_scale=args.kinetic_time_scale)
     pack = packer(args.firmware, scanner)
     emu.warm_up(pack)  # numba compiles here on a fresh install, before any board streams
     writer = None

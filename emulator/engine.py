@@ -10,7 +10,7 @@ dead time carried over from slice to slice) and the digitizer. Events come out t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
@@ -32,6 +32,7 @@ from emulator import (
 from emulator.blocks import BlockRunner, workers
 from emulator.frontend import Bucketed, FrontEnds
 from emulator.media import TABLE_KEV, crystal_table, water_table
+from emulator.phantoms.kinetic import Mixture
 from emulator.physics import rayleigh_norms
 from emulator.ring import ring_of
 from hw import nuclides, wire
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 THRESHOLD_KEV = 50.0
 _MIN_SLICE_S, _MAX_SLICE_S = 1e-6, 1.0
 _WARM_UP_S = 1e-3
+#: A kinetic phantom's longest slice, in the model's seconds (its activity is taken constant
+#: over a slice, at the slice's middle).
+_KINETIC_SLICE_MODEL_S = 1.0
 """Emulated time of :meth:`Emulator.warm_up` (s)."""
 #: Room for deposits per Lu-176 decay (the local one and its gammas' hits: 2.8 on average in
 #: bedside-brain; a block that overflows is run again with twice the room, at twice the cost).
@@ -90,11 +94,18 @@ class Emulator:
                  phantom: str | phantoms.Phantom = "point", nuclide: str = "F-18",
                  activity_mbq: float = 1.0, seed: int = 0, *, truth: bool = False,
                  threshold_kev: float = THRESHOLD_KEV, intrinsic: bool = True,
-                 slice_decays: int = 1 << 17, threads: int | None = None) -> None:
+                 slice_decays: int = 1 << 17, threads: int | None = None,
+                 kinetic_time_scale: float = 1.0) -> None:
+        """``activity_mbq``: the activity at t = 0; of a kinetic phantom, the injected activity
+        (injected at t = 0). ``kinetic_time_scale``: a kinetic phantom's model minutes per
+        minute of acquisition (physical decay stays in acquisition time)."""
         self.scanner = scanner if isinstance(scanner, Scanner) else load_scanner(scanner)
         self.activity_mbq = _check_activity(activity_mbq)
         self.nuclide = nuclides.get(nuclide)
         self.phantom = phantoms.get(phantom, self.scanner)
+        self.mixture = (Mixture(self.phantom, self.activity_mbq * 1e6, kinetic_time_scale)
+                        if self.phantom.kinetics is not None else None)
+        """A kinetic phantom's tissue classes, their volumes and curves."""
         self.seed = int(seed)
         self.truth = bool(truth)
         self._packed = self.phantom.packed()
@@ -118,9 +129,11 @@ class Emulator:
         volume = n * lu176.crystal_volume_cm3(self.scanner)
         self.lu176_bq = self.scanner.material.lu176_bq_per_cm3 * volume \
             if intrinsic and self.scanner.kind == "pet" else 0.0
-        total = self.activity_mbq * 1e6 / self.history_weight + self.lu176_bq
+        total = self._peak_bq() / self.history_weight + self.lu176_bq
         slice_s = min(max(slice_decays / total, _MIN_SLICE_S), _MAX_SLICE_S) if total else \
             _MAX_SLICE_S
+        if self.mixture is not None:
+            slice_s = min(slice_s, _KINETIC_SLICE_MODEL_S / self.mixture.time_scale)
         self.slice_ps = round(slice_s * 1e12)
         self.counters = dict.fromkeys(records.COUNTERS, 0)
         self._workers = workers(threads)
@@ -132,6 +145,8 @@ class Emulator:
         """Emulate (and with ``pack``, a packer, encode) a moment of the scan and throw it away,
         so that numba compiles every kernel now (seconds to a minute on a fresh install) rather
         than while boards stream; a later :meth:`run` is the same as without it."""
+        if self.mixture is not None:  # no activity at injection: compile the class draw now
+            sampling.picks(rng.state([0]), np.ones(1), np.empty(1, np.int64))
         for chunk in self.run(_WARM_UP_S, chunk_s=_WARM_UP_S):
             if pack is not None:
                 for b, events in enumerate(chunk.raw_per_board):
@@ -194,6 +209,44 @@ class Emulator:
 
     # ------------------------------------------------------------------ internals
 
+    def _peak_bq(self) -> float:
+        """The source's activity (Bq) at t = 0; a kinetic phantom's highest in the field of
+        view over its first two model hours."""
+        if self.mixture is None:
+            return self.activity_mbq * 1e6
+        t_s = np.linspace(0.0, 7200.0 / self.mixture.time_scale, 4001)
+        return float(self.mixture.activities_bq(t_s).sum(axis=0).max())
+
+    def _source(self, t_a: int, t_b: int) -> tuple[float, Callable[[np.ndarray, int], np.ndarray]]:
+        """The source's decay rate (Bq) at t_a (ps) and how a block draws its decay positions:
+        a kinetic phantom's classes weighted by their activity in the slice's middle."""
+        lam = self.nuclide.decay_constant_per_s
+        decay = math.exp(-lam * t_a * 1e-12)
+        if self.mixture is None:
+            def draw(block_rs: np.ndarray, n: int) -> np.ndarray:
+                pos = np.empty((n, 3))
+                sampling.positions(block_rs, self._packed, pos)
+                return pos
+
+            return self.activity_mbq * 1e6 * decay, draw
+        weights = self.mixture.activities_bq(np.array([(t_a + t_b) * 0.5e-12]))[:, 0]
+        total = float(weights.sum())
+        cdf = np.cumsum(weights) / total if total > 0 else np.ones(weights.size)
+
+        def draw_mixture(block_rs: np.ndarray, n: int) -> np.ndarray:
+            classes = np.empty(n, np.int64)
+            sampling.picks(block_rs, cdf, classes)
+            pos = np.empty((n, 3))
+            for k, packed in enumerate(self.mixture.packed):
+                mine = np.flatnonzero(classes == k)
+                if mine.size:
+                    part = np.empty((mine.size, 3))
+                    sampling.positions(block_rs, packed, part)
+                    pos[mine] = part
+            return pos
+
+        return total * decay, draw_mixture
+
     def _publish(self, counters: np.ndarray) -> None:
         self.counters = {name: int(v) for name, v in zip(records.COUNTERS, counters,
                                                          strict=True)}
@@ -225,16 +278,12 @@ class Emulator:
         # decay times of the source (SPECT: histories, each standing for history_weight
         # decays) and of the crystals' Lu-176
         lam = self.nuclide.decay_constant_per_s
-        rate = self.activity_mbq * 1e6 * math.exp(-lam * t_a * 1e-12) / self.history_weight
+        source_bq, positions = self._source(t_a, t_b)
+        rate = source_bq / self.history_weight
         times = _decay_times(rs, t_a, t_b, rate, lam)
         lu_times = _decay_times(rs, t_a, t_b, self.lu176_bq, 0.0)
         counts[c.index("histories")] = times.size
         counts[c.index("decays")] = times.size * self.history_weight
-
-        def positions(block_rs: np.ndarray, n: int) -> np.ndarray:
-            pos = np.empty((n, 3))
-            sampling.positions(block_rs, self._packed, pos)
-            return pos
 
         common = (self.nuclide.positron_fraction, self._range, self._lines, self._medium)
         if self.scanner.kind == "pet":

@@ -83,6 +83,13 @@ def _in_regions(rs, shapes, g):
 
 
 @kernel
+def picks(rs, cdf, out):
+    """Fill ``out`` with indices drawn with the probabilities of the cumulative ``cdf``."""
+    for i in range(out.size):
+        out[i] = _pick(rs, cdf)
+
+
+@kernel
 def positions(rs, pk, out):
     """Fill ``out`` (n, 3) with decay positions (mm) drawn from the packed phantom ``pk``."""
     for i in range(out.shape[0]):

@@ -18,12 +18,14 @@ Pure array code on ``hw`` dtypes, no I/O besides the exports and the sensitivity
 import hw  # noqa: F401  (first: it configures numba's disk cache)
 from recon.export import (
     Acquisition,
+    FrameTiming,
     Radiopharmaceutical,
     read_dicom,
     read_nifti,
     save_outputs,
     write_dicom_nm,
     write_dicom_pet,
+    write_dicom_pet_frames,
     write_nifti,
 )
 from recon.grid import Grid, Image, default_grid
@@ -40,6 +42,7 @@ from recon.threads import get_threads, set_threads
 
 __all__ = [
     "Acquisition",
+    "FrameTiming",
     "Grid",
     "Image",
     "LORs",
@@ -63,6 +66,7 @@ __all__ = [
     "tew_scatter",
     "write_dicom_nm",
     "write_dicom_pet",
+    "write_dicom_pet_frames",
     "write_mip",
     "write_nifti",
     "write_slices",

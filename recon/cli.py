@@ -68,7 +68,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--display-fwhm", type=float, default=DISPLAY_FWHM_MM, metavar="MM",
                    help="Gaussian FWHM (mm) that smooths the PNG pictures, not the stored image "
                         f"(default {DISPLAY_FWHM_MM:g}; 0: none)")
-    p.add_argument("--out", help="output folder (default RUN/images)")
+    p.add_argument("--frames", default=None, metavar="SCHEDULE",
+                   help="dynamic: reconstruct frames back to back from the scan's start, e.g. "
+                        "6x10s,8x30s,5x5min (an emulated kinetic run: in its model's time), "
+                        "into RUN/dynamic (BIDS-PET 4D NIfTI and sidecar, a DICOM series)")
+    p.add_argument("--out", help="output folder (default RUN/images; RUN/dynamic with --frames)")
     p.set_defaults(func=cmd_recon)
 
 
@@ -109,12 +113,14 @@ def cmd_recon(args: argparse.Namespace) -> int:
     scanner = load_scanner(name)
     if args.threads is not None:
         recon.set_threads(args.threads)
+    options = RunReconOptions(args.iterations, args.subsets, args.tof, args.randoms,
+                              args.attenuation, args.voxel, args.samples, args.calibration)
+    if args.frames is not None:
+        return _recon_frames(args, coinc, header, facts, scanner, options)
     out = Path(args.out) if args.out else (
         Path(args.run) / "images" if Path(args.run).is_dir() else Path(args.run).with_suffix(""))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    options = RunReconOptions(args.iterations, args.subsets, args.tof, args.randoms,
-                              args.attenuation, args.voxel, args.samples, args.calibration)
     subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
     progress = Progress(f"recon {Path(args.run).name}", args.iterations * subsets,
                         unit="subsets")
@@ -135,4 +141,44 @@ def cmd_recon(args: argparse.Namespace) -> int:
         files.append(str(out / "report.json"))
     print(f"reconstructed {image.meta.get('events', 0)} prompts in "
           f"{time.monotonic() - t0:.1f} s ({image.units}): " + ", ".join(files))
+    return 0
+
+
+def _recon_frames(args: argparse.Namespace, coinc: np.ndarray, header: dict[str, Any],
+                  facts: RunFacts, scanner: Any, options: RunReconOptions) -> int:
+    """``petdaq recon RUN --frames SCHEDULE``: the frames into RUN/dynamic."""
+    import sys
+
+    import recon
+    from recon.bids import missing_study_fields, subject_label, write_bids
+    from recon.dynamic import reconstruct_frames
+    from recon.frames import parse_schedule
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise UserError("--frames needs a run directory (its start document times the frames)")
+    frames = parse_schedule(args.frames, facts.kinetic_time_scale)
+    out = Path(args.out) if args.out else run / "dynamic"
+    t0 = time.monotonic()
+    progress = Progress(f"frames {run.name}", len(frames), unit="frames")
+    dyn = reconstruct_frames(coinc, header, facts, scanner, frames, options,
+                             on_frame=lambda f: progress.update(f.number))
+    progress.close(len(frames))
+    if dyn.quantified is None or dyn.images[0].units != "Bq/mL":
+        raise UserError("the frames could not be quantified (the run's nuclide is unknown)")
+    nifti, side = write_bids(dyn, out, subject_label(facts.study.patient_id, run.name))
+    files = [str(nifti), str(side)]
+    if args.dicom:
+        rp, acq = dyn.quantified
+        recon.write_dicom_pet_frames(dyn.images, [
+            recon.FrameTiming(f.start_s, f.duration_s, f.number, len(frames)) for f in frames],
+            out / "dicom", rp, acq)
+        files.append(str(out / "dicom"))
+    missing = missing_study_fields(dyn)
+    if missing:
+        print(f"petdaq: note: the run's study has no {', '.join(missing)}: written n/a in the "
+              "sidecar (give them when acquiring)", file=sys.stderr)
+    print(f"reconstructed {len(frames)} frames ({sum(dyn.prompts)} prompts) in "
+          f"{time.monotonic() - t0:.1f} s (Bq/mL, decay-corrected to the scan's start): "
+          + ", ".join(files))
     return 0

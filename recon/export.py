@@ -115,6 +115,8 @@ class Acquisition:
     corrections: tuple[str, ...] = ()
     """DICOM CorrectedImage terms applied (e.g. "ATTN", "RAN", "SCAT"); "DECY" is always added."""
     energy_window_kev: tuple[float, float] | None = None
+    patient_weight_kg: float | None = None
+    patient_height_m: float | None = None
 
 
 def _date(t: dt.datetime) -> str:
@@ -141,6 +143,10 @@ def _base(sop_class: str, modality: str, acq: Acquisition, study_uid: str, serie
     ds.Modality = modality
     ds.PatientName, ds.PatientID = acq.patient_name, acq.patient_id
     ds.PatientBirthDate, ds.PatientSex = "", ""
+    if acq.patient_weight_kg:
+        ds.PatientWeight = _ds_str(acq.patient_weight_kg)
+    if acq.patient_height_m:
+        ds.PatientSize = _ds_str(acq.patient_height_m)
     ds.PatientPosition = "HFS"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
     ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
@@ -191,27 +197,62 @@ def _plane(ds: Dataset, image: Image) -> None:
     ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
 
 
+@dataclass(frozen=True)
+class FrameTiming:
+    """A frame of a dynamic series: its start (s after the scan's start), duration (s) and
+    number (1-based) among ``of`` frames. The frame's image is decay-corrected to the scan's
+    start (DecayCorrection START, its DecayFactor counting the time before the frame)."""
+
+    start_s: float
+    duration_s: float
+    number: int
+    of: int
+
+
 def write_dicom_pet(image: Image, folder: str | Path, rp: Radiopharmaceutical,
                     acq: Acquisition, series_number: int = 1) -> list[Path]:
     """Write a PET image in Bq/mL as a DICOM series, one file per axial slice."""
+    return _write_pet_slices(image, Path(folder), rp, acq, series_number, None,
+                             (generate_uid(), generate_uid(), generate_uid()))
+
+
+def write_dicom_pet_frames(frames: Sequence[Image], timing: Sequence[FrameTiming],
+                           folder: str | Path, rp: Radiopharmaceutical, acq: Acquisition,
+                           series_number: int = 1) -> list[Path]:
+    """Write the frames of a dynamic scan (Bq/mL, decay-corrected to the scan's start) as one
+    DYNAMIC DICOM PET series: one file per slice and frame, ImageIndex (frame - 1) x slices +
+    slice, each with its frame's reference time, duration and decay factor."""
+    uids = (generate_uid(), generate_uid(), generate_uid())
+    paths: list[Path] = []
+    for image, t in zip(frames, timing, strict=True):
+        paths += _write_pet_slices(image, Path(folder), rp, acq, series_number, t, uids)
+    return paths
+
+
+def _write_pet_slices(image: Image, out: Path, rp: Radiopharmaceutical, acq: Acquisition,
+                      series_number: int, frame: FrameTiming | None,
+                      uids: tuple[str, str, str]) -> list[Path]:
     if image.units != "Bq/mL":
         raise UserError(f"a PET DICOM series needs an image in Bq/mL, got '{image.units}' "
                         "(see recon.quant.activity_concentration)")
     if not np.all(np.isfinite(image.array)):
         raise UserError("image holds non-finite values")
-    out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
     nz = image.array.shape[2]
-    decay = decay_factor(acq.duration_s, rp.half_life_s)
+    start_s, duration_s = (frame.start_s, frame.duration_s) if frame else (0.0, acq.duration_s)
+    decay = decay_factor(duration_s, rp.half_life_s) * _decay_since_start(start_s, rp)
+    reference_s = start_s + _reference_time_s(duration_s, rp.half_life_s)
+    frame_start = acq.start + dt.timedelta(seconds=start_s)
     paths = []
     for k in range(nz):
-        ds = _base(PositronEmissionTomographyImageStorage, "PT", acq, study, series, frame,
-                   series_number)
+        ds = _base(PositronEmissionTomographyImageStorage, "PT", acq, *uids, series_number)
+        ds.AcquisitionDate, ds.AcquisitionTime = _date(frame_start), _time(frame_start)
         ds.ImageType = ["ORIGINAL", "PRIMARY"]
-        ds.InstanceNumber = ds.ImageIndex = k + 1
+        ds.InstanceNumber = ds.ImageIndex = k + 1 + (frame.number - 1) * nz if frame else k + 1
         ds.Units, ds.CountsSource = "BQML", "EMISSION"
-        ds.SeriesType = ["STATIC", "IMAGE"]
+        ds.SeriesType = ["DYNAMIC" if frame else "STATIC", "IMAGE"]
+        if frame:
+            ds.NumberOfTimeSlices = frame.of
         ds.CorrectedImage = ["DECY", *acq.corrections]
         ds.DecayCorrection = "START"
         ds.DecayFactor = _ds_str(decay)
@@ -220,9 +261,8 @@ def write_dicom_pet(image: Image, folder: str | Path, rp: Radiopharmaceutical,
         ds.ReconstructionMethod = acq.reconstruction
         ds.CollimatorType = "NONE"
         ds.NumberOfSlices = nz
-        ds.FrameReferenceTime = _ds_str(1000.0 * _reference_time_s(acq.duration_s,
-                                                                   rp.half_life_s))
-        ds.ActualFrameDuration = round(1000 * acq.duration_s)
+        ds.FrameReferenceTime = _ds_str(1000.0 * reference_s)
+        ds.ActualFrameDuration = round(1000 * duration_s)
         ds.SliceSensitivityFactor = "1"
         ds.RadiopharmaceuticalInformationSequence = DicomSequence([_radiopharmaceutical(rp)])
         _plane(ds, image)
@@ -236,11 +276,20 @@ def write_dicom_pet(image: Image, folder: str | Path, rp: Radiopharmaceutical,
         ds.PixelRepresentation = 1
         ds.RescaleSlope = _ds_str(slope)
         ds.PixelData = pixels.tobytes()
-        path = out / f"slice_{k + 1:04d}.dcm"
+        name = f"frame_{frame.number:03d}_slice_{k + 1:04d}.dcm" if frame else \
+            f"slice_{k + 1:04d}.dcm"
+        path = out / name
         with replacing(path) as tmp:
             ds.save_as(tmp, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def _decay_since_start(start_s: float, rp: Radiopharmaceutical) -> float:
+    """exp(lambda t): the decay from the scan's start to ``start_s``, undone."""
+    if not rp.half_life_s or rp.half_life_s <= 0:
+        return 1.0
+    return float(np.exp(np.log(2.0) / rp.half_life_s * start_s))
 
 
 def _reference_time_s(duration_s: float, half_life_s: float | None) -> float:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from hw.study import Study
 from recon.system import DEFAULT_SAMPLES
 
 RUN_ITERATIONS = 2
@@ -51,6 +52,10 @@ class RunFacts:
     """Activity at the start of the scan (MBq), an emulated scan's."""
     phantom: str | None = None
     """The emulated phantom's name (None: a run from real detectors)."""
+    study: Study = field(default_factory=Study)
+    """The patient and the injection (:class:`hw.study.Study`)."""
+    kinetic_time_scale: float = 1.0
+    """An emulated kinetic phantom's model minutes per minute of acquisition."""
 
 
 @dataclass
@@ -70,23 +75,35 @@ def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
     run's documents say of it) with TOF, randoms from the delayeds and the
     phantom's attenuation as ``options`` say, quantified in Bq/mL. ``callback(iteration,
     subset, image)`` after each subset."""
+    phantom = run_phantom(facts, scanner)
+    image = osem_counts(coinc, header, phantom, scanner, options, callback)
+    image, quantified = quantify(image, coinc, facts, calibration_of(options, scanner))
+    return RunImage(image, quantified, phantom)
+
+
+def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner: Any,
+                options: RunReconOptions,
+                callback: Callable[[int, int, Any], None] | None = None) -> Any:
+    """The LM-OSEM image (counts) of coincidences as ``options`` say, with the attenuation of
+    ``phantom`` (an emulated run's; None: none) and the sorter's settings from ``header``."""
     import recon
 
     grid = recon.default_grid(scanner, options.voxel_mm)
-    phantom = run_phantom(facts, scanner)
     mu = phantom.mu_map(grid, 511.0) if options.attenuation and phantom is not None else None
     window = header.get("window_ps")
     subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
-    image = recon.lm_osem(
+    return recon.lm_osem(
         coinc, scanner, grid, options.iterations, subsets, options.tof,
         "delayed" if options.randoms else None, mu, callback=callback,
         window_ps=window if window and window > 0 else None,
         min_sector_difference=header.get("min_sector_difference"),
         sensitivity_samples=options.sensitivity_samples)
-    calibration = (options.calibration if options.calibration is not None
-                   else scanner.counts_per_annihilation)
-    image, quantified = quantify(image, coinc, facts, calibration)
-    return RunImage(image, quantified, phantom)
+
+
+def calibration_of(options: RunReconOptions, scanner: Any) -> float:
+    """Reconstructed counts per true annihilation: the option's, else the scanner's."""
+    return (options.calibration if options.calibration is not None
+            else scanner.counts_per_annihilation)
 
 
 def _duration_s(coinc: np.ndarray, facts: RunFacts) -> float | None:
@@ -131,25 +148,47 @@ def quantify(image: Any, coinc: np.ndarray, facts: RunFacts, calibration: float
     duration = _duration_s(coinc, facts)
     if not duration:
         return image, None
-    nuclide_name = facts.nuclide
-    half_life, branching = None, 1.0
-    if nuclide_name:
-        from hw import nuclides
-
-        nuclide = nuclides.get(nuclide_name)
-        half_life, branching = nuclide.half_life_s, nuclide.positron_fraction
+    half_life, branching = nuclide_of(facts)
     image = recon.activity_concentration(image, duration, branching, half_life, calibration)
+    return image, describe(facts, image.meta, duration)
+
+
+def nuclide_of(facts: RunFacts) -> tuple[float | None, float]:
+    """(half-life s or None, positron fraction) of the run's nuclide (unknown: no decay, 1)."""
+    if not facts.nuclide:
+        return None, 1.0
+    from hw import nuclides
+
+    nuclide = nuclides.get(facts.nuclide)
+    return nuclide.half_life_s, nuclide.positron_fraction
+
+
+def describe(facts: RunFacts, meta: dict[str, Any], duration_s: float,
+             series: str = "PET LM-OSEM") -> tuple[Any, Any]:
+    """The DICOM description (radiopharmaceutical, acquisition) of a run's image: the study's
+    injection and patient where the run has them (an emulated static scan: its activity at the
+    start), the reconstruction and corrections from the image's ``meta``."""
+    import recon
+
+    half_life, branching = nuclide_of(facts)
     start = (dt.datetime.fromisoformat(facts.start_utc) if facts.start_utc
              else dt.datetime.now(dt.UTC))
-    activity = facts.activity_mbq
+    study = facts.study
+    injected = study.injected_mbq or facts.activity_mbq
+    injection = (dt.datetime.fromisoformat(study.injection_time_utc)
+                 if study.injection_time_utc else start)
     rp = recon.Radiopharmaceutical(
-        nuclide_name or "unknown", half_life or 0.0, branching,
-        float(activity) * 1e6 if activity else 0.0, start)
-    corrections = tuple(c for c, on in (("RAN", image.meta.get("randoms") != "none"),
-                                        ("ATTN", image.meta.get("attenuation"))) if on)
+        facts.nuclide or "unknown", half_life or 0.0, branching,
+        float(injected) * 1e6 if injected else 0.0, injection,
+        study.radiopharmaceutical or "")
+    corrections = tuple(c for c, on in (("RAN", meta.get("randoms") != "none"),
+                                        ("ATTN", meta.get("attenuation"))) if on)
     acq = recon.Acquisition(
-        start, duration, scanner=facts.scanner,
-        reconstruction=(f"LM-OSEM {image.meta.get('iterations')}i{image.meta.get('subsets')}s"
-                        + (" TOF" if image.meta.get("tof") else "")),
-        corrections=corrections, series_description="PET LM-OSEM")
-    return image, (rp, acq)
+        start, duration_s, scanner=facts.scanner,
+        reconstruction=(f"LM-OSEM {meta.get('iterations')}i{meta.get('subsets')}s"
+                        + (" TOF" if meta.get("tof") else "")),
+        corrections=corrections, series_description=series,
+        **({"patient_id": study.patient_id, "patient_name": study.patient_id}
+           if study.patient_id else {}),
+        patient_weight_kg=study.weight_kg, patient_height_m=study.height_m)
+    return rp, acq

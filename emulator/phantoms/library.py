@@ -8,10 +8,12 @@ Coordinates: scanner mm, LPS patient frame (+x left, +y posterior, +z superior).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
+from emulator.kinetics import FengInput, Kinetics, TissueClass, TissueModel
 from emulator.phantoms.model import LineSource, Phantom, PointSource, Region
 from emulator.phantoms.shapes import cylinder, ellipsoid, rotation_to, sphere
 from hw.scanner import Scanner
@@ -152,6 +154,40 @@ def brain(scanner: Scanner) -> Phantom:
                    "ganglia, cerebellum", parts=tuple(parts))
 
 
+#: FDG in the brain (two-tissue model, k4 = 0; rate constants in 1/min).
+GREY_MATTER_FDG = TissueModel(K1=0.102, k2=0.130, k3=0.062)
+WHITE_MATTER_FDG = TissueModel(K1=0.054, k2=0.109, k3=0.045)
+#: The blood pool: a cylinder along the axis, 30 mm across, in a cold sheath 6 mm thick (a
+#: vessel in cerebrospinal fluid): an image-derived input needs a vessel several resolution
+#: lengths wide and little spill-in from the grey matter around it.
+BLOOD_POOL_RADIUS_MM, BLOOD_POOL_HALF_LENGTH_MM, BLOOD_SHEATH_MM = 15.0, 30.0, 6.0
+
+
+def brain_fdg(scanner: Scanner) -> Phantom:
+    """The brain phantom with FDG kinetics: grey and white matter follow the two-tissue model
+    driven by Feng's plasma input, and a blood pool 30 mm across (in a cold sheath) carries the
+    input itself; the ventricles are cold. Its activity is the injected one."""
+    head = brain(scanner)
+    grey = ("brain", "caudate_left", "caudate_right", "putamen_left", "putamen_right",
+            "cerebellum")
+    parts = [dataclasses.replace(r, activity=0.0) if r.name.startswith("ventricle") else r
+             for r in head.parts]
+    s = min(1.0, 0.85 * scanner.transaxial_fov_mm / 200.0)
+    centre = (0.0, 50.0 * s, 10.0 * s)
+    r, half, sheath = BLOOD_POOL_RADIUS_MM, BLOOD_POOL_HALF_LENGTH_MM, BLOOD_SHEATH_MM
+    parts += [Region("sheath", cylinder(centre, 2 * (r + sheath), 2 * (half + sheath)), 0.0,
+                     None),
+              Region("blood", cylinder(centre, 2 * r, 2 * half), 1.0, None)]
+    kinetics = Kinetics(FengInput(), (
+        TissueClass("grey_matter", grey, GREY_MATTER_FDG),
+        TissueClass("white_matter", ("white_matter_left", "white_matter_right"),
+                    WHITE_MATTER_FDG),
+        TissueClass("blood", ("blood",))))
+    return Phantom("brain-fdg", "brain with FDG kinetics (grey and white matter, a 30 mm "
+                   "blood pool, Feng input); activity = injected", parts=tuple(parts),
+                   kinetics=kinetics)
+
+
 def cardiac(scanner: Scanner) -> Phantom:
     """Torso with lungs, liver and a left ventricle (myocardium 10, blood pool 2, background 1)
     with an anterior perfusion defect at 30 % uptake; for SPECT."""
@@ -197,5 +233,6 @@ BUILDERS = {
     "nema-iq": nema_iq,
     "derenzo": derenzo,
     "brain": brain,
+    "brain-fdg": brain_fdg,
     "cardiac": cardiac,
 }

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from emulator.kinetics import Kinetics
 from emulator.media import mu_water
 from emulator.phantoms.shapes import ROW, Shape, pack_row
 from emulator.phantoms.voxels import ActivityGrid, activity_grid
@@ -74,6 +75,10 @@ class Phantom:
     description: str
     parts: tuple[Region, ...] = ()
     sources: tuple[PointSource | LineSource, ...] = ()
+    kinetics: Kinetics | None = None
+    """A kinetic phantom's tissue classes and input (:mod:`emulator.kinetics`; emulated by
+    :mod:`emulator.phantoms.kinetic`): the regions' activity then follows them in time; their
+    ``activity`` is only the picture of a late moment, for displays."""
 
     def __post_init__(self) -> None:
         total = sum(s.fraction for s in self.sources)

@@ -1,0 +1,164 @@
+"""Dynamic imaging end to end: an emulated brain-fdg scan acquired by the DAQ, its frames
+reconstructed into BIDS-PET and DICOM, its curves and Patlak fit; SUV of a cylinder; bad input."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from daq.cli import main
+from daq.rundir import RunDir
+from recon.bids import REQUIRED
+
+SCALE = 600.0                       # model minutes per minute: 2 s of scan = 20 model minutes
+SCHEDULE = "4x30s,4x60s,3x120s,2x240s"  # 20 model minutes
+
+
+def _petdaq(*argv: str) -> None:
+    subprocess.run([sys.executable, "-m", "daq", *argv], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def dynamic_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    _petdaq("run", "--phantom", "brain-fdg", "--activity-mbq", "60", "--kinetic-time-scale",
+            str(SCALE), "--duration", "2", "--fast", "--seed", "4", "--out", str(out),
+            "--name", "fdg", "--patient-id", "sub01", "--weight-kg", "70", "--tracer", "FDG")
+    run = out / "fdg"
+    assert main(["recon", str(run), "--frames", SCHEDULE]) == 0
+    return run
+
+
+def test_the_run_records_its_study_and_its_kinetic_clock(dynamic_run: Path):
+    start = RunDir.open(dynamic_run).start
+    study = start.settings["study"]
+    assert study["patient_id"] == "sub01" and study["weight_kg"] == 70.0
+    assert study["injected_mbq"] == 60.0 and study["injection_time_utc"] == start.time_utc
+    assert start.setting("kinetic_time_scale") == SCALE
+
+
+def test_the_bids_sidecar_has_every_required_field_and_the_frames_read_back(dynamic_run: Path):
+    folder = dynamic_run / "dynamic"
+    side = json.loads((folder / "sub-sub01_pet.json").read_text())
+    assert not [f for f in REQUIRED if f not in side]
+    assert side["TracerName"] == "FDG" and side["InjectedRadioactivity"] == 60.0
+    assert side["Units"] == "Bq/mL" and side["ImageDecayCorrected"] is True
+    starts, durations = np.array(side["FrameTimesStart"]), np.array(side["FrameDuration"])
+    assert starts[0] == 0 and np.allclose(np.diff(starts), durations[:-1])
+    assert starts[-1] + durations[-1] == pytest.approx(20 * 60)
+    img = nib.load(str(folder / "sub-sub01_pet.nii.gz"))
+    assert img.shape[3] == starts.size == 13
+    files = sorted((folder / "dicom").glob("*.dcm"))
+    per_frame: dict[int, list] = {}
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        per_frame.setdefault(int(ds.ActualFrameDuration), []).append(ds)
+        assert ds.SeriesType[0] == "DYNAMIC" and ds.NumberOfTimeSlices == 13
+    assert len(files) == 13 * img.shape[2]
+    # DICOM keeps the acquisition's clock: model seconds / SCALE, in ms
+    assert sorted(per_frame) == sorted({round(1000 * d / SCALE) for d in durations})
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    assert float(first.PatientWeight) == 70.0
+
+
+def test_the_frames_add_up_to_the_static_image_of_the_same_events(dynamic_run: Path, tmp_path):
+    """Frames, weighted by the decays each stands for, against a static image of the same
+    events with as many updates (20: each frame has one subset): the grey and white matter
+    means agree within noise."""
+    from emulator import phantoms
+    from hw.scanner import load_scanner
+    from recon import default_grid
+    from recon.kinetics.regions import phantom_regions
+
+    side = json.loads((dynamic_run / "dynamic" / "sub-sub01_pet.json").read_text())
+    frames = nib.load(str(dynamic_run / "dynamic" / "sub-sub01_pet.nii.gz")).get_fdata()
+    assert main(["recon", str(dynamic_run), "--iterations", "20", "--subsets", "1", "--out",
+                 str(tmp_path), "--no-dicom"]) == 0
+    static = nib.load(str(tmp_path / "image.nii.gz")).get_fdata()
+    lam = math.log(2) / 6586.2
+    start = np.array(side["FrameTimesStart"]) / SCALE
+    dur = np.array(side["FrameDuration"]) / SCALE
+    w = np.exp(-lam * start) - np.exp(-lam * (start + dur))
+    summed = np.tensordot(frames, w, axes=([3], [0])) / (1 - math.exp(-lam * 2.0))
+    scanner = load_scanner("bedside-brain")
+    regions = phantom_regions(phantoms.get("brain-fdg", scanner), default_grid(scanner, 2.0))
+    for name in ("grey_matter", "white_matter"):
+        m = regions[name]
+        assert summed[m].mean() == pytest.approx(static[m].mean(), rel=0.05)
+
+
+def test_curves_and_patlak_from_the_image_derived_input(dynamic_run: Path, capsys):
+    assert main(["kinetics", str(dynamic_run), "--model", "patlak", "--input-region",
+                 "blood", "--t-star-min", "8"]) == 0
+    out = dynamic_run / "kinetics"
+    with open(out / "tacs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["region"] for r in rows} == {"grey_matter", "white_matter", "blood"}
+    assert len(rows) == 3 * 13
+    with open(out / "parameters.csv") as fh:
+        params = {r["region"]: r for r in csv.DictReader(fh)}
+    grey, white = float(params["grey_matter"]["Ki_per_min"]), \
+        float(params["white_matter"]["Ki_per_min"])
+    assert 0 < white < grey                       # true Ki: 0.0158 and 0.0329 /min
+    assert (out / "tacs.png").stat().st_size > 1000 and (out / "patlak.png").is_file()
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["recon", "{run}", "--frames", "4x30s,4x60s,3x120s,3x240s"], "frames end at"),
+    (["recon", "{run}", "--frames", "2x0.001s,4x60s"], "has no prompts"),
+    (["kinetics", "{run}", "--model", "patlak", "--input-region", "aorta"], "no region 'aorta'"),
+    (["kinetics", "{run}", "--model", "patlak"], "Patlak needs its input"),
+    (["kinetics", "{run}", "--model", "logan"], "needs a reference region"),
+])
+def test_bad_input_is_one_line(dynamic_run: Path, capsys, argv, error):
+    assert main([a.replace("{run}", str(dynamic_run)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("petdaq: error:") and error in err[0]
+
+
+def test_suv_without_the_patients_weight_says_so(dynamic_run: Path, tmp_path: Path, capsys):
+    run = tmp_path / "noweight"
+    run.mkdir()
+    doc = json.loads((dynamic_run / "run.json").read_text())
+    del doc["start"]["settings"]["study"]["weight_kg"]
+    (run / "run.json").write_text(json.dumps(doc))
+    (run / "dynamic").symlink_to(dynamic_run / "dynamic")
+    assert main(["kinetics", str(run), "--model", "suv"]) == 2
+    assert "SUV needs the study's weight_kg" in capsys.readouterr().err
+
+
+def test_suv_of_a_uniform_cylinder_is_its_true_suv(tmp_path: Path, monkeypatch):
+    """The technologist's order: the energy gains calibrated on a cylinder scan, then a cylinder
+    of 5 MBq at the scan's start, 70 kg, injected an hour before with what has decayed to 5 MBq:
+    its true SUV is weight / volume."""
+    monkeypatch.setenv("BEDSIDE_PET_HOME", str(tmp_path / "home"))
+    common = ["--phantom", "cylinder", "--activity-mbq", "5", "--duration", "2", "--fast",
+              "--out", str(tmp_path)]
+    _petdaq("run", *common, "--name", "gains", "--no-recon", "--seed", "1")
+    _petdaq("calibrate", str(tmp_path / "gains"))
+    injection = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    injected = 5.0 * math.exp(math.log(2) / 6586.2 * 3600)   # decays to 5 MBq at the start
+    _petdaq("run", *common, "--name", "cyl", "--weight-kg", "70", "--injected-mbq",
+            f"{injected:.6f}", "--injection-time", injection, "--seed", "2")
+    run = tmp_path / "cyl"
+    assert main(["kinetics", str(run), "--model", "suv", "--sphere", "centre:0,0,0,40"]) == 0
+    with open(run / "kinetics" / "parameters.csv") as fh:
+        row = next(csv.DictReader(fh))
+    from emulator import phantoms
+    from hw.scanner import load_scanner
+
+    shape = phantoms.get("cylinder", load_scanner("bedside-brain")).parts[0].shape
+    volume_ml = math.pi * shape.semi_axes_mm[0] * shape.semi_axes_mm[1] * \
+        2 * shape.semi_axes_mm[2] / 1000
+    assert float(row["SUVmean"]) == pytest.approx(70_000 / volume_ml, rel=0.10)
