@@ -43,7 +43,8 @@ def _spin(lo: float, hi: float, value: float, suffix: str, decimals: int,
 
 
 class RunControls(QtWidgets.QGroupBox):
-    """Scanner, phantom, nuclide, activity, duration and energy window of the next scan."""
+    """Scanner, phantom, nuclide, activity, duration, kinetic clock, study (patient, weight,
+    tracer) and energy window of the next scan."""
 
     start_clicked = QtCore.Signal()
     stop_clicked = QtCore.Signal()
@@ -58,6 +59,15 @@ class RunControls(QtWidgets.QGroupBox):
         self.nuclide = _combo(d["nuclide"])
         self.activity = _spin(0.01, 100000.0, d["activity_mbq"], " MBq", 2, 1.0)
         self.duration = _spin(1.0, 86400.0, d["duration_s"], " s", 0, 10.0)
+        self.time_scale = _spin(1.0, 10000.0, d["kinetic_time_scale"], " x", 0, 10.0)
+        self.time_scale.setToolTip("a kinetic phantom's model runs this many times faster "
+                                   "than the scan (60: an hour of kinetics in a minute)")
+        self.patient_id = QtWidgets.QLineEdit()
+        self.patient_id.setPlaceholderText("id or anonymised id")
+        self.weight = _spin(0.0, 500.0, 0.0, " kg", 1, 1.0)
+        self.weight.setSpecialValueText("not given")
+        self.tracer = QtWidgets.QLineEdit()
+        self.tracer.setPlaceholderText("e.g. FDG")
         self.window_lo = _spin(1.0, 2000.0, DEFAULT_WINDOW_KEV[0], " keV", 0, 5.0)
         self.window_hi = _spin(1.0, 2000.0, DEFAULT_WINDOW_KEV[1], " keV", 0, 5.0)
         self.start_button = QtWidgets.QPushButton("Start scan")
@@ -71,6 +81,10 @@ class RunControls(QtWidgets.QGroupBox):
         form.addRow("Nuclide", self.nuclide)
         form.addRow("Activity", self.activity)
         form.addRow("Duration", self.duration)
+        form.addRow("Kinetic clock", self.time_scale)
+        form.addRow("Patient", self.patient_id)
+        form.addRow("Weight", self.weight)
+        form.addRow("Tracer", self.tracer)
         window = QtWidgets.QHBoxLayout()
         window.addWidget(self.window_lo, 1)
         window.addWidget(QtWidgets.QLabel("to"))
@@ -108,13 +122,19 @@ class RunControls(QtWidgets.QGroupBox):
         self.window_edited.emit(*self.energy_window())
 
     def settings(self) -> dict:
-        """The ``settings`` map of a start command."""
+        """The ``settings`` map of a start command (the study only with what was given)."""
         lo, hi = self.energy_window()
-        return {"scanner": self.scanner.currentText().strip(),
-                "phantom": self.phantom.currentText().strip(),
-                "nuclide": self.nuclide.currentText().strip(),
-                "activity_mbq": self.activity.value(), "duration_s": self.duration.value(),
-                "energy_window_kev": [lo, hi]}
+        settings = {"scanner": self.scanner.currentText().strip(),
+                    "phantom": self.phantom.currentText().strip(),
+                    "nuclide": self.nuclide.currentText().strip(),
+                    "activity_mbq": self.activity.value(), "duration_s": self.duration.value(),
+                    "kinetic_time_scale": self.time_scale.value(),
+                    "energy_window_kev": [lo, hi]}
+        study = {"patient_id": self.patient_id.text().strip() or None,
+                 "weight_kg": self.weight.value() or None,
+                 "radiopharmaceutical": self.tracer.text().strip() or None}
+        study = {k: v for k, v in study.items() if v is not None}
+        return settings | ({"study": study} if study else {})
 
     def set_buttons(self, *, can_start: bool, can_stop: bool) -> None:
         self.start_button.setEnabled(can_start)
