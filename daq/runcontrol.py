@@ -16,6 +16,7 @@ from daq.processor import SortSettings
 from daq.rundir import RunDir, run_facts
 from daq.session import Session
 from daq.sources import Source, open_source
+from hw.errors import UserError
 from hw.scanner import Scanner, load_scanner
 from hw.study import Study
 
@@ -55,8 +56,8 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
     study = study or Study()
     scanner = load_scanner(emu.scanner)
     kinetic = phantoms.get(emu.phantom, scanner).kinetics is not None
-    if kinetic and study.injected_mbq is None:
-        study = dataclasses.replace(study, injected_mbq=emu.activity_mbq)
+    if kinetic:
+        study = _kinetic_injection(study, emu)
     proc, endpoints = start_emulator(emu, scanner.n_boards)  # once its kernels are compiled
     try:
         run = RunDir.create(out, name)
@@ -83,6 +84,16 @@ def _watch_emulator(r: Run) -> None:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
             r.session.acq.fail(f"the emulator {how} during the run")
             return
+
+
+def _kinetic_injection(study: Study, emu: EmulatorSettings) -> Study:
+    """The study of an emulated kinetic scan: its phantom is injected with ``activity_mbq`` at
+    the scan's start, which a study may not contradict."""
+    if study.injection_time_utc is not None or study.injected_mbq not in (None,
+                                                                          emu.activity_mbq):
+        raise UserError(f"phantom {emu.phantom} is injected with its --activity-mbq at the "
+                        "scan's start: leave out --injected-mbq and --injection-time")
+    return dataclasses.replace(study, injected_mbq=emu.activity_mbq)
 
 
 def _record_injection_at_start(run: RunDir) -> None:

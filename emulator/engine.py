@@ -133,7 +133,8 @@ class Emulator:
         slice_s = min(max(slice_decays / total, _MIN_SLICE_S), _MAX_SLICE_S) if total else \
             _MAX_SLICE_S
         if self.mixture is not None:
-            slice_s = min(slice_s, _KINETIC_SLICE_MODEL_S / self.mixture.time_scale)
+            slice_s = max(min(slice_s, _KINETIC_SLICE_MODEL_S / self.mixture.time_scale),
+                          _MIN_SLICE_S)
         self.slice_ps = round(slice_s * 1e12)
         self.counters = dict.fromkeys(records.COUNTERS, 0)
         self._workers = workers(threads)
@@ -164,6 +165,8 @@ class Emulator:
                             f"{duration_s}, {chunk_s}, {start_s}")
         self.counters = dict.fromkeys(records.COUNTERS, 0)
         counters = np.zeros(len(records.COUNTERS), np.int64)
+        if self.mixture is not None:  # its curves tabulated now, not while boards stream
+            self.mixture.concentrations(np.array([start_s + duration_s]))
         start_ps = round(start_s * 1e12)
         end_ps = start_ps + round(duration_s * 1e12)
         chunk_ps = max(1, round(chunk_s * 1e12))
@@ -211,7 +214,7 @@ class Emulator:
 
     def _peak_bq(self) -> float:
         """The source's activity (Bq) at t = 0; a kinetic phantom's highest in the field of
-        view over its first two model hours."""
+        view over its first two model hours (it sets the slices' length)."""
         if self.mixture is None:
             return self.activity_mbq * 1e6
         t_s = np.linspace(0.0, 7200.0 / self.mixture.time_scale, 4001)

@@ -6,8 +6,9 @@ input is Feng's model (Feng, Huang and Wang 1993, FDG):
 
     Cp(t) = (A1 u - A2 - A3) exp(-l1 u) + A2 exp(-l2 u) + A3 exp(-l3 u),  u = t - delay >= 0,
 
-scaled so that A2 + A3 (the plasma level just after the bolus) is the injected activity spread
-over :data:`DISTRIBUTION_ML`. Blood is taken as plasma. A tissue of the two-tissue model (K1, k2,
+scaled so that A2 + A3 (the slow components' amplitudes: the plasma level once the bolus has
+mixed, the peak being about 2.4 times higher) is the injected activity spread over
+:data:`DISTRIBUTION_ML`. Blood is taken as plasma. A tissue of the two-tissue model (K1, k2,
 k3, k4, in 1/min) holds the input convolved with its impulse response; with k4 = 0 (FDG) its
 net influx rate is Ki = K1 k3 / (k2 + k3), the Patlak slope.
 """
@@ -22,8 +23,9 @@ import numpy as np
 #: The volume (mL) the injected activity is spread over just after the bolus (an adult's
 #: extracellular water): sets the input's scale, and so the activity in the field of view.
 DISTRIBUTION_ML = 15_000.0
-#: Step (min) of the tabulated curves.
-STEP_MIN = 0.002
+#: Step (min) of the tabulated curves, and the most steps a table has (longer tables get longer
+#: steps: the recursion is a Python loop).
+STEP_MIN, MAX_STEPS = 0.002, 50_000
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class FengInput:
     delay_min: float = 0.7340
 
     def shape(self, t_min: np.ndarray) -> np.ndarray:
-        """The curve in its own units (A2 + A3 just after the bolus), 0 before the delay."""
+        """The curve in its own units, 0 before the delay."""
         u = np.maximum(np.asarray(t_min, dtype=np.float64) - self.delay_min, 0.0)
         c = ((self.a1 * u - self.a2 - self.a3) * np.exp(-self.l1_per_min * u)
              + self.a2 * np.exp(-self.l2_per_min * u) + self.a3 * np.exp(-self.l3_per_min * u))
@@ -101,8 +103,9 @@ def curves(input_: FengInput, models: dict[str, TissueModel | None], injected_bq
            t_end_min: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The grid (min) from 0 to ``t_end_min`` and each named curve on it (Bq/mL, decay-
     corrected): a tissue model's response, or the plasma itself for ``None``."""
-    n = max(2, math.ceil(t_end_min / STEP_MIN) + 1)
-    t = np.linspace(0.0, (n - 1) * STEP_MIN, n)
+    step = max(STEP_MIN, t_end_min / MAX_STEPS)
+    n = max(2, math.ceil(t_end_min / step) + 1)
+    t = np.linspace(0.0, (n - 1) * step, n)
     cp = input_.plasma_bq_ml(t, injected_bq)
     return t, {name: cp if m is None else tissue_curve(t, cp, m) for name, m in models.items()}
 

@@ -48,8 +48,8 @@ class Study:
                                 f"{value!r}")
             object.__setattr__(self, name, float(value))
         if self.injection_time_utc is not None:
-            object.__setattr__(self, "injection_time_utc",
-                               parse_utc(self.injection_time_utc).isoformat(timespec="milliseconds"))
+            utc = parse_utc(self.injection_time_utc).astimezone(dt.UTC)
+            object.__setattr__(self, "injection_time_utc", utc.isoformat(timespec="milliseconds"))
         if self.radiopharmaceutical is not None and not str(self.radiopharmaceutical).strip():
             raise UserError("radiopharmaceutical must not be empty")
 

@@ -20,7 +20,8 @@ import nibabel as nib
 import numpy as np
 
 from hw.atomic import replacing
-from recon.dynamic import SUB_ITERATIONS, DynamicImage
+from hw.errors import UserError
+from recon.dynamic import DynamicImage
 from recon.export import MANUFACTURER
 
 #: The fields BIDS-PET requires in a ``_pet.json`` (BIDS 1.9, rules/sidecars/pet.yaml).
@@ -84,9 +85,10 @@ def sidecar(dyn: DynamicImage) -> dict[str, Any]:
         "ImageDecayCorrectionTime": round(scan_start_s, 3),
         "DecayCorrectionFactor": [round(v, 6) for v in dyn.decay_factors],
         "ReconMethodName": "LM-OSEM" + (" TOF" if meta.get("tof") else ""),
-        "ReconMethodParameterLabels": ["sub-iterations"],
+        "ReconMethodParameterLabels": ["updates"],
         "ReconMethodParameterUnits": ["none"],
-        "ReconMethodParameterValues": [SUB_ITERATIONS],
+        "ReconMethodParameterValues": [min(dyn.updates)],
+        "UpdatesPerFrame": dyn.updates,
         "ReconFilterType": "none",
         "AttenuationCorrection": "emulated phantom mu-map" if meta.get("attenuation")
         else "none",
@@ -121,12 +123,13 @@ def write_bids(dyn: DynamicImage, folder: Path, label: str) -> tuple[Path, Path]
 
 def read_bids(folder: Path) -> tuple[np.ndarray, dict[str, Any], Any]:
     """(the 4D array [x, y, z, frame], the sidecar, the NIfTI image) of a dynamic folder."""
-    from hw.errors import UserError
-
     found = sorted(folder.glob("sub-*_pet.nii.gz"))
     if not found:
         raise UserError(f"{folder} holds no dynamic image (sub-*_pet.nii.gz): reconstruct the "
                         "frames first (petdaq recon RUN --frames ...)")
+    if len(found) > 1:
+        raise UserError(f"{folder} holds {len(found)} dynamic images "
+                        f"({', '.join(f.name for f in found)}): keep one")
     nifti = found[0]
     side = nifti.with_name(nifti.name.replace(".nii.gz", ".json"))
     try:

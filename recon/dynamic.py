@@ -43,6 +43,8 @@ class DynamicImage:
     decay_factors: list[float]
     """Per frame: the factor that took its mean activity to the activity at the scan's start."""
     prompts: list[int]
+    updates: list[int]
+    """Per frame: the LM-OSEM updates (iterations x subsets)."""
     facts: RunFacts
     quantified: Any
     """The DICOM description (radiopharmaceutical, acquisition) of the series."""
@@ -54,10 +56,11 @@ class DynamicImage:
 
 
 def frame_options(options: RunReconOptions, coinc: np.ndarray) -> RunReconOptions:
-    """The options of a frame: subsets by its prompts (:func:`default_subsets`), iterations so
-    that every frame gets :data:`SUB_ITERATIONS` updates (a short frame is not left
-    unconverged)."""
-    subsets = options.subsets or default_subsets(coinc)
+    """The options of a frame: subsets by its prompts (:func:`default_subsets`, down to a
+    divisor of :data:`SUB_ITERATIONS`), iterations so that every frame gets that many updates
+    (a short frame is not left unconverged); more where ``options`` ask for more."""
+    subsets = options.subsets or max(d for d in range(1, default_subsets(coinc) + 1)
+                                     if SUB_ITERATIONS % d == 0)
     return replace(options, subsets=subsets,
                    iterations=max(options.iterations, math.ceil(SUB_ITERATIONS / subsets)))
 
@@ -77,11 +80,13 @@ def reconstruct_frames(coinc: np.ndarray, header: dict[str, Any], facts: RunFact
     half_life, branching = nuclide_of(facts)
     lam = math.log(2.0) / half_life if half_life else 0.0
     calibration = calibration_of(options, scanner)
-    images, factors, prompts = [], [], []
+    images, factors, prompts, updates = [], [], [], []
     for f in frames:
         part = coinc[(t_s >= f.start_s) & (t_s < f.stop_s)]
         n = int(np.count_nonzero(part["delayed"] == 0))
-        counts = osem_counts(part, header, phantom, scanner, frame_options(options, part))
+        chosen = frame_options(options, part)
+        counts = osem_counts(part, header, phantom, scanner, chosen)
+        updates.append(chosen.iterations * chosen.subsets)
         image = recon.activity_concentration(counts, f.duration_s, branching, half_life,
                                              calibration)
         since_start = math.exp(lam * f.start_s)
@@ -91,6 +96,9 @@ def reconstruct_frames(coinc: np.ndarray, header: dict[str, Any], facts: RunFact
         prompts.append(n)
         if on_frame is not None:
             on_frame(f)
-    meta = {**images[0].meta, "subsets": "by frame", "iterations": SUB_ITERATIONS}
-    quantified = describe(facts, meta, frames[-1].stop_s, "PET LM-OSEM dynamic")
-    return DynamicImage(frames, images, factors, prompts, facts, quantified)
+    few, most = min(updates), max(updates)
+    method = (f"LM-OSEM {few}{'' if few == most else f'-{most}'} updates a frame"
+              + (" TOF" if images[0].meta.get("tof") else ""))
+    quantified = describe(facts, images[0].meta, frames[-1].stop_s, "PET LM-OSEM dynamic",
+                          method)
+    return DynamicImage(frames, images, factors, prompts, updates, facts, quantified)

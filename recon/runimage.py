@@ -164,10 +164,12 @@ def nuclide_of(facts: RunFacts) -> tuple[float | None, float]:
 
 
 def describe(facts: RunFacts, meta: dict[str, Any], duration_s: float,
-             series: str = "PET LM-OSEM") -> tuple[Any, Any]:
+             series: str = "PET LM-OSEM", reconstruction: str | None = None
+             ) -> tuple[Any, Any]:
     """The DICOM description (radiopharmaceutical, acquisition) of a run's image: the study's
     injection and patient where the run has them (an emulated static scan: its activity at the
-    start), the reconstruction and corrections from the image's ``meta``."""
+    start), the reconstruction (``reconstruction``, else from the image's ``meta``) and the
+    corrections from ``meta``."""
     import recon
 
     half_life, branching = nuclide_of(facts)
@@ -185,8 +187,9 @@ def describe(facts: RunFacts, meta: dict[str, Any], duration_s: float,
                                         ("ATTN", meta.get("attenuation"))) if on)
     acq = recon.Acquisition(
         start, duration_s, scanner=facts.scanner,
-        reconstruction=(f"LM-OSEM {meta.get('iterations')}i{meta.get('subsets')}s"
-                        + (" TOF" if meta.get("tof") else "")),
+        reconstruction=reconstruction or (
+            f"LM-OSEM {meta.get('iterations')}i{meta.get('subsets')}s"
+            + (" TOF" if meta.get("tof") else "")),
         corrections=corrections, series_description=series,
         **({"patient_id": study.patient_id, "patient_name": study.patient_id}
            if study.patient_id else {}),

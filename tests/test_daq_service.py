@@ -52,6 +52,9 @@ def service(tmp_path):
     ({"cmd": "start", "settings": {"activity": 5}}, "unknown scan setting 'activity'"),
     ({"cmd": "start", "settings": {"scanner": "no-such"}}, "no-such"),
     ({"cmd": "launch"}, "unknown command 'launch'"),
+    ({"cmd": "start", "settings": {"study": {"weight_kg": -1}}}, "weight_kg must be a number"),
+    ({"cmd": "start", "settings": {"study": [1]}}, "study must be a map"),
+    ({"cmd": "start", "settings": {"kinetic_time_scale": 0}}, "kinetic_time_scale must be"),
 ])
 def test_a_bad_request_is_refused_with_its_reason_and_the_service_goes_on(service, request_,
                                                                         error):

@@ -131,5 +131,7 @@ def test_study_fields_are_checked_and_suv_names_what_is_missing():
         Study.from_json({"mass": 3})
     with pytest.raises(UserError, match="SUV needs the study's weight_kg"):
         Study(injected_mbq=300).require("SUV", "weight_kg", "injected_mbq")
+    assert Study(injection_time_utc="2026-11-24T11:00:00+02:00").injection_time_utc == \
+        "2026-11-24T09:00:00.000+00:00"
     s = Study(injection_time_utc="2026-11-24T09:00:00Z")
     assert s.injection_before_s("2026-11-24T09:30:00.5+00:00") == pytest.approx(1800.5)

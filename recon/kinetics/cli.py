@@ -194,5 +194,8 @@ def static_as_frame(run: Path, facts: Any) -> tuple[np.ndarray, dict[str, Any], 
         raise UserError(f"run {run} has neither a dynamic image (petdaq recon RUN --frames ...) "
                         "nor a static image with a known duration (petdaq recon RUN)")
     img = nib.load(str(path))
+    units = img.header["descrip"].item().decode(errors="replace").strip("\x00 ")
+    if units != "Bq/mL":
+        raise UserError(f"{path} is in '{units}', not Bq/mL: SUV needs a quantified image")
     sidecar = {"FrameTimesStart": [0.0], "FrameDuration": [facts.duration_s]}
     return np.asarray(img.get_fdata(), np.float32)[..., None], sidecar, img

@@ -45,12 +45,18 @@ def frame_integral(curve: np.ndarray, duration_min: np.ndarray) -> np.ndarray:
     return before + curve * duration_min / 2
 
 
+def _from_injection(curves: Curves, what: str) -> None:
+    """Integrals of image curves need frames back to back from the injection."""
+    gaps = np.abs(curves.start_min[1:] - curves.end_min[:-1])
+    if curves.start_min[0] > 1e-6 or np.any(gaps > 1e-6):
+        raise UserError(f"{what} needs frames back to back from the injection; the first "
+                        f"starts {curves.start_min[0]:g} min after it")
+
+
 def input_from_region(curves: Curves, region: str) -> Input:
     """An image-derived input: the region's curve."""
+    _from_injection(curves, "an image-derived input (else use --input-file)")
     c = curves.curve(region)
-    if curves.start_min[0] > 1e-6:
-        raise UserError(f"an image-derived input needs frames from the injection; the first "
-                        f"starts {curves.start_min[0]:g} min after it (use --input-file)")
     return Input(c, frame_integral(c, curves.duration_min), f"region {region}")
 
 
@@ -117,6 +123,7 @@ def logan_reference(tissue: np.ndarray, reference: np.ndarray, curves: Curves,
     """Logan plot with a reference region: integral(C_T)/C_T against (integral(C_ref) +
     C_ref / k2') / C_T; slope the distribution volume ratio (the k2' term left out when not
     given)."""
+    _from_injection(curves, "Logan")
     use = curves.mid_min >= t_star_min
     _positive(tissue, use, "Logan's region")
     d = curves.duration_min

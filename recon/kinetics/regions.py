@@ -1,7 +1,8 @@
 """Regions of a dynamic image as voxel masks: an emulated phantom's, a label image's or spheres.
 
 An emulated kinetic phantom gives its tissue classes (``grey_matter``, ``white_matter``,
-``blood``, ...), any other phantom its named regions, each where it is visible once painted. A
+``blood``, ...), any other phantom its named regions with activity, each where it is visible
+once painted. A
 label image is a NIfTI on the image's grid (integer labels; names ``label_<n>``, or from a
 ``NAME=N`` list). A sphere is ``NAME:X,Y,Z,R`` in scanner mm. ``erode_mm`` keeps only the voxels
 at least that far inside a region (away from what spills in across its edge).
@@ -27,7 +28,10 @@ def phantom_regions(phantom: Any, grid: Any) -> dict[str, np.ndarray]:
     if phantom.kinetics is not None:
         groups = [(c.name, set(c.regions)) for c in phantom.kinetics.classes]
     else:
-        groups = [(r.name, {r.name}) for r in phantom.parts if r.activity is not None]
+        groups = [(r.name, {r.name}) for r in phantom.parts if r.activity]
+    if not groups:
+        raise UserError(f"phantom '{phantom.name}' has no regions with activity: give regions "
+                        "(--labels or --sphere)")
     index = {name: k + 1 for k, (_, names) in enumerate(groups) for name in names}
     labels = dataclasses.replace(phantom, kinetics=None, sources=(), parts=tuple(
         dataclasses.replace(r, activity=float(index.get(r.name, 0))
