@@ -26,8 +26,8 @@ import zmq
 
 from hw import keys
 from hw.errors import UserError
+from hw.wire.format import SERIAL_URL_SCHEMES
 
-SERIAL_URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://", "alt://", "hwgrep://")
 ZMQ_SCHEMES = ("tcp://", "ipc://", "inproc://")
 
 

@@ -33,8 +33,8 @@ import zmq
 
 from hw import keys
 from hw.errors import UserError
+from hw.wire.format import SERIAL_URL_SCHEMES
 
-SERIAL_URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://", "alt://", "hwgrep://")
 #: Messages a PUSH socket queues per board before the emulator waits for the DAQ.
 SEND_HWM = 256
 

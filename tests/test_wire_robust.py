@@ -100,7 +100,7 @@ def damaged(rng: np.random.Generator, frames: list[Sent]) -> tuple[bytes, set]:
             j = int(rng.integers(0, k + 1))
             data += frames[j].data
             whole.add((frames[j].board, frames[j].index))
-        if fate in ("intact", "duplicate"):
+        if fate in ("intact", "duplicate") or data == fr.data:  # two flips can undo each other
             whole.add((fr.board, fr.index))
         out += data
         if rng.random() < 0.2:

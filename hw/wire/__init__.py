@@ -1,4 +1,4 @@
-"""The digitizer wire protocol, version 1: COBS-framed, CRC-checked frames (see hw/WIRE.md).
+"""The digitizer wire protocol, version 2 (reads 1): COBS-framed, CRC-checked frames (hw/WIRE.md).
 
 One framing for every transport (ZeroMQ, serial, files). A frame carries a frame type, a board
 id, a 32-bit sequence number and up to 256 packed 8-byte events (coarse clock counter, fine TDC,

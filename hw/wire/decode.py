@@ -30,7 +30,6 @@ from hw.wire.format import (
 )
 
 _N_BOARD_IDS = 1 << 16
-_MAX_CHUNK = MAX_CHUNK_BYTES
 
 Buffer = bytes | bytearray | memoryview | np.ndarray
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -179,7 +178,7 @@ def _scan(buf, lo, hi, discarding, period_ps, tdc_bits, cmask, cmap, use_map, wo
     chunks, their bytes and the marker frames. ``discarding``: the first chunk is the end of
     an over-long one."""
     frames = np.empty(((hi - lo) // _TYPICAL_FRAME_BYTES + 16, _F_COLS), np.int64)
-    raw = np.empty(_MAX_CHUNK + 8, np.uint8)
+    raw = np.empty(MAX_CHUNK_BYTES + 8, np.uint8)
     n_map_boards, n_map_channels = cmap.shape
     r, w, pos = 0, word0, lo
     while pos < hi:
@@ -187,7 +186,7 @@ def _scan(buf, lo, hi, discarding, period_ps, tdc_bits, cmask, cmap, use_map, wo
         chunk = e - pos
         start = pos
         pos = e + 1
-        if discarding or chunk > _MAX_CHUNK:
+        if discarding or chunk > MAX_CHUNK_BYTES:
             discarding = False
             counts[0] += 1
             counts[1] += chunk
@@ -483,7 +482,7 @@ class Decoder:
 
     def _hold(self, tail: np.ndarray) -> None:
         """Keep an unterminated tail, or drop it when it can no longer be a frame."""
-        if self._discarding or tail.size > _MAX_CHUNK:
+        if self._discarding or tail.size > MAX_CHUNK_BYTES:
             self._stats[_S_SKIPPED] += tail.size
             self._discarding = True
             self._pending = np.zeros(0, np.uint8)

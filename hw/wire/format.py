@@ -52,4 +52,5 @@ def frames_for(n_events: int) -> int:
     """Number of EVENTS frames :func:`encode` makes for ``n_events`` events."""
     return -(-int(n_events) // EVENTS_PER_FRAME)
 
-
+#: pyserial URL schemes a serial link may be named by (besides a device path).
+SERIAL_URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://", "alt://", "hwgrep://")
