@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -147,8 +148,6 @@ def cmd_recon(args: argparse.Namespace) -> int:
 def _recon_frames(args: argparse.Namespace, coinc: np.ndarray, header: dict[str, Any],
                   facts: RunFacts, scanner: Any, options: RunReconOptions) -> int:
     """``petdaq recon RUN --frames SCHEDULE``: the frames into RUN/dynamic."""
-    import sys
-
     import recon
     from recon.bids import missing_study_fields, subject_label, write_bids
     from recon.dynamic import reconstruct_frames
@@ -164,12 +163,12 @@ def _recon_frames(args: argparse.Namespace, coinc: np.ndarray, header: dict[str,
     dyn = reconstruct_frames(coinc, header, facts, scanner, frames, options,
                              on_frame=lambda f: progress.update(f.number))
     progress.close(len(frames))
-    if dyn.quantified is None or dyn.images[0].units != "Bq/mL":
-        raise UserError("the frames could not be quantified (the run's nuclide is unknown)")
     nifti, side = write_bids(dyn, out, subject_label(facts.study.patient_id, run.name))
     files = [str(nifti), str(side)]
     if args.dicom:
         rp, acq = dyn.quantified
+        for stale in (out / "dicom").glob("frame_*.dcm"):  # an earlier schedule's frames
+            stale.unlink()
         recon.write_dicom_pet_frames(dyn.images, [
             recon.FrameTiming(f.start_s, f.duration_s, f.number, len(frames)) for f in frames],
             out / "dicom", rp, acq)
