@@ -3,7 +3,8 @@
 Measured, not estimated: each DAQ thread reads its own CPU clock (``time.thread_time()``,
 CLOCK_THREAD_CPUTIME_ID: user + system time of that thread only) when it starts, between the
 parts of its loop (:meth:`ThreadClock.lap`) and when it ends; a thread still running at the
-report is read through its clock id (``pthread_getcpuclockid``). Each clock also keeps the
+report is read from ``/proc`` (never through its clock id: a thread that has just ended would
+crash the reading). Each clock also keeps the
 thread's kernel time and minor page faults (``getrusage(RUSAGE_THREAD)``). Threads the DAQ does
 not run itself (ZeroMQ's I/O thread, the main thread) are read from
 ``/proc/self/task/<tid>/stat`` (utime + stime, in clock ticks) at the start and the end. The
@@ -39,14 +40,15 @@ def _usage(who: int | None) -> tuple[float, int]:
     return r.ru_stime, r.ru_minflt
 
 
-def task_cpu_s() -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) of every live thread of this process: {tid: (name, s)}.
+def task_cpu_s(only: int | None = None) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of every live thread of this process (or of the thread
+    ``only``): {tid: (name, s)}.
 
     Empty where ``/proc`` is not there (not Linux)."""
     out: dict[int, tuple[str, float]] = {}
     base = Path("/proc/self/task")
     try:
-        tids = os.listdir(base)
+        tids = [str(only)] if only is not None else os.listdir(base)
     except OSError:
         return out
     for tid in tids:
@@ -100,11 +102,11 @@ class ThreadClock:
         """This thread's totals; for a thread still running, its CPU clock read now."""
         cpu, wall = self._cpu - self._cpu0, self._wall - self._wall0
         if not self.closed:
-            try:
-                cpu = time.clock_gettime(time.pthread_getcpuclockid(self.ident)) - self._cpu0
-                wall = time.perf_counter() - self._wall0
-            except (OSError, AttributeError):
-                pass  # it ended meanwhile: its last lap stands
+            # from /proc, never through the thread's clock id: reading the clock of a thread
+            # that has ended crashes the process (pthread_getcpuclockid on a freed thread)
+            now = task_cpu_s(self.tid).get(self.tid)
+            if now is not None:  # else it ended meanwhile: its last lap stands
+                cpu, wall = now[1] - self._cpu0, time.perf_counter() - self._wall0
         return {"tid": self.tid, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
                 "busy": round(cpu / wall, 3) if wall > 0 else 0.0,
                 "system_s": round(self._sys, 3), "page_faults": int(self._faults),
