@@ -70,7 +70,6 @@ class ThreadClock:
     def __init__(self, meter: CpuMeter, name: str) -> None:
         self.meter, self.name = meter, name
         self.tid = threading.get_native_id()
-        self.ident = threading.get_ident()
         self.closed = False
         self._cpu0 = self._cpu = time.thread_time()
         self._wall0 = self._wall = time.perf_counter()
