@@ -103,9 +103,11 @@ class ThreadClock:
         if not self.closed:
             # from /proc, never through the thread's clock id: reading the clock of a thread
             # that has ended crashes the process (pthread_getcpuclockid on a freed thread)
-            now = task_cpu_s(self.tid).get(self.tid)
-            if now is not None:  # else it ended meanwhile: its last lap stands
-                cpu, wall = now[1] - self._cpu0, time.perf_counter() - self._wall0
+            if self.tid == threading.get_native_id():  # the reporting thread itself
+                cpu, wall = time.thread_time() - self._cpu0, time.perf_counter() - self._wall0
+            elif (now := task_cpu_s(self.tid).get(self.tid)) is not None:  # else it ended
+                # /proc counts whole clock ticks: never less than the laps already charged
+                cpu, wall = max(cpu, now[1] - self._cpu0), time.perf_counter() - self._wall0
         return {"tid": self.tid, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
                 "busy": round(cpu / wall, 3) if wall > 0 else 0.0,
                 "system_s": round(self._sys, 3), "page_faults": int(self._faults),
