@@ -15,6 +15,7 @@ from pathlib import Path
 from daq import calibration, checks, runcontrol
 from daq.emulated import EmulatorSettings
 from daq.journal import check_journal
+from daq.liveframes import check_live_frames
 from daq.monitor import MonitorLoop, MonitorPublisher
 from daq.processor import SortSettings
 from daq.rundir import RunDir, utc_now
@@ -169,6 +170,13 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    help="interface the monitor binds (default 127.0.0.1: consoles on this "
                         "machine only; * for every interface, with --keys)")
     add_keys_option(g)
+    g.add_argument("--frames", default=None, metavar="SCHEDULE",
+                   help="a dynamic scan: reconstruct these frames as they complete and publish "
+                        "the regions' curves (e.g. 6x30s,5x1min,5x2min,5x5min; a kinetic "
+                        "phantom's model clock); curves in RUN/kinetics/live_tacs.csv")
+    g.add_argument("--sphere", dest="spheres", action="append", default=[],
+                   metavar="NAME:X,Y,Z,R", help="with --frames: a spherical region (scanner mm) "
+                   "for the live curves (default: the emulated phantom's regions); repeatable")
 
 
 def add_keys_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -200,7 +208,8 @@ def _key_folder(args: argparse.Namespace) -> keys.KeyFolder | None:
 def _live(args: argparse.Namespace) -> runcontrol.LiveOptions:
     publisher = (MonitorPublisher.bind(args.monitor_host, args.monitor_port, _key_folder(args))
                  if args.monitor_port else None)
-    return runcontrol.LiveOptions(args.recon, args.recon_interval, args.tof, publisher)
+    return runcontrol.LiveOptions(args.recon, args.recon_interval, args.tof, publisher,
+                                  args.frames, tuple(args.spheres))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -212,6 +221,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     emu = EmulatorSettings(args.scanner, args.phantom, args.nuclide, args.activity_mbq,
                            args.duration, args.seed, realtime=not args.fast,
                            kinetic_time_scale=args.kinetic_time_scale)
+    check_live_frames(args.frames, load_scanner(args.scanner), args.kinetic_time_scale,
+                      args.duration, args.spheres, emulated=True)
     r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,
                                   args.name, study)
     print(f"run {r.run.path}: {r.scanner.name}, {args.phantom}, {args.nuclide} "
@@ -229,6 +240,7 @@ def cmd_acquire(args: argparse.Namespace) -> int:
         from daq.projections import view_duration_ps
 
         view_duration_ps(scanner, args.duration)  # a SPECT scan needs its duration: say so now
+    check_live_frames(args.frames, scanner, 1.0, args.duration, args.spheres, emulated=False)
     secure = keys.client(args.keys, args.key_name) if args.keys is not None else None
     sources = [open_source(s, args.baud, secure) for s in args.sources]
     r = runcontrol.start_acquisition(args.out, scanner, sources, sort_settings(args),

@@ -59,7 +59,7 @@ class EmulatorSettings:
             raise UserError(f"settings must be a map, got {type(settings).__name__}")
         known = {"scanner", "phantom", "nuclide", "activity_mbq", "duration_s",
                  "kinetic_time_scale"}
-        others = {"energy_window_kev", "study"}
+        others = {"energy_window_kev", "study", "frames"}
         unknown = sorted(set(settings) - known - others)
         if unknown:
             raise UserError(f"unknown scan setting {unknown[0]!r}: use "

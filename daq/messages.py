@@ -9,7 +9,8 @@ Sockets (ZeroMQ), defaults on the DAQ host (127.0.0.1; beyond it only with CURVE
 
 - monitor: PUB on ``tcp://HOST:5556``; multipart ``[topic, payload]``. Topic ``monitor`` at >= 5 Hz
   (rates, counters, losses, histograms, see :func:`monitor_message`); topic ``image`` each time the
-  live reconstruction publishes an image (see :func:`image_message`).
+  live reconstruction publishes an image (see :func:`image_message`); topic ``curves`` each time
+  a dynamic scan's live frame is finished (the curves so far, see :func:`curves_message`).
 - control: REP on ``tcp://HOST:5557``; request ``{"cmd": "start" | "stop" | "status", "settings":
   {...}}``, reply ``{"ok": bool, "error": str | None, "state": str, "run": str | None}``; the
   reply to ``status`` also carries ``offer`` (:func:`offer_message`): what a start may ask for.
@@ -25,6 +26,7 @@ import numpy as np
 SCHEMA_VERSION = 1
 MONITOR_TOPIC = b"monitor"
 IMAGE_TOPIC = b"image"
+CURVES_TOPIC = b"curves"
 DEFAULT_MONITOR_PORT = 5556
 DEFAULT_CONTROL_PORT = 5557
 
@@ -100,3 +102,17 @@ def image_message(image: np.ndarray, *, voxel_mm: tuple[float, float, float],
         "voxel_mm": list(voxel_mm), "origin_mm": list(origin_mm), "events": int(events),
         "iteration": int(iteration),
     }
+
+
+def curves_message(*, start_min: list[float], duration_min: list[float],
+                   mean_bq_ml: dict[str, list[float]], sd_bq_ml: dict[str, list[float]],
+                   frames_done: int, frames_total: int) -> dict[str, Any]:
+    """A dynamic scan's time-activity curves so far: per reconstructed frame its start and
+    duration (kinetic clock, min) and per region its mean and SD (Bq/mL, decay-corrected to the
+    scan's start); ``frames_done`` of ``frames_total`` finished (a frame that lost events to a
+    full queue is finished without a point)."""
+    return {"type": "curves", "v": SCHEMA_VERSION, "start_min": list(start_min),
+            "duration_min": list(duration_min),
+            "mean_bq_ml": {k: list(v) for k, v in mean_bq_ml.items()},
+            "sd_bq_ml": {k: list(v) for k, v in sd_bq_ml.items()},
+            "frames_done": int(frames_done), "frames_total": int(frames_total)}

@@ -30,6 +30,11 @@ class LiveOptions:
     recon_interval_s: float = 2.0
     tof: bool = True
     publisher: MonitorPublisher | None = None
+    frames: str | None = None
+    """A dynamic scan's frame schedule (``"6x10s,8x30s"``, the kinetic clock), reconstructed
+    frame by frame as the scan runs (:mod:`daq.liveframes`); None: a static scan."""
+    spheres: tuple[str, ...] = ()
+    """The live curves' regions (``NAME:X,Y,Z,R`` mm); none: the emulated phantom's."""
 
 
 @dataclass
@@ -118,7 +123,7 @@ def _session(run: RunDir, scanner: Scanner, sources: list[Source], sort: SortSet
              live: LiveOptions, **kw) -> Session:
     return Session(run, scanner, sources, sort=sort, publisher=live.publisher,
                    live_recon=live.recon, recon_interval_s=live.recon_interval_s, tof=live.tof,
-                   **kw)
+                   frames=live.frames, spheres=live.spheres, **kw)
 
 
 def finish(r: Run) -> int:

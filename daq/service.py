@@ -1,9 +1,10 @@
 """The DAQ service (``petdaq serve``): control and monitor sockets, runs started on request.
 
 Control (ZeroMQ REP, msgpack): ``{"cmd": "start", "settings": {scanner, phantom, nuclide,
-activity_mbq, duration_s, kinetic_time_scale, energy_window_kev, study}}`` starts an emulated
-run (what the settings leave out: :data:`daq.messages.DEFAULT_SCAN`; ``study``: the fields of
-:class:`hw.study.Study`; a bad setting is refused with its name);
+activity_mbq, duration_s, kinetic_time_scale, energy_window_kev, study, frames}}`` starts an
+emulated run (what the settings leave out: :data:`daq.messages.DEFAULT_SCAN`; ``study``: the
+fields of :class:`hw.study.Study`; ``frames``: a dynamic scan's schedule, reconstructed live with
+the phantom's curves, :mod:`daq.liveframes`; a bad setting is refused with its name);
 ``{"cmd": "stop"}`` stops it; ``{"cmd": "status"}`` reports, with the ``offer`` of what a start
 may ask for (:mod:`daq.offer`). Every reply is ``{"ok", "error", "state", "run"}``. Monitor
 (ZeroMQ PUB): the running session's monitor document at 5 Hz, or an ``idle`` document between
@@ -22,6 +23,7 @@ import zmq
 
 from daq import messages, runcontrol
 from daq.emulated import EmulatorSettings
+from daq.liveframes import check_live_frames
 from daq.monitor import MonitorLoop, MonitorPublisher
 from daq.offer import scan_offer
 from daq.processor import SortSettings
@@ -139,17 +141,21 @@ class DaqService:
                                        and all(isinstance(v, (int, float)) for v in window)):
             raise UserError(f"energy_window_kev must be [low, high] in keV, got {window!r}")
         sort = SortSettings(energy_window_kev=tuple(window) if window else None)
-        sort.resolved(load_scanner(emu.scanner))  # a window the scanner cannot use: say so now
+        scanner = load_scanner(emu.scanner)
+        sort.resolved(scanner)  # a window the scanner cannot use: say so now
         study = Study.from_json((settings or {}).get("study"))
+        frames = _frames_setting(settings, scanner, emu)
         self._starting, self._cancel, self._failure = True, False, ""
-        self._finisher = threading.Thread(target=self._run, args=(emu, sort, study),
+        self._finisher = threading.Thread(target=self._run, args=(emu, sort, study, frames),
                                           daemon=True, name="daq-run")
         self._finisher.start()
 
-    def _run(self, emu: EmulatorSettings, sort: SortSettings, study: Study) -> None:
+    def _run(self, emu: EmulatorSettings, sort: SortSettings, study: Study,
+             frames: str | None) -> None:
         """Start the run (the emulator first compiles its kernels: seconds, a minute on a
         fresh install; the state is ``starting`` meanwhile), then finish it when it ends."""
-        live = runcontrol.LiveOptions(recon=self.live_recon, publisher=self.publisher)
+        live = runcontrol.LiveOptions(recon=self.live_recon, publisher=self.publisher,
+                                      frames=frames)
         try:
             r = runcontrol.start_emulated(self.out_dir, emu, sort, live, self.threads,
                                           study=study)
@@ -184,6 +190,16 @@ class DaqService:
     def _close_guard(self) -> None:
         if self._guard is not None:
             self._guard.close()
+
+
+def _frames_setting(settings: Any, scanner: Any, emu: EmulatorSettings) -> str | None:
+    """The start's ``frames`` schedule (None or "": a static scan), checked against the scan."""
+    frames = (settings or {}).get("frames") or None
+    if frames is not None and not isinstance(frames, str):
+        raise UserError(f"frames must be a schedule such as '6x10s,8x30s', got {frames!r}")
+    check_live_frames(frames, scanner, emu.kinetic_time_scale, emu.duration_s, [],
+                      emulated=True)
+    return frames
 
 
 def _give_back_memory() -> None:

@@ -1,4 +1,5 @@
-"""A DAQ session: one acquisition with its live image and the monitor documents it publishes."""
+"""A DAQ session: one acquisition with its live image, its live frames (a dynamic scan) and the
+monitor documents it publishes."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from daq import calibration, messages
 from daq.acquisition import Acquisition
 from daq.cpu import CpuMeter
 from daq.live import LiveImage
+from daq.liveframes import CurvePoints, LiveFrames
 from daq.monitor import MonitorPublisher, RateMeter, histogram_fields, necr
 from daq.processor import ENERGY_HIST_KEV, SortSettings
 from daq.rundir import RunDir
-from daq.rundocs import StopDocument
+from daq.rundocs import ExitStatus, StopDocument
 from daq.sources import Source
 from hw.scanner import Scanner
 
@@ -24,12 +26,18 @@ class Session:
                  settings: dict[str, Any] | None = None,
                  publisher: MonitorPublisher | None = None, live_recon: bool = True,
                  recon_interval_s: float = 2.0, tof: bool = True,
-                 scan_duration_s: float | None = None, threads: int | None = None) -> None:
+                 scan_duration_s: float | None = None, threads: int | None = None,
+                 frames: str | None = None, spheres: tuple[str, ...] = ()) -> None:
         """``duration_s``: when the acquisition stops (None: at the end of the stream);
         ``settings``: what else the start document records (e.g. the emulated scan);
         ``scan_duration_s``: the planned scan time, for a SPECT gantry (``duration_s`` by
-        default); ``threads``: the processing threads (None: every core)."""
+        default); ``threads``: the processing threads (None: every core); ``frames``: a dynamic
+        scan's frame schedule (``"6x10s,8x30s"``, the kinetic clock) reconstructed live, with
+        the curves of ``spheres`` (``NAME:X,Y,Z,R`` mm) or else of the emulated phantom's
+        regions."""
         self.scanner, self.publisher = scanner, publisher
+        self.frames: LiveFrames | None = None
+        """The live frames of a dynamic scan (None: a static scan)."""
         self.cpu = CpuMeter()
         """The run's CPU split: acquisition threads, live image, monitor (:mod:`daq.cpu`)."""
         self.live = None
@@ -41,12 +49,34 @@ class Session:
                 scanner, tof=tof, window_ps=resolved["window_ps"],
                 min_sector_difference=resolved["min_sector_difference"]),
                 recon_interval_s, on_image=self._publish_image, cpu=self.cpu)
+        settings = {**(settings or {}), **({"frame_schedule": frames} if frames else {})}
         self.acq = Acquisition(run, scanner, sources, sort, calibration.current(scanner),
-                               duration_s, settings or {},
-                               on_coincidences=self.live.offer if self.live else None,
+                               duration_s, settings,
+                               on_coincidences=self._offer if self.live or frames else None,
                                cpu=self.cpu, scan_duration_s=scan_duration_s, threads=threads,
                                on_end=self._close_live)
         self._meter = RateMeter()
+        if frames:
+            self.frames = self._live_frames(run, frames, spheres)
+
+    def _live_frames(self, run: RunDir, schedule: str, spheres: tuple[str, ...]) -> LiveFrames:
+        from daq.liveframes import live_regions, live_schedule
+        from daq.rundir import run_facts
+        from recon.dynamic import FrameRecon
+
+        facts = run_facts(run)
+        frames = live_schedule(schedule, self.scanner, facts.kinetic_time_scale, facts.duration_s)
+        self._frames_end_s = facts.duration_s
+        recon_of = FrameRecon.of_run(self.acq.processor.settings, facts, self.scanner)
+        regions = live_regions(self.scanner, facts, list(spheres), recon_of.options.voxel_mm)
+        return LiveFrames(frames, recon_of, regions, facts.kinetic_time_scale,
+                          self._publish_curves, cpu=self.cpu)
+
+    def _offer(self, coinc: Any) -> None:
+        if self.live is not None:
+            self.live.offer(coinc)
+        if self.frames is not None:
+            self.frames.offer(coinc)
 
     def start(self) -> Session:
         self.acq.start()
@@ -63,13 +93,31 @@ class Session:
         return self.acq.stop_doc
 
     def _close_live(self) -> dict[str, int]:
-        """The live image's last update once the last coincidences are out; its losses."""
+        """The live image's last update and the live frames the data reached, once the last
+        coincidences are out (the curves into ``RUN/kinetics/live_tacs.csv``); their losses."""
         if self.live is not None:
             self.live.close()
+        if self.frames is not None:
+            acq = self.acq
+            ran_to_end = acq.exit_status is ExitStatus.SUCCESS
+            self.frames.close(self._frames_end_s if ran_to_end else None)
+            self.frames.write(acq.run.path / "kinetics" / "live_tacs.csv")
+            if self.frames.error:
+                raise RuntimeError(f"live frames stopped at {self.frames.error}")
         return self._display_losses()
 
     def _display_losses(self) -> dict[str, int]:
-        return {"recon_dropped_events": self.live.dropped_events if self.live else 0}
+        losses = {"recon_dropped_events": self.live.dropped_events if self.live else 0}
+        if self.frames is not None:
+            losses["live_frames_dropped_events"] = self.frames.dropped_events
+        return losses
+
+    def _publish_curves(self, points: CurvePoints, done: int) -> None:
+        if self.publisher is not None:
+            self.publisher.send(messages.CURVES_TOPIC, messages.curves_message(
+                start_min=points.start_min, duration_min=points.duration_min,
+                mean_bq_ml=points.mean_bq_ml, sd_bq_ml=points.sd_bq_ml, frames_done=done,
+                frames_total=len(self.frames.frames) if self.frames else done))
 
     def _publish_image(self, image: Any, events: int, updates: int) -> None:
         if self.publisher is not None:
@@ -103,7 +151,8 @@ class Session:
                     for b in range(self.scanner.n_boards)],
             totals=counts, losses=losses,
             queues={"processor": acq.queue_fill(),
-                    "recon": self.live.queue_fill() if self.live else 0.0},
+                    "recon": self.live.queue_fill() if self.live else 0.0,
+                    **({"frames": self.frames.queue_fill()} if self.frames else {})},
             disk={"journal_bytes": counts["journal_bytes"], "free_bytes": free},
             energy_window_kev=list(proc.settings["energy_window_kev"]),
             message=warning,

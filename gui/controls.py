@@ -43,8 +43,8 @@ def _spin(lo: float, hi: float, value: float, suffix: str, decimals: int,
 
 
 class RunControls(QtWidgets.QGroupBox):
-    """Scanner, phantom, nuclide, activity, duration, kinetic clock, study (patient, weight,
-    tracer) and energy window of the next scan."""
+    """Scanner, phantom, nuclide, activity, duration, kinetic clock, frames (a dynamic scan),
+    study (patient, weight, tracer) and energy window of the next scan."""
 
     start_clicked = QtCore.Signal()
     stop_clicked = QtCore.Signal()
@@ -68,6 +68,10 @@ class RunControls(QtWidgets.QGroupBox):
         self.weight.setSpecialValueText("not given")
         self.tracer = QtWidgets.QLineEdit()
         self.tracer.setPlaceholderText("e.g. FDG")
+        self.frames = QtWidgets.QLineEdit()
+        self.frames.setPlaceholderText("static; or e.g. 6x30s,5x1min,5x2min")
+        self.frames.setToolTip("a dynamic scan: frames (kinetic clock) reconstructed as they "
+                               "complete, with the phantom's time-activity curves")
         self.window_lo = _spin(1.0, 2000.0, DEFAULT_WINDOW_KEV[0], " keV", 0, 5.0)
         self.window_hi = _spin(1.0, 2000.0, DEFAULT_WINDOW_KEV[1], " keV", 0, 5.0)
         self.start_button = QtWidgets.QPushButton("Start scan")
@@ -82,6 +86,7 @@ class RunControls(QtWidgets.QGroupBox):
         form.addRow("Activity", self.activity)
         form.addRow("Duration", self.duration)
         form.addRow("Kinetic clock", self.time_scale)
+        form.addRow("Frames", self.frames)
         form.addRow("Patient", self.patient_id)
         form.addRow("Weight", self.weight)
         form.addRow("Tracer", self.tracer)
@@ -122,7 +127,8 @@ class RunControls(QtWidgets.QGroupBox):
         self.window_edited.emit(*self.energy_window())
 
     def settings(self) -> dict:
-        """The ``settings`` map of a start command (the study only with what was given)."""
+        """The ``settings`` map of a start command (the study and the frames only when
+        given)."""
         lo, hi = self.energy_window()
         settings = {"scanner": self.scanner.currentText().strip(),
                     "phantom": self.phantom.currentText().strip(),
@@ -134,7 +140,9 @@ class RunControls(QtWidgets.QGroupBox):
                  "weight_kg": self.weight.value() or None,
                  "radiopharmaceutical": self.tracer.text().strip() or None}
         study = {k: v for k, v in study.items() if v is not None}
-        return settings | ({"study": study} if study else {})
+        frames = self.frames.text().strip()
+        return settings | ({"study": study} if study else {}) | (
+            {"frames": frames} if frames else {})
 
     def set_buttons(self, *, can_start: bool, can_stop: bool) -> None:
         self.start_button.setEnabled(can_start)

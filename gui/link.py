@@ -2,7 +2,7 @@
 
 - :class:`MonitorFeed` subscribes to the monitor stream. Its thread receives every message,
   appends every rate sample to the strip-chart history (data is never skipped), and keeps only
-  the latest monitor and image message for display, decoded into views (display frames are
+  the latest monitor, image and curves message for display, decoded into views (display frames are
   skipped when the GUI is slower than the stream), the image smoothed by the display filter.
   The GUI thread calls :meth:`MonitorFeed.take`.
 - :class:`ControlClient` sends run commands on a REQ socket with timeouts, re-creating the
@@ -25,8 +25,17 @@ from typing import Any, Self
 import numpy as np
 import zmq
 
-from daq.messages import IMAGE_TOPIC, MONITOR_TOPIC, pack, unpack
-from gui.views import RATE_NAMES, ImageView, MonitorView, image_view, monitor_view, rate_sample
+from daq.messages import CURVES_TOPIC, IMAGE_TOPIC, MONITOR_TOPIC, pack, unpack
+from gui.views import (
+    RATE_NAMES,
+    CurvesView,
+    ImageView,
+    MonitorView,
+    curves_view,
+    image_view,
+    monitor_view,
+    rate_sample,
+)
 
 Secure = Callable[[zmq.Socket], object]
 """What makes a socket a CURVE client of the DAQ before it connects (``hw.keys.client``)."""
@@ -55,6 +64,8 @@ class FeedUpdate:
 
     monitor: MonitorView | None
     image: ImageView | None
+    curves: CurvesView | None
+    """A dynamic scan's curves so far (each message carries all of them)."""
     history_t: np.ndarray
     """Receive times of the rate samples (time.time(), s)."""
     history: dict[str, np.ndarray]
@@ -102,7 +113,8 @@ class _Worker:
 
 
 class MonitorFeed(_Worker):
-    """Subscriber thread on the DAQ's monitor PUB socket (topics ``monitor`` and ``image``)."""
+    """Subscriber thread on the DAQ's monitor PUB socket (topics ``monitor``, ``image`` and
+    ``curves``)."""
 
     def __init__(self, endpoint: str, *, history: int = 6000,
                  context: zmq.Context | None = None, secure: Secure | None = None) -> None:
@@ -115,6 +127,7 @@ class MonitorFeed(_Worker):
         self._counters = FeedCounters()
         self._monitor: MonitorView | None = None
         self._image: ImageView | None = None
+        self._curves: CurvesView | None = None
         self._last_image: tuple[dict[str, Any], float] | None = None
         self._filter_fwhm_mm = 0.0
         self._refilter = threading.Event()
@@ -128,11 +141,11 @@ class MonitorFeed(_Worker):
     def take(self) -> FeedUpdate:
         """The views that arrived since the last call (or None), and the whole rate history."""
         with self._lock:
-            monitor, image = self._monitor, self._image
-            self._monitor = self._image = None
+            monitor, image, curves = self._monitor, self._image, self._curves
+            self._monitor = self._image = self._curves = None
             t, history = self._history.arrays()
             counters = FeedCounters(**vars(self._counters))
-        return FeedUpdate(monitor, image, t, history, counters)
+        return FeedUpdate(monitor, image, curves, t, history, counters)
 
     # ---------------------------------------------------------------- subscriber thread
 
@@ -144,6 +157,7 @@ class MonitorFeed(_Worker):
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         sock.setsockopt(zmq.SUBSCRIBE, MONITOR_TOPIC)
         sock.setsockopt(zmq.SUBSCRIBE, IMAGE_TOPIC)
+        sock.setsockopt(zmq.SUBSCRIBE, CURVES_TOPIC)
         if self._secure is not None:
             self._secure(sock)
         sock.connect(self.endpoint)
@@ -178,7 +192,7 @@ class MonitorFeed(_Worker):
                 if topic == MONITOR_TOPIC:
                     self._counters.monitors += 1
                     self._history.append(now, rate_sample(message))
-                else:
+                elif topic == IMAGE_TOPIC:
                     self._counters.images += 1
             superseded += topic in latest
             latest[topic] = (message, now)
@@ -186,8 +200,9 @@ class MonitorFeed(_Worker):
 
     def _make_views(self, latest: dict[bytes, tuple[dict[str, Any], float]],
                     superseded: int) -> None:
-        """Decode the latest monitor and image message into the views the GUI takes next."""
-        monitor = image = None
+        """Decode the latest monitor, image and curves message into the views the GUI takes
+        next."""
+        monitor = image = curves = None
         problems: list[str] = []
         if MONITOR_TOPIC in latest:
             monitor = monitor_view(*latest[MONITOR_TOPIC])
@@ -198,6 +213,10 @@ class MonitorFeed(_Worker):
                 problems.append("image")
             else:
                 self._last_image = latest[IMAGE_TOPIC]
+        if CURVES_TOPIC in latest:
+            curves = curves_view(*latest[CURVES_TOPIC])
+            if curves is None:
+                problems.append("curves")
         with self._lock:
             self._counters.skipped += superseded
             if problems:
@@ -209,6 +228,8 @@ class MonitorFeed(_Worker):
             if image is not None:
                 self._counters.skipped += self._image is not None
                 self._image = image
+            if curves is not None:
+                self._curves = curves
 
     def _filter_last_image(self) -> None:
         if self._last_image is None:
@@ -224,7 +245,7 @@ class MonitorFeed(_Worker):
         if len(parts) != 2:
             return {}, f"{len(parts)}-part message"
         topic, payload = parts
-        if topic not in (MONITOR_TOPIC, IMAGE_TOPIC):
+        if topic not in (MONITOR_TOPIC, IMAGE_TOPIC, CURVES_TOPIC):
             return {}, f"unknown topic {topic[:20]!r}"
         try:
             message = unpack(payload)

@@ -280,6 +280,33 @@ def image_view(message: dict[str, Any], received_at: float,
 
 
 @dataclass(frozen=True)
+class CurvesView:
+    """A dynamic scan's time-activity curves so far (:func:`daq.messages.curves_message`):
+    frame mid-times (kinetic clock, min) and each region's means (Bq/mL)."""
+
+    received_at: float
+    mid_min: np.ndarray
+    mean_bq_ml: dict[str, np.ndarray]
+    frames_done: int
+    frames_total: int
+
+
+def curves_view(message: dict[str, Any], received_at: float) -> CurvesView | None:
+    """Parse a curves message; None if unusable (lengths that disagree, non-numbers)."""
+    try:
+        start = np.asarray(message["start_min"], np.float64)
+        duration = np.asarray(message["duration_min"], np.float64)
+        means = {str(k): np.asarray(v, np.float64) for k, v in message["mean_bq_ml"].items()}
+        done, total = int(message["frames_done"]), int(message["frames_total"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if start.ndim != 1 or duration.shape != start.shape or any(
+            m.shape != start.shape for m in means.values()):
+        return None
+    return CurvesView(received_at, start + duration / 2, means, done, total)
+
+
+@dataclass(frozen=True)
 class ScannerChoice:
     """A scanner the DAQ offers: its default energy window (keV) and module grid (module rings,
     modules per ring), which lays out the console's hit map."""

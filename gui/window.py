@@ -17,6 +17,7 @@ from pyqtgraph.Qt import QtCore, QtWidgets
 from daq.messages import LOW_DISK_BYTES
 from gui import text, theme
 from gui.controls import RunControls, RunStatus
+from gui.curves import CurvesPanel
 from gui.images import ImagePanel
 from gui.link import ControlClient, FeedCounters, MonitorFeed, Reply, Secure
 from gui.local_daq import LocalDaq
@@ -74,6 +75,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.log.setMaximumBlockCount(500)
         self.plots = AcquisitionPlots()
         self.images = ImagePanel()
+        self.curves = CurvesPanel()
 
         self.setCentralWidget(self._layout())
         self.status_line = QtWidgets.QLabel()
@@ -121,7 +123,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     def _layout(self) -> QtWidgets.QWidget:
         """Banner across the top; scan form, run status and event log on the left; the
-        acquisition views above the image views on the right."""
+        acquisition views above the image views and the curves on the right."""
         left = QtWidgets.QVBoxLayout()
         left.addWidget(self.controls)
         left.addWidget(self.status)
@@ -131,9 +133,13 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         column = QtWidgets.QWidget()
         column.setLayout(left)
         column.setFixedWidth(380)
+        image_row = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        image_row.addWidget(self.images)
+        image_row.addWidget(self.curves)
+        image_row.setSizes([980, 320])
         views = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         views.addWidget(self.plots)
-        views.addWidget(self.images)
+        views.addWidget(image_row)
         views.setSizes([560, 440])
         body = QtWidgets.QHBoxLayout()
         body.addWidget(column)
@@ -199,6 +205,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self._on_monitor(update.monitor)
         if update.image is not None:
             self.images.show(update.image)
+        if update.curves is not None:
+            self.curves.show_curves(update.curves)
         self.plots.show_rates(update.history_t, update.history, now)
         self._show_health(now)
         self.frames += 1
@@ -212,6 +220,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._set_state(v.state, v.received_at)
         if v.run != self._run and v.run:
             self._note(f"run {v.run}")  # the full path once, in the log
+            self.curves.clear_curves()
         if v.message and v.message != self._daq_message:
             self._note(f"DAQ: {v.message}")
         self._run, self._daq_message = v.run, v.message

@@ -65,40 +65,80 @@ def frame_options(options: RunReconOptions, coinc: np.ndarray) -> RunReconOption
                    iterations=max(options.iterations, math.ceil(SUB_ITERATIONS / subsets)))
 
 
+@dataclass(frozen=True)
+class FrameImage:
+    """One frame's image (Bq/mL at the scan's start) and what it came from."""
+
+    frame: Frame
+    image: Any
+    decay_factor: float
+    """The factor that took the frame's mean activity to the activity at the scan's start."""
+    prompts: int
+    updates: int
+
+
+@dataclass(frozen=True)
+class FrameRecon:
+    """What every frame of a run shares (scanner, sorter header, phantom, nuclide, calibration,
+    options): the one reconstruction of a frame, for ``petdaq recon --frames`` and the DAQ's
+    live frames alike."""
+
+    scanner: Any
+    header: dict[str, Any]
+    phantom: Any
+    half_life_s: float | None
+    branching: float
+    calibration: float
+    options: RunReconOptions
+
+    @classmethod
+    def of_run(cls, header: dict[str, Any], facts: RunFacts, scanner: Any,
+               options: RunReconOptions | None = None) -> FrameRecon:
+        options = options or RunReconOptions()
+        half_life, branching = nuclide_of(facts)
+        return cls(scanner, header, run_phantom(facts, scanner), half_life, branching,
+                   calibration_of(options, scanner), options)
+
+    def reconstruct(self, part: np.ndarray, frame: Frame) -> FrameImage:
+        """The image of ``frame`` from its coincidences ``part``."""
+        import recon
+
+        chosen = frame_options(self.options, part)
+        counts = osem_counts(part, self.header, self.phantom, self.scanner, chosen)
+        image = recon.activity_concentration(counts, frame.duration_s, self.branching,
+                                             self.half_life_s, self.calibration)
+        lam = math.log(2.0) / self.half_life_s if self.half_life_s else 0.0
+        since_start = math.exp(lam * frame.start_s)
+        image = image.scaled(since_start, "Bq/mL")
+        return FrameImage(frame, image, image.meta["decay_factor"] * since_start,
+                          int(np.count_nonzero(part["delayed"] == 0)),
+                          chosen.iterations * chosen.subsets)
+
+
+def frame_events(coinc: np.ndarray, t_s: np.ndarray, frame: Frame) -> np.ndarray:
+    """The coincidences of ``frame`` (``t_s``: their times in s)."""
+    return coinc[(t_s >= frame.start_s) & (t_s < frame.stop_s)]
+
+
 def reconstruct_frames(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts, scanner: Any,
                        frames: list[Frame], options: RunReconOptions | None = None,
                        on_frame: Callable[[Frame], None] | None = None) -> DynamicImage:
     """Reconstruct each of ``frames`` (acquisition seconds from list-mode time 0) of a run's
     coincidences; ``on_frame(frame)`` once each is done."""
-    import recon
-
-    options = options or RunReconOptions()
     t_s = coinc["t"] * 1e-12
-    prompt = coinc["delayed"] == 0
-    check_frames(frames, t_s[prompt], facts.duration_s)
-    phantom = run_phantom(facts, scanner)
-    half_life, branching = nuclide_of(facts)
-    lam = math.log(2.0) / half_life if half_life else 0.0
-    calibration = calibration_of(options, scanner)
-    images, factors, prompts, updates = [], [], [], []
+    check_frames(frames, t_s[coinc["delayed"] == 0], facts.duration_s)
+    recon_of = FrameRecon.of_run(header, facts, scanner, options)
+    done = []
     for f in frames:
-        part = coinc[(t_s >= f.start_s) & (t_s < f.stop_s)]
-        n = int(np.count_nonzero(part["delayed"] == 0))
-        chosen = frame_options(options, part)
-        counts = osem_counts(part, header, phantom, scanner, chosen)
-        updates.append(chosen.iterations * chosen.subsets)
-        image = recon.activity_concentration(counts, f.duration_s, branching, half_life,
-                                             calibration)
-        since_start = math.exp(lam * f.start_s)
-        image = image.scaled(since_start, "Bq/mL")
-        images.append(image)
-        factors.append(image.meta["decay_factor"] * since_start)
-        prompts.append(n)
+        done.append(recon_of.reconstruct(frame_events(coinc, t_s, f), f))
         if on_frame is not None:
             on_frame(f)
+    updates = [d.updates for d in done]
     few, most = min(updates), max(updates)
+    images = [d.image for d in done]
     method = (f"LM-OSEM {few}{'' if few == most else f'-{most}'} updates a frame"
               + (" TOF" if images[0].meta.get("tof") else ""))
     quantified = describe(facts, images[0].meta, frames[-1].stop_s, "PET LM-OSEM dynamic",
                           method)
-    return DynamicImage(frames, images, factors, prompts, updates, facts, quantified)
+    return DynamicImage(frames, images, [d.decay_factor for d in done],
+                        [d.prompts for d in done], updates, facts, quantified)

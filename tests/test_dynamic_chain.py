@@ -25,8 +25,9 @@ SCHEDULE = "4x30s,4x60s,3x120s,2x240s"  # 20 model minutes
 
 
 def _petdaq(*argv: str) -> None:
-    subprocess.run([sys.executable, "-m", "daq", *argv], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.PIPE, text=True, timeout=900)
+    done = subprocess.run([sys.executable, "-m", "daq", *argv], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=900)
+    assert done.returncode == 0, f"petdaq {' '.join(argv)}: {done.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,8 @@ def dynamic_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     _petdaq("run", "--phantom", "brain-fdg", "--activity-mbq", "60", "--kinetic-time-scale",
             str(SCALE), "--duration", "2", "--fast", "--seed", "4", "--out", str(out),
-            "--name", "fdg", "--patient-id", "sub01", "--weight-kg", "70", "--tracer", "FDG")
+            "--name", "fdg", "--patient-id", "sub01", "--weight-kg", "70", "--tracer", "FDG",
+            "--frames", SCHEDULE)
     run = out / "fdg"
     assert main(["recon", str(run), "--frames", SCHEDULE]) == 0
     return run
@@ -112,6 +114,19 @@ def test_curves_and_patlak_from_the_image_derived_input(dynamic_run: Path, capsy
         float(params["white_matter"]["Ki_per_min"])
     assert 0 < white < grey                       # true Ki: 0.0158 and 0.0329 /min
     assert (out / "tacs.png").stat().st_size > 1000 and (out / "patlak.png").is_file()
+
+
+def test_the_live_curves_are_those_of_the_frames_reconstructed_after_the_scan(
+        dynamic_run: Path, tmp_path: Path):
+    """The DAQ reconstructed each frame as it completed (``petdaq run --frames``): the same
+    events in the same order give the curves of ``petdaq recon --frames``, byte for byte."""
+    assert RunDir.open(dynamic_run).start.settings["frame_schedule"] == SCHEDULE
+    assert RunDir.open(dynamic_run).stop.losses["live_frames_dropped_events"] == 0
+    assert main(["kinetics", str(dynamic_run), "--model", "suvr", "--reference",
+                 "white_matter", "--out", str(tmp_path)]) == 0
+    live = (dynamic_run / "kinetics" / "live_tacs.csv").read_bytes()
+    assert live == (tmp_path / "tacs.csv").read_bytes()
+    assert live.count(b"\n") == 1 + 3 * 13
 
 
 @pytest.mark.parametrize(("argv", "error"), [
