@@ -11,7 +11,7 @@ from gui.views import CurvesView
 #: Region colours in order of appearance (Okabe-Ito hues, colour-blind safe).
 REGION_COLOURS = ("#e69f00", "#56b4e9", "#009e73", "#cc79a7", "#f0e442", "#0072b2",
                   "#d55e00", "#ffffff")
-IDLE_TITLE = "Time-activity curves (a dynamic scan's live frames)"
+IDLE_TITLE = "Time-activity curves (dynamic scans)"
 
 
 class CurvesPanel(pg.PlotWidget):
@@ -19,6 +19,7 @@ class CurvesPanel(pg.PlotWidget):
 
     def __init__(self) -> None:
         super().__init__(title=IDLE_TITLE)
+        self.setMinimumWidth(380)
         self.plot_item = self.getPlotItem()
         self.plot_item.setLabel("bottom", "time (min, kinetic clock)")
         self.plot_item.setLabel("left", "activity (Bq/mL)")
@@ -40,8 +41,7 @@ class CurvesPanel(pg.PlotWidget):
                                            symbolPen=None)
                 self.lines[name] = line
             line.setData(v.mid_min, mean)
-        self.plot_item.setTitle(f"Time-activity curves: frame {v.frames_done} of "
-                                f"{v.frames_total}")
+        self.plot_item.setTitle(f"Time-activity curves, frame {v.frames_done}/{v.frames_total}")
         self.shown = v
 
     def clear_curves(self) -> None:

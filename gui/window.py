@@ -136,7 +136,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         image_row = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         image_row.addWidget(self.images)
         image_row.addWidget(self.curves)
-        image_row.setSizes([980, 320])
+        image_row.setSizes([900, 420])
         views = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         views.addWidget(self.plots)
         views.addWidget(image_row)

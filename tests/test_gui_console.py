@@ -16,8 +16,10 @@ import pytest
 import zmq
 
 from daq.messages import (
+    CURVES_TOPIC,
     IMAGE_TOPIC,
     MONITOR_TOPIC,
+    curves_message,
     encode_array,
     image_message,
     monitor_message,
@@ -487,6 +489,26 @@ def test_missing_fields_read_dash_and_malformed_messages_are_counted(qtbot, cons
     qtbot.waitUntil(lambda: console.counters.malformed >= 4, timeout=5000)
     assert "malformed" in console.status_line.text()
     assert console.responding  # and the window lives on
+
+
+def test_a_dynamic_scans_curves_grow_and_a_new_run_clears_them(qtbot, console, fake_daq):
+    _wait_monitor(qtbot, console, lambda v: v.run == "runs/fake-1")
+    means = {"grey_matter": [10.0, 20.0, 30.0], "blood": [50.0, 40.0, 30.0]}
+    msg = curves_message(start_min=[0.0, 1.0, 2.0], duration_min=[1.0, 1.0, 2.0],
+                         mean_bq_ml=means, sd_bq_ml=means, frames_done=3, frames_total=8)
+    fake_daq.raw.append([CURVES_TOPIC, pack(msg)])
+    qtbot.waitUntil(lambda: console.curves.shown is not None, timeout=5000)
+    assert set(console.curves.lines) == {"grey_matter", "blood"}
+    x, y = console.curves.lines["blood"].getData()
+    assert list(x) == [0.5, 1.5, 3.0] and list(y) == [50.0, 40.0, 30.0]
+    assert "frame 3/8" in console.curves.plot_item.titleLabel.text
+    before = console.counters.malformed
+    fake_daq.raw.append([CURVES_TOPIC, pack({**msg, "start_min": [0.0]})])  # lengths differ
+    qtbot.waitUntil(lambda: console.counters.malformed > before, timeout=5000)
+    assert console.curves.shown.frames_done == 3  # the last good curves stay
+    fake_daq.extra = {"run": "runs/fake-2"}
+    qtbot.waitUntil(lambda: console.curves.shown is None, timeout=5000)
+    assert console.curves.lines == {}
 
 
 def test_dead_daq_is_shown_and_a_restarted_one_reattached(qtbot, console, fake_daq):

@@ -1,8 +1,9 @@
 """The console on the real DAQ: ``petdaq serve`` as a child process (as ``petdaq console``
 without --connect starts it), emulated scans started and stopped from the window, offscreen.
 
-Saves docs/console.png (a screenshot mid-acquisition) and measures the console's refresh rate
-while the DAQ takes >= 1 M singles/s.
+Saves docs/console.png (a screenshot mid-acquisition) and docs/console_dynamic.png (a dynamic
+scan with its live curves), and measures the console's refresh rate while the DAQ takes >= 1 M
+singles/s.
 """
 
 from __future__ import annotations
@@ -102,6 +103,33 @@ def test_scan_started_watched_and_stopped_from_the_window(qtbot, console):
     _stop_scan(qtbot, console)
     assert console.latest.elapsed_s < 300.0
     assert console.banner_text() == ""
+
+
+@pytest.mark.slow
+def test_a_dynamic_scan_shows_its_curves_growing_next_to_the_image(qtbot, console):
+    """brain-fdg with its model clock 60 times the scan's: 12 s of scan, 12 model minutes in 8
+    frames reconstructed by the DAQ as each completes; the console draws the grey matter, white
+    matter and blood curves as they grow."""
+    c = console.controls
+    c.time_scale.setValue(60.0)
+    c.frames.setText("4x1min,4x2min")
+    _start_scan(qtbot, console, phantom="brain-fdg", activity_mbq=20.0, duration_s=12.0)
+    start = next(r for r in console.command_replies if r.request["cmd"] == "start")
+    assert start.ok and start.request["settings"]["frames"] == "4x1min,4x2min"
+    qtbot.waitUntil(lambda: console.curves.shown is not None
+                    and console.curves.shown.frames_done >= 5, timeout=240_000)
+    qtbot.waitUntil(lambda: console.images.updates >= 2, timeout=60_000)
+    shown = console.curves.shown
+    assert set(shown.mean_bq_ml) == {"grey_matter", "white_matter", "blood"}
+    assert shown.frames_total == 8
+    DOCS.mkdir(exist_ok=True)
+    assert console.save_screenshot(DOCS / "console_dynamic.png")
+    qtbot.waitUntil(lambda: console.state == "stopped", timeout=240_000)
+    qtbot.waitUntil(lambda: console.curves.shown.frames_done == 8, timeout=30_000)
+    curves = console.curves.shown
+    assert list(curves.mid_min) == [0.5, 1.5, 2.5, 3.5, 5.0, 7.0, 9.0, 11.0]
+    grey, blood = curves.mean_bq_ml["grey_matter"], curves.mean_bq_ml["blood"]
+    assert grey[-1] > grey[0] and blood.argmax() < 4  # uptake rises; the bolus passes early
 
 
 @pytest.fixture(scope="module")
