@@ -147,7 +147,8 @@ def _base(sop_class: str, modality: str, acq: Acquisition, study_uid: str, serie
         ds.PatientWeight = _ds_str(acq.patient_weight_kg)
     if acq.patient_height_m:
         ds.PatientSize = _ds_str(acq.patient_height_m)
-    ds.PatientPosition = "HFS"
+    ds.Laterality = ""  # type 2C: the scan is not of one side of a paired organ
+    _head_first_supine(ds)
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
     ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = _date(acq.start)
@@ -162,6 +163,23 @@ def _base(sop_class: str, modality: str, acq: Acquisition, study_uid: str, serie
     ds.HighBit = 15
     ds.RescaleIntercept = "0"
     return ds
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _head_first_supine(ds: Dataset) -> None:
+    """The NM/PET Patient Orientation module of a head-first supine patient (SNOMED CT codes
+    of DICOM CIDs 19, 20 and 21: recumbent, supine, headfirst)."""
+    orientation = _code("102538003", "SCT", "recumbent")
+    orientation.PatientOrientationModifierCodeSequence = DicomSequence(
+        [_code("40199007", "SCT", "supine")])
+    ds.PatientOrientationCodeSequence = DicomSequence([orientation])
+    ds.PatientGantryRelationshipCodeSequence = DicomSequence(
+        [_code("102540008", "SCT", "headfirst")])
 
 
 def _radiopharmaceutical(rp: Radiopharmaceutical) -> Dataset:
@@ -320,7 +338,11 @@ def write_dicom_nm(image: Image, path: str | Path, rp: Radiopharmaceutical, acq:
     detector = Dataset()
     detector.ImagePositionPatient = [_ds_str(v) for v in image.origin_mm]
     detector.ImageOrientationPatient = ds.ImageOrientationPatient
+    detector.CollimatorType = "PARA"
     ds.DetectorInformationSequence = DicomSequence([detector])
+    del ds.ImageOrientationPatient  # the NM IOD has it in the detector's item only
+    ds.RotationInformationSequence = DicomSequence([])  # type 2: the views are not described
+    ds.CountsAccumulated = None  # type 2: a reconstructed volume, not counted frames
     window = Dataset()
     if acq.energy_window_kev is not None:
         rng = Dataset()
@@ -330,7 +352,6 @@ def write_dicom_nm(image: Image, path: str | Path, rp: Radiopharmaceutical, acq:
     window.EnergyWindowName = "PHOTOPEAK"
     ds.EnergyWindowInformationSequence = DicomSequence([window])
     ds.RadiopharmaceuticalInformationSequence = DicomSequence([_radiopharmaceutical(rp)])
-    ds.ActualFrameDuration = round(1000 * acq.duration_s)
     ds.CorrectedImage = list(acq.corrections)
     volume = np.maximum(image.array, 0.0).transpose(2, 1, 0)      # frames of [y, x]
     slope = float(volume.max()) / _UINT16_MAX if volume.max() > 0 else 1.0
@@ -360,13 +381,14 @@ def read_dicom(paths: str | Path | Sequence[str | Path]) -> Image:
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
         raise UserError(f"cannot read DICOM: {exc}") from None
     first = sets[0]
-    if [float(v) for v in first.ImageOrientationPatient] != [1, 0, 0, 0, 1, 0]:
+    placed = first.DetectorInformationSequence[0] if first.Modality == "NM" else first
+    if [float(v) for v in placed.ImageOrientationPatient] != [1, 0, 0, 0, 1, 0]:
         raise UserError("only axial DICOM images (orientation 1\\0\\0\\0\\1\\0) can be read")
     dy, dx = (float(v) for v in first.PixelSpacing)
     if first.Modality == "NM":
         frames = first.pixel_array.astype(np.float64) * float(first.RescaleSlope) + float(
             first.get("RescaleIntercept", 0))
-        origin = [float(v) for v in first.DetectorInformationSequence[0].ImagePositionPatient]
+        origin = [float(v) for v in placed.ImagePositionPatient]
         return Image(frames.transpose(2, 1, 0).astype(np.float32),
                      (dx, dy, float(first.SpacingBetweenSlices)), tuple(origin), "counts")
     sets.sort(key=lambda d: float(d.ImagePositionPatient[2]))

@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from dicomcheck import dciodvfy_errors, needs_dciodvfy
 
 from daq.cli import main
 from daq.rundir import RunDir
@@ -72,6 +73,13 @@ def test_the_bids_sidecar_has_every_required_field_and_the_frames_read_back(dyna
     assert sorted(per_frame) == sorted({round(1000 * d / SCALE) for d in durations})
     first = pydicom.dcmread(files[0], stop_before_pixels=True)
     assert float(first.PatientWeight) == 70.0
+
+
+@needs_dciodvfy
+def test_the_dynamic_dicom_series_passes_dciodvfy(dynamic_run: Path):
+    files = sorted((dynamic_run / "dynamic" / "dicom").glob("*.dcm"))
+    for path in (files[0], files[-1]):
+        assert dciodvfy_errors(path) == [], path.name
 
 
 def test_the_frames_add_up_to_the_static_image_of_the_same_events(dynamic_run: Path, tmp_path):

@@ -10,16 +10,19 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from dicomcheck import dciodvfy_errors, needs_dciodvfy
 
 from hw.errors import UserError
 from recon.export import (
     Acquisition,
+    FrameTiming,
     Radiopharmaceutical,
     read_dicom,
     read_nifti,
     save_outputs,
     write_dicom_nm,
     write_dicom_pet,
+    write_dicom_pet_frames,
     write_nifti,
 )
 from recon.grid import Grid
@@ -103,6 +106,25 @@ def test_nm_volume_reads_back(image, tmp_path):
     back = read_dicom(path)
     _same_geometry(back, image)
     assert np.abs(back.array - image.array).max() <= 0.5 * image.array.max() / 65535 + 1e-3
+
+
+@needs_dciodvfy
+def test_every_dicom_object_passes_dciodvfy(image, tmp_path):
+    """A static and a dynamic PET series and an NM volume: no error from dicom3tools'
+    validator (its warnings are about attributes beyond the IOD, such as the NM volume's
+    RescaleSlope)."""
+    tc99m = Radiopharmaceutical("Tc-99m", 21624.0, 1.0, 4.0e8, START, "")
+    spect = Acquisition(START, 600.0, scanner="spect-dual-head", energy_window_kev=(126.0, 154.0))
+    files = [write_dicom_pet(image, tmp_path / "pet", FDG, ACQ)[0],
+             *write_dicom_pet_frames([image, image], [FrameTiming(0.0, 60.0, 1, 2),
+                                                      FrameTiming(60.0, 60.0, 2, 2)],
+                                     tmp_path / "dynamic", FDG, ACQ)[::image.array.shape[2]],
+             write_dicom_nm(image.scaled(1.0, "counts"), tmp_path / "nm.dcm", tc99m, spect)]
+    for path in files:
+        assert dciodvfy_errors(path) == [], path.name
+    ds = pydicom.dcmread(files[0])
+    assert ds.PatientGantryRelationshipCodeSequence[0].CodeMeaning == "headfirst"
+    assert "PatientPosition" not in ds  # the code sequences say it
 
 
 def test_pet_dicom_needs_bq_per_ml(image, tmp_path):
