@@ -48,7 +48,8 @@ def _start_scan(qtbot, console, *, phantom: str, activity_mbq: float, duration_s
     c.duration.setValue(duration_s)
     qtbot.waitUntil(c.start_button.isEnabled, timeout=10_000)
     qtbot.mouseClick(c.start_button, LEFT)
-    qtbot.waitUntil(lambda: console.state == "running", timeout=30_000)
+    # the service first loads (on a fresh clone compiles) the emulator's kernels: "starting"
+    qtbot.waitUntil(lambda: console.state == "running", timeout=120_000)
 
 
 def _stop_scan(qtbot, console) -> None:
