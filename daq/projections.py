@@ -86,19 +86,31 @@ def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int
     phantom's attenuation map at the photopeak energy; NIfTI + PNG slices and MIP in RUN/images."""
     import recon
 
-    with np.load(run.path / PROJECTIONS_FILE) as f:
-        projections, edges = f["projections"], f["windows_kev"]
-    windows = spect.EnergyWindows(*(tuple(float(v) for v in row) for row in edges))
     t0 = time.monotonic()
-    scatter = spect.tew_scatter(projections, windows)
-    grid = recon.default_grid(scanner)
-    image = recon.spect_osem(projections[spect.PEAK], scanner, scatter,
-                             _mu_map(run, scanner, grid, float(np.mean(windows.peak))),
-                             iterations=iterations, subsets=subsets, grid=grid)
+    image = spect_run_image(run, scanner, iterations, subsets)
     paths = recon.save_outputs(image, run.images / "image")
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2)})
     return run.images
+
+
+def spect_run_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6,
+                    attenuation: bool = True) -> Any:
+    """The OSEM image (counts) of a SPECT run's projections (``RUN/projections.npz``): TEW
+    scatter, and with ``attenuation`` the emulated phantom's mu-map at the photopeak energy."""
+    import recon
+
+    path = run.path / PROJECTIONS_FILE
+    if not path.is_file():
+        raise UserError(f"run {run.path} has no {PROJECTIONS_FILE} (rebuild it: petdaq sort)")
+    with np.load(path) as f:
+        projections, edges = f["projections"], f["windows_kev"]
+    windows = spect.EnergyWindows(*(tuple(float(v) for v in row) for row in edges))
+    scatter = spect.tew_scatter(projections, windows)
+    grid = recon.default_grid(scanner)
+    mu = (_mu_map(run, scanner, grid, float(np.mean(windows.peak))) if attenuation else None)
+    return recon.spect_osem(projections[spect.PEAK], scanner, scatter, mu,
+                            iterations=iterations, subsets=subsets, grid=grid)
 
 
 def _mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float) -> np.ndarray | None:

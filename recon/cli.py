@@ -6,7 +6,8 @@ list-mode file: HDF5 with a ``coincidences`` dataset of ``hw.COINC_DTYPE`` (:mod
 or a ``.npy`` array of it (give ``--scanner`` where the file does not name one). Writes, into
 ``--out`` (default ``RUN/images``): ``image.nii.gz``, ``image_mip.png``, ``image_slices/``, a
 DICOM PET series ``dicom/`` (Bq/mL when the duration is known) and with ``--report`` the figures
-of merit of the run's phantom in ``report.json`` (emulated runs name their phantom).
+of merit of the run's phantom in ``report.json`` (emulated runs name their phantom). A SPECT
+run (its ``projections.npz``) is reconstructed by :mod:`recon.spectrun`.
 """
 
 from __future__ import annotations
@@ -33,17 +34,19 @@ from recon.runimage import (
     default_subsets,
     reconstruct_run,
 )
+from recon.spectrun import is_spect_run, recon_spect_run
 from recon.system import DEFAULT_SAMPLES
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``recon`` on the ``petdaq`` sub-command parser."""
-    p = sub.add_parser("recon", help="reconstruct a run's coincidences into an image (PET)",
+    p = sub.add_parser("recon", help="reconstruct a run into an image (PET: its coincidences; "
+                       "SPECT: its projections)",
                        description=__doc__.split("\n\n")[1])
     p.add_argument("run", help="run directory, or a list-mode file (.h5 / .npy)")
     p.add_argument("--scanner", help="scanner name or .toml (default: the run's)")
-    p.add_argument("--iterations", type=int, default=RUN_ITERATIONS,
-                   help=f"OSEM iterations (default {RUN_ITERATIONS})")
+    p.add_argument("--iterations", type=int, default=None,
+                   help=f"OSEM iterations (default {RUN_ITERATIONS}; SPECT 4)")
     p.add_argument("--subsets", type=int, default=None,
                    help="OSEM subsets (default: one per 50 k prompts, 1 to 10: fewer events per "
                         "subset bias list-mode OSEM low)")
@@ -65,7 +68,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dicom", action=argparse.BooleanOptionalAction, default=True,
                    help="write a DICOM series too (default on)")
     p.add_argument("--report", action="store_true",
-                   help="figures of merit of the run's phantom (report.json)")
+                   help="figures of merit of the run's phantom (report.json; the cardiac "
+                        "phantom: polar_map.png and .csv, the defect, the inferior wall)")
     p.add_argument("--display-fwhm", type=float, default=DISPLAY_FWHM_MM, metavar="MM",
                    help="Gaussian FWHM (mm) that smooths the PNG pictures, not the stored image "
                         f"(default {DISPLAY_FWHM_MM:g}; 0: none)")
@@ -107,6 +111,11 @@ def cmd_recon(args: argparse.Namespace) -> int:
 
     if args.display_fwhm < 0:
         raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
+    args.iterations_given = args.iterations is not None
+    if not args.iterations_given:
+        args.iterations = RUN_ITERATIONS
+    if is_spect_run(args.run):
+        return recon_spect_run(args)
     coinc, header, facts = load_coincidences(args.run)
     name = args.scanner or facts.scanner or header.get("scanner")
     if not name:

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from recon import figures
+from recon.cardiac import map_of, phantom_axis
 from recon.grid import Image
-from recon.polarmap import SEGMENT_NAMES, polar_map
+from recon.polarmap import SEGMENT_NAMES
 
 
 def phantom_report(image: Image, phantom: Any, folder: str | Path | None = None
@@ -76,16 +77,7 @@ def _image_quality(image: Image, spheres: dict[str, Any], regions: dict[str, Any
 
 def _polar_map(image: Image, regions: dict[str, Any], folder: str | Path | None
                ) -> dict[str, Any]:
-    myo = regions["myocardium"].shape
-    axis = np.asarray(myo.rotation)[2]
-    centre = np.asarray(myo.centre_mm)
-    cavity = regions.get("blood_pool")
-    apex = (np.asarray(cavity.shape.centre_mm) + cavity.shape.semi_axes_mm[2] * axis
-            if cavity is not None else centre + 0.8 * myo.semi_axes_mm[2] * axis)
-    base = centre - 0.6 * myo.semi_axes_mm[2] * axis
-    anterior = np.array([0.0, -1.0, 0.0])                   # LPS: anterior is -y
-    pm = polar_map(image, apex, base, anterior,
-                   radius_mm=(3.0, 1.5 * max(myo.semi_axes_mm[:2])))
+    pm = map_of(image, phantom_axis(regions))
     result = {"segments": {f"{i + 1} {n}": float(v)
                            for i, (n, v) in enumerate(zip(SEGMENT_NAMES, pm.percent, strict=True))},
               "territories": pm.territory_means()}

@@ -128,3 +128,41 @@ def test_petdaq_acquire_on_the_spect_camera_without_a_duration_says_so(tmp_path)
     assert r.stderr.strip().startswith("petdaq: error: a SPECT acquisition on 'spect-dual-head' "
                                        "needs its duration (--duration seconds)")
     assert not (tmp_path / "runs").exists()  # nothing created
+
+
+def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(tmp_path):
+    """From the command line alone: a cardiac SPECT run, then ``petdaq recon RUN --report``:
+    the image, a DICOM NM volume that dciodvfy accepts, the polar map (PNG, CSV) whose lowest
+    segment is one the phantom's defect touches, and the inferior wall darker without
+    attenuation correction."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    from dicomcheck import DCIODVFY, dciodvfy_errors
+
+    def petdaq(*args: str) -> None:
+        r = subprocess.run([sys.executable, "-m", "daq", *args], capture_output=True, text=True,
+                           timeout=900)
+        assert r.returncode == 0, r.stderr
+
+    petdaq("run", "--scanner", "spect-dual-head", "--phantom", "cardiac", "--nuclide", "Tc-99m",
+           "--activity-mbq", "400", "--duration", "20", "--fast", "--no-recon", "--seed", "3",
+           "--out", str(tmp_path), "--name", "heart")
+    petdaq("recon", str(tmp_path / "heart"), "--report")
+    out = tmp_path / "heart" / "images"
+    report = json.loads((out / "report.json").read_text())
+    defect = report["defect"]
+    assert 7 in defect["true_segments"]  # mid anterior: the phantom's anterior defect
+    assert defect["lowest_segment"] in defect["true_segments"]
+    assert defect["contrast"] > 0.1
+    wall = report["inferior_to_lateral"]
+    assert wall["without_attenuation_correction"] < wall["with_attenuation_correction"]
+    with open(out / "polar_map.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["segment"]) for r in rows] == list(range(1, 18))
+    assert rows[6]["territory"] == "LAD" and (out / "polar_map.png").stat().st_size > 1000
+    assert (out / "image.nii.gz").is_file()
+    if DCIODVFY is not None:
+        assert dciodvfy_errors(out / "image_nm.dcm") == []

@@ -1,0 +1,96 @@
+"""``petdaq recon RUN`` on a SPECT run: its projections -> OSEM (collimator model, attenuation,
+TEW scatter) -> NIfTI, PNG and a DICOM NM volume, and with ``--report`` the phantom's figures
+(the cardiac phantom: polar map PNG and CSV, the defect, the inferior wall with and without
+attenuation correction)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from hw.atomic import replacing
+from hw.errors import UserError
+
+#: OSEM of a SPECT run's image (those of the DAQ's image at the stop).
+SPECT_ITERATIONS, SPECT_SUBSETS = 4, 6
+
+
+def is_spect_run(path: str | Path) -> bool:
+    """A run directory holding a SPECT acquisition's projections."""
+    from daq.projections import PROJECTIONS_FILE
+
+    return Path(path).is_dir() and (Path(path) / PROJECTIONS_FILE).is_file()
+
+
+def recon_spect_run(args: argparse.Namespace) -> int:
+    """Reconstruct a SPECT run into ``--out`` (default RUN/images)."""
+    import recon
+    from daq.projections import spect_run_image
+    from daq.rundir import RunDir, run_facts
+    from hw.scanner import load_scanner
+    from recon.report import phantom_report
+    from recon.runimage import run_phantom
+
+    if args.frames is not None:
+        raise UserError("--frames needs a PET run: a SPECT run's views share its whole duration")
+    run = RunDir.open(Path(args.run))
+    facts = run_facts(run)
+    scanner = load_scanner(args.scanner or facts.scanner)
+    iterations = args.iterations if args.iterations_given else SPECT_ITERATIONS
+    subsets = args.subsets or SPECT_SUBSETS
+    out = Path(args.out) if args.out else run.path / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    image = spect_run_image(run, scanner, iterations, subsets, args.attenuation)
+    files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
+    if args.dicom:
+        files.append(str(recon.write_dicom_nm(image, out / "image_nm.dcm",
+                                              *_nm_description(facts, image, run, scanner))))
+    if args.report:
+        phantom = run_phantom(facts, scanner)
+        if phantom is None:
+            raise UserError("--report needs a run of a known phantom (its run.json names it)")
+        report = phantom_report(image, phantom, out)
+        if "polar_map" in report:
+            files += _cardiac(report, image, run, scanner, iterations, subsets, phantom, out,
+                              args.attenuation)
+        with replacing(out / "report.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        files.append(str(out / "report.json"))
+    print(f"reconstructed SPECT run {run.path.name} (OSEM {iterations}i{subsets}s, TEW"
+          f"{', attenuation' if image.meta.get('attenuation') else ''}) in "
+          f"{time.monotonic() - t0:.1f} s ({image.units}): " + ", ".join(files))
+    return 0
+
+
+def _cardiac(report: dict[str, Any], image: Any, run: Any, scanner: Any, iterations: int,
+             subsets: int, phantom: Any, out: Path, attenuation: bool) -> list[str]:
+    """The cardiac figures into the report, with a second image without attenuation
+    correction for the inferior wall; the per-segment CSV."""
+    from daq.projections import spect_run_image
+    from recon.cardiac import cardiac_figures, write_segments_csv
+
+    without = (spect_run_image(run, scanner, iterations, subsets, attenuation=False)
+               if attenuation and image.meta.get("attenuation") else None)
+    report.update(cardiac_figures(image, phantom, without))
+    return [str(write_segments_csv(report["polar_map"]["segments"], out / "polar_map.csv"))]
+
+
+def _nm_description(facts: Any, image: Any, run: Any, scanner: Any) -> tuple[Any, Any]:
+    """The radiopharmaceutical and acquisition of the NM object: the run's study, the camera's
+    photopeak window, attenuation and scatter corrections."""
+    from recon.runimage import describe
+
+    start = run.start
+    duration = facts.duration_s or 0.0
+    rp, acq = describe(facts, {}, duration, "SPECT OSEM",
+                       f"OSEM {image.meta['iterations']}i{image.meta['subsets']}s")
+    window = start.setting("energy_window_kev") if start is not None else None
+    corrections = tuple(c for c, on in (("ATTN", image.meta.get("attenuation")),
+                                        ("SCAT", image.meta.get("scatter"))) if on)
+    return rp, dataclasses.replace(acq, corrections=corrections,
+                                   energy_window_kev=tuple(window) if window else None)
