@@ -62,7 +62,10 @@ class LiveImage:
         return self._pending / self.max_pending_events
 
     def _add(self, chunk: np.ndarray) -> None:
-        self.recon.add(chunk)
+        from recon.threads import KERNELS
+
+        with KERNELS:
+            self.recon.add(chunk)
         self.events += int(chunk.size)
         with self._lock:
             self._pending -= int(chunk.size)
@@ -99,7 +102,10 @@ class LiveImage:
         self._lap("add events")
         if self.events == 0:
             return
-        image = self.recon.update()
+        from recon.threads import KERNELS
+
+        with KERNELS:
+            image = self.recon.update()
         self._lap("update image")
         self.updates += 1
         if self.on_image is not None:

@@ -207,8 +207,10 @@ class LiveFrames:
         later = events[t_s >= frame.stop_s] if events.size else events
         if frame.number not in self._lossy and events.size:
             from recon.dynamic import frame_events
+            from recon.threads import KERNELS
 
-            image = self.recon_of.reconstruct(frame_events(events, t_s, frame), frame)
+            with KERNELS:  # not beside the live image's kernels
+                image = self.recon_of.reconstruct(frame_events(events, t_s, frame), frame)
             self.points.append(frame.start_s * self.time_scale / 60.0,
                                frame.duration_s * self.time_scale / 60.0,
                                np.asarray(image.image.array), self.regions)

@@ -25,6 +25,11 @@ _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
+KERNELS = threading.RLock()
+"""Held by a thread that runs reconstructions beside another (the DAQ's live image and live
+frames): numba's ``workqueue`` threading layer, the one always present, aborts the process when
+two threads run ``parallel=True`` kernels at once."""
+
 
 def max_threads() -> int:
     """The most threads numba can use in this process (NUMBA_NUM_THREADS, default all cores)."""

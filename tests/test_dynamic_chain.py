@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,10 @@ SCALE = 600.0                       # model minutes per minute: 2 s of scan = 20
 SCHEDULE = "4x30s,4x60s,3x120s,2x240s"  # 20 model minutes
 
 
-def _petdaq(*argv: str) -> None:
+def _petdaq(*argv: str, env: dict[str, str] | None = None) -> None:
     done = subprocess.run([sys.executable, "-m", "daq", *argv], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, timeout=900)
+                          stderr=subprocess.PIPE, text=True, timeout=900,
+                          env=None if env is None else {**os.environ, **env})
     assert done.returncode == 0, f"petdaq {' '.join(argv)}: {done.stderr[-3000:]}"
 
 
@@ -37,7 +39,10 @@ def dynamic_run(tmp_path_factory) -> Path:
     _petdaq("run", "--phantom", "brain-fdg", "--activity-mbq", "60", "--kinetic-time-scale",
             str(SCALE), "--duration", "2", "--fast", "--seed", "4", "--out", str(out),
             "--name", "fdg", "--patient-id", "sub01", "--weight-kg", "70", "--tracer", "FDG",
-            "--frames", SCHEDULE)
+            "--frames", SCHEDULE,
+            # numba's always-present threading layer, which aborts on parallel kernels run from
+            # two threads at once: the live image and the live frames must take turns
+            env={"NUMBA_THREADING_LAYER": "workqueue"})
     run = out / "fdg"
     assert main(["recon", str(run), "--frames", SCHEDULE]) == 0
     return run
