@@ -330,8 +330,9 @@ def print_summary(run: RunDir) -> None:
     if images:
         print(f"image    {', '.join(images['files'])}")
         if start and start.calibration.get("method") == "nominal":
-            print("note     energy gains not calibrated (petdaq calibrate): prompts fall out of "
-                  "the energy window and Bq/mL reads low (docs/limitations.md)")
+            what = "prompts" if counts.get("prompts") else "counts"
+            print(f"note     energy gains not calibrated (petdaq calibrate): {what} fall out of "
+                  "the energy window and the image reads low (docs/limitations.md)")
 
 
 def _out_options(p: argparse.ArgumentParser, with_name: bool = True) -> None:
