@@ -93,6 +93,8 @@ def sidecar(dyn: DynamicImage) -> dict[str, Any]:
         "AttenuationCorrection": "emulated phantom mu-map" if meta.get("attenuation")
         else "none",
         "RandomsCorrection": "delayed window" if meta.get("randoms") != "none" else "none",
+        "ScatterCorrectionMethod": "single-scatter simulation, tail-fitted"
+        if meta.get("scatter") else "none",
         "PromptCounts": dyn.prompts,
         "KineticTimeScale": facts.kinetic_time_scale,
     }

@@ -3,7 +3,7 @@
 The system model (:mod:`recon.system`) puts images in counts, expected annihilations per voxel,
 from the geometry and the crystals' efficiency alone. What it leaves out, the energy window's
 acceptance (photo-peak fraction, inter-crystal scatter), dead time and pile-up, and the object
-scatter inside the window (there is no scatter correction), is one factor: the *cross-
+scatter inside the window (the default reconstruction does not correct it), is one factor: the *cross-
 calibration*, reconstructed counts per true annihilation, stored per scanner model in its TOML
 (``[quantification] counts_per_annihilation``, :attr:`hw.scanner.Scanner.counts_per_annihilation`)
 and divided out by :func:`recon.quant.activity_concentration` to give Bq/mL.

@@ -56,6 +56,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="correct randoms from the delayed coincidences (default on)")
     p.add_argument("--attenuation", action=argparse.BooleanOptionalAction, default=True,
                    help="correct attenuation with the run's phantom mu-map, when known")
+    p.add_argument("--scatter", action=argparse.BooleanOptionalAction, default=False,
+                   help="correct scatter (single-scatter simulation scaled to the tails; needs "
+                        "the mu-map; default off: the cross-calibration is measured without it)")
     p.add_argument("--voxel", type=float, default=2.0, help="voxel size, mm (default 2)")
     p.add_argument("--threads", type=int, help="threads (default: all cores)")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
@@ -124,7 +127,8 @@ def cmd_recon(args: argparse.Namespace) -> int:
     if args.threads is not None:
         recon.set_threads(args.threads)
     options = RunReconOptions(args.iterations, args.subsets, args.tof, args.randoms,
-                              args.attenuation, args.voxel, args.samples, args.calibration)
+                              args.attenuation, args.scatter, args.voxel, args.samples,
+                              args.calibration)
     if args.frames is not None:
         return _recon_frames(args, coinc, header, facts, scanner, options)
     out = Path(args.out) if args.out else (
@@ -149,8 +153,11 @@ def cmd_recon(args: argparse.Namespace) -> int:
         with replacing(out / "report.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         files.append(str(out / "report.json"))
+    scatter = image.meta.get("scatter_fraction")
     print(f"reconstructed {image.meta.get('events', 0)} prompts in "
-          f"{time.monotonic() - t0:.1f} s ({image.units}): " + ", ".join(files))
+          f"{time.monotonic() - t0:.1f} s ({image.units}"
+          + (f", scatter fraction {scatter:.2f} estimated" if scatter is not None else "")
+          + "): " + ", ".join(files))
     return 0
 
 

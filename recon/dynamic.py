@@ -27,6 +27,7 @@ from recon.runimage import (
     nuclide_of,
     osem_counts,
     run_phantom,
+    scatter_scale_of,
 )
 
 #: Sub-iterations (subsets x iterations) of every frame: those of a run's image at 10 subsets.
@@ -90,21 +91,30 @@ class FrameRecon:
     branching: float
     calibration: float
     options: RunReconOptions
+    scatter_scale: float | None = None
+    """The scatter estimate's scale fitted to the whole run (with ``options.scatter``)."""
 
     @classmethod
     def of_run(cls, header: dict[str, Any], facts: RunFacts, scanner: Any,
-               options: RunReconOptions | None = None) -> FrameRecon:
+               options: RunReconOptions | None = None, coinc: np.ndarray | None = None
+               ) -> FrameRecon:
+        """``coinc``: all of the run's coincidences, which scale the frames' scatter estimates
+        (with ``options.scatter``)."""
         options = options or RunReconOptions()
         half_life, branching = nuclide_of(facts)
-        return cls(scanner, header, run_phantom(facts, scanner), half_life, branching,
-                   calibration_of(options, scanner), options)
+        phantom = run_phantom(facts, scanner)
+        scale = (scatter_scale_of(coinc, header, phantom, scanner, options)
+                 if coinc is not None else None)
+        return cls(scanner, header, phantom, half_life, branching,
+                   calibration_of(options, scanner), options, scale)
 
     def reconstruct(self, part: np.ndarray, frame: Frame) -> FrameImage:
         """The image of ``frame`` from its coincidences ``part``."""
         import recon
 
         chosen = frame_options(self.options, part)
-        counts = osem_counts(part, self.header, self.phantom, self.scanner, chosen)
+        counts = osem_counts(part, self.header, self.phantom, self.scanner, chosen,
+                             scatter_scale=self.scatter_scale)
         image = recon.activity_concentration(counts, frame.duration_s, self.branching,
                                              self.half_life_s, self.calibration)
         lam = math.log(2.0) / self.half_life_s if self.half_life_s else 0.0
@@ -127,7 +137,7 @@ def reconstruct_frames(coinc: np.ndarray, header: dict[str, Any], facts: RunFact
     coincidences; ``on_frame(frame)`` once each is done."""
     t_s = coinc["t"] * 1e-12
     check_frames(frames, t_s[coinc["delayed"] == 0], facts.duration_s)
-    recon_of = FrameRecon.of_run(header, facts, scanner, options)
+    recon_of = FrameRecon.of_run(header, facts, scanner, options, coinc)
     done = []
     for f in frames:
         done.append(recon_of.reconstruct(frame_events(coinc, t_s, f), f))

@@ -186,13 +186,16 @@ def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, itera
             mu_map: Image | np.ndarray | None = None, image: Image | None = None,
             callback: Callback | None = None, *, window_ps: float | None = None,
             min_sector_difference: int | None = None,
-            sensitivity_samples: int = DEFAULT_SAMPLES) -> Image:
+            sensitivity_samples: int = DEFAULT_SAMPLES,
+            scatter: np.ndarray | None = None) -> Image:
     """List-mode OSEM of COINC_DTYPE coincidences (prompts: ``delayed == 0``).
 
     ``randoms``: None (no randoms term), ``"delayed"`` (fan-sum estimate from the delayed rows of
     ``coinc``, see :mod:`recon.randoms`) or one expected randoms count per prompt. ``mu_map``:
     attenuation (1/mm), an Image on any grid or an array on ``grid``. ``image``: a warm start on
-    ``grid``. ``callback(iteration, subset, image)`` after every subset. Returns the image in
+    ``grid``. ``callback(iteration, subset, image)`` after every subset. ``scatter``: the
+    expected scattered coincidences of each prompt, in the EM's units (per crystal pair; per mm of
+    TOF position with TOF: :func:`recon.scattercorr.scatter_additive`). Returns the image in
     counts (expected annihilations per voxel over the acquisition).
     """
     if iterations < 0 or subsets < 1:
@@ -211,6 +214,12 @@ def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, itera
         model = np.asarray(randoms, np.float32)
         randoms_total = float(model.sum(dtype=np.float64))
     events = em.events(prompts, model)
+    if scatter is not None:
+        extra = np.asarray(scatter, np.float32)
+        if extra.shape != (len(events),) or np.any(~(extra >= 0)):
+            raise UserError(f"scatter must be one value >= 0 per prompt ({len(events)}), got "
+                            f"shape {extra.shape}")
+        events = Events(events.lors, events.weights, events.additive + extra)
     parts = [em.in_lor_order(events.take(slice(s, None, subsets))) for s in range(subsets)]
     x = em.padded(image) if image is not None else em.initial(len(events) - randoms_total)
     for it in range(iterations):
@@ -221,7 +230,7 @@ def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, itera
     return em.image(x, iterations=iterations, subsets=subsets, tof=em.tof, events=len(events),
                     randoms="none" if randoms is None else (
                         randoms if isinstance(randoms, str) else "given"),
-                    attenuation=em.attenuation is not None)
+                    attenuation=em.attenuation is not None, scatter=scatter is not None)
 
 
 def lm_mlem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, iterations: int = 10,

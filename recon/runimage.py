@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,9 @@ class RunReconOptions:
     """Randoms from the delayed coincidences."""
     attenuation: bool = True
     """With the run's phantom mu-map when the run is emulated (a real run has none)."""
+    scatter: bool = False
+    """Scatter correction (single-scatter simulation scaled to the tails, :mod:`recon.scatter`);
+    it needs the mu-map."""
     voxel_mm: float = 2.0
     sensitivity_samples: int = DEFAULT_SAMPLES
     calibration: float | None = None
@@ -83,21 +86,63 @@ def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
 
 def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner: Any,
                 options: RunReconOptions,
-                callback: Callable[[int, int, Any], None] | None = None) -> Any:
+                callback: Callable[[int, int, Any], None] | None = None,
+                scatter_scale: float | None = None) -> Any:
     """The LM-OSEM image (counts) of coincidences as ``options`` say, with the attenuation of
-    ``phantom`` (an emulated run's; None: none) and the sorter's settings from ``header``."""
+    ``phantom`` (an emulated run's; None: none) and the sorter's settings from ``header``; with
+    ``options.scatter`` a first image without scatter correction gives the scatter estimate,
+    scaled by ``scatter_scale`` (None: fitted to these coincidences' tails)."""
     import recon
 
     grid = recon.default_grid(scanner, options.voxel_mm)
     mu = phantom.mu_map(grid, 511.0) if options.attenuation and phantom is not None else None
     window = header.get("window_ps")
     subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
-    return recon.lm_osem(
-        coinc, scanner, grid, options.iterations, subsets, options.tof,
-        "delayed" if options.randoms else None, mu, callback=callback,
-        window_ps=window if window and window > 0 else None,
-        min_sector_difference=header.get("min_sector_difference"),
-        sensitivity_samples=options.sensitivity_samples)
+
+    def osem(iterations: int, scatter: np.ndarray | None, call: Any) -> Any:
+        return recon.lm_osem(
+            coinc, scanner, grid, iterations, subsets, options.tof,
+            "delayed" if options.randoms else None, mu, callback=call,
+            window_ps=window if window and window > 0 else None,
+            min_sector_difference=header.get("min_sector_difference"),
+            sensitivity_samples=options.sensitivity_samples, scatter=scatter)
+
+    if not options.scatter:
+        return osem(options.iterations, None, callback)
+    if mu is None:
+        from hw.errors import UserError
+
+        raise UserError("scatter correction needs the attenuation map (an emulated run's "
+                        "phantom, with attenuation on)")
+    from recon.scattercorr import scatter_additive
+    from recon.system import min_sector_difference
+
+    first = osem(1, None, None)
+    k = min_sector_difference(scanner, header.get("min_sector_difference"))
+    additive, fraction = scatter_additive(
+        coinc, scanner, grid, mu, np.asarray(first.array), tuple(header["energy_window_kev"]),
+        options.tof, k, scatter_scale)
+    image = osem(options.iterations, additive, callback)
+    image.meta["scatter_fraction"] = round(fraction, 4)
+    return image
+
+
+def scatter_scale_of(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner: Any,
+                     options: RunReconOptions) -> float | None:
+    """The scatter estimate's scale fitted to all of a run's coincidences (for its frames), or
+    None without scatter correction."""
+    if not (options.scatter and options.attenuation and phantom is not None):
+        return None
+    import recon
+    from recon.scattercorr import run_scale
+    from recon.system import min_sector_difference
+
+    grid = recon.default_grid(scanner, options.voxel_mm)
+    first = osem_counts(coinc, header, phantom, scanner,
+                        replace(options, scatter=False, iterations=1))
+    return run_scale(coinc, scanner, grid, phantom.mu_map(grid, 511.0), np.asarray(first.array),
+                     tuple(header["energy_window_kev"]),
+                     min_sector_difference(scanner, header.get("min_sector_difference")))
 
 
 def calibration_of(options: RunReconOptions, scanner: Any) -> float:
@@ -184,7 +229,8 @@ def describe(facts: RunFacts, meta: dict[str, Any], duration_s: float,
         float(injected) * 1e6 if injected else 0.0, injection,
         study.radiopharmaceutical or "")
     corrections = tuple(c for c, on in (("RAN", meta.get("randoms") != "none"),
-                                        ("ATTN", meta.get("attenuation"))) if on)
+                                        ("ATTN", meta.get("attenuation")),
+                                        ("SCAT", meta.get("scatter"))) if on)
     acq = recon.Acquisition(
         start, duration_s, scanner=facts.scanner,
         reconstruction=reconstruction or (
