@@ -162,7 +162,8 @@ def test_curves_and_patlak_from_the_image_derived_input(dynamic_run: Path, capsy
 def test_the_live_curves_are_those_of_the_frames_reconstructed_after_the_scan(
         dynamic_run: Path, tmp_path: Path):
     """The DAQ reconstructed each frame as it completed (``petdaq run --frames``): the same
-    events in the same order give the curves of ``petdaq recon --frames``, byte for byte."""
+    events in the same order give the curves of ``petdaq recon --frames``, byte for byte (these
+    frames' subsets fit one EM block of 32 k events, so no thread scheduling enters the sums)."""
     assert RunDir.open(dynamic_run).start.settings["frame_schedule"] == SCHEDULE
     assert RunDir.open(dynamic_run).stop.losses["live_frames_dropped_events"] == 0
     assert main(["kinetics", str(dynamic_run), "--model", "suvr", "--reference",
