@@ -9,7 +9,7 @@ from daq import calibration, messages
 from daq.acquisition import Acquisition
 from daq.cpu import CpuMeter
 from daq.live import LiveImage
-from daq.liveframes import CurvePoints, LiveFrames
+from daq.liveframes import CurvePoints, LiveFrames, live_regions, live_schedule
 from daq.monitor import MonitorPublisher, RateMeter, histogram_fields, necr
 from daq.processor import ENERGY_HIST_KEV, SortSettings
 from daq.rundir import RunDir
@@ -60,7 +60,6 @@ class Session:
             self.frames = self._live_frames(run, frames, spheres)
 
     def _live_frames(self, run: RunDir, schedule: str, spheres: tuple[str, ...]) -> LiveFrames:
-        from daq.liveframes import live_regions, live_schedule
         from daq.rundir import run_facts
         from recon.dynamic import FrameRecon
 

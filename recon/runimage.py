@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from hw.errors import UserError
 from hw.study import Study
 from recon.system import DEFAULT_SAMPLES
 
@@ -110,8 +111,6 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner
     if not options.scatter:
         return osem(options.iterations, None, callback)
     if mu is None:
-        from hw.errors import UserError
-
         raise UserError("scatter correction needs the attenuation map (an emulated run's "
                         "phantom, with attenuation on)")
     from recon.scattercorr import scatter_additive
