@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 #: How far past a frame's end a coincidence proves that the frame is complete (s).
 COMPLETE_AFTER_S = 1e-3
+_NO_REGIONS = ("live frames of detectors need regions for their curves: give "
+               "--sphere NAME:X,Y,Z,R (mm)")
 
 
 @dataclass
@@ -93,11 +95,11 @@ def check_live_frames(text: str | None, scanner: Any, time_scale: float, end: fl
     if spheres:
         import recon
         from recon.kinetics.regions import sphere_regions
+        from recon.runimage import RunReconOptions
 
-        sphere_regions(spheres, recon.default_grid(scanner, 2.0))
+        sphere_regions(spheres, recon.default_grid(scanner, RunReconOptions().voxel_mm))
     elif not emulated:
-        raise UserError("live frames of detectors need regions for their curves: give "
-                        "--sphere NAME:X,Y,Z,R (mm)")
+        raise UserError(_NO_REGIONS)
 
 
 def live_regions(scanner: Any, facts: Any, spheres: list[str], voxel_mm: float
@@ -113,8 +115,7 @@ def live_regions(scanner: Any, facts: Any, spheres: list[str], voxel_mm: float
         return sphere_regions(spheres, grid)
     phantom = run_phantom(facts, scanner)
     if phantom is None:
-        raise UserError("live frames of detectors need regions for their curves: give "
-                        "--sphere NAME:X,Y,Z,R (mm)")
+        raise UserError(_NO_REGIONS)
     return phantom_regions(phantom, grid)
 
 

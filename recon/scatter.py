@@ -58,17 +58,14 @@ class ScatterShape:
     object_radius_mm: float
 
 
-def klein_nishina(cos_theta: np.ndarray | float, energy_kev: float = 511.0) -> np.ndarray:
-    """Klein-Nishina differential cross section (relative: r_e^2 / 2 left out)."""
-    p = 1.0 / (1.0 + energy_kev / 511.0 * (1.0 - np.asarray(cos_theta)))
-    return p * p * (p + 1.0 / p - (1.0 - np.asarray(cos_theta) ** 2))
+def klein_nishina(cos_theta: float) -> float:
+    """Klein-Nishina differential cross section at 511 keV (relative: r_e^2 / 2 left out)."""
+    return float(_kn(float(cos_theta)))
 
 
 def compton_total(energy_kev: np.ndarray | float) -> np.ndarray:
-    """Klein-Nishina total cross section per electron (relative units)."""
-    k = np.asarray(energy_kev, np.float64) / 511.0
-    a = (1 + k) / k ** 2 * (2 * (1 + k) / (1 + 2 * k) - np.log1p(2 * k) / k)
-    return a + np.log1p(2 * k) / (2 * k) - (1 + 3 * k) / (1 + 2 * k) ** 2
+    """Klein-Nishina total cross section per electron (relative: Thomson's is 4 / 3)."""
+    return np.vectorize(_sigma)(np.asarray(energy_kev, np.float64))
 
 
 def _efficiency_table(scanner: Scanner, window_kev: tuple[float, float]) -> np.ndarray:
