@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     from emulator import cli as emulator_cli
     from gui import cli as gui_cli
     from recon import cli as recon_cli
+    from recon import spectcal
+    from recon.dosimetry import cli as dosimetry_cli
     from recon.kinetics import cli as kinetics_cli
 
     parser = argparse.ArgumentParser(
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     emulator_cli.add_commands(sub)
     countrate_live.extend(sub)
     recon_cli.add_commands(sub)
+    spectcal.add_commands(sub)
+    dosimetry_cli.add_commands(sub)
     kinetics_cli.add_commands(sub)
     gui_cli.add_commands(sub)
     return parser

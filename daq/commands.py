@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from daq import calibration, checks, runcontrol
@@ -349,13 +350,26 @@ def _sort_options(p: argparse.ArgumentParser) -> None:
                    help="energy window, keV")
     g.add_argument("--policy", default="takeAllGoods", help="multiple-coincidence policy")
     g.add_argument("--min-sector-difference", type=int, default=None)
+    g.add_argument("--photopeaks-kev", type=float, nargs="+", default=None, metavar="KEV",
+                   help="SPECT: photopeaks to window, each with its TEW scatter windows (default: "
+                        "the emulated nuclide's lines, else the scanner's window; Lu-177: 208 113)")
 
 
 def sort_settings(args: argparse.Namespace) -> SortSettings:
     """Sorting settings from the command line."""
     return SortSettings(window_ps=args.window_ps, delay_ps=args.delay_ps,
                         energy_window_kev=tuple(args.energy_window) if args.energy_window else None,
-                        policy=args.policy, min_sector_difference=args.min_sector_difference)
+                        policy=args.policy, min_sector_difference=args.min_sector_difference,
+                        photopeaks_kev=_photopeaks(args.photopeaks_kev))
+
+
+def _photopeaks(values: list[float] | None) -> tuple[float, ...] | None:
+    """``--photopeaks-kev``, checked."""
+    if values is None:
+        return None
+    for v in values:
+        checks.positive(v, "--photopeaks-kev", "keV")
+    return tuple(values)
 
 
 def cmd_scanners(args: argparse.Namespace) -> int:
@@ -409,8 +423,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     out = RunDir.create(args.out or run.path, None if args.out else
                         "replay-" + utc_now().replace(":", "")[:17])
     cal = calibration.current(scanner)
+    sort = sort_settings(args)
+    recorded = run.start.sort.get("photopeaks_kev") if run.start is not None else None
+    if sort.photopeaks_kev is None and recorded:
+        sort = replace(sort, photopeaks_kev=tuple(recorded))
     progress = Progress(f"replay {run.path.name}", unit="bytes")
-    result = replay_journal(run.journal, scanner, cal, sort_settings(args), out.listmode,
+    result = replay_journal(run.journal, scanner, cal, sort, out.listmode,
                             progress=lambda done, total: progress.update(done),
                             scan_duration_s=_scan_duration_s(run),
                             threads=threads)

@@ -54,6 +54,9 @@ class SortSettings:
     policy: str = "takeAllGoods"
     min_sector_difference: int | None = None
     mode: str = "single-window"
+    photopeaks_kev: tuple[float, ...] | None = None
+    """SPECT: the photopeaks to window (:func:`daq.projections.windows_of`); None: the
+    scanner's acquisition window."""
 
     def resolved(self, scanner: Scanner) -> dict[str, Any]:
         """Checked settings for ``scanner`` (:func:`coincidence.resolve`, keyword arguments of
@@ -177,7 +180,8 @@ class Processor:
         self.workers = workers or SERIAL
         self.stage: coincidence.Sorter | ProjectionStage
         if scanner.kind == "spect":
-            self.stage = ProjectionStage(scanner, scan_duration_s)
+            peaks = tuple(sort.photopeaks_kev) if sort.photopeaks_kev else None
+            self.stage = ProjectionStage(scanner, scan_duration_s, peaks)
             self.settings = self.stage.settings
         else:
             self.settings = sort.resolved(scanner)

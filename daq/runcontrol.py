@@ -7,7 +7,7 @@ import dataclasses
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from daq.emulated import EmulatorSettings, start_emulator
@@ -60,6 +60,10 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
 
     study = study or Study()
     scanner = load_scanner(emu.scanner)
+    if scanner.kind == "spect" and not sort.photopeaks_kev:
+        from daq.projections import photopeaks_of
+
+        sort = replace(sort, photopeaks_kev=photopeaks_of(emu.nuclide))
     kinetic = phantoms.get(emu.phantom, scanner).kinetics is not None
     if kinetic:
         study = _kinetic_injection(study, emu)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from daq.rundocs import StartDocument, StopDocument, utc_now
+from daq.rundocs import ExitStatus, StartDocument, StopDocument, utc_now
 from hw.atomic import replacing
 from hw.errors import UserError
 from hw.study import Study
@@ -140,9 +140,11 @@ def run_facts(run: RunDir) -> Any:
         return RunFacts()
     elapsed = stop.elapsed_s if stop is not None else None
     emulated = (start.settings.get("emulator") or {}).get("duration_s")
-    # an emulated scan's events span its emulated time however fast it was emulated, or less
-    # when it was stopped early
-    duration = (min(emulated, elapsed) if emulated and elapsed else
+    # an emulated scan's events span its emulated time however fast it was emulated (a --fast
+    # SPECT scan ends long before its duration), or less when it was stopped early
+    whole = stop is not None and stop.exit_status is ExitStatus.SUCCESS
+    duration = (emulated if emulated and whole else
+                min(emulated, elapsed) if emulated and elapsed else
                 emulated or elapsed or start.scan_duration_s)
     activity = start.setting("activity_mbq")
     return RunFacts(scanner=start.scanner, start_utc=start.time_utc or None,

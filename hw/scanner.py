@@ -202,6 +202,13 @@ class Scanner:
     per true annihilation, which :func:`recon.quant.activity_concentration` divides out to give
     Bq/mL (measured by ``python -m recon.calibrate``; 1.0, the system model as is, when the file
     has none)."""
+    scatter_corrected_counts_per_annihilation: float | None = None
+    """The PET cross-calibration with scatter correction (``python -m recon.calibrate
+    --scatter``), which scatter-corrected images are quantified with; None when not measured."""
+    spect_cps_per_mbq: dict[str, float] = field(default_factory=dict)
+    """SPECT planar sensitivity per head (counts per second per MBq in a photopeak window, TEW
+    scatter removed), ``[quantification.spect_cps_per_mbq]``, keyed by
+    :func:`sensitivity_key` (e.g. ``"Lu-177 208 keV"``); measured by ``petdaq sensitivity``."""
 
     @property
     def n_crystals(self) -> int:
@@ -291,13 +298,13 @@ def load_scanner(name_or_path: str | Path = "bedside-brain") -> Scanner:
 
 
 #: The ``[quantification]`` table with the blank lines before it, up to the next table.
-_QUANTIFICATION = re.compile(r"(?:^[ \t]*\n)*^\[quantification\][^\n]*(?:\n|$)"
+_QUANTIFICATION = re.compile(r"(?:^[ \t]*\n)*^\[quantification(?:\.[^\]\n]*)?\][^\n]*(?:\n|$)"
                              r"(?:(?![ \t]*\[)[^\n]*(?:\n|$))*", re.MULTILINE)
 
 
 def definition_digest(text: str) -> str:
     """:attr:`Scanner.digest` of a definition's text: SHA-256 of it without its
-    ``[quantification]`` table."""
+    ``[quantification]`` table and sub-tables."""
     return hashlib.sha256(_QUANTIFICATION.sub("", text).encode()).hexdigest()
 
 
@@ -428,7 +435,7 @@ def _build(data: dict[str, Any], source: str, digest: str) -> Scanner:
     common = dict(
         name=top.text("name"), description=top.text("description", default=""), kind=kind,
         material=mat, response=response, digitizer=digitizer, acquisition=acquisition,
-        source=source, digest=digest, counts_per_annihilation=_counts_per_annihilation(top),
+        source=source, digest=digest, **_quantification(top),
     )
     if kind == "pet":
         scanner = _ring(geo, digitizer, common)
@@ -460,15 +467,31 @@ def _channel_map(board: np.ndarray, channel: np.ndarray, n_boards: int) -> np.nd
     return cmap
 
 
-def _counts_per_annihilation(top: _Keys) -> float:
-    """The optional ``[quantification] counts_per_annihilation`` (default 1.0)."""
+def sensitivity_key(nuclide: str, photopeak_kev: float) -> str:
+    """The key of a SPECT sensitivity: ``"Lu-177 208 keV"``."""
+    return f"{nuclide} {photopeak_kev:.0f} keV"
+
+
+def _quantification(top: _Keys) -> dict[str, Any]:
+    """The optional ``[quantification]`` table: ``counts_per_annihilation`` (default 1.0),
+    ``scatter_corrected_counts_per_annihilation`` and the sub-table ``spect_cps_per_mbq``."""
     if not top.has("quantification"):
-        return 1.0
+        return {}
     q = top.table("quantification")
-    value = q.number("counts_per_annihilation", default=1.0)
+    found: dict[str, Any] = {}
+    for key in ("counts_per_annihilation", "scatter_corrected_counts_per_annihilation"):
+        if q.has(key):
+            found[key] = _finite(q, key, "reconstructed counts per true annihilation")
+    if q.has("spect_cps_per_mbq"):
+        table = q.table("spect_cps_per_mbq")
+        found["spect_cps_per_mbq"] = {str(k): _finite(table, k, "cps/MBq") for k in table.data}
+    return found
+
+
+def _finite(table: _Keys, key: str, unit: str) -> float:
+    value = table.number(key)
     if not math.isfinite(value):
-        raise q._fail("counts_per_annihilation", f"must be a finite number > 0 (reconstructed "
-                      f"counts per true annihilation), got {value!r}")
+        raise table._fail(key, f"must be a finite number > 0 ({unit}), got {value!r}")
     return value
 
 

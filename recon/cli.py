@@ -58,7 +58,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="correct attenuation with the run's phantom mu-map, when known")
     p.add_argument("--scatter", action=argparse.BooleanOptionalAction, default=False,
                    help="correct scatter (single-scatter simulation scaled to the tails; needs "
-                        "the mu-map; default off: the cross-calibration is measured without it)")
+                        "the mu-map; quantified with the scanner's scatter-corrected cross-calibration; "
+                        "default off)")
     p.add_argument("--voxel", type=float, default=2.0, help="voxel size, mm (default 2)")
     p.add_argument("--threads", type=int, help="threads (default: all cores)")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
@@ -80,6 +81,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="dynamic: reconstruct frames back to back from the scan's start, e.g. "
                         "6x10s,8x30s,5x5min (an emulated kinetic run: in its model's time), "
                         "into RUN/dynamic (BIDS-PET 4D NIfTI and sidecar, a DICOM series)")
+    p.add_argument("--photopeak-kev", type=float, default=None, metavar="KEV",
+                   help="SPECT: reconstruct the photopeak window holding KEV (default: the "
+                        "first, the nuclide's strongest line; Lu-177: 208, or 113)")
     p.add_argument("--out", help="output folder (default RUN/images; RUN/dynamic with --frames)")
     p.set_defaults(func=cmd_recon)
 

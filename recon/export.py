@@ -353,6 +353,7 @@ def write_dicom_nm(image: Image, path: str | Path, rp: Radiopharmaceutical, acq:
     ds.EnergyWindowInformationSequence = DicomSequence([window])
     ds.RadiopharmaceuticalInformationSequence = DicomSequence([_radiopharmaceutical(rp)])
     ds.CorrectedImage = list(acq.corrections)
+    ds.ImageComments = f"pixel value x RescaleSlope: {image.units}"  # the NM IOD has no Units
     volume = np.maximum(image.array, 0.0).transpose(2, 1, 0)      # frames of [y, x]
     slope = float(volume.max()) / _UINT16_MAX if volume.max() > 0 else 1.0
     ds.PixelRepresentation = 0

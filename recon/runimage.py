@@ -145,9 +145,12 @@ def scatter_scale_of(coinc: np.ndarray, header: dict[str, Any], phantom: Any, sc
 
 
 def calibration_of(options: RunReconOptions, scanner: Any) -> float:
-    """Reconstructed counts per true annihilation: the option's, else the scanner's."""
-    return (options.calibration if options.calibration is not None
-            else scanner.counts_per_annihilation)
+    """Reconstructed counts per true annihilation: the option's, else the scanner's (with
+    scatter correction, its scatter-corrected factor where it has one)."""
+    if options.calibration is not None:
+        return options.calibration
+    corrected = scanner.scatter_corrected_counts_per_annihilation
+    return corrected if options.scatter and corrected else scanner.counts_per_annihilation
 
 
 def _duration_s(coinc: np.ndarray, facts: RunFacts) -> float | None:

@@ -57,10 +57,12 @@ def tew_scatter(lower: np.ndarray, upper: np.ndarray, width_lower_kev: float,
     return ((lo / width_lower_kev + up / width_upper_kev) * width_peak_kev / 2).astype(np.float32)
 
 
-def detection_efficiency(scanner: Scanner) -> float:
-    """Collimator geometric efficiency x crystal detection probability at the window centre."""
+def detection_efficiency(scanner: Scanner, energy_kev: float | None = None) -> float:
+    """Collimator geometric efficiency x crystal detection probability at ``energy_kev`` (None:
+    the centre of the scanner's acquisition window)."""
     spect = _spect(scanner)
-    energy = float(np.mean(scanner.acquisition["energy_window_kev"]))
+    energy = (float(np.mean(scanner.acquisition["energy_window_kev"])) if energy_kev is None
+              else float(energy_kev))
     absorbed = -math.expm1(-float(scanner.material.mu(energy)) * scanner.crystal_size_mm[2])
     return spect.collimator.efficiency * scanner.response.crystal_efficiency * absorbed
 
@@ -76,8 +78,10 @@ class SpectProjector:
     ``[head, view, row, column]`` of ``scanner``; see the module docstring."""
 
     def __init__(self, scanner: Scanner, grid: Grid | None = None,
-                 mu_map: Image | np.ndarray | None = None, intrinsic_fwhm_mm: float = 0.0
-                 ) -> None:
+                 mu_map: Image | np.ndarray | None = None, intrinsic_fwhm_mm: float = 0.0,
+                 energy_kev: float | None = None) -> None:
+        """``energy_kev``: the photons' energy (None: the centre of the scanner's acquisition
+        window), for the crystal's detection probability."""
         spect = _spect(scanner)
         self.scanner, self.spect = scanner, spect
         self.grid = grid if grid is not None else default_grid(scanner)
@@ -98,7 +102,7 @@ class SpectProjector:
         fwhm = np.sqrt(spect.collimator.geometric_resolution_mm(distance) ** 2
                        + intrinsic_fwhm_mm ** 2)
         self._taps = _gaussian_taps(fwhm / FWHM_PER_SIGMA / pixel)
-        self._scale = np.float32(detection_efficiency(scanner) / spect.views_per_head
+        self._scale = np.float32(detection_efficiency(scanner, energy_kev) / spect.views_per_head
                                  * pixel ** 3 / self.grid.voxel_volume_mm3)
         self._geometry = (np.array(self.grid.origin_mm, np.float64),
                           np.array(self.grid.voxel_mm, np.float64))
@@ -152,13 +156,15 @@ class SpectProjector:
 def spect_osem(projections: np.ndarray, scanner: Scanner, scatter: np.ndarray | None = None,
                mu_map: Image | np.ndarray | None = None, iterations: int = 4, subsets: int = 8,
                grid: Grid | None = None, image: Image | None = None,
-               intrinsic_fwhm_mm: float = 0.0, callback=None) -> Image:
+               intrinsic_fwhm_mm: float = 0.0, callback=None,
+               energy_kev: float | None = None) -> Image:
     """OSEM of photopeak ``projections`` [head, view, row, column] (counts); ``scatter`` the
     additive scatter estimate in the same layout (e.g. :func:`tew_scatter`); ``mu_map`` 1/mm at
     the photon energy (an Image on any grid, or an array on ``grid``). Subsets interleave the view
     index (each holds every head's views v, v + subsets, ...). ``callback(iteration, subset,
-    image)`` after every subset. Returns counts per voxel over the acquisition."""
-    proj = SpectProjector(scanner, grid, mu_map, intrinsic_fwhm_mm)
+    image)`` after every subset; ``energy_kev`` the photopeak (None: the centre of the
+    scanner's acquisition window). Returns counts per voxel over the acquisition."""
+    proj = SpectProjector(scanner, grid, mu_map, intrinsic_fwhm_mm, energy_kev)
     y = np.asarray(projections, np.float32)
     if y.shape != proj.shape:
         raise UserError(f"projections must be [head, view, row, column] {proj.shape}, "

@@ -34,6 +34,7 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     from hw.scanner import load_scanner
     from recon.report import phantom_report
     from recon.runimage import run_phantom
+    from recon.spectquant import quantify_spect
 
     if args.frames is not None:
         raise UserError("--frames needs a PET run: a SPECT run's views share its whole duration")
@@ -45,7 +46,9 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run.path / "images"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    image = spect_run_image(run, scanner, iterations, subsets, args.attenuation)
+    image = spect_run_image(run, scanner, iterations, subsets, args.attenuation,
+                            args.photopeak_kev)
+    image, units = quantify_spect(image, scanner, facts.nuclide, facts.duration_s)
     files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
     if args.dicom:
         files.append(str(recon.write_dicom_nm(image, out / "image_nm.dcm",
@@ -61,9 +64,11 @@ def recon_spect_run(args: argparse.Namespace) -> int:
         with replacing(out / "report.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         files.append(str(out / "report.json"))
-    print(f"reconstructed SPECT run {run.path.name} (OSEM {iterations}i{subsets}s, TEW"
+    window = image.meta["window_kev"]
+    print(f"reconstructed SPECT run {run.path.name} (OSEM {iterations}i{subsets}s, "
+          f"{window[0]:.1f}-{window[1]:.1f} keV, TEW"
           f"{', attenuation' if image.meta.get('attenuation') else ''}) in "
-          f"{time.monotonic() - t0:.1f} s ({image.units}): " + ", ".join(files))
+          f"{time.monotonic() - t0:.1f} s ({units}): " + ", ".join(files))
     return 0
 
 
@@ -85,11 +90,10 @@ def _nm_description(facts: Any, image: Any, run: Any, scanner: Any) -> tuple[Any
     photopeak window, attenuation and scatter corrections."""
     from recon.runimage import describe
 
-    start = run.start
     duration = facts.duration_s or 0.0
     rp, acq = describe(facts, {}, duration, "SPECT OSEM",
                        f"OSEM {image.meta['iterations']}i{image.meta['subsets']}s")
-    window = start.setting("energy_window_kev") if start is not None else None
+    window = image.meta.get("window_kev")
     corrections = tuple(c for c, on in (("ATTN", image.meta.get("attenuation")),
                                         ("SCAT", image.meta.get("scatter"))) if on)
     return rp, dataclasses.replace(acq, corrections=corrections,
