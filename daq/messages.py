@@ -27,6 +27,7 @@ SCHEMA_VERSION = 1
 MONITOR_TOPIC = b"monitor"
 IMAGE_TOPIC = b"image"
 CURVES_TOPIC = b"curves"
+POLAR_TOPIC = b"polar"
 DEFAULT_MONITOR_PORT = 5556
 DEFAULT_CONTROL_PORT = 5557
 
@@ -116,3 +117,15 @@ def curves_message(*, start_min: list[float], duration_min: list[float],
             "mean_bq_ml": {k: list(v) for k, v in mean_bq_ml.items()},
             "sd_bq_ml": {k: list(v) for k, v in sd_bq_ml.items()},
             "frames_done": int(frames_done), "frames_total": int(frames_total)}
+
+
+def polar_map_message(*, percent: list[float], picture: np.ndarray, abnormal_below: float,
+                      apex_mm: list[float], base_mm: list[float]) -> dict[str, Any]:
+    """A cardiac SPECT scan's 17-segment polar map at the stop: each segment's percent of the
+    maximum (AHA order), the bull's-eye picture ([row, column, RGB] uint8, anterior at the top,
+    septal on the left), the percent under which a segment is abnormal, and the left ventricle's
+    axis it was sampled on (scanner mm)."""
+    return {"type": "polar", "v": SCHEMA_VERSION, "percent": list(percent),
+            "picture": encode_array(np.asarray(picture, np.uint8)),
+            "abnormal_below_percent": float(abnormal_below), "apex_mm": list(apex_mm),
+            "base_mm": list(base_mm)}

@@ -16,6 +16,7 @@ of truth (``petdaq replay`` rebuilds them).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +131,23 @@ class ProjectionStage:
         return path
 
 
-def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6) -> Path:
+@dataclass(frozen=True)
+class SpectImage:
+    """A SPECT run's image at the stop, and for a cardiac scan its polar map (or None)."""
+
+    image: Any
+    polar: Any
+    lv: Any
+    """The left ventricle's axis the polar map was sampled on (found in the image)."""
+
+
+def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6
+                ) -> SpectImage:
     """OSEM of the run's first photopeak's projections with TEW scatter and, for an emulated run,
     the phantom's attenuation map at the photopeak energy, in Bq/mL where the scanner has the
     sensitivity of the run's nuclide (:mod:`recon.spectquant`); NIfTI + PNG slices and MIP in
-    RUN/images."""
+    RUN/images. A scan of a phantom with a myocardium gets its bull's-eye too, on the axis found
+    in the image (``polar_map.png``, ``polar_map.csv``)."""
     import recon
     from daq.rundir import run_facts
     from recon.spectquant import quantify_spect
@@ -143,10 +156,32 @@ def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int
     facts = run_facts(run)
     image, _ = quantify_spect(spect_run_image(run, scanner, iterations, subsets), scanner,
                               facts.nuclide, facts.duration_s)
-    paths = recon.save_outputs(image, run.images / "image")
+    paths = list(recon.save_outputs(image, run.images / "image"))
+    polar, lv = _bullseye(image, facts, scanner)
+    if polar is not None:
+        from recon.cardiac import write_segments_csv
+        from recon.polarmap import SEGMENT_NAMES
+
+        paths.append(polar.write_png(run.images / "polar_map.png"))
+        paths.append(write_segments_csv({f"{i + 1} {n}": float(v) for i, (n, v) in enumerate(
+            zip(SEGMENT_NAMES, polar.percent, strict=True))}, run.images / "polar_map.csv"))
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2)})
-    return run.images
+    return SpectImage(image, polar, lv)
+
+
+def _bullseye(image: Any, facts: Any, scanner: Scanner) -> tuple[Any, Any]:
+    """(polar map, axis) of a cardiac scan's image, or (None, None)."""
+    from recon.runimage import run_phantom
+
+    phantom = run_phantom(facts, scanner)
+    if phantom is None or "myocardium" not in phantom.regions():
+        return None, None
+    from recon.cardiac import map_of
+    from recon.lvaxis import find_lv_axis
+
+    lv = find_lv_axis(image)
+    return map_of(image, lv), lv
 
 
 def spect_run_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6,

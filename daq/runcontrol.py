@@ -13,6 +13,7 @@ from pathlib import Path
 from daq.emulated import EmulatorSettings, start_emulator
 from daq.monitor import MonitorPublisher
 from daq.processor import SortSettings
+from daq.projections import SpectImage
 from daq.rundir import RunDir, run_facts
 from daq.session import Session
 from daq.sources import Source, open_source
@@ -147,14 +148,16 @@ def finish(r: Run) -> int:
             r.emulator_error = err.strip().splitlines()[-1]
     stop = r.session.finish()
     if r.recon:
-        final_image(r.run, r.scanner)
+        final_image(r.run, r.scanner, r.session.publisher)
     return 1 if stop.failed else 0
 
 
-def final_image(run: RunDir, scanner: Scanner) -> Path | None:
+def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | None = None
+                ) -> Path | None:
     """Reconstruct the run's list-mode data (SPECT: its projections, :func:`daq.projections.
-    spect_image`); NIfTI + PNG slices and MIP in RUN/images. None when the run has no prompts
-    (SPECT: no singles) to reconstruct."""
+    spect_image`, published on ``publisher`` with a cardiac scan's bull's-eye); NIfTI + PNG
+    slices and MIP in RUN/images. None when the run has no prompts (SPECT: no singles) to
+    reconstruct."""
     import recon
     from daq.listmode import read_listmode
     from recon.runimage import reconstruct_run
@@ -164,7 +167,12 @@ def final_image(run: RunDir, scanner: Scanner) -> Path | None:
     if scanner.kind == "spect":
         from daq.projections import spect_image
 
-        return spect_image(run, scanner) if counts.get("singles") else None
+        if not counts.get("singles"):
+            return None
+        result = spect_image(run, scanner)
+        if publisher is not None:
+            _publish_spect(publisher, result, int(counts["singles"]))
+        return run.images
     if not counts.get("prompts"):
         return None
     coinc, header = read_listmode(run.listmode)
@@ -174,3 +182,22 @@ def final_image(run: RunDir, scanner: Scanner) -> Path | None:
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2)})
     return run.images
+
+
+def _publish_spect(publisher: MonitorPublisher, result: SpectImage, singles: int) -> None:
+    """The SPECT image at the stop, and a cardiac scan's bull's-eye, on the monitor stream."""
+    from daq import messages
+
+    image = result.image
+    publisher.send(messages.IMAGE_TOPIC, messages.image_message(
+        image.array, voxel_mm=tuple(image.voxel_mm), origin_mm=tuple(image.origin_mm),
+        events=singles, iteration=int(image.meta.get("iterations", 0))))
+    if result.polar is not None:
+        from recon.cardiac import ABNORMAL_PERCENT
+        from recon.polarmap import render_bullseye
+
+        publisher.send(messages.POLAR_TOPIC, messages.polar_map_message(
+            percent=[float(v) for v in result.polar.percent],
+            picture=render_bullseye(result.polar.percent), abnormal_below=ABNORMAL_PERCENT,
+            apex_mm=[float(v) for v in result.lv.apex_mm],
+            base_mm=[float(v) for v in result.lv.base_mm]))

@@ -142,7 +142,8 @@ class DaqService:
             raise UserError(f"energy_window_kev must be [low, high] in keV, got {window!r}")
         sort = SortSettings(energy_window_kev=tuple(window) if window else None)
         scanner = load_scanner(emu.scanner)
-        sort.resolved(scanner)  # a window the scanner cannot use: say so now
+        if scanner.kind == "pet":
+            sort.resolved(scanner)  # a window the scanner cannot use: say so now
         study = Study.from_json((settings or {}).get("study"))
         frames = _frames_setting(settings, scanner, emu)
         self._starting, self._cancel, self._failure = True, False, ""

@@ -25,15 +25,17 @@ from typing import Any, Self
 import numpy as np
 import zmq
 
-from daq.messages import CURVES_TOPIC, IMAGE_TOPIC, MONITOR_TOPIC, pack, unpack
+from daq.messages import CURVES_TOPIC, IMAGE_TOPIC, MONITOR_TOPIC, POLAR_TOPIC, pack, unpack
 from gui.views import (
     RATE_NAMES,
     CurvesView,
     ImageView,
     MonitorView,
+    PolarView,
     curves_view,
     image_view,
     monitor_view,
+    polar_view,
     rate_sample,
 )
 
@@ -71,6 +73,8 @@ class FeedUpdate:
     history: dict[str, np.ndarray]
     """Rate name -> counts/s per sample, NaN where the message lacked it."""
     counters: FeedCounters
+    polar: PolarView | None = None
+    """A cardiac SPECT scan's bull's-eye at its stop."""
 
 
 class RateHistory:
@@ -113,8 +117,8 @@ class _Worker:
 
 
 class MonitorFeed(_Worker):
-    """Subscriber thread on the DAQ's monitor PUB socket (topics ``monitor``, ``image`` and
-    ``curves``)."""
+    """Subscriber thread on the DAQ's monitor PUB socket (topics ``monitor``, ``image``,
+    ``curves`` and ``polar``)."""
 
     def __init__(self, endpoint: str, *, history: int = 6000,
                  context: zmq.Context | None = None, secure: Secure | None = None) -> None:
@@ -128,6 +132,7 @@ class MonitorFeed(_Worker):
         self._monitor: MonitorView | None = None
         self._image: ImageView | None = None
         self._curves: CurvesView | None = None
+        self._polar: PolarView | None = None
         self._last_image: tuple[dict[str, Any], float] | None = None
         self._filter_fwhm_mm = 0.0
         self._refilter = threading.Event()
@@ -142,10 +147,11 @@ class MonitorFeed(_Worker):
         """The views that arrived since the last call (or None), and the whole rate history."""
         with self._lock:
             monitor, image, curves = self._monitor, self._image, self._curves
-            self._monitor = self._image = self._curves = None
+            polar = self._polar
+            self._monitor = self._image = self._curves = self._polar = None
             t, history = self._history.arrays()
             counters = FeedCounters(**vars(self._counters))
-        return FeedUpdate(monitor, image, curves, t, history, counters)
+        return FeedUpdate(monitor, image, curves, t, history, counters, polar)
 
     # ---------------------------------------------------------------- subscriber thread
 
@@ -158,6 +164,7 @@ class MonitorFeed(_Worker):
         sock.setsockopt(zmq.SUBSCRIBE, MONITOR_TOPIC)
         sock.setsockopt(zmq.SUBSCRIBE, IMAGE_TOPIC)
         sock.setsockopt(zmq.SUBSCRIBE, CURVES_TOPIC)
+        sock.setsockopt(zmq.SUBSCRIBE, POLAR_TOPIC)
         if self._secure is not None:
             self._secure(sock)
         sock.connect(self.endpoint)
@@ -217,6 +224,9 @@ class MonitorFeed(_Worker):
             curves = curves_view(*latest[CURVES_TOPIC])
             if curves is None:
                 problems.append("curves")
+        polar = polar_view(*latest[POLAR_TOPIC]) if POLAR_TOPIC in latest else None
+        if POLAR_TOPIC in latest and polar is None:
+            problems.append("polar map")
         with self._lock:
             self._counters.skipped += superseded
             if problems:
@@ -230,6 +240,8 @@ class MonitorFeed(_Worker):
                 self._image = image
             if curves is not None:
                 self._curves = curves
+            if polar is not None:
+                self._polar = polar
 
     def _filter_last_image(self) -> None:
         if self._last_image is None:
@@ -245,7 +257,7 @@ class MonitorFeed(_Worker):
         if len(parts) != 2:
             return {}, f"{len(parts)}-part message"
         topic, payload = parts
-        if topic not in (MONITOR_TOPIC, IMAGE_TOPIC, CURVES_TOPIC):
+        if topic not in (MONITOR_TOPIC, IMAGE_TOPIC, CURVES_TOPIC, POLAR_TOPIC):
             return {}, f"unknown topic {topic[:20]!r}"
         try:
             message = unpack(payload)

@@ -307,6 +307,33 @@ def curves_view(message: dict[str, Any], received_at: float) -> CurvesView | Non
 
 
 @dataclass(frozen=True)
+class PolarView:
+    """A cardiac SPECT scan's bull's-eye (:func:`daq.messages.polar_map_message`): the 17
+    segments' percent of the maximum (AHA order), the DAQ's picture of it and its abnormal
+    threshold."""
+
+    received_at: float
+    percent: np.ndarray
+    picture: np.ndarray
+    abnormal_below: float
+
+
+def polar_view(message: dict[str, Any], received_at: float) -> PolarView | None:
+    """Parse a polar map message; None if unusable (not 17 finite numbers, not an RGB
+    picture)."""
+    try:
+        percent = np.asarray(message["percent"], np.float64)
+        picture = decode_array(message["picture"])
+        below = float(message["abnormal_below_percent"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if (percent.shape != (17,) or not np.all(np.isfinite(percent)) or picture.ndim != 3
+            or picture.shape[2] != 3 or picture.dtype != np.uint8):
+        return None
+    return PolarView(received_at, percent, picture, below)
+
+
+@dataclass(frozen=True)
 class ScannerChoice:
     """A scanner the DAQ offers: its default energy window (keV) and module grid (module rings,
     modules per ring), which lays out the console's hit map."""

@@ -16,6 +16,7 @@ from pyqtgraph.Qt import QtCore, QtWidgets
 
 from daq.messages import LOW_DISK_BYTES
 from gui import text, theme
+from gui.bullseye import BullseyePanel
 from gui.controls import RunControls, RunStatus
 from gui.curves import CurvesPanel
 from gui.images import ImagePanel
@@ -76,6 +77,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.plots = AcquisitionPlots()
         self.images = ImagePanel()
         self.curves = CurvesPanel()
+        self.bullseye = BullseyePanel()
+        self.side = QtWidgets.QTabWidget()
+        self.side.addTab(self.curves, "Curves")
+        self.side.addTab(self.bullseye, "Bull's-eye")
 
         self.setCentralWidget(self._layout())
         self.status_line = QtWidgets.QLabel()
@@ -123,7 +128,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     def _layout(self) -> QtWidgets.QWidget:
         """Banner across the top; scan form, run status and event log on the left; the
-        acquisition views above the image views and the curves on the right."""
+        acquisition views above the image views and, on the right, the curves of a dynamic scan or
+        the bull's-eye of a cardiac SPECT scan (tabs)."""
         left = QtWidgets.QVBoxLayout()
         left.addWidget(self.controls)
         left.addWidget(self.status)
@@ -135,7 +141,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         column.setFixedWidth(380)
         image_row = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         image_row.addWidget(self.images)
-        image_row.addWidget(self.curves)
+        image_row.addWidget(self.side)
         image_row.setSizes([900, 420])
         views = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         views.addWidget(self.plots)
@@ -207,6 +213,10 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self.images.show(update.image)
         if update.curves is not None:
             self.curves.show_curves(update.curves)
+            self.side.setCurrentWidget(self.curves)
+        if update.polar is not None:
+            self.bullseye.show_polar(update.polar)
+            self.side.setCurrentWidget(self.bullseye)
         self.plots.show_rates(update.history_t, update.history, now)
         self._show_health(now)
         self.frames += 1
@@ -221,6 +231,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if v.run != self._run and v.run:
             self._note(f"run {v.run}")  # the full path once, in the log
             self.curves.clear_curves()
+            self.bullseye.clear_polar()
         if v.message and v.message != self._daq_message:
             self._note(f"DAQ: {v.message}")
         self._run, self._daq_message = v.run, v.message

@@ -84,6 +84,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photopeak-kev", type=float, default=None, metavar="KEV",
                    help="SPECT: reconstruct the photopeak window holding KEV (default: the "
                         "first, the nuclide's strongest line; Lu-177: 208, or 113)")
+    p.add_argument("--lv-axis", default=None, metavar="APEX_X,Y,Z:BASE_X,Y,Z",
+                   help="SPECT --report: the left ventricle's axis by hand, scanner mm "
+                        "(default: found in the image)")
     p.add_argument("--out", help="output folder (default RUN/images; RUN/dynamic with --frames)")
     p.set_defaults(func=cmd_recon)
 
@@ -123,6 +126,8 @@ def cmd_recon(args: argparse.Namespace) -> int:
         args.iterations = RUN_ITERATIONS
     if is_spect_run(args.run):
         return recon_spect_run(args)
+    if args.lv_axis or args.photopeak_kev is not None:
+        raise UserError("--lv-axis and --photopeak-kev are for SPECT runs")
     coinc, header, facts = load_coincidences(args.run)
     name = args.scanner or facts.scanner or header.get("scanner")
     if not name:

@@ -70,7 +70,7 @@ def segment_of(ring: int, theta_deg: np.ndarray) -> np.ndarray:
     return 13 + (np.floor((t + 45.0) / 90.0).astype(int) % 4)
 
 
-def _sample(image: Image, points: np.ndarray) -> np.ndarray:
+def sample_trilinear(image: Image, points: np.ndarray) -> np.ndarray:
     """Trilinear image values at points (..., 3) mm; 0 outside."""
     f = (points - np.asarray(image.origin_mm)) / np.asarray(image.voxel_mm)
     a = np.pad(image.array, 1)
@@ -124,7 +124,7 @@ def polar_map(image: Image, apex_mm: Sequence[float], base_mm: Sequence[float],
         t = (n + 0.5) / slices                                             # 0 base .. 1 apex
         centre = base + t * length * axis
         pts = centre + dirs[:, None, :] * r[None, :, None]
-        prof = _sample(image, pts).max(axis=1)
+        prof = sample_trilinear(image, pts).max(axis=1)
         seg = segment_of(min(int(3 * t), 2), theta)
         np.add.at(sums, seg - 1, prof)
         np.add.at(counts, seg - 1, 1)
@@ -132,7 +132,7 @@ def polar_map(image: Image, apex_mm: Sequence[float], base_mm: Sequence[float],
     cap = [np.cos(p) * axis + np.sin(p) * d for p in tilt for d in (dirs if p else dirs[:1])]
     cap_pts = apex + np.asarray(cap)[:, None, :] * np.arange(0.0, radius_mm[1], step_mm)[
         None, :, None]
-    sums[16] = _sample(image, cap_pts).max(axis=1).sum()
+    sums[16] = sample_trilinear(image, cap_pts).max(axis=1).sum()
     counts[16] = len(cap)
     return PolarMap(sums / np.maximum(counts, 1))
 

@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 
 from recon import figures
-from recon.cardiac import map_of, phantom_axis
+from recon.cardiac import map_of, phantom_axis, polar_map_report
 from recon.grid import Image
-from recon.polarmap import SEGMENT_NAMES
 
 
 def phantom_report(image: Image, phantom: Any, folder: str | Path | None = None
@@ -77,10 +76,5 @@ def _image_quality(image: Image, spheres: dict[str, Any], regions: dict[str, Any
 
 def _polar_map(image: Image, regions: dict[str, Any], folder: str | Path | None
                ) -> dict[str, Any]:
-    pm = map_of(image, phantom_axis(regions))
-    result = {"segments": {f"{i + 1} {n}": float(v)
-                           for i, (n, v) in enumerate(zip(SEGMENT_NAMES, pm.percent, strict=True))},
-              "territories": pm.territory_means()}
-    if folder is not None:
-        result["png"] = str(pm.write_png(Path(folder) / "polar_map.png"))
-    return result
+    return polar_map_report(map_of(image, phantom_axis(regions)),
+                            Path(folder) if folder is not None else None)

@@ -38,6 +38,10 @@ def recon_spect_run(args: argparse.Namespace) -> int:
 
     if args.frames is not None:
         raise UserError("--frames needs a PET run: a SPECT run's views share its whole duration")
+    if args.lv_axis:
+        from recon.lvaxis import parse_lv_axis
+
+        parse_lv_axis(args.lv_axis)  # a malformed axis: say so before reconstructing
     run = RunDir.open(Path(args.run))
     facts = run_facts(run)
     scanner = load_scanner(args.scanner or facts.scanner)
@@ -60,7 +64,7 @@ def recon_spect_run(args: argparse.Namespace) -> int:
         report = phantom_report(image, phantom, out)
         if "polar_map" in report:
             files += _cardiac(report, image, run, scanner, iterations, subsets, phantom, out,
-                              args.attenuation)
+                              args)
         with replacing(out / "report.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         files.append(str(out / "report.json"))
@@ -73,15 +77,19 @@ def recon_spect_run(args: argparse.Namespace) -> int:
 
 
 def _cardiac(report: dict[str, Any], image: Any, run: Any, scanner: Any, iterations: int,
-             subsets: int, phantom: Any, out: Path, attenuation: bool) -> list[str]:
-    """The cardiac figures into the report, with a second image without attenuation
-    correction for the inferior wall; the per-segment CSV."""
+             subsets: int, phantom: Any, out: Path, args: argparse.Namespace) -> list[str]:
+    """The cardiac figures into the report on the ventricle's axis (``--lv-axis``, else found in
+    the image), with a second image without attenuation correction for the inferior wall; the
+    polar map's PNG and per-segment CSV."""
     from daq.projections import spect_run_image
     from recon.cardiac import cardiac_figures, write_segments_csv
+    from recon.lvaxis import parse_lv_axis
 
-    without = (spect_run_image(run, scanner, iterations, subsets, attenuation=False)
-               if attenuation and image.meta.get("attenuation") else None)
-    report.update(cardiac_figures(image, phantom, without))
+    lv = parse_lv_axis(args.lv_axis) if args.lv_axis else None
+    without = (spect_run_image(run, scanner, iterations, subsets, attenuation=False,
+                               photopeak_kev=args.photopeak_kev)
+               if args.attenuation and image.meta.get("attenuation") else None)
+    report.update(cardiac_figures(image, phantom, without, lv, out))
     return [str(write_segments_csv(report["polar_map"]["segments"], out / "polar_map.csv"))]
 
 

@@ -59,6 +59,7 @@ def test_the_image_at_the_stop_shows_the_myocardium(tmp_path, camera, cardiac_sc
     myocardium, background = image[truth == 10.0].mean(), image[truth == 1.0].mean()
     assert myocardium > 3.0 * background
     assert "images" in run.read() and (run.images / "image_mip.png").is_file()
+    assert (run.images / "polar_map.png").is_file()  # a myocardium: its bull's-eye too
 
 
 def test_petdaq_run_on_the_spect_camera_bins_replays_and_reconstructs(tmp_path, camera):
@@ -166,3 +167,17 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
     assert (out / "image.nii.gz").is_file()
     if DCIODVFY is not None:
         assert dciodvfy_errors(out / "image_nm.dcm") == []
+    axis = report["lv_axis"]  # found in the image, not taken from the phantom
+    assert axis["source"] == "image" and axis["angle_to_phantom_deg"] < 20.0, axis
+    assert axis["apex_to_phantom_mm"] < 20.0 and axis["base_to_phantom_mm"] < 15.0, axis
+
+    petdaq("recon", str(tmp_path / "heart"), "--report", "--out", str(tmp_path / "manual"),
+           "--lv-axis", "46.8,-41.9,-25.7:8.9,-4.1,17.6", "--no-dicom")
+    manual = json.loads((tmp_path / "manual" / "report.json").read_text())
+    assert manual["lv_axis"]["source"] == "manual"
+    assert manual["lv_axis"]["angle_to_phantom_deg"] < 1.0
+    r = subprocess.run([sys.executable, "-m", "daq", "recon", str(tmp_path / "heart"),
+                        "--report", "--lv-axis", "1,2,3"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and r.stderr.startswith("petdaq: error: --lv-axis '1,2,3': give "
+                                                     "APEX_X,Y,Z:BASE_X,Y,Z"), r.stderr

@@ -19,11 +19,13 @@ from daq.messages import (
     CURVES_TOPIC,
     IMAGE_TOPIC,
     MONITOR_TOPIC,
+    POLAR_TOPIC,
     curves_message,
     encode_array,
     image_message,
     monitor_message,
     pack,
+    polar_map_message,
     unpack,
 )
 from daq.offer import scan_offer
@@ -509,6 +511,26 @@ def test_a_dynamic_scans_curves_grow_and_a_new_run_clears_them(qtbot, console, f
     fake_daq.extra = {"run": "runs/fake-2"}
     qtbot.waitUntil(lambda: console.curves.shown is None, timeout=5000)
     assert console.curves.lines == {}
+
+
+def test_a_cardiac_scans_bullseye_is_drawn_and_a_new_run_clears_it(qtbot, console, fake_daq):
+    _wait_monitor(qtbot, console, lambda v: v.run == "runs/fake-1")
+    percent = [90.0] * 17
+    percent[6], percent[12] = 55.0, 62.0  # mid and apical anterior: an LAD defect
+    picture = np.zeros((320, 320, 3), np.uint8)
+    msg = polar_map_message(percent=percent, picture=picture, abnormal_below=70.0,
+                            apex_mm=[45.0, -40.0, -25.0], base_mm=[10.0, -5.0, 17.0])
+    fake_daq.raw.append([POLAR_TOPIC, pack(msg)])
+    qtbot.waitUntil(lambda: console.bullseye.shown is not None, timeout=5000)
+    assert console.side.currentWidget() is console.bullseye
+    assert "under 70 %: 7, 13; lowest 7" in console.bullseye.title.text
+    assert console.bullseye.picture.image.shape == (320, 320, 3)
+    before = console.counters.malformed
+    fake_daq.raw.append([POLAR_TOPIC, pack({**msg, "percent": [1.0, 2.0]})])  # not 17
+    qtbot.waitUntil(lambda: console.counters.malformed > before, timeout=5000)
+    assert console.bullseye.shown.percent[6] == 55.0  # the last good map stays
+    fake_daq.extra = {"run": "runs/fake-2"}
+    qtbot.waitUntil(lambda: console.bullseye.shown is None, timeout=5000)
 
 
 def test_dead_daq_is_shown_and_a_restarted_one_reattached(qtbot, console, fake_daq):

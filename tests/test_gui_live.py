@@ -1,8 +1,9 @@
 """The console on the real DAQ: ``petdaq serve`` as a child process (as ``petdaq console``
 without --connect starts it), emulated scans started and stopped from the window, offscreen.
 
-Saves docs/console.png (a screenshot mid-acquisition) and docs/console_dynamic.png (a dynamic
-scan with its live curves), and measures the console's refresh rate while the DAQ takes >= 1 M
+Saves docs/console.png (a screenshot mid-acquisition), docs/console_dynamic.png (a dynamic
+scan with its live curves) and docs/console_cardiac.png (a cardiac SPECT scan's image and
+bull's-eye), and measures the console's refresh rate while the DAQ takes >= 1 M
 singles/s.
 """
 
@@ -38,12 +39,12 @@ def console(qtbot, tmp_path):
     assert daq.exit_code() == 0, daq.last_words()
 
 
-def _start_scan(qtbot, console, *, phantom: str, activity_mbq: float, duration_s: float
-                ) -> None:
+def _start_scan(qtbot, console, *, phantom: str, activity_mbq: float, duration_s: float,
+                scanner: str = "bedside-brain", nuclide: str = "F-18") -> None:
     c = console.controls
-    c.scanner.setCurrentText("bedside-brain")
+    c.scanner.setCurrentText(scanner)
     c.phantom.setCurrentText(phantom)
-    c.nuclide.setCurrentText("F-18")
+    c.nuclide.setCurrentText(nuclide)
     c.activity.setValue(activity_mbq)
     c.duration.setValue(duration_s)
     qtbot.waitUntil(c.start_button.isEnabled, timeout=10_000)
@@ -131,6 +132,24 @@ def test_a_dynamic_scan_shows_its_curves_growing_next_to_the_image(qtbot, consol
     assert list(curves.mid_min) == [0.5, 1.5, 2.5, 3.5, 5.0, 7.0, 9.0, 11.0]
     grey, blood = curves.mean_bq_ml["grey_matter"], curves.mean_bq_ml["blood"]
     assert grey[-1] > grey[0] and blood.argmax() < 4  # uptake rises; the bolus passes early
+
+
+@pytest.mark.slow
+def test_a_cardiac_spect_scan_ends_with_its_image_and_bullseye(qtbot, console):
+    """Tc-99m on the dual-head camera, the cardiac phantom, 20 s: at the stop the DAQ
+    reconstructs the projections, finds the ventricle's axis in the image and sends the image
+    and the bull's-eye; the console shows both, the lowest segment in the phantom's anterior
+    defect."""
+    _start_scan(qtbot, console, phantom="cardiac", activity_mbq=400.0, duration_s=20.0,
+                scanner="spect-dual-head", nuclide="Tc-99m")
+    qtbot.waitUntil(lambda: console.bullseye.shown is not None, timeout=240_000)
+    qtbot.waitUntil(lambda: console.images.image is not None, timeout=10_000)
+    percent = console.bullseye.shown.percent
+    assert int(np.argmin(percent)) + 1 in (7, 13, 17)  # the defect's segments (LAD)
+    assert console.side.currentWidget() is console.bullseye
+    DOCS.mkdir(exist_ok=True)
+    assert console.save_screenshot(DOCS / "console_cardiac.png")
+    qtbot.waitUntil(lambda: console.state == "stopped", timeout=30_000)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from hw.atomic import replacing
 from hw.errors import UserError
 from recon.dosimetry.fit import MODELS, ExpFit, fit
 from recon.dosimetry.mird import sphere_s_gy_per_mbq_h
+from recon.kinetics.regions import add_region_options
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -33,10 +34,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "one patient (exponential fit, time-integrated activity, MIRD spheres)",
                        description=__doc__.split("\n\n")[1])
     p.add_argument("runs", nargs="+", metavar="RUN", help="SPECT runs of the patient, any order")
-    p.add_argument("--sphere", action="append", default=[], metavar="NAME:X,Y,Z,R",
-                   help="a spherical region (scanner mm); may be given several times")
-    p.add_argument("--labels", default=None, metavar="NIFTI",
-                   help="regions from a label image on the SPECT image's grid")
+    add_region_options(p, "the SPECT image")
     p.add_argument("--fit", choices=MODELS, default="mono",
                    help="mono-exponential (default) or bi-exponential (4 time points or more)")
     p.add_argument("--density-g-ml", type=float, default=1.0, metavar="G_ML",
@@ -115,14 +113,19 @@ def _regions(args: argparse.Namespace, facts: Any) -> tuple[Any, dict[str, np.nd
     """(scanner, regions on its SPECT grid, voxel volume in mL)."""
     import recon
     from hw.scanner import load_scanner
-    from recon.kinetics.regions import label_regions, phantom_regions, sphere_regions
+    from recon.kinetics.regions import (
+        label_names,
+        label_regions,
+        phantom_regions,
+        sphere_regions,
+    )
     from recon.runimage import run_phantom
 
     scanner = load_scanner(facts.scanner)
     grid = recon.default_grid(scanner)
     regions: dict[str, np.ndarray] = {}
     if args.labels:
-        regions |= label_regions(args.labels, grid.shape)
+        regions |= label_regions(args.labels, grid.shape, label_names(args.label_names))
     if args.sphere:
         regions |= sphere_regions(args.sphere, grid)
     if not regions:

@@ -19,6 +19,7 @@ import numpy as np
 
 from hw.atomic import replacing
 from hw.errors import UserError
+from recon.kinetics.regions import add_region_options
 
 MODELS = ("patlak", "logan", "suvr", "suv")
 
@@ -41,12 +42,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k2-prime", type=float, default=None, metavar="PER_MIN",
                    help="Logan: the reference region's efflux rate k2' (1/min; default: the "
                         "term is left out)")
-    p.add_argument("--labels", default=None, metavar="NIFTI",
-                   help="regions from a label image on the dynamic image's grid")
-    p.add_argument("--label-names", default=None, metavar="NAME=N,...",
-                   help="names of the label image's values")
-    p.add_argument("--sphere", action="append", default=[], metavar="NAME:X,Y,Z,R",
-                   help="a spherical region (scanner mm); may be given several times")
+    add_region_options(p, "the dynamic image")
     p.add_argument("--erode-mm", type=float, default=0.0, metavar="MM",
                    help="use only voxels at least this far inside each region (default 0)")
     p.add_argument("--input-erode-mm", type=float, default=4.0, metavar="MM",
@@ -56,25 +52,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_kinetics)
 
 
-def _label_names(text: str | None) -> dict[int, str]:
-    names = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        name, _, value = part.partition("=")
-        if not value.strip().isdigit():
-            raise UserError(f"--label-names: {part.strip()!r} is not NAME=N")
-        names[int(value)] = name.strip()
-    return names
-
-
 def _regions(args: argparse.Namespace, run: Path, grid: Any, shape: tuple[int, ...],
              facts: Any) -> dict[str, np.ndarray]:
-    from recon.kinetics.regions import label_regions, phantom_regions, sphere_regions
+    from recon.kinetics.regions import (
+        label_names,
+        label_regions,
+        phantom_regions,
+        sphere_regions,
+    )
 
     regions: dict[str, np.ndarray] = {}
     if args.labels:
-        regions |= label_regions(args.labels, shape, _label_names(args.label_names))
+        regions |= label_regions(args.labels, shape, label_names(args.label_names))
     if args.sphere:
         regions |= sphere_regions(args.sphere, grid)
     if not regions:

@@ -1,0 +1,42 @@
+"""A cardiac SPECT scan's bull's-eye: the AHA 17-segment polar map the DAQ sends at the stop, as
+the DAQ drew it (the picture of ``petdaq recon --report``: anterior at the top, septal on the left,
+each segment coloured by its percent of the maximum and numbered)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+
+from gui.views import PolarView
+
+IDLE_TITLE = "Bull's-eye (cardiac SPECT)"
+
+
+class BullseyePanel(pg.GraphicsLayoutWidget):
+    """The polar map picture; the title names the segments under the abnormal threshold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setMinimumWidth(380)
+        self.view = self.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
+        self.picture = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.picture)
+        self.title = pg.LabelItem(IDLE_TITLE)
+        self.addItem(self.title, row=1, col=0)
+        self.shown: PolarView | None = None
+
+    def show_polar(self, v: PolarView) -> None:
+        """Draw the bull's-eye of ``v``."""
+        self.picture.setImage(np.array(v.picture), levels=(0, 255))
+        self.view.autoRange(padding=0.02)
+        low = [str(i + 1) for i, p in enumerate(v.percent) if p < v.abnormal_below]
+        lowest = int(np.argmin(v.percent)) + 1
+        self.title.setText(f"Bull's-eye: under {v.abnormal_below:.0f} %: "
+                           f"{', '.join(low) or 'none'}; lowest {lowest}")
+        self.shown = v
+
+    def clear_polar(self) -> None:
+        """Forget the bull's-eye (a new run has started)."""
+        self.picture.clear()
+        self.title.setText(IDLE_TITLE)
+        self.shown = None
