@@ -237,14 +237,16 @@ def cmd_acquire(args: argparse.Namespace) -> int:
     threads = check_threads(args.threads)
     study = study_of(args)
     scanner = load_scanner(args.scanner)
+    sort = sort_settings(args)
     if scanner.kind == "spect":
-        from daq.projections import view_duration_ps
+        from daq.projections import view_duration_ps, windows_of
 
         view_duration_ps(scanner, args.duration)  # a SPECT scan needs its duration: say so now
+        windows_of(scanner, sort.photopeaks_kev)
     check_live_frames(args.frames, scanner, 1.0, args.duration, args.spheres, emulated=False)
     secure = keys.client(args.keys, args.key_name) if args.keys is not None else None
     sources = [open_source(s, args.baud, secure) for s in args.sources]
-    r = runcontrol.start_acquisition(args.out, scanner, sources, sort_settings(args),
+    r = runcontrol.start_acquisition(args.out, scanner, sources, sort,
                                      _live(args), args.duration, threads, args.name, study)
     print(f"run {r.run.path}: acquiring from {', '.join(args.sources)}", file=sys.stderr)
     return _watch_and_finish(r)

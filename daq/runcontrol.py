@@ -61,10 +61,12 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
 
     study = study or Study()
     scanner = load_scanner(emu.scanner)
-    if scanner.kind == "spect" and not sort.photopeaks_kev:
-        from daq.projections import photopeaks_of
+    if scanner.kind == "spect":
+        from daq.projections import photopeaks_of, windows_of
 
-        sort = replace(sort, photopeaks_kev=photopeaks_of(emu.nuclide))
+        if not sort.photopeaks_kev:
+            sort = replace(sort, photopeaks_kev=photopeaks_of(emu.nuclide))
+        windows_of(scanner, sort.photopeaks_kev)  # overlapping windows: say so now
     kinetic = phantoms.get(emu.phantom, scanner).kinetics is not None
     if kinetic:
         study = _kinetic_injection(study, emu)
