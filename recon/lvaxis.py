@@ -96,17 +96,26 @@ def find_lv_axis(image: Image) -> LvAxis:
     offsets = np.stack(np.meshgrid(OFFSETS_MM, OFFSETS_MM, OFFSETS_MM, indexing="ij"),
                        axis=-1).reshape(-1, 3)
     for _ in range(3):
-        fits = [(float(s[k]), axes[k], short, long_)
-                for short in SHORT_MM for long_ in LONG_MM
-                for s in [_score(smooth, np.repeat(centre[None], len(axes), 0), axes, short,
-                                 long_)]
-                for k in [int(np.argmax(s))]]
-        _, axis, short, long_ = max(fits, key=lambda f: f[0])
+        axis, short, long_ = _best_model(smooth, centre, axes)
         moved = _score(smooth, centre + offsets, np.repeat(axis[None], len(offsets), 0), short,
                        long_)
         centre = centre + offsets[int(np.argmax(moved))]
     apex = centre + (long_ - 3.0) * axis
     return LvAxis(apex, centre - 0.75 * (apex - centre), ANTERIOR, polar_radius_mm(short))
+
+
+def _best_model(image: Image, centre: np.ndarray, axes: np.ndarray
+                ) -> tuple[np.ndarray, float, float]:
+    """(axis, short, long semi-axis mm) of the best-scoring model ventricle at ``centre``."""
+    best = (-np.inf, axes[0], SHORT_MM[0], LONG_MM[0])
+    centres = np.repeat(centre[None], len(axes), 0)
+    for short in SHORT_MM:
+        for long_ in LONG_MM:
+            score = _score(image, centres, axes, short, long_)
+            k = int(np.argmax(score))
+            if score[k] > best[0]:
+                best = (float(score[k]), axes[k], short, long_)
+    return best[1], best[2], best[3]
 
 
 def _score(image: Image, centres: np.ndarray, axes: np.ndarray, short_mm: float,
