@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from emulator import phantoms
 from emulator.engine import Emulator
 from emulator.firmware import packer
 from emulator.output import Sent, replay, transmit
-from emulator.sinks import check_sink, open_sink
+from emulator.shards import Recipe, Sharded
+from emulator.sinks import check_sink, file_paths, open_files, open_sink
 from hw import keys, nuclides
+from hw.cluster import add_cluster_option, client_for
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner
@@ -58,6 +61,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replay", default=None, metavar="FILE.frames",
                    help="send a recorded frames file instead of emulating (as fast as possible)")
     p.add_argument("--list", action="store_true", help="list the phantoms and nuclides and exit")
+    add_cluster_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--ready-line", action="store_true",
                    help="print 'ready' on stdout once the kernels are compiled and the boards "
@@ -78,7 +82,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="decays emulated per activity (sets each point's duration)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("count-rate"),
-                   help="folder for count_rate.csv and count_rate.png")
+                   help="folder for count_rate.csv and count_rate.png (and points/, each "
+                        "point's row: a study started again measures only the missing ones)")
+    add_cluster_option(p)
     p.set_defaults(func=cmd_count_rate)
 
 
@@ -134,6 +140,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     scanner = load_scanner(args.scanner)
     key_folder = keys.open_folder(args.keys) if args.keys is not None else None
     check_sink(args.to, scanner.n_boards, key_folder)
+    paths = _cluster_output(args, scanner.n_boards) if args.cluster is not None else []
     if args.replay is not None:
         return _replay(args, scanner, key_folder)
     if not (math.isfinite(args.duration) and args.duration > 0):
@@ -143,19 +150,50 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.kinetic_time_scale) and args.kinetic_time_scale > 0):
         raise UserError(f"--kinetic-time-scale must be a number > 0, got "
                         f"{args.kinetic_time_scale}")
-    emu = Emulator(scanner, args.phantom, args.nuclide, args.activity_mbq, args.seed,
-                   truth=args.truth is not None, kinetic_time_scale=args.kinetic_time_scale)
+    recipe = Recipe(scanner, args.phantom, args.nuclide, args.activity_mbq, args.seed,
+                    args.truth is not None, args.kinetic_time_scale)
+    emu = recipe.build()
     pack = packer(args.firmware, scanner)
     emu.warm_up(pack)  # numba compiles here on a fresh install, before any board streams
+    with ExitStack() as stack:
+        if args.cluster is None:
+            return _emulate(args, emu, pack, open_sink(args.to, scanner.n_boards, args.baud,
+                                                      key_folder), None)
+        partial = [p.with_name(f".partial-{p.name}") for p in paths]
+        client = stack.enter_context(client_for(args.cluster))
+        folder = Sharded.folder_for(paths[0], recipe, args.duration, 0.0)
+        sharded = Sharded(client, recipe, emu.slices(args.duration), args.duration, 0.0, folder)
+        _emulate(args, emu, pack, open_files(partial, scanner.n_boards), sharded)
+        for tmp, path in zip(partial, paths, strict=True):
+            tmp.replace(path)
+        sharded.remove()
+    return 0
+
+
+def _cluster_output(args: argparse.Namespace, n_boards: int) -> list[Path]:
+    """The frames file(s) of a sharded emulation (it writes files, nothing else)."""
+    if args.replay is not None:
+        raise UserError("--cluster emulates; --replay sends a recorded file (leave one out)")
+    paths = file_paths(args.to, n_boards)
+    if paths is None:
+        raise UserError(f"--cluster emulates into a frames file (--to FILE.frames), not to "
+                        f"{args.to}")
+    args.realtime = False
+    return paths
+
+
+def _emulate(args: argparse.Namespace, emu: Emulator, pack, sink, sharded: Sharded | None
+             ) -> int:
+    """Emulate ``args.duration`` into ``sink`` (the physics from ``sharded``'s workers when
+    given), with a progress line and the truth file when asked for."""
     writer = None
     if args.truth is not None:
         from emulator.truthfile import TruthWriter
 
         writer = TruthWriter(args.truth, {
-            "scanner": scanner.name, "scanner_digest": scanner.digest, "phantom": args.phantom,
-            "nuclide": emu.nuclide.name, "activity_mbq": emu.activity_mbq, "seed": args.seed,
-            "duration_s": args.duration})
-    sink = open_sink(args.to, scanner.n_boards, args.baud, key_folder)
+            "scanner": emu.scanner.name, "scanner_digest": emu.scanner.digest,
+            "phantom": args.phantom, "nuclide": emu.nuclide.name,
+            "activity_mbq": emu.activity_mbq, "seed": args.seed, "duration_s": args.duration})
     try:
         _announce(sink.endpoints, args.quiet and args.to != "pty")
         if args.ready_line:
@@ -166,11 +204,15 @@ def cmd_emulate(args: argparse.Namespace) -> int:
             if writer is not None:
                 writer.append(chunk)
             late = f", {sent.late_s:.1f} s behind real time" if sent.late_s > 0.5 else ""
+            shards = (f", {sharded.shards_done}/{len(sharded.bounds)} shards"
+                      if sharded is not None else "")
             progress.update(sent.events, f"t {chunk.t_stop_ps * 1e-12:.2f}/{args.duration:g} s"
-                                         f"{late}")
+                                         f"{late}{shards}")
 
-        chunks = emu.run(args.duration, chunk_s=args.heartbeat_ms * 1e-3)
-        sent = transmit(chunks, sink, scanner, pack, realtime=args.realtime, on_chunk=on_chunk)
+        chunks = emu.run(args.duration, chunk_s=args.heartbeat_ms * 1e-3,
+                         physics=sharded.physics() if sharded is not None else None)
+        sent = transmit(chunks, sink, emu.scanner, pack, realtime=args.realtime,
+                        on_chunk=on_chunk)
         progress.close(sent.events, f"{sent.frames} frames, {sent.bytes / 1e6:.1f} MB in "
                                     f"{sent.seconds:.1f} s")
     finally:
@@ -199,9 +241,14 @@ def cmd_count_rate(args: argparse.Namespace) -> int:
     from emulator import countrate
 
     scanner = load_scanner(args.scanner)
-    result = countrate.study(scanner, args.activities_mbq, phantom=args.phantom,
-                             nuclide=args.nuclide, decays=args.decays, seed=args.seed,
-                             progress=Progress("count-rate", unit="points"))
+    phantoms.get(args.phantom, scanner)
+    nuclides.get(args.nuclide)
+    with ExitStack() as stack:
+        client = stack.enter_context(client_for(args.cluster)) if args.cluster else None
+        result = countrate.study(scanner, args.activities_mbq, phantom=args.phantom,
+                                 nuclide=args.nuclide, decays=args.decays, seed=args.seed,
+                                 progress=Progress("count-rate", unit="points"),
+                                 points=args.out / "points", client=client)
     csv, png = countrate.save(result, args.out)
     peak = result.peak()
     print(f"peak NECR {peak['necr_cps'] / 1e3:.1f} kcps at {peak['activity_mbq']:g} MBq; "

@@ -6,11 +6,15 @@ classified from the truth of its two singles: *true* (one decay, neither photon 
 phantom), *scatter* (one decay, a photon scattered), *random* (two decays). NECR = T^2 / (T + S +
 R) with R the random prompts (NECR_d uses the delayed-window estimate instead). The plot is drawn
 with pyqtgraph (offscreen).
+
+Each point is a task of its own (on a Dask cluster with ``client``) that keeps its row in the
+``points`` folder, written once; a study started again measures only the points it lacks.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -22,6 +26,7 @@ import numpy as np
 
 import coincidence
 from emulator.engine import simulate
+from hw import cluster
 from hw.atomic import replacing
 from hw.errors import UserError, make_folder
 from hw.progress import Progress
@@ -75,11 +80,21 @@ class CountRate:
         return max(self.rows, key=lambda r: r["necr_cps"])
 
 
+@dataclass(frozen=True)
+class Point:
+    """One activity of the study: how long it is emulated, with which seed."""
+
+    activity_mbq: float
+    duration_s: float
+    seed: int
+
+
 def measure(scanner: Scanner, activity_mbq: float, duration_s: float, *,
-            phantom: str = "nu2-scatter", nuclide: str = "F-18", seed: int = 0
-            ) -> dict[str, float]:
+            phantom: str = "nu2-scatter", nuclide: str = "F-18", seed: int = 0,
+            threads: int | None = None) -> dict[str, float]:
     """One point of the study (rates in counts per second)."""
-    sim = simulate(scanner, phantom, nuclide, activity_mbq, duration_s, seed=seed, truth=True)
+    sim = simulate(scanner, phantom, nuclide, activity_mbq, duration_s, seed=seed, truth=True,
+                   threads=threads)
     acq = scanner.acquisition
     coinc = coincidence.sort(sim.singles, scanner=scanner, delay_ps=acq["delay_ps"])
     prompts = coinc[coinc["delayed"] == 0]
@@ -99,11 +114,32 @@ def measure(scanner: Scanner, activity_mbq: float, duration_s: float, *,
     }
 
 
+def measure_point(scanner: Scanner, point: Point, phantom: str, nuclide: str,
+                  points: Path | None) -> dict[str, float]:
+    """A point's row: read from ``points`` when an earlier run of the same work left it there,
+    else measured (with the threads of the worker it runs on) and kept there."""
+    path = None
+    if points is not None:
+        key = cluster.result_key(scanner.digest, phantom, nuclide, point)
+        path = points / f"point-{point.activity_mbq:g}MBq-{key}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    row = measure(scanner, point.activity_mbq, point.duration_s, phantom=phantom,
+                  nuclide=nuclide, seed=point.seed, threads=cluster.worker_threads())
+    if path is not None:
+        with replacing(path) as tmp:
+            tmp.write_text(json.dumps(row) + "\n")
+    return row
+
+
 def study(scanner: Scanner, activities_mbq: Sequence[float] | None = None,
           duration_s: float | None = None, *, phantom: str = "nu2-scatter",
           nuclide: str = "F-18", decays: float = 3e6, seed: int = 0,
-          progress: Progress | None = None) -> CountRate:
-    """Sweep ``activities_mbq``; each point lasts ``duration_s``, or ``decays / activity``."""
+          progress: Progress | None = None, points: str | Path | None = None,
+          client: object | None = None) -> CountRate:
+    """Sweep ``activities_mbq``; each point lasts ``duration_s``, or ``decays / activity``.
+    ``points``: a folder that keeps each point's row (a study started again reuses them);
+    ``client``: a ``distributed.Client`` whose workers measure the points."""
     activities = list(activities_mbq or DEFAULT_ACTIVITIES_MBQ)
     if not activities or min(activities) <= 0:
         raise UserError(f"count-rate activities must be > 0 MBq, got {activities}")
@@ -114,15 +150,26 @@ def study(scanner: Scanner, activities_mbq: Sequence[float] | None = None,
         "energy_window_kev": list(acq["energy_window_kev"]),
         "coincidence_window_ps": acq["coincidence_window_ps"], "delay_ps": acq["delay_ps"],
         "min_sector_difference": acq["min_sector_difference"], "policy": "takeAllGoods"})
-    for k, a in enumerate(sorted(activities)):
-        seconds = duration_s if duration_s is not None else decays / (a * 1e6)
-        result.rows.append(measure(scanner, a, seconds, phantom=phantom, nuclide=nuclide,
-                                   seed=seed + k))
+    todo = [Point(a, duration_s if duration_s is not None else decays / (a * 1e6), seed + k)
+            for k, a in enumerate(sorted(activities))]
+    folder = make_folder(points) if points is not None else None
+    if client is not None:
+        shared = client.scatter(scanner, broadcast=True)
+        result.rows = cluster.run_all(client, measure_point,
+                                      [(shared, p, phantom, nuclide, folder) for p in todo],
+                                      label="count-rate", unit="points", describe=_described)
+        return result
+    for k, point in enumerate(todo):
+        result.rows.append(measure_point(scanner, point, phantom, nuclide, folder))
         if progress is not None:
-            progress.update(k + 1, f"{a:g} MBq: NECR {result.rows[-1]['necr_cps'] / 1e3:.1f} kcps")
+            progress.update(k + 1, _described(result.rows[-1]))
     if progress is not None:
-        progress.close(len(activities))
+        progress.close(len(todo))
     return result
+
+
+def _described(row: dict[str, float]) -> str:
+    return f"{row['activity_mbq']:g} MBq: NECR {row['necr_cps'] / 1e3:.1f} kcps"
 
 
 def save(result: CountRate, folder: str | Path) -> tuple[Path, Path]:

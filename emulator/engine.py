@@ -156,50 +156,69 @@ class Emulator:
                     pack.marker(wire.RUN_START, b, 0, 0, 1)
         self.counters = dict.fromkeys(records.COUNTERS, 0)
 
-    def run(self, duration_s: float, chunk_s: float = 0.1, start_s: float = 0.0
-            ) -> Iterator[Chunk]:
+    def slices(self, duration_s: float, start_s: float = 0.0) -> Slices:
+        """The slices of an acquisition of ``duration_s`` from ``start_s`` (s)."""
+        if not duration_s > 0 or start_s < 0:
+            raise UserError(f"duration must be > 0 s and start >= 0 s, got {duration_s}, "
+                            f"{start_s}")
+        start_ps = round(start_s * 1e12)
+        end_ps = start_ps + round(duration_s * 1e12)
+        if self.scanner.kind == "spect":
+            self._view = (start_ps, max(1, round((end_ps - start_ps) / self._heads.views)))
+        return Slices(start_ps, end_ps, -(-(end_ps - start_ps) // self.slice_ps))
+
+    def slice_physics(self, k: int, slices: Slices) -> SlicePhysics:
+        """Slice ``k``'s physics with decay ids counted from 0 (:func:`renumbered` gives them
+        their place in the run): what a shard of the acquisition computes on its own."""
+        t_a = slices.start_ps + k * self.slice_ps
+        return self._physics(k, t_a, min(t_a + self.slice_ps, slices.end_ps), 0, 0)
+
+    def run(self, duration_s: float, chunk_s: float = 0.1, start_s: float = 0.0,
+            physics: Iterator[SlicePhysics] | None = None) -> Iterator[Chunk]:
         """Emulate ``duration_s`` seconds from ``start_s`` (the activity is the given one at
-        t = 0 and decays from there), yielding the events chunk by chunk, ``chunk_s`` long."""
+        t = 0 and decays from there), yielding the events chunk by chunk, ``chunk_s`` long.
+        ``physics``: the slices' physics in order (:meth:`slice_physics`, computed elsewhere,
+        e.g. by the shards of :mod:`emulator.shards`); by default computed here."""
         if not duration_s > 0 or not chunk_s > 0 or start_s < 0:
             raise UserError(f"duration and chunk must be > 0 s and start >= 0 s, got "
                             f"{duration_s}, {chunk_s}, {start_s}")
+        plan = self.slices(duration_s, start_s)
         self.counters = dict.fromkeys(records.COUNTERS, 0)
         counters = np.zeros(len(records.COUNTERS), np.int64)
         if self.mixture is not None:  # its curves tabulated now, not while boards stream
             self.mixture.concentrations(np.array([start_s + duration_s]))
-        start_ps = round(start_s * 1e12)
-        end_ps = start_ps + round(duration_s * 1e12)
+        start_ps, end_ps, n_slices = plan
         chunk_ps = max(1, round(chunk_s * 1e12))
         fronts = FrontEnds(self._fe, self._dig, self.scanner.n_crystals, self.seed, self.truth,
                            self._workers)
         done_raw: list[np.ndarray] = []
         done_truth: list[np.ndarray] = []
         chunk_start = start_ps
-        if self.scanner.kind == "spect":
-            self._view = (start_ps, max(1, round((end_ps - start_ps) / self._heads.views)))
-        n_slices = -(-(end_ps - start_ps) // self.slice_ps)
         # with threads, the next slice's photons are followed while this one's electronics run
-        ahead = self._workers.threads > 1
+        ahead = physics is None and self._workers.threads > 1
+        per_history = spect.IDS_PER_HISTORY if self.scanner.kind == "spect" else 1
 
-        def physics(k: int, first: int, first_lu: int) -> Future | _Physics:
+        def local(k: int, first: int, first_lu: int) -> Future | SlicePhysics:
+            if physics is not None:
+                return renumbered(next(physics), first * per_history, first_lu)
             t_a = start_ps + k * self.slice_ps
             args = (k, t_a, min(t_a + self.slice_ps, end_ps), first, first_lu)
             return _AHEAD.submit(self._physics, *args) if ahead else self._physics(*args)
 
-        pending = physics(0, 0, 0)
+        pending = local(0, 0, 0)
         first = first_lu = 0
         for k in range(n_slices):
             phys = pending.result() if ahead else pending
             first, first_lu = first + phys.histories, first_lu + phys.lu176
             if ahead and k + 1 < n_slices:
-                pending = physics(k + 1, first, first_lu)
+                pending = local(k + 1, first, first_lu)
             counters += phys.counts
             t_b = min(start_ps + (k + 1) * self.slice_ps, end_ps)
             last = k == n_slices - 1
             raw, truth, counts, bound = fronts.slice(k, phys.blocks, t_b, last)
             counters += counts
             if not ahead and k + 1 < n_slices:
-                pending = physics(k + 1, first, first_lu)
+                pending = local(k + 1, first, first_lu)
             done_raw.append(raw)
             done_truth.append(truth)
             while chunk_start < end_ps and (last or bound - self._dig.period_ps >=
@@ -271,7 +290,7 @@ class Emulator:
         spacing = 1e12 / rate if rate > 0 else 0.0
         return min(64.0 * spacing, 0.01 * self._view[1])
 
-    def _physics(self, k: int, t_a: int, t_b: int, first: int, first_lu: int) -> _Physics:
+    def _physics(self, k: int, t_a: int, t_b: int, first: int, first_lu: int) -> SlicePhysics:
         """Slice k's decays in [t_a, t_b) ps and their photons' crystal deposits; ``first`` and
         ``first_lu`` the ids of its first source and Lu-176 decays."""
         rs = rng.state([self.seed, k, 0])
@@ -309,16 +328,35 @@ class Emulator:
             counts += n
         blocks = self._workers.map(lambda b: Bucketed([*src, *lu][b], self._fe),
                                    len(src) + len(lu))
-        return _Physics(blocks, counts, times.size, lu_times.size)
+        return SlicePhysics(blocks, counts, times.size, lu_times.size)
 
 
-class _Physics(NamedTuple):
+class Slices(NamedTuple):
+    """An acquisition's time (ps) cut into ``n`` slices."""
+
+    start_ps: int
+    end_ps: int
+    n: int
+
+
+class SlicePhysics(NamedTuple):
     """A slice's physics, for its electronics."""
 
     blocks: list[Bucketed]          # each block's deposits by dead-time unit
     counts: np.ndarray              # its counters
     histories: int
     lu176: int
+
+
+def renumbered(phys: SlicePhysics, first: int, first_lu: int) -> SlicePhysics:
+    """``phys`` (computed with ids from 0) with its source decays' ids moved up by ``first``
+    and its Lu-176 decays' by ``first_lu``: the ids a run from the start gives them."""
+    if first or first_lu:
+        for block in phys.blocks:
+            decay = block.deposits["decay"]
+            lu = decay >= records.LU176_ID_BASE
+            decay += np.where(lu, first_lu, first)
+    return phys
 
 
 #: Runs the next slice's physics while the electronics process this one (multi-threaded runs).

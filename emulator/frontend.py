@@ -47,6 +47,13 @@ class Bucketed:
         self.offsets = np.zeros(fe.n_modules + 1, np.int64)
         _bucket(dep, fe.module_of, fe.n_modules, self.deposits, self.offsets)
 
+    @classmethod
+    def restored(cls, deposits: np.ndarray, offsets: np.ndarray) -> Bucketed:
+        """A block's bucketed deposits as saved (``deposits`` and ``offsets``)."""
+        block = cls.__new__(cls)
+        block.deposits, block.offsets = deposits, offsets
+        return block
+
     def of(self, m: int) -> np.ndarray:
         return self.deposits[self.offsets[m]:self.offsets[m + 1]]
 

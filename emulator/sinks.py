@@ -195,9 +195,23 @@ def _serial(ports: list[str], n_boards: int, baudrate: int) -> StreamSink:
     return StreamSink(streams, route, [ports[r] for r in route])
 
 
-def _files(spec: str, n_boards: int) -> StreamSink:
-    paths = [Path(spec.format(board=b)) for b in range(n_boards)] if "{board}" in spec \
+def file_paths(spec: str, n_boards: int) -> list[Path] | None:
+    """The frames file(s) a ``--to`` names (one, or one per board with ``{board}``); None when
+    it names another transport."""
+    parts = spec.split(",")
+    if spec.startswith(("tcp://", "ipc://")) or spec == "pty" or "://" in spec or all(
+            p.startswith(SERIAL_URL_SCHEMES) or p.startswith("/dev/") for p in parts):
+        return None
+    return [Path(spec.format(board=b)) for b in range(n_boards)] if "{board}" in spec \
         else [Path(spec)]
+
+
+def _files(spec: str, n_boards: int) -> StreamSink:
+    return open_files(file_paths(spec, n_boards) or [], n_boards)
+
+
+def open_files(paths: list[Path], n_boards: int) -> StreamSink:
+    """A sink writing every board's frames to ``paths`` (one file, or one per board)."""
     streams = []
     for path in paths:
         try:

@@ -41,6 +41,8 @@ from hw.scanner import Scanner
 
 #: Intrinsic spatial resolution (FWHM mm) of an Anger camera (DOMAIN.md: NaI, 3.6 mm).
 NAI_INTRINSIC_FWHM_MM = 3.6
+#: Decay ids per history: its detected photons (different decays) get 64 * id + 0..63.
+IDS_PER_HISTORY = 64
 #: A history's expected detections at the emission point stay below this (sets k).
 MAX_EMISSION_MEAN = 0.25
 
@@ -237,7 +239,7 @@ def decays(times, pos, first_id, start, positron_fraction, prange, lines, md, he
                 ph[n_ph, 0], ph[n_ph, 1], ph[n_ph, 2] = isotropic(rs)
                 ph[n_ph, 3] = lines[q, 0]
                 n_ph += 1
-        decay = 64 * (first_id + i)
+        decay = IDS_PER_HISTORY * (first_id + i)
         n_ev = 0
         for p in range(n_ph):
             counters[records.PHOTONS] += 1

@@ -1,0 +1,162 @@
+"""Campaigns on a real ``distributed.LocalCluster`` of two worker processes: the same count-rate
+table, the same frames file byte for byte and the same images as one process; a worker killed in
+the middle costs only its task; a study started again reuses what it finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from emulator import countrate
+from emulator.engine import Emulator
+from emulator.shards import Recipe, Sharded
+from hw import cluster
+from hw.errors import UserError
+from hw.scanner import load_scanner
+
+distributed = pytest.importorskip("distributed")
+
+pytestmark = pytest.mark.slow
+
+
+def petdaq(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "daq", *argv], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with cluster.client_for(cluster.ClusterSpec(workers=2)) as c:
+        yield c
+
+
+def test_cluster_specs():
+    assert cluster.parse_cluster("local:3") == cluster.ClusterSpec(workers=3)
+    assert cluster.parse_cluster("local").workers >= 1
+    assert cluster.parse_cluster("tcp://node7:8786").address == "tcp://node7:8786"
+    for bad in ("local:0", "locale", "tcp://node7", "http://x:1", "8786"):
+        with pytest.raises(UserError, match=r"--cluster must be|N >= 1"):
+            cluster.parse_cluster(bad)
+
+
+def test_no_scheduler_is_one_line():
+    r = petdaq("count-rate", "--activities-mbq", "5", "--cluster", "tcp://127.0.0.1:9",
+               "--out", os.devnull)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        "petdaq: error: no Dask scheduler answers at tcp://127.0.0.1:9")
+
+
+def test_count_rate_on_two_workers_is_one_process(tmp_path):
+    argv = ["count-rate", "--activities-mbq", "5", "60", "300", "--decays", "1.5e5"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert petdaq(*argv, "--out", str(one)).returncode == 0
+    r = petdaq(*argv, "--out", str(two), "--cluster", "local:2")
+    assert r.returncode == 0, r.stderr
+    assert "count-rate: 3/3 points" in r.stderr
+    assert (one / "count_rate.csv").read_bytes() == (two / "count_rate.csv").read_bytes()
+    # started again without one point: only that one is measured, the table is the same
+    points = sorted((two / "points").glob("point-*.json"))
+    assert len(points) == 3
+    kept = {p: p.stat().st_mtime_ns for p in points[1:]}
+    points[0].unlink()
+    assert petdaq(*argv, "--out", str(two), "--cluster", "local:2").returncode == 0
+    assert points[0].is_file()
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    assert (one / "count_rate.csv").read_bytes() == (two / "count_rate.csv").read_bytes()
+
+
+def test_sharded_emulation_writes_the_same_bytes(tmp_path):
+    argv = ["emulate", "--phantom", "nu2-scatter", "--activity-mbq", "30", "--duration", "0.12",
+            "--seed", "4"]
+    assert petdaq(*argv, "--fast", "--to", str(tmp_path / "one.frames")).returncode == 0
+    r = petdaq(*argv, "--to", str(tmp_path / "two.frames"), "--cluster", "local:2")
+    assert r.returncode == 0, r.stderr
+    one = (tmp_path / "one.frames").read_bytes()
+    assert len(one) > 1_000_000
+    assert one == (tmp_path / "two.frames").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.frames", "two.frames"]
+    r = petdaq(*argv, "--to", "tcp://127.0.0.1:5999", "--cluster", "local:2")
+    assert r.returncode == 2
+    assert "--cluster emulates into a frames file" in r.stderr
+
+
+def test_a_killed_worker_costs_only_its_shard(client, tmp_path):
+    """SIGKILL to a worker while shards are in flight: its shards run again elsewhere and the
+    singles are those of one process."""
+    scanner = load_scanner("bedside-brain")
+    recipe = Recipe(scanner, "nu2-scatter", "F-18", 30.0, seed=8)
+    duration_s = 0.15
+    alone = np.concatenate([c.raw for c in Emulator(scanner, "nu2-scatter", "F-18", 30.0, 8)
+                            .run(duration_s, chunk_s=0.01)])
+    emu = recipe.build()
+    sharded = Sharded(client, recipe, emu.slices(duration_s), duration_s, 0.0,
+                      tmp_path / "shards")
+    assert len(sharded.bounds) >= 4
+    pids = client.run(os.getpid)
+    parts, killed = [], False
+    for chunk in emu.run(duration_s, chunk_s=0.01, physics=sharded.physics()):
+        parts.append(chunk.raw)
+        if not killed:
+            os.kill(next(iter(pids.values())), signal.SIGKILL)
+            killed = True
+    assert killed and sharded.shards_done == len(sharded.bounds)
+    assert np.array_equal(np.concatenate(parts), alone)
+    assert not list((tmp_path / "shards").glob("*.npz"))
+
+
+def test_a_killed_worker_during_a_count_rate_study(client, tmp_path):
+    scanner = load_scanner("bedside-brain")
+    kw = {"duration_s": 0.01, "phantom": "nu2-scatter"}
+    alone = countrate.study(scanner, [10.0, 40.0, 80.0], **kw)
+    pids = list(client.run(os.getpid).values())
+    stop, killed = threading.Event(), threading.Event()
+
+    def kill_when_busy() -> None:
+        while not stop.wait(0.02):
+            if any(client.processing().values()):
+                os.kill(pids[0], signal.SIGKILL)
+                killed.set()
+                return
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
+    try:
+        result = countrate.study(scanner, [10.0, 40.0, 80.0], **kw, client=client,
+                                 points=tmp_path / "points")
+    finally:
+        stop.set()
+        killer.join()
+    assert killed.is_set()
+    assert result.rows == alone.rows
+
+
+def test_recon_of_several_runs_on_the_cluster(tmp_path):
+    from recon import read_nifti
+
+    runs = []
+    for k, seed in enumerate((1, 2)):
+        frames = tmp_path / f"r{k}.frames"
+        assert petdaq("emulate", "--phantom", "nema-iq", "--activity-mbq", "5", "--duration",
+                      "0.3", "--seed", str(seed), "--fast", "--quiet",
+                      "--to", str(frames)).returncode == 0
+        r = petdaq("acquire", "--from", str(frames), "--no-recon", "--out", str(tmp_path),
+                   "--name", f"run{k}")
+        assert r.returncode == 0, r.stderr
+        runs.append(tmp_path / f"run{k}")
+    common = ["--iterations", "1", "--subsets", "2", "--voxel", "4", "--no-dicom"]
+    r = petdaq("recon", *map(str, runs), *common, "--cluster", "local:2")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("reconstructed") == 2
+    on_cluster = [read_nifti(run / "images" / "image.nii.gz").array for run in runs]
+    assert petdaq("recon", *map(str, runs), *common).returncode == 0
+    for run, image in zip(runs, on_cluster, strict=True):
+        assert np.array_equal(read_nifti(run / "images" / "image.nii.gz").array, image)
+    r = petdaq("recon", *map(str, runs), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "--out is for one run" in r.stderr
