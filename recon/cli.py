@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from hw.atomic import replacing
+from hw.cluster import add_cluster_option, client_for, run_all, worker_threads
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner
@@ -43,7 +44,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recon", help="reconstruct a run into an image (PET: its coincidences; "
                        "SPECT: its projections)",
                        description=__doc__.split("\n\n")[1])
-    p.add_argument("run", help="run directory, or a list-mode file (.h5 / .npy)")
+    p.add_argument("run", nargs="+", help="run directories, or list-mode files (.h5 / .npy); "
+                   "several are reconstructed one after the other, or with --cluster on its "
+                   "workers")
     p.add_argument("--scanner", help="scanner name or .toml (default: the run's)")
     p.add_argument("--iterations", type=int, default=None,
                    help=f"OSEM iterations (default {RUN_ITERATIONS}; SPECT 4)")
@@ -88,6 +91,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="SPECT --report: the left ventricle's axis by hand, scanner mm "
                         "(default: found in the image)")
     p.add_argument("--out", help="output folder (default RUN/images; RUN/dynamic with --frames)")
+    add_cluster_option(p)
     p.set_defaults(func=cmd_recon)
 
 
@@ -116,6 +120,43 @@ def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], Run
 
 
 def cmd_recon(args: argparse.Namespace) -> int:
+    runs = list(args.run)
+    if len(runs) > 1 and args.out:
+        raise UserError("--out is for one run: several runs each write into their own folder")
+    if args.display_fwhm < 0:
+        raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
+    one = [argparse.Namespace(**{**vars(args), "run": r, "cluster": None}) for r in runs]
+    if args.cluster is None:
+        for a in one:
+            _recon_one(a)
+        return 0
+    with client_for(args.cluster) as client:
+        outputs = run_all(client, _recon_task, [(a,) for a in one], label="recon", unit="runs")
+    for out, notes in outputs:
+        sys.stderr.write(notes)
+        sys.stdout.write(out)
+    return 0
+
+
+def _recon_task(args: argparse.Namespace) -> tuple[str, str]:
+    """One run's reconstruction on a cluster worker, with the worker's threads; returns what
+    it printed (its result lines; its notes, not its progress) for the client to print."""
+    import contextlib
+    import io
+
+    from recon.threads import max_threads, set_threads
+
+    if args.threads is None:
+        set_threads(min(worker_threads(), max_threads()))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        _recon_one(args)
+    notes = [line + "\n" for line in err.getvalue().splitlines() if line.startswith("petdaq:")]
+    return out.getvalue(), "".join(notes)
+
+
+def _recon_one(args: argparse.Namespace) -> int:
+    """``petdaq recon`` of one run (``args.run``)."""
     import recon
     from recon.report import phantom_report
 
