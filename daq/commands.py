@@ -23,6 +23,7 @@ from daq.rundir import RunDir, utc_now
 from daq.rundocs import ExitStatus, StopDocument
 from daq.sources import open_source
 from hw import keys
+from hw.cluster import add_cluster_option, for_each
 from hw.errors import UserError
 from hw.pool import check_threads
 from hw.progress import Progress
@@ -94,11 +95,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     for name, text in (("replay", "re-run the pipeline from a run's journal with other settings"),
                        ("sort", "re-sort a run's singles into coincidences (no reconstruction)")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("run", help="run directory")
+        p.add_argument("run", nargs="+", help="run directories (several: one after the other, "
+                       "or with --cluster on its workers)")
         p.add_argument("--out", type=Path, default=None,
-                       help="new run directory (default: RUN/replay-<time>)")
+                       help="new run directory (default: RUN/replay-<time>; one run only)")
         _sort_options(p)
         add_threads_option(p)
+        add_cluster_option(p)
         p.set_defaults(func=cmd_replay, recon=name == "replay")
 
     p = sub.add_parser("recover", help="rebuild a killed run (metadata, coincidences, image) from "
@@ -414,6 +417,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if len(args.run) > 1 and args.out is not None:
+        raise UserError("--out is for one run: several runs each get their own RUN/replay-<time>")
+    return for_each(args, "run", _replay_one, label=args.command)
+
+
+def _replay_one(args: argparse.Namespace) -> int:
+    """``petdaq replay`` (or ``sort``) of one run (``args.run``)."""
     from daq.replay import replay_journal
 
     threads = check_threads(args.threads)

@@ -10,10 +10,14 @@ result a task writes appears once, whole (:func:`hw.atomic.replacing`).
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import functools
 import hashlib
+import io
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +101,7 @@ def client_for(spec: ClusterSpec) -> Iterator[Any]:
             client.close()
             cluster.close()
         return
+    _reachable(spec.address)
     try:
         client = distributed.Client(spec.address, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError) as exc:
@@ -118,6 +123,19 @@ def result_key(*parts: object) -> str:
     """A short name for a task's result: a hash of what it depends on (``parts``) and of the
     product's source, so that a campaign started again reuses only results of the same work."""
     return hashlib.sha256(repr((_code(), *parts)).encode()).hexdigest()[:16]
+
+
+def _reachable(address: str) -> None:
+    """Refuse at once a scheduler address where nothing listens (Dask would retry for its
+    whole timeout)."""
+    import socket
+
+    host, _, port = address.split("://", 1)[1].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"no Dask scheduler answers at {address}: "
+                        f"{exc.strerror or exc}") from None
 
 
 def worker_threads() -> int:
@@ -155,3 +173,36 @@ def run_all(client: Any, fn: Callable[..., T], items: Sequence[tuple], *, label:
             f.cancel()
     progress.close(done, last)
     return results
+
+
+def for_each(args: argparse.Namespace, field: str, fn: Callable[[argparse.Namespace], Any], *,
+             label: str, unit: str = "runs") -> int:
+    """``fn(args)`` once for each value of ``args.<field>`` (a list), with that value in its
+    place: one after the other here, or with ``args.cluster`` as tasks on the workers (each
+    with its worker's threads), whose printed results and notes are printed here."""
+    one = [argparse.Namespace(**{**vars(args), field: v, "cluster": None})
+           for v in getattr(args, field)]
+    if args.cluster is None:
+        for a in one:
+            fn(a)
+        return 0
+    with client_for(args.cluster) as client:
+        outputs = run_all(client, _captured, [(fn, a) for a in one], label=label, unit=unit)
+    for out, notes in outputs:
+        sys.stderr.write(notes)
+        sys.stdout.write(out)
+    return 0
+
+
+def _captured(fn: Callable[[argparse.Namespace], Any], args: argparse.Namespace
+              ) -> tuple[str, str]:
+    """``fn(args)`` on a worker: what it printed, its results and its notes (not its
+    progress lines)."""
+    if getattr(args, "threads", 0) is None:
+        args.threads = worker_threads()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        fn(args)
+    notes = [line + "\n" for line in err.getvalue().splitlines()
+             if line.startswith(("petdaq:", "warning:"))]
+    return out.getvalue(), "".join(notes)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hw.atomic import replacing
-from hw.cluster import add_cluster_option, client_for, run_all, worker_threads
+from hw.cluster import add_cluster_option, for_each
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner
@@ -120,39 +120,11 @@ def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], Run
 
 
 def cmd_recon(args: argparse.Namespace) -> int:
-    runs = list(args.run)
-    if len(runs) > 1 and args.out:
+    if len(args.run) > 1 and args.out:
         raise UserError("--out is for one run: several runs each write into their own folder")
     if args.display_fwhm < 0:
         raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
-    one = [argparse.Namespace(**{**vars(args), "run": r, "cluster": None}) for r in runs]
-    if args.cluster is None:
-        for a in one:
-            _recon_one(a)
-        return 0
-    with client_for(args.cluster) as client:
-        outputs = run_all(client, _recon_task, [(a,) for a in one], label="recon", unit="runs")
-    for out, notes in outputs:
-        sys.stderr.write(notes)
-        sys.stdout.write(out)
-    return 0
-
-
-def _recon_task(args: argparse.Namespace) -> tuple[str, str]:
-    """One run's reconstruction on a cluster worker, with the worker's threads; returns what
-    it printed (its result lines; its notes, not its progress) for the client to print."""
-    import contextlib
-    import io
-
-    from recon.threads import max_threads, set_threads
-
-    if args.threads is None:
-        set_threads(min(worker_threads(), max_threads()))
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        _recon_one(args)
-    notes = [line + "\n" for line in err.getvalue().splitlines() if line.startswith("petdaq:")]
-    return out.getvalue(), "".join(notes)
+    return for_each(args, "run", _recon_one, label="recon")
 
 
 def _recon_one(args: argparse.Namespace) -> int:

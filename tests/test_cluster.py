@@ -137,7 +137,8 @@ def test_a_killed_worker_during_a_count_rate_study(client, tmp_path):
     assert result.rows == alone.rows
 
 
-def test_recon_of_several_runs_on_the_cluster(tmp_path):
+def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
+    from daq.listmode import read_listmode
     from recon import read_nifti
 
     runs = []
@@ -150,6 +151,16 @@ def test_recon_of_several_runs_on_the_cluster(tmp_path):
                    "--name", f"run{k}")
         assert r.returncode == 0, r.stderr
         runs.append(tmp_path / f"run{k}")
+    r = petdaq("sort", *map(str, runs), "--window-ps", "3000", "--cluster", "local:2")
+    assert r.returncode == 0, r.stderr
+    for run in runs:
+        (again,) = run.glob("replay-*")
+        alone = tmp_path / f"alone-{run.name}"
+        assert petdaq("sort", str(run), "--window-ps", "3000", "--out", str(alone)
+                      ).returncode == 0
+        (alone,) = alone.glob("run-*")
+        assert np.array_equal(read_listmode(again / "coincidences.h5")[0],
+                              read_listmode(alone / "coincidences.h5")[0])
     common = ["--iterations", "1", "--subsets", "2", "--voxel", "4", "--no-dicom"]
     r = petdaq("recon", *map(str, runs), *common, "--cluster", "local:2")
     assert r.returncode == 0, r.stderr
@@ -160,3 +171,8 @@ def test_recon_of_several_runs_on_the_cluster(tmp_path):
         assert np.array_equal(read_nifti(run / "images" / "image.nii.gz").array, image)
     r = petdaq("recon", *map(str, runs), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "--out is for one run" in r.stderr
+    r = petdaq("recon", str(runs[0]), str(tmp_path / "nothing"), "--cluster", "local:2")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"petdaq: error: {tmp_path / 'nothing'} is neither a run directory nor a .h5 / .npy "
+        "list-mode file")
