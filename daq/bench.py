@@ -245,6 +245,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     say = (lambda s: None) if args.json else (lambda s: print(f"... {s}", file=sys.stderr))
     if args.scaling:
         return _scaling(mode, args.json, say)
+    if args.campaigns:
+        return _campaigns(mode, args.json, say)
     bench = Bench(mode)
     bench.run(say)
     say("end to end")
@@ -285,6 +287,24 @@ def _scaling(mode: str, as_json: bool, say: Callable[[str], None]) -> int:
     return 0
 
 
+def _campaigns(mode: str, as_json: bool, say: Callable[[str], None]) -> int:
+    """``--campaigns``: Dask campaigns on 1, 2, 4, ... local workers (:mod:`daq.campaigns`)."""
+    from daq import campaigns, scaling
+    from hw import load_scanner
+    from hw.pool import available_cores
+
+    times = campaigns.measure(load_scanner("bedside-brain"), mode,
+                              scaling.thread_counts(available_cores()), say)
+    info = machine()
+    if as_json:
+        print(json.dumps({"machine": info, "mode": mode,
+                          "campaigns": [asdict(t) for t in times]}, indent=2))
+    else:
+        print(f"petdaq bench --campaigns -- {info['cpu']}, {info['cores']} cores")
+        print("\n".join(campaigns.format_table(times)))
+    return 0 if all(t.same for t in times) else 1
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``bench``."""
     p = sub.add_parser("bench", help="throughput of every stage and of the whole chain")
@@ -294,6 +314,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scaling", action="store_true",
                    help="the end-to-end rate, the DAQ's CPU per event and the emulator's rate on "
                         "1, 2, 4, ... up to every core, with the parallel efficiency")
+    p.add_argument("--campaigns", action="store_true",
+                   help="a count-rate study and a sharded emulation in one process and on "
+                        "1, 2, 4, ... local Dask workers")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_bench)
 

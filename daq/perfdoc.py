@@ -1,7 +1,8 @@
 """``python -m daq.perfdoc [FILE]``: docs/performance.md measured on this machine.
 
-Runs ``petdaq bench`` (stages and the end-to-end chain), ``petdaq bench --scaling`` and
-``petdaq count-rate --live`` (the default activities), and writes their tables with the machine
+Runs ``petdaq bench`` (stages and the end-to-end chain), ``petdaq bench --scaling``,
+``petdaq count-rate --live`` (the default activities) and ``petdaq bench --campaigns`` (Dask), and
+writes their tables with the machine
 they ran on and the command that made them. Takes a few minutes once numba's cache is warm.
 """
 
@@ -108,10 +109,31 @@ def _costs(points: list[Any], cores: int) -> list[str]:
     return lines
 
 
+def _campaigns(times: list[Any]) -> list[str]:
+    from daq.campaigns import EMULATION_MBQ, EMULATION_S, STUDY
+
+    activities, decays = STUDY["default"]
+    lines = ["| campaign | workers | seconds | vs 1 worker | same result as one process |",
+             "|---|---|---|---|---|"]
+    for t in sorted(times, key=lambda t: (t.campaign, t.workers)):
+        who = "one process, no cluster" if t.workers == 0 else str(t.workers)
+        lines.append(f"| {t.campaign} | {who} | {t.seconds:.1f} | {t.speedup:.2f}x | "
+                     f"{'yes' if t.same else 'NO'} |")
+    start = max(t.start_s for t in times)
+    return [f"The count-rate study: {len(activities)} activities "
+            f"({', '.join(f'{a:g}' for a in activities)} MBq), {decays:g} decays each, a task "
+            f"per activity. The sharded emulation: {EMULATION_S['default']:g} s of the NU 2 "
+            f"phantom at {EMULATION_MBQ:g} MBq, the slices' physics on the workers, the "
+            "electronics in time order in the client. Workers: a local cluster of that many "
+            "single-threaded processes, timed once up (its start-up and the workers' first load "
+            f"of the compiled kernels, at most {start:.1f} s, apart); one process uses every "
+            "core's threads.", "", *lines]
+
+
 def build() -> str:
     """Measure everything and return the page."""
     import emulator
-    from daq import countrate_live, scaling
+    from daq import campaigns, countrate_live, scaling
     from daq.bench import ACTIVITY_MBQ, SIZES, Bench, machine
     from hw import load_scanner
     from hw.pool import available_cores
@@ -128,6 +150,7 @@ def build() -> str:
     points = scaling.measure(scanner, sim.raw_per_board, "default", cores, say)
     acquire = _acquire(cores)
     live = countrate_live.sweep(scanner, None, 3.0, None, threads=cores, max_lag_s=0.5)
+    campaign_times = campaigns.measure(scanner, "default", scaling.thread_counts(cores), say)
     return "\n".join([
         "# Performance",
         "",
@@ -159,6 +182,10 @@ def build() -> str:
         *_scaling(points),
         "",
         *_costs(points, cores),
+        "",
+        "## Campaigns on Dask: `petdaq bench --campaigns`",
+        "",
+        *_campaigns(campaign_times),
         "",
         "## Stages and the chain: `petdaq bench`",
         "",

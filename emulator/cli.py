@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -82,8 +83,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="decays emulated per activity (sets each point's duration)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("count-rate"),
-                   help="folder for count_rate.csv and count_rate.png (and points/, each "
-                        "point's row: a study started again measures only the missing ones)")
+                   help="folder for count_rate.csv and count_rate.png (count_rate.points/ "
+                        "keeps each point's row until then: a study started again measures "
+                        "only the points it lacks)")
     add_cluster_option(p)
     p.set_defaults(func=cmd_count_rate)
 
@@ -243,13 +245,21 @@ def cmd_count_rate(args: argparse.Namespace) -> int:
     scanner = load_scanner(args.scanner)
     phantoms.get(args.phantom, scanner)
     nuclides.get(args.nuclide)
+    points = args.out / "count_rate.points"
+    todo = countrate.plan(args.activities_mbq, None, args.decays, args.seed)
+    kept = sum(countrate.point_path(scanner, p, args.phantom, args.nuclide, points).is_file()
+               for p in todo)
+    if kept:
+        print(f"count-rate: {kept} of {len(todo)} points kept from an earlier run of this study",
+              file=sys.stderr)
     with ExitStack() as stack:
         client = stack.enter_context(client_for(args.cluster)) if args.cluster else None
         result = countrate.study(scanner, args.activities_mbq, phantom=args.phantom,
                                  nuclide=args.nuclide, decays=args.decays, seed=args.seed,
                                  progress=Progress("count-rate", unit="points"),
-                                 points=args.out / "points", client=client)
+                                 points=points, client=client)
     csv, png = countrate.save(result, args.out)
+    shutil.rmtree(points, ignore_errors=True)
     peak = result.peak()
     print(f"peak NECR {peak['necr_cps'] / 1e3:.1f} kcps at {peak['activity_mbq']:g} MBq; "
           f"{csv}, {png}")

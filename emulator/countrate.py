@@ -8,7 +8,8 @@ R) with R the random prompts (NECR_d uses the delayed-window estimate instead). 
 with pyqtgraph (offscreen).
 
 Each point is a task of its own (on a Dask cluster with ``client``) that keeps its row in the
-``points`` folder, written once; a study started again measures only the points it lacks.
+``points`` folder, written once; a study started again measures only the points it lacks
+(``petdaq count-rate`` removes the folder once the table is written).
 """
 
 from __future__ import annotations
@@ -114,14 +115,33 @@ def measure(scanner: Scanner, activity_mbq: float, duration_s: float, *,
     }
 
 
+def plan(activities_mbq: Sequence[float] | None = None, duration_s: float | None = None,
+         decays: float = 3e6, seed: int = 0) -> list[Point]:
+    """The study's points: ``activities_mbq`` (default :data:`DEFAULT_ACTIVITIES_MBQ`) in
+    increasing order, each ``duration_s`` long or ``decays / activity``, seeded in turn."""
+    activities = list(activities_mbq or DEFAULT_ACTIVITIES_MBQ)
+    if not activities or min(activities) <= 0:
+        raise UserError(f"count-rate activities must be > 0 MBq, got {activities}")
+    if duration_s is not None and not duration_s > 0:
+        raise UserError(f"count-rate duration must be > 0 s, got {duration_s}")
+    return [Point(a, duration_s if duration_s is not None else decays / (a * 1e6), seed + k)
+            for k, a in enumerate(sorted(activities))]
+
+
+def point_path(scanner: Scanner, point: Point, phantom: str, nuclide: str, points: Path
+               ) -> Path:
+    """Where ``points`` keeps a point's row, named for its work."""
+    key = cluster.result_key(scanner.digest, phantom, nuclide, point)
+    return points / f"point-{point.activity_mbq:g}MBq-{key}.json"
+
+
 def measure_point(scanner: Scanner, point: Point, phantom: str, nuclide: str,
                   points: Path | None) -> dict[str, float]:
     """A point's row: read from ``points`` when an earlier run of the same work left it there,
     else measured (with the threads of the worker it runs on) and kept there."""
     path = None
     if points is not None:
-        key = cluster.result_key(scanner.digest, phantom, nuclide, point)
-        path = points / f"point-{point.activity_mbq:g}MBq-{key}.json"
+        path = point_path(scanner, point, phantom, nuclide, points)
         if path.is_file():
             return json.loads(path.read_text())
     row = measure(scanner, point.activity_mbq, point.duration_s, phantom=phantom,
@@ -140,18 +160,12 @@ def study(scanner: Scanner, activities_mbq: Sequence[float] | None = None,
     """Sweep ``activities_mbq``; each point lasts ``duration_s``, or ``decays / activity``.
     ``points``: a folder that keeps each point's row (a study started again reuses them);
     ``client``: a ``distributed.Client`` whose workers measure the points."""
-    activities = list(activities_mbq or DEFAULT_ACTIVITIES_MBQ)
-    if not activities or min(activities) <= 0:
-        raise UserError(f"count-rate activities must be > 0 MBq, got {activities}")
-    if duration_s is not None and not duration_s > 0:
-        raise UserError(f"count-rate duration must be > 0 s, got {duration_s}")
+    todo = plan(activities_mbq, duration_s, decays, seed)
     acq = scanner.acquisition
     result = CountRate(scanner.name, phantom, nuclide, {
         "energy_window_kev": list(acq["energy_window_kev"]),
         "coincidence_window_ps": acq["coincidence_window_ps"], "delay_ps": acq["delay_ps"],
         "min_sector_difference": acq["min_sector_difference"], "policy": "takeAllGoods"})
-    todo = [Point(a, duration_s if duration_s is not None else decays / (a * 1e6), seed + k)
-            for k, a in enumerate(sorted(activities))]
     folder = make_folder(points) if points is not None else None
     if client is not None:
         shared = client.scatter(scanner, broadcast=True)
