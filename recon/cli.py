@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hw.atomic import replacing
-from hw.cluster import add_cluster_option, for_each
+from hw.cluster import add_cluster_option, client_for, for_each
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner
@@ -124,11 +124,17 @@ def cmd_recon(args: argparse.Namespace) -> int:
         raise UserError("--out is for one run: several runs each write into their own folder")
     if args.display_fwhm < 0:
         raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
+    if args.frames is not None and args.cluster is not None:  # the frames are the tasks
+        with client_for(args.cluster) as client:
+            for run in args.run:
+                _recon_one(argparse.Namespace(**{**vars(args), "run": run}), client)
+        return 0
     return for_each(args, "run", _recon_one, label="recon")
 
 
-def _recon_one(args: argparse.Namespace) -> int:
-    """``petdaq recon`` of one run (``args.run``)."""
+def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
+    """``petdaq recon`` of one run (``args.run``); a dynamic run's frames on ``client``'s
+    workers when given."""
     import recon
     from recon.report import phantom_report
 
@@ -152,7 +158,7 @@ def _recon_one(args: argparse.Namespace) -> int:
                               args.attenuation, args.scatter, args.voxel, args.samples,
                               args.calibration)
     if args.frames is not None:
-        return _recon_frames(args, coinc, header, facts, scanner, options)
+        return _recon_frames(args, coinc, header, facts, scanner, options, client)
     out = Path(args.out) if args.out else (
         Path(args.run) / "images" if Path(args.run).is_dir() else Path(args.run).with_suffix(""))
     out.mkdir(parents=True, exist_ok=True)
@@ -184,7 +190,7 @@ def _recon_one(args: argparse.Namespace) -> int:
 
 
 def _recon_frames(args: argparse.Namespace, coinc: np.ndarray, header: dict[str, Any],
-                  facts: RunFacts, scanner: Any, options: RunReconOptions) -> int:
+                  facts: RunFacts, scanner: Any, options: RunReconOptions, client: Any) -> int:
     """``petdaq recon RUN --frames SCHEDULE``: the frames into RUN/dynamic."""
     import recon
     from recon.bids import missing_study_fields, subject_label, write_bids
@@ -198,8 +204,11 @@ def _recon_frames(args: argparse.Namespace, coinc: np.ndarray, header: dict[str,
     out = Path(args.out) if args.out else run / "dynamic"
     t0 = time.monotonic()
     progress = Progress(f"frames {run.name}", len(frames), unit="frames")
+    from daq.rundir import LISTMODE_FILE
+
     dyn = reconstruct_frames(coinc, header, facts, scanner, frames, options,
-                             on_frame=lambda f: progress.update(f.number))
+                             on_frame=lambda f: progress.update(f.number),
+                             cluster=(client, str(run / LISTMODE_FILE)) if client else None)
     progress.close(len(frames))
     nifti, side = write_bids(dyn, out, subject_label(facts.study.patient_id, run.name))
     files = [str(nifti), str(side)]

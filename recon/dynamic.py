@@ -4,7 +4,8 @@ Every frame gets the run's LM-OSEM (TOF, randoms from the frame's own delayeds, 
 attenuation; the sensitivity image is shared, cached once per scanner and grid) with the same
 number of sub-iterations as a run's image (subsets by the frame's prompts, iterations so that
 subsets x iterations stays :data:`SUB_ITERATIONS`), and is quantified in Bq/mL decay-corrected to
-the scan's start. Frames are reconstructed one after the other, each on every core.
+the scan's start. Frames are reconstructed one after the other, each on every core, or as tasks
+on a Dask cluster's workers, each reading the run's list-mode file where it lies.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from hw.cluster import run_all, worker_threads
 from recon.frames import Frame, check_frames
 from recon.runimage import (
     RUN_ITERATIONS,
@@ -130,19 +132,44 @@ def frame_events(coinc: np.ndarray, t_s: np.ndarray, frame: Frame) -> np.ndarray
     return coinc[(t_s >= frame.start_s) & (t_s < frame.stop_s)]
 
 
+_READ: dict[str, np.ndarray] = {}
+
+
+def frame_task(recon_of: FrameRecon, listmode: str, frame: Frame) -> FrameImage:
+    """One frame on a cluster worker, with the worker's threads; the run's list-mode file is
+    read once per worker."""
+    from daq.listmode import read_listmode
+    from recon.threads import max_threads, set_threads
+
+    set_threads(min(worker_threads(), max_threads()))
+    if listmode not in _READ:
+        _READ.clear()
+        _READ[listmode] = read_listmode(listmode)[0]
+    coinc = _READ[listmode]
+    return recon_of.reconstruct(frame_events(coinc, coinc["t"] * 1e-12, frame), frame)
+
+
 def reconstruct_frames(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts, scanner: Any,
                        frames: list[Frame], options: RunReconOptions | None = None,
-                       on_frame: Callable[[Frame], None] | None = None) -> DynamicImage:
+                       on_frame: Callable[[Frame], None] | None = None,
+                       cluster: tuple[Any, str] | None = None) -> DynamicImage:
     """Reconstruct each of ``frames`` (acquisition seconds from list-mode time 0) of a run's
-    coincidences; ``on_frame(frame)`` once each is done."""
+    coincidences; ``on_frame(frame)`` once each is done. ``cluster``: (a ``distributed.Client``,
+    the list-mode file of ``coinc``) to reconstruct the frames on its workers."""
     t_s = coinc["t"] * 1e-12
     check_frames(frames, t_s[coinc["delayed"] == 0], facts.duration_s)
     recon_of = FrameRecon.of_run(header, facts, scanner, options, coinc)
-    done = []
-    for f in frames:
-        done.append(recon_of.reconstruct(frame_events(coinc, t_s, f), f))
-        if on_frame is not None:
-            on_frame(f)
+    if cluster is not None:
+        client, listmode = cluster
+        shared = client.scatter(recon_of, broadcast=True)
+        done = run_all(client, frame_task, [(shared, listmode, f) for f in frames],
+                       label="frames", unit="frames")
+    else:
+        done = []
+        for f in frames:
+            done.append(recon_of.reconstruct(frame_events(coinc, t_s, f), f))
+            if on_frame is not None:
+                on_frame(f)
     updates = [d.updates for d in done]
     few, most = min(updates), max(updates)
     images = [d.image for d in done]

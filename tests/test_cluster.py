@@ -170,6 +170,18 @@ def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
     assert petdaq("recon", *map(str, runs), *common).returncode == 0
     for run, image in zip(runs, on_cluster, strict=True):
         assert np.array_equal(read_nifti(run / "images" / "image.nii.gz").array, image)
+    # a dynamic run's frames as the tasks
+    for where, extra in (("dyn-two", ["--cluster", "local:2"]), ("dyn-one", [])):
+        r = petdaq("recon", str(runs[0]), "--frames", "3x0.06s", *common, "--out",
+                   str(tmp_path / where), *extra)
+        assert r.returncode == 0, r.stderr
+    (two,) = (tmp_path / "dyn-two").rglob("*_pet.nii.gz")
+    (one,) = (tmp_path / "dyn-one").rglob("*_pet.nii.gz")
+    import nibabel
+
+    assert np.array_equal(np.asarray(nibabel.load(two).dataobj),
+                          np.asarray(nibabel.load(one).dataobj))
+    assert nibabel.load(two).shape[-1] == 3
     r = petdaq("recon", *map(str, runs), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "--out is for one run" in r.stderr
     r = petdaq("recon", str(runs[0]), str(tmp_path / "nothing"), "--cluster", "local:2")
