@@ -277,14 +277,19 @@ def _scaling(mode: str, as_json: bool, say: Callable[[str], None]) -> int:
     say("recording")
     sim = emulator.simulate(scanner, "nu2-scatter", "F-18", ACTIVITY_MBQ, SIZES[mode], seed=7)
     points = scaling.measure(scanner, sim.raw_per_board, mode, available_cores(), say)
+    _report("scaling", mode, as_json, points, scaling.format_table(points))
+    return 0
+
+
+def _report(what: str, mode: str, as_json: bool, rows: list[Any], table: list[str]) -> None:
+    """Print ``petdaq bench --<what>``'s table (or its rows as JSON) with the machine."""
     info = machine()
     if as_json:
-        print(json.dumps({"machine": info, "mode": mode,
-                          "scaling": [asdict(p) for p in points]}, indent=2))
+        print(json.dumps({"machine": info, "mode": mode, what: [asdict(r) for r in rows]},
+                         indent=2))
     else:
-        print(f"petdaq bench --scaling -- {info['cpu']}, {info['cores']} cores")
-        print("\n".join(scaling.format_table(points)))
-    return 0
+        print(f"petdaq bench --{what} -- {info['cpu']}, {info['cores']} cores")
+        print("\n".join(table))
 
 
 def _campaigns(mode: str, as_json: bool, say: Callable[[str], None]) -> int:
@@ -295,13 +300,7 @@ def _campaigns(mode: str, as_json: bool, say: Callable[[str], None]) -> int:
 
     times = campaigns.measure(load_scanner("bedside-brain"), mode,
                               scaling.thread_counts(available_cores()), say)
-    info = machine()
-    if as_json:
-        print(json.dumps({"machine": info, "mode": mode,
-                          "campaigns": [asdict(t) for t in times]}, indent=2))
-    else:
-        print(f"petdaq bench --campaigns -- {info['cpu']}, {info['cores']} cores")
-        print("\n".join(campaigns.format_table(times)))
+    _report("campaigns", mode, as_json, times, campaigns.format_table(times))
     return 0 if all(t.same for t in times) else 1
 
 

@@ -121,7 +121,7 @@ class Sharded:
         return output.parent / f".{output.name}.shards-{key}"
 
     def physics(self) -> Iterator[SlicePhysics]:
-        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        workers = max(1, len(self.client.nthreads()))
         window = AHEAD_PER_WORKER * workers + 1
         shared = self.client.scatter(self.recipe, broadcast=True)
         queued: deque = deque()
