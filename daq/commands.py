@@ -23,7 +23,8 @@ from daq.rundir import RunDir, utc_now
 from daq.rundocs import ExitStatus, StopDocument
 from daq.sources import open_source
 from hw import keys
-from hw.cluster import add_cluster_option, for_each
+from hw.batch import files_in, for_each
+from hw.cluster import add_cluster_option
 from hw.errors import UserError
 from hw.pool import check_threads
 from hw.progress import Progress
@@ -419,7 +420,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     if len(args.run) > 1 and args.out is not None:
         raise UserError("--out is for one run: several runs each get their own RUN/replay-<time>")
-    return for_each(args, "run", _replay_one, label=args.command)
+    return for_each(args, "run", _replay_one, label=args.command, inputs=_replay_inputs)
+
+
+def _replay_inputs(args: argparse.Namespace) -> list[Path]:
+    """What a replay depends on: the run's files, the scanner definitions and the stored gain
+    tables."""
+    from hw.scanner import BUILTIN_DIR
+
+    return [*files_in(Path(args.run)), *files_in(BUILTIN_DIR),
+            *files_in(calibration.calibration_dir())]
 
 
 def _replay_one(args: argparse.Namespace) -> int:

@@ -10,14 +10,10 @@ result a task writes appears once, whole (:func:`hw.atomic.replacing`).
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import functools
 import hashlib
-import io
 import logging
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -174,35 +170,3 @@ def run_all(client: Any, fn: Callable[..., T], items: Sequence[tuple], *, label:
     progress.close(done, last)
     return results
 
-
-def for_each(args: argparse.Namespace, field: str, fn: Callable[[argparse.Namespace], Any], *,
-             label: str, unit: str = "runs") -> int:
-    """``fn(args)`` once for each value of ``args.<field>`` (a list), with that value in its
-    place: one after the other here, or with ``args.cluster`` as tasks on the workers (each
-    with its worker's threads), whose printed results and notes are printed here."""
-    one = [argparse.Namespace(**{**vars(args), field: v, "cluster": None})
-           for v in getattr(args, field)]
-    if args.cluster is None:
-        for a in one:
-            fn(a)
-        return 0
-    with client_for(args.cluster) as client:
-        outputs = run_all(client, _captured, [(fn, a) for a in one], label=label, unit=unit)
-    for out, notes in outputs:
-        sys.stderr.write(notes)
-        sys.stdout.write(out)
-    return 0
-
-
-def _captured(fn: Callable[[argparse.Namespace], Any], args: argparse.Namespace
-              ) -> tuple[str, str]:
-    """``fn(args)`` on a worker: what it printed, its results and its notes (not its
-    progress lines)."""
-    if getattr(args, "threads", 0) is None:
-        args.threads = worker_threads()
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        fn(args)
-    notes = [line + "\n" for line in err.getvalue().splitlines()
-             if line.startswith(("petdaq:", "warning:"))]
-    return out.getvalue(), "".join(notes)

@@ -277,6 +277,10 @@ class Scanner:
 # --------------------------------------------------------------------------- loading
 
 
+#: The folder of the built-in scanner definitions.
+BUILTIN_DIR = Path(str(resources.files("hw") / "scanners"))
+
+
 def builtin_scanners() -> list[str]:
     """Names of the scanner definitions shipped under ``hw/scanners``."""
     folder = resources.files("hw") / "scanners"

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from hw.atomic import replacing
-from hw.cluster import add_cluster_option, client_for, for_each
+from hw.batch import files_in, for_each
+from hw.cluster import add_cluster_option, client_for
 from hw.errors import UserError
 from hw.progress import Progress
 from hw.scanner import load_scanner
@@ -129,7 +130,17 @@ def cmd_recon(args: argparse.Namespace) -> int:
             for run in args.run:
                 _recon_one(argparse.Namespace(**{**vars(args), "run": run}), client)
         return 0
-    return for_each(args, "run", _recon_one, label="recon")
+    return for_each(args, "run", _recon_one, label="recon", inputs=_inputs)
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """What a run's image depends on: its files, the scanner definitions (calibrations in
+    them)."""
+    from hw.scanner import BUILTIN_DIR
+
+    run = Path(args.run)
+    own = [Path(args.scanner)] if args.scanner and Path(args.scanner).is_file() else []
+    return [*files_in(run), *([run] if run.is_file() else []), *files_in(BUILTIN_DIR), *own]
 
 
 def _recon_one(args: argparse.Namespace, client: Any = None) -> int:

@@ -167,9 +167,19 @@ def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("reconstructed") == 2
     on_cluster = [read_nifti(run / "images" / "image.nii.gz").array for run in runs]
-    assert petdaq("recon", *map(str, runs), *common).returncode == 0
+    # the campaign started again: both runs skipped, their lines printed again
+    r = petdaq("recon", *map(str, runs), *common, "--cluster", "local:2")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("done before with the same settings and inputs, skipped") == 2
+    assert r.stdout.count("reconstructed") == 2
+    # in one process, each run on its own (no receipt involved): the same images
     for run, image in zip(runs, on_cluster, strict=True):
+        (run / "images" / "image.nii.gz").unlink()
+        assert petdaq("recon", str(run), *common).returncode == 0
         assert np.array_equal(read_nifti(run / "images" / "image.nii.gz").array, image)
+    # another setting: done again
+    r = petdaq("recon", *map(str, runs), *common[2:], "--iterations", "2")
+    assert r.returncode == 0 and "skipped" not in r.stderr
     # a dynamic run's frames as the tasks
     for where, extra in (("dyn-two", ["--cluster", "local:2"]), ("dyn-one", [])):
         r = petdaq("recon", str(runs[0]), "--frames", "3x0.06s", *common, "--out",
