@@ -168,7 +168,7 @@ def study(scanner: Scanner, activities_mbq: Sequence[float] | None = None,
         "min_sector_difference": acq["min_sector_difference"], "policy": "takeAllGoods"})
     folder = make_folder(points) if points is not None else None
     if client is not None:
-        shared = client.scatter(scanner, broadcast=True)
+        shared = client.scatter(scanner, broadcast=True, hash=False)
         result.rows = cluster.run_all(client, measure_point,
                                       [(shared, p, phantom, nuclide, folder) for p in todo],
                                       label="count-rate", unit="points", describe=_described)

@@ -123,7 +123,7 @@ class Sharded:
     def physics(self) -> Iterator[SlicePhysics]:
         workers = max(1, len(self.client.nthreads()))
         window = AHEAD_PER_WORKER * workers + 1
-        shared = self.client.scatter(self.recipe, broadcast=True)
+        shared = self.client.scatter(self.recipe, broadcast=True, hash=False)
         queued: deque = deque()
         for i, (k0, k1) in enumerate(self.bounds):
             queued.append(self.client.submit(shard, shared, self.duration_s, self.start_s, k0, k1,

@@ -159,6 +159,8 @@ def run_all(client: Any, fn: Callable[..., T], items: Sequence[tuple], *, label:
     done, last = 0, ""
     try:
         for future, result in distributed.as_completed(futures, with_results=True):
+            if future.status != "finished":
+                raise UserError(f"{label}: a task was {future.status} on the cluster")
             results[index[future.key]] = result
             done += 1
             last = describe(result) if describe else ""

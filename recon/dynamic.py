@@ -161,7 +161,7 @@ def reconstruct_frames(coinc: np.ndarray, header: dict[str, Any], facts: RunFact
     recon_of = FrameRecon.of_run(header, facts, scanner, options, coinc)
     if cluster is not None:
         client, listmode = cluster
-        shared = client.scatter(recon_of, broadcast=True)
+        shared = client.scatter(recon_of, broadcast=True, hash=False)
         done = run_all(client, frame_task, [(shared, listmode, f) for f in frames],
                        label="frames", unit="frames")
     else:

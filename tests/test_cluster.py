@@ -136,6 +136,8 @@ def test_a_killed_worker_during_a_count_rate_study(client, tmp_path):
         killer.join()
     assert killed.is_set()
     assert result.rows == alone.rows
+    # the same study again on the same cluster (the scanner sent to the workers again)
+    assert countrate.study(scanner, [10.0, 40.0, 80.0], **kw, client=client).rows == alone.rows
 
 
 def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
