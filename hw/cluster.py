@@ -94,8 +94,8 @@ def client_for(spec: ClusterSpec) -> Iterator[Any]:
         try:
             yield client
         finally:
-            client.close()
-            cluster.close()
+            _quietly_close(client)
+            _quietly_close(cluster)
         return
     _reachable(spec.address)
     try:
@@ -105,7 +105,21 @@ def client_for(spec: ClusterSpec) -> Iterator[Any]:
     try:
         yield client
     finally:
-        client.close()
+        _quietly_close(client)
+
+
+def _quietly_close(closable: Any) -> None:
+    """Close a client or cluster without the log lines of the connections it closes (the
+    campaign's outcome is known by now)."""
+    loggers = [logging.getLogger(name) for name in ("distributed", "asyncio", "tornado")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        closable.close()
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 @functools.cache
@@ -166,9 +180,9 @@ def run_all(client: Any, fn: Callable[..., T], items: Sequence[tuple], *, label:
             last = describe(result) if describe else ""
             if done < len(items):
                 progress.update(done, last, force=True)
-    finally:
-        for f in futures:
-            f.cancel()
+    except BaseException:
+        client.cancel(futures)
+        raise
     progress.close(done, last)
     return results
 
