@@ -157,18 +157,24 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     emu = recipe.build()
     pack = packer(args.firmware, scanner)
     emu.warm_up(pack)  # numba compiles here on a fresh install, before any board streams
-    with ExitStack() as stack:
-        if args.cluster is None:
-            return _emulate(args, emu, pack, open_sink(args.to, scanner.n_boards, args.baud,
-                                                      key_folder), None)
-        partial = [p.with_name(f".partial-{p.name}") for p in paths]
-        client = stack.enter_context(client_for(args.cluster))
+    if args.cluster is not None:
+        return _emulate_sharded(args, recipe, emu, pack, paths)
+    return _emulate(args, emu, pack, open_sink(args.to, scanner.n_boards, args.baud, key_folder),
+                    None)
+
+
+def _emulate_sharded(args: argparse.Namespace, recipe: Recipe, emu: Emulator, pack,
+                     paths: list[Path]) -> int:
+    """``--cluster``: the physics from the cluster's workers, the frames into ``paths``, which
+    appear under their names only once complete."""
+    partial = [p.with_name(f".partial-{p.name}") for p in paths]
+    with client_for(args.cluster) as client:
         folder = Sharded.folder_for(paths[0], recipe, args.duration, 0.0)
         sharded = Sharded(client, recipe, emu.slices(args.duration), args.duration, 0.0, folder)
-        _emulate(args, emu, pack, open_files(partial, scanner.n_boards), sharded)
-        for tmp, path in zip(partial, paths, strict=True):
-            tmp.replace(path)
-        sharded.remove()
+        _emulate(args, emu, pack, open_files(partial, emu.scanner.n_boards), sharded)
+    for tmp, path in zip(partial, paths, strict=True):
+        tmp.replace(path)
+    sharded.remove()
     return 0
 
 
