@@ -44,10 +44,20 @@ TOF_NSIGMA = 3.0
 #: Events per block of the block-parallel EM kernel (:meth:`Projector.em_back_padded`): the unit
 #: of work a thread takes; and per sub-block inside it (forward, then back, while in cache).
 EM_BLOCK = 32768
+#: Image buffers the blocks are summed into (block b into buffer b mod lanes, in block order),
+#: then added in buffer order: a fixed order of every sum, so the image is the same for any
+#: number of threads (at most this many work at once).
+EM_LANES = 16
 _SUB = 4096
 #: Keeps the bilinear interpolation one rounding error away from the padding's far edge.
 _EDGE = 1e-4
 _ONE = np.float32(1.0)
+
+
+def lanes_of(n_events: int) -> int:
+    """Image buffers for a projection of ``n_events``: one per :data:`EM_BLOCK` events, at most
+    :data:`EM_LANES` (set by the events, never by the threads)."""
+    return max(1, min(EM_LANES, -(-n_events // EM_BLOCK)))
 
 
 def pad(array: np.ndarray) -> np.ndarray:
@@ -124,7 +134,7 @@ class Projector:
                             f"got {values.shape}")
         apply_threads()
         _back(values, self._shape, self._origin, self._voxel, self.endpoints, lors.crystal_a,
-              lors.crystal_b, lors.tof_mm, self.sigma_mm, self.nsigma, get_threads(),
+              lors.crystal_b, lors.tof_mm, self.sigma_mm, self.nsigma, lanes_of(len(lors)),
               out.reshape(-1))
         return out
 
@@ -142,9 +152,10 @@ class Projector:
         ``crystal_randoms[a] * crystal_randoms[b]`` (one factor per crystal), either may be None.
         ``order``: indices of the events to use, in this order (default: all, as given).
 
-        Work: blocks of :data:`EM_BLOCK` events taken in turn by :func:`recon.threads.get_threads`
-        threads (:func:`recon.threads.parallel_blocks`), each into its own image buffer (no write
-        races), summed at the end. Inside a block, sub-blocks of 4096 events are gathered
+        Work: blocks of :data:`EM_BLOCK` events, block b into buffer b mod :func:`lanes_of` in
+        block order; the buffers are taken in turn by :func:`recon.threads.get_threads` threads
+        (:func:`recon.threads.parallel_blocks`) and summed in their order at the end, so the
+        result is the same for any number of threads. Inside a block, sub-blocks of 4096 events are gathered
         (``order``), forward projected keeping each ray's set-up, and back projected while the
         voxels they touched are still in cache.
         """
@@ -167,25 +178,24 @@ class Projector:
         self._check(out)
         count = n if order is None else index.size
         n_blocks = max(1, -(-count // EM_BLOCK))
-        n_workers = max(1, min(get_threads(), n_blocks))
+        lanes = lanes_of(count)
         with self._buffers_lock:
-            if self._buffers.shape[0] < n_workers:
-                self._buffers = np.zeros((n_workers, out.size), np.float32)
+            if self._buffers.shape[0] < lanes:
+                self._buffers = np.zeros((lanes, out.size), np.float32)
             buffers = self._buffers
-            used = np.zeros(n_workers, np.bool_)
 
-            def work(worker: int, block: int) -> None:
-                clear = not used[worker]
-                used[worker] = True
-                _em_block(padded.reshape(-1), buffers[worker], clear, index,
-                          block * EM_BLOCK, min(count, (block + 1) * EM_BLOCK),
-                          lors.crystal_a, lors.crystal_b, lors.tof_mm, weights, additive,
-                          factors, self._shape, self._origin, self._voxel, self.endpoints,
-                          self.sigma_mm, self.nsigma, self._norm)
+            def work(_worker: int, lane: int) -> None:
+                first = lane * n_blocks // lanes
+                for block in range(first, (lane + 1) * n_blocks // lanes):
+                    _em_block(padded.reshape(-1), buffers[lane], block == first, index,
+                              block * EM_BLOCK, min(count, (block + 1) * EM_BLOCK),
+                              lors.crystal_a, lors.crystal_b, lors.tof_mm, weights, additive,
+                              factors, self._shape, self._origin, self._voxel, self.endpoints,
+                              self.sigma_mm, self.nsigma, self._norm)
 
-            parallel_blocks(n_blocks, work, n_workers)
+            parallel_blocks(lanes, work, min(get_threads(), lanes))
             apply_threads()
-            _add_rows(buffers, np.flatnonzero(used), out.reshape(-1))
+            _add_rows(buffers, np.arange(lanes), out.reshape(-1))
         return out
 
     def forward(self, image: np.ndarray, lors: LORs | np.ndarray) -> np.ndarray:
@@ -336,12 +346,13 @@ def _forward(img, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, out):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True, parallel=True)
-def _back(values, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, n_threads, out):
+def _back(values, shape, origin, voxel, ends, ca, cb, tof, sigma, nsigma, lanes, out):
     strides = _strides(shape)
     norm = _tof_norm(sigma, nsigma)
     n = ca.size
-    # one padded buffer per chunk and one chunk per thread: no write races, no thread ids
-    n_chunks = max(1, min(n, n_threads))
+    # one padded buffer per chunk of events (:func:`lanes_of`), summed in chunk order: no write
+    # races, no thread ids, the same sums for any number of threads
+    n_chunks = max(1, min(n, lanes))
     buffers = np.zeros((n_chunks, out.size), np.float32)
     for c in numba.prange(n_chunks):
         buf = buffers[c]
