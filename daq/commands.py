@@ -420,7 +420,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     if len(args.run) > 1 and args.out is not None:
         raise UserError("--out is for one run: several runs each get their own RUN/replay-<time>")
-    return for_each(args, "run", _replay_one, label=args.command, inputs=_replay_inputs)
+    return for_each(args, "run", _replay_one, label=args.command, inputs=_replay_inputs,
+                    outputs=lambda a: sorted(Path(a.run).glob("replay-*")))
 
 
 def _replay_inputs(args: argparse.Namespace) -> list[Path]:

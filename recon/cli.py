@@ -130,7 +130,19 @@ def cmd_recon(args: argparse.Namespace) -> int:
             for run in args.run:
                 _recon_one(argparse.Namespace(**{**vars(args), "run": run}), client)
         return 0
-    return for_each(args, "run", _recon_one, label="recon", inputs=_inputs)
+    return for_each(args, "run", _recon_one, label="recon", inputs=_inputs, outputs=_outputs)
+
+
+def _outputs(args: argparse.Namespace) -> list[Path]:
+    """What a run's reconstruction made: its image (the rest is written beside it)."""
+    return [_out_folder(args) / "image.nii.gz"]
+
+
+def _out_folder(args: argparse.Namespace) -> Path:
+    """``--out``, or RUN/images (a list-mode file: beside it, named for it)."""
+    run = Path(args.run)
+    return Path(args.out) if args.out else (
+        run / "images" if run.is_dir() else run.with_suffix(""))
 
 
 def _inputs(args: argparse.Namespace) -> list[Path]:
@@ -170,8 +182,7 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
                               args.calibration)
     if args.frames is not None:
         return _recon_frames(args, coinc, header, facts, scanner, options, client)
-    out = Path(args.out) if args.out else (
-        Path(args.run) / "images" if Path(args.run).is_dir() else Path(args.run).with_suffix(""))
+    out = _out_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     subsets = options.subsets if options.subsets is not None else default_subsets(coinc)

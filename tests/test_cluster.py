@@ -174,6 +174,12 @@ def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("done before with the same settings and inputs, skipped") == 2
     assert r.stdout.count("reconstructed") == 2
+    # a run whose image is gone is done again
+    (runs[1] / "images" / "image.nii.gz").unlink()
+    r = petdaq("recon", *map(str, runs), *common, "--cluster", "local:2")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("skipped") == 1 and (runs[1] / "images" / "image.nii.gz").is_file()
+    assert np.array_equal(read_nifti(runs[1] / "images" / "image.nii.gz").array, on_cluster[1])
     # in one process, each run on its own (no receipt involved): the same images
     for run, image in zip(runs, on_cluster, strict=True):
         (run / "images" / "image.nii.gz").unlink()
