@@ -116,7 +116,7 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner
     from recon.scattercorr import scatter_additive
     from recon.system import min_sector_difference
 
-    first = osem(1, None, None)
+    first = osem(scatter_first_iterations(subsets), None, None)
     k = min_sector_difference(scanner, header.get("min_sector_difference"))
     additive, fraction = scatter_additive(
         coinc, scanner, grid, mu, np.asarray(first.array), tuple(header["energy_window_kev"]),
@@ -137,11 +137,26 @@ def scatter_scale_of(coinc: np.ndarray, header: dict[str, Any], phantom: Any, sc
     from recon.system import min_sector_difference
 
     grid = recon.default_grid(scanner, options.voxel_mm)
+    subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
     first = osem_counts(coinc, header, phantom, scanner,
-                        replace(options, scatter=False, iterations=1))
+                        replace(options, scatter=False, subsets=subsets,
+                                iterations=scatter_first_iterations(subsets)))
     return run_scale(coinc, scanner, grid, phantom.mu_map(grid, 511.0), np.asarray(first.array),
                      tuple(header["energy_window_kev"]),
                      min_sector_difference(scanner, header.get("min_sector_difference")))
+
+
+#: Updates of the first image (without scatter correction) that the scatter estimate is
+#: simulated from. The estimate depends on how far that image has converged (one MLEM update
+#: from a uniform image leaves activity in the air and gives less scatter), so every
+#: reconstruction, a whole run's or a short frame's with one subset, gets the same number.
+SCATTER_FIRST_UPDATES = 10
+
+
+def scatter_first_iterations(subsets: int) -> int:
+    """Iterations of ``subsets`` subsets that give the first image
+    :data:`SCATTER_FIRST_UPDATES` updates (at least)."""
+    return max(1, -(-SCATTER_FIRST_UPDATES // max(1, subsets)))
 
 
 def calibration_of(options: RunReconOptions, scanner: Any) -> float:

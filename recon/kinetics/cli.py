@@ -120,6 +120,10 @@ def cmd_kinetics(args: argparse.Namespace) -> int:
              plots.plot_curves(curves, out / "tacs.png", f"time-activity curves: {run.name}")]
     rows, plot = _model(args, curves, frames, sidecar, masks, facts, out, img)
     files += [_write_parameters(rows, out / "parameters.csv"), *plot]
+    if args.input_region and sidecar.get("ScatterCorrectionMethod") == "none":
+        print(f"note: the frames have no scatter correction, so the input region "
+              f"{args.input_region!r} reads low as the tissue around it fills and Ki with it "
+              "(docs/kinetics.md): reconstruct them with petdaq recon RUN --frames ... --scatter")
     for row in rows:
         print("  ".join(f"{k} {v}" for k, v in row.items()))
     print("wrote " + ", ".join(str(f) for f in files))
