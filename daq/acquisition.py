@@ -141,7 +141,9 @@ class Acquisition:
                                    self.workers)
         header = {"scanner": scanner.name, "scanner_digest": scanner.digest,
                   **{k: v for k, v in self.processor.settings.items()}}
-        self.listmode = ListModeWriter(run.listmode, header)
+        rates = self.processor.rates
+        self.listmode = ListModeWriter(run.listmode, header,
+                                       rate_units=rates.n_units if rates is not None else 0)
         self.processor.writer = self.listmode
         self.streams = [StreamState(s.describe, wire.Decoder(scanner)) for s in sources]
         self.quiet_timeout_s = quiet_timeout_s

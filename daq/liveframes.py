@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hw.deadtime import RateTable
 from hw.errors import UserError
 
 if TYPE_CHECKING:
@@ -124,12 +125,16 @@ class LiveFrames:
 
     def __init__(self, frames: list[Frame], recon_of: Any, regions: dict[str, np.ndarray],
                  time_scale: float, on_curves: Callable[[CurvePoints, int], None] | None = None,
-                 max_pending_events: int = 40_000_000, cpu: CpuMeter | None = None) -> None:
+                 max_pending_events: int = 40_000_000, cpu: CpuMeter | None = None,
+                 rates: Callable[[], RateTable | None] | None = None) -> None:
         """``frames``: the schedule (acquisition s); ``recon_of``: the run's
         :class:`recon.dynamic.FrameRecon`; ``regions``: masks on its grid; ``time_scale``: the
         kinetic clock's seconds per acquisition second; ``on_curves(points, frames_done)`` after
-        each frame; ``max_pending_events``: coincidences held beyond which chunks are dropped."""
+        each frame; ``max_pending_events``: coincidences held beyond which chunks are dropped;
+        ``rates()``: the singles rates so far (the dead-time correction; a frame waits until
+        they cover it, as the list-mode file will)."""
         self.frames, self.recon_of, self.regions = frames, recon_of, regions
+        self.rates = rates
         self.time_scale, self.on_curves = time_scale, on_curves
         self.max_pending_events = max_pending_events
         self.points = CurvePoints([], [], {n: [] for n in regions}, {n: [] for n in regions},
@@ -191,18 +196,25 @@ class LiveFrames:
             self._last_t_s = max(self._last_t_s, float(chunk["t"].max()) * 1e-12)
         self._lap("take events")
 
-    def _finish_complete(self, reached_s: float) -> None:
-        """Finish every frame that ends at or before ``reached_s`` (acquisition s)."""
+    def _finish_complete(self, reached_s: float, final: bool = False) -> None:
+        """Finish every frame that ends at or before ``reached_s`` (acquisition s) and whose
+        singles rates are in (``final``: whatever they are)."""
         while (not self.error and self.done < len(self.frames)
                and self.frames[self.done].stop_s <= reached_s):
+            table = self.rates() if self.rates is not None else None
+            stop_s = self.frames[self.done].stop_s
+            if not final and self.rates is not None and (
+                    table is None or (table.first_bin + table.counts.shape[0]) * table.bin_ps
+                    < stop_s * 1e12):
+                return
             try:
-                self._finish(self.frames[self.done])
+                self._finish(self.frames[self.done], table)
             except Exception as exc:  # the run goes on; the reason is kept
                 number = self.frames[self.done].number
                 self.error = f"frame {number}: {type(exc).__name__}: {exc}"
             self.done += 1
 
-    def _finish(self, frame: Frame) -> None:
+    def _finish(self, frame: Frame, rates: RateTable | None) -> None:
         events = np.concatenate(self._held) if self._held else np.empty(0)
         t_s = events["t"] * 1e-12 if events.size else np.empty(0)
         later = events[t_s >= frame.stop_s] if events.size else events
@@ -211,7 +223,8 @@ class LiveFrames:
             from recon.threads import KERNELS
 
             with KERNELS:  # not beside the live image's kernels
-                image = self.recon_of.reconstruct(frame_events(events, t_s, frame), frame)
+                image = self.recon_of.reconstruct(frame_events(events, t_s, frame), frame,
+                                                  rates)
             self.points.append(frame.start_s * self.time_scale / 60.0,
                                frame.duration_s * self.time_scale / 60.0,
                                np.asarray(image.image.array), self.regions)
@@ -239,7 +252,7 @@ class LiveFrames:
             except queue.Empty:
                 break
         reached = end_s * (1 + 1e-9) + 1e-6 if end_s else self._last_t_s + COMPLETE_AFTER_S
-        self._finish_complete(reached)
+        self._finish_complete(reached, final=True)
         self._held = []
 
     def write(self, path: Path) -> Path | None:

@@ -29,6 +29,7 @@ from daq.journal import Buffer
 from daq.listmode import ListModeWriter
 from daq.merge import TimeMerger
 from daq.projections import ProjectionStage
+from daq.singlesrates import SinglesRates
 from hw import wire
 from hw.dtypes import SINGLE_DTYPE
 from hw.errors import UserError
@@ -190,6 +191,9 @@ class Processor:
         self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s, self.workers)
         self.writer = writer
         self.on_coincidences = on_coincidences
+        self.rates = SinglesRates(scanner) if scanner.kind == "pet" else None
+        """PET: the singles per module and time bin, for the list-mode file's dead-time
+        correction (:mod:`hw.deadtime`)."""
         n = self.workers.threads
         self.hist = Histograms.for_scanner(scanner, self.settings["window_ps"], n)
         board_of_cell = np.empty(scanner.n_crystals, np.int64)
@@ -241,6 +245,8 @@ class Processor:
             self._release(final=True)
             self._emit(self.stage.flush())
             if self.writer is not None:
+                if self.rates is not None:
+                    self.writer.append_rates(self.rates.take(None))
                 self.writer.flush()
             self._clock = None
 
@@ -269,6 +275,11 @@ class Processor:
         singles = self._calibrated(*events)
         self._lap("calibrate + histograms")
         self.counters.released += n
+        if self.rates is not None:
+            self.rates.add(singles["t"], singles["crystal"])
+            if self.writer is not None:
+                self.writer.append_rates(self.rates.take(int(singles["t"][-1])))
+            self._lap("singles rates")
         coinc = self.stage.feed(singles)
         self._lap("sort" if self.scanner.kind == "pet" else "projections")
         self._emit(coinc)

@@ -43,7 +43,8 @@ def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, so
     processor = Processor(scanner, calibration, sort, None, quiet_timeout_s=float("inf"),
                           scan_duration_s=scan_duration_s, workers=workers)
     header = {"scanner": scanner.name, "scanner_digest": scanner.digest, **processor.settings}
-    writer = ListModeWriter(listmode, header)
+    writer = ListModeWriter(listmode, header, rate_units=processor.rates.n_units
+                            if processor.rates is not None else 0)
     processor.writer = writer
     size = journal.stat().st_size
     done = 0

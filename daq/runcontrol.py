@@ -161,7 +161,7 @@ def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | Non
     slices and MIP in RUN/images. None when the run has no prompts (SPECT: no singles) to
     reconstruct."""
     import recon
-    from daq.listmode import read_listmode
+    from daq.listmode import read_listmode, read_singles_rates
     from recon.runimage import reconstruct_run
 
     stop = run.stop
@@ -179,7 +179,8 @@ def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | Non
         return None
     coinc, header = read_listmode(run.listmode)
     t0 = time.monotonic()
-    image = reconstruct_run(coinc, header, run_facts(run), scanner).image  # Bq/mL, as recon
+    facts = replace(run_facts(run), singles_rates=read_singles_rates(run.listmode))
+    image = reconstruct_run(coinc, header, facts, scanner).image  # Bq/mL, as petdaq recon
     paths = recon.save_outputs(image, run.images / "image")
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2)})

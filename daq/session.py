@@ -68,8 +68,10 @@ class Session:
         self._frames_end_s = facts.duration_s
         recon_of = FrameRecon.of_run(self.acq.processor.settings, facts, self.scanner)
         regions = live_regions(self.scanner, facts, list(spheres), recon_of.options.voxel_mm)
+        rates = self.acq.processor.rates
         return LiveFrames(frames, recon_of, regions, facts.kinetic_time_scale,
-                          self._publish_curves, cpu=self.cpu)
+                          self._publish_curves, cpu=self.cpu,
+                          rates=rates.handed_over if rates is not None else None)
 
     def _offer(self, coinc: Any) -> None:
         if self.live is not None:

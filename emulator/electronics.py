@@ -23,6 +23,7 @@ import numpy as np
 from emulator import records
 from emulator.jit import inline, kernel
 from emulator.rng import normal
+from hw.deadtime import dead_time_units
 from hw.scanner import Scanner
 
 
@@ -44,10 +45,10 @@ def front_end(scanner: Scanner, threshold_kev: float) -> FrontEnd:
     """The front end of ``scanner``: one dead-time unit per physical module (PET: sector x module
     ring; SPECT: head)."""
     r = scanner.response
-    unit = scanner.crystal_module_ring.astype(np.int64) * scanner.n_modules + scanner.crystal_module
+    unit, n_units = dead_time_units(scanner)
     sigma = r.ctr_ps / (2.3548 * math.sqrt(2.0))
     return FrontEnd(
-        module_of=unit.astype(np.int32), n_modules=int(unit.max()) + 1,
+        module_of=unit, n_modules=n_units,
         integration_ps=round(r.integration_time_ns * 1000), dead_ps=round(r.dead_time_ns * 1000),
         paralysable=r.dead_time_kind == "paralysable", pileup_per_module=scanner.kind == "spect",
         threshold_kev=threshold_kev, jitter_sigma_ps=sigma,

@@ -205,6 +205,14 @@ class Scanner:
     scatter_corrected_counts_per_annihilation: float | None = None
     """The PET cross-calibration with scatter correction (``python -m recon.calibrate
     --scatter``), which scatter-corrected images are quantified with; None when not measured."""
+    singles_dead_time_ns: float | None = None
+    """PET: a module's effective dead time per measured single (ns), ``[quantification]
+    singles_dead_time_ns`` (:mod:`hw.deadtime`, fitted by ``python -m recon.deadtime``); None:
+    no dead-time correction."""
+    calibration_dead_time_factor: float = 1.0
+    """The dead-time correction factor of the cross-calibration's acquisitions, which its counts
+    per annihilation include (:mod:`hw.deadtime`): an image is corrected by its own factor over
+    this one."""
     spect_cps_per_mbq: dict[str, float] = field(default_factory=dict)
     """SPECT planar sensitivity per head (counts per second per MBq in a photopeak window, TEW
     scatter removed), ``[quantification.spect_cps_per_mbq]``, keyed by
@@ -478,7 +486,8 @@ def sensitivity_key(nuclide: str, photopeak_kev: float) -> str:
 
 def _quantification(top: _Keys) -> dict[str, Any]:
     """The optional ``[quantification]`` table: ``counts_per_annihilation`` (default 1.0),
-    ``scatter_corrected_counts_per_annihilation`` and the sub-table ``spect_cps_per_mbq``."""
+    ``scatter_corrected_counts_per_annihilation``, ``singles_dead_time_ns``,
+    ``calibration_dead_time_factor`` and the sub-table ``spect_cps_per_mbq``."""
     if not top.has("quantification"):
         return {}
     q = top.table("quantification")
@@ -486,6 +495,11 @@ def _quantification(top: _Keys) -> dict[str, Any]:
     for key in ("counts_per_annihilation", "scatter_corrected_counts_per_annihilation"):
         if q.has(key):
             found[key] = _finite(q, key, "reconstructed counts per true annihilation")
+    if q.has("singles_dead_time_ns"):
+        found["singles_dead_time_ns"] = _finite(q, "singles_dead_time_ns", "ns")
+    if q.has("calibration_dead_time_factor"):
+        found["calibration_dead_time_factor"] = _finite(q, "calibration_dead_time_factor",
+                                                        "a factor")
     if q.has("spect_cps_per_mbq"):
         table = q.table("spect_cps_per_mbq")
         found["spect_cps_per_mbq"] = {str(k): _finite(table, k, "cps/MBq") for k in table.data}

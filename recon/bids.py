@@ -96,6 +96,8 @@ def sidecar(dyn: DynamicImage) -> dict[str, Any]:
         "ScatterCorrectionMethod": "single-scatter simulation, tail-fitted"
         if meta.get("scatter") else "none",
         "PromptCounts": dyn.prompts,
+        "DeadTimeCorrectionFactor": [round(float(i.meta.get("dead_time_factor", 1.0)), 6)
+                                     for i in dyn.images],
         "KineticTimeScale": facts.kinetic_time_scale,
     }
     if study.weight_kg:

@@ -33,13 +33,14 @@ Run: ``python -m recon.calibrate SCANNER [--activity-mbq A] [--duration S] [--se
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from daq.singlesrates import rate_table
 from hw import nuclides
+from hw.deadtime import correction_factor
 from hw.errors import UserError
 from hw.scanner import Scanner, load_scanner
 from recon.grid import Grid, default_grid
@@ -71,6 +72,9 @@ class Calibration:
     duration_s: float
     seed: int
     seconds: float
+    dead_time_factor: float = 1.0
+    """The acquisition's dead-time correction factor (:mod:`hw.deadtime`, with the scanner's
+    singles dead time; 1 without one): the factor includes that dead time."""
 
     @property
     def ratio(self) -> float:
@@ -148,10 +152,14 @@ def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float
                              grid.shape)
     means = np.array([bq_ml[region & (sector == s)].mean() for s in range(8)])
     delayed = coinc["delayed"] != 0
+    prompts = coinc[~delayed]
+    rates = rate_table(scanner, sim.singles["t"], sim.singles["crystal"])
+    dead_time = correction_factor(rates, scanner, scanner.singles_dead_time_ns, prompts["t"],
+                                  prompts["crystal_a"], prompts["crystal_b"])
     return Calibration(scanner.name, calibration, measured, true,
                        float(means.std(ddof=1) / np.sqrt(8) / means.mean()),
                        int((~delayed).sum()), int(delayed.sum()), activity_mbq, duration_s,
-                       seed, time.monotonic() - t0)
+                       seed, time.monotonic() - t0, dead_time)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,14 +203,16 @@ def toml(runs: list[Calibration], args: argparse.Namespace) -> str:
     key = ("scatter_corrected_counts_per_annihilation" if args.scatter
            else "counts_per_annihilation")
     return (f"[quantification]\n"
-            f"# Cross-calibration, reconstructed counts per true annihilation, measured "
-            f"{dt.date.today().isoformat()} by\n"
+            f"# Cross-calibration, reconstructed counts per true annihilation, measured by\n"
             f"# `{command}`:\n"
             f"# emulated uniform F-18 cylinder ({len(runs)} x ~{c.prompts // 1000} k prompts), "
             f"LM-OSEM TOF with randoms{', scatter' if args.scatter else ''} and attenuation\n"
             f"# correction, mean of the central region over the true concentration "
             f"(factors {', '.join(f'{f:.3f}' for f in factors)}).\n"
-            f"{key} = {factors.mean():.3f}")
+            f"{key} = {factors.mean():.3f}\n"
+            f"# The dead-time factor of the calibration's acquisitions (the factor above "
+            f"includes it),\n# printed by the same command.\n"
+            f"calibration_dead_time_factor = {np.mean([r.dead_time_factor for r in runs]):.4f}")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], RunFacts]:
     """(coincidences, list-mode header, what the run's documents say) of a run directory or a
     list-mode file."""
-    from daq.listmode import read_listmode
+    from daq.listmode import read_listmode, read_singles_rates
     from daq.rundir import LISTMODE_FILE, RunDir, run_facts
 
     p = Path(path)
@@ -108,7 +108,8 @@ def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], Run
         if not (p / LISTMODE_FILE).is_file():
             raise UserError(f"run {p} has no {LISTMODE_FILE} (sort it first: petdaq sort)")
         coinc, header = read_listmode(p / LISTMODE_FILE)
-        return coinc, header, run_facts(run)
+        return coinc, header, replace(run_facts(run),
+                                      singles_rates=read_singles_rates(p / LISTMODE_FILE))
     if p.suffix == ".npy":
         try:
             return np.load(p, allow_pickle=False), {}, RunFacts()
@@ -116,7 +117,7 @@ def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], Run
             raise UserError(f"cannot read {p}: {exc}") from None
     if p.suffix in (".h5", ".hdf5"):
         coinc, header = read_listmode(p)
-        return coinc, header, RunFacts()
+        return coinc, header, RunFacts(singles_rates=read_singles_rates(p))
     raise UserError(f"{p} is neither a run directory nor a .h5 / .npy list-mode file")
 
 

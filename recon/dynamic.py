@@ -4,7 +4,8 @@ Every frame gets the run's LM-OSEM (TOF, randoms from the frame's own delayeds, 
 attenuation; the sensitivity image is shared, cached once per scanner and grid) with the same
 number of sub-iterations as a run's image (subsets by the frame's prompts, iterations so that
 subsets x iterations stays :data:`SUB_ITERATIONS`), and is quantified in Bq/mL decay-corrected to
-the scan's start. Frames are reconstructed one after the other, each on every core, or as tasks
+the scan's start and corrected for its own dead time (the run's singles rates in the frame).
+Frames are reconstructed one after the other, each on every core, or as tasks
 on a Dask cluster's workers, each reading the run's list-mode file where it lies.
 """
 
@@ -18,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from hw.cluster import run_all, worker_threads
+from hw.deadtime import RateTable
 from recon.frames import Frame, check_frames
 from recon.runimage import (
     RUN_ITERATIONS,
     RunFacts,
     RunReconOptions,
     calibration_of,
+    dead_time_of,
     default_subsets,
     describe,
     nuclide_of,
@@ -110,15 +113,18 @@ class FrameRecon:
         return cls(scanner, header, phantom, half_life, branching,
                    calibration_of(options, scanner), options, scale)
 
-    def reconstruct(self, part: np.ndarray, frame: Frame) -> FrameImage:
-        """The image of ``frame`` from its coincidences ``part``."""
+    def reconstruct(self, part: np.ndarray, frame: Frame, rates: RateTable | None = None
+                    ) -> FrameImage:
+        """The image of ``frame`` from its coincidences ``part``, corrected for dead time with
+        the run's singles ``rates`` (None: not corrected)."""
         import recon
 
         chosen = frame_options(self.options, part)
         counts = osem_counts(part, self.header, self.phantom, self.scanner, chosen,
                              scatter_scale=self.scatter_scale)
         image = recon.activity_concentration(counts, frame.duration_s, self.branching,
-                                             self.half_life_s, self.calibration)
+                                             self.half_life_s, self.calibration,
+                                             dead_time_of(part, self.scanner, rates))
         lam = math.log(2.0) / self.half_life_s if self.half_life_s else 0.0
         since_start = math.exp(lam * frame.start_s)
         image = image.scaled(since_start, "Bq/mL")
@@ -132,21 +138,21 @@ def frame_events(coinc: np.ndarray, t_s: np.ndarray, frame: Frame) -> np.ndarray
     return coinc[(t_s >= frame.start_s) & (t_s < frame.stop_s)]
 
 
-_READ: dict[str, np.ndarray] = {}
+_READ: dict[str, tuple[np.ndarray, RateTable | None]] = {}
 
 
 def frame_task(recon_of: FrameRecon, listmode: str, frame: Frame) -> FrameImage:
     """One frame on a cluster worker, with the worker's threads; the run's list-mode file is
     read once per worker."""
-    from daq.listmode import read_listmode
+    from daq.listmode import read_listmode, read_singles_rates
     from recon.threads import max_threads, set_threads
 
     set_threads(min(worker_threads(), max_threads()))
     if listmode not in _READ:
         _READ.clear()
-        _READ[listmode] = read_listmode(listmode)[0]
-    coinc = _READ[listmode]
-    return recon_of.reconstruct(frame_events(coinc, coinc["t"] * 1e-12, frame), frame)
+        _READ[listmode] = (read_listmode(listmode)[0], read_singles_rates(listmode))
+    coinc, rates = _READ[listmode]
+    return recon_of.reconstruct(frame_events(coinc, coinc["t"] * 1e-12, frame), frame, rates)
 
 
 def reconstruct_frames(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts, scanner: Any,
@@ -154,8 +160,10 @@ def reconstruct_frames(coinc: np.ndarray, header: dict[str, Any], facts: RunFact
                        on_frame: Callable[[Frame], None] | None = None,
                        cluster: tuple[Any, str] | None = None) -> DynamicImage:
     """Reconstruct each of ``frames`` (acquisition seconds from list-mode time 0) of a run's
-    coincidences; ``on_frame(frame)`` once each is done. ``cluster``: (a ``distributed.Client``,
-    the list-mode file of ``coinc``) to reconstruct the frames on its workers."""
+    coincidences, corrected for dead time with its singles rates (``facts.singles_rates``);
+    ``on_frame(frame)`` once each is done. ``cluster``: (a ``distributed.Client``, the
+    list-mode file of ``coinc``, whose rates the workers read) to reconstruct the frames on its
+    workers."""
     t_s = coinc["t"] * 1e-12
     check_frames(frames, t_s[coinc["delayed"] == 0], facts.duration_s)
     recon_of = FrameRecon.of_run(header, facts, scanner, options, coinc)
@@ -167,7 +175,8 @@ def reconstruct_frames(coinc: np.ndarray, header: dict[str, Any], facts: RunFact
     else:
         done = []
         for f in frames:
-            done.append(recon_of.reconstruct(frame_events(coinc, t_s, f), f))
+            done.append(recon_of.reconstruct(frame_events(coinc, t_s, f), f,
+                                             facts.singles_rates))
             if on_frame is not None:
                 on_frame(f)
     updates = [d.updates for d in done]

@@ -271,9 +271,12 @@ def _write_pet_slices(image: Image, out: Path, rp: Radiopharmaceutical, acq: Acq
         ds.SeriesType = ["DYNAMIC" if frame else "STATIC", "IMAGE"]
         if frame:
             ds.NumberOfTimeSlices = frame.of
-        ds.CorrectedImage = ["DECY", *acq.corrections]
+        dead_time = float(image.meta.get("dead_time_factor", 1.0))
+        ds.CorrectedImage = ["DECY", *acq.corrections, *(["DTIM"] if dead_time != 1.0 else [])]
         ds.DecayCorrection = "START"
         ds.DecayFactor = _ds_str(decay)
+        if dead_time != 1.0:
+            ds.DeadTimeFactor = _ds_str(dead_time)
         ds.RandomsCorrectionMethod = "DLYD" if "RAN" in acq.corrections else "NONE"
         ds.AttenuationCorrectionMethod = "mu-map" if "ATTN" in acq.corrections else ""
         ds.ReconstructionMethod = acq.reconstruction

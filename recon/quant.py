@@ -6,6 +6,9 @@ lambda, the activity at the start A0 gives ``A0 (1 - exp(-lambda T)) / lambda`` 
 
     A0_j [Bq/mL] = x_j / (branching * V_j[mL] * calibration) * lambda / (1 - exp(-lambda T)).
 
+An image is also corrected for its dead time beyond the calibration's: times its dead-time
+factor over the calibration's (:mod:`hw.deadtime`; 1 when the run kept no singles rates).
+
 ``calibration`` is the scanner's cross-calibration factor, reconstructed counts per true
 annihilation: :attr:`hw.scanner.Scanner.counts_per_annihilation` (its TOML's ``[quantification]``,
 measured on an emulated uniform cylinder by :mod:`recon.calibrate`), which ``petdaq recon`` and the
@@ -32,19 +35,22 @@ def decay_factor(duration_s: float, half_life_s: float | None) -> float:
 
 
 def activity_concentration(image: Image, duration_s: float, branching: float = 1.0,
-                           half_life_s: float | None = None, calibration: float = 1.0) -> Image:
-    """The counts image as Bq/mL at the scan start (see the module docstring)."""
+                           half_life_s: float | None = None, calibration: float = 1.0,
+                           dead_time: float = 1.0) -> Image:
+    """The counts image as Bq/mL at the scan start (see the module docstring); ``dead_time``:
+    the image's dead-time correction over the calibration's (:mod:`hw.deadtime`)."""
     if image.units != "counts":
         raise UserError(f"activity concentration needs an image in counts, got '{image.units}'")
-    if not (duration_s > 0 and 0 < branching <= 1 and calibration > 0):
+    if not (duration_s > 0 and 0 < branching <= 1 and calibration > 0 and dead_time > 0):
         raise UserError("activity concentration needs duration_s > 0, 0 < branching <= 1 and "
                         f"calibration > 0, got {duration_s}, {branching}, {calibration}")
     volume_ml = image.grid.voxel_volume_mm3 / 1000.0
-    factor = decay_factor(duration_s, half_life_s) / (
+    factor = decay_factor(duration_s, half_life_s) * dead_time / (
         duration_s * branching * volume_ml * calibration)
     out = image.scaled(factor, "Bq/mL")
     out.meta.update(duration_s=duration_s, branching=branching, half_life_s=half_life_s,
-                    decay_factor=decay_factor(duration_s, half_life_s), calibration=calibration)
+                    decay_factor=decay_factor(duration_s, half_life_s), calibration=calibration,
+                    dead_time_factor=dead_time)
     return out
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from hw.deadtime import RateTable, correction_factor
 from hw.errors import UserError
 from hw.study import Study
 from recon.system import DEFAULT_SAMPLES
@@ -44,7 +45,8 @@ class RunReconOptions:
 @dataclass(frozen=True)
 class RunFacts:
     """What the reconstruction of a run needs to know of it (from its start and stop documents,
-    :func:`daq.rundir.run_facts`; all None for a bare list-mode file)."""
+    :func:`daq.rundir.run_facts`, and its list-mode file's singles rates; all None for a bare
+    list-mode file)."""
 
     scanner: str = ""
     start_utc: str | None = None
@@ -58,6 +60,9 @@ class RunFacts:
     """The emulated phantom's name (None: a run from real detectors)."""
     study: Study = field(default_factory=Study)
     """The patient and the injection (:class:`hw.study.Study`)."""
+    singles_rates: RateTable | None = field(default=None, compare=False)
+    """The singles per module and time bin of the run's list-mode file, for the dead-time
+    correction (None: not kept, not corrected)."""
     kinetic_time_scale: float = 1.0
     """An emulated kinetic phantom's model minutes per minute of acquisition."""
 
@@ -76,13 +81,25 @@ def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
                     scanner: Any, options: RunReconOptions = RunReconOptions(),
                     callback: Callable[[int, int, Any], None] | None = None) -> RunImage:
     """LM-OSEM of a run's coincidences (``header``: the list-mode header; ``facts``: what the
-    run's documents say of it) with TOF, randoms from the delayeds and the
-    phantom's attenuation as ``options`` say, quantified in Bq/mL. ``callback(iteration,
-    subset, image)`` after each subset."""
+    run's documents and list-mode file say of it) with TOF, randoms from the delayeds and the
+    phantom's attenuation as ``options`` say, quantified in Bq/mL and corrected for dead time
+    with the run's singles rates. ``callback(iteration, subset, image)`` after each subset."""
     phantom = run_phantom(facts, scanner)
     image = osem_counts(coinc, header, phantom, scanner, options, callback)
-    image, quantified = quantify(image, coinc, facts, calibration_of(options, scanner))
+    image, quantified = quantify(image, coinc, facts, calibration_of(options, scanner),
+                                 dead_time_of(coinc, scanner, facts.singles_rates))
     return RunImage(image, quantified, phantom)
+
+
+def dead_time_of(coinc: np.ndarray, scanner: Any, rates: RateTable | None) -> float:
+    """The dead-time correction of these coincidences' image over the cross-calibration's
+    (:mod:`hw.deadtime`): 1 without singles rates or the scanner's dead-time model."""
+    if rates is None or not scanner.singles_dead_time_ns:
+        return 1.0
+    prompts = coinc[coinc["delayed"] == 0]
+    factor = correction_factor(rates, scanner, scanner.singles_dead_time_ns, prompts["t"],
+                               prompts["crystal_a"], prompts["crystal_b"])
+    return factor / scanner.calibration_dead_time_factor
 
 
 def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner: Any,
@@ -199,19 +216,21 @@ def run_phantom(facts: RunFacts, scanner: Any) -> Any:
     return phantoms.get(facts.phantom, scanner)
 
 
-def quantify(image: Any, coinc: np.ndarray, facts: RunFacts, calibration: float
-             ) -> tuple[Any, Any]:
+def quantify(image: Any, coinc: np.ndarray, facts: RunFacts, calibration: float,
+             dead_time: float = 1.0) -> tuple[Any, Any]:
     """The image in Bq/mL with its DICOM description when the run's duration is known (and its
     nuclide, for decay and branching); otherwise the image in counts and None.
     ``calibration``: the scanner's
-    :attr:`hw.scanner.Scanner.counts_per_annihilation` as a rule."""
+    :attr:`hw.scanner.Scanner.counts_per_annihilation` as a rule; ``dead_time``:
+    :func:`dead_time_of`."""
     import recon
 
     duration = _duration_s(coinc, facts)
     if not duration:
         return image, None
     half_life, branching = nuclide_of(facts)
-    image = recon.activity_concentration(image, duration, branching, half_life, calibration)
+    image = recon.activity_concentration(image, duration, branching, half_life, calibration,
+                                         dead_time)
     return image, describe(facts, image.meta, duration)
 
 

@@ -32,7 +32,7 @@ class Recorder:
     def __init__(self) -> None:
         self.given: dict[int, np.ndarray] = {}
 
-    def reconstruct(self, part: np.ndarray, frame) -> _Made:
+    def reconstruct(self, part: np.ndarray, frame, rates=None) -> _Made:
         self.given[frame.number] = part.copy()
         n = float(np.count_nonzero(part["delayed"] == 0))
         return _Made(_Image(np.array([[[n]], [[2 * n]]], np.float32)))
