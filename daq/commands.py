@@ -443,8 +443,8 @@ def _replay_one(args: argparse.Namespace) -> int:
         raise UserError(f"{run.path} has no journal to replay")
     check_journal(run.journal)
     scanner = _run_scanner(run)
-    out = RunDir.create(args.out or run.path, None if args.out else
-                        "replay-" + utc_now().replace(":", "")[:17])
+    out = (RunDir.create(Path(args.out).parent, Path(args.out).name) if args.out else
+           RunDir.create(run.path, "replay-" + utc_now().replace(":", "")[:17]))
     cal = calibration.current(scanner)
     sort = sort_settings(args)
     recorded = run.start.sort.get("photopeaks_kev") if run.start is not None else None
@@ -456,8 +456,12 @@ def _replay_one(args: argparse.Namespace) -> int:
                             scan_duration_s=_scan_duration_s(run),
                             threads=threads)
     progress.close(result["counts"]["bytes"])
-    out.new_start(scanner.name, scanner.digest, {"replay_of": str(run.path), "threads": threads,
-                                                 "sort": result["settings"]}, cal.describe())
+    scan_settings = run.start.settings if run.start is not None else {}
+    start = out.new_start(scanner.name, scanner.digest,  # the scan's facts: phantom, study, clock
+                          {**scan_settings, "replay_of": str(run.path), "threads": threads,
+                           "sort": result["settings"]}, cal.describe())
+    if run.start is not None:  # the events' acquisition time, which frames and decay count from
+        out.write_start(replace(start, time_utc=run.start.time_utc))
     out.write_stop(StopDocument("replayed from journal", ExitStatus.SUCCESS, result["counts"],
                                 result["losses"]))
     if args.recon:

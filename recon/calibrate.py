@@ -22,6 +22,10 @@ Because the scatter is calibrated, not corrected, objects that scatter much more
 than the cylinder (a point source in air: about 30 % lower on bedside-brain) come out with that
 bias.
 
+Each measurement also prints the dead-time factor of its acquisitions (:mod:`hw.deadtime`, with
+the scanner's ``singles_dead_time_ns``), stored as ``calibration_dead_time_factor``: images of
+other rates are corrected by their own factor over it.
+
 With ``--scatter`` the cylinder is reconstructed with scatter correction (``petdaq recon
 --scatter``): the factor then holds no object scatter, and is stored as
 ``scatter_corrected_counts_per_annihilation``, which scatter-corrected images are quantified with.

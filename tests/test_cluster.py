@@ -161,7 +161,6 @@ def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
         alone = tmp_path / f"alone-{run.name}"
         assert petdaq("sort", str(run), "--window-ps", "3000", "--out", str(alone)
                       ).returncode == 0
-        (alone,) = alone.glob("run-*")
         assert np.array_equal(read_listmode(again / "coincidences.h5")[0],
                               read_listmode(alone / "coincidences.h5")[0])
     common = ["--iterations", "1", "--subsets", "2", "--voxel", "4", "--no-dicom"]

@@ -56,6 +56,28 @@ def test_the_run_records_its_study_and_its_kinetic_clock(dynamic_run: Path):
     assert start.setting("kinetic_time_scale") == SCALE
 
 
+def test_a_replay_keeps_the_scan_facts_and_its_frames_are_those_of_the_run(
+        dynamic_run: Path, tmp_path: Path):
+    """``petdaq sort --out DIR`` (a replay without the image) makes DIR a run with the scan's
+    phantom, study, kinetic clock and start time, the same coincidences and singles rates: its
+    frames are the run's."""
+    from daq.listmode import read_listmode, read_singles_rates
+    from daq.rundir import run_facts
+
+    again = tmp_path / "again"
+    assert main(["sort", str(dynamic_run), "--out", str(again)]) == 0
+    assert run_facts(RunDir.open(again)) == run_facts(RunDir.open(dynamic_run))
+    a, b = again / "coincidences.h5", dynamic_run / "coincidences.h5"
+    assert np.array_equal(read_listmode(a)[0], read_listmode(b)[0])
+    first, second = read_singles_rates(a), read_singles_rates(b)
+    assert np.array_equal(first.counts, second.counts) and first.counts.sum() > 0
+    assert (first.start_ps, first.end_ps) == (second.start_ps, second.end_ps)
+    assert main(["recon", str(again), "--frames", SCHEDULE, "--no-dicom"]) == 0
+    frames = [np.asarray(nib.load(next((r / "dynamic").glob("*_pet.nii.gz"))).dataobj)
+              for r in (again, dynamic_run)]
+    assert np.array_equal(*frames)
+
+
 def test_the_bids_sidecar_has_every_required_field_and_the_frames_read_back(dynamic_run: Path):
     folder = dynamic_run / "dynamic"
     side = json.loads((folder / "sub-sub01_pet.json").read_text())
@@ -146,6 +168,7 @@ def test_scatter_correction_restores_the_grey_to_white_contrast(dynamic_run: Pat
 def test_curves_and_patlak_from_the_image_derived_input(dynamic_run: Path, capsys):
     assert main(["kinetics", str(dynamic_run), "--model", "patlak", "--input-region",
                  "blood", "--t-star-min", "8"]) == 0
+    assert "note: the frames have no scatter correction" in capsys.readouterr().out
     out = dynamic_run / "kinetics"
     with open(out / "tacs.csv") as fh:
         rows = list(csv.DictReader(fh))
