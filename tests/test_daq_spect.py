@@ -92,7 +92,7 @@ def test_petdaq_run_on_the_spect_camera_bins_replays_and_reconstructs(tmp_path, 
 
     r = petdaq("sort", str(run.path), "--out", str(tmp_path / "again"))
     assert r.returncode == 0, r.stderr
-    again = next((tmp_path / "again").iterdir())
+    again = tmp_path / "again"
     with np.load(again / "projections.npz") as f:
         assert np.array_equal(f["projections"], live)
 
