@@ -198,6 +198,9 @@ class Processor:
         self.hist = Histograms.for_scanner(scanner, self.settings["window_ps"], n)
         board_of_cell = np.empty(scanner.n_crystals, np.int64)
         board_of_cell[self.hist.hit_cell] = scanner.crystal_board
+        self._unit_of_cell = np.empty(scanner.n_crystals, np.int64)
+        if self.rates is not None:
+            self._unit_of_cell[self.hist.hit_cell] = self.rates.unit_of
         self.counters = Counters(self.hist, board_of_cell, scanner.n_boards)
         self._lock = threading.Lock()
         self._scale = np.ascontiguousarray(
@@ -244,9 +247,11 @@ class Processor:
             self._clock = clock
             self._release(final=True)
             self._emit(self.stage.flush())
+            if self.rates is not None:
+                self.rates.finish(self._unit_totals)
             if self.writer is not None:
                 if self.rates is not None:
-                    self.writer.append_rates(self.rates.take(None))
+                    self.writer.append_rates(self.rates.take())
                 self.writer.flush()
             self._clock = None
 
@@ -268,18 +273,34 @@ class Processor:
         self._process(ready)
 
     def _process(self, events: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        """Released events (t, crystal, adc: :meth:`TimeMerger.release`) -> coincidences."""
+        """Released events (t, crystal, adc: :meth:`TimeMerger.release`) -> coincidences; PET:
+        cut at the singles rates' bin edges, each bin's totals taken as it is left."""
+        if events[0].size == 0:
+            return
+        if self.rates is None:
+            self._process_part(events)
+            return
+        cuts = self.rates.bin_edges_in(events[0])
+        parts = zip(*(np.split(a, cuts) for a in events), strict=True) if cuts.size else (events,)
+        for part in parts:
+            self.rates.enter(part[0], self._unit_totals)
+            self._process_part(part)
+        if self.writer is not None:
+            self.writer.append_rates(self.rates.take())
+
+    def _unit_totals(self) -> np.ndarray:
+        """Every dead-time unit's singles so far (from the hit map)."""
+        hits = self.hist.hitmap_parts.sum(axis=0)
+        return np.bincount(self._unit_of_cell, weights=hits,
+                           minlength=self.rates.n_units).astype(np.int64)
+
+    def _process_part(self, events: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         n = events[0].size
         if n == 0:
             return
         singles = self._calibrated(*events)
         self._lap("calibrate + histograms")
         self.counters.released += n
-        if self.rates is not None:
-            self.rates.add(singles["t"], singles["crystal"])
-            if self.writer is not None:
-                self.writer.append_rates(self.rates.take(int(singles["t"][-1])))
-            self._lap("singles rates")
         coinc = self.stage.feed(singles)
         self._lap("sort" if self.scanner.kind == "pet" else "projections")
         self._emit(coinc)

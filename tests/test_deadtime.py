@@ -9,7 +9,7 @@ import pytest
 from daq.calibration import Calibration
 from daq.listmode import ListModeWriter, read_singles_rates
 from daq.processor import Processor, SortSettings
-from daq.singlesrates import SinglesRates, rate_table
+from daq.singlesrates import rate_table
 from hw.deadtime import RATE_BIN_PS, RateTable, correction_factor, dead_time_units
 from hw.dtypes import RAW_DTYPE
 from hw.errors import UserError
@@ -29,14 +29,13 @@ def _boards(scanner, n: int, seed: int, span_ps: float = 3.3e11) -> list[np.ndar
     return out
 
 
-def _acquire(scanner, boards: list[np.ndarray], path, threads: int) -> None:
+def _acquire(scanner, boards: list[np.ndarray], path, threads: int, step: int = 5000) -> None:
     cal = Calibration(scanner.name, scanner.digest, np.ones(scanner.n_crystals),
                       scanner.digitizer.kev_per_adc_code, "test")
     workers = Workers(threads, "test")
     proc = Processor(scanner, cal, SortSettings(), None, workers=workers)
     proc.writer = ListModeWriter(path, {"scanner": scanner.name},
                                  rate_units=proc.rates.n_units)
-    step = 5000
     for start in range(0, boards[0].size, step):
         for b, events in enumerate(boards):
             part = events[start:start + step]
@@ -61,18 +60,16 @@ def test_the_list_mode_file_keeps_every_single_per_module_and_bin(brain, tmp_pat
     assert np.array_equal(read_singles_rates(tmp_path / "two.h5").counts, table.counts)
 
 
-def test_rates_counted_in_any_chunks_are_those_counted_at_once(brain) -> None:
-    raw = np.sort(np.concatenate(_boards(brain, 20000, seed=4)), order="t")
+def test_rates_of_any_chunks_are_those_of_the_singles_counted_at_once(brain, tmp_path) -> None:
+    boards = _boards(brain, 20000, seed=4)
+    raw = np.sort(np.concatenate(boards), order="t")
     whole = rate_table(brain, raw["t"], raw["crystal"])
-    rates = SinglesRates(brain)
-    cuts = np.sort(np.random.default_rng(1).integers(0, raw.size, 25))
-    for part in np.split(raw, cuts):
-        rates.add(part["t"], part["crystal"])
-        if part.size:
-            rates.take(int(part["t"][-1]))
-    rates.take(None)
-    assert np.array_equal(rates.handed_over().counts, whole.counts)
-    assert rates.late == 0
+    for step in (333, 7000):
+        _acquire(brain, boards, tmp_path / f"{step}.h5", threads=2, step=step)
+        table = read_singles_rates(tmp_path / f"{step}.h5")
+        assert np.array_equal(table.counts, whole.counts)
+        assert (table.first_bin, table.start_ps, table.end_ps) == \
+            (whole.first_bin, whole.start_ps, whole.end_ps)
 
 
 def test_a_file_without_rates_is_not_corrected(brain, tmp_path) -> None:
