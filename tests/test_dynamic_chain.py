@@ -165,6 +165,16 @@ def test_scatter_correction_restores_the_grey_to_white_contrast(dynamic_run: Pat
     assert ratios["--no-scatter"] < ratios["--scatter"] < truth, (ratios, truth)
 
 
+def test_scatter_corrected_frames_of_few_prompts_are_noted(dynamic_run: Path, tmp_path, capsys):
+    assert main(["recon", str(dynamic_run), "--frames", "2x5min,1x10min", "--scatter",
+                 "--no-dicom", "--out", str(tmp_path)]) == 0
+    said = capsys.readouterr().err
+    assert "petdaq: note: 3 of 3 frames (1-3) have under 100 k prompts" in said
+    sidecar = json.loads(next(tmp_path.glob("*_pet.json")).read_text())
+    assert sidecar["ScatterCorrectionMethod"] != "none"
+    assert all(0.9 < f < 1.2 for f in sidecar["DeadTimeCorrectionFactor"])
+
+
 def test_curves_and_patlak_from_the_image_derived_input(dynamic_run: Path, capsys):
     assert main(["kinetics", str(dynamic_run), "--model", "patlak", "--input-region",
                  "blood", "--t-star-min", "8"]) == 0
