@@ -34,7 +34,10 @@ from hw.errors import UserError
 
 
 def _push_boards(endpoints: list[str], streams: list[list[bytes]], ready: threading.Event,
-                 pace_s: float = 0.0) -> None:
+                 pace_s: float = 0.0, hold_at: int = -1,
+                 release: threading.Event | None = None) -> None:
+    """Send every board's messages; with ``release``, send only ``hold_at`` messages a board
+    and hold the links open until it is set (a scan cut off while still under way)."""
     ctx = zmq.Context.instance()
     socks = []
     for ep in endpoints:
@@ -43,12 +46,15 @@ def _push_boards(endpoints: list[str], streams: list[list[bytes]], ready: thread
         s.bind(ep)
         socks.append(s)
     ready.set()
-    for parts in zip(*streams, strict=True):
+    for i, parts in enumerate(zip(*streams, strict=True)):
+        if release is not None and i == hold_at:
+            release.wait()
+            break
         for s, msg in zip(socks, parts, strict=True):
             s.send(msg)  # blocks at the high-water mark: back-pressure, never a drop
         time.sleep(pace_s)
     for s in socks:
-        s.close(linger=5000)
+        s.close(linger=0 if release is not None else 5000)
 
 
 def _acquire(tmp_path: Path, scanner, sources, **kw) -> Acquisition:
@@ -271,8 +277,10 @@ def test_sigkill_mid_run_then_recover_keeps_every_journaled_event(tmp_path: Path
     streams = [board_messages(brain, b, e, frames_per_message=4) for b, e in enumerate(events)]
     base = free_port_block(brain.n_boards)
     endpoints = [f"tcp://127.0.0.1:{base + b}" for b in range(brain.n_boards)]
-    ready = threading.Event()
-    sender = threading.Thread(target=_push_boards, args=(endpoints, streams, ready), daemon=True)
+    ready, killed = threading.Event(), threading.Event()
+    sender = threading.Thread(target=_push_boards, args=(endpoints, streams, ready),
+                              kwargs={"hold_at": len(streams[0]) // 2, "release": killed},
+                              daemon=True)
     sender.start()
     ready.wait(5)
     args = ["acquire", "--out", str(tmp_path), "--name", "killed", "--no-recon"]
@@ -286,8 +294,9 @@ def test_sigkill_mid_run_then_recover_keeps_every_journaled_event(tmp_path: Path
         if run.journal.is_file() and run.journal.stat().st_size > 2_000_000:
             break
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)  # half the scan sent, the rest held back: mid-run
     proc.wait()
+    killed.set()
     assert run.read()["stop"] is None  # killed: no stop document
     before, _ = read_listmode(run.listmode)  # readable as it was (SWMR), before any recover
     info = _cli("info", str(run.path))
