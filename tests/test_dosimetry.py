@@ -64,9 +64,9 @@ def test_three_time_point_lu177_study_gives_its_half_life_and_tia(tmp_path):
     from hw import load_scanner
 
     half_life_h, a0_mbq, radius_mm = 72.0, 2000.0, 60.0
-    now = dt.datetime.now(dt.UTC)
     runs = []
     for t_h in (24.0, 72.0, 168.0):
+        now = dt.datetime.now(dt.UTC)  # each run's own start: a run takes a minute or more
         activity = a0_mbq * math.exp(-math.log(2) * t_h / half_life_h)
         injection = (now - dt.timedelta(hours=t_h)).isoformat(timespec="seconds")
         r = petdaq("run", "--scanner", "spect-dual-head", "--phantom", "cylinder", "--nuclide",
