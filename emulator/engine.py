@@ -275,14 +275,34 @@ class Emulator:
 
     def _cut(self, t0: int, t1: int, done_raw: list[np.ndarray], done_truth: list[np.ndarray]
              ) -> Chunk:
-        raw = join(done_raw, RAW_DTYPE) if len(done_raw) > 1 else done_raw[0]
-        truth = join(done_truth, records.TRUTH_DTYPE) if len(done_truth) > 1 else done_truth[0]
-        n = int(np.searchsorted(raw["t"], t1, side="left"))
-        done_raw[:] = [raw[n:]]
-        done_truth[:] = [truth[n:]]
-        out = raw[:n]
-        return Chunk(t0, t1, out, self._dig.board_of[out["crystal"]], self.scanner.n_boards,
-                     truth[:n] if self.truth else None)
+        """The singles before t1 (ps) of the slices done, taken out of ``done_raw`` (each
+        slice's time-ordered, one after the other) and ``done_truth``, as a chunk."""
+        k, n = _split_at(done_raw, t1)
+        raw = self._taken(done_raw, k, n, RAW_DTYPE)
+        truth = self._taken(done_truth, k, n, records.TRUTH_DTYPE)
+        return Chunk(t0, t1, raw, self._boards(raw), self.scanner.n_boards,
+                     truth if self.truth else None)
+
+    def _taken(self, parts: list[np.ndarray], k: int, n: int, dtype: np.dtype) -> np.ndarray:
+        """``parts[:k]`` and the first n of ``parts[k]``, joined (on the workers), removed
+        from ``parts``."""
+        taken = [*parts[:k], *([parts[k][:n]] if k < len(parts) else [])]
+        parts[:] = [parts[k][n:], *parts[k + 1:]] if k < len(parts) else []
+        if len(taken) == 1:
+            return taken[0]
+        return join(taken, dtype, workers=self._workers) if taken else np.empty(0, dtype)
+
+    def _boards(self, raw: np.ndarray) -> np.ndarray:
+        """The board of each single, looked up in pieces on the workers."""
+        board = np.empty(raw.size, self._dig.board_of.dtype)
+        crystal = raw["crystal"]
+        step = max(1 << 18, -(-raw.size // self._workers.threads))
+
+        def look(p: int) -> None:
+            board[p * step:(p + 1) * step] = self._dig.board_of[crystal[p * step:(p + 1) * step]]
+
+        self._workers.map(look, -(-raw.size // step), "boards")
+        return board
 
     def _spread_ps(self, rate: float) -> float:
         """SPECT: the time over which one history's detected photons (different decays) are
@@ -346,6 +366,26 @@ class SlicePhysics(NamedTuple):
     counts: np.ndarray              # its counters
     histories: int
     lu176: int
+
+
+def _split_at(parts: list[np.ndarray], t_ps: int) -> tuple[int, int]:
+    """(k, n): the singles before ``t_ps`` are ``parts[:k]`` and the first n of ``parts[k]``
+    (the parts' times in order, one part after the other); a binary search of the times in
+    place, without the copy ``np.searchsorted`` makes of a field."""
+    k = 0
+    while k < len(parts) and (parts[k].size == 0 or parts[k]["t"][-1] < t_ps):
+        k += 1
+    if k == len(parts):
+        return k, 0
+    t = parts[k]["t"]
+    lo, hi = 0, t.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if t[mid] < t_ps:
+            lo = mid + 1
+        else:
+            hi = mid
+    return k, lo
 
 
 def renumbered(phys: SlicePhysics, first: int, first_lu: int) -> SlicePhysics:
@@ -416,7 +456,10 @@ def simulate(scanner: Scanner | str = "bedside-brain", phantom: str | phantoms.P
     """Emulate a whole acquisition in memory; ``options`` go to :class:`Emulator`."""
     emu = Emulator(scanner, phantom, nuclide, activity_mbq, seed, truth=truth, **options)
     chunks = list(emu.run(duration_s, chunk_s=duration_s, start_s=start_s))
-    raw = join([ch.raw for ch in chunks], RAW_DTYPE)
-    board = np.concatenate([ch.board for ch in chunks])
-    tr = join([ch.truth for ch in chunks], records.TRUTH_DTYPE) if truth else None
+    if len(chunks) == 1:
+        raw, board, tr = chunks[0].raw, chunks[0].board, chunks[0].truth
+    else:
+        raw = join([ch.raw for ch in chunks], RAW_DTYPE)
+        board = np.concatenate([ch.board for ch in chunks])
+        tr = join([ch.truth for ch in chunks], records.TRUTH_DTYPE) if truth else None
     return Simulation(emu.scanner, raw, board, tr, emu.counters, duration_s, start_s)

@@ -25,6 +25,7 @@ def test_same_seed_same_events_whatever_the_chunking(brain, small_run):
     raw = np.concatenate([c.raw for c in chunks])
     np.testing.assert_array_equal(raw, small_run.raw)
     np.testing.assert_array_equal(np.concatenate([c.truth for c in chunks]), small_run.truth)
+    np.testing.assert_array_equal(np.concatenate([c.board for c in chunks]), small_run.board)
     for c in chunks:
         assert np.all((c.raw["t"] >= c.t_start_ps) & (c.raw["t"] < c.t_stop_ps))
     assert emu.counters == small_run.counters

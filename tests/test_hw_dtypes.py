@@ -35,3 +35,24 @@ def test_join_into_out_and_empty():
 def test_join_refuses_another_dtype():
     with pytest.raises(ValueError, match="is not"):
         join([_raw(2, 7), np.zeros(2, SINGLE_DTYPE)], RAW_DTYPE)
+
+
+def test_join_on_workers_is_the_same_bytes(monkeypatch):
+    """A join copied in pieces on the workers (pieces across parts, empty and strided parts,
+    into ``out``) gives what the one-thread join gives."""
+    from hw import dtypes
+    from hw.pool import Workers
+
+    monkeypatch.setattr(dtypes, "JOIN_PIECE_BYTES", 64)  # many pieces, few records
+    parts = [_raw(37, 8), _raw(0, 9), _raw(101, 10)[::3], _raw(250, 11)]
+    alone = join(parts, RAW_DTYPE)
+    workers = Workers(3)
+    try:
+        np.testing.assert_array_equal(join(parts, RAW_DTYPE, workers=workers), alone)
+        out = np.empty(alone.size, RAW_DTYPE)
+        assert join(parts, RAW_DTYPE, out=out, workers=workers) is out
+        np.testing.assert_array_equal(out, alone)
+        with pytest.raises(ValueError, match="out holds"):
+            join(parts, RAW_DTYPE, out=np.empty(alone.size - 1, RAW_DTYPE), workers=workers)
+    finally:
+        workers.close()
