@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -113,28 +112,26 @@ def test_a_killed_worker_costs_only_its_shard(client, tmp_path):
 
 
 def test_a_killed_worker_during_a_count_rate_study(client, tmp_path):
+    """One worker kills itself (SIGKILL) as it starts its first task: the study still gives
+    the table one process gives."""
+    from distributed import WorkerPlugin
+
     scanner = load_scanner("bedside-brain")
     kw = {"duration_s": 0.01, "phantom": "nu2-scatter"}
     alone = countrate.study(scanner, [10.0, 40.0, 80.0], **kw)
-    pids = list(client.run(os.getpid).values())
-    stop, killed = threading.Event(), threading.Event()
+    victim = next(iter(client.run(os.getpid).values()))
 
-    def kill_when_busy() -> None:
-        while not stop.wait(0.02):
-            if any(client.processing().values()):
-                os.kill(pids[0], signal.SIGKILL)
-                killed.set()
-                return
+    class KillOnFirstTask(WorkerPlugin):
+        name = "kill-on-first-task"
 
-    killer = threading.Thread(target=kill_when_busy)
-    killer.start()
-    try:
-        result = countrate.study(scanner, [10.0, 40.0, 80.0], **kw, client=client,
-                                 points=tmp_path / "points")
-    finally:
-        stop.set()
-        killer.join()
-    assert killed.is_set()
+        def transition(self, key, start, finish, **kwargs):
+            if finish == "executing" and os.getpid() == victim:
+                os.kill(victim, signal.SIGKILL)
+
+    client.register_plugin(KillOnFirstTask())
+    result = countrate.study(scanner, [10.0, 40.0, 80.0], **kw, client=client,
+                             points=tmp_path / "points")
+    assert victim not in client.run(os.getpid).values()  # it died (its nanny started another)
     assert result.rows == alone.rows
     # the same study again on the same cluster (the scanner sent to the workers again)
     assert countrate.study(scanner, [10.0, 40.0, 80.0], **kw, client=client).rows == alone.rows
