@@ -298,6 +298,7 @@ def test_feed_keeps_every_rate_sample_and_only_the_latest_view():
             assert time.monotonic() < deadline
             pub.send_multipart([MONITOR_TOPIC, pack(monitor_message(rates={"singles": 1.0}))])
             time.sleep(0.05)
+        time.sleep(0.2)  # a warm-up message still on its way arrives now, not among the 200
         before = feed.take()
         n0 = len(before.history_t)
         for i in range(200):
@@ -535,6 +536,7 @@ def test_a_cardiac_scans_bullseye_is_drawn_and_a_new_run_clears_it(qtbot, consol
 
 def test_dead_daq_is_shown_and_a_restarted_one_reattached(qtbot, console, fake_daq):
     _wait_monitor(qtbot, console, lambda v: True)
+    log_before = len(console.log.toPlainText())  # a stall before the close is not counted
     fake_daq.close()
     qtbot.waitUntil(lambda: "DAQ not responding since" in console.banner_text(), timeout=6000)
     assert "reconnecting..." in console.banner_text()
@@ -545,7 +547,7 @@ def test_dead_daq_is_shown_and_a_restarted_one_reattached(qtbot, console, fake_d
     try:
         qtbot.waitUntil(lambda: console.counters.monitors > n and console.banner_text() == "",
                         timeout=10000)
-        assert console.log.toPlainText().count("DAQ answering") == 2
+        assert console.log.toPlainText()[log_before:].count("DAQ answering") == 1
     finally:
         again.close()
 
