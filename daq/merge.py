@@ -114,8 +114,10 @@ class TimeMerger:
         c = self._chunks
         live = int((c[:, 1] - c[:, 0]).sum())
         size = self._store[0].size
-        if live + more > size // 2 or (size > _SHRINK_ABOVE and 4 * (live + more) < size):
-            size = max(2 * (live + more), _MIN_STORE)
+        if live + more > size // 2:
+            size = max(2 * (live + more), 2 * size)  # doubled at least: few fresh stores
+        elif size > _SHRINK_ABOVE and 8 * (live + more) < size:
+            size = max(4 * (live + more), _MIN_STORE)  # half a shrink or a doubling away
         new = self._store if size == self._store[0].size else _columns(size)
         self._end = _move_to_front(*self._store, *new, c)
         self._store = new
