@@ -9,6 +9,7 @@ dead time carried over from slice to slice) and the digitizer. Events come out t
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -288,9 +289,7 @@ class Emulator:
         from ``parts``."""
         taken = [*parts[:k], *([parts[k][:n]] if k < len(parts) else [])]
         parts[:] = [parts[k][n:], *parts[k + 1:]] if k < len(parts) else []
-        if len(taken) == 1:
-            return taken[0]
-        return join(taken, dtype, workers=self._workers) if taken else np.empty(0, dtype)
+        return taken[0] if len(taken) == 1 else join(taken, dtype, workers=self._workers)
 
     def _boards(self, raw: np.ndarray) -> np.ndarray:
         """The board of each single, looked up in pieces on the workers."""
@@ -370,22 +369,12 @@ class SlicePhysics(NamedTuple):
 
 def _split_at(parts: list[np.ndarray], t_ps: int) -> tuple[int, int]:
     """(k, n): the singles before ``t_ps`` are ``parts[:k]`` and the first n of ``parts[k]``
-    (the parts' times in order, one part after the other); a binary search of the times in
-    place, without the copy ``np.searchsorted`` makes of a field."""
+    (the parts' times in order, one part after the other); the times searched in place
+    (``np.searchsorted`` would copy the field first)."""
     k = 0
     while k < len(parts) and (parts[k].size == 0 or parts[k]["t"][-1] < t_ps):
         k += 1
-    if k == len(parts):
-        return k, 0
-    t = parts[k]["t"]
-    lo, hi = 0, t.size
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if t[mid] < t_ps:
-            lo = mid + 1
-        else:
-            hi = mid
-    return k, lo
+    return (k, 0) if k == len(parts) else (k, bisect.bisect_left(parts[k]["t"], t_ps))
 
 
 def renumbered(phys: SlicePhysics, first: int, first_lu: int) -> SlicePhysics:
