@@ -20,6 +20,7 @@ import pytest
 import zmq
 from boardstream import board_events, board_messages, quantised
 from processes import alive, children
+from sockets import timed_socket
 
 from daq import calibration
 from daq.acquisition import Acquisition
@@ -41,14 +42,14 @@ def _push_boards(endpoints: list[str], streams: list[list[bytes]], ready: thread
     ctx = zmq.Context.instance()
     socks = []
     for ep in endpoints:
-        s = ctx.socket(zmq.PUSH)
+        s = timed_socket(zmq.PUSH, ctx)  # blocks at most 30 s on a DAQ that stopped reading
         s.setsockopt(zmq.SNDHWM, 100)
         s.bind(ep)
         socks.append(s)
     ready.set()
     for i, parts in enumerate(zip(*streams, strict=True)):
         if release is not None and i == hold_at:
-            release.wait()
+            release.wait(120)
             break
         for s, msg in zip(socks, parts, strict=True):
             s.send(msg)  # blocks at the high-water mark: back-pressure, never a drop

@@ -14,6 +14,7 @@ import msgpack
 import pytest
 import zmq
 from processes import alive, children
+from sockets import timed_socket
 
 from daq import messages
 from daq.acquisition import Acquisition
@@ -29,9 +30,7 @@ def service(tmp_path):
     base = free_port_block(2)
     svc = DaqService(tmp_path, monitor_port=base, control_port=base + 1).start()
     ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 10_000)
+    sock = timed_socket(zmq.REQ, ctx)
     sock.connect(f"tcp://127.0.0.1:{base + 1}")
 
     def ask(payload: bytes) -> dict:

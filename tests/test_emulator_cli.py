@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import zmq
+from sockets import timed_socket
 
 from emulator import cli
 from emulator.truthfile import read_truth
@@ -83,7 +84,7 @@ def test_zeromq_one_push_per_board_and_port_in_use(brain, tmp_path):
     ctx = zmq.Context.instance()
     pulls = []
     for b in range(brain.n_boards):
-        s = ctx.socket(zmq.PULL)
+        s = timed_socket(zmq.PULL, ctx)
         s.connect(f"tcp://127.0.0.1:{base + b}")
         pulls.append(s)
     errors = []

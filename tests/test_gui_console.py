@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import zmq
+from sockets import timed_socket
 
 from daq.messages import (
     CURVES_TOPIC,
@@ -86,11 +87,9 @@ class FakeDaq:
         self._ctx.term()
 
     def _serve(self) -> None:
-        pub = self._ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.LINGER, 0)
+        pub = timed_socket(zmq.PUB, self._ctx)
         pub.bind(f"tcp://127.0.0.1:{self.monitor_port}")
-        rep = self._ctx.socket(zmq.REP)
-        rep.setsockopt(zmq.LINGER, 0)
+        rep = timed_socket(zmq.REP, self._ctx)
         rep.bind(f"tcp://127.0.0.1:{self.control_port}")
         rng = np.random.default_rng(1)
         next_pub = next_image = time.monotonic()
@@ -289,7 +288,7 @@ def test_text_units():
 
 def test_feed_keeps_every_rate_sample_and_only_the_latest_view():
     ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
+    pub = timed_socket(zmq.PUB, ctx)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
     feed = MonitorFeed(f"tcp://127.0.0.1:{port}").start()
     try:
@@ -339,7 +338,7 @@ def test_control_client_never_blocks_and_finds_a_late_daq():
         assert time.monotonic() - t0 < 2.0
         assert replies[0].reply is None and "no reply" in replies[0].error
         assert client.timeouts >= 1
-        rep = ctx.socket(zmq.REP)
+        rep = timed_socket(zmq.REP, ctx)
         rep.bind(f"tcp://127.0.0.1:{port}")
         client.request({"cmd": "start", "settings": {"scanner": "bedside-brain"}})
         seen = []
