@@ -22,7 +22,7 @@ test: $(STAMP)
 	mkdir -p bench-results
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest tests/benchmarks -q --benchmark-enable \
 		--benchmark-json=bench-results/ci.json
-	$(BIN)/python -m daq.benchcheck bench-results/ci.json
+	$(BIN)/python -m daq.perf.benchcheck bench-results/ci.json
 
 bench: $(STAMP)
 	$(BIN)/petdaq bench

@@ -24,8 +24,8 @@ import numba
 import numpy as np
 
 from hw.dtypes import COINC_DTYPE
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 
 
 @numba.njit(nogil=True, cache=True, inline="always")

@@ -21,7 +21,7 @@ import numpy as np
 
 from coincidence import search
 from hw.dtypes import COINC_DTYPE
-from hw.pool import Workers
+from infra.pool import Workers
 
 #: Singles per piece of the energy window and per slice of the search (cache-sized work).
 PIECE = 1 << 16

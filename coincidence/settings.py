@@ -1,6 +1,6 @@
 """Coincidence-sorting settings: resolved against the scanner's defaults and checked once.
 
-Every bad value raises :class:`hw.errors.UserError` with one line naming it.
+Every bad value raises :class:`infra.errors.UserError` with one line naming it.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 
 #: Multiple-coincidence policies (GATE's names), in the order of their kernel codes.
 POLICIES = (

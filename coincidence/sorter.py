@@ -13,9 +13,9 @@ import numpy as np
 from coincidence import parallel, search, timeorder
 from coincidence.settings import Settings, resolve
 from hw.dtypes import COINC_DTYPE, SINGLE_DTYPE, join
-from hw.errors import UserError
-from hw.pool import SERIAL, Workers
 from hw.scanner import Scanner
+from infra.errors import UserError
+from infra.pool import SERIAL, Workers
 
 _END_OF_STREAM = np.iinfo(np.int64).max
 _BLOCK = 1 << 16  # singles per kernel call when a big chunk is in order

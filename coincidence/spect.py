@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import Scanner, SpectGeometry
+from infra.errors import UserError
 
 #: Window order in projection arrays.
 LOWER, PEAK, UPPER = 0, 1, 2

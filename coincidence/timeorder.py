@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from hw.dtypes import join
-from hw.errors import UserError
+from infra.errors import UserError
 
 MAX_PILES = 32
 

@@ -5,7 +5,7 @@ machine without the DAQ. Messages are msgpack maps; numpy arrays travel as ``{"d
 "data"}`` maps of raw little-endian bytes. Never pickle.
 
 Sockets (ZeroMQ), defaults on the DAQ host (127.0.0.1; beyond it only with CURVE keys,
-:mod:`hw.keys`, and a client must present an authorised key):
+:mod:`infra.keys`, and a client must present an authorised key):
 
 - monitor: PUB on ``tcp://HOST:5556``; multipart ``[topic, payload]``. Topic ``monitor`` at >= 5 Hz
   (rates, counters, losses, histograms, see :func:`monitor_message`); topic ``image`` each time the

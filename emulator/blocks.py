@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from emulator import records, rng
-from hw.pool import Workers
+from infra.pool import Workers
 
 #: Decays (or histories) per block.
 BLOCK = 8192

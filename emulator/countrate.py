@@ -27,11 +27,11 @@ import numpy as np
 
 import coincidence
 from emulator.engine import simulate
-from hw import cluster
-from hw.atomic import replacing
-from hw.errors import UserError, make_folder
-from hw.progress import Progress
 from hw.scanner import Scanner
+from infra import cluster
+from infra.atomic import replacing
+from infra.errors import UserError, make_folder
+from infra.progress import Progress
 
 #: Default sweep (MBq), log-spaced.
 DEFAULT_ACTIVITIES_MBQ = (5.0, 10.0, 20.0, 40.0, 70.0, 100.0, 150.0, 200.0, 300.0, 450.0, 650.0,

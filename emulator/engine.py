@@ -38,8 +38,8 @@ from emulator.physics import rayleigh_norms
 from emulator.ring import ring_of
 from hw import nuclides, wire
 from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE, join
-from hw.errors import UserError
 from hw.scanner import Scanner, load_scanner
+from infra.errors import UserError
 
 if TYPE_CHECKING:
     from emulator.firmware import Packer

@@ -19,8 +19,8 @@ from typing import Protocol
 import numpy as np
 
 from hw import wire
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 
 SOURCE = Path(wire.__file__).parent.parent / "firmware" / "bpet_wire.c"
 #: bpet_event_t with the C compiler's natural alignment (hw/firmware/bpet_wire.h).

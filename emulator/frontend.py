@@ -15,7 +15,7 @@ from emulator import electronics, records, rng
 from emulator.electronics import Digitizer, FrontEnd, State
 from emulator.jit import kernel
 from hw.dtypes import RAW_DTYPE, join
-from hw.pool import Workers
+from infra.pool import Workers
 
 #: Random stream of a slice's electronics (the others: 0 decay times, 2 source, 3 Lu-176).
 STREAM = 4

@@ -22,8 +22,8 @@ from emulator.firmware import Packer
 from emulator.jit import kernel
 from emulator.sinks import Sink
 from hw import wire
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 
 MESSAGE_FRAMES = 64
 

@@ -22,10 +22,10 @@ import numpy as np
 
 from emulator.engine import Emulator, SlicePhysics, Slices
 from emulator.frontend import Bucketed
-from hw import cluster
-from hw.atomic import replacing
-from hw.errors import make_folder
 from hw.scanner import Scanner
+from infra import cluster
+from infra.atomic import replacing
+from infra.errors import make_folder
 
 #: Slices per shard (about a million decays at the slices' default size).
 SHARD_SLICES = 8

@@ -31,9 +31,9 @@ from typing import BinaryIO, Protocol
 import serial
 import zmq
 
-from hw import keys
-from hw.errors import UserError
 from hw.wire.format import SERIAL_URL_SCHEMES
+from infra import keys
+from infra.errors import UserError
 
 #: Messages a PUSH socket queues per board before the emulator waits for the DAQ.
 SEND_HWM = 256

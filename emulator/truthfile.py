@@ -17,7 +17,7 @@ import numpy as np
 from emulator.engine import Chunk
 from emulator.records import TRUTH_DTYPE
 from hw.dtypes import RAW_DTYPE
-from hw.errors import UserError
+from infra.errors import UserError
 
 _ROWS = 1 << 16
 

@@ -40,7 +40,7 @@ from gui.views import (
 )
 
 Secure = Callable[[zmq.Socket], object]
-"""What makes a socket a CURVE client of the DAQ before it connects (``hw.keys.client``)."""
+"""What makes a socket a CURVE client of the DAQ before it connects (``infra.keys.client``)."""
 
 _POLL_MS = 50
 

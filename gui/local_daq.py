@@ -33,7 +33,7 @@ class LocalDaq:
         self.monitor_port = monitor_port or free_port()
         self.control_port = control_port or free_port()
         self._log = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (lives with the process)
-        command = [sys.executable, "-m", "daq", "serve",
+        command = [sys.executable, "-m", "petdaq", "serve",
                    "--monitor-port", str(self.monitor_port),
                    "--control-port", str(self.control_port), "--out", str(self.out_dir)]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log,

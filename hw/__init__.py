@@ -1,18 +1,14 @@
 """The scanner as hardware: geometry, detector response, event layouts, digitizer wire protocol.
 
-``hw`` imports nothing else of the product. Importing it points numba's disk cache at a directory
-of this version of the source (:mod:`hw.numbacache`); every package with kernels imports ``hw``
-first.
+``hw`` imports nothing of the product but :mod:`infra`, whose import points numba's disk cache
+at a directory of this version of the source (:mod:`infra.numbacache`); every package with
+kernels imports ``hw`` first.
 """
 
-from hw import numbacache
-
-numbacache.configure()
-
-# ruff: noqa: E402  (the cache is configured before any kernel is defined)
+import infra  # noqa: F401  (first: it configures numba's disk cache)
 from hw.dtypes import COINC_DTYPE, RAW_DTYPE, SINGLE_DTYPE
-from hw.errors import ScannerError, UserError
 from hw.scanner import SPEED_OF_LIGHT_MM_PER_PS, Scanner, builtin_scanners, load_scanner
+from infra.errors import ScannerError, UserError
 
 __all__ = [
     "COINC_DTYPE",

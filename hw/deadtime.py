@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 
 #: Width of the singles-rate bins (ps): 50 ms.
 RATE_BIN_PS = 50_000_000_000

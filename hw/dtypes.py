@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from hw.pool import Workers
+    from infra.pool import Workers
 
 #: What a digitizer sends, after decoding: one detected photon, uncalibrated.
 #: ``t`` ps since run start (int64), ``crystal`` global crystal index, ``adc`` the raw ADC code.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.errors import UserError
+from infra.errors import UserError
 
 _F18_RANGE = (0.15, 24.98, 2.548)  # C, k1 (1/mm), k2 (1/mm)
 _F18_MEAN_RANGE_MM = 0.6

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hw.errors import ScannerError
+from infra.errors import ScannerError
 
 SPEED_OF_LIGHT_MM_PER_PS = 0.299792458
 
@@ -298,7 +298,7 @@ def builtin_scanners() -> list[str]:
 def load_scanner(name_or_path: str | Path = "bedside-brain") -> Scanner:
     """Load a built-in scanner by name, or a scanner definition from a TOML file path.
 
-    Raises :class:`hw.errors.ScannerError` with a one-line message naming the unknown name or the
+    Raises :class:`infra.errors.ScannerError` with a one-line message naming the unknown name or the
     offending key.
     """
     text, source = _read_definition(str(name_or_path))

@@ -19,8 +19,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from hw.atomic import replacing
-from hw.errors import UserError
+from infra.atomic import replacing
+from infra.errors import UserError
 from recon.dynamic import DynamicImage
 from recon.export import MANUFACTURER
 

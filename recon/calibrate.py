@@ -42,15 +42,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daq.singlesrates import rate_table
 from hw import nuclides
 from hw.deadtime import correction_factor
-from hw.errors import UserError
 from hw.scanner import Scanner, load_scanner
+from infra.errors import UserError
 from recon.grid import Grid, default_grid
 from recon.quant import activity_concentration
 from recon.runimage import RUN_ITERATIONS, RunReconOptions, osem_counts
 from recon.system import DEFAULT_SAMPLES
+from runstore.singlesrates import rate_table
 
 #: The phantom and nuclide of the calibration.
 PHANTOM, NUCLIDE = "cylinder", "F-18"
@@ -193,24 +193,25 @@ def main(argv: list[str] | None = None) -> int:
         spread = float(factors.std(ddof=1)) if factors.size > 1 else runs[0].error * factors[0]
         print(f"{name}: factor {factors.mean():.4f} +- {spread:.4f} "
               f"({'spread of ' + str(factors.size) + ' acquisitions' if factors.size > 1 else 'sectors'})"
-              f"\n{toml(runs, args)}\n", flush=True)
+              f"\n{toml(runs, args.seed, args.scatter)}\n", flush=True)
     return 0
 
 
-def toml(runs: list[Calibration], args: argparse.Namespace) -> str:
-    """The TOML lines of averaged measurements, with the method in a comment."""
+def toml(runs: list[Calibration], first_seed: int, scatter: bool) -> str:
+    """The TOML lines of averaged measurements (acquisitions of seeds ``first_seed``, ...), with
+    the method in a comment."""
     c = runs[0]
     factors = np.array([r.factor for r in runs])
     command = (f"python -m recon.calibrate {c.scanner} --activity-mbq {c.activity_mbq:g} "
-               f"--duration {c.duration_s:g} --seed {args.seed} --repeat {len(runs)}"
-               + (" --scatter" if args.scatter else ""))
-    key = ("scatter_corrected_counts_per_annihilation" if args.scatter
+               f"--duration {c.duration_s:g} --seed {first_seed} --repeat {len(runs)}"
+               + (" --scatter" if scatter else ""))
+    key = ("scatter_corrected_counts_per_annihilation" if scatter
            else "counts_per_annihilation")
     return (f"[quantification]\n"
             f"# Cross-calibration, reconstructed counts per true annihilation, measured by\n"
             f"# `{command}`:\n"
             f"# emulated uniform F-18 cylinder ({len(runs)} x ~{c.prompts // 1000} k prompts), "
-            f"LM-OSEM TOF with randoms{', scatter' if args.scatter else ''} and attenuation\n"
+            f"LM-OSEM TOF with randoms{', scatter' if scatter else ''} and attenuation\n"
             f"# correction, mean of the central region over the true concentration "
             f"(factors {', '.join(f'{f:.3f}' for f in factors)}).\n"
             f"{key} = {factors.mean():.3f}\n"

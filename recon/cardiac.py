@@ -120,7 +120,7 @@ def cardiac_figures(image: Image, phantom: Any, without_ac: Image | None = None,
 
 def write_segments_csv(pm_percent: dict[str, float], path: Path) -> Path:
     """``polar_map.csv``: segment number, name, coronary territory, percent of the maximum."""
-    from hw.atomic import replacing
+    from infra.atomic import replacing
 
     lines = ["segment,name,territory,percent"]
     for i, name in enumerate(SEGMENT_NAMES):

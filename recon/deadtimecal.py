@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daq.singlesrates import rate_table
 from hw.deadtime import RateTable, correction_factor
-from hw.errors import UserError
 from hw.scanner import Scanner, load_scanner
+from infra.errors import UserError
+from runstore.singlesrates import rate_table
 
 #: The activities (MBq) of the series: bedside-brain's singles rates from about 4 to 60 Mcps.
 ACTIVITIES_MBQ = (5.0, 10.0, 20.0, 40.0, 80.0)

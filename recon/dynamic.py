@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from hw.cluster import run_all, worker_threads
 from hw.deadtime import RateTable
+from infra.cluster import run_all, worker_threads
 from recon.frames import Frame, check_frames
 from recon.runimage import (
     RUN_ITERATIONS,
-    RunFacts,
     RunReconOptions,
     calibration_of,
     dead_time_of,
@@ -34,6 +33,7 @@ from recon.runimage import (
     run_phantom,
     scatter_scale_of,
 )
+from runstore.facts import RunFacts
 
 #: Sub-iterations (subsets x iterations) of every frame: those of a run's image at 10 subsets.
 SUB_ITERATIONS = RUN_ITERATIONS * 10
@@ -144,8 +144,8 @@ _READ: dict[str, tuple[np.ndarray, RateTable | None]] = {}
 def frame_task(recon_of: FrameRecon, listmode: str, frame: Frame) -> FrameImage:
     """One frame on a cluster worker, with the worker's threads; the run's list-mode file is
     read once per worker."""
-    from daq.listmode import read_listmode, read_singles_rates
     from recon.threads import max_threads, set_threads
+    from runstore.listmode import read_listmode, read_singles_rates
 
     set_threads(min(worker_threads(), max_threads()))
     if listmode not in _READ:

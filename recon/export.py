@@ -36,8 +36,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from hw.atomic import replacing
-from hw.errors import UserError
+from infra.atomic import replacing
+from infra.errors import UserError
 from recon.grid import LPS_TO_RAS, Image
 from recon.png import DISPLAY_FWHM_MM, for_display, write_mip, write_slices
 from recon.quant import decay_factor

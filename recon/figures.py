@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.grid import Image
 
 Point = Sequence[float]

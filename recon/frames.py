@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.errors import UserError
+from infra.errors import UserError
 
 _PART = re.compile(r"^\s*(?:(\d+)\s*x\s*)?([0-9]*\.?[0-9]+)\s*(s|min|m)?\s*$")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 
 #: Scanner (LPS) -> RAS.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])

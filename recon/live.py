@@ -27,8 +27,8 @@ import threading
 import numba
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import SPEED_OF_LIGHT_MM_PER_PS, Scanner
+from infra.errors import UserError
 from recon.grid import Grid, Image
 from recon.lors import LORs, check_crystals, lor_cells, n_lor_cells, order_by_cell
 from recon.osem import ListModeEM, split_coinc

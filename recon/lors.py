@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import SPEED_OF_LIGHT_MM_PER_PS, Scanner
+from infra.errors import UserError
 
 #: FWHM of a Gaussian in units of its standard deviation.
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))

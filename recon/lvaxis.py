@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.grid import Image
 from recon.png import smoothed
 from recon.polarmap import sample_trilinear

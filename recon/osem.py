@@ -22,8 +22,8 @@ import numba
 import numpy as np
 
 from hw.dtypes import COINC_DTYPE
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 from recon.grid import Grid, Image, default_grid
 from recon.lors import LORs, check_crystals, lor_order
 from recon.projector import Projector, pad, unpad

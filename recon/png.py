@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.atomic import replacing
-from hw.errors import UserError
+from infra.atomic import replacing
+from infra.errors import UserError
 from recon.grid import Image
 
 

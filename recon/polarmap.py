@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.grid import Image
 from recon.png import write_png
 

@@ -33,8 +33,8 @@ import threading
 import numba
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 from recon.grid import Grid, default_grid
 from recon.lors import LORs, check_crystals, lor_endpoints, tof_sigma_mm
 from recon.threads import apply_threads, get_threads, parallel_blocks

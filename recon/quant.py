@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.grid import Image
 
 

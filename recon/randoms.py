@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import SPEED_OF_LIGHT_MM_PER_PS, Scanner
+from infra.errors import UserError
 from recon.lors import LORs
 from recon.system import valid_module_pairs
 

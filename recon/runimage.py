@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from hw.deadtime import RateTable, correction_factor
-from hw.errors import UserError
-from hw.study import Study
+from infra.errors import UserError
 from recon.system import DEFAULT_SAMPLES
+from runstore.facts import RunFacts
 
 RUN_ITERATIONS = 2
 """LM-OSEM iterations of a run's image (those of the scanners' cross-calibration,
@@ -40,31 +40,6 @@ class RunReconOptions:
     calibration: float | None = None
     """Reconstructed counts per true annihilation; None: the scanner's
     ``counts_per_annihilation``."""
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What the reconstruction of a run needs to know of it (from its start and stop documents,
-    :func:`daq.rundir.run_facts`, and its list-mode file's singles rates; all None for a bare
-    list-mode file)."""
-
-    scanner: str = ""
-    start_utc: str | None = None
-    """ISO 8601 UTC time the acquisition started."""
-    duration_s: float | None = None
-    """Acquisition time (s): the stop document's elapsed time, else the planned duration."""
-    nuclide: str | None = None
-    activity_mbq: float | None = None
-    """Activity at the start of the scan (MBq), an emulated scan's."""
-    phantom: str | None = None
-    """The emulated phantom's name (None: a run from real detectors)."""
-    study: Study = field(default_factory=Study)
-    """The patient and the injection (:class:`hw.study.Study`)."""
-    singles_rates: RateTable | None = field(default=None, compare=False)
-    """The singles per module and time bin of the run's list-mode file, for the dead-time
-    correction (None: not kept, not corrected)."""
-    kinetic_time_scale: float = 1.0
-    """An emulated kinetic phantom's model minutes per minute of acquisition."""
 
 
 @dataclass

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 from recon.grid import Grid
 from recon.lors import LORs, lor_endpoints
 from recon.system import sample_pairs, valid_pair_count

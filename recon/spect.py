@@ -33,8 +33,8 @@ import math
 import numba
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 from recon.grid import Grid, Image, default_grid
 from recon.lors import FWHM_PER_SIGMA
 from recon.projector import pad

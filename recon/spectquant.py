@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import Scanner, sensitivity_key
+from infra.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def store(path: Path, sensitivities: list[Sensitivity], command: str, source: st
     command."""
     import datetime as dt
 
-    from hw.atomic import replacing
+    from infra.atomic import replacing
 
     lines = path.read_text().splitlines()
     header = "[quantification.spect_cps_per_mbq]"

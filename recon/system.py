@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 from recon.cache import cached_array
 from recon.grid import Grid, Image, array_digest
 from recon.lors import LORs, lor_order, pair_weights

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
-from hw.errors import UserError
-from hw.pool import run_tasks
+from infra.errors import UserError
+from infra.pool import run_tasks
 
 _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
@@ -67,7 +67,7 @@ def parallel_blocks(n_blocks: int, work: Callable[[int, int], None],
                     n_threads: int | None = None) -> int:
     """Call ``work(worker, block)`` once for every block in ``range(n_blocks)``, on ``n_threads``
     threads (default :func:`get_threads`): the calling thread is worker 0, the others come from a
-    shared pool, and each takes the next block as soon as it is free (:func:`hw.pool.run_tasks`).
+    shared pool, and each takes the next block as soon as it is free (:func:`infra.pool.run_tasks`).
     ``work`` should spend its time in ``nogil`` code. Returns the number of workers (0..n-1 are
     the worker ids used); re-raises the first exception of any worker after all have stopped."""
     n = get_threads() if n_threads is None else int(n_threads)

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from daq.bench import best_time
-from daq.benchcheck import RATIOS, check, main
+from daq.perf.bench import best_time
+from daq.perf.benchcheck import RATIOS, check, main
 from hw import RAW_DTYPE, wire
 
 DECODER_RATIO = tuple(r for r in RATIOS if r.stage == "test_bench_decode")

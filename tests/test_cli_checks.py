@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daq.cli import main
+from petdaq.cli import main
 
 
 def _petdaq(capsys, *argv: str) -> tuple[int, str]:
@@ -70,7 +70,7 @@ def test_a_file_that_is_not_a_frames_file_is_refused(capsys, tmp_path: Path) -> 
 
 
 def test_replay_and_recover_refuse_a_run_without_a_usable_journal(capsys, tmp_path: Path) -> None:
-    from daq.rundir import RunDir
+    from runstore.rundir import RunDir
 
     run = RunDir.create(tmp_path, "run")
     run.new_start("bedside-brain", "d", {}, {})

@@ -15,9 +15,9 @@ import pytest
 from emulator import countrate
 from emulator.engine import Emulator
 from emulator.shards import Recipe, Sharded
-from hw import cluster
-from hw.errors import UserError
 from hw.scanner import load_scanner
+from infra import cluster
+from infra.errors import UserError
 
 distributed = pytest.importorskip("distributed")
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def petdaq(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daq", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "petdaq", *argv], capture_output=True, text=True,
                           timeout=600)
 
 
@@ -138,8 +138,8 @@ def test_a_killed_worker_during_a_count_rate_study(client, tmp_path):
 
 
 def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
-    from daq.listmode import read_listmode
     from recon import read_nifti
+    from runstore.listmode import read_listmode
 
     runs = []
     for k, seed in enumerate((1, 2)):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import coincidence
 from coincidence import parallel
 from hw import SINGLE_DTYPE, UserError, load_scanner
-from hw.pool import Workers
+from infra.pool import Workers
 
 SCANNER = load_scanner("bedside-brain")
 W, D = 1000, 2500

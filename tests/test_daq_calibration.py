@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daq import calibration
+from daq.pipeline import calibration
 from hw.dtypes import RAW_DTYPE
-from hw.errors import UserError
+from infra.errors import UserError
 
 
 def _spectrum_run(scanner, counts_per_crystal: int, seed: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 from boardstream import board_events
 
-from daq.cpu import CpuMeter, format_split, task_cpu_s
+from daq.pipeline.cpu import CpuMeter, format_split, task_cpu_s
 
 
 def _spin(seconds: float) -> None:
@@ -73,7 +73,7 @@ def test_the_end_to_end_chain_reports_its_cpu_split(brain) -> None:
     """A short chain (synthetic boards): every DAQ thread is in the split with its parts, they
     fit in the DAQ process's CPU, the sender's split and the machine's are there, and the
     bottleneck line names something measured."""
-    from daq.e2e import bottleneck, format_cpu, run_chain
+    from daq.perf.e2e import bottleneck, format_cpu, run_chain
 
     template = [board_events(brain, b, 40000, 2e6, seed=3) for b in range(brain.n_boards)]
     result = run_chain(brain, template, 1.5)

@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daq.journal import HEADER_BYTES, JournalError, JournalStats, JournalWriter, read_journal
+from daq.pipeline.journal import (
+    HEADER_BYTES,
+    JournalError,
+    JournalStats,
+    JournalWriter,
+    read_journal,
+)
 
 
 def _blocks(n: int, seed: int = 0) -> list[tuple[int, bytes]]:
@@ -123,7 +129,7 @@ def test_flush_interval_bounds_what_a_kill_loses(tmp_path: Path) -> None:
     path = tmp_path / "j.bpj"
     script = f"""
 import time, sys
-from daq.journal import JournalWriter
+from daq.pipeline.journal import JournalWriter
 w = JournalWriter({str(path)!r})
 i = 0
 t0 = time.monotonic()
@@ -153,7 +159,7 @@ def test_a_read_of_several_pieces_is_one_block_and_buffers_are_not_copied(tmp_pa
     """A receiver's read (several ZeroMQ messages) goes in as one block, its pieces written as
     they are; a writable buffer is copied (it could change before the flush); a piece beyond the
     largest block is split across blocks with the same bytes."""
-    from daq import journal
+    from daq.pipeline import journal
 
     path = tmp_path / "j.bpj"
     w = JournalWriter(path)
@@ -174,10 +180,10 @@ def test_a_run_on_a_disk_that_fills_up_stops_failed_with_everything_closed(tmp_p
     """``petdaq acquire`` of a recording bigger than its disk: it stops with exit status 1 once
     the disk is nearly full, its stop document (exit status fail) says so with the journal's
     true size, the journal reads back whole, and the list-mode file opens."""
-    from daq.acquisition import MIN_FREE_BYTES
-    from daq.listmode import read_listmode
-    from daq.rundir import RunDir
+    from daq.pipeline.acquisition import MIN_FREE_BYTES
     from hw import RAW_DTYPE, load_scanner, wire
+    from runstore.listmode import read_listmode
+    from runstore.rundir import RunDir
 
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -199,7 +205,7 @@ def test_a_run_on_a_disk_that_fills_up_stops_failed_with_everything_closed(tmp_p
                     raw["adc"] = rng.integers(100, 4000, raw.size)
                     fh.write(wire.encode(raw, board=b, first_seq=1, scanner=brain))
         assert frames.stat().st_size > size
-        r = subprocess.run([sys.executable, "-m", "daq", "acquire", "--from", str(frames),
+        r = subprocess.run([sys.executable, "-m", "petdaq", "acquire", "--from", str(frames),
                             "--no-recon", "--out", str(disk), "--name", "r"],
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 1, r.stderr
@@ -247,10 +253,10 @@ def test_a_version_1_journal_replays_to_the_coincidences_of_version_2(tmp_path: 
     and as version 2 give the same coincidences, byte for byte."""
     from boardstream import board_events, board_messages
 
-    from daq.calibration import Calibration
-    from daq.listmode import read_listmode
-    from daq.processor import SortSettings
-    from daq.replay import replay_journal
+    from daq.pipeline.calibration import Calibration
+    from daq.pipeline.processor import SortSettings
+    from daq.pipeline.replay import replay_journal
+    from runstore.listmode import read_listmode
 
     streams = [b"".join(board_messages(brain, b, board_events(brain, b, 40_000, 2e6, seed=3)))
                for b in range(brain.n_boards)]

@@ -8,15 +8,15 @@ import json
 
 import pytest
 
-from daq import scaling
-from daq.cli import main
+from daq.perf import scaling
+from petdaq.cli import main
 
 
 def test_paced_replay_is_lossless_and_stops_when_the_daq_is_behind(brain) -> None:
     """Paced at its real rate, the replay loses nothing; told to give up at any lag (0 s), it
     stops every board after the repetition it was in, and still loses nothing."""
     import emulator
-    from daq.e2e import run_chain
+    from daq.perf.e2e import run_chain
 
     sim = emulator.simulate(brain, "nu2-scatter", "F-18", 40.0, 0.01, seed=3)
     paced = run_chain(brain, sim.raw_per_board, 0.05, threads=2, realtime=True)
@@ -63,7 +63,7 @@ def test_thread_counts() -> None:
 def test_bench_scaling_json(capsys, monkeypatch) -> None:
     """``petdaq bench --scaling --quick --json`` on two threads at most: every point lossless,
     the efficiencies relative to one thread."""
-    monkeypatch.setattr("hw.pool.available_cores", lambda: 2)
+    monkeypatch.setattr("infra.pool.available_cores", lambda: 2)
     assert main(["bench", "--scaling", "--quick", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     points = report["scaling"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daq.liveframes import LiveFrames
+from daq.control.liveframes import LiveFrames
 from hw.dtypes import COINC_DTYPE
 from recon.frames import parse_schedule
 

@@ -11,13 +11,13 @@ import petsird
 import pytest
 from petsird.helpers import are_detections_ordered, expand_detection_bins
 
-from daq import commands
-from daq.listmode import ListModeWriter
-from daq.petsird_export import export_petsird
-from daq.rundir import RunDir
 from hw import COINC_DTYPE, load_scanner
-from hw.errors import UserError
 from hw.scanner import SPEED_OF_LIGHT_MM_PER_PS
+from infra.errors import UserError
+from petdaq import commands
+from runstore.listmode import ListModeWriter
+from runstore.petsird import export_petsird
+from runstore.rundir import RunDir
 
 C_HALF = SPEED_OF_LIGHT_MM_PER_PS / 2  # mm per ps of arrival-time difference
 WINDOW_PS = 4000
@@ -222,7 +222,7 @@ def test_sector_cut_marks_module_pairs_not_in_coincidence(exported, brain) -> No
 
 
 def test_export_command(tmp_path: Path, brain, capsys) -> None:
-    """``petdaq export RUN --petsird FILE`` as daq.commands registers it."""
+    """``petdaq export RUN --petsird FILE`` as petdaq.commands registers it."""
     parser = argparse.ArgumentParser(prog="petdaq")
     commands.add_commands(parser.add_subparsers())
     coinc = _coincidences(brain, n=100, seed=5)

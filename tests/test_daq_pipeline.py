@@ -22,16 +22,16 @@ from boardstream import board_events, board_messages, quantised
 from processes import alive, children
 from sockets import timed_socket
 
-from daq import calibration
-from daq.acquisition import Acquisition
-from daq.emulated import free_port_block
-from daq.listmode import read_listmode
-from daq.processor import SortSettings
-from daq.replay import decode_journal
-from daq.rundir import RunDir
-from daq.sources import SerialSource, ZmqSource, open_source
+from daq.control.emulated import free_port_block
+from daq.pipeline import calibration
+from daq.pipeline.acquisition import Acquisition
+from daq.pipeline.processor import SortSettings
+from daq.pipeline.replay import decode_journal
+from daq.pipeline.sources import SerialSource, ZmqSource, open_source
 from hw import wire
-from hw.errors import UserError
+from infra.errors import UserError
+from runstore.listmode import read_listmode
+from runstore.rundir import RunDir
 
 
 def _push_boards(endpoints: list[str], streams: list[list[bytes]], ready: threading.Event,
@@ -190,7 +190,7 @@ def test_what_a_board_sent_before_the_daq_opened_its_serial_line_is_kept(tmp_pat
 def test_a_slow_live_consumer_never_slows_the_journal(tmp_path: Path, brain) -> None:
     """Back-pressure: a reconstruction that cannot keep up loses live chunks (counted), the
     journal and the list-mode file lose nothing."""
-    from daq.live import LiveImage
+    from daq.control.live import LiveImage
 
     class SlowRecon:
         def add(self, coinc: np.ndarray) -> None:
@@ -253,7 +253,7 @@ def test_bad_sources_and_existing_run_are_user_errors(tmp_path: Path) -> None:
 
 
 def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daq", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True, text=True,
                           timeout=300, **kw)
 
 
@@ -287,7 +287,7 @@ def test_sigkill_mid_run_then_recover_keeps_every_journaled_event(tmp_path: Path
     args = ["acquire", "--out", str(tmp_path), "--name", "killed", "--no-recon"]
     for e in endpoints:
         args += ["--from", e]
-    proc = subprocess.Popen([sys.executable, "-m", "daq", *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "petdaq", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     run = RunDir(tmp_path / "killed")
     deadline = time.monotonic() + 120
@@ -320,7 +320,7 @@ def test_a_silent_link_with_data_still_to_decode_holds_its_boards(brain) -> None
     """A link counts as silent (its boards no longer hold the merge back) only once the
     processing thread has decoded everything it received: when processing lags behind the
     receivers, a link that went quiet still has events on their way to the merge."""
-    from daq.acquisition import StreamState
+    from daq.pipeline.acquisition import StreamState
     from hw import wire
 
     decoder = wire.Decoder(brain)
@@ -336,7 +336,7 @@ def test_a_silent_link_with_data_still_to_decode_holds_its_boards(brain) -> None
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
 def test_the_emulator_dies_with_a_killed_daq(tmp_path: Path) -> None:
     """kill -9 of ``petdaq run``: its emulator child does not live on (nor block a port)."""
-    proc = subprocess.Popen([sys.executable, "-m", "daq", "run", "--duration", "60",
+    proc = subprocess.Popen([sys.executable, "-m", "petdaq", "run", "--duration", "60",
                              "--no-recon", "--out", str(tmp_path), "--name", "r"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = tmp_path / "r" / "journal.bpj"

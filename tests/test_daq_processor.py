@@ -9,10 +9,10 @@ import pytest
 
 import coincidence
 from coincidence import histograms
-from daq.calibration import Calibration
-from daq.processor import ENERGY_HIST_KEV, Processor, SortSettings
+from daq.pipeline.calibration import Calibration
+from daq.pipeline.processor import ENERGY_HIST_KEV, Processor, SortSettings
 from hw.dtypes import RAW_DTYPE
-from hw.errors import UserError
+from infra.errors import UserError
 
 
 def _boards(scanner, n: int, seed: int) -> list[np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from boardstream import board_events, board_messages, quantised
 
-from daq.merge import TimeMerger
+from daq.pipeline.merge import TimeMerger
 from hw import wire
 
 
@@ -39,7 +39,7 @@ def test_zero_loss_at_rate_for_30_s(brain) -> None:
     """Emulated acquisition replayed by a child process over ZeroMQ tcp loopback into the DAQ,
     sustained >= 30 s: frames sent == frames journaled, sequence gaps 0, nothing lost."""
     import emulator
-    from daq.e2e import format_cpu, run_chain
+    from daq.perf.e2e import format_cpu, run_chain
 
     sim = emulator.simulate(brain, "nu2-scatter", "F-18", 40.0, 0.05, seed=5)
     result = run_chain(brain, sim.raw_per_board, 30.0)

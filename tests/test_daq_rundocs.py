@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from daq.rundir import RunDir, run_facts
-from daq.rundocs import ExitStatus, StartDocument, StopDocument
+from runstore.facts import run_facts
+from runstore.rundir import RunDir
+from runstore.rundocs import ExitStatus, StartDocument, StopDocument
 
 
 def _run(tmp_path: Path) -> RunDir:
@@ -73,7 +74,7 @@ def test_an_older_runs_documents_still_open(tmp_path: Path, reason: str,
 
 
 def test_petdaq_info_reads_an_older_run(tmp_path: Path, capsys) -> None:
-    from daq.commands import print_summary
+    from petdaq.commands import print_summary
 
     run = _run(tmp_path)
     run.meta_file.write_text(json.dumps(OLD_RUN))

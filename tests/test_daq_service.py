@@ -17,12 +17,12 @@ from processes import alive, children
 from sockets import timed_socket
 
 from daq import messages
-from daq.acquisition import Acquisition
-from daq.emulated import EmulatorSettings, free_port_block
-from daq.rundir import RunDir
-from daq.service import DaqService
-from daq.session import Session
-from hw.errors import UserError
+from daq.control.emulated import EmulatorSettings, free_port_block
+from daq.control.service import DaqService
+from daq.control.session import Session
+from daq.pipeline.acquisition import Acquisition
+from infra.errors import UserError
+from runstore.rundir import RunDir
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ import pytest
 
 import emulator
 from coincidence import spect
-from daq.projections import ProjectionStage, spect_image
-from daq.rundir import RunDir
+from daq.control.spectimage import spect_image
+from daq.pipeline.projections import ProjectionStage
 from hw import load_scanner
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.grid import default_grid
+from runstore.rundir import RunDir
 
 ACTIVITY_MBQ, DURATION_S = 400.0, 1.0
 
@@ -70,7 +71,7 @@ def test_petdaq_run_on_the_spect_camera_bins_replays_and_reconstructs(tmp_path, 
     import sys
 
     def petdaq(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "daq", *args], capture_output=True,
+        return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
                               text=True, timeout=600)
 
     r = petdaq("run", "--scanner", "spect-dual-head", "--phantom", "cardiac", "--nuclide",
@@ -99,8 +100,8 @@ def test_petdaq_run_on_the_spect_camera_bins_replays_and_reconstructs(tmp_path, 
 
 def test_the_monitor_hit_map_shows_each_head_side_by_side(camera):
     """SPECT pixels (head-major) land at [row, head * columns + column] of the hit map."""
-    from daq.calibration import Calibration
-    from daq.processor import Processor, SortSettings
+    from daq.pipeline.calibration import Calibration
+    from daq.pipeline.processor import Processor, SortSettings
     from hw.dtypes import RAW_DTYPE
 
     rows, per_row = camera.n_rings, camera.crystals_per_ring
@@ -122,7 +123,7 @@ def test_petdaq_acquire_on_the_spect_camera_without_a_duration_says_so(tmp_path)
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "daq", "acquire", "--scanner", "spect-dual-head",
+    r = subprocess.run([sys.executable, "-m", "petdaq", "acquire", "--scanner", "spect-dual-head",
                         "--from", "tcp://127.0.0.1:5999", "--out", str(tmp_path / "runs")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
@@ -144,7 +145,7 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
     from dicomcheck import DCIODVFY, dciodvfy_errors
 
     def petdaq(*args: str) -> None:
-        r = subprocess.run([sys.executable, "-m", "daq", *args], capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True, text=True,
                            timeout=900)
         assert r.returncode == 0, r.stderr
 
@@ -176,7 +177,7 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
     manual = json.loads((tmp_path / "manual" / "report.json").read_text())
     assert manual["lv_axis"]["source"] == "manual"
     assert manual["lv_axis"]["angle_to_phantom_deg"] < 1.0
-    r = subprocess.run([sys.executable, "-m", "daq", "recon", str(tmp_path / "heart"),
+    r = subprocess.run([sys.executable, "-m", "petdaq", "recon", str(tmp_path / "heart"),
                         "--report", "--lv-axis", "1,2,3"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and r.stderr.startswith("petdaq: error: --lv-axis '1,2,3': give "

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daq.calibration import Calibration
-from daq.listmode import ListModeWriter, read_singles_rates
-from daq.processor import Processor, SortSettings
-from daq.singlesrates import rate_table
+from daq.pipeline.calibration import Calibration
+from daq.pipeline.processor import Processor, SortSettings
 from hw.deadtime import RATE_BIN_PS, RateTable, correction_factor, dead_time_units
 from hw.dtypes import RAW_DTYPE
-from hw.errors import UserError
-from hw.pool import Workers
+from infra.errors import UserError
+from infra.pool import Workers
+from runstore.listmode import ListModeWriter, read_singles_rates
+from runstore.singlesrates import rate_table
 
 
 def _boards(scanner, n: int, seed: int, span_ps: float = 3.3e11) -> list[np.ndarray]:

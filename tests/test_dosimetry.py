@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.dosimetry.fit import fit
 from recon.dosimetry.mird import photon_absorbed_fraction, sphere_s_gy_per_mbq_h
 
@@ -52,7 +52,7 @@ def test_sphere_s_values_scale_with_mass_and_hold_the_electrons():
 
 
 def petdaq(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daq", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True, text=True,
                           timeout=900)
 
 

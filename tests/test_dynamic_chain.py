@@ -18,16 +18,16 @@ import pydicom
 import pytest
 from dicomcheck import dciodvfy_errors, needs_dciodvfy
 
-from daq.cli import main
-from daq.rundir import RunDir
+from petdaq.cli import main
 from recon.bids import REQUIRED
+from runstore.rundir import RunDir
 
 SCALE = 600.0                       # model minutes per minute: 2 s of scan = 20 model minutes
 SCHEDULE = "4x30s,4x60s,3x120s,2x240s"  # 20 model minutes
 
 
 def _petdaq(*argv: str, env: dict[str, str] | None = None) -> None:
-    done = subprocess.run([sys.executable, "-m", "daq", *argv], stdout=subprocess.DEVNULL,
+    done = subprocess.run([sys.executable, "-m", "petdaq", *argv], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, timeout=900,
                           env=None if env is None else {**os.environ, **env})
     assert done.returncode == 0, f"petdaq {' '.join(argv)}: {done.stderr[-3000:]}"
@@ -61,8 +61,8 @@ def test_a_replay_keeps_the_scan_facts_and_its_frames_are_those_of_the_run(
     """``petdaq sort --out DIR`` (a replay without the image) makes DIR a run with the scan's
     phantom, study, kinetic clock and start time, the same coincidences and singles rates: its
     frames are the run's."""
-    from daq.listmode import read_listmode, read_singles_rates
-    from daq.rundir import run_facts
+    from runstore.facts import run_facts
+    from runstore.listmode import read_listmode, read_singles_rates
 
     again = tmp_path / "again"
     assert main(["sort", str(dynamic_run), "--out", str(again)]) == 0

@@ -14,10 +14,10 @@ import pytest
 import zmq
 from sockets import timed_socket
 
-from emulator import cli
 from emulator.truthfile import read_truth
 from hw import RAW_DTYPE, wire
-from hw.errors import UserError
+from infra.errors import UserError
+from petdaq import emulate as cli
 
 
 def run(*argv: str) -> int:
@@ -74,7 +74,7 @@ def test_firmware_c_packer_sends_the_same_bytes(tmp_path):
 
 
 def _free_port(n: int) -> int:
-    from daq.emulated import free_port_block
+    from daq.control.emulated import free_port_block
 
     return free_port_block(n)
 

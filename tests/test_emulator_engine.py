@@ -9,7 +9,7 @@ import emulator
 from emulator import electronics, records, rng
 from emulator.ring import crystal_centres, ring_of
 from hw import load_scanner
-from hw.errors import UserError
+from infra.errors import UserError
 
 
 @pytest.fixture(scope="module")

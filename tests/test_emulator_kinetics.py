@@ -9,8 +9,8 @@ import pytest
 from emulator import phantoms
 from emulator.engine import Emulator, simulate
 from emulator.phantoms.kinetic import Mixture, class_volumes_ml
-from hw.errors import UserError
 from hw.scanner import load_scanner
+from infra.errors import UserError
 
 
 @pytest.fixture(scope="module")

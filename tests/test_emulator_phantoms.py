@@ -11,7 +11,7 @@ from emulator import phantoms, sampling
 from emulator.media import mu_water
 from emulator.rng import state
 from hw import load_scanner, nuclides
-from hw.errors import UserError
+from infra.errors import UserError
 
 SCANNERS = ("bedside-brain", "small-animal", "spect-dual-head")
 

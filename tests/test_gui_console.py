@@ -16,6 +16,7 @@ import pytest
 import zmq
 from sockets import timed_socket
 
+from daq.control.offer import scan_offer
 from daq.messages import (
     CURVES_TOPIC,
     IMAGE_TOPIC,
@@ -29,12 +30,11 @@ from daq.messages import (
     polar_map_message,
     unpack,
 )
-from daq.offer import scan_offer
 from gui import text
 from gui.link import ControlClient, MonitorFeed
 from gui.local_daq import free_port
 from gui.views import display_levels, image_view, monitor_view
-from hw.errors import UserError
+from infra.errors import UserError
 
 # --------------------------------------------------------------------------- stand-in DAQ
 
@@ -576,7 +576,7 @@ def test_clicking_a_view_moves_the_slices(qtbot, console, fake_daq):
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    from gui.cli import add_commands
+    from petdaq.console import add_commands
 
     parser = argparse.ArgumentParser(prog="petdaq")
     add_commands(parser.add_subparsers(dest="command"))

@@ -158,7 +158,7 @@ def frames_file(tmp_path_factory):
     enough for the DAQ (10-20 M singles/s from a file) to run for the 1.5 s or more the test
     measures."""
     path = tmp_path_factory.mktemp("frames") / "nema-iq.frames"
-    subprocess.run([sys.executable, "-m", "daq", "emulate", "--fast", "--duration", "20",
+    subprocess.run([sys.executable, "-m", "petdaq", "emulate", "--fast", "--duration", "20",
                     "--activity-mbq", "1.5", "--phantom", "nema-iq", "--to", str(path),
                     "--quiet"], check=True, timeout=300)
     return path
@@ -175,7 +175,7 @@ def test_refresh_rate_while_the_daq_takes_a_million_singles_per_second(qtbot, fr
     console = ConsoleWindow("127.0.0.1", monitor_port, free_port())
     qtbot.addWidget(console)
     console.show()
-    daq = subprocess.Popen([sys.executable, "-m", "daq", "acquire", "--from", str(frames_file),
+    daq = subprocess.Popen([sys.executable, "-m", "petdaq", "acquire", "--from", str(frames_file),
                             "--monitor-port", str(monitor_port), "--out", str(tmp_path)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     samples = []

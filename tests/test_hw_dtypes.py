@@ -41,7 +41,7 @@ def test_join_on_workers_is_the_same_bytes(monkeypatch):
     """A join copied in pieces on the workers (pieces across parts, empty and strided parts,
     into ``out``) gives what the one-thread join gives."""
     from hw import dtypes
-    from hw.pool import Workers
+    from infra.pool import Workers
 
     monkeypatch.setattr(dtypes, "JOIN_PIECE_BYTES", 64)  # many pieces, few records
     parts = [_raw(37, 8), _raw(0, 9), _raw(101, 10)[::3], _raw(250, 11)]

@@ -14,20 +14,21 @@ import zmq
 from boardstream import board_events, board_messages
 from sockets import timed_socket
 
-from daq import calibration, messages
-from daq.acquisition import Acquisition
-from daq.emulated import free_port_block
-from daq.processor import SortSettings
-from daq.rundir import RunDir
-from daq.service import DaqService
-from daq.sources import ZmqSource
+from daq import messages
+from daq.control.emulated import free_port_block
+from daq.control.service import DaqService
+from daq.pipeline import calibration
+from daq.pipeline.acquisition import Acquisition
+from daq.pipeline.processor import SortSettings
+from daq.pipeline.sources import ZmqSource
 from emulator.sinks import ZmqSink
-from hw import keys
-from hw.errors import UserError
+from infra import keys
+from infra.errors import UserError
+from runstore.rundir import RunDir
 
 
 def petdaq(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daq.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "petdaq.cli", *args], capture_output=True,
                           text=True, timeout=120)
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from emulator import kinetics
 from emulator.kinetics import FengInput, TissueModel
-from hw.errors import UserError
-from hw.study import Study
+from infra.errors import UserError
+from infra.study import Study
 from recon.frames import check_frames, parse_schedule
 from recon.kinetics import models
 from recon.kinetics.tacs import Curves

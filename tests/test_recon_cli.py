@@ -10,8 +10,9 @@ import pydicom
 import pytest
 from test_recon_sampler import recon_cache, sample_coinc  # noqa: F401
 
-from hw.errors import UserError
-from recon import cli, read_nifti, runimage
+from infra.errors import UserError
+from petdaq import recon as cli
+from recon import read_nifti, runimage
 
 pytestmark = pytest.mark.usefixtures("recon_cache")
 
@@ -25,9 +26,9 @@ def _parse(*argv):
 @pytest.fixture(scope="module")
 def point_run(brain, tmp_path_factory):
     """A run directory as the DAQ writes it, of an emulated point source at the centre."""
-    from daq.listmode import ListModeWriter
-    from daq.rundir import RunDir
-    from daq.rundocs import ExitStatus, StopDocument
+    from runstore.listmode import ListModeWriter
+    from runstore.rundir import RunDir
+    from runstore.rundocs import ExitStatus, StopDocument
 
     rng = np.random.default_rng(9)
     coinc = sample_coinc(brain, np.zeros((120_000, 3)), rng)

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from dicomcheck import dciodvfy_errors, needs_dciodvfy
 
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.export import (
     Acquisition,
     FrameTiming,

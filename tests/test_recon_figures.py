@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hw.errors import UserError
+from infra.errors import UserError
 from recon import figures
 from recon.grid import Grid
 from recon.polarmap import TERRITORIES, polar_map, segment_of

@@ -9,7 +9,7 @@ import pytest
 from test_recon_sampler import points_in_sphere, recon_cache, sample_coinc  # noqa: F401
 
 from hw import COINC_DTYPE
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.grid import Grid
 from recon.live import LiveRecon
 from recon.lors import crystal_efficiency

@@ -7,7 +7,7 @@ import pytest
 
 from emulator import phantoms
 from hw import load_scanner
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.cardiac import axis_report
 from recon.grid import default_grid
 from recon.lvaxis import find_lv_axis, parse_lv_axis

@@ -18,7 +18,7 @@ from test_recon_sampler import (  # noqa: F401 (recon_cache is a fixture)
 )
 
 from hw import COINC_DTYPE, SPEED_OF_LIGHT_MM_PER_PS, load_scanner
-from hw.errors import UserError
+from infra.errors import UserError
 from recon import figures
 from recon.grid import Grid, default_grid
 from recon.lors import LORs, crystal_efficiency, lor_endpoints

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.grid import Grid, default_grid
 from recon.lors import LORs, lor_endpoints, lor_order, tof_sigma_mm
 from recon.projector import Projector, pad, unpad

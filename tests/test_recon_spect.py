@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hw import load_scanner
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.figures import profile_width, sphere_mean
 from recon.grid import default_grid
 from recon.spect import SpectProjector, detection_efficiency, spect_osem, tew_scatter

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from coincidence import spect
-from daq.projections import photopeaks_of, select_photopeak, windows_of
+from daq.pipeline.projections import photopeaks_of, select_photopeak, windows_of
 from hw import load_scanner
-from hw.errors import UserError
 from hw.scanner import sensitivity_key
+from infra.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def camera():
 
 
 def petdaq(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "daq", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True, text=True,
                           timeout=900)
 
 

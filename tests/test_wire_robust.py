@@ -210,8 +210,8 @@ def test_garbage_then_frames_resynchronise(seed):
 def test_pieces_and_threads_give_the_same_decoding(seed, piece, cuts):
     """A damaged multi-board stream decoded in parallel pieces of any size (on three threads),
     fed in any slices, gives the events, markers and counters of one piece on one thread."""
-    from hw.pool import Workers
     from hw.wire import decode
+    from infra.pool import Workers
 
     rng = np.random.default_rng(seed)
     stream = damage(rng, make_frames(rng, 120, 3))

@@ -10,8 +10,8 @@ from __future__ import annotations
 from emulator.phantoms.library import BUILDERS
 from emulator.phantoms.model import LineSource, Phantom, PointSource, Region
 from emulator.phantoms.shapes import Shape, cylinder, ellipsoid, sphere
-from hw.errors import UserError
 from hw.scanner import Scanner
+from infra.errors import UserError
 
 __all__ = ["LineSource", "Phantom", "PointSource", "Region", "Shape", "cylinder", "ellipsoid",
            "get", "names", "sphere"]

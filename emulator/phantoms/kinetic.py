@@ -17,7 +17,7 @@ from emulator.jit import kernel
 from emulator.kinetics import TissueClass
 from emulator.phantoms.model import PackedPhantom, Phantom
 from emulator.phantoms.shapes import pack_row, row_contains
-from hw.errors import UserError
+from infra.errors import UserError
 
 #: Edge (mm) of the grid the classes' volumes are measured on.
 VOLUME_GRID_MM = 1.0

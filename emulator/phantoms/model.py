@@ -25,7 +25,7 @@ from emulator.kinetics import Kinetics
 from emulator.media import mu_water
 from emulator.phantoms.shapes import ROW, Shape, pack_row
 from emulator.phantoms.voxels import ActivityGrid, activity_grid
-from hw.errors import UserError
+from infra.errors import UserError
 
 
 @dataclass(frozen=True, eq=False)

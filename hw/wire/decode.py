@@ -12,7 +12,6 @@ import numpy as np
 from hw._cobs import cobs_decode, find_zero, load_u64
 from hw._crc import as_bytes_array, crc32_update
 from hw.dtypes import RAW_DTYPE
-from hw.pool import SERIAL, Workers
 from hw.scanner import Scanner
 from hw.wire.format import (
     CRC_BYTES,
@@ -28,6 +27,7 @@ from hw.wire.format import (
     VERSION,
     WireClock,
 )
+from infra.pool import SERIAL, Workers
 
 _N_BOARD_IDS = 1 << 16
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.errors import UserError
+from infra.errors import UserError
 
 MODELS = ("mono", "bi")
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from hw import nuclides
-from hw.errors import UserError
+from infra.errors import UserError
 
 #: Mean energy of the electrons (betas, conversion and Auger electrons) per decay, keV
 #: (ICRP 107).

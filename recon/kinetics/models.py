@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.errors import UserError
+from infra.errors import UserError
 from recon.kinetics.tacs import Curves
 
 

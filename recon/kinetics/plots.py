@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.atomic import replacing
+from infra.atomic import replacing
 from recon.kinetics.models import Fit
 from recon.kinetics.tacs import Curves
 

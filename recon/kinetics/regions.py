@@ -10,7 +10,6 @@ at least that far inside a region (away from what spills in across its edge).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 from pathlib import Path
@@ -18,21 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from hw.errors import UserError
+from infra.errors import UserError
 
 _SPHERE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*:\s*([-0-9.eE+]+)\s*,\s*([-0-9.eE+]+)\s*,"
                      r"\s*([-0-9.eE+]+)\s*,\s*([0-9.eE+]+)\s*$")
-
-
-def add_region_options(p: argparse.ArgumentParser, image: str) -> None:
-    """``--labels``, ``--label-names`` and ``--sphere`` on a command whose regions lie on
-    ``image``'s grid."""
-    p.add_argument("--labels", default=None, metavar="NIFTI",
-                   help=f"regions from a label image on {image}'s grid")
-    p.add_argument("--label-names", default=None, metavar="NAME=N,...",
-                   help="names of the label image's values")
-    p.add_argument("--sphere", action="append", default=[], metavar="NAME:X,Y,Z,R",
-                   help="a spherical region (scanner mm); may be given several times")
 
 
 def label_names(text: str | None) -> dict[int, str]:

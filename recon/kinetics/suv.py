@@ -14,7 +14,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from hw.atomic import replacing
+from infra.atomic import replacing
 from recon.kinetics.tacs import Curves
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from hw.atomic import replacing
-from hw.errors import UserError
+from infra.atomic import replacing
+from infra.errors import UserError
 
 COLUMNS = ("region", "frame", "start_min", "end_min", "mid_min", "mean_bq_ml", "sd_bq_ml",
            "voxels")

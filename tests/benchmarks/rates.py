@@ -1,5 +1,5 @@
 """Throughput figures of a pytest-benchmark run, stored in ``extra_info`` for the JSON report and
-CI's ratio check (daq/benchcheck.py)."""
+CI's ratio check (daq/perf/benchcheck.py)."""
 
 from __future__ import annotations
 

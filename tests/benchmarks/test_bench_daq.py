@@ -12,8 +12,8 @@ from rates import record
 
 import emulator
 from coincidence import histograms
-from daq.bench import arrival_order, merge_frames
-from daq.calibration import Calibration
+from daq.perf.bench import arrival_order, merge_frames
+from daq.pipeline.calibration import Calibration
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_bench_end_to_end_chain(benchmark, brain, sim):
     """Emulator recording replayed by a child process -> ZeroMQ tcp -> DAQ (journal, decode,
     merge, calibrate, sort), 5 s sustained; counts only with zero loss. The CPU split (DAQ and
     sender CPU seconds, per DAQ thread) goes into the JSON's extra_info."""
-    from daq.e2e import run_chain
+    from daq.perf.e2e import run_chain
 
     result = benchmark.pedantic(run_chain, args=(brain, sim.raw_per_board, 5.0), rounds=1,
                                 iterations=1)
@@ -74,7 +74,7 @@ def test_bench_end_to_end_chain(benchmark, brain, sim):
 @pytest.fixture(scope="module")
 def board_messages(brain, sim):
     """Each board's stream encoded in messages of 64 frames, in the order they arrive."""
-    from daq.e2e import MESSAGE_EVENTS
+    from daq.perf.e2e import MESSAGE_EVENTS
     from hw import wire
 
     msgs = []
@@ -94,9 +94,9 @@ def test_bench_processor(benchmark, brain, sim, board_messages, threads):
     """The processing stage on 4 links' frames in batches of 16 messages (what the hand-over
     gives at rate): decode, time merge, calibration and histograms, coincidence sort, on one
     thread and on every core. Same-run ratio: every core over one (CI's check)."""
-    from daq.processor import Processor, SortSettings
+    from daq.pipeline.processor import Processor, SortSettings
     from hw import wire
-    from hw.pool import Workers, available_cores
+    from infra.pool import Workers, available_cores
 
     n_threads = 1 if threads == "one" else available_cores()
     workers = Workers(n_threads, "bench")

@@ -157,7 +157,7 @@ def recording(brain, tmp_path_factory):
 
 
 def test_bench_replay_frames_file(benchmark, brain, recording):
-    from daq.emulated import free_port_block
+    from daq.control.emulated import free_port_block
 
     path, recorded = recording
     base = free_port_block(brain.n_boards)

@@ -118,7 +118,7 @@ def live_chunk(brain, coinc) -> np.ndarray:
 @pytest.mark.parametrize("n_threads", THREADS)
 @pytest.mark.parametrize("tof", [False, True], ids=["nontof", "tof"])
 def test_bench_live_update(benchmark, brain, live_chunk, tof, n_threads, threads):
-    """The DAQ's live step (daq.live.LiveImage: ``add`` the coincidences that arrived, then
+    """The DAQ's live step (daq.control.live.LiveImage: ``add`` the coincidences that arrived, then
     ``update``): add 1 M new prompts (and 100 k delayeds) to a reconstruction that already holds
     1 M or more, and update (one subset of 1 M prompts over all so far, randoms from all the
     delayeds so far). Compiled and the sensitivity image computed before the timed rounds.

@@ -3,7 +3,7 @@
 Whole buffers of 2 M events of one board (bedside-brain crystals, ~4 Mcps for ~0.5 s), as the
 emulator encodes and the DAQ decodes them. ``extra_info``: ``events_per_s`` and ``mb_per_s``
 (encoded bytes) from the median round, ``events_per_s_best`` from the fastest. The memory copy
-of the same encoded buffer is the baseline that CI's ratio check (daq/benchcheck.py) compares
+of the same encoded buffer is the baseline that CI's ratio check (daq/perf/benchcheck.py) compares
 the decoder and encoder with.
 Run: ``.venv/bin/python -m pytest tests/benchmarks/test_bench_wire.py --benchmark-enable``.
 """

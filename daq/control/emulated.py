@@ -1,0 +1,139 @@
+"""An emulated scanner for the DAQ: ``petdaq emulate`` started as a child process.
+
+The emulator runs in its own process (its own core, its own crash domain) and pushes each board's
+frames to ``tcp://127.0.0.1:<base + board>``, exactly as digitizer boards would; the DAQ connects
+one ZeroMQ PULL receiver per board.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from daq.control.checks import positive
+from daq.messages import DEFAULT_SCAN
+from infra.errors import UserError
+
+
+@dataclass
+class EmulatorSettings:
+    """What to emulate (units in the names); defaults: :data:`daq.messages.DEFAULT_SCAN`."""
+
+    scanner: str = DEFAULT_SCAN["scanner"]
+    phantom: str = DEFAULT_SCAN["phantom"]
+    nuclide: str = DEFAULT_SCAN["nuclide"]
+    activity_mbq: float = DEFAULT_SCAN["activity_mbq"]
+    duration_s: float = DEFAULT_SCAN["duration_s"]
+    seed: int = 1
+    realtime: bool = True
+    kinetic_time_scale: float = DEFAULT_SCAN["kinetic_time_scale"]
+    """A kinetic phantom's model minutes per minute of acquisition."""
+
+    def __post_init__(self) -> None:
+        """Refuse a scan the emulator cannot run, before anything starts."""
+        from emulator import phantoms
+        from hw import nuclides
+
+        for name in ("scanner", "phantom", "nuclide"):
+            if not isinstance(getattr(self, name), str):
+                raise UserError(f"{name} must be a name, got {getattr(self, name)!r}")
+        if self.phantom.strip().lower() not in phantoms.names():
+            raise UserError(f"unknown phantom '{self.phantom}': known phantoms are "
+                            f"{', '.join(phantoms.names())}")
+        nuclides.get(self.nuclide)  # an unknown name: the error names the known ones
+        for name in ("activity_mbq", "duration_s", "kinetic_time_scale"):
+            setattr(self, name, positive(getattr(self, name), name))
+
+    @classmethod
+    def from_request(cls, settings: object) -> EmulatorSettings:
+        """The scan a control request's ``settings`` map asks for, the defaults filling in what
+        it leaves out; a clear error for anything else (a wrong type, an unknown key)."""
+        if settings is None:
+            settings = {}
+        if not isinstance(settings, dict):
+            raise UserError(f"settings must be a map, got {type(settings).__name__}")
+        known = {"scanner", "phantom", "nuclide", "activity_mbq", "duration_s",
+                 "kinetic_time_scale"}
+        others = {"energy_window_kev", "study", "frames"}
+        unknown = sorted(set(settings) - known - others)
+        if unknown:
+            raise UserError(f"unknown scan setting {unknown[0]!r}: use "
+                            f"{', '.join(sorted(known | others))}")
+        return cls(**{k: v for k, v in settings.items() if k in known})
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
+def free_port_block(count: int, host: str = "127.0.0.1") -> int:
+    """A base port such that ``base .. base + count - 1`` are free on ``host`` now."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            base = probe.getsockname()[1]
+        if base + count >= 65535:
+            continue
+        try:
+            socks = []
+            for k in range(count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((host, base + k))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise UserError(f"no block of {count} free TCP ports on {host}")
+
+
+READY_TIMEOUT_S = 600.0
+"""The longest the emulator may take to get ready (numba compiles on a fresh install)."""
+
+
+def start_emulator(settings: EmulatorSettings, n_boards: int, host: str = "127.0.0.1",
+                   ready_timeout_s: float = READY_TIMEOUT_S
+                   ) -> tuple[subprocess.Popen, list[str]]:
+    """Start ``petdaq emulate`` pushing to fresh ports; returns the process and the endpoints
+    once it is ready to stream (its kernels compiled: the DAQ's clock for "no data" and the
+    boards' quiet time start only then). A clear error when it fails first."""
+    base = free_port_block(n_boards, host)
+    cmd = [sys.executable, "-m", "petdaq", "emulate", "--scanner", settings.scanner,
+           "--phantom", settings.phantom, "--nuclide", settings.nuclide,
+           "--activity-mbq", str(settings.activity_mbq), "--duration", str(settings.duration_s),
+           "--seed", str(settings.seed), "--to", f"tcp://{host}:{base}", "--quiet",
+           "--kinetic-time-scale", str(settings.kinetic_time_scale),
+           "--ready-line", "--realtime" if settings.realtime else "--fast",
+           "--parent-pid", str(os.getpid())]  # it dies with the DAQ, even a killed one
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_ready(proc, ready_timeout_s)
+    return proc, [f"tcp://{host}:{base + b}" for b in range(n_boards)]
+
+
+def _wait_ready(proc: subprocess.Popen, timeout_s: float) -> None:
+    """Wait for the emulator's ``ready`` line; its own error when it exits instead."""
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:  # the emulator prints nothing else on stdout
+            if line.strip() == "ready":
+                ready.set()
+                return
+
+    threading.Thread(target=read, daemon=True, name="emulator-ready").start()
+    deadline = time.monotonic() + timeout_s
+    while not ready.wait(0.1):
+        if proc.poll() is not None:
+            err = (proc.stderr.read() or "").strip().splitlines()
+            raise UserError(f"the emulator failed before streaming: "
+                            f"{err[-1] if err else f'exit status {proc.returncode}'}")
+        if time.monotonic() > deadline:
+            proc.terminate()
+            raise UserError(f"the emulator was not ready within {timeout_s:g} s")

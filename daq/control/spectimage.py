@@ -1,0 +1,99 @@
+"""A SPECT run's image at the stop: OSEM of its projections, in Bq/mL, with a cardiac scan's
+bull's-eye."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coincidence import spect
+from daq.pipeline.projections import select_photopeak
+from hw.scanner import Scanner
+from runstore.facts import run_facts
+from runstore.projections import read_projections
+from runstore.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class SpectImage:
+    """A SPECT run's image at the stop, and for a cardiac scan its polar map (or None)."""
+
+    image: Any
+    polar: Any
+    lv: Any
+    """The left ventricle's axis the polar map was sampled on (found in the image)."""
+
+
+def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6
+                ) -> SpectImage:
+    """OSEM of the run's first photopeak's projections with TEW scatter and, for an emulated run,
+    the phantom's attenuation map at the photopeak energy, in Bq/mL where the scanner has the
+    sensitivity of the run's nuclide (:mod:`recon.spectquant`); NIfTI + PNG slices and MIP in
+    RUN/images. A scan of a phantom with a myocardium gets its bull's-eye too, on the axis found
+    in the image (``polar_map.png``, ``polar_map.csv``)."""
+    import recon
+    from recon.spectquant import quantify_spect
+
+    t0 = time.monotonic()
+    facts = run_facts(run)
+    image, _ = quantify_spect(spect_run_image(run, scanner, iterations, subsets), scanner,
+                              facts.nuclide, facts.duration_s)
+    paths = list(recon.save_outputs(image, run.images / "image"))
+    polar, lv = _bullseye(image, facts, scanner)
+    if polar is not None:
+        from recon.cardiac import write_segments_csv
+        from recon.polarmap import SEGMENT_NAMES
+
+        paths.append(polar.write_png(run.images / "polar_map.png"))
+        paths.append(write_segments_csv({f"{i + 1} {n}": float(v) for i, (n, v) in enumerate(
+            zip(SEGMENT_NAMES, polar.percent, strict=True))}, run.images / "polar_map.csv"))
+    run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
+                       "seconds": round(time.monotonic() - t0, 2)})
+    return SpectImage(image, polar, lv)
+
+
+def _bullseye(image: Any, facts: Any, scanner: Scanner) -> tuple[Any, Any]:
+    """(polar map, axis) of a cardiac scan's image, or (None, None)."""
+    from recon.runimage import run_phantom
+
+    phantom = run_phantom(facts, scanner)
+    if phantom is None or "myocardium" not in phantom.regions():
+        return None, None
+    from recon.cardiac import map_of
+    from recon.lvaxis import find_lv_axis
+
+    lv = find_lv_axis(image)
+    return map_of(image, lv), lv
+
+
+def spect_run_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6,
+                    attenuation: bool = True, photopeak_kev: float | None = None) -> Any:
+    """The OSEM image (counts) of a SPECT run's projections (``RUN/projections.npz``) in the
+    window of ``photopeak_kev`` (None: the first photopeak): TEW scatter, and with
+    ``attenuation`` the emulated phantom's mu-map at the photopeak energy. Its meta records the
+    photopeak window (``window_kev``)."""
+    import recon
+
+    projections, edges = read_projections(run.path)
+    k = select_photopeak(edges, photopeak_kev)
+    windows = spect.triple(edges, k)
+    counts = projections[3 * k:3 * k + 3]
+    scatter = spect.smooth_scatter(spect.tew_scatter(counts, windows))
+    energy = float(np.mean(windows.peak))
+    grid = recon.default_grid(scanner)
+    mu = (_mu_map(run, scanner, grid, energy) if attenuation else None)
+    image = recon.spect_osem(counts[spect.PEAK], scanner, scatter, mu, iterations=iterations,
+                             subsets=subsets, grid=grid, energy_kev=energy)
+    image.meta["window_kev"] = list(windows.peak)
+    return image
+
+
+def _mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float) -> np.ndarray | None:
+    """The emulated phantom's mu-map (1/mm) on ``grid``; None for a run from real heads."""
+    from recon.runimage import run_phantom
+
+    phantom = run_phantom(run_facts(run), scanner)
+    return None if phantom is None else phantom.mu_map(grid, energy_kev)

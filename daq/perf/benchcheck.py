@@ -1,0 +1,104 @@
+"""CI's benchmark regression check: ratios measured in the same run, never absolute times.
+
+CI machines are shared and noisy, so a stage is compared with a baseline measured seconds apart
+on the same machine (the decoder with a plain memory copy, the sorter with a NumPy sorter, the
+projector with a NumPy baseline...). Each ratio has a floor well below what it is on a quiet
+machine: only a large regression (a kernel that lost numba, an accidental per-event Python loop)
+trips it.
+
+Usage: ``python -m daq.perf.benchcheck BENCH.json`` (the ``--benchmark-json`` of pytest-benchmark);
+exit 1 and one line per failed ratio on a regression.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``events/s of stage / events/s of baseline`` must stay >= ``floor``."""
+
+    name: str
+    stage: str
+    baseline: str
+    floor: float
+
+
+#: Benchmarks by their full pytest-benchmark name (test function and parameters).
+RATIOS = (
+    Ratio("wire decoder vs memory copy", "test_bench_decode", "test_bench_memcpy_baseline",
+          0.004),
+    Ratio("wire encoder vs memory copy", "test_bench_encode", "test_bench_memcpy_baseline",
+          0.004),
+    Ratio("sorter vs NumPy sorter", "test_bench_sort[takeAllGoods-delayed]",
+          "test_bench_numpy_baseline_take_all_goods_with_delays", 2.0),
+    Ratio("time order vs np.argsort (quick)", "test_bench_sort_nearly_sorted",
+          "test_bench_numpy_time_order[argsort-quick]", 0.8),
+    Ratio("calibration vs memory copy", "test_bench_calibration", "test_bench_memcpy_baseline",
+          0.002),
+    Ratio("projector non-TOF vs NumPy time order", "test_bench_forward_back[nontof-lor-1]",
+          "test_bench_numpy_time_order[argsort-quick]", 0.002),
+    Ratio("processing stage, every core vs one thread", "test_bench_processor[all]",
+          "test_bench_processor[one]", 0.8),
+    Ratio("emulator vs memory copy", "test_bench_full_physics_singles[one-core]",
+          "test_bench_memcpy_baseline", 2e-4),
+)
+
+
+def events_per_s(bench: dict) -> float:
+    """A benchmark's throughput: its extra_info events_per_s, else 1 / median time."""
+    eps = bench.get("extra_info", {}).get("events_per_s")
+    if eps:
+        return float(eps)
+    return 1.0 / float(bench["stats"]["median"])
+
+
+def check(report: dict, ratios: tuple[Ratio, ...] = RATIOS) -> list[str]:
+    """The failed ratios (empty when all pass), one line each."""
+    by_name = {b["name"]: b for b in report.get("benchmarks", [])}
+    failures = []
+    for r in ratios:
+        missing = [n for n in (r.stage, r.baseline) if n not in by_name]
+        if missing:
+            failures.append(f"{r.name}: benchmark {', '.join(missing)} did not run")
+            continue
+        value = events_per_s(by_name[r.stage]) / events_per_s(by_name[r.baseline])
+        if value < r.floor:
+            failures.append(f"{r.name}: ratio {value:.3g} < floor {r.floor:g} (regression)")
+    return failures
+
+
+def table(report: dict, ratios: tuple[Ratio, ...] = RATIOS) -> str:
+    """The ratios of a report as text lines."""
+    by_name = {b["name"]: b for b in report.get("benchmarks", [])}
+    lines = []
+    for r in ratios:
+        if r.stage in by_name and r.baseline in by_name:
+            v = events_per_s(by_name[r.stage]) / events_per_s(by_name[r.baseline])
+            lines.append(f"{r.name:32s} {v:8.3g}  (floor {r.floor:g})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m daq.perf.benchcheck BENCH.json", file=sys.stderr)
+        return 2
+    path = Path(args[0])
+    if not path.is_file():
+        print(f"benchcheck: {path} does not exist (did the benchmarks run?)", file=sys.stderr)
+        return 2
+    report = json.loads(path.read_text())
+    print(table(report))
+    failures = check(report)
+    for f in failures:
+        print(f"benchcheck: FAIL {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The live pipeline: links -> journal -> decoder -> time merge -> calibration -> sorter -> list-mode."""

@@ -1,0 +1,388 @@
+"""The DAQ's processing stage: decoded events -> time merge -> calibration -> sorter -> list-mode.
+
+For a SPECT scanner the projection stage (:mod:`daq.pipeline.projections`) stands where the sorter stands:
+the calibrated singles are counted into energy-windowed projections per gantry view.
+
+One :class:`Processor` serves the live acquisition (fed by receiver threads) and the offline
+replay/recovery (fed from the journal): the same code makes the same coincidences from the same
+bytes. It also keeps the counters and the monitor's histograms; it does no I/O but the list-mode
+writer it is given.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+import coincidence
+from coincidence import histograms
+from coincidence.parallel import PIECE
+from daq.pipeline.calibration import Calibration
+from daq.pipeline.cpu import ThreadClock
+from daq.pipeline.journal import Buffer
+from daq.pipeline.merge import TimeMerger
+from daq.pipeline.projections import ProjectionStage
+from hw import wire
+from hw.dtypes import SINGLE_DTYPE
+from hw.scanner import Scanner
+from hw.wire.decode import decode_streams
+from infra.errors import UserError
+from infra.pool import SERIAL, Workers
+from runstore.listmode import ListModeWriter
+from runstore.singlesrates import SinglesRates
+
+ENERGY_HIST_KEV = (0.0, 1000.0)
+"""Range of the monitor's energy spectrum (the kernel bins [0, 1000) keV)."""
+ENERGY_BINS = 250
+DT_BINS = 101
+_SCRATCH_MAX_EVENTS = 1 << 23
+"""A work buffer of singles up to this size is kept for the next chunk."""
+
+
+@dataclass
+class SortSettings:
+    """Coincidence sorting settings; ``None`` takes the scanner's default."""
+
+    window_ps: int | None = None
+    delay_ps: int | None = None
+    energy_window_kev: tuple[float, float] | None = None
+    policy: str = "takeAllGoods"
+    min_sector_difference: int | None = None
+    mode: str = "single-window"
+    photopeaks_kev: tuple[float, ...] | None = None
+    """SPECT: the photopeaks to window (:func:`daq.pipeline.projections.windows_of`); None: the
+    scanner's acquisition window."""
+
+    def resolved(self, scanner: Scanner) -> dict[str, Any]:
+        """Checked settings for ``scanner`` (:func:`coincidence.resolve`, keyword arguments of
+        :func:`coincidence.sort`). The one DAQ difference: the delayed window is on by default,
+        at the scanner's delay (``delay_ps=0`` turns it off)."""
+        delay = scanner.acquisition["delay_ps"] if self.delay_ps is None else self.delay_ps
+        return coincidence.resolve(
+            scanner, window_ps=self.window_ps, energy_window_kev=self.energy_window_kev,
+            policy=self.policy, delay_ps=delay or None,
+            min_sector_difference=self.min_sector_difference, mode=self.mode).as_dict()
+
+
+@dataclass
+class Histograms:
+    """What the monitor shows, accumulated over the run (coincidence.histograms kernels). The
+    singles' histograms are kept per worker thread (``*_parts``, summed when read): integer
+    counts, the same sums for any number of workers."""
+
+    energy_parts: np.ndarray
+    """(workers, ENERGY_BINS): singles spectrum over ENERGY_HIST_KEV."""
+    dt: np.ndarray | None
+    """Prompts' signed time differences over dt_range_ps (PET)."""
+    hitmap_parts: np.ndarray
+    """(workers, cells): singles per crystal, flattened [crystal ring, crystal in ring] (PET),
+    [row, head x column] (SPECT)."""
+    hitmap_shape: tuple[int, int]
+    hit_cell: np.ndarray
+    """Each crystal's index in the flattened hit map."""
+    sinogram: np.ndarray | None
+    """Prompts' transaxial LORs [angle, radial] (PET)."""
+    dt_range_ps: tuple[int, int]
+
+    @classmethod
+    def for_scanner(cls, scanner: Scanner, window_ps: int, workers: int = 1) -> Histograms:
+        pet = scanner.kind == "pet"
+        shape = (scanner.n_rings, scanner.crystals_per_ring)
+        return cls(
+            energy_parts=per_worker(workers, ENERGY_BINS),
+            dt=np.zeros(DT_BINS, np.int64) if pet else None,
+            hitmap_parts=per_worker(workers, shape[0] * shape[1]),
+            hitmap_shape=shape,
+            hit_cell=_hit_cells(scanner),
+            sinogram=np.zeros(histograms.sinogram_shape(scanner), np.int64) if pet else None,
+            dt_range_ps=(-window_ps, window_ps),
+        )
+
+    @property
+    def energy(self) -> np.ndarray:
+        """Singles spectrum over ENERGY_HIST_KEV."""
+        return self.energy_parts.sum(axis=0)
+
+    @property
+    def hitmap(self) -> np.ndarray:
+        """Singles per crystal: [crystal ring, crystal in ring] (PET), [row, head x column]
+        (SPECT)."""
+        return self.hitmap_parts.sum(axis=0).reshape(self.hitmap_shape)
+
+
+_CACHE_LINE_WORDS = 8
+
+
+def per_worker(workers: int, n: int) -> np.ndarray:
+    """(workers, n) int64 zeros whose rows never share a cache line: threads that count into
+    neighbouring rows would otherwise pass the line back and forth at every count."""
+    padded = -(-n // _CACHE_LINE_WORDS) * _CACHE_LINE_WORDS + _CACHE_LINE_WORDS
+    return np.zeros((workers, padded), np.int64)[:, :n]
+
+
+def _hit_cells(scanner: Scanner) -> np.ndarray:
+    """Crystal id -> flat hit-map index: the id itself for PET (ring-major); SPECT pixels
+    (``head * rows * columns + row * columns + column``) go to [row, head * columns + column]."""
+    ids = np.arange(scanner.n_crystals, dtype=np.int32)
+    if scanner.kind == "pet":
+        return ids
+    rows, per_row = scanner.n_rings, scanner.crystals_per_ring
+    columns = per_row // scanner.n_modules
+    head, rest = np.divmod(ids, rows * columns)
+    row, column = np.divmod(rest, columns)
+    return np.ascontiguousarray(row * per_row + head * columns + column, np.int32)
+
+
+@dataclass
+class Counters:
+    """Event counts of the run so far; singles come from the hit map (each hit-map cell is one
+    crystal, on one board)."""
+
+    hist: Histograms
+    board_of_cell: np.ndarray
+    """Each hit-map cell's board."""
+    n_boards: int
+    prompts: int = 0
+    delayeds: int = 0
+    released: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def singles_per_board(self) -> np.ndarray:
+        hits = self.hist.hitmap_parts.sum(axis=0)
+        return np.bincount(self.board_of_cell, weights=hits,
+                           minlength=self.n_boards).astype(np.int64)
+
+    @property
+    def singles(self) -> int:
+        return int(self.hist.hitmap_parts.sum())
+
+
+class Processor:
+    """Turn decoded events into coincidences, in time order, chunk by chunk. Thread-safe.
+
+    ``workers`` (:class:`infra.pool.Workers`): the threads that decode, merge, calibrate and sort
+    each batch, by link and by time slice; the output does not depend on how many.
+    """
+
+    def __init__(self, scanner: Scanner, calibration: Calibration, sort: SortSettings,
+                 writer: ListModeWriter | None, quiet_timeout_s: float = 3.0,
+                 on_coincidences: Callable[[np.ndarray], None] | None = None,
+                 scan_duration_s: float | None = None, workers: Workers | None = None) -> None:
+        """``scan_duration_s``: the planned scan time (s), which a SPECT scanner's gantry views
+        share (:class:`daq.pipeline.projections.ProjectionStage`); PET ignores it."""
+        self.scanner, self.calibration = scanner, calibration
+        self.workers = workers or SERIAL
+        self.stage: coincidence.Sorter | ProjectionStage
+        if scanner.kind == "spect":
+            peaks = tuple(sort.photopeaks_kev) if sort.photopeaks_kev else None
+            self.stage = ProjectionStage(scanner, scan_duration_s, peaks)
+            self.settings = self.stage.settings
+        else:
+            self.settings = sort.resolved(scanner)
+            self.stage = coincidence.Sorter(scanner=scanner, workers=self.workers,
+                                            **self.settings)
+        self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s, self.workers)
+        self.writer = writer
+        self.on_coincidences = on_coincidences
+        self.rates = SinglesRates(scanner) if scanner.kind == "pet" else None
+        """PET: the singles per module and time bin, for the list-mode file's dead-time
+        correction (:mod:`hw.deadtime`)."""
+        n = self.workers.threads
+        self.hist = Histograms.for_scanner(scanner, self.settings["window_ps"], n)
+        board_of_cell = np.empty(scanner.n_crystals, np.int64)
+        board_of_cell[self.hist.hit_cell] = scanner.crystal_board
+        self._unit_of_cell = np.empty(scanner.n_crystals, np.int64)
+        if self.rates is not None:
+            self._unit_of_cell[self.hist.hit_cell] = self.rates.unit_of
+        self.counters = Counters(self.hist, board_of_cell, scanner.n_boards)
+        self._lock = threading.Lock()
+        self._scale = np.ascontiguousarray(
+            (calibration.kev_per_adc_code / calibration.gains).astype(np.float32))
+        self._singles: np.ndarray | None = None
+        self._clock: ThreadClock | None = None
+
+    def consume(self, raw: np.ndarray | list[np.ndarray], watermarks_ps: dict[int, int],
+                idle_boards: Collection[int] = (), clock: ThreadClock | None = None) -> None:
+        """Take decoded events (an array, or a list of them) and the boards' watermarks; process
+        what the merge releases. ``idle_boards``: boards whose link has been silent for the
+        quiet timeout. ``clock``: the calling thread's CPU clock, lapped after each stage
+        (merge, calibrate, sort...)."""
+        with self._lock:
+            self._clock = clock
+            for events in raw if isinstance(raw, list) else (raw,):
+                self.merger.push(events)
+            self._advance(watermarks_ps)
+            self._release(idle_boards)
+            self._clock = None
+
+    def consume_links(self, links: Sequence[tuple[wire.Decoder, Sequence[Buffer]]],
+                      idle_boards: Collection[int] = (), clock: ThreadClock | None = None
+                      ) -> None:
+        """Decode what each link received (its decoder, the byte buffers in order) straight
+        into the merger's store on the workers (:func:`hw.wire.decode.decode_streams`), then
+        process what the merge releases (as :meth:`consume`)."""
+        with self._lock:
+            self._clock = clock
+            sizes = [d.max_events(sum(len(memoryview(p)) for p in parts)) for d, parts in links]
+            views = self.merger.reserve(sizes)
+            self.merger.commit(decode_streams([d for d, _ in links], [p for _, p in links],
+                                              views, self.workers))
+            for decoder, _ in links:
+                self._advance(decoder.watermarks_ps)
+            self._lap("decode")
+            self._release(idle_boards)
+            self._clock = None
+
+    def finish(self, clock: ThreadClock | None = None) -> None:
+        """End of run: release everything held, flush the sorter, flush the list-mode file.
+        ``clock``: the calling thread's CPU clock, lapped as in :meth:`consume`."""
+        with self._lock:
+            self._clock = clock
+            self._release(final=True)
+            self._emit(self.stage.flush())
+            if self.rates is not None:
+                self.rates.finish(self._unit_totals)
+            if self.writer is not None:
+                if self.rates is not None:
+                    self.writer.append_rates(self.rates.take())
+                self.writer.flush()
+            self._clock = None
+
+    def save_projections(self, directory: Path) -> Path | None:
+        """SPECT: write the projections into ``directory`` (:meth:`ProjectionStage.save`) and
+        return the file; PET: nothing to write, None."""
+        if isinstance(self.stage, ProjectionStage):
+            with self._lock:
+                return self.stage.save(directory)
+        return None
+
+    def _advance(self, watermarks_ps: dict[int, int]) -> None:
+        for board, t in watermarks_ps.items():
+            self.merger.advance(board, t)
+
+    def _release(self, idle_boards: Collection[int] = (), final: bool = False) -> None:
+        ready = self.merger.release(idle_boards, final)
+        self._lap("merge")
+        self._process(ready)
+
+    def _process(self, events: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Released events (t, crystal, adc: :meth:`TimeMerger.release`) -> coincidences; PET:
+        cut at the singles rates' bin edges, each bin's totals taken as it is left."""
+        if events[0].size == 0:
+            return
+        if self.rates is None:
+            self._process_part(events)
+            return
+        cuts = self.rates.bin_edges_in(events[0])
+        parts = zip(*(np.split(a, cuts) for a in events), strict=True) if cuts.size else (events,)
+        for part in parts:
+            self.rates.enter(part[0], self._unit_totals)
+            self._process_part(part)
+        if self.writer is not None:
+            self.writer.append_rates(self.rates.take())
+
+    def _unit_totals(self) -> np.ndarray:
+        """Every dead-time unit's singles so far (from the hit map)."""
+        hits = self.hist.hitmap_parts.sum(axis=0)
+        return np.bincount(self._unit_of_cell, weights=hits,
+                           minlength=self.rates.n_units).astype(np.int64)
+
+    def _process_part(self, events: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        n = events[0].size
+        if n == 0:
+            return
+        singles = self._calibrated(*events)
+        self._lap("calibrate + histograms")
+        self.counters.released += n
+        coinc = self.stage.feed(singles)
+        self._lap("sort" if self.scanner.kind == "pet" else "projections")
+        self._emit(coinc)
+
+    def _emit(self, coinc: np.ndarray) -> None:
+        if coinc.size == 0:
+            return
+        # histograms first: a monitor snapshot that shows these counts also shows their histograms
+        histograms.accumulate_dt(coinc, self.hist.dt, self.hist.dt_range_ps[1])
+        if self.hist.sinogram is not None:
+            histograms.accumulate_sinogram(coinc, self.scanner, self.hist.sinogram)
+        delayed = coinc["delayed"].astype(bool)
+        self.counters.delayeds += int(delayed.sum())
+        self.counters.prompts += int(coinc.size - delayed.sum())
+        self._lap("coincidence histograms")
+        if self.writer is not None:
+            self.writer.append(coinc)
+            self._lap("list-mode write")
+        if self.on_coincidences is not None:
+            self.on_coincidences(coinc)
+            self._lap("live hand-over")
+
+    def _lap(self, part: str) -> None:
+        if self._clock is not None:
+            self._clock.lap(part)
+
+    def _calibrated(self, t: np.ndarray, crystal: np.ndarray, adc: np.ndarray) -> np.ndarray:
+        """Calibrated singles (``calibration.apply``) with, in the same pass, the singles per
+        board, the energy spectrum and the hit map (the numbers of
+        ``coincidence.histograms.accumulate_energy`` and ``accumulate_hit_map``), piece by piece
+        on the workers, each into its own histograms. The singles are in a work buffer that the
+        next call reuses: the sorter copies what it keeps."""
+        n = t.size
+        if self._singles is None or self._singles.size < n:
+            self._singles = np.empty(max(n + n // 2, 1 << 16), SINGLE_DTYPE)  # room to grow
+        singles = self._singles[:n]
+        if n > _SCRATCH_MAX_EVENTS:
+            self._singles = None
+        n_pieces = max(1, -(-n // PIECE)) if self.workers.threads > 1 else 1
+        bad = np.full(n_pieces, -1, np.int64)
+        h = self.hist
+
+        def piece(worker: int, k: int) -> None:
+            a, b = k * n // n_pieces, (k + 1) * n // n_pieces
+            i = _calibrate_and_count(
+                t[a:b], crystal[a:b], adc[a:b], self._scale, singles["t"][a:b],
+                singles["crystal"][a:b], singles["energy"][a:b], h.energy_parts[worker],
+                float(ENERGY_HIST_KEV[1]), h.hitmap_parts[worker], h.hit_cell)
+            bad[k] = a + i if i >= 0 else -1
+
+        self.workers.run(n_pieces, piece, "calibrate + histograms")
+        if (bad >= 0).any():
+            first = int(bad[bad >= 0].min())
+            raise UserError(f"event {first} has crystal id {int(crystal[first])}, outside "
+                            f"0..{self.scanner.n_crystals - 1} of scanner '{self.scanner.name}'")
+        return singles
+
+    @property
+    def late_events(self) -> int:
+        return self.merger.late_events
+
+
+@numba.njit(nogil=True, cache=True)
+def _calibrate_and_count(t, crystal, adc, scale, out_t, out_crystal, out_energy, spectrum,
+                         e_max, hits, hit_cell):
+    """One pass over the released events: ``energy = float32(adc) * scale[crystal]`` (as
+    :meth:`Calibration.apply`), the energy spectrum over [0, e_max) and the hit map (``hits``:
+    the flat map, ``hit_cell``: each crystal's index in it), binned as
+    :mod:`coincidence.histograms` does. Returns the first event whose crystal id is outside the
+    scanner (its and later events are left out), else -1."""
+    n_crystals = scale.size
+    n_bins = spectrum.size
+    for i in range(t.size):
+        c = crystal[i]
+        if c < 0 or c >= n_crystals:
+            return i
+        e = np.float32(adc[i]) * scale[c]
+        out_t[i] = t[i]
+        out_crystal[i] = c
+        out_energy[i] = e
+        b = histograms.energy_bin(e, e_max, n_bins)
+        if b >= 0:
+            spectrum[b] += 1
+        hits[hit_cell[c]] += 1
+    return -1

@@ -1,0 +1,121 @@
+"""Offline runs from a journal: ``replay`` (re-sort with other settings) and ``recover``.
+
+Both read the journal block by block, decode each stream with its own decoder exactly as the live
+receivers did, and run the same :class:`daq.pipeline.processor.Processor`, so the same bytes always give the
+same coincidences. Nothing is held back for a quiet board: a journal is complete, so the merge
+waits for every board's data (``quiet_timeout_s`` is infinite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daq.pipeline.calibration import Calibration
+from daq.pipeline.journal import JournalStats, read_journal
+from daq.pipeline.processor import Processor, SortSettings
+from hw import wire
+from hw.dtypes import RAW_DTYPE
+from hw.scanner import Scanner
+from infra.pool import Workers
+from runstore.listmode import ListModeWriter
+from runstore.rundir import RunDir
+from runstore.rundocs import ExitStatus, StopDocument
+
+BATCH_BYTES = 32 << 20
+"""Journal bytes decoded and processed together (on the workers)."""
+
+
+def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, sort: SortSettings,
+                   listmode: Path, progress: Callable[[int, int], None] | None = None,
+                   scan_duration_s: float | None = None, threads: int | None = None
+                   ) -> dict[str, Any]:
+    """Decode, merge and sort every event of ``journal`` into ``listmode`` (SPECT: bin them
+    into projections beside it; ``scan_duration_s``, the scan time that the gantry's views
+    share) on ``threads`` threads (None: every core; the same output for any number); returns
+    the counts, losses and the settings used."""
+    stats = JournalStats()
+    decoders: dict[int, wire.Decoder] = {}
+    workers = Workers(threads, "replay")
+    processor = Processor(scanner, calibration, sort, None, quiet_timeout_s=float("inf"),
+                          scan_duration_s=scan_duration_s, workers=workers)
+    header = {"scanner": scanner.name, "scanner_digest": scanner.digest, **processor.settings}
+    writer = ListModeWriter(listmode, header, rate_units=processor.rates.n_units
+                            if processor.rates is not None else 0)
+    processor.writer = writer
+    size = journal.stat().st_size
+    done = 0
+    batch: dict[int, list[bytes]] = {}
+    pending = 0
+
+    def process() -> None:
+        links = [(decoders.setdefault(stream, wire.Decoder(scanner)), parts)
+                 for stream, parts in sorted(batch.items())]
+        processor.consume_links(links)
+        batch.clear()
+        if progress is not None:
+            progress(done, size)
+
+    try:
+        for stream, _t_ns, payload in read_journal(journal, stats):
+            batch.setdefault(stream, []).append(payload)
+            done += len(payload)
+            pending += len(payload)
+            if pending >= BATCH_BYTES:
+                process()
+                pending = 0
+        process()
+        processor.finish()
+        processor.save_projections(listmode.parent)
+    finally:
+        writer.close()
+        workers.close()
+    decoded = [d.stats.as_dict() for d in decoders.values()]
+    c = processor.counters
+    counts = {"journal_blocks": stats.blocks, "bytes": stats.bytes,
+              "frames": sum(d["frames_ok"] for d in decoded),
+              "events_decoded": sum(d["events"] for d in decoded),
+              "singles": c.singles, "prompts": c.prompts, "delayeds": c.delayeds}
+    losses = {"journal_corrupt_blocks": stats.corrupt_blocks,
+              "journal_bytes_skipped": stats.bytes_skipped,
+              "journal_truncated_tail_bytes": stats.truncated_tail_bytes,
+              "frames_bad": sum(d["frames_bad"] for d in decoded),
+              "frames_lost": sum(d["seq_gaps"] for d in decoded),
+              "events_lost": sum(d["events_lost"] for d in decoded),
+              "frames_out_of_sequence": sum(d["out_of_sequence"] for d in decoded),
+              "duplicate_frames": sum(d["duplicates"] for d in decoded),
+              "late_events": processor.late_events}
+    return {"counts": counts, "losses": losses, "problems": stats.problems,
+            "settings": processor.settings,
+            "singles_per_board": np.asarray(c.singles_per_board).tolist()}
+
+
+def decode_journal(journal: Path, scanner: Scanner) -> np.ndarray:
+    """Every event of a journal (RAW_DTYPE), in time order: e.g. for a calibration."""
+    decoders: dict[int, wire.Decoder] = {}
+    chunks = [decoders.setdefault(stream, wire.Decoder(scanner)).feed(payload)
+              for stream, _t_ns, payload in read_journal(journal)]
+    raw = np.concatenate(chunks) if chunks else np.empty(0, RAW_DTYPE)
+    return raw[np.argsort(raw["t"], kind="stable")]
+
+
+def recover(run: RunDir, scanner: Scanner, calibration: Calibration, sort: SortSettings,
+            progress: Callable[[int, int], None] | None = None,
+            scan_duration_s: float | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Rebuild a killed run's coincidences (SPECT: projections) and stop document from its
+    journal."""
+    result = replay_journal(run.journal, scanner, calibration, sort, run.listmode, progress,
+                            scan_duration_s, threads)
+    if run.start is None:
+        run.new_start(scanner.name, scanner.digest, {"sort": result["settings"]},
+                      calibration.describe())
+    previous = run.stop  # a run that ended in an error and was rebuilt keeps its status
+    run.write_stop(StopDocument(
+        "recovered from journal", previous.exit_status if previous else ExitStatus.ABORT,
+        result["counts"], result["losses"],
+        details={"previous_stop": previous.to_json() if previous else None,
+                 "problems": result["problems"]}))
+    return result

@@ -1,0 +1,10 @@
+"""Infrastructure every floor uses: errors, atomic writes, threads, progress, keys, Dask, study records.
+
+It imports nothing else of the product. Importing it points numba's disk cache at a directory of
+this version of the source (:mod:`infra.numbacache`); every package with kernels imports it
+(through ``hw``) before it defines one.
+"""
+
+from infra import numbacache
+
+numbacache.configure()

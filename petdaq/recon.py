@@ -1,0 +1,276 @@
+"""``petdaq recon``: reconstruct a run's (or a file's) coincidences offline. A thin layer over
+:func:`recon.lm_osem` and the exports.
+
+``RUN`` is a run directory (``coincidences.h5`` and ``run.json``, see :mod:`runstore.rundir`) or a
+list-mode file: HDF5 with a ``coincidences`` dataset of ``hw.COINC_DTYPE`` (:mod:`runstore.listmode`)
+or a ``.npy`` array of it (give ``--scanner`` where the file does not name one). Writes, into
+``--out`` (default ``RUN/images``): ``image.nii.gz``, ``image_mip.png``, ``image_slices/``, a
+DICOM PET series ``dicom/`` (Bq/mL when the duration is known) and with ``--report`` the figures
+of merit of the run's phantom in ``report.json`` (emulated runs name their phantom). A SPECT
+run (its ``projections.npz``) is reconstructed by :mod:`petdaq.reconspect`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hw.scanner import load_scanner
+from infra.atomic import replacing
+from infra.cluster import client_for
+from infra.errors import UserError
+from infra.progress import Progress
+from petdaq.batch import files_in, for_each
+from petdaq.options import add_cluster_option
+from petdaq.reconspect import is_spect_run, recon_spect_run
+from recon.png import DISPLAY_FWHM_MM
+from recon.runimage import (
+    RUN_ITERATIONS,
+    RunReconOptions,
+    default_subsets,
+    reconstruct_run,
+)
+from recon.system import DEFAULT_SAMPLES
+from runstore.facts import RunFacts
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``recon`` on the ``petdaq`` sub-command parser."""
+    p = sub.add_parser("recon", help="reconstruct a run into an image (PET: its coincidences; "
+                       "SPECT: its projections)",
+                       description=__doc__.split("\n\n")[1])
+    p.add_argument("run", nargs="+", help="run directories, or list-mode files (.h5 / .npy); "
+                   "several are reconstructed one after the other, or with --cluster on its "
+                   "workers")
+    p.add_argument("--scanner", help="scanner name or .toml (default: the run's)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help=f"OSEM iterations (default {RUN_ITERATIONS}; SPECT 4)")
+    p.add_argument("--subsets", type=int, default=None,
+                   help="OSEM subsets (default: one per 50 k prompts, 1 to 10: fewer events per "
+                        "subset bias list-mode OSEM low)")
+    p.add_argument("--tof", action=argparse.BooleanOptionalAction, default=True,
+                   help="use time of flight (default on)")
+    p.add_argument("--randoms", action=argparse.BooleanOptionalAction, default=True,
+                   help="correct randoms from the delayed coincidences (default on)")
+    p.add_argument("--attenuation", action=argparse.BooleanOptionalAction, default=True,
+                   help="correct attenuation with the run's phantom mu-map, when known")
+    p.add_argument("--scatter", action=argparse.BooleanOptionalAction, default=False,
+                   help="correct scatter (single-scatter simulation scaled to the tails; needs "
+                        "the mu-map; quantified with the scanner's scatter-corrected cross-calibration; "
+                        "default off)")
+    p.add_argument("--voxel", type=float, default=2.0, help="voxel size, mm (default 2)")
+    p.add_argument("--threads", type=int, help="threads (default: all cores)")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help="Monte-Carlo LORs of the sensitivity image, computed once per scanner "
+                        f"and grid and cached (default {DEFAULT_SAMPLES:,})")
+    p.add_argument("--calibration", type=float, default=None,
+                   help="cross-calibration factor, reconstructed counts per true annihilation "
+                        "(default: the scanner's [quantification] counts_per_annihilation, "
+                        "measured by python -m recon.calibrate; 1 gives the system model as is)")
+    p.add_argument("--dicom", action=argparse.BooleanOptionalAction, default=True,
+                   help="write a DICOM series too (default on)")
+    p.add_argument("--report", action="store_true",
+                   help="figures of merit of the run's phantom (report.json; the cardiac "
+                        "phantom: polar_map.png and .csv, the defect, the inferior wall)")
+    p.add_argument("--display-fwhm", type=float, default=DISPLAY_FWHM_MM, metavar="MM",
+                   help="Gaussian FWHM (mm) that smooths the PNG pictures, not the stored image "
+                        f"(default {DISPLAY_FWHM_MM:g}; 0: none)")
+    p.add_argument("--frames", default=None, metavar="SCHEDULE",
+                   help="dynamic: reconstruct frames back to back from the scan's start, e.g. "
+                        "6x10s,8x30s,5x5min (an emulated kinetic run: in its model's time), "
+                        "into RUN/dynamic (BIDS-PET 4D NIfTI and sidecar, a DICOM series)")
+    p.add_argument("--photopeak-kev", type=float, default=None, metavar="KEV",
+                   help="SPECT: reconstruct the photopeak window holding KEV (default: the "
+                        "first, the nuclide's strongest line; Lu-177: 208, or 113)")
+    p.add_argument("--lv-axis", default=None, metavar="APEX_X,Y,Z:BASE_X,Y,Z",
+                   help="SPECT --report: the left ventricle's axis by hand, scanner mm "
+                        "(default: found in the image)")
+    p.add_argument("--out", help="output folder (default RUN/images; RUN/dynamic with --frames)")
+    add_cluster_option(p)
+    p.set_defaults(func=cmd_recon)
+
+
+def load_coincidences(path: str | Path) -> tuple[np.ndarray, dict[str, Any], RunFacts]:
+    """(coincidences, list-mode header, what the run's documents say) of a run directory or a
+    list-mode file."""
+    from runstore.facts import run_facts
+    from runstore.listmode import read_listmode, read_singles_rates
+    from runstore.rundir import LISTMODE_FILE, RunDir
+
+    p = Path(path)
+    if p.is_dir():
+        run = RunDir.open(p)
+        if not (p / LISTMODE_FILE).is_file():
+            raise UserError(f"run {p} has no {LISTMODE_FILE} (sort it first: petdaq sort)")
+        coinc, header = read_listmode(p / LISTMODE_FILE)
+        return coinc, header, replace(run_facts(run),
+                                      singles_rates=read_singles_rates(p / LISTMODE_FILE))
+    if p.suffix == ".npy":
+        try:
+            return np.load(p, allow_pickle=False), {}, RunFacts()
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {p}: {exc}") from None
+    if p.suffix in (".h5", ".hdf5"):
+        coinc, header = read_listmode(p)
+        return coinc, header, RunFacts(singles_rates=read_singles_rates(p))
+    raise UserError(f"{p} is neither a run directory nor a .h5 / .npy list-mode file")
+
+
+def cmd_recon(args: argparse.Namespace) -> int:
+    if len(args.run) > 1 and args.out:
+        raise UserError("--out is for one run: several runs each write into their own folder")
+    if args.display_fwhm < 0:
+        raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
+    if args.frames is not None and args.cluster is not None:  # the frames are the tasks
+        with client_for(args.cluster) as client:
+            for run in args.run:
+                _recon_one(argparse.Namespace(**{**vars(args), "run": run}), client)
+        return 0
+    return for_each(args, "run", _recon_one, label="recon", inputs=_inputs, outputs=_outputs)
+
+
+def _outputs(args: argparse.Namespace) -> list[Path]:
+    """What a run's reconstruction made: its image (the rest is written beside it)."""
+    return [_out_folder(args) / "image.nii.gz"]
+
+
+def _out_folder(args: argparse.Namespace) -> Path:
+    """``--out``, or RUN/images (a list-mode file: beside it, named for it)."""
+    run = Path(args.run)
+    return Path(args.out) if args.out else (
+        run / "images" if run.is_dir() else run.with_suffix(""))
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """What a run's image depends on: its files, the scanner definitions (calibrations in
+    them)."""
+    from hw.scanner import BUILTIN_DIR
+
+    run = Path(args.run)
+    own = [Path(args.scanner)] if args.scanner and Path(args.scanner).is_file() else []
+    return [*files_in(run), *([run] if run.is_file() else []), *files_in(BUILTIN_DIR), *own]
+
+
+def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
+    """``petdaq recon`` of one run (``args.run``); a dynamic run's frames on ``client``'s
+    workers when given."""
+    import recon
+    from recon.report import phantom_report
+
+    if args.display_fwhm < 0:
+        raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
+    args.iterations_given = args.iterations is not None
+    if not args.iterations_given:
+        args.iterations = RUN_ITERATIONS
+    if is_spect_run(args.run):
+        return recon_spect_run(args)
+    if args.lv_axis or args.photopeak_kev is not None:
+        raise UserError("--lv-axis and --photopeak-kev are for SPECT runs")
+    coinc, header, facts = load_coincidences(args.run)
+    name = args.scanner or facts.scanner or header.get("scanner")
+    if not name:
+        raise UserError(f"{args.run} does not name its scanner: give --scanner")
+    scanner = load_scanner(name)
+    if args.threads is not None:
+        recon.set_threads(args.threads)
+    options = RunReconOptions(args.iterations, args.subsets, args.tof, args.randoms,
+                              args.attenuation, args.scatter, args.voxel, args.samples,
+                              args.calibration)
+    if args.frames is not None:
+        return _recon_frames(args, coinc, header, facts, scanner, options, client)
+    out = _out_folder(args)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
+    progress = Progress(f"recon {Path(args.run).name}", args.iterations * subsets,
+                        unit="subsets")
+    made = reconstruct_run(coinc, header, facts, scanner, replace(options, subsets=subsets),
+                           callback=lambda it, sub, _img: progress.update(it * subsets + sub + 1))
+    progress.close(args.iterations * subsets)
+    image, quantified, phantom = made.image, made.quantified, made.phantom
+    files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
+    if args.dicom and quantified is not None:
+        recon.write_dicom_pet(image, out / "dicom", *quantified)
+        files.append(str(out / "dicom"))
+    if args.report:
+        if phantom is None:
+            raise UserError("--report needs a run of a known phantom (its run.json names it)")
+        report = phantom_report(image, phantom, out)
+        with replacing(out / "report.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        files.append(str(out / "report.json"))
+    scatter = image.meta.get("scatter_fraction")
+    print(f"reconstructed {image.meta.get('events', 0)} prompts in "
+          f"{time.monotonic() - t0:.1f} s ({image.units}"
+          + (f", scatter fraction {scatter:.2f} estimated" if scatter is not None else "")
+          + "): " + ", ".join(files))
+    return 0
+
+
+#: Prompts under which a scatter-corrected frame is noted as reading high (docs/kinetics.md).
+FEW_PROMPTS = 100_000
+
+
+def _numbers(numbers: list[int]) -> str:
+    """Frame numbers as ranges: ``1-4, 7``."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _recon_frames(args: argparse.Namespace, coinc: np.ndarray, header: dict[str, Any],
+                  facts: RunFacts, scanner: Any, options: RunReconOptions, client: Any) -> int:
+    """``petdaq recon RUN --frames SCHEDULE``: the frames into RUN/dynamic."""
+    import recon
+    from recon.bids import missing_study_fields, subject_label, write_bids
+    from recon.dynamic import reconstruct_frames
+    from recon.frames import parse_schedule
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise UserError("--frames needs a run directory (its start document times the frames)")
+    frames = parse_schedule(args.frames, facts.kinetic_time_scale)
+    out = Path(args.out) if args.out else run / "dynamic"
+    t0 = time.monotonic()
+    progress = Progress(f"frames {run.name}", len(frames), unit="frames")
+    from runstore.rundir import LISTMODE_FILE
+
+    dyn = reconstruct_frames(coinc, header, facts, scanner, frames, options,
+                             on_frame=lambda f: progress.update(f.number),
+                             cluster=(client, str(run / LISTMODE_FILE)) if client else None)
+    progress.close(len(frames))
+    nifti, side = write_bids(dyn, out, subject_label(facts.study.patient_id, run.name))
+    files = [str(nifti), str(side)]
+    if args.dicom:
+        rp, acq = dyn.quantified
+        for stale in (out / "dicom").glob("frame_*.dcm"):  # an earlier schedule's frames
+            stale.unlink()
+        recon.write_dicom_pet_frames(dyn.images, [
+            recon.FrameTiming(f.start_s, f.duration_s, f.number, len(frames)) for f in frames],
+            out / "dicom", rp, acq)
+        files.append(str(out / "dicom"))
+    missing = missing_study_fields(dyn)
+    if missing:
+        print(f"petdaq: note: the run's study has no {', '.join(missing)}: written n/a in the "
+              "sidecar (give them when acquiring)", file=sys.stderr)
+    few = [f.number for f, n in zip(frames, dyn.prompts, strict=True) if n < FEW_PROMPTS]
+    if options.scatter and few:
+        print(f"petdaq: note: {len(few)} of {len(frames)} frames ({_numbers(few)}) have under "
+              f"{FEW_PROMPTS // 1000} k prompts: with scatter correction a short frame's image "
+              "reads high (+8 % at 76 k prompts, +22 % at 9.5 k; docs/kinetics.md)",
+              file=sys.stderr)
+    print(f"reconstructed {len(frames)} frames ({sum(dyn.prompts)} prompts) in "
+          f"{time.monotonic() - t0:.1f} s (Bq/mL, decay-corrected to the scan's start): "
+          + ", ".join(files))
+    return 0

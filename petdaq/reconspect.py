@@ -1,0 +1,109 @@
+"""``petdaq recon RUN`` on a SPECT run: its projections -> OSEM (collimator model, attenuation,
+TEW scatter) -> NIfTI, PNG and a DICOM NM volume, and with ``--report`` the phantom's figures
+(the cardiac phantom: polar map PNG and CSV, the defect, the inferior wall with and without
+attenuation correction)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from infra.atomic import replacing
+from infra.errors import UserError
+
+#: OSEM of a SPECT run's image (those of the DAQ's image at the stop).
+SPECT_ITERATIONS, SPECT_SUBSETS = 4, 6
+
+
+def is_spect_run(path: str | Path) -> bool:
+    """A run directory holding a SPECT acquisition's projections."""
+    from runstore.projections import has_projections
+
+    return Path(path).is_dir() and has_projections(path)
+
+
+def recon_spect_run(args: argparse.Namespace) -> int:
+    """Reconstruct a SPECT run into ``--out`` (default RUN/images)."""
+    import recon
+    from daq.control.spectimage import spect_run_image
+    from hw.scanner import load_scanner
+    from recon.report import phantom_report
+    from recon.runimage import run_phantom
+    from recon.spectquant import quantify_spect
+    from runstore.facts import run_facts
+    from runstore.rundir import RunDir
+
+    if args.frames is not None:
+        raise UserError("--frames needs a PET run: a SPECT run's views share its whole duration")
+    if args.lv_axis:
+        from recon.lvaxis import parse_lv_axis
+
+        parse_lv_axis(args.lv_axis)  # a malformed axis: say so before reconstructing
+    run = RunDir.open(Path(args.run))
+    facts = run_facts(run)
+    scanner = load_scanner(args.scanner or facts.scanner)
+    iterations = args.iterations if args.iterations_given else SPECT_ITERATIONS
+    subsets = args.subsets or SPECT_SUBSETS
+    out = Path(args.out) if args.out else run.path / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    image = spect_run_image(run, scanner, iterations, subsets, args.attenuation,
+                            args.photopeak_kev)
+    image, units = quantify_spect(image, scanner, facts.nuclide, facts.duration_s)
+    files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
+    if args.dicom:
+        files.append(str(recon.write_dicom_nm(image, out / "image_nm.dcm",
+                                              *_nm_description(facts, image, run, scanner))))
+    if args.report:
+        phantom = run_phantom(facts, scanner)
+        if phantom is None:
+            raise UserError("--report needs a run of a known phantom (its run.json names it)")
+        report = phantom_report(image, phantom, out)
+        if "polar_map" in report:
+            files += _cardiac(report, image, run, scanner, iterations, subsets, phantom, out,
+                              args)
+        with replacing(out / "report.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        files.append(str(out / "report.json"))
+    window = image.meta["window_kev"]
+    print(f"reconstructed SPECT run {run.path.name} (OSEM {iterations}i{subsets}s, "
+          f"{window[0]:.1f}-{window[1]:.1f} keV, TEW"
+          f"{', attenuation' if image.meta.get('attenuation') else ''}) in "
+          f"{time.monotonic() - t0:.1f} s ({units}): " + ", ".join(files))
+    return 0
+
+
+def _cardiac(report: dict[str, Any], image: Any, run: Any, scanner: Any, iterations: int,
+             subsets: int, phantom: Any, out: Path, args: argparse.Namespace) -> list[str]:
+    """The cardiac figures into the report on the ventricle's axis (``--lv-axis``, else found in
+    the image), with a second image without attenuation correction for the inferior wall; the
+    polar map's PNG and per-segment CSV."""
+    from daq.control.spectimage import spect_run_image
+    from recon.cardiac import cardiac_figures, write_segments_csv
+    from recon.lvaxis import parse_lv_axis
+
+    lv = parse_lv_axis(args.lv_axis) if args.lv_axis else None
+    without = (spect_run_image(run, scanner, iterations, subsets, attenuation=False,
+                               photopeak_kev=args.photopeak_kev)
+               if args.attenuation and image.meta.get("attenuation") else None)
+    report.update(cardiac_figures(image, phantom, without, lv, out))
+    return [str(write_segments_csv(report["polar_map"]["segments"], out / "polar_map.csv"))]
+
+
+def _nm_description(facts: Any, image: Any, run: Any, scanner: Any) -> tuple[Any, Any]:
+    """The radiopharmaceutical and acquisition of the NM object: the run's study, the camera's
+    photopeak window, attenuation and scatter corrections."""
+    from recon.runimage import describe
+
+    duration = facts.duration_s or 0.0
+    rp, acq = describe(facts, {}, duration, "SPECT OSEM",
+                       f"OSEM {image.meta['iterations']}i{image.meta['subsets']}s")
+    window = image.meta.get("window_kev")
+    corrections = tuple(c for c, on in (("ATTN", image.meta.get("attenuation")),
+                                        ("SCAT", image.meta.get("scatter"))) if on)
+    return rp, dataclasses.replace(acq, corrections=corrections,
+                                   energy_window_kev=tuple(window) if window else None)
