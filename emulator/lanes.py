@@ -101,15 +101,18 @@ _LOCAL = threading.local()
 def scratch(slots: int, entries: int = 0) -> Scratch:
     """Working arrays with room for ``slots`` photon sources and ``entries`` deposits (at
     least 2 a slot), kept per thread and reused (fresh pages cost more than the transport's own
-    work on them)."""
+    work on them). The sources' arrays hold a slot more than asked, so the views handed out are
+    never contiguous: numba compiles a kernel once per array layout, and a fresh array's first
+    block would otherwise be of another layout than every later block's."""
     entries = max(entries, 2 * slots, 4 * LANES)
     have = getattr(_LOCAL, "scratch", None)
-    if have is None or have.src_f.shape[1] < slots or have.log_f.shape[1] < entries:
+    if have is None or have.src_f.shape[1] <= slots or have.log_f.shape[1] < entries:
+        room = slots + 1
         have = Scratch(np.zeros((N_FLOAT, LANES)), np.zeros((N_INT, LANES), np.int64),
                        np.zeros((4, LANES), np.uint64), np.zeros(LANES, np.int64),
                        np.zeros(LANES, np.int64), np.zeros(LANES, np.int64),
-                       np.zeros((SRC_FLOAT, slots)), np.zeros((SRC_INT, slots), np.int64),
-                       np.zeros(slots, np.int64), np.zeros((2, entries)),
+                       np.zeros((SRC_FLOAT, room)), np.zeros((SRC_INT, room), np.int64),
+                       np.zeros(room, np.int64), np.zeros((2, entries)),
                        np.zeros((3, entries), np.int64))
         _LOCAL.scratch = have
     return have._replace(src_f=have.src_f[:, :slots], src_i=have.src_i[:, :slots],
@@ -120,7 +123,7 @@ def grow_log() -> None:
     """Double this thread's deposit log (after :func:`emulator.transport.transport` found it
     too small)."""
     have = _LOCAL.scratch
-    scratch(have.src_f.shape[1], 2 * have.log_f.shape[1])
+    scratch(have.src_f.shape[1] - 1, 2 * have.log_f.shape[1])
 
 
 #: Columns of :func:`medium_table`: per medium (phantom, crystal) the mean free path, the

@@ -230,6 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                            kinetic_time_scale=args.kinetic_time_scale)
     check_live_frames(args.frames, load_scanner(args.scanner), args.kinetic_time_scale,
                       args.duration, args.spheres, emulated=True)
+    print("emulator and DAQ getting ready (the first run after an install compiles their "
+          "kernels: a minute or two)", file=sys.stderr)
     r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,
                                   args.name, study)
     print(f"run {r.run.path}: {r.scanner.name}, {args.phantom}, {args.nuclide} "
@@ -395,6 +397,11 @@ def _run_scanner(run: RunDir):
     return load_scanner(start.scanner if start and start.scanner else "bedside-brain")
 
 
+def _emulated(run: RunDir) -> bool:
+    """Whether the run's boards were the emulator's (its start document records the scan)."""
+    return run.start is not None and bool(run.start.settings.get("emulator"))
+
+
 def _scan_duration_s(run: RunDir) -> float | None:
     """A run's planned scan time (s), which a SPECT run's gantry views share; None if none."""
     start = run.start
@@ -447,7 +454,7 @@ def _replay_one(args: argparse.Namespace) -> int:
     scanner = _run_scanner(run)
     out = (RunDir.create(Path(args.out).parent, Path(args.out).name) if args.out else
            RunDir.create(run.path, "replay-" + utc_now().replace(":", "")[:17]))
-    cal = calibration.current(scanner)
+    cal = calibration.current(scanner, emulated=_emulated(run))
     sort = sort_settings(args)
     recorded = run.start.sort.get("photopeaks_kev") if run.start is not None else None
     if sort.photopeaks_kev is None and recorded:
@@ -485,7 +492,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     sort = SortSettings(**{k: v for k, v in recorded.items()
                            if k in SortSettings.__dataclass_fields__})
     progress = Progress(f"recover {run.path.name}", unit="bytes")
-    result = recover(run, scanner, calibration.current(scanner), sort,
+    result = recover(run, scanner, calibration.current(scanner, emulated=_emulated(run)), sort,
                      progress=lambda done, total: progress.update(done),
                      scan_duration_s=_scan_duration_s(run), threads=threads)
     progress.close(result["counts"]["bytes"])

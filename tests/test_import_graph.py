@@ -131,3 +131,29 @@ def test_the_console_imports_of_the_daq_only_its_message_schema() -> None:
     for m, targets in _graph().items():
         if m.split(".")[0] == "gui":  # its choices and defaults come in the status reply
             assert {t for t in targets if t.split(".")[0] != "gui"} <= {"daq.messages"}, m
+
+
+def namespace_takers(source: str) -> list[str]:
+    """Functions of ``source`` that take an argparse Namespace: a parameter annotated so, or
+    one named ``args`` whose attributes the function reads."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        reads_args = any(isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                         and n.value.id == "args" for n in ast.walk(node))
+        for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+            annotation = ast.unparse(a.annotation) if a.annotation else ""
+            if "Namespace" in annotation or (a.arg == "args" and reads_args):
+                found.append(node.name)
+    return found
+
+
+def test_settings_are_typed_at_the_door() -> None:
+    """Below the commands (``petdaq``), no function takes an argparse Namespace: each command
+    turns its arguments into the typed settings the layers below take."""
+    takers = {m: namespace_takers(f.read_text()) for m, f in _modules().items()
+              if m.split(".")[0] != "petdaq"}
+    assert {m: fns for m, fns in takers.items() if fns} == {}
+    assert namespace_takers("def cmd(args):\n    return args.scanner\n") == ["cmd"]
+    assert namespace_takers("def f(a: argparse.Namespace) -> None: ...\n") == ["f"]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from daq.control.checks import positive
@@ -98,11 +99,13 @@ READY_TIMEOUT_S = 600.0
 
 
 def start_emulator(settings: EmulatorSettings, n_boards: int, host: str = "127.0.0.1",
-                   ready_timeout_s: float = READY_TIMEOUT_S
+                   ready_timeout_s: float = READY_TIMEOUT_S,
+                   meanwhile: Callable[[], None] | None = None
                    ) -> tuple[subprocess.Popen, list[str]]:
     """Start ``petdaq emulate`` pushing to fresh ports; returns the process and the endpoints
     once it is ready to stream (its kernels compiled: the DAQ's clock for "no data" and the
-    boards' quiet time start only then). A clear error when it fails first."""
+    boards' quiet time start only then). ``meanwhile`` runs while the emulator gets ready (the
+    DAQ compiles its own kernels). A clear error when it fails first."""
     base = free_port_block(n_boards, host)
     cmd = [sys.executable, "-m", "petdaq", "emulate", "--scanner", settings.scanner,
            "--phantom", settings.phantom, "--nuclide", settings.nuclide,
@@ -113,7 +116,13 @@ def start_emulator(settings: EmulatorSettings, n_boards: int, host: str = "127.0
            "--parent-pid", str(os.getpid())]  # it dies with the DAQ, even a killed one
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    _wait_ready(proc, ready_timeout_s)
+    try:
+        if meanwhile is not None:
+            meanwhile()
+        _wait_ready(proc, ready_timeout_s)
+    except BaseException:
+        proc.terminate()
+        raise
     return proc, [f"tcp://{host}:{base + b}" for b in range(n_boards)]
 
 

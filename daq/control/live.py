@@ -20,6 +20,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from daq.pipeline.cpu import CpuMeter, ThreadClock
+    from hw.scanner import Scanner
 
 
 class LiveImage:
@@ -117,3 +118,21 @@ class LiveImage:
         self._stop.set()
         self._thread.join()
         self._update()
+
+
+#: The voxel of the warm-up's coarse grid (mm): the kernels compile whatever the grid.
+WARM_UP_VOXEL_MM = 16.0
+
+
+def warm_up_live(scanner: Scanner, coinc: np.ndarray, tof: bool, window_ps: int,
+                 min_sector_difference: int) -> None:
+    """One update of a live reconstruction of ``coinc`` on a coarse grid, thrown away: numba
+    compiles (or loads) the live image's kernels before the boards stream, not in the live
+    thread while it holds the interpreter."""
+    import recon
+
+    live = recon.LiveRecon(scanner, recon.default_grid(scanner, WARM_UP_VOXEL_MM), tof=tof,
+                           window_ps=window_ps, min_sector_difference=min_sector_difference,
+                           sensitivity_samples=1)
+    live.add(coinc)
+    live.update()

@@ -11,11 +11,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from daq.control.emulated import EmulatorSettings, start_emulator
+from daq.control.live import warm_up_live
 from daq.control.monitor import MonitorPublisher
 from daq.control.session import Session
 from daq.control.spectimage import SpectImage
+from daq.pipeline import calibration
 from daq.pipeline.processor import SortSettings
 from daq.pipeline.sources import Source, open_source
+from daq.pipeline.warmup import warm_up
 from hw.scanner import Scanner, load_scanner
 from infra.errors import UserError
 from infra.study import Study
@@ -71,12 +74,15 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
     kinetic = phantoms.get(emu.phantom, scanner).kinetics is not None
     if kinetic:
         study = _kinetic_injection(study, emu)
-    proc, endpoints = start_emulator(emu, scanner.n_boards)  # once its kernels are compiled
+    proc, endpoints = start_emulator(  # once its kernels and the DAQ's are compiled
+        emu, scanner.n_boards, meanwhile=lambda: _warm_up(
+            scanner, sort, live, calibration.current(scanner, emulated=True), threads,
+            emu.duration_s))
     try:
         run = RunDir.create(out, name)
         session = _session(run, scanner, [open_source(e) for e in endpoints], sort, live,
                            settings={"emulator": emu.as_dict(), "study": study.to_json()},
-                           threads=threads, scan_duration_s=emu.duration_s)
+                           threads=threads, scan_duration_s=emu.duration_s, emulated=True)
         if kinetic and study.injection_time_utc is None:  # the emulator injects at its t = 0
             _record_injection_at_start(run)
     except BaseException:
@@ -120,11 +126,22 @@ def start_acquisition(out: Path, scanner: Scanner, sources: list[Source], sort: 
                       name: str | None = None, study: Study | None = None) -> Run:
     """Start a session acquiring from boards (``sources``) in a new run directory; the study
     is recorded in the start document."""
+    _warm_up(scanner, sort, live, calibration.current(scanner), threads, duration_s)
     run = RunDir.create(out, name)
     study = study or Study()
     session = _session(run, scanner, sources, sort, live, settings={"study": study.to_json()},
                        threads=threads, duration_s=duration_s)
     return Run(run, scanner, session.start(), None, live.recon)
+
+
+def _warm_up(scanner: Scanner, sort: SortSettings, live: LiveOptions,
+             cal: calibration.Calibration, threads: int | None, duration_s: float | None) -> None:
+    """The DAQ's kernels and the live image's compiled (or loaded) before the boards stream."""
+    coinc = warm_up(scanner, sort, cal, threads, scan_duration_s=duration_s)
+    if live.recon and scanner.kind == "pet" and coinc.size:
+        resolved = sort.resolved(scanner)
+        warm_up_live(scanner, coinc, live.tof, resolved["window_ps"],
+                     resolved["min_sector_difference"])
 
 
 def _session(run: RunDir, scanner: Scanner, sources: list[Source], sort: SortSettings,
@@ -158,9 +175,9 @@ def finish(r: Run) -> int:
 def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | None = None
                 ) -> Path | None:
     """Reconstruct the run's list-mode data (SPECT: its projections,
-    :func:`daq.control.spectimage.spect_image`, published on ``publisher`` with a cardiac scan's bull's-eye); NIfTI + PNG
-    slices and MIP in RUN/images. None when the run has no prompts (SPECT: no singles) to
-    reconstruct."""
+    :func:`daq.control.spectimage.spect_image`, published on ``publisher`` with a cardiac scan's
+    bull's-eye); NIfTI + PNG slices and MIP in RUN/images. None when the run has no prompts
+    (SPECT: no singles) to reconstruct."""
     import recon
     from recon.runimage import reconstruct_run
     from runstore.listmode import read_listmode, read_singles_rates

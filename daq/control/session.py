@@ -28,14 +28,16 @@ class Session:
                  publisher: MonitorPublisher | None = None, live_recon: bool = True,
                  recon_interval_s: float = 2.0, tof: bool = True,
                  scan_duration_s: float | None = None, threads: int | None = None,
-                 frames: str | None = None, spheres: tuple[str, ...] = ()) -> None:
+                 frames: str | None = None, spheres: tuple[str, ...] = (),
+                 emulated: bool = False) -> None:
         """``duration_s``: when the acquisition stops (None: at the end of the stream);
         ``settings``: what else the start document records (e.g. the emulated scan);
         ``scan_duration_s``: the planned scan time, for a SPECT gantry (``duration_s`` by
         default); ``threads``: the processing threads (None: every core); ``frames``: a dynamic
         scan's frame schedule (``"6x10s,8x30s"``, the kinetic clock) reconstructed live, with
         the curves of ``spheres`` (``NAME:X,Y,Z,R`` mm) or else of the emulated phantom's
-        regions."""
+        regions; ``emulated``: the sources are the emulator's boards (its gains calibrate the
+        energies when no table is stored, :func:`daq.pipeline.calibration.current`)."""
         self.scanner, self.publisher = scanner, publisher
         self.frames: LiveFrames | None = None
         """The live frames of a dynamic scan (None: a static scan)."""
@@ -51,7 +53,8 @@ class Session:
                 min_sector_difference=resolved["min_sector_difference"]),
                 recon_interval_s, on_image=self._publish_image, cpu=self.cpu)
         settings = {**(settings or {}), **({"frame_schedule": frames} if frames else {})}
-        self.acq = Acquisition(run, scanner, sources, sort, calibration.current(scanner),
+        self.acq = Acquisition(run, scanner, sources, sort,
+                               calibration.current(scanner, emulated=emulated),
                                duration_s, settings,
                                on_coincidences=self._offer if self.live or frames else None,
                                cpu=self.cpu, scan_duration_s=scan_duration_s, threads=threads,

@@ -121,19 +121,10 @@ def _warm_daq(scanner: Scanner, template: list[np.ndarray], threads: int | None)
     chain is timed: on a fresh install numba compiles its kernels here (tens of seconds), which
     must not be counted as the chain's time."""
     from daq.pipeline.calibration import Calibration
-    from daq.pipeline.processor import Processor, SortSettings
-    from infra.pool import Workers
+    from daq.pipeline.processor import SortSettings
+    from daq.pipeline.warmup import warm_up
 
-    workers = Workers(threads, "warm-up")
-    try:
-        p = Processor(scanner, Calibration.nominal(scanner), SortSettings(), None,
-                      workers=workers)
-        links = [(wire.Decoder(scanner), [wire.encode(t, board=b, first_seq=0, scanner=scanner)])
-                 for b, t in enumerate(template) if t.size]
-        p.consume_links(links)
-        p.finish()
-    finally:
-        workers.close()
+    warm_up(scanner, SortSettings(), Calibration.nominal(scanner), threads, template)
 
 
 def format_cpu(cpu: dict[str, Any], singles: int) -> list[str]:

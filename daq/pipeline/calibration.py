@@ -13,8 +13,11 @@ sub-bin (parabolic) interpolation. Any spectrum with structure works:
   nominal ADC gain of the digitizer.
 
 Tables are stored with the scanner in the calibration folder (``$BEDSIDE_PET_HOME/calibration``,
-default ``~/.local/share/bedside-pet/calibration``) as ``<scanner>-<UTC time>.npz``; an acquisition
-uses the newest table of its scanner (same definition digest) and records which in its run.json.
+default ``~/.local/share/bedside-pet/calibration``) as ``<scanner>-<UTC time>.npz``. One rule picks
+the table of a run (:func:`current`): the newest stored table of its scanner (same definition
+digest); without one, an emulated scan's own gains (the emulator's digitizer applies the
+scanner model's :meth:`~hw.scanner.Scanner.crystal_gains`, so its first image is quantitative),
+and nominal gains for a scan from real boards. The run's ``run.json`` records which.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ class Calibration:
     gains: np.ndarray
     kev_per_adc_code: float
     method: str
-    """``nominal`` (no table: every gain 1), ``photopeak`` or ``lu176``."""
+    """``nominal`` (no table: every gain 1), ``emulated`` (no table: the emulated digitizer's
+    true gains), ``photopeak`` or ``lu176``."""
     created_utc: str = ""
     from_run: str = ""
     path: str = ""
@@ -55,6 +59,12 @@ class Calibration:
         """Every gain 1: energies are then off by the channels' gain spread."""
         return cls(scanner.name, scanner.digest, np.ones(scanner.n_crystals),
                    scanner.digitizer.kev_per_adc_code, "nominal")
+
+    @classmethod
+    def emulated(cls, scanner: Scanner) -> Calibration:
+        """The gains the emulator's digitizer applies: an emulated scan's exact calibration."""
+        return cls(scanner.name, scanner.digest, scanner.crystal_gains(),
+                   scanner.digitizer.kev_per_adc_code, "emulated")
 
     def apply(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated singles (SINGLE_DTYPE) from raw events (RAW_DTYPE)."""
@@ -103,15 +113,17 @@ def load_table(path: str | Path) -> Calibration:
         raise UserError(f"calibration table {p} cannot be read: {exc}") from None
 
 
-def current(scanner: Scanner, folder: Path | None = None) -> Calibration:
-    """The newest stored table for this scanner definition, or nominal gains if there is none."""
+def current(scanner: Scanner, folder: Path | None = None, emulated: bool = False
+            ) -> Calibration:
+    """The newest stored table for this scanner definition; if there is none, the emulator's
+    gains for an ``emulated`` scan, else nominal gains."""
     folder = folder or calibration_dir()
     tables = sorted(folder.glob(f"{scanner.name}-*.npz")) if folder.is_dir() else []
     for path in reversed(tables):
         table = load_table(path)
         if table.scanner_digest == scanner.digest and table.gains.size == scanner.n_crystals:
             return table
-    return Calibration.nominal(scanner)
+    return Calibration.emulated(scanner) if emulated else Calibration.nominal(scanner)
 
 
 def derive(raw: np.ndarray, scanner: Scanner, method: str = "photopeak", created_utc: str = "",
