@@ -1,4 +1,4 @@
-"""Campaigns on Dask: the ``--cluster`` option, a client for it, and tasks run with progress.
+"""Campaigns on Dask: a cluster spec (what `--cluster` names), a client for it, tasks with progress.
 
 ``local`` starts a ``distributed.LocalCluster`` of one single-threaded worker process per core
 (``local:N``: N workers) on the loopback interface, without a dashboard; ``tcp://HOST:PORT`` or
