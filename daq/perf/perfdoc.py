@@ -208,7 +208,7 @@ def _cpu_lines(bench: Any) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[0]) if argv else Path(__file__).resolve().parents[1] / "docs" / \
+    out = Path(argv[0]) if argv else Path(__file__).resolve().parents[2] / "docs" / \
         "performance.md"
     out.write_text(build())
     print(out)
