@@ -230,10 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                            kinetic_time_scale=args.kinetic_time_scale)
     check_live_frames(args.frames, load_scanner(args.scanner), args.kinetic_time_scale,
                       args.duration, args.spheres, emulated=True)
-    print("emulator and DAQ getting ready (the first run after an install compiles their "
-          "kernels: a minute or two)", file=sys.stderr)
     r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,
-                                  args.name, study)
+                                  args.name, study, say=lambda s: print(s, file=sys.stderr))
     print(f"run {r.run.path}: {r.scanner.name}, {args.phantom}, {args.nuclide} "
           f"{args.activity_mbq:g} MBq, {args.duration:g} s", file=sys.stderr)
     return _watch_and_finish(r)
@@ -472,7 +470,7 @@ def _replay_one(args: argparse.Namespace) -> int:
     if run.start is not None:  # the events' acquisition time, which frames and decay count from
         out.write_start(replace(start, time_utc=run.start.time_utc))
     out.write_stop(StopDocument("replayed from journal", ExitStatus.SUCCESS, result["counts"],
-                                result["losses"]))
+                                result["losses"], data_end_s=result["data_end_s"]))
     if args.recon:
         runcontrol.final_image(out, scanner)
     print_summary(out)

@@ -41,7 +41,8 @@ def run_facts(run: RunDir) -> RunFacts:
     start, stop = run.start, run.stop
     if start is None:
         return RunFacts()
-    elapsed = stop.elapsed_s if stop is not None else None
+    # the data's own clock, else the wall clock (a run from boards reads them as they come)
+    elapsed = stop.data_end_s or stop.elapsed_s if stop is not None else None
     emulated = (start.settings.get("emulator") or {}).get("duration_s")
     # an emulated scan's events span its emulated time however fast it was emulated (a --fast
     # SPECT scan ends long before its duration), or less when it was stopped early

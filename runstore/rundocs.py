@@ -125,6 +125,9 @@ class StopDocument:
     """ISO 8601 UTC time the run ended."""
     elapsed_s: float | None = None
     """Seconds from start to stop (None for a replay or a recovery)."""
+    data_end_s: float | None = None
+    """The detector clock's time of the last single (s since the run start): how far the data
+    reach, however fast they were read (a frames file, a replay); None in older runs."""
     details: dict[str, Any] = field(default_factory=dict)
     """What else was recorded: ``streams`` (per board link), ``cpu`` (the CPU split),
     ``problems`` and ``previous_stop`` (a recovery)."""
@@ -141,15 +144,18 @@ class StopDocument:
     def to_json(self) -> dict[str, Any]:
         return {"time_utc": self.time_utc, "reason": self.reason,
                 "exit_status": self.exit_status.value, "counts": self.counts,
-                "losses": self.losses, "elapsed_s": self.elapsed_s, **self.details}
+                "losses": self.losses, "elapsed_s": self.elapsed_s, "data_end_s": self.data_end_s,
+                **self.details}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> StopDocument:
         reason = str(doc.get("reason") or "")
-        known = {"time_utc", "reason", "exit_status", "counts", "losses", "elapsed_s"}
+        known = {"time_utc", "reason", "exit_status", "counts", "losses", "elapsed_s",
+                 "data_end_s"}
         return cls(reason=reason, exit_status=_exit_status(doc.get("exit_status"), reason),
                    counts=dict(doc.get("counts") or {}), losses=dict(doc.get("losses") or {}),
                    time_utc=str(doc.get("time_utc") or ""), elapsed_s=doc.get("elapsed_s"),
+                   data_end_s=doc.get("data_end_s"),
                    details={k: v for k, v in doc.items() if k not in known})
 
 

@@ -47,6 +47,20 @@ def test_what_a_reconstruction_needs_comes_from_the_documents(tmp_path: Path) ->
     assert run_facts(run).duration_s == 4.25  # what was acquired, not what was planned
 
 
+def test_a_runs_duration_is_its_datas_not_the_time_it_took_to_read_them(tmp_path: Path) -> None:
+    """A run read from a frames file (or replayed) reads its data faster than they were taken:
+    its duration is the detector clock's time of its last single, not the wall clock's."""
+    run = _run(tmp_path)
+    run.new_start("bedside-brain", "abc", {"sources": ["r.frames"]}, {})
+    run.write_stop(StopDocument("end of stream", ExitStatus.SUCCESS, elapsed_s=0.177,
+                                data_end_s=0.2999))
+    assert run.stop.data_end_s == 0.2999 and run_facts(run).duration_s == 0.2999
+    older = _run(tmp_path / "older")  # a stop document written before it recorded the data's end
+    older.new_start("bedside-brain", "abc", {}, {})
+    older.write_stop(StopDocument("end of stream", ExitStatus.SUCCESS, elapsed_s=5.0))
+    assert run_facts(older).duration_s == 5.0
+
+
 OLD_RUN = {  # run.json as the DAQ wrote it before the documents had an exit status
     "start": {"uid": "0" * 32, "run": "old", "time_utc": "2026-01-05T10:00:00.000+00:00",
               "scanner": "bedside-brain", "scanner_digest": "d", "settings": {

@@ -7,6 +7,7 @@ import dataclasses
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -57,10 +58,12 @@ class Run:
 
 def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: LiveOptions,
                    threads: int | None = None, name: str | None = None,
-                   study: Study | None = None) -> Run:
+                   study: Study | None = None,
+                   say: Callable[[str], None] | None = None) -> Run:
     """Start the emulator as a child process and a session acquiring from it, in a new run
     directory under ``out``; the emulated scan and the study are recorded in the start
-    document (a kinetic phantom's injection: its activity, at the scan's start)."""
+    document (a kinetic phantom's injection: its activity, at the scan's start). ``say``
+    hears, once the settings are checked, that the kernels are getting ready."""
     from emulator import phantoms
 
     study = study or Study()
@@ -74,6 +77,9 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
     kinetic = phantoms.get(emu.phantom, scanner).kinetics is not None
     if kinetic:
         study = _kinetic_injection(study, emu)
+    if say is not None:
+        say("emulator and DAQ getting ready (the first run after an install compiles their "
+            "kernels: a minute or two)")
     proc, endpoints = start_emulator(  # once its kernels and the DAQ's are compiled
         emu, scanner.n_boards, meanwhile=lambda: _warm_up(
             scanner, sort, live, calibration.current(scanner, emulated=True), threads,

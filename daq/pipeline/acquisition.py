@@ -369,6 +369,7 @@ class Acquisition:
         self.stop_doc = StopDocument(
             self.reason, self.exit_status, self.counts(), losses,
             elapsed_s=round(self.elapsed_s, 3),
+            data_end_s=round(self.processor.last_single_ps / 1e12, 6),
             details={"streams": [s.report() for s in self.streams], "cpu": self.cpu_split,
                      **details})
         self.run.write_stop(self.stop_doc)

@@ -191,6 +191,8 @@ class Processor:
         self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s, self.workers)
         self.writer = writer
         self.on_coincidences = on_coincidences
+        self.last_single_ps = 0
+        """The detector-clock time of the latest single processed (ps since the run start)."""
         self.rates = SinglesRates(scanner) if scanner.kind == "pet" else None
         """PET: the singles per module and time bin, for the list-mode file's dead-time
         correction (:mod:`hw.deadtime`)."""
@@ -277,6 +279,7 @@ class Processor:
         cut at the singles rates' bin edges, each bin's totals taken as it is left."""
         if events[0].size == 0:
             return
+        self.last_single_ps = max(self.last_single_ps, int(events[0][-1]))  # time-ordered
         if self.rates is None:
             self._process_part(events)
             return

@@ -90,6 +90,7 @@ def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, so
               "late_events": processor.late_events}
     return {"counts": counts, "losses": losses, "problems": stats.problems,
             "settings": processor.settings,
+            "data_end_s": round(processor.last_single_ps / 1e12, 6),
             "singles_per_board": np.asarray(c.singles_per_board).tolist()}
 
 
@@ -115,7 +116,7 @@ def recover(run: RunDir, scanner: Scanner, calibration: Calibration, sort: SortS
     previous = run.stop  # a run that ended in an error and was rebuilt keeps its status
     run.write_stop(StopDocument(
         "recovered from journal", previous.exit_status if previous else ExitStatus.ABORT,
-        result["counts"], result["losses"],
+        result["counts"], result["losses"], data_end_s=result["data_end_s"],
         details={"previous_stop": previous.to_json() if previous else None,
                  "problems": result["problems"]}))
     return result
