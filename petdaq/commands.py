@@ -22,7 +22,7 @@ from daq.pipeline import calibration
 from daq.pipeline.journal import check_journal
 from daq.pipeline.processor import SortSettings
 from daq.pipeline.sources import open_source
-from hw.scanner import builtin_scanners, load_scanner
+from hw.scanner import Scanner, builtin_scanners, load_scanner
 from infra import keys
 from infra.errors import UserError
 from infra.pool import check_threads
@@ -390,14 +390,26 @@ def cmd_scanners(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_scanner(run: RunDir):
+def _run_scanner(run: RunDir) -> Scanner:
     start = run.start
     return load_scanner(start.scanner if start and start.scanner else "bedside-brain")
 
 
-def _emulated(run: RunDir) -> bool:
-    """Whether the run's boards were the emulator's (its start document records the scan)."""
-    return run.start is not None and bool(run.start.settings.get("emulator"))
+def _journal_run(path: str | Path, what: str) -> tuple[RunDir, Scanner]:
+    """An existing run with a readable journal to ``what`` (replay, recover from), and its
+    scanner."""
+    run = RunDir.open(path)
+    if not run.journal.is_file():
+        raise UserError(f"{run.path} has no journal to {what}")
+    check_journal(run.journal)
+    return run, _run_scanner(run)
+
+
+def _calibration(run: RunDir, scanner: Scanner) -> calibration.Calibration:
+    """The gain table for a run's events (:func:`daq.pipeline.calibration.current`: an
+    emulated run's boards were the emulator's, as its start document records)."""
+    emulated = run.start is not None and bool(run.start.settings.get("emulator"))
+    return calibration.current(scanner, emulated=emulated)
 
 
 def _scan_duration_s(run: RunDir) -> float | None:
@@ -445,14 +457,10 @@ def _replay_one(args: argparse.Namespace) -> int:
     from daq.pipeline.replay import replay_journal
 
     threads = check_threads(args.threads)
-    run = RunDir.open(args.run)
-    if not run.journal.is_file():
-        raise UserError(f"{run.path} has no journal to replay")
-    check_journal(run.journal)
-    scanner = _run_scanner(run)
+    run, scanner = _journal_run(args.run, "replay")
     out = (RunDir.create(Path(args.out).parent, Path(args.out).name) if args.out else
            RunDir.create(run.path, "replay-" + utc_now().replace(":", "")[:17]))
-    cal = calibration.current(scanner, emulated=_emulated(run))
+    cal = _calibration(run, scanner)
     sort = sort_settings(args)
     recorded = run.start.sort.get("photopeaks_kev") if run.start is not None else None
     if sort.photopeaks_kev is None and recorded:
@@ -481,16 +489,12 @@ def cmd_recover(args: argparse.Namespace) -> int:
     from daq.pipeline.replay import recover
 
     threads = check_threads(args.threads)
-    run = RunDir.open(args.run)
-    if not run.journal.is_file():
-        raise UserError(f"{run.path} has no journal to recover from")
-    check_journal(run.journal)
-    scanner = _run_scanner(run)
+    run, scanner = _journal_run(args.run, "recover from")
     recorded = run.start.sort if run.start else {}
     sort = SortSettings(**{k: v for k, v in recorded.items()
                            if k in SortSettings.__dataclass_fields__})
     progress = Progress(f"recover {run.path.name}", unit="bytes")
-    result = recover(run, scanner, calibration.current(scanner, emulated=_emulated(run)), sort,
+    result = recover(run, scanner, _calibration(run, scanner), sort,
                      progress=lambda done, total: progress.update(done),
                      scan_duration_s=_scan_duration_s(run), threads=threads)
     progress.close(result["counts"]["bytes"])
