@@ -67,3 +67,15 @@ def test_a_crystal_outside_the_scanner_is_a_clear_error(brain) -> None:
     with pytest.raises(UserError, match="outside"):
         proc.consume(bad, {0: 10})
         proc.finish()
+
+
+def test_a_window_longer_than_the_scanners_delay_moves_the_delayed_window_beyond_it(brain):
+    """Real channels (slow scintillators, uncalibrated delays) need windows of 100 ns and more:
+    the default delayed window then starts twice the window later; an explicit delay shorter
+    than the window is one clear error naming --delay-ps."""
+    assert SortSettings().resolved(brain)["delay_ps"] == brain.acquisition["delay_ps"]
+    wide = SortSettings(window_ps=200_000).resolved(brain)
+    assert wide["window_ps"] == 200_000 and wide["delay_ps"] == 400_000
+    with pytest.raises(UserError, match="--delay-ps 100000 is shorter than the coincidence"):
+        SortSettings(window_ps=200_000, delay_ps=100_000).resolved(brain)
+    assert SortSettings(window_ps=200_000, delay_ps=0).resolved(brain)["delay_ps"] is None

@@ -62,8 +62,15 @@ class SortSettings:
     def resolved(self, scanner: Scanner) -> dict[str, Any]:
         """Checked settings for ``scanner`` (:func:`coincidence.resolve`, keyword arguments of
         :func:`coincidence.sort`). The one DAQ difference: the delayed window is on by default,
-        at the scanner's delay (``delay_ps=0`` turns it off)."""
-        delay = scanner.acquisition["delay_ps"] if self.delay_ps is None else self.delay_ps
+        at the scanner's delay (``delay_ps=0`` turns it off), or at twice the window where the
+        window is longer than that delay (slow scintillators, uncalibrated channels)."""
+        delay = self.delay_ps
+        if delay is None:
+            window = self.window_ps or scanner.acquisition["coincidence_window_ps"]
+            delay = max(int(scanner.acquisition["delay_ps"]), 2 * int(window))
+        elif 0 < delay < (self.window_ps or scanner.acquisition["coincidence_window_ps"]):
+            raise UserError(f"--delay-ps {delay} is shorter than the coincidence window: the "
+                            "delayed window must start after the window ends")
         return coincidence.resolve(
             scanner, window_ps=self.window_ps, energy_window_kev=self.energy_window_kev,
             policy=self.policy, delay_ps=delay or None,
