@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         countrate,
         dosimetry,
         emulate,
+        imports,
         kinetics,
         recon,
         sensitivity,
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_commands(sub)
     bench.add_commands(sub)
     emulate.add_commands(sub)
+    imports.add_commands(sub)
     countrate.extend(sub)
     recon.add_commands(sub)
     sensitivity.add_commands(sub)

@@ -44,8 +44,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="emulate + acquire + sort + reconstruct in one (the demo)")
     add_emulation_options(p)
     add_study_options(p)
-    _out_options(p)
-    _sort_options(p)
+    add_out_options(p)
+    add_sort_options(p)
     add_live_options(p)
     add_threads_option(p)
     p.set_defaults(func=cmd_run)
@@ -62,8 +62,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="with --keys: the DAQ's identity towards boards that need keys "
                         "(clients/NAME.key_secret; default daq)")
     add_study_options(p)
-    _out_options(p)
-    _sort_options(p)
+    add_out_options(p)
+    add_sort_options(p)
     add_live_options(p)
     add_threads_option(p)
     p.set_defaults(func=cmd_acquire)
@@ -75,7 +75,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--monitor-port", type=int, default=5556)
     p.add_argument("--control-port", type=int, default=5557)
     add_keys_option(p)
-    _out_options(p, with_name=False)
+    add_out_options(p, with_name=False)
     add_threads_option(p)
     p.set_defaults(func=cmd_serve)
 
@@ -102,7 +102,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "or with --cluster on its workers)")
         p.add_argument("--out", type=Path, default=None,
                        help="new run directory (default: RUN/replay-<time>; one run only)")
-        _sort_options(p)
+        add_sort_options(p)
         add_threads_option(p)
         add_cluster_option(p)
         p.set_defaults(func=cmd_replay, recon=name == "replay")
@@ -344,13 +344,13 @@ def print_summary(run: RunDir) -> None:
                   "the energy window and the image reads low (docs/limitations.md)")
 
 
-def _out_options(p: argparse.ArgumentParser, with_name: bool = True) -> None:
+def add_out_options(p: argparse.ArgumentParser, with_name: bool = True) -> None:
     p.add_argument("--out", type=Path, default=Path("runs"), help="folder of run directories")
     if with_name:
         p.add_argument("--name", default=None, help="run directory name (default: run-<time>)")
 
 
-def _sort_options(p: argparse.ArgumentParser) -> None:
+def add_sort_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("coincidence sorting (defaults from the scanner)")
     g.add_argument("--window-ps", type=int, default=None, help="coincidence window, ps")
     g.add_argument("--delay-ps", type=int, default=None, help="delayed window offset, ps (0: none)")

@@ -1,0 +1,114 @@
+"""Other digitizers' files into a run: records -> crystals -> keV -> time order -> sorter ->
+list-mode, as the live chain does for our boards.
+
+The records of every file (:mod:`hw.formats`) reach the scanner's crystals through a channel map
+(:mod:`hw.channelmap`; a channel it does not name is counted as ``bad_channel``), their raw
+energies become keV by ``kev_per_unit``, a reordering bound puts them in time order (a record
+older than it is a counted ``late_events``) and the coincidence sorter takes them chunk by chunk:
+memory stays bounded for files of any size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import coincidence
+from daq.pipeline.processor import SortSettings
+from daq.pipeline.reorder import Reorder
+from hw import formats
+from hw.channelmap import ChannelMap
+from hw.dtypes import SINGLE_DTYPE
+from hw.scanner import Scanner
+from runstore.listmode import ListModeWriter
+
+#: How late a record may come after a later one and still take its place (ms).
+DEFAULT_REORDER_MS = 1000.0
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """How another digitizer's files are read."""
+
+    format: str
+    """A name of :func:`hw.formats.readers`."""
+    ns_per_sample: float | None = None
+    """The digitizer's sample period (ns), for formats whose clock counts samples (ABCD)."""
+    kev_per_unit: float = 1.0
+    """keV per raw energy unit (1: the file's energies are keV already, or not yet calibrated)."""
+    reorder_ms: float = DEFAULT_REORDER_MS
+    """The reordering bound (ms): records come at most this much out of time order."""
+
+    def describe(self, files: Sequence[Path], channel_map: ChannelMap) -> dict[str, Any]:
+        """What the start document records of the source (a replay needs nothing more)."""
+        return {"format": self.format, "files": [p.name for p in files],
+                "map": channel_map.source, "ns_per_sample": self.ns_per_sample,
+                "kev_per_unit": self.kev_per_unit, "reorder_ms": self.reorder_ms}
+
+
+def check_files(files: Sequence[Path], settings: ImportSettings) -> None:
+    """Open every file as its format (header, whole records) before anything is written: a
+    damaged one is one UserError."""
+    for path in files:
+        next(iter(formats.read(path, settings.format, settings.ns_per_sample, 1)), None)
+
+
+def singles_of(records: formats.Records, channel_map: ChannelMap, kev_per_unit: float
+               ) -> tuple[np.ndarray, int]:
+    """(SINGLE_DTYPE singles in the records' order, records on no mapped channel)."""
+    crystal = channel_map.crystals_of(records.board, records.channel)
+    ok = crystal >= 0
+    out = np.empty(int(ok.sum()), SINGLE_DTYPE)
+    out["t"] = records.t_ps[ok]
+    out["crystal"] = crystal[ok]
+    out["energy"] = (records.energy[ok] * kev_per_unit).astype(np.float32)
+    return out, int(records.size - out.size)
+
+
+def import_files(files: Sequence[Path], settings: ImportSettings, scanner: Scanner,
+                 channel_map: ChannelMap, sort: SortSettings, listmode: Path,
+                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Sort the records of ``files`` into the list-mode file ``listmode``; returns the counts,
+    the losses and the sort settings used."""
+    resolved = sort.resolved(scanner)
+    sorter = coincidence.Sorter(scanner=scanner, **resolved)
+    order = Reorder(round(settings.reorder_ms * 1e9))
+    writer = ListModeWriter(listmode, {"scanner": scanner.name,
+                                       "scanner_digest": scanner.digest, **resolved})
+    counts = {"records": 0, "singles": 0, "prompts": 0, "delayeds": 0}
+    bad = 0
+    last_ps = 0
+
+    def write(coinc: np.ndarray) -> None:
+        delayed = int(np.count_nonzero(coinc["delayed"]))
+        counts["delayeds"] += delayed
+        counts["prompts"] += int(coinc.size) - delayed
+        writer.append(coinc)
+
+    def emit(singles: np.ndarray) -> None:
+        nonlocal last_ps
+        if singles.size:
+            counts["singles"] += int(singles.size)
+            last_ps = max(last_ps, int(singles["t"][-1]))
+            write(sorter.feed(singles))
+
+    try:
+        for path in files:
+            for records in formats.read(path, settings.format, settings.ns_per_sample):
+                singles, unmapped = singles_of(records, channel_map, settings.kev_per_unit)
+                counts["records"] += records.size
+                bad += unmapped
+                emit(order.feed(singles))
+                if progress is not None:
+                    progress(counts["records"])
+        emit(order.flush())
+        write(sorter.flush())  # the sorter's last windows
+    finally:
+        writer.close()
+    return {"counts": counts, "losses": {"bad_channel": bad, "late_events": order.late_events},
+            "settings": resolved, "data_end_s": round(last_ps / 1e12, 6)}
+

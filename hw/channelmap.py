@@ -1,0 +1,85 @@
+"""Which crystal each digitizer channel reads: a ``board,channel,crystal`` map, or the scanner's
+own wiring.
+
+A lab's readout (CAEN boards, PETsys ASICs) reaches the scanner model's crystals through a map,
+a CSV with the header ``board,channel,crystal`` (crystal: the index in the model's crystal
+list, ``petdaq scanners show NAME --crystals``). Without one, the scanner's own wiring (its
+boards' channels, ``Scanner.channel_map``) is the map. A channel the map does not name is no
+crystal: its events are counted (``bad_channel``), never guessed.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.scanner import Scanner
+from infra.errors import UserError
+
+HEADER = ["board", "channel", "crystal"]
+
+
+@dataclass(frozen=True)
+class ChannelMap:
+    """(board, channel) -> crystal, as sorted keys for a vectorised look-up."""
+
+    keys: np.ndarray
+    """int64, sorted: ``board << 32 | channel``."""
+    crystals: np.ndarray
+    """int32: the crystal of each key."""
+    source: str
+    """The map's file, or ``wiring of <scanner>``."""
+
+    def crystals_of(self, board: np.ndarray, channel: np.ndarray) -> np.ndarray:
+        """The crystal of every (board, channel); -1 where the map names none."""
+        keys = (board.astype(np.int64) << 32) | channel.astype(np.int64)
+        at = np.searchsorted(self.keys, keys)
+        found = at < self.keys.size
+        found[found] = self.keys[at[found]] == keys[found]
+        out = np.full(keys.size, -1, np.int32)
+        out[found] = self.crystals[at[found]]
+        return out
+
+
+def _of(board: np.ndarray, channel: np.ndarray, crystal: np.ndarray, source: str) -> ChannelMap:
+    keys = (board.astype(np.int64) << 32) | channel.astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys, crystal = keys[order], crystal[order]
+    if np.any(keys[1:] == keys[:-1]):
+        k = int(keys[1:][keys[1:] == keys[:-1]][0])
+        raise UserError(f"{source}: board {k >> 32} channel {k & 0xFFFFFFFF} is mapped twice")
+    return ChannelMap(keys, crystal.astype(np.int32), source)
+
+
+def wiring(scanner: Scanner) -> ChannelMap:
+    """The scanner's own boards: (crystal_board, crystal_channel) of every crystal."""
+    n = scanner.n_crystals
+    return _of(scanner.crystal_board, scanner.crystal_channel, np.arange(n, dtype=np.int32),
+               f"wiring of {scanner.name}")
+
+
+def load(path: str | Path, scanner: Scanner) -> ChannelMap:
+    """A ``board,channel,crystal`` CSV checked against ``scanner``: one clear error for a missing
+    file, a wrong header, a value that is no integer, or a crystal the scanner lacks."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"channel map {p} does not exist")
+    with p.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or [h.strip() for h in rows[0]] != HEADER:
+        raise UserError(f"channel map {p}: the first line must be {','.join(HEADER)}")
+    try:
+        table = np.array([[int(v) for v in row] for row in rows[1:] if row], np.int64)
+    except ValueError as exc:
+        raise UserError(f"channel map {p}: {exc}") from None
+    table = table.reshape(-1, 3)
+    bad = (table[:, 2] < 0) | (table[:, 2] >= scanner.n_crystals)
+    if bad.any():
+        raise UserError(f"channel map {p}: crystal {int(table[bad][0, 2])} is not one of "
+                        f"{scanner.name}'s {scanner.n_crystals} crystals")
+    if (table[:, :2] < 0).any():
+        raise UserError(f"channel map {p}: boards and channels are >= 0")
+    return _of(table[:, 0], table[:, 1], table[:, 2], str(p))

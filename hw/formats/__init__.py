@@ -1,0 +1,42 @@
+"""Other digitizers' event files: ABCD (CAEN), PETsys TOFPET2 and CAEN CoMPASS, read as records.
+
+Every reader yields :class:`Records` chunk by chunk (bounded memory for files of any size): a
+board, a channel, a time (int64 ps, as the file's clock gives it) and an energy in the file's raw
+unit. A channel map (:mod:`hw.channelmap`) turns (board, channel) into the scanner's crystals; the
+DAQ's importer time-orders, calibrates and sorts them. A damaged file (a wrong header, a truncated
+record) is one :class:`infra.errors.UserError` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from hw.formats.records import Records
+
+#: Records a reader yields at most at a time.
+CHUNK_RECORDS = 1 << 20
+
+
+def readers() -> dict[str, Callable[..., Iterator[Records]]]:
+    """Format name -> reader ``(path, chunk_records, ns_per_sample) -> Records chunks``."""
+    from hw.formats import abcd, compass, petsys
+
+    return {"abcd": abcd.read, "petsys": petsys.read, "compass": compass.read}
+
+
+def read(path: str | Path, fmt: str, ns_per_sample: float | None = None,
+         chunk_records: int = CHUNK_RECORDS) -> Iterator[Records]:
+    """The records of the file ``path`` in format ``fmt`` (:func:`readers`), chunk by chunk."""
+    from infra.errors import UserError
+
+    known = readers()
+    if fmt not in known:
+        raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(sorted(known))}")
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p} does not exist")
+    return known[fmt](p, chunk_records, ns_per_sample)
+
+
+__all__ = ["CHUNK_RECORDS", "Records", "read", "readers"]

@@ -1,0 +1,32 @@
+"""A chunk of another digitizer's events: board, channel, time (ps) and raw energy, as columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Records:
+    """Events as a file gives them, in the file's order (not necessarily time order)."""
+
+    board: np.ndarray
+    """int32: the digitizer (ABCD: the position of its link; a file: 0 unless it says)."""
+    channel: np.ndarray
+    """int32: the channel on its board (PETsys: the whole channelID)."""
+    t_ps: np.ndarray
+    """int64: time in ps on the file's clock."""
+    energy: np.ndarray
+    """float64: energy in the file's raw unit (ADC channels, ToT ns, QDC counts)."""
+
+    @classmethod
+    def of(cls, board, channel, t_ps, energy) -> Records:
+        n = len(t_ps)
+        return cls(np.broadcast_to(np.asarray(board, np.int32), (n,)).copy(),
+                   np.asarray(channel, np.int32), np.asarray(t_ps, np.int64),
+                   np.asarray(energy, np.float64))
+
+    @property
+    def size(self) -> int:
+        return int(self.t_ps.size)

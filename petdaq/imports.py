@@ -1,0 +1,84 @@
+"""``petdaq import``: other digitizers' files (ABCD, PETsys, CoMPASS) into an ordinary run."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from daq.control import runcontrol
+from daq.pipeline.importer import DEFAULT_REORDER_MS, ImportSettings, check_files, import_files
+from hw import channelmap, formats
+from hw.scanner import load_scanner
+from infra.errors import UserError
+from infra.progress import Progress
+from petdaq.commands import add_out_options, add_sort_options, print_summary, sort_settings
+from runstore.rundir import RunDir
+from runstore.rundocs import ExitStatus, StopDocument
+
+#: Where a run keeps the files it was imported from (a replay reads them again).
+SOURCE_DIR = "source"
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``import``."""
+    p = sub.add_parser("import", help="other digitizers' event files (ABCD .ade, PETsys singles, "
+                                      "CoMPASS .BIN) into a run: coincidences and image")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--format", required=True,
+                   help=f"the files' format: {', '.join(sorted(formats.readers()))}")
+    p.add_argument("--scanner", default="bedside-brain", help="scanner name or .toml")
+    p.add_argument("--map", type=Path, default=None, metavar="MAP.csv",
+                   help="board,channel,crystal (default: the scanner's own wiring)")
+    p.add_argument("--ns-per-sample", type=float, default=None,
+                   help="the digitizer's sample period, ns (ABCD: 2 at 500 MS/s)")
+    p.add_argument("--kev-per-unit", type=float, default=1.0,
+                   help="keV per raw energy unit (default 1: energies taken as keV)")
+    p.add_argument("--reorder-ms", type=float, default=DEFAULT_REORDER_MS,
+                   help="the most records come out of time order, ms")
+    p.add_argument("--no-recon", dest="recon", action="store_false")
+    add_out_options(p)
+    add_sort_options(p)
+    p.set_defaults(func=cmd_import)
+
+
+def _settings(args: argparse.Namespace) -> ImportSettings:
+    if args.format not in formats.readers():
+        raise UserError(f"unknown format {args.format!r}: choose one of "
+                        f"{', '.join(sorted(formats.readers()))}")
+    if not args.kev_per_unit > 0:
+        raise UserError(f"--kev-per-unit must be > 0, got {args.kev_per_unit}")
+    if not args.reorder_ms >= 0:
+        raise UserError(f"--reorder-ms must be >= 0, got {args.reorder_ms}")
+    return ImportSettings(args.format, args.ns_per_sample, args.kev_per_unit, args.reorder_ms)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    scanner = load_scanner(args.scanner)
+    cmap = channelmap.load(args.map, scanner) if args.map else channelmap.wiring(scanner)
+    sort = sort_settings(args)
+    sort.resolved(scanner)
+    check_files(args.files, settings)
+    run = RunDir.create(args.out, args.name)
+    try:
+        source = run.path / SOURCE_DIR
+        source.mkdir()
+        kept = [Path(shutil.copy2(f, source / f.name)) for f in args.files]
+        run.new_start(scanner.name, scanner.digest,
+                      {"source": settings.describe(kept, cmap), "sort": sort.resolved(scanner)},
+                      {"method": "kev_per_unit", "kev_per_unit": settings.kev_per_unit})
+        progress = Progress(f"import {run.path.name}", unit="records")
+        result = import_files(kept, settings, scanner, cmap, sort, run.listmode,
+                              progress=progress.update)
+        progress.close(result["counts"]["records"])
+    except (UserError, OSError):
+        shutil.rmtree(run.path, ignore_errors=True)  # nothing written half
+        raise
+    run.write_stop(StopDocument(f"imported {len(kept)} {settings.format} file(s)",
+                                ExitStatus.SUCCESS, result["counts"], result["losses"],
+                                data_end_s=result["data_end_s"]))
+    if args.recon and result["counts"]["prompts"]:
+        runcontrol.final_image(run, scanner)
+    print_summary(run)
+    return 0

@@ -1,0 +1,198 @@
+"""Other digitizers' files into runs: ABCD .ade, PETsys singles and CoMPASS .BIN, each written
+here in its exact layout from emulated singles; the run's singles and coincidences are those
+the NumPy reference sorter finds on the same singles."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coincidence.baseline import numpy_take_all_goods
+from hw.dtypes import SINGLE_DTYPE
+from hw.formats import abcd, compass, petsys
+from runstore.listmode import read_listmode
+
+SCANNER = "bedside-brain"
+
+
+def petdaq(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def singles(brain) -> np.ndarray:
+    """Emulated singles of a short scan (keV, time-ordered)."""
+    import emulator
+
+    return emulator.simulate(brain, "nema-iq", "F-18", 20.0, 0.02, seed=5).singles
+
+
+def _reference(brain, expected: np.ndarray) -> np.ndarray:
+    acq = brain.acquisition
+    return numpy_take_all_goods(expected, brain.crystal_module, brain.n_modules,
+                                acq["coincidence_window_ps"], acq["energy_window_kev"],
+                                acq["delay_ps"], acq["min_sector_difference"])
+
+
+def _write_map(path: Path, rows) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["board", "channel", "crystal"])
+        w.writerows(rows)
+    return path
+
+
+def _import(tmp_path: Path, name: str, *args: str) -> Path:
+    r = petdaq("import", *args, "--scanner", SCANNER, "--out", str(tmp_path), "--name", name,
+               "--no-recon")
+    assert r.returncode == 0, r.stderr
+    return tmp_path / name
+
+
+def _check(run: Path, brain, expected: np.ndarray, records: int, bad_channel: int = 0) -> None:
+    stop = json.loads((run / "run.json").read_text())["stop"]
+    assert stop["counts"]["records"] == records
+    assert stop["counts"]["singles"] == expected.size
+    assert stop["losses"] == {"bad_channel": bad_channel, "late_events": 0}
+    coinc, _ = read_listmode(run / "coincidences.h5")
+    reference = _reference(brain, np.sort(expected, order=["t", "crystal"], kind="stable"))
+    assert coinc.size > 100 and np.array_equal(coinc, reference)
+    assert stop["counts"]["prompts"] == int((coinc["delayed"] == 0).sum())
+    assert stop["data_end_s"] == pytest.approx(expected["t"].max() / 1e12, abs=1e-6)
+
+
+def test_petsys_singles_through_a_channel_map(tmp_path, brain, singles):
+    """PETsys: board 0, the channelID as the channel; the map takes every channelID to a
+    crystal, but one crystal's channel is left out of it: its singles are bad_channel."""
+    perm = np.random.default_rng(1).permutation(brain.n_crystals)  # channelID -> crystal
+    channel_of = np.argsort(perm)
+    rows = np.zeros(singles.size, petsys.SINGLE)
+    rows["time"], rows["energy"] = singles["t"], singles["energy"]
+    rows["channel_id"] = channel_of[singles["crystal"]]
+    rows.tofile(tmp_path / "singles.ldat")
+    left_out = int(singles["crystal"][0])
+    cmap = _write_map(tmp_path / "map.csv", [(0, ch, int(perm[ch]))
+                                             for ch in range(brain.n_crystals)
+                                             if perm[ch] != left_out])
+    run = _import(tmp_path, "petsys", str(tmp_path / "singles.ldat"), "--format", "petsys",
+                  "--map", str(cmap))
+    kept = singles[singles["crystal"] != left_out]
+    _check(run, brain, kept, singles.size, bad_channel=singles.size - kept.size)
+    start = json.loads((run / "run.json").read_text())["start"]
+    assert start["settings"]["source"]["format"] == "petsys"
+    assert (run / "source" / "singles.ldat").read_bytes() == rows.tobytes()
+
+
+def _compass_rows(brain, singles, header: int, kev_per_channel: float) -> np.ndarray:
+    rows = np.zeros(singles.size, compass.event_dtype(header))
+    rows["board"] = brain.crystal_board[singles["crystal"]]
+    rows["channel"] = brain.crystal_channel[singles["crystal"]]
+    rows["timestamp"] = singles["t"]
+    rows["energy"] = np.round(singles["energy"] / kev_per_channel)
+    return rows
+
+
+@pytest.mark.parametrize("waveform", [False, True])
+def test_compass_files_with_and_without_waveforms(tmp_path, brain, singles, waveform):
+    """CoMPASS: the header's bits name the fields; with waveforms each event has its own length.
+    No map: the scanner's own wiring (board, channel)."""
+    k = 0.25  # keV per ADC channel
+    header = compass.HEADER_MAGIC | compass.ENERGY | (compass.WAVEFORM if waveform else 0)
+    rows = _compass_rows(brain, singles, header, k)
+    path = tmp_path / "run.BIN"
+    with path.open("wb") as fh:
+        fh.write(np.uint16(header).tobytes())
+        if not waveform:
+            rows.tofile(fh)
+        else:
+            lengths = np.arange(rows.size) % 5
+            rows["samples"] = lengths
+            for row, n in zip(rows, lengths, strict=True):
+                fh.write(row.tobytes() + np.arange(n, dtype="<u2").tobytes())
+    run = _import(tmp_path, "compass", str(path), "--format", "compass", "--kev-per-unit",
+                  str(k))
+    expected = singles.copy()
+    expected["energy"] = (rows["energy"].astype(np.float64) * k).astype(np.float32)
+    _check(run, brain, expected, singles.size)
+
+
+def test_abcd_events_out_of_order_within_messages(tmp_path, brain, singles):
+    """ABCD: timestamps in 1/1024 of a 2 ns sample, records shuffled within each buffer of 500
+    (as the digitizer's per-channel buffers send them); the digitizer's 256 channels map to 256
+    crystals spread over the scanner (each emulated single is put on channel crystal % 256)."""
+    chosen = np.arange(256) * (brain.n_crystals // 256)
+    rows = np.zeros(singles.size, abcd.EVENT)
+    rows["timestamp"] = singles["t"] * 1024 // 2000
+    rows["qlong"] = np.round(singles["energy"] / 0.5)
+    rows["channel"] = singles["crystal"] % 256
+    rng = np.random.default_rng(3)
+    for a in range(0, rows.size, 500):
+        rng.shuffle(rows[a:a + 500])
+    rows.tofile(tmp_path / "events.ade")
+    cmap = _write_map(tmp_path / "abcd.csv", [(0, i, int(c)) for i, c in enumerate(chosen)])
+    run = _import(tmp_path, "abcd", str(tmp_path / "events.ade"), "--format", "abcd",
+                  "--ns-per-sample", "2", "--kev-per-unit", "0.5", "--map", str(cmap))
+    expected = np.zeros(rows.size, SINGLE_DTYPE)
+    expected["t"] = abcd.times_ps(rows["timestamp"], 2000)
+    expected["crystal"] = chosen[rows["channel"]]
+    expected["energy"] = (rows["qlong"].astype(np.float64) * 0.5).astype(np.float32)
+    _check(run, brain, expected, rows.size)
+
+
+def test_abcd_times_are_exact_for_any_run_length():
+    ts = np.array([0, 1023, 1024, (1 << 62) + 5], np.uint64)
+    t = abcd.times_ps(ts, 2000)
+    assert t.tolist() == [0, 1998, 2000, (1 << 52) * 2000 + (5 * 2000 >> 10)]
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, brain, singles):
+    rows = np.zeros(10, petsys.SINGLE)
+    (tmp_path / "ok.ldat").write_bytes(rows.tobytes())
+    (tmp_path / "cut.ldat").write_bytes(rows.tobytes()[:-3])
+    (tmp_path / "bad.BIN").write_bytes(b"\x00\x11" + bytes(40))
+    (tmp_path / "nomap.csv").write_text("crystal,board,channel\n")
+    big = _write_map(tmp_path / "big.csv", [(0, 0, brain.n_crystals)])
+    out = tmp_path / "runs"
+    for args, said in (
+            (["cut.ldat", "--format", "petsys"], "not a whole number of 16-byte records"),
+            (["bad.BIN", "--format", "compass"], "is not a CoMPASS file: its header is 0x1100"),
+            (["ok.ldat", "--format", "gate9"], "unknown format 'gate9': choose one of abcd"),
+            (["missing.ldat", "--format", "petsys"], "missing.ldat does not exist"),
+            (["ok.ldat", "--format", "petsys", "--map", "nomap.csv"],
+             "the first line must be board,channel,crystal"),
+            (["ok.ldat", "--format", "petsys", "--map", str(big)],
+             f"crystal {brain.n_crystals} is not one of bedside-brain's"),
+            (["ok.ldat", "--format", "abcd"], "give --ns-per-sample"),
+            (["ok.ldat", "--format", "petsys", "--kev-per-unit", "0"], "--kev-per-unit must be")):
+        r = subprocess.run([sys.executable, "-m", "petdaq", "import",
+                            *[str(tmp_path / a) if a.endswith((".ldat", ".BIN", ".csv"))
+                              and "/" not in a else a for a in args],
+                            "--out", str(out), "--no-recon"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and said in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not out.exists() or not any(out.iterdir()), args
+
+
+def test_reorder_releases_in_time_order_and_counts_what_comes_too_late():
+    from daq.pipeline.reorder import Reorder
+
+    def singles(ts):
+        s = np.zeros(len(ts), SINGLE_DTYPE)
+        s["t"], s["crystal"] = ts, np.arange(len(ts))
+        return s
+
+    order = Reorder(bound_ps=100)
+    first = order.feed(singles([50, 10, 300, 200]))
+    assert first["t"].tolist() == [10, 50]  # 200 and 300 wait for what may still come
+    second = order.feed(singles([250, 220, 299, 450, 120]))  # 120: older than 300 - 100
+    assert second["t"].tolist() == [200, 220, 250, 299, 300] and order.late_events == 1
+    assert order.feed(singles([340])).size == 0 and order.late_events == 2  # before 450 - 100
+    assert order.flush()["t"].tolist() == [450]
