@@ -61,6 +61,12 @@ def wiring(scanner: Scanner) -> ChannelMap:
                f"wiring of {scanner.name}")
 
 
+def identity(scanner: Scanner) -> ChannelMap:
+    """Board 0's channel n is crystal n (a simulation's singles, placed on crystals already)."""
+    n = np.arange(scanner.n_crystals, dtype=np.int32)
+    return _of(np.zeros(n.size, np.int32), n, n, f"crystals of {scanner.name}")
+
+
 def load(path: str | Path, scanner: Scanner) -> ChannelMap:
     """A ``board,channel,crystal`` CSV checked against ``scanner``: one clear error for a missing
     file, a wrong header, a value that is no integer, or a crystal the scanner lacks."""

@@ -1,4 +1,5 @@
-"""``petdaq import``: other digitizers' files (ABCD, PETsys, CoMPASS) into an ordinary run."""
+"""``petdaq import``: other digitizers' and simulators' files (ABCD, PETsys, CoMPASS, GATE) into a
+run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from daq.control import runcontrol
 from daq.pipeline.importer import DEFAULT_REORDER_MS, ImportSettings, check_files, import_files
 from hw import channelmap, formats
-from hw.scanner import load_scanner
+from hw.scanner import Scanner, load_scanner
 from infra.errors import UserError
 from infra.progress import Progress
 from petdaq.commands import add_out_options, add_sort_options, print_summary, sort_settings
@@ -22,8 +23,8 @@ SOURCE_DIR = "source"
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``import``."""
-    p = sub.add_parser("import", help="other digitizers' event files (ABCD .ade, PETsys singles, "
-                                      "CoMPASS .BIN) into a run: coincidences and image")
+    p = sub.add_parser("import", help="other digitizers' and simulators' event files (ABCD .ade, "
+                                      "PETsys singles, CoMPASS .BIN, GATE ROOT) into a run")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--format", required=True,
                    help=f"the files' format: {', '.join(sorted(formats.readers()))}")
@@ -53,13 +54,22 @@ def _settings(args: argparse.Namespace) -> ImportSettings:
     return ImportSettings(args.format, args.ns_per_sample, args.kev_per_unit, args.reorder_ms)
 
 
+def _channel_map(args: argparse.Namespace, scanner: Scanner) -> channelmap.ChannelMap:
+    """``--map``, else the scanner's wiring; a simulation's singles are on crystals already."""
+    if args.format == "gate":
+        if args.map is not None:
+            raise UserError("GATE singles are placed on the scanner's crystals: leave out --map")
+        return channelmap.identity(scanner)
+    return channelmap.load(args.map, scanner) if args.map else channelmap.wiring(scanner)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     settings = _settings(args)
     scanner = load_scanner(args.scanner)
-    cmap = channelmap.load(args.map, scanner) if args.map else channelmap.wiring(scanner)
+    cmap = _channel_map(args, scanner)
     sort = sort_settings(args)
     sort.resolved(scanner)
-    check_files(args.files, settings)
+    check_files(args.files, settings, scanner)
     run = RunDir.create(args.out, args.name)
     try:
         source = run.path / SOURCE_DIR

@@ -196,3 +196,45 @@ def test_reorder_releases_in_time_order_and_counts_what_comes_too_late():
     assert second["t"].tolist() == [200, 220, 250, 299, 300] and order.late_events == 1
     assert order.feed(singles([340])).size == 0 and order.late_events == 2  # before 450 - 100
     assert order.flush()["t"].tolist() == [450]
+
+
+def _write_ttree(uproot, path: Path, name: str, branches: dict) -> None:
+    """A ROOT TTree as GATE writes it (uproot's own default is an RNTuple)."""
+    with uproot.recreate(path) as f:
+        tree = f.mktree(name, {k: v.dtype for k, v in branches.items()})
+        for a in range(0, len(next(iter(branches.values()))), 100_000):
+            tree.extend({k: v[a:a + 100_000] for k, v in branches.items()})
+
+
+@pytest.mark.parametrize("version", ["GATE 9", "GATE 10"])
+def test_gate_root_singles_placed_on_the_nearest_crystal(tmp_path, brain, singles, version):
+    """GATE's ROOT output (written here with uproot): time, energy (MeV) and the global position
+    of each single, 1 mm off its crystal's centre; no map needed."""
+    uproot = pytest.importorskip("uproot")
+    from hw.formats.gate import LAYOUTS
+
+    time, per_unit, energy, position = LAYOUTS[version]
+    rng = np.random.default_rng(2)
+    xyz = brain.crystal_centres[singles["crystal"]] + rng.uniform(-0.6, 0.6, (singles.size, 3))
+    mev = (singles["energy"] / 1000).astype(np.float32)
+    branches = {time: singles["t"] / per_unit, energy: mev,
+                "eventID": np.arange(singles.size, dtype=np.int32)}
+    branches |= {b: xyz[:, a].astype(np.float32) for a, b in enumerate(position)}
+    name = "Singles" if version == "GATE 9" else "Hits_digitizer"
+    _write_ttree(uproot, tmp_path / "gate.root", name, branches)
+    run = _import(tmp_path, "gate", str(tmp_path / "gate.root"), "--format", "gate")
+    expected = singles.copy()
+    expected["energy"] = (mev.astype(np.float64) * 1000).astype(np.float32)
+    _check(run, brain, expected, singles.size)
+
+
+def test_gate_file_without_what_it_needs_is_one_line(tmp_path):
+    uproot = pytest.importorskip("uproot")
+    _write_ttree(uproot, tmp_path / "masked.root", "Singles",
+                 {"time": np.zeros(3), "globalPosX": np.zeros(3)})
+    (tmp_path / "no.root").write_bytes(b"not root at all")
+    for path, said in ((tmp_path / "masked.root", "lacks energy, globalPosY, globalPosZ"),
+                       (tmp_path / "no.root", "is not a ROOT file")):
+        r = petdaq("import", str(path), "--format", "gate", "--out", str(tmp_path / "runs"))
+        assert r.returncode == 2 and said in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr

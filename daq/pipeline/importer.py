@@ -50,11 +50,16 @@ class ImportSettings:
                 "kev_per_unit": self.kev_per_unit, "reorder_ms": self.reorder_ms}
 
 
-def check_files(files: Sequence[Path], settings: ImportSettings) -> None:
+    def options(self, scanner: Scanner) -> formats.ReadOptions:
+        """What the readers need: the sample period, the scanner's crystals."""
+        return formats.ReadOptions(self.ns_per_sample, scanner.crystal_centres)
+
+
+def check_files(files: Sequence[Path], settings: ImportSettings, scanner: Scanner) -> None:
     """Open every file as its format (header, whole records) before anything is written: a
     damaged one is one UserError."""
     for path in files:
-        next(iter(formats.read(path, settings.format, settings.ns_per_sample, 1)), None)
+        next(iter(formats.read(path, settings.format, settings.options(scanner), 1)), None)
 
 
 def singles_of(records: formats.Records, channel_map: ChannelMap, kev_per_unit: float
@@ -98,7 +103,7 @@ def import_files(files: Sequence[Path], settings: ImportSettings, scanner: Scann
 
     try:
         for path in files:
-            for records in formats.read(path, settings.format, settings.ns_per_sample):
+            for records in formats.read(path, settings.format, settings.options(scanner)):
                 singles, unmapped = singles_of(records, channel_map, settings.kev_per_unit)
                 counts["records"] += records.size
                 bad += unmapped

@@ -1,4 +1,4 @@
-"""Other digitizers' event files: ABCD (CAEN), PETsys TOFPET2 and CAEN CoMPASS, read as records.
+"""Other digitizers' and simulators' event files: ABCD, PETsys TOFPET2, CoMPASS, GATE, as records.
 
 Every reader yields :class:`Records` chunk by chunk (bounded memory for files of any size): a
 board, a channel, a time (int64 ps, as the file's clock gives it) and an energy in the file's raw
@@ -12,20 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hw.formats.records import Records
+from hw.formats.records import ReadOptions, Records
 
 #: Records a reader yields at most at a time.
 CHUNK_RECORDS = 1 << 20
 
 
 def readers() -> dict[str, Callable[..., Iterator[Records]]]:
-    """Format name -> reader ``(path, chunk_records, ns_per_sample) -> Records chunks``."""
-    from hw.formats import abcd, compass, petsys
+    """Format name -> reader ``(path, chunk_records, options) -> Records chunks``."""
+    from hw.formats import abcd, compass, gate, petsys
 
-    return {"abcd": abcd.read, "petsys": petsys.read, "compass": compass.read}
+    return {"abcd": abcd.read, "petsys": petsys.read, "compass": compass.read,
+            "gate": gate.read}
 
 
-def read(path: str | Path, fmt: str, ns_per_sample: float | None = None,
+def read(path: str | Path, fmt: str, options: ReadOptions | None = None,
          chunk_records: int = CHUNK_RECORDS) -> Iterator[Records]:
     """The records of the file ``path`` in format ``fmt`` (:func:`readers`), chunk by chunk."""
     from infra.errors import UserError
@@ -36,7 +37,7 @@ def read(path: str | Path, fmt: str, ns_per_sample: float | None = None,
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p} does not exist")
-    return known[fmt](p, chunk_records, ns_per_sample)
+    return known[fmt](p, chunk_records, options or ReadOptions())
 
 
-__all__ = ["CHUNK_RECORDS", "Records", "read", "readers"]
+__all__ = ["CHUNK_RECORDS", "ReadOptions", "Records", "read", "readers"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.formats.fixed import read_fixed
-from hw.formats.records import Records
+from hw.formats.records import ReadOptions, Records
 from infra.errors import UserError
 
 EVENT = np.dtype([("timestamp", "<u8"), ("qshort", "<u2"), ("qlong", "<u2"),
@@ -53,10 +53,9 @@ def records(rows: np.ndarray, sample_ps: int, board: int = 0) -> Records:
                       rows["qlong"])
 
 
-def read(path: Path, chunk_records: int, ns_per_sample: float | None = None
-         ) -> Iterator[Records]:
-    """The events of an ABCD ``.ade`` file (needs ``ns_per_sample``)."""
-    sample_ps = ps_per_sample(ns_per_sample)
+def read(path: Path, chunk_records: int, options: ReadOptions) -> Iterator[Records]:
+    """The events of an ABCD ``.ade`` file (needs ``options.ns_per_sample``)."""
+    sample_ps = ps_per_sample(options.ns_per_sample)
     for rows in read_fixed(path, EVENT, chunk_records, "ABCD events (.ade)"):
         yield records(rows, sample_ps)
 

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from hw.formats.fixed import read_fixed
-from hw.formats.records import Records
+from hw.formats.records import ReadOptions, Records
 from infra.errors import UserError
 
 HEADER_MAGIC = 0xCAE0
@@ -52,8 +52,7 @@ def _records(rows: np.ndarray, header: int) -> Records:
     return Records.of(rows["board"], rows["channel"], rows["timestamp"], energy)
 
 
-def read(path: Path, chunk_records: int, ns_per_sample: float | None = None
-         ) -> Iterator[Records]:
+def read(path: Path, chunk_records: int, options: ReadOptions) -> Iterator[Records]:
     """The events of a CoMPASS file (times are ps already: no ``ns_per_sample``)."""
     header = read_header(path)
     dtype = event_dtype(header)

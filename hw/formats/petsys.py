@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.formats.fixed import read_fixed
-from hw.formats.records import Records
+from hw.formats.records import ReadOptions, Records
 
 SINGLE = np.dtype([("time", "<i8"), ("energy", "<f4"), ("channel_id", "<i4")])
 
@@ -23,8 +23,7 @@ def channel_id(port: int, slave: int, chip: int, channel: int) -> int:
     return (port << 17) | (slave << 12) | (chip << 6) | channel
 
 
-def read(path: Path, chunk_records: int, ns_per_sample: float | None = None
-         ) -> Iterator[Records]:
+def read(path: Path, chunk_records: int, options: ReadOptions) -> Iterator[Records]:
     """The singles of a PETsys singles file (times are ps already: no ``ns_per_sample``)."""
     for rows in read_fixed(path, SINGLE, chunk_records, "PETsys singles"):
         yield Records.of(0, rows["channel_id"], rows["time"], rows["energy"])

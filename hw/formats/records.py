@@ -1,4 +1,4 @@
-"""A chunk of another digitizer's events: board, channel, time (ps) and raw energy, as columns."""
+"""A chunk of another digitizer's events (board, channel, time ps, raw energy) and how to read them."""
 
 from __future__ import annotations
 
@@ -30,3 +30,13 @@ class Records:
     @property
     def size(self) -> int:
         return int(self.t_ps.size)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a reader may need besides the file."""
+
+    ns_per_sample: float | None = None
+    """The digitizer's sample period (ns), for clocks that count samples (ABCD)."""
+    crystal_centres_mm: np.ndarray | None = None
+    """(N, 3) the scanner model's crystals, for simulated hits given by position (GATE)."""

@@ -1,0 +1,80 @@
+"""GATE's ROOT output: GATE 9's ``Singles`` tree and GATE 10's (opengate) digitizer trees.
+
+GATE 9: ``time`` (double, s), ``energy`` (MeV), ``globalPosX/Y/Z`` (mm), with ``eventID``,
+``sourceID`` and the system's ID branches. GATE 10: a tree named after its actor, with
+``GlobalTime`` (ns), ``TotalEnergyDeposit`` (MeV) and ``PostPosition_X/_Y/_Z`` (mm). Branches may
+be missing (output masks): what the reader needs and does not find is named. Each single is
+placed on the scanner model's crystal nearest to its position (within ``MAX_MM``), channel =
+that crystal on board 0; a single farther from every crystal is on no channel (``bad_channel``).
+Read with ``uproot`` (``pip install 'bedside-pet[gate]'``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hw.formats.nearest import CrystalGrid
+from hw.formats.records import ReadOptions, Records
+from infra.errors import UserError
+
+#: The farthest a single may lie from its crystal's centre (mm).
+MAX_MM = 15.0
+#: name -> (time branch, ps per unit, energy branch, position branches)
+LAYOUTS = {
+    "GATE 9": ("time", 1e12, "energy", ("globalPosX", "globalPosY", "globalPosZ")),
+    "GATE 10": ("GlobalTime", 1e3, "TotalEnergyDeposit",
+                ("PostPosition_X", "PostPosition_Y", "PostPosition_Z")),
+}
+
+
+def _uproot() -> Any:
+    try:
+        import uproot
+    except ImportError:
+        raise UserError("GATE files need uproot: pip install 'bedside-pet[gate]'") from None
+    return uproot
+
+
+def singles_tree(path: Path) -> tuple[Any, str]:
+    """(tree, layout) of the singles in a GATE file: GATE 9's ``Singles``, else the first tree
+    with GATE 10's ``GlobalTime``."""
+    uproot = _uproot()
+    try:
+        f = uproot.open(path)
+    except Exception as exc:  # uproot raises many kinds for a file that is no ROOT file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a ROOT file ({first})") from None
+    keys = list(f.keys())
+    trees = {k.split(";")[0]: f[k] for k in keys if f[k].classname.startswith("TTree")}
+    if "Singles" in trees and "time" in set(trees["Singles"].keys()):
+        return trees["Singles"], "GATE 9"
+    for tree in trees.values():
+        if "GlobalTime" in set(tree.keys()):
+            return tree, "GATE 10"
+    raise UserError(f"{path} has no GATE singles tree (GATE 9 'Singles' or a GATE 10 tree with "
+                    f"GlobalTime); its trees: {', '.join(trees) or 'none'}")
+
+
+def read(path: Path, chunk_records: int, options: ReadOptions) -> Iterator[Records]:
+    """The singles of a GATE ROOT file, on the crystals of ``options.crystal_centres_mm``."""
+    if options.crystal_centres_mm is None:
+        raise UserError("GATE singles are placed on the scanner's crystals: give --scanner")
+    tree, layout = singles_tree(path)
+    time, ps_per_unit, energy, position = LAYOUTS[layout]
+    names = set(tree.keys())
+    missing = [b for b in (time, energy, *position) if b not in names]
+    if missing:
+        raise UserError(f"{path}: its {layout} tree {tree.name!r} lacks {', '.join(missing)} "
+                        f"(an output mask?)")
+    grid = CrystalGrid.of(options.crystal_centres_mm)
+    for arrays in tree.iterate([time, energy, *position], step_size=chunk_records,
+                               library="np"):
+        xyz = np.stack([arrays[b] for b in position], axis=1)
+        crystal = grid.nearest(xyz, MAX_MM)
+        t_ps = np.rint(np.asarray(arrays[time], np.float64) * ps_per_unit).astype(np.int64)
+        channel = np.where(crystal >= 0, crystal, np.iinfo(np.int32).max)
+        yield Records.of(0, channel, t_ps, np.asarray(arrays[energy], np.float64) * 1000.0)
