@@ -9,8 +9,8 @@ chunk; the same output for any chunking). Exact semantics (also in ``coincidence
 3. Single-window mode (default): a single opens ``[t0, t0 + W)`` only if it fell into no open
    window; every single with t in it joins; the window's pairs are all pairs ``i < j``.
    Multi-window mode: every single opens its own window; its pairs are (opener, later single).
-4. Good pair: circular sector difference >= ``min_sector_difference`` (and, if given, crystal
-   ring difference <= ``max_ring_difference``).
+4. Good pair: two crystals (never one with itself), circular sector difference >=
+   ``min_sector_difference`` (and, if given, crystal ring difference <= ``max_ring_difference``).
 5. One pair: kept if good. Two or more: the policy, with the winner = largest ``E_a + E_b`` (first
    pair in (a, b) order on ties): ``takeAllGoods`` every good pair; ``takeWinnerOfGoods`` the best
    good pair; ``takeWinnerIfIsGood`` the winner if good; ``takeWinnerIfAllAreGoods`` the winner if

@@ -55,7 +55,7 @@ def numpy_take_all_goods(singles: np.ndarray, module: np.ndarray, n_modules: int
     a, b = np.concatenate([pa, da]), np.concatenate([pb, db])
     flag = np.concatenate([np.zeros(pa.size, np.uint8), np.ones(da.size, np.uint8)])
     diff = np.abs(module[c[a]] - module[c[b]])
-    good = np.minimum(diff, n_modules - diff) >= min_sd
+    good = (np.minimum(diff, n_modules - diff) >= min_sd) & (c[a] != c[b])
     a, b, flag = a[good], b[good], flag[good]
     order = np.lexsort((b, flag, a))
     a, b, flag = a[order], b[order], flag[order]

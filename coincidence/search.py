@@ -77,7 +77,10 @@ def _before(t1, c1, t2, c2):
 
 @numba.njit(nogil=True, cache=True, inline="always")
 def _good(ca, cb, module, ring, n_modules, min_sd, max_rd):
-    """Circular sector difference >= min_sd and, when max_rd >= 0, ring difference <= max_rd."""
+    """Two crystals (never one with itself), circular sector difference >= min_sd and, when
+    max_rd >= 0, ring difference <= max_rd."""
+    if ca == cb:
+        return False
     d = abs(module[ca] - module[cb])
     if min(d, n_modules - d) < min_sd:
         return False

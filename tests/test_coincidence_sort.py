@@ -27,7 +27,7 @@ def reference(singles, *, window, energy_window, policy, delay, msd, mrd, mode):
 
     def good(p, q):
         d = abs(int(module[s[p][1]]) - int(module[s[q][1]]))
-        ok = min(d, n_mod - d) >= msd
+        ok = min(d, n_mod - d) >= msd and s[p][1] != s[q][1]  # never a crystal with itself
         return ok and (mrd is None or abs(int(ring[s[p][1]]) - int(ring[s[q][1]])) <= mrd)
 
     def esum(pair):
