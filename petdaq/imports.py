@@ -4,21 +4,29 @@ run."""
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from daq.control import runcontrol
 from daq.pipeline.importer import DEFAULT_REORDER_MS, ImportSettings, check_files, import_files
 from hw import channelmap, formats
+from hw.formats import gate
 from hw.scanner import Scanner, load_scanner
+from infra.atomic import replacing
 from infra.errors import UserError
 from infra.progress import Progress
 from petdaq.commands import add_out_options, add_sort_options, print_summary, sort_settings
+from runstore.listmode import read_listmode
 from runstore.rundir import RunDir
 from runstore.rundocs import ExitStatus, StopDocument
 
 #: Where a run keeps the files it was imported from (a replay reads them again).
 SOURCE_DIR = "source"
+#: Our coincidences against a GATE file's own.
+GATE_COMPARISON = "gate_comparison.json"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +96,23 @@ def cmd_import(args: argparse.Namespace) -> int:
     run.write_stop(StopDocument(f"imported {len(kept)} {settings.format} file(s)",
                                 ExitStatus.SUCCESS, result["counts"], result["losses"],
                                 data_end_s=result["data_end_s"]))
+    if settings.format == "gate":
+        _compare_with_gate(run, kept, scanner)
     if args.recon and result["counts"]["prompts"]:
         runcontrol.final_image(run, scanner)
     print_summary(run)
     return 0
+
+
+def _compare_with_gate(run: RunDir, files: list[Path], scanner: Scanner) -> None:
+    """Where a GATE file has its own ``Coincidences``, how ours compare (printed, and kept in
+    ``RUN/gate_comparison.json``): run with GATE's window and policy, they should match."""
+    theirs = [c for c in (gate.coincidences(f, scanner.crystal_centres) for f in files)
+              if c is not None]
+    if not theirs:
+        return
+    found = gate.compare(read_listmode(run.listmode)[0], np.concatenate(theirs))
+    with replacing(run.path / GATE_COMPARISON) as tmp:
+        tmp.write_text(json.dumps(found, indent=2) + "\n")
+    print(f"GATE's own coincidences {found['gate']}, ours {found['ours']} prompts, "
+          f"{found['matched']} pairs in both")

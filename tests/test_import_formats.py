@@ -238,3 +238,33 @@ def test_gate_file_without_what_it_needs_is_one_line(tmp_path):
         r = petdaq("import", str(path), "--format", "gate", "--out", str(tmp_path / "runs"))
         assert r.returncode == 2 and said in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_gate_coincidences_compared_with_ours(tmp_path, brain, singles):
+    """A GATE 9 file with its own Coincidences tree: the import says how many of GATE's pairs
+    ours found. Here GATE's tree holds the reference sorter's prompts less two, and one pair
+    no sorter would make."""
+    uproot = pytest.importorskip("uproot")
+    centres = brain.crystal_centres
+    _write_ttree(uproot, tmp_path / "gate.root", "Singles", {
+        "time": singles["t"] / 1e12, "energy": (singles["energy"] / 1000).astype(np.float32),
+        **{f"globalPos{x}": centres[singles["crystal"], a] for a, x in enumerate("XYZ")}})
+    ref = _reference(brain, singles)
+    prompts = ref[ref["delayed"] == 0][2:]
+    t1, c1 = prompts["t"], prompts["crystal_a"]
+    t2, c2 = prompts["t"] + prompts["dt"], prompts["crystal_b"]
+    t1, t2 = np.append(t1, 5), np.append(t2, 7)
+    c1, c2 = np.append(c1, 0), np.append(c2, brain.n_crystals // 2)
+    branches = {"time1": t2 / 1e12, "time2": t1 / 1e12}  # GATE's order need not be ours
+    branches |= {f"globalPos{x}1": centres[c2, a] for a, x in enumerate("XYZ")}
+    branches |= {f"globalPos{x}2": centres[c1, a] for a, x in enumerate("XYZ")}
+    with uproot.update(tmp_path / "gate.root") as f:
+        tree = f.mktree("Coincidences", {k: v.dtype for k, v in branches.items()})
+        tree.extend(branches)
+    r = petdaq("import", str(tmp_path / "gate.root"), "--format", "gate", "--scanner", SCANNER,
+               "--out", str(tmp_path), "--name", "gate", "--no-recon")
+    assert r.returncode == 0, r.stderr
+    n = int((ref["delayed"] == 0).sum())
+    found = json.loads((tmp_path / "gate" / "gate_comparison.json").read_text())
+    assert found == {"ours": n, "gate": n - 1, "matched": n - 2}
+    assert f"GATE's own coincidences {n - 1}, ours {n} prompts, {n - 2} pairs in both" in r.stdout

@@ -78,3 +78,45 @@ def read(path: Path, chunk_records: int, options: ReadOptions) -> Iterator[Recor
         t_ps = np.rint(np.asarray(arrays[time], np.float64) * ps_per_unit).astype(np.int64)
         channel = np.where(crystal >= 0, crystal, np.iinfo(np.int32).max)
         yield Records.of(0, channel, t_ps, np.asarray(arrays[energy], np.float64) * 1000.0)
+
+
+#: GATE 9's coincidence branches: the two singles' time (s) and global position (mm).
+COINCIDENCE_BRANCHES = ("time1", "time2", "globalPosX1", "globalPosY1", "globalPosZ1",
+                        "globalPosX2", "globalPosY2", "globalPosZ2")
+PAIR_DTYPE = np.dtype([("t", np.int64), ("crystal_a", np.int32), ("crystal_b", np.int32)])
+
+
+def coincidences(path: Path, crystal_centres_mm: np.ndarray) -> np.ndarray | None:
+    """GATE 9's own ``Coincidences`` (PAIR_DTYPE: the earlier single's time in ps and crystal,
+    then the later one's), on the crystals nearest their positions; None when the file has none."""
+    uproot = _uproot()
+    with uproot.open(path) as f:
+        keys = list(f.keys())
+        names = {k.split(";")[0] for k in keys}
+        if "Coincidences" not in names:
+            return None
+        tree = f["Coincidences"]
+        if not set(COINCIDENCE_BRANCHES) <= set(tree.keys()):
+            return None
+        a = tree.arrays(list(COINCIDENCE_BRANCHES), library="np")
+    grid = CrystalGrid.of(crystal_centres_mm)
+    t1, t2 = (np.rint(a[k].astype(np.float64) * 1e12).astype(np.int64) for k in ("time1", "time2"))
+    c1 = grid.nearest(np.stack([a[f"globalPos{x}1"] for x in "XYZ"], axis=1), MAX_MM)
+    c2 = grid.nearest(np.stack([a[f"globalPos{x}2"] for x in "XYZ"], axis=1), MAX_MM)
+    first = (t1 < t2) | ((t1 == t2) & (c1 <= c2))
+    out = np.empty(t1.size, PAIR_DTYPE)
+    out["t"] = np.where(first, t1, t2)
+    out["crystal_a"] = np.where(first, c1, c2)
+    out["crystal_b"] = np.where(first, c2, c1)
+    return out
+
+
+def compare(ours: np.ndarray, gate: np.ndarray) -> dict[str, int]:
+    """Our prompts (COINC_DTYPE) against GATE's coincidences (PAIR_DTYPE): the counts and the
+    pairs found by both (same earlier single's time and crystal, same later crystal)."""
+    prompts = ours[ours["delayed"] == 0]
+    mine = np.empty(prompts.size, PAIR_DTYPE)
+    for k in PAIR_DTYPE.names:
+        mine[k] = prompts[k]
+    both = np.intersect1d(mine, gate)
+    return {"ours": int(mine.size), "gate": int(gate.size), "matched": int(both.size)}
