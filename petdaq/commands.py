@@ -457,9 +457,11 @@ def _replay_one(args: argparse.Namespace) -> int:
     from daq.pipeline.replay import replay_journal
 
     threads = check_threads(args.threads)
+    imported = RunDir.open(args.run)
+    if not imported.journal.is_file() and imported.start and imported.start.setting("source"):
+        return _reimport(imported, args)
     run, scanner = _journal_run(args.run, "replay")
-    out = (RunDir.create(Path(args.out).parent, Path(args.out).name) if args.out else
-           RunDir.create(run.path, "replay-" + utc_now().replace(":", "")[:17]))
+    out = _replay_dir(run, args.out)
     cal = _calibration(run, scanner)
     sort = sort_settings(args)
     recorded = run.start.sort.get("photopeaks_kev") if run.start is not None else None
@@ -480,6 +482,37 @@ def _replay_one(args: argparse.Namespace) -> int:
     out.write_stop(StopDocument("replayed from journal", ExitStatus.SUCCESS, result["counts"],
                                 result["losses"], data_end_s=result["data_end_s"]))
     if args.recon:
+        runcontrol.final_image(out, scanner)
+    print_summary(out)
+    return 0
+
+
+def _replay_dir(run: RunDir, out: Path | None) -> RunDir:
+    """The new run of a replay: ``--out``, else ``RUN/replay-<time>``."""
+    return (RunDir.create(Path(out).parent, Path(out).name) if out else
+            RunDir.create(run.path, "replay-" + utc_now().replace(":", "")[:17]))
+
+
+def _reimport(run: RunDir, args: argparse.Namespace) -> int:
+    """``petdaq replay`` of an imported run: its kept files again, as its start document says,
+    with this command's sorting options."""
+    from daq.pipeline.importer import SOURCE_DIR, ImportSettings, import_into, keep_sources
+
+    source = run.start.setting("source")
+    scanner = _run_scanner(run)
+    settings = ImportSettings.from_json(source)
+    files = [run.path / SOURCE_DIR / name for name in source["files"]]
+    named = source["map"]
+    map_file = run.path / named if named.startswith(SOURCE_DIR) else None
+    sort = sort_settings(args)
+    sort.resolved(scanner)
+    out = _replay_dir(run, args.out)
+    kept, named = keep_sources(out.path, files, map_file)
+    progress = Progress(f"replay {run.path.name}", unit="records")
+    result = import_into(out, kept, settings, scanner, named, sort, progress.update,
+                         {"replay_of": str(run.path)})
+    progress.close(result["counts"]["records"])
+    if args.recon and result["counts"]["prompts"]:
         runcontrol.final_image(out, scanner)
     print_summary(out)
     return 0

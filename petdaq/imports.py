@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from daq.control import runcontrol
-from daq.pipeline.importer import DEFAULT_REORDER_MS, ImportSettings, check_files, import_files
+from daq.pipeline.importer import (
+    DEFAULT_REORDER_MS,
+    ImportSettings,
+    check_files,
+    import_into,
+    keep_sources,
+)
 from hw import channelmap, formats
 from hw.formats import gate
 from hw.scanner import Scanner, load_scanner
@@ -21,10 +27,7 @@ from infra.progress import Progress
 from petdaq.commands import add_out_options, add_sort_options, print_summary, sort_settings
 from runstore.listmode import read_listmode
 from runstore.rundir import RunDir
-from runstore.rundocs import ExitStatus, StopDocument
 
-#: Where a run keeps the files it was imported from (a replay reads them again).
-SOURCE_DIR = "source"
 #: Our coincidences against a GATE file's own.
 GATE_COMPARISON = "gate_comparison.json"
 
@@ -62,40 +65,31 @@ def _settings(args: argparse.Namespace) -> ImportSettings:
     return ImportSettings(args.format, args.ns_per_sample, args.kev_per_unit, args.reorder_ms)
 
 
-def _channel_map(args: argparse.Namespace, scanner: Scanner) -> channelmap.ChannelMap:
-    """``--map``, else the scanner's wiring; a simulation's singles are on crystals already."""
+def _check_map(args: argparse.Namespace, scanner: Scanner) -> None:
+    """``--map`` read and checked now (a simulation's singles are on crystals already)."""
     if args.format == "gate":
         if args.map is not None:
             raise UserError("GATE singles are placed on the scanner's crystals: leave out --map")
-        return channelmap.identity(scanner)
-    return channelmap.load(args.map, scanner) if args.map else channelmap.wiring(scanner)
+    elif args.map is not None:
+        channelmap.load(args.map, scanner)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     settings = _settings(args)
     scanner = load_scanner(args.scanner)
-    cmap = _channel_map(args, scanner)
+    _check_map(args, scanner)
     sort = sort_settings(args)
     sort.resolved(scanner)
     check_files(args.files, settings, scanner)
     run = RunDir.create(args.out, args.name)
     try:
-        source = run.path / SOURCE_DIR
-        source.mkdir()
-        kept = [Path(shutil.copy2(f, source / f.name)) for f in args.files]
-        run.new_start(scanner.name, scanner.digest,
-                      {"source": settings.describe(kept, cmap), "sort": sort.resolved(scanner)},
-                      {"method": "kev_per_unit", "kev_per_unit": settings.kev_per_unit})
+        kept, named = keep_sources(run.path, args.files, args.map)
         progress = Progress(f"import {run.path.name}", unit="records")
-        result = import_files(kept, settings, scanner, cmap, sort, run.listmode,
-                              progress=progress.update)
+        result = import_into(run, kept, settings, scanner, named, sort, progress.update)
         progress.close(result["counts"]["records"])
     except (UserError, OSError):
         shutil.rmtree(run.path, ignore_errors=True)  # nothing written half
         raise
-    run.write_stop(StopDocument(f"imported {len(kept)} {settings.format} file(s)",
-                                ExitStatus.SUCCESS, result["counts"], result["losses"],
-                                data_end_s=result["data_end_s"]))
     if settings.format == "gate":
         _compare_with_gate(run, kept, scanner)
     if args.recon and result["counts"]["prompts"]:

@@ -144,6 +144,18 @@ def test_abcd_events_out_of_order_within_messages(tmp_path, brain, singles):
     expected["crystal"] = chosen[rows["channel"]]
     expected["energy"] = (rows["qlong"].astype(np.float64) * 0.5).astype(np.float32)
     _check(run, brain, expected, rows.size)
+    # an imported run replays from what it kept, with no options: the same run again
+    r = petdaq("sort", str(run), "--out", str(tmp_path / "again"))
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(read_listmode(tmp_path / "again" / "coincidences.h5")[0],
+                          read_listmode(run / "coincidences.h5")[0])
+    again = json.loads((tmp_path / "again" / "run.json").read_text())
+    assert again["stop"]["counts"] == json.loads((run / "run.json").read_text())["stop"]["counts"]
+    assert again["start"]["settings"]["source"]["map"] == "source/map.csv"
+    r = petdaq("sort", str(run), "--window-ps", "2000", "--out", str(tmp_path / "narrow"))
+    assert r.returncode == 0, r.stderr
+    narrow = read_listmode(tmp_path / "narrow" / "coincidences.h5")[0]
+    assert 0 < narrow.size < read_listmode(run / "coincidences.h5")[0].size
 
 
 def test_abcd_times_are_exact_for_any_run_length():

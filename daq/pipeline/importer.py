@@ -10,6 +10,8 @@ memory stays bounded for files of any size.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +22,21 @@ import numpy as np
 import coincidence
 from daq.pipeline.processor import SortSettings
 from daq.pipeline.reorder import Reorder
-from hw import formats
+from hw import channelmap, formats
 from hw.channelmap import ChannelMap
 from hw.dtypes import SINGLE_DTYPE
 from hw.scanner import Scanner
 from runstore.listmode import ListModeWriter
+from runstore.rundir import RunDir
+from runstore.rundocs import ExitStatus, StopDocument
 
 #: How late a record may come after a later one and still take its place (ms).
 DEFAULT_REORDER_MS = 1000.0
+#: Where a run keeps the files it was imported from, and its channel map.
+SOURCE_DIR = "source"
+MAP_FILE = "map.csv"
+#: A run read through the scanner's own wiring.
+WIRING = "wiring"
 
 
 @dataclass(frozen=True)
@@ -43,16 +52,53 @@ class ImportSettings:
     reorder_ms: float = DEFAULT_REORDER_MS
     """The reordering bound (ms): records come at most this much out of time order."""
 
-    def describe(self, files: Sequence[Path], channel_map: ChannelMap) -> dict[str, Any]:
-        """What the start document records of the source (a replay needs nothing more)."""
-        return {"format": self.format, "files": [p.name for p in files],
-                "map": channel_map.source, "ns_per_sample": self.ns_per_sample,
-                "kev_per_unit": self.kev_per_unit, "reorder_ms": self.reorder_ms}
+    def describe(self, files: Sequence[Path], channel_map: str) -> dict[str, Any]:
+        """What the start document records of the source (a replay needs nothing more):
+        ``channel_map`` as :func:`keep_sources` names it."""
+        named = "nearest crystal" if self.format == "gate" else channel_map
+        return {"format": self.format, "files": [p.name for p in files], "map": named,
+                "ns_per_sample": self.ns_per_sample, "kev_per_unit": self.kev_per_unit,
+                "reorder_ms": self.reorder_ms}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ImportSettings:
+        """The settings a start document recorded (:meth:`describe`)."""
+        return cls(str(doc["format"]), doc.get("ns_per_sample"),
+                   float(doc.get("kev_per_unit") or 1.0),
+                   float(doc.get("reorder_ms") or DEFAULT_REORDER_MS))
 
 
     def options(self, scanner: Scanner) -> formats.ReadOptions:
         """What the readers need: the sample period, the scanner's crystals."""
         return formats.ReadOptions(self.ns_per_sample, scanner.crystal_centres)
+
+
+def keep_sources(run: Path, files: Sequence[Path], map_file: Path | None) -> tuple[list[Path], str]:
+    """Keep the files a run is imported from, and its map, in ``run/source/`` (linked where the
+    file system allows, else copied): the run replays from them alone. Returns the kept files
+    and the map as the start document names it (``source/map.csv``, or ``wiring`` without one)."""
+    folder = run / SOURCE_DIR
+    folder.mkdir(exist_ok=True)
+    kept = [_keep(f, folder / f.name) for f in files]
+    if map_file is None:
+        return kept, WIRING
+    _keep(map_file, folder / MAP_FILE)
+    return kept, f"{SOURCE_DIR}/{MAP_FILE}"
+
+
+def _keep(src: Path, dst: Path) -> Path:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
+def channel_map_of(run: Path, named: str, scanner: Scanner, fmt: str) -> ChannelMap:
+    """The channel map a start document names (:func:`keep_sources`)."""
+    if fmt == "gate":
+        return channelmap.identity(scanner)
+    return channelmap.wiring(scanner) if named == WIRING else channelmap.load(run / named, scanner)
 
 
 def check_files(files: Sequence[Path], settings: ImportSettings, scanner: Scanner) -> None:
@@ -117,3 +163,20 @@ def import_files(files: Sequence[Path], settings: ImportSettings, scanner: Scann
     return {"counts": counts, "losses": {"bad_channel": bad, "late_events": order.late_events},
             "settings": resolved, "data_end_s": round(last_ps / 1e12, 6)}
 
+
+
+def import_into(run: RunDir, files: Sequence[Path], settings: ImportSettings, scanner: Scanner,
+                channel_map: str, sort: SortSettings, progress: Callable[[int], None] | None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Import the kept ``files`` into the new run ``run``: its start document (the source's
+    settings, ``extra``), its list-mode file and its stop document; returns the result."""
+    cmap = channel_map_of(run.path, channel_map, scanner, settings.format)
+    run.new_start(scanner.name, scanner.digest,
+                  {"source": settings.describe(files, channel_map),
+                   "sort": sort.resolved(scanner), **(extra or {})},
+                  {"method": "kev_per_unit", "kev_per_unit": settings.kev_per_unit})
+    result = import_files(files, settings, scanner, cmap, sort, run.listmode, progress)
+    run.write_stop(StopDocument(f"imported {len(files)} {settings.format} file(s)",
+                                ExitStatus.SUCCESS, result["counts"], result["losses"],
+                                data_end_s=result["data_end_s"]))
+    return result
