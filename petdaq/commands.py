@@ -18,10 +18,20 @@ from daq.control import checks, runcontrol
 from daq.control.emulated import EmulatorSettings
 from daq.control.liveframes import check_live_frames
 from daq.control.monitor import MonitorLoop, MonitorPublisher
-from daq.pipeline import calibration
+from daq.pipeline import abcdlive, calibration
+from daq.pipeline.importer import (
+    DEFAULT_REORDER_MS,
+    SOURCE_DIR,
+    ImportSettings,
+    import_into,
+    keep_file,
+    keep_sources,
+)
 from daq.pipeline.journal import check_journal
 from daq.pipeline.processor import SortSettings
 from daq.pipeline.sources import open_source
+from hw import channelmap
+from hw.formats.abcd import ps_per_sample
 from hw.scanner import Scanner, builtin_scanners, load_scanner
 from infra import keys
 from infra.errors import UserError
@@ -66,6 +76,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_sort_options(p)
     add_live_options(p)
     add_threads_option(p)
+    add_digitizer_options(p.add_argument_group("other digitizers (--from abcd://HOST:PORT: CAEN "
+                                               "boards through ABCD)"))
     p.set_defaults(func=cmd_acquire)
 
     p = sub.add_parser("serve", help="run the DAQ service: control and monitor sockets, runs "
@@ -186,6 +198,27 @@ def add_live_options(p: argparse.ArgumentParser) -> None:
                    "for the live curves (default: the emulated phantom's regions); repeatable")
 
 
+def add_digitizer_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How another digitizer's records are read: map, clock, energy unit, reordering bound."""
+    p.add_argument("--map", type=Path, default=None, metavar="MAP.csv",
+                   help="board,channel,crystal (default: the scanner's own wiring)")
+    p.add_argument("--ns-per-sample", type=float, default=None,
+                   help="the digitizer's sample period, ns (ABCD: 2 at 500 MS/s)")
+    p.add_argument("--kev-per-unit", type=float, default=1.0,
+                   help="keV per raw energy unit (default 1: energies taken as keV)")
+    p.add_argument("--reorder-ms", type=float, default=DEFAULT_REORDER_MS,
+                   help="the most records come out of time order, ms")
+
+
+def digitizer_settings(args: argparse.Namespace, fmt: str) -> ImportSettings:
+    """The digitizer options, checked."""
+    if not args.kev_per_unit > 0:
+        raise UserError(f"--kev-per-unit must be > 0, got {args.kev_per_unit}")
+    if not args.reorder_ms >= 0:
+        raise UserError(f"--reorder-ms must be >= 0, got {args.reorder_ms}")
+    return ImportSettings(fmt, args.ns_per_sample, args.kev_per_unit, args.reorder_ms)
+
+
 def add_keys_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--keys DIR``: the CURVE key folder of links bound beyond loopback."""
     p.add_argument("--keys", type=Path, default=None, metavar="DIR",
@@ -250,12 +283,39 @@ def cmd_acquire(args: argparse.Namespace) -> int:
         view_duration_ps(scanner, args.duration)  # a SPECT scan needs its duration: say so now
         windows_of(scanner, sort.photopeaks_kev)
     check_live_frames(args.frames, scanner, 1.0, args.duration, args.spheres, emulated=False)
+    if any(s.startswith("abcd://") for s in args.sources):
+        return _acquire_abcd(args, scanner, sort)
     secure = keys.client(args.keys, args.key_name) if args.keys is not None else None
     sources = [open_source(s, args.baud, secure) for s in args.sources]
     r = runcontrol.start_acquisition(args.out, scanner, sources, sort,
                                      _live(args), args.duration, threads, args.name, study)
     print(f"run {r.run.path}: acquiring from {', '.join(args.sources)}", file=sys.stderr)
     return _watch_and_finish(r)
+
+
+def _acquire_abcd(args: argparse.Namespace, scanner: Scanner, sort: SortSettings) -> int:
+    """``petdaq acquire --from abcd://HOST:PORT ...``: CAEN digitizers through ABCD."""
+    if not all(s.startswith("abcd://") for s in args.sources):
+        raise UserError("abcd:// links and our boards' links cannot share a run")
+    for link in args.sources:
+        abcdlive.endpoint_of(link)
+    settings = digitizer_settings(args, "abcd")
+    ps_per_sample(settings.ns_per_sample)
+    if args.map is not None:
+        channelmap.load(args.map, scanner)
+    sort.resolved(scanner)
+    run = RunDir.create(args.out, args.name)
+    _, named = keep_sources(run.path, [], args.map)
+    print(f"run {run.path}: acquiring from {', '.join(args.sources)}", file=sys.stderr)
+    progress = Progress("acquire", unit="records")
+    result = abcdlive.acquire(run, abcdlive.AbcdRun(list(args.sources), settings, named,
+                                                    args.duration), scanner, sort,
+                              progress=progress.update)
+    progress.close(result["counts"]["records"])
+    if args.recon and result["counts"]["prompts"]:
+        runcontrol.final_image(run, scanner)
+    print_summary(run)
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -458,7 +518,7 @@ def _replay_one(args: argparse.Namespace) -> int:
 
     threads = check_threads(args.threads)
     imported = RunDir.open(args.run)
-    if not imported.journal.is_file() and imported.start and imported.start.setting("source"):
+    if imported.start and imported.start.setting("source"):
         return _reimport(imported, args)
     run, scanner = _journal_run(args.run, "replay")
     out = _replay_dir(run, args.out)
@@ -496,8 +556,6 @@ def _replay_dir(run: RunDir, out: Path | None) -> RunDir:
 def _reimport(run: RunDir, args: argparse.Namespace) -> int:
     """``petdaq replay`` of an imported run: its kept files again, as its start document says,
     with this command's sorting options."""
-    from daq.pipeline.importer import SOURCE_DIR, ImportSettings, import_into, keep_sources
-
     source = run.start.setting("source")
     scanner = _run_scanner(run)
     settings = ImportSettings.from_json(source)
@@ -508,9 +566,15 @@ def _reimport(run: RunDir, args: argparse.Namespace) -> int:
     sort.resolved(scanner)
     out = _replay_dir(run, args.out)
     kept, named = keep_sources(out.path, files, map_file)
+    chunks = extra = None
+    if source.get("journal"):  # a live ABCD run: the records its links sent, as they came
+        check_journal(run.journal)
+        keep_file(run.journal, out.journal)
+        chunks = abcdlive.journal_records(out.journal, ps_per_sample(settings.ns_per_sample))
+        extra = {"links": source.get("links"), "journal": True}
     progress = Progress(f"replay {run.path.name}", unit="records")
     result = import_into(out, kept, settings, scanner, named, sort, progress.update,
-                         {"replay_of": str(run.path)})
+                         {"replay_of": str(run.path)}, chunks, extra)
     progress.close(result["counts"]["records"])
     if args.recon and result["counts"]["prompts"]:
         runcontrol.final_image(out, scanner)

@@ -12,7 +12,6 @@ import numpy as np
 
 from daq.control import runcontrol
 from daq.pipeline.importer import (
-    DEFAULT_REORDER_MS,
     ImportSettings,
     check_files,
     import_into,
@@ -24,7 +23,14 @@ from hw.scanner import Scanner, load_scanner
 from infra.atomic import replacing
 from infra.errors import UserError
 from infra.progress import Progress
-from petdaq.commands import add_out_options, add_sort_options, print_summary, sort_settings
+from petdaq.commands import (
+    add_digitizer_options,
+    add_out_options,
+    add_sort_options,
+    digitizer_settings,
+    print_summary,
+    sort_settings,
+)
 from runstore.listmode import read_listmode
 from runstore.rundir import RunDir
 
@@ -40,14 +46,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", required=True,
                    help=f"the files' format: {', '.join(sorted(formats.readers()))}")
     p.add_argument("--scanner", default="bedside-brain", help="scanner name or .toml")
-    p.add_argument("--map", type=Path, default=None, metavar="MAP.csv",
-                   help="board,channel,crystal (default: the scanner's own wiring)")
-    p.add_argument("--ns-per-sample", type=float, default=None,
-                   help="the digitizer's sample period, ns (ABCD: 2 at 500 MS/s)")
-    p.add_argument("--kev-per-unit", type=float, default=1.0,
-                   help="keV per raw energy unit (default 1: energies taken as keV)")
-    p.add_argument("--reorder-ms", type=float, default=DEFAULT_REORDER_MS,
-                   help="the most records come out of time order, ms")
+    add_digitizer_options(p)
     p.add_argument("--no-recon", dest="recon", action="store_false")
     add_out_options(p)
     add_sort_options(p)
@@ -58,11 +57,7 @@ def _settings(args: argparse.Namespace) -> ImportSettings:
     if args.format not in formats.readers():
         raise UserError(f"unknown format {args.format!r}: choose one of "
                         f"{', '.join(sorted(formats.readers()))}")
-    if not args.kev_per_unit > 0:
-        raise UserError(f"--kev-per-unit must be > 0, got {args.kev_per_unit}")
-    if not args.reorder_ms >= 0:
-        raise UserError(f"--reorder-ms must be >= 0, got {args.reorder_ms}")
-    return ImportSettings(args.format, args.ns_per_sample, args.kev_per_unit, args.reorder_ms)
+    return digitizer_settings(args, args.format)
 
 
 def _check_map(args: argparse.Namespace, scanner: Scanner) -> None:

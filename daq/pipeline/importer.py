@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,11 @@ def keep_sources(run: Path, files: Sequence[Path], map_file: Path | None) -> tup
     return kept, f"{SOURCE_DIR}/{MAP_FILE}"
 
 
+def keep_file(src: Path, dst: Path) -> Path:
+    """``src`` at ``dst``: a hard link where the file system allows, else a copy."""
+    return _keep(src, dst)
+
+
 def _keep(src: Path, dst: Path) -> Path:
     try:
         os.link(src, dst)
@@ -123,8 +128,17 @@ def singles_of(records: formats.Records, channel_map: ChannelMap, kev_per_unit: 
 def import_files(files: Sequence[Path], settings: ImportSettings, scanner: Scanner,
                  channel_map: ChannelMap, sort: SortSettings, listmode: Path,
                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Sort the records of ``files`` into the list-mode file ``listmode``; returns the counts,
-    the losses and the sort settings used."""
+    """Sort the records of ``files`` into the list-mode file ``listmode`` (:func:`sort_records`)."""
+    chunks = (records for path in files
+              for records in formats.read(path, settings.format, settings.options(scanner)))
+    return sort_records(chunks, settings, scanner, channel_map, sort, listmode, progress)
+
+
+def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, scanner: Scanner,
+                 channel_map: ChannelMap, sort: SortSettings, listmode: Path,
+                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Sort the records of ``chunks`` (from files, or live as they arrive) into the list-mode
+    file ``listmode``; returns the counts, the losses and the sort settings used."""
     resolved = sort.resolved(scanner)
     sorter = coincidence.Sorter(scanner=scanner, **resolved)
     order = Reorder(round(settings.reorder_ms * 1e9))
@@ -148,14 +162,13 @@ def import_files(files: Sequence[Path], settings: ImportSettings, scanner: Scann
             write(sorter.feed(singles))
 
     try:
-        for path in files:
-            for records in formats.read(path, settings.format, settings.options(scanner)):
-                singles, unmapped = singles_of(records, channel_map, settings.kev_per_unit)
-                counts["records"] += records.size
-                bad += unmapped
-                emit(order.feed(singles))
-                if progress is not None:
-                    progress(counts["records"])
+        for records in chunks:
+            singles, unmapped = singles_of(records, channel_map, settings.kev_per_unit)
+            counts["records"] += records.size
+            bad += unmapped
+            emit(order.feed(singles))
+            if progress is not None:
+                progress(counts["records"])
         emit(order.flush())
         write(sorter.flush())  # the sorter's last windows
     finally:
@@ -164,19 +177,25 @@ def import_files(files: Sequence[Path], settings: ImportSettings, scanner: Scann
             "settings": resolved, "data_end_s": round(last_ps / 1e12, 6)}
 
 
-
 def import_into(run: RunDir, files: Sequence[Path], settings: ImportSettings, scanner: Scanner,
                 channel_map: str, sort: SortSettings, progress: Callable[[int], None] | None,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Import the kept ``files`` into the new run ``run``: its start document (the source's
-    settings, ``extra``), its list-mode file and its stop document; returns the result."""
+                extra: dict[str, Any] | None = None,
+                chunks: Iterable[formats.Records] | None = None,
+                source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Import into the new run ``run`` the kept ``files`` (or ``chunks``, records from elsewhere,
+    ``source`` saying what else the start document records of them): its start document (the
+    source's settings, ``extra``), its list-mode file and its stop document; returns the
+    result."""
     cmap = channel_map_of(run.path, channel_map, scanner, settings.format)
     run.new_start(scanner.name, scanner.digest,
-                  {"source": settings.describe(files, channel_map),
+                  {"source": {**settings.describe(files, channel_map), **(source or {})},
                    "sort": sort.resolved(scanner), **(extra or {})},
                   {"method": "kev_per_unit", "kev_per_unit": settings.kev_per_unit})
-    result = import_files(files, settings, scanner, cmap, sort, run.listmode, progress)
-    run.write_stop(StopDocument(f"imported {len(files)} {settings.format} file(s)",
-                                ExitStatus.SUCCESS, result["counts"], result["losses"],
-                                data_end_s=result["data_end_s"]))
+    if chunks is None:
+        result = import_files(files, settings, scanner, cmap, sort, run.listmode, progress)
+    else:
+        result = sort_records(chunks, settings, scanner, cmap, sort, run.listmode, progress)
+    what = f"{len(files)} {settings.format} file(s)" if chunks is None else "the journal"
+    run.write_stop(StopDocument(f"imported {what}", ExitStatus.SUCCESS, result["counts"],
+                                result["losses"], data_end_s=result["data_end_s"]))
     return result

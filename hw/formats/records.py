@@ -31,6 +31,12 @@ class Records:
     def size(self) -> int:
         return int(self.t_ps.size)
 
+    @classmethod
+    def join(cls, parts: list[Records]) -> Records:
+        """The records of ``parts`` one after the other."""
+        return cls(*(np.concatenate([getattr(r, k) for r in parts])
+                     for k in ("board", "channel", "t_ps", "energy")))
+
 
 @dataclass(frozen=True)
 class ReadOptions:
