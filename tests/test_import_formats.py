@@ -280,3 +280,15 @@ def test_gate_coincidences_compared_with_ours(tmp_path, brain, singles):
     found = json.loads((tmp_path / "gate" / "gate_comparison.json").read_text())
     assert found == {"ours": n, "gate": n - 1, "matched": n - 2}
     assert f"GATE's own coincidences {n - 1}, ours {n} prompts, {n - 2} pairs in both" in r.stdout
+
+
+def test_scanners_show_crystals_lists_what_a_map_names(brain):
+    r = petdaq("scanners", "show", SCANNER, "--crystals")
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and lines[0] == "crystal,board,channel,module,ring,x_mm,y_mm,z_mm"
+    assert len(lines) == brain.n_crystals + 1
+    c = 1234
+    row = lines[c + 1].split(",")
+    assert [int(v) for v in row[:5]] == [c, brain.crystal_board[c], brain.crystal_channel[c],
+                                         brain.crystal_module[c], brain.crystal_ring[c]]
+    assert np.allclose([float(v) for v in row[5:]], brain.crystal_centres[c], atol=0.01)
