@@ -22,7 +22,13 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from daq.pipeline.importer import ImportSettings, channel_map_of, sort_records
+from daq.pipeline import timing
+from daq.pipeline.importer import (
+    ImportSettings,
+    calibration_doc,
+    channel_map_of,
+    sort_records,
+)
 from daq.pipeline.journal import JournalWriter, read_journal
 from daq.pipeline.processor import SortSettings
 from hw.formats import Records, abcd
@@ -147,17 +153,19 @@ def acquire(run: RunDir, spec: AbcdRun, scanner: Scanner, sort: SortSettings,
     sample_ps = abcd.ps_per_sample(spec.settings.ns_per_sample)
     cmap = channel_map_of(run.path, spec.channel_map, scanner, "abcd")
     counters = LinkCounters(links=list(spec.links))
+    table = timing.current(scanner)
     run.new_start(scanner.name, scanner.digest,
                   {"source": {**spec.settings.describe([], spec.channel_map),
                               "links": list(spec.links), "journal": True},
                    "sort": sort.resolved(scanner), "duration_s": spec.duration_s},
-                  {"method": "kev_per_unit", "kev_per_unit": spec.settings.kev_per_unit})
+                  calibration_doc(spec.settings, table))
     journal = JournalWriter(run.journal)
     t0 = time.monotonic()
     try:
         chunks = live_records([endpoint_of(link) for link in spec.links], sample_ps, journal,
                               spec.duration_s, stop or threading.Event(), counters)
-        result = sort_records(chunks, spec.settings, scanner, cmap, sort, run.listmode, progress)
+        result = sort_records(chunks, spec.settings, scanner, cmap, sort, run.listmode, progress,
+                              table)
     finally:
         journal.close()
     counts = {**result["counts"], "messages": counters.event_messages,

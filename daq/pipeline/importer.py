@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 import coincidence
+from daq.pipeline import timing
 from daq.pipeline.processor import SortSettings
 from daq.pipeline.reorder import Reorder
+from daq.pipeline.timing import TimingTable
 from hw import channelmap, formats
 from hw.channelmap import ChannelMap
 from hw.dtypes import SINGLE_DTYPE
@@ -113,32 +115,43 @@ def check_files(files: Sequence[Path], settings: ImportSettings, scanner: Scanne
         next(iter(formats.read(path, settings.format, settings.options(scanner), 1)), None)
 
 
-def singles_of(records: formats.Records, channel_map: ChannelMap, kev_per_unit: float
-               ) -> tuple[np.ndarray, int]:
-    """(SINGLE_DTYPE singles in the records' order, records on no mapped channel)."""
+def singles_of(records: formats.Records, channel_map: ChannelMap, kev_per_unit: float,
+               offsets_ps: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """(SINGLE_DTYPE singles in the records' order, records on no mapped channel); with
+    ``offsets_ps`` (per crystal, :mod:`daq.pipeline.timing`) taken off their times."""
     crystal = channel_map.crystals_of(records.board, records.channel)
     ok = crystal >= 0
     out = np.empty(int(ok.sum()), SINGLE_DTYPE)
-    out["t"] = records.t_ps[ok]
     out["crystal"] = crystal[ok]
+    out["t"] = records.t_ps[ok]
+    if offsets_ps is not None:
+        out["t"] -= offsets_ps[out["crystal"]]
     out["energy"] = (records.energy[ok] * kev_per_unit).astype(np.float32)
     return out, int(records.size - out.size)
 
 
-def import_files(files: Sequence[Path], settings: ImportSettings, scanner: Scanner,
-                 channel_map: ChannelMap, sort: SortSettings, listmode: Path,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Sort the records of ``files`` into the list-mode file ``listmode`` (:func:`sort_records`)."""
-    chunks = (records for path in files
-              for records in formats.read(path, settings.format, settings.options(scanner)))
-    return sort_records(chunks, settings, scanner, channel_map, sort, listmode, progress)
+def file_records(files: Sequence[Path], settings: ImportSettings, scanner: Scanner
+                 ) -> Iterable[formats.Records]:
+    """The records of ``files``, one file after the other."""
+    return (records for path in files
+            for records in formats.read(path, settings.format, settings.options(scanner)))
+
+
+def calibration_doc(settings: ImportSettings, table: TimingTable | None) -> dict[str, Any]:
+    """What run.json records of an imported run's calibration: the energy unit and the timing
+    table (the newest of the scanner, :func:`daq.pipeline.timing.current`)."""
+    return {"method": "kev_per_unit", "kev_per_unit": settings.kev_per_unit,
+            "timing": table.describe() if table is not None else None}
 
 
 def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, scanner: Scanner,
                  channel_map: ChannelMap, sort: SortSettings, listmode: Path,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[int], None] | None = None,
+                 timing: TimingTable | None = None) -> dict[str, Any]:
     """Sort the records of ``chunks`` (from files, or live as they arrive) into the list-mode
-    file ``listmode``; returns the counts, the losses and the sort settings used."""
+    file ``listmode``, each single's channel time offset (``timing``) taken off before the time
+    order; returns the counts, the losses and the sort settings used."""
+    offsets = timing.offsets_ps if timing is not None else None
     resolved = sort.resolved(scanner)
     sorter = coincidence.Sorter(scanner=scanner, **resolved)
     order = Reorder(round(settings.reorder_ms * 1e9))
@@ -163,7 +176,7 @@ def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, sc
 
     try:
         for records in chunks:
-            singles, unmapped = singles_of(records, channel_map, settings.kev_per_unit)
+            singles, unmapped = singles_of(records, channel_map, settings.kev_per_unit, offsets)
             counts["records"] += records.size
             bad += unmapped
             emit(order.feed(singles))
@@ -187,14 +200,13 @@ def import_into(run: RunDir, files: Sequence[Path], settings: ImportSettings, sc
     source's settings, ``extra``), its list-mode file and its stop document; returns the
     result."""
     cmap = channel_map_of(run.path, channel_map, scanner, settings.format)
+    table = timing.current(scanner)
     run.new_start(scanner.name, scanner.digest,
                   {"source": {**settings.describe(files, channel_map), **(source or {})},
                    "sort": sort.resolved(scanner), **(extra or {})},
-                  {"method": "kev_per_unit", "kev_per_unit": settings.kev_per_unit})
-    if chunks is None:
-        result = import_files(files, settings, scanner, cmap, sort, run.listmode, progress)
-    else:
-        result = sort_records(chunks, settings, scanner, cmap, sort, run.listmode, progress)
+                  calibration_doc(settings, table))
+    records = file_records(files, settings, scanner) if chunks is None else chunks
+    result = sort_records(records, settings, scanner, cmap, sort, run.listmode, progress, table)
     what = f"{len(files)} {settings.format} file(s)" if chunks is None else "the journal"
     run.write_stop(StopDocument(f"imported {what}", ExitStatus.SUCCESS, result["counts"],
                                 result["losses"], data_end_s=result["data_end_s"]))
