@@ -424,6 +424,9 @@ def add_sort_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--energy-window", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="energy window, keV")
     g.add_argument("--policy", default="takeAllGoods", help="multiple-coincidence policy")
+    g.add_argument("--mode", default="single-window", metavar="MODE",
+                   help="window opening: single-window (a single opens one only if it fell in "
+                        "none) or multi-window (every single opens its own: GATE 10's default)")
     g.add_argument("--min-sector-difference", type=int, default=None)
     g.add_argument("--photopeaks-kev", type=float, nargs="+", default=None, metavar="KEV",
                    help="SPECT: photopeaks to window, each with its TEW scatter windows (default: "
@@ -435,6 +438,7 @@ def sort_settings(args: argparse.Namespace) -> SortSettings:
     return SortSettings(window_ps=args.window_ps, delay_ps=args.delay_ps,
                         energy_window_kev=tuple(args.energy_window) if args.energy_window else None,
                         policy=args.policy, min_sector_difference=args.min_sector_difference,
+                        mode=args.mode,
                         photopeaks_kev=_photopeaks(args.photopeaks_kev))
 
 
