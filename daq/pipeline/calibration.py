@@ -23,9 +23,10 @@ and nominal gains for a scan from real boards. The run's ``run.json`` records wh
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +34,8 @@ from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE
 from hw.scanner import Scanner
 from infra.atomic import replacing
 from infra.errors import UserError
+
+T = TypeVar("T")
 
 LOG_BINS = 256
 MAX_SHIFT_BINS = 40
@@ -53,6 +56,10 @@ class Calibration:
     created_utc: str = ""
     from_run: str = ""
     path: str = ""
+
+    @property
+    def per_crystal(self) -> np.ndarray:
+        return self.gains
 
     @classmethod
     def nominal(cls, scanner: Scanner) -> Calibration:
@@ -113,16 +120,27 @@ def load_table(path: str | Path) -> Calibration:
         raise UserError(f"calibration table {p} cannot be read: {exc}") from None
 
 
+def newest(folder: Path | None, pattern: str, load: Callable[[Path], T], scanner: Scanner
+           ) -> T | None:
+    """The newest table in the calibration folder whose name matches ``pattern`` (time stamps
+    sort by name) that was made for this scanner definition (its digest, and one value a crystal:
+    ``per_crystal``)."""
+    folder = folder or calibration_dir()
+    for path in sorted(folder.glob(pattern), reverse=True) if folder.is_dir() else []:
+        table = load(path)
+        if (table.scanner_digest == scanner.digest
+                and table.per_crystal.size == scanner.n_crystals):
+            return table
+    return None
+
+
 def current(scanner: Scanner, folder: Path | None = None, emulated: bool = False
             ) -> Calibration:
     """The newest stored table for this scanner definition; if there is none, the emulator's
     gains for an ``emulated`` scan, else nominal gains."""
-    folder = folder or calibration_dir()
-    tables = sorted(folder.glob(f"{scanner.name}-*.npz")) if folder.is_dir() else []
-    for path in reversed(tables):
-        table = load_table(path)
-        if table.scanner_digest == scanner.digest and table.gains.size == scanner.n_crystals:
-            return table
+    table = newest(folder, f"{scanner.name}-*.npz", load_table, scanner)
+    if table is not None:
+        return table
     return Calibration.emulated(scanner) if emulated else Calibration.nominal(scanner)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from daq.pipeline.calibration import calibration_dir
+from daq.pipeline.calibration import calibration_dir, newest
 from hw.scanner import Scanner
 from infra.atomic import replacing
 from infra.errors import UserError
@@ -44,6 +44,10 @@ class TimingTable:
     created_utc: str = ""
     from_run: str = ""
     path: str = ""
+
+    @property
+    def per_crystal(self) -> np.ndarray:
+        return self.offsets_ps
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about the timing calibration used."""
@@ -74,13 +78,7 @@ def load(path: Path) -> TimingTable:
 
 def current(scanner: Scanner, folder: Path | None = None) -> TimingTable | None:
     """The newest stored timing table of this scanner definition (None: no offsets)."""
-    folder = folder or calibration_dir()
-    tables = sorted(folder.glob(f"{scanner.name}.timing-*.npz")) if folder.is_dir() else []
-    for path in reversed(tables):
-        table = load(path)
-        if table.scanner_digest == scanner.digest and table.offsets_ps.size == scanner.n_crystals:
-            return table
-    return None
+    return newest(folder, f"{scanner.name}.timing-*.npz", load, scanner)
 
 
 def derive(coinc: np.ndarray, scanner: Scanner, created_utc: str = "", from_run: str = ""
