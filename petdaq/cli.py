@@ -8,6 +8,7 @@ reconstruction) are imported only by the sub-commands that need them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -64,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("petdaq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `petdaq info RUN | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -471,11 +471,7 @@ def _print_crystals(scanner: Scanner) -> None:
             in enumerate(zip(scanner.crystal_board.tolist(), scanner.crystal_channel.tolist(),
                              scanner.crystal_module.tolist(), scanner.crystal_ring.tolist(),
                              scanner.crystal_centres.tolist(), strict=True))]
-    try:
-        sys.stdout.write("\n".join(["crystal,board,channel,module,ring,x_mm,y_mm,z_mm", *rows])
-                         + "\n")
-    except BrokenPipeError:  # `| head`: the reader has seen enough
-        sys.stderr.close()
+    print("\n".join(["crystal,board,channel,module,ring,x_mm,y_mm,z_mm", *rows]))
 
 
 def _run_scanner(run: RunDir) -> Scanner:

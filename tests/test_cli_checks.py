@@ -89,3 +89,17 @@ def test_a_scanner_file_that_is_not_text_is_refused(capsys, tmp_path: Path) -> N
     status, err = _petdaq(capsys, "scanners", "show", str(binary))
     assert status == 2 and err == f"petdaq: error: scanner file {binary} is not text (a TOML " \
                                   "definition is UTF-8 text)"
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    """``petdaq scanners show NAME --crystals | head -1``: the pipe closes under a long
+    output; petdaq ends quietly."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "petdaq", "scanners", "show", "bedside-brain",
+                          "--crystals"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline().startswith(b"crystal,board")
+    p.stdout.close()
+    assert p.wait(timeout=60) == 0
+    assert p.stderr.read() == b""
