@@ -319,7 +319,13 @@ def _acquire_abcd(args: argparse.Namespace, scanner: Scanner, sort: SortSettings
                                                     args.duration), scanner, sort,
                               progress=progress.update)
     progress.close(result["counts"]["records"])
-    if args.recon and result["counts"]["prompts"]:
+    return finish_records_run(run, scanner, result, args.recon)
+
+
+def finish_records_run(run: RunDir, scanner: Scanner, result: dict, recon: bool) -> int:
+    """The end of a run sorted from another digitizer's records (imported, ABCD, replayed):
+    the final image (with ``recon``, when there are prompts) and the summary."""
+    if recon and result["counts"]["prompts"]:
         runcontrol.final_image(run, scanner)
     print_summary(run)
     return 0
@@ -621,10 +627,7 @@ def _reimport(run: RunDir, args: argparse.Namespace) -> int:
     result = import_into(out, kept, settings, scanner, named, sort, progress.update,
                          {"replay_of": str(run.path)}, chunks, extra)
     progress.close(result["counts"]["records"])
-    if args.recon and result["counts"]["prompts"]:
-        runcontrol.final_image(out, scanner)
-    print_summary(out)
-    return 0
+    return finish_records_run(out, scanner, result, args.recon)
 
 
 def cmd_recover(args: argparse.Namespace) -> int:

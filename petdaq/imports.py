@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from daq.control import runcontrol
 from daq.pipeline.importer import (
     ImportSettings,
     check_files,
@@ -28,7 +27,7 @@ from petdaq.commands import (
     add_out_options,
     add_sort_options,
     digitizer_settings,
-    print_summary,
+    finish_records_run,
     sort_settings,
 )
 from runstore.listmode import read_listmode
@@ -87,10 +86,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise
     if settings.format == "gate":
         _compare_with_gate(run, kept, scanner)
-    if args.recon and result["counts"]["prompts"]:
-        runcontrol.final_image(run, scanner)
-    print_summary(run)
-    return 0
+    return finish_records_run(run, scanner, result, args.recon)
 
 
 def _compare_with_gate(run: RunDir, files: list[Path], scanner: Scanner) -> None:

@@ -4,7 +4,6 @@ from an .ade file, and replays from its journal with no options."""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -12,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 import zmq
+from foreign import abcd_rows, channel_map
 from sockets import timed_socket
 
 from daq.control.emulated import free_port_block
-from hw.formats import abcd
 from runstore.listmode import read_listmode
 
 
@@ -24,14 +23,7 @@ def _rows(brain) -> tuple[np.ndarray, np.ndarray]:
     import emulator
 
     singles = emulator.simulate(brain, "nema-iq", "F-18", 20.0, 0.01, seed=9).singles
-    rows = np.zeros(singles.size, abcd.EVENT)
-    rows["timestamp"] = singles["t"] * 1024 // 2000
-    rows["qlong"] = np.round(singles["energy"] / 0.5)
-    rows["channel"] = singles["crystal"] % 256
-    rng = np.random.default_rng(4)
-    for a in range(0, rows.size, 500):
-        rng.shuffle(rows[a:a + 500])
-    return rows, np.arange(256) * (brain.n_crystals // 256)
+    return abcd_rows(singles, brain.n_crystals, seed=4)
 
 
 def _message(n: int, data: bytes) -> bytes:
@@ -40,10 +32,7 @@ def _message(n: int, data: bytes) -> bytes:
 
 def test_live_abcd_equals_the_import_of_its_records_and_replays(tmp_path, brain):
     rows, chosen = _rows(brain)
-    with (tmp_path / "map.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["board", "channel", "crystal"])
-        w.writerows((0, i, int(c)) for i, c in enumerate(chosen))
+    channel_map(tmp_path / "map.csv", chosen)
     common = ["--scanner", "bedside-brain", "--map", str(tmp_path / "map.csv"),
               "--ns-per-sample", "2", "--kev-per-unit", "0.5", "--no-recon", "--out",
               str(tmp_path)]

@@ -4,7 +4,6 @@ the NumPy reference sorter finds on the same singles."""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from foreign import abcd_rows, channel_map, write_map
 
 from coincidence.baseline import numpy_take_all_goods
 from hw.dtypes import SINGLE_DTYPE
@@ -39,14 +39,6 @@ def _reference(brain, expected: np.ndarray) -> np.ndarray:
     return numpy_take_all_goods(expected, brain.crystal_module, brain.n_modules,
                                 acq["coincidence_window_ps"], acq["energy_window_kev"],
                                 acq["delay_ps"], acq["min_sector_difference"])
-
-
-def _write_map(path: Path, rows) -> Path:
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["board", "channel", "crystal"])
-        w.writerows(rows)
-    return path
 
 
 def _import(tmp_path: Path, name: str, *args: str) -> Path:
@@ -78,7 +70,7 @@ def test_petsys_singles_through_a_channel_map(tmp_path, brain, singles):
     rows["channel_id"] = channel_of[singles["crystal"]]
     rows.tofile(tmp_path / "singles.ldat")
     left_out = int(singles["crystal"][0])
-    cmap = _write_map(tmp_path / "map.csv", [(0, ch, int(perm[ch]))
+    cmap = write_map(tmp_path / "map.csv", [(0, ch, int(perm[ch]))
                                              for ch in range(brain.n_crystals)
                                              if perm[ch] != left_out])
     run = _import(tmp_path, "petsys", str(tmp_path / "singles.ldat"), "--format", "petsys",
@@ -127,16 +119,9 @@ def test_abcd_events_out_of_order_within_messages(tmp_path, brain, singles):
     """ABCD: timestamps in 1/1024 of a 2 ns sample, records shuffled within each buffer of 500
     (as the digitizer's per-channel buffers send them); the digitizer's 256 channels map to 256
     crystals spread over the scanner (each emulated single is put on channel crystal % 256)."""
-    chosen = np.arange(256) * (brain.n_crystals // 256)
-    rows = np.zeros(singles.size, abcd.EVENT)
-    rows["timestamp"] = singles["t"] * 1024 // 2000
-    rows["qlong"] = np.round(singles["energy"] / 0.5)
-    rows["channel"] = singles["crystal"] % 256
-    rng = np.random.default_rng(3)
-    for a in range(0, rows.size, 500):
-        rng.shuffle(rows[a:a + 500])
+    rows, chosen = abcd_rows(singles, brain.n_crystals, seed=3)
     rows.tofile(tmp_path / "events.ade")
-    cmap = _write_map(tmp_path / "abcd.csv", [(0, i, int(c)) for i, c in enumerate(chosen)])
+    cmap = channel_map(tmp_path / "abcd.csv", chosen)
     run = _import(tmp_path, "abcd", str(tmp_path / "events.ade"), "--format", "abcd",
                   "--ns-per-sample", "2", "--kev-per-unit", "0.5", "--map", str(cmap))
     expected = np.zeros(rows.size, SINGLE_DTYPE)
@@ -170,7 +155,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, brain, singles):
     (tmp_path / "cut.ldat").write_bytes(rows.tobytes()[:-3])
     (tmp_path / "bad.BIN").write_bytes(b"\x00\x11" + bytes(40))
     (tmp_path / "nomap.csv").write_text("crystal,board,channel\n")
-    big = _write_map(tmp_path / "big.csv", [(0, 0, brain.n_crystals)])
+    big = write_map(tmp_path / "big.csv", [(0, 0, brain.n_crystals)])
     out = tmp_path / "runs"
     for args, said in (
             (["cut.ldat", "--format", "petsys"], "not a whole number of 16-byte records"),
@@ -309,7 +294,7 @@ def test_timing_calibration_recovers_the_channels_offsets(tmp_path, brain, monke
     rows["time"] = singles["t"] + delay[channel]
     rows["energy"], rows["channel_id"] = singles["energy"], channel
     rows.tofile(tmp_path / "point.ldat")
-    cmap = _write_map(tmp_path / "map.csv", [(0, i, int(c)) for i, c in enumerate(chosen)])
+    cmap = channel_map(tmp_path / "map.csv", chosen)
     args = [str(tmp_path / "point.ldat"), "--format", "petsys", "--map", str(cmap),
             "--window-ps", "8000"]
     run = _import(tmp_path, "before", *args)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hw.formats.records import ReadOptions, Records
+from infra.errors import UserError
 
 #: Records a reader yields at most at a time.
 CHUNK_RECORDS = 1 << 20
@@ -29,8 +30,6 @@ def readers() -> dict[str, Callable[..., Iterator[Records]]]:
 def read(path: str | Path, fmt: str, options: ReadOptions | None = None,
          chunk_records: int = CHUNK_RECORDS) -> Iterator[Records]:
     """The records of the file ``path`` in format ``fmt`` (:func:`readers`), chunk by chunk."""
-    from infra.errors import UserError
-
     known = readers()
     if fmt not in known:
         raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(sorted(known))}")
