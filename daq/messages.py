@@ -84,12 +84,14 @@ def monitor_message(**fields: Any) -> dict[str, Any]:
 
     ``run`` (run directory or None), ``state``, ``elapsed_s``, ``duration_s``, ``scanner``,
     ``rates`` {singles, prompts, delayeds, necr} cps, ``boards`` [{board, singles_cps, frames_ok,
-    frames_bad, seq_gaps, bytes_skipped, watermark_s}], ``totals`` {singles, prompts, delayeds,
-    frames, events_journaled}, ``losses`` {name: count} (every loss anywhere, zero when none),
-    ``queues`` {name: fill 0..1}, ``disk`` {journal_bytes, free_bytes}, ``energy_window_kev``,
-    ``energy_hist`` {edges_kev: [lo, hi], counts: array}, ``dt_hist`` {range_ps: [lo, hi], counts:
-    array}, ``hitmap`` array (rings x crystals per ring), ``sinogram`` array, ``message`` (a plain
-    warning for the operator, or "").
+    frames_bad, seq_gaps, bytes_skipped, watermark_s}; an ABCD link's board also
+    ``digitizer_cps`` (the digitizer's own rate from ABCD's latest status, summed over its
+    channels) and ``status_age_s`` (how old that status is), once a status came], ``totals``
+    {singles, prompts, delayeds, frames, events_journaled}, ``losses`` {name: count} (every loss
+    anywhere, zero when none), ``queues`` {name: fill 0..1}, ``disk`` {journal_bytes,
+    free_bytes}, ``energy_window_kev``, ``energy_hist`` {edges_kev: [lo, hi], counts: array},
+    ``dt_hist`` {range_ps: [lo, hi], counts: array}, ``hitmap`` array (rings x crystals per
+    ring), ``sinogram`` array, ``message`` (a plain warning for the operator, or "").
     """
     return {"type": "monitor", "v": SCHEMA_VERSION, **fields}
 

@@ -215,13 +215,21 @@ class RunStatus(QtWidgets.QGroupBox):
 
 
 def _boards(boards: list[dict[str, float]]) -> str:
-    """"4 boards, 290 k–310 kcps", and the boards whose link had errors."""
+    """"4 boards, 290 k–310 kcps" (and the digitizers' own rates where ABCD reports them:
+    "(digitizer 300 k–320 kcps)"), and the boards whose link had errors."""
     if not boards:
         return text.MISSING
     line = f"{len(boards)} board" + ("s" if len(boards) > 1 else "")
     rates = [b["singles_cps"] for b in boards if "singles_cps" in b]
     if rates:
-        line += f", {text.si(min(rates), '').strip()}\u2013{text.si(max(rates), 'cps')}"
+        line += f", {_span(rates)}"
+    digitizer = [b["digitizer_cps"] for b in boards if "digitizer_cps" in b]
+    if digitizer:
+        line += f" (digitizer {_span(digitizer)})"
     bad = [str(int(b.get("board", i))) for i, b in enumerate(boards)
            if any(b.get(k) for k in ("frames_bad", "seq_gaps", "bytes_skipped"))]
     return line + (f"; link errors on board {', '.join(bad)}" if bad else "")
+
+
+def _span(rates: list[float]) -> str:
+    return f"{text.si(min(rates), '').strip()}\u2013{text.si(max(rates), 'cps')}"

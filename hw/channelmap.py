@@ -67,6 +67,33 @@ def identity(scanner: Scanner) -> ChannelMap:
     return _of(np.zeros(n.size, np.int32), n, n, f"crystals of {scanner.name}")
 
 
+def gate_ids(scanner: Scanner, repeaters: tuple[int, ...]) -> ChannelMap:
+    """GATE 9 cylindricalPET's volume IDs (:func:`hw.formats.gate.linear_id`) on a ring
+    scanner's crystals, the system built as the model is: rsector = the module around the ring
+    (copy 0 on +x, counter-clockwise about +z), module x submodule = the module ring (along +z),
+    crystal = the crystal in the module as GATE's cubic array counts it (tangential fastest,
+    then axial; copy 0 at -y, -z), one layer. Other systems name their IDs in a map."""
+    r, m, s, c, layers = repeaters
+    if scanner.kind != "pet":
+        raise UserError(f"GATE volume IDs are for ring scanners; {scanner.name} is "
+                        f"{scanner.kind.upper()}: give --map")
+    ct = scanner.crystals_per_ring // scanner.n_modules
+    ca = scanner.n_rings // scanner.n_module_rings
+    if (r, m * s, c, layers) != (scanner.n_modules, scanner.n_module_rings, ct * ca, 1):
+        raise UserError(
+            f"--gate-repeaters {r},{m},{s},{c},{layers} are not {scanner.name}'s "
+            f"{scanner.n_modules},{scanner.n_module_rings},1,{ct * ca},1 (rsectors = modules "
+            f"per ring, modules x submodules = module rings, crystals = {ct} x {ca} a module): "
+            "give --map with channel = the GATE IDs in one number")
+    n = np.arange(scanner.n_crystals)
+    tang, ring = n % scanner.crystals_per_ring, n // scanner.crystals_per_ring
+    axial = ring // ca  # the module ring: module * S + submodule
+    crystal = (ring % ca) * ct + tang % ct
+    ids = ((tang // ct * m + axial // s) * s + axial % s) * c + crystal
+    return _of(np.zeros(n.size, np.int32), ids, n.astype(np.int32),
+               f"GATE volume IDs of {scanner.name}")
+
+
 def load(path: str | Path, scanner: Scanner) -> ChannelMap:
     """A ``board,channel,crystal`` CSV checked against ``scanner``: one clear error for a missing
     file, a wrong header, a value that is no integer, or a crystal the scanner lacks."""

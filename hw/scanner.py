@@ -197,6 +197,10 @@ class Scanner:
     model, and measuring it again must not orphan the stored gain tables or cached images."""
     channel_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))
     """(n_boards, max_channel + 1) int32: global crystal of (board, channel), -1 where none."""
+    readout_map: Path | None = None
+    """``[readout] map``: the ``board,channel,crystal`` CSV (:mod:`hw.channelmap`) through which
+    other digitizers' channels (a lab's CAEN boards, PETsys ASICs) reach these crystals, when
+    ``--map`` is not given; ``channel_map`` above is our own boards' wiring. None: none named."""
     counts_per_annihilation: float = 1.0
     """PET cross-calibration, ``[quantification] counts_per_annihilation``: reconstructed counts
     per true annihilation, which :func:`recon.quant.activity_concentration` divides out to give
@@ -447,7 +451,7 @@ def _build(data: dict[str, Any], source: str, digest: str) -> Scanner:
     common = dict(
         name=top.text("name"), description=top.text("description", default=""), kind=kind,
         material=mat, response=response, digitizer=digitizer, acquisition=acquisition,
-        source=source, digest=digest, **_quantification(top),
+        source=source, digest=digest, readout_map=_readout_map(top), **_quantification(top),
     )
     if kind == "pet":
         scanner = _ring(geo, digitizer, common)
@@ -458,6 +462,18 @@ def _build(data: dict[str, Any], source: str, digest: str) -> Scanner:
         raise dig._fail("boards", f"gives {scanner.crystal_channel.max() + 1} channels per board; "
                         f"the wire format carries at most {max_ch}: use more boards")
     return scanner
+
+
+def _readout_map(top: _Keys) -> Path | None:
+    """The optional ``[readout] map``, a path relative to the definition's folder."""
+    if not top.has("readout"):
+        return None
+    readout = top.table("readout")
+    name = Path(readout.text("map"))
+    path = name if name.is_absolute() else Path(top.source).parent / name
+    if not path.is_file():
+        raise readout._fail("map", f"names {path}, which does not exist")
+    return path
 
 
 def _material(m: _Keys) -> Material:

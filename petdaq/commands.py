@@ -17,17 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from daq.control import checks, runcontrol
+from daq.control.abcdmonitor import AbcdMonitor
 from daq.control.emulated import EmulatorSettings
 from daq.control.liveframes import check_live_frames
 from daq.control.monitor import MonitorLoop, MonitorPublisher
 from daq.pipeline import abcdlive, calibration
 from daq.pipeline.importer import (
     DEFAULT_REORDER_MS,
-    SOURCE_DIR,
     ImportSettings,
-    import_into,
-    keep_file,
     keep_sources,
+    map_file_of,
 )
 from daq.pipeline.journal import check_journal
 from daq.pipeline.processor import SortSettings
@@ -40,8 +39,10 @@ from infra.errors import UserError
 from infra.pool import check_threads
 from infra.progress import Progress
 from infra.study import Study
+from petdaq import keptruns
 from petdaq.batch import files_in, for_each
 from petdaq.options import add_cluster_option
+from petdaq.summary import finish_records_run, print_summary
 from runstore.rundir import RunDir, utc_now
 from runstore.rundocs import ExitStatus, StopDocument
 
@@ -111,6 +112,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "Lu-176 activity (relative gains); timing: each channel's time offset "
                         "from the prompts of a uniform cylinder centred in the field of view "
                         "(any run with coincidences, e.g. an imported one)")
+    p.add_argument("--peak-kev", type=float, default=511.0,
+                   help="with photopeak on other digitizers' records: the source's photopeak, "
+                        "keV (511; 662 for Cs-137)")
     p.add_argument("--no-save", action="store_true", help="report only, store nothing")
     p.set_defaults(func=cmd_calibrate)
 
@@ -127,7 +131,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_replay, recon=name == "replay")
 
     p = sub.add_parser("recover", help="rebuild a killed run (metadata, coincidences, image) from "
-                       "its journal")
+                       "its journal (an imported run: from the files it kept)")
     p.add_argument("run", help="run directory")
     p.add_argument("--no-recon", dest="recon", action="store_false")
     add_threads_option(p)
@@ -211,15 +215,16 @@ def add_digitizer_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) 
                    help="board,channel,crystal (default: the scanner's own wiring)")
     p.add_argument("--ns-per-sample", type=float, default=None,
                    help="the digitizer's sample period, ns (ABCD: 2 at 500 MS/s)")
-    p.add_argument("--kev-per-unit", type=float, default=1.0,
-                   help="keV per raw energy unit (default 1: energies taken as keV)")
+    p.add_argument("--kev-per-unit", type=float, default=None,
+                   help="keV per raw energy unit (default: the scanner's table for the format "
+                        "from petdaq calibrate RUN, else 1: energies taken as keV)")
     p.add_argument("--reorder-ms", type=float, default=DEFAULT_REORDER_MS,
                    help="the most records come out of time order, ms")
 
 
 def digitizer_settings(args: argparse.Namespace, fmt: str) -> ImportSettings:
     """The digitizer options, checked."""
-    if not args.kev_per_unit > 0:
+    if args.kev_per_unit is not None and not args.kev_per_unit > 0:
         raise UserError(f"--kev-per-unit must be > 0, got {args.kev_per_unit}")
     if not args.reorder_ms >= 0:
         raise UserError(f"--reorder-ms must be >= 0, got {args.reorder_ms}")
@@ -305,30 +310,33 @@ def _acquire_abcd(args: argparse.Namespace, scanner: Scanner, sort: SortSettings
     if not all(s.startswith("abcd://") for s in args.sources):
         raise UserError("abcd:// links and our boards' links cannot share a run")
     for link in args.sources:
-        abcdlive.endpoint_of(link)
+        abcdlive.status_endpoint_of(link)  # its data and status ports
     settings = digitizer_settings(args, "abcd")
     ps_per_sample(settings.ns_per_sample)
-    if args.map is not None:
-        channelmap.load(args.map, scanner)
+    map_file = map_file_of(args.map, scanner)
+    if map_file is not None:
+        channelmap.load(map_file, scanner)
     sort.resolved(scanner)
+    publisher = (MonitorPublisher.bind(args.monitor_host, args.monitor_port, _key_folder(args))
+                 if args.monitor_port else None)
     run = RunDir.create(args.out, args.name)
-    _, named = keep_sources(run.path, [], args.map)
+    _, named = keep_sources(run.path, [], map_file)
     print(f"run {run.path}: acquiring from {', '.join(args.sources)}", file=sys.stderr)
     progress = Progress("acquire", unit="records")
-    result = abcdlive.acquire(run, abcdlive.AbcdRun(list(args.sources), settings, named,
-                                                    args.duration), scanner, sort,
-                              progress=progress.update)
+    counters = abcdlive.LinkCounters(links=list(args.sources))
+    loop = (MonitorLoop(publisher, AbcdMonitor(counters, str(run.path), scanner.name,
+                                               args.duration).snapshot)
+            if publisher is not None else None)
+    try:
+        result = abcdlive.acquire(run, abcdlive.AbcdRun(list(args.sources), settings, named,
+                                                        args.duration), scanner, sort,
+                                  progress=progress.update, counters=counters)
+    finally:
+        if loop is not None:
+            loop.close()
+            loop.publisher.close()
     progress.close(result["counts"]["records"])
     return finish_records_run(run, scanner, result, args.recon)
-
-
-def finish_records_run(run: RunDir, scanner: Scanner, result: dict, recon: bool) -> int:
-    """The end of a run sorted from another digitizer's records (imported, ABCD, replayed):
-    the final image (with ``recon``, when there are prompts) and the summary."""
-    if recon and result["counts"]["prompts"]:
-        runcontrol.final_image(run, scanner)
-    print_summary(run)
-    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -385,36 +393,6 @@ def _watch_and_finish(r: runcontrol.Run) -> int:
         print(f"emulator: {r.emulator_error}", file=sys.stderr)
     print_summary(r.run)
     return status
-
-
-def print_summary(run: RunDir) -> None:
-    """A few lines about a run: what, how long, how many, what was lost, where the image is."""
-    start, stop = run.start, run.stop
-    counts = stop.counts if stop else {}
-    elapsed = (stop.elapsed_s if stop else None) or 0
-    print(f"run      {run.path}")
-    print(f"scanner  {start.scanner if start else '?'}   "
-          f"started {start.time_utc if start else '?'}")
-    print(f"stopped  {stop.time_utc if stop else 'never (use petdaq recover)'}   " + (
-        f"{stop.exit_status.value}: {stop.reason}" if stop else ""))
-    study = start.settings.get("study") if start else None
-    if study:
-        print("study    " + ", ".join(f"{k} {v}" for k, v in study.items()))
-    singles = counts.get("singles", 0)
-    rate = f" ({singles / elapsed / 1e6:.2f} M singles/s)" if elapsed else ""
-    print(f"counts   {singles} singles{rate}, {counts.get('prompts', 0)} prompts, "
-          f"{counts.get('delayeds', 0)} delayeds, {counts.get('frames', 0)} frames, "
-          f"journal {counts.get('journal_bytes', counts.get('bytes', 0)) / 1e6:.1f} MB")
-    lost = stop.lost if stop else {}
-    print("losses   " + ("not known: the run never stopped" if stop is None else
-                         ", ".join(f"{k} {v}" for k, v in lost.items()) if lost else "none"))
-    images = run.read().get("images")
-    if images:
-        print(f"image    {', '.join(images['files'])}")
-        if start and start.calibration.get("method") == "nominal":
-            what = "prompts" if counts.get("prompts") else "counts"
-            print(f"note     energy gains not calibrated (petdaq calibrate): {what} fall out of "
-                  "the energy window and the image reads low (docs/limitations.md)")
 
 
 def add_out_options(p: argparse.ArgumentParser, with_name: bool = True) -> None:
@@ -481,8 +459,14 @@ def _print_crystals(scanner: Scanner) -> None:
 
 
 def _run_scanner(run: RunDir) -> Scanner:
+    """The scanner a run was taken with: a built-in by its name, else the definition file its
+    start document names (a lab's own TOML)."""
     start = run.start
-    return load_scanner(start.scanner if start and start.scanner else "bedside-brain")
+    name = start.scanner if start and start.scanner else "bedside-brain"
+    own = start.setting("scanner_file") if start else None
+    if own and name not in builtin_scanners() and Path(own).is_file():
+        return load_scanner(own)
+    return load_scanner(name)
 
 
 def _journal_run(path: str | Path, what: str) -> tuple[RunDir, Scanner]:
@@ -511,10 +495,12 @@ def _scan_duration_s(run: RunDir) -> float | None:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from daq.pipeline.replay import decode_journal
 
-    run = RunDir.open(args.run)
+    run, kept = keptruns.source_of(args.run)
     scanner = _run_scanner(run)
     if args.method == "timing":
         return _calibrate_timing(run, scanner, args.no_save)
+    if kept is not None:
+        return keptruns.calibrate(kept, scanner, args.method, args.peak_kev, args.no_save)
     raw = decode_journal(run.journal, scanner)
     cal, report = calibration.derive(raw, scanner, args.method, created_utc=utc_now(),
                                      from_run=str(run.path))
@@ -568,9 +554,12 @@ def _replay_one(args: argparse.Namespace) -> int:
     from daq.pipeline.replay import replay_journal
 
     threads = check_threads(args.threads)
-    imported = RunDir.open(args.run)
-    if imported.start and imported.start.setting("source"):
-        return _reimport(imported, args)
+    imported, kept = keptruns.source_of(args.run)
+    if kept is not None:
+        scanner = _run_scanner(imported)
+        sort = sort_settings(args)
+        sort.resolved(scanner)
+        return keptruns.replay(kept, scanner, sort, _replay_dir(imported, args.out), args.recon)
     run, scanner = _journal_run(args.run, "replay")
     out = _replay_dir(run, args.out)
     cal = _calibration(run, scanner)
@@ -604,40 +593,15 @@ def _replay_dir(run: RunDir, out: Path | None) -> RunDir:
             RunDir.create(run.path, "replay-" + utc_now().replace(":", "")[:17]))
 
 
-def _reimport(run: RunDir, args: argparse.Namespace) -> int:
-    """``petdaq replay`` of an imported run: its kept files again, as its start document says,
-    with this command's sorting options."""
-    source = run.start.setting("source")
-    scanner = _run_scanner(run)
-    settings = ImportSettings.from_json(source)
-    files = [run.path / SOURCE_DIR / name for name in source["files"]]
-    named = source["map"]
-    map_file = run.path / named if named.startswith(SOURCE_DIR) else None
-    sort = sort_settings(args)
-    sort.resolved(scanner)
-    out = _replay_dir(run, args.out)
-    kept, named = keep_sources(out.path, files, map_file)
-    chunks = extra = None
-    if source.get("journal"):  # a live ABCD run: the records its links sent, as they came
-        check_journal(run.journal)
-        keep_file(run.journal, out.journal)
-        chunks = abcdlive.journal_records(out.journal, ps_per_sample(settings.ns_per_sample))
-        extra = {"links": source.get("links"), "journal": True}
-    progress = Progress(f"replay {run.path.name}", unit="records")
-    result = import_into(out, kept, settings, scanner, named, sort, progress.update,
-                         {"replay_of": str(run.path)}, chunks, extra)
-    progress.close(result["counts"]["records"])
-    return finish_records_run(out, scanner, result, args.recon)
-
-
 def cmd_recover(args: argparse.Namespace) -> int:
     from daq.pipeline.replay import recover
 
     threads = check_threads(args.threads)
+    imported, kept = keptruns.source_of(args.run)
+    if kept is not None:
+        return keptruns.recover(kept, _run_scanner(imported), args.recon)
     run, scanner = _journal_run(args.run, "recover from")
-    recorded = run.start.sort if run.start else {}
-    sort = SortSettings(**{k: v for k, v in recorded.items()
-                           if k in SortSettings.__dataclass_fields__})
+    sort = keptruns.recorded_sort(run)
     progress = Progress(f"recover {run.path.name}", unit="bytes")
     result = recover(run, scanner, _calibration(run, scanner), sort,
                      progress=lambda done, total: progress.update(done),

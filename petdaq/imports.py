@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from daq.pipeline.importer import (
     check_files,
     import_into,
     keep_sources,
+    map_file_of,
 )
 from hw import channelmap, formats
 from hw.formats import gate
@@ -27,9 +29,9 @@ from petdaq.commands import (
     add_out_options,
     add_sort_options,
     digitizer_settings,
-    finish_records_run,
     sort_settings,
 )
+from petdaq.summary import finish_records_run
 from runstore.listmode import read_listmode
 from runstore.rundir import RunDir
 
@@ -46,6 +48,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help=f"the files' format: {', '.join(sorted(formats.readers()))}")
     p.add_argument("--scanner", default="bedside-brain", help="scanner name or .toml")
     add_digitizer_options(p)
+    p.add_argument("--gate-repeaters", default=None, metavar="R,M,S,C[,L]",
+                   help="GATE 9 cylindricalPET: the copies of rsector, module, submodule, "
+                        "crystal (and layer); the singles' volume IDs then place them "
+                        "(default: the crystal nearest each single's position)")
     p.add_argument("--no-recon", dest="recon", action="store_false")
     add_out_options(p)
     add_sort_options(p)
@@ -56,28 +62,43 @@ def _settings(args: argparse.Namespace) -> ImportSettings:
     if args.format not in formats.readers():
         raise UserError(f"unknown format {args.format!r}: choose one of "
                         f"{', '.join(sorted(formats.readers()))}")
-    return digitizer_settings(args, args.format)
+    settings = digitizer_settings(args, args.format)
+    if args.gate_repeaters is None:
+        return settings
+    if args.format != "gate":
+        raise UserError("--gate-repeaters is for --format gate")
+    return replace(settings, gate_repeaters=gate.parse_repeaters(args.gate_repeaters))
 
 
-def _check_map(args: argparse.Namespace, scanner: Scanner) -> None:
-    """``--map`` read and checked now (a simulation's singles are on crystals already)."""
+def _map_file(args: argparse.Namespace, settings: ImportSettings, scanner: Scanner
+              ) -> Path | None:
+    """``--map`` (else the scanner's ``[readout] map``) read and checked now; None: the
+    scanner's wiring (GATE: its singles' positions, or volume IDs, place them)."""
     if args.format == "gate":
-        if args.map is not None:
-            raise UserError("GATE singles are placed on the scanner's crystals: leave out --map")
-    elif args.map is not None:
-        channelmap.load(args.map, scanner)
+        if settings.gate_repeaters is None and args.map is not None:
+            raise UserError("GATE singles are placed on the crystal nearest their position: "
+                            "leave out --map (a map takes --gate-repeaters' volume IDs)")
+        if settings.gate_repeaters is None:
+            return None
+        if args.map is None:
+            channelmap.gate_ids(scanner, settings.gate_repeaters)
+            return None
+    map_file = map_file_of(args.map, scanner)
+    if map_file is not None:
+        channelmap.load(map_file, scanner)
+    return map_file
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     settings = _settings(args)
     scanner = load_scanner(args.scanner)
-    _check_map(args, scanner)
+    map_file = _map_file(args, settings, scanner)
     sort = sort_settings(args)
     sort.resolved(scanner)
     check_files(args.files, settings, scanner)
     run = RunDir.create(args.out, args.name)
     try:
-        kept, named = keep_sources(run.path, args.files, args.map)
+        kept, named = keep_sources(run.path, args.files, map_file)
         progress = Progress(f"import {run.path.name}", unit="records")
         result = import_into(run, kept, settings, scanner, named, sort, progress.update)
         progress.close(result["counts"]["records"])

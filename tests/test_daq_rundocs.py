@@ -88,7 +88,7 @@ def test_an_older_runs_documents_still_open(tmp_path: Path, reason: str,
 
 
 def test_petdaq_info_reads_an_older_run(tmp_path: Path, capsys) -> None:
-    from petdaq.commands import print_summary
+    from petdaq.summary import print_summary
 
     run = _run(tmp_path)
     run.meta_file.write_text(json.dumps(OLD_RUN))

@@ -479,6 +479,15 @@ def test_losses_low_disk_and_operator_message_raise_the_banner(qtbot, console, f
     qtbot.waitUntil(lambda: console.banner_text() == "", timeout=5000)
 
 
+def test_an_abcd_boards_digitizer_rate_is_shown_beside_ours(qtbot, console, fake_daq):
+    _wait_monitor(qtbot, console, lambda v: True)
+    fake_daq.extra = {"boards": [{"board": 0, "singles_cps": 3e5, "digitizer_cps": 3.2e5,
+                                  "status_age_s": 0.4}]}
+    qtbot.waitUntil(lambda: "digitizer" in console.status.values["boards"].text(), timeout=5000)
+    assert console.status.values["boards"].text() == \
+        "1 board, 300 k\u2013300 kcps (digitizer 320 k\u2013320 kcps)"
+
+
 def test_missing_fields_read_dash_and_malformed_messages_are_counted(qtbot, console, fake_daq):
     _wait_monitor(qtbot, console, lambda v: True)
     fake_daq.extra = {"rates": {}, "disk": None, "totals": "garbage", "hitmap": None}

@@ -314,3 +314,140 @@ def test_timing_calibration_recovers_the_channels_offsets(tmp_path, brain, monke
         return float(np.mean(prompts["dt"] < 1000))
 
     assert spread(after) > 1.3 * spread(run)  # more prompts back within the TOF spread
+
+
+def _petsys_in_units(tmp_path: Path, singles: np.ndarray, unit_per_kev: np.ndarray) -> Path:
+    """A PETsys singles file of ``singles`` on 256 channels (crystal % 256), each channel's
+    energy in its own raw unit (``unit_per_kev`` of it)."""
+    channel = singles["crystal"] % 256
+    rows = np.zeros(singles.size, petsys.SINGLE)
+    rows["time"], rows["channel_id"] = singles["t"], channel
+    rows["energy"] = singles["energy"] * unit_per_kev[channel]
+    rows.tofile(tmp_path / "raw.ldat")
+    return tmp_path / "raw.ldat"
+
+
+def test_photopeak_calibration_of_raw_units_then_replay_in_kev(tmp_path, brain, monkeypatch):
+    """ToT-like energies, each of 256 channels with its own gain (0.07-0.13 units per keV):
+    ``petdaq calibrate RUN --method photopeak`` on the imported run finds every channel's keV per
+    unit within 3 %; a replay with no options then sorts in keV, as an import of the true keV
+    does."""
+    import emulator
+
+    monkeypatch.setenv("BEDSIDE_PET_HOME", str(tmp_path / "home"))
+    singles = emulator.simulate(brain, "cylinder", "F-18", 10.0, 0.5, seed=4).singles
+    unit_per_kev = np.random.default_rng(2).uniform(0.07, 0.13, 256)
+    chosen = np.arange(256) * (brain.n_crystals // 256)
+    cmap = channel_map(tmp_path / "map.csv", chosen)
+    raw = _petsys_in_units(tmp_path, singles, unit_per_kev)
+    run = _import(tmp_path, "raw", str(raw), "--format", "petsys", "--map", str(cmap))
+    r = petdaq("calibrate", str(run), "--method", "photopeak")
+    assert r.returncode == 0 and "stored" in r.stdout, r.stderr
+    (table,) = (tmp_path / "home" / "calibration").glob("bedside-brain.units-petsys-*.npz")
+    with np.load(table) as z:
+        found = z["kev_per_unit"][chosen]
+    assert np.abs(found * unit_per_kev - 1).max() < 0.03
+    r = petdaq("sort", str(run), "--out", str(tmp_path / "again"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "again" / "run.json").read_text())
+    assert doc["start"]["calibration"]["method"] == "photopeak table"
+    exact = _import(tmp_path, "kev", str(_petsys_in_units(tmp_path, singles, np.ones(256))),
+                    "--format", "petsys", "--map", str(cmap), "--kev-per-unit", "1")
+    prompts = json.loads((exact / "run.json").read_text())["stop"]["counts"]["prompts"]
+    assert doc["stop"]["counts"]["prompts"] == pytest.approx(prompts, rel=0.03)
+    raw_prompts = json.loads((run / "run.json").read_text())["stop"]["counts"]["prompts"]
+    assert raw_prompts < 0.01 * prompts  # before: raw units fell out of the keV window
+
+
+def test_recover_of_a_killed_import_sorts_its_kept_files_again(tmp_path, brain, singles):
+    """An import killed before its stop document (run.json without ``stop``, a cut list-mode
+    file): ``petdaq recover`` sorts the run's kept source files again, into the same
+    coincidences."""
+    rows = np.zeros(singles.size, petsys.SINGLE)
+    rows["time"], rows["energy"] = singles["t"], singles["energy"]
+    rows["channel_id"] = singles["crystal"]
+    rows.tofile(tmp_path / "s.ldat")
+    cmap = write_map(tmp_path / "map.csv", [(0, c, c) for c in range(brain.n_crystals)])
+    run = _import(tmp_path, "killed", str(tmp_path / "s.ldat"), "--format", "petsys",
+                  "--map", str(cmap))
+    whole, _ = read_listmode(run / "coincidences.h5")
+    doc = json.loads((run / "run.json").read_text())
+    del doc["stop"]
+    (run / "run.json").write_text(json.dumps(doc))
+    listmode = run / "coincidences.h5"
+    listmode.write_bytes(listmode.read_bytes()[: listmode.stat().st_size // 3])
+    (tmp_path / "s.ldat").unlink()  # the run kept its own
+    r = petdaq("recover", str(run), "--no-recon")
+    assert r.returncode == 0, r.stderr
+    stop = json.loads((run / "run.json").read_text())["stop"]
+    assert stop["reason"] == "recovered from the source files"
+    assert stop["exit_status"] == "abort"
+    assert np.array_equal(read_listmode(listmode)[0], whole)
+    assert stop["counts"]["singles"] == singles.size
+
+
+def test_a_labs_scanner_toml_names_its_map(tmp_path, brain, singles):
+    """A lab's scanner definition with ``[readout] map``: its imports need no ``--map``, the
+    run replays from its start document alone, and a map the TOML names but lacks is one line."""
+    from hw.scanner import BUILTIN_DIR
+
+    perm = np.random.default_rng(3).permutation(brain.n_crystals)
+    write_map(tmp_path / "lab-map.csv", [(0, ch, int(perm[ch])) for ch in range(perm.size)])
+    text = (BUILTIN_DIR / f"{SCANNER}.toml").read_text().replace(
+        'name = "bedside-brain"', 'name = "lab-brain"')
+    toml = tmp_path / "lab-brain.toml"
+    toml.write_text(text + '\n[readout]\nmap = "lab-map.csv"\n')
+    rows = np.zeros(singles.size, petsys.SINGLE)
+    rows["time"], rows["energy"] = singles["t"], singles["energy"]
+    rows["channel_id"] = np.argsort(perm)[singles["crystal"]]
+    rows.tofile(tmp_path / "lab.ldat")
+    r = petdaq("import", str(tmp_path / "lab.ldat"), "--format", "petsys", "--scanner",
+               str(toml), "--out", str(tmp_path), "--name", "lab", "--no-recon")
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "lab"
+    _check(run, brain, singles, singles.size)
+    assert json.loads((run / "run.json").read_text())["start"]["settings"]["source"]["map"] \
+        == "source/map.csv"
+    r = petdaq("sort", str(run), "--out", str(tmp_path / "again"))
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(read_listmode(tmp_path / "again" / "coincidences.h5")[0],
+                          read_listmode(run / "coincidences.h5")[0])
+    (tmp_path / "lab-map.csv").unlink()
+    r = petdaq("import", str(tmp_path / "lab.ldat"), "--format", "petsys", "--scanner",
+               str(toml), "--out", str(tmp_path), "--name", "nomap")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"petdaq: error: scanner file {toml}: key 'readout.map' names "
+        f"{tmp_path / 'lab-map.csv'}, which does not exist"]
+    assert not (tmp_path / "nomap").exists()
+
+
+def test_gate_volume_ids_place_singles_as_their_positions_do(tmp_path, brain, singles):
+    """GATE 9 cylindricalPET volume IDs (rsector = module around the ring, module = module
+    ring, crystal = GATE's cubic-array copy, tangential fastest) with the system's repeater
+    counts: the same crystals, so the same coincidences, as the nearest crystal to each
+    position; counts that are not the scanner's are one line naming both."""
+    uproot = pytest.importorskip("uproot")
+    c = singles["crystal"]
+    ct = brain.crystals_per_ring // brain.n_modules
+    ca = brain.n_rings // brain.n_module_rings
+    ring, tang = c // brain.crystals_per_ring, c % brain.crystals_per_ring
+    ids = {"rsectorID": brain.crystal_module[c], "moduleID": brain.crystal_module_ring[c],
+           "submoduleID": np.zeros(c.size), "crystalID": (ring % ca) * ct + tang % ct,
+           "layerID": np.zeros(c.size)}
+    branches = {"time": singles["t"] / 1e12, "energy": (singles["energy"] / 1000).astype(
+        np.float32), **{k: v.astype(np.int32) for k, v in ids.items()}}
+    _write_ttree(uproot, tmp_path / "ids.root", "Singles", branches)  # no positions at all
+    counts = f"{brain.n_modules},{brain.n_module_rings},1,{ct * ca}"
+    run = _import(tmp_path, "ids", str(tmp_path / "ids.root"), "--format", "gate",
+                  "--gate-repeaters", counts)
+    expected = singles.copy()
+    expected["energy"] = branches["energy"].astype(np.float64) * 1000
+    _check(run, brain, expected, singles.size)
+    r = petdaq("sort", str(run), "--out", str(tmp_path / "again"))
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(read_listmode(tmp_path / "again" / "coincidences.h5")[0],
+                          read_listmode(run / "coincidences.h5")[0])
+    r = petdaq("import", str(tmp_path / "ids.root"), "--format", "gate", "--gate-repeaters",
+               "8,4,1,64", "--out", str(tmp_path), "--name", "wrong")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"not {SCANNER}'s {brain.n_modules},{brain.n_module_rings},1,{ct * ca},1" in r.stderr

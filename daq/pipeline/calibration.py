@@ -91,15 +91,10 @@ class Calibration:
 
     def save(self, folder: Path | None = None) -> Path:
         """Store the table with the scanner's calibrations; returns its path."""
-        folder = folder or calibration_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = self.created_utc.replace(":", "").replace("-", "")[:15]
-        path = folder / f"{self.scanner}-{stamp}.npz"
-        with replacing(path) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, gains=self.gains, kev_per_adc_code=self.kev_per_adc_code,
-                     scanner=self.scanner, scanner_digest=self.scanner_digest,
-                     method=self.method, created_utc=self.created_utc, from_run=self.from_run)
-        return path
+        return store(self.scanner, self.created_utc, folder, {
+            "gains": self.gains, "kev_per_adc_code": self.kev_per_adc_code,
+            "scanner": self.scanner, "scanner_digest": self.scanner_digest,
+            "method": self.method, "created_utc": self.created_utc, "from_run": self.from_run})
 
 
 def calibration_dir() -> Path:
@@ -108,16 +103,36 @@ def calibration_dir() -> Path:
     return Path(home) / "calibration"
 
 
+def store(name: str, created_utc: str, folder: Path | None, fields: dict[str, Any]) -> Path:
+    """Write ``fields`` as the table ``<name>-<UTC time>.npz`` in the calibration folder
+    (atomically); returns its path."""
+    folder = folder or calibration_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = created_utc.replace(":", "").replace("-", "")[:15]
+    path = folder / f"{name}-{stamp}.npz"
+    with replacing(path) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, **fields)
+    return path
+
+
+def read_fields(path: str | Path, what: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of a stored table: one UserError naming ``what`` and the file if it
+    cannot be read or lacks one."""
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in names}
+    except (OSError, KeyError, ValueError) as exc:
+        raise UserError(f"{what} {path} cannot be read: {exc}") from None
+
+
 def load_table(path: str | Path) -> Calibration:
     """Read a stored gain table."""
-    p = Path(path)
-    try:
-        with np.load(p) as z:
-            return Calibration(str(z["scanner"]), str(z["scanner_digest"]), z["gains"],
-                               float(z["kev_per_adc_code"]), str(z["method"]),
-                               str(z["created_utc"]), str(z["from_run"]), str(p))
-    except (OSError, KeyError, ValueError) as exc:
-        raise UserError(f"calibration table {p} cannot be read: {exc}") from None
+    z = read_fields(path, "calibration table", (
+        "scanner", "scanner_digest", "gains", "kev_per_adc_code", "method", "created_utc",
+        "from_run"))
+    return Calibration(str(z["scanner"]), str(z["scanner_digest"]), z["gains"],
+                       float(z["kev_per_adc_code"]), str(z["method"]), str(z["created_utc"]),
+                       str(z["from_run"]), str(path))
 
 
 def newest(folder: Path | None, pattern: str, load: Callable[[Path], T], scanner: Scanner
@@ -168,7 +183,7 @@ def derive(raw: np.ndarray, scanner: Scanner, method: str = "photopeak", created
     if ok.sum() < max(1, n // 2):
         raise UserError(f"calibration run too short: only {int(ok.sum())} of {n} crystals have "
                         f">= {MIN_COUNTS} counts; acquire longer")
-    shifts = _register(hist, ok)
+    shifts = register(hist, ok)
     gains = np.exp(shifts * width)
     if method == "photopeak":
         peak_code = _photopeak_code(hist, ok, shifts, edges, scanner)
@@ -183,7 +198,7 @@ def derive(raw: np.ndarray, scanner: Scanner, method: str = "photopeak", created
     return cal, report
 
 
-def _register(hist: np.ndarray, ok: np.ndarray, iterations: int = 2) -> np.ndarray:
+def register(hist: np.ndarray, ok: np.ndarray, iterations: int = 2) -> np.ndarray:
     """Shift (bins) of each crystal's log spectrum relative to the summed spectrum."""
     norm = hist / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
     shifts = np.zeros(hist.shape[0])
@@ -199,11 +214,11 @@ def _register(hist: np.ndarray, ok: np.ndarray, iterations: int = 2) -> np.ndarr
         denom = y0 - 2 * y1 + y2
         frac = np.where(denom < 0, 0.5 * (y0 - y2) / np.where(denom < 0, denom, -1.0), 0.0)
         shifts = lags[best] + frac
-        reference = _aligned_sum(norm[ok], shifts[ok])
+        reference = aligned_sum(norm[ok], shifts[ok])
     return shifts - np.median(shifts[ok])
 
 
-def _aligned_sum(norm: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+def aligned_sum(norm: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Sum of spectra each moved back by its shift (linear interpolation)."""
     x = np.arange(norm.shape[1], dtype=np.float64)
     pairs = zip(norm, shifts, strict=True)
@@ -213,7 +228,7 @@ def _aligned_sum(norm: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 def _photopeak_code(hist: np.ndarray, ok: np.ndarray, shifts: np.ndarray, edges: np.ndarray,
                     scanner: Scanner) -> float:
     """ADC code of the 511 keV photopeak of the aligned summed spectrum (gain-1 channel)."""
-    reference = _aligned_sum(hist[ok] / hist[ok].sum(axis=1, keepdims=True), shifts[ok])
+    reference = aligned_sum(hist[ok] / hist[ok].sum(axis=1, keepdims=True), shifts[ok])
     centres = np.exp(0.5 * (edges[1:] + edges[:-1]))
     kev = centres * scanner.digitizer.kev_per_adc_code
     window = (kev > 380) & (kev < 700)

@@ -3,7 +3,7 @@ list-mode, as the live chain does for our boards.
 
 The records of every file (:mod:`hw.formats`) reach the scanner's crystals through a channel map
 (:mod:`hw.channelmap`; a channel it does not name is counted as ``bad_channel``), their raw
-energies become keV by ``kev_per_unit``, a reordering bound puts them in time order (a record
+energies become keV (:func:`energy_scale`), a reordering bound puts them in time order (a record
 older than it is a counted ``late_events``) and the coincidence sorter takes them chunk by chunk:
 memory stays bounded for files of any size.
 """
@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 import coincidence
-from daq.pipeline import timing
+from daq.pipeline import energyunits, timing
+from daq.pipeline.energyunits import UnitTable
 from daq.pipeline.processor import SortSettings
 from daq.pipeline.reorder import Reorder
 from daq.pipeline.timing import TimingTable
@@ -39,6 +40,9 @@ SOURCE_DIR = "source"
 MAP_FILE = "map.csv"
 #: A run read through the scanner's own wiring.
 WIRING = "wiring"
+#: GATE singles placed on the crystal nearest their position, or by their volume IDs.
+NEAREST = "nearest crystal"
+GATE_IDS = "GATE volume IDs"
 
 
 @dataclass(frozen=True)
@@ -49,30 +53,42 @@ class ImportSettings:
     """A name of :func:`hw.formats.readers`."""
     ns_per_sample: float | None = None
     """The digitizer's sample period (ns), for formats whose clock counts samples (ABCD)."""
-    kev_per_unit: float = 1.0
-    """keV per raw energy unit (1: the file's energies are keV already, or not yet calibrated)."""
+    kev_per_unit: float | None = None
+    """keV per raw energy unit, as given (None: :func:`energy_scale` finds it)."""
     reorder_ms: float = DEFAULT_REORDER_MS
     """The reordering bound (ms): records come at most this much out of time order."""
+    gate_repeaters: tuple[int, ...] | None = None
+    """GATE: the system's repeater counts, when the volume IDs place the singles."""
 
     def describe(self, files: Sequence[Path], channel_map: str) -> dict[str, Any]:
         """What the start document records of the source (a replay needs nothing more):
         ``channel_map`` as :func:`keep_sources` names it."""
-        named = "nearest crystal" if self.format == "gate" else channel_map
-        return {"format": self.format, "files": [p.name for p in files], "map": named,
-                "ns_per_sample": self.ns_per_sample, "kev_per_unit": self.kev_per_unit,
-                "reorder_ms": self.reorder_ms}
+        return {"format": self.format, "files": [p.name for p in files],
+                "map": self.placement(channel_map), "ns_per_sample": self.ns_per_sample,
+                "kev_per_unit": self.kev_per_unit, "reorder_ms": self.reorder_ms,
+                "gate_repeaters": list(self.gate_repeaters) if self.gate_repeaters else None}
+
+    def placement(self, channel_map: str) -> str:
+        """How the records reach crystals, as the start document names it."""
+        if self.format != "gate":
+            return channel_map
+        if self.gate_repeaters is None:
+            return NEAREST
+        return GATE_IDS if channel_map == WIRING else channel_map
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ImportSettings:
         """The settings a start document recorded (:meth:`describe`)."""
+        given, repeaters = doc.get("kev_per_unit"), doc.get("gate_repeaters")
         return cls(str(doc["format"]), doc.get("ns_per_sample"),
-                   float(doc.get("kev_per_unit") or 1.0),
-                   float(doc.get("reorder_ms") or DEFAULT_REORDER_MS))
-
+                   None if given is None else float(given),
+                   float(doc.get("reorder_ms") or DEFAULT_REORDER_MS),
+                   tuple(repeaters) if repeaters else None)
 
     def options(self, scanner: Scanner) -> formats.ReadOptions:
         """What the readers need: the sample period, the scanner's crystals."""
-        return formats.ReadOptions(self.ns_per_sample, scanner.crystal_centres)
+        return formats.ReadOptions(self.ns_per_sample, scanner.crystal_centres,
+                                   self.gate_repeaters)
 
 
 def keep_sources(run: Path, files: Sequence[Path], map_file: Path | None) -> tuple[list[Path], str]:
@@ -88,6 +104,12 @@ def keep_sources(run: Path, files: Sequence[Path], map_file: Path | None) -> tup
     return kept, f"{SOURCE_DIR}/{MAP_FILE}"
 
 
+def map_file_of(given: Path | None, scanner: Scanner) -> Path | None:
+    """The channel map a run reads through: ``--map``, else the scanner's ``[readout] map``, else
+    None (the scanner's own boards' wiring)."""
+    return given if given is not None else scanner.readout_map
+
+
 def keep_file(src: Path, dst: Path) -> Path:
     """``src`` at ``dst``: a hard link where the file system allows, else a copy."""
     return _keep(src, dst)
@@ -101,10 +123,13 @@ def _keep(src: Path, dst: Path) -> Path:
     return dst
 
 
-def channel_map_of(run: Path, named: str, scanner: Scanner, fmt: str) -> ChannelMap:
-    """The channel map a start document names (:func:`keep_sources`)."""
-    if fmt == "gate":
+def channel_map_of(run: Path, named: str, scanner: Scanner, settings: ImportSettings
+                   ) -> ChannelMap:
+    """The channel map a start document names (:meth:`ImportSettings.describe`)."""
+    if named == NEAREST:
         return channelmap.identity(scanner)
+    if named == GATE_IDS:
+        return channelmap.gate_ids(scanner, settings.gate_repeaters)
     return channelmap.wiring(scanner) if named == WIRING else channelmap.load(run / named, scanner)
 
 
@@ -115,10 +140,12 @@ def check_files(files: Sequence[Path], settings: ImportSettings, scanner: Scanne
         next(iter(formats.read(path, settings.format, settings.options(scanner), 1)), None)
 
 
-def singles_of(records: formats.Records, channel_map: ChannelMap, kev_per_unit: float,
-               offsets_ps: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """(SINGLE_DTYPE singles in the records' order, records on no mapped channel); with
-    ``offsets_ps`` (per crystal, :mod:`daq.pipeline.timing`) taken off their times."""
+def singles_of(records: formats.Records, channel_map: ChannelMap,
+               kev_per_unit: float | np.ndarray, offsets_ps: np.ndarray | None = None
+               ) -> tuple[np.ndarray, int]:
+    """(SINGLE_DTYPE singles in the records' order, records on no mapped channel): energies
+    times ``kev_per_unit`` (one value, or one a crystal); with ``offsets_ps`` (per crystal,
+    :mod:`daq.pipeline.timing`) taken off their times."""
     crystal = channel_map.crystals_of(records.board, records.channel)
     ok = crystal >= 0
     out = np.empty(int(ok.sum()), SINGLE_DTYPE)
@@ -126,7 +153,8 @@ def singles_of(records: formats.Records, channel_map: ChannelMap, kev_per_unit: 
     out["t"] = records.t_ps[ok]
     if offsets_ps is not None:
         out["t"] -= offsets_ps[out["crystal"]]
-    out["energy"] = (records.energy[ok] * kev_per_unit).astype(np.float32)
+    scale = kev_per_unit[out["crystal"]] if np.ndim(kev_per_unit) else kev_per_unit
+    out["energy"] = (records.energy[ok] * scale).astype(np.float32)
     return out, int(records.size - out.size)
 
 
@@ -137,21 +165,48 @@ def file_records(files: Sequence[Path], settings: ImportSettings, scanner: Scann
             for records in formats.read(path, settings.format, settings.options(scanner)))
 
 
-def calibration_doc(settings: ImportSettings, table: TimingTable | None) -> dict[str, Any]:
-    """What run.json records of an imported run's calibration: the energy unit and the timing
-    table (the newest of the scanner, :func:`daq.pipeline.timing.current`)."""
-    return {"method": "kev_per_unit", "kev_per_unit": settings.kev_per_unit,
-            "timing": table.describe() if table is not None else None}
+@dataclass(frozen=True)
+class SourceCalibration:
+    """How an imported run's records become keV and lose their channels' time offsets."""
+
+    kev_per_unit: float | np.ndarray
+    """One value, or one a crystal."""
+    units: UnitTable | None
+    timing: TimingTable | None
+
+    @classmethod
+    def of(cls, settings: ImportSettings, scanner: Scanner) -> SourceCalibration:
+        """One rule: ``--kev-per-unit`` as given; else the newest photopeak table of the scanner
+        for this format (``petdaq calibrate RUN``); else 1 (the energies are keV). The time
+        offsets: the newest timing table of the scanner."""
+        units = None if settings.kev_per_unit is not None else energyunits.current(
+            scanner, settings.format)
+        scale = (settings.kev_per_unit if settings.kev_per_unit is not None
+                 else units.kev_per_unit if units is not None else 1.0)
+        return cls(scale, units, timing.current(scanner))
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records of it."""
+        energy = (self.units.describe() if self.units is not None else
+                  {"method": "kev_per_unit", "kev_per_unit": float(self.kev_per_unit)})
+        return {**energy, "timing": self.timing.describe() if self.timing is not None else None}
+
+    @property
+    def offsets_ps(self) -> np.ndarray | None:
+        return self.timing.offsets_ps if self.timing is not None else None
 
 
 def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, scanner: Scanner,
                  channel_map: ChannelMap, sort: SortSettings, listmode: Path,
                  progress: Callable[[int], None] | None = None,
-                 timing: TimingTable | None = None) -> dict[str, Any]:
+                 calibration: SourceCalibration | None = None,
+                 running: dict[str, int] | None = None) -> dict[str, Any]:
     """Sort the records of ``chunks`` (from files, or live as they arrive) into the list-mode
-    file ``listmode``, each single's channel time offset (``timing``) taken off before the time
-    order; returns the counts, the losses and the sort settings used."""
-    offsets = timing.offsets_ps if timing is not None else None
+    file ``listmode``, their energies in keV and each single's channel time offset taken off
+    before the time order (``calibration``, default :meth:`SourceCalibration.of`); returns the
+    counts, the losses and the sort settings used. ``running``: a dict given the counts and
+    losses so far after each chunk (for a live monitor)."""
+    cal = calibration or SourceCalibration.of(settings, scanner)
     resolved = sort.resolved(scanner)
     sorter = coincidence.Sorter(scanner=scanner, **resolved)
     order = Reorder(round(settings.reorder_ms * 1e9))
@@ -176,10 +231,13 @@ def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, sc
 
     try:
         for records in chunks:
-            singles, unmapped = singles_of(records, channel_map, settings.kev_per_unit, offsets)
+            singles, unmapped = singles_of(records, channel_map, cal.kev_per_unit,
+                                           cal.offsets_ps)
             counts["records"] += records.size
             bad += unmapped
             emit(order.feed(singles))
+            if running is not None:
+                running.update(counts, bad_channel=bad, late_events=order.late_events)
             if progress is not None:
                 progress(counts["records"])
         emit(order.flush())
@@ -199,14 +257,14 @@ def import_into(run: RunDir, files: Sequence[Path], settings: ImportSettings, sc
     ``source`` saying what else the start document records of them): its start document (the
     source's settings, ``extra``), its list-mode file and its stop document; returns the
     result."""
-    cmap = channel_map_of(run.path, channel_map, scanner, settings.format)
-    table = timing.current(scanner)
+    cmap = channel_map_of(run.path, settings.placement(channel_map), scanner, settings)
+    cal = SourceCalibration.of(settings, scanner)
     run.new_start(scanner.name, scanner.digest,
-                  {"source": {**settings.describe(files, channel_map), **(source or {})},
-                   "sort": sort.resolved(scanner), **(extra or {})},
-                  calibration_doc(settings, table))
+                  {"source": {**settings.describe(files, channel_map),
+                              "scanner_file": scanner.source, **(source or {})},
+                   "sort": sort.resolved(scanner), **(extra or {})}, cal.describe())
     records = file_records(files, settings, scanner) if chunks is None else chunks
-    result = sort_records(records, settings, scanner, cmap, sort, run.listmode, progress, table)
+    result = sort_records(records, settings, scanner, cmap, sort, run.listmode, progress, cal)
     what = f"{len(files)} {settings.format} file(s)" if chunks is None else "the journal"
     run.write_stop(StopDocument(f"imported {what}", ExitStatus.SUCCESS, result["counts"],
                                 result["losses"], data_end_s=result["data_end_s"]))

@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from daq.pipeline.calibration import calibration_dir, newest
+from daq.pipeline.calibration import newest, read_fields, store
 from hw.scanner import Scanner
-from infra.atomic import replacing
 from infra.errors import UserError
 
 #: Each further fit leaves out the prompts farther than this from the one before (ps).
@@ -56,24 +55,17 @@ class TimingTable:
                 "offset_rms_ps": float(np.sqrt(np.mean(o.astype(np.float64) ** 2)))}
 
     def save(self, folder: Path | None = None) -> Path:
-        folder = folder or calibration_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = self.created_utc.replace(":", "").replace("-", "")[:15]
-        path = folder / f"{self.scanner}.timing-{stamp}.npz"
-        with replacing(path) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, offsets_ps=self.offsets_ps, scanner=self.scanner,
-                     scanner_digest=self.scanner_digest, created_utc=self.created_utc,
-                     from_run=self.from_run)
-        return path
+        return store(f"{self.scanner}.timing", self.created_utc, folder, {
+            "offsets_ps": self.offsets_ps, "scanner": self.scanner,
+            "scanner_digest": self.scanner_digest, "created_utc": self.created_utc,
+            "from_run": self.from_run})
 
 
 def load(path: Path) -> TimingTable:
-    try:
-        with np.load(path) as z:
-            return TimingTable(str(z["scanner"]), str(z["scanner_digest"]), z["offsets_ps"],
-                               str(z["created_utc"]), str(z["from_run"]), str(path))
-    except (OSError, KeyError, ValueError) as exc:
-        raise UserError(f"timing table {path} cannot be read: {exc}") from None
+    z = read_fields(path, "timing table", ("scanner", "scanner_digest", "offsets_ps",
+                                           "created_utc", "from_run"))
+    return TimingTable(str(z["scanner"]), str(z["scanner_digest"]), z["offsets_ps"],
+                       str(z["created_utc"]), str(z["from_run"]), str(path))
 
 
 def current(scanner: Scanner, folder: Path | None = None) -> TimingTable | None:

@@ -6,6 +6,9 @@ GATE 9: ``time`` (double, s), ``energy`` (MeV), ``globalPosX/Y/Z`` (mm), with ``
 be missing (output masks): what the reader needs and does not find is named. Each single is
 placed on the scanner model's crystal nearest to its position (within ``MAX_MM``), channel =
 that crystal on board 0; a single farther from every crystal is on no channel (``bad_channel``).
+With the system's repeater counts (GATE 9 cylindricalPET), the channel is instead the single's
+volume IDs in one number (:func:`linear_id`), which :func:`hw.channelmap.gate_ids` or a map
+takes to a crystal.
 Read with ``uproot`` (``pip install 'bedside-pet[gate]'``).
 """
 
@@ -60,24 +63,63 @@ def singles_tree(path: Path) -> tuple[Any, str]:
 
 
 def read(path: Path, chunk_records: int, options: ReadOptions) -> Iterator[Records]:
-    """The singles of a GATE ROOT file, on the crystals of ``options.crystal_centres_mm``."""
-    if options.crystal_centres_mm is None:
+    """The singles of a GATE ROOT file: on the crystals of ``options.crystal_centres_mm``, or,
+    with ``options.gate_repeaters``, on the channels their volume IDs name."""
+    repeaters = options.gate_repeaters
+    if options.crystal_centres_mm is None and repeaters is None:
         raise UserError("GATE singles are placed on the scanner's crystals: give --scanner")
     tree, layout = singles_tree(path)
     time, ps_per_unit, energy, position = LAYOUTS[layout]
-    names = set(tree.keys())
-    missing = [b for b in (time, energy, *position) if b not in names]
+    if repeaters is not None and layout != "GATE 9":
+        raise UserError(f"{path}: volume IDs are read from GATE 9's cylindricalPET branches; "
+                        f"this is a {layout} tree: leave out --gate-repeaters")
+    where = ID_BRANCHES if repeaters is not None else position
+    missing = [b for b in (time, energy, *where) if b not in set(tree.keys())]
     if missing:
         raise UserError(f"{path}: its {layout} tree {tree.name!r} lacks {', '.join(missing)} "
                         f"(an output mask?)")
-    grid = CrystalGrid.of(options.crystal_centres_mm)
-    for arrays in tree.iterate([time, energy, *position], step_size=chunk_records,
-                               library="np"):
-        xyz = np.stack([arrays[b] for b in position], axis=1)
-        crystal = grid.nearest(xyz, MAX_MM)
+    grid = CrystalGrid.of(options.crystal_centres_mm) if repeaters is None else None
+    for arrays in tree.iterate([time, energy, *where], step_size=chunk_records, library="np"):
         t_ps = np.rint(np.asarray(arrays[time], np.float64) * ps_per_unit).astype(np.int64)
-        channel = np.where(crystal >= 0, crystal, np.iinfo(np.int32).max)
+        if grid is None:
+            channel = linear_id([arrays[b] for b in ID_BRANCHES], repeaters)
+        else:
+            crystal = grid.nearest(np.stack([arrays[b] for b in position], axis=1), MAX_MM)
+            channel = np.where(crystal >= 0, crystal, NO_CHANNEL)
         yield Records.of(0, channel, t_ps, np.asarray(arrays[energy], np.float64) * 1000.0)
+
+
+#: GATE 9's cylindricalPET volume IDs, outermost first.
+ID_BRANCHES = ("rsectorID", "moduleID", "submoduleID", "crystalID", "layerID")
+#: The channel of a single that is on no crystal.
+NO_CHANNEL = np.iinfo(np.int32).max
+
+
+def linear_id(ids: list[np.ndarray], repeaters: tuple[int, ...]) -> np.ndarray:
+    """The volume IDs (rsector, module, submodule, crystal, layer) in one number,
+    ``(((rsector * M + module) * S + submodule) * C + crystal) * L + layer`` for the repeater
+    counts (R, M, S, C, L); ``NO_CHANNEL`` where an ID is outside its count."""
+    out = np.zeros(ids[0].size, np.int64)
+    ok = np.ones(ids[0].size, bool)
+    for values, count in zip(ids, repeaters, strict=True):
+        v = np.asarray(values, np.int64)
+        ok &= (v >= 0) & (v < count)
+        out = out * count + v
+    return np.where(ok, out, NO_CHANNEL).astype(np.int32)
+
+
+def parse_repeaters(text: str) -> tuple[int, ...]:
+    """``R,M,S,C[,L]`` (the copies of rsector, module, submodule, crystal, layer) checked."""
+    try:
+        counts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        counts = ()
+    if len(counts) == 4:
+        counts += (1,)
+    if len(counts) != 5 or min(counts) < 1 or np.prod(counts, dtype=np.int64) >= NO_CHANNEL:
+        raise UserError(f"--gate-repeaters takes the copies of rsector,module,submodule,crystal"
+                        f"[,layer] as positive integers (e.g. 16,4,1,400), got {text!r}")
+    return counts
 
 
 #: GATE 9's coincidence branches: the two singles' time (s) and global position (mm).

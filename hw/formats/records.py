@@ -46,3 +46,6 @@ class ReadOptions:
     """The digitizer's sample period (ns), for clocks that count samples (ABCD)."""
     crystal_centres_mm: np.ndarray | None = None
     """(N, 3) the scanner model's crystals, for simulated hits given by position (GATE)."""
+    gate_repeaters: tuple[int, ...] | None = None
+    """GATE cylindricalPET: the copies of rsector, module, submodule, crystal, layer; with them
+    a single's channel is its volume IDs in one number (:func:`hw.formats.gate.linear_id`)."""
