@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean firmware
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest tests/benchmarks -q --benchmark-enable \
 		--benchmark-json=bench-results/ci.json
 	$(BIN)/python -m daq.perf.benchcheck bench-results/ci.json
+
+# The digitizer board's firmware for an emulated Cortex-M (needs gcc-arm-none-eabi): its size.
+firmware:
+	$(MAKE) -s -C hw/firmware
 
 bench: $(STAMP)
 	$(BIN)/petdaq bench

@@ -25,6 +25,7 @@ from emulator.jit import inline, kernel
 from emulator.rng import normal
 from hw.deadtime import dead_time_units
 from hw.scanner import Scanner
+from hw.wire import WireClock
 
 
 class FrontEnd(NamedTuple):
@@ -234,3 +235,16 @@ def readout(pending, bound_ps, dig, rs, raw, truth, held, t_meas):
             tr.x, tr.y, tr.z, tr.energy = s.x, s.y, s.z, s.energy
             tr.t, tr.pileup = s.t, s.pileup
     return n_out, n_held
+
+
+def latched(raw: np.ndarray, clock: WireClock, channel_of: np.ndarray, out: np.ndarray
+            ) -> np.ndarray:
+    """Fill ``out``'s coarse, fine, channel and adc with ``raw``'s events as the digitizer
+    latches them (``raw["t"]`` already :func:`emulator.electronics.wire_time`); returns it."""
+    p = clock.period_ps
+    coarse = raw["t"] // p
+    out["coarse"] = coarse & ((1 << clock.counter_bits) - 1)
+    out["fine"] = ((raw["t"] - coarse * p) << clock.tdc_bits) // p
+    out["channel"] = channel_of[raw["crystal"]]
+    out["adc"] = raw["adc"]
+    return out

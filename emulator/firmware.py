@@ -18,6 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
+from emulator.electronics import latched
+from emulator.qemuboards import QemuPacker
 from hw import wire
 from hw.scanner import Scanner
 from infra.errors import UserError
@@ -38,6 +40,8 @@ class Packer(Protocol):
 
     def marker(self, kind: int, board: int, seq: int, t_ps: int, run: int) -> bytes: ...
 
+    def close(self) -> None: ...
+
 
 class NumbaPacker:
     """hw.wire's encoder (numba kernels)."""
@@ -55,6 +59,9 @@ class NumbaPacker:
     def marker(self, kind: int, board: int, seq: int, t_ps: int, run: int) -> bytes:
         return wire.encode_marker(kind, board=board, seq=seq, t_ps=t_ps, run=run,
                                   scanner=self.scanner)
+
+    def close(self) -> None:
+        pass
 
 
 def _library() -> ctypes.CDLL:
@@ -104,13 +111,7 @@ class CPacker:
         return (int(t_ps) // self.clock.period_ps) & ((1 << self.clock.counter_bits) - 1)
 
     def events(self, raw: np.ndarray, board: int, first_seq: int) -> bytes:
-        p = self.clock.period_ps
-        coarse = raw["t"] // p
-        ev = np.zeros(raw.size, EVENT_DTYPE)
-        ev["coarse"] = coarse & ((1 << self.clock.counter_bits) - 1)
-        ev["fine"] = ((raw["t"] - coarse * p) << self.clock.tdc_bits) // p
-        ev["channel"] = self.channel[raw["crystal"]]
-        ev["adc"] = raw["adc"]
+        ev = latched(raw, self.clock, self.channel, np.zeros(raw.size, EVENT_DTYPE))
         frames = []
         for i, k in enumerate(range(0, ev.size, wire.EVENTS_PER_FRAME)):
             part = np.ascontiguousarray(ev[k:k + wire.EVENTS_PER_FRAME])
@@ -130,11 +131,17 @@ class CPacker:
                                       self._ptr, self._out.size)
         return self._out[:n].tobytes()
 
+    def close(self) -> None:
+        pass
+
 
 def packer(kind: str, scanner: Scanner) -> Packer:
-    """``numba`` (hw.wire) or ``c`` (the firmware's packer)."""
+    """``numba`` (hw.wire), ``c`` (the firmware's packer) or ``qemu`` (the whole firmware, each
+    board in its own emulated microcontroller: :mod:`emulator.qemuboards`)."""
     if kind == "numba":
         return NumbaPacker(scanner)
     if kind == "c":
         return CPacker(scanner)
-    raise UserError(f"unknown firmware '{kind}': choose numba or c")
+    if kind == "qemu":
+        return QemuPacker(scanner)
+    raise UserError(f"unknown firmware '{kind}': choose numba, c or qemu")

@@ -53,8 +53,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                       help="send frames when their time has come (default)")
     pace.add_argument("--fast", dest="realtime", action="store_false",
                       help="send as fast as the transport takes them")
-    p.add_argument("--firmware", choices=["numba", "c"], default="numba",
-                   help="frame packer: hw.wire's numba encoder or the firmware's C packer")
+    p.add_argument("--firmware", choices=["numba", "c", "qemu"], default="numba",
+                   help="frame packer: hw.wire's numba encoder, the firmware's C packer, or the "
+                        "whole firmware on an emulated Cortex-M, one QEMU a board (slower than "
+                        "real time: docs/firmware.md)")
     p.add_argument("--heartbeat-ms", type=float, default=10.0,
                    help="emulated time between each board's STATUS heartbeats (ms)")
     p.add_argument("--baud", type=int, default=3_000_000, help="serial baud rate")
@@ -157,8 +159,11 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     recipe = Recipe(scanner, args.phantom, args.nuclide, args.activity_mbq, args.seed,
                     args.truth is not None, args.kinetic_time_scale)
     emu = recipe.build()
-    pack = packer(args.firmware, scanner)
-    emu.warm_up(pack)  # numba compiles here on a fresh install, before any board streams
+    if args.firmware == "qemu" and args.cluster is not None:
+        raise UserError("--firmware qemu runs the boards here: leave out --cluster")
+    warm = None if args.firmware == "qemu" else packer(args.firmware, scanner)
+    emu.warm_up(warm)  # numba compiles here on a fresh install, before any board streams
+    pack = warm or packer(args.firmware, scanner)  # QEMUs start once the physics is ready
     if args.cluster is not None:
         return _emulate_sharded(args, recipe, emu, pack, paths)
     return _emulate(args, emu, pack, open_sink(args.to, scanner.n_boards, args.baud, key_folder),
@@ -226,6 +231,7 @@ def _emulate(args: argparse.Namespace, emu: Emulator, pack, sink, sharded: Shard
         progress.close(sent.events, f"{sent.frames} frames, {sent.bytes / 1e6:.1f} MB in "
                                     f"{sent.seconds:.1f} s")
     finally:
+        pack.close()
         sink.close()
         if writer is not None:
             writer.close(emu.counters)

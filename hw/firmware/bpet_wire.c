@@ -182,6 +182,64 @@ size_t bpet_pack_marker(uint8_t type, uint16_t board, uint32_t seq, uint32_t coa
     return pack_two_words(type, board, seq, coarse, run, 0u, 0u, out, out_cap);
 }
 
+size_t bpet_pack_command(uint16_t board, uint32_t seq, uint8_t opcode, uint32_t a, uint64_t b,
+                         uint8_t *out, size_t out_cap)
+{
+    return pack_two_words(BPET_FRAME_COMMAND, board, seq, opcode, a, (uint32_t)b,
+                          (uint32_t)(b >> 32), out, out_cap);
+}
+
+size_t bpet_pack_reply(uint16_t board, uint32_t seq, uint8_t opcode, uint8_t result,
+                       uint32_t cmd_seq, uint32_t value, uint32_t rejected, uint8_t *out,
+                       size_t out_cap)
+{
+    return pack_two_words(BPET_FRAME_REPLY, board, seq, (uint32_t)opcode | ((uint32_t)result << 8),
+                          cmd_seq, value, rejected, out, out_cap);
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+int bpet_unpack_control(const uint8_t *chunk, size_t len, bpet_control_t *f)
+{
+    uint8_t raw[BPET_RAW_FRAME_BYTES(2u)];
+    size_t i = 0u, k = 0u;
+    while (i < len) {
+        uint8_t code = chunk[i++];
+        uint8_t j;
+        if (code == 0u) {
+            return 0;
+        }
+        for (j = 1u; j < code; ++j) {
+            if (i >= len || k >= sizeof raw || chunk[i] == 0u) {
+                return 0;
+            }
+            raw[k++] = chunk[i++];
+        }
+        if (code != 0xFFu && i < len) {
+            if (k >= sizeof raw) {
+                return 0;
+            }
+            raw[k++] = 0u;
+        }
+    }
+    if (k != sizeof raw || raw[0] != BPET_WIRE_VERSION || raw[8] != 2u || raw[9] != 0u ||
+        raw[10] != 0u || raw[11] != 0u || raw[1] < BPET_FRAME_STATUS ||
+        raw[1] > BPET_FRAME_REPLY || bpet_crc32(0u, raw, k - 4u) != le32(raw + k - 4u)) {
+        return 0;
+    }
+    f->type = raw[1];
+    f->board = (uint16_t)(raw[2] | (raw[3] << 8));
+    f->seq = le32(raw + 4);
+    f->w0_lo = le32(raw + 12);
+    f->w0_hi = le32(raw + 16);
+    f->w1_lo = le32(raw + 20);
+    f->w1_hi = le32(raw + 24);
+    return 1;
+}
+
 uint32_t bpet_crc32(uint32_t crc, const uint8_t *buf, size_t len)
 {
     size_t i;

@@ -28,6 +28,23 @@ extern "C" {
 #define BPET_FRAME_STATUS 2u
 #define BPET_FRAME_RUN_START 3u
 #define BPET_FRAME_RUN_STOP 4u
+#define BPET_FRAME_COMMAND 5u /* host -> board */
+#define BPET_FRAME_REPLY 6u   /* board -> host */
+
+/* COMMAND opcodes (word 0, bits 0-7). */
+#define BPET_CMD_PING 1u
+#define BPET_CMD_START 2u     /* a = run number */
+#define BPET_CMD_STOP 3u
+#define BPET_CMD_MASK 4u      /* a = first channel (a multiple of 64), b = their enable bits */
+#define BPET_CMD_THRESHOLD 5u /* a = channel (0xFFFFFFFF: every channel), b = lowest ADC code */
+#define BPET_CMD_RESET 6u     /* events sent, FIFO overflows and rejected commands to 0 */
+
+/* REPLY results (word 0, bits 8-15). */
+#define BPET_OK 0u
+#define BPET_BAD_FRAME 1u   /* not an intact COMMAND frame (COBS, length, version, type, CRC) */
+#define BPET_UNKNOWN 2u     /* unknown opcode */
+#define BPET_WRONG_STATE 3u /* start while running, stop while stopped */
+#define BPET_BAD_ARGUMENT 4u
 
 #define BPET_EVENTS_PER_FRAME 256u
 #define BPET_HEADER_BYTES 12u
@@ -63,6 +80,28 @@ size_t bpet_pack_status(uint16_t board, uint32_t seq, uint32_t coarse, uint32_t 
 /* RUN_START or RUN_STOP marker (type) with the coarse counter at the marker and the run number. */
 size_t bpet_pack_marker(uint8_t type, uint16_t board, uint32_t seq, uint32_t coarse,
                         uint32_t run, uint8_t *out, size_t out_cap);
+
+/* A two-word control frame (STATUS, markers, COMMAND, REPLY) as its fields. */
+typedef struct {
+    uint8_t type;
+    uint16_t board;
+    uint32_t seq;
+    uint32_t w0_lo, w0_hi, w1_lo, w1_hi;
+} bpet_control_t;
+
+/* COMMAND to board (0xFFFF: any board) with opcode and arguments a, b. */
+size_t bpet_pack_command(uint16_t board, uint32_t seq, uint8_t opcode, uint32_t a, uint64_t b,
+                         uint8_t *out, size_t out_cap);
+
+/* REPLY to the command cmd_seq with opcode: result, value (PING: the firmware version) and the
+ * commands rejected since power-up or the last RESET. */
+size_t bpet_pack_reply(uint16_t board, uint32_t seq, uint8_t opcode, uint8_t result,
+                       uint32_t cmd_seq, uint32_t value, uint32_t rejected, uint8_t *out,
+                       size_t out_cap);
+
+/* Decode chunk[0..len) (one frame's bytes between two 0x00, delimiters excluded) as a two-word
+ * control frame of version 2: 1 and *f filled if it is intact, else 0. */
+int bpet_unpack_control(const uint8_t *chunk, size_t len, bpet_control_t *f);
 
 /* CRC-32 (IEEE 802.3 / zlib) of buf[0..len) continued from crc (0 to start). */
 uint32_t bpet_crc32(uint32_t crc, const uint8_t *buf, size_t len);

@@ -17,10 +17,12 @@ from hw._crc import crc32
 from hw.wire.decode import BoardStats, Decoder, DecoderStats, RunMarker, StatusReport
 from hw.wire.encode import encode, encode_marker, encode_status
 from hw.wire.format import (
+    COMMAND,
     DEFAULT_CLOCK,
     EVENTS,
     EVENTS_PER_FRAME,
     MAX_FRAME_BYTES,
+    REPLY,
     RUN_START,
     RUN_STOP,
     STATUS,
@@ -30,10 +32,12 @@ from hw.wire.format import (
 )
 
 __all__ = [
+    "COMMAND",
     "DEFAULT_CLOCK",
     "EVENTS",
     "EVENTS_PER_FRAME",
     "MAX_FRAME_BYTES",
+    "REPLY",
     "RUN_START",
     "RUN_STOP",
     "STATUS",

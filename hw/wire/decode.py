@@ -20,6 +20,7 @@ from hw.wire.format import (
     HEADER_BYTES,
     MAX_CHUNK_BYTES,
     OLDEST_READ_VERSION,
+    REPLY,
     RUN_START,
     RUN_STOP,
     SEQ_WINDOW,
@@ -65,7 +66,7 @@ def _frame_ok(raw: np.ndarray, n: int) -> bool:
     if ftype == EVENTS:
         if nw > EVENTS_PER_FRAME:
             return False
-    elif ftype < EVENTS or ftype > RUN_STOP or nw != 2:
+    elif ftype < EVENTS or (ftype > RUN_STOP and ftype != REPLY) or nw != 2:
         return False
     if n != HEADER_BYTES + 8 * nw + CRC_BYTES:
         return False
@@ -264,7 +265,7 @@ def _sequence(frames, row0, n_rows, words, period_ps, cmask, st, window, boards,
                     st[b, _B_EVENTS] += good
                     stats[_S_BADCH] += nw - good
                     st[b, _B_BADCH] += nw - good
-            else:
+            elif ftype != REPLY:  # a reply to a command carries no time
                 w0, w1 = words[frames[r, F_WORD]], words[frames[r, F_WORD] + 1]
                 last = _unwrap(last, w0, cmask)
                 t = last * period_ps

@@ -11,8 +11,8 @@ VERSION = 2
 """The version this product's encoder and the firmware packer write."""
 OLDEST_READ_VERSION = 1
 """The decoder reads every version from this one to VERSION (recorded journals replay)."""
-#: Frame types (byte 1 of a frame).
-EVENTS, STATUS, RUN_START, RUN_STOP = 1, 2, 3, 4
+#: Frame types (byte 1 of a frame); COMMAND goes from the host to a board, REPLY back.
+EVENTS, STATUS, RUN_START, RUN_STOP, COMMAND, REPLY = 1, 2, 3, 4, 5, 6
 EVENTS_PER_FRAME = 256
 HEADER_BYTES = 12
 CRC_BYTES = 4

@@ -1,0 +1,124 @@
+"""The board's firmware in the loop: built for a Cortex-M (``make firmware``), run in QEMU, fed
+the emulator's front-end words, commanded over its UART. Skipped (one line) where
+qemu-system-arm or arm-none-eabi-gcc is missing; ``.ci/run`` installs both."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw import wire
+from hw.wire.commands import Opcode, Result, encode_command, reply_of
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="needs qemu-system-arm and arm-none-eabi-gcc (apt-get install qemu-system-arm "
+           "gcc-arm-none-eabi; .ci/run installs them)")
+
+FIRMWARE = Path(wire.__file__).parent.parent / "firmware"
+
+
+def _version() -> int:
+    text = (FIRMWARE / "bpet_board.h").read_text()
+    return int(re.search(r"BPET_FIRMWARE_VERSION 0x([0-9a-fA-F]+)u", text).group(1), 16)
+
+
+@pytest.fixture
+def board(tmp_path):
+    from emulator.qemuboards import BoardLink, image
+
+    link = BoardLink(image(), 2, tmp_path / "board2")
+    yield link
+    link.close(timeout_s=5)
+
+
+def _replies(data: bytes) -> list:
+    return [r for r in (reply_of(c) for c in data.split(b"\x00") if c) if r is not None]
+
+
+def test_make_firmware_builds_the_image_and_says_its_size_and_version(tmp_path):
+    r = subprocess.run(["make", "-s", "-C", str(FIRMWARE), f"O={tmp_path}"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^\s+\d+\s+\d+\s+\d+\s+\d+\s+[0-9a-f]+\s+\S+bpet-mps2-an385.elf$", r.stdout,
+                     re.M), r.stdout
+    assert f"firmware {_version():06x} for mps2-an385" in r.stdout
+
+
+def test_ping_answers_the_built_version(board):
+    board.command(Opcode.PING, seq=7)
+    (reply,) = _replies(board.take_until(wire.REPLY, timeout_s=30))
+    assert (reply.board, reply.opcode, reply.result, reply.cmd_seq) == (2, Opcode.PING,
+                                                                        Result.OK, 7)
+    assert reply.value == _version() and reply.rejected == 0
+
+
+def test_bad_unknown_and_untimely_commands_are_rejected_and_counted(board):
+    ping = bytearray(encode_command(Opcode.PING, board=2, seq=1))
+    ping[-3] = ping[-3] % 255 + 1  # a CRC byte changed (never to 0x00: the frame stays whole)
+    board.send_bytes(bytes(ping))
+    assert _replies(board.take_until(wire.REPLY))[0].result == Result.BAD_FRAME
+    board.command(99, seq=2)
+    assert _replies(board.take_until(wire.REPLY))[0].result == Result.UNKNOWN
+    board.command(Opcode.STOP, seq=3)  # not running
+    assert _replies(board.take_until(wire.REPLY))[0].result == Result.WRONG_STATE
+    board.command(Opcode.START, a=5, seq=4)
+    start = board.take_until(wire.RUN_START)
+    board.command(Opcode.START, a=6, seq=5)  # already running: refused, the run goes on
+    (again,) = _replies(board.take_until(wire.REPLY))
+    assert (again.result, again.cmd_seq, again.rejected) == (Result.WRONG_STATE, 5, 4)
+    board.command(Opcode.STOP, seq=6)
+    stop = board.take_until(wire.RUN_STOP)
+    d = wire.Decoder()
+    d.feed(start + stop)
+    assert [(m.kind, m.run) for m in d.markers] == [("start", 5), ("stop", 5)]
+
+
+def test_a_stalled_host_makes_the_fifo_overflow_and_every_drop_is_counted(board):
+    """The host stops reading: the UART's socket fills, the UART stalls, and after 0.5 s the
+    firmware reads its front end regardless; events that find the FIFO full are dropped and
+    counted. The events received plus the last heartbeat's overflows are the events fed."""
+    from emulator.qemuboards import IN_EVENT, IN_TICK, INPUT_DTYPE
+
+    board.command(Opcode.START, a=1)
+    start = board.take_until(wire.RUN_START, timeout_s=30)
+    board.reading.clear()
+    n = 400_000
+    words = np.zeros(n + n // 1000, INPUT_DTYPE)
+    body = words.reshape(-1, 1001)
+    body[:, :1000]["kind"] = IN_EVENT
+    body[:, :1000]["coarse"] = np.arange(n).reshape(-1, 1000) * 4
+    body[:, :1000]["channel"] = np.arange(n).reshape(-1, 1000) % 4096
+    body[:, :1000]["adc"] = 600
+    body[:, 1000]["kind"] = IN_TICK
+    body[:, 1000]["coarse"] = (np.arange(1, n // 1000 + 1) * 1000) * 4
+    board.feed(words)
+    time.sleep(4)  # the host reads nothing for a while
+    board.reading.set()
+    board.command(Opcode.STOP)
+    rest = board.take_until(wire.RUN_STOP, timeout_s=120)
+    d = wire.Decoder()
+    events = d.feed(start + rest)
+    status = d.stats.boards[2].status
+    assert status.fifo_overflows > 0
+    assert events.size + status.fifo_overflows == n
+    assert status.events_sent == events.size and d.stats.events_lost == 0
+
+
+def test_emulate_through_qemu_writes_the_bytes_of_the_c_packer(tmp_path):
+    common = ["--scanner", "bedside-brain", "--phantom", "nema-iq", "--nuclide", "F-18",
+              "--activity-mbq", "0.2", "--duration", "0.05", "--seed", "3", "--quiet"]
+    for packer in ("c", "qemu"):
+        r = subprocess.run([sys.executable, "-m", "petdaq", "emulate", *common, "--firmware",
+                            packer, "--to", str(tmp_path / f"{packer}.frames")],
+                           capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stderr
+    c = (tmp_path / "c.frames").read_bytes()
+    assert len(c) > 10_000 and (tmp_path / "qemu.frames").read_bytes() == c
