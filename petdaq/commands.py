@@ -18,7 +18,7 @@ import numpy as np
 
 from daq.control import checks, runcontrol
 from daq.control.abcdmonitor import AbcdMonitor
-from daq.control.emulated import EmulatorSettings
+from daq.control.emulated import FIRMWARES, EmulatorSettings
 from daq.control.liveframes import check_live_frames
 from daq.control.monitor import MonitorLoop, MonitorPublisher
 from daq.pipeline import abcdlive, calibration
@@ -163,6 +163,10 @@ def add_emulation_options(p: argparse.ArgumentParser) -> None:
                    "acquisition (60: an hour of kinetics in a minute; default 1)")
     g.add_argument("--fast", action="store_true",
                    help="emulate as fast as possible instead of in real time")
+    g.add_argument("--firmware", choices=list(FIRMWARES), default=d.firmware,
+                   help="the boards' packer: hw.wire's encoder (numba), the firmware's C packer, "
+                        "or the whole firmware in QEMU, one emulated Cortex-M a board, started "
+                        "and stopped by commands (slower than real time: docs/firmware.md)")
 
 
 def add_study_options(p: argparse.ArgumentParser) -> None:
@@ -272,7 +276,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = study_of(args)
     emu = EmulatorSettings(args.scanner, args.phantom, args.nuclide, args.activity_mbq,
                            args.duration, args.seed, realtime=not args.fast,
-                           kinetic_time_scale=args.kinetic_time_scale)
+                           kinetic_time_scale=args.kinetic_time_scale, firmware=args.firmware)
     check_live_frames(args.frames, load_scanner(args.scanner), args.kinetic_time_scale,
                       args.duration, args.spheres, emulated=True)
     r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,

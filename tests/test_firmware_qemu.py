@@ -122,3 +122,25 @@ def test_emulate_through_qemu_writes_the_bytes_of_the_c_packer(tmp_path):
         assert r.returncode == 0, r.stderr
     c = (tmp_path / "c.frames").read_bytes()
     assert len(c) > 10_000 and (tmp_path / "qemu.frames").read_bytes() == c
+
+
+def test_a_scan_through_the_boards_firmware_loses_nothing_and_sorts_as_the_host(tmp_path):
+    """``petdaq run --firmware qemu``: every board's firmware in QEMU, started and stopped by
+    commands; the run ends at the boards' run-stop markers with no loss, and its coincidences
+    are those of the same scan packed by the firmware's C packer."""
+    import json
+
+    from runstore.listmode import read_listmode
+
+    for packer in ("c", "qemu"):
+        r = subprocess.run([sys.executable, "-m", "petdaq", "run", "--firmware", packer,
+                            "--phantom", "nema-iq", "--activity-mbq", "0.2", "--duration",
+                            "0.1", "--seed", "4", "--fast", "--no-recon", "--out",
+                            str(tmp_path), "--name", packer], capture_output=True, text=True,
+                           timeout=280)
+        assert r.returncode == 0, r.stderr
+        assert "losses   none" in r.stdout, r.stdout
+    stop = json.loads((tmp_path / "qemu" / "run.json").read_text())["stop"]
+    assert stop["reason"] == "end of stream"
+    qemu, c = (read_listmode(tmp_path / n / "coincidences.h5")[0] for n in ("qemu", "c"))
+    assert qemu.size > 50 and np.array_equal(qemu, c)

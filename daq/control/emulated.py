@@ -20,6 +20,9 @@ from daq.control.checks import positive
 from daq.messages import DEFAULT_SCAN
 from infra.errors import UserError
 
+#: The boards' packers an emulated scan may use (``petdaq emulate --firmware``).
+FIRMWARES = ("numba", "c", "qemu")
+
 
 @dataclass
 class EmulatorSettings:
@@ -34,6 +37,9 @@ class EmulatorSettings:
     realtime: bool = True
     kinetic_time_scale: float = DEFAULT_SCAN["kinetic_time_scale"]
     """A kinetic phantom's model minutes per minute of acquisition."""
+    firmware: str = "numba"
+    """The boards' packer: ``numba``, ``c``, or ``qemu`` (each board's firmware in QEMU,
+    slower than real time: the run ends at the boards' run-stop markers)."""
 
     def __post_init__(self) -> None:
         """Refuse a scan the emulator cannot run, before anything starts."""
@@ -47,6 +53,8 @@ class EmulatorSettings:
             raise UserError(f"unknown phantom '{self.phantom}': known phantoms are "
                             f"{', '.join(phantoms.names())}")
         nuclides.get(self.nuclide)  # an unknown name: the error names the known ones
+        if self.firmware not in FIRMWARES:
+            raise UserError(f"unknown firmware {self.firmware!r}: choose {', '.join(FIRMWARES)}")
         for name in ("activity_mbq", "duration_s", "kinetic_time_scale"):
             setattr(self, name, positive(getattr(self, name), name))
 
@@ -59,7 +67,7 @@ class EmulatorSettings:
         if not isinstance(settings, dict):
             raise UserError(f"settings must be a map, got {type(settings).__name__}")
         known = {"scanner", "phantom", "nuclide", "activity_mbq", "duration_s",
-                 "kinetic_time_scale"}
+                 "kinetic_time_scale", "firmware"}
         others = {"energy_window_kev", "study", "frames"}
         unknown = sorted(set(settings) - known - others)
         if unknown:
@@ -113,6 +121,7 @@ def start_emulator(settings: EmulatorSettings, n_boards: int, host: str = "127.0
            "--seed", str(settings.seed), "--to", f"tcp://{host}:{base}", "--quiet",
            "--kinetic-time-scale", str(settings.kinetic_time_scale),
            "--ready-line", "--realtime" if settings.realtime else "--fast",
+           "--firmware", settings.firmware,
            "--parent-pid", str(os.getpid())]  # it dies with the DAQ, even a killed one
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
