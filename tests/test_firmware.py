@@ -59,7 +59,12 @@ def lib(tmp_path_factory) -> ctypes.CDLL:
     lib.bpet_pack_status.argtypes = [u16, u32, u32, u32, u32, u32, u8p, size_t]
     lib.bpet_pack_marker.argtypes = [ctypes.c_uint8, u16, u32, u32, u32, u8p, size_t]
     lib.bpet_crc32.argtypes = [u32, u8p, size_t]
-    for fn in ("bpet_pack_events", "bpet_pack_status", "bpet_pack_marker", "bpet_event_size"):
+    lib.bpet_pack_command.argtypes = [u16, u32, ctypes.c_uint8, u32, ctypes.c_uint64, u8p, size_t]
+    lib.bpet_pack_reply.argtypes = [u16, u32, ctypes.c_uint8, ctypes.c_uint8, u32, u32, u32, u8p,
+                                    size_t]
+    lib.bpet_unpack_control.argtypes = [u8p, size_t, ctypes.c_void_p]
+    for fn in ("bpet_pack_events", "bpet_pack_status", "bpet_pack_marker", "bpet_event_size",
+               "bpet_pack_command", "bpet_pack_reply"):
         getattr(lib, fn).restype = size_t
     lib.bpet_crc32.restype = u32
     assert lib.bpet_event_size() == EVENT_DTYPE.itemsize
@@ -104,12 +109,13 @@ def latched(raw: np.ndarray, channel: np.ndarray, clock: wire.WireClock) -> np.n
 
 def test_source_is_portable_c99():
     """No allocation, no floating point, no library beyond the fixed-width integer headers."""
-    for path in (FIRMWARE / "bpet_wire.c", FIRMWARE / "bpet_wire.h"):
-        code = re.sub(r"/\*.*?\*/", "", path.read_text(encoding="utf-8"), flags=re.S)
+    for path in ("bpet_wire.c", "bpet_wire.h", "bpet_board.c", "bpet_board.h", "bpet_port.h"):
+        code = re.sub(r"/\*.*?\*/", "", (FIRMWARE / path).read_text(encoding="utf-8"),
+                      flags=re.S)
         assert set(re.findall(r"#include\s+[<\"]([^>\"]+)", code)) <= {
-            "stdint.h", "stddef.h", "bpet_wire.h"}
+            "stdint.h", "stddef.h", "bpet_wire.h", "bpet_board.h", "bpet_port.h"}
         for word in ("malloc", "calloc", "realloc", "free", "float", "double", "memcpy"):
-            assert not re.search(rf"\b{word}\b", code), f"{path.name} uses {word}"
+            assert not re.search(rf"\b{word}\b", code), f"{path} uses {word}"
 
 
 def test_golden_vectors_c_side(lib):
@@ -126,10 +132,55 @@ def test_golden_vectors_c_side(lib):
             got = out.take(lib.bpet_pack_status(fr["board"], fr["seq"], fr["coarse"],
                                                 fr["events_sent"], fr["fifo_overflows"],
                                                 fr["flags"], out.ptr, out.cap))
+        elif fr["type"] == "COMMAND":
+            got = out.take(lib.bpet_pack_command(fr["board"], fr["seq"], fr["opcode"], fr["a"],
+                                                 fr["b"], out.ptr, out.cap))
+            assert unpack(lib, got) == (5, fr["board"], fr["seq"], fr["opcode"], fr["a"],
+                                        fr["b"] & 0xFFFFFFFF, fr["b"] >> 32)
+        elif fr["type"] == "REPLY":
+            got = out.take(lib.bpet_pack_reply(fr["board"], fr["seq"], fr["opcode"],
+                                               fr["result"], fr["cmd_seq"], fr["value"],
+                                               fr["rejected"], out.ptr, out.cap))
         else:
             got = out.take(lib.bpet_pack_marker(kinds[fr["type"]], fr["board"], fr["seq"],
                                                 fr["coarse"], fr["run"], out.ptr, out.cap))
         assert got.hex() == fr["hex"], fr["name"]
+
+
+class Control(ctypes.Structure):
+    """bpet_control_t."""
+
+    _fields_ = [("type", ctypes.c_uint8), ("board", ctypes.c_uint16), ("seq", ctypes.c_uint32),
+                ("w0_lo", ctypes.c_uint32), ("w0_hi", ctypes.c_uint32),
+                ("w1_lo", ctypes.c_uint32), ("w1_hi", ctypes.c_uint32)]
+
+
+def unpack(lib, frame: bytes) -> tuple | None:
+    """The firmware's reading of one frame (delimiters included): its fields, or None."""
+    chunk = np.frombuffer(frame[1:-1], np.uint8).copy()
+    c = Control()
+    if not lib.bpet_unpack_control(chunk.ctypes.data_as(u8p), chunk.size, ctypes.byref(c)):
+        return None
+    return c.type, c.board, c.seq, c.w0_lo, c.w0_hi, c.w1_lo, c.w1_hi
+
+
+def test_the_firmware_refuses_a_damaged_command(lib):
+    """Every single-byte change of a COMMAND frame (other than to 0x00) is refused."""
+    frame = bytearray(wire_command(lib))
+    assert unpack(lib, bytes(frame)) is not None
+    for i in range(1, len(frame) - 1):
+        for value in (1, 0x55, 0xFF):
+            if frame[i] == value:
+                continue
+            bad = bytearray(frame)
+            bad[i] = value
+            assert unpack(lib, bytes(bad)) is None, (i, value)
+    assert unpack(lib, bytes(frame[:-3]) + b"\x00") is None  # cut short
+
+
+def wire_command(lib) -> bytes:
+    out = Out()
+    return out.take(lib.bpet_pack_command(7, 3, 2, 17, 0, out.ptr, out.cap))
 
 
 @SETTINGS

@@ -144,3 +144,16 @@ def test_a_scan_through_the_boards_firmware_loses_nothing_and_sorts_as_the_host(
     assert stop["reason"] == "end of stream"
     qemu, c = (read_listmode(tmp_path / n / "coincidences.h5")[0] for n in ("qemu", "c"))
     assert qemu.size > 50 and np.array_equal(qemu, c)
+
+
+def test_the_firmware_section_replaces_its_earlier_version(tmp_path):
+    from daq.perf.firmware import TITLE, write
+
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Performance\n\n## A\n\na\n")
+    write(doc, [TITLE, "", "first", ""])
+    write(doc, [TITLE, "", "second", ""])
+    assert doc.read_text() == f"# Performance\n\n## A\n\na\n\n{TITLE}\n\nsecond\n"
+    doc.write_text(f"# Performance\n\n{TITLE}\n\nold\n\n## B\n\nb\n")
+    write(doc, [TITLE, "", "new", ""])
+    assert doc.read_text() == f"# Performance\n\n{TITLE}\n\nnew\n\n## B\n\nb\n"

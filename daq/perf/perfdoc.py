@@ -8,6 +8,7 @@ they ran on and the command that made them. Takes a few minutes once numba's cac
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,7 @@ def build() -> str:
     acquire = _acquire(cores)
     live = countrate_live.sweep(scanner, None, 3.0, None, threads=cores, max_lag_s=0.5)
     campaign_times = campaigns.measure(scanner, "default", scaling.thread_counts(cores), say)
+    loop = firmware_section(say)
     return "\n".join([
         "# Performance",
         "",
@@ -198,7 +200,18 @@ def build() -> str:
         *_cpu_lines(bench),
         "```",
         "",
+        *loop,
     ])
+
+
+def firmware_section(say) -> list[str]:
+    """The firmware-in-the-loop section where QEMU and the cross compiler are installed."""
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        return []
+    from daq.perf import firmware
+
+    say("the firmware in the loop")
+    return firmware.section()
 
 
 def _cpu_lines(bench: Any) -> list[str]:
