@@ -112,6 +112,8 @@ class BoardLink:
         self._seen = time.monotonic()
         self._lock = threading.Condition()
         self._closed = False
+        self.stopped = False
+        """The board's run ended (its RUN_STOP was taken): at the END word its firmware exits."""
         self.reading = threading.Event()
         """Cleared: the host stops reading the UART (its socket fills, the UART stalls)."""
         self.reading.set()
@@ -177,6 +179,7 @@ class BoardLink:
                         self._scanned -= end
                         self._frames = [(t, e - end) for t, e in self._frames[k + 1:]]
                         self._counted = 0
+                        self.stopped = self.stopped or ftype == wire.RUN_STOP
                         return out
                 self._counted = len(self._frames)
                 if self._closed:
@@ -192,12 +195,13 @@ class BoardLink:
         return UserError(f"board {self.board}'s firmware stopped answering: {why}")
 
     def close(self, timeout_s: float = 10.0) -> int:
-        """End the front end's input; the firmware exits once its run is stopped. Returns QEMU's
-        exit code (killed if it does not exit)."""
+        """End the front end's input; the firmware exits once its run is stopped (a board whose
+        run did not end, after an error elsewhere, is killed at once). Returns QEMU's exit
+        code."""
         try:
             self.feed(np.array([(0, 0, 0, 0, IN_END, 0)], INPUT_DTYPE))
             self.frontend.close()
-            rc = self.process.wait(timeout_s)
+            rc = self.process.wait(timeout_s if self.stopped else 0)
         except subprocess.TimeoutExpired:
             self.process.kill()
             rc = self.process.wait()

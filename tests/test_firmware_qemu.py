@@ -157,3 +157,37 @@ def test_the_firmware_section_replaces_its_earlier_version(tmp_path):
     doc.write_text(f"# Performance\n\n{TITLE}\n\nold\n\n## B\n\nb\n")
     write(doc, [TITLE, "", "new", ""])
     assert doc.read_text() == f"# Performance\n\n{TITLE}\n\nnew\n\n## B\n\nb\n"
+
+
+def _qemu_of_board(board: int) -> int | None:
+    """The pid of a QEMU running ``board``'s firmware (tests run one at a time)."""
+    found = subprocess.run(["pgrep", "-f", f"arg=bpet,arg={board} "], capture_output=True,
+                           text=True, check=False).stdout.split()
+    return int(found[0]) if found else None
+
+
+def test_a_board_whose_qemu_dies_ends_the_run_with_a_clear_reason(tmp_path):
+    """``kill -9`` of one board's QEMU mid-scan: the emulator names the board and QEMU's end,
+    the run stops with status ``fail`` within seconds, never a hang."""
+    import json
+
+    run = subprocess.Popen([sys.executable, "-m", "petdaq", "run", "--firmware", "qemu",
+                            "--phantom", "nema-iq", "--activity-mbq", "0.2", "--duration", "10",
+                            "--fast", "--no-recon", "--out", str(tmp_path), "--name", "killed"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while (pid := _qemu_of_board(2)) is None:
+            assert time.monotonic() < deadline and run.poll() is None, "board 2 never started"
+            time.sleep(0.2)
+        time.sleep(2)
+        killed = time.monotonic()
+        subprocess.run(["kill", "-9", str(pid)], check=True)
+        _, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert time.monotonic() - killed < 30
+    assert run.returncode != 0
+    assert "board 2's firmware stopped answering: its QEMU exited with code -9" in err
+    stop = json.loads((tmp_path / "killed" / "run.json").read_text())["stop"]
+    assert stop["exit_status"] == "fail" and "emulator" in stop["reason"]
