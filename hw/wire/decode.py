@@ -44,8 +44,8 @@ Columns = tuple[np.ndarray, np.ndarray, np.ndarray]
 # Per-board state columns (Decoder._board, one row per board id).
 (_B_SEEN, _B_HIGH, _B_SPAN, _B_ACCEPTED, _B_DUPS, _B_EVENTS, _B_BADCH, _B_LAST, _B_WM,
  _B_ST_T, _B_ST_SENT, _B_ST_OVF, _B_ST_FLAGS, _B_ST_COUNT, _B_STRAY, _B_STRAYS,
- _B_RESTARTS, _B_WORDS, _B_MISSING, _B_MISSING_DONE) = range(20)
-_B_COLS = 20
+ _B_RESTARTS, _B_WORDS, _B_MISSING, _B_MISSING_DONE, _B_CRC0, _B_CRC0_BEFORE) = range(22)
+_B_COLS = 22
 #: A frame this many sequence numbers or more ahead of its board's newest is not a gap but
 #: out of sequence (a forged or corrupted number, or a board that restarted).
 SEQ_JUMP = 1 << 16
@@ -75,7 +75,7 @@ def _frame_ok(raw: np.ndarray, n: int) -> bool:
 
 @numba.njit(nogil=True, cache=True)
 def _accept_seq(st: np.ndarray, window: np.ndarray, boards: np.ndarray, stats: np.ndarray,
-                b: int, seq: int, ftype: int) -> int:
+                b: int, seq: int, ftype: int, crc: int) -> int:
     """Sequence bookkeeping of board ``b``: _SEQ_OK, _SEQ_DUP (already accepted) or _SEQ_STRAY
     (out of sequence: :func:`_restart_or_stray`).
 
@@ -113,18 +113,22 @@ def _accept_seq(st: np.ndarray, window: np.ndarray, boards: np.ndarray, stats: n
         st[b, _B_ACCEPTED] += 1
         st[b, _B_SPAN] = max(st[b, _B_SPAN], k + 1)
         return _SEQ_OK
-    return _restart_or_stray(st, window, stats, b, seq, ftype)
+    return _restart_or_stray(st, window, stats, b, seq, ftype, crc)
 
 
 @numba.njit(nogil=True, cache=True)
-def _restart_or_stray(st, window, stats, b, seq, ftype):
+def _restart_or_stray(st, window, stats, b, seq, ftype, crc):
     """A frame far from its board's sequence (SEQ_JUMP or more ahead, SEQ_WINDOW or more
-    behind). A run-start marker, or the second of two such frames in sequence, means the board
-    restarted its numbers: a new run of them begins there (counted, no gap). A lone one (a
-    forged or corrupted number) is dropped and counted as out of sequence, and the board's
-    sequence goes on: one bad number costs at most one frame, never the board's data."""
-    if ftype == RUN_START or (st[b, _B_STRAY] >= 0
-                              and seq == (st[b, _B_STRAY] + 1) & 0xFFFFFFFF):
+    behind). A run-start marker, a frame numbered 0 that is none of the board's frames 0
+    received before (their CRCs: a restarted board's first frame; a stale copy of an old one
+    repeats its bytes and is a duplicate), or the second of two such frames in sequence, means
+    the board restarted its numbers: a new run of them begins there (counted, no gap). A lone
+    one (a forged or corrupted number) is dropped and counted as out of sequence, and the
+    board's sequence goes on: one bad number costs at most one frame, never the board's data."""
+    if seq == 0 and crc + 1 in (st[b, _B_CRC0], st[b, _B_CRC0_BEFORE]):
+        return _SEQ_DUP
+    if ftype == RUN_START or seq == 0 or (st[b, _B_STRAY] >= 0
+                                          and seq == (st[b, _B_STRAY] + 1) & 0xFFFFFFFF):
         st[b, _B_HIGH] = seq
         window[b] = np.uint64(1)
         st[b, _B_SPAN] += 1
@@ -158,8 +162,9 @@ def _unwrap(last: int, counter: int, cmask: int) -> int:
 
 
 # Frame table columns (a row per intact frame, :func:`_scan`; F_OUT and F_LAST by :func:`_sequence`).
-(F_BOARD, F_TYPE, F_SEQ, F_NW, F_WORD, F_GOOD, F_C0, F_REL, F_REL_MAX, F_OUT, F_LAST) = range(11)
-_F_COLS = 11
+(F_BOARD, F_TYPE, F_SEQ, F_NW, F_WORD, F_GOOD, F_C0, F_REL, F_REL_MAX, F_OUT, F_LAST,
+ F_CRC) = range(12)
+_F_COLS = 12
 #: Bytes of a byte stream scanned as one piece (pieces are scanned and written in parallel).
 PIECE_BYTES = 1 << 20
 _TYPICAL_FRAME_BYTES = 512
@@ -209,6 +214,7 @@ def _scan(buf, lo, hi, discarding, period_ps, tdc_bits, cmask, cmap, use_map, wo
         nw = load_u64(raw, 8) & 0xFFFF
         frames[r, F_BOARD], frames[r, F_TYPE], frames[r, F_SEQ] = b, ftype, (h0 >> 32) & 0xFFFFFFFF
         frames[r, F_NW], frames[r, F_WORD] = nw, w
+        frames[r, F_CRC] = load_u64(raw, m - CRC_BYTES) & 0xFFFFFFFF
         for j in range(nw):
             words[w + j] = load_u64(raw, HEADER_BYTES + 8 * j)
         counts[2] += (ftype == RUN_START) | (ftype == RUN_STOP)
@@ -243,13 +249,16 @@ def _sequence(frames, row0, n_rows, words, period_ps, cmask, st, window, boards,
             b, ftype, seq, nw = frames[r, F_BOARD], frames[r, F_TYPE], frames[r, F_SEQ], \
                 frames[r, F_NW]
             frames[r, F_OUT] = -1
-            verdict = _accept_seq(st, window, boards, stats, b, seq, ftype)
+            verdict = _accept_seq(st, window, boards, stats, b, seq, ftype, frames[r, F_CRC])
             if verdict != _SEQ_OK:
                 if verdict == _SEQ_DUP:
                     stats[_S_DUPS] += 1
                     st[b, _B_DUPS] += 1
                 continue
             stats[_S_OK] += 1
+            if seq == 0 and st[b, _B_CRC0] != frames[r, F_CRC] + 1:  # its frames 0, by CRC
+                st[b, _B_CRC0_BEFORE] = st[b, _B_CRC0]
+                st[b, _B_CRC0] = frames[r, F_CRC] + 1
             last = st[b, _B_LAST]
             wm = st[b, _B_WM]
             if ftype == EVENTS:
