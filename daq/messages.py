@@ -34,7 +34,11 @@ DEFAULT_CONTROL_PORT = 5557
 #: The emulated scan a start request runs when its settings leave something out (also the
 #: defaults of ``petdaq run`` and of the console's scan panel): the one place they are set.
 DEFAULT_SCAN = {"scanner": "bedside-brain", "phantom": "nema-iq", "nuclide": "F-18",
-                "activity_mbq": 4.0, "duration_s": 10.0, "kinetic_time_scale": 1.0}
+                "activity_mbq": 4.0, "duration_s": 10.0, "kinetic_time_scale": 1.0,
+                "firmware": "numba"}
+#: The boards' packers an emulated scan may use (``petdaq emulate --firmware``): hw.wire's
+#: encoder, the firmware's C packer, the whole firmware in QEMU (one emulated Cortex-M a board).
+FIRMWARES = {"numba": "hw.wire encoder", "c": "firmware C packer", "qemu": "firmware in QEMU"}
 #: Free bytes on the run's disk below which the monitor's message warns (DAQ and console).
 LOW_DISK_BYTES = 1 << 30
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyqtgraph.Qt import QtCore, QtWidgets
 
-from daq.messages import DEFAULT_SCAN
+from daq.messages import DEFAULT_SCAN, FIRMWARES
 from gui import text
 from gui.views import MonitorView, ScanOffer
 
@@ -62,6 +62,12 @@ class RunControls(QtWidgets.QGroupBox):
         self.time_scale = _spin(1.0, 10000.0, d["kinetic_time_scale"], " x", 0, 10.0)
         self.time_scale.setToolTip("a kinetic phantom's model runs this many times faster "
                                    "than the scan (60: an hour of kinetics in a minute)")
+        self.firmware = QtWidgets.QComboBox()
+        for value, label in FIRMWARES.items():
+            self.firmware.addItem(label, value)
+        self.firmware.setCurrentIndex(list(FIRMWARES).index(d["firmware"]))
+        self.firmware.setToolTip("how the emulated boards pack their frames; the firmware in "
+                                 "QEMU is slower than real time (docs/firmware.md)")
         self.patient_id = QtWidgets.QLineEdit()
         self.patient_id.setPlaceholderText("id or anonymised id")
         self.weight = _spin(0.0, 500.0, 0.0, " kg", 1, 1.0)
@@ -86,6 +92,7 @@ class RunControls(QtWidgets.QGroupBox):
         form.addRow("Activity", self.activity)
         form.addRow("Duration", self.duration)
         form.addRow("Kinetic clock", self.time_scale)
+        form.addRow("Boards", self.firmware)
         form.addRow("Frames", self.frames)
         form.addRow("Patient", self.patient_id)
         form.addRow("Weight", self.weight)
@@ -135,6 +142,7 @@ class RunControls(QtWidgets.QGroupBox):
                     "nuclide": self.nuclide.currentText().strip(),
                     "activity_mbq": self.activity.value(), "duration_s": self.duration.value(),
                     "kinetic_time_scale": self.time_scale.value(),
+                    "firmware": self.firmware.currentData(),
                     "energy_window_kev": [lo, hi]}
         study = {"patient_id": self.patient_id.text().strip() or None,
                  "weight_kg": self.weight.value() or None,

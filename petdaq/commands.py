@@ -18,9 +18,10 @@ import numpy as np
 
 from daq.control import checks, runcontrol
 from daq.control.abcdmonitor import AbcdMonitor
-from daq.control.emulated import FIRMWARES, EmulatorSettings
+from daq.control.emulated import EmulatorSettings
 from daq.control.liveframes import check_live_frames
 from daq.control.monitor import MonitorLoop, MonitorPublisher
+from daq.messages import FIRMWARES
 from daq.pipeline import abcdlive, calibration
 from daq.pipeline.importer import (
     DEFAULT_REORDER_MS,

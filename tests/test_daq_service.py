@@ -138,3 +138,9 @@ def test_a_flood_of_starts_and_stops_holds_no_memory_of_past_runs(service):
     runs = sorted(out.iterdir())
     assert 4 <= len(runs) == accepted
     assert all(RunDir(r).stop is not None for r in runs)
+
+
+def test_a_start_request_may_run_the_boards_firmware_in_qemu():
+    assert EmulatorSettings.from_request({"firmware": "qemu"}).firmware == "qemu"
+    with pytest.raises(UserError, match="unknown firmware 'arm': choose numba, c, qemu"):
+        EmulatorSettings.from_request({"firmware": "arm"})

@@ -627,3 +627,11 @@ def test_axis_ranges_move_in_round_steps():
     major, minor = decade_ticks(3, 6)
     assert [label for _, label in major] == ["1 k", "10 k", "100 k", "1 M"]
     assert len(minor) == 3 * 8 and all(label == "" for _, label in minor)
+
+
+def test_the_scan_form_chooses_how_the_boards_pack(qtbot, console):
+    """The console can start a scan through the boards' firmware in QEMU (docs/firmware.md)."""
+    assert console.controls.settings()["firmware"] == "numba"
+    box = console.controls.firmware
+    box.setCurrentIndex(box.findData("qemu"))
+    assert console.controls.settings()["firmware"] == "qemu"

@@ -17,11 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from daq.control.checks import positive
-from daq.messages import DEFAULT_SCAN
+from daq.messages import DEFAULT_SCAN, FIRMWARES
 from infra.errors import UserError
-
-#: The boards' packers an emulated scan may use (``petdaq emulate --firmware``).
-FIRMWARES = ("numba", "c", "qemu")
 
 
 @dataclass
@@ -37,7 +34,7 @@ class EmulatorSettings:
     realtime: bool = True
     kinetic_time_scale: float = DEFAULT_SCAN["kinetic_time_scale"]
     """A kinetic phantom's model minutes per minute of acquisition."""
-    firmware: str = "numba"
+    firmware: str = DEFAULT_SCAN["firmware"]
     """The boards' packer: ``numba``, ``c``, or ``qemu`` (each board's firmware in QEMU,
     slower than real time: the run ends at the boards' run-stop markers)."""
 
