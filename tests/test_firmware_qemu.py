@@ -81,10 +81,12 @@ def test_bad_unknown_and_untimely_commands_are_rejected_and_counted(board):
     assert [(m.kind, m.run) for m in d.markers] == [("start", 5), ("stop", 5)]
 
 
-def test_a_stalled_host_makes_the_fifo_overflow_and_every_drop_is_counted(board):
+def test_a_stalled_host_makes_the_fifo_overflow_and_every_drop_is_counted(board, brain,
+                                                                         tmp_path):
     """The host stops reading: the UART's socket fills, the UART stalls, and after 0.5 s the
     firmware reads its front end regardless; events that find the FIFO full are dropped and
-    counted. The events received plus the last heartbeat's overflows are the events fed."""
+    counted. The events received plus the last heartbeat's overflows are the events fed, and a
+    run acquired from what the board sent has them in its losses."""
     from emulator.qemuboards import IN_EVENT, IN_TICK, INPUT_DTYPE
 
     board.command(Opcode.START, a=1)
@@ -95,7 +97,8 @@ def test_a_stalled_host_makes_the_fifo_overflow_and_every_drop_is_counted(board)
     body = words.reshape(-1, 1001)
     body[:, :1000]["kind"] = IN_EVENT
     body[:, :1000]["coarse"] = np.arange(n).reshape(-1, 1000) * 4
-    body[:, :1000]["channel"] = np.arange(n).reshape(-1, 1000) % 4096
+    channels = np.unique(brain.crystal_channel[brain.crystal_board == 2])
+    body[:, :1000]["channel"] = channels[np.arange(n).reshape(-1, 1000) % channels.size]
     body[:, :1000]["adc"] = 600
     body[:, 1000]["kind"] = IN_TICK
     body[:, 1000]["coarse"] = (np.arange(1, n // 1000 + 1) * 1000) * 4
@@ -110,6 +113,17 @@ def test_a_stalled_host_makes_the_fifo_overflow_and_every_drop_is_counted(board)
     assert status.fifo_overflows > 0
     assert events.size + status.fifo_overflows == n
     assert status.events_sent == events.size and d.stats.events_lost == 0
+    (tmp_path / "board2.frames").write_bytes(start + rest)
+    r = subprocess.run([sys.executable, "-m", "petdaq", "acquire", "--from",
+                        str(tmp_path / "board2.frames"), "--scanner", "bedside-brain",
+                        "--no-recon", "--out", str(tmp_path), "--name", "stalled"],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    stop = json.loads((tmp_path / "stalled" / "run.json").read_text())["stop"]
+    assert stop["losses"]["firmware_fifo_overflows"] == status.fifo_overflows
+    assert stop["counts"]["singles"] == events.size
 
 
 def test_emulate_through_qemu_writes_the_bytes_of_the_c_packer(tmp_path):
