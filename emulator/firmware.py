@@ -135,13 +135,16 @@ class CPacker:
         pass
 
 
-def packer(kind: str, scanner: Scanner) -> Packer:
+def packer(kind: str, scanner: Scanner, commands: str | None = None) -> Packer:
     """``numba`` (hw.wire), ``c`` (the firmware's packer) or ``qemu`` (the whole firmware, each
-    board in its own emulated microcontroller: :mod:`emulator.qemuboards`)."""
+    board in its own emulated microcontroller: :mod:`emulator.qemuboards`; ``commands``: where
+    the host's commands come from, else the packer starts and stops the boards' runs)."""
+    if commands is not None and kind != "qemu":
+        raise UserError("--commands is for --firmware qemu: only the firmware takes commands")
     if kind == "numba":
         return NumbaPacker(scanner)
     if kind == "c":
         return CPacker(scanner)
     if kind == "qemu":
-        return QemuPacker(scanner)
+        return QemuPacker(scanner, commands=commands)
     raise UserError(f"unknown firmware '{kind}': choose numba, c or qemu")

@@ -25,11 +25,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import zmq
 
 from emulator.electronics import latched
 from hw import wire
 from hw.scanner import Scanner
-from hw.wire.commands import Opcode, encode_command, frame_type
+from hw.wire.commands import ANY_BOARD, Opcode, encode_command, frame_type, read_control
 from infra.errors import UserError
 
 FIRMWARE_DIR = Path(wire.__file__).parent.parent / "firmware"
@@ -167,8 +168,9 @@ class BoardLink:
         """Raw bytes to the board's UART (a test's damaged command)."""
         self.uart.sendall(data)
 
-    def take_until(self, ftype: int, timeout_s: float = ANSWER_S) -> bytes:
-        """The bytes the board sent since the last take, through its next frame of ``ftype``."""
+    def take_until(self, ftype: int, timeout_s: float | None = ANSWER_S) -> bytes:
+        """The bytes the board sent since the last take, through its next frame of ``ftype``
+        (``timeout_s`` None: as long as its QEMU runs, for a frame the host commands)."""
         with self._lock:
             while True:
                 for k in range(self._counted, len(self._frames)):
@@ -184,7 +186,7 @@ class BoardLink:
                 self._counted = len(self._frames)
                 if self._closed:
                     raise self._failure("its UART closed")
-                if time.monotonic() - self._seen > timeout_s:
+                if timeout_s is not None and time.monotonic() - self._seen > timeout_s:
                     raise self._failure(f"it sent nothing for {timeout_s:g} s")
                 self._lock.wait(0.2)
 
@@ -211,18 +213,64 @@ class BoardLink:
         return rc
 
 
-class QemuPacker:
-    """A packer whose frames are the boards' firmware's, each board in its own QEMU."""
+class CommandRelay:
+    """The host's commands to the boards (the DAQ's, on a ZeroMQ PULL socket bound on this
+    machine), each to its board's UART: the board its frame names, or every board for a frame
+    to any board or one too damaged to name one (the boards reject and count it)."""
 
-    def __init__(self, scanner: Scanner, icount: bool = False) -> None:
+    def __init__(self, endpoint: str, links: list[BoardLink]) -> None:
+        if not endpoint.startswith(("tcp://127.0.0.1:", "ipc://")):
+            raise UserError(f"--commands {endpoint}: the boards take commands on this machine "
+                            "only (tcp://127.0.0.1:PORT or ipc://PATH)")
+        self.links = links
+        self.relayed = 0
+        self._sock = zmq.Context.instance().socket(zmq.PULL)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        try:
+            self._sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self._sock.close()
+            raise UserError(f"cannot take commands on {endpoint}: {exc}") from None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._relay, name="commands", daemon=True)
+        self._thread.start()
+
+    def _relay(self) -> None:
+        while not self._stop.is_set():
+            if not self._sock.poll(100):
+                continue
+            frame = self._sock.recv()
+            head = read_control(frame.strip(b"\x00"))
+            board = head.board if head is not None else ANY_BOARD
+            for link in self.links:
+                if board in (ANY_BOARD, link.board):
+                    link.send_bytes(frame)
+            self.relayed += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+
+
+class QemuPacker:
+    """A packer whose frames are the boards' firmware's, each board in its own QEMU. With
+    ``commands`` (an endpoint), the host starts and stops the boards' runs (:class:`CommandRelay`);
+    without, the packer does, as a run's markers come due."""
+
+    def __init__(self, scanner: Scanner, icount: bool = False, commands: str | None = None
+                 ) -> None:
         self.clock = wire.WireClock.of(scanner)
         self.channel = scanner.crystal_channel
         elf = image()
         self.folder = Path(tempfile.mkdtemp(prefix="bpet-qemu-"))
         self.links: list[BoardLink] = []
+        self.relay: CommandRelay | None = None
         try:
             for b in range(scanner.n_boards):
                 self.links.append(BoardLink(elf, b, self.folder / f"board{b}", icount))
+            if commands is not None:
+                self.relay = CommandRelay(commands, self.links)
         except BaseException:
             self.close()
             raise
@@ -245,13 +293,15 @@ class QemuPacker:
         link = self.links[board]
         if kind == wire.RUN_START:
             link.feed(self._word(IN_CLOCK, t_ps))
-            link.command(Opcode.START, a=run)
-        else:
-            link.command(Opcode.STOP)
-        return link.take_until(kind)
+        if self.relay is None:
+            link.command(Opcode.START if kind == wire.RUN_START else Opcode.STOP, a=run)
+            return link.take_until(kind)
+        return link.take_until(kind, timeout_s=None)  # when the host commands it
 
     def close(self) -> None:
         """Every board's input ended and its QEMU gone; the boards' folders removed."""
+        if self.relay is not None:
+            self.relay.close()
         for link in self.links:
             link.close()
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -57,6 +57,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="frame packer: hw.wire's numba encoder, the firmware's C packer, or the "
                         "whole firmware on an emulated Cortex-M, one QEMU a board (slower than "
                         "real time: docs/firmware.md)")
+    p.add_argument("--commands", default=None, metavar="ENDPOINT",
+                   help="with --firmware qemu: the boards take their run's start and stop (and "
+                        "every other command) from a host's ZeroMQ PUSH to this endpoint "
+                        "(tcp://127.0.0.1:PORT or ipc://PATH; default: the emulator starts and "
+                        "stops them itself)")
     p.add_argument("--heartbeat-ms", type=float, default=10.0,
                    help="emulated time between each board's STATUS heartbeats (ms)")
     p.add_argument("--baud", type=int, default=3_000_000, help="serial baud rate")
@@ -161,9 +166,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     emu = recipe.build()
     if args.firmware == "qemu" and args.cluster is not None:
         raise UserError("--firmware qemu runs the boards here: leave out --cluster")
-    warm = None if args.firmware == "qemu" else packer(args.firmware, scanner)
+    warm = None if args.firmware == "qemu" else packer(args.firmware, scanner, args.commands)
     emu.warm_up(warm)  # numba compiles here on a fresh install, before any board streams
-    pack = warm or packer(args.firmware, scanner)  # QEMUs start once the physics is ready
+    pack = warm or packer(args.firmware, scanner, args.commands)  # QEMUs: the physics is ready
     if args.cluster is not None:
         return _emulate_sharded(args, recipe, emu, pack, paths)
     return _emulate(args, emu, pack, open_sink(args.to, scanner.n_boards, args.baud, key_folder),

@@ -140,8 +140,9 @@ def test_emulate_through_qemu_writes_the_bytes_of_the_c_packer(tmp_path):
 
 def test_a_scan_through_the_boards_firmware_loses_nothing_and_sorts_as_the_host(tmp_path):
     """``petdaq run --firmware qemu``: every board's firmware in QEMU, started and stopped by
-    commands; the run ends at the boards' run-stop markers with no loss, and its coincidences
-    are those of the same scan packed by the firmware's C packer."""
+    the DAQ's commands (the emulator sends none then: the run could not end without them); the
+    run ends at the boards' run-stop markers with no loss, and its coincidences are those of
+    the same scan packed by the firmware's C packer."""
     import json
 
     from runstore.listmode import read_listmode
@@ -173,11 +174,18 @@ def test_the_firmware_section_replaces_its_earlier_version(tmp_path):
     assert doc.read_text() == f"# Performance\n\n{TITLE}\n\nnew\n\n## B\n\nb\n"
 
 
-def _qemu_of_board(board: int) -> int | None:
-    """The pid of a QEMU running ``board``'s firmware (tests run one at a time)."""
-    found = subprocess.run(["pgrep", "-f", f"arg=bpet,arg={board} "], capture_output=True,
-                           text=True, check=False).stdout.split()
-    return int(found[0]) if found else None
+def _pgrep(*args: str) -> list[int]:
+    return [int(p) for p in subprocess.run(["pgrep", *args], capture_output=True, text=True,
+                                           check=False).stdout.split()]
+
+
+def _qemu_of_board(board: int, ancestor: int) -> int | None:
+    """The pid of the QEMU running ``board``'s firmware under the process ``ancestor``."""
+    for child in _pgrep("-P", str(ancestor)):  # the emulator
+        found = _pgrep("-P", str(child), "-f", f"arg=bpet,arg={board} ")
+        if found:
+            return found[0]
+    return None
 
 
 def test_a_board_whose_qemu_dies_ends_the_run_with_a_clear_reason(tmp_path):
@@ -191,7 +199,7 @@ def test_a_board_whose_qemu_dies_ends_the_run_with_a_clear_reason(tmp_path):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while (pid := _qemu_of_board(2)) is None:
+        while (pid := _qemu_of_board(2, run.pid)) is None:
             assert time.monotonic() < deadline and run.poll() is None, "board 2 never started"
             time.sleep(0.2)
         time.sleep(2)
@@ -205,3 +213,16 @@ def test_a_board_whose_qemu_dies_ends_the_run_with_a_clear_reason(tmp_path):
     assert "board 2's firmware stopped answering: its QEMU exited with code -9" in err
     stop = json.loads((tmp_path / "killed" / "run.json").read_text())["stop"]
     assert stop["exit_status"] == "fail" and "emulator" in stop["reason"]
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--firmware", "c", "--commands", "tcp://127.0.0.1:5999"],
+     "--commands is for --firmware qemu"),
+    (["--firmware", "qemu", "--commands", "tcp://0.0.0.0:5999"],
+     "the boards take commands on this machine only")])
+def test_commands_only_reach_the_firmware_and_only_from_this_machine(tmp_path, args, said):
+    r = subprocess.run([sys.executable, "-m", "petdaq", "emulate", "--duration", "0.01", *args,
+                        "--to", str(tmp_path / "x.frames"), "--quiet"], capture_output=True,
+                       text=True, timeout=240)
+    assert r.returncode == 2 and said in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

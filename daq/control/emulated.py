@@ -105,12 +105,13 @@ READY_TIMEOUT_S = 600.0
 
 def start_emulator(settings: EmulatorSettings, n_boards: int, host: str = "127.0.0.1",
                    ready_timeout_s: float = READY_TIMEOUT_S,
-                   meanwhile: Callable[[], None] | None = None
+                   meanwhile: Callable[[], None] | None = None, commands: str | None = None
                    ) -> tuple[subprocess.Popen, list[str]]:
     """Start ``petdaq emulate`` pushing to fresh ports; returns the process and the endpoints
     once it is ready to stream (its kernels compiled: the DAQ's clock for "no data" and the
     boards' quiet time start only then). ``meanwhile`` runs while the emulator gets ready (the
-    DAQ compiles its own kernels). A clear error when it fails first."""
+    DAQ compiles its own kernels); ``commands``: the endpoint where the boards' firmware takes
+    the DAQ's commands (``--firmware qemu``). A clear error when it fails first."""
     base = free_port_block(n_boards, host)
     cmd = [sys.executable, "-m", "petdaq", "emulate", "--scanner", settings.scanner,
            "--phantom", settings.phantom, "--nuclide", settings.nuclide,
@@ -118,7 +119,7 @@ def start_emulator(settings: EmulatorSettings, n_boards: int, host: str = "127.0
            "--seed", str(settings.seed), "--to", f"tcp://{host}:{base}", "--quiet",
            "--kinetic-time-scale", str(settings.kinetic_time_scale),
            "--ready-line", "--realtime" if settings.realtime else "--fast",
-           "--firmware", settings.firmware,
+           "--firmware", settings.firmware, *(["--commands", commands] if commands else []),
            "--parent-pid", str(os.getpid())]  # it dies with the DAQ, even a killed one
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

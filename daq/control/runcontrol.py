@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from daq.control.emulated import EmulatorSettings, start_emulator
+from daq.control.boardcommands import BoardCommander
+from daq.control.emulated import EmulatorSettings, free_port_block, start_emulator
 from daq.control.live import warm_up_live
 from daq.control.monitor import MonitorPublisher
 from daq.control.session import Session
@@ -54,6 +55,8 @@ class Run:
     recon: bool = True
     emulator_error: str | None = None
     """The emulator's last line of error output when it failed (set by :func:`finish`)."""
+    commander: BoardCommander | None = None
+    """The DAQ's commands to the boards' firmware (``--firmware qemu``)."""
 
 
 def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: LiveOptions,
@@ -80,10 +83,11 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
     if say is not None:
         say("emulator and DAQ getting ready (the first run after an install compiles their "
             "kernels: a minute or two)")
+    commands = (f"tcp://127.0.0.1:{free_port_block(1)}" if emu.firmware == "qemu" else None)
     proc, endpoints = start_emulator(  # once its kernels and the DAQ's are compiled
         emu, scanner.n_boards, meanwhile=lambda: _warm_up(
             scanner, sort, live, calibration.current(scanner, emulated=True), threads,
-            emu.duration_s))
+            emu.duration_s), commands=commands)
     try:
         run = RunDir.create(out, name)
         session = _session(run, scanner, [open_source(e) for e in endpoints], sort, live,
@@ -95,6 +99,9 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
         proc.terminate()
         raise
     r = Run(run, scanner, session.start(), proc, live.recon)
+    if commands is not None:  # the boards' firmware: the DAQ starts and stops their run
+        r.commander = BoardCommander(commands, r.session.acq, scanner.n_boards, emu.duration_s,
+                                     scanner.digitizer.clock_period_ps)
     threading.Thread(target=_watch_emulator, args=(r,), name="emulator-watch",
                      daemon=True).start()
     return r
