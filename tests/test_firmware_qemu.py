@@ -58,6 +58,13 @@ def test_ping_answers_the_built_version(board):
     assert (reply.board, reply.opcode, reply.result, reply.cmd_seq) == (2, Opcode.PING,
                                                                         Result.OK, 7)
     assert reply.value == _version() and reply.rejected == 0
+    uptimes = []
+    for _ in range(2):
+        board.command(Opcode.UPTIME)
+        (up,) = _replies(board.take_until(wire.REPLY))
+        uptimes.append(up.value)
+        time.sleep(0.3)
+    assert 0 < uptimes[0] < uptimes[1]
 
 
 def test_bad_unknown_and_untimely_commands_are_rejected_and_counted(board):

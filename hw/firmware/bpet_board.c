@@ -302,6 +302,7 @@ static void command(const bpet_control_t *c)
     case BPET_CMD_STOP: result = stop_run(); break;
     case BPET_CMD_MASK: result = set_mask(c->w0_hi, c->w1_lo, c->w1_hi); break;
     case BPET_CMD_THRESHOLD: result = set_threshold(c->w0_hi, c->w1_lo, c->w1_hi); break;
+    case BPET_CMD_UPTIME: result = BPET_OK; value = port_millis(); break;
     case BPET_CMD_RESET:
         result = BPET_OK;
         b.events_sent = b.overflows = b.rejected = 0u;

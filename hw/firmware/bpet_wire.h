@@ -38,6 +38,7 @@ extern "C" {
 #define BPET_CMD_MASK 4u      /* a = first channel (a multiple of 64), b = their enable bits */
 #define BPET_CMD_THRESHOLD 5u /* a = channel (0xFFFFFFFF: every channel), b = lowest ADC code */
 #define BPET_CMD_RESET 6u     /* events sent, FIFO overflows and rejected commands to 0 */
+#define BPET_CMD_UPTIME 7u    /* the reply's value: milliseconds since power-up (mod 2**32) */
 
 /* REPLY results (word 0, bits 8-15). */
 #define BPET_OK 0u

@@ -25,6 +25,7 @@ class Opcode(IntEnum):
     MASK = 4
     THRESHOLD = 5
     RESET = 6
+    UPTIME = 7
 
 
 class Result(IntEnum):

@@ -1,7 +1,7 @@
 /*
- * port.c - bpet_port.h on mps2-an385 as QEMU emulates it: the CMSDK UART0 (polled), SysTick as
- * the millisecond clock, and semihosting for the front end (reads of the file the emulator
- * appends the front end's words to) and for the exit.
+ * port.c - bpet_port.h on mps2-an385 as QEMU emulates it: the CMSDK UART0 (polled), SysTick's
+ * interrupt as the millisecond clock, and semihosting for the front end (reads of the file the
+ * emulator appends the front end's words to) and for the exit.
  */
 #include "../../bpet_port.h"
 
@@ -28,7 +28,7 @@
 static int input_handle = -1;
 static uint8_t pending[64u * BPET_INPUT_BYTES];
 static unsigned pending_bytes;
-static uint32_t millis;
+static volatile uint32_t millis;
 static uint16_t board_id;
 
 static int semihost(int op, void *arg)
@@ -62,7 +62,7 @@ void port_init(void)
     UART_CTRL = 3u; /* TX and RX enabled, no interrupts */
     SYST_RVR = SYSCLK_HZ / 1000u - 1u;
     SYST_CVR = 0u;
-    SYST_CSR = 5u; /* processor clock, enabled, no interrupt */
+    SYST_CSR = 7u; /* processor clock, interrupt, enabled */
     input_handle = semihost(SYS_OPEN, args);
     if (input_handle < 0) {
         port_exit(3);
@@ -123,11 +123,13 @@ int port_uart_rx(uint8_t *byte)
     return 1;
 }
 
+void SysTick_Handler(void)
+{
+    millis++;
+}
+
 uint32_t port_millis(void)
 {
-    if (SYST_CSR & (1u << 16)) { /* COUNTFLAG: a millisecond has passed (cleared by reading) */
-        millis++;
-    }
     return millis;
 }
 

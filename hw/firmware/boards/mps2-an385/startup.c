@@ -10,12 +10,13 @@
 extern uint32_t __data_load, __data_start, __data_end, __bss_start, __bss_end, __stack_top;
 
 void Reset_Handler(void);
+void SysTick_Handler(void); /* port.c: the millisecond clock */
 static void Fault_Handler(void);
 
 __attribute__((section(".vectors"), used)) static const void *const vectors[16] = {
     &__stack_top, (const void *)Reset_Handler, (const void *)Fault_Handler,
     (const void *)Fault_Handler, (const void *)Fault_Handler, (const void *)Fault_Handler,
-    (const void *)Fault_Handler,
+    (const void *)Fault_Handler, 0, 0, 0, 0, 0, 0, 0, 0, (const void *)SysTick_Handler,
 };
 
 void *memcpy(void *dst, const void *src, size_t n)
