@@ -402,7 +402,8 @@ def test_start_and_stop_send_the_form_and_the_dragged_window(qtbot, console, fak
     start = next(r for r in fake_daq.requests if r["cmd"] == "start")
     assert start["settings"] == {"scanner": "bedside-brain", "phantom": "nema-iq",
                                  "nuclide": "Ga-68", "activity_mbq": 35.5, "duration_s": 120.0,
-                                 "kinetic_time_scale": 1.0, "energy_window_kev": [400.0, 650.0],
+                                 "kinetic_time_scale": 1.0, "firmware": "numba",
+                                 "energy_window_kev": [400.0, 650.0],
                                  "study": {"patient_id": "p-007", "weight_kg": 72.5}}
     qtbot.waitUntil(lambda: c.stop_button.isEnabled() and not c.start_button.isEnabled(),
                     timeout=5000)
