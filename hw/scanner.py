@@ -194,7 +194,8 @@ class Scanner:
     digest: str = ""
     """SHA-256 of the definition file: identifies the model for caches and energy calibrations.
     The ``[quantification]`` table is left out: it is a calibration result, not part of the
-    model, and measuring it again must not orphan the stored gain tables or cached images."""
+    model, and measuring it again must not orphan the stored gain tables or cached images; so is
+    the ``[reconstruction]`` table, a preference of the images, not of the model."""
     channel_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))
     """(n_boards, max_channel + 1) int32: global crystal of (board, channel), -1 where none."""
     readout_map: Path | None = None
@@ -217,6 +218,10 @@ class Scanner:
     """The dead-time correction factor of the cross-calibration's acquisitions, which its counts
     per annihilation include (:mod:`hw.deadtime`): an image is corrected by its own factor over
     this one."""
+    default_voxel_mm: float = 2.0
+    """PET: the voxel (mm) of a run's image by default (``petdaq recon``, ``petdaq run``'s
+    final image), ``[reconstruction] voxel_mm``; 2.0 when the file has none. SPECT images use the
+    detector pixel."""
     spect_cps_per_mbq: dict[str, float] = field(default_factory=dict)
     """SPECT planar sensitivity per head (counts per second per MBq in a photopeak window, TEW
     scatter removed), ``[quantification.spect_cps_per_mbq]``, keyed by
@@ -313,15 +318,16 @@ def load_scanner(name_or_path: str | Path = "bedside-brain") -> Scanner:
     return _build(data, source, definition_digest(text))
 
 
-#: The ``[quantification]`` table with the blank lines before it, up to the next table.
-_QUANTIFICATION = re.compile(r"(?:^[ \t]*\n)*^\[quantification(?:\.[^\]\n]*)?\][^\n]*(?:\n|$)"
-                             r"(?:(?![ \t]*\[)[^\n]*(?:\n|$))*", re.MULTILINE)
+#: The ``[quantification]`` and ``[reconstruction]`` tables, each with the blank lines before
+#: it, up to the next table.
+_NOT_MODEL = re.compile(r"(?:^[ \t]*\n)*^\[(?:quantification|reconstruction)(?:\.[^\]\n]*)?\]"
+                        r"[^\n]*(?:\n|$)(?:(?![ \t]*\[)[^\n]*(?:\n|$))*", re.MULTILINE)
 
 
 def definition_digest(text: str) -> str:
     """:attr:`Scanner.digest` of a definition's text: SHA-256 of it without its
-    ``[quantification]`` table and sub-tables."""
-    return hashlib.sha256(_QUANTIFICATION.sub("", text).encode()).hexdigest()
+    ``[quantification]`` and ``[reconstruction]`` tables and sub-tables."""
+    return hashlib.sha256(_NOT_MODEL.sub("", text).encode()).hexdigest()
 
 
 def _read_definition(name: str) -> tuple[str, str]:
@@ -452,6 +458,7 @@ def _build(data: dict[str, Any], source: str, digest: str) -> Scanner:
         name=top.text("name"), description=top.text("description", default=""), kind=kind,
         material=mat, response=response, digitizer=digitizer, acquisition=acquisition,
         source=source, digest=digest, readout_map=_readout_map(top), **_quantification(top),
+        **_reconstruction(top, kind),
     )
     if kind == "pet":
         scanner = _ring(geo, digitizer, common)
@@ -520,6 +527,18 @@ def _quantification(top: _Keys) -> dict[str, Any]:
         table = q.table("spect_cps_per_mbq")
         found["spect_cps_per_mbq"] = {str(k): _finite(table, k, "cps/MBq") for k in table.data}
     return found
+
+
+def _reconstruction(top: _Keys, kind: str) -> dict[str, Any]:
+    """The optional ``[reconstruction]`` table: ``voxel_mm``, a PET run's image voxel."""
+    if not top.has("reconstruction"):
+        return {}
+    r = top.table("reconstruction")
+    if not r.has("voxel_mm"):
+        return {}
+    if kind != "pet":
+        raise r._fail("voxel_mm", "is for PET scanners (SPECT images use the detector pixel)")
+    return {"default_voxel_mm": _finite(r, "voxel_mm", "mm")}
 
 
 def _finite(table: _Keys, key: str, unit: str) -> float:

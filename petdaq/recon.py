@@ -65,7 +65,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="correct scatter (single-scatter simulation scaled to the tails; needs "
                         "the mu-map; quantified with the scanner's scatter-corrected cross-calibration; "
                         "default off)")
-    p.add_argument("--voxel", type=float, default=2.0, help="voxel size, mm (default 2)")
+    p.add_argument("--voxel", type=float, default=None,
+                   help="voxel size, mm (default: the scanner's, its definition's "
+                        "[reconstruction] voxel_mm: 2, small-animal 0.5)")
     p.add_argument("--threads", type=int, help="threads (default: all cores)")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                    help="Monte-Carlo LORs of the sensitivity image, computed once per scanner "
@@ -79,6 +81,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", action="store_true",
                    help="figures of merit of the run's phantom (report.json; the cardiac "
                         "phantom: polar_map.png and .csv, the defect, the inferior wall)")
+    p.add_argument("--phantom", default=None, metavar="NAME",
+                   help="with --report, for a run that names no phantom (a real scan, an "
+                        "imported simulation): nu4-iq, whose regions are found in the image")
     p.add_argument("--display-fwhm", type=float, default=DISPLAY_FWHM_MM, metavar="MM",
                    help="Gaussian FWHM (mm) that smooths the PNG pictures, not the stored image "
                         f"(default {DISPLAY_FWHM_MM:g}; 0: none)")
@@ -148,6 +153,22 @@ def _out_folder(args: argparse.Namespace) -> Path:
         run / "images" if run.is_dir() else run.with_suffix(""))
 
 
+def _check_report(args: argparse.Namespace, run_phantom: str | None) -> None:
+    """``--report`` and ``--phantom`` checked before the reconstruction: the run's phantom, or
+    one whose figures the image alone gives (``--phantom nu4-iq`` for a run that names none)."""
+    from recon.report import FOUND_IN_IMAGE
+
+    if args.phantom is not None and not args.report:
+        raise UserError("--phantom is for --report")
+    if not args.report:
+        return
+    if run_phantom is not None and args.phantom not in (None, run_phantom):
+        raise UserError(f"{args.run} is a scan of the {run_phantom} phantom, not {args.phantom}")
+    if run_phantom is None and args.phantom not in FOUND_IN_IMAGE:
+        raise UserError(f"--report needs a run of a known phantom (its run.json names it), or "
+                        f"--phantom {' or '.join(FOUND_IN_IMAGE)} (found in the image)")
+
+
 def _inputs(args: argparse.Namespace) -> list[Path]:
     """What a run's image depends on: its files, the scanner definitions (calibrations in
     them)."""
@@ -162,7 +183,8 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     """``petdaq recon`` of one run (``args.run``); a dynamic run's frames on ``client``'s
     workers when given."""
     import recon
-    from recon.report import phantom_report
+    from recon import nu4
+    from recon.report import image_report, phantom_report
 
     if args.display_fwhm < 0:
         raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
@@ -174,6 +196,7 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     if args.lv_axis or args.photopeak_kev is not None:
         raise UserError("--lv-axis and --photopeak-kev are for SPECT runs")
     coinc, header, facts = load_coincidences(args.run)
+    _check_report(args, facts.phantom)
     name = args.scanner or facts.scanner or header.get("scanner")
     if not name:
         raise UserError(f"{args.run} does not name its scanner: give --scanner")
@@ -200,9 +223,10 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
         recon.write_dicom_pet(image, out / "dicom", *quantified)
         files.append(str(out / "dicom"))
     if args.report:
-        if phantom is None:
-            raise UserError("--report needs a run of a known phantom (its run.json names it)")
-        report = phantom_report(image, phantom, out)
+        report = (phantom_report(image, phantom, out) if phantom is not None
+                  else image_report(image, args.phantom, out))
+        if "nu4_image_quality" in report:
+            print("\n".join(nu4.table(report["nu4_image_quality"])))
         with replacing(out / "report.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         files.append(str(out / "report.json"))

@@ -13,10 +13,11 @@ phantom (water, NEMA NU 2's 203 mm across or 85 % of the transaxial field of vie
 twice the axial field of view long) filled with F-18 of known total activity, sorted with the
 scanner's default settings (:func:`coincidence.sort`) and reconstructed as ``petdaq recon`` does
 by default (LM-OSEM, 2 iterations, one subset per 50 k prompts up to 10, TOF, randoms from the
-delayeds, attenuation from the phantom's mu-map, 2 mm voxels); the image in Bq/mL with
-calibration 1 is averaged over the central region (radius half the cylinder's, axial half-length
-a quarter of the axial field of view: away from the edges and the low-sensitivity axial ends) and
-divided by the true concentration at the scan start.
+delayeds, attenuation from the phantom's mu-map, the scanner's default voxel,
+``[reconstruction] voxel_mm``); the image in Bq/mL with calibration 1 is averaged over the
+central region (radius half the cylinder's, axial half-length a quarter of the axial field of
+view: away from the edges and the low-sensitivity axial ends) and divided by the true
+concentration at the scan start.
 
 Because the scatter is calibrated, not corrected, objects that scatter much more or much less
 than the cylinder (a point source in air: about 30 % lower on bedside-brain) come out with that
@@ -48,7 +49,7 @@ from hw.scanner import Scanner, load_scanner
 from infra.errors import UserError
 from recon.grid import Grid, default_grid
 from recon.quant import activity_concentration
-from recon.runimage import RUN_ITERATIONS, RunReconOptions, osem_counts
+from recon.runimage import RUN_ITERATIONS, RunReconOptions, osem_counts, voxel_of
 from recon.system import DEFAULT_SAMPLES
 from runstore.singlesrates import rate_table
 
@@ -117,14 +118,15 @@ def cylinder_concentration_bq_ml(scanner: Scanner, activity_mbq: float) -> float
 
 def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float = 10.0,
             seed: int = 1, *, calibration: float = 1.0, iterations: int = RUN_ITERATIONS,
-            subsets: int | None = None, voxel_mm: float = 2.0,
+            subsets: int | None = None, voxel_mm: float | None = None,
             sensitivity_samples: int = DEFAULT_SAMPLES, scatter: bool = False) -> Calibration:
     """Emulate, sort and reconstruct the calibration cylinder (``petdaq recon``'s defaults:
-    ``subsets`` None is :func:`recon.runimage.default_subsets`); the central region's mean in Bq/mL
-    with ``calibration`` against the true concentration. With ``calibration=1`` their ratio is
-    the cross-calibration factor; with the scanner's stored factor it is the accuracy of the
-    quantification (1 when right). ``scatter``: with scatter correction (``petdaq recon
-    --scatter``), for :attr:`hw.scanner.Scanner.scatter_corrected_counts_per_annihilation`."""
+    ``subsets`` None is :func:`recon.runimage.default_subsets`, ``voxel_mm`` None the scanner's
+    ``default_voxel_mm``); the central region's mean in Bq/mL with ``calibration`` against the
+    true concentration. With ``calibration=1`` their ratio is the cross-calibration factor; with
+    the scanner's stored factor it is the accuracy of the quantification (1 when right).
+    ``scatter``: with scatter correction (``petdaq recon --scatter``), for
+    :attr:`hw.scanner.Scanner.scatter_corrected_counts_per_annihilation`."""
     import coincidence
     import emulator
 
@@ -139,10 +141,10 @@ def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float
     coinc = coincidence.sort(sim.singles, scanner=scanner, window_ps=acq["coincidence_window_ps"],
                              energy_window_kev=acq["energy_window_kev"], delay_ps=acq["delay_ps"])
     phantom = emulator.phantoms.get(PHANTOM, scanner)
-    grid = default_grid(scanner, voxel_mm)
-    header = {"window_ps": acq["coincidence_window_ps"], "energy_window_kev": acq["energy_window_kev"]}
     options = RunReconOptions(iterations=iterations, subsets=subsets, scatter=scatter,
                               voxel_mm=voxel_mm, sensitivity_samples=sensitivity_samples)
+    grid = default_grid(scanner, voxel_of(options, scanner))
+    header = {"window_ps": acq["coincidence_window_ps"], "energy_window_kev": acq["energy_window_kev"]}
     image = osem_counts(coinc, header, phantom, scanner, options)
     nuclide = nuclides.get(NUCLIDE)
     bq_ml = activity_concentration(image, duration_s, nuclide.positron_fraction,

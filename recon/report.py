@@ -12,7 +12,10 @@ depends on what the phantom holds:
   ``lung_insert`` (cold contrast on a ROI of 60 % of its diameter);
 - a ``myocardium`` (with a ``blood_pool`` cavity): the AHA 17-segment polar map, written as
   ``polar_map.png`` next to the report when a folder is given;
-- a single uniform ``cylinder``: NU 4 uniformity in its central 75 % (diameter and length).
+- a single uniform ``cylinder``: NU 4 uniformity in its central 75 % (diameter and length);
+- the NU 4 image-quality phantom (``nu4-iq``): the NU 4-2008 table, its regions found in the
+  image (:mod:`recon.nu4`), so that a run that names no phantom gets it too
+  (:func:`image_report`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from recon import figures
+from infra.errors import UserError
+from recon import figures, nu4
 from recon.cardiac import map_of, phantom_axis, polar_map_report
 from recon.grid import Image
 
@@ -30,8 +34,11 @@ from recon.grid import Image
 def phantom_report(image: Image, phantom: Any, folder: str | Path | None = None
                    ) -> dict[str, Any]:
     """A JSON-ready dict of the figures that ``phantom``'s geometry allows."""
+    name = getattr(phantom, "name", "")
+    if name in FOUND_IN_IMAGE:
+        return image_report(image, name, folder, phantom)
     regions = phantom.regions()
-    out: dict[str, Any] = {"phantom": getattr(phantom, "name", ""), "units": image.units}
+    out: dict[str, Any] = {"phantom": name, "units": image.units}
     points = {n: r for n, r in regions.items() if hasattr(r, "position_mm")}
     if points:
         out["resolution"] = {}
@@ -52,6 +59,27 @@ def phantom_report(image: Image, phantom: Any, folder: str | Path | None = None
         out["uniformity"] = figures.uniformity(image, cyl.centre_mm, 1.5 * min(a[0], a[1]),
                                                1.5 * a[2])
     return out
+
+
+def _nu4(image: Image, folder: str | Path | None, phantom: Any = None) -> dict[str, Any]:
+    air = phantom.regions().get("air_insert") if phantom is not None else None
+    hint = tuple(air.shape.centre_mm[:2]) if air is not None else None
+    return {"nu4_image_quality": nu4.report(image, folder, hint)}
+
+
+#: Phantoms whose figures need the image alone: their regions are found in it.
+FOUND_IN_IMAGE = {"nu4-iq": _nu4}
+
+
+def image_report(image: Image, phantom_name: str, folder: str | Path | None = None,
+                 phantom: Any = None) -> dict[str, Any]:
+    """The figures of a phantom found in the image (:data:`FOUND_IN_IMAGE`), for a run that
+    need not name it (``phantom``: the emulated one, whose truth only names what was found)."""
+    if phantom_name not in FOUND_IN_IMAGE:
+        raise UserError(f"the figures of {phantom_name!r} need the run's phantom; found in the "
+                        f"image alone: {', '.join(FOUND_IN_IMAGE)}")
+    return {"phantom": phantom_name, "units": image.units,
+            **FOUND_IN_IMAGE[phantom_name](image, folder, phantom)}
 
 
 def _image_quality(image: Image, spheres: dict[str, Any], regions: dict[str, Any]

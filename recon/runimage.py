@@ -35,7 +35,8 @@ class RunReconOptions:
     scatter: bool = False
     """Scatter correction (single-scatter simulation scaled to the tails, :mod:`recon.scatter`);
     it needs the mu-map."""
-    voxel_mm: float = 2.0
+    voxel_mm: float | None = None
+    """The image's voxel (mm); None: the scanner's ``default_voxel_mm`` (:func:`voxel_of`)."""
     sensitivity_samples: int = DEFAULT_SAMPLES
     calibration: float | None = None
     """Reconstructed counts per true annihilation; None: the scanner's
@@ -87,7 +88,7 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner
     scaled by ``scatter_scale`` (None: fitted to these coincidences' tails)."""
     import recon
 
-    grid = recon.default_grid(scanner, options.voxel_mm)
+    grid = recon.default_grid(scanner, voxel_of(options, scanner))
     mu = phantom.mu_map(grid, 511.0) if options.attenuation and phantom is not None else None
     window = header.get("window_ps")
     subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
@@ -128,7 +129,7 @@ def scatter_scale_of(coinc: np.ndarray, header: dict[str, Any], phantom: Any, sc
     from recon.scattercorr import run_scale
     from recon.system import min_sector_difference
 
-    grid = recon.default_grid(scanner, options.voxel_mm)
+    grid = recon.default_grid(scanner, voxel_of(options, scanner))
     subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
     first = osem_counts(coinc, header, phantom, scanner,
                         replace(options, scatter=False, subsets=subsets,
@@ -149,6 +150,11 @@ def scatter_first_iterations(subsets: int) -> int:
     """Iterations of ``subsets`` subsets that give the first image
     :data:`SCATTER_FIRST_UPDATES` updates (at least)."""
     return max(1, -(-SCATTER_FIRST_UPDATES // max(1, subsets)))
+
+
+def voxel_of(options: RunReconOptions, scanner: Any) -> float:
+    """The image's voxel (mm): the option's, else the scanner's default."""
+    return options.voxel_mm if options.voxel_mm is not None else scanner.default_voxel_mm
 
 
 def calibration_of(options: RunReconOptions, scanner: Any) -> float:

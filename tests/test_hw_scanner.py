@@ -141,6 +141,46 @@ def test_digest_leaves_out_the_quantification_table(tmp_path: Path) -> None:
     assert changed.digest != brain.digest
 
 
+def _with_voxel(tmp_path: Path, name: str, value: str) -> Path:
+    """The built-in ``name`` with a ``[reconstruction] voxel_mm = value`` table at its end."""
+    p = tmp_path / f"{name}-voxel.toml"
+    src = Path(load_scanner(name).source).read_text()
+    p.write_text(f"{src.rstrip()}\n\n[reconstruction]\n# the image's voxel\nvoxel_mm = {value}\n")
+    return p
+
+
+def test_default_voxel_is_the_reconstruction_tables_and_leaves_the_digest(tmp_path: Path
+                                                                           ) -> None:
+    """``[reconstruction] voxel_mm`` sets a PET scanner's default image voxel (2 mm without it);
+    like ``[quantification]`` it is no part of the model's digest."""
+    brain, animal = load_scanner("bedside-brain"), load_scanner("small-animal")
+    assert brain.default_voxel_mm == 2.0 and animal.default_voxel_mm == 0.5
+    assert load_scanner("spect-dual-head").default_voxel_mm == 2.0
+    fine = load_scanner(str(_with_voxel(tmp_path, "bedside-brain", "1.25")))
+    assert fine.default_voxel_mm == 1.25 and fine.digest == brain.digest
+    src = Path(animal.source).read_text()
+    start = src.index("[reconstruction]")
+    without = src[:start] + src[src.index("[quantification]", start):]
+    (tmp_path / "plain.toml").write_text(without)
+    plain = load_scanner(str(tmp_path / "plain.toml"))
+    assert plain.default_voxel_mm == 2.0 and plain.digest == animal.digest
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("0", "must be > 0"), ("-0.5", "must be > 0"), ("inf", "must be a finite number > 0"),
+    ('"fine"', "must be a number"),
+])
+def test_default_voxel_must_be_a_positive_number(tmp_path: Path, value: str, message: str
+                                                 ) -> None:
+    with pytest.raises(ScannerError, match=f"key 'reconstruction.voxel_mm' {message}"):
+        load_scanner(str(_with_voxel(tmp_path, "bedside-brain", value)))
+
+
+def test_default_voxel_is_for_pet(tmp_path: Path) -> None:
+    with pytest.raises(ScannerError, match=r"'reconstruction\.voxel_mm' is for PET scanners"):
+        load_scanner(str(_with_voxel(tmp_path, "spect-dual-head", "2.0")))
+
+
 def test_missing_file() -> None:
     with pytest.raises(ScannerError, match="does not exist"):
         load_scanner("/no/such/scanner.toml")

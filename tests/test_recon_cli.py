@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -72,6 +73,20 @@ def test_recon_quantifies_with_the_scanners_calibration_by_default(brain, point_
     ratio = images["one"].array.sum(dtype=np.float64) / images["default"].array.sum(
         dtype=np.float64)
     assert ratio == pytest.approx(brain.counts_per_annihilation, rel=1e-4)
+
+
+def test_recon_voxel_defaults_to_the_scanners(brain, point_run, tmp_path):
+    """Without --voxel the image has the scanner's [reconstruction] voxel_mm (2 mm without one)."""
+    assert _parse("recon", str(point_run)).voxel is None
+    assert runimage.voxel_of(runimage.RunReconOptions(), brain) == 2.0
+    coarse = tmp_path / "coarse-brain.toml"
+    coarse.write_text(Path(brain.source).read_text() + "\n[reconstruction]\nvoxel_mm = 4.0\n")
+    args = _parse("recon", str(point_run), "--scanner", str(coarse), "--iterations", "1",
+                  "--samples", "1000000", "--no-dicom", "--out", str(tmp_path / "out"))
+    assert args.func(args) == 0
+    image = read_nifti(tmp_path / "out" / "image.nii.gz")
+    assert image.array.shape == (60, 60, 39)
+    assert tuple(image.voxel_mm) == pytest.approx((4.0, 4.0, 4.0))
 
 
 def test_default_subsets_keep_enough_events_per_subset(brain):

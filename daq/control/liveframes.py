@@ -96,9 +96,9 @@ def check_live_frames(text: str | None, scanner: Any, time_scale: float, end: fl
     if spheres:
         import recon
         from recon.kinetics.regions import sphere_regions
-        from recon.runimage import RunReconOptions
+        from recon.runimage import RunReconOptions, voxel_of
 
-        sphere_regions(spheres, recon.default_grid(scanner, RunReconOptions().voxel_mm))
+        sphere_regions(spheres, recon.default_grid(scanner, voxel_of(RunReconOptions(), scanner)))
     elif not emulated:
         raise UserError(_NO_REGIONS)
 

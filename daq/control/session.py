@@ -65,13 +65,15 @@ class Session:
 
     def _live_frames(self, run: RunDir, schedule: str, spheres: tuple[str, ...]) -> LiveFrames:
         from recon.dynamic import FrameRecon
+        from recon.runimage import voxel_of
         from runstore.facts import run_facts
 
         facts = run_facts(run)
         frames = live_schedule(schedule, self.scanner, facts.kinetic_time_scale, facts.duration_s)
         self._frames_end_s = facts.duration_s
         recon_of = FrameRecon.of_run(self.acq.processor.settings, facts, self.scanner)
-        regions = live_regions(self.scanner, facts, list(spheres), recon_of.options.voxel_mm)
+        regions = live_regions(self.scanner, facts, list(spheres),
+                               voxel_of(recon_of.options, self.scanner))
         rates = self.acq.processor.rates
         return LiveFrames(frames, recon_of, regions, facts.kinetic_time_scale,
                           self._publish_curves, cpu=self.cpu,

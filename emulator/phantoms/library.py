@@ -15,13 +15,17 @@ import numpy as np
 
 from emulator.kinetics import FengInput, Kinetics, TissueClass, TissueModel
 from emulator.phantoms.model import LineSource, Phantom, PointSource, Region
-from emulator.phantoms.shapes import cylinder, ellipsoid, rotation_to, sphere
+from emulator.phantoms.shapes import Shape, cylinder, ellipsoid, rotation_to, sphere
 from hw.scanner import Scanner
 
 #: Polyethylene (0.96 g/cm3, 3 % more electrons per gram than water): water-equivalent density.
 POLYETHYLENE = 0.99
 LUNG = 0.3
 BONE = 1.8
+#: PMMA (1.19 g/cm3, 3 % fewer electrons per gram than water): water-equivalent density.
+PMMA = 1.16
+#: Air (0.0012 g/cm3, 10 % fewer electrons per gram than water): water-equivalent density.
+AIR = 0.0011
 #: NEMA NU 2 scatter phantom: 203 mm diameter x 700 mm, line source 45 mm below the axis.
 NU2_DIAMETER_MM, NU2_LENGTH_MM, NU2_OFFSET_MM = 203.0, 700.0, 45.0
 
@@ -86,6 +90,57 @@ def nu4_mouse(scanner: Scanner) -> Phantom:
 
 def nu4_rat(scanner: Scanner) -> Phantom:
     return _line_in_cylinder("nu4-rat", 50.0, 150.0, 17.5, 140.0, "NEMA NU 4 rat phantom")
+
+
+#: NEMA NU 4 image-quality phantom (mm): PMMA body, its cavity, the rods' block and circle, the
+#: cold chambers (inner diameter, length, wall, centres' distance from the axis).
+NU4_IQ_BODY_D_MM, NU4_IQ_BODY_LENGTH_MM = 33.5, 56.0
+NU4_IQ_CAVITY_D_MM, NU4_IQ_CAVITY_Z_MM = 30.0, (-25.0, 25.0)
+NU4_IQ_RODS_Z_MM, NU4_IQ_ROD_CIRCLE_MM = (-25.0, -5.0), 7.0
+NU4_IQ_ROD_DIAMETERS_MM = (1.0, 2.0, 3.0, 4.0, 5.0)
+NU4_IQ_INSERT_D_MM, NU4_IQ_INSERT_Z_MM, NU4_IQ_INSERT_WALL_MM = 8.0, (10.0, 25.0), 1.0
+NU4_IQ_INSERT_OFFSET_MM = 7.5
+
+
+def _z_cylinder(x_mm: float, y_mm: float, diameter_mm: float, z_mm: tuple[float, float]
+                ) -> Shape:
+    """A cylinder along z from ``z_mm[0]`` to ``z_mm[1]``."""
+    lo, hi = z_mm
+    return cylinder((x_mm, y_mm, (lo + hi) / 2.0), diameter_mm, hi - lo)
+
+
+def _nu4_iq_insert(name: str, x_mm: float, density: float) -> tuple[Region, Region]:
+    """A cold chamber of the lid: its PMMA wall (bottom included) and its cold filling."""
+    lo, hi = NU4_IQ_INSERT_Z_MM
+    wall = NU4_IQ_INSERT_WALL_MM
+    return (Region(f"{name}_wall", _z_cylinder(x_mm, 0.0, NU4_IQ_INSERT_D_MM + 2 * wall,
+                                               (lo - wall, hi)), 0.0, PMMA),
+            Region(name, _z_cylinder(x_mm, 0.0, NU4_IQ_INSERT_D_MM, (lo, hi)), 0.0, density))
+
+
+def nu4_iq(scanner: Scanner) -> Phantom:
+    """NEMA NU 4-2008 image-quality phantom (NEMA NU 4-2008 section 6, as reproduced by Goertzen
+    et al., J Nucl Med 53:1300 (2012), and the Leeds Test Objects NU4 IQ phantom): a PMMA body
+    33.5 mm across and 56 mm long on the scanner's axis, its cavity (z -25 to 25 mm) a 20 mm
+    solid PMMA block (z -25 to -5) drilled through by five rods 1-5 mm across on a 7 mm circle
+    (at 90 + 72 k degrees), filled from a uniform chamber 30 mm across (z -5 to 25); in it, hung
+    from the lid (z 10 to 25), two cold chambers 8 mm across with 1 mm PMMA walls, at x = +7.5 mm
+    filled with water and at x = -7.5 mm with air. Uniform water and rods have activity 1."""
+    parts = [Region("body", _z_cylinder(0.0, 0.0, NU4_IQ_BODY_D_MM,
+                                        (-NU4_IQ_BODY_LENGTH_MM / 2, NU4_IQ_BODY_LENGTH_MM / 2)),
+                    0.0, PMMA),
+             Region("uniform", _z_cylinder(0.0, 0.0, NU4_IQ_CAVITY_D_MM,
+                                           (NU4_IQ_RODS_Z_MM[1], NU4_IQ_CAVITY_Z_MM[1])), 1.0, 1.0)]
+    for k, d in enumerate(NU4_IQ_ROD_DIAMETERS_MM):
+        phi = math.radians(90.0 + 72.0 * k)
+        x, y = NU4_IQ_ROD_CIRCLE_MM * math.cos(phi), NU4_IQ_ROD_CIRCLE_MM * math.sin(phi)
+        parts.append(Region(f"rod_{d:g}", _z_cylinder(x, y, d, NU4_IQ_RODS_Z_MM), 1.0, 1.0))
+    parts += [*_nu4_iq_insert("water_insert", NU4_IQ_INSERT_OFFSET_MM, 1.0),
+              *_nu4_iq_insert("air_insert", -NU4_IQ_INSERT_OFFSET_MM, AIR)]
+    rods = ", ".join(f"{d:g}" for d in NU4_IQ_ROD_DIAMETERS_MM)
+    return Phantom("nu4-iq", f"NEMA NU 4 image quality: {NU4_IQ_BODY_D_MM:g} mm PMMA body, hot "
+                   f"rods {rods} mm, uniform chamber {NU4_IQ_CAVITY_D_MM:g} mm, cold water and "
+                   f"air inserts {NU4_IQ_INSERT_D_MM:g} mm", parts=tuple(parts))
 
 
 def nema_iq(scanner: Scanner) -> Phantom:
@@ -230,6 +285,7 @@ BUILDERS = {
     "nu2-scatter": nu2_scatter,
     "nu4-mouse": nu4_mouse,
     "nu4-rat": nu4_rat,
+    "nu4-iq": nu4_iq,
     "nema-iq": nema_iq,
     "derenzo": derenzo,
     "brain": brain,

@@ -16,7 +16,8 @@ centre.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -92,6 +93,27 @@ class Phantom:
         """Every named part (regions and sources) by name, for figures of merit."""
         return {p.name: p for p in (*self.parts, *self.sources)}
 
+    def moved(self, angle_deg: float = 0.0, shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+              ) -> Phantom:
+        """The phantom turned by ``angle_deg`` about the scanner's z axis (x towards y), then
+        shifted by ``shift_mm``: every region's shape and every point and line source moves with
+        it (its names, activities and kinetics stay)."""
+        a = math.radians(angle_deg)
+        turn = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0],
+                         [0.0, 0.0, 1.0]])
+        shift = np.asarray(shift_mm, dtype=np.float64)
+
+        def at(p: tuple[float, float, float]) -> tuple[float, float, float]:
+            return tuple(float(v) for v in turn @ np.asarray(p) + shift)
+
+        sources = tuple(replace(s, start_mm=at(s.start_mm), stop_mm=at(s.stop_mm))
+                        if isinstance(s, LineSource) else replace(s, position_mm=at(s.position_mm))
+                        for s in self.sources)
+        parts = tuple(replace(r, shape=r.shape.moved(turn, tuple(shift))) for r in self.parts)
+        pose = f"turned {angle_deg:g} deg about z, shifted {tuple(float(v) for v in shift)} mm"
+        return replace(self, description=f"{self.description} ({pose})", parts=parts,
+                       sources=sources)
+
     # ------------------------------------------------------------------ maps
 
     def _paint(self, attribute: str, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -101,7 +123,8 @@ class Phantom:
         for region in self.parts:
             value = getattr(region, attribute)
             if value is not None:
-                out[region.shape.contains(flat)] = value
+                near = _in_box(flat, region.shape)
+                out[near[region.shape.contains(flat[near])]] = value
         return out.reshape(points.shape[:-1])
 
     def density_at(self, points_mm: np.ndarray) -> np.ndarray:
@@ -167,6 +190,17 @@ class Phantom:
             src_a=np.array(a, dtype=np.float64).reshape(-1, 3),
             src_b=np.array(b, dtype=np.float64).reshape(-1, 3), src_cdf=src_cdf,
         )
+
+
+def _in_box(points_mm: np.ndarray, shape: Shape) -> np.ndarray:
+    """Indices of the points (N, 3) in a box around ``shape`` (a little larger than its
+    bounding box), the only ones it may contain: a fine grid's map tests only those."""
+    low, high = shape.bounding_box()
+    pad = 1e-6 * (1.0 + np.abs(low) + np.abs(high))
+    inside = np.ones(points_mm.shape[0], dtype=bool)
+    for k in range(3):
+        inside &= (points_mm[:, k] >= low[k] - pad[k]) & (points_mm[:, k] <= high[k] + pad[k])
+    return np.flatnonzero(inside)
 
 
 def _centres(grid: Any, shape: tuple[int, int, int] | None,

@@ -53,6 +53,14 @@ class Shape:
             return np.einsum("ij,ij->i", q, q) <= 1.0
         return (q[:, 0] ** 2 + q[:, 1] ** 2 <= 1.0) & (np.abs(q[:, 2]) <= 1.0)
 
+    def moved(self, turn: np.ndarray, shift_mm: tuple[float, float, float]) -> Shape:
+        """The shape carried by the rigid motion ``p -> turn @ p + shift_mm`` (``turn`` a 3 x 3
+        rotation matrix, about the scanner's origin)."""
+        r = np.asarray(turn, dtype=np.float64)
+        centre = r @ np.asarray(self.centre_mm) + np.asarray(shift_mm, dtype=np.float64)
+        return Shape(self.kind, tuple(float(v) for v in centre), self.semi_axes_mm,
+                     np.asarray(self.rotation) @ r.T)
+
     def bounding_box(self) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) corners (mm) of an axis-aligned box enclosing the shape."""
         ax = np.asarray(self.semi_axes_mm)
