@@ -131,8 +131,8 @@ def _disk_mean(image: Image, picture: np.ndarray, radius_mm: float) -> np.ndarra
 
 
 def _extrema(image: Image, picture: np.ndarray, centre: tuple[float, float], count: int,
-             within_mm: tuple[float, float], apart_mm: float, sign: float
-             ) -> list[tuple[float, float]]:
+             within_mm: tuple[float, float], apart_mm: float, sign: float,
+             refine: bool = True) -> list[tuple[float, float]]:
     """``count`` local maxima (``sign`` -1: minima) of ``picture`` between ``within_mm`` (an
     annulus about ``centre``), each at least ``apart_mm`` from the others."""
     x, y = _xy(image)
@@ -145,7 +145,8 @@ def _extrema(image: Image, picture: np.ndarray, centre: tuple[float, float], cou
         if not np.isfinite(values[i, j]):
             raise _not_found(f"fewer than {count} distinct spots")
         px, py = float(x[i, 0]), float(y[0, j])
-        found.append(_refined(image, sign * picture, px, py, apart_mm / 2))
+        found.append(_refined(image, sign * picture, px, py, apart_mm / 2) if refine
+                     else (px, py))
         values[(x - px) ** 2 + (y - py) ** 2 < apart_mm ** 2] = -np.inf
     return found
 
@@ -180,13 +181,14 @@ def find_regions(image: Image, air_hint_xy_mm: tuple[float, float] | None = None
     rod_slice = _summed(image, (mid - ROD_SLICES_MM / 2, mid + ROD_SLICES_MM / 2))
     # rods 8.2 mm apart on their circle: a spot suppresses 6 mm around it (the 5 mm rod whole,
     # blur included), the search is the circle's annulus
-    spots = _extrema(image, _disk_mean(image, rod_slice, 0.5), centre, 5,
-                     (ROD_CIRCLE_MM - 3.0, ROD_CIRCLE_MM + 3.0), 6.0, 1.0)
+    spots = _extrema(image, _disk_mean(image, rod_slice, 1.0), centre, 5,
+                     (ROD_CIRCLE_MM - 3.0, ROD_CIRCLE_MM + 3.0), 6.0, 1.0, refine=False)
     totals = _disk_mean(image, rod_slice, 3.0)
     x, y = _xy(image)
     weight = [float(totals[np.argmin(np.abs(x[:, 0] - px)), np.argmin(np.abs(y[0] - py))])
               for px, py in spots]
-    rods = tuple((px, py, d) for (px, py), d in
+    sharp = _disk_mean(image, rod_slice, 0.5)
+    rods = tuple((*_refined(image, sharp, px, py, d / 2 + 1.0), d) for (px, py), d in
                  zip([spots[k] for k in np.argsort(weight)], ROD_DIAMETERS_MM, strict=True))
     radii = [math.hypot(px - centre[0], py - centre[1]) for px, py, _ in rods]
     if max(abs(r - ROD_CIRCLE_MM) for r in radii) > 2.0:

@@ -112,3 +112,41 @@ def test_coarse_voxels_and_other_images_are_refused():
                  image.origin_mm)
     with pytest.raises(UserError, match="no NEMA NU 4 image-quality phantom in the image"):
         nu4.report(ball)
+
+
+@pytest.mark.slow
+def test_a_scan_of_the_phantom_gets_the_standards_table(tmp_path):
+    """``petdaq run --scanner small-animal --phantom nu4-iq`` then ``petdaq recon --report``:
+    the table printed and in report.json, every region found within 1 mm of the phantom's; a
+    run of another phantom refused in one line."""
+    import json
+    import subprocess
+    import sys
+
+    def petdaq(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
+                              text=True, timeout=280)
+
+    r = petdaq("run", "--scanner", "small-animal", "--phantom", "nu4-iq", "--activity-mbq",
+               "3.7", "--duration", "8", "--fast", "--no-recon", "--out", str(tmp_path),
+               "--name", "iq")
+    assert r.returncode == 0, r.stderr
+    r = petdaq("recon", str(tmp_path / "iq"), "--report", "--no-dicom")
+    assert r.returncode == 0, r.stderr
+    assert "NEMA NU 4-2008 image quality" in r.stdout and "SOR air" in r.stdout
+    images = tmp_path / "iq" / "images"
+    found = json.loads((images / "report.json").read_text())["nu4_image_quality"]
+    assert (images / "nu4_regions.png").is_file()
+    for rod in found["regions"]["rods"]:
+        phi = math.radians(90 + 72 * (rod["diameter_mm"] - 1))
+        assert _near(rod["xy_mm"], (7 * math.cos(phi), 7 * math.sin(phi))), rod
+    assert _near(found["regions"]["water_xy_mm"], (7.5, 0.0))
+    assert _near(found["regions"]["air_xy_mm"], (-7.5, 0.0))
+    rc = {r["diameter_mm"]: r["rc"] for r in found["recovery"]}
+    assert rc[1.0] < rc[2.0] < rc[5.0]
+    r = petdaq("run", "--phantom", "point", "--activity-mbq", "1", "--duration", "0.5", "--fast",
+               "--no-recon", "--out", str(tmp_path), "--name", "point")
+    assert r.returncode == 0, r.stderr
+    r = petdaq("recon", str(tmp_path / "point"), "--report", "--phantom", "nu4-iq")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"petdaq: error: {tmp_path / 'point'} is a scan of the point phantom, not nu4-iq"]
