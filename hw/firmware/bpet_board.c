@@ -53,6 +53,8 @@ static struct {
     uint16_t threshold[BPET_MAX_CHANNEL + 1u];
     bpet_event_t frame[BPET_EVENTS_PER_FRAME];
     bpet_input_t words[READ_WORDS];
+    uint8_t pending[READ_WORDS * BPET_INPUT_BYTES]; /* the front end's bytes, whole words first */
+    unsigned pending_bytes;
 } b;
 
 static void reset_channels(void)
@@ -100,6 +102,29 @@ static void fifo_put(const bpet_input_t *w)
     *fifo_at(b.count++) = *w;
 }
 
+/* Up to READ_WORDS whole words of the front end's stream into b.words; returns how many. */
+static unsigned input_words(void)
+{
+    unsigned whole, i;
+    b.pending_bytes += port_input_bytes(b.pending + b.pending_bytes,
+                                        (unsigned)sizeof b.pending - b.pending_bytes);
+    whole = b.pending_bytes / BPET_INPUT_BYTES;
+    for (i = 0u; i < whole; ++i) {
+        const uint8_t *w = b.pending + i * BPET_INPUT_BYTES;
+        b.words[i].coarse = (uint32_t)w[0] | ((uint32_t)w[1] << 8) | ((uint32_t)w[2] << 16) |
+                            ((uint32_t)w[3] << 24);
+        b.words[i].channel = (uint16_t)(w[4] | (w[5] << 8));
+        b.words[i].adc = (uint16_t)(w[6] | (w[7] << 8));
+        b.words[i].fine = w[8];
+        b.words[i].kind = w[9];
+    }
+    for (i = whole * BPET_INPUT_BYTES; i < b.pending_bytes; ++i) {
+        b.pending[i - whole * BPET_INPUT_BYTES] = b.pending[i];
+    }
+    b.pending_bytes -= whole * BPET_INPUT_BYTES;
+    return whole;
+}
+
 /* Take the words the front end has now (at most what the FIFO holds, unless stalled). */
 static void read_input(void)
 {
@@ -109,7 +134,7 @@ static void read_input(void)
         if (b.input_ended || (!b.stalled && room < READ_WORDS + TICK_RESERVE && b.running)) {
             return;
         }
-        got = port_input_read(b.words, READ_WORDS);
+        got = input_words();
         if (got == 0u) {
             return;
         }

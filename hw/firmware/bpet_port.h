@@ -30,8 +30,9 @@ typedef struct {
 #define BPET_INPUT_BYTES 12u
 
 void port_init(void);
-/* Up to max_words words of input into words; returns the number read (0: none ready now). */
-unsigned port_input_read(bpet_input_t *words, unsigned max_words);
+/* Up to max_bytes of the front end's stream into buf; returns the bytes read (0: none ready
+ * now). A word may come in pieces: the firmware assembles them. */
+unsigned port_input_bytes(uint8_t *buf, unsigned max_bytes);
 /* The board id the board was given (jumpers, a configuration word, the emulator's argument). */
 uint16_t port_board_id(void);
 /* 1 if the UART takes a byte now. */

@@ -14,8 +14,6 @@
 #include <unistd.h>
 
 static int input_fd = -1;
-static uint8_t pending[64u * BPET_INPUT_BYTES];
-static unsigned pending_bytes;
 static uint16_t board_id;
 static uint8_t tx_buf[4096];
 static unsigned tx_bytes;
@@ -34,31 +32,10 @@ uint16_t port_board_id(void)
     return board_id;
 }
 
-unsigned port_input_read(bpet_input_t *words, unsigned max_words)
+unsigned port_input_bytes(uint8_t *buf, unsigned max_bytes)
 {
-    unsigned want = max_words * BPET_INPUT_BYTES, whole, i;
-    uint8_t *dst = (uint8_t *)words;
-    if (want > sizeof pending) {
-        want = sizeof pending;
-    }
-    if (pending_bytes < want) {
-        ssize_t got = read(input_fd, pending + pending_bytes, want - pending_bytes);
-        if (got > 0) {
-            pending_bytes += (unsigned)got;
-        }
-    }
-    whole = pending_bytes / BPET_INPUT_BYTES;
-    if (whole > max_words) {
-        whole = max_words;
-    }
-    for (i = 0u; i < whole * BPET_INPUT_BYTES; ++i) {
-        dst[i] = pending[i];
-    }
-    for (i = whole * BPET_INPUT_BYTES; i < pending_bytes; ++i) {
-        pending[i - whole * BPET_INPUT_BYTES] = pending[i];
-    }
-    pending_bytes -= whole * BPET_INPUT_BYTES;
-    return whole;
+    ssize_t got = read(input_fd, buf, max_bytes);
+    return got > 0 ? (unsigned)got : 0u;
 }
 
 static void flush_tx(void)

@@ -26,8 +26,6 @@
 #define RUNTIME_ERROR 0x20023
 
 static int input_handle = -1;
-static uint8_t pending[64u * BPET_INPUT_BYTES];
-static unsigned pending_bytes;
 static volatile uint32_t millis;
 static uint16_t board_id;
 
@@ -75,33 +73,12 @@ uint16_t port_board_id(void)
     return board_id;
 }
 
-unsigned port_input_read(bpet_input_t *words, unsigned max_words)
+unsigned port_input_bytes(uint8_t *buf, unsigned max_bytes)
 {
-    unsigned want = max_words * BPET_INPUT_BYTES, whole, i;
-    uint8_t *dst = (uint8_t *)words;
-    if (want > sizeof pending) {
-        want = sizeof pending;
-    }
-    if (pending_bytes < want) {
-        int args[3] = {input_handle, (int)(uintptr_t)(pending + pending_bytes),
-                       (int)(want - pending_bytes)};
-        int not_read = semihost(SYS_READ, args);
-        if (not_read >= 0) {
-            pending_bytes += (want - pending_bytes) - (unsigned)not_read;
-        }
-    }
-    whole = pending_bytes / BPET_INPUT_BYTES;
-    if (whole > max_words) {
-        whole = max_words;
-    }
-    for (i = 0u; i < whole * BPET_INPUT_BYTES; ++i) {
-        dst[i] = pending[i];
-    }
-    for (i = whole * BPET_INPUT_BYTES; i < pending_bytes; ++i) {
-        pending[i - whole * BPET_INPUT_BYTES] = pending[i];
-    }
-    pending_bytes -= whole * BPET_INPUT_BYTES;
-    return whole;
+    int args[3] = {input_handle, (int)(uintptr_t)buf, (int)max_bytes};
+    int not_read = semihost(SYS_READ, args); /* SYS_READ answers the bytes it did not read */
+    return not_read >= 0 && (unsigned)not_read <= max_bytes ? max_bytes - (unsigned)not_read
+                                                            : 0u;
 }
 
 int port_uart_tx_ready(void)
