@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -322,24 +323,22 @@ def _acquire_abcd(args: argparse.Namespace, scanner: Scanner, sort: SortSettings
     if map_file is not None:
         channelmap.load(map_file, scanner)
     sort.resolved(scanner)
-    publisher = (MonitorPublisher.bind(args.monitor_host, args.monitor_port, _key_folder(args))
-                 if args.monitor_port else None)
-    run = RunDir.create(args.out, args.name)
-    _, named = keep_sources(run.path, [], map_file)
-    print(f"run {run.path}: acquiring from {', '.join(args.sources)}", file=sys.stderr)
-    progress = Progress("acquire", unit="records")
     counters = abcdlive.LinkCounters(links=list(args.sources))
-    loop = (MonitorLoop(publisher, AbcdMonitor(counters, str(run.path), scanner.name,
-                                               args.duration).snapshot)
-            if publisher is not None else None)
-    try:
+    with ExitStack() as stack:  # the monitor bound first: a port in use stops before the run
+        publisher = (MonitorPublisher.bind(args.monitor_host, args.monitor_port,
+                                           _key_folder(args)) if args.monitor_port else None)
+        if publisher is not None:
+            stack.callback(publisher.close)
+        run = RunDir.create(args.out, args.name)
+        _, named = keep_sources(run.path, [], map_file)
+        print(f"run {run.path}: acquiring from {', '.join(args.sources)}", file=sys.stderr)
+        if publisher is not None:
+            stack.callback(MonitorLoop(publisher, AbcdMonitor(
+                counters, str(run.path), scanner.name, args.duration).snapshot).close)
+        progress = Progress("acquire", unit="records")
         result = abcdlive.acquire(run, abcdlive.AbcdRun(list(args.sources), settings, named,
                                                         args.duration), scanner, sort,
                                   progress=progress.update, counters=counters)
-    finally:
-        if loop is not None:
-            loop.close()
-            loop.publisher.close()
     progress.close(result["counts"]["records"])
     return finish_records_run(run, scanner, result, args.recon)
 

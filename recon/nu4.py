@@ -252,9 +252,10 @@ def measure(image: Image, regions: Nu4Regions) -> dict[str, Any]:
     spill = {}
     for name, (x, y) in (("water", regions.water_xy_mm), ("air", regions.air_xy_mm)):
         v = _voi(image, (x, y, zi), *INSERT_VOI_MM)
-        spill[name] = {"sor": float(v.mean() / u_mean),
-                       "percent_std": 100 * math.hypot(float(v.std(ddof=1)) / u_mean, u_rsd)
-                       if v.mean() <= 0 else 100 * math.hypot(_rsd(v), u_rsd)}
+        # the VOI's own relative SD; for a VOI that reads zero or less, its SD over the uniform
+        # mean (a relative SD of nothing is undefined)
+        own = _rsd(v) if v.mean() > 0 else float(v.std(ddof=1)) / u_mean
+        spill[name] = {"sor": float(v.mean() / u_mean), "percent_std": 100 * math.hypot(own, u_rsd)}
     return {"uniformity": {"mean": u_mean, "max": float(uniform.max()),
                            "min": float(uniform.min()), "percent_std": 100 * u_rsd},
             "recovery": recovery, "spill_over": spill, "units": image.units}
