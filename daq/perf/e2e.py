@@ -33,6 +33,9 @@ from hw import wire
 from hw.scanner import Scanner, load_scanner
 
 MESSAGE_EVENTS = 64 * wire.EVENTS_PER_FRAME
+MAX_SKEW_PS = 5 * 10**9
+"""How far (data time, ps) a board may run ahead of the slowest: what boards on one clock with
+FIFOs of a few ms would show (:class:`Lockstep`)."""
 
 
 def run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, keep: bool = False,
@@ -173,14 +176,15 @@ def bottleneck(cpu: dict[str, Any]) -> str:
 
 
 class Lockstep:
-    """Boards on one clock: a board starts its next repetition of the recording only when no
-    board is more than one repetition behind, and every board sends the same number of them.
+    """Boards on one clock: a board sends its next message only while it is at most
+    ``MAX_SKEW_PS`` of data time ahead of the slowest board still sending, and every board sends
+    the same number of repetitions of the recording.
 
-    Real boards share the scanner's clock, so their streams advance together in data time; here
-    each board's pace is set by its socket's back-pressure, i.e. by how fast the DAQ serves that
-    link. Without the lockstep, a board served faster runs ahead, and the time merge has to hold
-    all its events beyond the slowest board's watermark (gigabytes in a long run) and sort them
-    at the end of the run."""
+    Real boards share the scanner's clock, so their streams advance together in data time (apart
+    by what their FIFOs hold: milliseconds); here each board's pace is set by its socket's
+    back-pressure, i.e. by how fast the DAQ serves that link. Without the lockstep, a board
+    served faster runs ahead, and the time merge has to hold all its events beyond the slowest
+    board's watermark (gigabytes in a long run) and sort them at the end of the run."""
 
     def __init__(self, n_boards: int, deadline: float, repetitions: int | None = None) -> None:
         import threading
@@ -188,6 +192,8 @@ class Lockstep:
         self._cond = threading.Condition()
         self._done = [0] * n_boards
         self._started = [0] * n_boards
+        self._sent_ps = [0] * n_boards
+        """Each board's data time sent so far (ps; infinite once it has sent everything)."""
         self._deadline = deadline
         self.repetitions = repetitions
         """How many repetitions every board sends (set up front, or once the deadline has
@@ -216,6 +222,19 @@ class Lockstep:
     def end(self, board: int) -> None:
         with self._cond:
             self._done[board] += 1
+            self._cond.notify_all()
+
+    def turn(self, board: int) -> None:
+        """Wait while ``board`` is more than MAX_SKEW_PS of data time ahead of the slowest
+        board (the slowest itself never waits)."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._sent_ps[board] <= min(self._sent_ps) + MAX_SKEW_PS)
+
+    def sent(self, board: int, t_ps: float) -> None:
+        """``board`` has sent its data up to ``t_ps`` (``inf``: all it will send)."""
+        with self._cond:
+            self._sent_ps[board] = t_ps
             self._cond.notify_all()
 
 
@@ -291,6 +310,17 @@ def _send_board(sock, scanner: Scanner, board: int, events: np.ndarray, span: in
     """One board: its recording again and again, shifted in time, in step with the others.
     Paced, every repetition is encoded before the clock starts (a board's encoder is hardware:
     the stand-in's CPU must not compete with the DAQ while it is measured)."""
+    try:
+        _board_messages(sock, scanner, board, events, span, lockstep, schedule, out, cpu)
+    finally:  # a board that stops (done, or failed) holds no other board back
+        lockstep.sent(board, float("inf"))
+
+
+def _board_messages(sock, scanner: Scanner, board: int, events: np.ndarray, span: int,
+                    lockstep: Lockstep, schedule: Schedule, out: dict[str, Any], cpu: CpuMeter
+                    ) -> None:
+    """:func:`_send_board`'s messages: the run-start marker, the repetitions, the run-stop
+    marker."""
     clock = cpu.clock(f"board {board}")
     enc = _Encoder(scanner, board, events, span)
     ready = [enc.encoded(k, clock) for k in range(lockstep.repetitions or 0)] \
@@ -306,7 +336,10 @@ def _send_board(sock, scanner: Scanner, board: int, events: np.ndarray, span: in
         for msg, t_last in messages:
             schedule.wait(t_last)
             clock.lap("wait for the data's time")
+            lockstep.turn(board)
+            clock.lap("wait for the other boards")
             sock.send(msg, copy=False)
+            lockstep.sent(board, t_last)
             lag = max(lag, schedule.lag_s(t_last))
             clock.lap("send")
         if ready is not None:

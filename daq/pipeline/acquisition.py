@@ -2,8 +2,8 @@
 
 Threads:
 
-- one **receiver** per source (board link): read bytes (ZeroMQ: up to 64 messages, left in
-  ZeroMQ's buffers), append them to the journal (first, always; one block, written from those
+- one **receiver** per source (board link), or one for all the ZeroMQ links (a poll over their
+  sockets): read bytes (ZeroMQ: up to 64 messages a link, left in ZeroMQ's buffers), append them to the journal (first, always; one block, written from those
   buffers) and hand them to the processing thread over a queue bounded in bytes
   (:mod:`daq.pipeline.handover`). A full queue blocks the receiver, which is back-pressure towards the
   link (ZeroMQ's high-water mark), never a silent drop;
@@ -37,10 +37,10 @@ import numpy as np
 
 from daq.pipeline.calibration import Calibration
 from daq.pipeline.cpu import CpuMeter, ThreadClock
-from daq.pipeline.handover import Handover
+from daq.pipeline.handover import BATCH_BYTES, Handover
 from daq.pipeline.journal import JournalError, JournalWriter
 from daq.pipeline.processor import Processor, SortSettings
-from daq.pipeline.sources import Source
+from daq.pipeline.sources import Source, ZmqLinks, ZmqSource
 from hw import wire
 from hw.scanner import Scanner
 from infra.errors import UserError
@@ -146,6 +146,7 @@ class Acquisition:
                                        rate_units=rates.n_units if rates is not None else 0)
         self.processor.writer = self.listmode
         self.streams = [StreamState(s.describe, wire.Decoder(scanner)) for s in sources]
+        self.processor.preallocate(BATCH_BYTES, len(sources))
         self.quiet_timeout_s = quiet_timeout_s
         self._queue = Handover(queue_bytes) if queue_bytes else Handover()
         self._stop = threading.Event()
@@ -175,7 +176,13 @@ class Acquisition:
     def start(self) -> Acquisition:
         """Start the receiver and processor threads."""
         self.started_at = time.monotonic()
+        polled = [i for i, s in enumerate(self.sources) if isinstance(s, ZmqSource)]
+        if len(polled) > 1:
+            self._threads.append(threading.Thread(target=self._receive_polled, args=(polled,),
+                                                  name="rx-zmq", daemon=True))
         for i, source in enumerate(self.sources):
+            if len(polled) > 1 and i in polled:
+                continue
             t = threading.Thread(target=self._receive, args=(i, source), name=f"rx-{i}",
                                  daemon=True)
             self._threads.append(t)
@@ -241,26 +248,65 @@ class Acquisition:
                     if state.all_boards_stopped:
                         break
                     continue
-                state.idle_since = None
-                if self._first_data_at is None:
-                    self._first_data_at = time.monotonic()
-                self.journal.append(index, parts)
-                clock.lap("journal")
-                n = sum(len(p) for p in parts)
-                state.bytes += n
-                state.handed += 1
-                self._queue.put((index, parts), n, self._stop.is_set)
-                clock.lap("hand-over")
+                self._accept(index, parts, clock)
                 if state.all_boards_stopped:
                     break
         except (JournalError, UserError) as exc:
             state.error = str(exc)
             self.fail(str(exc))
         finally:
-            state.ended = True
             source.close()
-            self._queue.put((index, None), 0, flush=True)  # after this, the link's boards are done
+            self._end_link(index)
             clock.close()
+
+    def _receive_polled(self, indices: list[int]) -> None:
+        """One thread for several ZeroMQ links (:class:`ZmqLinks`): the same journal blocks
+        and hand-over items, per link, as a thread per link would make."""
+        clock = self.cpu.clock("receiver")
+        links = ZmqLinks([self.sources[i] for i in indices])
+        index = indices[0]
+        try:
+            while links.open_links and not self._stop.is_set():
+                ready = links.read(0.05)
+                clock.lap("read")
+                now = time.monotonic()
+                for k in links.open_links:
+                    index, state = indices[k], self.streams[indices[k]]
+                    if k in ready:
+                        self._accept(index, ready[k], clock)
+                    else:
+                        state.idle_since = state.idle_since or now
+                    if state.all_boards_stopped:
+                        links.close(k)
+                        self._end_link(index)
+        except (JournalError, UserError) as exc:
+            self.streams[index].error = str(exc)
+            self.fail(str(exc))
+        finally:
+            for k in links.open_links:
+                links.close(k)
+                self._end_link(indices[k])
+            clock.close()
+
+    def _accept(self, index: int, parts: list, clock: ThreadClock) -> None:
+        """What link ``index`` delivered: into the journal (first), then to the processing
+        thread (waiting while its queue is full: back-pressure)."""
+        state = self.streams[index]
+        state.idle_since = None
+        if self._first_data_at is None:
+            self._first_data_at = time.monotonic()
+        self.journal.append(index, parts)
+        clock.lap("journal")
+        n = sum(len(p) for p in parts)
+        state.bytes += n
+        state.handed += 1
+        self._queue.put((index, parts), n, self._stop.is_set)
+        clock.lap("hand-over")
+
+    def _end_link(self, index: int) -> None:
+        """Link ``index`` has ended: after this item, its boards are done."""
+        self.streams[index].ended = True
+        self._queue.put((index, None), 0, flush=True)
 
     def _process(self) -> None:
         receivers = self._threads[:-1]

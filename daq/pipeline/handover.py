@@ -36,6 +36,10 @@ class Handover:
         self._flush: list[bool] = []
         self._flushes = 0
         self._bytes = 0
+        self._want = 0
+        """Bytes the taker waits for (0: it is not waiting): a put wakes it only once they are
+        there, so a batch that grows message by message costs one hand-off, not one each."""
+        self._room_waiters = 0
         self._cond = threading.Condition()
 
     def put(self, item: Any, n_bytes: int, stopping: Callable[[], bool] = lambda: False,
@@ -44,13 +48,16 @@ class Handover:
         thread then drains everything); ``flush``: to be taken without waiting for more."""
         with self._cond:
             while self._items and self._bytes + n_bytes > self.max_bytes and not stopping():
+                self._room_waiters += 1
                 self._cond.wait(0.1)
+                self._room_waiters -= 1
             self._items.append(item)
             self._sizes.append(n_bytes)
             self._flush.append(flush)
             self._flushes += flush
             self._bytes += n_bytes
-            self._cond.notify_all()
+            if self._want and (self._bytes >= self._want or flush or len(self._items) == 1):
+                self._cond.notify_all()
 
     def take(self, timeout_s: float, max_bytes: int = BATCH_BYTES,
              min_bytes: int = MIN_BATCH_BYTES, linger_s: float = LINGER_S) -> list[Any]:
@@ -59,17 +66,22 @@ class Handover:
         batch to reach ``min_bytes`` (an item put with ``flush`` ends the wait)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while not self._items:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return []
-                self._cond.wait(left)
-            full = time.monotonic() + linger_s
-            while self._bytes < min_bytes and not self._flushes:
-                left = full - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
+            try:
+                self._want = 1
+                while not self._items:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return []
+                    self._cond.wait(left)
+                full = time.monotonic() + linger_s
+                self._want = min_bytes
+                while self._bytes < min_bytes and not self._flushes:
+                    left = full - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            finally:
+                self._want = 0
             k, taken = 0, 0
             while k < len(self._items) and (k == 0 or taken + self._sizes[k] <= max_bytes):
                 taken += self._sizes[k]
@@ -78,7 +90,8 @@ class Handover:
             self._flushes -= sum(self._flush[:k])
             del self._items[:k], self._sizes[:k], self._flush[:k]
             self._bytes -= taken
-            self._cond.notify_all()
+            if self._room_waiters:
+                self._cond.notify_all()
             return items
 
     def fill(self) -> float:

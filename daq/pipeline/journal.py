@@ -14,8 +14,10 @@ so a run can always be replayed or recovered from it. A block is::
     28     n     payload: the bytes read from the link, unmodified
 
 Blocks are buffered in memory (the received buffers themselves: no copy) and handed to the
-operating system in one ``writev`` when they reach ``buffer_bytes`` and at least every
-``flush_interval_s`` (0.25 s by default): a ``kill -9`` loses at most that much. ``fsync`` runs
+operating system in one ``writev`` (with direct I/O where the file system has it: one copy into
+an aligned buffer, none into the page cache, :mod:`daq.pipeline.directio`) when they reach
+``buffer_bytes`` and at least every ``flush_interval_s`` (0.25 s by default): a ``kill -9``
+loses at most that much. ``fsync`` runs
 every ``fsync_interval_s`` for power loss. A reader stops at a truncated tail (a killed writer) and
 skips a corrupt block by searching for the next magic, counting what it skipped.
 """
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daq.pipeline.directio import open_direct
 from infra.errors import UserError
 
 if TYPE_CHECKING:
@@ -55,17 +58,24 @@ class JournalWriter:
 
     def __init__(self, path: str | Path, flush_interval_s: float = 0.25,
                  fsync_interval_s: float = 2.0, buffer_bytes: int = 4 << 20,
-                 cpu: CpuMeter | None = None, min_free_bytes: int = 0) -> None:
+                 cpu: CpuMeter | None = None, min_free_bytes: int = 0,
+                 direct: bool = True) -> None:
         """``cpu``: a meter the flush thread clocks its CPU time on (:mod:`daq.pipeline.cpu`).
+        ``direct``: write with direct I/O where the file system has it (no copy into the page
+        cache: about a nanosecond of kernel time per byte saved).
         ``min_free_bytes``: the journal refuses a block (an error, as a full disk) that would
         leave less free on its disk, so that the run's other files still close whole."""
         self.path = Path(path)
         self._cpu = cpu
         self.min_free_bytes = min_free_bytes
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            os.lseek(self._fd, 0, os.SEEK_END)
         except OSError as exc:
             raise JournalError(f"cannot create journal {self.path}: {exc.strerror}") from None
+        self._direct = open_direct(self.path, self._fd, os.fstat(self._fd).st_size) \
+            if direct else None
+        """Direct I/O (:mod:`daq.pipeline.directio`) where the file system has it."""
         self._t0 = time.monotonic_ns()
         self._pending: list[bytes | memoryview] = []
         """Blocks not yet written: headers and payloads as they were handed over (no copy)."""
@@ -144,6 +154,8 @@ class JournalWriter:
         payload, self._pending_payload = self._pending_payload, 0
         written, i = 0, 0  # i: the first piece not written whole
         try:
+            if self._direct is not None:
+                written, i = self._direct.write(pending), len(pending)
             while i < len(pending):
                 n = os.writev(self._fd, pending[i:i + _IOV_MAX])
                 written += n
@@ -193,6 +205,7 @@ class JournalWriter:
             payload_bytes += len(payload)
         if good < size:
             os.ftruncate(self._fd, good)
+        os.lseek(self._fd, good, os.SEEK_SET)
         self.bytes_written, self._payload_on_disk = good, payload_bytes
 
     def _flush_loop(self) -> None:
@@ -212,6 +225,8 @@ class JournalWriter:
         try:
             self.flush(fsync=True)
         finally:
+            if self._direct is not None:
+                self._direct.close()
             os.close(self._fd)
 
 

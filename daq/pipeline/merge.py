@@ -39,12 +39,16 @@ Columns = tuple[np.ndarray, np.ndarray, np.ndarray]
 SLICE_EVENTS = 1 << 16
 """Events per time slice of a parallel release (cache-sized work)."""
 _MIN_STORE = 1 << 16
-_SHRINK_ABOVE = 1 << 23
-"""A store of more events than this shrinks when it is mostly empty (after a backlog)."""
+_SHRINK_ABOVE = 1 << 26
+"""A store of more events than this (about 0.9 GB: a long backlog) shrinks when it is mostly
+empty; a smaller one stays for the run (fresh memory costs a page fault and a zeroed page at
+first write)."""
 
 
-def _columns(n: int) -> Columns:
-    return np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.uint16)
+def _columns(n: int, touch: bool = False) -> Columns:
+    """Empty columns for ``n`` events; ``touch``: every page written now, not on first use."""
+    make = np.ones if touch else np.empty
+    return make(n, np.int64), make(n, np.int32), make(n, np.uint16)
 
 
 class TimeMerger:
@@ -67,6 +71,14 @@ class TimeMerger:
         self.released_until_ps = -1
         self.late_events = 0
         self.released_events = 0
+
+    def preallocate(self, n_events: int) -> None:
+        """Memory for releases of ``n_events`` (and a store of twice that), touched now: a
+        DAQ sizes it from its largest batch at the start of a run."""
+        if self._store[0].size < 2 * n_events and self._end == 0:
+            self._store = _columns(2 * n_events, touch=True)
+        if self._out[0].size < n_events:
+            self._out = _columns(n_events, touch=True)
 
     # ------------------------------------------------------------------ filling
 
@@ -170,7 +182,7 @@ class TimeMerger:
         docstring); by time slices on the workers when it is big."""
         n = int((end - begin).sum())
         if self._out[0].size < n:
-            self._out = _columns(n + n // 2)  # room to grow
+            self._out = _columns(max(n + n // 2, 2 * self._out[0].size))  # room to grow
         elif self._out[0].size > _SHRINK_ABOVE and n < self._out[0].size // 8:
             self._out = _columns(max(n + n // 2, _MIN_STORE))
         out = tuple(col[:n] for col in self._out)

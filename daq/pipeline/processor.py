@@ -31,7 +31,7 @@ from daq.pipeline.projections import ProjectionStage
 from hw import wire
 from hw.dtypes import SINGLE_DTYPE
 from hw.scanner import Scanner
-from hw.wire.decode import decode_streams
+from hw.wire.decode import DecodeScratch, decode_streams
 from infra.errors import UserError
 from infra.pool import SERIAL, Workers
 from runstore.listmode import ListModeWriter
@@ -41,8 +41,9 @@ ENERGY_HIST_KEV = (0.0, 1000.0)
 """Range of the monitor's energy spectrum (the kernel bins [0, 1000) keV)."""
 ENERGY_BINS = 250
 DT_BINS = 101
-_SCRATCH_MAX_EVENTS = 1 << 23
-"""A work buffer of singles up to this size is kept for the next chunk."""
+_SCRATCH_MAX_EVENTS = 1 << 26
+"""A work buffer of singles up to this size is kept for the next chunk (a larger one, after a
+long backlog, is given back)."""
 
 
 @dataclass
@@ -215,7 +216,19 @@ class Processor:
         self._scale = np.ascontiguousarray(
             (calibration.kev_per_adc_code / calibration.gains).astype(np.float32))
         self._singles: np.ndarray | None = None
+        self._scratch = DecodeScratch()
+        """Decoding's work memory, shared by every link (:func:`hw.wire.decode.decode_streams`)."""
         self._clock: ThreadClock | None = None
+
+    def preallocate(self, batch_bytes: int, n_links: int) -> None:
+        """The work memory of batches of up to ``batch_bytes`` from ``n_links`` links, allocated
+        and touched now, before the first data: in the steady state no page is then touched for
+        the first time (a page fault, a page the kernel zeroes) while data flow."""
+        events = batch_bytes // 8
+        self._scratch.reserve(batch_bytes, n_links)
+        self.merger.preallocate(events)
+        if self._singles is None or self._singles.size < events:
+            self._singles = np.ones(events, SINGLE_DTYPE)
 
     def consume(self, raw: np.ndarray | list[np.ndarray], watermarks_ps: dict[int, int],
                 idle_boards: Collection[int] = (), clock: ThreadClock | None = None) -> None:
@@ -242,7 +255,7 @@ class Processor:
             sizes = [d.max_events(sum(len(memoryview(p)) for p in parts)) for d, parts in links]
             views = self.merger.reserve(sizes)
             self.merger.commit(decode_streams([d for d, _ in links], [p for _, p in links],
-                                              views, self.workers))
+                                              views, self.workers, self._scratch))
             for decoder, _ in links:
                 self._advance(decoder.watermarks_ps)
             self._lap("decode")
@@ -345,7 +358,8 @@ class Processor:
         next call reuses: the sorter copies what it keeps."""
         n = t.size
         if self._singles is None or self._singles.size < n:
-            self._singles = np.empty(max(n + n // 2, 1 << 16), SINGLE_DTYPE)  # room to grow
+            grown = 2 * self._singles.size if self._singles is not None else 0
+            self._singles = np.empty(max(n + n // 2, grown, 1 << 16), SINGLE_DTYPE)
         singles = self._singles[:n]
         if n > _SCRATCH_MAX_EVENTS:
             self._singles = None

@@ -29,6 +29,8 @@ from infra import keys
 from infra.errors import UserError
 
 ZMQ_SCHEMES = ("tcp://", "ipc://", "inproc://")
+MESSAGES_PER_READ = 64
+"""ZeroMQ messages taken from a link at once at most (one journal block)."""
 
 
 class Source(Protocol):
@@ -44,7 +46,7 @@ class Source(Protocol):
 class ZmqSource:
     """ZeroMQ PULL socket connected to one board's PUSH endpoint (bounded high-water mark)."""
 
-    def __init__(self, endpoint: str, context: zmq.Context | None = None, hwm: int = 1000,
+    def __init__(self, endpoint: str, context: zmq.Context | None = None, hwm: int = 64,
                  secure: keys.Secure | None = None) -> None:
         """``secure``: the DAQ's CURVE identity, for boards that take only authorised keys."""
         self.describe = endpoint
@@ -72,16 +74,62 @@ class ZmqSource:
         there)."""
         if not self._poller.poll(int(timeout_s * 1000)):
             return []
-        parts = [self._sock.recv(copy=False).buffer.toreadonly()]
-        while len(parts) < 64:  # drain what is queued
+        return self.drain()
+
+    def drain(self, limit: int = MESSAGES_PER_READ) -> list[memoryview]:
+        """The messages waiting now, up to ``limit`` (``[]`` when none), as :meth:`read_parts`
+        gives them, without waiting."""
+        parts = []
+        while len(parts) < limit:
             try:
                 parts.append(self._sock.recv(zmq.NOBLOCK, copy=False).buffer.toreadonly())
             except zmq.Again:
                 break
         return parts
 
+    @property
+    def socket(self) -> zmq.Socket:
+        """The PULL socket (for a :class:`ZmqLinks` poller that serves several boards)."""
+        return self._sock
+
     def close(self) -> None:
         self._sock.close()
+
+
+class ZmqLinks:
+    """Several ZeroMQ links read by one thread: one poll over every socket, then what each
+    ready socket holds (a thread per link would hand the GIL and the CPU back and forth at
+    every message)."""
+
+    def __init__(self, sources: list[ZmqSource]) -> None:
+        self.sources = list(sources)
+        self._poller = zmq.Poller()
+        self._open = set(range(len(self.sources)))
+        for s in self.sources:
+            self._poller.register(s.socket, zmq.POLLIN)
+
+    def read(self, timeout_s: float) -> dict[int, list[memoryview]]:
+        """{link: its messages} for every open link that has some, waiting up to ``timeout_s``
+        for the first; ``{}`` when none came."""
+        ready = dict(self._poller.poll(int(timeout_s * 1000)))
+        out = {}
+        for k in sorted(self._open):
+            if self.sources[k].socket in ready:
+                parts = self.sources[k].drain()
+                if parts:
+                    out[k] = parts
+        return out
+
+    def close(self, k: int) -> None:
+        """Stop polling link ``k`` and close it."""
+        if k in self._open:
+            self._open.discard(k)
+            self._poller.unregister(self.sources[k].socket)
+            self.sources[k].close()
+
+    @property
+    def open_links(self) -> list[int]:
+        return sorted(self._open)
 
 
 class _KeepingSerial(serial.Serial):

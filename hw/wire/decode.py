@@ -441,9 +441,9 @@ class Decoder:
         self._window = np.zeros(_N_BOARD_IDS, np.uint64)
         self._boards = np.zeros(_N_BOARD_IDS, np.int64)
         self._stats = np.zeros(11, np.int64)
-        self._words = np.zeros(0, np.int64)
-        self._joined = np.zeros(0, np.uint8)
-        """Where a feed of several buffers is joined (kept: fresh memory costs page faults)."""
+        self.scratch = DecodeScratch()
+        """Where this decoder's feeds are joined and their words kept, unless the caller of
+        :func:`decode_streams` gives a scratch that several decoders share."""
         self._pending = np.zeros(0, np.uint8)
         self._discarding = False
         self.markers: list[RunMarker] = []
@@ -483,12 +483,6 @@ class Decoder:
     def flush(self) -> np.ndarray:
         """End of stream: decode the held-back tail as if a delimiter followed (else count it)."""
         return self.feed(b"\x00")
-
-    def _join_room(self, n_bytes: int) -> np.ndarray:
-        """``n_bytes`` of the decoder's join buffer (grown by half again when too small)."""
-        if self._joined.size < n_bytes:
-            self._joined = np.empty(n_bytes + n_bytes // 2, np.uint8)
-        return self._joined[:n_bytes]
 
     def _hold(self, tail: np.ndarray) -> None:
         """Keep an unterminated tail, or drop it when it can no longer be a frame."""
@@ -545,8 +539,18 @@ class _Feed:
             self.parts.insert(0, decoder._pending)
             decoder._pending = np.zeros(0, np.uint8)
         self.at = np.concatenate(([0], np.cumsum([p.size for p in self.parts]))).tolist()
-        self.buf = self.parts[0] if len(self.parts) == 1 else \
-            decoder._join_room(self.at[-1]) if self.parts else np.zeros(0, np.uint8)
+        self.buf = self.parts[0] if len(self.parts) == 1 else np.zeros(0, np.uint8)
+        self.words = np.zeros(0, np.int64)
+
+    @property
+    def join_bytes(self) -> int:
+        """Bytes of the scratch's join buffer this feed needs (none for a single buffer)."""
+        return self.at[-1] if len(self.parts) > 1 else 0
+
+    @property
+    def word_room(self) -> int:
+        """Words of the scratch this feed may need (its pieces' payloads, at most)."""
+        return self.at[-1] // 8 + self.at[-1] // PIECE_BYTES + 3
 
     def join(self, i: int) -> None:
         """Copy part ``i`` into the feed's one buffer (when it has several)."""
@@ -564,9 +568,6 @@ class _Feed:
             cuts.append(self.end)
         self.lo, self.hi = cuts[:-1], cuts[1:]
         self.word0 = [lo // 8 + p for p, lo in enumerate(self.lo)]
-        d = self.decoder
-        if d._words.size < self.end // 8 + len(self.lo) + 1:
-            d._words = np.empty(self.end // 8 + len(self.lo) + 1 + (1 << 16), np.int64)
         self.counts = np.zeros((len(self.lo), 3), np.int64)
         self.frames: list[np.ndarray] = [np.zeros((0, _F_COLS), np.int64)] * len(self.lo)
         self.row0 = np.zeros(0, np.int64)
@@ -581,7 +582,7 @@ class _Feed:
         d, c = self.decoder, self.decoder.clock
         self.frames[p] = _scan(self.buf, self.lo[p], self.hi[p], d._discarding and p == 0,
                                c.period_ps, c.tdc_bits, (1 << c.counter_bits) - 1, d._cmap,
-                               d._use_map, d._words, self.word0[p], self.counts[p])
+                               d._use_map, self.words, self.word0[p], self.counts[p])
 
     def sequence(self) -> None:
         d, c = self.decoder, self.decoder.clock
@@ -589,7 +590,7 @@ class _Feed:
         n_rows = np.array([f.shape[0] for f in self.frames], np.int64)
         self.row0 = np.concatenate(([0], np.cumsum(n_rows)[:-1])).astype(np.int64)
         markers = np.zeros((int(self.counts[:, 2].sum()), 5), np.int64)
-        self.events, nm = _sequence(self.table, self.row0, n_rows, d._words, c.period_ps,
+        self.events, nm = _sequence(self.table, self.row0, n_rows, self.words, c.period_ps,
                                     (1 << c.counter_bits) - 1, d._board, d._window, d._boards,
                                     d._stats, markers)
         for b, ftype, seq, run, t in markers[:nm].tolist():
@@ -597,7 +598,7 @@ class _Feed:
 
     def write(self, p: int, columns: Columns) -> None:
         d, c = self.decoder, self.decoder.clock
-        _write(self.table, self.row0[p], self.frames[p].shape[0], d._words, c.period_ps,
+        _write(self.table, self.row0[p], self.frames[p].shape[0], self.words, c.period_ps,
                c.tdc_bits, (1 << c.counter_bits) - 1, d._cmap, d._use_map, *columns)
 
     def finish(self) -> int:
@@ -610,14 +611,55 @@ class _Feed:
         return self.events
 
 
+class DecodeScratch:
+    """Work memory of :func:`decode_streams`: the joined bytes of each feed and their payload
+    words. Kept from feed to feed and grown only by doubling, and touched when reserved
+    (:meth:`reserve`), so that no page is first written (a page fault, a page zeroed by the
+    kernel) while data flow."""
+
+    def __init__(self) -> None:
+        self.joined = np.zeros(0, np.uint8)
+        self.words = np.zeros(0, np.int64)
+
+    def reserve(self, n_bytes: int, n_feeds: int = 1) -> None:
+        """Room for ``n_feeds`` feeds of ``n_bytes`` in all, touched now."""
+        if self.joined.size < n_bytes:
+            self.joined = np.ones(n_bytes, np.uint8)
+        n_words = n_bytes // 8 + n_bytes // PIECE_BYTES + 3 * n_feeds
+        if self.words.size < n_words:
+            self.words = np.ones(n_words, np.int64)
+
+    def assign(self, feeds: Sequence[_Feed]) -> None:
+        """Give each feed its part of the scratch (grown, by doubling, where too small)."""
+        join, words = sum(f.join_bytes for f in feeds), sum(f.word_room for f in feeds)
+        if self.joined.size < join:
+            self.joined = np.empty(max(join, 2 * self.joined.size), np.uint8)
+        if self.words.size < words:
+            self.words = np.empty(max(words, 2 * self.words.size), np.int64)
+        at_join = at_word = 0
+        for f in feeds:
+            if f.join_bytes:
+                f.buf = self.joined[at_join:at_join + f.join_bytes]
+                at_join += f.join_bytes
+            f.words = self.words[at_word:at_word + f.word_room]
+            at_word += f.word_room
+
+
 def decode_streams(decoders: Sequence[Decoder], parts: Sequence[Sequence[Buffer]],
-                   columns: Sequence[Columns], workers: Workers | None = None) -> list[int]:
+                   columns: Sequence[Columns], workers: Workers | None = None,
+                   scratch: DecodeScratch | None = None) -> list[int]:
     """Feed each decoder its byte buffers (in order) into its columns (room for
     :meth:`Decoder.max_events` of their bytes) on ``workers``: every stream's pieces scanned in
     parallel, each stream's frames put in sequence (streams in parallel), the events written
-    by pieces in parallel. Returns the events written per stream."""
+    by pieces in parallel. Returns the events written per stream. ``scratch``: work memory
+    that every stream shares (a DAQ keeps one for the run); by default each decoder's own."""
     workers = workers or SERIAL
     feeds = [_Feed(d, p) for d, p in zip(decoders, parts, strict=True)]
+    if scratch is not None:
+        scratch.assign(feeds)
+    else:
+        for f in feeds:
+            f.decoder.scratch.assign([f])
     joins = [(f, i) for f in feeds for i in range(len(f.parts))]
     workers.map(lambda i: joins[i][0].join(joins[i][1]), len(joins), "decode")
     for f in feeds:
