@@ -55,3 +55,21 @@ def test_a_slowed_decoder_fails_the_check(frames, brain) -> None:
 def test_a_missing_benchmark_fails_and_the_cli_says_so(tmp_path) -> None:
     assert any("did not run" in f for f in check({"benchmarks": []}))
     assert main([str(tmp_path / "none.json")]) == 2
+
+
+def test_the_daq_cpu_ratio_reads_singles_per_cpu_second() -> None:
+    """The end-to-end chain is judged by its singles per DAQ CPU second (extra_info), not by
+    its wall-clock rate: a chain that keeps its rate by burning more CPU fails."""
+    ratio = tuple(r for r in RATIOS if r.stage_key == "daq_cpu_events_per_s")
+    assert len(ratio) == 1
+
+    def report(daq_cpu_ns: float) -> dict:
+        return {"benchmarks": [
+            {"name": "test_bench_end_to_end_chain",
+             "extra_info": {"events_per_s": 20e6, "daq_cpu_events_per_s": 1e9 / daq_cpu_ns}},
+            {"name": "test_bench_numpy_baseline_take_all_goods_with_delays",
+             "extra_info": {"events_per_s": 1e9 / 45.0}}]}
+
+    assert check(report(60.0), ratio) == []
+    failures = check(report(400.0), ratio)
+    assert len(failures) == 1 and "regression" in failures[0]

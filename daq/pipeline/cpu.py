@@ -5,7 +5,9 @@ CLOCK_THREAD_CPUTIME_ID: user + system time of that thread only) when it starts,
 parts of its loop (:meth:`ThreadClock.lap`) and when it ends; a thread still running at the
 report is read from ``/proc`` (never through its clock id: a thread that has just ended would
 crash the reading). Each clock also keeps the
-thread's kernel time and minor page faults (``getrusage(RUSAGE_THREAD)``). Threads the DAQ does
+thread's kernel time and minor page faults (``getrusage(RUSAGE_THREAD)``; ``/proc`` for a thread
+still running at the report), which :func:`format_split` prints per thread: a regression in
+system time or in fresh memory shows where it came from. Threads the DAQ does
 not run itself (ZeroMQ's I/O thread, the main thread) are read from
 ``/proc/self/task/<tid>/stat`` (utime + stime, in clock ticks) at the start and the end. The
 process total is ``time.process_time()`` over the same interval: the threads sum to at most the
@@ -26,7 +28,7 @@ import resource
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 _RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", None)
@@ -45,7 +47,24 @@ def task_cpu_s(only: int | None = None) -> dict[int, tuple[str, float]]:
     ``only``): {tid: (name, s)}.
 
     Empty where ``/proc`` is not there (not Linux)."""
-    out: dict[int, tuple[str, float]] = {}
+    return {tid: (u.name, u.cpu_s) for tid, u in task_usage(only).items()}
+
+
+class TaskUsage(NamedTuple):
+    """A thread's totals from ``/proc/self/task/<tid>/stat``."""
+
+    name: str
+    cpu_s: float
+    """User + system CPU seconds."""
+    system_s: float
+    page_faults: int
+    """Minor page faults."""
+
+
+def task_usage(only: int | None = None) -> dict[int, TaskUsage]:
+    """:class:`TaskUsage` of every live thread of this process (or of the thread ``only``),
+    by tid; empty where ``/proc`` is not there (not Linux)."""
+    out: dict[int, TaskUsage] = {}
     base = Path("/proc/self/task")
     try:
         tids = [str(only)] if only is not None else os.listdir(base)
@@ -59,7 +78,8 @@ def task_cpu_s(only: int | None = None) -> dict[int, tuple[str, float]]:
         # "tid (name) state ..." -- the name may hold spaces and parentheses
         name = stat[stat.index("(") + 1: stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2:].split()
-        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) * _TICK_S)
+        utime, stime = int(fields[11]) * _TICK_S, int(fields[12]) * _TICK_S
+        out[int(tid)] = TaskUsage(name, utime + stime, stime, int(fields[7]))
     return out
 
 
@@ -84,11 +104,13 @@ class ThreadClock:
         """Charge the time (and the page faults) since the last lap, or the start, to
         ``part``."""
         cpu, wall = time.thread_time(), time.perf_counter()
-        _, faults = _usage(_RUSAGE_THREAD)
+        sys_s, faults = _usage(_RUSAGE_THREAD)
         self.parts[part] = self.parts.get(part, 0.0) + cpu - self._cpu
         self.wall_parts[part] = self.wall_parts.get(part, 0.0) + wall - self._wall
         self.fault_parts[part] = self.fault_parts.get(part, 0) + faults - self._last_faults
         self._cpu, self._wall, self._last_faults = cpu, wall, faults
+        # the totals so far: a pool thread that ends without closing its clock keeps them
+        self._sys, self._faults = sys_s - self._sys0, faults - self._faults0
 
     def close(self, part: str = "other") -> None:
         """The thread ends: charge the rest to ``part`` and hand the totals to the meter."""
@@ -105,9 +127,11 @@ class ThreadClock:
             # that has ended crashes the process (pthread_getcpuclockid on a freed thread)
             if self.tid == threading.get_native_id():  # the reporting thread itself
                 cpu, wall = time.thread_time() - self._cpu0, time.perf_counter() - self._wall0
-            elif (now := task_cpu_s(self.tid).get(self.tid)) is not None:  # else it ended
+            elif (now := task_usage(self.tid).get(self.tid)) is not None:  # else it ended
                 # /proc counts whole clock ticks: never less than the laps already charged
-                cpu, wall = max(cpu, now[1] - self._cpu0), time.perf_counter() - self._wall0
+                cpu, wall = max(cpu, now.cpu_s - self._cpu0), time.perf_counter() - self._wall0
+                self._sys = max(now.system_s - self._sys0, 0.0)
+                self._faults = max(now.page_faults - self._faults0, 0)
         return {"tid": self.tid, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
                 "busy": round(cpu / wall, 3) if wall > 0 else 0.0,
                 "system_s": round(self._sys, 3), "page_faults": int(self._faults),
@@ -124,7 +148,7 @@ class CpuMeter:
         self._wall0 = time.perf_counter()
         self._cpu0 = time.process_time()
         self._sys0, self._faults0 = _usage(resource.RUSAGE_SELF)
-        self._tasks0 = task_cpu_s()
+        self._tasks0 = task_usage()
         self._main_tid = os.getpid()
         self._comm = self._tasks0.get(self._main_tid, ("", 0.0))[0]
         self._lock = threading.Lock()
@@ -155,40 +179,54 @@ class CpuMeter:
             threads[name] = clk.summary()
         clocked = {clk.tid for clk in clocks}
         native: dict[str, float] = {}
-        for tid, (name, s) in task_cpu_s().items():
+        native_usage: dict[str, list[float]] = {}
+        for tid, u in task_usage().items():
             if tid in clocked:
                 continue
-            before = self._tasks0.get(tid)
-            used = s - (before[1] if before is not None else 0.0)
+            before = self._tasks0.get(tid, TaskUsage("", 0.0, 0.0, 0))
             label = "main" if tid == self._main_tid else (
-                "unclocked Python threads" if name == self._comm else name)
-            native[label] = native.get(label, 0.0) + max(used, 0.0)
+                "unclocked Python threads" if u.name == self._comm else u.name)
+            native[label] = native.get(label, 0.0) + max(u.cpu_s - before.cpu_s, 0.0)
+            kernel = native_usage.setdefault(label, [0.0, 0])
+            kernel[0] += max(u.system_s - before.system_s, 0.0)
+            kernel[1] += max(u.page_faults - before.page_faults, 0)
         accounted = sum(t["cpu_s"] for t in threads.values()) + sum(native.values())
         return {"wall_s": round(wall, 3), "process_cpu_s": round(cpu, 3),
                 "cores": round(cpu / wall, 3) if wall > 0 else 0.0,
                 "system_s": round(sys_s - self._sys0, 3),
                 "page_faults": int(faults - self._faults0),
                 "threads": threads, "native": {k: round(v, 3) for k, v in native.items()},
+                "native_kernel": {k: {"system_s": round(v[0], 3), "page_faults": int(v[1])}
+                                  for k, v in native_usage.items()},
                 "other_s": round(max(cpu - accounted, 0.0), 3)}
 
 
 def format_split(report: dict[str, Any], title: str) -> list[str]:
-    """A CPU report as text lines: one per thread, its parts in brackets."""
+    """A CPU report as text lines: one per thread with its system (kernel) time and minor page
+    faults, its parts in brackets."""
     lines = [f"{title}: {report['process_cpu_s']:.1f} CPU s over {report['wall_s']:.1f} s "
              f"({report['cores']:.2f} cores; kernel {report['system_s']:.1f} s, "
              f"{report['page_faults'] / 1e6:.2f} M page faults)"]
     for name, t in report["threads"].items():
         parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(
             t["parts"].items(), key=lambda kv: -kv[1]) if v >= 0.05)
-        kernel = f"  kernel {t['system_s']:.1f}" if t.get("system_s", 0) >= 0.05 else ""
-        lines.append(f"  {name:14s} {t['cpu_s']:7.1f} s  busy {t['busy']:4.2f}{kernel}"
+        lines.append(f"  {name:14s} {t['cpu_s']:7.1f} s  busy {t['busy']:4.2f}"
+                     f"{_kernel(t.get('system_s', 0.0), t.get('page_faults', 0))}"
                      + (f"  [{parts}]" if parts else ""))
+    kernels = report.get("native_kernel", {})
     for name, s in report["native"].items():
         if s >= 0.05:
-            lines.append(f"  {name:14s} {s:7.1f} s")
+            k = kernels.get(name, {})
+            lines.append(f"  {name:14s} {s:7.1f} s{' ' * 12}"
+                         f"{_kernel(k.get('system_s', 0.0), k.get('page_faults', 0))}")
     if report["other_s"] >= 0.05:
         lines.append(f"  {'other':14s} {report['other_s']:7.1f} s")
     return lines
+
+
+def _kernel(system_s: float, page_faults: int) -> str:
+    """A thread's kernel time (s) and minor page faults (thousands), aligned."""
+    return f"  kernel {system_s:4.1f}  faults {page_faults / 1e3:6.1f} k"
 
 
 def machine_cpu_s() -> dict[str, float] | None:

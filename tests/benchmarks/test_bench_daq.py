@@ -67,6 +67,8 @@ def test_bench_end_to_end_chain(benchmark, brain, sim):
         zero_loss=result["zero_loss"], seq_gaps=result["seq_gaps"],
         daq_cpu_s=daq["process_cpu_s"], sender_cpu_s=result["cpu"]["sender"]["process_cpu_s"],
         daq_cpu_ns_per_event=daq["process_cpu_s"] / result["singles"] * 1e9,
+        daq_cpu_events_per_s=result["singles"] / daq["process_cpu_s"],
+        daq_system_s=daq["system_s"], daq_page_faults=daq["page_faults"],
         cpu_s_per_thread={k: t["cpu_s"] for k, t in daq["threads"].items()},
         machine_busy_cores=(result["cpu"]["machine"] or {}).get("busy_cores"))
 
