@@ -5,7 +5,8 @@ inlines a helper from another module (the emulator's photon kernels inline the r
 the flight and the ring) keeps its old machine code when only the helper changes, and then
 computes with the old helper. So each version of the product's source gets its own cache
 directory, ``$XDG_CACHE_HOME/bedside-pet/numba/<hash of the product's packages>``
-(``~/.cache`` when XDG_CACHE_HOME is unset); the older ones are removed. A ``NUMBA_CACHE_DIR``
+(``~/.cache`` when XDG_CACHE_HOME is unset), and by the native libraries the kernels link
+(:mod:`infra.accel`); the older ones are removed. A ``NUMBA_CACHE_DIR``
 set by the user is left as it is.
 """
 
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numba
 
+from infra import accel
+
 #: The packages whose source the kernels are compiled from.
 PACKAGES = ("infra", "hw", "coincidence", "emulator", "runstore", "recon", "daq")
 #: Cache directories of other source versions kept besides the current one.
@@ -26,8 +29,9 @@ KEEP_OLD = 2
 
 
 def source_digest(root: Path) -> str:
-    """A short hash of every Python file of :data:`PACKAGES` under ``root``."""
-    h = hashlib.sha256()
+    """A short hash of every Python file of :data:`PACKAGES` under ``root`` and of the native
+    libraries found (:data:`infra.accel.FEATURES`)."""
+    h = hashlib.sha256(accel.FEATURES.encode())
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             h.update(path.relative_to(root).as_posix().encode())

@@ -129,6 +129,20 @@ def test_crc32_is_zlibs():
     assert wire.crc32(tail, wire.crc32(head)) == zlib.crc32(head + tail)
 
 
+def test_the_kernels_crc_is_zlibs_with_either_backend():
+    """The decoder's kernel (ISA-L where installed) and the tables it falls back to give
+    zlib's CRC of any slice, continued from any value."""
+    from hw import _crc
+
+    rng = np.random.default_rng(2)
+    buf = np.frombuffer(rng.bytes(5000), np.uint8)
+    for start, stop, value in ((0, 0, 0), (3, 4, 0), (1, 4999, 0), (17, 2100, 0xDEADBEEF)):
+        want = zlib.crc32(buf[start:stop].tobytes(), value)
+        assert _crc.crc32_update(value, buf, start, stop) == want
+        assert _crc.crc32_tables(value, buf, start, stop) == want
+    assert _crc.BACKEND in ("isa-l", "tables")
+
+
 @SETTINGS
 @given(st.binary(max_size=1200), st.floats(0.0, 1.0))
 def test_cobs_matches_reference(data, zero_fraction):

@@ -9,7 +9,7 @@ so a run can always be replayed or recovered from it. A block is::
     6      2     reserved (0)
     8      4     payload length in bytes (u32)
     12     8     receive time, ns since the journal was opened (u64, monotonic clock)
-    20     4     CRC-32 (zlib) of the payload
+    20     4     CRC-32 (zlib's) of the payload
     24     4     CRC-32 (zlib) of bytes 0..23 (the header itself)
     28     n     payload: the bytes read from the link, unmodified
 
@@ -28,13 +28,13 @@ import os
 import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daq.pipeline.directio import open_direct
+from hw.wire import crc32
 from infra.errors import UserError
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class JournalWriter:
         for block in _blocks(pieces):
             crc = 0
             for p in block:
-                crc = zlib.crc32(p, crc)
+                crc = crc32(p, crc)
             blocks.append((_header(stream, sum(len(p) for p in block), crc, t_ns), block))
         if not blocks:
             return
@@ -233,7 +233,7 @@ class JournalWriter:
 def _header(stream: int, length: int, crc: int, t_ns: int) -> bytes:
     """A block header for a payload of ``length`` bytes whose CRC-32 is ``crc``."""
     head = _HEADER.pack(MAGIC, stream, 0, length, t_ns, crc, 0)
-    return head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+    return head[:-4] + struct.pack("<I", crc32(head[:-4]))
 
 
 def _blocks(pieces: list[bytes | memoryview], limit: int = MAX_BLOCK_BYTES
@@ -324,12 +324,12 @@ def _scan(path: Path, strict: bool, stats: JournalStats | None = None,
         while have(HEADER_BYTES):
             magic, stream, _res, length, t_ns, crc, hcrc = _HEADER.unpack_from(buf, pos)
             header_ok = (magic == MAGIC and length <= MAX_BLOCK_BYTES
-                         and zlib.crc32(buf[pos:pos + HEADER_BYTES - 4]) == hcrc)
+                         and crc32(buf[pos:pos + HEADER_BYTES - 4]) == hcrc)
             if header_ok and not have(HEADER_BYTES + length):
                 break  # a block cut short by a killed writer: the tail
             if header_ok:
                 payload = bytes(buf[pos + HEADER_BYTES:pos + HEADER_BYTES + length])
-                if zlib.crc32(payload) == crc:
+                if crc32(payload) == crc:
                     yield base + pos, stream, t_ns, payload
                     pos += HEADER_BYTES + length
                     continue
