@@ -3,10 +3,11 @@
 Threads:
 
 - one **receiver** per source (board link), or one for all the ZeroMQ links (a poll over their
-  sockets): read bytes (ZeroMQ: up to 64 messages a link, left in ZeroMQ's buffers), append them to the journal (first, always; one block, written from those
-  buffers) and hand them to the processing thread over a queue bounded in bytes
-  (:mod:`daq.pipeline.handover`). A full queue blocks the receiver, which is back-pressure towards the
-  link (ZeroMQ's high-water mark), never a silent drop;
+  sockets): read bytes (ZeroMQ: up to 64 messages a link, left in ZeroMQ's buffers), append
+  them to the journal (first, always; one block per link, written from those buffers) and hand
+  them to the processing thread over a queue bounded in bytes (:mod:`daq.pipeline.handover`).
+  A full queue blocks the receiver, which is back-pressure towards the link (ZeroMQ's
+  high-water mark), never a silent drop;
 - the **processing** thread and its workers (``threads`` in all, :class:`infra.pool.Workers`): take
   everything queued, decode it link by link into the time merger's store, then time merge,
   calibration and histograms, coincidence sorting by time slices, list-mode writing
