@@ -280,3 +280,59 @@ def test_a_version_1_journal_replays_to_the_coincidences_of_version_2(tmp_path: 
         k: v for k, v in results[2]["counts"].items() if k != "bytes"}
     assert results[1]["counts"]["singles"] == 40_000 * brain.n_boards
     assert not any(results[1]["losses"].values()), results[1]["losses"]
+
+
+def _direct_or_skip(w: JournalWriter) -> None:
+    if w._direct is None:
+        w.close()
+        pytest.skip("this file system has no direct I/O")
+
+
+def test_direct_io_keeps_every_block_and_the_exact_size(tmp_path: Path) -> None:
+    """Direct writes (whole pages) and the buffered last page of each flush make exactly the
+    blocks appended, across flushes and across a reopened journal that ends mid-page."""
+    path = tmp_path / "j.bpj"
+    blocks = _blocks(900, seed=5)
+    w = JournalWriter(path, buffer_bytes=100_000)  # many flushes, each ending mid-page
+    _direct_or_skip(w)
+    for stream, payload in blocks[:600]:
+        w.append(stream, payload)
+    w.flush()
+    assert path.stat().st_size == w.bytes_written  # the partial page is there already
+    w.close()
+    assert path.stat().st_size % 4096 != 0
+    w = JournalWriter(path)  # appends after the partial page
+    _direct_or_skip(w)
+    for stream, payload in blocks[600:]:
+        w.append(stream, payload)
+    w.close()
+    assert [(s, p) for s, _t, p in read_journal(path)] == blocks
+    assert path.stat().st_size == sum(HEADER_BYTES + len(p) for _, p in blocks)
+
+
+def test_a_failed_direct_write_is_a_clear_error_and_keeps_whole_blocks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "j.bpj"
+    blocks = _blocks(300, seed=6)
+    w = JournalWriter(path, buffer_bytes=1 << 30)
+    _direct_or_skip(w)
+    for stream, payload in blocks[:100]:
+        w.append(stream, payload)
+    w.flush()
+    real_pwrite, direct_fd = os.pwrite, w._direct.direct_fd
+
+    def full(fd: int, data, offset: int) -> int:
+        if fd == direct_fd:
+            raise OSError(28, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", full)
+    for stream, payload in blocks[100:]:
+        w.append(stream, payload)
+    with pytest.raises(JournalError, match="write failed"):
+        w.flush()
+    monkeypatch.undo()
+    with pytest.raises(JournalError):
+        w.close()
+    got = [(s, p) for s, _t, p in read_journal(path)]
+    assert got == blocks[:len(got)] and len(got) >= 100

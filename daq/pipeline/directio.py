@@ -27,8 +27,8 @@ STAGE_BYTES = 8 << 20
 
 
 class DirectAppender:
-    """Append to the file of ``fd`` (opened buffered, without O_APPEND), whose direct
-    descriptor is ``direct_fd``, from ``size`` bytes on."""
+    """Append to the file of ``fd`` (opened buffered, read and write, without O_APPEND), whose
+    direct descriptor is ``direct_fd``, from ``size`` bytes on."""
 
     def __init__(self, fd: int, direct_fd: int, size: int) -> None:
         self.fd, self.direct_fd = fd, direct_fd
@@ -84,8 +84,8 @@ class DirectAppender:
 
 
 def open_direct(path: str | os.PathLike, fd: int, size: int) -> DirectAppender | None:
-    """A direct appender for the file ``path`` already open as ``fd`` (buffered, without
-    O_APPEND) with ``size`` bytes; None where the file system or the OS has no direct I/O."""
+    """A direct appender for the file ``path`` already open as ``fd`` (buffered, read and write,
+    without O_APPEND) with ``size`` bytes; None where the file system or the OS has no direct I/O."""
     flag = getattr(os, "O_DIRECT", 0)
     if not flag:
         return None

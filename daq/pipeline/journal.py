@@ -69,7 +69,7 @@ class JournalWriter:
         self._cpu = cpu
         self.min_free_bytes = min_free_bytes
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             os.lseek(self._fd, 0, os.SEEK_END)
         except OSError as exc:
             raise JournalError(f"cannot create journal {self.path}: {exc.strerror}") from None
