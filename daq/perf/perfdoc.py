@@ -110,6 +110,21 @@ def _costs(points: list[Any], cores: int) -> list[str]:
     return lines
 
 
+def _per_single(bench: Any, chains: dict[str, dict[str, Any]]) -> list[str]:
+    """The DAQ's CPU per single of each chain against the NumPy sorter's time per single of the
+    same run (CI's ratio), and the share of system (kernel) time in the DAQ's CPU."""
+    numpy = next(r for r in bench.results if r.stage.startswith("NumPy sorter"))
+    numpy_ns = 1e9 / numpy.events_per_s
+    lines = ["| chain | singles | DAQ CPU per single (ns) | NumPy sorter per single (ns) | "
+             "DAQ / NumPy sorter | system time of the DAQ's CPU |", "|---|---|---|---|---|---|"]
+    for name, r in chains.items():
+        daq = r["cpu"]["daq"]
+        ns = daq["process_cpu_s"] / max(r["singles"], 1) * 1e9
+        lines.append(f"| {name} | {r['singles']} | {ns:.0f} | {numpy_ns:.0f} | "
+                     f"{ns / numpy_ns:.2f} | {daq['system_s'] / daq['process_cpu_s']:.0%} |")
+    return lines
+
+
 def _campaigns(times: list[Any]) -> list[str]:
     from daq.perf.campaigns import EMULATION_MBQ, EMULATION_S, STUDY
 
@@ -136,6 +151,7 @@ def build() -> str:
     import emulator
     from daq.perf import campaigns, countrate_live, scaling
     from daq.perf.bench import ACTIVITY_MBQ, SIZES, Bench, machine
+    from daq.perf.e2e import run_chain
     from hw import load_scanner
     from infra.pool import available_cores
 
@@ -146,6 +162,9 @@ def build() -> str:
     say("end to end")
     e2e = bench.end_to_end(8.0)
     scanner = load_scanner("bedside-brain")
+    say("end to end, --quick")
+    quick = run_chain(scanner, emulator.simulate(
+        scanner, "nu2-scatter", "F-18", ACTIVITY_MBQ, SIZES["quick"], seed=7).raw_per_board, 3.0)
     sim = emulator.simulate(scanner, "nu2-scatter", "F-18", ACTIVITY_MBQ, SIZES["default"],
                             seed=7)
     points = scaling.measure(scanner, sim.raw_per_board, "default", cores, say)
@@ -199,6 +218,13 @@ def build() -> str:
         "```",
         *_cpu_lines(bench),
         "```",
+        "",
+        "The DAQ's CPU per single (every DAQ thread, system time included) of that chain and of "
+        "`petdaq bench --quick`'s (3 s from a 0.05 s recording), against the NumPy sorter's "
+        "time per single of the same run (CI checks this ratio, `daq.perf.benchcheck`):",
+        "",
+        *_per_single(bench, {"`petdaq bench` (8 s)": bench.e2e,
+                             "`petdaq bench --quick` (3 s)": quick}),
         "",
         *loop,
     ])
