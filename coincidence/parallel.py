@@ -16,6 +16,8 @@ Both give exactly the single-threaded result:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
@@ -25,6 +27,9 @@ from infra.pool import Workers
 
 #: Singles per piece of the energy window and per slice of the search (cache-sized work).
 PIECE = 1 << 16
+PieceWriter = Callable[[int, tuple[np.ndarray, ...], int], tuple[bool, bool]]
+"""``write(piece, (t, crystal, energy), start) -> (bad crystal id, in time order)``: writes a
+piece's singles from ``start`` of the columns (:func:`write_pieces`)."""
 
 
 @numba.njit(nogil=True, cache=True)
@@ -98,15 +103,28 @@ def accept_pieces(workers: Workers, t_in: np.ndarray, c_in: np.ndarray, e_in: np
     bounds = [min(k * PIECE, t_in.size) for k in range(n_pieces + 1)]
     counts = workers.map(lambda k: count_in_window(e_in[bounds[k]:bounds[k + 1]], lo, hi),
                          n_pieces, "sort")
-    starts = np.concatenate(([0], np.cumsum(counts))) + offset
-    out_t, out_c, out_e = out
-    flags = workers.map(lambda k: copy_in_window(
-        t_in[bounds[k]:bounds[k + 1]], c_in[bounds[k]:bounds[k + 1]],
-        e_in[bounds[k]:bounds[k + 1]], lo, hi, n_crystals, out_t, out_c, out_e,
-        starts[k]), n_pieces, "sort")
+
+    def write(k: int, columns: tuple[np.ndarray, ...], start: int) -> tuple[bool, bool]:
+        a, b = bounds[k], bounds[k + 1]
+        return copy_in_window(t_in[a:b], c_in[a:b], e_in[a:b], lo, hi, n_crystals, *columns,
+                              start)
+
+    return write_pieces(workers, counts, write, out, offset)
+
+
+def write_pieces(workers: Workers, counts: list[int], write: PieceWriter,
+                 out: tuple[np.ndarray, ...], offset: int) -> int | None:
+    """Piece ``k``'s ``counts[k]`` singles written by ``write(k, out, start)`` on ``workers``,
+    one piece after the other from ``offset`` of ``out`` (t, crystal, energy); ``write`` says
+    (bad crystal id, in time order) as :func:`copy_in_window`. Returns the new end, or None when
+    a piece had a bad crystal id or the pieces are not in time order (``out[:offset]`` is
+    untouched either way)."""
+    starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int64) + offset
+    flags = workers.map(lambda k: write(k, out, int(starts[k])), len(counts), "sort")
     if any(bad or not ordered for bad, ordered in flags):
         return None
-    for k in range(n_pieces):  # seams: each piece's first single after the last one before it
+    out_t, out_c = out[0], out[1]
+    for k in range(len(counts)):  # seams: each piece's first single after the last before it
         a, b = starts[k], starts[k + 1]
         if a > 0 and b > a and not in_order_after(out_t[a:b], out_c[a:b], out_t[a - 1],
                                                         out_c[a - 1]):

@@ -82,6 +82,31 @@ class Sorter:
             return self._search_slices(self._t_last)
         return _trimmed(*self._feed(singles, _new_output(t.size), 0))
 
+    def feed_windowed(self, counts: list[int], write: parallel.PieceWriter
+                      ) -> np.ndarray | None:
+        """Add a time-ordered chunk whose energy window the caller applies, in pieces (on the
+        workers): piece ``k`` has ``counts[k]`` singles in the window, which
+        ``write(k, (t, crystal, energy), start)`` writes from ``start`` of those columns (the
+        sorter's own buffers), saying (bad crystal id, in time order) as
+        :func:`parallel.copy_in_window`. The caller saves a copy of every single (a calibration
+        pass writes the window straight here). Returns the coincidences now complete, as
+        :meth:`feed`; or None, with nothing added, when a piece had a bad crystal id or the
+        chunk is out of order: :meth:`feed` it then."""
+        n_old = self._make_room(int(sum(counts)))
+        end = parallel.write_pieces(self.workers, counts, write, (self._t, self._c, self._e),
+                                    n_old)
+        if end is None:
+            return None
+        self._t[end: end + search.PAD] = _END_OF_STREAM
+        self._hi = end
+        if end > n_old:
+            self._t_last = int(self._t[end - 1])
+        if self._t_last is None:
+            return np.empty(0, COINC_DTYPE)
+        if self._parallel(end - self._lo):
+            return self._search_slices(self._t_last)
+        return _trimmed(*self._search(self._t_last, _new_output(end - self._lo), 0))
+
     def flush(self) -> np.ndarray:
         """Close every open window (end of stream) and return the remaining coincidences."""
         if self._parallel(self._hi - self._lo):

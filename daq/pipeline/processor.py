@@ -227,7 +227,8 @@ class Processor:
         events = batch_bytes // 8
         self._scratch.reserve(batch_bytes, n_links)
         self.merger.preallocate(events)
-        if self._singles is None or self._singles.size < events:
+        spect = not isinstance(self.stage, coincidence.Sorter)  # PET never writes them whole
+        if spect and (self._singles is None or self._singles.size < events):
             self._singles = np.ones(events, SINGLE_DTYPE)
 
     def consume(self, raw: np.ndarray | list[np.ndarray], watermarks_ps: dict[int, int],
@@ -321,12 +322,62 @@ class Processor:
         n = events[0].size
         if n == 0:
             return
-        singles = self._calibrated(*events)
-        self._lap("calibrate + histograms")
         self.counters.released += n
-        coinc = self.stage.feed(singles)
-        self._lap("sort" if self.scanner.kind == "pet" else "projections")
+        if isinstance(self.stage, coincidence.Sorter):
+            coinc = self._sorted(*events)
+        else:
+            singles = self._calibrated(*events)
+            self._lap("calibrate + histograms")
+            coinc = self.stage.feed(singles)
+            self._lap("projections")
         self._emit(coinc)
+
+    def _pieces(self, n: int) -> list[int]:
+        """Bounds of the pieces of ``n`` events that the workers share."""
+        n_pieces = max(1, -(-n // PIECE)) if self.workers.threads > 1 else 1
+        return [k * n // n_pieces for k in range(n_pieces + 1)]
+
+    def _sorted(self, t: np.ndarray, crystal: np.ndarray, adc: np.ndarray) -> np.ndarray:
+        """PET: the released events calibrated and counted into the histograms (as
+        :meth:`_calibrated`), then calibrated again straight into the sorter's buffers within
+        its energy window (:meth:`coincidence.Sorter.feed_windowed`): the singles are never
+        written whole. Returns the coincidences now complete."""
+        bounds, h = self._pieces(t.size), self.hist
+        lo, hi = (float(v) for v in self.stage.settings.energy_window_kev)
+        counted = np.zeros((len(bounds) - 1, 2), np.int64)
+
+        def count(worker: int, k: int) -> None:
+            a, b = bounds[k], bounds[k + 1]
+            counted[k] = _calibrate_count(
+                t[a:b], crystal[a:b], adc[a:b], self._scale, h.energy_parts[worker],
+                float(ENERGY_HIST_KEV[1]), h.hitmap_parts[worker], h.hit_cell, lo, hi)
+
+        self.workers.run(len(bounds) - 1, count, "calibrate + histograms")
+        self._check_crystals(crystal, bounds, counted[:, 0])
+        self._lap("calibrate + histograms")
+
+        def write(k: int, columns: tuple[np.ndarray, ...], start: int) -> tuple[bool, bool]:
+            a, b = bounds[k], bounds[k + 1]
+            return _calibrated_in_window(t[a:b], crystal[a:b], adc[a:b], self._scale, lo, hi,
+                                         *columns, start)
+
+        coinc = self.stage.feed_windowed(counted[:, 1].tolist(), write)
+        if coinc is None:  # out of time order (never from the merge): the sorter's general way
+            singles = np.empty(t.size, SINGLE_DTYPE)
+            singles["t"], singles["crystal"] = t, crystal
+            singles["energy"] = adc.astype(np.float32) * self._scale[crystal]
+            coinc = self.stage.feed(singles)
+        self._lap("sort")
+        return coinc
+
+    def _check_crystals(self, crystal: np.ndarray, bounds: list[int], bad: np.ndarray) -> None:
+        """A clear error for the first event whose crystal id is outside the scanner (``bad``:
+        each piece's first such event, -1 for none)."""
+        if (bad >= 0).any():
+            k = int(np.flatnonzero(bad >= 0)[0])
+            first = bounds[k] + int(bad[k])
+            raise UserError(f"event {first} has crystal id {int(crystal[first])}, outside "
+                            f"0..{self.scanner.n_crystals - 1} of scanner '{self.scanner.name}'")
 
     def _emit(self, coinc: np.ndarray) -> None:
         if coinc.size == 0:
@@ -363,28 +414,65 @@ class Processor:
         singles = self._singles[:n]
         if n > _SCRATCH_MAX_EVENTS:
             self._singles = None
-        n_pieces = max(1, -(-n // PIECE)) if self.workers.threads > 1 else 1
-        bad = np.full(n_pieces, -1, np.int64)
-        h = self.hist
+        bounds, h = self._pieces(n), self.hist
+        bad = np.full(len(bounds) - 1, -1, np.int64)
 
         def piece(worker: int, k: int) -> None:
-            a, b = k * n // n_pieces, (k + 1) * n // n_pieces
-            i = _calibrate_and_count(
+            a, b = bounds[k], bounds[k + 1]
+            bad[k] = _calibrate_and_count(
                 t[a:b], crystal[a:b], adc[a:b], self._scale, singles["t"][a:b],
                 singles["crystal"][a:b], singles["energy"][a:b], h.energy_parts[worker],
                 float(ENERGY_HIST_KEV[1]), h.hitmap_parts[worker], h.hit_cell)
-            bad[k] = a + i if i >= 0 else -1
 
-        self.workers.run(n_pieces, piece, "calibrate + histograms")
-        if (bad >= 0).any():
-            first = int(bad[bad >= 0].min())
-            raise UserError(f"event {first} has crystal id {int(crystal[first])}, outside "
-                            f"0..{self.scanner.n_crystals - 1} of scanner '{self.scanner.name}'")
+        self.workers.run(len(bounds) - 1, piece, "calibrate + histograms")
+        self._check_crystals(crystal, bounds, bad)
         return singles
 
     @property
     def late_events(self) -> int:
         return self.merger.late_events
+
+
+@numba.njit(nogil=True, cache=True)
+def _calibrate_count(t, crystal, adc, scale, spectrum, e_max, hits, hit_cell, lo, hi):
+    """:func:`_calibrate_and_count`'s histograms without writing the singles, and how many of
+    them are in the energy window [lo, hi) (keV). Returns (the first event whose crystal id is
+    outside the scanner, else -1; the singles in the window)."""
+    n_crystals = scale.size
+    n_bins = spectrum.size
+    in_window = 0
+    for i in range(t.size):
+        c = crystal[i]
+        if c < 0 or c >= n_crystals:
+            return i, in_window
+        e = np.float32(adc[i]) * scale[c]
+        b = histograms.energy_bin(e, e_max, n_bins)
+        if b >= 0:
+            spectrum[b] += 1
+        hits[hit_cell[c]] += 1
+        in_window += (e >= lo) & (e < hi)
+    return -1, in_window
+
+
+@numba.njit(nogil=True, cache=True)
+def _calibrated_in_window(t, crystal, adc, scale, lo, hi, out_t, out_c, out_e, offset):
+    """The calibrated singles (as :func:`_calibrate_and_count`) with ``lo <= energy < hi``
+    written to ``out_*[offset:]`` (crystal ids checked before); returns (False, whether they are
+    in time order), as :func:`coincidence.parallel.copy_in_window`."""
+    k = offset
+    ordered = True
+    prev_t = np.iinfo(np.int64).min
+    prev_c = np.iinfo(np.int32).min
+    for i in range(t.size):
+        c = crystal[i]
+        e = np.float32(adc[i]) * scale[c]
+        if (e >= lo) & (e < hi):
+            ti = t[i]
+            ordered &= (ti > prev_t) | ((ti == prev_t) & (c >= prev_c))
+            prev_t, prev_c = ti, c
+            out_t[k], out_c[k], out_e[k] = ti, c, e
+            k += 1
+    return False, ordered
 
 
 @numba.njit(nogil=True, cache=True)
