@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -98,3 +100,46 @@ def test_an_emulated_scan_sorts_the_same_on_every_thread_count():
     assert sim.singles.size > 4 * parallel.PIECE and one.size > 3000
     for threads in (2, 4):
         assert coincidence.sort(sim.singles, threads=threads, **kw).tobytes() == one.tobytes()
+
+
+def _windowed_feed(sorter: coincidence.Sorter, chunk: np.ndarray, n_pieces: int):
+    """:meth:`coincidence.Sorter.feed_windowed` of ``chunk`` cut in ``n_pieces`` pieces, each
+    piece's energy window written by :func:`parallel.copy_in_window`."""
+    lo, hi = sorter.settings.energy_window_kev
+    bounds = np.linspace(0, chunk.size, n_pieces + 1).astype(int)
+    pieces = [chunk[a:b] for a, b in itertools.pairwise(bounds)]
+    counts = [parallel.count_in_window(p["energy"], lo, hi) for p in pieces]
+
+    def write(k, columns, start):
+        p = pieces[k]
+        return parallel.copy_in_window(np.ascontiguousarray(p["t"]),
+                                       np.ascontiguousarray(p["crystal"]),
+                                       np.ascontiguousarray(p["energy"]), lo, hi,
+                                       SCANNER.n_crystals, *columns, start)
+
+    return sorter.feed_windowed(counts, write)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_windowed_feed_gives_what_feed_gives(threads):
+    """The caller's energy window written in pieces straight into the sorter (the DAQ's
+    calibration pass) gives the coincidences of :meth:`Sorter.feed`, chunk by chunk; a chunk
+    out of time order is refused whole (None) and then fed the general way."""
+    s = _stream(np.random.default_rng(11), 20_000, 3000.0)
+    kw = {"scanner": SCANNER, "window_ps": W, "delay_ps": D}
+    want = coincidence.sort(s, **kw)
+    workers = Workers(threads, "test-windowed")
+    try:
+        sorter = coincidence.Sorter(workers=workers, **kw)
+        parts = [_windowed_feed(sorter, s[a:a + 5000], 4) for a in range(0, s.size, 5000)]
+        got = np.concatenate([*parts, sorter.flush()])
+        assert got.tobytes() == want.tobytes() and want.size > 100
+        sorter = coincidence.Sorter(workers=workers, **kw)
+        first = _windowed_feed(sorter, s[:5000], 2)
+        shuffled = s[5000:10000][::-1].copy()
+        assert _windowed_feed(sorter, shuffled, 2) is None  # out of order: nothing taken
+        rest = [sorter.feed(np.sort(shuffled, order=["t", "crystal"], kind="stable")),
+                sorter.feed(s[10000:]), sorter.flush()]
+        assert np.concatenate([first, *rest]).tobytes() == want.tobytes()
+    finally:
+        workers.close()
