@@ -40,6 +40,8 @@ BOARD = "mps2-an385"
 INPUT_DTYPE = np.dtype([("coarse", "<u4"), ("channel", "<u2"), ("adc", "<u2"), ("fine", "u1"),
                         ("kind", "u1"), ("reserved", "<u2")])
 IN_EVENT, IN_TICK, IN_CLOCK, IN_END = 0, 1, 2, 3
+#: How long a failing board's QEMU is given to exit, so that its exit status names the cause (s).
+EXIT_WAIT_S = 1.0
 #: A firmware that sends nothing this long while an answer is due has stopped answering (s).
 ANSWER_S = 60.0
 #: How long QEMU may take to start and connect its UART (s).
@@ -191,7 +193,10 @@ class BoardLink:
                 self._lock.wait(0.2)
 
     def _failure(self, what: str) -> UserError:
-        rc = self.process.poll()
+        try:  # a UART closes as its QEMU dies: give the exit status a moment to be there
+            rc = self.process.wait(EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            rc = None
         why = (f"its QEMU exited with code {rc} ({self._last_line()})" if rc is not None
                else what)
         return UserError(f"board {self.board}'s firmware stopped answering: {why}")
