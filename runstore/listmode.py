@@ -16,6 +16,7 @@ attribute from bin ``first_bin`` (time ``first_bin * bin_ps``), acquired from ``
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,18 @@ from infra.errors import UserError
 DATASET = "coincidences"
 RATES = "singles_per_unit"
 CHUNK_ROWS = 1 << 16
+FLUSH_INTERVAL_S = 1.0
+"""Rows appended are visible to readers (SWMR) at most this long (wall clock) after."""
 
 
 class ListModeWriter:
     """Append coincidences to an HDF5 file that readers may open (SWMR) during the run."""
 
     def __init__(self, path: str | Path, header: dict[str, Any], rate_units: int = 0,
-                 rate_bin_ps: int = RATE_BIN_PS) -> None:
-        """``rate_units``: dead-time units whose singles rates the file keeps (0: none)."""
+                 rate_bin_ps: int = RATE_BIN_PS, flush_interval_s: float = FLUSH_INTERVAL_S
+                 ) -> None:
+        """``rate_units``: dead-time units whose singles rates the file keeps (0: none);
+        ``flush_interval_s``: the longest wall-clock time rows wait before readers see them."""
         self.path = Path(path)
         try:
             self._file = h5py.File(self.path, "w", libver="latest")
@@ -57,6 +62,8 @@ class ListModeWriter:
                 self._rates.attrs[key] = np.int64(-1)
         self._file.swmr_mode = True
         self.rows = 0
+        self._flush_interval_s = flush_interval_s
+        self._flushed_at = time.monotonic()
 
     def append(self, coinc: np.ndarray) -> None:
         """Append rows (COINC_DTYPE)."""
@@ -65,6 +72,8 @@ class ListModeWriter:
         self._ds.resize((self.rows + coinc.size,))
         self._ds[self.rows:] = coinc
         self.rows += coinc.size
+        if time.monotonic() - self._flushed_at >= self._flush_interval_s:
+            self.flush()
 
     def append_rates(self, table: RateTable | None) -> None:
         """Append the next bins of singles rates (they follow the bins written before)."""
@@ -87,6 +96,7 @@ class ListModeWriter:
         if self._rates is not None:
             self._rates.flush()
         self._file.flush()
+        self._flushed_at = time.monotonic()
 
     def close(self) -> None:
         """Flush and close; the file is closed even when the flush fails (a full disk), and the
