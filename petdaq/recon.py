@@ -196,6 +196,8 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     if args.lv_axis or args.photopeak_kev is not None:
         raise UserError("--lv-axis and --photopeak-kev are for SPECT runs")
     coinc, header, facts = load_coincidences(args.run)
+    if not np.any(coinc["delayed"] == 0):
+        raise UserError(f"{args.run} holds no prompt coincidences: nothing to reconstruct")
     _check_report(args, facts.phantom)
     name = args.scanner or facts.scanner or header.get("scanner")
     if not name:

@@ -112,3 +112,17 @@ def test_recon_a_bare_file_needs_a_scanner(brain, tmp_path):
     with pytest.raises(UserError, match="neither"):
         args = _parse("recon", str(tmp_path / "missing.txt"))
         args.func(args)
+
+
+def test_recon_of_a_file_without_prompts_says_so(brain, tmp_path):
+    """A list-mode file read before its first flush, or of delayeds only: one line, no image."""
+    coinc = sample_coinc(brain, np.zeros((100, 3)), np.random.default_rng(2))
+    coinc["delayed"] = 1
+    np.save(tmp_path / "delayeds.npy", coinc)
+    np.save(tmp_path / "empty.npy", coinc[:0])
+    for name in ("delayeds.npy", "empty.npy"):
+        args = _parse("recon", str(tmp_path / name), "--scanner", "bedside-brain",
+                      "--out", str(tmp_path / "out"))
+        with pytest.raises(UserError, match="holds no prompt coincidences"):
+            args.func(args)
+    assert not (tmp_path / "out").exists()
