@@ -184,7 +184,7 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     workers when given."""
     import recon
     from recon import nu4
-    from recon.report import image_report, phantom_report
+    from recon.report import image_report, phantom_report, reconstruction_line, reconstruction_of
 
     if args.display_fwhm < 0:
         raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
@@ -227,8 +227,10 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     if args.report:
         report = (phantom_report(image, phantom, out) if phantom is not None
                   else image_report(image, args.phantom, out))
+        report["reconstruction"] = reconstruction_of(image)
         if "nu4_image_quality" in report:
             print("\n".join(nu4.table(report["nu4_image_quality"])))
+            print("  " + reconstruction_line(report["reconstruction"]))
         with replacing(out / "report.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         files.append(str(out / "report.json"))

@@ -67,6 +67,30 @@ def _nu4(image: Image, folder: str | Path | None, phantom: Any = None) -> dict[s
     return {"nu4_image_quality": nu4.report(image, folder, hint)}
 
 
+def reconstruction_of(image: Image) -> dict[str, Any]:
+    """How ``image`` was reconstructed, as its report states it (the standards ask for the
+    algorithm, iterations, subsets, voxel and corrections next to the figures)."""
+    meta = image.meta
+    out: dict[str, Any] = {"algorithm": "LM-OSEM", "voxel_mm": [float(v) for v in image.voxel_mm]}
+    for key in ("iterations", "subsets", "events", "tof", "randoms", "attenuation", "scatter"):
+        if key in meta:
+            out["prompts" if key == "events" else key] = meta[key]
+    return out
+
+
+def reconstruction_line(record: dict[str, Any]) -> str:
+    """:func:`reconstruction_of` in one line of text."""
+    corrections = [name for name in ("tof", "attenuation", "scatter") if record.get(name)]
+    if record.get("randoms", "none") != "none":
+        corrections.append("randoms")
+    voxel = "x".join(f"{v:g}" for v in record["voxel_mm"])
+    its, subsets = record.get("iterations", "?"), record.get("subsets", "?")
+    return (f"{record['algorithm']} {its} iteration{'' if its == 1 else 's'} x {subsets} "
+            f"subset{'' if subsets == 1 else 's'}, {voxel} mm voxels, "
+            f"{', '.join(c.upper() if c == 'tof' else c for c in corrections) or 'no corrections'}"
+            + (f"; {record['prompts']:,} prompts" if "prompts" in record else ""))
+
+
 #: Phantoms whose figures need the image alone: their regions are found in it.
 FOUND_IN_IMAGE = {"nu4-iq": _nu4}
 

@@ -14,6 +14,7 @@ from test_recon_sampler import recon_cache, sample_coinc  # noqa: F401
 from infra.errors import UserError
 from petdaq import recon as cli
 from recon import read_nifti, runimage
+from runstore.listmode import read_listmode
 
 pytestmark = pytest.mark.usefixtures("recon_cache")
 
@@ -58,6 +59,11 @@ def test_recon_a_run_with_report(point_run):
     res = report["resolution"]["point"]
     assert np.all(np.abs(np.array(res["peak_mm"])) <= 4.0)
     assert all(0 < w < 12 for w in res["fwhm_mm"])
+    prompts = int(np.count_nonzero(read_listmode(point_run / "coincidences.h5")[0]["delayed"] == 0))
+    assert report["reconstruction"] == {
+        "algorithm": "LM-OSEM", "iterations": 2, "subsets": 4, "voxel_mm": [4.0, 4.0, 4.0],
+        "prompts": prompts, "tof": True, "randoms": "delayed", "attenuation": True,
+        "scatter": False}
 
 
 def test_recon_quantifies_with_the_scanners_calibration_by_default(brain, point_run, tmp_path):

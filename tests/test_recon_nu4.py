@@ -134,6 +134,7 @@ def test_a_scan_of_the_phantom_gets_the_standards_table(tmp_path):
     r = petdaq("recon", str(tmp_path / "iq"), "--report", "--no-dicom")
     assert r.returncode == 0, r.stderr
     assert "NEMA NU 4-2008 image quality" in r.stdout and "SOR air" in r.stdout
+    assert "LM-OSEM 2 iterations x " in r.stdout and "0.5x0.5x0.5 mm voxels" in r.stdout
     images = tmp_path / "iq" / "images"
     found = json.loads((images / "report.json").read_text())["nu4_image_quality"]
     assert (images / "nu4_regions.png").is_file()
