@@ -1,4 +1,5 @@
-"""A progress line for long jobs: events, rate and elapsed time, at most a few updates a second.
+"""A progress line for long jobs: units done, rate, elapsed and remaining time, at most a few
+updates a second.
 
 On a terminal the line is rewritten in place; otherwise (logs, CI) one line is printed per update.
 """
@@ -32,8 +33,13 @@ class Progress:
         elapsed = now - self.start
         rate = done / elapsed if elapsed > 0 else 0.0
         of = f"/{_si(self.total)}" if self.total else ""
-        text = (f"{self.label}: {_si(done)}{of} {self.unit}, {_si(rate)} {self.unit}/s, "
-                f"{elapsed:.1f} s elapsed{('  ' + extra) if extra else ''}")
+        # slow units (a reconstruction's subsets) read as seconds each, not "0.0 .../s"
+        speed = (f"{_si(rate)} {self.unit}/s" if rate >= 1.0 or done <= 0
+                 else f"{elapsed / done:.1f} s each")
+        left = (f", about {(self.total - done) / rate:.0f} s left"
+                if self.total and 0 < done < self.total and rate > 0 else "")
+        text = (f"{self.label}: {_si(done)}{of} {self.unit}, {speed}, "
+                f"{elapsed:.1f} s elapsed{left}{('  ' + extra) if extra else ''}")
         if self._tty:
             self.stream.write("\r\x1b[K" + text)
         else:
