@@ -69,9 +69,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="voxel size, mm (default: the scanner's, its definition's "
                         "[reconstruction] voxel_mm: 2, small-animal 0.5)")
     p.add_argument("--threads", type=int, help="threads (default: all cores)")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
-                   help="Monte-Carlo LORs of the sensitivity image, computed once per scanner "
-                        f"and grid and cached (default {DEFAULT_SAMPLES:,})")
+    p.add_argument("--samples", type=int, default=None,
+                   help="Monte-Carlo LORs of the sensitivity image, computed once per scanner, "
+                        f"grid and mu-map and cached (default {DEFAULT_SAMPLES:,} at 2 mm voxels, "
+                        "as many more as the voxels are smaller; at least every valid pair: "
+                        "each once, exact; small-animal's 0.5 mm grid)")
     p.add_argument("--calibration", type=float, default=None,
                    help="cross-calibration factor, reconstructed counts per true annihilation "
                         "(default: the scanner's [quantification] counts_per_annihilation, "

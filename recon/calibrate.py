@@ -50,7 +50,6 @@ from infra.errors import UserError
 from recon.grid import Grid, default_grid
 from recon.quant import activity_concentration
 from recon.runimage import RUN_ITERATIONS, RunReconOptions, osem_counts, voxel_of
-from recon.system import DEFAULT_SAMPLES
 from runstore.singlesrates import rate_table
 
 #: The phantom and nuclide of the calibration.
@@ -119,7 +118,7 @@ def cylinder_concentration_bq_ml(scanner: Scanner, activity_mbq: float) -> float
 def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float = 10.0,
             seed: int = 1, *, calibration: float = 1.0, iterations: int = RUN_ITERATIONS,
             subsets: int | None = None, voxel_mm: float | None = None,
-            sensitivity_samples: int = DEFAULT_SAMPLES, scatter: bool = False) -> Calibration:
+            sensitivity_samples: int | None = None, scatter: bool = False) -> Calibration:
     """Emulate, sort and reconstruct the calibration cylinder (``petdaq recon``'s defaults:
     ``subsets`` None is :func:`recon.runimage.default_subsets`, ``voxel_mm`` None the scanner's
     ``default_voxel_mm``); the central region's mean in Bq/mL with ``calibration`` against the

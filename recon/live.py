@@ -32,7 +32,7 @@ from infra.errors import UserError
 from recon.grid import Grid, Image
 from recon.lors import LORs, check_crystals, lor_cells, n_lor_cells, order_by_cell
 from recon.osem import ListModeEM, split_coinc
-from recon.system import DEFAULT_SAMPLES, event_weights
+from recon.system import event_weights
 
 
 class _Column:
@@ -102,7 +102,7 @@ class LiveRecon:
                  randoms: bool = True, mu_map: Image | np.ndarray | None = None,
                  max_events_per_update: int = 1_000_000, window_ps: float | None = None,
                  min_sector_difference: int | None = None,
-                 sensitivity_samples: int = DEFAULT_SAMPLES) -> None:
+                 sensitivity_samples: int | None = None) -> None:
         if max_events_per_update < 1:
             raise UserError(f"max_events_per_update must be >= 1, got {max_events_per_update}")
         self.em = ListModeEM(scanner, grid, tof, mu_map, window_ps, min_sector_difference,

@@ -29,7 +29,6 @@ from recon.lors import LORs, check_crystals, lor_order
 from recon.projector import Projector, pad, unpad
 from recon.randoms import RandomsEstimate, crystal_counts, fan_sum_factors, randoms_per_mm
 from recon.system import (
-    DEFAULT_SAMPLES,
     Attenuation,
     as_mu_map,
     event_weights,
@@ -79,7 +78,7 @@ class ListModeEM:
 
     def __init__(self, scanner: Scanner, grid: Grid | None = None, tof: bool = True,
                  mu_map: Image | np.ndarray | None = None, window_ps: float | None = None,
-                 k: int | None = None, sensitivity_samples: int = DEFAULT_SAMPLES) -> None:
+                 k: int | None = None, sensitivity_samples: int | None = None) -> None:
         if scanner.kind != "pet":
             raise UserError(f"scanner {scanner.name} is {scanner.kind.upper()}: list-mode "
                             "reconstruction needs a PET scanner (use recon.spect_osem)")
@@ -186,7 +185,7 @@ def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, itera
             mu_map: Image | np.ndarray | None = None, image: Image | None = None,
             callback: Callback | None = None, *, window_ps: float | None = None,
             min_sector_difference: int | None = None,
-            sensitivity_samples: int = DEFAULT_SAMPLES,
+            sensitivity_samples: int | None = None,
             scatter: np.ndarray | None = None) -> Image:
     """List-mode OSEM of COINC_DTYPE coincidences (prompts: ``delayed == 0``).
 

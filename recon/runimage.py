@@ -12,7 +12,6 @@ import numpy as np
 
 from hw.deadtime import RateTable, correction_factor
 from infra.errors import UserError
-from recon.system import DEFAULT_SAMPLES
 from runstore.facts import RunFacts
 
 RUN_ITERATIONS = 2
@@ -37,7 +36,7 @@ class RunReconOptions:
     it needs the mu-map."""
     voxel_mm: float | None = None
     """The image's voxel (mm); None: the scanner's ``default_voxel_mm`` (:func:`voxel_of`)."""
-    sensitivity_samples: int = DEFAULT_SAMPLES
+    sensitivity_samples: int | None = None
     calibration: float | None = None
     """Reconstructed counts per true annihilation; None: the scanner's
     ``counts_per_annihilation``."""

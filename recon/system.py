@@ -13,16 +13,24 @@ estimate: ``samples`` pairs drawn uniformly among the valid pairs, back-projecte
 ``w_i AF_i N_pairs / samples``. Without a mu-map on a centred grid, the estimate is averaged over
 the symmetries the scanner and the grid share (quarter turns when the module count is a multiple
 of four, the y and z mirrors: 16 images for bedside-brain), which divides its variance by up to
-16 at no cost. The result is cached on disk (:mod:`recon.cache`) per scanner digest, grid,
-mu-map, sample count and seed.
+16 at no cost. The default sample count keeps the samples per voxel of 10 M at 2 mm
+(:func:`default_samples`); where that is more than there are valid pairs (small-animal's
+0.5 mm grid), every pair is back-projected once: the exact sum, without Monte-Carlo noise, which
+OSEM would otherwise multiply into the image at every subset (a 5 % noisy sensitivity made
+small-animal's 0.5 mm images of a uniform chamber 90 % noisy after 20 subsets, whatever the
+counts). The result is cached on disk (:mod:`recon.cache`) per scanner digest, grid, mu-map,
+sample count and seed (the exact sum: per scanner, grid and mu-map).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 
 from hw.scanner import Scanner
 from infra.errors import UserError
+from infra.progress import Progress
 from recon.cache import cached_array
 from recon.grid import Grid, Image, array_digest
 from recon.lors import LORs, lor_order, pair_weights
@@ -30,7 +38,7 @@ from recon.projector import Projector, pad
 
 #: Changes whenever the sensitivity model changes, so stale cache entries are never used.
 MODEL_VERSION = "sens-2"
-#: Default Monte-Carlo sample count for the sensitivity image.
+#: Monte-Carlo sample count of the sensitivity image on 2 mm voxels (and coarser).
 DEFAULT_SAMPLES = 10_000_000
 #: Events per projector call when streaming pairs through it.
 CHUNK = 1 << 20
@@ -59,6 +67,25 @@ def valid_pair_count(scanner: Scanner, k: int) -> int:
     if k == 0:
         ordered -= scanner.n_crystals
     return ordered // 2
+
+
+def default_samples(grid: Grid) -> int:
+    """The sensitivity's sample count for ``grid``: :data:`DEFAULT_SAMPLES` at 2 mm voxels and
+    coarser, as many more as the voxels are smaller (the same samples per voxel)."""
+    return max(DEFAULT_SAMPLES, round(DEFAULT_SAMPLES * 8.0 / grid.voxel_volume_mm3))
+
+
+def every_pair(scanner: Scanner, k: int, chunk: int) -> Iterator[LORs]:
+    """Every valid pair (a < b) once, in chunks of at most ``chunk`` pairs (of one crystal's
+    pairs at least)."""
+    n = scanner.n_crystals
+    rows = max(1, chunk // n)
+    b = np.arange(n, dtype=np.int32)
+    for a0 in range(0, n, rows):
+        a = np.repeat(np.arange(a0, min(n, a0 + rows), dtype=np.int32), n)
+        bb = np.tile(b, a.size // n)
+        ok = (bb > a) & (scanner.sector_difference(a, bb) >= k)
+        yield LORs(a[ok], bb[ok], np.zeros(int(ok.sum()), np.float32))
 
 
 def sample_pairs(scanner: Scanner, n: int, rng: np.random.Generator, k: int) -> LORs:
@@ -120,40 +147,75 @@ def event_weights(scanner: Scanner, grid: Grid, lors: LORs,
 
 
 def sensitivity(scanner: Scanner, grid: Grid, mu_map: Image | np.ndarray | None = None,
-                samples: int = DEFAULT_SAMPLES, seed: int = 0, k: int | None = None,
+                samples: int | None = None, seed: int = 0, k: int | None = None,
                 use_cache: bool = True) -> np.ndarray:
     """[x, y, z] float32: probability that an annihilation in each voxel is detected as a prompt
-    in a valid pair (zero outside the transaxial FOV). See the module docstring."""
+    in a valid pair (zero outside the transaxial FOV). ``samples``: Monte-Carlo pairs (None:
+    :func:`default_samples`); as many as there are valid pairs or more: every pair once, exact.
+    See the module docstring."""
+    samples = default_samples(grid) if samples is None else samples
     if samples < 1:
         raise UserError(f"sensitivity samples must be >= 1, got {samples}")
     k = min_sector_difference(scanner, k)
     mu = as_mu_map(mu_map, grid)
     attenuation = Attenuation(scanner, mu) if mu is not None else None
+    exact = samples >= valid_pair_count(scanner, k)
 
     def compute() -> np.ndarray:
+        if exact:
+            return _exact(scanner, grid, attenuation, k)
         return _monte_carlo(scanner, grid, attenuation, samples, seed, k)
 
     if not use_cache:
         return compute()
-    key = "|".join([MODEL_VERSION, scanner.digest, grid.key(), str(samples), str(seed), str(k),
+    key = "|".join([MODEL_VERSION, scanner.digest, grid.key(),
+                    *(["every pair"] if exact else [str(samples), str(seed)]), str(k),
                     attenuation.digest if attenuation else "no-mu"])
     return cached_array(key, compute, prefix="sensitivity")
 
 
-def _monte_carlo(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, samples: int,
-                 seed: int, k: int) -> np.ndarray:
+def _back_projected(scanner: Scanner, grid: Grid, attenuation: Attenuation | None,
+                    chunks: Iterator[LORs], scale: float) -> np.ndarray:
+    """The sum of ``w_i AF_i * scale`` back-projected over the pairs of ``chunks`` (float64,
+    unpadded)."""
     projector = Projector(scanner, grid, tof=False)
-    rng = np.random.default_rng(seed)
-    scale = valid_pair_count(scanner, k) / samples
     acc = None
-    for start in range(0, samples, CHUNK):
-        lors = sample_pairs(scanner, min(CHUNK, samples - start), rng, k)
+    for lors in chunks:
         lors = lors.take(lor_order(lors, projector.endpoints))
         w = event_weights(scanner, grid, lors, attenuation) * np.float32(scale)
         acc = projector.back_padded(w, lors, acc)
-    sens = np.ascontiguousarray(acc[1:-1, 1:-1, 1:-1], np.float64)
+    return np.ascontiguousarray(acc[1:-1, 1:-1, 1:-1], np.float64)
+
+
+def _monte_carlo(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, samples: int,
+                 seed: int, k: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    chunks = (sample_pairs(scanner, min(CHUNK, samples - start), rng, k)
+              for start in range(0, samples, CHUNK))
+    sens = _back_projected(scanner, grid, attenuation, chunks,
+                           valid_pair_count(scanner, k) / samples)
     if attenuation is None:
         sens = _symmetrise(scanner, grid, sens)
+    sens[~fov_mask(scanner, grid)] = 0.0
+    return sens.astype(np.float32)
+
+
+def _exact(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, k: int) -> np.ndarray:
+    """Every valid pair back-projected once, with a progress line (minutes on a fine grid)."""
+    total = valid_pair_count(scanner, k)
+    progress = Progress(f"sensitivity image, every pair ({scanner.name}, "
+                        f"{grid.voxel_mm[0]:g} mm voxels)", total, unit="pairs", interval_s=5.0)
+    done = 0
+
+    def counted() -> Iterator[LORs]:
+        nonlocal done
+        for lors in every_pair(scanner, k, CHUNK):
+            yield lors
+            done += len(lors)
+            progress.update(done)
+
+    sens = _back_projected(scanner, grid, attenuation, counted(), 1.0)
+    progress.close(done)
     sens[~fov_mask(scanner, grid)] = 0.0
     return sens.astype(np.float32)
 
