@@ -22,6 +22,9 @@ class Progress:
         self.interval_s, self.enabled = interval_s, enabled
         self.start = time.monotonic()
         self._last = 0.0
+        self._first: tuple[float, float] | None = None
+        """(time, done) of the first update with something done: the rate is taken from there,
+        so that a long set-up before the first unit does not slow the estimate."""
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def update(self, done: float, extra: str = "", force: bool = False) -> None:
@@ -32,10 +35,14 @@ class Progress:
         self._last = now
         elapsed = now - self.start
         rate = done / elapsed if elapsed > 0 else 0.0
+        if self._first is None and done > 0:
+            self._first = (now, done)
+        elif self._first is not None and now > self._first[0] and done > self._first[1]:
+            rate = (done - self._first[1]) / (now - self._first[0])
         of = f"/{_si(self.total)}" if self.total else ""
         # slow units (a reconstruction's subsets) read as seconds each, not "0.0 .../s"
         speed = (f"{_si(rate)} {self.unit}/s" if rate >= 1.0 or done <= 0
-                 else f"{elapsed / done:.1f} s each")
+                 else f"{1.0 / rate:.1f} s each")
         left = (f", about {(self.total - done) / rate:.0f} s left"
                 if self.total and 0 < done < self.total and rate > 0 else "")
         text = (f"{self.label}: {_si(done)}{of} {self.unit}, {speed}, "

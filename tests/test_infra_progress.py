@@ -20,6 +20,13 @@ def test_the_line_gives_rate_or_seconds_each_and_the_time_left(monkeypatch) -> N
     clock[0] += 228.0
     slow.close(20)
     assert out.getvalue().splitlines()[-1] == "recon full: 20/20 subsets, 12.0 s each, 240.0 s elapsed"
+    setup = progress.Progress("recon full", 20, unit="subsets", stream=out)
+    clock[0] += 500.0  # a long set-up, then 10 s a subset: the estimate follows the subsets
+    setup.update(1)
+    clock[0] += 10.0
+    setup.update(2)
+    assert out.getvalue().splitlines()[-1] == (
+        "recon full: 2/20 subsets, 10.0 s each, 510.0 s elapsed, about 180 s left")
     fast = progress.Progress("replay", None, stream=out)
     clock[0] += 2.0
     fast.update(5e6, "prompts 7")
