@@ -161,8 +161,18 @@ def _unwrap(last: int, counter: int, cmask: int) -> int:
     return last + delta - (cmask + 1) if delta > cmask >> 1 else last + delta
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _step(before: int, counter: int, cmask: int) -> int:
+    """How far the counter ``counter`` is from the counter ``before`` (half-range rule): the
+    unwrapped counter of ``counter`` is that of ``before`` plus this. Only the low bits of the
+    two are used, so that unwrapping a chain of counters adds steps of the raw words (no
+    dependency on the unwrapped value but an addition)."""
+    delta = (counter - before) & cmask
+    return delta - (cmask + 1) if delta > cmask >> 1 else delta
+
+
 # Frame table columns (a row per intact frame, :func:`_scan`; F_OUT and F_LAST by :func:`_sequence`).
-(F_BOARD, F_TYPE, F_SEQ, F_NW, F_WORD, F_GOOD, F_C0, F_REL, F_REL_MAX, F_OUT, F_LAST,
+(F_BOARD, F_TYPE, F_SEQ, F_NW, F_WORD, F_GOOD, F_C0, F_REL, F_T_MAX, F_OUT, F_LAST,
  F_CRC) = range(12)
 _F_COLS = 12
 #: Bytes of a byte stream scanned as one piece (pieces are scanned and written in parallel).
@@ -220,16 +230,15 @@ def _scan(buf, lo, hi, discarding, period_ps, tdc_bits, cmask, cmap, use_map, wo
         counts[2] += (ftype == RUN_START) | (ftype == RUN_STOP)
         if ftype == EVENTS and nw > 0:
             c0 = words[w] & cmask
-            u, rel_max, good = c0, np.iinfo(np.int64).min, 0
+            rel, before, good = 0, c0, 0
             for j in range(nw):
                 v = words[w + j]
-                u = _unwrap(u, v, cmask)
-                rel_max = max(rel_max, (u - c0) * period_ps
-                              + ((((v >> 32) & 0xFF) * period_ps) >> tdc_bits))
+                rel += _step(before, v, cmask)
+                before = v
                 ch = (v >> 40) & 0xFFF
                 good += (not use_map) or (b < n_map_boards and ch < n_map_channels
                                           and cmap[b, ch] >= 0)
-            frames[r, F_C0], frames[r, F_REL], frames[r, F_REL_MAX] = c0, u - c0, rel_max
+            frames[r, F_C0], frames[r, F_REL] = c0, rel
             frames[r, F_GOOD] = good
         w += nw
         r += 1
@@ -266,7 +275,6 @@ def _sequence(frames, row0, n_rows, words, period_ps, cmask, st, window, boards,
                     frames[r, F_LAST], frames[r, F_OUT] = last, k
                     first = _unwrap(last, frames[r, F_C0], cmask)
                     last = first + frames[r, F_REL]
-                    wm = max(wm, first * period_ps + frames[r, F_REL_MAX])
                     st[b, _B_WORDS] += nw
                     good = frames[r, F_GOOD]
                     k += good
@@ -305,26 +313,42 @@ def _write(frames, row0, n_rows, words, period_ps, tdc_bits, cmask, cmap, use_ma
            out_crystal, out_adc):
     """Phase 3 (a piece at a time, in parallel): the events of the piece's accepted EVENTS
     frames, unwrapped from the board's counter before each frame, at their place in the
-    output; events whose (board, channel) is not in the map are left out."""
+    output; events whose (board, channel) is not in the map are left out. Each frame's latest
+    event time goes to its F_T_MAX (the board's watermark: :func:`_watermarks`)."""
     n_map_boards, n_map_channels = cmap.shape
     for r in range(row0, row0 + n_rows):
         k = frames[r, F_OUT]
         if k < 0:
             continue
         b, w, last = frames[r, F_BOARD], frames[r, F_WORD], frames[r, F_LAST]
+        before, t_max = last, np.iinfo(np.int64).min
         for j in range(frames[r, F_NW]):
             v = words[w + j]
-            last = _unwrap(last, v, cmask)
+            last += _step(before, v, cmask)
+            before = v
+            t = last * period_ps + ((((v >> 32) & 0xFF) * period_ps) >> tdc_bits)
+            t_max = max(t_max, t)
             ch = (v >> 40) & 0xFFF
             g = ch
             if use_map:
                 g = cmap[b, ch] if b < n_map_boards and ch < n_map_channels else -1
                 if g < 0:
                     continue
-            out_t[k] = last * period_ps + ((((v >> 32) & 0xFF) * period_ps) >> tdc_bits)
+            out_t[k] = t
             out_crystal[k] = g
             out_adc[k] = (v >> 52) & 0xFFF
             k += 1
+        frames[r, F_T_MAX] = t_max
+
+
+@numba.njit(nogil=True, cache=True)
+def _watermarks(frames, st):
+    """Each board's watermark raised to the latest event time of its accepted EVENTS frames
+    (after :func:`_write`; a running maximum, so in any order)."""
+    for r in range(frames.shape[0]):
+        if frames[r, F_OUT] >= 0:
+            b = frames[r, F_BOARD]
+            st[b, _B_WM] = max(st[b, _B_WM], frames[r, F_T_MAX])
 
 
 # --------------------------------------------------------------------------- decoder
@@ -603,6 +627,7 @@ class _Feed:
 
     def finish(self) -> int:
         d = self.decoder
+        _watermarks(self.table, d._board)
         d._stats[_S_BAD] += self.counts[:, 0].sum()
         d._stats[_S_SKIPPED] += self.counts[:, 1].sum()
         if self.end:
