@@ -1,14 +1,13 @@
 """The singles of every module counted in time bins (the dead-time correction's input,
 :mod:`hw.deadtime`), handed to the list-mode file bin by bin.
 
-The DAQ does not count them event by event: it cuts the merged singles at the bins' edges and,
-each time a bin is left, takes every module's running total from the hit map it keeps anyway
-(:class:`SinglesRates`). A whole set of singles is counted at once by :func:`rate_table`.
+The DAQ counts them as they arrive, before the time merge, into the open bins' table of
+whichever worker counts them (:class:`SinglesRates`, :attr:`SinglesRates.counts`), and hands a
+bin over once no single can come in it any more. A whole set of singles is counted at once by
+:func:`rate_table`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -16,69 +15,88 @@ import numpy as np
 from hw.deadtime import RATE_BIN_PS, RateTable, dead_time_units
 from hw.scanner import Scanner
 
+_MIN_BINS = 64
+
 
 class SinglesRates:
-    """Singles per dead-time unit in bins of ``bin_ps``, from running totals per unit.
+    """Singles per dead-time unit in bins of ``bin_ps``, counted by ``workers`` threads at once.
 
-    The caller hands each time-ordered segment of singles that lies within one bin to
-    :meth:`enter` before counting it into its totals, and calls :meth:`finish` at the end;
-    :meth:`take` hands the finished bins over."""
+    The caller makes the open bins cover the times it is about to count (:meth:`cover`), counts
+    each single into ``counts[worker, bin - first_bin, unit_of[crystal]]`` and reports their
+    span (:meth:`counted`); :meth:`take` hands over the bins no single can come in any more,
+    :meth:`finish` the rest. The table runs from the first single's bin to the last's, empty
+    bins between included, whichever order the singles come in and whichever worker counts
+    them."""
 
-    def __init__(self, scanner: Scanner, bin_ps: int = RATE_BIN_PS) -> None:
+    def __init__(self, scanner: Scanner, bin_ps: int = RATE_BIN_PS, workers: int = 1) -> None:
         self.unit_of, self.n_units = dead_time_units(scanner)
         self.bin_ps = int(bin_ps)
-        self._open: tuple[int, np.ndarray] | None = None
-        """The bin being counted and the units' totals when it was entered."""
-        self._rows: list[np.ndarray] = []
-        """Finished bins not handed over yet."""
-        self._next_bin = 0
-        """The bin of ``_rows[0]``."""
-        self._span = [0, 0]
-        """The first single's time and the last's + 1 (ps)."""
+        self.counts = np.zeros((workers, _MIN_BINS, self.n_units), np.int64)
+        """(workers, bins, units): the open bins' singles per worker, from :attr:`first_bin`."""
+        self.first_bin = 0
+        """The bin of ``counts[:, 0]`` (the first bin not handed over yet)."""
+        self._opened = False
+        self._span: list[int] | None = None
+        """The first single's time and the last's + 1 (ps); None before the first single."""
         self.history: list[RateTable] = []
         """Every table handed over, in order (the live frames read them)."""
 
-    def bin_edges_in(self, t_ps: np.ndarray) -> np.ndarray:
-        """Indices that cut time-ordered singles at the bins' edges (for :func:`np.split`)."""
-        first, last = int(t_ps[0]) // self.bin_ps, int(t_ps[-1]) // self.bin_ps
-        if first == last:
-            return np.empty(0, np.int64)
-        return np.searchsorted(t_ps, np.arange(first + 1, last + 1) * self.bin_ps)
+    def cover(self, t_min_ps: int, t_max_ps: int) -> None:
+        """Open the bins of singles at ``t_min_ps`` to ``t_max_ps`` (never those handed over:
+        a single before them is late, the caller's to set apart)."""
+        lo, hi = t_min_ps // self.bin_ps, t_max_ps // self.bin_ps
+        if not self._opened:
+            self.first_bin, self._opened = lo, True
+        if lo < self.first_bin:
+            if self.history:
+                raise ValueError(f"singles rates: bin {lo} was handed over already")
+            self._grow(self.first_bin - lo, hi)
+        elif hi - self.first_bin >= self.counts.shape[1]:
+            self._grow(0, hi)
 
-    def enter(self, t_ps: np.ndarray, totals: Callable[[], np.ndarray]) -> None:
-        """Before counting a segment of singles that lie in one bin (times ``t_ps``):
-        ``totals()`` gives every unit's singles counted so far. A segment of a later bin
-        finishes the open one (and any empty bins between); one of an earlier bin (late
-        singles) is counted in the open one."""
-        if t_ps.size == 0:
-            return
-        b = int(t_ps[0]) // self.bin_ps
-        if self._open is None:
-            self._open, self._next_bin = (b, totals()), b
-            self._span = [int(t_ps[0]), int(t_ps[-1]) + 1]
-        elif b > self._open[0]:
-            now = totals()
-            self._rows.append(now - self._open[1])
-            self._rows += [np.zeros(self.n_units, np.int64)] * (b - self._open[0] - 1)
-            self._open = (b, now)
-        self._span[1] = max(self._span[1], int(t_ps[-1]) + 1)
+    def _grow(self, before: int, hi: int) -> None:
+        """Room for ``before`` bins before the first and up to bin ``hi``."""
+        first = self.first_bin - before
+        size = max(2 * self.counts.shape[1], hi - first + 1)
+        grown = np.zeros((self.counts.shape[0], size, self.n_units), np.int64)
+        grown[:, before:before + self.counts.shape[1]] = self.counts
+        self.counts, self.first_bin = grown, first
 
-    def finish(self, totals: Callable[[], np.ndarray]) -> None:
-        """The end of the singles: finish the open bin."""
-        if self._open is not None:
-            self._rows.append(totals() - self._open[1])
-            self._open = None
+    def counted(self, t_min_ps: int, t_max_ps: int) -> None:
+        """Singles from ``t_min_ps`` to ``t_max_ps`` were counted (their span)."""
+        if self._span is None:
+            self._span = [t_min_ps, t_max_ps + 1]
+        else:
+            self._span = [min(self._span[0], t_min_ps), max(self._span[1], t_max_ps + 1)]
 
-    def take(self) -> RateTable | None:
-        """Hand over the finished bins (None when there are none)."""
-        if not self._rows:
+    def take(self, through_ps: int) -> RateTable | None:
+        """Hand over the bins that end at or before ``through_ps`` (no single can come in them
+        any more) and lie before the latest single's (as a table grows bin by bin); None when
+        there are none."""
+        if self._span is None:
             return None
-        n = len(self._rows)
-        last = self._open is None
-        end = self._span[1] if last else (self._next_bin + n) * self.bin_ps
-        out = RateTable(self.bin_ps, self._next_bin, np.array(self._rows, np.uint32),
-                        max(self._span[0], self._next_bin * self.bin_ps), end)
-        self._rows, self._next_bin = [], self._next_bin + n
+        last = (self._span[1] - 1) // self.bin_ps
+        return self._hand_over(min(through_ps // self.bin_ps, last), final=False)
+
+    def finish(self) -> RateTable | None:
+        """The end of the singles: hand over every bin through the last single's."""
+        if self._span is None:
+            return None
+        return self._hand_over((self._span[1] - 1) // self.bin_ps + 1, final=True)
+
+    def _hand_over(self, stop_bin: int, final: bool) -> RateTable | None:
+        n = stop_bin - self.first_bin
+        if n <= 0:
+            return None
+        assert self._span is not None
+        rows = self.counts[:, :n].sum(axis=0).astype(np.uint32)
+        end = self._span[1] if final else stop_bin * self.bin_ps
+        out = RateTable(self.bin_ps, self.first_bin, rows,
+                        max(self._span[0], self.first_bin * self.bin_ps), end)
+        keep = self.counts.shape[1] - n
+        self.counts[:, :keep] = self.counts[:, n:].copy() if keep > 0 else 0
+        self.counts[:, max(keep, 0):] = 0
+        self.first_bin = stop_bin
         self.history.append(out)
         return out
 

@@ -91,14 +91,14 @@ def test_the_end_to_end_chain_reports_its_cpu_split(brain) -> None:
     assert {"receiver", "processing", "journal flush", "run watch"} <= names
     assert not any(n.startswith("receiver ") for n in names)
     assert {"read", "journal", "hand-over"} <= set(daq["threads"]["receiver"]["parts"])
-    # the processing thread decodes, merges and sorts while the run goes; at the stop, the run
-    # watch merges and sorts what the merge still held
+    # the processing thread decodes, gates (calibration, histograms, energy window), merges and
+    # sorts while the run goes; at the stop, the run watch merges and sorts what the merge held
     parts = set(daq["threads"]["processing"]["parts"]) | set(daq["threads"]["run watch"]["parts"])
-    assert {"decode", "merge", "calibrate + histograms", "sort"} <= parts
+    assert {"decode", "gate", "merge", "sort"} <= parts
     assert daq["process_cpu_s"] > 0 and daq["threads"]["processing"]["cpu_s"] > 0
     if daq["threads"].get("worker 1"):  # the processing thread's helpers, with several cores
-        assert set(daq["threads"]["worker 1"]["parts"]) <= {"wait", "decode", "merge",
-                                                            "calibrate + histograms", "sort"}
+        assert set(daq["threads"]["worker 1"]["parts"]) <= {"wait", "decode", "gate", "merge",
+                                                            "sort"}
     _check_split(cpu["sender"])
     assert {f"board {b}" for b in range(brain.n_boards)} <= set(cpu["sender"]["threads"])
     machine = cpu["machine"]

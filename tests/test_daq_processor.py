@@ -79,3 +79,23 @@ def test_a_window_longer_than_the_scanners_delay_moves_the_delayed_window_beyond
     with pytest.raises(UserError, match="--delay-ps 100000 is shorter than the coincidence"):
         SortSettings(window_ps=200_000, delay_ps=100_000).resolved(brain)
     assert SortSettings(window_ps=200_000, delay_ps=0).resolved(brain)["delay_ps"] is None
+
+
+def test_singles_older_than_the_time_released_are_late_and_counted_nowhere_else(brain) -> None:
+    """The gate before the merge: a board silent for a while (idle) whose singles then come,
+    older than the time the others were released through: those singles are late (counted,
+    the journal keeps them), in no histogram, singles rate or coincidence; the others count."""
+    boards = _boards(brain, 6000, seed=6)
+    boards[0]["t"] += boards[0]["t"][-1] // 2  # its second half after the others' last
+    proc = Processor(brain, Calibration.nominal(brain), SortSettings(), None)
+    for b in range(1, brain.n_boards):
+        proc.consume(boards[b], {b: int(boards[b]["t"][-1])}, idle_boards=[0])
+    through = proc.merger.released_through_ps
+    proc.consume(boards[0], {0: int(boards[0]["t"][-1])})
+    proc.finish()
+    late = int((boards[0]["t"] < through).sum())
+    counted = sum(b.size for b in boards) - late
+    assert 0 < late < boards[0].size and proc.late_events == late
+    assert proc.counters.singles == counted == proc.hist.energy.sum()
+    assert sum(int(t.counts.sum()) for t in proc.rates.history) == counted
+    assert proc.counters.singles_per_board[0] == boards[0].size - late

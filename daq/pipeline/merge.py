@@ -34,7 +34,8 @@ from hw.dtypes import RAW_DTYPE
 from infra.pool import SERIAL, Workers
 
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""Events as three arrays: t (int64 ps), crystal (int32), adc (uint16)."""
+"""Events as three arrays: t (int64 ps), crystal (int32) and a value: adc (uint16), or energy
+(float32 keV) where the singles are calibrated before the merge."""
 
 SLICE_EVENTS = 1 << 16
 """Events per time slice of a parallel release (cache-sized work)."""
@@ -45,30 +46,37 @@ empty; a smaller one stays for the run (fresh memory costs a page fault and a ze
 first write)."""
 
 
-def _columns(n: int, touch: bool = False) -> Columns:
-    """Empty columns for ``n`` events; ``touch``: every page written now, not on first use."""
+def new_columns(n: int, value: type = np.uint16, touch: bool = False) -> Columns:
+    """Empty columns for ``n`` events (the third of dtype ``value``); ``touch``: every page
+    written now, not on first use."""
     make = np.ones if touch else np.empty
-    return make(n, np.int64), make(n, np.int32), make(n, np.uint16)
+    return make(n, np.int64), make(n, np.int32), make(n, value)
 
 
 class TimeMerger:
-    """Merge the events of ``n_boards`` boards into time order (see the module docstring)."""
+    """Merge the events of ``n_boards`` boards into time order (see the module docstring);
+    ``value``: the dtype of the events' third column (adc: uint16; energy in keV: float32)."""
 
     def __init__(self, n_boards: int, quiet_timeout_s: float = 3.0,
-                 workers: Workers | None = None) -> None:
+                 workers: Workers | None = None, value: type = np.uint16) -> None:
         self.n_boards = n_boards
+        self.value = value
         self.workers = workers or SERIAL
         self.unseen_after_ps = quiet_timeout_s * 1e12
         self.watermark_ps = np.full(n_boards, -1, np.int64)
-        self._store = _columns(_MIN_STORE)
+        self._store = new_columns(_MIN_STORE, value)
         self._end = 0
         """Where the next reservation starts in the store."""
         self._chunks = np.zeros((0, 4), np.int64)
         """Events held, as time-ordered store ranges in the order they came: rows of
         (start, stop, first t, last t)."""
         self._reserved: list[tuple[int, int]] = []
-        self._out = _columns(_MIN_STORE)
+        self._out = new_columns(_MIN_STORE, value)
         self.released_until_ps = -1
+        """The time of the latest event released."""
+        self.released_through_ps = np.iinfo(np.int64).min
+        """The latest safe time released through (:meth:`safe_time_ps`): an event before it
+        that comes now is late for whoever counts before the merge."""
         self.late_events = 0
         self.released_events = 0
 
@@ -76,9 +84,9 @@ class TimeMerger:
         """Memory for releases of ``n_events`` (and a store of twice that), touched now: a
         DAQ sizes it from its largest batch at the start of a run."""
         if self._store[0].size < 2 * n_events and self._end == 0:
-            self._store = _columns(2 * n_events, touch=True)
+            self._store = new_columns(2 * n_events, self.value, touch=True)
         if self._out[0].size < n_events:
-            self._out = _columns(n_events, touch=True)
+            self._out = new_columns(n_events, self.value, touch=True)
 
     # ------------------------------------------------------------------ filling
 
@@ -130,7 +138,7 @@ class TimeMerger:
             size = max(2 * (live + more), 2 * size)  # doubled at least: few fresh stores
         elif size > _SHRINK_ABOVE and 8 * (live + more) < size:
             size = max(4 * (live + more), _MIN_STORE)  # half a shrink or a doubling away
-        new = self._store if size == self._store[0].size else _columns(size)
+        new = self._store if size == self._store[0].size else new_columns(size, self.value)
         self._end = _move_to_front(*self._store, *new, c)
         self._store = new
 
@@ -166,6 +174,7 @@ class TimeMerger:
         of the released events, in work buffers that the next release reuses (the processor's
         path: no new memory, hence no page faults, per release)."""
         until = np.iinfo(np.int64).max if final else self.safe_time_ps(idle_boards)
+        self.released_through_ps = max(self.released_through_ps, until)
         begin, end, self._chunks, late = _ready(self._store[0], self._chunks, until,
                                                 self.released_until_ps)
         self.late_events += late
@@ -182,9 +191,9 @@ class TimeMerger:
         docstring); by time slices on the workers when it is big."""
         n = int((end - begin).sum())
         if self._out[0].size < n:
-            self._out = _columns(max(n + n // 2, 2 * self._out[0].size))  # room to grow
+            self._out = new_columns(max(n + n // 2, 2 * self._out[0].size), self.value)
         elif self._out[0].size > _SHRINK_ABOVE and n < self._out[0].size // 8:
-            self._out = _columns(max(n + n // 2, _MIN_STORE))
+            self._out = new_columns(max(n + n // 2, _MIN_STORE), self.value)
         out = tuple(col[:n] for col in self._out)
         if n == 0:
             return out

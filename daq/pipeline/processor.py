@@ -1,7 +1,9 @@
-"""The DAQ's processing stage: decoded events -> time merge -> calibration -> sorter -> list-mode.
+"""The DAQ's processing stage: decoded events -> energy gate -> time merge -> sorter -> list-mode.
 
-For a SPECT scanner the projection stage (:mod:`daq.pipeline.projections`) stands where the sorter stands:
-the calibrated singles are counted into energy-windowed projections per gantry view.
+PET: the gate (:mod:`daq.pipeline.gate`) calibrates and counts every single as it comes and hands
+the merge those in the energy window. For a SPECT scanner every single is merged, then calibrated
+and counted, and the projection stage (:mod:`daq.pipeline.projections`) stands where the sorter
+stands: the calibrated singles are counted into energy-windowed projections per gantry view.
 
 One :class:`Processor` serves the live acquisition (fed by receiver threads) and the offline
 replay/recovery (fed from the journal): the same code makes the same coincidences from the same
@@ -22,11 +24,12 @@ import numpy as np
 
 import coincidence
 from coincidence import histograms
-from coincidence.parallel import PIECE
+from coincidence.parallel import PIECE, copy_in_window
 from daq.pipeline.calibration import Calibration
 from daq.pipeline.cpu import ThreadClock
+from daq.pipeline.gate import EnergyGate
 from daq.pipeline.journal import Buffer
-from daq.pipeline.merge import TimeMerger
+from daq.pipeline.merge import Columns, TimeMerger, new_columns
 from daq.pipeline.projections import ProjectionStage
 from hw import wire
 from hw.dtypes import SINGLE_DTYPE
@@ -159,6 +162,7 @@ class Counters:
     prompts: int = 0
     delayeds: int = 0
     released: int = 0
+    """Singles released by the time merge (PET: those in the energy window)."""
     extra: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -175,8 +179,9 @@ class Counters:
 class Processor:
     """Turn decoded events into coincidences, in time order, chunk by chunk. Thread-safe.
 
-    ``workers`` (:class:`infra.pool.Workers`): the threads that decode, merge, calibrate and sort
-    each batch, by link and by time slice; the output does not depend on how many.
+    ``workers`` (:class:`infra.pool.Workers`): the threads that decode, gate, merge, calibrate
+    and sort each batch, by link, by piece and by time slice; the output does not depend on how
+    many.
     """
 
     def __init__(self, scanner: Scanner, calibration: Calibration, sort: SortSettings,
@@ -187,6 +192,7 @@ class Processor:
         share (:class:`daq.pipeline.projections.ProjectionStage`); PET ignores it."""
         self.scanner, self.calibration = scanner, calibration
         self.workers = workers or SERIAL
+        n = self.workers.threads
         self.stage: coincidence.Sorter | ProjectionStage
         if scanner.kind == "spect":
             peaks = tuple(sort.photopeaks_kev) if sort.photopeaks_kev else None
@@ -196,29 +202,40 @@ class Processor:
             self.settings = sort.resolved(scanner)
             self.stage = coincidence.Sorter(scanner=scanner, workers=self.workers,
                                             **self.settings)
-        self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s, self.workers)
-        self.writer = writer
-        self.on_coincidences = on_coincidences
-        self.last_single_ps = 0
-        """The detector-clock time of the latest single processed (ps since the run start)."""
-        self.rates = SinglesRates(scanner) if scanner.kind == "pet" else None
-        """PET: the singles per module and time bin, for the list-mode file's dead-time
-        correction (:mod:`hw.deadtime`)."""
-        n = self.workers.threads
         self.hist = Histograms.for_scanner(scanner, self.settings["window_ps"], n)
-        board_of_cell = np.empty(scanner.n_crystals, np.int64)
-        board_of_cell[self.hist.hit_cell] = scanner.crystal_board
-        self._unit_of_cell = np.empty(scanner.n_crystals, np.int64)
-        if self.rates is not None:
-            self._unit_of_cell[self.hist.hit_cell] = self.rates.unit_of
-        self.counters = Counters(self.hist, board_of_cell, scanner.n_boards)
-        self._lock = threading.Lock()
         self._scale = np.ascontiguousarray(
             (calibration.kev_per_adc_code / calibration.gains).astype(np.float32))
+        self.rates: SinglesRates | None = None
+        """PET: the singles per module and time bin, for the list-mode file's dead-time
+        correction (:mod:`hw.deadtime`)."""
+        self.gate: EnergyGate | None = None
+        """PET: the singles' calibration, counts and energy window before the merge."""
+        if scanner.kind == "pet":
+            self.rates = SinglesRates(scanner, workers=n)
+            h = self.hist
+            self.gate = EnergyGate(self._scale, self.settings["energy_window_kev"],
+                                   h.energy_parts, float(ENERGY_HIST_KEV[1]), h.hitmap_parts,
+                                   h.hit_cell, self.rates, self.workers)
+        value = np.float32 if self.gate is not None else np.uint16
+        self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s, self.workers, value)
+        self.writer = writer
+        self.on_coincidences = on_coincidences
+        self._last_released_ps = 0
+        board_of_cell = np.empty(scanner.n_crystals, np.int64)
+        board_of_cell[self.hist.hit_cell] = scanner.crystal_board
+        self.counters = Counters(self.hist, board_of_cell, scanner.n_boards)
+        self._lock = threading.Lock()
         self._singles: np.ndarray | None = None
+        self._staging = new_columns(0)
+        """PET: where the batch's singles are decoded, before the gate."""
         self._scratch = DecodeScratch()
         """Decoding's work memory, shared by every link (:func:`hw.wire.decode.decode_streams`)."""
         self._clock: ThreadClock | None = None
+
+    @property
+    def last_single_ps(self) -> int:
+        """The detector-clock time of the latest single processed (ps since the run start)."""
+        return self.gate.last_single_ps if self.gate is not None else self._last_released_ps
 
     def preallocate(self, batch_bytes: int, n_links: int) -> None:
         """The work memory of batches of up to ``batch_bytes`` from ``n_links`` links, allocated
@@ -227,20 +244,33 @@ class Processor:
         events = batch_bytes // 8
         self._scratch.reserve(batch_bytes, n_links)
         self.merger.preallocate(events)
-        spect = not isinstance(self.stage, coincidence.Sorter)  # PET never writes them whole
-        if spect and (self._singles is None or self._singles.size < events):
+        if self.gate is not None:
+            self._stage_room(events + 3 * n_links, touch=True)
+        elif self._singles is None or self._singles.size < events:
             self._singles = np.ones(events, SINGLE_DTYPE)
+
+    def _stage_room(self, n: int, touch: bool = False) -> Columns:
+        """The staging columns, with room for ``n`` events (grown by doubling)."""
+        if self._staging[0].size < n:
+            self._staging = new_columns(max(n, 2 * self._staging[0].size), touch=touch)
+        return self._staging
 
     def consume(self, raw: np.ndarray | list[np.ndarray], watermarks_ps: dict[int, int],
                 idle_boards: Collection[int] = (), clock: ThreadClock | None = None) -> None:
         """Take decoded events (an array, or a list of them) and the boards' watermarks; process
         what the merge releases. ``idle_boards``: boards whose link has been silent for the
         quiet timeout. ``clock``: the calling thread's CPU clock, lapped after each stage
-        (merge, calibrate, sort...)."""
+        (gate, merge, sort...)."""
         with self._lock:
             self._clock = clock
             for events in raw if isinstance(raw, list) else (raw,):
-                self.merger.push(events)
+                if self.gate is None:
+                    self.merger.push(events)
+                elif events.size:
+                    t, crystal, adc = (col[:events.size] for col in self._stage_room(events.size))
+                    t[:], crystal[:], adc[:] = events["t"], events["crystal"], events["adc"]
+                    self.gate.run([(t, crystal, adc)], self.merger)
+            self._lap("gate")
             self._advance(watermarks_ps)
             self._release(idle_boards)
             self._clock = None
@@ -248,18 +278,32 @@ class Processor:
     def consume_links(self, links: Sequence[tuple[wire.Decoder, Sequence[Buffer]]],
                       idle_boards: Collection[int] = (), clock: ThreadClock | None = None
                       ) -> None:
-        """Decode what each link received (its decoder, the byte buffers in order) straight
-        into the merger's store on the workers (:func:`hw.wire.decode.decode_streams`), then
-        process what the merge releases (as :meth:`consume`)."""
+        """Decode what each link received (its decoder, the byte buffers in order) on the
+        workers (:func:`hw.wire.decode.decode_streams`), PET: into the staging columns and
+        through the gate, SPECT: straight into the merger's store; then process what the merge
+        releases (as :meth:`consume`)."""
         with self._lock:
             self._clock = clock
             sizes = [d.max_events(sum(len(memoryview(p)) for p in parts)) for d, parts in links]
-            views = self.merger.reserve(sizes)
-            self.merger.commit(decode_streams([d for d, _ in links], [p for _, p in links],
-                                              views, self.workers, self._scratch))
+            if self.gate is None:
+                views = self.merger.reserve(sizes)
+            else:
+                staging, views, at = self._stage_room(sum(sizes)), [], 0
+                for n in sizes:
+                    views.append(tuple(col[at:at + n] for col in staging))
+                    at += n
+            counts = decode_streams([d for d, _ in links], [p for _, p in links], views,
+                                    self.workers, self._scratch)
+            self._lap("decode")
+            if self.gate is None:
+                self.merger.commit(counts)
+            else:
+                self.gate.run([tuple(c[:k] for c in v) for v, k in zip(views, counts,
+                                                                         strict=True)],
+                              self.merger)
+                self._lap("gate")
             for decoder, _ in links:
                 self._advance(decoder.watermarks_ps)
-            self._lap("decode")
             self._release(idle_boards)
             self._clock = None
 
@@ -270,12 +314,12 @@ class Processor:
             self._clock = clock
             self._release(final=True)
             self._emit(self.stage.flush())
-            if self.rates is not None:
-                self.rates.finish(self._unit_totals)
             if self.writer is not None:
                 if self.rates is not None:
-                    self.writer.append_rates(self.rates.take())
+                    self.writer.append_rates(self.rates.finish())
                 self.writer.flush()
+            elif self.rates is not None:
+                self.rates.finish()
             self._clock = None
 
     def save_projections(self, directory: Path) -> Path | None:
@@ -294,34 +338,18 @@ class Processor:
         ready = self.merger.release(idle_boards, final)
         self._lap("merge")
         self._process(ready)
+        if self.rates is not None and not final:
+            table = self.rates.take(self.merger.released_through_ps)
+            if self.writer is not None:
+                self.writer.append_rates(table)
 
-    def _process(self, events: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        """Released events (t, crystal, adc: :meth:`TimeMerger.release`) -> coincidences; PET:
-        cut at the singles rates' bin edges, each bin's totals taken as it is left."""
-        if events[0].size == 0:
-            return
-        self.last_single_ps = max(self.last_single_ps, int(events[0][-1]))  # time-ordered
-        if self.rates is None:
-            self._process_part(events)
-            return
-        cuts = self.rates.bin_edges_in(events[0])
-        parts = zip(*(np.split(a, cuts) for a in events), strict=True) if cuts.size else (events,)
-        for part in parts:
-            self.rates.enter(part[0], self._unit_totals)
-            self._process_part(part)
-        if self.writer is not None:
-            self.writer.append_rates(self.rates.take())
-
-    def _unit_totals(self) -> np.ndarray:
-        """Every dead-time unit's singles so far (from the hit map)."""
-        hits = self.hist.hitmap_parts.sum(axis=0)
-        return np.bincount(self._unit_of_cell, weights=hits,
-                           minlength=self.rates.n_units).astype(np.int64)
-
-    def _process_part(self, events: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    def _process(self, events: Columns) -> None:
+        """Released events (t, crystal and PET: energy, SPECT: adc; :meth:`TimeMerger.release`)
+        -> coincidences or projections."""
         n = events[0].size
         if n == 0:
             return
+        self._last_released_ps = max(self._last_released_ps, int(events[0][-1]))
         self.counters.released += n
         if isinstance(self.stage, coincidence.Sorter):
             coinc = self._sorted(*events)
@@ -337,35 +365,22 @@ class Processor:
         n_pieces = max(1, -(-n // PIECE)) if self.workers.threads > 1 else 1
         return [k * n // n_pieces for k in range(n_pieces + 1)]
 
-    def _sorted(self, t: np.ndarray, crystal: np.ndarray, adc: np.ndarray) -> np.ndarray:
-        """PET: the released events calibrated and counted into the histograms (as
-        :meth:`_calibrated`), then calibrated again straight into the sorter's buffers within
-        its energy window (:meth:`coincidence.Sorter.feed_windowed`): the singles are never
-        written whole. Returns the coincidences now complete."""
-        bounds, h = self._pieces(t.size), self.hist
-        lo, hi = (float(v) for v in self.stage.settings.energy_window_kev)
-        counted = np.zeros((len(bounds) - 1, 2), np.int64)
-
-        def count(worker: int, k: int) -> None:
-            a, b = bounds[k], bounds[k + 1]
-            counted[k] = _calibrate_count(
-                t[a:b], crystal[a:b], adc[a:b], self._scale, h.energy_parts[worker],
-                float(ENERGY_HIST_KEV[1]), h.hitmap_parts[worker], h.hit_cell, lo, hi)
-
-        self.workers.run(len(bounds) - 1, count, "calibrate + histograms")
-        self._check_crystals(crystal, bounds, counted[:, 0])
-        self._lap("calibrate + histograms")
+    def _sorted(self, t: np.ndarray, crystal: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        """PET: the released singles (all in the energy window: the gate's) copied into the
+        sorter's buffers (:meth:`coincidence.Sorter.feed_windowed`), piece by piece on the
+        workers. Returns the coincidences now complete."""
+        bounds = self._pieces(t.size)
+        n_crystals = self.scanner.n_crystals
 
         def write(k: int, columns: tuple[np.ndarray, ...], start: int) -> tuple[bool, bool]:
             a, b = bounds[k], bounds[k + 1]
-            return _calibrated_in_window(t[a:b], crystal[a:b], adc[a:b], self._scale, lo, hi,
-                                         *columns, start)
+            return copy_in_window(t[a:b], crystal[a:b], energy[a:b], -np.inf, np.inf,
+                                  n_crystals, *columns, start)
 
-        coinc = self.stage.feed_windowed(counted[:, 1].tolist(), write)
+        coinc = self.stage.feed_windowed(np.diff(bounds).tolist(), write)
         if coinc is None:  # out of time order (never from the merge): the sorter's general way
             singles = np.empty(t.size, SINGLE_DTYPE)
-            singles["t"], singles["crystal"] = t, crystal
-            singles["energy"] = adc.astype(np.float32) * self._scale[crystal]
+            singles["t"], singles["crystal"], singles["energy"] = t, crystal, energy
             coinc = self.stage.feed(singles)
         self._lap("sort")
         return coinc
@@ -430,49 +445,9 @@ class Processor:
 
     @property
     def late_events(self) -> int:
-        return self.merger.late_events
-
-
-@numba.njit(nogil=True, cache=True)
-def _calibrate_count(t, crystal, adc, scale, spectrum, e_max, hits, hit_cell, lo, hi):
-    """:func:`_calibrate_and_count`'s histograms without writing the singles, and how many of
-    them are in the energy window [lo, hi) (keV). Returns (the first event whose crystal id is
-    outside the scanner, else -1; the singles in the window)."""
-    n_crystals = scale.size
-    n_bins = spectrum.size
-    in_window = 0
-    for i in range(t.size):
-        c = crystal[i]
-        if c < 0 or c >= n_crystals:
-            return i, in_window
-        e = np.float32(adc[i]) * scale[c]
-        b = histograms.energy_bin(e, e_max, n_bins)
-        if b >= 0:
-            spectrum[b] += 1
-        hits[hit_cell[c]] += 1
-        in_window += (e >= lo) & (e < hi)
-    return -1, in_window
-
-
-@numba.njit(nogil=True, cache=True)
-def _calibrated_in_window(t, crystal, adc, scale, lo, hi, out_t, out_c, out_e, offset):
-    """The calibrated singles (as :func:`_calibrate_and_count`) with ``lo <= energy < hi``
-    written to ``out_*[offset:]`` (crystal ids checked before); returns (False, whether they are
-    in time order), as :func:`coincidence.parallel.copy_in_window`."""
-    k = offset
-    ordered = True
-    prev_t = np.iinfo(np.int64).min
-    prev_c = np.iinfo(np.int32).min
-    for i in range(t.size):
-        c = crystal[i]
-        e = np.float32(adc[i]) * scale[c]
-        if (e >= lo) & (e < hi):
-            ti = t[i]
-            ordered &= (ti > prev_t) | ((ti == prev_t) & (c >= prev_c))
-            prev_t, prev_c = ti, c
-            out_t[k], out_c[k], out_e[k] = ti, c, e
-            k += 1
-    return False, ordered
+        """Singles older than what was already released (gate and merge)."""
+        gated = self.gate.late_events if self.gate is not None else 0
+        return self.merger.late_events + gated
 
 
 @numba.njit(nogil=True, cache=True)

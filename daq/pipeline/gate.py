@@ -1,0 +1,169 @@
+"""The PET singles' gate before the time merge: calibrated, counted and energy-windowed as they arrive.
+
+One pass over every decoded single, by pieces on the workers: its energy (``float32(adc) *
+scale[crystal]``, as :meth:`daq.pipeline.calibration.Calibration.apply`), the monitor's energy
+spectrum and hit map, the singles rates of the dead-time correction (:mod:`runstore.singlesrates`),
+and, for the singles in the energy window only, a place in the time merge's store (t, crystal,
+energy). The merge and the coincidence sorter then handle the windowed singles alone (a sixth of
+them behind the NU 2 phantom's scatter). A single older than the time the merge has already
+released through is *late*: counted apart (the journal keeps it, ``petdaq replay`` recovers it),
+never counted or merged. The counts are integers summed over the workers: the same for any number
+of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from coincidence import histograms
+from daq.pipeline.merge import SLICE_EVENTS, Columns, TimeMerger
+from infra.errors import UserError
+from infra.pool import Workers
+from runstore.singlesrates import SinglesRates
+
+_NEVER = np.iinfo(np.int64).max
+
+
+class Cut(NamedTuple):
+    """What the gate keeps (a bundle for :func:`gate_piece`)."""
+
+    scale: np.ndarray
+    """(crystals,) float32 keV per ADC code."""
+    lo_kev: float
+    hi_kev: float
+    """The energy window [lo, hi)."""
+    late_before_ps: int
+    """A single before this time is late."""
+
+
+class Tally(NamedTuple):
+    """One worker's counts (a bundle for :func:`gate_piece`)."""
+
+    spectrum: np.ndarray
+    """(bins,) int64: the energy spectrum over [0, e_max_kev)."""
+    e_max_kev: float
+    hits: np.ndarray
+    """The flat hit map (int64), ``hit_cell[crystal]`` the crystal's place in it."""
+    hit_cell: np.ndarray
+    rates: np.ndarray
+    """(bins, units) int64: singles per dead-time unit (``unit_of[crystal]``) and rate bin,
+    from ``first_bin``, bins of ``bin_ps``."""
+    unit_of: np.ndarray
+    first_bin: int
+    bin_ps: int
+
+
+@numba.njit(nogil=True, cache=True)
+def time_span(t, late_before_ps):
+    """(earliest, latest) time of the singles that are not late; (max, min) int64 for none."""
+    lo, hi = _NEVER, -_NEVER - 1
+    for i in range(t.size):
+        ti = t[i]
+        if ti >= late_before_ps:
+            lo = min(lo, ti)
+            hi = max(hi, ti)
+    return lo, hi
+
+
+@numba.njit(nogil=True, cache=True)
+def gate_piece(t, crystal, adc, cut, tally, out_t, out_c, out_e):
+    """Every single of ``t, crystal, adc`` calibrated and counted into ``tally``, those in the
+    energy window written to ``out_*`` (their order kept; ``out_*`` have room for every single
+    of the piece), the late ones only counted. Returns (kept: the singles written, late, the
+    first single whose crystal id is outside the scanner, else -1: it and the later ones are
+    left alone). ``tally.rates`` covers the singles' bins
+    (:func:`time_span`, :meth:`runstore.singlesrates.SinglesRates.cover`)."""
+    n_crystals = cut.scale.size
+    n_bins = tally.spectrum.size
+    bin_ps = tally.bin_ps
+    row, row_lo, row_hi = 0, 0, 0  # the rate bin of the last single, and its times
+    kept = late = 0
+    for i in range(t.size):
+        c = crystal[i]
+        if c < 0 or c >= n_crystals:
+            return kept, late, i
+        ti = t[i]
+        if ti < cut.late_before_ps:
+            late += 1
+            continue
+        e = np.float32(adc[i]) * cut.scale[c]
+        b = histograms.energy_bin(e, tally.e_max_kev, n_bins)
+        if b >= 0:
+            tally.spectrum[b] += 1
+        tally.hits[tally.hit_cell[c]] += 1
+        if ti >= row_hi or ti < row_lo:
+            row = ti // bin_ps - tally.first_bin
+            row_lo = (row + tally.first_bin) * bin_ps
+            row_hi = row_lo + bin_ps
+        tally.rates[row, tally.unit_of[c]] += 1
+        # written whatever its energy, kept (the next one written after it) when in the
+        # window: no branch to mispredict (a sixth of the singles, at random, are in it)
+        out_t[kept], out_c[kept], out_e[kept] = ti, c, e
+        kept += (e >= cut.lo_kev) & (e < cut.hi_kev)
+    return kept, late, -1
+
+
+class EnergyGate:
+    """The gate of a run (see the module docstring): the calibration ``scale`` (keV per ADC code
+    per crystal), the energy window, and where it counts: the monitor's per-worker spectra
+    (``spectra``, over [0, ``e_max_kev``)) and hit maps (``hits``; ``hit_cell``: each crystal's
+    place) and the singles ``rates`` (a table per worker)."""
+
+    def __init__(self, scale: np.ndarray, window_kev: tuple[float, float], spectra: np.ndarray,
+                 e_max_kev: float, hits: np.ndarray, hit_cell: np.ndarray,
+                 rates: SinglesRates, workers: Workers) -> None:
+        self.scale = scale
+        self.lo_kev, self.hi_kev = (float(v) for v in window_kev)
+        self.spectra, self.e_max_kev, self.hits, self.hit_cell = spectra, e_max_kev, hits, hit_cell
+        self.rates, self.workers = rates, workers
+        self.late_events = 0
+        self.last_single_ps = 0
+        """The latest single's time (ps), late ones apart."""
+
+    def tally(self, worker: int) -> Tally:
+        """Worker ``worker``'s counts."""
+        r = self.rates
+        return Tally(self.spectra[worker], self.e_max_kev, self.hits[worker], self.hit_cell,
+                     r.counts[worker], r.unit_of, r.first_bin, r.bin_ps)
+
+    def run(self, parts: Sequence[Columns], merger: TimeMerger) -> int:
+        """Gate the singles of ``parts`` (each in its own order, e.g. a link's) into
+        ``merger`` (values: energy in keV), by pieces on the workers; returns how many were
+        kept. A crystal id outside the scanner is a :class:`infra.errors.UserError`."""
+        late_before = merger.released_through_ps
+        pieces = [tuple(col[a:a + SLICE_EVENTS] for col in part)
+                  for part in parts for a in range(0, part[0].size, SLICE_EVENTS)]
+        if not pieces:
+            return 0
+        spans = np.array(self.workers.map(lambda k: time_span(pieces[k][0], late_before),
+                                          len(pieces), "gate"), np.int64)
+        t_min, t_max = int(spans[:, 0].min()), int(spans[:, 1].max())
+        if t_min <= t_max:
+            self.rates.cover(t_min, t_max)
+        views = merger.reserve([p[0].size for p in pieces])
+        cut = Cut(self.scale, self.lo_kev, self.hi_kev, late_before)
+        done = np.zeros((len(pieces), 3), np.int64)
+
+        def one(worker: int, k: int) -> None:
+            done[k] = gate_piece(*pieces[k], cut, self.tally(worker), *views[k])
+
+        self.workers.run(len(pieces), one, "gate")
+        self._check_crystals(pieces, done[:, 2])
+        merger.commit(done[:, 0].tolist())
+        self.late_events += int(done[:, 1].sum())
+        if t_min <= t_max:
+            self.rates.counted(t_min, t_max)
+            self.last_single_ps = max(self.last_single_ps, t_max)
+        return int(done[:, 0].sum())
+
+    def _check_crystals(self, pieces: list[Columns], bad: np.ndarray) -> None:
+        """A clear error for the first single whose crystal id is outside the scanner."""
+        if (bad >= 0).any():
+            k = int(np.flatnonzero(bad >= 0)[0])
+            crystal = int(pieces[k][1][bad[k]])
+            raise UserError(f"a single has crystal id {crystal}, outside "
+                            f"0..{self.scale.size - 1} of the scanner")
