@@ -154,12 +154,12 @@ def test_a_cardiac_spect_scan_ends_with_its_image_and_bullseye(qtbot, console):
 
 @pytest.fixture(scope="module")
 def frames_file(tmp_path_factory):
-    """20 s of a NEMA IQ phantom at 1.5 MBq (about 2.7 M singles/s) recorded by the emulator:
-    enough for the DAQ (10-20 M singles/s from a file) to run for the 1.5 s or more the test
-    measures."""
+    """20 s of a NEMA IQ phantom at 2.5 MBq (about 4.5 M singles/s) recorded by the emulator:
+    enough for the DAQ (30-60 M singles/s from a file on 2 cores) to run for the second or
+    more the test measures."""
     path = tmp_path_factory.mktemp("frames") / "nema-iq.frames"
     subprocess.run([sys.executable, "-m", "petdaq", "emulate", "--fast", "--duration", "20",
-                    "--activity-mbq", "1.5", "--phantom", "nema-iq", "--to", str(path),
+                    "--activity-mbq", "2.5", "--phantom", "nema-iq", "--to", str(path),
                     "--quiet"], check=True, timeout=300)
     return path
 
@@ -198,7 +198,7 @@ def test_refresh_rate_while_the_daq_takes_a_million_singles_per_second(qtbot, fr
     hz = (f1 - f0) / (t1 - t0)
     print(f"console refresh {hz:.1f} frames/s over {t1 - t0:.1f} s while the DAQ took "
           f"{singles_per_s / 1e6:.2f} M singles/s")
-    assert t1 - t0 >= 1.5
+    assert t1 - t0 >= 1.0
     # live, not a timing: the console keeps redrawing while the DAQ works both cores
     assert singles_per_s > 0
     assert hz >= 4.0

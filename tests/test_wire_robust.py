@@ -209,7 +209,8 @@ def test_garbage_then_frames_resynchronise(seed):
        cuts=st.integers(0, 5))
 def test_pieces_and_threads_give_the_same_decoding(seed, piece, cuts):
     """A damaged multi-board stream decoded in parallel pieces of any size (on three threads),
-    fed in any slices, gives the events, markers and counters of one piece on one thread."""
+    fed in any slices, each in several buffers (cut anywhere, or between frames), gives the
+    events, markers and counters of one piece on one thread."""
     from hw.wire import decode
     from infra.pool import Workers
 
@@ -225,7 +226,10 @@ def test_pieces_and_threads_give_the_same_decoding(seed, piece, cuts):
         for a, b in bounds:
             n = dec.max_events(b - a)
             cols = (np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.uint16))
-            k = dec.feed_into(stream[a:b], *cols, workers=workers)
+            if workers is None:
+                k = dec.feed_into(stream[a:b], *cols)
+            else:  # in several buffers, as a link's messages: cut anywhere or between frames
+                k, = decode.decode_streams([dec], [_buffers(rng, stream[a:b])], [cols], workers)
             out.append(np.stack([c[:k].astype(np.int64) for c in cols]))
         out.append(np.stack([dec.flush()[f].astype(np.int64) for f in ("t", "crystal", "adc")]))
         return (np.concatenate(out, axis=1).tolist(), dec.markers, dec.stats,
@@ -238,6 +242,15 @@ def test_pieces_and_threads_give_the_same_decoding(seed, piece, cuts):
     finally:
         decode.PIECE_BYTES = default
         workers.close()
+
+
+def _buffers(rng: np.random.Generator, data: bytes) -> list[bytes | np.ndarray]:
+    """``data`` in a few buffers: cut at random, or just after a delimiter (whole frames)."""
+    ends = [i + 1 for i, b in enumerate(data) if b == 0]
+    cuts = sorted(set(rng.integers(0, len(data) + 1, 3).tolist()
+                      + (rng.choice(ends, min(3, len(ends))).tolist() if ends else [])))
+    parts = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    return [np.frombuffer(p, np.uint8) if k % 2 else p for k, p in enumerate(parts)]
 
 
 def _board_stream(rng: np.random.Generator, board: int, n_frames: int, reset_at: int | None

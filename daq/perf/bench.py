@@ -6,10 +6,11 @@ timed on whole chunks after its kernels are compiled (warm-up outside the timed 
 figure is the best of a few repeats (the machine is shared: the best is the least disturbed).
 Baselines measured in the same run (a memory copy, ``np.argsort``) give ratios that do not depend
 on the machine's load. The end-to-end figure is a real chain: the emulator in a child process
-replays the acquisition's frames to ZeroMQ as fast as it can, the DAQ journals, decodes, merges,
-calibrates and sorts them; it counts only if nothing was lost (frames sent == frames journaled,
-sequence gaps 0). Below the table, the chain's measured CPU split: CPU seconds of every DAQ
-thread (and of the parts of its loop), of the sender, of the whole machine, and what limited it.
+replays the acquisition's frames to ZeroMQ as fast as it can, the DAQ journals, decodes, gates
+(calibration, histograms, energy window), merges and sorts them; it counts only if nothing was
+lost (frames sent == frames journaled, sequence gaps 0). Below the table, the chain's measured
+CPU split: CPU seconds of every DAQ thread (and of the parts of its loop), of the sender, of the
+whole machine, and what limited it.
 
 ``--quick`` (~20 s) and ``--full`` (several minutes) change the amount of data.
 """

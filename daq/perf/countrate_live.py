@@ -2,7 +2,7 @@
 
 For each activity the emulator records a short acquisition (NU 2 scatter phantom by default);
 a digitizer stand-in (:mod:`daq.perf.e2e`) replays it, paced at its real rate, over ZeroMQ into the
-live DAQ (receivers, journal, decode, merge, calibration, sort, list mode) for ``seconds``. A
+live DAQ (receivers, journal, decode, energy gate, merge, sort, list mode) for ``seconds``. A
 point *kept up* when nothing was lost (frames sent == journaled, no sequence gaps, no late
 events) and the DAQ never held the boards more than ``max_lag_s`` behind real time, nor needed
 more than that after the last frame to sort the last event. A point that falls further behind is

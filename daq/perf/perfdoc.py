@@ -99,7 +99,7 @@ def _costs(points: list[Any], cores: int) -> list[str]:
     one = points[0]
     ns = min(p.daq_cpu_ns_per_event for p in points)
     lines = [f"- The DAQ costs {ns:.0f} ns of CPU per single (all its threads: receivers, "
-             f"journal, decode, merge, calibration, sort, list mode): "
+             f"journal, decode, energy gate, merge, sort, list mode): "
              f"{ns * PEAK_NECR_CPS / 1e9:.1f} cores at the scanner's peak-NECR rate "
              f"({PEAK_NECR_CPS / 1e6:.0f} Mcps), with perfect scaling.",
              f"- The emulator makes {one.emulator_singles_per_s / 1e6:.2f} M singles/s on one "

@@ -20,12 +20,16 @@ import numba
 import numpy as np
 
 from coincidence import histograms
-from daq.pipeline.merge import SLICE_EVENTS, Columns, TimeMerger
+from daq.pipeline.merge import SLICE_EVENTS, TimeMerger
 from infra.errors import UserError
 from infra.pool import Workers
 from runstore.singlesrates import SinglesRates
 
 _NEVER = np.iinfo(np.int64).max
+
+Staged = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Decoded singles as the gate takes them: t (int64 ps), crystal (int32), adc (uint16), and a
+float32 column of the same length for their energies (keV), written by the gate."""
 
 
 class Cut(NamedTuple):
@@ -47,8 +51,7 @@ class Tally(NamedTuple):
     """(bins,) int64: the energy spectrum over [0, e_max_kev)."""
     e_max_kev: float
     hits: np.ndarray
-    """The flat hit map (int64), ``hit_cell[crystal]`` the crystal's place in it."""
-    hit_cell: np.ndarray
+    """(crystals,) int64: the hit map, by crystal id (PET's ids run ring by ring)."""
     rates: np.ndarray
     """(bins, units) int64: singles per dead-time unit (``unit_of[crystal]``) and rate bin,
     from ``first_bin``, bins of ``bin_ps``."""
@@ -94,7 +97,7 @@ def gate_piece(t, crystal, adc, cut, tally, out_t, out_c, out_e):
         b = histograms.energy_bin(e, tally.e_max_kev, n_bins)
         if b >= 0:
             tally.spectrum[b] += 1
-        tally.hits[tally.hit_cell[c]] += 1
+        tally.hits[c] += 1
         if ti >= row_hi or ti < row_lo:
             row = ti // bin_ps - tally.first_bin
             row_lo = (row + tally.first_bin) * bin_ps
@@ -110,15 +113,15 @@ def gate_piece(t, crystal, adc, cut, tally, out_t, out_c, out_e):
 class EnergyGate:
     """The gate of a run (see the module docstring): the calibration ``scale`` (keV per ADC code
     per crystal), the energy window, and where it counts: the monitor's per-worker spectra
-    (``spectra``, over [0, ``e_max_kev``)) and hit maps (``hits``; ``hit_cell``: each crystal's
-    place) and the singles ``rates`` (a table per worker)."""
+    (``spectra``, over [0, ``e_max_kev``)) and hit maps (``hits``, by crystal id) and the
+    singles ``rates`` (a table per worker)."""
 
     def __init__(self, scale: np.ndarray, window_kev: tuple[float, float], spectra: np.ndarray,
-                 e_max_kev: float, hits: np.ndarray, hit_cell: np.ndarray,
-                 rates: SinglesRates, workers: Workers) -> None:
+                 e_max_kev: float, hits: np.ndarray, rates: SinglesRates, workers: Workers
+                 ) -> None:
         self.scale = scale
         self.lo_kev, self.hi_kev = (float(v) for v in window_kev)
-        self.spectra, self.e_max_kev, self.hits, self.hit_cell = spectra, e_max_kev, hits, hit_cell
+        self.spectra, self.e_max_kev, self.hits = spectra, e_max_kev, hits
         self.rates, self.workers = rates, workers
         self.late_events = 0
         self.last_single_ps = 0
@@ -127,13 +130,15 @@ class EnergyGate:
     def tally(self, worker: int) -> Tally:
         """Worker ``worker``'s counts."""
         r = self.rates
-        return Tally(self.spectra[worker], self.e_max_kev, self.hits[worker], self.hit_cell,
-                     r.counts[worker], r.unit_of, r.first_bin, r.bin_ps)
+        return Tally(self.spectra[worker], self.e_max_kev, self.hits[worker], r.counts[worker],
+                     r.unit_of, r.first_bin, r.bin_ps)
 
-    def run(self, parts: Sequence[Columns], merger: TimeMerger) -> int:
+    def run(self, parts: Sequence[Staged], merger: TimeMerger) -> int:
         """Gate the singles of ``parts`` (each in its own order, e.g. a link's) into
         ``merger`` (values: energy in keV), by pieces on the workers; returns how many were
-        kept. A crystal id outside the scanner is a :class:`infra.errors.UserError`."""
+        kept. The kept singles are first written over their part's own columns (its t and
+        crystal, and its energy column), so that the merger's store takes only them. A crystal
+        id outside the scanner is a :class:`infra.errors.UserError`."""
         late_before = merger.released_through_ps
         pieces = [tuple(col[a:a + SLICE_EVENTS] for col in part)
                   for part in parts for a in range(0, part[0].size, SLICE_EVENTS)]
@@ -144,23 +149,32 @@ class EnergyGate:
         t_min, t_max = int(spans[:, 0].min()), int(spans[:, 1].max())
         if t_min <= t_max:
             self.rates.cover(t_min, t_max)
-        views = merger.reserve([p[0].size for p in pieces])
         cut = Cut(self.scale, self.lo_kev, self.hi_kev, late_before)
         done = np.zeros((len(pieces), 3), np.int64)
 
         def one(worker: int, k: int) -> None:
-            done[k] = gate_piece(*pieces[k], cut, self.tally(worker), *views[k])
+            t, crystal, adc, energy = pieces[k]
+            done[k] = gate_piece(t, crystal, adc, cut, self.tally(worker), t, crystal, energy)
 
         self.workers.run(len(pieces), one, "gate")
         self._check_crystals(pieces, done[:, 2])
-        merger.commit(done[:, 0].tolist())
+        kept = done[:, 0].tolist()
+        views = merger.reserve(kept)
+
+        def store(k: int) -> None:
+            t, crystal, _, energy = pieces[k]
+            for column, view in zip((t, crystal, energy), views[k], strict=True):
+                view[:] = column[:kept[k]]
+
+        self.workers.map(store, len(pieces), "gate")
+        merger.commit(kept)
         self.late_events += int(done[:, 1].sum())
         if t_min <= t_max:
             self.rates.counted(t_min, t_max)
             self.last_single_ps = max(self.last_single_ps, t_max)
         return int(done[:, 0].sum())
 
-    def _check_crystals(self, pieces: list[Columns], bad: np.ndarray) -> None:
+    def _check_crystals(self, pieces: list[Staged], bad: np.ndarray) -> None:
         """A clear error for the first single whose crystal id is outside the scanner."""
         if (bad >= 0).any():
             k = int(np.flatnonzero(bad >= 0)[0])

@@ -227,6 +227,14 @@ class TimeMerger:
 
         return all(self.workers.map(one, cuts.shape[1] - 1, "merge"))
 
+    def warm(self) -> None:
+        """Compile (or load from numba's cache) the kernels a long run may need only late: the
+        store's compaction and the general sort, for this merger's columns."""
+        cols = new_columns(4, self.value)
+        cols[0][:] = [3, 1, 2, 0]
+        _move_to_front(*cols, *cols, np.array([[1, 3, 1, 2]], np.int64))
+        _take(*cols, order(cols[0], cols[1]), *new_columns(4, self.value))
+
     @property
     def pending_events(self) -> int:
         """Events held back waiting for a slower board."""

@@ -27,7 +27,7 @@ from coincidence import histograms
 from coincidence.parallel import PIECE, copy_in_window
 from daq.pipeline.calibration import Calibration
 from daq.pipeline.cpu import ThreadClock
-from daq.pipeline.gate import EnergyGate
+from daq.pipeline.gate import EnergyGate, Staged
 from daq.pipeline.journal import Buffer
 from daq.pipeline.merge import Columns, TimeMerger, new_columns
 from daq.pipeline.projections import ProjectionStage
@@ -44,6 +44,9 @@ ENERGY_HIST_KEV = (0.0, 1000.0)
 """Range of the monitor's energy spectrum (the kernel bins [0, 1000) keV)."""
 ENERGY_BINS = 250
 DT_BINS = 101
+WINDOWED_SHARE = 4
+"""PET: the merge's memory is set aside for one single in this many (those in the energy window
+behind a phantom's scatter are about one in six); a wider window grows it once."""
 _SCRATCH_MAX_EVENTS = 1 << 26
 """A work buffer of singles up to this size is kept for the next chunk (a larger one, after a
 long backlog, is given back)."""
@@ -215,7 +218,7 @@ class Processor:
             h = self.hist
             self.gate = EnergyGate(self._scale, self.settings["energy_window_kev"],
                                    h.energy_parts, float(ENERGY_HIST_KEV[1]), h.hitmap_parts,
-                                   h.hit_cell, self.rates, self.workers)
+                                   self.rates, self.workers)  # PET's hit map: by crystal id
         value = np.float32 if self.gate is not None else np.uint16
         self.merger = TimeMerger(scanner.n_boards, quiet_timeout_s, self.workers, value)
         self.writer = writer
@@ -226,8 +229,8 @@ class Processor:
         self.counters = Counters(self.hist, board_of_cell, scanner.n_boards)
         self._lock = threading.Lock()
         self._singles: np.ndarray | None = None
-        self._staging = new_columns(0)
-        """PET: where the batch's singles are decoded, before the gate."""
+        self._staging: Staged = (*new_columns(0), np.zeros(0, np.float32))
+        """PET: where the batch's singles are decoded (t, crystal, adc) and gated (energy)."""
         self._scratch = DecodeScratch()
         """Decoding's work memory, shared by every link (:func:`hw.wire.decode.decode_streams`)."""
         self._clock: ThreadClock | None = None
@@ -243,16 +246,20 @@ class Processor:
         the first time (a page fault, a page the kernel zeroes) while data flow."""
         events = batch_bytes // 8
         self._scratch.reserve(batch_bytes, n_links)
-        self.merger.preallocate(events)
-        if self.gate is not None:
+        if self.gate is not None:  # the merge holds only the singles in the energy window
+            self.merger.preallocate(events // WINDOWED_SHARE)
             self._stage_room(events + 3 * n_links, touch=True)
-        elif self._singles is None or self._singles.size < events:
-            self._singles = np.ones(events, SINGLE_DTYPE)
+        else:
+            self.merger.preallocate(events)
+            if self._singles is None or self._singles.size < events:
+                self._singles = np.ones(events, SINGLE_DTYPE)
 
-    def _stage_room(self, n: int, touch: bool = False) -> Columns:
+    def _stage_room(self, n: int, touch: bool = False) -> Staged:
         """The staging columns, with room for ``n`` events (grown by doubling)."""
         if self._staging[0].size < n:
-            self._staging = new_columns(max(n, 2 * self._staging[0].size), touch=touch)
+            n = max(n, 2 * self._staging[0].size)
+            energy = (np.ones if touch else np.empty)(n, np.float32)
+            self._staging = (*new_columns(n, touch=touch), energy)
         return self._staging
 
     def consume(self, raw: np.ndarray | list[np.ndarray], watermarks_ps: dict[int, int],
@@ -267,9 +274,10 @@ class Processor:
                 if self.gate is None:
                     self.merger.push(events)
                 elif events.size:
-                    t, crystal, adc = (col[:events.size] for col in self._stage_room(events.size))
-                    t[:], crystal[:], adc[:] = events["t"], events["crystal"], events["adc"]
-                    self.gate.run([(t, crystal, adc)], self.merger)
+                    staged = tuple(col[:events.size] for col in self._stage_room(events.size))
+                    for column, field in zip(staged, ("t", "crystal", "adc"), strict=False):
+                        column[:] = events[field]
+                    self.gate.run([staged], self.merger)
             self._lap("gate")
             self._advance(watermarks_ps)
             self._release(idle_boards)
@@ -292,8 +300,8 @@ class Processor:
                 for n in sizes:
                     views.append(tuple(col[at:at + n] for col in staging))
                     at += n
-            counts = decode_streams([d for d, _ in links], [p for _, p in links], views,
-                                    self.workers, self._scratch)
+            counts = decode_streams([d for d, _ in links], [p for _, p in links],
+                                    [v[:3] for v in views], self.workers, self._scratch)
             self._lap("decode")
             if self.gate is None:
                 self.merger.commit(counts)

@@ -47,6 +47,7 @@ def warm_up(scanner: Scanner, sort: SortSettings, calibration: Calibration,
         for k in range(HANDOVERS):
             p.consume_links([(decoders[b], [_part(data, k)]) for b, data in streams])
         p.finish()
+        p.merger.warm()
     finally:
         workers.close()
     return np.concatenate(sorted_out) if sorted_out else np.zeros(0, COINC_DTYPE)

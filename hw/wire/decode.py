@@ -466,7 +466,7 @@ class Decoder:
         self._boards = np.zeros(_N_BOARD_IDS, np.int64)
         self._stats = np.zeros(11, np.int64)
         self.scratch = DecodeScratch()
-        """Where this decoder's feeds are joined and their words kept, unless the caller of
+        """Where this decoder's feeds keep their payload words, unless the caller of
         :func:`decode_streams` gives a scratch that several decoders share."""
         self._pending = np.zeros(0, np.uint8)
         self._discarding = False
@@ -554,59 +554,51 @@ class Decoder:
 class _Feed:
     """One feed of a decoder in three phases (:func:`_scan` by pieces, :func:`_sequence`,
     :func:`_write` by pieces): the same events and counters as decoding the bytes frame by
-    frame, for any number of pieces."""
+    frame, for any number of pieces.
+
+    The bytes are scanned where they lie, each buffer cut into segments that end at a
+    delimiter; only a frame that straddles buffers (and the held-back tail) is copied whole.
+    A piece is one or more consecutive segments of about PIECE_BYTES (a task of the workers):
+    a link's ZeroMQ messages, each of whole frames, are scanned in place a few at a time."""
 
     def __init__(self, decoder: Decoder, parts: Sequence[Buffer]) -> None:
         self.decoder = decoder
-        self.parts = [as_bytes_array(p) for p in parts]
-        if decoder._pending.size:
-            self.parts.insert(0, decoder._pending)
-            decoder._pending = np.zeros(0, np.uint8)
-        self.at = np.concatenate(([0], np.cumsum([p.size for p in self.parts]))).tolist()
-        self.buf = self.parts[0] if len(self.parts) == 1 else np.zeros(0, np.uint8)
+        carry = [decoder._pending] if decoder._pending.size else []
+        decoder._pending = np.zeros(0, np.uint8)
+        segments: list[tuple[np.ndarray, int, int]] = []
+        for part in (as_bytes_array(p) for p in parts):
+            carry = _segments(part, carry, segments)
+        self.tail = carry[0] if len(carry) == 1 else np.concatenate(carry) if carry else \
+            np.zeros(0, np.uint8)
+        self.segments = segments
+        self.pieces = _pieces(segments)
+        self.word0: list[int] = []
+        at = 0
+        for k, (_, lo, hi) in enumerate(segments):
+            self.word0.append(at // 8 + k)
+            at += hi - lo
+        self.word_room = at // 8 + len(segments) + 1
+        """Words of the scratch this feed may need (its segments' payloads, at most)."""
         self.words = np.zeros(0, np.int64)
-
-    @property
-    def join_bytes(self) -> int:
-        """Bytes of the scratch's join buffer this feed needs (none for a single buffer)."""
-        return self.at[-1] if len(self.parts) > 1 else 0
-
-    @property
-    def word_room(self) -> int:
-        """Words of the scratch this feed may need (its pieces' payloads, at most)."""
-        return self.at[-1] // 8 + self.at[-1] // PIECE_BYTES + 3
-
-    def join(self, i: int) -> None:
-        """Copy part ``i`` into the feed's one buffer (when it has several)."""
-        if len(self.parts) > 1:
-            self.buf[self.at[i]:self.at[i + 1]] = self.parts[i]
-
-    def cut(self) -> None:
-        """Cut the bytes up to the last delimiter into pieces, each ending at a delimiter."""
-        buf = self.buf
-        self.end = _after_last_zero(buf)
-        cuts = [0]
-        while cuts[-1] + PIECE_BYTES < self.end:
-            cuts.append(find_zero(buf, cuts[-1] + PIECE_BYTES) + 1)
-        if cuts[-1] < self.end or self.end == 0:
-            cuts.append(self.end)
-        self.lo, self.hi = cuts[:-1], cuts[1:]
-        self.word0 = [lo // 8 + p for p, lo in enumerate(self.lo)]
-        self.counts = np.zeros((len(self.lo), 3), np.int64)
-        self.frames: list[np.ndarray] = [np.zeros((0, _F_COLS), np.int64)] * len(self.lo)
+        self.counts = np.zeros((len(self.pieces), 3), np.int64)
+        self.frames: list[np.ndarray] = [np.zeros((0, _F_COLS), np.int64)] * len(self.pieces)
         self.row0 = np.zeros(0, np.int64)
         self.table = np.zeros((0, _F_COLS), np.int64)
         self.events = 0
 
     @property
     def n_pieces(self) -> int:
-        return len(self.lo)
+        return len(self.pieces)
 
     def scan(self, p: int) -> None:
         d, c = self.decoder, self.decoder.clock
-        self.frames[p] = _scan(self.buf, self.lo[p], self.hi[p], d._discarding and p == 0,
-                               c.period_ps, c.tdc_bits, (1 << c.counter_bits) - 1, d._cmap,
-                               d._use_map, self.words, self.word0[p], self.counts[p])
+        tables = []
+        for k in range(*self.pieces[p]):
+            buf, lo, hi = self.segments[k]
+            tables.append(_scan(buf, lo, hi, d._discarding and k == 0, c.period_ps, c.tdc_bits,
+                                (1 << c.counter_bits) - 1, d._cmap, d._use_map, self.words,
+                                self.word0[k], self.counts[p]))
+        self.frames[p] = np.concatenate(tables) if tables else np.zeros((0, _F_COLS), np.int64)
 
     def sequence(self) -> None:
         d, c = self.decoder, self.decoder.clock
@@ -630,42 +622,67 @@ class _Feed:
         _watermarks(self.table, d._board)
         d._stats[_S_BAD] += self.counts[:, 0].sum()
         d._stats[_S_SKIPPED] += self.counts[:, 1].sum()
-        if self.end:
+        if self.segments:
             d._discarding = False
-        d._hold(self.buf[self.end:])
+        d._hold(self.tail)
         return self.events
 
 
+def _segments(part: np.ndarray, carry: list[np.ndarray],
+              segments: list[tuple[np.ndarray, int, int]]) -> list[np.ndarray]:
+    """Append ``part``'s segments (buffer, lo, hi: whole chunks up to a delimiter, at most
+    about PIECE_BYTES each) to ``segments``: the chunk that ``carry`` (the bytes before it since
+    the last delimiter) began is copied together with its end; returns the new carry."""
+    if part.size == 0:
+        return carry
+    end = _after_last_zero(part)
+    if end == 0:
+        return [*carry, part]
+    start = 0
+    if carry:
+        start = find_zero(part, 0) + 1
+        joined = np.concatenate([*carry, part[:start]])
+        segments.append((joined, 0, joined.size))
+    while start < end:
+        stop = end if start + PIECE_BYTES >= end else find_zero(part, start + PIECE_BYTES) + 1
+        segments.append((part, start, stop))
+        start = stop
+    return [part[end:]] if end < part.size else []
+
+
+def _pieces(segments: list[tuple[np.ndarray, int, int]]) -> list[tuple[int, int]]:
+    """Consecutive segments grouped into pieces of about PIECE_BYTES: (first, stop) each."""
+    pieces, first, size = [], 0, 0
+    for k, (_, lo, hi) in enumerate(segments):
+        size += hi - lo
+        if size >= PIECE_BYTES or k == len(segments) - 1:
+            pieces.append((first, k + 1))
+            first, size = k + 1, 0
+    return pieces or [(0, 0)]
+
+
 class DecodeScratch:
-    """Work memory of :func:`decode_streams`: the joined bytes of each feed and their payload
-    words. Kept from feed to feed and grown only by doubling, and touched when reserved
-    (:meth:`reserve`), so that no page is first written (a page fault, a page zeroed by the
-    kernel) while data flow."""
+    """Work memory of :func:`decode_streams`: the payload words of every feed. Kept from feed
+    to feed and grown only by doubling, and touched when reserved (:meth:`reserve`), so that
+    no page is first written (a page fault, a page zeroed by the kernel) while data flow."""
 
     def __init__(self) -> None:
-        self.joined = np.zeros(0, np.uint8)
         self.words = np.zeros(0, np.int64)
 
-    def reserve(self, n_bytes: int, n_feeds: int = 1) -> None:
-        """Room for ``n_feeds`` feeds of ``n_bytes`` in all, touched now."""
-        if self.joined.size < n_bytes:
-            self.joined = np.ones(n_bytes, np.uint8)
-        n_words = n_bytes // 8 + n_bytes // PIECE_BYTES + 3 * n_feeds
+    def reserve(self, n_bytes: int, n_feeds: int = 1, n_parts: int = 1024) -> None:
+        """Room for ``n_feeds`` feeds of ``n_bytes`` in all, in up to ``n_parts`` buffers,
+        touched now."""
+        n_words = n_bytes // 8 + n_bytes // PIECE_BYTES + 2 * n_parts + 3 * n_feeds
         if self.words.size < n_words:
             self.words = np.ones(n_words, np.int64)
 
     def assign(self, feeds: Sequence[_Feed]) -> None:
         """Give each feed its part of the scratch (grown, by doubling, where too small)."""
-        join, words = sum(f.join_bytes for f in feeds), sum(f.word_room for f in feeds)
-        if self.joined.size < join:
-            self.joined = np.empty(max(join, 2 * self.joined.size), np.uint8)
+        words = sum(f.word_room for f in feeds)
         if self.words.size < words:
             self.words = np.empty(max(words, 2 * self.words.size), np.int64)
-        at_join = at_word = 0
+        at_word = 0
         for f in feeds:
-            if f.join_bytes:
-                f.buf = self.joined[at_join:at_join + f.join_bytes]
-                at_join += f.join_bytes
             f.words = self.words[at_word:at_word + f.word_room]
             at_word += f.word_room
 
@@ -685,10 +702,6 @@ def decode_streams(decoders: Sequence[Decoder], parts: Sequence[Sequence[Buffer]
     else:
         for f in feeds:
             f.decoder.scratch.assign([f])
-    joins = [(f, i) for f in feeds for i in range(len(f.parts))]
-    workers.map(lambda i: joins[i][0].join(joins[i][1]), len(joins), "decode")
-    for f in feeds:
-        f.cut()
     pieces = [(f, p) for f in feeds for p in range(f.n_pieces)]
     workers.map(lambda i: pieces[i][0].scan(pieces[i][1]), len(pieces), "decode")
     workers.map(lambda i: feeds[i].sequence(), len(feeds), "decode")

@@ -94,8 +94,8 @@ def board_messages(brain, sim):
 @pytest.mark.parametrize("threads", ["one", "all"])
 def test_bench_processor(benchmark, brain, sim, board_messages, threads):
     """The processing stage on 4 links' frames in batches of 16 messages (what the hand-over
-    gives at rate): decode, time merge, calibration and histograms, coincidence sort, on one
-    thread and on every core. Same-run ratio: every core over one (CI's check)."""
+    gives at rate): decode, energy gate (calibration, histograms, window), time merge, coincidence
+    sort, on one thread and on every core. Same-run ratio: every core over one (CI's check)."""
     from daq.pipeline.processor import Processor, SortSettings
     from hw import wire
     from infra.pool import Workers, available_cores
