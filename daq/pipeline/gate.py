@@ -2,9 +2,9 @@
 
 One pass over every decoded single, by pieces on the workers: its energy (``float32(adc) *
 scale[crystal]``, as :meth:`daq.pipeline.calibration.Calibration.apply`), the monitor's energy
-spectrum and hit map, the singles rates of the dead-time correction (:mod:`runstore.singlesrates`),
-and, for the singles in the energy window only, a place in the time merge's store (t, crystal,
-energy). The merge and the coincidence sorter then handle the windowed singles alone (a sixth of
+spectrum and hit map, the singles rates of the dead-time correction (:mod:`runstore.singlesrates`);
+the singles in the energy window are kept (t, crystal, energy) and handed to the time merge. The
+merge and the coincidence sorter then handle the windowed singles alone (a sixth of
 them behind the NU 2 phantom's scatter). A single older than the time the merge has already
 released through is *late*: counted apart (the journal keeps it, ``petdaq replay`` recovers it),
 never counted or merged. The counts are integers summed over the workers: the same for any number
