@@ -1,6 +1,6 @@
 """The DAQ's sub-commands: scanners, acquire, run, serve, calibrate, replay, sort, recover, info,
 export. Thin over :mod:`daq.control.runcontrol`, :mod:`daq.pipeline.replay` and
-:mod:`daq.pipeline.calibration`.
+:mod:`daq.pipeline.process.calibration`.
 
 ``petdaq run`` starts the emulator as a child process and acquires from it; ``petdaq acquire``
 acquires from real boards; both show a progress line, reconstruct the final image from the
@@ -23,16 +23,17 @@ from daq.control.emulated import EmulatorSettings
 from daq.control.liveframes import check_live_frames
 from daq.control.monitor import MonitorLoop, MonitorPublisher
 from daq.messages import FIRMWARES
-from daq.pipeline import abcdlive, calibration
-from daq.pipeline.importer import (
+from daq.pipeline.digitizers import abcdlive
+from daq.pipeline.digitizers.importer import (
     DEFAULT_REORDER_MS,
     ImportSettings,
     keep_sources,
     map_file_of,
 )
-from daq.pipeline.journal import check_journal
-from daq.pipeline.processor import SortSettings
-from daq.pipeline.sources import open_source
+from daq.pipeline.links.journal import check_journal
+from daq.pipeline.links.sources import open_source
+from daq.pipeline.process import calibration
+from daq.pipeline.process.processor import SortSettings
 from hw import channelmap
 from hw.formats.abcd import ps_per_sample
 from hw.scanner import Scanner, builtin_scanners, load_scanner
@@ -296,7 +297,7 @@ def cmd_acquire(args: argparse.Namespace) -> int:
     scanner = load_scanner(args.scanner)
     sort = sort_settings(args)
     if scanner.kind == "spect":
-        from daq.pipeline.projections import view_duration_ps, windows_of
+        from daq.pipeline.process.projections import view_duration_ps, windows_of
 
         view_duration_ps(scanner, args.duration)  # a SPECT scan needs its duration: say so now
         windows_of(scanner, sort.photopeaks_kev)
@@ -484,7 +485,7 @@ def _journal_run(path: str | Path, what: str) -> tuple[RunDir, Scanner]:
 
 
 def _calibration(run: RunDir, scanner: Scanner) -> calibration.Calibration:
-    """The gain table for a run's events (:func:`daq.pipeline.calibration.current`: an
+    """The gain table for a run's events (:func:`daq.pipeline.process.calibration.current`: an
     emulated run's boards were the emulator's, as its start document records)."""
     emulated = run.start is not None and bool(run.start.settings.get("emulator"))
     return calibration.current(scanner, emulated=emulated)
@@ -520,7 +521,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _calibrate_timing(run: RunDir, scanner: Scanner, no_save: bool) -> int:
     """``petdaq calibrate RUN --method timing``: channel time offsets from the run's prompts."""
-    from daq.pipeline import timing
+    from daq.pipeline.digitizers import timing
     from runstore.listmode import read_listmode
 
     if not run.listmode.is_file():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daq.pipeline.importer import (
+from daq.pipeline.digitizers.importer import (
     ImportSettings,
     check_files,
     import_into,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daq.pipeline import energyunits, keptsource
-from daq.pipeline.importer import import_into, keep_file, keep_sources
-from daq.pipeline.keptsource import KeptSource
-from daq.pipeline.processor import SortSettings
+from daq.pipeline.digitizers import energyunits, keptsource
+from daq.pipeline.digitizers.importer import import_into, keep_file, keep_sources
+from daq.pipeline.digitizers.keptsource import KeptSource
+from daq.pipeline.process.processor import SortSettings
 from hw.scanner import Scanner
 from infra.errors import UserError
 from infra.progress import Progress

@@ -4,7 +4,7 @@
 
     RUN/
       run.json           start and stop documents (runstore.rundocs), the final image's files
-      journal.bpj        raw frames as received (daq.pipeline.journal): the record of truth
+      journal.bpj        raw frames as received (daq.pipeline.links.journal): the record of truth
       coincidences.h5    list-mode prompts and delayeds (runstore.listmode)
       images/            reconstructed images (NIfTI, PNG)
 

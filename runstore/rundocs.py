@@ -59,7 +59,7 @@ class StartDocument:
     """The run's settings: ``sort`` (resolved sorter settings), ``sources``, ``duration_s``,
     ``threads``, and ``emulator`` (an emulated scan's) or ``replay_of`` (a replay's source run)."""
     calibration: dict[str, Any] = field(default_factory=dict)
-    """The crystal calibration in use (:meth:`daq.pipeline.calibration.Calibration.describe`)."""
+    """The crystal calibration in use (:meth:`daq.pipeline.process.calibration.Calibration.describe`)."""
     software: dict[str, str] = field(default_factory=dict)
     host: str = ""
 

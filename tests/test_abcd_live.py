@@ -18,8 +18,8 @@ from sockets import timed_socket
 
 from daq.control.emulated import free_port_block
 from daq.messages import MONITOR_TOPIC, unpack
-from daq.pipeline.abcdlive import status_endpoint_of
-from daq.pipeline.abcdstatus import parse_status
+from daq.pipeline.digitizers.abcdlive import status_endpoint_of
+from daq.pipeline.digitizers.abcdstatus import parse_status
 from hw.formats import abcd
 from infra.errors import UserError
 from runstore.listmode import read_listmode

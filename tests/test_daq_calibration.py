@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daq.pipeline import calibration
+from daq.pipeline.process import calibration
 from hw.dtypes import RAW_DTYPE
 from infra.errors import UserError
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daq.pipeline.journal import (
+from daq.pipeline.links.journal import (
     HEADER_BYTES,
     JournalError,
     JournalStats,
@@ -129,7 +129,7 @@ def test_flush_interval_bounds_what_a_kill_loses(tmp_path: Path) -> None:
     path = tmp_path / "j.bpj"
     script = f"""
 import time, sys
-from daq.pipeline.journal import JournalWriter
+from daq.pipeline.links.journal import JournalWriter
 w = JournalWriter({str(path)!r})
 i = 0
 t0 = time.monotonic()
@@ -159,7 +159,7 @@ def test_a_read_of_several_pieces_is_one_block_and_buffers_are_not_copied(tmp_pa
     """A receiver's read (several ZeroMQ messages) goes in as one block, its pieces written as
     they are; a writable buffer is copied (it could change before the flush); a piece beyond the
     largest block is split across blocks with the same bytes."""
-    from daq.pipeline import journal
+    from daq.pipeline.links import journal
 
     path = tmp_path / "j.bpj"
     w = JournalWriter(path)
@@ -253,8 +253,8 @@ def test_a_version_1_journal_replays_to_the_coincidences_of_version_2(tmp_path: 
     and as version 2 give the same coincidences, byte for byte."""
     from boardstream import board_events, board_messages
 
-    from daq.pipeline.calibration import Calibration
-    from daq.pipeline.processor import SortSettings
+    from daq.pipeline.process.calibration import Calibration
+    from daq.pipeline.process.processor import SortSettings
     from daq.pipeline.replay import replay_journal
     from runstore.listmode import read_listmode
 

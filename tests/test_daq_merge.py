@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daq.pipeline.merge import TimeMerger
+from daq.pipeline.process.merge import TimeMerger
 from hw.dtypes import RAW_DTYPE
 
 
@@ -119,7 +119,7 @@ def test_the_merge_is_a_stable_time_sort_of_what_arrived() -> None:
 def test_arrival_order_breaks_ties_and_far_from_ordered_input_still_merges() -> None:
     """Ties in (t, crystal) keep the order in which chunks were pushed; more overlapping
     chunks than the one-pass merge takes (MAX_PILES) go to the general sort, same result."""
-    from daq.pipeline.merge import MAX_PILES
+    from daq.pipeline.process.merge import MAX_PILES
 
     rng = np.random.default_rng(8)
     parts = []
@@ -169,7 +169,7 @@ def test_each_boards_chunks_stay_on_its_own_pile_when_boards_run_at_different_ra
     """A board's chunk that happens to continue another board's chunk, in the store and in time,
     is not joined to it: every board keeps one pile, and the held events merge in one pass
     (without the general sort) however long the merge waited."""
-    from daq.pipeline.merge import MAX_PILES, _merge_ranges
+    from daq.pipeline.process.merge import MAX_PILES, _merge_ranges
 
     rng = np.random.default_rng(3)
     sizes = [200_000, 180_000, 160_000, 120_000]  # a slower board's messages span more time

@@ -23,11 +23,11 @@ from processes import alive, children
 from sockets import timed_socket
 
 from daq.control.emulated import free_port_block
-from daq.pipeline import calibration
 from daq.pipeline.acquisition import Acquisition
-from daq.pipeline.processor import SortSettings
+from daq.pipeline.links.sources import SerialSource, ZmqSource, open_source
+from daq.pipeline.process import calibration
+from daq.pipeline.process.processor import SortSettings
 from daq.pipeline.replay import decode_journal
-from daq.pipeline.sources import SerialSource, ZmqSource, open_source
 from hw import wire
 from infra.errors import UserError
 from runstore.listmode import read_listmode

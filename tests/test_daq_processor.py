@@ -9,8 +9,8 @@ import pytest
 
 import coincidence
 from coincidence import histograms
-from daq.pipeline.calibration import Calibration
-from daq.pipeline.processor import ENERGY_HIST_KEV, Processor, SortSettings
+from daq.pipeline.process.calibration import Calibration
+from daq.pipeline.process.processor import ENERGY_HIST_KEV, Processor, SortSettings
 from hw.dtypes import RAW_DTYPE
 from infra.errors import UserError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from boardstream import board_events, board_messages, quantised
 
-from daq.pipeline.merge import TimeMerger
+from daq.pipeline.process.merge import TimeMerger
 from hw import wire
 
 

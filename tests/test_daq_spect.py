@@ -9,7 +9,7 @@ import pytest
 import emulator
 from coincidence import spect
 from daq.control.spectimage import spect_image
-from daq.pipeline.projections import ProjectionStage
+from daq.pipeline.process.projections import ProjectionStage
 from hw import load_scanner
 from infra.errors import UserError
 from recon.grid import default_grid
@@ -100,8 +100,8 @@ def test_petdaq_run_on_the_spect_camera_bins_replays_and_reconstructs(tmp_path, 
 
 def test_the_monitor_hit_map_shows_each_head_side_by_side(camera):
     """SPECT pixels (head-major) land at [row, head * columns + column] of the hit map."""
-    from daq.pipeline.calibration import Calibration
-    from daq.pipeline.processor import Processor, SortSettings
+    from daq.pipeline.process.calibration import Calibration
+    from daq.pipeline.process.processor import Processor, SortSettings
     from hw.dtypes import RAW_DTYPE
 
     rows, per_row = camera.n_rings, camera.crystals_per_ring

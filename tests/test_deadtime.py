@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daq.pipeline.calibration import Calibration
-from daq.pipeline.processor import Processor, SortSettings
+from daq.pipeline.process.calibration import Calibration
+from daq.pipeline.process.processor import Processor, SortSettings
 from hw.deadtime import RATE_BIN_PS, RateTable, correction_factor, dead_time_units
 from hw.dtypes import RAW_DTYPE
 from infra.errors import UserError
 from infra.pool import Workers
 from runstore.listmode import ListModeWriter, read_singles_rates
-from runstore.singlesrates import rate_table
+from runstore.singlesrates import SinglesRates, rate_table
 
 
 def _boards(scanner, n: int, seed: int, span_ps: float = 3.3e11) -> list[np.ndarray]:
@@ -70,6 +70,33 @@ def test_rates_of_any_chunks_are_those_of_the_singles_counted_at_once(brain, tmp
         assert np.array_equal(table.counts, whole.counts)
         assert (table.first_bin, table.start_ps, table.end_ps) == \
             (whole.first_bin, whole.start_ps, whole.end_ps)
+
+
+def test_rates_counted_in_any_order_by_any_worker_are_those_counted_at_once(brain) -> None:
+    """Singles counted as they come (two workers' tables, bins opened later also before the
+    first), handed over bin by bin as the time released through passes them, then finished:
+    the table of :func:`rate_table`; a bin handed over cannot be opened again."""
+    rng = np.random.default_rng(9)
+    t = np.sort(rng.integers(2 * RATE_BIN_PS, 9 * RATE_BIN_PS, 5000))
+    crystal = rng.integers(0, brain.n_crystals, t.size).astype(np.int32)
+    rates = SinglesRates(brain, workers=2)
+    tables = []
+    for part in np.array_split(rng.permutation(t.size), 5):  # any order, late parts earlier
+        part = part[np.argsort(-t[part])] if part[0] % 2 else part
+        rates.cover(int(t[part].min()), int(t[part].max()))
+        for i in part:
+            worker = int(i % 2)
+            rates.counts[worker, t[i] // RATE_BIN_PS - rates.first_bin,
+                         rates.unit_of[crystal[i]]] += 1
+        rates.counted(int(t[part].min()), int(t[part].max()))
+    tables.append(rates.take(5 * RATE_BIN_PS + 1))
+    with pytest.raises(ValueError, match="handed over"):
+        rates.cover(3 * RATE_BIN_PS, 4 * RATE_BIN_PS)
+    tables.append(rates.finish())
+    whole = rate_table(brain, t, crystal)
+    assert tables[0].first_bin == whole.first_bin and tables[1].first_bin == 5
+    assert np.array_equal(np.concatenate([x.counts for x in tables]), whole.counts)
+    assert (tables[0].start_ps, tables[1].end_ps) == (whole.start_ps, whole.end_ps)
 
 
 def test_a_file_without_rates_is_not_corrected(brain, tmp_path) -> None:

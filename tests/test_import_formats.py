@@ -179,7 +179,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, brain, singles):
 
 
 def test_reorder_releases_in_time_order_and_counts_what_comes_too_late():
-    from daq.pipeline.reorder import Reorder
+    from daq.pipeline.digitizers.reorder import Reorder
 
     def singles(ts):
         s = np.zeros(len(ts), SINGLE_DTYPE)

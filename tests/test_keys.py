@@ -17,10 +17,10 @@ from sockets import timed_socket
 from daq import messages
 from daq.control.emulated import free_port_block
 from daq.control.service import DaqService
-from daq.pipeline import calibration
 from daq.pipeline.acquisition import Acquisition
-from daq.pipeline.processor import SortSettings
-from daq.pipeline.sources import ZmqSource
+from daq.pipeline.links.sources import ZmqSource
+from daq.pipeline.process import calibration
+from daq.pipeline.process.processor import SortSettings
 from emulator.sinks import ZmqSink
 from infra import keys
 from infra.errors import UserError

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from coincidence import spect
-from daq.pipeline.projections import photopeaks_of, select_photopeak, windows_of
+from daq.pipeline.process.projections import photopeaks_of, select_photopeak, windows_of
 from hw import load_scanner
 from hw.scanner import sensitivity_key
 from infra.errors import UserError

@@ -8,12 +8,12 @@ from typing import Any
 
 from daq import messages
 from daq.control.monitor import RateMeter, necr
-from daq.pipeline.abcdlive import LinkCounters
+from daq.pipeline.digitizers.abcdlive import LinkCounters
 
 
 class AbcdMonitor:
     """Monitor documents (:func:`daq.messages.monitor_message`) read from the counters of a
-    running :func:`daq.pipeline.abcdlive.acquire`; a board is a link, its ``singles_cps`` the
+    running :func:`daq.pipeline.digitizers.abcdlive.acquire`; a board is a link, its ``singles_cps`` the
     records/s it received, ``digitizer_cps`` ABCD's latest status rate (Hz, summed over
     channels) and ``status_age_s`` how old that status is."""
 

@@ -17,9 +17,9 @@ from daq.control.live import warm_up_live
 from daq.control.monitor import MonitorPublisher
 from daq.control.session import Session
 from daq.control.spectimage import SpectImage
-from daq.pipeline import calibration
-from daq.pipeline.processor import SortSettings
-from daq.pipeline.sources import Source, open_source
+from daq.pipeline.links.sources import Source, open_source
+from daq.pipeline.process import calibration
+from daq.pipeline.process.processor import SortSettings
 from daq.pipeline.warmup import warm_up
 from hw.scanner import Scanner, load_scanner
 from infra.errors import UserError
@@ -72,7 +72,7 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
     study = study or Study()
     scanner = load_scanner(emu.scanner)
     if scanner.kind == "spect":
-        from daq.pipeline.projections import photopeaks_of, windows_of
+        from daq.pipeline.process.projections import photopeaks_of, windows_of
 
         if not sort.photopeaks_kev:
             sort = replace(sort, photopeaks_kev=photopeaks_of(emu.nuclide))

@@ -28,7 +28,7 @@ from daq.control.liveframes import check_live_frames
 from daq.control.monitor import MonitorLoop, MonitorPublisher
 from daq.control.offer import scan_offer
 from daq.control.session import Session
-from daq.pipeline.processor import SortSettings
+from daq.pipeline.process.processor import SortSettings
 from hw.scanner import load_scanner
 from infra.errors import UserError
 from infra.keys import Guard, KeyFolder, needs_keys

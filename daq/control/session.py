@@ -9,11 +9,11 @@ from daq import messages
 from daq.control.live import LiveImage
 from daq.control.liveframes import CurvePoints, LiveFrames, live_regions, live_schedule
 from daq.control.monitor import MonitorPublisher, RateMeter, histogram_fields, necr
-from daq.pipeline import calibration
 from daq.pipeline.acquisition import Acquisition
 from daq.pipeline.cpu import CpuMeter
-from daq.pipeline.processor import ENERGY_HIST_KEV, SortSettings
-from daq.pipeline.sources import Source
+from daq.pipeline.links.sources import Source
+from daq.pipeline.process import calibration
+from daq.pipeline.process.processor import ENERGY_HIST_KEV, SortSettings
 from hw.scanner import Scanner
 from runstore.rundir import RunDir
 from runstore.rundocs import ExitStatus, StopDocument
@@ -37,7 +37,7 @@ class Session:
         scan's frame schedule (``"6x10s,8x30s"``, the kinetic clock) reconstructed live, with
         the curves of ``spheres`` (``NAME:X,Y,Z,R`` mm) or else of the emulated phantom's
         regions; ``emulated``: the sources are the emulator's boards (its gains calibrate the
-        energies when no table is stored, :func:`daq.pipeline.calibration.current`)."""
+        energies when no table is stored, :func:`daq.pipeline.process.calibration.current`)."""
         self.scanner, self.publisher = scanner, publisher
         self.frames: LiveFrames | None = None
         """The live frames of a dynamic scan (None: a static scan)."""

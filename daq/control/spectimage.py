@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from coincidence import spect
-from daq.pipeline.projections import select_photopeak
+from daq.pipeline.process.projections import select_photopeak
 from hw.scanner import Scanner
 from runstore.facts import run_facts
 from runstore.projections import read_projections

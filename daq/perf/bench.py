@@ -99,7 +99,7 @@ class Bench:
 
     def run(self, progress: Callable[[str], None] = lambda s: None) -> list[StageResult]:
         """Every stage, in the order of the chain."""
-        from daq.pipeline.calibration import Calibration
+        from daq.pipeline.process.calibration import Calibration
         from hw import wire
 
         s = self.scanner
@@ -205,10 +205,10 @@ def arrival_order(boards: list[np.ndarray], frame: int = 16384) -> list[tuple[in
 
 def merge_frames(frames: list[tuple[int, np.ndarray]], n_boards: int, batch: int = 4,
                  collect: bool = True) -> np.ndarray | int:
-    """Push frames through a :class:`daq.pipeline.merge.TimeMerger` in batches, as the processor does
+    """Push frames through a :class:`daq.pipeline.process.merge.TimeMerger` in batches, as the processor does
     (``release``: the merged events in the merger's work buffers). Returns the merged events
     (``collect``: a copy of each release) or just how many (the processor's path: no copy)."""
-    from daq.pipeline.merge import TimeMerger, as_raw
+    from daq.pipeline.process.merge import TimeMerger, as_raw
 
     m = TimeMerger(n_boards)
     out: list[np.ndarray] = []

@@ -72,10 +72,10 @@ class _Pace(NamedTuple):
 def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, work: Path,
                keep: bool, pace: _Pace) -> dict[str, Any]:
     from daq.control.emulated import free_port_block
-    from daq.pipeline import calibration
     from daq.pipeline.acquisition import Acquisition
-    from daq.pipeline.processor import SortSettings
-    from daq.pipeline.sources import ZmqSource
+    from daq.pipeline.links.sources import ZmqSource
+    from daq.pipeline.process import calibration
+    from daq.pipeline.process.processor import SortSettings
     from runstore.rundir import RunDir
 
     _warm_daq(scanner, template, pace.threads)
@@ -123,8 +123,8 @@ def _warm_daq(scanner: Scanner, template: list[np.ndarray], threads: int | None)
     """The DAQ's processing of one repetition of the recording, in this process, before the
     chain is timed: on a fresh install numba compiles its kernels here (tens of seconds), which
     must not be counted as the chain's time."""
-    from daq.pipeline.calibration import Calibration
-    from daq.pipeline.processor import SortSettings
+    from daq.pipeline.process.calibration import Calibration
+    from daq.pipeline.process.processor import SortSettings
     from daq.pipeline.warmup import warm_up
 
     warm_up(scanner, SortSettings(), Calibration.nominal(scanner), threads, template)

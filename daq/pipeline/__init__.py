@@ -1,1 +1,1 @@
-"""The live pipeline: links -> journal -> decoder -> time merge -> calibration -> sorter -> list-mode."""
+"""The live pipeline: links -> journal -> decoder -> energy gate -> time merge -> sorter -> list-mode."""

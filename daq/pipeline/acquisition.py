@@ -1,17 +1,17 @@
-"""A live acquisition: receivers -> journal -> decoder -> time merge -> sorter -> list-mode.
+"""A live acquisition: receivers -> journal -> decoder -> energy gate -> time merge -> sorter -> list-mode.
 
 Threads:
 
 - one **receiver** per source (board link), or one for all the ZeroMQ links (a poll over their
   sockets): read bytes (ZeroMQ: up to 64 messages a link, left in ZeroMQ's buffers), append
   them to the journal (first, always; one block per link, written from those buffers) and hand
-  them to the processing thread over a queue bounded in bytes (:mod:`daq.pipeline.handover`).
+  them to the processing thread over a queue bounded in bytes (:mod:`daq.pipeline.links.handover`).
   A full queue blocks the receiver, which is back-pressure towards the link (ZeroMQ's
   high-water mark), never a silent drop;
 - the **processing** thread and its workers (``threads`` in all, :class:`infra.pool.Workers`): take
   everything queued, decode it link by link into the time merger's store, then time merge,
   calibration and histograms, coincidence sorting by time slices, list-mode writing
-  (:class:`daq.pipeline.processor.Processor`). The output does not depend on the number of threads;
+  (:class:`daq.pipeline.process.processor.Processor`). The output does not depend on the number of threads;
 - the **live reconstruction** (optional, :mod:`daq.control.live`): fed through a queue that drops (and
   counts) chunks when the reconstruction cannot keep up, so it never slows the journal;
 - the **monitor publisher** (optional, :mod:`daq.control.monitor`).
@@ -36,12 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from daq.pipeline.calibration import Calibration
 from daq.pipeline.cpu import CpuMeter, ThreadClock
-from daq.pipeline.handover import BATCH_BYTES, Handover
-from daq.pipeline.journal import JournalError, JournalWriter
-from daq.pipeline.processor import Processor, SortSettings
-from daq.pipeline.sources import Source, ZmqLinks, ZmqSource
+from daq.pipeline.links.handover import BATCH_BYTES, Handover
+from daq.pipeline.links.journal import JournalError, JournalWriter
+from daq.pipeline.links.sources import Source, ZmqLinks, ZmqSource
+from daq.pipeline.process.calibration import Calibration
+from daq.pipeline.process.processor import Processor, SortSettings
 from hw import wire
 from hw.scanner import Scanner
 from infra.errors import UserError
@@ -99,7 +99,7 @@ class StreamState:
 
 
 def _read(source: Source, timeout_s: float) -> list | None:
-    """What a source has (as buffers, :func:`daq.pipeline.sources` ``read_parts`` where it has it);
+    """What a source has (as buffers, :func:`daq.pipeline.links.sources` ``read_parts`` where it has it);
     ``[]`` for nothing yet, None at the end of the stream."""
     read_parts = getattr(source, "read_parts", None)
     if read_parts is not None:

@@ -1,9 +1,9 @@
 """Offline runs from a journal: ``replay`` (re-sort with other settings) and ``recover``.
 
 Both read the journal block by block, decode each stream with its own decoder exactly as the live
-receivers did, and run the same :class:`daq.pipeline.processor.Processor`, so the same bytes always give the
-same coincidences. Nothing is held back for a quiet board: a journal is complete, so the merge
-waits for every board's data (``quiet_timeout_s`` is infinite).
+receivers did, and run the same :class:`daq.pipeline.process.processor.Processor`, so the same
+bytes always give the same coincidences. Nothing is held back for a quiet board: a journal is
+complete, so the merge waits for every board's data (``quiet_timeout_s`` is infinite).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from daq.pipeline.calibration import Calibration
-from daq.pipeline.journal import JournalStats, read_journal
-from daq.pipeline.processor import Processor, SortSettings
+from daq.pipeline.links.journal import JournalStats, read_journal
+from daq.pipeline.process.calibration import Calibration
+from daq.pipeline.process.processor import Processor, SortSettings
 from hw import wire
 from hw.dtypes import RAW_DTYPE
 from hw.scanner import Scanner

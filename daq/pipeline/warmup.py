@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from daq.pipeline.calibration import Calibration
-from daq.pipeline.processor import Processor, SortSettings
+from daq.pipeline.process.calibration import Calibration
+from daq.pipeline.process.processor import Processor, SortSettings
 from hw import wire
 from hw.dtypes import COINC_DTYPE, RAW_DTYPE
 from hw.scanner import Scanner

@@ -13,7 +13,7 @@ from rates import record
 import emulator
 from coincidence import histograms
 from daq.perf.bench import arrival_order, merge_frames
-from daq.pipeline.calibration import Calibration
+from daq.pipeline.process.calibration import Calibration
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_bench_processor(benchmark, brain, sim, board_messages, threads):
     """The processing stage on 4 links' frames in batches of 16 messages (what the hand-over
     gives at rate): decode, energy gate (calibration, histograms, window), time merge, coincidence
     sort, on one thread and on every core. Same-run ratio: every core over one (CI's check)."""
-    from daq.pipeline.processor import Processor, SortSettings
+    from daq.pipeline.process.processor import Processor, SortSettings
     from hw import wire
     from infra.pool import Workers, available_cores
 

@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from daq.pipeline.abcdstatus import STATUS_TOPIC, AbcdStatus, parse_status
-from daq.pipeline.importer import (
+from daq.pipeline.digitizers.abcdstatus import STATUS_TOPIC, AbcdStatus, parse_status
+from daq.pipeline.digitizers.importer import (
     ImportSettings,
     SourceCalibration,
     channel_map_of,
     sort_records,
 )
-from daq.pipeline.journal import JournalWriter, read_journal
-from daq.pipeline.processor import SortSettings
+from daq.pipeline.links.journal import JournalWriter, read_journal
+from daq.pipeline.process.processor import SortSettings
 from hw.formats import Records, abcd
 from hw.scanner import Scanner
 from infra.errors import UserError
@@ -189,7 +189,7 @@ class AbcdRun:
     links: list[str]
     settings: ImportSettings
     channel_map: str
-    """As :func:`daq.pipeline.importer.keep_sources` names it."""
+    """As :func:`daq.pipeline.digitizers.importer.keep_sources` names it."""
     duration_s: float | None = None
 
 

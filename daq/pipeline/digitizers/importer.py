@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 import coincidence
-from daq.pipeline import energyunits, timing
-from daq.pipeline.energyunits import UnitTable
-from daq.pipeline.processor import SortSettings
-from daq.pipeline.reorder import Reorder
-from daq.pipeline.timing import TimingTable
+from daq.pipeline.digitizers import energyunits, timing
+from daq.pipeline.digitizers.energyunits import UnitTable
+from daq.pipeline.digitizers.reorder import Reorder
+from daq.pipeline.digitizers.timing import TimingTable
+from daq.pipeline.process.processor import SortSettings
 from hw import channelmap, formats
 from hw.channelmap import ChannelMap
 from hw.dtypes import SINGLE_DTYPE
@@ -145,7 +145,7 @@ def singles_of(records: formats.Records, channel_map: ChannelMap,
                ) -> tuple[np.ndarray, int]:
     """(SINGLE_DTYPE singles in the records' order, records on no mapped channel): energies
     times ``kev_per_unit`` (one value, or one a crystal); with ``offsets_ps`` (per crystal,
-    :mod:`daq.pipeline.timing`) taken off their times."""
+    :mod:`daq.pipeline.digitizers.timing`) taken off their times."""
     crystal = channel_map.crystals_of(records.board, records.channel)
     ok = crystal >= 0
     out = np.empty(int(ok.sum()), SINGLE_DTYPE)

@@ -1,8 +1,8 @@
 """The DAQ's processing stage: decoded events -> energy gate -> time merge -> sorter -> list-mode.
 
-PET: the gate (:mod:`daq.pipeline.gate`) calibrates and counts every single as it comes and hands
+PET: the gate (:mod:`daq.pipeline.process.gate`) calibrates and counts every single as it comes and hands
 the merge those in the energy window. For a SPECT scanner every single is merged, then calibrated
-and counted, and the projection stage (:mod:`daq.pipeline.projections`) stands where the sorter
+and counted, and the projection stage (:mod:`daq.pipeline.process.projections`) stands where the sorter
 stands: the calibrated singles are counted into energy-windowed projections per gantry view.
 
 One :class:`Processor` serves the live acquisition (fed by receiver threads) and the offline
@@ -25,12 +25,12 @@ import numpy as np
 import coincidence
 from coincidence import histograms
 from coincidence.parallel import PIECE, copy_in_window
-from daq.pipeline.calibration import Calibration
 from daq.pipeline.cpu import ThreadClock
-from daq.pipeline.gate import EnergyGate, Staged
-from daq.pipeline.journal import Buffer
-from daq.pipeline.merge import Columns, TimeMerger, new_columns
-from daq.pipeline.projections import ProjectionStage
+from daq.pipeline.links.journal import Buffer
+from daq.pipeline.process.calibration import Calibration
+from daq.pipeline.process.gate import EnergyGate, Staged
+from daq.pipeline.process.merge import Columns, TimeMerger, new_columns
+from daq.pipeline.process.projections import ProjectionStage
 from hw import wire
 from hw.dtypes import SINGLE_DTYPE
 from hw.scanner import Scanner
@@ -63,7 +63,7 @@ class SortSettings:
     min_sector_difference: int | None = None
     mode: str = "single-window"
     photopeaks_kev: tuple[float, ...] | None = None
-    """SPECT: the photopeaks to window (:func:`daq.pipeline.projections.windows_of`); None: the
+    """SPECT: the photopeaks to window (:func:`daq.pipeline.process.projections.windows_of`); None: the
     scanner's acquisition window."""
 
     def resolved(self, scanner: Scanner) -> dict[str, Any]:
@@ -192,7 +192,7 @@ class Processor:
                  on_coincidences: Callable[[np.ndarray], None] | None = None,
                  scan_duration_s: float | None = None, workers: Workers | None = None) -> None:
         """``scan_duration_s``: the planned scan time (s), which a SPECT scanner's gantry views
-        share (:class:`daq.pipeline.projections.ProjectionStage`); PET ignores it."""
+        share (:class:`daq.pipeline.process.projections.ProjectionStage`); PET ignores it."""
         self.scanner, self.calibration = scanner, calibration
         self.workers = workers or SERIAL
         n = self.workers.threads

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from daq.pipeline.calibration import newest, read_fields, store
+from daq.pipeline.process.calibration import newest, read_fields, store
 from hw.scanner import Scanner
 from infra.errors import UserError
 

@@ -2,7 +2,7 @@
 MeV), measured from a run's photopeak and stored with the scanner.
 
 Each crystal's spectrum, histogrammed in log(raw unit), is a shifted copy of the summed one
-(spectral registration, as :mod:`daq.pipeline.calibration` does for our boards' ADC codes); the
+(spectral registration, as :mod:`daq.pipeline.process.calibration` does for our boards' ADC codes); the
 summed spectrum's photopeak, the highest bin in its upper part, is put at ``peak_kev`` (511 keV,
 662 keV for Cs-137). A raw unit need not be linear in keV over the whole range (ToT is not): the
 table is exact at the photopeak, where the energy window sits. Tables live beside the gain tables
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from daq.pipeline.calibration import (
+from daq.pipeline.process.calibration import (
     LOG_BINS,
     MIN_COUNTS,
     aligned_sum,

@@ -1,7 +1,7 @@
 """The PET singles' gate before the time merge: calibrated, counted and energy-windowed as they arrive.
 
 One pass over every decoded single, by pieces on the workers: its energy (``float32(adc) *
-scale[crystal]``, as :meth:`daq.pipeline.calibration.Calibration.apply`), the monitor's energy
+scale[crystal]``, as :meth:`daq.pipeline.process.calibration.Calibration.apply`), the monitor's energy
 spectrum and hit map, the singles rates of the dead-time correction (:mod:`runstore.singlesrates`);
 the singles in the energy window are kept (t, crystal, energy) and handed to the time merge. The
 merge and the coincidence sorter then handle the windowed singles alone (a sixth of
@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from coincidence import histograms
-from daq.pipeline.merge import SLICE_EVENTS, TimeMerger
+from daq.pipeline.process.merge import SLICE_EVENTS, TimeMerger
 from infra.errors import UserError
 from infra.pool import Workers
 from runstore.singlesrates import SinglesRates

@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from daq.pipeline import abcdlive
-from daq.pipeline.importer import (
+from daq.pipeline.digitizers import abcdlive
+from daq.pipeline.digitizers.importer import (
     SOURCE_DIR,
     ImportSettings,
     channel_map_of,
     file_records,
     sort_records,
 )
-from daq.pipeline.journal import check_journal
-from daq.pipeline.processor import SortSettings
+from daq.pipeline.links.journal import check_journal
+from daq.pipeline.process.processor import SortSettings
 from hw.channelmap import ChannelMap
 from hw.formats import Records, abcd
 from hw.scanner import Scanner
@@ -36,7 +36,7 @@ class KeptSource:
     settings: ImportSettings
     files: list[Path]
     map_named: str
-    """As :func:`daq.pipeline.importer.keep_sources` names it."""
+    """As :func:`daq.pipeline.digitizers.importer.keep_sources` names it."""
     links: list[str] | None
     """A live ABCD run's links (its records are in the journal); None for files."""
 

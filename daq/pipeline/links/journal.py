@@ -15,7 +15,7 @@ so a run can always be replayed or recovered from it. A block is::
 
 Blocks are buffered in memory (the received buffers themselves: no copy) and handed to the
 operating system in one ``writev`` (with direct I/O where the file system has it: one copy into
-an aligned buffer, none into the page cache, :mod:`daq.pipeline.directio`) when they reach
+an aligned buffer, none into the page cache, :mod:`daq.pipeline.links.directio`) when they reach
 ``buffer_bytes`` and at least every ``flush_interval_s`` (0.25 s by default): a ``kill -9``
 loses at most that much. ``fsync`` runs
 every ``fsync_interval_s`` for power loss. A reader stops at a truncated tail (a killed writer) and
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from daq.pipeline.directio import open_direct
+from daq.pipeline.links.directio import open_direct
 from hw.wire import crc32
 from infra.errors import UserError
 
@@ -75,7 +75,7 @@ class JournalWriter:
             raise JournalError(f"cannot create journal {self.path}: {exc.strerror}") from None
         self._direct = open_direct(self.path, self._fd, os.fstat(self._fd).st_size) \
             if direct else None
-        """Direct I/O (:mod:`daq.pipeline.directio`) where the file system has it."""
+        """Direct I/O (:mod:`daq.pipeline.links.directio`) where the file system has it."""
         self._t0 = time.monotonic_ns()
         self._pending: list[bytes | memoryview] = []
         """Blocks not yet written: headers and payloads as they were handed over (no copy)."""

@@ -1,0 +1,1 @@
+"""What the boards' links deliver, journaled first and handed over to the processing."""

@@ -1,0 +1,1 @@
+"""From decoded singles to coincidences: energy gate, time merge, calibration, projections."""
