@@ -171,7 +171,8 @@ def _step(before: int, counter: int, cmask: int) -> int:
     return delta - (cmask + 1) if delta > cmask >> 1 else delta
 
 
-# Frame table columns (a row per intact frame, :func:`_scan`; F_OUT and F_LAST by :func:`_sequence`).
+# Frame table columns (a row per intact frame, :func:`_scan`; F_OUT and F_LAST by :func:`_sequence`,
+# F_T_MAX by :func:`_write`).
 (F_BOARD, F_TYPE, F_SEQ, F_NW, F_WORD, F_GOOD, F_C0, F_REL, F_T_MAX, F_OUT, F_LAST,
  F_CRC) = range(12)
 _F_COLS = 12

@@ -293,13 +293,7 @@ class Processor:
         with self._lock:
             self._clock = clock
             sizes = [d.max_events(sum(len(memoryview(p)) for p in parts)) for d, parts in links]
-            if self.gate is None:
-                views = self.merger.reserve(sizes)
-            else:
-                staging, views, at = self._stage_room(sum(sizes)), [], 0
-                for n in sizes:
-                    views.append(tuple(col[at:at + n] for col in staging))
-                    at += n
+            views = self._decode_room(sizes)
             counts = decode_streams([d for d, _ in links], [p for _, p in links],
                                     [v[:3] for v in views], self.workers, self._scratch)
             self._lap("decode")
@@ -314,6 +308,17 @@ class Processor:
                 self._advance(decoder.watermarks_ps)
             self._release(idle_boards)
             self._clock = None
+
+    def _decode_room(self, sizes: list[int]) -> list[tuple[np.ndarray, ...]]:
+        """Columns for ``sizes[i]`` decoded events each: PET, views of the staging columns (t,
+        crystal, adc, energy); SPECT, reservations in the merger's store (t, crystal, adc)."""
+        if self.gate is None:
+            return self.merger.reserve(sizes)
+        staging, views, at = self._stage_room(sum(sizes)), [], 0
+        for n in sizes:
+            views.append(tuple(col[at:at + n] for col in staging))
+            at += n
+        return views
 
     def finish(self, clock: ThreadClock | None = None) -> None:
         """End of run: release everything held, flush the sorter, flush the list-mode file.
