@@ -69,6 +69,11 @@ class SinglesRates:
         else:
             self._span = [min(self._span[0], t_min_ps), max(self._span[1], t_max_ps + 1)]
 
+    @property
+    def last_single_ps(self) -> int:
+        """The latest single counted (ps; 0 before the first)."""
+        return self._span[1] - 1 if self._span is not None else 0
+
     def take(self, through_ps: int) -> RateTable | None:
         """Hand over the bins that end at or before ``through_ps`` (no single can come in them
         any more) and lie before the latest single's (as a table grows bin by bin); None when

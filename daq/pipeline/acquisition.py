@@ -9,9 +9,10 @@ Threads:
   A full queue blocks the receiver, which is back-pressure towards the link (ZeroMQ's
   high-water mark), never a silent drop;
 - the **processing** thread and its workers (``threads`` in all, :class:`infra.pool.Workers`): take
-  everything queued, decode it link by link into the time merger's store, then time merge,
-  calibration and histograms, coincidence sorting by time slices, list-mode writing
-  (:class:`daq.pipeline.process.processor.Processor`). The output does not depend on the number of threads;
+  everything queued, decode it link by link, then the energy gate (calibration, histograms,
+  singles rates, energy window), time merge, coincidence sorting by time slices, list-mode
+  writing (:class:`daq.pipeline.process.processor.Processor`). The output does not depend on
+  the number of threads;
 - the **live reconstruction** (optional, :mod:`daq.control.live`): fed through a queue that drops (and
   counts) chunks when the reconstruction cannot keep up, so it never slows the journal;
 - the **monitor publisher** (optional, :mod:`daq.control.monitor`).

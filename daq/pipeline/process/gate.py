@@ -1,14 +1,14 @@
-"""The PET singles' gate before the time merge: calibrated, counted and energy-windowed as they arrive.
+"""The PET singles' gate before the time merge: calibrated, counted and windowed as they arrive.
 
 One pass over every decoded single, by pieces on the workers: its energy (``float32(adc) *
-scale[crystal]``, as :meth:`daq.pipeline.process.calibration.Calibration.apply`), the monitor's energy
-spectrum and hit map, the singles rates of the dead-time correction (:mod:`runstore.singlesrates`);
-the singles in the energy window are kept (t, crystal, energy) and handed to the time merge. The
-merge and the coincidence sorter then handle the windowed singles alone (a sixth of
-them behind the NU 2 phantom's scatter). A single older than the time the merge has already
-released through is *late*: counted apart (the journal keeps it, ``petdaq replay`` recovers it),
-never counted or merged. The counts are integers summed over the workers: the same for any number
-of them.
+scale[crystal]``, as :meth:`daq.pipeline.process.calibration.Calibration.apply`), the monitor's
+energy spectrum and hit map, the singles rates of the dead-time correction
+(:mod:`runstore.singlesrates`); the singles in the energy window are kept (t, crystal, energy)
+and handed to the time merge. The merge and the coincidence sorter then handle the windowed
+singles alone (a sixth of them behind the NU 2 phantom's scatter). A single older than the time
+the merge has already released through is *late*: counted apart (the journal keeps it, ``petdaq
+replay`` recovers it), never counted or merged. The counts are integers summed over the
+workers: the same for any number of them.
 """
 
 from __future__ import annotations
@@ -124,8 +124,6 @@ class EnergyGate:
         self.spectra, self.e_max_kev, self.hits = spectra, e_max_kev, hits
         self.rates, self.workers = rates, workers
         self.late_events = 0
-        self.last_single_ps = 0
-        """The latest single's time (ps), late ones apart."""
 
     def tally(self, worker: int) -> Tally:
         """Worker ``worker``'s counts."""
@@ -171,7 +169,6 @@ class EnergyGate:
         self.late_events += int(done[:, 1].sum())
         if t_min <= t_max:
             self.rates.counted(t_min, t_max)
-            self.last_single_ps = max(self.last_single_ps, t_max)
         return int(done[:, 0].sum())
 
     def _check_crystals(self, pieces: list[Staged], bad: np.ndarray) -> None:

@@ -1,9 +1,10 @@
 """The DAQ's processing stage: decoded events -> energy gate -> time merge -> sorter -> list-mode.
 
-PET: the gate (:mod:`daq.pipeline.process.gate`) calibrates and counts every single as it comes and hands
-the merge those in the energy window. For a SPECT scanner every single is merged, then calibrated
-and counted, and the projection stage (:mod:`daq.pipeline.process.projections`) stands where the sorter
-stands: the calibrated singles are counted into energy-windowed projections per gantry view.
+PET: the gate (:mod:`daq.pipeline.process.gate`) calibrates and counts every single as it comes
+and hands the merge those in the energy window. For a SPECT scanner every single is merged, then
+calibrated and counted, and the projection stage (:mod:`daq.pipeline.process.projections`)
+stands where the sorter stands: the calibrated singles are counted into energy-windowed
+projections per gantry view.
 
 One :class:`Processor` serves the live acquisition (fed by receiver threads) and the offline
 replay/recovery (fed from the journal): the same code makes the same coincidences from the same
@@ -63,8 +64,8 @@ class SortSettings:
     min_sector_difference: int | None = None
     mode: str = "single-window"
     photopeaks_kev: tuple[float, ...] | None = None
-    """SPECT: the photopeaks to window (:func:`daq.pipeline.process.projections.windows_of`); None: the
-    scanner's acquisition window."""
+    """SPECT: the photopeaks to window (:func:`daq.pipeline.process.projections.windows_of`);
+    None: the scanner's acquisition window."""
 
     def resolved(self, scanner: Scanner) -> dict[str, Any]:
         """Checked settings for ``scanner`` (:func:`coincidence.resolve`, keyword arguments of
@@ -238,7 +239,9 @@ class Processor:
     @property
     def last_single_ps(self) -> int:
         """The detector-clock time of the latest single processed (ps since the run start)."""
-        return self.gate.last_single_ps if self.gate is not None else self._last_released_ps
+        if self.rates is not None:  # PET: every single counted at the gate, late ones apart
+            return self.rates.last_single_ps
+        return self._last_released_ps
 
     def preallocate(self, batch_bytes: int, n_links: int) -> None:
         """The work memory of batches of up to ``batch_bytes`` from ``n_links`` links, allocated
