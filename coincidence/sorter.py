@@ -148,14 +148,22 @@ class Sorter:
         if end > n_old:
             self._t_last = int(t[end - 1])
 
-    def _make_room(self, n_in: int) -> int:
+    def reserve(self, n_singles: int) -> None:
+        """Room for ``n_singles`` singles in the window (those pending and a chunk's), set
+        aside and touched now: a live DAQ reserves it before its first data, so that the
+        buffers are not grown (fresh pages, zeroed by the kernel) while data flow."""
+        n_old = self._make_room(0, at_least=n_singles + search.PAD)
+        self._t[n_old: n_old + search.PAD] = _END_OF_STREAM
+
+    def _make_room(self, n_in: int, at_least: int = 0) -> int:
         """Move the pending singles to the front of the buffers, with room for ``n_in`` more and
-        the PAD; returns how many are pending."""
+        the PAD (and for ``at_least`` in all); returns how many are pending."""
         n_old = self._hi - self._lo
         pending = slice(self._lo, self._hi)
-        if n_old + n_in + search.PAD > self._t.size:
-            size = max(n_old + n_in + search.PAD, 2 * self._t.size)
-            t, c, e = np.empty(size, np.int64), np.empty(size, np.int32), np.empty(size, np.float32)
+        need = max(n_old + n_in + search.PAD, at_least)
+        if need > self._t.size:
+            size = max(need, 2 * self._t.size)  # touched now: grown memory is used at once
+            t, c, e = np.ones(size, np.int64), np.ones(size, np.int32), np.ones(size, np.float32)
         else:
             t, c, e = self._t, self._c, self._e
         t[:n_old], c[:n_old], e[:n_old] = self._t[pending], self._c[pending], self._e[pending]

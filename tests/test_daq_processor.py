@@ -99,3 +99,49 @@ def test_singles_older_than_the_time_released_are_late_and_counted_nowhere_else(
     assert proc.counters.singles == counted == proc.hist.energy.sum()
     assert sum(int(t.counts.sum()) for t in proc.rates.history) == counted
     assert proc.counters.singles_per_board[0] == boards[0].size - late
+
+
+def _work_memory(p: Processor) -> dict[str, int]:
+    """Where each of the processor's work buffers lies (its first byte's address)."""
+    return {"staging": p._staging[0].ctypes.data, "decode scratch": p._scratch.words.ctypes.data,
+            "merge store": p.merger._store[0].ctypes.data,
+            "merge output": p.merger._out[0].ctypes.data,
+            "sorter": p.stage._t.ctypes.data}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_work_memory_set_aside_at_the_start_is_never_regrown(brain, threads) -> None:
+    """Batches of the live chain's kind (four links' messages of 64 frames, four messages a
+    batch) of the NU 2 phantom at 40 MBq: no work buffer set aside by ``preallocate`` (and touched there) is
+    replaced while data flow, so that no page is touched for the first time then."""
+    import emulator
+    from daq.perf.e2e import MESSAGE_EVENTS
+    from daq.pipeline.links.handover import BATCH_BYTES
+    from hw import wire
+    from infra.pool import Workers
+
+    sim = emulator.simulate(brain, "nu2-scatter", "F-18", 40.0, 0.03, seed=2)
+    messages = []
+    for b, events in enumerate(sim.raw_per_board):
+        for k in range(0, events.size, MESSAGE_EVENTS):
+            chunk = events[k:k + MESSAGE_EVENTS]
+            messages.append((int(chunk["t"][-1]), b, wire.encode(
+                chunk, board=b, first_seq=1 + wire.frames_for(k), scanner=brain)))
+    messages.sort(key=lambda m: m[0])
+    workers = Workers(threads, "test")
+    p = Processor(brain, Calibration.nominal(brain), SortSettings(), None, workers=workers)
+    p.preallocate(BATCH_BYTES, brain.n_boards)
+    decoders = [wire.Decoder(brain) for _ in sim.raw_per_board]
+    memory = [_work_memory(p)]
+    for k in range(0, len(messages), 4):
+        links: dict[int, list[bytes]] = {}
+        for _t, b, m in messages[k:k + 4]:
+            links.setdefault(b, []).append(m)
+        p.consume_links([(decoders[b], v) for b, v in sorted(links.items())])
+        memory.append(_work_memory(p))
+    p.finish()
+    workers.close()
+    assert p.counters.singles == sim.raw.size and len(memory) > 10
+    moved = [(k, name) for k, m in enumerate(memory[1:], 1) for name in m
+             if m[name] != memory[k - 1][name]]
+    assert not moved, f"work buffers replaced (batch, buffer): {moved}"

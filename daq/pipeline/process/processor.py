@@ -252,6 +252,7 @@ class Processor:
         if self.gate is not None:  # the merge holds only the singles in the energy window
             self.merger.preallocate(events // WINDOWED_SHARE)
             self._stage_room(events + 3 * n_links, touch=True)
+            self.stage.reserve(2 * (events // WINDOWED_SHARE))  # a release, and those pending
         else:
             self.merger.preallocate(events)
             if self._singles is None or self._singles.size < events:
