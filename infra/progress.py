@@ -41,7 +41,7 @@ class Progress:
             rate = (done - self._first[1]) / (now - self._first[0])
         of = f"/{_si(self.total)}" if self.total else ""
         # slow units (a reconstruction's subsets) read as seconds each, not "0.0 .../s"
-        speed = (f"{_si(rate)} {self.unit}/s" if rate >= 1.0 or done <= 0
+        speed = (f"{_si(rate)} {self.unit}/s" if rate >= 1.0 or rate <= 0
                  else f"{1.0 / rate:.1f} s each")
         left = (f", about {(self.total - done) / rate:.0f} s left"
                 if self.total and 0 < done < self.total and rate > 0 else "")

@@ -32,3 +32,11 @@ def test_the_line_gives_rate_or_seconds_each_and_the_time_left(monkeypatch) -> N
     fast.update(5e6, "prompts 7")
     assert out.getvalue().splitlines()[-1] == (
         "replay: 5.00 M events, 2.50 M events/s, 2.0 s elapsed  prompts 7")
+
+
+def test_an_update_with_no_time_elapsed_is_a_line_not_an_error(monkeypatch) -> None:
+    monkeypatch.setattr(progress.time, "monotonic", lambda: 50.0)
+    out = io.StringIO()
+    progress.Progress("recon full", 20, unit="subsets", stream=out).update(1, force=True)
+    assert out.getvalue().splitlines()[-1] == (
+        "recon full: 1/20 subsets, 0 subsets/s, 0.0 s elapsed")
