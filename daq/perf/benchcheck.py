@@ -28,6 +28,8 @@ class Ratio:
     floor: float
     stage_key: str = "events_per_s"
     """The stage's figure in its extra_info (events per second of something)."""
+    baseline_key: str = "events_per_s"
+    """The baseline's figure in its extra_info."""
 
 
 #: Benchmarks by their full pytest-benchmark name (test function and parameters).
@@ -44,8 +46,11 @@ RATIOS = (
           0.002),
     Ratio("projector non-TOF vs NumPy time order", "test_bench_forward_back[nontof-lor-1]",
           "test_bench_numpy_time_order[argsort-quick]", 0.002),
-    Ratio("processing stage, every core vs one thread", "test_bench_processor[all]",
-          "test_bench_processor[one]", 0.8),
+    # best rounds: the every-core run needs every core, so another process on the machine lands
+    # on its median (CI saw 0.84 by medians where the best rounds gave 1.02)
+    Ratio("processing stage, every core vs one thread (best)", "test_bench_processor[all]",
+          "test_bench_processor[one]", 0.8, stage_key="events_per_s_best",
+          baseline_key="events_per_s_best"),
     Ratio("emulator vs memory copy", "test_bench_full_physics_singles[one-core]",
           "test_bench_memcpy_baseline", 2e-4),
     # singles per DAQ CPU second (every DAQ thread, system time included) over the NumPy
@@ -67,7 +72,8 @@ def events_per_s(bench: dict, key: str = "events_per_s") -> float:
 
 
 def _value(r: Ratio, by_name: dict[str, dict]) -> float:
-    return events_per_s(by_name[r.stage], r.stage_key) / events_per_s(by_name[r.baseline])
+    return (events_per_s(by_name[r.stage], r.stage_key)
+            / events_per_s(by_name[r.baseline], r.baseline_key))
 
 
 def check(report: dict, ratios: tuple[Ratio, ...] = RATIOS) -> list[str]:
