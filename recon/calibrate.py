@@ -31,8 +31,13 @@ With ``--scatter`` the cylinder is reconstructed with scatter correction (``petd
 --scatter``): the factor then holds no object scatter, and is stored as
 ``scatter_corrected_counts_per_annihilation``, which scatter-corrected images are quantified with.
 
+The scatter correction scales its estimate to the tails outside the object, so a cylinder that
+fills a small bore (small-animal's 85 mm in a 100 mm field of view) cannot be scatter-corrected:
+``--diameter-mm`` takes a narrower one (30 mm, a mouse's, on small-animal).
+
 Run: ``python -m recon.calibrate SCANNER [--activity-mbq A] [--duration S] [--seed N]
-[--repeat K] [--scatter]``; it prints each measurement and the TOML lines to store.
+[--repeat K] [--diameter-mm D] [--scatter]``; it prints each measurement and the TOML lines to
+store.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -51,6 +57,9 @@ from recon.grid import Grid, default_grid
 from recon.quant import activity_concentration
 from recon.runimage import RUN_ITERATIONS, RunReconOptions, osem_counts, voxel_of
 from runstore.singlesrates import rate_table
+
+if TYPE_CHECKING:
+    from emulator.phantoms import Phantom
 
 #: The phantom and nuclide of the calibration.
 PHANTOM, NUCLIDE = "cylinder", "F-18"
@@ -79,6 +88,8 @@ class Calibration:
     dead_time_factor: float = 1.0
     """The acquisition's dead-time correction factor (:mod:`hw.deadtime`, with the scanner's
     singles dead time; 1 without one): the factor includes that dead time."""
+    diameter_mm: float = 0.0
+    """The calibration cylinder's diameter."""
 
     @property
     def ratio(self) -> float:
@@ -99,33 +110,44 @@ def central_region(grid: Grid, radius_mm: float, half_length_mm: float) -> np.nd
                            grid.shape).copy()
 
 
-def calibration_region(scanner: Scanner, grid: Grid) -> np.ndarray:
-    """The central region of the calibration cylinder on ``grid`` (see the module docstring)."""
-    from emulator import phantoms
+def calibration_phantom(scanner: Scanner, diameter_mm: float | None = None) -> Phantom:
+    """The calibration cylinder: the scanner's ``cylinder``
+    phantom, or one ``diameter_mm`` across (as long)."""
+    from emulator.phantoms.library import uniform_cylinder
 
-    shape = phantoms.get(PHANTOM, scanner).regions()["cylinder"].shape
+    if diameter_mm is not None and not 0 < diameter_mm < scanner.transaxial_fov_mm:
+        raise UserError(f"--diameter-mm {diameter_mm:g} must be > 0 and less than the "
+                        f"{scanner.transaxial_fov_mm:g} mm field of view of {scanner.name}")
+    return uniform_cylinder(scanner, diameter_mm)
+
+
+def calibration_region(scanner: Scanner, grid: Grid, diameter_mm: float | None = None
+                       ) -> np.ndarray:
+    """The central region of the calibration cylinder on ``grid`` (see the module docstring)."""
+    shape = calibration_phantom(scanner, diameter_mm).regions()["cylinder"].shape
     return central_region(grid, shape.semi_axes_mm[0] / 2, scanner.axial_fov_mm / 4)
 
 
-def cylinder_concentration_bq_ml(scanner: Scanner, activity_mbq: float) -> float:
+def cylinder_concentration_bq_ml(scanner: Scanner, activity_mbq: float,
+                                 diameter_mm: float | None = None) -> float:
     """True activity concentration (Bq/mL) of the calibration cylinder holding ``activity_mbq``."""
-    from emulator import phantoms
-
-    shape = phantoms.get(PHANTOM, scanner).regions()["cylinder"].shape
+    shape = calibration_phantom(scanner, diameter_mm).regions()["cylinder"].shape
     return activity_mbq * 1e6 / (shape.volume_mm3 / 1000.0)
 
 
 def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float = 10.0,
             seed: int = 1, *, calibration: float = 1.0, iterations: int = RUN_ITERATIONS,
             subsets: int | None = None, voxel_mm: float | None = None,
-            sensitivity_samples: int | None = None, scatter: bool = False) -> Calibration:
+            sensitivity_samples: int | None = None, scatter: bool = False,
+            diameter_mm: float | None = None) -> Calibration:
     """Emulate, sort and reconstruct the calibration cylinder (``petdaq recon``'s defaults:
     ``subsets`` None is :func:`recon.runimage.default_subsets`, ``voxel_mm`` None the scanner's
     ``default_voxel_mm``); the central region's mean in Bq/mL with ``calibration`` against the
     true concentration. With ``calibration=1`` their ratio is the cross-calibration factor; with
     the scanner's stored factor it is the accuracy of the quantification (1 when right).
     ``scatter``: with scatter correction (``petdaq recon --scatter``), for
-    :attr:`hw.scanner.Scanner.scatter_corrected_counts_per_annihilation`."""
+    :attr:`hw.scanner.Scanner.scatter_corrected_counts_per_annihilation`. ``diameter_mm``: a
+    cylinder of that diameter instead of the scanner's (:func:`calibration_phantom`)."""
     import coincidence
     import emulator
 
@@ -134,12 +156,12 @@ def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float
     scanner = scanner if isinstance(scanner, Scanner) else load_scanner(scanner)
     if scanner.kind != "pet":
         raise UserError(f"{scanner.name} is not a PET scanner: nothing to cross-calibrate")
+    phantom = calibration_phantom(scanner, diameter_mm)
     t0 = time.monotonic()
-    sim = emulator.simulate(scanner, PHANTOM, NUCLIDE, activity_mbq, duration_s, seed=seed)
+    sim = emulator.simulate(scanner, phantom, NUCLIDE, activity_mbq, duration_s, seed=seed)
     acq = scanner.acquisition
     coinc = coincidence.sort(sim.singles, scanner=scanner, window_ps=acq["coincidence_window_ps"],
                              energy_window_kev=acq["energy_window_kev"], delay_ps=acq["delay_ps"])
-    phantom = emulator.phantoms.get(PHANTOM, scanner)
     options = RunReconOptions(iterations=iterations, subsets=subsets, scatter=scatter,
                               voxel_mm=voxel_mm, sensitivity_samples=sensitivity_samples)
     grid = default_grid(scanner, voxel_of(options, scanner))
@@ -148,8 +170,8 @@ def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float
     nuclide = nuclides.get(NUCLIDE)
     bq_ml = activity_concentration(image, duration_s, nuclide.positron_fraction,
                                    nuclide.half_life_s, calibration).array
-    region = calibration_region(scanner, grid)
-    true = cylinder_concentration_bq_ml(scanner, activity_mbq)
+    region = calibration_region(scanner, grid, diameter_mm)
+    true = cylinder_concentration_bq_ml(scanner, activity_mbq, diameter_mm)
     measured = float(bq_ml[region].mean(dtype=np.float64))
     # the spread of 8 angular sectors of the region (independent noise) gives the error
     x, y, _ = grid.centres_mm()
@@ -164,7 +186,8 @@ def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float
     return Calibration(scanner.name, calibration, measured, true,
                        float(means.std(ddof=1) / np.sqrt(8) / means.mean()),
                        int((~delayed).sum()), int(delayed.sum()), activity_mbq, duration_s,
-                       seed, time.monotonic() - t0, dead_time)
+                       seed, time.monotonic() - t0, dead_time,
+                       phantom.regions()["cylinder"].shape.semi_axes_mm[0] * 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--scatter", action="store_true",
                    help="with scatter correction: the factor of `petdaq recon --scatter`")
+    p.add_argument("--diameter-mm", type=float, default=None,
+                   help="a cylinder of this diameter (default: the scanner's cylinder phantom); "
+                   "a scatter-corrected calibration needs room around it for the scatter tails")
     p.add_argument("--repeat", type=int, default=1,
                    help="independent acquisitions (seeds SEED, SEED + 1, ...), averaged")
     args = p.parse_args(argv)
@@ -184,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.scanner:
         runs = []
         for seed in range(args.seed, args.seed + args.repeat):
-            c = measure(name, args.activity_mbq, args.duration, seed, scatter=args.scatter)
+            c = measure(name, args.activity_mbq, args.duration, seed, scatter=args.scatter,
+                        diameter_mm=args.diameter_mm)
             runs.append(c)
             print(f"{c.scanner} seed {seed}: {c.prompts} prompts, {c.delayeds} delayeds; central "
                   f"region {c.measured_bq_ml:.1f} Bq/mL at calibration 1, true "
@@ -194,24 +221,27 @@ def main(argv: list[str] | None = None) -> int:
         spread = float(factors.std(ddof=1)) if factors.size > 1 else runs[0].error * factors[0]
         print(f"{name}: factor {factors.mean():.4f} +- {spread:.4f} "
               f"({'spread of ' + str(factors.size) + ' acquisitions' if factors.size > 1 else 'sectors'})"
-              f"\n{toml(runs, args.seed, args.scatter)}\n", flush=True)
+              f"\n{toml(runs, args.seed, args.scatter, args.diameter_mm)}\n", flush=True)
     return 0
 
 
-def toml(runs: list[Calibration], first_seed: int, scatter: bool) -> str:
+def toml(runs: list[Calibration], first_seed: int, scatter: bool,
+         diameter_mm: float | None = None) -> str:
     """The TOML lines of averaged measurements (acquisitions of seeds ``first_seed``, ...), with
     the method in a comment."""
     c = runs[0]
     factors = np.array([r.factor for r in runs])
     command = (f"python -m recon.calibrate {c.scanner} --activity-mbq {c.activity_mbq:g} "
                f"--duration {c.duration_s:g} --seed {first_seed} --repeat {len(runs)}"
+               + (f" --diameter-mm {diameter_mm:g}" if diameter_mm else "")
                + (" --scatter" if scatter else ""))
     key = ("scatter_corrected_counts_per_annihilation" if scatter
            else "counts_per_annihilation")
     return (f"[quantification]\n"
             f"# Cross-calibration, reconstructed counts per true annihilation, measured by\n"
             f"# `{command}`:\n"
-            f"# emulated uniform F-18 cylinder ({len(runs)} x ~{c.prompts // 1000} k prompts), "
+            f"# emulated uniform F-18 cylinder {c.diameter_mm:.0f} mm across "
+            f"({len(runs)} x ~{c.prompts // 1000} k prompts), "
             f"LM-OSEM TOF with randoms{', scatter' if scatter else ''} and attenuation\n"
             f"# correction, mean of the central region over the true concentration "
             f"(factors {', '.join(f'{f:.3f}' for f in factors)}).\n"

@@ -12,6 +12,7 @@ import pytest
 from test_recon_sampler import recon_cache  # noqa: F401
 
 from hw import load_scanner
+from infra.errors import UserError
 from recon import calibrate, figures
 from recon.grid import Grid, default_grid
 from recon.osem import lm_mlem, lm_osem
@@ -74,6 +75,27 @@ def test_emulated_uniform_cylinder_reconstructs_to_its_concentration(name, recor
           f"(ratio {result.ratio:.3f} +- {result.error:.3f}), {result.seconds:.0f} s")
     assert result.prompts > 20_000
     assert result.ratio == pytest.approx(1.0, abs=0.10)
+
+
+def test_calibration_cylinder_of_a_chosen_diameter() -> None:
+    """``python -m recon.calibrate --diameter-mm``: a cylinder that leaves the scatter tails room
+    on a small bore, its true concentration, the TOML lines that name it, and a clear error for a
+    cylinder wider than the field of view."""
+    scanner = load_scanner("small-animal")
+    shape = calibrate.calibration_phantom(scanner, 30.0).regions()["cylinder"].shape
+    assert shape.semi_axes_mm[:2] == (15.0, 15.0)
+    volume_ml = np.pi * 1.5 ** 2 * (2 * shape.semi_axes_mm[2] / 10)
+    assert calibrate.cylinder_concentration_bq_ml(scanner, 5.0, 30.0) == pytest.approx(
+        5e6 / volume_ml, rel=1e-6)
+    with pytest.raises(UserError, match="--diameter-mm 120 must be > 0 and less than the 100 mm"):
+        calibrate.calibration_phantom(scanner, 120.0)
+    runs = [calibrate.Calibration("small-animal", 1.0, f * 1000.0, 1000.0, 0.01, 500_000, 10_000,
+                                  5.0, 10.0, seed, 60.0, 1.002, 30.0)
+            for seed, f in ((1, 0.30), (2, 0.32))]
+    lines = calibrate.toml(runs, 1, scatter=True, diameter_mm=30.0)
+    assert "--repeat 2 --diameter-mm 30 --scatter" in lines
+    assert "cylinder 30 mm across" in lines
+    assert "scatter_corrected_counts_per_annihilation = 0.310" in lines
 
 
 @pytest.mark.slow
