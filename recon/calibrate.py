@@ -111,8 +111,8 @@ def central_region(grid: Grid, radius_mm: float, half_length_mm: float) -> np.nd
 
 
 def calibration_phantom(scanner: Scanner, diameter_mm: float | None = None) -> Phantom:
-    """The calibration cylinder: the scanner's ``cylinder``
-    phantom, or one ``diameter_mm`` across (as long)."""
+    """The calibration cylinder: the scanner's ``cylinder`` phantom, or one ``diameter_mm``
+    across of the same length."""
     from emulator.phantoms.library import uniform_cylinder
 
     if diameter_mm is not None and not 0 < diameter_mm < scanner.transaxial_fov_mm:
