@@ -90,8 +90,8 @@ class Sorter:
         sorter's own buffers), saying (bad crystal id, in time order) as
         :func:`parallel.copy_in_window`. The caller saves a copy of every single outside the
         window (the DAQ's energy gate keeps only those inside it). Returns the coincidences now
-        complete, as :meth:`feed`; or None, with nothing added, when a piece had a bad crystal id or the
-        chunk is out of order: :meth:`feed` it then."""
+        complete, as :meth:`feed`; or None, with nothing added, when a piece had a bad crystal
+        id or the chunk is out of order: :meth:`feed` it then."""
         n_old = self._make_room(int(sum(counts)))
         end = parallel.write_pieces(self.workers, counts, write, (self._t, self._c, self._e),
                                     n_old)
