@@ -226,14 +226,13 @@ def _scan(buf, lo, hi, discarding, period_ps, tdc_bits, cmask, cmap, use_map, wo
         frames[r, F_BOARD], frames[r, F_TYPE], frames[r, F_SEQ] = b, ftype, (h0 >> 32) & 0xFFFFFFFF
         frames[r, F_NW], frames[r, F_WORD] = nw, w
         frames[r, F_CRC] = load_u64(raw, m - CRC_BYTES) & 0xFFFFFFFF
-        for j in range(nw):
-            words[w + j] = load_u64(raw, HEADER_BYTES + 8 * j)
         counts[2] += (ftype == RUN_START) | (ftype == RUN_STOP)
-        if ftype == EVENTS and nw > 0:
-            c0 = words[w] & cmask
+        if ftype == EVENTS and nw > 0:  # the words copied and their counters chained at once
+            c0 = load_u64(raw, HEADER_BYTES) & cmask
             rel, before, good = 0, c0, 0
             for j in range(nw):
-                v = words[w + j]
+                v = load_u64(raw, HEADER_BYTES + 8 * j)
+                words[w + j] = v
                 rel += _step(before, v, cmask)
                 before = v
                 ch = (v >> 40) & 0xFFF
@@ -241,6 +240,9 @@ def _scan(buf, lo, hi, discarding, period_ps, tdc_bits, cmask, cmap, use_map, wo
                                           and cmap[b, ch] >= 0)
             frames[r, F_C0], frames[r, F_REL] = c0, rel
             frames[r, F_GOOD] = good
+        else:
+            for j in range(nw):
+                words[w + j] = load_u64(raw, HEADER_BYTES + 8 * j)
         w += nw
         r += 1
     return frames[:r]
