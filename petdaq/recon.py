@@ -33,9 +33,10 @@ from petdaq.reconspect import is_spect_run, recon_spect_run
 from recon.png import DISPLAY_FWHM_MM
 from recon.runimage import (
     RUN_ITERATIONS,
+    RUN_UPDATES,
     RunReconOptions,
-    default_subsets,
     reconstruct_run,
+    schedule,
 )
 from recon.system import DEFAULT_SAMPLES
 from runstore.facts import RunFacts
@@ -51,10 +52,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "workers")
     p.add_argument("--scanner", help="scanner name or .toml (default: the run's)")
     p.add_argument("--iterations", type=int, default=None,
-                   help=f"OSEM iterations (default {RUN_ITERATIONS}; SPECT 4)")
+                   help=f"OSEM iterations (default: {RUN_UPDATES} updates, iterations x "
+                        f"subsets, at least {RUN_ITERATIONS} iterations; SPECT 4)")
     p.add_argument("--subsets", type=int, default=None,
-                   help="OSEM subsets (default: one per 50 k prompts, 1 to 10: fewer events per "
-                        "subset bias list-mode OSEM low)")
+                   help="OSEM subsets (default: one per 50 k prompts, 1 to 10, a divisor of "
+                        f"{RUN_UPDATES}: fewer events per subset bias list-mode OSEM low)")
     p.add_argument("--tof", action=argparse.BooleanOptionalAction, default=True,
                    help="use time of flight (default on)")
     p.add_argument("--randoms", action=argparse.BooleanOptionalAction, default=True,
@@ -191,8 +193,6 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     if args.display_fwhm < 0:
         raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
     args.iterations_given = args.iterations is not None
-    if not args.iterations_given:
-        args.iterations = RUN_ITERATIONS
     if is_spect_run(args.run):
         return recon_spect_run(args)
     if args.lv_axis or args.photopeak_kev is not None:
@@ -215,12 +215,13 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     out = _out_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
-    progress = Progress(f"recon {Path(args.run).name}", args.iterations * subsets,
+    chosen = schedule(options, coinc)
+    subsets = chosen.subsets
+    progress = Progress(f"recon {Path(args.run).name}", chosen.iterations * subsets,
                         unit="subsets")
-    made = reconstruct_run(coinc, header, facts, scanner, replace(options, subsets=subsets),
+    made = reconstruct_run(coinc, header, facts, scanner, chosen,
                            callback=lambda it, sub, _img: progress.update(it * subsets + sub + 1))
-    progress.close(args.iterations * subsets)
+    progress.close(chosen.iterations * subsets)
     image, quantified, phantom = made.image, made.quantified, made.phantom
     files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
     if args.dicom and quantified is not None:

@@ -12,9 +12,9 @@ Method (that of a clinical cross-calibration, on the emulator): the scanner's ``
 phantom (water, NEMA NU 2's 203 mm across or 85 % of the transaxial field of view when smaller,
 twice the axial field of view long) filled with F-18 of known total activity, sorted with the
 scanner's default settings (:func:`coincidence.sort`) and reconstructed as ``petdaq recon`` does
-by default (LM-OSEM, 2 iterations, one subset per 50 k prompts up to 10, TOF, randoms from the
-delayeds, attenuation from the phantom's mu-map, the scanner's default voxel,
-``[reconstruction] voxel_mm``); the image in Bq/mL with calibration 1 is averaged over the
+by default (LM-OSEM of 20 updates: one subset per 50 k prompts up to 10, iterations to match;
+TOF, randoms from the delayeds, attenuation from the phantom's mu-map, the scanner's default
+voxel, ``[reconstruction] voxel_mm``); the image in Bq/mL with calibration 1 is averaged over the
 central region (radius half the cylinder's, axial half-length a quarter of the axial field of
 view: away from the edges and the low-sensitivity axial ends) and divided by the true
 concentration at the scan start.
@@ -55,7 +55,7 @@ from hw.scanner import Scanner, load_scanner
 from infra.errors import UserError
 from recon.grid import Grid, default_grid
 from recon.quant import activity_concentration
-from recon.runimage import RUN_ITERATIONS, RunReconOptions, osem_counts, voxel_of
+from recon.runimage import RunReconOptions, osem_counts, voxel_of
 from runstore.singlesrates import rate_table
 
 if TYPE_CHECKING:
@@ -136,14 +136,14 @@ def cylinder_concentration_bq_ml(scanner: Scanner, activity_mbq: float,
 
 
 def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float = 10.0,
-            seed: int = 1, *, calibration: float = 1.0, iterations: int = RUN_ITERATIONS,
+            seed: int = 1, *, calibration: float = 1.0, iterations: int | None = None,
             subsets: int | None = None, voxel_mm: float | None = None,
             sensitivity_samples: int | None = None, scatter: bool = False,
             diameter_mm: float | None = None) -> Calibration:
     """Emulate, sort and reconstruct the calibration cylinder (``petdaq recon``'s defaults:
-    ``subsets`` None is :func:`recon.runimage.default_subsets`, ``voxel_mm`` None the scanner's
-    ``default_voxel_mm``); the central region's mean in Bq/mL with ``calibration`` against the
-    true concentration. With ``calibration=1`` their ratio is the cross-calibration factor; with
+    ``iterations`` and ``subsets`` None as :func:`recon.runimage.schedule`, ``voxel_mm`` None
+    the scanner's ``default_voxel_mm``); the central region's mean in Bq/mL with
+    ``calibration`` against the true concentration. With ``calibration=1`` their ratio is the cross-calibration factor; with
     the scanner's stored factor it is the accuracy of the quantification (1 when right).
     ``scatter``: with scatter correction (``petdaq recon --scatter``), for
     :attr:`hw.scanner.Scanner.scatter_corrected_counts_per_annihilation`. ``diameter_mm``: a

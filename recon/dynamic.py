@@ -2,9 +2,9 @@
 
 Every frame gets the run's LM-OSEM (TOF, randoms from the frame's own delayeds, the phantom's
 attenuation; the sensitivity image is shared, cached once per scanner and grid) with the same
-number of sub-iterations as a run's image (subsets by the frame's prompts, iterations so that
-subsets x iterations stays :data:`SUB_ITERATIONS`), and is quantified in Bq/mL decay-corrected to
-the scan's start and corrected for its own dead time (the run's singles rates in the frame).
+number of updates as a run's image (subsets by the frame's prompts, iterations so that subsets x
+iterations stays :data:`recon.runimage.RUN_UPDATES`), and is quantified in Bq/mL decay-corrected
+to the scan's start and corrected for its own dead time (the run's singles rates in the frame).
 Frames are reconstructed one after the other, each on every core, or as tasks
 on a Dask cluster's workers, each reading the run's list-mode file where it lies.
 """
@@ -22,21 +22,17 @@ from hw.deadtime import RateTable
 from infra.cluster import run_all, worker_threads
 from recon.frames import Frame, check_frames
 from recon.runimage import (
-    RUN_ITERATIONS,
     RunReconOptions,
     calibration_of,
     dead_time_of,
-    default_subsets,
     describe,
     nuclide_of,
     osem_counts,
     run_phantom,
     scatter_scale_of,
+    schedule,
 )
 from runstore.facts import RunFacts
-
-#: Sub-iterations (subsets x iterations) of every frame: those of a run's image at 10 subsets.
-SUB_ITERATIONS = RUN_ITERATIONS * 10
 
 
 @dataclass
@@ -62,13 +58,11 @@ class DynamicImage:
 
 
 def frame_options(options: RunReconOptions, coinc: np.ndarray) -> RunReconOptions:
-    """The options of a frame: subsets by its prompts (:func:`default_subsets`, down to a
-    divisor of :data:`SUB_ITERATIONS`), iterations so that every frame gets that many updates
-    (a short frame is not left unconverged); more where ``options`` ask for more."""
-    subsets = options.subsets or max(d for d in range(1, default_subsets(coinc) + 1)
-                                     if SUB_ITERATIONS % d == 0)
-    return replace(options, subsets=subsets,
-                   iterations=max(options.iterations, math.ceil(SUB_ITERATIONS / subsets)))
+    """The options of a frame: as a run's image (:func:`recon.runimage.schedule`), every frame
+    given :data:`recon.runimage.RUN_UPDATES` updates (a short frame is not left unconverged)
+    even where ``options`` ask for fewer iterations; more where they ask for more."""
+    chosen = schedule(replace(options, iterations=None), coinc)
+    return replace(chosen, iterations=max(options.iterations or 1, chosen.iterations))
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,22 @@ from infra.errors import UserError
 from runstore.facts import RunFacts
 
 RUN_ITERATIONS = 2
-"""LM-OSEM iterations of a run's image (those of the scanners' cross-calibration,
-``python -m recon.calibrate``)."""
+"""LM-OSEM iterations of a run's image at the most subsets (those of the scanners'
+cross-calibration, ``python -m recon.calibrate``)."""
+RUN_UPDATES = RUN_ITERATIONS * 10
+"""EM updates (iterations x subsets) of a run's or a frame's image by default: those of the
+cross-calibration (:data:`RUN_ITERATIONS` at 10 subsets), so that a short scan, given fewer
+subsets, is not left less converged than the calibration (:func:`schedule`)."""
 
 
 @dataclass(frozen=True)
 class RunReconOptions:
     """How a run is reconstructed (the defaults are the product's)."""
 
-    iterations: int = RUN_ITERATIONS
+    iterations: int | None = None
+    """None: :data:`RUN_UPDATES` updates at the subsets (:func:`schedule`)."""
     subsets: int | None = None
-    """None: :func:`default_subsets`."""
+    """None: by the prompts (:func:`schedule`)."""
     tof: bool = True
     randoms: bool = True
     """Randoms from the delayed coincidences."""
@@ -87,10 +92,11 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner
     scaled by ``scatter_scale`` (None: fitted to these coincidences' tails)."""
     import recon
 
+    options = schedule(options, coinc)
     grid = recon.default_grid(scanner, voxel_of(options, scanner))
     mu = phantom.mu_map(grid, 511.0) if options.attenuation and phantom is not None else None
     window = header.get("window_ps")
-    subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
+    subsets = options.subsets
 
     def osem(iterations: int, scatter: np.ndarray | None, call: Any) -> Any:
         return recon.lm_osem(
@@ -129,7 +135,7 @@ def scatter_scale_of(coinc: np.ndarray, header: dict[str, Any], phantom: Any, sc
     from recon.system import min_sector_difference
 
     grid = recon.default_grid(scanner, voxel_of(options, scanner))
-    subsets = options.subsets if options.subsets is not None else default_subsets(coinc)
+    subsets = schedule(options, coinc).subsets
     first = osem_counts(coinc, header, phantom, scanner,
                         replace(options, scatter=False, subsets=subsets,
                                 iterations=scatter_first_iterations(subsets)))
@@ -184,6 +190,17 @@ def default_subsets(coinc: np.ndarray, most: int = 10) -> int:
     events per subset, 15 % low at 9 k), so short acquisitions get fewer subsets."""
     prompts = int(np.count_nonzero(coinc["delayed"] == 0))
     return int(np.clip(prompts // EVENTS_PER_SUBSET, 1, most))
+
+
+def schedule(options: RunReconOptions, coinc: np.ndarray) -> RunReconOptions:
+    """``options`` with the subsets and iterations settled: the subsets given, else one per
+    :data:`EVENTS_PER_SUBSET` prompts (:func:`default_subsets`) down to a divisor of
+    :data:`RUN_UPDATES`; the iterations given, else enough for :data:`RUN_UPDATES` updates
+    (a scan of 60 k prompts: 1 subset, 20 iterations; of 5 M: 10 subsets, 2 iterations)."""
+    subsets = options.subsets or max(d for d in range(1, default_subsets(coinc) + 1)
+                                     if RUN_UPDATES % d == 0)
+    iterations = options.iterations or max(RUN_ITERATIONS, -(-RUN_UPDATES // subsets))
+    return replace(options, subsets=subsets, iterations=iterations)
 
 
 def run_phantom(facts: RunFacts, scanner: Any) -> Any:

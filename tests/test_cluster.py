@@ -108,7 +108,9 @@ def test_a_killed_worker_costs_only_its_shard(client, tmp_path):
             killed = True
     assert killed and sharded.shards_done == len(sharded.bounds)
     assert np.array_equal(np.concatenate(parts), alone)
-    assert not list((tmp_path / "shards").glob("*.npz"))
+    assert not list((tmp_path / "shards").glob("shard-*.npz"))  # every shard taken and removed
+    sharded.remove()  # with what the killed worker was writing, if it was (a hidden .partial-)
+    assert not (tmp_path / "shards").exists()
 
 
 def test_a_killed_worker_during_a_count_rate_study(client, tmp_path):

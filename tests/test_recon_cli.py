@@ -132,3 +132,22 @@ def test_recon_of_a_file_without_prompts_says_so(brain, tmp_path):
         with pytest.raises(UserError, match="holds no prompt coincidences"):
             args.func(args)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("prompts, given, chosen", [
+    (60_000, (None, None), (20, 1)),      # a short scan: one subset, the calibration's 20 updates
+    (120_000, (None, None), (10, 2)),
+    (350_000, (None, None), (4, 5)),      # 7 subsets by the prompts, down to a divisor of 20
+    (5_000_000, (None, None), (2, 10)),   # the cross-calibration's own schedule
+    (60_000, (1, None), (1, 1)),          # what the user gives is kept
+    (5_000_000, (None, 3), (7, 3)),
+], ids=["60k", "120k", "350k", "5M", "given iterations", "given subsets"])
+def test_a_run_image_gets_the_calibrations_updates_by_default(prompts, given, chosen) -> None:
+    """``petdaq recon``'s default schedule (iterations, subsets): 20 EM updates whatever the
+    scan's length, as the cross-calibration's (2 iterations x 10 subsets)."""
+    coinc = np.zeros(prompts + 10, [("delayed", np.uint8)])
+    coinc["delayed"][:10] = 1
+    options = runimage.RunReconOptions(iterations=given[0], subsets=given[1])
+    got = runimage.schedule(options, coinc)
+    assert (got.iterations, got.subsets) == chosen
+    assert got.iterations * got.subsets >= runimage.RUN_UPDATES or given[0] is not None
