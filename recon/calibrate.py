@@ -143,8 +143,9 @@ def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float
     """Emulate, sort and reconstruct the calibration cylinder (``petdaq recon``'s defaults:
     ``iterations`` and ``subsets`` None as :func:`recon.runimage.schedule`, ``voxel_mm`` None
     the scanner's ``default_voxel_mm``); the central region's mean in Bq/mL with
-    ``calibration`` against the true concentration. With ``calibration=1`` their ratio is the cross-calibration factor; with
-    the scanner's stored factor it is the accuracy of the quantification (1 when right).
+    ``calibration`` against the true concentration. With ``calibration=1`` their ratio is the
+    cross-calibration factor; with the scanner's stored factor it is the accuracy of the
+    quantification (1 when right).
     ``scatter``: with scatter correction (``petdaq recon --scatter``), for
     :attr:`hw.scanner.Scanner.scatter_corrected_counts_per_annihilation`. ``diameter_mm``: a
     cylinder of that diameter instead of the scanner's (:func:`calibration_phantom`)."""
