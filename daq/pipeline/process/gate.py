@@ -1,14 +1,15 @@
 """The PET singles' gate before the time merge: calibrated, counted and windowed as they arrive.
 
-One pass over every decoded single, by pieces on the workers: its energy (``float32(adc) *
-scale[crystal]``, as :meth:`daq.pipeline.process.calibration.Calibration.apply`), the monitor's
-energy spectrum and hit map, the singles rates of the dead-time correction
-(:mod:`runstore.singlesrates`); the singles in the energy window are kept (t, crystal, energy)
-and handed to the time merge. The merge and the coincidence sorter then handle the windowed
-singles alone (a sixth of them behind the NU 2 phantom's scatter). A single older than the time
-the merge has already released through is *late*: counted apart (the journal keeps it, ``petdaq
-replay`` recovers it), never counted or merged. The counts are integers summed over the
-workers: the same for any number of them.
+Every decoded single, by pieces on the workers (three short passes a piece:
+:func:`gate_piece`): its energy (``float32(adc) * scale[crystal]``, as
+:meth:`daq.pipeline.process.calibration.Calibration.apply`), the monitor's energy spectrum and
+hit map, the singles rates of the dead-time correction (:mod:`runstore.singlesrates`); the
+singles in the energy window are kept (t, crystal, energy) and handed to the time merge. The
+merge and the coincidence sorter then handle the windowed singles alone (a sixth of them behind
+the NU 2 phantom's scatter). A single older than the time the merge has already released
+through is *late*: counted apart (the journal keeps it, ``petdaq replay`` recovers it), never
+counted or merged. The counts are integers summed over the workers: the same for any number of
+them.
 """
 
 from __future__ import annotations
