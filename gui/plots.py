@@ -26,11 +26,20 @@ def nice_ceiling(x: float) -> float:
     return next(m * decade for m in _STEPS if m * decade >= x * (1 - 1e-12))
 
 
+_DECADE_NAMES = {0: "", 3: " k", 6: " M", 9: " G"}
+
+
+def decade_label(k: int) -> str:
+    """The label of 10^k: "10 k", "1 M"; below 1 or from 10^12 as a number ("0.1", "1e+12")."""
+    if k - k % 3 in _DECADE_NAMES:
+        return f"{10 ** (k % 3)}{_DECADE_NAMES[k - k % 3]}"
+    return f"{10.0 ** k:g}"
+
+
 def decade_ticks(lo: int, hi: int) -> list[list[tuple[float, str]]]:
-    """Ticks of a log10 axis from 10^lo to 10^hi: labelled decades ("10 k", "1 M") and
+    """Ticks of a log10 axis from 10^lo to 10^hi: labelled decades ("10 k", "1 M", "0.1") and
     unlabelled minor ticks."""
-    names = {0: "", 3: " k", 6: " M", 9: " G"}
-    major = [(float(k), f"{10 ** (k % 3)}{names[k - k % 3]}") for k in range(lo, hi + 1)]
+    major = [(float(k), decade_label(k)) for k in range(lo, hi + 1)]
     minor = [(k + math.log10(m), "") for k in range(lo, hi) for m in range(2, 10)]
     return [major, minor]
 

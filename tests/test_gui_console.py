@@ -628,6 +628,9 @@ def test_axis_ranges_move_in_round_steps():
     major, minor = decade_ticks(3, 6)
     assert [label for _, label in major] == ["1 k", "10 k", "100 k", "1 M"]
     assert len(minor) == 3 * 8 and all(label == "" for _, label in minor)
+    # a rate below 1 per second (a dynamic scan's first delayeds, NECR) has decades too
+    major, _ = decade_ticks(-3, 1)
+    assert [label for _, label in major] == ["0.001", "0.01", "0.1", "1", "10"]
 
 
 def test_the_scan_form_chooses_how_the_boards_pack(qtbot, console):
