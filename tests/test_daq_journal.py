@@ -155,10 +155,10 @@ while True:
     assert len(got) >= 1000
 
 
-def test_a_read_of_several_pieces_is_one_block_and_buffers_are_not_copied(tmp_path: Path) -> None:
-    """A receiver's read (several ZeroMQ messages) goes in as one block, its pieces written as
-    they are; a writable buffer is copied (it could change before the flush); a piece beyond the
-    largest block is split across blocks with the same bytes."""
+def test_a_read_of_several_pieces_is_one_block_copied_as_it_is_appended(tmp_path: Path) -> None:
+    """A receiver's read (several ZeroMQ messages) goes in as one block, its pieces copied into
+    the journal's ring at once (a buffer that changes afterwards changes nothing); a piece
+    beyond the largest block is split across blocks with the same bytes."""
     from daq.pipeline.links import journal
 
     path = tmp_path / "j.bpj"
@@ -336,3 +336,57 @@ def test_a_failed_direct_write_is_a_clear_error_and_keeps_whole_blocks(
         w.close()
     got = [(s, p) for s, _t, p in read_journal(path)]
     assert got == blocks[:len(got)] and len(got) >= 100
+
+
+def test_held_blocks_lap_the_ring_and_every_block_is_written_whole(tmp_path: Path) -> None:
+    """Blocks held until read (as the DAQ's decoder reads them) go round a 2 MiB ring several
+    times: each payload reads back where it lies (in two pieces where it reaches the ring's
+    end), and the file holds every block, through direct writes that start mid-ring."""
+    path = tmp_path / "j.bpj"
+    blocks = [(k % 4, bytes([k % 251]) * (20_000 + 997 * (k % 13))) for k in range(400)]
+    w = JournalWriter(path, buffer_bytes=100_000, ring_bytes=2 << 20)
+    assert w._ring.capacity == 2 << 20
+    split = 0
+    for stream, payload in blocks:
+        held = w.append(stream, payload, hold=True)
+        assert b"".join(bytes(v) for v in held.views) == payload
+        assert all(v.readonly for v in held.views)
+        split += len(held.views) > 1
+        w.release(held)
+    w.close()
+    assert sum(len(p) for _, p in blocks) > 4 * (2 << 20) and split >= 3
+    assert [(s, p) for s, _t, p in read_journal(path)] == blocks
+
+
+def test_an_append_waits_while_the_ring_is_full_of_held_blocks(tmp_path: Path) -> None:
+    """Back-pressure, never an overwrite: with the ring full of blocks not yet read, the next
+    append waits until one is released; the held bytes are intact meanwhile."""
+    import threading
+
+    w = JournalWriter(tmp_path / "j.bpj", ring_bytes=2 << 20)
+    payloads = [bytes([k]) * 450_000 for k in range(4)]
+    held = [w.append(0, p, hold=True) for p in payloads]
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (w.append(1, b"n" * 450_000), done.set()), daemon=True)
+    t.start()
+    assert not done.wait(0.5)  # 4 x 450 kB held + 450 kB more > 2 MiB
+    assert [b"".join(bytes(v) for v in h.views) for h in held] == payloads
+    w.release(held[0])
+    assert done.wait(10.0)
+    for h in held[1:]:
+        w.release(h)
+    w.close()
+    assert [p for _s, _t, p in read_journal(tmp_path / "j.bpj")] == [*payloads, b"n" * 450_000]
+
+
+def test_a_closed_journal_gives_its_ring_to_the_next(tmp_path: Path) -> None:
+    """The ring's memory is made and touched once and reused by the process's next journal."""
+    w = JournalWriter(tmp_path / "a.bpj", ring_bytes=6 << 20)
+    ring = w._ring
+    w.append(0, b"x" * 1000)
+    w.close()
+    w = JournalWriter(tmp_path / "b.bpj", ring_bytes=6 << 20)
+    assert w._ring is ring
+    w.append(0, b"y" * 1000)
+    w.close()
+    assert [p for _s, _t, p in read_journal(tmp_path / "b.bpj")] == [b"y" * 1000]

@@ -3,9 +3,10 @@
 Threads:
 
 - one **receiver** per source (board link), or one for all the ZeroMQ links (a poll over their
-  sockets): read bytes (ZeroMQ: up to 64 messages a link, left in ZeroMQ's buffers), append
-  them to the journal (first, always; one block per link, written from those buffers) and hand
-  them to the processing thread over a queue bounded in bytes (:mod:`daq.pipeline.links.handover`).
+  sockets): read bytes (ZeroMQ: up to 64 messages a link), append them to the journal (first,
+  always; one block per link, copied into the journal's receive ring, where they stay until
+  decoded: :mod:`daq.pipeline.links.ring`) and hand them to the processing thread over a queue
+  bounded in bytes (:mod:`daq.pipeline.links.handover`).
   A full queue blocks the receiver, which is back-pressure towards the link (ZeroMQ's
   high-water mark), never a silent drop;
 - the **processing** thread and its workers (``threads`` in all, :class:`infra.pool.Workers`): take
@@ -38,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from daq.pipeline.cpu import CpuMeter, ThreadClock
-from daq.pipeline.links.handover import BATCH_BYTES, Handover
-from daq.pipeline.links.journal import JournalError, JournalWriter
+from daq.pipeline.links.handover import BATCH_BYTES, MAX_BYTES, Handover, ring_bytes
+from daq.pipeline.links.journal import Held, JournalError, JournalWriter
 from daq.pipeline.links.sources import Source, ZmqLinks, ZmqSource
 from daq.pipeline.process.calibration import Calibration
 from daq.pipeline.process.processor import Processor, SortSettings
@@ -137,7 +138,9 @@ class Acquisition:
         self.duration_s, self.no_data_timeout_s = duration_s, no_data_timeout_s
         self.calibration = calibration
         self.workers = Workers(threads, "worker", clock=self.cpu.clock)
-        self.journal = JournalWriter(run.journal, cpu=self.cpu, min_free_bytes=MIN_FREE_BYTES)
+        queue_bytes = queue_bytes or MAX_BYTES
+        self.journal = JournalWriter(run.journal, cpu=self.cpu, min_free_bytes=MIN_FREE_BYTES,
+                                     ring_bytes=ring_bytes(queue_bytes))
         self.processor = Processor(scanner, calibration, sort, None, quiet_timeout_s,
                                    on_coincidences, scan_duration_s or duration_s,
                                    self.workers)
@@ -150,7 +153,7 @@ class Acquisition:
         self.streams = [StreamState(s.describe, wire.Decoder(scanner)) for s in sources]
         self.processor.preallocate(BATCH_BYTES, len(sources))
         self.quiet_timeout_s = quiet_timeout_s
-        self._queue = Handover(queue_bytes) if queue_bytes else Handover()
+        self._queue = Handover(queue_bytes)
         self._stop = threading.Event()
         self._done = threading.Event()
         self.reason = ""
@@ -297,12 +300,12 @@ class Acquisition:
         state.idle_since = None
         if self._first_data_at is None:
             self._first_data_at = time.monotonic()
-        self.journal.append(index, parts)
+        held = self.journal.append(index, parts, hold=True)
         clock.lap("journal")
-        n = sum(len(p) for p in parts)
+        n = sum(len(p) for p in held.views)
         state.bytes += n
         state.handed += 1
-        self._queue.put((index, parts), n, self._stop.is_set)
+        self._queue.put((index, held), n, self._stop.is_set)
         clock.lap("hand-over")
 
     def _end_link(self, index: int) -> None:
@@ -323,12 +326,14 @@ class Acquisition:
                 break
             parts: dict[int, list] = {}
             taken = [0] * len(self.streams)
-            ended = []
+            ended: list[StreamState] = []
+            held: list[Held] = []
             for index, data in items:
                 if data is None:
                     ended.append(self.streams[index])
                 else:
-                    parts.setdefault(index, []).extend(data)
+                    parts.setdefault(index, []).extend(data.views)
+                    held.append(data)
                     taken[index] += 1
             if not failed:
                 links = [(self.streams[i].decoder, p) for i, p in sorted(parts.items())]
@@ -342,6 +347,8 @@ class Acquisition:
                     failed = True
                     self.fail(f"processing failed ({type(exc).__name__}: {exc}); the journal "
                               "has every event (petdaq recover)")
+            for h in held:  # decoded: their room in the ring goes back to the receivers
+                self.journal.release(h)
             for state, n in zip(self.streams, taken, strict=True):
                 state.decoded += n
             for state in ended:

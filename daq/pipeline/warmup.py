@@ -1,11 +1,13 @@
-"""The DAQ's kernels compiled before the boards stream: a moment of scan through the processing.
+"""The DAQ made ready before the boards stream: its kernels compiled, its receive ring touched.
 
 On the first run after an install numba compiles the decoder, the merge, the calibration and the
 sorter (tens of seconds on 2 cores). Done on the first frames, that time would show as a DAQ
 that takes nothing and then the whole scan in a burst; done here, before the boards start, a
-run's live progress and its lag are those of the processing itself. The synthetic scan takes
-the paths a real one takes: read-only buffers as the receivers hand them over, frames cut
-across buffers, several hand-overs, chunks large enough for the parallel sort.
+run's live progress and its lag are those of the processing itself. The run's receive ring
+(:mod:`daq.pipeline.links.ring`, a few hundred MB) is made here too, its every page touched,
+and kept for the run that follows. The synthetic scan takes the paths a real one takes:
+read-only buffers as the receivers hand them over, frames cut across buffers, several
+hand-overs, chunks large enough for the parallel sort.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from daq.pipeline.links.handover import ring_bytes
+from daq.pipeline.links.ring import ReceiveRing
 from daq.pipeline.process.calibration import Calibration
 from daq.pipeline.process.processor import Processor, SortSettings
 from hw import wire
@@ -33,8 +37,9 @@ def warm_up(scanner: Scanner, sort: SortSettings, calibration: Calibration,
             scan_duration_s: float | None = None) -> np.ndarray:
     """Decode, merge, calibrate and sort ``events_per_board`` (RAW_DTYPE; by default
     :func:`synthetic_events`) in a processor that writes nothing; the kernels are then
-    compiled (or loaded from numba's cache) for the run that follows. Returns the
-    coincidences sorted (for warming what consumes them)."""
+    compiled (or loaded from numba's cache) for the run that follows, and its receive ring is
+    ready. Returns the coincidences sorted (for warming what consumes them)."""
+    ReceiveRing.take(ring_bytes()).give_back()  # touched now, taken again by the run's journal
     boards = events_per_board if events_per_board is not None else synthetic_events(scanner)
     sorted_out: list[np.ndarray] = []
     workers = Workers(threads, "warm-up")

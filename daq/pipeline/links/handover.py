@@ -25,6 +25,13 @@ LINGER_S = 0.05
 """The longest a batch waits to grow to MIN_BATCH_BYTES (s): the live chain's added latency."""
 
 
+def ring_bytes(queue_bytes: int = MAX_BYTES) -> int:
+    """The journal's receive ring (:mod:`daq.pipeline.links.ring`) behind a queue of
+    ``queue_bytes``: what the queue holds, the batch being decoded and the block being
+    appended, and the journal's blocks not yet written."""
+    return queue_bytes + 2 * BATCH_BYTES + (8 << 20)
+
+
 class Handover:
     """A queue of ``(item, n_bytes)`` bounded at ``max_bytes`` (an item bigger than the bound
     still goes in, alone)."""

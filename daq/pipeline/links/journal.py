@@ -13,13 +13,17 @@ so a run can always be replayed or recovered from it. A block is::
     24     4     CRC-32 (zlib) of bytes 0..23 (the header itself)
     28     n     payload: the bytes read from the link, unmodified
 
-Blocks are buffered in memory (the received buffers themselves: no copy) and handed to the
-operating system in one ``writev`` (with direct I/O where the file system has it: one copy into
-an aligned buffer, none into the page cache, :mod:`daq.pipeline.links.directio`) when they reach
-``buffer_bytes`` and at least every ``flush_interval_s`` (0.25 s by default): a ``kill -9``
-loses at most that much. ``fsync`` runs
-every ``fsync_interval_s`` for power loss. A reader stops at a truncated tail (a killed writer) and
-skips a corrupt block by searching for the next magic, counting what it skipped.
+Every block is copied, as it is appended, into the journal's receive ring
+(:mod:`daq.pipeline.links.ring`: one block of memory per run, where the bytes lie as the file
+holds them), and written from there to the operating system (with direct I/O where the file
+system has it: no copy into the page cache, :mod:`daq.pipeline.links.directio`) when
+``buffer_bytes`` are waiting and at least every ``flush_interval_s`` (0.25 s by default): a
+``kill -9`` loses at most that much. ``fsync`` runs every ``fsync_interval_s`` for power loss. A
+block appended with ``hold`` stays in the ring, its payload readable where it lies, until it is
+released (:meth:`JournalWriter.release`: the DAQ's decoder reads it there); an append waits
+for room while the ring is full of such blocks (back-pressure, never an overwrite). A reader
+stops at a truncated tail (a killed writer) and skips a corrupt block by searching for the next
+magic, counting what it skipped.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ import os
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from daq.pipeline.links.directio import open_direct
+from daq.pipeline.links.directio import PAGE_BYTES, open_direct, pwrite_all
+from daq.pipeline.links.ring import ReceiveRing
 from hw.wire import crc32
 from infra.errors import UserError
 
@@ -44,7 +50,8 @@ MAGIC = b"BPJ1"
 _HEADER = struct.Struct("<4sHHIQII")
 HEADER_BYTES = _HEADER.size
 MAX_BLOCK_BYTES = 64 << 20
-_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
+RING_BYTES = 32 << 20
+"""A journal's receive ring by default (bytes); the DAQ's holds its hand-over queue."""
 
 Buffer = bytes | bytearray | memoryview
 
@@ -53,37 +60,56 @@ class JournalError(UserError):
     """The journal cannot be written (disk full, permissions) or read (missing file)."""
 
 
+class Held(NamedTuple):
+    """Payloads appended with ``hold``: where they lie in the journal's ring, until released."""
+
+    views: list[memoryview]
+    """The payload bytes, read-only, in order (a block that reaches the ring's end is two)."""
+    blocks: list[list]
+    """The journal's records of those blocks (``[start, released]``)."""
+
+
 class JournalWriter:
     """Append blocks to a journal file; thread-safe; flushes on a timer as well as on size."""
 
     def __init__(self, path: str | Path, flush_interval_s: float = 0.25,
                  fsync_interval_s: float = 2.0, buffer_bytes: int = 4 << 20,
                  cpu: CpuMeter | None = None, min_free_bytes: int = 0,
-                 direct: bool = True) -> None:
+                 direct: bool = True, ring_bytes: int = RING_BYTES) -> None:
         """``cpu``: a meter the flush thread clocks its CPU time on (:mod:`daq.pipeline.cpu`).
         ``direct``: write with direct I/O where the file system has it (no copy into the page
         cache: about a nanosecond of kernel time per byte saved).
         ``min_free_bytes``: the journal refuses a block (an error, as a full disk) that would
-        leave less free on its disk, so that the run's other files still close whole."""
+        leave less free on its disk, so that the run's other files still close whole.
+        ``ring_bytes``: the receive ring's capacity (:mod:`daq.pipeline.links.ring`): what held
+        blocks and unwritten ones may take at most."""
         self.path = Path(path)
         self._cpu = cpu
         self.min_free_bytes = min_free_bytes
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            os.lseek(self._fd, 0, os.SEEK_END)
+            size = os.fstat(self._fd).st_size
         except OSError as exc:
             raise JournalError(f"cannot create journal {self.path}: {exc.strerror}") from None
-        self._direct = open_direct(self.path, self._fd, os.fstat(self._fd).st_size) \
-            if direct else None
+        self._ring = ReceiveRing.take(ring_bytes)
+        self._block_limit = min(MAX_BLOCK_BYTES, self._ring.capacity // 4)
+        page0 = size - size % PAGE_BYTES
+        if size > page0:  # the file's last partial page, which the next direct write rewrites
+            self._ring.put(page0, memoryview(os.pread(self._fd, size - page0, page0)))
+        self._direct = open_direct(self.path, self._fd, self._ring.regions(page0, PAGE_BYTES)[0],
+                                   size) if direct else None
         """Direct I/O (:mod:`daq.pipeline.links.directio`) where the file system has it."""
         self._t0 = time.monotonic_ns()
-        self._pending: list[bytes | memoryview] = []
-        """Blocks not yet written: headers and payloads as they were handed over (no copy)."""
-        self._pending_bytes = 0
+        self._head = size
+        """The journal's size once every block appended is written."""
+        self._held: deque[list] = deque()
+        """Blocks appended with ``hold`` and not all released: ``[start, released]``, in the
+        ring's order."""
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self._buffer_bytes = buffer_bytes
         self.flush_interval_s, self.fsync_interval_s = flush_interval_s, fsync_interval_s
-        self.bytes_written = os.fstat(self._fd).st_size
+        self.bytes_written = size
         """Bytes of the journal file on disk (after a failed write: its whole blocks)."""
         self.payload_bytes = 0
         """Payload bytes handed to :meth:`append` (refused ones included)."""
@@ -98,16 +124,16 @@ class JournalWriter:
         self._timer = threading.Thread(target=self._flush_loop, name="journal-flush", daemon=True)
         self._timer.start()
 
-    def append(self, stream: int, payload: Buffer | Sequence[Buffer]) -> None:
+    def append(self, stream: int, payload: Buffer | Sequence[Buffer], hold: bool = False
+               ) -> Held | None:
         """Append one block: ``payload``, or the concatenation of a sequence of pieces (what one
-        read of a link gave, e.g. several ZeroMQ messages). Raises :class:`JournalError` if the
-        disk refused earlier writes.
-
-        The pieces are not copied: they are written (``writev``) from where they are, so they
-        must not change afterwards (bytes and ZeroMQ frames do not; a bytearray or a writable
-        view is copied)."""
-        pieces = [_frozen(p) for p in (payload if isinstance(payload, list | tuple)
-                                       else (payload,))]
+        read of a link gave, e.g. several ZeroMQ messages); a payload longer than the largest
+        block goes in several, with the same bytes. The pieces are copied into the journal's
+        ring at once: the caller may reuse or free them on return. ``hold``: the payload stays
+        in the ring until :meth:`release` (returned as a :class:`Held`); waits while the ring
+        has no room. Raises :class:`JournalError` if the disk refused earlier writes."""
+        pieces = [_byte_view(p) for p in (payload if isinstance(payload, list | tuple)
+                                          else (payload,))]
         size = sum(len(p) for p in pieces)
         with self._lock:  # receivers append from their own threads
             self.payload_bytes += size
@@ -115,28 +141,68 @@ class JournalWriter:
             raise JournalError(self.error)
         t_ns = time.monotonic_ns() - self._t0
         blocks = []
-        for block in _blocks(pieces):
-            crc = 0
+        for block in _blocks(pieces, self._block_limit):
+            crc, length = 0, 0
             for p in block:
                 crc = crc32(p, crc)
-            blocks.append((_header(stream, sum(len(p) for p in block), crc, t_ns), block))
-        if not blocks:
-            return
+                length += len(p)
+            blocks.append((_header(stream, length, crc, t_ns), block, length))
+        held = Held([], [])
         with self._lock:
             if self.min_free_bytes and not self.error:
                 self._refuse_if_full_locked(size + HEADER_BYTES * len(blocks))
-            if self.error:
-                raise JournalError(self.error)
-            for header, block in blocks:
-                self._pending.append(header)
-                self._pending += block
-                self._pending_bytes += HEADER_BYTES + sum(len(p) for p in block)
-                self._pending_payload += sum(len(p) for p in block)
-                self.blocks += 1
-            if self._pending_bytes >= self._buffer_bytes:
-                self._flush_locked()
+            for header, block, length in blocks:
+                self._place_locked(header, block, length, held if hold else None)
         if self.error:
             raise JournalError(self.error)
+        return held if hold else None
+
+    def _place_locked(self, header: bytes, block: list[memoryview], length: int,
+                      held: Held | None) -> None:
+        """One block into the ring (once there is room), to be written at the next flush."""
+        self._wait_for_room_locked(HEADER_BYTES + length)
+        pos = self._head
+        self._ring.put(pos, memoryview(header))
+        at = pos + HEADER_BYTES
+        for piece in block:
+            self._ring.put(at, piece)
+            at += len(piece)
+        self._head = at
+        self._pending_payload += length
+        self.blocks += 1
+        if held is not None:
+            record = [pos, False]
+            self._held.append(record)
+            held.blocks.append(record)
+            held.views.extend(self._ring.views(pos + HEADER_BYTES, length))
+        if self._head - self.bytes_written >= self._buffer_bytes:
+            self._flush_locked()
+
+    def _wait_for_room_locked(self, n: int) -> None:
+        """Until the ring has ``n`` bytes free: blocks not yet written are written, held ones
+        waited for (their reader releases them)."""
+        while True:
+            if self.error:
+                raise JournalError(self.error)
+            keep = self.bytes_written - (self.bytes_written % PAGE_BYTES
+                                         if self._direct is not None else 0)
+            if self._held:
+                keep = min(keep, self._held[0][0])
+            if self._head + n - keep <= self._ring.capacity:
+                return
+            if self._head > self.bytes_written:
+                self._flush_locked()
+            else:
+                self._room.wait(0.1)
+
+    def release(self, held: Held) -> None:
+        """The payloads of ``held`` are read: their room in the ring may be reused."""
+        with self._lock:
+            for record in held.blocks:
+                record[1] = True
+            while self._held and self._held[0][1]:
+                self._held.popleft()
+            self._room.notify_all()
 
     def flush(self, fsync: bool = False) -> None:
         """Hand buffered blocks to the operating system (and to the disk with ``fsync``)."""
@@ -148,35 +214,34 @@ class JournalWriter:
             raise JournalError(self.error)
 
     def _flush_locked(self) -> None:
-        if not self._pending or self.error:
+        if self._head == self.bytes_written or self.error:
             return
-        pending, self._pending, self._pending_bytes = self._pending, [], 0
         payload, self._pending_payload = self._pending_payload, 0
-        written, i = 0, 0  # i: the first piece not written whole
         try:
-            if self._direct is not None:
-                written, i = self._direct.write(pending), len(pending)
-            while i < len(pending):
-                n = os.writev(self._fd, pending[i:i + _IOV_MAX])
-                written += n
-                while i < len(pending) and n >= len(pending[i]):
-                    n -= len(pending[i])
-                    i += 1
-                if n:  # a piece went out in part: its rest goes next
-                    pending[i] = memoryview(pending[i])[n:]
+            if self._direct is not None:  # from the partial page on: whole pages go direct
+                start = self.bytes_written - self.bytes_written % PAGE_BYTES
+                self._direct.write(self._ring.regions(start, self._head - start), start)
+            else:
+                at = self.bytes_written
+                for view in self._ring.regions(at, self._head - at):
+                    pwrite_all(self._fd, view, at)
+                    at += len(view)
         except OSError as exc:
             # Keep only whole blocks on disk: cut the partial block so the journal stays readable.
             self.error = f"journal {self.path}: write failed ({exc.strerror}); acquisition stopped"
             self._truncate_to_whole_blocks()
+            self._room.notify_all()
             return
-        self.bytes_written += written
+        self.bytes_written = self._head
         self._payload_written += payload
+        self._room.notify_all()
 
     def _refuse_if_full_locked(self, more_bytes: int) -> None:
         """Stop journaling (what is buffered written first) when ``more_bytes`` would leave
         less than ``min_free_bytes`` on the disk."""
         st = os.fstatvfs(self._fd)
-        if st.f_bavail * st.f_frsize - self._pending_bytes - more_bytes >= self.min_free_bytes:
+        unwritten = self._head - self.bytes_written
+        if st.f_bavail * st.f_frsize - unwritten - more_bytes >= self.min_free_bytes:
             return
         self._flush_locked()
         if not self.error:
@@ -228,6 +293,8 @@ class JournalWriter:
             if self._direct is not None:
                 self._direct.close()
             os.close(self._fd)
+            if not self._held:  # nobody reads its bytes any more
+                self._ring.give_back()
 
 
 def _header(stream: int, length: int, crc: int, t_ns: int) -> bytes:
@@ -236,11 +303,11 @@ def _header(stream: int, length: int, crc: int, t_ns: int) -> bytes:
     return head[:-4] + struct.pack("<I", crc32(head[:-4]))
 
 
-def _blocks(pieces: list[bytes | memoryview], limit: int = MAX_BLOCK_BYTES
-            ) -> Iterator[list[bytes | memoryview]]:
+def _blocks(pieces: list[memoryview], limit: int = MAX_BLOCK_BYTES
+            ) -> Iterator[list[memoryview]]:
     """The pieces grouped into blocks of at most ``limit`` bytes (a longer piece is cut; the
     stream of bytes is the same), empty pieces left out."""
-    block: list[bytes | memoryview] = []
+    block: list[memoryview] = []
     size = 0
     for piece in pieces:
         start = 0
@@ -256,13 +323,9 @@ def _blocks(pieces: list[bytes | memoryview], limit: int = MAX_BLOCK_BYTES
         yield block
 
 
-def _frozen(piece: Buffer) -> bytes | memoryview:
-    """``piece`` as bytes or a read-only byte view: as is when it cannot change, else a copy."""
-    if isinstance(piece, bytes):
-        return piece
+def _byte_view(piece: Buffer) -> memoryview:
+    """``piece`` as a flat view of bytes."""
     view = memoryview(piece)
-    if not view.readonly:
-        return view.tobytes()
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
