@@ -37,7 +37,10 @@ class ReceiveRing:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = round_capacity(capacity)
-        self._mmap = mmap.mmap(-1, self.capacity)
+        private = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+        # private anonymous memory: the cheapest pages to fault, and large pages where offered
+        self._mmap = mmap.mmap(-1, self.capacity, flags=private) if private else \
+            mmap.mmap(-1, self.capacity)
         if hasattr(mmap, "MADV_HUGEPAGE"):  # fewer, larger pages where the kernel offers them
             self._mmap.madvise(mmap.MADV_HUGEPAGE)
         self._view = memoryview(self._mmap)
