@@ -212,6 +212,7 @@ def test_a_run_on_a_disk_that_fills_up_stops_failed_with_everything_closed(tmp_p
         run = RunDir(disk / "r")
         stop = run.stop
         assert stop.failed and "is full" in stop.reason, stop.reason
+        assert [s["error"] for s in stop.details["streams"]] == [None]  # the disk's, not the link's
         assert stop.counts["journal_bytes"] == run.journal.stat().st_size > 0
         # what was received is journaled whole; what came after the disk filled is counted
         assert sum(len(p) for _s, _t, p in read_journal(run.journal)) == stop.counts["bytes"]

@@ -256,7 +256,9 @@ class Acquisition:
                 self._accept(index, parts, clock)
                 if state.all_boards_stopped:
                     break
-        except (JournalError, UserError) as exc:
+        except JournalError as exc:  # the run's journal, not this link
+            self.fail(str(exc))
+        except UserError as exc:
             state.error = str(exc)
             self.fail(str(exc))
         finally:
@@ -284,7 +286,9 @@ class Acquisition:
                     if state.all_boards_stopped:
                         links.close(k)
                         self._end_link(index)
-        except (JournalError, UserError) as exc:
+        except JournalError as exc:  # the run's journal, not the link served last
+            self.fail(str(exc))
+        except UserError as exc:
             self.streams[index].error = str(exc)
             self.fail(str(exc))
         finally:
