@@ -125,6 +125,14 @@ def _per_single(bench: Any, chains: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _ring_mib() -> int:
+    """The DAQ's receive ring (MiB)."""
+    from daq.pipeline.links.handover import ring_bytes
+    from daq.pipeline.links.ring import round_capacity
+
+    return round_capacity(ring_bytes()) >> 20
+
+
 def _campaigns(times: list[Any]) -> list[str]:
     from daq.perf.campaigns import EMULATION_MBQ, EMULATION_S, STUDY
 
@@ -221,7 +229,10 @@ def build() -> str:
         "",
         "The DAQ's CPU per single (every DAQ thread, system time included) of that chain and of "
         "`petdaq bench --quick`'s (3 s from a 0.05 s recording), against the NumPy sorter's "
-        "time per single of the same run (CI checks this ratio, `daq.perf.benchcheck`):",
+        "time per single of the same run (CI checks this ratio, `daq.perf.benchcheck`). The "
+        f"receive ring ({_ring_mib()} MiB) is made and touched by the warm-up before the "
+        "boards stream, as in every run, so it is not in these figures; the processing's work "
+        "memory is touched when the run starts, and is:",
         "",
         *_per_single(bench, {"`petdaq bench` (8 s)": bench.e2e,
                              "`petdaq bench --quick` (3 s)": quick}),
