@@ -227,12 +227,12 @@ def build() -> str:
         *_cpu_lines(bench),
         "```",
         "",
-        "The DAQ's CPU per single (every DAQ thread, system time included) of that chain and of "
-        "`petdaq bench --quick`'s (3 s from a 0.05 s recording), against the NumPy sorter's "
-        "time per single of the same run (CI checks this ratio, `daq.perf.benchcheck`). The "
-        f"receive ring ({_ring_mib()} MiB) is made and touched by the warm-up before the "
-        "boards stream, as in every run, so it is not in these figures; the processing's work "
-        "memory is touched when the run starts, and is:",
+        "The DAQ's CPU per single (every DAQ thread, system time included, the work memory "
+        "touched at the run's start included; the receive ring, "
+        f"{_ring_mib()} MiB made and touched by the warm-up before the boards stream as in "
+        "every run, not) of that chain and of `petdaq bench --quick`'s (3 s from a 0.05 s "
+        "recording), against the NumPy sorter's time per single of the same run (CI checks "
+        "this ratio, `daq.perf.benchcheck`):",
         "",
         *_per_single(bench, {"`petdaq bench` (8 s)": bench.e2e,
                              "`petdaq bench --quick` (3 s)": quick}),
