@@ -60,13 +60,20 @@ class JournalError(UserError):
     """The journal cannot be written (disk full, permissions) or read (missing file)."""
 
 
+@dataclass(slots=True)
+class HeldBlock:
+    """A block appended with ``hold``: where it starts in the journal, whether it is released."""
+
+    start: int
+    released: bool = False
+
+
 class Held(NamedTuple):
     """Payloads appended with ``hold``: where they lie in the journal's ring, until released."""
 
     views: list[memoryview]
     """The payload bytes, read-only, in order (a block that reaches the ring's end is two)."""
-    blocks: list[list]
-    """The journal's records of those blocks (``[start, released]``)."""
+    blocks: list[HeldBlock]
 
 
 class JournalWriter:
@@ -102,9 +109,8 @@ class JournalWriter:
         self._t0 = time.monotonic_ns()
         self._head = size
         """The journal's size once every block appended is written."""
-        self._held: deque[list] = deque()
-        """Blocks appended with ``hold`` and not all released: ``[start, released]``, in the
-        ring's order."""
+        self._held: deque[HeldBlock] = deque()
+        """Blocks appended with ``hold``, in the ring's order, from the oldest not released."""
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._buffer_bytes = buffer_bytes
@@ -171,7 +177,7 @@ class JournalWriter:
         self._pending_payload += length
         self.blocks += 1
         if held is not None:
-            record = [pos, False]
+            record = HeldBlock(pos)
             self._held.append(record)
             held.blocks.append(record)
             held.views.extend(self._ring.views(pos + HEADER_BYTES, length))
@@ -187,7 +193,7 @@ class JournalWriter:
             keep = self.bytes_written - (self.bytes_written % PAGE_BYTES
                                          if self._direct is not None else 0)
             if self._held:
-                keep = min(keep, self._held[0][0])
+                keep = min(keep, self._held[0].start)
             if self._head + n - keep <= self._ring.capacity:
                 return
             if self._head > self.bytes_written:
@@ -199,8 +205,8 @@ class JournalWriter:
         """The payloads of ``held`` are read: their room in the ring may be reused."""
         with self._lock:
             for record in held.blocks:
-                record[1] = True
-            while self._held and self._held[0][1]:
+                record.released = True
+            while self._held and self._held[0].released:
                 self._held.popleft()
             self._room.notify_all()
 
