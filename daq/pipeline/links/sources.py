@@ -31,6 +31,8 @@ from infra.errors import UserError
 ZMQ_SCHEMES = ("tcp://", "ipc://", "inproc://")
 MESSAGES_PER_READ = 64
 """ZeroMQ messages taken from a link at once at most (one journal block)."""
+RCVHWM = 64
+"""ZeroMQ messages a link's socket holds at most before its board waits (back-pressure)."""
 
 
 class Source(Protocol):
@@ -46,7 +48,7 @@ class Source(Protocol):
 class ZmqSource:
     """ZeroMQ PULL socket connected to one board's PUSH endpoint (bounded high-water mark)."""
 
-    def __init__(self, endpoint: str, context: zmq.Context | None = None, hwm: int = 64,
+    def __init__(self, endpoint: str, context: zmq.Context | None = None, hwm: int = RCVHWM,
                  secure: keys.Secure | None = None) -> None:
         """``secure``: the DAQ's CURVE identity, for boards that take only authorised keys."""
         self.describe = endpoint
