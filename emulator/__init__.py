@@ -1,7 +1,10 @@
 """The detector emulator: physics from phantom to singles to the digitizers' frames.
 
 ``simulate(...)`` runs a whole acquisition in memory; ``Emulator(...).run(...)`` streams it chunk
-by chunk. ``phantoms`` and ``nuclides`` hold what can be put in the scanner.
+by chunk. ``phantoms`` and ``nuclides`` hold what can be put in the scanner. The rooms:
+:mod:`emulator.phantoms` (objects, tracer kinetics), :mod:`emulator.physics` (decays, photon
+transport), :mod:`emulator.detector` (crystals, Lu-176, electronics), :mod:`emulator.outputs` (the
+boards' frames, packers, sinks, truth file); the engine, its workers and the numba helpers here.
 """
 
 import hw  # noqa: F401  (first: it configures numba's disk cache)

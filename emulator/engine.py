@@ -18,31 +18,22 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from emulator import (
-    electronics,
-    flight,
-    lanes,
-    lu176,
-    pet,
-    phantoms,
-    records,
-    rng,
-    sampling,
-    spect,
-)
+from emulator import phantoms, records, rng
 from emulator.blocks import BlockRunner, workers
-from emulator.frontend import Bucketed, FrontEnds
-from emulator.media import TABLE_KEV, crystal_table, water_table
+from emulator.detector import electronics, lu176
+from emulator.detector.frontend import Bucketed, FrontEnds
+from emulator.detector.ring import ring_of
 from emulator.phantoms.kinetic import Mixture
-from emulator.physics import rayleigh_norms
-from emulator.ring import ring_of
+from emulator.physics import flight, lanes, pet, sampling, spect
+from emulator.physics.interactions import rayleigh_norms
+from emulator.physics.media import TABLE_KEV, crystal_table, water_table
 from hw import nuclides, wire
 from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE, join
 from hw.scanner import Scanner, load_scanner
 from infra.errors import UserError
 
 if TYPE_CHECKING:
-    from emulator.firmware import Packer
+    from emulator.outputs.packers import Packer
 
 #: Default trigger threshold (keV of deposited energy).
 THRESHOLD_KEV = 50.0

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from emulator.detector.frontend import Bucketed
 from emulator.engine import Emulator, SlicePhysics, Slices
-from emulator.frontend import Bucketed
 from hw.scanner import Scanner
 from infra import cluster
 from infra.atomic import replacing

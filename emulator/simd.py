@@ -1,6 +1,6 @@
 """Lane buffers and branch-free math that LLVM turns into SIMD code.
 
-The photon transport (:mod:`emulator.lanes`) advances a few hundred photons at a time, one
+The photon transport (:mod:`emulator.physics.lanes`) advances a few hundred photons at a time, one
 photon per *lane*, in loops over the lanes that LLVM vectorises (AVX2/AVX-512: 4 to 8 lanes per
 instruction). Three things stop LLVM from doing that in plain numba code, and this module removes
 them:

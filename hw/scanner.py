@@ -205,10 +205,10 @@ class Scanner:
     counts_per_annihilation: float = 1.0
     """PET cross-calibration, ``[quantification] counts_per_annihilation``: reconstructed counts
     per true annihilation, which :func:`recon.quant.activity_concentration` divides out to give
-    Bq/mL (measured by ``python -m recon.calibrate``; 1.0, the system model as is, when the file
+    Bq/mL (measured by ``python -m recon.calibration.crosscal``; 1.0, the system model as is, when the file
     has none)."""
     scatter_corrected_counts_per_annihilation: float | None = None
-    """The PET cross-calibration with scatter correction (``python -m recon.calibrate
+    """The PET cross-calibration with scatter correction (``python -m recon.calibration.crosscal
     --scatter``), which scatter-corrected images are quantified with; None when not measured."""
     singles_dead_time_ns: float | None = None
     """PET: a module's effective dead time per measured single (ns), ``[quantification]

@@ -1,7 +1,7 @@
 """``petdaq dosimetry RUN1 RUN2 ...``: the absorbed dose of regions from SPECT time points of one
 patient (post-therapy Lu-177).
 
-Each run is reconstructed in Bq/mL (:mod:`recon.spectquant`: the camera's stored sensitivity);
+Each run is reconstructed in Bq/mL (:mod:`recon.spect.quant`: the camera's stored sensitivity);
 its time point is its start after the study's injection (``--injection-time`` when it was
 acquired), and a region's activity is its Bq/mL summed over its voxels, at the scan's start. Per
 region the activities are fitted (:mod:`recon.dosimetry.fit`), integrated from the injection to
@@ -120,7 +120,7 @@ def _regions(args: argparse.Namespace, facts: Any) -> tuple[Any, dict[str, np.nd
         phantom_regions,
         sphere_regions,
     )
-    from recon.runimage import run_phantom
+    from recon.pet.runimage import run_phantom
 
     scanner = load_scanner(facts.scanner)
     grid = recon.default_grid(scanner)
@@ -142,7 +142,7 @@ def _time_point(run: Any, facts: Any, scanner: Any, regions: dict[str, np.ndarra
                 voxel_ml: float, photopeak_kev: float | None) -> TimePoint:
     from daq.control.spectimage import spect_run_image
     from petdaq.reconspect import SPECT_ITERATIONS, SPECT_SUBSETS
-    from recon.spectquant import quantify_spect
+    from recon.spect.quant import quantify_spect
 
     image, units = quantify_spect(spect_run_image(run, scanner, SPECT_ITERATIONS, SPECT_SUBSETS,
                                                   photopeak_kev=photopeak_kev),

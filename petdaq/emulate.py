@@ -15,10 +15,10 @@ from pathlib import Path
 
 from emulator import phantoms
 from emulator.engine import Emulator
-from emulator.firmware import packer
-from emulator.output import Sent, replay, transmit
+from emulator.outputs.boards import Sent, replay, transmit
+from emulator.outputs.packers import packer
+from emulator.outputs.sinks import check_sink, file_paths, open_files, open_sink
 from emulator.shards import Recipe, Sharded
-from emulator.sinks import check_sink, file_paths, open_files, open_sink
 from hw import nuclides
 from hw.scanner import load_scanner
 from infra import keys
@@ -208,7 +208,7 @@ def _emulate(args: argparse.Namespace, emu: Emulator, pack, sink, sharded: Shard
     given), with a progress line and the truth file when asked for."""
     writer = None
     if args.truth is not None:
-        from emulator.truthfile import TruthWriter
+        from emulator.outputs.truthfile import TruthWriter
 
         writer = TruthWriter(args.truth, {
             "scanner": emu.scanner.name, "scanner_digest": emu.scanner.digest,

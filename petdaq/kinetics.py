@@ -81,7 +81,7 @@ def _regions(args: argparse.Namespace, run: Path, grid: Any, shape: tuple[int, .
             raise UserError(f"run {run} is not emulated: give its regions (--labels NIFTI or "
                             "--sphere NAME:X,Y,Z,R)")
         from hw.scanner import load_scanner
-        from recon.runimage import run_phantom
+        from recon.pet.runimage import run_phantom
 
         regions = phantom_regions(run_phantom(facts, load_scanner(facts.scanner)), grid)
     return regions
@@ -101,11 +101,11 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def cmd_kinetics(args: argparse.Namespace) -> int:
-    from recon.bids import read_bids
     from recon.grid import LPS_TO_RAS, Grid
     from recon.kinetics import plots
     from recon.kinetics.regions import eroded
     from recon.kinetics.tacs import region_curves, write_tacs
+    from recon.outputs.bids import read_bids
     from runstore.facts import run_facts
     from runstore.rundir import RunDir
 

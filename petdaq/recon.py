@@ -30,15 +30,15 @@ from infra.progress import Progress
 from petdaq.batch import files_in, for_each
 from petdaq.options import add_cluster_option
 from petdaq.reconspect import is_spect_run, recon_spect_run
-from recon.png import DISPLAY_FWHM_MM
-from recon.runimage import (
+from recon.outputs.png import DISPLAY_FWHM_MM
+from recon.pet.runimage import (
     RUN_ITERATIONS,
     RUN_UPDATES,
     RunReconOptions,
     reconstruct_run,
     schedule,
 )
-from recon.system import DEFAULT_SAMPLES
+from recon.pet.system import DEFAULT_SAMPLES
 from runstore.facts import RunFacts
 
 
@@ -79,7 +79,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", type=float, default=None,
                    help="cross-calibration factor, reconstructed counts per true annihilation "
                         "(default: the scanner's [quantification] counts_per_annihilation, "
-                        "measured by python -m recon.calibrate; 1 gives the system model as is)")
+                        "measured by python -m recon.calibration.crosscal; 1 gives the system model as is)")
     p.add_argument("--dicom", action=argparse.BooleanOptionalAction, default=True,
                    help="write a DICOM series too (default on)")
     p.add_argument("--report", action="store_true",
@@ -160,7 +160,7 @@ def _out_folder(args: argparse.Namespace) -> Path:
 def _check_report(args: argparse.Namespace, run_phantom: str | None) -> None:
     """``--report`` and ``--phantom`` checked before the reconstruction: the run's phantom, or
     one whose figures the image alone gives (``--phantom nu4-iq`` for a run that names none)."""
-    from recon.report import FOUND_IN_IMAGE
+    from recon.metrics.report import FOUND_IN_IMAGE
 
     if args.phantom is not None and not args.report:
         raise UserError("--phantom is for --report")
@@ -187,8 +187,8 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     """``petdaq recon`` of one run (``args.run``); a dynamic run's frames on ``client``'s
     workers when given."""
     import recon
-    from recon import nu4
-    from recon.report import image_report, phantom_report, reconstruction_line, reconstruction_of
+    from recon.metrics import nu4
+    from recon.metrics.report import image_report, phantom_report, reconstruction_line, reconstruction_of
 
     if args.display_fwhm < 0:
         raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
@@ -264,9 +264,9 @@ def _recon_frames(args: argparse.Namespace, coinc: np.ndarray, header: dict[str,
                   facts: RunFacts, scanner: Any, options: RunReconOptions, client: Any) -> int:
     """``petdaq recon RUN --frames SCHEDULE``: the frames into RUN/dynamic."""
     import recon
-    from recon.bids import missing_study_fields, subject_label, write_bids
-    from recon.dynamic import reconstruct_frames
     from recon.frames import parse_schedule
+    from recon.outputs.bids import missing_study_fields, subject_label, write_bids
+    from recon.pet.dynamic import reconstruct_frames
 
     run = Path(args.run)
     if not run.is_dir():

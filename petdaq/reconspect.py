@@ -31,16 +31,16 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     import recon
     from daq.control.spectimage import spect_run_image
     from hw.scanner import load_scanner
-    from recon.report import phantom_report
-    from recon.runimage import run_phantom
-    from recon.spectquant import quantify_spect
+    from recon.metrics.report import phantom_report
+    from recon.pet.runimage import run_phantom
+    from recon.spect.quant import quantify_spect
     from runstore.facts import run_facts
     from runstore.rundir import RunDir
 
     if args.frames is not None:
         raise UserError("--frames needs a PET run: a SPECT run's views share its whole duration")
     if args.lv_axis:
-        from recon.lvaxis import parse_lv_axis
+        from recon.spect.lvaxis import parse_lv_axis
 
         parse_lv_axis(args.lv_axis)  # a malformed axis: say so before reconstructing
     run = RunDir.open(Path(args.run))
@@ -83,8 +83,8 @@ def _cardiac(report: dict[str, Any], image: Any, run: Any, scanner: Any, iterati
     the image), with a second image without attenuation correction for the inferior wall; the
     polar map's PNG and per-segment CSV."""
     from daq.control.spectimage import spect_run_image
-    from recon.cardiac import cardiac_figures, write_segments_csv
-    from recon.lvaxis import parse_lv_axis
+    from recon.spect.cardiac import cardiac_figures, write_segments_csv
+    from recon.spect.lvaxis import parse_lv_axis
 
     lv = parse_lv_axis(args.lv_axis) if args.lv_axis else None
     without = (spect_run_image(run, scanner, iterations, subsets, attenuation=False,
@@ -97,7 +97,7 @@ def _cardiac(report: dict[str, Any], image: Any, run: Any, scanner: Any, iterati
 def _nm_description(facts: Any, image: Any, run: Any, scanner: Any) -> tuple[Any, Any]:
     """The radiopharmaceutical and acquisition of the NM object: the run's study, the camera's
     photopeak window, attenuation and scatter corrections."""
-    from recon.runimage import describe
+    from recon.pet.runimage import describe
 
     duration = facts.duration_s or 0.0
     rp, acq = describe(facts, {}, duration, "SPECT OSEM",

@@ -1,6 +1,6 @@
 """``petdaq sensitivity RUN``: a SPECT camera's planar sensitivity (cps/MBq per head) in each
 photopeak window of a calibration run, printed and with ``--write`` stored in the scanner's TOML
-(:mod:`recon.spectquant`)."""
+(:mod:`recon.spect.quant`)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from daq.control import checks
     from hw.scanner import load_scanner
-    from recon.spectquant import measure, store
+    from recon.spect.quant import measure, store
     from runstore.facts import run_facts
     from runstore.projections import PROJECTIONS_FILE, has_projections, read_projections
     from runstore.rundir import RunDir

@@ -1,22 +1,23 @@
-"""Reconstruction: list-mode PET (TOF) and SPECT, image export, figures of merit.
+"""Reconstruction: list-mode PET (TOF) and SPECT, corrections, image outputs, figures of merit.
 
-Pure array code on ``hw`` dtypes, no I/O besides the exports and the sensitivity cache:
+Pure array code on ``hw`` dtypes, no I/O besides the outputs and the sensitivity cache. The rooms:
 
-- :class:`Grid`, :func:`default_grid`, :class:`Image` (``array`` [x, y, z], ``voxel_mm``,
-  ``origin_mm``, ``affine``): :mod:`recon.grid`;
-- :func:`lm_osem`, :func:`lm_mlem` (PET, TOF, randoms from delayeds, attenuation):
-  :mod:`recon.osem`; :class:`LiveRecon` (real time): :mod:`recon.live`; the projector:
-  :mod:`recon.projector`; sensitivity: :mod:`recon.system`;
-- :func:`spect_osem`, :func:`tew_scatter`: :mod:`recon.spect`;
-- :func:`activity_concentration` (Bq/mL): :mod:`recon.quant`, with the scanner's cross-calibration
-  measured by :mod:`recon.calibrate` (``python -m recon.calibrate SCANNER``); NIfTI / DICOM:
-  :mod:`recon.export`; PNG: :mod:`recon.png`; NEMA figures: :mod:`recon.figures`; the AHA polar
-  map: :mod:`recon.polarmap`;
-- :func:`set_threads`: :mod:`recon.threads`.
+- shared here: image grids (:mod:`recon.grid`), quantification (:mod:`recon.quant`), frame
+  schedules (:mod:`recon.frames`), kernel threads (:mod:`recon.threads`), the array cache;
+- :mod:`recon.pet`: lines of response, the projector, the system model, list-mode OSEM, the live
+  image, a run's image and its dynamic frames, the two-pass scatter correction;
+- :mod:`recon.corrections`: randoms from the delayed window, single-scatter simulation;
+- :mod:`recon.spect`: SPECT OSEM, its quantification, the LV axis, the AHA polar map;
+- :mod:`recon.outputs`: NIfTI, DICOM, BIDS-PET, PNG;
+- :mod:`recon.metrics`: NEMA NU 2 / NU 4 figures and the phantom report;
+- :mod:`recon.calibration`: the cross-calibration (``python -m recon.calibration.crosscal
+  SCANNER``) and the dead-time fit (``python -m recon.calibration.deadtime``);
+- :mod:`recon.kinetics`, :mod:`recon.dosimetry`: analyses of images over time.
 """
 
 import hw  # noqa: F401  (first: it configures numba's disk cache)
-from recon.export import (
+from recon.grid import Grid, Image, default_grid
+from recon.outputs.export import (
     Acquisition,
     FrameTiming,
     Radiopharmaceutical,
@@ -28,16 +29,15 @@ from recon.export import (
     write_dicom_pet_frames,
     write_nifti,
 )
-from recon.grid import Grid, Image, default_grid
-from recon.live import LiveRecon
-from recon.lors import LORs
-from recon.osem import lm_mlem, lm_osem
-from recon.png import write_mip, write_slices
-from recon.polarmap import PolarMap, polar_map
-from recon.projector import Projector
+from recon.outputs.png import write_mip, write_slices
+from recon.pet.live import LiveRecon
+from recon.pet.lors import LORs
+from recon.pet.osem import lm_mlem, lm_osem
+from recon.pet.projector import Projector
+from recon.pet.system import sensitivity
 from recon.quant import activity_concentration
-from recon.spect import SpectProjector, spect_osem, tew_scatter
-from recon.system import sensitivity
+from recon.spect.osem import SpectProjector, spect_osem, tew_scatter
+from recon.spect.polarmap import PolarMap, polar_map
 from recon.threads import get_threads, set_threads
 
 __all__ = [

@@ -11,7 +11,7 @@ factor over the calibration's (:mod:`hw.deadtime`; 1 when the run kept no single
 
 ``calibration`` is the scanner's cross-calibration factor, reconstructed counts per true
 annihilation: :attr:`hw.scanner.Scanner.counts_per_annihilation` (its TOML's ``[quantification]``,
-measured on an emulated uniform cylinder by :mod:`recon.calibrate`), which ``petdaq recon`` and the
+measured on an emulated uniform cylinder by :mod:`recon.calibration.crosscal`), which ``petdaq recon`` and the
 DAQ's final image use by default; 1 when the system model's absolute efficiency is trusted.
 """
 

@@ -117,7 +117,7 @@ def test_the_correction_makes_net_prompts_per_decay_the_same_at_any_rate(brain) 
     """The calibration cylinder at 5 and 60 MBq (4 and 44 M singles/s): the net prompts per MBq
     s differ by about 15 %; corrected with the scanner's fitted singles dead time, within 4 %
     (the statistical error is about 1 %)."""
-    from recon.deadtimecal import acquire, fit_tau_ns
+    from recon.calibration.deadtime import acquire, fit_tau_ns
 
     tau = brain.singles_dead_time_ns
     low, high = (acquire(brain, a, 4e6, seed=7) for a in (5.0, 60.0))

@@ -19,7 +19,7 @@ import pytest
 from dicomcheck import dciodvfy_errors, needs_dciodvfy
 
 from petdaq.cli import main
-from recon.bids import REQUIRED
+from recon.outputs.bids import REQUIRED
 from runstore.rundir import RunDir
 
 SCALE = 600.0                       # model minutes per minute: 2 s of scan = 20 model minutes
@@ -141,7 +141,7 @@ def test_scatter_correction_restores_the_grey_to_white_contrast(dynamic_run: Pat
     over white matter (eroded 4 mm) comes closer to the model's ratio of their concentrations
     averaged over the scan's 20 model minutes."""
     from emulator import phantoms
-    from emulator.kinetics import curves
+    from emulator.phantoms.compartments import curves
     from hw.scanner import load_scanner
     from recon import default_grid
     from recon.kinetics.regions import eroded, phantom_regions

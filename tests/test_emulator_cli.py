@@ -14,7 +14,7 @@ import pytest
 import zmq
 from sockets import timed_socket
 
-from emulator.truthfile import read_truth
+from emulator.outputs.truthfile import read_truth
 from hw import RAW_DTYPE, wire
 from infra.errors import UserError
 from petdaq import emulate as cli
@@ -185,7 +185,7 @@ def test_replay_sends_a_recorded_file_again(tmp_path):
 def test_replay_sends_each_board_its_whole_frames_in_order(tmp_path, block_bytes):
     """Version 2 frames (a 0x00 on each side) and version 1 frames of 4 boards, interleaved,
     replayed in small blocks and messages: each board gets exactly its bytes, in order."""
-    from emulator.output import replay
+    from emulator.outputs.boards import replay
 
     rng = np.random.default_rng(9)
     per_board: dict[int, list[bytes]] = {b: [] for b in range(4)}

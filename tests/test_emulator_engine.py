@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import emulator
-from emulator import electronics, records, rng
-from emulator.ring import crystal_centres, ring_of
+from emulator import records, rng
+from emulator.detector import electronics
+from emulator.detector.ring import crystal_centres, ring_of
 from hw import load_scanner
 from infra.errors import UserError
 

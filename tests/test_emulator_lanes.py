@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import emulator
-from emulator import lanes, pet, records, rng
+from emulator import records, rng
 from emulator.jit import FASTMATH
-from emulator.physics import SPEED_OF_LIGHT_MM_PER_PS
+from emulator.physics import lanes, pet
+from emulator.physics.interactions import SPEED_OF_LIGHT_MM_PER_PS
 
 N_DECAYS = 8192
 
@@ -110,7 +111,7 @@ def test_compton_angles_on_the_lanes_follow_klein_nishina_across_retries(brain):
     Kahn trials; a lane whose trials both fail draws again in its next step, without moving.
     The angles that come out, first trial or after retries, follow Klein-Nishina at 511 keV
     (Kolmogorov-Smirnov), and the scattered energy is Compton's for the angle."""
-    from emulator.physics import ELECTRON_KEV, klein_nishina_pdf
+    from emulator.physics.interactions import ELECTRON_KEV, klein_nishina_pdf
     from emulator.simd import seed_lanes
 
     emu = emulator.Emulator(brain, "point", "F-18", 1.0, seed=1, threads=1)

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from emulator import phantoms, sampling
-from emulator.media import mu_water
+from emulator import phantoms
+from emulator.physics import sampling
+from emulator.physics.media import mu_water
 from emulator.rng import state
 from hw import load_scanner, nuclides
 from infra.errors import UserError

@@ -9,8 +9,8 @@ import pytest
 
 import coincidence
 import emulator
-from emulator import lu176
-from emulator.media import mu_water
+from emulator.detector import lu176
+from emulator.physics.media import mu_water
 
 WINDOW = (435.0, 585.0)
 

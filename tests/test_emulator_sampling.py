@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from emulator import phantoms, rng, sampling
+from emulator import phantoms, rng
 from emulator.jit import kernel
-from emulator.physics import deflect, klein_nishina, klein_nishina_pdf
+from emulator.physics import sampling
+from emulator.physics.interactions import deflect, klein_nishina, klein_nishina_pdf
 from emulator.rng import exponential, normal, uniform
 from emulator.simd import sincos_turn
 

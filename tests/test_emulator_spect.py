@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import emulator
-from emulator import spect
 from emulator.phantoms import Phantom, PointSource
+from emulator.physics import spect
 from hw import load_scanner
 
 

@@ -8,12 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from emulator import flight, phantoms, rng
+from emulator import phantoms, rng
+from emulator.detector.ring import find_module, front_entry, ring_of
 from emulator.jit import kernel
-from emulator.media import water_table
 from emulator.phantoms.shapes import ray_interval, row_behind
-from emulator.physics import isotropic
-from emulator.ring import find_module, front_entry, ring_of
+from emulator.physics import flight
+from emulator.physics.interactions import isotropic
+from emulator.physics.media import water_table
 from emulator.rng import uniform
 
 MU_511 = 0.0096  # 1/mm, water at 511 keV
@@ -120,7 +121,7 @@ def _leaving_backs(rs, g, n, out):
 @pytest.mark.parametrize("name", ["bedside-brain", "small-animal"])
 def test_a_module_left_through_its_back_or_the_ring_ends_is_left_for_good(name):
     """What lets the lanes end such photons without the general search."""
-    from emulator.ring import backs_clear
+    from emulator.detector.ring import backs_clear
     from hw.scanner import load_scanner
 
     g = ring_of(load_scanner(name))

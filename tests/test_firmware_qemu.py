@@ -32,7 +32,7 @@ def _version() -> int:
 
 @pytest.fixture
 def board(tmp_path):
-    from emulator.qemuboards import BoardLink, image
+    from emulator.outputs.qemuboards import BoardLink, image
 
     link = BoardLink(image(), 2, tmp_path / "board2")
     yield link
@@ -94,7 +94,7 @@ def test_a_stalled_host_makes_the_fifo_overflow_and_every_drop_is_counted(board,
     firmware reads its front end regardless; events that find the FIFO full are dropped and
     counted. The events received plus the last heartbeat's overflows are the events fed, and a
     run acquired from what the board sent has them in its losses."""
-    from emulator.qemuboards import IN_EVENT, IN_TICK, INPUT_DTYPE
+    from emulator.outputs.qemuboards import IN_EVENT, IN_TICK, INPUT_DTYPE
 
     board.command(Opcode.START, a=1)
     start = board.take_until(wire.RUN_START, timeout_s=30)

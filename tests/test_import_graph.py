@@ -120,11 +120,11 @@ def test_no_module_imports_a_module_of_a_higher_floor() -> None:
 
 
 def test_an_upward_import_is_found_at_any_depth() -> None:
-    graph = {"recon.osem": {"hw.scanner", "runstore.listmode"}, "hw.scanner": {"infra.errors"},
+    graph = {"recon.pet.osem": {"hw.scanner", "runstore.listmode"}, "hw.scanner": {"infra.errors"},
              "runstore.rundir": {"daq.pipeline.links.journal"}, "infra.errors": set()}
     assert upward_imports(graph) == [("runstore.rundir", "daq.pipeline.links.journal")]
     mods = _graph()  # an import inside a function counts like one at the top
-    assert "runstore.listmode" in mods["recon.dynamic"]
+    assert "runstore.listmode" in mods["recon.pet.dynamic"]
 
 
 def test_the_console_imports_of_the_daq_only_its_message_schema() -> None:

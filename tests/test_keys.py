@@ -21,7 +21,7 @@ from daq.pipeline.acquisition import Acquisition
 from daq.pipeline.links.sources import ZmqSource
 from daq.pipeline.process import calibration
 from daq.pipeline.process.processor import SortSettings
-from emulator.sinks import ZmqSink
+from emulator.outputs.sinks import ZmqSink
 from infra import keys
 from infra.errors import UserError
 from runstore.rundir import RunDir

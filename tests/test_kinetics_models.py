@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator import kinetics
-from emulator.kinetics import FengInput, TissueModel
+from emulator.phantoms import compartments as kinetics
+from emulator.phantoms.compartments import FengInput, TissueModel
 from infra.errors import UserError
 from infra.study import Study
 from recon.frames import check_frames, parse_schedule

@@ -13,9 +13,10 @@ from test_recon_sampler import recon_cache  # noqa: F401
 
 from hw import load_scanner
 from infra.errors import UserError
-from recon import calibrate, figures
+from recon.calibration import crosscal as calibrate
 from recon.grid import Grid, default_grid
-from recon.osem import lm_mlem, lm_osem
+from recon.metrics import figures
+from recon.pet.osem import lm_mlem, lm_osem
 from recon.quant import calibration_factor
 
 emulator = pytest.importorskip("emulator")
@@ -101,7 +102,7 @@ def test_small_animal_scatter_corrected_calibration_reproduces(record_property):
 
 
 def test_calibration_cylinder_of_a_chosen_diameter() -> None:
-    """``python -m recon.calibrate --diameter-mm``: a cylinder that leaves the scatter tails room
+    """``python -m recon.calibration.crosscal --diameter-mm``: a cylinder that leaves the scatter tails room
     on a small bore, its true concentration, the TOML lines that name it, and a clear error for a
     cylinder wider than the field of view."""
     scanner = load_scanner("small-animal")

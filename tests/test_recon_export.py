@@ -13,7 +13,8 @@ import pytest
 from dicomcheck import dciodvfy_errors, needs_dciodvfy
 
 from infra.errors import UserError
-from recon.export import (
+from recon.grid import Grid
+from recon.outputs.export import (
     Acquisition,
     FrameTiming,
     Radiopharmaceutical,
@@ -25,8 +26,7 @@ from recon.export import (
     write_dicom_pet_frames,
     write_nifti,
 )
-from recon.grid import Grid
-from recon.png import write_png
+from recon.outputs.png import write_png
 from recon.quant import activity_concentration, decay_factor
 
 START = dt.datetime(2026, 3, 4, 10, 30, 0)
@@ -152,7 +152,7 @@ def test_png_files_decode(image, tmp_path):
     # the white level ignores the hottest 0.5 %: a single hot voxel does not blacken the rest
     hot = image.array.copy()
     hot[0, 0, 0] = 1e3 * hot.max()
-    from recon.png import mip_picture
+    from recon.outputs.png import mip_picture
 
     picture = mip_picture(type(image)(hot, image.voxel_mm, image.origin_mm, image.units))
     assert np.count_nonzero(picture == 255) > 1 and np.median(picture[picture > 0]) > 20
@@ -174,7 +174,7 @@ def test_activity_concentration():
 
 def test_pictures_are_smoothed_for_display_and_the_stored_image_is_not(image, tmp_path):
     from gui.views import gaussian_filter  # the console's display filter: the same Gaussian
-    from recon.png import DISPLAY_FWHM_MM, smoothed
+    from recon.outputs.png import DISPLAY_FWHM_MM, smoothed
 
     rng = np.random.default_rng(4)
     noisy = rng.poisson(5.0, (24, 20, 12)).astype(np.float32)

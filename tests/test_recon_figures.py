@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from infra.errors import UserError
-from recon import figures
 from recon.grid import Grid
-from recon.polarmap import TERRITORIES, polar_map, segment_of
-from recon.report import phantom_report
+from recon.metrics import figures
+from recon.metrics.report import phantom_report
+from recon.spect.polarmap import TERRITORIES, polar_map, segment_of
 
 GRID = Grid((60, 60, 40), (2.0, 2.0, 2.0), (-59.0, -59.0, -39.0))
 

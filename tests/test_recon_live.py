@@ -11,10 +11,10 @@ from test_recon_sampler import points_in_sphere, recon_cache, sample_coinc  # no
 from hw import COINC_DTYPE
 from infra.errors import UserError
 from recon.grid import Grid
-from recon.live import LiveRecon
-from recon.lors import crystal_efficiency
-from recon.osem import lm_mlem
-from recon.system import sample_pairs
+from recon.pet.live import LiveRecon
+from recon.pet.lors import crystal_efficiency
+from recon.pet.osem import lm_mlem
+from recon.pet.system import sample_pairs
 
 pytestmark = pytest.mark.usefixtures("recon_cache")
 

@@ -8,9 +8,9 @@ import pytest
 from emulator import phantoms
 from hw import load_scanner
 from infra.errors import UserError
-from recon.cardiac import axis_report
 from recon.grid import default_grid
-from recon.lvaxis import find_lv_axis, parse_lv_axis
+from recon.spect.cardiac import axis_report
+from recon.spect.lvaxis import find_lv_axis, parse_lv_axis
 
 
 def test_the_axis_of_the_phantoms_own_activity_is_the_phantoms():

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from infra.errors import UserError
-from recon import nu4
 from recon.grid import Image
-from recon.png import smoothed
+from recon.metrics import nu4
+from recon.outputs.png import smoothed
 
 VOXEL_MM = 0.5
 

@@ -19,11 +19,11 @@ from test_recon_sampler import (  # noqa: F401 (recon_cache is a fixture)
 
 from hw import COINC_DTYPE, SPEED_OF_LIGHT_MM_PER_PS, load_scanner
 from infra.errors import UserError
-from recon import figures
 from recon.grid import Grid, default_grid
-from recon.lors import LORs, crystal_efficiency, lor_endpoints
-from recon.osem import lm_mlem, lm_osem
-from recon.system import Attenuation, sample_pairs
+from recon.metrics import figures
+from recon.pet.lors import LORs, crystal_efficiency, lor_endpoints
+from recon.pet.osem import lm_mlem, lm_osem
+from recon.pet.system import Attenuation, sample_pairs
 
 pytestmark = pytest.mark.usefixtures("recon_cache")
 
@@ -323,7 +323,7 @@ def test_tof_position_convention(brain):
     image = np.zeros(grid.shape, np.float32)
     idx = np.rint(grid.index_of(point)).astype(int)
     image[idx[0], idx[1], :] = 1.0
-    from recon.projector import Projector
+    from recon.pet.projector import Projector
 
     fwd = Projector(brain, grid, tof=True).forward(image, lors)
     assert fwd[0] == pytest.approx(fwd[1], rel=1e-4)

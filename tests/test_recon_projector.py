@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from infra.errors import UserError
 from recon.grid import Grid, default_grid
-from recon.lors import LORs, lor_endpoints, lor_order, tof_sigma_mm
-from recon.projector import Projector, pad, unpad
-from recon.system import sample_pairs
+from recon.pet.lors import LORs, lor_endpoints, lor_order, tof_sigma_mm
+from recon.pet.projector import Projector, pad, unpad
+from recon.pet.system import sample_pairs
 from recon.threads import get_threads, max_threads, set_threads
 
 

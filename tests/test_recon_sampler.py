@@ -2,7 +2,7 @@
 
 Each emission point sends a back-to-back pair along an isotropic direction; both ends are followed
 to the module planes at the crystals' mean depth of interaction (the surface on which the
-reconstruction puts its LOR endpoints, :func:`recon.lors.lor_endpoints`), the crystals hit there
+reconstruction puts its LOR endpoints, :func:`recon.pet.lors.lor_endpoints`), the crystals hit there
 form the coincidence, and ``dt`` is the true time-of-flight difference blurred by the scanner's
 CTR. No attenuation, scatter, randoms, penetration or energy: what the reconstruction gets back is
 only what the geometry put in, which is what the projector and image-quality tests need while they
@@ -17,7 +17,7 @@ import pytest
 
 from hw import COINC_DTYPE, SPEED_OF_LIGHT_MM_PER_PS
 from hw.scanner import Scanner
-from recon.lors import FWHM_PER_SIGMA, lor_endpoints, mean_interaction_depth_mm
+from recon.pet.lors import FWHM_PER_SIGMA, lor_endpoints, mean_interaction_depth_mm
 
 
 def _ring_layout(scanner: Scanner):

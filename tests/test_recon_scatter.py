@@ -8,9 +8,7 @@ import pytest
 from test_recon_sampler import recon_cache  # noqa: F401
 
 from recon import default_grid
-from recon.lors import LORs
-from recon.osem import lm_osem, split_coinc
-from recon.scatter import (
+from recon.corrections.scatter import (
     compton_total,
     klein_nishina,
     pair_values,
@@ -21,6 +19,8 @@ from recon.scatter import (
     transaxial_distance_mm,
     valid_pair_count,
 )
+from recon.pet.lors import LORs
+from recon.pet.osem import lm_osem, split_coinc
 
 emulator = pytest.importorskip("emulator")
 coincidence = pytest.importorskip("coincidence")
@@ -99,7 +99,7 @@ def test_the_estimate_does_not_depend_on_the_subsets_of_the_frame(brain):
     many subsets the reconstruction has (a short frame has one): the cylinder's estimate with 1
     and 2 subsets agrees within 3 % (when the first image had one iteration, 1 and 2 updates,
     it differed by 6 %, and a brain frame's by 12 % between 1 and 10 updates)."""
-    from recon.runimage import RunReconOptions, osem_counts, scatter_first_iterations
+    from recon.pet.runimage import RunReconOptions, osem_counts, scatter_first_iterations
 
     acq = brain.acquisition
     sim = emulator.simulate(brain, phantom="cylinder", nuclide="F-18", activity_mbq=5.0,

@@ -7,9 +7,9 @@ import pytest
 
 from hw import load_scanner
 from infra.errors import UserError
-from recon.figures import profile_width, sphere_mean
 from recon.grid import default_grid
-from recon.spect import SpectProjector, detection_efficiency, spect_osem, tew_scatter
+from recon.metrics.figures import profile_width, sphere_mean
+from recon.spect.osem import SpectProjector, detection_efficiency, spect_osem, tew_scatter
 
 
 @pytest.fixture(scope="module")

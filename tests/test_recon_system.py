@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from hw import load_scanner
+from recon.corrections.randoms import RandomsEstimate, crystal_counts, fan_sum_factors
 from recon.grid import Grid, default_grid
-from recon.lors import LORs, pair_weights
-from recon.projector import Projector
-from recon.randoms import RandomsEstimate, crystal_counts, fan_sum_factors
-from recon.system import (
+from recon.pet.lors import LORs, pair_weights
+from recon.pet.projector import Projector
+from recon.pet.system import (
     DEFAULT_SAMPLES,
     default_samples,
     every_pair,

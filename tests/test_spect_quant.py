@@ -66,7 +66,7 @@ def test_smoothing_the_scatter_estimate_keeps_its_level_and_takes_its_noise(came
 
 
 def test_a_sensitivity_is_stored_in_the_toml_once_and_leaves_the_digest(tmp_path, camera):
-    from recon.spectquant import Line, Sensitivity, store
+    from recon.spect.quant import Line, Sensitivity, store
 
     path = tmp_path / "camera.toml"
     path.write_text(Path(camera.source).read_text().split("[quantification")[0])

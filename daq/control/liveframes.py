@@ -5,7 +5,7 @@ Coincidences reach a background thread through a queue that never blocks the sor
 image's, :mod:`daq.control.live`). A frame is complete once a coincidence a millisecond past its end has
 arrived (the sorter emits in time order; a millisecond is far beyond any window or delay); it is
 then reconstructed exactly as ``petdaq recon --frames`` reconstructs it
-(:class:`recon.dynamic.FrameRecon`, the same events in the same order: the same image), its
+(:class:`recon.pet.dynamic.FrameRecon`, the same events in the same order: the same image), its
 regions' means and SDs are appended to the curves, and the curves so far go out on the monitor
 stream (topic ``curves``). At the run's end the frames the data reached are finished and the
 curves are written to ``RUN/kinetics/live_tacs.csv``. When more coincidences wait than
@@ -96,7 +96,7 @@ def check_live_frames(text: str | None, scanner: Any, time_scale: float, end: fl
     if spheres:
         import recon
         from recon.kinetics.regions import sphere_regions
-        from recon.runimage import RunReconOptions, voxel_of
+        from recon.pet.runimage import RunReconOptions, voxel_of
 
         sphere_regions(spheres, recon.default_grid(scanner, voxel_of(RunReconOptions(), scanner)))
     elif not emulated:
@@ -109,7 +109,7 @@ def live_regions(scanner: Any, facts: Any, spheres: list[str], voxel_mm: float
     mm) when given, else the emulated phantom's; a clear error when there are none."""
     import recon
     from recon.kinetics.regions import phantom_regions, sphere_regions
-    from recon.runimage import run_phantom
+    from recon.pet.runimage import run_phantom
 
     grid = recon.default_grid(scanner, voxel_mm)
     if spheres:
@@ -128,7 +128,7 @@ class LiveFrames:
                  max_pending_events: int = 40_000_000, cpu: CpuMeter | None = None,
                  rates: Callable[[], RateTable | None] | None = None) -> None:
         """``frames``: the schedule (acquisition s); ``recon_of``: the run's
-        :class:`recon.dynamic.FrameRecon`; ``regions``: masks on its grid; ``time_scale``: the
+        :class:`recon.pet.dynamic.FrameRecon`; ``regions``: masks on its grid; ``time_scale``: the
         kinetic clock's seconds per acquisition second; ``on_curves(points, frames_done)`` after
         each frame; ``max_pending_events``: coincidences held beyond which chunks are dropped;
         ``rates()``: the singles rates so far (the dead-time correction; a frame waits until
@@ -219,7 +219,7 @@ class LiveFrames:
         t_s = events["t"] * 1e-12 if events.size else np.empty(0)
         later = events[t_s >= frame.stop_s] if events.size else events
         if frame.number not in self._lossy and events.size:
-            from recon.dynamic import frame_events
+            from recon.pet.dynamic import frame_events
             from recon.threads import KERNELS
 
             with KERNELS:  # not beside the live image's kernels

@@ -192,7 +192,7 @@ def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | Non
     bull's-eye); NIfTI + PNG slices and MIP in RUN/images. None when the run has no prompts
     (SPECT: no singles) to reconstruct."""
     import recon
-    from recon.runimage import reconstruct_run
+    from recon.pet.runimage import reconstruct_run
     from runstore.listmode import read_listmode, read_singles_rates
 
     stop = run.stop
@@ -227,8 +227,8 @@ def _publish_spect(publisher: MonitorPublisher, result: SpectImage, singles: int
         image.array, voxel_mm=tuple(image.voxel_mm), origin_mm=tuple(image.origin_mm),
         events=singles, iteration=int(image.meta.get("iterations", 0))))
     if result.polar is not None:
-        from recon.cardiac import ABNORMAL_PERCENT
-        from recon.polarmap import render_bullseye
+        from recon.spect.cardiac import ABNORMAL_PERCENT
+        from recon.spect.polarmap import render_bullseye
 
         publisher.send(messages.POLAR_TOPIC, messages.polar_map_message(
             percent=[float(v) for v in result.polar.percent],

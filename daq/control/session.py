@@ -64,8 +64,8 @@ class Session:
             self.frames = self._live_frames(run, frames, spheres)
 
     def _live_frames(self, run: RunDir, schedule: str, spheres: tuple[str, ...]) -> LiveFrames:
-        from recon.dynamic import FrameRecon
-        from recon.runimage import voxel_of
+        from recon.pet.dynamic import FrameRecon
+        from recon.pet.runimage import voxel_of
         from runstore.facts import run_facts
 
         facts = run_facts(run)

@@ -31,11 +31,11 @@ def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int
                 ) -> SpectImage:
     """OSEM of the run's first photopeak's projections with TEW scatter and, for an emulated run,
     the phantom's attenuation map at the photopeak energy, in Bq/mL where the scanner has the
-    sensitivity of the run's nuclide (:mod:`recon.spectquant`); NIfTI + PNG slices and MIP in
+    sensitivity of the run's nuclide (:mod:`recon.spect.quant`); NIfTI + PNG slices and MIP in
     RUN/images. A scan of a phantom with a myocardium gets its bull's-eye too, on the axis found
     in the image (``polar_map.png``, ``polar_map.csv``)."""
     import recon
-    from recon.spectquant import quantify_spect
+    from recon.spect.quant import quantify_spect
 
     t0 = time.monotonic()
     facts = run_facts(run)
@@ -44,8 +44,8 @@ def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int
     paths = list(recon.save_outputs(image, run.images / "image"))
     polar, lv = _bullseye(image, facts, scanner)
     if polar is not None:
-        from recon.cardiac import write_segments_csv
-        from recon.polarmap import SEGMENT_NAMES
+        from recon.spect.cardiac import write_segments_csv
+        from recon.spect.polarmap import SEGMENT_NAMES
 
         paths.append(polar.write_png(run.images / "polar_map.png"))
         paths.append(write_segments_csv({f"{i + 1} {n}": float(v) for i, (n, v) in enumerate(
@@ -57,13 +57,13 @@ def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int
 
 def _bullseye(image: Any, facts: Any, scanner: Scanner) -> tuple[Any, Any]:
     """(polar map, axis) of a cardiac scan's image, or (None, None)."""
-    from recon.runimage import run_phantom
+    from recon.pet.runimage import run_phantom
 
     phantom = run_phantom(facts, scanner)
     if phantom is None or "myocardium" not in phantom.regions():
         return None, None
-    from recon.cardiac import map_of
-    from recon.lvaxis import find_lv_axis
+    from recon.spect.cardiac import map_of
+    from recon.spect.lvaxis import find_lv_axis
 
     lv = find_lv_axis(image)
     return map_of(image, lv), lv
@@ -93,7 +93,7 @@ def spect_run_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets:
 
 def _mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float) -> np.ndarray | None:
     """The emulated phantom's mu-map (1/mm) on ``grid``; None for a run from real heads."""
-    from recon.runimage import run_phantom
+    from recon.pet.runimage import run_phantom
 
     phantom = run_phantom(run_facts(run), scanner)
     return None if phantom is None else phantom.mu_map(grid, energy_kev)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from daq.perf.bench import machine
-from emulator.qemuboards import BOARD, IN_EVENT, IN_TICK, INPUT_DTYPE, BoardLink, image
+from emulator.outputs.qemuboards import BOARD, IN_EVENT, IN_TICK, INPUT_DTYPE, BoardLink, image
 from hw import wire
 from hw.wire.commands import Opcode, reply_of
 

@@ -1,7 +1,8 @@
 """Kinetic phantoms: regions grouped in tissue classes whose activity follows a compartment model.
 
-A phantom with :class:`emulator.kinetics.Kinetics` is emulated as a mixture: one static phantom per class (its
-regions at concentration 1, every other region at 0, the same attenuation), drawn with weights
+A phantom with :class:`emulator.phantoms.compartments.Kinetics` is emulated as a mixture: one
+static phantom per class (its regions at concentration 1, every other region at 0, the same
+attenuation), drawn with weights
 concentration x visible volume at each moment of the scan (:class:`Mixture`). The class volumes
 are measured on a 1 mm grid of the painted regions.
 """
@@ -12,9 +13,9 @@ import dataclasses
 
 import numpy as np
 
-from emulator import kinetics
 from emulator.jit import kernel
-from emulator.kinetics import TissueClass
+from emulator.phantoms import compartments as kinetics
+from emulator.phantoms.compartments import TissueClass
 from emulator.phantoms.model import PackedPhantom, Phantom
 from emulator.phantoms.shapes import pack_row, row_contains
 from infra.errors import UserError

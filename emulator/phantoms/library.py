@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from emulator.kinetics import FengInput, Kinetics, TissueClass, TissueModel
+from emulator.phantoms.compartments import FengInput, Kinetics, TissueClass, TissueModel
 from emulator.phantoms.model import LineSource, Phantom, PointSource, Region
 from emulator.phantoms.shapes import Shape, cylinder, ellipsoid, rotation_to, sphere
 from hw.scanner import Scanner

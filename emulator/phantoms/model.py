@@ -22,10 +22,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from emulator.kinetics import Kinetics
-from emulator.media import mu_water
+from emulator.phantoms.compartments import Kinetics
 from emulator.phantoms.shapes import ROW, Shape, pack_row
 from emulator.phantoms.voxels import ActivityGrid, activity_grid
+from emulator.physics.media import mu_water
 from infra.errors import UserError
 
 
@@ -77,7 +77,7 @@ class Phantom:
     parts: tuple[Region, ...] = ()
     sources: tuple[PointSource | LineSource, ...] = ()
     kinetics: Kinetics | None = None
-    """A kinetic phantom's tissue classes and input (:mod:`emulator.kinetics`; emulated by
+    """A kinetic phantom's tissue classes and input (:mod:`emulator.phantoms.compartments`; emulated by
     :mod:`emulator.phantoms.kinetic`): the regions' activity then follows them in time; their
     ``activity`` is only the picture of a late moment, for displays."""
 

@@ -6,11 +6,11 @@ Generation: bedside-brain, the brain phantom filled with 20 MBq of F-18, 20 ms o
 machine's cores. The crystals' own Lu-176 alone (no source, 0.2 s, ~0.24 M singles, one thread):
 short photon histories that start in a crystal, where the lanes' bookkeeping weighs most.
 The same scan with the photon transport free: every call of
-:func:`emulator.transport.transport` replaced by a copy of the deposits and counters that call
+:func:`emulator.physics.transport.transport` replaced by a copy of the deposits and counters that call
 made in a recorded run (the singles come out the same, checked), so what is timed is all the
 rest (decay times and positions, emission, electronics, digitizer, sorting, Python): no faster
 transport can make the scan faster than this.
-The photon step alone: :func:`emulator.lanes.step` on its 256 lanes, called from compiled code
+The photon step alone: :func:`emulator.physics.lanes.step` on its 256 lanes, called from compiled code
 (no Python dispatch), the lanes filled as the transport fills them (the photon pairs of 128
 decays in the brain phantom); every lane runs every branch, so a call costs the same wherever
 its photons are, or after they ended.
@@ -31,9 +31,13 @@ import zmq
 from rates import record
 
 import emulator
-from emulator import firmware, lanes, output, pet, rng, sampling, sinks, transport
+from emulator import rng
 from emulator.blocks import default_threads
 from emulator.jit import kernel
+from emulator.outputs import boards as output
+from emulator.outputs import packers as firmware
+from emulator.outputs import sinks
+from emulator.physics import lanes, pet, sampling, transport
 from emulator.simd import seed_lanes
 
 ACTIVITY_MBQ = 20.0

@@ -3,7 +3,7 @@
 Events: 1 M crystal pairs drawn uniformly among bedside-brain's valid pairs (every such LOR
 crosses the field of view, ~82 planes of the default 2 mm grid on average), TOF positions
 N(0, 50 mm), in acquisition order (consecutive LORs unrelated) or in the LOR-space order that
-the reconstructions use (:func:`recon.lors.lor_order`; the OSEM and live benchmarks include that
+the reconstructions use (:func:`recon.pet.lors.lor_order`; the OSEM and live benchmarks include that
 sort; the live one adds 100 k delayeds to every 1 M prompts: randoms estimate on).
 ``extra_info``: ``events_per_s`` of the median round (forward + back projection counts an event
 once), ``events_per_s_per_thread``, ``threads``.
@@ -18,12 +18,12 @@ from rates import record
 
 from hw import COINC_DTYPE, SPEED_OF_LIGHT_MM_PER_PS
 from recon import LiveRecon, Projector, default_grid, set_threads
-from recon.export import read_dicom, read_nifti, write_dicom_pet, write_nifti
-from recon.lors import LORs, lor_order
-from recon.osem import ListModeEM
-from recon.projector import pad
-from recon.spect import SpectProjector
-from recon.system import sample_pairs
+from recon.outputs.export import read_dicom, read_nifti, write_dicom_pet, write_nifti
+from recon.pet.lors import LORs, lor_order
+from recon.pet.osem import ListModeEM
+from recon.pet.projector import pad
+from recon.pet.system import sample_pairs
+from recon.spect.osem import SpectProjector
 from recon.threads import get_threads, max_threads
 
 N_EVENTS = 1_000_000
@@ -168,7 +168,7 @@ def test_bench_nifti_dicom_round_trip(benchmark, brain, tmp_path):
     image = grid.image(rng.random(grid.shape).astype(np.float32) * 1e4, "Bq/mL")
     import datetime as dt
 
-    from recon.export import Acquisition, Radiopharmaceutical
+    from recon.outputs.export import Acquisition, Radiopharmaceutical
 
     now = dt.datetime(2026, 1, 1, 12, 0, 0)
     rp = Radiopharmaceutical("F-18", 6586.2, 0.967, 1e8, now)

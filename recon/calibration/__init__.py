@@ -1,0 +1,3 @@
+"""Calibrations of a scanner model measured on emulated scans: the cross-calibration (counts per
+annihilation) and the singles dead time.
+"""
