@@ -2,5 +2,5 @@
 
 It talks to a running acquisition only through ZeroMQ (``daq.messages`` schema), so it can run
 on another machine and its crashes never touch an acquisition. Qt is imported only by the
-window modules; ``petdaq.console.add_commands`` registers ``petdaq console`` without importing it.
+window modules; ``petdaq.acquisition.console.add_commands`` registers ``petdaq console`` without importing it.
 """

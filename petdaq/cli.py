@@ -17,18 +17,10 @@ from infra.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command line, with every sub-command registered."""
-    from petdaq import (
-        bench,
-        commands,
-        console,
-        countrate,
-        dosimetry,
-        emulate,
-        imports,
-        kinetics,
-        recon,
-        sensitivity,
-    )
+    from petdaq.acquisition import acquire, bench, console, countrate, emulate
+    from petdaq.images import dosimetry, kinetics, recon
+    from petdaq.runs import imports, info, replay
+    from petdaq.scanner import calibrate, scanners, sensitivity
 
     parser = argparse.ArgumentParser(
         prog="petdaq",
@@ -36,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "sort, reconstruct, display.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_commands(sub)
+    scanners.add_commands(sub)
+    acquire.add_commands(sub)
+    calibrate.add_commands(sub)
+    replay.add_commands(sub)
+    info.add_commands(sub)
     bench.add_commands(sub)
     emulate.add_commands(sub)
     imports.add_commands(sub)

@@ -14,7 +14,7 @@ from petsird.helpers import are_detections_ordered, expand_detection_bins
 from hw import COINC_DTYPE, load_scanner
 from hw.scanner import SPEED_OF_LIGHT_MM_PER_PS
 from infra.errors import UserError
-from petdaq import commands
+from petdaq.runs import info
 from runstore.listmode import ListModeWriter
 from runstore.petsird import export_petsird
 from runstore.rundir import RunDir
@@ -222,9 +222,9 @@ def test_sector_cut_marks_module_pairs_not_in_coincidence(exported, brain) -> No
 
 
 def test_export_command(tmp_path: Path, brain, capsys) -> None:
-    """``petdaq export RUN --petsird FILE`` as petdaq.commands registers it."""
+    """``petdaq export RUN --petsird FILE`` as petdaq.runs.info registers it."""
     parser = argparse.ArgumentParser(prog="petdaq")
-    commands.add_commands(parser.add_subparsers())
+    info.add_commands(parser.add_subparsers())
     coinc = _coincidences(brain, n=100, seed=5)
     run = _run(tmp_path, brain, coinc)
     args = parser.parse_args(["export", str(run.path), "--petsird", str(tmp_path / "cli.petsird")])

@@ -17,7 +17,7 @@ from sockets import timed_socket
 from emulator.outputs.truthfile import read_truth
 from hw import RAW_DTYPE, wire
 from infra.errors import UserError
-from petdaq import emulate as cli
+from petdaq.acquisition import emulate as cli
 
 
 def run(*argv: str) -> int:

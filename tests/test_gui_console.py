@@ -586,7 +586,7 @@ def test_clicking_a_view_moves_the_slices(qtbot, console, fake_daq):
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    from petdaq.console import add_commands
+    from petdaq.acquisition.console import add_commands
 
     parser = argparse.ArgumentParser(prog="petdaq")
     add_commands(parser.add_subparsers(dest="command"))

@@ -12,7 +12,7 @@ import pytest
 from test_recon_sampler import recon_cache, sample_coinc  # noqa: F401
 
 from infra.errors import UserError
-from petdaq import recon as cli
+from petdaq.images import recon as cli
 from recon import read_nifti
 from recon.pet import runimage
 from runstore.listmode import read_listmode

@@ -7,7 +7,7 @@ or a ``.npy`` array of it (give ``--scanner`` where the file does not name one).
 ``--out`` (default ``RUN/images``): ``image.nii.gz``, ``image_mip.png``, ``image_slices/``, a
 DICOM PET series ``dicom/`` (Bq/mL when the duration is known) and with ``--report`` the figures
 of merit of the run's phantom in ``report.json`` (emulated runs name their phantom). A SPECT
-run (its ``projections.npz``) is reconstructed by :mod:`petdaq.reconspect`.
+run (its ``projections.npz``) is reconstructed by :mod:`petdaq.images.reconspect`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from infra.cluster import client_for
 from infra.errors import UserError
 from infra.progress import Progress
 from petdaq.batch import files_in, for_each
+from petdaq.images.reconspect import is_spect_run, recon_spect_run
 from petdaq.options import add_cluster_option
-from petdaq.reconspect import is_spect_run, recon_spect_run
 from recon.outputs.png import DISPLAY_FWHM_MM
 from recon.pet.runimage import (
     RUN_ITERATIONS,

@@ -23,7 +23,7 @@ import numpy as np
 
 from infra.atomic import replacing
 from infra.errors import UserError
-from petdaq.kinetics import add_region_options
+from petdaq.images.kinetics import add_region_options
 from recon.dosimetry.fit import MODELS, ExpFit, fit
 from recon.dosimetry.mird import sphere_s_gy_per_mbq_h
 
@@ -141,7 +141,7 @@ def _regions(args: argparse.Namespace, facts: Any) -> tuple[Any, dict[str, np.nd
 def _time_point(run: Any, facts: Any, scanner: Any, regions: dict[str, np.ndarray],
                 voxel_ml: float, photopeak_kev: float | None) -> TimePoint:
     from daq.control.spectimage import spect_run_image
-    from petdaq.reconspect import SPECT_ITERATIONS, SPECT_SUBSETS
+    from petdaq.images.reconspect import SPECT_ITERATIONS, SPECT_SUBSETS
     from recon.spect.quant import quantify_spect
 
     image, units = quantify_spect(spect_run_image(run, scanner, SPECT_ITERATIONS, SPECT_SUBSETS,

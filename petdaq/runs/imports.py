@@ -24,7 +24,7 @@ from hw.scanner import Scanner, load_scanner
 from infra.atomic import replacing
 from infra.errors import UserError
 from infra.progress import Progress
-from petdaq.commands import (
+from petdaq.options import (
     add_digitizer_options,
     add_out_options,
     add_sort_options,

@@ -8,7 +8,7 @@ from daq.perf.countrate_live import format_table, save, sweep
 from hw import load_scanner
 from infra.pool import check_threads
 from infra.progress import Progress
-from petdaq.commands import add_threads_option
+from petdaq.options import add_threads_option
 
 
 def cmd_live(args: argparse.Namespace) -> int:

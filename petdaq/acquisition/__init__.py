@@ -1,0 +1,1 @@
+"""Sub-commands that acquire: run, acquire, serve, keys, emulate, count-rate, bench, console."""

@@ -1,0 +1,1 @@
+"""Sub-commands that make and analyse images: recon, kinetics, dosimetry."""

@@ -1,0 +1,1 @@
+"""Sub-commands about the scanner itself: scanners, calibrate, sensitivity."""

@@ -1,0 +1,72 @@
+"""``petdaq calibrate RUN``: per-crystal gains (photopeak, Lu-176) and channel time offsets from a
+calibration run, stored with the scanner; thin over :mod:`daq.pipeline.process.calibration`."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from daq.pipeline.process import calibration
+from hw.scanner import Scanner
+from infra.errors import UserError
+from petdaq.runs import keptruns
+from petdaq.runs.source import run_scanner
+from runstore.rundir import RunDir, utc_now
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``calibrate``."""
+    p = sub.add_parser("calibrate", help="derive the per-crystal gain table from a calibration run")
+    p.add_argument("run", help="run directory of the calibration acquisition")
+    p.add_argument("--method", choices=["photopeak", "lu176", "timing"], default="photopeak",
+                   help="photopeak: 511 keV source in the FOV; lu176: no source, the crystals' own "
+                        "Lu-176 activity (relative gains); timing: each channel's time offset "
+                        "from the prompts of a uniform cylinder centred in the field of view "
+                        "(any run with coincidences, e.g. an imported one)")
+    p.add_argument("--peak-kev", type=float, default=511.0,
+                   help="with photopeak on other digitizers' records: the source's photopeak, "
+                        "keV (511; 662 for Cs-137)")
+    p.add_argument("--no-save", action="store_true", help="report only, store nothing")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from daq.pipeline.replay import decode_journal
+
+    run, kept = keptruns.source_of(args.run)
+    scanner = run_scanner(run)
+    if args.method == "timing":
+        return _calibrate_timing(run, scanner, args.no_save)
+    if kept is not None:
+        return keptruns.calibrate(kept, scanner, args.method, args.peak_kev, args.no_save)
+    raw = decode_journal(run.journal, scanner)
+    cal, report = calibration.derive(raw, scanner, args.method, created_utc=utc_now(),
+                                     from_run=str(run.path))
+    print(f"calibrated {report['calibrated']} of {report['crystals']} crystals "
+          f"({args.method}, median {report['median_counts']:.0f} counts/crystal), "
+          f"gain spread {100 * report['gain_rms']:.1f} % RMS")
+    if report["too_few_counts"]:
+        print(f"warning: {report['too_few_counts']} crystals had too few counts: gain left nominal")
+    if not args.no_save:
+        print(f"stored {cal.save()}")
+    return 0
+
+
+def _calibrate_timing(run: RunDir, scanner: Scanner, no_save: bool) -> int:
+    """``petdaq calibrate RUN --method timing``: channel time offsets from the run's prompts."""
+    from daq.pipeline.digitizers import timing
+    from runstore.listmode import read_listmode
+
+    if not run.listmode.is_file():
+        raise UserError(f"{run.path} has no coincidences to measure time offsets from")
+    table, report = timing.derive(read_listmode(run.listmode)[0], scanner,
+                                  created_utc=utc_now(), from_run=str(run.path))
+    fitted = table.offsets_ps[table.offsets_ps != 0]
+    print(f"time offsets of {report['crystals']} crystals from {report['prompts']} prompts: "
+          f"{np.sqrt(np.mean(fitted.astype(np.float64) ** 2)) if fitted.size else 0:.0f} ps RMS, "
+          f"residual {report['residual_rms_ps']:.0f} ps RMS")
+    if not no_save:
+        print(f"stored {table.save()} (taken off every single of this scanner's imported and "
+              "ABCD runs from now on)")
+    return 0
