@@ -5,7 +5,8 @@ those inside functions: hiding an upward import in a function only hides the cyc
 The floors, bottom to top (``docs/architecture.md``): infrastructure (``infra``), hardware
 (``hw``), the pure kernels (``coincidence``), the emulator, the run store (``runstore``), the
 reconstruction (``recon``), the DAQ (``daq``), the console (``gui``), and the commands
-(``petdaq``) on top. A module may import its own floor and those below it."""
+(``petdaq``) on top. A module may import its own floor and those below it. The floors are divided
+into rooms by role, none crowded: no folder holds more than fifteen modules side by side."""
 
 from __future__ import annotations
 
@@ -157,3 +158,58 @@ def test_settings_are_typed_at_the_door() -> None:
     assert {m: fns for m, fns in takers.items() if fns} == {}
     assert namespace_takers("def cmd(args):\n    return args.scanner\n") == ["cmd"]
     assert namespace_takers("def f(a: argparse.Namespace) -> None: ...\n") == ["f"]
+
+
+#: The most Python modules a folder of the product holds side by side (tests aside).
+MAX_MODULES_A_FOLDER = 15
+#: The longest module directly in ``petdaq/`` (the commands live in their groups' rooms).
+MAX_PETDAQ_MODULE_LINES = 400
+#: The rooms each floor is divided into, by role (``docs/architecture.md``).
+ROOMS = {
+    "recon": ("pet", "corrections", "spect", "outputs", "metrics", "calibration", "kinetics",
+              "dosimetry"),
+    "emulator": ("phantoms", "physics", "detector", "outputs"),
+    "petdaq": ("acquisition", "runs", "scanner", "images"),
+}
+#: Iterative algorithms of the reconstruction, which the corrections never import (they call
+#: the corrections, as the two-pass scatter does; RECON-STYLE's seventh example).
+RECON_ALGORITHMS = ("recon.pet.osem", "recon.pet.live", "recon.pet.runimage", "recon.pet.dynamic",
+                    "recon.pet.scattercorr")
+
+
+def crowded_folders(files: list[Path], limit: int = MAX_MODULES_A_FOLDER) -> dict[str, int]:
+    """Folders with more than ``limit`` Python modules side by side, and how many."""
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[str(f.parent)] = counts.get(str(f.parent), 0) + 1
+    return {folder: n for folder, n in counts.items() if n > limit}
+
+
+def test_no_folder_of_the_product_holds_more_than_fifteen_modules() -> None:
+    files = [f.relative_to(ROOT) for p in PACKAGES for f in (ROOT / p).rglob("*.py")]
+    assert crowded_folders(files) == {}
+    assert crowded_folders([Path(f"recon/m{i}.py") for i in range(16)]) == {"recon": 16}
+
+
+def test_the_floors_are_divided_into_their_rooms() -> None:
+    for floor, rooms in ROOMS.items():
+        for room in rooms:
+            assert (ROOT / floor / room / "__init__.py").is_file(), f"{floor}/{room}"
+
+
+def test_no_module_directly_in_petdaq_is_long() -> None:
+    long = {f.name: n for f in (ROOT / "petdaq").glob("*.py")
+            if (n := len(f.read_text().splitlines())) > MAX_PETDAQ_MODULE_LINES}
+    assert long == {}
+
+
+def algorithm_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(correction, algorithm) for every import of a reconstruction algorithm by a correction."""
+    return sorted((m, t) for m, targets in graph.items() if m.startswith("recon.corrections")
+                  for t in targets if t in RECON_ALGORITHMS)
+
+
+def test_the_corrections_never_import_an_algorithm() -> None:
+    assert algorithm_imports(_graph()) == []
+    assert algorithm_imports({"recon.corrections.randoms": {"recon.pet.osem", "recon.grid"}}) == [
+        ("recon.corrections.randoms", "recon.pet.osem")]
