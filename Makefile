@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint clean firmware
+.PHONY: run test soak bench lint clean firmware
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +16,20 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/petdaq run
 
-# The tests, then the benchmarks (JSON kept in bench-results/) and their same-run ratio check.
+# The tests on every core (a module's tests on one worker: its fixtures are made once), then
+# the tests that measure a rate or a CPU split, alone; then the benchmarks (JSON kept in
+# bench-results/) and their same-run ratio check. Skipped tests say why at the end.
+PYTEST := QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest --ignore=tests/benchmarks
+	$(PYTEST) --ignore=tests/benchmarks -m "not serial and not soak" -n auto --dist loadfile
+	$(PYTEST) --ignore=tests/benchmarks -m "serial and not soak"
 	mkdir -p bench-results
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest tests/benchmarks -q --benchmark-enable \
-		--benchmark-json=bench-results/ci.json
+	$(PYTEST) tests/benchmarks -q --benchmark-enable --benchmark-json=bench-results/ci.json
 	$(BIN)/python -m daq.perf.benchcheck bench-results/ci.json
+
+# Sustained runs at rate (minutes): CI runs them after the tests.
+soak: $(STAMP)
+	$(PYTEST) --ignore=tests/benchmarks -m soak
 
 # The digitizer board's firmware for an emulated Cortex-M (needs gcc-arm-none-eabi): its size.
 firmware:

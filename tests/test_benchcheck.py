@@ -35,6 +35,7 @@ def frames(brain) -> tuple[bytes, int]:
     return wire.encode(raw, board=0, first_seq=0, scanner=brain), n
 
 
+@pytest.mark.serial  # the decoder's real throughput: alone
 def test_the_real_decoder_passes(frames, brain) -> None:
     data, n = frames
     wire.Decoder(brain).feed(data[:5000])

@@ -7,9 +7,13 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from boardstream import board_events
 
 from daq.pipeline.cpu import CpuMeter, format_split, task_cpu_s
+
+#: The CPU split of a chain at rate: alone, not beside other tests.
+pytestmark = pytest.mark.serial
 
 
 def _spin(seconds: float) -> None:

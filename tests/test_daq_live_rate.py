@@ -11,6 +11,9 @@ import pytest
 from daq.perf import scaling
 from petdaq.cli import main
 
+#: Rates and lags of the live DAQ: alone, not beside other tests.
+pytestmark = pytest.mark.serial
+
 
 def test_paced_replay_is_lossless_and_stops_when_the_daq_is_behind(brain) -> None:
     """Paced at its real rate, the replay loses nothing; told to give up at any lag (0 s), it

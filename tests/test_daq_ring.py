@@ -3,12 +3,15 @@ fresh pages, however far behind its boards the DAQ falls."""
 
 from __future__ import annotations
 
+import pytest
+
 import emulator
 from daq.pipeline.links.handover import MAX_BYTES, ring_bytes
 from daq.pipeline.links.ring import ReceiveRing, round_capacity
 from daq.pipeline.links.sources import RCVHWM
 
 
+@pytest.mark.serial  # page faults counted while the queue is full: alone
 def test_a_full_hand_over_queue_costs_no_fresh_pages(brain) -> None:
     """The end-to-end chain with boards that send as fast as the DAQ takes (the DAQ falls
     behind, its hand-over queue fills to its 256 MiB bound): ZeroMQ's I/O thread touches

@@ -17,10 +17,11 @@ import pytest
 from hw import wire
 from hw.wire.commands import Opcode, Result, encode_command, reply_of
 
-pytestmark = pytest.mark.skipif(
+#: Emulated Cortex-M boards paced in real time run alone, not beside other tests.
+pytestmark = [pytest.mark.serial, pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
     reason="needs qemu-system-arm and arm-none-eabi-gcc (apt-get install qemu-system-arm "
-           "gcc-arm-none-eabi; .ci/run installs them)")
+           "gcc-arm-none-eabi; .ci/run installs them)")]
 
 FIRMWARE = Path(wire.__file__).parent.parent / "firmware"
 

@@ -22,6 +22,9 @@ from gui import theme
 from gui.local_daq import LocalDaq, free_port
 from gui.window import ConsoleWindow
 
+#: The console's refresh rate and live scans: alone, not beside other tests.
+pytestmark = pytest.mark.serial
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 LEFT = QtCore.Qt.MouseButton.LeftButton
 
