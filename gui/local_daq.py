@@ -33,6 +33,7 @@ class LocalDaq:
         self.monitor_port = monitor_port or free_port()
         self.control_port = control_port or free_port()
         self._log = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (lives with the process)
+        self._printed = ""
         command = [sys.executable, "-m", "petdaq", "serve",
                    "--monitor-port", str(self.monitor_port),
                    "--control-port", str(self.control_port), "--out", str(self.out_dir)]
@@ -48,10 +49,13 @@ class LocalDaq:
         return self.process.poll()
 
     def last_words(self) -> str:
-        """The last line the process printed (for the operator when it dies)."""
-        self._log.flush()
-        self._log.seek(0)
-        lines = [ln.strip() for ln in self._log.read().decode(errors="replace").splitlines()]
+        """The last line the process printed (for the operator when it dies), also after
+        :meth:`stop`."""
+        if not self._log.closed:
+            self._log.flush()
+            self._log.seek(0)
+            self._printed = self._log.read().decode(errors="replace")
+        lines = [ln.strip() for ln in self._printed.splitlines()]
         lines = [ln for ln in lines if ln]
         return lines[-1] if lines else ""
 
@@ -65,5 +69,6 @@ class LocalDaq:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.last_words()  # what it printed, kept for after the log is closed
         with contextlib.suppress(OSError):
             self._log.close()

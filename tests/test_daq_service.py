@@ -144,3 +144,26 @@ def test_a_start_request_may_run_the_boards_firmware_in_qemu():
     assert EmulatorSettings.from_request({"firmware": "qemu"}).firmware == "qemu"
     with pytest.raises(UserError, match="unknown firmware 'arm': choose numba, c, qemu"):
         EmulatorSettings.from_request({"firmware": "arm"})
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_petdaq_serve_started_in_the_background_stops_on_ctrl_c_and_sigterm(tmp_path, signum):
+    """A shell starts a background job with SIGINT ignored, and Python keeps an ignored SIGINT
+    ignored: the service still closes on Ctrl-C (and on SIGTERM) and exits 0."""
+    import subprocess
+
+    base = free_port_block(2)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "petdaq", "serve", "--monitor-port", str(base),
+         "--control-port", str(base + 1), "--out", str(tmp_path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        ready = [serve.stderr.readline() for _ in range(1)]
+        assert "DAQ service: monitor" in ready[0], ready
+        serve.send_signal(signum)
+        assert serve.wait(30) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()

@@ -8,6 +8,7 @@ list-mode file within seconds of the stop, and print a summary of the run."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from contextlib import ExitStack
@@ -219,6 +220,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     checks.tcp_port(args.monitor_port, "--monitor-port")
     checks.tcp_port(args.control_port, "--control-port")
     key_folder = _key_folder(args)
+    _stop_on_interrupt_and_term()
     service = DaqService(args.out, monitor_port=args.monitor_port,
                          control_port=args.control_port, host=args.host,
                          threads=check_threads(args.threads), keys=key_folder).start()
@@ -232,6 +234,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         service.close()
     return 0
+
+
+def _stop_on_interrupt_and_term() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM both close the service properly, also when it was started
+    in the background, whose SIGINT the shell leaves ignored (and Python then keeps ignoring)."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
