@@ -225,10 +225,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          control_port=args.control_port, host=args.host,
                          threads=check_threads(args.threads), keys=key_folder).start()
     secured = f", CURVE keys {args.keys}" if key_folder else ""
-    print(f"DAQ service: monitor tcp://{args.host}:{args.monitor_port}, control "
-          f"tcp://{args.host}:{args.control_port}{secured}, runs in {args.out} "
-          f"(Ctrl-C to quit)", file=sys.stderr)
-    try:
+    try:  # a Ctrl-C as soon as the line is out closes the service too
+        print(f"DAQ service: monitor tcp://{args.host}:{args.monitor_port}, control "
+              f"tcp://{args.host}:{args.control_port}{secured}, runs in {args.out} "
+              f"(Ctrl-C to quit)", file=sys.stderr)
         while True:
             time.sleep(0.5)
     except KeyboardInterrupt:
