@@ -139,6 +139,7 @@ def test_a_killed_worker_during_a_count_rate_study(client, tmp_path):
     assert countrate.study(scanner, [10.0, 40.0, 80.0], **kw, client=client).rows == alone.rows
 
 
+@pytest.mark.slow
 def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
     from recon import read_nifti
     from runstore.listmode import read_listmode

@@ -83,6 +83,7 @@ def test_the_emulated_scan_defaults_are_in_one_place():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="child processes: Linux /proc")
+@pytest.mark.slow
 def test_a_run_whose_emulator_dies_ends_failed_and_the_service_goes_on(service):
     """The emulator killed mid-run: the run stops in an error that names it, its files closed,
     and the service answers (state ``failed``) and can start again."""

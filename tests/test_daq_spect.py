@@ -132,6 +132,7 @@ def test_petdaq_acquire_on_the_spect_camera_without_a_duration_says_so(tmp_path)
     assert not (tmp_path / "runs").exists()  # nothing created
 
 
+@pytest.mark.slow
 def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(tmp_path):
     """From the command line alone: a cardiac SPECT run, then ``petdaq recon RUN --report``:
     the image, a DICOM NM volume that dciodvfy accepts, the polar map (PNG, CSV) whose lowest

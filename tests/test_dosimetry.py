@@ -56,6 +56,7 @@ def petdaq(*args: str) -> subprocess.CompletedProcess:
                           timeout=900)
 
 
+@pytest.mark.slow
 def test_three_time_point_lu177_study_gives_its_half_life_and_tia(tmp_path):
     """Three emulated Lu-177 scans of one patient at 24, 72 and 168 h after injection, the
     activity falling with an effective half-life of 72 h; ``petdaq dosimetry`` with a sphere in

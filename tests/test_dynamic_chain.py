@@ -232,6 +232,7 @@ def test_suv_without_the_patients_weight_says_so(dynamic_run: Path, tmp_path: Pa
     assert "SUV needs the study's weight_kg" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_suv_of_a_uniform_cylinder_is_its_true_suv(tmp_path: Path, monkeypatch):
     """The technologist's order: the energy gains calibrated on a cylinder scan, then a cylinder
     of 5 MBq at the scan's start, 70 kg, injected an hour before with what has decayed to 5 MBq:

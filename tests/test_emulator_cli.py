@@ -44,6 +44,7 @@ def test_list_names_phantoms_and_nuclides(capsys):
         assert name in out
 
 
+@pytest.mark.slow
 def test_file_sink_with_truth_decodes_to_the_truth_events(tmp_path, brain):
     frames, truth = tmp_path / "run.frames", tmp_path / "truth.h5"
     assert run(*EMULATE, "--to", str(frames), "--truth", str(truth)) == 0
@@ -66,7 +67,7 @@ def test_file_sink_with_truth_decodes_to_the_truth_events(tmp_path, brain):
 
 
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("cc", "gcc", "clang")),
-                    reason="no C compiler for the firmware packer")
+                    reason="no C compiler for the firmware packer (apt-get install gcc; .ci/run does)")
 def test_firmware_c_packer_sends_the_same_bytes(tmp_path):
     assert run(*EMULATE, "--to", str(tmp_path / "a.frames")) == 0
     assert run(*EMULATE, "--to", str(tmp_path / "b.frames"), "--firmware", "c") == 0

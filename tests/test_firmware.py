@@ -48,7 +48,7 @@ def lib(tmp_path_factory) -> ctypes.CDLL:
     cc = c_compiler()
     if cc is None:
         pytest.skip("no C compiler (cc, gcc or clang) on this machine: cannot build the "
-                    "firmware packer")
+                    "firmware packer (apt-get install gcc libc6-dev; .ci/run does)")
     so = tmp_path_factory.mktemp("firmware") / "libbpet_wire.so"
     build = subprocess.run([cc, *CFLAGS, "-o", str(so), str(FIRMWARE / "bpet_wire.c")],
                            capture_output=True, text=True, check=False)

@@ -22,9 +22,6 @@ from gui import theme
 from gui.local_daq import LocalDaq, free_port
 from gui.window import ConsoleWindow
 
-#: The console's refresh rate and live scans: alone, not beside other tests.
-pytestmark = pytest.mark.serial
-
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 LEFT = QtCore.Qt.MouseButton.LeftButton
 
@@ -38,6 +35,7 @@ def console(qtbot, tmp_path):
     window.show()
     qtbot.waitUntil(lambda: window.responding, timeout=60_000)
     yield window
+    daq.stop(timeout_s=300)  # the run's final image first (on a cold numba cache: compiled)
     window.shutdown()
     assert daq.exit_code() == 0, daq.last_words()
 
@@ -168,6 +166,7 @@ def frames_file(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # the console's refresh rate while the DAQ works both cores: alone
 def test_refresh_rate_while_the_daq_takes_a_million_singles_per_second(qtbot, frames_file,
                                                                        tmp_path):
     """The console attached (--connect) to ``petdaq acquire`` reading recorded frames as fast

@@ -279,6 +279,7 @@ def test_scanners_show_crystals_lists_what_a_map_names(brain):
     assert np.allclose([float(v) for v in row[5:]], brain.crystal_centres[c], atol=0.01)
 
 
+@pytest.mark.slow
 def test_timing_calibration_recovers_the_channels_offsets(tmp_path, brain, monkeypatch):
     """A uniform cylinder at the centre read by 256 channels, each with its own cable delay (up
     to 1.5 ns either way): ``petdaq calibrate --method timing`` on the imported run recovers
@@ -327,6 +328,7 @@ def _petsys_in_units(tmp_path: Path, singles: np.ndarray, unit_per_kev: np.ndarr
     return tmp_path / "raw.ldat"
 
 
+@pytest.mark.slow
 def test_photopeak_calibration_of_raw_units_then_replay_in_kev(tmp_path, brain, monkeypatch):
     """ToT-like energies, each of 256 channels with its own gain (0.07-0.13 units per keV):
     ``petdaq calibrate RUN --method photopeak`` on the imported run finds every channel's keV per

@@ -84,6 +84,7 @@ def test_a_sensitivity_is_stored_in_the_toml_once_and_leaves_the_digest(tmp_path
         load_scanner(str(path))
 
 
+@pytest.mark.slow
 def test_lu177_cylinder_in_bq_per_ml_after_a_point_source_calibration(tmp_path, camera):
     """The user's path: a point source of known activity in air, ``petdaq sensitivity --write``,
     then a uniform Lu-177 cylinder reconstructed by ``petdaq recon`` in Bq/mL: the central
