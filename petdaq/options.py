@@ -6,10 +6,7 @@ import argparse
 from pathlib import Path
 
 from daq.control import checks
-from daq.pipeline.digitizers.importer import (
-    DEFAULT_REORDER_MS,
-    ImportSettings,
-)
+from daq.pipeline.digitizers.importer import DEFAULT_REORDER_MS, ImportSettings
 from daq.pipeline.process.processor import SortSettings
 from infra.cluster import ClusterSpec, parse_cluster
 from infra.errors import UserError

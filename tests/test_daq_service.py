@@ -160,8 +160,8 @@ def test_petdaq_serve_started_in_the_background_stops_on_ctrl_c_and_sigterm(tmp_
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
-        ready = [serve.stderr.readline() for _ in range(1)]
-        assert "DAQ service: monitor" in ready[0], ready
+        ready = serve.stderr.readline()
+        assert "DAQ service: monitor" in ready, ready
         serve.send_signal(signum)
         assert serve.wait(30) == 0
     finally:

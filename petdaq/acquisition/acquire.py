@@ -21,10 +21,7 @@ from daq.control.liveframes import check_live_frames
 from daq.control.monitor import MonitorLoop, MonitorPublisher
 from daq.messages import FIRMWARES
 from daq.pipeline.digitizers import abcdlive
-from daq.pipeline.digitizers.importer import (
-    keep_sources,
-    map_file_of,
-)
+from daq.pipeline.digitizers.importer import keep_sources, map_file_of
 from daq.pipeline.links.sources import open_source
 from daq.pipeline.process.processor import SortSettings
 from hw import channelmap
