@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 #: Cores of the many-core node the issue's target is set for.
 MANY_CORES = 16
+
+#: The sections in the order they are measured: the scaling, the figures a many-core machine is
+#: borrowed for, first.
+MEASURE_ORDER = ("scaling", "stages and the chain", "the live count rate",
+                 "a recorded scan on every core", "campaigns", "the firmware in the loop")
 
 
 def _stages(bench: Any) -> list[str]:
@@ -154,91 +160,110 @@ def _campaigns(times: list[Any]) -> list[str]:
             "core's threads.", "", *lines]
 
 
-def build() -> str:
-    """Measure everything and return the page."""
-    import emulator
-    from daq.perf import campaigns, countrate_live, scaling
-    from daq.perf.bench import ACTIVITY_MBQ, SIZES, Bench, machine
-    from daq.perf.e2e import run_chain
-    from hw import load_scanner
-    from infra.pool import available_cores
+def _header(info: dict[str, Any], pending: list[str]) -> list[str]:
+    lines = ["# Performance", "",
+             f"Measured by `python -m daq.perf.perfdoc` on {info['cpu']}, {info['cores']} cores, "
+             f"Python {info['python']}. Every figure comes from one run of that command; the "
+             "machine may be shared, so compare figures of one run with each other (same-run "
+             "ratios), not with another machine's."]
+    if pending:
+        lines += ["", f"Not measured (the run stopped first): {', '.join(pending)}."]
+    return lines
 
-    say = lambda s: print(f"... {s}", file=sys.stderr)  # noqa: E731
-    info, cores = machine(), available_cores()
+
+def _live_section(scanner: Any, cores: int) -> list[str]:
+    from daq.perf import countrate_live
+
+    live = countrate_live.sweep(scanner, None, 3.0, None, threads=cores, max_lag_s=0.5)
+    return [
+        "## Keeping up with the scanner: `petdaq count-rate --live`", "",
+        "Each activity of the NU 2 scatter phantom recorded by the emulator, replayed by a "
+        "digitizer stand-in (a child process, one ZeroMQ socket per board) at its real rate into "
+        f"the live DAQ on {cores} threads for 3 s. *Lag*: the most the DAQ held the boards "
+        "behind real time; *end lag*: from the last frame sent to the last event sorted.", "",
+        *_live(live, 0.5)]
+
+
+def _acquire_section(cores: int) -> list[str]:
+    return ["## A recorded scan on every core: `petdaq acquire --from`", "", *_acquire(cores)]
+
+
+def _scaling_section(scanner: Any, cores: int, say: Callable[[str], None]) -> list[str]:
+    import emulator
+    from daq.perf import scaling
+    from daq.perf.bench import ACTIVITY_MBQ, SIZES
+
+    sim = emulator.simulate(scanner, "nu2-scatter", "F-18", ACTIVITY_MBQ, SIZES["default"],
+                            seed=7)
+    points = scaling.measure(scanner, sim.raw_per_board, "default", cores, say)
+    return [
+        "## Scaling: `petdaq bench --scaling`", "",
+        "End to end: the recording replayed as fast as the DAQ takes it, zero loss (frames sent "
+        "== journaled, no sequence gaps), the DAQ's processing on that many threads (the "
+        "sender shares the machine). Emulator: brain phantom, 20 MBq, on that many threads. "
+        "Efficiency: rate / (threads x the one-thread rate).", "",
+        *_scaling(points), "", *_costs(points, cores)]
+
+
+def _campaigns_section(scanner: Any, cores: int, say: Callable[[str], None]) -> list[str]:
+    from daq.perf import campaigns, scaling
+
+    times = campaigns.measure(scanner, "default", scaling.thread_counts(cores), say)
+    return ["## Campaigns on Dask: `petdaq bench --campaigns`", "", *_campaigns(times)]
+
+
+def _bench_section(scanner: Any, say: Callable[[str], None]) -> list[str]:
+    import emulator
+    from daq.perf.bench import ACTIVITY_MBQ, SIZES, Bench
+    from daq.perf.e2e import run_chain
+
     bench = Bench("default")
     bench.run(say)
     say("end to end")
     e2e = bench.end_to_end(8.0)
-    scanner = load_scanner("bedside-brain")
     say("end to end, --quick")
     quick = run_chain(scanner, emulator.simulate(
         scanner, "nu2-scatter", "F-18", ACTIVITY_MBQ, SIZES["quick"], seed=7).raw_per_board, 3.0)
-    sim = emulator.simulate(scanner, "nu2-scatter", "F-18", ACTIVITY_MBQ, SIZES["default"],
-                            seed=7)
-    points = scaling.measure(scanner, sim.raw_per_board, "default", cores, say)
-    acquire = _acquire(cores)
-    live = countrate_live.sweep(scanner, None, 3.0, None, threads=cores, max_lag_s=0.5)
-    campaign_times = campaigns.measure(scanner, "default", scaling.thread_counts(cores), say)
-    loop = firmware_section(say)
-    return "\n".join([
-        "# Performance",
-        "",
-        f"Measured by `python -m daq.perf.perfdoc` on {info['cpu']}, {info['cores']} cores, "
-        f"Python {info['python']}. Every figure comes from one run of that command; the "
-        "machine may be shared, so compare figures of one run with each other (same-run "
-        "ratios), not with another machine's.",
-        "",
-        "## Keeping up with the scanner: `petdaq count-rate --live`",
-        "",
-        "Each activity of the NU 2 scatter phantom recorded by the emulator, replayed by a "
-        "digitizer stand-in (a child process, one ZeroMQ socket per board) at its real rate into "
-        f"the live DAQ on {cores} threads for 3 s. *Lag*: the most the DAQ held the boards "
-        "behind real time; *end lag*: from the last frame sent to the last event sorted.",
-        "",
-        *_live(live, 0.5),
-        "",
-        "## A recorded scan on every core: `petdaq acquire --from`",
-        "",
-        *acquire,
-        "",
-        "## Scaling: `petdaq bench --scaling`",
-        "",
-        "End to end: the recording replayed as fast as the DAQ takes it, zero loss (frames sent "
-        "== journaled, no sequence gaps), the DAQ's processing on that many threads (the "
-        "sender shares the machine). Emulator: brain phantom, 20 MBq, on that many threads. "
-        "Efficiency: rate / (threads x the one-thread rate).",
-        "",
-        *_scaling(points),
-        "",
-        *_costs(points, cores),
-        "",
-        "## Campaigns on Dask: `petdaq bench --campaigns`",
-        "",
-        *_campaigns(campaign_times),
-        "",
-        "## Stages and the chain: `petdaq bench`",
-        "",
-        *_stages(bench),
-        "",
+    return [
+        "## Stages and the chain: `petdaq bench`", "", *_stages(bench), "",
         f"End to end: {e2e.events_per_s / 1e6:.2f} M singles/s with zero loss; its CPU split "
-        "(`petdaq bench` prints it under the table):",
-        "",
-        "```",
-        *_cpu_lines(bench),
-        "```",
-        "",
+        "(`petdaq bench` prints it under the table):", "", "```", *_cpu_lines(bench), "```", "",
         "The DAQ's CPU per single (every DAQ thread, system time included, the work memory "
         "touched at the run's start included; the receive ring, "
         f"{_ring_mib()} MiB made and touched by the warm-up before the boards stream as in "
         "every run, not) of that chain and of `petdaq bench --quick`'s (3 s from a 0.05 s "
         "recording), against the NumPy sorter's time per single of the same run (CI checks "
-        "this ratio, `daq.perf.benchcheck`):",
-        "",
+        "this ratio, `daq.perf.benchcheck`):", "",
         *_per_single(bench, {"`petdaq bench` (8 s)": bench.e2e,
-                             "`petdaq bench --quick` (3 s)": quick}),
-        "",
-        *loop,
-    ])
+                             "`petdaq bench --quick` (3 s)": quick})]
+
+
+def build(out: Path | None = None) -> str:
+    """Measure everything and return the page; with ``out``, the page so far is written there
+    after each section, so that a run stopped part-way keeps what it measured."""
+    from daq.perf.bench import machine
+    from hw import load_scanner
+    from infra.pool import available_cores
+
+    say = lambda s: print(f"... {s}", file=sys.stderr)  # noqa: E731
+    info, cores = machine(), available_cores()
+    scanner = load_scanner("bedside-brain")
+    sections: dict[str, Callable[[], list[str]]] = {    # in the page's order
+        "the live count rate": lambda: _live_section(scanner, cores),
+        "a recorded scan on every core": lambda: _acquire_section(cores),
+        "scaling": lambda: _scaling_section(scanner, cores, say),
+        "campaigns": lambda: _campaigns_section(scanner, cores, say),
+        "stages and the chain": lambda: _bench_section(scanner, say),
+        "the firmware in the loop": lambda: firmware_section(say)}
+    measured: dict[str, list[str]] = {}
+    for name in MEASURE_ORDER:
+        say(name)
+        measured[name] = sections[name]()
+        body = [line for n in sections if measured.get(n) for line in ["", *measured[n]]]
+        page = "\n".join([*_header(info, [n for n in sections if n not in measured]), *body])
+        if out is not None:
+            out.write_text(page)
+    return page
 
 
 def firmware_section(say) -> list[str]:
@@ -260,7 +285,7 @@ def _cpu_lines(bench: Any) -> list[str]:
 def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else Path(__file__).resolve().parents[2] / "docs" / \
         "performance.md"
-    out.write_text(build())
+    build(out)
     print(out)
     return 0
 
