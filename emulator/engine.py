@@ -20,7 +20,7 @@ import numpy as np
 
 from emulator import phantoms, records, rng
 from emulator.blocks import BlockRunner, workers
-from emulator.detector import electronics, lu176
+from emulator.detector import electronics, lu176, noise
 from emulator.detector.frontend import Bucketed, FrontEnds
 from emulator.detector.ring import ring_of
 from emulator.phantoms.kinetic import Mixture
@@ -95,6 +95,8 @@ class Emulator:
         self.activity_mbq = _check_activity(activity_mbq)
         self.nuclide = nuclides.get(nuclide)
         self.phantom = phantoms.get(phantom, self.scanner)
+        if self.phantom.blank:     # nothing in the scanner: no activity, whatever was asked
+            self.activity_mbq = 0.0
         self.mixture = (Mixture(self.phantom, self.activity_mbq * 1e6, kinetic_time_scale)
                         if self.phantom.kinetics is not None else None)
         """A kinetic phantom's tissue classes, their volumes and curves."""
@@ -113,7 +115,9 @@ class Emulator:
             self.history_weight = spect.history_weight(self.scanner)
         self._lines = self.nuclide.lines()
         self._range = self.nuclide.positron_range()
-        self._efficiency = self.scanner.response.crystal_efficiency
+        # PET: each crystal's own acceptance (dead channels 0); SPECT heads: the scanner's
+        self._efficiency = self.scanner.crystal_acceptance() if self.scanner.kind == "pet" \
+            else self.scanner.response.crystal_efficiency
         self._fe = electronics.front_end(self.scanner, threshold_kev)
         self._dig = electronics.digitizer(self.scanner)
         self._beta = lu176.beta_inverse_cdf()
@@ -336,6 +340,8 @@ class Emulator:
                 (self._ring, self._table, self._efficiency, self._beta, self._medium), tuple,
                 LU176_DEPOSITS_PER_DECAY)
             counts += n
+        if self.scanner.crystals.noisy:
+            lu = [*lu, noise.deposits(self.scanner.crystals.noisy, t_a, t_b, [self.seed, k, 4])]
         blocks = self._workers.map(lambda b: Bucketed([*src, *lu][b], self._fe),
                                    len(src) + len(lu))
         return SlicePhysics(blocks, counts, times.size, lu_times.size)

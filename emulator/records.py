@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Kinds of photon (``kind`` in deposits and truth).
-ANNIHILATION, LU176, GAMMA = 0, 1, 2
+#: Kinds of photon (``kind`` in deposits and truth); NOISE: a noisy channel's own trigger.
+ANNIHILATION, LU176, GAMMA, NOISE = 0, 1, 2, 3
 
 #: Decay ids of the scanner's own Lu-176 decays start here (the source's decays count from 0).
 LU176_ID_BASE = 1 << 48
@@ -24,8 +24,8 @@ DEPOSIT_DTYPE = np.dtype([
 
 #: The truth of one single, aligned with the singles it describes. ``decay`` unique per decay
 #: (-1 none); ``photon`` index within the decay (0, 1 annihilation photons; Lu-176: 0 the local
-#: beta, 1-3 the cascade gammas; gamma emitters: 2 + line index); ``kind`` ANNIHILATION, LU176 or
-#: GAMMA; ``scatters`` Compton/coherent scatterings in the phantom; ``x, y, z`` mm the photon's
+#: beta, 1-3 the cascade gammas; gamma emitters: 2 + line index); ``kind`` ANNIHILATION, LU176,
+#: GAMMA or NOISE; ``scatters`` Compton/coherent scatterings in the phantom; ``x, y, z`` mm the photon's
 #: emission point; ``energy`` keV deposited (summed over pile-up); ``t`` ps of the first
 #: interaction, before the time resolution; ``pileup`` deposits of other decays summed into it.
 TRUTH_DTYPE = np.dtype([

@@ -127,6 +127,19 @@ def uniform(rs):
 
 
 @inline
+def keyed_unit(salt, a, b):
+    """A float64 uniform in [0, 1) fixed by (``salt``, ``a``, ``b``): SplitMix64's mix of the
+    three, so that every draw with the same key gives the same number (one decay's photons in
+    one crystal share their fate)."""
+    z = uint64(salt) + uint64(a) * uint64(0x9E3779B97F4A7C15) + uint64(b) * uint64(
+        0xD1B54A32D192ED03)
+    z = (z ^ (z >> uint64(30))) * uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> uint64(27))) * uint64(0x94D049BB133111EB)
+    z = z ^ (z >> uint64(31))
+    return (z >> uint64(11)) * TO_UNIT
+
+
+@inline
 def exponential(rs):
     """An exponential variate of mean 1 (ziggurat)."""
     while True:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from hw import crystals as _crystals_mod
+from hw.crystals import CrystalSpread
 from infra.errors import ScannerError
 
 SPEED_OF_LIGHT_MM_PER_PS = 0.299792458
@@ -222,6 +224,9 @@ class Scanner:
     """PET: the voxel (mm) of a run's image by default (``petdaq recon``, ``petdaq run``'s
     final image), ``[reconstruction] voxel_mm``; 2.0 when the file has none. SPECT images use the
     detector pixel."""
+    crystals: CrystalSpread = field(default_factory=CrystalSpread)
+    """The crystals' non-uniformity, ``[crystals]`` (:mod:`hw.crystals`): the unit's truth, drawn
+    once from its seed; every crystal alike when the file has no such table."""
     spect_cps_per_mbq: dict[str, float] = field(default_factory=dict)
     """SPECT planar sensitivity per head (counts per second per MBq in a photopeak window, TEW
     scatter removed), ``[quantification.spect_cps_per_mbq]``, keyed by
@@ -244,6 +249,42 @@ class Scanner:
         rng = np.random.default_rng(self.digitizer.gain_seed)
         g = 1.0 + self.digitizer.gain_spread * rng.standard_normal(self.n_crystals)
         return np.clip(g, 0.5, 1.5)
+
+    def crystal_acceptance(self) -> np.ndarray:
+        """Probability that each crystal's electronics accept an interaction (0: dead channel):
+        ``[response] crystal_efficiency`` spread by ``[crystals]``; what the emulator detects
+        with."""
+        n = self.n_crystals
+        if self.kind != "pet":
+            profile = np.ones(n)
+        else:
+            ct = self.crystals_per_ring // self.n_modules
+            ca = self.n_rings // self.n_module_rings
+            index = np.arange(n)
+            profile = _crystals_mod.block_profile(
+                self.crystals, (index % self.crystals_per_ring) % ct, self.crystal_ring % ca,
+                (ct, ca))
+        return _crystals_mod.acceptance(self.crystals, profile, self.response.crystal_efficiency)
+
+    def crystal_fwhm_scale(self) -> np.ndarray:
+        """Each crystal's energy resolution over the scanner's (``[crystals]``)."""
+        return _crystals_mod.fwhm_scale(self.crystals, self.n_crystals)
+
+    def crystal_jitter_scale(self) -> np.ndarray:
+        """Each crystal's time jitter over the scanner's (``[crystals]``)."""
+        return _crystals_mod.jitter_scale(self.crystals, self.n_crystals)
+
+    def crystal_efficiencies(self) -> np.ndarray:
+        """The true relative efficiency of each crystal: its whole detection efficiency for
+        511 keV photons inside the energy window (what its energy resolution moves out of the
+        window included), mean 1 over the live crystals, 0 for a dead one.
+
+        Like :meth:`crystal_gains`, the truth that a normalization is compared with, never read
+        by the reconstruction."""
+        fwhm = self.response.fwhm_kev(511.0) * self.crystal_fwhm_scale()
+        window = self.acquisition["energy_window_kev"]
+        return _crystals_mod.relative_efficiencies(
+            self.crystal_acceptance(), _crystals_mod.window_fraction(fwhm, window))
 
     def sector_difference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Circular module difference between crystals ``a`` and ``b`` (0..n_modules//2)."""
@@ -458,7 +499,7 @@ def _build(data: dict[str, Any], source: str, digest: str) -> Scanner:
         name=top.text("name"), description=top.text("description", default=""), kind=kind,
         material=mat, response=response, digitizer=digitizer, acquisition=acquisition,
         source=source, digest=digest, readout_map=_readout_map(top), **_quantification(top),
-        **_reconstruction(top, kind),
+        **_reconstruction(top, kind), crystals=_crystal_spread(top),
     )
     if kind == "pet":
         scanner = _ring(geo, digitizer, common)
@@ -468,6 +509,10 @@ def _build(data: dict[str, Any], source: str, digest: str) -> Scanner:
     if scanner.crystal_channel.max() >= max_ch:
         raise dig._fail("boards", f"gives {scanner.crystal_channel.max() + 1} channels per board; "
                         f"the wire format carries at most {max_ch}: use more boards")
+    listed = [*scanner.crystals.dead, *(c for c, _ in scanner.crystals.noisy)]
+    if listed and max(listed) >= scanner.n_crystals:
+        raise ScannerError(f"scanner file {source}: [crystals] names crystal {max(listed)}; the "
+                           f"scanner has {scanner.n_crystals} (0 to {scanner.n_crystals - 1})")
     return scanner
 
 
@@ -527,6 +572,40 @@ def _quantification(top: _Keys) -> dict[str, Any]:
         table = q.table("spect_cps_per_mbq")
         found["spect_cps_per_mbq"] = {str(k): _finite(table, k, "cps/MBq") for k in table.data}
     return found
+
+
+def _crystal_spread(top: _Keys) -> CrystalSpread:
+    """The optional ``[crystals]`` table (:class:`hw.crystals.CrystalSpread`)."""
+    if not top.has("crystals"):
+        return CrystalSpread()
+    t = top.table("crystals")
+    known = {"efficiency_spread", "edge_efficiency", "corner_efficiency",
+             "energy_resolution_spread", "time_resolution_spread", "dead", "noisy", "seed"}
+    for key in t.data:
+        if key not in known:
+            raise t._fail(key, f"is not a [crystals] key (known: {', '.join(sorted(known))})")
+    spread = {k: t.number(k, positive=False, default=0.0) for k in (
+        "efficiency_spread", "energy_resolution_spread", "time_resolution_spread")}
+    for k in ("edge_efficiency", "corner_efficiency"):
+        spread[k] = t.number(k, default=1.0)
+        if spread[k] > 1:
+            raise t._fail(k, f"must be between 0 and 1 (relative to a module's inner crystals), "
+                          f"got {spread[k]!r}")
+    dead = t.data.get("dead", [])
+    if not isinstance(dead, list) or not all(isinstance(c, int) and not isinstance(c, bool)
+                                             and c >= 0 for c in dead):
+        raise t._fail("dead", f"must be a list of crystal numbers, got {dead!r}")
+    noisy = t.data.get("noisy", [])
+    pairs = []
+    for entry in noisy if isinstance(noisy, list) else [None]:
+        ok = isinstance(entry, dict) and set(entry) == {"crystal", "rate_cps"}
+        c, r = (entry.get("crystal"), entry.get("rate_cps")) if ok else (None, None)
+        if not (isinstance(c, int) and c >= 0 and isinstance(r, int | float) and r > 0):
+            raise t._fail("noisy", "must be a list of {crystal = N, rate_cps = R > 0}, got "
+                          f"{noisy!r}")
+        pairs.append((c, float(r)))
+    return CrystalSpread(**spread, dead=tuple(dead), noisy=tuple(pairs),
+                         seed=t.integer("seed", low=0, default=0))
 
 
 def _reconstruction(top: _Keys, kind: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def test_every_phantom_builds_and_fits_its_scanner(scanner_name):
         ph = phantoms.get(name, scanner)
         assert ph.name == name and ph.description
         packed = ph.packed()
-        assert packed.src_cdf[-1] == pytest.approx(1.0)
+        assert ph.blank or packed.src_cdf[-1] == pytest.approx(1.0)
         for region in ph.parts:
             shape = region.shape
             aligned = np.allclose(shape.rotation, np.eye(3))

@@ -52,8 +52,11 @@ class EmulatorSettings:
         nuclides.get(self.nuclide)  # an unknown name: the error names the known ones
         if self.firmware not in FIRMWARES:
             raise UserError(f"unknown firmware {self.firmware!r}: choose {', '.join(FIRMWARES)}")
+        if phantoms.is_blank(self.phantom):    # nothing in the scanner: no activity
+            self.activity_mbq = 0.0
         for name in ("activity_mbq", "duration_s", "kinetic_time_scale"):
-            setattr(self, name, positive(getattr(self, name), name))
+            if not (name == "activity_mbq" and phantoms.is_blank(self.phantom)):
+                setattr(self, name, positive(getattr(self, name), name))
 
     @classmethod
     def from_request(cls, settings: object) -> EmulatorSettings:

@@ -9,7 +9,8 @@ a crystal whose single is still integrating adds its energy to it (pile-up): for
 Deposits of a dead module are lost.
 
 A single's measured time is its trigger time plus a Gaussian of sigma CTR / (2.355 sqrt 2); its
-energy the summed deposit with a Gaussian of the scanner's FWHM at that energy. The digitizer
+energy the summed deposit with a Gaussian of the scanner's FWHM at that energy; each crystal's
+own, as ``[crystals]`` spreads them (:mod:`hw.crystals`). The digitizer
 quantises time to its clock and TDC and energy to ADC codes at the crystal's true gain.
 """
 
@@ -38,7 +39,7 @@ class FrontEnd(NamedTuple):
     paralysable: bool
     pileup_per_module: bool
     threshold_kev: float
-    jitter_sigma_ps: float
+    jitter_sigma_ps: np.ndarray   # (N,) float64 each crystal's time jitter, sigma ps
     jitter_clip_ps: int
 
 
@@ -47,13 +48,13 @@ def front_end(scanner: Scanner, threshold_kev: float) -> FrontEnd:
     ring; SPECT: head)."""
     r = scanner.response
     unit, n_units = dead_time_units(scanner)
-    sigma = r.ctr_ps / (2.3548 * math.sqrt(2.0))
+    sigma = r.ctr_ps / (2.3548 * math.sqrt(2.0)) * scanner.crystal_jitter_scale()
     return FrontEnd(
         module_of=unit, n_modules=n_units,
         integration_ps=round(r.integration_time_ns * 1000), dead_ps=round(r.dead_time_ns * 1000),
         paralysable=r.dead_time_kind == "paralysable", pileup_per_module=scanner.kind == "spect",
         threshold_kev=threshold_kev, jitter_sigma_ps=sigma,
-        jitter_clip_ps=int(max(1000.0, 10.0 * sigma)),
+        jitter_clip_ps=int(max(1000.0, 10.0 * sigma.max())),
     )
 
 
@@ -126,7 +127,7 @@ def process(dep, order, n_held, out, fe, state, counters, rs):
         s.t = t
         s.pileup = 0
         s.crystal = d.crystal
-        jitter = fe.jitter_sigma_ps * normal(rs)
+        jitter = fe.jitter_sigma_ps[d.crystal] * normal(rs)
         jitter = min(max(jitter, -fe.jitter_clip_ps), fe.jitter_clip_ps)
         s.t_meas = t + round(jitter)
         open_slot[key] = n
@@ -147,7 +148,8 @@ class Digitizer(NamedTuple):
     period_ps: int
     tdc_bits: int
     board_of: np.ndarray     # (N,) int32
-    fwhm_1kev: float         # energy resolution FWHM (keV) at 1 keV; it scales as sqrt(E)
+    fwhm_1kev: np.ndarray    # (N,) each crystal's energy resolution FWHM (keV) at 1 keV; it
+    #                          scales as sqrt(E)
 
 
 def digitizer(scanner: Scanner) -> Digitizer:
@@ -155,7 +157,7 @@ def digitizer(scanner: Scanner) -> Digitizer:
     return Digitizer(gains=scanner.crystal_gains(), kev_per_code=d.kev_per_adc_code,
                      max_code=(1 << d.adc_bits) - 1, period_ps=d.clock_period_ps,
                      tdc_bits=d.tdc_bits, board_of=scanner.crystal_board,
-                     fwhm_1kev=float(r.fwhm_kev(1.0)))
+                     fwhm_1kev=float(r.fwhm_kev(1.0)) * scanner.crystal_fwhm_scale())
 
 
 @inline
@@ -198,7 +200,7 @@ def readout(pending, bound_ps, dig, rs, raw, truth, held, t_meas):
     """Digitise the pending singles that can no longer change (``t_meas`` < ``bound_ps``) in
     the order of their measured time, into ``raw`` (RAW_DTYPE), their measured times into
     ``t_meas`` and, when ``truth`` has room, their truth; the others go to ``held`` in their
-    order. Energies get a Gaussian of the scanner's FWHM (scaling as sqrt(E)), then the
+    order. Energies get a Gaussian of the crystal's FWHM (scaling as sqrt(E)), then the
     crystal's gain and the ADC's code; times the clock and TDC (:func:`quantised`). Returns
     (digitised, held)."""
     n_out, n_held = 0, 0
@@ -216,7 +218,6 @@ def readout(pending, bound_ps, dig, rs, raw, truth, held, t_meas):
             w -= 1
         idx[w] = i
         n_out += 1
-    sigma_per_sqrt_kev = dig.fwhm_1kev / 2.3548
     period, bits = dig.period_ps, dig.tdc_bits
     keep_truth = truth.size > 0
     for o in range(n_out):
@@ -226,6 +227,7 @@ def readout(pending, bound_ps, dig, rs, raw, truth, held, t_meas):
         r.t = quantised(s.t_meas, period, bits)
         r.crystal = s.crystal
         e = float(s.energy)
+        sigma_per_sqrt_kev = dig.fwhm_1kev[s.crystal] / 2.3548
         e = max(e + sigma_per_sqrt_kev * math.sqrt(max(e, 1e-3)) * normal(rs), 0.0)
         code = round(e * dig.gains[s.crystal] / dig.kev_per_code)
         r.adc = min(max(code, 0), dig.max_code)

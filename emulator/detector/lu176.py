@@ -114,7 +114,7 @@ def emit(ring, beta_icdf, R, src_f, src_i, log_f, log_i):
 
 
 def decays(times: np.ndarray, _: None, first_id: int, start: int, ring, table: np.ndarray,
-           efficiency: float, beta_icdf: np.ndarray, md, dep: np.ndarray, n_dep: int,
+           efficiency: np.ndarray, beta_icdf: np.ndarray, md, dep: np.ndarray, n_dep: int,
            counters: np.ndarray, rs: np.ndarray) -> tuple[int, int]:
     """Lu-176 decays at ``times`` (ps) into deposits ``dep[n_dep:]``, their gammas followed
     through the ring on SIMD lanes (``md`` and ``table`` as for :func:`emulator.physics.pet.decays`;

@@ -13,8 +13,17 @@ from emulator.phantoms.shapes import Shape, cylinder, ellipsoid, sphere
 from hw.scanner import Scanner
 from infra.errors import UserError
 
-__all__ = ["LineSource", "Phantom", "PointSource", "Region", "Shape", "cylinder", "ellipsoid",
-           "get", "names", "sphere"]
+__all__ = ["BLANK", "LineSource", "Phantom", "PointSource", "Region", "Shape", "cylinder", "ellipsoid",
+           "get", "is_blank", "names", "sphere"]
+
+
+#: The blank phantom: nothing in the scanner, the crystals' own Lu-176 alone.
+BLANK = "blank"
+
+
+def is_blank(name: str) -> bool:
+    """Whether ``name`` names the blank phantom (its activity is 0 whatever is asked)."""
+    return str(name).strip().lower() == BLANK
 
 
 def names() -> list[str]:

@@ -41,6 +41,11 @@ def _body_length(scanner: Scanner) -> float:
     return min(NU2_LENGTH_MM, 2.0 * scanner.axial_fov_mm)
 
 
+def blank(scanner: Scanner) -> Phantom:
+    return Phantom("blank", "nothing in the scanner: the crystals' own Lu-176 alone (a blank scan "
+                   "for the normalization and the daily check)", blank=True)
+
+
 def point(scanner: Scanner) -> Phantom:
     return Phantom("point", "point source at the centre, in air",
                    sources=(PointSource("point", (0.0, 0.0, 0.0)),))
@@ -291,4 +296,5 @@ BUILDERS = {
     "brain": brain,
     "brain-fdg": brain_fdg,
     "cardiac": cardiac,
+    "blank": blank,
 }

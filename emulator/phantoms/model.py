@@ -81,11 +81,17 @@ class Phantom:
     :mod:`emulator.phantoms.kinetic`): the regions' activity then follows them in time; their
     ``activity`` is only the picture of a late moment, for displays."""
 
+    blank: bool = False
+    """Nothing in the scanner (a blank scan): no activity, no attenuation; the crystals' own
+    Lu-176 alone is detected."""
+
     def __post_init__(self) -> None:
         total = sum(s.fraction for s in self.sources)
         volumetric = any((r.activity or 0.0) > 0 for r in self.parts)
+        if self.blank and (self.parts or self.sources):
+            raise UserError(f"phantom '{self.name}': a blank phantom holds nothing")
         if any(s.fraction < 0 for s in self.sources) or total > 1.0 + 1e-9 or (
-                not volumetric and not self.sources):
+                not volumetric and not self.sources and not self.blank):
             raise UserError(f"phantom '{self.name}': source fractions must be >= 0 and sum to at "
                             "most 1, and the phantom needs some activity")
 

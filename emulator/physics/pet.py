@@ -78,7 +78,7 @@ def emit(pos, positron_fraction, prange, lines, R, src_f, src_i):
 
 def decays(times: np.ndarray, pos: np.ndarray, first_id: int, start: int,
            positron_fraction: float, prange: tuple[float, float, float], lines: np.ndarray,
-           md, ring, table: np.ndarray, efficiency: float, dep: np.ndarray, n_dep: int,
+           md, ring, table: np.ndarray, efficiency: np.ndarray, dep: np.ndarray, n_dep: int,
            counters: np.ndarray, rs: np.ndarray) -> tuple[int, int]:
     """Simulate the decays at ``times`` (ps) and ``pos`` (n, 3) mm into deposits
     ``dep[n_dep:]`` (``md`` the phantom's medium, ``table`` the

@@ -55,7 +55,7 @@ from emulator.physics.lanes import (
     refill,
     step,
 )
-from emulator.rng import uniform
+from emulator.rng import bits, keyed_unit
 
 #: The most crystals one photon's deposits are kept apart in (beyond, into the last).
 MAX_HITS = 8
@@ -139,7 +139,7 @@ def transport(times, first_id, md, layer_ids, g, table, efficiency, work, n_log,
     """Follow every photon of the sources in ``work`` (:class:`emulator.physics.lanes.Scratch`: slot
     ``q`` belongs to decay ``d = q mod n`` of the n at ``times``, emitted at ``times[d]`` with id
     ``first_id + d``; the lanes' generators seeded) to its end, writing its crystal deposits to
-    ``dep[n_dep:]`` (each kept with the crystal ``efficiency``, from the generator ``rs``).
+    ``dep[n_dep:]`` (each kept with its crystal's ``efficiency``, (N,), from the generator ``rs``).
     ``md``, ``layer_ids``, ``g`` and ``table`` as in :func:`emulator.physics.lanes.step`; the deposit
     log holds ``n_log`` entries already. Returns the new n_dep; -1 when ``dep`` is too small,
     -2 when the deposit log is."""
@@ -193,8 +193,8 @@ def _write(times, first_id, src_f, src_i, log_f, log_i, n_log, efficiency, dep, 
     """The deposit log (rows: source slot, crystal, scatterings in the phantom; keV, path mm)
     grouped by photon (a counting sort on the slot, stable, so each photon's deposits stay in
     the order they happened) and summed per crystal on the way (:func:`_add`), each photon's
-    crystals kept with the crystal ``efficiency``, into ``dep[n_dep:]`` slot after slot (each
-    photon's deposits in time order); returns n_dep, or -1 when ``dep`` is too small."""
+    crystals kept with their crystal's ``efficiency`` (per crystal), into ``dep[n_dep:]`` slot
+    after slot (each photon's deposits in time order); returns n_dep, or -1 when ``dep`` is too small."""
     n_slots = src_i.shape[1]
     start = np.zeros(n_slots + 1, np.int64)
     for e in range(n_log):
@@ -214,6 +214,7 @@ def _write(times, first_id, src_f, src_i, log_f, log_i, n_log, efficiency, dep, 
         end[q] = _add(crystal, energy, path, start[q], end[q], log_i[1, e], log_f[0, e],
                       log_f[1, e])
     n_decays = times.size
+    salt = bits(rs)
     for p in range(n_slots // n_decays):
         for d in range(n_decays):
             q = p * n_decays + d
@@ -223,7 +224,7 @@ def _write(times, first_id, src_f, src_i, log_f, log_i, n_log, efficiency, dep, 
             if n_dep + (b - a) > dep.size:
                 return -1
             for h in range(a, b):
-                if kept(rs, efficiency, counters):
+                if kept(salt, first_id + d, crystal[h], efficiency, counters):
                     n_dep = record(dep, n_dep, times[d] + int(path[h] * TIME_PER_MM_PS + 0.5),
                                    crystal[h], energy[h], first_id + d, src_i[PHOTON, q],
                                    src_i[KIND, q], scatters[a], src_f[X, q], src_f[Y, q],
@@ -247,11 +248,13 @@ def _add(crystal, energy, path, a, b, c, kev, mm):
 
 
 @inline
-def kept(rs, efficiency, counters):
-    """Whether a crystal deposit is kept (with the crystal ``efficiency``, drawn from ``rs``);
-    counted in ``counters``."""
+def kept(salt, decay, crystal, efficiency, counters):
+    """Whether a crystal deposit is kept with its crystal's ``efficiency``; the draw is fixed by
+    (``salt``, ``decay``, ``crystal``), so a decay's photons in one crystal (Lu-176's beta and
+    its cascade gammas absorbed where it decayed) are kept or lost together, as one light pulse
+    is; counted in ``counters``."""
     counters[records.DEPOSITS] += 1
-    if uniform(rs) < efficiency:
+    if keyed_unit(salt, decay, crystal) < efficiency[crystal]:
         return True
     counters[records.REJECTED] += 1
     return False

@@ -24,6 +24,7 @@ from daq.pipeline.digitizers import abcdlive
 from daq.pipeline.digitizers.importer import keep_sources, map_file_of
 from daq.pipeline.links.sources import open_source
 from daq.pipeline.process.processor import SortSettings
+from emulator import phantoms
 from hw import channelmap
 from hw.formats.abcd import ps_per_sample
 from hw.scanner import Scanner, load_scanner
@@ -103,7 +104,9 @@ def add_emulation_options(p: argparse.ArgumentParser) -> None:
     d = EmulatorSettings()
     g = p.add_argument_group("emulated scan")
     g.add_argument("--scanner", default=d.scanner)
-    g.add_argument("--phantom", default=d.phantom)
+    g.add_argument("--phantom", default=d.phantom,
+                   help="see petdaq emulate --list (blank: nothing in the scanner, the crystals' "
+                        "own Lu-176 alone; --activity-mbq is then 0)")
     g.add_argument("--nuclide", default=d.nuclide)
     g.add_argument("--activity-mbq", type=float, default=d.activity_mbq)
     g.add_argument("--duration", type=float, default=d.duration_s, help="seconds")
@@ -139,7 +142,8 @@ def _live(args: argparse.Namespace) -> runcontrol.LiveOptions:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    checks.positive(args.activity_mbq, "--activity-mbq", "MBq")
+    if not phantoms.is_blank(args.phantom):
+        checks.positive(args.activity_mbq, "--activity-mbq", "MBq")
     checks.positive(args.duration, "--duration", "seconds")
     _check_live(args)
     threads = check_threads(args.threads)
@@ -152,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,
                                   args.name, study, say=lambda s: print(s, file=sys.stderr))
     print(f"run {r.run.path}: {r.scanner.name}, {args.phantom}, {args.nuclide} "
-          f"{args.activity_mbq:g} MBq, {args.duration:g} s", file=sys.stderr)
+          f"{emu.activity_mbq:g} MBq, {args.duration:g} s", file=sys.stderr)
     return _watch_and_finish(r)
 
 

@@ -33,7 +33,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("emulate", help="emulate the scanner: physics -> digitizer frames -> a "
                        "transport (ZeroMQ, serial, pty, file)")
     p.add_argument("--scanner", default="bedside-brain", help="built-in name or .toml path")
-    p.add_argument("--phantom", default="nema-iq", help="see --list")
+    p.add_argument("--phantom", default="nema-iq",
+                   help="see --list (blank: nothing in the scanner, the crystals' own Lu-176 "
+                        "alone; --activity-mbq is then 0)")
     p.add_argument("--nuclide", default="F-18", help="see --list")
     p.add_argument("--activity-mbq", type=float, default=20.0,
                    help="activity at t = 0 (MBq); of a kinetic phantom, the injected activity")
