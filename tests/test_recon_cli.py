@@ -64,7 +64,9 @@ def test_recon_a_run_with_report(point_run):
     assert report["reconstruction"] == {
         "algorithm": "LM-OSEM", "iterations": 2, "subsets": 4, "voxel_mm": [4.0, 4.0, 4.0],
         "prompts": prompts, "tof": True, "randoms": "delayed", "attenuation": True,
-        "scatter": False}
+        "scatter": False, "normalization": "none",
+        "normalization_table": "no table stored for bedside-brain (petdaq calibrate BLANK_RUN "
+                               "--method normalization)"}
 
 
 def test_recon_quantifies_with_the_scanners_calibration_by_default(brain, point_run, tmp_path):

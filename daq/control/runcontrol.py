@@ -91,7 +91,8 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
     try:
         run = RunDir.create(out, name)
         session = _session(run, scanner, [open_source(e) for e in endpoints], sort, live,
-                           settings={"emulator": emu.as_dict(), "study": study.to_json()},
+                           settings={"emulator": emu.as_dict(), "study": study.to_json(),
+                                     "scanner_file": scanner.source},
                            threads=threads, scan_duration_s=emu.duration_s, emulated=True)
         if kinetic and study.injection_time_utc is None:  # the emulator injects at its t = 0
             _record_injection_at_start(run)
@@ -214,7 +215,9 @@ def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | Non
     image = reconstruct_run(coinc, header, facts, scanner).image  # Bq/mL, as petdaq recon
     paths = recon.save_outputs(image, run.images / "image")
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
-                       "seconds": round(time.monotonic() - t0, 2)})
+                       "seconds": round(time.monotonic() - t0, 2),
+                       "normalization": image.meta.get("normalization", "none"),
+                       "normalization_table": image.meta.get("normalization_table")})
     return run.images
 
 

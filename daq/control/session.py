@@ -46,11 +46,13 @@ class Session:
         self.live = None
         if live_recon and scanner.kind == "pet":
             import recon
+            from recon.corrections import normalization
 
             resolved = sort.resolved(scanner)
             self.live = LiveImage(recon.LiveRecon(
                 scanner, tof=tof, window_ps=resolved["window_ps"],
-                min_sector_difference=resolved["min_sector_difference"]),
+                min_sector_difference=resolved["min_sector_difference"],
+                normalization=normalization.newest(scanner)),
                 recon_interval_s, on_image=self._publish_image, cpu=self.cpu)
         settings = {**(settings or {}), **({"frame_schedule": frames} if frames else {})}
         self.acq = Acquisition(run, scanner, sources, sort,

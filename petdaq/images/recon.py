@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hw.scanner import load_scanner
+from hw.scanner import Scanner, load_scanner
 from infra.atomic import replacing
 from infra.cluster import client_for
 from infra.errors import UserError
@@ -63,6 +63,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="correct randoms from the delayed coincidences (default on)")
     p.add_argument("--attenuation", action=argparse.BooleanOptionalAction, default=True,
                    help="correct attenuation with the run's phantom mu-map, when known")
+    norm = p.add_mutually_exclusive_group()
+    norm.add_argument("--normalization", default="stored", metavar="FILE|truth",
+                      help="the crystals' efficiencies: a table (.npz, petdaq calibrate BLANK_RUN "
+                           "--method normalization), or truth (an emulated scanner's own, for "
+                           "validation); default: the scanner's newest stored table")
+    norm.add_argument("--no-normalization", dest="normalization", action="store_const",
+                      const="none", help="take the crystals as alike")
     p.add_argument("--scatter", action=argparse.BooleanOptionalAction, default=False,
                    help="correct scatter (single-scatter simulation scaled to the tails; needs "
                         "the mu-map; quantified with the scanner's scatter-corrected cross-calibration; "
@@ -209,7 +216,7 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
         recon.set_threads(args.threads)
     options = RunReconOptions(args.iterations, args.subsets, args.tof, args.randoms,
                               args.attenuation, args.scatter, args.voxel, args.samples,
-                              args.calibration)
+                              args.calibration, _normalization(args.normalization, scanner))
     if args.frames is not None:
         return _recon_frames(args, coinc, header, facts, scanner, options, client)
     out = _out_folder(args)
@@ -243,6 +250,18 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
           + (f", scatter fraction {scatter:.2f} estimated" if scatter is not None else "")
           + "): " + ", ".join(files))
     return 0
+
+
+def _normalization(choice: str, scanner: Scanner) -> str:
+    """``--normalization``, checked (a table is read now, for a one-line error before the
+    reconstruction); a scanner with no stored table is said once."""
+    from recon.corrections import normalization
+
+    table = normalization.resolve(choice, scanner) if scanner.kind == "pet" else None
+    if choice == normalization.STORED and table is None and scanner.kind == "pet":
+        print(f"normalization: {normalization.describe(None, choice, scanner)['why']}; the "
+              "crystals are taken as alike")
+    return choice
 
 
 #: Prompts under which a scatter-corrected frame is noted as reading high (docs/kinetics.md).

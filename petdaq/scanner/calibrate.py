@@ -11,19 +11,23 @@ from daq.pipeline.process import calibration
 from hw.scanner import Scanner
 from infra.errors import UserError
 from petdaq.runs import keptruns
-from petdaq.runs.source import run_scanner
+from petdaq.runs.source import run_calibration, run_scanner
 from runstore.rundir import RunDir, utc_now
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``calibrate``."""
-    p = sub.add_parser("calibrate", help="derive the per-crystal gain table from a calibration run")
+    p = sub.add_parser("calibrate", help="derive a per-crystal table (gains, time offsets, "
+                       "normalization) from a calibration run")
     p.add_argument("run", help="run directory of the calibration acquisition")
-    p.add_argument("--method", choices=["photopeak", "lu176", "timing"], default="photopeak",
+    p.add_argument("--method", choices=["photopeak", "lu176", "timing", "normalization"],
+                   default="photopeak",
                    help="photopeak: 511 keV source in the FOV; lu176: no source, the crystals' own "
                         "Lu-176 activity (relative gains); timing: each channel's time offset "
                         "from the prompts of a uniform cylinder centred in the field of view "
-                        "(any run with coincidences, e.g. an imported one)")
+                        "(any run with coincidences, e.g. an imported one); normalization: each "
+                        "crystal's efficiency from a blank run (--phantom blank: the crystals' "
+                        "own Lu-176 coincidences; 120 s or more)")
     p.add_argument("--peak-kev", type=float, default=511.0,
                    help="with photopeak on other digitizers' records: the source's photopeak, "
                         "keV (511; 662 for Cs-137)")
@@ -38,6 +42,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     scanner = run_scanner(run)
     if args.method == "timing":
         return _calibrate_timing(run, scanner, args.no_save)
+    if args.method == "normalization":
+        return _calibrate_normalization(run, scanner, args.no_save)
     if kept is not None:
         return keptruns.calibrate(kept, scanner, args.method, args.peak_kev, args.no_save)
     raw = decode_journal(run.journal, scanner)
@@ -50,6 +56,35 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"warning: {report['too_few_counts']} crystals had too few counts: gain left nominal")
     if not args.no_save:
         print(f"stored {cal.save()}")
+    return 0
+
+
+def _calibrate_normalization(run: RunDir, scanner: Scanner, no_save: bool) -> int:
+    """``petdaq calibrate RUN --method normalization``: crystal efficiencies from a blank run."""
+    from daq.pipeline.replay import decode_journal
+    from infra.pool import available_cores
+    from recon.calibration import normalization
+
+    if scanner.kind != "pet":
+        raise UserError(f"{scanner.name} is {scanner.kind.upper()}: normalization from a blank "
+                        "run is for PET rings")
+    if not run.journal.is_file():
+        raise UserError(f"{run.path} has no journal of singles to normalize from")
+    singles = run_calibration(run, scanner).apply(decode_journal(run.journal, scanner))
+    eff, fit = normalization.estimate(singles, scanner, threads=available_cores())
+    live = eff > 0
+    lo, hi = normalization.LU176_WINDOW_KEV
+    print(f"normalization of {int(live.sum())} of {scanner.n_crystals} crystals from "
+          f"{int(fit.prompts.sum() // 2)} prompts and {int(fit.randoms.sum() // 2)} delayeds in "
+          f"{lo:g}-{hi:g} keV: efficiency spread {100 * eff[live].std():.1f} % RMS, "
+          f"{100 * fit.expected_rms:.1f} % from the counts alone; "
+          f"{int((~live).sum())} dead crystal(s)"
+          + (f" ({', '.join(str(c) for c in np.flatnonzero(~live)[:10])})" if (~live).any()
+             else ""))
+    if not no_save:
+        table = normalization.table(eff, scanner, "blank", utc_now(), str(run.path))
+        print(f"stored {table.save()} (the reconstruction of this scanner's runs uses it from "
+              "now on)")
     return 0
 
 

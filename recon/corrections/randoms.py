@@ -22,6 +22,7 @@ import numpy as np
 
 from hw.scanner import SPEED_OF_LIGHT_MM_PER_PS, Scanner
 from infra.errors import UserError
+from recon.corrections.fansums import fixed_point
 from recon.pet.lors import LORs
 from recon.pet.system import valid_module_pairs
 
@@ -38,22 +39,18 @@ def crystal_counts(lors: LORs, n_crystals: int) -> np.ndarray:
 def fan_sum_factors(counts: np.ndarray, scanner: Scanner, k: int,
                     iterations: int = FAN_SUM_ITERATIONS) -> np.ndarray:
     """(N,) float64 per-crystal factors s with ``R_ab = s_a s_b`` fitted to the delayeds' fan
-    sums ``counts`` (:func:`crystal_counts`)."""
-    n = scanner.n_crystals
-    counts = np.asarray(counts, np.float64)
-    total = counts.sum()
-    if total == 0:
-        return np.zeros(n)
+    sums ``counts`` (:func:`crystal_counts`; :func:`recon.corrections.fansums.fixed_point` with
+    h = 1 over valid pairs, its sums through per-sector sums)."""
     module = scanner.crystal_module
     valid = valid_module_pairs(scanner, k).astype(np.float64)
-    s = counts / np.sqrt(total)
-    for _ in range(iterations):
-        partners = (valid @ np.bincount(module, weights=s, minlength=scanner.n_modules))[module]
-        if k == 0:
-            partners = partners - s
-        ratio = np.divide(counts, partners, out=np.zeros(n), where=partners > 0)
-        s = np.sqrt(s * ratio)
-    return s
+
+    def partners(s: np.ndarray) -> np.ndarray:
+        h = (valid @ np.bincount(module, weights=s, minlength=scanner.n_modules))[module]
+        return h - s if k == 0 else h
+
+    if np.asarray(counts).sum() == 0:
+        return np.zeros(scanner.n_crystals)
+    return fixed_point(counts, partners, iterations)
 
 
 def randoms_per_mm(window_ps: float | None) -> float:

@@ -72,7 +72,8 @@ def reconstruction_of(image: Image) -> dict[str, Any]:
     algorithm, iterations, subsets, voxel and corrections next to the figures)."""
     meta = image.meta
     out: dict[str, Any] = {"algorithm": "LM-OSEM", "voxel_mm": [float(v) for v in image.voxel_mm]}
-    for key in ("iterations", "subsets", "events", "tof", "randoms", "attenuation", "scatter"):
+    for key in ("iterations", "subsets", "events", "tof", "randoms", "attenuation", "scatter",
+                "normalization", "normalization_table"):
         if key in meta:
             out["prompts" if key == "events" else key] = meta[key]
     return out
@@ -83,6 +84,8 @@ def reconstruction_line(record: dict[str, Any]) -> str:
     corrections = [name for name in ("tof", "attenuation", "scatter") if record.get(name)]
     if record.get("randoms", "none") != "none":
         corrections.append("randoms")
+    if record.get("normalization", "none") != "none":
+        corrections.append(f"normalization ({record['normalization']})")
     voxel = "x".join(f"{v:g}" for v in record["voxel_mm"])
     its, subsets = record.get("iterations", "?"), record.get("subsets", "?")
     return (f"{record['algorithm']} {its} iteration{'' if its == 1 else 's'} x {subsets} "

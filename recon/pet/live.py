@@ -32,7 +32,7 @@ from infra.errors import UserError
 from recon.grid import Grid, Image
 from recon.pet.lors import LORs, check_crystals, lor_cells, n_lor_cells, order_by_cell
 from recon.pet.osem import ListModeEM, split_coinc
-from recon.pet.system import event_weights
+from recon.pet.system import PairFactor, event_weights
 
 
 class _Column:
@@ -102,11 +102,12 @@ class LiveRecon:
                  randoms: bool = True, mu_map: Image | np.ndarray | None = None,
                  max_events_per_update: int = 1_000_000, window_ps: float | None = None,
                  min_sector_difference: int | None = None,
-                 sensitivity_samples: int | None = None) -> None:
+                 sensitivity_samples: int | None = None,
+                 normalization: PairFactor | None = None) -> None:
         if max_events_per_update < 1:
             raise UserError(f"max_events_per_update must be >= 1, got {max_events_per_update}")
         self.em = ListModeEM(scanner, grid, tof, mu_map, window_ps, min_sector_difference,
-                             sensitivity_samples)
+                             sensitivity_samples, normalization)
         self.grid = self.em.grid
         self.randoms = randoms
         self.max_events_per_update = int(max_events_per_update)
@@ -132,7 +133,8 @@ class LiveRecon:
     def add(self, coinc: np.ndarray) -> None:
         """Take a chunk of COINC_DTYPE coincidences (prompts and delayeds)."""
         lors, delayed = _split(np.asarray(coinc), self.em.scanner.n_crystals)
-        weights = event_weights(self.em.scanner, self.grid, lors, self.em.attenuation)
+        weights = event_weights(self.em.scanner, self.grid, lors, self.em.attenuation,
+                                self.em.normalization)
         cells = lor_cells(lors, self.em.projector.endpoints)
         with self._lock:
             for key, values in (("a", lors.crystal_a), ("b", lors.crystal_b),

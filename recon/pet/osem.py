@@ -30,6 +30,7 @@ from recon.pet.lors import LORs, check_crystals, lor_order
 from recon.pet.projector import Projector, pad, unpad
 from recon.pet.system import (
     Attenuation,
+    PairFactor,
     as_mu_map,
     event_weights,
     min_sector_difference,
@@ -78,7 +79,8 @@ class ListModeEM:
 
     def __init__(self, scanner: Scanner, grid: Grid | None = None, tof: bool = True,
                  mu_map: Image | np.ndarray | None = None, window_ps: float | None = None,
-                 k: int | None = None, sensitivity_samples: int | None = None) -> None:
+                 k: int | None = None, sensitivity_samples: int | None = None,
+                 normalization: PairFactor | None = None) -> None:
         if scanner.kind != "pet":
             raise UserError(f"scanner {scanner.name} is {scanner.kind.upper()}: list-mode "
                             "reconstruction needs a PET scanner (use recon.spect_osem)")
@@ -90,7 +92,11 @@ class ListModeEM:
         self.projector = Projector(scanner, self.grid, tof)
         mu = as_mu_map(mu_map, self.grid)
         self.attenuation = Attenuation(scanner, mu) if mu is not None else None
-        sens = sensitivity(scanner, self.grid, mu, sensitivity_samples, k=self.k)
+        self.normalization = None if normalization is None or getattr(
+            normalization, "is_trivial", False) else normalization
+        """The crystals' efficiencies (None: alike)."""
+        sens = sensitivity(scanner, self.grid, mu, sensitivity_samples, k=self.k,
+                           normalization=self.normalization)
         # Voxels the scanner barely sees (the axial ends, the FOV's rim) have a small and, from
         # the Monte-Carlo estimate, noisy sensitivity: EM would amplify their noise into hot
         # spots. They are left out of the reconstructed field of view.
@@ -115,7 +121,8 @@ class ListModeEM:
         (counts per LOR, non-TOF) or None."""
         lors = LORs.from_coinc(prompts)
         check_crystals(lors, self.scanner.n_crystals)
-        weights = event_weights(self.scanner, self.grid, lors, self.attenuation)
+        weights = event_weights(self.scanner, self.grid, lors, self.attenuation,
+                                self.normalization)
         if randoms is None:
             additive = np.zeros(len(lors), np.float32)
         elif isinstance(randoms, RandomsEstimate):
@@ -186,7 +193,8 @@ def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, itera
             callback: Callback | None = None, *, window_ps: float | None = None,
             min_sector_difference: int | None = None,
             sensitivity_samples: int | None = None,
-            scatter: np.ndarray | None = None) -> Image:
+            scatter: np.ndarray | None = None,
+            normalization: PairFactor | None = None) -> Image:
     """List-mode OSEM of COINC_DTYPE coincidences (prompts: ``delayed == 0``).
 
     ``randoms``: None (no randoms term), ``"delayed"`` (fan-sum estimate from the delayed rows of
@@ -194,14 +202,16 @@ def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, itera
     attenuation (1/mm), an Image on any grid or an array on ``grid``. ``image``: a warm start on
     ``grid``. ``callback(iteration, subset, image)`` after every subset. ``scatter``: the
     expected scattered coincidences of each prompt, in the EM's units (per crystal pair; per mm of
-    TOF position with TOF: :func:`recon.pet.scattercorr.scatter_additive`). Returns the image in
-    counts (expected annihilations per voxel over the acquisition).
+    TOF position with TOF: :func:`recon.pet.scattercorr.scatter_additive`). ``normalization``:
+    the crystals' efficiencies (:class:`recon.corrections.normalization.CrystalEfficiencies`;
+    None: alike). Returns the image in counts (expected annihilations per voxel over the
+    acquisition).
     """
     if iterations < 0 or subsets < 1:
         raise UserError(f"iterations must be >= 0 and subsets >= 1, got {iterations}, {subsets}")
     prompts, delayeds = split_coinc(np.asarray(coinc))
     em = ListModeEM(scanner, grid, tof, mu_map, window_ps, min_sector_difference,
-                    sensitivity_samples)
+                    sensitivity_samples, normalization)
     model: RandomsEstimate | np.ndarray | None = None
     randoms_total = 0.0
     if isinstance(randoms, str):
@@ -229,7 +239,8 @@ def lm_osem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, itera
     return em.image(x, iterations=iterations, subsets=subsets, tof=em.tof, events=len(events),
                     randoms="none" if randoms is None else (
                         randoms if isinstance(randoms, str) else "given"),
-                    attenuation=em.attenuation is not None, scatter=scatter is not None)
+                    attenuation=em.attenuation is not None, scatter=scatter is not None,
+                    normalization=getattr(em.normalization, "method", "none"))
 
 
 def lm_mlem(coinc: np.ndarray, scanner: Scanner, grid: Grid | None = None, iterations: int = 10,

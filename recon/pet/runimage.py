@@ -45,6 +45,10 @@ class RunReconOptions:
     calibration: float | None = None
     """Reconstructed counts per true annihilation; None: the scanner's
     ``counts_per_annihilation``."""
+    normalization: str = "stored"
+    """The crystals' efficiencies: ``stored`` (the scanner's newest table, none when it has
+    none), ``truth`` (an emulated scanner's own, for validation), ``none``, or a table's path
+    (:func:`recon.corrections.normalization.resolve`)."""
 
 
 @dataclass
@@ -91,12 +95,14 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner
     ``options.scatter`` a first image without scatter correction gives the scatter estimate,
     scaled by ``scatter_scale`` (None: fitted to these coincidences' tails)."""
     import recon
+    from recon.corrections import normalization
 
     options = schedule(options, coinc)
     grid = recon.default_grid(scanner, voxel_of(options, scanner))
     mu = phantom.mu_map(grid, 511.0) if options.attenuation and phantom is not None else None
     window = header.get("window_ps")
     subsets = options.subsets
+    norm = normalization.resolve(options.normalization, scanner)
 
     def osem(iterations: int, scatter: np.ndarray | None, call: Any) -> Any:
         return recon.lm_osem(
@@ -104,10 +110,11 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner
             "delayed" if options.randoms else None, mu, callback=call,
             window_ps=window if window and window > 0 else None,
             min_sector_difference=header.get("min_sector_difference"),
-            sensitivity_samples=options.sensitivity_samples, scatter=scatter)
+            sensitivity_samples=options.sensitivity_samples, scatter=scatter,
+            normalization=norm)
 
     if not options.scatter:
-        return osem(options.iterations, None, callback)
+        return _noted(osem(options.iterations, None, callback), norm, options, scanner)
     if mu is None:
         raise UserError("scatter correction needs the attenuation map (an emulated run's "
                         "phantom, with attenuation on)")
@@ -121,6 +128,16 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner
         options.tof, k, scatter_scale)
     image = osem(options.iterations, additive, callback)
     image.meta["scatter_fraction"] = round(fraction, 4)
+    return _noted(image, norm, options, scanner)
+
+
+def _noted(image: Any, table: Any, options: RunReconOptions, scanner: Any) -> Any:
+    """``image`` with the normalization it took in its meta (``normalization_table``: the
+    table's path, or why there was none)."""
+    from recon.corrections import normalization
+
+    note = normalization.describe(table, options.normalization, scanner)
+    image.meta["normalization_table"] = note.get("table") or note.get("why") or note["method"]
     return image
 
 

@@ -25,6 +25,7 @@ sample count and seed (the exact sum: per scanner, grid and mu-map).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 
@@ -137,22 +138,35 @@ def as_mu_map(mu_map: Image | np.ndarray | None, grid: Grid) -> Image | None:
     return grid.image(array, "1/mm")
 
 
+class PairFactor(Protocol):
+    """A multiplicative factor of each line of response (STIR's ``BinNormalisation``):
+    attenuation, normalization. ``digest`` identifies it in cache keys."""
+
+    digest: str
+
+    def factors(self, lors: LORs) -> np.ndarray: ...
+
+
 def event_weights(scanner: Scanner, grid: Grid, lors: LORs,
-                  attenuation: Attenuation | None = None) -> np.ndarray:
-    """(n,) float32: ``w_i AF_i`` of each event (see the module docstring)."""
+                  attenuation: PairFactor | None = None,
+                  normalization: PairFactor | None = None) -> np.ndarray:
+    """(n,) float32: ``w_i AF_i N_i`` of each event (see the module docstring): the geometry,
+    times the attenuation and the normalization where given."""
     w = pair_weights(scanner, lors, grid.voxel_volume_mm3)
-    if attenuation is not None:
-        w *= attenuation.factors(lors)
+    for factor in (attenuation, normalization):
+        if factor is not None:
+            w *= factor.factors(lors)
     return w
 
 
 def sensitivity(scanner: Scanner, grid: Grid, mu_map: Image | np.ndarray | None = None,
                 samples: int | None = None, seed: int = 0, k: int | None = None,
-                use_cache: bool = True) -> np.ndarray:
+                use_cache: bool = True, normalization: PairFactor | None = None) -> np.ndarray:
     """[x, y, z] float32: probability that an annihilation in each voxel is detected as a prompt
     in a valid pair (zero outside the transaxial FOV). ``samples``: Monte-Carlo pairs (None:
     :func:`default_samples`); as many as there are valid pairs or more: every pair once, exact.
-    See the module docstring."""
+    ``normalization``: the crystals' efficiencies (a dead crystal's pairs add nothing). See the
+    module docstring."""
     samples = default_samples(grid) if samples is None else samples
     if samples < 1:
         raise UserError(f"sensitivity samples must be >= 1, got {samples}")
@@ -163,44 +177,47 @@ def sensitivity(scanner: Scanner, grid: Grid, mu_map: Image | np.ndarray | None 
 
     def compute() -> np.ndarray:
         if exact:
-            return _exact(scanner, grid, attenuation, k)
-        return _monte_carlo(scanner, grid, attenuation, samples, seed, k)
+            return _exact(scanner, grid, attenuation, k, normalization)
+        return _monte_carlo(scanner, grid, attenuation, samples, seed, k, normalization)
 
     if not use_cache:
         return compute()
     key = "|".join([MODEL_VERSION, scanner.digest, grid.key(),
                     *(["every pair"] if exact else [str(samples), str(seed)]), str(k),
-                    attenuation.digest if attenuation else "no-mu"])
+                    attenuation.digest if attenuation else "no-mu",
+                    *([normalization.digest] if normalization is not None else [])])
     return cached_array(key, compute, prefix="sensitivity")
 
 
 def _back_projected(scanner: Scanner, grid: Grid, attenuation: Attenuation | None,
-                    chunks: Iterator[LORs], scale: float) -> np.ndarray:
-    """The sum of ``w_i AF_i * scale`` back-projected over the pairs of ``chunks`` (float64,
+                    chunks: Iterator[LORs], scale: float,
+                    normalization: PairFactor | None = None) -> np.ndarray:
+    """The sum of ``w_i AF_i N_i * scale`` back-projected over the pairs of ``chunks`` (float64,
     unpadded)."""
     projector = Projector(scanner, grid, tof=False)
     acc = None
     for lors in chunks:
         lors = lors.take(lor_order(lors, projector.endpoints))
-        w = event_weights(scanner, grid, lors, attenuation) * np.float32(scale)
+        w = event_weights(scanner, grid, lors, attenuation, normalization) * np.float32(scale)
         acc = projector.back_padded(w, lors, acc)
     return np.ascontiguousarray(acc[1:-1, 1:-1, 1:-1], np.float64)
 
 
 def _monte_carlo(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, samples: int,
-                 seed: int, k: int) -> np.ndarray:
+                 seed: int, k: int, normalization: PairFactor | None = None) -> np.ndarray:
     rng = np.random.default_rng(seed)
     chunks = (sample_pairs(scanner, min(CHUNK, samples - start), rng, k)
               for start in range(0, samples, CHUNK))
     sens = _back_projected(scanner, grid, attenuation, chunks,
-                           valid_pair_count(scanner, k) / samples)
-    if attenuation is None:
+                           valid_pair_count(scanner, k) / samples, normalization)
+    if attenuation is None and normalization is None:
         sens = _symmetrise(scanner, grid, sens)
     sens[~fov_mask(scanner, grid)] = 0.0
     return sens.astype(np.float32)
 
 
-def _exact(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, k: int) -> np.ndarray:
+def _exact(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, k: int,
+           normalization: PairFactor | None = None) -> np.ndarray:
     """Every valid pair back-projected once, with a progress line (minutes on a fine grid)."""
     total = valid_pair_count(scanner, k)
     progress = Progress(f"sensitivity image, every pair ({scanner.name}, "
@@ -214,7 +231,7 @@ def _exact(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, k: int
             done += len(lors)
             progress.update(done)
 
-    sens = _back_projected(scanner, grid, attenuation, counted(), 1.0)
+    sens = _back_projected(scanner, grid, attenuation, counted(), 1.0, normalization)
     progress.close(done)
     sens[~fov_mask(scanner, grid)] = 0.0
     return sens.astype(np.float32)

@@ -22,7 +22,6 @@ and nominal gains for a scan from real boards. The run's ``run.json`` records wh
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE
 from hw.scanner import Scanner
 from infra.atomic import replacing
 from infra.errors import UserError
+from infra.home import calibration_dir
 
 T = TypeVar("T")
 
@@ -97,10 +97,6 @@ class Calibration:
             "method": self.method, "created_utc": self.created_utc, "from_run": self.from_run})
 
 
-def calibration_dir() -> Path:
-    """Where gain tables live: ``$BEDSIDE_PET_HOME/calibration``."""
-    home = os.environ.get("BEDSIDE_PET_HOME") or Path.home() / ".local/share/bedside-pet"
-    return Path(home) / "calibration"
 
 
 def store(name: str, created_utc: str, folder: Path | None, fields: dict[str, Any]) -> Path:

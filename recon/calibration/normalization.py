@@ -1,0 +1,225 @@
+"""Crystal efficiencies from a blank scan: the crystals' own Lu-176 coincidences, fitted by fan
+sums.
+
+With nothing in the scanner, a Lu-176 decay in crystal a leaves its beta (and what of its cascade
+stays there) in a, and one of its 307 or 202 keV gammas can reach crystal b across the ring: an
+*intrinsic* coincidence of the pair (a, b) at a rate ``eff_a eff_b h_ab``, where
+``h_ab = A (cos theta_a + cos theta_b) / d_ab^2`` is the solid angle each crystal's face offers to
+the other's decays (A the face, theta the angle of the line to a crystal's normal, d the distance
+between the crystals' centres): decays are uniform in the crystals' volume, and either end can be
+the one that decayed. The events are sorted from the run's singles in a wide energy window
+(:data:`LU176_WINDOW_KEV`: the beta continuum and the cascade gammas; on bedside-brain about
+29 k net intrinsic coincidences/s against 3 k randoms), each crystal's randoms fan sum taken as
+its delayed coincidences', and each crystal's net fan sum fitted by
+:func:`recon.corrections.fansums.fixed_point` with that ``h``.
+
+What stays biased: the fit sees a crystal's efficiency for the Lu-176 energies, not for 511 keV;
+the electronics' acceptance (light, trigger, dead channels) is the same, but the share of the
+511 keV photopeak that a crystal's energy resolution leaves in the scanner's window is not seen
+(under 1 % for a 10 % spread of an 11.5 % resolution in a 435-585 keV window). Photons scattered
+from crystal to crystal, and attenuation in the crystals between two partners, are left out of
+``h``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numba
+import numpy as np
+
+from hw.crystals import CrystalSpread
+from hw.dtypes import SINGLE_DTYPE
+from hw.scanner import Scanner
+from infra.errors import UserError
+from infra.progress import Progress
+from recon.cache import cached_array
+from recon.corrections.fansums import fixed_point
+from recon.corrections.normalization import CrystalEfficiencies
+from recon.corrections.randoms import crystal_counts
+from recon.pet.lors import LORs
+from recon.pet.system import min_sector_difference, valid_module_pairs
+
+#: The energy window (keV) the blank scan's singles are sorted in: the cascade's 202 and 307 keV
+#: gammas at one end, the beta and what stays of the cascade at the other.
+LU176_WINDOW_KEV = (100.0, 900.0)
+#: The sectors apart that a blank scan's pairs must be: neighbouring modules count (their
+#: coincidences are most of the intrinsic ones), a module with itself does not (there,
+#: photons scattered from crystal to crystal pair up).
+BLANK_SECTOR_DIFFERENCE = 1
+#: Seconds of the emulated blank scan of the scanner's model, with alike crystals, that gives the
+#: fit's geometric factors (:func:`geometric_factors`).
+MODEL_SECONDS = 60.0
+#: Fan-sum iterations.
+ITERATIONS = 30
+#: A crystal is dead (efficiency 0) when it has no prompts, or far fewer (five standard
+#: deviations) than a crystal of this share of the median's efficiency would have.
+DEAD_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class BlankFit:
+    """What the fit saw: per-crystal prompts, randoms and net fan sums, and the noise they allow."""
+
+    prompts: np.ndarray
+    randoms: np.ndarray
+    net: np.ndarray
+    dead: np.ndarray
+    """(N,) bool: crystals taken as dead."""
+
+    @property
+    def expected_rms(self) -> float:
+        """The relative error (RMS over live crystals) that the counts alone allow: a crystal's
+        net fan sum has the Poisson variance of its prompts plus its delayeds."""
+        live = ~self.dead & (self.net > 0)
+        var = self.prompts[live] + self.randoms[live]
+        return float(np.sqrt(np.mean(var / self.net[live] ** 2)))
+
+
+def partner_sums(scanner: Scanner, k: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``H(s)_a = sum over valid partners b of h_ab s_b`` (see the module docstring)."""
+    centres = scanner.crystal_centres.astype(np.float64)
+    normals = scanner.crystal_normals.astype(np.float64)
+    module = scanner.crystal_module.astype(np.int64)
+    valid = valid_module_pairs(scanner, k)
+
+    def partners(s: np.ndarray) -> np.ndarray:
+        out = np.empty(s.size)
+        _partners(centres, normals, module, valid, np.asarray(s, np.float64), out)
+        return out
+
+    return partners
+
+
+@numba.njit(nogil=True, cache=True, parallel=True)
+def _partners(centres, normals, module, valid, s, out):
+    n = centres.shape[0]
+    for a in numba.prange(n):
+        acc = 0.0
+        for b in range(n):
+            if b == a or not valid[module[a], module[b]]:
+                continue
+            dx = centres[b, 0] - centres[a, 0]
+            dy = centres[b, 1] - centres[a, 1]
+            dz = centres[b, 2] - centres[a, 2]
+            d2 = dx * dx + dy * dy + dz * dz
+            d = np.sqrt(d2)
+            cos_a = abs(dx * normals[a, 0] + dy * normals[a, 1] + dz * normals[a, 2]) / d
+            cos_b = abs(dx * normals[b, 0] + dy * normals[b, 1] + dz * normals[b, 2]) / d
+            acc += (cos_a + cos_b) / d2 * s[b]
+        out[a] = acc
+
+
+def fit_blank(prompts: LORs, delayeds: LORs, scanner: Scanner, k: int | None = None
+              ) -> tuple[np.ndarray, BlankFit]:
+    """(efficiency, fit) from a blank scan's prompt and delayed coincidences in
+    :data:`LU176_WINDOW_KEV`. A crystal's randoms fan sum is its delayeds' (the fan-sum randoms
+    estimate keeps each crystal's fan sum)."""
+    k = min_sector_difference(scanner, k)
+    n = scanner.n_crystals
+    if len(prompts) == 0:
+        raise UserError("the blank run has no coincidences in the Lu-176 window: nothing to "
+                        "normalize from")
+    p = crystal_counts(prompts, n).astype(np.float64)
+    r = crystal_counts(delayeds, n).astype(np.float64)
+    net = np.maximum(p - r, 0.0)
+    if not np.any(net > 0):
+        raise UserError("the blank run's coincidences are all randoms: nothing to normalize "
+                        "from (a longer blank scan?)")
+    dead = _dead(p)
+    counts = np.where(dead, 0.0, net)
+    eff = fixed_point(counts, partner_sums(scanner, k), ITERATIONS)
+    eff[dead] = 0.0
+    eff /= eff[~dead].mean()
+    return eff, BlankFit(p, r, net, dead)
+
+
+def _dead(prompts: np.ndarray) -> np.ndarray:
+    """(N,) bool: the crystals that saw nothing, or too little to be alive (:data:`DEAD_SHARE`):
+    a short scan's few counts never make a live crystal dead."""
+    expected = DEAD_SHARE * np.median(prompts[prompts > 0])
+    return (prompts == 0) | (prompts < expected - 5.0 * np.sqrt(expected))
+
+
+def symmetry_classes(scanner: Scanner) -> np.ndarray:
+    """(N,) int: crystals alike under the ring's symmetries (a turn by a module, the mirror of a
+    module across its middle, the mirror of the axial field across z = 0) share a class."""
+    ct = scanner.crystals_per_ring // scanner.n_modules
+    local = (np.arange(scanner.n_crystals) % scanner.crystals_per_ring) % ct
+    local = np.minimum(local, ct - 1 - local)
+    ring = np.minimum(scanner.crystal_ring, scanner.n_rings - 1 - scanner.crystal_ring)
+    return ring * ct + local
+
+
+def class_means(values: np.ndarray, classes: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """(N,) each crystal's class mean of ``values`` over the crystals ``where`` is true."""
+    n = classes.max() + 1
+    total = np.bincount(classes[where], weights=values[where], minlength=n)
+    count = np.bincount(classes[where], minlength=n)
+    return np.divide(total, count, out=np.ones(n), where=count > 0)[classes]
+
+
+def sort_blank(singles: np.ndarray, scanner: Scanner, threads: int = 1
+               ) -> tuple[LORs, LORs]:
+    """(prompts, delayeds) of a blank scan's singles (hw.SINGLE_DTYPE, keV) in
+    :data:`LU176_WINDOW_KEV`."""
+    from coincidence.sorter import sort
+
+    coinc = sort(singles, scanner=scanner, energy_window_kev=LU176_WINDOW_KEV,
+                 delay_ps=scanner.acquisition["delay_ps"],
+                 min_sector_difference=BLANK_SECTOR_DIFFERENCE, threads=threads)
+    delayed = coinc["delayed"] != 0
+    return LORs.from_coinc(coinc, ~delayed), LORs.from_coinc(coinc, delayed)
+
+
+def geometric_factors(scanner: Scanner, seconds: float = MODEL_SECONDS, threads: int = 1
+                      ) -> np.ndarray:
+    """(N,) what :func:`fit_blank` gives for each crystal of the scanner's model with alike
+    crystals, averaged over the crystals that the ring's symmetries make alike
+    (:func:`symmetry_classes`): the part of a blank fit that is geometry (the material a gamma
+    crosses leaving its module, the axial ends), which the analytic ``h`` leaves out. Measured
+    once per scanner definition from a blank scan of ``seconds`` that the emulator makes of the
+    model (its geometry and digitizer, every crystal alike), and cached."""
+    key = "|".join(["blank-geometry-v1", scanner.digest, f"{seconds:g}",
+                    f"{LU176_WINDOW_KEV}", str(BLANK_SECTOR_DIFFERENCE)])
+    return cached_array(key, lambda: _model_fit(scanner, seconds, threads), "normgeometry")
+
+
+def _model_fit(scanner: Scanner, seconds: float, threads: int) -> np.ndarray:
+    import emulator
+
+    progress = Progress(f"geometric factors of {scanner.name}'s blank scan (once)", 3,
+                        unit="steps")
+    model = replace(scanner, crystals=CrystalSpread())
+    raw = emulator.simulate(model, "blank", "F-18", 0.0, seconds, seed=20261126,
+                            threads=threads).raw
+    progress.update(1)
+    singles = np.empty(raw.size, SINGLE_DTYPE)
+    singles["t"], singles["crystal"] = raw["t"], raw["crystal"]
+    kev = (model.digitizer.kev_per_adc_code / model.crystal_gains()).astype(np.float32)
+    singles["energy"] = raw["adc"].astype(np.float32) * kev[raw["crystal"]]
+    prompts, delayeds = sort_blank(singles, model, threads)
+    progress.update(2)
+    eff, fit = fit_blank(prompts, delayeds, model, BLANK_SECTOR_DIFFERENCE)
+    progress.close(3)
+    return class_means(eff, symmetry_classes(model), ~fit.dead)
+
+
+def estimate(singles: np.ndarray, scanner: Scanner, threads: int = 1
+             ) -> tuple[np.ndarray, BlankFit]:
+    """(efficiency, fit) of each crystal from a blank scan's singles (hw.SINGLE_DTYPE, keV):
+    sorted in the Lu-176 window, fitted by fan sums, the geometric factors divided out; mean 1
+    over the live crystals, 0 for a dead one."""
+    prompts, delayeds = sort_blank(singles, scanner, threads)
+    eff, fit = fit_blank(prompts, delayeds, scanner, BLANK_SECTOR_DIFFERENCE)
+    eff = eff / geometric_factors(scanner, threads=threads)
+    eff[fit.dead] = 0.0
+    eff[~fit.dead] /= eff[~fit.dead].mean()
+    return eff, fit
+
+
+def table(eff: np.ndarray, scanner: Scanner, method: str, created_utc: str = "",
+          from_run: str = "") -> CrystalEfficiencies:
+    """The stored form of an estimate."""
+    return CrystalEfficiencies(eff, scanner.name, scanner.digest, method, created_utc, from_run)

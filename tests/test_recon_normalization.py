@@ -1,0 +1,171 @@
+"""Normalization: crystal efficiencies estimated from a blank scan's Lu-176 coincidences, stored
+with the scanner, and applied by the reconstruction."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw import load_scanner
+from infra.errors import UserError
+from recon.corrections import normalization as tables
+
+#: bedside-brain with crystals as a real unit's: a 10 % log-normal spread, module edges at 0.9
+#: and corners at 0.8, two dead channels and a noisy one (docs/scanners.md).
+CRYSTALS = """
+[crystals]
+efficiency_spread = 0.1
+edge_efficiency = 0.9
+corner_efficiency = 0.8
+energy_resolution_spread = 0.1
+time_resolution_spread = 0.1
+dead = [5, 7000]
+noisy = [{crystal = 100, rate_cps = 5000.0}]
+seed = 4
+"""
+
+
+def _scanner_file(folder: Path) -> Path:
+    text = Path(load_scanner("bedside-brain").source).read_text()
+    path = folder / "unit.toml"
+    text = text.replace('name = "bedside-brain"', 'name = "bedside-unit"')
+    path.write_text(text.replace("crystal_efficiency = 0.95", "crystal_efficiency = 0.85")
+                    + CRYSTALS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def unit_file(tmp_path_factory) -> Path:
+    return _scanner_file(tmp_path_factory.mktemp("unit"))
+
+
+@pytest.fixture(scope="module")
+def unit(unit_file):
+    return load_scanner(str(unit_file))
+
+
+def _blank_singles(scanner, seconds: float, seed: int = 3) -> np.ndarray:
+    import emulator
+    from daq.pipeline.process import calibration
+
+    raw = emulator.simulate(scanner, "blank", "F-18", 0.0, seconds, seed=seed).raw
+    return calibration.current(scanner, emulated=True).apply(raw)
+
+
+def _accuracy(eff: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    live = truth > 0
+    err = eff[live] / truth[live] - 1
+    return float(np.corrcoef(eff[live], truth[live])[0, 1]), float(np.sqrt(np.mean(err ** 2)))
+
+
+@pytest.mark.slow
+def test_a_short_blank_scan_finds_the_dead_and_is_as_good_as_its_counts(unit) -> None:
+    from recon.calibration import normalization
+
+    eff, fit = normalization.estimate(_blank_singles(unit, 20.0), unit, threads=2)
+    truth = unit.crystal_efficiencies()
+    assert np.array_equal(np.flatnonzero(eff == 0), [5, 7000])
+    assert eff[eff > 0].mean() == pytest.approx(1.0)
+    r, rms = _accuracy(eff, truth)
+    assert rms <= 1.5 * fit.expected_rms, (rms, fit.expected_rms)
+    assert r > 0.6
+
+
+@pytest.mark.soak
+def test_a_120_s_blank_scan_gives_each_crystal_within_6_percent(unit) -> None:
+    """The issue's figure: r >= 0.9 with the truth over live crystals, dead crystals 0, RMS
+    relative error <= 6 % and within 1.5 times the counts' own (docs/normalization.md)."""
+    from recon.calibration import normalization
+
+    eff, fit = normalization.estimate(_blank_singles(unit, 120.0), unit, threads=2)
+    r, rms = _accuracy(eff, unit.crystal_efficiencies())
+    assert np.array_equal(np.flatnonzero(eff == 0), [5, 7000])
+    assert r >= 0.9 and rms <= 0.06 and rms <= 1.5 * fit.expected_rms, (r, rms, fit.expected_rms)
+
+
+def test_a_table_round_trips_and_bad_tables_are_one_line(tmp_path, unit, brain) -> None:
+    table = tables.truth(unit)
+    path = table.save(tmp_path)
+    back = tables.load(path, unit)
+    assert np.array_equal(back.efficiency, table.efficiency) and back.method == "truth"
+    assert tables.newest(unit, tmp_path).path == str(path)
+    assert tables.newest(brain, tmp_path) is None        # another definition's table
+    bad = {"another scanner's": (path, load_scanner("small-animal")),
+           "truncated": (tmp_path / "cut.npz", unit),
+           "missing": (tmp_path / "none.npz", unit)}
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[:300])
+    for what, (p, scanner) in bad.items():
+        with pytest.raises(UserError) as err:
+            tables.load(p, scanner)
+        assert "\n" not in str(err.value) and str(p) in str(err.value), what
+
+
+def test_a_run_with_no_coincidences_is_one_line(unit) -> None:
+    from recon.calibration import normalization
+    from recon.pet.lors import LORs
+
+    empty = LORs(np.zeros(0), np.zeros(0), np.zeros(0))
+    with pytest.raises(UserError, match="no coincidences in the Lu-176 window"):
+        normalization.fit_blank(empty, empty, unit)
+
+
+def test_alike_crystals_reconstruct_bit_for_bit_as_without_and_truth_moves_the_image(
+        brain) -> None:
+    import emulator
+    import recon
+    from coincidence.sorter import sort
+    from daq.pipeline.process import calibration
+
+    sim = emulator.simulate(brain, "cylinder", "F-18", 5.0, 0.3, seed=5)
+    coinc = sort(calibration.current(brain, emulated=True).apply(sim.raw), scanner=brain,
+                 delay_ps=brain.acquisition["delay_ps"])
+    grid = recon.default_grid(brain, 4.0)
+    plain = recon.lm_osem(coinc, brain, grid, 1, 1, True, "delayed")
+    ones = recon.lm_osem(coinc, brain, grid, 1, 1, True, "delayed",
+                         normalization=tables.uniform(brain))
+    assert np.array_equal(plain.array, ones.array)
+    eff = np.ones(brain.n_crystals)
+    eff[brain.crystal_ring < 16] = 0.5          # the first module ring half as efficient
+    table = tables.CrystalEfficiencies(eff, brain.name, brain.digest, "test")
+    moved = recon.lm_osem(coinc, brain, grid, 1, 1, True, "delayed", normalization=table)
+    assert moved.meta["normalization"] == "test"
+    z = grid.centres_mm()[2].ravel()
+    low, high = np.asarray(moved.array)[:, :, z < -40], np.asarray(moved.array)[:, :, z > 40]
+    # the less efficient ring's counts stand for more activity once the table says so
+    assert low.sum() / high.sum() > 1.3 * (np.asarray(plain.array)[:, :, z < -40].sum()
+                                           / np.asarray(plain.array)[:, :, z > 40].sum())
+
+
+@pytest.mark.slow
+def test_calibrate_a_blank_run_stores_a_table_that_recon_takes(tmp_path, unit_file, unit,
+                                                              monkeypatch) -> None:
+    monkeypatch.setenv("BEDSIDE_PET_HOME", str(tmp_path / "home"))
+
+    def petdaq(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
+                              text=True, timeout=600)
+
+    r = petdaq("run", "--scanner", str(unit_file), "--phantom", "blank", "--duration", "10",
+               "--fast", "--no-recon", "--out", str(tmp_path), "--name", "blank")
+    assert r.returncode == 0, r.stderr
+    own = ("--scanner", str(unit_file))
+    r = petdaq("recon", str(tmp_path / "blank"), *own, "--no-dicom", "--out", str(tmp_path / "img0"))
+    assert r.returncode == 0, r.stderr
+    assert f"normalization: no table stored for {unit.name}" in r.stdout
+    r = petdaq("calibrate", str(tmp_path / "blank"), "--method", "normalization")
+    assert r.returncode == 0, r.stderr
+    assert "dead crystal(s) (5, 7000)" in r.stdout and "stored " in r.stdout, r.stdout
+    stored = list((tmp_path / "home" / "calibration" / "normalization").glob("*.npz"))
+    assert len(stored) == 1
+    assert tables.newest(unit, stored[0].parent).method == "blank"
+    r = petdaq("recon", str(tmp_path / "blank"), *own, "--no-dicom", "--out",
+               str(tmp_path / "img1"), "--report")
+    assert r.returncode == 0 and "normalization: no table" not in r.stdout, r.stdout
+    report = (tmp_path / "img1" / "report.json").read_text()
+    assert '"normalization": "blank"' in report and str(stored[0]) in report
+    r = petdaq("recon", str(tmp_path / "blank"), *own, "--normalization", str(tmp_path / "x.npz"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
