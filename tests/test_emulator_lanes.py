@@ -27,7 +27,8 @@ def _deposits(scanner, phantom: str, seed: int):
     dep = np.empty(8 * N_DECAYS, records.DEPOSIT_DTYPE)
     counters = np.zeros(len(records.COUNTERS), np.int64)
     done, n = pet.decays(times, pos, 0, 0, emu.nuclide.positron_fraction, emu._range,
-                         emu._lines, emu._medium, emu._ring, emu._table, 1.0, dep, 0, counters,
+                         emu._lines, emu._medium, emu._ring, emu._table,
+                         np.ones(scanner.n_crystals), dep, 0, counters,
                          rng.state(seed))
     assert done == N_DECAYS and n > 0
     return dep[:n], counters, times

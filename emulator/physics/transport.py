@@ -224,7 +224,7 @@ def _write(times, first_id, src_f, src_i, log_f, log_i, n_log, efficiency, dep, 
             if n_dep + (b - a) > dep.size:
                 return -1
             for h in range(a, b):
-                if kept(salt, first_id + d, crystal[h], efficiency, counters):
+                if kept(salt, d, crystal[h], efficiency, counters):
                     n_dep = record(dep, n_dep, times[d] + int(path[h] * TIME_PER_MM_PS + 0.5),
                                    crystal[h], energy[h], first_id + d, src_i[PHOTON, q],
                                    src_i[KIND, q], scatters[a], src_f[X, q], src_f[Y, q],
@@ -250,9 +250,11 @@ def _add(crystal, energy, path, a, b, c, kev, mm):
 @inline
 def kept(salt, decay, crystal, efficiency, counters):
     """Whether a crystal deposit is kept with its crystal's ``efficiency``; the draw is fixed by
-    (``salt``, ``decay``, ``crystal``), so a decay's photons in one crystal (Lu-176's beta and
-    its cascade gammas absorbed where it decayed) are kept or lost together, as one light pulse
-    is; counted in ``counters``."""
+    (``salt``, ``decay``, ``crystal``), ``salt`` drawn once a block and ``decay`` the decay's
+    index in the block, so a decay's photons in one crystal (Lu-176's beta and its cascade
+    gammas absorbed where it decayed) are kept or lost together, as one light pulse is, and the
+    same whatever the decays' ids (a shard's slice is emulated with ids from 0); counted in
+    ``counters``."""
     counters[records.DEPOSITS] += 1
     if keyed_unit(salt, decay, crystal) < efficiency[crystal]:
         return True

@@ -80,7 +80,9 @@ def _calibrate_normalization(run: RunDir, scanner: Scanner, no_save: bool) -> in
           f"{100 * fit.expected_rms:.1f} % from the counts alone; "
           f"{int((~live).sum())} dead crystal(s)"
           + (f" ({', '.join(str(c) for c in np.flatnonzero(~live)[:10])})" if (~live).any()
-             else ""))
+             else "")
+          + (f"; noisy, taken as their kind: {', '.join(map(str, np.flatnonzero(fit.noisy)))}"
+             if fit.noisy.any() else ""))
     if not no_save:
         table = normalization.table(eff, scanner, "blank", utc_now(), str(run.path))
         print(f"stored {table.save()} (the reconstruction of this scanner's runs uses it from "

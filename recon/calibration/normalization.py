@@ -67,12 +67,15 @@ class BlankFit:
     net: np.ndarray
     dead: np.ndarray
     """(N,) bool: crystals taken as dead."""
+    noisy: np.ndarray
+    """(N,) bool: crystals whose own triggers swamp their coincidences with randoms (far more
+    delayeds than the others): their efficiency is their symmetry class's."""
 
     @property
     def expected_rms(self) -> float:
         """The relative error (RMS over live crystals) that the counts alone allow: a crystal's
         net fan sum has the Poisson variance of its prompts plus its delayeds."""
-        live = ~self.dead & (self.net > 0)
+        live = ~self.dead & ~self.noisy & (self.net > 0)
         var = self.prompts[live] + self.randoms[live]
         return float(np.sqrt(np.mean(var / self.net[live] ** 2)))
 
@@ -128,11 +131,14 @@ def fit_blank(prompts: LORs, delayeds: LORs, scanner: Scanner, k: int | None = N
         raise UserError("the blank run's coincidences are all randoms: nothing to normalize "
                         "from (a longer blank scan?)")
     dead = _dead(p)
+    noisy = _noisy(r) & ~dead
+    # a noisy crystal's partners are fitted with its expected share, not its few net counts
     counts = np.where(dead, 0.0, net)
     eff = fixed_point(counts, partner_sums(scanner, k), ITERATIONS)
+    eff[noisy] = class_means(eff, symmetry_classes(scanner), ~dead & ~noisy)[noisy]
     eff[dead] = 0.0
     eff /= eff[~dead].mean()
-    return eff, BlankFit(p, r, net, dead)
+    return eff, BlankFit(p, r, net, dead, noisy)
 
 
 def _dead(prompts: np.ndarray) -> np.ndarray:
@@ -140,6 +146,13 @@ def _dead(prompts: np.ndarray) -> np.ndarray:
     a short scan's few counts never make a live crystal dead."""
     expected = DEAD_SHARE * np.median(prompts[prompts > 0])
     return (prompts == 0) | (prompts < expected - 5.0 * np.sqrt(expected))
+
+
+def _noisy(delayeds: np.ndarray) -> np.ndarray:
+    """(N,) bool: crystals with five times the median's delayeds and more (ten standard
+    deviations)."""
+    m = np.median(delayeds)
+    return delayeds > max(5.0 * m, m + 10.0 * np.sqrt(max(m, 1.0)))
 
 
 def symmetry_classes(scanner: Scanner) -> np.ndarray:
@@ -203,7 +216,7 @@ def _model_fit(scanner: Scanner, seconds: float, threads: int) -> np.ndarray:
     progress.update(2)
     eff, fit = fit_blank(prompts, delayeds, model, BLANK_SECTOR_DIFFERENCE)
     progress.close(3)
-    return class_means(eff, symmetry_classes(model), ~fit.dead)
+    return class_means(eff, symmetry_classes(model), ~fit.dead & ~fit.noisy)
 
 
 def estimate(singles: np.ndarray, scanner: Scanner, threads: int = 1
