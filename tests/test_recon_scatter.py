@@ -59,12 +59,12 @@ def _truth_of_prompts(sim, prompts, n_crystals):
 
 
 def test_the_estimate_matches_the_scatter_the_emulator_made(brain):
-    """A 20 cm water cylinder (bedside-brain's NU 2-like ``cylinder``, 5 MBq, 2 s): the
+    """A 20 cm water cylinder (bedside-brain's NU 2-like ``cylinder``, 5 MBq, 5 s): the
     estimate, scaled only by the tails, gives the scattered prompts in total within 10 % and
     in every 10 mm band of distance from the axis inside the cylinder within 20 %."""
     acq = brain.acquisition
     sim = emulator.simulate(brain, phantom="cylinder", nuclide="F-18", activity_mbq=5.0,
-                            duration_s=2.0, seed=5, truth=True)
+                            duration_s=5.0, seed=5, truth=True)
     coinc = coincidence.sort(sim.singles, scanner=brain, window_ps=acq["coincidence_window_ps"],
                              energy_window_kev=acq["energy_window_kev"],
                              delay_ps=acq["delay_ps"])
