@@ -509,6 +509,9 @@ def _build(data: dict[str, Any], source: str, digest: str) -> Scanner:
     if scanner.crystal_channel.max() >= max_ch:
         raise dig._fail("boards", f"gives {scanner.crystal_channel.max() + 1} channels per board; "
                         f"the wire format carries at most {max_ch}: use more boards")
+    if kind != "pet" and not scanner.crystals.uniform:
+        raise ScannerError(f"scanner file {source}: [crystals] is for PET rings (a camera head's "
+                           "pixels are not crystals of their own)")
     listed = [*scanner.crystals.dead, *(c for c, _ in scanner.crystals.noisy)]
     if listed and max(listed) >= scanner.n_crystals:
         raise ScannerError(f"scanner file {source}: [crystals] names crystal {max(listed)}; the "

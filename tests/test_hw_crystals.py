@@ -88,6 +88,14 @@ def test_a_bad_crystals_table_is_named_in_one_line(tmp_path, table, message) -> 
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_camera_takes_no_crystals_table(tmp_path) -> None:
+    path = tmp_path / "camera.toml"
+    path.write_text(Path(load_scanner("spect-dual-head").source).read_text()
+                    + "\n[crystals]\nefficiency_spread = 0.1\n")
+    with pytest.raises(ScannerError, match=r"\[crystals\] is for PET rings"):
+        load_scanner(str(path))
+
+
 @pytest.fixture(scope="module")
 def blank_singles(spread_scanner):
     import emulator
