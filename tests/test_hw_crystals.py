@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scannerfiles import brain_variant
 
 from hw import ScannerError, load_scanner
 
@@ -29,12 +30,7 @@ seed = 7
 def _with(tmp_path: Path, table: str, name: str = "spread.toml") -> Path:
     """bedside-brain with ``table`` and a mean acceptance of 0.7, so that few crystals of the
     spread reach an acceptance of 1."""
-    base = Path(load_scanner("bedside-brain").source).read_text()
-    assert "crystal_efficiency = 0.95" in base
-    base = base.replace("crystal_efficiency = 0.95", "crystal_efficiency = 0.7")
-    path = tmp_path / name
-    path.write_text(base + table)
-    return path
+    return brain_variant(tmp_path / name, table, 0.7)
 
 
 @pytest.fixture(scope="module")

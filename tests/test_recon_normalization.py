@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scannerfiles import brain_variant
 
 from hw import load_scanner
 from infra.errors import UserError
@@ -31,12 +32,7 @@ seed = 4
 
 
 def _scanner_file(folder: Path) -> Path:
-    text = Path(load_scanner("bedside-brain").source).read_text()
-    path = folder / "unit.toml"
-    text = text.replace('name = "bedside-brain"', 'name = "bedside-unit"')
-    path.write_text(text.replace("crystal_efficiency = 0.95", "crystal_efficiency = 0.85")
-                    + CRYSTALS)
-    return path
+    return brain_variant(folder / "unit.toml", CRYSTALS, 0.85, name="bedside-unit")
 
 
 @pytest.fixture(scope="module")

@@ -51,10 +51,6 @@ class CrystalEfficiencies:
         return "norm-" + array_digest(np.asarray(self.efficiency, np.float64))
 
     @property
-    def per_crystal(self) -> np.ndarray:
-        return self.efficiency
-
-    @property
     def is_trivial(self) -> bool:
         """Whether every crystal is alike (the reconstruction then takes no normalization: the
         image is the one it gives without, bit for bit)."""
