@@ -44,7 +44,7 @@ COUNTERS = (
     "histories",            # SPECT: simulated histories (each stands for several decays)
     "lu176_decays",         # intrinsic decays in the crystals
     "photons",              # photons emitted (annihilation, gamma, Lu-176 cascade)
-    "photons_absorbed",     # photo-electrically absorbed in the phantom
+    "photons_absorbed",     # photo-electrically absorbed in the phantom, no deposit before
     "photons_scattered",    # scattered at least once in the phantom
     "photons_escaped",      # left without depositing in any crystal
     "deposits",             # photon x crystal deposits

@@ -4,7 +4,9 @@ Lu-176 beta-decays (99.7 %) to the 597 keV level of Hf-176, which cascades to th
 306.8, 201.8 and 88.3 keV transitions, emitted as gammas with yields 93.6, 78.0 and 14.5 % and
 otherwise internally converted (energy left locally). The beta (end point 593 keV) and the
 conversion energy are deposited in the decaying crystal; the gammas are followed through the ring,
-so they can leave energy in other crystals at the same time (intrinsic coincidences).
+so they can leave energy in other crystals at the same time (intrinsic coincidences). A gamma whose
+line crosses the patient on its way to another module crosses the phantom as a 511 keV photon does
+(attenuated and scattered there), which is what makes Lu-176 transmission imaging possible.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ def decays(times: np.ndarray, _: None, first_id: int, start: int, ring, table: n
            counters: np.ndarray, rs: np.ndarray) -> tuple[int, int]:
     """Lu-176 decays at ``times`` (ps) into deposits ``dep[n_dep:]``, their gammas followed
     through the ring on SIMD lanes (``md`` and ``table`` as for :func:`emulator.physics.pet.decays`;
-    these photons start in a crystal and never enter the phantom); returns (decays done, n_dep)
-    like :func:`emulator.physics.pet.decays`."""
+    these photons start in a crystal and cross the phantom where their line meets it on the way to
+    another module); returns (decays done, n_dep) like :func:`emulator.physics.pet.decays`."""
     work = lanes.scratch((1 + CASCADE.shape[0]) * times.size)
     seed_lanes(rs, work.R)
     emit(ring, beta_icdf, work.R, work.src_f, work.src_i, work.log_f, work.log_i)

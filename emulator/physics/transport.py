@@ -6,8 +6,11 @@ one event; a branch-free pass appends this step's crystal deposits to a log and 
 need plain code: a coherent scattering (its angle from the form factor, drawn with the lane's own
 generator), or a photon looking for its next module (:func:`emulator.physics.lanes.enter`,
 vectorised over just those, then the general module search where the one-step entry does not apply).
-When every photon has ended, the log is grouped by photon and each photon's deposits are summed per
-crystal into deposit records (:func:`_write`). Positions mm, energies keV, times ps.
+A photon that has just left a module (a crystal's own Lu-176 gamma, a photon scattered back out of
+a module) and whose ray meets a layer of the phantom before that next module crosses the phantom
+first, as a photon from the phantom does (:func:`_into_phantom`). When every photon has ended, the
+log is grouped by photon and each photon's deposits are summed per crystal into deposit records
+(:func:`_write`). Positions mm, energies keV, times ps.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from emulator import records
 from emulator.detector.ring import find_module
 from emulator.jit import inline, kernel
+from emulator.phantoms.shapes import ray_interval
 from emulator.physics.interactions import SPEED_OF_LIGHT_MM_PER_PS, deflect, rayleigh_cos
 from emulator.physics.lanes import (
     ABSORBED,
@@ -42,6 +46,7 @@ from emulator.physics.lanes import (
     SRC,
     STAGE,
     START,
+    TRAV,
     UX,
     UY,
     UZ,
@@ -55,11 +60,15 @@ from emulator.physics.lanes import (
     refill,
     step,
 )
+from emulator.physics.slabs import inverse, slab
 from emulator.rng import bits, keyed_unit
 
 #: The most crystals one photon's deposits are kept apart in (beyond, into the last).
 MAX_HITS = 8
 TIME_PER_MM_PS = 1.0 / SPEED_OF_LIGHT_MM_PER_PS
+#: How far (mm) past the point where its ray enters the phantom's first layer a photon from a
+#: module is put, so that it starts inside that layer.
+HAIR_MM = 1e-6
 
 
 @inline
@@ -95,16 +104,57 @@ def _move_into(F, I, i, m, k, t):
     I[M, i], I[K, i], I[STAGE, i] = m, k, MODULE
 
 
+@inline
+def _into_phantom(md, F, I, i, t_module):
+    """Whether lane i, a photon that has just left a module and is looking for the next one
+    (``t_module`` mm ahead, inf when none), crosses the phantom first: when its ray meets a layer
+    of the phantom (``md``, with layers) nearer than that module, it is moved a hair into the
+    first layer it meets and handed to the step in the phantom (delta tracking from there, no
+    distance gone yet), forgetting the module it left: it then leaves the phantom as a photon from
+    the phantom does, and only leaving a module again can send it back in. Geometry only, no
+    draw: the lanes' results stay independent of the threads."""
+    px, py, pz = F[X, i], F[Y, i], F[Z, i]
+    ux, uy, uz = F[UX, i], F[UY, i], F[UZ, i]
+    # the box around every layer first (most rays from a module that miss the phantom miss it)
+    t0, t1 = slab(px, inverse(ux), md.lo[0], md.hi[0])
+    for a in range(1, 3):
+        a0, a1 = slab(F[X + a, i], inverse(F[UX + a, i]), md.lo[a], md.hi[a])
+        t0, t1 = max(t0, a0), min(t1, a1)
+    t0 = max(t0, 0.0)
+    if t1 <= t0 or t0 >= t_module:
+        return False
+    # the box reaches into the modules where it is wider than the bore: the first layer it meets
+    t_in = np.inf
+    for q in range(md.layers.shape[0]):
+        a0, a1 = ray_interval(md.layers, q, px, py, pz, ux, uy, uz)
+        a0 = max(a0, 0.0)
+        if a1 > a0 and a0 < t_in:
+            t_in = a0
+    if t_in >= t_module:
+        return False
+    t_in += HAIR_MM
+    F[X, i], F[Y, i], F[Z, i] = px + t_in * ux, py + t_in * uy, pz + t_in * uz
+    F[PATH, i] += t_in
+    F[TRAV, i] = 0.0
+    I[STAGE, i], I[M, i], I[K, i] = PHANTOM, -1, -1
+    I[EX_M, i], I[EX_K, i] = -1, -1
+    return True
+
+
 @kernel
 def _ended(I, n_run, free, counters):
     """Count how the photons of lanes [0, n_run) that ended did, list those lanes (and the
-    empty ones) in ``free`` and empty them, without branches; returns how many."""
+    empty ones) in ``free`` and empty them, without branches; returns how many. Absorbed in
+    the phantom and escaped count the photons that left no deposit (a photon scattered out of a
+    module can end in the phantom after a deposit), so that every photon is counted once: in
+    one of them or among those with deposits."""
     n_free, absorbed, escaped, scattered = 0, 0, 0, 0
     for i in range(n_run):
         stage = I[STAGE, i]
         ended = (stage == DONE) | (stage == ABSORBED)
-        absorbed += stage == ABSORBED
-        escaped += (stage == DONE) & (I[HITS, i] == 0)
+        none = I[HITS, i] == 0
+        absorbed += (stage == ABSORBED) & none
+        escaped += (stage == DONE) & none
         scattered += ended & (I[SCAT, i] > 0)
         free[n_free] = i
         n_free += stage >= DONE
@@ -141,8 +191,9 @@ def transport(times, first_id, md, layer_ids, g, table, efficiency, work, n_log,
     ``first_id + d``; the lanes' generators seeded) to its end, writing its crystal deposits to
     ``dep[n_dep:]`` (each kept with its crystal's ``efficiency``, (N,), from the generator ``rs``).
     ``md``, ``layer_ids``, ``g`` and ``table`` as in :func:`emulator.physics.lanes.step`; the deposit
-    log holds ``n_log`` entries already. Returns the new n_dep; -1 when ``dep`` is too small,
-    -2 when the deposit log is."""
+    log holds ``n_log`` entries already. Photons that start in a module (Lu-176) or scatter out of
+    one cross the phantom on their way to the next module where their line meets it. Returns the
+    new n_dep; -1 when ``dep`` is too small, -2 when the deposit log is."""
     F, I, R, order = work.F, work.I, work.R, work.order
     n_src = 0
     for q in range(order.size):
@@ -151,6 +202,7 @@ def transport(times, first_id, md, layer_ids, g, table, efficiency, work, n_log,
     counters[records.PHOTONS] += n_src
     I[STAGE, :] = EMPTY
     n_run, nxt, cap = F.shape[1], 0, work.log_f.shape[1]
+    crossing = md.rho_max > 0.0              # the phantom has layers a photon can cross
     while True:
         n_free = _ended(I, n_run, work.free, counters)
         take = min(n_free, n_src - nxt)
@@ -174,13 +226,16 @@ def transport(times, first_id, md, layer_ids, g, table, efficiency, work, n_log,
         enter(F, I, work.need, n_need, g)
         for j in range(n_need):
             i = work.need[j]
-            m = I[FOUND_M, j]
+            m, k, t = I[FOUND_M, j], I[FOUND_K, j], F[FOUND_T, j]
             if m == -1:
                 m, k, t, _ = find_module(g, F[X, i], F[Y, i], F[Z, i], F[UX, i], F[UY, i],
                                          F[UZ, i], I[EX_M, i], I[EX_K, i])
-                _move_into(F, I, i, m, k, t)
-            else:
-                _move_into(F, I, i, m, I[FOUND_K, j], F[FOUND_T, j])
+            # a photon from a module (EX_M set; a photon leaving the phantom has none) may
+            # cross the phantom before its next module
+            if crossing and I[EX_M, i] >= 0 and _into_phantom(md, F, I, i,
+                                                               t if m >= 0 else np.inf):
+                continue
+            _move_into(F, I, i, m, k, t)
         if nxt == n_src and 2 * (n_run - n_free + take) <= n_run:
             n_run = _compact(F, I, R, n_run)
     return _write(times, first_id, work.src_f, work.src_i, work.log_f, work.log_i, n_log, efficiency, dep,
