@@ -16,6 +16,8 @@ from infra.errors import UserError
 
 #: Allowed in a patient id: letters, digits and ``-_.`` (it becomes part of file names).
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: A body part: DICOM Body Part Examined's characters (upper case, digits, ``_``).
+_BODY_PART = re.compile(r"^[A-Z0-9_]{1,16}$")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class Study:
     """ISO 8601 UTC time of the injection."""
     radiopharmaceutical: str | None = None
     """The tracer, e.g. ``FDG``; its nuclide is the scan's."""
+    body_part: str | None = None
+    """What is scanned (DICOM Body Part Examined, e.g. ``HEAD``): a head's calculated mu-map
+    gets a skull (:mod:`recon.corrections.attenuation`)."""
 
     def __post_init__(self) -> None:
         if self.patient_id is not None and not _ID.match(str(self.patient_id)):
@@ -52,6 +57,12 @@ class Study:
             object.__setattr__(self, "injection_time_utc", utc.isoformat(timespec="milliseconds"))
         if self.radiopharmaceutical is not None and not str(self.radiopharmaceutical).strip():
             raise UserError("radiopharmaceutical must not be empty")
+        if self.body_part is not None:
+            part = str(self.body_part).strip().upper()
+            if not _BODY_PART.match(part):
+                raise UserError(f"body part must be 1 to 16 letters, digits or '_' (DICOM Body "
+                                f"Part Examined, e.g. HEAD), got {self.body_part!r}")
+            object.__setattr__(self, "body_part", part)
 
     @classmethod
     def from_json(cls, doc: Any) -> Study:

@@ -211,7 +211,7 @@ def brain(scanner: Scanner) -> Phantom:
                   e(f"putamen_{side}", (24 * x, -2, 0), (5, 12, 9), grey, None)]
     parts.append(e("cerebellum", (0, 40, -45), (45, 25, 18), grey, None))
     return Phantom("brain", "ellipsoidal brain: grey 4 : white 1, skull, ventricles, basal "
-                   "ganglia, cerebellum", parts=tuple(parts))
+                   "ganglia, cerebellum", parts=tuple(parts), body_part="HEAD")
 
 
 #: FDG in the brain (two-tissue model, k4 = 0; rate constants in 1/min).
@@ -245,7 +245,7 @@ def brain_fdg(scanner: Scanner) -> Phantom:
         TissueClass("blood", ("blood",))))
     return Phantom("brain-fdg", "brain with FDG kinetics (grey and white matter, a 30 mm "
                    "blood pool, Feng input); activity = injected", parts=tuple(parts),
-                   kinetics=kinetics)
+                   kinetics=kinetics, body_part="HEAD")
 
 
 def cardiac(scanner: Scanner) -> Phantom:

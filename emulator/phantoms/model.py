@@ -84,6 +84,9 @@ class Phantom:
     blank: bool = False
     """Nothing in the scanner (a blank scan): no activity, no attenuation; the crystals' own
     Lu-176 alone is detected."""
+    body_part: str | None = None
+    """What a technologist scanning it would enter as the exam's body part (DICOM Body Part
+    Examined: ``HEAD`` for a head); None for test objects."""
 
     def __post_init__(self) -> None:
         total = sum(s.fraction for s in self.sources)
