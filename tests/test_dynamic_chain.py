@@ -44,14 +44,20 @@ def dynamic_run(tmp_path_factory) -> Path:
             # two threads at once: the live image and the live frames must take turns
             env={"NUMBA_THREADING_LAYER": "workqueue"})
     run = out / "fdg"
-    assert main(["recon", str(run), "--frames", SCHEDULE]) == 0
+    # the frames with the live frames' mu-map (the first frame's estimate): the same images
+    assert main(["recon", str(run), "--frames", SCHEDULE, "--mu-map", str(_live_mu(run))]) == 0
     return run
+
+
+def _live_mu(run: Path) -> Path:
+    return run / "kinetics" / "live_mu_map.nii.gz"
 
 
 def test_the_run_records_its_study_and_its_kinetic_clock(dynamic_run: Path):
     start = RunDir.open(dynamic_run).start
     study = start.settings["study"]
     assert study["patient_id"] == "sub01" and study["weight_kg"] == 70.0
+    assert study["body_part"] == "HEAD"                # the head phantom's exam
     assert study["injected_mbq"] == 60.0 and study["injection_time_utc"] == start.time_utc
     assert start.setting("kinetic_time_scale") == SCALE
 
@@ -121,7 +127,7 @@ def test_the_frames_add_up_to_the_static_image_of_the_same_events(dynamic_run: P
     side = json.loads((dynamic_run / "dynamic" / "sub-sub01_pet.json").read_text())
     frames = nib.load(str(dynamic_run / "dynamic" / "sub-sub01_pet.nii.gz")).get_fdata()
     assert main(["recon", str(dynamic_run), "--iterations", "20", "--subsets", "1", "--out",
-                 str(tmp_path), "--no-dicom"]) == 0
+                 str(tmp_path), "--no-dicom", "--mu-map", str(_live_mu(dynamic_run))]) == 0
     static = nib.load(str(tmp_path / "image.nii.gz")).get_fdata()
     lam = math.log(2) / 6586.2
     start = np.array(side["FrameTimesStart"]) / SCALE
@@ -133,6 +139,30 @@ def test_the_frames_add_up_to_the_static_image_of_the_same_events(dynamic_run: P
     for name in ("grey_matter", "white_matter"):
         m = regions[name]
         assert summed[m].mean() == pytest.approx(static[m].mean(), rel=0.05)
+
+
+def test_without_a_mu_map_the_heads_regions_read_as_with_its_own(dynamic_run: Path, tmp_path):
+    """The run's own calculated mu-map (the outline of its emission, water, a skull: the
+    default) against the phantom's (``--mu-map truth``): grey and white matter within 5 %."""
+    from emulator import phantoms
+    from hw.scanner import load_scanner
+    from recon import default_grid, read_nifti
+    from recon.kinetics.regions import eroded, phantom_regions
+
+    images = {}
+    for choice in ("estimate", "truth"):
+        assert main(["recon", str(dynamic_run), "--mu-map", choice, "--no-dicom", "--out",
+                     str(tmp_path / choice)]) == 0
+        images[choice] = read_nifti(tmp_path / choice / "image.nii.gz").array
+    scanner = load_scanner("bedside-brain")
+    regions = phantom_regions(phantoms.get("brain-fdg", scanner), default_grid(scanner, 2.0))
+    for name in ("grey_matter", "white_matter"):
+        m = eroded(regions[name], 2.0, (2.0, 2.0, 2.0))
+        ratio = images["estimate"][m].mean() / images["truth"][m].mean()
+        print(f"{name}: estimated / truth mu-map {ratio:.3f}")
+        assert ratio == pytest.approx(1.0, abs=0.05)
+    mu = read_nifti(tmp_path / "estimate" / "mu_map.nii.gz").array
+    assert mu.max() == pytest.approx(0.0173)        # the run's study says HEAD: a skull
 
 
 def test_scatter_correction_restores_the_grey_to_white_contrast(dynamic_run: Path, tmp_path,
@@ -211,7 +241,7 @@ def test_the_live_curves_are_those_of_the_frames_reconstructed_after_the_scan(
     (["recon", "{run}", "--frames", "2x0.001s,4x60s"], "has no prompts"),
     (["kinetics", "{run}", "--model", "patlak", "--input-region", "aorta"], "no region 'aorta'"),
     (["recon", "{run}", "--scatter", "--no-attenuation"],
-     "scatter correction needs the attenuation map"),
+     "scatter correction needs a mu-map"),
     (["kinetics", "{run}", "--model", "patlak"], "Patlak needs its input"),
     (["kinetics", "{run}", "--model", "logan"], "needs a reference region"),
 ])

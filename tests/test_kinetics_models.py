@@ -135,3 +135,6 @@ def test_study_fields_are_checked_and_suv_names_what_is_missing():
         "2026-11-24T09:00:00.000+00:00"
     s = Study(injection_time_utc="2026-11-24T09:00:00Z")
     assert s.injection_before_s("2026-11-24T09:30:00.5+00:00") == pytest.approx(1800.5)
+    assert Study(body_part=" head ").body_part == "HEAD"
+    with pytest.raises(UserError, match="body part must be 1 to 16 letters"):
+        Study(body_part="head & neck")

@@ -56,6 +56,12 @@ def test_recon_a_run_with_report(point_run):
     assert (out / "image_mip.png").is_file() and any((out / "image_slices").iterdir())
     ds = pydicom.dcmread(sorted((out / "dicom").glob("*.dcm"))[0])
     assert ds.Units == "BQML" and ds.RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife
+    assert ds.AttenuationCorrectionMethod == "calculated: outline of the emission, water"
+    assert "ATTN" in ds.CorrectedImage
+    mu = read_nifti(out / "mu_map.nii.gz")     # the run's own estimate, beside its image
+    assert mu.units == "1/mm" and mu.array.shape == image.array.shape and mu.array.max() > 0
+    picture = (out / "mu_map.png").read_bytes()
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n" and picture[25] == 2     # an RGB picture
     report = json.loads((out / "report.json").read_text())
     res = report["resolution"]["point"]
     assert np.all(np.abs(np.array(res["peak_mm"])) <= 4.0)
@@ -64,6 +70,7 @@ def test_recon_a_run_with_report(point_run):
     assert report["reconstruction"] == {
         "algorithm": "LM-OSEM", "iterations": 2, "subsets": 4, "voxel_mm": [4.0, 4.0, 4.0],
         "prompts": prompts, "tof": True, "randoms": "delayed", "attenuation": True,
+        "attenuation_method": "calculated: outline of the emission, water",
         "scatter": False, "normalization": "none",
         "normalization_table": "no table stored for bedside-brain (petdaq calibrate BLANK_RUN "
                                "--method normalization)"}
@@ -154,3 +161,54 @@ def test_a_run_image_gets_the_calibrations_updates_by_default(prompts, given, ch
     got = runimage.schedule(options, coinc)
     assert (got.iterations, got.subsets) == chosen
     assert got.iterations * got.subsets >= runimage.RUN_UPDATES or given[0] is not None
+
+
+@pytest.fixture(scope="module")
+def imported_run(brain, tmp_path_factory):
+    """A run of a lab's data: no phantom, no emulator (a point source at the centre)."""
+    from runstore.listmode import ListModeWriter
+    from runstore.rundir import RunDir
+    from runstore.rundocs import ExitStatus, StopDocument
+
+    coinc = sample_coinc(brain, np.zeros((60_000, 3)), np.random.default_rng(4))
+    run = RunDir.create(tmp_path_factory.mktemp("imported"), "lab")
+    writer = ListModeWriter(run.listmode, {"scanner": brain.name, "window_ps": 4000})
+    writer.append(coinc)
+    writer.close()
+    run.new_start(brain.name, brain.digest, {}, {})
+    run.write_stop(StopDocument("duration reached", ExitStatus.SUCCESS, {"prompts": len(coinc)},
+                                {}, elapsed_s=10.0))
+    return run.path
+
+
+def test_a_run_without_a_phantom_gets_an_estimated_mu_map_and_says_so(imported_run, tmp_path):
+    args = _parse("recon", str(imported_run), "--iterations", "1", "--voxel", "4",
+                  "--samples", "1000000", "--out", str(tmp_path), "--body-part", "head")
+    assert args.func(args) == 0
+    ds = pydicom.dcmread(sorted((tmp_path / "dicom").glob("*.dcm"))[0])
+    assert ds.AttenuationCorrectionMethod == "calculated: outline of the emission, water, skull 7 mm"
+    mu = read_nifti(tmp_path / "mu_map.nii.gz").array
+    assert mu.max() == pytest.approx(0.0173)            # --body-part head: a skull around it
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["--mu-map", "truth"], "--mu-map truth needs an emulated run"),
+    (["--mu-map", "{tmp}/none.nii.gz"], "mu-map .*none.nii.gz does not exist"),
+    (["--body-part", "head and neck"], "body part must be 1 to 16 letters"),
+    (["--no-attenuation", "--scatter"], "scatter correction needs a mu-map"),
+])
+def test_a_bad_attenuation_choice_is_one_line(imported_run, tmp_path, argv, error):
+    args = _parse("recon", str(imported_run), "--iterations", "1", "--voxel", "4", "--samples",
+                  "1000000", "--out", str(tmp_path),
+                  *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    with pytest.raises(UserError, match=error):
+        args.func(args)
+
+
+def test_no_attenuation_writes_no_mu_map(imported_run, tmp_path):
+    args = _parse("recon", str(imported_run), "--iterations", "1", "--voxel", "4",
+                  "--samples", "1000000", "--out", str(tmp_path), "--no-attenuation")
+    assert args.func(args) == 0
+    assert not (tmp_path / "mu_map.nii.gz").exists()
+    ds = pydicom.dcmread(sorted((tmp_path / "dicom").glob("*.dcm"))[0])
+    assert "ATTN" not in ds.CorrectedImage and ds.AttenuationCorrectionMethod == ""

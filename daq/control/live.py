@@ -28,13 +28,17 @@ class LiveImage:
 
     def __init__(self, reconstructor: object, interval_s: float = 2.0,
                  on_image: Callable[[object, int, int], None] | None = None,
-                 max_pending_events: int = 4_000_000, cpu: CpuMeter | None = None) -> None:
+                 max_pending_events: int = 4_000_000, cpu: CpuMeter | None = None,
+                 attenuation: object | None = None) -> None:
         """``reconstructor`` (a :class:`recon.LiveRecon`) has ``add(coinc)`` and
         ``update() -> Image``; ``interval_s``: seconds between image updates;
         ``max_pending_events``: coincidences handed over and not yet added beyond which chunks
         are dropped. ``cpu``: a meter the thread clocks its CPU time on (the run's,
-        :mod:`daq.pipeline.cpu`; the reconstruction's own worker threads are outside it)."""
+        :mod:`daq.pipeline.cpu`; the reconstruction's own worker threads are outside it).
+        ``attenuation``: the live image's correction (a :class:`recon.pet.livemu.LiveAttenuation`,
+        ``corrected(image, prompts) -> Image``; None: none)."""
         self.recon = reconstructor
+        self.attenuation = attenuation
         self._cpu = cpu
         self._clock: ThreadClock | None = None
         self.interval_s, self.on_image = interval_s, on_image
@@ -107,6 +111,8 @@ class LiveImage:
 
         with KERNELS:
             image = self.recon.update()
+        if self.attenuation is not None:
+            image = self.attenuation.corrected(image, self.recon.n_prompts)
         self._lap("update image")
         self.updates += 1
         if self.on_image is not None:

@@ -68,6 +68,11 @@ class CurvePoints:
                       {k: np.asarray(v) for k, v in self.sd_bq_ml.items()}, dict(self.voxels))
 
 
+#: The live frames' mu-map, beside their curves (``petdaq recon --frames --mu-map`` it to
+#: reconstruct the same frames after the scan).
+LIVE_MU_MAP = "live_mu_map.nii.gz"
+
+
 def live_schedule(text: str, scanner: Any, time_scale: float, end: float | None
                   ) -> list[Frame]:
     """The frames of a schedule (:func:`recon.frames.parse_schedule`, in the kinetic clock that
@@ -262,4 +267,9 @@ class LiveFrames:
         from recon.kinetics.tacs import write_tacs
 
         path.parent.mkdir(parents=True, exist_ok=True)
+        mu = getattr(self.recon_of, "mu_map", None)
+        if mu is not None and mu.image is not None:   # the first frame's estimate, beside them
+            from recon.outputs.export import write_nifti
+
+            write_nifti(mu.image, path.parent / LIVE_MU_MAP)
         return write_tacs(self.points.curves(), path)

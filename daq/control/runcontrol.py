@@ -77,7 +77,10 @@ def start_emulated(out: Path, emu: EmulatorSettings, sort: SortSettings, live: L
         if not sort.photopeaks_kev:
             sort = replace(sort, photopeaks_kev=photopeaks_of(emu.nuclide))
         windows_of(scanner, sort.photopeaks_kev)  # overlapping windows: say so now
-    kinetic = phantoms.get(emu.phantom, scanner).kinetics is not None
+    phantom = phantoms.get(emu.phantom, scanner)
+    if study.body_part is None and phantom.body_part:  # the exam a technologist would enter
+        study = replace(study, body_part=phantom.body_part)
+    kinetic = phantom.kinetics is not None
     if kinetic:
         study = _kinetic_injection(study, emu)
     if say is not None:
@@ -212,12 +215,16 @@ def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | Non
     coinc, header = read_listmode(run.listmode)
     t0 = time.monotonic()
     facts = replace(run_facts(run), singles_rates=read_singles_rates(run.listmode))
-    image = reconstruct_run(coinc, header, facts, scanner).image  # Bq/mL, as petdaq recon
+    made = reconstruct_run(coinc, header, facts, scanner)  # Bq/mL, as petdaq recon
+    image = made.image
     paths = recon.save_outputs(image, run.images / "image")
+    if made.mu_map is not None and made.mu_map.image is not None:
+        paths += recon.save_mu_map(image, made.mu_map.image, run.images)
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2),
                        "normalization": image.meta.get("normalization", "none"),
-                       "normalization_table": image.meta.get("normalization_table")})
+                       "normalization_table": image.meta.get("normalization_table"),
+                       "attenuation": image.meta.get("attenuation_method", "none")})
     return run.images
 
 

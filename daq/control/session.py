@@ -47,13 +47,19 @@ class Session:
         if live_recon and scanner.kind == "pet":
             import recon
             from recon.corrections import normalization
+            from recon.pet.livemu import LiveAttenuation
 
             resolved = sort.resolved(scanner)
-            self.live = LiveImage(recon.LiveRecon(
-                scanner, tof=tof, window_ps=resolved["window_ps"],
-                min_sector_difference=resolved["min_sector_difference"],
-                normalization=normalization.newest(scanner)),
-                recon_interval_s, on_image=self._publish_image, cpu=self.cpu)
+            table = normalization.newest(scanner)
+            live = recon.LiveRecon(scanner, tof=tof, window_ps=resolved["window_ps"],
+                                   min_sector_difference=resolved["min_sector_difference"],
+                                   normalization=table)
+            study = (settings or {}).get("study")
+            body_part = (study.get("body_part") if isinstance(study, dict)
+                         else getattr(study, "body_part", None))
+            self.live = LiveImage(live, recon_interval_s, on_image=self._publish_image,
+                                  cpu=self.cpu, attenuation=LiveAttenuation(
+                                      live.em, body_part, live.em.normalization))
         settings = {**(settings or {}), **({"frame_schedule": frames} if frames else {})}
         self.acq = Acquisition(run, scanner, sources, sort,
                                calibration.current(scanner, emulated=emulated),

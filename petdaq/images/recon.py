@@ -27,6 +27,7 @@ from infra.atomic import replacing
 from infra.cluster import client_for
 from infra.errors import UserError
 from infra.progress import Progress
+from infra.study import Study
 from petdaq.batch import files_in, for_each
 from petdaq.images.reconspect import is_spect_run, recon_spect_run
 from petdaq.options import add_cluster_option
@@ -61,8 +62,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="use time of flight (default on)")
     p.add_argument("--randoms", action=argparse.BooleanOptionalAction, default=True,
                    help="correct randoms from the delayed coincidences (default on)")
-    p.add_argument("--attenuation", action=argparse.BooleanOptionalAction, default=True,
-                   help="correct attenuation with the run's phantom mu-map, when known")
+    mu = p.add_mutually_exclusive_group()
+    mu.add_argument("--mu-map", default="estimate", metavar="FILE|truth|estimate",
+                    help="PET attenuation: estimate (default: the scan's calculated map, the "
+                         "outline of its emission filled with water, a skull for a head; "
+                         "written as mu_map.nii.gz beside the image), a NIfTI in the scanner's "
+                         "frame (1/mm at 511 keV, or a CT in Hounsfield units), or truth (an "
+                         "emulated run's phantom, for validation). SPECT: an emulated run's "
+                         "phantom map")
+    mu.add_argument("--no-attenuation", dest="mu_map", action="store_const", const="none",
+                    help="no attenuation correction")
+    p.add_argument("--body-part", default=None, metavar="PART",
+                   help="what was scanned, for the calculated mu-map (HEAD: with a skull; "
+                        "default: the run's study)")
     norm = p.add_mutually_exclusive_group()
     norm.add_argument("--normalization", default="stored", metavar="FILE|truth",
                       help="the crystals' efficiencies: a table (.npz, petdaq calibrate BLANK_RUN "
@@ -215,8 +227,9 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     if args.threads is not None:
         recon.set_threads(args.threads)
     options = RunReconOptions(args.iterations, args.subsets, args.tof, args.randoms,
-                              args.attenuation, args.scatter, args.voxel, args.samples,
-                              args.calibration, _normalization(args.normalization, scanner))
+                              _mu_map(args.mu_map), args.scatter, args.voxel, args.samples,
+                              args.calibration, _normalization(args.normalization, scanner),
+                              Study(body_part=args.body_part).body_part)
     if args.frames is not None:
         return _recon_frames(args, coinc, header, facts, scanner, options, client)
     out = _out_folder(args)
@@ -231,6 +244,8 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     progress.close(chosen.iterations * subsets)
     image, quantified, phantom = made.image, made.quantified, made.phantom
     files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
+    if made.mu_map is not None and made.mu_map.image is not None:
+        files += [str(p) for p in recon.save_mu_map(image, made.mu_map.image, out)]
     if args.dicom and quantified is not None:
         recon.write_dicom_pet(image, out / "dicom", *quantified)
         files.append(str(out / "dicom"))
@@ -250,6 +265,16 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
           + (f", scatter fraction {scatter:.2f} estimated" if scatter is not None else "")
           + "): " + ", ".join(files))
     return 0
+
+
+def _mu_map(choice: str) -> str:
+    """``--mu-map``, checked: a file is read now, for a one-line error before the
+    reconstruction."""
+    from recon.corrections import attenuation
+
+    if choice not in (attenuation.ESTIMATE, attenuation.TRUTH, attenuation.NONE):
+        attenuation.load(choice)
+    return choice
 
 
 def _normalization(choice: str, scanner: Scanner) -> str:
@@ -302,6 +327,8 @@ def _recon_frames(args: argparse.Namespace, coinc: np.ndarray, header: dict[str,
     progress.close(len(frames))
     nifti, side = write_bids(dyn, out, subject_label(facts.study.patient_id, run.name))
     files = [str(nifti), str(side)]
+    if dyn.mu_map is not None and dyn.mu_map.image is not None:
+        files += [str(p) for p in recon.save_mu_map(dyn.images[-1], dyn.mu_map.image, out)]
     if args.dicom:
         rp, acq = dyn.quantified
         for stale in (out / "dicom").glob("frame_*.dcm"):  # an earlier schedule's frames

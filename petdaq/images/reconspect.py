@@ -43,6 +43,10 @@ def recon_spect_run(args: argparse.Namespace) -> int:
         from recon.spect.lvaxis import parse_lv_axis
 
         parse_lv_axis(args.lv_axis)  # a malformed axis: say so before reconstructing
+    if args.mu_map not in ("estimate", "none"):
+        raise UserError("--mu-map FILE|truth is for PET runs: a SPECT run is corrected with an "
+                        "emulated run's phantom map, or not at all (--no-attenuation)")
+    args.attenuation = args.mu_map != "none"
     run = RunDir.open(Path(args.run))
     facts = run_facts(run)
     scanner = load_scanner(args.scanner or facts.scanner)

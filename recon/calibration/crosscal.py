@@ -54,8 +54,9 @@ from hw.deadtime import correction_factor
 from hw.scanner import Scanner, load_scanner
 from infra.errors import UserError
 from recon.grid import Grid, default_grid
-from recon.pet.runimage import RunReconOptions, osem_counts, voxel_of
+from recon.pet.runimage import RunReconOptions, mu_map_of, osem_counts, voxel_of
 from recon.quant import activity_concentration
+from runstore.facts import RunFacts
 from runstore.singlesrates import rate_table
 
 if TYPE_CHECKING:
@@ -164,10 +165,12 @@ def measure(scanner: Scanner | str, activity_mbq: float = 5.0, duration_s: float
     coinc = coincidence.sort(sim.singles, scanner=scanner, window_ps=acq["coincidence_window_ps"],
                              energy_window_kev=acq["energy_window_kev"], delay_ps=acq["delay_ps"])
     options = RunReconOptions(iterations=iterations, subsets=subsets, scatter=scatter,
-                              voxel_mm=voxel_mm, sensitivity_samples=sensitivity_samples)
+                              voxel_mm=voxel_mm, sensitivity_samples=sensitivity_samples,
+                              mu_map="truth")  # the calibration cylinder's map is known
     grid = default_grid(scanner, voxel_of(options, scanner))
     header = {"window_ps": acq["coincidence_window_ps"], "energy_window_kev": acq["energy_window_kev"]}
-    image = osem_counts(coinc, header, phantom, scanner, options)
+    mu = mu_map_of(coinc, header, RunFacts(), phantom, scanner, options)
+    image = osem_counts(coinc, header, mu, scanner, options)
     nuclide = nuclides.get(NUCLIDE)
     bq_ml = activity_concentration(image, duration_s, nuclide.positron_fraction,
                                    nuclide.half_life_s, calibration).array

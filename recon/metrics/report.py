@@ -72,8 +72,8 @@ def reconstruction_of(image: Image) -> dict[str, Any]:
     algorithm, iterations, subsets, voxel and corrections next to the figures)."""
     meta = image.meta
     out: dict[str, Any] = {"algorithm": "LM-OSEM", "voxel_mm": [float(v) for v in image.voxel_mm]}
-    for key in ("iterations", "subsets", "events", "tof", "randoms", "attenuation", "scatter",
-                "normalization", "normalization_table"):
+    for key in ("iterations", "subsets", "events", "tof", "randoms", "attenuation",
+                "attenuation_method", "scatter", "normalization", "normalization_table"):
         if key in meta:
             out["prompts" if key == "events" else key] = meta[key]
     return out
@@ -82,6 +82,9 @@ def reconstruction_of(image: Image) -> dict[str, Any]:
 def reconstruction_line(record: dict[str, Any]) -> str:
     """:func:`reconstruction_of` in one line of text."""
     corrections = [name for name in ("tof", "attenuation", "scatter") if record.get(name)]
+    if record.get("attenuation") and record.get("attenuation_method"):
+        corrections[corrections.index("attenuation")] = (
+            f"attenuation ({record['attenuation_method']})")
     if record.get("randoms", "none") != "none":
         corrections.append("randoms")
     if record.get("normalization", "none") != "none":

@@ -90,8 +90,8 @@ def sidecar(dyn: DynamicImage) -> dict[str, Any]:
         "ReconMethodParameterValues": [min(dyn.updates)],
         "UpdatesPerFrame": dyn.updates,
         "ReconFilterType": "none",
-        "AttenuationCorrection": "emulated phantom mu-map" if meta.get("attenuation")
-        else "none",
+        "AttenuationCorrection": meta.get("attenuation_method", "none")
+        if meta.get("attenuation") else "none",
         "RandomsCorrection": "delayed window" if meta.get("randoms") != "none" else "none",
         "ScatterCorrectionMethod": "single-scatter simulation, tail-fitted"
         if meta.get("scatter") else "none",

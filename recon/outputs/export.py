@@ -117,6 +117,8 @@ class Acquisition:
     energy_window_kev: tuple[float, float] | None = None
     patient_weight_kg: float | None = None
     patient_height_m: float | None = None
+    attenuation_method: str = ""
+    """How the attenuation was had (DICOM Attenuation Correction Method, with "ATTN")."""
 
 
 def _date(t: dt.datetime) -> str:
@@ -278,7 +280,8 @@ def _write_pet_slices(image: Image, out: Path, rp: Radiopharmaceutical, acq: Acq
         if dead_time != 1.0:
             ds.DeadTimeFactor = _ds_str(dead_time)
         ds.RandomsCorrectionMethod = "DLYD" if "RAN" in acq.corrections else "NONE"
-        ds.AttenuationCorrectionMethod = "mu-map" if "ATTN" in acq.corrections else ""
+        ds.AttenuationCorrectionMethod = ((acq.attenuation_method or "mu-map")[:64].replace(
+            "\\", "/") if "ATTN" in acq.corrections else "")
         ds.ReconstructionMethod = acq.reconstruction
         ds.CollimatorType = "NONE"
         ds.NumberOfSlices = nz
@@ -419,3 +422,14 @@ def save_outputs(image: Image, stem: str | Path, display_fwhm_mm: float = DISPLA
     slices = stem.with_name(stem.name + "_slices")
     write_slices(shown, slices)
     return [nifti, mip, slices]
+
+
+def save_mu_map(image: Image, mu_map: Image, folder: str | Path) -> list[Path]:
+    """The mu-map a reconstruction took, beside its image: ``mu_map.nii.gz`` (1/mm) and
+    ``mu_map.png`` (the body's edge and bone over the image's central slices,
+    :func:`recon.outputs.png.mu_map_picture`)."""
+    from recon.outputs.png import write_mu_map_picture
+
+    folder = Path(folder)
+    return [write_nifti(mu_map, folder / "mu_map.nii.gz"),
+            write_mu_map_picture(image, mu_map, folder / "mu_map.png")]

@@ -132,3 +132,30 @@ def write_slices(image: Image, folder: str | Path, prefix: str = "slice") -> lis
 def write_mip(image: Image, path: str | Path) -> Path:
     """The coronal MIP as a PNG, magnified to :data:`MIN_PICTURE_PX`."""
     return write_png(path, magnified(mip_picture(image)))
+
+
+def mu_map_picture(image: Image, mu_map: Image) -> np.ndarray:
+    """RGB [rows, columns, 3]: the image's central axial slice and its central coronal slice
+    (superior up) side by side in grey, with the body's edge in the mu-map (half of water's mu)
+    drawn in red and bone (more than 1.5 times water's) tinted yellow; one pixel per voxel."""
+    water = 0.0096
+    panels = []
+    for cut in (lambda a: a[:, :, a.shape[2] // 2].T, lambda a: a[:, a.shape[1] // 2, :].T[::-1]):
+        emission, mu = cut(np.asarray(image.array)), cut(np.asarray(mu_map.array))
+        grey = to_grey(emission, display_max(emission))
+        rgb = np.repeat(grey[:, :, None], 3, axis=2)
+        body = mu >= water / 2
+        edge = body & ~(np.roll(body, 1, 0) & np.roll(body, -1, 0) & np.roll(body, 1, 1)
+                        & np.roll(body, -1, 1))
+        rgb[mu > 1.5 * water] = (rgb[mu > 1.5 * water] // 2 + np.array([120, 110, 0], np.uint8))
+        rgb[edge] = (255, 40, 40)
+        panels.append(rgb)
+    rows = max(p.shape[0] for p in panels)
+    panels = [np.pad(p, ((0, rows - p.shape[0]), (0, 2), (0, 0))) for p in panels]
+    return np.concatenate(panels, axis=1)
+
+
+def write_mu_map_picture(image: Image, mu_map: Image, path: str | Path) -> Path:
+    """:func:`mu_map_picture` of the image smoothed for display (:func:`for_display`) as a PNG,
+    magnified to :data:`MIN_PICTURE_PX`; the mu-map is on the image's grid (it is made there)."""
+    return write_png(path, magnified(mu_map_picture(for_display(image), mu_map)))

@@ -1,7 +1,8 @@
 """Dynamic reconstruction: a run's list-mode cut into frames, each reconstructed and quantified.
 
-Every frame gets the run's LM-OSEM (TOF, randoms from the frame's own delayeds, the phantom's
-attenuation; the sensitivity image is shared, cached once per scanner and grid) with the same
+Every frame gets the run's LM-OSEM (TOF, randoms from the frame's own delayeds, one mu-map for
+all frames: the run's own estimate from all its coincidences, or, for the DAQ's live frames, which
+have not all of them yet, from the first frame's; the sensitivity image is shared) with the same
 number of updates as a run's image (subsets by the frame's prompts, iterations so that subsets x
 iterations stays :data:`recon.pet.runimage.RUN_UPDATES`), and is quantified in Bq/mL decay-corrected
 to the scan's start and corrected for its own dead time (the run's singles rates in the frame).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from recon.pet.runimage import (
     calibration_of,
     dead_time_of,
     describe,
+    mu_map_of,
     nuclide_of,
     osem_counts,
     run_phantom,
@@ -50,6 +52,8 @@ class DynamicImage:
     facts: RunFacts
     quantified: Any
     """The DICOM description (radiopharmaceutical, acquisition) of the series."""
+    mu_map: Any = None
+    """The frames' attenuation (:class:`recon.corrections.attenuation.MuMap`)."""
 
     @property
     def array(self) -> np.ndarray:
@@ -85,6 +89,7 @@ class FrameRecon:
 
     scanner: Any
     header: dict[str, Any]
+    facts: RunFacts
     phantom: Any
     half_life_s: float | None
     branching: float
@@ -92,6 +97,15 @@ class FrameRecon:
     options: RunReconOptions
     scatter_scale: float | None = None
     """The scatter estimate's scale fitted to the whole run (with ``options.scatter``)."""
+    mu_maps: list[Any] = field(default_factory=list)
+    """The frames' one mu-map (:class:`recon.corrections.attenuation.MuMap`), once known: the
+    run's (:meth:`of_run` with its coincidences), else the first frame's (:meth:`reconstruct`)."""
+
+    @property
+    def mu_map(self) -> Any:
+        """The frames' mu-map, None before the first frame of a run given without its
+        coincidences."""
+        return self.mu_maps[0] if self.mu_maps else None
 
     @classmethod
     def of_run(cls, header: dict[str, Any], facts: RunFacts, scanner: Any,
@@ -102,10 +116,13 @@ class FrameRecon:
         options = options or RunReconOptions()
         half_life, branching = nuclide_of(facts)
         phantom = run_phantom(facts, scanner)
-        scale = (scatter_scale_of(coinc, header, phantom, scanner, options)
+        mu = (mu_map_of(coinc, header, facts, phantom, scanner, options)
+              if coinc is not None else None)
+        scale = (scatter_scale_of(coinc, header, mu, scanner, options)
                  if coinc is not None else None)
-        return cls(scanner, header, phantom, half_life, branching,
-                   calibration_of(options, scanner), options, scale)
+        return cls(scanner, header, facts, phantom, half_life, branching,
+                   calibration_of(options, scanner), options, scale,
+                   [mu] if mu is not None else [])
 
     def reconstruct(self, part: np.ndarray, frame: Frame, rates: RateTable | None = None
                     ) -> FrameImage:
@@ -114,7 +131,10 @@ class FrameRecon:
         import recon
 
         chosen = frame_options(self.options, part)
-        counts = osem_counts(part, self.header, self.phantom, self.scanner, chosen,
+        if not self.mu_maps:
+            self.mu_maps.append(mu_map_of(part, self.header, self.facts, self.phantom,
+                                          self.scanner, self.options))
+        counts = osem_counts(part, self.header, self.mu_map, self.scanner, chosen,
                              scatter_scale=self.scatter_scale)
         image = recon.activity_concentration(counts, frame.duration_s, self.branching,
                                              self.half_life_s, self.calibration,
@@ -181,4 +201,4 @@ def reconstruct_frames(coinc: np.ndarray, header: dict[str, Any], facts: RunFact
     quantified = describe(facts, images[0].meta, frames[-1].stop_s, "PET LM-OSEM dynamic",
                           method)
     return DynamicImage(frames, images, [d.decay_factor for d in done],
-                        [d.prompts for d in done], updates, facts, quantified)
+                        [d.prompts for d in done], updates, facts, quantified, recon_of.mu_map)

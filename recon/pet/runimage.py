@@ -34,11 +34,13 @@ class RunReconOptions:
     tof: bool = True
     randoms: bool = True
     """Randoms from the delayed coincidences."""
-    attenuation: bool = True
-    """With the run's phantom mu-map when the run is emulated (a real run has none)."""
+    mu_map: str = "estimate"
+    """The attenuation: ``estimate`` (the scan's calculated map, :mod:`recon.pet.mumap`),
+    ``truth`` (an emulated run's phantom, for validation), ``none``, or a NIfTI file's path
+    (1/mm, or a CT in HU: :func:`recon.corrections.attenuation.load`)."""
     scatter: bool = False
     """Scatter correction (single-scatter simulation scaled to the tails, :mod:`recon.corrections.scatter`);
-    it needs the mu-map."""
+    it needs a mu-map."""
     voxel_mm: float | None = None
     """The image's voxel (mm); None: the scanner's ``default_voxel_mm`` (:func:`voxel_of`)."""
     sensitivity_samples: int | None = None
@@ -49,16 +51,20 @@ class RunReconOptions:
     """The crystals' efficiencies: ``stored`` (the scanner's newest table, none when it has
     none), ``truth`` (an emulated scanner's own, for validation), ``none``, or a table's path
     (:func:`recon.corrections.normalization.resolve`)."""
+    body_part: str | None = None
+    """What was scanned, for the calculated mu-map (None: the run's study's)."""
 
 
 @dataclass
 class RunImage:
     """A run's image (Bq/mL when the run's duration is known), its DICOM description
-    (``quantified``: radiopharmaceutical and acquisition, or None) and the run's phantom."""
+    (``quantified``: radiopharmaceutical and acquisition, or None), the run's phantom and the
+    attenuation it took (:class:`recon.corrections.attenuation.MuMap`)."""
 
     image: Any
     quantified: Any
     phantom: Any
+    mu_map: Any = None
 
 
 def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
@@ -69,10 +75,48 @@ def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
     phantom's attenuation as ``options`` say, quantified in Bq/mL and corrected for dead time
     with the run's singles rates. ``callback(iteration, subset, image)`` after each subset."""
     phantom = run_phantom(facts, scanner)
-    image = osem_counts(coinc, header, phantom, scanner, options, callback)
+    mu = mu_map_of(coinc, header, facts, phantom, scanner, options)
+    image = osem_counts(coinc, header, mu, scanner, options, callback)
     image, quantified = quantify(image, coinc, facts, calibration_of(options, scanner),
                                  dead_time_of(coinc, scanner, facts.singles_rates))
-    return RunImage(image, quantified, phantom)
+    return RunImage(image, quantified, phantom, mu)
+
+
+def mu_map_of(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts, phantom: Any,
+              scanner: Any, options: RunReconOptions) -> Any:
+    """The attenuation ``options.mu_map`` names for a run
+    (:class:`recon.corrections.attenuation.MuMap`): estimated from the coincidences, the
+    emulated ``phantom``'s own, a file's, or none."""
+    from recon.corrections import attenuation, normalization
+    from recon.corrections.attenuation import MuMap
+
+    choice = options.mu_map
+    if choice == attenuation.NONE:
+        return MuMap.none()
+    if choice == attenuation.TRUTH:
+        if phantom is None:
+            raise UserError("--mu-map truth needs an emulated run (its phantom's own map): this "
+                            "run names no phantom")
+        import recon
+
+        grid = recon.default_grid(scanner, voxel_of(options, scanner))
+        return MuMap(grid.image(phantom.mu_map(grid, 511.0), "1/mm"), attenuation.TRUTH,
+                     f"emulated phantom's own mu-map ({phantom.name}; validation)")
+    import recon
+
+    grid = recon.default_grid(scanner, voxel_of(options, scanner))
+    if choice != attenuation.ESTIMATE:
+        return attenuation.on_grid(attenuation.load(choice), grid)
+    from recon.pet.mumap import estimate
+
+    window = header.get("window_ps")
+    body_part = options.body_part or facts.study.body_part or (
+        phantom.body_part if phantom is not None else None)
+    return attenuation.on_grid(estimate(
+        coinc, scanner, body_part, tof=options.tof,
+        window_ps=window if window and window > 0 else None,
+        min_sector_difference=header.get("min_sector_difference"),
+        normalization=normalization.resolve(options.normalization, scanner)), grid)
 
 
 def dead_time_of(coinc: np.ndarray, scanner: Any, rates: RateTable | None) -> float:
@@ -86,20 +130,21 @@ def dead_time_of(coinc: np.ndarray, scanner: Any, rates: RateTable | None) -> fl
     return factor / scanner.calibration_dead_time_factor
 
 
-def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner: Any,
+def osem_counts(coinc: np.ndarray, header: dict[str, Any], mu_map: Any, scanner: Any,
                 options: RunReconOptions,
                 callback: Callable[[int, int, Any], None] | None = None,
                 scatter_scale: float | None = None) -> Any:
     """The LM-OSEM image (counts) of coincidences as ``options`` say, with the attenuation of
-    ``phantom`` (an emulated run's; None: none) and the sorter's settings from ``header``; with
-    ``options.scatter`` a first image without scatter correction gives the scatter estimate,
-    scaled by ``scatter_scale`` (None: fitted to these coincidences' tails)."""
+    ``mu_map`` (:class:`recon.corrections.attenuation.MuMap`, :func:`mu_map_of`; None: none)
+    and the sorter's settings from ``header``; with ``options.scatter`` a first image without
+    scatter correction gives the scatter estimate, scaled by ``scatter_scale`` (None: fitted to
+    these coincidences' tails)."""
     import recon
     from recon.corrections import normalization
 
     options = schedule(options, coinc)
     grid = recon.default_grid(scanner, voxel_of(options, scanner))
-    mu = phantom.mu_map(grid, 511.0) if options.attenuation and phantom is not None else None
+    mu = mu_map.image if mu_map is not None else None
     window = header.get("window_ps")
     subsets = options.subsets
     norm = normalization.resolve(options.normalization, scanner)
@@ -114,38 +159,39 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner
             normalization=norm)
 
     if not options.scatter:
-        return _noted(osem(options.iterations, None, callback), norm, options, scanner)
+        return _noted(osem(options.iterations, None, callback), norm, options, scanner, mu_map)
     if mu is None:
-        raise UserError("scatter correction needs the attenuation map (an emulated run's "
-                        "phantom, with attenuation on)")
+        raise UserError("scatter correction needs a mu-map (not --no-attenuation)")
     from recon.pet.scattercorr import scatter_additive
     from recon.pet.system import min_sector_difference
 
     first = osem(scatter_first_iterations(subsets), None, None)
     k = min_sector_difference(scanner, header.get("min_sector_difference"))
     additive, fraction = scatter_additive(
-        coinc, scanner, grid, mu, np.asarray(first.array), tuple(header["energy_window_kev"]),
-        options.tof, k, scatter_scale)
+        coinc, scanner, grid, np.asarray(mu.array), np.asarray(first.array),
+        tuple(header["energy_window_kev"]), options.tof, k, scatter_scale)
     image = osem(options.iterations, additive, callback)
     image.meta["scatter_fraction"] = round(fraction, 4)
-    return _noted(image, norm, options, scanner)
+    return _noted(image, norm, options, scanner, mu_map)
 
 
-def _noted(image: Any, table: Any, options: RunReconOptions, scanner: Any) -> Any:
-    """``image`` with the normalization it took in its meta (``normalization_table``: the
-    table's path, or why there was none)."""
+def _noted(image: Any, table: Any, options: RunReconOptions, scanner: Any, mu_map: Any) -> Any:
+    """``image`` with the normalization and the attenuation it took in its meta
+    (``normalization_table``: the table's path, or why there was none;
+    ``attenuation_method``: the mu-map's words)."""
     from recon.corrections import normalization
 
     note = normalization.describe(table, options.normalization, scanner)
     image.meta["normalization_table"] = note.get("table") or note.get("why") or note["method"]
+    image.meta["attenuation_method"] = mu_map.description if mu_map is not None else "none"
     return image
 
 
-def scatter_scale_of(coinc: np.ndarray, header: dict[str, Any], phantom: Any, scanner: Any,
+def scatter_scale_of(coinc: np.ndarray, header: dict[str, Any], mu_map: Any, scanner: Any,
                      options: RunReconOptions) -> float | None:
     """The scatter estimate's scale fitted to all of a run's coincidences (for its frames), or
-    None without scatter correction."""
-    if not (options.scatter and options.attenuation and phantom is not None):
+    None without scatter correction (or without a mu-map)."""
+    if not (options.scatter and mu_map is not None and mu_map.image is not None):
         return None
     import recon
     from recon.pet.scattercorr import run_scale
@@ -153,10 +199,10 @@ def scatter_scale_of(coinc: np.ndarray, header: dict[str, Any], phantom: Any, sc
 
     grid = recon.default_grid(scanner, voxel_of(options, scanner))
     subsets = schedule(options, coinc).subsets
-    first = osem_counts(coinc, header, phantom, scanner,
+    first = osem_counts(coinc, header, mu_map, scanner,
                         replace(options, scatter=False, subsets=subsets,
                                 iterations=scatter_first_iterations(subsets)))
-    return run_scale(coinc, scanner, grid, phantom.mu_map(grid, 511.0), np.asarray(first.array),
+    return run_scale(coinc, scanner, grid, np.asarray(mu_map.image.array), np.asarray(first.array),
                      tuple(header["energy_window_kev"]),
                      min_sector_difference(scanner, header.get("min_sector_difference")))
 
@@ -287,6 +333,7 @@ def describe(facts: RunFacts, meta: dict[str, Any], duration_s: float,
             f"LM-OSEM {meta.get('iterations')}i{meta.get('subsets')}s"
             + (" TOF" if meta.get("tof") else "")),
         corrections=corrections, series_description=series,
+        attenuation_method=str(meta.get("attenuation_method") or ""),
         **({"patient_id": study.patient_id, "patient_name": study.patient_id}
            if study.patient_id else {}),
         patient_weight_kg=study.weight_kg, patient_height_m=study.height_m)

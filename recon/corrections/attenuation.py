@@ -1,0 +1,233 @@
+"""Attenuation maps without a CT: the body's outline filled with water (a skull added for a head),
+and maps from outside (a NIfTI in 1/mm at 511 keV, or a CT in Hounsfield units).
+
+The calculated map (the method of dedicated brain PET before CT, e.g. Bergstrom et al., J Comput
+Assist Tomogr 4:1980): the outline is where the smoothed emission image without attenuation
+correction falls to half the level just inside the object's edge, filled slice by slice (cold
+regions inside the body are tissue, not air), water inside; for a head, a shell of
+:data:`SKULL_MM` of cortical bone around it. The outline needs no scale: water and bone have
+known attenuation, so the map is absolute (what MLAA lacks), and it costs one pass of EM without
+attenuation (:mod:`recon.pet.mumap`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from infra.errors import UserError
+from recon.grid import Grid, Image
+from recon.outputs.png import smoothed
+
+#: Water at 511 keV (1/mm): NIST XCOM 0.0960 cm2/g at 1.00 g/cm3.
+MU_WATER_PER_MM = 0.0096
+#: Cortical bone at 511 keV (1/mm): ICRU 44, 1.92 g/cm3 at 0.0902 cm2/g.
+MU_BONE_PER_MM = 0.0173
+#: The skull of the calculated head map (mm): an adult's mean thickness (6-7 mm).
+SKULL_MM = 7.0
+#: Body parts (DICOM Body Part Examined) whose calculated map gets a skull.
+HEAD_PARTS = ("HEAD", "BRAIN", "SKULL")
+#: The body's share of a voxel across the edge ramps from 0 to 1 as the smoothed emission goes
+#: from the first to the second of these fractions of the level inside the edge: the edge is
+#: drawn at their middle.
+EDGE_RAMP = (0.5, 0.9)
+#: The first outline (before the edge's level is known) is where the smoothed emission exceeds
+#: this fraction of its 99.9th percentile (the hottest part, a hot sphere or a body's rim).
+FIRST_FRACTION = 0.25
+#: FWHM (mm) of the Gaussian that smooths the emission image before its outline is drawn.
+OUTLINE_FWHM_MM = 6.0
+#: The rim inside the outline whose median emission sets the edge's level: from this far inside
+#: the outline to this far (mm; clear of the edge's own fall).
+RIM_MM = (4.0, 12.0)
+#: Rounds of level and outline (each outline's rim gives the next level).
+RIM_ITERATIONS = 2
+#: Bilinear CT conversion at 120 kVp (Carney et al., Med Phys 33:976 (2006)): below the break
+#: mu = 9.6e-5 (HU + 1000) /cm (air to water), above it a (HU + 1000) + b.
+HU_BREAK, HU_SLOPE_PER_CM, HU_BONE_A_PER_CM, HU_BONE_B_PER_CM = 47.0, 9.6e-5, 5.10e-5, 4.71e-2
+
+NONE, TRUTH, ESTIMATE = "none", "truth", "estimate"
+
+
+@dataclass(frozen=True)
+class MuMap:
+    """The attenuation a reconstruction takes: ``image`` (1/mm at 511 keV; None: none) and how it
+    was had, ``method`` (``none``, ``truth``, ``calculated``, ``file``) and ``description`` (the
+    words of DICOM's Attenuation Correction Method and BIDS' AttenuationCorrection)."""
+
+    image: Image | None
+    method: str
+    description: str
+
+    @classmethod
+    def none(cls) -> MuMap:
+        return cls(None, NONE, "none")
+
+
+def is_head(body_part: str | None) -> bool:
+    """Whether a body part (DICOM Body Part Examined) gets the head's calculated map."""
+    return (body_part or "").strip().upper() in HEAD_PARTS
+
+
+def outline(counts: np.ndarray, voxel_mm: tuple[float, float, float]) -> np.ndarray:
+    """[x, y, z] float32 from 0 to 1: how much of each voxel is body, in an emission image
+    without attenuation correction (see the module docstring; all 0 when the image holds
+    nothing). Inside the outline, 1 (holes filled: cold regions inside a body are tissue);
+    across the edge, a ramp of the emission from :data:`EDGE_RAMP` times the rim's level, so
+    the edge falls between voxels where the emission crosses the ramp's middle."""
+    image = smoothed(np.clip(counts, 0, None), OUTLINE_FWHM_MM, voxel_mm)
+    top = float(np.percentile(image, 99.9))
+    if not top > 0:
+        return np.zeros(image.shape, np.float32)
+    mask = filled(image > FIRST_FRACTION * top)      # a first outline, whatever the body's size
+    level = top
+    for _ in range(RIM_ITERATIONS):          # the edge's level from the rim inside the outline
+        rim = eroded(mask, RIM_MM[0], voxel_mm) & ~eroded(mask, RIM_MM[1], voxel_mm)
+        if not rim.any():
+            break
+        level = float(np.median(image[rim]))
+        mask = filled(image > EDGE_RAMP[0] * level)
+    lo, hi = EDGE_RAMP
+    ramp = np.clip((image / np.float32(level) - lo) / (hi - lo), 0.0, 1.0)
+    inside = eroded(mask, RIM_MM[0], voxel_mm)
+    return np.where(inside, 1.0, np.where(mask, ramp, 0.0)).astype(np.float32)
+
+
+def calculated(body: np.ndarray, grid: Grid, skull_mm: float = 0.0) -> Image:
+    """The mu-map (1/mm) of a body (:func:`outline`): water, and a shell of ``skull_mm`` of
+    bone outside it."""
+    mu = body * np.float32(MU_WATER_PER_MM)
+    if skull_mm > 0:
+        head = body >= 0.5
+        shell = dilated(head, skull_mm, grid.voxel_mm) & ~head
+        mu[shell] = MU_BONE_PER_MM
+    return grid.image(mu.astype(np.float32), "1/mm")
+
+
+def from_hounsfield(hu: np.ndarray) -> np.ndarray:
+    """mu (1/mm at 511 keV) of CT numbers by the bilinear scaling (:data:`HU_BREAK`)."""
+    hu = np.asarray(hu, np.float64)
+    per_cm = np.where(hu <= HU_BREAK, HU_SLOPE_PER_CM * (hu + 1000.0),
+                      HU_BONE_A_PER_CM * (hu + 1000.0) + HU_BONE_B_PER_CM)
+    return (np.clip(per_cm, 0.0, None) / 10.0).astype(np.float32)
+
+
+def load(path: str | Path) -> MuMap:
+    """A mu-map from a NIfTI file in the scanner's frame: 1/mm at 511 keV (values 0 to 0.1), or
+    a CT in Hounsfield units (air near -1000), converted (:func:`from_hounsfield`)."""
+    from recon.outputs.export import read_nifti
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"mu-map {p} does not exist (give a NIfTI file, 'truth' or 'estimate')")
+    image = read_nifti(p)
+    values = image.array[np.isfinite(image.array)]
+    if values.size == 0:
+        raise UserError(f"mu-map {p} holds no finite value")
+    lo, hi = float(values.min()), float(values.max())
+    if lo >= 0 and hi <= 0.1:
+        mu, words = np.nan_to_num(image.array), "1/mm"
+    elif lo < -500:
+        mu, words = from_hounsfield(np.nan_to_num(image.array, nan=-1000.0)), "CT, bilinear"
+    else:
+        raise UserError(f"mu-map {p}: values from {lo:g} to {hi:g} are neither 1/mm at 511 keV "
+                        "(0 to 0.1) nor Hounsfield units (air near -1000)")
+    return MuMap(Image(mu.astype(np.float32), image.voxel_mm, image.origin_mm, "1/mm"), "file",
+                 f"measured mu-map ({words}): {p.name}")
+
+
+def on_grid(mu_map: MuMap, grid: Grid) -> MuMap:
+    """``mu_map`` resampled (trilinear, zero outside its own grid) onto ``grid``, the
+    reconstruction's, as is when it is already there."""
+    image = mu_map.image
+    if image is None or (image.grid.shape == grid.shape
+                         and np.allclose(image.grid.affine, grid.affine)):
+        return mu_map
+    x, y, z = grid.centres_mm()
+    points = [(np.broadcast_to(c, grid.shape) - o) / v
+              for c, o, v in zip((x, y, z), image.origin_mm, image.voxel_mm, strict=True)]
+    array = _trilinear(np.asarray(image.array, np.float32), *points)
+    resampled = Image(array, grid.voxel_mm, grid.origin_mm, "1/mm", dict(image.meta))
+    return MuMap(resampled, mu_map.method, mu_map.description)
+
+
+def _trilinear(volume: np.ndarray, fx: np.ndarray, fy: np.ndarray, fz: np.ndarray) -> np.ndarray:
+    """``volume`` at fractional voxel indices (zero beyond its edge voxels' centres)."""
+    out = np.zeros(fx.shape, np.float64)
+    base = [np.floor(f).astype(np.int64) for f in (fx, fy, fz)]
+    frac = [f - b for f, b in zip((fx, fy, fz), base, strict=True)]
+    for corner in range(8):
+        idx, w = [], np.ones(fx.shape)
+        for axis in range(3):
+            up = (corner >> axis) & 1
+            idx.append(base[axis] + up)
+            w = w * (frac[axis] if up else 1.0 - frac[axis])
+        inside = np.ones(fx.shape, bool)
+        for axis, i in enumerate(idx):
+            inside &= (i >= 0) & (i < volume.shape[axis])
+        clipped = [np.clip(i, 0, n - 1) for i, n in zip(idx, volume.shape, strict=True)]
+        out += np.where(inside, w * volume[tuple(clipped)], 0.0)
+    return out.astype(np.float32)
+
+
+def dilated(mask: np.ndarray, radius_mm: float, voxel_mm: tuple[float, float, float]
+            ) -> np.ndarray:
+    """``mask`` grown by a ball of ``radius_mm``."""
+    r = [int(radius_mm // v) for v in voxel_mm]
+    out = mask.copy()
+    for dx in range(-r[0], r[0] + 1):
+        for dy in range(-r[1], r[1] + 1):
+            for dz in range(-r[2], r[2] + 1):
+                d2 = (dx * voxel_mm[0]) ** 2 + (dy * voxel_mm[1]) ** 2 + (dz * voxel_mm[2]) ** 2
+                if 0 < d2 <= radius_mm ** 2:
+                    out |= _shifted(mask, (dx, dy, dz))
+    return out
+
+
+def eroded(mask: np.ndarray, radius_mm: float, voxel_mm: tuple[float, float, float]
+           ) -> np.ndarray:
+    """``mask`` shrunk by a ball of ``radius_mm`` (beyond the array, the mask goes on as at its
+    edge: the body goes on beyond the axial field of view)."""
+    padded = np.pad(~mask, 1, mode="edge")
+    return ~dilated(padded, radius_mm, voxel_mm)[1:-1, 1:-1, 1:-1]
+
+
+def _shifted(mask: np.ndarray, shift: tuple[int, int, int]) -> np.ndarray:
+    """``mask`` moved by ``shift`` voxels, False where it moved in from outside."""
+    out = np.zeros_like(mask)
+    src = tuple(slice(max(0, -s), n - max(0, s)) for s, n in zip(shift, mask.shape, strict=True))
+    dst = tuple(slice(max(0, s), n - max(0, -s)) for s, n in zip(shift, mask.shape, strict=True))
+    out[dst] = mask[src]
+    return out
+
+
+def filled(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with each axial slice's holes filled (what the slice's edge cannot reach)."""
+    return _fill_slices(np.ascontiguousarray(mask, np.bool_))
+
+
+@numba.njit(cache=True)
+def _fill_slices(mask):
+    nx, ny, nz = mask.shape
+    out = np.ones_like(mask)
+    stack = np.empty((nx * ny, 2), np.int64)
+    for k in range(nz):
+        n = 0
+        for i in range(nx):
+            for j in range(ny):
+                if (i == 0 or j == 0 or i == nx - 1 or j == ny - 1) and not mask[i, j, k]:
+                    out[i, j, k] = False
+                    stack[n, 0], stack[n, 1] = i, j
+                    n += 1
+        while n > 0:
+            n -= 1
+            i, j = stack[n, 0], stack[n, 1]
+            for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                a, b = i + di, j + dj
+                if 0 <= a < nx and 0 <= b < ny and out[a, b, k] and not mask[a, b, k]:
+                    out[a, b, k] = False
+                    stack[n, 0], stack[n, 1] = a, b
+                    n += 1
+    return out

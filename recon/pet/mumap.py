@@ -1,0 +1,70 @@
+"""A PET scan's own mu-map when it has none measured: the calculated map of the outline of its
+emission image without attenuation correction (:mod:`recon.corrections.attenuation`).
+
+The emission image is :data:`UPDATES` updates of TOF list-mode EM over at most
+:data:`MAX_PROMPTS` prompts (a spread sample: the outline needs the edge, not the counts) on a
+grid of at least 1 mm voxels, with randoms and the crystals' normalization, and no attenuation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.scanner import Scanner
+from recon.corrections import attenuation
+from recon.corrections.attenuation import MuMap
+from recon.grid import Image, default_grid
+from recon.pet.osem import lm_osem
+from recon.pet.system import PairFactor
+
+#: Prompts the outline's emission image is made of, at most (a spread sample of the scan's).
+MAX_PROMPTS = 1_000_000
+#: EM updates of the outline's emission image (2 iterations of 5 subsets, fewer subsets for
+#: fewer prompts): a first update leaves the edge too blurred to draw.
+UPDATES, SUBSETS = 10, 5
+#: Monte-Carlo LORs of the outline image's sensitivity (no mu-map: cached once per grid).
+SAMPLES = 10_000_000
+#: The outline image's voxel is the scanner's, but no finer than this (mm).
+FINEST_VOXEL_MM = 1.0
+
+
+def estimate(coinc: np.ndarray, scanner: Scanner, body_part: str | None = None, *,
+             tof: bool = True, window_ps: float | None = None,
+             min_sector_difference: int | None = None,
+             normalization: PairFactor | None = None) -> MuMap:
+    """The calculated mu-map of COINC_DTYPE coincidences (a head's when ``body_part`` is one,
+    :func:`recon.corrections.attenuation.is_head`)."""
+    nac = emission_without_attenuation(coinc, scanner, tof=tof, window_ps=window_ps,
+                                       min_sector_difference=min_sector_difference,
+                                       normalization=normalization)
+    body = attenuation.outline(nac.array, nac.grid.voxel_mm)
+    head = attenuation.is_head(body_part)
+    skull = attenuation.SKULL_MM if head else 0.0
+    mu = attenuation.calculated(body, nac.grid, skull)
+    words = ("calculated: outline of the emission, water"
+             + (f", skull {skull:g} mm" if head else ""))
+    mu.meta.update(method="calculated", body_part=body_part or "", prompts=nac.meta["events"])
+    return MuMap(mu, "calculated", words)
+
+
+def emission_without_attenuation(coinc: np.ndarray, scanner: Scanner, *, tof: bool = True,
+                                 window_ps: float | None = None,
+                                 min_sector_difference: int | None = None,
+                                 normalization: PairFactor | None = None) -> Image:
+    """The emission image the outline is drawn on (see the module docstring), in counts."""
+    sample = spread_sample(coinc, MAX_PROMPTS)
+    grid = default_grid(scanner, max(scanner.default_voxel_mm, FINEST_VOXEL_MM))
+    prompts = int(np.count_nonzero(sample["delayed"] == 0))
+    subsets = max(d for d in range(1, SUBSETS + 1)
+                  if UPDATES % d == 0 and d <= max(1, prompts // 100_000))
+    return lm_osem(sample, scanner, grid, UPDATES // subsets, subsets, tof, "delayed",
+                   window_ps=window_ps, min_sector_difference=min_sector_difference,
+                   sensitivity_samples=SAMPLES, normalization=normalization)
+
+
+def spread_sample(coinc: np.ndarray, most: int) -> np.ndarray:
+    """Every k-th row of ``coinc`` (k the least that keeps at most ``most`` prompts): prompts
+    and delayeds thinned alike, so the randoms estimate stays in proportion."""
+    prompts = int(np.count_nonzero(coinc["delayed"] == 0))
+    step = max(1, -(-prompts // most))
+    return coinc if step == 1 else coinc[::step]

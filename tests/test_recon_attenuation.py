@@ -1,0 +1,155 @@
+"""Attenuation without a CT: the calculated map's outline, skull and CT conversion, mu-maps from
+files, and what the outputs say of the map a reconstruction took."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from infra.errors import UserError
+from recon import Grid, Image, write_nifti
+from recon.corrections import attenuation
+from recon.corrections.attenuation import MU_BONE_PER_MM, MU_WATER_PER_MM, MuMap
+
+GRID = Grid((80, 80, 20), (2.0, 2.0, 2.0), (-79.0, -79.0, -19.0))
+
+
+def _disc(radius_mm: float, hole_mm: float = 0.0) -> np.ndarray:
+    """An emission image without attenuation correction of a cylinder along z: cupped (the centre
+    at half the edge's level), a cold rod of ``hole_mm`` radius on the axis, blurred by 4 mm."""
+    x, y, _ = GRID.centres_mm()
+    r = np.broadcast_to(np.hypot(x, y), GRID.shape)
+    image = np.where(r <= radius_mm, 0.5 + 0.5 * (r / radius_mm) ** 2, 0.0)
+    image[r < hole_mm] = 0.0
+    from recon.outputs.png import smoothed
+
+    return smoothed(image, 4.0, GRID.voxel_mm)
+
+
+def _radius_mm(body: np.ndarray) -> float:
+    """The radius of a disc of the same area as the body's share of the central slice."""
+    return float(np.sqrt(body[:, :, 10].sum() * 4.0 / np.pi))
+
+
+def test_the_outline_of_a_cupped_cylinder_is_its_edge_and_a_cold_core_is_body():
+    body = attenuation.outline(_disc(50.0, hole_mm=15.0), GRID.voxel_mm)
+    assert body.dtype == np.float32 and body.min() >= 0.0 and body.max() <= 1.0
+    assert _radius_mm(body) == pytest.approx(50.0, abs=2.0)
+    x, y, _ = GRID.centres_mm()
+    core = np.broadcast_to(np.hypot(x, y) < 12.0, GRID.shape)
+    assert body[core].min() == 1.0                      # the cold rod is inside the body
+    assert body[np.broadcast_to(np.hypot(x, y) > 60.0, GRID.shape)].max() == 0.0
+
+
+def test_an_empty_image_has_no_body():
+    assert not attenuation.outline(np.zeros(GRID.shape, np.float32), GRID.voxel_mm).any()
+
+
+def test_a_heads_map_has_water_inside_and_a_skull_around_it():
+    body = attenuation.outline(_disc(50.0), GRID.voxel_mm)
+    head = attenuation.calculated(body, GRID, attenuation.SKULL_MM).array
+    water = attenuation.calculated(body, GRID).array
+    assert water.max() == pytest.approx(MU_WATER_PER_MM)
+    assert not np.any(water > MU_WATER_PER_MM * 1.001)
+    row = head[:, 40, 10]                                # along x through the centre
+    bone = np.flatnonzero(row == np.float32(MU_BONE_PER_MM))
+    assert bone.size and row[40] == pytest.approx(MU_WATER_PER_MM)
+    outer = bone[bone > 40]
+    assert 2 * outer.size == pytest.approx(attenuation.SKULL_MM, abs=2.0)  # mm, 2 mm voxels
+    assert attenuation.is_head("head") and attenuation.is_head("BRAIN")
+    assert not attenuation.is_head(None) and not attenuation.is_head("CHEST")
+
+
+def test_hounsfield_units_convert_bilinearly():
+    mu = attenuation.from_hounsfield(np.array([-1000.0, 0.0, 47.0, 1000.0, -2000.0]))
+    assert mu[0] == pytest.approx(0.0) and mu[4] == 0.0
+    assert mu[1] == pytest.approx(MU_WATER_PER_MM, rel=1e-6)
+    assert mu[2] == pytest.approx(0.00960 * 1.047, rel=1e-3)     # both lines meet at the break
+    assert mu[3] == pytest.approx(0.0149, rel=0.01)              # cortical-bone-like
+
+
+def test_a_mu_map_file_in_per_mm_or_hounsfield_units_reads_back(tmp_path):
+    mu = np.zeros(GRID.shape, np.float32)
+    mu[20:60, 20:60, :] = MU_WATER_PER_MM
+    write_nifti(GRID.image(mu, "1/mm"), tmp_path / "mu.nii.gz")
+    read = attenuation.load(tmp_path / "mu.nii.gz")
+    assert read.method == "file" and "1/mm" in read.description
+    assert np.array_equal(read.image.array, mu)
+    hu = np.where(mu > 0, 0.0, -1000.0).astype(np.float32)
+    write_nifti(GRID.image(hu, "HU"), tmp_path / "ct.nii.gz")
+    ct = attenuation.load(tmp_path / "ct.nii.gz")
+    assert "CT" in ct.description
+    assert np.allclose(ct.image.array, mu, atol=1e-7)
+
+
+@pytest.mark.parametrize(("values", "error"), [
+    (np.full(GRID.shape, 3.0, np.float32), "neither 1/mm at 511 keV"),
+    (np.full(GRID.shape, np.nan, np.float32), "holds no finite value"),
+])
+def test_a_mu_map_of_no_known_units_is_refused_in_one_line(tmp_path, values, error):
+    write_nifti(GRID.image(values), tmp_path / "bad.nii.gz")
+    with pytest.raises(UserError, match=error):
+        attenuation.load(tmp_path / "bad.nii.gz")
+
+
+def test_a_missing_mu_map_file_says_what_to_give(tmp_path):
+    with pytest.raises(UserError, match=r"does not exist .*'truth' or 'estimate'"):
+        attenuation.load(tmp_path / "none.nii.gz")
+
+
+def test_a_map_on_another_grid_is_resampled_onto_the_reconstructions():
+    fine = Grid((160, 160, 40), (1.0, 1.0, 1.0), (-79.5, -79.5, -19.5))
+    x, y, _ = fine.centres_mm()
+    mu = np.broadcast_to(np.where(np.hypot(x, y) < 40.0, MU_WATER_PER_MM, 0.0), fine.shape)
+    given = MuMap(fine.image(mu.astype(np.float32), "1/mm"), "file", "test")
+    on = attenuation.on_grid(given, GRID)
+    assert on.image.grid == GRID and on.method == "file"
+    # the integral through the centre keeps its 80 mm of water within a voxel
+    assert on.image.array[:, 40, 10].sum() * 2.0 == pytest.approx(80 * MU_WATER_PER_MM, rel=0.05)
+    assert attenuation.on_grid(on, GRID) is on
+    assert attenuation.on_grid(MuMap.none(), GRID).image is None
+
+
+def test_an_image_off_its_grid_keeps_its_values_where_grids_agree():
+    image = Image(np.ones(GRID.shape, np.float32), GRID.voxel_mm, GRID.origin_mm, "1/mm")
+    same = attenuation.on_grid(MuMap(image, "file", "x"), GRID)
+    assert same.image is image
+
+
+def test_the_live_image_takes_chang_factors_from_its_own_outline(brain, tmp_path, monkeypatch):
+    """A live reconstruction of a uniform water-filled cylinder 120 mm across (its emission as
+    if unattenuated: the factors' geometry is what is checked): uncorrected before 300 k
+    prompts, then, once the background thread is done, each image times s_without / s_with,
+    about exp(mu 2R) at the centre (every transaxial line through it crosses 2R of water) and
+    less towards the edge."""
+    from test_recon_sampler import sample_coinc
+
+    import recon
+    from recon.pet import livemu
+
+    monkeypatch.setenv("BEDSIDE_PET_CACHE", str(tmp_path))
+    rng = np.random.default_rng(3)
+    n = 1_200_000
+    r = 60.0 * np.sqrt(rng.random(n))
+    phi = rng.random(n) * 2 * np.pi
+    points = np.stack([r * np.cos(phi), r * np.sin(phi), rng.uniform(-40, 40, n)], axis=1)
+    coinc = sample_coinc(brain, points, rng)
+    grid = recon.default_grid(brain, 4.0)
+    live = recon.LiveRecon(brain, grid, sensitivity_samples=2_000_000)
+    corrector = livemu.LiveAttenuation(live.em, samples=2_000_000)
+    live.add(coinc[:1000])
+    first = live.update()
+    assert corrector.corrected(first, live.n_prompts) is first and corrector._thread is None
+    live.add(coinc[1000:])
+    for _ in range(3):
+        image = live.update()
+    assert corrector.corrected(image, live.n_prompts) is image      # computing: as it is
+    assert corrector.wait(120), corrector.error
+    done = corrector.corrected(image, live.n_prompts)
+    assert done.meta["attenuation_method"] == "Chang first-order, live outline, water"
+    centre = corrector.factors[29:31, 29:31, 19].mean()              # 4 mm voxels, 60 across
+    edge = corrector.factors[np.array([16, 43, 30, 30]), np.array([30, 30, 16, 43]), 19].mean()
+    print(f"Chang factors: centre {centre:.2f}, 52 mm out {edge:.2f}")
+    assert centre == pytest.approx(np.exp(MU_WATER_PER_MM * 120.0), rel=0.15)
+    assert 1.0 < edge < centre
+    assert np.allclose(done.array, image.array * corrector.factors)
