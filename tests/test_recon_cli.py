@@ -181,10 +181,13 @@ def imported_run(brain, tmp_path_factory):
     return run.path
 
 
-def test_a_run_without_a_phantom_gets_an_estimated_mu_map_and_says_so(imported_run, tmp_path):
+def test_a_run_without_a_phantom_gets_an_estimated_mu_map_and_says_so(imported_run, tmp_path,
+                                                                    capsys):
     args = _parse("recon", str(imported_run), "--iterations", "1", "--voxel", "4",
                   "--samples", "1000000", "--out", str(tmp_path), "--body-part", "head")
     assert args.func(args) == 0
+    assert "attenuation: calculated: outline of the emission, water, skull 7 mm" in \
+        capsys.readouterr().out
     ds = pydicom.dcmread(sorted((tmp_path / "dicom").glob("*.dcm"))[0])
     assert ds.AttenuationCorrectionMethod == "calculated: outline of the emission, water, skull 7 mm"
     mu = read_nifti(tmp_path / "mu_map.nii.gz").array

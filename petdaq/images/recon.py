@@ -261,7 +261,8 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
         files.append(str(out / "report.json"))
     scatter = image.meta.get("scatter_fraction")
     print(f"reconstructed {image.meta.get('events', 0)} prompts in "
-          f"{time.monotonic() - t0:.1f} s ({image.units}"
+          f"{time.monotonic() - t0:.1f} s ({image.units}, attenuation: "
+          f"{image.meta.get('attenuation_method', 'none')}"
           + (f", scatter fraction {scatter:.2f} estimated" if scatter is not None else "")
           + "): " + ", ".join(files))
     return 0
