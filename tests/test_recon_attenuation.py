@@ -41,6 +41,13 @@ def test_the_outline_of_a_cupped_cylinder_is_its_edge_and_a_cold_core_is_body():
     assert body[np.broadcast_to(np.hypot(x, y) > 60.0, GRID.shape)].max() == 0.0
 
 
+def test_a_noise_blob_beyond_the_body_is_not_body():
+    image = _disc(40.0)
+    image[70:74, 70:74, 2:4] = image.max()              # a hot blob in a corner, apart
+    body = attenuation.outline(image, GRID.voxel_mm)
+    assert body[65:, 65:, :].max() == 0.0 and _radius_mm(body) == pytest.approx(40.0, abs=2.0)
+
+
 def test_an_empty_image_has_no_body():
     assert not attenuation.outline(np.zeros(GRID.shape, np.float32), GRID.voxel_mm).any()
 
@@ -74,7 +81,7 @@ def test_a_mu_map_file_in_per_mm_or_hounsfield_units_reads_back(tmp_path):
     write_nifti(GRID.image(mu, "1/mm"), tmp_path / "mu.nii.gz")
     read = attenuation.load(tmp_path / "mu.nii.gz")
     assert read.method == "file" and "1/mm" in read.description
-    assert np.array_equal(read.image.array, mu)
+    assert np.array_equal(read.image.array, mu) and read.image.array.flags.c_contiguous
     hu = np.where(mu > 0, 0.0, -1000.0).astype(np.float32)
     write_nifti(GRID.image(hu, "HU"), tmp_path / "ct.nii.gz")
     ct = attenuation.load(tmp_path / "ct.nii.gz")

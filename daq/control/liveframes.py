@@ -204,6 +204,8 @@ class LiveFrames:
     def _finish_complete(self, reached_s: float, final: bool = False) -> None:
         """Finish every frame that ends at or before ``reached_s`` (acquisition s) and whose
         singles rates are in (``final``: whatever they are)."""
+        if not self._have_mu_map(reached_s, final):
+            return
         while (not self.error and self.done < len(self.frames)
                and self.frames[self.done].stop_s <= reached_s):
             table = self.rates() if self.rates is not None else None
@@ -218,6 +220,32 @@ class LiveFrames:
                 number = self.frames[self.done].number
                 self.error = f"frame {number}: {type(exc).__name__}: {exc}"
             self.done += 1
+
+    def _have_mu_map(self, reached_s: float, final: bool) -> bool:
+        """Whether the frames' mu-map is known; the first time the frames ``reached_s`` covers
+        hold :data:`recon.pet.dynamic.OPENING_PROMPTS` prompts (``final``: whatever they hold),
+        it is made from them, and frames wait for it until then."""
+        if getattr(self.recon_of, "mu_map", True) is not None:
+            return True
+        from recon.pet.dynamic import OPENING_PROMPTS
+
+        events = np.concatenate(self._held) if self._held else np.empty(0)
+        if not events.size:
+            return False
+        t_s = events["t"] * 1e-12
+        prompts = events["delayed"] == 0
+        reached = [f for f in self.frames[self.done:] if f.stop_s <= reached_s]
+        for k, frame in enumerate(reached):
+            opening = t_s < frame.stop_s
+            if (np.count_nonzero(opening & prompts) >= OPENING_PROMPTS
+                    or (final and k == len(reached) - 1)):
+                from recon.threads import KERNELS
+
+                with KERNELS:
+                    self.recon_of.take_mu_map_of(events[opening])
+                self._lap("mu-map")
+                return True
+        return False
 
     def _finish(self, frame: Frame, rates: RateTable | None) -> None:
         events = np.concatenate(self._held) if self._held else np.empty(0)

@@ -81,14 +81,14 @@ def outline(counts: np.ndarray, voxel_mm: tuple[float, float, float]) -> np.ndar
     top = float(np.percentile(image, 99.9))
     if not top > 0:
         return np.zeros(image.shape, np.float32)
-    mask = filled(image > FIRST_FRACTION * top)      # a first outline, whatever the body's size
+    mask = body_of(image > FIRST_FRACTION * top)     # a first outline, whatever the body's size
     level = top
     for _ in range(RIM_ITERATIONS):          # the edge's level from the rim inside the outline
         rim = eroded(mask, RIM_MM[0], voxel_mm) & ~eroded(mask, RIM_MM[1], voxel_mm)
         if not rim.any():
             break
         level = float(np.median(image[rim]))
-        mask = filled(image > EDGE_RAMP[0] * level)
+        mask = body_of(image > EDGE_RAMP[0] * level)
     lo, hi = EDGE_RAMP
     ramp = np.clip((image / np.float32(level) - lo) / (hi - lo), 0.0, 1.0)
     inside = eroded(mask, RIM_MM[0], voxel_mm)
@@ -134,7 +134,8 @@ def load(path: str | Path) -> MuMap:
     else:
         raise UserError(f"mu-map {p}: values from {lo:g} to {hi:g} are neither 1/mm at 511 keV "
                         "(0 to 0.1) nor Hounsfield units (air near -1000)")
-    return MuMap(Image(mu.astype(np.float32), image.voxel_mm, image.origin_mm, "1/mm"), "file",
+    return MuMap(Image(np.ascontiguousarray(mu, np.float32), image.voxel_mm, image.origin_mm,
+                       "1/mm"), "file",
                  f"measured mu-map ({words}): {p.name}")
 
 
@@ -201,6 +202,44 @@ def _shifted(mask: np.ndarray, shift: tuple[int, int, int]) -> np.ndarray:
     dst = tuple(slice(max(0, s), n - max(0, -s)) for s, n in zip(shift, mask.shape, strict=True))
     out[dst] = mask[src]
     return out
+
+
+def body_of(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of ``mask`` (faces touching), holes filled (:func:`filled`):
+    noise beyond the body, in the field of view's low-sensitivity ends, is not body."""
+    return filled(_largest_part(np.ascontiguousarray(mask, np.bool_)))
+
+
+@numba.njit(cache=True)
+def _largest_part(mask):
+    nx, ny, nz = mask.shape
+    label = np.zeros(mask.shape, np.int32)
+    stack = np.empty((mask.size, 3), np.int64)
+    best, best_size, current = 0, 0, 0
+    for i0 in range(nx):
+        for j0 in range(ny):
+            for k0 in range(nz):
+                if not mask[i0, j0, k0] or label[i0, j0, k0]:
+                    continue
+                current += 1
+                label[i0, j0, k0] = current
+                stack[0, 0], stack[0, 1], stack[0, 2] = i0, j0, k0
+                n, size = 1, 0
+                while n > 0:
+                    n -= 1
+                    i, j, k = stack[n, 0], stack[n, 1], stack[n, 2]
+                    size += 1
+                    for di, dj, dk in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0),
+                                       (0, 0, 1), (0, 0, -1)):
+                        a, b, c = i + di, j + dj, k + dk
+                        if (0 <= a < nx and 0 <= b < ny and 0 <= c < nz and mask[a, b, c]
+                                and not label[a, b, c]):
+                            label[a, b, c] = current
+                            stack[n, 0], stack[n, 1], stack[n, 2] = a, b, c
+                            n += 1
+                if size > best_size:
+                    best, best_size = current, size
+    return label == best if best else np.zeros_like(mask)
 
 
 def filled(mask: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Every frame gets the run's LM-OSEM (TOF, randoms from the frame's own delayeds, one mu-map for
 all frames: the run's own estimate from all its coincidences, or, for the DAQ's live frames, which
-have not all of them yet, from the first frame's; the sensitivity image is shared) with the same
+have not all of them yet, from the scan's opening (:data:`OPENING_PROMPTS`); the sensitivity
+image is shared) with the same
 number of updates as a run's image (subsets by the frame's prompts, iterations so that subsets x
 iterations stays :data:`recon.pet.runimage.RUN_UPDATES`), and is quantified in Bq/mL decay-corrected
 to the scan's start and corrected for its own dead time (the run's singles rates in the frame).
@@ -81,6 +82,11 @@ class FrameImage:
     updates: int
 
 
+#: Prompts of a scan's opening, whose calculated mu-map the DAQ's live frames take (they cannot
+#: wait for the whole run): the first frames' until they hold this many.
+OPENING_PROMPTS = 300_000
+
+
 @dataclass(frozen=True)
 class FrameRecon:
     """What every frame of a run shares (scanner, sorter header, phantom, nuclide, calibration,
@@ -103,9 +109,15 @@ class FrameRecon:
 
     @property
     def mu_map(self) -> Any:
-        """The frames' mu-map, None before the first frame of a run given without its
-        coincidences."""
+        """The frames' mu-map, None before :meth:`take_mu_map_of` or the first frame of a run
+        given without its coincidences."""
         return self.mu_maps[0] if self.mu_maps else None
+
+    def take_mu_map_of(self, coinc: np.ndarray) -> None:
+        """Take the map ``options.mu_map`` gives for ``coinc`` as every frame's (the DAQ's live
+        frames: the scan's opening, :data:`OPENING_PROMPTS`)."""
+        self.mu_maps[:] = [mu_map_of(coinc, self.header, self.facts, self.phantom, self.scanner,
+                                     self.options)]
 
     @classmethod
     def of_run(cls, header: dict[str, Any], facts: RunFacts, scanner: Any,
