@@ -287,7 +287,7 @@ def test_timing_calibration_recovers_the_channels_offsets(tmp_path, brain, monke
     import emulator
 
     monkeypatch.setenv("BEDSIDE_PET_HOME", str(tmp_path / "home"))
-    singles = emulator.simulate(brain, "cylinder", "F-18", 10.0, 0.5, seed=3).singles
+    singles = emulator.simulate(brain, "cylinder", "F-18", 10.0, 1.0, seed=3).singles
     chosen = np.arange(256) * (brain.n_crystals // 256)
     delay = np.random.default_rng(8).uniform(-1500, 1500, 256).round().astype(np.int64)
     channel = singles["crystal"] % 256

@@ -35,7 +35,8 @@ HEAD_PARTS = ("HEAD", "BRAIN", "SKULL")
 #: drawn at their middle.
 EDGE_RAMP = (0.5, 0.9)
 #: The first outline (before the edge's level is known) is where the smoothed emission exceeds
-#: this fraction of its 99.9th percentile (the hottest part, a hot sphere or a body's rim).
+#: this fraction of its 99.9th percentile in the central half of the axial field (the hottest
+#: part, a hot sphere or a body's rim; the ends, seen by few lines, are noisy at low counts).
 FIRST_FRACTION = 0.25
 #: FWHM (mm) of the Gaussian that smooths the emission image before its outline is drawn.
 OUTLINE_FWHM_MM = 6.0
@@ -78,7 +79,8 @@ def outline(counts: np.ndarray, voxel_mm: tuple[float, float, float]) -> np.ndar
     across the edge, a ramp of the emission from :data:`EDGE_RAMP` times the rim's level, so
     the edge falls between voxels where the emission crosses the ramp's middle."""
     image = smoothed(np.clip(counts, 0, None), OUTLINE_FWHM_MM, voxel_mm)
-    top = float(np.percentile(image, 99.9))
+    nz = image.shape[2]
+    top = float(np.percentile(image[:, :, nz // 4: nz - nz // 4], 99.9))  # not the noisy ends
     if not top > 0:
         return np.zeros(image.shape, np.float32)
     mask = body_of(image > FIRST_FRACTION * top)     # a first outline, whatever the body's size
