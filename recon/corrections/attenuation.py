@@ -1,13 +1,12 @@
 """Attenuation maps without a CT: the body's outline filled with water (a skull added for a head),
 and maps from outside (a NIfTI in 1/mm at 511 keV, or a CT in Hounsfield units).
 
-The calculated map (the method of dedicated brain PET before CT, e.g. Bergstrom et al., J Comput
-Assist Tomogr 4:1980): the outline is where the smoothed emission image without attenuation
-correction falls to half the level just inside the object's edge, filled slice by slice (cold
-regions inside the body are tissue, not air), water inside; for a head, a shell of
-:data:`SKULL_MM` of cortical bone around it. The outline needs no scale: water and bone have
-known attenuation, so the map is absolute (what MLAA lacks), and it costs one pass of EM without
-attenuation (:mod:`recon.pet.mumap`).
+The calculated map (the method of dedicated brain PET before CT): the outline is where the
+smoothed emission image without attenuation correction falls to half the level just inside the
+object's edge, filled slice by slice (cold regions inside the body are tissue, not air), water
+inside; for a head, a shell of :data:`SKULL_MM` of cortical bone around it. The outline needs
+no scale: water and bone have known attenuation, so the map is absolute (what MLAA lacks), and
+it costs a short EM image without attenuation (:mod:`recon.pet.mumap`).
 """
 
 from __future__ import annotations
