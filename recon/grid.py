@@ -144,6 +144,26 @@ class Image:
                      self.origin_mm, units, dict(self.meta))
 
 
+def sample_trilinear(image: Image, points: np.ndarray) -> np.ndarray:
+    """Trilinear image values at points (..., 3) mm; 0 outside."""
+    f = (points - np.asarray(image.origin_mm)) / np.asarray(image.voxel_mm)
+    a = np.pad(image.array, 1)
+    f = f + 1.0
+    hi = np.array(a.shape) - 1.0 - 1e-6
+    inside = np.all((f >= 0) & (f < hi), axis=-1)
+    f = np.clip(f, 0, hi)
+    i = np.floor(f).astype(int)
+    w = f - i
+    out = np.zeros(points.shape[:-1])
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                wt = ((w[..., 0] if dx else 1 - w[..., 0]) * (w[..., 1] if dy else 1 - w[..., 1])
+                      * (w[..., 2] if dz else 1 - w[..., 2]))
+                out += wt * a[i[..., 0] + dx, i[..., 1] + dy, i[..., 2] + dz]
+    return np.where(inside, out, 0.0)
+
+
 def array_digest(array: np.ndarray) -> str:
     """SHA-256 (hex, 16 characters) of an array's shape, dtype and bytes (for caches)."""
     a = np.ascontiguousarray(array)

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from infra.errors import UserError
-from recon.grid import Grid, Image
+from recon.grid import Grid, Image, sample_trilinear
 from recon.outputs.png import smoothed
 
 #: Water at 511 keV (1/mm): NIST XCOM 0.0960 cm2/g at 1.00 g/cm3.
@@ -148,30 +148,10 @@ def on_grid(mu_map: MuMap, grid: Grid) -> MuMap:
                          and np.allclose(image.grid.affine, grid.affine)):
         return mu_map
     x, y, z = grid.centres_mm()
-    points = [(np.broadcast_to(c, grid.shape) - o) / v
-              for c, o, v in zip((x, y, z), image.origin_mm, image.voxel_mm, strict=True)]
-    array = _trilinear(np.asarray(image.array, np.float32), *points)
+    points = np.stack(np.broadcast_arrays(x, y, z), axis=-1)
+    array = sample_trilinear(image, points).astype(np.float32)
     resampled = Image(array, grid.voxel_mm, grid.origin_mm, "1/mm", dict(image.meta))
     return MuMap(resampled, mu_map.method, mu_map.description)
-
-
-def _trilinear(volume: np.ndarray, fx: np.ndarray, fy: np.ndarray, fz: np.ndarray) -> np.ndarray:
-    """``volume`` at fractional voxel indices (zero beyond its edge voxels' centres)."""
-    out = np.zeros(fx.shape, np.float64)
-    base = [np.floor(f).astype(np.int64) for f in (fx, fy, fz)]
-    frac = [f - b for f, b in zip((fx, fy, fz), base, strict=True)]
-    for corner in range(8):
-        idx, w = [], np.ones(fx.shape)
-        for axis in range(3):
-            up = (corner >> axis) & 1
-            idx.append(base[axis] + up)
-            w = w * (frac[axis] if up else 1.0 - frac[axis])
-        inside = np.ones(fx.shape, bool)
-        for axis, i in enumerate(idx):
-            inside &= (i >= 0) & (i < volume.shape[axis])
-        clipped = [np.clip(i, 0, n - 1) for i, n in zip(idx, volume.shape, strict=True)]
-        out += np.where(inside, w * volume[tuple(clipped)], 0.0)
-    return out.astype(np.float32)
 
 
 def dilated(mask: np.ndarray, radius_mm: float, voxel_mm: tuple[float, float, float]

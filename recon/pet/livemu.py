@@ -5,7 +5,8 @@ The live reconstruction has no attenuation in its model (a new mu-map would mean
 weights and a new sensitivity image mid-scan). Once it holds :data:`MIN_PROMPTS` prompts, its
 image (an emission image without attenuation correction) is outlined as the run's final image
 is (:func:`recon.corrections.attenuation.outline`, a skull for a head), and a background thread
-computes the sensitivity image with that map; from then on each live image is multiplied by
+computes the sensitivity image with that map (a chunk of lines at a time under the kernels'
+lock, :func:`recon.pet.system.sensitivity`); from then on each live image is multiplied by
 ``s_without / s_with``, the mean attenuation correction over the lines through each voxel
 (Chang, IEEE Trans Nucl Sci 25:638 (1978)), exact for a point and a few per cent off for a
 body's distributed activity. The run's final image and frames take the full correction.
@@ -21,17 +22,7 @@ import numpy as np
 from recon.corrections import attenuation
 from recon.grid import Image
 from recon.outputs.png import smoothed
-from recon.pet.lors import lor_order
-from recon.pet.projector import Projector
-from recon.pet.system import (
-    CHUNK,
-    Attenuation,
-    PairFactor,
-    event_weights,
-    fov_mask,
-    sample_pairs,
-    valid_pair_count,
-)
+from recon.pet.system import PairFactor, sensitivity
 
 #: Prompts of the live image before its outline is drawn.
 MIN_PROMPTS = 300_000
@@ -87,7 +78,8 @@ class LiveAttenuation:
         head = attenuation.is_head(self.body_part)
         body = attenuation.outline(emission, grid.voxel_mm)
         mu = attenuation.calculated(body, grid, attenuation.SKULL_MM if head else 0.0)
-        with_mu = attenuated_sensitivity(em, mu, self.samples, self.normalization)
+        with_mu = sensitivity(em.scanner, grid, mu, self.samples, k=em.k, use_cache=False,
+                              normalization=self.normalization)
         without = em.sensitivity
         factors = np.divide(without, with_mu, out=np.ones_like(without, np.float32),
                             where=(with_mu > 0) & (without > 0))
@@ -96,26 +88,3 @@ class LiveAttenuation:
                       + (f", skull {attenuation.SKULL_MM:g} mm" if head else ""))
         self.factors = factors.astype(np.float32)
 
-
-def attenuated_sensitivity(em: object, mu: Image, samples: int,
-                           normalization: PairFactor | None = None) -> np.ndarray:
-    """The sensitivity image of ``em``'s scanner and grid with ``mu`` (Monte-Carlo,
-    :func:`recon.pet.system.sensitivity`'s estimate, seed 0), each chunk of pairs under
-    :data:`recon.threads.KERNELS` so that the live image and frames run between chunks."""
-    from recon.threads import KERNELS
-
-    scanner, grid, k = em.scanner, em.grid, em.k
-    rng = np.random.default_rng(0)
-    projector = Projector(scanner, grid, tof=False)
-    factor = Attenuation(scanner, mu)
-    scale = np.float32(valid_pair_count(scanner, k) / samples)
-    acc = None
-    for start in range(0, samples, CHUNK):
-        lors = sample_pairs(scanner, min(CHUNK, samples - start), rng, k)
-        with KERNELS:
-            lors = lors.take(lor_order(lors, projector.endpoints))
-            w = event_weights(scanner, grid, lors, factor, normalization) * scale
-            acc = projector.back_padded(w, lors, acc)
-    sens = np.ascontiguousarray(acc[1:-1, 1:-1, 1:-1], np.float32)
-    sens[~fov_mask(scanner, grid)] = 0.0
-    return sens

@@ -36,6 +36,7 @@ from recon.cache import cached_array
 from recon.grid import Grid, Image, array_digest
 from recon.pet.lors import LORs, lor_order, pair_weights
 from recon.pet.projector import Projector, pad
+from recon.threads import KERNELS
 
 #: Changes whenever the sensitivity model changes, so stale cache entries are never used.
 MODEL_VERSION = "sens-2"
@@ -197,9 +198,10 @@ def _back_projected(scanner: Scanner, grid: Grid, attenuation: Attenuation | Non
     projector = Projector(scanner, grid, tof=False)
     acc = None
     for lors in chunks:
-        lors = lors.take(lor_order(lors, projector.endpoints))
-        w = event_weights(scanner, grid, lors, attenuation, normalization) * np.float32(scale)
-        acc = projector.back_padded(w, lors, acc)
+        with KERNELS:  # a chunk at a time: the DAQ's live image and frames run between them
+            lors = lors.take(lor_order(lors, projector.endpoints))
+            w = event_weights(scanner, grid, lors, attenuation, normalization) * np.float32(scale)
+            acc = projector.back_padded(w, lors, acc)
     return np.ascontiguousarray(acc[1:-1, 1:-1, 1:-1], np.float64)
 
 

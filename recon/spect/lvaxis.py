@@ -29,9 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from infra.errors import UserError
-from recon.grid import Image
+from recon.grid import Image, sample_trilinear
 from recon.outputs.png import smoothed
-from recon.spect.polarmap import sample_trilinear
 
 #: The anatomical direction the apex points to (left, anterior, inferior in LPS).
 APEX_PRIOR = np.array([1.0, -1.0, -1.0])

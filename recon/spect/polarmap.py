@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from infra.errors import UserError
-from recon.grid import Image
+from recon.grid import Image, sample_trilinear
 from recon.outputs.png import write_png
 
 SEGMENT_NAMES = (
@@ -68,26 +68,6 @@ def segment_of(ring: int, theta_deg: np.ndarray) -> np.ndarray:
     if ring < 2:
         return 1 + 6 * ring + (np.floor((t + 30.0) / 60.0).astype(int) % 6)
     return 13 + (np.floor((t + 45.0) / 90.0).astype(int) % 4)
-
-
-def sample_trilinear(image: Image, points: np.ndarray) -> np.ndarray:
-    """Trilinear image values at points (..., 3) mm; 0 outside."""
-    f = (points - np.asarray(image.origin_mm)) / np.asarray(image.voxel_mm)
-    a = np.pad(image.array, 1)
-    f = f + 1.0
-    hi = np.array(a.shape) - 1.0 - 1e-6
-    inside = np.all((f >= 0) & (f < hi), axis=-1)
-    f = np.clip(f, 0, hi)
-    i = np.floor(f).astype(int)
-    w = f - i
-    out = np.zeros(points.shape[:-1])
-    for dx in (0, 1):
-        for dy in (0, 1):
-            for dz in (0, 1):
-                wt = ((w[..., 0] if dx else 1 - w[..., 0]) * (w[..., 1] if dy else 1 - w[..., 1])
-                      * (w[..., 2] if dz else 1 - w[..., 2]))
-                out += wt * a[i[..., 0] + dx, i[..., 1] + dy, i[..., 2] + dz]
-    return np.where(inside, out, 0.0)
 
 
 def polar_map(image: Image, apex_mm: Sequence[float], base_mm: Sequence[float],
