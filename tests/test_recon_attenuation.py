@@ -160,3 +160,43 @@ def test_the_live_image_takes_chang_factors_from_its_own_outline(brain, tmp_path
     assert centre == pytest.approx(np.exp(MU_WATER_PER_MM * 120.0), rel=0.15)
     assert 1.0 < edge < centre
     assert np.allclose(done.array, image.array * corrector.factors)
+
+
+def test_a_spect_map_is_water_at_the_photopeak_and_outlines_a_torso_past_its_hot_heart():
+    """SPECT's calculated map: water's attenuation at 140 keV (1.60 times 511 keV's) inside the
+    outline of a body whose hot organ (ten times its background) PET's first outline would take
+    for the whole body."""
+    from recon.spect import mumap
+
+    assert mumap.water_ratio(140.0) == pytest.approx(0.1538 / 0.0961, rel=0.01)  # NIST XCOM
+    image = _disc(50.0)
+    x, y, z = GRID.centres_mm()
+    heart = np.broadcast_to((x - 10.0) ** 2 + y ** 2 + z ** 2 < 12.0 ** 2, GRID.shape)
+    image[heart] *= 10.0
+    assert _radius_mm(attenuation.outline(image, GRID.voxel_mm)) < 20.0    # the heart alone
+    mu = mumap.estimate(GRID.image(image, "counts"), 140.0, "CHEST")
+    assert mu.method == "calculated" and mu.image.meta["energy_kev"] == 140.0
+    assert _radius_mm(mu.image.array > 0.5 * mu.image.array.max()) == pytest.approx(50.0, abs=3.0)
+    assert mu.image.array.max() == pytest.approx(MU_WATER_PER_MM * mumap.water_ratio(140.0))
+
+
+def test_a_spect_run_takes_a_file_map_at_511_kev_and_refuses_truth_without_a_phantom(tmp_path):
+    from daq.control.spectimage import spect_mu_map
+    from runstore.rundir import RunDir
+
+    run = RunDir.create(tmp_path, "spect")
+    run.update(start={"settings": {}})
+    path = tmp_path / "mu.nii.gz"
+    write_nifti(GRID.image(np.full(GRID.shape, MU_WATER_PER_MM, np.float32), "1/mm"), path)
+    scanner = _camera()
+    mu = spect_mu_map(run, scanner, GRID, 140.0, str(path), None, lambda: None)
+    assert mu.image.array.mean() == pytest.approx(MU_WATER_PER_MM * 1.60, rel=0.02)
+    with pytest.raises(UserError, match="--mu-map truth needs an emulated run"):
+        spect_mu_map(run, scanner, GRID, 140.0, "truth", None, lambda: None)
+    assert spect_mu_map(run, scanner, GRID, 140.0, "none", None, lambda: None).image is None
+
+
+def _camera():
+    from hw import load_scanner
+
+    return load_scanner("spect-dual-head")

@@ -4,6 +4,7 @@ bull's-eye."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +13,14 @@ import numpy as np
 from coincidence import spect
 from daq.pipeline.process.projections import select_photopeak
 from hw.scanner import Scanner
+from infra.errors import UserError
 from runstore.facts import run_facts
 from runstore.projections import read_projections
 from runstore.rundir import RunDir
+
+#: OSEM iterations of the image without attenuation correction that the calculated mu-map is
+#: outlined on.
+OUTLINE_ITERATIONS = 2
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,8 @@ class SpectImage:
 
 def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6
                 ) -> SpectImage:
-    """OSEM of the run's first photopeak's projections with TEW scatter and, for an emulated run,
-    the phantom's attenuation map at the photopeak energy, in Bq/mL where the scanner has the
+    """OSEM of the run's first photopeak's projections with TEW scatter and the calculated mu-map
+    of the scan's own outline (:mod:`recon.spect.mumap`), in Bq/mL where the scanner has the
     sensitivity of the run's nuclide (:mod:`recon.spect.quant`); NIfTI + PNG slices and MIP in
     RUN/images. A scan of a phantom with a myocardium gets its bull's-eye too, on the axis found
     in the image (``polar_map.png``, ``polar_map.csv``)."""
@@ -51,6 +57,7 @@ def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int
         paths.append(write_segments_csv({f"{i + 1} {n}": float(v) for i, (n, v) in enumerate(
             zip(SEGMENT_NAMES, polar.percent, strict=True))}, run.images / "polar_map.csv"))
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
+                       "attenuation": image.meta["attenuation_method"],
                        "seconds": round(time.monotonic() - t0, 2)})
     return SpectImage(image, polar, lv)
 
@@ -70,11 +77,12 @@ def _bullseye(image: Any, facts: Any, scanner: Scanner) -> tuple[Any, Any]:
 
 
 def spect_run_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6,
-                    attenuation: bool = True, photopeak_kev: float | None = None) -> Any:
+                    mu_map: str = "estimate", photopeak_kev: float | None = None,
+                    body_part: str | None = None) -> Any:
     """The OSEM image (counts) of a SPECT run's projections (``RUN/projections.npz``) in the
-    window of ``photopeak_kev`` (None: the first photopeak): TEW scatter, and with
-    ``attenuation`` the emulated phantom's mu-map at the photopeak energy. Its meta records the
-    photopeak window (``window_kev``)."""
+    window of ``photopeak_kev`` (None: the first photopeak): TEW scatter, and the attenuation
+    ``mu_map`` names (:func:`spect_mu_map`). Its meta records the photopeak window
+    (``window_kev``) and the mu-map's words (``attenuation_method``)."""
     import recon
 
     projections, edges = read_projections(run.path)
@@ -84,16 +92,42 @@ def spect_run_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets:
     scatter = spect.smooth_scatter(spect.tew_scatter(counts, windows))
     energy = float(np.mean(windows.peak))
     grid = recon.default_grid(scanner)
-    mu = (_mu_map(run, scanner, grid, energy) if attenuation else None)
-    image = recon.spect_osem(counts[spect.PEAK], scanner, scatter, mu, iterations=iterations,
-                             subsets=subsets, grid=grid, energy_kev=energy)
-    image.meta["window_kev"] = list(windows.peak)
+
+    def osem(mu: Any, n: int) -> Any:
+        return recon.spect_osem(counts[spect.PEAK], scanner, scatter, mu, iterations=n,
+                                subsets=subsets, grid=grid, energy_kev=energy)
+
+    mu = spect_mu_map(run, scanner, grid, energy, mu_map, body_part,
+                      lambda: osem(None, OUTLINE_ITERATIONS))
+    image = osem(mu.image, iterations)
+    image.meta.update(window_kev=list(windows.peak), attenuation=mu.image is not None,
+                      attenuation_method=mu.description)
     return image
 
 
-def _mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float) -> np.ndarray | None:
-    """The emulated phantom's mu-map (1/mm) on ``grid``; None for a run from real heads."""
+def spect_mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float, choice: str,
+                 body_part: str | None, without_attenuation: Callable[[], Any]) -> Any:
+    """The mu-map (:class:`recon.corrections.attenuation.MuMap`, 1/mm at ``energy_kev`` on
+    ``grid``) that ``choice`` names: ``estimate`` the calculated map of the outline of
+    ``without_attenuation()`` (:mod:`recon.spect.mumap`), ``truth`` an emulated run's phantom
+    (validation only), ``none``, or a NIfTI file at 511 keV."""
+    from recon.corrections import attenuation
+    from recon.corrections.attenuation import MuMap
     from recon.pet.runimage import run_phantom
+    from recon.spect import mumap
 
-    phantom = run_phantom(run_facts(run), scanner)
-    return None if phantom is None else phantom.mu_map(grid, energy_kev)
+    if choice == attenuation.NONE:
+        return MuMap.none()
+    facts = run_facts(run)
+    phantom = run_phantom(facts, scanner)
+    if choice == attenuation.TRUTH:
+        if phantom is None:
+            raise UserError("--mu-map truth needs an emulated run (its phantom's own map): this "
+                            "run names no phantom")
+        return MuMap(grid.image(phantom.mu_map(grid, energy_kev), "1/mm"), attenuation.TRUTH,
+                     f"emulated phantom's own mu-map ({phantom.name}; validation)")
+    if choice != attenuation.ESTIMATE:
+        return mumap.at_energy(attenuation.load(choice), grid, energy_kev)
+    part = body_part or facts.study.body_part or (
+        phantom.body_part if phantom is not None else None)
+    return mumap.estimate(without_attenuation(), energy_kev, part)

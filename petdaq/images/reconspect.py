@@ -1,7 +1,7 @@
-"""``petdaq recon RUN`` on a SPECT run: its projections -> OSEM (collimator model, attenuation,
-TEW scatter) -> NIfTI, PNG and a DICOM NM volume, and with ``--report`` the phantom's figures
-(the cardiac phantom: polar map PNG and CSV, the defect, the inferior wall with and without
-attenuation correction)."""
+"""``petdaq recon RUN`` on a SPECT run: its projections -> OSEM (collimator model, the
+attenuation ``--mu-map`` names, TEW scatter) -> NIfTI, PNG and a DICOM NM volume, and with
+``--report`` the phantom's figures (the cardiac phantom: polar map PNG and CSV, the defect, the
+inferior wall with and without attenuation correction)."""
 
 from __future__ import annotations
 
@@ -43,10 +43,6 @@ def recon_spect_run(args: argparse.Namespace) -> int:
         from recon.spect.lvaxis import parse_lv_axis
 
         parse_lv_axis(args.lv_axis)  # a malformed axis: say so before reconstructing
-    if args.mu_map not in ("estimate", "none"):
-        raise UserError("--mu-map FILE|truth is for PET runs: a SPECT run is corrected with an "
-                        "emulated run's phantom map, or not at all (--no-attenuation)")
-    args.attenuation = args.mu_map != "none"
     run = RunDir.open(Path(args.run))
     facts = run_facts(run)
     scanner = load_scanner(args.scanner or facts.scanner)
@@ -55,8 +51,8 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run.path / "images"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    image = spect_run_image(run, scanner, iterations, subsets, args.attenuation,
-                            args.photopeak_kev)
+    image = spect_run_image(run, scanner, iterations, subsets, args.mu_map, args.photopeak_kev,
+                            args.body_part)
     image, units = quantify_spect(image, scanner, facts.nuclide, facts.duration_s)
     files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
     if args.dicom:
@@ -67,6 +63,7 @@ def recon_spect_run(args: argparse.Namespace) -> int:
         if phantom is None:
             raise UserError("--report needs a run of a known phantom (its run.json names it)")
         report = phantom_report(image, phantom, out)
+        report["attenuation_method"] = image.meta["attenuation_method"]
         if "polar_map" in report:
             files += _cardiac(report, image, run, scanner, iterations, subsets, phantom, out,
                               args)
@@ -76,7 +73,7 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     window = image.meta["window_kev"]
     print(f"reconstructed SPECT run {run.path.name} (OSEM {iterations}i{subsets}s, "
           f"{window[0]:.1f}-{window[1]:.1f} keV, TEW"
-          f"{', attenuation' if image.meta.get('attenuation') else ''}) in "
+          f", attenuation: {image.meta['attenuation_method']}) in "
           f"{time.monotonic() - t0:.1f} s ({units}): " + ", ".join(files))
     return 0
 
@@ -91,9 +88,8 @@ def _cardiac(report: dict[str, Any], image: Any, run: Any, scanner: Any, iterati
     from recon.spect.lvaxis import parse_lv_axis
 
     lv = parse_lv_axis(args.lv_axis) if args.lv_axis else None
-    without = (spect_run_image(run, scanner, iterations, subsets, attenuation=False,
-                               photopeak_kev=args.photopeak_kev)
-               if args.attenuation and image.meta.get("attenuation") else None)
+    without = (spect_run_image(run, scanner, iterations, subsets, "none", args.photopeak_kev)
+               if image.meta.get("attenuation") else None)
     report.update(cardiac_figures(image, phantom, without, lv, out))
     return [str(write_segments_csv(report["polar_map"]["segments"], out / "polar_map.csv"))]
 
@@ -104,7 +100,8 @@ def _nm_description(facts: Any, image: Any, run: Any, scanner: Any) -> tuple[Any
     from recon.pet.runimage import describe
 
     duration = facts.duration_s or 0.0
-    rp, acq = describe(facts, {}, duration, "SPECT OSEM",
+    rp, acq = describe(facts, {"attenuation_method": image.meta.get("attenuation_method")},
+                       duration, "SPECT OSEM",
                        f"OSEM {image.meta['iterations']}i{image.meta['subsets']}s")
     window = image.meta.get("window_kev")
     corrections = tuple(c for c, on in (("ATTN", image.meta.get("attenuation")),

@@ -71,18 +71,22 @@ def is_head(body_part: str | None) -> bool:
     return (body_part or "").strip().upper() in HEAD_PARTS
 
 
-def outline(counts: np.ndarray, voxel_mm: tuple[float, float, float]) -> np.ndarray:
+def outline(counts: np.ndarray, voxel_mm: tuple[float, float, float],
+            first_fraction: float = FIRST_FRACTION,
+            fwhm_mm: float = OUTLINE_FWHM_MM) -> np.ndarray:
     """[x, y, z] float32 from 0 to 1: how much of each voxel is body, in an emission image
     without attenuation correction (see the module docstring; all 0 when the image holds
     nothing). Inside the outline, 1 (holes filled: cold regions inside a body are tissue);
     across the edge, a ramp of the emission from :data:`EDGE_RAMP` times the rim's level, so
-    the edge falls between voxels where the emission crosses the ramp's middle."""
-    image = smoothed(np.clip(counts, 0, None), OUTLINE_FWHM_MM, voxel_mm)
+    the edge falls between voxels where the emission crosses the ramp's middle.
+    ``first_fraction`` of the hottest sets the first outline (:data:`FIRST_FRACTION`); the image
+    is smoothed by ``fwhm_mm`` first (:data:`OUTLINE_FWHM_MM`)."""
+    image = smoothed(np.clip(counts, 0, None), fwhm_mm, voxel_mm)
     nz = image.shape[2]
     top = float(np.percentile(image[:, :, nz // 4: nz - nz // 4], 99.9))  # not the noisy ends
     if not top > 0:
         return np.zeros(image.shape, np.float32)
-    mask = body_of(image > FIRST_FRACTION * top)     # a first outline, whatever the body's size
+    mask = body_of(image > first_fraction * top)     # a first outline, whatever the body's size
     level = top
     for _ in range(RIM_ITERATIONS):          # the edge's level from the rim inside the outline
         rim = eroded(mask, RIM_MM[0], voxel_mm) & ~eroded(mask, RIM_MM[1], voxel_mm)
