@@ -340,8 +340,9 @@ class Emulator:
                 (self._ring, self._table, self._efficiency, self._beta, self._medium), tuple,
                 LU176_DEPOSITS_PER_DECAY)
             counts += n
-        if self.scanner.crystals.noisy:
-            lu = [*lu, noise.deposits(self.scanner.crystals.noisy, t_a, t_b, [self.seed, k, 4])]
+        noisy = self.scanner.noisy_channels()
+        if noisy:
+            lu = [*lu, noise.deposits(noisy, t_a, t_b, [self.seed, k, 4])]
         blocks = self._workers.map(lambda b: Bucketed([*src, *lu][b], self._fe),
                                    len(src) + len(lu))
         return SlicePhysics(blocks, counts, times.size, lu_times.size)

@@ -165,7 +165,8 @@ class RunStatus(QtWidgets.QGroupBox):
             ("delayeds", "Delayeds"), ("necr", "NECR"), ("decoded", "Events decoded"),
             ("journaled", "Events journaled"),
             ("losses", "Losses"), ("journal", "Journal"), ("free", "Free disk"),
-            ("queues", "Queue fill (max)"), ("boards", "Boards"), ("message", "DAQ message"))
+            ("queues", "Queue fill (max)"), ("boards", "Boards"), ("qc", "Daily QC"),
+            ("message", "DAQ message"))
 
     def __init__(self) -> None:
         super().__init__("Run status")
@@ -217,6 +218,14 @@ class RunStatus(QtWidgets.QGroupBox):
         self._put("queues", queues)
         self._put("boards", _boards(v.boards))
         self._put("message", v.message or text.MISSING)
+
+    def show_qc(self, line: str, status: str) -> None:
+        """The scanner's latest daily QC (:func:`gui.views.qc_line`): red on FAIL, amber on
+        WARN, before a scan is started."""
+        self._put("qc", line)
+        colour = {"FAIL": "#ff6b5a", "WARN": "#f0b54a"}.get(status)
+        self.values["qc"].setStyleSheet(f"color: {colour};" if colour else "")
+        self.values["qc"].setToolTip("petdaq qc --history: every QC of this scanner")
 
     def _put(self, key: str, value: str) -> None:
         self.values[key].setText(value)

@@ -370,3 +370,20 @@ def offer_view(reply: dict[str, Any] | None) -> ScanOffer | None:
 
 def _names(value: Any) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def qc_line(reply: dict[str, Any] | None, scanner: str) -> tuple[str, str]:
+    """(text, status) of ``scanner``'s latest daily QC in a status reply: ``("FAIL 2026-11-26
+    06:00 UTC, 3 flagged", "FAIL")``; ``("none yet", "")`` without one; ``("-", "")`` when the
+    DAQ says nothing of it."""
+    qcs = (reply or {}).get("qc")
+    if not isinstance(qcs, dict) or scanner not in qcs:
+        return "-", ""
+    last = qcs[scanner]
+    if not isinstance(last, dict):
+        return "none yet", ""
+    result = str(last.get("result") or "?")
+    when = str(last.get("created_utc") or "")[:16].replace("T", " ")
+    flagged = last.get("flagged")
+    more = f", {flagged} flagged" if isinstance(flagged, int) and flagged else ""
+    return f"{result} {when} UTC{more}", result

@@ -23,7 +23,7 @@ from gui.images import ImagePanel
 from gui.link import ControlClient, FeedCounters, MonitorFeed, Reply, Secure
 from gui.local_daq import LocalDaq
 from gui.plots import AcquisitionPlots
-from gui.views import MonitorView, ScanOffer, offer_view
+from gui.views import MonitorView, ScanOffer, offer_view, qc_line
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 
@@ -248,6 +248,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self._set_state(r.reply["state"], r.at)
         if cmd == "status":
             self._take_offer(offer_view(r.reply))
+            self.status.show_qc(*qc_line(r.reply, self.controls.scanner.currentText().strip()))
             return
         self._pending[cmd] -= 1
         self.command_replies.append(r)

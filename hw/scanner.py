@@ -25,6 +25,7 @@ import numpy as np
 
 from hw import crystals as _crystals_mod
 from hw.crystals import CrystalSpread
+from hw.faults import Faults
 from infra.errors import ScannerError
 
 SPEED_OF_LIGHT_MM_PER_PS = 0.299792458
@@ -227,6 +228,9 @@ class Scanner:
     crystals: CrystalSpread = field(default_factory=CrystalSpread)
     """The crystals' non-uniformity, ``[crystals]`` (:mod:`hw.crystals`): the unit's truth, drawn
     once from its seed; every crystal alike when the file has no such table."""
+    faults: Faults = field(default_factory=Faults)
+    """Faults injected into an emulated unit (:mod:`hw.faults`, ``--faults``): part of its truth,
+    not of its definition (the digest is the healthy unit's)."""
     spect_cps_per_mbq: dict[str, float] = field(default_factory=dict)
     """SPECT planar sensitivity per head (counts per second per MBq in a photopeak window, TEW
     scatter removed), ``[quantification.spect_cps_per_mbq]``, keyed by
@@ -248,7 +252,10 @@ class Scanner:
         """
         rng = np.random.default_rng(self.digitizer.gain_seed)
         g = 1.0 + self.digitizer.gain_spread * rng.standard_normal(self.n_crystals)
-        return np.clip(g, 0.5, 1.5)
+        g = np.clip(g, 0.5, 1.5)
+        for module, factor in self.faults.gain:
+            g[self.crystal_module == module] *= factor
+        return g
 
     def crystal_acceptance(self) -> np.ndarray:
         """Probability that each crystal's electronics accept an interaction (0: dead channel):
@@ -264,7 +271,29 @@ class Scanner:
             profile = _crystals_mod.block_profile(
                 self.crystals, (index % self.crystals_per_ring) % ct, self.crystal_ring % ca,
                 (ct, ca))
-        return _crystals_mod.acceptance(self.crystals, profile, self.response.crystal_efficiency)
+        p = _crystals_mod.acceptance(self.crystals, profile, self.response.crystal_efficiency)
+        for module, factor in self.faults.efficiency:
+            p[self.crystal_module == module] *= factor
+        p[list(self.faults.dead)] = 0.0
+        return p
+
+    def noisy_channels(self) -> tuple[tuple[int, float], ...]:
+        """(crystal, noise triggers per second) of the channels that trigger on their own:
+        ``[crystals] noisy`` and the injected faults'."""
+        return self.crystals.noisy + self.faults.noisy
+
+    def crystal_time_offset_ps(self) -> np.ndarray:
+        """(N,) int64 ps each crystal's singles are late by (an injected board skew; 0 on a
+        healthy unit)."""
+        offset = np.zeros(self.n_crystals, np.int64)
+        for board, ps in self.faults.skew:
+            offset[self.crystal_board == board] += round(ps)
+        return offset
+
+    def fault_counts(self) -> dict[str, int]:
+        """How many crystals, modules and boards a fault file may name."""
+        return {"crystal": self.n_crystals, "module": int(self.crystal_module.max()) + 1,
+                "board": self.n_boards}
 
     def crystal_fwhm_scale(self) -> np.ndarray:
         """Each crystal's energy resolution over the scanner's (``[crystals]``)."""

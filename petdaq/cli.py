@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from petdaq.acquisition import acquire, bench, console, countrate, emulate
     from petdaq.images import dosimetry, kinetics, recon
     from petdaq.runs import imports, info, replay
-    from petdaq.scanner import calibrate, scanners, sensitivity
+    from petdaq.scanner import calibrate, qc, scanners, sensitivity
 
     parser = argparse.ArgumentParser(
         prog="petdaq",
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     scanners.add_commands(sub)
     acquire.add_commands(sub)
     calibrate.add_commands(sub)
+    qc.add_commands(sub)
     replay.add_commands(sub)
     info.add_commands(sub)
     bench.add_commands(sub)

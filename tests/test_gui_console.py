@@ -68,6 +68,8 @@ class FakeDaq:
         self.control_port = control_port or free_port()
         self.hz = hz
         self.requests: list[dict] = []
+        self.qc: dict = {"bedside-brain": None}
+        """Each scanner's latest daily QC, as the service's status reply has it."""
         self.state = "idle"
         self.settings: dict = {}
         self.extra: dict = {}
@@ -129,7 +131,7 @@ class FakeDaq:
             self.state = "stopped"
         elif cmd == "status":
             return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1",
-                    "offer": scan_offer()}  # what the real service offers
+                    "offer": scan_offer(), "qc": self.qc}  # what the real service offers
         return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1"}
 
     def _monitor(self, rng: np.random.Generator, now: float) -> dict:
@@ -425,6 +427,20 @@ def test_the_form_offers_what_the_daq_can_emulate(qtbot, console):
                                                                    .count())]
     assert offered == list(nuclides.names()) and box.currentText() == "bedside-brain"
     assert console.offer.scanners["bedside-brain"].module_grid is not None
+
+
+def test_the_scanners_last_daily_qc_is_shown_before_a_scan_red_when_it_failed(
+        qtbot, console, fake_daq):
+    row = console.status.values["qc"]
+    qtbot.waitUntil(lambda: row.text() == "none yet", timeout=5000)
+    fake_daq.qc = {"bedside-brain": {"result": "FAIL", "created_utc": "2026-11-26T06:00:05+00:00",
+                                     "flagged": 3, "run": "runs/qc-20261126T060000"}}
+    qtbot.waitUntil(lambda: row.text() == "FAIL 2026-11-26 06:00 UTC, 3 flagged", timeout=5000)
+    assert "#ff6b5a" in row.styleSheet()
+    fake_daq.qc = {"bedside-brain": {"result": "PASS", "created_utc": "2026-11-27T06:00:04",
+                                     "flagged": 0, "run": "runs/qc-20261127T060000"}}
+    qtbot.waitUntil(lambda: row.text() == "PASS 2026-11-27 06:00 UTC", timeout=5000)
+    assert row.styleSheet() == ""
 
 
 def test_choosing_a_scanner_proposes_its_energy_window(qtbot, console):

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from daq.control.checks import positive
 from daq.messages import DEFAULT_SCAN, FIRMWARES
+from hw.faults import Faults, load_faults
+from hw.scanner import load_scanner
 from infra.errors import UserError
 
 
@@ -37,6 +39,8 @@ class EmulatorSettings:
     firmware: str = DEFAULT_SCAN["firmware"]
     """The boards' packer: ``numba``, ``c``, or ``qemu`` (each board's firmware in QEMU,
     slower than real time: the run ends at the boards' run-stop markers)."""
+    faults: str | None = None
+    """A TOML of faults to inject (:mod:`hw.faults`; the command line's ``--faults``)."""
 
     def __post_init__(self) -> None:
         """Refuse a scan the emulator cannot run, before anything starts."""
@@ -57,6 +61,15 @@ class EmulatorSettings:
         for name in ("activity_mbq", "duration_s", "kinetic_time_scale"):
             if not (name == "activity_mbq" and phantoms.is_blank(self.phantom)):
                 setattr(self, name, positive(getattr(self, name), name))
+        if self.faults is not None:
+            self.injected()     # a bad file: its one line now, before anything starts
+
+    def injected(self) -> Faults:
+        """The faults this scan injects (none without a file)."""
+        if self.faults is None:
+            return Faults()
+        scanner = load_scanner(self.scanner)
+        return load_faults(self.faults, scanner.fault_counts())
 
     @classmethod
     def from_request(cls, settings: object) -> EmulatorSettings:
@@ -76,7 +89,13 @@ class EmulatorSettings:
         return cls(**{k: v for k, v in settings.items() if k in known})
 
     def as_dict(self) -> dict[str, object]:
-        return dict(vars(self))
+        """The settings as the run records them (with the injected faults themselves)."""
+        out = dict(vars(self))
+        if self.faults is None:
+            del out["faults"]
+        else:
+            out["faults"] = {"file": str(self.faults), **self.injected().to_json()}
+        return out
 
 
 def free_port_block(count: int, host: str = "127.0.0.1") -> int:
@@ -123,6 +142,7 @@ def start_emulator(settings: EmulatorSettings, n_boards: int, host: str = "127.0
            "--kinetic-time-scale", str(settings.kinetic_time_scale),
            "--ready-line", "--realtime" if settings.realtime else "--fast",
            "--firmware", settings.firmware, *(["--commands", commands] if commands else []),
+           *(["--faults", str(settings.faults)] if settings.faults else []),
            "--parent-pid", str(os.getpid())]  # it dies with the DAQ, even a killed one
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

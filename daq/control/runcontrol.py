@@ -162,8 +162,13 @@ def _warm_up(scanner: Scanner, sort: SortSettings, live: LiveOptions,
 
 
 def _session(run: RunDir, scanner: Scanner, sources: list[Source], sort: SortSettings,
-             live: LiveOptions, **kw) -> Session:
-    return Session(run, scanner, sources, sort=sort, publisher=live.publisher,
+             live: LiveOptions, settings: dict, **kw) -> Session:
+    """The run's session; its settings record the scanner's latest daily QC (``qc``: a scan
+    started after a failed QC says so)."""
+    from daq.qc.store import last_qc
+
+    settings = {**settings, "qc": last_qc(scanner.name)}
+    return Session(run, scanner, sources, sort=sort, publisher=live.publisher, settings=settings,
                    live_recon=live.recon, recon_interval_s=live.recon_interval_s, tof=live.tof,
                    frames=live.frames, spheres=live.spheres, **kw)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime as dt
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from daq.control.monitor import MonitorLoop, MonitorPublisher
 from daq.control.offer import scan_offer
 from daq.control.session import Session
 from daq.pipeline.process.processor import SortSettings
+from daq.qc.schedule import DailyQc
 from hw.scanner import load_scanner
 from infra.errors import UserError
 from infra.keys import Guard, KeyFolder, needs_keys
@@ -41,9 +44,11 @@ class DaqService:
     def __init__(self, out_dir: str | Path, monitor_port: int = messages.DEFAULT_MONITOR_PORT,
                  control_port: int = messages.DEFAULT_CONTROL_PORT, host: str = "127.0.0.1",
                  live_recon: bool = True, threads: int | None = None,
-                 keys: KeyFolder | None = None) -> None:
+                 keys: KeyFolder | None = None, daily_qc: DailyQc | None = None) -> None:
         """``threads``: each run's processing threads (None: every core). ``keys``: only the
-        folder's authorised clients may connect (CURVE); needed beyond loopback."""
+        folder's authorised clients may connect (CURVE); needed beyond loopback.
+        ``daily_qc``: the QC to run once a day while idle (:mod:`daq.qc.schedule`)."""
+        self.daily_qc = daily_qc
         needs_keys(host, keys, "the DAQ service")
         self.out_dir = Path(out_dir)
         self.live_recon = live_recon
@@ -104,6 +109,7 @@ class DaqService:
         poller.register(self._rep, zmq.POLLIN)
         while not self._stop.is_set():
             if not poller.poll(100):
+                self._poll_qc()
                 continue
             try:
                 request = messages.unpack(self._rep.recv())
@@ -114,12 +120,21 @@ class DaqService:
                 reply = {"ok": False, "error": f"request failed: {type(exc).__name__}: {exc}"}
             self._rep.send(messages.pack({"state": self.state, "run": self._last_run, **reply}))
 
+    def _poll_qc(self) -> None:
+        """Start the daily QC when it is due and no run acquires; say how it ended."""
+        if self.daily_qc is None:
+            return
+        idle = not self._starting and not (self._finisher and self._finisher.is_alive())
+        said = self.daily_qc.poll(dt.datetime.now().astimezone(), idle)
+        if said:
+            print(f"daily QC: {said}", file=sys.stderr, flush=True)
+
     def _handle(self, request: Any) -> dict[str, Any]:
         if not isinstance(request, dict):
             return {"ok": False, "error": "a request is a map with a 'cmd' key"}
         cmd = request.get("cmd")
         if cmd == "status":
-            return {"ok": True, "error": None, "offer": scan_offer()}
+            return {"ok": True, "error": None, "offer": scan_offer(), "qc": _last_qcs()}
         if cmd == "stop":
             if self._starting:
                 self._cancel = True  # the run stops as soon as it has started
@@ -131,6 +146,9 @@ class DaqService:
         if cmd == "start":
             if self._starting or (self._finisher and self._finisher.is_alive()):
                 return {"ok": False, "error": "a run is already acquiring: stop it first"}
+            if self.daily_qc is not None and self.daily_qc.running:
+                return {"ok": False, "error": "the daily QC is acquiring its blank (about a "
+                                             "minute): start the scan after it"}
             self._start_run(request.get("settings"))
             return {"ok": True, "error": None}
         return {"ok": False, "error": f"unknown command {cmd!r}: use start, stop or status"}
@@ -183,6 +201,8 @@ class DaqService:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        if self.daily_qc is not None:
+            self.daily_qc.close()
         if self._loop is not None:
             self._loop.close()
         self._rep.close()
@@ -192,6 +212,14 @@ class DaqService:
     def _close_guard(self) -> None:
         if self._guard is not None:
             self._guard.close()
+
+
+def _last_qcs() -> dict[str, Any]:
+    """Each offered PET scanner's latest daily QC in brief (:func:`daq.qc.store.last_qc`)."""
+    from daq.qc.store import last_qc
+
+    return {name: last_qc(name) for name, about in scan_offer()["scanners"].items()
+            if about.get("kind") == "pet"}
 
 
 def _frames_setting(settings: Any, scanner: Any, emu: EmulatorSettings) -> str | None:

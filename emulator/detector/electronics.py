@@ -41,6 +41,7 @@ class FrontEnd(NamedTuple):
     threshold_kev: float
     jitter_sigma_ps: np.ndarray   # (N,) float64 each crystal's time jitter, sigma ps
     jitter_clip_ps: int
+    offset_ps: np.ndarray         # (N,) int64 each crystal's time offset (an injected skew)
 
 
 def front_end(scanner: Scanner, threshold_kev: float) -> FrontEnd:
@@ -49,12 +50,16 @@ def front_end(scanner: Scanner, threshold_kev: float) -> FrontEnd:
     r = scanner.response
     unit, n_units = dead_time_units(scanner)
     sigma = r.ctr_ps / (2.3548 * math.sqrt(2.0)) * scanner.crystal_jitter_scale()
+    offset = scanner.crystal_time_offset_ps()
+    # (the clip also bounds how far a single's measured time lies from its trigger's: a skew
+    # widens it, so that the singles still leave in measured-time order)
     return FrontEnd(
         module_of=unit, n_modules=n_units,
         integration_ps=round(r.integration_time_ns * 1000), dead_ps=round(r.dead_time_ns * 1000),
         paralysable=r.dead_time_kind == "paralysable", pileup_per_module=scanner.kind == "spect",
         threshold_kev=threshold_kev, jitter_sigma_ps=sigma,
-        jitter_clip_ps=int(max(1000.0, 10.0 * sigma.max())),
+        jitter_clip_ps=int(max(1000.0, 10.0 * sigma.max())) + int(np.abs(offset).max()),
+        offset_ps=offset,
     )
 
 
@@ -129,7 +134,7 @@ def process(dep, order, n_held, out, fe, state, counters, rs):
         s.crystal = d.crystal
         jitter = fe.jitter_sigma_ps[d.crystal] * normal(rs)
         jitter = min(max(jitter, -fe.jitter_clip_ps), fe.jitter_clip_ps)
-        s.t_meas = t + round(jitter)
+        s.t_meas = t + round(jitter) + fe.offset_ps[d.crystal]
         open_slot[key] = n
         open_end[key] = t + fe.integration_ps
         n += 1

@@ -88,6 +88,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_keys_option(p)
     add_out_options(p, with_name=False)
     add_threads_option(p)
+    p.add_argument("--qc-at", default=None, metavar="HH:MM",
+                   help="run the daily QC (petdaq qc) each day at this local time while no run "
+                        "acquires, or as soon as the service is up on a day that has none")
+    p.add_argument("--qc-scanner", default="bedside-brain", help="the scanner --qc-at checks")
+    p.add_argument("--qc-duration", type=float, default=60.0, metavar="SECONDS",
+                   help="the scheduled QC's blank (default 60)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("keys", help="make a CURVE key folder (or add clients to one) for links "
@@ -116,6 +122,9 @@ def add_emulation_options(p: argparse.ArgumentParser) -> None:
                    "acquisition (60: an hour of kinetics in a minute; default 1)")
     g.add_argument("--fast", action="store_true",
                    help="emulate as fast as possible instead of in real time")
+    g.add_argument("--faults", default=None, metavar="FILE.toml",
+                   help="inject faults into the emulated unit ([[dead]], [[noisy]], [[gain]], "
+                        "[[efficiency]], [[skew]]: docs/qc.md); the run records them")
     g.add_argument("--firmware", choices=list(FIRMWARES), default=d.firmware,
                    help="the boards' packer: hw.wire's encoder (numba), the firmware's C packer, "
                         "or the whole firmware in QEMU, one emulated Cortex-M a board, started "
@@ -150,7 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = study_of(args)
     emu = EmulatorSettings(args.scanner, args.phantom, args.nuclide, args.activity_mbq,
                            args.duration, args.seed, realtime=not args.fast,
-                           kinetic_time_scale=args.kinetic_time_scale, firmware=args.firmware)
+                           kinetic_time_scale=args.kinetic_time_scale, firmware=args.firmware,
+                           faults=args.faults)
     check_live_frames(args.frames, load_scanner(args.scanner), args.kinetic_time_scale,
                       args.duration, args.spheres, emulated=True)
     r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,
@@ -221,10 +231,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     checks.tcp_port(args.monitor_port, "--monitor-port")
     checks.tcp_port(args.control_port, "--control-port")
     key_folder = _key_folder(args)
+    daily_qc = _daily_qc(args)
     _stop_on_interrupt_and_term()
     service = DaqService(args.out, monitor_port=args.monitor_port,
                          control_port=args.control_port, host=args.host,
-                         threads=check_threads(args.threads), keys=key_folder).start()
+                         threads=check_threads(args.threads), keys=key_folder,
+                         daily_qc=daily_qc).start()
     secured = f", CURVE keys {args.keys}" if key_folder else ""
     try:  # a Ctrl-C as soon as the line is out closes the service too
         print(f"DAQ service: monitor tcp://{args.host}:{args.monitor_port}, control "
@@ -235,6 +247,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         service.close()
     return 0
+
+
+def _daily_qc(args: argparse.Namespace):
+    """The scheduled QC of ``--qc-at`` (None without it)."""
+    if args.qc_at is None:
+        return None
+    from daq.qc.schedule import DailyQc, parse_time
+
+    checks.positive(args.qc_duration, "--qc-duration", "seconds")
+    load_scanner(args.qc_scanner)
+    return DailyQc(parse_time(args.qc_at), args.qc_scanner, Path(args.out), args.qc_duration)
 
 
 def _stop_on_interrupt_and_term() -> None:

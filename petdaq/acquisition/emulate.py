@@ -11,6 +11,7 @@ import math
 import shutil
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from emulator import phantoms
@@ -20,6 +21,7 @@ from emulator.outputs.packers import packer
 from emulator.outputs.sinks import check_sink, file_paths, open_files, open_sink
 from emulator.shards import Recipe, Sharded
 from hw import nuclides
+from hw.faults import load_faults
 from hw.scanner import load_scanner
 from infra import keys
 from infra.cluster import client_for
@@ -50,6 +52,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", default=None, metavar="FILE.h5",
                    help="write every single's truth to this HDF5 file")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same events)")
+    p.add_argument("--faults", default=None, metavar="FILE.toml",
+                   help="inject faults into the emulated unit ([[dead]], [[noisy]], [[gain]], "
+                        "[[efficiency]], [[skew]]: docs/qc.md)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=True,
                       help="send frames when their time has come (default)")
@@ -151,6 +156,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         raise UserError("emulate needs --to: tcp://host:port, ipc://path, pty, a serial device "
                         "or URL, or a frames file path")
     scanner = load_scanner(args.scanner)
+    if args.faults is not None:
+        scanner = replace(scanner, faults=load_faults(args.faults, scanner.fault_counts()))
     key_folder = keys.open_folder(args.keys) if args.keys is not None else None
     check_sink(args.to, scanner.n_boards, key_folder)
     paths = _cluster_output(args, scanner.n_boards) if args.cluster is not None else []

@@ -31,6 +31,7 @@ import numpy as np
 
 from hw.crystals import CrystalSpread
 from hw.dtypes import SINGLE_DTYPE
+from hw.faults import Faults
 from hw.scanner import Scanner
 from infra.errors import UserError
 from infra.progress import Progress
@@ -204,7 +205,7 @@ def _model_fit(scanner: Scanner, seconds: float, threads: int) -> np.ndarray:
 
     progress = Progress(f"geometric factors of {scanner.name}'s blank scan (once)", 3,
                         unit="steps")
-    model = replace(scanner, crystals=CrystalSpread())
+    model = replace(scanner, crystals=CrystalSpread(), faults=Faults())
     raw = emulator.simulate(model, "blank", "F-18", 0.0, seconds, seed=20261126,
                             threads=threads).raw
     progress.update(1)

@@ -1,0 +1,180 @@
+"""A QC's figures against the scanner's baseline, within the tolerances of a TOML
+(``daq/qc/tolerances.toml`` by default): findings per crystal, module, board and the scanner.
+
+A crystal the baseline already had dead or noisy is listed as known, not flagged again.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daq.qc.figures import Figures, gain_ratio
+from hw.scanner import Scanner
+from infra.errors import UserError
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.toml")
+#: A crystal's tolerance is at least this many standard deviations of its rate ratio's noise
+#: (its singles now and in the baseline): a short blank widens it rather than flagging noise.
+COUNTS_SIGMAS = 5.5
+#: A crystal whose baseline rate is beyond these multiples of its module's median was dead or
+#: noisy already when the baseline was taken.
+KNOWN_RATE = (0.3, 3.0)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check of one component."""
+
+    component: str
+    """``crystal N``, ``module N`` (the ``crystal_module`` sector), ``board N`` or ``scanner``."""
+    check: str
+    status: str
+    value: float
+    tolerance: str
+    action: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A QC's result and what it found (every module and board check, the crystals flagged)."""
+
+    result: str
+    findings: tuple[Finding, ...]
+    known: tuple[int, ...]
+    """Crystals dead or noisy in the baseline already."""
+
+    @property
+    def flagged(self) -> list[Finding]:
+        return [f for f in self.findings if f.status != PASS]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"result": self.result, "findings": [asdict(f) for f in self.findings],
+                "known_from_baseline": [f"crystal {c}" for c in self.known]}
+
+
+def load_tolerances(path: str | Path | None = None) -> dict[str, dict[str, float]]:
+    """The tolerances' tables (``crystal``, ``module``, ``board``, ``scanner``); one line for a
+    missing or malformed file."""
+    path = Path(path) if path is not None else DEFAULT_TOLERANCES
+    if not path.is_file():
+        raise UserError(f"QC tolerances {path}: no such file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"QC tolerances {path}: not valid TOML ({exc})") from None
+    default = tomllib.loads(DEFAULT_TOLERANCES.read_text())
+    for table, keys in default.items():
+        for key in keys:
+            value = data.get(table, {}).get(key, keys[key])
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise UserError(f"QC tolerances {path}: [{table}] {key} must be a number >= 0")
+            default[table][key] = float(value)
+    return default
+
+
+def _status(deviation: float, warn: float, fail: float) -> str:
+    return FAIL if deviation > fail else WARN if deviation > warn else PASS
+
+
+def judge(now: Figures, base: Figures, scanner: Scanner,
+          tolerances: dict[str, dict[str, float]]) -> Verdict:
+    """The findings of ``now`` against the baseline ``base``; FAIL if any check fails, else WARN
+    if any warns."""
+    known = _known(base, scanner)
+    findings = [*_crystals(now, base, known, scanner, tolerances["crystal"]),
+                *_modules(now, base, known, scanner, tolerances["module"]),
+                *_boards(now, base, tolerances["board"]), _scanner(now, base, tolerances)]
+    statuses = {f.status for f in findings}
+    result = FAIL if FAIL in statuses else WARN if WARN in statuses else PASS
+    return Verdict(result, tuple(findings), tuple(int(c) for c in np.flatnonzero(known)))
+
+
+def _known(base: Figures, scanner: Scanner) -> np.ndarray:
+    """(crystals,) bool: dead or noisy in the baseline."""
+    module = scanner.crystal_module
+    median = np.array([np.median(base.crystal_cps[module == m])
+                       for m in range(int(module.max()) + 1)])
+    rel = base.crystal_cps / np.maximum(median[module], 1e-9)
+    return (rel < KNOWN_RATE[0]) | (rel > KNOWN_RATE[1])
+
+
+def _crystals(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
+              tol: dict[str, float]) -> list[Finding]:
+    """Dead and noisy crystals; a live one whose rate moved apart from its module's (a whole
+    module's change is the module's finding) by more than its tolerance, widened to what the
+    counts allow (:data:`COUNTS_SIGMAS` of a short blank's noise)."""
+    ratio = now.crystal_cps / np.maximum(base.crystal_cps, 1e-9)
+    apart = ratio / _module_ratio(ratio, known, scanner)[scanner.crystal_module]
+    floor = COUNTS_SIGMAS * np.sqrt(1 / np.maximum(now.crystal_cps * now.seconds, 1)
+                                    + 1 / np.maximum(base.crystal_cps * base.seconds, 1))
+    warn = np.maximum(tol["rate_warn"], floor)
+    fail = np.maximum(tol["rate_fail"], 2 * floor)
+    out = []
+    for c in np.flatnonzero(~known & ((np.abs(apart - 1) > warn) | (ratio < tol["dead_below"]))):
+        if ratio[c] < tol["dead_below"]:
+            out.append(Finding(f"crystal {c}", "dead", FAIL, float(ratio[c]),
+                               f"singles rate < {tol['dead_below']:g} of baseline",
+                               "its channel gives nothing: check its SiPM, bias and cable; "
+                               "normalize again (a dead crystal's lines are missing data)"))
+        elif apart[c] > 1 + fail[c]:
+            out.append(Finding(f"crystal {c}", "noisy", FAIL, float(apart[c]),
+                               f"singles rate <= {1 + fail[c]:.3g} of its module's",
+                               "it triggers on its own: raise its threshold or mask it"))
+        else:
+            out.append(Finding(f"crystal {c}", "singles rate, over its module's",
+                               _status(abs(float(apart[c]) - 1), warn[c], fail[c]),
+                               float(apart[c]), f"+/-{warn[c]:.3g} warn, +/-{fail[c]:.3g} fail",
+                               "its efficiency moved: normalize again"))
+    return out
+
+
+def _module_ratio(ratio: np.ndarray, known: np.ndarray, scanner: Scanner) -> np.ndarray:
+    """(modules,) the median of each module's crystals' rate ratios (known ones left out)."""
+    module = scanner.crystal_module
+    return np.array([np.median(ratio[(module == m) & ~known])
+                     for m in range(int(module.max()) + 1)])
+
+
+def _modules(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
+             tol: dict[str, float]) -> list[Finding]:
+    ratio = _module_ratio(now.crystal_cps / np.maximum(base.crystal_cps, 1e-9), known, scanner)
+    out = []
+    for m in range(now.module_spectra.shape[0]):
+        rate = float(ratio[m])
+        gain = gain_ratio(now.module_spectra[m], base.module_spectra[m])
+        out.append(Finding(f"module {m}", "singles rate",
+                           _status(abs(rate - 1), tol["rate_warn"], tol["rate_fail"]), rate,
+                           f"+/-{tol['rate_warn']:g} warn, +/-{tol['rate_fail']:g} fail",
+                           "its efficiency moved: check its bias voltage and temperature, "
+                           "then normalize again"))
+        out.append(Finding(f"module {m}", "gain",
+                           _status(abs(gain - 1), tol["gain_warn"], tol["gain_fail"]), gain,
+                           f"+/-{tol['gain_warn']:g} warn, +/-{tol['gain_fail']:g} fail",
+                           "its gain moved: petdaq calibrate BLANK_RUN --method lu176"))
+    return out
+
+
+def _boards(now: Figures, base: Figures, tol: dict[str, float]) -> list[Finding]:
+    shift = now.board_offset_ps - base.board_offset_ps
+    shift = shift - np.median(shift)       # one board off: the others stay put
+    return [Finding(f"board {b}", "time offset (ps)",
+                    _status(abs(float(s)), tol["offset_warn_ps"], tol["offset_fail_ps"]),
+                    float(s), f"+/-{tol['offset_warn_ps']:g} ps warn, "
+                    f"+/-{tol['offset_fail_ps']:g} ps fail",
+                    "its clock or cable delay moved: petdaq calibrate RUN --method timing")
+            for b, s in enumerate(shift)]
+
+
+def _scanner(now: Figures, base: Figures, tolerances: dict[str, dict[str, float]]) -> Finding:
+    tol = tolerances["scanner"]
+    r = now.intrinsic_cps / max(base.intrinsic_cps, 1e-9)
+    return Finding("scanner", "intrinsic coincidence rate",
+                   _status(abs(r - 1), tol["intrinsic_warn"], tol["intrinsic_fail"]), r,
+                   f"+/-{tol['intrinsic_warn']:g} warn, +/-{tol['intrinsic_fail']:g} fail",
+                   "the whole ring's sensitivity moved: check the cooling and bias supply")

@@ -1,0 +1,180 @@
+"""What a blank run shows of each crystal, module and board: singles rates, the Lu-176
+spectrum's place (gain) and the boards' time offsets from the intrinsic coincidences.
+
+A module is a ``crystal_module`` sector, all its module rings. Its gain is read from the shape
+of its singles' Lu-176 spectrum (the beta continuum under the 88, 202 and 307 keV cascade):
+histogrammed in log energy, a gain change is a shift, found by cross-correlation with the
+baseline's. The boards' offsets come from the blank's coincidences in the Lu-176 window: a
+crystal's decay and the gamma it sends to another crystal are as often on either side, so the
+centre of the time differences between two boards is the difference of their offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.dtypes import SINGLE_DTYPE
+from hw.scanner import Scanner
+
+#: The module spectra: log-energy bins of this width (0.25 % of the energy) from
+#: ``SPECTRUM_KEV[0]`` to ``SPECTRUM_KEV[1]``.
+SPECTRUM_KEV, LOG_BIN = (150.0, 900.0), 0.0025
+#: The part of a module's spectrum whose shape sets its gain (keV): a shift of up to 15 % keeps
+#: it inside :data:`SPECTRUM_KEV`.
+CORE_KEV = (200.0, 700.0)
+#: The half width (ps) of the time differences about a pair of boards' centre that its mean is
+#: taken over: the intrinsic pairs' TOF across the ring (under 900 ps) and the time resolution.
+CENTRE_HALF_WIDTH_PS = 2000.0
+#: A crystal whose singles rate is beyond these multiples of its module's median is left out of
+#: the module's spectrum and the boards' offsets (a noisy channel's own triggers have a flat
+#: spectrum and pair at random with every board; a dead one gives nothing).
+OUTLIER_RATE = (0.3, 3.0)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A blank run's figures (one QC's measurement, or the baseline's)."""
+
+    scanner: str
+    scanner_digest: str
+    seconds: float
+    crystal_cps: np.ndarray
+    """(crystals,) singles per second above the trigger threshold."""
+    module_spectra: np.ndarray
+    """(modules, bins) singles per log-energy bin (:data:`LOG_BIN`)."""
+    board_offset_ps: np.ndarray
+    """(boards,) each board's time offset (mean 0 over the boards)."""
+    intrinsic_cps: float
+    """Coincidences per second in the Lu-176 window, delayeds subtracted."""
+    from_run: str = ""
+    created_utc: str = ""
+
+    def arrays(self) -> dict[str, object]:
+        """The figures as the fields of an ``.npz``."""
+        return {"scanner": self.scanner, "scanner_digest": self.scanner_digest,
+                "seconds": self.seconds, "crystal_cps": self.crystal_cps,
+                "module_spectra": self.module_spectra, "board_offset_ps": self.board_offset_ps,
+                "intrinsic_cps": self.intrinsic_cps, "from_run": self.from_run,
+                "created_utc": self.created_utc}
+
+
+def measure(singles: np.ndarray, scanner: Scanner, seconds: float, threads: int = 1,
+            from_run: str = "", created_utc: str = "") -> Figures:
+    """The figures of a blank run's singles (hw.SINGLE_DTYPE, keV, time order) over
+    ``seconds``."""
+    assert singles.dtype == SINGLE_DTYPE
+    counts = np.bincount(singles["crystal"], minlength=scanner.n_crystals)
+    coinc = _intrinsic(singles, scanner, threads)
+    prompts = coinc[coinc["delayed"] == 0]
+    net = prompts.size - int(np.count_nonzero(coinc["delayed"]))
+    keep = typical(counts, scanner)
+    return Figures(scanner.name, scanner.digest, float(seconds), counts / seconds,
+                   module_spectra(singles[keep[singles["crystal"]]], scanner),
+                   board_offsets(coinc[keep[coinc["crystal_a"]] & keep[coinc["crystal_b"]]],
+                                 scanner), net / seconds, from_run, created_utc)
+
+
+def _intrinsic(singles: np.ndarray, scanner: Scanner, threads: int) -> np.ndarray:
+    """The blank's coincidences (COINC_DTYPE) in the normalization's Lu-176 window."""
+    from coincidence.sorter import sort
+    from recon.calibration.normalization import BLANK_SECTOR_DIFFERENCE, LU176_WINDOW_KEV
+
+    return sort(singles, scanner=scanner, energy_window_kev=LU176_WINDOW_KEV,
+                delay_ps=scanner.acquisition["delay_ps"],
+                min_sector_difference=BLANK_SECTOR_DIFFERENCE, threads=threads)
+
+
+def n_bins() -> int:
+    return int(np.ceil(np.log(SPECTRUM_KEV[1] / SPECTRUM_KEV[0]) / LOG_BIN))
+
+
+def typical(counts: np.ndarray, scanner: Scanner) -> np.ndarray:
+    """(crystals,) bool: the crystals whose singles lie within :data:`OUTLIER_RATE` of their
+    module's median (not dead, not noisy)."""
+    module = scanner.crystal_module
+    median = np.array([np.median(counts[module == m]) for m in range(int(module.max()) + 1)])
+    rel = counts / np.maximum(median[module], 1.0)
+    return (rel >= OUTLIER_RATE[0]) & (rel <= OUTLIER_RATE[1])
+
+
+def module_spectra(s: np.ndarray, scanner: Scanner) -> np.ndarray:
+    """(modules, bins) each module's spectrum in log energy of singles ``s``."""
+    module = scanner.crystal_module
+    n_modules = int(module.max()) + 1
+    e = s["energy"].astype(np.float64)
+    inside = (e > SPECTRUM_KEV[0]) & (e < SPECTRUM_KEV[1])
+    b = np.floor(np.log(e[inside] / SPECTRUM_KEV[0]) / LOG_BIN).astype(np.int64)
+    m = module[s["crystal"][inside]].astype(np.int64)
+    nb = n_bins()
+    return np.bincount(m * nb + b, minlength=n_modules * nb).reshape(n_modules, nb)
+
+
+def board_offsets(coinc: np.ndarray, scanner: Scanner) -> np.ndarray:
+    """(boards,) ps: the offsets (mean 0) that best explain the time difference of each pair of
+    boards' prompts (:func:`centre`): least squares over the pairs, each weighted by its net
+    coincidences over the square root of its prompts."""
+    board = scanner.crystal_board
+    ba, bb = board[coinc["crystal_a"]], board[coinc["crystal_b"]]
+    prompt = coinc["delayed"] == 0
+    dt = coinc["dt"].astype(np.float64)        # a prompt's t_b - t_a >= 0
+    n = scanner.n_boards
+    rows, rhs = [], []
+    for i in range(n):
+        for j in range(i + 1, n):
+            forward, backward = (ba == i) & (bb == j), (ba == j) & (bb == i)
+            pair = forward | backward
+            prompts = int(np.count_nonzero(pair & prompt))
+            net = prompts - int(np.count_nonzero(pair & ~prompt))
+            if prompts < 100 or net <= 0:
+                continue
+            s = np.concatenate([dt[forward & prompt], -dt[backward & prompt]])  # t_j - t_i
+            w = net / np.sqrt(prompts)
+            row = np.zeros(n)
+            row[j], row[i] = w, -w
+            rows.append(row)
+            rhs.append(w * centre(s))
+    if not rows:
+        return np.zeros(n)
+    scale = max(abs(r).max() for r in rows)
+    rows.append(np.full(n, scale))             # mean 0
+    rhs.append(0.0)
+    offsets, *_ = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)
+    return offsets
+
+
+def centre(s: np.ndarray, half_width_ps: float = CENTRE_HALF_WIDTH_PS, rounds: int = 5
+           ) -> float:
+    """The centre of symmetry of time differences ``s`` (ps): from their median, the mean of
+    those within ``half_width_ps`` of the last centre, again. Two boards' intrinsic pairs are
+    two peaks at +-TOF (a decay on either side) with a gap between them where a median wanders;
+    randoms, spread evenly, only slow the rounds down."""
+    c = float(np.median(s))
+    for _ in range(rounds):
+        near = s[np.abs(s - c) < half_width_ps]
+        if near.size == 0:
+            break
+        c = float(near.mean())
+    return c
+
+
+def gain_ratio(spectrum: np.ndarray, baseline: np.ndarray, most: float = 0.15) -> float:
+    """The gain of a module's spectrum over its baseline's (1: unchanged): the shift in log
+    energy (within ``most``, to a fraction of a bin) that makes the spectrum's shape over
+    :data:`CORE_KEV` closest to the baseline's (least squares, each normalized to its sum)."""
+    lo, hi = (round(float(np.log(e / SPECTRUM_KEV[0])) / LOG_BIN) for e in CORE_KEV)
+    ref = baseline[lo:hi] / max(baseline[lo:hi].sum(), 1)
+    lags = np.arange(-int(most / LOG_BIN), int(most / LOG_BIN) + 1)
+    lags = lags[(lo + lags >= 0) & (hi + lags <= spectrum.size)]
+    cost = np.empty(lags.size)
+    for n, k in enumerate(lags):
+        part = spectrum[lo + k:hi + k]
+        cost[n] = np.sum((part / max(part.sum(), 1) - ref) ** 2)
+    i = int(np.argmin(cost))
+    frac = 0.0
+    if 0 < i < lags.size - 1:
+        y0, y1, y2 = cost[i - 1], cost[i], cost[i + 1]
+        denom = y0 - 2 * y1 + y2
+        frac = 0.5 * (y0 - y2) / denom if denom > 0 else 0.0
+    return float(np.exp((lags[i] + frac) * LOG_BIN))

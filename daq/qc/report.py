@@ -1,0 +1,73 @@
+"""A QC's report: ``qc.json`` in the run directory, the printed table of what was flagged and
+what to do, the crystals' map (PNG) and the history line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daq.qc.checks import Verdict
+from daq.qc.figures import Figures, gain_ratio
+from hw.scanner import Scanner
+from infra.atomic import replacing
+
+#: The crystals' map colours a crystal's singles rate over its baseline's from blue (this low)
+#: through white (1) to red (as high); black: dead.
+MAP_RANGE = 0.3
+#: Pixels a crystal takes in the map, across and along.
+MAP_PIXELS = 3
+
+
+def write_json(run_path: Path, verdict: Verdict, facts: dict[str, Any]) -> Path:
+    """``RUN/qc.json``: ``result``, ``findings`` and how the QC was made (``facts``)."""
+    path = run_path / "qc.json"
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps({**verdict.to_json(), **facts}, indent=1) + "\n")
+    return path
+
+
+def table(verdict: Verdict) -> list[str]:
+    """The flagged findings, one line each with what to do, worst first."""
+    order = {"FAIL": 0, "WARN": 1, "PASS": 2}
+    flagged = sorted(verdict.flagged, key=lambda f: (order[f.status], f.component))
+    if not flagged:
+        return ["  nothing flagged"]
+    width = max(len(f.component) for f in flagged)
+    return [f"  {f.status}  {f.component:<{width}}  {f.check}: {f.value:.4g} "
+            f"({f.tolerance}): {f.action}" for f in flagged]
+
+
+def crystal_map(now: Figures, base: Figures, scanner: Scanner, path: Path) -> Path:
+    """A PNG of every crystal's singles rate over its baseline's, rings down, around the ring
+    across."""
+    from recon.outputs.png import write_png
+
+    ratio = now.crystal_cps / np.maximum(base.crystal_cps, 1e-9)
+    grid = ratio.reshape(scanner.n_rings, scanner.crystals_per_ring)
+    x = np.clip((grid - 1.0) / MAP_RANGE, -1.0, 1.0)
+    rgb = np.empty((*grid.shape, 3))
+    rgb[..., 0] = np.where(x < 0, 1 + x, 1.0)
+    rgb[..., 1] = 1 - np.abs(x)
+    rgb[..., 2] = np.where(x > 0, 1 - x, 1.0)
+    rgb[grid < 0.05] = 0.0
+    pixels = np.repeat(np.repeat((rgb * 255).astype(np.uint8), MAP_PIXELS, 0), MAP_PIXELS, 1)
+    return write_png(path, pixels)
+
+
+def history_entry(now: Figures, base: Figures, verdict: Verdict, run: str) -> dict[str, Any]:
+    """One line of the scanner's QC history: the result and each module's and board's figures
+    (the trends a single day does not show)."""
+    by = {(f.component, f.check): f.value for f in verdict.findings}
+    modules = now.module_spectra.shape[0]
+    return {"created_utc": now.created_utc, "run": run, "result": verdict.result,
+            "seconds": now.seconds, "flagged": [f"{f.component}: {f.check}"
+                                                 for f in verdict.flagged],
+            "module_rate": [round(by[(f"module {m}", "singles rate")], 5) for m in range(modules)],
+            "module_gain": [round(gain_ratio(now.module_spectra[m], base.module_spectra[m]), 5)
+                            for m in range(modules)],
+            "board_offset_ps": [round(by[(f"board {b}", "time offset (ps)")], 1)
+                                for b in range(now.board_offset_ps.size)],
+            "intrinsic_cps": round(now.intrinsic_cps, 1)}

@@ -1,0 +1,172 @@
+"""``petdaq qc``: the daily check of every crystal, module and board against the scanner's
+baseline, from a blank scan of the crystals' own Lu-176 (:mod:`daq.qc`)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from infra.errors import UserError
+
+#: The blank's default length (s): each crystal's ~6 k singles hold its rate ratio to 1.8 %, so
+#: that a crystal 15 % off (the tolerance) stands 8 standard deviations clear of the noise.
+DEFAULT_SECONDS = 60.0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``qc``."""
+    p = sub.add_parser("qc", help="daily quality control: a blank scan (the crystals' own "
+                       "Lu-176, no source) checked crystal by crystal, module by module and "
+                       "board by board against the scanner's baseline")
+    p.add_argument("--run", default=None, metavar="RUN",
+                   help="check an existing blank run (from the boards: petdaq acquire ... "
+                        "--duration 60); default: acquire a blank from the emulator")
+    p.add_argument("--set-baseline", action="store_true",
+                   help="store this blank's figures as the scanner's baseline (after "
+                        "calibration and normalization) instead of checking them")
+    p.add_argument("--history", action="store_true",
+                   help="print every QC of the scanner: the result and each module's and "
+                        "board's figures, oldest first")
+    p.add_argument("--scanner", default="bedside-brain", help="built-in name or .toml path")
+    p.add_argument("--duration", type=float, default=DEFAULT_SECONDS,
+                   help=f"seconds of blank to acquire (default {DEFAULT_SECONDS:g})")
+    p.add_argument("--seed", type=int, default=1, help="the emulated blank's random seed")
+    p.add_argument("--faults", default=None, metavar="FILE.toml",
+                   help="faults to inject into the emulated unit (docs/qc.md)")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="where the blank run goes")
+    p.add_argument("--name", default=None, help="the blank run's name (default qc-<UTC time>)")
+    p.add_argument("--tolerances", default=None, metavar="FILE.toml",
+                   help="tolerances (default: daq/qc/tolerances.toml)")
+    p.set_defaults(func=cmd_qc)
+
+
+def cmd_qc(args: argparse.Namespace) -> int:
+    from daq.qc import checks, store
+    from hw.scanner import load_scanner
+
+    t0 = time.monotonic()
+    if args.history:
+        return _print_history(load_scanner(args.scanner).name)
+    tolerances = checks.load_tolerances(args.tolerances)
+    if args.run is None:
+        scanner = load_scanner(args.scanner)
+        if not args.set_baseline:
+            store.baseline(scanner)          # none: say so before acquiring
+        run = _acquire_blank(args)
+    else:
+        run = _open_run(args.run)
+    t_acquired = time.monotonic()
+    scanner, now = _figures(run)
+    if args.set_baseline:
+        print(f"stored the QC baseline of {scanner.name}: {store.save_baseline(now)} "
+              f"({now.seconds:.0f} s blank, {now.intrinsic_cps:.0f} intrinsic coincidences/s)")
+        return 0
+    base, base_path = store.baseline(scanner)
+    _check_blank(run, now, base)
+    return _report(run, scanner, now, base, base_path, tolerances,
+                   (t_acquired - t0, time.monotonic() - t_acquired))
+
+
+def _open_run(path: str):
+    from runstore.rundir import RunDir
+
+    run = RunDir.open(Path(path))
+    if not run.journal.is_file():
+        raise UserError(f"{run.path} has no journal of singles to check")
+    return run
+
+
+def _acquire_blank(args: argparse.Namespace):
+    """``petdaq run --phantom blank --fast --no-recon`` of ``--duration`` s (its own progress on
+    stderr); the run."""
+    from runstore.rundir import RunDir, utc_now
+
+    if not (args.duration > 0 and np.isfinite(args.duration)):
+        raise UserError(f"--duration must be a positive number of seconds, got {args.duration}")
+    name = args.name or "qc-" + utc_now().replace(":", "").replace("-", "")[:15]
+    cmd = [sys.executable, "-m", "petdaq", "run", "--scanner", args.scanner, "--phantom",
+           "blank", "--duration", f"{args.duration:g}", "--seed", str(args.seed), "--fast",
+           "--no-recon", "--out", str(args.out), "--name", name,
+           *(["--faults", args.faults] if args.faults else [])]
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["(nothing said)"])[-1]
+        raise UserError(f"the blank acquisition failed: {last.removeprefix('petdaq: error: ')}")
+    return RunDir.open(Path(args.out) / name)
+
+
+def _figures(run):
+    """(scanner, figures) of a blank run's singles."""
+    from daq.pipeline.replay import decode_journal
+    from daq.qc.figures import measure
+    from infra.pool import available_cores
+    from petdaq.runs.source import run_calibration, run_scanner
+    from runstore.rundir import utc_now
+
+    scanner = run_scanner(run)
+    if scanner.kind != "pet":
+        raise UserError(f"{scanner.name} is {scanner.kind.upper()}: the Lu-176 QC is for PET "
+                        "rings")
+    singles = run_calibration(run, scanner).apply(decode_journal(run.journal, scanner))
+    if singles.size < 2:
+        raise UserError(f"{run.path} holds no singles to check")
+    seconds = float(singles["t"][-1] - singles["t"][0]) * 1e-12
+    return scanner, measure(singles, scanner, seconds, available_cores(), str(run.path),
+                            utc_now())
+
+
+def _check_blank(run, now, base) -> None:
+    """A run of a phantom, or with far more singles than the baseline's blank, is not a blank."""
+    emulated = run.start.settings.get("emulator") if run.start else None
+    phantom = emulated.get("phantom") if isinstance(emulated, dict) else None
+    if phantom and phantom != "blank":
+        raise UserError(f"{run.path} is a scan of the {phantom} phantom, not a blank: the QC "
+                        "needs nothing in the scanner (petdaq qc acquires one)")
+    ratio = float(now.crystal_cps.sum() / max(base.crystal_cps.sum(), 1e-9))
+    if ratio > 1.5:
+        raise UserError(f"{run.path} is not a blank: {ratio:.1f} times the baseline's singles "
+                        "rate (a source in the scanner?)")
+
+
+def _report(run, scanner, now, base, base_path, tolerances, times_s) -> int:
+    from daq.qc import checks, report, store
+
+    verdict = checks.judge(now, base, scanner, tolerances)
+    facts = {"scanner": scanner.name, "run": str(run.path), "blank_s": round(now.seconds, 2),
+             "baseline": str(base_path), "baseline_utc": base.created_utc,
+             "acquisition_s": round(times_s[0], 1), "analysis_s": round(times_s[1], 1)}
+    path = report.write_json(run.path, verdict, facts)
+    png = report.crystal_map(now, base, scanner, run.path / "qc_crystals.png")
+    store.append_history(scanner.name, report.history_entry(now, base, verdict, str(run.path)))
+    known = f"; known since the baseline: {len(verdict.known)} crystal(s)" if verdict.known else ""
+    print(f"QC {verdict.result}: {scanner.name}, {now.seconds:.0f} s blank, "
+          f"{len(verdict.flagged)} flagged{known}")
+    print("\n".join(report.table(verdict)))
+    print(f"{path}, {png}; {sum(times_s):.1f} s (acquisition {times_s[0]:.1f} s, analysis "
+          f"{times_s[1]:.1f} s)")
+    return 1 if verdict.result == checks.FAIL else 0
+
+
+def _print_history(scanner_name: str) -> int:
+    from daq.qc import store
+
+    entries = store.read_history(scanner_name)
+    if not entries:
+        print(f"no QC of {scanner_name} yet ({store.history_path(scanner_name)})")
+        return 0
+    print(f"{'UTC':<20} {'result':<6} {'module rate (min..max)':<24} "
+          f"{'gain (min..max)':<17} {'boards (ps, worst)':<18} flagged")
+    for e in entries:
+        rate, gain, boards = e["module_rate"], e["module_gain"], e["board_offset_ps"]
+        worst = max(boards, key=abs)
+        print(f"{e['created_utc'][:19]:<20} {e['result']:<6} "
+              f"{min(rate):.4f}..{max(rate):.4f}{'':<8} {min(gain):.4f}..{max(gain):.4f}  "
+              f"{worst:+8.1f}{'':<10} {', '.join(e['flagged'][:3])}"
+              + (f" (+{len(e['flagged']) - 3})" if len(e["flagged"]) > 3 else ""))
+    print(store.history_path(scanner_name))
+    return 0
