@@ -125,6 +125,19 @@ def curves_message(*, start_min: list[float], duration_min: list[float],
             "frames_done": int(frames_done), "frames_total": int(frames_total)}
 
 
+def qc_message(*, scanner: str, result: str, created_utc: str, flagged: list[str],
+               picture: np.ndarray | None, trend: dict[str, list[Any]]) -> dict[str, Any]:
+    """A scanner's latest daily QC for the console's QC tab: its result, time and flagged
+    findings, the crystals' map ([row, column, RGB] uint8: rings down, around the ring across,
+    blue low, red high; None when its run is gone) and the trend of every QC so far (lists of
+    ``created_utc``, ``result``, ``module_rate_min``/``max``, ``gain_min``/``max``,
+    ``board_worst_ps``)."""
+    return {"type": "qc", "v": SCHEMA_VERSION, "scanner": scanner, "result": result,
+            "created_utc": created_utc, "flagged": list(flagged),
+            "picture": None if picture is None else encode_array(np.asarray(picture, np.uint8)),
+            "trend": {k: list(v) for k, v in trend.items()}}
+
+
 def polar_map_message(*, percent: list[float], picture: np.ndarray, abnormal_below: float,
                       apex_mm: list[float], base_mm: list[float]) -> dict[str, Any]:
     """A cardiac SPECT scan's 17-segment polar map at the stop: each segment's percent of the

@@ -182,6 +182,7 @@ class RunStatus(QtWidgets.QGroupBox):
             form.addRow(name, label)
             self.values[key] = label
         self.values["message"].setWordWrap(True)
+        self.values["qc"].setWordWrap(True)
         self.values["message"].setStyleSheet("color: #f0b54a;")
         self.setLayout(form)
 

@@ -387,3 +387,40 @@ def qc_line(reply: dict[str, Any] | None, scanner: str) -> tuple[str, str]:
     flagged = last.get("flagged")
     more = f", {flagged} flagged" if isinstance(flagged, int) and flagged else ""
     return f"{result} {when} UTC{more}", result
+
+
+@dataclass(frozen=True)
+class QcView:
+    """A scanner's latest daily QC and its trend (:func:`daq.messages.qc_message`)."""
+
+    scanner: str
+    result: str
+    created_utc: str
+    flagged: tuple[str, ...]
+    picture: np.ndarray | None
+    trend: dict[str, np.ndarray]
+    """``module_rate_min``/``max``, ``gain_min``/``max``, ``board_worst_ps``: one value per QC,
+    oldest first (NaN where a QC lacks it)."""
+    results: tuple[str, ...]
+
+
+def qc_view(message: Any) -> QcView | None:
+    """Parse a QC message; None if unusable."""
+    try:
+        picture = message["picture"]
+        picture = None if picture is None else decode_array(picture)
+        trend = message["trend"]
+        series = {k: np.array([np.nan if v is None else float(v) for v in trend[k]])
+                  for k in ("module_rate_min", "module_rate_max", "gain_min", "gain_max",
+                            "board_worst_ps")}
+        view = QcView(str(message["scanner"]), str(message["result"]),
+                      str(message["created_utc"]), tuple(map(str, message["flagged"])),
+                      picture, series, tuple(map(str, trend["result"])))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if picture is not None and (picture.ndim != 3 or picture.shape[2] != 3
+                                or picture.dtype != np.uint8):
+        return None
+    if len({len(v) for v in view.trend.values()} | {len(view.results)}) != 1:
+        return None
+    return view

@@ -23,7 +23,8 @@ from gui.images import ImagePanel
 from gui.link import ControlClient, FeedCounters, MonitorFeed, Reply, Secure
 from gui.local_daq import LocalDaq
 from gui.plots import AcquisitionPlots
-from gui.views import MonitorView, ScanOffer, offer_view, qc_line
+from gui.qcpanel import QcPanel
+from gui.views import MonitorView, ScanOffer, offer_view, qc_line, qc_view
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 
@@ -81,6 +82,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.side = QtWidgets.QTabWidget()
         self.side.addTab(self.curves, "Curves")
         self.side.addTab(self.bullseye, "Bull's-eye")
+        self.qc = QcPanel()
+        self.side.addTab(self.qc, "QC")
 
         self.setCentralWidget(self._layout())
         self.status_line = QtWidgets.QLabel()
@@ -108,6 +111,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._started_at = time.time()
         self._form_touched = False
         self._pending: collections.Counter[str] = collections.Counter()
+        self._qc_shown: tuple[str, str] | None = None
+        """(scanner, QC line) whose full QC the QC tab shows or has asked for."""
         self._command_error = ""
         self._meter = RefreshMeter()
         self._closed = False
@@ -248,7 +253,13 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self._set_state(r.reply["state"], r.at)
         if cmd == "status":
             self._take_offer(offer_view(r.reply))
-            self.status.show_qc(*qc_line(r.reply, self.controls.scanner.currentText().strip()))
+            self._take_qc_line(r.reply)
+            return
+        if cmd == "qc":
+            self._pending[cmd] -= 1
+            view = qc_view((r.reply or {}).get("qc")) if r.ok else None
+            if view is not None:
+                self.qc.show_qc(view)
             return
         self._pending[cmd] -= 1
         self.command_replies.append(r)
@@ -331,6 +342,16 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _scanner_chosen(self, name: str) -> None:
         self._form_touched = True
         self._propose_window(name)
+
+    def _take_qc_line(self, reply: dict | None) -> None:
+        """The chosen scanner's latest QC in the run status; a new one (or another scanner's)
+        is asked for in full for the QC tab."""
+        scanner = self.controls.scanner.currentText().strip()
+        line, result = qc_line(reply, scanner)
+        self.status.show_qc(line, result)
+        if result and (scanner, line) != self._qc_shown and not self._pending["qc"]:
+            self._qc_shown = (scanner, line)
+            self._send({"cmd": "qc", "scanner": scanner})
 
     def _take_offer(self, offer: ScanOffer | None) -> None:
         """A DAQ's offer fills the form's boxes (once, and again when it changes)."""

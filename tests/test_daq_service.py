@@ -169,3 +169,29 @@ def test_petdaq_serve_started_in_the_background_stops_on_ctrl_c_and_sigterm(tmp_
         if serve.poll() is None:
             serve.kill()
             serve.wait()
+
+
+def test_the_qc_command_gives_the_latest_qc_in_full_or_says_what_it_needs(service, tmp_path,
+                                                                        monkeypatch):
+    """``qc``: a scanner's latest daily QC (result, findings, trend) for the console's QC tab;
+    None before the first; an unknown scanner in one line."""
+    import json
+
+    from daq.qc.store import append_history
+
+    monkeypatch.setenv("BEDSIDE_PET_HOME", str(tmp_path / "home"))
+    ask, _ = service
+    reply = ask(messages.pack({"cmd": "qc", "scanner": "bedside-brain"}))
+    assert reply["ok"] is True and reply["qc"] is None
+    append_history("bedside-brain", {"created_utc": "2026-11-26T06:00:05", "run": "gone",
+                                     "result": "WARN", "flagged": ["module 2: gain"],
+                                     "module_rate": [1.0, 0.99], "module_gain": [1.0, 0.988],
+                                     "board_offset_ps": [3.0, -3.0]})
+    qc = ask(messages.pack({"cmd": "qc", "scanner": "bedside-brain"}))["qc"]
+    assert qc["result"] == "WARN" and qc["flagged"] == ["module 2: gain"]
+    assert qc["picture"] is None  # its run is gone: no map
+    assert qc["trend"]["gain_min"] == [0.988] and qc["trend"]["board_worst_ps"] == [3.0]
+    status = ask(messages.pack({"cmd": "status"}))
+    assert status["qc"]["bedside-brain"]["result"] == "WARN" and json.dumps(status)
+    bad = ask(messages.pack({"cmd": "qc", "scanner": "nope"}))
+    assert bad["ok"] is False and bad["error"] == "qc needs a scanner the DAQ offers, got 'nope'"

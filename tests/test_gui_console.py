@@ -70,6 +70,8 @@ class FakeDaq:
         self.requests: list[dict] = []
         self.qc: dict = {"bedside-brain": None}
         """Each scanner's latest daily QC, as the service's status reply has it."""
+        self.qc_full: dict | None = None
+        """The reply to ``qc``: the latest QC's message for the QC tab."""
         self.state = "idle"
         self.settings: dict = {}
         self.extra: dict = {}
@@ -129,6 +131,9 @@ class FakeDaq:
             self._started = time.monotonic()
         elif cmd == "stop":
             self.state = "stopped"
+        elif cmd == "qc":
+            return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1",
+                    "qc": self.qc_full}
         elif cmd == "status":
             return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1",
                     "offer": scan_offer(), "qc": self.qc}  # what the real service offers
@@ -441,6 +446,42 @@ def test_the_scanners_last_daily_qc_is_shown_before_a_scan_red_when_it_failed(
                                      "flagged": 0, "run": "runs/qc-20261127T060000"}}
     qtbot.waitUntil(lambda: row.text() == "PASS 2026-11-27 06:00 UTC", timeout=5000)
     assert row.styleSheet() == ""
+
+
+def test_the_qc_tab_shows_the_latest_qcs_map_trend_and_what_to_do(qtbot, console, fake_daq,
+                                                                   tmp_path):
+    """A new QC in the status reply: the console asks for it in full (``qc``) and the QC tab
+    draws its crystals' map, the modules' trend, and for a failed gain the Lu-176 calibration
+    offer; a screenshot of the tab is saved for a person to look at."""
+    from daq.qc.report import console_message
+
+    ratio = np.ones((48, 256), np.float32)
+    ratio[:, 144:160] = 0.9          # module 9 lost 10 %
+    ratio[0, 17] = 0.0               # a dead crystal
+    run = tmp_path / "qc-run"
+    run.mkdir()
+    np.save(run / "qc_ratio.npy", ratio)
+    history = [{"created_utc": f"2026-11-2{d}T06:00:0{d}", "run": str(run), "result": r,
+                "flagged": f, "module_rate": [1.0] * 15 + [m], "module_gain": [1.0] * 15 + [g],
+                "board_offset_ps": [1.0, -2.0, 0.5, 0.5]}
+               for d, r, f, m, g in ((4, "PASS", [], 1.0, 1.0), (5, "PASS", [], 0.99, 1.0),
+                                     (6, "FAIL", ["crystal 17: dead", "module 3: gain",
+                                                  "module 9: singles rate"], 0.9, 0.97))]
+    fake_daq.qc_full = console_message("bedside-brain", history)
+    fake_daq.qc = {"bedside-brain": {"result": "FAIL", "created_utc": "2026-11-26T06:00:06",
+                                     "flagged": 3, "run": str(run)}}
+    panel = console.qc
+    qtbot.waitUntil(lambda: panel.shown is not None, timeout=5000)
+    assert panel.shown.result == "FAIL" and panel.shown.picture.shape == (144, 768, 3)
+    assert "petdaq calibrate QC_RUN --method lu176" in panel.title.text
+    assert panel.picture.image.shape == (144, 768, 3)
+    x, y = panel.rate[0].getData()
+    assert list(x) == [0, 1, 2] and y[-1] == pytest.approx(0.9)
+    assert [q["cmd"] for q in fake_daq.requests].count("qc") == 1   # asked once per new QC
+    console.side.setCurrentWidget(panel)
+    console.resize(1600, 1000)
+    qtbot.wait(200)
+    assert console.grab().save(str(tmp_path / "qc_tab.png"))
 
 
 def test_choosing_a_scanner_proposes_its_energy_window(qtbot, console):

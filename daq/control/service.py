@@ -135,6 +135,8 @@ class DaqService:
         cmd = request.get("cmd")
         if cmd == "status":
             return {"ok": True, "error": None, "offer": scan_offer(), "qc": _last_qcs()}
+        if cmd == "qc":
+            return _qc_reply(request.get("scanner"))
         if cmd == "stop":
             if self._starting:
                 self._cancel = True  # the run stops as soon as it has started
@@ -151,7 +153,7 @@ class DaqService:
                                              "minute): start the scan after it"}
             self._start_run(request.get("settings"))
             return {"ok": True, "error": None}
-        return {"ok": False, "error": f"unknown command {cmd!r}: use start, stop or status"}
+        return {"ok": False, "error": f"unknown command {cmd!r}: use start, stop, status or qc"}
 
     def _start_run(self, settings: Any) -> None:
         emu = EmulatorSettings.from_request(settings)
@@ -220,6 +222,16 @@ def _last_qcs() -> dict[str, Any]:
 
     return {name: last_qc(name) for name, about in scan_offer()["scanners"].items()
             if about.get("kind") == "pet"}
+
+
+def _qc_reply(scanner: Any) -> dict[str, Any]:
+    """The ``qc`` command: a scanner's latest QC, map and trend for the console's QC tab."""
+    from daq.qc.report import console_message
+    from daq.qc.store import read_history
+
+    if not isinstance(scanner, str) or scanner not in scan_offer()["scanners"]:
+        return {"ok": False, "error": f"qc needs a scanner the DAQ offers, got {scanner!r}"}
+    return {"ok": True, "error": None, "qc": console_message(scanner, read_history(scanner))}
 
 
 def _frames_setting(settings: Any, scanner: Any, emu: EmulatorSettings) -> str | None:

@@ -19,6 +19,10 @@ from infra.atomic import replacing
 MAP_RANGE = 0.3
 #: Pixels a crystal takes in the map, across and along.
 MAP_PIXELS = 3
+#: The crystals' rate ratios beside the map, in the QC's run directory.
+RATIO_FILE = "qc_ratio.npy"
+#: QCs in the console's trend.
+TREND_QCS = 60
 
 
 def write_json(run_path: Path, verdict: Verdict, facts: dict[str, Any]) -> Path:
@@ -41,20 +45,54 @@ def table(verdict: Verdict) -> list[str]:
 
 
 def crystal_map(now: Figures, base: Figures, scanner: Scanner, path: Path) -> Path:
-    """A PNG of every crystal's singles rate over its baseline's, rings down, around the ring
-    across."""
+    """A PNG of every crystal's singles rate over its baseline's (:func:`crystal_picture`), and
+    the ratios themselves beside it (``qc_ratio.npy``, for the console's QC tab)."""
     from recon.outputs.png import write_png
 
-    ratio = now.crystal_cps / np.maximum(base.crystal_cps, 1e-9)
+    ratio = (now.crystal_cps / np.maximum(base.crystal_cps, 1e-9)).astype(np.float32)
     grid = ratio.reshape(scanner.n_rings, scanner.crystals_per_ring)
+    with replacing(path.with_name(RATIO_FILE)) as tmp, tmp.open("wb") as fh:
+        np.save(fh, grid)
+    return write_png(path, crystal_picture(grid))
+
+
+def crystal_picture(grid: np.ndarray) -> np.ndarray:
+    """[row, column, RGB] uint8 of the crystals' rate ratios [ring, crystal around the ring]:
+    blue low, white 1, red high (:data:`MAP_RANGE`), black dead."""
     x = np.clip((grid - 1.0) / MAP_RANGE, -1.0, 1.0)
     rgb = np.empty((*grid.shape, 3))
     rgb[..., 0] = np.where(x < 0, 1 + x, 1.0)
     rgb[..., 1] = 1 - np.abs(x)
     rgb[..., 2] = np.where(x > 0, 1 - x, 1.0)
     rgb[grid < 0.05] = 0.0
-    pixels = np.repeat(np.repeat((rgb * 255).astype(np.uint8), MAP_PIXELS, 0), MAP_PIXELS, 1)
-    return write_png(path, pixels)
+    return np.repeat(np.repeat((rgb * 255).astype(np.uint8), MAP_PIXELS, 0), MAP_PIXELS, 1)
+
+
+def console_message(scanner: str, entries: list[dict[str, Any]], most: int = TREND_QCS
+                    ) -> dict[str, Any] | None:
+    """The QC tab's message (:func:`daq.messages.qc_message`) of a scanner's history: the
+    latest QC, its run's crystal map when the run is still there, the trend of the last
+    ``most``."""
+    from daq.messages import qc_message
+
+    if not entries:
+        return None
+    last = entries[-1]
+    ratio = Path(str(last.get("run", ""))) / RATIO_FILE
+    picture = crystal_picture(np.load(ratio)) if ratio.is_file() else None
+    recent = entries[-most:]
+
+    def column(key: str, pick) -> list[Any]:
+        return [pick(e[key]) if e.get(key) else None for e in recent]
+
+    trend = {"created_utc": column("created_utc", str), "result": column("result", str),
+             "module_rate_min": column("module_rate", min),
+             "module_rate_max": column("module_rate", max),
+             "gain_min": column("module_gain", min), "gain_max": column("module_gain", max),
+             "board_worst_ps": column("board_offset_ps", lambda b: max(b, key=abs))}
+    return qc_message(scanner=scanner, result=str(last.get("result")),
+                      created_utc=str(last.get("created_utc")),
+                      flagged=list(last.get("flagged", [])), picture=picture, trend=trend)
 
 
 def history_entry(now: Figures, base: Figures, verdict: Verdict, run: str) -> dict[str, Any]:
