@@ -1,5 +1,6 @@
 """Faults injected into an emulated scanner (``--faults FILE.toml``): dead and noisy channels, a
-module's gain or efficiency drop, a board's time skew; the truth a daily QC must find.
+module's gain, efficiency or energy resolution, a board's time skew; the truth a daily QC must
+find.
 
 A module is a ``crystal_module`` sector around the ring, all its module rings. The faults are
 part of the emulated unit's truth (:meth:`hw.scanner.Scanner.crystal_gains`,
@@ -19,6 +20,9 @@ The file::
     [[efficiency]]
     module = 5
     factor = 0.9
+    [[resolution]]
+    module = 7
+    factor = 1.2
     [[skew]]
     board = 1
     ps = 200.0
@@ -39,6 +43,7 @@ KINDS: dict[str, tuple[str, str | None, tuple[float, float]]] = {
     "noisy": ("crystal", "rate_cps", (0.0, 1e7)),
     "gain": ("module", "factor", (0.2, 5.0)),
     "efficiency": ("module", "factor", (0.0, 1.0)),
+    "resolution": ("module", "factor", (0.2, 5.0)),
     "skew": ("board", "ps", (-1e6, 1e6)),
 }
 
@@ -54,11 +59,14 @@ class Faults:
     """(module, factor on its crystals' gains)."""
     efficiency: tuple[tuple[int, float], ...] = ()
     """(module, factor on its crystals' acceptance)."""
+    resolution: tuple[tuple[int, float], ...] = ()
+    """(module, factor on its crystals' energy resolution, FWHM)."""
     skew: tuple[tuple[int, float], ...] = ()
     """(board, ps added to its singles' times)."""
 
     def __bool__(self) -> bool:
-        return any((self.dead, self.noisy, self.gain, self.efficiency, self.skew))
+        return any((self.dead, self.noisy, self.gain, self.efficiency, self.resolution,
+                    self.skew))
 
     def to_json(self) -> dict[str, Any]:
         """The faults as the run records them (``settings.emulator.faults``)."""
@@ -70,7 +78,7 @@ class Faults:
         data = data or {}
         return cls(dead=tuple(int(c) for c in data.get("dead", ())),
                    **{k: tuple((int(a), float(b)) for a, b in data.get(k, ()))
-                      for k in ("noisy", "gain", "efficiency", "skew")})
+                      for k in ("noisy", "gain", "efficiency", "resolution", "skew")})
 
 
 def load_faults(path: str | Path, counts: dict[str, int]) -> Faults:
@@ -90,7 +98,8 @@ def load_faults(path: str | Path, counts: dict[str, int]) -> Faults:
     parsed = {kind: tuple(_entry(path, kind, e, counts) for e in _entries(path, kind, data))
               for kind in KINDS}
     return Faults(dead=tuple(e[0] for e in parsed["dead"]),
-                  **{k: parsed[k] for k in ("noisy", "gain", "efficiency", "skew")})
+                  **{k: parsed[k] for k in ("noisy", "gain", "efficiency", "resolution",
+                                            "skew")})
 
 
 def _entries(path: Path, kind: str, data: dict[str, Any]) -> list[dict[str, Any]]:

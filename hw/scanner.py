@@ -296,8 +296,12 @@ class Scanner:
                 "board": self.n_boards}
 
     def crystal_fwhm_scale(self) -> np.ndarray:
-        """Each crystal's energy resolution over the scanner's (``[crystals]``)."""
-        return _crystals_mod.fwhm_scale(self.crystals, self.n_crystals)
+        """Each crystal's energy resolution over the scanner's (``[crystals]``, and an injected
+        fault's)."""
+        scale = _crystals_mod.fwhm_scale(self.crystals, self.n_crystals)
+        for module, factor in self.faults.resolution:
+            scale[self.crystal_module == module] *= factor
+        return scale
 
     def crystal_jitter_scale(self) -> np.ndarray:
         """Each crystal's time jitter over the scanner's (``[crystals]``)."""

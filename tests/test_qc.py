@@ -32,13 +32,17 @@ factor = 0.97
 [[efficiency]]
 module = 9
 factor = 0.9
+[[resolution]]
+module = 7
+factor = 1.2
 [[skew]]
 board = 1
 ps = 200.0
 """
 #: What the faults above must flag, and nothing else.
 FLAGGED = {("crystal 17", "dead"), ("crystal 300", "noisy"), ("module 3", "gain"),
-           ("module 9", "singles rate"), ("board 1", "time offset (ps)")}
+           ("module 9", "singles rate"), ("module 7", "energy resolution"),
+           ("board 1", "time offset (ps)")}
 
 
 def test_faults_change_the_units_truth_not_its_definition(tmp_path):
@@ -54,6 +58,7 @@ def test_faults_change_the_units_truth_not_its_definition(tmp_path):
     assert np.allclose(ratio[module == 9], 0.9) and np.allclose(ratio[(module != 9)
                                                                      & (np.arange(12288) != 17)], 1)
     assert set(np.unique(unit.crystal_time_offset_ps()[BRAIN.crystal_board == 1])) == {200}
+    assert np.allclose((unit.crystal_fwhm_scale() / BRAIN.crystal_fwhm_scale())[module == 7], 1.2)
     assert unit.noisy_channels() == ((300, 5000.0),)
     assert Faults.from_json(faults.to_json()) == faults
 
@@ -99,8 +104,8 @@ def _petdaq(*args: str, home: Path) -> subprocess.CompletedProcess:
 def test_qc_flags_each_injected_fault_and_nothing_else(tmp_path):
     """The must-show on 5 s blanks: no baseline is one line; a baseline; two clean blanks of
     other seeds PASS with nothing flagged; a blank with a dead channel, a noisy one, a module's
-    3 % gain drop, another's 10 % efficiency drop and a board's 200 ps skew FAILs naming
-    exactly those."""
+    3 % gain drop, another's 10 % efficiency drop, a third's 20 % worse energy resolution and a
+    board's 200 ps skew FAILs naming exactly those."""
     home, runs = tmp_path / "home", tmp_path / "runs"
     blank = ["--duration", "5", "--out", str(runs)]
     r = _petdaq("qc", *blank, home=home)
@@ -136,7 +141,7 @@ def test_qc_flags_each_injected_fault_and_nothing_else(tmp_path):
                 "--fast", "--no-recon", "--out", str(runs), "--name", "scan", home=home)
     assert r.returncode == 0, r.stderr
     qc = json.loads((runs / "scan" / "run.json").read_text())["start"]["settings"]["qc"]
-    assert qc["result"] == "FAIL" and qc["flagged"] == 5 and qc["run"] == str(runs / "faulty")
+    assert qc["result"] == "FAIL" and qc["flagged"] == 6 and qc["run"] == str(runs / "faulty")
 
 
 @pytest.mark.slow

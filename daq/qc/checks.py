@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from daq.qc.figures import Figures, gain_ratio
+from daq.qc.figures import RESOLUTION_REF_KEV, Figures, gain_ratio, resolution_ratio
 from hw.scanner import Scanner
 from infra.errors import UserError
 
@@ -144,6 +144,7 @@ def _module_ratio(ratio: np.ndarray, known: np.ndarray, scanner: Scanner) -> np.
 def _modules(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
              tol: dict[str, float]) -> list[Finding]:
     ratio = _module_ratio(now.crystal_cps / np.maximum(base.crystal_cps, 1e-9), known, scanner)
+    sigma_log = float(scanner.response.fwhm_kev(RESOLUTION_REF_KEV)) / RESOLUTION_REF_KEV / 2.3548
     out = []
     for m in range(now.module_spectra.shape[0]):
         rate = float(ratio[m])
@@ -157,6 +158,13 @@ def _modules(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
                            _status(abs(gain - 1), tol["gain_warn"], tol["gain_fail"]), gain,
                            f"+/-{tol['gain_warn']:g} warn, +/-{tol['gain_fail']:g} fail",
                            "its gain moved: petdaq calibrate BLANK_RUN --method lu176"))
+        res = resolution_ratio(now.module_spectra[m], base.module_spectra[m], gain, sigma_log)
+        out.append(Finding(f"module {m}", "energy resolution",
+                           _status(abs(res - 1), tol["resolution_warn"],
+                                   tol["resolution_fail"]), res,
+                           f"+/-{tol['resolution_warn']:g} warn, "
+                           f"+/-{tol['resolution_fail']:g} fail",
+                           "its resolution moved: check its SiPMs' bias and temperature"))
     return out
 
 

@@ -106,6 +106,8 @@ def history_entry(now: Figures, base: Figures, verdict: Verdict, run: str) -> di
             "module_rate": [round(by[(f"module {m}", "singles rate")], 5) for m in range(modules)],
             "module_gain": [round(gain_ratio(now.module_spectra[m], base.module_spectra[m]), 5)
                             for m in range(modules)],
+            "module_resolution": [round(by[(f"module {m}", "energy resolution")], 4)
+                                  for m in range(modules)],
             "board_offset_ps": [round(by[(f"board {b}", "time offset (ps)")], 1)
                                 for b in range(now.board_offset_ps.size)],
             "intrinsic_cps": round(now.intrinsic_cps, 1)}

@@ -124,7 +124,7 @@ def add_emulation_options(p: argparse.ArgumentParser) -> None:
                    help="emulate as fast as possible instead of in real time")
     g.add_argument("--faults", default=None, metavar="FILE.toml",
                    help="inject faults into the emulated unit ([[dead]], [[noisy]], [[gain]], "
-                        "[[efficiency]], [[skew]]: docs/qc.md); the run records them")
+                        "[[efficiency]], [[resolution]], [[skew]]: docs/qc.md); the run records them")
     g.add_argument("--firmware", choices=list(FIRMWARES), default=d.firmware,
                    help="the boards' packer: hw.wire's encoder (numba), the firmware's C packer, "
                         "or the whole firmware in QEMU, one emulated Cortex-M a board, started "

@@ -54,7 +54,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same events)")
     p.add_argument("--faults", default=None, metavar="FILE.toml",
                    help="inject faults into the emulated unit ([[dead]], [[noisy]], [[gain]], "
-                        "[[efficiency]], [[skew]]: docs/qc.md)")
+                        "[[efficiency]], [[resolution]], [[skew]]: docs/qc.md)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=True,
                       help="send frames when their time has come (default)")

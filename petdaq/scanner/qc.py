@@ -159,14 +159,18 @@ def _print_history(scanner_name: str) -> int:
     if not entries:
         print(f"no QC of {scanner_name} yet ({store.history_path(scanner_name)})")
         return 0
-    print(f"{'UTC':<20} {'result':<6} {'module rate (min..max)':<24} "
-          f"{'gain (min..max)':<17} {'boards (ps, worst)':<18} flagged")
+    print(f"{'UTC':<20} {'result':<6} {'module rate':<15} {'gain':<15} {'resolution':<15} "
+          f"{'board (ps)':>10}  flagged")
     for e in entries:
-        rate, gain, boards = e["module_rate"], e["module_gain"], e["board_offset_ps"]
-        worst = max(boards, key=abs)
-        print(f"{e['created_utc'][:19]:<20} {e['result']:<6} "
-              f"{min(rate):.4f}..{max(rate):.4f}{'':<8} {min(gain):.4f}..{max(gain):.4f}  "
-              f"{worst:+8.1f}{'':<10} {', '.join(e['flagged'][:3])}"
+        boards = e.get("board_offset_ps") or [0.0]
+        print(f"{e['created_utc'][:19]:<20} {e['result']:<6} {_span(e.get('module_rate'))} "
+              f"{_span(e.get('module_gain'))} {_span(e.get('module_resolution'))} "
+              f"{max(boards, key=abs):+10.1f}  {', '.join(e['flagged'][:3])}"
               + (f" (+{len(e['flagged']) - 3})" if len(e["flagged"]) > 3 else ""))
     print(store.history_path(scanner_name))
     return 0
+
+
+def _span(values: list[float] | None) -> str:
+    """``min..max`` of a QC's module figures (15 characters)."""
+    return f"{min(values):.4f}..{max(values):.4f}" if values else f"{'-':<15}"
