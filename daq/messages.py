@@ -126,16 +126,19 @@ def curves_message(*, start_min: list[float], duration_min: list[float],
 
 
 def qc_message(*, scanner: str, result: str, created_utc: str, flagged: list[str],
-               picture: np.ndarray | None, trend: dict[str, list[Any]]) -> dict[str, Any]:
+               picture: np.ndarray | None, trend: dict[str, list[Any]],
+               fail_bands: dict[str, float] | None = None) -> dict[str, Any]:
     """A scanner's latest daily QC for the console's QC tab: its result, time and flagged
     findings, the crystals' map ([row, column, RGB] uint8: rings down, around the ring across,
     blue low, red high; None when its run is gone) and the trend of every QC so far (lists of
     ``created_utc``, ``result``, ``module_rate_min``/``max``, ``gain_min``/``max``,
-    ``board_worst_ps``)."""
+    ``board_worst_ps``) with the half widths of their FAIL bands about 1 (``fail_bands``:
+    ``module_rate``, ``gain``)."""
     return {"type": "qc", "v": SCHEMA_VERSION, "scanner": scanner, "result": result,
             "created_utc": created_utc, "flagged": list(flagged),
             "picture": None if picture is None else encode_array(np.asarray(picture, np.uint8)),
-            "trend": {k: list(v) for k, v in trend.items()}}
+            "trend": {k: list(v) for k, v in trend.items()},
+            "fail_bands": dict(fail_bands or {})}
 
 
 def polar_map_message(*, percent: list[float], picture: np.ndarray, abnormal_below: float,

@@ -1,7 +1,7 @@
 """The console's QC tab: the chosen scanner's latest daily QC (its result and what it flagged),
 the crystals' map of that QC (as ``petdaq qc`` drew it: rings down, blue low, red high, black
-dead) and the trend of every QC so far (each module's rate and gain, the worst board's offset)
-against its tolerances."""
+dead) and the trend of every QC so far (the lowest and highest module's rate and gain) between
+their FAIL bands (dashed)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,16 @@ class QcPanel(pg.GraphicsLayoutWidget):
         self.trend.addLegend(offset=(5, 5))
         self.rate = [self._curve("#4aa3f0", "singles rate" if k == 0 else None) for k in range(2)]
         self.gain = [self._curve("#f0b54a", "gain" if k == 0 else None) for k in range(2)]
+        self.bands = {key: [self._band(colour) for _ in range(2)]
+                      for key, colour in (("module_rate", "#4aa3f0"), ("gain", "#f0b54a"))}
         self.shown: QcView | None = None
+
+    def _band(self, colour: str) -> pg.InfiniteLine:
+        line = pg.InfiniteLine(angle=0, pen=pg.mkPen(colour, width=1,
+                                                     style=pg.QtCore.Qt.PenStyle.DashLine))
+        line.setVisible(False)
+        self.trend.addItem(line)
+        return line
 
     def _curve(self, colour: str, name: str | None) -> pg.PlotDataItem:
         return self.trend.plot(pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=5,
@@ -59,4 +68,10 @@ class QcPanel(pg.GraphicsLayoutWidget):
             curve.setData(x, v.trend[key])
         for curve, key in zip(self.gain, ("gain_min", "gain_max"), strict=True):
             curve.setData(x, v.trend[key])
+        for key, lines in self.bands.items():     # the FAIL band of each figure, dashed
+            half = v.fail_bands.get(key)
+            for line, sign in zip(lines, (-1, 1), strict=True):
+                line.setVisible(half is not None)
+                if half is not None:
+                    line.setValue(1 + sign * half)
         self.shown = v

@@ -402,6 +402,8 @@ class QcView:
     """``module_rate_min``/``max``, ``gain_min``/``max``, ``board_worst_ps``: one value per QC,
     oldest first (NaN where a QC lacks it)."""
     results: tuple[str, ...]
+    fail_bands: dict[str, float]
+    """Half widths of the FAIL bands about 1: ``module_rate``, ``gain``."""
 
 
 def qc_view(message: Any) -> QcView | None:
@@ -413,9 +415,10 @@ def qc_view(message: Any) -> QcView | None:
         series = {k: np.array([np.nan if v is None else float(v) for v in trend[k]])
                   for k in ("module_rate_min", "module_rate_max", "gain_min", "gain_max",
                             "board_worst_ps")}
+        bands = {str(k): float(v) for k, v in (message.get("fail_bands") or {}).items()}
         view = QcView(str(message["scanner"]), str(message["result"]),
                       str(message["created_utc"]), tuple(map(str, message["flagged"])),
-                      picture, series, tuple(map(str, trend["result"])))
+                      picture, series, tuple(map(str, trend["result"])), bands)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     if picture is not None and (picture.ndim != 3 or picture.shape[2] != 3

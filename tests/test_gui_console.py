@@ -477,6 +477,7 @@ def test_the_qc_tab_shows_the_latest_qcs_map_trend_and_what_to_do(qtbot, console
     assert panel.picture.image.shape == (144, 768, 3)
     x, y = panel.rate[0].getData()
     assert list(x) == [0, 1, 2] and y[-1] == pytest.approx(0.9)
+    assert [line.value() for line in panel.bands["gain"]] == pytest.approx([0.98, 1.02])
     assert [q["cmd"] for q in fake_daq.requests].count("qc") == 1   # asked once per new QC
     console.side.setCurrentWidget(panel)
     console.resize(1600, 1000)

@@ -90,9 +90,14 @@ def console_message(scanner: str, entries: list[dict[str, Any]], most: int = TRE
              "module_rate_max": column("module_rate", max),
              "gain_min": column("module_gain", min), "gain_max": column("module_gain", max),
              "board_worst_ps": column("board_offset_ps", lambda b: max(b, key=abs))}
+    from daq.qc.checks import load_tolerances
+
+    module = load_tolerances()["module"]
     return qc_message(scanner=scanner, result=str(last.get("result")),
                       created_utc=str(last.get("created_utc")),
-                      flagged=list(last.get("flagged", [])), picture=picture, trend=trend)
+                      flagged=list(last.get("flagged", [])), picture=picture, trend=trend,
+                      fail_bands={"module_rate": module["rate_fail"],
+                                  "gain": module["gain_fail"]})
 
 
 def history_entry(now: Figures, base: Figures, verdict: Verdict, run: str) -> dict[str, Any]:
