@@ -26,6 +26,9 @@ The file::
     [[skew]]
     board = 1
     ps = 200.0
+    [[skew]]
+    module = 6
+    ps = 150.0
 """
 
 from __future__ import annotations
@@ -63,10 +66,12 @@ class Faults:
     """(module, factor on its crystals' energy resolution, FWHM)."""
     skew: tuple[tuple[int, float], ...] = ()
     """(board, ps added to its singles' times)."""
+    module_skew: tuple[tuple[int, float], ...] = ()
+    """(module, ps added to its singles' times): ``[[skew]]`` with ``module`` for ``board``."""
 
     def __bool__(self) -> bool:
         return any((self.dead, self.noisy, self.gain, self.efficiency, self.resolution,
-                    self.skew))
+                    self.skew, self.module_skew))
 
     def to_json(self) -> dict[str, Any]:
         """The faults as the run records them (``settings.emulator.faults``)."""
@@ -78,7 +83,8 @@ class Faults:
         data = data or {}
         return cls(dead=tuple(int(c) for c in data.get("dead", ())),
                    **{k: tuple((int(a), float(b)) for a, b in data.get(k, ()))
-                      for k in ("noisy", "gain", "efficiency", "resolution", "skew")})
+                      for k in ("noisy", "gain", "efficiency", "resolution", "skew",
+                                "module_skew")})
 
 
 def load_faults(path: str | Path, counts: dict[str, int]) -> Faults:
@@ -95,9 +101,12 @@ def load_faults(path: str | Path, counts: dict[str, int]) -> Faults:
     if unknown:
         raise UserError(f"--faults {path}: unknown fault [[{unknown[0]}]] (known: "
                         f"{', '.join(KINDS)})")
-    parsed = {kind: tuple(_entry(path, kind, e, counts) for e in _entries(path, kind, data))
+    parsed = {kind: tuple(_entry(path, kind, e, counts) for e in _entries(path, kind, data)
+                          if not (kind == "skew" and "module" in e))
               for kind in KINDS}
-    return Faults(dead=tuple(e[0] for e in parsed["dead"]),
+    module_skew = tuple(_entry(path, "skew", e, counts, "module")
+                        for e in _entries(path, "skew", data) if "module" in e)
+    return Faults(dead=tuple(e[0] for e in parsed["dead"]), module_skew=module_skew,
                   **{k: parsed[k] for k in ("noisy", "gain", "efficiency", "resolution",
                                             "skew")})
 
@@ -109,8 +118,10 @@ def _entries(path: Path, kind: str, data: dict[str, Any]) -> list[dict[str, Any]
     return entries
 
 
-def _entry(path: Path, kind: str, entry: dict[str, Any], counts: dict[str, int]) -> tuple:
-    what, size, (lo, hi) = KINDS[kind]
+def _entry(path: Path, kind: str, entry: dict[str, Any], counts: dict[str, int],
+           what: str | None = None) -> tuple:
+    default, size, (lo, hi) = KINDS[kind]
+    what = what or default
     keys = {what} | ({size} if size else set())
     if set(entry) != keys:
         raise UserError(f"--faults {path}: [[{kind}]] takes {' and '.join(sorted(keys))}, got "

@@ -283,11 +283,13 @@ class Scanner:
         return self.crystals.noisy + self.faults.noisy
 
     def crystal_time_offset_ps(self) -> np.ndarray:
-        """(N,) int64 ps each crystal's singles are late by (an injected board skew; 0 on a
-        healthy unit)."""
+        """(N,) int64 ps each crystal's singles are late by (an injected board or module skew; 0
+        on a healthy unit)."""
         offset = np.zeros(self.n_crystals, np.int64)
         for board, ps in self.faults.skew:
             offset[self.crystal_board == board] += round(ps)
+        for module, ps in self.faults.module_skew:
+            offset[self.crystal_module == module] += round(ps)
         return offset
 
     def fault_counts(self) -> dict[str, int]:

@@ -38,11 +38,14 @@ factor = 1.2
 [[skew]]
 board = 1
 ps = 200.0
+[[skew]]
+module = 13
+ps = 150.0
 """
 #: What the faults above must flag, and nothing else.
 FLAGGED = {("crystal 17", "dead"), ("crystal 300", "noisy"), ("module 3", "gain"),
            ("module 9", "singles rate"), ("module 7", "energy resolution"),
-           ("board 1", "time offset (ps)")}
+           ("board 1", "time offset (ps)"), ("module 13", "time offset within its board (ps)")}
 
 
 def test_faults_change_the_units_truth_not_its_definition(tmp_path):
@@ -58,6 +61,7 @@ def test_faults_change_the_units_truth_not_its_definition(tmp_path):
     assert np.allclose(ratio[module == 9], 0.9) and np.allclose(ratio[(module != 9)
                                                                      & (np.arange(12288) != 17)], 1)
     assert set(np.unique(unit.crystal_time_offset_ps()[BRAIN.crystal_board == 1])) == {200}
+    assert set(np.unique(unit.crystal_time_offset_ps()[module == 13])) == {150}
     assert np.allclose((unit.crystal_fwhm_scale() / BRAIN.crystal_fwhm_scale())[module == 7], 1.2)
     assert unit.noisy_channels() == ((300, 5000.0),)
     assert Faults.from_json(faults.to_json()) == faults
@@ -104,8 +108,8 @@ def _petdaq(*args: str, home: Path) -> subprocess.CompletedProcess:
 def test_qc_flags_each_injected_fault_and_nothing_else(tmp_path):
     """The must-show on 5 s blanks: no baseline is one line; a baseline; two clean blanks of
     other seeds PASS with nothing flagged; a blank with a dead channel, a noisy one, a module's
-    3 % gain drop, another's 10 % efficiency drop, a third's 20 % worse energy resolution and a
-    board's 200 ps skew FAILs naming exactly those."""
+    3 % gain drop, another's 10 % efficiency drop, a third's 20 % worse energy resolution, a
+    board's 200 ps skew and a fourth module's 150 ps skew FAILs naming exactly those."""
     home, runs = tmp_path / "home", tmp_path / "runs"
     blank = ["--duration", "5", "--out", str(runs)]
     r = _petdaq("qc", *blank, home=home)
@@ -141,7 +145,7 @@ def test_qc_flags_each_injected_fault_and_nothing_else(tmp_path):
                 "--fast", "--no-recon", "--out", str(runs), "--name", "scan", home=home)
     assert r.returncode == 0, r.stderr
     qc = json.loads((runs / "scan" / "run.json").read_text())["start"]["settings"]["qc"]
-    assert qc["result"] == "FAIL" and qc["flagged"] == 6 and qc["run"] == str(runs / "faulty")
+    assert qc["result"] == "FAIL" and qc["flagged"] == 7 and qc["run"] == str(runs / "faulty")
 
 
 @pytest.mark.slow

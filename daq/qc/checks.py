@@ -89,7 +89,8 @@ def judge(now: Figures, base: Figures, scanner: Scanner,
     known = _known(base, scanner)
     findings = [*_crystals(now, base, known, scanner, tolerances["crystal"]),
                 *_modules(now, base, known, scanner, tolerances["module"]),
-                *_boards(now, base, tolerances["board"]), _scanner(now, base, tolerances)]
+                *_timing(now, base, scanner, tolerances["board"]),
+                _scanner(now, base, tolerances)]
     statuses = {f.status for f in findings}
     result = FAIL if FAIL in statuses else WARN if WARN in statuses else PASS
     return Verdict(result, tuple(findings), tuple(int(c) for c in np.flatnonzero(known)))
@@ -168,15 +169,28 @@ def _modules(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
     return out
 
 
-def _boards(now: Figures, base: Figures, tol: dict[str, float]) -> list[Finding]:
-    shift = now.board_offset_ps - base.board_offset_ps
-    shift = shift - np.median(shift)       # one board off: the others stay put
-    return [Finding(f"board {b}", "time offset (ps)",
-                    _status(abs(float(s)), tol["offset_warn_ps"], tol["offset_fail_ps"]),
-                    float(s), f"+/-{tol['offset_warn_ps']:g} ps warn, "
-                    f"+/-{tol['offset_fail_ps']:g} ps fail",
-                    "its clock or cable delay moved: petdaq calibrate RUN --method timing")
-            for b, s in enumerate(shift)]
+def _timing(now: Figures, base: Figures, scanner: Scanner, tol: dict[str, float]
+            ) -> list[Finding]:
+    """Each board's time offset change (its modules' median: one board off, the others stay
+    put), and each module's apart from its board's (one module off, its board stays put)."""
+    shift = now.module_offset_ps - base.module_offset_ps
+    shift = shift - np.median(shift)
+    module = scanner.crystal_module
+    board_of = np.array([scanner.crystal_board[module == m][0] for m in range(shift.size)])
+    boards = np.array([np.median(shift[board_of == b]) for b in range(scanner.n_boards)])
+    bands = f"+/-{tol['offset_warn_ps']:g} ps warn, +/-{tol['offset_fail_ps']:g} ps fail"
+
+    def status(ps: float) -> str:
+        return _status(abs(ps), tol["offset_warn_ps"], tol["offset_fail_ps"])
+
+    out = [Finding(f"board {b}", "time offset (ps)", status(float(s)), float(s), bands,
+                   "its clock or cable delay moved: petdaq calibrate RUN --method timing")
+           for b, s in enumerate(boards)]
+    apart = shift - boards[board_of]
+    out += [Finding(f"module {m}", "time offset within its board (ps)", status(float(s)),
+                    float(s), bands, "its cable or trigger delay moved: petdaq calibrate RUN "
+                    "--method timing") for m, s in enumerate(apart)]
+    return out
 
 
 def _scanner(now: Figures, base: Figures, tolerances: dict[str, dict[str, float]]) -> Finding:

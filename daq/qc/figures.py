@@ -1,12 +1,13 @@
 """What a blank run shows of each crystal, module and board: singles rates, the Lu-176
-spectrum's place (gain) and the boards' time offsets from the intrinsic coincidences.
+spectrum's place (gain) and blur (energy resolution), and the modules' time offsets from the
+intrinsic coincidences.
 
 A module is a ``crystal_module`` sector, all its module rings. Its gain is read from the shape
 of its singles' Lu-176 spectrum (the beta continuum under the 88, 202 and 307 keV cascade):
 histogrammed in log energy, a gain change is a shift, found by cross-correlation with the
-baseline's. The boards' offsets come from the blank's coincidences in the Lu-176 window: a
+baseline's. The modules' and boards' time offsets come from the blank's coincidences in the Lu-176 window: a
 crystal's decay and the gamma it sends to another crystal are as often on either side, so the
-centre of the time differences between two boards is the difference of their offsets.
+centre of the time differences between two modules is the difference of their offsets.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class Figures:
     """(crystals,) singles per second above the trigger threshold."""
     module_spectra: np.ndarray
     """(modules, bins) singles per log-energy bin (:data:`LOG_BIN`)."""
-    board_offset_ps: np.ndarray
-    """(boards,) each board's time offset (mean 0 over the boards)."""
+    module_offset_ps: np.ndarray
+    """(modules,) each module's time offset (mean 0 over the modules)."""
     intrinsic_cps: float
     """Coincidences per second in the Lu-176 window, delayeds subtracted."""
     from_run: str = ""
@@ -59,7 +60,7 @@ class Figures:
         """The figures as the fields of an ``.npz``."""
         return {"scanner": self.scanner, "scanner_digest": self.scanner_digest,
                 "seconds": self.seconds, "crystal_cps": self.crystal_cps,
-                "module_spectra": self.module_spectra, "board_offset_ps": self.board_offset_ps,
+                "module_spectra": self.module_spectra, "module_offset_ps": self.module_offset_ps,
                 "intrinsic_cps": self.intrinsic_cps, "from_run": self.from_run,
                 "created_utc": self.created_utc}
 
@@ -76,8 +77,8 @@ def measure(singles: np.ndarray, scanner: Scanner, seconds: float, threads: int 
     keep = typical(counts, scanner)
     return Figures(scanner.name, scanner.digest, float(seconds), counts / seconds,
                    module_spectra(singles[keep[singles["crystal"]]], scanner),
-                   board_offsets(coinc[keep[coinc["crystal_a"]] & keep[coinc["crystal_b"]]],
-                                 scanner), net / seconds, from_run, created_utc)
+                   module_offsets(coinc[keep[coinc["crystal_a"]] & keep[coinc["crystal_b"]]],
+                                  scanner), net / seconds, from_run, created_utc)
 
 
 def _intrinsic(singles: np.ndarray, scanner: Scanner, threads: int) -> np.ndarray:
@@ -115,15 +116,16 @@ def module_spectra(s: np.ndarray, scanner: Scanner) -> np.ndarray:
     return np.bincount(m * nb + b, minlength=n_modules * nb).reshape(n_modules, nb)
 
 
-def board_offsets(coinc: np.ndarray, scanner: Scanner) -> np.ndarray:
-    """(boards,) ps: the offsets (mean 0) that best explain the time difference of each pair of
-    boards' prompts (:func:`centre`): least squares over the pairs, each weighted by its net
-    coincidences over the square root of its prompts."""
-    board = scanner.crystal_board
-    ba, bb = board[coinc["crystal_a"]], board[coinc["crystal_b"]]
+def module_offsets(coinc: np.ndarray, scanner: Scanner) -> np.ndarray:
+    """(modules,) ps: the offsets (mean 0) that best explain the time difference of each pair
+    of modules' prompts (:func:`centre`): least squares over the pairs, each weighted by its
+    net coincidences over the square root of its prompts. A board's offset is its modules'
+    median (:mod:`daq.qc.checks`)."""
+    module = scanner.crystal_module
+    ba, bb = module[coinc["crystal_a"]], module[coinc["crystal_b"]]
     prompt = coinc["delayed"] == 0
     dt = coinc["dt"].astype(np.float64)        # a prompt's t_b - t_a >= 0
-    n = scanner.n_boards
+    n = int(module.max()) + 1
     rows, rhs = [], []
     for i in range(n):
         for j in range(i + 1, n):

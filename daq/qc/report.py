@@ -100,6 +100,11 @@ def console_message(scanner: str, entries: list[dict[str, Any]], most: int = TRE
                                   "gain": module["gain_fail"]})
 
 
+def scanner_boards(verdict: Verdict) -> int:
+    """How many boards a verdict checked."""
+    return sum(f.component.startswith("board ") for f in verdict.findings)
+
+
 def history_entry(now: Figures, base: Figures, verdict: Verdict, run: str) -> dict[str, Any]:
     """One line of the scanner's QC history: the result and each module's and board's figures
     (the trends a single day does not show)."""
@@ -114,5 +119,5 @@ def history_entry(now: Figures, base: Figures, verdict: Verdict, run: str) -> di
             "module_resolution": [round(by[(f"module {m}", "energy resolution")], 4)
                                   for m in range(modules)],
             "board_offset_ps": [round(by[(f"board {b}", "time offset (ps)")], 1)
-                                for b in range(now.board_offset_ps.size)],
+                                for b in range(scanner_boards(verdict))],
             "intrinsic_cps": round(now.intrinsic_cps, 1)}

@@ -42,7 +42,7 @@ def load_figures(path: Path) -> Figures:
     try:
         with np.load(path, allow_pickle=False) as z:
             return Figures(str(z["scanner"]), str(z["scanner_digest"]), float(z["seconds"]),
-                           z["crystal_cps"], z["module_spectra"], z["board_offset_ps"],
+                           z["crystal_cps"], z["module_spectra"], z["module_offset_ps"],
                            float(z["intrinsic_cps"]), str(z["from_run"]), str(z["created_utc"]))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"QC baseline {path} is damaged or not a baseline ({exc})") from None
@@ -70,7 +70,7 @@ def baseline(scanner: Scanner, folder: Path | None = None) -> tuple[Figures, Pat
 
 def _checked(figures: Figures, scanner: Scanner, path: Path) -> Figures:
     if figures.crystal_cps.shape != (scanner.n_crystals,) or \
-            figures.board_offset_ps.shape != (scanner.n_boards,):
+            figures.module_offset_ps.shape != (int(scanner.crystal_module.max()) + 1,):
         raise UserError(f"QC baseline {path} does not fit {scanner.name}'s crystals and boards")
     return figures
 
