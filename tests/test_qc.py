@@ -226,3 +226,17 @@ def test_the_service_runs_the_daily_qc_while_idle(tmp_path):
     assert history.is_file(), err
     assert json.loads(history.read_text().splitlines()[-1])["result"] == "PASS"
     assert "daily QC: QC PASS: bedside-brain, 2 s blank" in err, err
+
+
+def test_the_history_picture_has_a_panel_per_figure_and_marks_a_failed_qc():
+    from daq.qc import trend
+    from daq.qc.checks import load_tolerances
+
+    entries = [{"result": r, "module_rate": [1.0, m], "module_gain": [1.0, 1.0],
+                "module_resolution": [1.0, 1.0], "board_offset_ps": [0.0, b]}
+               for r, m, b in (("PASS", 1.0, 2.0), ("FAIL", 0.9, 2.0), ("PASS", 1.0, 200.0))]
+    pic = trend.picture(entries, load_tolerances())
+    assert pic.dtype == np.uint8 and pic.shape == (4 * trend.PANEL_PX + 12, 400, 3)
+    red = np.all(pic == trend.COLOURS["fail_point"], axis=2)
+    column = trend.MARGIN_PX + trend.STEP_PX + 2            # the failed QC's points
+    assert red[:, column].any() and not red[:, trend.MARGIN_PX + 2].any()

@@ -30,8 +30,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="store this blank's figures as the scanner's baseline (after "
                         "calibration and normalization) instead of checking them")
     p.add_argument("--history", action="store_true",
-                   help="print every QC of the scanner: the result and each module's and "
-                        "board's figures, oldest first")
+                   help="print every QC of the scanner (the result, its modules' and boards' "
+                        "figures), oldest first, and draw their trend (a PNG)")
     p.add_argument("--scanner", default="bedside-brain", help="built-in name or .toml path")
     p.add_argument("--duration", type=float, default=DEFAULT_SECONDS,
                    help=f"seconds of blank to acquire (default {DEFAULT_SECONDS:g})")
@@ -51,7 +51,8 @@ def cmd_qc(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     if args.history:
-        return _print_history(load_scanner(args.scanner).name)
+        return _print_history(load_scanner(args.scanner).name,
+                              checks.load_tolerances(args.tolerances))
     tolerances = checks.load_tolerances(args.tolerances)
     if args.run is None:
         scanner = load_scanner(args.scanner)
@@ -152,8 +153,8 @@ def _report(run, scanner, now, base, base_path, tolerances, times_s) -> int:
     return 1 if verdict.result == checks.FAIL else 0
 
 
-def _print_history(scanner_name: str) -> int:
-    from daq.qc import store
+def _print_history(scanner_name: str, tolerances: dict) -> int:
+    from daq.qc import store, trend
 
     entries = store.read_history(scanner_name)
     if not entries:
@@ -167,7 +168,9 @@ def _print_history(scanner_name: str) -> int:
               f"{_span(e.get('module_gain'))} {_span(e.get('module_resolution'))} "
               f"{max(boards, key=abs):+10.1f}  {', '.join(e['flagged'][:3])}"
               + (f" (+{len(e['flagged']) - 3})" if len(e["flagged"]) > 3 else ""))
-    print(store.history_path(scanner_name))
+    png = trend.write(entries, tolerances, store.qc_dir() / f"{scanner_name}-history.png")
+    print(f"{store.history_path(scanner_name)}; the trend: {png} (a panel per figure: module "
+          "rate, gain, resolution, worst board; dotted: WARN and FAIL bands; red: a failed QC)")
     return 0
 
 
