@@ -159,10 +159,16 @@ def test_qc_of_a_scan_or_against_another_scanners_baseline_is_one_line(tmp_path)
     r = _petdaq("run", "--phantom", "point", "--activity-mbq", "1", "--duration", "0.3",
                 "--fast", "--no-recon", "--out", str(runs), "--name", "point", home=home)
     assert r.returncode == 0, r.stderr
-    r = _petdaq("qc", "--run", str(runs / "point"), home=home)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        f"petdaq: error: {runs / 'point'} is a scan of the point phantom, not a blank: the QC "
-        "needs nothing in the scanner (petdaq qc acquires one)"]
+    for extra in ((), ("--set-baseline",)):     # nor is a scan ever taken as the baseline
+        r = _petdaq("qc", "--run", str(runs / "point"), *extra, home=home)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+            f"petdaq: error: {runs / 'point'} is a scan of the point phantom, not a blank: the "
+            "QC needs nothing in the scanner (petdaq qc acquires one)"]
+    (tmp_path / "dead.toml").write_text("[[dead]]\ncrystal = 5\n")
+    r = _petdaq("qc", "--set-baseline", "--duration", "1", "--out", str(runs), "--faults",
+                str(tmp_path / "dead.toml"), home=home)
+    assert r.returncode == 2 and "emulated with injected faults: a baseline needs the healthy " \
+        "unit" in r.stderr
     (stored,) = (home / "calibration" / "qc").glob("bedside-brain-baseline-*.npz")
     with np.load(stored) as z:
         fields = dict(z)
@@ -240,3 +246,29 @@ def test_the_history_picture_has_a_panel_per_figure_and_marks_a_failed_qc():
     red = np.all(pic == trend.COLOURS["fail_point"], axis=2)
     column = trend.MARGIN_PX + trend.STEP_PX + 2            # the failed QC's points
     assert red[:, column].any() and not red[:, trend.MARGIN_PX + 2].any()
+
+
+def test_a_module_with_no_singles_fails_without_a_gain_to_blame_and_the_history_holds():
+    """A dead module: its rate FAILs, its gain and resolution are not had (null, FAIL), and the
+    history and its picture take the entry."""
+    from daq.qc import checks, report, trend
+    from daq.qc.figures import Figures, n_bins
+
+    modules = int(BRAIN.crystal_module.max()) + 1
+    spectra = np.full((modules, n_bins()), 50, np.int64)
+    base = Figures("bedside-brain", BRAIN.digest, 60.0, np.full(BRAIN.n_crystals, 98.0), spectra,
+                   np.zeros(modules), 75_000.0)
+    cps, dead_spectra = base.crystal_cps.copy(), spectra.copy()
+    cps[BRAIN.crystal_module == 4] = 0.0
+    dead_spectra[4] = 0
+    now = Figures("bedside-brain", BRAIN.digest, 60.0, cps, dead_spectra, np.zeros(modules),
+                  70_000.0)
+    verdict = checks.judge(now, base, BRAIN, checks.load_tolerances())
+    module4 = {f.check: f for f in verdict.findings if f.component == "module 4"}
+    assert module4["singles rate"].status == "FAIL" and module4["gain"].status == "FAIL"
+    assert module4["gain"].action.startswith("no singles in its spectrum")
+    assert not any(f.component.startswith("crystal") for f in verdict.flagged)  # the module's
+    assert json.dumps(verdict.to_json(), allow_nan=False)       # no NaN in qc.json
+    entry = report.history_entry(now, base, verdict, "run")
+    assert entry["module_gain"][4] is None and json.dumps(entry, allow_nan=False)
+    assert trend.picture([entry], checks.load_tolerances()).shape[1] == 400

@@ -54,7 +54,10 @@ class Verdict:
         return [f for f in self.findings if f.status != PASS]
 
     def to_json(self) -> dict[str, Any]:
-        return {"result": self.result, "findings": [asdict(f) for f in self.findings],
+        """The verdict as qc.json has it (a figure that could not be had: null)."""
+        findings = [{**asdict(f), "value": f.value if np.isfinite(f.value) else None}
+                    for f in self.findings]
+        return {"result": self.result, "findings": findings,
                 "known_from_baseline": [f"crystal {c}" for c in self.known]}
 
 
@@ -79,6 +82,9 @@ def load_tolerances(path: str | Path | None = None) -> dict[str, dict[str, float
 
 
 def _status(deviation: float, warn: float, fail: float) -> str:
+    """FAIL beyond ``fail``, or when the figure could not be had (not finite)."""
+    if not np.isfinite(deviation):
+        return FAIL
     return FAIL if deviation > fail else WARN if deviation > warn else PASS
 
 
@@ -111,7 +117,9 @@ def _crystals(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
     module's change is the module's finding) by more than its tolerance, widened to what the
     counts allow (:data:`COUNTS_SIGMAS` of a short blank's noise)."""
     ratio = now.crystal_cps / np.maximum(base.crystal_cps, 1e-9)
-    apart = ratio / _module_ratio(ratio, known, scanner)[scanner.crystal_module]
+    modules = _module_ratio(ratio, known, scanner)[scanner.crystal_module]
+    apart = np.divide(ratio, modules, out=np.ones_like(ratio), where=modules > 0)
+    known = known | (modules < tol["dead_below"])     # a dead module is the module's finding
     floor = COUNTS_SIGMAS * np.sqrt(1 / np.maximum(now.crystal_cps * now.seconds, 1)
                                     + 1 / np.maximum(base.crystal_cps * base.seconds, 1))
     warn = np.maximum(tol["rate_warn"], floor)
@@ -150,6 +158,16 @@ def _modules(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
     for m in range(now.module_spectra.shape[0]):
         rate = float(ratio[m])
         gain = gain_ratio(now.module_spectra[m], base.module_spectra[m])
+        if not np.isfinite(gain):      # no spectrum to read: the rate's finding says why
+            out += [Finding(f"module {m}", check, FAIL, float("nan"), "-",
+                            "no singles in its spectrum, now or in the baseline")
+                    for check in ("gain", "energy resolution")]
+            out.insert(len(out) - 2, Finding(
+                f"module {m}", "singles rate",
+                _status(abs(rate - 1), tol["rate_warn"], tol["rate_fail"]), rate,
+                f"+/-{tol['rate_warn']:g} warn, +/-{tol['rate_fail']:g} fail",
+                "no singles: check its power, bias and cable"))
+            continue
         out.append(Finding(f"module {m}", "singles rate",
                            _status(abs(rate - 1), tol["rate_warn"], tol["rate_fail"]), rate,
                            f"+/-{tol['rate_warn']:g} warn, +/-{tol['rate_fail']:g} fail",

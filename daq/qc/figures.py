@@ -170,7 +170,9 @@ def gain_ratio(spectrum: np.ndarray, baseline: np.ndarray, most: float = 0.15) -
     energy (within ``most``, to a fraction of a bin) that makes the spectrum's shape over
     :data:`CORE_KEV` closest to the baseline's (least squares, each normalized to its sum)."""
     lo, hi = (round(float(np.log(e / SPECTRUM_KEV[0])) / LOG_BIN) for e in CORE_KEV)
-    ref = baseline[lo:hi] / max(baseline[lo:hi].sum(), 1)
+    if spectrum[lo:hi].sum() == 0 or baseline[lo:hi].sum() == 0:
+        return float("nan")                    # nothing to align
+    ref = baseline[lo:hi] / baseline[lo:hi].sum()
     lags = np.arange(-int(most / LOG_BIN), int(most / LOG_BIN) + 1)
     lags = lags[(lo + lags >= 0) & (hi + lags <= spectrum.size)]
     cost = np.empty(lags.size)
@@ -192,7 +194,9 @@ def resolution_ratio(spectrum: np.ndarray, baseline: np.ndarray, gain: float,
     spectrum's shape over :data:`CORE_KEV`, aligned by ``gain``, is blurred (or sharpened) from
     the baseline's: the Gaussian (in log energy, to a quarter of a bin) that brings the
     sharper of the two closest to the other, against ``sigma_log``, the scanner's own
-    resolution there (sigma of log energy); up to ``most`` times."""
+    resolution there (sigma of log energy); up to ``most`` times (NaN without a gain)."""
+    if not np.isfinite(gain):
+        return float("nan")
     lo, hi = (round(float(np.log(e / SPECTRUM_KEV[0])) / LOG_BIN) for e in CORE_KEV)
     x = np.arange(spectrum.size, dtype=np.float64)
     shift = np.log(gain) / LOG_BIN

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from daq.qc.checks import Verdict
-from daq.qc.figures import Figures, gain_ratio
+from daq.qc.figures import Figures
 from hw.scanner import Scanner
 from infra.atomic import replacing
 
@@ -83,7 +83,8 @@ def console_message(scanner: str, entries: list[dict[str, Any]], most: int = TRE
     recent = entries[-most:]
 
     def column(key: str, pick) -> list[Any]:
-        return [pick(e[key]) if e.get(key) else None for e in recent]
+        return [pick(v) if (v := [x for x in e.get(key) or [] if x is not None]) else None
+                for e in recent]
 
     trend = {"created_utc": column("created_utc", str), "result": column("result", str),
              "module_rate_min": column("module_rate", min),
@@ -113,11 +114,16 @@ def history_entry(now: Figures, base: Figures, verdict: Verdict, run: str) -> di
     return {"created_utc": now.created_utc, "run": run, "result": verdict.result,
             "seconds": now.seconds, "flagged": [f"{f.component}: {f.check}"
                                                  for f in verdict.flagged],
-            "module_rate": [round(by[(f"module {m}", "singles rate")], 5) for m in range(modules)],
-            "module_gain": [round(gain_ratio(now.module_spectra[m], base.module_spectra[m]), 5)
+            "module_rate": [_num(by[(f"module {m}", "singles rate")], 5)
                             for m in range(modules)],
-            "module_resolution": [round(by[(f"module {m}", "energy resolution")], 4)
+            "module_gain": [_num(by[(f"module {m}", "gain")], 5) for m in range(modules)],
+            "module_resolution": [_num(by[(f"module {m}", "energy resolution")], 4)
                                   for m in range(modules)],
-            "board_offset_ps": [round(by[(f"board {b}", "time offset (ps)")], 1)
+            "board_offset_ps": [_num(by[(f"board {b}", "time offset (ps)")], 1)
                                 for b in range(scanner_boards(verdict))],
-            "intrinsic_cps": round(now.intrinsic_cps, 1)}
+            "intrinsic_cps": _num(now.intrinsic_cps, 1)}
+
+
+def _num(value: float, digits: int) -> float | None:
+    """``value`` rounded, or None when it could not be had (not finite)."""
+    return round(float(value), digits) if np.isfinite(value) else None

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from daq.qc.figures import Figures
+from daq.qc.figures import Figures, n_bins
 from hw.scanner import Scanner
 from infra.atomic import replacing
 from infra.errors import UserError
@@ -69,9 +69,12 @@ def baseline(scanner: Scanner, folder: Path | None = None) -> tuple[Figures, Pat
 
 
 def _checked(figures: Figures, scanner: Scanner, path: Path) -> Figures:
+    modules = int(scanner.crystal_module.max()) + 1
     if figures.crystal_cps.shape != (scanner.n_crystals,) or \
-            figures.module_offset_ps.shape != (int(scanner.crystal_module.max()) + 1,):
-        raise UserError(f"QC baseline {path} does not fit {scanner.name}'s crystals and boards")
+            figures.module_offset_ps.shape != (modules,) or \
+            figures.module_spectra.shape != (modules, n_bins()):
+        raise UserError(f"QC baseline {path} does not fit {scanner.name}'s crystals and modules "
+                        "(or was taken by another version): take a new one")
     return figures
 
 
@@ -84,8 +87,9 @@ def append_history(scanner_name: str, entry: dict[str, Any], folder: Path | None
     """Add one QC's summary to the scanner's history (a JSON line, flushed)."""
     path = history_path(scanner_name, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
+    torn = path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
     with path.open("a") as fh:
-        fh.write(json.dumps(entry) + "\n")
+        fh.write(("\n" if torn else "") + json.dumps(entry) + "\n")  # a killed QC's torn line
         fh.flush()
     return path
 

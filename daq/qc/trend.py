@@ -44,7 +44,7 @@ def _panel(entries, tolerances, panel, width) -> np.ndarray:
         for sign in (-1, 1):
             img[row(centre + sign * band), ::3] = COLOURS[level]
     for i, e in enumerate(entries):
-        values = e.get(key)
+        values = [v for v in e.get(key) or [] if v is not None]
         if not values:
             continue
         x = MARGIN_PX + STEP_PX * i

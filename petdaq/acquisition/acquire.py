@@ -256,8 +256,9 @@ def _daily_qc(args: argparse.Namespace):
     from daq.qc.schedule import DailyQc, parse_time
 
     checks.positive(args.qc_duration, "--qc-duration", "seconds")
-    load_scanner(args.qc_scanner)
-    return DailyQc(parse_time(args.qc_at), args.qc_scanner, Path(args.out), args.qc_duration)
+    name = load_scanner(args.qc_scanner).name
+    return DailyQc(parse_time(args.qc_at), args.qc_scanner, Path(args.out), args.qc_duration,
+                   name)
 
 
 def _stop_on_interrupt_and_term() -> None:

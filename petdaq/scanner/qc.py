@@ -35,7 +35,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scanner", default="bedside-brain", help="built-in name or .toml path")
     p.add_argument("--duration", type=float, default=DEFAULT_SECONDS,
                    help=f"seconds of blank to acquire (default {DEFAULT_SECONDS:g})")
-    p.add_argument("--seed", type=int, default=1, help="the emulated blank's random seed")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the emulated blank's random seed (default: from the clock, so that no "
+                        "two QCs, nor a QC and its baseline, emulate the same blank)")
     p.add_argument("--faults", default=None, metavar="FILE.toml",
                    help="faults to inject into the emulated unit (docs/qc.md)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="where the blank run goes")
@@ -63,12 +65,14 @@ def cmd_qc(args: argparse.Namespace) -> int:
         run = _open_run(args.run)
     t_acquired = time.monotonic()
     scanner, now = _figures(run)
+    _check_blank(run)
     if args.set_baseline:
+        _check_healthy(run)
         print(f"stored the QC baseline of {scanner.name}: {store.save_baseline(now)} "
               f"({now.seconds:.0f} s blank, {now.intrinsic_cps:.0f} intrinsic coincidences/s)")
         return 0
     base, base_path = store.baseline(scanner)
-    _check_blank(run, now, base)
+    _check_rate(run, now, base)
     return _report(run, scanner, now, base, base_path, tolerances,
                    (t_acquired - t0, time.monotonic() - t_acquired))
 
@@ -90,8 +94,9 @@ def _acquire_blank(args: argparse.Namespace):
     if not (args.duration > 0 and np.isfinite(args.duration)):
         raise UserError(f"--duration must be a positive number of seconds, got {args.duration}")
     name = args.name or "qc-" + utc_now().replace(":", "").replace("-", "")[:15]
+    seed = args.seed if args.seed is not None else time.time_ns() % (1 << 31)
     cmd = [sys.executable, "-m", "petdaq", "run", "--scanner", args.scanner, "--phantom",
-           "blank", "--duration", f"{args.duration:g}", "--seed", str(args.seed), "--fast",
+           "blank", "--duration", f"{args.duration:g}", "--seed", str(seed), "--fast",
            "--no-recon", "--out", str(args.out), "--name", name,
            *(["--faults", args.faults] if args.faults else [])]
     r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -121,13 +126,28 @@ def _figures(run):
                             utc_now())
 
 
-def _check_blank(run, now, base) -> None:
-    """A run of a phantom, or with far more singles than the baseline's blank, is not a blank."""
+def _emulated(run) -> dict:
     emulated = run.start.settings.get("emulator") if run.start else None
-    phantom = emulated.get("phantom") if isinstance(emulated, dict) else None
+    return emulated if isinstance(emulated, dict) else {}
+
+
+def _check_blank(run) -> None:
+    """A run of a phantom is not a blank."""
+    phantom = _emulated(run).get("phantom")
     if phantom and phantom != "blank":
         raise UserError(f"{run.path} is a scan of the {phantom} phantom, not a blank: the QC "
                         "needs nothing in the scanner (petdaq qc acquires one)")
+
+
+def _check_healthy(run) -> None:
+    """A baseline is never taken from a unit with injected faults."""
+    if _emulated(run).get("faults"):
+        raise UserError(f"{run.path} was emulated with injected faults: a baseline needs the "
+                        "healthy unit (leave out --faults)")
+
+
+def _check_rate(run, now, base) -> None:
+    """A run with far more singles than the baseline's blank is not a blank."""
     ratio = float(now.crystal_cps.sum() / max(base.crystal_cps.sum(), 1e-9))
     if ratio > 1.5:
         raise UserError(f"{run.path} is not a blank: {ratio:.1f} times the baseline's singles "
@@ -163,7 +183,7 @@ def _print_history(scanner_name: str, tolerances: dict) -> int:
     print(f"{'UTC':<20} {'result':<6} {'module rate':<15} {'gain':<15} {'resolution':<15} "
           f"{'board (ps)':>10}  flagged")
     for e in entries:
-        boards = e.get("board_offset_ps") or [0.0]
+        boards = [b for b in e.get("board_offset_ps") or [] if b is not None] or [0.0]
         print(f"{e['created_utc'][:19]:<20} {e['result']:<6} {_span(e.get('module_rate'))} "
               f"{_span(e.get('module_gain'))} {_span(e.get('module_resolution'))} "
               f"{max(boards, key=abs):+10.1f}  {', '.join(e['flagged'][:3])}"
@@ -174,6 +194,7 @@ def _print_history(scanner_name: str, tolerances: dict) -> int:
     return 0
 
 
-def _span(values: list[float] | None) -> str:
-    """``min..max`` of a QC's module figures (15 characters)."""
+def _span(values: list[float | None] | None) -> str:
+    """``min..max`` of a QC's module figures (15 characters; those it could not have left out)."""
+    values = [v for v in values or [] if v is not None]
     return f"{min(values):.4f}..{max(values):.4f}" if values else f"{'-':<15}"
