@@ -206,7 +206,8 @@ def test_the_schedule_runs_once_a_day_at_or_after_its_time(tmp_path, monkeypatch
 @pytest.mark.slow
 def test_the_service_runs_the_daily_qc_while_idle(tmp_path):
     """``petdaq serve --qc-at 00:00`` on a day without a QC runs it at once (a 2 s blank) and
-    says how it ended; it is in the scanner's history."""
+    says how it ended; it is in the scanner's history. (Its result is the statistics' of two
+    2 s blanks of different seeds: PASS or, now and then, a WARN.)"""
     import os
     import time
 
@@ -230,8 +231,9 @@ def test_the_service_runs_the_daily_qc_while_idle(tmp_path):
         serve.terminate()
         _, err = serve.communicate(timeout=60)
     assert history.is_file(), err
-    assert json.loads(history.read_text().splitlines()[-1])["result"] == "PASS"
-    assert "daily QC: QC PASS: bedside-brain, 2 s blank" in err, err
+    result = json.loads(history.read_text().splitlines()[-1])["result"]
+    assert result in ("PASS", "WARN") and f"daily QC: QC {result}: bedside-brain, 2 s blank" \
+        in err, err
 
 
 def test_the_history_picture_has_a_panel_per_figure_and_marks_a_failed_qc():
