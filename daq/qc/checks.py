@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from daq.qc.figures import RESOLUTION_REF_KEV, Figures, gain_ratio, resolution_ratio
+from daq.qc.figures import (
+    RESOLUTION_REF_KEV,
+    Figures,
+    gain_ratio,
+    resolution_ratio,
+    typical,
+)
 from hw.scanner import Scanner
 from infra.errors import UserError
 
@@ -22,9 +28,6 @@ DEFAULT_TOLERANCES = Path(__file__).with_name("tolerances.toml")
 #: A crystal's tolerance is at least this many standard deviations of its rate ratio's noise
 #: (its singles now and in the baseline): a short blank widens it rather than flagging noise.
 COUNTS_SIGMAS = 5.5
-#: A crystal whose baseline rate is beyond these multiples of its module's median was dead or
-#: noisy already when the baseline was taken.
-KNOWN_RATE = (0.3, 3.0)
 
 
 @dataclass(frozen=True)
@@ -103,12 +106,9 @@ def judge(now: Figures, base: Figures, scanner: Scanner,
 
 
 def _known(base: Figures, scanner: Scanner) -> np.ndarray:
-    """(crystals,) bool: dead or noisy in the baseline."""
-    module = scanner.crystal_module
-    median = np.array([np.median(base.crystal_cps[module == m])
-                       for m in range(int(module.max()) + 1)])
-    rel = base.crystal_cps / np.maximum(median[module], 1e-9)
-    return (rel < KNOWN_RATE[0]) | (rel > KNOWN_RATE[1])
+    """(crystals,) bool: dead or noisy in the baseline (outside :data:`daq.qc.figures.OUTLIER_RATE`
+    of its module's median)."""
+    return ~typical(base.crystal_cps, scanner)
 
 
 def _crystals(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
