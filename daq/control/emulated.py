@@ -8,7 +8,6 @@ one ZeroMQ PULL receiver per board.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from daq.messages import DEFAULT_SCAN, FIRMWARES
 from hw.faults import Faults, load_faults
 from hw.scanner import load_scanner
 from infra.errors import UserError
+from infra.ports import free_port_block
 
 
 @dataclass
@@ -96,29 +96,6 @@ class EmulatorSettings:
         else:
             out["faults"] = {"file": str(self.faults), **self.injected().to_json()}
         return out
-
-
-def free_port_block(count: int, host: str = "127.0.0.1") -> int:
-    """A base port such that ``base .. base + count - 1`` are free on ``host`` now."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            base = probe.getsockname()[1]
-        if base + count >= 65535:
-            continue
-        try:
-            socks = []
-            for k in range(count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind((host, base + k))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise UserError(f"no block of {count} free TCP ports on {host}")
 
 
 READY_TIMEOUT_S = 600.0
