@@ -20,6 +20,8 @@ from hw.scanner import Scanner
 from infra.errors import UserError
 
 HEADER = ["board", "channel", "crystal"]
+#: The most entries of a map's dense table (:meth:`ChannelMap.dense`): 64 MiB of int32.
+DENSE_MAX_ENTRIES = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,20 @@ class ChannelMap:
     """int32: the crystal of each key."""
     source: str
     """The map's file, or ``wiring of <scanner>``."""
+
+    def dense(self) -> np.ndarray | None:
+        """The map as a table ``[board, channel] -> crystal`` (-1: none), for a look-up by index;
+        None when it would hold more than :data:`DENSE_MAX_ENTRIES` entries (or a key is
+        negative)."""
+        if self.keys.size == 0 or self.keys[0] < 0:
+            return None
+        board, channel = self.keys >> 32, self.keys & 0xFFFFFFFF
+        shape = (int(board.max()) + 1, int(channel.max()) + 1)
+        if shape[0] * shape[1] > DENSE_MAX_ENTRIES:
+            return None
+        table = np.full(shape, -1, np.int32)
+        table[board, channel] = self.crystals
+        return table
 
     def crystals_of(self, board: np.ndarray, channel: np.ndarray) -> np.ndarray:
         """The crystal of every (board, channel); -1 where the map names none."""

@@ -195,6 +195,51 @@ def test_reorder_releases_in_time_order_and_counts_what_comes_too_late():
     assert order.flush()["t"].tolist() == [450]
 
 
+def _reorder_reference(chunks, bound_ps):
+    """The reordering rule in its plainest form: everything held so far sorted again each chunk."""
+    held, released_to, out, late = np.zeros(0, SINGLE_DTYPE), None, [], 0
+    for chunk in chunks:
+        if released_to is not None:
+            late += int((chunk["t"] < released_to).sum())
+            chunk = chunk[chunk["t"] >= released_to]
+        if chunk.size == 0:
+            continue
+        held = np.concatenate([held, chunk])
+        held = held[np.lexsort((held["crystal"], held["t"]))]
+        cut = int(held["t"][-1]) - bound_ps
+        n = int(np.searchsorted(held["t"], cut, side="left"))
+        out.append(held[:n])
+        held = held[n:]
+        released_to = max(cut, released_to if released_to is not None else cut)
+    return np.concatenate([*out, held]), late
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reorder_holds_ordered_chunks_as_they_are_and_matches_sorting_everything(seed):
+    """Chunks in order, chunks with ties out of crystal order, chunks shuffled, chunks that
+    reach back before what is held: the same singles, in the same order, with the same late
+    count, as sorting everything held at every chunk."""
+    from daq.pipeline.digitizers.reorder import Reorder
+
+    rng = np.random.default_rng(seed)
+    n = 20_000
+    s = np.zeros(n, SINGLE_DTYPE)
+    s["t"] = np.sort(rng.integers(0, 2_000_000, n)) // 7 * 7  # ties
+    s["crystal"] = rng.integers(0, 50, n)
+    s["energy"] = np.arange(n)  # arrival, to see the order of equal (t, crystal)
+    jitter = rng.integers(-3000, 3000, n) * (rng.random(n) < 0.05)
+    s["t"] += jitter
+    cuts = np.sort(rng.choice(np.arange(1, n), 40, replace=False))
+    chunks = [c.copy() for c in np.split(s, cuts)]
+    for c in chunks[::5]:
+        rng.shuffle(c)
+    order = Reorder(bound_ps=2000)
+    got = np.concatenate([*(order.feed(c) for c in chunks), order.flush()])
+    want, late = _reorder_reference(chunks, 2000)
+    assert np.array_equal(got, want) and order.late_events == late
+    assert late > 0 and got.size == n - late
+
+
 def _write_ttree(uproot, path: Path, name: str, branches: dict) -> None:
     """A ROOT TTree as GATE writes it (uproot's own default is an RNTuple)."""
     with uproot.recreate(path) as f:
@@ -453,3 +498,28 @@ def test_gate_volume_ids_place_singles_as_their_positions_do(tmp_path, brain, si
                "8,4,1,64", "--out", str(tmp_path), "--name", "wrong")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert f"not {SCANNER}'s {brain.n_modules},{brain.n_module_rings},1,{ct * ca},1" in r.stderr
+
+
+def test_the_dense_map_pass_gives_what_the_key_lookup_gives(brain):
+    """Records through a map's dense table (one compiled pass) and through its sorted keys: the
+    same singles, keV and time offsets per crystal, the same records on no channel; a map with a
+    channel far out has no dense table and takes the key look-up."""
+    from daq.pipeline.digitizers import placing
+    from daq.pipeline.digitizers.importer import singles_of
+    from hw import channelmap
+    from hw.formats import Records
+
+    rng = np.random.default_rng(3)
+    n = brain.n_crystals
+    cmap = channelmap.ChannelMap(np.arange(0, 2 * n, 2, dtype=np.int64) | (1 << 32),
+                                 rng.permutation(n).astype(np.int32), "test")
+    records = Records.of(rng.integers(0, 3, 50_000), rng.integers(-5, 2 * n + 5, 50_000),
+                         rng.integers(0, 10**9, 50_000), rng.uniform(0, 1000, 50_000))
+    kev = rng.uniform(0.9, 1.1, n)
+    offsets = rng.integers(-500, 500, n)
+    table = placing.fast_table(cmap, n)
+    got = placing.place(records, table, kev, offsets)
+    want = singles_of(records, cmap, kev, offsets)
+    assert np.array_equal(got[0], want[0]) and got[1] == want[1] > 0
+    far = channelmap.ChannelMap(np.array([1 << 31], np.int64), np.array([0], np.int32), "far")
+    assert placing.fast_table(far, n) is None

@@ -139,6 +139,7 @@ class Bench:
                  chain=True)
         self.singles = cal.apply(sim.raw)
         self._sorter()
+        self._import()
         self._recon()
         return self.results
 
@@ -160,6 +161,21 @@ class Bench:
                 acq["energy_window_kev"], acq["delay_ps"], acq["min_sector_difference"])
         self.add("NumPy sorter, same semantics (baseline)", singles.size, best_time(
             lambda: numpy_take_all_goods(singles, *args), 1))
+
+    def _import(self) -> None:
+        import tempfile
+
+        from daq.perf.importbench import baseline, import_file, write_petsys
+
+        with tempfile.TemporaryDirectory(prefix="petdaq-bench-") as work:
+            path = Path(work) / "singles.ldat"
+            n = write_petsys(self.singles, path)
+            import_file(self.scanner, path, Path(work) / "warm.h5")
+            self.add("petdaq import of a PETsys singles file", n, best_time(
+                lambda: import_file(self.scanner, path, Path(work) / "lm.h5"), self.repeats),
+                "target >= 20 M/s on 2 cores")
+            self.add("np.fromfile + stable np.argsort of it (baseline)", n, best_time(
+                lambda: baseline(path), self.repeats))
 
     def _recon(self) -> None:
         import recon

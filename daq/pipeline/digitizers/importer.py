@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import coincidence
-from daq.pipeline.digitizers import energyunits, timing
+from daq.pipeline.digitizers import energyunits, placing, timing
 from daq.pipeline.digitizers.energyunits import UnitTable
 from daq.pipeline.digitizers.reorder import Reorder
 from daq.pipeline.digitizers.timing import TimingTable
@@ -165,6 +165,18 @@ def file_records(files: Sequence[Path], settings: ImportSettings, scanner: Scann
             for records in formats.read(path, settings.format, settings.options(scanner)))
 
 
+def _placer(channel_map: ChannelMap, scanner: Scanner, cal: SourceCalibration
+            ) -> Callable[[formats.Records], tuple[np.ndarray, int]]:
+    """Records -> (singles, unmapped): in one compiled pass through the map's dense table, or
+    by :func:`singles_of` for a map too sparse for one."""
+    table = placing.fast_table(channel_map, scanner.n_crystals)
+    if table is None:
+        return lambda records: singles_of(records, channel_map, cal.kev_per_unit, cal.offsets_ps)
+    kev = placing.per_crystal(cal.kev_per_unit, scanner.n_crystals, np.float64)
+    offsets = placing.per_crystal(cal.offsets_ps, scanner.n_crystals, np.int64)
+    return lambda records: placing.place(records, table, kev, offsets)
+
+
 @dataclass(frozen=True)
 class SourceCalibration:
     """How an imported run's records become keV and lose their channels' time offsets."""
@@ -229,10 +241,10 @@ def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, sc
             last_ps = max(last_ps, int(singles["t"][-1]))
             write(sorter.feed(singles))
 
+    place = _placer(channel_map, scanner, cal)
     try:
         for records in chunks:
-            singles, unmapped = singles_of(records, channel_map, cal.kev_per_unit,
-                                           cal.offsets_ps)
+            singles, unmapped = place(records)
             counts["records"] += records.size
             bad += unmapped
             emit(order.feed(singles))

@@ -1,0 +1,58 @@
+"""Records onto crystals in one pass: channel map, keV scale and time offset, as singles."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from hw.channelmap import ChannelMap
+from hw.dtypes import SINGLE_DTYPE
+from hw.formats import Records
+
+
+@numba.njit(nogil=True, cache=True)
+def _place(board, channel, t_ps, energy, table, kev_per_unit, offsets_ps, out_t, out_c, out_e):
+    """Write the records that ``table[board, channel]`` maps into the out columns, in their
+    order; returns how many."""
+    n_boards, n_channels = table.shape
+    n = 0
+    for i in range(t_ps.size):
+        b, ch = board[i], channel[i]
+        if b < 0 or b >= n_boards or ch < 0 or ch >= n_channels:
+            continue
+        c = table[b, ch]
+        if c < 0:
+            continue
+        out_t[n] = t_ps[i] - offsets_ps[c]
+        out_c[n] = c
+        out_e[n] = np.float32(energy[i] * kev_per_unit[c])
+        n += 1
+    return n
+
+
+def per_crystal(value: float | np.ndarray | None, n_crystals: int, dtype: type) -> np.ndarray:
+    """``value`` as one entry a crystal (None: 0)."""
+    if value is None:
+        return np.zeros(n_crystals, dtype)
+    if np.ndim(value):
+        return np.ascontiguousarray(value, dtype)
+    return np.full(n_crystals, value, dtype)
+
+
+def place(records: Records, table: np.ndarray, kev_per_unit: np.ndarray, offsets_ps: np.ndarray
+          ) -> tuple[np.ndarray, int]:
+    """(SINGLE_DTYPE singles of ``records`` in their order, records on no mapped channel), through
+    a dense map (:meth:`hw.channelmap.ChannelMap.dense`), with per-crystal keV per unit and time
+    offsets (ps)."""
+    out = np.empty(records.size, SINGLE_DTYPE)
+    n = _place(records.board, records.channel, records.t_ps, records.energy, table,
+               kev_per_unit, offsets_ps, out["t"], out["crystal"], out["energy"])
+    return out[:n], records.size - n
+
+
+def fast_table(channel_map: ChannelMap, n_crystals: int) -> np.ndarray | None:
+    """The dense table of ``channel_map`` when every crystal it names is a scanner's crystal."""
+    table = channel_map.dense()
+    if table is None or table.max(initial=-1) >= n_crystals:
+        return None
+    return table
