@@ -158,7 +158,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, brain, singles):
     big = write_map(tmp_path / "big.csv", [(0, 0, brain.n_crystals)])
     out = tmp_path / "runs"
     for args, said in (
-            (["cut.ldat", "--format", "petsys"], "not a whole number of 16-byte records"),
+            (["cut.ldat", "--format", "petsys"], "truncated PETsys singles file: its last row has 13"),
             (["bad.BIN", "--format", "compass"], "is not a CoMPASS file: its header is 0x1100"),
             (["ok.ldat", "--format", "gate9"], "unknown format 'gate9': choose one of abcd"),
             (["missing.ldat", "--format", "petsys"], "missing.ldat does not exist"),

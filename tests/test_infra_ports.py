@@ -12,7 +12,7 @@ def test_block_binds_and_lies_below_the_ephemeral_range() -> None:
     """A ZeroMQ client that connects before its server binds takes its own port from the ephemeral
     range; a block there was once taken that way between choosing and binding."""
     base = free_port_block(8)
-    assert LOWEST_PORT <= base and base + 8 <= ephemeral_low()
+    assert base >= LOWEST_PORT and base + 8 <= ephemeral_low()
     socks = [socket.socket() for _ in range(8)]
     try:
         for k, s in enumerate(socks):

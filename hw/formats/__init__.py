@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hw.formats.records import ReadOptions, Records
+from hw.formats.records import Pairs, ReadOptions, Records
 from infra.errors import UserError
 
 #: Records a reader yields at most at a time.
@@ -28,7 +28,7 @@ def readers() -> dict[str, Callable[..., Iterator[Records]]]:
 
 
 def read(path: str | Path, fmt: str, options: ReadOptions | None = None,
-         chunk_records: int = CHUNK_RECORDS) -> Iterator[Records]:
+         chunk_records: int = CHUNK_RECORDS) -> Iterator[Records | Pairs]:
     """The records of the file ``path`` in format ``fmt`` (:func:`readers`), chunk by chunk."""
     known = readers()
     if fmt not in known:
@@ -39,4 +39,4 @@ def read(path: str | Path, fmt: str, options: ReadOptions | None = None,
     return known[fmt](p, chunk_records, options or ReadOptions())
 
 
-__all__ = ["CHUNK_RECORDS", "ReadOptions", "Records", "read", "readers"]
+__all__ = ["CHUNK_RECORDS", "Pairs", "ReadOptions", "Records", "read", "readers"]

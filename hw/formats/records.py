@@ -39,6 +39,23 @@ class Records:
 
 
 @dataclass(frozen=True)
+class Pairs:
+    """Coincidences another system sorted: its pairs, each side reduced to one single."""
+
+    a: Records
+    b: Records
+
+    @property
+    def size(self) -> int:
+        return self.a.size
+
+
+#: How a group of hits (light sharing, inter-crystal scatter) becomes singles: its first hit with
+#: the group's summed energy (PETsys' own convention), its first hit alone, or every hit.
+GROUP_RULES = ("sum", "first", "all")
+
+
+@dataclass(frozen=True)
 class ReadOptions:
     """What a reader may need besides the file."""
 
@@ -49,3 +66,9 @@ class ReadOptions:
     gate_repeaters: tuple[int, ...] | None = None
     """GATE cylindricalPET: the copies of rsector, module, submodule, crystal, layer; with them
     a single's channel is its volume IDs in one number (:func:`hw.formats.gate.linear_id`)."""
+    layout: str | None = None
+    """PETsys: the file's layout (:data:`hw.formats.petsys.LAYOUTS`); None: told from the file."""
+    group_rule: str = "sum"
+    """How a group becomes singles (:data:`GROUP_RULES`)."""
+    resort: bool = False
+    """A coincidence file: its singles sorted again by our sorter, not its own pairs."""

@@ -20,6 +20,8 @@ from daq.pipeline.digitizers.importer import (
 )
 from hw import channelmap, formats
 from hw.formats import gate
+from hw.formats.petsys_layout import LAYOUTS
+from hw.formats.records import GROUP_RULES
 from hw.scanner import Scanner, load_scanner
 from infra.atomic import replacing
 from infra.errors import UserError
@@ -52,6 +54,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="GATE 9 cylindricalPET: the copies of rsector, module, submodule, "
                         "crystal (and layer); the singles' volume IDs then place them "
                         "(default: the crystal nearest each single's position)")
+    petsys = p.add_argument_group("PETsys files")
+    petsys.add_argument("--layout", default=None, choices=LAYOUTS,
+                        help="the files' layout (default: told from each file; binary or text "
+                             "always is)")
+    petsys.add_argument("--group", dest="group_rule", default="sum", choices=GROUP_RULES,
+                        help="a group of hits as singles: its first hit with the group's summed "
+                             "energy (sum, PETsys' convention), its first hit alone (first), "
+                             "or every hit (all); default sum")
+    petsys.add_argument("--resort", action="store_true",
+                        help="coincidence files: sort their singles again with our sorter "
+                             "(default: their own pairs are the run's prompts)")
     p.add_argument("--no-recon", dest="recon", action="store_false")
     add_out_options(p)
     add_sort_options(p)
@@ -63,6 +76,12 @@ def _settings(args: argparse.Namespace) -> ImportSettings:
         raise UserError(f"unknown format {args.format!r}: choose one of "
                         f"{', '.join(sorted(formats.readers()))}")
     settings = digitizer_settings(args, args.format)
+    given = [o for o, v in (("--layout", args.layout), ("--group", args.group_rule != "sum"),
+                            ("--resort", args.resort)) if v]
+    if given and args.format != "petsys":
+        raise UserError(f"{', '.join(given)}: for --format petsys")
+    settings = replace(settings, layout=args.layout, group_rule=args.group_rule,
+                       resort=args.resort)
     if args.gate_repeaters is None:
         return settings
     if args.format != "gate":
@@ -102,8 +121,14 @@ def cmd_import(args: argparse.Namespace) -> int:
         progress = Progress(f"import {run.path.name}", unit="records")
         result = import_into(run, kept, settings, scanner, named, sort, progress.update)
         progress.close(result["counts"]["records"])
-    except (UserError, OSError):
+    except UserError as exc:
         shutil.rmtree(run.path, ignore_errors=True)  # nothing written half
+        said = str(exc)
+        for copy, given in zip(kept, args.files, strict=True):  # the user's file, not our copy
+            said = said.replace(str(copy), str(given))
+        raise UserError(said) from None
+    except OSError:
+        shutil.rmtree(run.path, ignore_errors=True)
         raise
     if settings.format == "gate":
         _compare_with_gate(run, kept, scanner)

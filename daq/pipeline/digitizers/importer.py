@@ -10,6 +10,7 @@ memory stays bounded for files of any size.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +23,7 @@ import numpy as np
 import coincidence
 from daq.pipeline.digitizers import energyunits, placing, timing
 from daq.pipeline.digitizers.energyunits import UnitTable
+from daq.pipeline.digitizers.pairs import PairPlacer, write_pairs
 from daq.pipeline.digitizers.reorder import Reorder
 from daq.pipeline.digitizers.timing import TimingTable
 from daq.pipeline.process.processor import SortSettings
@@ -29,6 +31,7 @@ from hw import channelmap, formats
 from hw.channelmap import ChannelMap
 from hw.dtypes import SINGLE_DTYPE
 from hw.scanner import Scanner
+from infra.errors import UserError
 from runstore.listmode import ListModeWriter
 from runstore.rundir import RunDir
 from runstore.rundocs import ExitStatus, StopDocument
@@ -59,6 +62,12 @@ class ImportSettings:
     """The reordering bound (ms): records come at most this much out of time order."""
     gate_repeaters: tuple[int, ...] | None = None
     """GATE: the system's repeater counts, when the volume IDs place the singles."""
+    layout: str | None = None
+    """PETsys: the files' layout (None: told from each file)."""
+    group_rule: str = "sum"
+    """How a group of hits becomes singles (:data:`hw.formats.records.GROUP_RULES`)."""
+    resort: bool = False
+    """Coincidence files: their singles sorted by our sorter, not their own pairs."""
 
     def describe(self, files: Sequence[Path], channel_map: str) -> dict[str, Any]:
         """What the start document records of the source (a replay needs nothing more):
@@ -66,7 +75,8 @@ class ImportSettings:
         return {"format": self.format, "files": [p.name for p in files],
                 "map": self.placement(channel_map), "ns_per_sample": self.ns_per_sample,
                 "kev_per_unit": self.kev_per_unit, "reorder_ms": self.reorder_ms,
-                "gate_repeaters": list(self.gate_repeaters) if self.gate_repeaters else None}
+                "gate_repeaters": list(self.gate_repeaters) if self.gate_repeaters else None,
+                "layout": self.layout, "group_rule": self.group_rule, "resort": self.resort}
 
     def placement(self, channel_map: str) -> str:
         """How the records reach crystals, as the start document names it."""
@@ -83,12 +93,13 @@ class ImportSettings:
         return cls(str(doc["format"]), doc.get("ns_per_sample"),
                    None if given is None else float(given),
                    float(doc.get("reorder_ms") or DEFAULT_REORDER_MS),
-                   tuple(repeaters) if repeaters else None)
+                   tuple(repeaters) if repeaters else None, doc.get("layout"),
+                   str(doc.get("group_rule") or "sum"), bool(doc.get("resort", False)))
 
     def options(self, scanner: Scanner) -> formats.ReadOptions:
         """What the readers need: the sample period, the scanner's crystals."""
         return formats.ReadOptions(self.ns_per_sample, scanner.crystal_centres,
-                                   self.gate_repeaters)
+                                   self.gate_repeaters, self.layout, self.group_rule, self.resort)
 
 
 def keep_sources(run: Path, files: Sequence[Path], map_file: Path | None) -> tuple[list[Path], str]:
@@ -244,6 +255,9 @@ def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, sc
     place = _placer(channel_map, scanner, cal)
     try:
         for records in chunks:
+            if not isinstance(records, formats.Records):
+                raise UserError("a coincidence file cannot be imported with files of singles "
+                                "into one run: import them apart")
             singles, unmapped = place(records)
             counts["records"] += records.size
             bad += unmapped
@@ -275,8 +289,16 @@ def import_into(run: RunDir, files: Sequence[Path], settings: ImportSettings, sc
                   {"source": {**settings.describe(files, channel_map),
                               "scanner_file": scanner.source, **(source or {})},
                    "sort": sort.resolved(scanner), **(extra or {})}, cal.describe())
-    records = file_records(files, settings, scanner) if chunks is None else chunks
-    result = sort_records(records, settings, scanner, cmap, sort, run.listmode, progress, cal)
+    records = iter(file_records(files, settings, scanner) if chunks is None else chunks)
+    first = next(records, None)
+    records = itertools.chain([] if first is None else [first], records)
+    if isinstance(first, formats.Pairs):
+        placer = PairPlacer(cmap, scanner, cal.kev_per_unit, cal.offsets_ps)
+        result = write_pairs(records, scanner, placer, sort.resolved(scanner),
+                             round(settings.reorder_ms * 1e9), run.listmode, progress)
+    else:
+        result = sort_records(records, settings, scanner, cmap, sort, run.listmode, progress,
+                              cal)
     what = f"{len(files)} {settings.format} file(s)" if chunks is None else "the journal"
     run.write_stop(StopDocument(f"imported {what}", ExitStatus.SUCCESS, result["counts"],
                                 result["losses"], data_end_s=result["data_end_s"]))

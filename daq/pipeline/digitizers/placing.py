@@ -56,3 +56,30 @@ def fast_table(channel_map: ChannelMap, n_crystals: int) -> np.ndarray | None:
     if table is None or table.max(initial=-1) >= n_crystals:
         return None
     return table
+
+
+@numba.njit(nogil=True, cache=True)
+def _columns(board, channel, t_ps, energy, table, kev_per_unit, offsets_ps, out_t, out_c, out_e):
+    n_boards, n_channels = table.shape
+    for i in range(t_ps.size):
+        b, ch = board[i], channel[i]
+        c = -1
+        if 0 <= b < n_boards and 0 <= ch < n_channels:
+            c = table[b, ch]
+        out_c[i] = c
+        if c >= 0:
+            out_t[i] = t_ps[i] - offsets_ps[c]
+            out_e[i] = np.float32(energy[i] * kev_per_unit[c])
+        else:
+            out_t[i] = t_ps[i]
+            out_e[i] = np.float32(0.0)
+
+
+def columns(records: Records, table: np.ndarray, kev_per_unit: np.ndarray, offsets_ps: np.ndarray
+            ) -> np.ndarray:
+    """SINGLE_DTYPE of every record in its place (crystal -1 where the map names none), for
+    records that must stay aligned with others (the sides of pairs)."""
+    out = np.empty(records.size, SINGLE_DTYPE)
+    _columns(records.board, records.channel, records.t_ps, records.energy, table, kev_per_unit,
+             offsets_ps, out["t"], out["crystal"], out["energy"])
+    return out

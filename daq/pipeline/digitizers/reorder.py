@@ -33,8 +33,12 @@ class Reorder:
     :attr:`late_events`, never placed out of order. Chunks that come in order are held as they
     are (one pass each); only a chunk out of order makes the held singles be ordered again."""
 
-    def __init__(self, bound_ps: int) -> None:
+    def __init__(self, bound_ps: int, dtype: np.dtype = SINGLE_DTYPE, tie: str = "crystal"
+                 ) -> None:
+        """``dtype``: the events' (a field ``t`` and the integer field ``tie`` that orders equal
+        times: a single's crystal, a coincidence's ``crystal_a``)."""
         self.bound_ps = int(bound_ps)
+        self.dtype, self.tie = np.dtype(dtype), tie
         self._held: list[np.ndarray] = []
         """Pieces whose concatenation is in time order."""
         self._released_to: int | None = None
@@ -58,9 +62,10 @@ class Reorder:
         """Add ``singles`` to the held pieces, keeping their concatenation in order: a chunk in
         order after what is held is a new piece; otherwise only the held singles from the chunk's
         earliest time on are ordered again with it."""
-        if not in_order(singles["t"], singles["crystal"]):
-            singles = singles[order(singles["t"], singles["crystal"])]
-        if not self._held or _not_before(singles[0], self._held[-1][-1]):
+        tie = self.tie
+        if not in_order(singles["t"], singles[tie]):
+            singles = singles[order(singles["t"], singles[tie])]
+        if not self._held or _not_before(singles[0], self._held[-1][-1], tie):
             self._held.append(singles)
             return
         t0 = int(singles["t"][0])
@@ -72,8 +77,8 @@ class Reorder:
             k = int(np.searchsorted(last["t"], t0, side="left"))
             tail.insert(0, last[k:])
             self._held[-1] = last[:k]
-        merged = join([*tail, singles], SINGLE_DTYPE)
-        self._held.append(merged[order(merged["t"], merged["crystal"])])
+        merged = join([*tail, singles], self.dtype)
+        self._held.append(merged[order(merged["t"], merged[tie])])
 
     def _release_before(self, cut: int) -> np.ndarray:
         """The held singles earlier than ``cut`` (ps), in order, no longer held."""
@@ -88,17 +93,17 @@ class Reorder:
                 self._held[0] = first[n:]
         if len(out) == 1:
             return out[0]
-        return join(out, SINGLE_DTYPE) if out else np.zeros(0, SINGLE_DTYPE)
+        return join(out, self.dtype) if out else np.zeros(0, self.dtype)
 
     def flush(self) -> np.ndarray:
         """Everything still held, time-ordered (the end of the stream)."""
-        out = join(self._held, SINGLE_DTYPE) if self._held else np.zeros(0, SINGLE_DTYPE)
+        out = join(self._held, self.dtype) if self._held else np.zeros(0, self.dtype)
         self._held = []
         if out.size:
             self._released_to = int(out["t"][-1])
         return out
 
 
-def _not_before(a: np.void, b: np.void) -> bool:
-    """Whether single ``a`` may follow single ``b`` in time order (ties: by crystal)."""
-    return (int(a["t"]), int(a["crystal"])) >= (int(b["t"]), int(b["crystal"]))
+def _not_before(a: np.void, b: np.void, tie: str) -> bool:
+    """Whether event ``a`` may follow event ``b`` in time order (equal times: by ``tie``)."""
+    return (int(a["t"]), int(a[tie])) >= (int(b["t"]), int(b[tie]))

@@ -1,0 +1,112 @@
+"""Coincidences another system sorted (PETsys coincidence files) into a run's list-mode: each
+pair's sides on crystals, in keV and time-corrected, inside the energy window, time-ordered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daq.pipeline.digitizers.placing import columns, fast_table, per_crystal
+from daq.pipeline.digitizers.reorder import Reorder
+from hw import formats
+from hw.channelmap import ChannelMap
+from hw.dtypes import COINC_DTYPE, SINGLE_DTYPE
+from hw.scanner import Scanner
+from infra.errors import UserError
+from runstore.listmode import ListModeWriter
+
+#: What the list-mode file says of pairs it did not sort itself.
+POLICY = "the source's own pairs"
+_MAX_DT_PS = np.iinfo(np.int32).max
+
+
+def coincidences_of(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """COINC_DTYPE prompts of the aligned sides ``a``, ``b`` (SINGLE_DTYPE): side a is the earlier
+    single (equal times: the lower crystal), ``dt`` the later one's time after it."""
+    earlier = (a["t"] < b["t"]) | ((a["t"] == b["t"]) & (a["crystal"] <= b["crystal"]))
+    first, second = np.where(earlier, a, b), np.where(earlier, b, a)
+    out = np.zeros(a.size, COINC_DTYPE)
+    out["t"], out["crystal_a"], out["crystal_b"] = first["t"], first["crystal"], second["crystal"]
+    out["energy_a"], out["energy_b"] = first["energy"], second["energy"]
+    dt = second["t"] - first["t"]
+    if dt.size and int(dt.max()) > _MAX_DT_PS:
+        raise UserError(f"a pair's sides lie {int(dt.max())} ps apart: no coincidence")
+    out["dt"] = dt
+    return out
+
+
+class PairPlacer:
+    """Both sides of pairs onto crystals through a channel map, keV and time offsets."""
+
+    def __init__(self, channel_map: ChannelMap, scanner: Scanner,
+                 kev_per_unit: float | np.ndarray, offsets_ps: np.ndarray | None) -> None:
+        n = scanner.n_crystals
+        self._map = channel_map
+        self._table = fast_table(channel_map, n)
+        self._kev = per_crystal(kev_per_unit, n, np.float64)
+        self._offsets = per_crystal(offsets_ps, n, np.int64)
+
+    def side(self, records: formats.Records) -> np.ndarray:
+        """SINGLE_DTYPE of every record, crystal -1 where the map names none."""
+        if self._table is not None:
+            return columns(records, self._table, self._kev, self._offsets)
+        out = np.empty(records.size, SINGLE_DTYPE)
+        crystal = self._map.crystals_of(records.board, records.channel)
+        c = np.maximum(crystal, 0)
+        out["crystal"] = crystal
+        out["t"] = np.where(crystal >= 0, records.t_ps - self._offsets[c], records.t_ps)
+        out["energy"] = np.where(crystal >= 0, records.energy * self._kev[c], 0.0)
+        return out
+
+
+def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scanner,
+                placer: PairPlacer, resolved: dict[str, Any], reorder_ps: int, listmode: Path,
+                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Write the pairs of ``chunks`` into ``listmode`` as prompts: a pair with a side on no
+    mapped channel is ``bad_channel``, one with a side outside ``resolved``'s energy window
+    ``outside_energy_window``; returns the counts, losses and settings as the sorter's import."""
+    lo, hi = (float(v) for v in resolved["energy_window_kev"])
+    settings = {**resolved, "policy": POLICY, "delay_ps": None}
+    writer = ListModeWriter(listmode, {"scanner": scanner.name, "scanner_digest": scanner.digest,
+                                       **settings})
+    order = Reorder(reorder_ps, COINC_DTYPE, "crystal_a")
+    counts = {"records": 0, "pairs": 0, "singles": 0, "prompts": 0, "delayeds": 0}
+    losses = {"bad_channel": 0, "outside_energy_window": 0}
+    last_ps = 0
+
+    def write(coinc: np.ndarray) -> None:
+        nonlocal last_ps
+        if coinc.size:
+            counts["prompts"] += int(coinc.size)
+            counts["singles"] += 2 * int(coinc.size)
+            last_ps = max(last_ps, int((coinc["t"] + coinc["dt"]).max()))
+            writer.append(coinc)
+
+    try:
+        for pairs in chunks:
+            if not isinstance(pairs, formats.Pairs):
+                raise UserError("a coincidence file cannot be imported with files of singles "
+                                "into one run: import them apart")
+            a, b = placer.side(pairs.a), placer.side(pairs.b)
+            counts["pairs"] += pairs.size
+            counts["records"] += 2 * pairs.size
+            mapped = (a["crystal"] >= 0) & (b["crystal"] >= 0)
+            inside = mapped & _inside(a, lo, hi) & _inside(b, lo, hi)
+            losses["bad_channel"] += int((~mapped).sum())
+            losses["outside_energy_window"] += int((mapped & ~inside).sum())
+            coinc = coincidences_of(a[inside], b[inside])
+            write(order.feed(coinc))
+            if progress is not None:
+                progress(counts["records"])
+        write(order.flush())
+    finally:
+        writer.close()
+    return {"counts": counts, "losses": {**losses, "late_events": order.late_events},
+            "settings": settings, "data_end_s": round(last_ps / 1e12, 6)}
+
+
+def _inside(side: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return (side["energy"] >= lo) & (side["energy"] < hi)  # the sorter's lo <= E < hi
