@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hw.formats.records import Pairs, ReadOptions, Records
+from hw.formats.records import Pairs, ReadOptions, Records, merge_by_time
 from infra.errors import UserError
 
 #: Records a reader yields at most at a time.
@@ -39,4 +39,5 @@ def read(path: str | Path, fmt: str, options: ReadOptions | None = None,
     return known[fmt](p, chunk_records, options or ReadOptions())
 
 
-__all__ = ["CHUNK_RECORDS", "Pairs", "ReadOptions", "Records", "read", "readers"]
+__all__ = ["CHUNK_RECORDS", "Pairs", "ReadOptions", "Records", "merge_by_time", "read",
+           "readers"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +45,63 @@ class Pairs:
 
     a: Records
     b: Records
+    delayed: np.ndarray | None = None
+    """uint8: 1 for a pair of the delayed window (None: every pair a prompt)."""
 
     @property
     def size(self) -> int:
         return self.a.size
+
+    @property
+    def delayed_flags(self) -> np.ndarray:
+        return np.zeros(self.size, np.uint8) if self.delayed is None else self.delayed
+
+    @property
+    def t_ps(self) -> np.ndarray:
+        """Each pair's earlier time."""
+        return np.minimum(self.a.t_ps, self.b.t_ps)
+
+    def take(self, keep: np.ndarray) -> Pairs:
+        """The pairs ``keep`` (a mask or indices) selects."""
+        return Pairs(*(Records(*(getattr(r, k)[keep] for k in _FIELDS)) for r in (self.a, self.b)),
+                     self.delayed_flags[keep])
+
+    @classmethod
+    def join(cls, parts: list[Pairs]) -> Pairs:
+        return cls(Records.join([p.a for p in parts]), Records.join([p.b for p in parts]),
+                   np.concatenate([p.delayed_flags for p in parts]))
+
+
+_FIELDS = ("board", "channel", "t_ps", "energy")
+
+
+def merge_by_time(streams: list[Iterator[Pairs]]) -> Iterator[Pairs]:
+    """Pairs of several streams, each nearly in time order (a prompts and a delayed tree, one
+    file of each), as chunks that follow each other in time as those streams allow: a chunk
+    holds what every open stream has passed."""
+    iters = [iter(s) for s in streams]
+    held: list[Pairs | None] = [None] * len(iters)
+    open_ = [True] * len(iters)
+    while True:
+        for k, it in enumerate(iters):
+            while open_[k] and (held[k] is None or held[k].size == 0):
+                nxt = next(it, None)
+                if nxt is None:
+                    open_[k] = False
+                else:
+                    held[k] = nxt if held[k] is None else Pairs.join([held[k], nxt])
+        live = [k for k, h in enumerate(held) if h is not None and h.size]
+        if not live:
+            return
+        waiting = [int(held[k].t_ps.max()) for k in live if open_[k]]
+        horizon = min(waiting) if waiting else None
+        out = []
+        for k in live:
+            t = held[k].t_ps
+            now = np.ones(t.size, bool) if horizon is None else t <= horizon
+            out.append(held[k].take(now))
+            held[k] = held[k].take(~now)
+        yield Pairs.join(out)
 
 
 #: How a group of hits (light sharing, inter-crystal scatter) becomes singles: its first hit with

@@ -274,6 +274,23 @@ def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, sc
             "settings": resolved, "data_end_s": round(last_ps / 1e12, 6)}
 
 
+def _chunks(files: Sequence[Path], settings: ImportSettings, scanner: Scanner,
+            chunks: Iterable[formats.Records | formats.Pairs] | None
+            ) -> tuple[Iterable[formats.Records | formats.Pairs], Any]:
+    """(the chunks to import, the first of them): the files' one after the other, or, for files
+    of pairs (a prompts and a delayed file), merged by time."""
+    if chunks is not None:
+        it = iter(chunks)
+        first = next(it, None)
+        return itertools.chain([] if first is None else [first], it), first
+    streams = [iter(formats.read(p, settings.format, settings.options(scanner))) for p in files]
+    first = next(streams[0], None)
+    streams[0] = itertools.chain([] if first is None else [first], streams[0])
+    if isinstance(first, formats.Pairs):
+        return formats.merge_by_time(streams), first
+    return itertools.chain.from_iterable(streams), first
+
+
 def import_into(run: RunDir, files: Sequence[Path], settings: ImportSettings, scanner: Scanner,
                 channel_map: str, sort: SortSettings, progress: Callable[[int], None] | None,
                 extra: dict[str, Any] | None = None,
@@ -289,9 +306,7 @@ def import_into(run: RunDir, files: Sequence[Path], settings: ImportSettings, sc
                   {"source": {**settings.describe(files, channel_map),
                               "scanner_file": scanner.source, **(source or {})},
                    "sort": sort.resolved(scanner), **(extra or {})}, cal.describe())
-    records = iter(file_records(files, settings, scanner) if chunks is None else chunks)
-    first = next(records, None)
-    records = itertools.chain([] if first is None else [first], records)
+    records, first = _chunks(files, settings, scanner, chunks)
     if isinstance(first, formats.Pairs):
         placer = PairPlacer(cmap, scanner, cal.kev_per_unit, cal.offsets_ps)
         result = write_pairs(records, scanner, placer, sort.resolved(scanner),

@@ -23,18 +23,25 @@ POLICY = "the source's own pairs"
 _MAX_DT_PS = np.iinfo(np.int32).max
 
 
-def coincidences_of(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """COINC_DTYPE prompts of the aligned sides ``a``, ``b`` (SINGLE_DTYPE): side a is the earlier
-    single (equal times: the lower crystal), ``dt`` the later one's time after it."""
+def coincidences_of(a: np.ndarray, b: np.ndarray, delayed: np.ndarray | None = None,
+                    delay_ps: int | None = None) -> np.ndarray:
+    """COINC_DTYPE coincidences of the aligned sides ``a``, ``b`` (SINGLE_DTYPE), prompts unless
+    ``delayed`` says: side a is the earlier single (equal times: the lower crystal), ``dt`` the
+    later one's time after it; a delayed pair whose sides lie ``delay_ps`` apart (their own
+    times, as GATE writes them) has that delay taken off its ``dt``, as the sorter's delayeds."""
     earlier = (a["t"] < b["t"]) | ((a["t"] == b["t"]) & (a["crystal"] <= b["crystal"]))
     first, second = np.where(earlier, a, b), np.where(earlier, b, a)
     out = np.zeros(a.size, COINC_DTYPE)
     out["t"], out["crystal_a"], out["crystal_b"] = first["t"], first["crystal"], second["crystal"]
     out["energy_a"], out["energy_b"] = first["energy"], second["energy"]
     dt = second["t"] - first["t"]
+    if delayed is not None and delay_ps:
+        dt = np.where((delayed != 0) & (dt >= delay_ps // 2), dt - delay_ps, dt)
     if dt.size and int(dt.max()) > _MAX_DT_PS:
         raise UserError(f"a pair's sides lie {int(dt.max())} ps apart: no coincidence")
     out["dt"] = dt
+    if delayed is not None:
+        out["delayed"] = delayed
     return out
 
 
@@ -65,11 +72,12 @@ class PairPlacer:
 def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scanner,
                 placer: PairPlacer, resolved: dict[str, Any], reorder_ps: int, listmode: Path,
                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Write the pairs of ``chunks`` into ``listmode`` as prompts: a pair with a side on no
+    """Write the pairs of ``chunks`` into ``listmode`` (prompts, and delayeds where the source
+    kept its delayed window's): a pair with a side on no
     mapped channel is ``bad_channel``, one with a side outside ``resolved``'s energy window
     ``outside_energy_window``; returns the counts, losses and settings as the sorter's import."""
     lo, hi = (float(v) for v in resolved["energy_window_kev"])
-    settings = {**resolved, "policy": POLICY, "delay_ps": None}
+    settings = {**resolved, "policy": POLICY}
     writer = ListModeWriter(listmode, {"scanner": scanner.name, "scanner_digest": scanner.digest,
                                        **settings})
     order = Reorder(reorder_ps, COINC_DTYPE, "crystal_a")
@@ -80,7 +88,9 @@ def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scan
     def write(coinc: np.ndarray) -> None:
         nonlocal last_ps
         if coinc.size:
-            counts["prompts"] += int(coinc.size)
+            delayed = int(np.count_nonzero(coinc["delayed"]))
+            counts["prompts"] += int(coinc.size) - delayed
+            counts["delayeds"] += delayed
             counts["singles"] += 2 * int(coinc.size)
             last_ps = max(last_ps, int((coinc["t"] + coinc["dt"]).max()))
             writer.append(coinc)
@@ -97,7 +107,8 @@ def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scan
             inside = mapped & _inside(a, lo, hi) & _inside(b, lo, hi)
             losses["bad_channel"] += int((~mapped).sum())
             losses["outside_energy_window"] += int((mapped & ~inside).sum())
-            coinc = coincidences_of(a[inside], b[inside])
+            coinc = coincidences_of(a[inside], b[inside], pairs.delayed_flags[inside],
+                                    resolved.get("delay_ps"))
             write(order.feed(coinc))
             if progress is not None:
                 progress(counts["records"])
