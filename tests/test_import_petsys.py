@@ -252,3 +252,23 @@ def test_singles_as_text(tmp_path, singles):
     assert np.array_equal(got.t_ps, singles["t"][:2000])
     assert np.array_equal(got.channel, singles["crystal"][:2000])
     assert detect(path).text and SINGLE.itemsize == 16
+
+
+def test_the_worked_example_of_the_docs(tmp_path):
+    """docs/digitizers.md: a group of three hits under each rule; a coincidence event of a
+    two-hit and a one-hit group is two rows, (0, 0) and (1, 0)."""
+    hits = np.zeros(3, SINGLE)
+    hits["time"], hits["energy"] = [1000, 1500, 1700], [400.0, 60.5, 40.25]
+    hits["channel_id"] = [4332, 4333, 4334]
+    path = write_groups(tmp_path / "g.ldat", hits, np.array([0, 3]))
+    for rule, channels, energies in (("sum", [4332], [500.75]), ("first", [4332], [400.0]),
+                                     ("all", [4332, 4333, 4334], [400.0, 60.5, 40.25])):
+        got = Records.join(_records(path, group_rule=rule))
+        assert got.channel.tolist() == channels and got.energy.tolist() == energies
+        assert got.t_ps[0] == 1000
+    coinc = write_coincidences(tmp_path / "c.ldat", hits, np.array([0, 2, 3]))
+    rows = np.fromfile(coinc, np.dtype([("mh_n1", "u1"), ("mh_j1", "u1"), ("a", "V16"),
+                                        ("mh_n2", "u1"), ("mh_j2", "u1"), ("b", "V16")]))
+    assert [(r["mh_j1"], r["mh_j2"]) for r in rows] == [(0, 0), (1, 0)]
+    (pairs,) = _records(coinc)
+    assert pairs.a.energy.tolist() == [460.5] and pairs.b.channel.tolist() == [4334]

@@ -44,7 +44,8 @@ GATE_COMPARISON = "gate_comparison.json"
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``import``."""
     p = sub.add_parser("import", help="other digitizers' and simulators' event files (ABCD .ade, "
-                                      "PETsys singles, CoMPASS .BIN, GATE ROOT) into a run")
+                                      "PETsys singles, groups or coincidences, CoMPASS .BIN, "
+                                      "GATE ROOT singles or coincidences) into a run")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--format", required=True,
                    help=f"the files' format: {', '.join(sorted(formats.readers()))}")
