@@ -102,7 +102,19 @@ def test_tree_output_a_prompts_file_and_a_delayed_file(tmp_path, brain, sorted_p
     a = _write(tmp_path / "out.Coincidences.root",
                {"tree": _branches(brain, prompts, "GATE 9", rng)})
     b = _write(tmp_path / "out.delay.root", {"tree": _branches(brain, delayeds, "GATE 9", rng)})
-    _check(_import(tmp_path, "tree", str(b), str(a), "--format", "gate"), sorted_pairs)
+    run = _import(tmp_path, "tree", str(b), str(a), "--format", "gate")
+    _check(run, sorted_pairs)
+    # the run replays from the files it kept, merged by time again; a killed one recovers
+    r = petdaq("sort", str(run), "--out", str(tmp_path / "again"))
+    assert r.returncode == 0, r.stderr
+    _check(tmp_path / "again", sorted_pairs)
+    (run / "coincidences.h5").unlink()
+    doc = json.loads((run / "run.json").read_text())
+    del doc["stop"]
+    (run / "run.json").write_text(json.dumps(doc))
+    r = petdaq("recover", str(run), "--no-recon")
+    assert r.returncode == 0, r.stderr
+    _check(run, sorted_pairs)
 
 
 def test_gate_10_coincidence_tree(tmp_path, brain, sorted_pairs):

@@ -274,21 +274,35 @@ def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, sc
             "settings": resolved, "data_end_s": round(last_ps / 1e12, 6)}
 
 
-def _chunks(files: Sequence[Path], settings: ImportSettings, scanner: Scanner,
-            chunks: Iterable[formats.Records | formats.Pairs] | None
-            ) -> tuple[Iterable[formats.Records | formats.Pairs], Any]:
-    """(the chunks to import, the first of them): the files' one after the other, or, for files
-    of pairs (a prompts and a delayed file), merged by time."""
-    if chunks is not None:
-        it = iter(chunks)
-        first = next(it, None)
-        return itertools.chain([] if first is None else [first], it), first
+def source_chunks(files: Sequence[Path], settings: ImportSettings, scanner: Scanner
+                  ) -> Iterable[formats.Records | formats.Pairs]:
+    """The chunks of ``files``: one file after the other, or, for files of pairs (a prompts and a
+    delayed file), merged by time."""
     streams = [iter(formats.read(p, settings.format, settings.options(scanner))) for p in files]
     first = next(streams[0], None)
     streams[0] = itertools.chain([] if first is None else [first], streams[0])
     if isinstance(first, formats.Pairs):
-        return formats.merge_by_time(streams), first
-    return itertools.chain.from_iterable(streams), first
+        return formats.merge_by_time(streams)
+    return itertools.chain.from_iterable(streams)
+
+
+def sort_any(chunks: Iterable[formats.Records | formats.Pairs], settings: ImportSettings,
+             scanner: Scanner, channel_map: ChannelMap, sort: SortSettings, listmode: Path,
+             progress: Callable[[int], None] | None = None,
+             calibration: SourceCalibration | None = None) -> dict[str, Any]:
+    """Records sorted by our sorter (:func:`sort_records`), or pairs another system sorted
+    written as they are (:func:`daq.pipeline.digitizers.pairs.write_pairs`), as the first chunk
+    is."""
+    it = iter(chunks)
+    first = next(it, None)
+    chunks = itertools.chain([] if first is None else [first], it)
+    if not isinstance(first, formats.Pairs):
+        return sort_records(chunks, settings, scanner, channel_map, sort, listmode, progress,
+                            calibration)
+    cal = calibration or SourceCalibration.of(settings, scanner)
+    placer = PairPlacer(channel_map, scanner, cal.kev_per_unit, cal.offsets_ps)
+    return write_pairs(chunks, scanner, placer, sort.resolved(scanner),
+                       round(settings.reorder_ms * 1e9), listmode, progress)
 
 
 def import_into(run: RunDir, files: Sequence[Path], settings: ImportSettings, scanner: Scanner,
@@ -306,14 +320,8 @@ def import_into(run: RunDir, files: Sequence[Path], settings: ImportSettings, sc
                   {"source": {**settings.describe(files, channel_map),
                               "scanner_file": scanner.source, **(source or {})},
                    "sort": sort.resolved(scanner), **(extra or {})}, cal.describe())
-    records, first = _chunks(files, settings, scanner, chunks)
-    if isinstance(first, formats.Pairs):
-        placer = PairPlacer(cmap, scanner, cal.kev_per_unit, cal.offsets_ps)
-        result = write_pairs(records, scanner, placer, sort.resolved(scanner),
-                             round(settings.reorder_ms * 1e9), run.listmode, progress)
-    else:
-        result = sort_records(records, settings, scanner, cmap, sort, run.listmode, progress,
-                              cal)
+    records = source_chunks(files, settings, scanner) if chunks is None else chunks
+    result = sort_any(records, settings, scanner, cmap, sort, run.listmode, progress, cal)
     what = f"{len(files)} {settings.format} file(s)" if chunks is None else "the journal"
     run.write_stop(StopDocument(f"imported {what}", ExitStatus.SUCCESS, result["counts"],
                                 result["losses"], data_end_s=result["data_end_s"]))

@@ -15,13 +15,13 @@ from daq.pipeline.digitizers.importer import (
     SOURCE_DIR,
     ImportSettings,
     channel_map_of,
-    file_records,
-    sort_records,
+    sort_any,
+    source_chunks,
 )
 from daq.pipeline.links.journal import check_journal
 from daq.pipeline.process.processor import SortSettings
 from hw.channelmap import ChannelMap
-from hw.formats import Records, abcd
+from hw.formats import Pairs, Records, abcd
 from hw.scanner import Scanner
 from infra.errors import UserError
 from runstore.rundir import RunDir
@@ -65,11 +65,12 @@ class KeptSource:
     def channel_map(self, scanner: Scanner) -> ChannelMap:
         return channel_map_of(self.run.path, self.map_named, scanner, self.settings)
 
-    def records(self, scanner: Scanner, journal: Path | None = None) -> Iterator[Records]:
+    def records(self, scanner: Scanner, journal: Path | None = None
+                ) -> Iterator[Records | Pairs]:
         """The records as they came: the files one after the other, or the links' journal
         (``journal``: a copy of it elsewhere)."""
         if self.links is None:
-            return iter(file_records(self.files, self.settings, scanner))
+            return iter(source_chunks(self.files, self.settings, scanner))
         sample_ps = abcd.ps_per_sample(self.settings.ns_per_sample)
         return abcdlive.journal_records(journal or self.run.journal, sample_ps)
 
@@ -80,10 +81,11 @@ class KeptSource:
     def spectra(self, scanner: Scanner) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(crystal, raw energy) of every mapped record, chunk by chunk."""
         cmap = self.channel_map(scanner)
-        for records in self.records(scanner):
-            crystal = cmap.crystals_of(records.board, records.channel)
-            ok = crystal >= 0
-            yield crystal[ok], records.energy[ok]
+        for chunk in self.records(scanner):
+            for records in (chunk.a, chunk.b) if isinstance(chunk, Pairs) else (chunk,):
+                crystal = cmap.crystals_of(records.board, records.channel)
+                ok = crystal >= 0
+                yield crystal[ok], records.energy[ok]
 
 
 def recover(kept: KeptSource, scanner: Scanner, sort: SortSettings,
@@ -91,8 +93,8 @@ def recover(kept: KeptSource, scanner: Scanner, sort: SortSettings,
     """Sort a killed run's kept records again into its own list-mode file and write its stop
     document (the status of a stop document it had is kept)."""
     run = kept.run
-    result = sort_records(kept.records(scanner), kept.settings, scanner,
-                          kept.channel_map(scanner), sort, run.listmode, progress)
+    result = sort_any(kept.records(scanner), kept.settings, scanner,
+                      kept.channel_map(scanner), sort, run.listmode, progress)
     what = "the journal" if kept.links is not None else "the source files"
     previous = run.stop
     run.write_stop(StopDocument(
