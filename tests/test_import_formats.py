@@ -523,3 +523,25 @@ def test_the_dense_map_pass_gives_what_the_key_lookup_gives(brain):
     assert np.array_equal(got[0], want[0]) and got[1] == want[1] > 0
     far = channelmap.ChannelMap(np.array([1 << 31], np.int64), np.array([0], np.int32), "far")
     assert placing.fast_table(far, n) is None
+
+
+def test_reading_ahead_gives_the_same_run(tmp_path, brain, singles):
+    """The next chunk read and placed in a thread while this one is sorted: the same list-mode
+    rows and counts as one thread, chunk by chunk."""
+    from daq.perf.importbench import write_petsys
+    from daq.pipeline.digitizers.importer import ImportSettings, sort_records
+    from daq.pipeline.process.processor import SortSettings
+    from hw import channelmap
+
+    path = tmp_path / "s.ldat"
+    write_petsys(singles, path)
+    settings = ImportSettings("petsys", kev_per_unit=1.0)
+    runs = []
+    for read_ahead in (False, True):
+        lm = tmp_path / f"{read_ahead}.h5"
+        chunks = petsys.read(path, 20_000, settings.options(brain))
+        result = sort_records(chunks, settings, brain, channelmap.identity(brain),
+                              SortSettings(), lm, read_ahead=read_ahead)
+        runs.append((read_listmode(lm)[0], result["counts"]))
+    assert runs[0][0].size > 100 and np.array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]

@@ -50,7 +50,7 @@ def import_file(scanner: Scanner, path: Path, listmode: Path) -> dict:
     (board 0, channelID = crystal) -> keV (1 a unit) -> time order -> sorter -> list-mode."""
     settings = ImportSettings("petsys", kev_per_unit=1.0)
     return sort_records(file_records([path], settings, scanner), settings, scanner,
-                        channelmap.identity(scanner), SortSettings(), listmode)
+                        channelmap.identity(scanner), SortSettings(), listmode, read_ahead=True)
 
 
 def baseline(path: Path) -> int:

@@ -31,6 +31,7 @@ from hw import channelmap, formats
 from hw.channelmap import ChannelMap
 from hw.dtypes import SINGLE_DTYPE
 from hw.scanner import Scanner
+from infra.ahead import ahead
 from infra.errors import UserError
 from runstore.listmode import ListModeWriter
 from runstore.rundir import RunDir
@@ -223,12 +224,15 @@ def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, sc
                  channel_map: ChannelMap, sort: SortSettings, listmode: Path,
                  progress: Callable[[int], None] | None = None,
                  calibration: SourceCalibration | None = None,
-                 running: dict[str, int] | None = None) -> dict[str, Any]:
+                 running: dict[str, int] | None = None, read_ahead: bool = False
+                 ) -> dict[str, Any]:
     """Sort the records of ``chunks`` (from files, or live as they arrive) into the list-mode
     file ``listmode``, their energies in keV and each single's channel time offset taken off
     before the time order (``calibration``, default :meth:`SourceCalibration.of`); returns the
     counts, the losses and the sort settings used. ``running``: a dict given the counts and
-    losses so far after each chunk (for a live monitor)."""
+    losses so far after each chunk (for a live monitor). ``read_ahead``: the next chunk read and
+    placed on crystals in a thread while this one is ordered and sorted (files: the same
+    output)."""
     cal = calibration or SourceCalibration.of(settings, scanner)
     resolved = sort.resolved(scanner)
     sorter = coincidence.Sorter(scanner=scanner, **resolved)
@@ -253,12 +257,17 @@ def sort_records(chunks: Iterable[formats.Records], settings: ImportSettings, sc
             write(sorter.feed(singles))
 
     place = _placer(channel_map, scanner, cal)
+
+    def placed(records: formats.Records) -> tuple[np.ndarray, int]:
+        if not isinstance(records, formats.Records):
+            raise UserError("a coincidence file cannot be imported with files of singles "
+                            "into one run: import them apart")
+        return place(records)
+
+    steps = (ahead(chunks, placed) if read_ahead else
+             ((records, placed(records)) for records in chunks))
     try:
-        for records in chunks:
-            if not isinstance(records, formats.Records):
-                raise UserError("a coincidence file cannot be imported with files of singles "
-                                "into one run: import them apart")
-            singles, unmapped = place(records)
+        for records, (singles, unmapped) in steps:
             counts["records"] += records.size
             bad += unmapped
             emit(order.feed(singles))
@@ -289,16 +298,17 @@ def source_chunks(files: Sequence[Path], settings: ImportSettings, scanner: Scan
 def sort_any(chunks: Iterable[formats.Records | formats.Pairs], settings: ImportSettings,
              scanner: Scanner, channel_map: ChannelMap, sort: SortSettings, listmode: Path,
              progress: Callable[[int], None] | None = None,
-             calibration: SourceCalibration | None = None) -> dict[str, Any]:
-    """Records sorted by our sorter (:func:`sort_records`), or pairs another system sorted
-    written as they are (:func:`daq.pipeline.digitizers.pairs.write_pairs`), as the first chunk
-    is."""
+             calibration: SourceCalibration | None = None, read_ahead: bool = True
+             ) -> dict[str, Any]:
+    """Records sorted by our sorter (:func:`sort_records`, reading ahead), or pairs another
+    system sorted written as they are (:func:`daq.pipeline.digitizers.pairs.write_pairs`), as
+    the first chunk is."""
     it = iter(chunks)
     first = next(it, None)
     chunks = itertools.chain([] if first is None else [first], it)
     if not isinstance(first, formats.Pairs):
         return sort_records(chunks, settings, scanner, channel_map, sort, listmode, progress,
-                            calibration)
+                            calibration, read_ahead=read_ahead)
     cal = calibration or SourceCalibration.of(settings, scanner)
     placer = PairPlacer(channel_map, scanner, cal.kev_per_unit, cal.offsets_ps)
     return write_pairs(chunks, scanner, placer, sort.resolved(scanner),
