@@ -222,6 +222,8 @@ def test_bad_petsys_files_are_one_line_and_leave_no_run(tmp_path, groups, brain,
     other.write_bytes(np.random.default_rng(0).bytes(4096))
     empty = tmp_path / "empty.ldat"
     empty.write_bytes(b"")
+    index = tmp_path / "run.lidx"
+    index.write_text("0\t1800\t0.000000e+00\t0.000000e+00\n")
     out = tmp_path / "runs"
     for args, said in (
             ([str(_cut(compact, 5))], "is truncated: its last group at byte"),
@@ -229,6 +231,8 @@ def test_bad_petsys_files_are_one_line_and_leave_no_run(tmp_path, groups, brain,
             ([str(broken)], f"row {extra} breaks PETsys' coincidences (mh_j1 2"),
             ([str(other)], "is no PETsys file (singles: "),
             ([str(empty)], "is empty"),
+            ([str(index)], "is the index of a PETsys binary file (step begin, end, step values): "
+                           "import its events, run.ldat"),
             ([str(coinc), "--group", "all"], "one single a side of each pair"),
             ([str(normal), "--layout", "coincidences"], "is no PETsys file (coincidences: row"),
             ([str(normal), "--resort", "--format", "abcd", "--ns-per-sample", "2"],

@@ -86,6 +86,9 @@ def _binary_why_not(sample: np.ndarray, name: str) -> str:
 def _text_layout(path: Path, sample: bytes) -> Layout:
     line = next((x for x in sample.splitlines() if x.strip()), b"")
     fields = len(line.split())
+    if fields == 4 and path.suffix == ".lidx":
+        raise UserError(f"{path} is the index of a PETsys binary file (step begin, end, step "
+                        f"values): import its events, {path.with_suffix('.ldat').name}")
     if fields not in TEXT_FIELDS:
         raise UserError(f"{path} is text but no PETsys layout: its first line has {fields} "
                         f"fields (singles 3, groups 5, coincidences 10, compact headers 1 or 2)")
