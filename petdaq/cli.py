@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full command line, with every sub-command registered."""
     from petdaq.acquisition import acquire, bench, console, countrate, emulate
     from petdaq.images import dosimetry, kinetics, recon
-    from petdaq.runs import imports, info, replay
+    from petdaq.runs import imports, info, replay, send
     from petdaq.scanner import calibrate, qc, scanners, sensitivity
 
     parser = argparse.ArgumentParser(
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_commands(sub)
     emulate.add_commands(sub)
     imports.add_commands(sub)
+    send.add_commands(sub)
     countrate.extend(sub)
     recon.add_commands(sub)
     sensitivity.add_commands(sub)

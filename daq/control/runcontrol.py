@@ -17,6 +17,7 @@ from daq.control.live import warm_up_live
 from daq.control.monitor import MonitorPublisher
 from daq.control.session import Session
 from daq.control.spectimage import SpectImage
+from daq.dicomnet import atstop
 from daq.pipeline.links.sources import Source, open_source
 from daq.pipeline.process import calibration
 from daq.pipeline.process.processor import SortSettings
@@ -190,16 +191,18 @@ def finish(r: Run) -> int:
             r.emulator_error = err.strip().splitlines()[-1]
     stop = r.session.finish()
     if r.recon:
-        final_image(r.run, r.scanner, r.session.publisher)
+        final_image(r.run, r.scanner, r.session.publisher, dicom=atstop.wanted(not stop.failed))
+    atstop.send_at_stop(r.run.path, not stop.failed)
     return 1 if stop.failed else 0
 
 
-def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | None = None
-                ) -> Path | None:
+def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | None = None,
+                dicom: bool = False) -> Path | None:
     """Reconstruct the run's list-mode data (SPECT: its projections,
     :func:`daq.control.spectimage.spect_image`, published on ``publisher`` with a cardiac scan's
-    bull's-eye); NIfTI + PNG slices and MIP in RUN/images. None when the run has no prompts
-    (SPECT: no singles) to reconstruct."""
+    bull's-eye); NIfTI + PNG slices and MIP in RUN/images, with ``dicom`` a PET DICOM series in
+    RUN/images/dicom (when the run is quantified). None when the run has no prompts (SPECT: no
+    singles) to reconstruct."""
     import recon
     from recon.pet.runimage import reconstruct_run
     from runstore.listmode import read_listmode, read_singles_rates
@@ -225,6 +228,9 @@ def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | Non
     paths = recon.save_outputs(image, run.images / "image")
     if made.mu_map is not None and made.mu_map.image is not None:
         paths += recon.save_mu_map(image, made.mu_map.image, run.images)
+    if dicom and made.quantified is not None:
+        recon.write_dicom_pet(image, run.images / "dicom", *made.quantified)
+        paths.append(run.images / "dicom")
     run.update(images={"files": [str(p.relative_to(run.path)) for p in paths],
                        "seconds": round(time.monotonic() - t0, 2),
                        "normalization": image.meta.get("normalization", "none"),

@@ -1,1 +1,1 @@
-"""Sub-commands over existing runs: import, replay, sort, recover, info, export."""
+"""Sub-commands over existing runs: import, replay, sort, recover, info, export, send."""

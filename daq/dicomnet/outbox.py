@@ -1,0 +1,198 @@
+"""The outbox: a run's DICOM objects queued on disk for each node, sent when the node answers,
+retried with backoff, kept across restarts; an instance leaves the queue only when its node
+acknowledged it (C-STORE success)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from daq.dicomnet import scu
+from daq.dicomnet.config import DicomConfig, Node
+from infra.atomic import replacing
+from infra.errors import UserError
+from infra.home import data_home
+
+#: Seconds before the first retry; each failed try doubles it, up to :data:`MAX_BACKOFF_S`.
+FIRST_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 3600.0
+QUEUED, SENT, FAILED = "queued", "sent", "failed"
+
+
+@dataclass
+class Item:
+    """One DICOM object of a run for one node."""
+
+    file: str
+    """Relative to the run directory."""
+    sop_instance_uid: str
+    state: str = QUEUED
+    reason: str = ""
+
+
+@dataclass
+class Job:
+    """A run's DICOM objects for one node."""
+
+    run: str
+    node: str
+    created_utc: str
+    items: list[Item] = field(default_factory=list)
+    attempts: int = 0
+    next_try_utc: str = ""
+    last_error: str = ""
+
+    def count(self, state: str) -> int:
+        return sum(1 for i in self.items if i.state == state)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Job:
+        return cls(**{**doc, "items": [Item(**i) for i in doc["items"]]})
+
+
+def outbox_dir() -> Path:
+    return data_home() / "outbox"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _job_path(run: Path, node: str) -> Path:
+    key = hashlib.sha256(f"{run.resolve()}\n{node}".encode()).hexdigest()[:16]
+    return outbox_dir() / f"{run.name}--{node}--{key}.json"
+
+
+def _save(job: Job) -> None:
+    path = _job_path(Path(job.run), job.node)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(asdict(job), indent=1) + "\n")
+
+
+def jobs() -> list[Job]:
+    """Every job of the outbox, oldest first (a damaged job file is one line naming it)."""
+    out = []
+    for path in sorted(outbox_dir().glob("*.json")):
+        try:
+            out.append(Job.from_json(json.loads(path.read_text())))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UserError(f"{path} is not an outbox job ({exc}): move it away") from None
+    return sorted(out, key=lambda j: j.created_utc)
+
+
+@contextmanager
+def locked() -> Iterator[None]:
+    """The outbox to this process alone (the service and a command may flush at once)."""
+    outbox_dir().mkdir(parents=True, exist_ok=True)
+    with (outbox_dir() / ".lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def dicom_files(run: Path) -> list[Path]:
+    """The run's DICOM objects (every ``*.dcm`` below it)."""
+    return sorted(p for p in run.rglob("*.dcm") if p.is_file())
+
+
+def enqueue(run: Path, nodes: list[Node]) -> list[Job]:
+    """Queue every DICOM object of ``run`` for each of ``nodes`` (objects already queued or sent
+    to a node are not queued again)."""
+    if not (run / "run.json").is_file():
+        raise UserError(f"{run} is not a run directory (no run.json)")
+    files = dicom_files(run)
+    if not files:
+        raise UserError(f"{run} holds no DICOM object: reconstruct it first (petdaq recon)")
+    uids = {f: _uid(f) for f in files}
+    out = []
+    with locked():
+        for node in nodes:
+            path = _job_path(run, node.name)
+            job = (Job.from_json(json.loads(path.read_text())) if path.is_file() else
+                   Job(str(run.resolve()), node.name, _now().isoformat(timespec="seconds")))
+            known = {i.sop_instance_uid for i in job.items}
+            for f in files:
+                if uids[f] not in known:
+                    job.items.append(Item(str(f.relative_to(run)), uids[f]))
+            job.next_try_utc = ""
+            _save(job)
+            out.append(job)
+    return out
+
+
+def _uid(path: Path) -> str:
+    try:
+        return str(scu.read(path).SOPInstanceUID)
+    except (ValueError, AttributeError):
+        return f"unreadable:{path.name}"
+
+
+def flush(config: DicomConfig, force: bool = False, only: list[Job] | None = None,
+          say: Callable[[str], None] = lambda s: None,
+          timeout_s: float = scu.TIMEOUT_S) -> list[Job]:
+    """Try every job with queued objects whose retry is due (``force``: every one now; ``only``:
+    these jobs); returns the jobs tried, as they stand after."""
+    tried = []
+    with locked():
+        wanted = None if only is None else {(j.run, j.node) for j in only}
+        for job in jobs():
+            if job.count(QUEUED) == 0 or (wanted is not None and (job.run, job.node) not in wanted):
+                continue
+            if not force and job.next_try_utc and dt.datetime.fromisoformat(
+                    job.next_try_utc) > _now():
+                continue
+            _try(job, config, say, timeout_s)
+            _save(job)
+            tried.append(job)
+    return tried
+
+
+def _try(job: Job, config: DicomConfig, say: Callable[[str], None], timeout_s: float) -> None:
+    run = Path(job.run)
+    queued = [i for i in job.items if i.state == QUEUED]
+    for item in queued:
+        if not (run / item.file).is_file():
+            item.state, item.reason = FAILED, "the file is gone"
+    queued = [i for i in queued if i.state == QUEUED]
+    nodes = [n for n in config.pacs if n.name == job.node]
+    if not nodes:
+        _retry_later(job, f"node {job.node!r} is no longer in {config.path or 'dicom.toml'}")
+        return
+    try:
+        answers = scu.store(nodes[0], config.station_ae, [run / i.file for i in queued],
+                            timeout_s)
+    except scu.Unreachable as exc:
+        _retry_later(job, str(exc))
+        say(f"{run.name} -> {job.node}: {len(queued)} queued: {exc}")
+        return
+    refused = []
+    for item, answer in zip(queued, answers, strict=True):
+        if answer.ok:
+            item.state, item.reason = SENT, ""
+        elif "no DICOM file" in answer.reason:
+            item.state, item.reason = FAILED, answer.reason
+        else:
+            item.reason = answer.reason
+            refused.append(answer.reason)
+    if refused:
+        _retry_later(job, f"{len(refused)} instance(s) not stored: {refused[0]}")
+    else:
+        job.attempts, job.next_try_utc, job.last_error = 0, "", ""
+    say(f"{run.name} -> {job.node}: {job.count(SENT)} sent, {job.count(QUEUED)} queued, "
+        f"{job.count(FAILED)} failed")
+
+
+def _retry_later(job: Job, why: str) -> None:
+    job.attempts += 1
+    wait_s = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (job.attempts - 1))
+    job.next_try_utc = (_now() + dt.timedelta(seconds=wait_s)).isoformat(timespec="seconds")
+    job.last_error = why

@@ -1,0 +1,170 @@
+"""A run's DICOM objects to a real PACS (Orthanc on loopback): C-ECHO, C-STORE through the
+persistent outbox, a PACS that is down and comes back, and bad configuration."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from orthanc import AE_TITLE, Orthanc, needs_orthanc
+
+from recon.grid import Grid
+from recon.outputs.export import Acquisition, Radiopharmaceutical, write_dicom_pet
+from runstore.rundir import RunDir
+
+pytestmark = needs_orthanc()
+pytest.importorskip("pynetdicom")
+STATION = "BEDSIDEPET"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("BEDSIDE_PET_HOME", str(folder))
+    return folder
+
+
+@pytest.fixture
+def orthanc(tmp_path):
+    server = Orthanc(tmp_path / "orthanc", STATION).start()
+    yield server
+    server.stop()
+
+
+def _configure(home: Path, server: Orthanc, ae: str = AE_TITLE, extra: str = "") -> None:
+    (home / "dicom.toml").write_text(
+        f'[station]\nae_title = "{STATION}"\n\n[[pacs]]\nname = "pacs"\nae_title = "{ae}"\n'
+        f'host = "127.0.0.1"\nport = {server.dicom_port}\n{extra}')
+
+
+def _run(tmp_path: Path, name: str = "run-1") -> Path:
+    """A run directory holding a PET series of 12 slices."""
+    run = RunDir.create(tmp_path / "runs", name)
+    (run.path / "run.json").write_text(json.dumps({"start": {"scanner": "bedside-brain"}}))
+    grid = Grid((16, 16, 12), (2.0, 2.0, 3.0), (-15.0, -15.0, -16.5))
+    image = grid.image(np.random.default_rng(1).uniform(100, 5000, grid.shape)
+                       .astype(np.float32), "Bq/mL")
+    start = dt.datetime(2026, 3, 4, 10, 30)
+    write_dicom_pet(image, run.path / "images" / "dicom",
+                    Radiopharmaceutical("F-18", 6586.2, 0.967, 2e8,
+                                        start - dt.timedelta(minutes=45), "FDG"),
+                    Acquisition(start, 600.0, scanner="bedside-brain"))
+    return run.path
+
+
+def petdaq(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**__import__("os").environ, "BEDSIDE_PET_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def _held(server: Orthanc) -> dict[str, bytes]:
+    return {i["MainDicomTags"]["SOPInstanceUID"]: server.file_of(i["ID"])
+            for i in server.instances()}
+
+
+def _files(run: Path) -> dict[str, pydicom.Dataset]:
+    return {str(ds.SOPInstanceUID): ds for ds in
+            (pydicom.dcmread(f) for f in sorted(run.rglob("*.dcm")))}
+
+
+def test_echo_and_send_a_run(tmp_path, home, orthanc):
+    """Orthanc then holds every instance the run directory holds, each the same dataset."""
+    _configure(home, orthanc)
+    run = _run(tmp_path)
+    r = petdaq(home, "send", "--echo")
+    assert r.returncode == 0 and "C-ECHO ok" in r.stdout, r.stdout + r.stderr
+    r = petdaq(home, "send", str(run))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "12 sent, 0 queued, 0 failed" in r.stdout
+    held, files = _held(orthanc), _files(run)
+    assert set(held) == set(files) and len(held) == 12
+    for uid, raw in held.items():
+        stored = pydicom.dcmread(__import__("io").BytesIO(raw))
+        assert stored.PixelData == files[uid].PixelData
+        assert stored.PatientID == files[uid].PatientID
+    r = petdaq(home, "send", "--status")
+    assert r.returncode == 0 and "   12      0      0" in r.stdout, r.stdout
+
+
+def test_a_pacs_down_at_the_send_gets_everything_once_it_is_back(tmp_path, home, orthanc):
+    """Orthanc stopped: the send queues, says so and exits 1; the status shows the queue and
+    why; Orthanc started again: --flush delivers every instance, once, and the queue is empty."""
+    _configure(home, orthanc)
+    run = _run(tmp_path)
+    orthanc.stop()
+    r = petdaq(home, "send", str(run))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "12 object(s) not delivered" in r.stdout and "no DICOM answer" in r.stdout
+    r = petdaq(home, "send", "--status")
+    assert "    0     12      0" in r.stdout and "no DICOM answer from 127.0.0.1" in r.stdout
+    job = json.loads(next((home / "outbox").glob("*.json")).read_text())
+    assert job["attempts"] == 1 and job["next_try_utc"]
+    orthanc.start()
+    r = petdaq(home, "send", "--flush")
+    assert r.returncode == 0 and "12 sent, 0 queued" in r.stdout, r.stdout + r.stderr
+    assert set(_held(orthanc)) == set(_files(run))
+    r = petdaq(home, "send", "--flush")  # nothing left: nothing sent again
+    assert r.returncode == 0 and "sent" not in r.stdout
+    assert int(orthanc.get("/statistics")["CountInstances"]) == 12
+
+
+def test_a_refused_association_keeps_the_queue(tmp_path, home, orthanc):
+    """A called AE title Orthanc is not: refused, queued with the reason, nothing lost."""
+    _configure(home, orthanc, ae="NOTORTHANC")
+    run = _run(tmp_path)
+    r = petdaq(home, "send", str(run))
+    assert r.returncode == 1 and "refused the association" in r.stdout, r.stdout + r.stderr
+    assert orthanc.get("/instances") == []
+    _configure(home, orthanc)
+    r = petdaq(home, "send", "--flush")
+    assert r.returncode == 0 and len(_held(orthanc)) == 12
+
+
+@pytest.mark.parametrize(("toml", "said"), [
+    ('[[pacs]]\nname = "p"\nae_title = "A_TITLE_LONGER_THAN_16"\nhost = "h"\nport = 104\n',
+     "pacs[0].ae_title: an AE title is 1 to 16 characters"),
+    ('[[pacs]]\nname = "p"\nae_title = "P"\nhost = "h"\nport = 70000\n',
+     "pacs[0].port must be a TCP port"),
+    ('[send]\nat_stop = "sometimes"\n', "send.at_stop must be one of never, on-success, always"),
+    ('[[pacs]]\nname = "p"\nae_title = "P"\nport = 104\n', "pacs[0].host is missing"),
+    ("[pacs\n", "is not valid TOML"),
+])
+def test_bad_configuration_is_one_line_naming_the_key(tmp_path, home, toml, said):
+    (home / "dicom.toml").write_text(toml)
+    r = petdaq(home, "send", "--echo")
+    assert r.returncode == 2 and said in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_node_and_an_unknown_name(tmp_path, home):
+    from infra.ports import free_port_block
+
+    (home / "dicom.toml").write_text(
+        f'[[pacs]]\nname = "far"\nae_title = "FAR"\nhost = "127.0.0.1"\n'
+        f'port = {free_port_block(1)}\n')
+    r = petdaq(home, "send", "--echo")
+    assert r.returncode == 1 and "no DICOM answer from 127.0.0.1" in r.stdout
+    r = petdaq(home, "send", str(tmp_path), "--to", "near")
+    assert r.returncode == 2 and "unknown PACS node 'near'" in r.stderr
+
+
+def test_a_run_sends_its_series_at_its_stop(tmp_path, home, orthanc):
+    """[send] at_stop = "on-success": the emulated run writes its PET series at the stop and
+    Orthanc then holds every instance of the run directory."""
+    _configure(home, orthanc, extra='\n[send]\nat_stop = "on-success"\n')
+    r = petdaq(home, "run", "--duration", "2", "--fast", "--out", str(tmp_path / "runs"),
+               "--name", "scan")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = tmp_path / "runs" / "scan"
+    files = _files(run)
+    assert len(files) > 20 and set(_held(orthanc)) == set(files)
+    r = petdaq(home, "send", "--status")
+    assert f"{len(files):5d}      0      0" in r.stdout, r.stdout
