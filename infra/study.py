@@ -37,6 +37,18 @@ class Study:
     body_part: str | None = None
     """What is scanned (DICOM Body Part Examined, e.g. ``HEAD``): a head's calculated mu-map
     gets a skull (:mod:`recon.corrections.attenuation`)."""
+    patient_name: str | None = None
+    """DICOM Person Name (``Family^Given``), as the worklist gives it."""
+    birth_date: str | None = None
+    """YYYYMMDD."""
+    sex: str | None = None
+    """M, F or O."""
+    accession_number: str | None = None
+    """The hospital's order of the scan (the worklist's; at most 16 characters)."""
+    requested_procedure: str | None = None
+    """What was ordered, in words (the worklist's Requested Procedure Description)."""
+    study_instance_uid: str | None = None
+    """The study the worklist scheduled: every DICOM object of the run carries it."""
 
     def __post_init__(self) -> None:
         if self.patient_id is not None and not _ID.match(str(self.patient_id)):
@@ -57,6 +69,7 @@ class Study:
             object.__setattr__(self, "injection_time_utc", utc.isoformat(timespec="milliseconds"))
         if self.radiopharmaceutical is not None and not str(self.radiopharmaceutical).strip():
             raise UserError("radiopharmaceutical must not be empty")
+        _check_worklist_fields(self)
         if self.body_part is not None:
             part = str(self.body_part).strip().upper()
             if not _BODY_PART.match(part):
@@ -93,6 +106,27 @@ class Study:
         if self.injection_time_utc is None:
             return None
         return (parse_utc(scan_start_utc) - parse_utc(self.injection_time_utc)).total_seconds()
+
+
+_DATE = re.compile(r"^\d{8}$")
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def _check_worklist_fields(study: Study) -> None:
+    """The fields a worklist fills, checked as DICOM holds them."""
+    checks = (("birth_date", lambda v: bool(_DATE.match(v)), "YYYYMMDD"),
+              ("sex", lambda v: v in ("M", "F", "O"), "M, F or O"),
+              ("accession_number", lambda v: 0 < len(v) <= 16 and "\\" not in v,
+               "1 to 16 characters"),
+              ("study_instance_uid", lambda v: len(v) <= 64 and bool(_UID.match(v)),
+               "a DICOM UID (numbers without leading zeros, dots between, at most 64)"),
+              ("patient_name", lambda v: 0 < len(v) <= 64 and "\\" not in v,
+               "1 to 64 characters"),
+              ("requested_procedure", lambda v: 0 < len(v) <= 64, "1 to 64 characters"))
+    for name, ok, what in checks:
+        value = getattr(study, name)
+        if value is not None and not (isinstance(value, str) and ok(value)):
+            raise UserError(f"{name.replace('_', ' ')} must be {what}, got {value!r}")
 
 
 def parse_utc(value: str) -> dt.datetime:

@@ -17,7 +17,7 @@ from infra.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command line, with every sub-command registered."""
-    from petdaq.acquisition import acquire, bench, console, countrate, emulate
+    from petdaq.acquisition import acquire, bench, console, countrate, emulate, worklist
     from petdaq.images import dosimetry, kinetics, recon
     from petdaq.runs import imports, info, replay, send
     from petdaq.scanner import calibrate, qc, scanners, sensitivity
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_commands(sub)
     imports.add_commands(sub)
     send.add_commands(sub)
+    worklist.add_commands(sub)
     countrate.extend(sub)
     recon.add_commands(sub)
     sensitivity.add_commands(sub)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from daq.control import checks
+from daq.dicomnet import config as dicomconfig
+from daq.dicomnet.worklist import by_accession
 from daq.pipeline.digitizers.importer import DEFAULT_REORDER_MS, ImportSettings
 from daq.pipeline.process.processor import SortSettings
 from infra.cluster import ClusterSpec, parse_cluster
@@ -32,6 +34,9 @@ def _cluster_spec(text: str) -> ClusterSpec:
 def add_study_options(p: argparse.ArgumentParser) -> None:
     """The study's options (:class:`infra.study.Study`): SUV, DICOM and BIDS need them."""
     g = p.add_argument_group("study (SUV, DICOM and BIDS need it; nothing is guessed)")
+    g.add_argument("--worklist", default=None, metavar="ACCESSION",
+                   help="the worklist's procedure of this accession number: its patient and "
+                        "study (petdaq worklist lists them)")
     g.add_argument("--patient-id", default=None, help="patient id or anonymised id")
     g.add_argument("--weight-kg", type=float, default=None, help="patient weight (kg)")
     g.add_argument("--height-m", type=float, default=None, help="patient height (m)")
@@ -48,10 +53,18 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
 
 
 def study_of(args: argparse.Namespace) -> Study:
-    """The study the command line gives."""
-    return Study(patient_id=args.patient_id, weight_kg=args.weight_kg, height_m=args.height_m,
-                 injected_mbq=args.injected_mbq, injection_time_utc=args.injection_time,
-                 radiopharmaceutical=args.tracer, body_part=args.body_part)
+    """The study the command line gives: the worklist's procedure (``--worklist``) with the
+    injection and what else is given."""
+    given = Study(patient_id=args.patient_id, weight_kg=args.weight_kg, height_m=args.height_m,
+                  injected_mbq=args.injected_mbq, injection_time_utc=args.injection_time,
+                  radiopharmaceutical=args.tracer, body_part=args.body_part)
+    if getattr(args, "worklist", None) is None:
+        return given
+    if args.patient_id is not None:
+        raise UserError("--worklist gives the patient: leave out --patient-id")
+    scheduled = by_accession(dicomconfig.load(), args.worklist)
+    mine = {k: v for k, v in given.to_json().items() if v is not None}
+    return Study.from_json({**scheduled.study().to_json(), **mine})
 
 
 def add_live_options(p: argparse.ArgumentParser) -> None:

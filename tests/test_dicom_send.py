@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicomcheck import dciodvfy_errors
 from orthanc import AE_TITLE, Orthanc, needs_orthanc
 
 from recon.grid import Grid
@@ -168,3 +170,67 @@ def test_a_run_sends_its_series_at_its_stop(tmp_path, home, orthanc):
     assert len(files) > 20 and set(_held(orthanc)) == set(files)
     r = petdaq(home, "send", "--status")
     assert f"{len(files):5d}      0      0" in r.stdout, r.stdout
+
+
+def _worklist_entry(folder: Path, accession: str, patient: str, date: str) -> Path:
+    """A worklist file as Orthanc's ModalityWorklists plugin serves them."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.276.0.7230010.3.1.0.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName, ds.PatientID = "Doe^Jane", patient
+    ds.PatientBirthDate, ds.PatientSex, ds.PatientWeight = "19700101", "F", "68"
+    ds.AccessionNumber = accession
+    ds.RequestedProcedureDescription = "FDG brain PET"
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.10.1." + accession[-2:]
+    step = Dataset()
+    step.Modality, step.ScheduledStationAETitle = "PT", STATION
+    step.ScheduledProcedureStepStartDate, step.ScheduledProcedureStepStartTime = date, "093000"
+    step.ScheduledProcedureStepDescription = "FDG brain"
+    ds.ScheduledProcedureStepSequence = [step]
+    path = folder / f"{accession}.wl"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_run_from_the_worklist_sends_its_series_with_the_worklists_study(tmp_path, home,
+                                                                           orthanc):
+    """petdaq worklist lists the scheduled procedure; a run started with --worklist records its
+    study and sends its series at the stop; Orthanc holds every instance with the worklist's
+    patient id, accession number and Study Instance UID."""
+    today = dt.date.today().strftime("%Y%m%d")
+    _worklist_entry(orthanc.worklists, "ACC0042", "P0042", today)
+    _worklist_entry(orthanc.worklists, "ACC0043", "P0043", "20200101")
+    _configure(home, orthanc, extra=(
+        f'\n[worklist]\nae_title = "{AE_TITLE}"\nhost = "127.0.0.1"\n'
+        f'port = {orthanc.dicom_port}\n\n[send]\nat_stop = "on-success"\n'))
+    r = petdaq(home, "worklist")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ACC0042" in r.stdout and "Doe^Jane" in r.stdout and "FDG brain PET" in r.stdout
+    assert "ACC0043" not in r.stdout  # another day
+    r = petdaq(home, "worklist", "--date", "any", "--patient", "P0043")
+    assert "ACC0043" in r.stdout and "ACC0042" not in r.stdout
+    r = petdaq(home, "run", "--worklist", "ACC0042", "--duration", "2", "--fast",
+               "--out", str(tmp_path / "runs"), "--name", "scan")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = tmp_path / "runs" / "scan"
+    study = json.loads((run / "run.json").read_text())["start"]["settings"]["study"]
+    assert study["accession_number"] == "ACC0042" and study["patient_id"] == "P0042"
+    files = _files(run)
+    held = orthanc.instances()
+    assert len(held) == len(files) > 20
+    if shutil.which("dciodvfy"):  # the worklist's fields keep the objects valid
+        assert dciodvfy_errors(sorted(run.rglob("*.dcm"))[0]) == []
+    for i in held:
+        tags = orthanc.get(f"/instances/{i['ID']}/simplified-tags")
+        assert tags["PatientID"] == "P0042" and tags["AccessionNumber"] == "ACC0042"
+        assert tags["StudyInstanceUID"] == "1.2.826.0.1.3680043.10.1.42"
+        assert tags["PatientSex"] == "F" and tags["PatientBirthDate"] == "19700101"
+    r = petdaq(home, "run", "--worklist", "ACC9999", "--duration", "1", "--out",
+               str(tmp_path / "runs"))
+    assert r.returncode == 2 and "has 0 procedures of accession number 'ACC9999'" in r.stderr

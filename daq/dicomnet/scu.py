@@ -34,7 +34,8 @@ class Stored:
     reason: str = ""
 
 
-def _ae(station_ae: str, timeout_s: float):
+def new_ae(station_ae: str, timeout_s: float):
+    """An application entity of the station with every timeout ``timeout_s``."""
     from pynetdicom import AE
 
     ae = AE(ae_title=station_ae)
@@ -58,7 +59,8 @@ def reachable(node: Node, timeout_s: float) -> None:
                           f"({exc.strerror or type(exc).__name__})") from None
 
 
-def _associate(ae, node: Node):
+def associate(ae, node: Node):
+    """An established association with ``node``, or :class:`Unreachable` saying why not."""
     reachable(node, ae.connection_timeout)
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
     if assoc.is_established:
@@ -76,9 +78,9 @@ def echo(node: Node, station_ae: str, timeout_s: float = TIMEOUT_S) -> None:
     """C-ECHO ``node``; :class:`Unreachable` says why it did not answer."""
     from pynetdicom.sop_class import Verification
 
-    ae = _ae(station_ae, timeout_s)
+    ae = new_ae(station_ae, timeout_s)
     ae.add_requested_context(Verification)
-    assoc = _associate(ae, node)
+    assoc = associate(ae, node)
     try:
         status = assoc.send_c_echo()
     finally:
@@ -110,13 +112,13 @@ def store(node: Node, station_ae: str, files: list[Path], timeout_s: float = TIM
             datasets.append((path, read(path), ""))
         except ValueError as exc:
             datasets.append((path, None, str(exc)))
-    ae = _ae(station_ae, timeout_s)
+    ae = new_ae(station_ae, timeout_s)
     for sop, syntax in sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID))
                                for _, ds, _ in datasets if ds is not None}):
         ae.add_requested_context(sop, syntax)
     if not ae.requested_contexts:
         return [Stored(p, False, why) for p, _, why in datasets]
-    assoc = _associate(ae, node)
+    assoc = associate(ae, node)
     out = []
     try:
         for path, ds, why in datasets:

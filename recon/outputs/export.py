@@ -119,6 +119,11 @@ class Acquisition:
     patient_height_m: float | None = None
     attenuation_method: str = ""
     """How the attenuation was had (DICOM Attenuation Correction Method, with "ATTN")."""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    accession_number: str = ""
+    study_instance_uid: str = ""
+    """The worklist's study (empty: a new one for each series)."""
 
 
 def _date(t: dt.datetime) -> str:
@@ -144,18 +149,19 @@ def _base(sop_class: str, modality: str, acq: Acquisition, study_uid: str, serie
     ds.InstanceCreationDate, ds.InstanceCreationTime = _date(now), _time(now)
     ds.Modality = modality
     ds.PatientName, ds.PatientID = acq.patient_name, acq.patient_id
-    ds.PatientBirthDate, ds.PatientSex = "", ""
+    ds.PatientBirthDate, ds.PatientSex = acq.patient_birth_date, acq.patient_sex
     if acq.patient_weight_kg:
         ds.PatientWeight = _ds_str(acq.patient_weight_kg)
     if acq.patient_height_m:
         ds.PatientSize = _ds_str(acq.patient_height_m)
     ds.Laterality = ""  # type 2C: the scan is not of one side of a paired organ
     _head_first_supine(ds)
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+    ds.StudyInstanceUID = acq.study_instance_uid or study_uid
+    ds.SeriesInstanceUID = series_uid
     ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = _date(acq.start)
     ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = _time(acq.start)
-    ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "", ""
+    ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", acq.accession_number, ""
     ds.StudyDescription = acq.study_description
     ds.SeriesDescription = acq.series_description
     ds.SeriesNumber = series_number

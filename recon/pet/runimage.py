@@ -334,7 +334,12 @@ def describe(facts: RunFacts, meta: dict[str, Any], duration_s: float,
             + (" TOF" if meta.get("tof") else "")),
         corrections=corrections, series_description=series,
         attenuation_method=str(meta.get("attenuation_method") or ""),
-        **({"patient_id": study.patient_id, "patient_name": study.patient_id}
-           if study.patient_id else {}),
-        patient_weight_kg=study.weight_kg, patient_height_m=study.height_m)
+        **({"patient_id": study.patient_id,
+            "patient_name": study.patient_name or study.patient_id} if study.patient_id else {}),
+        **({"study_description": study.requested_procedure}
+           if study.requested_procedure else {}),
+        patient_weight_kg=study.weight_kg, patient_height_m=study.height_m,
+        patient_birth_date=study.birth_date or "", patient_sex=study.sex or "",
+        accession_number=study.accession_number or "",
+        study_instance_uid=study.study_instance_uid or "")
     return rp, acq
