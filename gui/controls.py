@@ -6,7 +6,7 @@ from pyqtgraph.Qt import QtCore, QtWidgets
 
 from daq.messages import DEFAULT_SCAN, FIRMWARES
 from gui import text
-from gui.views import MonitorView, ScanOffer
+from gui.views import MonitorView, Procedure, ScanOffer
 
 DEFAULT_WINDOW_KEV = (435.0, 585.0)
 
@@ -48,6 +48,8 @@ class RunControls(QtWidgets.QGroupBox):
 
     start_clicked = QtCore.Signal()
     stop_clicked = QtCore.Signal()
+    worklist_clicked = QtCore.Signal()
+    """The operator asked for today's worklist."""
     window_edited = QtCore.Signal(float, float)
     """The operator typed an energy window (keV)."""
 
@@ -68,6 +70,13 @@ class RunControls(QtWidgets.QGroupBox):
         self.firmware.setCurrentIndex(list(FIRMWARES).index(d["firmware"]))
         self.firmware.setToolTip("how the emulated boards pack their frames; the firmware in "
                                  "QEMU is slower than real time (docs/firmware.md)")
+        self.worklist = QtWidgets.QComboBox()
+        self.worklist.setObjectName("worklist")
+        self.worklist.addItem("typed below", None)
+        self.worklist.setToolTip("a procedure the hospital scheduled: its patient and study")
+        self.worklist_button = QtWidgets.QPushButton("Worklist")
+        self.worklist_button.setObjectName("worklist-query")
+        self.worklist_button.setToolTip("today's procedures from the hospital's worklist")
         self.patient_id = QtWidgets.QLineEdit()
         self.patient_id.setPlaceholderText("id or anonymised id")
         self.weight = _spin(0.0, 500.0, 0.0, " kg", 1, 1.0)
@@ -94,6 +103,10 @@ class RunControls(QtWidgets.QGroupBox):
         form.addRow("Kinetic clock", self.time_scale)
         form.addRow("Boards", self.firmware)
         form.addRow("Frames", self.frames)
+        picked = QtWidgets.QHBoxLayout()
+        picked.addWidget(self.worklist, 1)
+        picked.addWidget(self.worklist_button)
+        form.addRow("Procedure", picked)
         form.addRow("Patient", self.patient_id)
         form.addRow("Weight", self.weight)
         form.addRow("Tracer", self.tracer)
@@ -108,6 +121,8 @@ class RunControls(QtWidgets.QGroupBox):
         form.addRow(buttons)
         self.setLayout(form)
 
+        self.worklist_button.clicked.connect(self.worklist_clicked)
+        self.worklist.currentIndexChanged.connect(self._picked)
         self.start_button.clicked.connect(self.start_clicked)
         self.stop_button.clicked.connect(self.stop_clicked)
         self.window_lo.valueChanged.connect(self._typed_window)
@@ -118,6 +133,35 @@ class RunControls(QtWidgets.QGroupBox):
         _offer_names(self.scanner, sorted(offer.scanners))
         _offer_names(self.phantom, offer.phantoms)
         _offer_names(self.nuclide, offer.nuclides)
+
+    def show_worklist(self, procedures: tuple[Procedure, ...]) -> None:
+        """Offer the worklist's procedures (the one picked stays picked if still there)."""
+        was = self.picked()
+        self.worklist.blockSignals(True)
+        self.worklist.clear()
+        self.worklist.addItem("typed below", None)
+        for p in procedures:
+            self.worklist.addItem(p.label, p)
+        keep = next((k + 1 for k, p in enumerate(procedures)
+                     if was is not None and p.accession_number == was.accession_number), 0)
+        self.worklist.setCurrentIndex(keep)
+        self.worklist.blockSignals(False)
+        self._picked()
+
+    def picked(self) -> Procedure | None:
+        """The worklist procedure the scan is for (None: the study is typed)."""
+        return self.worklist.currentData()
+
+    def _picked(self) -> None:
+        """A procedure fills the patient and weight, which then are its own."""
+        p = self.picked()
+        self.patient_id.setReadOnly(p is not None)
+        if p is None:
+            return
+        self.patient_id.setText(p.patient_id)
+        weight = p.study.get("weight_kg")
+        if isinstance(weight, int | float):
+            self.weight.setValue(float(weight))
 
     def energy_window(self) -> tuple[float, float]:
         lo, hi = self.window_lo.value(), self.window_hi.value()
@@ -148,6 +192,9 @@ class RunControls(QtWidgets.QGroupBox):
                  "weight_kg": self.weight.value() or None,
                  "radiopharmaceutical": self.tracer.text().strip() or None}
         study = {k: v for k, v in study.items() if v is not None}
+        p = self.picked()
+        if p is not None:
+            study = {**study, **p.study}
         frames = self.frames.text().strip()
         return settings | ({"study": study} if study else {}) | (
             {"frames": frames} if frames else {})
@@ -166,7 +213,7 @@ class RunStatus(QtWidgets.QGroupBox):
             ("journaled", "Events journaled"),
             ("losses", "Losses"), ("journal", "Journal"), ("free", "Free disk"),
             ("queues", "Queue fill (max)"), ("boards", "Boards"), ("qc", "Daily QC"),
-            ("message", "DAQ message"))
+            ("outbox", "PACS outbox"), ("message", "DAQ message"))
 
     def __init__(self) -> None:
         super().__init__("Run status")
@@ -183,6 +230,7 @@ class RunStatus(QtWidgets.QGroupBox):
             self.values[key] = label
         self.values["message"].setWordWrap(True)
         self.values["qc"].setWordWrap(True)
+        self.values["outbox"].setWordWrap(True)
         self.values["message"].setStyleSheet("color: #f0b54a;")
         self.setLayout(form)
 
@@ -227,6 +275,12 @@ class RunStatus(QtWidgets.QGroupBox):
         colour = {"FAIL": "#ff6b5a", "WARN": "#f0b54a"}.get(status)
         self.values["qc"].setStyleSheet(f"color: {colour};" if colour else "")
         self.values["qc"].setToolTip("petdaq qc --history: every QC of this scanner")
+
+    def show_outbox(self, line: str, waiting: bool) -> None:
+        """What the PACS outbox holds (:func:`gui.views.outbox_line`), amber while it waits."""
+        self._put("outbox", line if len(line) <= 30 else line[:29] + "…")
+        self.values["outbox"].setStyleSheet("color: #f0b54a;" if waiting else "")
+        self.values["outbox"].setToolTip(f"{line}\npetdaq send --status: each run and node")
 
     def _put(self, key: str, value: str) -> None:
         self.values[key].setText(value)

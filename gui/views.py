@@ -427,3 +427,55 @@ def qc_view(message: Any) -> QcView | None:
     if len({len(v) for v in view.trend.values()} | {len(view.results)}) != 1:
         return None
     return view
+
+
+#: The study fields a worklist procedure gives the scan form.
+WORKLIST_FIELDS = ("patient_id", "patient_name", "birth_date", "sex", "weight_kg",
+                   "accession_number", "requested_procedure", "study_instance_uid")
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """A scheduled procedure of the worklist (the service's ``worklist`` reply)."""
+
+    accession_number: str
+    patient_id: str
+    patient_name: str
+    requested_procedure: str
+    time: str
+    study: dict[str, Any]
+    """The study a scan started from it records (:data:`WORKLIST_FIELDS` that it gives)."""
+
+    @property
+    def label(self) -> str:
+        when = f"{self.time[:2]}:{self.time[2:4]} " if len(self.time) >= 4 else ""
+        return (f"{when}{self.accession_number}  {self.patient_name or self.patient_id}  "
+                f"{self.requested_procedure}").strip()
+
+
+def worklist_view(reply: dict[str, Any] | None) -> tuple[Procedure, ...]:
+    """The procedures of a ``worklist`` reply (unusable entries left out)."""
+    out = []
+    for p in (reply or {}).get("procedures") or []:
+        if not isinstance(p, dict) or not _text(p.get("accession_number")):
+            continue
+        study = {k: p[k] for k in WORKLIST_FIELDS if p.get(k) not in (None, "")}
+        out.append(Procedure(str(p["accession_number"]), str(p.get("patient_id") or ""),
+                             str(p.get("patient_name") or ""),
+                             str(p.get("requested_procedure") or ""), str(p.get("time") or ""),
+                             study))
+    return tuple(out)
+
+
+def outbox_line(reply: dict[str, Any] | None) -> tuple[str, bool]:
+    """(text, waiting) of the PACS outbox in a status reply: ``("3 queued: connection refused",
+    True)``, ``("all sent (42)", False)``; ``("-", False)`` when the DAQ says nothing."""
+    box = (reply or {}).get("outbox")
+    if not isinstance(box, dict):
+        return "-", False
+    queued, sent, failed = (int(number(box.get(k)) or 0) for k in ("queued", "sent", "failed"))
+    if queued:
+        why = _text(box.get("why"))
+        return f"{queued} queued" + (f": {why}" if why else ""), True
+    more = f", {failed} failed" if failed else ""
+    return f"all sent ({sent}){more}", bool(failed)

@@ -24,7 +24,15 @@ from gui.link import ControlClient, FeedCounters, MonitorFeed, Reply, Secure
 from gui.local_daq import LocalDaq
 from gui.plots import AcquisitionPlots
 from gui.qcpanel import QcPanel
-from gui.views import MonitorView, ScanOffer, offer_view, qc_line, qc_view
+from gui.views import (
+    MonitorView,
+    ScanOffer,
+    offer_view,
+    outbox_line,
+    qc_line,
+    qc_view,
+    worklist_view,
+)
 
 ACTIVE_STATES = ("starting", "running", "stopping")
 
@@ -91,6 +99,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
         self.controls.start_clicked.connect(self.start_run)
         self.controls.stop_clicked.connect(self.stop_run)
+        self.controls.worklist_clicked.connect(lambda: self._send({"cmd": "worklist"}))
         self.controls.window_edited.connect(self._window_typed)
         self.controls.scanner.currentTextChanged.connect(self._scanner_chosen)
         self.plots.window_dragged.connect(self._window_dragged)
@@ -254,6 +263,15 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if cmd == "status":
             self._take_offer(offer_view(r.reply))
             self._take_qc_line(r.reply)
+            self.status.show_outbox(*outbox_line(r.reply))
+            return
+        if cmd == "worklist":
+            self._pending[cmd] -= 1
+            procedures = worklist_view(r.reply) if r.ok else ()
+            if r.ok:
+                self.controls.show_worklist(procedures)
+            self._note(f"worklist: {len(procedures)} procedure(s) today" if r.ok
+                       else f"worklist failed: {r.error or 'no answer from the DAQ'}")
             return
         if cmd == "qc":
             self._pending[cmd] -= 1

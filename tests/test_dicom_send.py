@@ -234,3 +234,45 @@ def test_a_run_from_the_worklist_sends_its_series_with_the_worklists_study(tmp_p
     r = petdaq(home, "run", "--worklist", "ACC9999", "--duration", "1", "--out",
                str(tmp_path / "runs"))
     assert r.returncode == 2 and "has 0 procedures of accession number 'ACC9999'" in r.stderr
+
+
+def test_the_service_answers_the_consoles_worklist_query_and_says_how_the_outbox_stands(
+        tmp_path, home, orthanc):
+    """The DAQ service: ``worklist`` gives today's procedures; its status says what the outbox
+    holds and why a queue waits."""
+    import zmq
+    from sockets import timed_socket
+
+    from daq import messages
+    from daq.control.service import DaqService
+    from infra.ports import free_port_block
+
+    today = dt.date.today().strftime("%Y%m%d")
+    _worklist_entry(orthanc.worklists, "ACC0042", "P0042", today)
+    _configure(home, orthanc, extra=(f'\n[worklist]\nae_title = "{AE_TITLE}"\n'
+                                     f'host = "127.0.0.1"\nport = {orthanc.dicom_port}\n'))
+    run = _run(tmp_path)
+    orthanc.stop()
+    assert petdaq(home, "send", str(run)).returncode == 1  # queued: the PACS is down
+    base = free_port_block(2)
+    svc = DaqService(tmp_path / "runs", monitor_port=base, control_port=base + 1).start()
+    sock = timed_socket(zmq.REQ, zmq.Context.instance())
+    sock.connect(f"tcp://127.0.0.1:{base + 1}")
+
+    def ask(request: dict) -> dict:
+        sock.send(messages.pack(request))
+        return messages.unpack(sock.recv())
+
+    try:
+        status = ask({"cmd": "status"})
+        assert status["outbox"]["queued"] == 12 and "connection refused" in status["outbox"]["why"]
+        reply = ask({"cmd": "worklist"})
+        assert not reply["ok"] and "worklist: no DICOM answer" in reply["error"]
+        orthanc.start()
+        reply = ask({"cmd": "worklist"})
+        assert reply["ok"], reply
+        (p,) = reply["procedures"]
+        assert (p["accession_number"], p["patient_id"], p["sex"]) == ("ACC0042", "P0042", "F")
+    finally:
+        sock.close()
+        svc.close()

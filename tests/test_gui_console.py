@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import zmq
+from PySide6 import QtCore
 from sockets import timed_socket
 
 from daq.control.offer import scan_offer
@@ -70,6 +71,10 @@ class FakeDaq:
         self.requests: list[dict] = []
         self.qc: dict = {"bedside-brain": None}
         """Each scanner's latest daily QC, as the service's status reply has it."""
+        self.procedures: list[dict] = []
+        """The reply to ``worklist``: the scheduled procedures, as the service gives them."""
+        self.outbox: dict | None = None
+        """The status reply's outbox."""
         self.qc_full: dict | None = None
         """The reply to ``qc``: the latest QC's message for the QC tab."""
         self.state = "idle"
@@ -136,7 +141,11 @@ class FakeDaq:
                     "qc": self.qc_full}
         elif cmd == "status":
             return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1",
-                    "offer": scan_offer(), "qc": self.qc}  # what the real service offers
+                    "offer": scan_offer(), "qc": self.qc,  # what the real service offers
+                    "outbox": self.outbox}
+        elif cmd == "worklist":
+            return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1",
+                    "procedures": self.procedures}
         return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1"}
 
     def _monitor(self, rng: np.random.Generator, now: float) -> dict:
@@ -697,3 +706,40 @@ def test_the_scan_form_chooses_how_the_boards_pack(qtbot, console):
     box = console.controls.firmware
     box.setCurrentIndex(box.findData("qemu"))
     assert console.controls.settings()["firmware"] == "qemu"
+
+
+def test_a_worklist_pick_fills_the_study_and_the_outbox_is_shown(qtbot, console, fake_daq,
+                                                                tmp_path):
+    """The Worklist button asks the DAQ for today's procedures; picking one fills the patient
+    and weight and the start command carries the procedure's whole study; the status row says
+    what the PACS outbox holds."""
+    from daq.dicomnet.worklist import Procedure
+
+    fake_daq.procedures = [vars(Procedure(
+        "P0042", "Doe^Jane", "19700101", "F", 68.0, "ACC0042", "FDG brain PET",
+        "1.2.826.0.1.3680043.10.1.42", "PT", "BEDSIDEPET", "20261126", "093000"))]
+    fake_daq.outbox = {"queued": 3, "sent": 12, "failed": 0, "why": "connection refused"}
+    c = console.controls
+    qtbot.waitUntil(c.start_button.isEnabled, timeout=5000)
+    qtbot.mouseClick(c.worklist_button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: c.worklist.count() == 2, timeout=5000)
+    assert "ACC0042" in c.worklist.itemText(1) and "Doe^Jane" in c.worklist.itemText(1)
+    c.worklist.setCurrentIndex(1)
+    assert c.patient_id.text() == "P0042" and c.patient_id.isReadOnly()
+    assert c.weight.value() == 68.0
+    c.start_button.click()
+    qtbot.waitUntil(lambda: fake_daq.state == "running", timeout=5000)
+    study = fake_daq.settings["study"]
+    assert study["accession_number"] == "ACC0042" and study["patient_id"] == "P0042"
+    assert study["study_instance_uid"] == "1.2.826.0.1.3680043.10.1.42"
+    row = console.status.values["outbox"]
+    qtbot.waitUntil(lambda: row.text() == "3 queued: connection refused", timeout=5000)
+    fake_daq.outbox["why"] = "no DICOM answer from 10.0.0.7:104 within 10 s"
+    qtbot.waitUntil(lambda: row.text().endswith("\u2026"), timeout=5000)
+    assert "10.0.0.7:104 within 10 s" in row.toolTip()
+    c.worklist.setCurrentIndex(0)
+    assert not c.patient_id.isReadOnly() and "accession_number" not in c.settings().get(
+        "study", {})
+    console.resize(1600, 1000)
+    qtbot.wait(200)
+    assert console.grab().save(str(tmp_path / "worklist_pick.png"))

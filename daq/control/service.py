@@ -30,6 +30,7 @@ from daq.control.liveframes import check_live_frames
 from daq.control.monitor import MonitorLoop, MonitorPublisher
 from daq.control.offer import scan_offer
 from daq.control.session import Session
+from daq.dicomnet.service import OutboxRetry, outbox_summary, worklist_reply
 from daq.pipeline.process.processor import SortSettings
 from daq.qc.schedule import DailyQc
 from hw.scanner import load_scanner
@@ -49,6 +50,7 @@ class DaqService:
         folder's authorised clients may connect (CURVE); needed beyond loopback.
         ``daily_qc``: the QC to run once a day while idle (:mod:`daq.qc.schedule`)."""
         self.daily_qc = daily_qc
+        self._outbox = OutboxRetry()
         needs_keys(host, keys, "the DAQ service")
         self.out_dir = Path(out_dir)
         self.live_recon = live_recon
@@ -110,6 +112,7 @@ class DaqService:
         while not self._stop.is_set():
             if not poller.poll(100):
                 self._poll_qc()
+                self._outbox.poll(self._idle())
                 continue
             try:
                 request = messages.unpack(self._rep.recv())
@@ -124,17 +127,23 @@ class DaqService:
         """Start the daily QC when it is due and no run acquires; say how it ended."""
         if self.daily_qc is None:
             return
-        idle = not self._starting and not (self._finisher and self._finisher.is_alive())
-        said = self.daily_qc.poll(dt.datetime.now().astimezone(), idle)
+        said = self.daily_qc.poll(dt.datetime.now().astimezone(), self._idle())
         if said:
             print(f"daily QC: {said}", file=sys.stderr, flush=True)
+
+    def _idle(self) -> bool:
+        """No run is starting, acquiring or being reconstructed."""
+        return not self._starting and not (self._finisher and self._finisher.is_alive())
 
     def _handle(self, request: Any) -> dict[str, Any]:
         if not isinstance(request, dict):
             return {"ok": False, "error": "a request is a map with a 'cmd' key"}
         cmd = request.get("cmd")
         if cmd == "status":
-            return {"ok": True, "error": None, "offer": scan_offer(), "qc": _last_qcs()}
+            return {"ok": True, "error": None, "offer": scan_offer(), "qc": _last_qcs(),
+                    "outbox": outbox_summary()}
+        if cmd == "worklist":
+            return worklist_reply(request)
         if cmd == "qc":
             return _qc_reply(request.get("scanner"))
         if cmd == "stop":
@@ -153,7 +162,8 @@ class DaqService:
                                              "minute): start the scan after it"}
             self._start_run(request.get("settings"))
             return {"ok": True, "error": None}
-        return {"ok": False, "error": f"unknown command {cmd!r}: use start, stop, status or qc"}
+        return {"ok": False, "error": f"unknown command {cmd!r}: use start, stop, status, qc or "
+                                     "worklist"}
 
     def _start_run(self, settings: Any) -> None:
         emu = EmulatorSettings.from_request(settings)
