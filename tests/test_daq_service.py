@@ -62,7 +62,7 @@ def test_a_bad_request_is_refused_with_its_reason_and_the_service_goes_on(servic
     assert reply["ok"] is False and error in reply["error"] and "\n" not in reply["error"]
     status = ask(messages.pack({"cmd": "status"}))
     assert status == {"ok": True, "error": None, "state": "idle", "run": None,
-                      "offer": status["offer"], "qc": status["qc"]}
+                      "offer": status["offer"], "qc": status["qc"], "outbox": status["outbox"]}
     assert set(status["qc"]) == {"bedside-brain", "small-animal"}  # each PET scanner's last QC
     assert "bedside-brain" in status["offer"]["scanners"]
     assert status["offer"]["defaults"] == messages.DEFAULT_SCAN
