@@ -96,28 +96,6 @@ def test_echo_and_send_a_run(tmp_path, home, orthanc):
     assert r.returncode == 0 and "   12      0      0" in r.stdout, r.stdout
 
 
-def test_a_pacs_down_at_the_send_gets_everything_once_it_is_back(tmp_path, home, orthanc):
-    """Orthanc stopped: the send queues, says so and exits 1; the status shows the queue and
-    why; Orthanc started again: --flush delivers every instance, once, and the queue is empty."""
-    _configure(home, orthanc)
-    run = _run(tmp_path)
-    orthanc.stop()
-    r = petdaq(home, "send", str(run))
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert "12 object(s) not delivered" in r.stdout and "no DICOM answer" in r.stdout
-    r = petdaq(home, "send", "--status")
-    assert "    0     12      0" in r.stdout and "no DICOM answer from 127.0.0.1" in r.stdout
-    job = json.loads(next((home / "outbox").glob("*.json")).read_text())
-    assert job["attempts"] == 1 and job["next_try_utc"]
-    orthanc.start()
-    r = petdaq(home, "send", "--flush")
-    assert r.returncode == 0 and "12 sent, 0 queued" in r.stdout, r.stdout + r.stderr
-    assert set(_held(orthanc)) == set(_files(run))
-    r = petdaq(home, "send", "--flush")  # nothing left: nothing sent again
-    assert r.returncode == 0 and "sent" not in r.stdout
-    assert int(orthanc.get("/statistics")["CountInstances"]) == 12
-
-
 def test_a_refused_association_keeps_the_queue(tmp_path, home, orthanc):
     """A called AE title Orthanc is not: refused, queued with the reason, nothing lost."""
     _configure(home, orthanc, ae="NOTORTHANC")
@@ -158,18 +136,31 @@ def test_an_unreachable_node_and_an_unknown_name(tmp_path, home):
     assert r.returncode == 2 and "unknown PACS node 'near'" in r.stderr
 
 
-def test_a_run_sends_its_series_at_its_stop(tmp_path, home, orthanc):
-    """[send] at_stop = "on-success": the emulated run writes its PET series at the stop and
-    Orthanc then holds every instance of the run directory."""
+def test_a_pacs_down_at_the_stop_gets_every_instance_once_it_is_back(tmp_path, home,
+                                                                     orthanc):
+    """[send] at_stop = "on-success" with Orthanc stopped: the emulated run still succeeds and
+    writes its PET series; the status shows the queue and why; Orthanc started again, --flush
+    delivers every instance of the run directory, once, and a second flush sends nothing."""
     _configure(home, orthanc, extra='\n[send]\nat_stop = "on-success"\n')
+    orthanc.stop()
     r = petdaq(home, "run", "--duration", "2", "--fast", "--out", str(tmp_path / "runs"),
                "--name", "scan")
     assert r.returncode == 0, r.stdout + r.stderr
     run = tmp_path / "runs" / "scan"
     files = _files(run)
-    assert len(files) > 20 and set(_held(orthanc)) == set(files)
+    assert len(files) > 20 and "queued in the outbox" in r.stdout
     r = petdaq(home, "send", "--status")
-    assert f"{len(files):5d}      0      0" in r.stdout, r.stdout
+    assert f"    0 {len(files):6d}      0" in r.stdout, r.stdout
+    assert "no DICOM answer from 127.0.0.1" in r.stdout
+    job = json.loads(next((home / "outbox").glob("*.json")).read_text())
+    assert job["attempts"] == 1 and job["next_try_utc"]
+    orthanc.start()
+    r = petdaq(home, "send", "--flush")
+    assert r.returncode == 0 and f"{len(files)} sent, 0 queued" in r.stdout, r.stdout + r.stderr
+    assert set(_held(orthanc)) == set(files)
+    r = petdaq(home, "send", "--flush")  # nothing left: nothing sent again
+    assert r.returncode == 0 and "sent" not in r.stdout
+    assert int(orthanc.get("/statistics")["CountInstances"]) == len(files)
 
 
 def _worklist_entry(folder: Path, accession: str, patient: str, date: str) -> Path:

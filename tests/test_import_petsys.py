@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from foreign import write_map
 from petsys_files import split_into_groups, write_coincidences, write_groups
-from test_import_formats import _check, _import, petdaq
+from test_import_formats import _check, _import
 
 from hw.dtypes import SINGLE_DTYPE
 from hw.formats import Pairs, ReadOptions, Records, read
 from hw.formats.petsys import by_rule, once
 from hw.formats.petsys_hits import SINGLE, Hits
 from hw.formats.petsys_layout import detect
+from petdaq.cli import main
 from runstore.listmode import read_listmode
 
 VARIANTS = [(compact, text) for compact in (False, True) for text in (False, True)]
@@ -204,7 +205,8 @@ def _cut(path: Path, n: int) -> Path:
     return out
 
 
-def test_bad_petsys_files_are_one_line_and_leave_no_run(tmp_path, groups, brain, singles):
+def test_bad_petsys_files_are_one_line_and_leave_no_run(tmp_path, groups, brain, singles,
+                                                        capsys):
     hits, starts = groups
     few_hits, few_starts = hits[:starts[300]], starts[:301]
     compact = write_groups(tmp_path / "gc.ldat", few_hits, few_starts, compact=True)
@@ -238,13 +240,14 @@ def test_bad_petsys_files_are_one_line_and_leave_no_run(tmp_path, groups, brain,
             ([str(normal), "--resort", "--format", "abcd", "--ns-per-sample", "2"],
              "--resort: for --format petsys")):
         fmt = [] if "--format" in args else ["--format", "petsys"]
-        r = petdaq("import", *args, *fmt, "--scanner", "bedside-brain", "--out", str(out),
-                   "--no-recon")
-        assert r.returncode == 2 and said in r.stderr, (args, r.stderr)
+        code = main(["import", *args, *fmt, "--scanner", "bedside-brain", "--out", str(out),
+                     "--no-recon"])  # the command line in this process: what it prints
+        stderr = capsys.readouterr().err
+        assert code == 2 and said in stderr, (args, stderr)
         # one line says what is wrong, naming the file given (a fault deep in a file is found
         # while importing: progress lines may come before it)
-        errors = [x for x in r.stderr.splitlines() if "error" in x]
-        assert len(errors) == 1 and errors[0] == r.stderr.strip().splitlines()[-1], r.stderr
+        errors = [x for x in stderr.splitlines() if "error" in x]
+        assert len(errors) == 1 and errors[0] == stderr.strip().splitlines()[-1], stderr
         assert str(tmp_path / "runs") not in errors[0]
         assert not out.exists() or not any(out.iterdir()), args
 
