@@ -21,7 +21,6 @@ from recon.outputs.export import Acquisition, Radiopharmaceutical, write_dicom_p
 from runstore.rundir import RunDir
 
 pytestmark = needs_orthanc()
-pytest.importorskip("pynetdicom")
 STATION = "BEDSIDEPET"
 
 

@@ -13,6 +13,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pydicom
+from pydicom.errors import InvalidDicomError
+
 from daq.dicomnet import scu
 from daq.dicomnet.config import DicomConfig, Node
 from infra.atomic import replacing
@@ -130,9 +133,10 @@ def enqueue(run: Path, nodes: list[Node]) -> list[Job]:
 
 
 def _uid(path: Path) -> str:
+    """The file's SOP Instance UID, its header alone read."""
     try:
-        return str(scu.read(path).SOPInstanceUID)
-    except (ValueError, AttributeError):
+        return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+    except (InvalidDicomError, OSError, AttributeError):
         return f"unreadable:{path.name}"
 
 
