@@ -18,12 +18,17 @@ uproot = pytest.importorskip("uproot")
 
 
 @pytest.fixture(scope="module")
-def sorted_pairs(brain) -> np.ndarray:
-    """Our sorter's prompts and delayeds of a short emulated scan."""
-    import coincidence
+def singles(brain) -> np.ndarray:
     import emulator
 
-    singles = emulator.simulate(brain, "nema-iq", "F-18", 20.0, 0.01, seed=5).singles
+    return emulator.simulate(brain, "nema-iq", "F-18", 20.0, 0.01, seed=5).singles
+
+
+@pytest.fixture(scope="module")
+def sorted_pairs(brain, singles) -> np.ndarray:
+    """Our sorter's prompts and delayeds of a short emulated scan."""
+    import coincidence
+
     acq = brain.acquisition
     c = coincidence.sort(singles, scanner=brain, window_ps=acq["coincidence_window_ps"],
                          energy_window_kev=acq["energy_window_kev"], delay_ps=acq["delay_ps"],
@@ -136,3 +141,26 @@ def test_empty_and_foreign_root_files_are_one_line(tmp_path):
         assert r.returncode == 2 and said in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_file_with_singles_and_coincidences(tmp_path, brain, singles, sorted_pairs):
+    """GATE 9's ROOT output keeps Singles, Coincidences and delay in one file: by default its
+    singles are sorted by our sorter (and compared with GATE's); --gate-coincidences takes
+    GATE's own pairs."""
+    rng = np.random.default_rng(4)
+    xyz = brain.crystal_centres[singles["crystal"]] + rng.uniform(-0.6, 0.6, (singles.size, 3))
+    keep = sorted_pairs[:500]  # GATE's own: fewer than ours, to tell them apart
+    path = _write(tmp_path / "all.root", {
+        "Singles": {"time": singles["t"] / 1e12, "energy": singles["energy"] / 1000.0,
+                    **{f"globalPos{x}": xyz[:, i] for i, x in enumerate("XYZ")}},
+        "Coincidences": _branches(brain, keep[keep["delayed"] == 0], "GATE 9", rng),
+        "delay": _branches(brain, keep[keep["delayed"] == 1], "GATE 9", rng)})
+    run = _import(tmp_path, "from-singles", str(path), "--format", "gate")
+    got, _ = read_listmode(run / "coincidences.h5")
+    assert got.size == sorted_pairs.size and (run / "gate_comparison.json").is_file()
+    run = _import(tmp_path, "gates-own", str(path), "--format", "gate", "--gate-coincidences")
+    _check(run, keep)
+    assert not (run / "gate_comparison.json").exists()
+    r = petdaq("import", str(path), "--format", "petsys", "--gate-coincidences", "--out",
+               str(tmp_path / "runs"))
+    assert r.returncode == 2 and "--gate-coincidences: for --format gate" in r.stderr

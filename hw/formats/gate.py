@@ -69,15 +69,19 @@ def _singles_of(trees: dict[str, Any]) -> tuple[Any, str] | None:
 
 
 def read(path: Path, chunk_records: int, options: ReadOptions) -> Iterator[Records | Pairs]:
-    """A GATE ROOT file's singles (:func:`read_singles`), or, in a file without singles, its
-    coincidences and delayed coincidences (:func:`coincidence_trees`) as pairs."""
+    """A GATE ROOT file's singles (:func:`read_singles`), or, in a file without singles or with
+    ``options.gate_pairs``, its coincidences and delayed coincidences (:func:`coincidence_trees`)
+    as pairs."""
     if options.crystal_centres_mm is None and options.gate_repeaters is None:
         raise UserError("GATE singles are placed on the scanner's crystals: give --scanner")
     trees = _open_trees(path)
     singles = _singles_of(trees)
-    if singles is not None:
+    if singles is not None and not options.gate_pairs:
         return read_singles(path, *singles, chunk_records, options)
     pairs = coincidence_trees(path, trees)
+    if options.gate_pairs and not pairs:
+        raise UserError(f"{path} has no GATE coincidences (Coincidences, delay, or a tree with "
+                        f"time1/time2 or GlobalTime1/2); its trees: {', '.join(trees) or 'none'}")
     if not trees:
         raise UserError(f"{path} is an empty ROOT file: it holds no tree")
     if not pairs:

@@ -126,3 +126,5 @@ class ReadOptions:
     """How a group becomes singles (:data:`GROUP_RULES`)."""
     resort: bool = False
     """A coincidence file: its singles sorted again by our sorter, not its own pairs."""
+    gate_pairs: bool = False
+    """GATE: a file's own coincidences (and delayeds), even where it has singles."""

@@ -18,6 +18,7 @@ from daq.pipeline.digitizers.importer import (
     keep_sources,
     map_file_of,
 )
+from daq.pipeline.digitizers.pairs import POLICY as PAIRS_POLICY
 from hw import channelmap, formats
 from hw.formats import gate
 from hw.formats.petsys_layout import LAYOUTS
@@ -66,6 +67,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     petsys.add_argument("--resort", action="store_true",
                         help="coincidence files: sort their singles again with our sorter "
                              "(default: their own pairs are the run's prompts)")
+    p.add_argument("--gate-coincidences", dest="gate_pairs", action="store_true",
+                   help="GATE: the file's own Coincidences and delay trees as the run's prompts "
+                        "and delayeds, even where it has singles (default: its singles, sorted "
+                        "by our sorter and compared with GATE's)")
     p.add_argument("--no-recon", dest="recon", action="store_false")
     add_out_options(p)
     add_sort_options(p)
@@ -81,8 +86,10 @@ def _settings(args: argparse.Namespace) -> ImportSettings:
                             ("--resort", args.resort)) if v]
     if given and args.format != "petsys":
         raise UserError(f"{', '.join(given)}: for --format petsys")
+    if args.gate_pairs and args.format != "gate":
+        raise UserError("--gate-coincidences: for --format gate")
     settings = replace(settings, layout=args.layout, group_rule=args.group_rule,
-                       resort=args.resort)
+                       resort=args.resort, gate_pairs=args.gate_pairs)
     if args.gate_repeaters is None:
         return settings
     if args.format != "gate":
@@ -131,8 +138,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     except OSError:
         shutil.rmtree(run.path, ignore_errors=True)
         raise
-    if settings.format == "gate":
-        _compare_with_gate(run, kept, scanner)
+    if settings.format == "gate" and result["settings"].get("policy") != PAIRS_POLICY:
+        _compare_with_gate(run, kept, scanner)  # sorted from its singles: against GATE's own
     return finish_records_run(run, scanner, result, args.recon)
 
 

@@ -69,6 +69,8 @@ class ImportSettings:
     """How a group of hits becomes singles (:data:`hw.formats.records.GROUP_RULES`)."""
     resort: bool = False
     """Coincidence files: their singles sorted by our sorter, not their own pairs."""
+    gate_pairs: bool = False
+    """GATE: the files' own coincidences, even where they have singles."""
 
     def describe(self, files: Sequence[Path], channel_map: str) -> dict[str, Any]:
         """What the start document records of the source (a replay needs nothing more):
@@ -77,7 +79,8 @@ class ImportSettings:
                 "map": self.placement(channel_map), "ns_per_sample": self.ns_per_sample,
                 "kev_per_unit": self.kev_per_unit, "reorder_ms": self.reorder_ms,
                 "gate_repeaters": list(self.gate_repeaters) if self.gate_repeaters else None,
-                "layout": self.layout, "group_rule": self.group_rule, "resort": self.resort}
+                "layout": self.layout, "group_rule": self.group_rule, "resort": self.resort,
+                "gate_pairs": self.gate_pairs}
 
     def placement(self, channel_map: str) -> str:
         """How the records reach crystals, as the start document names it."""
@@ -95,12 +98,14 @@ class ImportSettings:
                    None if given is None else float(given),
                    float(doc.get("reorder_ms") or DEFAULT_REORDER_MS),
                    tuple(repeaters) if repeaters else None, doc.get("layout"),
-                   str(doc.get("group_rule") or "sum"), bool(doc.get("resort", False)))
+                   str(doc.get("group_rule") or "sum"), bool(doc.get("resort", False)),
+                   bool(doc.get("gate_pairs", False)))
 
     def options(self, scanner: Scanner) -> formats.ReadOptions:
         """What the readers need: the sample period, the scanner's crystals."""
         return formats.ReadOptions(self.ns_per_sample, scanner.crystal_centres,
-                                   self.gate_repeaters, self.layout, self.group_rule, self.resort)
+                                   self.gate_repeaters, self.layout, self.group_rule, self.resort,
+                                   self.gate_pairs)
 
 
 def keep_sources(run: Path, files: Sequence[Path], map_file: Path | None) -> tuple[list[Path], str]:
