@@ -166,6 +166,18 @@ def test_coincidence_file_prompts_on_their_crystals_with_their_tof(tmp_path, bra
     stop = json.loads((run / "run.json").read_text())["stop"]
     assert stop["counts"]["pairs"] == stop["counts"]["prompts"] == prompts.size
     assert stop["counts"]["delayeds"] == 0 and meta["policy"] == "the source's own pairs"
+    assert stop["counts"]["outside_energy_window"] == 0
+    assert stop["losses"] == {"bad_channel": 0, "late_events": 0}
+    # the scanner's own window: pairs with a side outside it are counted, not lost
+    run = _import(tmp_path, "windowed", str(path), "--format", "petsys", "--kev-per-unit", "1",
+                  "--map", identity)
+    stop = json.loads((run / "run.json").read_text())["stop"]
+    lo, hi = brain.acquisition["energy_window_kev"]
+    inside = ((want["energy_a"] >= lo) & (want["energy_a"] < hi) & (want["energy_b"] >= lo)
+              & (want["energy_b"] < hi))
+    assert 0 < stop["counts"]["outside_energy_window"] == (~inside).sum()
+    assert stop["counts"]["prompts"] == inside.sum()
+    assert stop["losses"] == {"bad_channel": 0, "late_events": 0}
 
 
 def test_coincidence_file_resorted_by_our_sorter(tmp_path, brain, singles, identity):

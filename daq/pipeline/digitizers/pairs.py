@@ -73,16 +73,18 @@ def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scan
                 placer: PairPlacer, resolved: dict[str, Any], reorder_ps: int, listmode: Path,
                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Write the pairs of ``chunks`` into ``listmode`` (prompts, and delayeds where the source
-    kept its delayed window's): a pair with a side on no
-    mapped channel is ``bad_channel``, one with a side outside ``resolved``'s energy window
-    ``outside_energy_window``; returns the counts, losses and settings as the sorter's import."""
+    kept its delayed window's): a pair with a side on no mapped channel is lost as
+    ``bad_channel``; one with a side outside ``resolved``'s energy window is not taken, counted
+    as ``outside_energy_window`` (a selection, as the sorter's window, not a loss); returns the
+    counts, losses and settings as the sorter's import."""
     lo, hi = (float(v) for v in resolved["energy_window_kev"])
     settings = {**resolved, "policy": POLICY}
     writer = ListModeWriter(listmode, {"scanner": scanner.name, "scanner_digest": scanner.digest,
                                        **settings})
     order = Reorder(reorder_ps, COINC_DTYPE, "crystal_a")
-    counts = {"records": 0, "pairs": 0, "singles": 0, "prompts": 0, "delayeds": 0}
-    losses = {"bad_channel": 0, "outside_energy_window": 0}
+    counts = {"records": 0, "pairs": 0, "singles": 0, "prompts": 0, "delayeds": 0,
+              "outside_energy_window": 0}
+    losses = {"bad_channel": 0}
     last_ps = 0
 
     def write(coinc: np.ndarray) -> None:
@@ -106,7 +108,7 @@ def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scan
             mapped = (a["crystal"] >= 0) & (b["crystal"] >= 0)
             inside = mapped & _inside(a, lo, hi) & _inside(b, lo, hi)
             losses["bad_channel"] += int((~mapped).sum())
-            losses["outside_energy_window"] += int((mapped & ~inside).sum())
+            counts["outside_energy_window"] += int((mapped & ~inside).sum())
             coinc = coincidences_of(a[inside], b[inside], pairs.delayed_flags[inside],
                                     resolved.get("delay_ps"))
             write(order.feed(coinc))
