@@ -158,7 +158,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, brain, singles):
     big = write_map(tmp_path / "big.csv", [(0, 0, brain.n_crystals)])
     out = tmp_path / "runs"
     for args, said in (
-            (["cut.ldat", "--format", "petsys"], "truncated PETsys singles file: its last row has 13"),
+            (["cut.ldat", "--format", "petsys"],
+             "its last PETsys singles record has 13 of 16 bytes (truncated"),
             (["bad.BIN", "--format", "compass"], "is not a CoMPASS file: its header is 0x1100"),
             (["ok.ldat", "--format", "gate9"], "unknown format 'gate9': choose one of abcd"),
             (["missing.ldat", "--format", "petsys"], "missing.ldat does not exist"),
@@ -521,6 +522,9 @@ def test_the_dense_map_pass_gives_what_the_key_lookup_gives(brain):
     got = placing.place(records, table, kev, offsets)
     want = singles_of(records, cmap, kev, offsets)
     assert np.array_equal(got[0], want[0]) and got[1] == want[1] > 0
+    # aligned (the sides of pairs): every record in its place, the same either way
+    assert np.array_equal(placing.columns(records, table, kev, offsets),
+                          placing.by_keys(records, cmap, kev, offsets))
     far = channelmap.ChannelMap(np.array([1 << 31], np.int64), np.array([0], np.int32), "far")
     assert placing.fast_table(far, n) is None
 

@@ -241,7 +241,7 @@ def test_bad_petsys_files_are_one_line_and_leave_no_run(tmp_path, groups, brain,
     out = tmp_path / "runs"
     for args, said in (
             ([str(_cut(compact, 5))], "is truncated: its last group at byte"),
-            ([str(_cut(normal, 5))], "truncated PETsys groups file: its last row has 13 of 18"),
+            ([str(_cut(normal, 5))], "its last PETsys groups record has 13 of 18 bytes (truncated"),
             ([str(broken)], f"row {extra} breaks PETsys' coincidences (mh_j1 2"),
             ([str(other)], "is no PETsys file (singles: "),
             ([str(empty)], "is empty"),

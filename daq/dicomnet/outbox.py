@@ -182,7 +182,7 @@ def _try(job: Job, config: DicomConfig, say: Callable[[str], None], timeout_s: f
     for item, answer in zip(queued, answers, strict=True):
         if answer.ok:
             item.state, item.reason = SENT, ""
-        elif "no DICOM file" in answer.reason:
+        elif not answer.again:
             item.state, item.reason = FAILED, answer.reason
         else:
             item.reason = answer.reason

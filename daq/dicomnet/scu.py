@@ -32,6 +32,8 @@ class Stored:
     path: Path
     ok: bool
     reason: str = ""
+    again: bool = True
+    """Whether sending it again may store it (False: the file is no DICOM object)."""
 
 
 def new_ae(station_ae: str, timeout_s: float):
@@ -117,13 +119,13 @@ def store(node: Node, station_ae: str, files: list[Path], timeout_s: float = TIM
                                for _, ds, _ in datasets if ds is not None}):
         ae.add_requested_context(sop, syntax)
     if not ae.requested_contexts:
-        return [Stored(p, False, why) for p, _, why in datasets]
+        return [Stored(p, False, why, again=False) for p, _, why in datasets]
     assoc = associate(ae, node)
     out = []
     try:
         for path, ds, why in datasets:
             if ds is None:
-                out.append(Stored(path, False, why))
+                out.append(Stored(path, False, why, again=False))
                 continue
             if not assoc.is_established:
                 raise Unreachable(f"{node.describe()} ended the association while sending")

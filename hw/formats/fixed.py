@@ -16,8 +16,8 @@ def read_fixed(path: Path, dtype: np.dtype, chunk_records: int, what: str, offse
     refuses (before the first record) a file whose size is not a whole number of records."""
     size = path.stat().st_size - offset
     if size % dtype.itemsize:
-        raise UserError(f"{path} is not a {what} file: {size} bytes is not a whole number of "
-                        f"{dtype.itemsize}-byte records (truncated?)")
+        raise UserError(f"{path}: its last {what} record has {size % dtype.itemsize} of "
+                        f"{dtype.itemsize} bytes (truncated, or not a {what} file)")
     with path.open("rb") as fh:
         fh.seek(offset)
         while True:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.formats.fixed import read_fixed
 from hw.formats.petsys_hits import (
     COINCIDENCE,
     GROUP,
@@ -135,18 +136,12 @@ def _hits(path: Path, layout: Layout, chunk_records: int) -> Iterator[Hits]:
 
 def _binary_rows(path: Path, dtype: np.dtype, chunk_records: int
                  ) -> Iterator[tuple[np.ndarray, bool]]:
-    """(rows, last) of a file of fixed-size rows; a truncated last row is one error."""
-    size = path.stat().st_size
-    if size % dtype.itemsize:
-        name = {SINGLE: "singles", GROUP: "groups", COINCIDENCE: "coincidences"}[dtype]
-        raise UserError(f"{path} is a truncated PETsys {name} file: its last row has "
-                        f"{size % dtype.itemsize} of {dtype.itemsize} bytes")
-    total, done = size // dtype.itemsize, 0
-    with path.open("rb") as fh:
-        while done < total:
-            rows = np.fromfile(fh, dtype, chunk_records)
-            done += rows.size
-            yield rows, done >= total
+    """(rows, last) of a file of fixed-size rows (:func:`hw.formats.fixed.read_fixed`)."""
+    name = {SINGLE: "singles", GROUP: "groups", COINCIDENCE: "coincidences"}[dtype]
+    total, done = path.stat().st_size // dtype.itemsize, 0
+    for rows in read_fixed(path, dtype, chunk_records, f"PETsys {name}"):
+        done += rows.size
+        yield rows, done >= total
 
 
 def _text_rows(path: Path, dtype: np.dtype, lines: int = 1 << 18

@@ -47,8 +47,8 @@ def implausible(time: np.ndarray, energy: np.ndarray, channel: np.ndarray) -> st
     if time.size == 0:
         return "no whole record"
     if channel.min() < 0 or channel.max() >= MAX_CHANNEL_ID:
-        return f"channelID {int(channel.max() if channel.max() >= 0 else channel.min())} " \
-               f"is no PETsys channel"
+        bad = int(channel.min() if channel.min() < 0 else channel.max())
+        return f"channelID {bad} is no PETsys channel"
     if not np.all(np.isfinite(energy)) or np.abs(energy).max() > 1e6:
         return "energies are not numbers of a QDC or a ToT"
     if int(time.max()) - int(time.min()) > MAX_SAMPLE_SPAN_PS:

@@ -29,7 +29,6 @@ from daq.pipeline.digitizers.timing import TimingTable
 from daq.pipeline.process.processor import SortSettings
 from hw import channelmap, formats
 from hw.channelmap import ChannelMap
-from hw.dtypes import SINGLE_DTYPE
 from hw.scanner import Scanner
 from infra.ahead import ahead
 from infra.errors import UserError
@@ -163,15 +162,8 @@ def singles_of(records: formats.Records, channel_map: ChannelMap,
     """(SINGLE_DTYPE singles in the records' order, records on no mapped channel): energies
     times ``kev_per_unit`` (one value, or one a crystal); with ``offsets_ps`` (per crystal,
     :mod:`daq.pipeline.digitizers.timing`) taken off their times."""
-    crystal = channel_map.crystals_of(records.board, records.channel)
-    ok = crystal >= 0
-    out = np.empty(int(ok.sum()), SINGLE_DTYPE)
-    out["crystal"] = crystal[ok]
-    out["t"] = records.t_ps[ok]
-    if offsets_ps is not None:
-        out["t"] -= offsets_ps[out["crystal"]]
-    scale = kev_per_unit[out["crystal"]] if np.ndim(kev_per_unit) else kev_per_unit
-    out["energy"] = (records.energy[ok] * scale).astype(np.float32)
+    aligned = placing.by_keys(records, channel_map, kev_per_unit, offsets_ps)
+    out = aligned[aligned["crystal"] >= 0]
     return out, int(records.size - out.size)
 
 

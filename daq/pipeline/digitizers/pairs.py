@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from daq.pipeline.digitizers.placing import columns, fast_table, per_crystal
+from daq.pipeline.digitizers.placing import by_keys, columns, fast_table, per_crystal
 from daq.pipeline.digitizers.reorder import Reorder
 from hw import formats
 from hw.channelmap import ChannelMap
-from hw.dtypes import COINC_DTYPE, SINGLE_DTYPE
+from hw.dtypes import COINC_DTYPE
 from hw.scanner import Scanner
 from infra.errors import UserError
 from runstore.listmode import ListModeWriter
@@ -60,13 +60,7 @@ class PairPlacer:
         """SINGLE_DTYPE of every record, crystal -1 where the map names none."""
         if self._table is not None:
             return columns(records, self._table, self._kev, self._offsets)
-        out = np.empty(records.size, SINGLE_DTYPE)
-        crystal = self._map.crystals_of(records.board, records.channel)
-        c = np.maximum(crystal, 0)
-        out["crystal"] = crystal
-        out["t"] = np.where(crystal >= 0, records.t_ps - self._offsets[c], records.t_ps)
-        out["energy"] = np.where(crystal >= 0, records.energy * self._kev[c], 0.0)
-        return out
+        return by_keys(records, self._map, self._kev, self._offsets)
 
 
 def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scanner,

@@ -83,3 +83,18 @@ def columns(records: Records, table: np.ndarray, kev_per_unit: np.ndarray, offse
     _columns(records.board, records.channel, records.t_ps, records.energy, table, kev_per_unit,
              offsets_ps, out["t"], out["crystal"], out["energy"])
     return out
+
+
+def by_keys(records: Records, channel_map: ChannelMap, kev_per_unit: float | np.ndarray,
+            offsets_ps: np.ndarray | None) -> np.ndarray:
+    """:func:`columns` for a map too sparse for a dense table: through its sorted keys, with
+    ``kev_per_unit`` one value or one a crystal and ``offsets_ps`` (per crystal) or None."""
+    crystal = channel_map.crystals_of(records.board, records.channel)
+    ok = crystal >= 0
+    c = np.where(ok, crystal, 0)
+    out = np.empty(records.size, SINGLE_DTYPE)
+    out["crystal"] = crystal
+    out["t"] = records.t_ps if offsets_ps is None else records.t_ps - offsets_ps[c] * ok
+    scale = kev_per_unit[c] if np.ndim(kev_per_unit) else kev_per_unit
+    out["energy"] = np.where(ok, records.energy * scale, 0.0)
+    return out
