@@ -32,12 +32,12 @@ def shared_run(tmp_path_factory: pytest.TempPathFactory, name: str, args: list[s
 
 
 def lu177_cylinder_at_72_h(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 30 s SPECT scan of a uniform Lu-177 cylinder of 1000 MBq, 72 h after its injection
+    """A 10 s SPECT scan of a uniform Lu-177 cylinder of 1000 MBq, 72 h after its injection
     (patient P1): the dosimetry study's second time point and the quantification's cylinder."""
     import datetime as dt
 
     injection = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=72)).isoformat(timespec="seconds")
     return shared_run(tmp_path_factory, "lu177-cylinder-72h", [
         "--scanner", "spect-dual-head", "--phantom", "cylinder", "--nuclide", "Lu-177",
-        "--activity-mbq", "1000", "--duration", "30", "--fast", "--no-recon",
+        "--activity-mbq", "1000", "--duration", "10", "--fast", "--no-recon",
         "--injection-time", injection, "--patient-id", "P1"])

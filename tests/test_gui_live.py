@@ -159,11 +159,11 @@ def test_a_cardiac_spect_scan_ends_with_its_image_and_bullseye(qtbot, console):
 
 @pytest.fixture(scope="module")
 def frames_file(tmp_path_factory):
-    """20 s of a NEMA IQ phantom at 2.5 MBq (about 4.5 M singles/s) recorded by the emulator:
+    """12 s of a NEMA IQ phantom at 2.5 MBq (about 4.5 M singles/s) recorded by the emulator:
     enough for the DAQ (30-60 M singles/s from a file on 2 cores) to run for the second or
     more the test measures."""
     path = tmp_path_factory.mktemp("frames") / "nema-iq.frames"
-    subprocess.run([sys.executable, "-m", "petdaq", "emulate", "--fast", "--duration", "20",
+    subprocess.run([sys.executable, "-m", "petdaq", "emulate", "--fast", "--duration", "12",
                     "--activity-mbq", "2.5", "--phantom", "nema-iq", "--to", str(path),
                     "--quiet"], check=True, timeout=300)
     return path

@@ -128,15 +128,15 @@ def test_a_scan_of_the_phantom_gets_the_standards_table(tmp_path):
                               text=True, timeout=280)
 
     r = petdaq("run", "--scanner", "small-animal", "--phantom", "nu4-iq", "--activity-mbq",
-               "3.7", "--duration", "8", "--fast", "--no-recon", "--out", str(tmp_path),
+               "3.7", "--duration", "5", "--fast", "--no-recon", "--out", str(tmp_path),
                "--name", "iq")
     assert r.returncode == 0, r.stderr
-    # 10 M Monte-Carlo pairs for the sensitivity (the default, every pair, takes minutes): the
+    # 5 M Monte-Carlo pairs for the sensitivity (the default, every pair, takes minutes): the
     # regions and the rods' order do not need it exact
-    r = petdaq("recon", str(tmp_path / "iq"), "--report", "--no-dicom", "--samples", "10000000")
+    r = petdaq("recon", str(tmp_path / "iq"), "--report", "--no-dicom", "--samples", "5000000")
     assert r.returncode == 0, r.stderr
     assert "NEMA NU 4-2008 image quality" in r.stdout and "SOR air" in r.stdout
-    # the default schedule for its 0.94 M prompts: 20 updates, one subset per 50 k prompts at most
+    # the default schedule for its 0.59 M prompts: 20 updates, one subset per 50 k prompts at most
     assert "LM-OSEM 2 iterations x 10 subsets" in r.stdout and "0.5x0.5x0.5 mm voxels" in r.stdout
     images = tmp_path / "iq" / "images"
     found = json.loads((images / "report.json").read_text())["nu4_image_quality"]

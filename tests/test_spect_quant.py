@@ -101,10 +101,10 @@ def test_lu177_cylinder_in_bq_per_ml_after_a_point_source_calibration(tmp_path, 
     toml.write_text(Path(camera.source).read_text().split("[quantification")[0])
     runs = tmp_path / "runs"
     r = petdaq("run", "--scanner", "spect-dual-head", "--phantom", "point", "--nuclide",
-               "Lu-177", "--activity-mbq", "100", "--duration", "20", "--fast", "--no-recon",
+               "Lu-177", "--activity-mbq", "100", "--duration", "10", "--fast", "--no-recon",
                "--out", str(runs), "--name", "point")
     assert r.returncode == 0, r.stderr
-    # a 30 s scan of a 1000 MBq cylinder (made once for the dosimetry test too)
+    # a 10 s scan of a 1000 MBq cylinder (made once for the dosimetry test too)
     shutil.copytree(lu177_cylinder_at_72_h(tmp_path_factory), runs / "cylinder")
     r = petdaq("recon", str(runs / "cylinder"), "--scanner", str(toml), "--no-dicom")
     assert r.returncode == 0 and "counts: spect-dual-head has no sensitivity for Lu-177 208 keV" \

@@ -24,7 +24,7 @@ import numpy as np
 from infra.atomic import replacing
 from infra.errors import UserError
 from petdaq.images.kinetics import add_region_options
-from recon.dosimetry.fit import MODELS, ExpFit, fit
+from recon.dosimetry.fit import MODELS, ExpFit, check_times, fit
 from recon.dosimetry.mird import sphere_s_gy_per_mbq_h
 
 
@@ -63,9 +63,12 @@ def cmd_dosimetry(args: argparse.Namespace) -> int:
     runs = [RunDir.open(Path(r)) for r in args.runs]
     facts = [run_facts(r) for r in runs]
     nuclide = _same_study(runs, facts)
+    times_h = [_time_h(run, f) for run, f in zip(runs, facts, strict=True)]
+    check_times(np.array(times_h), args.fit)  # before the images, which take a while
     scanner, regions, voxel_ml = _regions(args, facts[0])
-    points = sorted((_time_point(run, f, scanner, regions, voxel_ml, args.photopeak_kev)
-                     for run, f in zip(runs, facts, strict=True)), key=lambda p: p.time_h)
+    points = sorted((_time_point(run, f, t, scanner, regions, voxel_ml, args.photopeak_kev)
+                     for run, f, t in zip(runs, facts, times_h, strict=True)),
+                    key=lambda p: p.time_h)
     rows = []
     for name, mask in regions.items():
         t = np.array([p.time_h for p in points])
@@ -138,8 +141,17 @@ def _regions(args: argparse.Namespace, facts: Any) -> tuple[Any, dict[str, np.nd
     return scanner, regions, grid.voxel_volume_mm3 / 1000.0
 
 
-def _time_point(run: Any, facts: Any, scanner: Any, regions: dict[str, np.ndarray],
-                voxel_ml: float, photopeak_kev: float | None) -> TimePoint:
+def _time_h(run: Any, facts: Any) -> float:
+    """The run's start in hours after the injection; one line where it is not after it."""
+    time_h = facts.study.injection_before_s(facts.start_utc) / 3600.0
+    if not time_h > 0:
+        raise UserError(f"{run.path} starts {time_h:.3g} h after the injection: not after it")
+    return time_h
+
+
+def _time_point(run: Any, facts: Any, time_h: float, scanner: Any,
+                regions: dict[str, np.ndarray], voxel_ml: float,
+                photopeak_kev: float | None) -> TimePoint:
     from daq.control.spectimage import spect_run_image
     from petdaq.images.reconspect import SPECT_ITERATIONS, SPECT_SUBSETS
     from recon.spect.quant import quantify_spect
@@ -149,9 +161,6 @@ def _time_point(run: Any, facts: Any, scanner: Any, regions: dict[str, np.ndarra
                                   scanner, facts.nuclide, facts.duration_s)
     if image.units != "Bq/mL":
         raise UserError(f"{run.path}: the image is in {units}")
-    time_h = facts.study.injection_before_s(facts.start_utc) / 3600.0
-    if not time_h > 0:
-        raise UserError(f"{run.path} starts {time_h:.3g} h after the injection: not after it")
     activity = {name: float(image.array[mask].sum(dtype=np.float64)) * voxel_ml / 1e6
                 for name, mask in regions.items()}
     print(f"{run.path.name}: {time_h:.2f} h after injection, "

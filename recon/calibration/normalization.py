@@ -82,37 +82,59 @@ class BlankFit:
 
 
 def partner_sums(scanner: Scanner, k: int) -> Callable[[np.ndarray], np.ndarray]:
-    """``H(s)_a = sum over valid partners b of h_ab s_b`` (see the module docstring)."""
-    centres = scanner.crystal_centres.astype(np.float64)
-    normals = scanner.crystal_normals.astype(np.float64)
+    """``H(s)_a = sum over valid partners b of h_ab s_b`` (see the module docstring). The
+    crystals are visited module by module (a module's crystals in one contiguous block, its
+    coordinates one array each), so the inner loop over a partner module is branch-free and
+    vectorised."""
     module = scanner.crystal_module.astype(np.int64)
+    order = np.argsort(module, kind="stable")
+    starts = np.searchsorted(module[order], np.arange(scanner.n_modules + 1))
+    xyz = np.ascontiguousarray(scanner.crystal_centres[order].astype(np.float64).T)
+    nrm = np.ascontiguousarray(scanner.crystal_normals[order].astype(np.float64).T)
     valid = valid_module_pairs(scanner, k)
 
     def partners(s: np.ndarray) -> np.ndarray:
         out = np.empty(s.size)
-        _partners(centres, normals, module, valid, np.asarray(s, np.float64), out)
+        out[order] = _partners(xyz, nrm, module[order], starts, valid,
+                               np.ascontiguousarray(np.asarray(s, np.float64)[order]))
         return out
 
     return partners
 
 
-@numba.njit(nogil=True, cache=True, parallel=True)
-def _partners(centres, normals, module, valid, s, out):
-    n = centres.shape[0]
+@numba.njit(nogil=True, cache=True, parallel=True, fastmath=True)
+def _partners(xyz, nrm, module, starts, valid, s):
+    n = s.size
+    out = np.empty(n)
     for a in numba.prange(n):
         acc = 0.0
-        for b in range(n):
-            if b == a or not valid[module[a], module[b]]:
+        for mb in range(starts.size - 1):
+            if not valid[module[a], mb]:
                 continue
-            dx = centres[b, 0] - centres[a, 0]
-            dy = centres[b, 1] - centres[a, 1]
-            dz = centres[b, 2] - centres[a, 2]
-            d2 = dx * dx + dy * dy + dz * dz
-            d = np.sqrt(d2)
-            cos_a = abs(dx * normals[a, 0] + dy * normals[a, 1] + dz * normals[a, 2]) / d
-            cos_b = abs(dx * normals[b, 0] + dy * normals[b, 1] + dz * normals[b, 2]) / d
-            acc += (cos_a + cos_b) / d2 * s[b]
+            if mb == module[a]:   # a's own module: leave a out
+                acc += _block(xyz, nrm, s, a, starts[mb], a)
+                acc += _block(xyz, nrm, s, a, a + 1, starts[mb + 1])
+            else:
+                acc += _block(xyz, nrm, s, a, starts[mb], starts[mb + 1])
         out[a] = acc
+    return out
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True, inline="always")
+def _block(xyz, nrm, s, a, b0, b1):
+    """sum over b in [b0, b1) of h_ab s_b."""
+    ax, ay, az = xyz[0, a], xyz[1, a], xyz[2, a]
+    nx, ny, nz = nrm[0, a], nrm[1, a], nrm[2, a]
+    acc = 0.0
+    for b in range(b0, b1):
+        dx = xyz[0, b] - ax
+        dy = xyz[1, b] - ay
+        dz = xyz[2, b] - az
+        d2 = dx * dx + dy * dy + dz * dz
+        cos_sum = (abs(dx * nx + dy * ny + dz * nz)
+                   + abs(dx * nrm[0, b] + dy * nrm[1, b] + dz * nrm[2, b]))
+        acc += cos_sum / (d2 * np.sqrt(d2)) * s[b]
+    return acc
 
 
 def fit_blank(prompts: LORs, delayeds: LORs, scanner: Scanner, k: int | None = None

@@ -52,10 +52,7 @@ def fit(t_h: np.ndarray, activity_mbq: np.ndarray, model: str = "mono") -> ExpFi
     points cannot carry it."""
     t = np.asarray(t_h, np.float64)
     a = np.asarray(activity_mbq, np.float64)
-    if model not in MODELS:
-        raise UserError(f"unknown fit {model!r}: use {' or '.join(MODELS)}")
-    if t.size < 2 or np.unique(t).size < 2:
-        raise UserError(f"an exponential fit needs at least 2 distinct time points, got {t.size}")
+    check_times(t, model)
     if np.any(~(a > 0)):
         raise UserError("every time point needs activity > 0 in the region (MBq), got "
                         + ", ".join(f"{v:.3g}" for v in a))
@@ -65,11 +62,19 @@ def fit(t_h: np.ndarray, activity_mbq: np.ndarray, model: str = "mono") -> ExpFi
                         f"{-math.log(2) / slope if slope else math.inf:.3g} h): no clearance to "
                         "integrate")
     mono = _result("mono", (math.exp(intercept),), (-slope,), t, a)
-    if model == "mono":
-        return mono
-    if t.size < 4:
+    return mono if model == "mono" else _bi(t, a, mono)
+
+
+def check_times(t_h: np.ndarray, model: str = "mono") -> None:
+    """One-line errors where time points (h after injection) cannot carry ``model``: known
+    before any image is made."""
+    t = np.asarray(t_h, np.float64)
+    if model not in MODELS:
+        raise UserError(f"unknown fit {model!r}: use {' or '.join(MODELS)}")
+    if t.size < 2 or np.unique(t).size < 2:
+        raise UserError(f"an exponential fit needs at least 2 distinct time points, got {t.size}")
+    if model == "bi" and t.size < 4:
         raise UserError(f"a bi-exponential fit needs at least 4 time points, got {t.size}")
-    return _bi(t, a, mono)
 
 
 def _result(model: str, amplitudes: tuple[float, ...], rates: tuple[float, ...], t: np.ndarray,
