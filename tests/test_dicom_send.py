@@ -142,7 +142,8 @@ def test_a_pacs_down_at_the_stop_gets_every_instance_once_it_is_back(tmp_path, h
     delivers every instance of the run directory, once, and a second flush sends nothing."""
     _configure(home, orthanc, extra='\n[send]\nat_stop = "on-success"\n')
     orthanc.stop()
-    r = petdaq(home, "run", "--duration", "2", "--fast", "--out", str(tmp_path / "runs"),
+    r = petdaq(home, "run", "--duration", "1", "--activity-mbq", "2", "--fast", "--out",
+               str(tmp_path / "runs"),
                "--name", "scan")
     assert r.returncode == 0, r.stdout + r.stderr
     run = tmp_path / "runs" / "scan"
@@ -205,7 +206,8 @@ def test_a_run_from_the_worklist_sends_its_series_with_the_worklists_study(tmp_p
     assert "ACC0043" not in r.stdout  # another day
     r = petdaq(home, "worklist", "--date", "any", "--patient", "P0043")
     assert "ACC0043" in r.stdout and "ACC0042" not in r.stdout
-    r = petdaq(home, "run", "--worklist", "ACC0042", "--duration", "2", "--fast",
+    r = petdaq(home, "run", "--worklist", "ACC0042", "--duration", "1", "--activity-mbq", "2",
+               "--fast",
                "--out", str(tmp_path / "runs"), "--name", "scan")
     assert r.returncode == 0, r.stdout + r.stderr
     run = tmp_path / "runs" / "scan"

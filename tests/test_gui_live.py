@@ -141,11 +141,11 @@ def test_a_dynamic_scan_shows_its_curves_growing_next_to_the_image(qtbot, consol
 
 @pytest.mark.slow
 def test_a_cardiac_spect_scan_ends_with_its_image_and_bullseye(qtbot, console):
-    """Tc-99m on the dual-head camera, the cardiac phantom, 20 s: at the stop the DAQ
+    """Tc-99m on the dual-head camera, the cardiac phantom, 800 MBq for 10 s: at the stop the DAQ
     reconstructs the projections, finds the ventricle's axis in the image and sends the image
     and the bull's-eye; the console shows both, the lowest segment in the phantom's anterior
     defect."""
-    _start_scan(qtbot, console, phantom="cardiac", activity_mbq=400.0, duration_s=20.0,
+    _start_scan(qtbot, console, phantom="cardiac", activity_mbq=800.0, duration_s=10.0,
                 scanner="spect-dual-head", nuclide="Tc-99m")
     qtbot.waitUntil(lambda: console.bullseye.shown is not None, timeout=240_000)
     qtbot.waitUntil(lambda: console.images.image is not None, timeout=10_000)
@@ -159,11 +159,11 @@ def test_a_cardiac_spect_scan_ends_with_its_image_and_bullseye(qtbot, console):
 
 @pytest.fixture(scope="module")
 def frames_file(tmp_path_factory):
-    """12 s of a NEMA IQ phantom at 2.5 MBq (about 4.5 M singles/s) recorded by the emulator:
+    """20 s of a NEMA IQ phantom at 2.5 MBq (about 4.5 M singles/s) recorded by the emulator:
     enough for the DAQ (30-60 M singles/s from a file on 2 cores) to run for the second or
     more the test measures."""
     path = tmp_path_factory.mktemp("frames") / "nema-iq.frames"
-    subprocess.run([sys.executable, "-m", "petdaq", "emulate", "--fast", "--duration", "12",
+    subprocess.run([sys.executable, "-m", "petdaq", "emulate", "--fast", "--duration", "20",
                     "--activity-mbq", "2.5", "--phantom", "nema-iq", "--to", str(path),
                     "--quiet"], check=True, timeout=300)
     return path
