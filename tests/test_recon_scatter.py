@@ -125,3 +125,39 @@ def test_the_estimate_does_not_depend_on_the_subsets_of_the_frame(brain):
     print(f"scatter fraction by subsets: {fractions}")
     assert scatter_first_iterations(1) >= 2 * scatter_first_iterations(2)
     assert fractions[1] == pytest.approx(fractions[2], rel=0.03)
+
+
+def test_the_crystals_efficiencies_scale_each_pairs_scatter_and_its_tails(brain):
+    """A pair's scattered photons are detected by its crystals as any others: with a table
+    whose crystals are all 0.9 the estimate is the one without (the tails scale it back), and
+    a dead crystal's pairs get no scatter while the others keep theirs."""
+    from recon.corrections.normalization import CrystalEfficiencies
+    from recon.pet.scattercorr import scatter_additive
+
+    acq = brain.acquisition
+    sim = emulator.simulate(brain, "cylinder", "F-18", 5.0, 0.3, seed=5)
+    coinc = coincidence.sort(sim.singles, scanner=brain, window_ps=acq["coincidence_window_ps"],
+                             energy_window_kev=acq["energy_window_kev"],
+                             delay_ps=acq["delay_ps"])
+    grid = default_grid(brain, 4.0)
+    mu = emulator.phantoms.get("cylinder", brain).mu_map(grid, 511.0)
+    emission = np.asarray(mu, np.float32)                # the uniform cylinder's own shape
+    window = tuple(acq["energy_window_kev"])
+
+    def additive(eff: np.ndarray | None) -> tuple[np.ndarray, float]:
+        table = None if eff is None else CrystalEfficiencies(eff, brain.name, brain.digest, "t")
+        return scatter_additive(coinc, brain, grid, np.asarray(mu), emission, window,
+                                False, 2, normalization=table)
+
+    plain, fraction = additive(None)
+    flat, flat_fraction = additive(np.full(brain.n_crystals, 0.9))
+    np.testing.assert_allclose(flat, plain, rtol=1e-5)
+    assert flat_fraction == pytest.approx(fraction, rel=1e-5)
+    prompts, _ = split_coinc(coinc)
+    dead = int(np.bincount(prompts["crystal_a"], minlength=brain.n_crystals).argmax())
+    eff = np.ones(brain.n_crystals)
+    eff[dead] = 0.0
+    holed, _ = additive(eff)
+    touched = (prompts["crystal_a"] == dead) | (prompts["crystal_b"] == dead)
+    assert touched.any() and np.all(holed[touched] == 0.0)
+    np.testing.assert_allclose(holed[~touched], plain[~touched], rtol=0.01)

@@ -34,7 +34,7 @@ from hw.scanner import Scanner
 from infra.errors import UserError
 from recon.grid import Grid
 from recon.pet.lors import LORs, lor_endpoints
-from recon.pet.system import sample_pairs, valid_pair_count
+from recon.pet.system import PairFactor, sample_pairs, valid_pair_count
 
 TANGENTIAL_STEP = 8
 SAMPLED_RINGS = 7
@@ -279,9 +279,10 @@ def transaxial_distance_mm(scanner: Scanner, a: np.ndarray, b: np.ndarray) -> np
 
 
 def tail_scale(shape: ScatterShape, scanner: Scanner, prompts: LORs, delayeds: LORs, k: int,
-               seed: int = 7) -> float:
+               seed: int = 7, normalization: PairFactor | None = None) -> float:
     """Counts per simulation unit: the prompts minus delayeds in the tails over the simulation
-    summed over every valid tail pair."""
+    summed over every valid tail pair (each pair's value times its ``normalization`` factor,
+    as the crystals detect the scattered photons)."""
     edge = shape.object_radius_mm + TAIL_MARGIN_MM
     reach = min(float(scanner.ring_radius_mm), scanner.transaxial_fov_mm / 2)
     if edge >= reach:
@@ -291,15 +292,18 @@ def tail_scale(shape: ScatterShape, scanner: Scanner, prompts: LORs, delayeds: L
                                                         prompts.crystal_b) > edge)
                 - np.count_nonzero(transaxial_distance_mm(scanner, delayeds.crystal_a,
                                                           delayeds.crystal_b) > edge))
-    simulated = total_over_pairs(shape, scanner, k, edge, seed)
+    simulated = total_over_pairs(shape, scanner, k, edge, seed, normalization)
     return max(float(measured), 0.0) / simulated if simulated > 0 else 0.0
 
 
 def total_over_pairs(shape: ScatterShape, scanner: Scanner, k: int, beyond_mm: float = -1.0,
-                     seed: int = 7) -> float:
+                     seed: int = 7, normalization: PairFactor | None = None) -> float:
     """The simulation summed over every valid crystal pair whose line passes beyond
-    ``beyond_mm`` of the axis (Monte-Carlo over the valid pairs, seeded: reproducible)."""
+    ``beyond_mm`` of the axis (Monte-Carlo over the valid pairs, seeded: reproducible), each
+    pair's value times its ``normalization`` factor where given."""
     sample = sample_pairs(scanner, TAIL_SAMPLES, np.random.default_rng(seed), k)
     keep = transaxial_distance_mm(scanner, sample.crystal_a, sample.crystal_b) > beyond_mm
     values = pair_values(shape, scanner, sample.crystal_a[keep], sample.crystal_b[keep])
+    if normalization is not None:
+        values = values * normalization.factors(sample.take(keep))
     return float(values.sum(dtype=np.float64)) * valid_pair_count(scanner, k) / TAIL_SAMPLES

@@ -19,25 +19,32 @@ from recon.corrections.scatter import (
 from recon.grid import Grid
 from recon.pet.lors import LORs, lor_endpoints
 from recon.pet.osem import split_coinc
+from recon.pet.system import PairFactor
 
 
 def scatter_additive(coinc: np.ndarray, scanner: Scanner, grid: Grid, mu: np.ndarray,
                      emission: np.ndarray, window_kev: tuple[float, float], tof: bool, k: int,
-                     scale: float | None = None) -> tuple[np.ndarray, float]:
+                     scale: float | None = None, normalization: PairFactor | None = None
+                     ) -> tuple[np.ndarray, float]:
     """(each prompt's expected scatter in the EM's units, the scatter's share of the prompts)
     from an emission estimate (an image without scatter correction, counts) and the mu-map on
     ``grid``; ``k``: the sorter's minimum sector difference. ``scale``: counts per simulation
     unit (None: fitted to these coincidences' tails). The simulation is linear in the emission,
     so a run's frames share the scale fitted to the whole run (:func:`run_scale`), which a
-    short frame's few tail counts could not give."""
+    short frame's few tail counts could not give. ``normalization``: the crystals'
+    efficiencies, which detect scattered photons as they do the others: each pair's scatter,
+    and the tails it is scaled to, take its factor (None: crystals alike)."""
     shape = simulate(scanner, grid, mu, emission, window_kev)
     prompts, delayeds = split_coinc(coinc)
     lp, ld = LORs.from_coinc(prompts), LORs.from_coinc(delayeds)
     if scale is None:
-        scale = tail_scale(shape, scanner, lp, ld, k)
+        scale = tail_scale(shape, scanner, lp, ld, k, normalization=normalization)
     counts = scale * pair_values(shape, scanner, lp.crystal_a, lp.crystal_b).astype(np.float64)
+    if normalization is not None:
+        counts *= normalization.factors(lp)
     net = len(prompts) - len(delayeds)
-    fraction = scale * total_over_pairs(shape, scanner, k) / net if net > 0 else 0.0
+    fraction = (scale * total_over_pairs(shape, scanner, k, normalization=normalization) / net
+                if net > 0 else 0.0)
     if tof:
         counts /= _chord_mm(shape, scanner, lp)
     return counts.astype(np.float32), fraction
@@ -56,9 +63,11 @@ def _chord_mm(shape: ScatterShape, scanner: Scanner, lors: LORs) -> np.ndarray:
 
 
 def run_scale(coinc: np.ndarray, scanner: Scanner, grid: Grid, mu: np.ndarray,
-              emission: np.ndarray, window_kev: tuple[float, float], k: int) -> float:
+              emission: np.ndarray, window_kev: tuple[float, float], k: int,
+              normalization: PairFactor | None = None) -> float:
     """Counts per simulation unit, fitted to the tails of all of a run's coincidences
     (``emission``: their image without scatter correction, counts)."""
     shape = simulate(scanner, grid, mu, emission, window_kev)
     prompts, delayeds = split_coinc(coinc)
-    return tail_scale(shape, scanner, LORs.from_coinc(prompts), LORs.from_coinc(delayeds), k)
+    return tail_scale(shape, scanner, LORs.from_coinc(prompts), LORs.from_coinc(delayeds), k,
+                      normalization=normalization)
