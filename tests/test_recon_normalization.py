@@ -184,3 +184,29 @@ def test_partner_sums_are_the_solid_angle_sums_of_the_module_docstring(unit) -> 
                      0.0)
         h[np.arange(rows.size), rows] = 0.0
         np.testing.assert_allclose(partner_sums(unit, k)(s)[rows], h @ s, rtol=1e-10)
+
+
+def test_a_blank_journal_streamed_through_the_chain_sorts_as_its_singles_at_once(tmp_path, brain
+                                                                                ) -> None:
+    """``calibrate --method normalization`` sorts a blank run's journal a batch at a time (its
+    memory holds the coincidences, not minutes of singles): each crystal's prompts and
+    delayeds are those of the whole run's singles sorted at once."""
+    from daq.pipeline.replay import decode_journal
+    from petdaq.runs.source import run_calibration
+    from petdaq.scanner.calibrate import _blank_coincidences
+    from recon.calibration import normalization
+    from recon.corrections.randoms import crystal_counts
+    from runstore.rundir import RunDir
+
+    r = subprocess.run([sys.executable, "-m", "petdaq", "run", "--phantom", "blank",
+                        "--duration", "1", "--fast", "--no-recon", "--out", str(tmp_path),
+                        "--name", "blank"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    run = RunDir.open(tmp_path / "blank")
+    streamed = normalization.split_blank(_blank_coincidences(run, brain, 2))
+    singles = run_calibration(run, brain).apply(decode_journal(run.journal, brain))
+    at_once = normalization.sort_blank(singles, brain, 2)
+    for a, b in zip(streamed, at_once, strict=True):
+        assert len(a) == len(b) > 0
+        assert np.array_equal(crystal_counts(a, brain.n_crystals),
+                              crystal_counts(b, brain.n_crystals))

@@ -61,7 +61,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _calibrate_normalization(run: RunDir, scanner: Scanner, no_save: bool) -> int:
     """``petdaq calibrate RUN --method normalization``: crystal efficiencies from a blank run."""
-    from daq.pipeline.replay import decode_journal
     from infra.pool import available_cores
     from recon.calibration import normalization
 
@@ -70,8 +69,9 @@ def _calibrate_normalization(run: RunDir, scanner: Scanner, no_save: bool) -> in
                         "run is for PET rings")
     if not run.journal.is_file():
         raise UserError(f"{run.path} has no journal of singles to normalize from")
-    singles = run_calibration(run, scanner).apply(decode_journal(run.journal, scanner))
-    eff, fit = normalization.estimate(singles, scanner, threads=available_cores())
+    threads = available_cores()
+    prompts, delayeds = normalization.split_blank(_blank_coincidences(run, scanner, threads))
+    eff, fit = normalization.estimate_sorted(prompts, delayeds, scanner, threads=threads)
     live = eff > 0
     lo, hi = normalization.LU176_WINDOW_KEV
     print(f"normalization of {int(live.sum())} of {scanner.n_crystals} crystals from "
@@ -88,6 +88,34 @@ def _calibrate_normalization(run: RunDir, scanner: Scanner, no_save: bool) -> in
         print(f"stored {table.save()} (the reconstruction of this scanner's runs uses it from "
               "now on)")
     return 0
+
+
+def _blank_coincidences(run: RunDir, scanner: Scanner, threads: int) -> np.ndarray:
+    """A blank run's coincidences in the Lu-176 window: its journal streamed through the DAQ's
+    chain (decoded, merged and sorted a batch at a time, so that memory holds the
+    coincidences, not the singles of minutes of blank scan), into a list-mode file in a
+    temporary folder."""
+    import tempfile
+    from pathlib import Path
+
+    from daq.pipeline.process.processor import SortSettings
+    from daq.pipeline.replay import replay_journal
+    from infra.progress import Progress
+    from recon.calibration.normalization import blank_sort_settings
+    from runstore.listmode import read_listmode
+
+    sort = SortSettings(**blank_sort_settings(scanner))
+    progress = Progress(f"blank {run.path.name}: sorted", run.journal.stat().st_size,
+                        unit="bytes")
+    with tempfile.TemporaryDirectory(prefix="petdaq-blank-") as tmp:
+        listmode = Path(tmp) / "blank.h5"
+        result = replay_journal(run.journal, scanner, run_calibration(run, scanner), sort,
+                                listmode, progress=lambda done, _total: progress.update(done),
+                                threads=threads)
+        progress.close(run.journal.stat().st_size,
+                       f"{result['counts']['prompts']} prompts, {result['counts']['delayeds']} "
+                       "delayeds")
+        return read_listmode(listmode)[0]
 
 
 def _calibrate_timing(run: RunDir, scanner: Scanner, no_save: bool) -> int:

@@ -196,15 +196,25 @@ def class_means(values: np.ndarray, classes: np.ndarray, where: np.ndarray) -> n
     return np.divide(total, count, out=np.ones(n), where=count > 0)[classes]
 
 
+def blank_sort_settings(scanner: Scanner) -> dict:
+    """The sorter's settings for a blank scan (keyword arguments of :func:`coincidence.sort`):
+    :data:`LU176_WINDOW_KEV`, :data:`BLANK_SECTOR_DIFFERENCE`, the scanner's delayed window."""
+    return {"energy_window_kev": LU176_WINDOW_KEV, "delay_ps": scanner.acquisition["delay_ps"],
+            "min_sector_difference": BLANK_SECTOR_DIFFERENCE}
+
+
 def sort_blank(singles: np.ndarray, scanner: Scanner, threads: int = 1
                ) -> tuple[LORs, LORs]:
     """(prompts, delayeds) of a blank scan's singles (hw.SINGLE_DTYPE, keV) in
     :data:`LU176_WINDOW_KEV`."""
     from coincidence.sorter import sort
 
-    coinc = sort(singles, scanner=scanner, energy_window_kev=LU176_WINDOW_KEV,
-                 delay_ps=scanner.acquisition["delay_ps"],
-                 min_sector_difference=BLANK_SECTOR_DIFFERENCE, threads=threads)
+    return split_blank(sort(singles, scanner=scanner, threads=threads,
+                            **blank_sort_settings(scanner)))
+
+
+def split_blank(coinc: np.ndarray) -> tuple[LORs, LORs]:
+    """(prompts, delayeds) of sorted coincidences."""
     delayed = coinc["delayed"] != 0
     return LORs.from_coinc(coinc, ~delayed), LORs.from_coinc(coinc, delayed)
 
@@ -247,7 +257,13 @@ def estimate(singles: np.ndarray, scanner: Scanner, threads: int = 1
     """(efficiency, fit) of each crystal from a blank scan's singles (hw.SINGLE_DTYPE, keV):
     sorted in the Lu-176 window, fitted by fan sums, the geometric factors divided out; mean 1
     over the live crystals, 0 for a dead one."""
-    prompts, delayeds = sort_blank(singles, scanner, threads)
+    return estimate_sorted(*sort_blank(singles, scanner, threads), scanner, threads)
+
+
+def estimate_sorted(prompts: LORs, delayeds: LORs, scanner: Scanner, threads: int = 1
+                    ) -> tuple[np.ndarray, BlankFit]:
+    """:func:`estimate` from a blank scan's coincidences already sorted as
+    :func:`blank_sort_settings` says (e.g. by the DAQ's chain, a journal streamed through it)."""
     eff, fit = fit_blank(prompts, delayeds, scanner, BLANK_SECTOR_DIFFERENCE)
     eff = eff / geometric_factors(scanner, threads=threads)
     eff[fit.dead] = 0.0
