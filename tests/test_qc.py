@@ -274,3 +274,29 @@ def test_a_module_with_no_singles_fails_without_a_gain_to_blame_and_the_history_
     entry = report.history_entry(now, base, verdict, "run")
     assert entry["module_gain"][4] is None and json.dumps(entry, allow_nan=False)
     assert trend.picture([entry], checks.load_tolerances()).shape[1] == 400
+
+
+def test_a_blank_journal_tallied_a_batch_at_a_time_gives_the_figures_of_its_singles_at_once(
+        tmp_path):
+    """``petdaq qc`` reads a blank run's journal a batch at a time (memory holds the crystals'
+    spectra and the coincidences, not minutes of singles): its figures are those of the
+    whole run's singles measured at once."""
+    from daq.pipeline.replay import decode_journal
+    from daq.qc.figures import measure
+    from petdaq.runs.source import run_calibration
+    from petdaq.scanner.qc import _figures
+    from runstore.rundir import RunDir
+
+    r = _petdaq("run", "--phantom", "blank", "--duration", "1", "--fast", "--no-recon",
+                "--out", str(tmp_path), "--name", "blank", home=tmp_path / "home")
+    assert r.returncode == 0, r.stderr
+    run = RunDir.open(tmp_path / "blank")
+    scanner, streamed = _figures(run)
+    singles = run_calibration(run, scanner).apply(decode_journal(run.journal, scanner))
+    seconds = float(singles["t"][-1] - singles["t"][0]) * 1e-12
+    at_once = measure(singles, scanner, seconds, 2)
+    assert streamed.seconds == at_once.seconds
+    assert np.array_equal(streamed.crystal_cps, at_once.crystal_cps)
+    assert np.array_equal(streamed.module_spectra, at_once.module_spectra)
+    assert streamed.intrinsic_cps == at_once.intrinsic_cps > 0
+    np.testing.assert_allclose(streamed.module_offset_ps, at_once.module_offset_ps, atol=1e-6)

@@ -193,7 +193,7 @@ def test_a_blank_journal_streamed_through_the_chain_sorts_as_its_singles_at_once
     delayeds are those of the whole run's singles sorted at once."""
     from daq.pipeline.replay import decode_journal
     from petdaq.runs.source import run_calibration
-    from petdaq.scanner.calibrate import _blank_coincidences
+    from petdaq.scanner.calibrate import blank_coincidences
     from recon.calibration import normalization
     from recon.corrections.randoms import crystal_counts
     from runstore.rundir import RunDir
@@ -203,7 +203,7 @@ def test_a_blank_journal_streamed_through_the_chain_sorts_as_its_singles_at_once
                         "--name", "blank"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     run = RunDir.open(tmp_path / "blank")
-    streamed = normalization.split_blank(_blank_coincidences(run, brain, 2))
+    streamed = normalization.split_blank(blank_coincidences(run, brain, 2))
     singles = run_calibration(run, brain).apply(decode_journal(run.journal, brain))
     at_once = normalization.sort_blank(singles, brain, 2)
     for a, b in zip(streamed, at_once, strict=True):

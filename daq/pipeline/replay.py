@@ -8,7 +8,7 @@ complete, so the merge waits for every board's data (``quiet_timeout_s`` is infi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,42 @@ def replay_journal(journal: Path, scanner: Scanner, calibration: Calibration, so
             "settings": processor.settings,
             "data_end_s": round(processor.last_single_ps / 1e12, 6),
             "singles_per_board": np.asarray(c.singles_per_board).tolist()}
+
+
+def sort_journal(journal: Path, scanner: Scanner, calibration: Calibration, sort: SortSettings,
+                 threads: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Every coincidence (COINC_DTYPE) of ``journal`` sorted with ``sort``: the journal
+    streamed through :func:`replay_journal` (memory holds a batch of singles at a time, and
+    the coincidences) into a list-mode file in a temporary folder."""
+    import tempfile
+
+    from runstore.listmode import read_listmode
+
+    with tempfile.TemporaryDirectory(prefix="petdaq-sort-") as tmp:
+        listmode = Path(tmp) / "coincidences.h5"
+        replay_journal(journal, scanner, calibration, sort, listmode, progress=progress,
+                       threads=threads)
+        return read_listmode(listmode)[0]
+
+
+def journal_singles(journal: Path, scanner: Scanner, calibration: Calibration,
+                    batch_events: int = 1 << 22) -> Iterator[np.ndarray]:
+    """The calibrated singles (SINGLE_DTYPE) of ``journal`` in batches of about
+    ``batch_events``, each stream's in its order (not merged in time): for tallies that do
+    not need the time order, without holding the journal's singles in memory."""
+    decoders: dict[int, wire.Decoder] = {}
+    held: list[np.ndarray] = []
+    n = 0
+    for stream, _t_ns, payload in read_journal(journal):
+        raw = decoders.setdefault(stream, wire.Decoder(scanner)).feed(payload)
+        held.append(raw)
+        n += raw.size
+        if n >= batch_events:
+            yield calibration.apply(np.concatenate(held))
+            held, n = [], 0
+    if n:
+        yield calibration.apply(np.concatenate(held))
 
 
 def decode_journal(journal: Path, scanner: Scanner) -> np.ndarray:

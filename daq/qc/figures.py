@@ -70,15 +70,62 @@ def measure(singles: np.ndarray, scanner: Scanner, seconds: float, threads: int 
     """The figures of a blank run's singles (hw.SINGLE_DTYPE, keV, time order) over
     ``seconds``."""
     assert singles.dtype == SINGLE_DTYPE
-    counts = np.bincount(singles["crystal"], minlength=scanner.n_crystals)
-    coinc = _intrinsic(singles, scanner, threads)
-    prompts = coinc[coinc["delayed"] == 0]
-    net = prompts.size - int(np.count_nonzero(coinc["delayed"]))
-    keep = typical(counts, scanner)
-    return Figures(scanner.name, scanner.digest, float(seconds), counts / seconds,
-                   module_spectra(singles[keep[singles["crystal"]]], scanner),
-                   module_offsets(coinc[keep[coinc["crystal_a"]] & keep[coinc["crystal_b"]]],
-                                  scanner), net / seconds, from_run, created_utc)
+    tally = SinglesTally(scanner)
+    tally.add(singles)
+    return tally.figures(_intrinsic(singles, scanner, threads), seconds, from_run, created_utc)
+
+
+class SinglesTally:
+    """A blank run's singles counted a batch at a time, in any order: each crystal's singles
+    and log-energy spectrum, and the time span. Memory: the crystals' spectra, not the
+    singles."""
+
+    def __init__(self, scanner: Scanner) -> None:
+        self.scanner = scanner
+        self.counts = np.zeros(scanner.n_crystals, np.int64)
+        self.spectra = np.zeros((scanner.n_crystals, n_bins()), np.int64)
+        self.t_first_ps: int | None = None
+        self.t_last_ps: int | None = None
+
+    def add(self, singles: np.ndarray) -> None:
+        """Count a batch of singles (hw.SINGLE_DTYPE, keV)."""
+        if singles.size == 0:
+            return
+        n, nb = self.scanner.n_crystals, n_bins()
+        self.counts += np.bincount(singles["crystal"], minlength=n)
+        c, b = _log_bins(singles)
+        self.spectra += np.bincount(c * nb + b, minlength=n * nb).reshape(n, nb)
+        t = singles["t"]
+        lo, hi = int(t.min()), int(t.max())
+        self.t_first_ps = lo if self.t_first_ps is None else min(lo, self.t_first_ps)
+        self.t_last_ps = hi if self.t_last_ps is None else max(hi, self.t_last_ps)
+
+    @property
+    def singles(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def seconds(self) -> float:
+        """From the first single to the last."""
+        if self.t_first_ps is None:
+            return 0.0
+        return float(self.t_last_ps - self.t_first_ps) * 1e-12
+
+    def figures(self, coinc: np.ndarray, seconds: float, from_run: str = "",
+                created_utc: str = "") -> Figures:
+        """The figures, with the blank's coincidences in the Lu-176 window (COINC_DTYPE:
+        :func:`_intrinsic`, or the journal sorted with the same settings)."""
+        scanner = self.scanner
+        prompts = int(np.count_nonzero(coinc["delayed"] == 0))
+        net = prompts - int(np.count_nonzero(coinc["delayed"]))
+        keep = typical(self.counts, scanner)
+        module = scanner.crystal_module
+        spectra = np.stack([self.spectra[(module == m) & keep].sum(axis=0)
+                            for m in range(int(module.max()) + 1)])
+        return Figures(scanner.name, scanner.digest, float(seconds), self.counts / seconds,
+                       spectra,
+                       module_offsets(coinc[keep[coinc["crystal_a"]] & keep[coinc["crystal_b"]]],
+                                      scanner), net / seconds, from_run, created_utc)
 
 
 def _intrinsic(singles: np.ndarray, scanner: Scanner, threads: int) -> np.ndarray:
@@ -104,16 +151,12 @@ def typical(counts: np.ndarray, scanner: Scanner) -> np.ndarray:
     return (rel >= OUTLIER_RATE[0]) & (rel <= OUTLIER_RATE[1])
 
 
-def module_spectra(s: np.ndarray, scanner: Scanner) -> np.ndarray:
-    """(modules, bins) each module's spectrum in log energy of singles ``s``."""
-    module = scanner.crystal_module
-    n_modules = int(module.max()) + 1
+def _log_bins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(crystal, log-energy bin) of the singles ``s`` inside :data:`SPECTRUM_KEV`."""
     e = s["energy"].astype(np.float64)
     inside = (e > SPECTRUM_KEV[0]) & (e < SPECTRUM_KEV[1])
     b = np.floor(np.log(e[inside] / SPECTRUM_KEV[0]) / LOG_BIN).astype(np.int64)
-    m = module[s["crystal"][inside]].astype(np.int64)
-    nb = n_bins()
-    return np.bincount(m * nb + b, minlength=n_modules * nb).reshape(n_modules, nb)
+    return s["crystal"][inside].astype(np.int64), b
 
 
 def module_offsets(coinc: np.ndarray, scanner: Scanner) -> np.ndarray:

@@ -70,7 +70,7 @@ def _calibrate_normalization(run: RunDir, scanner: Scanner, no_save: bool) -> in
     if not run.journal.is_file():
         raise UserError(f"{run.path} has no journal of singles to normalize from")
     threads = available_cores()
-    prompts, delayeds = normalization.split_blank(_blank_coincidences(run, scanner, threads))
+    prompts, delayeds = normalization.split_blank(blank_coincidences(run, scanner, threads))
     eff, fit = normalization.estimate_sorted(prompts, delayeds, scanner, threads=threads)
     live = eff > 0
     lo, hi = normalization.LU176_WINDOW_KEV
@@ -90,32 +90,22 @@ def _calibrate_normalization(run: RunDir, scanner: Scanner, no_save: bool) -> in
     return 0
 
 
-def _blank_coincidences(run: RunDir, scanner: Scanner, threads: int) -> np.ndarray:
-    """A blank run's coincidences in the Lu-176 window: its journal streamed through the DAQ's
-    chain (decoded, merged and sorted a batch at a time, so that memory holds the
-    coincidences, not the singles of minutes of blank scan), into a list-mode file in a
-    temporary folder."""
-    import tempfile
-    from pathlib import Path
-
+def blank_coincidences(run: RunDir, scanner: Scanner, threads: int) -> np.ndarray:
+    """A blank run's coincidences in the Lu-176 window, its journal streamed through the DAQ's
+    chain (:func:`daq.pipeline.replay.sort_journal`), with a progress line."""
     from daq.pipeline.process.processor import SortSettings
-    from daq.pipeline.replay import replay_journal
+    from daq.pipeline.replay import sort_journal
     from infra.progress import Progress
     from recon.calibration.normalization import blank_sort_settings
-    from runstore.listmode import read_listmode
 
-    sort = SortSettings(**blank_sort_settings(scanner))
-    progress = Progress(f"blank {run.path.name}: sorted", run.journal.stat().st_size,
-                        unit="bytes")
-    with tempfile.TemporaryDirectory(prefix="petdaq-blank-") as tmp:
-        listmode = Path(tmp) / "blank.h5"
-        result = replay_journal(run.journal, scanner, run_calibration(run, scanner), sort,
-                                listmode, progress=lambda done, _total: progress.update(done),
-                                threads=threads)
-        progress.close(run.journal.stat().st_size,
-                       f"{result['counts']['prompts']} prompts, {result['counts']['delayeds']} "
-                       "delayeds")
-        return read_listmode(listmode)[0]
+    size = run.journal.stat().st_size
+    progress = Progress(f"blank {run.path.name}: sorted", size, unit="bytes")
+    coinc = sort_journal(run.journal, scanner, run_calibration(run, scanner),
+                         SortSettings(**blank_sort_settings(scanner)), threads,
+                         lambda done, _total: progress.update(done))
+    prompts = int(np.count_nonzero(coinc["delayed"] == 0))
+    progress.close(size, f"{prompts} prompts, {coinc.size - prompts} delayeds")
+    return coinc
 
 
 def _calibrate_timing(run: RunDir, scanner: Scanner, no_save: bool) -> int:

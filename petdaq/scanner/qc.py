@@ -64,14 +64,19 @@ def cmd_qc(args: argparse.Namespace) -> int:
     else:
         run = _open_run(args.run)
     t_acquired = time.monotonic()
-    scanner, now = _figures(run)
+    # what the run and the baseline say, before the run is read
     _check_blank(run)
     if args.set_baseline:
         _check_healthy(run)
+    else:
+        from petdaq.runs.source import run_scanner
+
+        base, base_path = store.baseline(run_scanner(run))
+    scanner, now = _figures(run)
+    if args.set_baseline:
         print(f"stored the QC baseline of {scanner.name}: {store.save_baseline(now)} "
               f"({now.seconds:.0f} s blank, {now.intrinsic_cps:.0f} intrinsic coincidences/s)")
         return 0
-    base, base_path = store.baseline(scanner)
     _check_rate(run, now, base)
     return _report(run, scanner, now, base, base_path, tolerances,
                    (t_acquired - t0, time.monotonic() - t_acquired))
@@ -107,23 +112,27 @@ def _acquire_blank(args: argparse.Namespace):
 
 
 def _figures(run):
-    """(scanner, figures) of a blank run's singles."""
-    from daq.pipeline.replay import decode_journal
-    from daq.qc.figures import measure
+    """(scanner, figures) of a blank run: its journal tallied a batch at a time, and sorted in
+    the Lu-176 window through the DAQ's chain (memory holds the crystals' spectra and the
+    coincidences, not the singles)."""
+    from daq.pipeline.replay import journal_singles
+    from daq.qc.figures import SinglesTally
     from infra.pool import available_cores
     from petdaq.runs.source import run_calibration, run_scanner
+    from petdaq.scanner.calibrate import blank_coincidences
     from runstore.rundir import utc_now
 
     scanner = run_scanner(run)
     if scanner.kind != "pet":
         raise UserError(f"{scanner.name} is {scanner.kind.upper()}: the Lu-176 QC is for PET "
                         "rings")
-    singles = run_calibration(run, scanner).apply(decode_journal(run.journal, scanner))
-    if singles.size < 2:
+    tally = SinglesTally(scanner)
+    for singles in journal_singles(run.journal, scanner, run_calibration(run, scanner)):
+        tally.add(singles)
+    if tally.singles < 2:
         raise UserError(f"{run.path} holds no singles to check")
-    seconds = float(singles["t"][-1] - singles["t"][0]) * 1e-12
-    return scanner, measure(singles, scanner, seconds, available_cores(), str(run.path),
-                            utc_now())
+    coinc = blank_coincidences(run, scanner, available_cores())
+    return scanner, tally.figures(coinc, tally.seconds, str(run.path), utc_now())
 
 
 def _emulated(run) -> dict:
