@@ -55,6 +55,9 @@ class Figures:
     """Coincidences per second in the Lu-176 window, delayeds subtracted."""
     from_run: str = ""
     created_utc: str = ""
+    module_pair_cps: np.ndarray | None = None
+    """(modules, modules) symmetric: the net intrinsic coincidences per second of each pair of
+    modules (None: a baseline taken before this figure was measured)."""
 
     def arrays(self) -> dict[str, object]:
         """The figures as the fields of an ``.npz``."""
@@ -62,7 +65,9 @@ class Figures:
                 "seconds": self.seconds, "crystal_cps": self.crystal_cps,
                 "module_spectra": self.module_spectra, "module_offset_ps": self.module_offset_ps,
                 "intrinsic_cps": self.intrinsic_cps, "from_run": self.from_run,
-                "created_utc": self.created_utc}
+                "created_utc": self.created_utc,
+                **({} if self.module_pair_cps is None
+                   else {"module_pair_cps": self.module_pair_cps})}
 
 
 def measure(singles: np.ndarray, scanner: Scanner, seconds: float, threads: int = 1,
@@ -122,10 +127,10 @@ class SinglesTally:
         module = scanner.crystal_module
         spectra = np.stack([self.spectra[(module == m) & keep].sum(axis=0)
                             for m in range(int(module.max()) + 1)])
+        typical_pairs = coinc[keep[coinc["crystal_a"]] & keep[coinc["crystal_b"]]]
         return Figures(scanner.name, scanner.digest, float(seconds), self.counts / seconds,
-                       spectra,
-                       module_offsets(coinc[keep[coinc["crystal_a"]] & keep[coinc["crystal_b"]]],
-                                      scanner), net / seconds, from_run, created_utc)
+                       spectra, module_offsets(typical_pairs, scanner), net / seconds, from_run,
+                       created_utc, module_pairs(typical_pairs, scanner) / seconds)
 
 
 def _intrinsic(singles: np.ndarray, scanner: Scanner, threads: int) -> np.ndarray:
@@ -157,6 +162,17 @@ def _log_bins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inside = (e > SPECTRUM_KEV[0]) & (e < SPECTRUM_KEV[1])
     b = np.floor(np.log(e[inside] / SPECTRUM_KEV[0]) / LOG_BIN).astype(np.int64)
     return s["crystal"][inside].astype(np.int64), b
+
+
+def module_pairs(coinc: np.ndarray, scanner: Scanner) -> np.ndarray:
+    """(modules, modules) symmetric: each pair of modules' net coincidences (prompts less
+    delayeds)."""
+    module = scanner.crystal_module
+    n = int(module.max()) + 1
+    a, b = module[coinc["crystal_a"]].astype(np.int64), module[coinc["crystal_b"]].astype(np.int64)
+    sign = np.where(coinc["delayed"] == 0, 1.0, -1.0)
+    pairs = np.bincount(a * n + b, sign, minlength=n * n).reshape(n, n)
+    return pairs + pairs.T
 
 
 def module_offsets(coinc: np.ndarray, scanner: Scanner) -> np.ndarray:

@@ -43,7 +43,8 @@ def load_figures(path: Path) -> Figures:
         with np.load(path, allow_pickle=False) as z:
             return Figures(str(z["scanner"]), str(z["scanner_digest"]), float(z["seconds"]),
                            z["crystal_cps"], z["module_spectra"], z["module_offset_ps"],
-                           float(z["intrinsic_cps"]), str(z["from_run"]), str(z["created_utc"]))
+                           float(z["intrinsic_cps"]), str(z["from_run"]), str(z["created_utc"]),
+                           z.get("module_pair_cps"))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"QC baseline {path} is damaged or not a baseline ({exc})") from None
 
@@ -72,7 +73,9 @@ def _checked(figures: Figures, scanner: Scanner, path: Path) -> Figures:
     modules = int(scanner.crystal_module.max()) + 1
     if figures.crystal_cps.shape != (scanner.n_crystals,) or \
             figures.module_offset_ps.shape != (modules,) or \
-            figures.module_spectra.shape != (modules, n_bins()):
+            figures.module_spectra.shape != (modules, n_bins()) or \
+            (figures.module_pair_cps is not None
+             and figures.module_pair_cps.shape != (modules, modules)):
         raise UserError(f"QC baseline {path} does not fit {scanner.name}'s crystals and modules "
                         "(or was taken by another version): take a new one")
     return figures
