@@ -302,3 +302,16 @@ def test_a_blank_journal_tallied_a_batch_at_a_time_gives_the_figures_of_its_sing
     assert np.array_equal(streamed.module_spectra, at_once.module_spectra)
     assert streamed.intrinsic_cps == at_once.intrinsic_cps > 0
     np.testing.assert_allclose(streamed.module_offset_ps, at_once.module_offset_ps, atol=1e-6)
+
+
+def test_the_console_draws_the_fail_bands_the_qc_was_judged_with():
+    """A QC judged with a lab's own tolerances records their FAIL bands in the history; the
+    QC tab draws those, and the default file's for an entry without them."""
+    from daq.qc.report import console_message, fail_bands
+
+    entry = {"created_utc": "2026-11-26T06:00:00", "run": "nowhere", "result": "PASS",
+             "flagged": [], "module_rate": [1.0], "module_gain": [1.0], "board_offset_ps": [0.0]}
+    own = {"module_rate": 0.08, "gain": 0.04}
+    assert console_message("bedside-brain", [{**entry, "fail_bands": own}])["fail_bands"] == own
+    assert console_message("bedside-brain", [entry])["fail_bands"] == fail_bands() == {
+        "module_rate": 0.05, "gain": 0.02}

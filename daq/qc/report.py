@@ -91,14 +91,19 @@ def console_message(scanner: str, entries: list[dict[str, Any]], most: int = TRE
              "module_rate_max": column("module_rate", max),
              "gain_min": column("module_gain", min), "gain_max": column("module_gain", max),
              "board_worst_ps": column("board_offset_ps", lambda b: max(b, key=abs))}
-    from daq.qc.checks import load_tolerances
-
-    module = load_tolerances()["module"]
     return qc_message(scanner=scanner, result=str(last.get("result")),
                       created_utc=str(last.get("created_utc")),
                       flagged=list(last.get("flagged", [])), picture=picture, trend=trend,
-                      fail_bands={"module_rate": module["rate_fail"],
-                                  "gain": module["gain_fail"]})
+                      fail_bands=last.get("fail_bands") or fail_bands())
+
+
+def fail_bands(tolerances: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+    """The FAIL bands the QC tab draws about 1 (the modules' rate and gain): those of the
+    tolerances a QC was judged with (None: the default file's)."""
+    from daq.qc.checks import load_tolerances
+
+    module = (tolerances or load_tolerances())["module"]
+    return {"module_rate": module["rate_fail"], "gain": module["gain_fail"]}
 
 
 def scanner_boards(verdict: Verdict) -> int:
@@ -106,9 +111,11 @@ def scanner_boards(verdict: Verdict) -> int:
     return sum(f.component.startswith("board ") for f in verdict.findings)
 
 
-def history_entry(now: Figures, base: Figures, verdict: Verdict, run: str) -> dict[str, Any]:
-    """One line of the scanner's QC history: the result and each module's and board's figures
-    (the trends a single day does not show)."""
+def history_entry(now: Figures, base: Figures, verdict: Verdict, run: str,
+                  tolerances: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """One line of the scanner's QC history: the result, each module's and board's figures
+    (the trends a single day does not show) and the FAIL bands of the ``tolerances`` it was
+    judged with (None: the default file's)."""
     by = {(f.component, f.check): f.value for f in verdict.findings}
     modules = now.module_spectra.shape[0]
     return {"created_utc": now.created_utc, "run": run, "result": verdict.result,
@@ -121,7 +128,11 @@ def history_entry(now: Figures, base: Figures, verdict: Verdict, run: str) -> di
                                   for m in range(modules)],
             "board_offset_ps": [_num(by[(f"board {b}", "time offset (ps)")], 1)
                                 for b in range(scanner_boards(verdict))],
-            "intrinsic_cps": _num(now.intrinsic_cps, 1)}
+            "intrinsic_cps": _num(now.intrinsic_cps, 1),
+            "module_sensitivity": [_num(v, 5) if (v := by.get(
+                (f"module {m}", "sensitivity (intrinsic coincidences)"))) is not None else None
+                for m in range(modules)],
+            "fail_bands": fail_bands(tolerances)}
 
 
 def _num(value: float, digits: int) -> float | None:

@@ -172,7 +172,8 @@ def _report(run, scanner, now, base, base_path, tolerances, times_s) -> int:
              "acquisition_s": round(times_s[0], 1), "analysis_s": round(times_s[1], 1)}
     path = report.write_json(run.path, verdict, facts)
     png = report.crystal_map(now, base, scanner, run.path / "qc_crystals.png")
-    store.append_history(scanner.name, report.history_entry(now, base, verdict, str(run.path)))
+    store.append_history(scanner.name, report.history_entry(now, base, verdict, str(run.path),
+                                                            tolerances))
     known = f"; known since the baseline: {len(verdict.known)} crystal(s)" if verdict.known else ""
     print(f"QC {verdict.result}: {scanner.name}, {now.seconds:.0f} s blank, "
           f"{len(verdict.flagged)} flagged{known}")
