@@ -479,3 +479,12 @@ def outbox_line(reply: dict[str, Any] | None) -> tuple[str, bool]:
         return f"{queued} queued" + (f": {why}" if why else ""), True
     more = f", {failed} failed" if failed else ""
     return f"all sent ({sent}){more}", bool(failed)
+
+
+def gain_calibration_line(reply: dict[str, Any] | None) -> tuple[str, str]:
+    """(state, message) of the DAQ's Lu-176 gain calibration in a status reply (``running``,
+    ``done`` or ``failed``); ``("", "")`` when it has run none."""
+    cal = (reply or {}).get("gain_calibration")
+    if not isinstance(cal, dict):
+        return "", ""
+    return _text(cal.get("state")), _text(cal.get("message"))

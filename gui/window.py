@@ -27,6 +27,7 @@ from gui.qcpanel import QcPanel
 from gui.views import (
     MonitorView,
     ScanOffer,
+    gain_calibration_line,
     offer_view,
     outbox_line,
     qc_line,
@@ -91,7 +92,15 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.side.addTab(self.curves, "Curves")
         self.side.addTab(self.bullseye, "Bull's-eye")
         self.qc = QcPanel()
-        self.side.addTab(self.qc, "QC")
+        self.qc_calibrate = QtWidgets.QPushButton("Calibrate the gains from this QC's blank")
+        self.qc_calibrate.setVisible(False)
+        self.qc_calibrate.clicked.connect(self._calibrate_gains)
+        self.qc_tab = QtWidgets.QWidget()
+        tab = QtWidgets.QVBoxLayout(self.qc_tab)
+        tab.setContentsMargins(0, 0, 0, 0)
+        tab.addWidget(self.qc, 1)
+        tab.addWidget(self.qc_calibrate)
+        self.side.addTab(self.qc_tab, "QC")
 
         self.setCentralWidget(self._layout())
         self.status_line = QtWidgets.QLabel()
@@ -120,6 +129,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self._started_at = time.time()
         self._form_touched = False
         self._pending: collections.Counter[str] = collections.Counter()
+        self._gain_calibration = ("", "")
+        """The DAQ's gain calibration (state, message) last told in the log."""
         self._qc_shown: tuple[str, str] | None = None
         """(scanner, QC line) whose full QC the QC tab shows or has asked for."""
         self._command_error = ""
@@ -264,6 +275,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self._take_offer(offer_view(r.reply))
             self._take_qc_line(r.reply)
             self.status.show_outbox(*outbox_line(r.reply))
+            self._take_gain_calibration(r.reply)
             return
         if cmd == "worklist":
             self._pending[cmd] -= 1
@@ -278,6 +290,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             view = qc_view((r.reply or {}).get("qc")) if r.ok else None
             if view is not None:
                 self.qc.show_qc(view)
+                self.qc_calibrate.setVisible(view.result == "FAIL" and any(
+                    f.endswith(": gain") for f in view.flagged))
             return
         self._pending[cmd] -= 1
         self.command_replies.append(r)
@@ -360,6 +374,21 @@ class ConsoleWindow(QtWidgets.QMainWindow):
     def _scanner_chosen(self, name: str) -> None:
         self._form_touched = True
         self._propose_window(name)
+
+    def _calibrate_gains(self) -> None:
+        """The button under a failed gain check: the DAQ calibrates the gains from the QC's
+        blank (``calibrate_gains``); its end is told in the log."""
+        self.qc_calibrate.setEnabled(False)
+        self._send({"cmd": "calibrate_gains",
+                    "scanner": self.controls.scanner.currentText().strip()})
+
+    def _take_gain_calibration(self, reply: dict | None) -> None:
+        state, message = gain_calibration_line(reply)
+        if (state, message) == self._gain_calibration or not state:
+            return
+        self._gain_calibration = (state, message)
+        self.qc_calibrate.setEnabled(state != "running")
+        self._note(f"gain calibration {state}: {message}")
 
     def _take_qc_line(self, reply: dict | None) -> None:
         """The chosen scanner's latest QC in the run status; a new one (or another scanner's)

@@ -54,6 +54,7 @@ def service(tmp_path):
     ({"cmd": "start", "settings": {"study": {"weight_kg": -1}}}, "weight_kg must be a number"),
     ({"cmd": "start", "settings": {"study": [1]}}, "study must be a map"),
     ({"cmd": "start", "settings": {"kinetic_time_scale": 0}}, "kinetic_time_scale must be"),
+    ({"cmd": "calibrate_gains", "scanner": "no-such"}, "calibrate_gains needs a scanner"),
 ])
 def test_a_bad_request_is_refused_with_its_reason_and_the_service_goes_on(service, request_,
                                                                         error):
@@ -62,7 +63,8 @@ def test_a_bad_request_is_refused_with_its_reason_and_the_service_goes_on(servic
     assert reply["ok"] is False and error in reply["error"] and "\n" not in reply["error"]
     status = ask(messages.pack({"cmd": "status"}))
     assert status == {"ok": True, "error": None, "state": "idle", "run": None,
-                      "offer": status["offer"], "qc": status["qc"], "outbox": status["outbox"]}
+                      "offer": status["offer"], "qc": status["qc"], "outbox": status["outbox"],
+                      "gain_calibration": None}
     assert set(status["qc"]) == {"bedside-brain", "small-animal"}  # each PET scanner's last QC
     assert "bedside-brain" in status["offer"]["scanners"]
     assert status["offer"]["defaults"] == messages.DEFAULT_SCAN

@@ -77,6 +77,8 @@ class FakeDaq:
         """The status reply's outbox."""
         self.qc_full: dict | None = None
         """The reply to ``qc``: the latest QC's message for the QC tab."""
+        self.gain_calibration: dict | None = None
+        """The status reply's gain calibration (``calibrate_gains`` sets it done)."""
         self.state = "idle"
         self.settings: dict = {}
         self.extra: dict = {}
@@ -142,7 +144,11 @@ class FakeDaq:
         elif cmd == "status":
             return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1",
                     "offer": scan_offer(), "qc": self.qc,  # what the real service offers
-                    "outbox": self.outbox}
+                    "outbox": self.outbox, "gain_calibration": self.gain_calibration}
+        elif cmd == "calibrate_gains":
+            self.gain_calibration = {"scanner": request.get("scanner"), "run": "runs/qc-1",
+                                     "state": "done", "message": "calibrated 12288 of 12288 "
+                                     "crystals (lu176) stored gains.npz"}
         elif cmd == "worklist":
             return {"ok": True, "error": None, "state": self.state, "run": "runs/fake-1",
                     "procedures": self.procedures}
@@ -488,10 +494,18 @@ def test_the_qc_tab_shows_the_latest_qcs_map_trend_and_what_to_do(qtbot, console
     assert list(x) == [0, 1, 2] and y[-1] == pytest.approx(0.9)
     assert [line.value() for line in panel.bands["gain"]] == pytest.approx([0.98, 1.02])
     assert [q["cmd"] for q in fake_daq.requests].count("qc") == 1   # asked once per new QC
-    console.side.setCurrentWidget(panel)
+    console.side.setCurrentWidget(console.qc_tab)
     console.resize(1600, 1000)
     qtbot.wait(200)
     assert console.grab().save(str(tmp_path / "qc_tab.png"))
+    # the failed gain check's offer is a button: the DAQ calibrates from the QC's blank
+    button = console.qc_calibrate
+    assert button.isVisible() and button.isEnabled()
+    qtbot.mouseClick(button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "gain calibration done: calibrated 12288" in
+                    console.log.toPlainText(), timeout=5000)
+    assert {"cmd": "calibrate_gains", "scanner": "bedside-brain"} in fake_daq.requests
+    assert button.isEnabled()
 
 
 def test_choosing_a_scanner_proposes_its_energy_window(qtbot, console):

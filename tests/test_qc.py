@@ -315,3 +315,43 @@ def test_the_console_draws_the_fail_bands_the_qc_was_judged_with():
     assert console_message("bedside-brain", [{**entry, "fail_bands": own}])["fail_bands"] == own
     assert console_message("bedside-brain", [entry])["fail_bands"] == fail_bands() == {
         "module_rate": 0.05, "gain": 0.02}
+
+
+@pytest.mark.slow
+def test_the_offered_gain_calibration_runs_on_the_latest_qcs_blank(tmp_path, monkeypatch):
+    """What the console's button asks the DAQ service (``calibrate_gains``): ``petdaq
+    calibrate QC_RUN --method lu176`` on the latest QC's blank, in the background, its end
+    told; none without a QC, nor two at once."""
+    import time
+
+    from daq.qc.gaincal import GainCalibration
+
+    home, runs = tmp_path / "home", tmp_path / "runs"
+    monkeypatch.setenv("BEDSIDE_PET_HOME", str(home))
+    job = GainCalibration()
+    with pytest.raises(UserError, match="no QC of bedside-brain to calibrate its gains from"):
+        job.start("bedside-brain")
+    assert job.as_dict() is None
+    def qc(name: str, seconds: str, *extra: str) -> None:
+        r = _petdaq("qc", "--duration", seconds, "--out", str(runs), "--name", name, *extra,
+                    home=home)
+        assert r.returncode in (0, 1), r.stderr
+
+    def calibrated() -> GainCalibration:
+        deadline = time.monotonic() + 120
+        while job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return job
+
+    qc("base", "5", "--set-baseline")
+    qc("short", "2")                 # too few counts a crystal: the calibration says so
+    job.start("bedside-brain")
+    assert job.as_dict()["state"] == "running" and job.run == str(runs / "short")
+    with pytest.raises(UserError, match="is running: wait for it"):
+        job.start("bedside-brain")
+    assert calibrated().state == "failed" and "acquire longer" in job.message, job.message
+    qc("today", "5")
+    job.start("bedside-brain")
+    assert calibrated().state == "done" and "lu176" in job.message, job.message
+    assert "stored" in job.message and job.run == str(runs / "today")
+    assert len(list((home / "calibration").rglob("*.npz"))) == 2   # the baseline, the gains

@@ -32,6 +32,7 @@ from daq.control.offer import scan_offer
 from daq.control.session import Session
 from daq.dicomnet.service import OutboxRetry, outbox_summary, worklist_reply
 from daq.pipeline.process.processor import SortSettings
+from daq.qc.gaincal import GainCalibration
 from daq.qc.schedule import DailyQc
 from hw.scanner import load_scanner
 from infra.errors import UserError
@@ -50,6 +51,8 @@ class DaqService:
         folder's authorised clients may connect (CURVE); needed beyond loopback.
         ``daily_qc``: the QC to run once a day while idle (:mod:`daq.qc.schedule`)."""
         self.daily_qc = daily_qc
+        self.gain_calibration = GainCalibration()
+        """The Lu-176 gain calibration a failed QC gain check offers (``calibrate_gains``)."""
         self._outbox = OutboxRetry()
         needs_keys(host, keys, "the DAQ service")
         self.out_dir = Path(out_dir)
@@ -124,7 +127,11 @@ class DaqService:
             self._rep.send(messages.pack({"state": self.state, "run": self._last_run, **reply}))
 
     def _poll_qc(self) -> None:
-        """Start the daily QC when it is due and no run acquires; say how it ended."""
+        """Start the daily QC when it is due and no run acquires; say how it (and a gain
+        calibration) ended."""
+        said = self.gain_calibration.poll()
+        if said:
+            print(f"gain calibration: {said}", file=sys.stderr, flush=True)
         if self.daily_qc is None:
             return
         said = self.daily_qc.poll(dt.datetime.now().astimezone(), self._idle())
@@ -141,11 +148,14 @@ class DaqService:
         cmd = request.get("cmd")
         if cmd == "status":
             return {"ok": True, "error": None, "offer": scan_offer(), "qc": _last_qcs(),
-                    "outbox": outbox_summary()}
+                    "outbox": outbox_summary(),
+                    "gain_calibration": self.gain_calibration.as_dict()}
         if cmd == "worklist":
             return worklist_reply(request)
         if cmd == "qc":
             return _qc_reply(request.get("scanner"))
+        if cmd == "calibrate_gains":
+            return self._calibrate_gains(request.get("scanner"))
         if cmd == "stop":
             if self._starting:
                 self._cancel = True  # the run stops as soon as it has started
@@ -160,10 +170,26 @@ class DaqService:
             if self.daily_qc is not None and self.daily_qc.running:
                 return {"ok": False, "error": "the daily QC is acquiring its blank (about a "
                                              "minute): start the scan after it"}
+            if self.gain_calibration.running:
+                return {"ok": False, "error": "the gain calibration is running (seconds): "
+                                             "start the scan after it"}
             self._start_run(request.get("settings"))
             return {"ok": True, "error": None}
-        return {"ok": False, "error": f"unknown command {cmd!r}: use start, stop, status, qc or "
-                                     "worklist"}
+        return {"ok": False, "error": f"unknown command {cmd!r}: use start, stop, status, qc, "
+                                     "calibrate_gains or worklist"}
+
+    def _calibrate_gains(self, scanner: Any) -> dict[str, Any]:
+        """``calibrate_gains``: the Lu-176 gain calibration from the scanner's latest QC blank,
+        in the background, while no run or QC acquires."""
+        if not isinstance(scanner, str) or scanner not in scan_offer()["scanners"]:
+            return {"ok": False, "error": f"calibrate_gains needs a scanner the DAQ offers, got "
+                                          f"{scanner!r}"}
+        if not self._idle() or (self.session is not None and self.session.acq.running) or (
+                self.daily_qc is not None and self.daily_qc.running):
+            return {"ok": False, "error": "a run or the daily QC is acquiring: calibrate the "
+                                          "gains after it"}
+        self.gain_calibration.start(scanner)
+        return {"ok": True, "error": None, "gain_calibration": self.gain_calibration.as_dict()}
 
     def _start_run(self, settings: Any) -> None:
         emu = EmulatorSettings.from_request(settings)
@@ -215,6 +241,7 @@ class DaqService:
             self._thread.join()
         if self.daily_qc is not None:
             self.daily_qc.close()
+        self.gain_calibration.close()
         if self._loop is not None:
             self._loop.close()
         self._rep.close()
