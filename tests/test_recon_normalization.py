@@ -210,3 +210,31 @@ def test_a_blank_journal_streamed_through_the_chain_sorts_as_its_singles_at_once
         assert len(a) == len(b) > 0
         assert np.array_equal(crystal_counts(a, brain.n_crystals),
                               crystal_counts(b, brain.n_crystals))
+
+
+def test_a_blank_sort_with_no_room_for_its_coincidences_is_one_line(tmp_path, brain,
+                                                                    monkeypatch) -> None:
+    """The streamed sort's temporary list-mode file cannot be written (an unwritable TMPDIR,
+    as a full one): one line naming the journal and the folder, nothing left behind."""
+    import tempfile
+
+    from daq.pipeline.process.calibration import Calibration
+    from daq.pipeline.process.processor import SortSettings
+    from daq.pipeline.replay import sort_journal
+    from infra.errors import UserError
+
+    r = subprocess.run([sys.executable, "-m", "petdaq", "run", "--phantom", "blank",
+                        "--duration", "0.2", "--fast", "--no-recon", "--out", str(tmp_path),
+                        "--name", "blank"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    full = tmp_path / "full"
+    full.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(full))
+    monkeypatch.setattr("runstore.listmode.ListModeWriter.__init__",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on "
+                                                                         "device")))
+    with pytest.raises(UserError, match=r"cannot sort .*journal\.bpj into .*: No space left on "
+                                        r"device \(set TMPDIR"):
+        sort_journal(tmp_path / "blank" / "journal.bpj", brain, Calibration.nominal(brain),
+                     SortSettings())
+    assert not any(full.iterdir())

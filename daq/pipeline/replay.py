@@ -20,6 +20,7 @@ from daq.pipeline.process.processor import Processor, SortSettings
 from hw import wire
 from hw.dtypes import RAW_DTYPE
 from hw.scanner import Scanner
+from infra.errors import UserError
 from infra.pool import Workers
 from runstore.listmode import ListModeWriter
 from runstore.rundir import RunDir
@@ -106,8 +107,12 @@ def sort_journal(journal: Path, scanner: Scanner, calibration: Calibration, sort
 
     with tempfile.TemporaryDirectory(prefix="petdaq-sort-") as tmp:
         listmode = Path(tmp) / "coincidences.h5"
-        replay_journal(journal, scanner, calibration, sort, listmode, progress=progress,
-                       threads=threads)
+        try:
+            replay_journal(journal, scanner, calibration, sort, listmode, progress=progress,
+                           threads=threads)
+        except OSError as exc:      # a full or unwritable temporary folder
+            raise UserError(f"cannot sort {journal} into {tmp}: {exc.strerror or exc} (set "
+                            "TMPDIR to a folder with room)") from None
         return read_listmode(listmode)[0]
 
 
