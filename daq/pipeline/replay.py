@@ -8,6 +8,7 @@ complete, so the merge waits for every board's data (``quiet_timeout_s`` is infi
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from hw.dtypes import RAW_DTYPE
 from hw.scanner import Scanner
 from infra.errors import UserError
 from infra.pool import Workers
-from runstore.listmode import ListModeWriter
+from runstore.listmode import ListModeWriter, read_listmode
 from runstore.rundir import RunDir
 from runstore.rundocs import ExitStatus, StopDocument
 
@@ -101,10 +102,6 @@ def sort_journal(journal: Path, scanner: Scanner, calibration: Calibration, sort
     """Every coincidence (COINC_DTYPE) of ``journal`` sorted with ``sort``: the journal
     streamed through :func:`replay_journal` (memory holds a batch of singles at a time, and
     the coincidences) into a list-mode file in a temporary folder."""
-    import tempfile
-
-    from runstore.listmode import read_listmode
-
     with tempfile.TemporaryDirectory(prefix="petdaq-sort-") as tmp:
         listmode = Path(tmp) / "coincidences.h5"
         try:
@@ -121,27 +118,31 @@ def journal_singles(journal: Path, scanner: Scanner, calibration: Calibration,
     """The calibrated singles (SINGLE_DTYPE) of ``journal`` in batches of about
     ``batch_events``, each stream's in its order (not merged in time): for tallies that do
     not need the time order, without holding the journal's singles in memory."""
-    decoders: dict[int, wire.Decoder] = {}
-    held: list[np.ndarray] = []
-    n = 0
-    for stream, _t_ns, payload in read_journal(journal):
-        raw = decoders.setdefault(stream, wire.Decoder(scanner)).feed(payload)
-        held.append(raw)
-        n += raw.size
-        if n >= batch_events:
-            yield calibration.apply(np.concatenate(held))
-            held, n = [], 0
-    if n:
-        yield calibration.apply(np.concatenate(held))
+    for raw in _raw_batches(journal, scanner, batch_events):
+        yield calibration.apply(raw)
 
 
 def decode_journal(journal: Path, scanner: Scanner) -> np.ndarray:
     """Every event of a journal (RAW_DTYPE), in time order: e.g. for a calibration."""
-    decoders: dict[int, wire.Decoder] = {}
-    chunks = [decoders.setdefault(stream, wire.Decoder(scanner)).feed(payload)
-              for stream, _t_ns, payload in read_journal(journal)]
-    raw = np.concatenate(chunks) if chunks else np.empty(0, RAW_DTYPE)
+    raw = next(_raw_batches(journal, scanner, None), np.empty(0, RAW_DTYPE))
     return raw[np.argsort(raw["t"], kind="stable")]
+
+
+def _raw_batches(journal: Path, scanner: Scanner, batch_events: int | None
+                 ) -> Iterator[np.ndarray]:
+    """The journal's decoded events (RAW_DTYPE), each stream's in its order, in batches of
+    ``batch_events`` or more (None: one batch); nothing for an empty journal."""
+    decoders: dict[int, wire.Decoder] = {}
+    held: list[np.ndarray] = []
+    n = 0
+    for stream, _t_ns, payload in read_journal(journal):
+        held.append(decoders.setdefault(stream, wire.Decoder(scanner)).feed(payload))
+        n += held[-1].size
+        if batch_events is not None and n >= batch_events:
+            yield np.concatenate(held)
+            held, n = [], 0
+    if held:
+        yield np.concatenate(held)
 
 
 def recover(run: RunDir, scanner: Scanner, calibration: Calibration, sort: SortSettings,

@@ -161,6 +161,8 @@ def _modules(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
              tol: dict[str, float]) -> list[Finding]:
     ratio = _module_ratio(now.crystal_cps / np.maximum(base.crystal_cps, 1e-9), known, scanner)
     sigma_log = float(scanner.response.fwhm_kev(RESOLUTION_REF_KEV)) / RESOLUTION_REF_KEV / 2.3548
+    sensitivity = (module_sensitivity(now, base) if base.module_pair_cps is not None
+                   and now.module_pair_cps is not None else None)
     out = []
     for m in range(now.module_spectra.shape[0]):
         rate = float(ratio[m])
@@ -184,7 +186,8 @@ def _modules(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
                            _status(abs(gain - 1), tol["gain_warn"], tol["gain_fail"]), gain,
                            f"+/-{tol['gain_warn']:g} warn, +/-{tol['gain_fail']:g} fail",
                            "its gain moved: petdaq calibrate BLANK_RUN --method lu176"))
-        out += _module_intrinsic(now, base, m, tol)
+        if sensitivity is not None:
+            out.append(_module_intrinsic(m, *sensitivity, tol))
         res = resolution_ratio(now.module_spectra[m], base.module_spectra[m], gain, sigma_log)
         out.append(Finding(f"module {m}", "energy resolution",
                            _status(abs(res - 1), tol["resolution_warn"],
@@ -195,20 +198,17 @@ def _modules(now: Figures, base: Figures, known: np.ndarray, scanner: Scanner,
     return out
 
 
-def _module_intrinsic(now: Figures, base: Figures, m: int, tol: dict[str, float]
-                      ) -> list[Finding]:
+def _module_intrinsic(m: int, ratio: np.ndarray, sd: np.ndarray, tol: dict[str, float]
+                      ) -> Finding:
     """Module m's sensitivity from the intrinsic coincidences (:func:`module_sensitivity`)
-    against the baseline's (none where the baseline predates the figure: docs/qc.md)."""
-    if base.module_pair_cps is None or now.module_pair_cps is None:
-        return []
-    ratio, sd = module_sensitivity(now, base)
+    against the baseline's; its tolerance widened to what the counts allow."""
     warn = max(tol["intrinsic_warn"], INTRINSIC_SIGMAS * float(sd[m]))
     fail = max(tol["intrinsic_fail"], 1.5 * INTRINSIC_SIGMAS * float(sd[m]))
-    return [Finding(f"module {m}", "sensitivity (intrinsic coincidences)",
-                    _status(abs(float(ratio[m]) - 1), warn, fail), float(ratio[m]),
-                    f"+/-{warn:.3g} warn, +/-{fail:.3g} fail",
-                    "its sensitivity moved: check its bias voltage and temperature, then "
-                    "normalize again")]
+    return Finding(f"module {m}", "sensitivity (intrinsic coincidences)",
+                   _status(abs(float(ratio[m]) - 1), warn, fail), float(ratio[m]),
+                   f"+/-{warn:.3g} warn, +/-{fail:.3g} fail",
+                   "its sensitivity moved: check its bias voltage and temperature, then "
+                   "normalize again")
 
 
 def module_sensitivity(now: Figures, base: Figures, least: float = 100.0
@@ -219,7 +219,8 @@ def module_sensitivity(now: Figures, base: Figures, least: float = 100.0
     weighted least squares over the pairs with ``least`` net coincidences or more, now and in
     the baseline. A module's own change is told from its partners' (a module's drop lowers its
     neighbours' coincidences with it, not their sensitivity). The noise is
-    :data:`INTRINSIC_EXCESS` times what the counts give."""
+    :data:`INTRINSIC_EXCESS` times what the counts give. A module in no such pair: NaN (a
+    FAIL)."""
     a, b = now.module_pair_cps * now.seconds, base.module_pair_cps * base.seconds
     n = a.shape[0]
     i, j = np.triu_indices(n, 1)
@@ -234,7 +235,8 @@ def module_sensitivity(now: Figures, base: Figures, least: float = 100.0
     cov = np.linalg.pinv(normal)
     x = cov @ (design.T @ (w * y))
     sd = INTRINSIC_EXCESS * np.sqrt(np.maximum(np.diag(cov), 0.0))
-    return np.exp(x), sd
+    seen = np.bincount(np.concatenate([i, j]), minlength=n) > 0
+    return np.where(seen, np.exp(x), np.nan), np.where(seen, sd, np.nan)
 
 
 def _timing(now: Figures, base: Figures, scanner: Scanner, tol: dict[str, float]

@@ -34,6 +34,7 @@ from recon.pet.system import (
     as_mu_map,
     event_weights,
     min_sector_difference,
+    nontrivial,
     sensitivity,
 )
 
@@ -92,8 +93,7 @@ class ListModeEM:
         self.projector = Projector(scanner, self.grid, tof)
         mu = as_mu_map(mu_map, self.grid)
         self.attenuation = Attenuation(scanner, mu) if mu is not None else None
-        self.normalization = None if normalization is None or getattr(
-            normalization, "is_trivial", False) else normalization
+        self.normalization = nontrivial(normalization)
         """The crystals' efficiencies (None: alike)."""
         sens = sensitivity(scanner, self.grid, mu, sensitivity_samples, k=self.k,
                            normalization=self.normalization)

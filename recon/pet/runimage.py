@@ -169,8 +169,7 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], mu_map: Any, scanner:
     k = min_sector_difference(scanner, header.get("min_sector_difference"))
     additive, fraction = scatter_additive(
         coinc, scanner, grid, np.asarray(mu.array), np.asarray(first.array),
-        tuple(header["energy_window_kev"]), options.tof, k, scatter_scale,
-        None if norm is None or norm.is_trivial else norm)
+        tuple(header["energy_window_kev"]), options.tof, k, scatter_scale, norm)
     image = osem(options.iterations, additive, callback)
     image.meta["scatter_fraction"] = round(fraction, 4)
     return _noted(image, norm, options, scanner, mu_map)
@@ -204,11 +203,10 @@ def scatter_scale_of(coinc: np.ndarray, header: dict[str, Any], mu_map: Any, sca
     first = osem_counts(coinc, header, mu_map, scanner,
                         replace(options, scatter=False, subsets=subsets,
                                 iterations=scatter_first_iterations(subsets)))
-    norm = normalization.resolve(options.normalization, scanner)
     return run_scale(coinc, scanner, grid, np.asarray(mu_map.image.array), np.asarray(first.array),
                      tuple(header["energy_window_kev"]),
                      min_sector_difference(scanner, header.get("min_sector_difference")),
-                     None if norm is None or norm.is_trivial else norm)
+                     normalization.resolve(options.normalization, scanner))
 
 
 #: Updates of the first image (without scatter correction) that the scatter estimate is

@@ -19,7 +19,7 @@ from recon.corrections.scatter import (
 from recon.grid import Grid
 from recon.pet.lors import LORs, lor_endpoints
 from recon.pet.osem import split_coinc
-from recon.pet.system import PairFactor
+from recon.pet.system import PairFactor, nontrivial
 
 
 def scatter_additive(coinc: np.ndarray, scanner: Scanner, grid: Grid, mu: np.ndarray,
@@ -34,6 +34,7 @@ def scatter_additive(coinc: np.ndarray, scanner: Scanner, grid: Grid, mu: np.nda
     short frame's few tail counts could not give. ``normalization``: the crystals'
     efficiencies, which detect scattered photons as they do the others: each pair's scatter,
     and the tails it is scaled to, take its factor (None: crystals alike)."""
+    normalization = nontrivial(normalization)
     shape = simulate(scanner, grid, mu, emission, window_kev)
     prompts, delayeds = split_coinc(coinc)
     lp, ld = LORs.from_coinc(prompts), LORs.from_coinc(delayeds)
@@ -70,4 +71,4 @@ def run_scale(coinc: np.ndarray, scanner: Scanner, grid: Grid, mu: np.ndarray,
     shape = simulate(scanner, grid, mu, emission, window_kev)
     prompts, delayeds = split_coinc(coinc)
     return tail_scale(shape, scanner, LORs.from_coinc(prompts), LORs.from_coinc(delayeds), k,
-                      normalization=normalization)
+                      normalization=nontrivial(normalization))

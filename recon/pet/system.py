@@ -148,6 +148,12 @@ class PairFactor(Protocol):
     def factors(self, lors: LORs) -> np.ndarray: ...
 
 
+def nontrivial(factor: PairFactor | None) -> PairFactor | None:
+    """``factor``, or None where it is 1 on every line (``is_trivial``: a table of alike
+    crystals), so that a model with it is bit for bit the model without."""
+    return None if factor is None or getattr(factor, "is_trivial", False) else factor
+
+
 def event_weights(scanner: Scanner, grid: Grid, lors: LORs,
                   attenuation: PairFactor | None = None,
                   normalization: PairFactor | None = None) -> np.ndarray:
