@@ -61,18 +61,30 @@ def block_profile(spread: CrystalSpread, local_t: np.ndarray, local_a: np.ndarra
 
 
 def acceptance(spread: CrystalSpread, profile: np.ndarray, mean_efficiency: float) -> np.ndarray:
-    """Probability that each crystal's electronics accept an interaction: the scanner's mean
-    ``mean_efficiency`` times the crystal's block profile and log-normal spread (its mean over
-    live crystals kept at ``mean_efficiency`` where no crystal would exceed 1), 0 for a dead one."""
+    """Probability that each crystal's electronics accept an interaction: the crystal's block
+    profile and log-normal spread, scaled so that the mean over live crystals is
+    ``mean_efficiency``, 0 for a dead one. A probability is at most 1: where the spread reaches
+    it, the best crystals accept every interaction and the scale rises until the mean is kept."""
     n = profile.size
     s = spread.efficiency_spread
     rel = profile * np.exp(s * _draws(spread, n)[0] - s * s / 2)
     live = np.ones(n, bool)
     live[list(spread.dead)] = False
-    rel = rel / rel[live].mean()
-    p = np.minimum(mean_efficiency * rel, 1.0)
-    p[~live] = 0.0
+    rel = rel[live] / rel[live].mean()
+    p = np.zeros(n)
+    p[live] = np.minimum(_ceiling_scale(rel, mean_efficiency) * rel, 1.0)
     return p
+
+
+def _ceiling_scale(rel: np.ndarray, mean_efficiency: float) -> float:
+    """The scale ``m`` whose ``min(m rel, 1)`` has the mean ``mean_efficiency`` (bisection)."""
+    lo, hi = mean_efficiency, mean_efficiency / max(float(rel.min()), 1e-9)
+    if np.minimum(hi * rel, 1.0).mean() < mean_efficiency:
+        return hi
+    for _ in range(60):
+        m = 0.5 * (lo + hi)
+        lo, hi = (m, hi) if np.minimum(m * rel, 1.0).mean() < mean_efficiency else (lo, m)
+    return 0.5 * (lo + hi)
 
 
 def fwhm_scale(spread: CrystalSpread, n_crystals: int) -> np.ndarray:

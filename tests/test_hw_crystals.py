@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scannerfiles import brain_variant
+from scannerfiles import alike_brain, brain_variant
 
 from hw import ScannerError, load_scanner
 
@@ -38,10 +38,29 @@ def spread_scanner(tmp_path_factory):
     return load_scanner(str(_with(tmp_path_factory.mktemp("crystals"), SPREAD)))
 
 
-def test_a_scanner_without_the_table_has_alike_crystals(brain) -> None:
-    assert brain.crystals.uniform
-    assert np.all(brain.crystal_acceptance() == brain.response.crystal_efficiency)
-    assert np.allclose(brain.crystal_efficiencies(), 1.0, rtol=1e-12)
+def test_a_scanner_without_the_table_has_alike_crystals(tmp_path) -> None:
+    ideal = load_scanner(str(alike_brain(tmp_path / "ideal.toml")))
+    assert ideal.crystals.uniform
+    assert np.all(ideal.crystal_acceptance() == ideal.response.crystal_efficiency)
+    assert np.allclose(ideal.crystal_efficiencies(), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name, rms", [("bedside-brain", 0.058), ("small-animal", 0.074)])
+def test_the_shipped_scanners_crystals_differ_with_their_mean_kept(name, rms) -> None:
+    s = load_scanner(name)
+    acceptance, eff = s.crystal_acceptance(), s.crystal_efficiencies()
+    live = eff > 0
+    assert (~live).sum() == 1 and np.all(acceptance <= 1.0)
+    assert acceptance[live].mean() == pytest.approx(s.response.crystal_efficiency, rel=1e-6)
+    assert np.std(eff[live]) == pytest.approx(rms, abs=0.003)
+
+
+def test_a_spread_that_reaches_an_acceptance_of_1_keeps_the_mean(tmp_path) -> None:
+    s = load_scanner(str(brain_variant(tmp_path / "wide.toml", SPREAD, 0.95)))
+    acceptance = s.crystal_acceptance()
+    live = acceptance > 0
+    assert acceptance.max() == 1.0 and (acceptance == 1.0).sum() > 1000
+    assert acceptance[live].mean() == pytest.approx(0.95, rel=1e-6)
 
 
 def test_the_truth_is_fixed_by_its_seed_with_a_block_profile_and_dead_crystals(

@@ -59,7 +59,8 @@ class GainCalibration:
         lines = [ln.strip() for ln in self.log.read().splitlines() if ln.strip()]
         self.log.close()
         self.state = "done" if status == 0 else "failed"
-        self.message = " ".join(lines[-2:]) if status == 0 else (
+        said = [ln for ln in lines if ln.startswith(("calibrated ", "stored "))]
+        self.message = " ".join(said or lines[-2:]) if status == 0 else (
             lines[-1].removeprefix("petdaq: error: ") if lines
             else f"petdaq calibrate ended with status {status}")
         return self.message

@@ -52,8 +52,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"calibrated {report['calibrated']} of {report['crystals']} crystals "
           f"({args.method}, median {report['median_counts']:.0f} counts/crystal), "
           f"gain spread {100 * report['gain_rms']:.1f} % RMS")
-    if report["too_few_counts"]:
-        print(f"warning: {report['too_few_counts']} crystals had too few counts: gain left nominal")
+    if report["no_counts"]:
+        print(f"warning: {report['no_counts']} crystals gave no counts (dead channels: daily QC "
+              "lists them): gain left nominal")
+    if report["too_few_counts"] > report["no_counts"]:
+        print(f"warning: {report['too_few_counts'] - report['no_counts']} crystals had too few "
+              "counts: gain left nominal")
     if not args.no_save:
         print(f"stored {cal.save()}")
     return 0

@@ -190,7 +190,8 @@ def derive(raw: np.ndarray, scanner: Scanner, method: str = "photopeak", created
     cal = Calibration(scanner.name, scanner.digest, gains, scanner.digitizer.kev_per_adc_code,
                       method, created_utc, from_run)
     report = {"crystals": n, "calibrated": int(ok.sum()), "too_few_counts": int((~ok).sum()),
-              "median_counts": float(np.median(counts)), "gain_rms": float(gains[ok].std())}
+              "no_counts": int((counts == 0).sum()), "median_counts": float(np.median(counts)),
+              "gain_rms": float(gains[ok].std())}
     return cal, report
 
 
