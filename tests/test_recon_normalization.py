@@ -238,3 +238,20 @@ def test_a_blank_sort_with_no_room_for_its_coincidences_is_one_line(tmp_path, br
         sort_journal(tmp_path / "blank" / "journal.bpj", brain, Calibration.nominal(brain),
                      SortSettings())
     assert not any(full.iterdir())
+
+
+def test_the_uniformity_check_sees_a_module_pattern_and_no_ring_pattern(brain) -> None:
+    from recon.calibration.normcheck import labels, spreads
+    from recon.grid import default_grid
+
+    grid = default_grid(brain, 4.0)
+    inside, ring, sector = labels(brain, grid, 100.0)
+    assert inside.sum() == ring.size
+    assert np.unique(ring).size > 25 and np.unique(sector).size == 16     # 4 mm voxels: not every ring
+    flat = np.ones(ring.size)
+    pattern = np.where(sector == 9, 0.8, 1.0)         # a module reads 20 % low
+    r, s, r_over, s_over = spreads(pattern, flat, ring, sector)
+    expected = np.std(np.r_[np.ones(15), 0.8]) / np.r_[np.ones(15), 0.8].mean()
+    assert r < 1e-9 and s == pytest.approx(expected, rel=0.02)
+    assert r_over < 1e-9 and s_over == pytest.approx(np.std(np.r_[np.ones(15), 0.8]), rel=0.02)
+    assert spreads(pattern, pattern, ring, sector)[2:] == (0.0, 0.0)
