@@ -326,6 +326,17 @@ class Scanner:
         d = np.abs(self.crystal_module[a] - self.crystal_module[b])
         return np.minimum(d, self.n_modules - d)
 
+    def _spread_line(self) -> str:
+        """How the crystals differ (``[crystals]``), in one line."""
+        c = self.crystals
+        if c.uniform:
+            return "no: every crystal alike"
+        return (f"efficiency {100 * c.efficiency_spread:g} % log-normal, edges "
+                f"{c.edge_efficiency:g}, corners {c.corner_efficiency:g}; energy and time "
+                f"resolution {100 * c.energy_resolution_spread:g} % and "
+                f"{100 * c.time_resolution_spread:g} %; {len(c.dead)} dead, "
+                f"{len(c.noisy)} noisy")
+
     def summary(self) -> str:
         """A few human-readable lines: geometry, crystal count and detector figures."""
         r, d = self.response, self.digitizer
@@ -344,6 +355,7 @@ class Scanner:
                 f"  modules            {self.n_modules} sectors x {self.n_module_rings} rings",
                 f"  CTR                {r.ctr_ps:g} ps FWHM",
                 f"  Lu-176             {self.material.lu176_bq_per_cm3:g} Bq/cm3",
+                f"  crystals differ    {self._spread_line()}",
             ]
         else:
             s = self.spect

@@ -172,3 +172,12 @@ def test_blank_settings_carry_no_activity() -> None:
 
     s = EmulatorSettings(phantom="blank", activity_mbq=20.0)
     assert s.activity_mbq == 0.0
+
+
+def test_the_scanners_summary_says_how_its_crystals_differ(tmp_path) -> None:
+    line = [ln for ln in load_scanner("bedside-brain").summary().splitlines()
+            if "crystals differ" in ln]
+    assert line == ["  crystals differ    efficiency 7 % log-normal, edges 0.92, corners 0.85; "
+                    "energy and time resolution 5 % and 5 %; 1 dead, 0 noisy"]
+    ideal = load_scanner(str(alike_brain(tmp_path / "ideal.toml")))
+    assert "crystals differ    no: every crystal alike" in ideal.summary()
