@@ -77,10 +77,9 @@ def acceptance(spread: CrystalSpread, profile: np.ndarray, mean_efficiency: floa
 
 
 def _ceiling_scale(rel: np.ndarray, mean_efficiency: float) -> float:
-    """The scale ``m`` whose ``min(m rel, 1)`` has the mean ``mean_efficiency`` (bisection)."""
+    """The scale ``m`` whose ``min(m rel, 1)`` has the mean ``mean_efficiency`` (bisection; at
+    ``hi`` every crystal's acceptance is at least the mean)."""
     lo, hi = mean_efficiency, mean_efficiency / max(float(rel.min()), 1e-9)
-    if np.minimum(hi * rel, 1.0).mean() < mean_efficiency:
-        return hi
     for _ in range(60):
         m = 0.5 * (lo + hi)
         lo, hi = (m, hi) if np.minimum(m * rel, 1.0).mean() < mean_efficiency else (lo, m)
