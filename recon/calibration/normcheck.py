@@ -11,6 +11,10 @@ around the ring) are spread by ring and block artefacts: their standard deviatio
 are printed, and those of their ratio to the truth image's means (the same events: what the
 normalization alone changes).
 
+A validation, not a scan's processing: it reads the emulator's truth (the unit's efficiencies,
+the phantom's own mu-map, singles' energies from the emulator's gains as a calibrated scan has
+them), as tests do.
+
 Run: ``python -m recon.calibration.normcheck SCANNER [--blank-s 120] [--cylinder-s 40]
 [--activity-mbq 5] [--faults FILE] [--seed 5]``.
 """
@@ -25,6 +29,7 @@ import numpy as np
 
 from hw.faults import load_faults
 from hw.scanner import Scanner, load_scanner
+from infra.pool import available_cores
 from recon.grid import Grid, default_grid
 
 
@@ -87,7 +92,7 @@ def blank_table(scanner: Scanner, settings: Settings) -> np.ndarray:
     from recon.calibration import normalization
 
     sim = emulator.simulate(scanner, "blank", "F-18", 0.0, settings.blank_s, seed=3)
-    eff, fit = normalization.estimate(sim.singles, scanner, threads=2)
+    eff, fit = normalization.estimate(sim.singles, scanner, threads=available_cores())
     truth = scanner.crystal_efficiencies()
     live = truth > 0
     err = eff[live] / truth[live] - 1
@@ -114,7 +119,7 @@ def check(settings: Settings) -> None:
     sim = emulator.simulate(scanner, "cylinder", "F-18", settings.activity_mbq,
                             settings.cylinder_s, seed=settings.seed)
     coinc = sort(sim.singles, scanner=scanner, delay_ps=scanner.acquisition["delay_ps"],
-                 threads=2)
+                 threads=available_cores())
     del sim
     phantom = emulator.phantoms.get("cylinder", scanner)
     grid = default_grid(scanner, settings.voxel_mm)
