@@ -469,15 +469,20 @@ def worklist_view(reply: dict[str, Any] | None) -> tuple[Procedure, ...]:
 
 def outbox_line(reply: dict[str, Any] | None) -> tuple[str, bool]:
     """(text, waiting) of the PACS outbox in a status reply: ``("3 queued: connection refused",
-    True)``, ``("all sent (42)", False)``; ``("-", False)`` when the DAQ says nothing."""
+    True)``, ``("2 awaiting commitment", True)``, ``("all sent (42)", False)``; ``("-",
+    False)`` when the DAQ says nothing."""
     box = (reply or {}).get("outbox")
     if not isinstance(box, dict):
         return "-", False
-    queued, sent, failed = (int(number(box.get(k)) or 0) for k in ("queued", "sent", "failed"))
-    if queued:
-        why = _text(box.get("why"))
-        return f"{queued} queued" + (f": {why}" if why else ""), True
-    more = f", {failed} failed" if failed else ""
+    queued, sent, failed, awaiting, committed = (
+        int(number(box.get(k)) or 0)
+        for k in ("queued", "sent", "failed", "awaiting", "committed"))
+    why = _text(box.get("why"))
+    if queued or awaiting:
+        said = f"{queued} queued" if queued else f"{awaiting} awaiting commitment"
+        return said + (f": {why}" if why else ""), True
+    more = (f", {committed} committed" if committed else "") + (
+        f", {failed} failed" if failed else "")
     return f"all sent ({sent}){more}", bool(failed)
 
 

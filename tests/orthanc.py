@@ -1,5 +1,6 @@
 """A real DICOM server for tests: Orthanc (Debian's ``orthanc``) on loopback ports, with its own
-configuration, storage and worklist folder in a temporary directory."""
+configuration, storage and worklist folder in a temporary directory; DICOM TLS and the station's
+Storage Commitment listener where a test asks for them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,21 @@ def needs_orthanc():
                                      "install orthanc)")
 
 
-class Orthanc:
-    """One Orthanc process; :meth:`stop` and :meth:`start` keep its storage."""
+@dataclass(frozen=True)
+class Tls:
+    """Orthanc's certificate and key, and the CA whose peers it lets in (TLS only, then)."""
 
-    def __init__(self, folder: Path, calling_ae: str) -> None:
+    cert: Path
+    key: Path
+    ca: Path
+
+
+class Orthanc:
+    """One Orthanc process; :meth:`stop` and :meth:`start` keep its storage. The station
+    (``calling_ae``) gets its Storage Commitment reports at ``commitment_port``."""
+
+    def __init__(self, folder: Path, calling_ae: str, tls: Tls | None = None,
+                 commitment_port: int = 104) -> None:
         self.folder = folder
         base = free_port_block(2)
         self.dicom_port, self.http_port = base, base + 1
@@ -40,10 +53,17 @@ class Orthanc:
             "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
             "DicomCheckCalledAet": True, "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowEcho": True, "DicomAlwaysAllowFind": True,
-            "DicomModalities": {"scanner": [calling_ae, "127.0.0.1", 104]},
+            "DicomModalities": {"scanner": {"AET": calling_ae, "Host": "127.0.0.1",
+                                            "Port": commitment_port,
+                                            "UseDicomTls": tls is not None}},
             "Plugins": [str(WORKLIST_PLUGIN)] if WORKLIST_PLUGIN.is_file() else [],
             "Worklists": {"Enable": True, "Database": str(self.worklists)},
         }
+        if tls is not None:
+            config.update({"DicomTlsEnabled": True, "DicomTlsCertificate": str(tls.cert),
+                           "DicomTlsPrivateKey": str(tls.key),
+                           "DicomTlsTrustedCertificates": str(tls.ca),
+                           "DicomTlsRemoteCertificateRequired": True})
         self.config = folder / "orthanc.json"
         self.config.write_text(json.dumps(config, indent=1))
         self.log = folder / "orthanc.log"
@@ -88,3 +108,19 @@ class Orthanc:
                 f"http://127.0.0.1:{self.http_port}/instances/{instance_id}/file",
                 timeout=5) as r:
             return r.read()
+
+    def delete(self, sop_instance_uid: str) -> None:
+        """Forget the instance of that SOP Instance UID (as a PACS that lost it)."""
+        for i in self.instances():
+            if i["MainDicomTags"]["SOPInstanceUID"] == sop_instance_uid:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{self.http_port}/instances/{i['ID']}", method="DELETE")
+                urllib.request.urlopen(request, timeout=5).close()
+
+    def set_commitment_port(self, calling_ae: str, port: int, tls: bool) -> None:
+        """Where Orthanc sends the station's Storage Commitment reports from now on."""
+        body = json.dumps({"AET": calling_ae, "Host": "127.0.0.1", "Port": port,
+                           "UseDicomTls": tls}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}/modalities/scanner",
+                                         data=body, method="PUT")
+        urllib.request.urlopen(request, timeout=5).close()

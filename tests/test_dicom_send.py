@@ -92,7 +92,7 @@ def test_echo_and_send_a_run(tmp_path, home, orthanc):
         assert stored.PixelData == files[uid].PixelData
         assert stored.PatientID == files[uid].PatientID
     r = petdaq(home, "send", "--status")
-    assert r.returncode == 0 and "   12      0      0" in r.stdout, r.stdout
+    assert r.returncode == 0 and "   12         -      0      0" in r.stdout, r.stdout
 
 
 def test_a_refused_association_keeps_the_queue(tmp_path, home, orthanc):
@@ -150,7 +150,7 @@ def test_a_pacs_down_at_the_stop_gets_every_instance_once_it_is_back(tmp_path, h
     files = _files(run)
     assert len(files) > 20 and "queued in the outbox" in r.stdout
     r = petdaq(home, "send", "--status")
-    assert f"    0 {len(files):6d}      0" in r.stdout, r.stdout
+    assert f"    0         - {len(files):6d}      0" in r.stdout, r.stdout
     assert "no DICOM answer from 127.0.0.1" in r.stdout
     job = json.loads(next((home / "outbox").glob("*.json")).read_text())
     assert job["attempts"] == 1 and job["next_try_utc"]

@@ -757,3 +757,16 @@ def test_a_worklist_pick_fills_the_study_and_the_outbox_is_shown(qtbot, console,
     console.resize(1600, 1000)
     qtbot.wait(200)
     assert console.grab().save(str(tmp_path / "worklist_pick.png"))
+
+
+def test_the_outbox_line_says_what_waits_for_the_pacs():
+    """Queued first, then stored-but-not-committed (amber both), then all sent and committed."""
+    from gui.views import outbox_line
+
+    assert outbox_line({"outbox": {"queued": 2, "awaiting": 5, "why": "refused"}}) == (
+        "2 queued: refused", True)
+    assert outbox_line({"outbox": {"sent": 12, "awaiting": 12, "why": ""}}) == (
+        "12 awaiting commitment", True)
+    assert outbox_line({"outbox": {"sent": 12, "committed": 12}}) == (
+        "all sent (12), 12 committed", False)
+    assert outbox_line({}) == ("-", False)

@@ -3,12 +3,15 @@ it."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from daq.dicomnet import tls as dicomtls
+from daq.dicomnet.tls import StationTls
 from infra.errors import UserError
 from infra.home import data_home
 
@@ -17,6 +20,10 @@ AT_STOP = ("never", "on-success", "always")
 #: An AE title: 1 to 16 characters of the default repertoire, no backslash, not all spaces.
 _AE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 DEFAULT_STATION_AE = "BEDSIDEPET"
+#: Seconds a flush waits for the nodes' Storage Commitment reports (``[send] commit_wait_s``).
+DEFAULT_COMMIT_WAIT_S = 10.0
+_NODE_KEYS = ("name", "ae_title", "host", "port", "tls")
+_STATION_KEYS = ("ae_title", "commitment_host", "commitment_port", *dicomtls.KEYS)
 
 
 @dataclass(frozen=True)
@@ -27,9 +34,19 @@ class Node:
     ae_title: str
     host: str
     port: int
+    tls: bool = False
+    """DICOM TLS with this node (the station's certificate, key and CA)."""
 
     def describe(self) -> str:
-        return f"{self.name} ({self.ae_title}@{self.host}:{self.port})"
+        return f"{self.name} ({self.ae_title}@{self.host}:{self.port}{', TLS' if self.tls else ''})"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """Where the station listens for the nodes' Storage Commitment reports."""
+
+    host: str
+    port: int
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,10 @@ class DicomConfig:
     at_stop: str = "never"
     path: Path | None = None
     """The file read (None: no file, nothing configured)."""
+    tls: StationTls | None = None
+    commitment: Listener | None = None
+    """None: no Storage Commitment asked (an object is delivered at its C-STORE success)."""
+    commit_wait_s: float = DEFAULT_COMMIT_WAIT_S
 
     def node(self, name: str | None) -> list[Node]:
         """The PACS nodes named ``name`` (None: every one); an unknown name is one line."""
@@ -72,9 +93,9 @@ def ae_title(value: Any, key: str) -> str:
 def _node(table: Any, key: str, name: str | None = None) -> Node:
     if not isinstance(table, dict):
         raise UserError(f"{key} must be a table")
-    unknown = sorted(set(table) - {"name", "ae_title", "host", "port"})
+    unknown = sorted(set(table) - set(_NODE_KEYS))
     if unknown:
-        raise UserError(f"{key}.{unknown[0]}: unknown key (name, ae_title, host, port)")
+        raise UserError(f"{key}.{unknown[0]}: unknown key ({', '.join(_NODE_KEYS)})")
     for field in ("ae_title", "host", "port"):
         if field not in table:
             raise UserError(f"{key}.{field} is missing")
@@ -87,7 +108,49 @@ def _node(table: Any, key: str, name: str | None = None) -> Node:
     label = table.get("name", name)
     if not isinstance(label, str) or not label.strip():
         raise UserError(f"{key}.name must be a name, got {label!r}")
-    return Node(label, ae_title(table["ae_title"], f"{key}.ae_title"), host.strip(), port)
+    use_tls = table.get("tls", False)
+    if not isinstance(use_tls, bool):
+        raise UserError(f"{key}.tls must be true or false, got {use_tls!r}")
+    return Node(label, ae_title(table["ae_title"], f"{key}.ae_title"), host.strip(), port,
+                use_tls)
+
+
+def _station(data: dict[str, Any], base: Path | None
+             ) -> tuple[str, StationTls | None, Listener | None]:
+    """``[station]``: the AE title, the TLS identity and the commitment listener."""
+    station = data.get("station", {})
+    if not isinstance(station, dict):
+        raise UserError("station must be a table")
+    unknown = sorted(set(station) - set(_STATION_KEYS))
+    if unknown:
+        raise UserError(f"station.{unknown[0]}: unknown key ({', '.join(_STATION_KEYS)})")
+    station_ae = ae_title(station.get("ae_title", DEFAULT_STATION_AE), "station.ae_title")
+    identity = dicomtls.parse(station, base)
+    if "commitment_port" not in station:
+        if "commitment_host" in station:
+            raise UserError("station.commitment_port is missing (commitment_host is given)")
+        return station_ae, identity, None
+    port = station["commitment_port"]
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UserError(f"station.commitment_port must be a TCP port from 1 to 65535, got "
+                        f"{port!r}")
+    host = station.get("commitment_host", "127.0.0.1")
+    if not isinstance(host, str) or not host.strip():
+        raise UserError(f"station.commitment_host must be an address, got {host!r}")
+    if identity is None and not _loopback(host):
+        raise UserError(f"station.commitment_host {host!r} listens beyond loopback: give "
+                        "station.tls_cert, tls_key and tls_ca, so that only nodes with a "
+                        "certificate of that CA get in (docs/dicom.md)")
+    return station_ae, identity, Listener(host.strip(), port)
+
+
+def _loopback(host: str) -> bool:
+    if host.strip() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip()).is_loopback
+    except ValueError:
+        return False
 
 
 def parse(data: dict[str, Any], path: Path | None = None) -> DicomConfig:
@@ -96,8 +159,7 @@ def parse(data: dict[str, Any], path: Path | None = None) -> DicomConfig:
     if unknown:
         raise UserError(f"{unknown[0]}: unknown table in dicom.toml (station, worklist, pacs, "
                         "send)")
-    station = data.get("station", {})
-    station_ae = ae_title(station.get("ae_title", DEFAULT_STATION_AE), "station.ae_title")
+    station_ae, identity, listener = _station(data, path.parent if path else None)
     worklist = _node(data["worklist"], "worklist", "worklist") if "worklist" in data else None
     pacs = data.get("pacs", [])
     if not isinstance(pacs, list):
@@ -107,10 +169,28 @@ def parse(data: dict[str, Any], path: Path | None = None) -> DicomConfig:
     if len(set(names)) != len(names):
         raise UserError(f"pacs: the name {next(n for n in names if names.count(n) > 1)!r} is "
                         "given twice")
-    at_stop = data.get("send", {}).get("at_stop", "never")
+    for node in (*nodes, *([worklist] if worklist else [])):
+        if node.tls and identity is None:
+            raise UserError(f"{node.name}: tls = true needs station.tls_cert, tls_key and "
+                            "tls_ca")
+    at_stop, wait_s = _send(data.get("send", {}))
+    return DicomConfig(station_ae, worklist, nodes, at_stop, path, identity, listener, wait_s)
+
+
+def _send(send: Any) -> tuple[str, float]:
+    """``[send]``: when to send, and how long to wait for commitment reports."""
+    if not isinstance(send, dict):
+        raise UserError("send must be a table")
+    unknown = sorted(set(send) - {"at_stop", "commit_wait_s"})
+    if unknown:
+        raise UserError(f"send.{unknown[0]}: unknown key (at_stop, commit_wait_s)")
+    at_stop = send.get("at_stop", "never")
     if at_stop not in AT_STOP:
         raise UserError(f"send.at_stop must be one of {', '.join(AT_STOP)}, got {at_stop!r}")
-    return DicomConfig(station_ae, worklist, nodes, at_stop, path)
+    wait_s = send.get("commit_wait_s", DEFAULT_COMMIT_WAIT_S)
+    if isinstance(wait_s, bool) or not isinstance(wait_s, int | float) or not 0 < wait_s <= 600:
+        raise UserError(f"send.commit_wait_s must be seconds from 0 to 600, got {wait_s!r}")
+    return at_stop, float(wait_s)
 
 
 def load(path: Path | None = None) -> DicomConfig:

@@ -1,6 +1,7 @@
 """The outbox: a run's DICOM objects queued on disk for each node, sent when the node answers,
 retried with backoff, kept across restarts; an instance leaves the queue only when its node
-acknowledged it (C-STORE success)."""
+acknowledged it (C-STORE success), and is committed when the node's Storage Commitment report
+says so."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from daq.dicomnet import scu
+from daq.dicomnet import commitment, scu
 from daq.dicomnet.config import DicomConfig, Node
 from infra.atomic import replacing
 from infra.errors import UserError
@@ -25,7 +26,7 @@ from infra.home import data_home
 #: Seconds before the first retry; each failed try doubles it, up to :data:`MAX_BACKOFF_S`.
 FIRST_BACKOFF_S = 30.0
 MAX_BACKOFF_S = 3600.0
-QUEUED, SENT, FAILED = "queued", "sent", "failed"
+QUEUED, SENT, COMMITTED, FAILED = "queued", "sent", "committed", "failed"
 
 
 @dataclass
@@ -37,6 +38,9 @@ class Item:
     sop_instance_uid: str
     state: str = QUEUED
     reason: str = ""
+    sop_class_uid: str = ""
+    transaction: str = ""
+    """The Storage Commitment transaction that asked the node to commit it ("" none yet)."""
 
 
 @dataclass
@@ -50,9 +54,19 @@ class Job:
     attempts: int = 0
     next_try_utc: str = ""
     last_error: str = ""
+    commits: bool = False
+    """Whether the node took a Storage Commitment request (then ``sent`` awaits its report)."""
 
     def count(self, state: str) -> int:
         return sum(1 for i in self.items if i.state == state)
+
+    def awaiting(self) -> list[Item]:
+        """Objects the node stored and has not yet said it committed."""
+        return [i for i in self.items if i.state == SENT and self.commits]
+
+    def delivered(self) -> int:
+        """Objects the node holds: committed, or stored where it offers no commitment."""
+        return self.count(COMMITTED) + (0 if self.commits else self.count(SENT))
 
     @classmethod
     def from_json(cls, doc: dict) -> Job:
@@ -143,56 +157,110 @@ def _uid(path: Path) -> str:
 def flush(config: DicomConfig, force: bool = False, only: list[Job] | None = None,
           say: Callable[[str], None] = lambda s: None,
           timeout_s: float = scu.TIMEOUT_S) -> list[Job]:
-    """Try every job with queued objects whose retry is due (``force``: every one now; ``only``:
-    these jobs); returns the jobs tried, as they stand after."""
+    """Try every job with queued objects, or objects awaiting commitment, whose retry is due
+    (``force``: every one now; ``only``: these jobs); returns the jobs tried, as they stand
+    after."""
     tried = []
-    with locked():
+    with locked(), commitment.listening(config, say) as reports:
         wanted = None if only is None else {(j.run, j.node) for j in only}
         for job in jobs():
-            if job.count(QUEUED) == 0 or (wanted is not None and (job.run, job.node) not in wanted):
+            if not _open(job, reports) or (wanted is not None and
+                                           (job.run, job.node) not in wanted):
                 continue
             if not force and job.next_try_utc and dt.datetime.fromisoformat(
                     job.next_try_utc) > _now():
                 continue
-            _try(job, config, say, timeout_s)
+            _try(job, config, reports, timeout_s)
             _save(job)
             tried.append(job)
+        if reports is not None:
+            _committed(tried, reports, config.commit_wait_s)
+            for job in tried:
+                _save(job)
+    for job in tried:
+        say(f"{Path(job.run).name} -> {job.node}: {_tally(job)}")
     return tried
 
 
-def _try(job: Job, config: DicomConfig, say: Callable[[str], None], timeout_s: float) -> None:
+def _open(job: Job, reports: commitment.Reports | None) -> bool:
+    return bool(job.count(QUEUED) or (reports is not None and job.awaiting()))
+
+
+def _tally(job: Job) -> str:
+    said = f"{job.count(SENT) + job.count(COMMITTED)} sent"
+    if job.commits:
+        said += f" ({job.count(COMMITTED)} committed)"
+    said += f", {job.count(QUEUED)} queued, {job.count(FAILED)} failed"
+    return said + (f": {job.last_error}" if job.last_error else "")
+
+
+def _try(job: Job, config: DicomConfig, reports: commitment.Reports | None,
+         timeout_s: float) -> None:
+    """Send the job's queued objects, and ask for the commitment of what waits for it."""
     run = Path(job.run)
-    queued = [i for i in job.items if i.state == QUEUED]
-    for item in queued:
-        if not (run / item.file).is_file():
+    for item in job.items:
+        if item.state == QUEUED and not (run / item.file).is_file():
             item.state, item.reason = FAILED, "the file is gone"
-    queued = [i for i in queued if i.state == QUEUED]
+    queued = [i for i in job.items if i.state == QUEUED]
+    awaiting = job.awaiting() if reports is not None else []
     nodes = [n for n in config.pacs if n.name == job.node]
     if not nodes:
         _retry_later(job, f"node {job.node!r} is no longer in {config.path or 'dicom.toml'}")
         return
+    commit = [(i.sop_class_uid, i.sop_instance_uid) for i in awaiting if i.sop_class_uid]
     try:
-        answers = scu.store(nodes[0], config.station_ae, [run / i.file for i in queued],
-                            timeout_s)
+        delivery = scu.store(nodes[0], config, [run / i.file for i in queued], timeout_s,
+                             commit=commit if reports is not None else None)
     except scu.Unreachable as exc:
         _retry_later(job, str(exc))
-        say(f"{run.name} -> {job.node}: {len(queued)} queued: {exc}")
         return
+    refused = _answered(queued, delivery.stored)
+    if delivery.transaction:
+        job.commits = True
+        for item in [*awaiting, *(i for i in queued if i.state == SENT)]:
+            item.transaction = delivery.transaction
+    if refused:
+        _retry_later(job, f"{len(refused)} instance(s) not stored: {refused[0]}")
+    else:
+        job.attempts, job.next_try_utc, job.last_error = 0, "", ""
+
+
+def _answered(queued: list[Item], stored: list[scu.Stored]) -> list[str]:
+    """Each queued item's state from the node's answer; the reasons of those to send again."""
     refused = []
-    for item, answer in zip(queued, answers, strict=True):
+    for item, answer in zip(queued, stored, strict=True):
         if answer.ok:
-            item.state, item.reason = SENT, ""
+            item.state, item.reason, item.sop_class_uid = SENT, "", answer.sop_class_uid
         elif not answer.again:
             item.state, item.reason = FAILED, answer.reason
         else:
             item.reason = answer.reason
             refused.append(answer.reason)
-    if refused:
-        _retry_later(job, f"{len(refused)} instance(s) not stored: {refused[0]}")
-    else:
-        job.attempts, job.next_try_utc, job.last_error = 0, "", ""
-    say(f"{run.name} -> {job.node}: {job.count(SENT)} sent, {job.count(QUEUED)} queued, "
-        f"{job.count(FAILED)} failed")
+    return refused
+
+
+def _committed(tried: list[Job], reports: commitment.Reports, wait_s: float) -> None:
+    """Wait up to ``wait_s`` for the reports of the transactions just asked, and apply them: a
+    committed object is done; one the node did not commit is queued to be sent again."""
+    asked = {i.transaction for j in tried for i in j.awaiting() if i.transaction}
+    got = reports.wait(asked, wait_s) if asked else {}
+    for job in tried:
+        for item in job.awaiting():
+            report = got.get(item.transaction)
+            if report is None:
+                continue
+            if item.sop_instance_uid in report.committed:
+                item.state, item.reason = COMMITTED, ""
+            elif item.sop_instance_uid in report.failed:
+                item.state = QUEUED
+                item.reason = (f"not committed by the node (failure reason "
+                               f"0x{report.failed[item.sop_instance_uid]:04X}): sent again")
+        left = [i for i in job.awaiting() if i.transaction in asked]
+        if left and not job.last_error:
+            _retry_later(job, f"{len(left)} object(s) stored, no Storage Commitment report within "
+                              f"{wait_s:g} s (asked again at the next try)")
+        elif job.count(QUEUED) and not job.last_error:
+            _retry_later(job, next(i.reason for i in job.items if i.state == QUEUED))
 
 
 def _retry_later(job: Job, why: str) -> None:

@@ -45,9 +45,11 @@ def outbox_summary() -> dict[str, Any] | None:
         return {"queued": 0, "sent": 0, "failed": 0, "why": str(exc)}
     if not jobs:
         return None
-    waiting = [j for j in jobs if j.count(outbox.QUEUED)]
+    waiting = [j for j in jobs if j.count(outbox.QUEUED) or j.awaiting()]
     return {"queued": sum(j.count(outbox.QUEUED) for j in jobs),
-            "sent": sum(j.count(outbox.SENT) for j in jobs),
+            "sent": sum(j.count(outbox.SENT) + j.count(outbox.COMMITTED) for j in jobs),
+            "committed": sum(j.count(outbox.COMMITTED) for j in jobs),
+            "awaiting": sum(len(j.awaiting()) for j in jobs),
             "failed": sum(j.count(outbox.FAILED) for j in jobs),
             "why": waiting[-1].last_error if waiting else ""}
 

@@ -101,7 +101,7 @@ def query(config: DicomConfig, filters: Filters, timeout_s: float = scu.TIMEOUT_
                         "port) to dicom.toml (docs/dicom.md)")
     ae = scu.new_ae(config.station_ae, timeout_s)
     ae.add_requested_context(ModalityWorklistInformationFind)
-    assoc = scu.associate(ae, config.worklist)
+    assoc = scu.associate(ae, config.worklist, config)
     found = []
     try:
         for status, identifier in assoc.send_c_find(_identifier(filters),

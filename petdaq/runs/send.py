@@ -48,7 +48,7 @@ def _echo(config: dicomconfig.DicomConfig, name: str | None) -> int:
     failed = 0
     for node in config.node(name):
         try:
-            scu.echo(node, config.station_ae)
+            scu.echo(node, config)
             print(f"{node.describe()}: C-ECHO ok")
         except scu.Unreachable as exc:
             print(f"{node.describe()}: {exc}")
@@ -62,7 +62,11 @@ def _report(tried: list[outbox.Job]) -> int:
     if left:
         print(f"{left} object(s) not delivered: petdaq send --status; the outbox retries them "
               "(petdaq send --flush now)")
-    return 1 if left else 0
+    awaiting = sum(len(j.awaiting()) for j in tried)
+    if awaiting:
+        print(f"{awaiting} object(s) stored but not yet committed: the outbox asks again "
+              "(petdaq send --flush now)")
+    return 1 if left or awaiting else 0
 
 
 def _status() -> int:
@@ -70,12 +74,16 @@ def _status() -> int:
     if not jobs:
         print(f"the outbox ({outbox.outbox_dir()}) is empty")
         return 0
-    print(f"{'run':32s} {'node':12s} {'sent':>5s} {'queued':>6s} {'failed':>6s}  next try / why")
+    print(f"{'run':32s} {'node':12s} {'sent':>5s} {'committed':>9s} {'queued':>6s} "
+          f"{'failed':>6s}  next try / why")
     for j in jobs:
-        why = f"{j.next_try_utc or 'now'}: {j.last_error}" if j.count(outbox.QUEUED) else ""
+        why = (f"{j.next_try_utc or 'now'}: {j.last_error}"
+               if j.count(outbox.QUEUED) or j.awaiting() else "")
         failed = [i.reason for i in j.items if i.state == outbox.FAILED]
         if failed:
             why = (why + "; " if why else "") + f"failed: {failed[0]}"
-        print(f"{Path(j.run).name:32s} {j.node:12s} {j.count(outbox.SENT):5d} "
+        committed = f"{j.count(outbox.COMMITTED):9d}" if j.commits else f"{'-':>9s}"
+        print(f"{Path(j.run).name:32s} {j.node:12s} "
+              f"{j.count(outbox.SENT) + j.count(outbox.COMMITTED):5d} {committed} "
               f"{j.count(outbox.QUEUED):6d} {j.count(outbox.FAILED):6d}  {why}")
     return 0
