@@ -4,15 +4,21 @@ digitizers' records."""
 from __future__ import annotations
 
 from daq.control import runcontrol
+from daq.dicomnet import atstop
 from hw.scanner import Scanner
 from runstore.rundir import RunDir
 
 
-def finish_records_run(run: RunDir, scanner: Scanner, result: dict, recon: bool) -> int:
+def finish_records_run(run: RunDir, scanner: Scanner, result: dict, recon: bool,
+                       at_stop: bool = False) -> int:
     """The end of a run sorted from another digitizer's records (imported, ABCD, replayed):
-    the final image (with ``recon``, when there are prompts) and the summary."""
+    the final image (with ``recon``, when there are prompts) and the summary. ``at_stop`` (a
+    live acquisition): its DICOM objects sent as dicom.toml's ``[send] at_stop`` says."""
+    success = run.stop is not None and not run.stop.failed
     if recon and result["counts"]["prompts"]:
-        runcontrol.final_image(run, scanner)
+        runcontrol.final_image(run, scanner, dicom=at_stop and atstop.wanted(success))
+    if at_stop:
+        atstop.send_at_stop(run.path, success)
     print_summary(run)
     return 0
 

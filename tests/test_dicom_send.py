@@ -268,3 +268,19 @@ def test_the_service_answers_the_consoles_worklist_query_and_says_how_the_outbox
     finally:
         sock.close()
         svc.close()
+
+
+def test_a_run_sorted_from_another_digitizer_sends_at_its_stop(tmp_path, home, orthanc):
+    """The end of a live ABCD acquisition (``finish_records_run(..., at_stop=True)``) sends the
+    run's objects as ``[send] at_stop`` says; an import (no ``at_stop``) sends nothing."""
+    from hw.scanner import load_scanner
+    from petdaq.summary import finish_records_run
+
+    _configure(home, orthanc, extra='\n[send]\nat_stop = "always"\n')
+    brain = load_scanner("bedside-brain")
+    counts = {"counts": {"prompts": 0}}
+    finish_records_run(RunDir(_run(tmp_path, "imported")), brain, counts, recon=False)
+    assert orthanc.get("/instances") == []
+    run = _run(tmp_path, "live")
+    finish_records_run(RunDir(run), brain, counts, recon=False, at_stop=True)
+    assert set(_held(orthanc)) == set(_files(run))

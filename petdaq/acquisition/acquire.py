@@ -222,7 +222,7 @@ def _acquire_abcd(args: argparse.Namespace, scanner: Scanner, sort: SortSettings
                                                         args.duration), scanner, sort,
                                   progress=progress.update, counters=counters)
     progress.close(result["counts"]["records"])
-    return finish_records_run(run, scanner, result, args.recon)
+    return finish_records_run(run, scanner, result, args.recon, at_stop=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
