@@ -160,30 +160,33 @@ def flush(config: DicomConfig, force: bool = False, only: list[Job] | None = Non
     """Try every job with queued objects, or objects awaiting commitment, whose retry is due
     (``force``: every one now; ``only``: these jobs); returns the jobs tried, as they stand
     after."""
-    tried = []
-    with locked(), commitment.listening(config, say) as reports:
-        wanted = None if only is None else {(j.run, j.node) for j in only}
-        for job in jobs():
-            if not _open(job, reports) or (wanted is not None and
-                                           (job.run, job.node) not in wanted):
-                continue
-            if not force and job.next_try_utc and dt.datetime.fromisoformat(
-                    job.next_try_utc) > _now():
-                continue
-            _try(job, config, reports, timeout_s)
-            _save(job)
-            tried.append(job)
-        if reports is not None:
-            _committed(tried, reports, config.commit_wait_s)
-            for job in tried:
+    with locked():
+        due = _due(config, force, only)
+        if not due:
+            return []
+        with commitment.listening(config, say) as reports:
+            for job in due:
+                _try(job, config, reports, timeout_s)
                 _save(job)
-    for job in tried:
+            if reports is not None:
+                _committed(due, reports, config.commit_wait_s)
+                for job in due:
+                    _save(job)
+    for job in due:
         say(f"{Path(job.run).name} -> {job.node}: {_tally(job)}")
-    return tried
+    return due
 
 
-def _open(job: Job, reports: commitment.Reports | None) -> bool:
-    return bool(job.count(QUEUED) or (reports is not None and job.awaiting()))
+def _due(config: DicomConfig, force: bool, only: list[Job] | None) -> list[Job]:
+    """The jobs to try now: queued objects, or objects that await a commitment the station
+    can hear, with their retry due (``force``: now) and among ``only``."""
+    wanted = None if only is None else {(j.run, j.node) for j in only}
+    listens = config.commitment is not None
+    return [job for job in jobs()
+            if (job.count(QUEUED) or (listens and job.awaiting()))
+            and (wanted is None or (job.run, job.node) in wanted)
+            and (force or not job.next_try_utc
+                 or dt.datetime.fromisoformat(job.next_try_utc) <= _now())]
 
 
 def _tally(job: Job) -> str:
@@ -203,6 +206,8 @@ def _try(job: Job, config: DicomConfig, reports: commitment.Reports | None,
             item.state, item.reason = FAILED, "the file is gone"
     queued = [i for i in job.items if i.state == QUEUED]
     awaiting = job.awaiting() if reports is not None else []
+    if not queued and not awaiting:
+        return  # what awaits commitment waits for a listener that could be had
     nodes = [n for n in config.pacs if n.name == job.node]
     if not nodes:
         _retry_later(job, f"node {job.node!r} is no longer in {config.path or 'dicom.toml'}")
