@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tinydisk import tiny_tmpfs
 
 from daq.pipeline.links.journal import (
     HEADER_BYTES,
@@ -80,14 +80,8 @@ def test_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_disk(tmp_path: Path):
     """A 256 KiB tmpfs (root) -- the real 'disk full' (ENOSPC)."""
-    mnt = tmp_path / f"tiny-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                        capture_output=True).returncode == 0
-    if not ok:
-        pytest.skip("cannot mount a tmpfs here (not root)")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=False)
+    with tiny_tmpfs(tmp_path) as mnt:
+        yield mnt
 
 
 def test_full_disk_is_one_clear_error_and_the_journal_stays_readable(tiny_disk: Path) -> None:

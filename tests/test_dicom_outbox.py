@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tinydisk import tiny_tmpfs
 
 from daq.dicomnet import config as dicomconfig
 from daq.dicomnet import outbox
@@ -78,3 +79,34 @@ def test_a_folder_that_is_no_run_and_a_run_without_dicom(tmp_path, home):
         outbox.enqueue(tmp_path, list(config.pacs))
     with pytest.raises(UserError, match="holds no DICOM object: reconstruct it first"):
         outbox.enqueue(_run(tmp_path, {}), list(config.pacs))
+
+
+def test_a_full_disk_under_the_outbox_is_one_line_and_loses_nothing(tmp_path, monkeypatch):
+    """The outbox on a 256 KiB tmpfs that is full: queuing a run is one line, the job already
+    saved stays as it was; with room again, the run is queued whole."""
+    import subprocess
+    import sys
+
+    with tiny_tmpfs(tmp_path) as home:
+        monkeypatch.setenv("BEDSIDE_PET_HOME", str(home))
+        (home / "dicom.toml").write_text(
+            f'[[pacs]]\nname = "down"\nae_title = "PACS"\nhost = "127.0.0.1"\n'
+            f'port = {free_port_block(1)}\n')
+        run = _run(tmp_path, {"a.dcm": b"x" * 200})
+        config = dicomconfig.load()
+        outbox.enqueue(run, list(config.pacs))
+        saved = next((home / "outbox").glob("*.json")).read_text()
+        filler = home / "filler"
+        with pytest.raises(OSError), filler.open("wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        (run / "images" / "b.dcm").write_bytes(b"y" * 200)
+        r = subprocess.run([sys.executable, "-m", "petdaq", "send", str(run)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "No space left on device" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert next((home / "outbox").glob("*.json")).read_text() == saved
+        filler.unlink()
+        (job,) = outbox.enqueue(run, list(config.pacs))
+        assert [i.file for i in job.items] == ["images/a.dcm", "images/b.dcm"]

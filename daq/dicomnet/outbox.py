@@ -87,10 +87,16 @@ def _job_path(run: Path, node: str) -> Path:
 
 
 def _save(job: Job) -> None:
+    """The job written whole under its name (a full disk: one line, the last saved job kept)."""
     path = _job_path(Path(job.run), job.node)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as tmp:
-        tmp.write_text(json.dumps(asdict(job), indent=1) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(path) as tmp:
+            tmp.write_text(json.dumps(asdict(job), indent=1) + "\n")
+    except OSError as exc:
+        raise UserError(f"cannot write the outbox job {path} ({exc.strerror or exc}): the run's "
+                        "objects are untouched and the job stays as last saved; free space "
+                        "and send again") from None
 
 
 def jobs() -> list[Job]:
