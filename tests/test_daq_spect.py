@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
+import pydicom
 import pytest
+from dicomcheck import dciodvfy_errors
 
 import emulator
 from coincidence import spect
@@ -53,7 +57,11 @@ def test_the_image_at_the_stop_shows_the_myocardium(tmp_path, camera, cardiac_sc
     stage = ProjectionStage(camera, DURATION_S)
     stage.feed(cardiac_scan.singles)
     stage.save(run.path)
-    spect_image(run, camera)
+    spect_image(run, camera, dicom=True)  # the run is to be sent at the stop: its NM object
+    nm = pydicom.dcmread(run.images / "image_nm.dcm")
+    assert nm.Modality == "NM" and "image_nm.dcm" in " ".join(run.read()["images"]["files"])
+    if shutil.which("dciodvfy"):
+        assert dciodvfy_errors(run.images / "image_nm.dcm") == []
     nib = pytest.importorskip("nibabel")
     image = np.asarray(nib.load(run.images / "image.nii.gz").dataobj)
     truth = emulator.phantoms.get("cardiac", camera).activity_map(default_grid(camera))

@@ -201,8 +201,8 @@ def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | Non
     """Reconstruct the run's list-mode data (SPECT: its projections,
     :func:`daq.control.spectimage.spect_image`, published on ``publisher`` with a cardiac scan's
     bull's-eye); NIfTI + PNG slices and MIP in RUN/images, with ``dicom`` a PET DICOM series in
-    RUN/images/dicom (when the run is quantified). None when the run has no prompts (SPECT: no
-    singles) to reconstruct."""
+    RUN/images/dicom (when the run is quantified; SPECT: the NM object RUN/images/image_nm.dcm).
+    None when the run has no prompts (SPECT: no singles) to reconstruct."""
     import recon
     from recon.pet.runimage import reconstruct_run
     from runstore.listmode import read_listmode, read_singles_rates
@@ -214,7 +214,7 @@ def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | Non
 
         if not counts.get("singles"):
             return None
-        result = spect_image(run, scanner)
+        result = spect_image(run, scanner, dicom=dicom)
         if publisher is not None:
             _publish_spect(publisher, result, int(counts["singles"]))
         return run.images

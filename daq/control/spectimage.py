@@ -1,8 +1,9 @@
 """A SPECT run's image at the stop: OSEM of its projections, in Bq/mL, with a cardiac scan's
-bull's-eye."""
+bull's-eye, and its DICOM NM object where the run is to be sent."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,13 +34,14 @@ class SpectImage:
     """The left ventricle's axis the polar map was sampled on (found in the image)."""
 
 
-def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6
-                ) -> SpectImage:
+def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6,
+                dicom: bool = False) -> SpectImage:
     """OSEM of the run's first photopeak's projections with TEW scatter and the calculated mu-map
     of the scan's own outline (:mod:`recon.spect.mumap`), in Bq/mL where the scanner has the
     sensitivity of the run's nuclide (:mod:`recon.spect.quant`); NIfTI + PNG slices and MIP in
-    RUN/images. A scan of a phantom with a myocardium gets its bull's-eye too, on the axis found
-    in the image (``polar_map.png``, ``polar_map.csv``)."""
+    RUN/images, with ``dicom`` the DICOM NM object ``image_nm.dcm`` too. A scan of a phantom
+    with a myocardium gets its bull's-eye too, on the axis found in the image
+    (``polar_map.png``, ``polar_map.csv``)."""
     import recon
     from recon.spect.quant import quantify_spect
 
@@ -48,6 +50,9 @@ def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int
     image, _ = quantify_spect(spect_run_image(run, scanner, iterations, subsets), scanner,
                               facts.nuclide, facts.duration_s)
     paths = list(recon.save_outputs(image, run.images / "image"))
+    if dicom:
+        paths.append(recon.write_dicom_nm(image, run.images / "image_nm.dcm",
+                                          *nm_description(facts, image)))
     polar, lv = _bullseye(image, facts, scanner)
     if polar is not None:
         from recon.spect.cardiac import write_segments_csv
@@ -60,6 +65,22 @@ def spect_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int
                        "attenuation": image.meta["attenuation_method"],
                        "seconds": round(time.monotonic() - t0, 2)})
     return SpectImage(image, polar, lv)
+
+
+def nm_description(facts: Any, image: Any) -> tuple[Any, Any]:
+    """The radiopharmaceutical and acquisition of a SPECT image's NM object: the run's study,
+    the camera's photopeak window, attenuation and scatter corrections."""
+    from recon.pet.runimage import describe
+
+    duration = facts.duration_s or 0.0
+    rp, acq = describe(facts, {"attenuation_method": image.meta.get("attenuation_method")},
+                       duration, "SPECT OSEM",
+                       f"OSEM {image.meta['iterations']}i{image.meta['subsets']}s")
+    window = image.meta.get("window_kev")
+    corrections = tuple(c for c, on in (("ATTN", image.meta.get("attenuation")),
+                                        ("SCAT", image.meta.get("scatter"))) if on)
+    return rp, dataclasses.replace(acq, corrections=corrections,
+                                   energy_window_kev=tuple(window) if window else None)
 
 
 def _bullseye(image: Any, facts: Any, scanner: Scanner) -> tuple[Any, Any]:

@@ -6,7 +6,6 @@ inferior wall with and without attenuation correction)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ def is_spect_run(path: str | Path) -> bool:
 def recon_spect_run(args: argparse.Namespace) -> int:
     """Reconstruct a SPECT run into ``--out`` (default RUN/images)."""
     import recon
-    from daq.control.spectimage import spect_run_image
+    from daq.control.spectimage import nm_description, spect_run_image
     from hw.scanner import load_scanner
     from recon.metrics.report import phantom_report
     from recon.pet.runimage import run_phantom
@@ -57,7 +56,7 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
     if args.dicom:
         files.append(str(recon.write_dicom_nm(image, out / "image_nm.dcm",
-                                              *_nm_description(facts, image, run, scanner))))
+                                              *nm_description(facts, image))))
     if args.report:
         phantom = run_phantom(facts, scanner)
         if phantom is None:
@@ -92,19 +91,3 @@ def _cardiac(report: dict[str, Any], image: Any, run: Any, scanner: Any, iterati
                if image.meta.get("attenuation") else None)
     report.update(cardiac_figures(image, phantom, without, lv, out))
     return [str(write_segments_csv(report["polar_map"]["segments"], out / "polar_map.csv"))]
-
-
-def _nm_description(facts: Any, image: Any, run: Any, scanner: Any) -> tuple[Any, Any]:
-    """The radiopharmaceutical and acquisition of the NM object: the run's study, the camera's
-    photopeak window, attenuation and scatter corrections."""
-    from recon.pet.runimage import describe
-
-    duration = facts.duration_s or 0.0
-    rp, acq = describe(facts, {"attenuation_method": image.meta.get("attenuation_method")},
-                       duration, "SPECT OSEM",
-                       f"OSEM {image.meta['iterations']}i{image.meta['subsets']}s")
-    window = image.meta.get("window_kev")
-    corrections = tuple(c for c, on in (("ATTN", image.meta.get("attenuation")),
-                                        ("SCAT", image.meta.get("scatter"))) if on)
-    return rp, dataclasses.replace(acq, corrections=corrections,
-                                   energy_window_kev=tuple(window) if window else None)
