@@ -64,10 +64,6 @@ class Job:
         """Objects the node stored and has not yet said it committed."""
         return [i for i in self.items if i.state == SENT and self.commits]
 
-    def delivered(self) -> int:
-        """Objects the node holds: committed, or stored where it offers no commitment."""
-        return self.count(COMMITTED) + (0 if self.commits else self.count(SENT))
-
     @classmethod
     def from_json(cls, doc: dict) -> Job:
         return cls(**{**doc, "items": [Item(**i) for i in doc["items"]]})
@@ -171,11 +167,12 @@ def flush(config: DicomConfig, force: bool = False, only: list[Job] | None = Non
         if not due:
             return []
         with commitment.listening(config, say) as reports:
+            asked = set()
             for job in due:
-                _try(job, config, reports, timeout_s)
+                asked.add(_try(job, config, reports, timeout_s))
                 _save(job)
             if reports is not None:
-                _committed(due, reports, config.commit_wait_s)
+                _committed(due, reports, asked - {""}, config.commit_wait_s)
                 for job in due:
                     _save(job)
     for job in due:
@@ -204,8 +201,9 @@ def _tally(job: Job) -> str:
 
 
 def _try(job: Job, config: DicomConfig, reports: commitment.Reports | None,
-         timeout_s: float) -> None:
-    """Send the job's queued objects, and ask for the commitment of what waits for it."""
+         timeout_s: float) -> str:
+    """Send the job's queued objects, and ask for the commitment of what waits for it; the
+    transaction UID asked ("" none)."""
     run = Path(job.run)
     for item in job.items:
         if item.state == QUEUED and not (run / item.file).is_file():
@@ -213,18 +211,18 @@ def _try(job: Job, config: DicomConfig, reports: commitment.Reports | None,
     queued = [i for i in job.items if i.state == QUEUED]
     awaiting = job.awaiting() if reports is not None else []
     if not queued and not awaiting:
-        return  # what awaits commitment waits for a listener that could be had
+        return ""  # what awaits commitment waits for a listener that could be had
     nodes = [n for n in config.pacs if n.name == job.node]
     if not nodes:
         _retry_later(job, f"node {job.node!r} is no longer in {config.path or 'dicom.toml'}")
-        return
+        return ""
     commit = [(i.sop_class_uid, i.sop_instance_uid) for i in awaiting if i.sop_class_uid]
     try:
         delivery = scu.store(nodes[0], config, [run / i.file for i in queued], timeout_s,
                              commit=commit if reports is not None else None)
     except scu.Unreachable as exc:
         _retry_later(job, str(exc))
-        return
+        return ""
     refused = _answered(queued, delivery.stored)
     if delivery.transaction:
         job.commits = True
@@ -234,6 +232,7 @@ def _try(job: Job, config: DicomConfig, reports: commitment.Reports | None,
         _retry_later(job, f"{len(refused)} instance(s) not stored: {refused[0]}")
     else:
         job.attempts, job.next_try_utc, job.last_error = 0, "", ""
+    return delivery.transaction
 
 
 def _answered(queued: list[Item], stored: list[scu.Stored]) -> list[str]:
@@ -250,10 +249,11 @@ def _answered(queued: list[Item], stored: list[scu.Stored]) -> list[str]:
     return refused
 
 
-def _committed(tried: list[Job], reports: commitment.Reports, wait_s: float) -> None:
-    """Wait up to ``wait_s`` for the reports of the transactions just asked, and apply them: a
-    committed object is done; one the node did not commit is queued to be sent again."""
-    asked = {i.transaction for j in tried for i in j.awaiting() if i.transaction}
+def _committed(tried: list[Job], reports: commitment.Reports, asked: set[str],
+               wait_s: float) -> None:
+    """Wait up to ``wait_s`` for the reports of the transactions ``asked`` (this flush's), and
+    apply them: a committed object is done; one the node did not commit is queued to be sent
+    again."""
     got = reports.wait(asked, wait_s) if asked else {}
     for job in tried:
         for item in job.awaiting():
