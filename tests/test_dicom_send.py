@@ -116,11 +116,13 @@ def test_a_refused_association_keeps_the_queue(tmp_path, home, orthanc):
     ('[[pacs]]\nname = "p"\nae_title = "P"\nport = 104\n', "pacs[0].host is missing"),
     ("[pacs\n", "is not valid TOML"),
 ])
-def test_bad_configuration_is_one_line_naming_the_key(tmp_path, home, toml, said):
+def test_bad_configuration_is_one_line_naming_the_key(tmp_path, home, capsys, toml, said):
+    from petdaq.cli import main
+
     (home / "dicom.toml").write_text(toml)
-    r = petdaq(home, "send", "--echo")
-    assert r.returncode == 2 and said in r.stderr, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert main(["send", "--echo"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_an_unreachable_node_and_an_unknown_name(tmp_path, home):

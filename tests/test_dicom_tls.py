@@ -135,8 +135,10 @@ def test_no_report_is_asked_again_and_a_lost_instance_is_sent_again(tmp_path, ho
      "station.tls_cert: no file"),
     ('[send]\ncommit_wait_s = -1\n', "send.commit_wait_s must be seconds from 0 to 600"),
 ])
-def test_bad_tls_and_commitment_keys_are_one_line(home, toml, said):
+def test_bad_tls_and_commitment_keys_are_one_line(home, capsys, toml, said):
+    from petdaq.cli import main
+
     (home / "dicom.toml").write_text(toml)
-    r = petdaq(home, "send", "--echo")
-    assert r.returncode == 2 and said in r.stderr, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert main(["send", "--echo"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1, err
