@@ -4,13 +4,15 @@ the outbox and tried once; a node that does not answer never fails the run."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from daq.dicomnet import config as dicomconfig
 from daq.dicomnet import outbox
 from infra.errors import UserError
 
-#: Seconds a node may take to answer at a run's stop (the outbox retries later).
+#: Seconds a node may take to answer at a run's stop, and to report its commitment (the outbox
+#: retries, and asks again, later).
 AT_STOP_TIMEOUT_S = 5.0
 
 
@@ -31,8 +33,8 @@ def send_at_stop(run: Path, success: bool, say: Callable[[str], None] = print) -
         if not wanted(success):
             return
         jobs = outbox.enqueue(run, list(config.pacs))
-        tried = outbox.flush(config, force=True, only=jobs, say=say,
-                             timeout_s=AT_STOP_TIMEOUT_S)
+        quick = replace(config, commit_wait_s=min(config.commit_wait_s, AT_STOP_TIMEOUT_S))
+        tried = outbox.flush(quick, force=True, only=jobs, say=say, timeout_s=AT_STOP_TIMEOUT_S)
     except (UserError, OSError) as exc:
         say(f"send at stop: {exc}")
         return
