@@ -255,3 +255,50 @@ def test_the_uniformity_check_sees_a_module_pattern_and_no_ring_pattern(brain) -
     assert r < 1e-9 and s == pytest.approx(expected, rel=0.02)
     assert r_over < 1e-9 and s_over == pytest.approx(np.std(np.r_[np.ones(15), 0.8]), rel=0.02)
     assert spreads(pattern, pattern, ring, sector)[2:] == (0.0, 0.0)
+
+
+@pytest.mark.soak
+def test_a_cylinder_run_gives_each_crystal_as_its_counts_allow(unit) -> None:
+    """A scanner without Lu-176 normalizes from a uniform cylinder: 20 s at 20 MBq of the unit,
+    fitted by fan sums and the model's cylinder divided out, is as good as its counts allow
+    (docs/normalization.md)."""
+    from recon.calibration import normalization, phantomnorm
+
+    coinc = phantomnorm.emulated_coincidences(unit, "cylinder", 20.0, 20.0, 4, threads=2)
+    eff, fit = phantomnorm.estimate_sorted(*normalization.split_blank(coinc), unit, "cylinder",
+                                           threads=2)
+    r, rms = _accuracy(eff, unit.crystal_efficiencies())
+    print(f"20 s cylinder: r = {r:.3f}, RMS {100 * rms:.2f} %, the counts' own "
+          f"{100 * fit.expected_rms:.2f} %")
+    assert np.array_equal(np.flatnonzero(eff == 0), [5, 7000])
+    assert rms <= 1.5 * fit.expected_rms and r >= 0.75, (r, rms, fit.expected_rms)
+
+
+def test_calibrate_a_phantom_run_names_it_and_bad_phantoms_are_one_line(tmp_path, monkeypatch,
+                                                                        capsys) -> None:
+    """``petdaq calibrate RUN --method normalization`` of an emulated cylinder run fits its own
+    coincidences against the model's cylinder (here a 0.5 s model, to be quick) and stores a
+    table of method "cylinder"; an unknown phantom and a run with no coincidences are one line
+    each."""
+    from petdaq.cli import main
+    from recon.calibration import phantomnorm
+
+    monkeypatch.setenv("BEDSIDE_PET_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(phantomnorm, "MODEL_SECONDS", 0.5)
+    runs = tmp_path / "runs"
+    r = subprocess.run([sys.executable, "-m", "petdaq", "run", "--phantom", "cylinder",
+                        "--activity-mbq", "20", "--duration", "0.5", "--fast", "--no-recon",
+                        "--out", str(runs), "--name", "cyl"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert main(["calibrate", str(runs / "cyl"), "--method", "normalization"]) == 0
+    out = capsys.readouterr().out
+    assert "of the cylinder: efficiency spread" in out and "stored " in out, out
+    stored = next((tmp_path / "home").rglob("*.npz"))
+    assert tables.load(stored, load_scanner("bedside-brain")).method == "cylinder"
+    assert main(["calibrate", str(runs / "cyl"), "--method", "normalization", "--phantom",
+                 "doughnut"]) == 2
+    assert "unknown phantom 'doughnut'" in capsys.readouterr().err
+    (runs / "cyl" / "coincidences.h5").unlink()
+    assert main(["calibrate", str(runs / "cyl"), "--method", "normalization"]) == 2
+    assert "has no coincidences to normalize from" in capsys.readouterr().err

@@ -27,10 +27,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "from the prompts of a uniform cylinder centred in the field of view "
                         "(any run with coincidences, e.g. an imported one); normalization: each "
                         "crystal's efficiency from a blank run (--phantom blank: the crystals' "
-                        "own Lu-176 coincidences; 120 s or more)")
+                        "own Lu-176 coincidences; 120 s or more), or from a uniform phantom's "
+                        "run (--phantom cylinder, centred: a scanner without Lu-176)")
     p.add_argument("--peak-kev", type=float, default=511.0,
                    help="with photopeak on other digitizers' records: the source's photopeak, "
                         "keV (511; 662 for Cs-137)")
+    p.add_argument("--phantom", default=None, metavar="NAME",
+                   help="with normalization: the phantom of a run that is not a blank (e.g. "
+                        "cylinder, centred in the field of view); an emulated run names its own")
     p.add_argument("--no-save", action="store_true", help="report only, store nothing")
     p.set_defaults(func=cmd_calibrate)
 
@@ -43,7 +47,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.method == "timing":
         return _calibrate_timing(run, scanner, args.no_save)
     if args.method == "normalization":
-        return _calibrate_normalization(run, scanner, args.no_save)
+        return _calibrate_normalization(run, scanner, args.no_save, args.phantom)
     if kept is not None:
         return keptruns.calibrate(kept, scanner, args.method, args.peak_kev, args.no_save)
     raw = decode_journal(run.journal, scanner)
@@ -63,35 +67,73 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibrate_normalization(run: RunDir, scanner: Scanner, no_save: bool) -> int:
-    """``petdaq calibrate RUN --method normalization``: crystal efficiencies from a blank run."""
+def _calibrate_normalization(run: RunDir, scanner: Scanner, no_save: bool,
+                             phantom: str | None) -> int:
+    """``petdaq calibrate RUN --method normalization``: crystal efficiencies from a blank run,
+    or from a uniform phantom's run."""
     from infra.pool import available_cores
     from recon.calibration import normalization
 
     if scanner.kind != "pet":
-        raise UserError(f"{scanner.name} is {scanner.kind.upper()}: normalization from a blank "
-                        "run is for PET rings")
-    if not run.journal.is_file():
-        raise UserError(f"{run.path} has no journal of singles to normalize from")
+        raise UserError(f"{scanner.name} is {scanner.kind.upper()}: normalization is for PET "
+                        "rings")
     threads = available_cores()
-    prompts, delayeds = normalization.split_blank(blank_coincidences(run, scanner, threads))
-    eff, fit = normalization.estimate_sorted(prompts, delayeds, scanner, threads=threads)
+    phantom = _normalization_phantom(run, scanner, phantom)
+    if phantom == "blank":
+        if not run.journal.is_file():
+            raise UserError(f"{run.path} has no journal of singles to normalize from")
+        prompts, delayeds = normalization.split_blank(blank_coincidences(run, scanner, threads))
+        eff, fit = normalization.estimate_sorted(prompts, delayeds, scanner, threads=threads)
+        lo, hi = normalization.LU176_WINDOW_KEV
+        source = f"in {lo:g}-{hi:g} keV"
+    else:
+        eff, fit = _phantom_normalization(run, scanner, phantom, threads)
+        source = f"of the {phantom}"
+    _print_normalization(eff, fit, scanner, source)
+    if not no_save:
+        table = normalization.table(eff, scanner, phantom, utc_now(), str(run.path))
+        print(f"stored {table.save()} (the reconstruction of this scanner's runs uses it from "
+              "now on)")
+    return 0
+
+
+def _normalization_phantom(run: RunDir, scanner: Scanner, given: str | None) -> str:
+    """What the normalization run holds: ``--phantom``, else the emulated run's own phantom,
+    else a blank (a real scan with nothing in the scanner)."""
+    from runstore.facts import run_facts
+
+    name = given or run_facts(run).phantom or "blank"
+    if name != "blank":
+        from emulator import phantoms
+
+        if name not in phantoms.names():
+            raise UserError(f"unknown phantom {name!r} (petdaq emulate --list)")
+    return name
+
+
+def _phantom_normalization(run: RunDir, scanner: Scanner, phantom: str, threads: int):
+    """(efficiency, fit) from a uniform phantom run's own coincidences."""
+    from recon.calibration import normalization, phantomnorm
+    from runstore.listmode import read_listmode
+
+    if not run.listmode.is_file():
+        raise UserError(f"{run.path} has no coincidences to normalize from (sort it first: "
+                        "petdaq sort)")
+    prompts, delayeds = normalization.split_blank(read_listmode(run.listmode)[0])
+    return phantomnorm.estimate_sorted(prompts, delayeds, scanner, phantom, threads)
+
+
+def _print_normalization(eff: np.ndarray, fit, scanner: Scanner, source: str) -> None:
     live = eff > 0
-    lo, hi = normalization.LU176_WINDOW_KEV
     print(f"normalization of {int(live.sum())} of {scanner.n_crystals} crystals from "
-          f"{int(fit.prompts.sum() // 2)} prompts and {int(fit.randoms.sum() // 2)} delayeds in "
-          f"{lo:g}-{hi:g} keV: efficiency spread {100 * eff[live].std():.1f} % RMS, "
+          f"{int(fit.prompts.sum() // 2)} prompts and {int(fit.randoms.sum() // 2)} delayeds "
+          f"{source}: efficiency spread {100 * eff[live].std():.1f} % RMS, "
           f"{100 * fit.expected_rms:.1f} % from the counts alone; "
           f"{int((~live).sum())} dead crystal(s)"
           + (f" ({', '.join(str(c) for c in np.flatnonzero(~live)[:10])})" if (~live).any()
              else "")
           + (f"; noisy, taken as their kind: {', '.join(map(str, np.flatnonzero(fit.noisy)))}"
              if fit.noisy.any() else ""))
-    if not no_save:
-        table = normalization.table(eff, scanner, "blank", utc_now(), str(run.path))
-        print(f"stored {table.save()} (the reconstruction of this scanner's runs uses it from "
-              "now on)")
-    return 0
 
 
 def blank_coincidences(run: RunDir, scanner: Scanner, threads: int) -> np.ndarray:

@@ -137,22 +137,23 @@ def _block(xyz, nrm, s, a, b0, b1):
     return acc
 
 
-def fit_blank(prompts: LORs, delayeds: LORs, scanner: Scanner, k: int | None = None
-              ) -> tuple[np.ndarray, BlankFit]:
+def fit_blank(prompts: LORs, delayeds: LORs, scanner: Scanner, k: int | None = None,
+              what: str = "the blank run") -> tuple[np.ndarray, BlankFit]:
     """(efficiency, fit) from a blank scan's prompt and delayed coincidences in
-    :data:`LU176_WINDOW_KEV`. A crystal's randoms fan sum is its delayeds' (the fan-sum randoms
-    estimate keeps each crystal's fan sum)."""
+    :data:`LU176_WINDOW_KEV` (or another run's, ``what`` naming it in the errors). A crystal's
+    randoms fan sum is its delayeds' (the fan-sum randoms estimate keeps each crystal's fan
+    sum)."""
     k = min_sector_difference(scanner, k)
     n = scanner.n_crystals
     if len(prompts) == 0:
-        raise UserError("the blank run has no coincidences in the Lu-176 window: nothing to "
-                        "normalize from")
+        window = " in the Lu-176 window" if what == "the blank run" else ""
+        raise UserError(f"{what} has no coincidences{window}: nothing to normalize from")
     p = crystal_counts(prompts, n).astype(np.float64)
     r = crystal_counts(delayeds, n).astype(np.float64)
     net = np.maximum(p - r, 0.0)
     if not np.any(net > 0):
-        raise UserError("the blank run's coincidences are all randoms: nothing to normalize "
-                        "from (a longer blank scan?)")
+        raise UserError(f"{what}'s coincidences are all randoms: nothing to normalize from (a "
+                        "longer scan?)")
     dead = _dead(p)
     noisy = _noisy(r) & ~dead
     # a noisy crystal's partners are fitted with its expected share, not its few net counts

@@ -16,7 +16,8 @@ the phantom's own mu-map, singles' energies from the emulator's gains as a calib
 them), as tests do.
 
 Run: ``python -m recon.calibration.normcheck SCANNER [--blank-s 120] [--cylinder-s 40]
-[--activity-mbq 5] [--faults FILE] [--seed 5]``.
+[--activity-mbq 5] [--faults FILE] [--seed 5] [--source cylinder --source-s 30
+--source-mbq 20]`` (``--source``: the table from a phantom's run instead of a blank).
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class Settings:
     faults: str | None = None
     seed: int = 5
     voxel_mm: float = 1.6
+    source: str = "blank"
+    """What the table is estimated from: "blank", or a phantom's name (a run of it at
+    ``source_mbq`` for ``source_s``)."""
+    source_s: float = 30.0
+    source_mbq: float = 20.0
+    table_only: bool = False
 
 
 def labels(scanner: Scanner, grid: Grid, radius_mm: float) -> tuple[np.ndarray, ...]:
@@ -87,18 +94,29 @@ def unit(settings: Settings) -> Scanner:
 
 
 def blank_table(scanner: Scanner, settings: Settings) -> np.ndarray:
-    """The efficiencies estimated from an emulated blank scan; prints their accuracy."""
+    """The efficiencies estimated from an emulated blank scan (or, with ``settings.source``, a
+    phantom's run); prints their accuracy."""
     import emulator
-    from recon.calibration import normalization
+    from recon.calibration import normalization, phantomnorm
 
-    sim = emulator.simulate(scanner, "blank", "F-18", 0.0, settings.blank_s, seed=3)
-    eff, fit = normalization.estimate(sim.singles, scanner, threads=available_cores())
+    if settings.source == "blank":
+        sim = emulator.simulate(scanner, "blank", "F-18", 0.0, settings.blank_s, seed=3)
+        eff, fit = normalization.estimate(sim.singles, scanner, threads=available_cores())
+        what = f"blank {settings.blank_s:g} s"
+    else:
+        sim = None
+        coinc = phantomnorm.emulated_coincidences(scanner, settings.source, settings.source_mbq,
+                                                  settings.source_s, 4, available_cores())
+        eff, fit = phantomnorm.estimate_sorted(*normalization.split_blank(coinc), scanner,
+                                               settings.source, threads=available_cores())
+        what = f"{settings.source} {settings.source_mbq:g} MBq {settings.source_s:g} s"
+    del sim
     truth = scanner.crystal_efficiencies()
     live = truth > 0
     err = eff[live] / truth[live] - 1
     net = np.maximum(fit.net[live], 1.0)
     bound = np.sqrt(np.mean((fit.prompts[live] + fit.randoms[live]) / net ** 2))
-    print(f"blank {settings.blank_s:g} s: r {np.corrcoef(eff[live], truth[live])[0, 1]:.3f}, "
+    print(f"{what}: r {np.corrcoef(eff[live], truth[live])[0, 1]:.3f}, "
           f"RMS error {100 * np.sqrt(np.mean(err ** 2)):.2f} % (the counts allow "
           f"{100 * bound:.2f} %), true spread {100 * truth[live].std():.2f} % RMS, dead "
           f"{np.flatnonzero(eff == 0).tolist()} (true {np.flatnonzero(~live).tolist()})",
@@ -116,6 +134,8 @@ def check(settings: Settings) -> None:
 
     scanner = unit(settings)
     eff = blank_table(scanner, settings)
+    if settings.table_only:
+        return
     sim = emulator.simulate(scanner, "cylinder", "F-18", settings.activity_mbq,
                             settings.cylinder_s, seed=settings.seed)
     coinc = sort(sim.singles, scanner=scanner, delay_ps=scanner.acquisition["delay_ps"],
@@ -128,7 +148,7 @@ def check(settings: Settings) -> None:
                                   phantom.regions()["cylinder"].shape.semi_axes_mm[0])
     print(f"cylinder {settings.activity_mbq:g} MBq, {settings.cylinder_s:g} s: "
           f"{int((coinc['delayed'] == 0).sum())} prompts", flush=True)
-    made = {"the table": normalization.table(eff, scanner, "blank"),
+    made = {"the table": normalization.table(eff, scanner, settings.source),
             "the truth": tables.truth(scanner), "none": None}
     images = {name: lm_osem(coinc, scanner, grid, 2, 10, True, "delayed", mu,
                             normalization=table).array[inside] for name, table in made.items()}
@@ -149,9 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--activity-mbq", type=float, default=5.0)
     p.add_argument("--faults", default=None, help="a fault file (docs/qc.md) the unit has")
     p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--source", default="blank",
+                   help="estimate the table from a blank (default) or from this phantom's run "
+                        "(e.g. cylinder)")
+    p.add_argument("--source-s", type=float, default=30.0, help="that run's seconds")
+    p.add_argument("--source-mbq", type=float, default=20.0, help="that run's activity")
+    p.add_argument("--table-only", action="store_true", help="the table's accuracy alone")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
-    check(Settings(a.scanner, a.blank_s, a.cylinder_s, a.activity_mbq, a.faults, a.seed))
+    check(Settings(a.scanner, a.blank_s, a.cylinder_s, a.activity_mbq, a.faults, a.seed,
+                   source=a.source, source_s=a.source_s, source_mbq=a.source_mbq,
+                   table_only=a.table_only))
     print(f"{time.perf_counter() - t0:.0f} s")
     return 0
 

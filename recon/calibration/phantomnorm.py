@@ -1,0 +1,95 @@
+"""Crystal efficiencies from a uniform phantom's run (a water cylinder centred in the field of
+view), for a scanner whose crystals have no Lu-176 of their own to make a blank scan.
+
+The run's own coincidences (the scanner's energy window and sector difference) are fitted by fan
+sums as a blank scan's are (:func:`recon.calibration.normalization.fit_blank`); what the
+phantom's geometry puts into each crystal's fan sum (its chords, attenuation and scatter, the
+ring's solid angles) is then divided out: the same fit of a run that the emulator makes of the
+scanner's model (every crystal alike) with the same phantom, averaged over the crystals the
+ring's symmetries make alike, measured once per scanner definition and phantom and cached.
+
+What it needs: the phantom where the model has it (centred; a phantom off centre moves counts
+between crystals that the model does not move), and counts: a crystal's fan sum has the Poisson
+noise of its prompts and delayeds, as for a blank scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from hw.crystals import CrystalSpread
+from hw.faults import Faults
+from hw.scanner import Scanner
+from infra.progress import Progress
+from recon.cache import cached_array
+from recon.calibration.normalization import (
+    BlankFit,
+    class_means,
+    fit_blank,
+    split_blank,
+    symmetry_classes,
+)
+from recon.pet.lors import LORs
+from recon.pet.system import min_sector_difference
+
+#: The emulated run of the scanner's model with the phantom that gives the geometric factors.
+MODEL_SECONDS, MODEL_ACTIVITY_MBQ = 10.0, 20.0
+
+
+def phantom_factors(scanner: Scanner, phantom: str, seconds: float | None = None,
+                    threads: int = 1) -> np.ndarray:
+    """(N,) what the fan-sum fit gives for each crystal of the scanner's model, every crystal
+    alike, in a run of ``phantom`` (F-18, :data:`MODEL_ACTIVITY_MBQ`, ``seconds`` default
+    :data:`MODEL_SECONDS`), averaged over the crystals alike by symmetry; cached per scanner
+    definition and phantom."""
+    seconds = MODEL_SECONDS if seconds is None else seconds
+    key = "|".join(["phantom-geometry-v1", scanner.digest, phantom, f"{seconds:g}",
+                    f"{MODEL_ACTIVITY_MBQ:g}"])
+    return cached_array(key, lambda: _model_fit(scanner, phantom, seconds, threads),
+                        "normgeometry")
+
+
+def _model_fit(scanner: Scanner, phantom: str, seconds: float, threads: int) -> np.ndarray:
+    progress = Progress(f"geometric factors of {scanner.name}'s {phantom} (once)", seconds,
+                        unit="s")
+    model = replace(scanner, crystals=CrystalSpread(), faults=Faults())
+    coinc = emulated_coincidences(model, phantom, MODEL_ACTIVITY_MBQ, seconds, 20261127,
+                                  threads, lambda s: progress.update(s))
+    progress.close(seconds)
+    eff, fit = fit_blank(*split_blank(coinc), model, min_sector_difference(model),
+                         what=f"the model's {phantom} run")
+    return class_means(eff, symmetry_classes(model), ~fit.dead & ~fit.noisy)
+
+
+def emulated_coincidences(scanner: Scanner, phantom: str, activity_mbq: float, seconds: float,
+                          seed: int, threads: int = 1,
+                          done: Callable[[float], None] = lambda s: None) -> np.ndarray:
+    """The prompts and delayeds of an emulated F-18 run, sorted with the scanner's own settings
+    a second of singles at a time (memory holds the coincidences, not the singles; the pairs
+    across a second's edge, a few, are left out)."""
+    import emulator
+    from coincidence.sorter import sort
+
+    emu = emulator.Emulator(scanner, phantom, "F-18", activity_mbq, seed, threads=threads)
+    parts = []
+    for n, chunk in enumerate(emu.run(seconds, chunk_s=min(1.0, seconds))):
+        singles = emulator.calibrated(chunk.raw, scanner)
+        parts.append(sort(singles, scanner=scanner, delay_ps=scanner.acquisition["delay_ps"],
+                          threads=threads))
+        done(min(seconds, n + 1.0))
+    return np.concatenate(parts)
+
+
+def estimate_sorted(prompts: LORs, delayeds: LORs, scanner: Scanner, phantom: str,
+                    threads: int = 1) -> tuple[np.ndarray, BlankFit]:
+    """(efficiency, fit) of each crystal from a ``phantom`` run's prompts and delayeds (the
+    scanner's own sorting): mean 1 over the live crystals, 0 for a dead one."""
+    eff, fit = fit_blank(prompts, delayeds, scanner, min_sector_difference(scanner),
+                         what=f"the {phantom} run")
+    eff = eff / phantom_factors(scanner, phantom, threads=threads)
+    eff[fit.dead] = 0.0
+    eff[~fit.dead] /= eff[~fit.dead].mean()
+    return eff, fit
