@@ -6,6 +6,7 @@ or untrusted peer is one line and loses nothing."""
 from __future__ import annotations
 
 import pytest
+import test_dicom_send
 from certs import authority, needs_openssl, signed
 from orthanc import AE_TITLE, Orthanc, Tls, needs_orthanc
 from test_dicom_send import STATION, _files, _held, _run, _worklist_entry, petdaq
@@ -13,14 +14,7 @@ from test_dicom_send import STATION, _files, _held, _run, _worklist_entry, petda
 from infra.ports import free_port_block
 
 pytestmark = [needs_orthanc(), needs_openssl()]
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("BEDSIDE_PET_HOME", str(folder))
-    return folder
+home = test_dicom_send.home  # the same BEDSIDE_PET_HOME fixture
 
 
 @pytest.fixture
