@@ -22,10 +22,6 @@ from gui import theme
 from gui.local_daq import LocalDaq, free_port
 from gui.window import ConsoleWindow
 
-#: The console's refresh rate and its live scans, paced in real time: alone, not beside other
-#: tests (beside them a scan holds a worker and leaves a core idle).
-pytestmark = pytest.mark.serial
-
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 LEFT = QtCore.Qt.MouseButton.LeftButton
 
@@ -170,6 +166,7 @@ def frames_file(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # a refresh rate: measured alone, after the parallel tests
 def test_refresh_rate_while_the_daq_takes_a_million_singles_per_second(qtbot, frames_file,
                                                                        tmp_path):
     """The console attached (--connect) to ``petdaq acquire`` reading recorded frames as fast

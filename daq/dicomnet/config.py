@@ -99,9 +99,7 @@ def _node(table: Any, key: str, name: str | None = None) -> Node:
     for field in ("ae_title", "host", "port"):
         if field not in table:
             raise UserError(f"{key}.{field} is missing")
-    port = table["port"]
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise UserError(f"{key}.port must be a TCP port from 1 to 65535, got {port!r}")
+    port = _port(table["port"], f"{key}.port")
     host = table["host"]
     if not isinstance(host, str) or not host.strip():
         raise UserError(f"{key}.host must be a host name or address, got {host!r}")
@@ -130,10 +128,7 @@ def _station(data: dict[str, Any], base: Path | None
         if "commitment_host" in station:
             raise UserError("station.commitment_port is missing (commitment_host is given)")
         return station_ae, identity, None
-    port = station["commitment_port"]
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise UserError(f"station.commitment_port must be a TCP port from 1 to 65535, got "
-                        f"{port!r}")
+    port = _port(station["commitment_port"], "station.commitment_port")
     host = station.get("commitment_host", "127.0.0.1")
     if not isinstance(host, str) or not host.strip():
         raise UserError(f"station.commitment_host must be an address, got {host!r}")
@@ -203,3 +198,10 @@ def load(path: Path | None = None) -> DicomConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid TOML ({exc})") from None
     return parse(data, path)
+
+
+def _port(value: Any, key: str) -> int:
+    """A TCP port from the TOML, or one line naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise UserError(f"{key} must be a TCP port from 1 to 65535, got {value!r}")
+    return value
