@@ -247,6 +247,7 @@ def _trilinear(shape, fx, fy, fz):
 def _sample_plane(img, f0, df, dz, plane):
     """plane[r, c] = image (padded, flat) at the lattice points (trilinear, 0 outside)."""
     rows, cols = plane.shape
+    f = img.reshape(-1)
     for r in range(rows):
         fz = f0[2] + r * dz
         for c in range(cols):
@@ -255,7 +256,6 @@ def _sample_plane(img, f0, df, dz, plane):
             if not ok:
                 plane[r, c] = 0.0
                 continue
-            f = img.reshape(-1)
             plane[r, c] = ((1 - ax) * ((1 - ay) * ((1 - az) * f[b] + az * f[b + 1])
                                        + ay * ((1 - az) * f[b + sy] + az * f[b + sy + 1]))
                            + ax * ((1 - ay) * ((1 - az) * f[b + sx] + az * f[b + sx + 1])
