@@ -11,47 +11,94 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from infra.errors import UserError
 
+#: Each module of sub-commands and the commands it registers, in the order of ``petdaq --help``.
+GROUPS = (
+    ("scanners", ("scanners",)),
+    ("acquire", ("run", "acquire", "serve", "keys")),
+    ("calibrate", ("calibrate",)),
+    ("qc", ("qc",)),
+    ("replay", ("replay", "sort", "recover")),
+    ("info", ("info", "export")),
+    ("bench", ("bench",)),
+    ("emulate", ("emulate", "count-rate")),
+    ("imports", ("import",)),
+    ("send", ("send",)),
+    ("worklist", ("worklist",)),
+    ("recon", ("recon",)),
+    ("sensitivity", ("sensitivity",)),
+    ("dosimetry", ("dosimetry",)),
+    ("kinetics", ("kinetics",)),
+    ("console", ("console",)),
+)
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full command line, with every sub-command registered."""
-    from petdaq.acquisition import acquire, bench, console, countrate, emulate, worklist
-    from petdaq.images import dosimetry, kinetics, recon
-    from petdaq.runs import imports, info, replay, send
-    from petdaq.scanner import calibrate, qc, scanners, sensitivity
 
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line: with ``command`` one of :data:`GROUPS`' commands, only the module that
+    registers it (a sub-command starts without importing every other's modules); otherwise
+    every sub-command, for the help and for an unknown command's error."""
     parser = argparse.ArgumentParser(
         prog="petdaq",
         description="Acquisition software of the bedside PET/SPECT scanner: emulate, acquire, "
                     "sort, reconstruct, display.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    scanners.add_commands(sub)
-    acquire.add_commands(sub)
-    calibrate.add_commands(sub)
-    qc.add_commands(sub)
-    replay.add_commands(sub)
-    info.add_commands(sub)
-    bench.add_commands(sub)
-    emulate.add_commands(sub)
-    imports.add_commands(sub)
-    send.add_commands(sub)
-    worklist.add_commands(sub)
-    countrate.extend(sub)
-    recon.add_commands(sub)
-    sensitivity.add_commands(sub)
-    dosimetry.add_commands(sub)
-    kinetics.add_commands(sub)
-    console.add_commands(sub)
+    chosen = [g for g, names in GROUPS if command in names] or [g for g, _ in GROUPS]
+    for group in chosen:
+        _commands_of(group).add_commands(sub)
+    if "count-rate" in sub.choices:
+        from petdaq.acquisition import countrate
+        countrate.extend(sub)
     return parser
+
+
+def _commands_of(group: str) -> ModuleType:
+    """The module of a group of :data:`GROUPS`, imported."""
+    match group:
+        case "scanners":
+            from petdaq.scanner import scanners as module
+        case "acquire":
+            from petdaq.acquisition import acquire as module
+        case "calibrate":
+            from petdaq.scanner import calibrate as module
+        case "qc":
+            from petdaq.scanner import qc as module
+        case "replay":
+            from petdaq.runs import replay as module
+        case "info":
+            from petdaq.runs import info as module
+        case "bench":
+            from petdaq.acquisition import bench as module
+        case "emulate":
+            from petdaq.acquisition import emulate as module
+        case "imports":
+            from petdaq.runs import imports as module
+        case "send":
+            from petdaq.runs import send as module
+        case "worklist":
+            from petdaq.acquisition import worklist as module
+        case "recon":
+            from petdaq.images import recon as module
+        case "sensitivity":
+            from petdaq.scanner import sensitivity as module
+        case "dosimetry":
+            from petdaq.images import dosimetry as module
+        case "kinetics":
+            from petdaq.images import kinetics as module
+        case "console":
+            from petdaq.acquisition import console as module
+        case _:
+            raise ValueError(f"no group of commands {group!r}")
+    return module
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``petdaq`` console script."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(args_list[0] if args_list else None)
     args = parser.parse_args(args_list)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -103,3 +103,36 @@ def test_a_reader_that_stops_early_gets_no_traceback() -> None:
     p.stdout.close()
     assert p.wait(timeout=60) == 0
     assert p.stderr.read() == b""
+
+
+def test_each_command_is_registered_by_its_group_alone() -> None:
+    """The table of groups names every sub-command once; a command's parser is its group's
+    alone, with the options the full parser gives it; an unknown one gets the full list."""
+    from petdaq.cli import GROUPS, build_parser
+
+    def commands(parser) -> dict:
+        (sub,) = [a for a in parser._actions if a.dest == "command"]
+        return sub.choices
+
+    full = commands(build_parser())
+    named = [c for _, names in GROUPS for c in names]
+    assert list(full) == named
+    for group, names in GROUPS:
+        for name in names:
+            alone = commands(build_parser(name))
+            assert list(alone) == list(names), group
+            assert alone[name].format_help() == full[name].format_help()
+    assert list(commands(build_parser("bogus"))) == named
+
+
+def test_a_command_starts_without_the_other_commands_modules() -> None:
+    """``petdaq emulate`` imports neither the run control nor the reconstruction's commands."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from petdaq.cli import build_parser; build_parser('emulate'); "
+            "print(sorted(m for m in ('daq.control.runcontrol', 'petdaq.images.recon', "
+            "'petdaq.acquisition.acquire') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       check=True)
+    assert r.stdout.strip() == "[]", r.stdout
