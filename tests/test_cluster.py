@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from inprocess import petdaq as _inprocess
 
 from emulator import countrate
 from emulator.engine import Emulator
@@ -25,8 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def petdaq(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "petdaq", *argv], capture_output=True, text=True,
-                          timeout=600)
+    return _inprocess(*argv)
 
 
 @pytest.fixture(scope="module")

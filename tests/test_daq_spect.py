@@ -75,12 +75,8 @@ def test_petdaq_run_on_the_spect_camera_bins_replays_and_reconstructs(tmp_path, 
     """The whole SPECT path from the command line: emulator -> DAQ (journal, calibration,
     projections per gantry view) -> image; ``petdaq sort`` (replay without the image) rebuilds
     the same projections from the journal."""
-    import subprocess
-    import sys
 
-    def petdaq(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
-                              text=True, timeout=600)
+    from inprocess import petdaq
 
     r = petdaq("run", "--scanner", "spect-dual-head", "--phantom", "cardiac", "--nuclide",
                "Tc-99m", "--activity-mbq", "400", "--duration", "2", "--fast", "--out",
@@ -148,14 +144,12 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
     attenuation correction."""
     import csv
     import json
-    import subprocess
-    import sys
 
     from dicomcheck import DCIODVFY, dciodvfy_errors
+    from inprocess import petdaq as in_process
 
     def petdaq(*args: str) -> None:
-        r = subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True, text=True,
-                           timeout=900)
+        r = in_process(*args)
         assert r.returncode == 0, r.stderr
 
     petdaq("run", "--scanner", "spect-dual-head", "--phantom", "cardiac", "--nuclide", "Tc-99m",
@@ -193,8 +187,6 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
     manual = json.loads((tmp_path / "manual" / "report.json").read_text())
     assert manual["lv_axis"]["source"] == "manual"
     assert manual["lv_axis"]["angle_to_phantom_deg"] < 1.0
-    r = subprocess.run([sys.executable, "-m", "petdaq", "recon", str(tmp_path / "heart"),
-                        "--report", "--lv-axis", "1,2,3"], capture_output=True, text=True,
-                       timeout=300)
+    r = in_process("recon", str(tmp_path / "heart"), "--report", "--lv-axis", "1,2,3")
     assert r.returncode == 2 and r.stderr.startswith("petdaq: error: --lv-axis '1,2,3': give "
                                                      "APEX_X,Y,Z:BASE_X,Y,Z"), r.stderr

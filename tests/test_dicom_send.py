@@ -7,13 +7,13 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from dicomcheck import dciodvfy_errors
+from inprocess import petdaq as _inprocess
 from orthanc import AE_TITLE, Orthanc, needs_orthanc
 
 from recon.grid import Grid
@@ -61,9 +61,7 @@ def _run(tmp_path: Path, name: str = "run-1") -> Path:
 
 
 def petdaq(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**__import__("os").environ, "BEDSIDE_PET_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
-                          text=True, timeout=120, env=env)
+    return _inprocess(*args, home=home)
 
 
 def _held(server: Orthanc) -> dict[str, bytes]:

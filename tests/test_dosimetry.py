@@ -8,10 +8,10 @@ import datetime as dt
 import math
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from inprocess import petdaq as _inprocess
 from sharedruns import lu177_cylinder_at_72_h
 
 from infra.errors import UserError
@@ -54,8 +54,7 @@ def test_sphere_s_values_scale_with_mass_and_hold_the_electrons():
 
 
 def petdaq(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True, text=True,
-                          timeout=900)
+    return _inprocess(*args)
 
 
 @pytest.mark.slow

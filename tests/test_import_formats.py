@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from foreign import abcd_rows, channel_map, write_map
+from inprocess import petdaq
 
 from coincidence.baseline import numpy_take_all_goods
 from hw.dtypes import SINGLE_DTYPE
@@ -19,11 +20,6 @@ from hw.formats import abcd, compass, petsys
 from runstore.listmode import read_listmode
 
 SCANNER = "bedside-brain"
-
-
-def petdaq(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
-                          text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inprocess import petdaq as _inprocess
 
 from daq.qc.figures import LOG_BIN, SPECTRUM_KEV, centre, gain_ratio, n_bins
 from hw import load_scanner
@@ -99,11 +100,7 @@ def test_a_gain_is_a_shift_of_the_log_spectrum_and_a_centre_ignores_the_gap():
 
 
 def _petdaq(*args: str, home: Path) -> subprocess.CompletedProcess:
-    import os
-
-    env = dict(os.environ, BEDSIDE_PET_HOME=str(home))
-    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
-                          text=True, timeout=600, env=env)
+    return _inprocess(*args, home=home)
 
 
 @pytest.mark.slow

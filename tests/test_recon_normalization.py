@@ -131,9 +131,7 @@ def test_calibrate_a_blank_run_stores_a_table_that_recon_takes(tmp_path, unit_fi
                                                               monkeypatch) -> None:
     monkeypatch.setenv("BEDSIDE_PET_HOME", str(tmp_path / "home"))
 
-    def petdaq(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
-                              text=True, timeout=600)
+    from inprocess import petdaq
 
     r = petdaq("run", "--scanner", str(unit_file), "--phantom", "blank", "--duration", "10",
                "--fast", "--no-recon", "--out", str(tmp_path), "--name", "blank")

@@ -120,12 +120,8 @@ def test_a_scan_of_the_phantom_gets_the_standards_table(tmp_path):
     the table printed and in report.json, every region found within 1 mm of the phantom's; a
     run of another phantom refused in one line."""
     import json
-    import subprocess
-    import sys
 
-    def petdaq(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True,
-                              text=True, timeout=280)
+    from inprocess import petdaq
 
     r = petdaq("run", "--scanner", "small-animal", "--phantom", "nu4-iq", "--activity-mbq",
                "3.7", "--duration", "5", "--fast", "--no-recon", "--out", str(tmp_path),

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from inprocess import petdaq as _inprocess
 from sharedruns import lu177_cylinder_at_72_h
 
 from coincidence import spect
@@ -26,8 +26,7 @@ def camera():
 
 
 def petdaq(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True, text=True,
-                          timeout=900)
+    return _inprocess(*args)
 
 
 def test_lu177_gets_a_window_triple_per_photopeak_and_tc99m_keeps_the_scanners(camera):
