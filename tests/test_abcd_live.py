@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import zmq
 from foreign import CHANNELS, abcd_rows, channel_map
+from inprocess import petdaq as in_process
 from sockets import timed_socket
 
 from daq.control.emulated import free_port_block
@@ -64,9 +65,8 @@ def test_live_abcd_equals_the_import_of_its_records_and_replays(tmp_path, brain)
         pub.close(0)
     assert daq.returncode == 0, err
     rows.tofile(tmp_path / "events.ade")
-    r = subprocess.run([sys.executable, "-m", "petdaq", "import", str(tmp_path / "events.ade"),
-                        "--format", "abcd", "--name", "file", *common],
-                       capture_output=True, text=True, timeout=300)
+    r = in_process("import", str(tmp_path / "events.ade"), "--format", "abcd", "--name", "file",
+                   *common)
     assert r.returncode == 0, r.stderr
     live, file = (json.loads((tmp_path / n / "run.json").read_text())["stop"]
                   for n in ("live", "file"))
@@ -78,9 +78,7 @@ def test_live_abcd_equals_the_import_of_its_records_and_replays(tmp_path, brain)
     coinc = read_listmode(tmp_path / "live" / "coincidences.h5")[0]
     assert coinc.size > 100
     assert np.array_equal(coinc, read_listmode(tmp_path / "file" / "coincidences.h5")[0])
-    r = subprocess.run([sys.executable, "-m", "petdaq", "sort", str(tmp_path / "live"),
-                        "--out", str(tmp_path / "again")],
-                       capture_output=True, text=True, timeout=300)
+    r = in_process("sort", str(tmp_path / "live"), "--out", str(tmp_path / "again"))
     assert r.returncode == 0, r.stderr
     assert np.array_equal(coinc, read_listmode(tmp_path / "again" / "coincidences.h5")[0])
 
@@ -89,9 +87,7 @@ def test_live_abcd_equals_the_import_of_its_records_and_replays(tmp_path, brain)
     ("abcd://127.0.0.1", "is not abcd://HOST:PORT"),
     ("abcd://127.0.0.1:99999", "is not abcd://HOST:PORT")])
 def test_a_bad_abcd_link_is_one_line(tmp_path, link, said):
-    r = subprocess.run([sys.executable, "-m", "petdaq", "acquire", "--from", link,
-                        "--ns-per-sample", "2", "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=120)
+    r = in_process("acquire", "--from", link, "--ns-per-sample", "2", "--out", str(tmp_path))
     assert r.returncode == 2 and said in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
 
@@ -219,16 +215,14 @@ def test_a_killed_abcd_acquisition_recovers_from_its_journal(tmp_path, brain):
         daq.communicate(timeout=30)
         pub.close(0)
     assert json.loads((tmp_path / "killed" / "run.json").read_text()).get("stop") is None
-    r = subprocess.run([sys.executable, "-m", "petdaq", "recover", str(tmp_path / "killed"),
-                        "--no-recon"], capture_output=True, text=True, timeout=300)
+    r = in_process("recover", str(tmp_path / "killed"), "--no-recon")
     assert r.returncode == 0, r.stderr
     stop = json.loads((tmp_path / "killed" / "run.json").read_text())["stop"]
     assert stop["reason"] == "recovered from the journal" and stop["exit_status"] == "abort"
     assert stop["counts"]["records"] == rows.size
     rows.tofile(tmp_path / "events.ade")
-    r = subprocess.run([sys.executable, "-m", "petdaq", "import", str(tmp_path / "events.ade"),
-                        "--format", "abcd", "--name", "file", *common],
-                       capture_output=True, text=True, timeout=300)
+    r = in_process("import", str(tmp_path / "events.ade"), "--format", "abcd", "--name", "file",
+                   *common)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(read_listmode(tmp_path / "killed" / "coincidences.h5")[0],
                           read_listmode(tmp_path / "file" / "coincidences.h5")[0])

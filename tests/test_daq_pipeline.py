@@ -281,9 +281,9 @@ def test_bad_sources_and_existing_run_are_user_errors(tmp_path: Path) -> None:
         RunDir.create(tmp_path, "r1")
 
 
-def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "petdaq", *args], capture_output=True, text=True,
-                          timeout=300, **kw)
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    from inprocess import petdaq
+    return petdaq(*args)
 
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
