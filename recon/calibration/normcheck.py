@@ -102,15 +102,14 @@ def blank_table(scanner: Scanner, settings: Settings) -> np.ndarray:
     if settings.source == "blank":
         sim = emulator.simulate(scanner, "blank", "F-18", 0.0, settings.blank_s, seed=3)
         eff, fit = normalization.estimate(sim.singles, scanner, threads=available_cores())
+        del sim  # the singles: memory for the cylinder's emulation
         what = f"blank {settings.blank_s:g} s"
     else:
-        sim = None
         coinc = phantomnorm.emulated_coincidences(scanner, settings.source, settings.source_mbq,
                                                   settings.source_s, 4, available_cores())
         eff, fit = phantomnorm.estimate_sorted(*normalization.split_blank(coinc), scanner,
                                                settings.source, threads=available_cores())
         what = f"{settings.source} {settings.source_mbq:g} MBq {settings.source_s:g} s"
-    del sim
     truth = scanner.crystal_efficiencies()
     live = truth > 0
     err = eff[live] / truth[live] - 1

@@ -21,8 +21,10 @@ from dataclasses import replace
 import numpy as np
 
 from hw.crystals import CrystalSpread
+from hw.dtypes import COINC_DTYPE, join
 from hw.faults import Faults
 from hw.scanner import Scanner
+from infra.pool import Workers
 from infra.progress import Progress
 from recon.cache import cached_array
 from recon.calibration.normalization import (
@@ -46,7 +48,7 @@ def phantom_factors(scanner: Scanner, phantom: str, seconds: float | None = None
     :data:`MODEL_SECONDS`), averaged over the crystals alike by symmetry; cached per scanner
     definition and phantom."""
     seconds = MODEL_SECONDS if seconds is None else seconds
-    key = "|".join(["phantom-geometry-v1", scanner.digest, phantom, f"{seconds:g}",
+    key = "|".join(["phantom-geometry-v2", scanner.digest, phantom, f"{seconds:g}",
                     f"{MODEL_ACTIVITY_MBQ:g}"])
     return cached_array(key, lambda: _model_fit(scanner, phantom, seconds, threads),
                         "normgeometry")
@@ -68,19 +70,24 @@ def emulated_coincidences(scanner: Scanner, phantom: str, activity_mbq: float, s
                           seed: int, threads: int = 1,
                           done: Callable[[float], None] = lambda s: None) -> np.ndarray:
     """The prompts and delayeds of an emulated F-18 run, sorted with the scanner's own settings
-    a second of singles at a time (memory holds the coincidences, not the singles; the pairs
-    across a second's edge, a few, are left out)."""
+    by the streaming sorter a second of singles at a time: memory holds the coincidences, not
+    the singles, and the output is one sort of the whole run's."""
     import emulator
-    from coincidence.sorter import sort
+    from coincidence.sorter import Sorter
 
     emu = emulator.Emulator(scanner, phantom, "F-18", activity_mbq, seed, threads=threads)
-    parts = []
-    for n, chunk in enumerate(emu.run(seconds, chunk_s=min(1.0, seconds))):
-        singles = emulator.calibrated(chunk.raw, scanner)
-        parts.append(sort(singles, scanner=scanner, delay_ps=scanner.acquisition["delay_ps"],
-                          threads=threads))
-        done(min(seconds, n + 1.0))
-    return np.concatenate(parts)
+    workers = Workers(threads, "sort")
+    try:
+        sorter = Sorter(scanner=scanner, delay_ps=scanner.acquisition["delay_ps"],
+                        workers=workers)
+        parts = []
+        for n, chunk in enumerate(emu.run(seconds, chunk_s=min(1.0, seconds))):
+            parts.append(sorter.feed(emulator.calibrated(chunk.raw, scanner)))
+            done(min(seconds, n + 1.0))
+        parts.append(sorter.flush())
+    finally:
+        workers.close()
+    return join(parts, COINC_DTYPE)
 
 
 def estimate_sorted(prompts: LORs, delayeds: LORs, scanner: Scanner, phantom: str,
