@@ -11,7 +11,9 @@ Projector (rotation-based, ray-driven in the detector frame): for each view, the
 by trilinear interpolation on a detector-aligned lattice (columns x rows x depth planes one pixel
 apart, from the collimator inwards); each depth plane is attenuated by ``exp(-integral mu)`` from
 the plane to the detector (the mu-map sampled on the same lattice, half a step for the plane
-itself), blurred by the collimator's Gaussian response at that plane's distance ``d`` from the
+itself; the factors of a set of views are computed once and kept, up to
+``ATTENUATION_CACHE_MB``, since every OSEM iteration projects the same views again), blurred by
+the collimator's Gaussian response at that plane's distance ``d`` from the
 face (FWHM ``collimator.geometric_resolution_mm(d)``, in quadrature with the camera's intrinsic
 resolution when given; separable, truncated at 3 sigma) and summed into the view. The back
 projector is its exact adjoint (same weights, scattered). Views run in parallel (numba prange;
@@ -42,6 +44,9 @@ from recon.threads import apply_threads, get_threads
 
 #: Collimator-response truncation, in standard deviations.
 BLUR_NSIGMA = 3.0
+#: Memory (MiB) a projector keeps its views' attenuation factors in (a dual-head camera's 120
+#: views of 64 x 64 pixels at 65 depths: 128 MiB); views beyond it are attenuated afresh.
+ATTENUATION_CACHE_MB = 256
 
 
 def tew_scatter(lower: np.ndarray, upper: np.ndarray, width_lower_kev: float,
@@ -106,6 +111,7 @@ class SpectProjector:
                                  * pixel ** 3 / self.grid.voxel_volume_mm3)
         self._geometry = (np.array(self.grid.origin_mm, np.float64),
                           np.array(self.grid.voxel_mm, np.float64))
+        self._attenuation: dict[bytes, np.ndarray] = {}
         if mu_map is None:
             self._mu = np.zeros((0, 0, 0), np.float32)
             self._mu_geometry = self._geometry
@@ -126,6 +132,23 @@ class SpectProjector:
             return np.arange(self._angles.size)
         return np.asarray(views, np.int64)
 
+    def _factors(self, v: np.ndarray) -> np.ndarray:
+        """exp(-integral mu) [view of v, depth plane, row, column] from each plane's lattice
+        points to the collimator (empty without a mu-map), kept while the cache has room."""
+        if not self._mu.size:
+            return np.ones((0, 0, 0, 0), np.float32)
+        key = v.tobytes()
+        if key in self._attenuation:
+            return self._attenuation[key]
+        att = np.empty((v.size, self._taps.shape[0], *self.shape[2:]), np.float32)
+        apply_threads()
+        _spect_attenuation(self._mu, *self._mu_geometry, self._angles, v, self.spect.pixel_mm,
+                           self._depth0, att)
+        kept = sum(a.nbytes for a in self._attenuation.values())
+        if kept + att.nbytes <= ATTENUATION_CACHE_MB << 20:
+            self._attenuation[key] = att
+        return att
+
     def forward(self, image: np.ndarray, views: np.ndarray | None = None) -> np.ndarray:
         """Expected counts [head, view, row, column] (zeros in views not asked for)."""
         if tuple(image.shape) != self.grid.shape:
@@ -133,9 +156,8 @@ class SpectProjector:
         out = np.zeros((self._angles.size, *self.shape[2:]), np.float32)
         v = self._views(views)
         apply_threads()
-        _spect_forward(pad(image), *self._geometry, self._mu, *self._mu_geometry,
-                       self._angles, v, self.spect.pixel_mm, self._depth0, self._taps,
-                       self._scale, out)
+        _spect_forward(pad(image), *self._geometry, self._factors(v), self._angles, v,
+                       self.spect.pixel_mm, self._depth0, self._taps, self._scale, out)
         return out.reshape(self.shape)
 
     def back(self, projections: np.ndarray, views: np.ndarray | None = None) -> np.ndarray:
@@ -146,10 +168,11 @@ class SpectProjector:
                             f"got {p.shape}")
         out = np.zeros(tuple(n + 2 for n in self.grid.shape), np.float32)
         v = self._views(views)
+        att = self._factors(v)
         apply_threads()
-        _spect_back(p.reshape(-1, *self.shape[2:]), *self._geometry, self._mu,
-                    *self._mu_geometry, self._angles, v, self.spect.pixel_mm, self._depth0,
-                    self._taps, self._scale, get_threads(), out)
+        _spect_back(p.reshape(-1, *self.shape[2:]), *self._geometry, att, self._angles, v,
+                    self.spect.pixel_mm, self._depth0, self._taps, self._scale, get_threads(),
+                    out)
         return np.ascontiguousarray(out[1:-1, 1:-1, 1:-1])
 
 
@@ -312,35 +335,46 @@ def _blur(plane, taps, tmp, out):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def _attenuate(mu, mu_f0, mu_df, mu_dz, path, plane, mu_plane, pixel):
-    """Multiply plane by exp(-(path + mu step / 2)) and add the plane's mu step to path."""
-    _sample_plane(mu, mu_f0, mu_df, mu_dz, mu_plane)
+def _attenuate(plane, factors):
+    """plane *= factors (a depth plane's attenuation)."""
     rows, cols = plane.shape
     for r in range(rows):
         for c in range(cols):
-            m = mu_plane[r, c] * pixel
-            plane[r, c] *= math.exp(-(path[r, c] + 0.5 * m))
-            path[r, c] += m
+            plane[r, c] *= factors[r, c]
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True, parallel=True)
-def _spect_forward(img, origin, voxel, mu, mu_origin, mu_voxel, angles, views, pixel, depth0,
-                   taps, scale, out):
+def _spect_attenuation(mu, mu_origin, mu_voxel, angles, views, pixel, depth0, out):
+    """out[q, k] = exp(-(path + mu step / 2)) at depth plane k of view views[q]: path the mu
+    integral from the plane before it to the collimator, the step the plane's own."""
+    rows, cols = out.shape[2], out.shape[3]
+    for q in numba.prange(views.size):
+        mu_plane = np.empty((rows, cols), np.float32)
+        path = np.zeros((rows, cols), np.float32)
+        for k in range(out.shape[1]):
+            m0, mdf, mdz = _lattice(angles[views[q]], pixel, depth0, k, rows, cols, mu_origin,
+                                    mu_voxel)
+            _sample_plane(mu, m0, mdf, mdz, mu_plane)
+            for r in range(rows):
+                for c in range(cols):
+                    m = mu_plane[r, c] * pixel
+                    out[q, k, r, c] = math.exp(-(path[r, c] + 0.5 * m))
+                    path[r, c] += m
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True, parallel=True)
+def _spect_forward(img, origin, voxel, att, angles, views, pixel, depth0, taps, scale, out):
     rows, cols = out.shape[1], out.shape[2]
     for q in numba.prange(views.size):
         v = views[q]
         plane = np.empty((rows, cols), np.float32)
-        mu_plane = np.empty((rows, cols), np.float32)
         tmp = np.empty((rows, cols), np.float32)
         blurred = np.empty((rows, cols), np.float32)
-        path = np.zeros((rows, cols), np.float32)
         for k in range(taps.shape[0]):
             f0, df, dz = _lattice(angles[v], pixel, depth0, k, rows, cols, origin, voxel)
             _sample_plane(img, f0, df, dz, plane)
-            if mu.size:
-                m0, mdf, mdz = _lattice(angles[v], pixel, depth0, k, rows, cols, mu_origin,
-                                        mu_voxel)
-                _attenuate(mu, m0, mdf, mdz, path, plane, mu_plane, pixel)
+            if att.size:
+                _attenuate(plane, att[q, k])
             _blur(plane, taps[k], tmp, blurred)
             for r in range(rows):
                 for c in range(cols):
@@ -348,8 +382,8 @@ def _spect_forward(img, origin, voxel, mu, mu_origin, mu_voxel, angles, views, p
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True, parallel=True)
-def _spect_back(proj, origin, voxel, mu, mu_origin, mu_voxel, angles, views, pixel, depth0,
-                taps, scale, n_threads, out):
+def _spect_back(proj, origin, voxel, att, angles, views, pixel, depth0, taps, scale, n_threads,
+                out):
     rows, cols = proj.shape[1], proj.shape[2]
     n = views.size
     n_chunks = max(1, min(n, n_threads))
@@ -357,19 +391,14 @@ def _spect_back(proj, origin, voxel, mu, mu_origin, mu_voxel, angles, views, pix
     for chunk in numba.prange(n_chunks):
         buf = buffers[chunk]
         plane = np.empty((rows, cols), np.float32)
-        mu_plane = np.empty((rows, cols), np.float32)
         tmp = np.empty((rows, cols), np.float32)
-        path = np.zeros((rows, cols), np.float32)
         for q in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
             v = views[q]
-            path[:] = 0.0
             for k in range(taps.shape[0]):
                 f0, df, dz = _lattice(angles[v], pixel, depth0, k, rows, cols, origin, voxel)
                 _blur(proj[v], taps[k], tmp, plane)
-                if mu.size:
-                    m0, mdf, mdz = _lattice(angles[v], pixel, depth0, k, rows, cols, mu_origin,
-                                            mu_voxel)
-                    _attenuate(mu, m0, mdf, mdz, path, plane, mu_plane, pixel)
+                if att.size:
+                    _attenuate(plane, att[q, k])
                 for r in range(rows):
                     for c in range(cols):
                         plane[r, c] *= scale

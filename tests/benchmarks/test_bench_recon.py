@@ -143,7 +143,8 @@ def test_bench_live_update(benchmark, brain, live_chunk, tof, n_threads, threads
 
 
 def test_bench_spect_forward_back(benchmark, threads):
-    """SPECT projector: all 120 views of the 64^3 grid, with attenuation, forward then back."""
+    """SPECT projector: all 120 views of the 64^3 grid, with attenuation, forward then back
+    (the views' attenuation factors made in the first round and kept, as OSEM's iterations do)."""
     from hw import load_scanner
 
     set_threads(max_threads())
