@@ -279,6 +279,10 @@ def _sample_plane(img, f0, df, dz, plane):
             if not ok:
                 plane[r, c] = 0.0
                 continue
+            if az == 0.0:  # planes on the voxels' (a detector row per voxel row): bilinear
+                plane[r, c] = ((1 - ax) * ((1 - ay) * f[b] + ay * f[b + sy])
+                               + ax * ((1 - ay) * f[b + sx] + ay * f[b + sx + sy]))
+                continue
             plane[r, c] = ((1 - ax) * ((1 - ay) * ((1 - az) * f[b] + az * f[b + 1])
                                        + ay * ((1 - az) * f[b + sy] + az * f[b + sy + 1]))
                            + ax * ((1 - ay) * ((1 - az) * f[b + sx] + az * f[b + sx + 1])
@@ -300,6 +304,12 @@ def _spread_plane(img, f0, df, dz, plane):
             ok, b, ax, ay, az, sx, sy = _trilinear(img.shape, f0[0] + c * df[0],
                                                   f0[1] + c * df[1], fz)
             if not ok:
+                continue
+            if az == 0.0:  # as in _sample_plane: the z neighbour's weight is 0
+                f[b] += (1 - ax) * (1 - ay) * v
+                f[b + sy] += (1 - ax) * ay * v
+                f[b + sx] += ax * (1 - ay) * v
+                f[b + sx + sy] += ax * ay * v
                 continue
             f[b] += (1 - ax) * (1 - ay) * (1 - az) * v
             f[b + 1] += (1 - ax) * (1 - ay) * az * v
