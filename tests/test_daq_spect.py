@@ -124,12 +124,11 @@ def test_the_monitor_hit_map_shows_each_head_side_by_side(camera):
 
 
 def test_petdaq_acquire_on_the_spect_camera_without_a_duration_says_so(tmp_path):
-    import subprocess
-    import sys
 
-    r = subprocess.run([sys.executable, "-m", "petdaq", "acquire", "--scanner", "spect-dual-head",
-                        "--from", "tcp://127.0.0.1:5999", "--out", str(tmp_path / "runs")],
-                       capture_output=True, text=True, timeout=120)
+    from inprocess import petdaq
+
+    r = petdaq("acquire", "--scanner", "spect-dual-head", "--from", "tcp://127.0.0.1:5999",
+               "--out", str(tmp_path / "runs"))
     assert r.returncode == 2
     assert r.stderr.strip().startswith("petdaq: error: a SPECT acquisition on 'spect-dual-head' "
                                        "needs its duration (--duration seconds)")

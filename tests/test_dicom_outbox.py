@@ -84,8 +84,7 @@ def test_a_folder_that_is_no_run_and_a_run_without_dicom(tmp_path, home):
 def test_a_full_disk_under_the_outbox_is_one_line_and_loses_nothing(tmp_path, monkeypatch):
     """The outbox on a 256 KiB tmpfs that is full: queuing a run is one line, the job already
     saved stays as it was; with room again, the run is queued whole."""
-    import subprocess
-    import sys
+    from inprocess import petdaq
 
     with tiny_tmpfs(tmp_path) as home:
         monkeypatch.setenv("BEDSIDE_PET_HOME", str(home))
@@ -102,8 +101,7 @@ def test_a_full_disk_under_the_outbox_is_one_line_and_loses_nothing(tmp_path, mo
                 fh.write(b"\0" * 4096)
                 fh.flush()
         (run / "images" / "b.dcm").write_bytes(b"y" * 200)
-        r = subprocess.run([sys.executable, "-m", "petdaq", "send", str(run)],
-                           capture_output=True, text=True, timeout=60)
+        r = petdaq("send", str(run))
         assert r.returncode == 2 and "No space left on device" in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
         assert next((home / "outbox").glob("*.json")).read_text() == saved

@@ -3,8 +3,6 @@ detects with it, and the blank scan that sees it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,13 +155,13 @@ def test_alike_crystals_emulate_as_they_did(brain) -> None:
 
 def test_blank_phantom_from_the_command_line_has_no_activity(tmp_path) -> None:
     out = tmp_path / "blank.frames"
-    r = subprocess.run([sys.executable, "-m", "petdaq", "emulate", "--phantom", "blank",
-                        "--duration", "0.05", "--fast", "--to", str(out), "--quiet"],
-                       capture_output=True, text=True, timeout=300)
+    from inprocess import petdaq
+
+    r = petdaq("emulate", "--phantom", "blank", "--duration", "0.05", "--fast", "--to", str(out),
+               "--quiet")
     assert r.returncode == 0, r.stderr
     assert out.stat().st_size > 100_000
-    r = subprocess.run([sys.executable, "-m", "petdaq", "emulate", "--list"],
-                       capture_output=True, text=True, timeout=120)
+    r = petdaq("emulate", "--list")
     assert "blank " in r.stdout and "Lu-176 alone" in r.stdout
 
 

@@ -5,8 +5,6 @@ the NumPy reference sorter finds on the same singles."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -165,11 +163,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, brain, singles):
              f"crystal {brain.n_crystals} is not one of bedside-brain's"),
             (["ok.ldat", "--format", "abcd"], "give --ns-per-sample"),
             (["ok.ldat", "--format", "petsys", "--kev-per-unit", "0"], "--kev-per-unit must be")):
-        r = subprocess.run([sys.executable, "-m", "petdaq", "import",
-                            *[str(tmp_path / a) if a.endswith((".ldat", ".BIN", ".csv"))
-                              and "/" not in a else a for a in args],
-                            "--out", str(out), "--no-recon"],
-                           capture_output=True, text=True, timeout=120)
+        r = petdaq("import", *[str(tmp_path / a) if a.endswith((".ldat", ".BIN", ".csv"))
+                               and "/" not in a else a for a in args],
+                   "--out", str(out), "--no-recon")
         assert r.returncode == 2 and said in r.stderr, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not out.exists() or not any(out.iterdir()), args

@@ -4,8 +4,6 @@ with the scanner, and applied by the reconstruction."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +187,8 @@ def test_a_blank_journal_streamed_through_the_chain_sorts_as_its_singles_at_once
     """``calibrate --method normalization`` sorts a blank run's journal a batch at a time (its
     memory holds the coincidences, not minutes of singles): each crystal's prompts and
     delayeds are those of the whole run's singles sorted at once."""
+    from inprocess import petdaq
+
     from daq.pipeline.replay import decode_journal
     from petdaq.runs.source import run_calibration
     from petdaq.scanner.calibrate import blank_coincidences
@@ -196,9 +196,8 @@ def test_a_blank_journal_streamed_through_the_chain_sorts_as_its_singles_at_once
     from recon.corrections.randoms import crystal_counts
     from runstore.rundir import RunDir
 
-    r = subprocess.run([sys.executable, "-m", "petdaq", "run", "--phantom", "blank",
-                        "--duration", "1", "--fast", "--no-recon", "--out", str(tmp_path),
-                        "--name", "blank"], capture_output=True, text=True, timeout=300)
+    r = petdaq("run", "--phantom", "blank", "--duration", "1", "--fast", "--no-recon", "--out",
+               str(tmp_path), "--name", "blank")
     assert r.returncode == 0, r.stderr
     run = RunDir.open(tmp_path / "blank")
     streamed = normalization.split_blank(blank_coincidences(run, brain, 2))
@@ -216,14 +215,15 @@ def test_a_blank_sort_with_no_room_for_its_coincidences_is_one_line(tmp_path, br
     as a full one): one line naming the journal and the folder, nothing left behind."""
     import tempfile
 
+    from inprocess import petdaq
+
     from daq.pipeline.process.calibration import Calibration
     from daq.pipeline.process.processor import SortSettings
     from daq.pipeline.replay import sort_journal
     from infra.errors import UserError
 
-    r = subprocess.run([sys.executable, "-m", "petdaq", "run", "--phantom", "blank",
-                        "--duration", "0.2", "--fast", "--no-recon", "--out", str(tmp_path),
-                        "--name", "blank"], capture_output=True, text=True, timeout=300)
+    r = petdaq("run", "--phantom", "blank", "--duration", "0.2", "--fast", "--no-recon", "--out",
+               str(tmp_path), "--name", "blank")
     assert r.returncode == 0, r.stderr
     full = tmp_path / "full"
     full.mkdir()
@@ -284,10 +284,10 @@ def test_calibrate_a_phantom_run_names_it_and_bad_phantoms_are_one_line(tmp_path
     monkeypatch.setenv("BEDSIDE_PET_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(phantomnorm, "MODEL_SECONDS", 0.5)
     runs = tmp_path / "runs"
-    r = subprocess.run([sys.executable, "-m", "petdaq", "run", "--phantom", "cylinder",
-                        "--activity-mbq", "20", "--duration", "0.5", "--fast", "--no-recon",
-                        "--out", str(runs), "--name", "cyl"], capture_output=True, text=True,
-                       timeout=300)
+    from inprocess import petdaq
+
+    r = petdaq("run", "--phantom", "cylinder", "--activity-mbq", "20", "--duration", "0.5",
+               "--fast", "--no-recon", "--out", str(runs), "--name", "cyl")
     assert r.returncode == 0, r.stderr
     assert main(["calibrate", str(runs / "cyl"), "--method", "normalization"]) == 0
     out = capsys.readouterr().out
