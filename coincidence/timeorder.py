@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-from hw.dtypes import join
+from hw.dtypes import join, take
 from infra.errors import UserError
 
 MAX_PILES = 32
@@ -177,7 +177,7 @@ def sort_nearly_sorted(events: np.ndarray) -> np.ndarray:
     made of a few interleaved ordered streams, e.g. boards' frames as they arrived."""
     events = np.asarray(events)
     _check(events, "events")
-    return events[order(events["t"], events["crystal"])]
+    return take(events, order(events["t"], events["crystal"]))
 
 
 def merge_sorted(streams: Sequence[np.ndarray]) -> np.ndarray:

@@ -70,3 +70,14 @@ def join(arrays: Sequence[np.ndarray], dtype: np.dtype, out: np.ndarray | None =
 
     workers.map(copy, len(pieces), "join")
     return out if out is not None else flat.view(dtype)
+
+
+def take(records: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``records[index]`` (``index`` integers, or a boolean mask) of a 1-D record array, picked
+    as rows of bytes: numpy picks packed records field by field, 5-10 times slower."""
+    index = np.asarray(index)
+    rows = np.ascontiguousarray(records).view(np.uint8).reshape(records.size,
+                                                                 records.dtype.itemsize)
+    picked = (np.compress(index, rows, axis=0) if index.dtype == np.bool_
+              else np.take(rows, index, axis=0))
+    return picked.view(records.dtype).reshape(-1)

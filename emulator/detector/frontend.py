@@ -15,7 +15,7 @@ from emulator import records, rng
 from emulator.detector import electronics
 from emulator.detector.electronics import Digitizer, FrontEnd, State
 from emulator.jit import kernel
-from hw.dtypes import RAW_DTYPE, join
+from hw.dtypes import RAW_DTYPE, join, take
 from infra.pool import Workers
 
 #: Random stream of a slice's electronics (the others: 0 decay times, 2 source, 3 Lu-176).
@@ -94,7 +94,7 @@ class FrontEnds:
         t = np.ascontiguousarray(dep["t"])
         order = np.argsort(t, kind="stable")
         n_now = int(np.count_nonzero(t < t_b))  # the first n_now of order
-        carry = dep[:0] if last else dep[order[n_now:]]
+        carry = dep[:0] if last else take(dep, order[n_now:])
         held = self.held[m]
         out = np.empty(held.size + n_now, records.PENDING_DTYPE)
         out[:held.size] = held
@@ -132,10 +132,10 @@ def _merged(units: list[tuple], truth: bool, workers: Workers) -> tuple[np.ndarr
     def part(p: int) -> None:
         spans = [(u, int(c[p]), int(c[p + 1])) for u, c in zip(units, cuts, strict=True)]
         order = np.argsort(np.concatenate([u[2][a:b] for u, a, b in spans]), kind="stable")
-        raw[at[p]:at[p + 1]] = join([u[0][a:b] for u, a, b in spans], RAW_DTYPE)[order]
+        raw[at[p]:at[p + 1]] = take(join([u[0][a:b] for u, a, b in spans], RAW_DTYPE), order)
         if truth:
-            tr[at[p]:at[p + 1]] = join([u[1][a:b] for u, a, b in spans],
-                                       records.TRUTH_DTYPE)[order]
+            tr[at[p]:at[p + 1]] = take(join([u[1][a:b] for u, a, b in spans],
+                                            records.TRUTH_DTYPE), order)
 
     workers.map(part, bounds.size + 1)
     return raw, tr

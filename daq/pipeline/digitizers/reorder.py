@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 from coincidence.timeorder import order
-from hw.dtypes import SINGLE_DTYPE, join
+from hw.dtypes import SINGLE_DTYPE, join, take
 
 
 @numba.njit(nogil=True, cache=True)
@@ -64,7 +64,7 @@ class Reorder:
         earliest time on are ordered again with it."""
         tie = self.tie
         if not in_order(singles["t"], singles[tie]):
-            singles = singles[order(singles["t"], singles[tie])]
+            singles = take(singles, order(singles["t"], singles[tie]))
         if not self._held or _not_before(singles[0], self._held[-1][-1], tie):
             self._held.append(singles)
             return
@@ -78,7 +78,7 @@ class Reorder:
             tail.insert(0, last[k:])
             self._held[-1] = last[:k]
         merged = join([*tail, singles], self.dtype)
-        self._held.append(merged[order(merged["t"], merged[tie])])
+        self._held.append(take(merged, order(merged["t"], merged[tie])))
 
     def _release_before(self, cut: int) -> np.ndarray:
         """The held singles earlier than ``cut`` (ps), in order, no longer held."""
