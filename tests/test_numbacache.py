@@ -1,0 +1,79 @@
+"""numba's cache keyed floor by floor: a change compiles again the kernels of its floor and of
+the floors above, never those below; each kernel's cache is in its floor's directory; old
+directories are pruned per floor."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numba
+
+from infra import numbacache
+from infra.numbacache import PACKAGES, floor_digests, source_digest
+
+
+def _tree(root: Path) -> None:
+    for package in PACKAGES:
+        (root / package / "sub").mkdir(parents=True)
+        (root / package / "__init__.py").write_text(f"# {package}\n")
+        (root / package / "sub" / "kernels.py").write_text("X = 1\n")
+
+
+def test_a_change_moves_its_floor_and_those_above_it(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    before = floor_digests(tmp_path)
+    assert len(set(before.values())) == len(PACKAGES)
+    assert source_digest(tmp_path) == before["daq"]
+    (tmp_path / "recon" / "sub" / "kernels.py").write_text("X = 2\n")
+    after = floor_digests(tmp_path)
+    below = PACKAGES[:PACKAGES.index("recon")]
+    assert all(after[p] == before[p] for p in below)           # the emulator's kernels stay
+    assert all(after[p] != before[p] for p in PACKAGES if p not in below)
+    (tmp_path / "hw" / "new.py").write_text("Y = 1\n")         # a new module counts too
+    again = floor_digests(tmp_path)
+    assert again["infra"] == before["infra"]
+    assert all(again[p] != after[p] for p in PACKAGES[1:])
+
+
+def test_each_kernel_is_cached_in_its_floors_directory() -> None:
+    from emulator.physics import transport
+    from recon.spect import osem
+
+    dirs = numbacache.FloorLocator.dirs
+    if not dirs:  # NUMBA_CACHE_DIR set by the user: numba's own locator
+        assert os.environ.get("NUMBA_CACHE_DIR")
+        return
+    assert transport.transport._cache._cache_path.startswith(str(dirs["emulator"]) + os.sep)
+    assert osem._spect_back._cache._cache_path.startswith(str(dirs["recon"]) + os.sep)
+
+    @numba.njit(cache=True)
+    def outside(x):  # a kernel of no floor: the directory of the whole source
+        return x + 1
+
+    assert outside._cache._cache_path.startswith(str(dirs["other"]) + os.sep)
+
+
+def test_a_fresh_cache_is_filled_per_floor_and_old_versions_are_pruned(tmp_path: Path) -> None:
+    base = tmp_path / "bedside-pet" / "numba"
+    stale = [base / f"recon-{k:016x}" for k in range(4)] + [base / "0123456789abcdef"]
+    for age, folder in enumerate(stale):
+        folder.mkdir(parents=True)
+        os.utime(folder, (time.time() - 100 * (age + 1),) * 2)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    code = ("import numpy as np; from recon.spect import osem; "
+            "p = np.ones((2, 3), np.float32); osem._attenuate(p, np.full((2, 3), 0.5, np.float32));"
+            " assert p.sum() == 3.0")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300,
+                   cwd=numbacache.ROOT)
+    recon = [p for p in base.iterdir() if p.name.startswith("recon-")]
+    current = base / f"recon-{floor_digests(numbacache.ROOT)['recon']}"
+    assert sorted(recon) == sorted([current, *stale[:2]])      # the newest two old ones kept
+    assert list(current.rglob("osem._attenuate-*.nbi"))
+    assert (base / "0123456789abcdef").is_dir()                # the whole-source kind: its own
+    assert {p.name.rpartition("-")[0] for p in base.iterdir() if "-" in p.name} == \
+        {*PACKAGES, "other"}
