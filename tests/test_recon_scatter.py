@@ -59,6 +59,7 @@ def _truth_of_prompts(sim, prompts, n_crystals):
     return scattered, same & ~scattered
 
 
+@pytest.mark.slow
 def test_the_estimate_matches_the_scatter_the_emulator_made(brain):
     """A 20 cm water cylinder (bedside-brain's NU 2-like ``cylinder``, 5 MBq, 5 s): the
     estimate, scaled only by the tails, gives the scattered prompts in total within 10 % and
@@ -98,6 +99,7 @@ def test_the_estimate_matches_the_scatter_the_emulator_made(brain):
     np.testing.assert_allclose(modelled, measured, rtol=0.20)
 
 
+@pytest.mark.slow
 def test_the_estimate_does_not_depend_on_the_subsets_of_the_frame(brain):
     """The first image the scatter is simulated from gets the same number of updates however
     many subsets the reconstruction has (a short frame has one): the cylinder's estimate with 1
