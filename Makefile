@@ -16,14 +16,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/petdaq run
 
-# The tests on every core (a module's tests on one worker: its fixtures are made once; the
-# modules with a long test first, tests/conftest.py), then
+# The tests on every core (a module's tests on one worker: its fixtures are made once), then
 # the tests that measure a rate or a CPU split, alone; then the benchmarks (JSON kept in
 # bench-results/) and their same-run ratio check. Skipped tests say why at the end.
 PYTEST := QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 test: $(STAMP)
-	$(PYTEST) --ignore=tests/benchmarks -m "not serial and not soak" -n auto --dist loadfile \
-	  --no-loadscope-reorder
+	$(PYTEST) --ignore=tests/benchmarks -m "not serial and not soak" -n auto --dist loadfile
 	$(PYTEST) --ignore=tests/benchmarks -m "serial and not soak"
 	mkdir -p bench-results
 	$(PYTEST) tests/benchmarks -q --benchmark-enable --benchmark-json=bench-results/ci.json

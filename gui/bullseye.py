@@ -35,6 +35,13 @@ class BullseyePanel(pg.GraphicsLayoutWidget):
                            f"{', '.join(low) or 'none'}; lowest {lowest}")
         self.shown = v
 
+    def showing(self, v: PolarView) -> bool:
+        """Whether ``v`` is the bull's-eye drawn now (the DAQ publishes a run's again while
+        idle)."""
+        s = self.shown
+        return s is not None and np.array_equal(s.percent, v.percent) and \
+            np.array_equal(s.picture, v.picture)
+
     def clear_polar(self) -> None:
         """Forget the bull's-eye (a new run has started)."""
         self.picture.clear()

@@ -94,6 +94,14 @@ class ImagePanel(QtWidgets.QWidget):
 
     # ---------------------------------------------------------------- public
 
+    def showing(self, image: ImageView) -> bool:
+        """Whether ``image`` is the one drawn now (the DAQ publishes a SPECT run's image again
+        while idle)."""
+        old = self.image
+        return old is not None and old.volume.shape == image.volume.shape and \
+            old.voxel_mm == image.voxel_mm and old.origin_mm == image.origin_mm and \
+            np.array_equal(old.volume, image.volume)
+
     def show(self, image: ImageView) -> None:
         """Show a new image; the cursor stays where it was unless the geometry changed."""
         old = self.image

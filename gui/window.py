@@ -234,12 +234,12 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self._on_reply(reply)
         if update.monitor is not None:
             self._on_monitor(update.monitor)
-        if update.image is not None:
+        if update.image is not None and not self.images.showing(update.image):
             self.images.show(update.image)
         if update.curves is not None:
             self.curves.show_curves(update.curves)
             self.side.setCurrentWidget(self.curves)
-        if update.polar is not None:
+        if update.polar is not None and not self.bullseye.showing(update.polar):
             self.bullseye.show_polar(update.polar)
             self.side.setCurrentWidget(self.bullseye)
         self.plots.show_rates(update.history_t, update.history, now)

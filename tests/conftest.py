@@ -23,11 +23,3 @@ def brain():
 
     return load_scanner("bedside-brain")
 
-
-def pytest_collection_modifyitems(config, items):
-    """The modules with a long test (marker ``slow``) first, in their order, then the others:
-    with ``--dist loadfile --no-loadscope-reorder`` (``make test``) the workers take the long
-    modules early and the short ones fill their gaps at the end, instead of one worker still
-    running a long module while the other has nothing left."""
-    slow = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.module.__name__ not in slow)

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from daq.pipeline.cpu import CpuMeter
 
 
+#: Seconds between the monitor loop's publications of a run's lasting results.
+LASTING_EVERY_S = 2.0
+
+
 class MonitorPublisher:
     """A PUB socket bound to ``endpoint`` (e.g. ``tcp://*:5556``); with a ``guard``, only the
     guard's authorised keys may subscribe (CURVE)."""
@@ -42,14 +46,41 @@ class MonitorPublisher:
             raise UserError(f"cannot publish the monitor on {endpoint}: {exc}") from None
         self.endpoint = endpoint
         self.sent = 0
+        self._lock = threading.Lock()   # the monitor loop and the run's threads both send
+        self._lasting: dict[bytes, bytes] = {}
 
     def send(self, topic: bytes, message: dict[str, Any]) -> None:
         """Publish one message (never blocks: PUB drops for subscribers that lag)."""
-        try:
-            self._sock.send_multipart([topic, messages.pack(message)], zmq.NOBLOCK)
-            self.sent += 1
-        except zmq.Again:
-            pass
+        self._send(topic, messages.pack(message))
+
+    def _send(self, topic: bytes, payload: bytes) -> None:
+        with self._lock:
+            try:
+                self._sock.send_multipart([topic, payload], zmq.NOBLOCK)
+                self.sent += 1
+            except zmq.Again:
+                pass
+
+    def send_lasting(self, topic: bytes, message: dict[str, Any]) -> None:
+        """Publish a run's result that comes once (a SPECT image at the stop, its bull's-eye)
+        and again at each :meth:`resend_lasting` until :meth:`forget_lasting`: a subscriber
+        that lagged when it was sent (and lost it) or that connects later still gets it."""
+        payload = messages.pack(message)
+        with self._lock:
+            self._lasting[topic] = payload
+        self._send(topic, payload)
+
+    def resend_lasting(self) -> None:
+        """Publish the lasting results again."""
+        with self._lock:
+            lasting = list(self._lasting.items())
+        for topic, payload in lasting:
+            self._send(topic, payload)
+
+    def forget_lasting(self) -> None:
+        """No longer publish the last run's results (a new run starts)."""
+        with self._lock:
+            self._lasting.clear()
 
     @classmethod
     def bind(cls, host: str, port: int, key_folder: keys.KeyFolder | None) -> MonitorPublisher:
@@ -94,7 +125,8 @@ def necr(prompts_cps: float, delayeds_cps: float) -> float:
 
 
 class MonitorLoop:
-    """Publish ``snapshot()`` every ``interval_s`` on a background thread until closed."""
+    """Publish ``snapshot()`` every ``interval_s`` on a background thread until closed, and
+    the publisher's lasting results every :data:`LASTING_EVERY_S`."""
 
     def __init__(self, publisher: MonitorPublisher, snapshot: Any, interval_s: float = 0.2,
                  cpu: CpuMeter | None = None) -> None:
@@ -107,8 +139,13 @@ class MonitorLoop:
 
     def _loop(self) -> None:
         clock = self._cpu.clock("monitor") if self._cpu is not None else None
+        every = max(1, round(LASTING_EVERY_S / self.interval_s))
+        ticks = 0
         while not self._stop.wait(self.interval_s):
             self.publisher.send(messages.MONITOR_TOPIC, self.snapshot())
+            ticks += 1
+            if ticks % every == 0:
+                self.publisher.resend_lasting()
         if clock is not None:
             clock.close("publish")
 

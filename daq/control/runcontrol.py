@@ -240,18 +240,19 @@ def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | Non
 
 
 def _publish_spect(publisher: MonitorPublisher, result: SpectImage, singles: int) -> None:
-    """The SPECT image at the stop, and a cardiac scan's bull's-eye, on the monitor stream."""
+    """The SPECT image at the stop, and a cardiac scan's bull's-eye, on the monitor stream
+    (lasting: published again while the service is idle, until the next run)."""
     from daq import messages
 
     image = result.image
-    publisher.send(messages.IMAGE_TOPIC, messages.image_message(
+    publisher.send_lasting(messages.IMAGE_TOPIC, messages.image_message(
         image.array, voxel_mm=tuple(image.voxel_mm), origin_mm=tuple(image.origin_mm),
         events=singles, iteration=int(image.meta.get("iterations", 0))))
     if result.polar is not None:
         from recon.spect.cardiac import ABNORMAL_PERCENT
         from recon.spect.polarmap import render_bullseye
 
-        publisher.send(messages.POLAR_TOPIC, messages.polar_map_message(
+        publisher.send_lasting(messages.POLAR_TOPIC, messages.polar_map_message(
             percent=[float(v) for v in result.polar.percent],
             picture=render_bullseye(result.polar.percent), abnormal_below=ABNORMAL_PERCENT,
             apex_mm=[float(v) for v in result.lv.apex_mm],

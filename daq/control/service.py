@@ -204,6 +204,7 @@ class DaqService:
         study = Study.from_json((settings or {}).get("study"))
         frames = _frames_setting(settings, scanner, emu)
         self._starting, self._cancel, self._failure = True, False, ""
+        self.publisher.forget_lasting()  # the last run's image and bull's-eye
         self._finisher = threading.Thread(target=self._run, args=(emu, sort, study, frames),
                                           daemon=True, name="daq-run")
         self._finisher.start()
