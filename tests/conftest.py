@@ -22,4 +22,3 @@ def brain():
     from hw import load_scanner
 
     return load_scanner("bedside-brain")
-
