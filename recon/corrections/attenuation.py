@@ -192,15 +192,25 @@ def _shifted(mask: np.ndarray, shift: tuple[int, int, int]) -> np.ndarray:
 def body_of(mask: np.ndarray) -> np.ndarray:
     """The largest connected part of ``mask`` (faces touching), holes filled (:func:`filled`):
     noise beyond the body, in the field of view's low-sensitivity ends, is not body."""
-    return filled(_largest_part(np.ascontiguousarray(mask, np.bool_)))
+    labels, sizes = connected_parts(mask)
+    if sizes.size == 0:
+        return filled(np.zeros(mask.shape, np.bool_))
+    return filled(labels == int(np.argmax(sizes)) + 1)
+
+
+def connected_parts(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label of each voxel, 0 outside ``mask`` and from 1 in it; each label's voxel count) of
+    ``mask``'s connected parts (faces touching)."""
+    return _parts(np.ascontiguousarray(mask, np.bool_))
 
 
 @numba.njit(cache=True)
-def _largest_part(mask):
+def _parts(mask):
     nx, ny, nz = mask.shape
     label = np.zeros(mask.shape, np.int32)
     stack = np.empty((mask.size, 3), np.int64)
-    best, best_size, current = 0, 0, 0
+    sizes = np.zeros(16, np.int64)
+    current = 0
     for i0 in range(nx):
         for j0 in range(ny):
             for k0 in range(nz):
@@ -222,9 +232,12 @@ def _largest_part(mask):
                             label[a, b, c] = current
                             stack[n, 0], stack[n, 1], stack[n, 2] = a, b, c
                             n += 1
-                if size > best_size:
-                    best, best_size = current, size
-    return label == best if best else np.zeros_like(mask)
+                if current > sizes.size:
+                    grown = np.zeros(2 * sizes.size, np.int64)
+                    grown[:sizes.size] = sizes
+                    sizes = grown
+                sizes[current - 1] = size
+    return label, sizes[:current].copy()
 
 
 def filled(mask: np.ndarray) -> np.ndarray:

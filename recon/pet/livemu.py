@@ -4,9 +4,10 @@ the cheapest estimate that makes the console's image roughly quantitative while 
 The live reconstruction has no attenuation in its model (a new mu-map would mean new event
 weights and a new sensitivity image mid-scan). Once it holds :data:`MIN_PROMPTS` prompts, its
 image (an emission image without attenuation correction) is outlined as the run's final image
-is (:func:`recon.corrections.attenuation.outline`, a skull for a head), and a background thread
-computes the sensitivity image with that map (a chunk of lines at a time under the kernels'
-lock, :func:`recon.pet.system.sensitivity`); from then on each live image is multiplied by
+is (:func:`recon.pet.mumap.calculated_map`: a skull for a head, lungs in another body), and a
+background thread computes the sensitivity image with that map (a chunk of lines at a time
+under the kernels' lock, :func:`recon.pet.system.sensitivity`); from then on each live image is
+multiplied by
 ``s_without / s_with``, the mean attenuation correction over the lines through each voxel
 (Chang, IEEE Trans Nucl Sci 25:638 (1978)), exact for a point and a few per cent off for a
 body's distributed activity. The run's final image and frames take the full correction.
@@ -19,9 +20,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from recon.corrections import attenuation
 from recon.grid import Image
 from recon.outputs.png import smoothed
+from recon.pet.mumap import calculated_map
 from recon.pet.system import PairFactor, sensitivity
 
 #: Prompts of the live image before its outline is drawn.
@@ -75,16 +76,14 @@ class LiveAttenuation:
     def _factors(self, emission: np.ndarray) -> None:
         em = self.em
         grid = em.grid
-        head = attenuation.is_head(self.body_part)
-        body = attenuation.outline(emission, grid.voxel_mm)
-        mu = attenuation.calculated(body, grid, attenuation.SKULL_MM if head else 0.0)
+        mu, words = calculated_map(emission, grid, self.body_part)
         with_mu = sensitivity(em.scanner, grid, mu, self.samples, k=em.k, use_cache=False,
                               normalization=self.normalization)
         without = em.sensitivity
         factors = np.divide(without, with_mu, out=np.ones_like(without, np.float32),
                             where=(with_mu > 0) & (without > 0))
         factors = np.where(without > 0, smoothed(factors, SMOOTH_FWHM_MM, grid.voxel_mm), 1.0)
-        self.words = ("Chang first-order, live outline, water"
-                      + (f", skull {attenuation.SKULL_MM:g} mm" if head else ""))
+        self.words = words.replace("calculated: outline of the emission",
+                                   "Chang first-order, live outline")
         self.factors = factors.astype(np.float32)
 

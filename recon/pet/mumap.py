@@ -1,5 +1,6 @@
 """A PET scan's own mu-map when it has none measured: the calculated map of the outline of its
-emission image without attenuation correction (:mod:`recon.corrections.attenuation`).
+emission image without attenuation correction (:mod:`recon.corrections.attenuation`), with the
+large cold regions of a body that is not a head taken as lung (:mod:`recon.corrections.lungs`).
 
 The emission image is :data:`UPDATES` updates (fewer for few prompts) of TOF list-mode EM over at most
 :data:`MAX_PROMPTS` prompts (a spread sample: the outline needs the edge, not the counts) on a
@@ -12,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from hw.scanner import Scanner
-from recon.corrections import attenuation
+from recon.corrections import attenuation, lungs
 from recon.corrections.attenuation import MuMap
-from recon.grid import Image, default_grid
+from recon.grid import Grid, Image, default_grid
 from recon.pet.osem import lm_osem
 from recon.pet.system import PairFactor
 
@@ -44,14 +45,25 @@ def estimate(coinc: np.ndarray, scanner: Scanner, body_part: str | None = None, 
     nac = emission_without_attenuation(coinc, scanner, tof=tof, window_ps=window_ps,
                                        min_sector_difference=min_sector_difference,
                                        normalization=normalization)
-    body = attenuation.outline(nac.array, nac.grid.voxel_mm)
-    head = attenuation.is_head(body_part)
-    skull = attenuation.SKULL_MM if head else 0.0
-    mu = attenuation.calculated(body, nac.grid, skull)
-    words = ("calculated: outline of the emission, water"
-             + (f", skull {skull:g} mm" if head else ""))
+    mu, words = calculated_map(nac.array, nac.grid, body_part)
     mu.meta.update(method="calculated", body_part=body_part or "", prompts=nac.meta["events"])
     return MuMap(mu, "calculated", words)
+
+
+def calculated_map(counts: np.ndarray, grid: Grid, body_part: str | None) -> tuple[Image, str]:
+    """(the calculated mu-map of an emission image without attenuation correction on ``grid``,
+    the words that name it): water in the outline, a skull for a head, lungs in another body."""
+    body = attenuation.outline(counts, grid.voxel_mm)
+    head = attenuation.is_head(body_part)
+    skull = attenuation.SKULL_MM if head else 0.0
+    mu = attenuation.calculated(body, grid, skull)
+    words = "calculated: outline of the emission, water" + (f", skull {skull:g} mm" if head else "")
+    if not head:
+        share = lungs.lung_share(counts, body, grid.voxel_mm)
+        if share.any():
+            mu = grid.image(lungs.with_lungs(mu.array, share), "1/mm")
+            words += f", lungs {lungs.volume_ml(share, grid.voxel_mm):.0f} mL"
+    return mu, words
 
 
 def emission_without_attenuation(coinc: np.ndarray, scanner: Scanner, *, tof: bool = True,
