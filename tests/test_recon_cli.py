@@ -199,6 +199,8 @@ def test_a_run_without_a_phantom_gets_an_estimated_mu_map_and_says_so(imported_r
     (["--mu-map", "{tmp}/none.nii.gz"], "mu-map .*none.nii.gz does not exist"),
     (["--body-part", "head and neck"], "body part must be 1 to 16 letters"),
     (["--no-attenuation", "--scatter"], "scatter correction needs a mu-map"),
+    (["--phantom", "brain"], "--phantom brain: not a phantom this product knows without its run"),
+    (["--phantom", "nu4-iq"], "no NEMA NU 4 image-quality phantom in the image"),
 ])
 def test_a_bad_attenuation_choice_is_one_line(imported_run, tmp_path, argv, error):
     args = _parse("recon", str(imported_run), "--iterations", "1", "--voxel", "4", "--samples",

@@ -65,8 +65,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     mu = p.add_mutually_exclusive_group()
     mu.add_argument("--mu-map", default="estimate", metavar="FILE|truth|estimate",
                     help="PET attenuation: estimate (default: the scan's calculated map, the "
-                         "outline of its emission filled with water, a skull for a head; "
-                         "written as mu_map.nii.gz beside the image), a NIfTI in the scanner's "
+                         "outline of its emission filled with water, a skull for a head, lungs "
+                         "in another body, a known phantom's construction; written as "
+                         "mu_map.nii.gz beside the image), a NIfTI in the scanner's "
                          "frame (1/mm at 511 keV, or a CT in Hounsfield units), or truth (an "
                          "emulated run's phantom, for validation). SPECT: the same, at the "
                          "photopeak's energy")
@@ -105,8 +106,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="figures of merit of the run's phantom (report.json; the cardiac "
                         "phantom: polar_map.png and .csv, the defect, the inferior wall)")
     p.add_argument("--phantom", default=None, metavar="NAME",
-                   help="with --report, for a run that names no phantom (a real scan, an "
-                        "imported simulation): nu4-iq, whose regions are found in the image")
+                   help="the standard phantom scanned, for a run that names none (a real "
+                        "scan, an imported simulation): nu4-iq, whose regions --report finds "
+                        "in the image and whose construction is the calculated mu-map")
     p.add_argument("--display-fwhm", type=float, default=DISPLAY_FWHM_MM, metavar="MM",
                    help="Gaussian FWHM (mm) that smooths the PNG pictures, not the stored image "
                         f"(default {DISPLAY_FWHM_MM:g}; 0: none)")
@@ -181,12 +183,13 @@ def _check_report(args: argparse.Namespace, run_phantom: str | None) -> None:
     one whose figures the image alone gives (``--phantom nu4-iq`` for a run that names none)."""
     from recon.metrics.report import FOUND_IN_IMAGE
 
-    if args.phantom is not None and not args.report:
-        raise UserError("--phantom is for --report")
-    if not args.report:
-        return
     if run_phantom is not None and args.phantom not in (None, run_phantom):
         raise UserError(f"{args.run} is a scan of the {run_phantom} phantom, not {args.phantom}")
+    if args.phantom is not None and args.phantom not in FOUND_IN_IMAGE:
+        raise UserError(f"--phantom {args.phantom}: not a phantom this product knows without "
+                        f"its run ({', '.join(FOUND_IN_IMAGE)})")
+    if not args.report:
+        return
     if run_phantom is None and args.phantom not in FOUND_IN_IMAGE:
         raise UserError(f"--report needs a run of a known phantom (its run.json names it), or "
                         f"--phantom {' or '.join(FOUND_IN_IMAGE)} (found in the image)")
@@ -229,7 +232,7 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     options = RunReconOptions(args.iterations, args.subsets, args.tof, args.randoms,
                               _mu_map(args.mu_map), args.scatter, args.voxel, args.samples,
                               args.calibration, _normalization(args.normalization, scanner),
-                              Study(body_part=args.body_part).body_part)
+                              Study(body_part=args.body_part).body_part, args.phantom)
     if args.frames is not None:
         return _recon_frames(args, coinc, header, facts, scanner, options, client)
     out = _out_folder(args)

@@ -46,21 +46,30 @@ MAX_VOXEL_MM = 0.5
 
 
 @dataclass(frozen=True)
-class Nu4Regions:
-    """Where the phantom's parts are, in scanner mm, as found in the image."""
+class Nu4Layout:
+    """Where the phantom lies and its inserts are, in scanner mm, as found in an image."""
 
     centre_xy_mm: tuple[float, float]
     chamber_z_mm: tuple[float, float]
     rods_z_mm: tuple[float, float]
     inserts_z_mm: tuple[float, float]
-    uniform_z_mm: float
-    """The centre of the uniformity VOI."""
-    rods: tuple[tuple[float, float, float], ...]
-    """(x, y, diameter) of each rod, 1 to 5 mm."""
+    free_z_mm: tuple[float, float]
+    """The chamber's part without inserts."""
     water_xy_mm: tuple[float, float]
     air_xy_mm: tuple[float, float]
     inserts_named_by: str
     """``hint`` (the air insert's known place) or ``colder is air`` (assumed)."""
+
+
+@dataclass(frozen=True)
+class Nu4Regions(Nu4Layout):
+    """Where the phantom's parts are, in scanner mm, as found in the image: its layout, the
+    uniformity VOI and the rods."""
+
+    uniform_z_mm: float
+    """The centre of the uniformity VOI."""
+    rods: tuple[tuple[float, float, float], ...]
+    """(x, y, diameter) of each rod, 1 to 5 mm."""
 
     def to_json(self) -> dict[str, Any]:
         return {"centre_xy_mm": list(self.centre_xy_mm), "chamber_z_mm": list(self.chamber_z_mm),
@@ -162,10 +171,9 @@ def _refined(image: Image, picture: np.ndarray, px: float, py: float, radius_mm:
     return float((w * x).sum() / w.sum()), float((w * y).sum() / w.sum())
 
 
-def find_regions(image: Image, air_hint_xy_mm: tuple[float, float] | None = None
-                 ) -> Nu4Regions:
-    """The phantom's parts, found in ``image`` (see the module's docstring); the insert nearer
-    ``air_hint_xy_mm`` is the air-filled one, else the colder."""
+def find_layout(image: Image, air_hint_xy_mm: tuple[float, float] | None = None) -> Nu4Layout:
+    """The phantom's axis, chamber, rod region and inserts, found in ``image`` (see the module's
+    docstring); the insert nearer ``air_hint_xy_mm`` is the air-filled one, else the colder."""
     z_lo, z_hi, rod_side = _chamber(image)
     if rod_side > 0:
         rods_z = (z_hi, z_hi + ROD_REGION_MM)
@@ -175,8 +183,38 @@ def find_regions(image: Image, air_hint_xy_mm: tuple[float, float] | None = None
         rods_z = (z_lo - ROD_REGION_MM, z_lo)
         inserts_z = (z_hi - INSERT_LENGTH_MM, z_hi)
         free = (z_lo, z_hi - INSERT_LENGTH_MM)
-    uniform = _summed(image, free)
-    centre = _centroid(image, uniform)
+    centre = _centroid(image, _summed(image, free))
+    water, air, named = _inserts(image, centre, inserts_z, air_hint_xy_mm)
+    return Nu4Layout(centre, (z_lo, z_hi), rods_z, inserts_z, free, water, air, named)
+
+
+def _inserts(image: Image, centre: tuple[float, float], inserts_z: tuple[float, float],
+             air_hint_xy_mm: tuple[float, float] | None
+             ) -> tuple[tuple[float, float], tuple[float, float], str]:
+    """(water insert's xy, air insert's xy, how they were told apart): the two coldest disks of
+    the lid half of the chamber."""
+    x, y = _xy(image)
+    mid = sum(inserts_z) / 2
+    lid = _disk_mean(image, _summed(image, (mid - 3.75, mid + 3.75)), INSERT_DIAMETER_MM / 4)
+    cold = _extrema(image, lid, centre, 2, (0.0, CHAMBER_MM[0] / 2 - 3.0), INSERT_DIAMETER_MM,
+                    -1.0)
+    values = [float(lid[np.argmin(np.abs(x[:, 0] - px)), np.argmin(np.abs(y[0] - py))])
+              for px, py in cold]
+    if air_hint_xy_mm is not None:
+        near = [math.dist(c, air_hint_xy_mm) for c in cold]
+        first_is_air, named = near[0] <= near[1], "hint"
+    else:
+        first_is_air, named = values[0] <= values[1], "colder is air"
+    air, water = (cold[0], cold[1]) if first_is_air else (cold[1], cold[0])
+    return water, air, named
+
+
+def find_regions(image: Image, air_hint_xy_mm: tuple[float, float] | None = None
+                 ) -> Nu4Regions:
+    """The phantom's parts, found in ``image`` (see the module's docstring); the insert nearer
+    ``air_hint_xy_mm`` is the air-filled one, else the colder."""
+    layout = find_layout(image, air_hint_xy_mm)
+    centre, rods_z = layout.centre_xy_mm, layout.rods_z_mm
     mid = sum(rods_z) / 2
     rod_slice = _summed(image, (mid - ROD_SLICES_MM / 2, mid + ROD_SLICES_MM / 2))
     # rods 8.2 mm apart on their circle: a spot suppresses 6 mm around it (the 5 mm rod whole,
@@ -194,20 +232,7 @@ def find_regions(image: Image, air_hint_xy_mm: tuple[float, float] | None = None
     if max(abs(r - ROD_CIRCLE_MM) for r in radii) > 2.0:
         raise _not_found(f"the rods are {min(radii):.1f}-{max(radii):.1f} mm from the axis, "
                          f"not {ROD_CIRCLE_MM:g}")
-    mid = sum(inserts_z) / 2
-    lid = _disk_mean(image, _summed(image, (mid - 3.75, mid + 3.75)), INSERT_DIAMETER_MM / 4)
-    cold = _extrema(image, lid, centre, 2, (0.0, CHAMBER_MM[0] / 2 - 3.0), INSERT_DIAMETER_MM,
-                    -1.0)
-    values = [float(lid[np.argmin(np.abs(x[:, 0] - px)), np.argmin(np.abs(y[0] - py))])
-              for px, py in cold]
-    if air_hint_xy_mm is not None:
-        near = [math.dist(c, air_hint_xy_mm) for c in cold]
-        first_is_air, named = near[0] <= near[1], "hint"
-    else:
-        first_is_air, named = values[0] <= values[1], "colder is air"
-    air, water = (cold[0], cold[1]) if first_is_air else (cold[1], cold[0])
-    return Nu4Regions(centre, (z_lo, z_hi), rods_z, inserts_z, sum(free) / 2, rods, water, air,
-                      named)
+    return Nu4Regions(**vars(layout), uniform_z_mm=sum(layout.free_z_mm) / 2, rods=rods)
 
 
 def _rod_profile(image: Image, x: float, y: float, diameter: float,

@@ -53,6 +53,10 @@ class RunReconOptions:
     (:func:`recon.corrections.normalization.resolve`)."""
     body_part: str | None = None
     """What was scanned, for the calculated mu-map (None: the run's study's)."""
+    phantom: str | None = None
+    """The standard phantom scanned, for a run that names none (a real scan): the calculated
+    mu-map of one of known construction is its construction's
+    (:mod:`recon.corrections.phantommaps`)."""
 
 
 @dataclass
@@ -116,7 +120,8 @@ def mu_map_of(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts, phanto
         coinc, scanner, body_part, tof=options.tof,
         window_ps=window if window and window > 0 else None,
         min_sector_difference=header.get("min_sector_difference"),
-        normalization=normalization.resolve(options.normalization, scanner)), grid)
+        normalization=normalization.resolve(options.normalization, scanner),
+        phantom=options.phantom or facts.phantom), grid)
 
 
 def dead_time_of(coinc: np.ndarray, scanner: Any, rates: RateTable | None) -> float:
