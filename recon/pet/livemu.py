@@ -7,10 +7,9 @@ image (an emission image without attenuation correction) is outlined as the run'
 is (:func:`recon.pet.mumap.calculated_map`: a skull for a head, lungs in another body), and a
 background thread computes the sensitivity image with that map (a chunk of lines at a time
 under the kernels' lock, :func:`recon.pet.system.sensitivity`); from then on each live image is
-multiplied by
-``s_without / s_with``, the mean attenuation correction over the lines through each voxel
-(Chang, IEEE Trans Nucl Sci 25:638 (1978)), exact for a point and a few per cent off for a
-body's distributed activity. The run's final image and frames take the full correction.
+multiplied by ``s_without / s_with``, the mean attenuation correction over the lines through
+each voxel (Chang, IEEE Trans Nucl Sci 25:638 (1978)), exact for a point and a few per cent off
+for a body's distributed activity. The run's final image and frames take the full correction.
 """
 
 from __future__ import annotations
