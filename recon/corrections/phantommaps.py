@@ -30,6 +30,13 @@ MU_PMMA_PER_MM = MU_WATER_PER_MM * 1.19 * 0.9717
 NU4_BODY_D_MM, NU4_CAVITY_D_MM, NU4_END_MM = 33.5, 30.0, 3.0
 NU4_INSERT_D_MM, NU4_INSERT_WALL_MM = 8.0, 1.0
 
+#: The inserts are told apart by their lines when the counts differ by this many standard
+#: deviations (else the colder in the image is taken as air, as the report does).
+LINES_SIGMA = 3.0
+#: The inserts' radius (mm) within which a line crosses one.
+INSERT_RADIUS_MM = NU4_INSERT_D_MM / 2
+
+
 #: The phantoms with a map of their construction, and the words that name it (with
 #: ``calculated: `` before and ``, on the emission`` after, within DICOM's 64 characters).
 TEMPLATES = {"nu4-iq": "NEMA NU 4 IQ phantom's construction"}
@@ -38,13 +45,6 @@ TEMPLATES = {"nu4-iq": "NEMA NU 4 IQ phantom's construction"}
 def has_template(phantom: str | None) -> bool:
     """Whether ``phantom`` (a run's, or ``--phantom``) has a map of its construction."""
     return phantom in TEMPLATES
-
-
-#: The inserts are told apart by their lines when the counts differ by this many standard
-#: deviations (else the colder in the image is taken as air, as the report does).
-LINES_SIGMA = 3.0
-#: The inserts' radius (mm) within which a line crosses one.
-INSERT_RADIUS_MM = NU4_INSERT_D_MM / 2
 
 
 def template_map(phantom: str, emission: Image, ends_mm: tuple[np.ndarray, np.ndarray] | None
