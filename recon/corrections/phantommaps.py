@@ -35,8 +35,6 @@ NU4_INSERT_D_MM, NU4_INSERT_WALL_MM = 8.0, 1.0
 LINES_SIGMA = 3.0
 #: The inserts' radius (mm) within which a line crosses one.
 INSERT_RADIUS_MM = NU4_INSERT_D_MM / 2
-
-
 #: The phantoms with a map of their construction, and the words that name it (with
 #: ``calculated: `` before and ``, on the emission`` after, within DICOM's 64 characters).
 TEMPLATES = {"nu4-iq": "NEMA NU 4 IQ phantom's construction"}
