@@ -194,6 +194,18 @@ def test_a_run_without_a_phantom_gets_an_estimated_mu_map_and_says_so(imported_r
     assert mu.max() == pytest.approx(0.0173)            # --body-part head: a skull around it
 
 
+def test_a_run_that_names_a_phantom_not_in_its_image_gets_the_outlines_map(imported_run, brain):
+    """The run's own phantom (an emulated run's) not found: the outline's map; named by the user
+    (``--phantom``): an error (test_a_bad_attenuation_choice_is_one_line)."""
+    from recon.pet.mumap import estimate
+
+    coinc = read_listmode(imported_run / "coincidences.h5")[0]
+    mu = estimate(coinc, brain, phantom="nu4-iq", phantom_sure=False)
+    assert mu.description == "calculated: outline of the emission, water"
+    with pytest.raises(UserError, match="no NEMA NU 4 image-quality phantom in the image"):
+        estimate(coinc, brain, phantom="nu4-iq")
+
+
 @pytest.mark.parametrize(("argv", "error"), [
     (["--mu-map", "truth"], "--mu-map truth needs an emulated run"),
     (["--mu-map", "{tmp}/none.nii.gz"], "mu-map .*none.nii.gz does not exist"),

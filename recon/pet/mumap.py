@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw.scanner import Scanner
+from infra.errors import UserError
 from recon.corrections import attenuation, lungs, phantommaps
 from recon.corrections.attenuation import MuMap
 from recon.grid import Grid, Image, default_grid
@@ -39,24 +40,36 @@ FEW_PROMPTS, FEW_PROMPTS_VOXEL_MM = 500_000, 4.0
 def estimate(coinc: np.ndarray, scanner: Scanner, body_part: str | None = None, *,
              tof: bool = True, window_ps: float | None = None,
              min_sector_difference: int | None = None,
-             normalization: PairFactor | None = None, phantom: str | None = None) -> MuMap:
+             normalization: PairFactor | None = None, phantom: str | None = None,
+             phantom_sure: bool = True) -> MuMap:
     """The calculated mu-map of COINC_DTYPE coincidences (a head's when ``body_part`` is one,
     :func:`recon.corrections.attenuation.is_head`); of a ``phantom`` of known construction, its
-    construction's, placed on the emission (:mod:`recon.corrections.phantommaps`)."""
+    construction's, placed on the emission (:mod:`recon.corrections.phantommaps`). A phantom
+    not found in the emission is an error when ``phantom_sure`` (the user named it), else the
+    outline's map is taken."""
     nac = emission_without_attenuation(coinc, scanner, tof=tof, window_ps=window_ps,
                                        min_sector_difference=min_sector_difference,
                                        normalization=normalization)
     if phantommaps.has_template(phantom):
-        prompts = spread_sample(coinc, MAX_PROMPTS)
-        prompts = prompts[prompts["delayed"] == 0]
-        ends = (scanner.crystal_centres[prompts["crystal_a"]],
-                scanner.crystal_centres[prompts["crystal_b"]])
-        mu = phantommaps.template_map(phantom, nac, ends)
-        words = f"calculated: {phantommaps.TEMPLATES[phantom]}, on the emission"
+        try:
+            mu = phantommaps.template_map(phantom, nac, _line_ends(coinc, scanner))
+            words = f"calculated: {phantommaps.TEMPLATES[phantom]}, on the emission"
+        except UserError:
+            if phantom_sure:
+                raise
+            mu, words = calculated_map(nac.array, nac.grid, body_part)
     else:
         mu, words = calculated_map(nac.array, nac.grid, body_part)
     mu.meta.update(method="calculated", body_part=body_part or "", prompts=nac.meta["events"])
     return MuMap(mu, "calculated", words)
+
+
+def _line_ends(coinc: np.ndarray, scanner: Scanner) -> tuple[np.ndarray, np.ndarray]:
+    """The crystals (mm) at the two ends of each prompt of a spread sample of ``coinc``."""
+    prompts = spread_sample(coinc, MAX_PROMPTS)
+    prompts = prompts[prompts["delayed"] == 0]
+    return (scanner.crystal_centres[prompts["crystal_a"]],
+            scanner.crystal_centres[prompts["crystal_b"]])
 
 
 def calculated_map(counts: np.ndarray, grid: Grid, body_part: str | None) -> tuple[Image, str]:

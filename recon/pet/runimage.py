@@ -121,7 +121,7 @@ def mu_map_of(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts, phanto
         window_ps=window if window and window > 0 else None,
         min_sector_difference=header.get("min_sector_difference"),
         normalization=normalization.resolve(options.normalization, scanner),
-        phantom=options.phantom or facts.phantom), grid)
+        phantom=options.phantom or facts.phantom, phantom_sure=options.phantom is not None), grid)
 
 
 def dead_time_of(coinc: np.ndarray, scanner: Any, rates: RateTable | None) -> float:
