@@ -9,7 +9,7 @@ import pytest
 from recon import Grid
 from recon.corrections import attenuation, lungs
 from recon.corrections.attenuation import MU_WATER_PER_MM
-from recon.outputs.png import smoothed
+from recon.outputs.png import mu_map_picture, smoothed
 
 GRID = Grid((80, 80, 50), (2.0, 2.0, 2.0), (-79.0, -79.0, -49.0))
 RADIUS_MM = 70.0
@@ -49,6 +49,21 @@ def test_a_large_cold_core_is_lung_of_its_volume_and_the_tissue_around_it_water(
     mu = lungs.with_lungs(attenuation.calculated((r <= RADIUS_MM).astype(np.float32), GRID).array, share)
     assert mu[40, 40, 25] == pytest.approx(lungs.MU_LUNG_PER_MM)
     assert mu[40, 70, 25] == pytest.approx(MU_WATER_PER_MM) and mu[0, 0, 25] == 0.0
+
+
+def test_the_maps_picture_shows_a_lung_in_blue_and_no_lung_where_there_is_none():
+    r = _radius()
+    body = (r <= RADIUS_MM).astype(np.float32)
+    water = attenuation.calculated(body, GRID)
+    share = _share(np.where(r < 25.0, 0.1, 1.0))
+    lunged = GRID.image(lungs.with_lungs(water.array, share), "1/mm")
+    emission = GRID.image(body, "Bq/mL")
+
+    def blue(mu):
+        rgb = mu_map_picture(emission, mu).astype(int)
+        return int(np.count_nonzero(rgb[..., 2] > rgb[..., 0] + 60))
+
+    assert blue(lunged) > 100 and blue(water) == 0
 
 
 def test_a_cold_sphere_and_a_bodys_own_cupping_are_not_lung():

@@ -137,7 +137,8 @@ def write_mip(image: Image, path: str | Path) -> Path:
 def mu_map_picture(image: Image, mu_map: Image) -> np.ndarray:
     """RGB [rows, columns, 3]: the image's central axial slice and its central coronal slice
     (superior up) side by side in grey, with the body's edge in the mu-map (half of water's mu)
-    drawn in red and bone (more than 1.5 times water's) tinted yellow; one pixel per voxel."""
+    drawn in red, bone (more than 1.5 times water's) tinted yellow and lung (0.15 to 0.45 of
+    water's, away from the body's edge) blue; one pixel per voxel."""
     water = 0.0096
     panels = []
     for cut in (lambda a: a[:, :, a.shape[2] // 2].T, lambda a: a[:, a.shape[1] // 2, :].T[::-1]):
@@ -145,14 +146,21 @@ def mu_map_picture(image: Image, mu_map: Image) -> np.ndarray:
         grey = to_grey(emission, display_max(emission))
         rgb = np.repeat(grey[:, :, None], 3, axis=2)
         body = mu >= water / 2
-        edge = body & ~(np.roll(body, 1, 0) & np.roll(body, -1, 0) & np.roll(body, 1, 1)
-                        & np.roll(body, -1, 1))
+        edge = body & ~_all_neighbours(body)
         rgb[mu > 1.5 * water] = (rgb[mu > 1.5 * water] // 2 + np.array([120, 110, 0], np.uint8))
+        lung = _all_neighbours(mu > 0.15 * water) & (mu < 0.45 * water) & (mu > 0.15 * water)
+        rgb[lung] = rgb[lung] // 2 + np.array([0, 40, 120], np.uint8)
         rgb[edge] = (255, 40, 40)
         panels.append(rgb)
     rows = max(p.shape[0] for p in panels)
     panels = [np.pad(p, ((0, rows - p.shape[0]), (0, 2), (0, 0))) for p in panels]
     return np.concatenate(panels, axis=1)
+
+
+def _all_neighbours(mask: np.ndarray) -> np.ndarray:
+    """Where ``mask`` and its four neighbours in the picture are all True."""
+    return (mask & np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1)
+            & np.roll(mask, -1, 1))
 
 
 def write_mu_map_picture(image: Image, mu_map: Image, path: str | Path) -> Path:
