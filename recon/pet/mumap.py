@@ -50,18 +50,26 @@ def estimate(coinc: np.ndarray, scanner: Scanner, body_part: str | None = None, 
     nac = emission_without_attenuation(coinc, scanner, tof=tof, window_ps=window_ps,
                                        min_sector_difference=min_sector_difference,
                                        normalization=normalization)
-    if phantommaps.has_template(phantom):
-        try:
-            mu = phantommaps.template_map(phantom, nac, _line_ends(coinc, scanner))
-            words = f"calculated: {phantommaps.TEMPLATES[phantom]}, on the emission"
-        except UserError:
-            if phantom_sure:
-                raise
-            mu, words = calculated_map(nac.array, nac.grid, body_part)
-    else:
+    try:
+        mu, words = _template(phantom, nac, coinc, scanner)
+    except UserError:
+        if phantom_sure:
+            raise
+        mu, words = None, ""
+    if mu is None:
         mu, words = calculated_map(nac.array, nac.grid, body_part)
     mu.meta.update(method="calculated", body_part=body_part or "", prompts=nac.meta["events"])
     return MuMap(mu, "calculated", words)
+
+
+def _template(phantom: str | None, nac: Image, coinc: np.ndarray, scanner: Scanner
+              ) -> tuple[Image | None, str]:
+    """(the map of ``phantom``'s construction placed on ``nac``, its words), (None, "") for a
+    phantom without one (:mod:`recon.corrections.phantommaps`)."""
+    if not phantommaps.has_template(phantom):
+        return None, ""
+    return (phantommaps.template_map(phantom, nac, _line_ends(coinc, scanner)),
+            f"calculated: {phantommaps.TEMPLATES[phantom]}, on the emission")
 
 
 def _line_ends(coinc: np.ndarray, scanner: Scanner) -> tuple[np.ndarray, np.ndarray]:
