@@ -21,7 +21,7 @@ run: $(STAMP)
 # bench-results/) and their same-run ratio check. Skipped tests say why at the end.
 PYTEST := QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 test: $(STAMP)
-	$(PYTEST) --ignore=tests/benchmarks -m "not serial and not soak" -n auto --dist loadfile
+	$(PYTEST) --ignore=tests/benchmarks -m "not serial and not soak" -n auto --dist loadfile --no-loadscope-reorder
 	$(PYTEST) --ignore=tests/benchmarks -m "serial and not soak"
 	mkdir -p bench-results
 	$(PYTEST) tests/benchmarks -q --benchmark-enable --benchmark-json=bench-results/ci.json
