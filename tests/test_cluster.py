@@ -51,7 +51,7 @@ def test_no_scheduler_is_one_line():
         "petdaq: error: no Dask scheduler answers at tcp://127.0.0.1:9")
 
 
-def test_count_rate_on_two_workers_is_one_process(tmp_path):
+def test_count_rate_on_two_workers_is_one_process(tmp_path, client):
     argv = ["count-rate", "--activities-mbq", "5", "60", "300", "--decays", "1.5e5"]
     one, two = tmp_path / "one", tmp_path / "two"
     assert petdaq(*argv, "--out", str(one)).returncode == 0
@@ -64,7 +64,8 @@ def test_count_rate_on_two_workers_is_one_process(tmp_path):
     scanner = load_scanner("bedside-brain")
     countrate.study(scanner, [5.0, 60.0], phantom="nu2-scatter", decays=1.5e5,
                     points=tmp_path / "again" / "count_rate.points")
-    r = petdaq(*argv, "--out", str(tmp_path / "again"), "--cluster", "local:2")
+    # on the module's running cluster, by its scheduler's address
+    r = petdaq(*argv, "--out", str(tmp_path / "again"), "--cluster", client.scheduler.address)
     assert r.returncode == 0, r.stderr
     assert "2 of 3 points kept from an earlier run of this study" in r.stderr
     assert (one / "count_rate.csv").read_bytes() == \
@@ -139,7 +140,9 @@ def test_a_killed_worker_during_a_count_rate_study(client, tmp_path):
 
 
 @pytest.mark.slow
-def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
+def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path, client):
+    """The sort on a cluster the command starts (``local:2``); the reconstructions on the
+    module's running cluster, by its scheduler's address (a cluster's start costs seconds)."""
     from recon import read_nifti
     from runstore.listmode import read_listmode
 
@@ -166,18 +169,19 @@ def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
     # image of its own); the dynamic frames below take the default map, on the cluster and off
     common = ["--iterations", "1", "--subsets", "2", "--voxel", "4", "--no-dicom",
               "--no-attenuation"]
-    r = petdaq("recon", *map(str, runs), *common, "--cluster", "local:2")
+    on = ["--cluster", client.scheduler.address]
+    r = petdaq("recon", *map(str, runs), *common, *on)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("reconstructed") == 2
     on_cluster = [read_nifti(run / "images" / "image.nii.gz").array for run in runs]
     # the campaign started again: both runs skipped, their lines printed again
-    r = petdaq("recon", *map(str, runs), *common, "--cluster", "local:2")
+    r = petdaq("recon", *map(str, runs), *common, *on)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("done before with the same settings and inputs, skipped") == 2
     assert r.stdout.count("reconstructed") == 2
     # a run whose image is gone is done again
     (runs[1] / "images" / "image.nii.gz").unlink()
-    r = petdaq("recon", *map(str, runs), *common, "--cluster", "local:2")
+    r = petdaq("recon", *map(str, runs), *common, *on)
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("skipped") == 1 and (runs[1] / "images" / "image.nii.gz").is_file()
     assert np.array_equal(read_nifti(runs[1] / "images" / "image.nii.gz").array, on_cluster[1])
@@ -190,7 +194,7 @@ def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
     r = petdaq("recon", *map(str, runs), *common[2:], "--iterations", "2")
     assert r.returncode == 0 and "skipped" not in r.stderr
     # a dynamic run's frames as the tasks
-    for where, extra in (("dyn-two", ["--cluster", "local:2"]), ("dyn-one", [])):
+    for where, extra in (("dyn-two", on), ("dyn-one", [])):
         r = petdaq("recon", str(runs[0]), "--frames", "3x0.06s", *common[:-1], "--out",
                    str(tmp_path / where), *extra)
         assert r.returncode == 0, r.stderr
@@ -203,7 +207,7 @@ def test_sort_and_recon_of_several_runs_on_the_cluster(tmp_path):
     assert nibabel.load(two).shape[-1] == 3
     r = petdaq("recon", *map(str, runs), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "--out is for one run" in r.stderr
-    r = petdaq("recon", str(runs[0]), str(tmp_path / "nothing"), "--cluster", "local:2")
+    r = petdaq("recon", str(runs[0]), str(tmp_path / "nothing"), *on)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
         f"petdaq: error: {tmp_path / 'nothing'} is neither a run directory nor a .h5 / .npy "

@@ -77,3 +77,74 @@ def test_a_fresh_cache_is_filled_per_floor_and_old_versions_are_pruned(tmp_path:
     assert (base / "0123456789abcdef").is_dir()                # the whole-source kind: its own
     assert {p.name.rpartition("-")[0] for p in base.iterdir() if "-" in p.name} == \
         {*PACKAGES, "other"}
+
+
+KERNEL = '''import numba
+
+
+@numba.njit(cache=True)
+def kernel(n):
+    s = 0.0
+    for i in range(n):
+        s += (i % 7) * 0.5
+    return s
+'''
+
+CALL = '''import json, os, sys, time
+import infra
+from infra import compilelock
+compilelock.WAIT_S = float(sys.argv[2])
+sys.path.insert(0, sys.argv[1])
+import kernels
+while not os.path.exists(os.path.join(sys.argv[1], "go")):
+    time.sleep(0.001)
+assert kernels.kernel(10) == 12.0
+stats = kernels.kernel.stats
+print(json.dumps({"misses": sum(stats.cache_misses.values()),
+                  "hits": sum(stats.cache_hits.values())}))
+'''
+
+
+def _callers(tmp_path: Path, n: int, wait_s: float = 180.0) -> list[subprocess.Popen]:
+    (tmp_path / "kernels.py").write_text(KERNEL)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    return [subprocess.Popen([sys.executable, "-c", CALL, str(tmp_path), str(wait_s)],
+                             stdout=subprocess.PIPE, text=True, env=env, cwd=numbacache.ROOT)
+            for _ in range(n)]
+
+
+def _answers(procs: list[subprocess.Popen]) -> list[dict]:
+    import json
+
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    return [json.loads(o) for o in outs]
+
+
+def test_a_kernel_missed_by_several_processes_at_once_is_compiled_by_one(tmp_path: Path):
+    """Three processes call a new cached kernel at the same instant: one compiles it, the two
+    others wait for it and load its machine code from the cache."""
+    procs = _callers(tmp_path, 3)
+    time.sleep(1.0)             # every process imported, waiting at the start line
+    (tmp_path / "go").touch()
+    found = _answers(procs)
+    assert sorted(a["misses"] for a in found) == [0, 0, 1], found
+    assert sorted(a["hits"] for a in found) == [0, 1, 1], found
+
+
+def test_a_lock_held_too_long_is_given_up_and_the_kernel_compiled(tmp_path: Path):
+    """A lock another process keeps (a compilation that failed in a process that lives on):
+    the caller waits its ``WAIT_S`` and then compiles the kernel itself."""
+    import fcntl
+
+    (tmp_path / "go").touch()
+    assert _answers(_callers(tmp_path, 1)) == [{"misses": 1, "hits": 0}]
+    (lock_file,) = (tmp_path / "cache").rglob("kernels.kernel-*.lock")
+    for p in (tmp_path / "cache").rglob("*.nb[ic]"):
+        p.unlink()      # the cache emptied; its lock taken by this process
+    with open(lock_file, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        start = time.monotonic()
+        found = _answers(_callers(tmp_path, 1, wait_s=0.5))
+        waited_s = time.monotonic() - start
+    assert found == [{"misses": 1, "hits": 0}] and waited_s >= 0.5
