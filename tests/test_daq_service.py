@@ -125,7 +125,7 @@ def test_a_flood_of_starts_and_stops_holds_no_memory_of_past_runs(service):
     session or thread (what made 8 000 pairs grow it to 888 MB)."""
     ask, out = service
     accepted, threads = 0, None
-    for _ in range(4):
+    for _ in range(3):
         for _ in range(200):  # most of these starts meet a run that is still starting
             accepted += ask(messages.pack({"cmd": "start", "settings": {"duration_s": 5,
                                                                         "activity_mbq": 1}}))["ok"]
@@ -140,7 +140,7 @@ def test_a_flood_of_starts_and_stops_holds_no_memory_of_past_runs(service):
         threads = threads or threading.active_count()
         assert threading.active_count() <= threads
     runs = sorted(out.iterdir())
-    assert 4 <= len(runs) == accepted
+    assert 3 <= len(runs) == accepted
     assert all(RunDir(r).stop is not None for r in runs)
 
 

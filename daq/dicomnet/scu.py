@@ -81,6 +81,10 @@ def associate(ae, node: Node, config: DicomConfig):
     if node.tls and config.tls is not None:
         tls_args = (config.tls.client_context(), node.host)
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=tls_args)
+    if assoc.is_aborted and tls_args is None:
+        # asked once more: a node that rejects, then closes at once, was once read as aborting
+        # (Orthanc refusing a called AE title, on a loaded machine)
+        assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
     if assoc.is_aborted and tls_args is not None:
         _handshake(node, tls_args[0], ae.connection_timeout)
     if assoc.is_established:
