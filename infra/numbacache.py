@@ -7,7 +7,9 @@ old helper. A module uses only its own floor and those below it (``docs/architec
 ``tests/test_import_graph.py`` holds it), so each floor's kernels are cached in a directory named
 by a hash of the source of that floor and of every floor below it, and of the native libraries
 the kernels link (:mod:`infra.accel`):
-``$XDG_CACHE_HOME/bedside-pet/numba/<floor>-<hash>`` (``~/.cache`` when XDG_CACHE_HOME is unset).
+``$XDG_CACHE_HOME/bedside-pet/numba/<floor>-<hash>`` (``~/.cache`` when XDG_CACHE_HOME is unset),
+a package's kernels in a folder named by the package (``recon.pet``), not by its absolute path:
+another clone of the same source, anywhere, finds them compiled.
 A change to the reconstruction compiles the reconstruction's and the DAQ's kernels again, not
 the emulator's. Kernels outside the floors (a test's own) go under ``other-<hash of every
 floor>``. Of each floor's older directories the newest :data:`KEEP_OLD` are kept. A
@@ -66,6 +68,14 @@ def floor_of(py_file: str | Path) -> str | None:
     return parts[0] if len(parts) > 1 and parts[0] in PACKAGES else None
 
 
+def package_of(py_file: str | Path) -> str:
+    """The dotted package of a source file of the product (``recon.pet``): its kernels' folder in
+    their floor's directory. numba's own name for it hashes the folder's absolute path, so that
+    each clone of the source compiled every kernel again; the floor's directory is already keyed
+    by the source, so its path inside the product is enough."""
+    return ".".join(Path(py_file).resolve().parent.relative_to(ROOT).parts)
+
+
 class FloorLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
     """numba's cache locator for the product's kernels: the directory of the kernel's floor."""
 
@@ -74,7 +84,7 @@ class FloorLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator)
     def __init__(self, py_func, py_file: str, folder: Path) -> None:
         self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
-        self._cache_path = str(folder / self.get_suitable_cache_subpath(py_file))
+        self._cache_path = str(folder / package_of(py_file))
 
     def get_cache_path(self) -> str:
         return self._cache_path

@@ -148,3 +148,30 @@ def test_a_lock_held_too_long_is_given_up_and_the_kernel_compiled(tmp_path: Path
         found = _answers(_callers(tmp_path, 1, wait_s=0.5))
         waited_s = time.monotonic() - start
     assert found == [{"misses": 1, "hits": 0}] and waited_s >= 0.5
+
+
+def test_another_clone_of_the_same_source_finds_its_kernels_compiled(tmp_path: Path):
+    """Two copies of the product in two folders, one cache: the second copy loads the kernel
+    the first compiled (numba's own folder names hash the source's absolute path)."""
+    import json
+    import shutil
+
+    code = ("import json, numpy as np; from recon.spect import osem; "
+            "p = np.ones((2, 3), np.float32); osem._attenuate(p, np.full((2, 3), 0.5, np.float32));"
+            " s = osem._attenuate.stats; print(json.dumps({'file': osem.__file__, "
+            "'misses': sum(s.cache_misses.values()), 'hits': sum(s.cache_hits.values())}))")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    found = []
+    for clone in ("a", "b"):
+        for package in PACKAGES:
+            shutil.copytree(numbacache.ROOT / package, tmp_path / clone / package,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, timeout=300, cwd=tmp_path / clone)
+        assert r.returncode == 0, r.stderr
+        found.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert found[0]["file"].startswith(str(tmp_path / "a")), found
+    assert found[1]["file"].startswith(str(tmp_path / "b")), found
+    assert (found[0]["misses"], found[0]["hits"]) == (1, 0)
+    assert (found[1]["misses"], found[1]["hits"]) == (0, 1)
