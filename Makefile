@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/petdaq run
 
-# The tests on every core (a module's tests on one worker: its fixtures are made once), then
+# The tests on a worker per core and one more (a module's tests on one worker: its fixtures are
+# made once; the longest modules first, tests/conftest.py), then
 # the tests that measure a rate or a CPU split, alone; then the benchmarks (JSON kept in
 # bench-results/) and their same-run ratio check. Skipped tests say why at the end.
 PYTEST := QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
