@@ -148,7 +148,7 @@ def mu_map_picture(image: Image, mu_map: Image) -> np.ndarray:
         body = mu >= water / 2
         edge = body & ~_all_neighbours(body)
         rgb[mu > 1.5 * water] = (rgb[mu > 1.5 * water] // 2 + np.array([120, 110, 0], np.uint8))
-        lung = _all_neighbours(mu > 0.15 * water) & (mu < 0.45 * water) & (mu > 0.15 * water)
+        lung = _all_neighbours(mu > 0.15 * water) & (mu < 0.45 * water)
         rgb[lung] = rgb[lung] // 2 + np.array([0, 40, 120], np.uint8)
         rgb[edge] = (255, 40, 40)
         panels.append(rgb)
