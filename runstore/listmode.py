@@ -60,6 +60,10 @@ class ListModeWriter:
             self._rates.attrs["bin_ps"] = int(rate_bin_ps)
             for key in ("first_bin", "start_ps", "end_ps"):
                 self._rates.attrs[key] = np.int64(-1)
+        self._next_rate_bin: int | None = None
+        """The bin the next rates must start at (None before the first): kept here, never read
+        back from the file, where an attribute read in SWMR mode can hand back its value from
+        before the last write."""
         self._file.swmr_mode = True
         self.rows = 0
         self._flush_interval_s = flush_interval_s
@@ -79,16 +83,17 @@ class ListModeWriter:
         """Append the next bins of singles rates (they follow the bins written before)."""
         if table is None or self._rates is None or table.counts.shape[0] == 0:
             return
-        n = self._rates.shape[0]
-        first = int(self._rates.attrs["first_bin"])
-        if n == 0:
+        if self._next_rate_bin is None:
             self._rates.attrs["first_bin"] = np.int64(table.first_bin)
             self._rates.attrs["start_ps"] = np.int64(table.start_ps)
-        elif table.first_bin != first + n:
-            raise ValueError(f"rate bins from {table.first_bin} do not follow {first + n}")
+        elif table.first_bin != self._next_rate_bin:
+            raise ValueError(f"rate bins from {table.first_bin} do not follow "
+                             f"{self._next_rate_bin}")
+        n = self._rates.shape[0]
         self._rates.resize((n + table.counts.shape[0], self._rates.shape[1]))
         self._rates[n:] = table.counts
         self._rates.attrs["end_ps"] = np.int64(table.end_ps)
+        self._next_rate_bin = table.first_bin + table.counts.shape[0]
 
     def flush(self) -> None:
         """Make the rows so far visible to SWMR readers and durable in the OS."""
