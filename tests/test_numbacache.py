@@ -175,3 +175,19 @@ def test_another_clone_of_the_same_source_finds_its_kernels_compiled(tmp_path: P
     assert found[1]["file"].startswith(str(tmp_path / "b")), found
     assert (found[0]["misses"], found[0]["hits"]) == (1, 0)
     assert (found[1]["misses"], found[1]["hits"]) == (0, 1)
+
+
+def test_a_kernel_runs_without_numbas_third_party_extensions_imported() -> None:
+    """numba would import every installed ``numba_extensions`` entry point (awkward's, with
+    uproot) at the first kernel a process runs: a start-up cost of every command."""
+    from importlib.metadata import entry_points
+
+    modules = sorted({ep.module.partition(".")[0]
+                      for ep in entry_points(group="numba_extensions")})
+    code = ("import sys, numpy as np; import infra; from coincidence.timeorder import "
+            "in_time_order; assert in_time_order(np.arange(5)); "
+            f"print([m for m in {modules!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=numbacache.ROOT)
+    assert modules, "no numba extension installed: nothing to show"
+    assert out.stdout.strip() == "[]", out.stdout
