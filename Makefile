@@ -19,13 +19,14 @@ run: $(STAMP)
 # The tests on a worker per core and one more (a module's tests on one worker: its fixtures are
 # made once; the longest modules first, tests/conftest.py), then
 # the tests that measure a rate or a CPU split, alone; then the benchmarks (JSON kept in
-# bench-results/) and their same-run ratio check. Skipped tests say why at the end.
+# bench-results/; each timed for 0.5 s and at least 5 rounds, or its own fixed rounds) and
+# their same-run ratio check. Skipped tests say why at the end.
 PYTEST := QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 test: $(STAMP)
 	$(PYTEST) --ignore=tests/benchmarks -m "not serial and not soak" -n auto --dist loadfile --no-loadscope-reorder
 	$(PYTEST) --ignore=tests/benchmarks -m "serial and not soak"
 	mkdir -p bench-results
-	$(PYTEST) tests/benchmarks -q --benchmark-enable --benchmark-json=bench-results/ci.json
+	$(PYTEST) tests/benchmarks -q --benchmark-enable --benchmark-max-time=0.5 --benchmark-json=bench-results/ci.json
 	$(BIN)/python -m daq.perf.benchcheck bench-results/ci.json
 
 # Sustained runs at rate (minutes): CI runs them after the tests.
