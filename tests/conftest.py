@@ -16,6 +16,29 @@ os.environ["BEDSIDE_PET_HOME"] = tempfile.mkdtemp(prefix="bedside-pet-tests-home
 atexit.register(shutil.rmtree, os.environ["BEDSIDE_PET_HOME"], ignore_errors=True)
 
 
+def _tests_cache() -> str:
+    """The tests' cache of computed arrays (sensitivity images, the normalization's geometric
+    factors; :mod:`recon.cache`): a folder of the machine's cache named by this source
+    version, so that every worker, phase and clone of one version shares what it computed,
+    while a changed projector or model is always computed afresh (their keys name a model
+    version that a change may forget to raise). Of the older versions' folders the newest
+    is kept."""
+    from infra.numbacache import ROOT, source_digest
+    from recon.cache import cache_dir
+
+    base = cache_dir() / "tests"
+    here = base / source_digest(ROOT)
+    if base.is_dir():
+        old = sorted((p for p in base.iterdir() if p.is_dir() and p != here),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+        for p in old[1:]:
+            shutil.rmtree(p, ignore_errors=True)
+    return str(here)
+
+
+os.environ["BEDSIDE_PET_CACHE"] = _tests_cache()
+
+
 @pytest.fixture(scope="session")
 def brain():
     """The default scanner model."""

@@ -9,15 +9,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from test_recon_sampler import recon_cache, sample_coinc  # noqa: F401
+from test_recon_sampler import sample_coinc
 
 from infra.errors import UserError
 from petdaq.images import recon as cli
 from recon import read_nifti
 from recon.pet import runimage
 from runstore.listmode import read_listmode
-
-pytestmark = pytest.mark.usefixtures("recon_cache")
 
 
 def _parse(*argv):

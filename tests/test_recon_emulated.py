@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_recon_sampler import recon_cache  # noqa: F401
 
 from hw import load_scanner
 from infra.errors import UserError
@@ -21,9 +20,6 @@ from recon.quant import calibration_factor
 
 emulator = pytest.importorskip("emulator")
 coincidence = pytest.importorskip("coincidence")
-
-pytestmark = pytest.mark.usefixtures("recon_cache")
-
 
 def _acquire(scanner, phantom, activity_mbq, duration_s, seed):
     sim = emulator.simulate(scanner, phantom=phantom, nuclide="F-18", activity_mbq=activity_mbq,

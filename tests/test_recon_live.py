@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from test_recon_sampler import points_in_sphere, recon_cache, sample_coinc  # noqa: F401
+from test_recon_sampler import points_in_sphere, sample_coinc
 
 from hw import COINC_DTYPE
 from infra.errors import UserError
@@ -15,8 +15,6 @@ from recon.pet.live import LiveRecon
 from recon.pet.lors import crystal_efficiency
 from recon.pet.osem import lm_mlem
 from recon.pet.system import sample_pairs
-
-pytestmark = pytest.mark.usefixtures("recon_cache")
 
 GRID = Grid((24, 24, 24), (2.0, 2.0, 2.0), (-23.0, -23.0, -23.0))
 SAMPLES = 1_000_000

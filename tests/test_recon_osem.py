@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_recon_projector import _cylinder_image
-from test_recon_sampler import (  # noqa: F401 (recon_cache is a fixture)
+from test_recon_sampler import (
     isotropic,
     points_in_cylinder,
     points_in_sphere,
-    recon_cache,
     sample_coinc,
 )
 
@@ -24,8 +23,6 @@ from recon.metrics import figures
 from recon.pet.lors import LORs, crystal_efficiency, lor_endpoints
 from recon.pet.osem import lm_mlem, lm_osem
 from recon.pet.system import Attenuation, sample_pairs
-
-pytestmark = pytest.mark.usefixtures("recon_cache")
 
 POINT = np.array([10.3, -20.7, 5.4])
 N_POINT = 300_000

@@ -117,21 +117,6 @@ def points_in_cylinder(rng: np.random.Generator, n: int, radius_mm: float, lengt
     return np.asarray(centre, float) + np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
-@pytest.fixture(scope="session")
-def recon_cache(tmp_path_factory):
-    """Sensitivity images cached in one folder for the whole session, not in ~/.cache."""
-    import os
-
-    folder = tmp_path_factory.getbasetemp() / "recon-cache"
-    old = os.environ.get("BEDSIDE_PET_CACHE")
-    os.environ["BEDSIDE_PET_CACHE"] = str(folder)
-    yield folder
-    if old is None:
-        os.environ.pop("BEDSIDE_PET_CACHE", None)
-    else:
-        os.environ["BEDSIDE_PET_CACHE"] = old
-
-
 # ------------------------------------------------------------------------- tests of the sampler
 
 

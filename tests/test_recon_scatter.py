@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_recon_sampler import recon_cache  # noqa: F401
 
 from recon import default_grid
 from recon.corrections import normalization
@@ -25,9 +24,6 @@ from recon.pet.osem import lm_osem, split_coinc
 
 emulator = pytest.importorskip("emulator")
 coincidence = pytest.importorskip("coincidence")
-
-pytestmark = pytest.mark.usefixtures("recon_cache")
-
 
 def test_klein_nishina_and_the_compton_cross_section():
     assert klein_nishina(1.0) == pytest.approx(2.0)             # forward: Thomson's 1 + cos^2
