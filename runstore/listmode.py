@@ -61,9 +61,10 @@ class ListModeWriter:
             for key in ("first_bin", "start_ps", "end_ps"):
                 self._rates.attrs[key] = np.int64(-1)
         self._next_rate_bin: int | None = None
-        """The bin the next rates must start at (None before the first): kept here, never read
-        back from the file, where an attribute read in SWMR mode can hand back its value from
-        before the last write."""
+        """The bin the next rates must start at (None before the first), and the rates' rows:
+        kept here, never read back from the file, where an attribute read in SWMR mode can
+        hand back its value from before the last write."""
+        self._rate_rows, self._rate_units = 0, rate_units
         self._file.swmr_mode = True
         self.rows = 0
         self._flush_interval_s = flush_interval_s
@@ -89,11 +90,11 @@ class ListModeWriter:
         elif table.first_bin != self._next_rate_bin:
             raise ValueError(f"rate bins from {table.first_bin} do not follow "
                              f"{self._next_rate_bin}")
-        n = self._rates.shape[0]
-        self._rates.resize((n + table.counts.shape[0], self._rates.shape[1]))
+        n, more = self._rate_rows, table.counts.shape[0]
+        self._rates.resize((n + more, self._rate_units))
         self._rates[n:] = table.counts
         self._rates.attrs["end_ps"] = np.int64(table.end_ps)
-        self._next_rate_bin = table.first_bin + table.counts.shape[0]
+        self._rate_rows, self._next_rate_bin = n + more, table.first_bin + more
 
     def flush(self) -> None:
         """Make the rows so far visible to SWMR readers and durable in the OS."""
