@@ -21,18 +21,14 @@ def _tests_cache() -> str:
     factors; :mod:`recon.cache`): a folder of the machine's cache named by this source
     version, so that every worker, phase and clone of one version shares what it computed,
     while a changed projector or model is always computed afresh (their keys name a model
-    version that a change may forget to raise). Of the older versions' folders the newest
-    is kept."""
-    from infra.numbacache import ROOT, source_digest
+    version that a change may forget to raise). Older versions' folders are pruned as numba's
+    are (:func:`infra.numbacache._prune`)."""
+    from infra.numbacache import ROOT, _prune, source_digest
     from recon.cache import cache_dir
 
-    base = cache_dir() / "tests"
-    here = base / source_digest(ROOT)
-    if base.is_dir():
-        old = sorted((p for p in base.iterdir() if p.is_dir() and p != here),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
-        for p in old[1:]:
-            shutil.rmtree(p, ignore_errors=True)
+    here = cache_dir() / "tests" / source_digest(ROOT)
+    here.mkdir(parents=True, exist_ok=True)
+    _prune(here.parent, keep={here})
     return str(here)
 
 
