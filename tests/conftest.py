@@ -16,6 +16,11 @@ os.environ["BEDSIDE_PET_HOME"] = tempfile.mkdtemp(prefix="bedside-pet-tests-home
 atexit.register(shutil.rmtree, os.environ["BEDSIDE_PET_HOME"], ignore_errors=True)
 
 
+#: Set by the first process of a test run to the tests' cache folder it chose: its xdist
+#: workers inherit it and take that folder, not one inside it.
+TESTS_CACHE_VAR = "BEDSIDE_PET_TESTS_CACHE"
+
+
 def _tests_cache() -> str:
     """The tests' cache of computed arrays (sensitivity images, the normalization's geometric
     factors; :mod:`recon.cache`): a folder of the machine's cache named by this source
@@ -26,13 +31,15 @@ def _tests_cache() -> str:
     from infra.numbacache import ROOT, _prune, source_digest
     from recon.cache import cache_dir
 
+    if os.environ.get(TESTS_CACHE_VAR):
+        return os.environ[TESTS_CACHE_VAR]
     here = cache_dir() / "tests" / source_digest(ROOT)
     here.mkdir(parents=True, exist_ok=True)
     _prune(here.parent, keep={here})
     return str(here)
 
 
-os.environ["BEDSIDE_PET_CACHE"] = _tests_cache()
+os.environ["BEDSIDE_PET_CACHE"] = os.environ[TESTS_CACHE_VAR] = _tests_cache()
 
 
 @pytest.fixture(scope="session")
