@@ -191,3 +191,12 @@ def test_a_kernel_runs_without_numbas_third_party_extensions_imported() -> None:
                          check=True, cwd=numbacache.ROOT)
     assert modules, "no numba extension installed: nothing to show"
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_tests_cache_is_one_folder_per_source_version_for_every_worker() -> None:
+    """tests/conftest.py: an xdist worker inherits its controller's folder of the tests' cache
+    and takes it as it is, not a folder nested inside it, so that every phase of a run (the
+    workers, the serial tests, the soak) shares the sensitivity images it computed."""
+    here = Path(os.environ["BEDSIDE_PET_CACHE"])
+    assert here.name == source_digest(numbacache.ROOT) and here.parent.name == "tests"
+    assert here.parent.parent.name != here.name
