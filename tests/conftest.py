@@ -23,17 +23,17 @@ TESTS_CACHE_VAR = "BEDSIDE_PET_TESTS_CACHE"
 
 def _tests_cache() -> str:
     """The tests' cache of computed arrays (sensitivity images, the normalization's geometric
-    factors; :mod:`recon.cache`): a folder of the machine's cache named by this source
-    version, so that every worker, phase and clone of one version shares what it computed,
-    while a changed projector or model is always computed afresh (their keys name a model
-    version that a change may forget to raise). Older versions' folders are pruned as numba's
-    are (:func:`infra.numbacache._prune`)."""
-    from infra.numbacache import ROOT, _prune, source_digest
+    factors; :mod:`recon.cache`): a folder of the machine's cache named by the source of the
+    reconstruction's floor and those below it (what computes them), so that every worker, phase
+    and clone of one version shares what it computed, while a changed projector or model is
+    always computed afresh (their keys name a model version that a change may forget to raise).
+    Older versions' folders are pruned as numba's are (:func:`infra.numbacache._prune`)."""
+    from infra.numbacache import ROOT, _prune, floor_digests
     from recon.cache import cache_dir
 
     if os.environ.get(TESTS_CACHE_VAR):
         return os.environ[TESTS_CACHE_VAR]
-    here = cache_dir() / "tests" / source_digest(ROOT)
+    here = cache_dir() / "tests" / floor_digests(ROOT)["recon"]
     here.mkdir(parents=True, exist_ok=True)
     _prune(here.parent, keep={here})
     return str(here)

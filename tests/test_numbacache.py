@@ -196,7 +196,8 @@ def test_a_kernel_runs_without_numbas_third_party_extensions_imported() -> None:
 def test_the_tests_cache_is_one_folder_per_source_version_for_every_worker() -> None:
     """tests/conftest.py: an xdist worker inherits its controller's folder of the tests' cache
     and takes it as it is, not a folder nested inside it, so that every phase of a run (the
-    workers, the serial tests, the soak) shares the sensitivity images it computed."""
+    workers, the serial tests, the soak) shares the sensitivity images it computed; named by
+    the source that computes them (the reconstruction's floor and those below it)."""
     here = Path(os.environ["BEDSIDE_PET_CACHE"])
-    assert here.name == source_digest(numbacache.ROOT) and here.parent.name == "tests"
+    assert here.name == floor_digests(numbacache.ROOT)["recon"] and here.parent.name == "tests"
     assert here.parent.parent.name != here.name
