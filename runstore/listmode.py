@@ -64,7 +64,7 @@ class ListModeWriter:
         """The bin the next rates must start at (None before the first), and the rates' rows:
         kept here, never read back from the file, where an attribute read in SWMR mode can
         hand back its value from before the last write."""
-        self._rate_rows, self._rate_units = 0, rate_units
+        self._rate_rows = 0
         self._file.swmr_mode = True
         self.rows = 0
         self._flush_interval_s = flush_interval_s
@@ -91,7 +91,7 @@ class ListModeWriter:
             raise ValueError(f"rate bins from {table.first_bin} do not follow "
                              f"{self._next_rate_bin}")
         n, more = self._rate_rows, table.counts.shape[0]
-        self._rates.resize((n + more, self._rate_units))
+        self._rates.resize(n + more, axis=0)
         self._rates[n:] = table.counts
         self._rates.attrs["end_ps"] = np.int64(table.end_ps)
         self._rate_rows, self._next_rate_bin = n + more, table.first_bin + more
