@@ -193,7 +193,7 @@ def test_a_kernel_runs_without_numbas_third_party_extensions_imported() -> None:
     assert out.stdout.strip() == "[]", out.stdout
 
 
-def test_the_tests_cache_is_one_folder_per_source_version_for_every_worker() -> None:
+def test_every_worker_takes_the_one_tests_cache_folder_of_the_reconstructions_source() -> None:
     """tests/conftest.py: an xdist worker inherits its controller's folder of the tests' cache
     and takes it as it is, not a folder nested inside it, so that every phase of a run (the
     workers, the serial tests, the soak) shares the sensitivity images it computed; named by

@@ -21,6 +21,7 @@ from recon.quant import calibration_factor
 emulator = pytest.importorskip("emulator")
 coincidence = pytest.importorskip("coincidence")
 
+
 def _acquire(scanner, phantom, activity_mbq, duration_s, seed):
     sim = emulator.simulate(scanner, phantom=phantom, nuclide="F-18", activity_mbq=activity_mbq,
                             duration_s=duration_s, seed=seed)

@@ -25,6 +25,7 @@ from recon.pet.osem import lm_osem, split_coinc
 emulator = pytest.importorskip("emulator")
 coincidence = pytest.importorskip("coincidence")
 
+
 def test_klein_nishina_and_the_compton_cross_section():
     assert klein_nishina(1.0) == pytest.approx(2.0)             # forward: Thomson's 1 + cos^2
     assert klein_nishina(0.0) < klein_nishina(0.5) < klein_nishina(1.0)
