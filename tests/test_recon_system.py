@@ -40,13 +40,42 @@ transaxial_fov_mm = 50.0
 """
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+#: Enough valid pairs (106 k) for a Monte-Carlo estimate of fewer, few enough to sum exactly.
+SMALL = """
+name = "small"
+description = "16 modules of 8 x 4 crystals, for Monte-Carlo against exact enumeration"
+kind = "pet"
+[geometry]
+modules_per_ring = 16
+module_rings = 1
+crystals_per_module = [8, 4]
+crystal_pitch_mm = [4.0, 4.0]
+crystal_size_mm = [3.8, 3.8, 10.0]
+ring_radius_mm = 85.0
+transaxial_fov_mm = 100.0
+"""
+
+
+def _test_scanner(tmp_path_factory, head: str):
     brain_toml = (resources.files("hw") / "scanners" / "bedside-brain.toml").read_text()
     rest = without_table(brain_toml[brain_toml.index("[material]"):], "crystals")
-    path = tmp_path_factory.mktemp("tiny") / "tiny.toml"
-    path.write_text(TINY + rest)
+    path = tmp_path_factory.mktemp("scanner") / "scanner.toml"
+    path.write_text(head + rest)
     return load_scanner(str(path))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return _test_scanner(tmp_path_factory, TINY)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return _test_scanner(tmp_path_factory, SMALL)
+
+
+#: Monte-Carlo samples of the small scanner's sensitivity (about a third of its valid pairs).
+SAMPLES = 40_000
 
 
 def _all_valid_pairs(scanner, k):
@@ -72,14 +101,15 @@ def test_sampled_pairs_are_uniform_over_valid_pairs(tiny):
     assert counts.std() / expected < 1.5 / np.sqrt(expected)    # Poisson scatter, not a bias
 
 
-def test_monte_carlo_sensitivity_is_unbiased(tiny, tmp_path, monkeypatch):
+def test_monte_carlo_sensitivity_is_unbiased(small, tmp_path, monkeypatch):
     monkeypatch.setenv("BEDSIDE_PET_CACHE", str(tmp_path))
-    grid = default_grid(tiny, 2.0)
-    exact_pairs = _all_valid_pairs(tiny, 2)
-    proj = Projector(tiny, grid, tof=False)
-    exact = proj.back(pair_weights(tiny, exact_pairs, grid.voxel_volume_mm3), exact_pairs)
-    exact[~fov_mask(tiny, grid)] = 0
-    mc = sensitivity(tiny, grid, samples=400_000, seed=3)
+    grid = default_grid(small, 4.0)
+    exact_pairs = _all_valid_pairs(small, 2)
+    proj = Projector(small, grid, tof=False)
+    exact = proj.back(pair_weights(small, exact_pairs, grid.voxel_volume_mm3), exact_pairs)
+    exact[~fov_mask(small, grid)] = 0
+    assert len(exact_pairs) > SAMPLES                 # Monte-Carlo, not the exact sum
+    mc = sensitivity(small, grid, samples=SAMPLES, seed=3, k=2)
     central = exact > 0.3 * exact.max()
     ratio = mc[central].sum() / exact[central].sum()
     assert ratio == pytest.approx(1.0, abs=0.01)
@@ -104,6 +134,31 @@ def test_enough_samples_give_the_exact_sum_over_every_pair(tiny, tmp_path, monke
     assert default_samples(default_grid(tiny, 4.0)) == DEFAULT_SAMPLES
     assert default_samples(default_grid(tiny, 2.0)) == DEFAULT_SAMPLES
     assert default_samples(default_grid(tiny, 0.5)) == 64 * DEFAULT_SAMPLES
+
+
+def test_a_mu_maps_monte_carlo_sensitivity_is_unbiased_and_shares_the_plain_image(
+        small, tmp_path, monkeypatch):
+    """With a mu-map and the crystals' efficiencies the estimate (the plain image times the
+    sampled ratio of what the factors keep) agrees with the exact sum over every pair; a second
+    mu-map reuses the plain image from the cache."""
+    from recon.corrections.normalization import CrystalEfficiencies
+
+    monkeypatch.setenv("BEDSIDE_PET_CACHE", str(tmp_path))
+    grid = default_grid(small, 4.0)
+    x, y, _ = grid.centres_mm()
+    water = np.broadcast_to(x * x + y * y < 40.0 ** 2, grid.shape)
+    mu = np.where(water, 0.0096, 0.0).astype(np.float32)
+    eff = np.random.default_rng(5).uniform(0.8, 1.2, small.n_crystals)
+    norm = CrystalEfficiencies(eff, small.name, small.digest, "test")
+    exact = sensitivity(small, grid, mu, samples=valid_pair_count(small, 2), k=2,
+                        normalization=norm)
+    mc = sensitivity(small, grid, mu, samples=SAMPLES, seed=3, k=2, normalization=norm)
+    central = exact > 0.3 * exact.max()
+    assert mc[central].sum() / exact[central].sum() == pytest.approx(1.0, abs=0.01)
+    assert np.median(np.abs(mc[central] / exact[central] - 1)) < 0.03
+    assert len(list(tmp_path.glob("sensitivity-*.npy"))) == 3   # exact, plain, with factors
+    sensitivity(small, grid, mu * 2, samples=SAMPLES, seed=3, k=2, normalization=norm)
+    assert len(list(tmp_path.glob("sensitivity-*.npy"))) == 4
 
 
 def test_sensitivity_cache_and_symmetry(brain, tmp_path, monkeypatch):

@@ -13,7 +13,16 @@ estimate: ``samples`` pairs drawn uniformly among the valid pairs, back-projecte
 ``w_i AF_i N_pairs / samples``. Without a mu-map on a centred grid, the estimate is averaged over
 the symmetries the scanner and the grid share (quarter turns when the module count is a multiple
 of four, the y and z mirrors: 16 images for bedside-brain), which divides its variance by up to
-16 at no cost. The default sample count keeps the samples per voxel of 10 M at 2 mm
+16 at no cost. With a mu-map or a normalization (pair factors ``f_i = AF_i N_i``) the
+estimate is that symmetrised image times a ratio estimate of what the factors keep of it:
+``s_j = s0_j * sum_i w_i f_i A_ij / sum_i w_i A_ij`` over :data:`RATIO_SHARE` of the samples,
+drawn afresh (the ratio estimator of survey sampling). The factors of the lines through a voxel
+differ far less than their number and chord lengths do, so the ratio is steadier than either
+sum: against the exact sum over bedside-brain's 61 M pairs at 2 mm, 3 M samples' ratio left
+1.6 % rms error in a 20 cm water cylinder and 1.2 % in the brain phantom's head, where 10 M
+samples of ``w_i f_i`` back-projected left 2.8 % and 2.7 %, in 1.8 s against 4.0 s (the
+plain image cached, shared by every mu-map of the grid). The default sample count keeps the
+samples per voxel of 10 M at 2 mm
 (:func:`default_samples`); where that is more than there are valid pairs (small-animal's
 0.5 mm grid), every pair is back-projected once: the exact sum, without Monte-Carlo noise, which
 OSEM would otherwise multiply into the image at every subset (a 5 % noisy sensitivity made
@@ -42,6 +51,11 @@ from recon.threads import KERNELS
 MODEL_VERSION = "sens-2"
 #: Monte-Carlo sample count of the sensitivity image on 2 mm voxels (and coarser).
 DEFAULT_SAMPLES = 10_000_000
+#: Share of the sample count whose ratio scales the plain image to a mu-map's or a
+#: normalization's (see the module docstring).
+RATIO_SHARE = 0.3
+#: Marks the cache keys of ratio estimates.
+RATIO_VERSION = "ratio-1"
 #: Events per projector call when streaming pairs through it.
 CHUNK = 1 << 20
 
@@ -172,8 +186,9 @@ def sensitivity(scanner: Scanner, grid: Grid, mu_map: Image | np.ndarray | None 
     """[x, y, z] float32: probability that an annihilation in each voxel is detected as a prompt
     in a valid pair (zero outside the transaxial FOV). ``samples``: Monte-Carlo pairs (None:
     :func:`default_samples`); as many as there are valid pairs or more: every pair once, exact.
-    ``normalization``: the crystals' efficiencies (a dead crystal's pairs add nothing). See the
-    module docstring."""
+    ``normalization``: the crystals' efficiencies (a dead crystal's pairs add nothing).
+    ``use_cache``: keep the result on disk; the plain image that a Monte-Carlo estimate with a
+    mu-map or a normalization scales is kept in any case. See the module docstring."""
     samples = default_samples(grid) if samples is None else samples
     if samples < 1:
         raise UserError(f"sensitivity samples must be >= 1, got {samples}")
@@ -189,10 +204,12 @@ def sensitivity(scanner: Scanner, grid: Grid, mu_map: Image | np.ndarray | None 
 
     if not use_cache:
         return compute()
+    factors = attenuation is not None or normalization is not None
     key = "|".join([MODEL_VERSION, scanner.digest, grid.key(),
                     *(["every pair"] if exact else [str(samples), str(seed)]), str(k),
                     attenuation.digest if attenuation else "no-mu",
-                    *([normalization.digest] if normalization is not None else [])])
+                    *([normalization.digest] if normalization is not None else []),
+                    *([RATIO_VERSION] if factors and not exact else [])])
     return cached_array(key, compute, prefix="sensitivity")
 
 
@@ -211,17 +228,42 @@ def _back_projected(scanner: Scanner, grid: Grid, attenuation: Attenuation | Non
     return np.ascontiguousarray(acc[1:-1, 1:-1, 1:-1], np.float64)
 
 
+def _sampled(scanner: Scanner, samples: int, rng: np.random.Generator, k: int
+             ) -> Iterator[LORs]:
+    """``samples`` valid pairs drawn by ``rng``, in chunks of at most :data:`CHUNK`."""
+    return (sample_pairs(scanner, min(CHUNK, samples - start), rng, k)
+            for start in range(0, samples, CHUNK))
+
+
 def _monte_carlo(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, samples: int,
                  seed: int, k: int, normalization: PairFactor | None = None) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    chunks = (sample_pairs(scanner, min(CHUNK, samples - start), rng, k)
-              for start in range(0, samples, CHUNK))
-    sens = _back_projected(scanner, grid, attenuation, chunks,
-                           valid_pair_count(scanner, k) / samples, normalization)
-    if attenuation is None and normalization is None:
-        sens = _symmetrise(scanner, grid, sens)
+    if attenuation is not None or normalization is not None:
+        plain = sensitivity(scanner, grid, None, samples, seed, k)
+        share = max(1, round(samples * RATIO_SHARE))
+        return (plain * _ratio(scanner, grid, attenuation, normalization, share, seed, k)
+                ).astype(np.float32)
+    sens = _back_projected(scanner, grid, None, _sampled(scanner, samples,
+                                                         np.random.default_rng(seed), k),
+                           valid_pair_count(scanner, k) / samples)
+    sens = _symmetrise(scanner, grid, sens)
     sens[~fov_mask(scanner, grid)] = 0.0
     return sens.astype(np.float32)
+
+
+def _ratio(scanner: Scanner, grid: Grid, attenuation: Attenuation | None,
+           normalization: PairFactor | None, samples: int, seed: int, k: int) -> np.ndarray:
+    """[x, y, z] float64: ``sum w_i f_i A_ij / sum w_i A_ij`` over ``samples`` pairs drawn
+    apart from the plain image's (0 where no line was drawn)."""
+    projector = Projector(scanner, grid, tof=False)
+    kept = drawn = None
+    for lors in _sampled(scanner, samples, np.random.default_rng((seed, 1)), k):
+        with KERNELS:
+            lors = lors.take(lor_order(lors, projector.endpoints))
+            drawn = projector.back_padded(event_weights(scanner, grid, lors), lors, drawn)
+            kept = projector.back_padded(
+                event_weights(scanner, grid, lors, attenuation, normalization), lors, kept)
+    kept, drawn = (np.asarray(a[1:-1, 1:-1, 1:-1], np.float64) for a in (kept, drawn))
+    return np.divide(kept, drawn, out=np.zeros_like(kept), where=drawn > 0)
 
 
 def _exact(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, k: int,
