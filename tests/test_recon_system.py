@@ -161,6 +161,19 @@ def test_a_mu_maps_monte_carlo_sensitivity_is_unbiased_and_shares_the_plain_imag
     assert len(list(tmp_path.glob("sensitivity-*.npy"))) == 4
 
 
+def test_a_mu_map_in_fortran_order_gives_the_same_sensitivity(small, tmp_path, monkeypatch):
+    """A mu-map array as a NIfTI file gives it (Fortran order) is taken as it is."""
+    monkeypatch.setenv("BEDSIDE_PET_CACHE", str(tmp_path))
+    grid = default_grid(small, 4.0)
+    x, y, _ = grid.centres_mm()
+    mu = np.where(np.broadcast_to(x * x + y * y < 40.0 ** 2, grid.shape), 0.0096, 0.0)
+    c_order = sensitivity(small, grid, mu.astype(np.float32), samples=SAMPLES, k=2,
+                          use_cache=False)
+    f_order = sensitivity(small, grid, np.asfortranarray(mu, np.float32), samples=SAMPLES, k=2,
+                          use_cache=False)
+    np.testing.assert_array_equal(f_order, c_order)
+
+
 def test_sensitivity_cache_and_symmetry(brain, tmp_path, monkeypatch):
     monkeypatch.setenv("BEDSIDE_PET_CACHE", str(tmp_path))
     grid = default_grid(brain, 6.0)

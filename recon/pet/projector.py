@@ -61,8 +61,9 @@ def lanes_of(n_events: int) -> int:
 
 
 def pad(array: np.ndarray) -> np.ndarray:
-    """[x, y, z] -> a float32 copy with one zero voxel on every side."""
-    return np.pad(np.asarray(array, np.float32), 1)
+    """[x, y, z] -> a C-contiguous float32 copy with one zero voxel on every side (whatever the
+    input's order: a NIfTI file's array is in Fortran order)."""
+    return np.pad(np.ascontiguousarray(array, np.float32), 1)
 
 
 def unpad(padded: np.ndarray) -> np.ndarray:
