@@ -25,35 +25,29 @@ from recon.pet.system import (
     valid_pair_count,
 )
 
-TINY = """
-name = "tiny"
-description = "8 modules of 4 x 3 crystals, for exact enumeration"
+
+def _ring(name: str, modules: int, crystals: tuple[int, int], radius_mm: float,
+          fov_mm: float) -> str:
+    """A one-ring scanner's name and geometry (TOML), the rest taken from bedside-brain."""
+    return f"""
+name = "{name}"
+description = "{modules} modules of {crystals[0]} x {crystals[1]} crystals, for tests"
 kind = "pet"
 [geometry]
-modules_per_ring = 8
+modules_per_ring = {modules}
 module_rings = 1
-crystals_per_module = [4, 3]
+crystals_per_module = [{crystals[0]}, {crystals[1]}]
 crystal_pitch_mm = [4.0, 4.0]
 crystal_size_mm = [3.8, 3.8, 10.0]
-ring_radius_mm = 40.0
-transaxial_fov_mm = 50.0
+ring_radius_mm = {radius_mm}
+transaxial_fov_mm = {fov_mm}
 """
 
 
+#: Few enough valid pairs (2.9 k) to enumerate at once.
+TINY = _ring("tiny", 8, (4, 3), 40.0, 50.0)
 #: Enough valid pairs (106 k) for a Monte-Carlo estimate of fewer, few enough to sum exactly.
-SMALL = """
-name = "small"
-description = "16 modules of 8 x 4 crystals, for Monte-Carlo against exact enumeration"
-kind = "pet"
-[geometry]
-modules_per_ring = 16
-module_rings = 1
-crystals_per_module = [8, 4]
-crystal_pitch_mm = [4.0, 4.0]
-crystal_size_mm = [3.8, 3.8, 10.0]
-ring_radius_mm = 85.0
-transaxial_fov_mm = 100.0
-"""
+SMALL = _ring("small", 16, (8, 4), 85.0, 100.0)
 
 
 def _test_scanner(tmp_path_factory, head: str):

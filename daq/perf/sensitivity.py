@@ -18,17 +18,14 @@ import numpy as np
 
 from hw.scanner import Scanner, load_scanner
 from recon.grid import Grid, default_grid
-from recon.pet.lors import lor_order
-from recon.pet.projector import Projector
 from recon.pet.system import (
-    CHUNK,
     DEFAULT_SAMPLES,
     Attenuation,
     as_mu_map,
-    event_weights,
+    back_projected,
     fov_mask,
     min_sector_difference,
-    sample_pairs,
+    sampled_chunks,
     sensitivity,
     valid_pair_count,
 )
@@ -39,14 +36,8 @@ def attenuated_back_projection(scanner: Scanner, grid: Grid, attenuation: Attenu
     """The baseline: ``samples`` valid pairs' ``w_i AF_i`` back-projected, times N_pairs /
     samples, zero outside the field of view."""
     k = min_sector_difference(scanner)
-    rng = np.random.default_rng(seed)
-    projector = Projector(scanner, grid, tof=False)
-    acc = None
-    for start in range(0, samples, CHUNK):
-        lors = sample_pairs(scanner, min(CHUNK, samples - start), rng, k)
-        lors = lors.take(lor_order(lors, projector.endpoints))
-        acc = projector.back_padded(event_weights(scanner, grid, lors, attenuation), lors, acc)
-    sens = acc[1:-1, 1:-1, 1:-1] * np.float32(valid_pair_count(scanner, k) / samples)
+    chunks = sampled_chunks(scanner, samples, np.random.default_rng(seed), k)
+    sens = back_projected(scanner, grid, attenuation, chunks, valid_pair_count(scanner, k) / samples)
     sens[~fov_mask(scanner, grid)] = 0.0
     return sens
 

@@ -213,9 +213,9 @@ def sensitivity(scanner: Scanner, grid: Grid, mu_map: Image | np.ndarray | None 
     return cached_array(key, compute, prefix="sensitivity")
 
 
-def _back_projected(scanner: Scanner, grid: Grid, attenuation: Attenuation | None,
-                    chunks: Iterator[LORs], scale: float,
-                    normalization: PairFactor | None = None) -> np.ndarray:
+def back_projected(scanner: Scanner, grid: Grid, attenuation: Attenuation | None,
+                   chunks: Iterator[LORs], scale: float,
+                   normalization: PairFactor | None = None) -> np.ndarray:
     """The sum of ``w_i AF_i N_i * scale`` back-projected over the pairs of ``chunks`` (float64,
     unpadded)."""
     projector = Projector(scanner, grid, tof=False)
@@ -228,8 +228,8 @@ def _back_projected(scanner: Scanner, grid: Grid, attenuation: Attenuation | Non
     return np.ascontiguousarray(acc[1:-1, 1:-1, 1:-1], np.float64)
 
 
-def _sampled(scanner: Scanner, samples: int, rng: np.random.Generator, k: int
-             ) -> Iterator[LORs]:
+def sampled_chunks(scanner: Scanner, samples: int, rng: np.random.Generator, k: int
+                   ) -> Iterator[LORs]:
     """``samples`` valid pairs drawn by ``rng``, in chunks of at most :data:`CHUNK`."""
     return (sample_pairs(scanner, min(CHUNK, samples - start), rng, k)
             for start in range(0, samples, CHUNK))
@@ -242,9 +242,8 @@ def _monte_carlo(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, 
         share = max(1, round(samples * RATIO_SHARE))
         return (plain * _ratio(scanner, grid, attenuation, normalization, share, seed, k)
                 ).astype(np.float32)
-    sens = _back_projected(scanner, grid, None, _sampled(scanner, samples,
-                                                         np.random.default_rng(seed), k),
-                           valid_pair_count(scanner, k) / samples)
+    chunks = sampled_chunks(scanner, samples, np.random.default_rng(seed), k)
+    sens = back_projected(scanner, grid, None, chunks, valid_pair_count(scanner, k) / samples)
     sens = _symmetrise(scanner, grid, sens)
     sens[~fov_mask(scanner, grid)] = 0.0
     return sens.astype(np.float32)
@@ -256,7 +255,7 @@ def _ratio(scanner: Scanner, grid: Grid, attenuation: Attenuation | None,
     apart from the plain image's (0 where no line was drawn)."""
     projector = Projector(scanner, grid, tof=False)
     kept = drawn = None
-    for lors in _sampled(scanner, samples, np.random.default_rng((seed, 1)), k):
+    for lors in sampled_chunks(scanner, samples, np.random.default_rng((seed, 1)), k):
         with KERNELS:
             lors = lors.take(lor_order(lors, projector.endpoints))
             drawn = projector.back_padded(event_weights(scanner, grid, lors), lors, drawn)
@@ -281,7 +280,7 @@ def _exact(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, k: int
             done += len(lors)
             progress.update(done)
 
-    sens = _back_projected(scanner, grid, attenuation, counted(), 1.0, normalization)
+    sens = back_projected(scanner, grid, attenuation, counted(), 1.0, normalization)
     progress.close(done)
     sens[~fov_mask(scanner, grid)] = 0.0
     return sens.astype(np.float32)
