@@ -13,6 +13,7 @@ columns + column`` with ``row`` along z.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import tomllib
@@ -199,6 +200,13 @@ class Scanner:
     The ``[quantification]`` table is left out: it is a calibration result, not part of the
     model, and measuring it again must not orphan the stored gain tables or cached images; so is
     the ``[reconstruction]`` table, a preference of the images, not of the model."""
+    alike_digest: str = ""
+    """SHA-256 of the model with every crystal alike and accepting every interaction: the
+    definition as read (comments and layout do not count) less its name, description,
+    ``[crystals]``, ``[response] crystal_efficiency``, ``[quantification]`` and
+    ``[reconstruction]`` (:func:`alike_digest`). A lab's copy of a built-in definition, renamed
+    and with its own crystals, has the built-in's: what is emulated of the model (the
+    normalization's geometric factors) is the same for both."""
     channel_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))
     """(n_boards, max_channel + 1) int32: global crystal of (board, channel), -1 where none."""
     readout_map: Path | None = None
@@ -418,6 +426,22 @@ def definition_digest(text: str) -> str:
     return hashlib.sha256(_NOT_MODEL.sub("", text).encode()).hexdigest()
 
 
+#: The top-level keys and tables :func:`alike_digest` leaves out: what names or calibrates a
+#: unit, and what makes its crystals differ.
+NOT_ALIKE = ("name", "description", "crystals", "quantification", "reconstruction")
+
+
+def alike_digest(data: dict[str, Any]) -> str:
+    """:attr:`Scanner.alike_digest` of a definition as read (its TOML tables): SHA-256 of their
+    canonical JSON less :data:`NOT_ALIKE` and ``[response] crystal_efficiency``."""
+    model = {key: value for key, value in data.items() if key not in NOT_ALIKE}
+    if isinstance(model.get("response"), dict):
+        model["response"] = {key: value for key, value in model["response"].items()
+                             if key != "crystal_efficiency"}
+    text = json.dumps(model, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _read_definition(name: str) -> tuple[str, str]:
     looks_like_path = name.endswith(".toml") or "/" in name or "\\" in name
     if looks_like_path:
@@ -545,8 +569,9 @@ def _build(data: dict[str, Any], source: str, digest: str) -> Scanner:
     common = dict(
         name=top.text("name"), description=top.text("description", default=""), kind=kind,
         material=mat, response=response, digitizer=digitizer, acquisition=acquisition,
-        source=source, digest=digest, readout_map=_readout_map(top), **_quantification(top),
-        **_reconstruction(top, kind), crystals=_crystal_spread(top),
+        source=source, digest=digest, alike_digest=alike_digest(data),
+        readout_map=_readout_map(top), **_quantification(top), **_reconstruction(top, kind),
+        crystals=_crystal_spread(top),
     )
     if kind == "pet":
         scanner = _ring(geo, digitizer, common)

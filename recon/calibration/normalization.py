@@ -24,18 +24,16 @@ from crystal to crystal, and attenuation in the crystals between two partners, a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from hw.crystals import CrystalSpread
 from hw.dtypes import SINGLE_DTYPE
-from hw.faults import Faults
 from hw.scanner import Scanner
 from infra.errors import UserError
 from infra.progress import Progress
-from recon.cache import cached_array
+from recon.calibration.modelfactors import alike_model, class_means, model_factors, symmetry_classes
 from recon.corrections.fansums import fixed_point
 from recon.corrections.normalization import CrystalEfficiencies
 from recon.corrections.randoms import crystal_counts
@@ -49,7 +47,7 @@ LU176_WINDOW_KEV = (100.0, 900.0)
 #: coincidences are most of the intrinsic ones), a module with itself does not (there,
 #: photons scattered from crystal to crystal pair up).
 BLANK_SECTOR_DIFFERENCE = 1
-#: Seconds of the emulated blank scan of the scanner's model, with alike crystals, that gives the
+#: Seconds of the emulated blank scan of the scanner's model, every crystal alike, that gives the
 #: fit's geometric factors (:func:`geometric_factors`).
 MODEL_SECONDS = 60.0
 #: Fan-sum iterations.
@@ -179,24 +177,6 @@ def _noisy(delayeds: np.ndarray) -> np.ndarray:
     return delayeds > max(5.0 * m, m + 10.0 * np.sqrt(max(m, 1.0)))
 
 
-def symmetry_classes(scanner: Scanner) -> np.ndarray:
-    """(N,) int: crystals alike under the ring's symmetries (a turn by a module, the mirror of a
-    module across its middle, the mirror of the axial field across z = 0) share a class."""
-    ct = scanner.crystals_per_ring // scanner.n_modules
-    local = (np.arange(scanner.n_crystals) % scanner.crystals_per_ring) % ct
-    local = np.minimum(local, ct - 1 - local)
-    ring = np.minimum(scanner.crystal_ring, scanner.n_rings - 1 - scanner.crystal_ring)
-    return ring * ct + local
-
-
-def class_means(values: np.ndarray, classes: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """(N,) each crystal's class mean of ``values`` over the crystals ``where`` is true."""
-    n = classes.max() + 1
-    total = np.bincount(classes[where], weights=values[where], minlength=n)
-    count = np.bincount(classes[where], minlength=n)
-    return np.divide(total, count, out=np.ones(n), where=count > 0)[classes]
-
-
 def blank_sort_settings(scanner: Scanner) -> dict:
     """The sorter's settings for a blank scan (keyword arguments of :func:`coincidence.sort`):
     :data:`LU176_WINDOW_KEV`, :data:`BLANK_SECTOR_DIFFERENCE`, the scanner's delayed window."""
@@ -222,23 +202,31 @@ def split_blank(coinc: np.ndarray) -> tuple[LORs, LORs]:
 
 def geometric_factors(scanner: Scanner, seconds: float = MODEL_SECONDS, threads: int = 1
                       ) -> np.ndarray:
-    """(N,) what :func:`fit_blank` gives for each crystal of the scanner's model with alike
-    crystals, averaged over the crystals that the ring's symmetries make alike
-    (:func:`symmetry_classes`): the part of a blank fit that is geometry (the material a gamma
-    crosses leaving its module, the axial ends), which the analytic ``h`` leaves out. Measured
-    once per scanner definition from a blank scan of ``seconds`` that the emulator makes of the
-    model (its geometry and digitizer, every crystal alike), and cached."""
-    key = "|".join(["blank-geometry-v1", scanner.digest, f"{seconds:g}",
-                    f"{LU176_WINDOW_KEV}", str(BLANK_SECTOR_DIFFERENCE)])
-    return cached_array(key, lambda: _model_fit(scanner, seconds, threads), "normgeometry")
+    """(N,) what :func:`fit_blank` gives for each crystal of the scanner's model
+    (:func:`~recon.calibration.modelfactors.alike_model`), averaged over the crystals that the
+    ring's symmetries make alike: the part of a blank fit that is geometry (the material a gamma
+    crosses leaving its module, the axial ends), which the analytic ``h`` leaves out. Shipped
+    for the built-in scanners' models; for another model, measured once from a blank scan of
+    ``seconds`` that the emulator makes of it, and cached (:mod:`recon.calibration.modelfactors`)."""
+    return model_factors(scanner, blank_key(seconds),
+                         lambda: model_blank_fit(scanner, seconds, threads))
 
 
-def _model_fit(scanner: Scanner, seconds: float, threads: int) -> np.ndarray:
+def blank_key(seconds: float = MODEL_SECONDS) -> str:
+    """What names the factors of a model's blank scan of ``seconds`` (shipped and cached)."""
+    return "|".join(["blank-geometry-v2", f"{seconds:g}", f"{LU176_WINDOW_KEV}",
+                     str(BLANK_SECTOR_DIFFERENCE)])
+
+
+def model_blank_fit(scanner: Scanner, seconds: float = MODEL_SECONDS, threads: int = 1
+                    ) -> np.ndarray:
+    """(N,) :func:`geometric_factors` emulated: the class means of :func:`fit_blank` of a blank
+    scan of ``seconds`` of the scanner's model."""
     import emulator
 
     progress = Progress(f"geometric factors of {scanner.name}'s blank scan (once)", 3,
                         unit="steps")
-    model = replace(scanner, crystals=CrystalSpread(), faults=Faults())
+    model = alike_model(scanner)
     raw = emulator.simulate(model, "blank", "F-18", 0.0, seconds, seed=20261126,
                             threads=threads).raw
     progress.update(1)

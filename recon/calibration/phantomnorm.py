@@ -6,7 +6,8 @@ sums as a blank scan's are (:func:`recon.calibration.normalization.fit_blank`); 
 phantom's geometry puts into each crystal's fan sum (its chords, attenuation and scatter, the
 ring's solid angles) is then divided out: the same fit of a run that the emulator makes of the
 scanner's model (every crystal alike) with the same phantom, averaged over the crystals the
-ring's symmetries make alike, measured once per scanner definition and phantom and cached.
+ring's symmetries make alike: shipped for the built-in scanners' models, else measured once per
+model and phantom and cached (:mod:`recon.calibration.modelfactors`).
 
 What it needs: the phantom where the model has it (centred; a phantom off centre moves counts
 between crystals that the model does not move), and counts: a crystal's fan sum has the Poisson
@@ -16,24 +17,20 @@ noise of its prompts and delayeds, as for a blank scan.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
-from hw.crystals import CrystalSpread
 from hw.dtypes import COINC_DTYPE, join
-from hw.faults import Faults
 from hw.scanner import Scanner
 from infra.pool import Workers
 from infra.progress import Progress
-from recon.cache import cached_array
-from recon.calibration.normalization import (
-    BlankFit,
+from recon.calibration.modelfactors import (
+    alike_model,
     class_means,
-    fit_blank,
-    split_blank,
+    model_factors,
     symmetry_classes,
 )
+from recon.calibration.normalization import BlankFit, fit_blank, split_blank
 from recon.pet.lors import LORs
 from recon.pet.system import min_sector_difference
 
@@ -45,19 +42,28 @@ def phantom_factors(scanner: Scanner, phantom: str, seconds: float | None = None
                     threads: int = 1) -> np.ndarray:
     """(N,) what the fan-sum fit gives for each crystal of the scanner's model, every crystal
     alike, in a run of ``phantom`` (F-18, :data:`MODEL_ACTIVITY_MBQ`, ``seconds`` default
-    :data:`MODEL_SECONDS`), averaged over the crystals alike by symmetry; cached per scanner
-    definition and phantom."""
+    :data:`MODEL_SECONDS`), averaged over the crystals alike by symmetry; shipped for the
+    built-in scanners' models, else emulated once and cached
+    (:mod:`recon.calibration.modelfactors`)."""
     seconds = MODEL_SECONDS if seconds is None else seconds
-    key = "|".join(["phantom-geometry-v2", scanner.digest, phantom, f"{seconds:g}",
-                    f"{MODEL_ACTIVITY_MBQ:g}"])
-    return cached_array(key, lambda: _model_fit(scanner, phantom, seconds, threads),
-                        "normgeometry")
+    return model_factors(scanner, phantom_key(phantom, seconds),
+                         lambda: model_phantom_fit(scanner, phantom, seconds, threads))
 
 
-def _model_fit(scanner: Scanner, phantom: str, seconds: float, threads: int) -> np.ndarray:
+def phantom_key(phantom: str, seconds: float | None = None) -> str:
+    """What names the factors of a model's run of ``phantom`` (shipped and cached)."""
+    seconds = MODEL_SECONDS if seconds is None else seconds
+    return "|".join(["phantom-geometry-v3", phantom, f"{seconds:g}", f"{MODEL_ACTIVITY_MBQ:g}"])
+
+
+def model_phantom_fit(scanner: Scanner, phantom: str, seconds: float | None = None,
+                      threads: int = 1) -> np.ndarray:
+    """(N,) :func:`phantom_factors` emulated: the class means of the fit of a run of
+    ``phantom`` of the scanner's model."""
+    seconds = MODEL_SECONDS if seconds is None else seconds
     progress = Progress(f"geometric factors of {scanner.name}'s {phantom} (once)", seconds,
                         unit="s")
-    model = replace(scanner, crystals=CrystalSpread(), faults=Faults())
+    model = alike_model(scanner)
     coinc = emulated_coincidences(model, phantom, MODEL_ACTIVITY_MBQ, seconds, 20261127,
                                   threads, lambda s: progress.update(s))
     progress.close(seconds)
