@@ -275,14 +275,12 @@ def test_a_cylinder_run_gives_each_crystal_as_its_counts_allow(unit) -> None:
 def test_calibrate_a_phantom_run_names_it_and_bad_phantoms_are_one_line(tmp_path, monkeypatch,
                                                                         capsys) -> None:
     """``petdaq calibrate RUN --method normalization`` of an emulated cylinder run fits its own
-    coincidences against the model's cylinder (here a 0.5 s model, to be quick) and stores a
-    table of method "cylinder"; an unknown phantom and a run with no coincidences are one line
-    each."""
+    coincidences against the model's cylinder (shipped: emulating it is the soak test
+    ``test_the_shipped_factors_are_what_the_model_gives``) and stores a table of method
+    "cylinder"; an unknown phantom and a run with no coincidences are one line each."""
     from petdaq.cli import main
-    from recon.calibration import phantomnorm
 
     monkeypatch.setenv("BEDSIDE_PET_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(phantomnorm, "MODEL_SECONDS", 0.5)
     runs = tmp_path / "runs"
     from inprocess import petdaq
 
