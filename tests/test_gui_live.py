@@ -171,16 +171,14 @@ def test_refresh_rate_while_the_daq_takes_a_million_singles_per_second(qtbot, fr
                                                                        tmp_path):
     """The console attached (--connect) to ``petdaq acquire`` reading recorded frames as fast
     as the DAQ can take them: the DAQ's singles rate and the console's display rate, measured
-    over the same seconds. No image (``--no-recon``): the run lasts under two seconds, the
-    final image would come after them."""
+    over the same seconds."""
     theme.apply(QtWidgets.QApplication.instance())
     monitor_port = free_port()
     console = ConsoleWindow("127.0.0.1", monitor_port, free_port())
     qtbot.addWidget(console)
     console.show()
     daq = subprocess.Popen([sys.executable, "-m", "petdaq", "acquire", "--from", str(frames_file),
-                            "--monitor-port", str(monitor_port), "--out", str(tmp_path),
-                            "--no-recon"],
+                            "--monitor-port", str(monitor_port), "--out", str(tmp_path)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     samples = []
     try:
