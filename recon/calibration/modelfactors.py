@@ -85,9 +85,13 @@ def shipped_factors(alike_digest: str) -> dict[str, np.ndarray]:
     for path in sorted(SHIPPED_DIR.glob("*.toml")):
         data = read_shipped(path)
         if alike_digest and data["alike_digest"] == alike_digest:
-            return {f["key"]: np.asarray(f["class_factors"], np.float64)
-                    for f in data["factors"]}
+            return factor_sets(data)
     return {}
+
+
+def factor_sets(data: dict) -> dict[str, np.ndarray]:
+    """{key: (classes,) factors} of a shipped file's tables (:func:`read_shipped`)."""
+    return {f["key"]: np.asarray(f["class_factors"], np.float64) for f in data["factors"]}
 
 
 def read_shipped(path: Path) -> dict:

@@ -19,7 +19,13 @@ import numpy as np
 from hw.scanner import Scanner, load_scanner
 from infra.errors import UserError
 from recon.calibration import normalization, phantomnorm
-from recon.calibration.modelfactors import SHIPPED_DIR, per_class, read_shipped, symmetry_classes
+from recon.calibration.modelfactors import (
+    SHIPPED_DIR,
+    factor_sets,
+    per_class,
+    read_shipped,
+    symmetry_classes,
+)
 
 #: What is shipped for each built-in PET scanner: its blank scan's factors (Lu-176 crystals),
 #: and the 20 cm water cylinder's where it fits the ring.
@@ -88,7 +94,7 @@ def check(name: str, threads: int) -> list[str]:
     stale = f": write them again (python -m recon.calibration.shipfactors {name})"
     if data["alike_digest"] != scanner.alike_digest:
         return [f"{name}: the shipped factors are of another model than its definition's{stale}"]
-    shipped = {f["key"]: np.asarray(f["class_factors"], np.float64) for f in data["factors"]}
+    shipped = factor_sets(data)
     problems = []
     classes = symmetry_classes(scanner)
     for kind in expected:
