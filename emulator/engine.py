@@ -103,7 +103,8 @@ class Emulator:
         self.seed = int(seed)
         self.truth = bool(truth)
         self._packed = self.phantom.packed()
-        self._medium = flight.medium(self._packed.layers, self._packed.layer_boxes, water_table())
+        self._medium = flight.medium(self._packed.layers, self._packed.layer_boxes, water_table(),
+                                     self._packed.density)
         self._crystal = crystal_table(self.scanner.material)
         if self.scanner.kind == "pet":
             self._ring = ring_of(self.scanner)

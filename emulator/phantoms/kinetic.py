@@ -16,7 +16,7 @@ import numpy as np
 from emulator.jit import kernel
 from emulator.phantoms import compartments as kinetics
 from emulator.phantoms.compartments import TissueClass
-from emulator.phantoms.model import PackedPhantom, Phantom
+from emulator.phantoms.model import PackedPhantom, Phantom, Region
 from emulator.phantoms.shapes import pack_row, row_contains
 from infra.errors import UserError
 
@@ -49,20 +49,28 @@ def _label_counts(shapes, labels, lo, step, n, counts):
                 counts[label] += 1
 
 
+def painted_volumes_ml(parts: tuple[Region, ...], index: dict[str, int]) -> np.ndarray:
+    """The volume (mL) each label covers once the regions ``parts`` are painted (a region
+    labelled ``index[name]`` from 1, the others with an activity 0, those without inheriting),
+    on a grid of :data:`VOLUME_GRID_MM`; entry 0 is what no label covers."""
+    labels = np.array([index.get(r.name, 0 if r.activity is not None else -1)
+                       for r in parts], dtype=np.int64)
+    shapes = np.array([pack_row(r.shape) for r in parts], dtype=np.float64)
+    boxes = np.array([r.shape.bounding_box() for r in parts])
+    lo, hi = boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0)
+    n = np.ceil((hi - lo) / VOLUME_GRID_MM).astype(np.int64)
+    counts = np.zeros(max(index.values(), default=0) + 1, np.int64)
+    _label_counts(shapes, labels, lo + VOLUME_GRID_MM / 2, VOLUME_GRID_MM, n, counts)
+    return counts * VOLUME_GRID_MM ** 3 / 1000.0
+
+
 def class_volumes_ml(phantom: Phantom) -> dict[str, float]:
     """The visible volume (mL) of each tissue class: what its regions cover once painted (on a
     grid of :data:`VOLUME_GRID_MM`)."""
     classes = phantom.kinetics.classes
     index = {r: k + 1 for k, c in enumerate(classes) for r in c.regions}
-    labels = np.array([index.get(r.name, 0 if r.activity is not None else -1)
-                       for r in phantom.parts], dtype=np.int64)
-    shapes = np.array([pack_row(r.shape) for r in phantom.parts], dtype=np.float64)
-    boxes = np.array([r.shape.bounding_box() for r in phantom.parts])
-    lo, hi = boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0)
-    n = np.ceil((hi - lo) / VOLUME_GRID_MM).astype(np.int64)
-    counts = np.zeros(len(classes) + 1, np.int64)
-    _label_counts(shapes, labels, lo + VOLUME_GRID_MM / 2, VOLUME_GRID_MM, n, counts)
-    return {c.name: counts[k + 1] * VOLUME_GRID_MM ** 3 / 1000.0 for k, c in enumerate(classes)}
+    volumes = painted_volumes_ml(phantom.parts, index)
+    return {c.name: float(volumes[k + 1]) for k, c in enumerate(classes)}
 
 
 class Mixture:

@@ -1,8 +1,9 @@
-"""Solid shapes of the phantoms: ellipsoids (spheres) and elliptic cylinders, in scanner mm.
+"""Solid shapes of the phantoms: ellipsoids (spheres), elliptic cylinders and boxes, in scanner mm.
 
 A shape maps scanner coordinates to its local unit shape: ``q = rotation @ (p - centre) /
-semi_axes``; the unit ellipsoid is ``|q| <= 1`` and the unit cylinder ``qx^2 + qy^2 <= 1, |qz| <= 1``
-(its axis is the local z). ``rotation``'s rows are the shape's local axes in scanner coordinates.
+semi_axes``; the unit ellipsoid is ``|q| <= 1``, the unit cylinder ``qx^2 + qy^2 <= 1, |qz| <= 1``
+(its axis is the local z) and the unit box ``max |q_i| <= 1``. ``rotation``'s rows are the
+shape's local axes in scanner coordinates.
 The numba functions below work on packed shapes: a phantom's arrays, or rows of floats.
 """
 
@@ -18,18 +19,19 @@ from emulator.simd import sel, tab
 
 ELLIPSOID = 0
 CYLINDER = 1
-_KINDS = {"ellipsoid": ELLIPSOID, "cylinder": CYLINDER}
+BOX = 2
+_KINDS = {"ellipsoid": ELLIPSOID, "cylinder": CYLINDER, "box": BOX}
 
 
 @dataclass(frozen=True, eq=False)
 class Shape:
-    """An ellipsoid or an elliptic cylinder (lengths mm)."""
+    """An ellipsoid, an elliptic cylinder or a box (lengths mm)."""
 
     kind: str
     centre_mm: tuple[float, float, float]
     semi_axes_mm: tuple[float, float, float]
     """Ellipsoid: the three semi-axes. Cylinder: the two semi-axes of the cross-section and half
-    the length."""
+    the length. Box: half its three edges."""
     rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
 
     @property
@@ -39,6 +41,8 @@ class Shape:
     @property
     def volume_mm3(self) -> float:
         a, b, c = self.semi_axes_mm
+        if self.kind == "box":
+            return 8.0 * a * b * c
         return (4.0 / 3.0 if self.kind == "ellipsoid" else 2.0) * math.pi * a * b * c
 
     def local(self, points_mm: np.ndarray) -> np.ndarray:
@@ -51,6 +55,8 @@ class Shape:
         q = self.local(np.atleast_2d(points_mm))
         if self.kind == "ellipsoid":
             return np.einsum("ij,ij->i", q, q) <= 1.0
+        if self.kind == "box":
+            return np.all(np.abs(q) <= 1.0, axis=1)
         return (q[:, 0] ** 2 + q[:, 1] ** 2 <= 1.0) & (np.abs(q[:, 2]) <= 1.0)
 
     def moved(self, turn: np.ndarray, shift_mm: tuple[float, float, float]) -> Shape:
@@ -89,6 +95,13 @@ def cylinder(centre_mm: tuple[float, float, float], diameter_mm: float | tuple[f
                  np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64))
 
 
+def box(centre_mm: tuple[float, float, float], size_mm: tuple[float, float, float],
+        rotation: np.ndarray | None = None) -> Shape:
+    """A box of edges ``size_mm`` along the rows of ``rotation`` (default the scanner's axes)."""
+    return Shape("box", tuple(map(float, centre_mm)), tuple(float(v) / 2.0 for v in size_mm),
+                 np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64))
+
+
 def rotation_to(axis: tuple[float, float, float]) -> np.ndarray:
     """A rotation whose third row (the local z axis) is the unit vector along ``axis``."""
     w = np.asarray(axis, dtype=np.float64)
@@ -106,7 +119,9 @@ def rotation_to(axis: tuple[float, float, float]) -> np.ndarray:
 def unit_contains(kind, qx, qy, qz):
     """Whether the unit coordinates lie in the unit shape of ``kind`` (branch-free)."""
     r2 = qx * qx + qy * qy
-    return sel(kind == ELLIPSOID, r2 + qz * qz <= 1.0, (r2 <= 1.0) & (abs(qz) <= 1.0))
+    cube = (abs(qx) <= 1.0) & (abs(qy) <= 1.0) & (abs(qz) <= 1.0)
+    return sel(kind == ELLIPSOID, r2 + qz * qz <= 1.0,
+               sel(kind == CYLINDER, (r2 <= 1.0) & (abs(qz) <= 1.0), cube))
 
 
 #: A packed shape is a row of ROW floats: kind, centre (3), M = diag(1 / semi-axes) @ rotation
@@ -158,8 +173,11 @@ def row_behind(g, q, x, y, z, ux, uy, uz):
     vx, vy, vz = unit_direction(g, q, ux, uy, uz)
     r2, radial = qx * qx + qy * qy, qx * vx + qy * vy
     sphere = (r2 + qz * qz > 1.0) & (radial + qz * vz >= 0.0)
-    cylinder = ((r2 > 1.0) & (radial >= 0.0)) | ((abs(qz) > 1.0) & (qz * vz >= 0.0))
-    return sel(tab(g, q * g.shape[1]) == ELLIPSOID, sphere, cylinder)
+    caps = (abs(qz) > 1.0) & (qz * vz >= 0.0)
+    cylinder = ((r2 > 1.0) & (radial >= 0.0)) | caps
+    cube = (((abs(qx) > 1.0) & (qx * vx >= 0.0)) | ((abs(qy) > 1.0) & (qy * vy >= 0.0))) | caps
+    kind = tab(g, q * g.shape[1])
+    return sel(kind == ELLIPSOID, sphere, sel(kind == CYLINDER, cylinder, cube))
 
 
 @inline
@@ -168,6 +186,18 @@ def ray_interval(g, q, px, py, pz, ux, uy, uz):
     when |u| = 1); t_in > t_out when the line misses it."""
     qx, qy, qz = to_unit(g, q, px, py, pz)
     vx, vy, vz = unit_direction(g, q, ux, uy, uz)
+    if g[q, 0] == BOX:
+        t0, t1 = -np.inf, np.inf
+        for a, v in ((qx, vx), (qy, vy), (qz, vz)):
+            if v == 0.0:
+                if abs(a) > 1.0:
+                    return np.inf, -np.inf
+                continue
+            s0, s1 = (-1.0 - a) / v, (1.0 - a) / v
+            if s0 > s1:
+                s0, s1 = s1, s0
+            t0, t1 = max(t0, s0), min(t1, s1)
+        return t0, t1
     if g[q, 0] == ELLIPSOID:
         a = vx * vx + vy * vy + vz * vz
         b = qx * vx + qy * vy + qz * vz

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from emulator.jit import inline, kernel
-from emulator.phantoms.shapes import CYLINDER, to_unit
+from emulator.phantoms.shapes import BOX, CYLINDER, to_unit
 
 #: The grid's voxel count is kept below this (32 bytes a voxel: the table stays cache-sized).
 MAX_VOXELS = 1 << 16
@@ -53,6 +53,13 @@ def _classify(shapes, q, cx, cy, cz, reach):
     """0: the voxel centred at c lies outside shape q, 1: inside, 2: a boundary may cross it;
     ``reach`` bounds how far (in unit coordinates) the voxel extends from its centre."""
     ux, uy, uz = to_unit(shapes, q, cx, cy, cz)
+    if shapes[q, 0] == BOX:
+        m = max(abs(ux), max(abs(uy), abs(uz)))
+        if m + reach <= 1.0:
+            return 1
+        if abs(ux) - reach > 1.0 or abs(uy) - reach > 1.0 or abs(uz) - reach > 1.0:
+            return 0
+        return 2
     if shapes[q, 0] == CYLINDER:
         rr, rz = math.sqrt(ux * ux + uy * uy), abs(uz)
         if rr + reach <= 1.0 and rz + reach <= 1.0:
@@ -160,6 +167,14 @@ def _flatten(head, node_region, node_next, keep, first, flat):
         flat[n] = -1
         n += 1
     return n
+
+
+def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, alias) of Walker's alias table of ``weights`` (> 0, float64)."""
+    prob = np.empty(weights.size)
+    alias = np.empty(weights.size, np.int64)
+    _alias(weights, prob, alias)
+    return prob, alias
 
 
 def _grid(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,8 @@ photo-electric absorption (for SPECT's scalar kernels; PET's photons fly on the 
 :mod:`emulator.physics.lanes`, which share :func:`density_at` and :func:`box_exit`).
 
 The phantom's attenuating regions are painted in order (see :mod:`emulator.phantoms.model`): at a
-point, the density is that of the last region covering it. Flights use delta (Woodcock) tracking:
+point, the density is that of the last region covering it; a voxel phantom's density is that of
+the voxel holding the point (:mod:`emulator.phantoms.voxelpack`). Flights use delta (Woodcock) tracking:
 tentative interactions at the rate of the densest region (``rho_max`` x water's mu), each real
 with probability density / rho_max, until the photon leaves the box around every region. This is
 exact (Woodcock et al. 1965) and costs a point lookup per tentative interaction instead of every
@@ -12,21 +13,25 @@ Compton in water's proportions at the photon's energy.
 
 :func:`optical_depth` integrates mu along a whole line (forced detection in SPECT): there the
 regions' boundaries along the line are found (``work``, a scratch array of :func:`work_size`
-floats).
+floats), and a voxel phantom's voxels are walked one by one (Amanatides & Woo's traversal, exact
+path lengths: Siddon's sum). Delta tracking needs only a point lookup, so the flights stay as
+cheap in voxels as in shapes; a line integral needs every voxel crossed.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from emulator.jit import inline, kernel
 from emulator.phantoms.shapes import ROW, ray_interval, row_behind, row_contains
+from emulator.phantoms.voxelpack import VoxelDensity, no_density
 from emulator.physics.interactions import CUTOFF_KEV, deflect, klein_nishina, rayleigh_cos
-from emulator.physics.slabs import slab_exit
+from emulator.physics.slabs import inverse, slab, slab_exit
 from emulator.rng import exponential, uniform
-from emulator.simd import sel, tab, vmin
+from emulator.simd import sel, tab, vmax, vmin
 
 
 class Medium(NamedTuple):
@@ -37,14 +42,28 @@ class Medium(NamedTuple):
     hi: np.ndarray       # (3,) mm, high corner
     rho_max: float       # the largest density (water = 1)
     water: np.ndarray    # (keV, 3) mu (1/mm), photo-electric and coherent fractions of water
+    vox_rho: np.ndarray  # a voxel phantom's densities (VoxelDensity.rho)
+    vox_map: np.ndarray  # (12,) scanner mm -> voxel index from the box's low corner
+    vox_n: np.ndarray    # (3,) int64 voxels of its box
+    vox_lo: np.ndarray   # (3,) mm, the box around them
+    vox_hi: np.ndarray   # (3,) mm
+    vox_max: float       # their largest density (0: no voxels)
 
 
-def medium(layers: np.ndarray, boxes: np.ndarray, water: np.ndarray) -> Medium:
-    """The medium of packed ``layers`` with their bounding ``boxes`` (L, 2, 3) mm."""
-    if layers.shape[0] == 0:
-        return Medium(layers, np.zeros(3), np.zeros(3), 0.0, water)
-    return Medium(layers, boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0),
-                  float(layers[:, ROW].max()), water)
+def medium(layers: np.ndarray, boxes: np.ndarray, water: np.ndarray,
+           voxels: VoxelDensity | None = None) -> Medium:
+    """The medium of packed ``layers`` with their bounding ``boxes`` (L, 2, 3) mm, and of a
+    voxel phantom's densities ``voxels``."""
+    v = voxels if voxels is not None else no_density()
+    lows, highs = [b[0] for b in boxes], [b[1] for b in boxes]
+    if v.rho_max > 0:
+        lows.append(v.lo)
+        highs.append(v.hi)
+    rho_max = max(float(layers[:, ROW].max()) if layers.shape[0] else 0.0, v.rho_max)
+    lo = np.min(lows, axis=0) if lows else np.zeros(3)
+    hi = np.max(highs, axis=0) if highs else np.zeros(3)
+    return Medium(layers, np.asarray(lo, np.float64), np.asarray(hi, np.float64), rho_max,
+                  water, v.rho, v.to_corner, v.n, v.lo, v.hi, v.rho_max)
 
 
 def work_size(n_layers: int) -> int:
@@ -91,9 +110,11 @@ def _density(layers, work, t):
 
 
 @kernel
-def optical_depth(layers, mu_water, px, py, pz, ux, uy, uz, work):
-    """Line integral of mu (dimensionless) from p to infinity along u at water attenuation
-    ``mu_water`` (1/mm)."""
+def optical_depth(md, mu_water, px, py, pz, ux, uy, uz, work):
+    """Line integral of mu (dimensionless) from p to infinity along u (a unit vector) at water
+    attenuation ``mu_water`` (1/mm), through the layers and the voxels (a phantom holds one
+    or the other)."""
+    layers = md.layers
     nb = path_through(layers, px, py, pz, ux, uy, uz, work)
     base = 2 * layers.shape[0]
     total = 0.0
@@ -101,14 +122,98 @@ def optical_depth(layers, mu_water, px, py, pz, ux, uy, uz, work):
         a, c = work[base + b], work[base + b + 1]
         if c > a:
             total += _density(layers, work, 0.5 * (a + c)) * (c - a)
+    if md.vox_max > 0.0:
+        total += voxel_path(md, px, py, pz, ux, uy, uz)
     return total * mu_water
 
 
 @inline
-def density_at(layers, n_layers, x, y, z):
+def _to_voxels(m, x, y, z):
+    """Index coordinates (from the box's low corner) of the scanner point (x, y, z) mm."""
+    return (tab(m, 0) * x + tab(m, 1) * y + tab(m, 2) * z + tab(m, 3),
+            tab(m, 4) * x + tab(m, 5) * y + tab(m, 6) * z + tab(m, 7),
+            tab(m, 8) * x + tab(m, 9) * y + tab(m, 10) * z + tab(m, 11))
+
+
+@inline
+def voxel_density(md, x, y, z):
+    """The density of the voxel holding (x, y, z) mm, 0 beyond the box (branch-free)."""
+    n0, n1, n2 = tab(md.vox_n, 0), tab(md.vox_n, 1), tab(md.vox_n, 2)
+    fi, fj, fk = _to_voxels(md.vox_map, x, y, z)
+    i, j, k = np.int64(math.floor(fi)), np.int64(math.floor(fj)), np.int64(math.floor(fk))
+    inside = (i >= 0) & (i < n0) & (j >= 0) & (j < n1) & (k >= 0) & (k < n2)
+    flat = ((vmin(vmax(i, 0), n0 - 1) * n1 + vmin(vmax(j, 0), n1 - 1)) * n2
+            + vmin(vmax(k, 0), n2 - 1))
+    return sel(inside, tab(md.vox_rho, flat), 0.0)
+
+
+@inline
+def _walk_start(a, d, t_mid, size):
+    """A voxel walk's start along one axis: (cell, step, t of the next boundary, t per
+    cell), the line a + t d (index units) at t_mid."""
+    c = min(max(np.int64(math.floor(a + t_mid * d)), 0), size - 1)
+    if d > 0.0:
+        return c, 1, (c + 1 - a) / d, 1.0 / d
+    if d < 0.0:
+        return c, -1, (c - a) / d, -1.0 / d
+    return c, 0, np.inf, np.inf
+
+
+@inline
+def voxel_path(md, px, py, pz, ux, uy, uz):
+    """Integral of the voxels' density (water = 1) x length (mm) along p + t u, t >= 0 (u a
+    unit vector): each voxel's density times the length of the line in it."""
+    m, n0, n1, n2 = md.vox_map, md.vox_n[0], md.vox_n[1], md.vox_n[2]
+    a0, a1, a2 = _to_voxels(m, px, py, pz)
+    d0 = m[0] * ux + m[1] * uy + m[2] * uz
+    d1 = m[4] * ux + m[5] * uy + m[6] * uz
+    d2 = m[8] * ux + m[9] * uy + m[10] * uz
+    s0, s1 = slab(a0, inverse(d0), 0.0, float(n0))
+    r0, r1 = slab(a1, inverse(d1), 0.0, float(n1))
+    q0, q1 = slab(a2, inverse(d2), 0.0, float(n2))
+    t0, t1 = max(max(max(s0, r0), q0), 0.0), min(min(s1, r1), q1)
+    if t1 <= t0:
+        return 0.0
+    t_mid = t0 + 0.5 * min(t1 - t0, 1e-3)
+    i, si, ti, di = _walk_start(a0, d0, t_mid, n0)
+    j, sj, tj, dj = _walk_start(a1, d1, t_mid, n1)
+    k, sk, tk, dk = _walk_start(a2, d2, t_mid, n2)
+    total, t = 0.0, t0
+    while t < t1:
+        t_end = min(min(min(ti, tj), tk), t1)
+        total += md.vox_rho[(i * n1 + j) * n2 + k] * (t_end - t)
+        t = t_end
+        if ti <= tj and ti <= tk:
+            i += si
+            ti += di
+            if i < 0 or i >= n0:
+                break
+        elif tj <= tk:
+            j += sj
+            tj += dj
+            if j < 0 or j >= n1:
+                break
+        else:
+            k += sk
+            tk += dk
+            if k < 0 or k >= n2:
+                break
+    return total
+
+
+@inline
+def medium_density(md, n_layers, x, y, z):
+    """Density (water = 1) at (x, y, z) mm: a voxel phantom's voxel, the first ``n_layers``
+    layers painted over it (:func:`density_at`). Branch-free."""
+    return density_at(md.layers, n_layers, x, y, z, voxel_density(md, x, y, z))
+
+
+@inline
+def density_at(layers, n_layers, x, y, z, under=0.0):
     """Density (water = 1) at the point (x, y, z) mm: the last of the first ``n_layers`` layers
-    covering it, or air. Branch-free: with a constant ``n_layers`` the SIMD lanes unroll it."""
-    rho = 0.0
+    covering it, or ``under`` (air). Branch-free: with a constant ``n_layers`` the SIMD lanes
+    unroll it."""
+    rho = under
     for q in range(n_layers):
         rho = sel(row_contains(layers, q, x, y, z), tab(layers, q * layers.shape[1] + ROW), rho)
     return rho
@@ -147,7 +252,7 @@ def next_interaction(rs, md, mu_water, px, py, pz, ux, uy, uz):
         t += exponential(rs) * mean_free_path
         if t >= t_exit:
             return -1.0
-        rho = density_at(md.layers, md.layers.shape[0], px + t * ux, py + t * uy, pz + t * uz)
+        rho = medium_density(md, md.layers.shape[0], px + t * ux, py + t * uy, pz + t * uz)
         if rho >= md.rho_max or uniform(rs) * md.rho_max < rho:
             return t
 

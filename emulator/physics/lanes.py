@@ -2,11 +2,12 @@
 
 A pool of lanes (a few hundred) each holds one photon in flight. :func:`step` advances every lane
 by one event in a loop that LLVM vectorises (:mod:`emulator.simd`): in the phantom one tentative
-interaction of delta tracking (Woodcock: at the densest layer's rate inside the phantom's box,
-real with probability density / densest), in a module one tentative interaction at the crystal's
-attenuation (real when it falls in a crystal, not in the reflector between crystals). A photon
-whose tentative point lies where its ray meets no layer again has left the phantom (no virtual
-events across the air in the box's corners). A real one
+interaction of delta tracking (Woodcock: at the densest layer's or voxel's rate inside the
+phantom's box, real with probability density / densest), in a module one tentative interaction
+at the crystal's attenuation (real when it falls in a crystal, not in the reflector between
+crystals). A photon whose tentative point lies where its ray meets no layer again has left the
+phantom (no virtual events across the air in the box's corners; a voxel phantom's photons leave
+by its box). A real one
 is photo-electric absorption, coherent scattering (phantom) or Compton scattering, chosen with
 the medium's fractions at the photon's energy; Compton angles by Kahn's rejection method, two
 trials in the step (when both fail, the photon's next step draws two more where it is, so the
@@ -29,7 +30,7 @@ import numpy as np
 
 from emulator.detector.ring import front_entry
 from emulator.jit import inline, kernel
-from emulator.physics.flight import behind_all, density_at
+from emulator.physics.flight import behind_all, medium_density
 from emulator.physics.interactions import CUTOFF_KEV, kahn_trial, rotate
 from emulator.physics.media import TABLE_KEV
 from emulator.rng import draw, draw3
@@ -179,6 +180,7 @@ def step(F, I, R, n, md, layer_ids, g, table):
     n_tab = table.shape[0] - 1
     rho_max = md.rho_max
     no_layers = rho_max <= 0.0
+    no_voxels = md.vox_max <= 0.0       # a voxel phantom: the photon leaves by its box
     box = (tab(md.lo, 0), tab(md.lo, 1), tab(md.lo, 2), tab(md.hi, 0), tab(md.hi, 1),
            tab(md.hi, 2))
     for i in range(n):
@@ -217,8 +219,8 @@ def step(F, I, R, n, md, layer_ids, g, table):
         t = sel(again, 0.0, sel(in_ph, trav, 0.0) - log(unit_open(r)) * mfp)
         # (in the phantom: the density there, and whether the ray meets no layer from there)
         qx, qy, qz = px + t * vx, py + t * vy, pz + t * vz
-        rho = density_at(md.layers, len(layer_ids), qx, qy, qz)
-        behind = behind_all(md.layers, len(layer_ids), qx, qy, qz, vx, vy, vz)
+        rho = medium_density(md, len(layer_ids), qx, qy, qz)
+        behind = no_voxels & behind_all(md.layers, len(layer_ids), qx, qy, qz, vx, vy, vz)
         leaves = moving & ((t >= t_exit) | (in_ph & (no_layers | behind)))
         t = sel(leaves & in_mod, vmax(t_exit, 0.0), t)
         r, a0, a1, a2, a3 = draw(a0, a1, a2, a3)

@@ -82,6 +82,25 @@ def _in_regions(rs, shapes, g):
             return x, y, z
 
 
+@inline
+def _in_voxels(rs, vs):
+    """A point (mm) drawn from a voxel phantom's activity (:mod:`emulator.phantoms.voxelpack`):
+    a voxel by its activity, a point uniform in it."""
+    n = vs.prob.size
+    u = uniform(rs) * n
+    v = int(u)
+    if u - v >= vs.prob[v]:
+        v = vs.alias[v]
+    f = vs.index[v]
+    nj, nk = vs.shape[1], vs.shape[2]
+    i = f // (nj * nk) + uniform(rs) - 0.5
+    j = (f // nk) % nj + uniform(rs) - 0.5
+    k = f % nk + uniform(rs) - 0.5
+    a = vs.affine
+    return (a[0] * i + a[1] * j + a[2] * k + a[3], a[4] * i + a[5] * j + a[6] * k + a[7],
+            a[8] * i + a[9] * j + a[10] * k + a[11])
+
+
 @kernel
 def picks(rs, cdf, out):
     """Fill ``out`` with indices drawn with the probabilities of the cumulative ``cdf``."""
@@ -101,5 +120,7 @@ def positions(rs, pk, out):
             f = uniform(rs)
             for c in range(3):
                 out[i, c] = pk.src_a[s, c] + f * (pk.src_b[s, c] - pk.src_a[s, c])
-        else:
+        elif kind == 2:
             out[i, 0], out[i, 1], out[i, 2] = _in_regions(rs, pk.shapes, pk.grid)
+        else:
+            out[i, 0], out[i, 1], out[i, 2] = _in_voxels(rs, pk.vox)

@@ -198,7 +198,7 @@ def _force(rs, hd, md, crystal, norms, weight, view, vx, vy, vz, ux, uy, uz, ene
                     e_out = energy
                     density = water[e_idx, 2] * rayleigh_pdf(energy, cos_t, norms[e_idx])
             mu = water[min(int(e_out), water.shape[0] - 1), 0]
-            tau = optical_depth(md.layers, mu, vx, vy, vz, rx, ry, 0.0, work)
+            tau = optical_depth(md, mu, vx, vy, vz, rx, ry, 0.0, work)
             mean = weight * density * hd.four_pi_g * math.exp(-tau)
             for _ in range(_poisson(rs, mean)):
                 t = t0 + int(spread_ps * uniform(rs))

@@ -130,6 +130,14 @@ def _into_phantom(md, F, I, i, t_module):
         a0 = max(a0, 0.0)
         if a1 > a0 and a0 < t_in:
             t_in = a0
+    if md.vox_max > 0.0:   # a voxel phantom: where the ray enters its voxels' box
+        v0, v1 = slab(px, inverse(ux), md.vox_lo[0], md.vox_hi[0])
+        for a in range(1, 3):
+            a0, a1 = slab(F[X + a, i], inverse(F[UX + a, i]), md.vox_lo[a], md.vox_hi[a])
+            v0, v1 = max(v0, a0), min(v1, a1)
+        v0 = max(v0, 0.0)
+        if v1 > v0 and v0 < t_in:
+            t_in = v0
     if t_in >= t_module:
         return False
     t_in += HAIR_MM

@@ -17,6 +17,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from emulator.phantoms.io import hounsfield
 from infra.errors import UserError
 from recon.grid import Grid, Image, sample_trilinear
 from recon.outputs.png import smoothed
@@ -44,9 +45,6 @@ OUTLINE_FWHM_MM = 6.0
 RIM_MM = (4.0, 12.0)
 #: Rounds of level and outline (each outline's rim gives the next level).
 RIM_ITERATIONS = 2
-#: Bilinear CT conversion at 120 kVp (Carney et al., Med Phys 33:976 (2006)): below the break
-#: mu = 9.6e-5 (HU + 1000) /cm (air to water), above it a (HU + 1000) + b.
-HU_BREAK, HU_SLOPE_PER_CM, HU_BONE_A_PER_CM, HU_BONE_B_PER_CM = 47.0, 9.6e-5, 5.10e-5, 4.71e-2
 
 NONE, TRUTH, ESTIMATE = "none", "truth", "estimate"
 
@@ -112,11 +110,9 @@ def calculated(body: np.ndarray, grid: Grid, skull_mm: float = 0.0) -> Image:
 
 
 def from_hounsfield(hu: np.ndarray) -> np.ndarray:
-    """mu (1/mm at 511 keV) of CT numbers by the bilinear scaling (:data:`HU_BREAK`)."""
-    hu = np.asarray(hu, np.float64)
-    per_cm = np.where(hu <= HU_BREAK, HU_SLOPE_PER_CM * (hu + 1000.0),
-                      HU_BONE_A_PER_CM * (hu + 1000.0) + HU_BONE_B_PER_CM)
-    return (np.clip(per_cm, 0.0, None) / 10.0).astype(np.float32)
+    """mu (1/mm at 511 keV) of CT numbers by the bilinear scaling
+    (:mod:`emulator.phantoms.io.hounsfield`)."""
+    return hounsfield.mu_per_mm(hu)
 
 
 def load(path: str | Path) -> MuMap:

@@ -10,7 +10,6 @@ at least that far inside a region (away from what spills in across its edge).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -37,21 +36,28 @@ def label_names(text: str | None) -> dict[int, str]:
 
 
 def phantom_regions(phantom: Any, grid: Any) -> dict[str, np.ndarray]:
-    """An emulated phantom's regions (a kinetic one: its tissue classes) on ``grid``."""
+    """An emulated phantom's regions (a kinetic one: its tissue classes; a voxel phantom: its
+    labels with activity) on ``grid``."""
+    labels, names = phantom.label_map(grid)
     if phantom.kinetics is not None:
         groups = [(c.name, set(c.regions)) for c in phantom.kinetics.classes]
+    elif phantom.volume is not None:
+        v = phantom.volume
+        hot = {n for k, n in names.items() if v.labels is not None
+               and np.any(v.activity[v.labels == k] > 0)}
+        groups = [(n, {n}) for n in names.values() if n in hot]
     else:
         groups = [(r.name, {r.name}) for r in phantom.parts if r.activity]
     if not groups:
         raise UserError(f"phantom '{phantom.name}' has no regions with activity: give regions "
                         "(--labels or --sphere)")
-    index = {name: k + 1 for k, (_, names) in enumerate(groups) for name in names}
-    labels = dataclasses.replace(phantom, kinetics=None, sources=(), parts=tuple(
-        dataclasses.replace(r, activity=float(index.get(r.name, 0))
-                            if r.activity is not None else None) for r in phantom.parts))
-    painted = np.rint(labels.activity_map(grid)).astype(np.int64)
-    return {name: painted == k + 1 for k, (name, _) in enumerate(groups)
-            if np.any(painted == k + 1)}
+    label_of = {n: k for k, n in names.items()}
+    out = {}
+    for name, members in groups:
+        mask = np.isin(labels, [label_of[m] for m in members if m in label_of])
+        if mask.any():
+            out[name] = mask
+    return out
 
 
 def label_regions(path: str | Path, shape: tuple[int, ...], names: dict[int, str] | None = None

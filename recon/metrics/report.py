@@ -12,6 +12,8 @@ depends on what the phantom holds:
   ``lung_insert`` (cold contrast on a ROI of 60 % of its diameter);
 - a ``myocardium`` (with a ``blood_pool`` cavity): the AHA 17-segment polar map, written as
   ``polar_map.png`` next to the report when a folder is given;
+- every phantom's regions (a voxel phantom's labels): each one's mean in the image
+  (``regions``), on the voxels whose centre it holds;
 - a single uniform ``cylinder``: NU 4 uniformity in its central 75 % (diameter and length);
 - the NU 4 image-quality phantom (``nu4-iq``): the NU 4-2008 table, its regions found in the
   image (:mod:`recon.metrics.nu4`), so that a run that names no phantom gets it too
@@ -48,12 +50,16 @@ def phantom_report(image: Image, phantom: Any, folder: str | Path | None = None
                                        "peak_mm": list(res.peak_mm),
                                        "fwhm_mm": list(res.fwhm_mm),
                                        "fwtm_mm": list(res.fwtm_mm)}
-    spheres = {n: r for n, r in regions.items() if n.startswith("sphere_") and r.activity}
-    if spheres and "background" in regions:
+    spheres = {n: r for n, r in regions.items() if n.startswith("sphere_")
+               and getattr(r, "activity", None) and hasattr(r, "shape")}
+    if spheres and hasattr(regions.get("background"), "shape"):
         out["image_quality"] = _image_quality(image, spheres, regions)
     if "myocardium" in regions:
-        out["polar_map"] = _polar_map(image, regions, folder)
-    if set(regions) == {"cylinder"}:
+        out["polar_map"] = _polar_map(image, phantom, folder)
+    means = region_means(image, phantom)
+    if means:
+        out["regions"] = means
+    if set(regions) == {"cylinder"} and hasattr(regions["cylinder"], "shape"):
         cyl = regions["cylinder"].shape
         a = cyl.semi_axes_mm
         out["uniformity"] = figures.uniformity(image, cyl.centre_mm, 1.5 * min(a[0], a[1]),
@@ -132,7 +138,19 @@ def _image_quality(image: Image, spheres: dict[str, Any], regions: dict[str, Any
                          "background_variability": r.variability} for r in rows]}
 
 
-def _polar_map(image: Image, regions: dict[str, Any], folder: str | Path | None
-               ) -> dict[str, Any]:
-    return polar_map_report(map_of(image, phantom_axis(regions)),
+def _polar_map(image: Image, phantom: Any, folder: str | Path | None) -> dict[str, Any]:
+    return polar_map_report(map_of(image, phantom_axis(phantom)),
                             Path(folder) if folder is not None else None)
+
+
+def region_means(image: Image, phantom: Any) -> dict[str, dict[str, float]]:
+    """Each region's mean in the image and its voxels: the voxels whose centre the region
+    holds (:meth:`emulator.phantoms.Phantom.label_map`)."""
+    labels, names = phantom.label_map(image.grid)
+    out = {}
+    for k, name in sorted(names.items()):
+        inside = labels == k
+        if inside.any():
+            out[name] = {"mean": float(image.array[inside].mean()),
+                         "voxels": int(inside.sum())}
+    return out

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from emulator.phantoms.truth import lv_axis_of
+from infra.errors import UserError
 from recon.grid import Image
 from recon.spect.lvaxis import LvAxis, find_lv_axis
 from recon.spect.polarmap import SEGMENT_NAMES, TERRITORIES, PolarMap, polar_map
@@ -28,16 +30,17 @@ TOUCHED_PERCENT = 95.0
 INFERIOR, LATERAL = (4, 10, 15), (5, 6, 11, 12, 16)
 
 
-def phantom_axis(regions: dict[str, Any]) -> LvAxis:
-    """The axis of the phantom's ``myocardium`` (with its ``blood_pool`` cavity)."""
-    myo = regions["myocardium"].shape
-    axis = np.asarray(myo.rotation)[2]
-    centre = np.asarray(myo.centre_mm)
-    cavity = regions.get("blood_pool")
-    apex = (np.asarray(cavity.shape.centre_mm) + cavity.shape.semi_axes_mm[2] * axis
-            if cavity is not None else centre + 0.8 * myo.semi_axes_mm[2] * axis)
-    return LvAxis(apex, centre - 0.6 * myo.semi_axes_mm[2] * axis, np.array([0.0, -1.0, 0.0]),
-                  (3.0, 1.5 * max(myo.semi_axes_mm[:2])))
+def phantom_axis(phantom: Any) -> LvAxis:
+    """The phantom's true axis: its truth's (a phantom file's ``truth.json``), else that of
+    its shaped ``myocardium`` (with its ``blood_pool`` cavity,
+    :func:`emulator.phantoms.truth.lv_axis_of`)."""
+    truth = phantom.truth.lv_axis if phantom.truth is not None else None
+    truth = truth or lv_axis_of(phantom.regions())
+    if truth is None:
+        raise UserError(f"phantom '{phantom.name}' has no left ventricle's axis: neither a "
+                        "shaped myocardium nor a truth.json with lv_axis")
+    return LvAxis(np.asarray(truth.apex_mm), np.asarray(truth.base_mm),
+                  np.asarray(truth.anterior), tuple(truth.radius_mm))
 
 
 def map_of(image: Image, lv: LvAxis) -> PolarMap:
@@ -75,7 +78,7 @@ def axis_report(lv: LvAxis, source: str, phantom: Any | None) -> dict[str, Any]:
     """The axis used, where it came from, and with a phantom its error against the phantom's."""
     out: dict[str, Any] = {"source": source, **lv.to_json()}
     if phantom is not None:
-        true = phantom_axis(phantom.regions())
+        true = phantom_axis(phantom)
         u = (lv.apex_mm - lv.base_mm) / np.linalg.norm(lv.apex_mm - lv.base_mm)
         v = (true.apex_mm - true.base_mm) / np.linalg.norm(true.apex_mm - true.base_mm)
         out |= {"angle_to_phantom_deg": round(float(np.degrees(np.arccos(np.clip(u @ v, -1, 1)))),
@@ -95,7 +98,7 @@ def cardiac_figures(image: Image, phantom: Any, without_ac: Image | None = None,
     source = "manual" if lv is not None else "image"
     lv = lv if lv is not None else find_lv_axis(image)
     measured = map_of(image, lv)
-    truth_axis = phantom_axis(phantom.regions())
+    truth_axis = phantom_axis(phantom)
     truth = map_of(image.grid.image(phantom.activity_map(image.grid), "truth"), truth_axis)
     true_defect, found = under(truth, TOUCHED_PERCENT), under(measured, ABNORMAL_PERCENT)
     normal = [s for s in range(1, 18) if s not in true_defect]

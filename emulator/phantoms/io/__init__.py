@@ -1,0 +1,1 @@
+"""Phantoms in and out of files: the TOML format, NIfTI volumes, CT numbers."""
