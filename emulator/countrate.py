@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 import coincidence
+from emulator import phantoms
 from emulator.engine import simulate
 from hw.scanner import Scanner
 from infra import cluster
@@ -131,7 +132,7 @@ def plan(activities_mbq: Sequence[float] | None = None, duration_s: float | None
 def point_path(scanner: Scanner, point: Point, phantom: str, nuclide: str, points: Path
                ) -> Path:
     """Where ``points`` keeps a point's row, named for its work."""
-    key = cluster.result_key(scanner.digest, phantom, nuclide, point)
+    key = cluster.result_key(scanner.digest, phantoms.identity(phantom), nuclide, point)
     return points / f"point-{point.activity_mbq:g}MBq-{key}.json"
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from emulator import phantoms
 from emulator.detector.frontend import Bucketed
 from emulator.engine import Emulator, SlicePhysics, Slices
 from hw.scanner import Scanner
@@ -46,7 +47,8 @@ class Recipe:
     kinetic_time_scale: float = 1.0
 
     def key(self) -> tuple:
-        return (self.scanner.digest, self.phantom, self.nuclide, self.activity_mbq, self.seed,
+        return (self.scanner.digest, phantoms.identity(self.phantom), self.nuclide,
+                self.activity_mbq, self.seed,
                 self.truth, self.kinetic_time_scale)
 
     def build(self, threads: int | None = None) -> Emulator:

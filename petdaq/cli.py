@@ -25,6 +25,7 @@ GROUPS = (
     ("info", ("info", "export")),
     ("bench", ("bench",)),
     ("emulate", ("emulate", "count-rate")),
+    ("phantoms", ("phantoms",)),
     ("imports", ("import",)),
     ("send", ("send",)),
     ("worklist", ("worklist",)),
@@ -74,6 +75,8 @@ def _commands_of(group: str) -> ModuleType:
             from petdaq.acquisition import bench as module
         case "emulate":
             from petdaq.acquisition import emulate as module
+        case "phantoms":
+            from petdaq.phantoms import phantoms as module
         case "imports":
             from petdaq.runs import imports as module
         case "send":

@@ -30,7 +30,9 @@ class EmulatorSettings:
     scanner: str = DEFAULT_SCAN["scanner"]
     phantom: str = DEFAULT_SCAN["phantom"]
     nuclide: str = DEFAULT_SCAN["nuclide"]
-    activity_mbq: float = DEFAULT_SCAN["activity_mbq"]
+    activity_mbq: float | None = DEFAULT_SCAN["activity_mbq"]
+    """MBq at the start (a kinetic phantom's injected activity); None: a phantom file's own
+    total (its concentrations in Bq/mL), else the default."""
     duration_s: float = DEFAULT_SCAN["duration_s"]
     seed: int = 1
     realtime: bool = True
@@ -50,9 +52,16 @@ class EmulatorSettings:
         for name in ("scanner", "phantom", "nuclide"):
             if not isinstance(getattr(self, name), str):
                 raise UserError(f"{name} must be a name, got {getattr(self, name)!r}")
-        if self.phantom.strip().lower() not in phantoms.names():
+        if phantoms.is_file(self.phantom):   # read and fitted now: a bad file is one line
+            self.phantom = str(phantoms.file_path(self.phantom))
+            own = phantoms.get(self.phantom, load_scanner(self.scanner)).activity_mbq
+        elif self.phantom.strip().lower() not in phantoms.names():
             raise UserError(f"unknown phantom '{self.phantom}': known phantoms are "
-                            f"{', '.join(phantoms.names())}")
+                            f"{', '.join(phantoms.names())}, or a phantom file (FILE.toml)")
+        else:
+            own = None
+        if self.activity_mbq is None:
+            self.activity_mbq = own if own is not None else DEFAULT_SCAN["activity_mbq"]
         nuclides.get(self.nuclide)  # an unknown name: the error names the known ones
         if self.firmware not in FIRMWARES:
             raise UserError(f"unknown firmware {self.firmware!r}: choose {', '.join(FIRMWARES)}")

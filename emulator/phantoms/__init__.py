@@ -9,6 +9,7 @@ activity (``activity_map``), and packs itself for the emulator's kernels.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from emulator.phantoms.fit import check_fits
@@ -20,7 +21,7 @@ from hw.scanner import Scanner
 from infra.errors import UserError
 
 __all__ = ["BLANK", "PHANTOM_FILE", "LineSource", "Phantom", "PointSource", "Region", "Shape",
-           "cylinder", "ellipsoid", "file_path", "get", "is_blank", "is_file", "names", "read",
+           "cylinder", "ellipsoid", "file_path", "get", "identity", "is_blank", "is_file", "names", "read",
            "sphere"]
 
 
@@ -54,12 +55,27 @@ def file_path(name: str | Path) -> Path:
     return (path / PHANTOM_FILE if path.is_dir() else path).resolve()
 
 
+def _stamp(path: Path) -> tuple:
+    """What says a phantom file and its folder's files are unchanged: names, times, sizes."""
+    if not path.is_file():
+        return ()
+    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                 for p in sorted(path.parent.iterdir()) if p.is_file())
+
+
+def identity(name: str | Path) -> str:
+    """A key for work done on a phantom: a built-in one's name, or a file's path and a digest
+    of its folder's files' names, times and sizes (a changed file is other work)."""
+    if not is_file(name):
+        return str(name).strip().lower()
+    path = file_path(name)
+    return f"{path}#{hashlib.sha256(repr(_stamp(path)).encode()).hexdigest()[:12]}"
+
+
 def read(name: str | Path) -> Phantom:
     """The phantom of a file, read once while it and its folder's files stay unchanged."""
     path = file_path(name)
-    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size)
-                  for p in sorted(path.parent.iterdir()) if p.is_file()) \
-        if path.is_file() else ()
+    stamp = _stamp(path)
     kept = _READ.get(str(path))
     if kept is not None and kept[0] == stamp:
         return kept[1]

@@ -111,10 +111,13 @@ def add_emulation_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("emulated scan")
     g.add_argument("--scanner", default=d.scanner)
     g.add_argument("--phantom", default=d.phantom,
-                   help="see petdaq emulate --list (blank: nothing in the scanner, the crystals' "
-                        "own Lu-176 alone; --activity-mbq is then 0)")
+                   help="a built-in phantom (petdaq emulate --list; blank: nothing in the "
+                        "scanner, the crystals' own Lu-176 alone, --activity-mbq is then 0) or "
+                        "a phantom file, FILE.toml (docs/phantoms.md)")
     g.add_argument("--nuclide", default=d.nuclide)
-    g.add_argument("--activity-mbq", type=float, default=d.activity_mbq)
+    g.add_argument("--activity-mbq", type=float, default=None,
+                   help=f"MBq at the start (default: a phantom file's own activity when its "
+                        f"concentrations are in Bq/mL, else {d.activity_mbq:g})")
     g.add_argument("--duration", type=float, default=d.duration_s, help="seconds")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--kinetic-time-scale", type=float, default=d.kinetic_time_scale,
@@ -151,7 +154,7 @@ def _live(args: argparse.Namespace) -> runcontrol.LiveOptions:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if not phantoms.is_blank(args.phantom):
+    if not phantoms.is_blank(args.phantom) and args.activity_mbq is not None:
         checks.positive(args.activity_mbq, "--activity-mbq", "MBq")
     checks.positive(args.duration, "--duration", "seconds")
     _check_live(args)
@@ -165,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       args.duration, args.spheres, emulated=True)
     r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,
                                   args.name, study, say=lambda s: print(s, file=sys.stderr))
-    print(f"run {r.run.path}: {r.scanner.name}, {args.phantom}, {args.nuclide} "
+    print(f"run {r.run.path}: {r.scanner.name}, {emu.phantom}, {args.nuclide} "
           f"{emu.activity_mbq:g} MBq, {args.duration:g} s", file=sys.stderr)
     return _watch_and_finish(r)
 

@@ -36,11 +36,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "transport (ZeroMQ, serial, pty, file)")
     p.add_argument("--scanner", default="bedside-brain", help="built-in name or .toml path")
     p.add_argument("--phantom", default="nema-iq",
-                   help="see --list (blank: nothing in the scanner, the crystals' own Lu-176 "
-                        "alone; --activity-mbq is then 0)")
+                   help="a built-in phantom (--list; blank: nothing in the scanner, the "
+                        "crystals' own Lu-176 alone, --activity-mbq is then 0) or a phantom "
+                        "file, FILE.toml (docs/phantoms.md)")
     p.add_argument("--nuclide", default="F-18", help="see --list")
-    p.add_argument("--activity-mbq", type=float, default=20.0,
-                   help="activity at t = 0 (MBq); of a kinetic phantom, the injected activity")
+    p.add_argument("--activity-mbq", type=float, default=None,
+                   help="activity at t = 0 (MBq); of a kinetic phantom, the injected activity "
+                        "(default: a phantom file's own in Bq/mL, else 20)")
     p.add_argument("--kinetic-time-scale", type=float, default=1.0, metavar="S",
                    help="a kinetic phantom's model runs S times faster than the acquisition "
                         "(60: an hour of kinetics in a minute; default 1)")
@@ -91,7 +93,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("count-rate", help="count-rate study: trues, scatters, randoms and NECR "
                        "against activity (CSV and PNG)")
     p.add_argument("--scanner", default="bedside-brain")
-    p.add_argument("--phantom", default="nu2-scatter")
+    p.add_argument("--phantom", default="nu2-scatter",
+                   help="a built-in phantom or a phantom file, FILE.toml")
     p.add_argument("--nuclide", default="F-18")
     p.add_argument("--activities-mbq", type=float, nargs="+", default=None,
                    help="activities to emulate (default: 5 .. 1000 MBq, log-spaced)")
@@ -111,6 +114,8 @@ def _print_list(scanner_name: str) -> None:
     print(f"phantoms (sized for {scanner.name}):")
     for name in phantoms.names():
         print(f"  {name:12s} {phantoms.get(name, scanner).description}")
+    print("  (or a phantom file: --phantom FILE.toml, shapes or voxels; docs/phantoms.md; "
+          "petdaq phantoms write NAME makes one of a built-in phantom)")
     print("nuclides:")
     for name in nuclides.names():
         n = nuclides.get(name)
@@ -170,6 +175,11 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.kinetic_time_scale) and args.kinetic_time_scale > 0):
         raise UserError(f"--kinetic-time-scale must be a number > 0, got "
                         f"{args.kinetic_time_scale}")
+    phantom = phantoms.get(args.phantom, scanner)   # a bad file: its one line, now
+    if phantoms.is_file(args.phantom):
+        args.phantom = str(phantoms.file_path(args.phantom))
+    if args.activity_mbq is None:
+        args.activity_mbq = phantom.activity_mbq if phantom.activity_mbq is not None else 20.0
     recipe = Recipe(scanner, args.phantom, args.nuclide, args.activity_mbq, args.seed,
                     args.truth is not None, args.kinetic_time_scale)
     emu = recipe.build()
@@ -272,6 +282,8 @@ def cmd_count_rate(args: argparse.Namespace) -> int:
 
     scanner = load_scanner(args.scanner)
     phantoms.get(args.phantom, scanner)
+    if phantoms.is_file(args.phantom):
+        args.phantom = str(phantoms.file_path(args.phantom))
     nuclides.get(args.nuclide)
     points = args.out / "count_rate.points"
     todo = countrate.plan(args.activities_mbq, None, args.decays, args.seed)

@@ -1,0 +1,1 @@
+"""``petdaq phantoms``: phantom files written, shown and drawn as a population."""
