@@ -45,8 +45,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          "slices of its activity and density")
     q.add_argument("phantom", help="a phantom file (FILE.toml or its folder) or a built-in name")
     q.add_argument("--scanner", default=None,
-                   help="check it fits this scanner (a built-in phantom is sized to it; "
-                        "default bedside-brain for those)")
+                   help="check it fits this scanner's bore (a built-in phantom is sized to "
+                        "it; default bedside-brain for those)")
     q.add_argument("--picture", type=Path, default=None,
                    help="the PNG to write (default: beside the file, phantom.png; a built-in "
                         "phantom: NAME.png here)")
@@ -94,8 +94,10 @@ def cmd_write(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from recon.outputs.phantomview import write_picture
 
-    scanner = load_scanner(args.scanner or "bedside-brain")
-    phantom = phantoms.get(args.phantom, scanner)
+    if phantoms.is_file(args.phantom) and args.scanner is None:
+        phantom = phantoms.read(args.phantom)   # no scanner named: no bore to fit
+    else:
+        phantom = phantoms.get(args.phantom, load_scanner(args.scanner or "bedside-brain"))
     if phantom.blank:
         raise UserError("the blank phantom holds nothing to show")
     for line in summary(phantom):

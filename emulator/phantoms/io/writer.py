@@ -19,6 +19,7 @@ from emulator.phantoms.io.nifti import write_volume
 from emulator.phantoms.model import LineSource, Phantom, Region
 from emulator.phantoms.rasterize import VOXEL_MM, voxelized
 from emulator.phantoms.truth import PhantomTruth, lv_axis_of
+from emulator.phantoms.volume import VoxelVolume
 from infra.atomic import replacing
 
 TOML = "phantom.toml"
@@ -136,16 +137,31 @@ def write_voxels(phantom: Phantom, folder: Path, voxel_mm: float = VOXEL_MM) -> 
     truth = truth_of(phantom)
     v = voxelized(phantom, voxel_mm).volume
     write_volume(folder / "activity.nii.gz", v.activity, v.affine)
-    write_volume(folder / "density.nii.gz", v.density, v.affine)
-    lines = [f"# {phantom.name}: written by petdaq phantoms write (voxels)", ""]
-    lines += _head(phantom, truth is not None)
-    lines += _table("voxels", {"activity": "activity.nii.gz", "density": "density.nii.gz",
-                               "labels": "labels.nii.gz" if v.labels is not None else None})
-    if v.labels is not None:
-        write_volume(folder / "labels.nii.gz", v.labels.astype(np.int16), v.affine)
-        lines += _table("labels", {})[:1] + [f'{k} = {_text(n)}'
-                                             for k, n in sorted(v.label_names.items())] + [""]
-    lines += _sources(phantom)
+    write_grid(folder, v)
     if truth is not None:
         _write_text(folder / "truth.json", truth.json_text())
-    return _write_text(folder / TOML, "\n".join(lines))
+    return write_voxel_toml(folder / TOML, phantom, "activity.nii.gz", v)
+
+
+def write_grid(folder: Path, volume: VoxelVolume) -> None:
+    """The density and labels that phantom files of one grid share."""
+    write_volume(folder / "density.nii.gz", volume.density, volume.affine)
+    if volume.labels is not None:
+        write_volume(folder / "labels.nii.gz", volume.labels.astype(np.int16), volume.affine)
+
+
+def write_voxel_toml(path: Path, phantom: Phantom, activity_file: str, volume: VoxelVolume,
+                     truth: bool | None = None) -> Path:
+    """The phantom file of voxels whose activity is ``activity_file`` and whose density and
+    labels :func:`write_grid` wrote beside it; ``truth``: whether truth.json is there (default:
+    whether the phantom has one)."""
+    truth = truth_of(phantom) is not None if truth is None else truth
+    lines = [f"# {phantom.name}: written by petdaq phantoms (voxels)", ""]
+    lines += _head(phantom, truth)
+    lines += _table("voxels", {"activity": activity_file, "density": "density.nii.gz",
+                               "labels": "labels.nii.gz" if volume.labels is not None else None})
+    if volume.labels is not None:
+        lines += _table("labels", {})[:1] + [f'{k} = {_text(n)}'
+                                             for k, n in sorted(volume.label_names.items())] + [""]
+    lines += _sources(phantom)
+    return _write_text(path, "\n".join(lines))
