@@ -157,7 +157,8 @@ def test_brain_grey_white_contrast_and_cardiac_defect(brain):
     head = phantoms.get("brain", brain)
     assert head.activity_at(np.array([[0.0, -85.0, 0.0]]))[0] == 4.0      # cortex
     assert head.activity_at(np.array([[27.0, -5.0, 10.0]]))[0] == 1.0     # white matter
-    assert head.density_at(np.array([[0.0, 0.0, 78.0]]))[0] == pytest.approx(1.8)  # skull
+    assert head.density_at(np.array([[0.0, 0.0, 81.0]]))[0] == pytest.approx(1.8)  # skull
+    assert head.density_at(np.array([[0.0, 0.0, 87.0]]))[0] == pytest.approx(1.05)  # scalp
     heart = phantoms.get("cardiac", load_scanner("spect-dual-head"))
     r = heart.regions()
     assert r["myocardium"].activity == 10.0 and r["defect"].activity == 3.0

@@ -52,9 +52,10 @@ def test_an_empty_image_has_no_body():
     assert not attenuation.outline(np.zeros(GRID.shape, np.float32), GRID.voxel_mm).any()
 
 
-def test_a_heads_map_has_water_inside_and_a_skull_around_it():
+def test_a_heads_map_has_water_inside_and_csf_skull_and_scalp_around_it():
     body = attenuation.outline(_disc(50.0), GRID.voxel_mm)
-    head = attenuation.calculated(body, GRID, attenuation.SKULL_MM).array
+    layers = attenuation.HEAD
+    head = attenuation.calculated(body, GRID, layers).array
     water = attenuation.calculated(body, GRID).array
     assert water.max() == pytest.approx(MU_WATER_PER_MM)
     assert not np.any(water > MU_WATER_PER_MM * 1.001)
@@ -62,7 +63,11 @@ def test_a_heads_map_has_water_inside_and_a_skull_around_it():
     bone = np.flatnonzero(row == np.float32(MU_BONE_PER_MM))
     assert bone.size and row[40] == pytest.approx(MU_WATER_PER_MM)
     outer = bone[bone > 40]
-    assert 2 * outer.size == pytest.approx(attenuation.SKULL_MM, abs=2.0)  # mm, 2 mm voxels
+    assert 2 * outer.size == pytest.approx(layers.skull_mm, abs=2.0)  # mm, 2 mm voxels
+    edge = 40 + np.flatnonzero(body[40:, 40, 10] < 0.5)[0]            # the outline's edge
+    assert outer[0] - edge == pytest.approx(layers.csf_mm / 2.0, abs=1.0)   # CSF, then bone
+    scalp = row[outer[-1] + 1: outer[-1] + 1 + int(layers.scalp_mm // 2.0)]   # whole voxels
+    assert np.all(scalp == np.float32(MU_WATER_PER_MM)) and row[outer[-1] + 5] == 0.0
     assert attenuation.is_head("head") and attenuation.is_head("BRAIN")
     assert not attenuation.is_head(None) and not attenuation.is_head("CHEST")
 

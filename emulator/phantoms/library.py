@@ -191,9 +191,13 @@ def derenzo(scanner: Scanner) -> Phantom:
                    f"{body_d:.0f} mm cold cylinder", parts=tuple(parts))
 
 
+#: Scalp (water-equivalent density; ICRU 46 skin 1.09 g/mL).
+SCALP = 1.05
+
+
 def brain(scanner: Scanner) -> Phantom:
-    """Ellipsoidal head: skull, grey matter 4 : white matter 1, ventricles, basal ganglia and
-    cerebellum (grey)."""
+    """Ellipsoidal head: scalp 5 mm, skull 7 mm, cerebrospinal fluid 3 mm, grey matter 4 : white
+    matter 1, ventricles, basal ganglia and cerebellum (grey)."""
     s = min(1.0, 0.85 * scanner.transaxial_fov_mm / 200.0)
 
     def e(name: str, c: tuple[float, float, float], ax: tuple[float, float, float],
@@ -201,7 +205,9 @@ def brain(scanner: Scanner) -> Phantom:
         return Region(name, ellipsoid(tuple(s * v for v in c), tuple(s * v for v in ax)), act, dens)
 
     grey, white, csf = 4.0, 1.0, 0.2
-    parts = [e("skull", (0, 0, 0), (75, 95, 82), 0.0, BONE),
+    parts = [e("scalp", (0, 0, 0), (83, 103, 90), 0.0, SCALP),
+             e("skull", (0, 0, 0), (78, 98, 85), 0.0, BONE),
+             e("csf", (0, 0, 0), (71, 91, 78), 0.0, 1.0),
              e("brain", (0, 0, 0), (68, 88, 75), grey, 1.0)]
     for side, x in (("left", 1.0), ("right", -1.0)):
         parts.append(e(f"white_matter_{side}", (27 * x, -5, 10), (22, 60, 42), white, None))
@@ -210,8 +216,9 @@ def brain(scanner: Scanner) -> Phantom:
                   e(f"caudate_{side}", (13 * x, -14, 12), (5, 9, 8), grey, None),
                   e(f"putamen_{side}", (24 * x, -2, 0), (5, 12, 9), grey, None)]
     parts.append(e("cerebellum", (0, 40, -45), (45, 25, 18), grey, None))
-    return Phantom("brain", "ellipsoidal brain: grey 4 : white 1, skull, ventricles, basal "
-                   "ganglia, cerebellum", parts=tuple(parts), body_part="HEAD")
+    return Phantom("brain", "ellipsoidal brain: grey 4 : white 1, ventricles, basal ganglia, "
+                   "cerebellum; CSF, skull and scalp around it", parts=tuple(parts),
+                   body_part="HEAD")
 
 
 #: FDG in the brain (two-tissue model, k4 = 0; rate constants in 1/min).

@@ -93,8 +93,8 @@ def _draw_one(body: str, name: str, params: dict[str, float], folder: Path,
         share = _defect_share(anatomy, volumes[0])
         for s, v in zip(scans, volumes, strict=True):
             if s in anatomy.defect_scans:
-                v.activity[:] -= (anatomy.defect.severity * anatomy.scans[s]["myocardium"]
-                                  * share)
+                v.activity[:] = np.maximum(v.activity - anatomy.defect.severity
+                                           * anatomy.scans[s]["myocardium"] * share, 0.0)
         label = max(names) + 1
         names[label] = "defect"
         labels = np.where(share >= 0.5, label, labels).astype(np.int32)

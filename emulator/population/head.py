@@ -1,12 +1,14 @@
 """Virtual adult heads for brain PET (FDG and amyloid): laws and anatomy.
 
-The cranium is an ellipsoid of the head's breadth and length under a scalp; the skull between it
-and the intracranial cavity, whose thickness differs at the front, back, sides and vertex (the
-cavity's ellipsoid is shifted back by half the front-back difference); frontal sinus (absent in
-a few) and mastoid air cells; the face and neck below. In the cavity: cerebrospinal fluid around
-a brain whose cortex is grey matter, two hemispheres of white matter sized to their drawn share
-of the intracranial volume, lateral ventricles, caudate, putamen and thalamus, the cerebellum
-and the brainstem. Activities relative to grey matter for FDG (``phantom.toml``) and to
+The cranium is an ellipsoid of the head's breadth and length under a scalp, as tall as holds the
+drawn intracranial volume; the skull between it and the intracranial cavity, whose thickness
+differs at the front, back, sides and vertex (the cavity's ellipsoid is shifted back by half the
+front-back difference); the posterior fossa below it at the back, lined by the occipital bone;
+frontal sinus (absent in a few) and mastoid air cells; the face and neck below. In the cavity:
+cerebrospinal fluid around a brain whose cortex is grey matter, two hemispheres of white matter
+of their drawn share of the intracranial volume (less where a 10-14 mm cortex leaves no room),
+lateral ventricles, caudate, putamen and thalamus; the cerebellum and brainstem in the fossa.
+Activities relative to grey matter for FDG (``phantom.toml``) and to
 cerebellar grey matter for an amyloid tracer (``amyloid.toml``: cortex positive or negative).
 Densities are water-equivalent (scalp 1.05, skull drawn about 1.55, brain 1.04, CSF 1.0,
 sinus air 0.0012, mastoid cells 0.3). docs/phantoms.md gives every law's source.
@@ -29,8 +31,7 @@ ESTIMATE = "estimate (no population table found; see docs/phantoms.md)"
 HEAD = (
     Parameter("head_length_mm", "mm", Normal(195.0, 8.0), Normal(180.0, 7.0), PHEASANT),
     Parameter("head_breadth_mm", "mm", Normal(155.0, 6.0), Normal(145.0, 6.0), PHEASANT),
-    Parameter("cranium_height_mm", "mm", Normal(130.0, 6.0), Normal(125.0, 6.0),
-              "estimate: auricular head height"),
+    Parameter("icv_ml", "mL", Normal(1538.0, 137.0), Normal(1393.0, 91.0), YAMADA),
     Parameter("scalp_mm", "mm", Normal(5.5, 1.2, 2.5, 10), Normal(5.5, 1.2, 2.5, 10), ESTIMATE),
     Parameter("skull_frontal_mm", "mm", Normal(7.9, 2.0, 3, 15), Normal(8.7, 2.0, 3, 15),
               "J Craniofac Surg 32:1683, 2021 (CT, 174 adults)"),
@@ -85,65 +86,74 @@ def _volume_ml(semi: tuple[float, float, float]) -> float:
 def head(name: str, p: dict[str, float]) -> Anatomy:
     """The head of parameters ``p`` (:data:`HEAD` and ``male``)."""
     male = p["male"] > 0.5
-    a, b, c = p["head_breadth_mm"] / 2, p["head_length_mm"] / 2, p["cranium_height_mm"] * 0.75
-    s = p["scalp_mm"]
-    outer = (a - s, b - s, c - s)                   # the skull's outer surface
+    s, g = p["scalp_mm"], p["csf_gap_mm"]
     tf, to, tp, tt = (p["skull_frontal_mm"], p["skull_occipital_mm"], p["skull_parietal_mm"],
                       p["skull_temporal_mm"])
-    inner = (outer[0] - tt, outer[1] - 0.5 * (tf + to), outer[2] - tp)
-    shift = 0.5 * (tf - to)                         # the cavity moved back (+y): front thicker
-    g = p["csf_gap_mm"]
-    brain = (inner[0] - g, inner[1] - g, inner[2] - g)
-    icv = _volume_ml(inner)
-    white = p["white_fraction"] * icv / 2.0          # each hemisphere
-    w_semi = _ml(white, (0.42 * brain[0], 0.72 * brain[1], 0.55 * brain[2]))
+    # the cavity above the posterior fossa: breadth and length inside scalp and skull, its
+    # height what holds the intracranial volume less the fossa's (cerebellum, brainstem)
+    ai = p["head_breadth_mm"] / 2 - s - tt
+    bi = p["head_length_mm"] / 2 - s - 0.5 * (tf + to)
+    supra = p["icv_ml"] - p["cerebellum_ml"] * 1.15 - 30.0
+    ci = 3.0 * supra * 1000.0 / (4.0 * math.pi * ai * bi)
+    inner = (ai, bi, ci)
+    outer = (ai + tt, bi + 0.5 * (tf + to), ci + tp)
+    a, b, c = outer[0] + s, outer[1] + s, outer[2] + s
+    y0 = 0.5 * (tf - to)                            # the cavity moved back (+y): front thicker
+    brain = (ai - g, bi - g, ci - g)
     cer = _ml(p["cerebellum_ml"], (1.9, 1.1, 0.75))
+    fossa = (0.0, y0 + 0.50 * bi, -0.80 * ci)       # the cerebellum's centre
+    white = _white(brain, p["white_fraction"] * p["icv_ml"] / 2.0)
     vent = _ml(p["ventricles_ml"] / 2.0, (1.0, 4.5, 1.8))
     k = brain[0] / 68.0
+
+    def around(extra: float) -> tuple[float, float, float]:
+        return (cer[0] + extra, cer[1] + extra, cer[2] + extra)
+
     parts = [
-        Region("neck", cylinder((0, 0.15 * b, -c - 50.0), (0.72 * 2 * a, 0.62 * 2 * b), 120.0),
+        Region("neck", cylinder((0, 0.15 * b, -c - 40.0), (0.72 * 2 * a, 0.62 * 2 * b), 130.0),
                None, NECK),
-        Region("face", ellipsoid((0, -0.55 * b, -0.72 * c), (0.78 * a, 0.48 * b, 0.55 * c)),
+        Region("face", ellipsoid((0, -0.55 * b, -0.80 * c), (0.78 * a, 0.48 * b, 0.62 * c)),
                None, FACE),
         Region("scalp", ellipsoid((0, 0, 0), (a, b, c)), None, SCALP),
+        Region("scalp_fossa", ellipsoid(fossa, around(g + to + s)), None, SCALP),
         Region("skull", ellipsoid((0, 0, 0), outer), None, p["skull_density"]),
+        Region("skull_fossa", ellipsoid(fossa, around(g + to)), None, p["skull_density"]),
     ]
     for side, x in (("left", 1.0), ("right", -1.0)):
         m = _ml(p["mastoid_ml"], (0.8, 1.0, 1.2))
         parts.append(Region(f"mastoid_{side}", ellipsoid(
-            (x * (outer[0] - m[0] - 1.0), 0.35 * b, -0.55 * c), m), None, MASTOID))
+            (x * (outer[0] - m[0] - 1.0), 0.30 * b, -0.75 * ci), m), None, MASTOID))
     if p["frontal_sinus"] > 0.5:
         f = _ml(p["frontal_sinus_ml"], (1.6, 0.55, 1.0))
-        parts.append(Region("frontal_sinus", ellipsoid((0, -(outer[1] - 0.5 * tf) + 0.0,
-                                                        -0.35 * c), f), None, AIR))
-    y0 = shift
+        parts.append(Region("frontal_sinus", ellipsoid((0, -(outer[1] - 0.5 * tf),
+                                                        -0.45 * ci), f), None, AIR))
     parts += [
         Region("csf", ellipsoid((0, y0, 0), inner), None, CSF),
+        Region("csf_fossa", ellipsoid(fossa, around(g)), None, CSF),
         Region("cortex", ellipsoid((0, y0, 0), brain), None, BRAIN),
-        Region("cerebellum", ellipsoid((0, y0 + 0.52 * brain[1], -0.62 * brain[2]), cer), None,
+        Region("cerebellum", ellipsoid(fossa, cer), None, BRAIN),
+        Region("brainstem", cylinder((0, y0 + 0.15 * bi, -0.80 * ci), 26.0 * k, 80.0 * k), None,
                BRAIN),
-        Region("brainstem", cylinder((0, y0 + 0.12 * brain[1], -0.75 * brain[2]), 26.0 * k,
-                                     70.0 * k), None, BRAIN),
     ]
     for side, x in (("left", 1.0), ("right", -1.0)):
         parts.append(Region(f"white_matter_{side}", ellipsoid(
-            (x * 0.47 * brain[0], y0 - 0.02 * brain[1], 0.12 * brain[2]), w_semi), None, BRAIN))
+            (x * (white[0] + 3.0), y0, 0.10 * brain[2]), white), None, BRAIN))
     for side, x in (("left", 1.0), ("right", -1.0)):
         parts.append(Region(f"ventricle_{side}", ellipsoid((x * (vent[0] + 2.0), y0 - 4 * k,
-                                                            15 * k), vent), None, CSF))
+                                                            12 * k), vent), None, CSF))
     for side, x in (("left", 1.0), ("right", -1.0)):
         parts += [
             Region(f"thalamus_{side}", ellipsoid((x * 11 * k, y0 + 12 * k, -2 * k),
                                                  (8 * k, 15 * k, 9 * k)), None, BRAIN),
-            Region(f"caudate_{side}", ellipsoid((x * (2 * vent[0] + 6.0), y0 - 16 * k, 12 * k),
+            Region(f"caudate_{side}", ellipsoid((x * (2 * vent[0] + 6.0), y0 - 16 * k, 10 * k),
                                                 (5 * k, 10 * k, 9 * k)), None, BRAIN),
             Region(f"putamen_{side}", ellipsoid((x * (2 * vent[0] + 17 * k), y0 - 3 * k, 0),
                                                 (5 * k, 13 * k, 10 * k)), None, BRAIN),
         ]
     scans = {"phantom": _fdg(p, parts), "amyloid": _amyloid(p, parts)}
     positive = p["amyloid_positive"] > 0.5
-    derived = {"sex": "M" if male else "F", "icv_ml": round(icv, 1),
-               "white_ml": round(2 * white, 1),
+    derived = {"sex": "M" if male else "F", "cavity_height_mm": round(2 * ci, 1),
+               "white_ml": round(2 * _volume_ml(white), 1),
                "amyloid": "positive" if positive else "negative"}
     words = {"phantom": f"virtual {'man' if male else 'woman'} {name}: head "
                         f"{p['head_length_mm']:.0f} x {p['head_breadth_mm']:.0f} mm; FDG",
@@ -153,12 +163,25 @@ def head(name: str, p: dict[str, float]) -> Anatomy:
                    scan_words=words)
 
 
+#: The cortex around each hemisphere's white matter (mm): lateral, front and back, top.
+CORTEX_MM = (10.0, 14.0, 12.0)
+
+
+def _white(brain: tuple[float, float, float], ml: float) -> tuple[float, float, float]:
+    """A hemisphere's white matter: ``ml`` where the brain leaves room for it under a cortex
+    of :data:`CORTEX_MM` (and 6 mm between the hemispheres), smaller where it does not."""
+    room = ((brain[0] - CORTEX_MM[0] - 3.0) / 2.0, brain[1] - CORTEX_MM[1],
+            0.75 * brain[2] - CORTEX_MM[2] * 0.5)
+    scale = min(1.0, (ml / _volume_ml(room)) ** (1.0 / 3.0))
+    return (room[0] * scale, room[1] * scale, room[2] * scale)
+
+
 def _fdg(p: dict[str, float], parts: list[Region]) -> dict[str, float]:
     grey, white = 1.0, 1.0 / p["fdg_grey_white"]
     deep = p["fdg_deep_grey"]
-    out = {"neck": 0.1, "face": 0.1, "scalp": 0.1, "skull": 0.03, "csf": 0.05,
-           "cortex": grey, "cerebellum": p["fdg_cerebellum"], "brainstem": white,
-           "frontal_sinus": 0.0}
+    out = {"neck": 0.1, "face": 0.1, "scalp": 0.1, "scalp_fossa": 0.1, "skull": 0.03,
+           "skull_fossa": 0.03, "csf": 0.05, "csf_fossa": 0.05, "cortex": grey,
+           "cerebellum": p["fdg_cerebellum"], "brainstem": white, "frontal_sinus": 0.0}
     for r in parts:
         side = r.name.rsplit("_", 1)[0]
         if side in ("mastoid",):
@@ -176,7 +199,8 @@ def _amyloid(p: dict[str, float], parts: list[Region]) -> dict[str, float]:
     cortex = p["amyloid_positive_suvr" if p["amyloid_positive"] > 0.5 else
                "amyloid_negative_suvr"]
     white = p["amyloid_white_suvr"]
-    out = {"neck": 0.3, "face": 0.3, "scalp": 0.3, "skull": 0.1, "csf": 0.1, "cortex": cortex,
+    out = {"neck": 0.3, "face": 0.3, "scalp": 0.3, "scalp_fossa": 0.3, "skull": 0.1,
+           "skull_fossa": 0.1, "csf": 0.1, "csf_fossa": 0.1, "cortex": cortex,
            "cerebellum": 1.0, "brainstem": white, "frontal_sinus": 0.0}
     for r in parts:
         side = r.name.rsplit("_", 1)[0]

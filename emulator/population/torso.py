@@ -3,9 +3,10 @@
 Body size: height and BMI (NHANES), the chest's width and depth growing as the square root of
 mass per height (a cross-section's area follows it); a fat layer that thickens with BMI; breasts
 for women; a rib cage, spine and sternum; lungs whose bottoms are the diaphragm's domes (the
-right one higher); the whole heart (atria and right ventricle, blood), the left ventricle
-(:mod:`emulator.population.heart`) along its long axis, at its end-diastolic size; liver, stomach
-and gut. Uptakes are a Tc-99m perfusion agent's relative to normal myocardium, at stress
+right one higher); gut, liver and stomach below them; the whole heart (atria and right
+ventricle, blood) and the left ventricle (:mod:`emulator.population.heart`) along its long axis,
+at its end-diastolic size, painted last (nothing covers its myocardium). Uptakes are a Tc-99m
+perfusion agent's relative to normal myocardium, at stress
 (``phantom.toml``) and at rest (``rest.toml``); a defect, in half the patients, shows at stress
 and, when fixed (an infarct), at rest too. Densities are water-equivalent (fat 0.95, soft tissue
 1.04, lung 0.26, rib cage 1.15, spine 1.35, sternum 1.3). docs/phantoms.md gives every law's
@@ -155,6 +156,10 @@ def torso(name: str, p: dict[str, float]) -> Anatomy:
                STERNUM),
         Region("gut", ellipsoid((0, 0.0, dome_l - 150.0), (0.36 * wi, 0.32 * di, 70.0)), None,
                1.0),
+        Region("liver", ellipsoid((-0.5 * wi + liver[0] + 8.0, 0.0, dome_r - 0.85 * liver[2]),
+                                  liver), None, 1.05),
+        Region("stomach", ellipsoid((0.22 * wi, -0.08 * di, dome_l - stomach[2] - 5.0),
+                                    stomach), None, 1.0),
         Region("lung_left", ellipsoid((0.26 * wi, 0.05 * di, dome_l + 0.5 * lung),
                                       (0.22 * wi, 0.40 * di, 0.5 * lung)), None, LUNG),
         Region("lung_right", ellipsoid((-0.26 * wi, 0.05 * di, dome_r + 0.5 * lung * 0.95),
@@ -171,12 +176,6 @@ def torso(name: str, p: dict[str, float]) -> Anatomy:
     ]
     lv_shapes = lv.shapes()
     parts += [Region(n, s, None, MUSCLE_HEART) for n, s in lv_shapes.items()]
-    parts += [
-        Region("liver", ellipsoid((-0.5 * wi + liver[0] + 8.0, 0.0, dome_r - 0.85 * liver[2]),
-                                  liver), None, 1.05),
-        Region("stomach", ellipsoid((0.22 * wi, -0.08 * di, dome_l - stomach[2] - 5.0),
-                                    stomach), None, 1.0),
-    ]
     scans = {scan: _uptakes(p, state) for scan, state in SCANS.items()}
     defect = None
     shown: tuple[str, ...] = ()

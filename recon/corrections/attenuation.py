@@ -4,7 +4,8 @@ and maps from outside (a NIfTI in 1/mm at 511 keV, or a CT in Hounsfield units).
 The calculated map (the method of dedicated brain PET before CT): the outline is where the
 smoothed emission image without attenuation correction falls to half the level just inside the
 object's edge, filled slice by slice (cold regions inside the body are tissue, not air), water
-inside; for a head, a shell of :data:`SKULL_MM` of cortical bone around it. The outline needs
+inside; for a head, whose emission outlines the brain, the layers an adult's brain has around
+it (:data:`HEAD`): cerebrospinal fluid, a shell of cortical bone, the scalp. The outline needs
 no scale: water and bone have known attenuation, so the map is absolute (what MLAA lacks), and
 it costs a short EM image without attenuation (:mod:`recon.pet.mumap`).
 """
@@ -28,6 +29,24 @@ MU_WATER_PER_MM = 0.0096
 MU_BONE_PER_MM = 0.0173
 #: The skull of the calculated head map (mm): an adult's mean thickness (6-7 mm).
 SKULL_MM = 7.0
+
+
+@dataclass(frozen=True)
+class HeadLayers:
+    """What lies around a brain's emission outline in a head (mm): cerebrospinal fluid
+    (water), the skull (cortical bone), the scalp (water)."""
+
+    csf_mm: float = 3.0
+    skull_mm: float = SKULL_MM
+    scalp_mm: float = 5.5
+
+    def words(self) -> str:
+        return (f"{self.csf_mm:g} mm CSF, skull {self.skull_mm:g} mm, scalp "
+                f"{self.scalp_mm:g} mm")
+
+
+#: An adult head's layers (docs/phantoms.md: the population's means; the CSF gap an estimate).
+HEAD = HeadLayers()
 #: Body parts (DICOM Body Part Examined) whose calculated map gets a skull.
 HEAD_PARTS = ("HEAD", "BRAIN", "SKULL")
 #: The body's share of a voxel across the edge ramps from 0 to 1 as the smoothed emission goes
@@ -98,14 +117,18 @@ def outline(counts: np.ndarray, voxel_mm: tuple[float, float, float],
     return np.where(inside, 1.0, np.where(mask, ramp, 0.0)).astype(np.float32)
 
 
-def calculated(body: np.ndarray, grid: Grid, skull_mm: float = 0.0) -> Image:
-    """The mu-map (1/mm) of a body (:func:`outline`): water, and a shell of ``skull_mm`` of
-    bone outside it."""
+def calculated(body: np.ndarray, grid: Grid, head: HeadLayers | None = None) -> Image:
+    """The mu-map (1/mm) of a body (:func:`outline`): water, and for a head its ``layers``
+    outside it (water, bone, water)."""
     mu = body * np.float32(MU_WATER_PER_MM)
-    if skull_mm > 0:
-        head = body >= 0.5
-        shell = dilated(head, skull_mm, grid.voxel_mm) & ~head
-        mu[shell] = MU_BONE_PER_MM
+    if head is not None:
+        brain = body >= 0.5
+        csf = dilated(brain, head.csf_mm, grid.voxel_mm) if head.csf_mm > 0 else brain
+        skull = dilated(csf, head.skull_mm, grid.voxel_mm)
+        scalp = dilated(skull, head.scalp_mm, grid.voxel_mm) if head.scalp_mm > 0 else skull
+        mu[csf & ~brain] = MU_WATER_PER_MM
+        mu[skull & ~csf] = MU_BONE_PER_MM
+        mu[scalp & ~skull] = MU_WATER_PER_MM
     return grid.image(mu.astype(np.float32), "1/mm")
 
 

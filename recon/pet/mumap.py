@@ -85,9 +85,9 @@ def calculated_map(counts: np.ndarray, grid: Grid, body_part: str | None) -> tup
     the words that name it): water in the outline, a skull for a head, lungs in another body."""
     body = attenuation.outline(counts, grid.voxel_mm)
     head = attenuation.is_head(body_part)
-    skull = attenuation.SKULL_MM if head else 0.0
-    mu = attenuation.calculated(body, grid, skull)
-    words = "calculated: outline of the emission, water" + (f", skull {skull:g} mm" if head else "")
+    layers = attenuation.HEAD if head else None
+    mu = attenuation.calculated(body, grid, layers)
+    words = "calculated: outline of the emission, water" + (f", {layers.words()}" if head else "")
     if not head:
         share = lungs.lung_share(counts, body, grid.voxel_mm)
         if share.any():

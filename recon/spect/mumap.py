@@ -51,9 +51,9 @@ def estimate(without_attenuation: Image, energy_kev: float, body_part: str | Non
     body = attenuation.outline(without_attenuation.array, without_attenuation.grid.voxel_mm,
                                FIRST_FRACTION, OUTLINE_FWHM_MM)
     head = attenuation.is_head(body_part)
-    skull = attenuation.SKULL_MM if head else 0.0
-    mu = attenuation.calculated(body, without_attenuation.grid, skull)
+    layers = attenuation.HEAD if head else None
+    mu = attenuation.calculated(body, without_attenuation.grid, layers)
     mu.meta.update(method="calculated", body_part=body_part or "")
     words = ("calculated: outline of the emission, water"
-             + (f", skull {skull:g} mm" if head else ""))
+             + (f", {layers.words()}" if head else ""))
     return at_energy(MuMap(mu, "calculated", words), without_attenuation.grid, energy_kev)

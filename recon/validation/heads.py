@@ -1,0 +1,112 @@
+"""The calculated (CT-less) PET attenuation on a population of virtual heads, against their own maps.
+
+For each head of a population (``petdaq phantoms population --body head``): an emulated FDG scan
+(bedside-brain by default, 20 MBq, 60 s) reconstructed as ``petdaq recon`` does, once with the
+calculated map (the outline of the emission, water, a skull) and once with the phantom's own
+map (``--mu-map truth``); each region's mean over the two (grey matter: the cortex and the deep
+nuclei; white matter; cerebellum), on the voxels whose centre the region holds. And the
+head/body rule: the same scan's calculated map when the run names no body part (a body: lungs
+searched for), and how much lung it finds in the head (none is right).
+
+A validation, not a scan's processing: it reads the phantom's truth, as tests do.
+
+Run: ``python -m recon.validation.heads POPULATION [--n 20] [--activity-mbq 20] [--seconds 60]
+[--seed 21] [--out heads.csv]``; a table started again goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emulator import phantoms
+from hw.scanner import load_scanner
+from infra.pool import available_cores
+from recon.pet.runimage import RunReconOptions, mu_map_of
+from recon.validation.runs import (
+    facts_of,
+    header_of,
+    image,
+    kept_rows,
+    region_means,
+    scan,
+    write_rows,
+)
+
+GROUPS = {"grey": ("cortex", "thalamus_left", "thalamus_right", "caudate_left",
+                   "caudate_right", "putamen_left", "putamen_right"),
+          "white": ("white_matter_left", "white_matter_right"), "cerebellum": ("cerebellum",)}
+#: A calculated map's voxels between these (1/mm) are lung (density 0.3 of water's 0.0096).
+LUNG_MU = (0.0015, 0.0045)
+
+
+def lung_ml(mu: np.ndarray, voxel_ml: float) -> float:
+    return float(np.count_nonzero((mu > LUNG_MU[0]) & (mu < LUNG_MU[1]))) * voxel_ml
+
+
+def check_head(path: Path, scanner_name: str, activity_mbq: float, seconds: float, seed: int
+               ) -> dict[str, float | str]:
+    """One head's row."""
+    t0 = time.perf_counter()
+    scanner = load_scanner(scanner_name)
+    phantom = phantoms.get(str(path), scanner)
+    coinc = scan(scanner, str(path), activity_mbq, seconds, seed, available_cores())
+    facts = facts_of(scanner, str(path), activity_mbq, seconds, "HEAD")
+    calc, truth = image(coinc, scanner, facts, "estimate"), image(coinc, scanner, facts, "truth")
+    labels, names = phantom.label_map(calc.image.grid)
+    a = region_means(calc.image.array, labels, names, GROUPS)
+    b = region_means(truth.image.array, labels, names, GROUPS)
+    bare = mu_map_of(coinc, header_of(scanner), facts_of(scanner, None, activity_mbq, seconds,
+                                                         None), None, scanner,
+                     RunReconOptions())
+    grid = bare.image.grid
+    row: dict[str, float | str] = {
+        "head": phantom.name, "prompts": int(np.count_nonzero(coinc["delayed"] == 0))}
+    row |= {f"{g}_calculated_over_truth": round(a[g] / b[g], 4) for g in GROUPS}
+    row |= {"skull_map": calc.mu_map.description,
+            "no_body_part_lung_ml": round(lung_ml(bare.image.array, grid.voxel_volume_mm3
+                                                  / 1000.0), 1),
+            "seconds": round(time.perf_counter() - t0, 1)}
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m recon.validation.heads",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("population", type=Path, help="a folder of petdaq phantoms population")
+    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--scanner", default="bedside-brain")
+    p.add_argument("--activity-mbq", type=float, default=20.0)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=21)
+    p.add_argument("--out", type=Path, default=Path("heads.csv"))
+    a = p.parse_args(argv)
+    heads = sorted(d for d in a.population.iterdir() if (d / "phantom.toml").is_file())[:a.n]
+    rows = kept_rows(a.out)
+    done = {r["head"] for r in rows}
+    for k, folder in enumerate(heads):
+        if folder.name in done:
+            continue
+        rows.append(check_head(folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k))
+        write_rows(a.out, rows)
+        print(", ".join(f"{key} {value}" for key, value in rows[-1].items()), flush=True)
+    summary(rows)
+    return 0
+
+
+def summary(rows: list[dict]) -> None:
+    """Each region's ratio over the heads: mean, spread, range, and how many are within 5 %."""
+    for g in GROUPS:
+        v = np.array([float(r[f"{g}_calculated_over_truth"]) for r in rows])
+        print(f"{g}: mean {v.mean():.4f}, SD {v.std(ddof=1) if v.size > 1 else 0:.4f}, range "
+              f"{v.min():.4f}-{v.max():.4f}, within 5 %: {np.sum(np.abs(v - 1) <= 0.05)}/{v.size}")
+    lungs = np.array([float(r["no_body_part_lung_ml"]) for r in rows])
+    print(f"no body part: lung found in {np.sum(lungs > 0)}/{lungs.size} heads (largest "
+          f"{lungs.max():.0f} mL)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
