@@ -24,9 +24,11 @@ from emulator.phantoms.truth import DefectTruth, LvTruth
 #: The AHA 17-segment model's coronary territories (DOMAIN.md).
 TERRITORIES = {"LAD": (1, 2, 7, 8, 13, 14, 17), "RCA": (3, 4, 9, 10, 15),
                "LCx": (5, 6, 11, 12, 16)}
-#: Each territory's centre angle (degrees from anterior towards the septum): anteroseptal,
-#: inferior, lateral.
-TERRITORY_ANGLE_DEG = {"LAD": 30.0, "RCA": 180.0, "LCx": 270.0}
+#: Each territory's centre angle (degrees from anterior towards the septum) in the basal and
+#: mid rings, and the half-width of its segments there: anterior and anteroseptal (LAD),
+#: inferoseptal and inferior (RCA), inferolateral and anterolateral (LCx).
+TERRITORY_ANGLE_DEG = {"LAD": 30.0, "RCA": 150.0, "LCx": 270.0}
+TERRITORY_HALF_WIDTH_DEG = 60.0
 
 
 def segment_of(ring: int, theta_deg: np.ndarray) -> np.ndarray:
@@ -141,14 +143,19 @@ def wall_points(lv: Ventricle, step_mm: float = 1.0) -> tuple[np.ndarray, ...]:
 
 def fitted_defect(lv: Ventricle, territory: str, extent_percent: float, span: float,
                   transmurality: float, severity: float) -> Defect:
-    """The defect of the given shape whose arc makes it cover ``extent_percent`` of the
-    myocardium (as near as an arc of 10 to 180 degrees each side allows)."""
+    """The defect of the given shape whose arc (10 degrees each side up to its territory's
+    half-width) makes it cover ``extent_percent`` of the myocardium; where the territory's whole
+    arc is too little, a longer span, then a deeper reach into the wall (as near as they
+    allow)."""
     t, theta, depth = wall_points(lv, 1.5)
-    widths = np.arange(10.0, 180.5, 2.5)
-    covered = [100.0 * Defect(territory, w, span, transmurality, severity).holds(
-        t, theta, depth).mean() for w in widths]
-    best = widths[int(np.argmin(np.abs(np.asarray(covered) - extent_percent)))]
-    return Defect(territory, float(best), span, transmurality, severity)
+    widths = np.arange(10.0, TERRITORY_HALF_WIDTH_DEG + 0.1, 2.5)
+    for s_, d_ in ((span, transmurality), (1.0, transmurality), (1.0, 1.0)):
+        covered = np.array([100.0 * Defect(territory, w, s_, d_, severity).holds(
+            t, theta, depth).mean() for w in widths])
+        if covered[-1] >= extent_percent or (s_, d_) == (1.0, 1.0):
+            best = widths[int(np.argmin(np.abs(covered - extent_percent)))]
+            return Defect(territory, float(best), s_, d_, severity)
+    raise AssertionError("unreachable")
 
 
 def defect_truth(lv: Ventricle, defect: Defect) -> DefectTruth:
