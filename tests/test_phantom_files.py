@@ -222,3 +222,48 @@ def test_a_bad_phantom_file_is_one_line_exit_2_and_no_run(tmp_path, capsys, case
     assert not out.exists() or not any(out.iterdir())
     with pytest.raises(UserError, match=words):                     # emulate says the same
         phantoms.get(phantom, load_scanner("bedside-brain"))
+
+
+def test_the_docs_worked_example_turns_organ_labels_into_a_phantom(tmp_path, brain):
+    """docs/phantoms.md's worked example, as written there: a virtual patient's organ labels
+    and a table of uptakes and densities."""
+    docs = (Path(__file__).parent.parent / "docs" / "phantoms.md").read_text()
+    toml = docs.split("cat > fdg-chest/phantom.toml <<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    assert main(["phantoms", "population", "--body", "torso", "--n", "1", "--seed", "4",
+                 "--out", str(tmp_path / "patients"), "--voxel-mm", "6", "--quiet"]) == 0
+    folder = tmp_path / "fdg-chest"
+    folder.mkdir()
+    (folder / "organs.nii.gz").write_bytes(
+        (tmp_path / "patients" / "torso-001" / "labels.nii.gz").read_bytes())
+    (folder / "phantom.toml").write_text(toml + "\n")
+    ph = phantoms.read(folder)
+    v = ph.volume
+    index = {n: k for k, n in v.label_names.items()}
+    assert np.all(v.activity[v.labels == index["myocardium"]] == 4.0)
+    assert np.all(v.density[v.labels == index["lung_left"]] == pytest.approx(0.26))
+    assert v.activity[v.labels == 0].max() == 0.0
+    assert main(["phantoms", "show", str(folder), "--picture", str(tmp_path / "p.png")]) == 0
+    (folder / "phantom.toml").write_text(toml.replace('17 = { name = "myocardium", '
+                                                      'activity = 4.0, density = 1.05 }',
+                                                      '17 = "myocardium"') + "\n")
+    with pytest.raises(UserError, match=r"label 17 \(myocardium\) has no activity"):
+        phantoms.read(folder)
+
+
+def test_petdaq_phantoms_write_show_and_list(tmp_path, capsys):
+    assert main(["phantoms", "write", "nema-iq", "--out", str(tmp_path / "n"), "--voxel-mm",
+                 "6"]) == 0
+    assert main(["phantoms", "show", str(tmp_path / "n")]) == 0
+    out = capsys.readouterr().out
+    assert "sphere_37" in out and "voxels" in out and (tmp_path / "n" / "phantom.png").is_file()
+    png = (tmp_path / "n" / "phantom.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["phantoms", "list"]) == 0 and "cardiac" in capsys.readouterr().out
+    for bad, words in ((["phantoms", "write", "nowhere", "--out", str(tmp_path / "x")],
+                        "unknown phantom 'nowhere'"),
+                       (["phantoms", "write", "brain", "--out", str(tmp_path / "x"),
+                         "--voxel-mm", "0"], "--voxel-mm must be"),
+                       (["phantoms", "show", str(tmp_path / "gone.toml")], "does not exist")):
+        assert main(bad) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err

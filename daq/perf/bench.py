@@ -109,6 +109,7 @@ class Bench:
         sim = self._emulate()
         self.add("emulator, full physics (singles)", sim.raw.size, time.perf_counter() - t0,
                  "scales with cores: petdaq bench --scaling")
+        self._phantom_files()
         boards = sim.raw_per_board
         self.boards = boards
 
@@ -142,6 +143,26 @@ class Bench:
         self._import()
         self._recon()
         return self.results
+
+    def _phantom_files(self) -> None:
+        """The NEMA image-quality phantom emulated from its shapes and from 2 mm voxels (its
+        voxel file's, :func:`emulator.phantoms.rasterize.voxelized`): a voxel phantom's cost."""
+        import emulator
+        from emulator.phantoms.rasterize import voxelized
+
+        shapes = emulator.phantoms.get("nema-iq", self.scanner)
+        voxels = voxelized(shapes, 2.0)
+        for name, phantom in (("shapes", shapes), ("2 mm voxels", voxels)):
+            emulator.simulate(self.scanner, phantom, "F-18", 20.0, 0.002, seed=8)
+
+            def emulate(p=phantom) -> int:
+                return emulator.simulate(self.scanner, p, "F-18", 20.0, self.duration_s,
+                                         seed=7).raw.size
+
+            n = emulate()
+            self.add(f"emulator, NEMA IQ phantom from {name} (singles)", n,
+                     best_time(emulate, 1),
+                     "voxels: at most 2x the shapes' time" if name != "shapes" else "")
 
     def _sorter(self) -> None:
         import coincidence

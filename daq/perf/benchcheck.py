@@ -56,6 +56,10 @@ RATIOS = (
           "test_bench_import_baseline_fromfile_argsort", 0.05),
     Ratio("emulator vs memory copy", "test_bench_full_physics_singles[one-core]",
           "test_bench_memcpy_baseline", 2e-4),
+    # a voxel phantom costs at most twice the same object drawn from shapes (the NEMA
+    # image-quality phantom, 2 mm voxels)
+    Ratio("voxel phantom vs its shapes (emulator)", "test_bench_phantom_singles[voxels]",
+          "test_bench_phantom_singles[shapes]", 0.5),
     # singles per DAQ CPU second (every DAQ thread, system time included) over the NumPy
     # sorter's singles per second: the NumPy sorter's time per single over the DAQ's CPU per
     # single, higher is better; at least 1 / 0.7: the DAQ's CPU per single below 0.7 times the

@@ -61,6 +61,30 @@ def test_bench_full_physics_singles(benchmark, brain, threads):
     record(benchmark, sim.raw.size)
 
 
+@pytest.fixture(scope="module")
+def nema_phantoms(brain):
+    """The NEMA image-quality phantom from its shapes and from 2 mm voxels."""
+    from emulator.phantoms.rasterize import voxelized
+
+    shapes = emulator.phantoms.get("nema-iq", brain)
+    return {"shapes": shapes, "voxels": voxelized(shapes, 2.0)}
+
+
+@pytest.mark.parametrize("kind", ["shapes", "voxels"])
+def test_bench_phantom_singles(benchmark, brain, nema_phantoms, kind):
+    """A voxel phantom's cost against the same object's shapes (benchcheck: at most 2x)."""
+    phantom = nema_phantoms[kind]
+    emulator.simulate(brain, phantom, "F-18", 1.0, 0.002, seed=1, threads=1)     # compile
+
+    def generate():
+        return emulator.simulate(brain, phantom, "F-18", ACTIVITY_MBQ, DURATION_S, seed=3,
+                                 threads=1)
+
+    sim = benchmark.pedantic(generate, rounds=3, warmup_rounds=0)
+    assert sim.raw.size > 0.5 * ACTIVITY_MBQ * 1e6 * DURATION_S
+    record(benchmark, sim.raw.size)
+
+
 def test_bench_lu176_singles(benchmark, brain):
     emulator.simulate(brain, "point", "F-18", 0.0, 0.01, seed=1, threads=1)      # compile
 

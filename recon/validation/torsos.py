@@ -1,0 +1,117 @@
+"""Cardiac SPECT of a population of virtual torsos on the general-purpose camera: the ventricle's
+axis found in the image, the perfusion defect read with and without attenuation correction, and
+the lungs' search.
+
+For each torso of a population (``petdaq phantoms population --body torso``) at stress: an
+emulated Tc-99m scan (spect-general, 800 MBq, 120 s by default) reconstructed as a SPECT run is
+(OSEM 4 x 6, TEW scatter) with the calculated map (the product's default), with the phantom's
+own map (a CT's, validation) and with none. On the default image: the left ventricle's axis
+found (:func:`recon.spect.lvaxis.find_lv_axis`) against the phantom's (its truth), in degrees and
+mm; on each image, on the true axis, the polar map's segments under 70 % of its maximum (the
+product's fixed threshold) against the defect's true segments (those it covers a fifth of or
+more), as false and missed segments; and the lungs the PET search finds in the image without
+correction (:func:`recon.corrections.lungs.lung_share`) against the true lungs' volume.
+
+A validation, not a scan's processing: it reads the phantom's truth, as tests do.
+
+Run: ``python -m recon.validation.torsos POPULATION [--n 20] [--activity-mbq 800]
+[--seconds 120] [--seed 31] [--out torsos.csv]``; a table started again goes on where it
+stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emulator import phantoms
+from hw.scanner import load_scanner
+from recon.corrections import attenuation, lungs
+from recon.spect.cardiac import ABNORMAL_PERCENT, axis_report, map_of, phantom_axis, under
+from recon.spect.lvaxis import find_lv_axis
+from recon.validation import spectruns
+from recon.validation.runs import kept_rows, write_rows
+
+#: A segment is the defect's when the defect covers at least this share of it.
+TRUE_SHARE = 0.2
+
+
+def check_torso(path: Path, scanner_name: str, activity_mbq: float, seconds: float, seed: int
+                ) -> dict[str, float | str]:
+    """One torso's row."""
+    t0 = time.perf_counter()
+    scanner = load_scanner(scanner_name)
+    phantom = phantoms.get(str(path), scanner)
+    proj, counts = spectruns.scan(scanner, phantom, "Tc-99m", activity_mbq, seconds, seed)
+    images = {m: spectruns.image(proj, scanner, phantom, m, "CHEST")
+              for m in ("estimate", "truth", "none")}
+    found = axis_report(find_lv_axis(images["estimate"]), "image", phantom)
+    truth = phantom.truth
+    true = sorted(k for k, share in (truth.defect.segments.items() if truth.defect else ())
+                  if share >= TRUE_SHARE)
+    row: dict[str, float | str] = {
+        "torso": phantom.name, "sex": truth.parameters.get("sex", ""),
+        "bmi": truth.parameters.get("bmi", ""), "photopeak": int(counts["photopeak"]),
+        "axis_deg": found["angle_to_phantom_deg"], "apex_mm": found["apex_to_phantom_mm"],
+        "base_mm": found["base_to_phantom_mm"], "true_segments": " ".join(map(str, true))}
+    axis = phantom_axis(phantom)
+    for m, image in images.items():
+        seen = under(map_of(image, axis), ABNORMAL_PERCENT)
+        row[f"{m}_false"] = len(set(seen) - set(true))
+        row[f"{m}_missed"] = len(set(true) - set(seen))
+    none = images["none"]
+    body = attenuation.outline(none.array, none.grid.voxel_mm)
+    share = lungs.lung_share(none.array, body, none.grid.voxel_mm)
+    v = phantom.volume
+    lung_labels = [k for k, n in v.label_names.items() if n.startswith("lung")]
+    row["lungs_true_ml"] = round(float(np.isin(v.labels, lung_labels).sum()) * v.voxel_ml, 0)
+    row["lungs_found_ml"] = round(lungs.volume_ml(share, none.grid.voxel_mm), 0)
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def summary(rows: list[dict]) -> None:
+    def col(name: str) -> np.ndarray:
+        return np.array([float(r[name]) for r in rows])
+
+    for name in ("axis_deg", "apex_mm", "base_mm"):
+        v = col(name)
+        print(f"{name}: median {np.median(v):.1f}, 90th percentile {np.percentile(v, 90):.1f}, "
+              f"largest {v.max():.1f}")
+    for m in ("estimate", "truth", "none"):
+        print(f"{m}: false segments {col(f'{m}_false').sum():.0f} over {len(rows)} torsos "
+              f"(per torso {col(f'{m}_false').mean():.2f}), missed {col(f'{m}_missed').sum():.0f}")
+    found, true = col("lungs_found_ml"), col("lungs_true_ml")
+    print(f"lungs found in {np.sum(found > 0)}/{len(rows)}; found / true median "
+          f"{np.median(found / true):.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m recon.validation.torsos",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("population", type=Path, help="a folder of petdaq phantoms population")
+    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--scanner", default="spect-general")
+    p.add_argument("--activity-mbq", type=float, default=800.0)
+    p.add_argument("--seconds", type=float, default=120.0)
+    p.add_argument("--seed", type=int, default=31)
+    p.add_argument("--out", type=Path, default=Path("torsos.csv"))
+    a = p.parse_args(argv)
+    torsos = sorted(d for d in a.population.iterdir() if (d / "phantom.toml").is_file())[:a.n]
+    rows = kept_rows(a.out)
+    done = {r["torso"] for r in rows}
+    for k, folder in enumerate(torsos):
+        if folder.name in done:
+            continue
+        rows.append(check_torso(folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k))
+        write_rows(a.out, rows)
+        print(", ".join(f"{key} {value}" for key, value in rows[-1].items()), flush=True)
+    summary(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
