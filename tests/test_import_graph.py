@@ -167,9 +167,9 @@ MAX_PETDAQ_MODULE_LINES = 400
 #: The rooms each floor is divided into, by role (``docs/architecture.md``).
 ROOMS = {
     "recon": ("pet", "corrections", "spect", "outputs", "metrics", "calibration", "kinetics",
-              "dosimetry"),
-    "emulator": ("phantoms", "physics", "detector", "outputs"),
-    "petdaq": ("acquisition", "runs", "scanner", "images"),
+              "dosimetry", "validation"),
+    "emulator": ("phantoms", "physics", "detector", "outputs", "population"),
+    "petdaq": ("acquisition", "runs", "scanner", "images", "phantoms"),
 }
 #: Iterative algorithms of the reconstruction, which the corrections never import (they call
 #: the corrections, as the two-pass scatter does; RECON-STYLE's seventh example).

@@ -84,8 +84,6 @@ def test_a_labs_shapes_in_bq_per_ml_need_no_code(tmp_path, brain):
     assert ph.activity_at(np.array([[20.0, 0.0, 0.0]]) + shift)[0] == 8000.0
     corner = np.array([[math.cos(math.radians(30)), math.sin(math.radians(30)), 0.0]]) * 48
     assert ph.density_at(corner + shift)[0] == 1.0                  # turned with the box
-    sim = simulate(brain, ph, "F-18", 2.0, 0.01, seed=1)             # it emulates
-    assert sim.raw.size > 1000
 
 
 def test_built_in_phantoms_written_out_read_back_the_same(tmp_path, brain):

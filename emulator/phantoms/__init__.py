@@ -44,9 +44,11 @@ def names() -> list[str]:
 
 def is_file(name: str | Path) -> bool:
     """Whether ``name`` names a phantom file (``.toml``) or a folder holding one, not a
-    built-in phantom."""
+    built-in phantom (a built-in name wins over a folder of that name here: ``./NAME`` for
+    the folder)."""
     text = str(name).strip()
-    return text.lower().endswith(".toml") or "/" in text or Path(text).is_dir()
+    return (text.lower().endswith(".toml") or "/" in text
+            or (text.lower() not in BUILDERS and Path(text).is_dir()))
 
 
 def file_path(name: str | Path) -> Path:

@@ -36,7 +36,7 @@ from recon.validation.runs import (
     write_rows,
 )
 
-GROUPS = {"grey": ("cortex", "thalamus_left", "thalamus_right", "caudate_left",
+GROUPS = {"grey": ("cortex", "brain", "thalamus_left", "thalamus_right", "caudate_left",
                    "caudate_right", "putamen_left", "putamen_right"),
           "white": ("white_matter_left", "white_matter_right"), "cerebellum": ("cerebellum",)}
 #: A calculated map's voxels between these (1/mm) are lung (density 0.3 of water's 0.0096).

@@ -87,7 +87,7 @@ def read(path: str | Path) -> Phantom:
     if top.has("labels") and not top.has("voxels"):
         raise top.fail("[labels] names a [voxels] phantom's labels; this one has no [voxels]")
     regions, kinetics = _regions(top, absolute)
-    volume = _voxels(top, path.parent, absolute) if top.has("voxels") else None
+    volume = _voxels(top, path.parent) if top.has("voxels") else None
     sources = _sources(top)
     regions, sources, volume = _placed(top, regions, sources, volume)
     total_mbq = None
@@ -204,7 +204,7 @@ def _sources(top: Keys) -> tuple[PointSource | LineSource, ...]:
 # --------------------------------------------------------------------------- voxels
 
 
-def _voxels(top: Keys, folder: Path, absolute: bool) -> VoxelVolume:
+def _voxels(top: Keys, folder: Path) -> VoxelVolume:
     k = top.table("voxels")
     k.only("activity", "density", "density_from", "labels")
     origin = k.origin
