@@ -176,40 +176,35 @@ def _white(brain: tuple[float, float, float], ml: float) -> tuple[float, float, 
     return (room[0] * scale, room[1] * scale, room[2] * scale)
 
 
-def _fdg(p: dict[str, float], parts: list[Region]) -> dict[str, float]:
-    grey, white = 1.0, 1.0 / p["fdg_grey_white"]
-    deep = p["fdg_deep_grey"]
-    out = {"neck": 0.1, "face": 0.1, "scalp": 0.1, "scalp_fossa": 0.1, "skull": 0.03,
-           "skull_fossa": 0.03, "csf": 0.05, "csf_fossa": 0.05, "cortex": grey,
-           "cerebellum": p["fdg_cerebellum"], "brainstem": white, "frontal_sinus": 0.0}
+def _by_kind(parts: list[Region], fixed: dict[str, float], kinds: dict[str, float]
+             ) -> dict[str, float]:
+    """Each region's uptake: ``fixed``'s by name, else ``kinds``' by its kind (the name less
+    its side, e.g. ``white_matter`` of ``white_matter_left``)."""
+    out = dict(fixed)
     for r in parts:
-        side = r.name.rsplit("_", 1)[0]
-        if side in ("mastoid",):
-            out[r.name] = 0.03
-        elif side == "white_matter":
-            out[r.name] = white
-        elif side in ("thalamus", "caudate", "putamen"):
-            out[r.name] = deep
-        elif side == "ventricle":
-            out[r.name] = 0.05
+        kind = r.name.rsplit("_", 1)[0]
+        if r.name not in out and kind in kinds:
+            out[r.name] = kinds[kind]
     return out
+
+
+def _fdg(p: dict[str, float], parts: list[Region]) -> dict[str, float]:
+    white, deep = 1.0 / p["fdg_grey_white"], p["fdg_deep_grey"]
+    return _by_kind(parts, {
+        "neck": 0.1, "face": 0.1, "scalp": 0.1, "scalp_fossa": 0.1, "skull": 0.03,
+        "skull_fossa": 0.03, "csf": 0.05, "csf_fossa": 0.05, "cortex": 1.0,
+        "cerebellum": p["fdg_cerebellum"], "brainstem": white, "frontal_sinus": 0.0},
+        {"mastoid": 0.03, "white_matter": white, "thalamus": deep, "caudate": deep,
+         "putamen": deep, "ventricle": 0.05})
 
 
 def _amyloid(p: dict[str, float], parts: list[Region]) -> dict[str, float]:
     cortex = p["amyloid_positive_suvr" if p["amyloid_positive"] > 0.5 else
                "amyloid_negative_suvr"]
-    white = p["amyloid_white_suvr"]
-    out = {"neck": 0.3, "face": 0.3, "scalp": 0.3, "scalp_fossa": 0.3, "skull": 0.1,
-           "skull_fossa": 0.1, "csf": 0.1, "csf_fossa": 0.1, "cortex": cortex,
-           "cerebellum": 1.0, "brainstem": white, "frontal_sinus": 0.0}
-    for r in parts:
-        side = r.name.rsplit("_", 1)[0]
-        if side == "mastoid":
-            out[r.name] = 0.1
-        elif side == "white_matter":
-            out[r.name] = white
-        elif side in ("thalamus", "caudate", "putamen"):
-            out[r.name] = max(cortex, 1.2)
-        elif side == "ventricle":
-            out[r.name] = 0.1
-    return out
+    white, deep = p["amyloid_white_suvr"], max(cortex, 1.2)
+    return _by_kind(parts, {
+        "neck": 0.3, "face": 0.3, "scalp": 0.3, "scalp_fossa": 0.3, "skull": 0.1,
+        "skull_fossa": 0.1, "csf": 0.1, "csf_fossa": 0.1, "cortex": cortex, "cerebellum": 1.0,
+        "brainstem": white, "frontal_sinus": 0.0},
+        {"mastoid": 0.1, "white_matter": white, "thalamus": deep, "caudate": deep,
+         "putamen": deep, "ventricle": 0.1})

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emulator.population.heart import TERRITORIES, segment_of
 from infra.errors import UserError
 from recon.grid import Image, sample_trilinear
 from recon.outputs.png import write_png
@@ -35,8 +36,6 @@ SEGMENT_NAMES = (
     "mid inferoseptal", "mid inferior", "mid inferolateral", "mid anterolateral",
     "apical anterior", "apical septal", "apical inferior", "apical lateral", "apex",
 )
-TERRITORIES = {"LAD": (1, 2, 7, 8, 13, 14, 17), "RCA": (3, 4, 9, 10, 15),
-               "LCx": (5, 6, 11, 12, 16)}
 
 
 @dataclass(frozen=True)
@@ -59,15 +58,6 @@ class PolarMap:
         """The bull's-eye: anterior at the top, septal on the left; each segment coloured by its
         percent of the maximum, with the number written in it."""
         return write_png(path, render_bullseye(self.percent, size))
-
-
-def segment_of(ring: int, theta_deg: np.ndarray) -> np.ndarray:
-    """Segment numbers (1-16) of short-axis angles theta (0 = anterior, 90 = septal) in ring 0
-    (basal), 1 (mid) or 2 (apical)."""
-    t = np.mod(np.asarray(theta_deg, float), 360.0)
-    if ring < 2:
-        return 1 + 6 * ring + (np.floor((t + 30.0) / 60.0).astype(int) % 6)
-    return 13 + (np.floor((t + 45.0) / 90.0).astype(int) % 4)
 
 
 def polar_map(image: Image, apex_mm: Sequence[float], base_mm: Sequence[float],

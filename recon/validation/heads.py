@@ -26,15 +26,7 @@ from emulator import phantoms
 from hw.scanner import load_scanner
 from infra.pool import available_cores
 from recon.pet.runimage import RunReconOptions, mu_map_of
-from recon.validation.runs import (
-    facts_of,
-    header_of,
-    image,
-    kept_rows,
-    region_means,
-    scan,
-    write_rows,
-)
+from recon.validation.runs import facts_of, header_of, image, patients, region_means, scan, table
 
 GROUPS = {"grey": ("cortex", "brain", "thalamus_left", "thalamus_right", "caudate_left",
                    "caudate_right", "putamen_left", "putamen_right"),
@@ -84,15 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=21)
     p.add_argument("--out", type=Path, default=Path("heads.csv"))
     a = p.parse_args(argv)
-    heads = sorted(d for d in a.population.iterdir() if (d / "phantom.toml").is_file())[:a.n]
-    rows = kept_rows(a.out)
-    done = {r["head"] for r in rows}
-    for k, folder in enumerate(heads):
-        if folder.name in done:
-            continue
-        rows.append(check_head(folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k))
-        write_rows(a.out, rows)
-        print(", ".join(f"{key} {value}" for key, value in rows[-1].items()), flush=True)
+    rows = table(patients(a.population, a.n), "head", lambda folder, k: check_head(
+        folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k), a.out)
     summary(rows)
     return 0
 

@@ -9,6 +9,7 @@ with the mu-map asked for, the run's facts those an emulated run's documents giv
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,27 @@ def kept_rows(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def table(folders: list[Path], key: str, row_of: Callable[[Path, int], dict[str, Any]],
+          out: Path) -> list[dict[str, Any]]:
+    """The rows of ``folders`` (``row_of(folder, k)``, the k-th), kept in ``out`` after each one
+    and printed; the rows ``out`` already holds (by ``key``, the folder's name) are not made
+    again."""
+    rows = kept_rows(out)
+    done = {r[key] for r in rows}
+    for k, folder in enumerate(folders):
+        if folder.name in done:
+            continue
+        rows.append(row_of(folder, k))
+        write_rows(out, rows)
+        print(", ".join(f"{name} {value}" for name, value in rows[-1].items()), flush=True)
+    return rows
+
+
+def patients(population: Path, n: int) -> list[Path]:
+    """The first ``n`` patients' folders of a population."""
+    return sorted(d for d in population.iterdir() if (d / "phantom.toml").is_file())[:n]
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:

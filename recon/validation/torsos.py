@@ -33,7 +33,7 @@ from recon.corrections import attenuation, lungs
 from recon.spect.cardiac import ABNORMAL_PERCENT, axis_report, map_of, phantom_axis, under
 from recon.spect.lvaxis import find_lv_axis
 from recon.validation import spectruns
-from recon.validation.runs import kept_rows, write_rows
+from recon.validation.runs import patients, table
 
 #: A segment is the defect's when the defect covers at least this share of it.
 TRUE_SHARE = 0.2
@@ -100,15 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=31)
     p.add_argument("--out", type=Path, default=Path("torsos.csv"))
     a = p.parse_args(argv)
-    torsos = sorted(d for d in a.population.iterdir() if (d / "phantom.toml").is_file())[:a.n]
-    rows = kept_rows(a.out)
-    done = {r["torso"] for r in rows}
-    for k, folder in enumerate(torsos):
-        if folder.name in done:
-            continue
-        rows.append(check_torso(folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k))
-        write_rows(a.out, rows)
-        print(", ".join(f"{key} {value}" for key, value in rows[-1].items()), flush=True)
+    rows = table(patients(a.population, a.n), "torso", lambda folder, k: check_torso(
+        folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k), a.out)
     summary(rows)
     return 0
 

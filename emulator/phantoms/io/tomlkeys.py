@@ -29,12 +29,19 @@ class Keys:
     def has(self, key: str) -> bool:
         return key in self.data
 
+    def _given(self, key: str, default: Any) -> tuple[Any, bool]:
+        """(the key's value or ``default``, whether the file gave it); missing without a
+        default: an error."""
+        if key in self.data:
+            return self.data[key], True
+        if default is _MISSING:
+            raise self.fail(f"'{key}' is missing")
+        return default, False
+
     def text(self, key: str, choices: tuple[str, ...] | None = None, default: Any = _MISSING
              ) -> Any:
-        value = self.data.get(key, default)
-        if value is _MISSING:
-            raise self.fail(f"'{key}' is missing")
-        if value is default and default is not _MISSING:
+        value, given = self._given(key, default)
+        if not given:
             return value
         if not isinstance(value, str) or not value.strip():
             raise self.fail(f"'{key}' must be a text, got {value!r}")
@@ -44,10 +51,8 @@ class Keys:
 
     def number(self, key: str, default: Any = _MISSING, low: float | None = None,
                high: float | None = None, above: float | None = None) -> Any:
-        value = self.data.get(key, default)
-        if value is _MISSING:
-            raise self.fail(f"'{key}' is missing")
-        if value is default and default is not _MISSING:
+        value, given = self._given(key, default)
+        if not given:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
                 value):
@@ -62,10 +67,8 @@ class Keys:
 
     def vector(self, key: str, n: int = 3, default: Any = _MISSING, positive: bool = False
                ) -> Any:
-        value = self.data.get(key, default)
-        if value is _MISSING:
-            raise self.fail(f"'{key}' is missing")
-        if value is default and default is not _MISSING:
+        value, given = self._given(key, default)
+        if not given:
             return value
         ok = (isinstance(value, list) and len(value) == n and all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
