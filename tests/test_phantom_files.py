@@ -265,3 +265,19 @@ def test_petdaq_phantoms_write_show_and_list(tmp_path, capsys):
         assert main(bad) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
+
+
+def test_the_daqs_scan_settings_take_a_phantom_file(tmp_path, monkeypatch):
+    """What the console and petdaq run ask the DAQ for: a file's path made absolute, its own
+    activity taken when none is given, a bad file refused before anything starts."""
+    from daq.control.emulated import EmulatorSettings
+
+    _write(tmp_path / "lab", LAB)
+    monkeypatch.chdir(tmp_path)
+    own = EmulatorSettings(phantom="lab/phantom.toml", activity_mbq=None)
+    assert own.phantom == str((tmp_path / "lab" / "phantom.toml").resolve())
+    assert own.activity_mbq == pytest.approx(phantoms.read(own.phantom).activity_mbq)
+    asked = EmulatorSettings.from_request({"phantom": "lab", "activity_mbq": 3.0})
+    assert asked.activity_mbq == 3.0 and asked.phantom == own.phantom
+    with pytest.raises(UserError, match=r"phantom file .*nowhere\.toml does not exist"):
+        EmulatorSettings.from_request({"phantom": "nowhere.toml"})
