@@ -95,10 +95,13 @@ def read(path: str | Path) -> Phantom:
         sources, total_mbq = _shares(regions, sources, volume, origin)
     truth = (PhantomTruth.read(path.parent / head.text("truth"), origin)
              if head.has("truth") else None)
-    return Phantom(head.text("name"), head.text("description", default=""), parts=regions,
-                   sources=sources, kinetics=kinetics,
-                   body_part=head.text("body_part", default=None), volume=volume,
-                   activity_mbq=total_mbq, source=str(path.resolve()), truth=truth)
+    try:
+        return Phantom(head.text("name"), head.text("description", default=""), parts=regions,
+                       sources=sources, kinetics=kinetics,
+                       body_part=head.text("body_part", default=None), volume=volume,
+                       activity_mbq=total_mbq, source=str(path.resolve()), truth=truth)
+    except UserError as exc:   # what the phantom itself refuses (no activity at all, ...)
+        raise UserError(f"phantom file {origin}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- shapes
