@@ -72,6 +72,21 @@ def test_a_heads_map_has_water_inside_and_csf_skull_and_scalp_around_it():
     assert not attenuation.is_head(None) and not attenuation.is_head("CHEST")
 
 
+def test_a_heads_tissue_beyond_its_brain_is_water():
+    """A brain (the disc of 50 mm) in a head whose scalp and face (out to 70 mm) take a
+    fifth of its uptake: they are water beyond the layers; nothing beyond them is."""
+    x, y, _ = GRID.centres_mm()
+    r = np.broadcast_to(np.hypot(x, y), GRID.shape)
+    image = _disc(50.0) + np.where((r > 50.0) & (r <= 70.0), 0.2, 0.0).astype(np.float32)
+    body = attenuation.outline(image, GRID.voxel_mm)
+    beyond = attenuation.tissue(image, GRID.voxel_mm)
+    mu = attenuation.calculated(body, GRID, attenuation.HEAD, beyond).array
+    row = mu[40:, 40, 10]                                  # from the centre outwards, 2 mm
+    assert np.all(row[30:34] == np.float32(MU_WATER_PER_MM))   # 60-68 mm: tissue
+    assert row[37:].max() == 0.0                           # beyond 74 mm: air
+    assert np.any(row == np.float32(MU_BONE_PER_MM))        # the skull still there
+
+
 def test_hounsfield_units_convert_bilinearly():
     mu = attenuation.from_hounsfield(np.array([-1000.0, 0.0, 47.0, 1000.0, -2000.0]))
     assert mu[0] == pytest.approx(0.0) and mu[4] == 0.0

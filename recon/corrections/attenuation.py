@@ -5,7 +5,8 @@ The calculated map (the method of dedicated brain PET before CT): the outline is
 smoothed emission image without attenuation correction falls to half the level just inside the
 object's edge, filled slice by slice (cold regions inside the body are tissue, not air), water
 inside; for a head, whose emission outlines the brain, the layers an adult's brain has around
-it (:data:`HEAD`): cerebrospinal fluid, a shell of cortical bone, the scalp. The outline needs
+it (:data:`HEAD`): cerebrospinal fluid, a shell of cortical bone, the scalp; and water where the
+emission shows tissue beyond them (the face, the neck: :func:`tissue`). The outline needs
 no scale: water and bone have known attenuation, so the map is absolute (what MLAA lacks), and
 it costs a short EM image without attenuation (:mod:`recon.pet.mumap`).
 """
@@ -47,6 +48,10 @@ class HeadLayers:
 
 #: An adult head's layers (docs/phantoms.md: the population's means; the CSF gap an estimate).
 HEAD = HeadLayers()
+#: A head's tissue beyond its layers (face, neck, the scalp's far side): where the emission,
+#: smoothed by :data:`TISSUE_FWHM_MM`, exceeds this fraction of its 99.9th percentile (FDG's
+#: scalp and muscle take about a tenth of grey matter's uptake).
+TISSUE_FRACTION, TISSUE_FWHM_MM = 0.11, 10.0
 #: Body parts (DICOM Body Part Examined) whose calculated map gets a skull.
 HEAD_PARTS = ("HEAD", "BRAIN", "SKULL")
 #: The body's share of a voxel across the edge ramps from 0 to 1 as the smoothed emission goes
@@ -117,9 +122,21 @@ def outline(counts: np.ndarray, voxel_mm: tuple[float, float, float],
     return np.where(inside, 1.0, np.where(mask, ramp, 0.0)).astype(np.float32)
 
 
-def calculated(body: np.ndarray, grid: Grid, head: HeadLayers | None = None) -> Image:
+def tissue(counts: np.ndarray, voxel_mm: tuple[float, float, float]) -> np.ndarray:
+    """The head's tissue that shows in its emission beyond the brain (:data:`TISSUE_FRACTION`):
+    the largest connected part, holes filled."""
+    image = smoothed(np.clip(counts, 0, None), TISSUE_FWHM_MM, voxel_mm)
+    nz = image.shape[2]
+    top = float(np.percentile(image[:, :, nz // 4: nz - nz // 4], 99.9))
+    if not top > 0:
+        return np.zeros(image.shape, np.bool_)
+    return body_of(image > TISSUE_FRACTION * top)
+
+
+def calculated(body: np.ndarray, grid: Grid, head: HeadLayers | None = None,
+               beyond: np.ndarray | None = None) -> Image:
     """The mu-map (1/mm) of a body (:func:`outline`): water, and for a head its ``layers``
-    outside it (water, bone, water)."""
+    outside it (water, bone, water) and water where ``beyond`` (:func:`tissue`) holds more."""
     mu = body * np.float32(MU_WATER_PER_MM)
     if head is not None:
         brain = body >= 0.5
@@ -129,6 +146,8 @@ def calculated(body: np.ndarray, grid: Grid, head: HeadLayers | None = None) -> 
         mu[csf & ~brain] = MU_WATER_PER_MM
         mu[skull & ~csf] = MU_BONE_PER_MM
         mu[scalp & ~skull] = MU_WATER_PER_MM
+        if beyond is not None:
+            mu[beyond & ~scalp] = MU_WATER_PER_MM
     return grid.image(mu.astype(np.float32), "1/mm")
 
 

@@ -86,8 +86,10 @@ def calculated_map(counts: np.ndarray, grid: Grid, body_part: str | None) -> tup
     body = attenuation.outline(counts, grid.voxel_mm)
     head = attenuation.is_head(body_part)
     layers = attenuation.HEAD if head else None
-    mu = attenuation.calculated(body, grid, layers)
-    words = "calculated: outline of the emission, water" + (f", {layers.words()}" if head else "")
+    beyond = attenuation.tissue(counts, grid.voxel_mm) if head else None
+    mu = attenuation.calculated(body, grid, layers, beyond)
+    words = "calculated: outline of the emission, water" + (
+        f", {layers.words()}, tissue beyond" if head else "")
     if not head:
         share = lungs.lung_share(counts, body, grid.voxel_mm)
         if share.any():
