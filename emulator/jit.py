@@ -11,9 +11,12 @@ import numba
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
-kernel = numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=FASTMATH)
+#: The options of every kernel (and of the typed bodies that :func:`numba.extending.overload`
+#: picks when a kernel compiles).
+JIT_OPTIONS = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": FASTMATH}
+
+kernel = numba.njit(**JIT_OPTIONS)
 """Decorator of a kernel."""
 
-inline = numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=FASTMATH,
-                    inline="always")
+inline = numba.njit(**JIT_OPTIONS, inline="always")
 """Decorator of a small helper, inlined into its callers by numba."""

@@ -45,7 +45,7 @@ def service(tmp_path):
 @pytest.mark.parametrize(("request_", "error"), [
     ([1, 2], "expected a map"),
     ({"cmd": "start", "settings": [1, 2]}, "settings must be a map"),
-    ({"cmd": "start", "settings": {"activity_mbq": None}}, "activity_mbq must be a finite number > 0"),
+    ({"cmd": "start", "settings": {"activity_mbq": "lots"}}, "activity_mbq must be a finite number > 0"),
     ({"cmd": "start", "settings": {"duration_s": -5}}, "duration_s must be a finite number > 0"),
     ({"cmd": "start", "settings": {"energy_window_kev": 5}}, "energy_window_kev must be"),
     ({"cmd": "start", "settings": {"activity": 5}}, "unknown scan setting 'activity'"),

@@ -52,22 +52,35 @@ def test_an_empty_image_has_no_body():
     assert not attenuation.outline(np.zeros(GRID.shape, np.float32), GRID.voxel_mm).any()
 
 
-def test_a_heads_map_has_water_inside_and_csf_skull_and_scalp_around_it():
-    body = attenuation.outline(_disc(50.0), GRID.voxel_mm)
+@pytest.mark.parametrize("voxel_mm", [1.0, 2.0, 4.0])
+def test_a_heads_layers_keep_their_thickness_on_any_voxel(voxel_mm):
+    """A brain of 50 mm radius (its outline drawn exactly): outside it, the line integrals of
+    water and bone along a radius are the layers' (3 mm CSF, 7 mm bone, 5.5 mm scalp) on 1, 2
+    and 4 mm voxels alike (whole-voxel dilation had made 4 mm voxels' CSF and scalp vanish),
+    the bone after the CSF, nothing beyond the scalp."""
+    n = int(round(160 / voxel_mm))
+    grid = Grid((n, n, 4), (voxel_mm,) * 3, (-80 + voxel_mm / 2, -80 + voxel_mm / 2, 0.0))
+    x, y, _ = grid.centres_mm()
+    body = np.broadcast_to(np.hypot(x, y) <= 50.0, grid.shape).astype(np.float32)
     layers = attenuation.HEAD
-    head = attenuation.calculated(body, GRID, layers).array
-    water = attenuation.calculated(body, GRID).array
-    assert water.max() == pytest.approx(MU_WATER_PER_MM)
-    assert not np.any(water > MU_WATER_PER_MM * 1.001)
-    row = head[:, 40, 10]                                # along x through the centre
-    bone = np.flatnonzero(row == np.float32(MU_BONE_PER_MM))
-    assert bone.size and row[40] == pytest.approx(MU_WATER_PER_MM)
-    outer = bone[bone > 40]
-    assert 2 * outer.size == pytest.approx(layers.skull_mm, abs=2.0)  # mm, 2 mm voxels
-    edge = 40 + np.flatnonzero(body[40:, 40, 10] < 0.5)[0]            # the outline's edge
-    assert outer[0] - edge == pytest.approx(layers.csf_mm / 2.0, abs=1.0)   # CSF, then bone
-    scalp = row[outer[-1] + 1: outer[-1] + 1 + int(layers.scalp_mm // 2.0)]   # whole voxels
-    assert np.all(scalp == np.float32(MU_WATER_PER_MM)) and row[outer[-1] + 5] == 0.0
+    mu = attenuation.calculated(body, grid, layers).array
+    water = attenuation.calculated(body, grid).array
+    assert water.max() == pytest.approx(MU_WATER_PER_MM) and water[body == 0].max() == 0.0
+    row = mu[n // 2:, n // 2, 1].astype(np.float64)      # from the centre outwards along x
+    outside = row[body[n // 2:, n // 2, 1] < 0.5]
+    bone_mm = voxel_mm * np.sum(np.clip(outside - MU_WATER_PER_MM, 0, None)
+                                / (MU_BONE_PER_MM - MU_WATER_PER_MM))
+    integral_mm = voxel_mm * outside.sum()
+    expected = (MU_WATER_PER_MM * (layers.csf_mm + layers.scalp_mm)
+                + MU_BONE_PER_MM * layers.skull_mm)
+    assert integral_mm == pytest.approx(expected, rel=0.08)
+    assert bone_mm == pytest.approx(layers.skull_mm, abs=0.3 * voxel_mm + 1.0)
+    r = x[n // 2:, 0, 0]
+    edge = r[body[n // 2:, n // 2, 1] >= 0.5].max() + voxel_mm / 2      # the brain's last voxel
+    excess = np.clip(row - MU_WATER_PER_MM, 0, None)
+    peak = float((r * excess).sum() / excess.sum())              # the bone's middle
+    assert peak - edge == pytest.approx(layers.csf_mm + layers.skull_mm / 2, abs=voxel_mm)
+    assert row[r > edge + 15.5 + voxel_mm].max() == 0.0
     assert attenuation.is_head("head") and attenuation.is_head("BRAIN")
     assert not attenuation.is_head(None) and not attenuation.is_head("CHEST")
 

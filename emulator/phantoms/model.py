@@ -206,6 +206,8 @@ class Phantom:
             labels = v.on_grid(v.labels, grid.shape, grid.voxel_mm, grid.origin_mm, mean=False)
             return np.rint(labels).astype(np.int32), dict(v.label_names)
         named = [r for r in self.parts if r.activity is not None]
+        if not named:                       # point and line sources alone: no regions
+            return np.zeros(grid.shape, np.int32), {}
         index = {r.name: k + 1 for k, r in enumerate(named)}
         painted = replace(self, kinetics=None, sources=(), parts=tuple(
             replace(r, activity=float(index.get(r.name, 0)) if r.activity is not None else None)

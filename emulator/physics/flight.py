@@ -24,14 +24,19 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
-from emulator.jit import inline, kernel
+from emulator.jit import JIT_OPTIONS, inline, kernel
 from emulator.phantoms.shapes import ROW, ray_interval, row_behind, row_contains
 from emulator.phantoms.voxelpack import VoxelDensity, no_density
 from emulator.physics.interactions import CUTOFF_KEV, deflect, klein_nishina, rayleigh_cos
 from emulator.physics.slabs import inverse, slab, slab_exit
 from emulator.rng import exponential, uniform
 from emulator.simd import sel, tab, vmax, vmin
+
+#: The typed bodies' options (compiled into their callers, so never cached on their own).
+TYPED_OPTIONS = {k: v for k, v in JIT_OPTIONS.items() if k != "cache"}
 
 
 class Medium(NamedTuple):
@@ -42,7 +47,7 @@ class Medium(NamedTuple):
     hi: np.ndarray       # (3,) mm, high corner
     rho_max: float       # the largest density (water = 1)
     water: np.ndarray    # (keV, 3) mu (1/mm), photo-electric and coherent fractions of water
-    vox_rho: np.ndarray  # a voxel phantom's densities (VoxelDensity.rho)
+    vox_rho: np.ndarray | None  # a voxel phantom's densities, None for shapes alone
     vox_map: np.ndarray  # (12,) scanner mm -> voxel index from the box's low corner
     vox_n: np.ndarray    # (3,) int64 voxels of its box
     vox_lo: np.ndarray   # (3,) mm, the box around them
@@ -63,7 +68,8 @@ def medium(layers: np.ndarray, boxes: np.ndarray, water: np.ndarray,
     lo = np.min(lows, axis=0) if lows else np.zeros(3)
     hi = np.max(highs, axis=0) if highs else np.zeros(3)
     return Medium(layers, np.asarray(lo, np.float64), np.asarray(hi, np.float64), rho_max,
-                  water, v.rho, v.to_corner, v.n, v.lo, v.hi, v.rho_max)
+                  water, v.rho if v.rho_max > 0 else None, v.to_corner, v.n, v.lo, v.hi,
+                  v.rho_max)
 
 
 def work_size(n_layers: int) -> int:
@@ -122,8 +128,7 @@ def optical_depth(md, mu_water, px, py, pz, ux, uy, uz, work):
         a, c = work[base + b], work[base + b + 1]
         if c > a:
             total += _density(layers, work, 0.5 * (a + c)) * (c - a)
-    if md.vox_max > 0.0:
-        total += voxel_path(md, px, py, pz, ux, uy, uz)
+    total += voxel_path(md, px, py, pz, ux, uy, uz)
     return total * mu_water
 
 
@@ -137,14 +142,31 @@ def _to_voxels(m, x, y, z):
 
 @inline
 def voxel_density(md, x, y, z):
-    """The density of the voxel holding (x, y, z) mm, 0 beyond the box (branch-free)."""
-    n0, n1, n2 = tab(md.vox_n, 0), tab(md.vox_n, 1), tab(md.vox_n, 2)
-    fi, fj, fk = _to_voxels(md.vox_map, x, y, z)
-    i, j, k = np.int64(math.floor(fi)), np.int64(math.floor(fj)), np.int64(math.floor(fk))
-    inside = (i >= 0) & (i < n0) & (j >= 0) & (j < n1) & (k >= 0) & (k < n2)
-    flat = ((vmin(vmax(i, 0), n0 - 1) * n1 + vmin(vmax(j, 0), n1 - 1)) * n2
-            + vmin(vmax(k, 0), n2 - 1))
-    return sel(inside, tab(md.vox_rho, flat), 0.0)
+    """The density of the voxel holding (x, y, z) mm, 0 beyond the box (branch-free); 0 for a
+    medium without voxels, decided when the kernel compiles (``md.vox_rho`` is None): a
+    lookup at a computed index is a gather, which keeps LLVM from vectorising the lanes' loop,
+    so a phantom of shapes must not carry one."""
+    return _voxel_density(md.vox_rho, md, x, y, z)
+
+
+def _voxel_density(rho, md, x, y, z):
+    """(the typed body of :func:`voxel_density`)"""
+
+
+@overload(_voxel_density, inline="always", jit_options=TYPED_OPTIONS)
+def _voxel_density_typed(rho, md, x, y, z):
+    if isinstance(rho, types.NoneType):
+        return lambda rho, md, x, y, z: 0.0
+
+    def lookup(rho, md, x, y, z):
+        n0, n1, n2 = tab(md.vox_n, 0), tab(md.vox_n, 1), tab(md.vox_n, 2)
+        fi, fj, fk = _to_voxels(md.vox_map, x, y, z)
+        i, j, k = np.int64(math.floor(fi)), np.int64(math.floor(fj)), np.int64(math.floor(fk))
+        inside = (i >= 0) & (i < n0) & (j >= 0) & (j < n1) & (k >= 0) & (k < n2)
+        flat = ((vmin(vmax(i, 0), n0 - 1) * n1 + vmin(vmax(j, 0), n1 - 1)) * n2
+                + vmin(vmax(k, 0), n2 - 1))
+        return sel(inside, tab(rho, flat), 0.0)
+    return lookup
 
 
 @inline
@@ -162,7 +184,24 @@ def _walk_start(a, d, t_mid, size):
 @inline
 def voxel_path(md, px, py, pz, ux, uy, uz):
     """Integral of the voxels' density (water = 1) x length (mm) along p + t u, t >= 0 (u a
-    unit vector): each voxel's density times the length of the line in it."""
+    unit vector): each voxel's density times the length of the line in it (0 without
+    voxels, see :func:`voxel_density`)."""
+    return _voxel_path(md.vox_rho, md, px, py, pz, ux, uy, uz)
+
+
+def _voxel_path(rho, md, px, py, pz, ux, uy, uz):
+    """(the typed body of :func:`voxel_path`)"""
+
+
+@overload(_voxel_path, inline="always", jit_options=TYPED_OPTIONS)
+def _voxel_path_typed(rho, md, px, py, pz, ux, uy, uz):
+    if isinstance(rho, types.NoneType):
+        return lambda rho, md, px, py, pz, ux, uy, uz: 0.0
+    return _walk
+
+
+def _walk(rho, md, px, py, pz, ux, uy, uz):
+    """Amanatides & Woo's walk through the voxels (see :func:`voxel_path`)."""
     m, n0, n1, n2 = md.vox_map, md.vox_n[0], md.vox_n[1], md.vox_n[2]
     a0, a1, a2 = _to_voxels(m, px, py, pz)
     d0 = m[0] * ux + m[1] * uy + m[2] * uz
@@ -181,7 +220,7 @@ def voxel_path(md, px, py, pz, ux, uy, uz):
     total, t = 0.0, t0
     while t < t1:
         t_end = min(min(min(ti, tj), tk), t1)
-        total += md.vox_rho[(i * n1 + j) * n2 + k] * (t_end - t)
+        total += rho[(i * n1 + j) * n2 + k] * (t_end - t)
         t = t_end
         if ti <= tj and ti <= tk:
             i += si

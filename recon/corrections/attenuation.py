@@ -21,6 +21,7 @@ import numpy as np
 
 from emulator.phantoms.io import hounsfield
 from infra.errors import UserError
+from recon.corrections.distance import distance_mm
 from recon.grid import Grid, Image, sample_trilinear
 from recon.outputs.png import smoothed
 
@@ -136,19 +137,35 @@ def tissue(counts: np.ndarray, voxel_mm: tuple[float, float, float]) -> np.ndarr
 def calculated(body: np.ndarray, grid: Grid, head: HeadLayers | None = None,
                beyond: np.ndarray | None = None) -> Image:
     """The mu-map (1/mm) of a body (:func:`outline`): water, and for a head its ``layers``
-    outside it (water, bone, water) and water where ``beyond`` (:func:`tissue`) holds more."""
+    outside it (water, bone, water) and water where ``beyond`` (:func:`tissue`) holds more.
+    The layers are drawn at their thickness on any voxel size (:func:`layered`)."""
     mu = body * np.float32(MU_WATER_PER_MM)
     if head is not None:
         brain = body >= 0.5
-        csf = dilated(brain, head.csf_mm, grid.voxel_mm) if head.csf_mm > 0 else brain
-        skull = dilated(csf, head.skull_mm, grid.voxel_mm)
-        scalp = dilated(skull, head.scalp_mm, grid.voxel_mm) if head.scalp_mm > 0 else skull
-        mu[csf & ~brain] = MU_WATER_PER_MM
-        mu[skull & ~csf] = MU_BONE_PER_MM
-        mu[scalp & ~skull] = MU_WATER_PER_MM
-        if beyond is not None:
-            mu[beyond & ~scalp] = MU_WATER_PER_MM
+        out = layered(distance_mm(brain, grid.voxel_mm), grid.voxel_mm, head, beyond)
+        mu = np.where(brain, mu, out)
     return grid.image(mu.astype(np.float32), "1/mm")
+
+
+def layered(distance: np.ndarray, voxel_mm: tuple[float, float, float], head: HeadLayers,
+            beyond: np.ndarray | None) -> np.ndarray:
+    """mu (1/mm) of the voxels at ``distance`` (mm, centre to the nearest brain voxel's centre)
+    from the brain: a voxel spans the distances (d - v, d) from the brain's edge (v its size),
+    and takes each layer's mu in the share of that span the layer covers."""
+    v = float(np.prod(voxel_mm)) ** (1.0 / 3.0)
+    near, far = distance - v, distance
+
+    def share(a_mm: float, b_mm: float) -> np.ndarray:
+        return np.clip((np.minimum(far, b_mm) - np.maximum(near, a_mm)) / v, 0.0, 1.0)
+
+    csf = head.csf_mm
+    bone = csf + head.skull_mm
+    scalp = bone + head.scalp_mm
+    mu = (MU_WATER_PER_MM * share(0.0, csf) + MU_BONE_PER_MM * share(csf, bone)
+          + MU_WATER_PER_MM * share(bone, scalp))
+    if beyond is not None:
+        mu = mu + MU_WATER_PER_MM * share(scalp, np.inf) * beyond
+    return mu
 
 
 def from_hounsfield(hu: np.ndarray) -> np.ndarray:

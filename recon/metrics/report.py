@@ -145,7 +145,9 @@ def _polar_map(image: Image, phantom: Any, folder: str | Path | None) -> dict[st
 
 def region_means(image: Image, phantom: Any) -> dict[str, dict[str, float]]:
     """Each region's mean in the image and its voxels: the voxels whose centre the region
-    holds (:meth:`emulator.phantoms.Phantom.label_map`)."""
+    holds (:meth:`emulator.phantoms.Phantom.label_map`); none for a geometry without one."""
+    if not hasattr(phantom, "label_map"):
+        return {}
     labels, names = phantom.label_map(image.grid)
     out = {}
     for k, name in sorted(names.items()):
