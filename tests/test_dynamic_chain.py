@@ -19,6 +19,7 @@ import pytest
 from dicomcheck import dciodvfy_errors, needs_dciodvfy
 
 from petdaq.cli import main
+from recon.corrections import attenuation
 from recon.outputs.bids import REQUIRED
 from runstore.rundir import RunDir
 
@@ -163,7 +164,7 @@ def test_without_a_mu_map_the_heads_regions_read_as_with_its_own(dynamic_run: Pa
         print(f"{name}: estimated / truth mu-map {ratio:.3f}")
         assert ratio == pytest.approx(1.0, abs=0.05)
     mu = read_nifti(tmp_path / "estimate" / "mu_map.nii.gz").array
-    assert mu.max() == pytest.approx(0.0173)        # the run's study says HEAD: a skull
+    assert mu.max() == pytest.approx(attenuation.MU_SKULL_PER_MM)   # the study says HEAD: a skull
 
 
 def test_scatter_corrected_frames_of_few_prompts_are_noted(dynamic_run: Path, tmp_path, capsys):

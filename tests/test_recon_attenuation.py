@@ -9,7 +9,7 @@ import pytest
 from infra.errors import UserError
 from recon import Grid, Image, write_nifti
 from recon.corrections import attenuation
-from recon.corrections.attenuation import MU_BONE_PER_MM, MU_WATER_PER_MM, MuMap
+from recon.corrections.attenuation import MU_WATER_PER_MM, MuMap
 
 GRID = Grid((80, 80, 20), (2.0, 2.0, 2.0), (-79.0, -79.0, -19.0))
 
@@ -58,7 +58,7 @@ def test_a_heads_layers_keep_their_thickness_on_any_voxel(voxel_mm):
     water and bone along a radius are the layers' (3 mm CSF, 7 mm bone, 5.5 mm scalp) on 1, 2
     and 4 mm voxels alike (whole-voxel dilation had made 4 mm voxels' CSF and scalp vanish),
     the bone after the CSF, nothing beyond the scalp."""
-    n = int(round(160 / voxel_mm))
+    n = round(160 / voxel_mm)
     grid = Grid((n, n, 4), (voxel_mm,) * 3, (-80 + voxel_mm / 2, -80 + voxel_mm / 2, 0.0))
     x, y, _ = grid.centres_mm()
     body = np.broadcast_to(np.hypot(x, y) <= 50.0, grid.shape).astype(np.float32)
@@ -69,10 +69,10 @@ def test_a_heads_layers_keep_their_thickness_on_any_voxel(voxel_mm):
     row = mu[n // 2:, n // 2, 1].astype(np.float64)      # from the centre outwards along x
     outside = row[body[n // 2:, n // 2, 1] < 0.5]
     bone_mm = voxel_mm * np.sum(np.clip(outside - MU_WATER_PER_MM, 0, None)
-                                / (MU_BONE_PER_MM - MU_WATER_PER_MM))
+                                / (layers.skull_mu_per_mm - MU_WATER_PER_MM))
     integral_mm = voxel_mm * outside.sum()
     expected = (MU_WATER_PER_MM * (layers.csf_mm + layers.scalp_mm)
-                + MU_BONE_PER_MM * layers.skull_mm)
+                + layers.skull_mu_per_mm * layers.skull_mm)
     assert integral_mm == pytest.approx(expected, rel=0.08)
     assert bone_mm == pytest.approx(layers.skull_mm, abs=0.3 * voxel_mm + 1.0)
     r = x[n // 2:, 0, 0]
@@ -97,7 +97,7 @@ def test_a_heads_tissue_beyond_its_brain_is_water():
     row = mu[40:, 40, 10]                                  # from the centre outwards, 2 mm
     assert np.all(row[30:34] == np.float32(MU_WATER_PER_MM))   # 60-68 mm: tissue
     assert row[37:].max() == 0.0                           # beyond 74 mm: air
-    assert np.any(row == np.float32(MU_BONE_PER_MM))        # the skull still there
+    assert np.any(row == np.float32(attenuation.HEAD.skull_mu_per_mm))  # the skull still there
 
 
 def test_hounsfield_units_convert_bilinearly():

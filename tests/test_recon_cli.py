@@ -14,6 +14,7 @@ from test_recon_sampler import sample_coinc
 from infra.errors import UserError
 from petdaq.images import recon as cli
 from recon import read_nifti
+from recon.corrections import attenuation
 from recon.pet import runimage
 from runstore.listmode import read_listmode
 
@@ -189,7 +190,7 @@ def test_a_run_without_a_phantom_gets_an_estimated_mu_map_and_says_so(imported_r
     ds = pydicom.dcmread(sorted((tmp_path / "dicom").glob("*.dcm"))[0])
     assert ds.AttenuationCorrectionMethod == words[:64]         # a DICOM LO: 64 characters
     mu = read_nifti(tmp_path / "mu_map.nii.gz").array
-    assert mu.max() == pytest.approx(0.0173)            # --body-part head: a skull around it
+    assert mu.max() == pytest.approx(attenuation.MU_SKULL_PER_MM)   # --body-part head: a skull
 
 
 def test_a_run_that_names_a_phantom_not_in_its_image_gets_the_outlines_map(imported_run, brain):

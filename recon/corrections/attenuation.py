@@ -27,20 +27,23 @@ from recon.outputs.png import smoothed
 
 #: Water at 511 keV (1/mm): NIST XCOM 0.0960 cm2/g at 1.00 g/cm3.
 MU_WATER_PER_MM = 0.0096
-#: Cortical bone at 511 keV (1/mm): ICRU 44, 1.92 g/cm3 at 0.0902 cm2/g.
-MU_BONE_PER_MM = 0.0173
 #: The skull of the calculated head map (mm): an adult's mean thickness (6-7 mm).
 SKULL_MM = 7.0
+#: The whole skull at 511 keV (1/mm): cortical tables and the diploe between them, the value
+#: of MR-based head attenuation (0.151 /cm, Keereman et al., J Nucl Med 51:812 (2010)); the
+#: population's skulls (water-equivalent density 1.55 +- 0.08) have 0.0149.
+MU_SKULL_PER_MM = 0.0151
 
 
 @dataclass(frozen=True)
 class HeadLayers:
     """What lies around a brain's emission outline in a head (mm): cerebrospinal fluid
-    (water), the skull (cortical bone), the scalp (water)."""
+    (water), the skull (:data:`MU_SKULL_PER_MM`), the scalp (water)."""
 
     csf_mm: float = 3.0
     skull_mm: float = SKULL_MM
     scalp_mm: float = 5.5
+    skull_mu_per_mm: float = MU_SKULL_PER_MM
 
     def words(self) -> str:
         return (f"{self.csf_mm:g} mm CSF, skull {self.skull_mm:g} mm, scalp "
@@ -161,7 +164,7 @@ def layered(distance: np.ndarray, voxel_mm: tuple[float, float, float], head: He
     csf = head.csf_mm
     bone = csf + head.skull_mm
     scalp = bone + head.scalp_mm
-    mu = (MU_WATER_PER_MM * share(0.0, csf) + MU_BONE_PER_MM * share(csf, bone)
+    mu = (MU_WATER_PER_MM * share(0.0, csf) + head.skull_mu_per_mm * share(csf, bone)
           + MU_WATER_PER_MM * share(bone, scalp))
     if beyond is not None:
         mu = mu + MU_WATER_PER_MM * share(scalp, np.inf) * beyond
