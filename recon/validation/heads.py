@@ -17,7 +17,6 @@ stopped.
 
 from __future__ import annotations
 
-import argparse
 import re
 import time
 from pathlib import Path
@@ -29,7 +28,16 @@ from emulator import phantoms
 from hw.scanner import Scanner, load_scanner
 from infra.pool import available_cores
 from recon.pet.runimage import RunReconOptions, mu_map_of
-from recon.validation.runs import facts_of, header_of, image, patients, region_means, scan, table
+from recon.validation.runs import (
+    facts_of,
+    header_of,
+    image,
+    patients,
+    population_parser,
+    region_means,
+    scan,
+    table,
+)
 
 GROUPS = {"grey": ("cortex", "brain", "thalamus_left", "thalamus_right", "caudate_left",
                    "caudate_right", "putamen_left", "putamen_right"),
@@ -84,15 +92,7 @@ def check_head(path: Path, scanner_name: str, activity_mbq: float, seconds: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recon.validation.heads",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("population", type=Path, help="a folder of petdaq phantoms population")
-    p.add_argument("--n", type=int, default=20)
-    p.add_argument("--scanner", default="bedside-brain")
-    p.add_argument("--activity-mbq", type=float, default=20.0)
-    p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--seed", type=int, default=21)
-    p.add_argument("--out", type=Path, default=Path("heads.csv"))
+    p = population_parser("recon.validation.heads", __doc__, "bedside-brain", 20.0, 60.0, 21, "heads.csv")
     p.add_argument("--body-rule-only", action="store_true",
                    help="the head/body rule alone (the calculated map takes at most 1 M "
                         "prompts: a few seconds of scan give it)")

@@ -8,6 +8,7 @@ with the mu-map asked for, the run's facts those an emulated run's documents giv
 
 from __future__ import annotations
 
+import argparse
 import csv
 from collections.abc import Callable
 from pathlib import Path
@@ -96,3 +97,17 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def population_parser(prog: str, doc: str, scanner: str, activity_mbq: float, seconds: float,
+                      seed: int, out: str) -> argparse.ArgumentParser:
+    """The command line of a validation on a population, with its defaults."""
+    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc.splitlines()[0])
+    p.add_argument("population", type=Path, help="a folder of petdaq phantoms population")
+    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--scanner", default=scanner)
+    p.add_argument("--activity-mbq", type=float, default=activity_mbq)
+    p.add_argument("--seconds", type=float, default=seconds)
+    p.add_argument("--seed", type=int, default=seed)
+    p.add_argument("--out", type=Path, default=Path(out))
+    return p

@@ -21,7 +21,6 @@ stopped.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from recon.corrections import attenuation, lungs
 from recon.spect.cardiac import ABNORMAL_PERCENT, axis_report, map_of, phantom_axis, under
 from recon.spect.lvaxis import find_lv_axis
 from recon.validation import spectruns
-from recon.validation.runs import patients, table
+from recon.validation.runs import patients, population_parser, table
 
 #: A segment is the defect's when the defect covers at least this share of it.
 TRUE_SHARE = 0.2
@@ -90,15 +89,7 @@ def summary(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recon.validation.torsos",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("population", type=Path, help="a folder of petdaq phantoms population")
-    p.add_argument("--n", type=int, default=20)
-    p.add_argument("--scanner", default="spect-general")
-    p.add_argument("--activity-mbq", type=float, default=800.0)
-    p.add_argument("--seconds", type=float, default=120.0)
-    p.add_argument("--seed", type=int, default=31)
-    p.add_argument("--out", type=Path, default=Path("torsos.csv"))
+    p = population_parser("recon.validation.torsos", __doc__, "spect-general", 800.0, 120.0, 31, "torsos.csv")
     a = p.parse_args(argv)
     rows = table(patients(a.population, a.n), "torso", lambda folder, k: check_torso(
         folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k), a.out)
