@@ -167,6 +167,7 @@ def test_coarse_voxels_and_other_images_are_refused():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)   # 50 s alone; over 300 s beside two other workers on 2 cores
 def test_a_scan_of_the_phantom_gets_the_standards_table(tmp_path):
     """``petdaq run --scanner small-animal --phantom nu4-iq`` then ``petdaq recon --report``:
     the table printed and in report.json, every region found within 1 mm of the phantom's; a
