@@ -256,6 +256,7 @@ def test_the_uniformity_check_sees_a_module_pattern_and_no_ring_pattern(brain) -
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(900)   # a 20 s cylinder emulated, then the fit: minutes on 2 cores
 def test_a_cylinder_run_gives_each_crystal_as_its_counts_allow(unit) -> None:
     """A scanner without Lu-176 normalizes from a uniform cylinder: 20 s at 20 MBq of the unit,
     fitted by fan sums and the model's cylinder divided out, is as good as its counts allow
