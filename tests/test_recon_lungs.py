@@ -10,6 +10,7 @@ from recon import Grid
 from recon.corrections import attenuation, lungs
 from recon.corrections.attenuation import MU_WATER_PER_MM
 from recon.outputs.png import mu_map_picture, smoothed
+from recon.pet.mumap import calculated_map
 
 GRID = Grid((80, 80, 50), (2.0, 2.0, 2.0), (-79.0, -79.0, -49.0))
 RADIUS_MM = 70.0
@@ -49,6 +50,16 @@ def test_a_large_cold_core_is_lung_of_its_volume_and_the_tissue_around_it_water(
     mu = lungs.with_lungs(attenuation.calculated((r <= RADIUS_MM).astype(np.float32), GRID).array, share)
     assert mu[40, 40, 25] == pytest.approx(lungs.MU_LUNG_PER_MM)
     assert mu[40, 70, 25] == pytest.approx(MU_WATER_PER_MM) and mu[0, 0, 25] == 0.0
+
+
+def test_the_calculated_map_of_a_body_records_its_lungs_volume_and_of_a_head_none():
+    r = _radius()
+    counts = _emission(np.where(r < 25.0, 0.1, 1.0))
+    body, words = calculated_map(counts, GRID, None)
+    assert body.meta["lung_ml"] == pytest.approx(np.pi * 25.0 ** 2 * 100.0 / 1000.0, rel=0.15)
+    assert f"lungs {body.meta['lung_ml']:.0f} mL" in words
+    head, words = calculated_map(counts, GRID, "HEAD")
+    assert "lung_ml" not in head.meta and "lungs" not in words
 
 
 def test_the_maps_picture_shows_a_lung_in_blue_and_no_lung_where_there_is_none():

@@ -82,7 +82,8 @@ def _line_ends(coinc: np.ndarray, scanner: Scanner) -> tuple[np.ndarray, np.ndar
 
 def calculated_map(counts: np.ndarray, grid: Grid, body_part: str | None) -> tuple[Image, str]:
     """(the calculated mu-map of an emission image without attenuation correction on ``grid``,
-    the words that name it): water in the outline, a skull for a head, lungs in another body."""
+    the words that name it): water in the outline, a skull for a head, lungs in another body
+    (their volume in the map's ``meta["lung_ml"]``)."""
     body = attenuation.outline(counts, grid.voxel_mm)
     head = attenuation.is_head(body_part)
     layers = attenuation.HEAD if head else None
@@ -93,8 +94,10 @@ def calculated_map(counts: np.ndarray, grid: Grid, body_part: str | None) -> tup
     if not head:
         share = lungs.lung_share(counts, body, grid.voxel_mm)
         if share.any():
+            lung_ml = lungs.volume_ml(share, grid.voxel_mm)
             mu = grid.image(lungs.with_lungs(mu.array, share), "1/mm")
-            words += f", lungs {lungs.volume_ml(share, grid.voxel_mm):.0f} mL"
+            mu.meta["lung_ml"] = round(lung_ml, 1)
+            words += f", lungs {lung_ml:.0f} mL"
     return mu, words
 
 

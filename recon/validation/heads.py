@@ -17,7 +17,6 @@ stopped.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 from emulator import phantoms
 from hw.scanner import Scanner, load_scanner
 from infra.pool import available_cores
+from recon.corrections.attenuation import MuMap
 from recon.pet.runimage import RunReconOptions, mu_map_of
 from recon.validation.runs import (
     facts_of,
@@ -42,13 +42,11 @@ from recon.validation.runs import (
 GROUPS = {"grey": ("cortex", "brain", "thalamus_left", "thalamus_right", "caudate_left",
                    "caudate_right", "putamen_left", "putamen_right"),
           "white": ("white_matter_left", "white_matter_right"), "cerebellum": ("cerebellum",)}
-_LUNGS = re.compile(r"lungs ([0-9.]+) mL")
 
 
-def lung_ml(description: str) -> float:
-    """The lung a calculated map's words say it holds (mL; 0 for none)."""
-    found = _LUNGS.search(description)
-    return float(found.group(1)) if found else 0.0
+def lung_ml(mu: MuMap) -> float:
+    """The lung a calculated map holds (mL; 0 for none)."""
+    return float(mu.image.meta.get("lung_ml", 0.0)) if mu.image is not None else 0.0
 
 
 def _bare_map(coinc: np.ndarray, scanner: Scanner, activity_mbq: float, seconds: float) -> Any:
@@ -66,7 +64,7 @@ def body_rule(path: Path, scanner_name: str, activity_mbq: float, seconds: float
     coinc = scan(scanner, str(path), activity_mbq, seconds, seed, available_cores())
     bare = _bare_map(coinc, scanner, activity_mbq, seconds)
     return {"head": path.name, "prompts": int(np.count_nonzero(coinc["delayed"] == 0)),
-            "no_body_part_lung_ml": lung_ml(bare.description), "map": bare.description}
+            "no_body_part_lung_ml": lung_ml(bare), "map": bare.description}
 
 
 def check_head(path: Path, scanner_name: str, activity_mbq: float, seconds: float, seed: int
@@ -86,7 +84,7 @@ def check_head(path: Path, scanner_name: str, activity_mbq: float, seconds: floa
         "head": phantom.name, "prompts": int(np.count_nonzero(coinc["delayed"] == 0))}
     row |= {f"{g}_calculated_over_truth": round(a[g] / b[g], 4) for g in GROUPS}
     row |= {"skull_map": calc.mu_map.description,
-            "no_body_part_lung_ml": lung_ml(bare.description),
+            "no_body_part_lung_ml": lung_ml(bare),
             "seconds": round(time.perf_counter() - t0, 1)}
     return row
 
