@@ -92,8 +92,10 @@ def patients(population: Path, n: int) -> list[Path]:
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """``rows`` as CSV, every column any row has (a row without one leaves it empty)."""
+    columns = list(dict.fromkeys(name for row in rows for name in row))
     with replacing(path) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
+        writer = csv.DictWriter(fh, columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
     return path

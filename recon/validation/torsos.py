@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from emulator import phantoms
+from emulator.phantoms.volume import AIR_CUT, VoxelVolume
 from hw.scanner import load_scanner
 from recon.corrections import attenuation, lungs
 from recon.spect.cardiac import ABNORMAL_PERCENT, axis_report, map_of, phantom_axis, under
@@ -47,7 +48,8 @@ def check_torso(path: Path, scanner_name: str, activity_mbq: float, seconds: flo
     proj, counts = spectruns.scan(scanner, phantom, "Tc-99m", activity_mbq, seconds, seed)
     images = {m: spectruns.image(proj, scanner, phantom, m, "CHEST")
               for m in ("estimate", "truth", "none")}
-    found = axis_report(find_lv_axis(images["estimate"]), "image", phantom)
+    lv = find_lv_axis(images["estimate"])
+    found = axis_report(lv, "image", phantom)
     truth = phantom.truth
     true = sorted(k for k, share in (truth.defect.segments.items() if truth.defect else ())
                   if share >= TRUE_SHARE)
@@ -55,7 +57,9 @@ def check_torso(path: Path, scanner_name: str, activity_mbq: float, seconds: flo
         "torso": phantom.name, "sex": truth.parameters.get("sex", ""),
         "bmi": truth.parameters.get("bmi", ""), "photopeak": int(counts["photopeak"]),
         "axis_deg": found["angle_to_phantom_deg"], "apex_mm": found["apex_to_phantom_mm"],
-        "base_mm": found["base_to_phantom_mm"], "true_segments": " ".join(map(str, true))}
+        "base_mm": found["base_to_phantom_mm"],
+        "found_centre_in": organ_at(phantom.volume, (lv.base_mm + 0.75 * lv.apex_mm) / 1.75),
+        "true_segments": " ".join(map(str, true))}
     axis = phantom_axis(phantom)
     for m, image in images.items():
         seen = under(map_of(image, axis), ABNORMAL_PERCENT)
@@ -70,6 +74,18 @@ def check_torso(path: Path, scanner_name: str, activity_mbq: float, seconds: flo
     row["lungs_found_ml"] = round(lungs.volume_ml(share, none.grid.voxel_mm), 0)
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
+
+
+def organ_at(volume: VoxelVolume, point_mm: np.ndarray) -> str:
+    """The name of the region of ``volume`` that holds ``point_mm`` (``body`` where it is
+    unnamed tissue, ``outside`` beyond the volume or in air)."""
+    index = np.rint(volume.to_index @ np.append(point_mm, 1.0)).astype(int)
+    if np.any(index < 0) or np.any(index >= volume.shape):
+        return "outside"
+    i, j, k = index
+    if volume.labels is not None and volume.labels[i, j, k] in volume.label_names:
+        return volume.label_names[volume.labels[i, j, k]]
+    return "body" if volume.density[i, j, k] > AIR_CUT else "outside"
 
 
 def summary(rows: list[dict]) -> None:
