@@ -15,7 +15,7 @@ correction (:func:`recon.corrections.lungs.lung_share`) against the true lungs' 
 A validation, not a scan's processing: it reads the phantom's truth, as tests do.
 
 Run: ``python -m recon.validation.torsos POPULATION [--n 20] [--activity-mbq 800]
-[--seconds 120] [--seed 31] [--out torsos.csv]``; a table started again goes on where it
+[--seconds 120] [--seed 31] [--out torsos.csv] [--images DIR]``; a table started again goes on where it
 stopped.
 """
 
@@ -30,6 +30,7 @@ from emulator import phantoms
 from emulator.phantoms.volume import AIR_CUT, VoxelVolume
 from hw.scanner import load_scanner
 from recon.corrections import attenuation, lungs
+from recon.outputs.export import write_nifti
 from recon.spect.cardiac import ABNORMAL_PERCENT, axis_report, map_of, phantom_axis, under
 from recon.spect.lvaxis import find_lv_axis
 from recon.validation import spectruns
@@ -39,15 +40,20 @@ from recon.validation.runs import patients, population_parser, table
 TRUE_SHARE = 0.2
 
 
-def check_torso(path: Path, scanner_name: str, activity_mbq: float, seconds: float, seed: int
-                ) -> dict[str, float | str]:
-    """One torso's row."""
+def check_torso(path: Path, scanner_name: str, activity_mbq: float, seconds: float, seed: int,
+                images_dir: Path | None = None) -> dict[str, float | str]:
+    """One torso's row; with ``images_dir``, its three images kept there as NIfTI
+    (``<torso>_<map>.nii.gz``) for work on the readers without emulating again."""
     t0 = time.perf_counter()
     scanner = load_scanner(scanner_name)
     phantom = phantoms.get(str(path), scanner)
     proj, counts = spectruns.scan(scanner, phantom, "Tc-99m", activity_mbq, seconds, seed)
     images = {m: spectruns.image(proj, scanner, phantom, m, "CHEST")
               for m in ("estimate", "truth", "none")}
+    if images_dir is not None:
+        images_dir.mkdir(parents=True, exist_ok=True)
+        for m, image in images.items():
+            write_nifti(image, images_dir / f"{phantom.name}_{m}.nii.gz")
     lv = find_lv_axis(images["estimate"])
     found = axis_report(lv, "image", phantom)
     truth = phantom.truth
@@ -106,9 +112,11 @@ def summary(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = population_parser("recon.validation.torsos", __doc__, "spect-general", 800.0, 120.0, 31, "torsos.csv")
+    p.add_argument("--images", type=Path, default=None,
+                   help="a folder to keep each torso's three images in (NIfTI)")
     a = p.parse_args(argv)
     rows = table(patients(a.population, a.n), "torso", lambda folder, k: check_torso(
-        folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k), a.out)
+        folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k, a.images), a.out)
     summary(rows)
     return 0
 
