@@ -74,10 +74,16 @@ def _head_to_background(image) -> float:
 
 
 @pytest.mark.slow
-def test_scan_started_watched_and_stopped_from_the_window(qtbot, console):
-    _start_scan(qtbot, console, phantom="brain", activity_mbq=20.0, duration_s=300.0)
+def test_scan_started_watched_and_stopped_from_the_window(qtbot, console, tmp_path):
+    """A virtual patient's head (a phantom file of the head population) typed in the form."""
+    from emulator.population.draw import DEFAULT_VOXEL_MM, population
+
+    population("head", 1, 7, tmp_path / "heads", DEFAULT_VOXEL_MM["head"], threads=1)
+    patient = str(tmp_path / "heads" / "head-001" / "phantom.toml")
+    _start_scan(qtbot, console, phantom=patient, activity_mbq=20.0, duration_s=300.0)
     start = next(r for r in console.command_replies if r.request["cmd"] == "start")
     assert start.ok and start.request["settings"]["energy_window_kev"] == [435.0, 585.0]
+    assert start.request["settings"]["phantom"] == patient
     t0 = time.monotonic()
     # the first events come once the emulator's kernels are compiled (tens of seconds on two
     # cores after the source changed: numba's cache is per source version)
