@@ -17,6 +17,7 @@ stopped.
 
 from __future__ import annotations
 
+import csv
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 from emulator import phantoms
 from hw.scanner import Scanner, load_scanner
 from infra.pool import available_cores
-from recon.corrections.attenuation import MuMap
+from recon.corrections.attenuation import HEAD, MU_WATER_PER_MM, HeadLayers, MuMap
 from recon.pet.runimage import RunReconOptions, mu_map_of
 from recon.validation.runs import (
     facts_of,
@@ -42,6 +43,9 @@ from recon.validation.runs import (
 GROUPS = {"grey": ("cortex", "brain", "thalamus_left", "thalamus_right", "caudate_left",
                    "caudate_right", "putamen_left", "putamen_right"),
           "white": ("white_matter_left", "white_matter_right"), "cerebellum": ("cerebellum",)}
+#: The skull's regions a head of the population has a thickness for (``skull_<region>_mm``).
+SKULL_REGIONS = ("frontal", "parietal", "temporal", "occipital")
+POPULATION_CSV = "population.csv"
 
 
 def lung_ml(mu: MuMap) -> float:
@@ -100,10 +104,39 @@ def main(argv: list[str] | None = None) -> int:
         folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k), a.out)
     if not a.body_rule_only:
         summary(rows)
+        if (a.population / POPULATION_CSV).is_file():
+            by_layers(rows, a.population / POPULATION_CSV)
     lungs = np.array([float(r["no_body_part_lung_ml"]) for r in rows])
     print(f"no body part: lung found in {np.sum(lungs > 0)}/{lungs.size} heads (largest "
           f"{lungs.max():.0f} mL)")
     return 0
+
+
+def excess_mm(params: dict[str, str], skull_mm: float, layers: HeadLayers = HEAD) -> float:
+    """The head's layers' attenuation (one way: ``skull_mm`` of its skull at its density, its
+    scalp and CSF, all water-equivalent matter) beyond ``layers``', in mm of their skull."""
+    mine = (skull_mm * float(params["skull_density"]) + float(params["scalp_mm"])
+            + float(params["csf_gap_mm"])) * MU_WATER_PER_MM
+    theirs = (layers.skull_mm * layers.skull_mu_per_mm
+              + (layers.scalp_mm + layers.csf_mm) * MU_WATER_PER_MM)
+    return (mine - theirs) / layers.skull_mu_per_mm
+
+
+def by_layers(rows: list[dict], population_csv: Path) -> None:
+    """Each region's ratio against the head's layers' excess over the map's (grey and white
+    matter: the mean of the skull's four regions; the cerebellum: the occipital bone)."""
+    with population_csv.open(newline="") as fh:
+        params = {r["name"]: r for r in csv.DictReader(fh)}
+    heads = [params[r["head"]] for r in rows]
+    mean_skull = [np.mean([float(p[f"skull_{k}_mm"]) for k in SKULL_REGIONS]) for p in heads]
+    occipital = [float(p["skull_occipital_mm"]) for p in heads]
+    for g, skull in (("grey", mean_skull), ("white", mean_skull), ("cerebellum", occipital)):
+        e = np.array([excess_mm(p, t) for p, t in zip(heads, skull, strict=True)])
+        v = np.array([float(r[f"{g}_calculated_over_truth"]) for r in rows])
+        slope, at_zero = np.polyfit(e, v, 1)
+        print(f"{g} against the layers' excess ({e.min():.1f} to {e.max():.1f} mm of the map's "
+              f"skull): r {np.corrcoef(e, v)[0, 1]:.2f}, {100 * slope:.2f} % a mm, "
+              f"{at_zero:.3f} at none")
 
 
 def summary(rows: list[dict]) -> None:
