@@ -15,8 +15,8 @@ correction (:func:`recon.corrections.lungs.lung_share`) against the true lungs' 
 A validation, not a scan's processing: it reads the phantom's truth, as tests do.
 
 Run: ``python -m recon.validation.torsos POPULATION [--n 20] [--activity-mbq 800]
-[--seconds 120] [--seed 31] [--out torsos.csv] [--images DIR]``; a table started again goes on where it
-stopped.
+[--seconds 120] [--seed 31] [--out torsos.csv] [--images DIR]``; a table started again goes on
+where it stopped.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def check_torso(path: Path, scanner_name: str, activity_mbq: float, seconds: flo
         "bmi": truth.parameters.get("bmi", ""), "photopeak": int(counts["photopeak"]),
         "axis_deg": found["angle_to_phantom_deg"], "apex_mm": found["apex_to_phantom_mm"],
         "base_mm": found["base_to_phantom_mm"],
+        # the finder's cavity centre: its base lies 0.75 of the apex's distance beyond it
         "found_centre_in": organ_at(phantom.volume, (lv.base_mm + 0.75 * lv.apex_mm) / 1.75),
         "true_segments": " ".join(map(str, true))}
     axis = phantom_axis(phantom)
