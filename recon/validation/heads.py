@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         folder, a.scanner, a.activity_mbq, a.seconds, a.seed + k), a.out)
     if not a.body_rule_only:
         summary(rows)
-        if (a.population / POPULATION_CSV).is_file():
+        if (a.population / POPULATION_CSV).is_file() and len(rows) >= 3:
             by_layers(rows, a.population / POPULATION_CSV)
     lungs = np.array([float(r["no_body_part_lung_ml"]) for r in rows])
     print(f"no body part: lung found in {np.sum(lungs > 0)}/{lungs.size} heads (largest "
