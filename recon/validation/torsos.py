@@ -86,13 +86,11 @@ def check_torso(path: Path, scanner_name: str, activity_mbq: float, seconds: flo
 def organ_at(volume: VoxelVolume, point_mm: np.ndarray) -> str:
     """The name of the region of ``volume`` that holds ``point_mm`` (``body`` where it is
     unnamed tissue, ``outside`` beyond the volume or in air)."""
-    index = np.rint(volume.to_index @ np.append(point_mm, 1.0)).astype(int)
-    if np.any(index < 0) or np.any(index >= volume.shape):
-        return "outside"
-    i, j, k = index
-    if volume.labels is not None and volume.labels[i, j, k] in volume.label_names:
-        return volume.label_names[volume.labels[i, j, k]]
-    return "body" if volume.density[i, j, k] > AIR_CUT else "outside"
+    if volume.labels is not None:
+        label = int(volume.values_at(volume.labels, point_mm)[0])
+        if label in volume.label_names:
+            return volume.label_names[label]
+    return "body" if volume.values_at(volume.density, point_mm)[0] > AIR_CUT else "outside"
 
 
 def summary(rows: list[dict]) -> None:
