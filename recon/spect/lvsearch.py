@@ -16,6 +16,7 @@ import numpy as np
 WALL_BAND, CAVITY_BAND, OUTER_BAND = (0.75, 1.25), 0.6, (1.45, 1.85)
 #: Added to the support's standard deviation (image relative to its maximum): flat regions score 0.
 FLAT = 0.02
+AXES = (0, 1, 2)
 
 
 def frame(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,11 +63,11 @@ class _Spectra:
         self.shape = [_fast_length(n + k) for n, k in zip(a.shape, kernel_shape, strict=True)]
         self.crop = tuple(slice(k // 2, k // 2 + n) for k, n in zip(kernel_shape, a.shape,
                                                                      strict=True))
-        self.a, self.a2 = np.fft.rfftn(a, self.shape), np.fft.rfftn(a * a, self.shape)
+        self.a, self.a2 = (np.fft.rfftn(x, self.shape, AXES) for x in (a, a * a))
 
     def correlate(self, spectrum: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-        flipped = np.fft.rfftn(kernel[::-1, ::-1, ::-1], self.shape)
-        return np.fft.irfftn(spectrum * flipped, self.shape)[self.crop]
+        flipped = np.fft.rfftn(kernel[::-1, ::-1, ::-1], self.shape, AXES)
+        return np.fft.irfftn(spectrum * flipped, self.shape, AXES)[self.crop]
 
     def contrast(self, wall: np.ndarray, support: np.ndarray) -> np.ndarray:
         """The wall's mean less the rest of the support's, over the support's spread."""
