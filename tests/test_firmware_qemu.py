@@ -234,3 +234,37 @@ def test_commands_only_reach_the_firmware_and_only_from_this_machine(tmp_path, a
                        text=True, timeout=240)
     assert r.returncode == 2 and said in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_no_boards_qemu_outlives_a_killed_emulator(tmp_path):
+    """``kill -9`` of the emulator mid-scan: its boards' QEMUs go with it (none is left
+    running, taking the machine's cores, after the run)."""
+    run = subprocess.Popen([sys.executable, "-m", "petdaq", "run", "--firmware", "qemu",
+                            "--phantom", "nema-iq", "--activity-mbq", "0.2", "--duration", "10",
+                            "--fast", "--no-recon", "--out", str(tmp_path), "--name", "orphans"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while _qemu_of_board(3, run.pid) is None:
+            assert time.monotonic() < deadline and run.poll() is None, "board 3 never started"
+            time.sleep(0.2)
+        emulator = next(c for c in _pgrep("-P", str(run.pid)) if _pgrep("-P", str(c)))
+        boards = _pgrep("-P", str(emulator), "-f", "arg=bpet")
+        assert len(boards) >= 2, boards
+        subprocess.run(["kill", "-9", str(emulator)], check=True)
+        deadline = time.monotonic() + 10
+        while (left := [b for b in boards if _state(b) not in ("gone", "Z")]
+               ) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"QEMUs left running after their emulator died: {left}"
+    finally:
+        run.kill()
+        run.wait()
+
+
+def _state(pid: int) -> str:
+    """The process's state letter (``Z`` a zombie), or ``gone``."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"

@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -86,6 +87,14 @@ def qemu_command(elf: Path, board_id: int, uart: Path, icount: bool = False) -> 
     return cmd + (["-icount", "shift=0,sleep=off"] if icount else [])
 
 
+def with_parent(cmd: list[str]) -> list[str]:
+    """``cmd`` killed when the thread that starts it ends, as its process does, even by SIGKILL
+    (Linux's parent-death signal, set by util-linux's ``setpriv``): no board's QEMU outlives
+    the emulator that fed it. Unchanged where ``setpriv`` is missing."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "KILL", *cmd] if setpriv else cmd
+
+
 class BoardLink:
     """One board's firmware in QEMU: its front end's file, its UART, the frames it sent."""
 
@@ -98,7 +107,8 @@ class BoardLink:
         server.listen(1)
         server.settimeout(CONNECT_S)
         self.log = (folder / "qemu.log").open("wb")
-        self.process = subprocess.Popen(qemu_command(elf, board, folder / "uart.sock", icount),
+        self.process = subprocess.Popen(with_parent(qemu_command(elf, board,
+                                                                 folder / "uart.sock", icount)),
                                         cwd=folder, stdout=self.log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
         try:
