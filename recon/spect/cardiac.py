@@ -79,13 +79,18 @@ def axis_report(lv: LvAxis, source: str, phantom: Any | None) -> dict[str, Any]:
     out: dict[str, Any] = {"source": source, **lv.to_json()}
     if phantom is not None:
         true = phantom_axis(phantom)
-        u = (lv.apex_mm - lv.base_mm) / np.linalg.norm(lv.apex_mm - lv.base_mm)
-        v = (true.apex_mm - true.base_mm) / np.linalg.norm(true.apex_mm - true.base_mm)
-        out |= {"angle_to_phantom_deg": round(float(np.degrees(np.arccos(np.clip(u @ v, -1, 1)))),
-                                              1),
-                "apex_to_phantom_mm": round(float(np.linalg.norm(lv.apex_mm - true.apex_mm)), 1),
+        angle, apex = axis_errors(lv, true.apex_mm, true.base_mm)
+        out |= {"angle_to_phantom_deg": round(angle, 1), "apex_to_phantom_mm": round(apex, 1),
                 "base_to_phantom_mm": round(float(np.linalg.norm(lv.base_mm - true.base_mm)), 1)}
     return out
+
+
+def axis_errors(lv: LvAxis, apex_mm: np.ndarray, base_mm: np.ndarray) -> tuple[float, float]:
+    """(angle between ``lv`` and the axis base->apex in degrees, apex distance in mm)."""
+    u = (lv.apex_mm - lv.base_mm) / np.linalg.norm(lv.apex_mm - lv.base_mm)
+    v = (apex_mm - base_mm) / np.linalg.norm(apex_mm - base_mm)
+    return (float(np.degrees(np.arccos(np.clip(u @ v, -1.0, 1.0)))),
+            float(np.linalg.norm(lv.apex_mm - apex_mm)))
 
 
 def cardiac_figures(image: Image, phantom: Any, without_ac: Image | None = None,

@@ -23,6 +23,7 @@ import numpy as np
 
 from emulator.phantoms.truth import PhantomTruth
 from recon.outputs.export import read_nifti
+from recon.spect.cardiac import axis_errors
 from recon.spect.lvaxis import LvAxis, find_lv_axis
 from recon.validation.runs import write_rows
 
@@ -32,11 +33,7 @@ FOUND_DEG, FOUND_MM = 20.0, 20.0
 
 def errors(lv: LvAxis, truth: PhantomTruth) -> tuple[float, float]:
     """(angle between the axes in degrees, apex distance in mm) of ``lv`` against ``truth``."""
-    apex, base = np.asarray(truth.lv_axis.apex_mm), np.asarray(truth.lv_axis.base_mm)
-    u = (lv.apex_mm - lv.base_mm) / np.linalg.norm(lv.apex_mm - lv.base_mm)
-    v = (apex - base) / np.linalg.norm(apex - base)
-    return (float(np.degrees(np.arccos(np.clip(u @ v, -1.0, 1.0)))),
-            float(np.linalg.norm(lv.apex_mm - apex)))
+    return axis_errors(lv, np.asarray(truth.lv_axis.apex_mm), np.asarray(truth.lv_axis.base_mm))
 
 
 def rows(images: Path, population: Path, maps: list[str]) -> list[dict[str, float | str]]:
