@@ -141,13 +141,14 @@ def qc_message(*, scanner: str, result: str, created_utc: str, flagged: list[str
             "fail_bands": dict(fail_bands or {})}
 
 
-def polar_map_message(*, percent: list[float], picture: np.ndarray, abnormal_below: float,
-                      apex_mm: list[float], base_mm: list[float]) -> dict[str, Any]:
+def polar_map_message(*, percent: list[float], picture: np.ndarray, abnormal_segments: list[int],
+                      summary: str, apex_mm: list[float], base_mm: list[float]) -> dict[str, Any]:
     """A cardiac SPECT scan's 17-segment polar map at the stop: each segment's percent of the
     maximum (AHA order), the bull's-eye picture ([row, column, RGB] uint8, anterior at the top,
-    septal on the left), the percent under which a segment is abnormal, and the left ventricle's
-    axis it was sampled on (scanner mm)."""
+    septal on the left), the segments its scores call abnormal, the reading in one line (the
+    correction, the limits, SSS, TPD and territories, or why there are no scores), and the left
+    ventricle's axis it was sampled on (scanner mm)."""
     return {"type": "polar", "v": SCHEMA_VERSION, "percent": list(percent),
             "picture": encode_array(np.asarray(picture, np.uint8)),
-            "abnormal_below_percent": float(abnormal_below), "apex_mm": list(apex_mm),
-            "base_mm": list(base_mm)}
+            "abnormal_segments": [int(s) for s in abnormal_segments], "summary": str(summary),
+            "apex_mm": list(apex_mm), "base_mm": list(base_mm)}

@@ -1,6 +1,6 @@
 """A cardiac SPECT scan's bull's-eye: the AHA 17-segment polar map the DAQ sends at the stop, as
-the DAQ drew it (the picture of ``petdaq recon --report``: anterior at the top, septal on the left,
-each segment coloured by its percent of the maximum and numbered)."""
+the DAQ drew it (the picture of ``petdaq recon --cardiac``: anterior at the top, septal on the left,
+each segment coloured by its percent of the maximum and numbered), with its scores in a line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ IDLE_TITLE = "Bull's-eye (cardiac SPECT)"
 
 
 class BullseyePanel(pg.GraphicsLayoutWidget):
-    """The polar map picture; the title names the segments under the abnormal threshold."""
+    """The polar map picture; the title names the abnormal segments and the reading's scores."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -29,10 +29,8 @@ class BullseyePanel(pg.GraphicsLayoutWidget):
         """Draw the bull's-eye of ``v``."""
         self.picture.setImage(np.array(v.picture), levels=(0, 255))
         self.view.autoRange(padding=0.02)
-        low = [str(i + 1) for i, p in enumerate(v.percent) if p < v.abnormal_below]
-        lowest = int(np.argmin(v.percent)) + 1
-        self.title.setText(f"Bull's-eye: under {v.abnormal_below:.0f} %: "
-                           f"{', '.join(low) or 'none'}; lowest {lowest}")
+        low = ", ".join(map(str, v.abnormal_segments)) or "none"
+        self.title.setText(f"Bull's-eye: abnormal segments {low}<br>{v.summary}")
         self.shown = v
 
     def showing(self, v: PolarView) -> bool:

@@ -309,13 +309,14 @@ def curves_view(message: dict[str, Any], received_at: float) -> CurvesView | Non
 @dataclass(frozen=True)
 class PolarView:
     """A cardiac SPECT scan's bull's-eye (:func:`daq.messages.polar_map_message`): the 17
-    segments' percent of the maximum (AHA order), the DAQ's picture of it and its abnormal
-    threshold."""
+    segments' percent of the maximum (AHA order), the DAQ's picture of it, the segments its
+    scores call abnormal and the reading in one line."""
 
     received_at: float
     percent: np.ndarray
     picture: np.ndarray
-    abnormal_below: float
+    abnormal_segments: tuple[int, ...]
+    summary: str
 
 
 def polar_view(message: dict[str, Any], received_at: float) -> PolarView | None:
@@ -324,13 +325,14 @@ def polar_view(message: dict[str, Any], received_at: float) -> PolarView | None:
     try:
         percent = np.asarray(message["percent"], np.float64)
         picture = decode_array(message["picture"])
-        below = float(message["abnormal_below_percent"])
+        abnormal = tuple(int(x) for x in message["abnormal_segments"])
+        summary = str(message["summary"])
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     if (percent.shape != (17,) or not np.all(np.isfinite(percent)) or picture.ndim != 3
             or picture.shape[2] != 3 or picture.dtype != np.uint8):
         return None
-    return PolarView(received_at, percent, picture, below)
+    return PolarView(received_at, percent, picture, abnormal, summary)
 
 
 @dataclass(frozen=True)

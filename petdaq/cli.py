@@ -33,6 +33,7 @@ GROUPS = (
     ("sensitivity", ("sensitivity",)),
     ("dosimetry", ("dosimetry",)),
     ("kinetics", ("kinetics",)),
+    ("cardiac", ("cardiac",)),
     ("console", ("console",)),
 )
 
@@ -91,6 +92,8 @@ def _commands_of(group: str) -> ModuleType:
             from petdaq.images import dosimetry as module
         case "kinetics":
             from petdaq.images import kinetics as module
+        case "cardiac":
+            from petdaq.images import cardiac as module
         case "console":
             from petdaq.acquisition import console as module
         case _:

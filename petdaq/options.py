@@ -47,6 +47,9 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
                    help="injection time, e.g. 2026-11-24T09:30:00Z (an emulated kinetic "
                         "phantom: the scan's start)")
     g.add_argument("--tracer", default=None, help="radiopharmaceutical, e.g. FDG")
+    g.add_argument("--sex", choices=("F", "M", "O"), default=None,
+                   help="the patient's sex (DICOM Patient's Sex): a heart's polar map is scored "
+                        "against its normal limits")
     g.add_argument("--body-part", default=None, metavar="PART",
                    help="what is scanned (DICOM Body Part Examined, e.g. HEAD: a head's "
                         "calculated mu-map gets a skull; an emulated head phantom: HEAD)")
@@ -57,7 +60,8 @@ def study_of(args: argparse.Namespace) -> Study:
     injection and what else is given."""
     given = Study(patient_id=args.patient_id, weight_kg=args.weight_kg, height_m=args.height_m,
                   injected_mbq=args.injected_mbq, injection_time_utc=args.injection_time,
-                  radiopharmaceutical=args.tracer, body_part=args.body_part)
+                  radiopharmaceutical=args.tracer, body_part=args.body_part,
+                  sex=getattr(args, "sex", None))
     if getattr(args, "worklist", None) is None:
         return given
     if args.patient_id is not None:

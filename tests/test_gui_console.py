@@ -609,12 +609,15 @@ def test_a_cardiac_scans_bullseye_is_drawn_and_a_new_run_clears_it(qtbot, consol
     percent = [90.0] * 17
     percent[6], percent[12] = 55.0, 62.0  # mid and apical anterior: an LAD defect
     picture = np.zeros((320, 320, 3), np.uint8)
-    msg = polar_map_message(percent=percent, picture=picture, abnormal_below=70.0,
-                            apex_mm=[45.0, -40.0, -25.0], base_mm=[10.0, -5.0, 17.0])
+    summary = "calculated AC, F: SSS 3, TPD 4.1 %, abnormal territories LAD"
+    msg = polar_map_message(percent=percent, picture=picture, abnormal_segments=[7, 13],
+                            summary=summary, apex_mm=[45.0, -40.0, -25.0],
+                            base_mm=[10.0, -5.0, 17.0])
     fake_daq.raw.append([POLAR_TOPIC, pack(msg)])
     qtbot.waitUntil(lambda: console.bullseye.shown is not None, timeout=5000)
     assert console.side.currentWidget() is console.bullseye
-    assert "under 70 %: 7, 13; lowest 7" in console.bullseye.title.text
+    assert "abnormal segments 7, 13" in console.bullseye.title.text
+    assert summary in console.bullseye.title.text
     assert console.bullseye.picture.image.shape == (320, 320, 3)
     before = console.counters.malformed
     fake_daq.raw.append([POLAR_TOPIC, pack({**msg, "percent": [1.0, 2.0]})])  # not 17

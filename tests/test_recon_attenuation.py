@@ -214,7 +214,7 @@ def test_a_spect_map_is_water_at_the_photopeak_and_outlines_a_torso_past_its_hot
 
 
 def test_a_spect_run_takes_a_file_map_at_511_kev_and_refuses_truth_without_a_phantom(tmp_path):
-    from daq.control.spectimage import spect_mu_map
+    from recon.spect.runimage import spect_mu_map
     from runstore.rundir import RunDir
 
     run = RunDir.create(tmp_path, "spect")

@@ -14,7 +14,8 @@ from inprocess import petdaq as _inprocess
 from sharedruns import lu177_cylinder_at_72_h
 
 from coincidence import spect
-from daq.pipeline.process.projections import photopeaks_of, select_photopeak, windows_of
+from coincidence.spect import select_photopeak
+from daq.pipeline.process.projections import photopeaks_of, windows_of
 from hw import load_scanner
 from hw.scanner import sensitivity_key
 from infra.errors import UserError

@@ -248,12 +248,13 @@ def _publish_spect(publisher: MonitorPublisher, result: SpectImage, singles: int
     publisher.send_lasting(messages.IMAGE_TOPIC, messages.image_message(
         image.array, voxel_mm=tuple(image.voxel_mm), origin_mm=tuple(image.origin_mm),
         events=singles, iteration=int(image.meta.get("iterations", 0))))
-    if result.polar is not None:
-        from recon.spect.cardiac import ABNORMAL_PERCENT
+    reading = result.reading
+    if reading is not None:
         from recon.spect.polarmap import render_bullseye
 
         publisher.send_lasting(messages.POLAR_TOPIC, messages.polar_map_message(
-            percent=[float(v) for v in result.polar.percent],
-            picture=render_bullseye(result.polar.percent), abnormal_below=ABNORMAL_PERCENT,
-            apex_mm=[float(v) for v in result.lv.apex_mm],
-            base_mm=[float(v) for v in result.lv.base_mm]))
+            percent=[float(v) for v in reading.polar.percent],
+            picture=render_bullseye(reading.polar.percent),
+            abnormal_segments=reading.abnormal_segments, summary=reading.summary(),
+            apex_mm=[float(v) for v in reading.lv.apex_mm],
+            base_mm=[float(v) for v in reading.lv.base_mm]))

@@ -152,9 +152,9 @@ def _time_h(run: Any, facts: Any) -> float:
 def _time_point(run: Any, facts: Any, time_h: float, scanner: Any,
                 regions: dict[str, np.ndarray], voxel_ml: float,
                 photopeak_kev: float | None) -> TimePoint:
-    from daq.control.spectimage import spect_run_image
     from petdaq.images.reconspect import SPECT_ITERATIONS, SPECT_SUBSETS
     from recon.spect.quant import quantify_spect
+    from recon.spect.runimage import spect_run_image
 
     image, units = quantify_spect(spect_run_image(run, scanner, SPECT_ITERATIONS, SPECT_SUBSETS,
                                                   photopeak_kev=photopeak_kev),

@@ -119,9 +119,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photopeak-kev", type=float, default=None, metavar="KEV",
                    help="SPECT: reconstruct the photopeak window holding KEV (default: the "
                         "first, the nuclide's strongest line; Lu-177: 208, or 113)")
+    p.add_argument("--cardiac", action="store_true",
+                   help="SPECT: read the heart (the left ventricle's axis, the 17-segment polar "
+                        "map and its scores against the normal limits: polar_map.png and .csv, "
+                        "report.json); a study of the HEART or an emulated heart is read "
+                        "without it")
     p.add_argument("--lv-axis", default=None, metavar="APEX_X,Y,Z:BASE_X,Y,Z",
-                   help="SPECT --report: the left ventricle's axis by hand, scanner mm "
+                   help="SPECT, a heart: the left ventricle's axis by hand, scanner mm "
                         "(default: found in the image)")
+    p.add_argument("--sex", choices=("F", "M"), default=None,
+                   help="SPECT, a heart: the patient's sex, whose normal limits score the polar "
+                        "map (default: the run's study; without one, both sexes' limits)")
+    p.add_argument("--limits", default=None, metavar="FILE.json",
+                   help="SPECT, a heart: a site's normal limits (petdaq cardiac normals; "
+                        "default: the product's for the camera)")
     p.add_argument("--out", help="output folder (default RUN/images; RUN/dynamic with --frames)")
     add_cluster_option(p)
     p.set_defaults(func=cmd_recon)

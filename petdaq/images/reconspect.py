@@ -1,7 +1,8 @@
 """``petdaq recon RUN`` on a SPECT run: its projections -> OSEM (collimator model, the
-attenuation ``--mu-map`` names, TEW scatter) -> NIfTI, PNG and a DICOM NM volume, and with
-``--report`` the phantom's figures (the cardiac phantom: polar map PNG and CSV, the defect, the
-inferior wall with and without attenuation correction)."""
+attenuation ``--mu-map`` names, TEW scatter) -> NIfTI, PNG and a DICOM NM volume; a heart
+(``--cardiac``, a study of the HEART or an emulated heart) read and scored (polar map PNG and
+CSV, report.json), and with ``--report`` the phantom's figures (a heart's: the defect, the axis'
+error, the inferior wall with and without attenuation correction)."""
 
 from __future__ import annotations
 
@@ -28,20 +29,17 @@ def is_spect_run(path: str | Path) -> bool:
 def recon_spect_run(args: argparse.Namespace) -> int:
     """Reconstruct a SPECT run into ``--out`` (default RUN/images)."""
     import recon
-    from daq.control.spectimage import nm_description, spect_run_image
     from hw.scanner import load_scanner
     from recon.metrics.report import phantom_report
     from recon.pet.runimage import run_phantom
     from recon.spect.quant import quantify_spect
+    from recon.spect.runimage import is_cardiac, nm_description, spect_run_image
     from runstore.facts import run_facts
     from runstore.rundir import RunDir
 
     if args.frames is not None:
         raise UserError("--frames needs a PET run: a SPECT run's views share its whole duration")
-    if args.lv_axis:
-        from recon.spect.lvaxis import parse_lv_axis
-
-        parse_lv_axis(args.lv_axis)  # a malformed axis: say so before reconstructing
+    lv = _lv_axis(args)  # a malformed axis or limits: say so before reconstructing
     run = RunDir.open(Path(args.run))
     facts = run_facts(run)
     scanner = load_scanner(args.scanner or facts.scanner)
@@ -57,15 +55,21 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     if args.dicom:
         files.append(str(recon.write_dicom_nm(image, out / "image_nm.dcm",
                                               *nm_description(facts, image))))
+    phantom = run_phantom(facts, scanner)
+    if args.report and phantom is None:
+        raise UserError("--report needs a run of a known phantom (its run.json names it)")
+    report: dict[str, Any] = {}
     if args.report:
-        phantom = run_phantom(facts, scanner)
-        if phantom is None:
-            raise UserError("--report needs a run of a known phantom (its run.json names it)")
         report = phantom_report(image, phantom, out)
         report["attenuation_method"] = image.meta["attenuation_method"]
-        if "polar_map" in report:
-            files += _cardiac(report, image, run, scanner, iterations, subsets, phantom, out,
-                              args)
+    if args.cardiac or is_cardiac(facts, scanner):
+        reading = _read_heart(image, scanner, args.sex or facts.study.sex, lv, args.limits)
+        files += [str(p) for p in reading.write(out)]
+        report |= reading.report() | {"attenuation_method": image.meta["attenuation_method"]}
+        if args.report and "myocardium" in phantom.regions():
+            report |= _cardiac(image, reading, run, scanner, iterations, subsets, phantom,
+                               args)
+    if report:
         with replacing(out / "report.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
         files.append(str(out / "report.json"))
@@ -74,20 +78,36 @@ def recon_spect_run(args: argparse.Namespace) -> int:
           f"{window[0]:.1f}-{window[1]:.1f} keV, TEW"
           f", attenuation: {image.meta['attenuation_method']}) in "
           f"{time.monotonic() - t0:.1f} s ({units}): " + ", ".join(files))
+    if "perfusion" in report:
+        print(f"heart: {reading.summary()}")
     return 0
 
 
-def _cardiac(report: dict[str, Any], image: Any, run: Any, scanner: Any, iterations: int,
-             subsets: int, phantom: Any, out: Path, args: argparse.Namespace) -> list[str]:
-    """The cardiac figures into the report on the ventricle's axis (``--lv-axis``, else found in
-    the image), with a second image without attenuation correction for the inferior wall; the
-    polar map's PNG and per-segment CSV."""
-    from daq.control.spectimage import spect_run_image
-    from recon.spect.cardiac import cardiac_figures, write_segments_csv
+def _lv_axis(args: argparse.Namespace) -> Any:
+    """The axis ``--lv-axis`` gives (None: found in the image); ``--limits`` read to fail
+    early."""
+    from recon.spect import normals
     from recon.spect.lvaxis import parse_lv_axis
 
-    lv = parse_lv_axis(args.lv_axis) if args.lv_axis else None
+    if args.limits is not None:
+        normals.read(args.limits)
+    return parse_lv_axis(args.lv_axis) if args.lv_axis else None
+
+
+def _read_heart(image: Any, scanner: Any, sex: str | None, lv: Any, limits: str | None) -> Any:
+    """The heart's reading; one line of error where the image holds none."""
+    from recon.spect.reading import correction_of, read_heart
+
+    return read_heart(image, scanner.name, correction_of(image), sex, lv, limits)
+
+
+def _cardiac(image: Any, reading: Any, run: Any, scanner: Any, iterations: int, subsets: int,
+             phantom: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The phantom's cardiac figures on the reading's axis, with a second image without
+    attenuation correction for the inferior wall."""
+    from recon.spect.cardiac import cardiac_figures
+    from recon.spect.runimage import spect_run_image
+
     without = (spect_run_image(run, scanner, iterations, subsets, "none", args.photopeak_kev)
                if image.meta.get("attenuation") else None)
-    report.update(cardiac_figures(image, phantom, without, lv, out))
-    return [str(write_segments_csv(report["polar_map"]["segments"], out / "polar_map.csv"))]
+    return cardiac_figures(image, phantom, reading, without)

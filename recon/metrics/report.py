@@ -30,7 +30,8 @@ import numpy as np
 from infra.errors import UserError
 from recon.grid import Image
 from recon.metrics import figures, nu4
-from recon.spect.cardiac import map_of, phantom_axis, polar_map_report
+from recon.spect.cardiac import phantom_axis
+from recon.spect.reading import map_of, segments_report
 
 
 def phantom_report(image: Image, phantom: Any, folder: str | Path | None = None
@@ -139,8 +140,12 @@ def _image_quality(image: Image, spheres: dict[str, Any], regions: dict[str, Any
 
 
 def _polar_map(image: Image, phantom: Any, folder: str | Path | None) -> dict[str, Any]:
-    return polar_map_report(map_of(image, phantom_axis(phantom)),
-                            Path(folder) if folder is not None else None)
+    """The polar map on the phantom's own axis (its PNG in ``folder`` when given)."""
+    pm = map_of(image, phantom_axis(phantom))
+    out = segments_report(pm)
+    if folder is not None:
+        out["png"] = str(pm.write_png(Path(folder) / "polar_map.png"))
+    return out
 
 
 def region_means(image: Image, phantom: Any) -> dict[str, dict[str, float]]:

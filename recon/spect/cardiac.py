@@ -1,18 +1,17 @@
-"""The cardiac figures of an image of the cardiac phantom: the 17-segment polar map, the
-perfusion defect's segments, extent and contrast, and the inferior-to-lateral wall ratio.
+"""The validation figures of a cardiac image of a phantom with a heart: the axis found against
+the phantom's, the perfusion defect's true segments against those the reading scores abnormal,
+its contrast, and the inferior-to-lateral wall ratio with and without attenuation correction.
 
-The left ventricle's axis is found in the image (:mod:`recon.spect.lvaxis`) or given by hand; the
-phantom's own axis (apex at the cavity's apical end, base 0.6 of the myocardium's half-length
-behind its centre, anterior = -y in LPS) measures its error. The defect's true segments are
-those it touches: under :data:`TOUCHED_PERCENT` in the polar map of the
-phantom's own activity, sampled the same way. The image's abnormal segments are those under
-:data:`ABNORMAL_PERCENT` of its maximum: a fixed threshold, which also flags the thin apex of a
-normal ventricle (partial volume); clinical packages compare against a normal database instead.
+The phantom's own axis (apex at the cavity's apical end, base 0.6 of the myocardium's
+half-length behind its centre, anterior = -y in LPS) measures the found axis' error. The
+defect's true segments are those it touches: under :data:`TOUCHED_PERCENT` in the polar map of
+the phantom's own activity, sampled the same way. The image's abnormal segments are those its
+reading scores 1 or more against the normal limits (:mod:`recon.spect.reading`); on a camera
+without limits, those under :data:`FALLBACK_PERCENT` of the maximum, and the report says so.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,11 +19,13 @@ import numpy as np
 from emulator.phantoms.truth import lv_axis_of
 from infra.errors import UserError
 from recon.grid import Image
-from recon.spect.lvaxis import LvAxis, find_lv_axis
-from recon.spect.polarmap import SEGMENT_NAMES, TERRITORIES, PolarMap, polar_map
+from recon.spect.lvaxis import LvAxis
+from recon.spect.polarmap import PolarMap
+from recon.spect.reading import CardiacReading, map_of, territory_of
 
-#: A segment under this percent of the map's maximum is abnormal (a perfusion defect).
-ABNORMAL_PERCENT = 70.0
+#: Without normal limits for the camera, a segment under this percent of the map's maximum is
+#: called abnormal (a fixed threshold: it also flags the thin apex of a normal ventricle).
+FALLBACK_PERCENT = 70.0
 #: A segment of the phantom's own map under this percent is touched by its defect.
 TOUCHED_PERCENT = 95.0
 INFERIOR, LATERAL = (4, 10, 15), (5, 6, 11, 12, 16)
@@ -43,22 +44,6 @@ def phantom_axis(phantom: Any) -> LvAxis:
                   np.asarray(truth.anterior), tuple(truth.radius_mm))
 
 
-def map_of(image: Image, lv: LvAxis) -> PolarMap:
-    return polar_map(image, lv.apex_mm, lv.base_mm, lv.anterior, radius_mm=lv.radius_mm)
-
-
-def polar_map_report(pm: PolarMap, folder: Path | None) -> dict[str, Any]:
-    """The polar map's segments (percent of the maximum) and territories, and its PNG in
-    ``folder`` when given."""
-    result: dict[str, Any] = {
-        "segments": {f"{i + 1} {n}": float(v)
-                     for i, (n, v) in enumerate(zip(SEGMENT_NAMES, pm.percent, strict=True))},
-        "territories": pm.territory_means()}
-    if folder is not None:
-        result["png"] = str(pm.write_png(Path(folder) / "polar_map.png"))
-    return result
-
-
 def under(pm: PolarMap, percent: float) -> list[int]:
     """The segments (1-17) under ``percent`` of the map's maximum."""
     return [i + 1 for i, p in enumerate(pm.percent) if p < percent]
@@ -68,10 +53,6 @@ def wall_ratio(pm: PolarMap) -> float:
     """Mean of the inferior segments over the mean of the lateral ones."""
     seg = pm.segments
     return float(np.mean([seg[s - 1] for s in INFERIOR]) / np.mean([seg[s - 1] for s in LATERAL]))
-
-
-def territory_of(segment: int) -> str:
-    return next(name for name, segs in TERRITORIES.items() if segment in segs)
 
 
 def axis_report(lv: LvAxis, source: str, phantom: Any | None) -> dict[str, Any]:
@@ -93,19 +74,21 @@ def axis_errors(lv: LvAxis, apex_mm: np.ndarray, base_mm: np.ndarray) -> tuple[f
             float(np.linalg.norm(lv.apex_mm - apex_mm)))
 
 
-def cardiac_figures(image: Image, phantom: Any, without_ac: Image | None = None,
-                    lv: LvAxis | None = None, folder: Path | None = None) -> dict[str, Any]:
+def cardiac_figures(image: Image, phantom: Any, reading: CardiacReading,
+                    without_ac: Image | None = None) -> dict[str, Any]:
     """The defect (true and measured segments, extent, contrast) and the inferior-to-lateral
-    ratio of ``image`` (and of ``without_ac``, the same data without attenuation correction),
-    on the ventricle's axis ``lv`` (None: found in the image, :func:`recon.spect.lvaxis.find_lv_axis`).
-    The defect's true segments come from the phantom's own activity on the phantom's axis.
-    ``folder``: where ``polar_map.png`` goes."""
-    source = "manual" if lv is not None else "image"
-    lv = lv if lv is not None else find_lv_axis(image)
-    measured = map_of(image, lv)
-    truth_axis = phantom_axis(phantom)
-    truth = map_of(image.grid.image(phantom.activity_map(image.grid), "truth"), truth_axis)
-    true_defect, found = under(truth, TOUCHED_PERCENT), under(measured, ABNORMAL_PERCENT)
+    ratio of ``image`` as ``reading`` read it (and of ``without_ac``, the same data without
+    attenuation correction). The defect's true segments come from the phantom's own activity
+    on the phantom's axis."""
+    lv, measured = reading.lv, reading.polar
+    truth = map_of(image.grid.image(phantom.activity_map(image.grid), "truth"),
+                   phantom_axis(phantom))
+    true_defect = under(truth, TOUCHED_PERCENT)
+    if reading.scores is not None:
+        found, rule = reading.abnormal_segments, f"scored against normal limits ({reading.correction})"
+    else:
+        found = under(measured, FALLBACK_PERCENT)
+        rule = f"under {FALLBACK_PERCENT:.0f} % of the maximum: {reading.note}"
     normal = [s for s in range(1, 18) if s not in true_defect]
     seg = measured.segments
     contrast = (1.0 - float(np.mean([seg[s - 1] for s in true_defect]))
@@ -114,26 +97,12 @@ def cardiac_figures(image: Image, phantom: Any, without_ac: Image | None = None,
               "phantom": wall_ratio(truth)}
     if without_ac is not None:
         ratios["without_attenuation_correction"] = wall_ratio(map_of(without_ac, lv))
-    return {"lv_axis": axis_report(lv, source, phantom),
-            "polar_map": polar_map_report(measured, folder), "defect": {"true_segments": true_defect,
+    return {"lv_axis": axis_report(lv, reading.axis_source, phantom),
+            "defect": {"true_segments": true_defect,
                        "true_percent": [round(float(v), 1) for v in truth.percent],
                        "lowest_segment": int(np.argmin(seg)) + 1,
                        "measured_segments": found,
                        "territories": sorted({territory_of(s) for s in found}),
                        "extent_percent_of_segments": 100.0 * len(found) / 17,
-                       "contrast": contrast,
-                       "abnormal_below_percent": ABNORMAL_PERCENT},
+                       "contrast": contrast, "abnormal_by": rule},
             "inferior_to_lateral": ratios}
-
-
-def write_segments_csv(pm_percent: dict[str, float], path: Path) -> Path:
-    """``polar_map.csv``: segment number, name, coronary territory, percent of the maximum."""
-    from infra.atomic import replacing
-
-    lines = ["segment,name,territory,percent"]
-    for i, name in enumerate(SEGMENT_NAMES):
-        lines.append(f"{i + 1},{name},{territory_of(i + 1)},"
-                     f"{pm_percent[f'{i + 1} {name}']:.1f}")
-    with replacing(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    return path

@@ -40,14 +40,26 @@ SEGMENT_NAMES = (
 
 @dataclass(frozen=True)
 class PolarMap:
-    """Per-segment means (index 0 = segment 1) in image units, and as percent of the maximum."""
+    """Per-segment means (index 0 = segment 1) in image units, and as percent of the maximum;
+    with the samples they are the means of (image units, and each sample's segment), which the
+    normal limits compare point by point (:mod:`recon.spect.normals`)."""
 
     segments: np.ndarray
+    samples: np.ndarray | None = None
+    sample_segments: np.ndarray | None = None
 
     @property
     def percent(self) -> np.ndarray:
         top = float(self.segments.max())
         return 100.0 * self.segments / top if top > 0 else np.zeros_like(self.segments)
+
+    @property
+    def samples_percent(self) -> np.ndarray:
+        """The samples in percent of the largest segment's mean (the scale of :attr:`percent`)."""
+        if self.samples is None:
+            raise UserError("this polar map was made from segment values only: it has no samples")
+        top = float(self.segments.max())
+        return 100.0 * self.samples / top if top > 0 else np.zeros_like(self.samples)
 
     def territory_means(self) -> dict[str, float]:
         """Mean of each coronary territory's segments."""
@@ -88,23 +100,22 @@ def polar_map(image: Image, apex_mm: Sequence[float], base_mm: Sequence[float],
     rad = np.deg2rad(theta)
     dirs = np.cos(rad)[:, None] * a + np.sin(rad)[:, None] * s            # (angles, 3)
     r = np.arange(radius_mm[0], radius_mm[1] + step_mm / 2, step_mm)
-    sums = np.zeros(17)
-    counts = np.zeros(17)
+    values, segs = [], []
     for n in range(slices):
         t = (n + 0.5) / slices                                             # 0 base .. 1 apex
         centre = base + t * length * axis
         pts = centre + dirs[:, None, :] * r[None, :, None]
-        prof = sample_trilinear(image, pts).max(axis=1)
-        seg = segment_of(min(int(3 * t), 2), theta)
-        np.add.at(sums, seg - 1, prof)
-        np.add.at(counts, seg - 1, 1)
+        values.append(sample_trilinear(image, pts).max(axis=1))
+        segs.append(segment_of(min(int(3 * t), 2), theta))
     tilt = np.deg2rad(np.array([0.0, 15.0, 30.0, 45.0]))
     cap = [np.cos(p) * axis + np.sin(p) * d for p in tilt for d in (dirs if p else dirs[:1])]
     cap_pts = apex + np.asarray(cap)[:, None, :] * np.arange(0.0, radius_mm[1], step_mm)[
         None, :, None]
-    sums[16] = sample_trilinear(image, cap_pts).max(axis=1).sum()
-    counts[16] = len(cap)
-    return PolarMap(sums / np.maximum(counts, 1))
+    values.append(sample_trilinear(image, cap_pts).max(axis=1))
+    segs.append(np.full(len(cap), 17))
+    samples, seg = np.concatenate(values), np.concatenate(segs)
+    means = np.bincount(seg - 1, samples, 17) / np.maximum(np.bincount(seg - 1, None, 17), 1)
+    return PolarMap(means, samples, seg)
 
 
 # ------------------------------------------------------------------------------------ rendering

@@ -3,7 +3,7 @@
 The emulator's singles are counted into the photopeak's triple-energy-window projections
 (:func:`coincidence.spect.bin_projections`), the scatter estimated from the side windows and
 smoothed, and OSEM (4 iterations of 6 subsets) reconstructs the photopeak with the mu-map asked
-for, as ``petdaq recon`` does a SPECT run (:mod:`daq.control.spectimage`).
+for, as ``petdaq recon`` does a SPECT run (:mod:`recon.spect.runimage`).
 """
 
 from __future__ import annotations

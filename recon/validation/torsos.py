@@ -7,10 +7,11 @@ emulated Tc-99m scan (spect-general, 800 MBq, 120 s by default) reconstructed as
 (OSEM 4 x 6, TEW scatter) with the calculated map (the product's default), with the phantom's
 own map (a CT's, validation) and with none. On the default image: the left ventricle's axis
 found (:func:`recon.spect.lvaxis.find_lv_axis`) against the phantom's (its truth), in degrees and
-mm; on each image, on the true axis, the polar map's segments under 70 % of its maximum (the
-product's fixed threshold) against the defect's true segments (those it covers a fifth of or
-more), as false and missed segments; and the lungs the PET search finds in the image without
-correction (:func:`recon.corrections.lungs.lung_share`) against the true lungs' volume.
+mm; on each image, on the true axis, the polar map's segments under 70 % of its maximum (a
+fixed threshold; :mod:`recon.validation.normallimits` scores them against normal limits)
+against the defect's true segments (those it covers a fifth of or more), as false and missed
+segments; and the lungs the PET search finds in the image without correction
+(:func:`recon.corrections.lungs.lung_share`) against the true lungs' volume.
 
 A validation, not a scan's processing: it reads the phantom's truth, as tests do.
 
@@ -31,8 +32,9 @@ from emulator.phantoms.volume import AIR_CUT, VoxelVolume
 from hw.scanner import load_scanner
 from recon.corrections import attenuation, lungs
 from recon.outputs.export import write_nifti
-from recon.spect.cardiac import ABNORMAL_PERCENT, axis_report, map_of, phantom_axis, under
+from recon.spect.cardiac import FALLBACK_PERCENT, axis_report, phantom_axis, under
 from recon.spect.lvaxis import find_lv_axis
+from recon.spect.reading import map_of
 from recon.validation import spectruns
 from recon.validation.runs import patients, population_parser, table
 
@@ -69,7 +71,7 @@ def check_torso(path: Path, scanner_name: str, activity_mbq: float, seconds: flo
         "true_segments": " ".join(map(str, true))}
     axis = phantom_axis(phantom)
     for m, image in images.items():
-        seen = under(map_of(image, axis), ABNORMAL_PERCENT)
+        seen = under(map_of(image, axis), FALLBACK_PERCENT)
         row[f"{m}_false"] = len(set(seen) - set(true))
         row[f"{m}_missed"] = len(set(true) - set(seen))
     none = images["none"]

@@ -64,17 +64,6 @@ def windows_of(scanner: Scanner, photopeaks_kev: tuple[float, ...] | None = None
     return windows
 
 
-def select_photopeak(edges_kev: np.ndarray, photopeak_kev: float | None) -> int:
-    """Which photopeak of the (3 n, 2) window edges to reconstruct: the one whose window holds
-    ``photopeak_kev`` (None: the first, the strongest)."""
-    if photopeak_kev is None:
-        return 0
-    peaks = np.asarray(edges_kev, np.float64)[spect.PEAK::3]
-    hit = np.flatnonzero((peaks[:, 0] <= photopeak_kev) & (photopeak_kev < peaks[:, 1]))
-    if hit.size == 0:
-        have = ", ".join(f"{a:.1f}-{b:.1f}" for a, b in peaks)
-        raise UserError(f"no photopeak window holds {photopeak_kev:g} keV: this run has {have} keV")
-    return int(hit[0])
 
 
 def view_duration_ps(scanner: Scanner, duration_s: float | None) -> int:

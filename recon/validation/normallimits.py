@@ -1,0 +1,158 @@
+"""Normal limits built from a population's normal torsos, and the scores they give, each torso
+scored against limits built without it (leave one out).
+
+Reads the images a torsos' validation kept (``python -m recon.validation.torsos POPULATION
+--images DIR``: ``<torso>_<map>.nii.gz`` for the calculated map, the phantom's own and none) and
+each torso's ``truth.json`` (sex, defect). Every image is sampled on the axis the product finds
+in it (:func:`recon.spect.lvaxis.find_lv_axis`), as a scan is; an image whose axis is more than
+20 degrees or 20 mm off the truth's stays out of the limits (a technologist would have mended
+it) but is scored as found. Per torso and map: the summed score, TPD, the territories called,
+and for a defect (the truth's territory) whether its territory was called and whether another
+was; with ``--write FILE`` the limits of all normal torsos, per map and sex, as the product's
+database (``recon/spect/limits/<camera>.json``).
+
+A validation, not a scan's processing: it reads the phantoms' truth, as tests do.
+
+Run: ``python -m recon.validation.normallimits IMAGES... --population POP [--camera
+spect-general] [--out scores.csv] [--write limits.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emulator.phantoms.truth import PhantomTruth
+from recon.outputs.export import read_nifti
+from recon.spect import normals, scores
+from recon.spect.cardiac import axis_errors
+from recon.spect.lvaxis import find_lv_axis
+from recon.spect.polarmap import PolarMap
+from recon.spect.reading import map_of
+from recon.validation.runs import write_rows
+
+#: The kept images' map names and the correction their limits are of.
+MAPS = {"estimate": "calculated", "truth": "measured", "none": "none"}
+FOUND_DEG, FOUND_MM = 20.0, 20.0
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """One torso's image on its found axis."""
+
+    torso: str
+    sex: str
+    territory: str | None
+    severity: float
+    extent_percent: float
+    polar: PolarMap
+    axis_ok: bool
+
+
+def sample(images: list[Path], population: Path, m: str) -> list[Sampled]:
+    """Every kept image of map ``m`` with a torso in ``population``, on its found axis."""
+    out = []
+    paths = {p.name: p for d in images for p in sorted(d.glob(f"*_{m}.nii.gz"))}
+    for name, path in sorted(paths.items()):
+        torso = name[: -len(f"_{m}.nii.gz")]
+        folder = population / torso
+        if not (folder / "truth.json").is_file():
+            continue
+        truth = PhantomTruth.read(folder / "truth.json", str(folder))
+        pm, angle, apex = _sampled(path, truth)
+        d = truth.defect
+        out.append(Sampled(torso, str(truth.parameters["sex"]), d.territory if d else None,
+                           d.severity if d else 0.0, d.extent_percent if d else 0.0,
+                           pm, angle <= FOUND_DEG and apex <= FOUND_MM))
+        print(f"{m} {torso}: axis {angle:.1f} deg, apex {apex:.1f} mm", flush=True)
+    return out
+
+
+def _sampled(path: Path, truth: PhantomTruth) -> tuple[PolarMap, float, float]:
+    """The image's polar map on its found axis, and the axis' errors (kept beside the image
+    as ``<image>.polar.npz``: the finder takes seconds an image)."""
+    kept = path.with_name(path.name.replace(".nii.gz", ".polar.npz"))
+    if kept.is_file() and kept.stat().st_mtime >= path.stat().st_mtime:
+        with np.load(kept) as z:
+            return (PolarMap(z["segments"], z["samples"], z["sample_segments"]),
+                    float(z["angle"]), float(z["apex"]))
+    image = read_nifti(path)
+    lv = find_lv_axis(image)
+    angle, apex = axis_errors(lv, np.asarray(truth.lv_axis.apex_mm),
+                              np.asarray(truth.lv_axis.base_mm))
+    pm = map_of(image, lv)
+    np.savez(kept, segments=pm.segments, samples=pm.samples, sample_segments=pm.sample_segments,
+             angle=angle, apex=apex)
+    return pm, angle, apex
+
+
+def limits_of(torsos: list[Sampled], camera: str, correction: str,
+              leave_out: str | None = None) -> dict[str, normals.NormalLimits]:
+    """Each sex's limits of the normal torsos (found axes only), without ``leave_out``."""
+    return {sex: normals.build([t.polar for t in torsos if t.territory is None and t.axis_ok
+                                and t.sex == sex and t.torso != leave_out],
+                               camera, correction, sex) for sex in normals.SEXES}
+
+
+def rows(torsos: list[Sampled], camera: str, m: str) -> list[dict[str, float | str]]:
+    """Each torso scored against its sex's limits built without it."""
+    out = []
+    for t in torsos:
+        s = scores.score(t.polar, limits_of(torsos, camera, MAPS[m], t.torso)[t.sex])
+        called = set(s.territories)
+        row: dict[str, float | str] = {
+            "torso": t.torso, "map": m, "sex": t.sex, "territory": t.territory or "none",
+            "severity": round(t.severity, 2), "extent_percent": round(t.extent_percent, 1),
+            "axis_ok": int(t.axis_ok), "sss": s.summed_score, "tpd_percent": round(s.tpd_percent, 1),
+            "called": " ".join(sorted(called)) or "none",
+            "right": int(t.territory in called) if t.territory else "",
+            "other": int(bool(called - {t.territory}))}
+        out.append(row)
+    return out
+
+
+def summary(table: list[dict[str, float | str]]) -> list[str]:
+    """Per map: normals without a called territory; defects of 10 % or more at 40 % or more
+    with their territory called and with no other called."""
+    lines = []
+    for m in dict.fromkeys(r["map"] for r in table):
+        r = [x for x in table if x["map"] == m]
+        normal = [x for x in r if x["territory"] == "none"]
+        big = [x for x in r if x["territory"] != "none" and float(x["severity"]) >= 0.4
+               and float(x["extent_percent"]) >= 10.0]
+        lines.append(
+            f"{m}: normal read normal {sum(x['called'] == 'none' for x in normal)}/{len(normal)}; "
+            f"defects >= 10 % at >= 40 %: right territory {sum(int(x['right']) for x in big)}"
+            f"/{len(big)}, no other {sum(1 - int(x['other']) for x in big)}/{len(big)}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m recon.validation.normallimits",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("images", type=Path, nargs="+", help="folders torsos --images wrote")
+    p.add_argument("--population", type=Path, required=True,
+                   help="the population's folder (truth.json)")
+    p.add_argument("--camera", default="spect-general")
+    p.add_argument("--maps", default="estimate,truth,none")
+    p.add_argument("--out", type=Path, default=Path("normal_scores.csv"))
+    p.add_argument("--write", type=Path, default=None,
+                   help="write every normal torso's limits here (the product's database)")
+    a = p.parse_args(argv)
+    table, built = [], []
+    for m in a.maps.split(","):
+        torsos = sample(a.images, a.population, m)
+        table += rows(torsos, a.camera, m)
+        built += limits_of(torsos, a.camera, MAPS[m]).values()
+        write_rows(a.out, table)
+    print("\n".join(summary(table)))
+    if a.write is not None:
+        print(f"wrote {normals.write(a.write, built)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
