@@ -153,7 +153,7 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
 
     petdaq("run", "--scanner", "spect-dual-head", "--phantom", "cardiac", "--nuclide", "Tc-99m",
            "--activity-mbq", "400", "--duration", "20", "--fast", "--no-recon", "--seed", "3",
-           "--out", str(tmp_path), "--name", "heart")
+           "--out", str(tmp_path), "--name", "heart", "--sex", "M")
     petdaq("recon", str(tmp_path / "heart"), "--report")
     out = tmp_path / "heart" / "images"
     report = json.loads((out / "report.json").read_text())
@@ -165,6 +165,9 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
     assert report["attenuation_method"].startswith("calculated")
     wall = report["inferior_to_lateral"]
     assert wall["without_attenuation_correction"] < wall["with_attenuation_correction"]
+    # spect-dual-head has no shipped normal limits: the fixed threshold, and the report says so
+    assert "no normal limits for spect-dual-head" in report["perfusion"]["note"]
+    assert defect["abnormal_by"].startswith("under 70 %")
     with open(out / "polar_map.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["segment"]) for r in rows] == list(range(1, 18))
@@ -186,6 +189,25 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
     manual = json.loads((tmp_path / "manual" / "report.json").read_text())
     assert manual["lv_axis"]["source"] == "manual"
     assert manual["lv_axis"]["angle_to_phantom_deg"] < 1.0
+    # a site's limits (here of the one run, three times: the command's path, not a database)
+    limits = tmp_path / "site.json"
+    heart = str(tmp_path / "heart")
+    petdaq("cardiac", "normals", heart, heart, heart, "--out", str(limits))
+    petdaq("recon", heart, "--cardiac", "--limits", str(limits), "--out", str(tmp_path / "site"),
+           "--no-dicom")
+    scored = json.loads((tmp_path / "site" / "report.json").read_text())["perfusion"]
+    assert scored["sex"] == "M" and scored["attenuation_correction"] == "calculated"
+    assert scored["summed_score"] == 0 and scored["abnormal_territories"] == [], scored
+    with open(tmp_path / "site" / "polar_map.csv") as fh:
+        assert [int(r["score"]) for r in csv.DictReader(fh)] == [0] * 17
+    r = in_process("recon", heart, "--cardiac", "--limits", str(limits), "--no-attenuation",
+                   "--out", str(tmp_path / "none"))
+    assert r.returncode == 2 and "no normal limits for spect-dual-head with none" in r.stderr
+    r = in_process("recon", heart, "--cardiac", "--body-part", "HEAD")
+    assert r.returncode == 2 and r.stderr == ("petdaq: error: --cardiac: the scan is of the HEAD, "
+                                              "not of a heart\n"), r.stderr
+    r = in_process("cardiac", "normals", str(tmp_path / "truth"), "--out", str(limits))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     r = in_process("recon", str(tmp_path / "heart"), "--report", "--lv-axis", "1,2,3")
     assert r.returncode == 2 and r.stderr.startswith("petdaq: error: --lv-axis '1,2,3': give "
                                                      "APEX_X,Y,Z:BASE_X,Y,Z"), r.stderr

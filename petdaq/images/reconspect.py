@@ -33,7 +33,7 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     from recon.metrics.report import phantom_report
     from recon.pet.runimage import run_phantom
     from recon.spect.quant import quantify_spect
-    from recon.spect.runimage import is_cardiac, nm_description, spect_run_image
+    from recon.spect.runimage import is_cardiac, nm_description, not_a_heart, spect_run_image
     from runstore.facts import run_facts
     from runstore.rundir import RunDir
 
@@ -43,6 +43,9 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     run = RunDir.open(Path(args.run))
     facts = run_facts(run)
     scanner = load_scanner(args.scanner or facts.scanner)
+    why = not_a_heart(facts, scanner, args.body_part) if args.cardiac else None
+    if why is not None:
+        raise UserError(f"--cardiac: {why}")
     iterations = args.iterations if args.iterations_given else SPECT_ITERATIONS
     subsets = args.subsets or SPECT_SUBSETS
     out = Path(args.out) if args.out else run.path / "images"

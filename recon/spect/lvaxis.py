@@ -66,6 +66,8 @@ class LvAxis:
     base_mm: np.ndarray
     anterior: np.ndarray
     radius_mm: tuple[float, float]
+    fit_contrast: float | None = None
+    """A found axis' model-ventricle contrast (:func:`find_lv_axis`; None: given by hand)."""
 
     def to_json(self) -> dict[str, list[float]]:
         return {"apex_mm": [round(float(v), 1) for v in self.apex_mm],
@@ -111,10 +113,11 @@ def find_lv_axis(image: Image) -> LvAxis:
             for index in lvsearch.local_maxima(score, CANDIDATES)]
     _, start, axis, _, _ = max(fits, key=lambda f: f[0])
     near = np.cos(np.radians(FINE_DEG))
-    _, centre, axis, short, long_ = _fit(smooth, start, fine[(fine @ prior > cone)
-                                                            & (fine @ axis > near)])
+    contrast, centre, axis, short, long_ = _fit(smooth, start, fine[(fine @ prior > cone)
+                                                                   & (fine @ axis > near)])
     apex = centre + (long_ - 3.0) * axis
-    return LvAxis(apex, centre - 0.75 * (apex - centre), ANTERIOR, polar_radius_mm(short))
+    return LvAxis(apex, centre - 0.75 * (apex - centre), ANTERIOR, polar_radius_mm(short),
+                  contrast)
 
 
 def _fit(image: Image, centre: np.ndarray, axes: np.ndarray

@@ -20,8 +20,10 @@ from runstore.rundir import RunDir
 #: OSEM iterations of the image without attenuation correction that the calculated mu-map is
 #: outlined on.
 OUTLINE_ITERATIONS = 2
-#: A study of this body part is read as a heart (polar map, scores).
+#: A study of this body part is read as a heart (polar map, scores); ``--cardiac`` reads one of
+#: these too, and refuses a study of another part.
 CARDIAC_PARTS = ("HEART",)
+CHEST_PARTS = ("HEART", "CHEST", "THORAX")
 
 
 def spect_run_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets: int = 6,
@@ -107,3 +109,17 @@ def is_cardiac(facts: RunFacts, scanner: Scanner) -> bool:
 
     phantom = run_phantom(facts, scanner)
     return phantom is not None and "myocardium" in phantom.regions()
+
+
+def not_a_heart(facts: RunFacts, scanner: Scanner, body_part: str | None = None) -> str | None:
+    """Why the run cannot be a heart's scan (``body_part``, else its study's, is another part,
+    or it emulated a phantom without a myocardium), or None."""
+    part = (body_part or facts.study.body_part or "").upper() or None
+    if part is not None and part not in CHEST_PARTS:
+        return f"the scan is of the {part}, not of a heart"
+    from recon.pet.runimage import run_phantom
+
+    phantom = run_phantom(facts, scanner)
+    if phantom is not None and "myocardium" not in phantom.regions():
+        return f"the run's phantom '{phantom.name}' has no heart (no myocardium)"
+    return None
