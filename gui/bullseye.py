@@ -30,7 +30,9 @@ class BullseyePanel(pg.GraphicsLayoutWidget):
         self.picture.setImage(np.array(v.picture), levels=(0, 255))
         self.view.autoRange(padding=0.02)
         low = ", ".join(map(str, v.abnormal_segments)) or "none"
-        self.title.setText(f"Bull's-eye: abnormal segments {low}<br>{v.summary}")
+        scored = not v.summary.startswith("not scored")
+        self.title.setText(f"Bull's-eye: abnormal segments {low}<br>{v.summary}" if scored
+                           else f"Bull's-eye: {v.summary}")
         self.shown = v
 
     def showing(self, v: PolarView) -> bool:

@@ -10,7 +10,7 @@ import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
 from gui import theme
-from gui.views import RATE_NAMES, Histogram, MonitorView
+from gui.views import RATE_NAMES, Histogram, MonitorView, ProjectionsView, display_levels
 
 STRIP_SECONDS = 120.0
 RATE_LABELS = {"singles": "singles", "prompts": "prompts", "delayeds": "delayeds",
@@ -126,6 +126,15 @@ class AcquisitionPlots(pg.GraphicsLayoutWidget):
                                      pen=pg.mkPen("#e69f00", width=1.5), brush=(230, 159, 0, 60))
         self._grid_key: tuple | None = None
         self._ranges: dict[str, tuple] = {}
+        #: Each PET panel's (title, bottom, left) for PET and for SPECT.
+        self._titles = {
+            self.hitmap: (("Crystal hit map", "crystal in ring", "ring"),
+                          ("Heads now", "column (head 1 | head 2)", "row")),
+            self.sinogram: (("Sinogram", "radial bin", "angle bin (0\u2013180\u00b0)"),
+                            ("Sinogram (central row)", "column", "view (gantry-angle order)")),
+            self.dt: (("Time difference (TOF)", "\u0394t (ps)", "coincidences"),
+                      ("Counts per angle (photopeak)", "gantry angle (\u00b0)", "counts"))}
+        self.spect_mode = False
 
     # ---------------------------------------------------------------- energy window
 
@@ -185,6 +194,31 @@ class AcquisitionPlots(pg.GraphicsLayoutWidget):
         if v.sinogram is not None:
             self.sinogram_image.setImage(v.sinogram.T, levels=v.sinogram_levels,
                                          autoLevels=False)
+        self._show_spect(v.projections)
+
+    def _show_spect(self, p: ProjectionsView | None) -> None:
+        """A SPECT scan's panels where PET's hit map, sinogram and time difference stand: each
+        head's current projection, the central row's sinogram and the counts per gantry angle;
+        PET's titles back when a PET scan follows."""
+        spect = p is not None
+        if spect != self.spect_mode:
+            self.spect_mode = spect
+            for plot, titles in self._titles.items():
+                title, bottom, left = titles[spect]
+                plot.setTitle(title)
+                plot.setLabel("bottom", bottom)
+                plot.setLabel("left", left)
+            self.module_grid.setVisible(not spect)
+        if p is None:
+            return
+        self.hitmap.setTitle(f"Heads now: view {p.view + 1} of {p.views}")
+        self.hitmap_image.setImage(p.heads_now.T, levels=display_levels(p.heads_now),
+                                   autoLevels=False)
+        self.sinogram_image.setImage(p.sinogram.T, levels=display_levels(p.sinogram),
+                                     autoLevels=False)
+        n = p.counts_per_angle.size
+        self._show_histogram(self.dt, self.dt_curve,
+                             Histogram(np.linspace(0.0, 360.0, n + 1), p.counts_per_angle))
 
     def _outline_modules(self, shape: tuple[int, int], grid: tuple[int, int] | None) -> None:
         if (shape, grid) == self._grid_key:

@@ -80,6 +80,19 @@ class Histogram:
 
 
 @dataclass
+class ProjectionsView:
+    """A SPECT scan's projections now (:func:`daq.control.monitor.projection_fields`): each
+    head's current view side by side, the central row's sinogram over gantry angle, the counts
+    per angle, and the view the heads are at of ``views``."""
+
+    heads_now: np.ndarray
+    sinogram: np.ndarray
+    counts_per_angle: np.ndarray
+    view: int
+    views: int
+
+
+@dataclass
 class MonitorView:
     """One monitor message, parsed. ``None`` marks a field that was missing or unusable."""
 
@@ -105,6 +118,8 @@ class MonitorView:
     hitmap_levels: tuple[float, float] = (0.0, 1.0)
     sinogram: np.ndarray | None = None
     sinogram_levels: tuple[float, float] = (0.0, 1.0)
+    projections: ProjectionsView | None = None
+    """SPECT only."""
     problems: list[str] = field(default_factory=list)
     """Fields present but unusable (wrong type, undecodable array)."""
 
@@ -184,6 +199,24 @@ def _image2d(message: dict[str, Any], key: str, problems: list[str]
     return (a, display_levels(a)) if a is not None else (None, (0.0, 1.0))
 
 
+def _projections(message: dict[str, Any], problems: list[str]) -> ProjectionsView | None:
+    """A SPECT monitor message's ``projections``; None when absent or unusable."""
+    obj = message.get("projections")
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        problems.append("projections")
+        return None
+    heads = _array(obj, "heads_now", 2, problems)
+    sino = _array(obj, "sinogram", 2, problems)
+    per_angle = _array(obj, "counts_per_angle", 1, problems)
+    view, views = number(obj.get("view")), number(obj.get("views"))
+    if heads is None or sino is None or per_angle is None or view is None or not views:
+        problems.append("projections")
+        return None
+    return ProjectionsView(heads, sino, per_angle, int(view), int(views))
+
+
 def monitor_view(message: dict[str, Any], received_at: float) -> MonitorView:
     """Parse a monitor message (see :func:`daq.messages.monitor_message`)."""
     problems: list[str] = []
@@ -212,6 +245,7 @@ def monitor_view(message: dict[str, Any], received_at: float) -> MonitorView:
         dt=_histogram(message, "dt_hist", "range_ps", problems),
         hitmap=hitmap, hitmap_levels=hitmap_levels,
         sinogram=sinogram, sinogram_levels=sinogram_levels,
+        projections=_projections(message, problems),
         problems=problems,
     )
     for key in ("rates", "totals", "losses", "queues", "disk"):

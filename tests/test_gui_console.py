@@ -773,3 +773,40 @@ def test_the_outbox_line_says_what_waits_for_the_pacs():
     assert outbox_line({"outbox": {"sent": 12, "committed": 12}}) == (
         "all sent (12), 12 committed", False)
     assert outbox_line({}) == ("-", False)
+
+
+def test_a_spect_scan_shows_its_heads_sinogram_and_counts_per_angle(qtbot, console, fake_daq):
+    """A SPECT scan's monitor (a real ProjectionStage's live view): the PET panels become the
+    heads' current projections, the central row's sinogram and the counts per angle; a PET
+    scan after it gets its own panels back, and broken projections are counted, not drawn."""
+    from daq.control.monitor import projection_fields
+    from daq.pipeline.process.projections import ProjectionStage
+    from hw.dtypes import SINGLE_DTYPE
+    from hw.scanner import load_scanner
+
+    camera = load_scanner("spect-dual-head")
+    stage = ProjectionStage(camera, 60.0)
+    rng = np.random.default_rng(3)
+    singles = np.zeros(20000, SINGLE_DTYPE)
+    singles["t"] = np.sort(rng.integers(0, 30 * 10**12, singles.size))
+    singles["crystal"] = rng.integers(0, camera.n_crystals, singles.size)
+    singles["energy"] = 140.0
+    stage.feed(singles)
+    fake_daq.extra = {"scanner": "spect-dual-head", "dt_hist": None, "sinogram": None,
+                      **projection_fields(stage.live_view())}
+    _wait_monitor(qtbot, console, lambda v: v.projections is not None)
+    qtbot.waitUntil(lambda: console.plots.spect_mode, timeout=5000)
+    plots = console.plots
+    assert plots.hitmap.titleLabel.text.startswith("Heads now: view 30 of 60")
+    assert plots.hitmap_image.image.shape == (128, 64)  # two heads' 64 columns across
+    assert plots.sinogram_image.image.shape == (64, 120)  # columns x 120 angles
+    x, y = plots.dt_curve.getData()
+    assert x[0] == 0.0 and x[-1] == 360.0 and y.sum() == pytest.approx(
+        stage.projections[1].sum())
+    before = console.counters.malformed
+    fake_daq.extra = {**fake_daq.extra, "projections": {"heads_now": "garbage"}}
+    qtbot.waitUntil(lambda: console.counters.malformed > before, timeout=5000)
+    fake_daq.extra = {}
+    qtbot.waitUntil(lambda: not console.plots.spect_mode, timeout=5000)
+    assert plots.hitmap.titleLabel.text == "Crystal hit map"
+    assert plots.dt.titleLabel.text == "Time difference (TOF)"

@@ -169,3 +169,14 @@ def histogram_fields(energy: np.ndarray, energy_range_kev: tuple[float, float],
     if sinogram is not None:
         out["sinogram"] = messages.encode_array(sinogram.astype(np.float32))
     return out
+
+
+def projection_fields(live: Any) -> dict[str, Any]:
+    """The SPECT part of a monitor message
+    (:class:`daq.pipeline.process.projections.LiveProjections`): ``projections`` {heads_now,
+    sinogram, counts_per_angle, view, views}."""
+    return {"projections": {
+        "heads_now": messages.encode_array(live.heads_now.astype(np.float32)),
+        "sinogram": messages.encode_array(live.sinogram.astype(np.float32)),
+        "counts_per_angle": messages.encode_array(live.counts_per_angle.astype(np.float32)),
+        "view": int(live.view), "views": int(live.views)}}

@@ -8,12 +8,19 @@ from typing import Any
 from daq import messages
 from daq.control.live import LiveImage
 from daq.control.liveframes import CurvePoints, LiveFrames, live_regions, live_schedule
-from daq.control.monitor import MonitorPublisher, RateMeter, histogram_fields, necr
+from daq.control.monitor import (
+    MonitorPublisher,
+    RateMeter,
+    histogram_fields,
+    necr,
+    projection_fields,
+)
 from daq.pipeline.acquisition import Acquisition
 from daq.pipeline.cpu import CpuMeter
 from daq.pipeline.links.sources import Source
 from daq.pipeline.process import calibration
 from daq.pipeline.process.processor import ENERGY_HIST_KEV, SortSettings
+from daq.pipeline.process.projections import ProjectionStage
 from hw.scanner import Scanner
 from runstore.rundir import RunDir
 from runstore.rundocs import ExitStatus, StopDocument
@@ -173,4 +180,6 @@ class Session:
             message=warning,
             **histogram_fields(proc.hist.energy, ENERGY_HIST_KEV, proc.hist.dt,
                                proc.hist.dt_range_ps, proc.hist.hitmap, proc.hist.sinogram),
+            **(projection_fields(proc.stage.live_view())
+               if isinstance(proc.stage, ProjectionStage) else {}),
         )

@@ -20,8 +20,8 @@ from recon.spect.lvaxis import LvAxis, find_lv_axis
 from recon.spect.polarmap import SEGMENT_NAMES, TERRITORIES, PolarMap, polar_map
 
 #: What a reading without limits says in place of its scores.
-NO_LIMITS = ("no normal limits for {camera} with {correction} attenuation correction: no scores "
-             "(build them with `petdaq cardiac normals`)")
+NO_LIMITS = ("not scored: no normal limits for {camera} with {correction} attenuation correction "
+             "(`petdaq cardiac normals` builds them)")
 
 
 @dataclass(frozen=True)

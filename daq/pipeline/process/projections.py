@@ -14,6 +14,7 @@ the journal stays the record of truth (``petdaq replay`` rebuilds them).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,20 @@ def view_duration_ps(scanner: Scanner, duration_s: float | None) -> int:
     return max(1, round(duration_s * 1e12 / scanner.spect.views_per_head))
 
 
+@dataclass(frozen=True)
+class LiveProjections:
+    """A SPECT scan's projections as the console shows them (photopeak counts): each head's
+    current view side by side ``[row, head x column]``, the sinogram of the central row
+    ``[angle, column]`` and the counts per angle (every head's views in gantry-angle order),
+    and the view the heads are at (0-based) of ``views`` per head."""
+
+    heads_now: np.ndarray
+    sinogram: np.ndarray
+    counts_per_angle: np.ndarray
+    view: int
+    views: int
+
+
 class ProjectionStage:
     """Stands where the coincidence sorter stands in the PET chain (``feed``/``flush``, which
     return no coincidences) and accumulates ``projections`` [window, head, view, row, column]."""
@@ -87,6 +102,8 @@ class ProjectionStage:
         self.photopeaks_kev = tuple(photopeaks_kev) if photopeaks_kev else None
         self.windows = windows_of(scanner, self.photopeaks_kev)
         self.projections = np.zeros(spect.projection_shape(scanner, len(self.windows)), np.int64)
+        self.latest_ps = 0
+        """The latest single's time (ps from the scan's start): its view is the heads' now."""
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -103,7 +120,21 @@ class ProjectionStage:
         """Count calibrated singles (SINGLE_DTYPE, keV) into the projections."""
         spect.bin_projections(singles, self.scanner, self.windows, self.view_ps,
                               out=self.projections)
+        if singles.size:
+            self.latest_ps = max(self.latest_ps, int(singles["t"].max()))
         return _NOTHING
+
+    def live_view(self) -> LiveProjections:
+        """What the console shows of the first photopeak's projections now."""
+        peak = self.projections[spect.PEAK]                      # [head, view, row, column]
+        heads, views, rows, _ = peak.shape
+        view = min(views - 1, max(0, self.latest_ps // self.view_ps))
+        angles = np.concatenate([self.scanner.spect.view_angles_deg(h) for h in range(heads)])
+        order = np.argsort(np.mod(angles, 360.0), kind="stable")
+        by_angle = peak.reshape(heads * views, rows, -1)[order]
+        return LiveProjections(np.concatenate(list(peak[:, view]), axis=1),
+                               by_angle[:, rows // 2, :], by_angle.sum(axis=(1, 2)), int(view),
+                               views)
 
     def flush(self) -> np.ndarray:
         return _NOTHING
