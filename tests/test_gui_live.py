@@ -146,7 +146,7 @@ def test_a_cardiac_spect_scan_ends_with_its_image_and_bullseye(qtbot, console):
     """Tc-99m on the dual-head camera, the cardiac phantom, 800 MBq for 10 s: at the stop the DAQ
     reconstructs the projections, finds the ventricle's axis in the image and sends the image
     and the bull's-eye; the console shows both, the lowest segment in the phantom's anterior
-    defect."""
+    defect, and SPECT's panels (the heads now, the sinogram, counts per angle)."""
     _start_scan(qtbot, console, phantom="cardiac", activity_mbq=800.0, duration_s=10.0,
                 scanner="spect-dual-head", nuclide="Tc-99m")
     qtbot.waitUntil(lambda: console.bullseye.shown is not None, timeout=240_000)
@@ -154,6 +154,10 @@ def test_a_cardiac_spect_scan_ends_with_its_image_and_bullseye(qtbot, console):
     percent = console.bullseye.shown.percent
     assert int(np.argmin(percent)) + 1 in (7, 13, 17)  # the defect's segments (LAD)
     assert console.side.currentWidget() is console.bullseye
+    # SPECT's panels, not PET's empty ones; no normal limits for this camera, and it says so
+    assert console.plots.spect_mode
+    assert console.plots.hitmap.titleLabel.text.startswith("Heads now: view")
+    assert "not scored: no normal limits for spect-dual-head" in console.bullseye.title.text
     DOCS.mkdir(exist_ok=True)
     assert console.save_screenshot(DOCS / "console_cardiac.png")
     qtbot.waitUntil(lambda: console.state == "stopped", timeout=30_000)

@@ -92,3 +92,19 @@ def test_databases_round_trip_and_bad_ones_are_one_line(limits, tmp_path):
     with pytest.raises(UserError, match="at least 3 normal patients"):
         normals.build([polar(np.random.default_rng(1))], "spect-general", "calculated", "M")
 
+
+
+def test_the_shipped_limits_match_the_polar_maps_sampling():
+    """The product's limits for its adult camera: both sexes, three corrections, each of the
+    polar map's samples."""
+    from recon.grid import Grid
+    from recon.spect.polarmap import polar_map
+
+    shipped = normals.shipped("spect-general")
+    assert {(x.correction, x.sex) for x in shipped} == {
+        (c, s) for c in ("calculated", "measured", "none") for s in ("F", "M")}
+    grid = Grid((40, 40, 40), (4.0, 4.0, 4.0), (-78.0, -78.0, -78.0))
+    pm = polar_map(grid.image(np.ones((40, 40, 40), np.float32), "counts"), (0, 0, 20),
+                   (0, 0, -20), (0, -1, 0))
+    assert all(x.mean_percent.size == pm.samples.size and x.patients >= 3 for x in shipped)
+    assert normals.shipped("spect-dual-head") == []

@@ -87,12 +87,13 @@ class CardiacReading:
         return [self.polar.write_png(Path(folder) / "polar_map.png"), path]
 
     def report(self) -> dict[str, Any]:
-        """The report's ``polar_map`` (percent of the maximum per segment, territories' means)
-        and ``perfusion`` (the scores, or why there are none) entries."""
+        """The report's ``polar_map`` (percent of the maximum per segment, territories' means),
+        ``lv_axis`` (where it came from, apex and base in mm) and ``perfusion`` (the scores, or
+        why there are none) entries."""
         polar = segments_report(self.polar)
         perfusion = dict(self.scores) if self.scores else {"note": self.note}
-        return {"polar_map": polar, "perfusion": {"attenuation_correction": self.correction,
-                                                  **perfusion}}
+        return {"polar_map": polar, "lv_axis": {"source": self.axis_source, **self.lv.to_json()},
+                "perfusion": {"attenuation_correction": self.correction, **perfusion}}
 
 
 def segments_report(pm: PolarMap) -> dict[str, Any]:

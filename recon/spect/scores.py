@@ -52,16 +52,18 @@ class Scores:
                 "abnormal_territories": list(self.territories)}
 
 
-def severity(pm: PolarMap, limits: NormalLimits) -> np.ndarray:
-    """Each sample's severity (0 normal .. 4 absent uptake)."""
-    lower = np.maximum(limits.lower_percent(THRESHOLD_SD), 1e-6)
+def severity(pm: PolarMap, limits: NormalLimits, threshold_sd: float = THRESHOLD_SD
+             ) -> np.ndarray:
+    """Each sample's severity (0 normal .. 4 absent uptake) under the lower limit
+    ``threshold_sd`` spreads under the normal mean."""
+    lower = np.maximum(limits.lower_percent(threshold_sd), 1e-6)
     value = pm.samples_percent
     return np.clip(4.0 * (lower - value) / lower, 0.0, 4.0)
 
 
-def score(pm: PolarMap, limits: NormalLimits) -> Scores:
+def score(pm: PolarMap, limits: NormalLimits, threshold_sd: float = THRESHOLD_SD) -> Scores:
     """The scores of ``pm`` (with samples) against ``limits``."""
-    sev = severity(pm, limits)
+    sev = severity(pm, limits, threshold_sd)
     seg = pm.sample_segments
     mean = np.bincount(seg - 1, sev, 17) / np.maximum(np.bincount(seg - 1, None, 17), 1)
     scores = tuple(int(v) for v in np.clip(np.floor(mean + 0.5), 0, 4))
