@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -135,8 +136,26 @@ def test_petdaq_acquire_on_the_spect_camera_without_a_duration_says_so(tmp_path)
     assert not (tmp_path / "runs").exists()  # nothing created
 
 
+def _petdaq_ok(*args: str) -> None:
+    from inprocess import petdaq as in_process
+
+    r = in_process(*args)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(scope="module")
+def heart_run(tmp_path_factory) -> Path:
+    """A cardiac SPECT run of a man, from the command line (spect-dual-head, 400 MBq, 20 s)."""
+    out = tmp_path_factory.mktemp("spect")
+    _petdaq_ok("run", "--scanner", "spect-dual-head", "--phantom", "cardiac", "--nuclide",
+               "Tc-99m", "--activity-mbq", "400", "--duration", "20", "--fast", "--no-recon",
+               "--seed", "3", "--out", str(out), "--name", "heart", "--sex", "M")
+    return out / "heart"
+
+
 @pytest.mark.slow
-def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(tmp_path):
+def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(heart_run,
+                                                                               tmp_path):
     """From the command line alone: a cardiac SPECT run, then ``petdaq recon RUN --report``:
     the image, a DICOM NM volume that dciodvfy accepts, the polar map (PNG, CSV) whose lowest
     segment is one the phantom's defect touches, and the inferior wall darker without
@@ -147,15 +166,10 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
     from dicomcheck import DCIODVFY, dciodvfy_errors
     from inprocess import petdaq as in_process
 
-    def petdaq(*args: str) -> None:
-        r = in_process(*args)
-        assert r.returncode == 0, r.stderr
-
-    petdaq("run", "--scanner", "spect-dual-head", "--phantom", "cardiac", "--nuclide", "Tc-99m",
-           "--activity-mbq", "400", "--duration", "20", "--fast", "--no-recon", "--seed", "3",
-           "--out", str(tmp_path), "--name", "heart", "--sex", "M")
-    petdaq("recon", str(tmp_path / "heart"), "--report")
-    out = tmp_path / "heart" / "images"
+    petdaq = _petdaq_ok
+    heart = str(heart_run)
+    petdaq("recon", heart, "--report")
+    out = heart_run / "images"
     report = json.loads((out / "report.json").read_text())
     defect = report["defect"]
     assert 7 in defect["true_segments"]  # mid anterior: the phantom's anterior defect
@@ -178,20 +192,36 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
 
     # the axis found in the image of the right attenuation (the phantom's: the calculated map's
     # lungs are water, which tilts it by about 20 degrees more), not taken from the phantom
-    petdaq("recon", str(tmp_path / "heart"), "--report", "--out", str(tmp_path / "truth"),
+    petdaq("recon", heart, "--report", "--out", str(tmp_path / "truth"),
            "--mu-map", "truth", "--no-dicom")
     axis = json.loads((tmp_path / "truth" / "report.json").read_text())["lv_axis"]
     assert axis["source"] == "image" and axis["angle_to_phantom_deg"] < 20.0, axis
     assert axis["apex_to_phantom_mm"] < 20.0 and axis["base_to_phantom_mm"] < 15.0, axis
 
-    petdaq("recon", str(tmp_path / "heart"), "--report", "--out", str(tmp_path / "manual"),
+    petdaq("recon", heart, "--report", "--out", str(tmp_path / "manual"),
            "--lv-axis", "46.8,-41.9,-25.7:8.9,-4.1,17.6", "--no-dicom", "--no-attenuation")
     manual = json.loads((tmp_path / "manual" / "report.json").read_text())
     assert manual["lv_axis"]["source"] == "manual"
     assert manual["lv_axis"]["angle_to_phantom_deg"] < 1.0
-    # a site's limits (here of the one run, three times: the command's path, not a database)
+    r = in_process("recon", heart, "--report", "--lv-axis", "1,2,3")
+    assert r.returncode == 2 and r.stderr.startswith("petdaq: error: --lv-axis '1,2,3': give "
+                                                     "APEX_X,Y,Z:BASE_X,Y,Z"), r.stderr
+
+
+@pytest.mark.slow
+def test_a_sites_normal_limits_score_a_cardiac_run_and_bad_requests_are_one_line(heart_run,
+                                                                                 tmp_path):
+    """``petdaq cardiac normals`` on runs (here the one run three times: the command's path,
+    not a database), ``petdaq recon --cardiac --limits``: the man's scores against them, and
+    limits of another correction, a head and a folder that is no run refused in one line."""
+    import csv
+    import json
+
+    from inprocess import petdaq as in_process
+
+    petdaq = _petdaq_ok
+    heart = str(heart_run)
     limits = tmp_path / "site.json"
-    heart = str(tmp_path / "heart")
     petdaq("cardiac", "normals", heart, heart, heart, "--out", str(limits))
     petdaq("recon", heart, "--cardiac", "--limits", str(limits), "--out", str(tmp_path / "site"),
            "--no-dicom")
@@ -206,8 +236,5 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(t
     r = in_process("recon", heart, "--cardiac", "--body-part", "HEAD")
     assert r.returncode == 2 and r.stderr == ("petdaq: error: --cardiac: the scan is of the HEAD, "
                                               "not of a heart\n"), r.stderr
-    r = in_process("cardiac", "normals", str(tmp_path / "truth"), "--out", str(limits))
+    r = in_process("cardiac", "normals", str(tmp_path), "--out", str(limits))
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    r = in_process("recon", str(tmp_path / "heart"), "--report", "--lv-axis", "1,2,3")
-    assert r.returncode == 2 and r.stderr.startswith("petdaq: error: --lv-axis '1,2,3': give "
-                                                     "APEX_X,Y,Z:BASE_X,Y,Z"), r.stderr

@@ -32,6 +32,8 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     from hw.scanner import load_scanner
     from recon.metrics.report import phantom_report
     from recon.pet.runimage import run_phantom
+    from recon.spect import normals
+    from recon.spect.lvaxis import parse_lv_axis
     from recon.spect.quant import quantify_spect
     from recon.spect.runimage import is_cardiac, nm_description, not_a_heart, spect_run_image
     from runstore.facts import run_facts
@@ -39,13 +41,15 @@ def recon_spect_run(args: argparse.Namespace) -> int:
 
     if args.frames is not None:
         raise UserError("--frames needs a PET run: a SPECT run's views share its whole duration")
-    lv = _lv_axis(args)  # a malformed axis or limits: say so before reconstructing
+    lv = parse_lv_axis(args.lv_axis) if args.lv_axis else None  # malformed: say so first
     run = RunDir.open(Path(args.run))
     facts = run_facts(run)
     scanner = load_scanner(args.scanner or facts.scanner)
     why = not_a_heart(facts, scanner, args.body_part) if args.cardiac else None
     if why is not None:
         raise UserError(f"--cardiac: {why}")
+    if args.limits is not None:  # limits of another camera or correction: say so first too
+        normals.choose(normals.read(args.limits), scanner.name, _correction(args.mu_map), None)
     iterations = args.iterations if args.iterations_given else SPECT_ITERATIONS
     subsets = args.subsets or SPECT_SUBSETS
     out = Path(args.out) if args.out else run.path / "images"
@@ -86,15 +90,12 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lv_axis(args: argparse.Namespace) -> Any:
-    """The axis ``--lv-axis`` gives (None: found in the image); ``--limits`` read to fail
-    early."""
-    from recon.spect import normals
-    from recon.spect.lvaxis import parse_lv_axis
+def _correction(mu_map: str) -> str:
+    """The correction (:data:`recon.spect.normals.CORRECTION_OF_METHOD`) a ``--mu-map`` gives."""
+    from recon.corrections import attenuation
 
-    if args.limits is not None:
-        normals.read(args.limits)
-    return parse_lv_axis(args.lv_axis) if args.lv_axis else None
+    return {attenuation.NONE: "none", attenuation.ESTIMATE: "calculated"}.get(mu_map,
+                                                                               "measured")
 
 
 def _read_heart(image: Any, scanner: Any, sex: str | None, lv: Any, limits: str | None) -> Any:

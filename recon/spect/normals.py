@@ -116,9 +116,10 @@ def shipped(camera: str) -> list[NormalLimits]:
 
 
 def choose(limits: Sequence[NormalLimits], camera: str, correction: str,
-           samples: int) -> dict[str, NormalLimits]:
+           samples: int | None) -> dict[str, NormalLimits]:
     """Each sex's limits for a scan of ``camera`` with ``correction`` (keyed by sex), checked
-    against the scan's number of polar-map samples; one line of error where there are none."""
+    against the scan's number of polar-map samples (None: not yet known); one line of error
+    where there are none."""
     found = {x.sex: x for x in limits if x.correction == correction}
     if not found:
         have = sorted({x.correction for x in limits}) or ["none at all"]
@@ -128,7 +129,7 @@ def choose(limits: Sequence[NormalLimits], camera: str, correction: str,
     for x in found.values():
         if x.camera != camera:
             raise UserError(f"normal limits are of camera {x.camera}, not of this scan's {camera}")
-        if x.mean_percent.size != samples:
+        if samples is not None and x.mean_percent.size != samples:
             raise UserError(f"normal limits of {x.label} have {x.mean_percent.size} samples, "
                             f"this polar map {samples}: they were built with another sampling")
     return found
