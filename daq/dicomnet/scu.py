@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from daq.dicomnet.config import DicomConfig, Node
 TIMEOUT_S = 10.0
 #: C-STORE statuses that store the instance (success and the warnings).
 STORED = {0x0000, 0xB000, 0xB006, 0xB007}
+#: Pauses before asking again when a plain association reads as aborted (a rejection whose
+#: close overtook it is read as an abort by pynetdicom on a loaded machine).
+PLAIN_RETRY_PAUSES_S = (0.0, 0.2, 0.5)
 
 logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # its own reasons are ours to say
 
@@ -81,9 +85,12 @@ def associate(ae, node: Node, config: DicomConfig):
     if node.tls and config.tls is not None:
         tls_args = (config.tls.client_context(), node.host)
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=tls_args)
-    if assoc.is_aborted and tls_args is None:
-        # asked once more: a node that rejects, then closes at once, was once read as aborting
+    for pause_s in PLAIN_RETRY_PAUSES_S:
+        if not (assoc.is_aborted and tls_args is None):
+            break
+        # asked again: a node that rejects, then closes at once, can read as aborting
         # (Orthanc refusing a called AE title, on a loaded machine)
+        time.sleep(pause_s)
         assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
     if assoc.is_aborted and tls_args is not None:
         _handshake(node, tls_args[0], ae.connection_timeout)
