@@ -238,3 +238,18 @@ def test_a_sites_normal_limits_score_a_cardiac_run_and_bad_requests_are_one_line
                                               "not of a heart\n"), r.stderr
     r = in_process("cardiac", "normals", str(tmp_path), "--out", str(limits))
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    # a learned map this camera has no model for, one of another camera, a truncated one:
+    # refused in one line before anything is reconstructed
+    from recon.spect import learnedmap
+
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(learnedmap.shipped("spect-general").read_bytes()[:4000])
+    for mu_map, words in (("learned", "no learned mu-map model ships for camera "
+                                      "spect-dual-head"),
+                          (str(learnedmap.shipped("spect-general")),
+                           "is of camera spect-general, not spect-dual-head"),
+                          (str(cut), "cannot be read (truncated or not ONNX)")):
+        r = in_process("recon", heart, "--cardiac", "--mu-map", mu_map, "--out",
+                       str(tmp_path / "learned"))
+        assert r.returncode == 2 and words in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "learned").exists()

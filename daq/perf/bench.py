@@ -40,6 +40,10 @@ PEAK_NECR_CPS = 91e6
 docs/count_rate.csv)."""
 
 
+#: The camera whose shipped learned mu-map model is timed.
+LEARNED_CAMERA = "spect-general"
+
+
 @dataclass
 class StageResult:
     """One line of the table."""
@@ -215,6 +219,24 @@ class Bench:
                           self.repeats)
             self.add(f"projection fwd+back, {'TOF' if tof else 'non-TOF'}", prompts.size, t,
                      "parallelproj ~0.1-0.3 M LOR/s on 2 cores")
+        self._learned_map()
+
+    def _learned_map(self) -> None:
+        """The learned SPECT mu-map drawn for one scan's volume (its voxels), and the model's
+        size."""
+        import recon
+        from hw import load_scanner
+        from recon.spect import learnedmap
+
+        model = learnedmap.model_for(LEARNED_CAMERA)
+        grid = recon.default_grid(load_scanner(LEARNED_CAMERA))
+        counts = np.random.default_rng(7).gamma(2.0, 1.0, grid.shape).astype(np.float32)
+        image = grid.image(counts, "counts")
+        learnedmap.predict(model, image, model.energy_kev)
+        t = best_time(lambda: learnedmap.predict(model, image, model.energy_kev), self.repeats)
+        size_mb = model.path.stat().st_size / 1e6
+        self.add(f"learned SPECT mu-map, one scan ({LEARNED_CAMERA}, voxels)", counts.size, t,
+                 f"{t:.2f} s a scan, model {size_mb:.2f} MB (targets <= 2 s, <= 20 MB)")
 
     def end_to_end(self, seconds: float) -> StageResult:
         """The emulator (child process, frame replay) -> ZeroMQ -> DAQ chain, zero loss; its

@@ -70,7 +70,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          "mu_map.nii.gz beside the image), a NIfTI in the scanner's "
                          "frame (1/mm at 511 keV, or a CT in Hounsfield units), or truth (an "
                          "emulated run's phantom, for validation). SPECT: the same, at the "
-                         "photopeak's energy")
+                         "photopeak's energy, or learned (the camera's shipped model's "
+                         "CT-less map from the emission; a .onnx file: that model's)")
     mu.add_argument("--no-attenuation", dest="mu_map", action="store_const", const="none",
                     help="no attenuation correction")
     p.add_argument("--body-part", default=None, metavar="PART",

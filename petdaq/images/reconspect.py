@@ -32,10 +32,10 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     from hw.scanner import load_scanner
     from recon.metrics.report import phantom_report
     from recon.pet.runimage import run_phantom
-    from recon.spect import normals
+    from recon.spect import learnedmap, normals
     from recon.spect.lvaxis import parse_lv_axis
     from recon.spect.quant import quantify_spect
-    from recon.spect.runimage import is_cardiac, nm_description, not_a_heart, spect_run_image
+    from recon.spect.runimage import is_cardiac, is_learned, nm_description, not_a_heart, spect_run_image
     from runstore.facts import run_facts
     from runstore.rundir import RunDir
 
@@ -50,6 +50,9 @@ def recon_spect_run(args: argparse.Namespace) -> int:
         raise UserError(f"--cardiac: {why}")
     if args.limits is not None:  # limits of another camera or correction: say so first too
         normals.choose(normals.read(args.limits), scanner.name, _correction(args.mu_map), None)
+    if is_learned(args.mu_map):  # a model missing, truncated or of another camera: first too
+        learnedmap.model_for(scanner.name, None if args.mu_map == learnedmap.LEARNED
+                             else args.mu_map)
     iterations = args.iterations if args.iterations_given else SPECT_ITERATIONS
     subsets = args.subsets or SPECT_SUBSETS
     out = Path(args.out) if args.out else run.path / "images"
@@ -92,10 +95,10 @@ def recon_spect_run(args: argparse.Namespace) -> int:
 
 def _correction(mu_map: str) -> str:
     """The correction (:data:`recon.spect.normals.CORRECTION_OF_METHOD`) a ``--mu-map`` gives."""
-    from recon.corrections import attenuation
+    from recon.spect import normals
+    from recon.spect.runimage import method_of
 
-    return {attenuation.NONE: "none", attenuation.ESTIMATE: "calculated"}.get(mu_map,
-                                                                               "measured")
+    return normals.CORRECTION_OF_METHOD[method_of(mu_map)]
 
 
 def _read_heart(image: Any, scanner: Any, sex: str | None, lv: Any, limits: str | None) -> Any:

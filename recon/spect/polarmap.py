@@ -114,8 +114,14 @@ def polar_map(image: Image, apex_mm: Sequence[float], base_mm: Sequence[float],
     values.append(sample_trilinear(image, cap_pts).max(axis=1))
     segs.append(np.full(len(cap), 17))
     samples, seg = np.concatenate(values), np.concatenate(segs)
-    means = np.bincount(seg - 1, samples, 17) / np.maximum(np.bincount(seg - 1, None, 17), 1)
-    return PolarMap(means, samples, seg)
+    return PolarMap(segment_means(samples, seg), samples, seg)
+
+
+def segment_means(values: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """The mean of ``values`` over the samples of each of the 17 segments (``segments``: each
+    sample's segment, 1-17; 0 where a segment has no sample)."""
+    n = np.maximum(np.bincount(segments - 1, None, 17), 1)
+    return np.bincount(segments - 1, values, 17) / n
 
 
 # ------------------------------------------------------------------------------------ rendering

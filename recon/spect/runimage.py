@@ -60,12 +60,14 @@ def spect_mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float, ch
                  body_part: str | None, without_attenuation: Callable[[], Any]) -> Any:
     """The mu-map (:class:`recon.corrections.attenuation.MuMap`, 1/mm at ``energy_kev`` on
     ``grid``) that ``choice`` names: ``estimate`` the calculated map of the outline of
-    ``without_attenuation()`` (:mod:`recon.spect.mumap`), ``truth`` an emulated run's phantom
-    (validation only), ``none``, or a NIfTI file at 511 keV."""
+    ``without_attenuation()`` (:mod:`recon.spect.mumap`), ``learned`` the camera's shipped
+    model's map of that image (:mod:`recon.spect.learnedmap`; a ``.onnx`` file: that model's),
+    ``truth`` an emulated run's phantom (validation only), ``none``, or a NIfTI file at
+    511 keV."""
     from recon.corrections import attenuation
     from recon.corrections.attenuation import MuMap
     from recon.pet.runimage import run_phantom
-    from recon.spect import mumap
+    from recon.spect import learnedmap, mumap
 
     if choice == attenuation.NONE:
         return MuMap.none()
@@ -77,11 +79,31 @@ def spect_mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float, ch
                             "run names no phantom")
         return MuMap(grid.image(phantom.mu_map(grid, energy_kev), "1/mm"), attenuation.TRUTH,
                      f"emulated phantom's own mu-map ({phantom.name}; validation)")
+    if is_learned(choice):
+        model = learnedmap.model_for(scanner.name, None if choice == learnedmap.LEARNED
+                                     else choice)
+        return learnedmap.predict(model, without_attenuation(), energy_kev)
     if choice != attenuation.ESTIMATE:
         return mumap.at_energy(attenuation.load(choice), grid, energy_kev)
     part = body_part or facts.study.body_part or (
         phantom.body_part if phantom is not None else None)
     return mumap.estimate(without_attenuation(), energy_kev, part)
+
+
+def is_learned(choice: str) -> bool:
+    """Whether a ``--mu-map`` choice asks for a learned map (``learned`` or a model file)."""
+    return choice == "learned" or choice.lower().endswith(".onnx")
+
+
+def method_of(choice: str) -> str:
+    """The map's method (:class:`recon.corrections.attenuation.MuMap`'s) that a ``--mu-map``
+    choice gives."""
+    from recon.corrections import attenuation
+
+    if is_learned(choice):
+        return "learned"
+    return {attenuation.NONE: "none", attenuation.ESTIMATE: "calculated",
+            attenuation.TRUTH: "truth"}.get(choice, "file")
 
 
 def nm_description(facts: Any, image: Any) -> tuple[Any, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from emulator.population.heart import TERRITORIES
 from recon.spect.normals import NormalLimits
-from recon.spect.polarmap import PolarMap
+from recon.spect.polarmap import PolarMap, segment_means
 
 #: Spreads of the normals under their mean where a sample becomes hypoperfused.
 THRESHOLD_SD = 3.0
@@ -65,7 +65,7 @@ def score(pm: PolarMap, limits: NormalLimits, threshold_sd: float = THRESHOLD_SD
     """The scores of ``pm`` (with samples) against ``limits``."""
     sev = severity(pm, limits, threshold_sd)
     seg = pm.sample_segments
-    mean = np.bincount(seg - 1, sev, 17) / np.maximum(np.bincount(seg - 1, None, 17), 1)
+    mean = segment_means(sev, seg)
     scores = tuple(int(v) for v in np.clip(np.floor(mean + 0.5), 0, 4))
     territories = tuple(name for name, segs in TERRITORIES.items()
                         if sum(scores[s - 1] for s in segs) >= TERRITORY_SUM)

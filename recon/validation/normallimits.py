@@ -35,8 +35,9 @@ from recon.spect.polarmap import PolarMap
 from recon.spect.reading import map_of
 from recon.validation.runs import write_rows
 
-#: The kept images' map names and the correction their limits are of.
-MAPS = {"estimate": "calculated", "truth": "measured", "none": "none"}
+#: The kept images' map names and the correction their limits are of (learned:
+#: python -m recon.validation.learnedmap keeps those).
+MAPS = {"estimate": "calculated", "truth": "measured", "none": "none", "learned": "learned"}
 FOUND_DEG, FOUND_MM = 20.0, 20.0
 
 

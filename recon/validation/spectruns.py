@@ -16,6 +16,7 @@ import emulator
 from coincidence import spect
 from hw.scanner import Scanner
 from recon.grid import default_grid
+from recon.spect import learnedmap
 from recon.spect.mumap import estimate
 from recon.spect.osem import spect_osem
 
@@ -49,9 +50,10 @@ def scan(scanner: Scanner, phantom: Any, nuclide: str, activity_mbq: float, seco
 
 
 def image(projections: np.ndarray, scanner: Scanner, phantom: Any, mu_map: str,
-          body_part: str | None = None) -> Any:
+          body_part: str | None = None, model_path: str | None = None) -> Any:
     """The OSEM image (counts) with ``mu_map``: ``truth`` (the phantom's own), ``estimate``
-    (the calculated map of the outline), ``none``."""
+    (the calculated map of the outline), ``learned`` (``model_path``'s map, None: the
+    camera's shipped model), ``none``."""
     windows = windows_of(scanner)
     counts = projections.astype(np.float32)
     scatter = spect.smooth_scatter(spect.tew_scatter(counts, windows))
@@ -66,6 +68,9 @@ def image(projections: np.ndarray, scanner: Scanner, phantom: Any, mu_map: str,
         mu = grid.image(phantom.mu_map(grid, energy), "1/mm")
     elif mu_map == "estimate":
         mu = estimate(osem(None, OUTLINE_ITERATIONS), energy, body_part).image
+    elif mu_map == "learned":
+        model = learnedmap.model_for(scanner.name, model_path)
+        mu = learnedmap.predict(model, osem(None, OUTLINE_ITERATIONS), energy).image
     else:
         mu = None
     return osem(mu, ITERATIONS)

@@ -1,0 +1,1 @@
+"""Training the learned SPECT mu-map (needs the ``train`` extra: JAX, Optax, ONNX)."""
