@@ -6,7 +6,7 @@ the fast path (:mod:`recon.learning.fastpath`, kept beside the patient for the n
 last ``--held-out`` patients are kept out of training for the loss curve. The network
 (:mod:`recon.learning.unet`) learns each transaxial slice's map (1/cm) from the image without
 correction by Adam on the mean absolute error; shuffling and the initial weights come from
-``--seed``, so a run is repeatable.
+``--seed`` (as does the fast path's noise).
 
 Run: ``python -m recon.learning.train POPULATION [--n 150] [--epochs 8] [--seed 7]
 [--camera spect-general] [--out spect-general.onnx]``; the card is ``<out>.md``, the loss
@@ -164,7 +164,7 @@ def card(s: TrainSettings, curve: Curve, size_bytes: int, n_params: int) -> str:
   patient's true map, collimator blur, Poisson noise at
   {fastpath.COUNTS_RANGE[0]:.0e}-{fastpath.COUNTS_RANGE[1]:.0e} photopeak counts; no scatter).
 - **Training**: Adam, cosine decay from {s.learning_rate:g}, batch {s.batch}, {s.epochs}
-  epochs, seed {s.seed}; `python -m recon.learning.train {s.population} --n {s.n}
+  epochs, seed {s.seed}; `python -m recon.learning.train {s.population.name} --n {s.n}
   --held-out {s.held_out} --epochs {s.epochs} --seed {s.seed} --camera {s.camera}`.
 - **Figures on the emulated chain's images**: docs/cardiac.md
   (`python -m recon.validation.learnedmap`).
