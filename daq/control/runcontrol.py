@@ -188,12 +188,23 @@ def finish(r: Run) -> int:
             r.emulator.kill()
             _, err = r.emulator.communicate()
         if r.emulator.returncode not in (0, -15) and err and err.strip():
-            r.emulator_error = err.strip().splitlines()[-1]
+            r.emulator_error = last_words(err)
     stop = r.session.finish()
     if r.recon:
         final_image(r.run, r.scanner, r.session.publisher, dicom=atstop.wanted(not stop.failed))
     atstop.send_at_stop(r.run.path, not stop.failed)
     return 1 if stop.failed else 0
+
+
+def last_words(stderr: str) -> str:
+    """A failed emulator's error in one line: its last line, or for a crash the fault and the
+    innermost frame of the thread that crashed (``faulthandler``'s report)."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    fatal = next((i for i, ln in enumerate(lines) if ln.startswith("Fatal Python error")), None)
+    if fatal is None:
+        return lines[-1]
+    frame = next((ln for ln in lines[fatal + 1:] if ln.startswith("File ")), None)
+    return f"{lines[fatal]} ({frame})" if frame else lines[fatal]
 
 
 def final_image(run: RunDir, scanner: Scanner, publisher: MonitorPublisher | None = None,

@@ -52,13 +52,19 @@ class Sink(Protocol):
 
 class ZmqSink:
     """One bound PUSH socket per board; with a key folder, only its authorised clients may
-    connect (CURVE), so that no other program takes a board's events."""
+    connect (CURVE), so that no other program takes a board's events.
+
+    The sink owns its ZeroMQ context: :meth:`close` ends it, which waits (up to the linger time)
+    until the readers have every frame still queued; a process that exits without ending its
+    context loses them, and libzmq's threads outlive the interpreter (a crash at exit).
+    """
 
     def __init__(self, endpoints: list[str], hwm: int = SEND_HWM, linger_ms: int = 10_000,
                  key_folder: keys.KeyFolder | None = None) -> None:
         self.endpoints = endpoints
         self._guard = keys.Guard(key_folder) if key_folder else None
-        ctx = self._guard.context if self._guard else zmq.Context.instance()
+        self._ctx = None if self._guard else zmq.Context()
+        ctx = self._guard.context if self._guard else self._ctx
         self._socks: list[zmq.Socket] = []
         for endpoint in endpoints:
             sock = ctx.socket(zmq.PUSH)
@@ -88,6 +94,9 @@ class ZmqSink:
         if self._guard is not None:  # after the sockets have sent what they hold
             self._guard.close()
             self._guard = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
 
 
 #: How long a pty's input queue must stay empty before its master is closed (s).

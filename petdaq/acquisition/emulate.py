@@ -7,6 +7,7 @@ The DAQ's CLI registers them with :func:`add_commands`; every user mistake raise
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import math
 import shutil
 import sys
@@ -152,6 +153,7 @@ def _die_with_parent(pid: int) -> None:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
+    faulthandler.enable()  # a crash says where, on stderr (the DAQ words it for the run)
     if args.parent_pid is not None and sys.platform.startswith("linux"):
         _die_with_parent(args.parent_pid)
     if args.list:
