@@ -104,3 +104,14 @@ def test_a_bad_model_is_refused_in_one_line(tmp_path):
     small = default_grid(load_scanner(CAMERA), 13.2)
     with pytest.raises(UserError, match=r"reads a \(80, 80, 50\) grid"):
         learnedmap.predict(model, small.image(np.zeros(small.shape, np.float32)), 140.0)
+
+
+def test_the_learned_map_is_the_same_on_any_number_of_threads(unseen):
+    """onnxruntime on one thread and on four gives the map byte for byte."""
+    scanner = load_scanner(CAMERA)
+    p = fastpath.pair(unseen / "torso-002", scanner, _energy(), np.random.default_rng(6))
+    nac = default_grid(scanner).image(p.without_attenuation, "counts")
+    path = learnedmap.shipped(CAMERA)
+    maps = [learnedmap.predict(learnedmap.load(path, threads=n), nac, p.energy_kev).image.array
+            for n in (1, 4)]
+    assert maps[0].tobytes() == maps[1].tobytes()

@@ -51,8 +51,7 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     if args.limits is not None:  # limits of another camera or correction: say so first too
         normals.choose(normals.read(args.limits), scanner.name, _correction(args.mu_map), None)
     if is_learned(args.mu_map):  # a model missing, truncated or of another camera: first too
-        learnedmap.model_for(scanner.name, None if args.mu_map == learnedmap.LEARNED
-                             else args.mu_map)
+        learnedmap.model_for(scanner.name, args.mu_map)
     iterations = args.iterations if args.iterations_given else SPECT_ITERATIONS
     subsets = args.subsets or SPECT_SUBSETS
     out = Path(args.out) if args.out else run.path / "images"

@@ -74,7 +74,7 @@ RIM_MM = (4.0, 12.0)
 #: Rounds of level and outline (each outline's rim gives the next level).
 RIM_ITERATIONS = 2
 
-NONE, TRUTH, ESTIMATE = "none", "truth", "estimate"
+NONE, TRUTH, ESTIMATE, LEARNED = "none", "truth", "estimate", "learned"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np
 
 from emulator.physics.media import mu_water
 from infra.errors import UserError
+from recon.corrections import attenuation
 from recon.corrections.attenuation import MuMap
 from recon.grid import Image
 
@@ -33,8 +34,9 @@ SCALE_PERCENTILE = 99.5
 CLIP = 2.0
 #: The network answers 1/cm; the map is 1/mm.
 PER_CM_IN_PER_MM = 0.1
-#: The method's name in the outputs (MuMap.method).
-LEARNED = "learned"
+#: The method's name in the outputs (MuMap.method) and the ``--mu-map`` choice of the shipped
+#: model.
+LEARNED = attenuation.LEARNED
 
 
 @dataclass(frozen=True)
@@ -74,16 +76,18 @@ def shipped(camera: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def load(path: str | Path) -> LearnedModel:
+def load(path: str | Path, threads: int | None = None) -> LearnedModel:
     """The model in ``path`` (ONNX with the metadata :mod:`recon.learning.onnxgraph` writes),
-    or a one-line :class:`UserError`: missing, truncated or not a model of this product."""
+    or a one-line :class:`UserError`: missing, truncated or not a model of this product.
+    ``threads``: onnxruntime's threads (None: every core; the answer is the same for any)."""
     import onnxruntime as ort
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"learned mu-map model {path}: no such file")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 0
+    if threads is not None:
+        options.intra_op_num_threads = threads
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own kinds for a bad file
@@ -101,9 +105,9 @@ def load(path: str | Path) -> LearnedModel:
 
 
 def model_for(camera: str, path: str | Path | None = None) -> LearnedModel:
-    """``path``'s model (None: the camera's shipped one), refused in one line when it is of
-    another camera or when the camera has none."""
-    if path is None:
+    """``path``'s model (None or ``learned``: the camera's shipped one), refused in one line
+    when it is of another camera or when the camera has none."""
+    if path is None or str(path) == LEARNED:
         found = shipped(camera)
         if found is None:
             raise UserError(f"no learned mu-map model ships for camera {camera} (train one: "

@@ -80,8 +80,7 @@ def spect_mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float, ch
         return MuMap(grid.image(phantom.mu_map(grid, energy_kev), "1/mm"), attenuation.TRUTH,
                      f"emulated phantom's own mu-map ({phantom.name}; validation)")
     if is_learned(choice):
-        model = learnedmap.model_for(scanner.name, None if choice == learnedmap.LEARNED
-                                     else choice)
+        model = learnedmap.model_for(scanner.name, choice)
         return learnedmap.predict(model, without_attenuation(), energy_kev)
     if choice != attenuation.ESTIMATE:
         return mumap.at_energy(attenuation.load(choice), grid, energy_kev)
@@ -92,7 +91,9 @@ def spect_mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float, ch
 
 def is_learned(choice: str) -> bool:
     """Whether a ``--mu-map`` choice asks for a learned map (``learned`` or a model file)."""
-    return choice == "learned" or choice.lower().endswith(".onnx")
+    from recon.corrections import attenuation
+
+    return choice == attenuation.LEARNED or choice.lower().endswith(".onnx")
 
 
 def method_of(choice: str) -> str:
@@ -101,7 +102,7 @@ def method_of(choice: str) -> str:
     from recon.corrections import attenuation
 
     if is_learned(choice):
-        return "learned"
+        return attenuation.LEARNED
     return {attenuation.NONE: "none", attenuation.ESTIMATE: "calculated",
             attenuation.TRUTH: "truth"}.get(choice, "file")
 
