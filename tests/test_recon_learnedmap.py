@@ -56,20 +56,28 @@ def test_the_shipped_model_maps_an_unseen_torso_closer_than_the_calculated_map(u
     assert learned.image.array[lungs].mean() < 0.5 * np.median(p.mu_per_mm[p.mu_per_mm > 0])
 
 
-def test_the_training_command_writes_a_model_that_answers_as_its_network(unseen, tmp_path):
+def test_the_training_command_writes_a_model_that_answers_as_its_network(unseen, tmp_path,
+                                                                          monkeypatch):
+    """One patient by the fast path and, through a short emulated scan (the chain's path as
+    the shipped model's, at a fraction of the counts), by the emulated chain; the scan is kept
+    beside the patient."""
     import json
 
     import jax.numpy as jnp
     import onnx
     from onnx import numpy_helper
 
-    from recon.learning import train, unet
+    from recon.learning import chainpath, train, unet
 
+    monkeypatch.setattr(chainpath, "ACTIVITY_MBQ", 100.0)
+    monkeypatch.setattr(chainpath, "SECONDS", 2.0)
     out = tmp_path / "tiny.onnx"
-    assert train.main([str(unseen), "--n", "1", "--held-out", "1", "--epochs", "2",
-                       "--width", "2", "--levels", "2", "--seed", "3", "--out", str(out)]) == 0
+    assert train.main([str(unseen), "--n", "1", "--chain", "1", "--held-out", "1", "--epochs",
+                       "2", "--width", "2", "--levels", "2", "--seed", "3", "--out",
+                       str(out)]) == 0
     card = out.with_suffix(".md").read_text()
-    assert "| 2 |" in card and "seed 3" in card
+    assert "| 2 |" in card and "seed 3" in card and "--chain 1" in card
+    assert (unseen / "torso-001" / "chain-spect-general-2s.npz").is_file()
     model = learnedmap.load(out)
     assert (model.camera, model.version, model.grid_shape) == (CAMERA, train.VERSION,
                                                                (80, 80, 50))

@@ -3,12 +3,14 @@ its model card.
 
 Each patient of the population (``petdaq phantoms population --body torso``) gives one pair by
 the fast path (:mod:`recon.learning.fastpath`, kept beside the patient for the next run); the
-last ``--held-out`` patients are kept out of training for the loss curve. The network
+first ``--chain`` of them also one through the emulated chain (:mod:`recon.learning.chainpath`:
+minutes a patient, the scan kept beside it), which counts :data:`CHAIN_REPEAT` times in each
+epoch; the last ``--held-out`` patients are kept out of training for the loss curve. The network
 (:mod:`recon.learning.unet`) learns each transaxial slice's map (1/cm) from the image without
 correction by Adam on the mean absolute error; shuffling and the initial weights come from
 ``--seed`` (as does the fast path's noise).
 
-Run: ``python -m recon.learning.train POPULATION [--n 150] [--epochs 8] [--seed 7]
+Run: ``python -m recon.learning.train POPULATION [--n 150] [--chain 0] [--epochs 8] [--seed 7]
 [--camera spect-general] [--out spect-general.onnx]``; the card is ``<out>.md``, the loss
 curve ``<out>.json``.
 """
@@ -26,13 +28,16 @@ import numpy as np
 
 from hw.scanner import load_scanner
 from infra.errors import UserError
-from recon.learning import fastpath
+from recon.learning import chainpath, fastpath
 from recon.spect import learnedmap
 from recon.validation.runs import patients
 from recon.validation.spectruns import windows_of
 
 #: The model's version, written in its metadata and the outputs that use it.
-VERSION = "1"
+VERSION = "2"
+#: An emulated chain's pair counts this many times in each epoch (they are few and the ones
+#: a scan's image is like).
+CHAIN_REPEAT = 3
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class TrainSettings:
 
     population: Path
     n: int = 150
+    chain: int = 0
     held_out: int = 10
     epochs: int = 8
     seed: int = 7
@@ -89,6 +95,8 @@ def train(s: TrainSettings, say=print) -> tuple[list, Curve]:
     if len(folders) < s.n + s.held_out or s.n < 1:
         raise UserError(f"{s.population} holds {len(folders)} patients; training asks "
                         f"{s.n} + {s.held_out} held out")
+    if not 0 <= s.chain <= s.n:
+        raise UserError(f"--chain {s.chain}: between 0 and --n ({s.n}) patients")
     t0 = time.perf_counter()
     pairs = []
     for i, folder in enumerate(folders):
@@ -96,12 +104,23 @@ def train(s: TrainSettings, say=print) -> tuple[list, Curve]:
         say(f"fast path: {i + 1}/{len(folders)} patients, "
             f"{time.perf_counter() - t0:.0f} s elapsed", end="\r")
     say("")
-    x_train, y_train = slices(pairs[:s.n])
+    chain = []
+    for i, folder in enumerate(folders[:s.chain]):
+        say(f"emulated chain: {i + 1}/{s.chain} patients (a scan not kept yet: minutes), "
+            f"{time.perf_counter() - t0:.0f} s elapsed", end="\r")
+        chain.append(chainpath.pair(folder, scanner, energy))
+    say("")
+    x_fast, y_fast = slices(pairs[:s.n])
+    x_chain, y_chain = slices(chain) if chain else (x_fast[:0], y_fast[:0])
+    x_train, y_train = np.concatenate([x_fast, x_chain]), np.concatenate([y_fast, y_chain])
+    index = np.concatenate([np.arange(len(x_fast)),
+                            np.repeat(np.arange(len(x_fast), len(x_train)), CHAIN_REPEAT)])
+    del x_fast, y_fast, x_chain, y_chain
     x_held, y_held = slices(pairs[s.n:])
     shape = unet.Shape(x_train.shape[1], s.width, s.levels)
     params = unet.init(shape, jax.random.PRNGKey(s.seed))
     optimiser = optax.adam(optax.cosine_decay_schedule(
-        s.learning_rate, s.epochs * max(len(x_train) // s.batch, 1)))
+        s.learning_rate, s.epochs * max(len(index) // s.batch, 1)))
     state = optimiser.init(params)
 
     def loss(p, x, y):
@@ -118,7 +137,7 @@ def train(s: TrainSettings, say=print) -> tuple[list, Curve]:
     curve = Curve()
     for epoch in range(s.epochs):
         t = time.perf_counter()
-        order = rng.permutation(len(x_train))
+        order = rng.permutation(index)
         batches = [order[k:k + s.batch] for k in range(0, len(order) - s.batch + 1, s.batch)]
         total = 0.0
         for b in batches:
@@ -144,7 +163,7 @@ def metadata(s: TrainSettings, scanner_name: str) -> dict[str, object]:
             "energy_kev": float(np.mean(windows_of(scanner).peak)),
             "grid_shape": list(grid.shape), "voxel_mm": list(grid.voxel_mm),
             "trained_on": f"{s.population.name}: {s.n} patients, seed {s.seed}, "
-                          f"{s.epochs} epochs (fast path)"}
+                          f"{s.epochs} epochs (fast path; emulated chain: {s.chain})"}
 
 
 def card(s: TrainSettings, curve: Curve, size_bytes: int, n_params: int) -> str:
@@ -162,10 +181,13 @@ def card(s: TrainSettings, curve: Curve, size_bytes: int, n_params: int) -> str:
 - **Data**: population `{s.population.name}`, {s.n} patients for training and {s.held_out}
   held out for the curve; pairs by the fast path (the reconstruction's projector with the
   patient's true map, collimator blur, Poisson noise at
-  {fastpath.COUNTS_RANGE[0]:.0e}-{fastpath.COUNTS_RANGE[1]:.0e} photopeak counts; no scatter).
+  {fastpath.COUNTS_RANGE[0]:.0e}-{fastpath.COUNTS_RANGE[1]:.0e} photopeak counts; no scatter);
+  the first {s.chain} of them also through the emulated chain (Tc-99m,
+  {chainpath.ACTIVITY_MBQ:g} MBq, {chainpath.SECONDS:g} s: Compton scatter, the camera's windows,
+  TEW), each counted {CHAIN_REPEAT} times an epoch.
 - **Training**: Adam, cosine decay from {s.learning_rate:g}, batch {s.batch}, {s.epochs}
   epochs, seed {s.seed}; `python -m recon.learning.train {s.population.name} --n {s.n}
-  --held-out {s.held_out} --epochs {s.epochs} --seed {s.seed} --camera {s.camera}`.
+  --chain {s.chain} --held-out {s.held_out} --epochs {s.epochs} --seed {s.seed} --camera {s.camera}`.
 - **Figures on the emulated chain's images**: docs/cardiac.md
   (`python -m recon.validation.learnedmap`).
 
@@ -181,6 +203,8 @@ def parse(argv: list[str] | None) -> TrainSettings:
     d = TrainSettings(Path("."))
     p.add_argument("population", type=Path, help="a folder of petdaq phantoms population")
     p.add_argument("--n", type=int, default=d.n, help="patients to train on")
+    p.add_argument("--chain", type=int, default=d.chain,
+                   help="the first of them also through the emulated chain (minutes each)")
     p.add_argument("--held-out", type=int, default=d.held_out,
                    help="the population's next patients, for the loss curve")
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -194,7 +218,7 @@ def parse(argv: list[str] | None) -> TrainSettings:
     a = p.parse_args(argv)
     if not a.population.is_dir():
         p.error(f"{a.population}: no such population folder")
-    return TrainSettings(a.population, a.n, a.held_out, a.epochs, a.seed, a.camera, a.width,
+    return TrainSettings(a.population, a.n, a.chain, a.held_out, a.epochs, a.seed, a.camera, a.width,
                          a.levels, a.batch, a.learning_rate,
                          a.out or Path(f"{a.camera}.onnx"))
 

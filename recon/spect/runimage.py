@@ -39,13 +39,12 @@ def spect_run_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets:
     projections, edges = read_projections(run.path)
     k = spect.select_photopeak(edges, photopeak_kev)
     windows = spect.triple(edges, k)
-    counts = projections[3 * k:3 * k + 3]
-    scatter = spect.smooth_scatter(spect.tew_scatter(counts, windows))
+    peak, scatter = peak_and_scatter(projections[3 * k:3 * k + 3], windows)
     energy = float(np.mean(windows.peak))
     grid = recon.default_grid(scanner)
 
     def osem(mu: Any, n: int) -> Any:
-        return recon.spect_osem(counts[spect.PEAK], scanner, scatter, mu, iterations=n,
+        return recon.spect_osem(peak, scanner, scatter, mu, iterations=n,
                                 subsets=subsets, grid=grid, energy_kev=energy)
 
     mu = spect_mu_map(run, scanner, grid, energy, mu_map, body_part,
@@ -54,6 +53,14 @@ def spect_run_image(run: RunDir, scanner: Scanner, iterations: int = 4, subsets:
     image.meta.update(window_kev=list(windows.peak), attenuation=mu.image is not None,
                       attenuation_method=mu.description, attenuation_kind=mu.method)
     return image
+
+
+def peak_and_scatter(counts: np.ndarray, windows: spect.EnergyWindows
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """A photopeak's counts and its smoothed TEW scatter estimate, from the projections of its
+    triple of windows [lower, peak, upper, ...] (float32)."""
+    counts = np.asarray(counts, np.float32)
+    return counts[spect.PEAK], spect.smooth_scatter(spect.tew_scatter(counts, windows))
 
 
 def spect_mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float, choice: str,

@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from coincidence import spect
 from emulator import phantoms
 from hw.scanner import load_scanner
 from recon.learning import fastpath
@@ -37,6 +35,7 @@ from recon.outputs.export import read_nifti, write_nifti
 from recon.spect.cardiac import phantom_axis
 from recon.spect.osem import spect_osem
 from recon.spect.reading import map_of
+from recon.spect.runimage import peak_and_scatter
 from recon.validation import spectruns
 from recon.validation.runs import patients, table
 
@@ -104,7 +103,7 @@ def map_errors(folder: Path, scanner_name: str, proj: np.ndarray,
     phantom = phantoms.get(str(folder), scanner)
     grid = default_grid(scanner)
     energy = float(np.mean(spectruns.windows_of(scanner).peak))
-    peak, scatter = _peak_and_scatter(proj, scanner)
+    peak, scatter = peak_and_scatter(proj, spectruns.windows_of(scanner))
     nac = spect_osem(peak, scanner, scatter, None, spectruns.OUTLINE_ITERATIONS,
                      spectruns.SUBSETS, grid, energy_kev=energy)
     own = phantom.mu_map(grid, energy)
@@ -118,13 +117,6 @@ def map_errors(folder: Path, scanner_name: str, proj: np.ndarray,
     return {f"{name}_mu_nmae": round(float(np.abs(m.image.array - own)[body].mean()) / scale, 4)
             for name, m in (("learned", learned), ("estimate", calculated),
                             ("learned_from_fast_path", from_fast))}
-
-
-def _peak_and_scatter(proj: np.ndarray, scanner: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The photopeak's counts and its smoothed TEW scatter, as a SPECT run's."""
-    counts = proj.astype(np.float32)
-    scatter = spect.smooth_scatter(spect.tew_scatter(counts, spectruns.windows_of(scanner)))
-    return counts[spect.PEAK], scatter
 
 
 def summary(rows: list[dict]) -> list[str]:

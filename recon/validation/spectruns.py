@@ -19,10 +19,11 @@ from recon.grid import default_grid
 from recon.spect import learnedmap
 from recon.spect.mumap import estimate
 from recon.spect.osem import spect_osem
+from recon.spect.runimage import OUTLINE_ITERATIONS, peak_and_scatter
 
 #: The scatter windows' width (a fraction of the photopeak), as the DAQ's.
 SCATTER_WINDOW_FRACTION = 0.07
-ITERATIONS, SUBSETS, OUTLINE_ITERATIONS = 4, 6, 2
+ITERATIONS, SUBSETS = 4, 6
 
 
 def windows_of(scanner: Scanner) -> spect.EnergyWindows:
@@ -55,13 +56,12 @@ def image(projections: np.ndarray, scanner: Scanner, phantom: Any, mu_map: str,
     (the calculated map of the outline), ``learned`` (``model_path``'s map, None: the
     camera's shipped model), ``none``."""
     windows = windows_of(scanner)
-    counts = projections.astype(np.float32)
-    scatter = spect.smooth_scatter(spect.tew_scatter(counts, windows))
+    peak, scatter = peak_and_scatter(projections, windows)
     energy = float(np.mean(windows.peak))
     grid = default_grid(scanner)
 
     def osem(mu: Any, n: int) -> Any:
-        return spect_osem(counts[spect.PEAK], scanner, scatter, mu, iterations=n,
+        return spect_osem(peak, scanner, scatter, mu, iterations=n,
                           subsets=SUBSETS, grid=grid, energy_kev=energy)
 
     if mu_map == "truth":
