@@ -108,3 +108,20 @@ def test_the_shipped_limits_match_the_polar_maps_sampling():
                    (0, 0, -20), (0, -1, 0))
     assert all(x.mean_percent.size == pm.samples.size and x.patients >= 3 for x in shipped)
     assert normals.shipped("spect-dual-head") == []
+
+
+def test_writing_one_corrections_limits_keeps_the_databases_others(limits, tmp_path):
+    """``normallimits --write`` into an existing database replaces the corrections and sexes it
+    built and keeps the rest (the learned map's limits beside the calculated map's)."""
+    from recon.validation.normallimits import merged
+
+    path = normals.write(tmp_path / "db.json", [limits])
+    rng = np.random.default_rng(3)
+    learned = normals.build([polar(rng) for _ in range(5)], "spect-general", "learned", "F")
+    rebuilt = normals.build([polar(rng) for _ in range(6)], "spect-general", "calculated", "F")
+    normals.write(path, merged(path, [learned]))
+    assert sorted(x.correction for x in normals.read(path)) == ["calculated", "learned"]
+    normals.write(path, merged(path, [rebuilt]))
+    got = {x.correction: x.patients for x in normals.read(path)}
+    assert got == {"calculated": 6, "learned": 5}
+    assert merged(tmp_path / "new.json", [learned]) == [learned]

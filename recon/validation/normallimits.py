@@ -10,12 +10,16 @@ degrees or 20 mm off the truth's, on the truth's instead, as a technologist mend
 way the finder draws one: its apex lies 10-15 mm further). Per torso and map: the summed score,
 TPD, the territories called, and for a defect (the truth's territory) whether its territory was
 called and whether another was; with ``--write FILE`` the limits of all normal torsos, per map
-and sex, as the product's database (``recon/spect/limits/<camera>.json``).
+and sex, as the product's database (``recon/spect/limits/<camera>.json``; the file's limits of
+other corrections are kept). With ``--held-out IMAGES --held-out-population POP``, the torsos of
+another population are scored against the limits of all of these normals instead (torsos a
+model or the limits never saw).
 
 A validation, not a scan's processing: it reads the phantoms' truth, as tests do.
 
 Run: ``python -m recon.validation.normallimits IMAGES... --population POP [--camera
-spect-general] [--threshold-sd 3] [--out scores.csv] [--write limits.json]``.
+spect-general] [--maps estimate,truth,none] [--threshold-sd 3] [--out scores.csv] [--write
+limits.json] [--held-out IMAGES --held-out-population POP]``.
 """
 
 from __future__ import annotations
@@ -105,12 +109,13 @@ def limits_of(torsos: list[Sampled], camera: str, correction: str,
 
 
 def rows(torsos: list[Sampled], camera: str, m: str,
-         threshold_sd: float = scores.THRESHOLD_SD) -> list[dict[str, float | str]]:
-    """Each torso scored against its sex's limits built without it."""
+         threshold_sd: float = scores.THRESHOLD_SD,
+         limits: dict[str, normals.NormalLimits] | None = None) -> list[dict[str, float | str]]:
+    """Each torso scored against its sex's limits built without it (or against ``limits``)."""
     out = []
     for t in torsos:
-        s = scores.score(t.polar, limits_of(torsos, camera, MAPS[m], t.torso)[t.sex],
-                         threshold_sd)
+        own = limits or limits_of(torsos, camera, MAPS[m], t.torso)
+        s = scores.score(t.polar, own[t.sex], threshold_sd)
         called = set(s.territories)
         row: dict[str, float | str] = {
             "torso": t.torso, "map": m, "sex": t.sex, "territory": t.territory or "none",
@@ -163,19 +168,38 @@ def main(argv: list[str] | None = None) -> int:
                    help="score with the lower limit this many spreads under the normal mean "
                         f"(default: the product's, {scores.THRESHOLD_SD:g})")
     p.add_argument("--write", type=Path, default=None,
-                   help="write every normal torso's limits here (the product's database)")
+                   help="write every normal torso's limits here (the product's database; its "
+                        "limits of other corrections are kept)")
+    p.add_argument("--held-out", type=Path, nargs="+", default=None,
+                   help="score these folders' torsos against all of the normals' limits")
+    p.add_argument("--held-out-population", type=Path, default=None)
     a = p.parse_args(argv)
+    if (a.held_out is None) != (a.held_out_population is None):
+        p.error("--held-out and --held-out-population go together")
     table, built, spreads = [], [], []
     for m in a.maps.split(","):
         torsos = sample(a.images, a.population, m)
-        table += rows(torsos, a.camera, m, a.threshold_sd)
-        built += limits_of(torsos, a.camera, MAPS[m]).values()
+        limits = limits_of(torsos, a.camera, MAPS[m])
+        if a.held_out is not None:
+            table += rows(sample(a.held_out, a.held_out_population, m), a.camera, m,
+                          a.threshold_sd, limits)
+        else:
+            table += rows(torsos, a.camera, m, a.threshold_sd)
+        built += limits.values()
         spreads.append(spread(torsos, m))
         write_rows(a.out, table)
     print("\n".join(summary(table) + spreads))
     if a.write is not None:
-        print(f"wrote {normals.write(a.write, built)}")
+        print(f"wrote {normals.write(a.write, merged(a.write, built))}")
     return 0
+
+
+def merged(path: Path, built: list[normals.NormalLimits]) -> list[normals.NormalLimits]:
+    """``built`` and the database ``path``'s limits of the corrections and sexes it does not
+    replace (none when there is no such file yet)."""
+    new = {(x.camera, x.correction, x.sex) for x in built}
+    old = normals.read(path) if path.is_file() else []
+    return [x for x in old if (x.camera, x.correction, x.sex) not in new] + built
 
 
 if __name__ == "__main__":
