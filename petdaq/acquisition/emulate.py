@@ -7,6 +7,7 @@ The DAQ's CLI registers them with :func:`add_commands`; every user mistake raise
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import math
 import shutil
@@ -152,8 +153,15 @@ def _die_with_parent(pid: int) -> None:
         raise SystemExit(f"petdaq emulate: the process that started it ({pid}) is gone")
 
 
+def _report_crashes() -> None:
+    """A crash says where, on stderr (the DAQ words it for the run); a stderr that is no file
+    (the command called in-process, its output captured) has nothing to write it to."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no fileno
+        faulthandler.enable()
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
-    faulthandler.enable()  # a crash says where, on stderr (the DAQ words it for the run)
+    _report_crashes()
     if args.parent_pid is not None and sys.platform.startswith("linux"):
         _die_with_parent(args.parent_pid)
     if args.list:
