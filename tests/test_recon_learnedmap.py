@@ -69,15 +69,15 @@ def test_the_training_command_writes_a_model_that_answers_as_its_network(unseen,
 
     from recon.learning import chainpath, train, unet
 
-    monkeypatch.setattr(chainpath, "ACTIVITY_MBQ", 100.0)
-    monkeypatch.setattr(chainpath, "SECONDS", 2.0)
+    monkeypatch.setattr(chainpath, "ACTIVITY_MBQ", 50.0)
+    monkeypatch.setattr(chainpath, "SECONDS", 1.0)
     out = tmp_path / "tiny.onnx"
     assert train.main([str(unseen), "--n", "1", "--chain", "1", "--held-out", "1", "--epochs",
                        "2", "--width", "2", "--levels", "2", "--seed", "3", "--out",
                        str(out)]) == 0
     card = out.with_suffix(".md").read_text()
     assert "| 2 |" in card and "seed 3" in card and "--chain 1" in card
-    assert (unseen / "torso-001" / "chain-spect-general-2s.npz").is_file()
+    assert (unseen / "torso-001" / "chain-spect-general-1s.npz").is_file()
     model = learnedmap.load(out)
     assert (model.camera, model.version, model.grid_shape) == (CAMERA, train.VERSION,
                                                                (80, 80, 50))

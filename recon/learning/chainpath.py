@@ -18,7 +18,7 @@ import numpy as np
 from emulator import phantoms
 from hw.scanner import Scanner
 from recon.grid import default_grid
-from recon.learning.fastpath import Pair
+from recon.learning.fastpath import SUBSETS, Pair
 from recon.spect.osem import spect_osem
 from recon.spect.runimage import OUTLINE_ITERATIONS, peak_and_scatter
 from recon.validation import spectruns
@@ -27,7 +27,6 @@ from recon.validation import spectruns
 ACTIVITY_MBQ, SECONDS = 800.0, 60.0
 #: A patient's scan is emulated with this seed plus its number (``torso-012``: 1012).
 SEED_BASE = 1000
-SUBSETS = 6
 
 
 def scan_path(folder: Path, scanner: Scanner) -> Path:
@@ -38,18 +37,10 @@ def scan_path(folder: Path, scanner: Scanner) -> Path:
 def projections(folder: Path, scanner: Scanner) -> np.ndarray:
     """The patient's emulated scan [window, head, view, row, column]: the kept one, else
     emulated now (minutes) and kept."""
-    path = scan_path(folder, scanner)
-    if path.is_file():
-        with np.load(path) as z:
-            return z["projections"]
     number = re.search(r"(\d+)$", folder.name)
     seed = SEED_BASE + (int(number.group(1)) if number else 0)
-    proj, _ = spectruns.scan(scanner, phantoms.get(str(folder), scanner), "Tc-99m",
-                             ACTIVITY_MBQ, SECONDS, seed)
-    tmp = path.with_suffix(".part.npz")
-    np.savez_compressed(tmp, projections=proj)
-    tmp.replace(path)
-    return proj
+    return spectruns.kept_scan(scan_path(folder, scanner), scanner,
+                               phantoms.get(str(folder), scanner), ACTIVITY_MBQ, SECONDS, seed)
 
 
 def pair(folder: Path, scanner: Scanner, energy_kev: float) -> Pair:

@@ -34,7 +34,7 @@ from recon.validation.runs import patients
 from recon.validation.spectruns import windows_of
 
 #: The model's version, written in its metadata and the outputs that use it.
-VERSION = "2"
+VERSION = "1"
 #: An emulated chain's pair counts this many times in each epoch (they are few and the ones
 #: a scan's image is like).
 CHAIN_REPEAT = 3

@@ -48,17 +48,9 @@ def projections_of(folder: Path, scanner_name: str, images: Path, activity_mbq: 
                    seconds: float, seed: int) -> np.ndarray:
     """The emulated scan's projections [window, head, view, row, column], kept in
     ``images``."""
-    path = images / f"{folder.name}_projections.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            return z["projections"]
     scanner = load_scanner(scanner_name)
-    proj, _ = spectruns.scan(scanner, phantoms.get(str(folder), scanner), "Tc-99m",
-                             activity_mbq, seconds, seed)
-    images.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path.with_suffix(".part.npz"), projections=proj)
-    path.with_suffix(".part.npz").replace(path)
-    return proj
+    return spectruns.kept_scan(images / f"{folder.name}_projections.npz", scanner,
+                               phantoms.get(str(folder), scanner), activity_mbq, seconds, seed)
 
 
 def torso_row(folder: Path, scanner_name: str, images: Path, model: str | None,

@@ -8,6 +8,7 @@ for, as ``petdaq recon`` does a SPECT run (:mod:`recon.spect.runimage`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,21 @@ def scan(scanner: Scanner, phantom: Any, nuclide: str, activity_mbq: float, seco
     scattered = sim.truth["scatters"][peak] > 0
     return proj, {"singles": float(sim.raw.size), "photopeak": float(peak.sum()),
                   "scatter_fraction": float(scattered.mean()) if peak.any() else 0.0}
+
+
+def kept_scan(path: Path, scanner: Scanner, phantom: Any, activity_mbq: float, seconds: float,
+              seed: int) -> np.ndarray:
+    """The Tc-99m scan's projections kept in ``path`` (``.npz``), else :func:`scan` now (minutes)
+    and kept there, whole or not at all."""
+    if path.is_file():
+        with np.load(path) as z:
+            return z["projections"]
+    proj, _ = scan(scanner, phantom, "Tc-99m", activity_mbq, seconds, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.npz")
+    np.savez_compressed(tmp, projections=proj)
+    tmp.replace(path)
+    return proj
 
 
 def image(projections: np.ndarray, scanner: Scanner, phantom: Any, mu_map: str,
