@@ -177,6 +177,9 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(h
     assert defect["contrast"] > 0.1
     # the default attenuation: the calculated map of the scan's own outline, not the phantom's
     assert report["attenuation_method"].startswith("calculated")
+    # its lungs are water, which tilts a fitted model ventricle by 25 degrees here: the axis
+    # through the short-axis rings' centres stays within 8 (5.8 measured)
+    assert report["lv_axis"]["angle_to_phantom_deg"] < 8.0, report["lv_axis"]
     wall = report["inferior_to_lateral"]
     assert wall["without_attenuation_correction"] < wall["with_attenuation_correction"]
     # spect-dual-head has no shipped normal limits: the fixed threshold, and the report says so
@@ -190,12 +193,11 @@ def test_petdaq_recon_of_a_cardiac_spect_run_writes_nm_dicom_and_the_polar_map(h
     if DCIODVFY is not None:
         assert dciodvfy_errors(out / "image_nm.dcm") == []
 
-    # the axis found in the image of the right attenuation (the phantom's: the calculated map's
-    # lungs are water, which tilts it by about 20 degrees more), not taken from the phantom
+    # the axis found in the image of the phantom's own map, not taken from the phantom
     petdaq("recon", heart, "--report", "--out", str(tmp_path / "truth"),
            "--mu-map", "truth", "--no-dicom")
     axis = json.loads((tmp_path / "truth" / "report.json").read_text())["lv_axis"]
-    assert axis["source"] == "image" and axis["angle_to_phantom_deg"] < 20.0, axis
+    assert axis["source"] == "image" and axis["angle_to_phantom_deg"] < 8.0, axis
     assert axis["apex_to_phantom_mm"] < 20.0 and axis["base_to_phantom_mm"] < 15.0, axis
 
     petdaq("recon", heart, "--report", "--out", str(tmp_path / "manual"),

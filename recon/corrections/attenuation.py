@@ -184,7 +184,8 @@ def load(path: str | Path) -> MuMap:
 
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"mu-map {p} does not exist (give a NIfTI file, 'truth' or 'estimate')")
+        raise UserError(f"mu-map {p} does not exist (give a NIfTI file, 'estimate' for the calculated "
+                        "map, 'truth', or on SPECT 'learned')")
     image = read_nifti(p)
     values = image.array[np.isfinite(image.array)]
     if values.size == 0:

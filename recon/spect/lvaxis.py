@@ -15,6 +15,10 @@ Found on the image smoothed to 8 mm FWHM, relative to its maximum, in two steps:
    cavity term keeps a perfusion defect, a cold patch of wall, from tilting the fit away from it.
    The candidate whose fit scores highest is the ventricle, refined over finer axes within 20
    degrees of its own.
+3. **The axis through the rings**: the fit's axis tilts towards wherever the counts are wrong
+   (a map without lungs over-corrects the walls beside them), so it is refined as the line
+   through the short-axis wall rings' centres (:mod:`recon.spect.lvrings`), geometry that
+   attenuation barely moves.
 
 The apex is then 3 mm inside the model's apical wall, and the base 0.75 of the centre-apex
 distance behind the centre (the valve plane of a normal ventricle); the anterior direction is -y.
@@ -33,7 +37,7 @@ import numpy as np
 from infra.errors import UserError
 from recon.grid import Image, sample_trilinear
 from recon.outputs.png import smoothed
-from recon.spect import lvsearch
+from recon.spect import lvrings, lvsearch
 
 #: The anatomical direction the apex points to (left, anterior, inferior in LPS).
 APEX_PRIOR = np.array([1.0, -1.0, -1.0])
@@ -115,6 +119,7 @@ def find_lv_axis(image: Image) -> LvAxis:
     near = np.cos(np.radians(FINE_DEG))
     contrast, centre, axis, short, long_ = _fit(smooth, start, fine[(fine @ prior > cone)
                                                                    & (fine @ axis > near)])
+    centre, axis = lvrings.refine(smooth, centre, axis, short, long_)
     apex = centre + (long_ - 3.0) * axis
     return LvAxis(apex, centre - 0.75 * (apex - centre), ANTERIOR, polar_radius_mm(short),
                   contrast)
