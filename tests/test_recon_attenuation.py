@@ -133,7 +133,8 @@ def test_a_mu_map_of_no_known_units_is_refused_in_one_line(tmp_path, values, err
 
 
 def test_a_missing_mu_map_file_says_what_to_give(tmp_path):
-    with pytest.raises(UserError, match=r"does not exist .*'truth' or 'estimate'"):
+    with pytest.raises(UserError, match=r"does not exist \(give a NIfTI file, 'estimate' for the "
+                       r"calculated map, 'truth', or on SPECT 'learned'\)"):
         attenuation.load(tmp_path / "none.nii.gz")
 
 
