@@ -52,3 +52,25 @@ def test_an_image_with_no_rings_leaves_the_axis_as_it_was():
     centre, out = lvrings.refine(grid.image(np.zeros((32, 32, 32)), "relative"), np.zeros(3),
                                  axis, SHORT_MM, LONG_MM)
     assert np.array_equal(out, axis) and np.array_equal(centre, np.zeros(3))
+
+
+def test_a_ventricle_on_the_patients_right_is_not_taken_for_the_heart():
+    # two like ventricles in one body, the right one (x < 0 in LPS) brighter: the finder keeps
+    # to the left of the body's midline, where a heart is (a dextrocardia takes --lv-axis)
+    from recon.spect.lvaxis import find_lv_axis
+
+    grid = Grid((64, 48, 40), (4.0, 4.0, 4.0), (-126.0, -94.0, -78.0))
+    x, y, z = (np.arange(n) * 4.0 + o for n, o in zip(grid.shape, grid.origin_mm, strict=True))
+    p = np.stack(np.meshgrid(x, y, z, indexing="ij"), axis=-1)
+    axis = np.array([1.0, -1.0, -1.0]) / np.sqrt(3.0)
+    a = np.where((p[..., 0] / 120.0) ** 2 + (p[..., 1] / 90.0) ** 2 < 1.0, 0.1, 0.0)
+    for centre_x, level in ((40.0, 1.0), (-50.0, 1.5)):
+        q = p - np.array([centre_x, 0.0, 0.0])
+        t, v = lvsearch.frame(axis)
+        r = np.sqrt(((q @ t) ** 2 + (q @ v) ** 2) / SHORT_MM ** 2 + (q @ axis) ** 2 / LONG_MM ** 2)
+        wall = (np.abs(r - 1.0) < WALL_MM / (2 * SHORT_MM)) & (q @ axis >= -0.5 * LONG_MM * r)
+        a = np.where(wall, level, a)
+    lv = find_lv_axis(grid.image(smoothed(a.astype(np.float32), 10.0, grid.voxel_mm), "kBq/mL"))
+    centre = (lv.base_mm + 0.75 * lv.apex_mm) / 1.75
+    assert abs(centre[0] - 40.0) < 10.0 and abs(centre[1]) < 10.0, centre
+    assert _degrees(lv.apex_mm - lv.base_mm, axis) < 8.0
