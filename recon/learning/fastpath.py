@@ -19,8 +19,9 @@ import numpy as np
 from emulator import phantoms
 from hw.scanner import Scanner
 from recon.grid import default_grid
-from recon.spect.osem import SpectProjector, spect_osem
+from recon.spect.osem import spect_osem
 from recon.spect.runimage import OUTLINE_ITERATIONS
+from recon.validation.spectruns import projected_scan
 
 #: Photopeak counts of a scan are drawn log-uniformly between these (a 60 s stress scan of 800
 #: MBq Tc-99m on spect-general gives about 1.1 million).
@@ -47,11 +48,9 @@ def pair(folder: Path, scanner: Scanner, energy_kev: float, rng: np.random.Gener
     phantom = phantoms.get(str(folder), scanner)
     activity = phantom.activity_map(grid)
     mu = phantom.mu_map(grid, energy_kev)
-    expected = SpectProjector(scanner, grid, mu, energy_kev=energy_kev).forward(activity)
     lo, hi = np.log(COUNTS_RANGE)
     counts = float(np.exp(rng.uniform(lo, hi)))
-    expected *= np.float32(counts / max(float(expected.sum()), 1e-30))
-    measured = rng.poisson(expected).astype(np.float32)
+    measured = projected_scan(scanner, grid, activity, mu, energy_kev, counts, rng)
     image = spect_osem(measured, scanner, None, None, ITERATIONS, SUBSETS, grid,
                        energy_kev=energy_kev)
     return Pair(phantom.name, image.array, mu, energy_kev, counts)

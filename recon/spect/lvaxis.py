@@ -1,6 +1,6 @@
 """The left ventricle's long axis found in a perfusion SPECT image, or given by hand.
 
-Found on the image smoothed to 8 mm FWHM, relative to its maximum, in two steps:
+Found on the image smoothed to 8 mm FWHM, relative to its maximum, in three steps:
 
 1. **Candidates**: the eight best places of a model ventricle's contrast template-matched over
    the image (:mod:`recon.spect.lvsearch`: the wall's mean against its cavity's and the band
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -115,7 +114,7 @@ def find_lv_axis(image: Image) -> LvAxis:
     score = lvsearch.contrast_map(a, float(grid.voxel_mm[0]),
                                   search_axes[search_axes @ prior > cone], SEARCH_SIZES_MM)
     score[a < BODY_CUT] = -np.inf
-    score[_right_of_midline(a, grid)] = -np.inf
+    score[_right_of_midline(a)] = -np.inf
     coarse, fine = (_directions(n) for n in FIT_DIRECTIONS)
     smooth = grid.image(a, "relative")
     origin, voxel = np.array(grid.origin_mm), np.array(grid.voxel_mm)
@@ -131,7 +130,7 @@ def find_lv_axis(image: Image) -> LvAxis:
                   contrast)
 
 
-def _right_of_midline(a: np.ndarray, grid: Any) -> np.ndarray:
+def _right_of_midline(a: np.ndarray) -> np.ndarray:
     """The voxels on the patient's right of the body's midline (x under the body's mean x,
     LPS): a left ventricle's centre lies left of it."""
     x = np.nonzero(a >= BODY_CUT)[0]

@@ -28,10 +28,12 @@ from hw.scanner import load_scanner
 from recon.grid import default_grid
 from recon.outputs.export import write_nifti
 from recon.spect.mumap import estimate
-from recon.spect.osem import SpectProjector, spect_osem
+from recon.spect.osem import spect_osem
 from recon.spect.runimage import OUTLINE_ITERATIONS
-from recon.validation.spectruns import ITERATIONS, SUBSETS
+from recon.validation.runs import patients
+from recon.validation.spectruns import ITERATIONS, SUBSETS, projected_scan
 
+#: A 60 s stress scan's photopeak counts, Tc-99m's line (keV), the camera.
 PHOTOPEAK_COUNTS, ENERGY_KEV, CAMERA = 1.1e6, 140.5, "spect-general"
 
 
@@ -44,11 +46,8 @@ def keep_images(folder: Path, images: Path) -> list[Path]:
         return paths
     phantom = phantoms.get(str(folder), scanner)
     mu = phantom.mu_map(grid, ENERGY_KEV)
-    expected = SpectProjector(scanner, grid, mu, energy_kev=ENERGY_KEV).forward(
-        phantom.activity_map(grid))
-    expected *= np.float32(PHOTOPEAK_COUNTS / max(float(expected.sum()), 1e-30))
-    rng = np.random.default_rng([7, *folder.name.encode()])
-    measured = rng.poisson(expected).astype(np.float32)
+    measured = projected_scan(scanner, grid, phantom.activity_map(grid), mu, ENERGY_KEV,
+                              PHOTOPEAK_COUNTS, np.random.default_rng([7, *folder.name.encode()]))
 
     def osem(mu_image: object, iterations: int) -> object:
         return spect_osem(measured, scanner, None, mu_image, iterations, SUBSETS, grid,
@@ -69,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=40, help="how many torsos")
     p.add_argument("--first", type=int, default=1, help="the first torso's number")
     a = p.parse_args(argv)
-    folders = sorted(f for f in a.population.iterdir() if (f / "phantom.toml").is_file())
-    folders = folders[a.first - 1: a.first - 1 + a.n]
+    folders = patients(a.population, a.first - 1 + a.n)[a.first - 1:]
     if not folders:
         raise SystemExit(f"no torsos in {a.population} from number {a.first}")
     t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from hw.scanner import Scanner
 from recon.grid import default_grid
 from recon.spect import learnedmap
 from recon.spect.mumap import estimate
-from recon.spect.osem import spect_osem
+from recon.spect.osem import SpectProjector, spect_osem
 from recon.spect.runimage import OUTLINE_ITERATIONS, peak_and_scatter
 
 #: The scatter windows' width (a fraction of the photopeak), as the DAQ's.
@@ -49,6 +49,16 @@ def scan(scanner: Scanner, phantom: Any, nuclide: str, activity_mbq: float, seco
     scattered = sim.truth["scatters"][peak] > 0
     return proj, {"singles": float(sim.raw.size), "photopeak": float(peak.sum()),
                   "scatter_fraction": float(scattered.mean()) if peak.any() else 0.0}
+
+
+def projected_scan(scanner: Scanner, grid: Any, activity: np.ndarray, mu_per_mm: np.ndarray,
+                   energy_kev: float, counts: float, rng: np.random.Generator) -> np.ndarray:
+    """A scan made by the reconstruction's projector instead of the emulator: ``activity``
+    projected through ``mu_per_mm`` with the collimator's blur, scaled to ``counts`` and drawn
+    with Poisson noise (no scatter; seconds, not minutes)."""
+    expected = SpectProjector(scanner, grid, mu_per_mm, energy_kev=energy_kev).forward(activity)
+    expected *= np.float32(counts / max(float(expected.sum()), 1e-30))
+    return rng.poisson(expected).astype(np.float32)
 
 
 def kept_scan(path: Path, scanner: Scanner, phantom: Any, activity_mbq: float, seconds: float,
