@@ -1,0 +1,69 @@
+"""The fast path's window model: its fit gives back the mix that made a scan, the shipped model's
+scatter stays inside the body's shadow as the emulator's does, and a missing or foreign model is
+refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from coincidence import spect
+from emulator import phantoms
+from emulator.population.draw import population
+from hw.scanner import load_scanner
+from infra.errors import UserError
+from recon.grid import default_grid
+from recon.learning import scattermodel
+
+CAMERA = "spect-general"
+
+
+@pytest.fixture(scope="module")
+def torso_basis(tmp_path_factory) -> np.ndarray:
+    out = tmp_path_factory.mktemp("torso")
+    population("torso", 1, 4242, out, 3.0, threads=2)
+    scanner = load_scanner(CAMERA)
+    grid = default_grid(scanner)
+    ph = phantoms.get(str(out / "torso-001"), scanner)
+    return scattermodel.basis(scanner, ph.activity_map(grid), ph.mu_map(grid, 140.0), 140.0)
+
+
+def test_the_fit_gives_back_the_mix_that_made_a_scan(torso_basis):
+    truth = np.array([[0.01, 0.1, 0.0, 0.3, 0.0], [0.8, 0.0, 0.15, 0.05, 0.0],
+                      [0.01, 0.0, 0.0, 0.01, 0.001]])
+    made = scattermodel.ScatterModel(CAMERA, truth, "test").expected(torso_basis)
+    scan = np.random.default_rng(1).poisson(made * 2e6 / made[spect.PEAK].sum())
+    got = scattermodel.fit([scan], [torso_basis])
+    assert got[spect.PEAK].sum() == pytest.approx(1.0)
+    fitted = scattermodel.ScatterModel(CAMERA, got, "fit").expected(torso_basis)
+    made, fitted = made / made[spect.PEAK].sum(), fitted / fitted[spect.PEAK].sum()
+    for w in range(3):  # each window's counts per photopeak count come back within 1 %
+        assert fitted[w].sum() == pytest.approx(made[w].sum(), rel=0.01)
+    assert np.abs(fitted - made).sum() < 0.02 * made.sum()
+
+
+def test_the_shipped_models_scatter_stays_in_the_bodys_shadow(torso_basis):
+    """The emulator's scatter reaches the air beside the body hardly at all (under 1 % of the
+    scatter windows' counts in the fitted scans); the model's does likewise."""
+    model = scattermodel.load(CAMERA)
+    expected = model.expected(torso_basis)
+    shadow = torso_basis[0] > 0.02 * torso_basis[0].max()
+    for w in (spect.LOWER, spect.UPPER):
+        assert expected[w][~shadow].sum() < 0.03 * expected[w].sum()
+    side = expected[spect.LOWER].sum() / expected[spect.PEAK].sum()
+    assert 0.1 < side < 0.4  # the emulator's lower window holds about a fifth of the peak's
+
+
+def test_a_missing_or_foreign_scatter_model_is_refused_in_one_line(tmp_path):
+    shipped = json.loads(scattermodel.path_of(CAMERA).read_text())
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(shipped | {"camera": "spect-dual-head"}))
+    cases = [(lambda: scattermodel.load("spect-dual-head", tmp_path / "gone.json"),
+              "python -m recon.learning.scattermodel POPULATION --camera spect-dual-head"),
+             (lambda: scattermodel.load(CAMERA, other), "is not a scatter model of camera")]
+    for call, words in cases:
+        with pytest.raises(UserError) as err:
+            call()
+        assert words in str(err.value) and "\n" not in str(err.value)
