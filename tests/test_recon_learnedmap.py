@@ -50,7 +50,7 @@ def test_the_shipped_model_maps_an_unseen_torso_closer_than_the_calculated_map(u
     assert learned.image.meta["model"] == f"{CAMERA}.onnx"
     ours, theirs = _nmae(learned.image.array, p.mu_per_mm), _nmae(calculated.image.array,
                                                                    p.mu_per_mm)
-    assert ours < 0.09 and ours < 0.5 * theirs, (ours, theirs)  # measured 0.053 and 0.205
+    assert ours < 0.09 and ours < 0.5 * theirs, (ours, theirs)  # measured 0.053 and 0.207
     # the lungs are drawn: their voxels' map well under soft tissue's, as the truth's
     lungs = (p.mu_per_mm > 0) & (p.mu_per_mm < 0.5 * np.percentile(p.mu_per_mm, 99))
     assert learned.image.array[lungs].mean() < 0.5 * np.median(p.mu_per_mm[p.mu_per_mm > 0])
@@ -60,7 +60,7 @@ def test_the_training_command_writes_a_model_that_answers_as_its_network(unseen,
                                                                           monkeypatch):
     """One patient by the fast path and, through a short emulated scan (the chain's path as
     the shipped model's, at a fraction of the counts), by the emulated chain; the scan is kept
-    beside the patient."""
+    beside the patient; a second run from the same seed writes the same bytes."""
     import json
 
     import jax.numpy as jnp
@@ -91,6 +91,13 @@ def test_the_training_command_writes_a_model_that_answers_as_its_network(unseen,
     ours = model.session.run(None, {"x": x})[0]
     np.testing.assert_allclose(ours, np.asarray(unet.apply(params, jnp.asarray(x), 2)),
                                rtol=1e-4, atol=1e-5)
+    # the same command and seed train the same model, byte for byte (the pairs are kept now:
+    # this is the training's own reproducibility)
+    again = tmp_path / "again.onnx"
+    assert train.main([str(unseen), "--n", "1", "--chain", "1", "--held-out", "1", "--epochs",
+                       "2", "--width", "2", "--levels", "2", "--seed", "3", "--out",
+                       str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()
 
 
 def test_a_bad_model_is_refused_in_one_line(tmp_path):

@@ -34,7 +34,7 @@ from recon.validation.runs import patients
 from recon.validation.spectruns import windows_of
 
 #: The model's version, written in its metadata and the outputs that use it.
-VERSION = "1"
+VERSION = "2"
 #: An emulated chain's pair counts this many times in each epoch (they are few and the ones
 #: a scan's image is like).
 CHAIN_REPEAT = 3
@@ -180,8 +180,9 @@ def card(s: TrainSettings, curve: Curve, size_bytes: int, n_params: int) -> str:
   {n_params} parameters, ONNX {size_bytes / 1e6:.2f} MB.
 - **Data**: population `{s.population.name}`, {s.n} patients for training and {s.held_out}
   held out for the curve; pairs by the fast path (the reconstruction's projector with the
-  patient's true map, collimator blur, Poisson noise at
-  {fastpath.COUNTS_RANGE[0]:.0e}-{fastpath.COUNTS_RANGE[1]:.0e} photopeak counts; no scatter);
+  patient's true map, collimator blur, the energy windows' scatter by the camera's fitted model
+  (`recon/learning/scatter/{s.camera}.json`), Poisson noise at
+  {fastpath.COUNTS_RANGE[0]:.0e}-{fastpath.COUNTS_RANGE[1]:.0e} photopeak counts, TEW);
   the first {s.chain} of them also through the emulated chain (Tc-99m,
   {chainpath.ACTIVITY_MBQ:g} MBq, {chainpath.SECONDS:g} s: Compton scatter, the camera's windows,
   TEW), each counted {CHAIN_REPEAT} times an epoch.
