@@ -11,18 +11,20 @@ axis gives the 17 segments in % of their maximum; the table has, per correction,
 absolute difference from the own map's segments, their largest, and the mean bias of the
 inferior (4, 10, 15) and anterior (1, 7, 13) walls; and the learned and calculated maps' mean
 absolute error against the own map inside the body, as a share of its mean (NMAE), with the
-learned map's NMAE when it reads the training's fast path's image of the same patient (how far
-the fast path stands from the emulated chain, seen by the model).
+learned map's NMAE when it reads the training's fast path's image of the same patient, and the
+two paths' images compared region by region (how far the fast path stands from the emulated
+chain).
 
 A validation, not a scan's processing: it reads the phantom's truth, as tests do.
 
-Run: ``python -m recon.validation.learnedmap POPULATION [--first 29] [--n 16] [--model FILE]
-[--images DIR] [--out learnedmap.csv]``.
+Run: ``python -m recon.validation.learnedmap POPULATION[:FIRST-LAST]... [--first 29] [--n 16]
+[--model FILE] [--images DIR] [--out learnedmap.csv]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from emulator import phantoms
 from hw.scanner import load_scanner
+from infra.errors import UserError
 from recon.learning import fastpath
 from recon.outputs.export import read_nifti, write_nifti
 from recon.spect.cardiac import phantom_axis
@@ -106,9 +109,23 @@ def map_errors(folder: Path, scanner_name: str, proj: np.ndarray,
     from_fast = learnedmap.predict(learnedmap.model_for(scanner.name, model),
                                    grid.image(fast.without_attenuation, "counts"), energy)
     scale = float(own[body].mean())
-    return {f"{name}_mu_nmae": round(float(np.abs(m.image.array - own)[body].mean()) / scale, 4)
-            for name, m in (("learned", learned), ("estimate", calculated),
-                            ("learned_from_fast_path", from_fast))}
+    errors = {f"{name}_mu_nmae": round(float(np.abs(m.image.array - own)[body].mean()) / scale, 4)
+              for name, m in (("learned", learned), ("estimate", calculated),
+                              ("learned_from_fast_path", from_fast))}
+    return errors | fast_over_chain(fast.without_attenuation, nac.array, own)
+
+
+def fast_over_chain(fast: np.ndarray, chain: np.ndarray, own: np.ndarray) -> dict[str, float]:
+    """The fast path's image without correction over the emulated chain's, each as a share of
+    its body's counts, in the body's outer 2 voxels (fat and skin), the lungs and the air."""
+    from scipy.ndimage import binary_erosion
+
+    body = own > 0
+    regions = {"shell": body & ~binary_erosion(body, iterations=2),
+               "lungs": body & (own < 0.5 * float(np.median(own[body]))), "air": ~body}
+    f, c = fast / float(fast[body].sum()), chain / float(chain[body].sum())
+    return {f"fast_over_chain_{k}": round(float(f[m].sum() / max(float(c[m].sum()), 1e-30)), 3)
+            for k, m in regions.items()}
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -127,15 +144,20 @@ def summary(rows: list[dict]) -> list[str]:
     for m in ("learned", "estimate", "learned_from_fast_path"):
         v = np.array([float(r[f"{m}_mu_nmae"]) for r in rows])
         lines.append(f"{m} map NMAE: {v.mean():.3f} +/- {v.std():.3f}")
+    ratios = {k: np.median([float(r[f"fast_over_chain_{k}"]) for r in rows])
+              for k in ("shell", "lungs", "air")}
+    lines.append("fast path over emulated chain (median): " + ", ".join(
+        f"{k} {v:.2f}" for k, v in ratios.items()))
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m recon.validation.learnedmap",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("population", type=Path)
-    p.add_argument("--first", type=int, default=29, help="the first patient (1-based)")
-    p.add_argument("--n", type=int, default=16)
+    p.add_argument("population", nargs="+",
+                   help="populations, POP or POP:FIRST-LAST (1-based, inclusive)")
+    p.add_argument("--first", type=int, default=29, help="a bare POP's first patient (1-based)")
+    p.add_argument("--n", type=int, default=16, help="a bare POP's patients")
     p.add_argument("--model", default=None, help="a .onnx model (default: the shipped one)")
     p.add_argument("--images", type=Path, default=Path("learned_images"))
     p.add_argument("--activity-mbq", type=float, default=800.0)
@@ -143,12 +165,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=31)
     p.add_argument("--out", type=Path, default=Path("learnedmap.csv"))
     a = p.parse_args(argv)
-    folders = patients(a.population, a.first - 1 + a.n)[a.first - 1:]
-    rows = table(folders, "torso", lambda folder, k: torso_row(
+    try:
+        chosen = held_out(a.population, a.first, a.n, a.seed)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    seeds = {folder: seed for folder, seed in chosen}
+    rows = table(list(seeds), "torso", lambda folder, k: torso_row(
         folder, "spect-general", a.images, a.model, a.activity_mbq, a.seconds,
-        a.seed + a.first - 1 + k), a.out)
+        seeds[folder]), a.out)
     print("\n".join(summary(rows)))
     return 0
+
+
+def held_out(specs: list[str], first: int, n: int, seed: int) -> list[tuple[Path, int]]:
+    """The torsos (and each one's scan seed) that ``specs`` name: ``POP`` (its patients
+    ``first`` to ``first + n - 1``) or ``POP:FIRST-LAST``; the k-th population's seeds start at
+    ``seed + 1000 k``."""
+    chosen: list[tuple[Path, int]] = []
+    for k, spec in enumerate(specs):
+        path, _, span = spec.partition(":")
+        lo, hi = first, first + n - 1
+        if span:
+            try:
+                lo, hi = (int(v) for v in span.split("-"))
+            except ValueError:
+                raise UserError(f"{spec}: give a population as POP or POP:FIRST-LAST") from None
+        folders = patients(Path(path), hi) if Path(path).is_dir() else []
+        if len(folders) < hi or lo < 1:
+            raise UserError(f"{path} holds {len(folders)} patients; asked {lo}-{hi}")
+        chosen += [(f, seed + 1000 * k + lo - 1 + j) for j, f in enumerate(folders[lo - 1:])]
+    names = [f.name for f, _ in chosen]
+    if len(set(names)) < len(names):
+        raise UserError("two populations' torsos share a name; their images would too")
+    return chosen
 
 
 if __name__ == "__main__":
