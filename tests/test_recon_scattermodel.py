@@ -5,6 +5,7 @@ refused in one line."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +22,15 @@ CAMERA = "spect-general"
 
 
 @pytest.fixture(scope="module")
-def torso_basis(tmp_path_factory) -> np.ndarray:
+def torso(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("torso")
     population("torso", 1, 4242, out, 3.0, threads=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def torso_basis(torso) -> np.ndarray:
+    out = torso
     scanner = load_scanner(CAMERA)
     grid = default_grid(scanner)
     ph = phantoms.get(str(out / "torso-001"), scanner)
@@ -61,9 +68,27 @@ def test_a_missing_or_foreign_scatter_model_is_refused_in_one_line(tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps(shipped | {"camera": "spect-dual-head"}))
     cases = [(lambda: scattermodel.load("spect-dual-head", tmp_path / "gone.json"),
-              "python -m recon.learning.scattermodel POPULATION --camera spect-dual-head"),
+              "python -m recon.learning.fitscatter POPULATION --camera spect-dual-head"),
              (lambda: scattermodel.load(CAMERA, other), "is not a scatter model of camera")]
     for call, words in cases:
         with pytest.raises(UserError) as err:
             call()
         assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_fit_command_emulates_fits_and_writes_a_model_that_loads(torso, tmp_path,
+                                                                     monkeypatch):
+    """A short emulated scan (the chain path's, at a fraction of the counts) kept beside the
+    patient, and a model whose windows' totals are the scan's."""
+    from recon.learning import chainpath, fitscatter
+
+    monkeypatch.setattr(chainpath, "ACTIVITY_MBQ", 100.0)
+    monkeypatch.setattr(chainpath, "SECONDS", 2.0)
+    out = tmp_path / "fitted.json"
+    assert fitscatter.main([str(torso), "--n", "1", "--out", str(out)]) == 0
+    assert (torso / "torso-001" / "chain-spect-general-2s.npz").is_file()
+    model = scattermodel.load(CAMERA, out)
+    assert model.coefficients[spect.PEAK].sum() == pytest.approx(1.0)
+    t = json.loads(out.read_text())["totals"]
+    assert t["lower_modelled"] == pytest.approx(t["lower_measured"], rel=0.05)
+    assert fitscatter.main([str(torso), "--n", "2", "--out", str(out)]) == 2  # one patient

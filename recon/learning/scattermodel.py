@@ -13,16 +13,12 @@ non-negative mix of them (NNLS), which also carries the primaries that the energ
 spreads into the side windows (what TEW then wrongly subtracts). On the fitted scans the
 density weighting leaves a quarter to a half less residual than the body's mask alone.
 
-Fit: ``python -m recon.learning.scattermodel POPULATION [--n 2] [--camera spect-general]``
-emulates the first patients' scans (kept beside them as the chain path's, minutes each) and
-writes ``recon/learning/scatter/<camera>.json``.
+``python -m recon.learning.fitscatter`` fits a camera's (``recon/learning/scatter/<camera>.json``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +27,11 @@ from scipy.ndimage import gaussian_filter
 from scipy.optimize import nnls
 
 from coincidence import spect
-from emulator import phantoms
 from emulator.physics.media import mu_water
-from hw.scanner import Scanner, load_scanner
+from hw.scanner import Scanner
 from infra.errors import UserError
 from recon.grid import default_grid
 from recon.spect.osem import SpectProjector
-from recon.validation import spectruns
-from recon.validation.runs import patients
 
 #: The body-confined sources' blur (Gaussian sigma, mm).
 SIGMAS_MM = (10.0, 20.0, 40.0, 80.0)
@@ -99,7 +92,7 @@ def load(camera: str, path: Path | None = None) -> ScatterModel:
     path = path or path_of(camera)
     if not path.is_file():
         raise UserError(f"no scatter model for camera '{camera}' ({path}): fit one with "
-                        f"python -m recon.learning.scattermodel POPULATION --camera {camera}")
+                        f"python -m recon.learning.fitscatter POPULATION --camera {camera}")
     d = json.loads(path.read_text())
     c = np.asarray(d["coefficients"], np.float64)
     if d.get("camera") != camera or c.shape != (len(WINDOWS), len(BASIS)) or \
@@ -117,49 +110,3 @@ def save(model: ScatterModel, path: Path, totals: dict[str, float]) -> Path:
         "coefficients": [[round(float(v), 6) for v in row] for row in model.coefficients],
         "fitted_on": model.fitted_on, "totals": totals}, indent=1) + "\n")
     return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    from recon.learning import chainpath
-
-    p = argparse.ArgumentParser(prog="python -m recon.learning.scattermodel",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("population", type=Path, help="a folder of petdaq phantoms population")
-    p.add_argument("--n", type=int, default=2, help="patients to emulate and fit on")
-    p.add_argument("--camera", default="spect-general")
-    p.add_argument("--out", type=Path, default=None, help="default: the shipped model's file")
-    a = p.parse_args(argv)
-    try:
-        scanner = load_scanner(a.camera)
-        folders = patients(a.population, a.n)
-        if len(folders) < max(a.n, 1):
-            raise UserError(f"{a.population} holds {len(folders)} patients; the fit asks {a.n}")
-        energy = float(np.mean(spectruns.windows_of(scanner).peak))
-        grid = default_grid(scanner)
-        scans, bases = [], []
-        for i, folder in enumerate(folders):
-            print(f"{folder.name}: emulated scan {i + 1}/{len(folders)} (minutes where not "
-                  f"kept)", flush=True)
-            scans.append(chainpath.projections(folder, scanner))
-            ph = phantoms.get(str(folder), scanner)
-            bases.append(basis(scanner, ph.activity_map(grid), ph.mu_map(grid, energy), energy))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    c = fit(scans, bases)
-    model = ScatterModel(a.camera, c, f"{a.population.name}: "
-                         f"{', '.join(f.name for f in folders)} (Tc-99m, "
-                         f"{chainpath.ACTIVITY_MBQ:g} MBq, {chainpath.SECONDS:g} s)")
-    modelled = [model.expected(b) * s[1].sum() / model.expected(b)[1].sum()
-                for s, b in zip(scans, bases, strict=True)]
-    totals = {f"{w}_measured": float(sum(s[k].sum() for s in scans)) for k, w in enumerate(WINDOWS)}
-    totals |= {f"{w}_modelled": round(float(sum(m[k].sum() for m in modelled)))
-               for k, w in enumerate(WINDOWS)}
-    out = save(model, a.out or path_of(a.camera), totals)
-    print(f"{out}: " + "; ".join(f"{w} " + " ".join(f"{v:.4f}" for v in c[k])
-                                 for k, w in enumerate(WINDOWS)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
