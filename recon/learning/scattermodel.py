@@ -33,7 +33,7 @@ from infra.errors import UserError
 from recon.grid import default_grid
 from recon.spect.osem import SpectProjector
 
-#: The body-confined sources' blur (Gaussian sigma, mm).
+#: The effective scatter sources' blur (Gaussian sigma, mm).
 SIGMAS_MM = (10.0, 20.0, 40.0, 80.0)
 #: The basis' names, in order.
 BASIS = ("activity", *(f"scatter_source_{s:g}mm" for s in SIGMAS_MM))
