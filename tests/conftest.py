@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,17 @@ def _tests_cache() -> str:
 
 
 os.environ["BEDSIDE_PET_CACHE"] = os.environ[TESTS_CACHE_VAR] = _tests_cache()
+
+
+@pytest.fixture(scope="session")
+def unseen_torsos(tmp_path_factory) -> Path:
+    """Two virtual torsos drawn from a seed neither the learned mu-map's training nor its curve
+    used."""
+    from emulator.population.draw import population
+
+    out = tmp_path_factory.mktemp("unseen")
+    population("torso", 2, 9090, out, 3.0, threads=2)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator.population.draw import population
 from hw.scanner import load_scanner
 from infra.errors import UserError
 from recon.grid import default_grid
@@ -22,11 +21,8 @@ CAMERA = "spect-general"
 
 
 @pytest.fixture(scope="module")
-def unseen(tmp_path_factory) -> Path:
-    """Two torsos drawn from a seed neither the model's training nor its curve used."""
-    out = tmp_path_factory.mktemp("unseen")
-    population("torso", 2, 9090, out, 3.0, threads=2)
-    return out
+def unseen(unseen_torsos) -> Path:
+    return unseen_torsos
 
 
 def _energy() -> float:

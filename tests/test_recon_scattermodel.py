@@ -12,7 +12,6 @@ import pytest
 
 from coincidence import spect
 from emulator import phantoms
-from emulator.population.draw import population
 from hw.scanner import load_scanner
 from infra.errors import UserError
 from recon.grid import default_grid
@@ -22,10 +21,8 @@ CAMERA = "spect-general"
 
 
 @pytest.fixture(scope="module")
-def torso(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("torso")
-    population("torso", 1, 4242, out, 3.0, threads=2)
-    return out
+def torso(unseen_torsos) -> Path:
+    return unseen_torsos
 
 
 @pytest.fixture(scope="module")
@@ -91,4 +88,4 @@ def test_the_fit_command_emulates_fits_and_writes_a_model_that_loads(torso, tmp_
     assert model.coefficients[spect.PEAK].sum() == pytest.approx(1.0)
     t = json.loads(out.read_text())["totals"]
     assert t["lower_modelled"] == pytest.approx(t["lower_measured"], rel=0.05)
-    assert fitscatter.main([str(torso), "--n", "2", "--out", str(out)]) == 2  # one patient
+    assert fitscatter.main([str(torso), "--n", "3", "--out", str(out)]) == 2  # two patients

@@ -27,7 +27,7 @@ from recon.spect.runimage import OUTLINE_ITERATIONS, peak_and_scatter
 from recon.validation.spectruns import windows_of
 
 #: Photopeak counts of a scan (scatter included) are drawn log-uniformly between these (a 60 s
-#: stress scan of 800 MBq Tc-99m on spect-general gives 1.5-2.5 million).
+#: stress scan of 800 MBq Tc-99m on spect-general gives 1.0-2.5 million).
 COUNTS_RANGE = (6e5, 4e6)
 #: The kept pairs' file names carry this, so that a change of the path makes them anew.
 VERSION = 2

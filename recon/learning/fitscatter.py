@@ -1,7 +1,7 @@
 """Fit a camera's energy-window model (:mod:`recon.learning.scattermodel`) to the emulator's
 scans of the first patients of a population.
 
-Run: ``python -m recon.learning.fitscatter POPULATION [--n 2] [--camera spect-general]
+Run: ``python -m recon.learning.fitscatter POPULATION [--n 3] [--camera spect-general]
 [--out FILE]``: each patient's Tc-99m scan is emulated as the chain path's (800 MBq, 60 s;
 minutes a patient, kept beside it as ``chain-<camera>-60s.npz``) and the window model is
 written to ``recon/learning/scatter/<camera>.json`` (or ``--out``), with the fitted scans'
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m recon.learning.fitscatter",
                                 description=__doc__.splitlines()[0])
     p.add_argument("population", type=Path, help="a folder of petdaq phantoms population")
-    p.add_argument("--n", type=int, default=2, help="patients to emulate and fit on")
+    p.add_argument("--n", type=int, default=3, help="patients to emulate and fit on")
     p.add_argument("--camera", default="spect-general")
     p.add_argument("--out", type=Path, default=None, help="default: the shipped model's file")
     a = p.parse_args(argv)

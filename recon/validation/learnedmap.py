@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import binary_erosion
 
 from emulator import phantoms
 from hw.scanner import load_scanner
@@ -118,8 +119,6 @@ def map_errors(folder: Path, scanner_name: str, proj: np.ndarray,
 def fast_over_chain(fast: np.ndarray, chain: np.ndarray, own: np.ndarray) -> dict[str, float]:
     """The fast path's image without correction over the emulated chain's, each as a share of
     its body's counts, in the body's outer 2 voxels (fat and skin), the lungs and the air."""
-    from scipy.ndimage import binary_erosion
-
     body = own > 0
     regions = {"shell": body & ~binary_erosion(body, iterations=2),
                "lungs": body & (own < 0.5 * float(np.median(own[body]))), "air": ~body}
