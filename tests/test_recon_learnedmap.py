@@ -126,3 +126,16 @@ def test_the_learned_map_is_the_same_on_any_number_of_threads(unseen):
     maps = [learnedmap.predict(learnedmap.load(path, threads=n), nac, p.energy_kev).image.array
             for n in (1, 4)]
     assert maps[0].tobytes() == maps[1].tobytes()
+
+
+def test_a_cardiac_scan_defaults_to_the_learned_map_where_the_camera_ships_it_and_limits():
+    """The product's default ``--mu-map`` for SPECT: learned for a heart on the adult camera (its
+    model and the limits of its maps ship), the calculated map for anything else and for a
+    camera without a model."""
+    from recon.spect import normals
+    from recon.spect.runimage import default_mu_map
+
+    assert any(x.correction == "learned" for x in normals.shipped(CAMERA))
+    assert default_mu_map(CAMERA, cardiac=True) == "learned"
+    assert default_mu_map(CAMERA, cardiac=False) == "estimate"
+    assert default_mu_map("spect-dual-head", cardiac=True) == "estimate"

@@ -47,6 +47,19 @@ def test_a_normal_map_scores_zero_and_a_defect_its_own_territory(limits):
     assert absent.segment_scores[6] == 4  # no counts at all: absent uptake
 
 
+def test_each_samples_spread_is_its_segments_over_the_normals():
+    """The limits spread a sample by how its segment's mean varies from normal to normal, not
+    by how the sample itself does: a segment whose samples scatter but whose mean holds has a
+    narrow limit, one whose mean varies a wide one."""
+    rng = np.random.default_rng(9)
+    maps = [polar(rng, {2: min(0.8 + 0.1 * rng.standard_normal(), 0.95)}) for _ in range(30)]
+    built = normals.build(maps, "spect-general", "calculated", "M")
+    seg2 = np.equal(SEGMENT_OF, 2)
+    want = np.std([m.percent[1] for m in maps], ddof=1)
+    assert np.allclose(built.sd_percent[seg2], want)
+    assert 5.0 < want < 12.0 and built.sd_percent[~seg2].max() < 2.0  # 4 points a sample
+
+
 def test_summed_difference_counts_what_rest_recovers(limits):
     rng = np.random.default_rng(7)
     stress = scores.score(polar(rng, {5: 0.5, 11: 0.5}), limits)
@@ -86,8 +99,12 @@ def test_databases_round_trip_and_bad_ones_are_one_line(limits, tmp_path):
         normals.read(cut)
     with pytest.raises(UserError, match="cannot read it"):
         normals.read(tmp_path / "missing.json")
-    cut.write_text(json.dumps({"format": 1, "limits": [{"camera": "x"}]}))
+    cut.write_text(json.dumps({"format": normals.FORMAT, "limits": [{"camera": "x"}]}))
     with pytest.raises(UserError, match="not a database"):
+        normals.read(cut)
+    old = json.loads(path.read_text()) | {"format": 1}  # each sample's own spread: rebuild
+    cut.write_text(json.dumps(old))
+    with pytest.raises(UserError, match=r"not a database of format 2 \(rebuild it"):
         normals.read(cut)
     with pytest.raises(UserError, match="at least 3 normal patients"):
         normals.build([polar(np.random.default_rng(1))], "spect-general", "calculated", "M")
@@ -95,14 +112,14 @@ def test_databases_round_trip_and_bad_ones_are_one_line(limits, tmp_path):
 
 
 def test_the_shipped_limits_match_the_polar_maps_sampling():
-    """The product's limits for its adult camera: both sexes, three corrections, each of the
-    polar map's samples."""
+    """The product's limits for its adult camera: both sexes, four corrections (the learned map's
+    too), each of the polar map's samples."""
     from recon.grid import Grid
     from recon.spect.polarmap import polar_map
 
     shipped = normals.shipped("spect-general")
     assert {(x.correction, x.sex) for x in shipped} == {
-        (c, s) for c in ("calculated", "measured", "none") for s in ("F", "M")}
+        (c, s) for c in ("calculated", "measured", "none", "learned") for s in ("F", "M")}
     grid = Grid((40, 40, 40), (4.0, 4.0, 4.0), (-78.0, -78.0, -78.0))
     pm = polar_map(grid.image(np.ones((40, 40, 40), np.float32), "counts"), (0, 0, 20),
                    (0, 0, -20), (0, -1, 0))

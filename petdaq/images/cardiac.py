@@ -26,9 +26,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         description=__doc__.split("\n\n")[1])
     n.add_argument("runs", nargs="+", help="SPECT run directories of normal patients (each with "
                    "its study's sex)")
-    n.add_argument("--mu-map", default="estimate", choices=("estimate", "none"),
-                   help="the correction the limits are of: estimate (the calculated map, the "
-                        "product's default) or none")
+    n.add_argument("--mu-map", default=None, choices=("learned", "estimate", "none"),
+                   help="the correction the limits are of: learned (the camera's shipped "
+                        "model's map), estimate (the calculated map) or none; default: the "
+                        "product's for a cardiac scan on the camera (learned where it ships a "
+                        "model and limits of its maps, else estimate)")
     n.add_argument("--out", required=True, help="the database file to write (.json)")
     n.set_defaults(func=cmd_normals)
 
@@ -38,7 +40,7 @@ def cmd_normals(args: argparse.Namespace) -> int:
     from recon.spect import normals
     from recon.spect.lvaxis import find_lv_axis
     from recon.spect.reading import correction_of, map_of
-    from recon.spect.runimage import spect_run_image
+    from recon.spect.runimage import default_mu_map, spect_run_image
     from runstore.facts import run_facts
     from runstore.rundir import RunDir
 
@@ -54,7 +56,8 @@ def cmd_normals(args: argparse.Namespace) -> int:
             raise UserError(f"run {run.path} is of camera {facts.scanner}, the others of {camera}: "
                             "limits are of one camera")
         camera = facts.scanner
-        image = spect_run_image(run, load_scanner(camera), mu_map=args.mu_map)
+        image = spect_run_image(run, load_scanner(camera),
+                                mu_map=args.mu_map or default_mu_map(camera, cardiac=True))
         correction = correction_of(image)
         lv = find_lv_axis(image)
         maps[sex].append(map_of(image, lv))

@@ -63,7 +63,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--randoms", action=argparse.BooleanOptionalAction, default=True,
                    help="correct randoms from the delayed coincidences (default on)")
     mu = p.add_mutually_exclusive_group()
-    mu.add_argument("--mu-map", default="estimate", metavar="FILE|truth|estimate",
+    mu.add_argument("--mu-map", default=None, metavar="FILE|truth|estimate|learned",
                     help="PET attenuation: estimate (default: the scan's calculated map, the "
                          "outline of its emission filled with water, a skull for a head, lungs "
                          "in another body, a known phantom's construction; written as "
@@ -71,7 +71,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          "frame (1/mm at 511 keV, or a CT in Hounsfield units), or truth (an "
                          "emulated run's phantom, for validation). SPECT: the same, at the "
                          "photopeak's energy, or learned (the camera's shipped model's "
-                         "CT-less map from the emission; a .onnx file: that model's)")
+                         "CT-less map from the emission; a .onnx file: that model's; the "
+                         "default for a cardiac scan on a camera that ships a model and its "
+                         "normal limits)")
     mu.add_argument("--no-attenuation", dest="mu_map", action="store_const", const="none",
                     help="no attenuation correction")
     p.add_argument("--body-part", default=None, metavar="PART",
@@ -242,7 +244,7 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     if args.threads is not None:
         recon.set_threads(args.threads)
     options = RunReconOptions(args.iterations, args.subsets, args.tof, args.randoms,
-                              _mu_map(args.mu_map), args.scatter, args.voxel, args.samples,
+                              _mu_map(args.mu_map or "estimate"), args.scatter, args.voxel, args.samples,
                               args.calibration, _normalization(args.normalization, scanner),
                               Study(body_part=args.body_part).body_part, args.phantom)
     if args.frames is not None:

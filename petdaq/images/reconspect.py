@@ -35,7 +35,14 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     from recon.spect import learnedmap, normals
     from recon.spect.lvaxis import parse_lv_axis
     from recon.spect.quant import quantify_spect
-    from recon.spect.runimage import is_cardiac, is_learned, nm_description, not_a_heart, spect_run_image
+    from recon.spect.runimage import (
+        default_mu_map,
+        is_cardiac,
+        is_learned,
+        nm_description,
+        not_a_heart,
+        spect_run_image,
+    )
     from runstore.facts import run_facts
     from runstore.rundir import RunDir
 
@@ -48,16 +55,18 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     why = not_a_heart(facts, scanner, args.body_part) if args.cardiac else None
     if why is not None:
         raise UserError(f"--cardiac: {why}")
+    cardiac = args.cardiac or is_cardiac(facts, scanner)
+    mu_map = args.mu_map or default_mu_map(scanner.name, cardiac)
     if args.limits is not None:  # limits of another camera or correction: say so first too
-        normals.choose(normals.read(args.limits), scanner.name, _correction(args.mu_map), None)
-    if is_learned(args.mu_map):  # a model missing, truncated or of another camera: first too
-        learnedmap.model_for(scanner.name, args.mu_map)
+        normals.choose(normals.read(args.limits), scanner.name, _correction(mu_map), None)
+    if is_learned(mu_map):  # a model missing, truncated or of another camera: first too
+        learnedmap.model_for(scanner.name, mu_map)
     iterations = args.iterations if args.iterations_given else SPECT_ITERATIONS
     subsets = args.subsets or SPECT_SUBSETS
     out = Path(args.out) if args.out else run.path / "images"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    image = spect_run_image(run, scanner, iterations, subsets, args.mu_map, args.photopeak_kev,
+    image = spect_run_image(run, scanner, iterations, subsets, mu_map, args.photopeak_kev,
                             args.body_part)
     image, units = quantify_spect(image, scanner, facts.nuclide, facts.duration_s)
     files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
@@ -71,7 +80,7 @@ def recon_spect_run(args: argparse.Namespace) -> int:
     if args.report:
         report = phantom_report(image, phantom, out)
         report["attenuation_method"] = image.meta["attenuation_method"]
-    if args.cardiac or is_cardiac(facts, scanner):
+    if cardiac:
         reading = _read_heart(image, scanner, args.sex or facts.study.sex, lv, args.limits)
         files += [str(p) for p in reading.write(out)]
         report |= reading.report() | {"attenuation_method": image.meta["attenuation_method"]}

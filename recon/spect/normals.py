@@ -1,11 +1,17 @@
-"""Normal limits of the polar map: per sample, the mean and spread of normal patients' values
-(percent of each patient's largest segment) for one camera, one attenuation correction and one sex.
+"""Normal limits of the polar map: per sample, the mean of normal patients' values (percent of
+each patient's largest segment) and the spread of their sample's segment, for one camera, one
+attenuation correction and one sex.
 
 Clinical packages (QPS, 4DM, ECTb) keep one database per camera, protocol, correction and sex,
 built from patients with a low likelihood of coronary disease; a scan is compared with the one of
 its own kind, sample by sample (:mod:`recon.spect.scores`). Limits are keyed by the correction's
 kind, not its words: ``none``, ``calculated`` (the outline's map), ``measured`` (a CT's map, or the
-emulated phantom's own) and ``learned``. The product ships limits for its cameras in
+emulated phantom's own) and ``learned``.
+
+The spread is the segment's, not the sample's own: a database of tens of patients spreads each of
+its thousand samples by where the valve plane, the wall and the neighbouring organs happened to
+fall, and a lower limit three of those spreads down sits under the defects (measured on the
+virtual population: docs/cardiac.md). The product ships limits for its cameras in
 ``recon/spect/limits/<camera>.json``; ``petdaq cardiac normals`` builds a site's own.
 """
 
@@ -30,13 +36,15 @@ CORRECTION_OF_METHOD = {"none": "none", "calculated": "calculated", "truth": "me
 #: The smallest spread a sample's limits take (percentage points): a database of a few patients
 #: can show almost none at a sample by chance, and a scan would then read noise as a defect.
 MIN_SD_PERCENT = 4.0
-FORMAT = 1
+#: 2: each sample's spread is its segment's (1: the sample's own; refused, rebuild them).
+FORMAT = 2
 
 
 @dataclass(frozen=True)
 class NormalLimits:
-    """One database: the samples' mean and standard deviation (percent) of ``patients`` normal
-    patients of ``sex`` on ``camera`` with the attenuation ``correction``."""
+    """One database: each sample's mean, and the standard deviation of its segment's mean
+    (percent), over ``patients`` normal patients of ``sex`` on ``camera`` with the attenuation
+    ``correction``."""
 
     camera: str
     correction: str
@@ -81,8 +89,9 @@ def build(maps: Sequence[PolarMap], camera: str, correction: str, sex: str) -> N
         raise UserError(f"normal limits of {camera}/{correction}/{sex} need at least 3 normal "
                         f"patients, got {len(maps)}")
     values = np.stack([m.samples_percent for m in maps])
+    segments = np.stack([m.percent for m in maps]).std(axis=0, ddof=1)
     return NormalLimits(camera, correction, sex, len(maps), values.mean(axis=0),
-                        values.std(axis=0, ddof=1))
+                        segments[maps[0].sample_segments - 1])
 
 
 def write(path: str | Path, limits: Sequence[NormalLimits]) -> Path:
@@ -105,7 +114,8 @@ def read(path: str | Path) -> list[NormalLimits]:
         raise UserError(f"normal limits {path}: not JSON ({exc})") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT or not isinstance(d.get("limits"),
                                                                                 list):
-        raise UserError(f"normal limits {path}: not a database of format {FORMAT}")
+        raise UserError(f"normal limits {path}: not a database of format {FORMAT} (rebuild it "
+                        "with `petdaq cardiac normals`)")
     return [NormalLimits.from_json(x, str(path)) for x in d["limits"]]
 
 

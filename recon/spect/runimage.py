@@ -96,6 +96,19 @@ def spect_mu_map(run: RunDir, scanner: Scanner, grid: Any, energy_kev: float, ch
     return mumap.estimate(without_attenuation(), energy_kev, part)
 
 
+def default_mu_map(camera: str, cardiac: bool) -> str:
+    """A SPECT run's ``--mu-map`` when none is chosen: ``learned`` for a cardiac scan on a camera
+    that ships a learned model and normal limits of its maps (the product's CT-less correction),
+    else ``estimate`` (the calculated map)."""
+    from recon.corrections import attenuation
+    from recon.spect import learnedmap, normals
+
+    if cardiac and learnedmap.shipped(camera) is not None and any(
+            x.correction == attenuation.LEARNED for x in normals.shipped(camera)):
+        return attenuation.LEARNED
+    return attenuation.ESTIMATE
+
+
 def is_learned(choice: str) -> bool:
     """Whether a ``--mu-map`` choice asks for a learned map (``learned`` or a model file)."""
     from recon.corrections import attenuation

@@ -1,15 +1,16 @@
 """Perfusion scores of a polar map against normal limits: each segment's 0-4 score, the summed
 stress (or rest) score, the total perfusion deficit and the abnormal coronary territories.
 
-As QPS-style packages do: a sample under its lower normal limit (:data:`THRESHOLD_SD` spreads under
-the normal mean) is hypoperfused, with a severity on a continuous scale from 0 at that limit to 4
-at no counts at all (absent uptake); the total perfusion deficit (TPD) is the samples' summed
-severity over 4 per sample, in percent of the myocardium (extent and severity in one number). A
-segment's score is its samples' mean severity, rounded (0 normal, 1 mildly, 2 moderately, 3
-severely reduced, 4 absent); the summed score (SSS at stress, SRS at rest) adds the 17, and the
-summed difference score (SDS) adds each segment's stress score over its rest score. A territory
-is abnormal when its segments' scores add up to :data:`TERRITORY_SUM` or more: one moderately
-reduced segment, or two mildly reduced ones side by side.
+As QPS-style packages do: a sample under its lower normal limit (:data:`THRESHOLD_SD` spreads
+under the normal mean; the spread its segment's, :mod:`recon.spect.normals`) is hypoperfused,
+with a severity on a continuous scale from 0 at that limit to 4 at no counts at all (absent
+uptake); the total perfusion deficit (TPD) is the samples' summed severity over 4 per sample,
+in percent of the myocardium (extent and severity in one number). A segment's score is its
+samples' mean severity, rounded (0 normal, 1 mildly, 2 moderately, 3 severely reduced, 4
+absent); the summed score (SSS at stress, SRS at rest) adds the 17, and the summed difference
+score (SDS) adds each segment's stress score over its rest score. A territory is abnormal when
+its segments' scores add up to :data:`TERRITORY_SUM` or more: one moderately reduced segment, or
+two mildly reduced ones side by side.
 """
 
 from __future__ import annotations

@@ -31,29 +31,30 @@ from recon.spect.mumap import estimate
 from recon.spect.osem import spect_osem
 from recon.spect.runimage import OUTLINE_ITERATIONS
 from recon.validation.runs import patients
-from recon.validation.spectruns import ITERATIONS, SUBSETS, projected_scan
+from recon.validation.spectruns import ITERATIONS, SUBSETS, projected_scan, windows_of
 
-#: A 60 s stress scan's photopeak counts, Tc-99m's line (keV), the camera.
-PHOTOPEAK_COUNTS, ENERGY_KEV, CAMERA = 1.1e6, 140.5, "spect-general"
+#: A 60 s stress scan's photopeak counts, and the camera.
+PHOTOPEAK_COUNTS, CAMERA = 1.1e6, "spect-general"
 
 
 def keep_images(folder: Path, images: Path) -> list[Path]:
     """The torso in ``folder``'s two images kept in ``images`` (made where missing)."""
     scanner = load_scanner(CAMERA)
+    energy_kev = float(np.mean(windows_of(scanner).peak))  # the camera's photopeak window's centre
     grid = default_grid(scanner)
     paths = [images / f"{folder.name}_{m}.nii.gz" for m in ("estimate", "truth")]
     if all(p.is_file() for p in paths):
         return paths
     phantom = phantoms.get(str(folder), scanner)
-    mu = phantom.mu_map(grid, ENERGY_KEV)
-    measured = projected_scan(scanner, grid, phantom.activity_map(grid), mu, ENERGY_KEV,
+    mu = phantom.mu_map(grid, energy_kev)
+    measured = projected_scan(scanner, grid, phantom.activity_map(grid), mu, energy_kev,
                               PHOTOPEAK_COUNTS, np.random.default_rng([7, *folder.name.encode()]))
 
     def osem(mu_image: object, iterations: int) -> object:
         return spect_osem(measured, scanner, None, mu_image, iterations, SUBSETS, grid,
-                          energy_kev=ENERGY_KEV)
+                          energy_kev=energy_kev)
 
-    calculated = estimate(osem(None, OUTLINE_ITERATIONS), ENERGY_KEV, "CHEST").image
+    calculated = estimate(osem(None, OUTLINE_ITERATIONS), energy_kev, "CHEST").image
     images.mkdir(parents=True, exist_ok=True)
     for path, mu_image in zip(paths, (calculated, grid.image(mu, "1/mm")), strict=True):
         write_nifti(osem(mu_image, ITERATIONS), path)
