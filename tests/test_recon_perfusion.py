@@ -142,3 +142,22 @@ def test_writing_one_corrections_limits_keeps_the_databases_others(limits, tmp_p
     got = {x.correction: x.patients for x in normals.read(path)}
     assert got == {"calculated": 6, "learned": 5}
     assert merged(tmp_path / "new.json", [learned]) == [learned]
+
+
+def test_the_validations_summary_counts_the_calls_and_ranks_tpd():
+    """``normallimits``' summary: normals read normal, the large defects' territories, and the
+    area under TPD's ROC curve (a defect outscoring a normal, ties half)."""
+    from recon.validation.normallimits import roc_auc, summary
+
+    def row(territory: str, severity: float, extent: float, tpd: float, called: str) -> dict:
+        right = int(territory in called.split()) if territory != "none" else ""
+        return {"map": "learned", "territory": territory, "severity": severity,
+                "extent_percent": extent, "tpd_percent": tpd, "called": called, "right": right,
+                "other": int(bool(set(called.split()) - {territory, "none"}))}
+
+    table = [row("none", 0, 0, 0.0, "none"), row("none", 0, 0, 1.0, "none"),
+             row("RCA", 0.5, 12.0, 5.0, "RCA"), row("LAD", 0.3, 5.0, 0.5, "none")]
+    line = summary(table)[0]
+    assert "normal read normal 2/2" in line and "right territory 1/1, no other 1/1" in line
+    assert "TPD's AUC 0.75 (large defects 1.00)" in line
+    assert roc_auc([1.0], [1.0]) == 0.5 and np.isnan(roc_auc([], [1.0]))

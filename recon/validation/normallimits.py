@@ -9,7 +9,8 @@ degrees or 20 mm off the truth's, on the truth's instead, as a technologist mend
 (``axis_ok`` 0 in the table); those stay out of the limits (the truth's axis is not drawn the
 way the finder draws one: its apex lies 10-15 mm further). Per torso and map: the summed score,
 TPD, the territories called, and for a defect (the truth's territory) whether its territory was
-called and whether another was; with ``--write FILE`` the limits of all normal torsos, per map
+called and whether another was, and per map how well TPD ranks the defects over the normals
+(the area under its ROC curve); with ``--write FILE`` the limits of all normal torsos, per map
 and sex, as the product's database (``recon/spect/limits/<camera>.json``; the file's limits of
 other corrections are kept). With ``--held-out IMAGES --held-out-population POP``, the torsos of
 another population are scored against the limits of all of these normals instead (torsos a
@@ -130,18 +131,32 @@ def rows(torsos: list[Sampled], camera: str, m: str,
 
 def summary(table: list[dict[str, float | str]]) -> list[str]:
     """Per map: normals without a called territory; defects of 10 % or more at 40 % or more
-    with their territory called and with no other called."""
+    with their territory called and with no other called; how well TPD ranks the defects over
+    the normals (the area under its ROC curve, all defects and the large ones)."""
     lines = []
     for m in dict.fromkeys(r["map"] for r in table):
         r = [x for x in table if x["map"] == m]
         normal = [x for x in r if x["territory"] == "none"]
-        big = [x for x in r if x["territory"] != "none" and float(x["severity"]) >= 0.4
+        defects = [x for x in r if x["territory"] != "none"]
+        big = [x for x in defects if float(x["severity"]) >= 0.4
                and float(x["extent_percent"]) >= 10.0]
+        tpd = [float(x["tpd_percent"]) for x in normal]
         lines.append(
             f"{m}: normal read normal {sum(x['called'] == 'none' for x in normal)}/{len(normal)}; "
             f"defects >= 10 % at >= 40 %: right territory {sum(int(x['right']) for x in big)}"
-            f"/{len(big)}, no other {sum(1 - int(x['other']) for x in big)}/{len(big)}")
+            f"/{len(big)}, no other {sum(1 - int(x['other']) for x in big)}/{len(big)}; "
+            f"TPD's AUC {roc_auc([float(x['tpd_percent']) for x in defects], tpd):.2f} "
+            f"(large defects {roc_auc([float(x['tpd_percent']) for x in big], tpd):.2f})")
     return lines
+
+
+def roc_auc(positive: list[float], negative: list[float]) -> float:
+    """The area under the ROC curve of a score that should read higher in ``positive``: the
+    chance a positive outscores a negative, ties counting half (NaN without both)."""
+    p, n = np.asarray(positive, float)[:, None], np.asarray(negative, float)[None, :]
+    if p.size == 0 or n.size == 0:
+        return float("nan")
+    return float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
 
 
 def spread(torsos: list[Sampled], m: str) -> str:
