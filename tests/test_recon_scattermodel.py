@@ -1,6 +1,6 @@
 """The fast path's window model: its fit gives back the mix that made a scan, the shipped model's
-scatter stays inside the body's shadow as the emulator's does, and a missing or foreign model is
-refused in one line."""
+scatter stays inside the body's shadow as the emulator's does, and a missing, foreign or
+truncated model is refused in one line."""
 
 from __future__ import annotations
 
@@ -27,10 +27,9 @@ def torso(unseen_torsos) -> Path:
 
 @pytest.fixture(scope="module")
 def torso_basis(torso) -> np.ndarray:
-    out = torso
     scanner = load_scanner(CAMERA)
     grid = default_grid(scanner)
-    ph = phantoms.get(str(out / "torso-001"), scanner)
+    ph = phantoms.get(str(torso / "torso-001"), scanner)
     return scattermodel.basis(scanner, ph.activity_map(grid), ph.mu_map(grid, 140.0), 140.0)
 
 
@@ -60,13 +59,16 @@ def test_the_shipped_models_scatter_stays_in_the_bodys_shadow(torso_basis):
     assert 0.1 < side < 0.4  # the emulator's lower window holds about a fifth of the peak's
 
 
-def test_a_missing_or_foreign_scatter_model_is_refused_in_one_line(tmp_path):
+def test_a_missing_foreign_or_truncated_scatter_model_is_refused_in_one_line(tmp_path):
     shipped = json.loads(scattermodel.path_of(CAMERA).read_text())
     other = tmp_path / "other.json"
     other.write_text(json.dumps(shipped | {"camera": "spect-dual-head"}))
+    cut = tmp_path / "cut.json"
+    cut.write_text(scattermodel.path_of(CAMERA).read_text()[:300])
     cases = [(lambda: scattermodel.load("spect-dual-head", tmp_path / "gone.json"),
               "python -m recon.learning.fitscatter POPULATION --camera spect-dual-head"),
-             (lambda: scattermodel.load(CAMERA, other), "is not a scatter model of camera")]
+             (lambda: scattermodel.load(CAMERA, other), "is not a scatter model of camera"),
+             (lambda: scattermodel.load(CAMERA, cut), "cut.json: not a scatter model")]
     for call, words in cases:
         with pytest.raises(UserError) as err:
             call()

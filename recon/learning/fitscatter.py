@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coincidence import spect
 from emulator import phantoms
 from hw.scanner import Scanner, load_scanner
 from infra.errors import UserError
@@ -73,12 +74,13 @@ def totals(model: scattermodel.ScatterModel, scans: list[np.ndarray],
            bases: list[np.ndarray]) -> dict[str, float]:
     """Each window's counts over the fitted scans, measured and as the model gives them at the
     scans' photopeak counts."""
+    per_window = [model.expected(b).reshape(len(scattermodel.WINDOWS), -1).sum(axis=1)
+                  for b in bases]  # each scan's modelled window totals, at any scale
     out = {}
     for k, w in enumerate(scattermodel.WINDOWS):
         out[f"{w}_measured"] = float(sum(s[k].sum() for s in scans))
-        out[f"{w}_modelled"] = round(sum(
-            float(model.expected(b)[k].sum() * s[1].sum() / model.expected(b)[1].sum())
-            for s, b in zip(scans, bases, strict=True)))
+        out[f"{w}_modelled"] = round(sum(float(t[k] / t[spect.PEAK] * s[spect.PEAK].sum())
+                                         for t, s in zip(per_window, scans, strict=True)))
     return out
 
 

@@ -29,6 +29,7 @@ from scipy.optimize import nnls
 from coincidence import spect
 from emulator.physics.media import mu_water
 from hw.scanner import Scanner
+from infra.atomic import replacing
 from infra.errors import UserError
 from recon.grid import default_grid
 from recon.spect.osem import SpectProjector
@@ -73,11 +74,11 @@ def basis(scanner: Scanner, activity: np.ndarray, mu_per_mm: np.ndarray,
 def fit(scans: list[np.ndarray], bases: list[np.ndarray]) -> np.ndarray:
     """The coefficients [window, basis] that best give ``scans`` ([window, ...] counts) from
     their patients' ``bases`` (least squares, non-negative), per photopeak count."""
+    a = np.concatenate([b.reshape(len(BASIS), -1).T for b in bases]).astype(np.float64)
     coefficients = np.zeros((len(WINDOWS), len(BASIS)))
     for w in range(len(WINDOWS)):
-        a = np.concatenate([b.reshape(len(BASIS), -1).T for b in bases])
         y = np.concatenate([s[w].ravel() for s in scans]).astype(np.float64)
-        coefficients[w], _ = nnls(a.astype(np.float64), y)
+        coefficients[w], _ = nnls(a, y)
     return coefficients / coefficients[spect.PEAK].sum()
 
 
@@ -93,8 +94,12 @@ def load(camera: str, path: Path | None = None) -> ScatterModel:
     if not path.is_file():
         raise UserError(f"no scatter model for camera '{camera}' ({path}): fit one with "
                         f"python -m recon.learning.fitscatter POPULATION --camera {camera}")
-    d = json.loads(path.read_text())
-    c = np.asarray(d["coefficients"], np.float64)
+    try:
+        d = json.loads(path.read_text())
+        c = np.asarray(d["coefficients"], np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a scatter model ({type(exc).__name__}: {exc}); fit one "
+                        f"with python -m recon.learning.fitscatter") from None
     if d.get("camera") != camera or c.shape != (len(WINDOWS), len(BASIS)) or \
             list(d.get("basis", [])) != list(BASIS):
         raise UserError(f"{path} is not a scatter model of camera '{camera}' with basis "
@@ -105,8 +110,9 @@ def load(camera: str, path: Path | None = None) -> ScatterModel:
 def save(model: ScatterModel, path: Path, totals: dict[str, float]) -> Path:
     """``model`` as JSON, with the fitted scans' measured and modelled window totals."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "camera": model.camera, "windows": list(WINDOWS), "basis": list(BASIS),
-        "coefficients": [[round(float(v), 6) for v in row] for row in model.coefficients],
-        "fitted_on": model.fitted_on, "totals": totals}, indent=1) + "\n")
+    with replacing(path) as tmp:  # a killed fit never leaves half a model under the name
+        tmp.write_text(json.dumps({
+            "camera": model.camera, "windows": list(WINDOWS), "basis": list(BASIS),
+            "coefficients": [[round(float(v), 6) for v in row] for row in model.coefficients],
+            "fitted_on": model.fitted_on, "totals": totals}, indent=1) + "\n")
     return path
