@@ -24,11 +24,13 @@ from emulator.detector import electronics, lu176, noise
 from emulator.detector.frontend import Bucketed, FrontEnds
 from emulator.detector.ring import ring_of
 from emulator.phantoms.kinetic import Mixture
+from emulator.phantoms.posed import PosedMedium
 from emulator.physics import flight, lanes, pet, sampling, spect
 from emulator.physics.interactions import rayleigh_norms
 from emulator.physics.media import TABLE_KEV, crystal_table, water_table
 from hw import nuclides, wire
 from hw.dtypes import RAW_DTYPE, SINGLE_DTYPE, join
+from hw.motion import MotionTrace, Pose
 from hw.scanner import Scanner, load_scanner
 from infra.errors import UserError
 
@@ -39,10 +41,12 @@ if TYPE_CHECKING:
 THRESHOLD_KEV = 50.0
 _MIN_SLICE_S, _MAX_SLICE_S = 1e-6, 1.0
 _WARM_UP_S = 1e-3
+"""Emulated time of :meth:`Emulator.warm_up` (s)."""
 #: A kinetic phantom's longest slice, in the model's seconds (its activity is taken constant
 #: over a slice, at the slice's middle).
 _KINETIC_SLICE_MODEL_S = 1.0
-"""Emulated time of :meth:`Emulator.warm_up` (s)."""
+#: A moving patient's longest slice (s): the pose is that of the slice's middle.
+MOTION_SLICE_S = 0.01
 #: Room for deposits per Lu-176 decay (the local one and its gammas' hits: 2.8 on average in
 #: bedside-brain; a block that overflows is run again with twice the room, at twice the cost).
 LU176_DEPOSITS_PER_DECAY = 4.0
@@ -87,10 +91,12 @@ class Emulator:
                  activity_mbq: float = 1.0, seed: int = 0, *, truth: bool = False,
                  threshold_kev: float = THRESHOLD_KEV, intrinsic: bool = True,
                  slice_decays: int = 1 << 17, threads: int | None = None,
-                 kinetic_time_scale: float = 1.0) -> None:
+                 kinetic_time_scale: float = 1.0, motion: MotionTrace | None = None) -> None:
         """``activity_mbq``: the activity at t = 0; of a kinetic phantom, the injected activity
         (injected at t = 0). ``kinetic_time_scale``: a kinetic phantom's model minutes per
-        minute of acquisition (physical decay stays in acquisition time)."""
+        minute of acquisition (physical decay stays in acquisition time). ``motion``: the
+        phantom's rigid pose over time (:mod:`hw.motion`; each slice's decays and medium at the
+        pose of its middle); a still trace is no motion."""
         self.scanner = scanner if isinstance(scanner, Scanner) else load_scanner(scanner)
         self.activity_mbq = _check_activity(activity_mbq)
         self.nuclide = nuclides.get(nuclide)
@@ -105,6 +111,9 @@ class Emulator:
         self._packed = self.phantom.packed()
         self._medium = flight.medium(self._packed.layers, self._packed.layer_boxes, water_table(),
                                      self._packed.density)
+        self.motion = motion if motion is not None and not motion.still else None
+        self._posed = PosedMedium(self.phantom, self._packed, water_table()) \
+            if self.motion is not None else None
         self._crystal = crystal_table(self.scanner.material)
         if self.scanner.kind == "pet":
             self._ring = ring_of(self.scanner)
@@ -132,6 +141,8 @@ class Emulator:
         if self.mixture is not None:
             slice_s = max(min(slice_s, _KINETIC_SLICE_MODEL_S / self.mixture.time_scale),
                           _MIN_SLICE_S)
+        if self.motion is not None:
+            slice_s = max(min(slice_s, MOTION_SLICE_S), _MIN_SLICE_S)
         self.slice_ps = round(slice_s * 1e12)
         self.counters = dict.fromkeys(records.COUNTERS, 0)
         self._workers = workers(threads)
@@ -236,9 +247,23 @@ class Emulator:
         t_s = np.linspace(0.0, 7200.0 / self.mixture.time_scale, 4001)
         return float(self.mixture.activities_bq(t_s).sum(axis=0).max())
 
+    def _pose(self, t_a: int, t_b: int) -> Pose | None:
+        """The patient's pose in the slice [t_a, t_b) ps (its middle's); None when still."""
+        return None if self.motion is None else self.motion.pose_at((t_a + t_b) * 0.5e-12)
+
     def _source(self, t_a: int, t_b: int) -> tuple[float, Callable[[np.ndarray, int], np.ndarray]]:
-        """The source's decay rate (Bq) at t_a (ps) and how a block draws its decay positions:
-        a kinetic phantom's classes weighted by their activity in the slice's middle."""
+        """The source's decay rate (Bq) at t_a (ps) and how a block draws its decay positions
+        (where the slice's pose puts them)."""
+        rate, draw = self._source_at_rest(t_a, t_b)
+        pose = self._pose(t_a, t_b)
+        if pose is None:
+            return rate, draw
+        return rate, lambda block_rs, n: pose.apply(draw(block_rs, n))
+
+    def _source_at_rest(self, t_a: int, t_b: int
+                        ) -> tuple[float, Callable[[np.ndarray, int], np.ndarray]]:
+        """The source's decay rate (Bq) at t_a (ps) and how a block draws its decay positions
+        at rest: a kinetic phantom's classes weighted by their activity in the slice's middle."""
         lam = self.nuclide.decay_constant_per_s
         decay = math.exp(-lam * t_a * 1e-12)
         if self.mixture is None:
@@ -322,7 +347,9 @@ class Emulator:
         counts[c.index("histories")] = times.size
         counts[c.index("decays")] = times.size * self.history_weight
 
-        common = (self.nuclide.positron_fraction, self._range, self._lines, self._medium)
+        pose = self._pose(t_a, t_b)
+        medium = self._medium if pose is None else self._posed.at(pose)
+        common = (self.nuclide.positron_fraction, self._range, self._lines, medium)
         if self.scanner.kind == "pet":
             src, n = self._blocks.run([self.seed, k, 2], times, first, positions, pet.decays, (
                 *common, self._ring, self._table, self._efficiency), tuple, 2.0)
@@ -338,7 +365,7 @@ class Emulator:
             lu, n = self._blocks.run(
                 [self.seed, k, 3], lu_times, records.LU176_ID_BASE + first_lu,
                 lambda block_rs, m: None, lu176.decays,
-                (self._ring, self._table, self._efficiency, self._beta, self._medium), tuple,
+                (self._ring, self._table, self._efficiency, self._beta, medium), tuple,
                 LU176_DEPOSITS_PER_DECAY)
             counts += n
         noisy = self.scanner.noisy_channels()

@@ -11,6 +11,7 @@ uses the shard files it finds and removes each once its slices are through the e
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections import deque
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import numpy as np
 from emulator import phantoms
 from emulator.detector.frontend import Bucketed
 from emulator.engine import Emulator, SlicePhysics, Slices
+from hw.motion import MotionTrace
 from hw.scanner import Scanner
 from infra import cluster
 from infra.atomic import replacing
@@ -45,16 +47,19 @@ class Recipe:
     seed: int
     truth: bool = False
     kinetic_time_scale: float = 1.0
+    motion: MotionTrace | None = None
 
     def key(self) -> tuple:
+        moving = None if self.motion is None else hashlib.sha256(
+            self.motion.rows.tobytes()).hexdigest()[:16]
         return (self.scanner.digest, phantoms.identity(self.phantom), self.nuclide,
                 self.activity_mbq, self.seed,
-                self.truth, self.kinetic_time_scale)
+                self.truth, self.kinetic_time_scale, moving)
 
     def build(self, threads: int | None = None) -> Emulator:
         return Emulator(self.scanner, self.phantom, self.nuclide, self.activity_mbq, self.seed,
                         truth=self.truth, threads=threads,
-                        kinetic_time_scale=self.kinetic_time_scale)
+                        kinetic_time_scale=self.kinetic_time_scale, motion=self.motion)
 
 
 _BUILT: dict[tuple, Emulator] = {}

@@ -14,10 +14,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from daq.control.checks import positive
 from daq.messages import DEFAULT_SCAN, FIRMWARES
 from hw.faults import Faults, load_faults
+from hw.motion import MotionTrace, load_trace
 from hw.scanner import load_scanner
 from infra.errors import UserError
 from infra.ports import free_port_block
@@ -43,6 +45,8 @@ class EmulatorSettings:
     slower than real time: the run ends at the boards' run-stop markers)."""
     faults: str | None = None
     """A TOML of faults to inject (:mod:`hw.faults`; the command line's ``--faults``)."""
+    motion: str | None = None
+    """The patient's motion: a trace file or a preset (:mod:`hw.motion`; ``--motion``)."""
 
     def __post_init__(self) -> None:
         """Refuse a scan the emulator cannot run, before anything starts."""
@@ -72,6 +76,16 @@ class EmulatorSettings:
                 setattr(self, name, positive(getattr(self, name), name))
         if self.faults is not None:
             self.injected()     # a bad file: its one line now, before anything starts
+        if self.motion is not None:
+            if not isinstance(self.motion, str):
+                raise UserError(f"motion must be a preset or a file, got {self.motion!r}")
+            if Path(self.motion).is_file():
+                self.motion = str(Path(self.motion).resolve())
+            self.trace()        # a bad trace: its one line now
+
+    def trace(self) -> MotionTrace | None:
+        """The patient's motion (None: still)."""
+        return None if self.motion is None else load_trace(self.motion)
 
     def injected(self) -> Faults:
         """The faults this scan injects (none without a file)."""
@@ -89,7 +103,7 @@ class EmulatorSettings:
         if not isinstance(settings, dict):
             raise UserError(f"settings must be a map, got {type(settings).__name__}")
         known = {"scanner", "phantom", "nuclide", "activity_mbq", "duration_s",
-                 "kinetic_time_scale", "firmware"}
+                 "kinetic_time_scale", "firmware", "motion"}
         others = {"energy_window_kev", "study", "frames"}
         unknown = sorted(set(settings) - known - others)
         if unknown:
@@ -104,6 +118,10 @@ class EmulatorSettings:
             del out["faults"]
         else:
             out["faults"] = {"file": str(self.faults), **self.injected().to_json()}
+        if self.motion is None:
+            del out["motion"]
+        else:       # the true trace itself: the run's truth, for validation only
+            out["motion"] = self.trace().to_json()
         return out
 
 
@@ -129,6 +147,7 @@ def start_emulator(settings: EmulatorSettings, n_boards: int, host: str = "127.0
            "--ready-line", "--realtime" if settings.realtime else "--fast",
            "--firmware", settings.firmware, *(["--commands", commands] if commands else []),
            *(["--faults", str(settings.faults)] if settings.faults else []),
+           *(["--motion", settings.motion] if settings.motion else []),
            "--parent-pid", str(os.getpid())]  # it dies with the DAQ, even a killed one
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

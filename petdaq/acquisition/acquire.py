@@ -128,6 +128,10 @@ def add_emulation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--faults", default=None, metavar="FILE.toml",
                    help="inject faults into the emulated unit ([[dead]], [[noisy]], [[gain]], "
                         "[[efficiency]], [[resolution]], [[skew]]: docs/qc.md); the run records them")
+    g.add_argument("--motion", default=None, metavar="FILE.csv|PRESET",
+                   help="the patient moves: a trace of rigid poses (t_s, tx_mm, ty_mm, tz_mm, "
+                        "rx_deg, ry_deg, rz_deg) or a preset (still, nod, turn, drift, restless, "
+                        "restless:SEED: docs/motion.md); the run records it as truth")
     g.add_argument("--firmware", choices=list(FIRMWARES), default=d.firmware,
                    help="the boards' packer: hw.wire's encoder (numba), the firmware's C packer, "
                         "or the whole firmware in QEMU, one emulated Cortex-M a board, started "
@@ -163,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     emu = EmulatorSettings(args.scanner, args.phantom, args.nuclide, args.activity_mbq,
                            args.duration, args.seed, realtime=not args.fast,
                            kinetic_time_scale=args.kinetic_time_scale, firmware=args.firmware,
-                           faults=args.faults)
+                           faults=args.faults, motion=args.motion)
     check_live_frames(args.frames, load_scanner(args.scanner), args.kinetic_time_scale,
                       args.duration, args.spheres, emulated=True)
     r = runcontrol.start_emulated(args.out, emu, sort_settings(args), _live(args), threads,

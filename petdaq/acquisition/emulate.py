@@ -24,6 +24,7 @@ from emulator.outputs.sinks import check_sink, file_paths, open_files, open_sink
 from emulator.shards import Recipe, Sharded
 from hw import nuclides
 from hw.faults import load_faults
+from hw.motion import load_trace
 from hw.scanner import load_scanner
 from infra import keys
 from infra.cluster import client_for
@@ -56,6 +57,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", default=None, metavar="FILE.h5",
                    help="write every single's truth to this HDF5 file")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same events)")
+    p.add_argument("--motion", default=None, metavar="FILE.csv|PRESET",
+                   help="the patient moves: a trace of rigid poses (t_s, tx_mm, ty_mm, tz_mm, "
+                        "rx_deg, ry_deg, rz_deg) or a preset (still, nod, turn, drift, restless, "
+                        "restless:SEED: docs/motion.md)")
     p.add_argument("--faults", default=None, metavar="FILE.toml",
                    help="inject faults into the emulated unit ([[dead]], [[noisy]], [[gain]], "
                         "[[efficiency]], [[resolution]], [[skew]]: docs/qc.md)")
@@ -190,8 +195,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         args.phantom = str(phantoms.file_path(args.phantom))
     if args.activity_mbq is None:
         args.activity_mbq = phantom.activity_mbq if phantom.activity_mbq is not None else 20.0
+    trace = load_trace(args.motion) if args.motion is not None else None
     recipe = Recipe(scanner, args.phantom, args.nuclide, args.activity_mbq, args.seed,
-                    args.truth is not None, args.kinetic_time_scale)
+                    args.truth is not None, args.kinetic_time_scale, trace)
     emu = recipe.build()
     if args.firmware == "qemu" and args.cluster is not None:
         raise UserError("--firmware qemu runs the boards here: leave out --cluster")
