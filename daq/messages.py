@@ -10,7 +10,8 @@ Sockets (ZeroMQ), defaults on the DAQ host (127.0.0.1; beyond it only with CURVE
 - monitor: PUB on ``tcp://HOST:5556``; multipart ``[topic, payload]``. Topic ``monitor`` at >= 5 Hz
   (rates, counters, losses, histograms, see :func:`monitor_message`); topic ``image`` each time the
   live reconstruction publishes an image (see :func:`image_message`); topic ``curves`` each time
-  a dynamic scan's live frame is finished (the curves so far, see :func:`curves_message`).
+  a dynamic scan's live frame is finished (the curves so far, see :func:`curves_message`); topic
+  ``motion`` after each interval of a PET scan's motion signal (see :func:`motion_message`).
 - control: REP on ``tcp://HOST:5557``; request ``{"cmd": "start" | "stop" | "status", "settings":
   {...}}``, reply ``{"ok": bool, "error": str | None, "state": str, "run": str | None}``; the
   reply to ``status`` also carries ``offer`` (:func:`offer_message`): what a start may ask for.
@@ -28,6 +29,7 @@ MONITOR_TOPIC = b"monitor"
 IMAGE_TOPIC = b"image"
 CURVES_TOPIC = b"curves"
 POLAR_TOPIC = b"polar"
+MOTION_TOPIC = b"motion"
 DEFAULT_MONITOR_PORT = 5556
 DEFAULT_CONTROL_PORT = 5557
 
@@ -39,6 +41,8 @@ DEFAULT_SCAN = {"scanner": "bedside-brain", "phantom": "nema-iq", "nuclide": "F-
 #: The boards' packers an emulated scan may use (``petdaq emulate --firmware``): hw.wire's
 #: encoder, the firmware's C packer, the whole firmware in QEMU (one emulated Cortex-M a board).
 FIRMWARES = {"numba": "hw.wire encoder", "c": "firmware C packer", "qemu": "firmware in QEMU"}
+#: The emulated patient's motion presets (``hw.motion.PRESETS``, named here for the console).
+MOTION_PRESETS = ("still", "nod", "turn", "drift", "restless")
 #: Free bytes on the run's disk below which the monitor's message warns (DAQ and console).
 LOW_DISK_BYTES = 1 << 30
 
@@ -123,6 +127,20 @@ def curves_message(*, start_min: list[float], duration_min: list[float],
             "mean_bq_ml": {k: list(v) for k, v in mean_bq_ml.items()},
             "sd_bq_ml": {k: list(v) for k, v in sd_bq_ml.items()},
             "frames_done": int(frames_done), "frames_total": int(frames_total)}
+
+
+def motion_message(*, interval_s: float, displacement_mm: np.ndarray, moving: bool,
+                   episodes: list[dict[str, Any]], data_s: float, elapsed_s: float
+                   ) -> dict[str, Any]:
+    """A PET scan's motion signal so far: each interval's (``interval_s`` long, from the scan's
+    start) distance of the prompts' centroid from its settled place (mm, NaN: too few prompts),
+    whether the head is moving now (``alert`` "motion" then, else ""), the episodes ended so far
+    (``start_s``, ``end_s``, ``size_mm``, ``shift_mm``), how far the prompts taken reach
+    (``data_s``, s from the scan's start) and the DAQ's ``elapsed_s`` when sent."""
+    return {"type": "motion", "v": SCHEMA_VERSION, "interval_s": float(interval_s),
+            "displacement_mm": encode_array(np.asarray(displacement_mm, np.float32)),
+            "moving": bool(moving), "alert": "motion" if moving else "",
+            "episodes": list(episodes), "data_s": float(data_s), "elapsed_s": float(elapsed_s)}
 
 
 def qc_message(*, scanner: str, result: str, created_utc: str, flagged: list[str],

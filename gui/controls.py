@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyqtgraph.Qt import QtCore, QtWidgets
 
-from daq.messages import DEFAULT_SCAN, FIRMWARES
+from daq.messages import DEFAULT_SCAN, FIRMWARES, MOTION_PRESETS
 from gui import text
 from gui.views import MonitorView, Procedure, ScanOffer
 
@@ -43,8 +43,9 @@ def _spin(lo: float, hi: float, value: float, suffix: str, decimals: int,
 
 
 class RunControls(QtWidgets.QGroupBox):
-    """Scanner, phantom, nuclide, activity, duration, kinetic clock, frames (a dynamic scan),
-    study (patient, weight, tracer) and energy window of the next scan."""
+    """Scanner, phantom, nuclide, activity, duration, kinetic clock, the emulated patient's
+    motion, frames (a dynamic scan), study (patient, weight, tracer) and energy window of the
+    next scan."""
 
     start_clicked = QtCore.Signal()
     stop_clicked = QtCore.Signal()
@@ -83,6 +84,11 @@ class RunControls(QtWidgets.QGroupBox):
         self.weight.setSpecialValueText("not given")
         self.tracer = QtWidgets.QLineEdit()
         self.tracer.setPlaceholderText("e.g. FDG")
+        self.motion = _combo("still")
+        for preset in MOTION_PRESETS[1:]:
+            self.motion.addItem(preset)
+        self.motion.setToolTip("the emulated patient's motion: a preset, or a trace file "
+                               "(t_s, tx_mm, ty_mm, tz_mm, rx_deg, ry_deg, rz_deg; docs/motion.md)")
         self.frames = QtWidgets.QLineEdit()
         self.frames.setPlaceholderText("static; or e.g. 6x30s,5x1min,5x2min")
         self.frames.setToolTip("a dynamic scan: frames (kinetic clock) reconstructed as they "
@@ -102,6 +108,7 @@ class RunControls(QtWidgets.QGroupBox):
         form.addRow("Duration", self.duration)
         form.addRow("Kinetic clock", self.time_scale)
         form.addRow("Boards", self.firmware)
+        form.addRow("Motion", self.motion)
         form.addRow("Frames", self.frames)
         picked = QtWidgets.QHBoxLayout()
         picked.addWidget(self.worklist, 1)
@@ -196,8 +203,10 @@ class RunControls(QtWidgets.QGroupBox):
         if p is not None:
             study = {**study, **p.study}
         frames = self.frames.text().strip()
+        motion = self.motion.currentText().strip()
         return settings | ({"study": study} if study else {}) | (
-            {"frames": frames} if frames else {})
+            {"frames": frames} if frames else {}) | (
+            {"motion": motion} if motion and motion != "still" else {})
 
     def set_buttons(self, *, can_start: bool, can_stop: bool) -> None:
         self.start_button.setEnabled(can_start)

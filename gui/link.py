@@ -25,16 +25,26 @@ from typing import Any, Self
 import numpy as np
 import zmq
 
-from daq.messages import CURVES_TOPIC, IMAGE_TOPIC, MONITOR_TOPIC, POLAR_TOPIC, pack, unpack
+from daq.messages import (
+    CURVES_TOPIC,
+    IMAGE_TOPIC,
+    MONITOR_TOPIC,
+    MOTION_TOPIC,
+    POLAR_TOPIC,
+    pack,
+    unpack,
+)
 from gui.views import (
     RATE_NAMES,
     CurvesView,
     ImageView,
     MonitorView,
+    MotionView,
     PolarView,
     curves_view,
     image_view,
     monitor_view,
+    motion_view,
     polar_view,
     rate_sample,
 )
@@ -75,6 +85,8 @@ class FeedUpdate:
     counters: FeedCounters
     polar: PolarView | None = None
     """A cardiac SPECT scan's bull's-eye at its stop."""
+    motion: MotionView | None = None
+    """A PET scan's motion signal so far (each message carries all of it)."""
 
 
 class RateHistory:
@@ -118,7 +130,7 @@ class _Worker:
 
 class MonitorFeed(_Worker):
     """Subscriber thread on the DAQ's monitor PUB socket (topics ``monitor``, ``image``,
-    ``curves`` and ``polar``)."""
+    ``curves``, ``polar`` and ``motion``)."""
 
     def __init__(self, endpoint: str, *, history: int = 6000,
                  context: zmq.Context | None = None, secure: Secure | None = None) -> None:
@@ -133,6 +145,7 @@ class MonitorFeed(_Worker):
         self._image: ImageView | None = None
         self._curves: CurvesView | None = None
         self._polar: PolarView | None = None
+        self._motion: MotionView | None = None
         self._last_image: tuple[dict[str, Any], float] | None = None
         self._filter_fwhm_mm = 0.0
         self._refilter = threading.Event()
@@ -147,11 +160,11 @@ class MonitorFeed(_Worker):
         """The views that arrived since the last call (or None), and the whole rate history."""
         with self._lock:
             monitor, image, curves = self._monitor, self._image, self._curves
-            polar = self._polar
-            self._monitor = self._image = self._curves = self._polar = None
+            polar, motion = self._polar, self._motion
+            self._monitor = self._image = self._curves = self._polar = self._motion = None
             t, history = self._history.arrays()
             counters = FeedCounters(**vars(self._counters))
-        return FeedUpdate(monitor, image, curves, t, history, counters, polar)
+        return FeedUpdate(monitor, image, curves, t, history, counters, polar, motion)
 
     # ---------------------------------------------------------------- subscriber thread
 
@@ -165,6 +178,7 @@ class MonitorFeed(_Worker):
         sock.setsockopt(zmq.SUBSCRIBE, IMAGE_TOPIC)
         sock.setsockopt(zmq.SUBSCRIBE, CURVES_TOPIC)
         sock.setsockopt(zmq.SUBSCRIBE, POLAR_TOPIC)
+        sock.setsockopt(zmq.SUBSCRIBE, MOTION_TOPIC)
         if self._secure is not None:
             self._secure(sock)
         sock.connect(self.endpoint)
@@ -227,6 +241,9 @@ class MonitorFeed(_Worker):
         polar = polar_view(*latest[POLAR_TOPIC]) if POLAR_TOPIC in latest else None
         if POLAR_TOPIC in latest and polar is None:
             problems.append("polar map")
+        motion = motion_view(*latest[MOTION_TOPIC]) if MOTION_TOPIC in latest else None
+        if MOTION_TOPIC in latest and motion is None:
+            problems.append("motion")
         with self._lock:
             self._counters.skipped += superseded
             if problems:
@@ -242,6 +259,8 @@ class MonitorFeed(_Worker):
                 self._curves = curves
             if polar is not None:
                 self._polar = polar
+            if motion is not None:
+                self._motion = motion
 
     def _filter_last_image(self) -> None:
         if self._last_image is None:
@@ -257,7 +276,7 @@ class MonitorFeed(_Worker):
         if len(parts) != 2:
             return {}, f"{len(parts)}-part message"
         topic, payload = parts
-        if topic not in (MONITOR_TOPIC, IMAGE_TOPIC, CURVES_TOPIC, POLAR_TOPIC):
+        if topic not in (MONITOR_TOPIC, IMAGE_TOPIC, CURVES_TOPIC, POLAR_TOPIC, MOTION_TOPIC):
             return {}, f"unknown topic {topic[:20]!r}"
         try:
             message = unpack(payload)

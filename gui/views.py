@@ -341,6 +341,42 @@ def curves_view(message: dict[str, Any], received_at: float) -> CurvesView | Non
 
 
 @dataclass(frozen=True)
+class MotionView:
+    """A PET scan's motion signal (:func:`daq.messages.motion_message`): each interval's
+    distance of the prompts' centroid from its settled place (mm), whether the head is moving
+    now, and the episodes ended so far ((start s, end s, size mm))."""
+
+    received_at: float
+    t_s: np.ndarray
+    displacement_mm: np.ndarray
+    moving: bool
+    episodes: tuple[tuple[float, float, float], ...]
+
+    @property
+    def alert(self) -> str:
+        """The operator's line: "MOTION" while the head moves, else the episodes so far."""
+        if self.moving:
+            return "MOTION: the patient is moving"
+        return f"{len(self.episodes)} motion episode(s)" if self.episodes else ""
+
+
+def motion_view(message: dict[str, Any], received_at: float) -> MotionView | None:
+    """Parse a motion message; None if unusable (no interval, no array, bad episodes)."""
+    try:
+        interval = float(message["interval_s"])
+        shown = np.asarray(decode_array(message["displacement_mm"]), np.float64).reshape(-1)
+        episodes = tuple((float(e["start_s"]), float(e["end_s"]), float(e["size_mm"]))
+                         for e in message["episodes"])
+        moving = bool(message["moving"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if not (np.isfinite(interval) and interval > 0):
+        return None
+    return MotionView(received_at, (np.arange(shown.size) + 0.5) * interval, shown, moving,
+                      episodes)
+
+
+@dataclass(frozen=True)
 class PolarView:
     """A cardiac SPECT scan's bull's-eye (:func:`daq.messages.polar_map_message`): the 17
     segments' percent of the maximum (AHA order), the DAQ's picture of it, the segments its

@@ -22,6 +22,7 @@ from gui.curves import CurvesPanel
 from gui.images import ImagePanel
 from gui.link import ControlClient, FeedCounters, MonitorFeed, Reply, Secure
 from gui.local_daq import LocalDaq
+from gui.motionpanel import MotionPanel
 from gui.plots import AcquisitionPlots
 from gui.qcpanel import QcPanel
 from gui.views import (
@@ -88,9 +89,11 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         self.images = ImagePanel()
         self.curves = CurvesPanel()
         self.bullseye = BullseyePanel()
+        self.motion = MotionPanel()
         self.side = QtWidgets.QTabWidget()
         self.side.addTab(self.curves, "Curves")
         self.side.addTab(self.bullseye, "Bull's-eye")
+        self.side.addTab(self.motion, "Motion")
         self.qc = QcPanel()
         self.qc_calibrate = QtWidgets.QPushButton("Calibrate the gains from this QC's blank")
         self.qc_calibrate.setVisible(False)
@@ -153,8 +156,8 @@ class ConsoleWindow(QtWidgets.QMainWindow):
 
     def _layout(self) -> QtWidgets.QWidget:
         """Banner across the top; scan form, run status and event log on the left; the
-        acquisition views above the image views and, on the right, the curves of a dynamic scan or
-        the bull's-eye of a cardiac SPECT scan (tabs)."""
+        acquisition views above the image views and, on the right, the curves of a dynamic scan,
+        the bull's-eye of a cardiac SPECT scan or a PET scan's head motion (tabs)."""
         left = QtWidgets.QVBoxLayout()
         left.addWidget(self.controls)
         left.addWidget(self.status)
@@ -239,6 +242,12 @@ class ConsoleWindow(QtWidgets.QMainWindow):
         if update.curves is not None:
             self.curves.show_curves(update.curves)
             self.side.setCurrentWidget(self.curves)
+        if update.motion is not None:
+            moved = update.motion.moving and not (self.motion.shown and self.motion.shown.moving)
+            self.motion.show_motion(update.motion)
+            if moved:
+                self.side.setCurrentWidget(self.motion)
+                self._note("MOTION: the patient is moving")
         if update.polar is not None and not self.bullseye.showing(update.polar):
             self.bullseye.show_polar(update.polar)
             self.side.setCurrentWidget(self.bullseye)
@@ -257,6 +266,7 @@ class ConsoleWindow(QtWidgets.QMainWindow):
             self._note(f"run {v.run}")  # the full path once, in the log
             self.curves.clear_curves()
             self.bullseye.clear_polar()
+            self.motion.clear_motion()
         if v.message and v.message != self._daq_message:
             self._note(f"DAQ: {v.message}")
         self._run, self._daq_message = v.run, v.message
@@ -335,6 +345,9 @@ class ConsoleWindow(QtWidgets.QMainWindow):
                                                   for k, n in v.lost.items()))
         if self._command_error:
             red.append(self._command_error)
+        shown = self.motion.shown
+        if shown is not None and shown.moving and self.state in ACTIVE_STATES:
+            red.append(shown.alert)
         if v is not None and v.free_bytes is not None and v.free_bytes < LOW_DISK_BYTES:
             amber.append(f"Disk low: {text.size(v.free_bytes)} free")
         self._set_banner(red, amber)

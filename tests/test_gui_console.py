@@ -22,11 +22,14 @@ from daq.messages import (
     CURVES_TOPIC,
     IMAGE_TOPIC,
     MONITOR_TOPIC,
+    MOTION_PRESETS,
+    MOTION_TOPIC,
     POLAR_TOPIC,
     curves_message,
     encode_array,
     image_message,
     monitor_message,
+    motion_message,
     pack,
     polar_map_message,
     unpack,
@@ -810,3 +813,40 @@ def test_a_spect_scan_shows_its_heads_sinogram_and_counts_per_angle(qtbot, conso
     qtbot.waitUntil(lambda: not console.plots.spect_mode, timeout=5000)
     assert plots.hitmap.titleLabel.text == "Crystal hit map"
     assert plots.dt.titleLabel.text == "Time difference (TOF)"
+
+
+def _motion(displacement: list[float], moving: bool, episodes: list[dict]) -> list[bytes]:
+    return [MOTION_TOPIC, pack(motion_message(
+        interval_s=0.5, displacement_mm=np.array(displacement), moving=moving,
+        episodes=episodes, data_s=0.5 * len(displacement), elapsed_s=0.5 * len(displacement)))]
+
+
+def test_the_console_raises_the_motion_alert_and_draws_the_signal(qtbot, console, fake_daq):
+    """A moving patient: the banner turns red with "MOTION" and the Motion tab comes up with the
+    signal; once the head settles the alert goes and the episode stays shaded. The form asks
+    for the emulated patient's motion."""
+    _wait_monitor(qtbot, console, lambda v: True)
+    qtbot.waitUntil(console.controls.start_button.isEnabled, timeout=5000)
+    c = console.controls
+    assert [c.motion.itemText(k) for k in range(c.motion.count())] == list(MOTION_PRESETS)
+    assert "motion" not in c.settings()
+    c.motion.setCurrentText("restless")
+    qtbot.mouseClick(c.start_button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: fake_daq.state == "running", timeout=5000)
+    start = next(r for r in fake_daq.requests if r["cmd"] == "start")
+    assert start["settings"]["motion"] == "restless"
+    qtbot.waitUntil(lambda: console.state == "running", timeout=5000)
+    fake_daq.raw.append(_motion([0.1, 0.2, 0.1, 3.4], True, []))
+    qtbot.waitUntil(lambda: "MOTION" in console.banner_text(), timeout=5000)
+    assert console.side.currentWidget() is console.motion
+    assert "MOTION" in console.motion.plot_item.titleLabel.text
+    assert "MOTION" in console.log.toPlainText()
+    episode = {"start_s": 1.5, "end_s": 2.0, "size_mm": 3.1, "shift_mm": [3.1, 0.0, 0.0]}
+    fake_daq.raw.append(_motion([0.1, 0.2, 0.1, 3.4, 0.3, 0.2, 0.1, 0.1], False, [episode]))
+    qtbot.waitUntil(lambda: "MOTION" not in console.banner_text(), timeout=5000)
+    x, y = console.motion.line.getData()
+    assert list(x) == [0.25 + 0.5 * k for k in range(8)] and y[3] == pytest.approx(3.4)
+    assert len(console.motion.spans) == 1
+    assert "1 episode(s) (3.1 mm at 2 s)" in console.motion.plot_item.titleLabel.text
+    fake_daq.raw.append([MOTION_TOPIC, pack({"type": "motion", "interval_s": "soon"})])
+    qtbot.waitUntil(lambda: console.counters.malformed >= 1, timeout=5000)

@@ -2,9 +2,9 @@
 without --connect starts it), emulated scans started and stopped from the window, offscreen.
 
 Saves docs/console.png (a screenshot mid-acquisition), docs/console_dynamic.png (a dynamic
-scan with its live curves) and docs/console_cardiac.png (a cardiac SPECT scan's image and
-bull's-eye), and measures the console's refresh rate while the DAQ takes >= 1 M
-singles/s.
+scan with its live curves), docs/console_cardiac.png (a cardiac SPECT scan's image and
+bull's-eye) and docs/console_motion.png (a head that moves, the alert up), and measures the
+console's refresh rate while the DAQ takes >= 1 M singles/s.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ def console(qtbot, tmp_path):
 
 
 def _start_scan(qtbot, console, *, phantom: str, activity_mbq: float, duration_s: float,
-                scanner: str = "bedside-brain", nuclide: str = "F-18") -> None:
+                scanner: str = "bedside-brain", nuclide: str = "F-18", motion: str = "still"
+                ) -> None:
     c = console.controls
+    c.motion.setCurrentText(motion)
     c.scanner.setCurrentText(scanner)
     c.phantom.setCurrentText(phantom)
     c.nuclide.setCurrentText(nuclide)
@@ -214,3 +216,24 @@ def test_refresh_rate_while_the_daq_takes_a_million_singles_per_second(qtbot, fr
     # live, not a timing: the console keeps redrawing while the DAQ works both cores
     assert singles_per_s > 0
     assert hz >= 4.0
+
+
+@pytest.mark.slow
+def test_a_head_that_moves_raises_the_alert_at_the_console(qtbot, console, tmp_path):
+    """The brain phantom, 2 MBq, a 6 mm step at 6 s typed as a trace file in the form: the
+    console's banner says MOTION and its Motion tab shows the jump; at the stop the episode."""
+    trace = tmp_path / "step.csv"
+    trace.write_text("t_s,tx_mm,ty_mm,tz_mm,rx_deg,ry_deg,rz_deg\n0,0,0,0,0,0,0\n"
+                     "6,0,0,0,0,0,0\n6.3,2,-5,3,0,0,0\n")
+    _start_scan(qtbot, console, phantom="brain", activity_mbq=2.0, duration_s=10.0,
+                motion=str(trace))
+    qtbot.waitUntil(lambda: "MOTION" in console.banner_text(), timeout=120_000)
+    assert console.side.currentWidget() is console.motion
+    qtbot.waitUntil(lambda: console.images.image is not None, timeout=30_000)
+    DOCS.mkdir(exist_ok=True)
+    assert console.save_screenshot(DOCS / "console_motion.png")
+    qtbot.waitUntil(lambda: console.state == "stopped", timeout=240_000)
+    qtbot.waitUntil(lambda: console.motion.shown is not None
+                    and len(console.motion.shown.episodes) == 1, timeout=30_000)
+    start, _end, size = console.motion.shown.episodes[0]
+    assert 5.5 <= start <= 6.5 and size == pytest.approx(np.linalg.norm([2, 5, 3]), abs=1.0)

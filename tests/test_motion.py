@@ -90,7 +90,9 @@ def test_unknown_presets_and_missing_files_are_one_line(tmp_path):
 
 
 def test_presets_are_reproducible_and_restless_steps_are_the_asked_sizes():
-    assert set(PRESETS) == {"still", "nod", "turn", "drift", "restless"}
+    from daq.messages import MOTION_PRESETS
+
+    assert PRESETS == MOTION_PRESETS == ("still", "nod", "turn", "drift", "restless")
     assert preset("still").still and not any(preset(n).still for n in PRESETS[1:])
     a, b, c = preset("restless"), load_trace("restless"), load_trace("restless:3")
     assert np.array_equal(a.rows, b.rows) and not np.array_equal(a.rows, c.rows)

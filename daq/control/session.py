@@ -15,6 +15,7 @@ from daq.control.monitor import (
     necr,
     projection_fields,
 )
+from daq.control.motionwatch import MotionWatch
 from daq.pipeline.acquisition import Acquisition
 from daq.pipeline.cpu import CpuMeter
 from daq.pipeline.links.sources import Source
@@ -67,13 +68,18 @@ class Session:
             self.live = LiveImage(live, recon_interval_s, on_image=self._publish_image,
                                   cpu=self.cpu, attenuation=LiveAttenuation(
                                       live.em, body_part, live.em.normalization))
+        self.motion = (MotionWatch(scanner, self._publish_motion, self.cpu)
+                       if scanner.kind == "pet" else None)
+        """The live motion watch of a PET scan (None: SPECT)."""
+        self._motion_record: dict[str, Any] = {}
         settings = {**(settings or {}), **({"frame_schedule": frames} if frames else {})}
         self.acq = Acquisition(run, scanner, sources, sort,
                                calibration.current(scanner, emulated=emulated),
                                duration_s, settings,
-                               on_coincidences=self._offer if self.live or frames else None,
+                               on_coincidences=(self._offer if self.live or frames or self.motion
+                                                else None),
                                cpu=self.cpu, scan_duration_s=scan_duration_s, threads=threads,
-                               on_end=self._close_live)
+                               on_end=self._close_live, end_details=self._end_details)
         self._meter = RateMeter()
         if frames:
             self.frames = self._live_frames(run, frames, spheres)
@@ -95,6 +101,8 @@ class Session:
                           rates=rates.handed_over if rates is not None else None)
 
     def _offer(self, coinc: Any) -> None:
+        if self.motion is not None:
+            self.motion.offer(coinc)
         if self.live is not None:
             self.live.offer(coinc)
         if self.frames is not None:
@@ -119,6 +127,10 @@ class Session:
         coincidences are out (the curves into ``RUN/kinetics/live_tacs.csv``); their losses."""
         if self.live is not None:
             self.live.close()
+        if self.motion is not None:
+            ran_to_end = self.acq.exit_status is ExitStatus.SUCCESS
+            self._motion_record = self.motion.close(self.acq.duration_s if ran_to_end else None)
+            self._publish_motion(self.motion)
         if self.frames is not None:
             acq = self.acq
             ran_to_end = acq.exit_status is ExitStatus.SUCCESS
@@ -128,8 +140,19 @@ class Session:
                 raise RuntimeError(f"live frames stopped at {self.frames.error}")
         return self._display_losses()
 
+    def _end_details(self) -> dict[str, Any]:
+        """What the stop document records beside the counts: the motion episodes."""
+        return {"motion": self._motion_record} if self._motion_record else {}
+
+    def _publish_motion(self, watch: MotionWatch) -> None:
+        if self.publisher is not None:
+            self.publisher.send(messages.MOTION_TOPIC, messages.motion_message(
+                **watch.message_fields(), elapsed_s=self.acq.elapsed_s))
+
     def _display_losses(self) -> dict[str, int]:
         losses = {"recon_dropped_events": self.live.dropped_events if self.live else 0}
+        if self.motion is not None:
+            losses["motion_dropped_events"] = self.motion.dropped_events
         if self.frames is not None:
             losses["live_frames_dropped_events"] = self.frames.dropped_events
         return losses
@@ -160,6 +183,8 @@ class Session:
         warning = ""
         if any(losses.values()):
             warning = "LOSSES: " + ", ".join(f"{k} {v}" for k, v in losses.items() if v)
+        if self.motion is not None and self.motion.moving:
+            warning = "MOTION" + ("; " + warning if warning else "")
         if free < messages.LOW_DISK_BYTES:
             warning = (warning + "; " if warning else "") + f"disk low: {free / 1e9:.2f} GB free"
         return messages.monitor_message(

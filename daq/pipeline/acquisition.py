@@ -125,14 +125,17 @@ class Acquisition:
                  on_coincidences: Callable[[np.ndarray], None] | None = None,
                  cpu: CpuMeter | None = None, scan_duration_s: float | None = None,
                  threads: int | None = None,
-                 on_end: Callable[[], dict[str, int]] | None = None) -> None:
+                 on_end: Callable[[], dict[str, int]] | None = None,
+                 end_details: Callable[[], dict[str, Any]] | None = None) -> None:
         """``cpu``: the meter this run's threads clock themselves on (a new one by default;
         a session passes its own so that the live image and the monitor are in the split).
         ``scan_duration_s``: the planned scan time (s) that a SPECT gantry's views share
         (``duration_s`` by default, for a run that ends at the end of its stream).
         ``threads``: the processing threads (None: every core). ``on_end``: called once the
         last coincidences are out, before the stop document is written (a session closes its
-        live image there); the losses it returns are recorded with the acquisition's."""
+        live image there); the losses it returns are recorded with the acquisition's.
+        ``end_details``: called after it; what it returns goes into the stop document (a
+        session's motion episodes)."""
         self.run, self.scanner, self.sources = run, scanner, sources
         self.cpu = cpu or CpuMeter()
         self.duration_s, self.no_data_timeout_s = duration_s, no_data_timeout_s
@@ -159,6 +162,7 @@ class Acquisition:
         self.reason = ""
         self.exit_status = ExitStatus.SUCCESS
         self._on_end = on_end
+        self._end_details = end_details
         self.stop_doc: StopDocument | None = None
         """The stop document, once the run has ended."""
         self.started_at = 0.0
@@ -424,6 +428,8 @@ class Acquisition:
                 losses |= self._on_end()
             except Exception as exc:  # the live image's failure must not lose the stop document
                 details["live_image_error"] = f"{type(exc).__name__}: {exc}"
+        if self._end_details is not None:
+            details |= self._end_details()
         self.cpu_split = self.cpu.report()
         self.stop_doc = StopDocument(
             self.reason, self.exit_status, self.counts(), losses,

@@ -1,0 +1,1 @@
+"""Head motion: the signal watched live, its episodes, the pose from the list-mode, the correction."""
