@@ -167,7 +167,7 @@ MAX_PETDAQ_MODULE_LINES = 400
 #: The rooms each floor is divided into, by role (``docs/architecture.md``).
 ROOMS = {
     "recon": ("pet", "corrections", "spect", "outputs", "metrics", "calibration", "kinetics",
-              "dosimetry", "validation"),
+              "dosimetry", "validation", "motion"),
     "emulator": ("phantoms", "physics", "detector", "outputs", "population"),
     "petdaq": ("acquisition", "runs", "scanner", "images", "phantoms"),
 }

@@ -31,6 +31,7 @@ from infra.study import Study
 from petdaq.batch import files_in, for_each
 from petdaq.images.reconspect import is_spect_run, recon_spect_run
 from petdaq.options import add_cluster_option
+from recon.motion.runmotion import checked as checked_motion
 from recon.outputs.png import DISPLAY_FWHM_MM
 from recon.pet.runimage import (
     RUN_ITERATIONS,
@@ -90,6 +91,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="correct scatter (single-scatter simulation scaled to the tails; needs "
                         "the mu-map; quantified with the scanner's scatter-corrected cross-calibration; "
                         "default off)")
+    p.add_argument("--motion-correction", default="auto", metavar="auto|none|FILE.csv",
+                   help="head motion: auto (a head scan whose prompts show motion: its pose "
+                        "estimated from them into RUN/motion.csv and corrected event by event), "
+                        "none, or an external tracker's trace (t_s, tx_mm, ty_mm, tz_mm, rx_deg, "
+                        "ry_deg, rz_deg) covering the scan (docs/motion.md)")
     p.add_argument("--voxel", type=float, default=None,
                    help="voxel size, mm (default: the scanner's, its definition's "
                         "[reconstruction] voxel_mm: 2, small-animal 0.5)")
@@ -228,6 +234,7 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
 
     if args.display_fwhm < 0:
         raise UserError(f"--display-fwhm must be 0 or more mm, got {args.display_fwhm:g}")
+    motion = checked_motion(args.motion_correction)     # a bad trace: its line, first
     args.iterations_given = args.iterations is not None
     if is_spect_run(args.run):
         return recon_spect_run(args)
@@ -246,7 +253,8 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     options = RunReconOptions(args.iterations, args.subsets, args.tof, args.randoms,
                               _mu_map(args.mu_map or "estimate"), args.scatter, args.voxel, args.samples,
                               args.calibration, _normalization(args.normalization, scanner),
-                              Study(body_part=args.body_part).body_part, args.phantom)
+                              Study(body_part=args.body_part).body_part, args.phantom,
+                              motion)
     if args.frames is not None:
         return _recon_frames(args, coinc, header, facts, scanner, options, client)
     out = _out_folder(args)
@@ -261,6 +269,8 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     progress.close(chosen.iterations * subsets)
     image, quantified, phantom = made.image, made.quantified, made.phantom
     files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]
+    if made.motion is not None:
+        files.append(_save_motion(made.motion, args, out))
     if made.mu_map is not None and made.mu_map.image is not None:
         files += [str(p) for p in recon.save_mu_map(image, made.mu_map.image, out)]
     if args.dicom and quantified is not None:
@@ -283,6 +293,19 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
           + (f", scatter fraction {scatter:.2f} estimated" if scatter is not None else "")
           + "): " + ", ".join(files))
     return 0
+
+
+def _save_motion(trace: Any, args: argparse.Namespace, out: Path) -> str:
+    """The pose the image was corrected for, into RUN/motion.csv (beside the images of a
+    list-mode file); a line says what was corrected."""
+    from hw.motion import save
+
+    run = Path(args.run)
+    path = (run if run.is_dir() else out) / "motion.csv"
+    save(trace, path)
+    print(f"motion: corrected event by event for the pose {trace.source} "
+          f"({trace.rows.shape[0]} rows): {path}")
+    return str(path)
 
 
 def _mu_map(choice: str) -> str:

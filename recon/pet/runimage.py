@@ -57,6 +57,10 @@ class RunReconOptions:
     """The standard phantom scanned, for a run that names none (a real scan): the calculated
     mu-map of one of known construction is its construction's
     (:mod:`recon.corrections.phantommaps`)."""
+    motion: str = "auto"
+    """Head motion (:mod:`recon.motion.runmotion`): ``auto`` (a head scan whose prompts show
+    motion: the pose estimated from them, corrected event by event), ``none``, or an external
+    tracker's trace file (:mod:`hw.motion`)."""
 
 
 @dataclass
@@ -69,6 +73,8 @@ class RunImage:
     quantified: Any
     phantom: Any
     mu_map: Any = None
+    motion: Any = None
+    """The head's pose the image was corrected for (:class:`hw.motion.MotionTrace`; None)."""
 
 
 def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
@@ -78,12 +84,18 @@ def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
     run's documents and list-mode file say of it) with TOF, randoms from the delayeds and the
     phantom's attenuation as ``options`` say, quantified in Bq/mL and corrected for dead time
     with the run's singles rates. ``callback(iteration, subset, image)`` after each subset."""
+    from recon.motion.runmotion import at_rest, run_motion
+
     phantom = run_phantom(facts, scanner)
-    mu = mu_map_of(coinc, header, facts, phantom, scanner, options)
-    image = osem_counts(coinc, header, mu, scanner, options, callback)
+    body_part = options.body_part or facts.study.body_part or (
+        phantom.body_part if phantom is not None else None)
+    trace = run_motion(coinc, scanner, options.motion, _duration_s(coinc, facts), body_part)
+    mu = mu_map_of(at_rest(coinc, trace), header, facts, phantom, scanner, options)
+    image = osem_counts(coinc, header, mu, scanner, options, callback, motion=trace,
+                        facts=facts)
     image, quantified = quantify(image, coinc, facts, calibration_of(options, scanner),
                                  dead_time_of(coinc, scanner, facts.singles_rates))
-    return RunImage(image, quantified, phantom, mu)
+    return RunImage(image, quantified, phantom, mu, trace)
 
 
 def mu_map_of(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts, phantom: Any,
@@ -138,12 +150,15 @@ def dead_time_of(coinc: np.ndarray, scanner: Any, rates: RateTable | None) -> fl
 def osem_counts(coinc: np.ndarray, header: dict[str, Any], mu_map: Any, scanner: Any,
                 options: RunReconOptions,
                 callback: Callable[[int, int, Any], None] | None = None,
-                scatter_scale: float | None = None) -> Any:
+                scatter_scale: float | None = None, motion: Any = None,
+                facts: RunFacts | None = None) -> Any:
     """The LM-OSEM image (counts) of coincidences as ``options`` say, with the attenuation of
     ``mu_map`` (:class:`recon.corrections.attenuation.MuMap`, :func:`mu_map_of`; None: none)
     and the sorter's settings from ``header``; with ``options.scatter`` a first image without
     scatter correction gives the scatter estimate, scaled by ``scatter_scale`` (None: fitted to
-    these coincidences' tails)."""
+    these coincidences' tails). ``motion``: the head's pose over the scan
+    (:class:`hw.motion.MotionTrace`, ``facts`` the run's), corrected event by event
+    (:func:`recon.motion.correct.motion_osem`; the scatter estimate then ignores the motion)."""
     import recon
     from recon.corrections import normalization
 
@@ -155,6 +170,9 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], mu_map: Any, scanner:
     norm = normalization.resolve(options.normalization, scanner)
 
     def osem(iterations: int, scatter: np.ndarray | None, call: Any) -> Any:
+        if motion is not None:
+            return _motion_osem(coinc, header, mu, scanner, options, motion, facts, norm,
+                                iterations, scatter, call)
         return recon.lm_osem(
             coinc, scanner, grid, iterations, subsets, options.tof,
             "delayed" if options.randoms else None, mu, callback=call,
@@ -178,6 +196,26 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], mu_map: Any, scanner:
     image = osem(options.iterations, additive, callback)
     image.meta["scatter_fraction"] = round(fraction, 4)
     return _noted(image, norm, options, scanner, mu_map)
+
+
+def _motion_osem(coinc: np.ndarray, header: dict[str, Any], mu: Any, scanner: Any,
+                 options: RunReconOptions, motion: Any, facts: RunFacts | None, norm: Any,
+                 iterations: int, scatter: np.ndarray | None, call: Any) -> Any:
+    """:func:`recon.motion.correct.motion_osem` of a run's coincidences as ``options`` say."""
+    import recon
+    from recon.motion.correct import decay_constant_per_s, motion_osem
+
+    half_life = nuclide_of(facts)[0] if facts is not None else None
+    window = header.get("window_ps")
+    duration = (_duration_s(coinc, facts) if facts is not None else None) or float(
+        coinc["t"].max()) * 1e-12
+    return motion_osem(
+        coinc, scanner, motion, duration, recon.default_grid(scanner, voxel_of(options, scanner)),
+        iterations, options.subsets, options.tof, "delayed" if options.randoms else None, mu,
+        window_ps=window if window and window > 0 else None,
+        min_sector_difference=header.get("min_sector_difference"),
+        sensitivity_samples=options.sensitivity_samples,
+        normalization=norm, decay_per_s=decay_constant_per_s(half_life), scatter=scatter, callback=call)
 
 
 def _noted(image: Any, table: Any, options: RunReconOptions, scanner: Any, mu_map: Any) -> Any:
