@@ -13,9 +13,10 @@ import zmq
 from daq import messages
 from hw import load_scanner
 from hw.dtypes import COINC_DTYPE
-from hw.motion import preset
+from hw.motion import load_trace, preset
 from infra.ports import free_port_block
 from petdaq.cli import main
+from recon import read_nifti
 from recon.motion.episodes import ALERT_MM, Detector, find_episodes
 from recon.motion.signal import N_SUMS, MotionSignal, SignalMaker
 
@@ -99,9 +100,11 @@ def _motion_messages(port: int, got: list[dict], stop: threading.Event) -> None:
         sock.close()
 
 
-def test_the_daq_alerts_on_a_step_and_records_the_episode(tmp_path):
-    """An emulated point source that steps 6 mm at 2 s: the monitor stream's motion message
-    says "motion", the run's stop document holds the one episode, where and how large."""
+def test_the_daq_alerts_on_a_step_and_records_the_episode(tmp_path, capsys):
+    """An emulated point source (a head's study) that steps 6 mm at 2 s: the monitor stream's
+    motion message says "motion", the run's stop document holds the one episode, where and how
+    large; ``petdaq recon`` estimates the step from the prompts into RUN/motion.csv and puts
+    the source back where it was."""
     trace = tmp_path / "step.csv"
     trace.write_text("t_s,tx_mm,ty_mm,tz_mm,rx_deg,ry_deg,rz_deg\n0,0,0,0,0,0,0\n"
                      "2,0,0,0,0,0,0\n2.2,0,6,0,0,0,0\n")
@@ -113,7 +116,7 @@ def test_the_daq_alerts_on_a_step_and_records_the_episode(tmp_path):
     try:
         assert main(["run", "--phantom", "point", "--activity-mbq", "1", "--duration", "5",
                      "--fast", "--no-recon", "--motion", str(trace), "--monitor-port", str(port),
-                     "--out", str(tmp_path / "runs"), "--name", "step"]) == 0
+                     "--body-part", "HEAD", "--out", str(tmp_path / "runs"), "--name", "step"]) == 0
     finally:
         stop.set()
         listener.join()
@@ -127,6 +130,17 @@ def test_the_daq_alerts_on_a_step_and_records_the_episode(tmp_path):
     last = got[-1]
     shown = messages.decode_array(last["displacement_mm"])
     assert shown.size == 10 and last["episodes"] == episodes and last["alert"] == ""
+    run = tmp_path / "runs" / "step"
+    capsys.readouterr()
+    assert main(["recon", str(run), "--voxel", "4", "--samples", "1000000", "--no-dicom"]) == 0
+    assert "motion: corrected event by event" in capsys.readouterr().out
+    estimated = load_trace(run / "motion.csv")
+    assert estimated.params_at(4.5)[:3] == pytest.approx([0, 6, 0], abs=0.5)
+    assert estimated.params_at(1.0) == pytest.approx(np.zeros(6), abs=0.2)
+    image = read_nifti(run / "images" / "image.nii.gz")
+    a = np.asarray(image.array)
+    peak = np.unravel_index(np.argmax(a), a.shape) * np.asarray(image.grid.voxel_mm)
+    assert peak + np.asarray(image.grid.origin_mm) == pytest.approx([0, 0, 0], abs=4.1)
 
 
 def test_a_scanner_without_tof_watches_the_lines_midpoints():

@@ -68,9 +68,12 @@ class Session:
             self.live = LiveImage(live, recon_interval_s, on_image=self._publish_image,
                                   cpu=self.cpu, attenuation=LiveAttenuation(
                                       live.em, body_part, live.em.normalization))
+        emulated_scan = (settings or {}).get("emulator") or {}
+        hurried = float(emulated_scan.get("kinetic_time_scale") or 1.0) > 1.0
         self.motion = (MotionWatch(scanner, self._publish_motion, self.cpu)
-                       if scanner.kind == "pet" else None)
-        """The live motion watch of a PET scan (None: SPECT)."""
+                       if scanner.kind == "pet" and not hurried else None)
+        """The live motion watch of a PET scan (None: SPECT, or a kinetic phantom run faster
+        than real time, whose tracer moves the centroid as fast as a head would)."""
         self._motion_record: dict[str, Any] = {}
         settings = {**(settings or {}), **({"frame_schedule": frames} if frames else {})}
         self.acq = Acquisition(run, scanner, sources, sort,

@@ -17,6 +17,7 @@ noise of its prompts and delayeds, as for a blank scan.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -74,14 +75,17 @@ def model_phantom_fit(scanner: Scanner, phantom: str, seconds: float | None = No
 
 def emulated_coincidences(scanner: Scanner, phantom: str, activity_mbq: float, seconds: float,
                           seed: int, threads: int = 1,
-                          done: Callable[[float], None] = lambda s: None) -> np.ndarray:
+                          done: Callable[[float], None] = lambda s: None,
+                          motion: Any = None) -> np.ndarray:
     """The prompts and delayeds of an emulated F-18 run, sorted with the scanner's own settings
     by the streaming sorter a second of singles at a time: memory holds the coincidences, not
-    the singles, and the output is one sort of the whole run's."""
+    the singles, and the output is one sort of the whole run's. ``motion``: the phantom's pose
+    over the scan (:class:`hw.motion.MotionTrace`; None: still)."""
     import emulator
     from coincidence.sorter import Sorter
 
-    emu = emulator.Emulator(scanner, phantom, "F-18", activity_mbq, seed, threads=threads)
+    emu = emulator.Emulator(scanner, phantom, "F-18", activity_mbq, seed, threads=threads,
+                            motion=motion)
     workers = Workers(threads, "sort")
     try:
         sorter = Sorter(scanner=scanner, delay_ps=scanner.acquisition["delay_ps"],

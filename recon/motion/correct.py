@@ -6,8 +6,10 @@ P's inverse. The scan's time is cut into bins over which the pose moves less tha
 reconstructed through the scanner as the head saw it then (:func:`seen_from`: its crystals
 moved by the inverse pose, so the projector, the attenuation through the head's own mu-map and
 the sensitivity all follow), the EM's back projections of every bin summed before each update
-(MOLAR, Carson et al. 2003). The sensitivity is the bins' sensitivities weighted by the
-decays each bin holds (its duration, decay-weighted). The crystals' efficiencies, the pair
+(MOLAR, Carson et al. 2003). A bin's sensitivity is the scanner's own (computed in its frame,
+where its symmetries hold, with the head's mu-map carried to the bin's pose) read where each
+voxel of the head then is; the scan's is the bins' weighted by the decays each holds (its
+duration, decay-weighted). The crystals' efficiencies, the pair
 geometry and the randoms are the detector's own and do not move.
 """
 
@@ -25,6 +27,7 @@ from hw.scanner import Scanner
 from infra.errors import UserError
 from recon.corrections.randoms import crystal_counts
 from recon.grid import Grid, Image, default_grid
+from recon.motion.register import moved_image
 from recon.pet.lors import LORs
 from recon.pet.osem import (
     SENSITIVITY_FLOOR,
@@ -35,6 +38,7 @@ from recon.pet.osem import (
     split_coinc,
 )
 from recon.pet.projector import pad
+from recon.pet.system import as_mu_map, nontrivial, sensitivity
 
 #: A pose bin's largest movement (mm) of a point within HEAD_RADIUS_MM of the centre.
 BIN_MM = 0.5
@@ -67,6 +71,27 @@ class PoseBins:
                        len(self.poses) - 1)
 
 
+def inverse(pose: Pose) -> Pose:
+    return Pose(pose.rotation.T, -pose.shift_mm @ pose.rotation)
+
+
+def head_sensitivity(scanner: Scanner, grid: Grid, pose: Pose, mu_map: Image | None,
+                     samples: int | None, k: int | None, normalization) -> np.ndarray:
+    """The sensitivity on ``grid`` in the head's frame while the head is at ``pose``: the
+    scanner's own (in its frame, where its symmetries hold) with the head's mu-map carried to
+    the pose, read at each voxel's place in the scanner (``s(x) = S(P x)``)."""
+    mu = None
+    if mu_map is not None:
+        mu_map = as_mu_map(mu_map, grid)
+        mu = Image(moved_image(np.asarray(mu_map.array), mu_map.grid, pose), mu_map.grid.voxel_mm,
+                   mu_map.grid.origin_mm, "1/mm")
+    own = np.asarray(sensitivity(scanner, grid, mu, samples, k=k,
+                                 normalization=nontrivial(normalization)), np.float64)
+    back = inverse(pose)
+    inside = moved_image((own > 0).astype(np.float64), grid, back) > 1.0 - 1e-6
+    return np.where(inside, moved_image(own, grid, back), 0.0).astype(np.float32)
+
+
 def pose_distance_mm(a: np.ndarray, b: np.ndarray) -> float:
     """The largest distance between two poses' images of a point within HEAD_RADIUS_MM."""
     pa, pb = Pose.of(a), Pose.of(b)
@@ -74,16 +99,17 @@ def pose_distance_mm(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(pa.shift_mm - pb.shift_mm) + turn * HEAD_RADIUS_MM)
 
 
-def pose_bins(trace: MotionTrace, duration_s: float, decay_per_s: float = 0.0) -> PoseBins:
-    """Bins of ``trace`` over ``[0, duration_s]``, each pose its middle's."""
-    times = np.append(np.arange(0.0, duration_s, BIN_STEP_S), duration_s)
+def pose_bins(trace: MotionTrace, stop_s: float, decay_per_s: float = 0.0, start_s: float = 0.0
+              ) -> PoseBins:
+    """Bins of ``trace`` over ``[start_s, stop_s]``, each pose its middle's."""
+    times = np.append(np.arange(start_s, stop_s, BIN_STEP_S), stop_s)
     params = trace.params_at(times)
-    edges, first = [0.0], params[0]
+    edges, first = [float(start_s)], params[0]
     for t, p in zip(times[1:-1], params[1:-1], strict=True):
         if pose_distance_mm(p, first) > BIN_MM:
             edges.append(float(t))
             first = p
-    edges.append(float(duration_s))
+    edges.append(float(stop_s))
     edges = np.array(edges)
     mids = 0.5 * (edges[:-1] + edges[1:])
     poses = tuple(Pose.of(p) for p in trace.params_at(mids))
@@ -94,28 +120,32 @@ def pose_bins(trace: MotionTrace, duration_s: float, decay_per_s: float = 0.0) -
     return PoseBins(edges, poses, held / held.sum())
 
 
-def motion_osem(coinc: np.ndarray, scanner: Scanner, trace: MotionTrace, duration_s: float,
+def motion_osem(coinc: np.ndarray, scanner: Scanner, trace: MotionTrace, stop_s: float,
                 grid: Grid | None = None, iterations: int = 2, subsets: int = 10,
                 tof: bool = True, randoms: str | None = None, mu_map: Image | None = None,
                 *, window_ps: float | None = None, min_sector_difference: int | None = None,
                 sensitivity_samples: int | None = None, normalization=None,
                 decay_per_s: float = 0.0, scatter: np.ndarray | None = None,
-                callback: Callable[[int, int, Image], None] | None = None) -> Image:
+                callback: Callable[[int, int, Image], None] | None = None,
+                start_s: float = 0.0) -> Image:
     """List-mode OSEM of a moving head (:func:`recon.pet.osem.lm_osem`'s arguments; ``trace``
-    the head's pose over the scan of ``duration_s``; ``decay_per_s`` the nuclide's decay
-    constant, which weights the poses' sensitivities); the image in the head's rest frame."""
+    the head's pose over the scan, whose coincidences span ``[start_s, stop_s]`` s (a frame's
+    window, or the run's); ``decay_per_s`` the nuclide's decay constant, which weights the
+    poses' sensitivities); the image in the head's rest frame."""
     if iterations < 0 or subsets < 1:
         raise UserError(f"iterations must be >= 0 and subsets >= 1, got {iterations}, {subsets}")
     grid = grid if grid is not None else default_grid(scanner)
     prompts, delayeds = split_coinc(np.asarray(coinc))
-    bins = pose_bins(trace, duration_s, decay_per_s)
+    bins = pose_bins(trace, stop_s, decay_per_s, start_s)
     which = bins.of(prompts["t"] * 1e-12)
     ems, parts = [], []
     model: RandomsEstimate | None = None
     sens = np.zeros(grid.shape, np.float64)
     for k, pose in enumerate(bins.poses):
         em = ListModeEM(seen_from(scanner, pose), grid, tof, mu_map, window_ps,
-                        min_sector_difference, sensitivity_samples, normalization)
+                        min_sector_difference, sensitivity_samples, normalization,
+                        head_sensitivity(scanner, grid, pose, mu_map, sensitivity_samples,
+                                         min_sector_difference, normalization))
         if randoms == "delayed" and model is None:
             model = em.randoms_model(crystal_counts(LORs.from_coinc(delayeds),
                                                     scanner.n_crystals))

@@ -33,11 +33,12 @@ def checked(choice: str) -> str:
 
 
 def run_motion(coinc: np.ndarray, scanner: Scanner, choice: str, duration_s: float | None,
-               body_part: str | None, say: Callable[[str], None] | None = None
-               ) -> MotionTrace | None:
+               body_part: str | None, say: Callable[[str], None] | None = None,
+               kinetic_time_scale: float = 1.0) -> MotionTrace | None:
     """The trace a run's image is corrected for (None: none): an external trace (``choice``
     a file; it must cover the scan), or with ``auto`` a head's pose estimated from its prompts
-    where they show motion episodes."""
+    where they show motion episodes (not for a kinetic phantom run faster than real time
+    (``kinetic_time_scale`` > 1), whose tracer moves the centroid as fast as a head would)."""
     if choice == NONE or scanner.kind != "pet" or not duration_s:
         return None
     if choice != AUTO:
@@ -47,7 +48,7 @@ def run_motion(coinc: np.ndarray, scanner: Scanner, choice: str, duration_s: flo
             raise UserError(f"motion trace {choice} covers {first:g}-{last:g} s, the scan "
                             f"0-{duration_s:g} s: a trace must cover the whole scan")
         return None if trace.still else trace
-    if (body_part or "").upper() != RIGID:
+    if (body_part or "").upper() != RIGID or kinetic_time_scale > 1.0:
         return None
     episodes = find_episodes(motion_signal(coinc, scanner))
     if not episodes:

@@ -103,6 +103,9 @@ class FrameRecon:
     options: RunReconOptions
     scatter_scale: float | None = None
     """The scatter estimate's scale fitted to the whole run (with ``options.scatter``)."""
+    motion: Any = None
+    """The head's pose over the run (:class:`hw.motion.MotionTrace`) the frames are corrected
+    for, event by event; None: none."""
     mu_maps: list[Any] = field(default_factory=list)
     """The frames' one mu-map (:class:`recon.corrections.attenuation.MuMap`), once known: the
     run's (:meth:`of_run` with its coincidences), else the first frame's (:meth:`reconstruct`)."""
@@ -125,15 +128,22 @@ class FrameRecon:
                ) -> FrameRecon:
         """``coinc``: all of the run's coincidences, which scale the frames' scatter estimates
         (with ``options.scatter``)."""
+        from recon.motion.runmotion import at_rest, run_motion
+
         options = options or RunReconOptions()
         half_life, branching = nuclide_of(facts)
         phantom = run_phantom(facts, scanner)
-        mu = (mu_map_of(coinc, header, facts, phantom, scanner, options)
+        body_part = options.body_part or facts.study.body_part or (
+            phantom.body_part if phantom is not None else None)
+        trace = (run_motion(coinc, scanner, options.motion, facts.duration_s, body_part,
+                            kinetic_time_scale=facts.kinetic_time_scale)
+                 if coinc is not None else None)
+        mu = (mu_map_of(at_rest(coinc, trace), header, facts, phantom, scanner, options)
               if coinc is not None else None)
         scale = (scatter_scale_of(coinc, header, mu, scanner, options)
                  if coinc is not None else None)
         return cls(scanner, header, facts, phantom, half_life, branching,
-                   calibration_of(options, scanner), options, scale,
+                   calibration_of(options, scanner), options, scale, trace,
                    [mu] if mu is not None else [])
 
     def reconstruct(self, part: np.ndarray, frame: Frame, rates: RateTable | None = None
@@ -147,7 +157,8 @@ class FrameRecon:
             self.mu_maps.append(mu_map_of(part, self.header, self.facts, self.phantom,
                                           self.scanner, self.options))
         counts = osem_counts(part, self.header, self.mu_map, self.scanner, chosen,
-                             scatter_scale=self.scatter_scale)
+                             scatter_scale=self.scatter_scale, motion=self.motion,
+                             facts=self.facts, span_s=(frame.start_s, frame.stop_s))
         image = recon.activity_concentration(counts, frame.duration_s, self.branching,
                                              self.half_life_s, self.calibration,
                                              dead_time_of(part, self.scanner, rates))

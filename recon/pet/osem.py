@@ -81,7 +81,10 @@ class ListModeEM:
     def __init__(self, scanner: Scanner, grid: Grid | None = None, tof: bool = True,
                  mu_map: Image | np.ndarray | None = None, window_ps: float | None = None,
                  k: int | None = None, sensitivity_samples: int | None = None,
-                 normalization: PairFactor | None = None) -> None:
+                 normalization: PairFactor | None = None,
+                 sensitivity_image: np.ndarray | None = None) -> None:
+        """``sensitivity_image``: the sensitivity on ``grid`` when it is known (a moving head's,
+        :mod:`recon.motion.correct`); None: computed (:func:`recon.pet.system.sensitivity`)."""
         if scanner.kind != "pet":
             raise UserError(f"scanner {scanner.name} is {scanner.kind.upper()}: list-mode "
                             "reconstruction needs a PET scanner (use recon.spect_osem)")
@@ -95,8 +98,9 @@ class ListModeEM:
         self.attenuation = Attenuation(scanner, mu) if mu is not None else None
         self.normalization = nontrivial(normalization)
         """The crystals' efficiencies (None: alike)."""
-        sens = sensitivity(scanner, self.grid, mu, sensitivity_samples, k=self.k,
-                           normalization=self.normalization)
+        sens = (sensitivity(scanner, self.grid, mu, sensitivity_samples, k=self.k,
+                            normalization=self.normalization)
+                if sensitivity_image is None else np.asarray(sensitivity_image, np.float32))
         # Voxels the scanner barely sees (the axial ends, the FOV's rim) have a small and, from
         # the Monte-Carlo estimate, noisy sensitivity: EM would amplify their noise into hot
         # spots. They are left out of the reconstructed field of view.

@@ -89,7 +89,8 @@ def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
     phantom = run_phantom(facts, scanner)
     body_part = options.body_part or facts.study.body_part or (
         phantom.body_part if phantom is not None else None)
-    trace = run_motion(coinc, scanner, options.motion, _duration_s(coinc, facts), body_part)
+    trace = run_motion(coinc, scanner, options.motion, _duration_s(coinc, facts), body_part,
+                       kinetic_time_scale=facts.kinetic_time_scale)
     mu = mu_map_of(at_rest(coinc, trace), header, facts, phantom, scanner, options)
     image = osem_counts(coinc, header, mu, scanner, options, callback, motion=trace,
                         facts=facts)
@@ -151,14 +152,16 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], mu_map: Any, scanner:
                 options: RunReconOptions,
                 callback: Callable[[int, int, Any], None] | None = None,
                 scatter_scale: float | None = None, motion: Any = None,
-                facts: RunFacts | None = None) -> Any:
+                facts: RunFacts | None = None,
+                span_s: tuple[float, float] | None = None) -> Any:
     """The LM-OSEM image (counts) of coincidences as ``options`` say, with the attenuation of
     ``mu_map`` (:class:`recon.corrections.attenuation.MuMap`, :func:`mu_map_of`; None: none)
     and the sorter's settings from ``header``; with ``options.scatter`` a first image without
     scatter correction gives the scatter estimate, scaled by ``scatter_scale`` (None: fitted to
     these coincidences' tails). ``motion``: the head's pose over the scan
     (:class:`hw.motion.MotionTrace`, ``facts`` the run's), corrected event by event
-    (:func:`recon.motion.correct.motion_osem`; the scatter estimate then ignores the motion)."""
+    (:func:`recon.motion.correct.motion_osem`; the scatter estimate then ignores the motion)
+    over ``span_s`` (a frame's window; None: the run's)."""
     import recon
     from recon.corrections import normalization
 
@@ -172,7 +175,7 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], mu_map: Any, scanner:
     def osem(iterations: int, scatter: np.ndarray | None, call: Any) -> Any:
         if motion is not None:
             return _motion_osem(coinc, header, mu, scanner, options, motion, facts, norm,
-                                iterations, scatter, call)
+                                iterations, scatter, call, span_s)
         return recon.lm_osem(
             coinc, scanner, grid, iterations, subsets, options.tof,
             "delayed" if options.randoms else None, mu, callback=call,
@@ -200,17 +203,20 @@ def osem_counts(coinc: np.ndarray, header: dict[str, Any], mu_map: Any, scanner:
 
 def _motion_osem(coinc: np.ndarray, header: dict[str, Any], mu: Any, scanner: Any,
                  options: RunReconOptions, motion: Any, facts: RunFacts | None, norm: Any,
-                 iterations: int, scatter: np.ndarray | None, call: Any) -> Any:
-    """:func:`recon.motion.correct.motion_osem` of a run's coincidences as ``options`` say."""
+                 iterations: int, scatter: np.ndarray | None, call: Any,
+                 span_s: tuple[float, float] | None) -> Any:
+    """:func:`recon.motion.correct.motion_osem` of a run's coincidences as ``options`` say,
+    over ``span_s`` (None: the run's time)."""
     import recon
     from recon.motion.correct import decay_constant_per_s, motion_osem
 
     half_life = nuclide_of(facts)[0] if facts is not None else None
     window = header.get("window_ps")
-    duration = (_duration_s(coinc, facts) if facts is not None else None) or float(
-        coinc["t"].max()) * 1e-12
+    if span_s is None:
+        span_s = (0.0, (_duration_s(coinc, facts) if facts is not None else None) or float(
+            coinc["t"].max()) * 1e-12)
     return motion_osem(
-        coinc, scanner, motion, duration, recon.default_grid(scanner, voxel_of(options, scanner)),
+        coinc, scanner, motion, span_s[1], recon.default_grid(scanner, voxel_of(options, scanner)),
         iterations, options.subsets, options.tof, "delayed" if options.randoms else None, mu,
         window_ps=window if window and window > 0 else None,
         min_sector_difference=header.get("min_sector_difference"),
