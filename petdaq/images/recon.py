@@ -265,7 +265,8 @@ def _recon_one(args: argparse.Namespace, client: Any = None) -> int:
     progress = Progress(f"recon {Path(args.run).name}", chosen.iterations * subsets,
                         unit="subsets")
     made = reconstruct_run(coinc, header, facts, scanner, chosen,
-                           callback=lambda it, sub, _img: progress.update(it * subsets + sub + 1))
+                           callback=lambda it, sub, _img: progress.update(it * subsets + sub + 1),
+                           say=print)
     progress.close(chosen.iterations * subsets)
     image, quantified, phantom = made.image, made.quantified, made.phantom
     files = [str(p) for p in recon.save_outputs(image, out / "image", args.display_fwhm)]

@@ -79,18 +79,20 @@ class RunImage:
 
 def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
                     scanner: Any, options: RunReconOptions = RunReconOptions(),
-                    callback: Callable[[int, int, Any], None] | None = None) -> RunImage:
+                    callback: Callable[[int, int, Any], None] | None = None,
+                    say: Callable[[str], None] | None = None) -> RunImage:
     """LM-OSEM of a run's coincidences (``header``: the list-mode header; ``facts``: what the
     run's documents and list-mode file say of it) with TOF, randoms from the delayeds and the
     phantom's attenuation as ``options`` say, quantified in Bq/mL and corrected for dead time
-    with the run's singles rates. ``callback(iteration, subset, image)`` after each subset."""
+    with the run's singles rates. ``callback(iteration, subset, image)`` after each subset;
+    ``say`` hears how the head's motion is estimated, when it is."""
     from recon.motion.runmotion import at_rest, run_motion
 
     phantom = run_phantom(facts, scanner)
     body_part = options.body_part or facts.study.body_part or (
         phantom.body_part if phantom is not None else None)
     trace = run_motion(coinc, scanner, options.motion, _duration_s(coinc, facts), body_part,
-                       kinetic_time_scale=facts.kinetic_time_scale)
+                       say, facts.kinetic_time_scale)
     mu = mu_map_of(at_rest(coinc, trace), header, facts, phantom, scanner, options)
     image = osem_counts(coinc, header, mu, scanner, options, callback, motion=trace,
                         facts=facts)
