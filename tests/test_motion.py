@@ -148,13 +148,13 @@ def test_each_decay_is_emitted_from_the_pose_at_its_time(brain):
 
 
 def test_a_still_trace_is_no_motion_and_threads_give_the_same_moving_scan(brain):
-    still = simulate(brain, "nema-iq", "F-18", 20.0, 0.004, seed=5, motion=preset("still"))
-    none = simulate(brain, "nema-iq", "F-18", 20.0, 0.004, seed=5)
+    still = simulate(brain, "nema-iq", "F-18", 20.0, 0.002, seed=5, motion=preset("still"))
+    none = simulate(brain, "nema-iq", "F-18", 20.0, 0.002, seed=5)
     assert np.array_equal(still.raw, none.raw)
-    nod = MotionTrace(np.array([[0, 0, 0, 0, 0, 0, 0], [0.004, *preset("nod").rows[2, 1:]]]),
+    nod = MotionTrace(np.array([[0, 0, 0, 0, 0, 0, 0], [0.002, *preset("nod").rows[2, 1:]]]),
                       "a fast nod")
-    one = simulate(brain, "nema-iq", "F-18", 20.0, 0.004, seed=5, motion=nod, threads=1)
-    two = simulate(brain, "nema-iq", "F-18", 20.0, 0.004, seed=5, motion=nod, threads=2)
+    one = simulate(brain, "nema-iq", "F-18", 20.0, 0.002, seed=5, motion=nod, threads=1)
+    two = simulate(brain, "nema-iq", "F-18", 20.0, 0.002, seed=5, motion=nod, threads=2)
     assert np.array_equal(one.raw, two.raw) and not np.array_equal(one.raw, none.raw)
 
 

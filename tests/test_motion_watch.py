@@ -101,13 +101,14 @@ def _motion_messages(port: int, got: list[dict], stop: threading.Event) -> None:
 
 
 def test_the_daq_alerts_on_a_step_and_records_the_episode(tmp_path, capsys):
-    """An emulated point source (a head's study) that steps 6 mm at 2 s: the monitor stream's
+    """An emulated point source (a head's study) that steps 6 mm at 2.2 s (the first 2 s settle the
+    reference): the monitor stream's
     motion message says "motion", the run's stop document holds the one episode, where and how
     large; ``petdaq recon`` estimates the step from the prompts into RUN/motion.csv and puts
     the source back where it was."""
     trace = tmp_path / "step.csv"
     trace.write_text("t_s,tx_mm,ty_mm,tz_mm,rx_deg,ry_deg,rz_deg\n0,0,0,0,0,0,0\n"
-                     "2,0,0,0,0,0,0\n2.2,0,6,0,0,0,0\n")
+                     "2.2,0,0,0,0,0,0\n2.4,0,6,0,0,0,0\n")
     port = free_port_block(1)
     got: list[dict] = []
     stop = threading.Event()
@@ -123,7 +124,7 @@ def test_the_daq_alerts_on_a_step_and_records_the_episode(tmp_path, capsys):
     stop_doc = json.loads((tmp_path / "runs" / "step" / "run.json").read_text())["stop"]
     episodes = stop_doc["motion"]["episodes"]
     assert len(episodes) == 1, episodes
-    assert 1.5 <= episodes[0]["start_s"] <= 2.5 and episodes[0]["end_s"] <= 3.5
+    assert 2.0 <= episodes[0]["start_s"] <= 2.5 and episodes[0]["end_s"] <= 3.5
     assert episodes[0]["size_mm"] == pytest.approx(6.0, abs=0.6)
     assert stop_doc["losses"]["motion_dropped_events"] == 0
     assert any(m["alert"] == "motion" for m in got), [m["alert"] for m in got]
