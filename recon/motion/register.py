@@ -9,8 +9,9 @@ from scipy.optimize import minimize
 from hw.motion import Pose, rotation
 from recon.grid import Grid
 
-#: Smoothing (mm FWHM) of both images before they are compared: noise off, shape kept.
-SMOOTH_MM = 6.0
+#: Smoothing (mm FWHM) of both images before they are compared, coarse to fine: the first
+#: finds the basin, the last the pose.
+SMOOTH_MM = (12.0, 6.0)
 #: The optimiser's stopping tolerances: mm and degrees.
 XTOL = 0.01
 
@@ -26,8 +27,8 @@ def moved_image(reference: np.ndarray, grid: Grid, pose: Pose) -> np.ndarray:
     return affine_transform(reference, matrix, offset, order=1, mode="constant", cval=0.0)
 
 
-def _prepared(image: np.ndarray, grid: Grid) -> np.ndarray:
-    sigma = SMOOTH_MM / 2.3548 / np.asarray(grid.voxel_mm, np.float64)
+def _prepared(image: np.ndarray, grid: Grid, smooth_mm: float) -> np.ndarray:
+    sigma = smooth_mm / 2.3548 / np.asarray(grid.voxel_mm, np.float64)
     smooth = gaussian_filter(np.asarray(image, np.float64), sigma)
     total = smooth.sum()
     return smooth / total if total > 0 else smooth
@@ -36,21 +37,24 @@ def _prepared(image: np.ndarray, grid: Grid) -> np.ndarray:
 def register(reference: np.ndarray, moved: np.ndarray, grid: Grid,
              start: np.ndarray | None = None) -> np.ndarray:
     """The six numbers (tx, ty, tz mm, rx, ry, rz deg) of the pose that carries ``reference``
-    onto ``moved`` (least squares of the two, each smoothed and scaled to unit sum; ``start``:
-    where the search starts, default the centroids' difference)."""
-    a, b = _prepared(reference, grid), _prepared(moved, grid)
-    if start is None:
-        start = np.zeros(6)
-        start[:3] = _centroid(b, grid) - _centroid(a, grid)
-    scale = float(np.sum(b * b)) or 1.0
+    onto ``moved`` (least squares of the two, each smoothed and scaled to unit sum, coarse to
+    fine: :data:`SMOOTH_MM`; ``start``: the turn where the search starts, default none, the
+    shift then the one that carries the reference's centroid onto the moved one's)."""
+    params = np.zeros(6) if start is None else np.asarray(start, np.float64).copy()
+    a0, b0 = _prepared(reference, grid, SMOOTH_MM[-1]), _prepared(moved, grid, SMOOTH_MM[-1])
+    params[:3] = _centroid(b0, grid) - rotation(*params[3:]) @ _centroid(a0, grid)
+    for smooth in SMOOTH_MM:
+        a, b = _prepared(reference, grid, smooth), _prepared(moved, grid, smooth)
+        scale = float(np.sum(b * b)) or 1.0
 
-    def cost(params: np.ndarray) -> float:
-        pose = Pose(rotation(*params[3:]), params[:3])
-        return float(np.sum((moved_image(a, grid, pose) - b) ** 2)) / scale
+        def cost(p: np.ndarray, a: np.ndarray = a, b: np.ndarray = b,
+                 scale: float = scale) -> float:
+            pose = Pose(rotation(*p[3:]), p[:3])
+            return float(np.sum((moved_image(a, grid, pose) - b) ** 2)) / scale
 
-    found = minimize(cost, np.asarray(start, np.float64), method="Powell",
-                     options={"xtol": XTOL, "ftol": 1e-9, "maxfev": 3000})
-    return np.asarray(found.x, np.float64)
+        params = np.asarray(minimize(cost, params, method="Powell", options={
+            "xtol": XTOL, "ftol": 1e-9, "maxfev": 3000}).x, np.float64)
+    return params
 
 
 def _centroid(image: np.ndarray, grid: Grid) -> np.ndarray:

@@ -14,7 +14,8 @@ scan's.
 A validation, not a scan's processing: it reads the phantoms' truth and the true trace.
 
 Run: ``python -m recon.validation.motion POPULATION [--n 10] [--brain] [--seconds 30]
-[--trace restless:1] [--out motion.csv]``; a table started again goes on where it stopped.
+[--trace restless:1] [--out motion.csv]``; a table started again goes on where it stopped,
+and the scans are kept beside it (``HEAD-still.npy``, ``HEAD-moving.npy``) for another look.
 """
 
 from __future__ import annotations
@@ -75,16 +76,26 @@ def _means(coinc: np.ndarray, scanner: Scanner, phantom: Any, facts: Any, motion
     return region_means(np.asarray(made.image.array), labels, names, GROUPS), made
 
 
+def _scan(keep: Path, scanner: Scanner, path: str, activity_mbq: float, seconds: float,
+          seed: int, trace: MotionTrace | None) -> np.ndarray:
+    """An emulated scan's coincidences, kept in ``keep`` (a check started again reads them)."""
+    if keep.is_file():
+        return np.load(keep)
+    coinc = emulated_coincidences(scanner, path, activity_mbq, seconds, seed,
+                                  available_cores(), motion=trace)
+    np.save(keep, coinc)
+    return coinc
+
+
 def check_head(path: str, name: str, trace: MotionTrace, scanner_name: str,
                activity_mbq: float, seconds: float, seed: int, folder: Path) -> dict[str, Any]:
-    """One head's row (``folder``: where the true trace is written for the correction with
-    it, as an external tracker's)."""
+    """One head's row (``folder``: where its scans are kept and the true trace is written for
+    the correction with it, as an external tracker's)."""
     scanner = load_scanner(scanner_name)
     phantom = phantoms.get(path, scanner)
-    threads = available_cores()
-    still = emulated_coincidences(scanner, path, activity_mbq, seconds, seed, threads)
-    moving = emulated_coincidences(scanner, path, activity_mbq, seconds, seed, threads,
-                                   motion=trace)
+    still = _scan(folder / f"{name}-still.npy", scanner, path, activity_mbq, seconds, seed, None)
+    moving = _scan(folder / f"{name}-moving.npy", scanner, path, activity_mbq, seconds, seed,
+                   trace)
     facts = facts_of(scanner, path, activity_mbq, seconds, "HEAD")
     t0 = time.perf_counter()
     estimated = estimate_trace(moving, scanner, seconds)
