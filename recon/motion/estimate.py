@@ -31,6 +31,9 @@ SPAN_VOXEL_MM = 4.0
 SPAN_PROMPTS = 2_000_000
 #: A span shorter than this (s) is not registered: its pose is its neighbours'.
 MIN_SPAN_S = 2.0
+#: A scan that ends while the head moves: its last TAIL_S (s), at least MIN_TAIL_S after the
+#: episode's start, are taken as a span (the head has most likely come to rest).
+TAIL_S, MIN_TAIL_S = 2.0, 1.0
 #: The drift's smoothing (s, a running mean of the centroid within a span).
 DRIFT_SMOOTH_S = 10.0
 #: The trace's step where the head drifts (s).
@@ -46,13 +49,20 @@ class Span:
     params: np.ndarray
 
 
-def still_spans(episodes: list[Episode], end_s: float) -> list[tuple[float, float]]:
-    """The spans between the episodes of a scan ending at ``end_s``."""
+def still_spans(episodes: list[Episode], end_s: float, interval_s: float = 0.5
+                ) -> list[tuple[float, float]]:
+    """The spans between the episodes of a scan ending at ``end_s``; an episode still open at
+    the end leaves its last :data:`TAIL_S` as one (when that is :data:`MIN_TAIL_S` or more)."""
     spans, t = [], 0.0
     for e in episodes:
         spans.append((t, e.start_s))
         t = e.end_s if e.end_s is not None else end_s
     spans.append((t, end_s))
+    spans = [(a, b) for a, b in spans if b - a >= MIN_SPAN_S or a == 0.0]
+    if episodes and (episodes[-1].end_s is None or episodes[-1].end_s >= end_s - 1e-9):
+        tail = max(episodes[-1].start_s + interval_s, end_s - TAIL_S)
+        if end_s - tail >= MIN_TAIL_S:
+            spans.append((tail, end_s))
     return [(a, b) for a, b in spans if b > a]
 
 
@@ -75,9 +85,7 @@ def estimate_trace(coinc: np.ndarray, scanner: Scanner, end_s: float,
     grid = default_grid(scanner, SPAN_VOXEL_MM)
     spans: list[Span] = []
     reference: np.ndarray | None = None
-    for start, end in still_spans(episodes, end_s):
-        if end - start < MIN_SPAN_S and spans:
-            continue
+    for start, end in still_spans(episodes, end_s, signal.interval_s):
         image = span_image(coinc, scanner, start, end)
         if reference is None:
             reference, params = image, np.zeros(6)
