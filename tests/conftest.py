@@ -71,7 +71,8 @@ LONGEST_FIRST = (
     "test_dynamic_chain", "test_recon_nu4", "test_qc", "test_recon_scatter", "test_gui_live",
     "test_recon_emulated", "test_dosimetry", "test_daq_spect", "test_dicom_send",
     "test_daq_service", "test_cluster", "test_recon_normalization", "test_gui_console",
-    "test_spect_quant", "test_import_formats", "test_abcd_live",
+    "test_spect_quant", "test_import_formats", "test_abcd_live", "test_motion_watch",
+    "test_motion_correction",
 )
 
 
