@@ -3,8 +3,8 @@ without --connect starts it), emulated scans started and stopped from the window
 
 Saves docs/console.png (a screenshot mid-acquisition), docs/console_dynamic.png (a dynamic
 scan with its live curves), docs/console_cardiac.png (a cardiac SPECT scan's image and
-bull's-eye) and docs/console_motion.png (a head that moves, the alert up), and measures the
-console's refresh rate while the DAQ takes >= 1 M singles/s.
+bull's-eye) and, in the soak run, docs/console_motion.png (a head that moves, the alert up), and
+measures the console's refresh rate while the DAQ takes >= 1 M singles/s.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def test_refresh_rate_while_the_daq_takes_a_million_singles_per_second(qtbot, fr
     assert hz >= 4.0
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # minutes of a fresh clone's make test; the fast console test shows the alert
 def test_a_head_that_moves_raises_the_alert_at_the_console(qtbot, console, tmp_path):
     """The brain phantom, 2 MBq, a 6 mm step at 3 s typed as a trace file in the form: the
     console's banner says MOTION and its Motion tab shows the jump; at the stop the episode."""
