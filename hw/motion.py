@@ -41,13 +41,6 @@ def rotation(rx_deg: float, ry_deg: float, rz_deg: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def angles_deg(turn: np.ndarray) -> np.ndarray:
-    """(rx, ry, rz) degrees of a rotation ``Rz Ry Rx`` (ry within +-90 deg)."""
-    r = np.asarray(turn, dtype=np.float64)
-    ry = math.asin(max(-1.0, min(1.0, -r[2, 0])))
-    return np.degrees([math.atan2(r[2, 1], r[2, 2]), ry, math.atan2(r[1, 0], r[0, 0])])
-
-
 @dataclass(frozen=True)
 class Pose:
     """A rigid pose: a point p at rest is at ``rotation @ p + shift_mm``."""

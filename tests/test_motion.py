@@ -3,6 +3,7 @@ emitting each decay from the pose at its time, through a medium that moved with 
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -19,7 +20,6 @@ from hw.motion import (
     PRESETS,
     MotionTrace,
     Pose,
-    angles_deg,
     load_trace,
     parse_csv,
     preset,
@@ -29,6 +29,12 @@ from infra.errors import UserError
 from petdaq.cli import main
 
 HEADER = ",".join(COLUMNS)
+
+
+def angles_deg(turn: np.ndarray) -> np.ndarray:
+    """(rx, ry, rz) degrees of a rotation ``Rz Ry Rx`` (ry within +-90 deg)."""
+    ry = math.asin(max(-1.0, min(1.0, -turn[2, 0])))
+    return np.degrees([math.atan2(turn[2, 1], turn[2, 2]), ry, math.atan2(turn[1, 0], turn[0, 0])])
 
 
 def test_rotations_turn_about_x_then_y_then_z():

@@ -4,13 +4,12 @@ whole), no alarm on a still or drifting head, and the DAQ's live alert and recor
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
-import zmq
 
 from daq import messages
+from daq.perf.motionlatency import motion_messages
 from hw import load_scanner
 from hw.dtypes import COINC_DTYPE
 from hw.motion import load_trace, preset
@@ -87,19 +86,6 @@ def test_the_signal_is_the_same_chunk_by_chunk(brain):
     assert whole.signal(upto_s=1.2).sums.shape[0] == 2 and whole.signal().sums.shape[0] == 6
 
 
-def _motion_messages(port: int, got: list[dict], stop: threading.Event) -> None:
-    sock = zmq.Context.instance().socket(zmq.SUB)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SUBSCRIBE, messages.MOTION_TOPIC)
-    sock.connect(f"tcp://127.0.0.1:{port}")
-    try:
-        while not stop.is_set():
-            if sock.poll(50):
-                got.append(messages.unpack(sock.recv_multipart()[1]))
-    finally:
-        sock.close()
-
-
 def test_the_daq_alerts_on_a_step_and_records_the_episode(tmp_path, capsys):
     """An emulated point source (a head's study) that steps 6 mm at 2.2 s (the first 2 s settle the
     reference): the monitor stream's
@@ -110,17 +96,10 @@ def test_the_daq_alerts_on_a_step_and_records_the_episode(tmp_path, capsys):
     trace.write_text("t_s,tx_mm,ty_mm,tz_mm,rx_deg,ry_deg,rz_deg\n0,0,0,0,0,0,0\n"
                      "2.2,0,0,0,0,0,0\n2.4,0,6,0,0,0,0\n")
     port = free_port_block(1)
-    got: list[dict] = []
-    stop = threading.Event()
-    listener = threading.Thread(target=_motion_messages, args=(port, got, stop))
-    listener.start()
-    try:
+    with motion_messages(port) as got:
         assert main(["run", "--phantom", "point", "--activity-mbq", "1", "--duration", "5",
                      "--fast", "--no-recon", "--motion", str(trace), "--monitor-port", str(port),
                      "--body-part", "HEAD", "--out", str(tmp_path / "runs"), "--name", "step"]) == 0
-    finally:
-        stop.set()
-        listener.join()
     stop_doc = json.loads((tmp_path / "runs" / "step" / "run.json").read_text())["stop"]
     episodes = stop_doc["motion"]["episodes"]
     assert len(episodes) == 1, episodes
@@ -151,4 +130,6 @@ def test_a_scanner_without_tof_watches_the_lines_midpoints():
     coinc["crystal_a"], coinc["crystal_b"], coinc["dt"] = [0, 5], [100, 900], [400, -400]
     ends = maker._ends
     mids = 0.5 * (ends[[0, 5]] + ends[[100, 900]])
-    assert np.allclose(maker.points(coinc), mids)
+    maker.add(coinc)
+    sums = maker.signal().sums[0]
+    assert sums[0] == 2 and np.allclose(sums[1:4] / 2, mids.mean(axis=0))

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from daq.control.handover import HandOver
+
 if TYPE_CHECKING:
     from daq.pipeline.cpu import CpuMeter, ThreadClock
     from hw.scanner import Scanner
@@ -42,11 +44,7 @@ class LiveImage:
         self._cpu = cpu
         self._clock: ThreadClock | None = None
         self.interval_s, self.on_image = interval_s, on_image
-        self.max_pending_events = max_pending_events
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._pending = 0
-        self._lock = threading.Lock()
-        self.dropped_events = 0
+        self.handover = HandOver(max_pending_events)
         self.events = 0
         self.updates = 0
         self._stop = threading.Event()
@@ -55,16 +53,15 @@ class LiveImage:
 
     def offer(self, coinc: np.ndarray) -> None:
         """Hand a chunk of coincidences over; drops (and counts) it if the queue is full."""
-        with self._lock:
-            if self._pending + coinc.size > self.max_pending_events:
-                self.dropped_events += int(coinc.size)
-                return
-            self._pending += int(coinc.size)
-        self._queue.put(coinc)
+        self.handover.offer(coinc)
+
+    @property
+    def dropped_events(self) -> int:
+        return self.handover.dropped_events
 
     def queue_fill(self) -> float:
         """How full the hand-over queue is (0..1)."""
-        return self._pending / self.max_pending_events
+        return self.handover.fill()
 
     def _add(self, chunk: np.ndarray) -> None:
         from recon.threads import KERNELS
@@ -72,13 +69,11 @@ class LiveImage:
         with KERNELS:
             self.recon.add(chunk)
         self.events += int(chunk.size)
-        with self._lock:
-            self._pending -= int(chunk.size)
 
     def _drain(self) -> None:
         while True:
             try:
-                chunk = self._queue.get_nowait()
+                chunk = self.handover.take(0)
             except queue.Empty:
                 return
             self._add(chunk)
@@ -88,7 +83,7 @@ class LiveImage:
         due = time.monotonic() + self.interval_s
         while not self._stop.is_set():
             try:
-                self._add(self._queue.get(timeout=min(0.1, max(0.0, due - time.monotonic()))))
+                self._add(self.handover.take(min(0.1, max(0.0, due - time.monotonic()))))
                 self._lap("add events")
             except queue.Empty:
                 pass

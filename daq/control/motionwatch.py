@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from daq.control.handover import HandOver
 from recon.motion.episodes import Detector, Episode
 from recon.motion.signal import SignalMaker
 
@@ -30,28 +31,23 @@ class MotionWatch:
         self.maker = SignalMaker(scanner)
         self.detector = Detector()
         self.on_interval = on_interval
-        self.max_pending_events = max_pending_events
-        self.dropped_events = 0
+        self.handover = HandOver(max_pending_events)
         self.data_s = 0.0
         """The latest prompt's time taken (s from the scan's start)."""
         self.last_news: list[Episode] = []
         """The episodes that started or ended in the last intervals taken."""
         self._cpu = cpu
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._pending = 0
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="motion-watch", daemon=True)
         self._thread.start()
 
     def offer(self, coinc: np.ndarray) -> None:
         """Hand a chunk of coincidences over; drops (and counts) it if the queue is full."""
-        with self._lock:
-            if self._pending + coinc.size > self.max_pending_events:
-                self.dropped_events += int(coinc.size)
-                return
-            self._pending += int(coinc.size)
-        self._queue.put(coinc)
+        self.handover.offer(coinc)
+
+    @property
+    def dropped_events(self) -> int:
+        return self.handover.dropped_events
 
     @property
     def moving(self) -> bool:
@@ -59,13 +55,11 @@ class MotionWatch:
 
     def _loop(self) -> None:
         clock = self._cpu.clock("motion watch") if self._cpu is not None else None
-        while not self._stop.is_set() or not self._queue.empty():
+        while not self._stop.is_set() or not self.handover.empty():
             try:
-                chunk = self._queue.get(timeout=0.1)
+                chunk = self.handover.take(0.1)
             except queue.Empty:
                 continue
-            with self._lock:
-                self._pending -= int(chunk.size)
             self._take(chunk)
             if clock is not None:
                 clock.lap("motion signal")

@@ -10,9 +10,11 @@ time, and the episodes the run recorded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,21 @@ def _listen(port: int, got: list[dict[str, Any]], stop: threading.Event) -> None
         sock.close()
 
 
+@contextlib.contextmanager
+def motion_messages(port: int) -> Iterator[list[dict[str, Any]]]:
+    """The ``motion`` messages a monitor stream on loopback ``port`` publishes while the block
+    runs (the list fills as they come)."""
+    got: list[dict[str, Any]] = []
+    stop = threading.Event()
+    listener = threading.Thread(target=_listen, args=(port, got, stop))
+    listener.start()
+    try:
+        yield got
+    finally:
+        stop.set()
+        listener.join()
+
+
 def measure(phantom: str, activity_mbq: float, step_s: float, step_mm: float,
             duration_s: float, out: Path) -> dict[str, Any]:
     """Run the scan; the first alert's times and the run's episodes."""
@@ -50,24 +67,19 @@ def measure(phantom: str, activity_mbq: float, step_s: float, step_mm: float,
                      f"{step_s},0,0,0,0,0,0\n{step_s + STEP_LENGTH_S},{step_mm},0,0,0,0,0\n")
     port = free_port_block(1)
     publisher = MonitorPublisher(f"tcp://127.0.0.1:{port}")
-    got: list[dict[str, Any]] = []
-    stop = threading.Event()
-    listener = threading.Thread(target=_listen, args=(port, got, stop))
-    listener.start()
     emu = EmulatorSettings(phantom=phantom, activity_mbq=activity_mbq, duration_s=duration_s,
                            realtime=True, motion=str(trace))
     try:
-        run = runcontrol.start_emulated(out, emu, SortSettings(), runcontrol.LiveOptions(
-            recon=False, publisher=publisher), name="motion-latency")
-        loop = MonitorLoop(publisher, run.session.snapshot, cpu=run.session.cpu)
-        try:
-            run.session.acq.wait()
-        finally:
-            loop.close()
-        runcontrol.finish(run)
+        with motion_messages(port) as got:
+            run = runcontrol.start_emulated(out, emu, SortSettings(), runcontrol.LiveOptions(
+                recon=False, publisher=publisher), name="motion-latency")
+            loop = MonitorLoop(publisher, run.session.snapshot, cpu=run.session.cpu)
+            try:
+                run.session.acq.wait()
+            finally:
+                loop.close()
+            runcontrol.finish(run)
     finally:
-        stop.set()
-        listener.join()
         publisher.close()
     first = next((m for m in got if m["alert"] == "motion"), None)
     stop_doc = json.loads((out / "motion-latency" / "run.json").read_text())["stop"]

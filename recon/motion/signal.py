@@ -83,17 +83,6 @@ class SignalMaker:
         _add(coinc["t"], coinc["crystal_a"], coinc["crystal_b"], coinc["dt"], coinc["delayed"],
              self._ends, interval_ps, tof_mm_per_ps, self.sums)
 
-    def points(self, prompts: np.ndarray) -> np.ndarray:
-        """(n, 3) mm: each prompt's annihilation point estimated on its line (TOF)."""
-        a, b = self._ends[prompts["crystal_a"]], self._ends[prompts["crystal_b"]]
-        mid = 0.5 * (a + b)
-        if not self._tof:
-            return mid
-        u = a - b
-        u /= np.linalg.norm(u, axis=1, keepdims=True)
-        shift = prompts["dt"].astype(np.float64) * (SPEED_OF_LIGHT_MM_PER_PS / 2.0)
-        return mid + shift[:, None] * u
-
     def signal(self, upto_s: float | None = None) -> MotionSignal:
         """The intervals so far (those ending by ``upto_s`` when given: complete ones)."""
         n = self.sums.shape[0] if upto_s is None else min(

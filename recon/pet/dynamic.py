@@ -28,6 +28,7 @@ from recon.pet.runimage import (
     calibration_of,
     dead_time_of,
     describe,
+    motion_of,
     mu_map_of,
     nuclide_of,
     osem_counts,
@@ -128,15 +129,12 @@ class FrameRecon:
                ) -> FrameRecon:
         """``coinc``: all of the run's coincidences, which scale the frames' scatter estimates
         (with ``options.scatter``)."""
-        from recon.motion.runmotion import at_rest, run_motion
+        from recon.motion.runmotion import at_rest
 
         options = options or RunReconOptions()
         half_life, branching = nuclide_of(facts)
         phantom = run_phantom(facts, scanner)
-        body_part = options.body_part or facts.study.body_part or (
-            phantom.body_part if phantom is not None else None)
-        trace = (run_motion(coinc, scanner, options.motion, facts.duration_s, body_part,
-                            kinetic_time_scale=facts.kinetic_time_scale)
+        trace = (motion_of(coinc, facts, phantom, scanner, options, facts.duration_s)
                  if coinc is not None else None)
         mu = (mu_map_of(at_rest(coinc, trace), header, facts, phantom, scanner, options)
               if coinc is not None else None)

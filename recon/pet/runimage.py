@@ -86,19 +86,29 @@ def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
     phantom's attenuation as ``options`` say, quantified in Bq/mL and corrected for dead time
     with the run's singles rates. ``callback(iteration, subset, image)`` after each subset;
     ``say`` hears how the head's motion is estimated, when it is."""
-    from recon.motion.runmotion import at_rest, run_motion
+    from recon.motion.runmotion import at_rest
 
     phantom = run_phantom(facts, scanner)
-    body_part = options.body_part or facts.study.body_part or (
-        phantom.body_part if phantom is not None else None)
-    trace = run_motion(coinc, scanner, options.motion, _duration_s(coinc, facts), body_part,
-                       say, facts.kinetic_time_scale)
+    trace = motion_of(coinc, facts, phantom, scanner, options, _duration_s(coinc, facts), say)
     mu = mu_map_of(at_rest(coinc, trace), header, facts, phantom, scanner, options)
     image = osem_counts(coinc, header, mu, scanner, options, callback, motion=trace,
                         facts=facts)
     image, quantified = quantify(image, coinc, facts, calibration_of(options, scanner),
                                  dead_time_of(coinc, scanner, facts.singles_rates))
     return RunImage(image, quantified, phantom, mu, trace)
+
+
+def motion_of(coinc: np.ndarray, facts: RunFacts, phantom: Any, scanner: Any,
+              options: RunReconOptions, duration_s: float | None,
+              say: Callable[[str], None] | None = None) -> Any:
+    """The head's pose ``options.motion`` names for a run (:func:`recon.motion.runmotion.run_motion`;
+    the body part is the options', else the study's, else the emulated phantom's)."""
+    from recon.motion.runmotion import run_motion
+
+    body_part = options.body_part or facts.study.body_part or (
+        phantom.body_part if phantom is not None else None)
+    return run_motion(coinc, scanner, options.motion, duration_s, body_part, say,
+                      facts.kinetic_time_scale)
 
 
 def mu_map_of(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts, phantom: Any,
