@@ -14,8 +14,10 @@ from infra.errors import UserError
 from petdaq.cli import main
 from recon.grid import default_grid
 from recon.motion.correct import motion_osem, pose_bins, pose_distance_mm, seen_from
+from recon.motion.estimate import Drift, Span, step_time
 from recon.motion.register import moved_image, register
 from recon.motion.runmotion import run_motion
+from recon.motion.signal import N_SUMS, MotionSignal
 from recon.pet.lors import lor_endpoints
 from recon.pet.osem import lm_osem
 
@@ -41,6 +43,36 @@ def test_a_moved_image_is_registered_back_to_its_pose(brain):
     found = register(*noisy, grid)
     assert found[:3] == pytest.approx(truth[:3], abs=0.2)
     assert found[3:] == pytest.approx(truth[3:], abs=0.3)
+
+
+def _centroids(interval_s: float, centroids: np.ndarray, n: int = 20_000) -> MotionSignal:
+    """A signal whose intervals hold ``n`` prompts each at ``centroids`` (k, 3) mm."""
+    sums = np.zeros((len(centroids), N_SUMS))
+    sums[:, 0] = n
+    sums[:, 1:4] = centroids * n
+    return MotionSignal(interval_s, sums)
+
+
+def test_a_drift_is_followed_to_the_spans_ends_and_a_step_is_timed_by_the_centroid():
+    """The drift within a span is a local line (no lag at its ends); the step between two spans
+    is placed where the fine centroid moved, even when the episode's start is late."""
+    rng = np.random.default_rng(0)
+    t = (np.arange(60) + 0.5) * 0.5                                  # 30 s of 0.5 s intervals
+    drift = np.outer(t, [0.1, 0.0, -0.05])
+    coarse = _centroids(0.5, drift + rng.normal(scale=0.05, size=drift.shape))
+    whole = Drift.of(coarse, Span(0.0, 30.0, np.zeros(6)))
+    for at in (0.5, 15.0, 29.5):
+        assert whole.at(at) + whole.mean_mm == pytest.approx([0.1 * at, 0, -0.05 * at], abs=0.1)
+    step_s, step_mm = 12.43, np.array([6.0, -4.0, 2.0])
+    tf = (np.arange(600) + 0.5) * 0.05
+    moved = np.where((tf > step_s)[:, None], step_mm, 0.0)
+    fine = _centroids(0.05, moved + rng.normal(scale=0.8, size=moved.shape))
+    coarse = _centroids(0.5, np.where((t > step_s)[:, None], step_mm, 0.0))
+    before, after = Span(0.0, 12.5, np.zeros(6)), Span(13.0, 30.0, np.zeros(6))
+    at = step_time(fine, before, after, Drift.of(coarse, before), Drift.of(coarse, after))
+    assert at == pytest.approx(step_s, abs=0.05)
+    still = _centroids(0.05, rng.normal(scale=0.8, size=moved.shape))
+    assert step_time(still, before, after, Drift.of(coarse, before), Drift.of(coarse, before)) is None
 
 
 def test_the_scanner_as_the_moved_head_sees_it(brain):

@@ -43,7 +43,7 @@ from recon.pet.system import as_mu_map, nontrivial, sensitivity
 #: A pose bin's largest movement (mm) of a point within HEAD_RADIUS_MM of the centre.
 BIN_MM = 0.5
 HEAD_RADIUS_MM = 100.0
-#: The step at which the trace is read to cut the bins (s).
+#: The step at which the trace is read to cut the bins (s), besides its rows' times.
 BIN_STEP_S = 0.5
 
 
@@ -101,8 +101,12 @@ def pose_distance_mm(a: np.ndarray, b: np.ndarray) -> float:
 
 def pose_bins(trace: MotionTrace, stop_s: float, decay_per_s: float = 0.0, start_s: float = 0.0
               ) -> PoseBins:
-    """Bins of ``trace`` over ``[start_s, stop_s]``, each pose its middle's."""
-    times = np.append(np.arange(start_s, stop_s, BIN_STEP_S), stop_s)
+    """Bins of ``trace`` over ``[start_s, stop_s]``, each pose its middle's: the trace is read
+    every :data:`BIN_STEP_S` and at its own rows' times (a step a trace times to the
+    millisecond starts a bin there)."""
+    rows = trace.rows[:, 0]
+    times = np.append(np.union1d(np.arange(start_s, stop_s, BIN_STEP_S),
+                                 rows[(rows > start_s) & (rows < stop_s)]), stop_s)
     params = trace.params_at(times)
     edges, first = [float(start_s)], params[0]
     for t, p in zip(times[1:-1], params[1:-1], strict=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import affine_transform, gaussian_filter
-from scipy.optimize import minimize
+from scipy.optimize import least_squares
 
 from hw.motion import Pose, rotation
 from recon.grid import Grid
@@ -12,8 +12,10 @@ from recon.grid import Grid
 #: Smoothing (mm FWHM) of both images before they are compared, coarse to fine: the first
 #: finds the basin, the last the pose.
 SMOOTH_MM = (12.0, 6.0)
-#: The optimiser's stopping tolerances: mm and degrees.
-XTOL = 0.01
+#: The finite-difference step of the Gauss-Newton search's Jacobian: mm and degrees.
+STEP = 0.2
+#: The search stops when a step changes the pose by less than this share of it.
+XTOL = 1e-4
 
 
 def moved_image(reference: np.ndarray, grid: Grid, pose: Pose) -> np.ndarray:
@@ -38,22 +40,23 @@ def register(reference: np.ndarray, moved: np.ndarray, grid: Grid,
              start: np.ndarray | None = None) -> np.ndarray:
     """The six numbers (tx, ty, tz mm, rx, ry, rz deg) of the pose that carries ``reference``
     onto ``moved`` (least squares of the two, each smoothed and scaled to unit sum, coarse to
-    fine: :data:`SMOOTH_MM`; ``start``: the turn where the search starts, default none, the
-    shift then the one that carries the reference's centroid onto the moved one's)."""
+    fine: :data:`SMOOTH_MM`, by a trust-region Gauss-Newton search on the voxels' residuals;
+    ``start``: the turn where the search starts, default none, the shift then the one that
+    carries the reference's centroid onto the moved one's)."""
     params = np.zeros(6) if start is None else np.asarray(start, np.float64).copy()
     a0, b0 = _prepared(reference, grid, SMOOTH_MM[-1]), _prepared(moved, grid, SMOOTH_MM[-1])
     params[:3] = _centroid(b0, grid) - rotation(*params[3:]) @ _centroid(a0, grid)
     for smooth in SMOOTH_MM:
         a, b = _prepared(reference, grid, smooth), _prepared(moved, grid, smooth)
-        scale = float(np.sum(b * b)) or 1.0
+        scale = float(np.sqrt(np.sum(b * b))) or 1.0
 
-        def cost(p: np.ndarray, a: np.ndarray = a, b: np.ndarray = b,
-                 scale: float = scale) -> float:
+        def residuals(p: np.ndarray, a: np.ndarray = a, b: np.ndarray = b,
+                      scale: float = scale) -> np.ndarray:
             pose = Pose(rotation(*p[3:]), p[:3])
-            return float(np.sum((moved_image(a, grid, pose) - b) ** 2)) / scale
+            return ((moved_image(a, grid, pose) - b) / scale).ravel()
 
-        params = np.asarray(minimize(cost, params, method="Powell", options={
-            "xtol": XTOL, "ftol": 1e-9, "maxfev": 3000}).x, np.float64)
+        params = np.asarray(least_squares(residuals, params, method="trf", diff_step=STEP,
+                                          xtol=XTOL, ftol=1e-10).x, np.float64)
     return params
 
 
