@@ -116,7 +116,7 @@ def test_scan_started_watched_and_stopped_from_the_window(qtbot, console, tmp_pa
     assert console.banner_text() == ""
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # a live scan paced in real time; test_gui_console draws the curves fast
 def test_a_dynamic_scan_shows_its_curves_growing_next_to_the_image(qtbot, console):
     """brain-fdg with its model clock 60 times the scan's: 12 s of scan, 12 model minutes in 8
     frames reconstructed by the DAQ as each completes; the console draws the grey matter, white
@@ -143,7 +143,7 @@ def test_a_dynamic_scan_shows_its_curves_growing_next_to_the_image(qtbot, consol
     assert grey[-1] > grey[0] and blood.argmax() < 4  # uptake rises; the bolus passes early
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # a live scan paced in real time; test_gui_console draws the bullseye fast
 def test_a_cardiac_spect_scan_ends_with_its_image_and_bullseye(qtbot, console):
     """Tc-99m on the dual-head camera, the cardiac phantom, 800 MBq for 10 s: at the stop the DAQ
     reconstructs the projections, finds the ventricle's axis in the image and sends the image
