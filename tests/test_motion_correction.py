@@ -9,6 +9,7 @@ import pytest
 
 from emulator import phantoms
 from emulator.engine import simulate
+from hw.dtypes import COINC_DTYPE
 from hw.motion import MotionTrace, Pose, preset, rotation
 from infra.errors import UserError
 from petdaq.cli import main
@@ -16,7 +17,7 @@ from recon.grid import default_grid
 from recon.motion.correct import motion_osem, pose_bins, pose_distance_mm, seen_from
 from recon.motion.estimate import Drift, Span, step_time
 from recon.motion.register import moved_image, register
-from recon.motion.runmotion import run_motion
+from recon.motion.runmotion import REST_SHARE, at_rest, run_motion
 from recon.motion.signal import N_SUMS, MotionSignal
 from recon.pet.lors import lor_endpoints
 from recon.pet.osem import lm_osem
@@ -73,6 +74,21 @@ def test_a_drift_is_followed_to_the_spans_ends_and_a_step_is_timed_by_the_centro
     assert at == pytest.approx(step_s, abs=0.05)
     still = _centroids(0.05, rng.normal(scale=0.8, size=moved.shape))
     assert step_time(still, before, after, Drift.of(coarse, before), Drift.of(coarse, before)) is None
+
+
+def test_the_mu_maps_prompts_are_those_nearest_the_rest_pose():
+    """At rest for the first 5 s of 30: those prompts; a head that drifts off rest at once:
+    the tenth of the prompts nearest the rest pose, not all of them (a blurred outline)."""
+    coinc = np.zeros(30_000, COINC_DTYPE)
+    coinc["t"] = np.arange(30_000) * 1_000_000_000          # 1 ms apart: 30 s
+    t_s = coinc["t"] * 1e-12
+    stepped = MotionTrace(np.array([[0, 0, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0],
+                                    [5.1, 8, 0, 0, 0, 0, 0], [30, 8, 0, 0, 0, 0, 0]], float), "step")
+    assert np.array_equal(at_rest(coinc, stepped)["t"], coinc["t"][t_s < 5.0])
+    drifting = MotionTrace(np.array([[0, -15, 0, 0, 0, 0, 0], [30, 15, 0, 0, 0, 0, 0]], float), "drift")
+    kept = at_rest(coinc, drifting)["t"] * 1e-12
+    assert kept.size == pytest.approx(REST_SHARE * coinc.size, rel=0.05)
+    assert np.all(np.abs(kept - 15.0) < 2.0)
 
 
 def test_the_scanner_as_the_moved_head_sees_it(brain):

@@ -60,14 +60,19 @@ def run_motion(coinc: np.ndarray, scanner: Scanner, choice: str, duration_s: flo
 
 def at_rest(coinc: np.ndarray, trace: MotionTrace | None) -> np.ndarray:
     """The coincidences of the times the head was at rest (within the pose bins' tolerance),
-    for the calculated mu-map; all of them without motion or when too few were at rest."""
+    for the calculated mu-map; where those hold less than :data:`REST_SHARE` of the prompts,
+    that share from the times nearest the rest pose (a drift carries the head off it)."""
     if trace is None:
         return coinc
     tick = (coinc["t"] // TICK_PS).astype(np.int64)
     params = trace.params_at((np.arange(int(tick.max()) + 1) + 0.5) * TICK_PS * 1e-12)
-    still = np.array([pose_distance_mm(p, np.zeros(6)) <= BIN_MM for p in params])
-    keep = still[tick]
-    prompts = coinc["delayed"] == 0
-    if np.count_nonzero(keep & prompts) < REST_SHARE * np.count_nonzero(prompts):
-        return coinc
-    return coinc[keep]
+    distance = np.array([pose_distance_mm(p, np.zeros(6)) for p in params])
+    prompts = np.bincount(tick[coinc["delayed"] == 0], minlength=distance.size)
+    still = distance <= BIN_MM
+    wanted = REST_SHARE * prompts.sum()
+    if prompts[still].sum() < wanted:
+        order = np.argsort(distance, kind="stable")
+        n = int(np.searchsorted(np.cumsum(prompts[order]), wanted)) + 1
+        still = np.zeros(distance.size, bool)
+        still[order[:n]] = True
+    return coinc[still[tick]]
