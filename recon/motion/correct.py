@@ -85,7 +85,9 @@ def head_sensitivity(scanner: Scanner, grid: Grid, pose: Pose, mu_map: Image | N
         mu_map = as_mu_map(mu_map, grid)
         mu = Image(moved_image(np.asarray(mu_map.array), mu_map.grid, pose), mu_map.grid.voxel_mm,
                    mu_map.grid.origin_mm, "1/mm")
-    own = np.asarray(sensitivity(scanner, grid, mu, samples, k=k,
+    # not kept on disk: a pose's map is seldom met again and a scan holds tens of poses (the
+    # plain image it scales is kept)
+    own = np.asarray(sensitivity(scanner, grid, mu, samples, k=k, use_cache=False,
                                  normalization=nontrivial(normalization)), np.float64)
     back = inverse(pose)
     inside = moved_image((own > 0).astype(np.float64), grid, back) > 1.0 - 1e-6
