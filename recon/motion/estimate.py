@@ -37,7 +37,7 @@ MIN_SPAN_S = 2.0
 #: A scan that ends while the head moves: its last TAIL_S (s), at least MIN_TAIL_S after the
 #: episode's start, are taken as a span (the head has most likely come to rest).
 TAIL_S, MIN_TAIL_S = 2.0, 1.0
-#: The drift's smoothing (s, a running mean of the centroid within a span).
+#: The drift's window (s): a line through the span's centroids within half of it each side.
 DRIFT_SMOOTH_S = 10.0
 #: The trace's step where the head drifts (s).
 TRACE_STEP_S = 1.0

@@ -12,7 +12,8 @@ from recon.grid import Grid
 #: Smoothing (mm FWHM) of both images before they are compared, coarse to fine: the first
 #: finds the basin, the last the pose.
 SMOOTH_MM = (12.0, 6.0)
-#: The finite-difference step of the Gauss-Newton search's Jacobian: mm and degrees.
+#: The finite-difference step of the Gauss-Newton search's Jacobian: 0.2 mm or degrees, or
+#: that share of a larger value (scipy's relative ``diff_step``).
 STEP = 0.2
 #: The search stops when a step changes the pose by less than this share of it.
 XTOL = 1e-4
