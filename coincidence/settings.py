@@ -98,8 +98,8 @@ def resolve(
         lo, hi = (float(v) for v in ew)
     except (TypeError, ValueError):
         raise UserError(f"energy_window_kev must be (low, high) in keV, got {ew!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
-        raise UserError(f"energy_window_kev must be (low, high) keV with 0 <= low < high, got {ew!r}")
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise UserError(f"energy_window_kev must be (low, high) keV with low < high, got {ew!r}")
     if policy not in POLICIES:
         raise UserError(f"unknown policy '{policy}': valid policies are {', '.join(POLICIES)}")
     if mode not in MODES:

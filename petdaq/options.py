@@ -140,7 +140,8 @@ def add_sort_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window-ps", type=int, default=None, help="coincidence window, ps")
     g.add_argument("--delay-ps", type=int, default=None, help="delayed window offset, ps (0: none)")
     g.add_argument("--energy-window", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                   help="energy window, keV")
+                   help="energy window, keV (LO may be negative); imported coincidence "
+                        "files keep their writer's pairs unless it is given")
     g.add_argument("--policy", default="takeAllGoods", help="multiple-coincidence policy")
     g.add_argument("--mode", default="single-window", metavar="MODE",
                    help="window opening: single-window (a single opens one only if it fell in "

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from foreign import write_map
+from inprocess import petdaq
 from petsys_files import split_into_groups, write_coincidences, write_groups
 from test_import_formats import _check, _import
 
@@ -168,16 +169,49 @@ def test_coincidence_file_prompts_on_their_crystals_with_their_tof(tmp_path, bra
     assert stop["counts"]["delayeds"] == 0 and meta["policy"] == "the source's own pairs"
     assert stop["counts"]["outside_energy_window"] == 0
     assert stop["losses"] == {"bad_channel": 0, "late_events": 0}
-    # the scanner's own window: pairs with a side outside it are counted, not lost
-    run = _import(tmp_path, "windowed", str(path), "--format", "petsys", "--kev-per-unit", "1",
+    # no window asked: the file's own pairs, all of them, said of the list-mode
+    run = _import(tmp_path, "as-written", str(path), "--format", "petsys", "--kev-per-unit", "1",
                   "--map", identity)
     stop = json.loads((run / "run.json").read_text())["stop"]
+    assert stop["counts"]["prompts"] == prompts.size
+    assert read_listmode(run / "coincidences.h5")[1]["energy_selection"] == "the source's own"
+    # a window asked: pairs with a side outside it are counted, not lost
     lo, hi = brain.acquisition["energy_window_kev"]
+    run = _import(tmp_path, "windowed", str(path), "--format", "petsys", "--kev-per-unit", "1",
+                  "--energy-window", str(lo), str(hi), "--map", identity)
+    stop = json.loads((run / "run.json").read_text())["stop"]
     inside = ((want["energy_a"] >= lo) & (want["energy_a"] < hi) & (want["energy_b"] >= lo)
               & (want["energy_b"] < hi))
     assert 0 < stop["counts"]["outside_energy_window"] == (~inside).sum()
     assert stop["counts"]["prompts"] == inside.sum()
     assert stop["losses"] == {"bad_channel": 0, "late_events": 0}
+
+
+def test_raw_unit_pairs_are_kept_and_said(tmp_path, brain, singles, identity):
+    """A coincidence file in its digitizer's units (QDC-like, a few below zero), no window and no
+    calibration asked: every pair kept, the units said in one line; a window with a negative
+    lower bound selects in those units."""
+    prompts = _pairs_of(brain, singles)
+    hits, starts, _ = _coincidence_groups(prompts, np.random.default_rng(8))
+    raw = hits.copy()
+    raw["energy"] = raw["energy"] / 20
+    raw["energy"][starts[:-1]] -= np.percentile(_rule(raw, starts, "sum").energy, 20)
+    path = write_coincidences(tmp_path / "qdc.ldat", raw, starts)
+    common = ("import", str(path), "--format", "petsys", "--map", identity, "--scanner",
+              "bedside-brain", "--out", str(tmp_path), "--no-recon")
+    r = petdaq(*common, "--name", "raw")
+    assert r.returncode == 0, r.stderr
+    said = [line for line in r.stdout.splitlines() if "do not read as keV" in line]
+    assert len(said) == 1 and "--kev-per-unit" in said[0]
+    stop = json.loads((tmp_path / "raw" / "run.json").read_text())["stop"]
+    assert stop["counts"]["prompts"] == prompts.size
+    r = petdaq(*common, "--name", "windowed", "--energy-window", "-0.5", "1e6")
+    assert r.returncode == 0, r.stderr
+    stop = json.loads((tmp_path / "windowed" / "run.json").read_text())["stop"]
+    summed = _rule(raw, starts, "sum").energy
+    below = (summed[0::2] < -0.5) | (summed[1::2] < -0.5)
+    assert 0 < stop["counts"]["outside_energy_window"] == below.sum()
+    assert stop["counts"]["prompts"] == prompts.size - below.sum()
 
 
 def test_coincidence_file_resorted_by_our_sorter(tmp_path, brain, singles, identity):

@@ -13,6 +13,7 @@ import numpy as np
 
 from daq.pipeline.digitizers.importer import (
     ImportSettings,
+    SourceCalibration,
     check_files,
     import_into,
     keep_sources,
@@ -140,7 +141,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise
     if settings.format == "gate" and result["settings"].get("policy") != PAIRS_POLICY:
         _compare_with_gate(run, kept, scanner)  # sorted from its singles: against GATE's own
+    _say_units(result, settings, scanner)
     return finish_records_run(run, scanner, result, args.recon)
+
+
+#: The medians of pairs' energies (keV) that read as keV: a photopeak's sides and their scatter.
+KEV_MEDIAN_RANGE = (200.0, 1000.0)
+
+
+def _say_units(result: dict, settings: ImportSettings, scanner: Scanner) -> None:
+    """One line where imported pairs' energies, not calibrated, do not read as keV."""
+    median = result.get("energy_median")
+    if median is None or SourceCalibration.of(settings, scanner).units is not None:
+        return
+    if settings.kev_per_unit is None and not KEV_MEDIAN_RANGE[0] <= median <= KEV_MEDIAN_RANGE[1]:
+        print(f"note     the pairs' energies do not read as keV (median {median:.4g}): the "
+              "file's own units, not calibrated; the pairs are kept as the file chose them "
+              "(--kev-per-unit or petdaq calibrate to read them in keV)")
 
 
 def _compare_with_gate(run: RunDir, files: list[Path], scanner: Scanner) -> None:

@@ -309,7 +309,8 @@ def sort_any(chunks: Iterable[formats.Records | formats.Pairs], settings: Import
     cal = calibration or SourceCalibration.of(settings, scanner)
     placer = PairPlacer(channel_map, scanner, cal.kev_per_unit, cal.offsets_ps)
     return write_pairs(chunks, scanner, placer, sort.resolved(scanner),
-                       round(settings.reorder_ms * 1e9), listmode, progress)
+                       round(settings.reorder_ms * 1e9), listmode, progress,
+                       windowed=sort.energy_window_kev is not None)
 
 
 def import_into(run: RunDir, files: Sequence[Path], settings: ImportSettings, scanner: Scanner,

@@ -1,5 +1,6 @@
-"""Coincidences another system sorted (PETsys coincidence files) into a run's list-mode: each
-pair's sides on crystals, in keV and time-corrected, inside the energy window, time-ordered."""
+"""Coincidences another system sorted (PETsys, GATE) into a run's list-mode: each pair's sides on
+crystals, in keV and time-corrected, time-ordered, as their writer chose them (windowed again
+only where the user asks)."""
 
 from __future__ import annotations
 
@@ -63,16 +64,24 @@ class PairPlacer:
         return by_keys(records, self._map, self._kev, self._offsets)
 
 
+#: Sides whose energies tell whether the source's units are keV (their median).
+ENERGY_SAMPLE = 100_000
+
+
 def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scanner,
                 placer: PairPlacer, resolved: dict[str, Any], reorder_ps: int, listmode: Path,
-                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                progress: Callable[[int], None] | None = None, windowed: bool = False
+                ) -> dict[str, Any]:
     """Write the pairs of ``chunks`` into ``listmode`` (prompts, and delayeds where the source
     kept its delayed window's): a pair with a side on no mapped channel is lost as
-    ``bad_channel``; one with a side outside ``resolved``'s energy window is not taken, counted
-    as ``outside_energy_window`` (a selection, as the sorter's window, not a loss); returns the
-    counts, losses and settings as the sorter's import."""
-    lo, hi = (float(v) for v in resolved["energy_window_kev"])
-    settings = {**resolved, "policy": POLICY}
+    ``bad_channel``; with ``windowed`` (the user asked for an energy window), one with a side
+    outside ``resolved``'s window is not taken, counted as ``outside_energy_window`` (a
+    selection, as the sorter's window, not a loss); returns the counts, losses and settings as
+    the sorter's import, and ``energy_median``: the median of the first sides' energies."""
+    lo, hi = (float(v) for v in resolved["energy_window_kev"]) if windowed else (-np.inf, np.inf)
+    settings = {**resolved, "policy": POLICY,
+                "energy_selection": "the window" if windowed else "the source's own"}
+    sample: list[np.ndarray] = []
     writer = ListModeWriter(listmode, {"scanner": scanner.name, "scanner_digest": scanner.digest,
                                        **settings})
     order = Reorder(reorder_ps, COINC_DTYPE, "crystal_a")
@@ -100,6 +109,8 @@ def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scan
             counts["pairs"] += pairs.size
             counts["records"] += 2 * pairs.size
             mapped = (a["crystal"] >= 0) & (b["crystal"] >= 0)
+            if sum(x.size for x in sample) < ENERGY_SAMPLE:
+                sample.append(np.concatenate([a["energy"][mapped], b["energy"][mapped]]))
             inside = mapped & _inside(a, lo, hi) & _inside(b, lo, hi)
             losses["bad_channel"] += int((~mapped).sum())
             counts["outside_energy_window"] += int((mapped & ~inside).sum())
@@ -112,7 +123,9 @@ def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scan
     finally:
         writer.close()
     return {"counts": counts, "losses": {**losses, "late_events": order.late_events},
-            "settings": settings, "data_end_s": round(last_ps / 1e12, 6)}
+            "settings": settings, "data_end_s": round(last_ps / 1e12, 6),
+            "energy_median": float(np.median(np.concatenate(sample))) if sample and any(
+                x.size for x in sample) else None}
 
 
 def _inside(side: np.ndarray, lo: float, hi: float) -> np.ndarray:
