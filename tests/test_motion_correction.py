@@ -7,19 +7,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from coincidence.sorter import sort
 from emulator import phantoms
 from emulator.engine import simulate
-from hw.dtypes import COINC_DTYPE
 from hw.motion import MotionTrace, Pose, preset, rotation
 from infra.errors import UserError
 from petdaq.cli import main
 from recon.grid import default_grid
+from recon.motion import correct
 from recon.motion.correct import motion_osem, pose_bins, pose_distance_mm, seen_from
 from recon.motion.estimate import Drift, Span, step_time
 from recon.motion.register import moved_image, register
-from recon.motion.runmotion import REST_SHARE, at_rest, run_motion
+from recon.motion.runmotion import run_motion
 from recon.motion.signal import N_SUMS, MotionSignal
 from recon.pet.lors import lor_endpoints
+from recon.pet.mumap import estimate
 from recon.pet.osem import lm_osem
 
 
@@ -76,21 +78,6 @@ def test_a_drift_is_followed_to_the_spans_ends_and_a_step_is_timed_by_the_centro
     assert step_time(still, before, after, Drift.of(coarse, before), Drift.of(coarse, before)) is None
 
 
-def test_the_mu_maps_prompts_are_those_nearest_the_rest_pose():
-    """At rest for the first 5 s of 30: those prompts; a head that drifts off rest at once:
-    the tenth of the prompts nearest the rest pose, not all of them (a blurred outline)."""
-    coinc = np.zeros(30_000, COINC_DTYPE)
-    coinc["t"] = np.arange(30_000) * 1_000_000_000          # 1 ms apart: 30 s
-    t_s = coinc["t"] * 1e-12
-    stepped = MotionTrace(np.array([[0, 0, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0, 0],
-                                    [5.1, 8, 0, 0, 0, 0, 0], [30, 8, 0, 0, 0, 0, 0]], float), "step")
-    assert np.array_equal(at_rest(coinc, stepped)["t"], coinc["t"][t_s < 5.0])
-    drifting = MotionTrace(np.array([[0, -15, 0, 0, 0, 0, 0], [30, 15, 0, 0, 0, 0, 0]], float), "drift")
-    kept = at_rest(coinc, drifting)["t"] * 1e-12
-    assert kept.size == pytest.approx(REST_SHARE * coinc.size, rel=0.05)
-    assert np.all(np.abs(kept - 15.0) < 2.0)
-
-
 def test_the_scanner_as_the_moved_head_sees_it(brain):
     pose = Pose(rotation(5.0, -3.0, 10.0), np.array([6.0, -2.0, 4.0]))
     seen = seen_from(brain, pose)
@@ -121,8 +108,6 @@ def stepped_point(brain):
     trace = MotionTrace(np.array([[0, 0, 0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0, 0, 0],
                                   [1.0, 12, 0, 8, 0, 0, 0]]), "a step")
     sim = simulate(brain, "point", "F-18", 1.0, 2.0, seed=2, motion=trace)
-    from coincidence.sorter import sort
-
     return sort(sim.singles, scanner=brain), trace
 
 
@@ -143,6 +128,52 @@ def test_event_by_event_osem_brings_a_moved_source_back(brain, stepped_point):
     assert _peak_mm(fixed) == pytest.approx([0, 0, 0], abs=2.1)
     assert np.asarray(fixed.array).max() > 1.6 * np.asarray(plain.array).max()
     assert "2 poses" in fixed.meta["motion_correction"]
+    memo = len(correct._MEMO)
+    again = motion_osem(coinc, brain, trace, 2.0, grid, 2, 2, sensitivity_samples=1_000_000)
+    assert np.array_equal(again.array, fixed.array) and len(correct._MEMO) == memo
+    late = coinc[coinc["t"] >= 1_000_000_000_000]       # a frame after the step: one pose
+    frame = motion_osem(late, brain, trace, 2.0, grid, 2, 2, sensitivity_samples=1_000_000,
+                        start_s=1.0, scan_stop_s=2.0)
+    assert "1 poses" in frame.meta["motion_correction"] and len(correct._MEMO) == memo
+    assert _peak_mm(frame) == pytest.approx([0, 0, 0], abs=2.1)
+
+
+def test_a_frame_takes_the_scans_pose_bins_it_overlaps():
+    step = MotionTrace(np.array([[0, 0, 0, 0, 0, 0, 0], [10, 0, 0, 0, 0, 0, 0],
+                                 [10.5, 5, 0, 0, 0, 0, 0]]), "a step")
+    whole = pose_bins(step, 20.0, decay_per_s=0.01)
+    part = whole.within(5.0, 15.0, 0.01)
+    assert part.edges_s[0] == 5.0 and part.edges_s[-1] == 15.0
+    assert set(whole.edges_s[1:-1]) >= set(part.edges_s[1:-1])
+    assert all(any(p is q for q in whole.poses) for p in part.poses)
+    assert part.weights.sum() == pytest.approx(1.0) and part.weights[0] > part.weights[-1] * 0.5
+    late = whole.within(12.0, 20.0)
+    assert len(late.poses) == 1 and late.poses[0] is whole.poses[-1]
+    assert whole.within(0.0, 20.0).edges_s.tolist() == whole.edges_s.tolist()
+
+
+def _centre_mm(image) -> np.ndarray:
+    a = np.asarray(image.array, np.float64)
+    axes = [o + v * np.arange(n) for o, v, n in zip(image.grid.origin_mm, image.grid.voxel_mm,
+                                                     a.shape, strict=True)]
+    return np.array([(a.sum(axis=tuple(j for j in range(3) if j != i)) * x).sum() / a.sum()
+                     for i, x in enumerate(axes)])
+
+
+def test_a_moving_heads_mu_map_is_its_outline_at_rest(brain):
+    """The brain phantom 2 s, 12 mm to the side after the first: the calculated mu-map drawn on
+    the motion-corrected emission sits where the head's own does; drawn on the plain emission,
+    it is pulled a few millimetres towards where the head went."""
+    trace = MotionTrace(np.array([[0, 0, 0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0, 0, 0],
+                                  [1.0, 12, 0, 0, 0, 0, 0]]), "a step")
+    coinc = sort(simulate(brain, "brain", "F-18", 3.0, 2.0, seed=4, motion=trace).singles,
+                 scanner=brain)
+    grid = default_grid(brain, 4.0)
+    truth = _centre_mm(grid.image(phantoms.get("brain", brain).mu_map(grid, 511.0), "1/mm"))
+    fixed = _centre_mm(estimate(coinc, brain, "HEAD", motion=trace, scan_stop_s=2.0).image)
+    blurred = _centre_mm(estimate(coinc, brain, "HEAD").image)
+    assert fixed == pytest.approx(truth, abs=1.5)
+    assert blurred[0] - truth[0] > 3.0
 
 
 def test_run_motion_takes_a_trace_that_covers_the_scan(brain, tmp_path, stepped_point):

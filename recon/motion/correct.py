@@ -9,8 +9,11 @@ the sensitivity all follow), the EM's back projections of every bin summed befor
 (MOLAR, Carson et al. 2003). A bin's sensitivity is the scanner's own (computed in its frame,
 where its symmetries hold, with the head's mu-map carried to the bin's pose) read where each
 voxel of the head then is; the scan's is the bins' weighted by the decays each holds (its
-duration, decay-weighted). The crystals' efficiencies, the pair
-geometry and the randoms are the detector's own and do not move.
+duration, decay-weighted), floored only as a whole (:data:`recon.pet.osem.SENSITIVITY_FLOOR`).
+The bins are cut once over the whole scan and a frame takes those it overlaps, clipped to its
+window, so the frames of a dynamic scan share their poses and each pose's sensitivity is
+computed once per process (kept in memory, :data:`MEMO_BYTES`). The crystals' efficiencies, the
+pair geometry and the randoms are the detector's own and do not move.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ BIN_MM = 0.5
 HEAD_RADIUS_MM = 100.0
 #: The step at which the trace is read to cut the bins (s), besides its rows' times.
 BIN_STEP_S = 0.5
+#: The most bytes of poses' sensitivity images kept in memory (the oldest dropped first).
+MEMO_BYTES = 1 << 30
+_MEMO: dict[str, np.ndarray] = {}
 
 
 def seen_from(scanner: Scanner, pose: Pose) -> Scanner:
@@ -70,6 +76,25 @@ class PoseBins:
         return np.clip(np.searchsorted(self.edges_s, t_s, side="right") - 1, 0,
                        len(self.poses) - 1)
 
+    def within(self, start_s: float, stop_s: float, decay_per_s: float = 0.0) -> PoseBins:
+        """The bins that overlap ``[start_s, stop_s]``, clipped to it, with their poses."""
+        first = int(self.of(np.array([start_s]))[0])
+        last = min(max(int(np.searchsorted(self.edges_s, stop_s, side="left")) - 1, first),
+                   len(self.poses) - 1)
+        inner = self.edges_s[first + 1:last + 1]
+        edges = np.concatenate([[start_s], inner[(inner > start_s) & (inner < stop_s)], [stop_s]])
+        poses = self.poses[first:first + len(edges) - 1]
+        return PoseBins(edges, poses, decay_shares(edges, decay_per_s))
+
+
+def decay_shares(edges_s: np.ndarray, decay_per_s: float) -> np.ndarray:
+    """Each span's share of the decays between ``edges_s`` (s)."""
+    if decay_per_s > 0:
+        held = np.exp(-decay_per_s * edges_s[:-1]) - np.exp(-decay_per_s * edges_s[1:])
+    else:
+        held = np.diff(edges_s)
+    return held / held.sum()
+
 
 def inverse(pose: Pose) -> Pose:
     return Pose(pose.rotation.T, -pose.shift_mm @ pose.rotation)
@@ -79,16 +104,38 @@ def head_sensitivity(scanner: Scanner, grid: Grid, pose: Pose, mu_map: Image | N
                      samples: int | None, k: int | None, normalization) -> np.ndarray:
     """The sensitivity on ``grid`` in the head's frame while the head is at ``pose``: the
     scanner's own (in its frame, where its symmetries hold) with the head's mu-map carried to
-    the pose, read at each voxel's place in the scanner (``s(x) = S(P x)``)."""
+    the pose, read at each voxel's place in the scanner (``s(x) = S(P x)``); kept in memory."""
+    norm = nontrivial(normalization)
+    key = "|".join([scanner.digest, grid.key(), _digest(pose.matrix), str(samples), str(k),
+                    _digest(np.asarray(as_mu_map(mu_map, grid).array))
+                    if mu_map is not None else "no-mu",
+                    norm.digest if norm is not None else "no-norm"])
+    if key not in _MEMO:
+        _remember(key, _head_sensitivity(scanner, grid, pose, mu_map, samples, k, norm))
+    return _MEMO[key]
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+def _remember(key: str, array: np.ndarray) -> None:
+    while _MEMO and sum(a.nbytes for a in _MEMO.values()) + array.nbytes > MEMO_BYTES:
+        del _MEMO[next(iter(_MEMO))]
+    _MEMO[key] = array
+
+
+def _head_sensitivity(scanner: Scanner, grid: Grid, pose: Pose, mu_map: Image | None,
+                      samples: int | None, k: int | None, normalization) -> np.ndarray:
     mu = None
     if mu_map is not None:
         mu_map = as_mu_map(mu_map, grid)
         mu = Image(moved_image(np.asarray(mu_map.array), mu_map.grid, pose), mu_map.grid.voxel_mm,
                    mu_map.grid.origin_mm, "1/mm")
-    # not kept on disk: a pose's map is seldom met again and a scan holds tens of poses (the
-    # plain image it scales is kept)
-    own = np.asarray(sensitivity(scanner, grid, mu, samples, k=k, use_cache=False,
-                                 normalization=nontrivial(normalization)), np.float64)
+    # with a mu-map not kept on disk: a pose's map is seldom met again and a scan holds tens
+    # of poses (the plain image it scales is kept); without one, the scanner's own for all
+    own = np.asarray(sensitivity(scanner, grid, mu, samples, k=k, use_cache=mu is None,
+                                 normalization=normalization), np.float64)
     back = inverse(pose)
     inside = moved_image((own > 0).astype(np.float64), grid, back) > 1.0 - 1e-6
     return np.where(inside, moved_image(own, grid, back), 0.0).astype(np.float32)
@@ -119,11 +166,7 @@ def pose_bins(trace: MotionTrace, stop_s: float, decay_per_s: float = 0.0, start
     edges = np.array(edges)
     mids = 0.5 * (edges[:-1] + edges[1:])
     poses = tuple(Pose.of(p) for p in trace.params_at(mids))
-    if decay_per_s > 0:
-        held = np.exp(-decay_per_s * edges[:-1]) - np.exp(-decay_per_s * edges[1:])
-    else:
-        held = np.diff(edges)
-    return PoseBins(edges, poses, held / held.sum())
+    return PoseBins(edges, poses, decay_shares(edges, decay_per_s))
 
 
 def motion_osem(coinc: np.ndarray, scanner: Scanner, trace: MotionTrace, stop_s: float,
@@ -133,29 +176,31 @@ def motion_osem(coinc: np.ndarray, scanner: Scanner, trace: MotionTrace, stop_s:
                 sensitivity_samples: int | None = None, normalization=None,
                 decay_per_s: float = 0.0, scatter: np.ndarray | None = None,
                 callback: Callable[[int, int, Image], None] | None = None,
-                start_s: float = 0.0) -> Image:
+                start_s: float = 0.0, scan_stop_s: float | None = None) -> Image:
     """List-mode OSEM of a moving head (:func:`recon.pet.osem.lm_osem`'s arguments; ``trace``
     the head's pose over the scan, whose coincidences span ``[start_s, stop_s]`` s (a frame's
-    window, or the run's); ``decay_per_s`` the nuclide's decay constant, which weights the
+    window, or the run's) of a scan over ``[0, scan_stop_s]`` (None: ``stop_s``), over which
+    the pose bins are cut; ``decay_per_s`` the nuclide's decay constant, which weights the
     poses' sensitivities); the image in the head's rest frame."""
     if iterations < 0 or subsets < 1:
         raise UserError(f"iterations must be >= 0 and subsets >= 1, got {iterations}, {subsets}")
     grid = grid if grid is not None else default_grid(scanner)
     prompts, delayeds = split_coinc(np.asarray(coinc))
-    bins = pose_bins(trace, stop_s, decay_per_s, start_s)
+    bins = pose_bins(trace, max(scan_stop_s or stop_s, stop_s), decay_per_s).within(
+        start_s, stop_s, decay_per_s)
     which = bins.of(prompts["t"] * 1e-12)
     ems, parts = [], []
     model: RandomsEstimate | None = None
     sens = np.zeros(grid.shape, np.float64)
     for k, pose in enumerate(bins.poses):
+        own = head_sensitivity(scanner, grid, pose, mu_map, sensitivity_samples,
+                               min_sector_difference, normalization)
         em = ListModeEM(seen_from(scanner, pose), grid, tof, mu_map, window_ps,
-                        min_sector_difference, sensitivity_samples, normalization,
-                        head_sensitivity(scanner, grid, pose, mu_map, sensitivity_samples,
-                                         min_sector_difference, normalization))
+                        min_sector_difference, sensitivity_samples, normalization, own)
         if randoms == "delayed" and model is None:
             model = em.randoms_model(crystal_counts(LORs.from_coinc(delayeds),
                                                     scanner.n_crystals))
-        sens += bins.weights[k] * em.sensitivity
+        sens += bins.weights[k] * own       # the floor is the mean's, not each pose's
         mine = which == k
         if np.any(mine):
             events = em.events(prompts[mine], model)

@@ -9,7 +9,6 @@ import numpy as np
 from hw.motion import MotionTrace, load_trace
 from hw.scanner import Scanner
 from infra.errors import UserError
-from recon.motion.correct import BIN_MM, pose_distance_mm
 from recon.motion.episodes import find_episodes
 from recon.motion.estimate import estimate_trace
 from recon.motion.signal import motion_signal
@@ -19,10 +18,6 @@ AUTO, NONE = "auto", "none"
 COVER_TOLERANCE_S = 1.0
 #: The study's body part whose motion is corrected by default (a rigid head).
 RIGID = "HEAD"
-#: The time step (ps) at which the pose is read to find the prompts at rest.
-TICK_PS = 100_000_000_000
-#: Of the prompts at rest, the share that is enough for the calculated mu-map.
-REST_SHARE = 0.1
 
 
 def checked(choice: str) -> str:
@@ -56,23 +51,3 @@ def run_motion(coinc: np.ndarray, scanner: Scanner, choice: str, duration_s: flo
     if say is not None:
         say(f"motion: {len(episodes)} episode(s), estimating the head's pose")
     return estimate_trace(coinc, scanner, duration_s, say)
-
-
-def at_rest(coinc: np.ndarray, trace: MotionTrace | None) -> np.ndarray:
-    """The coincidences of the times the head was at rest (within the pose bins' tolerance),
-    for the calculated mu-map; where those hold less than :data:`REST_SHARE` of the prompts,
-    that share from the times nearest the rest pose (a drift carries the head off it)."""
-    if trace is None:
-        return coinc
-    tick = (coinc["t"] // TICK_PS).astype(np.int64)
-    params = trace.params_at((np.arange(int(tick.max()) + 1) + 0.5) * TICK_PS * 1e-12)
-    distance = np.array([pose_distance_mm(p, np.zeros(6)) for p in params])
-    prompts = np.bincount(tick[coinc["delayed"] == 0], minlength=distance.size)
-    still = distance <= BIN_MM
-    wanted = REST_SHARE * prompts.sum()
-    if prompts[still].sum() < wanted:
-        order = np.argsort(distance, kind="stable")
-        n = int(np.searchsorted(np.cumsum(prompts[order]), wanted)) + 1
-        still = np.zeros(distance.size, bool)
-        still[order[:n]] = True
-    return coinc[still[tick]]

@@ -129,14 +129,12 @@ class FrameRecon:
                ) -> FrameRecon:
         """``coinc``: all of the run's coincidences, which scale the frames' scatter estimates
         (with ``options.scatter``)."""
-        from recon.motion.runmotion import at_rest
-
         options = options or RunReconOptions()
         half_life, branching = nuclide_of(facts)
         phantom = run_phantom(facts, scanner)
         trace = (motion_of(coinc, facts, phantom, scanner, options, facts.duration_s)
                  if coinc is not None else None)
-        mu = (mu_map_of(at_rest(coinc, trace), header, facts, phantom, scanner, options)
+        mu = (mu_map_of(coinc, header, facts, phantom, scanner, options, trace)
               if coinc is not None else None)
         scale = (scatter_scale_of(coinc, header, mu, scanner, options)
                  if coinc is not None else None)

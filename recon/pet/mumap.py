@@ -5,18 +5,22 @@ large cold regions of a body that is not a head taken as lung (:mod:`recon.corre
 The emission image is :data:`UPDATES` updates (fewer for few prompts) of TOF list-mode EM over at most
 :data:`MAX_PROMPTS` prompts (a spread sample: the outline needs the edge, not the counts) on a
 grid of at least 1 mm voxels (4 mm under :data:`FEW_PROMPTS`), with randoms and the crystals'
-normalization, and no attenuation.
+normalization, and no attenuation; of a head that moved, corrected for its motion event by event
+(:func:`recon.motion.correct.motion_osem`), so the outline is the head's at rest drawn from all
+its prompts.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from hw.motion import MotionTrace
 from hw.scanner import Scanner
 from infra.errors import UserError
 from recon.corrections import attenuation, lungs, phantommaps
 from recon.corrections.attenuation import MuMap
 from recon.grid import Grid, Image, default_grid
+from recon.motion.correct import motion_osem
 from recon.pet.osem import lm_osem
 from recon.pet.system import PairFactor
 
@@ -41,15 +45,18 @@ def estimate(coinc: np.ndarray, scanner: Scanner, body_part: str | None = None, 
              tof: bool = True, window_ps: float | None = None,
              min_sector_difference: int | None = None,
              normalization: PairFactor | None = None, phantom: str | None = None,
-             phantom_sure: bool = True) -> MuMap:
+             phantom_sure: bool = True, motion: MotionTrace | None = None,
+             scan_stop_s: float | None = None) -> MuMap:
     """The calculated mu-map of COINC_DTYPE coincidences (a head's when ``body_part`` is one,
     :func:`recon.corrections.attenuation.is_head`); of a ``phantom`` of known construction, its
     construction's, placed on the emission (:mod:`recon.corrections.phantommaps`). A phantom
     not found in the emission is an error when ``phantom_sure`` (the user named it), else the
-    outline's map is taken."""
+    outline's map is taken. ``motion``: the head's pose over a scan of ``scan_stop_s``
+    seconds, the map the head's at rest."""
     nac = emission_without_attenuation(coinc, scanner, tof=tof, window_ps=window_ps,
                                        min_sector_difference=min_sector_difference,
-                                       normalization=normalization)
+                                       normalization=normalization, motion=motion,
+                                       scan_stop_s=scan_stop_s)
     try:
         mu, words = _template(phantom, nac, coinc, scanner)
     except UserError:
@@ -104,7 +111,9 @@ def calculated_map(counts: np.ndarray, grid: Grid, body_part: str | None) -> tup
 def emission_without_attenuation(coinc: np.ndarray, scanner: Scanner, *, tof: bool = True,
                                  window_ps: float | None = None,
                                  min_sector_difference: int | None = None,
-                                 normalization: PairFactor | None = None) -> Image:
+                                 normalization: PairFactor | None = None,
+                                 motion: MotionTrace | None = None,
+                                 scan_stop_s: float | None = None) -> Image:
     """The emission image the outline is drawn on (see the module docstring), in counts."""
     sample = spread_sample(coinc, MAX_PROMPTS)
     prompts = int(np.count_nonzero(sample["delayed"] == 0))
@@ -115,6 +124,12 @@ def emission_without_attenuation(coinc: np.ndarray, scanner: Scanner, *, tof: bo
     updates = int(np.clip(prompts // PROMPTS_PER_UPDATE, 2, UPDATES))
     subsets = max(d for d in range(1, SUBSETS + 1)
                   if updates % d == 0 and d <= max(1, prompts // 100_000))
+    if motion is not None:
+        stop_s = scan_stop_s or float(coinc["t"].max()) * 1e-12
+        return motion_osem(sample, scanner, motion, stop_s, grid, updates // subsets, subsets,
+                           tof, "delayed", window_ps=window_ps,
+                           min_sector_difference=min_sector_difference,
+                           sensitivity_samples=SAMPLES, normalization=normalization)
     return lm_osem(sample, scanner, grid, updates // subsets, subsets, tof, "delayed",
                    window_ps=window_ps, min_sector_difference=min_sector_difference,
                    sensitivity_samples=SAMPLES, normalization=normalization)

@@ -86,11 +86,9 @@ def reconstruct_run(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts,
     phantom's attenuation as ``options`` say, quantified in Bq/mL and corrected for dead time
     with the run's singles rates. ``callback(iteration, subset, image)`` after each subset;
     ``say`` hears how the head's motion is estimated, when it is."""
-    from recon.motion.runmotion import at_rest
-
     phantom = run_phantom(facts, scanner)
     trace = motion_of(coinc, facts, phantom, scanner, options, _duration_s(coinc, facts), say)
-    mu = mu_map_of(at_rest(coinc, trace), header, facts, phantom, scanner, options)
+    mu = mu_map_of(coinc, header, facts, phantom, scanner, options, trace)
     image = osem_counts(coinc, header, mu, scanner, options, callback, motion=trace,
                         facts=facts)
     image, quantified = quantify(image, coinc, facts, calibration_of(options, scanner),
@@ -112,9 +110,10 @@ def motion_of(coinc: np.ndarray, facts: RunFacts, phantom: Any, scanner: Any,
 
 
 def mu_map_of(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts, phantom: Any,
-              scanner: Any, options: RunReconOptions) -> Any:
+              scanner: Any, options: RunReconOptions, motion: Any = None) -> Any:
     """The attenuation ``options.mu_map`` names for a run
-    (:class:`recon.corrections.attenuation.MuMap`): estimated from the coincidences, the
+    (:class:`recon.corrections.attenuation.MuMap`): estimated from the coincidences (of a head
+    that moved as ``motion`` says, :class:`hw.motion.MotionTrace`: the head's at rest), the
     emulated ``phantom``'s own, a file's, or none."""
     from recon.corrections import attenuation, normalization
     from recon.corrections.attenuation import MuMap
@@ -146,7 +145,8 @@ def mu_map_of(coinc: np.ndarray, header: dict[str, Any], facts: RunFacts, phanto
         window_ps=window if window and window > 0 else None,
         min_sector_difference=header.get("min_sector_difference"),
         normalization=normalization.resolve(options.normalization, scanner),
-        phantom=options.phantom or facts.phantom, phantom_sure=options.phantom is not None), grid)
+        phantom=options.phantom or facts.phantom, phantom_sure=options.phantom is not None,
+        motion=motion, scan_stop_s=_duration_s(coinc, facts)), grid)
 
 
 def dead_time_of(coinc: np.ndarray, scanner: Any, rates: RateTable | None) -> float:
@@ -224,16 +224,17 @@ def _motion_osem(coinc: np.ndarray, header: dict[str, Any], mu: Any, scanner: An
 
     half_life = nuclide_of(facts)[0] if facts is not None else None
     window = header.get("window_ps")
-    if span_s is None:
-        span_s = (0.0, (_duration_s(coinc, facts) if facts is not None else None) or float(
-            coinc["t"].max()) * 1e-12)
+    scan_s = (_duration_s(coinc, facts) if facts is not None else None) or float(
+        coinc["t"].max()) * 1e-12
+    span_s = span_s if span_s is not None else (0.0, scan_s)
     return motion_osem(
         coinc, scanner, motion, span_s[1], recon.default_grid(scanner, voxel_of(options, scanner)),
         iterations, options.subsets, options.tof, "delayed" if options.randoms else None, mu,
         window_ps=window if window and window > 0 else None,
         min_sector_difference=header.get("min_sector_difference"),
         sensitivity_samples=options.sensitivity_samples,
-        normalization=norm, decay_per_s=decay_constant_per_s(half_life), scatter=scatter, callback=call)
+        normalization=norm, decay_per_s=decay_constant_per_s(half_life), scatter=scatter,
+        callback=call, start_s=span_s[0], scan_stop_s=scan_s)
 
 
 def _noted(image: Any, table: Any, options: RunReconOptions, scanner: Any, mu_map: Any) -> Any:
