@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
@@ -89,7 +90,9 @@ class Workers:
     """``threads`` compute threads: the caller's and ``threads - 1`` pool threads of its own.
 
     ``clock``: makes a CPU clock for each pool thread, given its name; each thread then charges
-    its time waiting for work to ``wait`` and its tasks to the ``part`` of :meth:`run`.
+    its time waiting for work to ``wait`` and its tasks to the ``part`` of :meth:`run`, and the
+    CPU seconds each calling thread spent in :meth:`run` (its share of the parallel work: its
+    other work is serial) are kept in :attr:`shared_s`, by the thread's native id.
     """
 
     def __init__(self, threads: int | None = None, name: str = "workers",
@@ -100,6 +103,7 @@ class Workers:
         self._clock = clock
         self._ids = itertools.count(1)
         self._pool = None
+        self.shared_s: dict[int, float] = {}
         if self.threads > 1:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix=name,
                                             initializer=self._start_thread)
@@ -123,7 +127,11 @@ class Workers:
                 if clock is not None:
                     clock.lap(part)
 
-        return run_tasks(n_tasks, clocked, self.threads, self._pool)
+        caller, cpu0 = threading.get_native_id(), time.thread_time()
+        try:
+            return run_tasks(n_tasks, clocked, self.threads, self._pool)
+        finally:
+            self.shared_s[caller] = self.shared_s.get(caller, 0.0) + time.thread_time() - cpu0
 
     def map(self, fn: Callable[[int], T], n_tasks: int, part: str = "work") -> list[T]:
         """``[fn(0), fn(1), ..., fn(n_tasks - 1)]``, computed on these workers."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from boardstream import board_events
 
+from daq.perf import costper
 from daq.pipeline.cpu import CpuMeter, format_split, task_cpu_s
 
 #: The CPU split of a chain at rate: alone, not beside other tests.
@@ -113,3 +115,16 @@ def test_the_end_to_end_chain_reports_its_cpu_split(brain) -> None:
     assert bottleneck(cpu)
     assert result["run"] is None  # the run directory (journal) is not left behind
     assert np.isfinite(result["singles_per_s"]) and result["singles_per_s"] > 0
+    merged = np.concatenate(template)
+    merged = merged[np.argsort(merged["t"], kind="stable")]
+    cost = costper.of_chain(brain, SimpleNamespace(raw=merged, raw_per_board=template), result)
+    assert cost.daq_ns == pytest.approx(daq["process_cpu_s"] / result["singles"] * 1e9)
+    assert 0 < cost.frame_copy_ns < cost.numpy_sorter_ns
+    assert cost.of_numpy_sorter == pytest.approx(cost.daq_ns / cost.numpy_sorter_ns)
+    assert "NumPy sorter" in cost.line()
+    # the processing thread's serial work: its CPU outside its share of the parallel sections
+    # and its waits
+    processing = daq["threads"]["processing"]
+    assert 0 <= processing["shared_s"] <= processing["cpu_s"]
+    assert 0 < costper.serial_s(daq) <= processing["cpu_s"] - processing["shared_s"]
+    assert cost.serial_ns == pytest.approx(costper.serial_s(daq) / result["singles"] * 1e9)

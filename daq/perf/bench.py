@@ -32,6 +32,9 @@ import numpy as np
 SIZES = {"quick": 0.05, "default": 0.15, "full": 0.5}
 """Seconds of 20 Mcps acquisition emulated per mode."""
 
+CHAIN_SECONDS = {"quick": 5.0, "default": 8.0, "full": 30.0}
+"""Seconds the end-to-end chain runs per mode (``quick``: CI's, :data:`daq.perf.costper.CHAIN_S`)."""
+
 ACTIVITY_MBQ = 40.0
 """NU 2 scatter phantom activity giving about 20 Mcps singles in bedside-brain."""
 
@@ -113,6 +116,7 @@ class Bench:
         sim = self._emulate()
         self.add("emulator, full physics (singles)", sim.raw.size, time.perf_counter() - t0,
                  "scales with cores: petdaq bench --scaling")
+        self.sim = sim
         self._phantom_files()
         boards = sim.raw_per_board
         self.boards = boards
@@ -170,7 +174,7 @@ class Bench:
 
     def _sorter(self) -> None:
         import coincidence
-        from coincidence.baseline import numpy_take_all_goods
+        from daq.perf.costper import numpy_sorter_ns
 
         s, singles = self.scanner, self.singles
         acq = s.acquisition
@@ -182,10 +186,8 @@ class Bench:
         self.add("coincidence sort, takeAllGoods + delayed", singles.size, best_time(
             lambda: coincidence.sort(singles, delay_ps=acq["delay_ps"], **kw), self.repeats),
             "EXPLORER ~2.5 M/s per thread, PETsys ~15 M/s", chain=True)
-        args = (s.crystal_module, s.n_modules, acq["coincidence_window_ps"],
-                acq["energy_window_kev"], acq["delay_ps"], acq["min_sector_difference"])
-        self.add("NumPy sorter, same semantics (baseline)", singles.size, best_time(
-            lambda: numpy_take_all_goods(singles, *args), 1))
+        self.add("NumPy sorter, same semantics (baseline)", singles.size,
+                 numpy_sorter_ns(s, self.sim.raw) * singles.size / 1e9)
 
     def _import(self) -> None:
         import tempfile
@@ -240,10 +242,14 @@ class Bench:
 
     def end_to_end(self, seconds: float) -> StageResult:
         """The emulator (child process, frame replay) -> ZeroMQ -> DAQ chain, zero loss; its
-        CPU split (per thread and per part, :mod:`daq.pipeline.cpu`) is in ``self.e2e["cpu"]``."""
-        from daq.perf.e2e import run_chain
+        CPU split (per thread and per part, :mod:`daq.pipeline.cpu`) is in ``self.e2e["cpu"]``,
+        its cost per single against the baselines (:mod:`daq.perf.costper`) in ``self.cost``."""
+        from daq.perf import costper
 
-        result = run_chain(self.scanner, self.boards, seconds)
+        self.cost, result = costper.measure(self.scanner, self.sim, seconds)
+        self.add("DAQ processing thread, its serial work alone", result["singles"],
+                 max(self.cost.serial_ns, 1e-3) * result["singles"] / 1e9,
+                 f"{self.cost.serial_ns:.1f} ns per single (target <= 4 ns on 2 cores)")
         res = StageResult(
             f"END TO END, zero loss ({result['note']})", result["singles_per_s"],
             result["singles"], result["seconds"],
@@ -311,12 +317,16 @@ def stages_report(mode: str, as_json: bool) -> int:
     bench = Bench(mode)
     bench.run(say)
     say("end to end")
-    bench.end_to_end({"quick": 3.0, "default": 8.0, "full": 30.0}[mode])
+    bench.end_to_end(CHAIN_SECONDS[mode])
     info = machine()
     if as_json:
         print(json.dumps({"machine": info, "mode": mode,
                           "stages": [asdict(r) for r in bench.results],
-                          "end_to_end": bench.e2e}, indent=2))
+                          "end_to_end": bench.e2e,
+                          "cost_per_single": {**asdict(bench.cost),
+                                              "of_numpy_sorter": bench.cost.of_numpy_sorter,
+                                              "of_frame_copy": bench.cost.of_frame_copy}},
+                         indent=2))
     else:
         from daq.perf.e2e import format_cpu
 
@@ -324,6 +334,7 @@ def stages_report(mode: str, as_json: bool) -> int:
         print(f"\nCPU split of the end-to-end chain ({bench.e2e['singles']} singles, "
               f"{bench.e2e['seconds']:.1f} s):")
         print("\n".join(format_cpu(bench.e2e["cpu"], bench.e2e["singles"])))
+        print(bench.cost.line())
     return 0
 
 

@@ -431,6 +431,8 @@ class Acquisition:
         if self._end_details is not None:
             details |= self._end_details()
         self.cpu_split = self.cpu.report()
+        for thread in self.cpu_split["threads"].values():   # worker 0's share of the parallel
+            thread["shared_s"] = round(self.workers.shared_s.get(thread["tid"], 0.0), 3)
         self.stop_doc = StopDocument(
             self.reason, self.exit_status, self.counts(), losses,
             elapsed_s=round(self.elapsed_s, 3),

@@ -18,8 +18,11 @@ from daq.pipeline.process.calibration import Calibration
 
 @pytest.fixture(scope="module")
 def sim(brain):
-    """0.05 s of the NU 2 scatter phantom at 40 MBq: about 20 Mcps singles."""
-    return emulator.simulate(brain, "nu2-scatter", "F-18", 40.0, 0.05, seed=21)
+    """0.05 s of the NU 2 scatter phantom at 40 MBq: about 20 Mcps singles (``petdaq bench
+    --quick``'s recording)."""
+    from daq.perf.bench import ACTIVITY_MBQ, SIZES
+
+    return emulator.simulate(brain, "nu2-scatter", "F-18", ACTIVITY_MBQ, SIZES["quick"], seed=7)
 
 
 def test_bench_calibration(benchmark, brain, sim):
@@ -55,13 +58,25 @@ def test_bench_monitor_histograms(benchmark, brain, sim):
 def test_bench_end_to_end_chain(benchmark, brain, sim):
     """Emulator recording replayed by a child process -> ZeroMQ tcp -> DAQ (journal, decode,
     merge, calibrate, sort), 5 s sustained; counts only with zero loss. The CPU split (DAQ and
-    sender CPU seconds, per DAQ thread) goes into the JSON's extra_info."""
+    sender CPU seconds, per DAQ thread) goes into the JSON's extra_info, with the DAQ's CPU per
+    single against the baselines timed on the same recording (``petdaq bench --quick``'s
+    measure, :mod:`daq.perf.costper`)."""
+    from daq.perf import costper
     from daq.perf.e2e import run_chain
 
-    result = benchmark.pedantic(run_chain, args=(brain, sim.raw_per_board, 5.0), rounds=1,
-                                iterations=1)
+    result = benchmark.pedantic(run_chain, args=(brain, sim.raw_per_board, costper.CHAIN_S),
+                                rounds=1, iterations=1)
     assert result["zero_loss"], result
     daq = result["cpu"]["daq"]
+    cost = costper.of_chain(brain, sim, result)
+    print(cost.line())
+    benchmark.extra_info.update(
+        numpy_sorter_ns_per_event=cost.numpy_sorter_ns,
+        numpy_sorter_events_per_s=1e9 / cost.numpy_sorter_ns,
+        frame_copy_ns_per_event=cost.frame_copy_ns,
+        frame_copy_events_per_s=1e9 / cost.frame_copy_ns,
+        daq_of_numpy_sorter=cost.of_numpy_sorter, daq_of_frame_copy=cost.of_frame_copy,
+        serial_ns_per_event=cost.serial_ns)
     benchmark.extra_info.update(
         events=result["singles"], events_per_s=result["singles_per_s"],
         zero_loss=result["zero_loss"], seq_gaps=result["seq_gaps"],
