@@ -91,8 +91,9 @@ class Workers:
 
     ``clock``: makes a CPU clock for each pool thread, given its name; each thread then charges
     its time waiting for work to ``wait`` and its tasks to the ``part`` of :meth:`run`, and the
-    CPU seconds each calling thread spent in :meth:`run` (its share of the parallel work: its
-    other work is serial) are kept in :attr:`shared_s`, by the thread's native id.
+    CPU seconds each calling thread spent in the calls of :meth:`run` that more than one worker
+    shared (its share of the parallel work: its other work is serial) are kept in
+    :attr:`shared_s`, by the thread's native id.
     """
 
     def __init__(self, threads: int | None = None, name: str = "workers",
@@ -128,10 +129,10 @@ class Workers:
                     clock.lap(part)
 
         caller, cpu0 = threading.get_native_id(), time.thread_time()
-        try:
-            return run_tasks(n_tasks, clocked, self.threads, self._pool)
-        finally:
+        used = run_tasks(n_tasks, clocked, self.threads, self._pool)
+        if used > 1:        # one task on one worker is the caller's own serial work
             self.shared_s[caller] = self.shared_s.get(caller, 0.0) + time.thread_time() - cpu0
+        return used
 
     def map(self, fn: Callable[[int], T], n_tasks: int, part: str = "work") -> list[T]:
         """``[fn(0), fn(1), ..., fn(n_tasks - 1)]``, computed on these workers."""
