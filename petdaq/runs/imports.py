@@ -152,9 +152,10 @@ KEV_MEDIAN_RANGE = (200.0, 1000.0)
 def _say_units(result: dict, settings: ImportSettings, scanner: Scanner) -> None:
     """One line where imported pairs' energies, not calibrated, do not read as keV."""
     median = result.get("energy_median")
-    if median is None or SourceCalibration.of(settings, scanner).units is not None:
-        return
-    if settings.kev_per_unit is None and not KEV_MEDIAN_RANGE[0] <= median <= KEV_MEDIAN_RANGE[1]:
+    calibrated = (settings.kev_per_unit is not None
+                  or SourceCalibration.of(settings, scanner).units is not None)
+    if median is not None and not calibrated and not (
+            KEV_MEDIAN_RANGE[0] <= median <= KEV_MEDIAN_RANGE[1]):
         print(f"note     the pairs' energies do not read as keV (median {median:.4g}): the "
               "file's own units, not calibrated; the pairs are kept as the file chose them "
               "(--kev-per-unit or petdaq calibrate to read them in keV)")

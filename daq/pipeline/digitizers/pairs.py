@@ -122,10 +122,10 @@ def write_pairs(chunks: Iterable[formats.Records | formats.Pairs], scanner: Scan
         write(order.flush())
     finally:
         writer.close()
+    energies = np.concatenate(sample) if sample else np.empty(0)
     return {"counts": counts, "losses": {**losses, "late_events": order.late_events},
             "settings": settings, "data_end_s": round(last_ps / 1e12, 6),
-            "energy_median": float(np.median(np.concatenate(sample))) if sample and any(
-                x.size for x in sample) else None}
+            "energy_median": float(np.median(energies)) if energies.size else None}
 
 
 def _inside(side: np.ndarray, lo: float, hi: float) -> np.ndarray:
