@@ -32,12 +32,13 @@ def _stages(bench: Any) -> list[str]:
 
 def _scaling(points: list[Any]) -> list[str]:
     lines = ["| threads | end to end, zero loss (M singles/s) | efficiency | DAQ CPU (ns/event) "
-             "| emulator (M singles/s) | efficiency |", "|---|---|---|---|---|---|"]
+             "| emulator (M singles/s) | efficiency | chain limited by |",
+             "|---|---|---|---|---|---|---|"]
     for p in points:
         e2e = f"{p.e2e_singles_per_s / 1e6:.2f}" if p.zero_loss else "LOSS"
         lines.append(f"| {p.threads} | {e2e} | {p.e2e_efficiency:.2f} | "
                      f"{p.daq_cpu_ns_per_event:.0f} | {p.emulator_singles_per_s / 1e6:.2f} | "
-                     f"{p.emulator_efficiency:.2f} |")
+                     f"{p.emulator_efficiency:.2f} | {p.limited_by} |")
     return lines
 
 
@@ -199,9 +200,11 @@ def _scaling_section(scanner: Any, cores: int, say: Callable[[str], None]) -> li
     points = scaling.measure(scanner, sim.raw_per_board, "default", cores, say)
     return [
         "## Scaling: `petdaq bench --scaling`", "",
-        "End to end: the recording replayed as fast as the DAQ takes it, zero loss (frames sent "
-        "== journaled, no sequence gaps), the DAQ's processing on that many threads (the "
-        "sender shares the machine). Emulator: brain phantom, 20 MBq, on that many threads. "
+        "End to end: the recording replayed as fast as the DAQ takes it from frames the sender "
+        "encoded ahead (`daq.perf.sender`), zero loss (frames sent == journaled, no sequence "
+        "gaps), the DAQ's processing on that many threads (the sender shares the machine); "
+        "*limited by*: the side the CPU and wait shares name (`daq.perf.e2e.limited_by`). "
+        "Emulator: brain phantom, 20 MBq, on that many threads. "
         "Efficiency: rate / (threads x the one-thread rate).", "",
         *_scaling(points), "", *_costs(points, cores)]
 

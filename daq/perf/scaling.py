@@ -28,6 +28,8 @@ class ScalingPoint:
     zero_loss: bool
     daq_cpu_ns_per_event: float
     emulator_singles_per_s: float
+    limited_by: str = ""
+    """Which side limited the chain (:func:`daq.perf.e2e.limited_by`)."""
     e2e_efficiency: float = 1.0
     emulator_efficiency: float = 1.0
 
@@ -64,7 +66,7 @@ def measure(scanner: Scanner, boards: list, mode: str, cores: int,
         points.append(ScalingPoint(
             n, r["singles_per_s"] if r["zero_loss"] else 0.0, r["zero_loss"],
             r["cpu"]["daq"]["process_cpu_s"] / max(r["singles"], 1) * 1e9,
-            emulator_rate(scanner, n, EMULATOR_S[mode])))
+            emulator_rate(scanner, n, EMULATOR_S[mode]), r["limited_by"]))
     one = points[0]
     for p in points:
         p.e2e_efficiency = p.e2e_singles_per_s / (p.threads * one.e2e_singles_per_s or 1.0)
@@ -76,11 +78,11 @@ def measure(scanner: Scanner, boards: list, mode: str, cores: int,
 def format_table(points: list[ScalingPoint]) -> list[str]:
     """The scaling table as text lines."""
     lines = [f"{'threads':>7s} {'end to end':>12s} {'eff.':>5s} {'DAQ CPU':>9s} "
-             f"{'emulator':>12s} {'eff.':>5s}",
+             f"{'emulator':>12s} {'eff.':>5s}  chain limited by",
              f"{'':>7s} {'M singles/s':>12s} {'':>5s} {'ns/event':>9s} {'M singles/s':>12s}"]
     for p in points:
         e2e = f"{p.e2e_singles_per_s / 1e6:12.2f}" if p.zero_loss else f"{'LOSS':>12s}"
         lines.append(f"{p.threads:7d} {e2e} {p.e2e_efficiency:5.2f} "
                      f"{p.daq_cpu_ns_per_event:9.0f} {p.emulator_singles_per_s / 1e6:12.2f} "
-                     f"{p.emulator_efficiency:5.2f}")
+                     f"{p.emulator_efficiency:5.2f}  {p.limited_by}")
     return lines
