@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from daq.perf.sender import MESSAGE_EVENTS
+from daq.perf.sender import MESSAGE_EVENTS, READY
 from daq.pipeline.cpu import format_split, machine_cpu_s, machine_split
 from hw.scanner import Scanner
 
@@ -73,7 +73,9 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
     sender = subprocess.Popen(
         [sys.executable, "-m", "daq.perf.sender", scanner.source, str(work / "template.npz"),
          str(base), str(seconds), str(report), str(int(pace.realtime)),
-         str(pace.give_up_lag_s), str(pace.threads or 0)], stderr=subprocess.PIPE, text=True)
+         str(pace.give_up_lag_s), str(pace.threads or 0)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _await_sender(sender)
     run = RunDir.create(work, "run")
     acq = Acquisition(run, scanner, [ZmqSource(f"tcp://127.0.0.1:{base + b}")
                                      for b in range(scanner.n_boards)],
@@ -81,13 +83,14 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
                       no_data_timeout_s=60, threads=pace.threads)
     machine0 = machine_cpu_s()
     acq.start()
+    sender.stdin.write("go\n")
+    sender.stdin.flush()
     acq.wait()
     _, err = sender.communicate(timeout=60)
     machine1 = machine_cpu_s()
     if sender.returncode != 0:
         raise RuntimeError(f"e2e sender failed: {err.strip()}")
     sent = json.loads(report.read_text())
-    machine0 = sent["machine_cpu_at_start"] or machine0  # from the sender's clock, not its encoding
     cpu = {"daq": acq.cpu_split, "sender": sent["cpu"],
            "machine": machine_split(machine0, machine1)}
     stop = acq.stop_doc
@@ -107,6 +110,23 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
             "end_lag_s": (acq.processed_at or time.monotonic()) - sent["ended_at"],
             "gave_up": sent["gave_up"], "stock_sent": sent["stock_sent"],
             "sender_encode_s": sent["encode_s"], "limited_by": limited_by(cpu)[0], "cpu": cpu}
+
+
+SENDER_READY_S = 300.0
+"""The longest the sender may take to encode its stock."""
+
+
+def _await_sender(sender: subprocess.Popen) -> None:
+    """Wait until the sender has encoded its stock and bound its sockets: the DAQ starts
+    then, so that its CPU split covers the stream alone."""
+    import select
+
+    ready, _, _ = select.select([sender.stdout], [], [], SENDER_READY_S)
+    line = sender.stdout.readline().strip() if ready else f"not ready in {SENDER_READY_S:g} s"
+    if line != READY:
+        sender.kill()
+        _, err = sender.communicate(timeout=60)
+        raise RuntimeError(f"e2e sender failed before sending: {(line + ' ' + err).strip()}")
 
 
 def _warm_daq(scanner: Scanner, template: list[np.ndarray], threads: int | None) -> None:

@@ -28,13 +28,14 @@ import math
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from daq.pipeline.cpu import CpuMeter, machine_cpu_s
+from daq.pipeline.cpu import CpuMeter
 from hw import wire
 from hw.scanner import Scanner, load_scanner
 from infra.pool import available_cores
@@ -50,6 +51,9 @@ so the stock runs out first only where the DAQ outran that, and the run is then 
 slower."""
 STOCK_MEMORY_SHARE = 0.25
 """The share of the machine's available memory the stock may hold."""
+
+READY = "ready"
+"""The line the sender process prints once its stock is encoded and its sockets bound."""
 
 Message = tuple[bytes, int]
 """An encoded message and the data time of its last event (ps)."""
@@ -274,10 +278,12 @@ def _board_messages(sock, enc: Encoder, stock: list[list[Message] | None], locks
 
 def send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: float,
          realtime: bool = False, give_up_lag_s: float = float("inf"),
-         daq_threads: int | None = None) -> dict[str, Any]:
+         daq_threads: int | None = None, go: Callable[[], None] = lambda: None
+         ) -> dict[str, Any]:
     """Every board on its own thread and PUSH socket, as independent digitizer boards, from
     the stock encoded ahead (:func:`encode_stock`; ``daq_threads``: the DAQ's processing
-    threads, None: every core)."""
+    threads, None: every core). ``go`` is called once the stock is encoded and the sockets
+    bound, and returns when the boards may start (the clock starts then)."""
     import zmq
 
     span = max(int(t["t"][-1]) for t in template if t.size) + 1
@@ -286,21 +292,22 @@ def send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: float
     stock = encode_stock(encoders, seconds, realtime, daq_threads or available_cores())
     encode_s = time.monotonic() - t_encode
     n_stock = len(stock[0])
-    cpu, machine0 = CpuMeter(), machine_cpu_s()
     ctx = zmq.Context.instance()
     results: list[dict[str, Any]] = [{} for _ in template]
-    socks, threads = [], []
-    t0 = time.monotonic()
-    lockstep = Lockstep(len(template), math.inf if realtime else t0 + seconds, n_stock)
-    schedule = Schedule(len(template), realtime, give_up_lag_s)
-    for enc, board_stock, out in zip(encoders, stock, results, strict=True):
+    socks = []
+    for enc in encoders:
         sock = ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.SNDHWM, 16)
         sock.setsockopt(zmq.LINGER, -1)
         sock.bind(f"tcp://127.0.0.1:{base + enc.board}")
         socks.append(sock)
-        threads.append(threading.Thread(target=_send_board, args=(
-            sock, enc, board_stock, lockstep, schedule, out, cpu)))
+    go()
+    cpu, t0 = CpuMeter(), time.monotonic()
+    lockstep = Lockstep(len(template), math.inf if realtime else t0 + seconds, n_stock)
+    schedule = Schedule(len(template), realtime, give_up_lag_s)
+    threads = [threading.Thread(target=_send_board, args=(
+        sock, enc, board_stock, lockstep, schedule, out, cpu))
+        for sock, enc, board_stock, out in zip(socks, encoders, stock, results, strict=True)]
     for t in threads:
         t.start()
     for t in threads:
@@ -315,8 +322,13 @@ def send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: float
             "repetitions": lockstep.repetitions, "stock_repetitions": n_stock,
             "stock_sent": not realtime and lockstep.repetitions == n_stock and
             ended < t0 + seconds, "encode_s": encode_s, "ended_at": ended,
-            "machine_cpu_at_start": machine0,
             "lag_s": max(r["lag_s"] for r in results), "gave_up": lockstep.gave_up}
+
+
+def _ready_then_wait() -> None:
+    """Say ``ready`` on stdout, then wait for a line on stdin (the DAQ has started)."""
+    print(READY, flush=True)
+    sys.stdin.readline()
 
 
 def _main(argv: list[str]) -> int:
@@ -325,7 +337,7 @@ def _main(argv: list[str]) -> int:
     with np.load(template_path) as z:
         template = [z[f"arr_{i}"] for i in range(len(z.files))]
     result = send(scanner, template, int(base), float(seconds), realtime == "1",
-                  float(give_up_lag_s), int(threads) or None)
+                  float(give_up_lag_s), int(threads) or None, _ready_then_wait)
     Path(report).write_text(json.dumps(result))
     return 0
 
