@@ -67,6 +67,9 @@ def test_thread_clocks_split_the_process_cpu() -> None:
     assert split["process_cpu_s"] >= w0["cpu_s"] + w1["cpu_s"] - 0.01
     lines = format_split(split, "test")
     assert lines[0].startswith("test:") and any("worker 1" in line for line in lines)
+    # the wall a part spent off a CPU (asleep, or waiting for a lock) is on the thread's line
+    off = next(line for line in lines if "worker 0" in line).split("off CPU [")[1]
+    assert "sleep 0." in off
     # every thread's line says its system time and its page faults
     assert all("kernel" in line and "faults" in line for line in lines[1:1 + len(split["threads"])])
     assert all(t["page_faults"] >= 0 and t["system_s"] >= 0 for t in split["threads"].values())

@@ -212,7 +212,7 @@ def format_split(report: dict[str, Any], title: str) -> list[str]:
             t["parts"].items(), key=lambda kv: -kv[1]) if v >= 0.05)
         lines.append(f"  {name:14s} {t['cpu_s']:7.1f} s  busy {t['busy']:4.2f}"
                      f"{_kernel(t.get('system_s', 0.0), t.get('page_faults', 0))}"
-                     + (f"  [{parts}]" if parts else ""))
+                     + (f"  [{parts}]" if parts else "") + _off_cpu(t))
     kernels = report.get("native_kernel", {})
     for name, s in report["native"].items():
         if s >= 0.05:
@@ -222,6 +222,24 @@ def format_split(report: dict[str, Any], title: str) -> list[str]:
     if report["other_s"] >= 0.05:
         lines.append(f"  {'other':14s} {report['other_s']:7.1f} s")
     return lines
+
+
+def _off_cpu(thread: dict[str, Any]) -> str:
+    """The wall seconds a thread spent off a CPU in each of its working parts (not its waits
+    for work): waiting for a lock (the GIL), for other threads or for the kernel; nothing for a
+    thread that hardly ran (a timer's)."""
+    if thread["cpu_s"] < 0.05:
+        return ""
+    off = {k: w - thread["parts"].get(k, 0.0) for k, w in thread.get("wall_parts", {}).items()
+           if k not in _WAITS}
+    shown = ", ".join(f"{k} {v:.1f}" for k, v in sorted(off.items(), key=lambda kv: -kv[1])
+                      if v >= 0.05)
+    return f"  off CPU [{shown}]" if shown else ""
+
+
+_WAITS = frozenset({"wait", "before the first data", "other", "wait for the other boards",
+                    "wait for the data's time"})
+"""Parts that are a thread's waiting for work, not its work."""
 
 
 def _kernel(system_s: float, page_faults: int) -> str:
