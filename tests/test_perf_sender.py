@@ -85,3 +85,35 @@ def test_a_chain_names_the_side_that_limited_it(split: dict, side: str) -> None:
     named, why = limited_by(split)
     assert named == side
     assert "sender's busiest board thread" in why
+
+
+def _children() -> list[str]:
+    """The command lines of this process's live children."""
+    import os
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                out.append((stat.parent / "cmdline").read_bytes().decode(errors="replace"))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def test_a_chain_whose_daq_fails_to_start_leaves_no_sender(brain, monkeypatch) -> None:
+    """The DAQ fails after the sender has encoded its stock: the error comes through and the
+    sender, waiting for its go, is gone (it would otherwise wait on its sockets for ever)."""
+    from daq.perf.e2e import run_chain
+    from daq.pipeline import acquisition
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("no DAQ today")
+
+    monkeypatch.setattr(acquisition, "Acquisition", broken)
+    template = [board_events(brain, b, 2000, 2e6, seed=3) for b in range(brain.n_boards)]
+    with pytest.raises(RuntimeError, match="no DAQ today"):
+        run_chain(brain, template, 0.5)
+    assert not [c for c in _children() if "daq.perf.sender" in c]

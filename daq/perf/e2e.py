@@ -75,18 +75,23 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
          str(base), str(seconds), str(report), str(int(pace.realtime)),
          str(pace.give_up_lag_s), str(pace.threads or 0)], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _await_sender(sender)
-    run = RunDir.create(work, "run")
-    acq = Acquisition(run, scanner, [ZmqSource(f"tcp://127.0.0.1:{base + b}")
-                                     for b in range(scanner.n_boards)],
-                      SortSettings(), calibration.Calibration.nominal(scanner),
-                      no_data_timeout_s=60, threads=pace.threads)
-    machine0 = machine_cpu_s()
-    acq.start()
-    sender.stdin.write("go\n")
-    sender.stdin.flush()
-    acq.wait()
-    _, err = sender.communicate(timeout=60)
+    try:  # a chain that fails leaves no sender behind
+        _await_sender(sender)
+        run = RunDir.create(work, "run")
+        acq = Acquisition(run, scanner, [ZmqSource(f"tcp://127.0.0.1:{base + b}")
+                                         for b in range(scanner.n_boards)],
+                          SortSettings(), calibration.Calibration.nominal(scanner),
+                          no_data_timeout_s=60, threads=pace.threads)
+        machine0 = machine_cpu_s()
+        acq.start()
+        sender.stdin.write("go\n")
+        sender.stdin.flush()
+        acq.wait()
+        _, err = sender.communicate(timeout=60)
+    except BaseException:
+        sender.kill()
+        sender.communicate()
+        raise
     machine1 = machine_cpu_s()
     if sender.returncode != 0:
         raise RuntimeError(f"e2e sender failed: {err.strip()}")

@@ -326,9 +326,11 @@ def send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: float
 
 
 def _ready_then_wait() -> None:
-    """Say ``ready`` on stdout, then wait for a line on stdin (the DAQ has started)."""
+    """Say ``ready`` on stdout, then wait for a line on stdin (the DAQ has started); stdin's
+    end (the DAQ's process is gone) ends the sender."""
     print(READY, flush=True)
-    sys.stdin.readline()
+    if not sys.stdin.readline():
+        raise SystemExit("e2e sender: the DAQ went away before the boards started")
 
 
 def _main(argv: list[str]) -> int:
