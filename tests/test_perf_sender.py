@@ -66,7 +66,7 @@ def test_the_stock_is_sized_for_the_daq_and_the_memory(monkeypatch) -> None:
 
 
 def _split(board_busy: float, processing_wait_s: float, machine_busy: float = 2.0) -> dict:
-    thread = {"busy": 0.5, "parts": {"decode": 1.0}, "wall_s": 10.0,
+    thread = {"busy": 0.5, "cpu_s": 5.0, "parts": {"decode": 1.0}, "wall_s": 10.0,
               "wall_parts": {"wait": processing_wait_s}}
     return {"daq": {"wall_s": 10.0, "process_cpu_s": 10.0,
                     "threads": {"processing": thread, "receiver": {**thread, "busy": 0.2}}},
@@ -117,3 +117,16 @@ def test_a_chain_whose_daq_fails_to_start_leaves_no_sender(brain, monkeypatch) -
     with pytest.raises(RuntimeError, match="no DAQ today"):
         run_chain(brain, template, 0.5)
     assert not [c for c in _children() if "daq.perf.sender" in c]
+
+
+def test_the_daq_shares_of_a_split() -> None:
+    """The processing thread's CPU and wait over its wall, the workers' mean CPU share."""
+    from daq.perf.e2e import daq_shares
+
+    daq = _split(0.05, 2.0)["daq"]
+    daq["threads"]["worker 1"] = {"busy": 0.2}
+    daq["threads"]["worker 2"] = {"busy": 0.4}
+    shares = daq_shares(daq)
+    assert shares.processing_on_cpu == pytest.approx(0.5)
+    assert shares.processing_waited == pytest.approx(0.2)
+    assert shares.workers_on_cpu == pytest.approx(0.3)

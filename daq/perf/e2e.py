@@ -162,6 +162,29 @@ def format_cpu(cpu: dict[str, Any], singles: int) -> list[str]:
     return lines
 
 
+class DaqShares(NamedTuple):
+    """How the DAQ's processing spent its wall from the first data on."""
+
+    processing_on_cpu: float
+    """The processing thread's CPU over that wall."""
+    processing_waited: float
+    """The share of that wall the processing thread waited for data."""
+    workers_on_cpu: float
+    """The workers' CPU over their wall, their mean (0 without workers)."""
+
+
+def daq_shares(daq: dict[str, Any]) -> DaqShares:
+    """:class:`DaqShares` of the DAQ process's CPU split."""
+    proc = daq["threads"].get("processing")
+    on = waited = 0.0
+    if proc:
+        running = proc["wall_s"] - proc["wall_parts"].get("before the first data", 0.0)
+        if running > 0:
+            on, waited = proc["cpu_s"] / running, proc["wall_parts"].get("wait", 0.0) / running
+    workers = [t["busy"] for n, t in daq["threads"].items() if n.startswith("worker")]
+    return DaqShares(on, waited, sum(workers) / len(workers) if workers else 0.0)
+
+
 SIDES = ("the machine's CPU", "the sender", "the DAQ's processing", "the DAQ's receivers")
 """What can limit a chain (:func:`limited_by`)."""
 SENDER_BUSY = 0.8
@@ -179,11 +202,7 @@ def limited_by(cpu: dict[str, Any]) -> tuple[str, str]:
     wall = daq["wall_s"] or 1.0
     name, t = max(daq["threads"].items(), key=lambda kv: kv[1]["busy"])
     part = max(t["parts"].items(), key=lambda kv: kv[1])[0] if t["parts"] else "-"
-    proc = daq["threads"].get("processing")
-    waited = 0.0
-    if proc:
-        running = proc["wall_s"] - proc["wall_parts"].get("before the first data", 0.0)
-        waited = proc["wall_parts"].get("wait", 0.0) / running if running > 0 else 0.0
+    waited = daq_shares(daq).processing_waited
     boards = [b for n, b in sender["threads"].items() if n.startswith("board")]
     sender_busy = max((b["busy"] for b in boards), default=0.0)
     thread = (f"busiest DAQ thread: {name}, on a CPU {t['busy']:.0%} of the time, most in "

@@ -32,13 +32,14 @@ def _stages(bench: Any) -> list[str]:
 
 def _scaling(points: list[Any]) -> list[str]:
     lines = ["| threads | end to end, zero loss (M singles/s) | efficiency | DAQ CPU (ns/event) "
-             "| emulator (M singles/s) | efficiency | chain limited by |",
-             "|---|---|---|---|---|---|---|"]
+             "| emulator (M singles/s) | efficiency | processing thread on a CPU | "
+             "workers on a CPU (mean) | chain limited by |", "|---|---|---|---|---|---|---|---|---|"]
     for p in points:
         e2e = f"{p.e2e_singles_per_s / 1e6:.2f}" if p.zero_loss else "LOSS"
         lines.append(f"| {p.threads} | {e2e} | {p.e2e_efficiency:.2f} | "
                      f"{p.daq_cpu_ns_per_event:.0f} | {p.emulator_singles_per_s / 1e6:.2f} | "
-                     f"{p.emulator_efficiency:.2f} | {p.limited_by} |")
+                     f"{p.emulator_efficiency:.2f} | {p.processing_on_cpu:.0%} | "
+                     f"{p.workers_on_cpu:.0%} | {p.limited_by} |")
     return lines
 
 
