@@ -106,16 +106,17 @@ def _children() -> list[str]:
 def test_a_chain_whose_daq_fails_to_start_leaves_no_sender(brain, monkeypatch) -> None:
     """The DAQ fails after the sender has encoded its stock: the error comes through and the
     sender, waiting for its go, is gone (it would otherwise wait on its sockets for ever)."""
-    from daq.perf.e2e import run_chain
+    from daq.perf import e2e
     from daq.pipeline import acquisition
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("no DAQ today")
 
     monkeypatch.setattr(acquisition, "Acquisition", broken)
+    monkeypatch.setattr(e2e, "_warm_daq", lambda *_args: None)  # no DAQ to warm
     template = [board_events(brain, b, 2000, 2e6, seed=3) for b in range(brain.n_boards)]
     with pytest.raises(RuntimeError, match="no DAQ today"):
-        run_chain(brain, template, 0.5)
+        e2e.run_chain(brain, template, 0.01)
     assert not [c for c in _children() if "daq.perf.sender" in c]
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from daq.pipeline.cpu import IDLE_PARTS
 from hw.scanner import Scanner
 
 #: Seconds the chain runs for one measure (three runs agree within 10 %: docs/performance.md).
@@ -101,10 +102,6 @@ def of_chain(scanner: Scanner, recording: Any, chain: dict[str, Any]) -> CostPer
     return CostPerSingle(daq_s / singles * 1e9, numpy_sorter_ns(scanner, recording.raw),
                          frame_copy_ns(scanner, recording.raw_per_board), chain["singles"],
                          serial_s(chain["cpu"]["daq"]) / singles * 1e9)
-
-
-#: The processing thread's parts that are not work: waiting for data.
-IDLE_PARTS = ("wait", "before the first data")
 
 
 def serial_s(daq: dict[str, Any]) -> float:

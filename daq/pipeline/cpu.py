@@ -237,9 +237,11 @@ def _off_cpu(thread: dict[str, Any]) -> str:
     return f"  off CPU [{shown}]" if shown else ""
 
 
-_WAITS = frozenset({"wait", "before the first data", "other", "wait for the other boards",
-                    "wait for the data's time"})
-"""Parts that are a thread's waiting for work, not its work."""
+IDLE_PARTS = ("wait", "before the first data")
+"""A DAQ thread's parts that are its waiting for data or for work (the processing thread's
+before its first data, the workers' between their tasks)."""
+_WAITS = frozenset({*IDLE_PARTS, "other", "wait for the other boards", "wait for the data's time"})
+"""Parts that are a thread's waiting for work, not its work (the sender's boards' too)."""
 
 
 def _kernel(system_s: float, page_faults: int) -> str:
