@@ -53,10 +53,8 @@ def test_zero_loss_at_rate(brain, seconds: float) -> None:
     print(f"\nend to end: {result['singles_per_s'] / 1e6:.2f} M singles/s over "
           f"{result['seconds']:.1f} s, {result['singles']} singles, losses {result['losses']}")
     print("\n".join(format_cpu(result["cpu"], result["singles"])))
-    # the sender's stock (encoded ahead) ends the run early only when the DAQ outran the rate
-    # it was sized for
-    assert result["seconds"] >= seconds or result["stock_sent"], result["seconds"]
-    assert result["seconds"] >= seconds / 2, result["seconds"]  # sustained, however fast
+    # sustained to the end: past the sender's stock (encoded ahead) where the run outlasts it
+    assert result["seconds"] >= seconds, (result["seconds"], result["past_stock"])
     assert result["frames_sent"] == result["frames_journaled"]
     assert result["seq_gaps"] == 0
     assert result["zero_loss"], result

@@ -113,7 +113,7 @@ def _run_chain(scanner: Scanner, template: list[np.ndarray], seconds: float, wor
             "reason": stop.reason, "sender_seconds": sent["seconds"],
             "threads": acq.workers.threads, "realtime": pace.realtime, "lag_s": sent["lag_s"],
             "end_lag_s": (acq.processed_at or time.monotonic()) - sent["ended_at"],
-            "gave_up": sent["gave_up"], "stock_sent": sent["stock_sent"],
+            "gave_up": sent["gave_up"], "past_stock": sent["past_stock"],
             "sender_encode_s": sent["encode_s"], "limited_by": limited_by(cpu)[0], "cpu": cpu}
 
 

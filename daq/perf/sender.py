@@ -9,8 +9,9 @@ memory: while the DAQ is timed a board thread only hands ready messages to its s
 stand-in sends faster than the DAQ takes on any machine (a board's encoder is hardware). As fast
 as the DAQ takes it, the stock is sized for :data:`STOCK_SINGLES_PER_CORE_S` on each core the
 DAQ may use (its threads and its receiver) for the run's seconds, within
-:data:`STOCK_MEMORY_SHARE` of the memory available; the run ends at its deadline or when the
-stock is sent (``stock_sent``), whichever comes first.
+:data:`STOCK_MEMORY_SHARE` of the memory available; a run that outlasts its stock (a long soak,
+or a DAQ faster than that) goes on to its deadline with the later repetitions encoded while
+they are sent (``past_stock``: the sender then shares the machine's CPU).
 
 The boards keep in step in data time (:class:`Lockstep`), as boards on one clock do. Each message
 is followed by a STATUS heartbeat; a run-stop marker closes each board. ZeroMQ's high-water mark
@@ -47,8 +48,8 @@ FIFOs of a few ms would show (:class:`Lockstep`)."""
 STOCK_SINGLES_PER_CORE_S = 30e6
 """Singles per second and core of the DAQ the stock of a run as fast as the DAQ takes it is
 sized for: above what the DAQ takes per core on every machine measured (docs/performance.md),
-so the stock runs out first only where the DAQ outran that, and the run is then shorter, not
-slower."""
+so the stock runs out before the deadline only where the DAQ outran that or the memory held
+less."""
 STOCK_MEMORY_SHARE = 0.25
 """The share of the machine's available memory the stock may hold."""
 
@@ -245,7 +246,7 @@ def _send_board(sock, enc: Encoder, stock: list[list[Message] | None], lockstep:
 def _board_messages(sock, enc: Encoder, stock: list[list[Message] | None], lockstep: Lockstep,
                     schedule: Schedule, out: dict[str, Any], cpu: CpuMeter) -> None:
     """:func:`_send_board`'s messages: the run-start marker, the repetitions (each given back to
-    the memory once sent), the run-stop marker."""
+    the memory once sent; those past the stock encoded now), the run-stop marker."""
     board, scanner = enc.board, enc.scanner
     clock = cpu.clock(f"board {board}")
     schedule.ready()
@@ -255,7 +256,9 @@ def _board_messages(sock, enc: Encoder, stock: list[list[Message] | None], locks
     k, lag = 0, 0.0
     while lockstep.begin(board, k):
         clock.lap("wait for the other boards")
-        for msg, t_last in stock[k] or ():
+        messages = stock[k] if k < len(stock) else enc.repetition(k)
+        clock.lap("wait for the other boards" if k < len(stock) else "encode")
+        for msg, t_last in messages or ():
             schedule.wait(t_last)
             clock.lap("wait for the data's time")
             lockstep.turn(board)
@@ -264,7 +267,8 @@ def _board_messages(sock, enc: Encoder, stock: list[list[Message] | None], locks
             lockstep.sent(board, t_last)
             lag = max(lag, schedule.lag_s(t_last))
             clock.lap("send")
-        stock[k] = None
+        if k < len(stock):
+            stock[k] = None
         if lag > schedule.give_up_lag_s:
             lockstep.give_up()
         lockstep.end(board)
@@ -303,7 +307,8 @@ def send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: float
         socks.append(sock)
     go()
     cpu, t0 = CpuMeter(), time.monotonic()
-    lockstep = Lockstep(len(template), math.inf if realtime else t0 + seconds, n_stock)
+    lockstep = Lockstep(len(template), math.inf if realtime else t0 + seconds,
+                        n_stock if realtime else sys.maxsize)
     schedule = Schedule(len(template), realtime, give_up_lag_s)
     threads = [threading.Thread(target=_send_board, args=(
         sock, enc, board_stock, lockstep, schedule, out, cpu))
@@ -320,8 +325,7 @@ def send(scanner: Scanner, template: list[np.ndarray], base: int, seconds: float
     return {"frames": sum(r["frames"] for r in results),
             "events": sum(r["events"] for r in results), "seconds": ended - t0, "cpu": split,
             "repetitions": lockstep.repetitions, "stock_repetitions": n_stock,
-            "stock_sent": not realtime and lockstep.repetitions == n_stock and
-            ended < t0 + seconds, "encode_s": encode_s, "ended_at": ended,
+            "past_stock": lockstep.repetitions > n_stock, "encode_s": encode_s, "ended_at": ended,
             "lag_s": max(r["lag_s"] for r in results), "gave_up": lockstep.gave_up}
 
 
