@@ -23,6 +23,7 @@ from recon.motion.signal import N_SUMS, MotionSignal
 from recon.pet.lors import lor_endpoints
 from recon.pet.mumap import estimate
 from recon.pet.osem import lm_osem
+from recon.pet.system import sensitivity
 
 
 def test_a_moved_image_is_registered_back_to_its_pose(brain):
@@ -84,6 +85,30 @@ def test_the_scanner_as_the_moved_head_sees_it(brain):
     assert seen.digest != brain.digest and seen.n_crystals == brain.n_crystals
     ends = lor_endpoints(brain).astype(np.float64)
     assert pose.apply(lor_endpoints(seen)) == pytest.approx(ends, abs=1e-3)
+
+
+def test_a_moving_heads_sensitivity_is_one_ratio_estimate_over_its_poses(brain):
+    """The brain phantom's head 12 mm and 6 degrees away for 30 % of the scan: the estimate
+    stratified by pose (a still scan's samples in all) agrees with each pose's own
+    sensitivity (its mu-map carried to the pose, four times the samples), weighted."""
+    grid = default_grid(brain, 4.0)
+    mu = grid.image(np.asarray(phantoms.get("brain", brain).mu_map(grid), np.float32), "1/mm")
+    trace = MotionTrace(np.array([[0, 0, 0, 0, 0, 0, 0], [7, 0, 0, 0, 0, 0, 0],
+                                  [7, 0, -10, -6, 6, 0, 0], [10, 0, -10, -6, 6, 0, 0]]), "a step")
+    bins = pose_bins(trace, 10.0)
+    assert len(bins.poses) == 2 and bins.weights == pytest.approx([0.7, 0.3])
+    pooled = correct.scan_sensitivity(brain, grid, bins, bins.weights, mu, 1_000_000, None, None)
+    each = np.zeros(grid.shape)
+    for weight, pose in zip(bins.weights, bins.poses, strict=True):
+        moved = grid.image(moved_image(np.asarray(mu.array), grid, pose), "1/mm")
+        own = np.asarray(sensitivity(brain, grid, moved, 4_000_000, use_cache=False), np.float64)
+        each += weight * correct._read_at(own, grid, pose)
+    head = (np.asarray(mu.array) > 0.005) & (each > 0.05 * each.max())
+    ratio = pooled[head] / each[head]
+    assert ratio.mean() == pytest.approx(1.0, abs=0.01)
+    assert np.sqrt(np.mean((ratio - 1) ** 2)) < 0.05
+    plain = correct.scan_sensitivity(brain, grid, bins, bins.weights, None, 1_000_000, None, None)
+    assert np.mean(pooled[head] / plain[head]) < 0.5       # the head's attenuation is in it
 
 
 def test_pose_bins_cut_the_scan_where_the_head_moves():
@@ -150,6 +175,20 @@ def test_a_frame_takes_the_scans_pose_bins_it_overlaps():
     late = whole.within(12.0, 20.0)
     assert len(late.poses) == 1 and late.poses[0] is whole.poses[-1]
     assert whole.within(0.0, 20.0).edges_s.tolist() == whole.edges_s.tolist()
+
+
+def test_a_bins_events_are_slices_of_a_time_ordered_list_mode_and_masks_of_another():
+    step = MotionTrace(np.array([[0, 0, 0, 0, 0, 0, 0], [10, 0, 0, 0, 0, 0, 0],
+                                 [10.5, 5, 0, 0, 0, 0, 0]]), "a step")
+    bins = pose_bins(step, 20.0)
+    t = np.random.default_rng(3).uniform(-1.0, 21.0, 5000)
+    t[100:110] = bins.edges_s[1]                     # events on an edge
+    t.sort()
+    ordered, shuffled = bins.picks(t), bins.picks(t[::-1])
+    assert all(isinstance(pick, slice) for pick in ordered)
+    for k, (pick, mask) in enumerate(zip(ordered, shuffled, strict=True)):
+        assert np.array_equal(np.arange(t.size)[pick], np.flatnonzero(bins.of(t) == k))
+        assert np.array_equal(np.sort(t[::-1][mask]), t[pick])
 
 
 def _centre_mm(image) -> np.ndarray:

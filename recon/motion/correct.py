@@ -6,14 +6,19 @@ P's inverse. The scan's time is cut into bins over which the pose moves less tha
 reconstructed through the scanner as the head saw it then (:func:`seen_from`: its crystals
 moved by the inverse pose, so the projector, the attenuation through the head's own mu-map and
 the sensitivity all follow), the EM's back projections of every bin summed before each update
-(MOLAR, Carson et al. 2003). A bin's sensitivity is the scanner's own (computed in its frame,
-where its symmetries hold, with the head's mu-map carried to the bin's pose) read where each
-voxel of the head then is; the scan's is the bins' weighted by the decays each holds (its
-duration, decay-weighted), floored only as a whole (:data:`recon.pet.osem.SENSITIVITY_FLOOR`).
-The bins are cut once over the whole scan and a frame takes those it overlaps, clipped to its
-window, so the frames of a dynamic scan share their poses and each pose's sensitivity is
-computed once per process (kept in memory, :data:`MEMO_BYTES`). The crystals' efficiencies, the
-pair geometry and the randoms are the detector's own and do not move.
+(MOLAR, Carson et al. 2003). The scan's sensitivity is the bins' weighted by the decays each
+holds (its duration, decay-weighted), floored only as a whole
+(:data:`recon.pet.osem.SENSITIVITY_FLOOR`): the scanner's plain sensitivity (computed in its
+frame, where its symmetries hold) read where each voxel of the head then is, times what the
+attenuation through the head's own mu-map and the crystals' efficiencies keep of it. That
+ratio is one estimate over all the poses, the still scan's ratio estimate
+(:mod:`recon.pet.system`) stratified by pose: each pose draws its share of the samples
+through the scanner as the head then saw it, straight on the head's grid, so that a scan of
+24 poses costs about what a still one does. The bins are cut once over the whole scan and a
+frame takes those it overlaps, clipped to its window, so the frames of a dynamic scan share
+their poses; each pose's sums are computed once per process (kept in memory,
+:data:`MEMO_BYTES`). The crystals' efficiencies, the pair geometry and the randoms are the
+detector's own and do not move.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 import numpy as np
 
@@ -41,7 +47,17 @@ from recon.pet.osem import (
     split_coinc,
 )
 from recon.pet.projector import pad
-from recon.pet.system import as_mu_map, nontrivial, sensitivity
+from recon.pet.system import (
+    RATIO_SHARE,
+    Attenuation,
+    as_mu_map,
+    default_samples,
+    min_sector_difference,
+    nontrivial,
+    ratio_sums,
+    sensitivity,
+    valid_pair_count,
+)
 
 #: A pose bin's largest movement (mm) of a point within HEAD_RADIUS_MM of the centre.
 BIN_MM = 0.5
@@ -50,7 +66,10 @@ HEAD_RADIUS_MM = 100.0
 BIN_STEP_S = 0.5
 #: The most bytes of poses' sensitivity images kept in memory (the oldest dropped first).
 MEMO_BYTES = 1 << 30
-_MEMO: dict[str, np.ndarray] = {}
+_MEMO: dict[str, tuple[np.ndarray, ...]] = {}
+#: The least share of a still scan's ratio samples a pose draws (a frame held by the pose of
+#: a short bin still gets a steady ratio).
+MIN_POSE_SHARE = 0.05
 
 
 def seen_from(scanner: Scanner, pose: Pose) -> Scanner:
@@ -76,6 +95,15 @@ class PoseBins:
         return np.clip(np.searchsorted(self.edges_s, t_s, side="right") - 1, 0,
                        len(self.poses) - 1)
 
+    def picks(self, t_s: np.ndarray) -> list[slice | np.ndarray]:
+        """Each bin's share of events at times ``t_s`` (s): slices where the events are in
+        time order (a run's list-mode), else masks (:meth:`of`)."""
+        if t_s.size == 0 or bool(np.all(t_s[1:] >= t_s[:-1])):
+            cuts = [0, *np.searchsorted(t_s, self.edges_s[1:-1]).tolist(), t_s.size]
+            return [slice(a, b) for a, b in pairwise(cuts)]
+        which = self.of(t_s)
+        return [which == k for k in range(len(self.poses))]
+
     def within(self, start_s: float, stop_s: float, decay_per_s: float = 0.0) -> PoseBins:
         """The bins that overlap ``[start_s, stop_s]``, clipped to it, with their poses."""
         first = int(self.of(np.array([start_s]))[0])
@@ -100,45 +128,109 @@ def inverse(pose: Pose) -> Pose:
     return Pose(pose.rotation.T, -pose.shift_mm @ pose.rotation)
 
 
-def head_sensitivity(scanner: Scanner, grid: Grid, pose: Pose, mu_map: Image | None,
-                     samples: int | None, k: int | None, normalization) -> np.ndarray:
-    """The sensitivity on ``grid`` in the head's frame while the head is at ``pose``: the
-    scanner's own (in its frame, where its symmetries hold) with the head's mu-map carried to
-    the pose, read at each voxel's place in the scanner (``s(x) = S(P x)``); kept in memory."""
+def scan_sensitivity(scanner: Scanner, grid: Grid, bins: PoseBins, scan_shares: np.ndarray,
+                     mu_map: Image | None, samples: int | None, k: int | None,
+                     normalization) -> np.ndarray:
+    """[x, y, z] float64: the sensitivity in the head's frame over ``bins``, ``sum_p w_p
+    s_p(x)`` (``s_p`` the sensitivity while the head is at bin p's pose, ``w_p`` its share of
+    ``bins``' decays; ``scan_shares`` each bin's share of the whole scan's), not floored.
+
+    The plain part is the scanner's own read where each voxel then is; what the attenuation and
+    the normalization keep of it is one ratio estimate over all the poses: each pose draws
+    ``max(share, MIN_POSE_SHARE)`` of a still scan's ratio samples through the scanner as the
+    head then saw it, their sums weighted by ``w_p / n_p`` (see the module docstring). Where
+    the scanner's sensitivity is the exact sum over every pair, each pose's is computed whole."""
+    k = min_sector_difference(scanner, k)
+    samples = default_samples(grid) if samples is None else samples
     norm = nontrivial(normalization)
-    key = "|".join([scanner.digest, grid.key(), _digest(pose.matrix), str(samples), str(k),
-                    _digest(np.asarray(as_mu_map(mu_map, grid).array))
-                    if mu_map is not None else "no-mu",
-                    norm.digest if norm is not None else "no-norm"])
+    mu = as_mu_map(mu_map, grid)
+    if samples >= valid_pair_count(scanner, k):
+        return _weighted(bins, [_exact_pose_sensitivity(scanner, grid, pose, mu, samples, k,
+                                                         norm) for pose in bins.poses])
+    plain = np.asarray(sensitivity(scanner, grid, None, samples, k=k), np.float64)
+    mean = _weighted(bins, [_plain_at(plain, scanner, grid, pose, samples, k)
+                            for pose in bins.poses])
+    if mu is None and norm is None:
+        return mean
+    kept, drawn = np.zeros(grid.shape), np.zeros(grid.shape)
+    total = max(1, round(samples * RATIO_SHARE))
+    for pose, weight, share in zip(bins.poses, bins.weights, scan_shares, strict=True):
+        n = max(1, round(total * max(float(share), MIN_POSE_SHARE)))
+        pose_kept, pose_drawn = _pose_sums(scanner, grid, pose, mu, norm, n, k)
+        kept += (weight / n) * pose_kept
+        drawn += (weight / n) * pose_drawn
+    return mean * np.divide(kept, drawn, out=np.zeros_like(kept), where=drawn > 0)
+
+
+def _weighted(bins: PoseBins, images: list[np.ndarray]) -> np.ndarray:
+    total = np.zeros(images[0].shape, np.float64)
+    for weight, image in zip(bins.weights, images, strict=True):
+        total += weight * image
+    return total
+
+
+def _read_at(own: np.ndarray, grid: Grid, pose: Pose) -> np.ndarray:
+    """float32: the scanner-frame image ``own`` read where each voxel of the head at ``pose``
+    is (``s(x) = S(P x)``), zero where that leaves the image's support."""
+    back = inverse(pose)
+    inside = moved_image((own > 0).astype(np.float64), grid, back) > 1.0 - 1e-6
+    return np.where(inside, moved_image(own, grid, back), 0.0).astype(np.float32)
+
+
+def _plain_at(plain: np.ndarray, scanner: Scanner, grid: Grid, pose: Pose, samples: int,
+              k: int) -> np.ndarray:
+    """:func:`_read_at` of the scanner's plain sensitivity, kept in memory."""
+    key = "|".join(["plain", scanner.digest, grid.key(), _digest(pose.matrix), str(samples),
+                    str(k)])
     if key not in _MEMO:
-        _remember(key, _head_sensitivity(scanner, grid, pose, mu_map, samples, k, norm))
+        _remember(key, (_read_at(plain, grid, pose),))
+    return _MEMO[key][0]
+
+
+def _pose_sums(scanner: Scanner, grid: Grid, pose: Pose, mu_map: Image | None,
+               normalization, samples: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ratio's sums (:func:`recon.pet.system.ratio_sums`) of ``samples`` pairs drawn
+    through the scanner as the head at ``pose`` sees it, straight on the head's grid (its
+    own mu-map, not moved); float32, kept in memory."""
+    key = "|".join(["sums", scanner.digest, grid.key(), _digest(pose.matrix), str(samples),
+                    str(k), _digest(np.asarray(mu_map.array)) if mu_map is not None else "no-mu",
+                    normalization.digest if normalization is not None else "no-norm"])
+    if key not in _MEMO:
+        seen = seen_from(scanner, pose)
+        attenuation = Attenuation(seen, mu_map) if mu_map is not None else None
+        rng = np.random.default_rng((2, int(_digest(pose.matrix), 16)))
+        sums = ratio_sums(seen, grid, attenuation, normalization, samples, rng, k)
+        _remember(key, tuple(a.astype(np.float32) for a in sums))
     return _MEMO[key]
+
+
+def _exact_pose_sensitivity(scanner: Scanner, grid: Grid, pose: Pose, mu_map: Image | None,
+                            samples: int, k: int, normalization) -> np.ndarray:
+    """The exact sensitivity (every pair) while the head is at ``pose``: the scanner's own, in
+    its frame, with the head's mu-map carried to the pose, read where each voxel then is;
+    kept in memory."""
+    key = "|".join(["exact", scanner.digest, grid.key(), _digest(pose.matrix), str(k),
+                    _digest(np.asarray(mu_map.array)) if mu_map is not None else "no-mu",
+                    normalization.digest if normalization is not None else "no-norm"])
+    if key not in _MEMO:
+        mu = None if mu_map is None else Image(
+            moved_image(np.asarray(mu_map.array), mu_map.grid, pose), mu_map.grid.voxel_mm,
+            mu_map.grid.origin_mm, "1/mm")
+        own = np.asarray(sensitivity(scanner, grid, mu, samples, k=k, use_cache=mu is None,
+                                     normalization=normalization), np.float64)
+        _remember(key, (_read_at(own, grid, pose),))
+    return _MEMO[key][0]
 
 
 def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
 
 
-def _remember(key: str, array: np.ndarray) -> None:
-    while _MEMO and sum(a.nbytes for a in _MEMO.values()) + array.nbytes > MEMO_BYTES:
+def _remember(key: str, arrays: tuple[np.ndarray, ...]) -> None:
+    size = sum(a.nbytes for a in arrays)
+    while _MEMO and sum(a.nbytes for v in _MEMO.values() for a in v) + size > MEMO_BYTES:
         del _MEMO[next(iter(_MEMO))]
-    _MEMO[key] = array
-
-
-def _head_sensitivity(scanner: Scanner, grid: Grid, pose: Pose, mu_map: Image | None,
-                      samples: int | None, k: int | None, normalization) -> np.ndarray:
-    mu = None
-    if mu_map is not None:
-        mu_map = as_mu_map(mu_map, grid)
-        mu = Image(moved_image(np.asarray(mu_map.array), mu_map.grid, pose), mu_map.grid.voxel_mm,
-                   mu_map.grid.origin_mm, "1/mm")
-    # with a mu-map not kept on disk: a pose's map is seldom met again and a scan holds tens
-    # of poses (the plain image it scales is kept); without one, the scanner's own for all
-    own = np.asarray(sensitivity(scanner, grid, mu, samples, k=k, use_cache=mu is None,
-                                 normalization=normalization), np.float64)
-    back = inverse(pose)
-    inside = moved_image((own > 0).astype(np.float64), grid, back) > 1.0 - 1e-6
-    return np.where(inside, moved_image(own, grid, back), 0.0).astype(np.float32)
+    _MEMO[key] = arrays
 
 
 def pose_distance_mm(a: np.ndarray, b: np.ndarray) -> float:
@@ -186,32 +278,31 @@ def motion_osem(coinc: np.ndarray, scanner: Scanner, trace: MotionTrace, stop_s:
         raise UserError(f"iterations must be >= 0 and subsets >= 1, got {iterations}, {subsets}")
     grid = grid if grid is not None else default_grid(scanner)
     prompts, delayeds = split_coinc(np.asarray(coinc))
-    bins = pose_bins(trace, max(scan_stop_s or stop_s, stop_s), decay_per_s).within(
-        start_s, stop_s, decay_per_s)
-    which = bins.of(prompts["t"] * 1e-12)
+    scan_bins = pose_bins(trace, max(scan_stop_s or stop_s, stop_s), decay_per_s)
+    bins = scan_bins.within(start_s, stop_s, decay_per_s)
+    shares = dict(zip(map(id, scan_bins.poses), scan_bins.weights, strict=True))
+    sens = scan_sensitivity(scanner, grid, bins, np.array([shares[id(p)] for p in bins.poses]),
+                            mu_map, sensitivity_samples, min_sector_difference, normalization)
+    picks = bins.picks(prompts["t"] * 1e-12)
     ems, parts = [], []
     model: RandomsEstimate | None = None
-    sens = np.zeros(grid.shape, np.float64)
     for k, pose in enumerate(bins.poses):
-        own = head_sensitivity(scanner, grid, pose, mu_map, sensitivity_samples,
-                               min_sector_difference, normalization)
         em = ListModeEM(seen_from(scanner, pose), grid, tof, mu_map, window_ps,
-                        min_sector_difference, sensitivity_samples, normalization, own)
+                        min_sector_difference, sensitivity_samples, normalization, sens)
         if randoms == "delayed" and model is None:
             model = em.randoms_model(crystal_counts(LORs.from_coinc(delayeds),
                                                     scanner.n_crystals))
-        sens += bins.weights[k] * own       # the floor is the mean's, not each pose's
-        mine = which == k
-        if np.any(mine):
-            events = em.events(prompts[mine], model)
+        mine = prompts[picks[k]]
+        if mine.size:
+            events = em.events(mine, model)
             if scatter is not None:
                 events = Events(events.lors, events.weights,
-                                events.additive + np.asarray(scatter, np.float32)[mine])
+                                events.additive + np.asarray(scatter, np.float32)[picks[k]])
             ems.append(em)
             parts.append([em.in_lor_order(events.take(slice(s, None, subsets)))
                           for s in range(subsets)])
     n_events = int(prompts.size)
-    floor = np.where(sens >= SENSITIVITY_FLOOR * sens.max(), sens, 0).astype(np.float32)
+    floor = np.where(sens >= SENSITIVITY_FLOOR * sens.max(), sens, 0).astype(np.float32)  # the mean's
     padded_sens = pad(floor)
     inv_sens = np.divide(1.0, padded_sens, out=np.zeros_like(padded_sens),
                          where=padded_sens > 0)

@@ -76,27 +76,39 @@ def still_spans(episodes: list[Episode], end_s: float, interval_s: float = 0.5
     return [(a, b) for a, b in spans if b > a]
 
 
-def span_image(coinc: np.ndarray, scanner: Scanner, start_s: float, end_s: float
-               ) -> np.ndarray:
-    """A quick image of the span's prompts (counts, on the 4 mm grid)."""
-    t = coinc["t"]
-    mine = coinc[(coinc["delayed"] == 0) & (t >= round(start_s * 1e12)) & (t < round(end_s * 1e12))]
+def span_image(coinc: np.ndarray, scanner: Scanner) -> np.ndarray:
+    """A quick image of a span's prompts (``coinc``: its coincidences; counts, on the 4 mm
+    grid)."""
+    mine = coinc[coinc["delayed"] == 0]
     if mine.size > SPAN_PROMPTS:
         mine = mine[np.linspace(0, mine.size - 1, SPAN_PROMPTS).astype(np.int64)]
     grid = default_grid(scanner, SPAN_VOXEL_MM)
     return np.asarray(lm_osem(mine, scanner, grid, iterations=2, subsets=4).array)
 
 
+def time_slicer(coinc: np.ndarray) -> Callable[[float, float], np.ndarray]:
+    """A function of ``(start_s, end_s)`` giving the coincidences of that time: a slice where
+    they are in time order (a run's list-mode: the times are read once), else a selection."""
+    t = np.ascontiguousarray(coinc["t"])
+    if t.size == 0 or bool(np.all(t[1:] >= t[:-1])):
+        return lambda a, b: coinc[np.searchsorted(t, round(a * 1e12)):
+                                  np.searchsorted(t, round(b * 1e12))]
+    return lambda a, b: coinc[(t >= round(a * 1e12)) & (t < round(b * 1e12))]
+
+
 def estimate_trace(coinc: np.ndarray, scanner: Scanner, end_s: float,
-                   say: Callable[[str], None] | None = None) -> MotionTrace:
-    """The pose over the scan (``end_s`` its length, s), the first still span at rest."""
-    signal = motion_signal(coinc, scanner)
+                   say: Callable[[str], None] | None = None,
+                   signal: MotionSignal | None = None) -> MotionTrace:
+    """The pose over the scan (``end_s`` its length, s), the first still span at rest
+    (``signal``: the prompts' motion signal where it is at hand)."""
+    signal = motion_signal(coinc, scanner) if signal is None else signal
     episodes = find_episodes(signal)
     grid = default_grid(scanner, SPAN_VOXEL_MM)
     spans: list[Span] = []
     reference: np.ndarray | None = None
+    between = time_slicer(coinc)
     for start, end in still_spans(episodes, end_s, signal.interval_s):
-        image = span_image(coinc, scanner, start, end)
+        image = span_image(between(start, end), scanner)
         if reference is None:
             reference, params = image, np.zeros(6)
         else:

@@ -45,9 +45,10 @@ def run_motion(coinc: np.ndarray, scanner: Scanner, choice: str, duration_s: flo
         return None if trace.still else trace
     if (body_part or "").upper() != RIGID or kinetic_time_scale > 1.0:
         return None
-    episodes = find_episodes(motion_signal(coinc, scanner))
+    signal = motion_signal(coinc, scanner)
+    episodes = find_episodes(signal)
     if not episodes:
         return None
     if say is not None:
         say(f"motion: {len(episodes)} episode(s), estimating the head's pose")
-    return estimate_trace(coinc, scanner, duration_s, say)
+    return estimate_trace(coinc, scanner, duration_s, say, signal)

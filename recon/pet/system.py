@@ -253,16 +253,27 @@ def _ratio(scanner: Scanner, grid: Grid, attenuation: Attenuation | None,
            normalization: PairFactor | None, samples: int, seed: int, k: int) -> np.ndarray:
     """[x, y, z] float64: ``sum w_i f_i A_ij / sum w_i A_ij`` over ``samples`` pairs drawn
     apart from the plain image's (0 where no line was drawn)."""
+    kept, drawn = ratio_sums(scanner, grid, attenuation, normalization, samples,
+                             np.random.default_rng((seed, 1)), k)
+    return np.divide(kept, drawn, out=np.zeros_like(kept), where=drawn > 0)
+
+
+def ratio_sums(scanner: Scanner, grid: Grid, attenuation: PairFactor | None,
+               normalization: PairFactor | None, samples: int, rng: np.random.Generator,
+               k: int) -> tuple[np.ndarray, np.ndarray]:
+    """[x, y, z] float64 ``(kept, drawn)``: ``sum w_i f_i A_ij`` and ``sum w_i A_ij`` over
+    ``samples`` valid pairs drawn by ``rng`` (``f_i`` the attenuation's and the normalization's
+    factors); ``drawn`` is ``samples / N_pairs`` of the plain sensitivity on average, ``kept``
+    as much of the one with the factors."""
     projector = Projector(scanner, grid, tof=False)
     kept = drawn = None
-    for lors in sampled_chunks(scanner, samples, np.random.default_rng((seed, 1)), k):
+    for lors in sampled_chunks(scanner, samples, rng, k):
         with KERNELS:
             lors = lors.take(lor_order(lors, projector.endpoints))
             drawn = projector.back_padded(event_weights(scanner, grid, lors), lors, drawn)
             kept = projector.back_padded(
                 event_weights(scanner, grid, lors, attenuation, normalization), lors, kept)
-    kept, drawn = (np.asarray(a[1:-1, 1:-1, 1:-1], np.float64) for a in (kept, drawn))
-    return np.divide(kept, drawn, out=np.zeros_like(kept), where=drawn > 0)
+    return tuple(np.asarray(a[1:-1, 1:-1, 1:-1], np.float64) for a in (kept, drawn))
 
 
 def _exact(scanner: Scanner, grid: Grid, attenuation: Attenuation | None, k: int,
