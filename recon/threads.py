@@ -13,13 +13,17 @@ takes fewer blocks instead of stalling the whole call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numba
 
 from infra.errors import UserError
 from infra.pool import run_tasks
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
@@ -72,3 +76,17 @@ def parallel_blocks(n_blocks: int, work: Callable[[int, int], None],
     the worker ids used); re-raises the first exception of any worker after all have stopped."""
     n = get_threads() if n_threads is None else int(n_threads)
     return run_tasks(n_blocks, work, n, _executor() if n > 1 else None)
+
+
+def parallel_map(function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[function(item) for item in items]`` on :func:`get_threads` threads
+    (:func:`parallel_blocks`), in the items' order: for ``function`` that spends its time
+    without the GIL (scipy.ndimage's resampling; a map-like ``workers`` for scipy.optimize)."""
+    chosen = list(items)
+    results: list[R | None] = [None] * len(chosen)
+
+    def work(_worker: int, k: int) -> None:
+        results[k] = function(chosen[k])
+
+    parallel_blocks(len(chosen), work)
+    return results  # type: ignore[return-value]

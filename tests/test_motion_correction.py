@@ -20,9 +20,10 @@ from recon.motion.estimate import Drift, Span, step_time
 from recon.motion.register import moved_image, register
 from recon.motion.runmotion import run_motion
 from recon.motion.signal import N_SUMS, MotionSignal
-from recon.pet.lors import lor_endpoints
+from recon.pet.lors import LORs, lor_endpoints
 from recon.pet.mumap import estimate
 from recon.pet.osem import lm_osem
+from recon.pet.projector import Projector, pad
 from recon.pet.system import sensitivity
 
 
@@ -85,6 +86,31 @@ def test_the_scanner_as_the_moved_head_sees_it(brain):
     assert seen.digest != brain.digest and seen.n_crystals == brain.n_crystals
     ends = lor_endpoints(brain).astype(np.float64)
     assert pose.apply(lor_endpoints(seen)) == pytest.approx(ends, abs=1e-3)
+
+
+def test_one_projection_over_every_poses_crystals_is_the_sum_of_each_poses(brain):
+    """The projector over the crystals of the scanner seen from two poses (pose k's crystal c
+    named k * n + c) back-projects a list of both poses' events as the two poses' projectors
+    do, each its own."""
+    grid = default_grid(brain, 4.0)
+    seen = [seen_from(brain, Pose(rotation(*p[3:]), p[:3])) for p in
+            (np.zeros(6), np.array([6.0, -2.0, 4.0, 5.0, -3.0, 10.0]))]
+    rng = np.random.default_rng(1)
+    x = pad(rng.uniform(0.5, 1.5, grid.shape).astype(np.float32))
+    both, parts = Projector.over_poses(seen, grid), []
+    for k, scanner in enumerate(seen):
+        n = 40_000
+        a, b = rng.integers(0, brain.n_crystals, (2, n), dtype=np.int32)
+        lors = LORs(a, b, rng.normal(0, 30, n).astype(np.float32))
+        weights = rng.uniform(0.5, 1.0, n).astype(np.float32)
+        own = Projector(scanner, grid).em_back_padded(x, lors, weights)
+        parts.append((LORs(a + k * brain.n_crystals, b + k * brain.n_crystals, lors.tof_mm),
+                      weights, own))
+    lors = LORs(*(np.concatenate([getattr(p[0], f) for p in parts])
+                  for f in ("crystal_a", "crystal_b", "tof_mm")))
+    stacked = both.em_back_padded(x, lors, np.concatenate([p[1] for p in parts]))
+    assert stacked == pytest.approx(parts[0][2] + parts[1][2], rel=1e-4, abs=1e-6)
+    assert np.abs(parts[1][2] - parts[0][2]).max() > 0.1 * parts[0][2].max()
 
 
 def test_a_moving_heads_sensitivity_is_one_ratio_estimate_over_its_poses(brain):

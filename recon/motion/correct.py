@@ -36,6 +36,7 @@ from hw.scanner import Scanner
 from infra.errors import UserError
 from recon.corrections.randoms import crystal_counts
 from recon.grid import Grid, Image, default_grid
+from recon.motion.between import events_between
 from recon.motion.register import moved_image
 from recon.pet.lors import LORs
 from recon.pet.osem import (
@@ -46,7 +47,7 @@ from recon.pet.osem import (
     _em_multiply,
     split_coinc,
 )
-from recon.pet.projector import pad
+from recon.pet.projector import Projector, pad
 from recon.pet.system import (
     RATIO_SHARE,
     Attenuation,
@@ -58,6 +59,7 @@ from recon.pet.system import (
     sensitivity,
     valid_pair_count,
 )
+from recon.threads import parallel_map
 
 #: A pose bin's largest movement (mm) of a point within HEAD_RADIUS_MM of the centre.
 BIN_MM = 0.5
@@ -96,13 +98,10 @@ class PoseBins:
                        len(self.poses) - 1)
 
     def picks(self, t_s: np.ndarray) -> list[slice | np.ndarray]:
-        """Each bin's share of events at times ``t_s`` (s): slices where the events are in
-        time order (a run's list-mode), else masks (:meth:`of`)."""
-        if t_s.size == 0 or bool(np.all(t_s[1:] >= t_s[:-1])):
-            cuts = [0, *np.searchsorted(t_s, self.edges_s[1:-1]).tolist(), t_s.size]
-            return [slice(a, b) for a, b in pairwise(cuts)]
-        which = self.of(t_s)
-        return [which == k for k in range(len(self.poses))]
+        """Each bin's events at times ``t_s`` (s; the first and last bins open-ended):
+        :func:`recon.motion.between.events_between`."""
+        edges = [-np.inf, *self.edges_s[1:-1].tolist(), np.inf]
+        return events_between(t_s, list(pairwise(edges)))
 
     def within(self, start_s: float, stop_s: float, decay_per_s: float = 0.0) -> PoseBins:
         """The bins that overlap ``[start_s, stop_s]``, clipped to it, with their poses."""
@@ -148,8 +147,7 @@ def scan_sensitivity(scanner: Scanner, grid: Grid, bins: PoseBins, scan_shares: 
         return _weighted(bins, [_exact_pose_sensitivity(scanner, grid, pose, mu, samples, k,
                                                          norm) for pose in bins.poses])
     plain = np.asarray(sensitivity(scanner, grid, None, samples, k=k), np.float64)
-    mean = _weighted(bins, [_plain_at(plain, scanner, grid, pose, samples, k)
-                            for pose in bins.poses])
+    mean = _weighted(bins, _plain_at(plain, scanner, grid, bins.poses, samples, k))
     if mu is None and norm is None:
         return mean
     kept, drawn = np.zeros(grid.shape), np.zeros(grid.shape)
@@ -177,14 +175,19 @@ def _read_at(own: np.ndarray, grid: Grid, pose: Pose) -> np.ndarray:
     return np.where(inside, moved_image(own, grid, back), 0.0).astype(np.float32)
 
 
-def _plain_at(plain: np.ndarray, scanner: Scanner, grid: Grid, pose: Pose, samples: int,
-              k: int) -> np.ndarray:
-    """:func:`_read_at` of the scanner's plain sensitivity, kept in memory."""
-    key = "|".join(["plain", scanner.digest, grid.key(), _digest(pose.matrix), str(samples),
-                    str(k)])
-    if key not in _MEMO:
-        _remember(key, (_read_at(plain, grid, pose),))
-    return _MEMO[key][0]
+def _plain_at(plain: np.ndarray, scanner: Scanner, grid: Grid, poses: tuple[Pose, ...],
+              samples: int, k: int) -> list[np.ndarray]:
+    """:func:`_read_at` of the scanner's plain sensitivity at each pose (on the recon threads),
+    kept in memory."""
+    keys = ["|".join(["plain", scanner.digest, grid.key(), _digest(pose.matrix), str(samples),
+                      str(k)]) for pose in poses]
+    found = {key: _MEMO[key][0] for key in keys if key in _MEMO}
+    new = {key: pose for key, pose in zip(keys, poses, strict=True) if key not in found}
+    for key, image in zip(new, parallel_map(lambda p: _read_at(plain, grid, p), new.values()),
+                          strict=True):
+        _remember(key, (image,))
+        found[key] = image
+    return [found[key] for key in keys]
 
 
 def _pose_sums(scanner: Scanner, grid: Grid, pose: Pose, mu_map: Image | None,
@@ -301,6 +304,9 @@ def motion_osem(coinc: np.ndarray, scanner: Scanner, trace: MotionTrace, stop_s:
             ems.append(em)
             parts.append([em.in_lor_order(events.take(slice(s, None, subsets)))
                           for s in range(subsets)])
+    projector = Projector.over_poses([em.scanner for em in ems] or [scanner], grid, tof)
+    stacked = [_stacked([p[s] for p in parts], scanner.n_crystals) for s in range(subsets)]
+    del parts
     n_events = int(prompts.size)
     floor = np.where(sens >= SENSITIVITY_FLOOR * sens.max(), sens, 0).astype(np.float32)  # the mean's
     padded_sens = pad(floor)
@@ -313,17 +319,11 @@ def motion_osem(coinc: np.ndarray, scanner: Scanner, trace: MotionTrace, stop_s:
         x = x * np.float32(max(n_events - randoms_total, 1.0) / total)
     for it in range(iterations):
         for s in range(subsets):
-            back = np.zeros_like(x)
-            size = 0
-            for em, part in zip(ems, parts, strict=True):
-                events: Events = part[s]
-                size += len(events)
-                if len(events):
-                    em.projector.em_back_padded(x, events.lors, events.weights,
-                                                events.additive, out=back)
-            if size:
+            events = stacked[s]
+            if len(events):
+                back = projector.em_back_padded(x, events.lors, events.weights, events.additive)
                 _em_multiply(x.reshape(-1), back.reshape(-1), inv_sens.reshape(-1),
-                             np.float32(n_events / size))
+                             np.float32(n_events / len(events)))
             if callback is not None:
                 callback(it, s, Image(np.ascontiguousarray(x[1:-1, 1:-1, 1:-1]), grid.voxel_mm,
                                       grid.origin_mm, "counts"))
@@ -334,6 +334,24 @@ def motion_osem(coinc: np.ndarray, scanner: Scanner, trace: MotionTrace, stop_s:
         "scatter": scatter is not None,
         "motion_correction": f"event by event, {len(bins.poses)} poses ({trace.source})",
         "normalization": getattr(normalization, "method", "none")})
+
+
+def _stacked(parts: list[Events], n_crystals: int) -> Events:
+    """The events of every pose (``parts[k]``: pose k's) in one list, pose by pose, crystal c
+    of pose k renamed ``k * n_crystals + c`` (:meth:`Projector.over_poses`)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        none = np.zeros(0, np.float32)
+        return Events(LORs(none, none, none), none, none)
+
+    def crystals(name: str) -> np.ndarray:
+        return np.concatenate([getattr(e.lors, name) + np.int32(k * n_crystals)
+                               for k, e in enumerate(parts)])
+    lors = LORs(crystals("crystal_a"), crystals("crystal_b"),
+                np.concatenate([e.lors.tof_mm for e in parts]))
+    return Events(lors, np.concatenate([e.weights for e in parts]),
+                  np.concatenate([e.additive for e in parts]))
 
 
 def decay_constant_per_s(half_life_s: float | None) -> float:

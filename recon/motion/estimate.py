@@ -23,6 +23,7 @@ import numpy as np
 from hw.motion import MotionTrace
 from hw.scanner import Scanner
 from recon.grid import default_grid
+from recon.motion.between import events_between
 from recon.motion.episodes import Episode, find_episodes
 from recon.motion.register import register
 from recon.motion.signal import MotionSignal, motion_signal
@@ -31,7 +32,7 @@ from recon.pet.osem import lm_osem
 #: The span images' voxel (mm).
 SPAN_VOXEL_MM = 4.0
 #: Prompts a span's image takes at most (evenly spaced through the span).
-SPAN_PROMPTS = 2_000_000
+SPAN_PROMPTS = 1_000_000
 #: A span shorter than this (s) is not registered: its pose is its neighbours'.
 MIN_SPAN_S = 2.0
 #: A scan that ends while the head moves: its last TAIL_S (s), at least MIN_TAIL_S after the
@@ -79,21 +80,12 @@ def still_spans(episodes: list[Episode], end_s: float, interval_s: float = 0.5
 def span_image(coinc: np.ndarray, scanner: Scanner) -> np.ndarray:
     """A quick image of a span's prompts (``coinc``: its coincidences; counts, on the 4 mm
     grid)."""
-    mine = coinc[coinc["delayed"] == 0]
-    if mine.size > SPAN_PROMPTS:
-        mine = mine[np.linspace(0, mine.size - 1, SPAN_PROMPTS).astype(np.int64)]
+    picked = np.flatnonzero(coinc["delayed"] == 0)
+    if picked.size > SPAN_PROMPTS:
+        picked = picked[np.linspace(0, picked.size - 1, SPAN_PROMPTS).astype(np.int64)]
+    mine = coinc[picked]
     grid = default_grid(scanner, SPAN_VOXEL_MM)
     return np.asarray(lm_osem(mine, scanner, grid, iterations=2, subsets=4).array)
-
-
-def time_slicer(coinc: np.ndarray) -> Callable[[float, float], np.ndarray]:
-    """A function of ``(start_s, end_s)`` giving the coincidences of that time: a slice where
-    they are in time order (a run's list-mode: the times are read once), else a selection."""
-    t = np.ascontiguousarray(coinc["t"])
-    if t.size == 0 or bool(np.all(t[1:] >= t[:-1])):
-        return lambda a, b: coinc[np.searchsorted(t, round(a * 1e12)):
-                                  np.searchsorted(t, round(b * 1e12))]
-    return lambda a, b: coinc[(t >= round(a * 1e12)) & (t < round(b * 1e12))]
 
 
 def estimate_trace(coinc: np.ndarray, scanner: Scanner, end_s: float,
@@ -106,9 +98,11 @@ def estimate_trace(coinc: np.ndarray, scanner: Scanner, end_s: float,
     grid = default_grid(scanner, SPAN_VOXEL_MM)
     spans: list[Span] = []
     reference: np.ndarray | None = None
-    between = time_slicer(coinc)
-    for start, end in still_spans(episodes, end_s, signal.interval_s):
-        image = span_image(between(start, end), scanner)
+    bounds = still_spans(episodes, end_s, signal.interval_s)
+    picks = events_between(np.ascontiguousarray(coinc["t"]),
+                           [(round(a * 1e12), round(b * 1e12)) for a, b in bounds])
+    for (start, end), pick in zip(bounds, picks, strict=True):
+        image = span_image(coinc[pick], scanner)
         if reference is None:
             reference, params = image, np.zeros(6)
         else:

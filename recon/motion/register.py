@@ -8,12 +8,14 @@ from scipy.optimize import least_squares
 
 from hw.motion import Pose, rotation
 from recon.grid import Grid
+from recon.threads import parallel_map
 
 #: Smoothing (mm FWHM) of both images before they are compared, coarse to fine: the first
 #: finds the basin, the last the pose.
 SMOOTH_MM = (12.0, 6.0)
-#: The finite-difference step of the Gauss-Newton search's Jacobian: 0.2 mm or degrees, or
-#: that share of a larger value (scipy's relative ``diff_step``).
+#: The finite-difference step of the Gauss-Newton search's Jacobian, relative (scipy's
+#: ``diff_step``): 0.2 times each number's value, scipy's own step (about 1.5e-8) for a number
+#: that is exactly 0. The Jacobian's six columns are computed on the recon threads.
 STEP = 0.2
 #: The search stops when a step changes the pose by less than this share of it.
 XTOL = 1e-4
@@ -57,7 +59,7 @@ def register(reference: np.ndarray, moved: np.ndarray, grid: Grid,
             return ((moved_image(a, grid, pose) - b) / scale).ravel()
 
         params = np.asarray(least_squares(residuals, params, method="trf", diff_step=STEP,
-                                          xtol=XTOL, ftol=1e-10).x, np.float64)
+                                          xtol=XTOL, ftol=1e-10, workers=parallel_map).x, np.float64)
     return params
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -98,17 +99,28 @@ class ListModeEM:
         self.attenuation = Attenuation(scanner, mu) if mu is not None else None
         self.normalization = nontrivial(normalization)
         """The crystals' efficiencies (None: alike)."""
-        sens = (sensitivity(scanner, self.grid, mu, sensitivity_samples, k=self.k,
-                            normalization=self.normalization)
-                if sensitivity_image is None else np.asarray(sensitivity_image, np.float32))
-        # Voxels the scanner barely sees (the axial ends, the FOV's rim) have a small and, from
-        # the Monte-Carlo estimate, noisy sensitivity: EM would amplify their noise into hot
-        # spots. They are left out of the reconstructed field of view.
-        self.sensitivity = np.where(sens >= SENSITIVITY_FLOOR * sens.max(), sens, 0).astype(
-            sens.dtype)
-        self._sens = pad(self.sensitivity)
-        self._inv_sens = np.divide(1.0, self._sens, out=np.zeros_like(self._sens),
-                                   where=self._sens > 0)
+        self._unfloored = (sensitivity(scanner, self.grid, mu, sensitivity_samples, k=self.k,
+                                       normalization=self.normalization)
+                           if sensitivity_image is None
+                           else np.asarray(sensitivity_image, np.float32))
+
+    @cached_property
+    def sensitivity(self) -> np.ndarray:
+        """[x, y, z] the sensitivity, zero where it is below :data:`SENSITIVITY_FLOOR` of its
+        peak: voxels the scanner barely sees (the axial ends, the FOV's rim) have a small and,
+        from the Monte-Carlo estimate, noisy sensitivity, which EM would amplify into hot spots;
+        they are left out of the reconstructed field of view. (Computed when first used: a
+        moving head's pose bins only weight events.)"""
+        sens = self._unfloored
+        return np.where(sens >= SENSITIVITY_FLOOR * sens.max(), sens, 0).astype(sens.dtype)
+
+    @cached_property
+    def _sens(self) -> np.ndarray:
+        return pad(self.sensitivity)
+
+    @cached_property
+    def _inv_sens(self) -> np.ndarray:
+        return np.divide(1.0, self._sens, out=np.zeros_like(self._sens), where=self._sens > 0)
 
     @property
     def tof(self) -> bool:

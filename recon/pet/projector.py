@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 
 import numba
 import numpy as np
@@ -94,6 +95,16 @@ class Projector:
         self._norm = float(_tof_norm(self.sigma_mm, self.nsigma))
         self._buffers = np.zeros((0, 0), np.float32)
         self._buffers_lock = threading.Lock()
+
+    @classmethod
+    def over_poses(cls, seen: Sequence[Scanner], grid: Grid, tof: bool = True) -> Projector:
+        """One projector over the crystals of one scanner seen from several poses (``seen``:
+        its copies with the crystals moved, :func:`recon.motion.correct.seen_from`): crystal c
+        of ``seen[k]`` is crystal ``k * n_crystals + c`` here, so that one projection takes
+        the events of every pose."""
+        projector = cls(seen[0], grid, tof)
+        projector.endpoints = np.concatenate([lor_endpoints(s) for s in seen])
+        return projector
 
     @property
     def tof(self) -> bool:
@@ -167,9 +178,9 @@ class Projector:
                     else _events_array(additive, n, "additive"))
         factors = (np.zeros(0, np.float32) if crystal_randoms is None
                    else np.ascontiguousarray(crystal_randoms, np.float32))
-        if factors.size not in (0, self.scanner.n_crystals):
+        if factors.size not in (0, len(self.endpoints)):
             raise UserError(f"crystal_randoms needs one factor per crystal "
-                            f"({self.scanner.n_crystals}), got {factors.size}")
+                            f"({len(self.endpoints)}), got {factors.size}")
         index = (np.zeros(0, np.int64) if order is None
                  else np.ascontiguousarray(order, np.int64))
         if index.size and not (int(index.min()) >= 0 and int(index.max()) < n):
