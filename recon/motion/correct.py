@@ -5,8 +5,9 @@ P's inverse. The scan's time is cut into bins over which the pose moves less tha
 :data:`BIN_MM` anywhere within :data:`HEAD_RADIUS_MM` of the field's centre; a bin's prompts are
 reconstructed through the scanner as the head saw it then (:func:`seen_from`: its crystals
 moved by the inverse pose, so the projector, the attenuation through the head's own mu-map and
-the sensitivity all follow), the EM's back projections of every bin summed before each update
-(MOLAR, Carson et al. 2003). The scan's sensitivity is the bins' weighted by the decays each
+the sensitivity all follow), the EM's back projection of a subset taking every bin's events
+at once through one projector over all the bins' crystals (:meth:`Projector.over_poses`;
+MOLAR, Carson et al. 2003). The scan's sensitivity is the bins' weighted by the decays each
 holds (its duration, decay-weighted), floored only as a whole
 (:data:`recon.pet.osem.SENSITIVITY_FLOOR`): the scanner's plain sensitivity (computed in its
 frame, where its symmetries hold) read where each voxel of the head then is, times what the
