@@ -4,9 +4,10 @@ of patients with a low likelihood of coronary disease.
 Each run is reconstructed as ``petdaq recon`` does (OSEM, TEW scatter, the ``--mu-map`` chosen:
 the limits are of that correction), its left ventricle found in the image and its polar map
 sampled; the runs of each sex (their study's ``--sex``) make that sex's limits, at least 3 each
-(clinical databases hold 30 or more). Every run's axis is printed: look at them, as a
-technologist checks the software's axes, and leave out a run whose axis is wrong. The file goes
-to ``petdaq recon RUN --cardiac --limits FILE``.
+(clinical databases hold 30 or more; a run named twice counts twice, reconstructed once).
+Every run's axis is printed: look at them, as a technologist checks the software's axes, and
+leave out a run whose axis is wrong. The file goes to ``petdaq recon RUN --cardiac --limits
+FILE``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def cmd_normals(args: argparse.Namespace) -> int:
     from hw.scanner import load_scanner
     from recon.spect import normals
     from recon.spect.lvaxis import find_lv_axis
+    from recon.spect.polarmap import PolarMap
     from recon.spect.reading import correction_of, map_of
     from recon.spect.runimage import default_mu_map, spect_run_image
     from runstore.facts import run_facts
@@ -46,6 +48,7 @@ def cmd_normals(args: argparse.Namespace) -> int:
 
     maps: dict[str, list] = {sex: [] for sex in normals.SEXES}
     camera = correction = None
+    done: dict[Path, PolarMap] = {}
     for k, path in enumerate(args.runs, 1):
         run = RunDir.open(Path(path))
         facts = run_facts(run)
@@ -56,11 +59,17 @@ def cmd_normals(args: argparse.Namespace) -> int:
             raise UserError(f"run {run.path} is of camera {facts.scanner}, the others of {camera}: "
                             "limits are of one camera")
         camera = facts.scanner
+        if run.path.resolve() in done:      # the same scan gives the same map: not again
+            maps[sex].append(done[run.path.resolve()])
+            print(f"[{k}/{len(args.runs)}] {run.path.name} ({sex}): named before, its polar map "
+                  "counted again", flush=True)
+            continue
         image = spect_run_image(run, load_scanner(camera),
                                 mu_map=args.mu_map or default_mu_map(camera, cardiac=True))
         correction = correction_of(image)
         lv = find_lv_axis(image)
-        maps[sex].append(map_of(image, lv))
+        done[run.path.resolve()] = map_of(image, lv)
+        maps[sex].append(done[run.path.resolve()])
         print(f"[{k}/{len(args.runs)}] {run.path.name} ({sex}): apex "
               f"{', '.join(f'{v:.0f}' for v in lv.apex_mm)} mm, base "
               f"{', '.join(f'{v:.0f}' for v in lv.base_mm)} mm", flush=True)
