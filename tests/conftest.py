@@ -68,11 +68,12 @@ def brain():
 # dosimetry study and the SPECT quantification share a scan (tests/sharedruns.py): apart, so
 # that one does not wait for the other's. A module not named here follows, in file order.
 LONGEST_FIRST = (
-    "test_dynamic_chain", "test_recon_nu4", "test_qc", "test_recon_scatter", "test_gui_live",
-    "test_recon_emulated", "test_dosimetry", "test_daq_spect", "test_dicom_send",
-    "test_daq_service", "test_cluster", "test_recon_normalization", "test_gui_console",
-    "test_spect_quant", "test_import_formats", "test_abcd_live", "test_motion_watch",
-    "test_motion_correction",
+    "test_dynamic_chain", "test_daq_spect", "test_qc", "test_recon_nu4", "test_recon_scatter",
+    "test_recon_learnedmap", "test_recon_emulated", "test_recon_lvaxis", "test_dosimetry",
+    "test_recon_normalization", "test_dicom_send", "test_cluster", "test_gui_live",
+    "test_daq_service", "test_abcd_live", "test_gui_console", "test_spect_quant",
+    "test_import_formats", "test_motion_watch", "test_recon_lvrings", "test_keys",
+    "test_dicom_tls", "test_daq_pipeline", "test_motion_correction",
 )
 
 
