@@ -81,7 +81,7 @@ def parallel_blocks(n_blocks: int, work: Callable[[int, int], None],
 def parallel_map(function: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """``[function(item) for item in items]`` on :func:`get_threads` threads
     (:func:`parallel_blocks`), in the items' order: for ``function`` that spends its time
-    without the GIL (scipy.ndimage's resampling; a map-like ``workers`` for scipy.optimize)."""
+    without the GIL (scipy.ndimage's resampling)."""
     chosen = list(items)
     results: list[R | None] = [None] * len(chosen)
 

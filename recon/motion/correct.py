@@ -41,14 +41,12 @@ from recon.motion.between import events_between
 from recon.motion.register import moved_image
 from recon.pet.lors import LORs
 from recon.pet.osem import (
-    SENSITIVITY_FLOOR,
     Events,
     ListModeEM,
     RandomsEstimate,
-    _em_multiply,
     split_coinc,
 )
-from recon.pet.projector import Projector, pad
+from recon.pet.projector import Projector
 from recon.pet.system import (
     RATIO_SHARE,
     Attenuation,
@@ -305,36 +303,24 @@ def motion_osem(coinc: np.ndarray, scanner: Scanner, trace: MotionTrace, stop_s:
             ems.append(em)
             parts.append([em.in_lor_order(events.take(slice(s, None, subsets)))
                           for s in range(subsets)])
-    projector = Projector.over_poses([em.scanner for em in ems] or [scanner], grid, tof)
     stacked = [_stacked([p[s] for p in parts], scanner.n_crystals) for s in range(subsets)]
     del parts
+    every_pose = ListModeEM(scanner, grid, tof, None, window_ps, min_sector_difference,
+                            sensitivity_samples, None, sens, Projector.over_poses(
+                                [em.scanner for em in ems] or [scanner], grid, tof))
     n_events = int(prompts.size)
-    floor = np.where(sens >= SENSITIVITY_FLOOR * sens.max(), sens, 0).astype(np.float32)  # the mean's
-    padded_sens = pad(floor)
-    inv_sens = np.divide(1.0, padded_sens, out=np.zeros_like(padded_sens),
-                         where=padded_sens > 0)
     randoms_total = float(len(delayeds)) if randoms == "delayed" else 0.0
-    x = (padded_sens > 0).astype(np.float32)
-    total = float(floor.sum(dtype=np.float64))
-    if total > 0:       # as lm_osem starts: uniform, the expected counts in all
-        x = x * np.float32(max(n_events - randoms_total, 1.0) / total)
+    x = every_pose.initial(n_events - randoms_total)     # as lm_osem starts
     for it in range(iterations):
         for s in range(subsets):
-            events = stacked[s]
-            if len(events):
-                back = projector.em_back_padded(x, events.lors, events.weights, events.additive)
-                _em_multiply(x.reshape(-1), back.reshape(-1), inv_sens.reshape(-1),
-                             np.float32(n_events / len(events)))
+            every_pose.update(x, stacked[s], len(stacked[s]) / max(n_events, 1))
             if callback is not None:
-                callback(it, s, Image(np.ascontiguousarray(x[1:-1, 1:-1, 1:-1]), grid.voxel_mm,
-                                      grid.origin_mm, "counts"))
-    array = np.ascontiguousarray(x[1:-1, 1:-1, 1:-1])
-    return Image(array, grid.voxel_mm, grid.origin_mm, "counts", {
-        "iterations": iterations, "subsets": subsets, "tof": tof, "events": n_events,
-        "randoms": randoms or "none", "attenuation": mu_map is not None,
-        "scatter": scatter is not None,
-        "motion_correction": f"event by event, {len(bins.poses)} poses ({trace.source})",
-        "normalization": getattr(normalization, "method", "none")})
+                callback(it, s, every_pose.image(x))
+    return every_pose.image(
+        x, iterations=iterations, subsets=subsets, tof=tof, events=n_events,
+        randoms=randoms or "none", attenuation=mu_map is not None, scatter=scatter is not None,
+        motion_correction=f"event by event, {len(bins.poses)} poses ({trace.source})",
+        normalization=getattr(normalization, "method", "none"))
 
 
 def _stacked(parts: list[Events], n_crystals: int) -> Events:

@@ -83,9 +83,12 @@ class ListModeEM:
                  mu_map: Image | np.ndarray | None = None, window_ps: float | None = None,
                  k: int | None = None, sensitivity_samples: int | None = None,
                  normalization: PairFactor | None = None,
-                 sensitivity_image: np.ndarray | None = None) -> None:
+                 sensitivity_image: np.ndarray | None = None,
+                 projector: Projector | None = None) -> None:
         """``sensitivity_image``: the sensitivity on ``grid`` when it is known (a moving head's,
-        :mod:`recon.motion.correct`); None: computed (:func:`recon.pet.system.sensitivity`)."""
+        :mod:`recon.motion.correct`); None: computed (:func:`recon.pet.system.sensitivity`).
+        ``projector``: the EM's (a moving head's over all its poses' crystals,
+        :meth:`Projector.over_poses`); None: the scanner's own on ``grid``."""
         if scanner.kind != "pet":
             raise UserError(f"scanner {scanner.name} is {scanner.kind.upper()}: list-mode "
                             "reconstruction needs a PET scanner (use recon.spect_osem)")
@@ -94,7 +97,8 @@ class ListModeEM:
         self.k = min_sector_difference(scanner, k)
         self.window_ps = (window_ps if window_ps is not None
                           else scanner.acquisition.get("coincidence_window_ps"))
-        self.projector = Projector(scanner, self.grid, tof)
+        self.projector = projector if projector is not None else Projector(scanner, self.grid,
+                                                                           tof)
         mu = as_mu_map(mu_map, self.grid)
         self.attenuation = Attenuation(scanner, mu) if mu is not None else None
         self.normalization = nontrivial(normalization)
